@@ -1,0 +1,28 @@
+"""The Celery app: queues ``sync``, ``generate`` and ``execute``, configured from settings."""
+
+import os
+from pathlib import Path
+
+from celery import Celery
+from celery.signals import worker_init
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
+
+app = Celery("iofold")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in ("default", "sync", "generate", "execute")]
+app.autodiscover_tasks()
+
+
+def ensure_broker_folders() -> None:
+    """Create the file-system broker's folders, which the transport expects to exist."""
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect
+def _prepare_worker(**kwargs) -> None:
+    ensure_broker_folders()

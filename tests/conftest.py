@@ -1,0 +1,154 @@
+"""Shared fixtures: the cast (owner, admin, member, viewer, outsider), clients, a real worker."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from workspaces.models import Membership
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def workspace(db):
+    return WorkspaceFactory(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_workspace(db):
+    return WorkspaceFactory(name="Globex", slug="globex")
+
+
+def _member(workspace, email, role):
+    return MembershipFactory(workspace=workspace, user=UserFactory(email=email), role=role).user
+
+
+@pytest.fixture
+def owner(workspace):
+    return _member(workspace, "owner@acme.test", Membership.Role.OWNER)
+
+
+@pytest.fixture
+def admin_user(workspace):
+    return _member(workspace, "admin@acme.test", Membership.Role.ADMIN)
+
+
+@pytest.fixture
+def member(workspace):
+    return _member(workspace, "member@acme.test", Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def viewer(workspace):
+    return _member(workspace, "viewer@acme.test", Membership.Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(other_workspace):
+    """Owner of another workspace: must never see anything of ``workspace``."""
+    return _member(other_workspace, "outsider@globex.test", Membership.Role.OWNER)
+
+
+@pytest.fixture
+def login(client):
+    """Return a function that logs ``user`` into the test client and returns the client."""
+
+    def _login(user):
+        client.force_login(user)
+        return client
+
+    return _login
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+def _database_url_for_worker() -> str:
+    db = django_settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Start a real Celery worker on the test database and the configured broker.
+
+    Tests using it need ``transactional_db`` so the worker sees their rows.
+    """
+    from iofold.celery import app, ensure_broker_folders
+
+    ensure_broker_folders()
+    # Drop messages left by an earlier, interrupted run so they can't hit this database.
+    with app.connection_for_write() as conn:
+        for queue in ("default", "sync", "generate", "execute"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # a queue that was never declared has nothing to purge
+                pass
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, "DATABASE_URL": _database_url_for_worker()}
+    env.update(getattr(celery_worker_process, "extra_env", {}))
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "iofold",
+                "worker",
+                "--queues=default,sync,generate,execute",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=django_settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while " ready." not in Path(log_path).read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"Celery worker did not start:\n{Path(log_path).read_text()[-3000:]}")
+        time.sleep(0.2)
+    proc.log_path = log_path
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = ""):
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(message or "condition not met in time")

@@ -1,0 +1,133 @@
+"""Every workspace-scoped page and API endpoint: outsiders get 404, viewers cannot write.
+
+A new feature joins by adding a line to ``UI_CASES`` or ``API_CASES``. ``kwargs`` builds
+the URL arguments inside the target workspace (objects it needs are created there).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import MembershipFactory, UserFactory
+from workspaces.models import Membership
+from workspaces.services import invite_member, issue_token
+
+
+@dataclass
+class Case:
+    name: str
+    method: str = "get"
+    kwargs: Callable = field(default=lambda ws: {})
+    data: Callable = field(default=lambda ws: {})
+
+    def __str__(self) -> str:
+        return f"{self.method.upper()} {self.name}"
+
+
+def _member_pk(ws):
+    return {"pk": MembershipFactory(workspace=ws, user=UserFactory()).pk}
+
+
+def _invitation_pk(ws):
+    inviter = Membership.objects.for_workspace(ws).first().user
+    return {
+        "pk": invite_member(workspace=ws, email="x@y.test", role="member", invited_by=inviter).pk
+    }
+
+
+def _token_pk(ws):
+    owner = Membership.objects.for_workspace(ws).first().user
+    return {"pk": issue_token(workspace=ws, name="ci", created_by=owner, role="member")[0].pk}
+
+
+UI_CASES = [
+    Case("workspaces:home"),
+    Case("workspaces:members"),
+    Case("workspaces:invite", "post", data=lambda ws: {"email": "new@x.test", "role": "member"}),
+    Case("workspaces:change_role", "post", _member_pk, lambda ws: {"role": "admin"}),
+    Case("workspaces:remove_member", "post", _member_pk),
+    Case("workspaces:cancel_invitation", "post", _invitation_pk),
+    Case("workspaces:settings"),
+    Case("workspaces:settings", "post", data=lambda ws: {"name": "Renamed"}),
+    Case("workspaces:delete", "post", data=lambda ws: {"confirm": ws.slug}),
+    Case("workspaces:tokens"),
+    Case("workspaces:tokens", "post", data=lambda ws: {"name": "x", "role": "member"}),
+    Case("workspaces:revoke_token", "post", _token_pk),
+]
+
+# API endpoints: ``kwargs`` builds path arguments for an object in the workspace.
+API_CASES = [
+    Case("api-members"),
+]
+
+
+def _ui_url(case, ws):
+    return reverse(case.name, kwargs={"slug": ws.slug, **case.kwargs(ws)})
+
+
+@pytest.mark.parametrize("case", UI_CASES, ids=str)
+def test_outsider_gets_404_on_every_page(case, client, workspace, owner, outsider):
+    url = _ui_url(case, workspace)
+    client.force_login(outsider)
+    response = getattr(client, case.method)(url, case.data(workspace))
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("case", [c for c in UI_CASES if c.method == "post"], ids=str)
+def test_viewer_cannot_write(case, client, workspace, owner, viewer):
+    url = _ui_url(case, workspace)
+    client.force_login(viewer)
+    response = client.post(url, case.data(workspace))
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("case", UI_CASES, ids=str)
+def test_anonymous_is_sent_to_login(case, client, workspace, owner):
+    response = getattr(client, case.method)(_ui_url(case, workspace), case.data(workspace))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("account_login"))
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=str)
+def test_outsider_session_gets_404_from_api(case, api_client, workspace, owner, outsider):
+    url = reverse(case.name, kwargs=case.kwargs(workspace))
+    api_client.force_login(outsider)
+    response = getattr(api_client, case.method)(
+        url, case.data(workspace), format="json", headers={"X-Workspace": workspace.slug}
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=str)
+def test_other_workspace_token_gets_404_for_objects(
+    case, api_client, workspace, owner, other_workspace, outsider
+):
+    """A token of another workspace never reaches this workspace's objects."""
+    kwargs = case.kwargs(workspace)
+    _, raw = issue_token(workspace=other_workspace, name="t", created_by=outsider, role="admin")
+    response = getattr(api_client, case.method)(
+        reverse(case.name, kwargs=kwargs),
+        case.data(workspace),
+        format="json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    if kwargs:
+        assert response.status_code == 404
+    else:
+        # A collection answers for the token's own workspace only: nothing of Acme's.
+        assert response.status_code in (200, 201, 400)
+        assert "acme" not in response.content.decode().lower()
+
+
+@pytest.mark.parametrize("case", [c for c in API_CASES if c.method != "get"], ids=str)
+def test_viewer_cannot_write_through_api(case, api_client, workspace, owner, viewer):
+    api_client.force_login(viewer)
+    response = getattr(api_client, case.method)(
+        reverse(case.name, kwargs=case.kwargs(workspace)),
+        case.data(workspace),
+        format="json",
+        headers={"X-Workspace": workspace.slug},
+    )
+    assert response.status_code == 403

@@ -1,0 +1,76 @@
+from django.contrib import admin
+
+from workspaces.models import ApiToken, Invitation, Membership, Workspace
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "member_count", "is_demo", "created_at"]
+    list_filter = ["is_demo", "created_at"]
+    search_fields = ["name", "slug", "memberships__user__email"]
+    readonly_fields = ["created_at"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(_members=Count("memberships"))
+
+    @admin.display(description="Members", ordering="_members")
+    def member_count(self, obj) -> int:
+        return obj._members
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "workspace", "role", "created_at"]
+    list_filter = ["role", "created_at"]
+    search_fields = ["user__email", "workspace__slug", "workspace__name"]
+    list_select_related = ["user", "workspace"]
+    raw_id_fields = ["user", "workspace"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "workspace", "role", "invited_by", "expires_at", "accepted_at"]
+    list_filter = ["role", "accepted_at", "expires_at"]
+    search_fields = ["email", "workspace__slug", "invited_by__email"]
+    list_select_related = ["workspace", "invited_by"]
+    raw_id_fields = ["workspace", "invited_by", "accepted_by"]
+    # The token digest is never shown or edited.
+    exclude = ["token_digest"]
+    readonly_fields = ["created_at", "updated_at", "accepted_at", "accepted_by"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "role", "created_by", "last_used_at", "revoked_at"]
+    list_filter = ["role", "revoked_at", "last_used_at"]
+    search_fields = ["name", "workspace__slug", "created_by__email", "lookup"]
+    list_select_related = ["workspace", "created_by"]
+    raw_id_fields = ["workspace", "created_by"]
+    # The digest is never shown; tokens are issued in the UI, not here.
+    exclude = ["digest"]
+    readonly_fields = ["lookup", "created_at", "updated_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        from workspaces.services import revoke_token
+
+        tokens = list(queryset.filter(revoked_at__isnull=True))
+        for token in tokens:
+            revoke_token(token=token)
+        self.message_user(request, f"{len(tokens)} token(s) revoked")

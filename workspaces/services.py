@@ -1,0 +1,197 @@
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from workspaces.exceptions import WorkspaceError
+from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
+
+INVITATION_LIFETIME = timedelta(days=7)
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "workspace"
+    slug = base
+    while Workspace.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(2)}"
+    return slug
+
+
+@transaction.atomic
+def create_workspace(*, name: str, owner, is_demo: bool = False) -> Workspace:
+    """Create a workspace with ``owner`` as its first owner."""
+    name = name.strip()
+    if not name:
+        raise WorkspaceError("A workspace needs a name.")
+    workspace = Workspace.objects.create(name=name, slug=_unique_slug(name), is_demo=is_demo)
+    Membership.objects.create(workspace=workspace, user=owner, role=Membership.Role.OWNER)
+    return workspace
+
+
+def create_personal_workspace(*, user) -> Workspace:
+    """Create the workspace a new user lands in after sign-up."""
+    return create_workspace(name=f"{user.get_short_name()}'s workspace", owner=user)
+
+
+@transaction.atomic
+def invite_member(*, workspace: Workspace, email: str, role: str, invited_by) -> Invitation:
+    """Record an invitation and email its one-time link; return it."""
+    email = email.strip().lower()
+    if role not in Membership.Role.values:
+        raise WorkspaceError(f"Unknown role {role!r}.")
+    if Membership.objects.for_workspace(workspace).filter(user__email__iexact=email).exists():
+        raise WorkspaceError(f"{email} is already a member of this workspace.")
+    raw = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        workspace=workspace,
+        email=email,
+        role=role,
+        token_digest=digest_secret(raw),
+        invited_by=invited_by,
+        expires_at=timezone.now() + INVITATION_LIFETIME,
+    )
+    link = settings.SITE_URL.rstrip("/") + reverse("accept_invitation", kwargs={"token": raw})
+    context = {"invitation": invitation, "link": link, "invited_by": invited_by}
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Join {workspace.name} on iofold",
+            message=render_to_string("workspaces/invitation_email.txt", context),
+            from_email=None,
+            recipient_list=[email],
+        )
+    )
+    return invitation
+
+
+def find_invitation(*, token: str) -> Invitation:
+    """Return the invitation for a link's token, or fail with a message for the user."""
+    invitation = (
+        Invitation.objects.select_related("workspace")
+        .filter(token_digest=digest_secret(token))
+        .first()
+    )
+    if invitation is None:
+        raise WorkspaceError("This invitation link is not valid.")
+    if invitation.accepted_at is not None:
+        raise WorkspaceError("This invitation has already been used.")
+    if invitation.is_expired:
+        raise WorkspaceError("This invitation has expired. Ask for a new one.")
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, token: str, user) -> Membership:
+    """Make ``user`` a member through the invitation, once."""
+    invitation = find_invitation(token=token)
+    claimed = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(
+        accepted_at=timezone.now(), accepted_by=user
+    )
+    if not claimed:
+        raise WorkspaceError("This invitation has already been used.")
+    membership, _ = Membership.objects.get_or_create(
+        workspace=invitation.workspace, user=user, defaults={"role": invitation.role}
+    )
+    return membership
+
+
+@transaction.atomic
+def change_role(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role, keeping at least one owner."""
+    if role not in Membership.Role.values:
+        raise WorkspaceError(f"Unknown role {role!r}.")
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        _ensure_another_owner(membership)
+    membership.role = role
+    membership.save(update_fields=["role", "updated_at"])
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, membership: Membership) -> None:
+    """Remove a member and revoke the tokens they created here."""
+    if membership.role == Membership.Role.OWNER:
+        _ensure_another_owner(membership)
+    ApiToken.objects.for_workspace(membership.workspace).active().filter(
+        created_by=membership.user
+    ).update(revoked_at=timezone.now())
+    membership.delete()
+
+
+def _ensure_another_owner(membership: Membership) -> None:
+    others = (
+        Membership.objects.for_workspace(membership.workspace)
+        .filter(role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+    )
+    if not others.exists():
+        raise WorkspaceError("A workspace must keep at least one owner.")
+
+
+def issue_token(*, workspace: Workspace, name: str, created_by, role: str) -> tuple[ApiToken, str]:
+    """Create an API token; return it with the raw secret, which is shown only once."""
+    if not name.strip():
+        raise WorkspaceError("Give the token a name, so you know later what uses it.")
+    if role not in Membership.Role.values or role == Membership.Role.OWNER:
+        raise WorkspaceError("A token's role is admin, member or viewer.")
+    for _ in range(5):
+        lookup = secrets.token_hex(6)
+        raw = f"{ApiToken.PREFIX}{lookup}{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                token = ApiToken.objects.create(
+                    workspace=workspace,
+                    name=name.strip(),
+                    lookup=lookup,
+                    digest=digest_secret(raw),
+                    created_by=created_by,
+                    role=role,
+                )
+            return token, raw
+        except IntegrityError:  # lookup collision: astronomically rare, try again
+            continue
+    raise WorkspaceError("Could not create a token; try again.")
+
+
+def revoke_token(*, token: ApiToken) -> ApiToken:
+    """Revoke a token; requests with it fail from now on."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at", "updated_at"])
+    return token
+
+
+@transaction.atomic
+def rename_workspace(*, workspace: Workspace, name: str) -> Workspace:
+    """Rename a workspace; its slug, and so its URLs, stay the same."""
+    name = name.strip()
+    if not name:
+        raise WorkspaceError("A workspace needs a name.")
+    workspace.name = name
+    workspace.save(update_fields=["name"])
+    return workspace
+
+
+@transaction.atomic
+def request_workspace_deletion(*, workspace: Workspace) -> None:
+    """Hide the workspace at once and delete it, with all its data, in the background."""
+    from workspaces.tasks import delete_workspace_task
+
+    claimed = Workspace.objects.filter(pk=workspace.pk, deletion_requested_at__isnull=True).update(
+        deletion_requested_at=timezone.now()
+    )
+    if claimed:
+        transaction.on_commit(lambda: delete_workspace_task.delay(workspace.pk))
+
+
+def delete_workspace(*, workspace_id: int) -> bool:
+    """Delete a workspace whose deletion was requested; return whether one was deleted."""
+    deleted, _ = Workspace.objects.filter(
+        pk=workspace_id, deletion_requested_at__isnull=False
+    ).delete()
+    return bool(deleted)

@@ -1,0 +1,177 @@
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from workspaces import services
+from workspaces.access import workspace_view
+from workspaces.exceptions import WorkspaceError
+from workspaces.forms import InvitationForm, RoleForm, TokenForm, WorkspaceForm
+from workspaces.models import ApiToken, Invitation, Membership, Workspace
+
+
+def workspace_list(request):
+    """List the user's workspaces and create a new one."""
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = services.create_workspace(name=form.cleaned_data["name"], owner=request.user)
+        messages.success(request, f"Workspace “{workspace.name}” created.")
+        return redirect(workspace)
+    memberships = Membership.objects.for_user(request.user).select_related("workspace")
+    return render(request, "workspaces/list.html", {"memberships": memberships, "form": form})
+
+
+@workspace_view
+def workspace_home(request):
+    """The workspace's landing page."""
+    return render(request, "workspaces/home.html", {"checklist": _checklist(request.workspace)})
+
+
+def _checklist(workspace: Workspace) -> list[dict]:
+    """Return the onboarding steps; apps downstream contribute through their selectors."""
+    from workspaces.onboarding import onboarding_steps
+
+    return onboarding_steps(workspace)
+
+
+@workspace_view
+def members(request):
+    """Members, their roles and pending invitations."""
+    ctx = {
+        "members": Membership.objects.for_workspace(request.workspace).select_related("user"),
+        "invitations": Invitation.objects.for_workspace(request.workspace).pending(),
+        "form": InvitationForm(),
+        "roles": Membership.Role.choices,
+    }
+    return render(request, "workspaces/members.html", ctx)
+
+
+@require_POST
+@workspace_view(manage=True)
+def invite(request):
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        try:
+            services.invite_member(
+                workspace=request.workspace,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                invited_by=request.user,
+            )
+            messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+        except WorkspaceError as exc:
+            messages.error(request, exc.message)
+    else:
+        messages.error(request, "Enter a valid email address.")
+    return redirect("workspaces:members", slug=request.workspace.slug)
+
+
+@require_POST
+@workspace_view(manage=True)
+def cancel_invitation(request, pk: int):
+    invitation = get_object_or_404(Invitation.objects.for_workspace(request.workspace), pk=pk)
+    invitation.delete()
+    messages.success(request, f"Invitation for {invitation.email} cancelled.")
+    return redirect("workspaces:members", slug=request.workspace.slug)
+
+
+@require_POST
+@workspace_view(manage=True)
+def change_role(request, pk: int):
+    membership = get_object_or_404(Membership.objects.for_workspace(request.workspace), pk=pk)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            services.change_role(membership=membership, role=form.cleaned_data["role"])
+            messages.success(request, f"{membership.user} is now {membership.get_role_display()}.")
+        except WorkspaceError as exc:
+            messages.error(request, exc.message)
+    return redirect("workspaces:members", slug=request.workspace.slug)
+
+
+@require_POST
+@workspace_view(manage=True)
+def remove_member(request, pk: int):
+    membership = get_object_or_404(Membership.objects.for_workspace(request.workspace), pk=pk)
+    try:
+        services.remove_member(membership=membership)
+        messages.success(request, f"{membership.user} was removed.")
+    except WorkspaceError as exc:
+        messages.error(request, exc.message)
+    if membership.user == request.user and membership.pk is None:
+        return redirect("home")
+    return redirect("workspaces:members", slug=request.workspace.slug)
+
+
+@workspace_view(manage=True)
+def tokens(request):
+    """API tokens: create (the secret is shown once), list, revoke."""
+    form = TokenForm(request.POST or None)
+    raw = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, raw = services.issue_token(
+                workspace=request.workspace,
+                name=form.cleaned_data["name"],
+                role=form.cleaned_data["role"],
+                created_by=request.user,
+            )
+            form = TokenForm()
+        except WorkspaceError as exc:
+            messages.error(request, exc.message)
+    ctx = {
+        "tokens": ApiToken.objects.for_workspace(request.workspace).select_related("created_by"),
+        "form": form,
+        "new_token": raw,
+    }
+    return render(request, "workspaces/tokens.html", ctx)
+
+
+@require_POST
+@workspace_view(manage=True)
+def revoke_token(request, pk: int):
+    token = get_object_or_404(ApiToken.objects.for_workspace(request.workspace), pk=pk)
+    services.revoke_token(token=token)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("workspaces:tokens", slug=request.workspace.slug)
+
+
+def accept_invitation(request, token: str):
+    """Show an invitation and, on POST, join its workspace."""
+    try:
+        invitation = services.find_invitation(token=token)
+    except WorkspaceError as exc:
+        return render(request, "workspaces/invitation.html", {"error": exc.message}, status=404)
+    if request.method == "POST":
+        try:
+            membership = services.accept_invitation(token=token, user=request.user)
+        except WorkspaceError as exc:
+            messages.error(request, exc.message)
+            return redirect("home")
+        messages.success(request, f"Welcome to {membership.workspace.name}.")
+        return redirect(membership.workspace)
+    return render(request, "workspaces/invitation.html", {"invitation": invitation})
+
+
+@workspace_view(manage=True)
+def workspace_settings(request):
+    """Rename the workspace, or (owners) delete it."""
+    form = WorkspaceForm(request.POST or None, initial={"name": request.workspace.name})
+    if request.method == "POST" and form.is_valid():
+        services.rename_workspace(workspace=request.workspace, name=form.cleaned_data["name"])
+        messages.success(request, "Workspace renamed.")
+        return redirect("workspaces:settings", slug=request.workspace.slug)
+    return render(request, "workspaces/settings.html", {"form": form})
+
+
+@require_POST
+@workspace_view(manage=True)
+def delete_workspace(request):
+    if request.membership.role != Membership.Role.OWNER:
+        raise PermissionDenied("Only owners can delete a workspace.")
+    if request.POST.get("confirm") != request.workspace.slug:
+        messages.error(request, "Type the workspace's slug to confirm deletion.")
+        return redirect("workspaces:settings", slug=request.workspace.slug)
+    services.request_workspace_deletion(workspace=request.workspace)
+    messages.success(request, f"“{request.workspace.name}” is being deleted.")
+    return redirect("home")
