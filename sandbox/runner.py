@@ -1,0 +1,337 @@
+"""Run eval code over traces in a jail, one JSON result per trace."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from sandbox import jail
+from sandbox.config import Limits, Settings, get_settings
+from sandbox.errors import BackendRefused, SandboxUnavailable
+from sandbox.validate import validate
+
+LOCAL_WARNING = (
+    "insecure local backend: this eval ran in a plain subprocess without isolation; "
+    "for development only"
+)
+# Time nsjail and the interpreter get to start before the watchdog gives up on them.
+STARTUP_ALLOWANCE_S = 10.0
+# Extra time past the in-jail timer before the watchdog kills a jail that stopped answering.
+WATCHDOG_GRACE_S = 2.0
+
+SIGNAL_MESSAGES = {
+    signal.SIGSEGV: "the interpreter crashed (segmentation fault, often from unbounded recursion)",
+    signal.SIGBUS: "the interpreter crashed (bus error)",
+    signal.SIGABRT: "the interpreter aborted",
+    signal.SIGXCPU: "the eval used more CPU time than allowed ({cpu} s per batch)",
+    signal.SIGXFSZ: "the eval wrote a file larger than allowed ({fsize} MB)",
+    signal.SIGSYS: "the eval made a forbidden system call",
+    signal.SIGKILL: "the interpreter was killed (usually for running out of memory, limit {memory} MB)",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The verdict of one eval on one trace.
+
+    `passed` is None whenever `error` is set; `output` is what the eval printed (capped);
+    `warning` is set on every result from the insecure local backend.
+    """
+
+    passed: bool | None
+    reason: str
+    error: str | None
+    duration_ms: float
+    output: str = ""
+    warning: str | None = None
+
+
+@dataclass
+class _Batch:
+    results: list[dict]
+    stop_reason: str | None
+
+
+def run(
+    code: str,
+    traces: list[dict],
+    limits: Limits | None = None,
+    *,
+    validate_code: bool = True,
+) -> list[Result]:
+    """Run `eval_fn` from `code` on each trace in the sandbox; one Result per trace, in order.
+
+    Code that fails validation is not run: every trace gets the validation problems as its
+    error. Raise SandboxUnavailable or BackendRefused when the configured backend cannot or
+    may not run code; never raise because of what the eval does.
+    """
+    settings = get_settings()
+    limits = limits or settings.limits
+    if validate_code:
+        problems = validate(code)
+        if problems:
+            summary = "; ".join(str(p) for p in problems[:5])
+            if len(problems) > 5:
+                summary += f"; and {len(problems) - 5} more"
+            error = f"the eval code was rejected before running: {summary}"
+            return [Result(None, "", error, 0.0) for _ in traces]
+    backend = _backend(settings, limits)
+    encoded = [json.dumps(trace, default=str, separators=(",", ":")) for trace in traces]
+    warning = LOCAL_WARNING if settings.backend == "local" else None
+    results: list[Result | None] = [None] * len(traces)
+    restarts = 0
+    for chunk_start in range(0, len(traces), limits.chunk_size):
+        pending = list(range(chunk_start, min(len(traces), chunk_start + limits.chunk_size)))
+        while pending:
+            batch = _run_batch(backend, code, [encoded[i] for i in pending], limits)
+            for raw in batch.results:
+                results[pending[raw["i"]]] = _to_result(raw, warning)
+            done = len(batch.results)
+            if done == len(pending):
+                break
+            if batch.results and batch.results[-1].get("fatal"):
+                rest = pending[done:]
+            else:
+                culprit = pending[done]
+                results[culprit] = Result(None, "", batch.stop_reason, 0.0, "", warning)
+                rest = pending[done + 1 :]
+            if restarts >= limits.max_restarts:
+                error = (
+                    f"not run: the eval broke the sandbox {restarts + 1} times in this batch; "
+                    "fix the error reported on the earlier traces first"
+                )
+                for i in rest:
+                    results[i] = Result(None, "", error, 0.0, "", warning)
+                rest = []
+            restarts += 1
+            pending = rest
+    return [r for r in results if r is not None]
+
+
+def _to_result(raw: dict, warning: str | None) -> Result:
+    return Result(
+        passed=raw.get("passed"),
+        reason=raw.get("reason") or "",
+        error=raw.get("error"),
+        duration_ms=float(raw.get("duration_ms") or 0.0),
+        output=raw.get("output") or "",
+        warning=warning,
+    )
+
+
+@dataclass(frozen=True)
+class _Backend:
+    name: str
+    command: list[str]
+    cwd: str | None = None
+
+
+def _backend(settings: Settings, limits: Limits) -> _Backend:
+    if settings.backend == "local":
+        if not settings.allow_local:
+            raise BackendRefused(
+                "the local sandbox backend runs eval code without isolation and is not "
+                "allowed here; use the nsjail backend, or allow the local backend "
+                "explicitly for development",
+                permanent=True,
+            )
+        python = settings.python_path if os.path.exists(settings.python_path) else sys.executable
+        return _Backend("local", jail.harness_args(python))
+    jail.check(settings, limits)
+    return _Backend("nsjail", jail.nsjail_command(settings, limits))
+
+
+def _local_preexec(limits: Limits):
+    def apply() -> None:
+        memory = limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_time_s, limits.cpu_time_s))
+        size = limits.max_file_size_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _max_line(limits: Limits) -> int:
+    # Worst case JSON escaping is 6 bytes per character (\uXXXX).
+    return 6 * (limits.output_chars + 2 * limits.message_chars + 200) + 4096
+
+
+def _run_batch(backend: _Backend, code: str, lines: list[str], limits: Limits) -> _Batch:
+    header = json.dumps(
+        {
+            "code": code,
+            "timeout": limits.trace_timeout_s,
+            "output_chars": limits.output_chars,
+            "message_chars": limits.message_chars,
+            "start": 0,
+        }
+    )
+    payload = (header + "\n" + "\n".join(lines) + "\n").encode()
+    with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
+        local = backend.name == "local"
+        try:
+            proc = subprocess.Popen(
+                backend.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={},
+                cwd=workdir if local else None,
+                preexec_fn=_local_preexec(limits) if local else None,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxUnavailable(f"the sandbox could not be started: {exc}", permanent=True) from None
+        return _drive(proc, payload, len(lines), limits, backend.name)
+
+
+def _feed(proc: subprocess.Popen, payload: bytes) -> None:
+    try:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):
+        # The jail ended early; what it managed to answer is still read.
+        pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _drive(proc: subprocess.Popen, payload: bytes, expected: int, limits: Limits, name: str) -> _Batch:
+    feeder = threading.Thread(target=_feed, args=(proc, payload), daemon=True)
+    feeder.start()
+    started = time.monotonic()
+    batch_deadline = started + limits.batch_timeout_s + WATCHDOG_GRACE_S
+    progress_deadline = started + STARTUP_ALLOWANCE_S
+    max_line = _max_line(limits)
+    results: list[dict] = []
+    ready = False
+    stop_reason: str | None = None
+    buffer = bytearray()
+    stderr = bytearray()
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ, "out")
+    selector.register(proc.stderr, selectors.EVENT_READ, "err")
+    open_streams = 2
+    try:
+        while open_streams:
+            now = time.monotonic()
+            deadline = min(batch_deadline, progress_deadline)
+            if now >= deadline:
+                _kill(proc)
+                if now >= batch_deadline:
+                    stop_reason = f"the batch ran out of time (limit {limits.batch_timeout_s} s per jail)"
+                else:
+                    stop_reason = (
+                        f"timed out after {limits.trace_timeout_s:g} s "
+                        "(the eval did not stop when its time ran out and was killed)"
+                    )
+                break
+            for key, _ in selector.select(deadline - now):
+                data = os.read(key.fileobj.fileno(), 65536)
+                if not data:
+                    selector.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                if key.data == "err":
+                    if len(stderr) < 65536:
+                        stderr += data[: 65536 - len(stderr)]
+                    continue
+                buffer += data
+                while True:
+                    newline = buffer.find(b"\n")
+                    if newline < 0:
+                        break
+                    line = bytes(buffer[:newline])
+                    del buffer[: newline + 1]
+                    message = _parse(line, len(results), ready)
+                    if message is None:
+                        stop_reason = "the eval wrote into the sandbox's result stream and was stopped"
+                        break
+                    if message.get("ready"):
+                        ready = True
+                    else:
+                        results.append(message)
+                    progress_deadline = time.monotonic() + limits.trace_timeout_s + WATCHDOG_GRACE_S
+                if stop_reason is None and len(buffer) > max_line:
+                    stop_reason = "the eval produced more output than the sandbox accepts and was stopped"
+                if stop_reason is not None:
+                    _kill(proc)
+                    open_streams = 0
+                    break
+    finally:
+        selector.close()
+    if stop_reason is not None:
+        _kill(proc)
+    try:
+        returncode = proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        returncode = proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+    feeder.join(timeout=5)
+    if not ready:
+        text = stderr.decode("utf-8", "replace")
+        if name == "nsjail":
+            raise SandboxUnavailable(jail.explain_start_failure(text), permanent=False)
+        raise SandboxUnavailable(f"the local sandbox interpreter did not start: {text[-1500:]}", permanent=False)
+    if stop_reason is None and len(results) < expected:
+        stop_reason = _exit_reason(returncode, name, limits, time.monotonic() - started)
+    return _Batch(results, stop_reason)
+
+
+def _parse(line: bytes, index: int, ready: bool) -> dict | None:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    if not ready:
+        return message if message.get("ready") is True else None
+    if message.get("i") != index or message.get("passed") not in (True, False, None):
+        return None
+    for key in ("reason", "output"):
+        if not isinstance(message.get(key, ""), str):
+            return None
+    if message.get("error") is not None and not isinstance(message["error"], str):
+        return None
+    if not isinstance(message.get("duration_ms", 0), (int, float)):
+        return None
+    if message.get("passed") is None and not message.get("error"):
+        # Never a silent pass or a silent nothing.
+        message["error"] = "the eval returned no verdict"
+    return message
+
+
+def _exit_reason(returncode: int, name: str, limits: Limits, elapsed: float) -> str:
+    signum = None
+    if name == "nsjail" and returncode > 100:
+        signum = returncode - 100
+    elif returncode < 0:
+        signum = -returncode
+    if signum is not None:
+        if signum == signal.SIGKILL and elapsed >= limits.batch_timeout_s:
+            return f"the batch ran out of time (limit {limits.batch_timeout_s} s per jail)"
+        template = SIGNAL_MESSAGES.get(signum)
+        if template:
+            return template.format(cpu=limits.cpu_time_s, fsize=limits.max_file_size_mb, memory=limits.memory_mb)
+        return f"the interpreter was killed by signal {signum}"
+    return f"the eval ended the interpreter (exit code {returncode}) while checking this trace"
