@@ -53,9 +53,7 @@ def visible_trace(row: dict) -> dict:
     trace = {key: value for key, value in row.items() if key not in LABEL_KEYS}
     metadata = trace.get("metadata")
     if isinstance(metadata, dict):
-        trace["metadata"] = {
-            k: v for k, v in metadata.items() if k not in LEAKY_METADATA_KEYS
-        }
+        trace["metadata"] = {k: v for k, v in metadata.items() if k not in LEAKY_METADATA_KEYS}
     return trace
 
 
@@ -74,9 +72,7 @@ def _parse(number: int, text: str, *, group_key: str | None) -> LabelledExample:
     except ValueError as exc:
         raise DatasetError(f"invalid JSON ({exc})", line=number) from None
     if not isinstance(row, dict):
-        raise DatasetError(
-            f"expected a JSON object, got {type(row).__name__}", line=number
-        )
+        raise DatasetError(f"expected a JSON object, got {type(row).__name__}", line=number)
     trace_id = row.get("id")
     if not isinstance(trace_id, str) or not trace_id:
         raise DatasetError("missing field 'id' (a non-empty string)", line=number)
@@ -96,14 +92,10 @@ def _parse(number: int, text: str, *, group_key: str | None) -> LabelledExample:
             )
     for position, step in enumerate(row.get("steps") or []):
         if not isinstance(step, dict):
-            raise DatasetError(
-                f"trace {trace_id!r}: step {position} is not an object", line=number
-            )
+            raise DatasetError(f"trace {trace_id!r}: step {position} is not an object", line=number)
     note = row.get("note") or ""
     if not isinstance(note, str):
-        raise DatasetError(
-            f"trace {trace_id!r}: field 'note' must be a string", line=number
-        )
+        raise DatasetError(f"trace {trace_id!r}: field 'note' must be a string", line=number)
     task = row.get("task")
     group = _dig(row, group_key) if group_key else None
     return LabelledExample(
@@ -159,7 +151,5 @@ def read_labelled_jsonl(
     except UnicodeDecodeError as exc:
         raise DatasetError(f"file is not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
-        raise DatasetError(
-            f"cannot read labelled traces: {exc.strerror or exc}"
-        ) from None
+        raise DatasetError(f"cannot read labelled traces: {exc.strerror or exc}") from None
     return examples

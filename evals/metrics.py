@@ -55,9 +55,7 @@ def _human(label: object) -> bool | None:
         return True
     if label in _NEGATIVE:
         return False
-    raise ValueError(
-        f"unknown human label {label!r}; expected positive, negative or neutral"
-    )
+    raise ValueError(f"unknown human label {label!r}; expected positive, negative or neutral")
 
 
 def agreement(pairs: Iterable[tuple[object, bool | None]]) -> Agreement:

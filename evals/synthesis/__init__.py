@@ -33,10 +33,7 @@ class FittedEval:
     @property
     def rules(self) -> list[str]:
         """Return the decision list in words, one line per rule plus the default."""
-        lines = [
-            f"{n}. {rule.describe()}"
-            for n, rule in enumerate(self.decision.rules, start=1)
-        ]
+        lines = [f"{n}. {rule.describe()}" for n, rule in enumerate(self.decision.rules, start=1)]
         verdict = "good" if self.decision.default else "bad"
         lines.append(f"{len(lines) + 1}. Otherwise the trace is {verdict}")
         return lines
@@ -72,8 +69,7 @@ def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEva
     n_pos = sum(labels)
     n_neg = len(labels) - n_pos
     trained = sum(
-        decision.predict_view(v)[0] == good
-        for v, good in zip(views, labels, strict=True)
+        decision.predict_view(v)[0] == good for v, good in zip(views, labels, strict=True)
     )
     summary = (
         f"Learned from {len(labels)} labelled traces ({n_pos} good, {n_neg} bad); "

@@ -48,9 +48,7 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
     lines.append("")
     lines.append("")
     lines.append("def eval_fn(trace: dict) -> tuple[bool, str]:")
-    lines.append(
-        '    """Return (True, reason) when the trace is good, else (False, reason)."""'
-    )
+    lines.append('    """Return (True, reason) when the trace is good, else (False, reason)."""')
     lines.append("    v = view(trace)")
     for number, rule in enumerate(decision.rules, start=1):
         lines.append(f"    # Rule {number}: {_comment(rule.describe())}.")
@@ -74,8 +72,6 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
             f"{decision.default_matched} remaining training traces agree)."
         )
     else:
-        lines.append(
-            f"    # No rule beat the majority verdict under cross-validation: {verdict}."
-        )
+        lines.append(f"    # No rule beat the majority verdict under cross-validation: {verdict}.")
     lines.append(f"    return {decision.default!r}, {decision.default_reason()!r}")
     return "\n".join(lines) + "\n"

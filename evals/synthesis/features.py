@@ -99,11 +99,7 @@ class Feature:
             )
         if h == "json_valid":
             return (
-                (
-                    "Output is valid JSON"
-                    if holds
-                    else "Output is not a JSON object or array"
-                ),
+                ("Output is valid JSON" if holds else "Output is not a JSON object or array"),
                 "",
                 False,
             )
@@ -113,15 +109,11 @@ class Feature:
             return f"Output JSON lacks key '{a[0]}'", "", False
         if h == "step_error":
             return (
-                ("A step failed: ", "", True)
-                if holds
-                else ("No step reported an error", "", False)
+                ("A step failed: ", "", True) if holds else ("No step reported an error", "", False)
             )
         if h == "tool_called":
             return (
-                f"Tool '{a[0]}' was called"
-                if holds
-                else f"Tool '{a[0]}' was not called",
+                f"Tool '{a[0]}' was called" if holds else f"Tool '{a[0]}' was not called",
                 "",
                 False,
             )
@@ -209,7 +201,7 @@ def build_candidates(
             "refusal",
             (field,),
             cost=1.0,
-            prior=1.0 + priors.get("refusal", 0.0),
+            prior=2.0 + priors.get("refusal", 0.0),
         )
         add(f, by_eval(f))
     for phrase in runtime.REFUSAL_PHRASES:
@@ -219,7 +211,7 @@ def build_candidates(
                 "has_phrase",
                 (field, phrase),
                 cost=1.25,
-                prior=0.5 + priors.get("refusal", 0.0),
+                prior=1.0 + priors.get("refusal", 0.0),
             )
             add(f, by_eval(f))
 
@@ -254,13 +246,9 @@ def build_candidates(
                 cost=2.25 + 0.25 * (size - 1),
             )
         elif field == "opening":
-            f = Feature(
-                "phrase", "has_phrase", ("opening", gram), cost=1.75 + 0.25 * (size - 1)
-            )
+            f = Feature("phrase", "has_phrase", ("opening", gram), cost=1.75 + 0.25 * (size - 1))
         else:
-            f = Feature(
-                "phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1)
-            )
+            f = Feature("phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1))
         add(f, mask)
 
     for name in runtime._PATTERNS:
@@ -275,9 +263,7 @@ def build_candidates(
         f = Feature("json", "json_key", (key,), cost=1.0, prior=0.25 + json_prior)
         add(f, by_eval(f))
 
-    f = Feature(
-        "error", "step_error", (), cost=1.0, prior=0.5 + priors.get("error", 0.0)
-    )
+    f = Feature("error", "step_error", (), cost=1.0, prior=0.5 + priors.get("error", 0.0))
     add(f, by_eval(f))
     for name in sorted({t for v in views for t in v["tools"]})[:100]:
         f = Feature(
@@ -290,17 +276,12 @@ def build_candidates(
         add(f, by_eval(f))
 
     for measure in _NUMBER_LABELS:
-        values = sorted(
-            {v["numbers"][measure] for v in views if v["numbers"][measure] is not None}
-        )
+        values = sorted({v["numbers"][measure] for v in views if v["numbers"][measure] is not None})
         if len(values) < 2:
             continue
         # Cut points at up to nine quantiles, rounded so the rule reads naturally.
         picks = sorted(
-            {
-                values[min(len(values) - 1, round(q * len(values) / 10))]
-                for q in range(1, 10)
-            }
+            {values[min(len(values) - 1, round(q * len(values) / 10))] for q in range(1, 10)}
         )
         for upper in picks:
             position = values.index(upper)
@@ -308,9 +289,7 @@ def build_candidates(
                 continue
             threshold = nice_threshold(values[position - 1], upper)
             prior = priors.get(measure, 0.0)
-            f = Feature(
-                "number", "at_least", (measure, threshold), cost=1.5, prior=prior
-            )
+            f = Feature("number", "at_least", (measure, threshold), cost=1.5, prior=prior)
             add(f, by_eval(f))
 
     # Keep one feature per distinct mask: the cheapest, then the most believable.
@@ -323,9 +302,7 @@ def build_candidates(
             current.feature.key,
         ):
             best[c.mask] = c
-    return sorted(
-        best.values(), key=lambda c: (c.feature.cost - c.feature.prior, c.feature.key)
-    )
+    return sorted(best.values(), key=lambda c: (c.feature.cost - c.feature.prior, c.feature.key))
 
 
 _CRITERIA_HINTS = {
@@ -344,7 +321,5 @@ def priors_from_criteria(criteria: str) -> dict[str, float]:
     """Return prior bonuses for feature families the written criteria mention."""
     text = criteria.lower()
     return {
-        family: 1.0
-        for family, words in _CRITERIA_HINTS.items()
-        if any(w in text for w in words)
+        family: 1.0 for family, words in _CRITERIA_HINTS.items() if any(w in text for w in words)
     }

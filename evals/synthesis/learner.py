@@ -1,6 +1,5 @@
 """Learn a short decision list over trace features, chosen by cross-validated agreement."""
 
-import math
 from dataclasses import dataclass, field
 
 from evals.metrics import grouped_folds
@@ -18,6 +17,7 @@ MAX_RULES = 4
 MIN_GAIN = 2
 # Penalty per rule, in cross-validated examples, when choosing the list length.
 LENGTH_PENALTY = 0.5
+FIRST_RULE_PENALTY = 1.0
 # Weight of a feature's simplicity cost against its gain, in examples.
 COST_WEIGHT = 0.25
 
@@ -68,9 +68,7 @@ class DecisionList:
         verdict = "good" if self.default else "bad"
         if not self.rules:
             return f"No rule applies; most labelled traces are {verdict}"
-        checked = "; ".join(
-            _lower_first(r.feature.describe(not r.holds)) for r in self.rules
-        )
+        checked = "; ".join(_lower_first(r.feature.describe(not r.holds)) for r in self.rules)
         return _upper_first(f"{checked}; so judged {verdict}")
 
 
@@ -96,7 +94,6 @@ def _grow(
     pos: int,
     neg: int,
     rows: int,
-    fallback: bool,
     max_rules: int,
 ) -> list[tuple[Rule, bool]]:
     """Greedily grow a decision list on the rows mask; return [(rule, default_after)]."""
@@ -122,11 +119,16 @@ def _grow(
                     continue
                 verdict = m_pos > m_neg
                 rest_pos, rest_neg = r_pos - m_pos, r_neg - m_neg
-                gain = max(m_pos, m_neg) + max(rest_pos, rest_neg) - base
-                if gain < MIN_GAIN:
-                    continue
-                # Penalise rules whose matches disagree: a rule should be a clean signal.
+                # The rest takes the other verdict on a tie: the rule singles out its class.
+                rest_correct = (
+                    rest_neg if rest_pos == rest_neg and verdict else max(rest_pos, rest_neg)
+                )
+                gain = max(m_pos, m_neg) + rest_correct - base
                 errors = min(m_pos, m_neg)
+                # A rule must be a clean signal that earns its place: training gain plus the
+                # family's prior must reach MIN_GAIN, and at most a quarter of matches disagree.
+                if gain < 0 or gain + c.feature.prior < MIN_GAIN or errors * 4 > m_pos + m_neg:
+                    continue
                 cost = c.feature.cost + (0.25 if not holds else 0.0)
                 score = gain - 0.5 * errors + c.feature.prior - COST_WEIGHT * cost
                 if best_score is None or score > best_score:
@@ -140,7 +142,7 @@ def _grow(
         remaining &= ~covered
         rest_pos = (remaining & pos).bit_count()
         rest_neg = (remaining & neg).bit_count()
-        default = fallback if rest_pos == rest_neg else rest_pos > rest_neg
+        default = (not verdict) if rest_pos == rest_neg else rest_pos > rest_neg
         grown.append((rule, default))
     return grown
 
@@ -184,14 +186,17 @@ def learn(
             test_mask = sum(1 << i for i in test_idx)
             train = all_rows & ~test_mask
             default0 = _majority((train & pos).bit_count(), (train & neg).bit_count())
-            grown = _grow(candidates, pos, neg, train, default0, max_rules)
+            grown = _grow(candidates, pos, neg, train, max_rules)
             for length in range(max_rules + 1):
                 usable = min(length, len(grown))
                 for i in test_idx:
                     verdict = _predict_rows(masks, grown, usable, default0, i)
                     selection.cv_correct[length] += verdict == labels[i]
+    # Each rule must pay for itself in held-out agreement; the first pays extra, since
+    # a fitted rule that merely ties the majority verdict is worse (it can only overfit).
+    per_rule = max(LENGTH_PENALTY, 0.004 * n)
     scores = [
-        correct - LENGTH_PENALTY * length
+        correct - per_rule * length - (FIRST_RULE_PENALTY if length else 0.0)
         for length, correct in enumerate(selection.cv_correct)
     ]
     chosen = max(range(max_rules + 1), key=lambda length: (scores[length], -length))
@@ -199,12 +204,11 @@ def learn(
         chosen = 0
 
     default0 = _majority(pos.bit_count(), neg.bit_count())
-    grown = _grow(candidates, pos, neg, all_rows, default0, chosen)
+    grown = _grow(candidates, pos, neg, all_rows, chosen)
     rules = tuple(rule for rule, _ in grown)
     default = grown[-1][1] if grown else default0
     selection.chosen_length = len(rules)
 
-    decision = DecisionList(rules, default)
     # Count how the default branch fares on the training data, for the code comments.
     matched = agreeing = 0
     for i, v in enumerate(views):
@@ -217,7 +221,3 @@ def learn(
 def make_view(trace: dict) -> dict:
     """Return the runtime view of a trace (the same the emitted code computes)."""
     return runtime.view(trace)
-
-
-def round_half(x: float) -> float:
-    return math.floor(x * 2 + 0.5) / 2

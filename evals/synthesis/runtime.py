@@ -94,8 +94,7 @@ def _json(output):
         candidate = output.strip()
         if candidate.startswith("```"):
             candidate = candidate.strip("`").strip()
-            if candidate.startswith("json"):
-                candidate = candidate[4:]
+            candidate = candidate.removeprefix("json")
         try:
             parsed = json.loads(candidate)
         except ValueError:
