@@ -15,6 +15,9 @@ import time
 import traceback
 
 EVAL_FILENAME = "<eval>"
+# Bound once, so an eval that patches the json module cannot change how results are written.
+dumps = json.dumps
+loads = json.loads
 
 
 class TraceTimeout(BaseException):
@@ -117,7 +120,7 @@ def main():
     os.write(out_fd, b'{"ready": true}\n')
 
     stdin = sys.stdin.buffer
-    header = json.loads(stdin.readline())
+    header = loads(stdin.readline())
     code_text = header["code"]
     timeout = float(header["timeout"])
     output_chars = int(header["output_chars"])
@@ -149,7 +152,7 @@ def main():
             "output": "",
             "fatal": True,
         }
-        write_all(out_fd, (json.dumps(result) + "\n").encode())
+        write_all(out_fd, (dumps(result) + "\n").encode())
         os._exit(3)
 
     signal.signal(signal.SIGALRM, on_alarm)
@@ -158,7 +161,7 @@ def main():
     for raw in stdin:
         if not raw.strip():
             continue
-        trace = json.loads(raw)
+        trace = loads(raw)
         captured = CappedOutput(output_chars)
         passed, reason, error = None, "", load_error
         state["fired"] = False
@@ -202,9 +205,9 @@ def main():
                 "duration_ms": duration_ms,
                 "output": captured.value(),
             }
-            line = json.dumps(result)
+            line = dumps(result)
         except Exception as exc:
-            line = json.dumps(
+            line = dumps(
                 {
                     "i": index,
                     "passed": None,

@@ -140,6 +140,7 @@ def _check_entry_point(tree: ast.Module) -> list[Problem]:
 class _Checker(ast.NodeVisitor):
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.module_names: set[str] = set()
 
     def _add(self, node: ast.AST, message: str) -> None:
         self.problems.append(Problem(getattr(node, "lineno", 1), getattr(node, "col_offset", 0), message))
@@ -153,6 +154,7 @@ class _Checker(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             self._check_module(node, alias.name)
+            self.module_names.add(alias.asname or alias.name.split(".")[0])
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
@@ -161,6 +163,7 @@ class _Checker(ast.NodeVisitor):
         else:
             self._check_module(node, node.module or "")
             for alias in node.names:
+                self.module_names.add(alias.asname or alias.name)
                 if alias.name == "*":
                     self._add(node, "'from ... import *' is not allowed; import names explicitly")
                 elif _forbidden_attribute(alias.name):
@@ -177,6 +180,17 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        base = node.value
+        while isinstance(base, ast.Attribute):
+            base = base.value
+        if (
+            not isinstance(node.ctx, ast.Load)
+            and isinstance(base, ast.Name)
+            and base.id in self.module_names
+        ):
+            # Modules are shared by every trace in a jail: patching one would carry
+            # state from one trace to the next.
+            self._add(node, f"changing the module '{base.id}' is not allowed")
         if node.attr.startswith("__"):
             self._add(node, f"access to dunder attribute '{node.attr}' is not allowed")
         elif _forbidden_attribute(node.attr):
