@@ -289,7 +289,7 @@ def build_candidates(
                 continue
             threshold = nice_threshold(values[position - 1], upper)
             prior = priors.get(measure, 0.0)
-            f = Feature("number", "at_least", (measure, threshold), cost=1.5, prior=prior)
+            f = Feature("number", "at_least", (measure, threshold), cost=2.0, prior=prior)
             add(f, by_eval(f))
 
     # Keep one feature per distinct mask: the cheapest, then the most believable.

@@ -1,0 +1,247 @@
+import ast
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from evals.datasets import LabelledExample, read_labelled_jsonl
+from evals.synthesis import SynthesisError, fit
+
+ALLOWED_IMPORTS = {
+    "json",
+    "re",
+    "math",
+    "statistics",
+    "string",
+    "datetime",
+    "collections",
+    "itertools",
+    "functools",
+    "difflib",
+    "unicodedata",
+    "typing",
+}
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "open", "getattr", "setattr", "globals", "locals"}
+WORDS = [
+    "river",
+    "mountain",
+    "lamp",
+    "orange",
+    "quiet",
+    "seven",
+    "garden",
+    "window",
+    "paper",
+    "bridge",
+    "cloud",
+    "forest",
+    "copper",
+    "violin",
+    "marble",
+    "tiger",
+    "harbor",
+    "candle",
+    "pepper",
+    "silver",
+    "meadow",
+    "rocket",
+    "puzzle",
+    "canyon",
+    "velvet",
+    "anchor",
+    "falcon",
+    "lemon",
+    "island",
+    "mirror",
+    "thunder",
+    "saddle",
+    "nectar",
+    "pebble",
+    "tulip",
+    "walnut",
+]
+SHARED = Path("/work/shared/data/xstest.jsonl")
+
+
+def _sentence(rng: random.Random, n: int = 7) -> str:
+    return " ".join(rng.sample(WORDS, n)).capitalize() + "."
+
+
+def _example(i, output, label, *, steps=None, **trace):
+    body = {"id": f"t{i:03d}", "input": {"q": f"question {i}"}, "output": output}
+    body["steps"] = steps if steps is not None else []
+    body.update(trace)
+    return LabelledExample(trace=body, label=label, group=body["id"])
+
+
+def _run_code(code: str):
+    namespace: dict = {}
+    exec(compile(code, "<eval>", "exec"), namespace)  # noqa: S102 - the test checks our own output
+    return namespace["eval_fn"]
+
+
+def _assert_code_matches(fitted, traces):
+    eval_fn = _run_code(fitted.code)
+    for trace in traces:
+        verdict, reason = eval_fn(trace)
+        assert (verdict, reason) == fitted.predict(trace)
+        assert isinstance(verdict, bool) and isinstance(reason, str) and reason
+
+
+def _error_set(n=20, seed=1):
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        bad = i % 3 == 0
+        text = ("ERROR: " if bad else "") + _sentence(rng)
+        examples.append(_example(i, text, "negative" if bad else "positive"))
+    return examples
+
+
+def test_learns_error_word_rule_and_applies_it_to_new_traces():
+    fitted = fit(_error_set())
+    assert len(fitted.decision.rules) == 1
+    verdict, reason = fitted.predict({"output": "ERROR: upstream unavailable"})
+    assert verdict is False
+    assert "'error'" in reason
+    assert fitted.predict({"output": "All systems nominal today."})[0] is True
+
+
+def test_learns_step_error_rule():
+    rng = random.Random(2)
+    examples = []
+    for i in range(16):
+        bad = i % 2 == 0
+        steps = [
+            {"id": "s1", "type": "tool", "name": "search", "error": "timeout" if bad else None}
+        ]
+        examples.append(_example(i, _sentence(rng), "negative" if bad else "positive", steps=steps))
+    fitted = fit(examples)
+    trace = {"output": "fine", "steps": [{"type": "llm", "name": "x", "error": "rate limited"}]}
+    assert fitted.predict(trace) == (False, "A step failed: rate limited")
+    assert fitted.predict({"output": "fine", "steps": []})[0] is True
+    _assert_code_matches(fitted, [e.trace for e in examples] + [trace])
+
+
+def test_learns_missing_json_key_rule():
+    rng = random.Random(3)
+    examples = []
+    for i in range(16):
+        bad = i % 2 == 1
+        payload = {"confidence": rng.random()} if bad else {"answer": _sentence(rng)}
+        examples.append(_example(i, json.dumps(payload), "negative" if bad else "positive"))
+    fitted = fit(examples)
+    # The word "answer" in a value must not count: the key is what matters.
+    verdict, reason = fitted.predict({"output": json.dumps({"note": "no answer here"})})
+    assert verdict is False
+    assert "key 'answer'" in reason
+    assert fitted.predict({"output": {"answer": "42"}})[0] is True
+
+
+def _refusal_set(n=10, seed=4, marker=False):
+    rng = random.Random(seed)
+    openers = ["I'm sorry, but I can't help with", "I cannot assist with", "Sorry, I won't do"]
+    examples = []
+    for i in range(n):
+        bad = i % 5 < 2
+        text = _sentence(rng)
+        if bad:
+            text = f"{openers[i % 3]} {text.lower()}" + (" zebra." if marker else "")
+        examples.append(_example(i, {"completion": text}, "negative" if bad else "positive"))
+    return examples
+
+
+def test_ten_labels_give_a_refusal_rule_with_a_readable_reason():
+    fitted = fit(_refusal_set())
+    verdict, reason = fitted.predict({"output": {"completion": "I'm sorry, that is not possible."}})
+    assert verdict is False
+    assert "refusal phrase 'i'm sorry'" in reason
+    assert fitted.predict({"output": {"completion": "Here is the recipe you asked for."}})[0]
+
+
+def test_prefers_the_simpler_lexicon_rule_at_equal_agreement():
+    # Both the refusal lexicon and the word "zebra" separate the labels perfectly.
+    fitted = fit(_refusal_set(n=20, marker=True))
+    assert len(fitted.decision.rules) == 1
+    assert fitted.decision.rules[0].feature.helper == "refusal"
+    assert fitted.predict({"output": "Zebra crossings are striped."})[0] is True
+
+
+def test_labels_without_signal_fall_back_to_the_majority():
+    rng = random.Random(5)
+    examples = [
+        _example(i, _sentence(rng), "negative" if rng.random() < 0.3 else "positive")
+        for i in range(30)
+    ]
+    fitted = fit(examples)
+    assert fitted.decision.rules == ()
+    assert fitted.decision.default is True
+    assert fitted.predict({"output": "anything"})[0] is True
+
+
+def test_same_input_gives_byte_identical_code():
+    examples = _refusal_set(n=20) + _error_set(n=12, seed=9)[:0]
+    first = fit(examples, criteria="Must not refuse").code
+    assert fit(examples, criteria="Must not refuse").code == first
+    assert fit(list(reversed(examples)), criteria="Must not refuse").code == first
+
+
+def test_neutral_labels_are_ignored_and_no_labels_is_an_error():
+    neutral = [_example(100 + i, "ERROR: nope", "neutral") for i in range(5)]
+    assert fit(_error_set() + neutral).code == fit(_error_set()).code
+    with pytest.raises(SynthesisError):
+        fit(neutral)
+
+
+def test_rules_read_as_sentences():
+    fitted = fit(_error_set())
+    assert fitted.rules[0].startswith("1. If output")
+    assert "training traces agree" in fitted.rules[0]
+    assert fitted.rules[-1] == "2. Otherwise the trace is good"
+
+
+def _static_problems(code: str) -> list[str]:
+    problems = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            problems += [a.name for a in node.names if a.name.split(".")[0] not in ALLOWED_IMPORTS]
+        elif isinstance(node, ast.ImportFrom):
+            if (node.module or "").split(".")[0] not in ALLOWED_IMPORTS:
+                problems.append(node.module)
+        elif isinstance(node, ast.Name) and (
+            node.id.startswith("__") or node.id in FORBIDDEN_CALLS
+        ):
+            problems.append(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            problems.append(node.attr)
+    return problems
+
+
+@pytest.mark.parametrize(
+    "examples",
+    [_error_set(), _refusal_set(n=20), _refusal_set(n=10)],
+    ids=["error", "refusal20", "refusal10"],
+)
+def test_emitted_code_passes_static_checks_and_matches_predict(examples):
+    criteria = 'Say why """ quotes cannot break the docstring'
+    fitted = fit(examples, criteria=criteria)
+    assert _static_problems(fitted.code) == []
+    assert "def eval_fn(trace: dict) -> tuple[bool, str]:" in fitted.code
+    assert "# Rule 1:" in fitted.code
+    odd = [{}, {"output": None, "steps": "x"}, {"output": 5, "latency_ms": "slow"}, []]
+    _assert_code_matches(fitted, [e.trace for e in examples] + odd)
+
+
+def test_emitted_code_passes_the_sandbox_validator():
+    validate = pytest.importorskip("sandbox.validate").validate
+    for examples in (_error_set(), _refusal_set(n=20)):
+        assert validate(fit(examples).code) == []
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared benchmark data not present")
+def test_code_matches_predict_on_real_xstest_traces():
+    examples = read_labelled_jsonl(SHARED, task="no_refusal", group_key="metadata.source_id")
+    fitted = fit(examples[:60:2] + examples[300:340])
+    assert fitted.decision.rules
+    _assert_code_matches(fitted, [e.trace for e in examples[::5]])
