@@ -1,8 +1,11 @@
+from django.conf import settings
 from django.db import models
+from django.urls import reverse
 
 from integrations.models import Integration
-from traces.querysets import TraceQuerySet
+from traces.querysets import EvalSetQuerySet, FeedbackQuerySet, TraceQuerySet
 from workspaces.models import WorkspaceOwned
+from workspaces.querysets import WorkspaceQuerySet
 
 
 class Trace(WorkspaceOwned):
@@ -54,3 +57,112 @@ class Trace(WorkspaceOwned):
 
     def __str__(self) -> str:
         return self.name or self.external_id
+
+
+class EvalSet(WorkspaceOwned):
+    """Traces a team labels against written criteria; the evals app learns from its labels."""
+
+    class SourceKind(models.TextChoices):
+        FILTER = "filter", "Saved trace filter"
+        MANUAL = "manual", "Hand-picked traces"
+
+    name = models.CharField(max_length=200)
+    criteria = models.TextField(help_text="In plain words: what makes a trace good.")
+    target_labels = models.PositiveIntegerField(default=10)
+    source_kind = models.CharField(
+        max_length=10, choices=SourceKind.choices, default=SourceKind.MANUAL
+    )
+    # The trace-list query string, parsed by ``traces.filters.TraceFilters``.
+    saved_filter = models.JSONField(default=dict, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Read by the evals app when it sends verdicts back to Langfuse as scores.
+    score_to_langfuse = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    traces = models.ManyToManyField(Trace, through="EvalSetTrace", related_name="eval_sets")
+
+    objects = EvalSetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "name"],
+                condition=models.Q(archived_at__isnull=True),
+                name="traces_evalset_unique_active_name",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(target_labels__gte=1), name="traces_evalset_target_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:evalset_detail", kwargs={"slug": self.workspace.slug, "pk": self.pk})
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class EvalSetTrace(WorkspaceOwned):
+    """A hand-picked trace in an eval set; the review queue follows the order of picking."""
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="memberships")
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="+")
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["eval_set", "trace"], name="traces_evalsettrace_one_per_set"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} in {self.eval_set_id}"
+
+
+class Feedback(WorkspaceOwned):
+    """One reviewer's label of one trace for one eval set."""
+
+    class Rating(models.TextChoices):
+        POSITIVE = "positive", "Good"
+        NEGATIVE = "negative", "Bad"
+        NEUTRAL = "neutral", "Neutral"
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="feedback")
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trace_feedback"
+    )
+    rating = models.CharField(max_length=10, choices=Rating.choices)
+    note = models.TextField(blank=True)
+
+    objects = FeedbackQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trace", "eval_set", "user"], name="traces_feedback_one_per_user"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rating__in=["positive", "negative", "neutral"]),
+                name="traces_feedback_rating_valid",
+            ),
+        ]
+        indexes = [
+            # Progress, summaries and label resolution group one eval set's labels by trace.
+            models.Index(fields=["eval_set", "trace"], name="feedback_set_trace_idx"),
+            # Undo finds the reviewer's latest label in the set.
+            models.Index(fields=["eval_set", "user", "-updated_at"], name="feedback_set_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} rated {self.trace_id} {self.rating}"

@@ -1,0 +1,116 @@
+"""The trace filters shared by the trace list, the API and eval sets' saved filters."""
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, fields
+
+from django.db import connection
+from django.utils import timezone
+
+LABEL_STATES = ("labelled", "unlabelled")
+
+
+def _parse_bool(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def _parse_date(value) -> dt.date | None:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _parse_int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class TraceFilters:
+    """Filters of the trace list; values that don't parse are dropped, never an error."""
+
+    q: str = ""
+    name: str = ""
+    tag: str = ""
+    has_error: bool | None = None
+    label: str = ""
+    source: str = ""
+    integration: int | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+
+    @classmethod
+    def from_data(cls, data) -> "TraceFilters":
+        """Build from a query dict, a saved-filter dict or serializer data."""
+        data = data or {}
+        get = data.get
+        label = (get("label") or "").strip()
+        return cls(
+            q=(get("q") or "").strip()[:200],
+            name=(get("name") or "").strip()[:255],
+            tag=(get("tag") or "").strip()[:100],
+            has_error=_parse_bool(get("has_error")),
+            label=label if label in LABEL_STATES else "",
+            source=(get("source") or "").strip()[:20],
+            integration=_parse_int(get("integration")),
+            date_from=_parse_date(get("date_from")),
+            date_to=_parse_date(get("date_to")),
+        )
+
+    def to_data(self) -> dict:
+        """Return the non-empty filters as JSON-friendly values (saved filters, query strings)."""
+        out = {}
+        for key, value in asdict(self).items():
+            if value in ("", None):
+                continue
+            if isinstance(value, dt.date):
+                value = value.isoformat()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            out[key] = value
+        return out
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) not in ("", None) for f in fields(self))
+
+    def apply(self, qs, *, label_state: bool = True):
+        """Filter a trace queryset; ``label_state=False`` ignores the labelled filter."""
+        if self.q:
+            qs = qs.filter(search_text__icontains=self.q)
+        if self.name:
+            qs = qs.filter(name=self.name)
+        if self.tag:
+            if connection.vendor == "postgresql":
+                qs = qs.filter(tags__contains=[self.tag])
+            else:
+                # SQLite has no JSON containment; the quoted tag in the stored array is exact.
+                qs = qs.filter(tags__icontains=json.dumps(self.tag))
+        if self.has_error is not None:
+            qs = qs.filter(has_error=self.has_error)
+        if self.source:
+            qs = qs.filter(source=self.source)
+        if self.integration is not None:
+            qs = qs.filter(integration_id=self.integration)
+        tz = timezone.get_current_timezone()
+        if self.date_from:
+            start = dt.datetime.combine(self.date_from, dt.time.min, tzinfo=tz)
+            qs = qs.filter(timestamp__gte=start)
+        if self.date_to:
+            end = dt.datetime.combine(self.date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+            qs = qs.filter(timestamp__lt=end)
+        if label_state and self.label == "labelled":
+            qs = qs.labelled()
+        elif label_state and self.label == "unlabelled":
+            qs = qs.unlabelled()
+        return qs
