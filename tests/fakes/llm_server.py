@@ -74,17 +74,13 @@ class RecordedRequest:
     def messages(self) -> list[dict[str, Any]]:
         """Return the conversation without the OpenAI system message."""
         return [
-            m
-            for m in self.body.get("messages", [])
-            if m.get("role") not in ("system", "developer")
+            m for m in self.body.get("messages", []) if m.get("role") not in ("system", "developer")
         ]
 
     @property
     def prompt_text(self) -> str:
         """Return the system prompt and every message's text, joined."""
-        parts = [self.system] + [
-            _content_text(m.get("content", "")) for m in self.messages
-        ]
+        parts = [self.system] + [_content_text(m.get("content", "")) for m in self.messages]
         return "\n".join(parts)
 
 
@@ -92,9 +88,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            block.get("text", "") for block in content if isinstance(block, dict)
-        )
+        return "".join(block.get("text", "") for block in content if isinstance(block, dict))
     return ""
 
 
@@ -170,7 +164,11 @@ class FakeLLMServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fake-llm", daemon=True
+            target=self._httpd.serve_forever,
+            # Short poll so stop() returns quickly between tests.
+            kwargs={"poll_interval": 0.05},
+            name="fake-llm",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -307,13 +305,9 @@ def _usage(request: RecordedRequest, reply: Reply) -> tuple[int, int]:
     input_tokens = reply.input_tokens
     if input_tokens is None:
         # Chat templates add a few tokens per message on top of the content.
-        input_tokens = approx_tokens(request.prompt_text) + 4 * (
-            len(request.messages) + 1
-        )
+        input_tokens = approx_tokens(request.prompt_text) + 4 * (len(request.messages) + 1)
     output_tokens = (
-        reply.output_tokens
-        if reply.output_tokens is not None
-        else approx_tokens(reply.text)
+        reply.output_tokens if reply.output_tokens is not None else approx_tokens(reply.text)
     )
     return input_tokens, output_tokens
 

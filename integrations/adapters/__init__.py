@@ -1,0 +1,29 @@
+"""Registry of trace-platform adapters, imported lazily by kind."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from integrations.adapters.base import Adapter
+
+# Dotted paths, not classes, so importing the registry never pulls in a platform SDK.
+ADAPTERS: dict[str, str] = {
+    "langfuse": "integrations.adapters.langfuse.LangfuseAdapter",
+}
+
+
+def get_adapter_class(kind: str) -> type[Adapter]:
+    """Return the adapter class registered for `kind`."""
+    try:
+        dotted = ADAPTERS[kind]
+    except KeyError:
+        raise LookupError(f"No adapter for integration kind {kind!r}") from None
+    module_name, _, class_name = dotted.rpartition(".")
+    return getattr(import_module(module_name), class_name)
+
+
+def adapter_kinds() -> list[str]:
+    """Return the registered integration kinds."""
+    return sorted(ADAPTERS)
