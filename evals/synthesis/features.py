@@ -1,7 +1,7 @@
 """Candidate trace features for the offline synthesiser, as bit masks over examples."""
 
 import math
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 from evals.synthesis import runtime
@@ -169,8 +169,10 @@ class Candidate:
 
 def _ngrams(words: list[str], max_n: int) -> set[str]:
     grams = set(words)
-    for n in range(2, max_n + 1):
-        grams.update(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+    if max_n >= 2:
+        grams.update(map(" ".join, zip(words, words[1:], strict=False)))
+    if max_n >= 3:
+        grams.update(map(" ".join, zip(words, words[1:], words[2:], strict=False)))
     return grams
 
 
@@ -217,39 +219,40 @@ def build_candidates(
 
     # Word n-grams, indexed per document rather than by calling the helper, for speed;
     # the padded-space containment in has_phrase/starts_with matches exactly these.
-    grams: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, v in enumerate(views):
-        out_words = v["out"].split()
-        for g in _ngrams(out_words, 3):
-            grams[("out", g)].append(i)
-        for g in _ngrams(v["opening"].split(), 2):
-            grams[("opening", g)].append(i)
+    # Document frequencies are counted first (in C, via Counter) so that masks are
+    # built only for the n-grams frequent enough to become candidates.
+    per_field: dict[str, list[set[str]]] = {"out": [], "opening": [], "begin": [], "in": []}
+    for v in views:
+        per_field["out"].append(_ngrams(v["out"].split(), 3))
+        per_field["opening"].append(_ngrams(v["opening"].split(), 2))
         start = v["start"].split()
-        for k in range(1, min(3, len(start)) + 1):
-            grams[("begin", " ".join(start[:k]))].append(i)
-        for g in _ngrams(v["in"].split(), 2):
-            grams[("in", g)].append(i)
-    for (field, gram), idx in grams.items():
-        if len(idx) < min_df or len(idx) > n - min_df:
-            continue
-        mask = 0
-        for i in idx:
-            mask |= 1 << i
-        size = gram.count(" ") + 1
-        if field == "begin":
-            f = Feature("start", "starts_with", (gram,), cost=1.5 + 0.25 * (size - 1))
-        elif field == "in":
-            f = Feature(
-                "input_phrase",
-                "has_phrase",
-                ("in", gram),
-                cost=2.25 + 0.25 * (size - 1),
-            )
-        elif field == "opening":
-            f = Feature("phrase", "has_phrase", ("opening", gram), cost=1.75 + 0.25 * (size - 1))
-        else:
-            f = Feature("phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1))
-        add(f, mask)
+        per_field["begin"].append({" ".join(start[:k]) for k in range(1, min(3, len(start)) + 1)})
+        per_field["in"].append(_ngrams(v["in"].split(), 2))
+    for field_name, docs in per_field.items():
+        counts: Counter[str] = Counter()
+        for doc in docs:
+            counts.update(doc)
+        frequent = {g for g, df in counts.items() if min_df <= df <= n - min_df}
+        masks: dict[str, int] = dict.fromkeys(frequent, 0)
+        for i, doc in enumerate(docs):
+            bit = 1 << i
+            for g in doc & frequent:
+                masks[g] |= bit
+        for gram in sorted(masks):
+            size = gram.count(" ") + 1
+            if field_name == "begin":
+                f = Feature("start", "starts_with", (gram,), cost=1.5 + 0.25 * (size - 1))
+            elif field_name == "in":
+                f = Feature(
+                    "input_phrase", "has_phrase", ("in", gram), cost=2.25 + 0.25 * (size - 1)
+                )
+            elif field_name == "opening":
+                f = Feature(
+                    "phrase", "has_phrase", ("opening", gram), cost=1.75 + 0.25 * (size - 1)
+                )
+            else:
+                f = Feature("phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1))
+            add(f, masks[gram])
 
     for name in runtime._PATTERNS:
         f = Feature("pattern", "pattern", (name,), cost=1.25)

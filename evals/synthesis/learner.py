@@ -105,11 +105,14 @@ def _grow(
         base = max(r_pos, r_neg)
         if r_pos == 0 or r_neg == 0:
             break
-        best_score = None
+        best_score = -1e18
         best = None
+        # Hot loop (features x rules x folds): plain arithmetic, no helper calls.
         for c in candidates:
-            c_pos = (c.mask & remaining & pos).bit_count()
-            c_neg = (c.mask & remaining & neg).bit_count()
+            inside = c.mask & remaining
+            c_pos = (inside & pos).bit_count()
+            c_neg = inside.bit_count() - c_pos
+            prior = c.feature.prior
             for holds in (True, False):
                 if holds:
                     m_pos, m_neg = c_pos, c_neg
@@ -117,23 +120,22 @@ def _grow(
                     m_pos, m_neg = r_pos - c_pos, r_neg - c_neg
                 if m_pos == m_neg:
                     continue
-                verdict = m_pos > m_neg
+                if m_pos > m_neg:
+                    right, errors = m_pos, m_neg
+                else:
+                    right, errors = m_neg, m_pos
                 rest_pos, rest_neg = r_pos - m_pos, r_neg - m_neg
-                # The rest takes the other verdict on a tie: the rule singles out its class.
-                rest_correct = (
-                    rest_neg if rest_pos == rest_neg and verdict else max(rest_pos, rest_neg)
-                )
-                gain = max(m_pos, m_neg) + rest_correct - base
-                errors = min(m_pos, m_neg)
+                # On a tie the rest takes the other verdict, which is worth the same count.
+                gain = right + (rest_pos if rest_pos > rest_neg else rest_neg) - base
                 # A rule must be a clean signal that earns its place: training gain plus the
                 # family's prior must reach MIN_GAIN, and at most a quarter of matches disagree.
-                if gain < 0 or gain + c.feature.prior < MIN_GAIN or errors * 4 > m_pos + m_neg:
+                if gain < 0 or gain + prior < MIN_GAIN or errors * 4 > right + errors:
                     continue
-                cost = c.feature.cost + (0.25 if not holds else 0.0)
-                score = gain - 0.5 * errors + c.feature.prior - COST_WEIGHT * cost
-                if best_score is None or score > best_score:
+                cost = c.feature.cost if holds else c.feature.cost + 0.25
+                score = gain - 0.5 * errors + prior - COST_WEIGHT * cost
+                if score > best_score:
                     best_score = score
-                    best = (c, holds, verdict, m_pos + m_neg, max(m_pos, m_neg))
+                    best = (c, holds, m_pos > m_neg, right + errors, right)
         if best is None:
             break
         c, holds, verdict, matched, agreeing = best
