@@ -323,8 +323,9 @@ def _parse(line: bytes, index: int, ready: bool) -> dict | None:
 
 def _exit_reason(returncode: int, name: str, limits: Limits, elapsed: float) -> str:
     signum = None
-    if name == "nsjail" and returncode > 100:
-        signum = returncode - 100
+    if name == "nsjail" and 128 < returncode <= 128 + 64:
+        # nsjail reports a child killed by a signal as 128 + the signal number.
+        signum = returncode - 128
     elif returncode < 0:
         signum = -returncode
     if signum is not None:
