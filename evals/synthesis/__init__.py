@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evals.datasets import LabelledExample
+from evals.metrics import grouped_folds
 from evals.synthesis import codegen, learner
 from evals.synthesis.learner import DecisionList, Selection
 
@@ -45,6 +46,17 @@ class FittedEval:
         if not total or not self.selection.cv_correct:
             return None
         return self.selection.cv_correct[self.selection.chosen_length] / total
+
+    @property
+    def constant_reason(self) -> str | None:
+        """Return why the eval ignores its input when no rule was learned, else None."""
+        if self.decision.rules:
+            return None
+        verdict = "good" if self.decision.default else "bad"
+        return (
+            f"No rule beat the majority verdict on held-out labels; the eval judges every "
+            f"trace {verdict}"
+        )
 
     def predict(self, trace: dict) -> tuple[bool, str]:
         """Return the verdict and reason the emitted eval_fn gives for a trace."""
@@ -90,4 +102,30 @@ def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEva
     )
 
 
-__all__ = ["FittedEval", "SynthesisError", "fit"]
+def cross_validate(
+    examples: Sequence[LabelledExample], *, criteria: str = "", folds: int = 5, seed: int = 0
+) -> list[tuple[str, bool | None]]:
+    """Return (label, held-out verdict) per example, refitting on the other folds.
+
+    This measures the whole procedure, rule selection included, on traces each fit
+    never saw; feed the pairs to evals.metrics.agreement. Neutral examples get a
+    verdict too (they are simply never trained on); a fold whose training part has no
+    positive or negative label yields None verdicts.
+    """
+    ordered = sorted(examples, key=lambda e: (str(e.trace.get("id", "")), e.group))
+    groups = [e.group or str(e.trace.get("id", i)) for i, e in enumerate(ordered)]
+    labels = [e.label == "positive" for e in ordered]
+    verdicts: list[bool | None] = [None] * len(ordered)
+    for test_idx in grouped_folds(groups, k=folds, labels=labels, seed=seed):
+        held_out = set(test_idx)
+        train = [e for i, e in enumerate(ordered) if i not in held_out]
+        try:
+            fitted = fit(train, criteria=criteria)
+        except SynthesisError:
+            continue
+        for i in test_idx:
+            verdicts[i] = fitted.predict(ordered[i].trace)[0]
+    return [(e.label, verdict) for e, verdict in zip(ordered, verdicts, strict=True)]
+
+
+__all__ = ["FittedEval", "SynthesisError", "cross_validate", "fit"]

@@ -2,6 +2,7 @@
 
 import ast
 import inspect
+import textwrap
 
 from evals.synthesis import runtime
 from evals.synthesis.learner import DecisionList
@@ -21,18 +22,29 @@ def _runtime_source(helpers: set[str]) -> str:
             continue
         keep.append(ast.get_source_segment(source, node))
     parts = []
-    previous_def = False
+    previous = ""
     for segment in keep:
-        is_def = segment.startswith("def ")
+        kind = "def" if segment.startswith("def ") else "import" if "import " in segment[:7] else ""
         if parts:
-            parts.append("\n\n\n" if is_def or previous_def else "\n")
+            if "def" in (kind, previous):
+                parts.append("\n\n\n")
+            elif kind != previous:
+                parts.append("\n\n")
+            else:
+                parts.append("\n")
         parts.append(segment)
-        previous_def = is_def
+        previous = kind
     return "".join(parts)
 
 
 def _comment(text: str) -> str:
     return " ".join(text.split())
+
+
+def _comment_lines(text: str) -> list[str]:
+    return textwrap.wrap(
+        _comment(text), width=88, initial_indent="    # ", subsequent_indent="    #   "
+    )
 
 
 def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
@@ -51,7 +63,7 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
     lines.append('    """Return (True, reason) when the trace is good, else (False, reason)."""')
     lines.append("    v = view(trace)")
     for number, rule in enumerate(decision.rules, start=1):
-        lines.append(f"    # Rule {number}: {_comment(rule.describe())}.")
+        lines.extend(_comment_lines(f"Rule {number}: {rule.describe()}."))
         prefix, suffix, uses_match = rule.feature.reason_parts(rule.holds)
         call = rule.feature.call_source()
         if rule.holds:
@@ -67,11 +79,19 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
         lines.append(f"        return {rule.verdict!r}, {expr}")
     verdict = "good" if decision.default else "bad"
     if decision.rules:
-        lines.append(
-            f"    # Otherwise: {verdict} ({decision.default_agreeing} of "
-            f"{decision.default_matched} remaining training traces agree)."
+        lines.extend(
+            _comment_lines(
+                f"Otherwise: {verdict} ({decision.default_agreeing} of "
+                f"{decision.default_matched} remaining training traces agree)."
+            )
         )
     else:
-        lines.append(f"    # No rule beat the majority verdict under cross-validation: {verdict}.")
+        lines.extend(
+            _comment_lines(
+                "No rule beat the majority verdict under cross-validation, so every trace "
+                f"is judged {verdict} ({decision.default_agreeing} of "
+                f"{decision.default_matched} training traces agree)."
+            )
+        )
     lines.append(f"    return {decision.default!r}, {decision.default_reason()!r}")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """Learn a short decision list over trace features, chosen by cross-validated agreement."""
 
+import math
 from dataclasses import dataclass, field
 
 from evals.metrics import grouped_folds
@@ -69,7 +70,7 @@ class DecisionList:
         if not self.rules:
             return f"No rule applies; most labelled traces are {verdict}"
         checked = "; ".join(_lower_first(r.feature.describe(not r.holds)) for r in self.rules)
-        return _upper_first(f"{checked}; so judged {verdict}")
+        return f"Judged {verdict}: {checked}"
 
 
 @dataclass
@@ -83,10 +84,6 @@ class Selection:
 
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
-
-
-def _upper_first(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _grow(
@@ -197,8 +194,10 @@ def learn(
     # Each rule must pay for itself in held-out agreement; the first pays extra, since
     # a fitted rule that merely ties the majority verdict is worse (it can only overfit).
     per_rule = max(LENGTH_PENALTY, 0.004 * n)
+    # Chance differences in held-out counts grow like sqrt(n); demand more than that.
+    first_rule = max(FIRST_RULE_PENALTY, 0.35 * math.sqrt(n))
     scores = [
-        correct - per_rule * length - (FIRST_RULE_PENALTY if length else 0.0)
+        correct - per_rule * length - (first_rule if length else 0.0)
         for length, correct in enumerate(selection.cv_correct)
     ]
     chosen = max(range(max_rules + 1), key=lambda length: (scores[length], -length))

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from evals.datasets import LabelledExample, read_labelled_jsonl
-from evals.synthesis import SynthesisError, fit
+from evals.metrics import agreement, low_confidence_reason
+from evals.synthesis import SynthesisError, cross_validate, fit
 
 ALLOWED_IMPORTS = {
     "json",
@@ -245,3 +246,22 @@ def test_code_matches_predict_on_real_xstest_traces():
     fitted = fit(examples[:60:2] + examples[300:340])
     assert fitted.decision.rules
     _assert_code_matches(fitted, [e.trace for e in examples[::5]])
+
+
+def test_cross_validation_scores_every_trace_on_a_fit_that_never_saw_it():
+    pairs = cross_validate(_error_set(n=30))
+    assert len(pairs) == 30
+    result = agreement(pairs)
+    assert result.errors == 0
+    assert result.accuracy == 1.0
+    assert low_confidence_reason(result) is None
+
+
+def test_labels_without_signal_are_flagged_on_held_out_traces():
+    rng = random.Random(6)
+    examples = [_example(i, _sentence(rng), "negative" if i % 2 else "positive") for i in range(30)]
+    reason = low_confidence_reason(agreement(cross_validate(examples)))
+    assert reason is not None and "below the 80% bar" in reason
+    fitted = fit(examples)
+    assert fitted.constant_reason is not None
+    assert fit(_error_set()).constant_reason is None
