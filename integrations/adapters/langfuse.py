@@ -183,14 +183,14 @@ class LangfuseAdapter(Adapter):
         if cursor:
             state = _decode_cursor(cursor)
             lower, upper, until_at = state["lower"], state["upper"], state["until"]
-            max_ts = state["max_ts"]
+            max_ts, skip_above = state["max_ts"], state["skip_above"]
         else:
             until_at = as_utc(until) if until else self.clock()
             lower = as_utc(since) - self.overlap if since else until_at - self.initial_lookback
             if filters.since_date is not None:
                 lower = max(lower, as_utc(filters.since_date))
-            upper, max_ts = until_at, None
-        scan = _Scan(filters=filters, max_ts=max_ts)
+            upper, max_ts, skip_above = until_at, None, None
+        scan = _Scan(filters=filters, max_ts=max_ts, skip_above=skip_above)
         windows = [(max(lower, upper - self.window), upper)] if upper > lower else []
         while windows:
             w_lower, w_upper = windows.pop()
@@ -478,8 +478,11 @@ class _Scan:
     SKEW = timedelta(seconds=1)
     DONE_PRUNE_AT = 50_000
 
-    def __init__(self, *, filters: TraceFilters, max_ts: datetime | None) -> None:
+    def __init__(self, *, filters: TraceFilters, max_ts: datetime | None, skip_above: datetime | None = None) -> None:
         self.filters = filters
+        # On resume: traces rooted above this were yielded whole before the cursor was
+        # taken; re-reading only their lower rows must not yield truncated copies.
+        self.skip_above = skip_above
         self.pending: dict[str, dict[str, Any]] = {}
         self.done: dict[str, datetime] = {}
         self.position: datetime | None = None
@@ -534,6 +537,8 @@ class _Scan:
         for trace_id in trace_ids:
             entry = self.pending.pop(trace_id)
             self.done[trace_id] = entry["anchor"]
+            if self.skip_above is not None and entry["anchor"] > self.skip_above:
+                continue
             traces.append(normalise_rows(trace_id, list(entry["rows"].values())))
         return self._keep(traces)
 
@@ -554,13 +559,18 @@ class _Scan:
             upper = self.position or until
         # The bound is exclusive; one millisecond above re-reads rows that tie on start time.
         upper = min(upper + timedelta(milliseconds=1), until)
-        cursor = _encode_cursor(lower=lower, upper=upper, until=until, max_ts=self.max_ts)
+        # Every trace rooted above position + SKEW is closed at this point (see add_rows).
+        skip_above = self.position + self.SKEW if self.position else self.skip_above
+        cursor = _encode_cursor(lower=lower, upper=upper, until=until, max_ts=self.max_ts, skip_above=skip_above)
         return TracePage(traces=traces, cursor=cursor, max_timestamp=self.max_ts)
 
 
-def _encode_cursor(*, lower: datetime, upper: datetime, until: datetime, max_ts: datetime | None) -> str:
+def _encode_cursor(
+    *, lower: datetime, upper: datetime, until: datetime, max_ts: datetime | None, skip_above: datetime | None
+) -> str:
     state = {"v": 1, "lower": lower.isoformat(), "upper": upper.isoformat(), "until": until.isoformat()}
     state["max_ts"] = max_ts.isoformat() if max_ts else None
+    state["skip_above"] = skip_above.isoformat() if skip_above else None
     return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
 
 
@@ -573,6 +583,7 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
             "upper": parse_time(state["upper"]),
             "until": parse_time(state["until"]),
             "max_ts": parse_time(state.get("max_ts")),
+            "skip_above": parse_time(state.get("skip_above")),
         }
     except (ValueError, KeyError, TypeError, AssertionError):
         raise AdapterError("The sync cursor is not valid; start a fresh sync.", permanent=True, code="bad_request") from None
