@@ -95,12 +95,24 @@ def check_verdict(value):
         shown = repr(value)
         if len(shown) > 200:
             shown = shown[:200] + "..."
-        return None, "", f"eval_fn must return a tuple (bool, str); it returned {type(value).__name__} {shown}"
+        return (
+            None,
+            "",
+            f"eval_fn must return a tuple (bool, str); it returned {type(value).__name__} {shown}",
+        )
     passed, reason = value
     if not isinstance(passed, bool):
-        return None, "", f"eval_fn must return (bool, str); the first item is {type(passed).__name__}, not bool"
+        return (
+            None,
+            "",
+            f"eval_fn must return (bool, str); the first item is {type(passed).__name__}, not bool",
+        )
     if not isinstance(reason, str):
-        return None, "", f"eval_fn must return (bool, str); the second item is {type(reason).__name__}, not str"
+        return (
+            None,
+            "",
+            f"eval_fn must return (bool, str); the second item is {type(reason).__name__}, not str",
+        )
     return passed, reason, None
 
 
@@ -175,7 +187,7 @@ def main():
                     # A fresh namespace per trace: nothing one trace leaves in the eval's
                     # globals can change the verdict on the next.
                     namespace = {"__name__": "eval_module"}
-                    exec(code, namespace)
+                    exec(code, namespace)  # noqa: S102 - this is the sandbox
                     fn = namespace.get("eval_fn")
                     if not callable(fn):
                         error = "the eval code does not define eval_fn(trace)"
@@ -186,7 +198,11 @@ def main():
             except TraceTimeout:
                 passed, reason, error = None, "", f"timed out after {timeout:g} s"
             except SystemExit as exc:
-                passed, reason, error = None, "", f"the eval called exit ({exc.code!r}); return (bool, str) instead"
+                passed, reason, error = (
+                    None,
+                    "",
+                    f"the eval called exit ({exc.code!r}); return (bool, str) instead",
+                )
             except BaseException as exc:
                 try:
                     error = describe_exception(exc, source_lines)

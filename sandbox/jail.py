@@ -79,6 +79,11 @@ SECCOMP_POLICY = str(
     .default_allow()
 )
 
+STDLIB_PROBE = (
+    "import json, sysconfig; "
+    "print(json.dumps(sorted({sysconfig.get_path('stdlib'), sysconfig.get_path('platstdlib')})))"
+)
+
 _lock = threading.Lock()
 _checked: dict[tuple, bool] = {}
 _configs: dict[str, str] = {}
@@ -117,7 +122,9 @@ def nsjail_binary(settings: Settings) -> str:
     if not os.path.isfile(path):
         raise SandboxUnavailable(f"nsjail is not available: no binary at {path}", permanent=True)
     if not os.access(path, os.X_OK):
-        raise SandboxUnavailable(f"nsjail is not available: {path} is not executable", permanent=True)
+        raise SandboxUnavailable(
+            f"nsjail is not available: {path} is not executable", permanent=True
+        )
     return path
 
 
@@ -136,7 +143,13 @@ def _layout(python: str) -> dict:
             permanent=True,
         )
     probe = subprocess.run(
-        [real, "-I", "-S", "-c", "import json,sysconfig;print(json.dumps(sorted({sysconfig.get_path('stdlib'), sysconfig.get_path('platstdlib')})))"],
+        [
+            real,
+            "-I",
+            "-S",
+            "-c",
+            STDLIB_PROBE,
+        ],
         capture_output=True,
         timeout=30,
         env={},
@@ -172,7 +185,7 @@ def build_config(settings: Settings, limits: Limits) -> NsJailConfig:
     return NsJailConfig(
         name="iofold-eval",
         hostname="sandbox",
-        cwd="/tmp",
+        cwd="/tmp",  # noqa: S108 - the jail's private tmpfs
         time_limit=limits.batch_timeout_s,
         log_level=LogLevel.ERROR,
         keep_env=False,
@@ -201,7 +214,7 @@ def build_config(settings: Settings, limits: Limits) -> NsJailConfig:
             # /dev/null is the only device; the harness points the eval's stdout there.
             MountPt(src="/dev/null", dst="/dev/null", is_bind=True, rw=True),
             MountPt(
-                dst="/tmp",
+                dst="/tmp",  # noqa: S108 - a private tmpfs inside the jail
                 fstype="tmpfs",
                 rw=True,
                 is_dir=True,
@@ -243,9 +256,14 @@ def nsjail_command(settings: Settings, limits: Limits) -> list[str]:
 
 def explain_start_failure(stderr: str) -> str:
     """Turn nsjail's stderr into a message that says what is missing."""
-    tail = "\n".join(line for line in stderr.splitlines() if "no version information" not in line)[-1500:]
+    tail = "\n".join(line for line in stderr.splitlines() if "no version information" not in line)[
+        -1500:
+    ]
     if "error while loading shared libraries" in stderr:
-        hint = "nsjail cannot load its shared libraries (apt-get install libnl-route-3-200 libprotobuf32)"
+        hint = (
+            "nsjail cannot load its shared libraries "
+            "(apt-get install libnl-route-3-200 libprotobuf32)"
+        )
     elif "clone(" in stderr or "unshare(" in stderr or "Operation not permitted" in stderr:
         hint = (
             "nsjail cannot create namespaces here (needs user, PID, mount and network "
@@ -272,8 +290,12 @@ def check(settings: Settings, limits: Limits) -> None:
     except OSError as exc:
         raise SandboxUnavailable(f"nsjail cannot be executed: {exc}", permanent=True) from None
     except subprocess.TimeoutExpired:
-        raise SandboxUnavailable("nsjail did not finish an empty run within 30 s", permanent=False) from None
+        raise SandboxUnavailable(
+            "nsjail did not finish an empty run within 30 s", permanent=False
+        ) from None
     if proc.returncode != 0 or not proc.stdout.startswith(b'{"ready": true}'):
-        raise SandboxUnavailable(explain_start_failure(proc.stderr.decode("utf-8", "replace")), permanent=True)
+        raise SandboxUnavailable(
+            explain_start_failure(proc.stderr.decode("utf-8", "replace")), permanent=True
+        )
     with _lock:
         _checked[key] = True

@@ -132,7 +132,9 @@ def _check_entry_point(tree: ast.Module) -> list[Problem]:
     positional = args.posonlyargs + args.args
     if len(positional) != 1 or args.vararg or args.kwarg or args.kwonlyargs or args.defaults:
         return [
-            Problem(fn.lineno, fn.col_offset, "eval_fn must take exactly one parameter: eval_fn(trace)")
+            Problem(
+                fn.lineno, fn.col_offset, "eval_fn must take exactly one parameter: eval_fn(trace)"
+            )
         ]
     return []
 
@@ -143,7 +145,9 @@ class _Checker(ast.NodeVisitor):
         self.module_names: set[str] = set()
 
     def _add(self, node: ast.AST, message: str) -> None:
-        self.problems.append(Problem(getattr(node, "lineno", 1), getattr(node, "col_offset", 0), message))
+        self.problems.append(
+            Problem(getattr(node, "lineno", 1), getattr(node, "col_offset", 0), message)
+        )
 
     def _check_module(self, node: ast.AST, module: str) -> None:
         root = module.split(".")[0]
@@ -176,7 +180,9 @@ class _Checker(ast.NodeVisitor):
         elif node.id.startswith("__"):
             self._add(node, f"names starting with '__' ('{node.id}') are not allowed")
         elif node.id in ATTRIBUTE_FUNCTIONS and not getattr(node, "_iofold_checked_call", False):
-            self._add(node, f"'{node.id}' is only allowed as a direct call with a literal attribute name")
+            self._add(
+                node, f"'{node.id}' is only allowed as a direct call with a literal attribute name"
+            )
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:

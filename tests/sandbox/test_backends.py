@@ -58,7 +58,11 @@ def test_missing_nsjail_binary_refuses_with_what_is_missing(tmp_path):
 
 def test_nsjail_that_cannot_start_refuses_with_its_reason(tmp_path):
     broken = tmp_path / "nsjail"
-    broken.write_text("#!/bin/sh\necho 'error while loading shared libraries: libnl-route-3.so.200' >&2\nexit 127\n")
+    broken.write_text(
+        "#!/bin/sh\n"
+        "echo 'error while loading shared libraries: libnl-route-3.so.200' >&2\n"
+        "exit 127\n"
+    )
     broken.chmod(0o755)
     sandbox.configure(nsjail_path=str(broken))
     with pytest.raises(SandboxUnavailable) as excinfo:

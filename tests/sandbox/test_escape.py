@@ -77,8 +77,15 @@ def assert_contained(results, *, must_not_contain=SECRET):
 
 
 def test_secret_files_cannot_be_read(decoys):
-    paths = [*decoys, "/etc/shadow", "/etc/passwd", str(PROJECT_SETTINGS), "/proc/self/environ",
-             "/proc/1/environ", "/work/main/.env"]
+    paths = [
+        *decoys,
+        "/etc/shadow",
+        "/etc/passwd",
+        str(PROJECT_SETTINGS),
+        "/proc/self/environ",
+        "/proc/1/environ",
+        "/work/main/.env",
+    ]
     code = attempt("result = open(trace['path']).read()")
     results = run_both_ways(code, [{"path": p} for p in paths], rejected=True)
     assert_contained(results)

@@ -52,8 +52,18 @@ def test_dunder_attribute_access_is_rejected():
 
 
 def test_forbidden_builtins_are_rejected_even_without_a_call():
-    for name in ["eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars",
-                 "breakpoint", "input"]:
+    for name in [
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "__import__",
+        "globals",
+        "locals",
+        "vars",
+        "breakpoint",
+        "input",
+    ]:
         code = f"def eval_fn(trace):\n    f = {name}\n    return True, ''\n"
         assert messages(code), name
 
@@ -68,7 +78,10 @@ def test_getattr_needs_a_literal_safe_name():
 
 
 def test_module_reexports_that_lead_out_of_the_allow_list_are_rejected():
-    base = "import typing\nimport datetime\nimport string\ndef eval_fn(trace):\n    {}\n    return True, ''\n"
+    base = (
+        "import typing\nimport datetime\nimport string\n"
+        "def eval_fn(trace):\n    {}\n    return True, ''\n"
+    )
     assert messages(base.format("typing.sys.modules['os'].system('id')"))
     assert messages(base.format("datetime.sys"))
     assert messages(base.format("string.Formatter().get_field('0.x', [1], {})"))
