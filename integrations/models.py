@@ -1,7 +1,16 @@
-from django.db import models
+from datetime import timedelta
 
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from iofold.lib.fields import EncryptedTextField, last_four
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
+
+LANGFUSE_CLOUD_EU = "https://cloud.langfuse.com"
+LANGFUSE_CLOUD_US = "https://us.cloud.langfuse.com"
 
 
 class IntegrationQuerySet(WorkspaceQuerySet):
@@ -15,14 +24,135 @@ class Integration(WorkspaceOwned):
     class Kind(models.TextChoices):
         LANGFUSE = "langfuse", "Langfuse"
 
+    class Status(models.TextChoices):
+        NEW = "new", "Not synced yet"
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+        AUTH_FAILED = "auth_failed", "Credentials rejected"
+
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LANGFUSE)
     enabled = models.BooleanField(default=True)
+    # Not a URLField: self-hosted Langfuse often lives at a bare host name (http://langfuse:3000).
+    host = models.CharField(max_length=300, default=LANGFUSE_CLOUD_EU)
+    # The public key identifies the project (Langfuse prints it in its UI); only the
+    # secret key is a credential.
+    public_key = models.CharField(max_length=200, blank=True)
+    secret_key = EncryptedTextField(blank=True)
+    # Per-integration selection of traces to sync; empty means everything.
+    filter_names = models.JSONField(default=list, blank=True)
+    filter_tags = models.JSONField(default=list, blank=True)
+    filter_environments = models.JSONField(default=list, blank=True)
+    since_date = models.DateTimeField(null=True, blank=True)
+    sync_interval_minutes = models.PositiveIntegerField(null=True, blank=True)
+    periodic_task = models.OneToOneField(
+        PeriodicTask, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Sync progress. ``watermark`` is the newest trace time of the last finished scan;
+    # ``sync_cursor`` is the adapter's resume point of an unfinished one, saved per page so
+    # that a killed worker costs at most one page.
+    watermark = models.DateTimeField(null=True, blank=True)
+    sync_cursor = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEW)
+    last_error = models.TextField(blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    project_name = models.CharField(max_length=200, blank=True)
 
     objects = IntegrationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "name"], name="integrations_integration_unique_name"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def __repr__(self) -> str:
+        return f"<Integration {self.pk} {self.name!r} {self.kind}>"
+
+    @property
+    def source_key(self) -> str:
+        return f"i{self.pk}"
+
+    @property
+    def secret_hint(self) -> str:
+        return last_four(self.secret_key)
+
+
+class SyncRunQuerySet(WorkspaceQuerySet):
+    def active(self):
+        return self.filter(status__in=SyncRun.ACTIVE)
+
+    def stale(self, *, older_than: timedelta):
+        """Return active runs whose worker has not been heard from for ``older_than``."""
+        cutoff = timezone.now() - older_than
+        return self.active().filter(
+            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+        )
+
+
+class SyncRun(WorkspaceOwned):
+    """One sync of one integration: its progress, counts and outcome."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        SCHEDULE = "schedule", "Schedule"
+        API = "api", "API"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    pages = models.PositiveIntegerField(default=0)
+    # Share of the scanned time range done, 0 to 1; the total number of traces is unknown.
+    progress = models.FloatField(default=0.0)
+    resumed = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = SyncRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One queued or running sync per integration; the database settles races.
+            models.UniqueConstraint(
+                fields=["integration"],
+                condition=Q(status__in=["queued", "running"]),
+                name="integrations_syncrun_one_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Sync #{self.pk} of {self.integration_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def processed(self) -> int:
+        return self.created_count + self.updated_count + self.unchanged_count + self.failed_count
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at

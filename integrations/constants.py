@@ -1,0 +1,21 @@
+from datetime import timedelta
+
+# A running sync writes its heartbeat after every page; a page, with the adapter's retries
+# and Retry-After waits, can take a few minutes on a rate-limited Langfuse plan.
+SYNC_STALE_AFTER = timedelta(minutes=10)
+
+# Upload and API limits. An upload is processed in the request, so it is kept small
+# enough to finish well inside a proxy timeout.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_LINE_BYTES = 2 * 1024 * 1024
+MAX_API_TRACES = 1000
+UPLOAD_BATCH = 500
+MAX_REPORTED_ERRORS = 100
+
+SYNC_INTERVAL_CHOICES = [
+    (None, "Manual only"),
+    (15, "Every 15 minutes"),
+    (60, "Every hour"),
+    (360, "Every 6 hours"),
+    (1440, "Every day"),
+]

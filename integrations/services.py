@@ -1,0 +1,527 @@
+"""Integration services: credentials, connection checks, schedules and the trace sync."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from integrations.adapters import get_adapter_class
+from integrations.adapters.base import Adapter, AdapterError, ConnectionInfo, TraceFilters
+from integrations.constants import SYNC_STALE_AFTER
+from integrations.exceptions import IntegrationError
+from integrations.models import Integration, SyncRun
+from traces.ingest import UpsertResult, upsert_traces
+
+logger = logging.getLogger(__name__)
+
+SCHEDULED_TASK = "integrations.tasks.sync_integration_on_schedule_task"
+_UNSET: Any = object()
+
+
+# --- integrations ------------------------------------------------------------------------
+
+
+def clean_host(host: str) -> str:
+    """Return the host as a base URL, or raise when it is not an http(s) URL."""
+    host = (host or "").strip().rstrip("/")
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in host:
+        raise IntegrationError(
+            f"“{host or 'The host'}” is not a URL; use https://cloud.langfuse.com, "
+            "https://us.cloud.langfuse.com or your instance's address such as http://langfuse:3000.",
+            code="not_langfuse",
+        )
+    return host
+
+
+def _clean_list(values: Sequence[str] | str | None) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = values.split(",")
+    return sorted({v.strip() for v in values if v and v.strip()})
+
+
+def create_integration(
+    *,
+    workspace,
+    name: str,
+    host: str,
+    public_key: str,
+    secret_key: str,
+    kind: str = Integration.Kind.LANGFUSE,
+    filter_names: Sequence[str] = (),
+    filter_tags: Sequence[str] = (),
+    filter_environments: Sequence[str] = (),
+    since_date: datetime | None = None,
+    sync_interval_minutes: int | None = None,
+) -> Integration:
+    """Create an integration with its credentials and, with an interval, its schedule."""
+    name = (name or "").strip()
+    if not name:
+        raise IntegrationError("An integration needs a name.")
+    if not (public_key or "").strip() or not (secret_key or "").strip():
+        raise IntegrationError("Enter both the public key and the secret key.")
+    if Integration.objects.for_workspace(workspace).filter(name=name).exists():
+        raise IntegrationError(f"An integration named “{name}” already exists here.")
+    integration = Integration(
+        workspace=workspace,
+        kind=kind,
+        name=name,
+        host=clean_host(host),
+        public_key=public_key.strip(),
+        secret_key=secret_key.strip(),
+        filter_names=_clean_list(filter_names),
+        filter_tags=_clean_list(filter_tags),
+        filter_environments=_clean_list(filter_environments),
+        since_date=since_date,
+        sync_interval_minutes=_clean_interval(sync_interval_minutes),
+    )
+    with transaction.atomic():
+        integration.full_clean()
+        integration.save()
+        schedule_sync(integration=integration)
+    logger.info("integration created id=%s workspace=%s", integration.pk, workspace.pk)
+    return integration
+
+
+def update_integration(
+    *,
+    integration: Integration,
+    name: str = _UNSET,
+    host: str = _UNSET,
+    public_key: str = _UNSET,
+    secret_key: str | None = _UNSET,
+    filter_names: Sequence[str] = _UNSET,
+    filter_tags: Sequence[str] = _UNSET,
+    filter_environments: Sequence[str] = _UNSET,
+    since_date: datetime | None = _UNSET,
+    sync_interval_minutes: int | None = _UNSET,
+) -> Integration:
+    """Change an integration; an empty ``secret_key`` keeps the stored one.
+
+    A new host, key or filter starts the next sync from scratch, since the old watermark
+    belongs to another project or another selection of traces.
+    """
+    changed: set[str] = set()
+
+    def put(field: str, value: Any) -> None:
+        if getattr(integration, field) != value:
+            setattr(integration, field, value)
+            changed.add(field)
+
+    if name is not _UNSET:
+        name = (name or "").strip()
+        if not name:
+            raise IntegrationError("An integration needs a name.")
+        clash = Integration.objects.for_workspace(integration.workspace).filter(name=name)
+        if clash.exclude(pk=integration.pk).exists():
+            raise IntegrationError(f"An integration named “{name}” already exists here.")
+        put("name", name)
+    if host is not _UNSET:
+        put("host", clean_host(host))
+    if public_key is not _UNSET:
+        if not (public_key or "").strip():
+            raise IntegrationError("Enter the public key.")
+        put("public_key", public_key.strip())
+    if secret_key is not _UNSET and secret_key and secret_key.strip():
+        put("secret_key", secret_key.strip())
+    for field, value in (
+        ("filter_names", filter_names),
+        ("filter_tags", filter_tags),
+        ("filter_environments", filter_environments),
+    ):
+        if value is not _UNSET:
+            put(field, _clean_list(value))
+    if since_date is not _UNSET:
+        put("since_date", since_date)
+    if sync_interval_minutes is not _UNSET:
+        put("sync_interval_minutes", _clean_interval(sync_interval_minutes))
+    if not changed:
+        return integration
+    if changed & {"host", "public_key", "secret_key"}:
+        integration.status = Integration.Status.NEW
+        integration.last_error = ""
+        integration.project_name = ""
+        changed |= {"status", "last_error", "project_name"}
+    if changed & {
+        "host",
+        "public_key",
+        "filter_names",
+        "filter_tags",
+        "filter_environments",
+        "since_date",
+    }:
+        integration.watermark = None
+        integration.sync_cursor = ""
+        changed |= {"watermark", "sync_cursor"}
+    with transaction.atomic():
+        integration.full_clean()
+        integration.save(update_fields=[*sorted(changed), "updated_at"])
+        schedule_sync(integration=integration)
+    logger.info("integration updated id=%s fields=%s", integration.pk, ",".join(sorted(changed)))
+    return integration
+
+
+def _clean_interval(minutes: int | None) -> int | None:
+    if minutes in (None, "", 0):
+        return None
+    minutes = int(minutes)
+    if minutes < 5:
+        raise IntegrationError("The sync interval must be at least 5 minutes.")
+    return minutes
+
+
+def set_integration_enabled(*, integration: Integration, enabled: bool) -> Integration:
+    """Enable or disable an integration; a disabled one neither syncs nor runs on schedule."""
+    integration.enabled = enabled
+    with transaction.atomic():
+        integration.save(update_fields=["enabled", "updated_at"])
+        schedule_sync(integration=integration)
+    return integration
+
+
+def delete_integration(*, integration: Integration) -> None:
+    """Delete an integration with its runs and schedule; synced traces stay, unlinked."""
+    with transaction.atomic():
+        task_id = integration.periodic_task_id
+        integration.delete()
+        if task_id is not None:
+            PeriodicTask.objects.filter(pk=task_id).delete()
+    logger.info("integration deleted id=%s", integration.pk)
+
+
+def schedule_sync(*, integration: Integration) -> PeriodicTask | None:
+    """Create, update or remove the integration's beat schedule to match its interval."""
+    task = integration.periodic_task
+    if not integration.sync_interval_minutes:
+        if task is not None:
+            integration.periodic_task = None
+            integration.save(update_fields=["periodic_task"])
+            task.delete()
+        return None
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=integration.sync_interval_minutes, period=IntervalSchedule.MINUTES
+    )
+    if task is None:
+        task = PeriodicTask(task=SCHEDULED_TASK)
+    task.name = (
+        f"Sync integration {integration.pk} ({integration.workspace.slug}: {integration.name})"[
+            :200
+        ]
+    )
+    task.task = SCHEDULED_TASK
+    task.interval = interval
+    task.args = json.dumps([integration.pk])
+    task.queue = "sync"
+    task.description = "Created by iofold from the integration's sync interval."
+    # Rejected credentials would fail every run until someone fixes them.
+    task.enabled = integration.enabled and integration.status != Integration.Status.AUTH_FAILED
+    task.save()
+    if integration.periodic_task_id != task.pk:
+        integration.periodic_task = task
+        integration.save(update_fields=["periodic_task"])
+    return task
+
+
+# --- connection checks ---------------------------------------------------------------------
+
+
+def get_adapter(integration: Integration, **options: Any) -> Adapter:
+    """Return the platform adapter configured with the integration's credentials."""
+    cls = get_adapter_class(integration.kind)
+    return cls(
+        host=integration.host,
+        public_key=integration.public_key,
+        secret_key=integration.secret_key,
+        **options,
+    )
+
+
+def check_connection(
+    *, host: str, public_key: str, secret_key: str, kind: str = Integration.Kind.LANGFUSE
+) -> ConnectionInfo:
+    """Check unsaved credentials: return the project they reach or raise ``IntegrationError``."""
+    if not (public_key or "").strip() or not (secret_key or "").strip():
+        raise IntegrationError("Enter both the public key and the secret key.")
+    adapter = get_adapter_class(kind)(
+        host=clean_host(host),
+        public_key=public_key.strip(),
+        secret_key=secret_key.strip(),
+        timeout=10.0,
+        max_attempts=2,
+    )
+    try:
+        return adapter.test_connection()
+    except AdapterError as exc:
+        raise IntegrationError(exc.message, permanent=exc.permanent, code=exc.code) from None
+
+
+def test_connection(*, integration: Integration) -> ConnectionInfo:
+    """Check a saved integration's credentials and record the outcome on it."""
+    try:
+        info = check_connection(
+            host=integration.host,
+            public_key=integration.public_key,
+            secret_key=integration.secret_key,
+            kind=integration.kind,
+        )
+    except IntegrationError as exc:
+        if exc.code == "auth":
+            _mark_integration(integration, status=Integration.Status.AUTH_FAILED, error=exc.message)
+        raise
+    integration.project_name = info.project_name[:200]
+    fields = ["project_name", "updated_at"]
+    if integration.status == Integration.Status.AUTH_FAILED:
+        integration.status, integration.last_error = Integration.Status.NEW, ""
+        fields += ["status", "last_error"]
+    with transaction.atomic():
+        integration.save(update_fields=fields)
+        schedule_sync(integration=integration)
+    return info
+
+
+test_connection.__test__ = False  # not a pytest test, despite the name
+
+
+def connection_message(info: ConnectionInfo) -> str:
+    """Return the sentence shown after a successful connection check."""
+    version = f" (Langfuse {info.server_version})" if info.server_version else ""
+    return f"Connected to project “{info.project_name}”{version}."
+
+
+def _mark_integration(integration: Integration, *, status: str, error: str) -> None:
+    integration.status, integration.last_error = status, error
+    with transaction.atomic():
+        integration.save(update_fields=["status", "last_error", "updated_at"])
+        if status == Integration.Status.AUTH_FAILED:
+            schedule_sync(integration=integration)
+
+
+# --- sync ----------------------------------------------------------------------------------
+
+
+def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL) -> SyncRun:
+    """Queue a sync of the integration and return its run; an active run is returned as is."""
+    if not integration.enabled:
+        raise IntegrationError(f"“{integration.name}” is disabled; enable it to sync.")
+    reap_stale_runs(integration=integration)
+    active = SyncRun.objects.filter(integration=integration).active().first()
+    if active is not None:
+        return active
+    try:
+        with transaction.atomic():
+            run = SyncRun.objects.create(
+                workspace_id=integration.workspace_id, integration=integration, trigger=trigger
+            )
+    except IntegrityError:
+        # Another request queued one between the check and the insert.
+        active = SyncRun.objects.filter(integration=integration).active().first()
+        if active is None:
+            raise
+        return active
+    from integrations.tasks import sync_integration_task
+
+    transaction.on_commit(lambda: sync_integration_task.delay(run.pk))
+    logger.info("sync queued run=%s integration=%s trigger=%s", run.pk, integration.pk, trigger)
+    return run
+
+
+def claim_run(*, run_id: int, stale_after: timedelta = SYNC_STALE_AFTER) -> SyncRun | None:
+    """Mark a queued run (or one whose worker died) running; return it, or None if taken."""
+    now = timezone.now()
+    claimed = SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
+        status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        # A redelivered task of a killed worker: take the run over once its heartbeat is old.
+        claimed = (
+            SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING)
+            .filter(heartbeat_at__lt=now - stale_after)
+            .update(heartbeat_at=now, resumed=True)
+        )
+    if not claimed:
+        return None
+    return SyncRun.objects.select_related("integration", "workspace").get(pk=run_id)
+
+
+def run_sync(
+    *,
+    run_id: int,
+    adapter: Adapter | None = None,
+    on_page: Callable[[SyncRun, int], None] | None = None,
+    on_ingested: Callable[[list[int]], None] | None = None,
+) -> SyncRun | None:
+    """Run a queued sync to the end: page by page, each page committed with its cursor.
+
+    A run that stops half-way (a killed worker, an outage) leaves the integration's cursor
+    at the last committed page, and the next run continues from there. ``on_page(run,
+    pages_done)`` is called after each committed page.
+    """
+    run = claim_run(run_id=run_id)
+    if run is None:
+        logger.info("sync not claimed run=%s", run_id)
+        return None
+    integration = run.integration
+    if not integration.enabled:
+        return _finish_run(run, error=f"“{integration.name}” was disabled before the sync started.")
+    if integration.sync_cursor:
+        SyncRun.objects.filter(pk=run.pk).update(resumed=True)
+    adapter = adapter or get_adapter(integration)
+    filters = TraceFilters(
+        names=tuple(integration.filter_names),
+        tags=tuple(integration.filter_tags),
+        environments=tuple(integration.filter_environments),
+        since_date=integration.since_date,
+    )
+    pages = 0
+    try:
+        pager = adapter.fetch_traces(
+            since=integration.watermark,
+            until=None,
+            filters=filters,
+            cursor=integration.sync_cursor or None,
+        )
+        for page in pager:
+            with transaction.atomic():
+                result = upsert_traces(
+                    workspace=integration.workspace,
+                    source="langfuse",
+                    integration=integration,
+                    traces=page.traces,
+                    on_ingested=on_ingested,
+                )
+                _record_page(
+                    run, integration, result, cursor=page.cursor, max_ts=page.max_timestamp
+                )
+            pages += 1
+            del page, result  # keep at most one page of traces alive
+            if on_page is not None:
+                on_page(run, pages)
+    except AdapterError as exc:
+        status = Integration.Status.AUTH_FAILED if exc.code == "auth" else Integration.Status.ERROR
+        _mark_integration(integration, status=status, error=exc.message)
+        logger.warning(
+            "sync failed run=%s integration=%s code=%s", run.pk, integration.pk, exc.code
+        )
+        return _finish_run(run, error=exc.message)
+    except SoftTimeLimitExceeded:
+        run = _finish_run(
+            run,
+            error=f"The sync reached its time limit after {pages} pages; it continues in a new run.",
+        )
+        integration.refresh_from_db()
+        start_sync(integration=integration, trigger=run.trigger)
+        return run
+    except Exception:
+        logger.exception("sync crashed run=%s integration=%s", run.pk, integration.pk)
+        _finish_run(
+            run,
+            error="The sync stopped on an internal error; the next sync resumes from the last saved page.",
+        )
+        raise
+    Integration.objects.filter(pk=integration.pk).update(
+        status=Integration.Status.OK, last_error="", last_synced_at=timezone.now()
+    )
+    return _finish_run(run)
+
+
+def _record_page(
+    run: SyncRun,
+    integration: Integration,
+    result: UpsertResult,
+    *,
+    cursor: str | None,
+    max_ts: datetime | None,
+) -> None:
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(
+        created_count=F("created_count") + result.created,
+        updated_count=F("updated_count") + result.updated,
+        unchanged_count=F("unchanged_count") + result.unchanged + result.duplicates,
+        failed_count=F("failed_count") + result.failed,
+        pages=F("pages") + 1,
+        heartbeat_at=now,
+        progress=1.0 if cursor is None else _progress(integration.kind, cursor),
+    )
+    if cursor is None:
+        # The scan is complete: the next sync starts from the newest trace seen.
+        integration.watermark = max_ts or integration.watermark
+        integration.sync_cursor = ""
+    else:
+        integration.sync_cursor = cursor
+    Integration.objects.filter(pk=integration.pk).update(
+        sync_cursor=integration.sync_cursor, watermark=integration.watermark
+    )
+
+
+def _progress(kind: str, cursor: str) -> float:
+    """Return how much of the scanned time range a resume cursor has covered."""
+    if kind != Integration.Kind.LANGFUSE:
+        return 0.0
+    from integrations.adapters.langfuse import _decode_cursor
+
+    try:
+        state = _decode_cursor(cursor)
+    except AdapterError:
+        return 0.0
+    span = (state["until"] - state["lower"]).total_seconds()
+    if span <= 0:
+        return 0.0
+    done = (state["until"] - state["upper"]).total_seconds() / span
+    return round(min(max(done, 0.0), 0.99), 4)
+
+
+def _finish_run(run: SyncRun, *, error: str = "") -> SyncRun:
+    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+        status=SyncRun.Status.FAILED if error else SyncRun.Status.SUCCEEDED,
+        error=error,
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    run.refresh_from_db()
+    logger.info(
+        "sync finished run=%s integration=%s status=%s created=%d updated=%d failed=%d pages=%d",
+        run.pk,
+        run.integration_id,
+        run.status,
+        run.created_count,
+        run.updated_count,
+        run.failed_count,
+        run.pages,
+    )
+    return run
+
+
+def fail_run(*, run_id: int, error: str) -> None:
+    """Mark an unfinished run failed (used when its task gives up)."""
+    SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
+        status=SyncRun.Status.FAILED, error=error, finished_at=timezone.now()
+    )
+
+
+def reap_stale_runs(
+    *, older_than: timedelta = SYNC_STALE_AFTER, integration: Integration | None = None
+) -> int:
+    """Fail active runs whose worker went silent; the next run resumes from their cursor."""
+    runs = SyncRun.objects.stale(older_than=older_than)
+    if integration is not None:
+        runs = runs.filter(integration=integration)
+    count = runs.update(
+        status=SyncRun.Status.FAILED,
+        error="The worker stopped responding; the next sync resumes from the last saved page.",
+        finished_at=timezone.now(),
+    )
+    if count:
+        logger.warning("stale sync runs reaped count=%d", count)
+    return count

@@ -1,0 +1,289 @@
+"""Write normalised traces into ``Trace`` rows: the one ingestion path for sync, upload, API.
+
+Each batch is validated per trace, deduplicated, compared by content hash with what is
+stored, and written with one bulk upsert on the natural key (workspace, source_key,
+external_id), so a sync or an upload can run any number of times without duplicates and
+unchanged traces are not rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from integrations.adapters.base import parse_time, validate_normalised_trace
+from traces.models import Trace
+
+logger = logging.getLogger(__name__)
+
+SEARCH_TEXT_LIMIT = 10_000
+LOOKUP_CHUNK = 500
+UPDATE_FIELDS = [
+    "integration",
+    "source",
+    "name",
+    "timestamp",
+    "data",
+    "search_text",
+    "tags",
+    "has_error",
+    "step_count",
+    "tool_call_count",
+    "latency_ms",
+    "cost",
+    "content_hash",
+    "updated_at",
+]
+STEP_DEFAULTS = {
+    "parent_id": None,
+    "input": None,
+    "output": None,
+    "error": None,
+    "model": None,
+    "usage": None,
+    "start_time": None,
+    "end_time": None,
+}
+
+
+@dataclass
+class UpsertResult:
+    """What a batch did. ``trace_ids`` are the ids of created or changed rows."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    # Later copies of the same id in one batch win; the earlier copies are counted here.
+    duplicates: int = 0
+    trace_ids: list[int] = field(default_factory=list)
+    # (index of the trace in the batch, reason), for per-line error reports.
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged + self.failed + self.duplicates
+
+    def merge(self, other: UpsertResult, *, index_offset: int = 0) -> None:
+        """Add ``other``'s counts to this result, shifting its error indexes."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.failed += other.failed
+        self.duplicates += other.duplicates
+        self.trace_ids += other.trace_ids
+        self.errors += [(index + index_offset, reason) for index, reason in other.errors]
+
+
+def source_key_for(*, source: str, integration=None) -> str:
+    """Return the natural-key namespace: one per integration, else one per source."""
+    return f"i{integration.pk}" if integration is not None else source
+
+
+def upsert_traces(
+    *,
+    workspace,
+    source: str,
+    integration=None,
+    traces: list[dict[str, Any]],
+    on_ingested: Callable[[list[int]], None] | None = None,
+) -> UpsertResult:
+    """Validate and upsert normalised traces; return the counts and the new or changed ids.
+
+    ``on_ingested(trace_ids)`` runs after the surrounding transaction commits, and only
+    when some trace was created or changed.
+    """
+    if source not in Trace.Source.values:
+        raise ValueError(f"unknown trace source {source!r}")
+    source_key = source_key_for(source=source, integration=integration)
+    result = UpsertResult()
+
+    # Validate and canonicalise; the last copy of a duplicated id wins.
+    prepared: dict[str, dict[str, Any]] = {}
+    for index, raw in enumerate(traces):
+        problems = validate_normalised_trace(raw)
+        if not problems and parse_time(raw["timestamp"]) is None:
+            problems = ["field 'timestamp' is empty"]
+        if problems:
+            result.failed += 1
+            result.errors.append((index, "; ".join(problems)))
+            continue
+        data = canonical_trace(raw)
+        if data["id"] in prepared:
+            result.duplicates += 1
+        prepared[data["id"]] = data
+    if not prepared:
+        return result
+
+    existing: dict[str, tuple[int, str]] = {}
+    ids = list(prepared)
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        rows = Trace.objects.for_workspace(workspace).filter(
+            source_key=source_key, external_id__in=ids[start : start + LOOKUP_CHUNK]
+        )
+        for external_id, pk, digest in rows.values_list("external_id", "id", "content_hash"):
+            existing[external_id] = (pk, digest)
+
+    to_write: list[Trace] = []
+    for external_id, data in prepared.items():
+        digest = content_hash(data)
+        known = existing.get(external_id)
+        if known is not None and known[1] == digest:
+            result.unchanged += 1
+            continue
+        if known is None:
+            result.created += 1
+        else:
+            result.updated += 1
+        to_write.append(
+            build_trace(
+                data,
+                workspace=workspace,
+                source=source,
+                source_key=source_key,
+                integration=integration,
+                digest=digest,
+            )
+        )
+
+    if to_write:
+        with transaction.atomic():
+            Trace.objects.bulk_create(
+                to_write,
+                update_conflicts=True,
+                unique_fields=["workspace", "source_key", "external_id"],
+                update_fields=UPDATE_FIELDS,
+                batch_size=500,
+            )
+        written = [t.pk for t in to_write if t.pk is not None]
+        if len(written) != len(to_write):
+            # Backends that cannot return ids from an upsert: look them up.
+            written = list(
+                Trace.objects.for_workspace(workspace)
+                .filter(source_key=source_key, external_id__in=[t.external_id for t in to_write])
+                .values_list("id", flat=True)
+            )
+        result.trace_ids = written
+        if on_ingested is not None:
+            ids_for_callback = list(written)
+            transaction.on_commit(lambda: on_ingested(ids_for_callback))
+    logger.info(
+        "traces upserted workspace=%s source=%s created=%d updated=%d unchanged=%d failed=%d",
+        workspace.pk,
+        source_key,
+        result.created,
+        result.updated,
+        result.unchanged,
+        result.failed,
+    )
+    return result
+
+
+def canonical_trace(raw: dict[str, Any]) -> dict[str, Any]:
+    """Return the trace with every optional key filled in, as evals receive it."""
+    steps = []
+    for step in raw.get("steps") or []:
+        steps.append({**STEP_DEFAULTS, **step, "metadata": step.get("metadata") or {}})
+    return {
+        **raw,
+        "id": raw["id"].strip(),
+        "name": raw.get("name"),
+        "input": raw.get("input"),
+        "output": raw.get("output"),
+        "steps": steps,
+        "metadata": raw.get("metadata") or {},
+        "tags": list(raw.get("tags") or []),
+        "user_id": raw.get("user_id"),
+        "session_id": raw.get("session_id"),
+        "latency_ms": raw.get("latency_ms"),
+        "cost": raw.get("cost"),
+    }
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """Return a stable digest of a canonical trace, for change detection."""
+    encoded = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def build_trace(
+    data: dict[str, Any], *, workspace, source: str, source_key: str, integration, digest: str
+) -> Trace:
+    """Return an unsaved ``Trace`` with its denormalised columns filled from ``data``."""
+    steps = data["steps"]
+    return Trace(
+        workspace=workspace,
+        integration=integration,
+        source=source,
+        source_key=source_key,
+        external_id=data["id"][:255],
+        name=(data.get("name") or "")[:255],
+        timestamp=parse_time(data["timestamp"]),
+        data=data,
+        search_text=_search_text(data),
+        tags=data["tags"],
+        has_error=any(step.get("error") for step in steps),
+        step_count=len(steps),
+        tool_call_count=_tool_calls(steps),
+        latency_ms=_latency_ms(data),
+        cost=data.get("cost"),
+        content_hash=digest,
+    )
+
+
+def _tool_calls(steps: list[dict[str, Any]]) -> int:
+    tool_steps = sum(1 for step in steps if step.get("type") == "tool")
+    if tool_steps:
+        return tool_steps
+    # Uninstrumented tools show up only as calls requested in LLM outputs.
+    return sum(
+        len(_requested_calls(step.get("output"))) for step in steps if step.get("type") == "llm"
+    )
+
+
+def _requested_calls(output: Any) -> list:
+    messages = output if isinstance(output, list) else [output]
+    calls: list = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("tool_calls"), list):
+            calls += message["tool_calls"]
+    return calls
+
+
+def _latency_ms(data: dict[str, Any]) -> float | None:
+    if isinstance(data.get("latency_ms"), (int, float)):
+        return float(data["latency_ms"])
+    starts = [parse_time(s["start_time"]) for s in data["steps"] if s.get("start_time")]
+    ends = [parse_time(s["end_time"]) for s in data["steps"] if s.get("end_time")]
+    if starts and ends:
+        return max(0.0, (max(ends) - min(starts)).total_seconds() * 1000)
+    return None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _search_text(data: dict[str, Any]) -> str:
+    parts: Iterable[str] = [
+        data.get("name") or "",
+        " ".join(data["tags"]),
+        data.get("user_id") or "",
+        data.get("session_id") or "",
+        _text(data.get("input")),
+        _text(data.get("output")),
+        *(f"{s.get('name', '')} {s.get('error') or ''}" for s in data["steps"]),
+    ]
+    return " ".join(p for p in parts if p)[:SEARCH_TEXT_LIMIT]
