@@ -418,7 +418,7 @@ def run_sync(
     except SoftTimeLimitExceeded:
         run = _finish_run(
             run,
-            error=f"The sync reached its time limit after {pages} pages; it continues in a new run.",
+            error=f"The sync reached its time limit after {pages} pages; a new run continues it.",
         )
         integration.refresh_from_db()
         start_sync(integration=integration, trigger=run.trigger)
@@ -427,7 +427,7 @@ def run_sync(
         logger.exception("sync crashed run=%s integration=%s", run.pk, integration.pk)
         _finish_run(
             run,
-            error="The sync stopped on an internal error; the next sync resumes from the last saved page.",
+            error="The sync stopped on an internal error; the next one resumes from the last page.",
         )
         raise
     Integration.objects.filter(pk=integration.pk).update(

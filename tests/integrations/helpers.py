@@ -1,11 +1,6 @@
-"""Fixtures shared by the integration tests: a fake Langfuse and an integration pointing at it."""
+"""Helpers shared by the integration tests."""
 
 from datetime import UTC, datetime, timedelta
-
-import pytest
-
-from integrations import services
-from tests.fakes.langfuse_server import FakeLangfuse
 
 PUBLIC_KEY = "pk-lf-fake"
 SECRET_KEY = "sk-lf-fake"
@@ -15,42 +10,6 @@ def recent_base_time(traces: int, spacing: timedelta) -> datetime:
     """Start the fake's traces so that the newest one is an hour old."""
     now = datetime.now(UTC).replace(microsecond=0)
     return now - timedelta(hours=1) - spacing * traces
-
-
-@pytest.fixture
-def fake_langfuse():
-    """Return a factory of started fake Langfuse servers with recent traces."""
-    started = []
-
-    def _start(traces: int = 0, observations: int = 5, spacing=timedelta(seconds=30), **kwargs):
-        fake = FakeLangfuse(
-            traces=traces,
-            observations=observations,
-            spacing=spacing,
-            base_time=recent_base_time(traces, spacing),
-            **kwargs,
-        ).start()
-        started.append(fake)
-        return fake
-
-    yield _start
-    for fake in started:
-        fake.stop()
-
-
-@pytest.fixture
-def make_integration(workspace):
-    def _make(fake, **kwargs):
-        options = {
-            "name": "Langfuse prod",
-            "host": fake.url,
-            "public_key": PUBLIC_KEY,
-            "secret_key": SECRET_KEY,
-            **kwargs,
-        }
-        return services.create_integration(workspace=workspace, **options)
-
-    return _make
 
 
 class Sleeps(list):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from integrations import services
 from integrations.models import Integration, SyncRun
-from tests.integrations.helpers import Sleeps, fake_langfuse, make_integration  # noqa: F401
+from tests.integrations.helpers import Sleeps
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
