@@ -19,6 +19,8 @@ MIN_GAIN = 2
 # Penalty per rule, in cross-validated examples, when choosing the list length.
 LENGTH_PENALTY = 0.5
 FIRST_RULE_PENALTY = 1.0
+# Prior at or above which a clean first rule may win a tie with the majority verdict.
+TRUSTED_PRIOR = 2.0
 # Weight of a feature's simplicity cost against its gain, in examples.
 COST_WEIGHT = 0.25
 
@@ -122,6 +124,11 @@ def _grow(
                 else:
                     right, errors = m_neg, m_pos
                 rest_pos, rest_neg = r_pos - m_pos, r_neg - m_neg
+                # A rule whose verdict the rest would get anyway changes nothing.
+                if (rest_pos > rest_neg) == (m_pos > m_neg) and rest_pos != rest_neg:
+                    continue
+                if rest_pos + rest_neg == 0:
+                    continue
                 # On a tie the rest takes the other verdict, which is worth the same count.
                 gain = right + (rest_pos if rest_pos > rest_neg else rest_neg) - base
                 # A rule must be a clean signal that earns its place: training gain plus the
@@ -205,6 +212,19 @@ def learn(
         chosen = 0
 
     default0 = _majority(pos.bit_count(), neg.bit_count())
+    if chosen == 0 and len(fold_list) >= 2:
+        # Few labels leave held-out counts too coarse to show a rule's worth. A rule
+        # from a strongly believed family (the refusal lexicon, or what the criteria
+        # name) that is spotless on every training label and no worse than the
+        # majority verdict under cross-validation is the better bet.
+        (first, _), *_ = _grow(candidates, pos, neg, all_rows, 1) or [(None, None)]
+        if (
+            first is not None
+            and first.feature.prior >= TRUSTED_PRIOR
+            and first.agreeing == first.matched
+            and selection.cv_correct[1] >= selection.cv_correct[0]
+        ):
+            chosen = 1
     grown = _grow(candidates, pos, neg, all_rows, chosen)
     rules = tuple(rule for rule, _ in grown)
     default = grown[-1][1] if grown else default0

@@ -1,6 +1,9 @@
 import ast
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -265,3 +268,24 @@ def test_labels_without_signal_are_flagged_on_held_out_traces():
     fitted = fit(examples)
     assert fitted.constant_reason is not None
     assert fit(_error_set()).constant_reason is None
+
+
+def test_code_is_identical_across_processes_with_different_hash_seeds():
+    # Set iteration order changes with PYTHONHASHSEED; the emitted code must not.
+    script = (
+        "import hashlib\n"
+        "from tests.evals.test_synthesis import _error_set, _refusal_set\n"
+        "from evals.synthesis import fit\n"
+        "code = fit(_refusal_set(n=30, marker=True) + _error_set(n=15)).code\n"
+        "print(hashlib.sha256(code.encode()).hexdigest())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    digests = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
