@@ -1,4 +1,6 @@
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -136,12 +138,21 @@ def revoke_token(request, pk: int):
     return redirect("workspaces:tokens", slug=request.workspace.slug)
 
 
+@login_not_required
 def accept_invitation(request, token: str):
-    """Show an invitation and, on POST, join its workspace."""
+    """Show an invitation and, on POST, join its workspace.
+
+    Anyone with the link sees whom it is from, so an invitee without an account yet is
+    offered sign-up and log-in links that bring them back here.
+    """
     try:
         invitation = services.find_invitation(token=token)
     except WorkspaceError as exc:
         return render(request, "workspaces/invitation.html", {"error": exc.message}, status=404)
+    if not request.user.is_authenticated:
+        if request.method == "POST":
+            return redirect_to_login(request.get_full_path())
+        return render(request, "workspaces/invitation.html", {"invitation": invitation})
     if request.method == "POST":
         try:
             membership = services.accept_invitation(token=token, user=request.user)
