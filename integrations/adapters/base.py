@@ -85,11 +85,12 @@ class TraceFilters:
             return False
         if self.tags and not set(self.tags) <= set(trace.get("tags") or ()):
             return False
-        if self.environments and trace.get("metadata", {}).get("environment") not in self.environments:
+        if (
+            self.environments
+            and trace.get("metadata", {}).get("environment") not in self.environments
+        ):
             return False
-        if self.since_date is not None and parse_time(trace["timestamp"]) < as_utc(self.since_date):
-            return False
-        return True
+        return self.since_date is None or parse_time(trace["timestamp"]) >= as_utc(self.since_date)
 
 
 @dataclass

@@ -135,7 +135,10 @@ class LangfuseAdapter(Adapter):
     @property
     def client(self) -> LangfuseAPI:
         return get_client(
-            host=self.host, public_key=self.public_key, secret_key=self._secret_key, timeout=self.timeout
+            host=self.host,
+            public_key=self.public_key,
+            secret_key=self._secret_key,
+            timeout=self.timeout,
         )
 
     # --- connection check -------------------------------------------------------------------
@@ -149,9 +152,13 @@ class LangfuseAdapter(Adapter):
                 code="not_langfuse",
             )
         health = self._call(
-            lambda opts: self.client.health.health(request_options=opts), what="health check", network_retries=False
+            lambda opts: self.client.health.health(request_options=opts),
+            what="health check",
+            network_retries=False,
         )
-        projects = self._call(lambda opts: self.client.projects.get(request_options=opts), what="project lookup")
+        projects = self._call(
+            lambda opts: self.client.projects.get(request_options=opts), what="project lookup"
+        )
         if not projects.data:
             raise AdapterError(
                 "The API keys are valid but no project belongs to them; use a project's keys, "
@@ -160,7 +167,9 @@ class LangfuseAdapter(Adapter):
                 code="auth",
             )
         project = projects.data[0]
-        return ConnectionInfo(project_id=project.id, project_name=project.name, server_version=health.version)
+        return ConnectionInfo(
+            project_id=project.id, project_name=project.name, server_version=health.version
+        )
 
     # --- reading traces --------------------------------------------------------------------
 
@@ -203,7 +212,8 @@ class LangfuseAdapter(Adapter):
             except _WindowTooHeavy:
                 if w_upper - w_lower <= timedelta(minutes=1):
                     raise AdapterError(
-                        "Langfuse timed out even on a one-minute window of observations; try again later.",
+                        "Langfuse timed out even on a one-minute window of observations; "
+                        "try again later.",
                         permanent=False,
                         code="server_error",
                     ) from None
@@ -218,7 +228,9 @@ class LangfuseAdapter(Adapter):
         page.cursor = None
         yield page
 
-    def _pages(self, lower: datetime, upper: datetime, filters: TraceFilters) -> Iterator[list[dict[str, Any]]]:
+    def _pages(
+        self, lower: datetime, upper: datetime, filters: TraceFilters
+    ) -> Iterator[list[dict[str, Any]]]:
         query: dict[str, Any] = {"from_start_time": lower, "to_start_time": upper}
         if filters.names or filters.tags:
             # Trace name and tags have no plain query parameter, and `filter` overrides all
@@ -228,7 +240,9 @@ class LangfuseAdapter(Adapter):
             query["environment"] = list(filters.environments)
         yield from self._paged(query, heavy_is_error=False)
 
-    def _paged(self, query: dict[str, Any], *, heavy_is_error: bool = True) -> Iterator[list[dict[str, Any]]]:
+    def _paged(
+        self, query: dict[str, Any], *, heavy_is_error: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
         api_cursor = None
         while True:
             body = self._call(
@@ -256,17 +270,27 @@ class LangfuseAdapter(Adapter):
             "cursor": query.get("cursor"),
             "environment": query.get("environment"),
             "filter": query.get("filter"),
-            "fromStartTime": serialize_datetime(query["from_start_time"]) if query.get("from_start_time") else None,
-            "toStartTime": serialize_datetime(query["to_start_time"]) if query.get("to_start_time") else None,
+            "fromStartTime": serialize_datetime(query["from_start_time"])
+            if query.get("from_start_time")
+            else None,
+            "toStartTime": serialize_datetime(query["to_start_time"])
+            if query.get("to_start_time")
+            else None,
         }
         http = self.client.observations._raw_client._client_wrapper.httpx_client
-        response = http.request("api/public/v2/observations", method="GET", params=params, request_options=options)
+        response = http.request(
+            "api/public/v2/observations", method="GET", params=params, request_options=options
+        )
         try:
             body = response.json()
         except ValueError:
-            raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=response.text) from None
+            raise ApiError(
+                status_code=response.status_code, headers=dict(response.headers), body=response.text
+            ) from None
         if not 200 <= response.status_code < 300:
-            raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
+            raise ApiError(
+                status_code=response.status_code, headers=dict(response.headers), body=body
+            )
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("data"), list)
@@ -282,7 +306,18 @@ class LangfuseAdapter(Adapter):
         for start in range(0, len(trace_ids), ID_BATCH):
             ids = trace_ids[start : start + ID_BATCH]
             rows_by_trace: dict[str, list[dict[str, Any]]] = {}
-            query = {"filter": json.dumps([{"type": "stringOptions", "column": "traceId", "operator": "any of", "value": ids}])}
+            query = {
+                "filter": json.dumps(
+                    [
+                        {
+                            "type": "stringOptions",
+                            "column": "traceId",
+                            "operator": "any of",
+                            "value": ids,
+                        }
+                    ]
+                )
+            }
             for rows in self._paged(query):
                 for row in rows:
                     rows_by_trace.setdefault(row["traceId"], []).append(row)
@@ -300,7 +335,9 @@ class LangfuseAdapter(Adapter):
         result = ScorePushResult()
         for batch in _score_batches(scores):
             response = self._call(
-                lambda opts, b=batch: self.client.scores.with_raw_response.create(request=b, request_options=opts),
+                lambda opts, b=batch: self.client.scores.with_raw_response.create(
+                    request=b, request_options=opts
+                ),
                 what="score push",
             )
             data = response.data
@@ -311,7 +348,9 @@ class LangfuseAdapter(Adapter):
             else:
                 result.accepted += len(batch)
         if result.rejected:
-            logger.warning("langfuse scores rejected host=%s rejected=%d", self.host, result.rejected)
+            logger.warning(
+                "langfuse scores rejected host=%s rejected=%d", self.host, result.rejected
+            )
         return result
 
     # --- one SDK call with the retry policy ------------------------------------------------
@@ -340,7 +379,8 @@ class LangfuseAdapter(Adapter):
                     delay = self._retry_after(exc) or self._backoff(attempt)
                     if last:
                         raise AdapterError(
-                            f"Langfuse rate limit reached during the {what}; retry in {delay:.0f}s. "
+                            f"Langfuse rate limit reached during the {what}; "
+                            f"retry in {delay:.0f}s. "
                             "The Hobby plan allows 30 read requests a minute.",
                             permanent=False,
                             code="rate_limited",
@@ -352,7 +392,8 @@ class LangfuseAdapter(Adapter):
                 if status >= 500 or status == 408:
                     if last:
                         raise AdapterError(
-                            f"Langfuse answered HTTP {status} to the {what} {self.max_attempts} times; "
+                            f"Langfuse answered HTTP {status} to the {what} "
+                            f"{self.max_attempts} times; "
                             "it may be down, try again later.",
                             permanent=False,
                             code="server_error",
@@ -372,7 +413,9 @@ class LangfuseAdapter(Adapter):
                 self.sleep(self._backoff(attempt))
             except httpx.TransportError as exc:
                 if last or not network_retries:
-                    raise AdapterError(self._unreachable_message(exc), permanent=False, code="unreachable") from None
+                    raise AdapterError(
+                        self._unreachable_message(exc), permanent=False, code="unreachable"
+                    ) from None
                 self.sleep(self._backoff(attempt))
             except (pydantic.ValidationError, ValueError, TypeError):
                 raise AdapterError(
@@ -389,7 +432,11 @@ class LangfuseAdapter(Adapter):
         server_message = self._scrub(str(body.get("message", ""))) if isinstance(body, dict) else ""
         detail = f" Langfuse said: {server_message}" if server_message else ""
         if not isinstance(body, (dict, list)) and status != 401:
-            kind = "HTML" if isinstance(body, str) and "<html" in body.lower() else f"HTTP {status} without JSON"
+            kind = (
+                "HTML"
+                if isinstance(body, str) and "<html" in body.lower()
+                else f"HTTP {status} without JSON"
+            )
             return AdapterError(
                 f"{self.host} does not look like a Langfuse server: the {what} got {kind}. "
                 "Use the base URL of your Langfuse instance, e.g. https://cloud.langfuse.com.",
@@ -398,7 +445,8 @@ class LangfuseAdapter(Adapter):
             )
         if status == 401:
             return AdapterError(
-                f"Langfuse rejected the API keys (HTTP 401) for public key {self.public_key} on {self.host}; "
+                f"Langfuse rejected the API keys (HTTP 401) for public key {self.public_key} "
+                f"on {self.host}; "
                 "check the public and secret key and that they belong to this host's region.",
                 permanent=True,
                 code="auth",
@@ -419,24 +467,33 @@ class LangfuseAdapter(Adapter):
             )
         if status == 400 and what == "score push":
             return AdapterError(
-                f"Langfuse refused the score batch (HTTP 400); batch scores need Langfuse 4.59 or later.{detail}",
+                "Langfuse refused the score batch (HTTP 400); "
+                f"batch scores need Langfuse 4.59 or later.{detail}",
                 permanent=True,
                 code="bad_request",
             )
         return AdapterError(
-            f"Langfuse refused the {what} (HTTP {status}).{detail}", permanent=True, code="bad_request"
+            f"Langfuse refused the {what} (HTTP {status}).{detail}",
+            permanent=True,
+            code="bad_request",
         )
 
     def _unreachable_message(self, exc: Exception) -> str:
         cause = exc.__cause__ or exc.__context__
         text = str(exc).lower()
-        if isinstance(cause, socket.gaierror) or "name or service not known" in text or "nodename" in text:
+        if (
+            isinstance(cause, socket.gaierror)
+            or "name or service not known" in text
+            or "nodename" in text
+        ):
             reason = "the host name could not be resolved"
         elif "refused" in text:
             reason = "the connection was refused"
         else:
             reason = self._scrub(str(exc)).rstrip(".") or type(exc).__name__
-        return f"Could not reach {self.host}: {reason}. Check the URL and that the server is running."
+        return (
+            f"Could not reach {self.host}: {reason}. Check the URL and that the server is running."
+        )
 
     def _retry_after(self, exc: ApiError) -> float | None:
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
@@ -451,7 +508,9 @@ class LangfuseAdapter(Adapter):
                     delay = (as_utc(parsed) - datetime.now(UTC)).total_seconds()
         if delay is None and isinstance(exc.body, dict):
             details = exc.body.get("details")
-            if isinstance(details, dict) and isinstance(details.get("retryAfterSeconds"), (int, float)):
+            if isinstance(details, dict) and isinstance(
+                details.get("retryAfterSeconds"), (int, float)
+            ):
                 delay = float(details["retryAfterSeconds"])
         if delay is None:
             return None
@@ -478,7 +537,9 @@ class _Scan:
     SKEW = timedelta(seconds=1)
     DONE_PRUNE_AT = 50_000
 
-    def __init__(self, *, filters: TraceFilters, max_ts: datetime | None, skip_above: datetime | None = None) -> None:
+    def __init__(
+        self, *, filters: TraceFilters, max_ts: datetime | None, skip_above: datetime | None = None
+    ) -> None:
         self.filters = filters
         # On resume: traces rooted above this were yielded whole before the cursor was
         # taken; re-reading only their lower rows must not yield truncated copies.
@@ -488,7 +549,9 @@ class _Scan:
         self.position: datetime | None = None
         self.max_ts = max_ts
 
-    def add_rows(self, rows: list[dict[str, Any]], *, window_upper: datetime) -> list[dict[str, Any]]:
+    def add_rows(
+        self, rows: list[dict[str, Any]], *, window_upper: datetime
+    ) -> list[dict[str, Any]]:
         for row in rows:
             trace_id = row.get("traceId")
             start = parse_time(row.get("startTime"))
@@ -505,7 +568,9 @@ class _Scan:
         closed = [
             trace_id
             for trace_id, entry in self.pending.items()
-            if entry["anchor"] is not None and self.position is not None and self.position < entry["anchor"] - self.SKEW
+            if entry["anchor"] is not None
+            and self.position is not None
+            and self.position < entry["anchor"] - self.SKEW
         ]
         if len(self.done) > self.DONE_PRUNE_AT:
             # Rows above the current window are never read again, so their traces can be forgotten.
@@ -523,12 +588,16 @@ class _Scan:
             del self.pending[trace_id]
         return orphans
 
-    def complete_whole(self, rows_by_trace: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    def complete_whole(
+        self, rows_by_trace: dict[str, list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
         traces = []
         for trace_id, rows in rows_by_trace.items():
             if trace_id in self.done:
                 continue
-            self.done[trace_id] = parse_time(min(r["startTime"] for r in rows if r.get("startTime")))
+            self.done[trace_id] = parse_time(
+                min(r["startTime"] for r in rows if r.get("startTime"))
+            )
             traces.append(normalise_rows(trace_id, rows))
         return self._keep(traces)
 
@@ -561,14 +630,26 @@ class _Scan:
         upper = min(upper + timedelta(milliseconds=1), until)
         # Every trace rooted above position + SKEW is closed at this point (see add_rows).
         skip_above = self.position + self.SKEW if self.position else self.skip_above
-        cursor = _encode_cursor(lower=lower, upper=upper, until=until, max_ts=self.max_ts, skip_above=skip_above)
+        cursor = _encode_cursor(
+            lower=lower, upper=upper, until=until, max_ts=self.max_ts, skip_above=skip_above
+        )
         return TracePage(traces=traces, cursor=cursor, max_timestamp=self.max_ts)
 
 
 def _encode_cursor(
-    *, lower: datetime, upper: datetime, until: datetime, max_ts: datetime | None, skip_above: datetime | None
+    *,
+    lower: datetime,
+    upper: datetime,
+    until: datetime,
+    max_ts: datetime | None,
+    skip_above: datetime | None,
 ) -> str:
-    state = {"v": 1, "lower": lower.isoformat(), "upper": upper.isoformat(), "until": until.isoformat()}
+    state = {
+        "v": 1,
+        "lower": lower.isoformat(),
+        "upper": upper.isoformat(),
+        "until": until.isoformat(),
+    }
     state["max_ts"] = max_ts.isoformat() if max_ts else None
     state["skip_above"] = skip_above.isoformat() if skip_above else None
     return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
@@ -586,7 +667,9 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
             "skip_above": parse_time(state.get("skip_above")),
         }
     except (ValueError, KeyError, TypeError, AssertionError):
-        raise AdapterError("The sync cursor is not valid; start a fresh sync.", permanent=True, code="bad_request") from None
+        raise AdapterError(
+            "The sync cursor is not valid; start a fresh sync.", permanent=True, code="bad_request"
+        ) from None
 
 
 def _filter_json(lower: datetime, upper: datetime, filters: TraceFilters) -> list[dict[str, Any]]:
@@ -595,12 +678,31 @@ def _filter_json(lower: datetime, upper: datetime, filters: TraceFilters) -> lis
         {"type": "datetime", "column": "startTime", "operator": "<", "value": format_time(upper)},
     ]
     if filters.names:
-        conditions.append({"type": "stringOptions", "column": "traceName", "operator": "any of", "value": list(filters.names)})
+        conditions.append(
+            {
+                "type": "stringOptions",
+                "column": "traceName",
+                "operator": "any of",
+                "value": list(filters.names),
+            }
+        )
     if filters.tags:
-        conditions.append({"type": "arrayOptions", "column": "tags", "operator": "all of", "value": list(filters.tags)})
+        conditions.append(
+            {
+                "type": "arrayOptions",
+                "column": "tags",
+                "operator": "all of",
+                "value": list(filters.tags),
+            }
+        )
     if filters.environments:
         conditions.append(
-            {"type": "stringOptions", "column": "environment", "operator": "any of", "value": list(filters.environments)}
+            {
+                "type": "stringOptions",
+                "column": "environment",
+                "operator": "any of",
+                "value": list(filters.environments),
+            }
         )
     return conditions
 
@@ -671,8 +773,12 @@ def _usage(obs: dict[str, Any]) -> dict[str, int] | None:
     details = obs.get("usageDetails") or obs.get("usage") or {}
     if not isinstance(details, dict):
         details = {}
-    found_in = next((details[k] for k in ("input", "prompt_tokens", "input_tokens") if k in details), None)
-    found_out = next((details[k] for k in ("output", "completion_tokens", "output_tokens") if k in details), None)
+    found_in = next(
+        (details[k] for k in ("input", "prompt_tokens", "input_tokens") if k in details), None
+    )
+    found_out = next(
+        (details[k] for k in ("output", "completion_tokens", "output_tokens") if k in details), None
+    )
     if found_in is None and obs.get("promptTokens") is not None:
         found_in, found_out = obs.get("promptTokens"), obs.get("completionTokens")
     if found_in is None and found_out is None:
@@ -695,7 +801,11 @@ def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[s
     langfuse_type = str(obs.get("type") or "SPAN").upper()
     parent = _str_or_none(obs.get("parentObservationId"))
     metadata = obs.get("metadata")
-    metadata = dict(metadata) if isinstance(metadata, dict) else ({} if metadata is None else {"value": metadata})
+    metadata = (
+        dict(metadata)
+        if isinstance(metadata, dict)
+        else ({} if metadata is None else {"value": metadata})
+    )
     metadata["langfuse_type"] = langfuse_type
     if obs.get("level"):
         metadata["langfuse_level"] = obs["level"]
@@ -719,16 +829,27 @@ def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[s
 
 
 def _root_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for predicate in (lambda r: not r.get("parentObservationId"), lambda r: r.get("isRootObservation")):
+    for predicate in (
+        lambda r: not r.get("parentObservationId"),
+        lambda r: r.get("isRootObservation"),
+    ):
         roots = [r for r in rows if predicate(r)]
         if roots:
             return roots[0]
     return rows[0] if rows else None
 
 
-def normalise_rows(trace_id: str, rows: list[dict[str, Any]], *, header: dict[str, Any] | None = None) -> dict[str, Any]:
+def normalise_rows(
+    trace_id: str, rows: list[dict[str, Any]], *, header: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Build a normalised trace from its observations; `header` is a v1 trace object, if any."""
-    rows = sorted(rows, key=lambda r: (parse_time(r.get("startTime")) or datetime.min.replace(tzinfo=UTC), str(r["id"])))
+    rows = sorted(
+        rows,
+        key=lambda r: (
+            parse_time(r.get("startTime")) or datetime.min.replace(tzinfo=UTC),
+            str(r["id"]),
+        ),
+    )
     known = {str(r["id"]) for r in rows}
     steps = [normalise_observation(r, known_ids=known) for r in rows]
     root = _root_of(rows) or {}
@@ -743,19 +864,29 @@ def normalise_rows(trace_id: str, rows: list[dict[str, Any]], *, header: dict[st
 
     starts = [parse_time(r.get("startTime")) for r in rows if r.get("startTime")]
     ends = [parse_time(r.get("endTime")) for r in rows if r.get("endTime")]
-    if header is not None and isinstance(header.get("latency"), (int, float)) and header["latency"] >= 0:
+    if (
+        header is not None
+        and isinstance(header.get("latency"), (int, float))
+        and header["latency"] >= 0
+    ):
         latency_ms: float | None = float(header["latency"]) * 1000
     elif starts and ends:
         latency_ms = max(0.0, (max(ends) - min(starts)).total_seconds() * 1000)
     else:
         latency_ms = None
     costs = [c for c in (_cost(r) for r in rows) if c is not None]
-    if header is not None and isinstance(header.get("totalCost"), (int, float)) and header["totalCost"] >= 0:
+    if (
+        header is not None
+        and isinstance(header.get("totalCost"), (int, float))
+        and header["totalCost"] >= 0
+    ):
         cost: float | None = float(header["totalCost"])
     else:
         cost = round(sum(costs), 10) if costs else None
 
-    timestamp = parse_time(source.get("timestamp") or root.get("startTime")) or (min(starts) if starts else None)
+    timestamp = parse_time(source.get("timestamp") or root.get("startTime")) or (
+        min(starts) if starts else None
+    )
     metadata = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
     metadata = dict(metadata)
     for key in ("environment", "release", "version"):

@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 import base64
 import bisect
+import contextlib
 import hashlib
 import json
 import random
 import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,23 +34,49 @@ HTML = b"<!doctype html><html><head><title>Welcome</title></head><body><h1>Hello
 FIELD_GROUPS = {
     "core": ("id", "traceId", "startTime", "endTime", "projectId", "parentObservationId", "type"),
     "basic": (
-        "name", "level", "statusMessage", "version", "environment", "bookmarked", "public",
-        "userId", "sessionId", "isRootObservation",
+        "name",
+        "level",
+        "statusMessage",
+        "version",
+        "environment",
+        "bookmarked",
+        "public",
+        "userId",
+        "sessionId",
+        "isRootObservation",
     ),
     "time": ("completionStartTime", "createdAt", "updatedAt"),
     "io": ("input", "output"),
     "metadata": ("metadata",),
     "model": ("model", "internalModelId", "modelParameters"),
     "usage": (
-        "usageDetails", "costDetails", "totalCost", "usagePricingTierName",
-        "inputUsage", "outputUsage", "totalUsage", "inputCost", "outputCost",
+        "usageDetails",
+        "costDetails",
+        "totalCost",
+        "usagePricingTierName",
+        "inputUsage",
+        "outputUsage",
+        "totalUsage",
+        "inputCost",
+        "outputCost",
     ),
     "prompt": ("promptId", "promptName", "promptVersion"),
     "metrics": ("latency", "timeToFirstToken"),
     "trace_context": ("tags", "release", "traceName"),
-}  # fmt: skip
+}
 ALWAYS = ("modelId", "inputPrice", "outputPrice", "totalPrice")
-OBS_TYPES = {"GENERATION", "SPAN", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EVALUATOR", "EMBEDDING", "GUARDRAIL"}
+OBS_TYPES = {
+    "GENERATION",
+    "SPAN",
+    "EVENT",
+    "AGENT",
+    "TOOL",
+    "CHAIN",
+    "RETRIEVER",
+    "EVALUATOR",
+    "EMBEDDING",
+    "GUARDRAIL",
+}
 ENV_RE = re.compile(r"^(?!langfuse)[a-z0-9_-]+$")
 
 QUESTIONS = [
@@ -75,17 +101,54 @@ def _hex(*parts: Any, length: int) -> str:
 def make_row(**fields: Any) -> dict[str, Any]:
     """Return a full v2 observation row (every field group) with realistic defaults."""
     row = {
-        "id": None, "traceId": None, "startTime": None, "endTime": None, "projectId": "proj-fake",
-        "parentObservationId": None, "type": "SPAN", "name": "", "level": "DEFAULT", "statusMessage": "",
-        "version": "", "environment": "default", "bookmarked": False, "public": False, "userId": "",
-        "sessionId": "", "isRootObservation": False, "completionStartTime": None, "createdAt": None,
-        "updatedAt": None, "input": None, "output": None, "metadata": {}, "model": None,
-        "internalModelId": None, "modelParameters": None, "usageDetails": {}, "costDetails": {},
-        "totalCost": 0, "usagePricingTierName": None, "inputUsage": 0, "outputUsage": 0, "totalUsage": 0,
-        "inputCost": None, "outputCost": None, "promptId": "", "promptName": "", "promptVersion": None,
-        "latency": None, "timeToFirstToken": None, "tags": [], "release": "", "traceName": "",
-        "modelId": None, "inputPrice": None, "outputPrice": None, "totalPrice": None,
-    }  # fmt: skip
+        "id": None,
+        "traceId": None,
+        "startTime": None,
+        "endTime": None,
+        "projectId": "proj-fake",
+        "parentObservationId": None,
+        "type": "SPAN",
+        "name": "",
+        "level": "DEFAULT",
+        "statusMessage": "",
+        "version": "",
+        "environment": "default",
+        "bookmarked": False,
+        "public": False,
+        "userId": "",
+        "sessionId": "",
+        "isRootObservation": False,
+        "completionStartTime": None,
+        "createdAt": None,
+        "updatedAt": None,
+        "input": None,
+        "output": None,
+        "metadata": {},
+        "model": None,
+        "internalModelId": None,
+        "modelParameters": None,
+        "usageDetails": {},
+        "costDetails": {},
+        "totalCost": 0,
+        "usagePricingTierName": None,
+        "inputUsage": 0,
+        "outputUsage": 0,
+        "totalUsage": 0,
+        "inputCost": None,
+        "outputCost": None,
+        "promptId": "",
+        "promptName": "",
+        "promptVersion": None,
+        "latency": None,
+        "timeToFirstToken": None,
+        "tags": [],
+        "release": "",
+        "traceName": "",
+        "modelId": None,
+        "inputPrice": None,
+        "outputPrice": None,
+        "totalPrice": None,
+    }
     row.update(fields)
     row["isRootObservation"] = row["parentObservationId"] is None
     if row["createdAt"] is None:
@@ -99,8 +162,10 @@ def make_row(**fields: Any) -> dict[str, Any]:
     return row
 
 
-def generate_trace(index: int, *, observations: int, start: datetime, seed: int = 0) -> list[dict[str, Any]]:
-    """Return the rows of one deterministic agent run: root agent, LLM calls, tools (some failing)."""
+def generate_trace(
+    index: int, *, observations: int, start: datetime, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Return the rows of one deterministic agent run: agent, LLM calls, tools (some fail)."""
     rng = random.Random(f"{seed}-{index}")
     trace_id = _hex(seed, "trace", index, length=32)
     city, n = rng.choice(CITIES), rng.randint(2, 9000)
@@ -113,9 +178,14 @@ def generate_trace(index: int, *, observations: int, start: datetime, seed: int 
     if index % 3 == 0:
         tags.append("vip")
     context = {
-        "traceId": trace_id, "environment": env, "userId": f"user-{index % 37}", "sessionId": f"chat-{index // 3}",
-        "tags": tags, "release": "v1.4.2", "traceName": name,
-    }  # fmt: skip
+        "traceId": trace_id,
+        "environment": env,
+        "userId": f"user-{index % 37}",
+        "sessionId": f"chat-{index // 3}",
+        "tags": tags,
+        "release": "v1.4.2",
+        "traceName": name,
+    }
     root_id = _hex(seed, "obs", index, 0, length=16)
     rows: list[dict[str, Any]] = []
     t = start + timedelta(milliseconds=5)
@@ -128,43 +198,86 @@ def generate_trace(index: int, *, observations: int, start: datetime, seed: int 
             tokens_in, tokens_out = rng.randint(40, 900), rng.randint(5, 300)
             cost_in, cost_out = round(tokens_in * 2.5e-6, 8), round(tokens_out * 1e-5, 8)
             content = (
-                {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{k}", "type": "function",
-                 "function": {"name": tool, "arguments": json.dumps({"query": question})}}]}
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"call_{k}",
+                            "type": "function",
+                            "function": {
+                                "name": tool,
+                                "arguments": json.dumps({"query": question}),
+                            },
+                        }
+                    ],
+                }
                 if kind == "plan"
                 else {"role": "assistant", "content": f"Here is what I found about {city}."}
-            )  # fmt: skip
+            )
             rows.append(
                 make_row(
-                    **common, type="GENERATION", name=kind, endTime=iso(t + duration),
+                    **common,
+                    type="GENERATION",
+                    name=kind,
+                    endTime=iso(t + duration),
                     completionStartTime=iso(t + duration / 4),
-                    input=json.dumps([{"role": "user", "content": question}]), output=json.dumps(content),
-                    model="gpt-4o-mini", internalModelId="m-gpt-4o-mini", modelParameters={"temperature": 0},
-                    usageDetails={"input": tokens_in, "output": tokens_out, "total": tokens_in + tokens_out},
-                    inputUsage=tokens_in, outputUsage=tokens_out, totalUsage=tokens_in + tokens_out,
-                    costDetails={"input": cost_in, "output": cost_out, "total": round(cost_in + cost_out, 8)},
-                    inputCost=cost_in, outputCost=cost_out, totalCost=round(cost_in + cost_out, 8),
-                    modelId="m-gpt-4o-mini", inputPrice="0.0000025", outputPrice="0.00001",
+                    input=json.dumps([{"role": "user", "content": question}]),
+                    output=json.dumps(content),
+                    model="gpt-4o-mini",
+                    internalModelId="m-gpt-4o-mini",
+                    modelParameters={"temperature": 0},
+                    usageDetails={
+                        "input": tokens_in,
+                        "output": tokens_out,
+                        "total": tokens_in + tokens_out,
+                    },
+                    inputUsage=tokens_in,
+                    outputUsage=tokens_out,
+                    totalUsage=tokens_in + tokens_out,
+                    costDetails={
+                        "input": cost_in,
+                        "output": cost_out,
+                        "total": round(cost_in + cost_out, 8),
+                    },
+                    inputCost=cost_in,
+                    outputCost=cost_out,
+                    totalCost=round(cost_in + cost_out, 8),
+                    modelId="m-gpt-4o-mini",
+                    inputPrice="0.0000025",
+                    outputPrice="0.00001",
                     timeToFirstToken=round(duration.total_seconds() / 4, 3),
                 )
-            )  # fmt: skip
+            )
         elif kind == "tool":
             failed = tool_fails
             rows.append(
                 make_row(
-                    **common, type="TOOL", name=tool, endTime=iso(t + duration),
+                    **common,
+                    type="TOOL",
+                    name=tool,
+                    endTime=iso(t + duration),
                     input=json.dumps({"query": question}),
                     output=None if failed else json.dumps({"result": f"ok-{n}", "city": city}),
                     level="ERROR" if failed else "DEFAULT",
                     statusMessage=f"TimeoutError: {tool} did not answer in 2s" if failed else "",
                 )
-            )  # fmt: skip
+            )
         elif kind == "retrieve":
             rows.append(
-                make_row(**common, type="RETRIEVER", name="vector-search", endTime=iso(t + duration),
-                         input=json.dumps({"query": question}), output=json.dumps({"documents": [f"doc-{n % 17}"]}))
-            )  # fmt: skip
+                make_row(
+                    **common,
+                    type="RETRIEVER",
+                    name="vector-search",
+                    endTime=iso(t + duration),
+                    input=json.dumps({"query": question}),
+                    output=json.dumps({"documents": [f"doc-{n % 17}"]}),
+                )
+            )
         elif kind == "span":
-            rows.append(make_row(**common, type="SPAN", name="postprocess", endTime=iso(t + duration)))
+            rows.append(
+                make_row(**common, type="SPAN", name="postprocess", endTime=iso(t + duration))
+            )
         else:
             rows.append(make_row(**common, type="EVENT", name="user-feedback-prompt", endTime=None))
             duration = timedelta(0)
@@ -173,11 +286,18 @@ def generate_trace(index: int, *, observations: int, start: datetime, seed: int 
     rows.insert(
         0,
         make_row(
-            id=root_id, parentObservationId=None, type="AGENT", name=name, startTime=iso(start),
-            endTime=iso(t + timedelta(milliseconds=5)), input=json.dumps({"question": question}),
-            output=json.dumps({"answer": answer}), metadata={"agent_version": "2.3"}, **context,
+            id=root_id,
+            parentObservationId=None,
+            type="AGENT",
+            name=name,
+            startTime=iso(start),
+            endTime=iso(t + timedelta(milliseconds=5)),
+            input=json.dumps({"question": question}),
+            output=json.dumps({"answer": answer}),
+            metadata={"agent_version": "2.3"},
+            **context,
         ),
-    )  # fmt: skip
+    )
     return rows
 
 
@@ -190,7 +310,7 @@ class FakeLangfuse:
         traces: int = 0,
         observations: int = 5,
         public_key: str = "pk-lf-fake",
-        secret_key: str = "sk-lf-fake",
+        secret_key: str = "sk-lf-fake",  # noqa: S107 - a test key
         base_time: datetime = BASE_TIME,
         spacing: timedelta = timedelta(seconds=60),
         seed: int = 0,
@@ -199,7 +319,12 @@ class FakeLangfuse:
         self.public_key, self.secret_key = public_key, secret_key
         self.n_traces, self.n_observations = traces, observations
         self.base_time, self.spacing, self.seed = base_time, spacing, seed
-        self.project = {"id": "proj-fake", "name": "Fake Project", "organization": {"id": "org-fake", "name": "Fake Org"}, "metadata": {}}  # fmt: skip
+        self.project = {
+            "id": "proj-fake",
+            "name": "Fake Project",
+            "organization": {"id": "org-fake", "name": "Fake Org"},
+            "metadata": {},
+        }
         self.version = VERSION
         # Switches.
         self.html_mode = False
@@ -212,7 +337,9 @@ class FakeLangfuse:
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.scores: dict[str, dict[str, Any]] = {}
         self.score_posts = 0
-        self.responses: list[tuple[str, int, Any]] = []  # (path, status, body) when record_responses
+        self.responses: list[
+            tuple[str, int, Any]
+        ] = []  # (path, status, body) when record_responses
         self.record_responses = False
         self._extra: dict[str, list[dict[str, Any]]] = {}  # added or changed traces by trace id
         self._index: list[tuple[str, str, str]] | None = None
@@ -232,7 +359,9 @@ class FakeLangfuse:
 
     def start(self) -> FakeLangfuse:
         self._ensure_index()  # pay the generation cost before the first request is timed
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-langfuse", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-langfuse", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -261,17 +390,34 @@ class FakeLangfuse:
         self._ensure_index()
         return [self._row(key) for key in self._by_trace.get(trace_id, [])]
 
-    def add_trace(self, rows: list[dict[str, Any]] | None = None, *, start: datetime | None = None, index: int | None = None) -> str:
-        """Add a trace (rows, or a generated one starting at `start`); it may be older than the rest."""
+    def add_trace(
+        self,
+        rows: list[dict[str, Any]] | None = None,
+        *,
+        start: datetime | None = None,
+        index: int | None = None,
+    ) -> str:
+        """Add a trace (given rows, or generated from `start`), possibly older than the rest."""
         if rows is None:
             index = index if index is not None else 1_000_000 + len(self._extra)
-            rows = generate_trace(index, observations=self.n_observations, start=start or self.base_time, seed=self.seed + 1)
+            rows = generate_trace(
+                index,
+                observations=self.n_observations,
+                start=start or self.base_time,
+                seed=self.seed + 1,
+            )
         with self._lock:
             self._extra[rows[0]["traceId"]] = [dict(r) for r in rows]
             self._index = None
         return rows[0]["traceId"]
 
-    def update_trace(self, trace_id: str, *, root: dict[str, Any] | None = None, add_rows: list[dict[str, Any]] = ()) -> None:
+    def update_trace(
+        self,
+        trace_id: str,
+        *,
+        root: dict[str, Any] | None = None,
+        add_rows: list[dict[str, Any]] = (),
+    ) -> None:
         """Change an existing trace: update its root row and/or append rows."""
         rows = self.trace_rows(trace_id)
         for row in rows:
@@ -284,7 +430,9 @@ class FakeLangfuse:
     # --- data ---------------------------------------------------------------------------------
 
     def _generated(self, index: int) -> list[dict[str, Any]]:
-        return generate_trace(index, observations=self.n_observations, start=self.trace_start(index), seed=self.seed)
+        return generate_trace(
+            index, observations=self.n_observations, start=self.trace_start(index), seed=self.seed
+        )
 
     def _ensure_index(self) -> list[tuple[str, str, str]]:
         with self._lock:
@@ -320,7 +468,7 @@ class FakeLangfuse:
                 return dict(row)
         raise KeyError(key)
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one server per process lifetime in tests
+    @cache  # noqa: B019 - one server per process lifetime in tests
     def _index_of(self, trace_id: str) -> int:
         # Generated trace start times are monotonic in the index, so find it by time.
         for key in self._by_trace[trace_id]:
@@ -340,9 +488,15 @@ class FakeLangfuse:
         except ValueError:
             return 400, {"message": "Invalid request data", "error": [{"path": ["limit"]}]}
         if not 0 <= limit <= 1000:
-            return 400, {"message": "Invalid request data", "error": [{"path": ["limit"], "message": "max 1000"}]}
+            return 400, {
+                "message": "Invalid request data",
+                "error": [{"path": ["limit"], "message": "max 1000"}],
+            }
         if one.get("parseIoAsJson") == "true":
-            return 400, {"message": "parseIoAsJson is no longer supported", "error": "InvalidRequestError"}
+            return 400, {
+                "message": "parseIoAsJson is no longer supported",
+                "error": "InvalidRequestError",
+            }
         groups = {"core"} | set((one.get("fields") or "core,basic").split(","))
         try:
             predicates, time_from, time_to, trace_ids = self._predicates(params, one)
@@ -350,7 +504,9 @@ class FakeLangfuse:
             return 400, {"message": f"Invalid request data: {exc}", "error": "InvalidRequestError"}
         keys = self._ensure_index()
         if trace_ids is not None:
-            candidates: list[tuple[str, str, str]] = sorted(k for t in trace_ids for k in self._by_trace.get(t, []))
+            candidates: list[tuple[str, str, str]] = sorted(
+                k for t in trace_ids for k in self._by_trace.get(t, [])
+            )
             lo, hi = 0, len(candidates)
         else:
             candidates = keys
@@ -377,7 +533,11 @@ class FakeLangfuse:
         if len(page) > limit:
             page = page[:limit]
             last = page[-1]
-            cursor = {"lastStartTimeTo": last["startTime"], "lastTraceId": last["traceId"], "lastId": last["id"]}
+            cursor = {
+                "lastStartTimeTo": last["startTime"],
+                "lastTraceId": last["traceId"],
+                "lastId": last["id"],
+            }
             meta["cursor"] = base64.b64encode(json.dumps(cursor).encode()).decode()
         allowed = {f for g in groups for f in FIELD_GROUPS.get(g, ())}
         data = []
@@ -386,11 +546,18 @@ class FakeLangfuse:
             projected.update({k: row[k] for k in row if k in allowed})
             projected.update({k: (row[k] if "model" in groups else None) for k in ALWAYS})
             if "io" in groups:  # the wire carries input/output as raw strings
-                projected.update({k: v if v is None or isinstance(v, str) else json.dumps(v) for k, v in ((k, row[k]) for k in ("input", "output"))})
+                projected.update(
+                    {
+                        k: v if v is None or isinstance(v, str) else json.dumps(v)
+                        for k, v in ((k, row[k]) for k in ("input", "output"))
+                    }
+                )
             data.append(projected)
         return 200, {"data": data, "meta": meta}
 
-    def _predicates(self, params: dict[str, list[str]], one: dict[str, str]) -> tuple[list, str | None, str | None, set[str] | None]:
+    def _predicates(
+        self, params: dict[str, list[str]], one: dict[str, str]
+    ) -> tuple[list, str | None, str | None, set[str] | None]:
         preds: list = []
         time_from = _norm_time(one["fromStartTime"]) if "fromStartTime" in one else None
         time_to = _norm_time(one["toStartTime"]) if "toStartTime" in one else None
@@ -411,17 +578,38 @@ class FakeLangfuse:
                     trace_ids = set(value)
                 elif column in ("tags", "traceTags"):
                     wanted = set(value)
-                    preds.append({
-                        "any of": lambda r, w=wanted: bool(w & set(r["tags"])),
-                        "all of": lambda r, w=wanted: w <= set(r["tags"]),
-                        "none of": lambda r, w=wanted: not (w & set(r["tags"])),
-                    }[op])  # fmt: skip
-                elif column in ("id", "traceId", "traceName", "environment", "name", "type", "level", "userId", "sessionId", "isRootObservation"):
+                    preds.append(
+                        {
+                            "any of": lambda r, w=wanted: bool(w & set(r["tags"])),
+                            "all of": lambda r, w=wanted: w <= set(r["tags"]),
+                            "none of": lambda r, w=wanted: not (w & set(r["tags"])),
+                        }[op]
+                    )
+                elif column in (
+                    "id",
+                    "traceId",
+                    "traceName",
+                    "environment",
+                    "name",
+                    "type",
+                    "level",
+                    "userId",
+                    "sessionId",
+                    "isRootObservation",
+                ):
                     preds.append(_compare(op, value, lambda r, c=column: r[c]))
                 else:
                     raise ValueError(f"unsupported filter column {column}")
             return preds, time_from, time_to, trace_ids
-        for param, column in (("traceId", "traceId"), ("name", "name"), ("userId", "userId"), ("sessionId", "sessionId"), ("version", "version"), ("level", "level"), ("parentObservationId", "parentObservationId")):
+        for param, column in (
+            ("traceId", "traceId"),
+            ("name", "name"),
+            ("userId", "userId"),
+            ("sessionId", "sessionId"),
+            ("version", "version"),
+            ("level", "level"),
+            ("parentObservationId", "parentObservationId"),
+        ):
             if param in one:
                 value = one[param] or None if param == "parentObservationId" else one[param]
                 preds.append(lambda r, c=column, v=value: r[c] == v)
@@ -430,7 +618,9 @@ class FakeLangfuse:
                 raise ValueError("type")
             preds.append(lambda r, v=one["type"]: r["type"] == v)
         if "isRootObservation" in one:
-            preds.append(lambda r, v=one["isRootObservation"] == "true": r["isRootObservation"] == v)
+            preds.append(
+                lambda r, v=one["isRootObservation"] == "true": r["isRootObservation"] == v
+            )
         if "environment" in params:
             envs = set(params["environment"])
             preds.append(lambda r: r["environment"] in envs)
@@ -452,7 +642,11 @@ class FakeLangfuse:
                 self.scores[score_id] = {**item, "id": score_id}
             accepted += 1
         if isinstance(body, dict):
-            return (200, {"id": score_id}) if not errors else (400, {"message": errors[0]["message"], "error": "InvalidRequestError"})
+            return (
+                (200, {"id": score_id})
+                if not errors
+                else (400, {"message": errors[0]["message"], "error": "InvalidRequestError"})
+            )
         if errors:
             return 207, {"accepted": accepted, "rejected": len(errors), "errors": errors}
         return 202, {"message": "Accepted"}
@@ -470,7 +664,10 @@ class FakeLangfuse:
             return f"Invalid score: BOOLEAN value must be 0 or 1, got {item['value']}"
         env = item.get("environment")
         if env is not None and not ENV_RE.match(env):
-            return f"Invalid score: environment {env!r} must be lowercase [a-z0-9-_] and not start with 'langfuse'"
+            return (
+                f"Invalid score: environment {env!r} must be lowercase [a-z0-9-_] "
+                "and not start with 'langfuse'"
+            )
         return None
 
 
@@ -498,7 +695,7 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:
@@ -510,7 +707,10 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             raw = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8" if isinstance(body, bytes) else "application/json")
+            self.send_header(
+                "Content-Type",
+                "text/html; charset=utf-8" if isinstance(body, bytes) else "application/json",
+            )
             self.send_header("Content-Length", str(len(raw)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -530,9 +730,21 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
                 return self._send(fake.html_status, HTML)
             if path == "/api/public/health" and method == "GET":
                 status = fake.health_status
-                return self._send(status, {"status": "OK" if status == 200 else "Database not available", "version": fake.version})
+                return self._send(
+                    status,
+                    {
+                        "status": "OK" if status == 200 else "Database not available",
+                        "version": fake.version,
+                    },
+                )
             if not self._authorised():
-                return self._send(401, {"message": "Invalid credentials. Confirm that you've configured the correct host."})
+                return self._send(
+                    401,
+                    {
+                        "message": "Invalid credentials. "
+                        "Confirm that you've configured the correct host."
+                    },
+                )
             with fake._lock:
                 failure = fake._failures.pop(0) if fake._failures else None
             if failure:
@@ -550,8 +762,12 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
                     return self._send(400, {"message": "Invalid request data", "error": []})
                 return self._send(*fake.post_scores(body))
             if method not in ("GET", "POST"):
-                return self._send(405, {"message": "Method not allowed", "error": "MethodNotAllowedError"})
-            return self._send(404, {"message": f"Route {path} not found", "error": "LangfuseNotFoundError"})
+                return self._send(
+                    405, {"message": "Method not allowed", "error": "MethodNotAllowedError"}
+                )
+            return self._send(
+                404, {"message": f"Route {path} not found", "error": "LangfuseNotFoundError"}
+            )
 
         def _authorised(self) -> bool:
             header = self.headers.get("Authorization", "")
@@ -572,15 +788,34 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
                     "Retry-After": after,
                     "X-RateLimit-Limit": "30",
                     "X-RateLimit-Remaining": "0",
-                    "X-RateLimit-Reset": reset.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)"),
+                    "X-RateLimit-Reset": reset.strftime(
+                        "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)"
+                    ),
                 }
-                body = {"message": "Rate limit exceeded", "code": "rate_limited", "details": {"retryAfterSeconds": seconds, "limit": 30, "remaining": 0, "resetAt": iso(reset)}}  # fmt: skip
+                body = {
+                    "message": "Rate limit exceeded",
+                    "code": "rate_limited",
+                    "details": {
+                        "retryAfterSeconds": seconds,
+                        "limit": 30,
+                        "remaining": 0,
+                        "resetAt": iso(reset),
+                    },
+                }
                 return self._send(429, body, headers)
             if status == 422:
-                return self._send(422, {"message": "Query timed out; narrow the time range.", "error": "Request timed out"})
+                return self._send(
+                    422,
+                    {
+                        "message": "Query timed out; narrow the time range.",
+                        "error": "Request timed out",
+                    },
+                )
             if status == 503:
                 return self._send(503, {"message": "Service Unavailable"})
-            return self._send(status, {"message": "Internal Server Error", "error": "simulated failure"})
+            return self._send(
+                status, {"message": "Internal Server Error", "error": "simulated failure"}
+            )
 
     return Handler
 
@@ -602,20 +837,27 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--public-key", default="pk-lf-fake")
     parser.add_argument("--secret-key", default="sk-lf-fake")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each observations page")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds to wait before each observations page"
+    )
     args = parser.parse_args()
     fake = FakeLangfuse(
-        traces=args.traces, observations=args.observations, port=args.port,
-        public_key=args.public_key, secret_key=args.secret_key,
-    )  # fmt: skip
+        traces=args.traces,
+        observations=args.observations,
+        port=args.port,
+        public_key=args.public_key,
+        secret_key=args.secret_key,
+    )
     fake.page_delay = args.delay
     fake._ensure_index()
     first, last = fake.trace_start(0), fake.trace_start(max(args.traces - 1, 0))
-    print(f"fake Langfuse at {fake.url} keys={args.public_key}/{args.secret_key} traces={args.traces} from {iso(first)} to {iso(last)}", flush=True)
-    try:
+    print(
+        f"fake Langfuse at {fake.url} keys={args.public_key}/{args.secret_key} "
+        f"traces={args.traces} from {iso(first)} to {iso(last)}",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
         fake._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ from datetime import timedelta
 import pytest
 
 from integrations.adapters import get_adapter_class
-from integrations.adapters.base import AdapterError, ScoreIn, TraceFilters, parse_time, validate_normalised_trace
+from integrations.adapters.base import (
+    AdapterError,
+    ScoreIn,
+    TraceFilters,
+    parse_time,
+    validate_normalised_trace,
+)
 from integrations.adapters.langfuse import LangfuseAdapter, get_client, normalise_langfuse_export
 from tests.fakes.langfuse_server import FakeLangfuse, make_row, running
 
@@ -19,7 +25,9 @@ SECRET = "sk-lf-very-secret-value"
 @pytest.fixture
 def fake():
     # A distinct public key per server keeps the per-key client cache from crossing tests.
-    with running(traces=30, observations=5, public_key=f"pk-lf-{uuid.uuid4().hex[:8]}", secret_key=SECRET) as server:
+    with running(
+        traces=30, observations=5, public_key=f"pk-lf-{uuid.uuid4().hex[:8]}", secret_key=SECRET
+    ) as server:
         yield server
 
 
@@ -27,7 +35,11 @@ def fake():
 def overlapping():
     """Traces one second apart, each lasting seconds, so their rows interleave in time."""
     with running(
-        traces=30, observations=6, spacing=timedelta(seconds=1), public_key=f"pk-lf-{uuid.uuid4().hex[:8]}", secret_key=SECRET
+        traces=30,
+        observations=6,
+        spacing=timedelta(seconds=1),
+        public_key=f"pk-lf-{uuid.uuid4().hex[:8]}",
+        secret_key=SECRET,
     ) as server:
         yield server
 
@@ -39,12 +51,23 @@ class Sleeps(list):
 
 def make_adapter(fake: FakeLangfuse, **kwargs) -> LangfuseAdapter:
     kwargs.setdefault("sleep", Sleeps())
-    return LangfuseAdapter(host=fake.url, public_key=fake.public_key, secret_key=fake.secret_key, timeout=5, **kwargs)
+    return LangfuseAdapter(
+        host=fake.url, public_key=fake.public_key, secret_key=fake.secret_key, timeout=5, **kwargs
+    )
 
 
-def sync(adapter: LangfuseAdapter, fake: FakeLangfuse, *, since=None, filters=TraceFilters(), until=None, cursor=None):
+def sync(
+    adapter: LangfuseAdapter,
+    fake: FakeLangfuse,
+    *,
+    since=None,
+    filters=None,
+    until=None,
+    cursor=None,
+):
     until = until or fake.trace_start(fake.n_traces) + timedelta(minutes=5)
     since = since or fake.trace_start(0) - timedelta(hours=1)
+    filters = filters or TraceFilters()
     return list(adapter.fetch_traces(since=since, until=until, filters=filters, cursor=cursor))
 
 
@@ -63,7 +86,11 @@ def test_registry_imports_the_langfuse_adapter_lazily():
 
 def test_test_connection_returns_the_project(fake):
     info = make_adapter(fake).test_connection()
-    assert (info.project_id, info.project_name, info.server_version) == ("proj-fake", "Fake Project", "4.59.0")
+    assert (info.project_id, info.project_name, info.server_version) == (
+        "proj-fake",
+        "Fake Project",
+        "4.59.0",
+    )
 
 
 def test_clients_are_cached_per_host_and_key(fake):
@@ -116,13 +143,21 @@ def test_normalisation_of_a_failing_agent_run(fake):
     assert steps[root["id"]]["type"] == "agent" and steps[root["id"]]["parent_id"] is None
     assert {s["parent_id"] for s in trace["steps"] if s["id"] != root["id"]} == {root["id"]}
     types = {rows[i]["type"]: s["type"] for i, s in steps.items()}
-    assert types == {"AGENT": "agent", "GENERATION": "llm", "TOOL": "tool", "RETRIEVER": "retriever"}
+    assert types == {
+        "AGENT": "agent",
+        "GENERATION": "llm",
+        "TOOL": "tool",
+        "RETRIEVER": "retriever",
+    }
 
     tool = next(s for s in trace["steps"] if s["type"] == "tool")
     assert tool["error"] == rows[tool["id"]]["statusMessage"] and "TimeoutError" in tool["error"]
     llm = next(s for s in trace["steps"] if s["type"] == "llm")
     assert llm["model"] == "gpt-4o-mini"
-    assert llm["usage"] == {"input": rows[llm["id"]]["usageDetails"]["input"], "output": rows[llm["id"]]["usageDetails"]["output"]}
+    assert llm["usage"] == {
+        "input": rows[llm["id"]]["usageDetails"]["input"],
+        "output": rows[llm["id"]]["usageDetails"]["output"],
+    }
     assert isinstance(llm["output"], dict)  # raw JSON strings are decoded
     assert tool["usage"] is None and tool["model"] is None
 
@@ -137,16 +172,38 @@ def test_statusmessage_error_without_error_level_counts_and_span_event_types(fak
     tid = "t-status"
     fake.add_trace(
         [
-            make_row(id="r", traceId=tid, type="CHAIN", name="pipeline", startTime=start.isoformat().replace("+00:00", "Z"),
-                     endTime=None, traceName="pipeline"),
-            make_row(id="s", traceId=tid, parentObservationId="r", type="SPAN", name="parse",
-                     startTime=(start + timedelta(seconds=1)).isoformat().replace("+00:00", "Z"), endTime=None,
-                     statusMessage="ValueError: bad JSON in tool output"),
-            make_row(id="e", traceId=tid, parentObservationId="s", type="EVENT", name="note",
-                     startTime=(start + timedelta(seconds=2)).isoformat().replace("+00:00", "Z"), endTime=None,
-                     level="WARNING", statusMessage="retrying after error"),
+            make_row(
+                id="r",
+                traceId=tid,
+                type="CHAIN",
+                name="pipeline",
+                startTime=start.isoformat().replace("+00:00", "Z"),
+                endTime=None,
+                traceName="pipeline",
+            ),
+            make_row(
+                id="s",
+                traceId=tid,
+                parentObservationId="r",
+                type="SPAN",
+                name="parse",
+                startTime=(start + timedelta(seconds=1)).isoformat().replace("+00:00", "Z"),
+                endTime=None,
+                statusMessage="ValueError: bad JSON in tool output",
+            ),
+            make_row(
+                id="e",
+                traceId=tid,
+                parentObservationId="s",
+                type="EVENT",
+                name="note",
+                startTime=(start + timedelta(seconds=2)).isoformat().replace("+00:00", "Z"),
+                endTime=None,
+                level="WARNING",
+                statusMessage="retrying after error",
+            ),
         ]
-    )  # fmt: skip
+    )
     trace = all_traces(sync(make_adapter(fake), fake))[tid]
     steps = {s["id"]: s for s in trace["steps"]}
     assert [steps[i]["type"] for i in "rse"] == ["chain", "span", "event"]
@@ -212,9 +269,25 @@ def test_trace_with_root_before_the_window_is_fetched_whole(fake):
     old = fake.trace_id(2)  # its root started long before the next sync's window
     root_id = fake.trace_rows(old)[0]["id"]
     late_start = (watermark + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
-    fake.update_trace(old, add_rows=[make_row(id="late-child", traceId=old, parentObservationId=root_id, startTime=late_start, endTime=None, type="EVENT", name="late", traceName="x")])  # fmt: skip
+    fake.update_trace(
+        old,
+        add_rows=[
+            make_row(
+                id="late-child",
+                traceId=old,
+                parentObservationId=root_id,
+                startTime=late_start,
+                endTime=None,
+                type="EVENT",
+                name="late",
+                traceName="x",
+            )
+        ],
+    )
 
-    traces = all_traces(sync(adapter, fake, since=watermark, until=watermark + timedelta(minutes=10)))
+    traces = all_traces(
+        sync(adapter, fake, since=watermark, until=watermark + timedelta(minutes=10))
+    )
     assert old in traces and fake.trace_id(3) not in traces
     assert len(traces[old]["steps"]) == 6
     assert {"late-child", root_id} <= {s["id"] for s in traces[old]["steps"]}
@@ -225,7 +298,9 @@ def test_resume_from_a_page_cursor_loses_no_trace(overlapping):
     pages = sync(adapter, overlapping)
     middle = pages[len(pages) // 2]
     before = {t["id"] for p in pages[: len(pages) // 2 + 1] for t in p.traces}
-    resumed = list(adapter.fetch_traces(since=None, until=None, filters=TraceFilters(), cursor=middle.cursor))
+    resumed = list(
+        adapter.fetch_traces(since=None, until=None, filters=TraceFilters(), cursor=middle.cursor)
+    )
     after = {t["id"] for p in resumed for t in p.traces}
     assert before | after == {overlapping.trace_id(i) for i in range(30)}
     for trace in (t for p in resumed for t in p.traces):
@@ -239,7 +314,9 @@ def test_query_timeout_splits_the_window(fake):
 
 
 def test_wrong_keys_fail_permanently_with_a_clear_message(fake):
-    adapter = LangfuseAdapter(host=fake.url, public_key=fake.public_key, secret_key="sk-lf-wrong-secret", sleep=Sleeps())
+    adapter = LangfuseAdapter(
+        host=fake.url, public_key=fake.public_key, secret_key="sk-lf-wrong-secret", sleep=Sleeps()
+    )
     with pytest.raises(AdapterError) as err:
         adapter.test_connection()
     assert err.value.permanent and err.value.code == "auth"
@@ -264,7 +341,9 @@ def test_rate_limit_that_persists_is_transient_with_retry_after(fake):
     adapter = make_adapter(fake, max_attempts=3)
     with pytest.raises(AdapterError) as err:
         sync(adapter, fake)
-    assert not err.value.permanent and err.value.code == "rate_limited" and err.value.retry_after == 12
+    assert (
+        not err.value.permanent and err.value.code == "rate_limited" and err.value.retry_after == 12
+    )
 
 
 def test_server_error_then_success(fake):
@@ -286,7 +365,14 @@ def test_persistent_server_error_is_transient(fake):
 
 def test_slow_server_times_out_as_transient(fake):
     fake.page_delay = 1.5
-    adapter = LangfuseAdapter(host=fake.url, public_key=fake.public_key, secret_key=SECRET, timeout=0.3, sleep=Sleeps(), max_attempts=2)
+    adapter = LangfuseAdapter(
+        host=fake.url,
+        public_key=fake.public_key,
+        secret_key=SECRET,
+        timeout=0.3,
+        sleep=Sleeps(),
+        max_attempts=2,
+    )
     with pytest.raises(AdapterError) as err:
         sync(adapter, fake)
     assert not err.value.permanent and err.value.code == "timeout"
@@ -296,7 +382,9 @@ def test_unreachable_host():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    adapter = LangfuseAdapter(host=f"http://127.0.0.1:{port}", public_key="pk-lf-x", secret_key=SECRET, sleep=Sleeps())
+    adapter = LangfuseAdapter(
+        host=f"http://127.0.0.1:{port}", public_key="pk-lf-x", secret_key=SECRET, sleep=Sleeps()
+    )
     with pytest.raises(AdapterError) as err:
         adapter.test_connection()
     assert err.value.code == "unreachable" and not err.value.permanent
@@ -313,11 +401,22 @@ def test_a_url_that_is_not_langfuse(fake, status):
 
 
 def test_push_scores_accepted(fake):
-    scores = [ScoreIn(id=f"s-{i}", trace_id=fake.trace_id(i), name="iofold: grounded", value=i % 2 == 0, comment=f"why {i}") for i in range(3)]  # fmt: skip
+    scores = [
+        ScoreIn(
+            id=f"s-{i}",
+            trace_id=fake.trace_id(i),
+            name="iofold: grounded",
+            value=i % 2 == 0,
+            comment=f"why {i}",
+        )
+        for i in range(3)
+    ]
     result = make_adapter(fake).push_scores(scores)
     assert (result.accepted, result.rejected, result.errors) == (3, 0, [])
     assert fake.scores["s-0"]["value"] == 1 and fake.scores["s-1"]["value"] == 0
-    assert fake.scores["s-1"]["dataType"] == "BOOLEAN" and fake.scores["s-1"]["traceId"] == fake.trace_id(1)
+    assert fake.scores["s-1"]["dataType"] == "BOOLEAN" and fake.scores["s-1"][
+        "traceId"
+    ] == fake.trace_id(1)
     assert fake.scores["s-2"]["comment"] == "why 2"
 
 
@@ -326,7 +425,13 @@ def test_push_scores_partially_rejected_surfaces_errors(fake):
     scores = [
         ScoreIn(id="s-ok", trace_id=fake.trace_id(1), name="ok", value=True),
         ScoreIn(id="s-bad", trace_id="nope", name="ok", value=False),
-        ScoreIn(id="s-env", trace_id=fake.trace_id(2), name="ok", value=True, environment="Langfuse-Prod"),
+        ScoreIn(
+            id="s-env",
+            trace_id=fake.trace_id(2),
+            name="ok",
+            value=True,
+            environment="Langfuse-Prod",
+        ),
     ]
     result = make_adapter(fake).push_scores(scores)
     assert (result.accepted, result.rejected) == (1, 2)
@@ -336,8 +441,12 @@ def test_push_scores_partially_rejected_surfaces_errors(fake):
 
 def test_pushing_the_same_score_id_twice_keeps_one_score(fake):
     adapter = make_adapter(fake)
-    adapter.push_scores([ScoreIn(id="same", trace_id=fake.trace_id(1), name="n", value=True, comment="first")])
-    adapter.push_scores([ScoreIn(id="same", trace_id=fake.trace_id(1), name="n", value=False, comment="second")])
+    adapter.push_scores(
+        [ScoreIn(id="same", trace_id=fake.trace_id(1), name="n", value=True, comment="first")]
+    )
+    adapter.push_scores(
+        [ScoreIn(id="same", trace_id=fake.trace_id(1), name="n", value=False, comment="second")]
+    )
     assert fake.score_posts == 2
     assert list(fake.scores) == ["same"] and fake.scores["same"]["comment"] == "second"
 
@@ -345,34 +454,77 @@ def test_pushing_the_same_score_id_twice_keeps_one_score(fake):
 def test_score_push_retries_server_errors_with_the_same_ids(fake):
     fake.fail_next(503, 1)
     adapter = make_adapter(fake)
-    result = adapter.push_scores([ScoreIn(id=f"r-{i}", trace_id=fake.trace_id(i), name="n", value=True) for i in range(250)])
+    result = adapter.push_scores(
+        [ScoreIn(id=f"r-{i}", trace_id=fake.trace_id(i), name="n", value=True) for i in range(250)]
+    )
     assert result.accepted == 250 and len(fake.scores) == 250
     assert fake.score_posts == 3  # batches of 100; the failed batch was refused before counting
 
 
 def test_export_format_normalises_like_the_api():
     export = {
-        "id": "trace-1", "timestamp": "2026-11-20T10:00:00.000Z", "name": "weather-agent",
-        "input": {"question": "Weather?"}, "output": {"answer": "Sunny"}, "tags": ["prod"], "userId": "u1",
-        "sessionId": "", "metadata": {"team": "a"}, "latency": 2.1, "totalCost": 0.0031, "environment": "production",
+        "id": "trace-1",
+        "timestamp": "2026-11-20T10:00:00.000Z",
+        "name": "weather-agent",
+        "input": {"question": "Weather?"},
+        "output": {"answer": "Sunny"},
+        "tags": ["prod"],
+        "userId": "u1",
+        "sessionId": "",
+        "metadata": {"team": "a"},
+        "latency": 2.1,
+        "totalCost": 0.0031,
+        "environment": "production",
         "observations": [
-            {"id": "o1", "traceId": "trace-1", "type": "AGENT", "name": "weather-agent", "startTime": "2026-11-20T10:00:00.000Z",
-             "endTime": "2026-11-20T10:00:02.100Z", "parentObservationId": None, "input": {"question": "Weather?"},
-             "output": {"answer": "Sunny"}, "level": "DEFAULT", "metadata": {}},
-            {"id": "o2", "traceId": "trace-1", "type": "GENERATION", "name": "plan", "startTime": "2026-11-20T10:00:00.400Z",
-             "endTime": "2026-11-20T10:00:01.800Z", "parentObservationId": "o1", "model": "gpt-4o",
-             "usage": {"input": 52, "output": 18, "total": 70, "unit": "TOKENS"}, "calculatedTotalCost": 0.0031,
-             "input": [{"role": "user", "content": "Weather?"}], "output": {"role": "assistant", "content": "Sunny"}},
-            {"id": "o3", "traceId": "trace-1", "type": "TOOL", "name": "get_weather", "startTime": "2026-11-20T10:00:01.900Z",
-             "endTime": "2026-11-20T10:00:02.000Z", "parentObservationId": "o1", "level": "ERROR", "statusMessage": "boom"},
+            {
+                "id": "o1",
+                "traceId": "trace-1",
+                "type": "AGENT",
+                "name": "weather-agent",
+                "startTime": "2026-11-20T10:00:00.000Z",
+                "endTime": "2026-11-20T10:00:02.100Z",
+                "parentObservationId": None,
+                "input": {"question": "Weather?"},
+                "output": {"answer": "Sunny"},
+                "level": "DEFAULT",
+                "metadata": {},
+            },
+            {
+                "id": "o2",
+                "traceId": "trace-1",
+                "type": "GENERATION",
+                "name": "plan",
+                "startTime": "2026-11-20T10:00:00.400Z",
+                "endTime": "2026-11-20T10:00:01.800Z",
+                "parentObservationId": "o1",
+                "model": "gpt-4o",
+                "usage": {"input": 52, "output": 18, "total": 70, "unit": "TOKENS"},
+                "calculatedTotalCost": 0.0031,
+                "input": [{"role": "user", "content": "Weather?"}],
+                "output": {"role": "assistant", "content": "Sunny"},
+            },
+            {
+                "id": "o3",
+                "traceId": "trace-1",
+                "type": "TOOL",
+                "name": "get_weather",
+                "startTime": "2026-11-20T10:00:01.900Z",
+                "endTime": "2026-11-20T10:00:02.000Z",
+                "parentObservationId": "o1",
+                "level": "ERROR",
+                "statusMessage": "boom",
+            },
         ],
-    }  # fmt: skip
+    }
     import json
 
     trace = normalise_langfuse_export(json.dumps(export))
     assert validate_normalised_trace(trace) == []
     assert trace["latency_ms"] == pytest.approx(2100) and trace["cost"] == pytest.approx(0.0031)
-    assert trace["session_id"] is None and trace["metadata"] == {"team": "a", "environment": "production"}
+    assert trace["session_id"] is None and trace["metadata"] == {
+        "team": "a",
+        "environment": "production",
+    }
     steps = {s["id"]: s for s in trace["steps"]}
     assert steps["o2"]["usage"] == {"input": 52, "output": 18} and steps["o2"]["model"] == "gpt-4o"
     assert steps["o3"]["error"] == "boom" and steps["o3"]["parent_id"] == "o1"
@@ -386,12 +538,26 @@ def test_validate_normalised_trace_reports_problems():
         "timestamp": "yesterday",
         "tags": [1],
         "steps": [
-            {"id": "a", "parent_id": "missing", "type": "robot", "name": "x", "usage": {"input": "3", "output": 1}},
+            {
+                "id": "a",
+                "parent_id": "missing",
+                "type": "robot",
+                "name": "x",
+                "usage": {"input": "3", "output": 1},
+            },
             {"id": "a", "type": "llm", "name": "y"},
         ],
     }
     problems = validate_normalised_trace(bad)
     text = "\n".join(problems)
-    for needle in ("'id' must not be empty", "not an ISO-8601", "list of strings", "unique", "'robot'", "'missing'", "usage.input"):
+    for needle in (
+        "'id' must not be empty",
+        "not an ISO-8601",
+        "list of strings",
+        "unique",
+        "'robot'",
+        "'missing'",
+        "usage.input",
+    ):
         assert needle in text
     assert validate_normalised_trace([]) == ["trace must be a JSON object"]
