@@ -179,6 +179,9 @@ def main(argv=None):
         "training draw; worst+: worst draw's accuracy minus its baseline."
     )
     headline["never_below_baseline_on_average"] = never_below
+    fits_500 = [v for k, v in headline.items() if k.endswith("_500_fit_s")]
+    headline["goal_fit_500_under_2s"] = bool(fits_500) and max(fits_500) < 2.0
+    headline["goal_no_refusal_25_kappa_0_7"] = headline.get("no_refusal_25_kappa", 0) >= 0.7
     headline["emitted_code_agrees"] = f"{code_agreeing}/{code_checked}"
     headline["max_fit_s"] = round(max(r["fit_s"] for r in rows), 3) if rows else None
     command = "python bench/generation.py" + (" --quick" if args.quick else "")
