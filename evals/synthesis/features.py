@@ -6,10 +6,6 @@ from dataclasses import dataclass
 
 from evals.synthesis import runtime
 
-# Simplicity cost of each family, in "rule units"; the learner trades it against
-# agreement. Lexicon and structural features are cheap because they generalise from
-# few labels; n-grams are dearer because a handful of labels always contains some
-# accidental phrase that separates them.
 _NUMBER_LABELS = {
     "steps": ("Trace has {} steps", "Trace has fewer than {} steps"),
     "tool_calls": ("Trace made {} tool calls", "Trace made fewer than {} tool calls"),
@@ -179,7 +175,14 @@ def _ngrams(words: list[str], max_n: int) -> set[str]:
 def build_candidates(
     views: list[dict], *, priors: dict[str, float] | None = None
 ) -> list[Candidate]:
-    """Return deduplicated, non-constant candidate features with their masks over views."""
+    """Return deduplicated, non-constant candidate features with their masks over views.
+
+    Each feature carries a simplicity cost and a prior (both in examples' worth) that
+    the learner trades against agreement. Lexicon and structural features are cheap
+    and believed because they generalise from few labels; n-grams and tuned numeric
+    thresholds are dearer because a handful of labels always contains some accidental
+    phrase or length that separates them.
+    """
     priors = priors or {}
     n = len(views)
     full = (1 << n) - 1
