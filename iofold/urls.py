@@ -8,6 +8,8 @@ from workspaces import views as workspace_views
 
 api_v1 = [
     path("", include("workspaces.api_urls")),
+    path("", include("integrations.api_urls")),
+    path("", include("traces.api_urls")),
 ]
 
 urlpatterns = [
@@ -16,6 +18,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("w/", include("workspaces.urls")),
+    path("w/<slug:slug>/integrations/", include("integrations.urls")),
+    path("w/<slug:slug>/traces/", include("traces.urls")),
     path("invitations/<str:token>/", workspace_views.accept_invitation, name="accept_invitation"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),

@@ -78,7 +78,11 @@ class EvalSet(WorkspaceOwned):
     # Read by the evals app when it sends verdicts back to Langfuse as scores.
     score_to_langfuse = models.BooleanField(default=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     traces = models.ManyToManyField(Trace, through="EvalSetTrace", related_name="eval_sets")
 

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
                 ('saved_filter', models.JSONField(blank=True, default=dict)),
                 ('archived_at', models.DateTimeField(blank=True, null=True)),
                 ('score_to_langfuse', models.BooleanField(default=False)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='workspaces.workspace')),
             ],
             options={

@@ -1,0 +1,78 @@
+// Keyboard-first review: 1/→ good, 2/← bad, 3/↓ neutral, n note, s skip, u undo.
+// Touch: swipe right for good, left for bad. The card is swapped by htmx, so handlers are
+// bound once on the document and look the current card up at event time.
+(function () {
+  "use strict";
+  let busy = false;
+
+  function click(selector) {
+    const el = document.querySelector(selector);
+    if (!el || busy) return false;
+    el.click();
+    return true;
+  }
+
+  function rate(rating) {
+    return click('#rate-form button[name="rating"][value="' + rating + '"]');
+  }
+
+  function typing(target) {
+    return target && (target.tagName === "TEXTAREA" || target.tagName === "INPUT" || target.isContentEditable);
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (!document.getElementById("review")) return;
+    if (event.metaKey || event.ctrlKey || event.altKey) {
+      return;
+    }
+    if (typing(event.target)) {
+      if (event.key === "Escape") event.target.blur();
+      return;
+    }
+    const actions = {
+      "1": () => rate("positive"), ArrowRight: () => rate("positive"),
+      "2": () => rate("negative"), ArrowLeft: () => rate("negative"),
+      "3": () => rate("neutral"), ArrowDown: () => rate("neutral"),
+      n: () => { const note = document.getElementById("note"); if (note) note.focus(); return !!note; },
+      s: () => click('[data-testid="skip"]'),
+      u: () => click('[data-testid="undo"]'),
+    };
+    const action = actions[event.key];
+    if (action && action()) event.preventDefault();
+  });
+
+  // One request at a time: a held-down key must not label the next card unseen.
+  document.addEventListener("htmx:beforeRequest", function () { busy = true; });
+  document.addEventListener("htmx:afterRequest", function () { busy = false; });
+  document.addEventListener("htmx:afterSwap", function () {
+    const card = document.getElementById("review-card");
+    if (card) card.focus({ preventScroll: true });
+  });
+
+  let startX = null, startY = null;
+  document.addEventListener("touchstart", function (event) {
+    const card = event.target.closest && event.target.closest("#review-card");
+    if (!card || typing(event.target)) return;
+    startX = event.touches[0].clientX;
+    startY = event.touches[0].clientY;
+  }, { passive: true });
+  document.addEventListener("touchmove", function (event) {
+    const card = document.getElementById("review-card");
+    if (startX === null || !card) return;
+    const dx = event.touches[0].clientX - startX;
+    card.style.transform = "translateX(" + dx / 3 + "px) rotate(" + dx / 60 + "deg)";
+    card.classList.toggle("swipe-right", dx > 80);
+    card.classList.toggle("swipe-left", dx < -80);
+  }, { passive: true });
+  document.addEventListener("touchend", function (event) {
+    const card = document.getElementById("review-card");
+    if (startX === null || !card) return;
+    const dx = event.changedTouches[0].clientX - startX;
+    const dy = event.changedTouches[0].clientY - startY;
+    startX = startY = null;
+    card.style.transform = "";
+    card.classList.remove("swipe-right", "swipe-left");
+    // Mostly-horizontal and long enough: a scroll is never taken for a label.
+    if (Math.abs(dx) > 100 && Math.abs(dx) > 2 * Math.abs(dy)) rate(dx > 0 ? "positive" : "negative");
+  });
+})();

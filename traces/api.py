@@ -1,0 +1,396 @@
+"""Traces (read), eval sets (CRUD) and feedback (create, update, list) under /api/v1/."""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from traces import selectors, services
+from traces.filters import LABEL_STATES, TraceFilters
+from traces.models import EvalSet, Feedback, Trace
+from workspaces.access import WorkspaceScopedMixin
+
+# --- serializers ------------------------------------------------------------------------
+
+
+class LabelCountsOut(serializers.Serializer):
+    positive = serializers.IntegerField()
+    negative = serializers.IntegerField()
+    neutral = serializers.IntegerField()
+
+
+class TraceOut(serializers.ModelSerializer):
+    label_counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Trace
+        fields = [
+            "id",
+            "external_id",
+            "name",
+            "timestamp",
+            "source",
+            "integration",
+            "tags",
+            "has_error",
+            "step_count",
+            "tool_call_count",
+            "latency_ms",
+            "cost",
+            "label_counts",
+        ]
+
+    @extend_schema_field(LabelCountsOut)
+    def get_label_counts(self, trace) -> dict:
+        counts = getattr(trace, "label_counts", {}) or {}
+        return {rating: counts.get(rating, 0) for rating in Feedback.Rating.values}
+
+
+class TraceDetailOut(TraceOut):
+    class Meta(TraceOut.Meta):
+        fields = [*TraceOut.Meta.fields, "data"]
+
+
+class TracePageOut(serializers.Serializer):
+    results = TraceOut(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
+
+
+class EvalSetSummaryOut(serializers.Serializer):
+    labelled_traces = serializers.IntegerField()
+    positive = serializers.IntegerField()
+    negative = serializers.IntegerField()
+    neutral = serializers.IntegerField()
+    ties = serializers.IntegerField(source="ties_count")
+    reviewers = serializers.IntegerField()
+    reviewer_agreement = serializers.FloatField(source="agreement", allow_null=True)
+    ready = serializers.BooleanField()
+    remaining = serializers.IntegerField()
+    eval_count = serializers.IntegerField(allow_null=True)
+    best_agreement = serializers.FloatField(allow_null=True)
+
+
+class EvalSetOut(serializers.ModelSerializer):
+    summary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvalSet
+        fields = [
+            "id",
+            "name",
+            "criteria",
+            "target_labels",
+            "source_kind",
+            "saved_filter",
+            "score_to_langfuse",
+            "archived_at",
+            "created_at",
+            "updated_at",
+            "summary",
+        ]
+
+    @staticmethod
+    def _summary(eval_set, summaries):
+        return summaries.get(eval_set.pk) or selectors.eval_set_summary(eval_set)
+
+    @extend_schema_field(EvalSetSummaryOut)
+    def get_summary(self, eval_set) -> dict:
+        summary = self._summary(eval_set, self.context.get("summaries", {}))
+        return EvalSetSummaryOut(summary).data
+
+
+class SavedFilterIn(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    tag = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    has_error = serializers.BooleanField(required=False, allow_null=True, default=None)
+    source = serializers.ChoiceField(choices=Trace.Source.choices, required=False)
+    integration = serializers.IntegerField(required=False, allow_null=True)
+    date_from = serializers.DateField(required=False, allow_null=True)
+    date_to = serializers.DateField(required=False, allow_null=True)
+
+
+class EvalSetIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    criteria = serializers.CharField()
+    target_labels = serializers.IntegerField(min_value=1, max_value=10_000, default=10)
+    source_kind = serializers.ChoiceField(
+        choices=EvalSet.SourceKind.choices, default=EvalSet.SourceKind.MANUAL
+    )
+    saved_filter = SavedFilterIn(required=False)
+    trace_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, default=list, max_length=10_000
+    )
+    score_to_langfuse = serializers.BooleanField(default=False)
+
+
+class EvalSetUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    criteria = serializers.CharField(required=False)
+    target_labels = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    source_kind = serializers.ChoiceField(choices=EvalSet.SourceKind.choices, required=False)
+    saved_filter = SavedFilterIn(required=False)
+    score_to_langfuse = serializers.BooleanField(required=False)
+
+
+class EvalSetTracesIn(serializers.Serializer):
+    trace_ids = serializers.ListField(
+        child=serializers.IntegerField(), min_length=1, max_length=10_000
+    )
+
+
+class FeedbackIn(serializers.Serializer):
+    eval_set = serializers.IntegerField()
+    trace = serializers.IntegerField()
+    rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class FeedbackUpdateIn(serializers.Serializer):
+    rating = serializers.ChoiceField(choices=Feedback.Rating.choices, required=False)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+
+
+class FeedbackOut(serializers.ModelSerializer):
+    user = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Feedback
+        fields = ["id", "eval_set", "trace", "user", "rating", "note", "created_at", "updated_at"]
+
+
+# --- traces -----------------------------------------------------------------------------
+
+TRACE_FILTER_PARAMS = [
+    OpenApiParameter("q", str, description="Free text in the trace's input and output."),
+    OpenApiParameter("name", str, description="Exact trace name."),
+    OpenApiParameter("tag", str),
+    OpenApiParameter("has_error", bool),
+    OpenApiParameter("label", str, enum=list(LABEL_STATES)),
+    OpenApiParameter("source", str, enum=Trace.Source.values),
+    OpenApiParameter("integration", int),
+    OpenApiParameter("date_from", OpenApiTypes.DATE),
+    OpenApiParameter("date_to", OpenApiTypes.DATE, description="Inclusive."),
+    OpenApiParameter("cursor", str, description="``next_cursor`` of the previous page."),
+    OpenApiParameter("limit", int, description="Page size, at most 200 (default 50)."),
+]
+
+
+class TraceListApi(WorkspaceScopedMixin, APIView):
+    model = Trace
+
+    @extend_schema(
+        summary="List traces, newest first",
+        parameters=TRACE_FILTER_PARAMS,
+        responses=TracePageOut,
+    )
+    def get(self, request):
+        try:
+            limit = min(max(int(request.query_params.get("limit", 50)), 1), 200)
+        except ValueError:
+            limit = 50
+        page = selectors.trace_page(
+            workspace=request.workspace,
+            filters=TraceFilters.from_data(request.query_params),
+            cursor=request.query_params.get("cursor"),
+            limit=limit,
+        )
+        return Response(
+            {"results": TraceOut(page.traces, many=True).data, "next_cursor": page.next_cursor}
+        )
+
+
+@extend_schema(summary="One trace with its normalised payload")
+class TraceDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
+    model = Trace
+    serializer_class = TraceDetailOut
+
+    def get_object(self):
+        trace = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        selectors.attach_label_counts([trace])
+        return trace
+
+
+# --- eval sets --------------------------------------------------------------------------
+
+
+def _saved_filter(data) -> dict | None:
+    value = data.get("saved_filter")
+    return None if value is None else TraceFilters.from_data(value).to_data()
+
+
+class EvalSetListApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    @extend_schema(
+        summary="List eval sets with their label summary",
+        parameters=[OpenApiParameter("archived", bool, description="Archived sets instead.")],
+        responses=EvalSetOut(many=True),
+    )
+    def get(self, request):
+        qs = self.get_queryset()
+        archived = request.query_params.get("archived") in ("1", "true")
+        sets = list(qs.archived() if archived else qs.active())
+        summaries = selectors.eval_set_summaries(sets)
+        return Response(EvalSetOut(sets, many=True, context={"summaries": summaries}).data)
+
+    @extend_schema(summary="Create an eval set", request=EvalSetIn, responses={201: EvalSetOut})
+    def post(self, request):
+        data = EvalSetIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        eval_set = services.create_eval_set(
+            workspace=request.workspace,
+            name=values["name"],
+            criteria=values["criteria"],
+            target_labels=values["target_labels"],
+            source_kind=values["source_kind"],
+            saved_filter=_saved_filter(values),
+            trace_ids=values["trace_ids"],
+            score_to_langfuse=values["score_to_langfuse"],
+            created_by=request.user,
+        )
+        return Response(EvalSetOut(eval_set).data, status=status.HTTP_201_CREATED)
+
+
+class EvalSetDetailApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    def _object(self, pk: int) -> EvalSet:
+        return get_object_or_404(self.get_queryset(), pk=pk)
+
+    @extend_schema(summary="One eval set", responses=EvalSetOut)
+    def get(self, request, pk: int):
+        return Response(EvalSetOut(self._object(pk)).data)
+
+    @extend_schema(summary="Change an eval set", request=EvalSetUpdateIn, responses=EvalSetOut)
+    def patch(self, request, pk: int):
+        eval_set = self._object(pk)
+        data = EvalSetUpdateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["saved_filter"] = _saved_filter(values)
+        services.update_eval_set(eval_set=eval_set, **values)
+        return Response(EvalSetOut(eval_set).data)
+
+    @extend_schema(summary="Archive an eval set (its labels are kept)", responses={204: None})
+    def delete(self, request, pk: int):
+        services.archive_eval_set(eval_set=self._object(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EvalSetTracesApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    @extend_schema(
+        summary="Hand-pick traces into an eval set",
+        request=EvalSetTracesIn,
+        responses=inline_serializer("EvalSetTracesOut", {"added": serializers.IntegerField()}),
+    )
+    def post(self, request, pk: int):
+        eval_set = get_object_or_404(self.get_queryset(), pk=pk)
+        data = EvalSetTracesIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        added = services.add_traces_to_eval_set(
+            eval_set=eval_set, trace_ids=data.validated_data["trace_ids"]
+        )
+        return Response({"added": added})
+
+
+# --- feedback ---------------------------------------------------------------------------
+
+
+class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
+    model = Feedback
+    serializer_class = FeedbackOut
+
+    def get_queryset(self):
+        qs = super().get_queryset().select_related("user").order_by("-updated_at", "-id")
+        params = self.request.query_params
+        for key in ("eval_set", "trace"):
+            if params.get(key, "").isdigit():
+                qs = qs.filter(**{f"{key}_id": int(params[key])})
+        if params.get("mine") in ("1", "true"):
+            qs = qs.filter(user=self.request.user)
+        return qs
+
+    @extend_schema(
+        summary="List labels",
+        parameters=[
+            OpenApiParameter("eval_set", int),
+            OpenApiParameter("trace", int),
+            OpenApiParameter("mine", bool, description="Only the caller's labels."),
+        ],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Label a trace (replaces the caller's earlier label of it in the set)",
+        request=FeedbackIn,
+        responses={201: FeedbackOut, 200: FeedbackOut},
+    )
+    def post(self, request):
+        data = FeedbackIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        # Unknown ids and other workspaces' ids answer alike, so nothing leaks.
+        eval_set = get_object_or_404(
+            EvalSet.objects.for_workspace(request.workspace), pk=values["eval_set"]
+        )
+        traces = Trace.objects.for_workspace(request.workspace)
+        trace = get_object_or_404(traces, pk=values["trace"])
+        feedback, created = services.record_feedback(
+            eval_set=eval_set,
+            trace=trace,
+            user=request.user,
+            rating=values["rating"],
+            note=values["note"],
+        )
+        return Response(
+            FeedbackOut(feedback).data, status=status.HTTP_201_CREATED if created else 200
+        )
+
+
+class FeedbackDetailApi(WorkspaceScopedMixin, APIView):
+    model = Feedback
+
+    def _object(self, pk: int, *, own: bool = False) -> Feedback:
+        feedback = get_object_or_404(
+            self.get_queryset().select_related("user", "eval_set", "trace"), pk=pk
+        )
+        if own and feedback.user_id != self.request.user.pk:
+            raise PermissionDenied("Only the reviewer who gave a label can change it.")
+        return feedback
+
+    @extend_schema(summary="One label", responses=FeedbackOut)
+    def get(self, request, pk: int):
+        return Response(FeedbackOut(self._object(pk)).data)
+
+    @extend_schema(summary="Change your label", request=FeedbackUpdateIn, responses=FeedbackOut)
+    def patch(self, request, pk: int):
+        feedback = self._object(pk, own=True)
+        data = FeedbackUpdateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        feedback, _ = services.record_feedback(
+            eval_set=feedback.eval_set,
+            trace=feedback.trace,
+            user=request.user,
+            rating=values.get("rating", feedback.rating),
+            note=values.get("note", feedback.note),
+        )
+        return Response(FeedbackOut(feedback).data)
+
+    @extend_schema(summary="Withdraw your label", responses={204: None})
+    def delete(self, request, pk: int):
+        self._object(pk, own=True).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

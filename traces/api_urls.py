@@ -1,0 +1,13 @@
+from django.urls import path
+
+from traces import api
+
+urlpatterns = [
+    path("traces/", api.TraceListApi.as_view(), name="api-traces"),
+    path("traces/<int:pk>/", api.TraceDetailApi.as_view(), name="api-trace"),
+    path("eval-sets/", api.EvalSetListApi.as_view(), name="api-eval-sets"),
+    path("eval-sets/<int:pk>/", api.EvalSetDetailApi.as_view(), name="api-eval-set"),
+    path("eval-sets/<int:pk>/traces/", api.EvalSetTracesApi.as_view(), name="api-eval-set-traces"),
+    path("feedback/", api.FeedbackListApi.as_view(), name="api-feedback"),
+    path("feedback/<int:pk>/", api.FeedbackDetailApi.as_view(), name="api-feedback-detail"),
+]

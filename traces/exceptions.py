@@ -1,0 +1,13 @@
+from iofold.exceptions import ApplicationError
+
+
+class TraceError(ApplicationError):
+    """A rule of traces, eval sets or labels was broken; the message is shown to the user."""
+
+
+class TraceNotFound(TraceError):
+    """Traces named by id don't exist in the workspace."""
+
+    def __init__(self, missing: list[int]):
+        super().__init__(f"Unknown trace id(s): {', '.join(map(str, missing))}.")
+        self.missing = missing

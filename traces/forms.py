@@ -1,0 +1,75 @@
+from urllib.parse import parse_qsl, urlencode
+
+from django import forms
+
+from traces.filters import TraceFilters
+from traces.models import EvalSet, Feedback
+
+
+class EvalSetForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    criteria = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="In plain words, what makes a trace good? The eval is written from this "
+        "and from your labels.",
+    )
+    target_labels = forms.IntegerField(
+        min_value=1,
+        max_value=10_000,
+        initial=10,
+        help_text="How many traces to label before generating an eval. Ten is enough to start.",
+    )
+    source_kind = forms.ChoiceField(
+        choices=EvalSet.SourceKind.choices,
+        initial=EvalSet.SourceKind.MANUAL,
+        widget=forms.RadioSelect,
+        label="Traces to review",
+    )
+    saved_filter = forms.CharField(
+        required=False,
+        label="Trace filter",
+        help_text="The trace list's filter, e.g. tag=checkout&has_error=false. New traces "
+        "that match join the review queue.",
+    )
+    score_to_langfuse = forms.BooleanField(
+        required=False,
+        label="Send eval verdicts back to Langfuse as scores",
+    )
+    trace_ids = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean_saved_filter(self) -> dict:
+        raw = self.cleaned_data["saved_filter"].strip().lstrip("?")
+        return TraceFilters.from_data(dict(parse_qsl(raw))).to_data()
+
+    def clean_trace_ids(self) -> list[int]:
+        raw = self.cleaned_data["trace_ids"]
+        try:
+            return [int(pk) for pk in raw.split(",") if pk.strip()]
+        except ValueError:
+            raise forms.ValidationError("Invalid trace selection.") from None
+
+    @staticmethod
+    def initial_for(eval_set: EvalSet) -> dict:
+        return {
+            "name": eval_set.name,
+            "criteria": eval_set.criteria,
+            "target_labels": eval_set.target_labels,
+            "source_kind": eval_set.source_kind,
+            "saved_filter": urlencode(eval_set.saved_filter),
+            "score_to_langfuse": eval_set.score_to_langfuse,
+        }
+
+
+class FeedbackForm(forms.Form):
+    rating = forms.ChoiceField(choices=Feedback.Rating.choices)
+    note = forms.CharField(required=False, max_length=5000)
+
+
+class AddToEvalSetForm(forms.Form):
+    eval_set = forms.IntegerField()
+    trace = forms.TypedMultipleChoiceField(coerce=int, choices=[], required=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Ids are validated against the workspace by the service, not against a choice list.
+        self.fields["trace"].valid_value = lambda value: str(value).isdigit()

@@ -1,0 +1,432 @@
+"""Reads for the trace list, the review flow and eval set summaries."""
+
+import base64
+import datetime as dt
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from django.apps import apps
+from django.db.models import Count, Q
+
+from traces.filters import TraceFilters
+from traces.models import EvalSet, Feedback, Trace
+from traces.services import resolve_label
+from workspaces.models import Workspace
+
+PAGE_SIZE = 50
+# Below this many decided labels a one-sided set is normal; above it the eval can't learn.
+IMBALANCE_MIN_LABELS = 4
+LIST_FIELDS = (
+    "id",
+    "workspace_id",
+    "integration_id",
+    "source",
+    "external_id",
+    "name",
+    "timestamp",
+    "tags",
+    "has_error",
+    "step_count",
+    "tool_call_count",
+    "latency_ms",
+    "cost",
+)
+
+
+# --- trace list -------------------------------------------------------------------------
+
+
+def encode_cursor(trace: Trace) -> str:
+    raw = f"{trace.timestamp.isoformat()}|{trace.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
+    """Return ``(timestamp, id)`` from a cursor, or None when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, pk = raw.rsplit("|", 1)
+        return dt.datetime.fromisoformat(stamp), int(pk)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@dataclass
+class TracePage:
+    traces: list[Trace]
+    next_cursor: str | None
+    filters: TraceFilters
+
+
+def trace_page(
+    *,
+    workspace: Workspace,
+    filters: TraceFilters | None = None,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> TracePage:
+    """Return one page of traces, newest first, with their label counts.
+
+    Keyset pagination on ``(timestamp, id)``: page 2,000 costs what page 1 costs, because
+    the index range scan starts at the cursor instead of counting past earlier rows.
+    """
+    filters = filters or TraceFilters()
+    qs = filters.apply(Trace.objects.for_workspace(workspace)).only(*LIST_FIELDS)
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        stamp, pk = position
+        # The leading ``lte`` bounds the index range; the OR breaks timestamp ties by id.
+        qs = qs.filter(timestamp__lte=stamp).filter(
+            Q(timestamp__lt=stamp) | Q(timestamp=stamp, pk__lt=pk)
+        )
+    rows = list(qs.order_by("-timestamp", "-id")[: limit + 1])
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    rows = rows[:limit]
+    attach_label_counts(rows)
+    return TracePage(traces=rows, next_cursor=next_cursor, filters=filters)
+
+
+def attach_label_counts(traces: list[Trace]) -> None:
+    """Set ``trace.label_counts`` (rating -> count over every eval set) in one query."""
+    counts: dict[int, Counter] = defaultdict(Counter)
+    if traces:
+        rows = (
+            Feedback.objects.filter(trace_id__in=[t.pk for t in traces])
+            .values_list("trace_id", "rating")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for trace_id, rating, n in rows:
+            counts[trace_id][rating] += n
+    for trace in traces:
+        trace.label_counts = counts[trace.pk]
+        trace.label_state = resolve_label(trace.label_counts) if trace.label_counts else None
+        trace.label_total = sum(trace.label_counts.values())
+
+
+# --- trace detail -----------------------------------------------------------------------
+
+
+@dataclass
+class StepNode:
+    step: dict
+    depth: int
+    children: list["StepNode"] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int | None:
+        usage = self.step.get("usage") or {}
+        if not isinstance(usage, dict) or not usage:
+            return None
+        return sum(v for v in (usage.get("input"), usage.get("output")) if isinstance(v, int))
+
+    @property
+    def latency_ms(self) -> float | None:
+        start, end = self.step.get("start_time"), self.step.get("end_time")
+        try:
+            delta = dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)
+        except (TypeError, ValueError):
+            return None
+        return delta.total_seconds() * 1000
+
+    @property
+    def has_error_below(self) -> bool:
+        return bool(self.step.get("error")) or any(c.has_error_below for c in self.children)
+
+
+def step_tree(data: dict) -> list[StepNode]:
+    """Arrange a normalised trace's steps by ``parent_id``; orphans become roots."""
+    steps = [s for s in (data.get("steps") or []) if isinstance(s, dict)]
+    nodes = {str(s.get("id")): StepNode(step=s, depth=0) for s in steps}
+    roots = []
+    for step in steps:
+        node = nodes[str(step.get("id"))]
+        parent = nodes.get(str(step.get("parent_id"))) if step.get("parent_id") else None
+        if parent is None or parent is node:
+            roots.append(node)
+        else:
+            parent.children.append(node)
+
+    def set_depth(node: StepNode, depth: int, seen: set) -> None:
+        seen.add(id(node))
+        node.depth = depth
+        node.children = [c for c in node.children if id(c) not in seen]
+        for child in node.children:
+            set_depth(child, depth + 1, seen)
+
+    seen: set = set()
+    for root in roots:
+        set_depth(root, 0, seen)
+    # A parent cycle leaves nodes unreachable from any root; show them rather than drop them.
+    roots += [n for n in nodes.values() if id(n) not in seen]
+    return roots
+
+
+# --- eval sets and reviews --------------------------------------------------------------
+
+
+def review_queue(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
+    """Traces of the set this user still has to label, in review order."""
+    qs = Trace.objects.pending_review(eval_set, user).only(*LIST_FIELDS, "data")
+    if skipped:
+        qs = qs.exclude(pk__in=skipped)
+    if eval_set.source_kind == EvalSet.SourceKind.MANUAL:
+        return qs.order_by("pk")
+    return qs.order_by("-timestamp", "-id")
+
+
+def next_trace_for_review(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
+    """Return the next trace to review, coming back to skipped ones when nothing else is left."""
+    trace = review_queue(eval_set=eval_set, user=user, skipped=skipped).first()
+    if trace is None and skipped:
+        trace = review_queue(eval_set=eval_set, user=user).first()
+    return trace
+
+
+@dataclass
+class ReviewProgress:
+    """The counters the review card shows after every label, from aggregate queries only."""
+
+    target: int
+    labelled_traces: int
+    mine: int
+    positive: int
+    negative: int
+    neutral: int
+    disagreements: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.target - self.labelled_traces, 0)
+
+    @property
+    def ready(self) -> bool:
+        return self.labelled_traces >= self.target
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.labelled_traces / self.target)) if self.target else 100
+
+    @property
+    def imbalance(self) -> str | None:
+        return imbalance_warning(self.positive, self.negative)
+
+
+def imbalance_warning(positive: int, negative: int) -> str | None:
+    """Say so when every decided label goes one way: the eval would learn nothing."""
+    if positive + negative < IMBALANCE_MIN_LABELS:
+        return None
+    if negative == 0:
+        return (
+            f"All {positive} decided labels are thumbs up. Label some bad traces too, "
+            "or the eval cannot learn what bad looks like."
+        )
+    if positive == 0:
+        return (
+            f"All {negative} decided labels are thumbs down. Label some good traces too, "
+            "or the eval cannot learn what good looks like."
+        )
+    return None
+
+
+def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
+    """Counters of the set's labels in three aggregate queries."""
+    feedback = Feedback.objects.filter(eval_set=eval_set).order_by()
+    totals = feedback.aggregate(
+        traces=Count("trace_id", distinct=True),
+        mine=Count("id", filter=Q(user=user)),
+        positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
+        negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
+        neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
+    )
+    disagreements = (
+        feedback.values("trace_id")
+        .annotate(ratings=Count("rating", distinct=True))
+        .filter(ratings__gt=1)
+        .count()
+    )
+    return ReviewProgress(
+        target=eval_set.target_labels,
+        labelled_traces=totals["traces"],
+        mine=totals["mine"],
+        positive=totals["positive"],
+        negative=totals["negative"],
+        neutral=totals["neutral"],
+        disagreements=disagreements,
+    )
+
+
+@dataclass
+class EvalSetSummary:
+    eval_set: EvalSet
+    positive: int = 0
+    negative: int = 0
+    neutral: int = 0
+    ties: list[int] = field(default_factory=list)
+    labelled_traces: int = 0
+    feedback_count: int = 0
+    reviewers: int = 0
+    agreement: float | None = None
+    disagreements: list[int] = field(default_factory=list)
+    eval_count: int | None = None
+    best_agreement: float | None = None
+
+    @property
+    def target(self) -> int:
+        return self.eval_set.target_labels
+
+    @property
+    def remaining(self) -> int:
+        return max(self.target - self.labelled_traces, 0)
+
+    @property
+    def ready(self) -> bool:
+        return self.labelled_traces >= self.target
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.labelled_traces / self.target))
+
+    @property
+    def imbalance(self) -> str | None:
+        return imbalance_warning(self.positive, self.negative)
+
+    @property
+    def ties_count(self) -> int:
+        return len(self.ties)
+
+
+def eval_set_summaries(eval_sets: list[EvalSet]) -> dict[int, EvalSetSummary]:
+    """Summaries of several eval sets: majority labels, ties, agreement, eval numbers."""
+    summaries = {s.pk: EvalSetSummary(eval_set=s) for s in eval_sets}
+    if not summaries:
+        return summaries
+    rows = (
+        Feedback.objects.filter(eval_set_id__in=list(summaries))
+        .values_list("eval_set_id", "trace_id", "user_id", "rating")
+        .order_by()
+    )
+    by_trace: dict[tuple[int, int], list[str]] = defaultdict(list)
+    users: dict[int, set] = defaultdict(set)
+    for set_id, trace_id, user_id, rating in rows:
+        by_trace[(set_id, trace_id)].append(rating)
+        users[set_id].add(user_id)
+    pairs: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # set -> [agreeing, total]
+    for (set_id, trace_id), ratings in by_trace.items():
+        summary = summaries[set_id]
+        summary.labelled_traces += 1
+        summary.feedback_count += len(ratings)
+        label = resolve_label(Counter(ratings))
+        if label is None:
+            summary.ties.append(trace_id)
+        else:
+            setattr(summary, label, getattr(summary, label) + 1)
+        if len(ratings) > 1:
+            counts = Counter(ratings)
+            n = len(ratings)
+            pairs[set_id][0] += sum(c * (c - 1) // 2 for c in counts.values())
+            pairs[set_id][1] += n * (n - 1) // 2
+            if len(counts) > 1:
+                summary.disagreements.append(trace_id)
+    for set_id, summary in summaries.items():
+        summary.reviewers = len(users[set_id])
+        agreeing, total = pairs[set_id]
+        summary.agreement = agreeing / total if total else None
+    for set_id, stats in eval_stats(list(summaries)).items():
+        if set_id in summaries:
+            summaries[set_id].eval_count = stats.get("eval_count")
+            summaries[set_id].best_agreement = stats.get("best_agreement")
+    return summaries
+
+
+def eval_set_summary(eval_set: EvalSet) -> EvalSetSummary:
+    return eval_set_summaries([eval_set])[eval_set.pk]
+
+
+def eval_stats(eval_set_ids: list[int]) -> dict[int, dict]:
+    """Ask the evals app for each set's number of evals and best agreement.
+
+    Data flows from traces to evals, so traces never imports evals: an installed app
+    whose AppConfig defines ``eval_set_stats(eval_set_ids) -> {id: {"eval_count": int,
+    "best_agreement": float | None}}`` supplies the figures. Without one, the UI shows "—".
+    """
+    stats: dict[int, dict] = {}
+    for app_config in apps.get_app_configs():
+        provider = getattr(app_config, "eval_set_stats", None)
+        if provider is not None:
+            stats.update(provider(eval_set_ids))
+    return stats
+
+
+class LabelledExample(NamedTuple):
+    trace: Trace
+    label: str  # "positive", "negative" or "neutral" (neutral: kept, excluded from metrics)
+    notes: list[str]
+
+
+def labelled_examples(eval_set: EvalSet) -> list[LabelledExample]:
+    """Return the set's traces with their majority label and every reviewer's note.
+
+    Ties have no label and are left out; neutral majorities are kept with label
+    ``"neutral"`` so callers can show them yet leave them out of metrics.
+    """
+    ratings: dict[int, list[str]] = defaultdict(list)
+    notes: dict[int, list[str]] = defaultdict(list)
+    rows = (
+        Feedback.objects.filter(eval_set=eval_set)
+        .values_list("trace_id", "rating", "note")
+        .order_by("trace_id", "created_at", "id")
+    )
+    for trace_id, rating, note in rows:
+        ratings[trace_id].append(rating)
+        if note:
+            notes[trace_id].append(note)
+    labels = {pk: resolve_label(Counter(r)) for pk, r in ratings.items()}
+    wanted = [pk for pk, label in labels.items() if label is not None]
+    traces = Trace.objects.for_workspace(eval_set.workspace_id).in_bulk(wanted)
+    return [LabelledExample(traces[pk], labels[pk], notes[pk]) for pk in wanted if pk in traces]
+
+
+@dataclass
+class LabelRow:
+    trace: Trace
+    label: str | None
+    feedback: list[Feedback]
+
+    @property
+    def is_tie(self) -> bool:
+        return self.label is None
+
+    @property
+    def disagreement(self) -> bool:
+        return len({f.rating for f in self.feedback}) > 1
+
+
+def label_rows(*, eval_set: EvalSet, limit: int = 200) -> list[LabelRow]:
+    """The most recently labelled traces of the set with every reviewer's label and note."""
+    recent = list(
+        Feedback.objects.filter(eval_set=eval_set)
+        .values_list("trace_id", flat=True)
+        .order_by("-updated_at", "-id")[: limit * 4]
+    )
+    trace_ids = list(dict.fromkeys(recent))[:limit]
+    traces = (
+        Trace.objects.for_workspace(eval_set.workspace_id).only(*LIST_FIELDS).in_bulk(trace_ids)
+    )
+    by_trace: dict[int, list[Feedback]] = defaultdict(list)
+    for fb in (
+        Feedback.objects.filter(eval_set=eval_set, trace_id__in=trace_ids)
+        .select_related("user")
+        .order_by("created_at", "id")
+    ):
+        by_trace[fb.trace_id].append(fb)
+    return [
+        LabelRow(
+            trace=traces[pk],
+            label=resolve_label(Counter(f.rating for f in by_trace[pk])),
+            feedback=by_trace[pk],
+        )
+        for pk in trace_ids
+        if pk in traces
+    ]

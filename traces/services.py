@@ -1,0 +1,208 @@
+"""Writes for eval sets and labels; views, the API and the demo command all call these."""
+
+from collections.abc import Iterable, Mapping
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from traces.exceptions import TraceError, TraceNotFound
+from traces.filters import TraceFilters
+from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from workspaces.models import Workspace
+
+RATINGS = tuple(Feedback.Rating.values)
+
+
+def _check_name(*, workspace: Workspace, name: str, exclude_pk: int | None = None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise TraceError("Give the eval set a name.")
+    clash = EvalSet.objects.for_workspace(workspace).active().filter(name=name)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise TraceError(f"An eval set named “{name}” already exists.")
+    return name
+
+
+def _check_fields(*, criteria: str, target_labels: int, source_kind: str) -> None:
+    if not (criteria or "").strip():
+        raise TraceError("Describe in plain words what makes a trace good.")
+    if not isinstance(target_labels, int) or not 1 <= target_labels <= 10_000:
+        raise TraceError("The target number of labels must be between 1 and 10000.")
+    if source_kind not in EvalSet.SourceKind.values:
+        raise TraceError(f"Unknown source “{source_kind}”.")
+
+
+def create_eval_set(
+    *,
+    workspace: Workspace,
+    name: str,
+    criteria: str,
+    created_by=None,
+    target_labels: int = 10,
+    source_kind: str = EvalSet.SourceKind.MANUAL,
+    saved_filter: Mapping | None = None,
+    trace_ids: Iterable[int] = (),
+    score_to_langfuse: bool = False,
+) -> EvalSet:
+    """Create an eval set, optionally with hand-picked traces."""
+    name = _check_name(workspace=workspace, name=name)
+    _check_fields(criteria=criteria, target_labels=target_labels, source_kind=source_kind)
+    with transaction.atomic():
+        eval_set = EvalSet(
+            workspace=workspace,
+            name=name,
+            criteria=criteria.strip(),
+            target_labels=target_labels,
+            source_kind=source_kind,
+            # Normalised so a saved filter always reads back the way the trace list wrote it.
+            saved_filter=TraceFilters.from_data(saved_filter).to_data(),
+            score_to_langfuse=score_to_langfuse,
+            created_by=created_by,
+        )
+        eval_set.full_clean()
+        eval_set.save()
+        trace_ids = list(trace_ids)
+        if trace_ids:
+            add_traces_to_eval_set(eval_set=eval_set, trace_ids=trace_ids)
+    return eval_set
+
+
+def update_eval_set(
+    *,
+    eval_set: EvalSet,
+    name: str | None = None,
+    criteria: str | None = None,
+    target_labels: int | None = None,
+    source_kind: str | None = None,
+    saved_filter: Mapping | None = None,
+    score_to_langfuse: bool | None = None,
+) -> EvalSet:
+    """Change the given fields of an eval set; labels already given are kept."""
+    changed = []
+    if name is not None and name.strip() != eval_set.name:
+        eval_set.name = _check_name(workspace=eval_set.workspace, name=name, exclude_pk=eval_set.pk)
+        changed.append("name")
+    for field, value in (
+        ("criteria", criteria.strip() if criteria is not None else None),
+        ("target_labels", target_labels),
+        ("source_kind", source_kind),
+        ("score_to_langfuse", score_to_langfuse),
+    ):
+        if value is not None and getattr(eval_set, field) != value:
+            setattr(eval_set, field, value)
+            changed.append(field)
+    if saved_filter is not None:
+        eval_set.saved_filter = TraceFilters.from_data(saved_filter).to_data()
+        changed.append("saved_filter")
+    _check_fields(
+        criteria=eval_set.criteria,
+        target_labels=eval_set.target_labels,
+        source_kind=eval_set.source_kind,
+    )
+    if changed:
+        eval_set.save(update_fields=[*changed, "updated_at"])
+    return eval_set
+
+
+def archive_eval_set(*, eval_set: EvalSet) -> EvalSet:
+    """Hide an eval set from the lists and the review flow; its labels are kept."""
+    if eval_set.archived_at is None:
+        eval_set.archived_at = timezone.now()
+        eval_set.save(update_fields=["archived_at", "updated_at"])
+    return eval_set
+
+
+def restore_eval_set(*, eval_set: EvalSet) -> EvalSet:
+    """Bring an archived eval set back, unless an active one has taken its name."""
+    if eval_set.archived_at is not None:
+        _check_name(workspace=eval_set.workspace, name=eval_set.name, exclude_pk=eval_set.pk)
+        eval_set.archived_at = None
+        eval_set.save(update_fields=["archived_at", "updated_at"])
+    return eval_set
+
+
+def add_traces_to_eval_set(*, eval_set: EvalSet, trace_ids: Iterable[int]) -> int:
+    """Hand-pick traces into the set; return how many were new. Unknown ids raise."""
+    wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
+    if not wanted:
+        raise TraceError("Select at least one trace.")
+    if eval_set.is_archived:
+        raise TraceError("This eval set is archived.")
+    found = set(
+        Trace.objects.for_workspace(eval_set.workspace_id)
+        .filter(pk__in=wanted)
+        .values_list("pk", flat=True)
+    )
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        raise TraceNotFound(missing)
+    existing = set(
+        EvalSetTrace.objects.filter(eval_set=eval_set, trace_id__in=wanted).values_list(
+            "trace_id", flat=True
+        )
+    )
+    new = [
+        EvalSetTrace(workspace_id=eval_set.workspace_id, eval_set=eval_set, trace_id=pk)
+        for pk in wanted
+        if pk not in existing
+    ]
+    # ignore_conflicts: two people adding the same trace at once both succeed.
+    EvalSetTrace.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+def remove_trace_from_eval_set(*, eval_set: EvalSet, trace: Trace) -> None:
+    """Take a hand-picked trace out of the set; its labels stay for the record."""
+    EvalSetTrace.objects.filter(eval_set=eval_set, trace=trace).delete()
+
+
+def record_feedback(
+    *, eval_set: EvalSet, trace: Trace, user, rating: str, note: str = ""
+) -> tuple[Feedback, bool]:
+    """Store this reviewer's label of the trace (replacing an earlier one); return it and
+    whether it is new."""
+    if rating not in RATINGS:
+        raise TraceError(f"Rating must be one of {', '.join(RATINGS)}.")
+    if trace.workspace_id != eval_set.workspace_id:
+        # Callers resolve both through the workspace; this guards against a mixed-up caller.
+        raise TraceNotFound([trace.pk])
+    if eval_set.is_archived:
+        raise TraceError("This eval set is archived; restore it to label.")
+    if not Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
+        raise TraceError("This trace is not in the eval set.")
+    note = (note or "").strip()[:5000]
+    defaults = {"rating": rating, "note": note, "workspace_id": eval_set.workspace_id}
+    try:
+        with transaction.atomic():
+            return Feedback.objects.update_or_create(
+                trace=trace, eval_set=eval_set, user=user, defaults=defaults
+            )
+    except IntegrityError:
+        # A double-click raced the first insert; the row exists now, so update it.
+        return Feedback.objects.update_or_create(
+            trace=trace, eval_set=eval_set, user=user, defaults=defaults
+        )
+
+
+def undo_last_feedback(*, eval_set: EvalSet, user) -> Trace | None:
+    """Delete this reviewer's most recent label in the set; return its trace to review again."""
+    last = (
+        Feedback.objects.filter(eval_set=eval_set, user=user)
+        .select_related("trace")
+        .order_by("-updated_at", "-id")
+        .first()
+    )
+    if last is None:
+        return None
+    last.delete()
+    return last.trace
+
+
+def resolve_label(counts: Mapping[str, int]) -> str | None:
+    """Return the majority rating of one trace's labels, or None for a tie or no labels."""
+    ranked = sorted(((n, rating) for rating, n in counts.items() if n > 0), reverse=True)
+    if not ranked or (len(ranked) > 1 and ranked[0][0] == ranked[1][0]):
+        return None
+    return ranked[0][1]

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from traces import views
+
+app_name = "traces"
+
+urlpatterns = [
+    path("", views.trace_list, name="list"),
+    path("<int:pk>/", views.trace_detail, name="detail"),
+    path("add-to-eval-set/", views.add_to_eval_set, name="add_to_eval_set"),
+    path("review/", views.review_start, name="review_start"),
+    path("eval-sets/", views.evalset_list, name="evalset_list"),
+    path("eval-sets/new/", views.evalset_create, name="evalset_create"),
+    path("eval-sets/<int:pk>/", views.evalset_detail, name="evalset_detail"),
+    path("eval-sets/<int:pk>/edit/", views.evalset_edit, name="evalset_edit"),
+    path("eval-sets/<int:pk>/archive/", views.evalset_archive, name="evalset_archive"),
+    path("eval-sets/<int:pk>/restore/", views.evalset_restore, name="evalset_restore"),
+    path(
+        "eval-sets/<int:pk>/traces/<int:trace_pk>/remove/",
+        views.evalset_remove_trace,
+        name="evalset_remove_trace",
+    ),
+    path("eval-sets/<int:pk>/review/", views.review, name="review"),
+    path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
+    path(
+        "eval-sets/<int:pk>/review/<int:trace_pk>/label/", views.review_label, name="review_label"
+    ),
+    path("eval-sets/<int:pk>/review/<int:trace_pk>/skip/", views.review_skip, name="review_skip"),
+]

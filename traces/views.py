@@ -1,0 +1,366 @@
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_POST
+
+from traces import selectors, services
+from traces.exceptions import TraceError
+from traces.filters import TraceFilters
+from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm
+from traces.models import EvalSet, Feedback, Trace
+from workspaces.access import workspace_view
+
+# Payloads longer than this are cut in the detail view until "show all" is asked for.
+PREVIEW_CHARS = 20_000
+
+
+def _eval_set(request, pk: int) -> EvalSet:
+    return get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+
+
+def generate_url(eval_set: EvalSet) -> str | None:
+    """Return the evals app's generate URL for the set, or None while that app has none."""
+    for kwargs in ({"pk": eval_set.pk}, {"eval_set_pk": eval_set.pk}):
+        try:
+            return reverse("evals:generate", kwargs={"slug": eval_set.workspace.slug, **kwargs})
+        except NoReverseMatch:
+            continue
+    return None
+
+
+# --- traces -----------------------------------------------------------------------------
+
+
+@workspace_view
+def trace_list(request):
+    """Traces newest first with filters, search and keyset pages; select to add to a set."""
+    filters = TraceFilters.from_data(request.GET)
+    page = selectors.trace_page(
+        workspace=request.workspace, filters=filters, cursor=request.GET.get("cursor")
+    )
+    query = filters.to_data()
+    ctx = {
+        "page": page,
+        "filters": filters,
+        "query": urlencode(query),
+        "next_query": urlencode({**query, "cursor": page.next_cursor})
+        if page.next_cursor
+        else None,
+        "is_first_page": not request.GET.get("cursor"),
+        "eval_sets": EvalSet.objects.for_workspace(request.workspace)
+        .active()
+        .filter(source_kind=EvalSet.SourceKind.MANUAL)
+        .only("id", "name"),
+        "sources": Trace.Source.choices,
+    }
+    if request.htmx and request.htmx.target == "trace-rows":
+        return render(request, "traces/list.html#rows", ctx)
+    return render(request, "traces/list.html", ctx)
+
+
+@workspace_view
+def trace_detail(request, pk: int):
+    """One trace: input, the tree of steps, output and metadata."""
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=pk)
+    selectors.attach_label_counts([trace])
+    feedback = (
+        Feedback.objects.for_workspace(request.workspace)
+        .filter(trace=trace)
+        .select_related("user", "eval_set")
+    )
+    ctx = {
+        "trace": trace,
+        "steps": selectors.step_tree(trace.data),
+        "feedback": feedback,
+        "full": request.GET.get("full") == "1",
+        "preview_chars": PREVIEW_CHARS,
+    }
+    return render(request, "traces/detail.html", ctx)
+
+
+@require_POST
+@workspace_view
+def add_to_eval_set(request):
+    """Add the selected traces to a hand-picked eval set."""
+    form = AddToEvalSetForm(request.POST)
+    back = request.POST.get("next") or reverse(
+        "traces:list", kwargs={"slug": request.workspace.slug}
+    )
+    if not form.is_valid():
+        messages.error(request, "Select an eval set and at least one trace.")
+        return redirect(back)
+    eval_set = _eval_set(request, form.cleaned_data["eval_set"])
+    try:
+        added = services.add_traces_to_eval_set(
+            eval_set=eval_set, trace_ids=form.cleaned_data["trace"]
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(request, f"Added {added} trace(s) to “{eval_set.name}”.")
+    return redirect(back)
+
+
+# --- eval sets --------------------------------------------------------------------------
+
+
+@workspace_view
+def evalset_list(request):
+    """Eval sets with their labels split by rating, evals and agreement."""
+    archived = request.GET.get("archived") == "1"
+    sets = EvalSet.objects.for_workspace(request.workspace)
+    sets = list(sets.archived() if archived else sets.active())
+    summaries = selectors.eval_set_summaries(sets)
+    ctx = {
+        "summaries": [summaries[s.pk] for s in sets],
+        "archived": archived,
+    }
+    return render(request, "traces/evalset_list.html", ctx)
+
+
+@workspace_view
+def evalset_create(request):
+    """Create an eval set; the trace list's filter or selection arrives pre-filled."""
+    initial = {"target_labels": 10, "source_kind": EvalSet.SourceKind.MANUAL}
+    if "filter" in request.GET:
+        initial.update(source_kind=EvalSet.SourceKind.FILTER, saved_filter=request.GET["filter"])
+    picked = [pk for pk in request.GET.getlist("trace") if pk.isdigit()]
+    if picked:
+        initial["trace_ids"] = ",".join(picked)
+    form = EvalSetForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            eval_set = services.create_eval_set(
+                workspace=request.workspace,
+                name=data["name"],
+                criteria=data["criteria"],
+                target_labels=data["target_labels"],
+                source_kind=data["source_kind"],
+                saved_filter=data["saved_filter"],
+                trace_ids=data["trace_ids"],
+                score_to_langfuse=data["score_to_langfuse"],
+                created_by=request.user,
+            )
+        except TraceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Eval set “{eval_set.name}” created.")
+            return redirect(eval_set)
+    return render(request, "traces/evalset_form.html", {"form": form, "eval_set": None})
+
+
+@workspace_view
+def evalset_edit(request, pk: int):
+    eval_set = _eval_set(request, pk)
+    form = EvalSetForm(request.POST or None, initial=EvalSetForm.initial_for(eval_set))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.update_eval_set(
+                eval_set=eval_set,
+                name=data["name"],
+                criteria=data["criteria"],
+                target_labels=data["target_labels"],
+                source_kind=data["source_kind"],
+                saved_filter=data["saved_filter"],
+                score_to_langfuse=data["score_to_langfuse"],
+            )
+        except TraceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Eval set saved.")
+            return redirect(eval_set)
+    return render(request, "traces/evalset_form.html", {"form": form, "eval_set": eval_set})
+
+
+@workspace_view
+def evalset_detail(request, pk: int):
+    """An eval set's criteria, label summary, warnings and the labels per trace."""
+    eval_set = _eval_set(request, pk)
+    summary = selectors.eval_set_summary(eval_set)
+    ctx = {
+        "eval_set": eval_set,
+        "summary": summary,
+        "labels": selectors.label_rows(eval_set=eval_set, limit=200),
+        "pending_count": Trace.objects.pending_review(eval_set, request.user).count(),
+        "generate_url": generate_url(eval_set),
+    }
+    return render(request, "traces/evalset_detail.html", ctx)
+
+
+@require_POST
+@workspace_view
+def evalset_archive(request, pk: int):
+    eval_set = _eval_set(request, pk)
+    services.archive_eval_set(eval_set=eval_set)
+    messages.success(request, f"“{eval_set.name}” archived. Its labels are kept.")
+    return redirect("traces:evalset_list", slug=request.workspace.slug)
+
+
+@require_POST
+@workspace_view
+def evalset_restore(request, pk: int):
+    eval_set = _eval_set(request, pk)
+    try:
+        services.restore_eval_set(eval_set=eval_set)
+        messages.success(request, f"“{eval_set.name}” restored.")
+    except TraceError as exc:
+        messages.error(request, exc.message)
+    return redirect(eval_set)
+
+
+@require_POST
+@workspace_view
+def evalset_remove_trace(request, pk: int, trace_pk: int):
+    eval_set = _eval_set(request, pk)
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
+    services.remove_trace_from_eval_set(eval_set=eval_set, trace=trace)
+    messages.success(request, "Trace removed from the eval set.")
+    return redirect(eval_set)
+
+
+# --- review -----------------------------------------------------------------------------
+
+
+def _skipped(request, eval_set: EvalSet) -> list[int]:
+    return request.session.get(f"review-skipped-{eval_set.pk}", [])
+
+
+def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, status=200):
+    """Render the review card (htmx) or page for ``trace`` or the next one in the queue."""
+    skipped = _skipped(request, eval_set)
+    if trace is None:
+        trace = selectors.next_trace_for_review(
+            eval_set=eval_set, user=request.user, skipped=skipped
+        )
+    mine = None
+    if trace is not None:
+        mine = Feedback.objects.filter(eval_set=eval_set, trace=trace, user=request.user).first()
+    ctx = {
+        "eval_set": eval_set,
+        "trace": trace,
+        "mine": mine,
+        "progress": selectors.review_progress(eval_set=eval_set, user=request.user),
+        "generate_url": generate_url(eval_set),
+        "notice": notice,
+        "can_write": request.membership.can_write,
+        "preview_chars": 4000,
+    }
+    template = "traces/review.html#card" if request.htmx else "traces/review.html"
+    return render(request, template, ctx, status=status)
+
+
+@workspace_view
+def review_start(request):
+    """Open the review of the newest active eval set, or ask for one."""
+    eval_set = EvalSet.objects.for_workspace(request.workspace).active().first()
+    if eval_set is None:
+        messages.info(request, "Create an eval set first: it says what a good trace is.")
+        return redirect("traces:evalset_create", slug=request.workspace.slug)
+    return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+
+
+@workspace_view
+def review(request, pk: int):
+    """One trace at a time from the set's queue; ``?trace=`` reopens a given trace."""
+    eval_set = _eval_set(request, pk)
+    trace = None
+    if request.GET.get("trace", "").isdigit():
+        trace = (
+            Trace.objects.in_eval_set(eval_set)
+            .filter(pk=int(request.GET["trace"]))
+            .only(*selectors.LIST_FIELDS, "data")
+            .first()
+        )
+    return _review_response(request, eval_set, trace=trace)
+
+
+@require_POST
+@workspace_view
+def review_label(request, pk: int, trace_pk: int):
+    """Record this reviewer's label, then serve the next trace."""
+    eval_set = _eval_set(request, pk)
+    trace = get_object_or_404(
+        Trace.objects.for_workspace(request.workspace).only("id", "workspace_id"), pk=trace_pk
+    )
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            return _review_response(
+                request, eval_set, notice={"level": "error", "text": "Pick a rating."}, status=400
+            )
+        messages.error(request, "Pick a rating.")
+        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+    try:
+        feedback, _ = services.record_feedback(
+            eval_set=eval_set,
+            trace=trace,
+            user=request.user,
+            rating=form.cleaned_data["rating"],
+            note=form.cleaned_data["note"],
+        )
+    except TraceError as exc:
+        if request.htmx:
+            return _review_response(
+                request, eval_set, notice={"level": "error", "text": exc.message}, status=400
+            )
+        messages.error(request, exc.message)
+        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+    skipped = _skipped(request, eval_set)
+    if trace.pk in skipped:
+        skipped.remove(trace.pk)
+        request.session[f"review-skipped-{eval_set.pk}"] = skipped
+    notice = {"level": "info", "text": f"Labelled {feedback.get_rating_display().lower()}."}
+    others = (
+        Feedback.objects.filter(eval_set=eval_set, trace=trace)
+        .exclude(user=request.user)
+        .exclude(rating=feedback.rating)
+        .exists()
+    )
+    if others:
+        notice = {
+            "level": "warning",
+            "text": "Another reviewer rated that trace differently; it is flagged on the "
+            "eval set until you agree.",
+        }
+    if not request.htmx:
+        messages.info(request, notice["text"])
+        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+    return _review_response(request, eval_set, notice=notice)
+
+
+@require_POST
+@workspace_view
+def review_undo(request, pk: int):
+    """Take back this reviewer's last label in the set and show that trace again."""
+    eval_set = _eval_set(request, pk)
+    trace = services.undo_last_feedback(eval_set=eval_set, user=request.user)
+    if trace is None:
+        notice = {"level": "info", "text": "Nothing to undo."}
+    else:
+        notice = {"level": "info", "text": "Label undone."}
+    if not request.htmx:
+        messages.info(request, notice["text"])
+        url = reverse("traces:review", kwargs={"slug": request.workspace.slug, "pk": eval_set.pk})
+        return redirect(f"{url}?trace={trace.pk}" if trace else url)
+    return _review_response(request, eval_set, trace=trace, notice=notice)
+
+
+@require_POST
+@workspace_view
+def review_skip(request, pk: int, trace_pk: int):
+    """Put the trace aside for this session; it comes back when the rest are labelled."""
+    eval_set = _eval_set(request, pk)
+    if not Trace.objects.in_eval_set(eval_set).filter(pk=trace_pk).exists():
+        raise Http404("No such trace in this eval set")
+    skipped = _skipped(request, eval_set)
+    if trace_pk not in skipped:
+        skipped.append(trace_pk)
+    request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
+    if not request.htmx:
+        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+    return _review_response(request, eval_set, notice={"level": "info", "text": "Skipped."})
