@@ -1,0 +1,83 @@
+from django.contrib import admin
+
+from integrations import services
+from integrations.exceptions import IntegrationError
+from integrations.models import Integration, SyncRun
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "workspace",
+        "kind",
+        "host",
+        "enabled",
+        "status",
+        "secret_hint",
+        "sync_interval_minutes",
+        "last_synced_at",
+    ]
+    list_filter = ["kind", "enabled", "status"]
+    search_fields = ["name", "host", "public_key", "workspace__slug", "workspace__name"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["workspace", "periodic_task"]
+    # The secret key is never a form field: it is set through the app, encrypted.
+    exclude = ["secret_key"]
+    readonly_fields = [
+        "secret_hint",
+        "watermark",
+        "sync_cursor",
+        "status",
+        "last_error",
+        "project_name",
+        "last_synced_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["sync_now"]
+
+    @admin.display(description="Secret key")
+    def secret_hint(self, obj) -> str:
+        return obj.secret_hint
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request, queryset):
+        queued, skipped = 0, 0
+        for integration in queryset:
+            try:
+                services.start_sync(integration=integration, trigger="manual")
+                queued += 1
+            except IntegrationError:
+                skipped += 1
+        self.message_user(request, f"{queued} sync(s) queued, {skipped} skipped (disabled).")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.schedule_sync(integration=obj)
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "integration",
+        "workspace",
+        "status",
+        "trigger",
+        "created_count",
+        "updated_count",
+        "failed_count",
+        "pages",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "trigger", "created_at"]
+    search_fields = ["integration__name", "workspace__slug", "error"]
+    list_select_related = ["integration", "workspace"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,280 @@
+"""Integrations, sync runs and trace ingestion under /api/v1/."""
+
+from django.core.exceptions import RequestDataTooBig
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from integrations import services
+from integrations.constants import MAX_API_TRACES
+from integrations.exceptions import IntegrationError
+from integrations.models import Integration, SyncRun
+from integrations.uploads import ingest_objects
+from workspaces.access import WorkspaceScopedMixin
+
+# --- serializers ------------------------------------------------------------------------
+
+
+class IntegrationIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    host = serializers.CharField(max_length=300, help_text="e.g. https://cloud.langfuse.com")
+    public_key = serializers.CharField(max_length=200)
+    secret_key = serializers.CharField(write_only=True, trim_whitespace=True)
+    filter_names = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False
+    )
+    filter_tags = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    filter_environments = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False
+    )
+    since_date = serializers.DateTimeField(required=False, allow_null=True)
+    sync_interval_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+class IntegrationUpdateIn(IntegrationIn):
+    """Every field optional; an omitted or empty ``secret_key`` keeps the stored one."""
+
+    enabled = serializers.BooleanField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+        self.fields["secret_key"].allow_blank = True
+
+
+class IntegrationOut(serializers.ModelSerializer):
+    secret_key_hint = serializers.CharField(source="secret_hint", read_only=True)
+
+    class Meta:
+        model = Integration
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "host",
+            "public_key",
+            "secret_key_hint",
+            "enabled",
+            "status",
+            "last_error",
+            "project_name",
+            "filter_names",
+            "filter_tags",
+            "filter_environments",
+            "since_date",
+            "sync_interval_minutes",
+            "watermark",
+            "last_synced_at",
+            "created_at",
+        ]
+
+
+class SyncRunOut(serializers.ModelSerializer):
+    created = serializers.IntegerField(source="created_count")
+    updated = serializers.IntegerField(source="updated_count")
+    unchanged = serializers.IntegerField(source="unchanged_count")
+    failed = serializers.IntegerField(source="failed_count")
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SyncRun
+        fields = [
+            "id",
+            "integration",
+            "status",
+            "trigger",
+            "created",
+            "updated",
+            "unchanged",
+            "failed",
+            "pages",
+            "progress",
+            "resumed",
+            "error",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "duration_seconds",
+        ]
+
+    def get_duration_seconds(self, run) -> float | None:
+        return run.duration.total_seconds() if run.duration is not None else None
+
+
+ConnectionOut = inline_serializer(
+    "ConnectionOut",
+    {
+        "ok": serializers.BooleanField(),
+        "project_id": serializers.CharField(),
+        "project_name": serializers.CharField(),
+        "server_version": serializers.CharField(allow_null=True),
+        "message": serializers.CharField(),
+    },
+)
+IngestOut = inline_serializer(
+    "IngestOut",
+    {
+        "received": serializers.IntegerField(),
+        "created": serializers.IntegerField(),
+        "updated": serializers.IntegerField(),
+        "unchanged": serializers.IntegerField(),
+        "failed": serializers.IntegerField(),
+        "errors": serializers.ListField(child=serializers.DictField()),
+        "errors_truncated": serializers.BooleanField(),
+    },
+)
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+class IntegrationMixin(WorkspaceScopedMixin):
+    model = Integration
+    # Connecting and changing credentials is for owners and admins.
+    manage_only = True
+
+    def get_integration(self) -> Integration:
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationListApi(IntegrationMixin, generics.ListAPIView):
+    serializer_class = IntegrationOut
+
+    @extend_schema(request=IntegrationIn, responses={201: IntegrationOut})
+    def post(self, request):
+        data = IntegrationIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        integration = services.create_integration(
+            workspace=request.workspace, **data.validated_data
+        )
+        return Response(IntegrationOut(integration).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationDetailApi(IntegrationMixin, APIView):
+    @extend_schema(responses=IntegrationOut)
+    def get(self, request, pk: int):
+        return Response(IntegrationOut(self.get_integration()).data)
+
+    @extend_schema(request=IntegrationUpdateIn, responses=IntegrationOut)
+    def patch(self, request, pk: int):
+        integration = self.get_integration()
+        data = IntegrationUpdateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        enabled = changes.pop("enabled", None)
+        integration = services.update_integration(integration=integration, **changes)
+        if enabled is not None and enabled != integration.enabled:
+            services.set_integration_enabled(integration=integration, enabled=enabled)
+        return Response(IntegrationOut(integration).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk: int):
+        services.delete_integration(integration=self.get_integration())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationTestApi(IntegrationMixin, APIView):
+    @extend_schema(request=None, responses={200: ConnectionOut})
+    def post(self, request, pk: int):
+        """Check the stored credentials against the platform."""
+        integration = self.get_integration()
+        try:
+            info = services.test_connection(integration=integration)
+        except IntegrationError as exc:
+            return Response(
+                {"ok": False, "detail": exc.message, "code": exc.code},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(
+            {
+                "ok": True,
+                "project_id": info.project_id,
+                "project_name": info.project_name,
+                "server_version": info.server_version,
+                "message": services.connection_message(info),
+            }
+        )
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationSyncApi(IntegrationMixin, APIView):
+    manage_only = False  # members may start a sync
+
+    @extend_schema(request=None, responses={202: SyncRunOut})
+    def post(self, request, pk: int):
+        """Queue a sync (or return the one already running)."""
+        run = services.start_sync(integration=self.get_integration(), trigger=SyncRun.Trigger.API)
+        return Response(SyncRunOut(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["integrations"])
+class IntegrationRunsApi(IntegrationMixin, generics.ListAPIView):
+    serializer_class = SyncRunOut
+
+    def get_queryset(self):
+        integration = self.get_integration()
+        return SyncRun.objects.for_workspace(self.request.workspace).filter(integration=integration)
+
+
+@extend_schema(tags=["integrations"])
+class SyncRunDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
+    model = SyncRun
+    serializer_class = SyncRunOut
+
+
+@extend_schema(tags=["traces"])
+class TraceIngestApi(WorkspaceScopedMixin, APIView):
+    """Ingest traces without Langfuse: one trace, a list, or {"traces": [...]}."""
+
+    model = Integration  # unused: this view writes through the ingestion service only
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={201: IngestOut, 200: IngestOut, 400: IngestOut, 413: OpenApiTypes.OBJECT},
+        summary="Ingest traces (normalised shape or Langfuse export), validated per trace",
+    )
+    def post(self, request):
+        try:
+            body = request.data
+        except RequestDataTooBig:
+            return _too_large("The request body is too large")
+        if isinstance(body, dict) and isinstance(body.get("traces"), list):
+            items = body["traces"]
+        elif isinstance(body, list):
+            items = body
+        elif isinstance(body, dict) and body:
+            items = [body]
+        else:
+            return Response(
+                {"detail": 'Send a trace object, a list of traces or {"traces": [...]}.'},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if len(items) > MAX_API_TRACES:
+            return _too_large(f"The batch has {len(items)} traces")
+        report = ingest_objects(workspace=request.workspace, source="api", items=enumerate(items))
+        out = report.as_dict()
+        out["errors"] = [{"index": e["line"], "error": e["error"]} for e in out["errors"]]
+        if report.accepted == 0 and report.errors_total:
+            code = status.HTTP_400_BAD_REQUEST
+        elif report.result.created:
+            code = status.HTTP_201_CREATED
+        else:
+            code = status.HTTP_200_OK
+        return Response(out, status=code)
+
+
+def _too_large(what: str) -> Response:
+    return Response(
+        {
+            "detail": f"{what}; send at most {MAX_API_TRACES} traces per request "
+            "(and a body under the server's upload limit), or upload a JSONL file."
+        },
+        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from integrations import api
+
+urlpatterns = [
+    path("integrations/", api.IntegrationListApi.as_view(), name="api-integrations"),
+    path("integrations/<int:pk>/", api.IntegrationDetailApi.as_view(), name="api-integration"),
+    path(
+        "integrations/<int:pk>/test/", api.IntegrationTestApi.as_view(), name="api-integration-test"
+    ),
+    path(
+        "integrations/<int:pk>/sync/", api.IntegrationSyncApi.as_view(), name="api-integration-sync"
+    ),
+    path(
+        "integrations/<int:pk>/runs/", api.IntegrationRunsApi.as_view(), name="api-integration-runs"
+    ),
+    path("sync-runs/<int:pk>/", api.SyncRunDetailApi.as_view(), name="api-sync-run"),
+    # No trailing slash: GET traces/ (the list) belongs to the traces app.
+    path("traces", api.TraceIngestApi.as_view(), name="api-traces-ingest"),
+]

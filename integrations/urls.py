@@ -1,0 +1,20 @@
+from django.urls import path
+
+from integrations import views
+
+app_name = "integrations"
+
+urlpatterns = [
+    path("", views.integration_list, name="list"),
+    path("new/", views.integration_create, name="create"),
+    path("test/", views.check_new_connection, name="test_new"),
+    path("upload/", views.upload, name="upload"),
+    path("<int:pk>/", views.integration_detail, name="detail"),
+    path("<int:pk>/edit/", views.integration_edit, name="edit"),
+    path("<int:pk>/test/", views.check_connection, name="test"),
+    path("<int:pk>/sync/", views.sync_now, name="sync"),
+    path("<int:pk>/disable/", views.disable, name="disable"),
+    path("<int:pk>/enable/", views.enable, name="enable"),
+    path("<int:pk>/delete/", views.delete, name="delete"),
+    path("<int:pk>/runs/<int:run_pk>/", views.run_progress, name="run_progress"),
+]

@@ -1,0 +1,198 @@
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from integrations import services
+from integrations.constants import MAX_UPLOAD_BYTES
+from integrations.exceptions import IntegrationError
+from integrations.forms import ConnectionForm, IntegrationForm, UploadForm
+from integrations.models import Integration, SyncRun
+from integrations.uploads import ingest_jsonl
+from workspaces.access import workspace_view
+
+
+def _integration(request, pk: int) -> Integration:
+    return get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
+
+
+@workspace_view
+def integration_list(request):
+    """The workspace's integrations with their latest run."""
+    integrations = Integration.objects.for_workspace(request.workspace).prefetch_related(
+        Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
+    )
+    return render(request, "integrations/list.html", {"integrations": integrations})
+
+
+@workspace_view(manage=True)
+def integration_create(request):
+    """Connect Langfuse."""
+    form = IntegrationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            integration = services.create_integration(
+                workspace=request.workspace, **form.service_kwargs()
+            )
+        except IntegrationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"“{integration.name}” connected. Start a sync when ready.")
+            return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
+    return render(request, "integrations/form.html", {"form": form, "integration": None})
+
+
+@workspace_view(manage=True)
+def integration_edit(request, pk: int):
+    """Change an integration's connection, filters or schedule."""
+    integration = _integration(request, pk)
+    form = IntegrationForm(
+        request.POST or None,
+        initial=IntegrationForm.initial_from(integration),
+        secret_hint=integration.secret_hint,
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_integration(integration=integration, **form.service_kwargs())
+        except IntegrationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"“{integration.name}” saved.")
+            return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
+    return render(request, "integrations/form.html", {"form": form, "integration": integration})
+
+
+@require_POST
+@workspace_view(manage=True)
+def check_new_connection(request):
+    """Test the keys typed into the form, before saving them (htmx fragment)."""
+    form = ConnectionForm(request.POST)
+    ctx = {"ok": False}
+    if not form.is_valid():
+        ctx["message"] = "Fill in the host, the public key and the secret key first."
+    else:
+        try:
+            info = services.check_connection(
+                host=form.host,
+                public_key=form.cleaned_data["public_key"],
+                secret_key=form.cleaned_data["secret_key"],
+            )
+            ctx.update(ok=True, message=services.connection_message(info))
+        except IntegrationError as exc:
+            ctx["message"] = exc.message
+    return render(request, "integrations/form.html#connection", ctx)
+
+
+@require_POST
+@workspace_view(manage=True)
+def check_connection(request, pk: int):
+    """Test a saved integration's connection."""
+    integration = _integration(request, pk)
+    try:
+        info = services.test_connection(integration=integration)
+        ok, message = True, services.connection_message(info)
+    except IntegrationError as exc:
+        ok, message = False, exc.message
+    if request.htmx:
+        return render(request, "integrations/form.html#connection", {"ok": ok, "message": message})
+    (messages.success if ok else messages.error)(request, message)
+    return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
+
+
+@workspace_view
+def integration_detail(request, pk: int):
+    """An integration: its connection, the current sync and the sync history."""
+    integration = _integration(request, pk)
+    runs = list(
+        SyncRun.objects.for_workspace(request.workspace).filter(integration=integration)[:20]
+    )
+    active = next((r for r in runs if not r.is_final), None)
+    ctx = {
+        "integration": integration,
+        "runs": runs,
+        "run": active or (runs[0] if runs else None),
+        "trace_count": integration.traces.count(),
+    }
+    return render(request, "integrations/detail.html", ctx)
+
+
+@workspace_view
+def run_progress(request, pk: int, run_pk: int):
+    """The progress fragment of one sync run; polling stops when the run is final."""
+    integration = _integration(request, pk)
+    run = get_object_or_404(
+        SyncRun.objects.for_workspace(request.workspace).filter(integration=integration), pk=run_pk
+    )
+    ctx = {"integration": integration, "run": run, "trace_count": integration.traces.count()}
+    response = render(request, "integrations/detail.html#progress", ctx)
+    if run.is_final and request.htmx:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@require_POST
+@workspace_view
+def sync_now(request, pk: int):
+    """Queue a sync and show its progress."""
+    integration = _integration(request, pk)
+    try:
+        run = services.start_sync(integration=integration, trigger=SyncRun.Trigger.MANUAL)
+    except IntegrationError as exc:
+        if request.htmx:
+            return render(request, "integrations/detail.html#progress", {"error": exc.message})
+        messages.error(request, exc.message)
+        return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
+    if request.htmx:
+        ctx = {"integration": integration, "run": run, "trace_count": integration.traces.count()}
+        return render(request, "integrations/detail.html#progress", ctx)
+    messages.success(request, "Sync started.")
+    return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
+
+
+@require_POST
+@workspace_view(manage=True)
+def disable(request, pk: int):
+    integration = services.set_integration_enabled(
+        integration=_integration(request, pk), enabled=False
+    )
+    messages.success(request, f"“{integration.name}” disabled: no syncs until you enable it.")
+    return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
+
+
+@require_POST
+@workspace_view(manage=True)
+def enable(request, pk: int):
+    integration = services.set_integration_enabled(
+        integration=_integration(request, pk), enabled=True
+    )
+    messages.success(request, f"“{integration.name}” enabled.")
+    return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
+
+
+@require_POST
+@workspace_view(manage=True)
+def delete(request, pk: int):
+    integration = _integration(request, pk)
+    services.delete_integration(integration=integration)
+    messages.success(request, f"“{integration.name}” deleted. Its synced traces were kept.")
+    return redirect("integrations:list", slug=request.workspace.slug)
+
+
+@workspace_view
+def upload(request):
+    """Upload traces as JSON Lines; the report lists every rejected line."""
+    form = UploadForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        uploaded = form.cleaned_data["file"]
+        if uploaded.size > MAX_UPLOAD_BYTES:
+            form.add_error(
+                "file",
+                f"The file is {uploaded.size / 1024 / 1024:.1f} MiB; the limit is "
+                f"{MAX_UPLOAD_BYTES // 1024 // 1024} MiB. Split it, or send batches to "
+                "POST /api/v1/traces.",
+            )
+        else:
+            report = ingest_jsonl(workspace=request.workspace, lines=uploaded)
+    return render(request, "integrations/upload.html", {"form": form, "report": report})
