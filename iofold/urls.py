@@ -9,7 +9,6 @@ from workspaces import views as workspace_views
 api_v1 = [
     path("", include("workspaces.api_urls")),
     path("", include("integrations.api_urls")),
-    path("", include("integrations.api_urls")),
     path("", include("traces.api_urls")),
 ]
 
@@ -19,7 +18,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("w/", include("workspaces.urls")),
-    path("w/<slug:slug>/integrations/", include("integrations.urls")),
     path("w/<slug:slug>/integrations/", include("integrations.urls")),
     path("w/<slug:slug>/traces/", include("traces.urls")),
     path("invitations/<str:token>/", workspace_views.accept_invitation, name="accept_invitation"),
