@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.test import Client
 
 # Playwright's sync API runs an event loop in the main thread; Django then refuses ORM
@@ -73,6 +74,12 @@ def browser_context_args(browser_context_args, live_server):
 def _site_url(settings, live_server):
     """Point links in emails (invitations) at the live server."""
     settings.SITE_URL = live_server.url
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """allauth rate-limits emails per address in the cache, which outlives a test."""
+    cache.clear()
 
 
 @pytest.fixture
