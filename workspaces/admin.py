@@ -13,11 +13,19 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "member_count", "is_demo", "created_at"]
-    list_filter = ["is_demo", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "member_count",
+        "is_demo",
+        "created_at",
+        "deletion_requested_at",
+    ]
+    list_filter = ["is_demo", "created_at", ("deletion_requested_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "slug", "memberships__user__email"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "deletion_requested_at"]
     inlines = [MembershipInline]
+    actions = ["request_deletion"]
 
     def get_queryset(self, request):
         from django.db.models import Count
@@ -27,6 +35,15 @@ class WorkspaceAdmin(admin.ModelAdmin):
     @admin.display(description="Members", ordering="_members")
     def member_count(self, obj) -> int:
         return obj._members
+
+    @admin.action(description="Delete selected workspaces (in the background)")
+    def request_deletion(self, request, queryset):
+        from workspaces.services import request_workspace_deletion
+
+        workspaces = list(queryset.filter(deletion_requested_at__isnull=True))
+        for workspace in workspaces:
+            request_workspace_deletion(workspace=workspace)
+        self.message_user(request, f"{len(workspaces)} workspace(s) queued for deletion")
 
 
 @admin.register(Membership)
@@ -41,7 +58,15 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
-    list_display = ["email", "workspace", "role", "invited_by", "expires_at", "accepted_at"]
+    list_display = [
+        "email",
+        "workspace",
+        "role",
+        "status",
+        "invited_by",
+        "expires_at",
+        "accepted_at",
+    ]
     list_filter = ["role", "accepted_at", "expires_at"]
     search_fields = ["email", "workspace__slug", "invited_by__email"]
     list_select_related = ["workspace", "invited_by"]
@@ -50,11 +75,25 @@ class InvitationAdmin(admin.ModelAdmin):
     exclude = ["token_digest"]
     readonly_fields = ["created_at", "updated_at", "accepted_at", "accepted_by"]
 
+    @admin.display(description="Status")
+    def status(self, obj) -> str:
+        if obj.accepted_at is not None:
+            return "accepted"
+        return "expired" if obj.is_expired else "pending"
+
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "workspace", "role", "created_by", "last_used_at", "revoked_at"]
-    list_filter = ["role", "revoked_at", "last_used_at"]
+    list_display = [
+        "name",
+        "token_prefix",
+        "workspace",
+        "role",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["role", ("revoked_at", admin.EmptyFieldListFilter), "last_used_at"]
     search_fields = ["name", "workspace__slug", "created_by__email", "lookup"]
     list_select_related = ["workspace", "created_by"]
     raw_id_fields = ["workspace", "created_by"]
@@ -65,6 +104,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="Token")
+    def token_prefix(self, obj) -> str:
+        return f"{obj.PREFIX}{obj.lookup}…"
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
