@@ -189,6 +189,7 @@ class TraceListApi(WorkspaceScopedMixin, APIView):
 
     @extend_schema(
         summary="List traces, newest first",
+        operation_id="traces_list",
         parameters=TRACE_FILTER_PARAMS,
         responses=TracePageOut,
     )

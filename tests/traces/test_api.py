@@ -1,0 +1,169 @@
+from django.urls import reverse
+
+from tests.traces.factories import TraceFactory
+from traces import services
+from traces.models import EvalSet, Feedback
+
+WS = {"X-Workspace": "acme"}
+
+
+def test_trace_list_pages_with_cursor(api_client, workspace, owner, traces):
+    api_client.force_login(owner)
+    first = api_client.get(reverse("api-traces"), {"limit": 5}, headers=WS).json()
+    assert len(first["results"]) == 5 and first["next_cursor"]
+    second = api_client.get(
+        reverse("api-traces"), {"limit": 5, "cursor": first["next_cursor"]}, headers=WS
+    ).json()
+    assert not {r["id"] for r in first["results"]} & {r["id"] for r in second["results"]}
+    assert first["results"][0]["label_counts"] == {"positive": 0, "negative": 0, "neutral": 0}
+
+
+def test_trace_detail_includes_payload(api_client, workspace, owner, traces):
+    api_client.force_login(owner)
+    body = api_client.get(reverse("api-trace", kwargs={"pk": traces[0].pk}), headers=WS).json()
+    assert body["data"]["steps"][1]["name"] == "lookup_order"
+
+
+def test_eval_set_crud(api_client, workspace, owner, traces):
+    api_client.force_login(owner)
+    created = api_client.post(
+        reverse("api-eval-sets"),
+        {"name": "Refunds", "criteria": "Cites policy", "trace_ids": [traces[0].pk]},
+        format="json",
+        headers=WS,
+    )
+    assert created.status_code == 201, created.json()
+    pk = created.json()["id"]
+    assert created.json()["target_labels"] == 10
+    detail = reverse("api-eval-set", kwargs={"pk": pk})
+    patched = api_client.patch(
+        detail,
+        {"target_labels": 20, "source_kind": "filter", "saved_filter": {"tag": "support"}},
+        format="json",
+        headers=WS,
+    )
+    assert patched.status_code == 200
+    assert patched.json()["saved_filter"] == {"tag": "support"}
+    assert api_client.delete(detail, headers=WS).status_code == 204
+    assert EvalSet.objects.get(pk=pk).is_archived
+    assert api_client.get(reverse("api-eval-sets"), headers=WS).json() == []
+
+
+def test_eval_set_validation_errors(api_client, workspace, owner):
+    api_client.force_login(owner)
+    response = api_client.post(
+        reverse("api-eval-sets"), {"name": "x", "target_labels": 0}, format="json", headers=WS
+    )
+    assert response.status_code == 400
+    assert set(response.json()) >= {"criteria", "target_labels"}
+
+
+def test_adding_unknown_traces_is_a_400(api_client, workspace, owner, other_workspace):
+    foreign = TraceFactory(workspace=other_workspace)
+    api_client.force_login(owner)
+    eval_set = services.create_eval_set(workspace=workspace, name="E", criteria="c")
+    response = api_client.post(
+        reverse("api-eval-set-traces", kwargs={"pk": eval_set.pk}),
+        {"trace_ids": [foreign.pk]},
+        format="json",
+        headers=WS,
+    )
+    assert response.status_code == 400 and str(foreign.pk) in response.json()["detail"]
+
+
+def test_feedback_create_update_list(api_client, workspace, owner, member, eval_set, traces):
+    api_client.force_login(owner)
+    body = {"eval_set": eval_set.pk, "trace": traces[0].pk, "rating": "positive", "note": "ok"}
+    created = api_client.post(reverse("api-feedback"), body, format="json", headers=WS)
+    assert created.status_code == 201
+    again = api_client.post(
+        reverse("api-feedback"), {**body, "rating": "negative"}, format="json", headers=WS
+    )
+    assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+    detail = reverse("api-feedback-detail", kwargs={"pk": created.json()["id"]})
+    patched = api_client.patch(detail, {"note": "wrong order"}, format="json", headers=WS)
+    assert patched.json()["rating"] == "negative" and patched.json()["note"] == "wrong order"
+    services.record_feedback(eval_set=eval_set, trace=traces[1], user=member, rating="neutral")
+    listed = api_client.get(reverse("api-feedback"), {"eval_set": eval_set.pk}, headers=WS).json()
+    assert {f["user"] for f in listed["results"]} == {owner.email, member.email}
+    mine = api_client.get(reverse("api-feedback"), {"mine": "true"}, headers=WS).json()
+    assert [f["user"] for f in mine["results"]] == [owner.email]
+
+
+def test_bad_rating_is_a_400(api_client, workspace, owner, eval_set, traces):
+    api_client.force_login(owner)
+    response = api_client.post(
+        reverse("api-feedback"),
+        {"eval_set": eval_set.pk, "trace": traces[0].pk, "rating": "great"},
+        format="json",
+        headers=WS,
+    )
+    assert response.status_code == 400 and "rating" in response.json()
+
+
+def test_unknown_or_foreign_trace_is_a_404(api_client, workspace, owner, other_workspace, eval_set):
+    foreign = TraceFactory(workspace=other_workspace)
+    api_client.force_login(owner)
+    for trace_pk in (foreign.pk, 987_654):
+        response = api_client.post(
+            reverse("api-feedback"),
+            {"eval_set": eval_set.pk, "trace": trace_pk, "rating": "positive"},
+            format="json",
+            headers=WS,
+        )
+        assert response.status_code == 404
+    assert not Feedback.objects.exists()
+
+
+def test_trace_outside_the_set_is_a_400(api_client, workspace, owner, eval_set):
+    stray = TraceFactory(workspace=workspace)
+    api_client.force_login(owner)
+    response = api_client.post(
+        reverse("api-feedback"),
+        {"eval_set": eval_set.pk, "trace": stray.pk, "rating": "positive"},
+        format="json",
+        headers=WS,
+    )
+    assert response.status_code == 400
+
+
+def test_only_the_author_changes_a_label(api_client, workspace, owner, member, eval_set, traces):
+    fb, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=member, rating="positive"
+    )
+    api_client.force_login(owner)
+    detail = reverse("api-feedback-detail", kwargs={"pk": fb.pk})
+    assert (
+        api_client.patch(detail, {"rating": "negative"}, format="json", headers=WS).status_code
+        == 403
+    )
+    assert api_client.get(detail, headers=WS).json()["rating"] == "positive"
+
+
+def test_schema_documents_the_endpoints(api_client):
+    schema = api_client.get(reverse("api-schema"), {"format": "json"}).json()
+    for path in ("/api/v1/traces/", "/api/v1/eval-sets/{id}/", "/api/v1/feedback/"):
+        assert path in schema["paths"], path
+    feedback_post = schema["paths"]["/api/v1/feedback/"]["post"]
+    ref = feedback_post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert "FeedbackIn" in ref
+
+
+def test_feedback_post_is_scoped_like_the_url_matrix(
+    api_client, workspace, owner, viewer, outsider, eval_set, traces
+):
+    """POST /feedback/ names its objects in the body, so it is checked here, not in the matrix."""
+    body = {"eval_set": eval_set.pk, "trace": traces[0].pk, "rating": "positive"}
+    api_client.force_login(viewer)
+    assert (
+        api_client.post(reverse("api-feedback"), body, format="json", headers=WS).status_code == 403
+    )
+    api_client.force_login(outsider)
+    assert (
+        api_client.post(reverse("api-feedback"), body, format="json", headers=WS).status_code == 404
+    )
+    own = api_client.post(
+        reverse("api-feedback"), body, format="json", headers={"X-Workspace": "globex"}
+    )
+    assert own.status_code == 404
+    assert not Feedback.objects.exists()

@@ -1,0 +1,225 @@
+import pytest
+from django.urls import reverse
+
+from tests.traces.factories import TraceFactory
+from traces import services
+from traces.models import EvalSet, Feedback
+
+
+def url(name, workspace, **kwargs):
+    return reverse(f"traces:{name}", kwargs={"slug": workspace.slug, **kwargs})
+
+
+def test_trace_list_shows_traces_with_label_state(
+    login, workspace, owner, eval_set, traces, django_assert_max_num_queries
+):
+    services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="negative")
+    client = login(owner)
+    with django_assert_max_num_queries(12):
+        response = client.get(url("list", workspace))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('name="trace"') == 12
+    assert "👎 1" in html
+
+
+def test_trace_list_filters_and_pages(login, workspace, owner):
+    for n in range(60):
+        TraceFactory(workspace=workspace, has_error=n % 2 == 0, tags=["a"] if n < 5 else ["b"])
+    client = login(owner)
+    first = client.get(url("list", workspace))
+    assert first.content.decode().count('name="trace"') == 50
+    cursor = first.context["page"].next_cursor
+    second = client.get(url("list", workspace), {"cursor": cursor})
+    assert second.content.decode().count('name="trace"') == 10
+    ids = {t.pk for t in first.context["page"].traces} | {
+        t.pk for t in second.context["page"].traces
+    }
+    assert len(ids) == 60
+    errors = client.get(url("list", workspace), {"has_error": "true", "tag": "a"})
+    assert len(errors.context["page"].traces) == 3
+
+
+def test_free_text_search_finds_output_words(login, workspace, owner):
+    TraceFactory(workspace=workspace, search_text="question? the refund was denied")
+    TraceFactory(workspace=workspace, search_text="all good")
+    response = login(owner).get(url("list", workspace), {"q": "REFUND"})
+    assert len(response.context["page"].traces) == 1
+
+
+def test_htmx_filter_renders_only_the_rows(login, workspace, owner, traces):
+    response = login(owner).get(
+        url("list", workspace), headers={"HX-Request": "true", "HX-Target": "trace-rows"}
+    )
+    assert b"<html" not in response.content
+    assert b'name="trace"' in response.content
+
+
+def test_trace_detail_shows_step_tree_with_errors(login, workspace, owner):
+    from tests.traces.factories import trace_data
+
+    trace = TraceFactory(workspace=workspace, data=trace_data(1, error="order service down"))
+    html = login(owner).get(url("detail", workspace, pk=trace.pk)).content.decode()
+    assert html.count('data-testid="step"') == 3
+    assert "order service down" in html and "step-error" in html
+    assert "gpt-4o-mini" in html and "150 tokens" in html
+
+
+def test_large_payload_is_truncated_until_show_all(login, workspace, owner):
+    data = {"input": "x" * 50_000, "output": "done", "steps": []}
+    trace = TraceFactory(workspace=workspace, data=data)
+    client = login(owner)
+    short = client.get(url("detail", workspace, pk=trace.pk)).content.decode()
+    assert "Show all" in short and "x" * 50_000 not in short
+    full = client.get(url("detail", workspace, pk=trace.pk), {"full": "1"}).content.decode()
+    assert "x" * 50_000 in full
+
+
+def test_add_selected_traces_to_eval_set(login, workspace, owner, traces):
+    eval_set = services.create_eval_set(workspace=workspace, name="E", criteria="c")
+    response = login(owner).post(
+        url("add_to_eval_set", workspace),
+        {"eval_set": eval_set.pk, "trace": [traces[0].pk, traces[1].pk]},
+    )
+    assert response.status_code == 302
+    assert eval_set.memberships.count() == 2
+
+
+def test_create_eval_set_from_form(login, workspace, owner, traces):
+    response = login(owner).post(
+        url("evalset_create", workspace),
+        {
+            "name": "Refund answers",
+            "criteria": "Cites the refund policy.",
+            "target_labels": "10",
+            "source_kind": "filter",
+            "saved_filter": "tag=support&has_error=false",
+            "trace_ids": "",
+        },
+    )
+    eval_set = EvalSet.objects.get()
+    assert response.status_code == 302 and response.url == eval_set.get_absolute_url()
+    assert eval_set.saved_filter == {"tag": "support", "has_error": "false"}
+    assert eval_set.created_by == owner
+
+
+def test_eval_set_list_shows_split_and_dashes_for_evals(login, workspace, owner, eval_set, traces):
+    services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
+    html = login(owner).get(url("evalset_list", workspace)).content.decode()
+    assert "👍 1" in html and "👎 0" in html and "1/10" in html
+    assert "—" in html
+
+
+def test_review_label_then_next_card(login, workspace, owner, eval_set, traces):
+    client = login(owner)
+    page = client.get(url("review", workspace, pk=eval_set.pk))
+    assert page.context["trace"] == traces[0]
+    assert "0 of 10" in page.content.decode()
+    response = client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        {"rating": "positive", "note": "good answer"},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and "<html" not in html
+    assert response.context["trace"] == traces[1]
+    assert "1 of 10" in html and "9 more labels" in html
+    assert Feedback.objects.get().note == "good answer"
+
+
+def test_review_without_javascript_redirects(login, workspace, owner, eval_set, traces):
+    client = login(owner)
+    response = client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk), {"rating": "neutral"}
+    )
+    assert response.status_code == 302
+    assert Feedback.objects.get().rating == "neutral"
+
+
+def test_review_rejects_a_bad_rating(login, workspace, owner, eval_set, traces):
+    response = login(owner).post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        {"rating": "great"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 400
+    assert not Feedback.objects.exists()
+
+
+def test_undo_shows_the_undone_trace_again(login, workspace, owner, eval_set, traces):
+    client = login(owner)
+    client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        {"rating": "negative"},
+    )
+    response = client.post(
+        url("review_undo", workspace, pk=eval_set.pk), headers={"HX-Request": "true"}
+    )
+    assert response.context["trace"] == traces[0]
+    assert not Feedback.objects.exists()
+
+
+def test_skip_moves_on_and_comes_back(login, workspace, owner, eval_set, traces):
+    client = login(owner)
+    response = client.post(
+        url("review_skip", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        headers={"HX-Request": "true"},
+    )
+    assert response.context["trace"] == traces[1]
+
+
+def test_disagreement_is_flagged_after_labelling(login, workspace, owner, member, eval_set, traces):
+    services.record_feedback(eval_set=eval_set, trace=traces[0], user=member, rating="positive")
+    response = login(owner).post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        {"rating": "negative"},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    assert "Another reviewer rated that trace differently" in html
+    assert "Reviewers disagree on 1 trace" in html
+
+
+def test_generate_action_says_how_many_more(login, workspace, owner, eval_set, traces):
+    client = login(owner)
+    html = client.get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+    assert "10 more labels" in html
+    for trace in traces[:10]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    html = client.get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-ready="true"' in html or 'data-testid="generate"' in html
+    assert "more label" not in html
+
+
+def test_viewer_sees_review_without_buttons(login, workspace, viewer, eval_set, traces):
+    html = login(viewer).get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="review-card"' in html and "rate-positive" not in html
+
+
+def test_review_start_opens_newest_set_or_asks_for_one(login, workspace, owner, traces):
+    client = login(owner)
+    assert client.get(url("review_start", workspace)).url == url("evalset_create", workspace)
+    eval_set = services.create_eval_set(workspace=workspace, name="E", criteria="c")
+    assert client.get(url("review_start", workspace)).url == url(
+        "review", workspace, pk=eval_set.pk
+    )
+
+
+@pytest.mark.parametrize("has_set", [False, True])
+def test_onboarding_checklist_ticks_itself(login, workspace, owner, has_set):
+    client = login(owner)
+    steps = client.get(reverse("workspaces:home", kwargs={"slug": workspace.slug})).context[
+        "checklist"
+    ]
+    titles = [s["title"] for s in steps]
+    assert "Create an eval set" in titles
+    TraceFactory(workspace=workspace)
+    if has_set:
+        services.create_eval_set(workspace=workspace, name="E", criteria="c")
+    steps = client.get(reverse("workspaces:home", kwargs={"slug": workspace.slug})).context[
+        "checklist"
+    ]
+    done = {s["title"]: s["done"] for s in steps}
+    assert done["Connect Langfuse or upload traces"]
+    assert done["Create an eval set"] is has_set
+    assert not done["Generate your first eval"]
