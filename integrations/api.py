@@ -138,7 +138,8 @@ class IntegrationMixin(WorkspaceScopedMixin):
     manage_only = True
 
     def get_integration(self) -> Integration:
-        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        integrations = Integration.objects.for_workspace(self.request.workspace)
+        return get_object_or_404(integrations, pk=self.kwargs["pk"])
 
 
 @extend_schema(tags=["integrations"])

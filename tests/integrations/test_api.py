@@ -1,0 +1,128 @@
+"""The integrations API and POST /api/v1/traces."""
+
+import pytest
+from django.urls import reverse
+
+from integrations.models import Integration, SyncRun
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from traces.models import Trace
+from workspaces.services import issue_token
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def token_client(api_client, workspace, owner):
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="admin")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return api_client
+
+
+def test_create_read_update_delete_integration_never_returns_the_secret(
+    token_client, fake_langfuse
+):
+    fake = fake_langfuse()
+    created = token_client.post(
+        reverse("api-integrations"),
+        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": SECRET_KEY,
+         "filter_tags": ["prod"], "sync_interval_minutes": 30},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    pk = created.json()["id"]
+    assert SECRET_KEY not in created.content.decode()
+    assert created.json()["secret_key_hint"] == "••••fake"
+
+    tested = token_client.post(reverse("api-integration-test", args=[pk]))
+    assert tested.json()["project_name"] == "Fake Project"
+
+    patched = token_client.patch(
+        reverse("api-integration", args=[pk]), {"enabled": False, "name": "lf2"}, format="json"
+    )
+    assert patched.json()["enabled"] is False
+    assert patched.json()["name"] == "lf2"
+    integration = Integration.objects.get(pk=pk)
+    assert integration.periodic_task.enabled is False
+
+    listed = token_client.get(reverse("api-integrations"))
+    assert SECRET_KEY not in listed.content.decode()
+    assert token_client.delete(reverse("api-integration", args=[pk])).status_code == 204
+    assert not Integration.objects.filter(pk=pk).exists()
+
+
+def test_bad_keys_give_a_specific_error(token_client, fake_langfuse):
+    fake = fake_langfuse()
+    pk = token_client.post(
+        reverse("api-integrations"),
+        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": "sk-lf-nope"},
+        format="json",
+    ).json()["id"]
+
+    response = token_client.post(reverse("api-integration-test", args=[pk]))
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "auth"
+    assert "sk-lf-nope" not in response.content.decode()
+    assert Integration.objects.get(pk=pk).status == Integration.Status.AUTH_FAILED
+
+
+def test_sync_endpoint_queues_one_run(token_client, workspace, fake_langfuse):
+    fake = fake_langfuse()
+    pk = token_client.post(
+        reverse("api-integrations"),
+        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": SECRET_KEY},
+        format="json",
+    ).json()["id"]
+
+    first = token_client.post(reverse("api-integration-sync", args=[pk]))
+    second = token_client.post(reverse("api-integration-sync", args=[pk]))
+
+    assert first.status_code == 202
+    assert first.json()["status"] == "queued"
+    assert second.json()["id"] == first.json()["id"]
+    assert SyncRun.objects.filter(integration_id=pk).count() == 1
+    runs = token_client.get(reverse("api-integration-runs", args=[pk])).json()
+    assert runs["results"][0]["trigger"] == "api"
+
+
+def test_ingest_single_trace_and_batch_with_per_item_errors(token_client, workspace):
+    one = {"id": "a", "name": "x", "timestamp": "2026-11-20T10:00:00Z"}
+    response = token_client.post(reverse("api-traces-ingest"), one, format="json")
+    assert response.status_code == 201
+    assert response.json()["created"] == 1
+
+    batch = [
+        {**one, "name": "changed"},
+        {"id": "b", "timestamp": "yesterday"},
+        {"id": "c", "name": "y", "timestamp": "2026-11-20T10:00:00Z",
+         "steps": [{"id": "s", "type": "robot", "name": "n"}]},
+        {"id": "d", "name": None, "timestamp": "2026-11-21T10:00:00+02:00"},
+    ]  # fmt: skip
+    response = token_client.post(reverse("api-traces-ingest"), {"traces": batch}, format="json")
+
+    body = response.json()
+    assert response.status_code == 201
+    assert (body["created"], body["updated"], body["failed"]) == (1, 1, 2)
+    assert [e["index"] for e in body["errors"]] == [1, 2]
+    assert "timestamp" in body["errors"][0]["error"]
+    assert "robot" in body["errors"][1]["error"]
+    traces = Trace.objects.for_workspace(workspace).filter(source="api")
+    assert sorted(traces.values_list("external_id", flat=True)) == ["a", "d"]
+    assert traces.get(external_id="a").name == "changed"
+
+
+def test_ingest_refuses_oversized_batches(token_client, monkeypatch):
+    monkeypatch.setattr("integrations.api.MAX_API_TRACES", 2)
+    items = [{"id": str(i), "timestamp": "2026-11-20T10:00:00Z"} for i in range(3)]
+
+    response = token_client.post(reverse("api-traces-ingest"), items, format="json")
+
+    assert response.status_code == 413
+    assert "at most 2 traces" in response.json()["detail"]
+
+
+def test_ingest_with_only_bad_items_is_a_400(token_client):
+    response = token_client.post(reverse("api-traces-ingest"), [{"nope": 1}], format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["index"] == 0

@@ -1,0 +1,96 @@
+"""traces.ingest.upsert_traces: the natural key, change detection and denormalised columns."""
+
+import pytest
+
+from integrations.demo import create_demo_traces, demo_trace
+from traces.ingest import upsert_traces
+from traces.models import Trace
+
+pytestmark = pytest.mark.django_db
+
+TRACE = {
+    "id": "run-1",
+    "name": "support-agent",
+    "timestamp": "2026-11-20T10:00:00Z",
+    "input": {"q": "where is my order?"},
+    "output": {"a": "shipped"},
+    "steps": [
+        {"id": "1", "type": "llm", "name": "plan",
+         "output": {"role": "assistant", "tool_calls": [{"id": "c"}, {"id": "d"}]}},
+        {"id": "2", "parent_id": "1", "type": "span", "name": "lookup", "error": "Timeout"},
+    ],
+    "tags": ["prod"],
+}  # fmt: skip
+
+
+def test_created_then_unchanged_then_updated(workspace):
+    first = upsert_traces(workspace=workspace, source="api", traces=[TRACE])
+    again = upsert_traces(workspace=workspace, source="api", traces=[TRACE])
+    changed = upsert_traces(
+        workspace=workspace, source="api", traces=[{**TRACE, "output": {"a": "lost"}}]
+    )
+
+    assert (first.created, again.unchanged, changed.updated) == (1, 1, 1)
+    assert first.trace_ids == changed.trace_ids
+    assert again.trace_ids == []
+    assert Trace.objects.for_workspace(workspace).count() == 1
+
+
+def test_denormalised_columns_are_filled(workspace):
+    upsert_traces(workspace=workspace, source="upload", traces=[TRACE])
+
+    trace = Trace.objects.for_workspace(workspace).get()
+    assert trace.name == "support-agent"
+    assert trace.has_error
+    assert trace.step_count == 2
+    assert trace.tool_call_count == 2  # requested by the LLM, no tool steps recorded
+    assert trace.tags == ["prod"]
+    assert "where is my order" in trace.search_text
+    assert trace.data["steps"][0]["parent_id"] is None  # defaults filled in for evals
+    assert trace.source_key == "upload"
+
+
+def test_same_id_from_two_sources_is_two_traces(workspace, other_workspace):
+    upsert_traces(workspace=workspace, source="api", traces=[TRACE])
+    upsert_traces(workspace=workspace, source="upload", traces=[TRACE])
+    upsert_traces(workspace=other_workspace, source="api", traces=[TRACE])
+
+    assert Trace.objects.for_workspace(workspace).count() == 2
+    assert Trace.objects.for_workspace(other_workspace).count() == 1
+
+
+def test_duplicate_ids_in_one_batch_keep_the_last(workspace):
+    result = upsert_traces(
+        workspace=workspace, source="api", traces=[TRACE, {**TRACE, "name": "second"}]
+    )
+
+    assert (result.created, result.duplicates) == (1, 1)
+    assert Trace.objects.for_workspace(workspace).get().name == "second"
+
+
+def test_on_ingested_gets_new_and_changed_ids_after_commit(
+    workspace, django_capture_on_commit_callbacks
+):
+    seen = []
+    with django_capture_on_commit_callbacks(execute=True):
+        result = upsert_traces(
+            workspace=workspace, source="api", traces=[TRACE], on_ingested=seen.append
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        upsert_traces(workspace=workspace, source="api", traces=[TRACE], on_ingested=seen.append)
+
+    assert seen == [result.trace_ids]
+
+
+def test_demo_traces_are_deterministic_and_varied(workspace):
+    assert demo_trace(3) == demo_trace(3)
+    first = create_demo_traces(workspace=workspace, count=40)
+    second = create_demo_traces(workspace=workspace, count=40)
+
+    assert (first.created, second.unchanged) == (40, 40)
+    traces = Trace.objects.for_workspace(workspace)
+    assert traces.filter(source="demo").count() == 40
+    assert 0 < traces.filter(has_error=True).count() < 40
+    assert traces.filter(tool_call_count__gt=0).count() > 20
+    scenarios = {t.data["metadata"]["scenario"] for t in traces}
+    assert {"good", "tool_error"} <= scenarios

@@ -1,0 +1,200 @@
+"""Integration pages: connect, test the connection, sync with progress, upload."""
+
+import io
+import json
+
+import pytest
+from django.urls import reverse
+
+from integrations import services
+from integrations.models import Integration, SyncRun
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from traces.models import Trace
+
+pytestmark = pytest.mark.django_db
+
+
+def form_data(fake, **overrides):
+    return {
+        "name": "Langfuse prod",
+        "region": "self",
+        "custom_host": fake.url,
+        "public_key": PUBLIC_KEY,
+        "secret_key": SECRET_KEY,
+        "sync_interval_minutes": "60",
+        **overrides,
+    }
+
+
+def test_admin_connects_langfuse_and_secret_is_never_rendered_again(
+    login, owner, workspace, fake_langfuse
+):
+    fake = fake_langfuse()
+    client = login(owner)
+
+    response = client.post(reverse("integrations:create", args=[workspace.slug]), form_data(fake))
+
+    integration = Integration.objects.for_workspace(workspace).get()
+    assert response.status_code == 302
+    assert integration.secret_key == SECRET_KEY
+    assert integration.periodic_task.interval.every == 60
+    for name in ("integrations:detail", "integrations:edit"):
+        page = client.get(reverse(name, args=[workspace.slug, integration.pk])).content.decode()
+        assert SECRET_KEY not in page
+        assert "••••fake" in page
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"secret_key": "sk-lf-wrong"}, "rejected the API keys"),
+        ({"custom_host": "http://127.0.0.1:9"}, "Could not reach http://127.0.0.1:9"),
+        ({}, "Connected to project “Fake Project” (Langfuse 4.59.0)."),
+    ],
+)
+def test_test_connection_explains_the_outcome(
+    login, owner, workspace, fake_langfuse, change, expected
+):
+    fake = fake_langfuse()
+    client = login(owner)
+
+    response = client.post(
+        reverse("integrations:test_new", args=[workspace.slug]),
+        form_data(fake, **change),
+        headers={"HX-Request": "true"},
+    )
+
+    assert expected in response.content.decode()
+    assert "sk-lf-wrong" not in response.content.decode()
+
+
+def test_test_connection_spots_a_server_that_is_not_langfuse(
+    login, owner, workspace, fake_langfuse
+):
+    fake = fake_langfuse()
+    fake.html_mode = True
+    client = login(owner)
+
+    response = client.post(reverse("integrations:test_new", args=[workspace.slug]), form_data(fake))
+
+    assert "does not look like a Langfuse server" in response.content.decode()
+
+
+def test_edit_with_empty_secret_keeps_the_stored_one(login, owner, workspace, fake_langfuse):
+    fake = fake_langfuse()
+    integration = services.create_integration(
+        workspace=workspace, name="x", host=fake.url, public_key=PUBLIC_KEY, secret_key=SECRET_KEY
+    )
+    client = login(owner)
+
+    client.post(
+        reverse("integrations:edit", args=[workspace.slug, integration.pk]),
+        form_data(fake, name="renamed", secret_key="", sync_interval_minutes=""),
+    )
+
+    integration.refresh_from_db()
+    assert integration.name == "renamed"
+    assert integration.secret_key == SECRET_KEY
+    assert integration.periodic_task is None
+
+
+def test_sync_now_shows_progress_that_stops_polling_when_done(
+    login, member, workspace, fake_langfuse, django_capture_on_commit_callbacks
+):
+    fake = fake_langfuse(traces=12)
+    integration = services.create_integration(
+        workspace=workspace, name="x", host=fake.url, public_key=PUBLIC_KEY, secret_key=SECRET_KEY
+    )
+    client = login(member)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            reverse("integrations:sync", args=[workspace.slug, integration.pk]),
+            headers={"HX-Request": "true"},
+        )
+    run = SyncRun.objects.get(integration=integration)
+    assert 'hx-trigger="every 2s"' in response.content.decode()
+    assert "Queued" in response.content.decode()
+    assert len(callbacks) == 1  # the task is enqueued after commit
+
+    services.run_sync(run_id=run.pk)
+    url = reverse("integrations:run_progress", args=[workspace.slug, integration.pk, run.pk])
+    response = client.get(url, headers={"HX-Request": "true"})
+
+    assert response.status_code == 286  # htmx stops polling
+    body = response.content.decode()
+    assert "12 new" in body
+    assert "every 2s" not in body
+    detail = client.get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
+    assert 'data-testid="sync-history"' in detail.content.decode()
+
+
+def test_running_progress_keeps_polling(login, member, workspace, fake_langfuse):
+    integration = services.create_integration(
+        workspace=workspace, name="x", host="http://x.test", public_key="pk", secret_key="sk"
+    )
+    run = services.start_sync(integration=integration)
+    services.claim_run(run_id=run.pk)
+    client = login(member)
+
+    url = reverse("integrations:run_progress", args=[workspace.slug, integration.pk, run.pk])
+    response = client.get(url, headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert 'hx-trigger="every 2s"' in response.content.decode()
+
+
+def test_upload_keeps_good_lines_and_reports_bad_ones(login, member, workspace):
+    good = {"id": "t1", "name": "agent", "timestamp": "2026-11-20T10:00:00Z", "steps": []}
+    export = {
+        "id": "lf-1",
+        "name": "exported",
+        "timestamp": "2026-11-20T11:00:00Z",
+        "input": '{"q": "hi"}',
+        "observations": [
+            {"id": "o1", "type": "TOOL", "name": "search", "startTime": "2026-11-20T11:00:01Z",
+             "level": "ERROR", "statusMessage": "boom"},
+        ],
+    }  # fmt: skip
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"id": "t2", "name": "agent"}),  # no timestamp
+        "",
+        json.dumps(export),
+        "[1, 2]",
+    ]
+    upload = io.BytesIO("\n".join(lines).encode())
+    upload.name = "traces.jsonl"
+    client = login(member)
+
+    response = client.post(reverse("integrations:upload", args=[workspace.slug]), {"file": upload})
+
+    body = response.content.decode()
+    assert "2 of 5 lines imported" in body
+    assert "<td>2</td><td>not valid JSON" in body
+    assert "<td>3</td><td>missing required field &#x27;timestamp&#x27;" in body
+    assert "<td>6</td><td>a line must be one JSON object" in body
+    traces = Trace.objects.for_workspace(workspace)
+    assert set(traces.values_list("external_id", flat=True)) == {"t1", "lf-1"}
+    assert traces.get(external_id="lf-1").has_error
+
+
+def test_upload_refuses_a_file_over_the_limit(login, member, workspace, settings, monkeypatch):
+    monkeypatch.setattr("integrations.views.MAX_UPLOAD_BYTES", 10)
+    upload = io.BytesIO(b'{"id": "x"}\n' * 5)
+    upload.name = "big.jsonl"
+
+    response = login(member).post(
+        reverse("integrations:upload", args=[workspace.slug]), {"file": upload}
+    )
+
+    assert "the limit is" in response.content.decode()
+    assert not Trace.objects.for_workspace(workspace).exists()
+
+
+def test_nav_and_onboarding_point_to_integrations(login, owner, workspace):
+    page = login(owner).get(reverse("workspaces:home", args=[workspace.slug])).content.decode()
+
+    assert reverse("integrations:list", args=[workspace.slug]) in page
+    assert "Connect Langfuse or upload traces" in page
