@@ -1,0 +1,43 @@
+"""/healthz: what a load balancer and an orchestrator probe."""
+
+import pytest
+
+from iofold.celery import app
+
+
+def test_healthz_is_ok_with_database_and_broker_up(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+
+
+def test_healthz_needs_no_login(client, db):
+    assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_is_503_when_the_broker_is_unreachable(client, db, monkeypatch):
+    # Nothing listens on port 1: the connection is refused at once.
+    monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(app.conf, "broker_transport_options", {})
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["database"] == "ok"
+    assert body["broker"] != "ok"
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_database_fails(client, monkeypatch):
+    from iofold import views
+
+    monkeypatch.setattr(views, "check_database", lambda: (False, "OperationalError"))
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "OperationalError"
+
+
+def test_healthz_only_answers_get(client, db):
+    assert client.post("/healthz").status_code == 405

@@ -1,0 +1,144 @@
+"""Settings come from the environment through strict parsers, and production refuses defaults."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from iofold.lib import env
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("FALSE", False), ("1", True)])
+def test_env_bool_accepts_true_and_false(monkeypatch, raw, expected):
+    monkeypatch.setenv("X_FLAG", raw)
+    assert env.env_bool("X_FLAG", not expected) is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", "ture", "2", "enabled"])
+def test_env_bool_rejects_anything_else(monkeypatch, raw):
+    monkeypatch.setenv("X_FLAG", raw)
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG"):
+        env.env_bool("X_FLAG", True)
+
+
+def test_unset_and_empty_variables_take_the_default(monkeypatch):
+    monkeypatch.delenv("X_UNSET", raising=False)
+    monkeypatch.setenv("X_EMPTY", "")
+    assert env.env_bool("X_UNSET", True) is True
+    assert env.env_int("X_EMPTY", 7) == 7
+    assert env.env_str("X_EMPTY", "d") == "d"
+    assert env.env_list("X_UNSET", ["a"]) == ["a"]
+
+
+@pytest.mark.parametrize(("parser", "raw"), [(env.env_int, "1.5"), (env.env_float, "fast")])
+def test_numbers_are_strict(monkeypatch, parser, raw):
+    monkeypatch.setenv("X_NUMBER", raw)
+    with pytest.raises(ImproperlyConfigured, match="X_NUMBER"):
+        parser("X_NUMBER", 1)
+
+
+def test_env_list_drops_blanks(monkeypatch):
+    monkeypatch.setenv("X_LIST", " a.example, ,b.example,")
+    assert env.env_list("X_LIST") == ["a.example", "b.example"]
+
+
+def test_env_secret_reads_the_file_variable(monkeypatch, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("X_SECRET", "from-env")
+    monkeypatch.setenv("X_SECRET_FILE", str(secret))
+    assert env.env_secret("X_SECRET") == "from-a-file"
+    monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="X_SECRET_FILE"):
+        env.env_secret("X_SECRET")
+
+
+def _run(code_or_args, extra_env, tmp_path):
+    """Run Python in a clean environment (only what is given), from the project root."""
+    clean = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "IOFOLD_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "iofold.settings",
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, *code_or_args],
+        cwd=BASE_DIR,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+SETUP = ["-c", "import django; django.setup(); print('ready')"]
+
+
+def _production_env():
+    return {
+        "DEBUG": "false",
+        "SECRET_KEY": "k" * 20 + "production-secret-that-is-long-and-random-0123456789",
+        "IOFOLD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "iofold.example.com",
+    }
+
+
+def test_development_defaults_need_no_environment(tmp_path):
+    result = _run(SETUP, {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "var" / "secret_key").exists()
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "IOFOLD_ENCRYPTION_KEYS"])
+def test_production_without_a_secret_fails_loudly(tmp_path, missing):
+    production = _production_env()
+    del production[missing]
+    result = _run(SETUP, production, tmp_path)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert missing in result.stderr
+    # No development secret was quietly generated instead.
+    assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def test_a_misspelt_boolean_stops_startup(tmp_path):
+    result = _run(SETUP, {"DEBUG": "nope"}, tmp_path)
+    assert result.returncode != 0
+    assert "DEBUG must be true or false" in result.stderr
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    result = _run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], _production_env(), tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNINGS" not in result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_database_and_broker_urls_switch_backends(tmp_path):
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL)"
+    )
+    result = _run(
+        ["-c", code],
+        {
+            "DATABASE_URL": "postgres://u:p@db.internal:5432/iofold",
+            "CELERY_BROKER_URL": "redis://cache.internal:6379/0",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "redis://cache.internal:6379/0",
+    ]
