@@ -1,0 +1,109 @@
+"""Label ten traces in under a minute: keyboard only, then with clicks."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.traces.factories import TraceFactory, trace_data
+from traces.models import Feedback
+from traces.services import add_traces_to_eval_set, create_eval_set
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def review_set(workspace, owner):
+    traces = [
+        TraceFactory(
+            workspace=workspace,
+            data=trace_data(n, error="timeout" if n % 3 == 0 else None),
+            has_error=n % 3 == 0,
+        )
+        for n in range(12)
+    ]
+    eval_set = create_eval_set(
+        workspace=workspace,
+        name="Support answers",
+        criteria="The agent answers the question and uses the order tools.",
+        created_by=owner,
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+    return eval_set
+
+
+def _open_review(page, eval_set):
+    page.goto(f"/w/{eval_set.workspace.slug}/traces/eval-sets/{eval_set.pk}/review/")
+    expect(page.get_by_test_id("progress")).to_have_text("0 of 10 traces labelled")
+
+
+def _current_trace(page) -> str:
+    return page.get_by_test_id("review-card").get_attribute("data-trace")
+
+
+def test_label_ten_traces_with_the_keyboard(logged_in_page, owner, review_set):
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    expect(page.get_by_test_id("generate")).to_contain_text("10 more labels")
+    keys = ["1", "2", "3", "ArrowRight", "ArrowLeft", "ArrowDown", "1", "2", "1"]
+    for done, key in enumerate(keys, start=1):
+        before = _current_trace(page)
+        page.keyboard.press(key)
+        expect(page.get_by_test_id("progress")).to_have_text(f"{done} of 10 traces labelled")
+        assert _current_trace(page) != before
+
+    # Undo takes back the last label and shows that trace again.
+    page.keyboard.press("u")
+    expect(page.get_by_test_id("progress")).to_have_text("8 of 10 traces labelled")
+    expect(page.get_by_test_id("notice")).to_have_text("Label undone.")
+
+    # A note, typed after `n`, goes with the next label; digits in the note don't label.
+    undone = _current_trace(page)
+    page.keyboard.press("n")
+    page.keyboard.type("Answer 2 missed the order number")
+    expect(page.get_by_test_id("progress")).to_have_text("8 of 10 traces labelled")
+    page.keyboard.press("Escape")
+    page.keyboard.press("2")
+    expect(page.get_by_test_id("progress")).to_have_text("9 of 10 traces labelled")
+    note = Feedback.objects.get(trace_id=undone, user=owner)
+    assert (note.rating, note.note) == ("negative", "Answer 2 missed the order number")
+
+    # Skip moves on without a label.
+    skipped = _current_trace(page)
+    page.keyboard.press("s")
+    expect(page.get_by_test_id("notice")).to_have_text("Skipped.")
+    assert _current_trace(page) != skipped
+    page.keyboard.press("1")
+    expect(page.get_by_test_id("progress")).to_have_text("10 of 10 traces labelled")
+    expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_test_id("remaining")).to_have_count(0)
+    assert Feedback.objects.filter(eval_set=review_set).count() == 10
+
+
+def test_label_ten_traces_with_clicks(logged_in_page, owner, member, review_set):
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    buttons = ["rate-positive", "rate-negative", "rate-neutral"]
+    for done in range(1, 10):
+        page.get_by_test_id(buttons[done % 3]).click()
+        expect(page.get_by_test_id("progress")).to_have_text(f"{done} of 10 traces labelled")
+    page.get_by_test_id("undo").click()
+    expect(page.get_by_test_id("progress")).to_have_text("8 of 10 traces labelled")
+    page.get_by_test_id("note").fill("Used the tool, then ignored its answer")
+    page.get_by_test_id("rate-negative").click()
+    expect(page.get_by_test_id("progress")).to_have_text("9 of 10 traces labelled")
+    page.get_by_test_id("rate-positive").click()
+    expect(page.get_by_test_id("progress")).to_have_text("10 of 10 traces labelled")
+    expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
+    assert Feedback.objects.filter(note="Used the tool, then ignored its answer").exists()
+
+    # A second reviewer who disagrees sees the warning.
+    first = Feedback.objects.filter(eval_set=review_set, user=owner).order_by("trace_id").first()
+    other = logged_in_page(member)
+    other.goto(
+        f"/w/{review_set.workspace.slug}/traces/eval-sets/{review_set.pk}/review/?trace={first.trace_id}"
+    )
+    opposite = "rate-negative" if first.rating == "positive" else "rate-positive"
+    other.get_by_test_id(opposite).click()
+    expect(other.get_by_test_id("notice")).to_contain_text(
+        "Another reviewer rated that trace differently"
+    )
+    expect(other.get_by_test_id("disagreement")).to_be_visible()
