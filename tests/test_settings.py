@@ -142,3 +142,30 @@ def test_database_and_broker_urls_switch_backends(tmp_path):
         "django.db.backends.postgresql",
         "redis://cache.internal:6379/0",
     ]
+
+
+def _variables_read_by_settings() -> set[str]:
+    import ast
+
+    tree = ast.parse((BASE_DIR / "iofold" / "settings.py").read_text())
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and (node.func.id.startswith("env_") or node.func.id == "_dev_secret")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_env_example_lists_every_variable_with_a_comment():
+    lines = (BASE_DIR / ".env.example").read_text().splitlines()
+    documented = {}
+    for index, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            documented[line.split("=", 1)[0]] = lines[index - 1].startswith("#")
+    read = _variables_read_by_settings()
+    assert len(read) > 20
+    assert sorted(read - documented.keys()) == []
+    assert sorted(name for name in read if not documented[name]) == []
