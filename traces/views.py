@@ -55,6 +55,8 @@ def trace_list(request):
         .filter(source_kind=EvalSet.SourceKind.MANUAL)
         .only("id", "name"),
         "sources": Trace.Source.choices,
+        # Row links are built from this prefix: a reverse() per row costs more than the query.
+        "list_url": reverse("traces:list", kwargs={"slug": request.workspace.slug}),
     }
     if request.htmx and request.htmx.target == "trace-rows":
         return render(request, "traces/list.html#rows", ctx)

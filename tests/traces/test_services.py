@@ -227,3 +227,13 @@ def test_eval_numbers_come_from_an_app_hook(eval_set, monkeypatch):
 def test_archived_sets_drop_out_of_active(eval_set):
     services.archive_eval_set(eval_set=eval_set)
     assert not EvalSet.objects.active().exists()
+
+
+def test_seed_demo_labels_builds_a_labelled_set(workspace, owner, member, traces):
+    from traces.demo import seed_demo_labels
+
+    eval_set = seed_demo_labels(workspace, [owner, member], traces=12, labels=10)
+    summary = eval_set_summary(eval_set)
+    assert summary.labelled_traces == 10 and summary.ready
+    assert summary.reviewers == 2
+    assert seed_demo_labels(workspace, [owner, member]) == eval_set
