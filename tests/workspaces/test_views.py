@@ -1,0 +1,93 @@
+"""Workspace pages, thinly: the invitation link, creating and deleting a workspace."""
+
+from django.core import mail
+from django.urls import reverse
+
+from workspaces.models import Membership, Workspace
+from workspaces.services import invite_member
+
+
+def _invitation_path(workspace, owner, capture, email="new@example.com"):
+    with capture(execute=True):
+        invite_member(workspace=workspace, email=email, role="member", invited_by=owner)
+    link = next(w for w in mail.outbox[-1].body.split() if "/invitations/" in w)
+    return "/" + link.split("://", 1)[1].split("/", 1)[1]
+
+
+def test_invitation_link_offers_sign_up_to_a_visitor(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    response = client.get(path)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "owner@acme.test invited <strong>new@example.com</strong>" in html
+    assert f"{reverse('account_signup')}?next={path}" in html
+
+
+def test_visitor_cannot_accept_without_logging_in(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    response = client.post(path)
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("account_login"))
+    assert Membership.objects.for_workspace(workspace).count() == 1
+
+
+def test_logged_in_user_joins_through_the_link(
+    client, workspace, owner, outsider, django_capture_on_commit_callbacks
+):
+    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    client.force_login(outsider)
+    response = client.post(path)
+    assert response.url == reverse("workspaces:home", kwargs={"slug": "acme"})
+    assert Membership.objects.get(workspace=workspace, user=outsider).role == "member"
+    # The link is spent.
+    assert client.get(path).status_code == 404
+
+
+def test_unknown_invitation_link_is_404(client, db):
+    response = client.get("/invitations/not-a-real-token/")
+    assert response.status_code == 404
+    assert b"not valid" in response.content
+
+
+def test_create_workspace_from_the_list(client, owner):
+    client.force_login(owner)
+    response = client.post(reverse("workspaces:list"), {"name": "Support bot"})
+    workspace = Workspace.objects.get(name="Support bot")
+    assert response.url == workspace.get_absolute_url()
+    assert Membership.objects.get(workspace=workspace, user=owner).role == "owner"
+
+
+def test_blank_workspace_name_is_a_form_error(client, owner):
+    client.force_login(owner)
+    response = client.post(reverse("workspaces:list"), {"name": "   "})
+    assert response.status_code == 200
+    assert Workspace.objects.count() == 1
+
+
+def test_delete_needs_the_slug_typed(client, workspace, owner):
+    client.force_login(owner)
+    url = reverse("workspaces:delete", kwargs={"slug": "acme"})
+    client.post(url, {"confirm": "wrong"})
+    assert Workspace.objects.for_user(owner).exists()
+    client.post(url, {"confirm": "acme"})
+    assert not Workspace.objects.for_user(owner).exists()
+
+
+def test_only_owners_delete(client, workspace, owner, admin_user):
+    client.force_login(admin_user)
+    url = reverse("workspaces:delete", kwargs={"slug": "acme"})
+    assert client.post(url, {"confirm": "acme"}).status_code == 403
+    assert Workspace.objects.for_user(owner).exists()
+
+
+def test_switching_remembers_the_last_workspace(client, workspace, owner, other_workspace):
+    Membership.objects.create(workspace=other_workspace, user=owner, role="member")
+    client.force_login(owner)
+    client.get(reverse("workspaces:home", kwargs={"slug": "globex"}))
+    assert client.get("/").url == "/w/globex/"
+    client.get(reverse("workspaces:home", kwargs={"slug": "acme"}))
+    assert client.get("/").url == "/w/acme/"
