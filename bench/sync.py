@@ -172,12 +172,18 @@ def main() -> None:
         admin.close()
 
     ratio = synced["traces_per_second"] / fetched["traces_per_second"]
-    print(f"traces: {traces} x {args.observations} observations ({fetched['rows']} rows, "
-          f"{fetched['pages']} API pages)")  # fmt: skip
-    print(f"SDK fetch only: {fetched['seconds']:.2f} s, "
-          f"{fetched['traces_per_second']:.0f} traces/s, peak RSS {fetched['peak_rss_mb']:.0f} MB")  # fmt: skip
-    print(f"sync to PostgreSQL: {synced['seconds']:.2f} s, {synced['traces_per_second']:.0f} "
-          f"traces/s, peak RSS {synced['peak_rss_mb']:.0f} MB, {synced['pages']} sync pages")  # fmt: skip
+    print(
+        f"traces: {traces} x {args.observations} observations ({fetched['rows']} rows, "
+        f"{fetched['pages']} API pages)"
+    )
+    print(
+        f"SDK fetch only: {fetched['seconds']:.2f} s, "
+        f"{fetched['traces_per_second']:.0f} traces/s, peak RSS {fetched['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"sync to PostgreSQL: {synced['seconds']:.2f} s, {synced['traces_per_second']:.0f} "
+        f"traces/s, peak RSS {synced['peak_rss_mb']:.0f} MB, {synced['pages']} sync pages"
+    )
     print(f"sync / fetch-only throughput: {ratio:.2f} (goal >= 0.5); peak RSS goal < 300 MB")
     print(f"reproduce: .venv/bin/python bench/sync.py {'--quick' if args.quick else ''}".rstrip())
     print(json.dumps({
