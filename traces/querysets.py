@@ -31,7 +31,8 @@ class TraceQuerySet(WorkspaceQuerySet):
 
         qs = self.for_workspace(eval_set.workspace_id)
         if eval_set.source_kind == EvalSet.SourceKind.FILTER:
-            return TraceFilters.from_data(eval_set.saved_filter).apply(qs)
+            # The label filter describes the list, not the set: labelling must not empty the set.
+            return TraceFilters.from_data(eval_set.saved_filter).apply(qs, label_state=False)
         picked = EvalSetTrace.objects.filter(eval_set=eval_set, trace=OuterRef("pk"))
         return qs.filter(Exists(picked))
 

@@ -237,3 +237,16 @@ def test_seed_demo_labels_builds_a_labelled_set(workspace, owner, member, traces
     assert summary.labelled_traces == 10 and summary.ready
     assert summary.reviewers == 2
     assert seed_demo_labels(workspace, [owner, member]) == eval_set
+
+
+def test_a_saved_label_filter_does_not_shrink_the_set_as_it_is_labelled(workspace, owner):
+    trace = TraceFactory(workspace=workspace)
+    eval_set = services.create_eval_set(
+        workspace=workspace,
+        name="U",
+        criteria="c",
+        source_kind="filter",
+        saved_filter={"label": "unlabelled"},
+    )
+    services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    assert list(Trace.objects.in_eval_set(eval_set)) == [trace]
