@@ -1,0 +1,207 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from evals.querysets import (
+    EvalExecutionQuerySet,
+    EvalQuerySet,
+    EvalRunQuerySet,
+    GenerationQuerySet,
+    ProviderSettingsQuerySet,
+)
+from iofold.lib.fields import EncryptedTextField
+from traces.models import EvalSet, Trace
+from workspaces.models import WorkspaceOwned
+
+
+class Provider(models.TextChoices):
+    OFFLINE = "offline", "Offline synthesiser"
+    OPENAI = "openai", "OpenAI-compatible"
+    ANTHROPIC = "anthropic", "Anthropic"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ProviderSettings(WorkspaceOwned):
+    """The workspace's choice of generation provider; the key is encrypted at rest."""
+
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.OFFLINE)
+    model = models.CharField(max_length=100, blank=True)
+    base_url = models.URLField(blank=True)
+    api_key = EncryptedTextField(blank=True)
+
+    objects = ProviderSettingsQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"], name="evals_providersettings_one")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} for {self.workspace}"
+
+
+class Eval(WorkspaceOwned):
+    """One version of an eval function for an eval set; code never changes once saved."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        ARCHIVED = "archived", "Archived"
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="evals")
+    version = models.PositiveIntegerField()
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    code = models.TextField()
+    # How it was made: provider, model, the exact prompt sent, tokens and cost.
+    provider = models.CharField(max_length=20, choices=Provider.choices, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    origin = models.CharField(max_length=20, default="generated")  # generated|refined|edited
+    prompt = models.TextField(blank=True)
+    prompt_version = models.CharField(max_length=20, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    description = models.TextField(blank=True)
+    # {"training": Agreement.as_dict(), "heldout": ... | None, "method": "...", ...}
+    metrics = models.JSONField(default=dict, blank=True)
+    agreement = models.FloatField(null=True, blank=True)  # the headline figure shown in lists
+    labels_tested = models.PositiveIntegerField(default=0)
+    low_confidence = models.BooleanField(default=False)
+    low_confidence_reason = models.TextField(blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = EvalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["eval_set", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["eval_set", "version"], name="evals_eval_unique_version"
+            ),
+            models.UniqueConstraint(
+                fields=["eval_set"],
+                condition=models.Q(status="active"),
+                name="evals_eval_one_active_per_set",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.eval_set.name} v{self.version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("evals:detail", kwargs={"slug": self.workspace.slug, "pk": self.pk})
+
+
+class Generation(WorkspaceOwned):
+    """A request to write (or refine) an eval, carried out by a task on the generate queue."""
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="generations")
+    # Set when this generation refines an existing version.
+    parent = models.ForeignKey(
+        Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="refinements"
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    model = models.CharField(max_length=100, blank=True)
+    stage = models.CharField(max_length=200, blank=True)  # what it is doing now, for the UI
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    result = models.ForeignKey(
+        Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Generation {self.pk} for {self.eval_set_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+class EvalRun(WorkspaceOwned):
+    """One execution of an eval version over a set of traces in the sandbox."""
+
+    class Trigger(models.TextChoices):
+        GENERATION = "generation", "After generation"
+        MANUAL = "manual", "Tested again"
+        AUTOMATIC = "automatic", "New traces"
+        API = "api", "API"
+
+    eval = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trace_ids = models.JSONField(default=list, blank=True)  # the traces it covers, in order
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EvalRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.eval_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+class EvalExecution(WorkspaceOwned):
+    """An eval version's verdict on one trace; re-running replaces it (code is immutable)."""
+
+    eval = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="executions")
+    run = models.ForeignKey(
+        EvalRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"
+    )
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="executions")
+    passed = models.BooleanField(null=True)  # None: the eval errored on this trace
+    reason = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.FloatField(default=0)
+    output = models.TextField(blank=True)
+    # Scores back to Langfuse (continuous evaluation).
+    score_pushed_at = models.DateTimeField(null=True, blank=True)
+    score_error = models.TextField(blank=True)
+
+    objects = EvalExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["eval", "trace"], name="evals_execution_one_per_trace")
+        ]
+        indexes = [models.Index(fields=["trace", "eval"], name="exec_trace_eval_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.eval_id} on {self.trace_id}: {self.passed}"
