@@ -17,8 +17,11 @@ def test_healthz_needs_no_login(client, db):
 
 
 def test_healthz_is_503_when_the_broker_is_unreachable(client, db, monkeypatch):
-    # Nothing listens on port 1: the connection is refused at once.
-    monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    # Nothing listens on port 1: the connection is refused at once. Celery prefers the
+    # CELERY_BROKER_URL environment variable over its configuration, so set both.
+    unreachable = "redis://127.0.0.1:1/0"
+    monkeypatch.setenv("CELERY_BROKER_URL", unreachable)
+    monkeypatch.setitem(app.conf, "broker_url", unreachable)
     monkeypatch.setitem(app.conf, "broker_transport_options", {})
     response = client.get("/healthz")
     assert response.status_code == 503

@@ -46,7 +46,9 @@ DEFAULT_TIMEOUT_MS = 10_000
 _PAGES = pytest.StashKey[list]()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
+    """Mark everything under tests/browser as ``browser`` (before ``-m`` selects)."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(item.fspath).parents:
