@@ -20,7 +20,7 @@ def test_trace_list_shows_traces_with_label_state(
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count('name="trace"') == 12
-    assert "👎 1" in html
+    assert "✗ 1" in html
 
 
 def test_trace_list_filters_and_pages(login, workspace, owner):
@@ -106,7 +106,7 @@ def test_create_eval_set_from_form(login, workspace, owner, traces):
 def test_eval_set_list_shows_split_and_dashes_for_evals(login, workspace, owner, eval_set, traces):
     services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
     html = login(owner).get(url("evalset_list", workspace)).content.decode()
-    assert "👍 1" in html and "👎 0" in html and "1/10" in html
+    assert "✓ 1" in html and "✗ 0" in html and "1/10" in html
     assert "—" in html
 
 

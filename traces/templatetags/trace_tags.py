@@ -33,7 +33,7 @@ def percent(value) -> str:
 
 @register.filter
 def rating_symbol(rating) -> str:
-    return {"positive": "👍", "negative": "👎", "neutral": "➖"}.get(rating or "", "?")
+    return {"positive": "✓", "negative": "✗", "neutral": "–"}.get(rating or "", "?")
 
 
 @register.filter
