@@ -18,7 +18,25 @@ def staff_client(client, db):
 
 @pytest.fixture
 def cast(workspace, owner, member, outsider):
-    """Give every workspace model at least one row."""
+    """Give every workspace model, and the third-party models admins use, at least one row."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+    from django_celery_beat.models import (
+        ClockedSchedule,
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+        SolarSchedule,
+    )
+
+    EmailAddress.objects.create(user=owner, email=owner.email, verified=True, primary=True)
+    Group.objects.create(name="operators")
+    every_minute = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="acme sync", task="x.y", interval=every_minute)
+    CrontabSchedule.objects.create(minute="5")
+    ClockedSchedule.objects.create(clocked_time=timezone.now())
+    SolarSchedule.objects.create(event="sunrise", latitude=51.5, longitude=0.1)
     token, raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="member")
     invitation = invite_member(
         workspace=workspace, email="new@example.com", role="viewer", invited_by=owner
