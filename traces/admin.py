@@ -1,0 +1,66 @@
+from django.contrib import admin
+
+from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+
+
+@admin.register(Trace)
+class TraceAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "workspace",
+        "source",
+        "integration",
+        "timestamp",
+        "has_error",
+        "step_count",
+        "latency_ms",
+    ]
+    list_filter = ["source", "has_error", "timestamp"]
+    search_fields = ["external_id", "name", "workspace__slug"]
+    list_select_related = ["workspace", "integration"]
+    raw_id_fields = ["workspace", "integration"]
+    readonly_fields = ["source_key", "content_hash", "created_at", "updated_at"]
+    date_hierarchy = "timestamp"
+    # The trace list can be very long: don't count it on every page.
+    show_full_result_count = False
+
+
+class FeedbackInline(admin.TabularInline):
+    model = Feedback
+    extra = 0
+    can_delete = False
+    fields = ["trace", "user", "rating", "note", "updated_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(EvalSet)
+class EvalSetAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "source_kind", "target_labels", "archived_at"]
+    list_filter = ["source_kind", "archived_at", "score_to_langfuse"]
+    search_fields = ["name", "criteria", "workspace__slug"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["workspace", "created_by"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [FeedbackInline]
+
+
+@admin.register(EvalSetTrace)
+class EvalSetTraceAdmin(admin.ModelAdmin):
+    list_display = ["eval_set", "trace", "workspace", "created_at"]
+    search_fields = ["eval_set__name", "trace__external_id", "workspace__slug"]
+    list_select_related = ["eval_set", "trace", "workspace"]
+    raw_id_fields = ["workspace", "eval_set", "trace"]
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = ["trace", "eval_set", "user", "rating", "updated_at"]
+    list_filter = ["rating", "updated_at"]
+    search_fields = ["note", "user__email", "eval_set__name", "workspace__slug"]
+    list_select_related = ["trace", "eval_set", "user"]
+    raw_id_fields = ["workspace", "trace", "eval_set", "user"]
+    readonly_fields = ["created_at", "updated_at"]
