@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("workspaces.api_urls")),
     path("", include("integrations.api_urls")),
     path("", include("traces.api_urls")),
+    path("", include("evals.api_urls")),
 ]
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
     path("w/", include("workspaces.urls")),
     path("w/<slug:slug>/integrations/", include("integrations.urls")),
     path("w/<slug:slug>/traces/", include("traces.urls")),
+    path("w/<slug:slug>/evals/", include("evals.urls")),
     path("invitations/<str:token>/", workspace_views.accept_invitation, name="accept_invitation"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),

@@ -1,0 +1,250 @@
+"""Run eval versions over traces in the sandbox and keep one verdict per (eval, trace)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+import sandbox
+from evals.exceptions import EvalError
+from evals.models import Eval, EvalExecution, EvalRun, RunStatus
+from evals.sandboxing import sandbox_limits
+from traces.models import Trace
+
+logger = logging.getLogger(__name__)
+
+# Traces per sandbox call in a queued run: big enough to amortise the ~100 ms jail start,
+# small enough that the heartbeat moves and a killed worker loses little.
+EXECUTE_CHUNK = 200
+# A running run whose heartbeat is older than this belongs to a dead worker.
+RUN_STALE_AFTER = timedelta(minutes=10)
+# run_eval_now is for requests and generation; bigger batches go through a queued run.
+MAX_NOW_TRACES = 2000
+EXECUTION_FIELDS = ("run", "passed", "reason", "error", "duration_ms", "output", "updated_at")
+
+
+def start_run(
+    *, eval: Eval, trace_ids: Sequence[int], trigger: str, enqueue: bool = True
+) -> EvalRun:
+    """Create a queued run of `eval` over the workspace's `trace_ids` and enqueue it on commit.
+
+    Ids of other workspaces or deleted traces are dropped; order and duplicates are kept
+    out. With `enqueue=False` the caller runs it (`execute_run`) itself.
+    """
+    wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
+    existing = set(
+        Trace.objects.for_workspace(eval.workspace_id)
+        .filter(pk__in=wanted)
+        .values_list("pk", flat=True)
+    )
+    kept = [pk for pk in wanted if pk in existing]
+    with transaction.atomic():
+        run = EvalRun.objects.create(
+            workspace_id=eval.workspace_id,
+            eval=eval,
+            trigger=trigger,
+            trace_ids=kept,
+            total=len(kept),
+        )
+        if enqueue:
+            from evals.tasks import run_eval_task
+
+            transaction.on_commit(lambda: run_eval_task.delay(run.pk))
+    logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
+    return run
+
+
+def claim_run(*, run_id: int, stale_after: timedelta = RUN_STALE_AFTER) -> EvalRun | None:
+    """Mark a queued run (or one whose worker died) running and return it; None if taken."""
+    now = timezone.now()
+    claimed = EvalRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        # A task redelivered after its worker was killed takes the run over once it is stale.
+        claimed = EvalRun.objects.filter(
+            pk=run_id, status=RunStatus.RUNNING, heartbeat_at__lt=now - stale_after
+        ).update(heartbeat_at=now)
+    if not claimed:
+        return None
+    return EvalRun.objects.select_related("eval").get(pk=run_id)
+
+
+def execute_run(*, run_id: int) -> EvalRun | None:
+    """Run a queued run to the end, in chunks, recording each chunk's verdicts as it goes.
+
+    Safe to call twice: a run already claimed by a live worker is left alone, a finished
+    one is returned as is, and traces this run already judged are not judged again.
+    Raises sandbox.SandboxError when the sandbox cannot run at all (after putting a
+    transient failure back in the queue, marking a permanent one failed).
+    """
+    run = claim_run(run_id=run_id)
+    if run is None:
+        logger.info("eval run not claimed run=%s", run_id)
+        return EvalRun.objects.filter(pk=run_id).first()
+    eval = run.eval
+    done_ids = set(
+        EvalExecution.objects.filter(run=run, eval=eval).values_list("trace_id", flat=True)
+    )
+    todo = [pk for pk in run.trace_ids if pk not in done_ids]
+    limits = sandbox_limits()
+    for start in range(0, len(todo), EXECUTE_CHUNK):
+        ids = todo[start : start + EXECUTE_CHUNK]
+        traces = list(
+            Trace.objects.for_workspace(run.workspace_id).filter(pk__in=ids).only("id", "data")
+        )
+        try:
+            results = sandbox.run(eval.code, [t.data for t in traces], limits)
+        except sandbox.SandboxError as exc:
+            if exc.permanent:
+                fail_run(run_id=run.pk, error=f"The sandbox could not run the eval: {exc.message}")
+            else:
+                EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                    status=RunStatus.QUEUED
+                )
+            raise
+        with transaction.atomic():
+            record_results(eval=eval, run=run, traces=traces, results=results)
+            _refresh_counts(run)
+    return finish_run(run=run)
+
+
+def run_eval_now(
+    *, eval: Eval, traces: Sequence[Trace], trigger: str = EvalRun.Trigger.MANUAL
+) -> list[EvalExecution]:
+    """Run `eval` on `traces` right now (one sandbox call) and return the stored executions.
+
+    For small batches (a request, a generation); records an EvalRun so the history
+    shows it. Raises EvalError when the sandbox cannot run at all.
+    """
+    traces = list(traces)
+    if len(traces) > MAX_NOW_TRACES:
+        raise EvalError(
+            f"{len(traces)} traces are too many to run at once (at most {MAX_NOW_TRACES}); "
+            "start a run instead."
+        )
+    try:
+        results = sandbox.run(eval.code, [t.data for t in traces], sandbox_limits())
+    except sandbox.SandboxError as exc:
+        raise EvalError(
+            f"The sandbox could not run the eval: {exc.message}", permanent=exc.permanent
+        ) from exc
+    run = record_completed_run(eval=eval, traces=traces, results=results, trigger=trigger)
+    return list(
+        EvalExecution.objects.filter(run=run, eval=eval)
+        .select_related("trace")
+        .order_by("trace_id")
+    )
+
+
+def record_completed_run(
+    *,
+    eval: Eval,
+    traces: Sequence[Trace],
+    results: Sequence[sandbox.Result],
+    trigger: str,
+) -> EvalRun:
+    """Store a finished run of `eval` whose sandbox results are already known."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = EvalRun.objects.create(
+            workspace_id=eval.workspace_id,
+            eval=eval,
+            trigger=trigger,
+            status=RunStatus.RUNNING,
+            trace_ids=[t.pk for t in traces],
+            total=len(traces),
+            started_at=now,
+            heartbeat_at=now,
+        )
+        record_results(eval=eval, run=run, traces=traces, results=results)
+        _refresh_counts(run)
+    return finish_run(run=run)
+
+
+def record_results(
+    *,
+    eval: Eval,
+    run: EvalRun | None,
+    traces: Sequence[Trace],
+    results: Sequence[sandbox.Result],
+) -> None:
+    """Upsert one EvalExecution per trace: a new verdict replaces the old one."""
+    if len(traces) != len(results):
+        raise ValueError("one sandbox result per trace is required")
+    rows = [
+        EvalExecution(
+            workspace_id=eval.workspace_id,
+            eval=eval,
+            run=run,
+            trace_id=trace.pk,
+            passed=result.passed if result.error is None else None,
+            reason=result.reason or "",
+            error=result.error or "",
+            duration_ms=result.duration_ms,
+            output=result.output or "",
+        )
+        for trace, result in zip(traces, results, strict=True)
+    ]
+    EvalExecution.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["eval", "trace"],
+        update_fields=list(EXECUTION_FIELDS),
+    )
+
+
+def _refresh_counts(run: EvalRun) -> None:
+    counts = EvalExecution.objects.filter(run=run).aggregate(
+        done=Count("id"),
+        passed=Count("id", filter=Q(passed=True)),
+        failed=Count("id", filter=Q(passed=False)),
+        errors=Count("id", filter=Q(passed__isnull=True)),
+    )
+    EvalRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), **counts)
+
+
+def finish_run(*, run: EvalRun) -> EvalRun:
+    """Mark a running run succeeded and return it fresh."""
+    EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=RunStatus.SUCCEEDED, finished_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    run.refresh_from_db()
+    logger.info(
+        "eval run finished run=%s eval=%s status=%s done=%d errors=%d",
+        run.pk,
+        run.eval_id,
+        run.status,
+        run.done,
+        run.errors,
+    )
+    return run
+
+
+def fail_run(*, run_id: int, error: str) -> None:
+    """Mark an unfinished run failed with a message for the user."""
+    EvalRun.objects.filter(pk=run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
+        status=RunStatus.FAILED, error=error, finished_at=timezone.now()
+    )
+
+
+def reap_stale_runs(*, older_than: timedelta = RUN_STALE_AFTER) -> int:
+    """Fail runs whose worker went silent (running with an old heartbeat, or long queued)."""
+    cutoff = timezone.now() - older_than
+    stale = EvalRun.objects.filter(
+        Q(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+        | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    count = stale.update(
+        status=RunStatus.FAILED,
+        error="The worker stopped responding; run the eval again.",
+        finished_at=timezone.now(),
+    )
+    if count:
+        logger.warning("stale eval runs reaped count=%d", count)
+    return count

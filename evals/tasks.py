@@ -1,0 +1,79 @@
+"""Celery tasks of the ``generate`` and ``execute`` queues; each one calls a service."""
+
+import logging
+
+from celery import Task, shared_task
+from django.core.cache import cache
+from django.db import OperationalError
+
+from evals.exceptions import EvalError, TransientEvalError
+
+logger = logging.getLogger(__name__)
+
+RETRY = {
+    "autoretry_for": (TransientEvalError, OperationalError),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+REAPER_LOCK = "evals:reap-stale-runs"
+
+
+def _failure_message(exc: BaseException) -> str:
+    if isinstance(exc, EvalError):
+        return exc.message
+    # Internal errors stay in the logs; the user gets a message they can act on.
+    return "The worker stopped on an internal error; try again, or ask an operator to check logs."
+
+
+class GenerationTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from evals.services.generation import fail_generation
+
+        generation_id = args[0] if args else kwargs.get("generation_id")
+        fail_generation(generation_id=generation_id, error=_failure_message(exc))
+
+
+class EvalRunTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from evals.services.execution import fail_run
+
+        run_id = args[0] if args else kwargs.get("run_id")
+        fail_run(run_id=run_id, error=_failure_message(exc))
+
+
+@shared_task(base=GenerationTask, acks_late=True, throws=(EvalError,), **RETRY)
+def generate_eval_task(generation_id: int) -> None:
+    """Carry out one queued generation (or refinement)."""
+    from evals.services.generation import run_generation
+
+    run_generation(generation_id=generation_id)
+
+
+@shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
+def run_eval_task(run_id: int) -> None:
+    """Run one queued eval run in the sandbox."""
+    import sandbox
+    from evals.services.execution import execute_run
+
+    try:
+        execute_run(run_id=run_id)
+    except sandbox.SandboxError as exc:
+        if exc.permanent:
+            return  # execute_run has marked the run failed with the reason.
+        raise TransientEvalError(f"The sandbox is unavailable: {exc.message}") from exc
+
+
+@shared_task
+def reap_stale_runs_task() -> int:
+    """Fail generations and eval runs whose worker stopped sending heartbeats."""
+    from evals.services.execution import reap_stale_runs
+    from evals.services.generation import reap_stale_generations
+
+    # One reaper at a time; the lock expires on its own if this worker dies.
+    if not cache.add(REAPER_LOCK, "1", timeout=300):
+        return 0
+    try:
+        return reap_stale_generations() + reap_stale_runs()
+    finally:
+        cache.delete(REAPER_LOCK)
