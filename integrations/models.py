@@ -57,6 +57,15 @@ class Integration(WorkspaceOwned):
     last_error = models.TextField(blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     project_name = models.CharField(max_length=200, blank=True)
+    # Signs traces pushed to the webhook endpoint (HMAC-SHA256); shown once when generated.
+    webhook_secret = EncryptedTextField(blank=True)
+    # Verdicts sent back as Langfuse scores: the last delivery, and the failures since the
+    # last delivery without any, with the latest reason, shown on the integration's page.
+    scores_pushed_at = models.DateTimeField(null=True, blank=True)
+    scores_pushed_count = models.PositiveIntegerField(default=0)
+    score_push_failures = models.PositiveIntegerField(default=0)
+    score_push_error = models.TextField(blank=True)
+    score_push_failed_at = models.DateTimeField(null=True, blank=True)
 
     objects = IntegrationQuerySet.as_manager()
 
@@ -81,6 +90,10 @@ class Integration(WorkspaceOwned):
     @property
     def secret_hint(self) -> str:
         return last_four(self.secret_key)
+
+    @property
+    def webhook_secret_hint(self) -> str:
+        return last_four(self.webhook_secret)
 
 
 class SyncRunQuerySet(WorkspaceQuerySet):
