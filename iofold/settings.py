@@ -5,6 +5,7 @@ newcomer needs nothing else. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch t
 and Redis. With ``DEBUG=false`` every secret must come from the environment.
 """
 
+import json
 import secrets
 from pathlib import Path
 
@@ -268,6 +269,26 @@ SANDBOX_ALLOW_LOCAL_BACKEND = env_bool("SANDBOX_ALLOW_LOCAL_BACKEND", False)
 SANDBOX_TIMEOUT_PER_TRACE = env_float("SANDBOX_TIMEOUT_PER_TRACE", 5.0)
 SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 256)
 
+# Eval generation. Unset provider: "anthropic" or "openai" when that key is set, else the
+# built-in offline synthesiser. A workspace's settings page overrides all of these.
+IOFOLD_LLM_PROVIDER = env_str("IOFOLD_LLM_PROVIDER")
+if IOFOLD_LLM_PROVIDER not in ("", "offline", "openai", "anthropic"):
+    raise ImproperlyConfigured("IOFOLD_LLM_PROVIDER must be offline, openai or anthropic")
+IOFOLD_LLM_MODEL = env_str("IOFOLD_LLM_MODEL")
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
+# {"model": {"input": dollars per million tokens, "output": ...}}, merged over the list prices.
+try:
+    IOFOLD_LLM_PRICES = json.loads(env_str("IOFOLD_LLM_PRICES") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"IOFOLD_LLM_PRICES is not valid JSON: {exc}") from None
+if not isinstance(IOFOLD_LLM_PRICES, dict):
+    raise ImproperlyConfigured("IOFOLD_LLM_PRICES must be a JSON object of model prices")
+# Approximate tokens the generation prompt may use (examples are trimmed to fit).
+IOFOLD_LLM_TOKEN_BUDGET = env_int("IOFOLD_LLM_TOKEN_BUDGET", 60000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -281,8 +302,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests that hand rows to a real worker process need a test database it can open too.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
+# Where integrations hand the traces they fetch (a dotted path; see integrations/store.py).
+IOFOLD_TRACE_STORE = "traces.ingest.upsert_traces"
+
 # Global schedules, upserted by name by ``manage.py setup_periodic_tasks`` (run on deploy
 # and by bin/run). Per-integration sync schedules are rows the integration services manage.
 IOFOLD_PERIODIC_TASKS = {
     # name: (task, every N seconds)
+    "reap stale sync runs": ("integrations.tasks.reap_stale_sync_runs_task", 300),
+    "reap stale generations and eval runs": ("evals.tasks.reap_stale_runs_task", 300),
 }
