@@ -8,8 +8,12 @@ class IntegrationsConfig(AppConfig):
 
     def onboarding_steps(self, workspace) -> list[dict]:
         """Step 1 of the checklist: get traces in, from Langfuse or an upload."""
+        from django.apps import apps
+
         from integrations.models import Integration
-        from traces.models import Trace
+
+        # Looked up by name: traces is downstream of integrations.
+        Trace = apps.get_model("traces", "Trace")
 
         has_integration = Integration.objects.for_workspace(workspace).exists()
         has_traces = Trace.objects.for_workspace(workspace).exists()

@@ -20,7 +20,7 @@ from integrations.adapters.base import Adapter, AdapterError, ConnectionInfo, Tr
 from integrations.constants import SYNC_STALE_AFTER
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
-from traces.ingest import UpsertResult, upsert_traces
+from integrations.store import UpsertResult, store_traces
 
 logger = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def run_sync(
         )
         for page in pager:
             with transaction.atomic():
-                result = upsert_traces(
+                result = store_traces(
                     workspace=integration.workspace,
                     source="langfuse",
                     integration=integration,

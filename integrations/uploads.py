@@ -9,7 +9,7 @@ from typing import Any
 
 from integrations.adapters.langfuse import normalise_langfuse_export
 from integrations.constants import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, UPLOAD_BATCH
-from traces.ingest import UpsertResult, upsert_traces
+from integrations.store import UpsertResult, store_traces
 
 
 @dataclass
@@ -63,7 +63,7 @@ def ingest_objects(
     numbers: list[int] = []
 
     def flush() -> None:
-        result = upsert_traces(
+        result = store_traces(
             workspace=workspace, source=source, traces=batch, on_ingested=on_ingested
         )
         for index, reason in result.errors:

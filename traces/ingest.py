@@ -12,13 +12,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
 from django.db import transaction
 
 from integrations.adapters.base import parse_time, validate_normalised_trace
+from integrations.store import UpsertResult
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -51,35 +51,6 @@ STEP_DEFAULTS = {
     "start_time": None,
     "end_time": None,
 }
-
-
-@dataclass
-class UpsertResult:
-    """What a batch did. ``trace_ids`` are the ids of created or changed rows."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    # Later copies of the same id in one batch win; the earlier copies are counted here.
-    duplicates: int = 0
-    trace_ids: list[int] = field(default_factory=list)
-    # (index of the trace in the batch, reason), for per-line error reports.
-    errors: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return self.created + self.updated + self.unchanged + self.failed + self.duplicates
-
-    def merge(self, other: UpsertResult, *, index_offset: int = 0) -> None:
-        """Add ``other``'s counts to this result, shifting its error indexes."""
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.failed += other.failed
-        self.duplicates += other.duplicates
-        self.trace_ids += other.trace_ids
-        self.errors += [(index + index_offset, reason) for index, reason in other.errors]
 
 
 def source_key_for(*, source: str, integration=None) -> str:
