@@ -17,6 +17,7 @@ RETRY = {
     "max_retries": 5,
 }
 REAPER_LOCK = "evals:reap-stale-runs"
+SCORES_LOCK = "evals:push-pending-scores"
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -77,3 +78,41 @@ def reap_stale_runs_task() -> int:
         return reap_stale_generations() + reap_stale_runs()
     finally:
         cache.delete(REAPER_LOCK)
+
+
+# --- continuous evaluation ------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
+    """Start automatic runs of the active evals whose eval sets match new traces."""
+    from evals.services.continuous import start_automatic_runs
+
+    return len(start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids))
+
+
+@shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
+def run_automatic_eval_task(run_id: int) -> None:
+    """Run one automatic eval run, then send its verdicts to Langfuse."""
+    import sandbox
+    from evals.services.continuous import execute_automatic_run
+
+    try:
+        execute_automatic_run(run_id=run_id)
+    except sandbox.SandboxError as exc:
+        if exc.permanent:
+            return  # execute_run has marked the run failed with the reason.
+        raise TransientEvalError(f"The sandbox is unavailable: {exc.message}") from exc
+
+
+@shared_task
+def push_pending_scores_task() -> int:
+    """Resend Langfuse scores of active evals that have not arrived yet."""
+    from evals.services.scores import push_pending_scores
+
+    if not cache.add(SCORES_LOCK, "1", timeout=600):
+        return 0
+    try:
+        return push_pending_scores().pushed
+    finally:
+        cache.delete(SCORES_LOCK)

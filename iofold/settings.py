@@ -288,6 +288,9 @@ if not isinstance(IOFOLD_LLM_PRICES, dict):
     raise ImproperlyConfigured("IOFOLD_LLM_PRICES must be a JSON object of model prices")
 # Approximate tokens the generation prompt may use (examples are trimmed to fit).
 IOFOLD_LLM_TOKEN_BUDGET = env_int("IOFOLD_LLM_TOKEN_BUDGET", 60000)
+# An active eval is flagged as drifting when its agreement with labels given after its
+# activation falls this far (0.10 = ten points) below its agreement at activation.
+IOFOLD_DRIFT_MARGIN = env_float("IOFOLD_DRIFT_MARGIN", 0.10)
 
 LOGGING = {
     "version": 1,
@@ -311,4 +314,6 @@ IOFOLD_PERIODIC_TASKS = {
     # name: (task, every N seconds)
     "reap stale sync runs": ("integrations.tasks.reap_stale_sync_runs_task", 300),
     "reap stale generations and eval runs": ("evals.tasks.reap_stale_runs_task", 300),
+    # Verdicts whose Langfuse score failed to arrive (outage, rate limit) are sent again.
+    "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
 }

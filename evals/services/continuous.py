@@ -1,0 +1,255 @@
+"""Continuous evaluation: active evals judge new traces, and drift from later human labels.
+
+New or changed traces arrive through ``traces.ingest`` (sync, upload, API, webhook), which
+calls ``EvalsConfig.on_traces_ingested``; that enqueues ``run_automatic_evals_task``, which
+calls ``start_automatic_runs`` here. Each matching active eval gets one automatic run on
+the ``execute`` queue; when it finishes, its verdicts go to Langfuse (``scores``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Q, Subquery
+
+from evals.metrics import agreement
+from evals.models import Eval, EvalExecution, EvalRun
+from evals.services.execution import execute_run, start_run
+from evals.services.scores import PushReport, push_run_scores
+from traces.models import EvalSet, Feedback, Trace
+from traces.selectors import resolve_label
+
+logger = logging.getLogger(__name__)
+
+# Agreement at activation needs this many later labels before drift is judged at all.
+DRIFT_MIN_LABELS = 10
+# The "current" agreement is taken over the most recent labels, up to this many.
+DRIFT_WINDOW = 50
+
+
+# --- automatic runs -----------------------------------------------------------------------
+
+
+def active_evals(*, workspace_id: int) -> list[Eval]:
+    """Return the workspace's active evals of eval sets that are not archived."""
+    return list(
+        Eval.objects.for_workspace(workspace_id)
+        .filter(status=Eval.Status.ACTIVE, eval_set__archived_at__isnull=True)
+        .select_related("eval_set")
+        .order_by("eval_set_id")
+    )
+
+
+def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
+    """Return the ids among `trace_ids` in the eval's set that it has not judged as they are.
+
+    A trace belongs to a ``filter`` set when the saved filter matches it, and to a
+    ``manual`` set only when it was picked. A trace already judged by this version since
+    it last changed is left out, so a repeated notification runs nothing twice.
+    """
+    if not trace_ids:
+        return []
+    up_to_date = EvalExecution.objects.filter(
+        eval=eval, trace=OuterRef("pk"), updated_at__gte=OuterRef("updated_at")
+    )
+    matching = (
+        Trace.objects.in_eval_set(eval.eval_set)
+        .filter(pk__in=list(trace_ids))
+        .exclude(Q(pk__in=Subquery(up_to_date.values("trace_id"))))
+        .order_by("timestamp", "id")
+    )
+    return list(matching.values_list("id", flat=True))
+
+
+def start_automatic_runs(
+    *, workspace_id: int, trace_ids: Sequence[int], enqueue: bool = True
+) -> list[EvalRun]:
+    """Start an automatic run of every matching active eval over the new traces.
+
+    Each run is enqueued on commit on the ``execute`` queue (``run_automatic_eval_task``),
+    which executes it and then pushes its scores. With ``enqueue=False`` nothing is
+    queued and the caller executes the runs (``execute_automatic_run``).
+    """
+    ids = list(dict.fromkeys(int(pk) for pk in trace_ids))
+    runs: list[EvalRun] = []
+    for eval in active_evals(workspace_id=workspace_id):
+        todo = traces_to_judge(eval=eval, trace_ids=ids)
+        if not todo:
+            continue
+        with transaction.atomic():
+            run = start_run(
+                eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=False
+            )
+            if enqueue:
+                from evals.tasks import run_automatic_eval_task
+
+                transaction.on_commit(lambda pk=run.pk: run_automatic_eval_task.delay(pk))
+        runs.append(run)
+    if runs:
+        logger.info(
+            "automatic eval runs started workspace=%s runs=%d traces=%d",
+            workspace_id,
+            len(runs),
+            len(ids),
+        )
+    return runs
+
+
+def execute_automatic_run(*, run_id: int) -> PushReport | None:
+    """Execute an automatic run, then send its verdicts to Langfuse when its set asks to.
+
+    Safe to call again: execution skips judged traces and score ids are deterministic.
+    """
+    run = execute_run(run_id=run_id)
+    if run is None or run.status != "succeeded":
+        return None
+    return push_run_scores(run=run)
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DriftPoint:
+    day: date
+    labels: int  # labelled traces with a verdict in this period
+    agreement: float | None  # accuracy in this period
+    cumulative: float | None  # accuracy over every later label up to this period
+
+
+@dataclass
+class Drift:
+    """How an active eval agrees with human labels given after it was activated."""
+
+    eval: Eval
+    baseline: float | None  # agreement at activation
+    current: float | None  # over the most recent labels (DRIFT_WINDOW)
+    labels: int  # later labels with a verdict
+    unjudged: int  # later labels of traces the eval has no verdict on
+    margin: float
+    points: list[DriftPoint] = field(default_factory=list)
+
+    @property
+    def drifting(self) -> bool:
+        """True when the recent agreement fell below the baseline by more than the margin."""
+        return (
+            self.baseline is not None
+            and self.current is not None
+            and self.labels >= DRIFT_MIN_LABELS
+            and self.current < self.baseline - self.margin
+        )
+
+    @property
+    def drop(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        return self.baseline - self.current
+
+
+def drift_margin() -> float:
+    return float(settings.IOFOLD_DRIFT_MARGIN)
+
+
+def baseline_agreement(eval: Eval) -> float | None:
+    """Return the eval's agreement at activation (recorded then, else its headline figure)."""
+    recorded = (eval.metrics or {}).get("agreement_at_activation")
+    if isinstance(recorded, (int, float)):
+        return float(recorded)
+    return eval.agreement
+
+
+def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
+    """Return the agreement of `eval` with labels that arrived after its activation.
+
+    A trace counts once, at the time of its first label after activation, with its current
+    majority label (ties and neutral majorities are left out, as in the metrics).
+    """
+    margin = drift_margin() if margin is None else margin
+    drift = Drift(
+        eval=eval,
+        baseline=baseline_agreement(eval),
+        current=None,
+        labels=0,
+        unjudged=0,
+        margin=margin,
+    )
+    if eval.activated_at is None:
+        return drift
+    ratings: dict[int, list[str]] = defaultdict(list)
+    first_later: dict[int, datetime] = {}
+    rows = (
+        Feedback.objects.filter(eval_set_id=eval.eval_set_id)
+        .values_list("trace_id", "rating", "created_at")
+        .order_by("created_at", "id")
+    )
+    for trace_id, rating, created_at in rows:
+        ratings[trace_id].append(rating)
+        if created_at >= eval.activated_at and trace_id not in first_later:
+            first_later[trace_id] = created_at
+    verdicts = dict(
+        EvalExecution.objects.filter(eval=eval, trace_id__in=list(first_later)).values_list(
+            "trace_id", "passed"
+        )
+    )
+    pairs: list[tuple[datetime, str, bool | None]] = []
+    for trace_id, when in first_later.items():
+        label = resolve_label(Counter(ratings[trace_id]))
+        if label not in ("positive", "negative"):
+            continue
+        if trace_id not in verdicts:
+            drift.unjudged += 1
+            continue
+        pairs.append((when, label, verdicts[trace_id]))
+    pairs.sort(key=lambda p: p[0])
+    scored = [p for p in pairs if p[2] is not None]
+    drift.labels = len(scored)
+    if not scored:
+        return drift
+    drift.current = agreement((label, v) for _, label, v in scored[-DRIFT_WINDOW:]).accuracy
+    drift.points = _points(scored)
+    return drift
+
+
+def _points(pairs: list[tuple[datetime, str, bool | None]]) -> list[DriftPoint]:
+    span = pairs[-1][0] - pairs[0][0]
+    # Daily points for up to two months of labels, weekly after that, to keep charts legible.
+    step = timedelta(days=1) if span <= timedelta(days=60) else timedelta(days=7)
+    buckets: dict[date, list[tuple[str, bool | None]]] = defaultdict(list)
+    origin = pairs[0][0].date()
+    for when, label, verdict in pairs:
+        offset = (when.date() - origin).days // step.days
+        buckets[origin + offset * step].append((label, verdict))
+    points, seen = [], []
+    for day in sorted(buckets):
+        seen += buckets[day]
+        points.append(
+            DriftPoint(
+                day=day,
+                labels=len(buckets[day]),
+                agreement=agreement(buckets[day]).accuracy,
+                cumulative=agreement(seen).accuracy,
+            )
+        )
+    return points
+
+
+def workspace_drift(*, workspace) -> list[Drift]:
+    """Return the drift of every active eval in the workspace."""
+    return [compute_drift(eval=e) for e in active_evals(workspace_id=workspace.pk)]
+
+
+def eval_set_drift(*, eval_set: EvalSet) -> Drift | None:
+    """Return the drift of the eval set's active eval, if it has one."""
+    eval = (
+        Eval.objects.for_workspace(eval_set.workspace_id)
+        .filter(eval_set=eval_set, status=Eval.Status.ACTIVE)
+        .select_related("eval_set")
+        .first()
+    )
+    return compute_drift(eval=eval) if eval is not None else None

@@ -1,0 +1,217 @@
+"""Send eval verdicts back to Langfuse as boolean scores on the traces they judged.
+
+Each score id is derived from (eval version, trace) and its timestamp is the trace's own,
+so a resend after a failure or a re-run overwrites the earlier score instead of adding
+another one. Outcomes are recorded on each execution (``score_pushed_at``/``score_error``)
+and summed up on the integration, whose page shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import F
+from django.utils import timezone
+
+from evals.models import Eval, EvalExecution, EvalRun
+from integrations.adapters.base import AdapterError, ScoreIn
+from integrations.models import Integration
+from integrations.services import get_adapter
+from traces.models import Trace
+
+logger = logging.getLogger(__name__)
+
+# Fixed namespace of iofold's score ids; changing it would duplicate every score once.
+SCORE_NAMESPACE = uuid.UUID("5f0c3c1e-8d4e-4b7a-9a55-2f6b1d0e9c41")
+# Scores per push_scores call; the adapter splits further by body size.
+PUSH_CHUNK = 500
+COMMENT_LIMIT = 2000
+NAME_LIMIT = 200
+# Executions whose Langfuse answer was a rejection: a resend gets the same answer, so the
+# periodic retry leaves them alone (the next push of their run tries again).
+REJECTED_PREFIX = "Langfuse rejected the score: "
+# The periodic retry looks this far back; older undelivered scores are left as failed.
+RETRY_WINDOW = timedelta(days=7)
+
+
+@dataclass
+class PushReport:
+    """What one push did: scores delivered, failed, and the latest failure message."""
+
+    pushed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def score_id(*, eval_id: int, trace: Trace) -> str:
+    """Return the deterministic Langfuse score id of an eval version's verdict on a trace."""
+    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval:{eval_id}:trace:{trace.external_id}"))
+
+
+def score_name(eval: Eval) -> str:
+    """Return the score name: the eval set's name, so versions share one Langfuse metric."""
+    return (eval.eval_set.name or f"iofold eval {eval.eval_set_id}")[:NAME_LIMIT]
+
+
+def build_score(execution: EvalExecution) -> ScoreIn:
+    """Return the Langfuse score for an execution with a verdict."""
+    eval, trace = execution.eval, execution.trace
+    comment = execution.reason or ""
+    return ScoreIn(
+        id=score_id(eval_id=eval.pk, trace=trace),
+        trace_id=trace.external_id,
+        name=score_name(eval),
+        value=bool(execution.passed),
+        comment=comment[:COMMENT_LIMIT] or None,
+        # Stable across resends: Langfuse updates a score only when id and timestamp match.
+        timestamp=trace.timestamp,
+        metadata={
+            "source": "iofold",
+            "eval_set_id": eval.eval_set_id,
+            "eval_id": eval.pk,
+            "eval_version": eval.version,
+        },
+    )
+
+
+def pushable(executions):
+    """Narrow an execution queryset to verdicts that belong in Langfuse."""
+    return executions.filter(
+        passed__isnull=False,
+        eval__eval_set__score_to_langfuse=True,
+        trace__source=Trace.Source.LANGFUSE,
+        trace__integration__kind=Integration.Kind.LANGFUSE,
+    )
+
+
+def push_run_scores(*, run: EvalRun) -> PushReport:
+    """Send the verdicts of a finished run, when its eval set sends scores to Langfuse."""
+    executions = pushable(EvalExecution.objects.filter(run=run, eval_id=run.eval_id))
+    return push_scores(executions=executions)
+
+
+def push_pending_scores(*, limit: int = 5000) -> PushReport:
+    """Retry verdicts of active evals not yet delivered (not rejected, recent enough)."""
+    since = timezone.now() - RETRY_WINDOW
+    executions = (
+        pushable(EvalExecution.objects.all())
+        .filter(
+            eval__status=Eval.Status.ACTIVE,
+            score_pushed_at__isnull=True,
+            created_at__gte=since,
+        )
+        .exclude(score_error__startswith=REJECTED_PREFIX)
+        .order_by("created_at", "id")
+    )
+    return push_scores(executions=executions[:limit])
+
+
+def push_scores(*, executions: Iterable[EvalExecution]) -> PushReport:
+    """Send executions' verdicts to their traces' Langfuse integrations and record outcomes.
+
+    Executions without a verdict, or whose trace did not come from Langfuse, are skipped.
+    Never raises for a delivery failure: it is recorded per execution and on the integration.
+    """
+    if hasattr(executions, "select_related"):
+        executions = executions.select_related("eval__eval_set", "trace__integration")
+    report = PushReport()
+    by_integration: dict[int, list[EvalExecution]] = defaultdict(list)
+    integrations: dict[int, Integration] = {}
+    for execution in executions:
+        trace = execution.trace
+        if (
+            execution.passed is None
+            or trace.integration is None
+            or trace.integration.kind != Integration.Kind.LANGFUSE
+        ):
+            report.skipped += 1
+            continue
+        integrations[trace.integration_id] = trace.integration
+        by_integration[trace.integration_id].append(execution)
+    for integration_id, items in by_integration.items():
+        integration = integrations[integration_id]
+        for start in range(0, len(items), PUSH_CHUNK):
+            _push_chunk(integration, items[start : start + PUSH_CHUNK], report)
+    return report
+
+
+def _push_chunk(integration: Integration, items: list[EvalExecution], report: PushReport) -> None:
+    adapter = get_adapter(integration)
+    scores = [build_score(e) for e in items]
+    try:
+        result = adapter.push_scores(scores)
+    except AdapterError as exc:
+        _record(integration, delivered=[], failed={e.pk: exc.message for e in items}, report=report)
+        return
+    if not result.rejected:
+        _record(integration, delivered=items, failed={}, report=report)
+        return
+    # Langfuse says how many were rejected but not which: resend one at a time (same ids,
+    # so the accepted ones are overwritten, not duplicated) to pin the rejections down.
+    delivered, failed = [], {}
+    for execution, score in zip(items, scores, strict=True):
+        try:
+            single = adapter.push_scores([score])
+        except AdapterError as exc:
+            failed[execution.pk] = exc.message
+            continue
+        if single.rejected:
+            message = single.errors[0] if single.errors else "no reason given"
+            failed[execution.pk] = f"{REJECTED_PREFIX}{message}"
+        else:
+            delivered.append(execution)
+    _record(integration, delivered=delivered, failed=failed, report=report)
+
+
+def _record(
+    integration: Integration,
+    *,
+    delivered: list[EvalExecution],
+    failed: dict[int, str],
+    report: PushReport,
+) -> None:
+    now = timezone.now()
+    if delivered:
+        EvalExecution.objects.filter(pk__in=[e.pk for e in delivered]).update(
+            score_pushed_at=now, score_error=""
+        )
+    by_message: dict[str, list[int]] = defaultdict(list)
+    for pk, message in failed.items():
+        by_message[message].append(pk)
+    for message, pks in by_message.items():
+        EvalExecution.objects.filter(pk__in=pks).update(score_pushed_at=None, score_error=message)
+    report.pushed += len(delivered)
+    report.failed += len(failed)
+    if failed:
+        latest = next(reversed(by_message))
+        report.errors.append(latest)
+        Integration.objects.filter(pk=integration.pk).update(
+            score_push_failures=F("score_push_failures") + len(failed),
+            score_push_error=latest[:2000],
+            score_push_failed_at=now,
+            **({"scores_pushed_at": now} if delivered else {}),
+            scores_pushed_count=F("scores_pushed_count") + len(delivered),
+        )
+        logger.warning(
+            "langfuse score push failed integration=%s failed=%d delivered=%d",
+            integration.pk,
+            len(failed),
+            len(delivered),
+        )
+    elif delivered:
+        # A clean delivery means whatever failed before works again.
+        Integration.objects.filter(pk=integration.pk).update(
+            scores_pushed_at=now,
+            scores_pushed_count=F("scores_pushed_count") + len(delivered),
+            score_push_failures=0,
+            score_push_error="",
+        )
+        logger.info(
+            "langfuse scores pushed integration=%s count=%d", integration.pk, len(delivered)
+        )
