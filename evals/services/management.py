@@ -1,0 +1,171 @@
+"""Eval versions after generation: activate, archive, restore, edit by hand, roll back."""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+import sandbox
+from evals.exceptions import EvalError
+from evals.models import Eval
+from evals.sandboxing import sandbox_limits
+from traces.models import EvalSet
+
+logger = logging.getLogger(__name__)
+
+# A hand edit is tried on this many labelled traces before it is saved.
+DRY_RUN_TRACES = 5
+
+
+class EvalActionError(EvalError):
+    """A version cannot change state this way; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class CodeProblem:
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+class InvalidEvalCode(EvalActionError):
+    """Edited code failed validation or its dry run; ``problems`` carry line numbers."""
+
+    def __init__(self, problems: list[CodeProblem]):
+        super().__init__("The code has problems: " + "; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _lock_set(eval_set_id: int) -> None:
+    # Serialises state changes and version numbering within one eval set (PostgreSQL
+    # row lock; SQLite serialises writers anyway).
+    EvalSet.objects.select_for_update().filter(pk=eval_set_id).first()
+
+
+@transaction.atomic
+def activate_eval(*, eval: Eval) -> Eval:
+    """Make this version the set's one active version; the previous one becomes a draft.
+
+    The demotion and promotion happen in one transaction, in that order, so the
+    one-active-per-set constraint holds at every statement and nobody sees zero or two.
+    """
+    _lock_set(eval.eval_set_id)
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status == Eval.Status.ACTIVE:
+        return current
+    (
+        Eval.objects.filter(eval_set_id=current.eval_set_id, status=Eval.Status.ACTIVE)
+        .exclude(pk=current.pk)
+        .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
+    )
+    current.status = Eval.Status.ACTIVE
+    current.activated_at = timezone.now()
+    current.save(update_fields=["status", "activated_at", "updated_at"])
+    logger.info("eval activated eval=%s eval_set=%s", current.pk, current.eval_set_id)
+    return current
+
+
+def rollback_to(*, eval: Eval) -> Eval:
+    """Activate an older version again (a rollback is an activation of the older code)."""
+    active = Eval.objects.filter(eval_set_id=eval.eval_set_id, status=Eval.Status.ACTIVE).first()
+    if active is not None and active.version < eval.version:
+        raise EvalActionError(
+            f"v{eval.version} is newer than the active v{active.version}; activate it instead."
+        )
+    return activate_eval(eval=eval)
+
+
+@transaction.atomic
+def archive_eval(*, eval: Eval) -> Eval:
+    """Retire a version; archiving the active one leaves the set with no active eval."""
+    _lock_set(eval.eval_set_id)
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status != Eval.Status.ARCHIVED:
+        current.status = Eval.Status.ARCHIVED
+        current.save(update_fields=["status", "updated_at"])
+    return current
+
+
+@transaction.atomic
+def restore_eval(*, eval: Eval) -> Eval:
+    """Bring an archived version back as a draft."""
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status == Eval.Status.ARCHIVED:
+        current.status = Eval.Status.DRAFT
+        current.save(update_fields=["status", "updated_at"])
+    return current
+
+
+def check_code(*, code: str, traces: list[dict]) -> list[CodeProblem]:
+    """Return what is wrong with eval code: static problems, else errors on a dry run."""
+    if not code.strip():
+        return [CodeProblem(None, "The code is empty.")]
+    problems = [CodeProblem(p.line, p.message) for p in sandbox.validate(code)]
+    if problems or not traces:
+        return problems
+    try:
+        results = sandbox.run(code, traces, sandbox_limits())
+    except sandbox.SandboxError as exc:
+        raise EvalActionError(
+            f"The sandbox could not try the code: {exc.message}", permanent=exc.permanent
+        ) from exc
+    for trace, result in zip(traces, results, strict=True):
+        if result.error:
+            problems.append(
+                CodeProblem(
+                    _error_line(result.error), f"on trace {trace.get('id')}: {result.error}"
+                )
+            )
+    return problems
+
+
+def _error_line(error: str) -> int | None:
+    marker = "(line "
+    if marker not in error:
+        return None
+    digits = error.split(marker, 1)[1].split(" ", 1)[0].rstrip(":)")
+    return int(digits) if digits.isdigit() else None
+
+
+def next_version(eval_set: EvalSet) -> int:
+    """Return the next free version number of the set (call inside the set's lock)."""
+    top = Eval.objects.filter(eval_set=eval_set).aggregate(top=Max("version"))["top"]
+    return (top or 0) + 1
+
+
+def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -> Eval:
+    """Save hand-edited code as a new draft version refined from ``eval``.
+
+    The code is validated and dry-run on a few labelled traces first; problems raise
+    InvalidEvalCode with line numbers and nothing is saved.
+    """
+    from traces.selectors import labelled_examples
+
+    code = code.replace("\r\n", "\n")
+    if code.strip() == eval.code.strip():
+        raise EvalActionError("The code is unchanged.")
+    sample = [ex.trace.data for ex in labelled_examples(eval.eval_set)[:DRY_RUN_TRACES]]
+    problems = check_code(code=code, traces=sample)
+    if problems:
+        raise InvalidEvalCode(problems)
+    with transaction.atomic():
+        _lock_set(eval.eval_set_id)
+        edited = Eval(
+            workspace_id=eval.workspace_id,
+            eval_set_id=eval.eval_set_id,
+            version=next_version(eval.eval_set),
+            parent=eval,
+            status=Eval.Status.DRAFT,
+            code=code,
+            origin="edited",
+            description=description or f"Edited by hand from v{eval.version}",
+            created_by=user,
+        )
+        edited.full_clean()
+        edited.save()
+    logger.info("eval edited eval=%s parent=%s", edited.pk, eval.pk)
+    return edited

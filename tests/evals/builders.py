@@ -1,0 +1,69 @@
+"""Eval sets with labels, versions and executions built directly, for management tests."""
+
+import itertools
+
+from evals.models import Eval, EvalExecution
+from tests.factories import MembershipFactory, UserFactory
+from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
+from traces.models import Feedback
+
+GOOD = "Your refund is on its way."
+BAD = "I cannot help with that."
+
+# Passes when the output does not refuse.
+_numbers = itertools.count(10_000)
+
+REFUSAL_CODE = """def eval_fn(trace):
+    output = str(trace.get("output") or "")
+    if "cannot" in output:
+        return False, "The assistant refused"
+    return True, "The assistant answered"
+"""
+# Judges every trace good: contradicts every negative label.
+ALWAYS_PASS_CODE = """def eval_fn(trace):
+    return True, "Looks fine"
+"""
+
+
+def labelled_set(workspace, *, good: int = 3, bad: int = 3, neutral: int = 0, user=None):
+    """Return ``(eval_set, traces)`` with majority labels: good, then bad, then neutral."""
+    user = user or MembershipFactory(workspace=workspace, user=UserFactory()).user
+    eval_set = EvalSetFactory(workspace=workspace, criteria="The assistant must not refuse.")
+    traces = []
+    plan = [("positive", GOOD)] * good + [("negative", BAD)] * bad + [("neutral", GOOD)] * neutral
+    for rating, output in plan:
+        n = next(_numbers)
+        trace = TraceFactory(workspace=workspace, data=trace_data(n, output=output))
+        Feedback.objects.create(
+            workspace=workspace,
+            trace=trace,
+            eval_set=eval_set,
+            user=user,
+            rating=rating,
+            note=f"{rating} because of the output",
+        )
+        traces.append(trace)
+    return eval_set, traces
+
+
+def make_eval(eval_set, *, version: int, code: str = REFUSAL_CODE, **fields) -> Eval:
+    return Eval.objects.create(
+        workspace=eval_set.workspace,
+        eval_set=eval_set,
+        version=version,
+        code=code,
+        provider=fields.pop("provider", "offline"),
+        **fields,
+    )
+
+
+def record(eval, trace, passed: bool | None, *, reason: str = "", error: str = ""):
+    return EvalExecution.objects.create(
+        workspace=eval.workspace,
+        eval=eval,
+        trace=trace,
+        passed=passed,
+        reason=reason or ("ok" if passed else "no"),
+        error=error,
+        duration_ms=1.5,
+    )
