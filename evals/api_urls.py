@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.api import generation
+from evals.api import continuous, generation
 
 urlpatterns = [
     path(
@@ -16,4 +16,5 @@ urlpatterns = [
         generation.EvalExecutionListApi.as_view(),
         name="api-eval-executions",
     ),
+    path("evals/<int:pk>/run", continuous.EvalBatchRunApi.as_view(), name="api-eval-run"),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from integrations import api
+from integrations import api, webhooks
 
 urlpatterns = [
     path("integrations/", api.IntegrationListApi.as_view(), name="api-integrations"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path(
         "integrations/<int:pk>/runs/", api.IntegrationRunsApi.as_view(), name="api-integration-runs"
     ),
+    # Authenticated by the integration's HMAC signature, not by a session or token.
+    path("integrations/<int:pk>/webhook", webhooks.receive, name="api-integration-webhook"),
     path("sync-runs/<int:pk>/", api.SyncRunDetailApi.as_view(), name="api-sync-run"),
     # No trailing slash: GET traces/ (the list) belongs to the traces app.
     path("traces", api.TraceIngestApi.as_view(), name="api-traces-ingest"),

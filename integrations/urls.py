@@ -1,6 +1,6 @@
 from django.urls import path
 
-from integrations import views
+from integrations import views, webhooks
 
 app_name = "integrations"
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("<int:pk>/enable/", views.enable, name="enable"),
     path("<int:pk>/delete/", views.delete, name="delete"),
     path("<int:pk>/runs/<int:run_pk>/", views.run_progress, name="run_progress"),
+    path("<int:pk>/webhook-secret/", webhooks.regenerate_secret, name="webhook_secret"),
 ]

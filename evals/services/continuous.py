@@ -16,12 +16,20 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
+import sandbox
+from evals.exceptions import EvalError
 from evals.metrics import agreement
 from evals.models import Eval, EvalExecution, EvalRun
-from evals.services.execution import execute_run, start_run
+from evals.sandboxing import sandbox_limits
+from evals.services.execution import execute_run, run_eval_now, start_run
 from evals.services.scores import PushReport, push_run_scores
+from integrations.adapters.base import validate_normalised_trace
+from integrations.models import Integration
+from traces.ingest import canonical_trace
 from traces.models import EvalSet, Feedback, Trace
 from traces.selectors import resolve_label
 
@@ -31,6 +39,8 @@ logger = logging.getLogger(__name__)
 DRIFT_MIN_LABELS = 10
 # The "current" agreement is taken over the most recent labels, up to this many.
 DRIFT_WINDOW = 50
+# A batch run answers within one request: one sandbox call over at most this many traces.
+MAX_BATCH_TRACES = 1000
 
 
 # --- automatic runs -----------------------------------------------------------------------
@@ -110,6 +120,107 @@ def execute_automatic_run(*, run_id: int) -> PushReport | None:
     if run is None or run.status != "succeeded":
         return None
     return push_run_scores(run=run)
+
+
+# --- batch runs for CI ----------------------------------------------------------------------
+
+
+@dataclass
+class BatchRun:
+    """Per-trace verdicts of one batch run, in the order the traces were given."""
+
+    results: list[dict] = field(default_factory=list)
+    invalid: int = 0
+
+    def summary(self) -> dict:
+        passed = sum(1 for r in self.results if r["passed"] is True and not r["error"])
+        failed = sum(1 for r in self.results if r["passed"] is False and not r["error"])
+        errors = sum(1 for r in self.results if r["passed"] is None and not r["invalid"])
+        return {
+            "total": len(self.results),
+            "passed": passed,
+            "failed": failed,
+            "errors": errors,
+            "invalid": self.invalid,
+            "ok": failed == 0 and errors == 0 and self.invalid == 0,
+        }
+
+
+def run_batch(
+    *,
+    eval: Eval,
+    traces: Sequence[dict] | None = None,
+    trace_ids: Sequence[int] | None = None,
+) -> BatchRun:
+    """Judge sent traces (not stored) or stored trace ids (verdicts stored) right now.
+
+    Invalid sent traces get an error result instead of failing the whole batch. Raises
+    EvalError when the sandbox cannot run, or when ids name no trace of the workspace.
+    """
+    batch = BatchRun()
+    if trace_ids:
+        wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
+        stored = Trace.objects.for_workspace(eval.workspace_id).in_bulk(wanted)
+        missing = [pk for pk in wanted if pk not in stored]
+        if missing:
+            shown = ", ".join(str(pk) for pk in missing[:10])
+            raise EvalError(f"No trace with id {shown} in this workspace.")
+        executions = {
+            e.trace_id: e
+            for e in run_eval_now(
+                eval=eval, traces=[stored[pk] for pk in wanted], trigger=EvalRun.Trigger.API
+            )
+        }
+        for index, pk in enumerate(wanted):
+            e = executions[pk]
+            batch.results.append(
+                _verdict(index, stored[pk].external_id, e.passed, e.reason, e.error, e.duration_ms)
+            )
+        return batch
+    valid: list[tuple[int, dict]] = []
+    for index, raw in enumerate(traces or []):
+        problems = validate_normalised_trace(raw)
+        if problems:
+            batch.invalid += 1
+            trace_id = raw.get("id") if isinstance(raw, dict) else None
+            result = _verdict(index, str(trace_id or ""), None, "", "; ".join(problems), 0.0)
+            result["invalid"] = True
+            batch.results.append(result)
+            continue
+        valid.append((index, canonical_trace(raw)))
+    if valid:
+        try:
+            outcomes = sandbox.run(eval.code, [t for _, t in valid], sandbox_limits())
+        except sandbox.SandboxError as exc:
+            raise EvalError(
+                f"The sandbox could not run the eval: {exc.message}", permanent=exc.permanent
+            ) from exc
+        for (index, trace), outcome in zip(valid, outcomes, strict=True):
+            passed = outcome.passed if outcome.error is None else None
+            batch.results.append(
+                _verdict(
+                    index,
+                    trace["id"],
+                    passed,
+                    outcome.reason or "",
+                    outcome.error or "",
+                    outcome.duration_ms,
+                )
+            )
+    batch.results.sort(key=lambda r: r["index"])
+    return batch
+
+
+def _verdict(index, trace_id, passed, reason, error, duration_ms) -> dict:
+    return {
+        "index": index,
+        "trace_id": trace_id,
+        "passed": passed,
+        "reason": reason,
+        "error": error,
+        "duration_ms": duration_ms,
+        "invalid": False,
+    }
 
 
 # --- drift ---------------------------------------------------------------------------------
@@ -253,3 +364,84 @@ def eval_set_drift(*, eval_set: EvalSet) -> Drift | None:
         .first()
     )
     return compute_drift(eval=eval) if eval is not None else None
+
+
+# --- operations dashboard -------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    traces: int
+    traces_recent: int  # ingested in the last RECENT_DAYS days
+    labelled: int
+    evals_active: int
+    executions_recent: int
+    pass_rate: float | None  # over RECENT_DAYS days
+    pass_rate_by_day: list[tuple[date, float | None, int]]
+    recent_failures: list[EvalExecution]
+    drift: list[Drift]
+    integrations: list  # integrations with their score-push status
+
+
+RECENT_DAYS = 30
+
+
+def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dashboard:
+    """Return the workspace's continuous-evaluation figures for the operations page."""
+    since = timezone.now() - timedelta(days=days)
+    traces = Trace.objects.for_workspace(workspace)
+    executions = EvalExecution.objects.for_workspace(workspace).filter(
+        created_at__gte=since, eval__status=Eval.Status.ACTIVE
+    )
+    by_day = (
+        executions.exclude(passed__isnull=True)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(total=Count("id"), passed=Count("id", filter=Q(passed=True)))
+        .order_by("day")
+    )
+    series = [(row["day"], row["passed"] / row["total"], row["total"]) for row in by_day]
+    judged = sum(n for _, _, n in series)
+    passed = sum(rate * n for _, rate, n in series)
+    recent_failures = list(
+        EvalExecution.objects.for_workspace(workspace)
+        .filter(passed=False)
+        .select_related("trace", "eval__eval_set")
+        .only(
+            "id",
+            "reason",
+            "created_at",
+            "trace__id",
+            "trace__name",
+            "trace__external_id",
+            "trace__timestamp",
+            "eval__id",
+            "eval__version",
+            "eval__eval_set__id",
+            "eval__eval_set__name",
+        )
+        .order_by("-created_at", "-id")[:failures]
+    )
+    return Dashboard(
+        traces=traces.count(),
+        traces_recent=traces.filter(created_at__gte=since).count(),
+        labelled=Feedback.objects.for_workspace(workspace).values("trace_id").distinct().count(),
+        evals_active=len(active_evals(workspace_id=workspace.pk)),
+        executions_recent=executions.count(),
+        pass_rate=passed / judged if judged else None,
+        pass_rate_by_day=series,
+        recent_failures=recent_failures,
+        drift=workspace_drift(workspace=workspace),
+        integrations=list(
+            Integration.objects.for_workspace(workspace).only(
+                "id",
+                "name",
+                "kind",
+                "scores_pushed_at",
+                "scores_pushed_count",
+                "score_push_failures",
+                "score_push_error",
+                "score_push_failed_at",
+            )
+        ),
+    )

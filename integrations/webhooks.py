@@ -1,0 +1,182 @@
+"""Traces pushed in real time: an HMAC-signed webhook per integration.
+
+A sender signs ``"<timestamp>.<raw body>"`` with the integration's webhook secret
+(HMAC-SHA256, hex) and sends::
+
+    X-Iofold-Timestamp: <unix seconds>
+    X-Iofold-Signature: sha256=<hex digest>
+
+Requests older (or newer) than five minutes are refused so a captured request cannot be
+replayed later; within that window a replay only re-upserts the same traces, which the
+natural-key upsert turns into "unchanged".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from integrations.constants import MAX_API_TRACES, MAX_REPORTED_ERRORS
+from integrations.models import Integration
+from integrations.store import store_traces
+from integrations.uploads import to_normalised
+from workspaces.access import workspace_view
+
+logger = logging.getLogger(__name__)
+
+TIMESTAMP_HEADER = "X-Iofold-Timestamp"
+SIGNATURE_HEADER = "X-Iofold-Signature"
+SIGNATURE_PREFIX = "sha256="
+# How far a request's timestamp may be from now, in seconds, either way.
+REPLAY_WINDOW = 300
+
+
+class WebhookRejected(Exception):
+    """A webhook request that is not authentic (or too old); ``message`` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+def regenerate_webhook_secret(*, integration: Integration) -> str:
+    """Give the integration a new webhook secret and return it (shown to the user once)."""
+    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    integration.webhook_secret = secret
+    integration.save(update_fields=["webhook_secret", "updated_at"])
+    logger.info("webhook secret regenerated integration=%s", integration.pk)
+    return secret
+
+
+def sign(*, secret: str, timestamp: int | str, body: bytes) -> str:
+    """Return the signature header value for a body sent at ``timestamp``."""
+    message = str(timestamp).encode() + b"." + body
+    return SIGNATURE_PREFIX + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    *, secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float
+) -> None:
+    """Raise ``WebhookRejected`` unless the signature matches and the timestamp is fresh."""
+    if not secret:
+        raise WebhookRejected("This integration has no webhook secret; generate one first.")
+    if not timestamp or not signature:
+        raise WebhookRejected(f"Send the {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers.")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise WebhookRejected(f"{TIMESTAMP_HEADER} must be Unix seconds.") from None
+    if abs(now - sent_at) > REPLAY_WINDOW:
+        raise WebhookRejected("The timestamp is more than 5 minutes away from now.")
+    expected = sign(secret=secret, timestamp=timestamp, body=body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        raise WebhookRejected("The signature does not match.")
+
+
+def ingest_webhook(*, integration: Integration, items: list) -> dict:
+    """Upsert pushed traces (normalised or Langfuse exports) as the integration's traces.
+
+    They share the integration's natural-key namespace, so a trace pushed here and later
+    synced (or pushed twice) stays one row.
+    """
+    traces, indexes, errors = [], [], []
+    for index, obj in enumerate(items):
+        try:
+            traces.append(to_normalised(obj))
+        except (ValueError, TypeError, KeyError) as exc:
+            errors.append({"index": index, "error": f"not a valid Langfuse trace export: {exc}"})
+            continue
+        indexes.append(index)
+    result = store_traces(
+        workspace=integration.workspace, source="webhook", integration=integration, traces=traces
+    )
+    errors += [{"index": indexes[i], "error": reason} for i, reason in result.errors]
+    errors.sort(key=lambda e: e["index"])
+    return {
+        "received": len(items),
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged + result.duplicates,
+        "failed": len(errors),
+        "errors": errors[:MAX_REPORTED_ERRORS],
+        "errors_truncated": len(errors) > MAX_REPORTED_ERRORS,
+    }
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+def _reject(message: str, status: int = 401) -> JsonResponse:
+    return JsonResponse({"detail": message}, status=status)
+
+
+@login_not_required
+@csrf_exempt
+@require_POST
+def receive(request: HttpRequest, pk: int) -> JsonResponse:
+    """Accept traces pushed to an integration, signed with its webhook secret."""
+    integration = (
+        Integration.objects.filter(pk=pk, enabled=True).select_related("workspace").first()
+    )
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _reject("The request body is too large.", status=413)
+    try:
+        # Unknown and disabled integrations answer like a bad signature: no probing for ids.
+        verify_signature(
+            secret=integration.webhook_secret if integration else "",
+            timestamp=request.headers.get(TIMESTAMP_HEADER),
+            signature=request.headers.get(SIGNATURE_HEADER),
+            body=body,
+            now=time.time(),
+        )
+    except WebhookRejected as exc:
+        logger.info("webhook rejected integration=%s reason=%s", pk, exc.message)
+        return _reject(exc.message if integration else "The signature does not match.")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _reject("The body is not JSON.", status=400)
+    if isinstance(payload, dict) and isinstance(payload.get("traces"), list):
+        items = payload["traces"]
+    elif isinstance(payload, list):
+        items = payload
+    elif isinstance(payload, dict) and payload:
+        items = [payload]
+    else:
+        return _reject('Send a trace object, a list of traces or {"traces": [...]}.', status=400)
+    if len(items) > MAX_API_TRACES:
+        return _reject(f"At most {MAX_API_TRACES} traces per request.", status=413)
+    out = ingest_webhook(integration=integration, items=items)
+    status = 400 if out["failed"] == out["received"] else 200
+    return JsonResponse(out, status=status)
+
+
+@require_POST
+@workspace_view(manage=True)
+def regenerate_secret(request, pk: int):
+    """Make a new webhook secret and show it once, with how to sign requests."""
+    integration = get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
+    had_secret = bool(integration.webhook_secret)
+    secret = regenerate_webhook_secret(integration=integration)
+    if had_secret:
+        messages.warning(request, "The old webhook secret no longer works.")
+    url = request.build_absolute_uri(f"/api/v1/integrations/{integration.pk}/webhook")
+    ctx = {"integration": integration, "secret": secret, "webhook_url": url}
+    return render(request, "integrations/webhook_secret.html", ctx)
