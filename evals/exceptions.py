@@ -17,3 +17,11 @@ class TransientEvalError(EvalError):
 
     def __init__(self, message: str):
         super().__init__(message, permanent=False)
+
+
+def sandbox_failure(exc: Exception, what: str = "run the eval") -> EvalError:
+    """Return the EvalError for a sandbox that could not run at all (transient or not)."""
+    message = f"The sandbox could not {what}: {getattr(exc, 'message', exc)}"
+    if getattr(exc, "permanent", True):
+        return EvalError(message)
+    return TransientEvalError(message)

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 import sandbox
-from evals.exceptions import EvalError
+from evals.exceptions import EvalError, sandbox_failure
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.sandboxing import sandbox_limits
 from traces.models import Trace
@@ -131,9 +131,7 @@ def run_eval_now(
     try:
         results = sandbox.run(eval.code, [t.data for t in traces], sandbox_limits())
     except sandbox.SandboxError as exc:
-        raise EvalError(
-            f"The sandbox could not run the eval: {exc.message}", permanent=exc.permanent
-        ) from exc
+        raise sandbox_failure(exc) from exc
     run = record_completed_run(eval=eval, traces=traces, results=results, trigger=trigger)
     return list(
         EvalExecution.objects.filter(run=run, eval=eval)
@@ -201,12 +199,18 @@ def record_results(
 
 def _refresh_counts(run: EvalRun) -> None:
     counts = EvalExecution.objects.filter(run=run).aggregate(
-        done=Count("id"),
-        passed=Count("id", filter=Q(passed=True)),
-        failed=Count("id", filter=Q(passed=False)),
-        errors=Count("id", filter=Q(passed__isnull=True)),
+        n_done=Count("id"),
+        n_passed=Count("id", filter=Q(passed=True)),
+        n_failed=Count("id", filter=Q(passed=False)),
+        n_errors=Count("id", filter=Q(passed__isnull=True)),
     )
-    EvalRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), **counts)
+    EvalRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now(),
+        done=counts["n_done"],
+        passed=counts["n_passed"],
+        failed=counts["n_failed"],
+        errors=counts["n_errors"],
+    )
 
 
 def finish_run(*, run: EvalRun) -> EvalRun:

@@ -1,0 +1,227 @@
+"""Write a candidate eval from labelled examples and test it in the sandbox; no database.
+
+The Django flow (`evals.services.generation`) and the `fit_eval` command share this:
+one writes Eval rows, the other a file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import sandbox
+from evals import prompts
+from evals.codegen import CodeExtractionError, extract_code
+from evals.datasets import LabelledExample
+from evals.exceptions import EvalError, sandbox_failure
+from evals.metrics import holdout_split
+from evals.providers import Provider as LLMProvider
+from evals.synthesis import SynthesisError, cross_validate, fit
+
+logger = logging.getLogger(__name__)
+
+# Calls to the model per generation: the first answer plus two corrections. Past that the
+# model is usually stuck on the same mistake and another call mostly costs money.
+MAX_ATTEMPTS = 3
+# With fewer decided labels a held-out part would be too small to say anything.
+HOLDOUT_MIN_LABELS = 20
+HOLDOUT_FRACTION = 0.2
+CV_FOLDS = 5
+
+Stage = Callable[[str], None]
+
+
+@dataclass
+class Candidate:
+    """Eval code that passed validation and a dry run, with how it was made."""
+
+    code: str
+    provider: str
+    model: str
+    method: str  # how held-out agreement is measured
+    prompt: str = ""
+    prompt_version: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    attempts: int = 1
+    description: str = ""
+    usage_estimated: bool = False
+    # Examples the code was written from and those kept back to measure it.
+    train: list[LabelledExample] = field(default_factory=list)
+    heldout: list[LabelledExample] = field(default_factory=list)
+    # Offline: (label, verdict) from cross-validation of the whole procedure.
+    heldout_pairs: list[tuple[str, bool | None]] | None = None
+
+
+def decided(examples: Sequence[LabelledExample]) -> list[LabelledExample]:
+    """Return the examples labelled positive or negative."""
+    return [e for e in examples if e.label in ("positive", "negative")]
+
+
+def require_both_labels(examples: Sequence[LabelledExample]) -> None:
+    """Raise EvalError unless there is at least one positive and one negative label."""
+    labels = {e.label for e in examples}
+    if not labels & {"positive", "negative"}:
+        raise EvalError("There are no thumbs-up or thumbs-down labels to learn from yet.")
+
+
+def split_for_llm(
+    examples: Sequence[LabelledExample],
+) -> tuple[list[LabelledExample], list[LabelledExample]]:
+    """Return (train, held-out): a fifth kept back once there are 20 decided labels."""
+    usable = sorted(decided(examples), key=lambda e: str(e.trace.get("id", "")))
+    if len(usable) < HOLDOUT_MIN_LABELS:
+        return usable, []
+    groups = [e.group or str(e.trace.get("id", i)) for i, e in enumerate(usable)]
+    train_idx, test_idx = holdout_split(groups, test_fraction=HOLDOUT_FRACTION)
+    return [usable[i] for i in train_idx], [usable[i] for i in test_idx]
+
+
+def write_offline(
+    *, examples: Sequence[LabelledExample], criteria: str, on_stage: Stage | None = None
+) -> Candidate:
+    """Synthesise an eval with the offline learner, cross-validating it for held-out figures."""
+    stage = on_stage or (lambda text: None)
+    usable = decided(examples)
+    stage(f"Learning a rule from {len(usable)} labels")
+    try:
+        fitted = fit(usable, criteria=criteria)
+    except SynthesisError as exc:
+        raise EvalError(str(exc)) from None
+    stage("Cross-validating on held-out labels")
+    pairs = cross_validate(usable, criteria=criteria, folds=CV_FOLDS)
+    code = fitted.code
+    problems = sandbox.validate(code)
+    if problems:
+        # The synthesiser emits only allow-listed code; this is a bug, not a user error.
+        raise EvalError(f"The synthesised code failed validation: {problems[0]}")
+    description = "\n".join(fitted.rules)
+    if fitted.constant_reason:
+        description += f"\n{fitted.constant_reason}."
+    folds = min(CV_FOLDS, len(usable))
+    return Candidate(
+        code=code,
+        provider="offline",
+        model="synthesiser",
+        method=f"{folds}-fold cross-validation",
+        description=description,
+        train=list(usable),
+        heldout_pairs=pairs,
+    )
+
+
+def format_problems(problems: Sequence[sandbox.Problem]) -> str:
+    """Return validation problems as the line-numbered text fed back to the model."""
+    lines = [f"- line {p.line}, column {p.column}: {p.message}" for p in problems[:10]]
+    if len(problems) > 10:
+        lines.append(f"- and {len(problems) - 10} more")
+    return "The code was rejected by the validator:\n" + "\n".join(lines)
+
+
+def render_conversation(system: str, messages: Sequence[dict]) -> str:
+    """Return the exact prompt sent, as readable text (system, then each message)."""
+    parts = [f"### system\n\n{system}"]
+    parts += [f"### {m['role']}\n\n{m['content']}" for m in messages]
+    return "\n\n".join(parts)
+
+
+def check_code(code: str, trace: dict, limits: sandbox.Limits | None) -> str | None:
+    """Return why `code` is unusable (validation, or a dry run on `trace`), or None."""
+    problems = sandbox.validate(code)
+    if problems:
+        return format_problems(problems)
+    try:
+        [result] = sandbox.run(code, [trace], limits, validate_code=False)
+    except sandbox.SandboxError as exc:
+        raise sandbox_failure(exc, "run the code") from exc
+    if result.error:
+        trace_id = trace.get("id", "?")
+        return f"Running eval_fn on trace {trace_id!r} in the sandbox failed:\n{result.error}"
+    return None
+
+
+def write_with_llm(
+    *,
+    examples: Sequence[LabelledExample],
+    criteria: str,
+    llm: LLMProvider,
+    provider_name: str,
+    token_budget: int,
+    limits: sandbox.Limits | None = None,
+    on_stage: Stage | None = None,
+    on_attempt: Callable[[int], None] | None = None,
+) -> Candidate:
+    """Ask the model for eval code; validate and dry-run it, feeding errors back.
+
+    Up to MAX_ATTEMPTS calls. Raises evals.providers.ProviderError from the provider,
+    and EvalError when no attempt produced usable code.
+    """
+    stage = on_stage or (lambda text: None)
+    train, heldout = split_for_llm(examples)
+    if not train:
+        raise EvalError("There are no thumbs-up or thumbs-down labels to learn from yet.")
+    try:
+        prompt = prompts.build_generation_prompt(
+            criteria=criteria,
+            examples=[prompts.PromptExample(e.trace, e.label, e.note) for e in train],
+            token_budget=token_budget,
+        )
+    except prompts.PromptBudgetError as exc:
+        raise EvalError(f"The prompt does not fit IOFOLD_LLM_TOKEN_BUDGET: {exc}") from None
+    messages = list(prompt.messages)
+    dry_trace = train[0].trace
+    input_tokens = output_tokens = 0
+    estimated = False
+    error = ""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        stage(f"Asking {llm.model} for code (attempt {attempt} of {MAX_ATTEMPTS})")
+        if on_attempt is not None:
+            on_attempt(attempt)
+        completion = llm.complete(system=prompt.system, messages=messages)
+        input_tokens += completion.input_tokens
+        output_tokens += completion.output_tokens
+        estimated = estimated or completion.usage_estimated
+        sent = render_conversation(prompt.system, messages)
+        try:
+            code = extract_code(completion.text)
+        except CodeExtractionError as exc:
+            error = str(exc)
+        else:
+            stage(f"Checking the code and dry-running it (attempt {attempt})")
+            error = check_code(code, dry_trace, limits) or ""
+        if not error:
+            return Candidate(
+                code=code,
+                provider=provider_name,
+                model=completion.model or llm.model,
+                method="held-out split" if heldout else "",
+                prompt=sent,
+                prompt_version=prompt.version,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                attempts=attempt,
+                usage_estimated=estimated,
+                train=train,
+                heldout=heldout,
+            )
+        logger.info("generated code rejected attempt=%d model=%s", attempt, llm.model)
+        messages += [
+            {"role": "assistant", "content": completion.text},
+            {"role": "user", "content": prompts.build_retry_message(error)},
+        ]
+    raise EvalError(
+        f"The model did not write a usable eval in {MAX_ATTEMPTS} attempts "
+        f"({input_tokens + output_tokens} tokens used). Last problem: "
+        f"{prompts.truncate_middle(error, 1500)}"
+    )
+
+
+def test_candidate(
+    code: str, examples: Sequence[LabelledExample], limits: sandbox.Limits | None = None
+) -> list[sandbox.Result]:
+    """Run `code` on every example's trace in one sandbox call; one Result per example."""
+    try:
+        return sandbox.run(code, [e.trace for e in examples], limits)
+    except sandbox.SandboxError as exc:
+        raise sandbox_failure(exc) from exc

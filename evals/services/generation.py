@@ -1,0 +1,376 @@
+"""Generate an eval version for an eval set: a Generation row carried out on the generate queue.
+
+start_generation (request) -> generate_eval_task -> run_generation: read the labels,
+write a candidate (offline synthesiser or an LLM with validation and retries), run it
+on every labelled trace in the sandbox, measure it against the labels, store the version.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from evals.datasets import LabelledExample
+from evals.exceptions import EvalError, TransientEvalError
+from evals.models import Eval, EvalRun, Generation, Provider, RunStatus
+from evals.pricing import cost_usd, parse_price_table
+from evals.providers import ProviderError, get_provider
+from evals.sandboxing import sandbox_limits
+from evals.services import candidates
+from evals.services.execution import record_completed_run
+from evals.services.metrics import apply_measurement, measure
+from evals.services.provider_settings import ProviderChoice, resolve_provider
+from traces.models import EvalSet, Trace
+from traces.selectors import labelled_examples
+
+logger = logging.getLogger(__name__)
+
+# A running generation silent for this long belongs to a dead worker. Generous: an LLM
+# call can take two minutes and three of them run back to back.
+GENERATION_STALE_AFTER = timedelta(minutes=15)
+
+
+def start_generation(
+    *, eval_set: EvalSet, user=None, choice: ProviderChoice | None = None, enqueue: bool = True
+) -> Generation:
+    """Queue a generation for the set and return it; an unfinished one is returned as is."""
+    if eval_set.is_archived:
+        raise EvalError("This eval set is archived; restore it to generate an eval.")
+    examples = labelled_examples(eval_set)
+    labels = {e.label for e in examples}
+    if not labels & {"positive", "negative"}:
+        raise EvalError("Label some traces thumbs-up or thumbs-down before generating an eval.")
+    reap_stale_generations(eval_set=eval_set)
+    active = Generation.objects.filter(eval_set=eval_set, parent__isnull=True).unfinished().first()
+    if active is not None:
+        return active
+    choice = choice or resolve_provider(workspace=eval_set.workspace)
+    with transaction.atomic():
+        generation = Generation.objects.create(
+            workspace_id=eval_set.workspace_id,
+            eval_set=eval_set,
+            provider=choice.provider,
+            model=choice.model,
+            stage="Waiting for a worker",
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        if enqueue:
+            from evals.tasks import generate_eval_task
+
+            transaction.on_commit(lambda: generate_eval_task.delay(generation.pk))
+    logger.info(
+        "generation queued generation=%s eval_set=%s provider=%s",
+        generation.pk,
+        eval_set.pk,
+        choice.provider,
+    )
+    return generation
+
+
+def generate_now(
+    *, eval_set: EvalSet, user=None, choice: ProviderChoice | None = None
+) -> Generation:
+    """Generate synchronously (demo data, commands); return the finished Generation."""
+    generation = start_generation(eval_set=eval_set, user=user, choice=choice, enqueue=False)
+    return run_generation(generation_id=generation.pk, choice=choice) or generation
+
+
+def claim_generation(
+    *, generation_id: int, stale_after: timedelta = GENERATION_STALE_AFTER
+) -> Generation | None:
+    """Mark a queued generation (or one whose worker died) running; None if taken or gone."""
+    now = timezone.now()
+    claimed = Generation.objects.filter(pk=generation_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, error=""
+    )
+    if not claimed:
+        claimed = Generation.objects.filter(
+            pk=generation_id, status=RunStatus.RUNNING, heartbeat_at__lt=now - stale_after
+        ).update(heartbeat_at=now)
+    if not claimed:
+        return None
+    return Generation.objects.select_related("eval_set", "workspace").get(pk=generation_id)
+
+
+def run_generation(
+    *, generation_id: int, choice: ProviderChoice | None = None
+) -> Generation | None:
+    """Carry out a queued generation and return it finished.
+
+    Permanent failures mark it failed with a message for the user. A transient provider
+    or sandbox failure puts it back in the queue and raises TransientEvalError, for the
+    task to retry later.
+    """
+    generation = claim_generation(generation_id=generation_id)
+    if generation is None:
+        logger.info("generation not claimed generation=%s", generation_id)
+        return Generation.objects.filter(pk=generation_id).first()
+    if generation.parent_id is not None:
+        # Refinement shares the row, the queue and the task; its logic lives apart.
+        from evals.services.refinement import run_refinement
+
+        return run_refinement(generation=generation)
+    eval_set = generation.eval_set
+    try:
+        if choice is None:
+            choice = _choice_for(generation)
+        eval = generate_eval(
+            eval_set=eval_set,
+            choice=choice,
+            user=generation.created_by,
+            on_stage=lambda text: set_stage(generation, text),
+            on_attempt=lambda n: Generation.objects.filter(pk=generation.pk).update(attempts=n),
+        )
+    except ProviderError as exc:
+        if exc.permanent:
+            return fail_generation(generation_id=generation.pk, error=exc.message)
+        Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.QUEUED, stage=f"Provider unavailable, retrying: {exc.message}"
+        )
+        raise TransientEvalError(exc.message) from exc
+    except TransientEvalError as exc:
+        Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.QUEUED, stage=f"Retrying: {exc.message}"
+        )
+        raise
+    except EvalError as exc:
+        return fail_generation(generation_id=generation.pk, error=exc.message)
+    except Exception:
+        logger.exception("generation crashed generation=%s", generation.pk)
+        fail_generation(
+            generation_id=generation.pk,
+            error="Generation stopped on an internal error; try again.",
+        )
+        raise
+    now = timezone.now()
+    Generation.objects.filter(pk=generation.pk).update(
+        status=RunStatus.SUCCEEDED,
+        stage="Done",
+        result=eval,
+        model=eval.model,
+        finished_at=now,
+        heartbeat_at=now,
+    )
+    generation.refresh_from_db()
+    logger.info(
+        "generation finished generation=%s eval=%s agreement=%s",
+        generation.pk,
+        eval.pk,
+        eval.agreement,
+    )
+    return generation
+
+
+def _choice_for(generation: Generation) -> ProviderChoice:
+    """Return the provider the generation was queued with, with the workspace's current key."""
+    current = resolve_provider(workspace=generation.workspace)
+    if current.provider == generation.provider:
+        return current
+    # The settings changed since it was queued; use what is configured now.
+    Generation.objects.filter(pk=generation.pk).update(
+        provider=current.provider, model=current.model
+    )
+    return current
+
+
+def set_stage(generation: Generation, text: str) -> None:
+    """Record what the generation is doing now (shown while polling); also a heartbeat."""
+    Generation.objects.filter(pk=generation.pk).update(
+        stage=text[:200], heartbeat_at=timezone.now()
+    )
+
+
+def examples_for(eval_set: EvalSet) -> tuple[list[LabelledExample], dict[str, Trace]]:
+    """Return the set's labelled traces as examples, and the Trace of each example's group."""
+    examples = []
+    traces: dict[str, Trace] = {}
+    for item in labelled_examples(eval_set):
+        group = str(item.trace.pk)
+        traces[group] = item.trace
+        data = item.trace.data if isinstance(item.trace.data, dict) else {}
+        examples.append(
+            LabelledExample(trace=data, label=item.label, note="\n".join(item.notes), group=group)
+        )
+    examples.sort(key=lambda e: int(e.group))
+    return examples, traces
+
+
+def price_table():
+    """Return the price table: list prices updated with IOFOLD_LLM_PRICES."""
+    return parse_price_table(settings.IOFOLD_LLM_PRICES)
+
+
+def make_llm(choice: ProviderChoice):
+    """Return the provider client for an LLM choice."""
+    return get_provider(
+        choice.provider,
+        api_key=choice.api_key,
+        model=choice.model,
+        base_url=choice.base_url or None,
+    )
+
+
+def generate_eval(
+    *,
+    eval_set: EvalSet,
+    choice: ProviderChoice,
+    user=None,
+    on_stage=None,
+    on_attempt=None,
+) -> Eval:
+    """Write, test, measure and store a new eval version for the set; return it."""
+    stage = on_stage or (lambda text: None)
+    stage("Reading the labels")
+    examples, traces = examples_for(eval_set)
+    candidates.require_both_labels(examples)
+    limits = sandbox_limits()
+    if choice.provider == Provider.OFFLINE:
+        candidate = candidates.write_offline(
+            examples=examples, criteria=eval_set.criteria, on_stage=stage
+        )
+    else:
+        candidate = candidates.write_with_llm(
+            examples=examples,
+            criteria=eval_set.criteria,
+            llm=make_llm(choice),
+            provider_name=choice.provider,
+            token_budget=settings.IOFOLD_LLM_TOKEN_BUDGET,
+            limits=limits,
+            on_stage=stage,
+            on_attempt=on_attempt,
+        )
+    stage(f"Running the eval on {len(examples)} labelled traces in the sandbox")
+    results = candidates.test_candidate(candidate.code, examples, limits)
+    stage("Measuring agreement with the labels")
+    verdicts = {
+        e.group: (r.passed if r.error is None else None)
+        for e, r in zip(examples, results, strict=True)
+    }
+    heldout_groups = {e.group for e in candidate.heldout}
+    training = [(e.label, verdicts[e.group]) for e in examples if e.group not in heldout_groups]
+    extra = {}
+    if candidate.heldout:
+        heldout = [(e.label, verdicts[e.group]) for e in candidate.heldout]
+        extra["heldout_trace_ids"] = sorted(int(g) for g in heldout_groups)
+    else:
+        heldout = candidate.heldout_pairs
+    measurement = measure(
+        training=training,
+        heldout=heldout,
+        method=candidate.method,
+        labels=[e.label for e in examples],
+        extra=extra,
+    )
+    ordered_traces = [traces[e.group] for e in examples]
+    return store_eval(
+        eval_set=eval_set,
+        candidate=candidate,
+        measurement=measurement,
+        traces=ordered_traces,
+        results=results,
+        user=user,
+    )
+
+
+def candidate_cost(candidate: candidates.Candidate) -> Decimal | None:
+    """Return the candidate's cost in dollars (0 offline, None for an unpriced model)."""
+    if candidate.provider == Provider.OFFLINE:
+        return Decimal(0)
+    return cost_usd(candidate.model, candidate.input_tokens, candidate.output_tokens, price_table())
+
+
+def store_eval(
+    *,
+    eval_set: EvalSet,
+    candidate: candidates.Candidate,
+    measurement,
+    traces: list[Trace],
+    results: list,
+    user=None,
+    parent: Eval | None = None,
+    origin: str = "generated",
+) -> Eval:
+    """Save the candidate as the set's next version with its run and executions.
+
+    The first version that clears the agreement bar becomes the set's active eval;
+    later ones stay drafts until someone activates them.
+    """
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
+                latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
+                has_active = Eval.objects.filter(eval_set=eval_set).active().exists()
+                activate = not has_active and not measurement.low_confidence
+                eval = Eval(
+                    workspace_id=eval_set.workspace_id,
+                    eval_set=eval_set,
+                    version=(latest or 0) + 1,
+                    parent=parent,
+                    status=Eval.Status.ACTIVE if activate else Eval.Status.DRAFT,
+                    activated_at=timezone.now() if activate else None,
+                    code=candidate.code,
+                    provider=candidate.provider,
+                    model=candidate.model,
+                    origin=origin,
+                    prompt=candidate.prompt,
+                    prompt_version=candidate.prompt_version,
+                    input_tokens=candidate.input_tokens,
+                    output_tokens=candidate.output_tokens,
+                    cost_usd=candidate_cost(candidate),
+                    description=candidate.description,
+                    created_by=user if user is not None and user.is_authenticated else None,
+                )
+                apply_measurement(eval, measurement)
+                eval.metrics = {
+                    **eval.metrics,
+                    "attempts": candidate.attempts,
+                    "usage_estimated": candidate.usage_estimated,
+                }
+                eval.save()
+                record_completed_run(
+                    eval=eval, traces=traces, results=results, trigger=EvalRun.Trigger.GENERATION
+                )
+                return eval
+        except IntegrityError:
+            # Another version (or activation) landed at the same moment; number again.
+            continue
+    raise TransientEvalError("Could not number the new eval version; try again.")
+
+
+def fail_generation(*, generation_id: int, error: str) -> Generation | None:
+    """Mark an unfinished generation failed with a message for the user."""
+    now = timezone.now()
+    Generation.objects.filter(
+        pk=generation_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
+    ).update(status=RunStatus.FAILED, error=error, stage="Failed", finished_at=now)
+    logger.info("generation failed generation=%s", generation_id)
+    return Generation.objects.filter(pk=generation_id).first()
+
+
+def reap_stale_generations(
+    *, older_than: timedelta = GENERATION_STALE_AFTER, eval_set: EvalSet | None = None
+) -> int:
+    """Fail generations whose worker went silent, or that no worker picked up for hours."""
+    now = timezone.now()
+    stale = Generation.objects.filter(
+        Q(status=RunStatus.RUNNING, heartbeat_at__lt=now - older_than)
+        | Q(status=RunStatus.QUEUED, created_at__lt=now - 12 * older_than)
+    )
+    if eval_set is not None:
+        stale = stale.filter(eval_set=eval_set)
+    count = stale.update(
+        status=RunStatus.FAILED,
+        stage="Failed",
+        error="The worker stopped responding; start the generation again.",
+        finished_at=now,
+    )
+    if count:
+        logger.warning("stale generations reaped count=%d", count)
+    return count

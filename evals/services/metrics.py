@@ -1,0 +1,152 @@
+"""Measure an eval version against human labels, on training and on held-out labels."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from evals.metrics import AGREEMENT_BAR, Agreement, agreement, low_confidence_reason
+from evals.models import Eval, EvalExecution, EvalRun
+
+Pairs = Sequence[tuple[str, bool | None]]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What gets stored on an Eval: the metrics JSON and the figures shown in lists."""
+
+    metrics: dict
+    agreement: float | None
+    labels_tested: int
+    low_confidence_reason: str
+
+    @property
+    def low_confidence(self) -> bool:
+        return bool(self.low_confidence_reason)
+
+
+def measure(
+    *,
+    training: Pairs,
+    heldout: Pairs | None = None,
+    method: str = "",
+    labels: Sequence[str] | None = None,
+    extra: dict | None = None,
+) -> Measurement:
+    """Return metrics for (human label, verdict) pairs; neutral labels are left out.
+
+    The headline agreement is the held-out accuracy when there are held-out labels
+    (agreement on the examples the code was written from proves little), else the
+    training accuracy. Either falling under the 80 % bar makes the version low-confidence.
+    `labels` are the labels of every distinct trace measured (default: the training
+    pairs' plus the held-out pairs', right when the two are disjoint).
+    """
+    train_result = agreement(training)
+    heldout_result = agreement(heldout) if heldout is not None else None
+    if labels is None:
+        labels = [label for label, _ in training] + [label for label, _ in heldout or []]
+    label_counts = Counter(labels)
+    reason = None
+    headline: Agreement = train_result
+    if heldout_result is not None and heldout_result.labelled:
+        headline = heldout_result
+        reason = low_confidence_reason(heldout_result, scope="held-out labels")
+    reason = reason or low_confidence_reason(train_result, scope="training labels")
+    metrics = {
+        "training": train_result.as_dict(),
+        "heldout": heldout_result.as_dict() if heldout_result is not None else None,
+        "method": method,
+        "bar": AGREEMENT_BAR,
+        "labels": {k: label_counts.get(k, 0) for k in ("positive", "negative", "neutral")},
+        "measured_at": timezone.now().isoformat(),
+        **(extra or {}),
+    }
+    labels_tested = label_counts["positive"] + label_counts["negative"]
+    return Measurement(
+        metrics=metrics,
+        agreement=headline.accuracy,
+        labels_tested=labels_tested,
+        low_confidence_reason=reason or "",
+    )
+
+
+def apply_measurement(eval: Eval, measurement: Measurement) -> None:
+    """Copy a measurement onto an Eval (unsaved)."""
+    eval.metrics = measurement.metrics
+    eval.agreement = measurement.agreement
+    eval.labels_tested = measurement.labels_tested
+    eval.low_confidence = measurement.low_confidence
+    eval.low_confidence_reason = measurement.low_confidence_reason
+
+
+def score_eval_version(*, eval: Eval, run_missing: bool = True) -> Eval:
+    """Re-measure an eval version against the eval set's current labels and save it.
+
+    Labelled traces the version has no verdict on yet are run first (`run_missing`).
+    Traces kept back at generation time stay held out; a stored cross-validation
+    figure is kept as it is (it measures the procedure, not the labels added since).
+    """
+    from evals.services.execution import run_eval_now
+    from traces.selectors import labelled_examples
+
+    examples = labelled_examples(eval.eval_set)
+    verdicts = dict(
+        EvalExecution.objects.filter(eval=eval, trace_id__in=[e.trace.pk for e in examples])
+        .values_list("trace_id", "passed")
+        .order_by()
+    )
+    missing = [e.trace for e in examples if e.trace.pk not in verdicts]
+    if missing and run_missing:
+        for execution in run_eval_now(eval=eval, traces=missing, trigger=EvalRun.Trigger.MANUAL):
+            verdicts[execution.trace_id] = execution.passed
+    previous = eval.metrics or {}
+    heldout_ids = set(previous.get("heldout_trace_ids") or [])
+    training = [
+        (e.label, verdicts.get(e.trace.pk)) for e in examples if e.trace.pk not in heldout_ids
+    ]
+    heldout: list | None = None
+    extra = {k: previous[k] for k in ("heldout_trace_ids",) if k in previous}
+    if heldout_ids:
+        heldout = [
+            (e.label, verdicts.get(e.trace.pk)) for e in examples if e.trace.pk in heldout_ids
+        ]
+    measurement = measure(
+        training=training,
+        heldout=heldout,
+        method=previous.get("method", ""),
+        labels=[e.label for e in examples],
+        extra=extra,
+    )
+    if (
+        not heldout_ids
+        and previous.get("heldout")
+        and previous.get("method", "").endswith("cross-validation")
+    ):
+        # Keep the procedure's cross-validated figure, and judge confidence by it.
+        stored = Agreement(**previous["heldout"])
+        reason = low_confidence_reason(stored, scope="held-out labels") or (
+            measurement.low_confidence_reason
+        )
+        measurement = Measurement(
+            metrics={**measurement.metrics, "heldout": previous["heldout"]},
+            agreement=stored.accuracy if stored.labelled else measurement.agreement,
+            labels_tested=measurement.labels_tested,
+            low_confidence_reason=reason or "",
+        )
+    apply_measurement(eval, measurement)
+    with transaction.atomic():
+        eval.save(
+            update_fields=[
+                "metrics",
+                "agreement",
+                "labels_tested",
+                "low_confidence",
+                "low_confidence_reason",
+                "updated_at",
+            ]
+        )
+    return eval

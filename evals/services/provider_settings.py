@@ -1,0 +1,134 @@
+"""Which provider, model and key a workspace generates with; environment gives defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from evals.exceptions import EvalError
+from evals.models import Provider, ProviderSettings
+from iofold.lib.fields import last_four
+from workspaces.models import Workspace
+
+DEFAULT_MODELS = {
+    Provider.OFFLINE: "synthesiser",
+    Provider.OPENAI: "gpt-4.1",
+    Provider.ANTHROPIC: "claude-sonnet-4-5",
+}
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """The resolved provider for one generation; `api_key` never leaves the process."""
+
+    provider: str
+    model: str
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    key_source: str = ""  # "workspace", "environment" or "" (none)
+
+    @property
+    def key_hint(self) -> str:
+        return last_four(self.api_key)
+
+
+def _env_key(provider: str) -> str:
+    if provider == Provider.OPENAI:
+        return settings.OPENAI_API_KEY
+    if provider == Provider.ANTHROPIC:
+        return settings.ANTHROPIC_API_KEY
+    return ""
+
+
+def _env_base_url(provider: str) -> str:
+    if provider == Provider.OPENAI:
+        return settings.OPENAI_BASE_URL
+    if provider == Provider.ANTHROPIC:
+        return settings.ANTHROPIC_BASE_URL
+    return ""
+
+
+def default_provider() -> str:
+    """Return the environment's provider: the configured one, else the one with a key."""
+    if settings.IOFOLD_LLM_PROVIDER:
+        return settings.IOFOLD_LLM_PROVIDER
+    if settings.ANTHROPIC_API_KEY:
+        return Provider.ANTHROPIC
+    if settings.OPENAI_API_KEY:
+        return Provider.OPENAI
+    return Provider.OFFLINE
+
+
+def default_model(provider: str) -> str:
+    """Return the model used when neither the workspace nor the environment names one."""
+    if settings.IOFOLD_LLM_MODEL and provider == default_provider():
+        return settings.IOFOLD_LLM_MODEL
+    return DEFAULT_MODELS[provider]
+
+
+def resolve_provider(*, workspace: Workspace) -> ProviderChoice:
+    """Return the provider, model, base URL and key this workspace generates with.
+
+    A workspace's own settings win field by field; a missing key or base URL falls back
+    to the environment's. An LLM provider without any key falls back to offline, so
+    generation always works.
+    """
+    row = ProviderSettings.objects.for_workspace(workspace).first()
+    provider = row.provider if row else default_provider()
+    if provider == Provider.OFFLINE:
+        return ProviderChoice(provider=Provider.OFFLINE, model=DEFAULT_MODELS[Provider.OFFLINE])
+    key, source = (row.api_key, "workspace") if row and row.api_key else ("", "")
+    if not key:
+        key, source = _env_key(provider), "environment"
+    if not key:
+        return ProviderChoice(provider=Provider.OFFLINE, model=DEFAULT_MODELS[Provider.OFFLINE])
+    return ProviderChoice(
+        provider=provider,
+        model=(row.model if row and row.model else "") or default_model(provider),
+        base_url=(row.base_url if row and row.base_url else "") or _env_base_url(provider),
+        api_key=key,
+        key_source=source,
+    )
+
+
+def get_provider_settings(*, workspace: Workspace) -> ProviderSettings:
+    """Return the workspace's settings row, unsaved with environment defaults if it has none."""
+    row = ProviderSettings.objects.for_workspace(workspace).first()
+    if row is None:
+        row = ProviderSettings(workspace=workspace, provider=default_provider())
+    return row
+
+
+@transaction.atomic
+def update_provider_settings(
+    *,
+    workspace: Workspace,
+    provider: str,
+    model: str = "",
+    base_url: str = "",
+    api_key: str | None = None,
+    clear_key: bool = False,
+) -> ProviderSettings:
+    """Save the workspace's provider choice; `api_key=None` keeps the stored key."""
+    if provider not in Provider.values:
+        raise EvalError(f"Unknown provider “{provider}”.")
+    row = ProviderSettings.objects.for_workspace(
+        workspace
+    ).select_for_update().first() or ProviderSettings(workspace=workspace)
+    row.provider = provider
+    row.model = model.strip()
+    row.base_url = base_url.strip()
+    if clear_key:
+        row.api_key = ""
+    elif api_key is not None and api_key.strip():
+        row.api_key = api_key.strip()
+    try:
+        row.full_clean(exclude=["workspace"])
+    except ValidationError as exc:
+        messages = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        raise EvalError(f"Invalid provider settings: {messages}") from None
+    row.save()
+    return row
