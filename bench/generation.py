@@ -26,7 +26,11 @@ from evals.datasets import read_labelled_jsonl  # noqa: E402
 from evals.metrics import agreement  # noqa: E402
 from evals.synthesis import fit  # noqa: E402
 
-DEFAULT_DATA = Path(os.environ.get("IOFOLD_BENCH_DATA", "/work/shared/data"))
+DEFAULT_DATA = Path(
+    os.environ.get(
+        "IOFOLD_BENCH_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+)
 # (file, task, group key): README rule 3, XSTest prompts appear once per model.
 SUITES = (
     ("xstest.jsonl", "no_refusal", "metadata.source_id"),

@@ -6,7 +6,7 @@ import pytest
 
 from evals.datasets import DatasetError, read_labelled_jsonl, visible_trace
 
-SHARED = Path("/work/shared/data/xstest.jsonl")
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "xstest.jsonl"
 
 
 def _row(**overrides):

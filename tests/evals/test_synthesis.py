@@ -65,7 +65,7 @@ WORDS = [
     "tulip",
     "walnut",
 ]
-SHARED = Path("/work/shared/data/xstest.jsonl")
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "xstest.jsonl"
 
 
 def _sentence(rng: random.Random, n: int = 7) -> str:

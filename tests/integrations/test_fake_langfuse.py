@@ -14,7 +14,7 @@ from referencing import Registry, Resource
 
 from tests.fakes.langfuse_server import running
 
-SPEC_PATH = Path("/work/shared/langfuse/openapi.yml")
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "langfuse" / "openapi.yml"
 ALL_FIELDS = "core,basic,time,io,metadata,model,usage,prompt,metrics,trace_context"
 
 pytestmark = pytest.mark.skipif(not SPEC_PATH.exists(), reason="shared Langfuse spec not available")
