@@ -1,0 +1,238 @@
+"""Refine an eval version from the labelled traces it gets wrong.
+
+start_refinement (request) queues a Generation with ``parent`` set; the generation task
+hands such rows to run_refinement, which measures the parent on the current labels,
+gathers its contradictions, and asks the provider to revise the code with the refine
+prompt through the generation pipeline's own validate-and-retry loop. The offline
+synthesiser needs no prompt: it refits on the larger set of labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from evals import prompts
+from evals.datasets import LabelledExample
+from evals.exceptions import EvalError, TransientEvalError
+from evals.models import Eval, EvalExecution, Generation, Provider, RunStatus
+from evals.providers import ProviderError
+from evals.sandboxing import sandbox_limits
+from evals.selectors import cell_state
+from evals.services import candidates
+from evals.services.metrics import measure, score_eval_version
+
+logger = logging.getLogger(__name__)
+
+PromptBuilder = Callable[[Sequence[LabelledExample], int], prompts.Prompt]
+
+
+def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generation:
+    """Queue a refinement of ``eval``; an unfinished one of the same version is returned."""
+    from evals.services.generation import reap_stale_generations
+    from evals.services.provider_settings import resolve_provider
+
+    if eval.eval_set.is_archived:
+        raise EvalError("This eval set is archived; restore it to refine its evals.")
+    reap_stale_generations(eval_set=eval.eval_set)
+    running = Generation.objects.filter(parent=eval).unfinished().first()
+    if running is not None:
+        return running
+    choice = resolve_provider(workspace=eval.workspace)
+    with transaction.atomic():
+        generation = Generation.objects.create(
+            workspace_id=eval.workspace_id,
+            eval_set_id=eval.eval_set_id,
+            parent=eval,
+            provider=choice.provider,
+            model=choice.model,
+            stage="Waiting for a worker",
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        if enqueue:
+            from evals.tasks import generate_eval_task
+
+            transaction.on_commit(lambda: generate_eval_task.delay(generation.pk))
+    logger.info("refinement queued generation=%s parent=%s", generation.pk, eval.pk)
+    return generation
+
+
+def refine_now(*, eval: Eval, user=None) -> Generation:
+    """Refine synchronously (commands, tests); return the finished Generation."""
+    from evals.services.generation import run_generation
+
+    generation = start_refinement(eval=eval, user=user, enqueue=False)
+    return run_generation(generation_id=generation.pk) or generation
+
+
+def refine_prompt_builder(
+    *, parent: Eval, criteria: str, wrong: Sequence[prompts.Contradiction]
+) -> PromptBuilder:
+    """Return the prompt builder the generation loop calls instead of the generation prompt.
+
+    The loop passes its training examples; those the parent got right become the
+    agreement cases to keep, the contradictions the cases to fix.
+    """
+    wrong_ids = {str(c.trace.get("id")) for c in wrong}
+
+    def build(train: Sequence[LabelledExample], token_budget: int) -> prompts.Prompt:
+        keep = [
+            prompts.PromptExample(e.trace, e.label, e.note)
+            for e in train
+            if str(e.trace.get("id")) not in wrong_ids
+        ]
+        return prompts.build_refine_prompt(
+            criteria=criteria,
+            current_code=parent.code,
+            contradictions=list(wrong),
+            examples=keep,
+            token_budget=token_budget,
+        )
+
+    return build
+
+
+def gather_contradictions(
+    *, parent: Eval, examples: Sequence[LabelledExample]
+) -> list[prompts.Contradiction]:
+    """Return the labelled examples the parent version contradicts or errors on."""
+    verdicts = {
+        str(trace_id): (passed, reason, error)
+        for trace_id, passed, reason, error in EvalExecution.objects.filter(
+            eval=parent, trace_id__in=[int(e.group) for e in examples]
+        ).values_list("trace_id", "passed", "reason", "error")
+    }
+    found = []
+    for example in examples:
+        if example.label not in ("positive", "negative") or example.group not in verdicts:
+            continue
+        passed, reason, error = verdicts[example.group]
+        if cell_state(example.label, passed) in ("contradict", "error"):
+            found.append(
+                prompts.Contradiction(
+                    trace=example.trace,
+                    label=example.label,
+                    note=example.note,
+                    eval_passed=passed,
+                    eval_reason=error if passed is None else reason,
+                )
+            )
+    return found
+
+
+def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Eval:
+    """Write, test, measure and store the refined version of ``generation.parent``."""
+    from evals.services.generation import examples_for, make_llm, store_eval
+    from evals.services.provider_settings import resolve_provider
+
+    stage = on_stage or (lambda text: None)
+    parent = generation.parent
+    eval_set = generation.eval_set
+    stage(f"Testing v{parent.version} on the current labels")
+    score_eval_version(eval=parent, run_missing=True)
+    examples, traces = examples_for(eval_set)
+    candidates.require_both_labels(examples)
+    wrong = gather_contradictions(parent=parent, examples=examples)
+    limits = sandbox_limits()
+    choice = resolve_provider(workspace=eval_set.workspace)
+    if choice.provider == Provider.OFFLINE:
+        candidate = candidates.write_offline(
+            examples=examples, criteria=eval_set.criteria, on_stage=stage
+        )
+    else:
+        if not wrong:
+            raise EvalError(
+                f"v{parent.version} agrees with every label; there is nothing to refine."
+            )
+        candidate = candidates.write_with_llm(
+            examples=examples,
+            criteria=eval_set.criteria,
+            llm=make_llm(choice),
+            provider_name=choice.provider,
+            token_budget=settings.IOFOLD_LLM_TOKEN_BUDGET,
+            limits=limits,
+            on_stage=stage,
+            on_attempt=on_attempt,
+            build_prompt=refine_prompt_builder(
+                parent=parent, criteria=eval_set.criteria, wrong=wrong
+            ),
+        )
+    candidate.description = (
+        f"Refined from v{parent.version} on {len(wrong)} disagreement"
+        f"{'' if len(wrong) == 1 else 's'}.\n{candidate.description}"
+    ).strip()
+    stage(f"Running the refined eval on {len(examples)} labelled traces in the sandbox")
+    results = candidates.test_candidate(candidate.code, examples, limits)
+    verdicts = {
+        e.group: (r.passed if r.error is None else None)
+        for e, r in zip(examples, results, strict=True)
+    }
+    heldout_groups = {e.group for e in candidate.heldout}
+    training = [(e.label, verdicts[e.group]) for e in examples if e.group not in heldout_groups]
+    extra = {"refined_contradictions": len(wrong)}
+    if candidate.heldout:
+        heldout = [(e.label, verdicts[e.group]) for e in candidate.heldout]
+        extra["heldout_trace_ids"] = sorted(int(g) for g in heldout_groups)
+    else:
+        heldout = candidate.heldout_pairs
+    measurement = measure(training=training, heldout=heldout, method=candidate.method, extra=extra)
+    return store_eval(
+        eval_set=eval_set,
+        candidate=candidate,
+        measurement=measurement,
+        traces=[traces[e.group] for e in examples],
+        results=results,
+        user=generation.created_by,
+        parent=parent,
+        origin="refined",
+    )
+
+
+def run_refinement(*, generation: Generation) -> Generation:
+    """Carry out a claimed refinement Generation; the generation task calls this."""
+    from evals.services.generation import fail_generation, set_stage
+
+    try:
+        eval = refine_eval(
+            generation=generation,
+            on_stage=lambda text: set_stage(generation, text),
+            on_attempt=lambda n: Generation.objects.filter(pk=generation.pk).update(attempts=n),
+        )
+    except ProviderError as exc:
+        if exc.permanent:
+            return fail_generation(generation_id=generation.pk, error=exc.message)
+        _requeue(generation, f"Provider unavailable, retrying: {exc.message}")
+        raise TransientEvalError(exc.message) from exc
+    except TransientEvalError as exc:
+        _requeue(generation, f"Retrying: {exc.message}")
+        raise
+    except EvalError as exc:
+        return fail_generation(generation_id=generation.pk, error=exc.message)
+    except Exception:
+        logger.exception("refinement crashed generation=%s", generation.pk)
+        fail_generation(
+            generation_id=generation.pk, error="Refinement stopped on an internal error; retry."
+        )
+        raise
+    now = timezone.now()
+    Generation.objects.filter(pk=generation.pk).update(
+        status=RunStatus.SUCCEEDED,
+        stage="Done",
+        result=eval,
+        model=eval.model,
+        finished_at=now,
+        heartbeat_at=now,
+    )
+    generation.refresh_from_db()
+    logger.info("refinement finished generation=%s eval=%s", generation.pk, eval.pk)
+    return generation
+
+
+def _requeue(generation: Generation, stage: str) -> None:
+    Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
+        status=RunStatus.QUEUED, stage=stage[:200]
+    )
