@@ -31,6 +31,10 @@ class ProviderChoice:
     key_source: str = ""  # "workspace", "environment" or "" (none)
 
     @property
+    def label(self) -> str:
+        return Provider(self.provider).label
+
+    @property
     def key_hint(self) -> str:
         return last_four(self.api_key)
 

@@ -1,0 +1,184 @@
+from django.contrib import admin
+
+from evals.exceptions import EvalError
+from evals.models import Eval, EvalExecution, EvalRun, Generation, ProviderSettings
+from evals.services.generation import start_generation
+from iofold.lib.fields import last_four
+
+
+@admin.register(ProviderSettings)
+class ProviderSettingsAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "provider", "model", "base_url", "key_hint", "updated_at"]
+    list_filter = ["provider"]
+    search_fields = ["workspace__slug", "workspace__name", "model"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["workspace"]
+    # The key is set through the workspace's settings page, encrypted; never shown here.
+    exclude = ["api_key"]
+    readonly_fields = ["key_hint", "created_at", "updated_at"]
+
+    @admin.display(description="API key")
+    def key_hint(self, obj) -> str:
+        return last_four(obj.api_key) or "—"
+
+
+class EvalExecutionInline(admin.TabularInline):
+    model = EvalExecution
+    fields = ["trace", "passed", "reason", "error", "duration_ms", "score_pushed_at"]
+    readonly_fields = fields
+    raw_id_fields = ["trace"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("trace")
+
+
+@admin.register(Eval)
+class EvalAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "workspace",
+        "status",
+        "provider",
+        "model",
+        "agreement",
+        "labels_tested",
+        "low_confidence",
+        "cost_usd",
+        "created_at",
+    ]
+    list_filter = ["status", "provider", "origin", "low_confidence"]
+    search_fields = ["eval_set__name", "workspace__slug", "workspace__name", "model"]
+    list_select_related = ["workspace", "eval_set"]
+    raw_id_fields = ["workspace", "eval_set", "parent", "created_by"]
+    readonly_fields = [
+        "code",
+        "prompt",
+        "prompt_version",
+        "provider",
+        "model",
+        "origin",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "metrics",
+        "agreement",
+        "labels_tested",
+        "low_confidence",
+        "low_confidence_reason",
+        "activated_at",
+        "created_at",
+        "updated_at",
+    ]
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "eval_set",
+        "workspace",
+        "status",
+        "provider",
+        "model",
+        "attempts",
+        "created_at",
+    ]
+    list_filter = ["status", "provider"]
+    search_fields = ["eval_set__name", "workspace__slug", "error"]
+    list_select_related = ["workspace", "eval_set"]
+    raw_id_fields = ["workspace", "eval_set", "parent", "result", "created_by"]
+    readonly_fields = [
+        "stage",
+        "attempts",
+        "error",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "created_at",
+    ]
+    actions = ["generate_again"]
+
+    @admin.action(description="Generate again for these eval sets")
+    def generate_again(self, request, queryset):
+        queued = skipped = 0
+        for eval_set in {g.eval_set for g in queryset.select_related("eval_set")}:
+            try:
+                start_generation(eval_set=eval_set, user=request.user)
+                queued += 1
+            except EvalError:
+                skipped += 1
+        self.message_user(request, f"{queued} generation(s) queued, {skipped} skipped.")
+
+
+@admin.register(EvalRun)
+class EvalRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "eval",
+        "workspace",
+        "trigger",
+        "status",
+        "total",
+        "done",
+        "passed",
+        "failed",
+        "errors",
+        "created_at",
+    ]
+    list_filter = ["status", "trigger"]
+    search_fields = ["eval__eval_set__name", "workspace__slug", "error"]
+    list_select_related = ["workspace", "eval", "eval__eval_set"]
+    raw_id_fields = ["workspace", "eval"]
+    readonly_fields = [
+        "trace_ids",
+        "total",
+        "done",
+        "passed",
+        "failed",
+        "errors",
+        "error",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "created_at",
+    ]
+    inlines = [EvalExecutionInline]
+
+
+@admin.register(EvalExecution)
+class EvalExecutionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "eval",
+        "trace",
+        "workspace",
+        "passed",
+        "duration_ms",
+        "score_pushed_at",
+        "created_at",
+    ]
+    list_filter = ["passed"]
+    search_fields = [
+        "eval__eval_set__name",
+        "workspace__slug",
+        "trace__external_id",
+        "reason",
+        "error",
+    ]
+    list_select_related = ["workspace", "eval", "eval__eval_set", "trace"]
+    raw_id_fields = ["workspace", "eval", "run", "trace"]
+    readonly_fields = [
+        "passed",
+        "reason",
+        "error",
+        "duration_ms",
+        "output",
+        "score_pushed_at",
+        "score_error",
+        "created_at",
+        "updated_at",
+    ]

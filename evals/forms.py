@@ -1,0 +1,28 @@
+from django import forms
+
+from evals.models import Provider
+
+
+class ProviderSettingsForm(forms.Form):
+    provider = forms.ChoiceField(
+        choices=Provider.choices,
+        help_text="Offline needs no key and no network; OpenAI-compatible and Anthropic "
+        "write the eval with a model.",
+    )
+    model = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="Leave empty for the default (claude-sonnet-4-5 or gpt-4.1).",
+    )
+    base_url = forms.URLField(
+        required=False,
+        label="Base URL",
+        help_text="Only for OpenAI-compatible servers other than api.openai.com.",
+    )
+    api_key = forms.CharField(
+        required=False,
+        label="API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted. Leave empty to keep the saved key.",
+    )
+    clear_key = forms.BooleanField(required=False, label="Remove the saved key")
