@@ -151,10 +151,12 @@ def write_with_llm(
     limits: sandbox.Limits | None = None,
     on_stage: Stage | None = None,
     on_attempt: Callable[[int], None] | None = None,
+    build_prompt: Callable[[list[LabelledExample], int], prompts.Prompt] | None = None,
 ) -> Candidate:
     """Ask the model for eval code; validate and dry-run it, feeding errors back.
 
-    Up to MAX_ATTEMPTS calls. Raises evals.providers.ProviderError from the provider,
+    `build_prompt(train, token_budget)` replaces the generation prompt (refinement uses
+    it). Up to MAX_ATTEMPTS calls. Raises evals.providers.ProviderError from the provider,
     and EvalError when no attempt produced usable code.
     """
     stage = on_stage or (lambda text: None)
@@ -162,11 +164,14 @@ def write_with_llm(
     if not train:
         raise EvalError("There are no thumbs-up or thumbs-down labels to learn from yet.")
     try:
-        prompt = prompts.build_generation_prompt(
-            criteria=criteria,
-            examples=[prompts.PromptExample(e.trace, e.label, e.note) for e in train],
-            token_budget=token_budget,
-        )
+        if build_prompt is not None:
+            prompt = build_prompt(train, token_budget)
+        else:
+            prompt = prompts.build_generation_prompt(
+                criteria=criteria,
+                examples=[prompts.PromptExample(e.trace, e.label, e.note) for e in train],
+                token_budget=token_budget,
+            )
     except prompts.PromptBudgetError as exc:
         raise EvalError(f"The prompt does not fit IOFOLD_LLM_TOKEN_BUDGET: {exc}") from None
     messages = list(prompt.messages)
