@@ -115,7 +115,8 @@ def push_pending_scores(*, limit: int = 5000) -> PushReport:
 def push_scores(*, executions: Iterable[EvalExecution]) -> PushReport:
     """Send executions' verdicts to their traces' Langfuse integrations and record outcomes.
 
-    Executions without a verdict, or whose trace did not come from Langfuse, are skipped.
+    Executions without a verdict, of eval sets that do not send scores, or whose trace
+    did not come from Langfuse are skipped.
     Never raises for a delivery failure: it is recorded per execution and on the integration.
     """
     if hasattr(executions, "select_related"):
@@ -127,6 +128,8 @@ def push_scores(*, executions: Iterable[EvalExecution]) -> PushReport:
         trace = execution.trace
         if (
             execution.passed is None
+            or not execution.eval.eval_set.score_to_langfuse
+            or trace.source != Trace.Source.LANGFUSE
             or trace.integration is None
             or trace.integration.kind != Integration.Kind.LANGFUSE
         ):
