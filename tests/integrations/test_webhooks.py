@@ -1,0 +1,130 @@
+"""Traces pushed to an integration's webhook, signed with HMAC-SHA256 and fresh."""
+
+import json
+import time
+
+import pytest
+
+from integrations import services, webhooks
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.traces.factories import trace_data
+from traces.models import Trace
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def integration(workspace):
+    integration = services.create_integration(
+        workspace=workspace,
+        name="lf",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+    )
+    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
+    return integration
+
+
+def _post(client, integration, payload, *, secret=None, timestamp=None, signature=None):
+    body = json.dumps(payload).encode()
+    timestamp = str(int(time.time()) if timestamp is None else timestamp)
+    if signature is None:
+        signature = webhooks.sign(
+            secret=secret or integration.secret, timestamp=timestamp, body=body
+        )
+    return client.post(
+        f"/api/v1/integrations/{integration.pk}/webhook",
+        data=body,
+        content_type="application/json",
+        headers={"X-Iofold-Timestamp": timestamp, "X-Iofold-Signature": signature},
+    )
+
+
+def test_signed_traces_are_stored_once(client, integration, workspace):
+    payload = {"traces": [trace_data(1), trace_data(2)]}
+
+    first = _post(client, integration, payload)
+    again = _post(client, integration, payload)
+
+    assert first.status_code == 200, first.content
+    assert (first.json()["created"], again.json()["created"]) == (2, 0)
+    assert again.json()["unchanged"] == 2
+    stored = Trace.objects.for_workspace(workspace)
+    assert stored.count() == 2
+    assert set(stored.values_list("source", "integration_id")) == {("webhook", integration.pk)}
+
+
+def test_bad_signature_is_refused(client, integration):
+    response = _post(client, integration, trace_data(1), secret="whsec_wrong")
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "The signature does not match."
+    assert not Trace.objects.exists()
+
+
+def test_tampered_body_is_refused(client, integration):
+    body = json.dumps(trace_data(1)).encode()
+    ts = str(int(time.time()))
+    signature = webhooks.sign(secret=integration.secret, timestamp=ts, body=body)
+
+    response = client.post(
+        f"/api/v1/integrations/{integration.pk}/webhook",
+        data=body.replace(b"t1", b"t9"),
+        content_type="application/json",
+        headers={"X-Iofold-Timestamp": ts, "X-Iofold-Signature": signature},
+    )
+
+    assert response.status_code == 401
+
+
+def test_replayed_request_older_than_five_minutes_is_refused(client, integration):
+    stale = int(time.time()) - 301
+
+    response = _post(client, integration, trace_data(1), timestamp=stale)
+
+    assert response.status_code == 401
+    assert "5 minutes" in response.json()["detail"]
+    assert not Trace.objects.exists()
+
+
+def test_missing_headers_and_unknown_integrations_are_refused(client, integration):
+    response = client.post(
+        f"/api/v1/integrations/{integration.pk}/webhook",
+        data=json.dumps(trace_data(1)),
+        content_type="application/json",
+    )
+    assert response.status_code == 401
+
+    integration.pk += 1000  # another integration's id: same answer, nothing to probe
+    assert _post(client, integration, trace_data(1)).status_code == 401
+
+
+def test_a_regenerated_secret_replaces_the_old_one(client, integration):
+    old = integration.secret
+    new = webhooks.regenerate_webhook_secret(integration=integration)
+
+    assert _post(client, integration, trace_data(1), secret=old).status_code == 401
+    assert _post(client, integration, trace_data(1), secret=new).status_code == 200
+
+
+def test_invalid_traces_are_reported_per_index(client, integration):
+    response = _post(client, integration, [trace_data(1), {"id": "x"}])
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["created"], body["failed"]) == (1, 1)
+    assert body["errors"][0]["index"] == 1
+
+
+def test_the_secret_is_shown_once_then_only_its_last_four(client, owner, workspace, integration):
+    client.force_login(owner)
+
+    shown = client.post(f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/")
+    integration.refresh_from_db()
+    detail = client.get(f"/w/{workspace.slug}/integrations/{integration.pk}/")
+
+    assert shown.status_code == 200
+    assert integration.webhook_secret in shown.content.decode()
+    assert integration.webhook_secret not in detail.content.decode()
+    assert integration.webhook_secret_hint in detail.content.decode()
