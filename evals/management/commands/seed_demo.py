@@ -36,3 +36,15 @@ class Command(BaseCommand):
 
     def seed(self, workspace: Workspace, user: User) -> None:
         """Fill the demo workspace: traces, an eval set with labels, a generated eval."""
+        from evals.demo import seed_demo_eval
+        from integrations.demo import create_demo_traces
+        from traces.demo import seed_demo_labels
+
+        create_demo_traces(workspace=workspace)
+        eval_set = seed_demo_labels(workspace, [user], traces=30, labels=30)
+        eval = seed_demo_eval(eval_set, user=user)
+        if eval is None:
+            self.stdout.write(self.style.WARNING("The demo eval could not be generated."))
+        else:
+            agreement = "—" if eval.agreement is None else f"{eval.agreement:.0%}"
+            self.stdout.write(f"Demo eval: {eval_set.name} v{eval.version}, agreement {agreement}")
