@@ -62,6 +62,20 @@ def _sync_run_kwargs(ws):
 def _sync_run_pk(ws):
     return {"pk": _sync_run_kwargs(ws)["run_pk"]}
 
+def _continuous_eval_pk(ws):
+    from evals.models import Eval
+    from traces.services import create_eval_set
+
+    eval_set = create_eval_set(workspace=ws, name=f"Drift {ws.pk}", criteria="good")
+    code = "def eval_fn(trace):\n    return True, 'ok'\n"
+    return {"pk": Eval.objects.create(workspace=ws, eval_set=eval_set, version=1, code=code).pk}
+
+
+def _continuous_eval_set_pk(ws):
+    from evals.models import Eval
+
+    return {"pk": Eval.objects.get(pk=_continuous_eval_pk(ws)["pk"]).eval_set_id}
+
 
 UI_CASES = [
     Case("workspaces:home"),
@@ -91,6 +105,10 @@ UI_CASES = [
     Case("integrations:enable", "post", _integration_pk),
     Case("integrations:delete", "post", _integration_pk),
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
+    # Continuous evaluation.
+    Case("evals:dashboard"),
+    Case("evals:drift", kwargs=_continuous_eval_set_pk),
+    Case("integrations:webhook_secret", "post", _integration_pk),
 ]
 
 # API endpoints: ``kwargs`` builds path arguments for an object in the workspace.
@@ -109,6 +127,12 @@ API_CASES = [
         "api-traces-ingest",
         "post",
         data=lambda ws: {"id": "x", "timestamp": "2026-11-20T10:00:00Z"},
+    ),
+    Case(
+        "api-eval-run",
+        "post",
+        _continuous_eval_pk,
+        lambda ws: {"traces": [{"id": "x", "timestamp": "2026-11-20T10:00:00Z", "steps": []}]},
     ),
 ]
 
