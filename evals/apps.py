@@ -6,6 +6,7 @@ class EvalsConfig(AppConfig):
     # (order, label, url name, url names that highlight it; empty = the whole app)
     nav_items = [
         (30, "Evals", "evals:list", []),
+        (40, "Operations", "evals:dashboard", ["dashboard", "drift"]),
         (90, "Eval settings", "evals:settings", ["settings"]),
     ]
 
