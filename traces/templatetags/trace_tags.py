@@ -1,6 +1,14 @@
 import json
+from urllib.parse import quote
 
 from django import template
+from django.utils.dates import MONTHS_3
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+from django.utils.timezone import get_current_timezone, is_aware
+
+from traces.models import Trace
 
 register = template.Library()
 
@@ -44,3 +52,72 @@ def brief(value, length: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+# The trace list renders 50 rows of about 40 template nodes each; through the template
+# engine that is most of the page's server time (~25 ms), so the rows are built here with
+# plain string formatting, as Django's admin builds its changelist rows
+# (``items_for_result``): about 2 ms. Every text value goes through ``escape``.
+SOURCE_LABELS = dict(Trace.Source.choices)
+_RATING_CELLS = (("positive", "pos", "✓"), ("negative", "neg", "✗"), ("neutral", "neu", "–"))
+
+
+def _label_cell(trace) -> str:
+    total = getattr(trace, "label_total", 0)
+    if not total:
+        return '<span class="muted">—</span>'
+    counts = trace.label_counts
+    parts = [
+        f'<span class="{css}">{symbol} {int(counts[rating])}</span>'
+        for rating, css, symbol in _RATING_CELLS
+        if counts.get(rating)
+    ]
+    if not trace.label_state:
+        parts.append('<span class="badge warn" title="Reviewers disagree">tie</span>')
+    return f'<span class="split" title="{int(total)} label(s)">{" ".join(parts)}</span>'
+
+
+def _row(trace, list_url: str, months: dict, tz) -> str:
+    label = str(trace)
+    shown = label if len(label) <= 60 else Truncator(label).chars(60)
+    tags = ""
+    if trace.tags:
+        badges = "".join(
+            f'<a class="badge" href="?tag={escape(quote(str(tag)))}">{escape(tag)}</a>'
+            for tag in trace.tags[:4]
+        )
+        tags = f'<div class="tags">{badges}</div>'
+    stamp = trace.timestamp
+    if stamp is not None and is_aware(stamp):
+        stamp = stamp.astimezone(tz)
+    when = f"{months[stamp.month]} {stamp.day}, {stamp:%H:%M}" if stamp is not None else ""
+    status = (
+        '<span class="badge bad">error</span>'
+        if trace.has_error
+        else '<span class="badge good">ok</span>'
+    )
+    tools = (
+        f' <small class="muted">({int(trace.tool_call_count)})</small>'
+        if trace.tool_call_count
+        else ""
+    )
+    source = SOURCE_LABELS.get(trace.source, trace.source)
+    return (
+        f'<tr class="{"error" if trace.has_error else ""}"><td><input type="checkbox" '
+        f'name="trace" value="{trace.pk}" aria-label="Select {escape(label)}" '
+        f'onchange="iofoldCountSelected()"></td><td><a class="trace-name" '
+        f'href="{escape(list_url)}{trace.pk}/">{escape(shown)}</a>{tags}</td>'
+        f"<td>{when}</td><td>{escape(source)}</td><td>{status}</td>"
+        f'<td class="num">{int(trace.step_count)}{tools}</td>'
+        f'<td class="num">{ms(trace.latency_ms)}</td><td>{_label_cell(trace)}</td></tr>\n'
+    )
+
+
+@register.simple_tag
+def trace_rows(traces, list_url: str) -> str:
+    """Return the trace list's table rows; row links are ``list_url`` plus the trace id."""
+    # Looked up once per table: the language and time zone are the request's.
+    months = {n: str(name).title() for n, name in MONTHS_3.items()}
+    tz = get_current_timezone()
+    rows = "".join(_row(trace, list_url, months, tz) for trace in traces)
+    return mark_safe(rows)  # noqa: S308 - _row escapes every text value
