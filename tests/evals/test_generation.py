@@ -1,0 +1,331 @@
+"""Generation through the real SDKs against a loopback fake LLM server, and offline."""
+
+from decimal import Decimal
+
+import pytest
+
+from evals.exceptions import EvalError, TransientEvalError
+from evals.models import Eval, EvalExecution, EvalRun, Generation
+from evals.services.generation import run_generation, start_generation
+from evals.services.provider_settings import update_provider_settings
+from tests.evals.builders import BAD, GOOD, labelled_set
+from tests.traces.factories import TraceFactory, trace_data
+from traces.models import Feedback
+
+pytestmark = pytest.mark.django_db
+
+KEY = "sk-test-secret-key-4321"
+GOOD_CODE = """def eval_fn(trace):
+    output = str(trace.get("output") or "")
+    if "cannot" in output:
+        return False, "The assistant refused"
+    return True, "The assistant answered"
+"""
+
+
+def fenced(code: str) -> str:
+    return f"```python\n{code}```"
+
+
+@pytest.fixture
+def openai_workspace(workspace, fake_llm):
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model="gpt-4.1-mini",
+        base_url=fake_llm.openai_base_url,
+        api_key=KEY,
+    )
+    return workspace
+
+
+def generate(eval_set) -> Generation:
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    return run_generation(generation_id=generation.pk)
+
+
+def test_good_code_is_stored_with_prompt_tokens_cost_metrics_and_executions(
+    openai_workspace,
+    fake_llm,
+):
+    eval_set, traces = labelled_set(openai_workspace, good=3, bad=3, neutral=1)
+    fake_llm.push_text(fenced(GOOD_CODE), input_tokens=1000, output_tokens=200)
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded", generation.error
+    assert generation.attempts == 1
+    eval = generation.result
+    assert eval.code.strip() == GOOD_CODE.strip()
+    assert (eval.provider, eval.model, eval.version) == ("openai", "gpt-4.1-mini", 1)
+    assert eval.prompt_version == "gen-v1"
+    # The stored prompt is what was sent: the system prompt and the labelled traces.
+    request = fake_llm.requests[0]
+    assert request.system in eval.prompt
+    assert request.messages[0]["content"] in eval.prompt
+    assert (eval.input_tokens, eval.output_tokens) == (1000, 200)
+    # gpt-4.1-mini lists at $0.40 / $1.60 per million tokens.
+    assert eval.cost_usd == Decimal("0.00072")
+    assert eval.agreement == 1.0 and not eval.low_confidence
+    assert eval.status == Eval.Status.ACTIVE  # the set's first version to clear the bar
+    assert eval.metrics["training"]["labelled"] == 6
+    assert eval.metrics["labels"] == {"positive": 3, "negative": 3, "neutral": 1}
+    run = EvalRun.objects.get(eval=eval)
+    assert (run.trigger, run.status, run.total, run.passed, run.failed) == (
+        "generation",
+        "succeeded",
+        7,
+        4,
+        3,
+    )
+    assert EvalExecution.objects.filter(eval=eval).count() == 7
+    # The key is never in what the server sees besides the auth header, nor stored.
+    assert KEY not in eval.prompt
+
+
+def test_anthropic_chatty_answer_is_extracted(workspace, fake_llm):
+    update_provider_settings(
+        workspace=workspace,
+        provider="anthropic",
+        model="claude-sonnet-4-5",
+        base_url=fake_llm.anthropic_base_url,
+        api_key=KEY,
+    )
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+    fake_llm.push_text(
+        "Sure! Here's a first idea:\n\n```python\ndef helper(x):\n    return x\n```\n\n"
+        f"And the final version:\n\n{fenced(GOOD_CODE)}\n\nCall it as `eval_fn(trace)`.",
+        input_tokens=2000,
+        output_tokens=500,
+    )
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded", generation.error
+    assert fake_llm.requests[0].api == "anthropic"
+    assert "def helper" not in generation.result.code
+    assert generation.result.cost_usd == Decimal("0.0135")  # 2000 * $3/M + 500 * $15/M
+
+
+def test_syntax_error_is_fed_back_and_the_fix_is_kept(openai_workspace, fake_llm):
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    fake_llm.push_text(fenced("def eval_fn(trace)\n    return True, 'ok'\n"))
+    fake_llm.push_text(fenced(GOOD_CODE))
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded", generation.error
+    assert generation.attempts == 2
+    assert len(fake_llm.requests) == 2
+    retry = fake_llm.requests[1].messages
+    # The broken answer and the validator's line-numbered complaint went back to the model.
+    assert "def eval_fn(trace)\n" in retry[-2]["content"]
+    assert "could not be used" in retry[-1]["content"]
+    assert "line 1" in retry[-1]["content"]
+    assert generation.result.code.strip() == GOOD_CODE.strip()
+
+
+def test_dangerous_code_is_rejected_before_it_runs(openai_workspace, fake_llm):
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    fake_llm.push_text(
+        fenced("import os\n\ndef eval_fn(trace):\n    os.system('id')\n    return True, 'x'\n")
+    )
+    fake_llm.push_text(fenced(GOOD_CODE))
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded"
+    feedback = fake_llm.requests[1].messages[-1]["content"]
+    assert "rejected by the validator" in feedback
+    assert "os" in feedback
+    assert "import os" not in generation.result.code
+
+
+def test_code_that_times_out_in_the_dry_run_is_fed_back(
+    openai_workspace,
+    fake_llm,
+    settings,
+):
+    settings.SANDBOX_TIMEOUT_PER_TRACE = 1.0
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    fake_llm.push_text(fenced("def eval_fn(trace):\n    while True:\n        pass\n"))
+    fake_llm.push_text(fenced(GOOD_CODE))
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded", generation.error
+    feedback = fake_llm.requests[1].messages[-1]["content"]
+    assert "in the sandbox failed" in feedback
+    assert "time" in feedback.lower()
+
+
+def test_three_bad_answers_fail_with_a_clear_error_and_store_nothing(
+    openai_workspace,
+    fake_llm,
+):
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    for _ in range(3):
+        fake_llm.push_text("I would check whether the assistant refused.")
+
+    generation = generate(eval_set)
+
+    assert generation.status == "failed"
+    assert generation.attempts == 3
+    assert "did not write a usable eval in 3 attempts" in generation.error
+    assert "eval_fn" in generation.error
+    assert len(fake_llm.requests) == 3
+    assert not Eval.objects.filter(eval_set=eval_set).exists()
+    assert not Eval.objects.filter(eval_set=eval_set, status="active").exists()
+
+
+def test_rate_limit_puts_the_generation_back_for_a_later_retry(
+    openai_workspace,
+    fake_llm,
+):
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    fake_llm.push_error(429, message="Rate limit reached", times=3)  # the SDK retries twice
+
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    with pytest.raises(TransientEvalError, match="rate limited"):
+        run_generation(generation_id=generation.pk)
+
+    generation.refresh_from_db()
+    assert generation.status == "queued"
+    assert "rate limited" in generation.stage
+    # The task's retry then succeeds.
+    fake_llm.push_text(fenced(GOOD_CODE))
+    assert run_generation(generation_id=generation.pk).status == "succeeded"
+
+
+def test_server_error_is_transient(openai_workspace, fake_llm):
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    fake_llm.push_error(503, times=3)
+
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    with pytest.raises(TransientEvalError, match="HTTP 503"):
+        run_generation(generation_id=generation.pk)
+    assert Generation.objects.get(pk=generation.pk).status == "queued"
+
+
+def test_rejected_key_fails_at_once_without_showing_the_key(
+    openai_workspace,
+    fake_llm,
+):
+    eval_set, _ = labelled_set(openai_workspace, good=2, bad=2)
+    fake_llm.push_error(401, message="Incorrect API key provided: {api_key}")
+
+    generation = generate(eval_set)
+
+    assert generation.status == "failed"
+    assert "HTTP 401" in generation.error
+    assert KEY not in generation.error
+    assert len(fake_llm.requests) == 1
+
+
+def test_metrics_match_a_hand_checked_case(openai_workspace, fake_llm):
+    """4 good (one says "cannot"), 3 bad (one reads fine), 1 neutral: tp 3 fn 1 fp 1 tn 2."""
+    eval_set, traces = labelled_set(openai_workspace, good=3, bad=2, neutral=1)
+    user = Feedback.objects.filter(eval_set=eval_set).first().user
+    for rating, output in (
+        ("positive", "I cannot find it, but a refund is sent."),
+        ("negative", GOOD),
+    ):
+        trace = TraceFactory(
+            workspace=openai_workspace, data=trace_data(90_000 + len(rating), output=output)
+        )
+        Feedback.objects.create(
+            workspace=openai_workspace, trace=trace, eval_set=eval_set, user=user, rating=rating
+        )
+    fake_llm.push_text(fenced(GOOD_CODE))
+
+    eval = generate(eval_set).result
+
+    training = eval.metrics["training"]
+    assert (training["tp"], training["fn"], training["fp"], training["tn"]) == (3, 1, 1, 2)
+    assert training["labelled"] == 7 and training["errors"] == 0
+    assert training["accuracy"] == pytest.approx(5 / 7)
+    assert training["precision"] == pytest.approx(3 / 4)
+    assert training["recall"] == pytest.approx(3 / 4)
+    assert training["f1"] == pytest.approx(3 / 4)
+    # observed 5/7, chance (4*4 + 3*3)/49 = 25/49: kappa = (35 - 25) / (49 - 25)
+    assert training["kappa"] == pytest.approx(10 / 24)
+    assert training["coverage"] == 1.0
+    assert eval.metrics["heldout"] is None  # under 20 labels: no held-out split
+    assert eval.agreement == pytest.approx(5 / 7)
+    assert eval.labels_tested == 7
+    assert eval.low_confidence
+    assert eval.low_confidence_reason == (
+        "Agrees with 5 of 7 labels (71%) on training labels; below the 80% bar"
+    )
+    assert eval.status == Eval.Status.DRAFT  # low confidence is never activated on its own
+
+
+def test_twenty_labels_keep_a_held_out_part_out_of_the_prompt(
+    openai_workspace,
+    fake_llm,
+):
+    eval_set, traces = labelled_set(openai_workspace, good=12, bad=10)
+    fake_llm.push_text(fenced(GOOD_CODE))
+
+    eval = generate(eval_set).result
+
+    heldout_ids = eval.metrics["heldout_trace_ids"]
+    assert 3 <= len(heldout_ids) <= 6
+    assert eval.metrics["method"] == "held-out split"
+    assert eval.metrics["heldout"]["labelled"] == len(heldout_ids)
+    assert eval.metrics["training"]["labelled"] == 22 - len(heldout_ids)
+    prompt = fake_llm.requests[0].prompt_text
+    by_pk = {t.pk: t for t in traces}
+    for pk in heldout_ids:
+        assert f'"id": "{by_pk[pk].data["id"]}"' not in prompt
+    assert eval.agreement == eval.metrics["heldout"]["accuracy"]
+
+
+def test_offline_generation_end_to_end_with_cross_validated_metrics(workspace):
+    eval_set, traces = labelled_set(workspace, good=6, bad=6, neutral=2)
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded", generation.error
+    assert generation.provider == "offline"
+    eval = generation.result
+    assert eval.provider == "offline" and eval.cost_usd == 0
+    assert eval.input_tokens == eval.output_tokens == 0
+    assert "def eval_fn" in eval.code
+    assert eval.metrics["method"] == "5-fold cross-validation"
+    assert eval.metrics["heldout"]["labelled"] == 12
+    assert eval.metrics["training"]["accuracy"] == 1.0
+    assert eval.agreement == eval.metrics["heldout"]["accuracy"]
+    assert eval.labels_tested == 12
+    verdicts = dict(
+        EvalExecution.objects.filter(eval=eval).values_list("trace__data__output", "passed")
+    )
+    assert verdicts == {GOOD: True, BAD: False}
+
+
+def test_no_decided_labels_cannot_start(workspace):
+    eval_set, _ = labelled_set(workspace, good=0, bad=0, neutral=2)
+    with pytest.raises(EvalError, match="Label some traces"):
+        start_generation(eval_set=eval_set)
+
+
+def test_an_unfinished_generation_is_reused(workspace):
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+    first = start_generation(eval_set=eval_set, enqueue=False)
+    assert start_generation(eval_set=eval_set, enqueue=False) == first
+
+
+def test_a_second_generation_is_the_next_version_and_stays_a_draft(workspace):
+    eval_set, _ = labelled_set(workspace, good=4, bad=4)
+    first = generate(eval_set).result
+    second = generate(eval_set).result
+    assert (first.version, second.version) == (1, 2)
+    assert (first.status, second.status) == ("active", "draft")
+
+
+def test_generation_runs_twice_only_once(workspace):
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    run_generation(generation_id=generation.pk)
+    run_generation(generation_id=generation.pk)
+    assert Eval.objects.filter(eval_set=eval_set).count() == 1
