@@ -1,0 +1,221 @@
+"""Benchmark continuous evaluation: sync -> automatic execution -> score push, per stage.
+
+New traces are synced from a fake Langfuse (its own process) into a PostgreSQL database
+created and dropped here; the ingestion hook's notifications are collected instead of
+queued, then the automatic runs execute in the sandbox (nsjail) and their verdicts are
+pushed back to the fake as scores. The reference is the sandbox alone on the same traces
+in the same chunks: the floor the execution stage cannot beat.
+
+Run: .venv/bin/python bench/continuous.py [--quick] [--traces N]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ADMIN_URL = os.environ.get(
+    "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+DB_NAME = "iofold_bench_continuous"
+SPACING = timedelta(seconds=10)
+PUBLIC_KEY, SECRET_KEY = "pk-lf-bench", "sk-lf-bench"
+EVAL_CODE = """def eval_fn(trace):
+    failed = [s["name"] for s in trace["steps"] if s.get("error")]
+    if failed:
+        return False, "a step failed: " + failed[0]
+    return True, "no step failed"
+"""
+
+
+def serve(traces: int, port_file: str) -> None:
+    """Child: serve a fake Langfuse whose newest trace is two hours old."""
+    from tests.fakes.langfuse_server import FakeLangfuse
+
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2) - SPACING * traces
+    fake = FakeLangfuse(
+        traces=traces,
+        observations=5,
+        spacing=SPACING,
+        base_time=base,
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+    )
+    fake._ensure_index()
+    Path(port_file).write_text(f"{fake.url} {base.isoformat()}")
+    fake._server.serve_forever()
+
+
+def pipeline(url: str, base: str, traces: int) -> dict:
+    """Child: sync, execute the automatic runs, push scores; time each stage."""
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    import sandbox
+    from evals import tasks
+    from evals.models import Eval, EvalExecution
+    from evals.sandboxing import sandbox_limits
+    from evals.services import continuous
+    from evals.services.execution import EXECUTE_CHUNK
+    from evals.services.scores import push_run_scores
+    from integrations import services
+    from traces.models import EvalSet, Trace
+    from workspaces.models import Workspace
+
+    workspace = Workspace.objects.create(name="Bench", slug=f"bench-{os.getpid()}")
+    integration = services.create_integration(
+        workspace=workspace,
+        name="bench",
+        host=url,
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+        since_date=datetime.fromisoformat(base) - timedelta(minutes=1),
+    )
+    eval_set = EvalSet.objects.create(
+        workspace=workspace,
+        name="No failed steps",
+        criteria="No step fails.",
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={"source": "langfuse"},
+        score_to_langfuse=True,
+    )
+    eval = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=EVAL_CODE,
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    # What the worker would receive: the hook's notifications, one per synced page.
+    notifications: list[list[int]] = []
+    tasks.run_automatic_evals_task.delay = lambda ws, ids: notifications.append(ids)
+
+    started = time.perf_counter()
+    run = services.run_sync(run_id=services.start_sync(integration=integration).pk)
+    synced = time.perf_counter()
+    assert run.status == "succeeded", run.error
+    runs = []
+    for ids in notifications:
+        runs += continuous.start_automatic_runs(
+            workspace_id=workspace.pk, trace_ids=ids, enqueue=False
+        )
+    for eval_run in runs:
+        finished = continuous.execute_run(run_id=eval_run.pk)
+        assert finished.status == "succeeded", finished.error
+    executed = time.perf_counter()
+    pushed = 0
+    for eval_run in runs:
+        pushed += push_run_scores(run=eval_run).pushed
+    done = time.perf_counter()
+
+    judged = EvalExecution.objects.filter(eval=eval).count()
+    delivered = EvalExecution.objects.filter(eval=eval, score_pushed_at__isnull=False).count()
+    assert judged == traces and delivered == traces == pushed, (judged, delivered, pushed)
+
+    # Reference: the sandbox alone over the same trace dicts, in the same chunk size.
+    data = list(Trace.objects.for_workspace(workspace).values_list("data", flat=True))
+    ref_start = time.perf_counter()
+    for start in range(0, len(data), EXECUTE_CHUNK):
+        sandbox.run(EVAL_CODE, data[start : start + EXECUTE_CHUNK], sandbox_limits())
+    sandbox_only = time.perf_counter() - ref_start
+    return {
+        "sync_s": synced - started,
+        "execute_s": executed - synced,
+        "push_s": done - executed,
+        "end_to_end_s": done - started,
+        "sandbox_only_s": sandbox_only,
+        "runs": len(runs),
+        "notifications": len(notifications),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
+    parser.add_argument("--traces", type=int)
+    parser.add_argument("--phase", choices=["serve", "run"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    traces = args.traces or (1000 if args.quick else 10_000)
+
+    if args.phase == "serve":
+        return serve(traces, args.port_file)
+    if args.phase == "run":
+        return print(json.dumps(pipeline(args.url, args.base, traces)))
+
+    import psycopg
+
+    admin = psycopg.connect(ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True)
+    admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    admin.execute(f"CREATE DATABASE {DB_NAME}")
+    db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "iofold.settings",
+           "LOG_LEVEL": "WARNING"}  # fmt: skip
+    port_file = ROOT / "var" / f"bench-continuous-{os.getpid()}.url"
+    server = None
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True
+        )
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--phase", "serve", f"--traces={traces}",
+             f"--port-file={port_file}"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+        while not port_file.exists() or not port_file.read_text():
+            time.sleep(0.1)
+        url, base = port_file.read_text().split()
+        out = subprocess.run(
+            [sys.executable, __file__, "--phase", "run", f"--url={url}", f"--base={base}",
+             f"--traces={traces}"],
+            env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            sys.exit(f"pipeline failed:\n{out.stderr[-4000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        port_file.unlink(missing_ok=True)
+        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        admin.close()
+
+    r = result
+    print(f"traces: {traces} new, 5 observations each; {r['notifications']} ingestion "
+          f"notifications -> {r['runs']} automatic runs")  # fmt: skip
+    for stage, key in (("sync", "sync_s"), ("execute", "execute_s"), ("score push", "push_s")):
+        print(f"{stage:>12}: {r[key]:7.2f} s  {traces / r[key]:8.0f} traces/s")
+    total = r["end_to_end_s"]
+    print(f"{'end to end':>12}: {total:7.2f} s  {traces / total:8.0f} traces/s")
+    print(f"{'sandbox only':>12}: {r['sandbox_only_s']:7.2f} s  "
+          f"{traces / r['sandbox_only_s']:8.0f} traces/s (reference for execute)")  # fmt: skip
+    print(f"execute / sandbox-only time: {r['execute_s'] / r['sandbox_only_s']:.2f}")
+    flag = " --quick" if args.quick else ""
+    print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
+    print(json.dumps({
+        "traces": traces,
+        "end_to_end_seconds": round(r["end_to_end_s"], 2),
+        "end_to_end_traces_per_second": round(traces / r["end_to_end_s"], 1),
+        "sync_traces_per_second": round(traces / r["sync_s"], 1),
+        "execute_traces_per_second": round(traces / r["execute_s"], 1),
+        "push_traces_per_second": round(traces / r["push_s"], 1),
+        "sandbox_only_traces_per_second": round(traces / r["sandbox_only_s"], 1),
+        "execute_over_sandbox_only": round(r["execute_s"] / r["sandbox_only_s"], 2),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
