@@ -2,7 +2,7 @@
 
 from sandbox.config import Limits, configure, get_settings
 from sandbox.errors import BackendRefused, SandboxError, SandboxUnavailable
-from sandbox.runner import Result, run
+from sandbox.runner import Result, run, run_json
 from sandbox.validate import Problem, validate
 
 
@@ -26,5 +26,6 @@ __all__ = [
     "configure",
     "get_settings",
     "run",
+    "run_json",
     "validate",
 ]

@@ -35,6 +35,9 @@ class Limits:
     message_chars: int = 2000
     # Traces per jail; larger batches are split so one jail never holds too much.
     chunk_size: int = 2000
+    # Jails one run may have going at once, also capped by the CPU cores this process may
+    # use. A large batch is split across them; each holds up to memory_mb.
+    parallel_jails: int = 4
     # Fresh jails started to finish a batch after the eval killed one (crash, hang,
     # os._exit); past this the remaining traces get an error instead of another jail.
     max_restarts: int = 3

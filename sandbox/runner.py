@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import resource
 import selectors
@@ -14,6 +15,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sandbox import jail
@@ -31,6 +34,13 @@ STARTUP_ALLOWANCE_S = 10.0
 WATCHDOG_GRACE_S = 2.0
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1024 * 1024
+READ_SIZE = 256 * 1024
+# A jail costs tens of milliseconds to start, about what the harness spends on a few
+# hundred traces; smaller batches are not worth a second jail.
+MIN_TRACES_PER_JAIL = 250
+# One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
+# (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 SIGNAL_MESSAGES = {
     signal.SIGSEGV: "the interpreter crashed (segmentation fault, often from unbounded recursion)",
@@ -80,6 +90,55 @@ def run(
     error. Raise SandboxUnavailable or BackendRefused when the configured backend cannot or
     may not run code; never raise because of what the eval does.
     """
+
+    def encode() -> list[bytes]:
+        return [_ENCODER.encode(trace).encode() for trace in traces]
+
+    return _run(code, len(traces), encode, limits, validate_code)
+
+
+def run_json(
+    code: str,
+    traces_json: Sequence[str | bytes],
+    limits: Limits | None = None,
+    *,
+    validate_code: bool = True,
+) -> list[Result]:
+    """Like `run`, for traces already encoded as JSON text (str, or UTF-8 bytes).
+
+    For callers that hold the JSON text anyway (a database column read as text): it skips
+    encoding in this process, the largest per-trace cost outside the jail. A trace that is
+    not valid JSON gets a per-trace error; the eval sees what json.loads would return.
+    """
+
+    def encode() -> list[bytes]:
+        lines = []
+        for text in traces_json:
+            if isinstance(text, str):
+                text = text.encode("utf-8", "surrogatepass")
+            # Valid JSON has raw line breaks only as whitespace (strings escape them), and
+            # the jail reads one trace per line.
+            lines.append(text.replace(b"\n", b" ") if b"\n" in text else bytes(text))
+        return lines
+
+    return _run(code, len(traces_json), encode, limits, validate_code)
+
+
+class _RestartBudget:
+    """Fresh jails one run may still start after the eval killed one, across its chunks."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int]:
+        with self._lock:
+            self.used += 1
+            return self.used <= self.limit, self.used
+
+
+def _run(code, count, encode, limits, validate_code) -> list[Result]:
     settings = get_settings()
     limits = limits or settings.limits
     if validate_code:
@@ -89,38 +148,85 @@ def run(
             if len(problems) > 5:
                 summary += f"; and {len(problems) - 5} more"
             error = f"the eval code was rejected before running: {summary}"
-            return [Result(None, "", error, 0.0) for _ in traces]
+            return [Result(None, "", error, 0.0) for _ in range(count)]
     backend = _backend(settings, limits)
-    encoded = [json.dumps(trace, default=str, separators=(",", ":")) for trace in traces]
+    if not count:
+        return []
+    lines = encode()
     warning = LOCAL_WARNING if settings.backend == "local" else None
-    results: list[Result | None] = [None] * len(traces)
-    restarts = 0
-    for chunk_start in range(0, len(traces), limits.chunk_size):
-        pending = list(range(chunk_start, min(len(traces), chunk_start + limits.chunk_size)))
-        while pending:
-            batch = _run_batch(backend, code, [encoded[i] for i in pending], limits)
-            for raw in batch.results:
-                results[pending[raw["i"]]] = _to_result(raw, warning)
-            done = len(batch.results)
-            if done == len(pending):
-                break
-            if batch.results and batch.results[-1].get("fatal"):
-                rest = pending[done:]
-            else:
-                culprit = pending[done]
-                results[culprit] = Result(None, "", batch.stop_reason, 0.0, "", warning)
-                rest = pending[done + 1 :]
-            if restarts >= limits.max_restarts:
-                error = (
-                    f"not run: the eval broke the sandbox {restarts + 1} times in this batch; "
-                    "fix the error reported on the earlier traces first"
-                )
-                for i in rest:
-                    results[i] = Result(None, "", error, 0.0, "", warning)
-                rest = []
-            restarts += 1
-            pending = rest
+    results: list[Result | None] = [None] * count
+    budget = _RestartBudget(limits.max_restarts)
+    chunks, workers = _chunks(count, limits)
+
+    def run_chunk(chunk: range) -> None:
+        _run_chunk(backend, code, lines, list(chunk), limits, results, warning, budget)
+
+    if workers == 1 or len(chunks) == 1:
+        for chunk in chunks:
+            run_chunk(chunk)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox-jail") as pool:
+            # list() re-raises the first SandboxUnavailable from any jail.
+            list(pool.map(run_chunk, chunks))
     return [r for r in results if r is not None]
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _chunks(count: int, limits: Limits) -> tuple[list[range], int]:
+    """Split a batch into chunks of at most chunk_size, enough to keep the cores busy."""
+    workers = max(1, min(limits.parallel_jails, _usable_cores()))
+    parts = max(math.ceil(count / limits.chunk_size), min(workers, count // MIN_TRACES_PER_JAIL), 1)
+    size = math.ceil(count / parts)
+    return [range(start, min(count, start + size)) for start in range(0, count, size)], workers
+
+
+def _run_chunk(
+    backend: _Backend,
+    code: str,
+    lines: list[bytes],
+    pending: list[int],
+    limits: Limits,
+    results: list[Result | None],
+    warning: str | None,
+    budget: _RestartBudget,
+) -> None:
+    flush_each = False
+    while pending:
+        batch = _run_batch(backend, code, [lines[i] for i in pending], limits, flush_each)
+        for raw in batch.results:
+            results[pending[raw["i"]]] = _to_result(raw, warning)
+        done = len(batch.results)
+        if done == len(pending):
+            return
+        fatal = bool(batch.results) and batch.results[-1].get("fatal")
+        if not flush_each and not fatal:
+            # The jail died with results it had not written yet, so which trace killed it
+            # is unknown: run the rest again in a jail that writes every result at once.
+            flush_each = True
+            pending = pending[done:]
+            continue
+        if fatal:
+            rest = pending[done:]
+        else:
+            culprit = pending[done]
+            results[culprit] = Result(None, "", batch.stop_reason, 0.0, "", warning)
+            rest = pending[done + 1 :]
+        allowed, used = budget.take()
+        if not allowed and rest:
+            error = (
+                f"not run: the eval broke the sandbox {used} times in this batch; "
+                "fix the error reported on the earlier traces first"
+            )
+            for i in rest:
+                results[i] = Result(None, "", error, 0.0, "", warning)
+            rest = []
+        pending = rest
 
 
 def _to_result(raw: dict, warning: str | None) -> Result:
@@ -174,7 +280,9 @@ def _max_line(limits: Limits) -> int:
     return 6 * (limits.output_chars + 2 * limits.message_chars + 200) + 4096
 
 
-def _run_batch(backend: _Backend, code: str, lines: list[str], limits: Limits) -> _Batch:
+def _run_batch(
+    backend: _Backend, code: str, lines: list[bytes], limits: Limits, flush_each: bool
+) -> _Batch:
     header = json.dumps(
         {
             "code": code,
@@ -182,9 +290,10 @@ def _run_batch(backend: _Backend, code: str, lines: list[str], limits: Limits) -
             "output_chars": limits.output_chars,
             "message_chars": limits.message_chars,
             "start": 0,
+            "flush_each": flush_each,
         }
-    )
-    payload = (header + "\n" + "\n".join(lines) + "\n").encode()
+    ).encode()
+    payload = b"\n".join([header, *lines, b""])
     with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
         local = backend.name == "local"
         try:
@@ -258,7 +367,7 @@ def _drive(
                     )
                 break
             for key, _ in selector.select(deadline - now):
-                data = os.read(key.fileobj.fileno(), 65536)
+                data = os.read(key.fileobj.fileno(), READ_SIZE)
                 if not data:
                     selector.unregister(key.fileobj)
                     open_streams -= 1
@@ -268,22 +377,26 @@ def _drive(
                         stderr += data[: 65536 - len(stderr)]
                     continue
                 buffer += data
-                while True:
-                    newline = buffer.find(b"\n")
-                    if newline < 0:
-                        break
-                    line = bytes(buffer[:newline])
-                    del buffer[: newline + 1]
-                    message = _parse(line, len(results), ready)
+                end = buffer.rfind(b"\n")
+                # Every complete line at once: the harness writes results in blocks.
+                block = bytes(buffer[:end]) if end >= 0 else None
+                if block is not None:
+                    del buffer[: end + 1]
+                for line in block.split(b"\n") if block is not None else ():
+                    message = _parse(line, len(results), ready) if len(line) <= max_line else None
                     if message is None:
                         stop_reason = (
                             "the eval wrote into the sandbox's result stream and was stopped"
+                            if len(line) <= max_line
+                            else "the eval produced more output than the sandbox accepts "
+                            "and was stopped"
                         )
                         break
                     if message.get("ready"):
                         ready = True
                     else:
                         results.append(message)
+                if block is not None:
                     progress_deadline = time.monotonic() + limits.trace_timeout_s + WATCHDOG_GRACE_S
                 if stop_reason is None and len(buffer) > max_line:
                     stop_reason = (
