@@ -9,7 +9,7 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError
-from evals.models import Eval
+from evals.models import Eval, EvalRun, RunStatus
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
 
@@ -169,3 +169,27 @@ def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -
         edited.save()
     logger.info("eval edited eval=%s parent=%s", edited.pk, eval.pk)
     return edited
+
+
+def test_again(*, eval: Eval) -> EvalRun:
+    """Queue a run of the version over the set's current labelled traces."""
+    from evals.services.execution import start_run
+    from traces.selectors import labelled_examples
+
+    trace_ids = [ex.trace.pk for ex in labelled_examples(eval.eval_set)]
+    if not trace_ids:
+        raise EvalActionError("The eval set has no labelled traces to test on.")
+    return start_run(eval=eval, trace_ids=trace_ids, trigger=EvalRun.Trigger.MANUAL)
+
+
+def record_test_result(*, run: EvalRun) -> Eval:
+    """Re-measure the version once its test run has finished (safe to call repeatedly)."""
+    from evals.services.metrics import score_eval_version
+
+    eval = run.eval
+    measured = (eval.metrics or {}).get("measured_at")
+    if run.status != RunStatus.SUCCEEDED or run.finished_at is None:
+        return eval
+    if measured and measured >= run.finished_at.isoformat():
+        return eval
+    return score_eval_version(eval=eval, run_missing=False)

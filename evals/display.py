@@ -1,0 +1,112 @@
+"""Presentation helpers for eval pages: highlighted code, diffs, the version chart."""
+
+import difflib
+from dataclasses import dataclass
+
+from django.utils.safestring import SafeString, mark_safe
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+
+def highlight_code(code: str, *, marked_lines: tuple[int, ...] = ()) -> SafeString:
+    """Return Pygments HTML for Python code, with line numbers and marked lines."""
+    formatter = HtmlFormatter(
+        linenos="table", cssclass="code", hl_lines=list(marked_lines), wrapcode=True
+    )
+    return mark_safe(highlight(code, PythonLexer(), formatter))  # noqa: S308 - Pygments escapes
+
+
+def code_css() -> str:
+    return HtmlFormatter(style="friendly").get_style_defs(".code")
+
+
+def side_by_side(a: str, b: str, *, a_label: str, b_label: str) -> SafeString:
+    """Return a side-by-side HTML table of two versions' code (difflib.HtmlDiff)."""
+    table = difflib.HtmlDiff(tabsize=4, wrapcolumn=80).make_table(
+        a.splitlines(), b.splitlines(), a_label, b_label, context=False
+    )
+    return mark_safe(table)  # noqa: S308 - HtmlDiff escapes the code
+
+
+def unified(a: str, b: str, *, a_label: str, b_label: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            a.splitlines(keepends=True), b.splitlines(keepends=True), a_label, b_label
+        )
+    )
+
+
+@dataclass
+class ChartDot:
+    x: float
+    y: float
+    version: int
+    value: float
+    status: str
+
+
+@dataclass
+class VersionChart:
+    width: int
+    height: int
+    dots: list[ChartDot]
+    heldout: list[ChartDot]
+    polyline: str
+    heldout_polyline: str
+    bar_y: float
+
+    @property
+    def empty(self) -> bool:
+        return not self.dots
+
+
+def version_chart(
+    history: list[dict], *, width: int = 560, height: int = 150, bar: float = 0.8
+) -> VersionChart:
+    """Lay out agreement per version (x: version order, y: 0..1) for an inline SVG."""
+    pad_x, pad_y = 28, 12
+    inner_w, inner_h = width - 2 * pad_x, height - 2 * pad_y
+    n = len(history)
+
+    def x_of(i: int) -> float:
+        return round(pad_x + (inner_w / 2 if n == 1 else i / (n - 1) * inner_w), 1)
+
+    def y_of(v: float) -> float:
+        return round(pad_y + (1 - max(0.0, min(1.0, v))) * inner_h, 1)
+
+    dots, heldout = [], []
+    for i, row in enumerate(history):
+        if row["agreement"] is not None:
+            dots.append(
+                ChartDot(
+                    x_of(i), y_of(row["agreement"]), row["version"], row["agreement"], row["status"]
+                )
+            )
+        if row.get("heldout") is not None:
+            heldout.append(
+                ChartDot(
+                    x_of(i), y_of(row["heldout"]), row["version"], row["heldout"], row["status"]
+                )
+            )
+    return VersionChart(
+        width=width,
+        height=height,
+        dots=dots,
+        heldout=heldout,
+        polyline=" ".join(f"{d.x},{d.y}" for d in dots),
+        heldout_polyline=" ".join(f"{d.x},{d.y}" for d in heldout),
+        bar_y=y_of(bar),
+    )
+
+
+def confusion(metrics: dict | None) -> dict | None:
+    """Return the training confusion counts with a 0..1 intensity per cell for shading."""
+    figures = (metrics or {}).get("training") or {}
+    if not figures or "tp" not in figures:
+        return None
+    cells = {k: int(figures.get(k) or 0) for k in ("tp", "fp", "fn", "tn")}
+    top = max(cells.values()) or 1
+    return {k: {"n": v, "alpha": round(0.08 + 0.8 * v / top, 2)} for k, v in cells.items()} | {
+        "errors": int(figures.get("errors") or 0)
+    }

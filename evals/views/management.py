@@ -1,0 +1,359 @@
+"""Eval pages: lists, a version's detail and actions, history, diffs, the matrix, refinement."""
+
+import datetime as dt
+
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from evals import display, export, selectors
+from evals.exceptions import EvalError
+from evals.models import Eval, EvalRun, Generation
+from evals.services import management, refinement
+from traces.models import EvalSet, Trace
+from workspaces.access import workspace_view
+
+
+def _eval(request, pk: int) -> Eval:
+    qs = Eval.objects.for_workspace(request.workspace).select_related("eval_set", "parent")
+    return get_object_or_404(qs, pk=pk)
+
+
+def _eval_set(request, pk: int) -> EvalSet:
+    return get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+
+
+def _back(request, eval: Eval):
+    target = request.POST.get("next", "")
+    if target.startswith(f"/w/{request.workspace.slug}/"):
+        return redirect(target)
+    return redirect(eval.get_absolute_url())
+
+
+# --- lists ---------------------------------------------------------------------------------
+
+
+@workspace_view
+def eval_list(request):
+    """Every eval version in the workspace, grouped by eval set; filter by set or status."""
+    eval_set = None
+    if request.GET.get("set", "").isdigit():
+        eval_set = _eval_set(request, int(request.GET["set"]))
+    status = request.GET.get("status", "")
+    if status not in Eval.Status.values:
+        status = ""
+    evals = selectors.eval_list(workspace=request.workspace, eval_set=eval_set, status=status)
+    ctx = {
+        "evals": evals,
+        "eval_set": eval_set,
+        "status": status,
+        "statuses": Eval.Status.choices,
+        "eval_sets": EvalSet.objects.for_workspace(request.workspace).active().order_by("name"),
+    }
+    return render(request, "evals/list.html", ctx)
+
+
+@workspace_view
+def versions(request, pk: int):
+    """An eval set's versions with lineage, agreement across versions and a diff picker."""
+    eval_set = _eval_set(request, pk)
+    history = selectors.versions_of(eval_set)
+    active = next((v for v in history if v.status == Eval.Status.ACTIVE), None)
+    ctx = {
+        "eval_set": eval_set,
+        "active": active,
+        "versions": list(reversed(history)),
+        "chart": display.version_chart(selectors.agreement_history(eval_set)),
+    }
+    return render(request, "evals/versions.html", ctx)
+
+
+# --- one version -------------------------------------------------------------------------
+
+
+@workspace_view
+def detail(request, pk: int):
+    """A version's code, metrics, confusion matrix, how it was made, and its actions."""
+    eval = _eval(request, pk)
+    run = selectors.latest_run(eval)
+    ctx = {
+        "eval": eval,
+        "run": run,
+        "confusion": display.confusion(eval.metrics),
+        "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
+        "code_css": display.code_css(),
+        "children": list(eval.children.only("id", "version", "status", "workspace_id")),
+        "refinements": Generation.objects.filter(parent=eval).order_by("-created_at")[:3],
+    }
+    return render(request, "evals/detail.html", ctx)
+
+
+@require_POST
+@workspace_view
+def activate(request, pk: int):
+    eval = _eval(request, pk)
+    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+    rollback = active is not None and active.version > eval.version
+    try:
+        if rollback:
+            management.rollback_to(eval=eval)
+        else:
+            management.activate_eval(eval=eval)
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    else:
+        verb = f"Rolled back from v{active.version} to" if rollback else "Activated"
+        messages.success(request, f"{verb} v{eval.version}. It now runs on new traces.")
+    return _back(request, eval)
+
+
+@require_POST
+@workspace_view
+def archive(request, pk: int):
+    eval = _eval(request, pk)
+    was_active = eval.status == Eval.Status.ACTIVE
+    management.archive_eval(eval=eval)
+    note = " The set has no active eval now." if was_active else ""
+    messages.success(request, f"Archived v{eval.version}.{note}")
+    return _back(request, eval)
+
+
+@require_POST
+@workspace_view
+def restore(request, pk: int):
+    eval = _eval(request, pk)
+    management.restore_eval(eval=eval)
+    messages.success(request, f"v{eval.version} is a draft again.")
+    return _back(request, eval)
+
+
+@require_POST
+@workspace_view
+def test_again(request, pk: int):
+    """Start a run of the version on the current labels; the page polls its progress."""
+    eval = _eval(request, pk)
+    try:
+        run = management.test_again(eval=eval)
+    except EvalError as exc:
+        messages.error(request, exc.message)
+        return redirect(eval.get_absolute_url())
+    if request.htmx:
+        return render(request, "evals/detail.html#run", {"eval": eval, "run": run})
+    return redirect(eval.get_absolute_url())
+
+
+@workspace_view
+def run_progress(request, pk: int, run_pk: int):
+    """The progress of a test run (htmx polling); stops polling once it is final."""
+    eval = _eval(request, pk)
+    run = get_object_or_404(EvalRun.objects.for_workspace(request.workspace), pk=run_pk, eval=eval)
+    if run.is_final:
+        eval = management.record_test_result(run=run)
+    response = render(request, "evals/detail.html#run", {"eval": eval, "run": run})
+    if run.is_final:
+        response = HttpResponseStopPolling(response.content)
+        response["HX-Refresh"] = "true" if request.GET.get("refresh") else "false"
+    return response
+
+
+@workspace_view
+def edit(request, pk: int):
+    """Edit a version's code by hand; saving makes a new validated draft version."""
+    eval = _eval(request, pk)
+    code, problems = eval.code, []
+    if request.method == "POST":
+        code = request.POST.get("code", "")
+        try:
+            edited = management.edit_eval_code(eval=eval, code=code, user=request.user)
+        except management.InvalidEvalCode as exc:
+            problems = exc.problems
+        except EvalError as exc:
+            messages.error(request, exc.message)
+        else:
+            run = management.test_again(eval=edited)
+            messages.success(
+                request, f"Saved as v{edited.version}; testing it on {run.total} labelled traces."
+            )
+            return redirect(edited.get_absolute_url())
+    marked = tuple(p.line for p in problems if p.line)
+    ctx = {
+        "eval": eval,
+        "code": code,
+        "problems": problems,
+        "preview": display.highlight_code(code, marked_lines=marked) if problems else None,
+        "code_css": display.code_css(),
+    }
+    return render(request, "evals/edit.html", ctx, status=400 if problems else 200)
+
+
+@workspace_view
+def export_script(request, pk: int):
+    """Download the version as a Python file that runs by itself on JSONL traces."""
+    eval = _eval(request, pk)
+    response = HttpResponse(export.export_eval_script(eval), content_type="text/x-python")
+    response["Content-Disposition"] = f'attachment; filename="{export.eval_filename(eval)}"'
+    return response
+
+
+@workspace_view
+def export_set(request, pk: int):
+    """Download the eval set, its labels and every version as JSON."""
+    eval_set = _eval_set(request, pk)
+    response = HttpResponse(export.export_eval_set_json(eval_set), content_type="application/json")
+    name = f"eval-set-{eval_set.pk}.json"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@workspace_view
+def diff(request, pk: int):
+    """Side-by-side diff of two versions of a set (?a=<version>&b=<version>)."""
+    eval_set = _eval_set(request, pk)
+    all_versions = list(Eval.objects.filter(eval_set=eval_set).order_by("version"))
+    by_number = {v.version: v for v in all_versions}
+    if len(all_versions) < 2:
+        raise Http404("Only one version")
+    try:
+        a = by_number[int(request.GET.get("a") or all_versions[-2].version)]
+        b = by_number[int(request.GET.get("b") or all_versions[-1].version)]
+    except (KeyError, ValueError):
+        raise Http404("No such version") from None
+    ctx = {
+        "eval_set": eval_set,
+        "versions": all_versions,
+        "a": a,
+        "b": b,
+        "table": display.side_by_side(
+            a.code, b.code, a_label=f"v{a.version}", b_label=f"v{b.version}"
+        ),
+        "same": a.code == b.code,
+    }
+    return render(request, "evals/diff.html", ctx)
+
+
+# --- comparison matrix -------------------------------------------------------------------
+
+
+def _date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def matrix_filters(data) -> selectors.MatrixFilters:
+    source = data.get("source", "")
+    return selectors.MatrixFilters(
+        only_disagreements=data.get("disagreements") in ("1", "on", "true"),
+        date_from=_date(data.get("from", "")),
+        date_to=_date(data.get("to", "")),
+        source=source if source in Trace.Source.values else "",
+        version_ids=tuple(int(v) for v in data.getlist("v") if v.isdigit()),
+    )
+
+
+@workspace_view
+def matrix(request, pk: int):
+    """Labelled traces by versions: agree, contradict or error, with filters and pages."""
+    eval_set = _eval_set(request, pk)
+    page = request.GET.get("page", "1")
+    result = selectors.comparison_matrix(
+        eval_set=eval_set,
+        filters=matrix_filters(request.GET),
+        page=int(page) if page.isdigit() else 1,
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    ctx = {
+        "eval_set": eval_set,
+        "matrix": result,
+        "sources": Trace.Source.choices,
+        "query": query.urlencode(),
+        "chosen": set(result.filters.version_ids),
+    }
+    template = "evals/matrix.html#table" if request.htmx else "evals/matrix.html"
+    return render(request, template, ctx)
+
+
+@workspace_view
+def cell(request, pk: int, trace_pk: int):
+    """Drill-down on one matrix cell: verdict, reason, time, the trace and the code."""
+    eval = _eval(request, pk)
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
+    ctx = {"detail": selectors.matrix_cell(eval=eval, trace=trace), "eval": eval}
+    template = "evals/matrix.html#cell" if request.htmx else "evals/cell.html"
+    return render(request, template, ctx)
+
+
+# --- refinement --------------------------------------------------------------------------
+
+
+@require_POST
+@workspace_view
+def refine(request, pk: int):
+    """Start refining the version from its contradictions; follow it on the next page."""
+    eval = _eval(request, pk)
+    try:
+        generation = refinement.start_refinement(eval=eval, user=request.user)
+    except EvalError as exc:
+        messages.error(request, exc.message)
+        return redirect(eval.get_absolute_url())
+    return redirect("evals:refinement", slug=request.workspace.slug, pk=generation.pk)
+
+
+@workspace_view
+def refinement_detail(request, pk: int):
+    """A refinement's progress (htmx polling), then the before / after comparison."""
+    generation = get_object_or_404(
+        Generation.objects.for_workspace(request.workspace)
+        .filter(parent__isnull=False)
+        .select_related("parent", "result", "eval_set"),
+        pk=pk,
+    )
+    if generation.is_final and generation.result_id and not request.htmx:
+        return redirect("evals:compare", slug=request.workspace.slug, pk=generation.result_id)
+    ctx = {"generation": generation}
+    if request.htmx:
+        response = render(request, "evals/refinement.html#progress", ctx)
+        if generation.is_final:
+            response = HttpResponseStopPolling(response.content)
+            if generation.result_id:
+                response["HX-Redirect"] = reverse(
+                    "evals:compare",
+                    kwargs={"slug": request.workspace.slug, "pk": generation.result_id},
+                )
+        return response
+    return render(request, "evals/refinement.html", ctx)
+
+
+@workspace_view
+def compare(request, pk: int):
+    """Before / after: a version against its parent (or ?against=<version>), verdict by verdict."""
+    after = _eval(request, pk)
+    before = after.parent
+    if request.GET.get("against", "").isdigit():
+        before = get_object_or_404(
+            Eval.objects.filter(eval_set=after.eval_set), version=int(request.GET["against"])
+        )
+    if before is None:
+        raise Http404("This version has no parent to compare with")
+    result = selectors.comparison_matrix(
+        eval_set=after.eval_set,
+        filters=selectors.MatrixFilters(only_disagreements=True, version_ids=(before.pk, after.pk)),
+        page_size=200,
+    )
+    ctx = {
+        "before": before,
+        "after": after,
+        "matrix": result,
+        "columns": {c.eval.pk: c for c in result.columns},
+        "table": display.side_by_side(
+            before.code, after.code, a_label=f"v{before.version}", b_label=f"v{after.version}"
+        ),
+        "confusion_before": display.confusion(before.metrics),
+        "confusion_after": display.confusion(after.metrics),
+    }
+    return render(request, "evals/compare.html", ctx)

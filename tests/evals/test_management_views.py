@@ -1,0 +1,103 @@
+import pytest
+from django.urls import reverse
+
+from evals.models import Eval, EvalRun
+from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def versions(workspace):
+    eval_set, traces = labelled_set(workspace, good=2, bad=2)
+    v1 = make_eval(
+        eval_set,
+        version=1,
+        status="active",
+        agreement=1.0,
+        labels_tested=4,
+        metrics={"training": {"tp": 2, "fp": 0, "fn": 0, "tn": 2, "errors": 0, "accuracy": 1.0}},
+    )
+    v2 = make_eval(eval_set, version=2, parent=v1, code=ALWAYS_PASS_CODE, agreement=0.5)
+    for t in traces:
+        record(v1, t, t.data["output"].startswith("Your"))
+        record(v2, t, True)
+    return eval_set, traces, v1, v2
+
+
+def url(name, ws, **kwargs):
+    return reverse(f"evals:{name}", kwargs={"slug": ws.slug, **kwargs})
+
+
+def test_pages_render(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    client = login(owner)
+    pages = [
+        url("list", workspace),
+        url("versions", workspace, pk=eval_set.pk),
+        url("detail", workspace, pk=v2.pk),
+        url("edit", workspace, pk=v2.pk),
+        url("diff", workspace, pk=eval_set.pk) + "?a=1&b=2",
+        url("matrix", workspace, pk=eval_set.pk),
+        url("cell", workspace, pk=v2.pk, trace_pk=traces[3].pk),
+        url("compare", workspace, pk=v2.pk),
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+    detail = client.get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert 'data-testid="confusion"' in detail and "too lenient" in detail
+    matrix = client.get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="contradictions-v2"' in matrix and "contradict" in matrix
+
+
+def test_matrix_htmx_returns_the_table_only(login, owner, workspace, versions):
+    eval_set, *_ = versions
+    response = login(owner).get(
+        url("matrix", workspace, pk=eval_set.pk) + "?disagreements=1", HTTP_HX_REQUEST="true"
+    )
+    body = response.content.decode()
+    assert "<html" not in body and 'id="matrix"' in body
+    assert body.count('class="cell"') == 2 * 2  # two bad traces, two versions
+
+
+def test_rollback_from_the_versions_page(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    client = login(owner)
+    client.post(url("activate", workspace, pk=v2.pk))
+    assert Eval.objects.get(eval_set=eval_set, status="active") == v2
+
+    response = client.post(url("activate", workspace, pk=v1.pk), follow=True)
+
+    assert "Rolled back from v2 to v1" in response.content.decode()
+    assert Eval.objects.get(eval_set=eval_set, status="active") == v1
+
+
+def test_edit_shows_problems_with_line_numbers(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    response = login(owner).post(
+        url("edit", workspace, pk=v2.pk), {"code": "import os\ndef eval_fn(t):\n  return 1\n"}
+    )
+    assert response.status_code == 400
+    assert "line 1" in response.content.decode()
+    assert Eval.objects.filter(eval_set=eval_set).count() == 2
+
+
+def test_edit_saves_a_version_and_starts_a_test_run(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    code = "def eval_fn(trace):\n    return False, 'strict'\n"
+    response = login(owner).post(url("edit", workspace, pk=v2.pk), {"code": code})
+    v3 = Eval.objects.get(eval_set=eval_set, version=3)
+    assert response.status_code == 302 and response["Location"] == v3.get_absolute_url()
+    assert v3.parent == v2
+    assert EvalRun.objects.filter(eval=v3, trigger="manual", total=4).exists()
+
+
+def test_export_downloads(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    client = login(owner)
+    script = client.get(url("export", workspace, pk=v1.pk))
+    data = client.get(url("export_set", workspace, pk=eval_set.pk))
+    assert script["Content-Disposition"].endswith('_v1.py"')
+    assert b"def eval_fn" in script.content
+    assert data.json()["versions"][1]["parent_version"] == 1
