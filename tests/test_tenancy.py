@@ -62,7 +62,6 @@ def _sync_run_kwargs(ws):
 def _sync_run_pk(ws):
     return {"pk": _sync_run_kwargs(ws)["run_pk"]}
 
-
 def _continuous_eval_pk(ws):
     from evals.models import Eval
     from traces.services import create_eval_set
@@ -78,42 +77,31 @@ def _continuous_eval_set_pk(ws):
     return {"pk": Eval.objects.get(pk=_continuous_eval_pk(ws)["pk"]).eval_set_id}
 
 
-def _mgmt_kwargs(ws):
-    """An eval set with one labelled trace and two versions (v2 refined from v1)."""
-    from evals.models import Eval, EvalRun, Generation
-    from traces.models import Feedback
+def _generated(ws):
+    """An eval set with a generated eval version and its finished generation."""
+    from evals.models import Eval, Generation
+    from traces.services import create_eval_set
 
-    ids = _eval_set_trace_pks(ws)
-    owner = Membership.objects.for_workspace(ws).first().user
-    Feedback.objects.create(
-        workspace=ws, eval_set_id=ids["pk"], trace_id=ids["trace_pk"], user=owner, rating="positive"
+    eval_set = create_eval_set(workspace=ws, name=f"Generated {ws.pk}", criteria="good")
+    eval = Eval.objects.create(
+        workspace=ws, eval_set=eval_set, version=1, code="x = 1", provider="offline"
     )
-    code = "def eval_fn(trace):\n    return True, 'ok'\n"
-    v1 = Eval.objects.create(workspace=ws, eval_set_id=ids["pk"], version=1, code=code)
-    v2 = Eval.objects.create(
-        workspace=ws, eval_set_id=ids["pk"], version=2, code=code + "\n", parent=v1
-    )
-    run = EvalRun.objects.create(workspace=ws, eval=v2, trigger="manual")
     generation = Generation.objects.create(
-        workspace=ws, eval_set_id=ids["pk"], parent=v1, provider="offline"
+        workspace=ws, eval_set=eval_set, provider="offline", status="succeeded", result=eval
     )
-    return {
-        "set": ids["pk"],
-        "trace": ids["trace_pk"],
-        "eval": v2.pk,
-        "run": run.pk,
-        "generation": generation.pk,
-    }
+    return eval_set, eval, generation
 
 
-def _mgmt(*keys):
-    """Build URL kwargs from ``_mgmt_kwargs``: ``_mgmt("eval:pk", "trace:trace_pk")``."""
+def _generated_set_pk(ws):
+    return {"pk": _generated(ws)[0].pk}
 
-    def kwargs(ws):
-        made = _mgmt_kwargs(ws)
-        return {name: made[key] for key, name in (k.split(":") for k in keys)}
 
-    return kwargs
+def _generated_eval_pk(ws):
+    return {"pk": _generated(ws)[1].pk}
+
+
+def _generation_pk(ws):
+    return {"pk": _generated(ws)[2].pk}
 
 
 UI_CASES = [
@@ -148,25 +136,11 @@ UI_CASES = [
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
     Case("integrations:webhook_secret", "post", _integration_pk),
-    # Eval management (issue 7).
-    Case("evals:list"),
-    Case("evals:versions", kwargs=_mgmt("set:pk")),
-    Case("evals:diff", kwargs=_mgmt("set:pk")),
-    Case("evals:matrix", kwargs=_mgmt("set:pk")),
-    Case("evals:export_set", kwargs=_mgmt("set:pk")),
-    Case("evals:detail", kwargs=_mgmt("eval:pk")),
-    Case("evals:activate", "post", _mgmt("eval:pk")),
-    Case("evals:archive", "post", _mgmt("eval:pk")),
-    Case("evals:restore", "post", _mgmt("eval:pk")),
-    Case("evals:test", "post", _mgmt("eval:pk")),
-    Case("evals:run_progress", kwargs=_mgmt("eval:pk", "run:run_pk")),
-    Case("evals:edit", kwargs=_mgmt("eval:pk")),
-    Case("evals:edit", "post", _mgmt("eval:pk"), lambda ws: {"code": "x = 1"}),
-    Case("evals:export", kwargs=_mgmt("eval:pk")),
-    Case("evals:cell", kwargs=_mgmt("eval:pk", "trace:trace_pk")),
-    Case("evals:refine", "post", _mgmt("eval:pk")),
-    Case("evals:compare", kwargs=_mgmt("eval:pk")),
-    Case("evals:refinement", kwargs=_mgmt("generation:pk")),
+    # Eval generation (issue 6).
+    Case("evals:settings"),
+    Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
+    Case("evals:generate", "post", _generated_set_pk),
+    Case("evals:generation", kwargs=_generation_pk),
 ]
 
 # API endpoints: ``kwargs`` builds path arguments for an object in the workspace.
@@ -192,6 +166,12 @@ API_CASES = [
         _continuous_eval_pk,
         lambda ws: {"traces": [{"id": "x", "timestamp": "2026-11-20T10:00:00Z", "steps": []}]},
     ),
+    # Eval generation (issue 6).
+    Case("api-eval-set-generate", "post", _generated_set_pk),
+    Case("api-generation", kwargs=_generation_pk),
+    Case("api-evals"),
+    Case("api-eval", kwargs=_generated_eval_pk),
+    Case("api-eval-executions", kwargs=_generated_eval_pk),
 ]
 
 
