@@ -62,6 +62,7 @@ def _sync_run_kwargs(ws):
 def _sync_run_pk(ws):
     return {"pk": _sync_run_kwargs(ws)["run_pk"]}
 
+
 def _continuous_eval_pk(ws):
     from evals.models import Eval
     from traces.services import create_eval_set
@@ -75,6 +76,44 @@ def _continuous_eval_set_pk(ws):
     from evals.models import Eval
 
     return {"pk": Eval.objects.get(pk=_continuous_eval_pk(ws)["pk"]).eval_set_id}
+
+
+def _mgmt_kwargs(ws):
+    """An eval set with one labelled trace and two versions (v2 refined from v1)."""
+    from evals.models import Eval, EvalRun, Generation
+    from traces.models import Feedback
+
+    ids = _eval_set_trace_pks(ws)
+    owner = Membership.objects.for_workspace(ws).first().user
+    Feedback.objects.create(
+        workspace=ws, eval_set_id=ids["pk"], trace_id=ids["trace_pk"], user=owner, rating="positive"
+    )
+    code = "def eval_fn(trace):\n    return True, 'ok'\n"
+    v1 = Eval.objects.create(workspace=ws, eval_set_id=ids["pk"], version=1, code=code)
+    v2 = Eval.objects.create(
+        workspace=ws, eval_set_id=ids["pk"], version=2, code=code + "\n", parent=v1
+    )
+    run = EvalRun.objects.create(workspace=ws, eval=v2, trigger="manual")
+    generation = Generation.objects.create(
+        workspace=ws, eval_set_id=ids["pk"], parent=v1, provider="offline"
+    )
+    return {
+        "set": ids["pk"],
+        "trace": ids["trace_pk"],
+        "eval": v2.pk,
+        "run": run.pk,
+        "generation": generation.pk,
+    }
+
+
+def _mgmt(*keys):
+    """Build URL kwargs from ``_mgmt_kwargs``: ``_mgmt("eval:pk", "trace:trace_pk")``."""
+
+    def kwargs(ws):
+        made = _mgmt_kwargs(ws)
+        return {name: made[key] for key, name in (k.split(":") for k in keys)}
+
+    return kwargs
 
 
 def _generated(ws):
@@ -136,6 +175,25 @@ UI_CASES = [
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
     Case("integrations:webhook_secret", "post", _integration_pk),
+    # Eval management (issue 7).
+    Case("evals:list"),
+    Case("evals:versions", kwargs=_mgmt("set:pk")),
+    Case("evals:diff", kwargs=_mgmt("set:pk")),
+    Case("evals:matrix", kwargs=_mgmt("set:pk")),
+    Case("evals:export_set", kwargs=_mgmt("set:pk")),
+    Case("evals:detail", kwargs=_mgmt("eval:pk")),
+    Case("evals:activate", "post", _mgmt("eval:pk")),
+    Case("evals:archive", "post", _mgmt("eval:pk")),
+    Case("evals:restore", "post", _mgmt("eval:pk")),
+    Case("evals:test", "post", _mgmt("eval:pk")),
+    Case("evals:run_progress", kwargs=_mgmt("eval:pk", "run:run_pk")),
+    Case("evals:edit", kwargs=_mgmt("eval:pk")),
+    Case("evals:edit", "post", _mgmt("eval:pk"), lambda ws: {"code": "x = 1"}),
+    Case("evals:export", kwargs=_mgmt("eval:pk")),
+    Case("evals:cell", kwargs=_mgmt("eval:pk", "trace:trace_pk")),
+    Case("evals:refine", "post", _mgmt("eval:pk")),
+    Case("evals:compare", kwargs=_mgmt("eval:pk")),
+    Case("evals:refinement", kwargs=_mgmt("generation:pk")),
     # Eval generation (issue 6).
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
