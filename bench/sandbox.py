@@ -1,10 +1,18 @@
 """Benchmark the sandbox: batch wall time against an in-process loop, and jail start-up.
 
+The floor is the same eval function called on the same trace dicts in a plain loop in this
+process: no encoding, no I/O, no fresh globals. The sandboxed figures include everything
+`sandbox.run` does (validation, JSON encoding, jails, decoding, Result objects); the CPU
+figure adds this process's CPU time to that of the jails (which may run in parallel).
+`run_json` is measured on the same traces encoded beforehand (what a caller holding the
+JSON text from the database would pass), with the encoding time shown separately.
+
 Run: .venv/bin/python bench/sandbox.py [--quick]
 """
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -79,13 +87,61 @@ def floor(traces):
     return time.perf_counter() - started, verdicts
 
 
+def cpu_seconds():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def best_of(repeats, fn):
     times = []
+    cpu = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         value = fn()
         times.append(time.perf_counter() - started)
-    return min(times), statistics.median(times), value
+        cpu.append(cpu_seconds() - cpu_started)
+    return min(times), statistics.median(times), value, min(cpu)
+
+
+def startup_breakdown(repeats):
+    """Time the parts of a start: the interpreter alone, and nsjail around it."""
+    import re
+    import subprocess
+    import tempfile
+
+    from sandbox import config, jail
+
+    settings = config.get_settings()
+    command = jail.nsjail_command(settings, settings.limits)
+    text = Path(command[2]).read_text()
+    python = jail._layout(settings.python_path)["real"]
+    bare = re.sub(r"exec_bin \{.*?\n\}\n", "", text, flags=re.S)
+    args = "".join(f'  arg: "{arg}"\n' for arg in ("-I", "-S", "-c", "pass"))
+    bare += f'exec_bin {{\n  path: "{python}"\n{args}}}\n'
+    rows = []
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as handle:
+        handle.write(bare)
+        handle.flush()
+        for label, key, args in (
+            (
+                "python3 -I -S -c pass, no jail",
+                "python_start_ms",
+                [python, "-I", "-S", "-c", "pass"],
+            ),
+            (
+                "the same inside the jail",
+                "jailed_python_start_ms",
+                [command[0], "--config", handle.name],
+            ),
+        ):
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                subprocess.run(args, capture_output=True, env={}, check=True)
+                times.append(time.perf_counter() - started)
+            rows.append((label, key, (min(times), statistics.median(times))))
+    return rows
 
 
 def main():
@@ -100,19 +156,34 @@ def main():
     for n in (1_000, 10_000):
         traces = [make_trace(i) for i in range(n)]
         floor_s = min(floor(traces)[0] for _ in range(repeats))
-        best, median, results = best_of(repeats, lambda traces=traces: sandbox.run(EVAL, traces))
+        best, median, results, cpu = best_of(
+            repeats, lambda traces=traces: sandbox.run(EVAL, traces)
+        )
         _, verdicts = floor(traces)
         assert [r.passed for r in results] == [v[0] for v in verdicts]
         ratio = best / floor_s
         print(
-            f"  {n:>6} traces: sandboxed {best * 1000:8.1f} ms (median {median * 1000:.1f}), "
-            f"in-process loop {floor_s * 1000:7.2f} ms, ratio {ratio:.1f}x, "
-            f"{best / n * 1e6:.1f} us/trace"
+            f"  {n:>6} traces: sandboxed {best * 1000:8.1f} ms (median {median * 1000:.1f}, "
+            f"CPU {cpu * 1000:.0f} ms), in-process loop {floor_s * 1000:7.2f} ms, "
+            f"ratio {ratio:.1f}x, {best / n * 1e6:.1f} us/trace"
+        )
+        encode_s, _, encoded, _ = best_of(
+            repeats, lambda traces=traces: [json.dumps(t, separators=(",", ":")) for t in traces]
+        )
+        best_json, _, results, _ = best_of(
+            repeats, lambda encoded=encoded: sandbox.run_json(EVAL, encoded)
+        )
+        assert [r.passed for r in results] == [v[0] for v in verdicts]
+        print(
+            f"  {n:>6} traces as JSON text (run_json): {best_json * 1000:8.1f} ms, "
+            f"ratio {best_json / floor_s:.1f}x (encoding them here took {encode_s * 1000:.1f} ms)"
         )
         figures[f"sandboxed_ms_{n}"] = round(best * 1000, 1)
         figures[f"floor_ms_{n}"] = round(floor_s * 1000, 2)
         figures[f"ratio_{n}"] = round(ratio, 1)
-    starts = [best_of(1, lambda: sandbox.run(TRIVIAL, [{}]))[0] for _ in range(repeats * 3)]
+        figures[f"cpu_ms_{n}"] = round(cpu * 1000, 1)
+        figures[f"run_json_ratio_{n}"] = round(best_json / floor_s, 1)
+    starts = [best_of(1, lambda: sandbox.run(TRIVIAL, [{}]))[0] for _ in range(repeats * 5)]
     start_ms = min(starts) * 1000
     print(
         f"  start one jail + trivial eval: {start_ms:.1f} ms best, "
@@ -120,6 +191,9 @@ def main():
     )
     figures["jail_start_ms"] = round(start_ms, 1)
     figures["jail_start_median_ms"] = round(statistics.median(starts) * 1000, 1)
+    for label, key, command in startup_breakdown(repeats * 5):
+        print(f"  {label}: {command[0] * 1000:.1f} ms best, {command[1] * 1000:.1f} ms median")
+        figures[key] = round(command[0] * 1000, 1)
     print(f"reproduce: .venv/bin/python bench/sandbox.py{' --quick' if args.quick else ''}")
     print(json.dumps(figures))
 

@@ -10,13 +10,14 @@ after the last write) so the runner is not woken once per trace. A jail that die
 the unwritten block, so the runner cannot tell which trace killed it; it then runs the
 rest of the batch again with "flush_each", which writes every result as it is made.
 
-Start-up matters (one interpreter per jail), so this imports only built-in modules and
-`_json`, the C half of the json module: `import json` would pull in `re` and friends,
-which cost more than the interpreter itself. An eval that imports json pays for it.
+Start-up matters (one interpreter per jail), so this imports only built-in modules and the
+C halves of signal and json (`_signal`, `_json`): `import signal` pulls in enum, functools
+and collections, `import json` pulls in `re`, and together they cost more than starting
+the interpreter. An eval that imports json or re pays for them itself.
 """
 
+import _signal
 import os
-import signal
 import sys
 import time
 
@@ -31,8 +32,8 @@ FLUSH_SECONDS = 0.05
 JSON_SPACE = " \t\n\r"
 # Bound once, so an eval that patches modules cannot change how results are made.
 perf_counter = time.perf_counter
-setitimer = signal.setitimer
-ITIMER_REAL = signal.ITIMER_REAL
+setitimer = _signal.setitimer
+ITIMER_REAL = _signal.ITIMER_REAL
 os_write = os.write
 str_copy = str.__str__
 
@@ -240,7 +241,7 @@ def main():
         write_all(out_fd, (line[:-2] + ',"fatal":true}\n').encode("ascii"))
         os._exit(3)
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    _signal.signal(_signal.SIGALRM, on_alarm)
     real_stdout, real_stderr = sys.stdout, sys.stderr
     buffered = 0
     last_flush = perf_counter()
