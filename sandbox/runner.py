@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -35,12 +35,15 @@ WATCHDOG_GRACE_S = 2.0
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1024 * 1024
 READ_SIZE = 256 * 1024
+# Traces encoded and written to a jail at a time.
+FEED_TRACES = 256
 # A jail costs tens of milliseconds to start, about what the harness spends on a few
 # hundred traces; smaller batches are not worth a second jail.
 MIN_TRACES_PER_JAIL = 250
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_SCAN = json.JSONDecoder().scan_once
 
 SIGNAL_MESSAGES = {
     signal.SIGSEGV: "the interpreter crashed (segmentation fault, often from unbounded recursion)",
@@ -91,8 +94,8 @@ def run(
     may not run code; never raise because of what the eval does.
     """
 
-    def encode() -> list[bytes]:
-        return [_ENCODER.encode(trace).encode() for trace in traces]
+    def encode(i: int) -> bytes:
+        return _ENCODER.encode(traces[i]).encode()
 
     return _run(code, len(traces), encode, limits, validate_code)
 
@@ -111,15 +114,13 @@ def run_json(
     not valid JSON gets a per-trace error; the eval sees what json.loads would return.
     """
 
-    def encode() -> list[bytes]:
-        lines = []
-        for text in traces_json:
-            if isinstance(text, str):
-                text = text.encode("utf-8", "surrogatepass")
-            # Valid JSON has raw line breaks only as whitespace (strings escape them), and
-            # the jail reads one trace per line.
-            lines.append(text.replace(b"\n", b" ") if b"\n" in text else bytes(text))
-        return lines
+    def encode(i: int) -> bytes:
+        text = traces_json[i]
+        if isinstance(text, str):
+            text = text.encode("utf-8", "surrogatepass")
+        # Valid JSON has raw line breaks only as whitespace (strings escape them), and the
+        # jail reads one trace per line.
+        return text.replace(b"\n", b" ") if b"\n" in text else bytes(text)
 
     return _run(code, len(traces_json), encode, limits, validate_code)
 
@@ -138,7 +139,32 @@ class _RestartBudget:
             return self.used <= self.limit, self.used
 
 
-def _run(code, count, encode, limits, validate_code) -> list[Result]:
+class _Lines:
+    """Each trace's JSON line, encoded when a jail first needs it and kept for reruns.
+
+    Encoding happens in the threads that feed the jails, so it overlaps with the jails
+    starting and working instead of coming before them. Each index belongs to one chunk,
+    so one thread, and needs no lock.
+    """
+
+    def __init__(self, count: int, encode: Callable[[int], bytes]) -> None:
+        self.cache: list[bytes | None] = [None] * count
+        self.encode = encode
+
+    def get(self, i: int) -> bytes:
+        line = self.cache[i]
+        if line is None:
+            line = self.cache[i] = self.encode(i)
+        return line
+
+
+def _run(
+    code: str,
+    count: int,
+    encode: Callable[[int], bytes],
+    limits: Limits | None,
+    validate_code: bool,
+) -> list[Result]:
     settings = get_settings()
     limits = limits or settings.limits
     if validate_code:
@@ -152,7 +178,7 @@ def _run(code, count, encode, limits, validate_code) -> list[Result]:
     backend = _backend(settings, limits)
     if not count:
         return []
-    lines = encode()
+    lines = _Lines(count, encode)
     warning = LOCAL_WARNING if settings.backend == "local" else None
     results: list[Result | None] = [None] * count
     budget = _RestartBudget(limits.max_restarts)
@@ -189,7 +215,7 @@ def _chunks(count: int, limits: Limits) -> tuple[list[range], int]:
 def _run_chunk(
     backend: _Backend,
     code: str,
-    lines: list[bytes],
+    lines: _Lines,
     pending: list[int],
     limits: Limits,
     results: list[Result | None],
@@ -198,7 +224,7 @@ def _run_chunk(
 ) -> None:
     flush_each = False
     while pending:
-        batch = _run_batch(backend, code, [lines[i] for i in pending], limits, flush_each)
+        batch = _run_batch(backend, code, lines, pending, limits, flush_each)
         for raw in batch.results:
             results[pending[raw["i"]]] = _to_result(raw, warning)
         done = len(batch.results)
@@ -281,7 +307,12 @@ def _max_line(limits: Limits) -> int:
 
 
 def _run_batch(
-    backend: _Backend, code: str, lines: list[bytes], limits: Limits, flush_each: bool
+    backend: _Backend,
+    code: str,
+    lines: _Lines,
+    indices: list[int],
+    limits: Limits,
+    flush_each: bool,
 ) -> _Batch:
     header = json.dumps(
         {
@@ -293,7 +324,14 @@ def _run_batch(
             "flush_each": flush_each,
         }
     ).encode()
-    payload = b"\n".join([header, *lines, b""])
+
+    def payload() -> Iterator[bytes]:
+        yield header + b"\n"
+        for start in range(0, len(indices), FEED_TRACES):
+            block = [lines.get(i) for i in indices[start : start + FEED_TRACES]]
+            block.append(b"")
+            yield b"\n".join(block)
+
     with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
         local = backend.name == "local"
         try:
@@ -311,16 +349,21 @@ def _run_batch(
             raise SandboxUnavailable(
                 f"the sandbox could not be started: {exc}", permanent=True
             ) from None
-        return _drive(proc, payload, len(lines), limits, backend.name)
+        return _drive(proc, payload(), len(indices), limits, backend.name)
 
 
-def _feed(proc: subprocess.Popen, payload: bytes) -> None:
+def _feed(proc: subprocess.Popen, payload: Iterable[bytes], failure: list) -> None:
     try:
-        proc.stdin.write(payload)
+        for block in payload:
+            proc.stdin.write(block)
         proc.stdin.close()
-    except (BrokenPipeError, OSError, ValueError):
+    except (BrokenPipeError, OSError):
         # The jail ended early; what it managed to answer is still read.
         pass
+    except Exception as exc:
+        # A trace that cannot be encoded: stop the jail and raise it to the caller.
+        failure.append(exc)
+        _kill(proc)
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -329,13 +372,14 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _drive(
-    proc: subprocess.Popen, payload: bytes, expected: int, limits: Limits, name: str
+    proc: subprocess.Popen, payload: Iterable[bytes], expected: int, limits: Limits, name: str
 ) -> _Batch:
     for stream in (proc.stdin, proc.stdout):
         # Bigger pipes mean fewer context switches while megabytes of traces go through.
         with contextlib.suppress(OSError):
             fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
-    feeder = threading.Thread(target=_feed, args=(proc, payload), daemon=True)
+    failure: list[Exception] = []
+    feeder = threading.Thread(target=_feed, args=(proc, payload, failure), daemon=True)
     feeder.start()
     started = time.monotonic()
     batch_deadline = started + limits.batch_timeout_s + WATCHDOG_GRACE_S
@@ -418,6 +462,8 @@ def _drive(
     for stream in (proc.stdout, proc.stderr):
         stream.close()
     feeder.join(timeout=5)
+    if failure:
+        raise failure[0]
     if not ready:
         text = stderr.decode("utf-8", "replace")
         if name == "nsjail":
@@ -432,23 +478,28 @@ def _drive(
 
 def _parse(line: bytes, index: int, ready: bool) -> dict | None:
     try:
-        message = json.loads(line)
-    except ValueError:
+        text = line.decode()
+        # The C scanner on its own: json.loads would also sniff the encoding and match
+        # whitespace with a regex around every small line. The harness writes neither.
+        message, end = _SCAN(text, 0)
+    except (ValueError, StopIteration, RecursionError):
         return None
-    if not isinstance(message, dict):
+    if end != len(text) or type(message) is not dict:
         return None
     if not ready:
         return message if message.get("ready") is True else None
-    if message.get("i") != index or message.get("passed") not in (True, False, None):
+    get = message.get
+    passed = get("passed")
+    if get("i") != index or passed not in (True, False, None):
         return None
-    for key in ("reason", "output"):
-        if not isinstance(message.get(key, ""), str):
-            return None
-    if message.get("error") is not None and not isinstance(message["error"], str):
+    if type(get("reason", "")) is not str or type(get("output", "")) is not str:
         return None
-    if not isinstance(message.get("duration_ms", 0), (int, float)):
+    error = get("error")
+    if error is not None and type(error) is not str:
         return None
-    if message.get("passed") is None and not message.get("error"):
+    if not isinstance(get("duration_ms", 0), (int, float)):
+        return None
+    if passed is None and not error:
         # Never a silent pass or a silent nothing.
         message["error"] = "the eval returned no verdict"
     return message
