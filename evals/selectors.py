@@ -117,6 +117,7 @@ class MatrixCell:
     eval_id: int
     execution: EvalExecution | None
     state: str  # agree | contradict | error | neutral | missing
+    url: str = ""
 
     @property
     def verdict(self) -> str:
@@ -287,14 +288,26 @@ def comparison_matrix(
             version_ids=version_ids,
             disagreements=filters.only_disagreements,
         )
-        cursor.execute(base + "SELECT COUNT(*) FROM rows", params)
-        total = cursor.fetchone()[0]
-        page = max(1, min(page, max(1, -(-total // page_size))))
+        # The total rides along with the page (a window count), saving a second pass.
         cursor.execute(
-            base + "SELECT id, label FROM rows ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s",
+            base + "SELECT id, label, COUNT(*) OVER () FROM rows"
+            " ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s",
             [*params, page_size, (page - 1) * page_size],
         )
-        page_rows = cursor.fetchall()
+        fetched = cursor.fetchall()
+        if fetched or page == 1:
+            total = fetched[0][2] if fetched else 0
+        else:
+            # Past the end: count, then show the last page.
+            cursor.execute(base + "SELECT COUNT(*) FROM rows", params)
+            total = cursor.fetchone()[0]
+            page = max(1, -(-total // page_size))
+            cursor.execute(
+                base + "SELECT id, label, 0 FROM rows ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s",
+                [*params, page_size, (page - 1) * page_size],
+            )
+            fetched = cursor.fetchall()
+        page_rows = [(pk, label) for pk, label, _ in fetched]
 
     if version_ids:
         # Traces of the filtered range that a version never ran on.

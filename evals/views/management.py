@@ -265,6 +265,14 @@ def matrix(request, pk: int):
         filters=matrix_filters(request.GET),
         page=int(page) if page.isdigit() else 1,
     )
+    # One reverse() per page instead of one per cell: a page has up to 50 x 20 cells.
+    cell_base = reverse(
+        "evals:cell", kwargs={"slug": request.workspace.slug, "pk": 0, "trace_pk": 0}
+    )
+    cell_base = cell_base.removesuffix("0/traces/0/")
+    for row in result.rows:
+        for c in row.cells:
+            c.url = f"{cell_base}{c.eval_id}/traces/{row.trace.pk}/"
     query = request.GET.copy()
     query.pop("page", None)
     ctx = {

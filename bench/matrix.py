@@ -1,0 +1,275 @@
+"""Benchmark the comparison matrix at 5,000 labelled traces by 10 eval versions.
+
+Creates its own PostgreSQL database (dropped at the end), bulk-loads one eval set with
+labelled traces, ten versions and one execution per (version, trace), then times the
+matrix page through the Django test client (middleware, session, workspace resolution,
+queries and template rendering: the server's time, without the network), counting
+queries per request:
+
+- the first page, all versions;
+- a deep page (90 % of the way down);
+- only disagreements;
+- a date range with three versions;
+- the htmx table fragment (filters changed in place);
+- a cell drill-down.
+
+    python bench/matrix.py [--quick] [--traces N] [--versions N] [--runs N]
+    (PG_URL defaults to postgres://postgres@127.0.0.1:5432)
+
+Goal: every p95 under 200 ms. Last line of output: one JSON object.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DB_NAME = "iofold_bench_matrix"
+GOAL_MS = 200.0
+
+
+def admin_connection(pg_url: str):
+    import psycopg
+
+    return psycopg.connect(f"{pg_url}/postgres", autocommit=True)
+
+
+def create_database(pg_url: str) -> None:
+    with admin_connection(pg_url) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def drop_database(pg_url: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with admin_connection(pg_url) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+def load(n_traces: int, n_versions: int):
+    """Bulk-create a workspace, labelled traces, versions and their executions."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from accounts.models import User
+    from evals.models import Eval, EvalExecution
+    from traces.models import EvalSet, Feedback, Trace
+    from workspaces.models import Membership, Workspace
+
+    rng = random.Random(7)
+    workspace = Workspace.objects.create(name="Bench", slug="bench")
+    users = [User.objects.create_user(email=f"r{i}@bench.test", password="x") for i in range(2)]
+    for user in users:
+        Membership.objects.create(workspace=workspace, user=user, role="owner")
+    eval_set = EvalSet.objects.create(
+        workspace=workspace, name="Support answers", criteria="Answers the question."
+    )
+    start = timezone.now() - dt.timedelta(days=60)
+    traces = [
+        Trace(
+            workspace=workspace,
+            source=rng.choice(["langfuse", "upload"]),
+            source_key="demo",
+            external_id=f"t{n}",
+            name=f"agent-{n % 7}",
+            timestamp=start + dt.timedelta(seconds=n * 997),
+            data={"id": f"t{n}", "output": "answer " * 40, "steps": []},
+            content_hash=f"{n:064d}",
+        )
+        for n in range(n_traces)
+    ]
+    Trace.objects.bulk_create(traces, batch_size=5000)
+    labels = {}
+    feedback = []
+    for trace in traces:
+        rating = rng.choices(["positive", "negative", "neutral"], weights=[6, 3, 1])[0]
+        labels[trace.pk] = rating
+        for user in users:
+            feedback.append(
+                Feedback(
+                    workspace=workspace,
+                    eval_set=eval_set,
+                    trace=trace,
+                    user=user,
+                    rating=rating,
+                    note="too vague" if rng.random() < 0.2 else "",
+                )
+            )
+    Feedback.objects.bulk_create(feedback, batch_size=5000)
+    code = "def eval_fn(trace):\n    return True, 'ok'\n"
+    versions = [
+        Eval.objects.create(
+            workspace=workspace,
+            eval_set=eval_set,
+            version=v,
+            code=code + f"# v{v}\n",
+            status="active" if v == n_versions else "draft",
+            agreement=0.6 + v * 0.03,
+        )
+        for v in range(1, n_versions + 1)
+    ]
+    executions = []
+    for v, version in enumerate(versions, start=1):
+        accuracy = 0.6 + v * 0.035
+        for trace in traces:
+            right = labels[trace.pk] == "positive"
+            roll = rng.random()
+            passed = None if roll < 0.01 else (right if roll < accuracy else not right)
+            executions.append(
+                EvalExecution(
+                    workspace=workspace,
+                    eval=version,
+                    trace=trace,
+                    passed=passed,
+                    reason="Looks fine" if passed else "Too vague",
+                    error="" if passed is not None else "KeyError: 'x' (line 2 of the eval code)",
+                    duration_ms=rng.uniform(0.1, 4),
+                )
+            )
+        if len(executions) >= 20_000:
+            EvalExecution.objects.bulk_create(executions, batch_size=5000)
+            executions = []
+    EvalExecution.objects.bulk_create(executions, batch_size=5000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return workspace, eval_set, versions, traces, users
+
+
+def timed(fn, runs: int) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    fn()  # warm caches and the connection
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        fn()
+    samples.sort()
+    return {
+        "p50_ms": round(statistics.median(samples), 1),
+        "p95_ms": round(samples[max(0, int(len(samples) * 0.95) - 1)], 1),
+        "queries": len(queries.captured_queries),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--traces", type=int)
+    parser.add_argument("--versions", type=int, default=10)
+    parser.add_argument("--runs", type=int)
+    args = parser.parse_args()
+    n_traces = args.traces or (2_000 if args.quick else 5_000)
+    runs = args.runs or (15 if args.quick else 50)
+    pg_url = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
+
+    create_database(pg_url)
+    os.environ["DATABASE_URL"] = f"{pg_url}/{DB_NAME}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
+    import django
+
+    django.setup()
+    try:
+        run(n_traces, args.versions, runs, args)
+    finally:
+        drop_database(pg_url)
+
+
+def run(n_traces: int, n_versions: int, runs: int, args) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+    from django.urls import reverse
+
+    from evals.selectors import MATRIX_PAGE_SIZE
+
+    # Serve as production does: no debug templates, no query log.
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    t0 = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    workspace, eval_set, versions, traces, users = load(n_traces, n_versions)
+    print(
+        f"loaded {n_traces} traces x {n_versions} versions "
+        f"({n_traces * n_versions} executions) in {time.perf_counter() - t0:.1f} s"
+    )
+    client = Client()
+    client.force_login(users[0])
+    slug = workspace.slug
+    matrix_url = reverse("evals:matrix", kwargs={"slug": slug, "pk": eval_set.pk})
+    deep_page = max(1, int(n_traces * 0.9) // MATRIX_PAGE_SIZE)
+    middle = traces[len(traces) // 2].timestamp.date()
+    three = [str(v.pk) for v in versions[-3:]]
+    cell_url = reverse(
+        "evals:cell", kwargs={"slug": slug, "pk": versions[0].pk, "trace_pk": traces[42].pk}
+    )
+    htmx = {"HX-Request": "true"}
+
+    def get(url, params=None, headers=None):
+        response = client.get(url, params or {}, headers=headers or {})
+        assert response.status_code == 200, response.status_code
+        return response
+
+    from evals.selectors import MatrixFilters, comparison_matrix
+
+    results = {
+        "selector_only": timed(lambda: comparison_matrix(eval_set=eval_set), runs),
+        "selector_disagreements": timed(
+            lambda: comparison_matrix(
+                eval_set=eval_set, filters=MatrixFilters(only_disagreements=True)
+            ),
+            runs,
+        ),
+        "first_page": timed(lambda: get(matrix_url), runs),
+        "deep_page": timed(lambda: get(matrix_url, {"page": deep_page}), runs),
+        "disagreements": timed(lambda: get(matrix_url, {"disagreements": "1"}), runs),
+        "range_3_versions": timed(
+            lambda: get(
+                matrix_url,
+                {"from": str(middle - dt.timedelta(days=10)), "to": str(middle), "v": three},
+            ),
+            runs,
+        ),
+        "htmx_table": timed(
+            lambda: get(matrix_url, {"disagreements": "1", "page": 3}, headers=htmx), runs
+        ),
+        "cell": timed(lambda: get(cell_url, headers=htmx), runs),
+    }
+    print(f"{'case':<18}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}")
+    for name, figures in results.items():
+        print(f"{name:<18}{figures['p50_ms']:>9}{figures['p95_ms']:>9}{figures['queries']:>9}")
+    worst = max(f["p95_ms"] for f in results.values())
+    command = "python bench/matrix.py" + (" --quick" if args.quick else "")
+    print(f"command: {command}  (traces={n_traces} versions={n_versions} runs={runs})")
+    print(
+        json.dumps(
+            {
+                "traces": n_traces,
+                "versions": n_versions,
+                "runs": runs,
+                **{f"{k}_p95_ms": v["p95_ms"] for k, v in results.items()},
+                **{f"{k}_p50_ms": v["p50_ms"] for k, v in results.items()},
+                **{f"{k}_queries": v["queries"] for k, v in results.items()},
+                "worst_p95_ms": worst,
+                "goal_p95_ms": GOAL_MS,
+                "goal_met": worst < GOAL_MS,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
