@@ -58,10 +58,13 @@ if _json is not None:
         text = text.strip(JSON_SPACE)
         try:
             value, end = _scan(text, 0)
-        except StopIteration:
-            raise ValueError("expecting a JSON value") from None
+        except Exception:
+            end = -1
         if end != len(text):
-            raise ValueError("extra data after the JSON value")
+            # Only for bad input, and only for json's own message (line, column).
+            import json
+
+            return json.loads(text)
         return value
 
 else:  # pragma: no cover
@@ -254,7 +257,7 @@ def main():
         started = state["started"] = perf_counter()
         try:
             trace = loads(raw.decode("utf-8"))
-        except ValueError as exc:
+        except Exception as exc:
             trace, code_now = None, None
             error = f"the trace is not valid JSON: {exc}"
         else:

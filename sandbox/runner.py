@@ -39,7 +39,7 @@ READ_SIZE = 256 * 1024
 FEED_TRACES = 256
 # A jail costs tens of milliseconds to start, about what the harness spends on a few
 # hundred traces; smaller batches are not worth a second jail.
-MIN_TRACES_PER_JAIL = 250
+MIN_TRACES_PER_JAIL = 500
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
