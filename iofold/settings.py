@@ -223,6 +223,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" field with different choices; name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "evals.models.RunStatus",
+        "EvalStatusEnum": "evals.models.Eval.Status",
+    },
 }
 
 # Celery. Unset broker: the file-system transport under var/broker, so a real worker
