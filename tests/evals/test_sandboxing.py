@@ -1,0 +1,43 @@
+"""Start-up wiring of the sandbox from settings."""
+
+import logging
+
+import pytest
+
+import sandbox
+from evals.sandboxing import configure_sandbox
+
+
+@pytest.fixture(autouse=True)
+def _restore_sandbox_configuration():
+    yield
+    configure_sandbox()
+
+
+def test_debug_allows_the_local_backend(settings):
+    settings.DEBUG = True
+    settings.SANDBOX_BACKEND = "local"
+    settings.SANDBOX_TIMEOUT_PER_TRACE = 2.5
+    configure_sandbox()
+    current = sandbox.get_settings()
+    assert (current.backend, current.allow_local) == ("local", True)
+    assert current.limits.trace_timeout_s == 2.5
+
+
+def test_production_refuses_the_local_backend_unless_allowed(settings):
+    settings.DEBUG = False
+    settings.SANDBOX_BACKEND = "local"
+    settings.SANDBOX_ALLOW_LOCAL_BACKEND = False
+    configure_sandbox()
+    with pytest.raises(sandbox.BackendRefused):
+        sandbox.run("def eval_fn(trace):\n    return True, 'ok'\n", [{}])
+
+
+def test_production_allowing_the_local_backend_warns(settings, caplog):
+    settings.DEBUG = False
+    settings.SANDBOX_BACKEND = "local"
+    settings.SANDBOX_ALLOW_LOCAL_BACKEND = True
+    with caplog.at_level(logging.WARNING, logger="evals.sandboxing"):
+        configure_sandbox()
+    assert sandbox.get_settings().allow_local
+    assert "without isolation" in caplog.text
