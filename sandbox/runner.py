@@ -43,7 +43,6 @@ MIN_TRACES_PER_JAIL = 500
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
-_SCAN = json.JSONDecoder().scan_once
 
 SIGNAL_MESSAGES = {
     signal.SIGSEGV: "the interpreter crashed (segmentation fault, often from unbounded recursion)",
@@ -385,6 +384,8 @@ def _drive(
     batch_deadline = started + limits.batch_timeout_s + WATCHDOG_GRACE_S
     progress_deadline = started + STARTUP_ALLOWANCE_S
     max_line = _max_line(limits)
+    # A scanner per jail: the C scanner keeps a memo between the calls it makes.
+    scan = json.JSONDecoder().scan_once
     results: list[dict] = []
     ready = False
     stop_reason: str | None = None
@@ -427,11 +428,12 @@ def _drive(
                 if block is not None:
                     del buffer[: end + 1]
                 for line in block.split(b"\n") if block is not None else ():
-                    message = _parse(line, len(results), ready) if len(line) <= max_line else None
+                    too_long = len(line) > max_line
+                    message = None if too_long else _parse(scan, line, len(results), ready)
                     if message is None:
                         stop_reason = (
                             "the eval wrote into the sandbox's result stream and was stopped"
-                            if len(line) <= max_line
+                            if not too_long
                             else "the eval produced more output than the sandbox accepts "
                             "and was stopped"
                         )
@@ -476,12 +478,12 @@ def _drive(
     return _Batch(results, stop_reason)
 
 
-def _parse(line: bytes, index: int, ready: bool) -> dict | None:
+def _parse(scan: Callable, line: bytes, index: int, ready: bool) -> dict | None:
     try:
         text = line.decode()
         # The C scanner on its own: json.loads would also sniff the encoding and match
         # whitespace with a regex around every small line. The harness writes neither.
-        message, end = _SCAN(text, 0)
+        message, end = scan(text, 0)
     except (ValueError, StopIteration, RecursionError):
         return None
     if end != len(text) or type(message) is not dict:
