@@ -42,6 +42,47 @@ def _token_pk(ws):
     return {"pk": issue_token(workspace=ws, name="ci", created_by=owner, role="member")[0].pk}
 
 
+def _eval_set_pk(ws):
+    from traces.services import create_eval_set
+
+    return {"pk": create_eval_set(workspace=ws, name=f"Set {ws.pk}", criteria="good").pk}
+
+
+def _trace(ws):
+    from tests.traces.factories import TraceFactory
+
+    return TraceFactory(workspace=ws)
+
+
+def _trace_pk(ws):
+    return {"pk": _trace(ws).pk}
+
+
+def _eval_set_trace_pks(ws):
+    from traces.services import add_traces_to_eval_set, create_eval_set
+
+    trace = _trace(ws)
+    eval_set = create_eval_set(workspace=ws, name=f"Picked {trace.pk}", criteria="good")
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+    return {"pk": eval_set.pk, "trace_pk": trace.pk}
+
+
+def _feedback_pk(ws):
+    from traces.services import record_feedback
+
+    ids = _eval_set_trace_pks(ws)
+    from traces.models import EvalSet, Trace
+
+    owner = Membership.objects.for_workspace(ws).first().user
+    feedback, _ = record_feedback(
+        eval_set=EvalSet.objects.get(pk=ids["pk"]),
+        trace=Trace.objects.get(pk=ids["trace_pk"]),
+        user=owner,
+        rating="positive",
+    )
+    return {"pk": feedback.pk}
+
+
 def _integration_pk(ws):
     from integrations.models import Integration
 
@@ -171,6 +212,41 @@ UI_CASES = [
     Case("integrations:enable", "post", _integration_pk),
     Case("integrations:delete", "post", _integration_pk),
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
+    Case("traces:list"),
+    Case("traces:detail", kwargs=_trace_pk),
+    Case(
+        "traces:add_to_eval_set",
+        "post",
+        data=lambda ws: {"eval_set": _eval_set_pk(ws)["pk"], "trace": [_trace(ws).pk]},
+    ),
+    Case("traces:review_start"),
+    Case("traces:evalset_list"),
+    Case("traces:evalset_create"),
+    Case(
+        "traces:evalset_create",
+        "post",
+        data=lambda ws: {
+            "name": "N",
+            "criteria": "c",
+            "target_labels": 10,
+            "source_kind": "manual",
+        },
+    ),
+    Case("traces:evalset_detail", kwargs=_eval_set_pk),
+    Case("traces:evalset_edit", kwargs=_eval_set_pk),
+    Case(
+        "traces:evalset_edit",
+        "post",
+        _eval_set_pk,
+        lambda ws: {"name": "N", "criteria": "c", "target_labels": 10, "source_kind": "manual"},
+    ),
+    Case("traces:evalset_archive", "post", _eval_set_pk),
+    Case("traces:evalset_restore", "post", _eval_set_pk),
+    Case("traces:evalset_remove_trace", "post", _eval_set_trace_pks),
+    Case("traces:review", kwargs=_eval_set_pk),
+    Case("traces:review_label", "post", _eval_set_trace_pks, lambda ws: {"rating": "positive"}),
+    Case("traces:review_undo", "post", _eval_set_pk),
+    Case("traces:review_skip", "post", _eval_set_trace_pks),
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
@@ -218,6 +294,18 @@ API_CASES = [
         "post",
         data=lambda ws: {"id": "x", "timestamp": "2026-11-20T10:00:00Z"},
     ),
+    Case("api-traces"),
+    Case("api-trace", kwargs=_trace_pk),
+    Case("api-eval-sets"),
+    Case("api-eval-sets", "post", data=lambda ws: {"name": "N", "criteria": "c"}),
+    Case("api-eval-set", kwargs=_eval_set_pk),
+    Case("api-eval-set", "patch", _eval_set_pk, lambda ws: {"target_labels": 5}),
+    Case("api-eval-set", "delete", _eval_set_pk),
+    Case("api-eval-set-traces", "post", _eval_set_pk, lambda ws: {"trace_ids": [_trace(ws).pk]}),
+    Case("api-feedback"),
+    Case("api-feedback-detail", kwargs=_feedback_pk),
+    Case("api-feedback-detail", "patch", _feedback_pk, lambda ws: {"rating": "negative"}),
+    Case("api-feedback-detail", "delete", _feedback_pk),
     Case(
         "api-eval-run",
         "post",
