@@ -36,9 +36,7 @@ def get_provider(
         dotted = PROVIDERS[name]
     except KeyError:
         known = ", ".join(sorted(PROVIDERS))
-        raise ProviderError(
-            f"unknown provider {name!r} (known: {known})", permanent=True
-        ) from None
+        raise ProviderError(f"unknown provider {name!r} (known: {known})", permanent=True) from None
     module_path, _, class_name = dotted.rpartition(".")
     cls = getattr(import_module(module_path), class_name)
     return cls(

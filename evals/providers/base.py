@@ -30,9 +30,7 @@ class Completion:
 class ProviderError(Exception):
     """A provider call failed; `permanent` says whether retrying can help."""
 
-    def __init__(
-        self, message: str, *, permanent: bool, status_code: int | None = None
-    ):
+    def __init__(self, message: str, *, permanent: bool, status_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
@@ -70,9 +68,7 @@ class Provider:
         self._secret = api_key or ""
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} model={self.model!r} base_url={self.base_url!r}>"
-        )
+        return f"<{type(self).__name__} model={self.model!r} base_url={self.base_url!r}>"
 
     def complete(self, *, system: str, messages: list[dict[str, Any]]) -> Completion:
         """Return the model's answer to `messages` under the `system` prompt."""
@@ -103,14 +99,10 @@ class Provider:
             # 408 request timeout and 409 lock timeout are retried by the SDKs too.
             transient = status in (408, 409, 429) or status >= 500
             label = "rate limited" if status == 429 else f"HTTP {status}"
-            return self.error(
-                f"{label}: {detail}", permanent=not transient, status_code=status
-            )
+            return self.error(f"{label}: {detail}", permanent=not transient, status_code=status)
         kind = type(exc).__name__
         if kind == "APITimeoutError":
-            return self.error(
-                f"request timed out after {self.timeout:g}s", permanent=False
-            )
+            return self.error(f"request timed out after {self.timeout:g}s", permanent=False)
         if kind == "APIConnectionError":
             return self.error("could not connect to the API", permanent=False)
         # Anything else (an unparseable response, a client-side validation error)

@@ -18,9 +18,7 @@ class OpenAIProvider(Provider):
 
     name = "openai"
 
-    def __init__(
-        self, *, api_key: str, model: str, base_url: str | None = None, **options: Any
-    ):
+    def __init__(self, *, api_key: str, model: str, base_url: str | None = None, **options: Any):
         super().__init__(api_key=api_key, model=model, base_url=base_url, **options)
         if not api_key and not base_url:
             raise self.error("no API key configured", permanent=True)
