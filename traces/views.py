@@ -18,7 +18,10 @@ PREVIEW_CHARS = 20_000
 
 
 def _eval_set(request, pk: int) -> EvalSet:
-    return get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+    eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+    # The set was looked up in this workspace: its URLs need the slug, not another query.
+    eval_set.workspace = request.workspace
+    return eval_set
 
 
 def generate_url(eval_set: EvalSet) -> str | None:
@@ -234,13 +237,13 @@ def _skipped(request, eval_set: EvalSet) -> list[int]:
 
 def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, status=200):
     """Render the review card (htmx) or page for ``trace`` or the next one in the queue."""
-    skipped = _skipped(request, eval_set)
-    if trace is None:
-        trace = selectors.next_trace_for_review(
-            eval_set=eval_set, user=request.user, skipped=skipped
-        )
     mine = None
-    if trace is not None:
+    if trace is None:
+        # The queue holds only traces this reviewer has not labelled: no label to look up.
+        trace = selectors.next_trace_for_review(
+            eval_set=eval_set, user=request.user, skipped=_skipped(request, eval_set)
+        )
+    else:
         mine = Feedback.objects.filter(eval_set=eval_set, trace=trace, user=request.user).first()
     ctx = {
         "eval_set": eval_set,

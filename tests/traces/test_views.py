@@ -1,5 +1,7 @@
 import pytest
 from django.urls import reverse
+from django.utils import dateformat
+from django.utils.timezone import localtime
 
 from tests.traces.factories import TraceFactory
 from traces import services
@@ -223,3 +225,78 @@ def test_onboarding_checklist_ticks_itself(login, workspace, owner, has_set):
     assert done["Connect Langfuse or upload traces"]
     assert done["Create an eval set"] is has_set
     assert not done["Generate your first eval"]
+
+
+def test_trace_rows_escape_names_and_tags(login, workspace, owner, member, eval_set, traces):
+    odd = TraceFactory(
+        workspace=workspace,
+        name="<script>alert(1)</script> " + "x" * 80,
+        tags=["a&b", "<i>", "é/ü"],
+        has_error=True,
+        tool_call_count=0,
+        latency_ms=None,
+    )
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[odd.pk])
+    services.record_feedback(eval_set=eval_set, trace=odd, user=owner, rating="positive")
+    services.record_feedback(eval_set=eval_set, trace=odd, user=member, rating="negative")
+    html = login(owner).get(url("list", workspace)).content.decode()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; " + "x" * 33 + "…" in html
+    assert 'href="?tag=a%26b">a&amp;b</a>' in html and 'href="?tag=%3Ci%3E">&lt;i&gt;</a>' in html
+    assert 'href="?tag=%C3%A9/%C3%BC">é/ü</a>' in html
+    assert f'href="{url("list", workspace)}{odd.pk}/"' in html
+    row = html[html.index(f'value="{odd.pk}"') :].split("</tr>")[0]
+    assert '<span class="badge bad">error</span>' in row and "—" in row
+    assert "✓ 1" in row and "✗ 1" in row and ">tie<" in row and 'title="2 label(s)"' in row
+    # As the ``date:"M j, H:i"`` filter would write it.
+    assert f"<td>{dateformat.format(localtime(odd.timestamp), 'M j, H:i')}</td>" in row
+
+
+def test_trace_list_queries_do_not_grow_with_rows(
+    login, workspace, owner, eval_set, traces, django_assert_max_num_queries
+):
+    for trace in traces:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    for _ in range(50):
+        TraceFactory(workspace=workspace)
+    client = login(owner)
+    # Session, user, membership, traces, their label counts, workspaces, eval sets, and
+    # the session save with the savepoint pair the test transaction adds around it.
+    with django_assert_max_num_queries(10):
+        html = client.get(url("list", workspace)).content.decode()
+    assert html.count('name="trace"') == 50
+
+
+def test_review_card_and_label_take_few_queries(
+    login, workspace, owner, eval_set, traces, django_assert_max_num_queries
+):
+    client = login(owner)
+    htmx = {"HX-Request": "true"}
+    # Session, user, membership, eval set, next trace, progress, session save (inside the
+    # savepoint pair the test transaction adds).
+    with django_assert_max_num_queries(9):
+        card = client.get(url("review", workspace, pk=eval_set.pk), headers=htmx)
+    assert card.context["trace"] == traces[0] and card.context["mine"] is None
+    # Session, user, membership, eval set, trace, its membership check, the label's
+    # update_or_create (with its savepoints), the other-reviewer check, next trace,
+    # progress and the session save.
+    with django_assert_max_num_queries(20):
+        response = client.post(
+            url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+            {"rating": "negative"},
+            headers=htmx,
+        )
+    assert response.context["trace"] == traces[1]
+    assert "1 of 10" in response.content.decode()
+
+
+def test_reopened_trace_shows_my_earlier_label(login, workspace, owner, eval_set, traces):
+    services.record_feedback(
+        eval_set=eval_set, trace=traces[3], user=owner, rating="negative", note="wrong order"
+    )
+    html = (
+        login(owner)
+        .get(url("review", workspace, pk=eval_set.pk), {"trace": traces[3].pk})
+        .content.decode()
+    )
+    assert "You labelled this bad" in html and "wrong order" in html
