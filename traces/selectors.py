@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.apps import apps
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Count, Q, Sum
 
 from traces.filters import TraceFilters
 from traces.models import EvalSet, Feedback, Trace
@@ -245,10 +245,6 @@ def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
             n_positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
             n_negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
             n_neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
-            # Reviewers disagree when the lowest and highest rating differ; unlike
-            # COUNT(DISTINCT), MIN/MAX let PostgreSQL hash-aggregate without sorting.
-            lowest=Min("rating"),
-            highest=Max("rating"),
         )
     )
     totals = per_trace.aggregate(
@@ -257,7 +253,14 @@ def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
         positive=Sum("n_positive", default=0),
         negative=Sum("n_negative", default=0),
         neutral=Sum("n_neutral", default=0),
-        disagreements=Count("trace_id", filter=Q(lowest__lt=F("highest"))),
+        # Two different ratings on one trace; from the per-rating counts rather than
+        # COUNT(DISTINCT rating), which makes PostgreSQL sort each trace's labels.
+        disagreements=Count(
+            "trace_id",
+            filter=Q(n_positive__gt=0, n_negative__gt=0)
+            | Q(n_positive__gt=0, n_neutral__gt=0)
+            | Q(n_negative__gt=0, n_neutral__gt=0),
+        ),
     )
     return ReviewProgress(
         target=eval_set.target_labels,
