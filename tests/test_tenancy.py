@@ -318,6 +318,20 @@ API_CASES = [
     Case("api-evals"),
     Case("api-eval", kwargs=_generated_eval_pk),
     Case("api-eval-executions", kwargs=_generated_eval_pk),
+    # Eval management (issue 7).
+    Case("api-eval-set-versions", kwargs=_mgmt("set:pk")),
+    Case("api-eval-set-diff", kwargs=_mgmt("set:pk")),
+    Case("api-eval-set-export", kwargs=_mgmt("set:pk")),
+    Case("api-eval-set-matrix", kwargs=_mgmt("set:pk")),
+    Case("api-eval-activate", "post", _mgmt("eval:pk")),
+    Case("api-eval-archive", "post", _mgmt("eval:pk")),
+    Case("api-eval-restore", "post", _mgmt("eval:pk")),
+    Case("api-eval-edit", "post", _mgmt("eval:pk"), lambda ws: {"code": "x = 1"}),
+    Case("api-eval-test", "post", _mgmt("eval:pk")),
+    Case("api-eval-refine", "post", _mgmt("eval:pk")),
+    Case("api-eval-export", kwargs=_mgmt("eval:pk")),
+    Case("api-eval-cell", kwargs=_mgmt("eval:pk", "trace:trace_pk")),
+    Case("api-eval-run-detail", kwargs=_mgmt("run:pk")),
 ]
 
 

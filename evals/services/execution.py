@@ -111,7 +111,13 @@ def execute_run(*, run_id: int) -> EvalRun | None:
         with transaction.atomic():
             record_results(eval=eval, run=run, traces=traces, results=results)
             _refresh_counts(run)
-    return finish_run(run=run)
+    run = finish_run(run=run)
+    if run.trigger == EvalRun.Trigger.MANUAL:
+        # "Test again" re-measures the version even when nobody watches the progress page.
+        from evals.services.management import record_test_result
+
+        record_test_result(run=run)
+    return run
 
 
 def run_eval_now(

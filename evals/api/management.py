@@ -1,0 +1,583 @@
+"""API: eval versions after generation: lineage, state changes, edits, tests, diffs,
+exports, the comparison matrix and refinement."""
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import renderers, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from evals import display, export, selectors
+from evals.api.generation import EvalDetailOut, EvalOut, GenerationOut
+from evals.exceptions import EvalError
+from evals.models import Eval, EvalRun
+from evals.services import management, refinement
+from traces.models import EvalSet, Trace
+from workspaces.access import WorkspaceScopedMixin
+
+# --- serializers ------------------------------------------------------------------------
+
+
+class EvalVersionOut(EvalOut):
+    parent_version = serializers.IntegerField(
+        allow_null=True, read_only=True, help_text="Version number of the parent, if any."
+    )
+    depth = serializers.IntegerField(
+        read_only=True, help_text="Steps from the root of the lineage (0: no parent)."
+    )
+
+    class Meta(EvalOut.Meta):
+        fields = [*EvalOut.Meta.fields, "parent_version", "depth"]
+
+
+class EvalSetRefOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class VersionsOut(serializers.Serializer):
+    eval_set = EvalSetRefOut()
+    active = serializers.IntegerField(allow_null=True, help_text="Id of the active version.")
+    versions = EvalVersionOut(many=True, help_text="Every version, newest first.")
+
+
+class ActivateOut(serializers.Serializer):
+    eval = EvalOut()
+    previous_active = serializers.IntegerField(
+        allow_null=True, help_text="The version that was active before, now a draft."
+    )
+    rollback = serializers.BooleanField(help_text="True when an older version was re-activated.")
+
+
+class EditIn(serializers.Serializer):
+    code = serializers.CharField(trim_whitespace=False, max_length=200_000)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class EvalRunOut(serializers.ModelSerializer):
+    agreement = serializers.FloatField(
+        source="eval.agreement",
+        read_only=True,
+        allow_null=True,
+        help_text="The version's headline agreement (re-measured when a test run finishes).",
+    )
+
+    class Meta:
+        model = EvalRun
+        fields = [
+            "id",
+            "eval",
+            "trigger",
+            "status",
+            "total",
+            "done",
+            "passed",
+            "failed",
+            "errors",
+            "error",
+            "agreement",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class EditOut(serializers.Serializer):
+    eval = EvalDetailOut(help_text="The new draft version.")
+    run = EvalRunOut(help_text="Its test run on the labelled traces; poll it.")
+
+
+class CodeProblemOut(serializers.Serializer):
+    line = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
+
+
+class CodeProblemsOut(serializers.Serializer):
+    detail = serializers.CharField()
+    problems = CodeProblemOut(many=True)
+
+
+class DetailOut(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class VersionRefOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+
+
+class DiffOut(serializers.Serializer):
+    a = VersionRefOut()
+    b = VersionRefOut()
+    same = serializers.BooleanField()
+    unified = serializers.CharField(help_text="Unified diff from a's code to b's.")
+
+
+class MatrixQueryIn(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(
+        min_value=1, max_value=200, default=selectors.MATRIX_PAGE_SIZE
+    )
+    disagreements = serializers.BooleanField(
+        default=False, help_text="Only traces where a shown version contradicts or errs."
+    )
+    source = serializers.ChoiceField(choices=Trace.Source.choices, required=False)
+    v = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        help_text="Eval version ids to show (repeat the parameter); default: the newest 20.",
+    )
+
+    def get_fields(self):
+        # "from" and "to" are Python keywords, so they cannot be class attributes.
+        fields = super().get_fields()
+        fields["from"] = serializers.DateField(required=False, help_text="Traces on or after.")
+        fields["to"] = serializers.DateField(required=False, help_text="Traces on or before.")
+        return fields
+
+    def filters(self) -> selectors.MatrixFilters:
+        data = self.validated_data
+        return selectors.MatrixFilters(
+            only_disagreements=data["disagreements"],
+            date_from=data.get("from"),
+            date_to=data.get("to"),
+            source=data.get("source", ""),
+            version_ids=tuple(data.get("v") or ()),
+        )
+
+
+class MatrixColumnOut(serializers.Serializer):
+    eval = serializers.IntegerField()
+    version = serializers.IntegerField()
+    status = serializers.CharField()
+    agreement = serializers.FloatField(allow_null=True)
+    agree = serializers.IntegerField()
+    contradict = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    not_run = serializers.IntegerField(help_text="Labelled traces in range it has no verdict on.")
+
+
+class TraceRefOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+    source = serializers.CharField()
+
+
+class MatrixCellOut(serializers.Serializer):
+    eval = serializers.IntegerField()
+    state = serializers.ChoiceField(
+        choices=["agree", "contradict", "error", "neutral", "missing"],
+        help_text="The verdict against the label; missing: never ran on this trace.",
+    )
+    passed = serializers.BooleanField(allow_null=True)
+    reason = serializers.CharField()
+    error = serializers.CharField()
+    duration_ms = serializers.FloatField(allow_null=True)
+
+
+class MatrixRowOut(serializers.Serializer):
+    trace = TraceRefOut()
+    label = serializers.ChoiceField(choices=["positive", "negative", "neutral"])
+    notes = serializers.ListField(child=serializers.CharField())
+    cells = MatrixCellOut(many=True, help_text="One per column, in column order.")
+
+
+class MatrixOut(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Labelled traces matching the filters.")
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    columns = MatrixColumnOut(many=True, help_text="Versions, oldest first.")
+    results = MatrixRowOut(many=True, help_text="Labelled traces, newest first.")
+
+
+class CellVerdictOut(serializers.Serializer):
+    passed = serializers.BooleanField(allow_null=True)
+    reason = serializers.CharField()
+    error = serializers.CharField()
+    duration_ms = serializers.FloatField()
+    output = serializers.CharField(help_text="What eval_fn printed.")
+    updated_at = serializers.DateTimeField()
+
+
+class CellTraceOut(TraceRefOut):
+    data = serializers.JSONField(help_text="The normalised trace the eval received.")
+
+
+class CellOut(serializers.Serializer):
+    eval = VersionRefOut()
+    trace = CellTraceOut()
+    label = serializers.CharField(allow_null=True, help_text="Majority label; null on a tie.")
+    notes = serializers.ListField(child=serializers.CharField())
+    state = serializers.CharField()
+    verdict = CellVerdictOut(allow_null=True)
+
+
+class ExportLabelOut(serializers.Serializer):
+    trace_id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    source = serializers.CharField()
+    label = serializers.CharField(allow_null=True)
+    feedback = serializers.ListField(child=serializers.DictField())
+    trace = serializers.JSONField()
+
+
+class ExportVersionOut(serializers.Serializer):
+    version = serializers.IntegerField()
+    parent_version = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    origin = serializers.CharField()
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    prompt_version = serializers.CharField()
+    agreement = serializers.FloatField(allow_null=True)
+    labels_tested = serializers.IntegerField()
+    metrics = serializers.JSONField()
+    cost_usd = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    activated_at = serializers.DateTimeField(allow_null=True)
+    code = serializers.CharField()
+
+
+class EvalSetExportOut(serializers.Serializer):
+    format = serializers.CharField(help_text=f"Always {export.EXPORT_FORMAT!r}.")
+    eval_set = serializers.DictField()
+    labels = ExportLabelOut(many=True)
+    versions = ExportVersionOut(many=True)
+
+
+class PythonRenderer(renderers.BaseRenderer):
+    """Lets clients ask for ``text/x-python``; the view writes the file itself."""
+
+    media_type = "text/x-python"
+    format = "py"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, str | bytes) else str(data)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _eval_or_404(view, pk: int) -> Eval:
+    qs = Eval.objects.for_workspace(view.request.workspace).select_related("eval_set", "parent")
+    return get_object_or_404(qs, pk=pk)
+
+
+def _error_response(exc: EvalError) -> Response:
+    code = status.HTTP_400_BAD_REQUEST if exc.permanent else status.HTTP_503_SERVICE_UNAVAILABLE
+    return Response({"detail": exc.message}, status=code)
+
+
+ERRORS = {400: DetailOut, 503: DetailOut}
+
+# --- views: one eval set ----------------------------------------------------------------
+
+
+@extend_schema(tags=["evals"])
+class EvalSetVersionsApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    @extend_schema(responses={200: VersionsOut}, summary="Every version of an eval set")
+    def get(self, request, pk: int):
+        """Versions of the set, newest first, with their parent and depth in the lineage."""
+        eval_set = get_object_or_404(self.get_queryset(), pk=pk)
+        history = selectors.versions_of(eval_set)
+        for v in history:
+            v.parent_version = v.parent.version if v.parent_id else None
+        active = next((v.pk for v in history if v.status == Eval.Status.ACTIVE), None)
+        out = {
+            "eval_set": {"id": eval_set.pk, "name": eval_set.name},
+            "active": active,
+            "versions": list(reversed(history)),
+        }
+        return Response(VersionsOut(out).data)
+
+
+@extend_schema(tags=["evals"])
+class EvalSetDiffApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("a", int, description="Version number (default: the one before b)"),
+            OpenApiParameter("b", int, description="Version number (default: the newest)"),
+        ],
+        responses={200: DiffOut, 404: DetailOut},
+        summary="Diff the code of two versions",
+    )
+    def get(self, request, pk: int):
+        """A unified diff between two versions of the set, by version number."""
+        eval_set = get_object_or_404(self.get_queryset(), pk=pk)
+        versions = list(
+            Eval.objects.filter(eval_set=eval_set).only("id", "version", "code").order_by("version")
+        )
+        by_number = {v.version: v for v in versions}
+        a_raw, b_raw = request.query_params.get("a", ""), request.query_params.get("b", "")
+        if (a_raw and not a_raw.isdigit()) or (b_raw and not b_raw.isdigit()):
+            return Response({"detail": "a and b are version numbers."}, status=400)
+        if len(versions) < 2 and not (a_raw and b_raw):
+            return Response({"detail": "The set has fewer than two versions."}, status=404)
+        a = by_number.get(int(a_raw) if a_raw else versions[-2].version)
+        b = by_number.get(int(b_raw) if b_raw else versions[-1].version)
+        if a is None or b is None:
+            return Response({"detail": "No such version in this eval set."}, status=404)
+        out = {
+            "a": {"id": a.pk, "version": a.version},
+            "b": {"id": b.pk, "version": b.version},
+            "same": a.code == b.code,
+            "unified": display.unified(
+                a.code, b.code, a_label=f"v{a.version}", b_label=f"v{b.version}"
+            ),
+        }
+        return Response(DiffOut(out).data)
+
+
+@extend_schema(tags=["evals"])
+class EvalSetExportApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    @extend_schema(responses={200: EvalSetExportOut}, summary="Export an eval set as JSON")
+    def get(self, request, pk: int):
+        """The set's criteria, every reviewer's labels with the traces, and all versions."""
+        eval_set = get_object_or_404(self.get_queryset(), pk=pk)
+        response = HttpResponse(
+            export.export_eval_set_json(eval_set), content_type="application/json"
+        )
+        response["Content-Disposition"] = f'attachment; filename="eval-set-{eval_set.pk}.json"'
+        return response
+
+
+@extend_schema(tags=["evals"])
+class EvalSetMatrixApi(WorkspaceScopedMixin, APIView):
+    model = EvalSet
+
+    @extend_schema(
+        parameters=[MatrixQueryIn],
+        responses={200: MatrixOut},
+        summary="The comparison matrix: labelled traces by versions",
+    )
+    def get(self, request, pk: int):
+        """One page of labelled traces with each version's verdict against the label."""
+        eval_set = get_object_or_404(self.get_queryset(), pk=pk)
+        query = MatrixQueryIn(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        matrix = selectors.comparison_matrix(
+            eval_set=eval_set,
+            filters=query.filters(),
+            page=query.validated_data["page"],
+            page_size=query.validated_data["page_size"],
+        )
+        out = {
+            "count": matrix.total_rows,
+            "page": matrix.page,
+            "pages": matrix.pages,
+            "page_size": matrix.page_size,
+            "columns": [
+                {
+                    "eval": c.eval.pk,
+                    "version": c.eval.version,
+                    "status": c.eval.status,
+                    "agreement": c.eval.agreement,
+                    "agree": c.agree,
+                    "contradict": c.contradict,
+                    "errors": c.errors,
+                    "not_run": c.not_run,
+                }
+                for c in matrix.columns
+            ],
+            "results": [
+                {
+                    "trace": row.trace,
+                    "label": row.label,
+                    "notes": row.notes,
+                    "cells": [_cell(c) for c in row.cells],
+                }
+                for row in matrix.rows
+            ],
+        }
+        return Response(MatrixOut(out).data)
+
+
+def _cell(cell: selectors.MatrixCell) -> dict:
+    ex = cell.execution
+    return {
+        "eval": cell.eval_id,
+        "state": cell.state,
+        "passed": ex.passed if ex else None,
+        "reason": ex.reason if ex else "",
+        "error": ex.error if ex else "",
+        "duration_ms": ex.duration_ms if ex else None,
+    }
+
+
+# --- views: one version -------------------------------------------------------------------
+
+
+class _EvalAction(WorkspaceScopedMixin, APIView):
+    model = Eval
+
+
+@extend_schema(tags=["evals"])
+class EvalActivateApi(_EvalAction):
+    @extend_schema(
+        request=None,
+        responses={200: ActivateOut, **ERRORS},
+        summary="Activate a version (or roll back to an older one)",
+    )
+    def post(self, request, pk: int):
+        """Make this the set's one active version; the previously active one becomes a draft."""
+        eval = _eval_or_404(self, pk)
+        active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+        rollback = active is not None and active.version > eval.version
+        try:
+            if rollback:
+                eval = management.rollback_to(eval=eval)
+            else:
+                eval = management.activate_eval(eval=eval)
+        except EvalError as exc:
+            return _error_response(exc)
+        previous = active.pk if active is not None and active.pk != eval.pk else None
+        out = {"eval": eval, "previous_active": previous, "rollback": rollback}
+        return Response(ActivateOut(out).data)
+
+
+@extend_schema(tags=["evals"])
+class EvalArchiveApi(_EvalAction):
+    @extend_schema(request=None, responses={200: EvalOut}, summary="Archive a version")
+    def post(self, request, pk: int):
+        """Retire the version; archiving the active one leaves the set with no active eval."""
+        eval = management.archive_eval(eval=_eval_or_404(self, pk))
+        return Response(EvalOut(eval).data)
+
+
+@extend_schema(tags=["evals"])
+class EvalRestoreApi(_EvalAction):
+    @extend_schema(request=None, responses={200: EvalOut}, summary="Restore an archived version")
+    def post(self, request, pk: int):
+        """Bring an archived version back as a draft."""
+        eval = management.restore_eval(eval=_eval_or_404(self, pk))
+        return Response(EvalOut(eval).data)
+
+
+@extend_schema(tags=["evals"])
+class EvalEditApi(_EvalAction):
+    @extend_schema(
+        request=EditIn,
+        responses={
+            201: EditOut,
+            400: OpenApiResponse(
+                CodeProblemsOut, description="The code has problems; nothing was saved."
+            ),
+            503: DetailOut,
+        },
+        summary="Save edited code as a new version",
+    )
+    def post(self, request, pk: int):
+        """Validate and dry-run the code, save it as a new draft refined from this version,
+        and start testing it on the labelled traces."""
+        eval = _eval_or_404(self, pk)
+        data = EditIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            edited = management.edit_eval_code(
+                eval=eval,
+                code=data.validated_data["code"],
+                user=request.user,
+                description=data.validated_data.get("description", ""),
+            )
+        except management.InvalidEvalCode as exc:
+            problems = [{"line": p.line, "message": p.message} for p in exc.problems]
+            out = {"detail": exc.message, "problems": problems}
+            return Response(CodeProblemsOut(out).data, status=status.HTTP_400_BAD_REQUEST)
+        except EvalError as exc:
+            return _error_response(exc)
+        run = management.test_again(eval=edited)
+        out = {"eval": edited, "run": run}
+        return Response(EditOut(out).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["evals"])
+class EvalTestApi(_EvalAction):
+    @extend_schema(
+        request=None,
+        responses={202: EvalRunOut, **ERRORS},
+        summary="Test a version again on the current labels",
+    )
+    def post(self, request, pk: int):
+        """Start a run on the set's labelled traces; poll the returned run. When it
+        finishes, the version's metrics are measured again."""
+        eval = _eval_or_404(self, pk)
+        try:
+            run = management.test_again(eval=eval)
+        except EvalError as exc:
+            return _error_response(exc)
+        return Response(EvalRunOut(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["evals"])
+class EvalRunDetailApi(WorkspaceScopedMixin, APIView):
+    model = EvalRun
+
+    @extend_schema(responses={200: EvalRunOut}, summary="A test run's progress")
+    def get(self, request, pk: int):
+        """Status and counts of an eval run; final once status is succeeded or failed."""
+        run = get_object_or_404(self.get_queryset().select_related("eval"), pk=pk)
+        return Response(EvalRunOut(run).data)
+
+
+@extend_schema(tags=["evals"])
+class EvalRefineApi(_EvalAction):
+    @extend_schema(
+        request=None,
+        responses={202: GenerationOut, **ERRORS},
+        summary="Refine a version from the labels it contradicts",
+    )
+    def post(self, request, pk: int):
+        """Queue a refinement; poll it at /generations/<id>/. Its result is the new version."""
+        eval = _eval_or_404(self, pk)
+        try:
+            generation = refinement.start_refinement(eval=eval, user=request.user)
+        except EvalError as exc:
+            return _error_response(exc)
+        return Response(GenerationOut(generation).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["evals"])
+class EvalExportApi(_EvalAction):
+    renderer_classes = [renderers.JSONRenderer, PythonRenderer]
+
+    @extend_schema(
+        responses={(200, "text/x-python"): OpenApiTypes.STR},
+        summary="Export a version as a standalone Python script",
+    )
+    def get(self, request, pk: int):
+        """A Python file defining eval_fn that judges JSONL traces by itself."""
+        eval = _eval_or_404(self, pk)
+        response = HttpResponse(export.export_eval_script(eval), content_type="text/x-python")
+        response["Content-Disposition"] = f'attachment; filename="{export.eval_filename(eval)}"'
+        return response
+
+
+@extend_schema(tags=["evals"])
+class EvalCellApi(_EvalAction):
+    @extend_schema(responses={200: CellOut}, summary="One version's verdict on one trace")
+    def get(self, request, pk: int, trace_pk: int):
+        """A matrix cell: the label and notes, the verdict, its reason, error and time."""
+        eval = _eval_or_404(self, pk)
+        trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
+        detail = selectors.matrix_cell(eval=eval, trace=trace)
+        out = {
+            "eval": {"id": eval.pk, "version": eval.version},
+            "trace": trace,
+            "label": detail.label,
+            "notes": detail.notes,
+            "state": detail.state,
+            "verdict": detail.execution,
+        }
+        return Response(CellOut(out).data)
