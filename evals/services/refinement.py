@@ -75,11 +75,14 @@ def refine_prompt_builder(
     """Return the prompt builder the generation loop calls instead of the generation prompt.
 
     The loop passes its training examples; those the parent got right become the
-    agreement cases to keep, the contradictions the cases to fix.
+    agreement cases to keep, the contradictions among them the cases to fix.
+    Contradictions on held-out traces stay out of the prompt: showing them to the
+    model would make the held-out agreement measure nothing.
     """
     wrong_ids = {str(c.trace.get("id")) for c in wrong}
 
     def build(train: Sequence[LabelledExample], token_budget: int) -> prompts.Prompt:
+        train_ids = {str(e.trace.get("id")) for e in train}
         keep = [
             prompts.PromptExample(e.trace, e.label, e.note)
             for e in train
@@ -88,7 +91,7 @@ def refine_prompt_builder(
         return prompts.build_refine_prompt(
             criteria=criteria,
             current_code=parent.code,
-            contradictions=list(wrong),
+            contradictions=[c for c in wrong if str(c.trace.get("id")) in train_ids],
             examples=keep,
             token_budget=token_budget,
         )
@@ -179,7 +182,14 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
         extra["heldout_trace_ids"] = sorted(int(g) for g in heldout_groups)
     else:
         heldout = candidate.heldout_pairs
-    measurement = measure(training=training, heldout=heldout, method=candidate.method, extra=extra)
+    # One label per trace: cross-validation pairs cover the training traces a second time.
+    measurement = measure(
+        training=training,
+        heldout=heldout,
+        method=candidate.method,
+        labels=[e.label for e in examples],
+        extra=extra,
+    )
     return store_eval(
         eval_set=eval_set,
         candidate=candidate,

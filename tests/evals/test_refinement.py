@@ -63,3 +63,105 @@ def test_refinement_of_an_archived_set_is_refused(parent):
     with pytest.raises(EvalError, match="archived"):
         start_refinement(eval=parent, enqueue=False)
     assert Eval.objects.count() == 1
+
+
+def test_offline_refinement_counts_each_label_once(parent):
+    child = refine_now(eval=parent).result
+    # Cross-validation pairs cover the same 8 traces again; they are not more labels.
+    assert child.labels_tested == 8
+    assert child.metrics["labels"] == {"positive": 4, "negative": 4, "neutral": 0}
+
+
+@pytest.fixture
+def openai_workspace(workspace, fake_llm):
+    from evals.services.provider_settings import update_provider_settings
+
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model="gpt-4.1-mini",
+        base_url=fake_llm.openai_base_url,
+        api_key="sk-test-refine",
+    )
+    return workspace
+
+
+def fenced(code: str) -> str:
+    return f"```python\n{code}```"
+
+
+def test_llm_refinement_sends_the_contradictions_and_tests_on_the_expanded_labels(
+    parent, openai_workspace, fake_llm
+):
+    from tests.evals.builders import REFUSAL_CODE
+
+    user = Feedback.objects.first().user
+    late = TraceFactory(workspace=openai_workspace, data=trace_data(778, output="I cannot, sorry."))
+    Feedback.objects.create(
+        workspace=openai_workspace,
+        trace=late,
+        eval_set=parent.eval_set,
+        user=user,
+        rating="negative",
+        note="Refused a simple question",
+    )
+    fake_llm.push_text(fenced(REFUSAL_CODE), input_tokens=900, output_tokens=120)
+
+    generation = refine_now(eval=parent)
+
+    assert generation.status == "succeeded", generation.error
+    [request] = fake_llm.requests
+    prompt = request.prompt_text
+    # Every bad label v1 passed, including the one added after v1, is a case to fix.
+    assert prompt.count("DISAGREEMENT — reviewer: BAD") == 5
+    assert "DISAGREEMENT — reviewer: GOOD" not in prompt
+    assert "I cannot, sorry." in prompt and "Refused a simple question" in prompt
+    assert "eval_fn returned True: 'Looks fine'" in prompt
+    assert 'return True, "Looks fine"' in prompt  # the current code
+    child = generation.result
+    assert (child.parent, child.origin, child.provider, child.version) == (
+        parent,
+        "refined",
+        "openai",
+        2,
+    )
+    assert child.prompt_version and "DISAGREEMENT" in child.prompt
+    assert (child.input_tokens, child.output_tokens) == (900, 120)
+    assert (child.labels_tested, child.agreement) == (9, 1.0)
+    assert EvalExecution.objects.filter(eval=child, trace=late, passed=False).exists()
+
+
+def test_llm_refinement_keeps_held_out_contradictions_out_of_the_prompt(
+    workspace, openai_workspace, fake_llm
+):
+    from tests.evals.builders import REFUSAL_CODE
+
+    eval_set, traces = labelled_set(workspace, good=12, bad=12)
+    v1 = make_eval(eval_set, version=1, code=ALWAYS_PASS_CODE, status="active")
+    for t in traces:
+        record(v1, t, True)
+    fake_llm.push_text(fenced(REFUSAL_CODE))
+
+    child = refine_now(eval=v1).result
+
+    heldout = set(child.metrics["heldout_trace_ids"])
+    assert heldout and child.metrics["heldout"]["labelled"] == len(heldout)
+    prompt = fake_llm.requests[0].prompt_text
+    for t in traces:
+        shown = f'"{t.data["id"]}"' in prompt
+        assert shown is (t.pk not in heldout), t.pk
+    assert child.labels_tested == 24
+
+
+def test_llm_refinement_of_a_version_without_contradictions_is_refused(
+    workspace, openai_workspace, fake_llm
+):
+    from tests.evals.builders import REFUSAL_CODE
+
+    eval_set, traces = labelled_set(workspace, good=3, bad=3)
+    v1 = make_eval(eval_set, version=1, code=REFUSAL_CODE, status="active")
+
+    generation = refine_now(eval=v1)
+
+    assert generation.status == "failed" and "nothing to refine" in generation.error
+    assert fake_llm.requests == []
