@@ -166,6 +166,8 @@ class Feedback(WorkspaceOwned):
             models.Index(fields=["eval_set", "trace"], name="feedback_set_trace_idx"),
             # Undo finds the reviewer's latest label in the set.
             models.Index(fields=["eval_set", "user", "-updated_at"], name="feedback_set_user_idx"),
+            # The review queue skips the reviewer's labelled traces in trace order.
+            models.Index(fields=["eval_set", "user", "trace"], name="feedback_set_user_trace_idx"),
         ]
 
     def __str__(self) -> str:

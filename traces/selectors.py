@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.apps import apps
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 
 from traces.filters import TraceFilters
-from traces.models import EvalSet, Feedback, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
 from traces.services import resolve_label
 from workspaces.models import Workspace
 
@@ -176,8 +176,34 @@ def review_queue(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
     return qs.order_by("-timestamp", "-id")
 
 
+def _next_picked_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
+    """The first hand-picked trace this user has not labelled, in one indexed query.
+
+    A reviewer works through the queue from its start, so the next trace sits behind
+    every one already labelled. Anti-joining the set's picks with the reviewer's labels,
+    both read in trace order from their indexes, skips those without reading a trace row;
+    only the one trace found is fetched.
+    """
+    mine = Feedback.objects.filter(eval_set=eval_set, user=user, trace_id=OuterRef("trace_id"))
+    pending = EvalSetTrace.objects.filter(eval_set=eval_set).exclude(Exists(mine))
+    if skipped:
+        pending = pending.exclude(trace_id__in=skipped)
+    first = pending.order_by("trace_id").values("trace_id")[:1]
+    return (
+        Trace.objects.for_workspace(eval_set.workspace_id)
+        .only(*LIST_FIELDS, "data")
+        .filter(pk=Subquery(first))
+        .first()
+    )
+
+
 def next_trace_for_review(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
     """Return the next trace to review, coming back to skipped ones when nothing else is left."""
+    if eval_set.source_kind == EvalSet.SourceKind.MANUAL:
+        trace = _next_picked_trace(eval_set=eval_set, user=user, skipped=skipped)
+        if trace is None and skipped:
+            trace = _next_picked_trace(eval_set=eval_set, user=user)
+        return trace
     trace = review_queue(eval_set=eval_set, user=user, skipped=skipped).first()
     if trace is None and skipped:
         trace = review_queue(eval_set=eval_set, user=user).first()

@@ -250,3 +250,19 @@ def test_a_saved_label_filter_does_not_shrink_the_set_as_it_is_labelled(workspac
     )
     services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
     assert list(Trace.objects.in_eval_set(eval_set)) == [trace]
+
+
+def test_next_trace_skips_the_labelled_head_of_the_queue(eval_set, traces, owner, member):
+    for trace in traces[:5]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    services.record_feedback(eval_set=eval_set, trace=traces[6], user=owner, rating="negative")
+    # Another reviewer's labels don't take traces out of this reviewer's queue.
+    services.record_feedback(eval_set=eval_set, trace=traces[5], user=member, rating="neutral")
+    assert next_trace_for_review(eval_set=eval_set, user=owner) == traces[5]
+    skipped = [traces[5].pk, traces[7].pk]
+    assert next_trace_for_review(eval_set=eval_set, user=owner, skipped=skipped) == traces[8]
+    for trace in traces[7:]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    assert next_trace_for_review(eval_set=eval_set, user=owner, skipped=skipped) == traces[5]
+    services.record_feedback(eval_set=eval_set, trace=traces[5], user=owner, rating="positive")
+    assert next_trace_for_review(eval_set=eval_set, user=owner) is None
