@@ -16,7 +16,9 @@ class EvalsConfig(AppConfig):
         configure_sandbox()
 
     def eval_set_stats(self, eval_set_ids: list[int]) -> dict[int, dict]:
-        """Return each eval set's number of eval versions and best headline agreement."""
+        """Return each eval set's number of eval versions, best headline agreement, and
+        ``drift``: a warning when its active eval agrees less with recent labels (else None).
+        """
         from django.db.models import Count, Max
 
         from evals.models import Eval
@@ -27,13 +29,17 @@ class EvalsConfig(AppConfig):
             .annotate(eval_count=Count("id"), best_agreement=Max("agreement"))
             .order_by()
         )
-        return {
+        stats = {
             row["eval_set_id"]: {
                 "eval_count": row["eval_count"],
                 "best_agreement": row["best_agreement"],
+                "drift": None,
             }
             for row in rows
         }
+        for eval_set_id, message in drift_warnings(eval_set_ids).items():
+            stats[eval_set_id]["drift"] = message
+        return stats
 
     def on_traces_ingested(self, workspace_id: int, trace_ids: list[int]) -> None:
         """Queue the automatic runs of active evals on new or changed traces (after commit)."""
@@ -44,3 +50,23 @@ class EvalsConfig(AppConfig):
         active = Eval.objects.for_workspace(workspace_id).filter(status=Eval.Status.ACTIVE)
         if trace_ids and active.exists():
             run_automatic_evals_task.delay(workspace_id, list(trace_ids))
+
+
+def drift_warnings(eval_set_ids: list[int]) -> dict[int, str]:
+    """Return a warning per eval set whose active eval has drifted from recent labels."""
+    from evals.models import Eval
+    from evals.services.continuous import compute_drift
+
+    warnings = {}
+    active = Eval.objects.filter(
+        eval_set_id__in=eval_set_ids, status=Eval.Status.ACTIVE, activated_at__isnull=False
+    ).select_related("eval_set")
+    for eval in active:
+        drift = compute_drift(eval=eval)
+        if drift.drifting:
+            warnings[eval.eval_set_id] = (
+                f"The active eval v{eval.version} agrees with {drift.current:.0%} of the latest "
+                f"labels, {drift.drop:.0%} below its {drift.baseline:.0%} at activation. "
+                "Refine it with the new labels."
+            )
+    return warnings

@@ -1,0 +1,35 @@
+"""The figures the evals app gives the traces app's eval set pages, drift included."""
+
+import pytest
+from django.apps import apps
+
+from tests.evals.test_continuous import _constructed
+from traces.selectors import eval_stats
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_drifting_active_eval_gives_its_set_a_warning(workspace, settings):
+    settings.IOFOLD_DRIFT_MARGIN = 0.10
+    drifting = _constructed(workspace, agree_by_day=[(9, 1), (8, 2), (5, 5)], baseline=0.9)
+    steady = _constructed(workspace, agree_by_day=[(9, 1), (9, 1)], baseline=0.9)
+
+    stats = eval_stats([drifting.eval_set_id, steady.eval_set_id])
+
+    warning = stats[drifting.eval_set_id]["drift"]
+    assert warning.startswith(f"The active eval v{drifting.version} agrees with 73%")
+    assert "17% below its 90% at activation" in warning
+    assert stats[steady.eval_set_id]["drift"] is None
+    assert stats[steady.eval_set_id]["eval_count"] == 1
+
+
+def test_sets_without_an_active_eval_have_no_drift(workspace, django_assert_max_num_queries):
+    from evals.models import Eval
+
+    eval = _constructed(workspace, agree_by_day=[(1, 9), (1, 9)], baseline=0.9)
+    Eval.objects.filter(pk=eval.pk).update(status="draft")
+
+    with django_assert_max_num_queries(2):
+        stats = apps.get_app_config("evals").eval_set_stats([eval.eval_set_id])
+
+    assert stats[eval.eval_set_id]["drift"] is None
