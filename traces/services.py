@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from traces.exceptions import TraceError, TraceNotFound
@@ -174,16 +174,11 @@ def record_feedback(
         raise TraceError("This trace is not in the eval set.")
     note = (note or "").strip()[:5000]
     defaults = {"rating": rating, "note": note, "workspace_id": eval_set.workspace_id}
-    try:
-        with transaction.atomic():
-            return Feedback.objects.update_or_create(
-                trace=trace, eval_set=eval_set, user=user, defaults=defaults
-            )
-    except IntegrityError:
-        # A double-click raced the first insert; the row exists now, so update it.
-        return Feedback.objects.update_or_create(
-            trace=trace, eval_set=eval_set, user=user, defaults=defaults
-        )
+    # A double-click racing the first insert is handled inside: get_or_create() catches
+    # the unique constraint's IntegrityError in a savepoint and updates the row it finds.
+    return Feedback.objects.update_or_create(
+        trace=trace, eval_set=eval_set, user=user, defaults=defaults
+    )
 
 
 def undo_last_feedback(*, eval_set: EvalSet, user) -> Trace | None:

@@ -280,7 +280,7 @@ def test_review_card_and_label_take_few_queries(
     # Session, user, membership, eval set, trace, its membership check, the label's
     # update_or_create (with its savepoints), the other-reviewer check, next trace,
     # progress and the session save.
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(18):
         response = client.post(
             url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
             {"rating": "negative"},
