@@ -196,12 +196,14 @@ def _labelled_rows_sql(
     if filters.source:
         where.append("t.source = %s")
         params.append(filters.source)
+    shown = "SELECT * FROM labelled"
     if disagreements and version_ids:
+        # Filtering the materialised rows computes each trace's label once, not per execution.
         marks = ", ".join(["%s"] * len(version_ids))
-        where.append(
-            f"EXISTS (SELECT 1 FROM {execution} e WHERE e.trace_id = t.id"
+        shown += (
+            f" r WHERE EXISTS (SELECT 1 FROM {execution} e WHERE e.trace_id = r.id"
             f" AND e.eval_id IN ({marks}) AND (e.passed IS NULL"
-            " OR (e.passed AND l.label = 'negative') OR (NOT e.passed AND l.label = 'positive')))"
+            " OR (r.label <> 'neutral' AND e.passed <> (r.label = 'positive'))))"
         )
         params.extend(version_ids)
     sql = f"""
@@ -217,11 +219,11 @@ def _labelled_rows_sql(
                 WHEN neg > pos AND neg > neu THEN 'negative'
                 WHEN neu > pos AND neu > neg THEN 'neutral'
             END AS label FROM counts
-        ), rows AS (
+        ), labelled AS MATERIALIZED (
             SELECT t.id AS id, t.timestamp AS ts, l.label AS label
             FROM labels l JOIN {trace} t ON t.id = l.trace_id
             WHERE {" AND ".join(where)}
-        )
+        ), rows AS ({shown})
     """
     return sql, params
 
@@ -242,8 +244,9 @@ def comparison_matrix(
 ) -> Matrix:
     """Return one page of labelled traces by versions, with per-version counts.
 
-    Seven queries whatever the size: versions, per-version counts, row count, the page
-    of rows, their traces, their executions and their notes.
+    Six queries whatever the size: versions, per-version counts (with the number of
+    rows in range), the page of rows (with the filtered total), their traces, their
+    executions and their notes.
     """
     filters = filters or MatrixFilters()
     all_versions = list(
@@ -262,26 +265,30 @@ def comparison_matrix(
                 eval_set=eval_set, filters=filters, version_ids=version_ids, disagreements=False
             )
             marks = ", ".join(["%s"] * len(version_ids))
+            # The number of rows in range rides along (rows is materialised once).
             cursor.execute(
                 base
                 + f"""
                 SELECT e.eval_id,
-                    SUM(CASE WHEN e.passed IS NULL THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN (e.passed AND r.label = 'negative')
-                        OR (NOT e.passed AND r.label = 'positive') THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN (e.passed AND r.label = 'positive')
-                        OR (NOT e.passed AND r.label = 'negative') THEN 1 ELSE 0 END),
-                    COUNT(*)
+                    COUNT(*) FILTER (WHERE e.passed IS NULL),
+                    COUNT(*) FILTER (
+                        WHERE r.label <> 'neutral' AND e.passed <> (r.label = 'positive')),
+                    COUNT(*) FILTER (
+                        WHERE r.label <> 'neutral' AND e.passed = (r.label = 'positive')),
+                    COUNT(*),
+                    (SELECT COUNT(*) FROM rows)
                 FROM rows r JOIN {execution} e ON e.trace_id = r.id
                 WHERE e.eval_id IN ({marks}) GROUP BY e.eval_id
                 """,
                 [*params, *version_ids],
             )
             ran: dict[int, int] = {}
-            for eval_id, errors, contradict, agree, n in cursor.fetchall():
+            in_range: int | None = None
+            for eval_id, errors, contradict, agree, n, n_rows in cursor.fetchall():
                 column = columns[eval_id]
                 column.errors, column.contradict, column.agree = errors, contradict, agree
                 ran[eval_id] = n
+                in_range = n_rows
         base, params = _labelled_rows_sql(
             eval_set=eval_set,
             filters=filters,
@@ -311,9 +318,13 @@ def comparison_matrix(
 
     if version_ids:
         # Traces of the filtered range that a version never ran on.
-        in_range = (
-            _count_rows(eval_set=eval_set, filters=filters) if filters.only_disagreements else total
-        )
+        if in_range is None:
+            # No version ran on any row in range.
+            in_range = (
+                _count_rows(eval_set=eval_set, filters=filters)
+                if filters.only_disagreements
+                else total
+            )
         for column in columns.values():
             column.not_run = in_range - ran.get(column.eval.pk, 0)
 

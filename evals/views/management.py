@@ -273,6 +273,7 @@ def matrix(request, pk: int):
     for row in result.rows:
         for c in row.cells:
             c.url = f"{cell_base}{c.eval_id}/traces/{row.trace.pk}/"
+        row.cells_html = display.matrix_cells_html(row.cells)
     query = request.GET.copy()
     query.pop("page", None)
     ctx = {
