@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.apps import apps
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
 from traces.filters import TraceFilters
 from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
@@ -256,46 +257,57 @@ def imbalance_warning(positive: int, negative: int) -> str | None:
     return None
 
 
+# Raw SQL because it runs on every review card: the ORM spends ~8 ms of CPU compiling this
+# aggregate over a grouped subquery, ten times what it spends running the SQL.
+_PROGRESS_SQL = """
+SELECT COUNT(*), COALESCE(SUM(mine), 0), COALESCE(SUM(positive), 0),
+       COALESCE(SUM(negative), 0), COALESCE(SUM(neutral), 0),
+       COUNT(*) FILTER (WHERE positive > 0 AND negative > 0 OR positive > 0 AND neutral > 0
+                        OR negative > 0 AND neutral > 0)
+FROM (
+    SELECT COUNT(*) FILTER (WHERE {user} = %s) AS mine,
+           COUNT(*) FILTER (WHERE {rating} = %s) AS positive,
+           COUNT(*) FILTER (WHERE {rating} = %s) AS negative,
+           COUNT(*) FILTER (WHERE {rating} = %s) AS neutral
+    FROM {table}
+    WHERE {eval_set} = %s
+    GROUP BY {trace}
+) AS per_trace
+"""
+
+
 def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
     """Counters of the set's labels in one aggregate query.
 
-    Runs after every label, so it is one pass over the set's labels grouped by trace
-    (the ``feedback_set_trace_idx`` index order) rather than one query per counter.
+    One pass over the set's labels grouped by trace gives the labelled traces, the label
+    counts and the disagreements (a trace with two different ratings; counted from the
+    per-rating counts, as COUNT(DISTINCT rating) would sort every trace's labels).
     """
-    per_trace = (
-        Feedback.objects.filter(eval_set=eval_set)
-        .order_by()
-        .values("trace_id")
-        .annotate(
-            n_mine=Count("id", filter=Q(user=user)),
-            n_positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
-            n_negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
-            n_neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
+    quote = connection.ops.quote_name
+    opts = Feedback._meta
+    column = {f: quote(opts.get_field(f).column) for f in ("user", "rating", "eval_set", "trace")}
+    sql = _PROGRESS_SQL.format(table=quote(opts.db_table), **column)
+    ratings = Feedback.Rating
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                user.pk,
+                ratings.POSITIVE.value,
+                ratings.NEGATIVE.value,
+                ratings.NEUTRAL.value,
+                eval_set.pk,
+            ],
         )
-    )
-    totals = per_trace.aggregate(
-        traces=Count("trace_id"),
-        mine=Sum("n_mine", default=0),
-        positive=Sum("n_positive", default=0),
-        negative=Sum("n_negative", default=0),
-        neutral=Sum("n_neutral", default=0),
-        # Two different ratings on one trace; from the per-rating counts rather than
-        # COUNT(DISTINCT rating), which makes PostgreSQL sort each trace's labels.
-        disagreements=Count(
-            "trace_id",
-            filter=Q(n_positive__gt=0, n_negative__gt=0)
-            | Q(n_positive__gt=0, n_neutral__gt=0)
-            | Q(n_negative__gt=0, n_neutral__gt=0),
-        ),
-    )
+        traces, mine, positive, negative, neutral, disagreements = cursor.fetchone()
     return ReviewProgress(
         target=eval_set.target_labels,
-        labelled_traces=totals["traces"],
-        mine=totals["mine"],
-        positive=totals["positive"],
-        negative=totals["negative"],
-        neutral=totals["neutral"],
-        disagreements=totals["disagreements"],
+        labelled_traces=int(traces),
+        mine=int(mine),
+        positive=int(positive),
+        negative=int(negative),
+        neutral=int(neutral),
+        disagreements=int(disagreements),
     )
 
 

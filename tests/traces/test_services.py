@@ -266,3 +266,24 @@ def test_next_trace_skips_the_labelled_head_of_the_queue(eval_set, traces, owner
     assert next_trace_for_review(eval_set=eval_set, user=owner, skipped=skipped) == traces[5]
     services.record_feedback(eval_set=eval_set, trace=traces[5], user=owner, rating="positive")
     assert next_trace_for_review(eval_set=eval_set, user=owner) is None
+
+
+def test_review_progress_counts_in_one_query(
+    eval_set, traces, owner, member, admin_user, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        empty = review_progress(eval_set=eval_set, user=owner)
+    assert (empty.labelled_traces, empty.mine, empty.positive, empty.disagreements) == (0, 0, 0, 0)
+    rate = services.record_feedback
+    rate(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
+    rate(eval_set=eval_set, trace=traces[0], user=member, rating="positive")
+    rate(eval_set=eval_set, trace=traces[1], user=member, rating="neutral")
+    rate(eval_set=eval_set, trace=traces[1], user=admin_user, rating="negative")
+    rate(eval_set=eval_set, trace=traces[2], user=owner, rating="negative")
+    rate(eval_set=eval_set, trace=traces[2], user=member, rating="neutral")
+    rate(eval_set=eval_set, trace=traces[2], user=admin_user, rating="positive")
+    with django_assert_num_queries(1):
+        progress = review_progress(eval_set=eval_set, user=owner)
+    assert (progress.labelled_traces, progress.mine) == (3, 2)
+    assert (progress.positive, progress.negative, progress.neutral) == (3, 2, 2)
+    assert progress.disagreements == 2
