@@ -325,6 +325,8 @@ class EvalSetSummary:
     disagreements: list[int] = field(default_factory=list)
     eval_count: int | None = None
     best_agreement: float | None = None
+    # A warning from the evals app when the active eval drifts from new labels.
+    drift: str | None = None
 
     @property
     def target(self) -> int:
@@ -391,6 +393,7 @@ def eval_set_summaries(eval_sets: list[EvalSet]) -> dict[int, EvalSetSummary]:
         if set_id in summaries:
             summaries[set_id].eval_count = stats.get("eval_count")
             summaries[set_id].best_agreement = stats.get("best_agreement")
+            summaries[set_id].drift = stats.get("drift")
     return summaries
 
 

@@ -48,7 +48,9 @@ def workspace_view(view=None, *, manage: bool = False):
                 raise PermissionDenied("Only owners and admins can do this.")
             request.workspace = workspace
             request.membership = membership
-            request.session["workspace_slug"] = workspace.slug
+            # Remember the last workspace, writing the session only when it changes.
+            if request.session.get("workspace_slug") != workspace.slug:
+                request.session["workspace_slug"] = workspace.slug
             return func(request, *args, **kwargs)
 
         return wrapper

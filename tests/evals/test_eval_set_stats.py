@@ -33,3 +33,21 @@ def test_sets_without_an_active_eval_have_no_drift(workspace, django_assert_max_
         stats = apps.get_app_config("evals").eval_set_stats([eval.eval_set_id])
 
     assert stats[eval.eval_set_id]["drift"] is None
+
+
+def test_the_eval_set_page_shows_the_drift_warning(workspace, owner, client, settings):
+    from django.urls import reverse
+
+    settings.IOFOLD_DRIFT_MARGIN = 0.10
+    drifting = _constructed(workspace, agree_by_day=[(9, 1), (8, 2), (5, 5)], baseline=0.9)
+    client.force_login(owner)
+
+    response = client.get(
+        reverse(
+            "traces:evalset_detail", kwargs={"slug": workspace.slug, "pk": drifting.eval_set_id}
+        )
+    )
+
+    assert response.status_code == 200
+    assert 'data-testid="drift"' in response.content.decode()
+    assert "17% below its 90% at activation" in response.content.decode()
