@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sandbox.validate import ALLOWED_IMPORTS
+
 GENERATION_PROMPT_VERSION = "gen-v1"
 REFINE_PROMPT_VERSION = "refine-v1"
 
@@ -29,20 +31,6 @@ MAX_ERROR_CHARS = 4000
 # Room for the example-count line, whose digits are known only after selection.
 COUNT_LINE_SLACK = 160
 
-ALLOWED_IMPORTS = (
-    "json",
-    "re",
-    "math",
-    "statistics",
-    "string",
-    "datetime",
-    "collections",
-    "itertools",
-    "functools",
-    "difflib",
-    "unicodedata",
-    "typing",
-)
 FORBIDDEN_CALLS = (
     "eval",
     "exec",

@@ -5,22 +5,22 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-ALLOWED_MODULES = frozenset(
-    {
-        "json",
-        "re",
-        "math",
-        "statistics",
-        "string",
-        "datetime",
-        "collections",
-        "itertools",
-        "functools",
-        "difflib",
-        "unicodedata",
-        "typing",
-    }
+# The standard-library modules eval code may import (DESIGN.md), in the order documented.
+ALLOWED_IMPORTS = (
+    "json",
+    "re",
+    "math",
+    "statistics",
+    "string",
+    "datetime",
+    "collections",
+    "itertools",
+    "functools",
+    "difflib",
+    "unicodedata",
+    "typing",
 )
+ALLOWED_MODULES = frozenset(ALLOWED_IMPORTS)
 
 FORBIDDEN_NAMES = frozenset(
     {

@@ -50,11 +50,31 @@ def start_generation(
     active = Generation.objects.filter(eval_set=eval_set, parent__isnull=True).unfinished().first()
     if active is not None:
         return active
+    generation = queue_generation(eval_set=eval_set, user=user, choice=choice, enqueue=enqueue)
+    logger.info(
+        "generation queued generation=%s eval_set=%s provider=%s",
+        generation.pk,
+        eval_set.pk,
+        generation.provider,
+    )
+    return generation
+
+
+def queue_generation(
+    *,
+    eval_set: EvalSet,
+    parent: Eval | None = None,
+    user=None,
+    choice: ProviderChoice | None = None,
+    enqueue: bool = True,
+) -> Generation:
+    """Create a Generation row (a refinement when ``parent`` is set) and enqueue its task."""
     choice = choice or resolve_provider(workspace=eval_set.workspace)
     with transaction.atomic():
         generation = Generation.objects.create(
             workspace_id=eval_set.workspace_id,
             eval_set=eval_set,
+            parent=parent,
             provider=choice.provider,
             model=choice.model,
             stage="Waiting for a worker",
@@ -64,12 +84,6 @@ def start_generation(
             from evals.tasks import generate_eval_task
 
             transaction.on_commit(lambda: generate_eval_task.delay(generation.pk))
-    logger.info(
-        "generation queued generation=%s eval_set=%s provider=%s",
-        generation.pk,
-        eval_set.pk,
-        choice.provider,
-    )
     return generation
 
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from evals import prompts
@@ -33,8 +32,7 @@ PromptBuilder = Callable[[Sequence[LabelledExample], int], prompts.Prompt]
 
 def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generation:
     """Queue a refinement of ``eval``; an unfinished one of the same version is returned."""
-    from evals.services.generation import reap_stale_generations
-    from evals.services.provider_settings import resolve_provider
+    from evals.services.generation import queue_generation, reap_stale_generations
 
     if eval.eval_set.is_archived:
         raise EvalError("This eval set is archived; restore it to refine its evals.")
@@ -42,21 +40,7 @@ def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generati
     running = Generation.objects.filter(parent=eval).unfinished().first()
     if running is not None:
         return running
-    choice = resolve_provider(workspace=eval.workspace)
-    with transaction.atomic():
-        generation = Generation.objects.create(
-            workspace_id=eval.workspace_id,
-            eval_set_id=eval.eval_set_id,
-            parent=eval,
-            provider=choice.provider,
-            model=choice.model,
-            stage="Waiting for a worker",
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
-        if enqueue:
-            from evals.tasks import generate_eval_task
-
-            transaction.on_commit(lambda: generate_eval_task.delay(generation.pk))
+    generation = queue_generation(eval_set=eval.eval_set, parent=eval, user=user, enqueue=enqueue)
     logger.info("refinement queued generation=%s parent=%s", generation.pk, eval.pk)
     return generation
 

@@ -1,4 +1,3 @@
-import ast
 import json
 import os
 import random
@@ -11,22 +10,8 @@ import pytest
 from evals.datasets import LabelledExample, read_labelled_jsonl
 from evals.metrics import agreement, low_confidence_reason
 from evals.synthesis import SynthesisError, cross_validate, fit
+from sandbox import validate
 
-ALLOWED_IMPORTS = {
-    "json",
-    "re",
-    "math",
-    "statistics",
-    "string",
-    "datetime",
-    "collections",
-    "itertools",
-    "functools",
-    "difflib",
-    "unicodedata",
-    "typing",
-}
-FORBIDDEN_CALLS = {"eval", "exec", "compile", "open", "getattr", "setattr", "globals", "locals"}
 WORDS = [
     "river",
     "mountain",
@@ -205,23 +190,6 @@ def test_rules_read_as_sentences():
     assert fitted.rules[-1] == "2. Otherwise the trace is good"
 
 
-def _static_problems(code: str) -> list[str]:
-    problems = []
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Import):
-            problems += [a.name for a in node.names if a.name.split(".")[0] not in ALLOWED_IMPORTS]
-        elif isinstance(node, ast.ImportFrom):
-            if (node.module or "").split(".")[0] not in ALLOWED_IMPORTS:
-                problems.append(node.module)
-        elif isinstance(node, ast.Name) and (
-            node.id.startswith("__") or node.id in FORBIDDEN_CALLS
-        ):
-            problems.append(node.id)
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            problems.append(node.attr)
-    return problems
-
-
 @pytest.mark.parametrize(
     "examples",
     [_error_set(), _refusal_set(n=20), _refusal_set(n=10)],
@@ -230,17 +198,11 @@ def _static_problems(code: str) -> list[str]:
 def test_emitted_code_passes_static_checks_and_matches_predict(examples):
     criteria = 'Say why """ quotes cannot break the docstring'
     fitted = fit(examples, criteria=criteria)
-    assert _static_problems(fitted.code) == []
+    assert validate(fitted.code) == []
     assert "def eval_fn(trace: dict) -> tuple[bool, str]:" in fitted.code
     assert "# Rule 1:" in fitted.code
     odd = [{}, {"output": None, "steps": "x"}, {"output": 5, "latency_ms": "slow"}, []]
     _assert_code_matches(fitted, [e.trace for e in examples] + odd)
-
-
-def test_emitted_code_passes_the_sandbox_validator():
-    validate = pytest.importorskip("sandbox.validate").validate
-    for examples in (_error_set(), _refusal_set(n=20)):
-        assert validate(fit(examples).code) == []
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared benchmark data not present")
