@@ -1,6 +1,7 @@
 """Celery tasks of the ``generate`` and ``execute`` queues; each one calls a service."""
 
 import logging
+from contextlib import contextmanager
 
 from celery import Task, shared_task
 from django.core.cache import cache
@@ -43,6 +44,30 @@ class EvalRunTask(Task):
         fail_run(run_id=run_id, error=_failure_message(exc))
 
 
+@contextmanager
+def _single_instance(lock: str, *, timeout: int):
+    """Yield whether this worker holds ``lock``; the lock expires on its own if it dies."""
+    acquired = cache.add(lock, "1", timeout=timeout)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            cache.delete(lock)
+
+
+@contextmanager
+def _sandbox_outage_is_transient():
+    """Retry the task when the sandbox is briefly unavailable; give up when it never will be."""
+    import sandbox
+
+    try:
+        yield
+    except sandbox.SandboxError as exc:
+        if exc.permanent:
+            return  # the run has been marked failed with the reason
+        raise TransientEvalError(f"The sandbox is unavailable: {exc.message}") from exc
+
+
 @shared_task(base=GenerationTask, acks_late=True, throws=(EvalError,), **RETRY)
 def generate_eval_task(generation_id: int) -> None:
     """Carry out one queued generation (or refinement)."""
@@ -54,15 +79,10 @@ def generate_eval_task(generation_id: int) -> None:
 @shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
 def run_eval_task(run_id: int) -> None:
     """Run one queued eval run in the sandbox."""
-    import sandbox
     from evals.services.execution import execute_run
 
-    try:
+    with _sandbox_outage_is_transient():
         execute_run(run_id=run_id)
-    except sandbox.SandboxError as exc:
-        if exc.permanent:
-            return  # execute_run has marked the run failed with the reason.
-        raise TransientEvalError(f"The sandbox is unavailable: {exc.message}") from exc
 
 
 @shared_task
@@ -71,13 +91,8 @@ def reap_stale_runs_task() -> int:
     from evals.services.execution import reap_stale_runs
     from evals.services.generation import reap_stale_generations
 
-    # One reaper at a time; the lock expires on its own if this worker dies.
-    if not cache.add(REAPER_LOCK, "1", timeout=300):
-        return 0
-    try:
-        return reap_stale_generations() + reap_stale_runs()
-    finally:
-        cache.delete(REAPER_LOCK)
+    with _single_instance(REAPER_LOCK, timeout=300) as acquired:
+        return reap_stale_generations() + reap_stale_runs() if acquired else 0
 
 
 # --- continuous evaluation ------------------------------------------------------------------
@@ -94,15 +109,10 @@ def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
 @shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
 def run_automatic_eval_task(run_id: int) -> None:
     """Run one automatic eval run, then send its verdicts to Langfuse."""
-    import sandbox
     from evals.services.continuous import execute_automatic_run
 
-    try:
+    with _sandbox_outage_is_transient():
         execute_automatic_run(run_id=run_id)
-    except sandbox.SandboxError as exc:
-        if exc.permanent:
-            return  # execute_run has marked the run failed with the reason.
-        raise TransientEvalError(f"The sandbox is unavailable: {exc.message}") from exc
 
 
 @shared_task
@@ -110,9 +120,5 @@ def push_pending_scores_task() -> int:
     """Resend Langfuse scores of active evals that have not arrived yet."""
     from evals.services.scores import push_pending_scores
 
-    if not cache.add(SCORES_LOCK, "1", timeout=600):
-        return 0
-    try:
-        return push_pending_scores().pushed
-    finally:
-        cache.delete(SCORES_LOCK)
+    with _single_instance(SCORES_LOCK, timeout=600) as acquired:
+        return push_pending_scores().pushed if acquired else 0
