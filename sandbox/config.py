@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from dataclasses import dataclass
 
@@ -56,9 +57,15 @@ class Settings:
     limits: Limits = Limits()
     nsjail_path: str | None = None
     python_path: str = "/usr/bin/python3"
-    # Unprivileged uid/gid the jailed process has outside the jail (and inside).
-    uid: int = 65534
-    gid: int = 65534
+    # Unprivileged uid/gid the jailed process has outside the jail (and inside): nobody
+    # when the worker is root, else the worker's own (already unprivileged) ids, which are
+    # the only ones a non-root nsjail may map, e.g. in the Docker image.
+    uid: int = dataclasses.field(default_factory=lambda: _unprivileged_id(os.geteuid()))
+    gid: int = dataclasses.field(default_factory=lambda: _unprivileged_id(os.getegid()))
+
+
+def _unprivileged_id(current: int) -> int:
+    return 65534 if current == 0 else current
 
 
 _lock = threading.Lock()
