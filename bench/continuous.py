@@ -6,7 +6,11 @@ queued, then the automatic runs execute in the sandbox (nsjail) and their verdic
 pushed back to the fake as scores. The reference is the sandbox alone on the same traces
 in the same chunks: the floor the execution stage cannot beat.
 
-Run: .venv/bin/python bench/continuous.py [--quick] [--traces N]
+The fake's own CPU time during the score push is measured apart (it runs in its own
+process), so the push figure can be read as ours plus the fake's.
+
+Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile STAGE]
+(--profile sync|execute|push writes a cProfile of that stage to var/ and prints its top.)
 """
 
 import argparse
@@ -53,7 +57,44 @@ def serve(traces: int, port_file: str) -> None:
     fake._server.serve_forever()
 
 
-def pipeline(url: str, base: str, traces: int) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """Return the user+system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Stage:
+    """Time one stage; profile it when it is the one asked for."""
+
+    def __init__(self, name: str, profile: str | None) -> None:
+        self.name, self.profiler = name, None
+        if profile == name:
+            import cProfile
+
+            self.profiler = cProfile.Profile()
+
+    def __enter__(self) -> "_Stage":
+        self.started = time.perf_counter()
+        if self.profiler:
+            self.profiler.enable()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.profiler:
+            self.profiler.disable()
+        self.seconds = time.perf_counter() - self.started
+        if self.profiler:
+            import pstats
+
+            out = ROOT / "var" / f"bench-continuous-{self.name}.prof"
+            self.profiler.dump_stats(out)
+            stats = pstats.Stats(self.profiler, stream=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(40)
+            stats.sort_stats("tottime").print_stats(25)
+            print(f"profile written to {out}", file=sys.stderr)
+
+
+def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | None) -> dict:
     """Child: sync, execute the automatic runs, push scores; time each stage."""
     import django
 
@@ -100,23 +141,24 @@ def pipeline(url: str, base: str, traces: int) -> dict:
     notifications: list[list[int]] = []
     tasks.run_automatic_evals_task.delay = lambda ws, ids: notifications.append(ids)
 
-    started = time.perf_counter()
-    run = services.run_sync(run_id=services.start_sync(integration=integration).pk)
-    synced = time.perf_counter()
+    with _Stage("sync", profile) as sync:
+        run = services.run_sync(run_id=services.start_sync(integration=integration).pk)
     assert run.status == "succeeded", run.error
     runs = []
-    for ids in notifications:
-        runs += continuous.start_automatic_runs(
-            workspace_id=workspace.pk, trace_ids=ids, enqueue=False
-        )
-    for eval_run in runs:
-        finished = continuous.execute_run(run_id=eval_run.pk)
-        assert finished.status == "succeeded", finished.error
-    executed = time.perf_counter()
+    with _Stage("execute", profile) as execute:
+        for ids in notifications:
+            runs += continuous.start_automatic_runs(
+                workspace_id=workspace.pk, trace_ids=ids, enqueue=False
+            )
+        for eval_run in runs:
+            finished = continuous.execute_run(run_id=eval_run.pk)
+            assert finished.status == "succeeded", finished.error
     pushed = 0
-    for eval_run in runs:
-        pushed += push_run_scores(run=eval_run).pushed
-    done = time.perf_counter()
+    server_cpu = _cpu_seconds(server_pid)
+    with _Stage("push", profile) as push:
+        for eval_run in runs:
+            pushed += push_run_scores(run=eval_run).pushed
+    server_cpu = _cpu_seconds(server_pid) - server_cpu
 
     judged = EvalExecution.objects.filter(eval=eval).count()
     delivered = EvalExecution.objects.filter(eval=eval, score_pushed_at__isnull=False).count()
@@ -129,10 +171,11 @@ def pipeline(url: str, base: str, traces: int) -> dict:
         sandbox.run(EVAL_CODE, data[start : start + EXECUTE_CHUNK], sandbox_limits())
     sandbox_only = time.perf_counter() - ref_start
     return {
-        "sync_s": synced - started,
-        "execute_s": executed - synced,
-        "push_s": done - executed,
-        "end_to_end_s": done - started,
+        "sync_s": sync.seconds,
+        "execute_s": execute.seconds,
+        "push_s": push.seconds,
+        "push_server_cpu_s": server_cpu,
+        "end_to_end_s": sync.seconds + execute.seconds + push.seconds,
         "sandbox_only_s": sandbox_only,
         "runs": len(runs),
         "notifications": len(notifications),
@@ -143,6 +186,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
     parser.add_argument("--traces", type=int)
+    parser.add_argument("--profile", choices=["sync", "execute", "push"])
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["serve", "run"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -153,7 +198,8 @@ def main() -> None:
     if args.phase == "serve":
         return serve(traces, args.port_file)
     if args.phase == "run":
-        return print(json.dumps(pipeline(args.url, args.base, traces)))
+        result = pipeline(args.url, args.base, traces, args.server_pid, args.profile)
+        return print(json.dumps(result))
 
     import psycopg
 
@@ -179,9 +225,12 @@ def main() -> None:
         url, base = port_file.read_text().split()
         out = subprocess.run(
             [sys.executable, __file__, "--phase", "run", f"--url={url}", f"--base={base}",
-             f"--traces={traces}"],
+             f"--traces={traces}", f"--server-pid={server.pid}",
+             *([f"--profile={args.profile}"] if args.profile else [])],
             env=env, cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
+        if args.profile:
+            sys.stderr.write(out.stderr)
         if out.returncode != 0:
             sys.exit(f"pipeline failed:\n{out.stderr[-4000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -198,12 +247,14 @@ def main() -> None:
           f"notifications -> {r['runs']} automatic runs")  # fmt: skip
     for stage, key in (("sync", "sync_s"), ("execute", "execute_s"), ("score push", "push_s")):
         print(f"{stage:>12}: {r[key]:7.2f} s  {traces / r[key]:8.0f} traces/s")
+    print(f"{'':>12}  of which the fake server's own CPU: {r['push_server_cpu_s']:.2f} s "
+          "(not iofold's)")  # fmt: skip
     total = r["end_to_end_s"]
     print(f"{'end to end':>12}: {total:7.2f} s  {traces / total:8.0f} traces/s")
     print(f"{'sandbox only':>12}: {r['sandbox_only_s']:7.2f} s  "
           f"{traces / r['sandbox_only_s']:8.0f} traces/s (reference for execute)")  # fmt: skip
     print(f"execute / sandbox-only time: {r['execute_s'] / r['sandbox_only_s']:.2f}")
-    flag = " --quick" if args.quick else ""
+    flag = (" --quick" if args.quick else "") + (f" --traces={args.traces}" if args.traces else "")
     print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
     print(json.dumps({
         "traces": traces,
@@ -212,6 +263,7 @@ def main() -> None:
         "sync_traces_per_second": round(traces / r["sync_s"], 1),
         "execute_traces_per_second": round(traces / r["execute_s"], 1),
         "push_traces_per_second": round(traces / r["push_s"], 1),
+        "push_fake_server_cpu_seconds": round(r["push_server_cpu_s"], 2),
         "sandbox_only_traces_per_second": round(traces / r["sandbox_only_s"], 1),
         "execute_over_sandbox_only": round(r["execute_s"] / r["sandbox_only_s"], 2),
     }))  # fmt: skip

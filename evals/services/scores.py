@@ -13,9 +13,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
@@ -51,7 +51,11 @@ class PushReport:
 
 def score_id(*, eval_id: int, trace: Trace) -> str:
     """Return the deterministic Langfuse score id of an eval version's verdict on a trace."""
-    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval:{eval_id}:trace:{trace.external_id}"))
+    return _score_id(eval_id, trace.external_id)
+
+
+def _score_id(eval_id: int, external_id: str) -> str:
+    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval:{eval_id}:trace:{external_id}"))
 
 
 def score_name(eval: Eval) -> str:
@@ -61,16 +65,102 @@ def score_name(eval: Eval) -> str:
 
 def build_score(execution: EvalExecution) -> ScoreIn:
     """Return the Langfuse score for an execution with a verdict."""
-    eval, trace = execution.eval, execution.trace
-    comment = execution.reason or ""
+    return _build(execution.eval, _Verdict.of(execution))
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """What a score needs of an execution and its trace, read without loading either."""
+
+    pk: int
+    passed: bool | None
+    reason: str
+    eval_id: int
+    external_id: str
+    timestamp: datetime
+    integration_id: int | None
+    # Whether the trace came from a Langfuse integration of an eval set that sends scores.
+    eligible: bool
+
+    @classmethod
+    def of(cls, execution: EvalExecution) -> _Verdict:
+        trace, eval = execution.trace, execution.eval
+        integration = trace.integration if trace.integration_id is not None else None
+        return cls(
+            pk=execution.pk,
+            passed=execution.passed,
+            reason=execution.reason,
+            eval_id=execution.eval_id,
+            external_id=trace.external_id,
+            timestamp=trace.timestamp,
+            integration_id=trace.integration_id,
+            eligible=bool(
+                eval.eval_set.score_to_langfuse
+                and trace.source == Trace.Source.LANGFUSE
+                and integration is not None
+                and integration.kind == Integration.Kind.LANGFUSE
+            ),
+        )
+
+
+_VERDICT_COLUMNS = (
+    "pk",
+    "passed",
+    "reason",
+    "eval_id",
+    "trace__external_id",
+    "trace__timestamp",
+    "trace__integration_id",
+    "eval__eval_set__score_to_langfuse",
+    "trace__source",
+    "trace__integration__kind",
+)
+
+
+def _verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
+    if not isinstance(executions, QuerySet):
+        return [_Verdict.of(e) for e in executions]
+    # Only the columns a score needs: model instances would decode every trace's data and
+    # decrypt the integration's keys once per row, the bulk of a push's time before.
+    return [
+        _Verdict(
+            pk,
+            passed,
+            reason or "",
+            eval_id,
+            external_id,
+            timestamp,
+            integration_id,
+            eligible=(
+                bool(opted_in)
+                and source == Trace.Source.LANGFUSE
+                and kind == Integration.Kind.LANGFUSE
+            ),
+        )  # fmt: skip
+        for (
+            pk,
+            passed,
+            reason,
+            eval_id,
+            external_id,
+            timestamp,
+            integration_id,
+            opted_in,
+            source,
+            kind,
+        ) in executions.values_list(*_VERDICT_COLUMNS)  # fmt: skip
+    ]
+
+
+def _build(eval: Eval, verdict: _Verdict) -> ScoreIn:
     return ScoreIn(
-        id=score_id(eval_id=eval.pk, trace=trace),
-        trace_id=trace.external_id,
+        id=_score_id(eval.pk, verdict.external_id),
+        trace_id=verdict.external_id,
         name=score_name(eval),
-        value=bool(execution.passed),
-        comment=comment[:COMMENT_LIMIT] or None,
+        value=bool(verdict.passed),
+        comment=verdict.reason[:COMMENT_LIMIT] or None,
         # Stable across resends: Langfuse updates a score only when id and timestamp match.
-        timestamp=trace.timestamp,
+        timestamp=verdict.timestamp,
         metadata={
             "source": "iofold",
             "eval_set_id": eval.eval_set_id,
@@ -119,71 +209,70 @@ def push_scores(*, executions: Iterable[EvalExecution]) -> PushReport:
     did not come from Langfuse are skipped.
     Never raises for a delivery failure: it is recorded per execution and on the integration.
     """
-    if hasattr(executions, "select_related"):
-        executions = executions.select_related("eval__eval_set", "trace__integration")
     report = PushReport()
-    by_integration: dict[int, list[EvalExecution]] = defaultdict(list)
-    integrations: dict[int, Integration] = {}
-    for execution in executions:
-        trace = execution.trace
-        if (
-            execution.passed is None
-            or not execution.eval.eval_set.score_to_langfuse
-            or trace.source != Trace.Source.LANGFUSE
-            or trace.integration is None
-            or trace.integration.kind != Integration.Kind.LANGFUSE
-        ):
+    by_integration: dict[int, list[_Verdict]] = defaultdict(list)
+    for verdict in _verdicts(executions):
+        if verdict.passed is None or not verdict.eligible:
             report.skipped += 1
             continue
-        integrations[trace.integration_id] = trace.integration
-        by_integration[trace.integration_id].append(execution)
+        by_integration[verdict.integration_id].append(verdict)
+    if not by_integration:
+        return report
+    integrations = Integration.objects.in_bulk(list(by_integration))
+    evals = Eval.objects.select_related("eval_set").in_bulk(
+        list({v.eval_id for items in by_integration.values() for v in items})
+    )
     for integration_id, items in by_integration.items():
         integration = integrations[integration_id]
+        adapter = get_adapter(integration)
         for start in range(0, len(items), PUSH_CHUNK):
-            _push_chunk(integration, items[start : start + PUSH_CHUNK], report)
+            _push_chunk(integration, adapter, evals, items[start : start + PUSH_CHUNK], report)
     return report
 
 
-def _push_chunk(integration: Integration, items: list[EvalExecution], report: PushReport) -> None:
-    adapter = get_adapter(integration)
-    scores = [build_score(e) for e in items]
+def _push_chunk(
+    integration: Integration,
+    adapter,
+    evals: dict[int, Eval],
+    items: list[_Verdict],
+    report: PushReport,
+) -> None:
+    scores = [_build(evals[v.eval_id], v) for v in items]
     try:
         result = adapter.push_scores(scores)
     except AdapterError as exc:
-        _record(integration, delivered=[], failed={e.pk: exc.message for e in items}, report=report)
+        _record(integration, delivered=[], failed={v.pk: exc.message for v in items}, report=report)
         return
     if not result.rejected:
-        _record(integration, delivered=items, failed={}, report=report)
+        _record(integration, delivered=[v.pk for v in items], failed={}, report=report)
         return
     # Langfuse says how many were rejected but not which: resend one at a time (same ids,
     # so the accepted ones are overwritten, not duplicated) to pin the rejections down.
     delivered, failed = [], {}
-    for execution, score in zip(items, scores, strict=True):
+    for verdict, score in zip(items, scores, strict=True):
         try:
             single = adapter.push_scores([score])
         except AdapterError as exc:
-            failed[execution.pk] = exc.message
+            failed[verdict.pk] = exc.message
             continue
         if single.rejected:
             message = single.errors[0] if single.errors else "no reason given"
-            failed[execution.pk] = f"{REJECTED_PREFIX}{message}"
+            failed[verdict.pk] = f"{REJECTED_PREFIX}{message}"
         else:
-            delivered.append(execution)
+            delivered.append(verdict.pk)
     _record(integration, delivered=delivered, failed=failed, report=report)
 
 
 def _record(
     integration: Integration,
     *,
-    delivered: list[EvalExecution],
+    delivered: list[int],
     failed: dict[int, str],
     report: PushReport,
 ) -> None:
     now = timezone.now()
     if delivered:
-        EvalExecution.objects.filter(pk__in=[e.pk for e in delivered]).update(
-            score_pushed_at=now, score_error=""
-        )
+        EvalExecution.objects.filter(pk__in=delivered).update(score_pushed_at=now, score_error="")
     by_message: dict[str, list[int]] = defaultdict(list)
     for pk, message in failed.items():
         by_message[message].append(pk)
