@@ -4,7 +4,8 @@ New traces are synced from a fake Langfuse (its own process) into a PostgreSQL d
 created and dropped here; the ingestion hook's notifications are collected instead of
 queued, then the automatic runs execute in the sandbox (nsjail) and their verdicts are
 pushed back to the fake as scores. The reference is the sandbox alone on the same traces
-in the same chunks: the floor the execution stage cannot beat.
+in the same calls (run_json over text already in memory): the floor the execution stage
+cannot beat.
 
 The fake's own CPU time during the score push is measured apart (it runs in its own
 process), so the push figure can be read as ours plus the fake's.
@@ -106,10 +107,10 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
     from evals.models import Eval, EvalExecution
     from evals.sandboxing import sandbox_limits
     from evals.services import continuous
-    from evals.services.execution import EXECUTE_CHUNK
+    from evals.services.execution import EXECUTE_CHUNK, trace_json
     from evals.services.scores import push_run_scores
     from integrations import services
-    from traces.models import EvalSet, Trace
+    from traces.models import EvalSet
     from workspaces.models import Workspace
 
     workspace = Workspace.objects.create(name="Bench", slug=f"bench-{os.getpid()}")
@@ -164,11 +165,17 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
     delivered = EvalExecution.objects.filter(eval=eval, score_pushed_at__isnull=False).count()
     assert judged == traces and delivered == traces == pushed, (judged, delivered, pushed)
 
-    # Reference: the sandbox alone over the same trace dicts, in the same chunk size.
-    data = list(Trace.objects.for_workspace(workspace).values_list("data", flat=True))
+    # Reference: the sandbox alone, in the very calls the execute stage makes (each run's
+    # traces in EXECUTE_CHUNK chunks), over JSON text already in memory: what is left when
+    # every database read and write, and every per-trace step outside the jail, is free.
+    calls = []
+    for eval_run in runs:
+        for start in range(0, len(eval_run.trace_ids), EXECUTE_CHUNK):
+            chunk = eval_run.trace_ids[start : start + EXECUTE_CHUNK]
+            calls.append(trace_json(workspace_id=workspace.pk, trace_ids=chunk)[1])
     ref_start = time.perf_counter()
-    for start in range(0, len(data), EXECUTE_CHUNK):
-        sandbox.run(EVAL_CODE, data[start : start + EXECUTE_CHUNK], sandbox_limits())
+    for texts in calls:
+        sandbox.run_json(EVAL_CODE, texts, sandbox_limits())
     sandbox_only = time.perf_counter() - ref_start
     return {
         "sync_s": sync.seconds,

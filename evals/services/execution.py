@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 import sandbox
@@ -18,9 +19,11 @@ from traces.models import Trace
 
 logger = logging.getLogger(__name__)
 
-# Traces per sandbox call in a queued run: big enough to amortise the ~100 ms jail start,
-# small enough that the heartbeat moves and a killed worker loses little.
-EXECUTE_CHUNK = 200
+# Traces per sandbox call in a queued run: big enough to amortise the jail start and let
+# the sandbox split it across parallel jails (it does from 2 x 500 traces), small enough
+# that the heartbeat moves (each jail has at most its 120 s wall limit) and a killed worker
+# loses little.
+EXECUTE_CHUNK = 1000
 # A running run whose heartbeat is older than this belongs to a dead worker.
 RUN_STALE_AFTER = timedelta(minutes=10)
 # run_eval_now is for requests and generation; bigger batches go through a queued run.
@@ -88,18 +91,20 @@ def execute_run(*, run_id: int) -> EvalRun | None:
         logger.info("eval run not claimed run=%s", run_id)
         return EvalRun.objects.filter(pk=run_id).first()
     eval = run.eval
-    done_ids = set(
-        EvalExecution.objects.filter(run=run, eval=eval).values_list("trace_id", flat=True)
+    # `done` counts this run's executions (kept with them in one transaction), so a run
+    # that has none yet needs no look-up of what it already judged.
+    done_ids = (
+        set(EvalExecution.objects.filter(run=run, eval=eval).values_list("trace_id", flat=True))
+        if run.done
+        else set()
     )
     todo = [pk for pk in run.trace_ids if pk not in done_ids]
     limits = sandbox_limits()
     for start in range(0, len(todo), EXECUTE_CHUNK):
-        ids = todo[start : start + EXECUTE_CHUNK]
-        traces = list(
-            Trace.objects.for_workspace(run.workspace_id).filter(pk__in=ids).only("id", "data")
-        )
+        chunk = todo[start : start + EXECUTE_CHUNK]
+        ids, texts = trace_json(workspace_id=run.workspace_id, trace_ids=chunk)
         try:
-            results = sandbox.run(eval.code, [t.data for t in traces], limits)
+            results = sandbox.run_json(eval.code, texts, limits)
         except sandbox.SandboxError as exc:
             if exc.permanent:
                 fail_run(run_id=run.pk, error=f"The sandbox could not run the eval: {exc.message}")
@@ -109,7 +114,7 @@ def execute_run(*, run_id: int) -> EvalRun | None:
                 )
             raise
         with transaction.atomic():
-            record_results(eval=eval, run=run, traces=traces, results=results)
+            _upsert(eval=eval, run=run, trace_ids=ids, results=results)
             _refresh_counts(run)
     run = finish_run(run=run)
     if run.trigger == EvalRun.Trigger.MANUAL:
@@ -118,6 +123,25 @@ def execute_run(*, run_id: int) -> EvalRun | None:
 
         record_test_result(run=run)
     return run
+
+
+def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int], list[str]]:
+    """Return the ids of the workspace's traces among `trace_ids` and their data as JSON text.
+
+    The database writes the text (jsonb output on PostgreSQL, the stored text on SQLite),
+    so the data is never decoded into Python objects only to be encoded again for the
+    sandbox. Deleted traces are left out.
+    """
+    rows = (
+        Trace.objects.for_workspace(workspace_id)
+        .filter(pk__in=list(trace_ids))
+        .values_list("id", Cast("data", TextField()))
+    )
+    ids, texts = [], []
+    for pk, text in rows:
+        ids.append(pk)
+        texts.append(text)
+    return ids, texts
 
 
 def run_eval_now(
@@ -181,19 +205,30 @@ def record_results(
     """Upsert one EvalExecution per trace: a new verdict replaces the old one."""
     if len(traces) != len(results):
         raise ValueError("one sandbox result per trace is required")
+    _upsert(eval=eval, run=run, trace_ids=[t.pk for t in traces], results=results)
+
+
+def _upsert(
+    *,
+    eval: Eval,
+    run: EvalRun | None,
+    trace_ids: Sequence[int],
+    results: Sequence[sandbox.Result],
+) -> None:
+    """Write one execution per (trace id, result) in one statement."""
     rows = [
         EvalExecution(
             workspace_id=eval.workspace_id,
             eval=eval,
             run=run,
-            trace_id=trace.pk,
+            trace_id=trace_id,
             passed=result.passed if result.error is None else None,
             reason=result.reason or "",
             error=result.error or "",
             duration_ms=result.duration_ms,
             output=result.output or "",
         )
-        for trace, result in zip(traces, results, strict=True)
+        for trace_id, result in zip(trace_ids, results, strict=True)
     ]
     EvalExecution.objects.bulk_create(
         rows,

@@ -1,20 +1,25 @@
 """Queued and immediate eval runs in the real sandbox (nsjail)."""
 
+import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evals.exceptions import EvalError
 from evals.models import EvalExecution, EvalRun
+from evals.services import execution
 from evals.services.execution import (
     execute_run,
     reap_stale_runs,
     run_eval_now,
     start_run,
+    trace_json,
 )
 from tests.evals.builders import ALWAYS_PASS_CODE, BAD, GOOD, labelled_set, make_eval
-from tests.traces.factories import TraceFactory
+from tests.traces.factories import TraceFactory, trace_data
 
 pytestmark = pytest.mark.django_db
 
@@ -96,9 +101,65 @@ def test_stale_running_run_is_reaped(workspace):
 
 
 def test_too_many_traces_for_an_immediate_run(workspace, monkeypatch):
-    from evals.services import execution
-
     eval_set, traces = labelled_set(workspace, good=2, bad=0)
     monkeypatch.setattr(execution, "MAX_NOW_TRACES", 1)
     with pytest.raises(EvalError, match="too many"):
         run_eval_now(eval=make_eval(eval_set, version=1), traces=traces)
+
+
+# Awkward but valid data: non-ASCII, an escaped line break, quotes, big and float numbers.
+AWKWARD = {
+    "output": 'Grüße, 東京\nline two "quoted" \u2028 end',
+    "score": 0.1,
+    "big": 12345678901234567890,
+    "nested": {"empty": [], "none": None, "flag": False},
+}
+# Passes only when the eval sees exactly the stored data.
+ECHO_CODE = f"""def eval_fn(trace):
+    expected = {AWKWARD!r}
+    got = {{k: trace.get(k) for k in expected}}
+    return got == expected, repr(got)[:300]
+"""
+
+
+def test_trace_json_is_the_stored_data_as_json_text(workspace, other_workspace):
+    mine = TraceFactory(workspace=workspace, data={**trace_data(1), **AWKWARD})
+    foreign = TraceFactory(workspace=other_workspace)
+
+    ids, texts = trace_json(workspace_id=workspace.pk, trace_ids=[mine.pk, foreign.pk])
+
+    assert ids == [mine.pk]
+    assert json.loads(texts[0]) == mine.data
+
+
+def test_the_eval_sees_the_stored_data_unchanged(workspace):
+    eval_set, _ = labelled_set(workspace, good=0, bad=0)
+    trace = TraceFactory(workspace=workspace, data={**trace_data(2), **AWKWARD})
+    eval = make_eval(eval_set, version=1, code=ECHO_CODE)
+    run = start_run(eval=eval, trace_ids=[trace.pk], trigger="api", enqueue=False)
+
+    run = execute_run(run_id=run.pk)
+
+    execution_ = EvalExecution.objects.get(eval=eval, trace=trace)
+    assert (execution_.passed, execution_.error) == (True, ""), execution_.reason
+    assert run.passed == 1
+
+
+def test_queries_per_run_do_not_grow_with_traces(workspace, monkeypatch):
+    eval_set, _ = labelled_set(workspace, good=0, bad=0)
+    eval = make_eval(eval_set, version=1, code=ALWAYS_PASS_CODE)
+    monkeypatch.setattr(execution, "EXECUTE_CHUNK", 50)
+
+    def queries_for(n: int) -> int:
+        ids = [TraceFactory(workspace=workspace).pk for _ in range(n)]
+        run = start_run(eval=eval, trace_ids=ids, trigger="api", enqueue=False)
+        with CaptureQueriesContext(connection) as captured:
+            run = execute_run(run_id=run.pk)
+        assert (run.status, run.done, run.passed) == ("succeeded", n, n)
+        return len(captured)
+
+    # One chunk: claim, load, fetch the text, upsert, count, heartbeat, finish, reload
+    # (plus savepoints); the same whether it holds 2 traces or 50.
+    assert queries_for(2) == queries_for(50) <= 12
+    # A second chunk costs its own fetch, upsert and counts, not a query per trace.
+    assert queries_for(100) - queries_for(50) <= 6
