@@ -178,11 +178,12 @@ def _table(model) -> str:
 def _labelled_rows_sql(
     *, eval_set: EvalSet, filters: MatrixFilters, version_ids: list[int], disagreements: bool
 ) -> tuple[str, list]:
-    """Return a CTE prefix defining ``rows(id, ts, label)``: the filtered labelled traces.
+    """Return a CTE prefix defining ``labelled`` and ``shown`` rows ``(id, ts, label)``.
 
-    Labels are resolved in SQL with the same majority rule as ``resolve_label`` (a tie
-    has no label and is left out), so a page costs a fixed number of queries however
-    many traces the set has.
+    ``labelled`` holds the labelled traces in range, ``shown`` those the page lists (only
+    the disagreeing ones when asked). Labels are resolved in SQL with the same majority
+    rule as ``resolve_label`` (a tie has no label and is left out), once per query, so a
+    page costs a fixed number of queries however many traces the set has.
     """
     feedback, trace, execution = _table(Feedback), _table(Trace), _table(EvalExecution)
     params: list = [eval_set.pk, eval_set.workspace_id]
@@ -198,11 +199,12 @@ def _labelled_rows_sql(
         params.append(filters.source)
     shown = "SELECT * FROM labelled"
     if disagreements and version_ids:
-        # Filtering the materialised rows computes each trace's label once, not per execution.
+        # A hash semi-join over the versions' executions: a correlated EXISTS probed the
+        # execution index once per labelled trace (5,000 probes for a large set).
         marks = ", ".join(["%s"] * len(version_ids))
         shown += (
-            f" r WHERE EXISTS (SELECT 1 FROM {execution} e WHERE e.trace_id = r.id"
-            f" AND e.eval_id IN ({marks}) AND (e.passed IS NULL"
+            f" WHERE id IN (SELECT e.trace_id FROM labelled r JOIN {execution} e"
+            f" ON e.trace_id = r.id WHERE e.eval_id IN ({marks}) AND (e.passed IS NULL"
             " OR (r.label <> 'neutral' AND e.passed <> (r.label = 'positive'))))"
         )
         params.extend(version_ids)
@@ -223,7 +225,7 @@ def _labelled_rows_sql(
             SELECT t.id AS id, t.timestamp AS ts, l.label AS label
             FROM labels l JOIN {trace} t ON t.id = l.trace_id
             WHERE {" AND ".join(where)}
-        ), rows AS ({shown})
+        ), shown AS MATERIALIZED ({shown})
     """
     return sql, params
 
@@ -244,9 +246,8 @@ def comparison_matrix(
 ) -> Matrix:
     """Return one page of labelled traces by versions, with per-version counts.
 
-    Six queries whatever the size: versions, per-version counts (with the number of
-    rows in range), the page of rows (with the filtered total), their traces, their
-    executions and their notes.
+    Five queries whatever the size: versions; one statement for the row totals, the
+    per-version counts and the page of rows; their traces, executions and notes.
     """
     filters = filters or MatrixFilters()
     all_versions = list(
@@ -258,75 +259,59 @@ def comparison_matrix(
     version_ids = [v.pk for v in versions]
     columns = {v.pk: VersionColumn(eval=v) for v in versions}
     execution = _table(EvalExecution)
-
-    with connection.cursor() as cursor:
-        if version_ids:
-            base, params = _labelled_rows_sql(
-                eval_set=eval_set, filters=filters, version_ids=version_ids, disagreements=False
-            )
-            marks = ", ".join(["%s"] * len(version_ids))
-            # The number of rows in range rides along (rows is materialised once).
-            cursor.execute(
-                base
-                + f"""
-                SELECT e.eval_id,
-                    COUNT(*) FILTER (WHERE e.passed IS NULL),
-                    COUNT(*) FILTER (
-                        WHERE r.label <> 'neutral' AND e.passed <> (r.label = 'positive')),
-                    COUNT(*) FILTER (
-                        WHERE r.label <> 'neutral' AND e.passed = (r.label = 'positive')),
-                    COUNT(*),
-                    (SELECT COUNT(*) FROM rows)
-                FROM rows r JOIN {execution} e ON e.trace_id = r.id
-                WHERE e.eval_id IN ({marks}) GROUP BY e.eval_id
-                """,
-                [*params, *version_ids],
-            )
-            ran: dict[int, int] = {}
-            in_range: int | None = None
-            for eval_id, errors, contradict, agree, n, n_rows in cursor.fetchall():
-                column = columns[eval_id]
-                column.errors, column.contradict, column.agree = errors, contradict, agree
-                ran[eval_id] = n
-                in_range = n_rows
-        base, params = _labelled_rows_sql(
-            eval_set=eval_set,
-            filters=filters,
-            version_ids=version_ids,
-            disagreements=filters.only_disagreements,
-        )
-        # The total rides along with the page (a window count), saving a second pass.
-        cursor.execute(
-            base + "SELECT id, label, COUNT(*) OVER () FROM rows"
-            " ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s",
-            [*params, page_size, (page - 1) * page_size],
-        )
-        fetched = cursor.fetchall()
-        if fetched or page == 1:
-            total = fetched[0][2] if fetched else 0
-        else:
-            # Past the end: count, then show the last page.
-            cursor.execute(base + "SELECT COUNT(*) FROM rows", params)
-            total = cursor.fetchone()[0]
-            page = max(1, -(-total // page_size))
-            cursor.execute(
-                base + "SELECT id, label, 0 FROM rows ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s",
-                [*params, page_size, (page - 1) * page_size],
-            )
-            fetched = cursor.fetchall()
-        page_rows = [(pk, label) for pk, label, _ in fetched]
-
+    base, base_params = _labelled_rows_sql(
+        eval_set=eval_set,
+        filters=filters,
+        version_ids=version_ids,
+        disagreements=filters.only_disagreements,
+    )
+    page_sql = "SELECT id, label, ts FROM shown ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s"
+    # One statement shares the labels (the costly part) between the page and the counts:
+    # kind 0 is the row totals, kind 1 a version's counts, kind 2 a row of the page. The
+    # page comes first so that PostgreSQL types the other parts' NULLs from its columns.
+    parts = [
+        f"SELECT 2 AS kind, p.id, 0, 0, 0, 0, p.label, p.ts FROM ({page_sql}) p",
+        "SELECT 0, (SELECT COUNT(*) FROM labelled), (SELECT COUNT(*) FROM shown),"
+        " 0, 0, 0, NULL, NULL",
+    ]
+    params = [*base_params, page_size, (page - 1) * page_size]
     if version_ids:
+        marks = ", ".join(["%s"] * len(version_ids))
+        parts.append(
+            f"""SELECT 1, e.eval_id,
+                COUNT(*) FILTER (WHERE e.passed IS NULL),
+                COUNT(*) FILTER (
+                    WHERE r.label <> 'neutral' AND e.passed <> (r.label = 'positive')),
+                COUNT(*) FILTER (
+                    WHERE r.label <> 'neutral' AND e.passed = (r.label = 'positive')),
+                COUNT(*), NULL, NULL
+            FROM labelled r JOIN {execution} e ON e.trace_id = r.id
+            WHERE e.eval_id IN ({marks}) GROUP BY e.eval_id"""
+        )
+        params.extend(version_ids)
+    in_range = total = 0
+    ran: dict[int, int] = {}
+    page_rows: list[tuple[int, str]] = []
+    with connection.cursor() as cursor:
+        cursor.execute(base + " UNION ALL ".join(parts) + " ORDER BY 1, 8 DESC, 2 DESC", params)
+        for kind, pk, errors, contradict, agree, n, label, _ in cursor.fetchall():
+            if kind == 0:
+                in_range, total = pk, errors
+            elif kind == 1:
+                column = columns[pk]
+                column.errors, column.contradict, column.agree = errors, contradict, agree
+                ran[pk] = n
+            else:
+                page_rows.append((pk, label))
+        if not page_rows and total:
+            # Past the end: show the last page.
+            page = -(-total // page_size)
+            cursor.execute(base + page_sql, [*base_params, page_size, (page - 1) * page_size])
+            page_rows = [(pk, label) for pk, label, _ in cursor.fetchall()]
+    page = page if page_rows or total else 1
+    for column in columns.values():
         # Traces of the filtered range that a version never ran on.
-        if in_range is None:
-            # No version ran on any row in range.
-            in_range = (
-                _count_rows(eval_set=eval_set, filters=filters)
-                if filters.only_disagreements
-                else total
-            )
-        for column in columns.values():
-            column.not_run = in_range - ran.get(column.eval.pk, 0)
+        column.not_run = in_range - ran.get(column.eval.pk, 0)
 
     trace_ids = [pk for pk, _ in page_rows]
     traces = Trace.objects.filter(pk__in=trace_ids).only(
@@ -366,15 +351,6 @@ def comparison_matrix(
         total_rows=total,
         all_versions=all_versions,
     )
-
-
-def _count_rows(*, eval_set: EvalSet, filters: MatrixFilters) -> int:
-    base, params = _labelled_rows_sql(
-        eval_set=eval_set, filters=filters, version_ids=[], disagreements=False
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(base + "SELECT COUNT(*) FROM rows", params)
-        return cursor.fetchone()[0]
 
 
 @dataclass
