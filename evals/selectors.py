@@ -197,17 +197,26 @@ def _labelled_rows_sql(
     if filters.source:
         where.append("t.source = %s")
         params.append(filters.source)
+    judged = ""
     shown = "SELECT * FROM labelled"
-    if disagreements and version_ids:
-        # A hash semi-join over the versions' executions: a correlated EXISTS probed the
-        # execution index once per labelled trace (5,000 probes for a large set).
+    if version_ids:
+        # Each (version, row) verdict: 0 agrees, 1 contradicts, 2 errs, 3 on a neutral label.
+        # One join feeds both the per-version counts and the only-disagreements rows, so
+        # the versions' executions are read once per page.
         marks = ", ".join(["%s"] * len(version_ids))
-        shown += (
-            f" WHERE id IN (SELECT e.trace_id FROM labelled r JOIN {execution} e"
-            f" ON e.trace_id = r.id WHERE e.eval_id IN ({marks}) AND (e.passed IS NULL"
-            " OR (r.label <> 'neutral' AND e.passed <> (r.label = 'positive'))))"
-        )
+        judged = f""", judged AS {"MATERIALIZED" if disagreements else ""} (
+            SELECT e.eval_id AS eval_id, e.trace_id AS trace_id, CASE
+                WHEN e.passed IS NULL THEN 2
+                WHEN r.label = 'neutral' THEN 3
+                WHEN e.passed = (r.label = 'positive') THEN 0
+                ELSE 1
+            END AS state
+            FROM labelled r JOIN {execution} e ON e.trace_id = r.id
+            WHERE e.eval_id IN ({marks})
+        )"""
         params.extend(version_ids)
+        if disagreements:
+            shown += " WHERE id IN (SELECT trace_id FROM judged WHERE state IN (1, 2))"
     sql = f"""
         WITH counts AS (
             SELECT trace_id,
@@ -225,7 +234,7 @@ def _labelled_rows_sql(
             SELECT t.id AS id, t.timestamp AS ts, l.label AS label
             FROM labels l JOIN {trace} t ON t.id = l.trace_id
             WHERE {" AND ".join(where)}
-        ), shown AS MATERIALIZED ({shown})
+        ){judged}, shown AS ({shown})
     """
     return sql, params
 
@@ -258,7 +267,6 @@ def comparison_matrix(
     versions.sort(key=lambda v: v.version)
     version_ids = [v.pk for v in versions]
     columns = {v.pk: VersionColumn(eval=v) for v in versions}
-    execution = _table(EvalExecution)
     base, base_params = _labelled_rows_sql(
         eval_set=eval_set,
         filters=filters,
@@ -276,19 +284,11 @@ def comparison_matrix(
     ]
     params = [*base_params, page_size, (page - 1) * page_size]
     if version_ids:
-        marks = ", ".join(["%s"] * len(version_ids))
         parts.append(
-            f"""SELECT 1, e.eval_id,
-                COUNT(*) FILTER (WHERE e.passed IS NULL),
-                COUNT(*) FILTER (
-                    WHERE r.label <> 'neutral' AND e.passed <> (r.label = 'positive')),
-                COUNT(*) FILTER (
-                    WHERE r.label <> 'neutral' AND e.passed = (r.label = 'positive')),
-                COUNT(*), NULL, NULL
-            FROM labelled r JOIN {execution} e ON e.trace_id = r.id
-            WHERE e.eval_id IN ({marks}) GROUP BY e.eval_id"""
+            "SELECT 1, eval_id, COUNT(*) FILTER (WHERE state = 2),"
+            " COUNT(*) FILTER (WHERE state = 1), COUNT(*) FILTER (WHERE state = 0),"
+            " COUNT(*), NULL, NULL FROM judged GROUP BY eval_id"
         )
-        params.extend(version_ids)
     in_range = total = 0
     ran: dict[int, int] = {}
     page_rows: list[tuple[int, str]] = []
