@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -203,8 +203,6 @@ def record_results(
     results: Sequence[sandbox.Result],
 ) -> None:
     """Upsert one EvalExecution per trace: a new verdict replaces the old one."""
-    if len(traces) != len(results):
-        raise ValueError("one sandbox result per trace is required")
     _upsert(eval=eval, run=run, trace_ids=[t.pk for t in traces], results=results)
 
 
@@ -216,6 +214,12 @@ def _upsert(
     results: Sequence[sandbox.Result],
 ) -> None:
     """Write one execution per (trace id, result) in one statement."""
+    if len(trace_ids) != len(results):
+        raise ValueError("one sandbox result per trace is required")
+    if not trace_ids:
+        return
+    if connection.vendor == "postgresql":
+        return _upsert_postgresql(eval=eval, run=run, trace_ids=trace_ids, results=results)
     rows = [
         EvalExecution(
             workspace_id=eval.workspace_id,
@@ -236,6 +240,44 @@ def _upsert(
         unique_fields=["eval", "trace"],
         update_fields=list(EXECUTION_FIELDS),
     )
+
+
+# The same upsert as bulk_create's, with one array per column: bulk_create builds a model
+# instance and prepares every value of every row, about half the time of a 1,000-trace
+# chunk outside the sandbox. Tests compare both paths' rows (tests/evals/test_execution.py).
+_UPSERT_SQL = """
+INSERT INTO {table} (workspace_id, eval_id, run_id, created_at, updated_at, score_error,
+                     trace_id, passed, reason, error, duration_ms, output)
+SELECT %s, %s, %s, %s, %s, '', t.*
+FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::text[], %s::float8[], %s::text[])
+     AS t(trace_id, passed, reason, error, duration_ms, output)
+ON CONFLICT (eval_id, trace_id) DO UPDATE SET
+    run_id = EXCLUDED.run_id, passed = EXCLUDED.passed, reason = EXCLUDED.reason,
+    error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms, output = EXCLUDED.output,
+    updated_at = EXCLUDED.updated_at
+"""
+
+
+def _upsert_postgresql(
+    *,
+    eval: Eval,
+    run: EvalRun | None,
+    trace_ids: Sequence[int],
+    results: Sequence[sandbox.Result],
+) -> None:
+    now = timezone.now()
+    passed, reasons, errors, durations, outputs = [], [], [], [], []
+    for result in results:
+        passed.append(result.passed if result.error is None else None)
+        reasons.append(result.reason or "")
+        errors.append(result.error or "")
+        durations.append(float(result.duration_ms))
+        outputs.append(result.output or "")
+    sql = _UPSERT_SQL.format(table=connection.ops.quote_name(EvalExecution._meta.db_table))
+    params = [eval.workspace_id, eval.pk, run.pk if run else None, now, now]
+    params += [list(trace_ids), passed, reasons, errors, durations, outputs]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _refresh_counts(run: EvalRun) -> None:

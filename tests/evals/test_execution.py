@@ -8,12 +8,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+import sandbox
 from evals.exceptions import EvalError
 from evals.models import EvalExecution, EvalRun
 from evals.services import execution
 from evals.services.execution import (
     execute_run,
     reap_stale_runs,
+    record_results,
     run_eval_now,
     start_run,
     trace_json,
@@ -163,3 +165,43 @@ def test_queries_per_run_do_not_grow_with_traces(workspace, monkeypatch):
     assert queries_for(2) == queries_for(50) <= 12
     # A second chunk costs its own fetch, upsert and counts, not a query per trace.
     assert queries_for(100) - queries_for(50) <= 6
+
+
+def test_recording_again_replaces_the_verdict_and_keeps_the_rest(workspace):
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    eval = make_eval(eval_set, version=1)
+    first = EvalRun.objects.create(workspace=workspace, eval=eval, trigger="api")
+    second = EvalRun.objects.create(workspace=workspace, eval=eval, trigger="api")
+    record_results(
+        eval=eval,
+        run=first,
+        traces=traces,
+        results=[sandbox.Result(True, "ok", None, 1.5), sandbox.Result(False, "no", None, 2.0)],
+    )
+    before = {e.trace_id: e for e in EvalExecution.objects.filter(eval=eval)}
+    pushed_at = timezone.now()
+    EvalExecution.objects.filter(trace=traces[0]).update(score_pushed_at=pushed_at)
+
+    record_results(
+        eval=eval,
+        run=second,
+        traces=traces[:1],
+        results=[sandbox.Result(True, "", "ValueError: boom", 0.5, output="printed")],
+    )
+
+    after = {e.trace_id: e for e in EvalExecution.objects.filter(eval=eval)}
+    assert len(after) == 2
+    redone, kept = after[traces[0].pk], after[traces[1].pk]
+    assert (redone.run_id, redone.passed, redone.reason, redone.error) == (
+        second.pk,
+        None,  # an error never passes, whatever the eval returned
+        "",
+        "ValueError: boom",
+    )
+    assert (redone.duration_ms, redone.output) == (0.5, "printed")
+    assert redone.workspace_id == workspace.pk
+    assert redone.pk == before[traces[0].pk].pk
+    assert redone.created_at == before[traces[0].pk].created_at
+    assert redone.updated_at > before[traces[0].pk].updated_at
+    assert redone.score_pushed_at == pushed_at  # the score push records its own state
+    assert (kept.run_id, kept.passed, kept.reason, kept.duration_ms) == (first.pk, False, "no", 2.0)
