@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -271,25 +272,40 @@ def _record(
     report: PushReport,
 ) -> None:
     now = timezone.now()
-    if delivered:
-        EvalExecution.objects.filter(pk__in=delivered).update(score_pushed_at=now, score_error="")
     by_message: dict[str, list[int]] = defaultdict(list)
     for pk, message in failed.items():
         by_message[message].append(pk)
-    for message, pks in by_message.items():
-        EvalExecution.objects.filter(pk__in=pks).update(score_pushed_at=None, score_error=message)
+    latest = next(reversed(by_message)) if by_message else ""
+    # One transaction: the outcomes and the integration's totals agree, in one commit.
+    with transaction.atomic():
+        if delivered:
+            EvalExecution.objects.filter(pk__in=delivered).update(
+                score_pushed_at=now, score_error=""
+            )
+        for message, pks in by_message.items():
+            EvalExecution.objects.filter(pk__in=pks).update(
+                score_pushed_at=None, score_error=message
+            )
+        if failed:
+            Integration.objects.filter(pk=integration.pk).update(
+                score_push_failures=F("score_push_failures") + len(failed),
+                score_push_error=latest[:2000],
+                score_push_failed_at=now,
+                **({"scores_pushed_at": now} if delivered else {}),
+                scores_pushed_count=F("scores_pushed_count") + len(delivered),
+            )
+        elif delivered:
+            # A clean delivery means whatever failed before works again.
+            Integration.objects.filter(pk=integration.pk).update(
+                scores_pushed_at=now,
+                scores_pushed_count=F("scores_pushed_count") + len(delivered),
+                score_push_failures=0,
+                score_push_error="",
+            )
     report.pushed += len(delivered)
     report.failed += len(failed)
     if failed:
-        latest = next(reversed(by_message))
         report.errors.append(latest)
-        Integration.objects.filter(pk=integration.pk).update(
-            score_push_failures=F("score_push_failures") + len(failed),
-            score_push_error=latest[:2000],
-            score_push_failed_at=now,
-            **({"scores_pushed_at": now} if delivered else {}),
-            scores_pushed_count=F("scores_pushed_count") + len(delivered),
-        )
         logger.warning(
             "langfuse score push failed integration=%s failed=%d delivered=%d",
             integration.pk,
@@ -297,13 +313,6 @@ def _record(
             len(delivered),
         )
     elif delivered:
-        # A clean delivery means whatever failed before works again.
-        Integration.objects.filter(pk=integration.pk).update(
-            scores_pushed_at=now,
-            scores_pushed_count=F("scores_pushed_count") + len(delivered),
-            score_push_failures=0,
-            score_push_error="",
-        )
         logger.info(
             "langfuse scores pushed integration=%s count=%d", integration.pk, len(delivered)
         )

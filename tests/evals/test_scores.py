@@ -5,6 +5,8 @@
 # ruff: noqa: F811
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution
@@ -157,3 +159,30 @@ def test_only_langfuse_traces_of_opted_in_sets_with_a_verdict(
     assert list(scores.pushable(EvalExecution.objects.all())) == wanted
     assert (report.pushed, report.skipped) == (1, 3)
     assert [s["traceId"] for s in fake.scores.values()] == [wanted[0].trace.external_id]
+
+
+def test_push_queries_do_not_grow_with_executions(workspace, fake_langfuse, make_integration):
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    small, _ = _setup(workspace, integration, n=2, name="Small", start=100)
+    large, _ = _setup(workspace, integration, n=40, name="Large", start=200)
+
+    def push(eval) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            report = scores.push_scores(executions=EvalExecution.objects.filter(eval=eval))
+        assert report.pushed == EvalExecution.objects.filter(eval=eval).count()
+        return len(captured)
+
+    # Read the verdicts, the integration and the evals; then one transaction of outcomes.
+    assert push(small) == push(large) <= 8
+    assert len(fake.scores) == 42
+
+
+def test_a_list_of_executions_is_pushed_too(workspace, fake_langfuse, make_integration):
+    fake = fake_langfuse()
+    eval, executions = _setup(workspace, make_integration(fake), n=2)
+
+    report = scores.push_scores(executions=list(EvalExecution.objects.filter(eval=eval)))
+
+    assert (report.pushed, report.failed) == (2, 0)
+    assert set(fake.scores) == {scores.score_id(eval_id=eval.pk, trace=e.trace) for e in executions}
