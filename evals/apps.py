@@ -5,7 +5,24 @@ class EvalsConfig(AppConfig):
     name = "evals"
     # (order, label, url name, url names that highlight it; empty = the whole app)
     nav_items = [
-        (30, "Evals", "evals:list", []),
+        (
+            30,
+            "Evals",
+            "evals:list",
+            [
+                "list",
+                "versions",
+                "diff",
+                "matrix",
+                "detail",
+                "edit",
+                "cell",
+                "compare",
+                "refinement",
+                "generation",
+                "run_progress",
+            ],
+        ),
         (40, "Operations", "evals:dashboard", ["dashboard", "drift"]),
         (90, "Eval settings", "evals:settings", ["settings"]),
     ]

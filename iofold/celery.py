@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import before_task_publish, worker_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
@@ -23,6 +23,18 @@ def ensure_broker_folders() -> None:
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 
 
+_broker_folders_ready = False
+
+
 @worker_init.connect
 def _prepare_worker(**kwargs) -> None:
     ensure_broker_folders()
+
+
+@before_task_publish.connect
+def _prepare_publisher(**kwargs) -> None:
+    # The first task sent from a fresh var/ (e.g. by seed_demo) needs the folders too.
+    global _broker_folders_ready
+    if not _broker_folders_ready:
+        ensure_broker_folders()
+        _broker_folders_ready = True

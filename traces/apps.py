@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.urls import NoReverseMatch, reverse
 
 
 class TracesConfig(AppConfig):
@@ -16,15 +15,9 @@ class TracesConfig(AppConfig):
     ]
 
     def onboarding_steps(self, workspace) -> list[dict]:
-        """The path to a first eval: traces in, an eval set, labels, then generation."""
-        from traces.models import EvalSet, Feedback, Trace
+        """The path to a first eval after traces are in: an eval set, labels, generation."""
+        from traces.models import EvalSet, Feedback
 
-        has_traces = Trace.objects.for_workspace(workspace).exists()
-        integration_model = _get_model("integrations", "Integration")
-        has_source = has_traces or (
-            integration_model is not None
-            and integration_model.objects.filter(workspace=workspace).exists()
-        )
         sets = EvalSet.objects.for_workspace(workspace)
         best = 0
         target = 10
@@ -42,14 +35,6 @@ class TracesConfig(AppConfig):
             eval_model is not None and eval_model.objects.filter(workspace=workspace).exists()
         )
         return [
-            {
-                "order": 10,
-                "title": "Connect Langfuse or upload traces",
-                "help": "iofold reads the traces your agent already records. Connect a "
-                "Langfuse project, or upload a JSON file of traces.",
-                "done": has_source,
-                "url_name": _first_url(workspace, "integrations:list", "traces:list"),
-            },
             {
                 "order": 20,
                 "title": "Create an eval set",
@@ -84,13 +69,3 @@ def _get_model(app_label: str, model_name: str):
         return apps.get_model(app_label, model_name)
     except LookupError:
         return None
-
-
-def _first_url(workspace, *url_names: str) -> str:
-    for name in url_names:
-        try:
-            reverse(name, kwargs={"slug": workspace.slug})
-        except NoReverseMatch:
-            continue
-        return name
-    return url_names[-1]

@@ -215,6 +215,7 @@ def test_onboarding_checklist_ticks_itself(login, workspace, owner, has_set):
     ]
     titles = [s["title"] for s in steps]
     assert "Create an eval set" in titles
+    assert len(titles) == len(set(titles)), "each step appears once"
     TraceFactory(workspace=workspace)
     if has_set:
         services.create_eval_set(workspace=workspace, name="E", criteria="c")
