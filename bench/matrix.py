@@ -22,9 +22,7 @@ Goal: every p95 under 200 ms. Last line of output: one JSON object.
 import argparse
 import datetime as dt
 import json
-import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,28 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._django import percentiles, run_on_scratch_database  # noqa: E402
+
 DB_NAME = "iofold_bench_matrix"
 GOAL_MS = 200.0
-
-
-def admin_connection(pg_url: str):
-    import psycopg
-
-    return psycopg.connect(f"{pg_url}/postgres", autocommit=True)
-
-
-def create_database(pg_url: str) -> None:
-    with admin_connection(pg_url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
-def drop_database(pg_url: str) -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with admin_connection(pg_url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
 def load(n_traces: int, n_versions: int):
@@ -157,12 +137,7 @@ def timed(fn, runs: int) -> dict:
         samples.append((time.perf_counter() - started) * 1000)
     with CaptureQueriesContext(connection) as queries:
         fn()
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples), 1),
-        "p95_ms": round(samples[max(0, int(len(samples) * 0.95) - 1)], 1),
-        "queries": len(queries.captured_queries),
-    }
+    return {**percentiles(samples), "queries": len(queries.captured_queries)}
 
 
 def main() -> None:
@@ -174,18 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     n_traces = args.traces or (2_000 if args.quick else 5_000)
     runs = args.runs or (15 if args.quick else 50)
-    pg_url = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
-
-    create_database(pg_url)
-    os.environ["DATABASE_URL"] = f"{pg_url}/{DB_NAME}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
-    import django
-
-    django.setup()
-    try:
-        run(n_traces, args.versions, runs, args)
-    finally:
-        drop_database(pg_url)
+    run_on_scratch_database(DB_NAME, lambda: run(n_traces, args.versions, runs, args))
 
 
 def run(n_traces: int, n_versions: int, runs: int, args) -> None:

@@ -26,16 +26,15 @@ Goal: every p95 under 100 ms. Last line of output: one JSON object.
 import argparse
 import datetime as dt
 import json
-import math
-import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._django import percentiles, run_on_scratch_database  # noqa: E402
 
 DB_NAME = "iofold_bench_review"
 GOAL_MS = 100.0
@@ -63,26 +62,6 @@ WORDS = [
     "account",
 ]
 TAGS = ["support", "billing", "prod", "staging", "beta", "mobile", "web", "eu", "us"]
-
-
-def admin_connection(pg_url: str):
-    import psycopg
-
-    return psycopg.connect(f"{pg_url}/postgres", autocommit=True)
-
-
-def create_database(pg_url: str) -> None:
-    with admin_connection(pg_url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-
-
-def drop_database(pg_url: str) -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with admin_connection(pg_url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
 def load(n_traces: int, n_labels: int):
@@ -185,15 +164,6 @@ def load(n_traces: int, n_labels: int):
     return workspace, eval_set, users
 
 
-def percentiles(samples: list[float]) -> dict:
-    samples = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(samples), 1),
-        # Nearest rank: the smallest sample with at least 95 % of samples at or below it.
-        "p95_ms": round(samples[max(0, math.ceil(len(samples) * 0.95) - 1)], 1),
-    }
-
-
 def timed_rounds(cases: dict, runs: int) -> dict:
     """Run every case once per round, ``runs`` rounds after a warm-up round.
 
@@ -219,18 +189,7 @@ def main() -> None:
     n_traces = args.traces or (20_000 if args.quick else 100_000)
     n_labels = args.labels or (2_000 if args.quick else 10_000)
     runs = args.runs or (20 if args.quick else 60)
-    pg_url = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
-
-    create_database(pg_url)
-    os.environ["DATABASE_URL"] = f"{pg_url}/{DB_NAME}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
-    import django
-
-    django.setup()
-    try:
-        run(n_traces, n_labels, runs, args)
-    finally:
-        drop_database(pg_url)
+    run_on_scratch_database(DB_NAME, lambda: run(n_traces, n_labels, runs, args))
 
 
 def run(n_traces: int, n_labels: int, runs: int, args) -> None:
