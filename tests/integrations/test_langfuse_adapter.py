@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -459,6 +459,68 @@ def test_score_push_retries_server_errors_with_the_same_ids(fake):
     )
     assert result.accepted == 250 and len(fake.scores) == 250
     assert fake.score_posts == 3  # batches of 100; the failed batch was refused before counting
+
+
+def test_score_batches_are_measured_in_encoded_bytes(fake):
+    # 20 comments of 20,000 three-byte characters: 400,000 characters but 1.2 MB on the
+    # wire, more than one request may carry under the 1 MiB body limit.
+    comment = "\u2603" * 20_000
+    scores = [
+        ScoreIn(id=f"big-{i}", trace_id=fake.trace_id(i), name="n", value=True, comment=comment)
+        for i in range(20)
+    ]
+    result = make_adapter(fake).push_scores(scores)
+    assert result.accepted == 20 and fake.score_posts == 2
+    assert all(fake.scores[f"big-{i}"]["comment"] == comment for i in range(20))
+
+
+def test_score_fields_reach_langfuse_as_the_sdk_would_send_them(fake):
+    at = datetime(2026, 11, 20, 12, 30, tzinfo=timezone(timedelta(hours=2)))
+    run = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    score = ScoreIn(
+        id="full",
+        trace_id=fake.trace_id(1),
+        observation_id="obs-1",
+        name="iofold: grounded",
+        value=False,
+        environment="production",
+        timestamp=at,
+        metadata={"eval_id": 7, "run": run, "at": at},
+    )
+    plain = ScoreIn(id="plain", trace_id=fake.trace_id(2), name="n", value=True)
+    assert make_adapter(fake).push_scores([score, plain]).accepted == 2
+    sent = fake.scores["full"]
+    assert sent["timestamp"] == "2026-11-20T10:30:00Z" and sent["observationId"] == "obs-1"
+    assert sent["value"] == 0 and sent["environment"] == "production"
+    assert sent["metadata"] == {"eval_id": 7, "run": str(run), "at": "2026-11-20T12:30:00+02:00"}
+    assert "comment" not in fake.scores["plain"] and "metadata" not in fake.scores["plain"]
+
+
+def test_score_push_honours_retry_after_and_resends_the_batch(fake):
+    fake.fail_next(429, 1, retry_after="5")
+    adapter = make_adapter(fake)
+    scores = [ScoreIn(id=f"q-{i}", trace_id=fake.trace_id(i), name="n", value=True) for i in (1, 2)]
+    assert adapter.push_scores(scores).accepted == 2
+    assert adapter.sleep == [5.0] and set(fake.scores) == {"q-1", "q-2"}
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "permanent"),
+    [
+        (lambda fake: fake.fail_next(400), "bad_request", True),
+        (lambda fake: setattr(fake, "secret_key", "sk-lf-other"), "auth", True),
+        (lambda fake: setattr(fake, "html_mode", True), "not_langfuse", True),
+        (lambda fake: fake.fail_next(503, 10), "server_error", False),
+        (lambda fake: fake.fail_next(429, 10), "rate_limited", False),
+    ],
+)
+def test_score_push_failures_raise_adapter_errors(fake, setup, code, permanent):
+    adapter = make_adapter(fake, max_attempts=2)
+    setup(fake)
+    with pytest.raises(AdapterError) as err:
+        adapter.push_scores([ScoreIn(id="x", trace_id=fake.trace_id(1), name="n", value=True)])
+    assert (err.value.code, err.value.permanent) == (code, permanent)
+    assert fake.scores == {}
 
 
 def test_export_format_normalises_like_the_api():
