@@ -281,7 +281,21 @@ def review(request, pk: int):
             .only(*selectors.LIST_FIELDS, "data")
             .first()
         )
-    return _review_response(request, eval_set, trace=trace)
+    notice = request.session.pop(_notice_key(eval_set), None)
+    return _review_response(request, eval_set, trace=trace, notice=notice)
+
+
+def _notice_key(eval_set: EvalSet) -> str:
+    return f"review-notice-{eval_set.pk}"
+
+
+def _answer_review(request, eval_set: EvalSet, *, notice: dict, trace=None):
+    """Swap in the next card (htmx), or redirect to the review page, which shows the notice."""
+    if request.htmx:
+        return _review_response(request, eval_set, trace=trace, notice=notice)
+    request.session[_notice_key(eval_set)] = notice
+    url = reverse("traces:review", kwargs={"slug": request.workspace.slug, "pk": eval_set.pk})
+    return redirect(f"{url}?trace={trace.pk}" if trace else url)
 
 
 @require_POST
@@ -332,10 +346,7 @@ def review_label(request, pk: int, trace_pk: int):
             "text": "Another reviewer rated that trace differently; it is flagged on the "
             "eval set until you agree.",
         }
-    if not request.htmx:
-        messages.info(request, notice["text"])
-        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
-    return _review_response(request, eval_set, notice=notice)
+    return _answer_review(request, eval_set, notice=notice)
 
 
 @require_POST
@@ -348,11 +359,7 @@ def review_undo(request, pk: int):
         notice = {"level": "info", "text": "Nothing to undo."}
     else:
         notice = {"level": "info", "text": "Label undone."}
-    if not request.htmx:
-        messages.info(request, notice["text"])
-        url = reverse("traces:review", kwargs={"slug": request.workspace.slug, "pk": eval_set.pk})
-        return redirect(f"{url}?trace={trace.pk}" if trace else url)
-    return _review_response(request, eval_set, trace=trace, notice=notice)
+    return _answer_review(request, eval_set, trace=trace, notice=notice)
 
 
 @require_POST
@@ -366,6 +373,4 @@ def review_skip(request, pk: int, trace_pk: int):
     if trace_pk not in skipped:
         skipped.append(trace_pk)
     request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
-    if not request.htmx:
-        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
-    return _review_response(request, eval_set, notice={"level": "info", "text": "Skipped."})
+    return _answer_review(request, eval_set, notice={"level": "info", "text": "Skipped."})

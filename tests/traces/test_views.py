@@ -170,6 +170,29 @@ def test_skip_moves_on_and_comes_back(login, workspace, owner, eval_set, traces)
     assert response.context["trace"] == traces[1]
 
 
+def test_without_javascript_skip_and_label_redirect_and_say_what_happened(
+    login, workspace, owner, eval_set, traces
+):
+    client = login(owner)
+    response = client.post(
+        url("review_skip", workspace, pk=eval_set.pk, trace_pk=traces[0].pk), follow=True
+    )
+    assert response.context["trace"] == traces[1]
+    assert 'data-testid="notice">Skipped.' in response.content.decode()
+
+    response = client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[1].pk),
+        {"rating": "positive"},
+        follow=True,
+    )
+    assert "Labelled good." in response.content.decode()
+    # The notice is shown once, not on every later visit.
+    assert (
+        "Labelled good."
+        not in client.get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    )
+
+
 def test_disagreement_is_flagged_after_labelling(login, workspace, owner, member, eval_set, traces):
     services.record_feedback(eval_set=eval_set, trace=traces[0], user=member, rating="positive")
     response = login(owner).post(
