@@ -693,6 +693,9 @@ def _compare(op: str, value: Any, get: Any) -> Any:
 
 def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Headers and body go out in two writes; without this each reply waits ~40 ms
+        # for the client's delayed ACK.
+        disable_nagle_algorithm = True
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
