@@ -8,6 +8,7 @@ on every labelled trace in the sandbox, measure it against the labels, store the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -130,36 +131,47 @@ def run_generation(
         from evals.services.refinement import run_refinement
 
         return run_refinement(generation=generation)
-    eval_set = generation.eval_set
-    try:
-        if choice is None:
-            choice = _choice_for(generation)
-        eval = generate_eval(
-            eval_set=eval_set,
-            choice=choice,
+
+    def make_eval(**progress) -> Eval:
+        return generate_eval(
+            eval_set=generation.eval_set,
+            choice=choice or _choice_for(generation),
             user=generation.created_by,
+            **progress,
+        )
+
+    return complete_generation(generation, make_eval, what="generation")
+
+
+def complete_generation(
+    generation: Generation, make_eval: Callable[..., Eval], *, what: str
+) -> Generation:
+    """Make the eval of a claimed generation (or refinement) and record how it went.
+
+    ``make_eval(on_stage=..., on_attempt=...)`` does the work. Permanent failures mark the
+    row failed with a message for the user; transient ones put it back in the queue and
+    raise TransientEvalError for the task to retry.
+    """
+    try:
+        eval = make_eval(
             on_stage=lambda text: set_stage(generation, text),
             on_attempt=lambda n: Generation.objects.filter(pk=generation.pk).update(attempts=n),
         )
     except ProviderError as exc:
         if exc.permanent:
             return fail_generation(generation_id=generation.pk, error=exc.message)
-        Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.QUEUED, stage=f"Provider unavailable, retrying: {exc.message}"
-        )
+        _requeue(generation, f"Provider unavailable, retrying: {exc.message}")
         raise TransientEvalError(exc.message) from exc
     except TransientEvalError as exc:
-        Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.QUEUED, stage=f"Retrying: {exc.message}"
-        )
+        _requeue(generation, f"Retrying: {exc.message}")
         raise
     except EvalError as exc:
         return fail_generation(generation_id=generation.pk, error=exc.message)
     except Exception:
-        logger.exception("generation crashed generation=%s", generation.pk)
+        logger.exception("%s crashed generation=%s", what, generation.pk)
         fail_generation(
             generation_id=generation.pk,
-            error="Generation stopped on an internal error; try again.",
+            error=f"The {what} stopped on an internal error; try again.",
         )
         raise
     now = timezone.now()
@@ -173,12 +185,19 @@ def run_generation(
     )
     generation.refresh_from_db()
     logger.info(
-        "generation finished generation=%s eval=%s agreement=%s",
+        "%s finished generation=%s eval=%s agreement=%s",
+        what,
         generation.pk,
         eval.pk,
         eval.agreement,
     )
     return generation
+
+
+def _requeue(generation: Generation, stage: str) -> None:
+    Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
+        status=RunStatus.QUEUED, stage=stage[:200]
+    )
 
 
 def _choice_for(generation: Generation) -> ProviderChoice:

@@ -13,13 +13,11 @@ import logging
 from collections.abc import Callable, Sequence
 
 from django.conf import settings
-from django.utils import timezone
 
 from evals import prompts
 from evals.datasets import LabelledExample
-from evals.exceptions import EvalError, TransientEvalError
-from evals.models import Eval, EvalExecution, Generation, Provider, RunStatus
-from evals.providers import ProviderError
+from evals.exceptions import EvalError
+from evals.models import Eval, EvalExecution, Generation, Provider
 from evals.sandboxing import sandbox_limits
 from evals.selectors import cell_state
 from evals.services import candidates
@@ -188,45 +186,10 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
 
 def run_refinement(*, generation: Generation) -> Generation:
     """Carry out a claimed refinement Generation; the generation task calls this."""
-    from evals.services.generation import fail_generation, set_stage
+    from evals.services.generation import complete_generation
 
-    try:
-        eval = refine_eval(
-            generation=generation,
-            on_stage=lambda text: set_stage(generation, text),
-            on_attempt=lambda n: Generation.objects.filter(pk=generation.pk).update(attempts=n),
-        )
-    except ProviderError as exc:
-        if exc.permanent:
-            return fail_generation(generation_id=generation.pk, error=exc.message)
-        _requeue(generation, f"Provider unavailable, retrying: {exc.message}")
-        raise TransientEvalError(exc.message) from exc
-    except TransientEvalError as exc:
-        _requeue(generation, f"Retrying: {exc.message}")
-        raise
-    except EvalError as exc:
-        return fail_generation(generation_id=generation.pk, error=exc.message)
-    except Exception:
-        logger.exception("refinement crashed generation=%s", generation.pk)
-        fail_generation(
-            generation_id=generation.pk, error="Refinement stopped on an internal error; retry."
-        )
-        raise
-    now = timezone.now()
-    Generation.objects.filter(pk=generation.pk).update(
-        status=RunStatus.SUCCEEDED,
-        stage="Done",
-        result=eval,
-        model=eval.model,
-        finished_at=now,
-        heartbeat_at=now,
-    )
-    generation.refresh_from_db()
-    logger.info("refinement finished generation=%s eval=%s", generation.pk, eval.pk)
-    return generation
-
-
-def _requeue(generation: Generation, stage: str) -> None:
-    Generation.objects.filter(pk=generation.pk, status=RunStatus.RUNNING).update(
-        status=RunStatus.QUEUED, stage=stage[:200]
+    return complete_generation(
+        generation,
+        lambda **progress: refine_eval(generation=generation, **progress),
+        what="refinement",
     )
