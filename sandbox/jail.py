@@ -89,6 +89,7 @@ _checked: dict[tuple, bool] = {}
 _configs: dict[str, str] = {}
 _config_dir: str | None = None
 _python_layout: dict[str, dict] = {}
+_marshal_versions: dict[str, int | None] = {}
 
 
 def forget_checks() -> None:
@@ -126,6 +127,26 @@ def nsjail_binary(settings: Settings) -> str:
             f"nsjail is not available: {path} is not executable", permanent=True
         )
     return path
+
+
+def marshal_version(python: str) -> int | None:
+    """Return the marshal format `python` reads, or None when it cannot be asked."""
+    with _lock:
+        if python in _marshal_versions:
+            return _marshal_versions[python]
+    try:
+        probe = subprocess.run(
+            [python, "-I", "-S", "-c", "import marshal; print(marshal.version)"],
+            capture_output=True,
+            timeout=30,
+            env={},
+        )
+        version = int(probe.stdout) if probe.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        version = None
+    with _lock:
+        _marshal_versions[python] = version
+    return version
 
 
 def _layout(python: str) -> dict:

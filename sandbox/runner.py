@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import marshal
 import math
 import os
 import resource
@@ -37,6 +38,11 @@ PIPE_SIZE = 1024 * 1024
 READ_SIZE = 256 * 1024
 # Traces encoded and written to a jail at a time.
 FEED_TRACES = 256
+# Results the harness gathers before it writes a block (also written every 50 ms).
+FLUSH_BYTES = 32768
+# Frame kinds the harness reads: a trace in marshal format, or JSON text.
+MARSHAL_FRAME = b"M"
+JSON_FRAME = b"J"
 # A jail costs tens of milliseconds to start, about what the harness spends on a few
 # hundred traces; smaller batches are not worth a second jail.
 MIN_TRACES_PER_JAIL = 500
@@ -75,8 +81,12 @@ class Result:
 
 @dataclass
 class _Batch:
-    results: list[dict]
+    # (passed, reason, error, duration_ms, output) per trace answered, in order.
+    results: list[tuple]
     stop_reason: str | None
+    # The harness ended the jail itself after the last result (an eval that kept running
+    # past its timeout), so that result already says what went wrong.
+    fatal: bool = False
 
 
 def run(
@@ -93,8 +103,14 @@ def run(
     may not run code; never raise because of what the eval does.
     """
 
-    def encode(i: int) -> bytes:
-        return _ENCODER.encode(traces[i]).encode()
+    def encode(i: int, use_marshal: bool) -> bytes:
+        trace = traces[i]
+        if use_marshal:
+            try:
+                return _frame(MARSHAL_FRAME, marshal.dumps(trace, marshal.version))
+            except ValueError:
+                pass  # a value marshal cannot carry (a datetime, a UUID, a subclass)
+        return _frame(JSON_FRAME, _ENCODER.encode(trace).encode())
 
     return _run(code, len(traces), encode, limits, validate_code)
 
@@ -113,15 +129,18 @@ def run_json(
     not valid JSON gets a per-trace error; the eval sees what json.loads would return.
     """
 
-    def encode(i: int) -> bytes:
+    def encode(i: int, use_marshal: bool) -> bytes:
         text = traces_json[i]
         if isinstance(text, str):
             text = text.encode("utf-8", "surrogatepass")
-        # Valid JSON has raw line breaks only as whitespace (strings escape them), and the
-        # jail reads one trace per line.
-        return text.replace(b"\n", b" ") if b"\n" in text else bytes(text)
+        return _frame(JSON_FRAME, text)
 
     return _run(code, len(traces_json), encode, limits, validate_code)
+
+
+def _frame(kind: bytes, payload: bytes) -> bytes:
+    """Return one trace as the harness reads it: kind, 4-byte length, payload."""
+    return kind + len(payload).to_bytes(4, "big") + payload
 
 
 class _RestartBudget:
@@ -138,29 +157,31 @@ class _RestartBudget:
             return self.used <= self.limit, self.used
 
 
-class _Lines:
-    """Each trace's JSON line, encoded when a jail first needs it and kept for reruns.
+class _Frames:
+    """Each trace's frame, encoded when a jail first needs it and kept for reruns.
 
     Encoding happens in the threads that feed the jails, so it overlaps with the jails
     starting and working instead of coming before them. Each index belongs to one chunk,
-    so one thread, and needs no lock.
+    so one thread, and needs no lock. Marshal is used only when the jail's interpreter
+    reads the same marshal format as this one.
     """
 
-    def __init__(self, count: int, encode: Callable[[int], bytes]) -> None:
+    def __init__(self, count: int, encode: Callable[[int, bool], bytes], use_marshal: bool) -> None:
         self.cache: list[bytes | None] = [None] * count
         self.encode = encode
+        self.use_marshal = use_marshal
 
     def get(self, i: int) -> bytes:
-        line = self.cache[i]
-        if line is None:
-            line = self.cache[i] = self.encode(i)
-        return line
+        frame = self.cache[i]
+        if frame is None:
+            frame = self.cache[i] = self.encode(i, self.use_marshal)
+        return frame
 
 
 def _run(
     code: str,
     count: int,
-    encode: Callable[[int], bytes],
+    encode: Callable[[int, bool], bytes],
     limits: Limits | None,
     validate_code: bool,
 ) -> list[Result]:
@@ -177,14 +198,14 @@ def _run(
     backend = _backend(settings, limits)
     if not count:
         return []
-    lines = _Lines(count, encode)
+    frames = _Frames(count, encode, backend.marshal_version == marshal.version)
     warning = LOCAL_WARNING if settings.backend == "local" else None
     results: list[Result | None] = [None] * count
     budget = _RestartBudget(limits.max_restarts)
     chunks, workers = _chunks(count, limits)
 
     def run_chunk(chunk: range) -> None:
-        _run_chunk(backend, code, lines, list(chunk), limits, results, warning, budget)
+        _run_chunk(backend, code, frames, list(chunk), limits, results, warning, budget)
 
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
@@ -214,7 +235,7 @@ def _chunks(count: int, limits: Limits) -> tuple[list[range], int]:
 def _run_chunk(
     backend: _Backend,
     code: str,
-    lines: _Lines,
+    frames: _Frames,
     pending: list[int],
     limits: Limits,
     results: list[Result | None],
@@ -223,13 +244,13 @@ def _run_chunk(
 ) -> None:
     flush_each = False
     while pending:
-        batch = _run_batch(backend, code, lines, pending, limits, flush_each)
-        for raw in batch.results:
-            results[pending[raw["i"]]] = _to_result(raw, warning)
+        batch = _run_batch(backend, code, frames, pending, limits, flush_each)
+        for i, row in zip(pending, batch.results, strict=False):
+            results[i] = Result(*row, warning)
         done = len(batch.results)
         if done == len(pending):
             return
-        fatal = bool(batch.results) and batch.results[-1].get("fatal")
+        fatal = batch.fatal
         if not flush_each and not fatal:
             # The jail died with results it had not written yet, so which trace killed it
             # is unknown: run the rest again in a jail that writes every result at once.
@@ -254,22 +275,12 @@ def _run_chunk(
         pending = rest
 
 
-def _to_result(raw: dict, warning: str | None) -> Result:
-    return Result(
-        passed=raw.get("passed"),
-        reason=raw.get("reason") or "",
-        error=raw.get("error"),
-        duration_ms=float(raw.get("duration_ms") or 0.0),
-        output=raw.get("output") or "",
-        warning=warning,
-    )
-
-
 @dataclass(frozen=True)
 class _Backend:
     name: str
     command: list[str]
-    cwd: str | None = None
+    # The marshal format the jail's interpreter reads (None: send JSON only).
+    marshal_version: int | None = None
 
 
 def _backend(settings: Settings, limits: Limits) -> _Backend:
@@ -282,9 +293,13 @@ def _backend(settings: Settings, limits: Limits) -> _Backend:
                 permanent=True,
             )
         python = settings.python_path if os.path.exists(settings.python_path) else sys.executable
-        return _Backend("local", jail.harness_args(python))
+        return _Backend("local", jail.harness_args(python), jail.marshal_version(python))
     jail.check(settings, limits)
-    return _Backend("nsjail", jail.nsjail_command(settings, limits))
+    return _Backend(
+        "nsjail",
+        jail.nsjail_command(settings, limits),
+        jail.marshal_version(settings.python_path),
+    )
 
 
 def _local_preexec(limits: Limits):
@@ -301,14 +316,15 @@ def _local_preexec(limits: Limits):
 
 
 def _max_line(limits: Limits) -> int:
-    # Worst case JSON escaping is 6 bytes per character (\uXXXX).
-    return 6 * (limits.output_chars + 2 * limits.message_chars + 200) + 4096
+    # A block is written once it holds FLUSH_BYTES, so it is at most that plus one result;
+    # worst case JSON escaping is 6 bytes per character (\uXXXX).
+    return FLUSH_BYTES + 6 * (limits.output_chars + 2 * limits.message_chars + 200) + 4096
 
 
 def _run_batch(
     backend: _Backend,
     code: str,
-    lines: _Lines,
+    frames: _Frames,
     indices: list[int],
     limits: Limits,
     flush_each: bool,
@@ -319,6 +335,7 @@ def _run_batch(
             "timeout": limits.trace_timeout_s,
             "output_chars": limits.output_chars,
             "message_chars": limits.message_chars,
+            "flush_bytes": FLUSH_BYTES,
             "start": 0,
             "flush_each": flush_each,
         }
@@ -327,9 +344,7 @@ def _run_batch(
     def payload() -> Iterator[bytes]:
         yield header + b"\n"
         for start in range(0, len(indices), FEED_TRACES):
-            block = [lines.get(i) for i in indices[start : start + FEED_TRACES]]
-            block.append(b"")
-            yield b"\n".join(block)
+            yield b"".join([frames.get(i) for i in indices[start : start + FEED_TRACES]])
 
     with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
         local = backend.name == "local"
@@ -386,7 +401,8 @@ def _drive(
     max_line = _max_line(limits)
     # A scanner per jail: the C scanner keeps a memo between the calls it makes.
     scan = json.JSONDecoder().scan_once
-    results: list[dict] = []
+    results: list[tuple] = []
+    fatal = False
     ready = False
     stop_reason: str | None = None
     buffer = bytearray()
@@ -428,9 +444,9 @@ def _drive(
                 if block is not None:
                     del buffer[: end + 1]
                 for line in block.split(b"\n") if block is not None else ():
-                    too_long = len(line) > max_line
-                    message = None if too_long else _parse(scan, line, len(results), ready)
-                    if message is None:
+                    too_long = len(line) > max_line or fatal
+                    rows = None if too_long else _parse(scan, line, len(results), expected, ready)
+                    if rows is None:
                         stop_reason = (
                             "the eval wrote into the sandbox's result stream and was stopped"
                             if not too_long
@@ -438,10 +454,11 @@ def _drive(
                             "and was stopped"
                         )
                         break
-                    if message.get("ready"):
+                    if not ready:
                         ready = True
                     else:
-                        results.append(message)
+                        results.extend(rows)
+                        fatal = line.endswith(b',"fatal":true}')
                 if block is not None:
                     progress_deadline = time.monotonic() + limits.trace_timeout_s + WATCHDOG_GRACE_S
                 if stop_reason is None and len(buffer) > max_line:
@@ -475,36 +492,52 @@ def _drive(
         )
     if stop_reason is None and len(results) < expected:
         stop_reason = _exit_reason(returncode, name, limits, time.monotonic() - started)
-    return _Batch(results, stop_reason)
+    return _Batch(results, stop_reason, fatal)
 
 
-def _parse(scan: Callable, line: bytes, index: int, ready: bool) -> dict | None:
+def _parse(
+    scan: Callable, line: bytes, index: int, expected: int, ready: bool
+) -> list[tuple] | None:
+    """Return the results in one line from the harness, or None if it is not one of its.
+
+    Before "ready" only that line is accepted (and gives no results); after it, a block
+    {"i": index of its first result, "r": [[passed, reason, error, duration_ms, output],
+    ...]} whose index follows on from the results so far.
+    """
     try:
         text = line.decode()
         # The C scanner on its own: json.loads would also sniff the encoding and match
-        # whitespace with a regex around every small line. The harness writes neither.
+        # whitespace with a regex around every line. The harness writes neither.
         message, end = scan(text, 0)
     except (ValueError, StopIteration, RecursionError):
         return None
     if end != len(text) or type(message) is not dict:
         return None
     if not ready:
-        return message if message.get("ready") is True else None
-    get = message.get
-    passed = get("passed")
-    if get("i") != index or passed not in (True, False, None):
+        return [] if message == {"ready": True} else None
+    rows = message.get("r")
+    if message.get("i") != index or type(rows) is not list or not rows:
         return None
-    if type(get("reason", "")) is not str or type(get("output", "")) is not str:
+    if index + len(rows) > expected:
         return None
-    error = get("error")
-    if error is not None and type(error) is not str:
-        return None
-    if not isinstance(get("duration_ms", 0), (int, float)):
-        return None
-    if passed is None and not error:
-        # Never a silent pass or a silent nothing.
-        message["error"] = "the eval returned no verdict"
-    return message
+    results = []
+    for row in rows:
+        if type(row) is not list or len(row) != 5:
+            return None
+        passed, reason, error, duration_ms, output = row
+        if not (passed is True or passed is False or passed is None):
+            return None
+        if type(reason) is not str or type(output) is not str:
+            return None
+        if error is not None and type(error) is not str:
+            return None
+        if type(duration_ms) not in (int, float):
+            return None
+        if passed is None and not error:
+            # Never a silent pass or a silent nothing.
+            error = "the eval returned no verdict"
+        results.append((passed, reason, error, float(duration_ms), output))
+    return results
 
 
 def _exit_reason(returncode: int, name: str, limits: Limits, elapsed: float) -> str:

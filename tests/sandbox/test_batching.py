@@ -1,6 +1,8 @@
 """Large batches: parallel jails, results written in blocks, and pre-encoded traces."""
 
+import datetime as dt
 import json
+import uuid
 
 import pytest
 
@@ -65,8 +67,22 @@ def test_run_json_reports_invalid_json_per_trace():
     assert results[2].error.startswith("the trace is not valid JSON")
 
 
+def test_values_marshal_cannot_carry_reach_the_eval_as_json_text():
+    # Dicts travel in marshal format; a trace holding a datetime or a UUID falls back to
+    # JSON, where such values become their str(), as they would in a JSON column.
+    when = dt.datetime(2026, 1, 2, 3, 4, 5)
+    code = "def eval_fn(trace):\n    return isinstance(trace['at'], str), str(trace['at'])\n"
+    results = run(code, [{"at": when}, {"at": "plain"}, {"at": uuid.UUID(int=7)}])
+    assert [(r.passed, r.reason) for r in results] == [
+        (True, str(when)),
+        (True, "plain"),
+        (True, str(uuid.UUID(int=7))),
+    ]
+
+
 def test_a_trace_that_cannot_be_encoded_raises():
-    circular = {}
+    # Neither marshal (the datetime) nor JSON (the cycle) can carry it.
+    circular = {"at": dt.datetime(2026, 1, 1)}
     circular["self"] = circular
     with pytest.raises(ValueError):
         run(PARITY, [{"n": 1}, circular])
