@@ -198,6 +198,24 @@ def eval_fn(trace):
     assert (results[1].passed, results[1].reason) == (True, "ok")
 
 
+def test_a_verdict_given_after_swallowing_the_timeout_does_not_count():
+    code = """
+def eval_fn(trace):
+    if trace["slow"]:
+        try:
+            while True:
+                pass
+        except BaseException:
+            return True, "answered late"
+    return True, "ok"
+"""
+    results = run_both_ways(
+        code, [{"slow": True}, {"slow": False}], limits=Limits(trace_timeout_s=0.5), rejected=False
+    )
+    assert (results[0].passed, results[0].error) == (None, "timed out after 0.5 s")
+    assert (results[1].passed, results[1].reason) == (True, "ok")
+
+
 def test_deep_recursion_is_a_recursion_error():
     code = "def eval_fn(trace):\n    return eval_fn(trace)\n"
     results = run_both_ways(code, [{}], rejected=False)
