@@ -34,13 +34,17 @@ def check_role(role: str, *, write: bool = False, manage: bool = False) -> None:
         raise PermissionDenied("Viewers cannot change anything in this workspace.")
 
 
-def workspace_view(view=None, *, manage: bool = False):
-    """Resolve ``slug`` to ``request.workspace``; unsafe methods need a writing role."""
+def workspace_view(view=None, *, manage: bool = False, own_membership: bool = False):
+    """Resolve ``slug`` to ``request.workspace``; unsafe methods need a writing role.
+
+    ``own_membership`` marks actions on the user's own membership (leaving), which any
+    member may take, viewers included.
+    """
 
     def decorator(func):
         @wraps(func)
         def wrapper(request, slug, *args, **kwargs):
-            write = request.method not in SAFE_METHODS
+            write = request.method not in SAFE_METHODS and not own_membership
             workspace, membership = get_workspace_for_user(
                 request, slug, write=write, manage=manage and write
             )

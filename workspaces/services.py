@@ -123,6 +123,16 @@ def remove_member(*, membership: Membership) -> None:
     membership.delete()
 
 
+def leave_workspace(*, membership: Membership) -> None:
+    """Take the user out of the workspace, as an owner would remove them."""
+    try:
+        remove_member(membership=membership)
+    except WorkspaceError:
+        raise WorkspaceError(
+            "You are the only owner. Make another member an owner first, or delete the workspace."
+        ) from None
+
+
 def _ensure_another_owner(membership: Membership) -> None:
     others = (
         Membership.objects.for_workspace(membership.workspace)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("<slug:slug>/members/invite/", views.invite, name="invite"),
     path("<slug:slug>/members/<int:pk>/role/", views.change_role, name="change_role"),
     path("<slug:slug>/members/<int:pk>/remove/", views.remove_member, name="remove_member"),
+    path("<slug:slug>/leave/", views.leave, name="leave"),
     path(
         "<slug:slug>/invitations/<int:pk>/cancel/",
         views.cancel_invitation,

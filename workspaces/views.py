@@ -105,6 +105,18 @@ def remove_member(request, pk: int):
     return redirect("workspaces:members", slug=request.workspace.slug)
 
 
+@require_POST
+@workspace_view(own_membership=True)
+def leave(request):
+    try:
+        services.leave_workspace(membership=request.membership)
+    except WorkspaceError as exc:
+        messages.error(request, exc.message)
+        return redirect("workspaces:members", slug=request.workspace.slug)
+    messages.success(request, f"You left “{request.workspace.name}”.")
+    return redirect("home")
+
+
 @workspace_view(manage=True)
 def tokens(request):
     """API tokens: create (the secret is shown once), list, revoke."""

@@ -91,3 +91,43 @@ def test_switching_remembers_the_last_workspace(client, workspace, owner, other_
     assert client.get("/").url == "/w/globex/"
     client.get(reverse("workspaces:home", kwargs={"slug": "acme"}))
     assert client.get("/").url == "/w/acme/"
+
+
+def test_a_viewer_can_leave_and_lands_in_their_other_workspace(
+    client, workspace, owner, viewer, other_workspace
+):
+    Membership.objects.create(workspace=other_workspace, user=viewer, role="owner")
+    client.force_login(viewer)
+    client.get(reverse("workspaces:home", kwargs={"slug": workspace.slug}))  # last visited
+
+    url = reverse("workspaces:leave", kwargs={"slug": workspace.slug})
+    response = client.post(url, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse(
+        "workspaces:home", kwargs={"slug": other_workspace.slug}
+    )
+    assert "You left “Acme”." in response.content.decode()
+    assert not Membership.objects.filter(workspace=workspace, user=viewer).exists()
+    assert Membership.objects.filter(workspace=workspace, user=owner).exists()
+    gone = client.get(reverse("workspaces:home", kwargs={"slug": workspace.slug}))
+    assert gone.status_code == 404
+
+
+def test_the_only_owner_cannot_leave(client, workspace, owner, member):
+    client.force_login(owner)
+    url = reverse("workspaces:leave", kwargs={"slug": workspace.slug})
+
+    response = client.post(url, follow=True)
+
+    assert "You are the only owner. Make another member an owner first" in (
+        response.content.decode()
+    )
+    assert Membership.objects.filter(workspace=workspace, user=owner, role="owner").exists()
+
+
+def test_every_member_sees_a_leave_button_for_themselves_only(client, workspace, owner, member):
+    client.force_login(member)
+    html = client.get(reverse("workspaces:members", kwargs={"slug": workspace.slug})).content
+    html = html.decode()
+    assert reverse("workspaces:leave", kwargs={"slug": workspace.slug}) in html
+    assert "/remove/" not in html
