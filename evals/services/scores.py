@@ -38,6 +38,16 @@ NAME_LIMIT = 200
 REJECTED_PREFIX = "Langfuse rejected the score: "
 # The periodic retry looks this far back; older undelivered scores are left as failed.
 RETRY_WINDOW = timedelta(days=7)
+# Traces whose ids are Langfuse trace ids: synced, or pushed to a Langfuse integration's
+# webhook (which shares the integration's ids, so a pushed trace and its sync are one row).
+SCORED_SOURCES = (Trace.Source.LANGFUSE, Trace.Source.WEBHOOK)
+
+
+def _eligible(*, opted_in: bool, source: str, integration_kind: str | None) -> bool:
+    """Whether a verdict on a trace of this source and integration belongs in Langfuse."""
+    return bool(
+        opted_in and source in SCORED_SOURCES and integration_kind == Integration.Kind.LANGFUSE
+    )
 
 
 @dataclass
@@ -95,11 +105,10 @@ class _Verdict:
             external_id=trace.external_id,
             timestamp=trace.timestamp,
             integration_id=trace.integration_id,
-            eligible=bool(
-                eval.eval_set.score_to_langfuse
-                and trace.source == Trace.Source.LANGFUSE
-                and integration is not None
-                and integration.kind == Integration.Kind.LANGFUSE
+            eligible=_eligible(
+                opted_in=eval.eval_set.score_to_langfuse,
+                source=trace.source,
+                integration_kind=integration.kind if integration is not None else None,
             ),
         )
 
@@ -132,11 +141,7 @@ def _verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
             external_id,
             timestamp,
             integration_id,
-            eligible=(
-                bool(opted_in)
-                and source == Trace.Source.LANGFUSE
-                and kind == Integration.Kind.LANGFUSE
-            ),
+            eligible=_eligible(opted_in=opted_in, source=source, integration_kind=kind),
         )  # fmt: skip
         for (
             pk,
@@ -176,7 +181,7 @@ def pushable(executions):
     return executions.filter(
         passed__isnull=False,
         eval__eval_set__score_to_langfuse=True,
-        trace__source=Trace.Source.LANGFUSE,
+        trace__source__in=SCORED_SOURCES,
         trace__integration__kind=Integration.Kind.LANGFUSE,
     )
 

@@ -42,7 +42,7 @@ def _setup(
     result = upsert_traces(
         workspace=workspace,
         source=source,
-        integration=integration if source == "langfuse" else None,
+        integration=integration if source in ("langfuse", "webhook") else None,
         traces=traces,
     )
     executions = [
@@ -159,6 +159,25 @@ def test_only_langfuse_traces_of_opted_in_sets_with_a_verdict(
     assert list(scores.pushable(EvalExecution.objects.all())) == wanted
     assert (report.pushed, report.skipped) == (1, 3)
     assert [s["traceId"] for s in fake.scores.values()] == [wanted[0].trace.external_id]
+
+
+def test_traces_pushed_to_the_integrations_webhook_get_scores_too(
+    workspace, fake_langfuse, make_integration
+):
+    # Webhook traces carry the integration's Langfuse trace ids, like synced ones.
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval, executions = _setup(workspace, integration, n=2, source="webhook")
+
+    executions_qs = EvalExecution.objects.filter(eval=eval)
+    report = scores.push_scores(executions=scores.pushable(executions_qs))
+    # A list of executions takes the other path, one instance at a time.
+    again = scores.push_scores(executions=list(executions_qs))
+
+    assert (report.pushed, again.pushed) == (2, 2)
+    assert sorted(s["traceId"] for s in fake.scores.values()) == sorted(
+        e.trace.external_id for e in executions
+    )
 
 
 def test_push_queries_do_not_grow_with_executions(workspace, fake_langfuse, make_integration):
