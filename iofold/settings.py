@@ -5,6 +5,7 @@ newcomer needs nothing else. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch t
 and Redis. With ``DEBUG=false`` every secret must come from the environment.
 """
 
+import ipaddress
 import json
 import secrets
 from pathlib import Path
@@ -272,6 +273,21 @@ SANDBOX_BACKEND = env_str("SANDBOX_BACKEND", "nsjail")
 SANDBOX_ALLOW_LOCAL_BACKEND = env_bool("SANDBOX_ALLOW_LOCAL_BACKEND", False)
 SANDBOX_TIMEOUT_PER_TRACE = env_float("SANDBOX_TIMEOUT_PER_TRACE", 5.0)
 SANDBOX_MEMORY_MB = env_int("SANDBOX_MEMORY_MB", 256)
+
+# Outbound connections to URLs that workspaces configure (Langfuse hosts, LLM base URLs) go
+# only to public addresses in production, so a workspace cannot reach the metadata service,
+# the database or Redis (see iofold/lib/outbound.py). Development and tests need loopback.
+IOFOLD_ALLOW_PRIVATE_HOSTS = env_bool("IOFOLD_ALLOW_PRIVATE_HOSTS", DEBUG)
+# Host names and CIDR ranges allowed even when private, e.g. an on-premises Langfuse.
+IOFOLD_PRIVATE_HOSTS_ALLOWLIST = env_list("IOFOLD_PRIVATE_HOSTS_ALLOWLIST")
+for _entry in IOFOLD_PRIVATE_HOSTS_ALLOWLIST:
+    if "/" in _entry:
+        try:
+            ipaddress.ip_network(_entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"IOFOLD_PRIVATE_HOSTS_ALLOWLIST: {_entry!r} is not a CIDR range"
+            ) from None
 
 # Eval generation. Unset provider: "anthropic" or "openai" when that key is set, else the
 # built-in offline synthesiser. A workspace's settings page overrides all of these.
