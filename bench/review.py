@@ -8,7 +8,10 @@ for a request, without the network):
 - the trace list's first page, a filtered page (tag + no errors), a free-text search
   page and a deep page (a cursor 90 % of the way down);
 - the next trace to review (the htmx card);
-- recording a label, which also serves the next trace.
+- recording a label, which also serves the next trace;
+- the same two for an eval set built from a saved filter (tag "billing", about a quarter
+  of the traces), whose queue runs newest first, with the reviewer through its newest
+  5,000 (``--labels`` / 2) traces.
 
 As a user meets it: ``DEBUG`` off, each request opens the way a server's does (Django's
 ``request_started``/``request_finished`` connection handling, which the test client turns
@@ -154,6 +157,24 @@ def load(n_traces: int, n_labels: int):
                     rating=rng.choices(ratings, weights=[5, 4, 1])[0],
                 )
             )
+    filter_set = EvalSet.objects.create(
+        workspace=workspace,
+        name="Billing answers",
+        criteria="Answers billing questions.",
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={"tag": "billing"},
+    )
+    newest = Trace.objects.in_eval_set(filter_set).order_by("-timestamp", "-id")
+    for pk in newest.values_list("id", flat=True)[:per_reviewer]:
+        feedback.append(
+            Feedback(
+                workspace=workspace,
+                eval_set=filter_set,
+                trace_id=pk,
+                user=users[0],
+                rating=rng.choices(ratings, weights=[5, 4, 1])[0],
+            )
+        )
     Feedback.objects.bulk_create(feedback, batch_size=5000)
     from django.db import connection
 
@@ -161,7 +182,7 @@ def load(n_traces: int, n_labels: int):
         # Settle the freshly loaded tables as autovacuum would (visibility map, hint bits,
         # statistics), so the first timed case does not pay for the bulk load.
         cursor.execute("VACUUM ANALYZE")
-    return workspace, eval_set, users
+    return workspace, eval_set, filter_set, users
 
 
 def timed_rounds(cases: dict, runs: int) -> dict:
@@ -212,7 +233,7 @@ def run(n_traces: int, n_labels: int, runs: int, args) -> None:
     assert not engines["django"].engine.debug
     t0 = time.perf_counter()
     call_command("migrate", verbosity=0)
-    workspace, eval_set, users = load(n_traces, n_labels)
+    workspace, eval_set, filter_set, users = load(n_traces, n_labels)
     load_s = time.perf_counter() - t0
     print(f"loaded {n_traces} traces and {n_labels} labels in {load_s:.1f} s")
 
@@ -226,6 +247,7 @@ def run(n_traces: int, n_labels: int, runs: int, args) -> None:
     ]
     deep_cursor = encode_cursor(deep_trace)
     review_url = reverse("traces:review", kwargs={"slug": slug, "pk": eval_set.pk})
+    filter_review_url = reverse("traces:review", kwargs={"slug": slug, "pk": filter_set.pk})
     htmx = {"HX-Request": "true"}
 
     def serve(send):
@@ -241,13 +263,17 @@ def run(n_traces: int, n_labels: int, runs: int, args) -> None:
     def get(url, params=None, headers=None):
         return lambda: serve(lambda: client.get(url, params or {}, headers=headers or {}))
 
-    def label():
-        # Which trace the card shows is the browser's business: looked up untimed.
-        trace = next_trace_for_review(eval_set=eval_set, user=reviewer)
-        url = reverse(
-            "traces:review_label", kwargs={"slug": slug, "pk": eval_set.pk, "trace_pk": trace.pk}
-        )
-        return serve(lambda: client.post(url, {"rating": "positive", "note": ""}, headers=htmx))
+    def label(in_set):
+        def send():
+            # Which trace the card shows is the browser's business: looked up untimed.
+            trace = next_trace_for_review(eval_set=in_set, user=reviewer)
+            url = reverse(
+                "traces:review_label",
+                kwargs={"slug": slug, "pk": in_set.pk, "trace_pk": trace.pk},
+            )
+            return serve(lambda: client.post(url, {"rating": "positive", "note": ""}, headers=htmx))
+
+        return send
 
     results = timed_rounds(
         {
@@ -257,13 +283,15 @@ def run(n_traces: int, n_labels: int, runs: int, args) -> None:
             "list_unlabelled": get(list_url, {"label": "unlabelled"}),
             "list_deep_page": get(list_url, {"cursor": deep_cursor}),
             "next_trace": get(review_url, headers=htmx),
-            "record_label": label,
+            "record_label": label(eval_set),
+            "filter_next_trace": get(filter_review_url, headers=htmx),
+            "filter_record_label": label(filter_set),
         },
         runs,
     )
-    print(f"{'case':<18}{'p50 ms':>9}{'p95 ms':>9}")
+    print(f"{'case':<20}{'p50 ms':>9}{'p95 ms':>9}")
     for name, figures in results.items():
-        print(f"{name:<18}{figures['p50_ms']:>9}{figures['p95_ms']:>9}")
+        print(f"{name:<20}{figures['p50_ms']:>9}{figures['p95_ms']:>9}")
     worst = max(f["p95_ms"] for f in results.values())
     command = "python bench/review.py" + (" --quick" if args.quick else "")
     print(f"command: {command}  (traces={n_traces} labels={n_labels} runs={runs})")
