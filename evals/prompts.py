@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sandbox.validate import ALLOWED_IMPORTS
+from sandbox.validate import ALLOWED_IMPORTS, FORBIDDEN_NAMES
 
 GENERATION_PROMPT_VERSION = "gen-v1"
 REFINE_PROMPT_VERSION = "refine-v1"
@@ -30,19 +30,6 @@ MAX_NOTE_CHARS = 600
 MAX_ERROR_CHARS = 4000
 # Room for the example-count line, whose digits are known only after selection.
 COUNT_LINE_SLACK = 160
-
-FORBIDDEN_CALLS = (
-    "eval",
-    "exec",
-    "compile",
-    "open",
-    "__import__",
-    "globals",
-    "locals",
-    "vars",
-    "breakpoint",
-    "input",
-)
 
 Label = Literal["positive", "negative"]
 
@@ -217,7 +204,8 @@ def build_system_prompt() -> str:
     return SYSTEM_TEMPLATE.format(
         schema=TRACE_SCHEMA,
         imports=", ".join(ALLOWED_IMPORTS),
-        forbidden=", ".join(FORBIDDEN_CALLS),
+        # The validator's own list, so the prompt never promises what it rejects.
+        forbidden=", ".join(sorted(FORBIDDEN_NAMES)),
     )
 
 
