@@ -33,6 +33,12 @@ class IntegrationIn(serializers.Serializer):
     since_date = serializers.DateTimeField(required=False, allow_null=True)
     sync_interval_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
 
+    def validate_host(self, value: str) -> str:
+        try:
+            return services.clean_host(value)
+        except IntegrationError as exc:
+            raise serializers.ValidationError(exc.message) from None
+
 
 class IntegrationUpdateIn(IntegrationIn):
     """Every field optional; an omitted or empty ``secret_key`` keeps the stored one."""

@@ -1,7 +1,9 @@
 from django import forms
 
 from integrations.constants import SYNC_INTERVAL_CHOICES
+from integrations.exceptions import IntegrationError
 from integrations.models import LANGFUSE_CLOUD_EU, LANGFUSE_CLOUD_US
+from integrations.services import clean_host
 
 HOSTS = {"eu": LANGFUSE_CLOUD_EU, "us": LANGFUSE_CLOUD_US}
 
@@ -87,6 +89,17 @@ class IntegrationForm(ConnectionForm):
     )
 
     field_order = ["name", "region", "custom_host", "public_key", "secret_key"]
+
+    def clean(self):
+        data = super().clean()
+        # Saving checks the host here, as a field error. "Test connection" (ConnectionForm
+        # alone) gets the same check from the service, shown as its result.
+        if data.get("region") == "self" and data.get("custom_host"):
+            try:
+                data["custom_host"] = clean_host(data["custom_host"])
+            except IntegrationError as exc:
+                self.add_error("custom_host", exc.message)
+        return data
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

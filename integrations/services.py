@@ -21,6 +21,7 @@ from integrations.constants import SYNC_STALE_AFTER
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult, store_traces
+from iofold.lib import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _UNSET: Any = object()
 
 
 def clean_host(host: str) -> str:
-    """Return the host as a base URL, or raise when it is not an http(s) URL."""
+    """Return the host as a base URL, or raise when it is not one iofold may connect to."""
     host = (host or "").strip().rstrip("/")
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.netloc or " " in host:
@@ -41,6 +42,10 @@ def clean_host(host: str) -> str:
             "https://us.cloud.langfuse.com or your instance's address such as http://langfuse:3000.",
             code="not_langfuse",
         )
+    try:
+        outbound.check_url(host)
+    except outbound.OutboundURLRefused as exc:
+        raise IntegrationError(exc.message, code="unreachable") from None
     return host
 
 

@@ -23,6 +23,16 @@ def _fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _private_hosts_allowed(settings):
+    """Let outbound connections reach the fake servers on 127.0.0.1, as in development.
+
+    Tests of the production refusal switch it off themselves.
+    """
+    settings.IOFOLD_ALLOW_PRIVATE_HOSTS = True
+    settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Start each test with an empty cache: allauth's rate limits live there."""
     from django.core.cache import cache
@@ -113,7 +123,12 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             with contextlib.suppress(Exception):
                 conn.default_channel.queue_purge(queue)
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, "DATABASE_URL": _database_url_for_worker()}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_worker(),
+        # The worker talks to fake servers on 127.0.0.1, whatever DEBUG says.
+        "IOFOLD_ALLOW_PRIVATE_HOSTS": "true",
+    }
     env.update(getattr(celery_worker_process, "extra_env", {}))
     with open(log_path, "w") as log:
         proc = subprocess.Popen(

@@ -43,6 +43,7 @@ from integrations.adapters.base import (
     parse_io,
     parse_time,
 )
+from iofold.lib import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,12 @@ def get_client(*, host: str, public_key: str, secret_key: str, timeout: float) -
                 x_langfuse_sdk_version=SDK_VERSION,
                 x_langfuse_public_key=public_key,
                 timeout=timeout,
+                # The host is the workspace's choice: connect only where it may point.
+                httpx_client=httpx.Client(
+                    transport=outbound.guarded_transport(httpx),
+                    timeout=timeout,
+                    follow_redirects=True,  # as the SDK's own client
+                ),
             )
             _clients[key] = client
         return client
@@ -451,6 +458,13 @@ class LangfuseAdapter(Adapter):
                     ) from None
                 self.sleep(self._backoff(attempt))
             except httpx.TransportError as exc:
+                refused = outbound.refusal_behind(exc)
+                if refused is not None:
+                    raise AdapterError(
+                        f"Could not reach {self.host}: {refused.message}",
+                        permanent=True,
+                        code="unreachable",
+                    ) from None
                 if last or not network_retries:
                     raise AdapterError(
                         self._unreachable_message(exc), permanent=False, code="unreachable"
