@@ -1,6 +1,7 @@
 from django import forms
 
 from evals.models import Provider
+from iofold.lib import outbound
 
 
 class ProviderSettingsForm(forms.Form):
@@ -26,3 +27,13 @@ class ProviderSettingsForm(forms.Form):
         help_text="Stored encrypted. Leave empty to keep the saved key.",
     )
     clear_key = forms.BooleanField(required=False, label="Remove the saved key")
+
+    def clean_base_url(self) -> str:
+        # Checked here too (the service is the authority) to show it on the field.
+        base_url = self.cleaned_data["base_url"]
+        if base_url:
+            try:
+                outbound.check_url(base_url)
+            except outbound.OutboundURLRefused as exc:
+                raise forms.ValidationError(exc.message) from None
+        return base_url

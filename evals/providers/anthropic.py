@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import httpx2
 
 from evals.providers.base import DEFAULT_MAX_TOKENS, Completion, Provider
+from iofold.lib import outbound
 
 
 class AnthropicProvider(Provider):
@@ -23,6 +25,8 @@ class AnthropicProvider(Provider):
             base_url=base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            # The base URL may be the workspace's choice: connect only where it may point.
+            http_client=anthropic.DefaultHttpxClient(transport=outbound.guarded_transport(httpx2)),
         )
 
     def complete(self, *, system: str, messages: list[dict[str, Any]]) -> Completion:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from iofold.lib import outbound
+
 DEFAULT_TIMEOUT = 120.0
 # The SDKs back off between attempts; more than a couple of retries belongs to the
 # Celery task, which backs off for longer and frees the worker meanwhile.
@@ -93,6 +95,10 @@ class Provider:
         Both SDKs share the class names (they are generated from one template), so
         the mapping is by status code and a duck-typed check for the connection errors.
         """
+        refused = outbound.refusal_behind(exc)
+        if refused is not None:
+            # Connecting again cannot help: the address is not one iofold may reach.
+            return self.error(refused.message, permanent=True)
         status = getattr(exc, "status_code", None)
         if isinstance(status, int):
             detail = _error_detail(exc)

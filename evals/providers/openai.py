@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 import openai
 
 from evals.providers.base import Completion, Provider, estimate_tokens
+from iofold.lib import outbound
 
 # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) accept any key, but the
 # SDK refuses to start without one.
@@ -27,6 +29,8 @@ class OpenAIProvider(Provider):
             base_url=base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            # The base URL may be the workspace's choice: connect only where it may point.
+            http_client=openai.DefaultHttpxClient(transport=outbound.guarded_transport(httpx2)),
         )
 
     def complete(self, *, system: str, messages: list[dict[str, Any]]) -> Completion:

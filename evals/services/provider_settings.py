@@ -10,6 +10,7 @@ from django.db import transaction
 
 from evals.exceptions import EvalError
 from evals.models import Provider, ProviderSettings
+from iofold.lib import outbound
 from iofold.lib.fields import last_four
 from workspaces.models import Workspace
 
@@ -106,7 +107,17 @@ def get_provider_settings(*, workspace: Workspace) -> ProviderSettings:
     return row
 
 
-@transaction.atomic
+def _clean_base_url(base_url: str) -> str:
+    """Return the base URL stripped, or raise ``EvalError`` when iofold may not connect to it."""
+    base_url = (base_url or "").strip()
+    if base_url:
+        try:
+            outbound.check_url(base_url)
+        except outbound.OutboundURLRefused as exc:
+            raise EvalError(f"Base URL: {exc.message}") from None
+    return base_url
+
+
 def update_provider_settings(
     *,
     workspace: Workspace,
@@ -119,20 +130,23 @@ def update_provider_settings(
     """Save the workspace's provider choice; `api_key=None` keeps the stored key."""
     if provider not in Provider.values:
         raise EvalError(f"Unknown provider “{provider}”.")
-    row = ProviderSettings.objects.for_workspace(
-        workspace
-    ).select_for_update().first() or ProviderSettings(workspace=workspace)
-    row.provider = provider
-    row.model = model.strip()
-    row.base_url = base_url.strip()
-    if clear_key:
-        row.api_key = ""
-    elif api_key is not None and api_key.strip():
-        row.api_key = api_key.strip()
-    try:
-        row.full_clean(exclude=["workspace"])
-    except ValidationError as exc:
-        messages = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-        raise EvalError(f"Invalid provider settings: {messages}") from None
-    row.save()
+    # Before the transaction: the check may wait on DNS.
+    base_url = _clean_base_url(base_url)
+    with transaction.atomic():
+        row = ProviderSettings.objects.for_workspace(
+            workspace
+        ).select_for_update().first() or ProviderSettings(workspace=workspace)
+        row.provider = provider
+        row.model = model.strip()
+        row.base_url = base_url
+        if clear_key:
+            row.api_key = ""
+        elif api_key is not None and api_key.strip():
+            row.api_key = api_key.strip()
+        try:
+            row.full_clean(exclude=["workspace"])
+        except ValidationError as exc:
+            messages = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            raise EvalError(f"Invalid provider settings: {messages}") from None
+        row.save()
     return row
