@@ -263,31 +263,79 @@ def generate_eval(
     examples, traces = examples_for(eval_set)
     candidates.require_both_labels(examples)
     limits = sandbox_limits()
-    if choice.provider == Provider.OFFLINE:
-        candidate = candidates.write_offline(
-            examples=examples, criteria=eval_set.criteria, on_stage=stage
-        )
-    else:
-        candidate = candidates.write_with_llm(
-            examples=examples,
-            criteria=eval_set.criteria,
-            llm=make_llm(choice),
-            provider_name=choice.provider,
-            token_budget=settings.IOFOLD_LLM_TOKEN_BUDGET,
-            limits=limits,
-            on_stage=stage,
-            on_attempt=on_attempt,
-        )
+    candidate = write_candidate(
+        eval_set=eval_set,
+        examples=examples,
+        choice=choice,
+        limits=limits,
+        on_stage=stage,
+        on_attempt=on_attempt,
+    )
     stage(f"Running the eval on {len(examples)} labelled traces in the sandbox")
+    results, measurement = test_and_measure(candidate, examples, limits)
+    return store_eval(
+        eval_set=eval_set,
+        candidate=candidate,
+        measurement=measurement,
+        traces=[traces[e.group] for e in examples],
+        results=results,
+        user=user,
+    )
+
+
+def write_candidate(
+    *,
+    eval_set: EvalSet,
+    examples: list[LabelledExample],
+    choice: ProviderChoice,
+    limits,
+    on_stage,
+    on_attempt=None,
+    build_prompt=None,
+) -> candidates.Candidate:
+    """Write eval code for the set: the offline synthesiser, or the chosen LLM.
+
+    `build_prompt` replaces the generation prompt (refinement's); offline there is no
+    prompt, the synthesiser refits on all the labels.
+    """
+    if choice.provider == Provider.OFFLINE:
+        return candidates.write_offline(
+            examples=examples, criteria=eval_set.criteria, on_stage=on_stage
+        )
+    return candidates.write_with_llm(
+        examples=examples,
+        criteria=eval_set.criteria,
+        llm=make_llm(choice),
+        provider_name=choice.provider,
+        token_budget=settings.IOFOLD_LLM_TOKEN_BUDGET,
+        limits=limits,
+        on_stage=on_stage,
+        on_attempt=on_attempt,
+        build_prompt=build_prompt,
+    )
+
+
+def test_and_measure(
+    candidate: candidates.Candidate,
+    examples: list[LabelledExample],
+    limits,
+    *,
+    extra: dict | None = None,
+):
+    """Run the candidate on every example in the sandbox; return (results, measurement).
+
+    Training agreement is over the examples it was not kept back from; held-out agreement
+    over those kept back, or the offline cross-validation pairs. One label per trace:
+    cross-validation pairs cover the training traces a second time.
+    """
     results = candidates.test_candidate(candidate.code, examples, limits)
-    stage("Measuring agreement with the labels")
     verdicts = {
         e.group: (r.passed if r.error is None else None)
         for e, r in zip(examples, results, strict=True)
     }
     heldout_groups = {e.group for e in candidate.heldout}
     training = [(e.label, verdicts[e.group]) for e in examples if e.group not in heldout_groups]
-    extra = {}
+    extra = dict(extra or {})
     if candidate.heldout:
         heldout = [(e.label, verdicts[e.group]) for e in candidate.heldout]
         extra["heldout_trace_ids"] = sorted(int(g) for g in heldout_groups)
@@ -300,15 +348,7 @@ def generate_eval(
         labels=[e.label for e in examples],
         extra=extra,
     )
-    ordered_traces = [traces[e.group] for e in examples]
-    return store_eval(
-        eval_set=eval_set,
-        candidate=candidate,
-        measurement=measurement,
-        traces=ordered_traces,
-        results=results,
-        user=user,
-    )
+    return results, measurement
 
 
 def candidate_cost(candidate: candidates.Candidate) -> Decimal | None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from django.conf import settings
-
 from evals import prompts
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
@@ -21,7 +19,7 @@ from evals.models import Eval, EvalExecution, Generation, Provider
 from evals.sandboxing import sandbox_limits
 from evals.selectors import cell_state
 from evals.services import candidates
-from evals.services.metrics import measure, score_eval_version
+from evals.services.metrics import score_eval_version
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +109,12 @@ def gather_contradictions(
 
 def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Eval:
     """Write, test, measure and store the refined version of ``generation.parent``."""
-    from evals.services.generation import examples_for, make_llm, store_eval
+    from evals.services.generation import (
+        examples_for,
+        store_eval,
+        test_and_measure,
+        write_candidate,
+    )
     from evals.services.provider_settings import resolve_provider
 
     stage = on_stage or (lambda text: None)
@@ -124,53 +127,25 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
     wrong = gather_contradictions(parent=parent, examples=examples)
     limits = sandbox_limits()
     choice = resolve_provider(workspace=eval_set.workspace)
-    if choice.provider == Provider.OFFLINE:
-        candidate = candidates.write_offline(
-            examples=examples, criteria=eval_set.criteria, on_stage=stage
-        )
-    else:
-        if not wrong:
-            raise EvalError(
-                f"v{parent.version} agrees with every label; there is nothing to refine."
-            )
-        candidate = candidates.write_with_llm(
-            examples=examples,
-            criteria=eval_set.criteria,
-            llm=make_llm(choice),
-            provider_name=choice.provider,
-            token_budget=settings.IOFOLD_LLM_TOKEN_BUDGET,
-            limits=limits,
-            on_stage=stage,
-            on_attempt=on_attempt,
-            build_prompt=refine_prompt_builder(
-                parent=parent, criteria=eval_set.criteria, wrong=wrong
-            ),
-        )
+    if choice.provider != Provider.OFFLINE and not wrong:
+        # Offline, the synthesiser refits on all the labels; an LLM needs something to fix.
+        raise EvalError(f"v{parent.version} agrees with every label; there is nothing to refine.")
+    candidate = write_candidate(
+        eval_set=eval_set,
+        examples=examples,
+        choice=choice,
+        limits=limits,
+        on_stage=stage,
+        on_attempt=on_attempt,
+        build_prompt=refine_prompt_builder(parent=parent, criteria=eval_set.criteria, wrong=wrong),
+    )
     candidate.description = (
         f"Refined from v{parent.version} on {len(wrong)} disagreement"
         f"{'' if len(wrong) == 1 else 's'}.\n{candidate.description}"
     ).strip()
     stage(f"Running the refined eval on {len(examples)} labelled traces in the sandbox")
-    results = candidates.test_candidate(candidate.code, examples, limits)
-    verdicts = {
-        e.group: (r.passed if r.error is None else None)
-        for e, r in zip(examples, results, strict=True)
-    }
-    heldout_groups = {e.group for e in candidate.heldout}
-    training = [(e.label, verdicts[e.group]) for e in examples if e.group not in heldout_groups]
-    extra = {"refined_contradictions": len(wrong)}
-    if candidate.heldout:
-        heldout = [(e.label, verdicts[e.group]) for e in candidate.heldout]
-        extra["heldout_trace_ids"] = sorted(int(g) for g in heldout_groups)
-    else:
-        heldout = candidate.heldout_pairs
-    # One label per trace: cross-validation pairs cover the training traces a second time.
-    measurement = measure(
-        training=training,
-        heldout=heldout,
-        method=candidate.method,
-        labels=[e.label for e in examples],
-        extra=extra,
+    results, measurement = test_and_measure(
+        candidate, examples, limits, extra={"refined_contradictions": len(wrong)}
     )
     return store_eval(
         eval_set=eval_set,
