@@ -25,9 +25,16 @@ def _p(input_price: str, output_price: str) -> Price:
     return Price(Decimal(input_price), Decimal(output_price))
 
 
-# List prices (USD per million tokens) as published by the vendors in 2025; override
-# them per deployment through `parse_price_table` when they change.
+# List prices (USD per million tokens, standard tier, prompts under the long-context
+# threshold) as published by the vendors; the 2026 models were checked in November 2026.
+# Override them per deployment through `parse_price_table` when they change.
 DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-6.1-sol": _p("2", "10"),
+    "gpt-6-sol": _p("2", "10"),
+    "claude-sonnet-5-5": _p("2", "10"),
+    "claude-sonnet-5": _p("2", "10"),
+    "claude-opus-5": _p("5", "25"),
+    "claude-sonnet-4-6": _p("3", "15"),
     "gpt-5": _p("1.25", "10"),
     "gpt-5-mini": _p("0.25", "2"),
     "gpt-5-nano": _p("0.05", "0.40"),
