@@ -105,8 +105,8 @@ def refusal_behind(exc: BaseException | None) -> OutboundURLRefused | None:
     return None
 
 
-def guarded_transport(http: ModuleType = httpx) -> Any:
-    """Return ``http.HTTPTransport()`` whose every connection goes to an allowed address.
+def guarded_transport(http: ModuleType = httpx, **options: Any) -> Any:
+    """Return ``http.HTTPTransport(**options)`` whose every connection goes to an allowed address.
 
     ``http`` is the ``httpx`` module, or ``httpx2`` for the OpenAI and Anthropic SDKs. A
     refused connection raises the library's ``ConnectError`` caused by
@@ -114,7 +114,7 @@ def guarded_transport(http: ModuleType = httpx) -> Any:
     the HTTP(S)_PROXY variables, which would otherwise route around the guard.
     """
     core = importlib.import_module(_CORE_OF[http.__name__])
-    transport = http.HTTPTransport()
+    transport = http.HTTPTransport(**options)
     _use_network_backend(transport, _guarded_backend_class(core)(), core=core)
     return transport
 
@@ -155,12 +155,12 @@ def _guarded_backend_class(core: ModuleType) -> type:
                 raise core.ConnectError(exc.message) from exc
             except OSError as exc:
                 raise core.ConnectError(str(exc)) from exc
-            error = core.ConnectError(f"{host} has no address")
+            error: Exception = core.ConnectError(f"{host} has no address")
             # Each address in turn, as socket.create_connection does with a host name.
             for address in addresses:
                 try:
                     return super().connect_tcp(address, port, *args, **kwargs)
-                except core.ConnectError as exc:
+                except (core.ConnectError, core.ConnectTimeout) as exc:
                     error = exc
             raise error
 
