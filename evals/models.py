@@ -201,7 +201,11 @@ class EvalExecution(WorkspaceOwned):
         constraints = [
             models.UniqueConstraint(fields=["eval", "trace"], name="evals_execution_one_per_trace")
         ]
-        indexes = [models.Index(fields=["trace", "eval"], name="exec_trace_eval_idx")]
+        indexes = [
+            models.Index(fields=["trace", "eval"], name="exec_trace_eval_idx"),
+            # The comparison matrix's cache stamp reads each version's newest verdict.
+            models.Index(fields=["eval", "updated_at"], name="exec_eval_updated_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.eval_id} on {self.trace_id}: {self.passed}"

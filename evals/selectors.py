@@ -4,11 +4,16 @@
 # ruff: noqa: S608
 
 import datetime as dt
-from collections import defaultdict
+import hashlib
+import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
 from traces.models import EvalSet, Feedback, Trace
@@ -112,10 +117,19 @@ class VersionColumn:
         return self.agree + self.contradict
 
 
+class Verdict(NamedTuple):
+    """The parts of an execution that the matrix shows."""
+
+    passed: bool | None
+    reason: str
+    error: str
+    duration_ms: float
+
+
 @dataclass
 class MatrixCell:
     eval_id: int
-    execution: EvalExecution | None
+    execution: Verdict | None
     state: str  # agree | contradict | error | neutral | missing
     url: str = ""
 
@@ -175,15 +189,33 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _labelled_rows_sql(
-    *, eval_set: EvalSet, filters: MatrixFilters, version_ids: list[int], disagreements: bool
-) -> tuple[str, list]:
-    """Return a CTE prefix defining ``labelled`` and ``shown`` rows ``(id, ts, label)``.
+@dataclass
+class MatrixIndex:
+    """What every page of one filtered matrix shares: its rows in order and the counts.
 
-    ``labelled`` holds the labelled traces in range, ``shown`` those the page lists (only
-    the disagreeing ones when asked). Labels are resolved in SQL with the same majority
-    rule as ``resolve_label`` (a tie has no label and is left out), once per query, so a
-    page costs a fixed number of queries however many traces the set has.
+    Built by one statement over all the set's labels and the versions' executions (the
+    costly part of a page), then cached until a label, an execution or a trace changes.
+    """
+
+    # Labelled traces in range, newest first: (trace id, label, a shown version
+    # contradicts the label or errs).
+    rows: list[tuple[int, str, bool]]
+    # Per version id: (agree, contradict, errors, traces it ran on).
+    counts: dict[int, tuple[int, int, int, int]]
+
+
+def _matrix_index_sql(
+    *, eval_set: EvalSet, filters: MatrixFilters, version_ids: list[int]
+) -> tuple[str, list]:
+    """Return the statement behind ``MatrixIndex`` and its parameters.
+
+    One row per labelled trace in range, newest first: ``(id, label, agree, contradict,
+    errors, ran)``, where each of the last four has bit ``i`` set when ``version_ids[i]``
+    agreed with the label, contradicted it, errored or ran at all on the trace (a neutral
+    label is neither agreed with nor contradicted). Grouping the executions by trace
+    first keeps the join at one row per trace; a bit per version fits
+    ``MAX_MATRIX_VERSIONS``. Labels are resolved with the same majority rule as
+    ``resolve_label`` (a tie has no label and is left out).
     """
     feedback, trace, execution = _table(Feedback), _table(Trace), _table(EvalExecution)
     params: list = [eval_set.pk, eval_set.workspace_id]
@@ -197,32 +229,35 @@ def _labelled_rows_sql(
     if filters.source:
         where.append("t.source = %s")
         params.append(filters.source)
-    judged = ""
-    shown = "SELECT * FROM labelled"
+    verdicts = ""
+    masks = "0, 0, 0, 0"
     if version_ids:
-        # Each (version, row) verdict: 0 agrees, 1 contradicts, 2 errs, 3 on a neutral label.
-        # One join feeds both the per-version counts and the only-disagreements rows, so
-        # the versions' executions are read once per page.
+        bits = " ".join(f"WHEN %s THEN {1 << i}" for i in range(len(version_ids)))
         marks = ", ".join(["%s"] * len(version_ids))
-        judged = f""", judged AS {"MATERIALIZED" if disagreements else ""} (
-            SELECT e.eval_id AS eval_id, e.trace_id AS trace_id, CASE
-                WHEN e.passed IS NULL THEN 2
-                WHEN r.label = 'neutral' THEN 3
-                WHEN e.passed = (r.label = 'positive') THEN 0
-                ELSE 1
-            END AS state
-            FROM labelled r JOIN {execution} e ON e.trace_id = r.id
-            WHERE e.eval_id IN ({marks})
+        verdicts = f""", verdicts AS (
+            SELECT trace_id,
+                SUM(CASE WHEN passed THEN bit ELSE 0 END) AS passes,
+                SUM(CASE WHEN NOT passed THEN bit ELSE 0 END) AS fails,
+                SUM(CASE WHEN passed IS NULL THEN bit ELSE 0 END) AS errors
+            FROM (
+                SELECT trace_id, passed, CASE eval_id {bits} END AS bit
+                FROM {execution} WHERE eval_id IN ({marks})
+            ) e GROUP BY trace_id
         )"""
-        params.extend(version_ids)
-        if disagreements:
-            shown += " WHERE id IN (SELECT trace_id FROM judged WHERE state IN (1, 2))"
+        params.extend([*version_ids, *version_ids])
+        masks = """
+            COALESCE(CASE l.label WHEN 'positive' THEN v.passes
+                WHEN 'negative' THEN v.fails ELSE 0 END, 0),
+            COALESCE(CASE l.label WHEN 'positive' THEN v.fails
+                WHEN 'negative' THEN v.passes ELSE 0 END, 0),
+            COALESCE(v.errors, 0),
+            COALESCE(v.passes | v.fails | v.errors, 0)"""
     sql = f"""
         WITH counts AS (
             SELECT trace_id,
-                SUM(CASE WHEN rating = 'positive' THEN 1 ELSE 0 END) AS pos,
-                SUM(CASE WHEN rating = 'negative' THEN 1 ELSE 0 END) AS neg,
-                SUM(CASE WHEN rating = 'neutral' THEN 1 ELSE 0 END) AS neu
+                COUNT(*) FILTER (WHERE rating = 'positive') AS pos,
+                COUNT(*) FILTER (WHERE rating = 'negative') AS neg,
+                COUNT(*) FILTER (WHERE rating = 'neutral') AS neu
             FROM {feedback} WHERE eval_set_id = %s GROUP BY trace_id
         ), labels AS (
             SELECT trace_id, CASE
@@ -230,20 +265,107 @@ def _labelled_rows_sql(
                 WHEN neg > pos AND neg > neu THEN 'negative'
                 WHEN neu > pos AND neu > neg THEN 'neutral'
             END AS label FROM counts
-        ), labelled AS MATERIALIZED (
+        ), labelled AS (
             SELECT t.id AS id, t.timestamp AS ts, l.label AS label
             FROM labels l JOIN {trace} t ON t.id = l.trace_id
             WHERE {" AND ".join(where)}
-        ){judged}, shown AS ({shown})
+        ){verdicts}
+        SELECT l.id, l.label, {masks}
+        FROM labelled l {"LEFT JOIN verdicts v ON v.trace_id = l.id" if verdicts else ""}
+        ORDER BY l.ts DESC, l.id DESC
     """
     return sql, params
 
 
 def _day_start(day: dt.date):
-    from django.utils import timezone
-
     value = timezone.make_aware(dt.datetime.combine(day, dt.time.min))
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def _build_matrix_index(sql: str, params: list, version_ids: list[int]) -> MatrixIndex:
+    """Run the index statement and count, per version, the rows with its bit set."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    # One string object per label keeps the cached rows small (pickle shares it).
+    labels = {label: label for label in Feedback.Rating.values}
+    rows = [(pk, labels[label], bool(wrong | errs)) for pk, label, _, wrong, errs, _ in fetched]
+    # Rows share far fewer masks than there are rows: count rows per mask, then bits.
+    width = len(version_ids)
+    per_kind = [_count_bits(Counter(row[k] for row in fetched), width) for k in (2, 3, 4, 5)]
+    counts = {pk: tuple(bits[i] for bits in per_kind) for i, pk in enumerate(version_ids)}
+    return MatrixIndex(rows=rows, counts=counts)
+
+
+def _count_bits(rows_per_mask: Counter, width: int) -> list[int]:
+    """Return how many rows have each of ``width`` bits set, from the rows per mask."""
+    totals = [0] * width
+    for mask, n in rows_per_mask.items():
+        bit = 0
+        while mask:
+            if mask & 1:
+                totals[bit] += n
+            mask >>= 1
+            bit += 1
+    return totals
+
+
+# A cached index is exact while its stamp holds: the set's label count and newest label,
+# the workspace's newest trace change and each version's newest execution. Writes that
+# commit out of order could hide behind a newer timestamp already seen, so an index
+# built while the newest change is younger than MATRIX_SETTLE_SECONDS (far longer than
+# those writes' transactions) expires when that change has settled.
+MATRIX_CACHE_SECONDS = 15 * 60
+MATRIX_SETTLE_SECONDS = 30
+
+
+def _matrix_stamp_sql(*, eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]:
+    feedback, trace, execution = _table(Feedback), _table(Trace), _table(EvalExecution)
+    newest_execution = f"(SELECT MAX(updated_at) FROM {execution} WHERE eval_id = %s)"
+    sql = f"""
+        SELECT COUNT(*), MAX(updated_at),
+            (SELECT MAX(updated_at) FROM {trace} WHERE workspace_id = %s)
+            {"".join(", " + newest_execution for _ in version_ids)}
+        FROM {feedback} WHERE eval_set_id = %s
+    """
+    return sql, [eval_set.workspace_id, *version_ids, eval_set.pk]
+
+
+def _as_datetime(value) -> dt.datetime:
+    if isinstance(value, str):  # SQLite hands a raw cursor the stored text
+        value = dt.datetime.fromisoformat(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)
+
+
+def matrix_index(
+    *, eval_set: EvalSet, filters: MatrixFilters, version_ids: list[int]
+) -> MatrixIndex:
+    """Return the matrix's rows and counts, from the cache while nothing they read changed."""
+    sql, params = _matrix_index_sql(eval_set=eval_set, filters=filters, version_ids=version_ids)
+    stamp_sql, stamp_params = _matrix_stamp_sql(eval_set=eval_set, version_ids=version_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(stamp_sql, stamp_params)
+        stamp = cursor.fetchone()
+    # The statement and its parameters name the set, its workspace, the filters and the
+    # versions; the creation time tells apart sets that reuse a deleted set's id.
+    digest = hashlib.sha256(repr((eval_set.created_at, sql, params, stamp)).encode()).hexdigest()
+    key = f"evals:matrix:{eval_set.pk}:{digest}"
+    index = cache.get(key)
+    if index is None:
+        index = _build_matrix_index(sql, params, version_ids)
+        cache.set(key, index, _seconds_to_keep(stamp))
+    return index
+
+
+def _seconds_to_keep(stamp: tuple) -> int:
+    """Keep an index long once its newest change has settled, else only until it has."""
+    changes = [_as_datetime(value) for value in stamp[1:] if value is not None]
+    if not changes:
+        return MATRIX_CACHE_SECONDS
+    unsettled = (max(changes) - timezone.now()).total_seconds() + MATRIX_SETTLE_SECONDS
+    if unsettled <= 0:
+        return MATRIX_CACHE_SECONDS
+    return min(MATRIX_CACHE_SECONDS, math.ceil(unsettled))
 
 
 def comparison_matrix(
@@ -255,8 +377,8 @@ def comparison_matrix(
 ) -> Matrix:
     """Return one page of labelled traces by versions, with per-version counts.
 
-    Five queries whatever the size: versions; one statement for the row totals, the
-    per-version counts and the page of rows; their traces, executions and notes.
+    Five queries whatever the size (four when the index is cached): versions; the
+    index's stamp (and the index on a miss); the page's traces, verdicts and notes.
     """
     filters = filters or MatrixFilters()
     all_versions = list(
@@ -266,63 +388,37 @@ def comparison_matrix(
     versions = [v for v in all_versions if not chosen or v.pk in chosen][:MAX_MATRIX_VERSIONS]
     versions.sort(key=lambda v: v.version)
     version_ids = [v.pk for v in versions]
-    columns = {v.pk: VersionColumn(eval=v) for v in versions}
-    base, base_params = _labelled_rows_sql(
-        eval_set=eval_set,
-        filters=filters,
-        version_ids=version_ids,
-        disagreements=filters.only_disagreements,
-    )
-    page_sql = "SELECT id, label, ts FROM shown ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s"
-    # One statement shares the labels (the costly part) between the page and the counts:
-    # kind 0 is the row totals, kind 1 a version's counts, kind 2 a row of the page. The
-    # page comes first so that PostgreSQL types the other parts' NULLs from its columns.
-    parts = [
-        f"SELECT 2 AS kind, p.id, 0, 0, 0, 0, p.label, p.ts FROM ({page_sql}) p",
-        "SELECT 0, (SELECT COUNT(*) FROM labelled), (SELECT COUNT(*) FROM shown),"
-        " 0, 0, 0, NULL, NULL",
-    ]
-    params = [*base_params, page_size, (page - 1) * page_size]
-    if version_ids:
-        parts.append(
-            "SELECT 1, eval_id, COUNT(*) FILTER (WHERE state = 2),"
-            " COUNT(*) FILTER (WHERE state = 1), COUNT(*) FILTER (WHERE state = 0),"
-            " COUNT(*), NULL, NULL FROM judged GROUP BY eval_id"
-        )
-    in_range = total = 0
-    ran: dict[int, int] = {}
-    page_rows: list[tuple[int, str]] = []
-    with connection.cursor() as cursor:
-        cursor.execute(base + " UNION ALL ".join(parts) + " ORDER BY 1, 8 DESC, 2 DESC", params)
-        for kind, pk, errors, contradict, agree, n, label, _ in cursor.fetchall():
-            if kind == 0:
-                in_range, total = pk, errors
-            elif kind == 1:
-                column = columns[pk]
-                column.errors, column.contradict, column.agree = errors, contradict, agree
-                ran[pk] = n
-            else:
-                page_rows.append((pk, label))
-        if not page_rows and total:
-            # Past the end: show the last page.
-            page = -(-total // page_size)
-            cursor.execute(base + page_sql, [*base_params, page_size, (page - 1) * page_size])
-            page_rows = [(pk, label) for pk, label, _ in cursor.fetchall()]
-    page = page if page_rows or total else 1
-    for column in columns.values():
-        # Traces of the filtered range that a version never ran on.
-        column.not_run = in_range - ran.get(column.eval.pk, 0)
+    index = matrix_index(eval_set=eval_set, filters=filters, version_ids=version_ids)
 
-    trace_ids = [pk for pk, _ in page_rows]
-    traces = Trace.objects.filter(pk__in=trace_ids).only(
-        "id", "workspace_id", "name", "external_id", "timestamp", "source", "has_error"
-    )
-    traces = {t.pk: t for t in traces}
-    executions = {
-        (e.eval_id, e.trace_id): e
-        for e in EvalExecution.objects.filter(trace_id__in=trace_ids, eval_id__in=version_ids).only(
-            "id", "eval_id", "trace_id", "passed", "reason", "error", "duration_ms"
+    columns = [VersionColumn(eval=v) for v in versions]
+    for column in columns:
+        agree, contradict, errors, ran = index.counts.get(column.eval.pk, (0, 0, 0, 0))
+        column.agree, column.contradict, column.errors = agree, contradict, errors
+        # Traces of the filtered range that a version never ran on.
+        column.not_run = len(index.rows) - ran
+    shown = index.rows
+    if filters.only_disagreements and version_ids:
+        shown = [row for row in shown if row[2]]
+    total = len(shown)
+    # Past the end: show the last page.
+    page = max(1, min(page, -(-total // page_size)))
+    page_rows = shown[(page - 1) * page_size : page * page_size]
+
+    trace_ids = [pk for pk, _, _ in page_rows]
+    traces = Trace.objects.for_workspace(eval_set.workspace_id).filter(pk__in=trace_ids)
+    traces = {
+        t.pk: t
+        for t in traces.only(
+            "id", "workspace_id", "name", "external_id", "timestamp", "source", "has_error"
         )
+    }
+    verdicts = {
+        (eval_id, trace_id): Verdict(*verdict)
+        for eval_id, trace_id, *verdict in EvalExecution.objects.for_workspace(
+            eval_set.workspace_id
+        )
+        .filter(trace_id__in=trace_ids, eval_id__in=version_ids)
+        .values_list("eval_id", "trace_id", "passed", "reason", "error", "duration_ms")
     }
     notes: dict[int, list[str]] = defaultdict(list)
     for trace_id, note in (
@@ -334,16 +430,16 @@ def comparison_matrix(
         notes[trace_id].append(note)
 
     rows = []
-    for trace_id, label in page_rows:
+    for trace_id, label, _ in page_rows:
         row = MatrixRow(trace=traces[trace_id], label=label, notes=notes[trace_id])
-        for version in versions:
-            ex = executions.get((version.pk, trace_id))
-            state = cell_state(label, ex.passed if ex else None, ran=ex is not None)
-            row.cells.append(MatrixCell(eval_id=version.pk, execution=ex, state=state))
+        for version_id in version_ids:
+            verdict = verdicts.get((version_id, trace_id))
+            state = cell_state(label, verdict.passed if verdict else None, ran=verdict is not None)
+            row.cells.append(MatrixCell(eval_id=version_id, execution=verdict, state=state))
         rows.append(row)
     return Matrix(
         eval_set=eval_set,
-        columns=[columns[pk] for pk in version_ids],
+        columns=columns,
         rows=rows,
         filters=filters,
         page=page,

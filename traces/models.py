@@ -53,6 +53,8 @@ class Trace(WorkspaceOwned):
             # Keyset pagination of the trace list, newest first.
             models.Index(fields=["workspace", "-timestamp", "-id"], name="trace_ws_time_idx"),
             models.Index(fields=["workspace", "name"], name="trace_ws_name_idx"),
+            # The comparison matrix's cache stamp reads the workspace's newest change.
+            models.Index(fields=["workspace", "updated_at"], name="trace_ws_updated_idx"),
         ]
 
     def __str__(self) -> str:

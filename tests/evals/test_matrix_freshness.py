@@ -1,0 +1,116 @@
+"""The comparison matrix is cached between loads: every change it shows must show at once."""
+
+import datetime as dt
+import time
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+import sandbox
+from evals.selectors import MATRIX_SETTLE_SECONDS, MatrixFilters, comparison_matrix
+from evals.services.execution import record_results
+from tests.evals.builders import labelled_set, make_eval, record
+from tests.factories import MembershipFactory, UserFactory
+from tests.traces.factories import TraceFactory, trace_data
+from traces.models import Feedback
+from traces.services import add_traces_to_eval_set, record_feedback, undo_last_feedback
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def matrix_set(workspace):
+    """Two good and two bad traces; v1 passes everything (wrong on both bad traces)."""
+    reviewer = MembershipFactory(workspace=workspace, user=UserFactory()).user
+    eval_set, traces = labelled_set(workspace, good=2, bad=2, user=reviewer)
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+    v1 = make_eval(eval_set, version=1)
+    for t in traces:
+        record(v1, t, True)
+    return eval_set, traces, v1, reviewer
+
+
+def counts(matrix):
+    column = matrix.columns[0]
+    return column.agree, column.contradict, column.errors, column.not_run
+
+
+def test_a_new_label_a_changed_label_and_an_undone_label_show_on_the_next_load(
+    workspace, matrix_set
+):
+    eval_set, traces, v1, reviewer = matrix_set
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+    fresh = TraceFactory(workspace=workspace, data=trace_data(99))
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[fresh.pk])
+
+    record_feedback(eval_set=eval_set, trace=fresh, user=reviewer, rating="negative")
+    matrix = comparison_matrix(eval_set=eval_set)
+    assert fresh.pk in {r.trace.pk for r in matrix.rows}
+    assert counts(matrix) == (2, 2, 0, 1)  # v1 never ran on the new trace
+
+    record_feedback(eval_set=eval_set, trace=traces[2], user=reviewer, rating="positive")
+    assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 1)
+
+    undo_last_feedback(eval_set=eval_set, user=reviewer)  # deletes that trace's only label
+    matrix = comparison_matrix(eval_set=eval_set)
+    assert traces[2].pk not in {r.trace.pk for r in matrix.rows}
+    assert counts(matrix) == (2, 1, 0, 1)
+
+
+def test_a_new_run_of_a_version_shows_on_the_next_load(matrix_set):
+    eval_set, traces, v1, _ = matrix_set
+    only_disagreements = MatrixFilters(only_disagreements=True)
+    assert comparison_matrix(eval_set=eval_set, filters=only_disagreements).total_rows == 2
+
+    record_results(
+        eval=v1,
+        run=None,
+        traces=traces[2:],
+        results=[sandbox.Result(False, "refused", None, 1.0), sandbox.Result(None, "", "boom", 1)],
+    )
+
+    assert counts(comparison_matrix(eval_set=eval_set)) == (3, 0, 1, 0)
+    disagreeing = comparison_matrix(eval_set=eval_set, filters=only_disagreements)
+    assert [r.trace.pk for r in disagreeing.rows] == [traces[3].pk]
+    assert [c.verdict for c in disagreeing.rows[0].cells] == ["error"]
+
+
+def test_a_trace_moved_out_of_the_date_range_leaves_it_on_the_next_load(matrix_set):
+    eval_set, traces, v1, _ = matrix_set
+    days = sorted(timezone.localdate(t.timestamp) for t in traces)
+    in_range = MatrixFilters(date_from=days[0], date_to=days[-1])
+    assert comparison_matrix(eval_set=eval_set, filters=in_range).total_rows == 4
+
+    traces[0].timestamp -= dt.timedelta(days=400)
+    traces[0].save()  # a re-import with a corrected time
+
+    matrix = comparison_matrix(eval_set=eval_set, filters=in_range)
+    assert traces[0].pk not in {r.trace.pk for r in matrix.rows}
+    assert counts(matrix) == (1, 2, 0, 0)
+
+
+def test_a_change_committed_behind_a_newer_one_shows_once_it_has_settled(matrix_set, monkeypatch):
+    """A label written with an older time than one already seen (transactions committing
+    out of order) cannot change the cache stamp; it shows once the newest change settles."""
+    eval_set, traces, v1, reviewer = matrix_set
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+    Feedback.objects.filter(trace=traces[2]).update(rating="positive")  # keeps updated_at
+
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+    settled = time.time() + MATRIX_SETTLE_SECONDS + 1
+    monkeypatch.setattr(time, "time", lambda: settled)
+    assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 0)
+
+
+def test_labelling_a_trace_changes_the_matrix_page(login, owner, workspace, matrix_set):
+    eval_set, traces, v1, reviewer = matrix_set
+    client = login(owner)
+    page = reverse("evals:matrix", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
+    wrong = 'data-testid="contradictions-v1"><span class="bad">2</span>'
+    assert wrong in client.get(page).content.decode()
+
+    record_feedback(eval_set=eval_set, trace=traces[2], user=reviewer, rating="positive")
+
+    body = client.get(page).content.decode()
+    assert 'data-testid="contradictions-v1"><span class="bad">1</span>' in body
