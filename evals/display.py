@@ -3,8 +3,10 @@
 import difflib
 from dataclasses import dataclass
 
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
@@ -113,16 +115,32 @@ def confusion(metrics: dict | None) -> dict | None:
     }
 
 
-def matrix_cells_html(cells) -> SafeString:
-    """Return a matrix row's cells as HTML in one pass.
+_LABEL_BADGES = {
+    "positive": '<span class="badge good">✓ good</span>',
+    "negative": '<span class="badge bad">✗ bad</span>',
+    "neutral": '<span class="badge">– neutral</span>',
+}
 
-    A page has up to 50 x 20 cells; the template engine spent most of the page's time
-    on this loop. States and verdicts come from fixed sets; the URL is escaped anyway.
+
+def matrix_row_html(row) -> SafeString:
+    """Return one matrix row (trace, human label, one cell per version) as HTML in one pass.
+
+    A page has 50 rows of up to 20 cells; the template engine spent most of the page's
+    time on these loops. ``row.trace_url`` and each cell's ``url`` are set by the view.
+    Labels, states and verdicts come from fixed sets; everything else is escaped.
     """
-    parts = [
+    trace = row.trace
+    name = Truncator(trace.name or trace.external_id).chars(32)
+    when = timezone.localtime(trace.timestamp).strftime("%Y-%m-%d %H:%M")
+    cells = "".join(
         f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape(c.url)}"'
         f' hx-target="#drill" hx-swap="innerHTML" data-state="{c.state}" title="{c.state}">'
         f"{c.verdict}</button></td>"
-        for c in cells
-    ]
-    return mark_safe("".join(parts))  # noqa: S308 - fixed words and an escaped URL
+        for c in row.cells
+    )
+    html = (
+        f'<tr><td><a href="{escape(row.trace_url)}" title="{escape(" / ".join(row.notes))}">'
+        f'{escape(name)}</a><br><small class="muted">{when}</small></td>'
+        f"<td>{_LABEL_BADGES.get(row.label, _LABEL_BADGES['neutral'])}</td>{cells}</tr>"
+    )
+    return mark_safe(html)  # noqa: S308 - fixed words and escaped values

@@ -265,15 +265,16 @@ def matrix(request, pk: int):
         filters=matrix_filters(request.GET),
         page=int(page) if page.isdigit() else 1,
     )
-    # One reverse() per page instead of one per cell: a page has up to 50 x 20 cells.
-    cell_base = reverse(
-        "evals:cell", kwargs={"slug": request.workspace.slug, "pk": 0, "trace_pk": 0}
-    )
+    # One reverse() each per page instead of one per row or cell (up to 50 x 20 cells).
+    slug = request.workspace.slug
+    cell_base = reverse("evals:cell", kwargs={"slug": slug, "pk": 0, "trace_pk": 0})
     cell_base = cell_base.removesuffix("0/traces/0/")
+    trace_base = reverse("traces:detail", args=[slug, 0]).removesuffix("0/")
     for row in result.rows:
         for c in row.cells:
             c.url = f"{cell_base}{c.eval_id}/traces/{row.trace.pk}/"
-        row.cells_html = display.matrix_cells_html(row.cells)
+        row.trace_url = f"{trace_base}{row.trace.pk}/"
+        row.html = display.matrix_row_html(row)
     query = request.GET.copy()
     query.pop("page", None)
     ctx = {

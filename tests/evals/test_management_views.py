@@ -101,3 +101,17 @@ def test_export_downloads(login, owner, workspace, versions):
     assert script["Content-Disposition"].endswith('_v1.py"')
     assert b"def eval_fn" in script.content
     assert data.json()["versions"][1]["parent_version"] == 1
+
+
+def test_matrix_rows_escape_and_shorten_trace_names(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    traces[0].name = "<script>alert(1)</script> and a name far longer than the column"
+    traces[0].save()
+
+    body = login(owner).get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
+
+    assert "<script>alert" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; and a…" in body
+    assert f'href="/w/{workspace.slug}/traces/{traces[0].pk}/"' in body
+    cell = reverse("evals:cell", kwargs={"slug": workspace.slug, "pk": v2.pk, "trace_pk": 0})
+    assert f'hx-get="{cell.removesuffix("0/")}{traces[0].pk}/"' in body
