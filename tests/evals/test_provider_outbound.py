@@ -1,0 +1,105 @@
+"""LLM base URLs in production: public addresses only, on save and on every call.
+
+The fake LLM server listens on 127.0.0.1, so it is exactly what a workspace must not reach
+once ``IOFOLD_ALLOW_PRIVATE_HOSTS`` is off.
+"""
+
+import pytest
+from django.urls import reverse
+
+from evals.exceptions import EvalError
+from evals.models import ProviderSettings
+from evals.providers import ProviderError, get_provider
+from evals.services.generation import run_generation, start_generation
+from evals.services.provider_settings import update_provider_settings
+from tests.evals.builders import labelled_set
+
+pytestmark = pytest.mark.django_db
+
+KEY = "sk-test-outbound-5678"
+REFUSED = "127.0.0.1 is a loopback address; iofold only connects to public addresses."
+
+
+@pytest.fixture
+def production(settings):
+    settings.IOFOLD_ALLOW_PRIVATE_HOSTS = False
+    settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
+    return settings
+
+
+def post_settings(client, workspace, base_url: str):
+    return client.post(
+        reverse("evals:settings", kwargs={"slug": workspace.slug}),
+        {"provider": "openai", "model": "gpt-4.1-mini", "base_url": base_url, "api_key": KEY},
+    )
+
+
+def test_the_settings_form_refuses_a_private_base_url_on_the_field(
+    client, workspace, owner, fake_llm, production
+):
+    client.force_login(owner)
+
+    response = post_settings(client, workspace, fake_llm.openai_base_url)
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["base_url"] == [REFUSED]
+    assert not ProviderSettings.objects.exists()
+
+
+def test_the_service_refuses_a_private_base_url(workspace, production):
+    with pytest.raises(EvalError) as info:
+        update_provider_settings(
+            workspace=workspace, provider="openai", base_url="http://169.254.169.254/v1"
+        )
+
+    assert info.value.message == (
+        "Base URL: 169.254.169.254 is a link-local address; "
+        "iofold only connects to public addresses."
+    )
+    assert not ProviderSettings.objects.exists()
+
+
+def test_the_allowlist_lets_an_on_premises_model_server_through(
+    client, workspace, owner, fake_llm, production
+):
+    production.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = ["127.0.0.0/8"]
+    client.force_login(owner)
+
+    response = post_settings(client, workspace, fake_llm.openai_base_url)
+
+    assert response.status_code == 302
+    assert ProviderSettings.objects.get().base_url == fake_llm.openai_base_url
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+def test_a_call_to_a_private_base_url_is_refused_for_good_without_connecting(
+    name, fake_llm, production
+):
+    base_url = fake_llm.openai_base_url if name == "openai" else fake_llm.anthropic_base_url
+    provider = get_provider(name, api_key=KEY, model="m", base_url=base_url, max_retries=0)
+
+    with pytest.raises(ProviderError) as info:
+        provider.complete(system="s", messages=[{"role": "user", "content": "hi"}])
+
+    assert info.value.message == f"{name}: {REFUSED}"
+    assert info.value.permanent is True
+    assert fake_llm.requests == []
+
+
+def test_a_generation_on_a_base_url_that_slipped_past_the_check_fails_with_the_reason(
+    workspace, fake_llm, production
+):
+    ProviderSettings.objects.create(
+        workspace=workspace,
+        provider="openai",
+        model="gpt-4.1-mini",
+        base_url=fake_llm.openai_base_url,
+        api_key=KEY,
+    )
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+
+    generation = run_generation(generation_id=start_generation(eval_set=eval_set, enqueue=False).pk)
+
+    assert generation.status == "failed"  # not queued again for a retry
+    assert REFUSED in generation.error
+    assert fake_llm.requests == []
