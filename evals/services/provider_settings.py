@@ -78,22 +78,27 @@ def resolve_provider(*, workspace: Workspace) -> ProviderChoice:
     """Return the provider, model, base URL and key this workspace generates with.
 
     A workspace's own settings win field by field; a missing key or base URL falls back
-    to the environment's. An LLM provider without any key falls back to offline, so
-    generation always works.
+    to the environment's, except that the environment's key never goes to a base URL the
+    workspace chose (a server of its own would receive the operator's key). An LLM
+    provider without a usable key falls back to offline, so generation always works.
     """
     row = ProviderSettings.objects.for_workspace(workspace).first()
     provider = row.provider if row else default_provider()
     if provider == Provider.OFFLINE:
         return ProviderChoice(provider=Provider.OFFLINE, model=DEFAULT_MODELS[Provider.OFFLINE])
-    key, source = (row.api_key, "workspace") if row and row.api_key else ("", "")
-    if not key:
+    own_base_url = row.base_url if row and row.base_url else ""
+    if row and row.api_key:
+        key, source = row.api_key, "workspace"
+    elif own_base_url:
+        key, source = "", ""
+    else:
         key, source = _env_key(provider), "environment"
     if not key:
         return ProviderChoice(provider=Provider.OFFLINE, model=DEFAULT_MODELS[Provider.OFFLINE])
     return ProviderChoice(
         provider=provider,
         model=(row.model if row and row.model else "") or default_model(provider),
-        base_url=(row.base_url if row and row.base_url else "") or _env_base_url(provider),
+        base_url=own_base_url or _env_base_url(provider),
         api_key=key,
         key_source=source,
     )
@@ -143,6 +148,11 @@ def update_provider_settings(
             row.api_key = ""
         elif api_key is not None and api_key.strip():
             row.api_key = api_key.strip()
+        if row.base_url and not row.api_key and provider != Provider.OFFLINE:
+            raise EvalError(
+                "A custom base URL needs this workspace's own API key: the server's key is "
+                "only ever sent to the provider's own endpoint."
+            )
         try:
             row.full_clean(exclude=["workspace"])
         except ValidationError as exc:

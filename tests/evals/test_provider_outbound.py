@@ -11,7 +11,7 @@ from evals.exceptions import EvalError
 from evals.models import ProviderSettings
 from evals.providers import ProviderError, get_provider
 from evals.services.generation import run_generation, start_generation
-from evals.services.provider_settings import update_provider_settings
+from evals.services.provider_settings import resolve_provider, update_provider_settings
 from tests.evals.builders import labelled_set
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +103,30 @@ def test_a_generation_on_a_base_url_that_slipped_past_the_check_fails_with_the_r
     assert generation.status == "failed"  # not queued again for a retry
     assert REFUSED in generation.error
     assert fake_llm.requests == []
+
+
+def test_the_servers_key_never_goes_to_a_base_url_the_workspace_chose(workspace, settings):
+    settings.OPENAI_API_KEY = "sk-operator-secret-0001"
+    with pytest.raises(EvalError, match="needs this workspace's own API key"):
+        update_provider_settings(
+            workspace=workspace, provider="openai", base_url="https://llm.example.com/v1"
+        )
+    assert not ProviderSettings.objects.for_workspace(workspace).exists()
+    # A row saved before this rule (or by hand) does not get the key either.
+    ProviderSettings.objects.create(
+        workspace=workspace, provider="openai", base_url="https://llm.example.com/v1"
+    )
+    choice = resolve_provider(workspace=workspace)
+    assert (choice.provider, choice.api_key) == ("offline", "")
+
+
+def test_the_servers_key_is_used_with_the_servers_endpoint(workspace, settings):
+    settings.OPENAI_API_KEY = "sk-operator-secret-0001"
+    settings.OPENAI_BASE_URL = ""
+    update_provider_settings(workspace=workspace, provider="openai", model="gpt-4.1-mini")
+    choice = resolve_provider(workspace=workspace)
+    assert (choice.api_key, choice.key_source, choice.base_url) == (
+        "sk-operator-secret-0001",
+        "environment",
+        "",
+    )
