@@ -13,7 +13,7 @@ class ProviderSettingsForm(forms.Form):
     model = forms.CharField(
         required=False,
         max_length=100,
-        help_text="Leave empty for the default (claude-sonnet-4-5 or gpt-4.1).",
+        help_text="Leave empty for the default (claude-sonnet-5-5 or gpt-4.1).",
     )
     base_url = forms.URLField(
         required=False,

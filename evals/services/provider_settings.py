@@ -17,7 +17,7 @@ from workspaces.models import Workspace
 DEFAULT_MODELS = {
     Provider.OFFLINE: "synthesiser",
     Provider.OPENAI: "gpt-4.1",
-    Provider.ANTHROPIC: "claude-sonnet-4-5",
+    Provider.ANTHROPIC: "claude-sonnet-5-5",
 }
 
 

@@ -87,7 +87,7 @@ def test_anthropic_chatty_answer_is_extracted(workspace, fake_llm):
     update_provider_settings(
         workspace=workspace,
         provider="anthropic",
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-5-5",
         base_url=fake_llm.anthropic_base_url,
         api_key=KEY,
     )
@@ -104,7 +104,7 @@ def test_anthropic_chatty_answer_is_extracted(workspace, fake_llm):
     assert generation.status == "succeeded", generation.error
     assert fake_llm.requests[0].api == "anthropic"
     assert "def helper" not in generation.result.code
-    assert generation.result.cost_usd == Decimal("0.0135")  # 2000 * $3/M + 500 * $15/M
+    assert generation.result.cost_usd == Decimal("0.009")  # 2000 * $2/M + 500 * $10/M
 
 
 def test_syntax_error_is_fed_back_and_the_fix_is_kept(openai_workspace, fake_llm):
