@@ -1,6 +1,7 @@
 """Presentation helpers for eval pages: highlighted code, diffs, the version chart."""
 
 import difflib
+import functools
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -20,7 +21,9 @@ def highlight_code(code: str, *, marked_lines: tuple[int, ...] = ()) -> SafeStri
     return mark_safe(highlight(code, PythonLexer(), formatter))  # noqa: S308 - Pygments escapes
 
 
+@functools.cache
 def code_css() -> str:
+    # The same rules on every page that shows code: built once per process.
     return HtmlFormatter(style="friendly").get_style_defs(".code")
 
 
