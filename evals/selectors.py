@@ -317,6 +317,9 @@ def _count_bits(rows_per_mask: Counter, width: int) -> list[int]:
 # those writes' transactions) expires when that change has settled.
 MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
+# Part of the cache key: bump it when MatrixIndex changes shape, so that a deploy never
+# reads an index pickled by the code before it.
+MATRIX_INDEX_FORMAT = 1
 
 
 def _matrix_stamp_sql(*, eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]:
@@ -349,7 +352,7 @@ def matrix_index(
     # The statement and its parameters name the set, its workspace, the filters and the
     # versions; the creation time tells apart sets that reuse a deleted set's id.
     digest = hashlib.sha256(repr((eval_set.created_at, sql, params, stamp)).encode()).hexdigest()
-    key = f"evals:matrix:{eval_set.pk}:{digest}"
+    key = f"evals:matrix:{MATRIX_INDEX_FORMAT}:{eval_set.pk}:{digest}"
     index = cache.get(key)
     if index is None:
         index = _build_matrix_index(sql, params, version_ids)
