@@ -380,7 +380,7 @@ def comparison_matrix(
 ) -> Matrix:
     """Return one page of labelled traces by versions, with per-version counts.
 
-    Five queries whatever the size (four when the index is cached): versions; the
+    Five queries whatever the size (six when the index is not cached): versions; the
     index's stamp (and the index on a miss); the page's traces, verdicts and notes.
     """
     filters = filters or MatrixFilters()
@@ -434,6 +434,8 @@ def comparison_matrix(
 
     rows = []
     for trace_id, label, _ in page_rows:
+        if trace_id not in traces:  # deleted since the index was read
+            continue
         row = MatrixRow(trace=traces[trace_id], label=label, notes=notes[trace_id])
         for version_id in version_ids:
             verdict = verdicts.get((version_id, trace_id))
