@@ -193,8 +193,8 @@ def _table(model) -> str:
 class MatrixIndex:
     """What every page of one filtered matrix shares: its rows in order and the counts.
 
-    Built by one statement over all the set's labels and the versions' executions (the
-    costly part of a page), then cached until a label, an execution or a trace changes.
+    Built from the set's labels and the versions' verdicts (the costly part of a page),
+    then cached until a label, an execution or a trace changes.
     """
 
     # Labelled traces in range, newest first: (trace id, label, a shown version
@@ -204,20 +204,12 @@ class MatrixIndex:
     counts: dict[int, tuple[int, int, int, int]]
 
 
-def _matrix_index_sql(
-    *, eval_set: EvalSet, filters: MatrixFilters, version_ids: list[int]
-) -> tuple[str, list]:
-    """Return the statement behind ``MatrixIndex`` and its parameters.
+def _labelled_sql(*, eval_set: EvalSet, filters: MatrixFilters) -> tuple[str, list]:
+    """Return the statement for the labelled traces in range, newest first: (id, label).
 
-    One row per labelled trace in range, newest first: ``(id, label, agree, contradict,
-    errors, ran)``, where each of the last four has bit ``i`` set when ``version_ids[i]``
-    agreed with the label, contradicted it, errored or ran at all on the trace (a neutral
-    label is neither agreed with nor contradicted). Grouping the executions by trace
-    first keeps the join at one row per trace; a bit per version fits
-    ``MAX_MATRIX_VERSIONS``. Labels are resolved with the same majority rule as
-    ``resolve_label`` (a tie has no label and is left out).
+    Labels are resolved with the same majority rule as ``resolve_label`` (a tie has no
+    label and is left out).
     """
-    feedback, trace, execution = _table(Feedback), _table(Trace), _table(EvalExecution)
     params: list = [eval_set.pk, eval_set.workspace_id]
     where = ["l.label IS NOT NULL", "t.workspace_id = %s"]
     if filters.date_from:
@@ -229,52 +221,48 @@ def _matrix_index_sql(
     if filters.source:
         where.append("t.source = %s")
         params.append(filters.source)
-    verdicts = ""
-    masks = "0, 0, 0, 0"
-    if version_ids:
-        bits = " ".join(f"WHEN %s THEN {1 << i}" for i in range(len(version_ids)))
-        marks = ", ".join(["%s"] * len(version_ids))
-        verdicts = f""", verdicts AS (
-            SELECT trace_id,
-                SUM(CASE WHEN passed THEN bit ELSE 0 END) AS passes,
-                SUM(CASE WHEN NOT passed THEN bit ELSE 0 END) AS fails,
-                SUM(CASE WHEN passed IS NULL THEN bit ELSE 0 END) AS errors
-            FROM (
-                SELECT trace_id, passed, CASE eval_id {bits} END AS bit
-                FROM {execution} WHERE eval_id IN ({marks})
-            ) e GROUP BY trace_id
-        )"""
-        params.extend([*version_ids, *version_ids])
-        masks = """
-            COALESCE(CASE l.label WHEN 'positive' THEN v.passes
-                WHEN 'negative' THEN v.fails ELSE 0 END, 0),
-            COALESCE(CASE l.label WHEN 'positive' THEN v.fails
-                WHEN 'negative' THEN v.passes ELSE 0 END, 0),
-            COALESCE(v.errors, 0),
-            COALESCE(v.passes | v.fails | v.errors, 0)"""
     sql = f"""
         WITH counts AS (
             SELECT trace_id,
                 COUNT(*) FILTER (WHERE rating = 'positive') AS pos,
                 COUNT(*) FILTER (WHERE rating = 'negative') AS neg,
                 COUNT(*) FILTER (WHERE rating = 'neutral') AS neu
-            FROM {feedback} WHERE eval_set_id = %s GROUP BY trace_id
+            FROM {_table(Feedback)} WHERE eval_set_id = %s GROUP BY trace_id
         ), labels AS (
             SELECT trace_id, CASE
                 WHEN pos > neg AND pos > neu THEN 'positive'
                 WHEN neg > pos AND neg > neu THEN 'negative'
                 WHEN neu > pos AND neu > neg THEN 'neutral'
             END AS label FROM counts
-        ), labelled AS (
-            SELECT t.id AS id, t.timestamp AS ts, l.label AS label
-            FROM labels l JOIN {trace} t ON t.id = l.trace_id
-            WHERE {" AND ".join(where)}
-        ){verdicts}
-        SELECT l.id, l.label, {masks}
-        FROM labelled l {"LEFT JOIN verdicts v ON v.trace_id = l.id" if verdicts else ""}
-        ORDER BY l.ts DESC, l.id DESC
+        )
+        SELECT t.id, l.label
+        FROM labels l JOIN {_table(Trace)} t ON t.id = l.trace_id
+        WHERE {" AND ".join(where)}
+        ORDER BY t.timestamp DESC, t.id DESC
     """
     return sql, params
+
+
+def _verdicts_sql(version_ids: list[int]) -> tuple[str, list]:
+    """Return the statement for each trace the versions ran on: (id, passes, fails, errors).
+
+    Each of the last three has bit ``i`` set when ``version_ids[i]`` passed, failed or
+    errored on the trace; a bit per version fits ``MAX_MATRIX_VERSIONS``. One row per
+    trace keeps the later join with the labels at one row per trace.
+    """
+    bits = " ".join(f"WHEN %s THEN {1 << i}" for i in range(len(version_ids)))
+    marks = ", ".join(["%s"] * len(version_ids))
+    sql = f"""
+        SELECT trace_id,
+            SUM(CASE WHEN passed THEN bit ELSE 0 END),
+            SUM(CASE WHEN NOT passed THEN bit ELSE 0 END),
+            SUM(CASE WHEN passed IS NULL THEN bit ELSE 0 END)
+        FROM (
+            SELECT trace_id, passed, CASE eval_id {bits} END AS bit
+            FROM {_table(EvalExecution)} WHERE eval_id IN ({marks})
+        ) e GROUP BY trace_id
+    """
+    return sql, [*version_ids, *version_ids]
 
 
 def _day_start(day: dt.date):
@@ -282,17 +270,34 @@ def _day_start(day: dt.date):
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def _build_matrix_index(sql: str, params: list, version_ids: list[int]) -> MatrixIndex:
-    """Run the index statement and count, per version, the rows with its bit set."""
+def _fetch(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        fetched = cursor.fetchall()
-    # One string object per label keeps the cached rows small (pickle shares it).
-    labels = {label: label for label in Feedback.Rating.values}
-    rows = [(pk, labels[label], bool(wrong | errs)) for pk, label, _, wrong, errs, _ in fetched]
+        return cursor.fetchall()
+
+
+def _judge(
+    labelled: list[tuple[int, str]], verdicts: dict[int, tuple[int, int, int]], version_ids
+) -> MatrixIndex:
+    """Judge each labelled trace's verdict masks against its label; count per version."""
+    rows = []
+    agree, contradict, errors, ran = [], [], [], []
+    for pk, label in labelled:
+        passes, fails, errs = verdicts.get(pk, (0, 0, 0))
+        if label == "positive":
+            right, wrong = passes, fails
+        elif label == "negative":
+            right, wrong = fails, passes
+        else:  # a neutral label is neither agreed with nor contradicted
+            right = wrong = 0
+        rows.append((pk, label, bool(wrong | errs)))
+        agree.append(right)
+        contradict.append(wrong)
+        errors.append(errs)
+        ran.append(passes | fails | errs)
     # Rows share far fewer masks than there are rows: count rows per mask, then bits.
     width = len(version_ids)
-    per_kind = [_count_bits(Counter(row[k] for row in fetched), width) for k in (2, 3, 4, 5)]
+    per_kind = [_count_bits(Counter(masks), width) for masks in (agree, contradict, errors, ran)]
     counts = {pk: tuple(bits[i] for bits in per_kind) for i, pk in enumerate(version_ids)}
     return MatrixIndex(rows=rows, counts=counts)
 
@@ -310,28 +315,56 @@ def _count_bits(rows_per_mask: Counter, width: int) -> list[int]:
     return totals
 
 
-# A cached index is exact while its stamp holds: the set's label count and newest label,
-# the workspace's newest trace change and each version's newest execution. Writes that
-# commit out of order could hide behind a newer timestamp already seen, so an index
-# built while the newest change is younger than MATRIX_SETTLE_SECONDS (far longer than
-# those writes' transactions) expires when that change has settled.
+# Each cached part is exact while its stamp holds. Labels: the set's label count and
+# newest label, and the workspace's newest trace change (a trace's time or source moves
+# it in or out of range). Verdicts: each version's newest execution. Writes that commit
+# out of order could hide behind a newer timestamp already seen, so a part built while
+# its newest change is younger than MATRIX_SETTLE_SECONDS (far longer than those writes'
+# transactions) expires when that change has settled.
 MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
-# Part of the cache key: bump it when MatrixIndex changes shape, so that a deploy never
-# reads an index pickled by the code before it.
-MATRIX_INDEX_FORMAT = 1
+# Part of the cache keys: bump it when a cached part changes shape, so that a deploy
+# never reads a part pickled by the code before it.
+MATRIX_INDEX_FORMAT = 2
 
 
-def _matrix_stamp_sql(*, eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]:
-    feedback, trace, execution = _table(Feedback), _table(Trace), _table(EvalExecution)
-    newest_execution = f"(SELECT MAX(updated_at) FROM {execution} WHERE eval_id = %s)"
+def _matrix_stamps(*, eval_set: EvalSet, version_ids: list[int]) -> tuple[tuple, tuple]:
+    """Return the labels' stamp (label count, newest label, newest trace change) and the
+    verdicts' stamp (each version's newest execution), read in one query."""
+    newest_execution = f"(SELECT MAX(updated_at) FROM {_table(EvalExecution)} WHERE eval_id = %s)"
     sql = f"""
         SELECT COUNT(*), MAX(updated_at),
-            (SELECT MAX(updated_at) FROM {trace} WHERE workspace_id = %s)
+            (SELECT MAX(updated_at) FROM {_table(Trace)} WHERE workspace_id = %s)
             {"".join(", " + newest_execution for _ in version_ids)}
-        FROM {feedback} WHERE eval_set_id = %s
+        FROM {_table(Feedback)} WHERE eval_set_id = %s
     """
-    return sql, [eval_set.workspace_id, *version_ids, eval_set.pk]
+    stamp = _fetch(sql, [eval_set.workspace_id, *version_ids, eval_set.pk])[0]
+    return stamp[:3], stamp[3:]
+
+
+def _cached(what: tuple, stamp: tuple, changed_at: tuple, build):
+    """Return ``build()``, cached under ``what`` (the statement and whose it is) and stamp.
+
+    ``changed_at`` are the stamp's times: a part is kept only until its newest change
+    has settled, then long.
+    """
+    digest = hashlib.sha256(repr((what, stamp)).encode()).hexdigest()
+    key = f"evals:matrix:{MATRIX_INDEX_FORMAT}:{digest}"
+    value = cache.get(key)
+    if value is None:
+        value = build()
+        cache.set(key, value, _seconds_to_keep(changed_at))
+    return value
+
+
+def _seconds_to_keep(changed_at: tuple) -> int:
+    changes = [_as_datetime(value) for value in changed_at if value is not None]
+    if not changes:
+        return MATRIX_CACHE_SECONDS
+    unsettled = (max(changes) - timezone.now()).total_seconds() + MATRIX_SETTLE_SECONDS
+    if unsettled <= 0:
+        return MATRIX_CACHE_SECONDS
+    return min(MATRIX_CACHE_SECONDS, math.ceil(unsettled))
 
 
 def _as_datetime(value) -> dt.datetime:
@@ -343,32 +376,43 @@ def _as_datetime(value) -> dt.datetime:
 def matrix_index(
     *, eval_set: EvalSet, filters: MatrixFilters, version_ids: list[int]
 ) -> MatrixIndex:
-    """Return the matrix's rows and counts, from the cache while nothing they read changed."""
-    sql, params = _matrix_index_sql(eval_set=eval_set, filters=filters, version_ids=version_ids)
-    stamp_sql, stamp_params = _matrix_stamp_sql(eval_set=eval_set, version_ids=version_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(stamp_sql, stamp_params)
-        stamp = cursor.fetchone()
-    # The statement and its parameters name the set, its workspace, the filters and the
-    # versions; the creation time tells apart sets that reuse a deleted set's id.
-    digest = hashlib.sha256(repr((eval_set.created_at, sql, params, stamp)).encode()).hexdigest()
-    key = f"evals:matrix:{MATRIX_INDEX_FORMAT}:{eval_set.pk}:{digest}"
-    index = cache.get(key)
-    if index is None:
-        index = _build_matrix_index(sql, params, version_ids)
-        cache.set(key, index, _seconds_to_keep(stamp))
-    return index
+    """Return the matrix's rows and counts, from the cache while nothing they read changed.
 
+    The labels and the verdicts are cached apart too, so that a new label re-reads only
+    the labels and a new run only the verdicts.
+    """
+    labels_stamp, verdicts_stamp = _matrix_stamps(eval_set=eval_set, version_ids=version_ids)
+    labelled_sql = _labelled_sql(eval_set=eval_set, filters=filters)
+    verdicts_sql = _verdicts_sql(version_ids) if version_ids else None
+    # The statement names the set, its workspace and the filters, the creation time tells
+    # apart sets that reuse a deleted set's id; the verdicts' statement names the versions.
+    labelled_of = ("labelled", eval_set.pk, eval_set.created_at, labelled_sql)
+    verdicts_of = ("verdicts", verdicts_sql)
+    labels_changed_at, verdicts_changed_at = labels_stamp[1:], verdicts_stamp
+    # One string object per label keeps the cached rows small (pickle shares it).
+    labels = {label: label for label in Feedback.Rating.values}
 
-def _seconds_to_keep(stamp: tuple) -> int:
-    """Keep an index long once its newest change has settled, else only until it has."""
-    changes = [_as_datetime(value) for value in stamp[1:] if value is not None]
-    if not changes:
-        return MATRIX_CACHE_SECONDS
-    unsettled = (max(changes) - timezone.now()).total_seconds() + MATRIX_SETTLE_SECONDS
-    if unsettled <= 0:
-        return MATRIX_CACHE_SECONDS
-    return min(MATRIX_CACHE_SECONDS, math.ceil(unsettled))
+    def read_labelled():
+        return [(pk, labels[label]) for pk, label in _fetch(*labelled_sql)]
+
+    def read_verdicts():
+        return {pk: tuple(masks) for pk, *masks in _fetch(*verdicts_sql)}
+
+    def build():
+        labelled = _cached(labelled_of, labels_stamp, labels_changed_at, read_labelled)
+        verdicts = (
+            _cached(verdicts_of, verdicts_stamp, verdicts_changed_at, read_verdicts)
+            if version_ids
+            else {}
+        )
+        return _judge(labelled, verdicts, version_ids)
+
+    return _cached(
+        (labelled_of, verdicts_of),
+        labels_stamp + verdicts_stamp,
+        labels_changed_at + verdicts_changed_at,
+        build,
+    )
 
 
 def comparison_matrix(
@@ -380,8 +424,9 @@ def comparison_matrix(
 ) -> Matrix:
     """Return one page of labelled traces by versions, with per-version counts.
 
-    Five queries whatever the size (six when the index is not cached): versions; the
-    index's stamp (and the index on a miss); the page's traces, verdicts and notes.
+    Five queries whatever the size: versions; the index's stamps; the page's traces,
+    verdicts and notes. Building the index when it is not cached reads the labels, the
+    versions' verdicts or both: one or two more.
     """
     filters = filters or MatrixFilters()
     all_versions = list(

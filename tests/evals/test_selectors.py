@@ -121,9 +121,9 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
         for i, t in enumerate(traces):
             record(v, t, i % 3 != 0)
 
-    # Versions, the cache stamp, the rows and counts, then the page's traces, verdicts
-    # and notes.
-    with django_assert_num_queries(6):
+    # Versions, the cache stamps, the labels, the versions' verdicts, then the page's
+    # traces, verdicts and notes.
+    with django_assert_num_queries(7):
         matrix = comparison_matrix(eval_set=eval_set, page_size=50)
         cells = [c.state for row in matrix.rows for c in row.cells]
         [row.trace.name for row in matrix.rows]
@@ -133,6 +133,12 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
         comparison_matrix(eval_set=eval_set, filters=MatrixFilters(only_disagreements=True))
     with django_assert_num_queries(5):
         comparison_matrix(eval_set=eval_set, page=2, page_size=20)
+    # A changed label re-reads the labels; the versions' verdicts are still cached.
+    feedback = Feedback.objects.get(trace=traces[0])
+    feedback.rating = "negative"
+    feedback.save()
+    with django_assert_num_queries(6):
+        comparison_matrix(eval_set=eval_set)
 
 
 def test_cell_detail_and_contradictions(setup):
