@@ -277,7 +277,9 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 
 
 def _judge(
-    labelled: list[tuple[int, str]], verdicts: dict[int, tuple[int, int, int]], version_ids
+    labelled: list[tuple[int, str]],
+    verdicts: dict[int, tuple[int, int, int]],
+    version_ids: list[int],
 ) -> MatrixIndex:
     """Judge each labelled trace's verdict masks against its label; count per version."""
     rows = []
