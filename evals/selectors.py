@@ -5,6 +5,7 @@
 
 import datetime as dt
 import hashlib
+import logging
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from django.utils import timezone
 from evals.models import Eval, EvalExecution, EvalRun
 from traces.models import EvalSet, Feedback, Trace
 from workspaces.models import Workspace
+
+logger = logging.getLogger(__name__)
 
 MATRIX_PAGE_SIZE = 50
 MAX_MATRIX_VERSIONS = 20
@@ -352,10 +355,18 @@ def _cached(what: tuple, stamp: tuple, changed_at: tuple, build):
     """
     digest = hashlib.sha256(repr((what, stamp)).encode()).hexdigest()
     key = f"evals:matrix:{MATRIX_INDEX_FORMAT}:{digest}"
-    value = cache.get(key)
+    try:
+        value = cache.get(key)
+    except Exception:
+        # The cache only saves time: with it down the page is slower, not broken.
+        logger.warning("matrix cache unavailable, building without it", exc_info=True)
+        return build()
     if value is None:
         value = build()
-        cache.set(key, value, _seconds_to_keep(changed_at))
+        try:
+            cache.set(key, value, _seconds_to_keep(changed_at))
+        except Exception:
+            logger.warning("matrix cache unavailable, not storing", exc_info=True)
     return value
 
 

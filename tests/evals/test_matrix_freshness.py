@@ -114,3 +114,17 @@ def test_labelling_a_trace_changes_the_matrix_page(login, owner, workspace, matr
 
     body = client.get(page).content.decode()
     assert 'data-testid="contradictions-v1"><span class="bad">1</span>' in body
+
+
+def test_the_matrix_is_built_without_the_cache_when_the_cache_is_down(matrix_set, settings):
+    eval_set, traces, v1, reviewer = matrix_set
+    # Nothing listens on port 1: every cache call fails at once.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+    record_feedback(eval_set=eval_set, trace=traces[2], user=reviewer, rating="positive")
+    assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 0)
