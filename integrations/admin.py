@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 
 from integrations import services
@@ -5,8 +6,22 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 
 
+class IntegrationAdminForm(forms.ModelForm):
+    """The admin checks the host as the app does: a URL iofold may connect to.
+
+    No Meta: the admin builds the form's fields from the model admin below.
+    """
+
+    def clean_host(self):
+        try:
+            return services.clean_host(self.cleaned_data.get("host", ""))
+        except IntegrationError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationAdminForm
     list_display = [
         "name",
         "workspace",

@@ -212,3 +212,25 @@ def test_with_private_hosts_allowed_the_same_integration_syncs(saved_before):
 
     assert finished.status == SyncRun.Status.SUCCEEDED, finished.error
     assert finished.created_count == 3
+
+
+def test_the_admin_refuses_a_private_host_too(client, workspace, production):
+    from accounts.models import User
+
+    integration = Integration.objects.create(
+        workspace=workspace, name="Langfuse", host="https://cloud.langfuse.com"
+    )
+    client.force_login(User.objects.create_superuser("root@example.com", "pw"))
+    url = reverse("admin:integrations_integration_change", args=[integration.pk])
+    response = client.get(url)
+    data = {k: v for k, v in response.context["adminform"].form.initial.items() if v is not None}
+    data.update(workspace=workspace.pk, host="http://127.0.0.1:6379", periodic_task="")
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200
+    assert REFUSED in response.content.decode()
+    integration.refresh_from_db()
+    assert integration.host == "https://cloud.langfuse.com"
+    # The same form with a public address saves.
+    assert client.post(url, {**data, "host": "https://93.184.215.14"}).status_code == 302
