@@ -39,8 +39,12 @@ def _checklist(workspace: Workspace) -> list[dict]:
 @workspace_view
 def members(request):
     """Members, their roles and pending invitations."""
+    members = list(Membership.objects.for_workspace(request.workspace).select_related("user"))
+    owners = sum(m.role == Membership.Role.OWNER for m in members)
     ctx = {
-        "members": Membership.objects.for_workspace(request.workspace).select_related("user"),
+        "members": members,
+        # The only owner cannot leave; the page says how instead of offering the button.
+        "can_leave": request.membership.role != Membership.Role.OWNER or owners > 1,
         "invitations": Invitation.objects.for_workspace(request.workspace).pending(),
         "form": InvitationForm(),
         "roles": Membership.Role.choices,

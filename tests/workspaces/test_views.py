@@ -116,6 +116,9 @@ def test_a_viewer_can_leave_and_lands_in_their_other_workspace(
 def test_the_only_owner_cannot_leave(client, workspace, owner, member):
     client.force_login(owner)
     url = reverse("workspaces:leave", kwargs={"slug": workspace.slug})
+    page = client.get(reverse("workspaces:members", kwargs={"slug": workspace.slug}))
+    assert url not in page.content.decode()
+    assert "You are the only owner: make someone else an owner to leave." in page.content.decode()
 
     response = client.post(url, follow=True)
 
