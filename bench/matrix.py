@@ -16,7 +16,10 @@ queries per request:
   the labels cached for the matrix cannot be reused;
 - the first page with an empty cache (a new version, a restarted cache): nothing cached.
 
-    python bench/matrix.py [--quick] [--traces N] [--versions N] [--runs N]
+``--continuous N`` adds N unlabelled traces that the active version judged, as
+continuous evaluation leaves behind: the matrix must not slow down with them.
+
+    python bench/matrix.py [--quick] [--traces N] [--versions N] [--runs N] [--continuous N]
     (PG_URL defaults to postgres://postgres@127.0.0.1:5432)
 
 Goal: every p95 under 200 ms. Last line of output: one JSON object.
@@ -41,7 +44,7 @@ DB_NAME = "iofold_bench_matrix"
 GOAL_MS = 200.0
 
 
-def load(n_traces: int, n_versions: int):
+def load(n_traces: int, n_versions: int, n_continuous: int = 0):
     """Bulk-create a workspace, labelled traces, versions and their executions."""
     from django.db import connection
     from django.utils import timezone
@@ -125,6 +128,34 @@ def load(n_traces: int, n_versions: int):
             EvalExecution.objects.bulk_create(executions, batch_size=5000)
             executions = []
     EvalExecution.objects.bulk_create(executions, batch_size=5000)
+    # Continuous evaluation: the active version judged traces nobody labelled.
+    for start_n in range(n_traces, n_traces + n_continuous, 5000):
+        judged = Trace.objects.bulk_create(
+            [
+                Trace(
+                    workspace=workspace,
+                    source="langfuse",
+                    source_key="demo",
+                    external_id=f"t{n}",
+                    name=f"agent-{n % 7}",
+                    timestamp=start + dt.timedelta(seconds=n * 997),
+                    data={"id": f"t{n}", "output": "answer " * 40, "steps": []},
+                    content_hash=f"{n:064d}",
+                )
+                for n in range(start_n, min(n_traces + n_continuous, start_n + 5000))
+            ]
+        )
+        EvalExecution.objects.bulk_create(
+            EvalExecution(
+                workspace=workspace,
+                eval=versions[-1],
+                trace=trace,
+                passed=rng.random() < 0.7,
+                reason="Looks fine",
+                duration_ms=1.0,
+            )
+            for trace in judged
+        )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return workspace, eval_set, versions, traces, users
@@ -156,6 +187,9 @@ def main() -> None:
     parser.add_argument("--traces", type=int)
     parser.add_argument("--versions", type=int, default=10)
     parser.add_argument("--runs", type=int)
+    parser.add_argument(
+        "--continuous", type=int, default=0, help="unlabelled traces judged by the active version"
+    )
     args = parser.parse_args()
     n_traces = args.traces or (2_000 if args.quick else 5_000)
     runs = args.runs or (15 if args.quick else 50)
@@ -175,10 +209,11 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     t0 = time.perf_counter()
     call_command("migrate", verbosity=0)
-    workspace, eval_set, versions, traces, users = load(n_traces, n_versions)
+    workspace, eval_set, versions, traces, users = load(n_traces, n_versions, args.continuous)
     print(
         f"loaded {n_traces} traces x {n_versions} versions "
-        f"({n_traces * n_versions} executions) in {time.perf_counter() - t0:.1f} s"
+        f"({n_traces * n_versions} executions), {args.continuous} more judged unlabelled, "
+        f"in {time.perf_counter() - t0:.1f} s"
     )
     client = Client()
     client.force_login(users[0])
@@ -245,12 +280,15 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
         print(f"{name:<24}{figures['p50_ms']:>9}{figures['p95_ms']:>9}{figures['queries']:>9}")
     worst = max(f["p95_ms"] for f in results.values())
     command = "python bench/matrix.py" + (" --quick" if args.quick else "")
+    if args.continuous:
+        command += f" --continuous {args.continuous}"
     print(f"command: {command}  (traces={n_traces} versions={n_versions} runs={runs})")
     print(
         json.dumps(
             {
                 "traces": n_traces,
                 "versions": n_versions,
+                "continuous": args.continuous,
                 "runs": runs,
                 **{f"{k}_p95_ms": v["p95_ms"] for k, v in results.items()},
                 **{f"{k}_p50_ms": v["p50_ms"] for k, v in results.items()},
