@@ -246,12 +246,15 @@ def _labelled_sql(*, eval_set: EvalSet, filters: MatrixFilters) -> tuple[str, li
     return sql, params
 
 
-def _verdicts_sql(version_ids: list[int]) -> tuple[str, list]:
-    """Return the statement for each trace the versions ran on: (id, passes, fails, errors).
+def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]:
+    """Return the statement for each labelled trace the versions ran on: (id, passes,
+    fails, errors).
 
     Each of the last three has bit ``i`` set when ``version_ids[i]`` passed, failed or
     errored on the trace; a bit per version fits ``MAX_MATRIX_VERSIONS``. One row per
-    trace keeps the later join with the labels at one row per trace.
+    trace keeps the later join with the labels at one row per trace. Only traces with a
+    label in the set: continuous evaluation leaves the active version's verdicts on every
+    new trace, which the matrix never shows.
     """
     bits = " ".join(f"WHEN %s THEN {1 << i}" for i in range(len(version_ids)))
     marks = ", ".join(["%s"] * len(version_ids))
@@ -262,10 +265,12 @@ def _verdicts_sql(version_ids: list[int]) -> tuple[str, list]:
             SUM(CASE WHEN passed IS NULL THEN bit ELSE 0 END)
         FROM (
             SELECT trace_id, passed, CASE eval_id {bits} END AS bit
-            FROM {_table(EvalExecution)} WHERE eval_id IN ({marks})
+            FROM {_table(EvalExecution)}
+            WHERE eval_id IN ({marks})
+                AND trace_id IN (SELECT trace_id FROM {_table(Feedback)} WHERE eval_set_id = %s)
         ) e GROUP BY trace_id
     """
-    return sql, [*version_ids, *version_ids]
+    return sql, [*version_ids, *version_ids, eval_set.pk]
 
 
 def _day_start(day: dt.date):
@@ -322,7 +327,8 @@ def _count_bits(rows_per_mask: Counter, width: int) -> list[int]:
 
 # Each cached part is exact while its stamp holds. Labels: the set's label count and
 # newest label, and the workspace's newest trace change (a trace's time or source moves
-# it in or out of range). Verdicts: each version's newest execution. Writes that commit
+# it in or out of range). Verdicts: the set's label count and newest label (they are
+# read for labelled traces only) and each version's newest execution. Writes that commit
 # out of order could hide behind a newer timestamp already seen, so a part built while
 # its newest change is younger than MATRIX_SETTLE_SECONDS (far longer than those writes'
 # transactions) expires when that change has settled.
@@ -330,12 +336,13 @@ MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
 # Part of the cache keys: bump it when a cached part changes shape, so that a deploy
 # never reads a part pickled by the code before it.
-MATRIX_INDEX_FORMAT = 2
+MATRIX_INDEX_FORMAT = 3
 
 
 def _matrix_stamps(*, eval_set: EvalSet, version_ids: list[int]) -> tuple[tuple, tuple]:
     """Return the labels' stamp (label count, newest label, newest trace change) and the
-    verdicts' stamp (each version's newest execution), read in one query."""
+    verdicts' stamp (label count, newest label, each version's newest execution), read in
+    one query."""
     newest_execution = f"(SELECT MAX(updated_at) FROM {_table(EvalExecution)} WHERE eval_id = %s)"
     sql = f"""
         SELECT COUNT(*), MAX(updated_at),
@@ -344,7 +351,7 @@ def _matrix_stamps(*, eval_set: EvalSet, version_ids: list[int]) -> tuple[tuple,
         FROM {_table(Feedback)} WHERE eval_set_id = %s
     """
     stamp = _fetch(sql, [eval_set.workspace_id, *version_ids, eval_set.pk])[0]
-    return stamp[:3], stamp[3:]
+    return stamp[:3], stamp[:2] + stamp[3:]
 
 
 def _cached(what: tuple, stamp: tuple, changed_at: tuple, build):
@@ -391,17 +398,17 @@ def matrix_index(
 ) -> MatrixIndex:
     """Return the matrix's rows and counts, from the cache while nothing they read changed.
 
-    The labels and the verdicts are cached apart too, so that a new label re-reads only
-    the labels and a new run only the verdicts.
+    The labels and the verdicts are cached apart too, so that a new run re-reads only the
+    verdicts, and a synced trace only the labels.
     """
     labels_stamp, verdicts_stamp = _matrix_stamps(eval_set=eval_set, version_ids=version_ids)
     labelled_sql = _labelled_sql(eval_set=eval_set, filters=filters)
-    verdicts_sql = _verdicts_sql(version_ids) if version_ids else None
+    verdicts_sql = _verdicts_sql(eval_set, version_ids) if version_ids else None
     # The statement names the set, its workspace and the filters, the creation time tells
     # apart sets that reuse a deleted set's id; the verdicts' statement names the versions.
     labelled_of = ("labelled", eval_set.pk, eval_set.created_at, labelled_sql)
     verdicts_of = ("verdicts", verdicts_sql)
-    labels_changed_at, verdicts_changed_at = labels_stamp[1:], verdicts_stamp
+    labels_changed_at, verdicts_changed_at = labels_stamp[1:], verdicts_stamp[1:]
     # One string object per label keeps the cached rows small (pickle shares it).
     labels = {label: label for label in Feedback.Rating.values}
 
@@ -422,8 +429,8 @@ def matrix_index(
 
     return _cached(
         (labelled_of, verdicts_of),
-        labels_stamp + verdicts_stamp,
-        labels_changed_at + verdicts_changed_at,
+        labels_stamp + verdicts_stamp[2:],
+        labels_changed_at + verdicts_changed_at[1:],
         build,
     )
 

@@ -128,3 +128,16 @@ def test_the_matrix_is_built_without_the_cache_when_the_cache_is_down(matrix_set
     assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
     record_feedback(eval_set=eval_set, trace=traces[2], user=reviewer, rating="positive")
     assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 0)
+
+
+def test_a_label_on_a_trace_the_version_already_judged_shows_its_verdict(workspace, matrix_set):
+    # Continuous evaluation judged the trace before anyone labelled it.
+    eval_set, traces, v1, reviewer = matrix_set
+    judged = TraceFactory(workspace=workspace, data=trace_data(98))
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[judged.pk])
+    record(v1, judged, True)
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+
+    record_feedback(eval_set=eval_set, trace=judged, user=reviewer, rating="negative")
+
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 3, 0, 0)

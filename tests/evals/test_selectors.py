@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from evals.models import EvalExecution
 from evals.selectors import MatrixFilters, comparison_matrix, contradictions, matrix_cell
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import UserFactory
@@ -133,10 +134,19 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
         comparison_matrix(eval_set=eval_set, filters=MatrixFilters(only_disagreements=True))
     with django_assert_num_queries(5):
         comparison_matrix(eval_set=eval_set, page=2, page_size=20)
-    # A changed label re-reads the labels; the versions' verdicts are still cached.
+    # A changed label re-reads the labels and the verdicts (read for labelled traces only).
     feedback = Feedback.objects.get(trace=traces[0])
     feedback.rating = "negative"
     feedback.save()
+    with django_assert_num_queries(7):
+        comparison_matrix(eval_set=eval_set)
+    # A synced trace re-reads the labels only; a new run the verdicts only.
+    traces[1].save()
+    with django_assert_num_queries(6):
+        comparison_matrix(eval_set=eval_set)
+    rerun = EvalExecution.objects.get(eval=versions[0], trace=traces[1])
+    rerun.passed = not rerun.passed
+    rerun.save()
     with django_assert_num_queries(6):
         comparison_matrix(eval_set=eval_set)
 
