@@ -288,6 +288,10 @@ for _entry in IOFOLD_PRIVATE_HOSTS_ALLOWLIST:
             raise ImproperlyConfigured(
                 f"IOFOLD_PRIVATE_HOSTS_ALLOWLIST: {_entry!r} is not a CIDR range"
             ) from None
+# An egress proxy for those connections (HTTP(S)_PROXY are not used for them: they would
+# route around the address check). Through it, the proxy connects, so it must enforce
+# where connections may go; the check when a URL is saved still applies.
+IOFOLD_OUTBOUND_PROXY = env_str("IOFOLD_OUTBOUND_PROXY")
 
 # Eval generation. Unset provider: "anthropic" or "openai" when that key is set, else the
 # built-in offline synthesiser. A workspace's settings page overrides all of these.

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pydantic
+from django.conf import settings
 from langfuse._version import __version__ as SDK_VERSION
 from langfuse.api import LangfuseAPI
 from langfuse.api.core import ApiError
@@ -65,14 +66,20 @@ TYPE_MAP = {
 }
 ERROR_WORDS = re.compile(r"error|exception|traceback|failed|failure|timed? ?out", re.IGNORECASE)
 
-_clients: dict[tuple[str, str, str], LangfuseAPI] = {}
+_clients: dict[tuple[str, str, str, str], LangfuseAPI] = {}
 _clients_lock = threading.Lock()
 
 
 def get_client(*, host: str, public_key: str, secret_key: str, timeout: float) -> LangfuseAPI:
     """Return the cached SDK API client for this host and key pair."""
-    # The secret's hash is part of the key so a rotated secret gets a fresh client.
-    key = (host, public_key, hashlib.sha256(secret_key.encode()).hexdigest())
+    # The secret's hash is part of the key so a rotated secret gets a fresh client, the
+    # proxy so that a changed proxy setting does.
+    key = (
+        host,
+        public_key,
+        hashlib.sha256(secret_key.encode()).hexdigest(),
+        settings.IOFOLD_OUTBOUND_PROXY,
+    )
     with _clients_lock:
         client = _clients.get(key)
         if client is None:

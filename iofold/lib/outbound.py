@@ -111,8 +111,12 @@ def guarded_transport(http: ModuleType = httpx, **options: Any) -> Any:
     ``http`` is the ``httpx`` module, or ``httpx2`` for the OpenAI and Anthropic SDKs. A
     refused connection raises the library's ``ConnectError`` caused by
     ``OutboundURLRefused`` (see ``refusal_behind``). A client given a transport ignores
-    the HTTP(S)_PROXY variables, which would otherwise route around the guard.
+    the HTTP(S)_PROXY variables, which would otherwise route around the guard; with
+    ``IOFOLD_OUTBOUND_PROXY`` set, every connection goes to that proxy instead, and where
+    it connects on is the proxy's to police (the operator chose it; it is not checked).
     """
+    if settings.IOFOLD_OUTBOUND_PROXY:
+        return http.HTTPTransport(proxy=settings.IOFOLD_OUTBOUND_PROXY, **options)
     core = importlib.import_module(_CORE_OF[http.__name__])
     transport = http.HTTPTransport(**options)
     _use_network_backend(transport, _guarded_backend_class(core)(), core=core)

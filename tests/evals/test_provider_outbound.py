@@ -13,6 +13,7 @@ from evals.providers import ProviderError, get_provider
 from evals.services.generation import run_generation, start_generation
 from evals.services.provider_settings import resolve_provider, update_provider_settings
 from tests.evals.builders import labelled_set
+from tests.fakes.forward_proxy import ForwardProxy
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +131,20 @@ def test_the_servers_key_is_used_with_the_servers_endpoint(workspace, settings):
         "environment",
         "",
     )
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+def test_with_an_egress_proxy_llm_calls_go_through_it(name, fake_llm, settings):
+    settings.IOFOLD_OUTBOUND_PROXY = (proxy := ForwardProxy().start()).url
+    base_url = fake_llm.openai_base_url if name == "openai" else fake_llm.anthropic_base_url
+    fake_llm.push_text("hello through the proxy")
+    provider = get_provider(name, api_key=KEY, model="m", base_url=base_url, max_retries=0)
+    try:
+        completion = provider.complete(system="s", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        proxy.stop()
+
+    assert completion.text == "hello through the proxy"
+    assert [url.split("?")[0] for _, url in proxy.forwarded] == [
+        fake_llm.url + fake_llm.requests[0].path
+    ]

@@ -13,6 +13,7 @@ from integrations import services
 from integrations.adapters.base import AdapterError, ScoreIn
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
+from tests.fakes.forward_proxy import ForwardProxy
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY, Sleeps
 from tests.integrations.test_api import token_client  # noqa: F401 (fixture)
 from tests.integrations.test_views import form_data
@@ -234,3 +235,18 @@ def test_the_admin_refuses_a_private_host_too(client, workspace, production):
     assert integration.host == "https://cloud.langfuse.com"
     # The same form with a public address saves.
     assert client.post(url, {**data, "host": "https://93.184.215.14"}).status_code == 302
+
+
+def test_with_an_egress_proxy_the_sync_goes_through_it(saved_before, settings):
+    integration, fake = saved_before
+    proxy = ForwardProxy().start()
+    settings.IOFOLD_OUTBOUND_PROXY = proxy.url
+    try:
+        finished = services.run_sync(run_id=services.start_sync(integration=integration).pk)
+    finally:
+        proxy.stop()
+
+    assert finished.status == SyncRun.Status.SUCCEEDED, finished.error
+    assert finished.created_count == 3
+    assert proxy.forwarded and all(url.startswith(fake.url) for _, url in proxy.forwarded)
+    assert len(fake.requests) == len(proxy.forwarded)
