@@ -63,10 +63,11 @@ def load(n_traces: int, n_versions: int, n_continuous: int = 0):
         workspace=workspace, name="Support answers", criteria="Answers the question."
     )
     start = timezone.now() - dt.timedelta(days=60)
-    traces = [
-        Trace(
+
+    def make_trace(n: int, source: str) -> Trace:
+        return Trace(
             workspace=workspace,
-            source=rng.choice(["langfuse", "upload"]),
+            source=source,
             source_key="demo",
             external_id=f"t{n}",
             name=f"agent-{n % 7}",
@@ -74,8 +75,8 @@ def load(n_traces: int, n_versions: int, n_continuous: int = 0):
             data={"id": f"t{n}", "output": "answer " * 40, "steps": []},
             content_hash=f"{n:064d}",
         )
-        for n in range(n_traces)
-    ]
+
+    traces = [make_trace(n, rng.choice(["langfuse", "upload"])) for n in range(n_traces)]
     Trace.objects.bulk_create(traces, batch_size=5000)
     labels = {}
     feedback = []
@@ -132,16 +133,7 @@ def load(n_traces: int, n_versions: int, n_continuous: int = 0):
     for start_n in range(n_traces, n_traces + n_continuous, 5000):
         judged = Trace.objects.bulk_create(
             [
-                Trace(
-                    workspace=workspace,
-                    source="langfuse",
-                    source_key="demo",
-                    external_id=f"t{n}",
-                    name=f"agent-{n % 7}",
-                    timestamp=start + dt.timedelta(seconds=n * 997),
-                    data={"id": f"t{n}", "output": "answer " * 40, "steps": []},
-                    content_hash=f"{n:064d}",
-                )
+                make_trace(n, "langfuse")
                 for n in range(start_n, min(n_traces + n_continuous, start_n + 5000))
             ]
         )

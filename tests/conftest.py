@@ -32,6 +32,14 @@ def _private_hosts_allowed(settings):
     settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
 
 
+@pytest.fixture
+def production(settings):
+    """The production outbound policy: no private addresses, nothing allowlisted."""
+    settings.IOFOLD_ALLOW_PRIVATE_HOSTS = False
+    settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
+    return settings
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Start each test with an empty cache: allauth's rate limits live there."""

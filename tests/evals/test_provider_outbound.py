@@ -21,13 +21,6 @@ KEY = "sk-test-outbound-5678"
 REFUSED = "127.0.0.1 is a loopback address; iofold only connects to public addresses."
 
 
-@pytest.fixture
-def production(settings):
-    settings.IOFOLD_ALLOW_PRIVATE_HOSTS = False
-    settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
-    return settings
-
-
 def post_settings(client, workspace, base_url: str):
     return client.post(
         reverse("evals:settings", kwargs={"slug": workspace.slug}),

@@ -24,13 +24,6 @@ REFUSED = "127.0.0.1 is a loopback address; iofold only connects to public addre
 
 
 @pytest.fixture
-def production(settings):
-    settings.IOFOLD_ALLOW_PRIVATE_HOSTS = False
-    settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
-    return settings
-
-
-@pytest.fixture
 def saved_before(workspace, fake_langfuse):
     """An integration on 127.0.0.1 that got into the database without the save check."""
     fake = fake_langfuse(traces=3)

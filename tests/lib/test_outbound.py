@@ -21,14 +21,6 @@ from tests.test_settings import SETUP, _production_env, _run
 TAIL = "iofold only connects to public addresses."
 
 
-@pytest.fixture
-def production(settings):
-    """The production policy: no private addresses, nothing allowlisted."""
-    settings.IOFOLD_ALLOW_PRIVATE_HOSTS = False
-    settings.IOFOLD_PRIVATE_HOSTS_ALLOWLIST = []
-    return settings
-
-
 def refusal(url: str) -> str | None:
     try:
         check_url(url)
