@@ -149,7 +149,8 @@ def load(n_traces: int, n_versions: int, n_continuous: int = 0):
             for trace in judged
         )
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # Settle the freshly loaded tables as autovacuum would (visibility map, statistics).
+        cursor.execute("VACUUM ANALYZE")
     return workspace, eval_set, versions, traces, users
 
 
