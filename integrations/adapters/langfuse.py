@@ -102,6 +102,19 @@ def get_client(*, host: str, public_key: str, secret_key: str, timeout: float) -
         return client
 
 
+def _json_reply(response: httpx.Response) -> Any:
+    """Return a Langfuse reply's JSON, or raise the ApiError the SDK would for it."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise ApiError(
+            status_code=response.status_code, headers=dict(response.headers), body=response.text
+        ) from None
+    if not 200 <= response.status_code < 300:
+        raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
+    return body
+
+
 class _WindowTooHeavy(Exception):
     """The server timed out on the query (HTTP 422); a narrower time range may pass."""
 
@@ -295,16 +308,7 @@ class LangfuseAdapter(Adapter):
         response = http.request(
             "api/public/v2/observations", method="GET", params=params, request_options=options
         )
-        try:
-            body = response.json()
-        except ValueError:
-            raise ApiError(
-                status_code=response.status_code, headers=dict(response.headers), body=response.text
-            ) from None
-        if not 200 <= response.status_code < 300:
-            raise ApiError(
-                status_code=response.status_code, headers=dict(response.headers), body=body
-            )
+        body = _json_reply(response)
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("data"), list)
@@ -379,16 +383,7 @@ class LangfuseAdapter(Adapter):
             headers={"Content-Type": "application/json"},
             request_options=options,
         )
-        try:
-            reply = response.json()
-        except ValueError:
-            raise ApiError(
-                status_code=response.status_code, headers=dict(response.headers), body=response.text
-            ) from None
-        if not 200 <= response.status_code < 300:
-            raise ApiError(
-                status_code=response.status_code, headers=dict(response.headers), body=reply
-            )
+        reply = _json_reply(response)
         if not isinstance(reply, dict):
             raise ValueError("not a score batch reply")
         if response.status_code != 207 and "accepted" not in reply:
