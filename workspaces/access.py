@@ -65,12 +65,13 @@ def workspace_view(view=None, *, manage: bool = False, own_membership: bool = Fa
 def resolve_api_workspace(request):
     """Return ``(workspace, role)`` for an API request.
 
-    A token is bound to its workspace. A session names one with the ``X-Workspace``
+    A token is bound to its workspace and grants no more than its creator's current
+    role (see ``WorkspaceTokenAuthentication``). A session names one with the ``X-Workspace``
     header or ``?workspace=<slug>``; with neither, the user's only workspace is used.
     """
     token = request.auth if isinstance(request.auth, ApiToken) else None
     if token is not None:
-        return token.workspace, token.role
+        return token.workspace, token.granted_role
     slug = request.headers.get("X-Workspace") or request.query_params.get("workspace")
     memberships = Membership.objects.for_user(request.user).select_related("workspace")
     if slug:

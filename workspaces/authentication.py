@@ -2,11 +2,15 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from workspaces.models import ApiToken
+from workspaces.models import ApiToken, Membership
 
 
 class WorkspaceTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer iof_...``: a token bound to one workspace."""
+    """``Authorization: Bearer iof_...``: a token bound to one workspace.
+
+    On success ``request.auth`` is the token, with ``granted_role``: its own role capped
+    by its creator's current one.
+    """
 
     keyword = "Bearer"
 
@@ -26,6 +30,17 @@ class WorkspaceTokenAuthentication(authentication.BaseAuthentication):
         )
         if token is None or not token.matches(raw) or token.created_by is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        # The creator's role is read on every request, not when the token was issued: a
+        # token acts for its creator, so demoting or removing them takes effect at once.
+        creator_role = (
+            Membership.objects.for_user(token.created_by)
+            .filter(workspace=token.workspace_id)
+            .values_list("role", flat=True)
+            .first()
+        )
+        if creator_role is None or not token.created_by.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        token.granted_role = Membership.weaker_role(token.role, creator_role)
         # One write a minute is plenty to show "last used" without a write per request.
         now = timezone.now()
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:

@@ -76,6 +76,12 @@ class Membership(WorkspaceOwned):
     def __str__(self) -> str:
         return f"{self.user} in {self.workspace} ({self.role})"
 
+    @classmethod
+    def weaker_role(cls, a: str, b: str) -> str:
+        """Return whichever of two roles grants less."""
+        order = [cls.Role.VIEWER, cls.Role.MEMBER, cls.Role.ADMIN, cls.Role.OWNER]
+        return min(a, b, key=order.index)
+
     @property
     def can_write(self) -> bool:
         return self.role != self.Role.VIEWER

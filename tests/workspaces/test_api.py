@@ -93,6 +93,66 @@ def test_token_of_a_removed_creator_stops_working(api_client, workspace, owner, 
     assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 401
 
 
+def _create_eval_set(api_client, raw, name="Tone"):
+    return api_client.post(
+        reverse("api-eval-sets"),
+        {"name": name, "criteria": "Polite replies"},
+        format="json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+
+
+def test_token_of_a_demoted_creator_grants_only_their_new_role(
+    api_client, workspace, owner, admin_user
+):
+    """An admin token made by an admin who is now a viewer can read but no longer write."""
+    from workspaces.models import Membership
+    from workspaces.services import change_role
+
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=admin_user, role="admin")
+    assert _create_eval_set(api_client, raw).status_code == 201
+
+    change_role(membership=Membership.objects.get(user=admin_user), role="viewer")
+
+    assert _create_eval_set(api_client, raw).status_code == 403
+    assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 200
+    # Promoted again, the token is back to its own role, never above it.
+    change_role(membership=Membership.objects.get(user=admin_user), role="owner")
+    assert _create_eval_set(api_client, raw, name="Tone 2").status_code == 201
+
+
+def test_token_stops_working_once_its_creator_is_no_longer_a_member(
+    api_client, workspace, owner, admin_user
+):
+    """However the membership went (here deleted in the Django admin), the token is refused."""
+    from workspaces.models import Membership
+
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=admin_user, role="member")
+    Membership.objects.filter(user=admin_user).delete()
+    response = _members(api_client, Authorization=f"Bearer {raw}")
+    assert response.status_code == 401
+
+
+def test_token_of_a_deactivated_creator_is_refused(api_client, workspace, owner, admin_user):
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=admin_user, role="member")
+    admin_user.is_active = False
+    admin_user.save()
+    assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 401
+
+
+def test_leaving_a_workspace_revokes_the_tokens_one_made_there(
+    api_client, workspace, owner, admin_user
+):
+    from workspaces.models import Membership
+    from workspaces.services import leave_workspace
+
+    row, raw = issue_token(workspace=workspace, name="ci", created_by=admin_user, role="member")
+    leave_workspace(membership=Membership.objects.get(user=admin_user))
+    row.refresh_from_db()
+    assert row.revoked_at is not None
+    assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 401
+
+
 def test_session_names_the_workspace_with_a_header(api_client, owner, outsider):
     api_client.force_login(owner)
     response = _members(api_client, X_Workspace="acme")
