@@ -37,10 +37,12 @@ class IntegrationAdmin(admin.ModelAdmin):
     search_fields = ["name", "host", "public_key", "workspace__slug", "workspace__name"]
     list_select_related = ["workspace"]
     raw_id_fields = ["workspace", "periodic_task"]
-    # The secret key is never a form field: it is set through the app, encrypted.
-    exclude = ["secret_key"]
+    # Secrets are never form fields: they are set through the app, encrypted, and only
+    # their last characters are shown.
+    exclude = ["secret_key", "webhook_secret"]
     readonly_fields = [
         "secret_hint",
+        "webhook_secret_hint",
         "watermark",
         "sync_cursor",
         "status",
@@ -55,6 +57,10 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.display(description="Secret key")
     def secret_hint(self, obj) -> str:
         return obj.secret_hint
+
+    @admin.display(description="Webhook secret")
+    def webhook_secret_hint(self, obj) -> str:
+        return obj.webhook_secret_hint or "—"
 
     @admin.action(description="Sync now")
     def sync_now(self, request, queryset):
