@@ -3,3 +3,5 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "accounts"
+    # allauth's app (email addresses) is labelled "Accounts" in the admin index too.
+    verbose_name = "Users"

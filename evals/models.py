@@ -38,6 +38,8 @@ class ProviderSettings(WorkspaceOwned):
     objects = ProviderSettingsQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "provider settings"
+        verbose_name_plural = "provider settings"
         constraints = [
             models.UniqueConstraint(fields=["workspace"], name="evals_providersettings_one")
         ]

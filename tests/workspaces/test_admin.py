@@ -144,3 +144,14 @@ def test_delete_action_queues_background_deletion(
         )
     assert "1 workspace(s) queued for deletion" in response.content.decode()
     assert queued == [workspace.pk]
+
+
+def test_admin_index_sections_and_models_are_named_once_and_spelled_right(staff_client):
+    """Our users and allauth's email addresses were both under "Accounts"."""
+    app_list = staff_client.get(reverse("admin:index")).context["app_list"]
+    sections = [app["name"] for app in app_list]
+    assert len(sections) == len(set(sections)), sections
+    assert {"Users", "Accounts"} <= set(sections)
+    models = {model["name"] for app in app_list for model in app["models"]}
+    assert "Provider settings" in models
+    assert not any(name.endswith("ss") for name in models), models
