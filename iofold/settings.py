@@ -53,7 +53,9 @@ IOFOLD_ENCRYPTION_KEYS = [
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-SITE_URL = env_str("SITE_URL", "http://localhost:8000")
+# Absolute base of links in emails. Unset, links take the scheme and host of the request
+# that sends them, so they work on whatever address and port the app is reached at.
+SITE_URL = env_str("SITE_URL", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

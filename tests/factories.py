@@ -1,4 +1,5 @@
 import factory
+from allauth.account.models import EmailAddress
 
 from accounts.models import User
 from workspaces.models import Membership, Workspace
@@ -11,6 +12,18 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     password = factory.django.Password("correct horse battery staple")
+
+
+class EmailAddressFactory(factory.django.DjangoModelFactory):
+    """A confirmed address: ``EmailAddressFactory(user=user)`` verifies the user's email."""
+
+    class Meta:
+        model = EmailAddress
+
+    user = factory.SubFactory(UserFactory)
+    email = factory.LazyAttribute(lambda address: address.user.email)
+    verified = True
+    primary = True
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):

@@ -32,9 +32,14 @@ def _member_pk(ws):
 
 def _invitation_pk(ws):
     inviter = Membership.objects.for_workspace(ws).first().user
-    return {
-        "pk": invite_member(workspace=ws, email="x@y.test", role="member", invited_by=inviter).pk
-    }
+    invitation = invite_member(
+        workspace=ws,
+        email="x@y.test",
+        role="member",
+        invited_by=inviter,
+        base_url="http://testserver",
+    )
+    return {"pk": invitation.pk}
 
 
 def _token_pk(ws):

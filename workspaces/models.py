@@ -118,6 +118,14 @@ class Invitation(WorkspaceOwned):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Inviting an address again refreshes its open invitation (see invite_member).
+            models.UniqueConstraint(
+                fields=["workspace", "email"],
+                condition=models.Q(accepted_at__isnull=True),
+                name="workspaces_invitation_one_open_per_email",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Invitation for {self.email} to {self.workspace}"

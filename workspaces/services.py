@@ -2,6 +2,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -40,23 +41,37 @@ def create_personal_workspace(*, user) -> Workspace:
 
 
 @transaction.atomic
-def invite_member(*, workspace: Workspace, email: str, role: str, invited_by) -> Invitation:
-    """Record an invitation and email its one-time link; return it."""
+def invite_member(
+    *, workspace: Workspace, email: str, role: str, invited_by, base_url: str = ""
+) -> Invitation:
+    """Email ``email`` a one-time link to join; return the invitation.
+
+    An address has at most one open invitation per workspace: inviting it again gives that
+    invitation a new link (the old one stops working), the new role and a fresh expiry,
+    and sends it again. The link is under ``SITE_URL`` when set, else under ``base_url``,
+    the origin of the page the invitation was sent from.
+    """
     email = email.strip().lower()
     if role not in Membership.Role.values:
         raise WorkspaceError(f"Unknown role {role!r}.")
     if Membership.objects.for_workspace(workspace).filter(user__email__iexact=email).exists():
         raise WorkspaceError(f"{email} is already a member of this workspace.")
+    base = (settings.SITE_URL or base_url).rstrip("/")
+    if not base:
+        raise ImproperlyConfigured("Invitation links need SITE_URL or the sending page's URL.")
     raw = secrets.token_urlsafe(32)
-    invitation = Invitation.objects.create(
+    invitation, _ = Invitation.objects.update_or_create(
         workspace=workspace,
         email=email,
-        role=role,
-        token_digest=digest_secret(raw),
-        invited_by=invited_by,
-        expires_at=timezone.now() + INVITATION_LIFETIME,
+        accepted_at=None,
+        defaults={
+            "role": role,
+            "token_digest": digest_secret(raw),
+            "invited_by": invited_by,
+            "expires_at": timezone.now() + INVITATION_LIFETIME,
+        },
     )
-    link = settings.SITE_URL.rstrip("/") + reverse("accept_invitation", kwargs={"token": raw})
+    link = base + reverse("accept_invitation", kwargs={"token": raw})
     context = {"invitation": invitation, "link": link, "invited_by": invited_by}
     transaction.on_commit(
         lambda: send_mail(

@@ -63,6 +63,7 @@ def invite(request):
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 invited_by=request.user,
+                base_url=request.build_absolute_uri("/"),
             )
             messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
         except WorkspaceError as exc:

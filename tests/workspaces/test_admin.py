@@ -39,7 +39,11 @@ def cast(workspace, owner, member, outsider):
     SolarSchedule.objects.create(event="sunrise", latitude=51.5, longitude=0.1)
     token, raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="member")
     invitation = invite_member(
-        workspace=workspace, email="new@example.com", role="viewer", invited_by=owner
+        workspace=workspace,
+        email="new@example.com",
+        role="viewer",
+        invited_by=owner,
+        base_url="http://testserver",
     )
     return {"token": token, "raw_token": raw, "invitation": invitation}
 

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from tests.factories import UserFactory
+from tests.factories import EmailAddressFactory, UserFactory
 from workspaces import services
 from workspaces.exceptions import WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
@@ -14,7 +14,7 @@ from workspaces.models import ApiToken, Invitation, Membership, Workspace, diges
 
 def _raw_token(invitation_email):
     """Return the raw invitation token from the emailed link."""
-    message = next(m for m in mail.outbox if invitation_email in m.to)
+    message = next(m for m in reversed(mail.outbox) if invitation_email in m.to)
     link = next(word for word in message.body.split() if "/invitations/" in word)
     return link.rstrip("/").rsplit("/", 1)[1]
 
@@ -24,11 +24,20 @@ def invite(workspace, owner, django_capture_on_commit_callbacks):
     def _invite(email="new@example.com", role="member"):
         with django_capture_on_commit_callbacks(execute=True):
             invitation = services.invite_member(
-                workspace=workspace, email=email, role=role, invited_by=owner
+                workspace=workspace,
+                email=email,
+                role=role,
+                invited_by=owner,
+                base_url="http://testserver",
             )
         return invitation, _raw_token(email.lower())
 
     return _invite
+
+
+def _verified_user(email="new@example.com"):
+    """Return a user who has confirmed ``email``, as sign-up makes them do."""
+    return EmailAddressFactory(user=UserFactory(email=email)).user
 
 
 def test_create_workspace_makes_the_creator_owner(db):
@@ -111,6 +120,53 @@ def test_accepting_as_an_existing_member_keeps_one_membership(invite, workspace,
     membership = services.accept_invitation(token=raw, user=member)
     assert membership.role == "member"
     assert Membership.objects.filter(workspace=workspace, user=member).count() == 1
+
+
+def test_inviting_an_address_again_refreshes_its_open_invitation(invite, workspace):
+    first, first_raw = invite("new@example.com", "viewer")
+    Invitation.objects.filter(pk=first.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    second, second_raw = invite("NEW@example.com", "admin")
+
+    assert second.pk == first.pk
+    assert Invitation.objects.for_workspace(workspace).count() == 1
+    assert len(mail.outbox) == 2  # sent again...
+    second.refresh_from_db()
+    assert second.role == "admin"  # ...with the new role, a fresh expiry and a new link
+    assert second.is_pending
+    with pytest.raises(WorkspaceError, match="not valid"):
+        services.find_invitation(token=first_raw)
+
+    services.accept_invitation(token=second_raw, user=_verified_user())
+    assert not Invitation.objects.for_workspace(workspace).pending().exists()
+
+
+def test_an_accepted_invitation_does_not_block_a_new_one(invite, workspace, owner):
+    _, raw = invite()
+    user = _verified_user()
+    services.accept_invitation(token=raw, user=user)
+    services.remove_member(membership=Membership.objects.get(workspace=workspace, user=user))
+    invitation, _ = invite()
+    assert invitation.is_pending
+    assert Invitation.objects.for_workspace(workspace).count() == 2
+
+
+def test_invitation_link_is_under_site_url_when_set(
+    workspace, owner, settings, django_capture_on_commit_callbacks
+):
+    for site_url, expected in [
+        ("", "http://localhost:9123/invitations/"),
+        ("https://iofold.example.com/", "https://iofold.example.com/invitations/"),
+    ]:
+        settings.SITE_URL = site_url
+        with django_capture_on_commit_callbacks(execute=True):
+            services.invite_member(
+                workspace=workspace,
+                email="new@example.com",
+                role="member",
+                invited_by=owner,
+                base_url="http://localhost:9123/",
+            )
+        assert expected in mail.outbox[-1].body
 
 
 def test_change_role(workspace, owner, member):

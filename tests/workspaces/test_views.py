@@ -9,7 +9,13 @@ from workspaces.services import invite_member
 
 def _invitation_path(workspace, owner, capture, email="new@example.com"):
     with capture(execute=True):
-        invite_member(workspace=workspace, email=email, role="member", invited_by=owner)
+        invite_member(
+            workspace=workspace,
+            email=email,
+            role="member",
+            invited_by=owner,
+            base_url="http://testserver",
+        )
     link = next(w for w in mail.outbox[-1].body.split() if "/invitations/" in w)
     return "/" + link.split("://", 1)[1].split("/", 1)[1]
 
@@ -45,6 +51,32 @@ def test_logged_in_user_joins_through_the_link(
     assert Membership.objects.get(workspace=workspace, user=outsider).role == "member"
     # The link is spent.
     assert client.get(path).status_code == 404
+
+
+def test_invitation_links_take_the_host_of_the_inviting_page(
+    client, workspace, owner, settings, django_capture_on_commit_callbacks
+):
+    """With no SITE_URL (bin/run on PORT=9123), the emailed link points where the app runs."""
+    settings.SITE_URL = ""
+    client.force_login(owner)
+    url = reverse("workspaces:invite", kwargs={"slug": "acme"})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"email": "new@example.com", "role": "member"}, HTTP_HOST="localhost:9123")
+    assert "http://localhost:9123/invitations/" in mail.outbox[-1].body
+
+
+def test_inviting_an_address_twice_lists_one_pending_invitation(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    client.force_login(owner)
+    url = reverse("workspaces:invite", kwargs={"slug": "acme"})
+    for role in ["member", "admin"]:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(url, {"email": "new@example.com", "role": role})
+    assert len(mail.outbox) == 2
+    html = client.get(reverse("workspaces:members", kwargs={"slug": "acme"})).content.decode()
+    assert html.count("<tr><td>new@example.com</td>") == 1
+    assert "<td>Admin</td>" in html
 
 
 def test_unknown_invitation_link_is_404(client, db):
