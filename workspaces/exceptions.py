@@ -3,3 +3,7 @@ from iofold.exceptions import ApplicationError
 
 class WorkspaceError(ApplicationError):
     """A workspace rule was broken (last owner, expired invitation, ...)."""
+
+
+class InvitationForAnotherAddress(WorkspaceError):
+    """The invitation was sent to an address the user has not verified as theirs."""

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from workspaces.exceptions import WorkspaceError
+from accounts.selectors import email_address_status, verified_emails
+from workspaces.exceptions import InvitationForAnotherAddress, WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
 
 INVITATION_LIFETIME = timedelta(days=7)
@@ -87,7 +88,7 @@ def invite_member(
 def find_invitation(*, token: str) -> Invitation:
     """Return the invitation for a link's token, or fail with a message for the user."""
     invitation = (
-        Invitation.objects.select_related("workspace")
+        Invitation.objects.select_related("workspace", "invited_by")
         .filter(token_digest=digest_secret(token))
         .first()
     )
@@ -100,10 +101,19 @@ def find_invitation(*, token: str) -> Invitation:
     return invitation
 
 
-@transaction.atomic
 def accept_invitation(*, token: str, user) -> Membership:
-    """Make ``user`` a member through the invitation, once."""
-    invitation = find_invitation(token=token)
+    """Make ``user`` a member through the invitation, once.
+
+    Only the invited address may accept: ``user`` must have verified it as theirs, so a
+    forwarded or leaked link is no use to anyone else.
+    """
+    return _join(find_invitation(token=token), user)
+
+
+@transaction.atomic
+def _join(invitation: Invitation, user) -> Membership:
+    if email_address_status(user, invitation.email) != "verified":
+        raise InvitationForAnotherAddress(f"This invitation is for {invitation.email}.")
     claimed = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(
         accepted_at=timezone.now(), accepted_by=user
     )
@@ -112,6 +122,10 @@ def accept_invitation(*, token: str, user) -> Membership:
     membership, _ = Membership.objects.get_or_create(
         workspace=invitation.workspace, user=user, defaults={"role": invitation.role}
     )
+    # A member has nothing left to accept here, whichever of their addresses was invited.
+    Invitation.objects.for_workspace(invitation.workspace).filter(
+        accepted_at__isnull=True, email__in=verified_emails(user)
+    ).delete()
     return membership
 
 

@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.selectors import email_address_status
 from workspaces import services
 from workspaces.access import workspace_view
 from workspaces.exceptions import WorkspaceError
@@ -160,16 +161,22 @@ def accept_invitation(request, token: str):
     """Show an invitation and, on POST, join its workspace.
 
     Anyone with the link sees whom it is from, so an invitee without an account yet is
-    offered sign-up and log-in links that bring them back here.
+    offered sign-up and log-in links that bring them back here. Only a user who has
+    verified the invited address may join; anyone else is told whom it is for.
     """
+    template = "workspaces/invitation.html"
     try:
         invitation = services.find_invitation(token=token)
     except WorkspaceError as exc:
-        return render(request, "workspaces/invitation.html", {"error": exc.message}, status=404)
+        return render(request, template, {"error": exc.message}, status=404)
+    ctx = {"invitation": invitation}
     if not request.user.is_authenticated:
         if request.method == "POST":
             return redirect_to_login(request.get_full_path())
-        return render(request, "workspaces/invitation.html", {"invitation": invitation})
+        return render(request, template, ctx)
+    ctx["address"] = email_address_status(request.user, invitation.email)
+    if ctx["address"] != "verified":
+        return render(request, template, ctx, status=403)
     if request.method == "POST":
         try:
             membership = services.accept_invitation(token=token, user=request.user)
@@ -178,7 +185,7 @@ def accept_invitation(request, token: str):
             return redirect("home")
         messages.success(request, f"Welcome to {membership.workspace.name}.")
         return redirect(membership.workspace)
-    return render(request, "workspaces/invitation.html", {"invitation": invitation})
+    return render(request, template, ctx)
 
 
 @workspace_view(manage=True)

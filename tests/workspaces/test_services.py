@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tests.factories import EmailAddressFactory, UserFactory
 from workspaces import services
-from workspaces.exceptions import WorkspaceError
+from workspaces.exceptions import InvitationForAnotherAddress, WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
 
 
@@ -73,7 +73,7 @@ def test_invitation_emails_a_link_and_stores_only_a_digest(invite, workspace):
 
 def test_accepting_an_invitation_joins_with_its_role(invite, workspace):
     invitation, raw = invite(role="viewer")
-    user = UserFactory(email="new@example.com")
+    user = _verified_user()
     membership = services.accept_invitation(token=raw, user=user)
     assert membership.workspace == workspace
     assert membership.role == "viewer"
@@ -84,7 +84,7 @@ def test_accepting_an_invitation_joins_with_its_role(invite, workspace):
 
 def test_an_invitation_works_only_once(invite):
     _, raw = invite()
-    services.accept_invitation(token=raw, user=UserFactory())
+    services.accept_invitation(token=raw, user=_verified_user())
     with pytest.raises(WorkspaceError, match="already been used"):
         services.accept_invitation(token=raw, user=UserFactory())
 
@@ -117,9 +117,22 @@ def test_invitation_role_must_exist(workspace, owner):
 
 def test_accepting_as_an_existing_member_keeps_one_membership(invite, workspace, member):
     _, raw = invite(email="someone@example.com", role="admin")
+    EmailAddressFactory(user=member, email="someone@example.com", primary=False)
     membership = services.accept_invitation(token=raw, user=member)
     assert membership.role == "member"
     assert Membership.objects.filter(workspace=workspace, user=member).count() == 1
+
+
+def test_only_a_user_who_verified_the_invited_address_can_accept(invite, workspace, outsider):
+    invitation, raw = invite()
+    unverified = UserFactory(email="new@example.com")
+    EmailAddressFactory(user=unverified, verified=False)
+    for user in [outsider, unverified]:
+        with pytest.raises(InvitationForAnotherAddress, match="for new@example.com"):
+            services.accept_invitation(token=raw, user=user)
+    assert not Membership.objects.for_workspace(workspace).exclude(role="owner").exists()
+    invitation.refresh_from_db()
+    assert invitation.is_pending
 
 
 def test_inviting_an_address_again_refreshes_its_open_invitation(invite, workspace):
@@ -148,6 +161,15 @@ def test_an_accepted_invitation_does_not_block_a_new_one(invite, workspace, owne
     invitation, _ = invite()
     assert invitation.is_pending
     assert Invitation.objects.for_workspace(workspace).count() == 2
+
+
+def test_joining_clears_open_invitations_to_the_users_other_addresses(invite, workspace):
+    _, raw = invite("new@example.com")
+    invite("new@work.example")
+    user = _verified_user()
+    EmailAddressFactory(user=user, email="new@work.example", primary=False)
+    services.accept_invitation(token=raw, user=user)
+    assert not Invitation.objects.for_workspace(workspace).pending().exists()
 
 
 def test_invitation_link_is_under_site_url_when_set(

@@ -3,7 +3,8 @@
 from django.core import mail
 from django.urls import reverse
 
-from workspaces.models import Membership, Workspace
+from tests.factories import EmailAddressFactory, UserFactory
+from workspaces.models import Invitation, Membership, Workspace
 from workspaces.services import invite_member
 
 
@@ -44,13 +45,50 @@ def test_visitor_cannot_accept_without_logging_in(
 def test_logged_in_user_joins_through_the_link(
     client, workspace, owner, outsider, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    path = _invitation_path(
+        workspace, owner, django_capture_on_commit_callbacks, email="outsider@globex.test"
+    )
+    EmailAddressFactory(user=outsider)
     client.force_login(outsider)
     response = client.post(path)
     assert response.url == reverse("workspaces:home", kwargs={"slug": "acme"})
     assert Membership.objects.get(workspace=workspace, user=outsider).role == "member"
     # The link is spent.
     assert client.get(path).status_code == 404
+
+
+def test_someone_else_is_told_whom_the_invitation_is_for_and_cannot_join(
+    client, workspace, owner, outsider, django_capture_on_commit_callbacks
+):
+    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    EmailAddressFactory(user=outsider)
+    client.force_login(outsider)
+
+    page = client.get(path)
+    assert page.status_code == 403
+    html = page.content.decode()
+    assert "This invitation is for <strong>new@example.com</strong>" in html
+    assert "you are logged in as outsider@globex.test" in html
+    assert "Join Acme</button>" not in html
+
+    assert client.post(path).status_code == 403
+    assert not Membership.objects.filter(workspace=workspace, user=outsider).exists()
+    assert Invitation.objects.for_workspace(workspace).pending().count() == 1
+
+
+def test_the_invited_address_must_be_confirmed_before_joining(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    invitee = UserFactory(email="new@example.com")
+    EmailAddressFactory(user=invitee, verified=False)
+    client.force_login(invitee)
+
+    page = client.get(path)
+    assert page.status_code == 403
+    assert "which you have not confirmed yet" in page.content.decode()
+    assert client.post(path).status_code == 403
+    assert not Membership.objects.filter(workspace=workspace, user=invitee).exists()
 
 
 def test_invitation_links_take_the_host_of_the_inviting_page(
