@@ -1,13 +1,30 @@
 from allauth.account.adapter import DefaultAccountAdapter
+from django.contrib import messages
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    """Give every new user a workspace of their own at sign-up."""
+    """Give every new user a workspace: the ones that invited them, or one of their own."""
 
     def save_user(self, request, user, form, commit=True):
         user = super().save_user(request, user, form, commit=commit)
         if commit:
-            from workspaces.services import create_personal_workspace
+            from workspaces.services import create_personal_workspace, has_open_invitation
 
-            create_personal_workspace(user=user)
+            # An invitee joins the inviting workspace once their address is verified
+            # (confirm_email below), rather than starting in an empty one of their own.
+            if not has_open_invitation(email=user.email):
+                create_personal_workspace(user=user)
         return user
+
+    def confirm_email(self, request, email_address) -> bool:
+        confirmed = super().confirm_email(request, email_address)
+        if confirmed:
+            from workspaces.services import join_invited_workspaces
+
+            joined = join_invited_workspaces(user=email_address.user, email=email_address.email)
+            for membership in joined:
+                messages.success(request, f"Welcome to {membership.workspace.name}.")
+            if joined:
+                # The home page then opens the workspace the invitation was for.
+                request.session["workspace_slug"] = joined[0].workspace.slug
+        return confirmed

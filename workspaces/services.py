@@ -101,6 +101,16 @@ def find_invitation(*, token: str) -> Invitation:
     return invitation
 
 
+def workspace_joined_through(*, token: str, user) -> Workspace | None:
+    """Return the workspace ``user`` joined with this link and still belongs to, if any."""
+    invitation = Invitation.objects.filter(
+        token_digest=digest_secret(token), accepted_by=user.pk
+    ).first()
+    if invitation is None:
+        return None
+    return Workspace.objects.for_user(user).filter(pk=invitation.workspace_id).first()
+
+
 def accept_invitation(*, token: str, user) -> Membership:
     """Make ``user`` a member through the invitation, once.
 
@@ -108,6 +118,29 @@ def accept_invitation(*, token: str, user) -> Membership:
     forwarded or leaked link is no use to anyone else.
     """
     return _join(find_invitation(token=token), user)
+
+
+def has_open_invitation(*, email: str) -> bool:
+    """Return whether some workspace is waiting for ``email`` to join."""
+    return Invitation.objects.pending().filter(email__iexact=email).exists()
+
+
+@transaction.atomic
+def join_invited_workspaces(*, user, email: str) -> list[Membership]:
+    """Settle a new user's workspaces once they have verified ``email``.
+
+    A sign-up with an open invitation gets no workspace of its own (see the account
+    adapter): it joins the workspaces that invited the address. If those invitations were
+    withdrawn or expired meanwhile, it gets its own now, so nobody lands nowhere. Users who
+    already belong somewhere accept invitations through their links.
+    """
+    if Membership.objects.for_user(user).exists():
+        return []
+    invitations = Invitation.objects.pending().filter(email__iexact=email)
+    joined = [_join(invitation, user) for invitation in invitations.select_related("workspace")]
+    if not joined:
+        create_personal_workspace(user=user)
+    return joined
 
 
 @transaction.atomic

@@ -168,6 +168,11 @@ def accept_invitation(request, token: str):
     try:
         invitation = services.find_invitation(token=token)
     except WorkspaceError as exc:
+        if request.user.is_authenticated:
+            # Joined already, e.g. on confirming the address at sign-up: the link leads in.
+            joined = services.workspace_joined_through(token=token, user=request.user)
+            if joined is not None:
+                return redirect(joined)
         return render(request, template, {"error": exc.message}, status=404)
     ctx = {"invitation": invitation}
     if not request.user.is_authenticated:

@@ -78,6 +78,62 @@ def test_confirming_the_email_logs_in(client, db):
     assert client.get("/w/").status_code == 200
 
 
+def _invite(workspace, owner, capture, email="new@example.com"):
+    from workspaces.services import invite_member
+
+    with capture(execute=True):
+        invite_member(
+            workspace=workspace,
+            email=email,
+            role="member",
+            invited_by=owner,
+            base_url="http://testserver",
+        )
+    return _link_path(mail.outbox[-1], "/invitations/")
+
+
+def _link_path(message, marker):
+    link = next(word for word in message.body.split() if marker in word)
+    return link.split("testserver", 1)[1]
+
+
+def test_invitee_who_signs_up_from_the_link_lands_in_the_invited_workspace(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    invitation_path = _invite(workspace, owner, django_capture_on_commit_callbacks)
+    signup = client.get(invitation_path).content.decode()
+    assert f"{reverse('account_signup')}?next={invitation_path}" in signup
+
+    client.post(
+        f"{reverse('account_signup')}?next={invitation_path}",
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    confirm = _link_path(mail.outbox[-1], "/confirm-email/")
+    response = client.post(confirm, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("workspaces:home", kwargs={"slug": "acme"})
+    assert "Welcome to Acme." in response.content.decode()
+    user = User.objects.get(email="new@example.com")
+    # No empty workspace of their own beside it, and nothing left pending.
+    assert [m.workspace.slug for m in Membership.objects.filter(user=user)] == ["acme"]
+    assert not workspace.invitation_set.pending().exists()
+
+
+def test_invitee_who_confirms_in_another_browser_finds_the_workspace_at_log_in(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    _invite(workspace, owner, django_capture_on_commit_callbacks)
+    _sign_up(client, "new@example.com")
+    Client().post(_link_path(mail.outbox[-1], "/confirm-email/"))
+
+    response = client.post(
+        reverse("account_login"), {"login": "new@example.com", "password": PASSWORD}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == reverse("workspaces:home", kwargs={"slug": "acme"})
+
+
 def test_password_reset_emails_a_link(client, db):
     User.objects.create_user("ada@example.com", PASSWORD)
     response = client.post(reverse("account_reset_password"), {"email": "ada@example.com"})

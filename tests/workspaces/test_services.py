@@ -191,6 +191,31 @@ def test_invitation_link_is_under_site_url_when_set(
         assert expected in mail.outbox[-1].body
 
 
+def test_a_new_user_joins_the_workspaces_that_invited_their_verified_address(
+    invite, workspace, other_workspace, outsider
+):
+    invite("new@example.com", "viewer")
+    user = _verified_user()
+    joined = services.join_invited_workspaces(user=user, email="new@example.com")
+    assert [(m.workspace, m.role) for m in joined] == [(workspace, "viewer")]
+    assert list(Workspace.objects.for_user(user)) == [workspace]
+
+
+def test_a_new_user_whose_invitation_was_withdrawn_gets_a_workspace_of_their_own(invite, workspace):
+    invitation, _ = invite("new@example.com")
+    invitation.delete()
+    user = _verified_user()
+    assert services.join_invited_workspaces(user=user, email="new@example.com") == []
+    assert [w.name for w in Workspace.objects.for_user(user)] == ["new's workspace"]
+
+
+def test_an_existing_user_verifying_an_address_joins_nothing_by_itself(invite, outsider):
+    invite("outsider@globex.test")
+    EmailAddressFactory(user=outsider)
+    assert services.join_invited_workspaces(user=outsider, email="outsider@globex.test") == []
+    assert Workspace.objects.for_user(outsider).count() == 1
+
+
 def test_change_role(workspace, owner, member):
     membership = Membership.objects.get(workspace=workspace, user=member)
     services.change_role(membership=membership, role="admin")

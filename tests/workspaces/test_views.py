@@ -53,7 +53,10 @@ def test_logged_in_user_joins_through_the_link(
     response = client.post(path)
     assert response.url == reverse("workspaces:home", kwargs={"slug": "acme"})
     assert Membership.objects.get(workspace=workspace, user=outsider).role == "member"
-    # The link is spent.
+    # The link is spent: it now just leads its user into the workspace...
+    assert client.get(path).url == reverse("workspaces:home", kwargs={"slug": "acme"})
+    # ...and is no use to anyone else.
+    client.force_login(owner)
     assert client.get(path).status_code == 404
 
 
