@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
+from workspaces.services import revoke_member_tokens
 
 
 class MembershipInline(admin.TabularInline):
@@ -36,6 +37,13 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def member_count(self, obj) -> int:
         return obj._members
 
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        # A member removed here loses their tokens, as when removed in the app.
+        for obj in getattr(formset, "deleted_objects", []):
+            if isinstance(obj, Membership):
+                revoke_member_tokens(membership=obj)
+
     @admin.action(description="Delete selected workspaces (in the background)")
     def request_deletion(self, request, queryset):
         from workspaces.services import request_workspace_deletion
@@ -54,6 +62,16 @@ class MembershipAdmin(admin.ModelAdmin):
     list_select_related = ["user", "workspace"]
     raw_id_fields = ["user", "workspace"]
     readonly_fields = ["created_at", "updated_at"]
+
+    def delete_model(self, request, obj):
+        # A member removed here loses their tokens, as when removed in the app.
+        revoke_member_tokens(membership=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset:
+            revoke_member_tokens(membership=membership)
+        super().delete_queryset(request, queryset)
 
 
 @admin.register(Invitation)

@@ -179,10 +179,18 @@ def remove_member(*, membership: Membership) -> None:
     """Remove a member and revoke the tokens they created here."""
     if membership.role == Membership.Role.OWNER:
         _ensure_another_owner(membership)
-    ApiToken.objects.for_workspace(membership.workspace).active().filter(
-        created_by=membership.user
-    ).update(revoked_at=timezone.now())
+    revoke_member_tokens(membership=membership)
     membership.delete()
+
+
+def revoke_member_tokens(*, membership: Membership) -> int:
+    """Revoke the tokens the member created in the workspace; return how many."""
+    return (
+        ApiToken.objects.for_workspace(membership.workspace_id)
+        .active()
+        .filter(created_by=membership.user_id)
+        .update(revoked_at=timezone.now())
+    )
 
 
 def leave_workspace(*, membership: Membership) -> None:

@@ -159,3 +159,73 @@ def test_admin_index_sections_and_models_are_named_once_and_spelled_right(staff_
     models = {model["name"] for app in app_list for model in app["models"]}
     assert "Provider settings" in models
     assert not any(name.endswith("ss") for name in models), models
+
+
+def _token_of(user, workspace):
+    token, _ = issue_token(workspace=workspace, name=f"{user} ci", created_by=user, role="member")
+    return token
+
+
+def test_removing_a_member_in_the_admin_revokes_their_tokens(
+    staff_client, workspace, owner, member
+):
+    from workspaces.models import Membership
+
+    token = _token_of(member, workspace)
+    membership = Membership.objects.get(user=member)
+    staff_client.post(_admin_url(Membership, "delete", membership.pk), {"post": "yes"})
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_bulk_removing_members_in_the_admin_revokes_their_tokens(
+    staff_client, workspace, owner, member, admin_user
+):
+    from workspaces.models import Membership
+
+    tokens = [_token_of(user, workspace) for user in (member, admin_user)]
+    kept = _token_of(owner, workspace)
+    removed = list(Membership.objects.filter(user__in=[member, admin_user]))
+    staff_client.post(
+        _admin_url(Membership, "changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": [m.pk for m in removed],
+            "post": "yes",
+        },
+    )
+    assert list(Membership.objects.for_workspace(workspace)) == [owner.memberships.get()]
+    assert all(ApiToken.objects.get(pk=t.pk).revoked_at is not None for t in tokens)
+    assert ApiToken.objects.get(pk=kept.pk).revoked_at is None
+
+
+def test_removing_a_member_from_the_workspace_page_revokes_their_tokens(
+    staff_client, workspace, owner, member
+):
+    from workspaces.models import Membership, Workspace
+
+    token = _token_of(member, workspace)
+    rows = list(Membership.objects.for_workspace(workspace).order_by("pk"))
+    data = {
+        "name": workspace.name,
+        "slug": workspace.slug,
+        "memberships-TOTAL_FORMS": len(rows),
+        "memberships-INITIAL_FORMS": len(rows),
+        "memberships-MIN_NUM_FORMS": 0,
+        "memberships-MAX_NUM_FORMS": 1000,
+    }
+    for i, row in enumerate(rows):
+        data |= {
+            f"memberships-{i}-id": row.pk,
+            f"memberships-{i}-workspace": workspace.pk,
+            f"memberships-{i}-user": row.user_id,
+            f"memberships-{i}-role": row.role,
+        }
+        if row.user == member:
+            data[f"memberships-{i}-DELETE"] = "on"
+    response = staff_client.post(_admin_url(Workspace, "change", workspace.pk), data)
+    assert response.status_code == 302
+    assert not Membership.objects.filter(user=member).exists()
+    token.refresh_from_db()
+    assert token.revoked_at is not None
