@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _string
 import ast
+import unicodedata
 from dataclasses import dataclass
 
 # The standard-library modules eval code may import (DESIGN.md), in the order documented.
@@ -45,7 +47,9 @@ ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 
 # Allowed modules re-export other modules as public attributes (typing.sys, datetime.sys,
 # json.codecs, re.enum, typing.operator ...); these names lead out of the allow-list.
-# A few more name the introspection or evaluation tools that turn a string into code.
+# A few more name the introspection or evaluation tools that turn a string into code:
+# typing.get_type_hints and ForwardRef evaluate strings, and functools.singledispatch
+# (and singledispatchmethod) call get_type_hints on the functions they register.
 FORBIDDEN_ATTRIBUTES = frozenset(
     {
         "sys",
@@ -79,8 +83,13 @@ FORBIDDEN_ATTRIBUTES = frozenset(
         "get_type_hints",
         "ForwardRef",
         "Formatter",
+        "singledispatch",
+        "singledispatchmethod",
     }
 )
+
+# str.format and format_map follow "." and "[...]" in their fields: "{0.__class__}".
+FORMAT_METHODS = frozenset({"format", "format_map"})
 
 # Frame, code, generator and traceback internals reach globals and builtins.
 FORBIDDEN_ATTRIBUTE_PREFIXES = ("_", "f_", "gi_", "cr_", "ag_", "tb_", "co_", "func_")
@@ -115,6 +124,23 @@ def validate(code: str) -> list[Problem]:
 
 def _forbidden_attribute(name: str) -> bool:
     return name in FORBIDDEN_ATTRIBUTES or name.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES)
+
+
+def _format_reads_attributes(template: str) -> bool:
+    """Return True when a format string has a field like "{0.x}" or "{0[x]}" (or is broken)."""
+    try:
+        for _literal, field, spec, _conversion in _string.formatter_parser(template):
+            if field and ("." in field or "[" in field):
+                return True
+            if spec and "{" in spec and _format_reads_attributes(spec):
+                return True
+    except ValueError:
+        return True
+    return False
+
+
+def _is_string(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 
 def _check_entry_point(tree: ast.Module) -> list[Problem]:
@@ -201,6 +227,42 @@ class _Checker(ast.NodeVisitor):
             self._add(node, f"access to dunder attribute '{node.attr}' is not allowed")
         elif _forbidden_attribute(node.attr):
             self._add(node, f"access to attribute '{node.attr}' is not allowed")
+        elif node.attr in FORMAT_METHODS:
+            if not _is_string(node.value):
+                self._add(
+                    node,
+                    f"'.{node.attr}()' is only allowed on a string literal; use an f-string",
+                )
+            elif _format_reads_attributes(node.value.value):
+                self._add(
+                    node,
+                    "format fields may not read attributes or items ('{0.x}', '{0[x]}'); "
+                    "use an f-string",
+                )
+        self.generic_visit(node)
+
+    def _check_annotation(self, annotation: ast.AST | None) -> None:
+        # typing.get_type_hints (and what calls it: singledispatch, NamedTuple tools ...)
+        # evaluates string annotations as code, out of this validator's sight.
+        if annotation is None:
+            return
+        for node in ast.walk(annotation):
+            if _is_string(node):
+                self._add(node, "string annotations are not allowed; write the type itself")
+                return
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._check_annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._check_annotation(node.returns)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._check_annotation(node.annotation)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -210,8 +272,12 @@ class _Checker(ast.NodeVisitor):
             name = node.args[1] if len(node.args) >= 2 else None
             if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
                 self._add(node, f"{func.id}() needs a literal attribute name, not a computed one")
-            elif name.value.startswith("__") or _forbidden_attribute(name.value):
-                self._add(node, f"{func.id}() of attribute '{name.value}' is not allowed")
+            else:
+                # Identifiers in code are NFKC-normalised by the parser; a string is not,
+                # so normalise it the same way before judging it.
+                attr = unicodedata.normalize("NFKC", name.value)
+                if attr.startswith("_") or _forbidden_attribute(attr) or attr in FORMAT_METHODS:
+                    self._add(node, f"{func.id}() of attribute '{name.value}' is not allowed")
         self.generic_visit(node)
 
     def visit_MatchClass(self, node: ast.MatchClass) -> None:

@@ -121,3 +121,56 @@ def test_problems_are_sorted_and_printable():
     problems = validate("import os\nimport sys\ndef eval_fn(t):\n    return eval('1'), ''\n")
     assert [p.line for p in problems] == sorted(p.line for p in problems)
     assert str(problems[0]).startswith("line 1, column 0:")
+
+
+def test_string_annotations_are_rejected_and_plain_ones_are_not():
+    base = "import typing\n{}\ndef eval_fn(trace: dict) -> tuple[bool, str]:\n    return True, ''\n"
+    assert validate(base.format("def f(x: typing.Optional[int]) -> list[str]:\n    pass")) == []
+    for snippet in [
+        "def f(x: 'int'):\n    pass",
+        "def f(x) -> 'int':\n    pass",
+        "def f(x: typing.List['int']):\n    pass",
+        "y: 'int' = 1",
+        "class C:\n    y: 'C'",
+        "f = lambda: 0\ndef g(*args: 'int', **kw: 'str'):\n    pass",
+    ]:
+        assert any("string annotations" in m for m in messages(base.format(snippet))), snippet
+
+
+def test_apis_that_evaluate_strings_are_rejected():
+    base = "import functools\nimport typing\n{}\ndef eval_fn(trace):\n    return True, ''\n"
+    for snippet in [
+        "functools.singledispatch",
+        "functools.singledispatchmethod",
+        "from functools import singledispatch",
+        "from functools import singledispatchmethod as s",
+        "typing.get_type_hints",
+        "typing.ForwardRef('x')",
+        "from string import Formatter",
+    ]:
+        assert messages(base.format(snippet)), snippet
+
+
+def test_format_strings_may_not_read_attributes_or_items():
+    base = "def eval_fn(trace):\n    x = {}\n    return True, x\n"
+    assert validate(base.format("'{} of {:>5}'.format(1, 2)")) == []
+    assert validate(base.format("'{a}!'.format_map({'a': 1})")) == []
+    for snippet in [
+        "'{0.__class__}'.format(trace)",
+        "'{0[secret]}'.format(trace)",
+        "'{0:{1.real}}'.format(1, 2)",
+        "'{a.b}'.format_map({'a': 1})",
+        "trace['t'].format(trace)",
+        "str.format(trace['t'], 1)",
+        "'{'.format",
+        "getattr('{0.x}', 'format')",
+    ]:
+        assert messages(base.format(snippet)), snippet
+
+
+def test_identifiers_and_names_that_normalise_to_dunders_are_rejected():
+    # The parser folds identifiers to NFKC; literal names are folded the same way.
+    base = "def eval_fn(trace):\n    x = {}\n    return True, ''\n"
+    assert any("__class__" in m for m in messages(base.format("().__\uff43lass__")))
+    assert messages(base.format("getattr((), '__\uff43lass__')"))
+    assert messages(base.format("__\U0001d422mport__('os')"))
