@@ -2,19 +2,22 @@
 
 Standard library only; it runs under the system interpreter with `-I -S -B`. Protocol:
 stdin carries one JSON header line ({"code", "timeout", "output_chars", "message_chars",
-"flush_bytes", "start", "flush_each"}) and then one frame per trace: a kind byte, the
-payload's length (4 bytes, big-endian) and the payload, either the trace in marshal format
-("M", what the runner sends for Python dicts: several times cheaper to make and read than
-JSON) or JSON text ("J", for traces the caller holds as JSON, or values marshal cannot
-carry). The runner is trusted; only the results travel the other way, as JSON.
+"flush_bytes", "start", "flush_each", "modules", "forbidden_attributes",
+"forbidden_prefixes", "restricted"}) and then one frame per trace: a kind byte, the
+trace's nonce (8 random bytes), the payload's length (4 bytes, big-endian) and the
+payload, either the trace in marshal format ("M", what the runner sends for Python dicts:
+several times cheaper to make and read than JSON) or JSON text ("J", for traces the caller
+holds as JSON, or values marshal cannot carry). The runner is trusted; only the results
+travel the other way, as JSON.
 
 stdout carries {"ready": true} once the interpreter is up, then blocks of results, one
 JSON line each: {"i": index of the first, "r": [[passed, reason, error, duration_ms,
-output], ...]}. A block goes out every `flush_bytes`, or after any trace that ends more
-than 50 ms after the last write, so the runner is not woken once per trace. A jail that
-dies loses the unwritten block, so the runner cannot tell which trace killed it; it then
-runs the rest of the batch again with "flush_each", which writes every result as it is
-made.
+output, nonce], ...]}. The nonce (hex) binds each result to the trace it answers: eval
+code never sees it, so it cannot make the runner accept a result for another trace. A
+block goes out every `flush_bytes`, or after any trace that ends more than 50 ms after the
+last write, so the runner is not woken once per trace. A jail that dies loses the
+unwritten block, so the runner cannot tell which trace killed it; it then runs the rest of
+the batch again with "flush_each", which writes every result as it is made.
 
 The per-trace timeout is a periodic timer set once per batch: each tick checks how long
 the current trace has run, which costs nothing per trace (two setitimer calls per trace
@@ -24,9 +27,18 @@ Start-up matters (one interpreter per jail), so this imports only built-in modul
 C halves of signal and json (`_signal`, `_json`): `import signal` pulls in enum, functools
 and collections, `import json` pulls in `re`, and together they cost more than starting
 the interpreter. An eval that imports json or re pays for them itself.
+
+Eval code runs with restricted builtins (no open, exec, eval, compile, globals, vars ...;
+an import that admits only the allow-listed modules; getattr and friends refuse "_" names)
+after a check of its syntax tree that repeats the validator's core rules in the jail (no
+dunder names, no "_" or frame attributes, no string annotations, no format strings that
+read attributes), so neither depends on the runner having validated the code. Both are
+skipped only when the header says "restricted": false (tests that prove the jail alone).
 """
 
 import _signal
+import _string
+import builtins
 import marshal
 import os
 import sys
@@ -51,6 +63,29 @@ setitimer = _signal.setitimer
 ITIMER_REAL = _signal.ITIMER_REAL
 os_write = os.write
 str_copy = str.__str__
+ModuleType = type(sys)
+# PyCF_ONLY_AST: compile() returns the syntax tree without importing the ast module.
+ONLY_AST = 0x400
+# Input is read in blocks this size; the reader is a local of main(), not sys.stdin.
+READ_BUFFER = 1 << 20
+
+# The builtins eval code may use. Left out: __import__ (replaced by guarded_import),
+# open, exec, eval, compile, globals, locals, vars, breakpoint, input, help, exit,
+# quit, memoryview, copyright, credits, license; getattr, hasattr, setattr and delattr
+# are replaced by versions that refuse "_" names. Every exception class is added too.
+SAFE_BUILTINS = (
+    "abs", "aiter", "all", "anext", "any", "ascii", "bin", "bool", "bytearray", "bytes",
+    "callable", "chr", "classmethod", "complex", "dict", "dir", "divmod", "enumerate",
+    "filter", "float", "format", "frozenset", "hash", "hex", "id", "int", "isinstance",
+    "issubclass", "iter", "len", "list", "map", "max", "min", "next", "object", "oct",
+    "ord", "pow", "print", "property", "range", "repr", "reversed", "round", "set",
+    "slice", "sorted", "staticmethod", "str", "sum", "super", "tuple", "type", "zip",
+    "None", "True", "False", "Ellipsis", "NotImplemented",
+    # what a class statement calls
+    "__build_class__",
+)  # fmt: skip
+# str.format and format_map read attributes named inside the string ("{0.__class__}").
+FORMAT_METHODS = ("format", "format_map")
 
 
 class _ScanContext:
@@ -133,6 +168,159 @@ class CappedOutput:
         return text
 
 
+class Rules:
+    """What eval code may use: the allow-listed modules and the attributes it may not read."""
+
+    def __init__(self, modules, forbidden_attributes, forbidden_prefixes):
+        self.modules = frozenset(modules)
+        self.forbidden = frozenset(forbidden_attributes)
+        self.prefixes = ("_", *forbidden_prefixes)
+
+    def bad_attribute(self, name):
+        return name in self.forbidden or name.startswith(self.prefixes)
+
+
+def make_builtins(rules):
+    """Return the builtins namespace eval code runs with."""
+    real_import = builtins.__import__
+    available = vars(builtins)
+    namespace = {name: available[name] for name in SAFE_BUILTINS if name in available}
+    for name, value in available.items():
+        if isinstance(value, type) and issubclass(value, BaseException):
+            namespace[name] = value
+
+    def attribute_name(name):
+        if not isinstance(name, str):
+            raise TypeError(f"attribute name must be a string, not {type(name).__name__}")
+        # A plain copy: a str subclass could answer startswith() as it likes.
+        name = str_copy(name)
+        if rules.bad_attribute(name) or name in FORMAT_METHODS:
+            raise AttributeError(f"access to attribute '{name}' is not allowed in eval code")
+        return name
+
+    def guarded_getattr(obj, name, *default):
+        return getattr(obj, attribute_name(name), *default)
+
+    def guarded_hasattr(obj, name):
+        return hasattr(obj, attribute_name(name))
+
+    def guarded_setattr(obj, name, value):
+        setattr(obj, attribute_name(name), value)
+
+    def guarded_delattr(obj, name):
+        delattr(obj, attribute_name(name))
+
+    def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if not isinstance(name, str) or level:
+            raise ImportError("relative imports are not allowed in eval code")
+        name = str_copy(name)
+        parts = name.split(".")
+        if parts[0] not in rules.modules or any(p.startswith("_") for p in parts):
+            raise ImportError(f"import of '{name}' is not allowed in eval code")
+        fromlist = tuple(fromlist or ())
+        for item in fromlist:
+            if item == "*":
+                raise ImportError("'from ... import *' is not allowed in eval code")
+            attribute_name(item)
+        module = real_import(name, None, None, fromlist, 0)
+        for item in fromlist:
+            # typing.sys, json.codecs ...: a module outside the allow-list is still refused.
+            value = getattr(module, item, None)
+            if type(value) is ModuleType and value.__name__.split(".")[0] not in rules.modules:
+                raise ImportError(f"import of '{value.__name__}' is not allowed in eval code")
+        return module
+
+    namespace["getattr"] = guarded_getattr
+    namespace["hasattr"] = guarded_hasattr
+    namespace["setattr"] = guarded_setattr
+    namespace["delattr"] = guarded_delattr
+    namespace["__import__"] = guarded_import
+    return namespace
+
+
+def unsafe_format(template):
+    """Return True when a format string reads an attribute or an item ("{0.x}", "{0[x]}")."""
+    try:
+        for _literal, field, spec, _conversion in _string.formatter_parser(template):
+            if field and ("." in field or "[" in field):
+                return True
+            if spec and "{" in spec and unsafe_format(spec):
+                return True
+    except ValueError:
+        return True
+    return False
+
+
+def _has_string(node):
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if type(node).__name__ == "Constant" and isinstance(node.value, str):
+            return True
+        stack.extend(_children(node))
+    return False
+
+
+def _children(node):
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if type(value) is list:
+            for item in value:
+                if hasattr(item, "_fields"):
+                    yield item
+        elif hasattr(value, "_fields"):
+            yield value
+
+
+def check_tree(tree, rules):
+    """Return why the eval's syntax tree may not run here, or None.
+
+    The core of sandbox/validate.py, repeated in the jail so that it holds however the
+    runner was called; the validator gives the user the full, line-numbered list.
+    """
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        kind = type(node).__name__
+        line = getattr(node, "lineno", 1)
+        problem = None
+        if kind == "Attribute":
+            if rules.bad_attribute(node.attr):
+                problem = f"attribute '{node.attr}'"
+            elif node.attr in FORMAT_METHODS:
+                value = node.value
+                literal = type(value).__name__ == "Constant" and isinstance(value.value, str)
+                if not literal or unsafe_format(value.value):
+                    problem = f"'.{node.attr}' on anything but a plain string literal"
+        elif kind == "Name" and node.id.startswith("__"):
+            problem = f"the name '{node.id}'"
+        elif kind in ("Global", "Nonlocal"):
+            problem = next((f"the name '{n}'" for n in node.names if n.startswith("__")), None)
+        elif kind == "ImportFrom":
+            names = [a.name for a in node.names]
+            if node.level or "*" in names:
+                problem = "a relative or '*' import"
+            else:
+                problem = next((f"importing '{n}'" for n in names if rules.bad_attribute(n)), None)
+        elif kind == "MatchClass":
+            problem = next(
+                (f"matching on '{a}'" for a in node.kwd_attrs if rules.bad_attribute(a)), None
+            )
+        elif kind == "arg" or kind == "AnnAssign":
+            if node.annotation is not None and _has_string(node.annotation):
+                problem = "a string annotation"
+        elif (
+            kind in ("FunctionDef", "AsyncFunctionDef")
+            and node.returns is not None
+            and _has_string(node.returns)
+        ):
+            problem = "a string annotation"
+        if problem is not None:
+            return f"the eval code uses {problem} (line {line}), which is not allowed"
+        stack.extend(_children(node))
+    return None
+
+
 def clip(text, limit):
     if text is None or len(text) <= limit:
         return text
@@ -194,12 +382,12 @@ def check_verdict(value):
     return passed, str_copy(reason), None
 
 
-def result_row(passed, reason, error, duration_ms, output):
+def result_row(nonce, passed, reason, error, duration_ms, output):
     """Return one result as a JSON array (ASCII), without the cost of json.dumps."""
     verdict = "null" if passed is None else ("true" if passed else "false")
     return (
         f"[{verdict},{quote(reason)},{'null' if error is None else quote(error)},"
-        f"{duration_ms:.4f},{quote(output)}]"
+        f'{duration_ms:.4f},{quote(output)},"{nonce}"]'
     )
 
 
@@ -209,15 +397,14 @@ def block_line(index, rows, fatal=False):
     return f'{{"i":{index},"r":[{",".join(rows)}]{tail}\n'
 
 
-def frames(stdin):
-    """Yield (kind, payload) for each trace frame until the input ends."""
-    read = stdin.read
+def frames(read):
+    """Yield (kind, nonce, payload) for each trace frame until the input ends."""
     while True:
-        head = read(5)
-        if len(head) < 5:
+        head = read(13)
+        if len(head) < 13:
             return
-        size = int.from_bytes(head[1:], "big")
-        yield head[0], read(size)
+        size = int.from_bytes(head[9:], "big")
+        yield head[0], head[1:9].hex(), read(size)
 
 
 def decode(kind, payload):
@@ -236,15 +423,17 @@ def write_all(fd, data):
 
 def main():
     out_fd = os.dup(1)
-    # The eval must not be able to write into the result stream or the runner's stderr.
+    # The traces still to come are read through a reader only this function holds, not
+    # sys.stdin, which reads /dev/null like fds 1 and 2 (the eval must not be able to
+    # write into the result stream or the runner's stderr either).
+    infile = open(os.dup(0), "rb", buffering=READ_BUFFER)  # noqa: SIM115
     devnull = os.open("/dev/null", os.O_RDWR)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
     os.close(devnull)
     os_write(out_fd, b'{"ready": true}\n')
 
-    stdin = sys.stdin.buffer
-    header = loads(stdin.readline().decode())
+    header = loads(infile.readline().decode())
     code_text = header["code"]
     timeout = float(header["timeout"])
     output_chars = int(header["output_chars"])
@@ -252,18 +441,30 @@ def main():
     flush_bytes = int(header.get("flush_bytes", 32768))
     index = int(header.get("start", 0))
     flush_each = bool(header.get("flush_each", False))
+    restricted = bool(header.get("restricted", True))
+    rules = Rules(
+        header.get("modules", ()),
+        header.get("forbidden_attributes", ()),
+        tuple(header.get("forbidden_prefixes", ())),
+    )
     source_lines = code_text.splitlines()
 
     load_error = None
     try:
-        code = compile(code_text, EVAL_FILENAME, "exec")
+        tree = compile(code_text, EVAL_FILENAME, "exec", ONLY_AST)
+        load_error = check_tree(tree, rules) if restricted else None
+        code = compile(tree, EVAL_FILENAME, "exec") if load_error is None else None
     except SyntaxError as exc:
         code = None
         load_error = f"the eval code does not compile: {exc.msg} (line {exc.lineno})"
+    except (ValueError, MemoryError, RecursionError) as exc:
+        code = None
+        load_error = f"the eval code cannot be parsed: {type(exc).__name__}"
+    eval_builtins = make_builtins(rules) if restricted else builtins.__dict__
 
     pending = []
     # "started" is set only while eval code runs: a tick elsewhere does nothing.
-    state = {"started": None, "fired": None, "first": index}
+    state = {"started": None, "fired": None, "first": index, "nonce": ""}
 
     def flush():
         if pending:
@@ -288,6 +489,7 @@ def main():
         # first, so none is run twice, then this one, marked fatal, and the jail ends.
         flush()
         row = result_row(
+            state["nonce"],
             None,
             "",
             f"timed out after {timeout:g} s (and the eval kept running after the timeout)",
@@ -305,7 +507,8 @@ def main():
     buffered = 0
     last_flush = perf_counter()
 
-    for kind, payload in frames(stdin):
+    for kind, nonce, payload in frames(infile.read):
+        state["nonce"] = nonce
         captured.reset()
         passed, reason, error = None, "", load_error
         started = perf_counter()
@@ -324,7 +527,7 @@ def main():
                     state["started"] = started = perf_counter()
                     # A fresh namespace per trace: nothing one trace leaves in the eval's
                     # globals can change the verdict on the next.
-                    namespace = {"__name__": "eval_module"}
+                    namespace = {"__name__": "eval_module", "__builtins__": eval_builtins}
                     exec(code_now, namespace)  # noqa: S102 - this is the sandbox
                     fn = namespace.get("eval_fn")
                     if not callable(fn):
@@ -355,6 +558,7 @@ def main():
         now = perf_counter()
         try:
             row = result_row(
+                nonce,
                 passed,
                 clip(reason, message_chars),
                 clip(error, message_chars),
@@ -363,6 +567,7 @@ def main():
             )
         except Exception as exc:
             row = result_row(
+                nonce,
                 None,
                 "",
                 f"the result could not be encoded: {type(exc).__name__}",

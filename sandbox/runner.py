@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from sandbox import jail
 from sandbox.config import Limits, Settings, get_settings
 from sandbox.errors import BackendRefused, SandboxUnavailable
-from sandbox.validate import validate
+from sandbox.validate import (
+    ALLOWED_IMPORTS,
+    FORBIDDEN_ATTRIBUTE_PREFIXES,
+    FORBIDDEN_ATTRIBUTES,
+    validate,
+)
 
 LOCAL_WARNING = (
     "insecure local backend: this eval ran in a plain subprocess without isolation; "
@@ -43,6 +48,8 @@ FLUSH_BYTES = 32768
 # Frame kinds the harness reads: a trace in marshal format, or JSON text.
 MARSHAL_FRAME = b"M"
 JSON_FRAME = b"J"
+# Random bytes per trace, sent in its frame and echoed with its result (see harness.py).
+NONCE_BYTES = 8
 # A jail costs tens of milliseconds to start, about what the harness spends on a few
 # hundred traces; smaller batches are not worth a second jail.
 MIN_TRACES_PER_JAIL = 500
@@ -103,14 +110,14 @@ def run(
     may not run code; never raise because of what the eval does.
     """
 
-    def encode(i: int, use_marshal: bool) -> bytes:
+    def encode(i: int, use_marshal: bool) -> tuple[bytes, bytes]:
         trace = traces[i]
         if use_marshal:
             try:
-                return _frame(MARSHAL_FRAME, marshal.dumps(trace, marshal.version))
+                return MARSHAL_FRAME, marshal.dumps(trace, marshal.version)
             except ValueError:
                 pass  # a value marshal cannot carry (a datetime, a UUID, a subclass)
-        return _frame(JSON_FRAME, _ENCODER.encode(trace).encode())
+        return JSON_FRAME, _ENCODER.encode(trace).encode()
 
     return _run(code, len(traces), encode, limits, validate_code)
 
@@ -129,18 +136,29 @@ def run_json(
     not valid JSON gets a per-trace error; the eval sees what json.loads would return.
     """
 
-    def encode(i: int, use_marshal: bool) -> bytes:
+    def encode(i: int, use_marshal: bool) -> tuple[bytes, bytes]:
         text = traces_json[i]
         if isinstance(text, str):
             text = text.encode("utf-8", "surrogatepass")
-        return _frame(JSON_FRAME, text)
+        return JSON_FRAME, text
 
     return _run(code, len(traces_json), encode, limits, validate_code)
 
 
-def _frame(kind: bytes, payload: bytes) -> bytes:
-    """Return one trace as the harness reads it: kind, 4-byte length, payload."""
-    return kind + len(payload).to_bytes(4, "big") + payload
+def run_jail_only(code: str, traces: list[dict], limits: Limits | None = None) -> list[Result]:
+    """Run `code` with neither validation nor the harness's restricted builtins: tests only.
+
+    What is left is the jail and the runner's checks; the escape suite uses this to show
+    that they hold on their own. Never call it on code a user wrote.
+    """
+    return _run(
+        code,
+        len(traces),
+        lambda i, _marshal: (JSON_FRAME, _ENCODER.encode(traces[i]).encode()),
+        limits,
+        validate_code=False,
+        restricted=False,
+    )
 
 
 class _RestartBudget:
@@ -164,26 +182,43 @@ class _Frames:
     starting and working instead of coming before them. Each index belongs to one chunk,
     so one thread, and needs no lock. Marshal is used only when the jail's interpreter
     reads the same marshal format as this one.
+
+    A frame is the kind byte, the trace's nonce, the payload's length (4 bytes) and the
+    payload. The nonces are random per run; a rerun of a trace reuses its nonce.
     """
 
-    def __init__(self, count: int, encode: Callable[[int, bool], bytes], use_marshal: bool) -> None:
+    def __init__(
+        self,
+        count: int,
+        encode: Callable[[int, bool], tuple[bytes, bytes]],
+        use_marshal: bool,
+    ) -> None:
         self.cache: list[bytes | None] = [None] * count
         self.encode = encode
         self.use_marshal = use_marshal
+        self.nonces = os.urandom(NONCE_BYTES * count)
+
+    def nonce(self, i: int) -> str:
+        return self.nonces[NONCE_BYTES * i : NONCE_BYTES * (i + 1)].hex()
 
     def get(self, i: int) -> bytes:
         frame = self.cache[i]
         if frame is None:
-            frame = self.cache[i] = self.encode(i, self.use_marshal)
+            kind, payload = self.encode(i, self.use_marshal)
+            nonce = self.nonces[NONCE_BYTES * i : NONCE_BYTES * (i + 1)]
+            frame = self.cache[i] = b"".join(
+                (kind, nonce, len(payload).to_bytes(4, "big"), payload)
+            )
         return frame
 
 
 def _run(
     code: str,
     count: int,
-    encode: Callable[[int, bool], bytes],
+    encode: Callable[[int, bool], tuple[bytes, bytes]],
     limits: Limits | None,
     validate_code: bool,
+    restricted: bool = True,
 ) -> list[Result]:
     settings = get_settings()
     limits = limits or settings.limits
@@ -205,7 +240,7 @@ def _run(
     chunks, workers = _chunks(count, limits)
 
     def run_chunk(chunk: range) -> None:
-        _run_chunk(backend, code, frames, list(chunk), limits, results, warning, budget)
+        _run_chunk(backend, code, frames, list(chunk), limits, results, warning, budget, restricted)
 
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
@@ -241,10 +276,11 @@ def _run_chunk(
     results: list[Result | None],
     warning: str | None,
     budget: _RestartBudget,
+    restricted: bool,
 ) -> None:
     flush_each = False
     while pending:
-        batch = _run_batch(backend, code, frames, pending, limits, flush_each)
+        batch = _run_batch(backend, code, frames, pending, limits, flush_each, restricted)
         for i, row in zip(pending, batch.results, strict=False):
             results[i] = Result(*row, warning)
         done = len(batch.results)
@@ -328,6 +364,7 @@ def _run_batch(
     indices: list[int],
     limits: Limits,
     flush_each: bool,
+    restricted: bool,
 ) -> _Batch:
     header = json.dumps(
         {
@@ -338,6 +375,10 @@ def _run_batch(
             "flush_bytes": FLUSH_BYTES,
             "start": 0,
             "flush_each": flush_each,
+            "modules": ALLOWED_IMPORTS,
+            "forbidden_attributes": sorted(FORBIDDEN_ATTRIBUTES),
+            "forbidden_prefixes": FORBIDDEN_ATTRIBUTE_PREFIXES,
+            "restricted": restricted,
         }
     ).encode()
 
@@ -363,7 +404,8 @@ def _run_batch(
             raise SandboxUnavailable(
                 f"the sandbox could not be started: {exc}", permanent=True
             ) from None
-        return _drive(proc, payload(), len(indices), limits, backend.name)
+        nonces = [frames.nonce(i) for i in indices]
+        return _drive(proc, payload(), nonces, limits, backend.name)
 
 
 def _feed(proc: subprocess.Popen, payload: Iterable[bytes], failure: list) -> None:
@@ -386,8 +428,9 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _drive(
-    proc: subprocess.Popen, payload: Iterable[bytes], expected: int, limits: Limits, name: str
+    proc: subprocess.Popen, payload: Iterable[bytes], nonces: list[str], limits: Limits, name: str
 ) -> _Batch:
+    expected = len(nonces)
     for stream in (proc.stdin, proc.stdout):
         # Bigger pipes mean fewer context switches while megabytes of traces go through.
         with contextlib.suppress(OSError):
@@ -445,7 +488,7 @@ def _drive(
                     del buffer[: end + 1]
                 for line in block.split(b"\n") if block is not None else ():
                     too_long = len(line) > max_line or fatal
-                    rows = None if too_long else _parse(scan, line, len(results), expected, ready)
+                    rows = None if too_long else _parse(scan, line, len(results), nonces, ready)
                     if rows is None:
                         stop_reason = (
                             "the eval wrote into the sandbox's result stream and was stopped"
@@ -496,14 +539,16 @@ def _drive(
 
 
 def _parse(
-    scan: Callable, line: bytes, index: int, expected: int, ready: bool
+    scan: Callable, line: bytes, index: int, nonces: list[str], ready: bool
 ) -> list[tuple] | None:
     """Return the results in one line from the harness, or None if it is not one of its.
 
     Before "ready" only that line is accepted (and gives no results); after it, a block
-    {"i": index of its first result, "r": [[passed, reason, error, duration_ms, output],
-    ...]} whose index follows on from the results so far.
+    {"i": index of its first result, "r": [[passed, reason, error, duration_ms, output,
+    nonce], ...]} whose index follows on from the results so far, and whose every row
+    carries the nonce sent with the trace it answers.
     """
+    expected = len(nonces)
     try:
         text = line.decode()
         # The C scanner on its own: json.loads would also sniff the encoding and match
@@ -521,10 +566,10 @@ def _parse(
     if index + len(rows) > expected:
         return None
     results = []
-    for row in rows:
-        if type(row) is not list or len(row) != 5:
+    for position, row in enumerate(rows, start=index):
+        if type(row) is not list or len(row) != 6 or row[5] != nonces[position]:
             return None
-        passed, reason, error, duration_ms, output = row
+        passed, reason, error, duration_ms, output, _nonce = row
         if not (passed is True or passed is False or passed is None):
             return None
         if type(reason) is not str or type(output) is not str:

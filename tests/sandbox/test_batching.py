@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from sandbox import Limits, run, run_json
-from sandbox.runner import MIN_TRACES_PER_JAIL, _chunks
+from sandbox.runner import MIN_TRACES_PER_JAIL, _chunks, run_jail_only
 
 PARITY = "def eval_fn(trace):\n    return trace['n'] % 2 == 0, str(trace['n'])\n"
 
@@ -37,7 +37,7 @@ def eval_fn(trace):
         os._exit(0)
     return True, str(trace["n"])
 """
-    results = run(code, [{"n": n} for n in range(60)], validate_code=False)
+    results = run_jail_only(code, [{"n": n} for n in range(60)])
     assert [r.reason for r in results[:37]] == [str(n) for n in range(37)]
     assert results[37].passed is None and "exit code 0" in results[37].error
     assert [r.reason for r in results[38:]] == [str(n) for n in range(38, 60)]
@@ -48,7 +48,7 @@ def test_slow_traces_are_reported_in_time_for_the_watchdog():
     # buffered results must still reach the runner before its watchdog gives up.
     code = "import time\n\ndef eval_fn(trace):\n    time.sleep(0.45)\n    return True, 'slept'\n"
     limits = Limits(trace_timeout_s=0.5, batch_timeout_s=30)
-    results = run(code, [{}] * 7, limits, validate_code=False)
+    results = run_jail_only(code, [{}] * 7, limits)
     assert [(r.passed, r.error) for r in results] == [(True, None)] * 7
 
 

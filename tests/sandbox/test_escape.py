@@ -1,8 +1,13 @@
 """Escape attempts: each is contained, gives a per-trace error or a harmless result, and
 the next eval still runs.
 
-Attempts that static validation would stop run twice: with validation off, to prove the
-jail holds on its own, and with it on, to prove validation rejects them first.
+Attempts on the host (files, network, processes) run with the jail alone (no validation,
+no restricted builtins) to prove it holds on its own, and with validation on, to prove
+validation rejects them first. Attempts on the harness (running arbitrary Python, reading
+the traces still waiting in the batch, writing another trace's result) run with
+validation off, where the harness's restricted builtins and in-jail checks must stop
+them, and on, where the validator must; the result binding is also tried with the jail
+alone.
 """
 
 import os
@@ -12,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import Limits, run
+from sandbox.runner import run_jail_only
 
 PROJECT_SETTINGS = Path(__file__).resolve().parents[2] / "iofold" / "settings.py"
 SECRET = "s3cr3t-decoy-7f1c"
@@ -58,8 +64,8 @@ def markers(tmp_path):
 
 
 def run_both_ways(code, traces, *, limits=None, rejected):
-    """Run with validation off and return the results; check validation's verdict too."""
-    jailed = run(code, traces, limits, validate_code=False)
+    """Run with the jail alone and return the results; check validation's verdict too."""
+    jailed = run_jail_only(code, traces, limits)
     checked = run(code, traces, limits)
     if rejected:
         assert all(r.passed is None and "rejected before running" in r.error for r in checked)
@@ -372,6 +378,6 @@ def eval_fn(trace):
 def test_files_do_not_carry_over_from_one_run_to_the_next():
     writer = attempt("open('/tmp/leak', 'w').write(trace['secret'])\nresult = 'written'")
     reader = attempt("result = open('/tmp/leak').read()")
-    assert run(writer, [{"secret": SECRET}], validate_code=False)[0].passed is True
-    leaked = run(reader, [{}], validate_code=False)[0]
+    assert run_jail_only(writer, [{"secret": SECRET}])[0].passed is True
+    leaked = run_jail_only(reader, [{}])[0]
     assert leaked.passed is False and "FileNotFoundError" in leaked.reason
