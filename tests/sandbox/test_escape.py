@@ -381,3 +381,302 @@ def test_files_do_not_carry_over_from_one_run_to_the_next():
     assert run_jail_only(writer, [{"secret": SECRET}])[0].passed is True
     leaked = run_jail_only(reader, [{}])[0]
     assert leaked.passed is False and "FileNotFoundError" in leaked.reason
+
+
+# The attempts below go for the harness rather than the host: run arbitrary Python inside
+# the jail, read the traces still waiting in the batch (the second trace carries the
+# secret; the eval runs on the first one first), or write another trace's result.
+PENDING = [{"id": "first"}, {"id": "second", "note": SECRET}]
+# What a successful attempt did before the fix: read the batch's pending input.
+PEEK = "sys.stdin.buffer.peek(1 << 20)"
+# A route from any object to the os module's globals (and so to sys).
+OS_GLOBALS = (
+    "[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close']"
+    "[0].__init__.__globals__"
+)
+
+
+def run_guarded(code, traces=PENDING, *, limits=None):
+    """Run with validation off (the harness's own guards only), check validation rejects it.
+
+    Return the results with validation off; none of them may show the pending trace.
+    """
+    guarded = run(code, traces, limits, validate_code=False)
+    checked = run(code, traces, limits)
+    assert all(r.passed is None and "rejected before running" in r.error for r in checked), [
+        r.error for r in checked
+    ]
+    assert run(BENIGN, [{}])[0].reason == "still works"
+    assert_contained(guarded)
+    return guarded
+
+
+def refused_in_jail(results, what):
+    """Assert the harness refused the code before running it, naming what it refused."""
+    for result in results:
+        assert result.passed is None, result
+        assert "not allowed" in result.error and what in result.error, result.error
+
+
+def test_singledispatch_string_annotation_cannot_run_code():
+    # functools.singledispatch evaluates a string annotation with typing.get_type_hints,
+    # in the eval's globals: the validator never looked inside the string.
+    annotation = f"(S := {OS_GLOBALS}['sys']) and int"
+    code = f"""
+import functools
+
+
+@functools.singledispatch
+def show(x):
+    return "plain"
+
+
+@show.register
+def _(x: "{annotation}"):
+    return "int"
+
+
+def eval_fn(trace):
+    return True, "got: " + repr({PEEK.replace("sys", "S")})
+"""
+    results = run_guarded(code)
+    refused_in_jail(results, "not allowed")
+
+
+def test_singledispatchmethod_in_a_class_body_cannot_run_code():
+    annotation = f"(S := {OS_GLOBALS}['sys']) and int"
+    code = f"""
+import functools
+
+
+class Show:
+    @functools.singledispatchmethod
+    def show(self, x):
+        return "plain"
+
+    @show.register
+    def _(self, x: "{annotation}"):
+        return "int"
+
+
+def eval_fn(trace):
+    return True, "got: " + repr({PEEK.replace("sys", "S")})
+"""
+    refused_in_jail(run_guarded(code), "not allowed")
+
+
+def test_string_annotations_are_refused_wherever_they_are():
+    # Whatever later reads them (typing.get_type_hints, a NamedTuple, a dispatcher), a
+    # string annotation is code waiting to be evaluated.
+    code = """
+import typing
+
+
+class Row(typing.NamedTuple):
+    name: "typing.Optional[str]"
+
+
+def helper(x: typing.List["int"]) -> "bool":
+    return True
+
+
+def eval_fn(trace):
+    value: "int" = 1
+    return helper(value), "annotated"
+"""
+    refused_in_jail(run_guarded(code), "string annotation")
+
+
+def test_format_strings_cannot_read_attributes():
+    # str.format and format_map follow "." and "[...]" in the template: a template from
+    # the trace (or a literal) read the eval's globals and, from there, anything.
+    code = """
+def eval_fn(trace):
+    how = trace.get("how")
+    if how == "literal":
+        result = "{0.__globals__[__name__]}".format(eval_fn)
+    elif how == "template":
+        result = trace["template"].format(eval_fn)
+    elif how == "format_map":
+        result = trace["named"].format_map({"f": eval_fn})
+    elif how == "str.format":
+        result = str.format(trace["template"], eval_fn)
+    elif how == "nested spec":
+        result = "{0:{1.__globals__[__name__]}}".format("", eval_fn)
+    else:
+        result = "-"
+    return True, "got: " + result
+"""
+    template = "{0.__globals__[__name__]}"
+    traces = [
+        {"how": h, "template": template, "named": template.replace("{0", "{f")}
+        for h in ("literal", "template", "format_map", "str.format", "nested spec")
+    ]
+    results = run_guarded(code, [*traces, *PENDING])
+    assert_contained(results, must_not_contain="eval_module")
+    refused_in_jail(results, "format")
+
+
+def test_unicode_identifiers_that_normalise_to_dunders_are_dunders():
+    # The parser folds identifiers to NFKC: "__ｃlass__" is "__class__" once compiled.
+    route = OS_GLOBALS.replace("__class__", "__\uff43lass__").replace(
+        "__globals__", "__\U0001d420lobals__"
+    )
+    code = f"""
+def eval_fn(trace):
+    sys = {route}["sys"]
+    return True, "got: " + repr({PEEK})
+"""
+    assert "__class__" not in code and "__globals__" not in code
+    refused_in_jail(run_guarded(code), "attribute '__")
+
+
+def test_a_default_argument_cannot_capture_a_builtin_that_was_removed():
+    # No dunder anywhere: globals() and vars() reach the real __import__ through the
+    # eval's own namespace, unless they are not there at all.
+    code = f"""
+def load(name, g=globals, v=vars):
+    found = g()["__builtins__"]
+    return (found if type(found) is dict else v(found))["__import__"](name)
+
+
+def eval_fn(trace):
+    sys = load("sys")
+    return True, "got: " + repr({PEEK})
+"""
+    results = run_guarded(code)
+    assert all("NameError" in r.error and "globals" in r.error for r in results), results
+
+
+def test_a_class_body_cannot_evaluate_a_string():
+    code = """
+class Grab:
+    data = eval("__import__('sys').stdin.buffer.peek(1 << 20)")
+
+
+def eval_fn(trace):
+    return True, "got: " + repr(Grab.data)
+"""
+    results = run_guarded(code)
+    assert all("NameError" in r.error and "'eval'" in r.error for r in results), results
+
+
+def test_a_decorator_cannot_hand_out_function_globals():
+    code = f"""
+def capture(fn):
+    return fn.__globals__["__builtins__"]
+
+
+@capture
+def builtins_():
+    pass
+
+
+def eval_fn(trace):
+    real = builtins_ if type(builtins_) is dict else vars(builtins_)
+    sys = real["__import__"]("sys")
+    return True, "got: " + repr({PEEK})
+"""
+    refused_in_jail(run_guarded(code), "__globals__")
+
+
+def test_getattr_with_a_name_from_the_trace_and_type_tricks_stay_out_of_dunders():
+    # type() reaches object without a dunder; the dunders come from the trace, so the
+    # source has none: only getattr itself can refuse them.
+    code = f"""
+def eval_fn(trace):
+    root = type(0).mro()[-1]
+    classes = getattr(type, trace["subclasses"])(root)
+    wrap = [c for c in classes if getattr(c, trace["name"]) == "_wrap_close"][0]
+    sys = getattr(getattr(wrap, trace["init"]), trace["globals"])["sys"]
+    return True, "got: " + repr({PEEK})
+"""
+    names = {
+        "subclasses": "__subclasses__",
+        "name": "__name__",
+        "init": "__init__",
+        "globals": "__globals__",
+    }
+    results = run_guarded(code, [{**t, **names} for t in PENDING])
+    assert all(
+        "AttributeError" in r.error and "'__subclasses__' is not allowed" in r.error
+        for r in results
+    ), results
+
+
+def test_traceback_and_generator_frames_do_not_reach_the_harness():
+    # From a traceback or a running generator, f_back leads to the harness's own frame,
+    # whose locals held the reader of the batch's input.
+    code = """
+def frames():
+    yield ticker.gi_frame.f_back
+
+
+def eval_fn(trace):
+    try:
+        1 / 0
+    except ZeroDivisionError as exc:
+        frame = exc.__traceback__.tb_frame.f_back
+    found = [v.peek(1 << 20) for v in frame.f_locals.values() if hasattr(v, "peek")]
+    return True, "got: " + repr(found)
+
+
+ticker = frames()
+"""
+    refused_in_jail(run_guarded(code), "not allowed")
+
+
+def test_import_admits_only_the_allow_list_at_run_time():
+    # Validation off: the import statement itself must refuse, not the validator.
+    code = f"""
+def eval_fn(trace):
+    if trace["id"] == "first":
+        import sys
+    else:
+        import gc as sys
+    return True, "got: " + repr({PEEK})
+"""
+    results = run_guarded(code)
+    assert all(
+        "ImportError" in r.error and "is not allowed in eval code" in r.error for r in results
+    ), results
+
+
+def test_an_eval_cannot_write_another_traces_result():
+    # A well-formed block for this trace and the next, written straight to the result fd
+    # (fd 3): the index matches, but the rows lack the nonces the runner sent.
+    code = """
+import os
+
+
+def eval_fn(trace):
+    if trace["id"] == "first":
+        row = '[true,"forged",null,0.1,""]'
+        guess = '[true,"forged",null,0.1,"","0000000000000000"]'
+        os.write(3, ('{"i":0,"r":[' + row + "," + row + "]}\\n").encode())
+        os.write(3, ('{"i":0,"r":[' + guess + "," + guess + "]}\\n").encode())
+    return False, "honest"
+"""
+    traces = [{"id": "first"}, {"id": "second"}]
+    guarded = run_guarded(code, traces)
+    assert all("ImportError" in r.error for r in guarded), guarded
+    # With the jail alone the write happens: the runner refuses the rows and stops the
+    # jail, the writer's trace gets the error and the next trace its honest verdict.
+    results = run_jail_only(code, traces)
+    assert all(r.reason != "forged" for r in results), results
+    assert results[0].passed is None and "result stream" in results[0].error
+    assert (results[1].passed, results[1].reason) == (False, "honest")
+
+
+def test_pending_traces_are_not_readable_from_stdin_even_with_the_jail_alone():
+    code = f"""
+import os
+import sys
+
+
+def eval_fn(trace):
+    return True, "got: " + repr({PEEK}) + repr(sys.stdin.read()) + repr(os.read(0, 1 << 20))
+"""
+    results = run_jail_only(code, PENDING)
+    assert_contained(results)
+    assert results[0].reason == "got: b''''b''", results
