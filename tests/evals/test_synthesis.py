@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
 from evals.metrics import agreement, low_confidence_reason
-from evals.synthesis import SynthesisError, cross_validate, fit
+from evals.synthesis import SynthesisError, codegen, cross_validate, fit
 from sandbox import validate
 
 WORDS = [
@@ -251,3 +252,39 @@ def test_code_is_identical_across_processes_with_different_hash_seeds():
         assert done.returncode == 0, done.stderr
         digests.add(done.stdout.strip())
     assert len(digests) == 1
+
+
+def test_emitted_code_with_every_helper_runs_in_the_jail_as_it_does_here():
+    # The jail runs eval code with restricted builtins and an import that admits only the
+    # allow-list: every runtime helper the synthesiser can emit must still work there.
+    calls = [
+        "has_phrase(v, 'out', 'error')",
+        "starts_with(v, 'sorry')",
+        "refusal(v, 'opening')",
+        "pattern(v, 'url')",
+        "json_valid(v)",
+        "json_key(v, 'answer')",
+        "step_error(v)",
+        "tool_called(v, 'search')",
+        "at_least(v, 'output_words', 3)",
+        "at_least(v, 'latency_ms', 2.5)",
+    ]
+    helpers = {call.split("(")[0] for call in calls}
+    code = (
+        codegen._runtime_source(helpers)
+        + "\n\n\ndef eval_fn(trace: dict) -> tuple[bool, str]:\n    v = view(trace)\n"
+        + f"    found = [{', '.join(calls)}]\n"
+        + "    return any(found), '|'.join(found)\n"
+    )
+    assert validate(code) == []
+    traces = [
+        {"output": "Sorry, an error: see https://example.com", "latency_ms": 3.25},
+        {"output": '{"answer": 4}', "steps": [{"type": "tool", "name": "search", "error": "x"}]},
+        {"output": None, "steps": "x"},
+        {},
+    ]
+    expected = _run_code(code)
+    results = sandbox.run(code, traces)
+    assert [(r.passed, r.reason, r.error) for r in results] == [
+        (*expected(trace), None) for trace in traces
+    ]
