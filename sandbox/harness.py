@@ -210,24 +210,34 @@ def make_builtins(rules):
     def guarded_delattr(obj, name):
         delattr(obj, attribute_name(name))
 
+    # The eval module runs once per trace, and its imports with it: an import already
+    # admitted is answered from here, as fast as the builtin import.
+    admitted = {}
+
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if type(name) is str and not level and (fromlist is None or type(fromlist) is tuple):
+            module = admitted.get((name, fromlist))
+            if module is not None:
+                return module
         if not isinstance(name, str) or level:
             raise ImportError("relative imports are not allowed in eval code")
-        name = str_copy(name)
+        key = name = str_copy(name)
         parts = name.split(".")
         if parts[0] not in rules.modules or any(p.startswith("_") for p in parts):
             raise ImportError(f"import of '{name}' is not allowed in eval code")
-        fromlist = tuple(fromlist or ())
-        for item in fromlist:
+        items = tuple(str_copy(item) for item in fromlist or ())
+        for item in items:
             if item == "*":
                 raise ImportError("'from ... import *' is not allowed in eval code")
             attribute_name(item)
-        module = real_import(name, None, None, fromlist, 0)
-        for item in fromlist:
+        module = real_import(name, None, None, items, 0)
+        for item in items:
             # typing.sys, json.codecs ...: a module outside the allow-list is still refused.
             value = getattr(module, item, None)
             if type(value) is ModuleType and value.__name__.split(".")[0] not in rules.modules:
                 raise ImportError(f"import of '{value.__name__}' is not allowed in eval code")
+        if fromlist is None or type(fromlist) is tuple:
+            admitted[(key, fromlist)] = module
         return module
 
     namespace["getattr"] = guarded_getattr
