@@ -680,3 +680,31 @@ def eval_fn(trace):
     results = run_jail_only(code, PENDING)
     assert_contained(results)
     assert results[0].reason == "got: b''''b''", results
+
+
+def test_strings_are_not_compiled_as_code_while_the_eval_runs():
+    # Defence in depth behind the names the validator refuses: whatever allowed-module
+    # API turns a string into code goes through compile(), which the harness refuses
+    # while eval code runs (typing makes a ForwardRef of any string it is given). Only
+    # namedtuple's own template gets through.
+    code = """
+import collections
+import typing
+
+
+def eval_fn(trace):
+    if trace["how"] == "namedtuple":
+        point = collections.namedtuple("Point", "x y")
+        return True, repr(point(1, 2))
+    if trace["how"] == "forward ref":
+        return True, repr(typing.List[trace["code"]])
+    return True, repr(typing.TypedDict("T", {"a": trace["code"]}))
+"""
+    traces = [
+        {"how": how, "code": OS_GLOBALS} for how in ("namedtuple", "forward ref", "typed dict")
+    ]
+    for results in (run(code, traces), run(code, traces, validate_code=False)):
+        assert (results[0].passed, results[0].reason) == (True, "Point(x=1, y=2)")
+        for result in results[1:]:
+            assert result.passed is None
+            assert "may not evaluate strings as code" in result.error, result.error
