@@ -127,3 +127,82 @@ def test_configured_limits_are_used_when_none_are_passed():
     code = "def eval_fn(trace):\n    while True:\n        pass\n"
     results = run(code, [{}])
     assert results[0].error == "timed out after 0.5 s"
+
+
+# What legitimate evals use: every allowed module, classes with dunder methods and
+# super(), typing.NamedTuple and collections.namedtuple (compiled from a string inside
+# the stdlib), lru_cache, annotations, a literal .format(), getattr with a literal name.
+EVERYDAY_EVAL = """
+import json
+import re
+import statistics
+from collections import Counter, defaultdict, namedtuple
+from datetime import datetime
+from functools import lru_cache, reduce
+from typing import NamedTuple, Optional
+import string
+import difflib
+import unicodedata
+import itertools
+import math
+
+
+class Finding(NamedTuple):
+    ok: bool
+    why: str
+
+
+Pair = namedtuple("Pair", "a b", defaults=(0,))
+
+
+class Checker:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"Checker({self.limit})"
+
+    def check(self, text: Optional[str]) -> Finding:
+        words = Counter(re.findall(r"\\w+", text or ""))
+        return Finding(sum(words.values()) >= self.limit, f"{sum(words.values())} words")
+
+
+class Strict(Checker):
+    def __init__(self):
+        self.limit = 3
+        super().check("")
+
+
+@lru_cache(maxsize=None)
+def norm(s: str) -> str:
+    return unicodedata.normalize("NFKC", s).lower()
+
+
+def eval_fn(trace: dict) -> tuple[bool, str]:
+    out = trace.get("output")
+    if not isinstance(out, str):
+        out = json.dumps(out)
+    ts = datetime.fromisoformat(trace.get("timestamp", "2026-01-01T00:00:00"))
+    mean = statistics.mean([len(s.get("name", "")) for s in trace.get("steps", [])] or [0])
+    ratio = difflib.SequenceMatcher(None, norm(out), "hello").ratio()
+    groups = defaultdict(list)
+    for k, g in itertools.groupby(sorted(out.split())):
+        groups[len(k)].append(k)
+    total = reduce(lambda a, b: a + b, [1, 2, 3])
+    finding = Strict().check(out)
+    msg = "{} at {}: {:.2f} {}".format(finding.why, ts.year, ratio, string.ascii_letters[:3])
+    getattr(out, "upper")
+    hasattr(trace, "get")
+    return finding.ok and math.isfinite(mean) and total == 6, msg + repr(Pair(1)) + repr(Strict())
+"""
+
+
+def test_everyday_eval_code_runs_under_the_restricted_builtins():
+    traces = [{"output": "hello there big world", "steps": [{"name": "ab"}]}, {"output": {"a": 1}}]
+    expected = [
+        (True, "4 words at 2026: 0.38 abcPair(a=1, b=0)Checker(3)", None),
+        (False, "2 words at 2026: 0.00 abcPair(a=1, b=0)Checker(3)", None),
+    ]
+    assert sandbox.validate(EVERYDAY_EVAL) == []
+    for results in (run(EVERYDAY_EVAL, traces), run(EVERYDAY_EVAL, traces, validate_code=False)):
+        assert [(r.passed, r.reason, r.error) for r in results] == expected
