@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from sandbox.validate import ALLOWED_IMPORTS, FORBIDDEN_NAMES
 
-GENERATION_PROMPT_VERSION = "gen-v1"
-REFINE_PROMPT_VERSION = "refine-v1"
+GENERATION_PROMPT_VERSION = "gen-v2"
+REFINE_PROMPT_VERSION = "refine-v2"
 
 CHARS_PER_TOKEN = 4
 # Below this an example is too trimmed to teach anything; show fewer examples instead.
@@ -130,7 +130,10 @@ Every trace is a plain dict (JSON types only) of this shape:
 - Imports: only {imports}. Nothing else can be imported.
 - Forbidden: any name or attribute with double underscores (dunder access); the \
 builtins {forbidden}; getattr, setattr, hasattr or delattr with a computed name; any \
-file, process or network I/O. Code using them is rejected before it runs.
+file, process or network I/O; string annotations and anything that evaluates a string \
+as code (functools.singledispatch, typing.get_type_hints, forward references); \
+str.format or format_map except on a literal whose fields read no attribute or item \
+(use f-strings). Code using them is rejected before it runs.
 - Standard library only, deterministic (no randomness, no clock): the same trace \
 always gets the same verdict. Keep it fast, well under a second on a large trace.
 - Capture the criteria with general, readable rules rather than matching the exact \

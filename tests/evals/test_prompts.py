@@ -86,6 +86,9 @@ def test_generation_prompt_states_criteria_contract_schema_and_rules():
     for forbidden in ("eval", "exec", "compile", "open", "__import__", "globals", "getattr"):
         assert forbidden in prompt.system
     assert "double underscores" in prompt.system and "network" in prompt.system
+    # The validator's rules against code hidden in strings, so a model does not burn a retry.
+    for rule in ("string annotations", "singledispatch", "format_map", "f-strings"):
+        assert rule in prompt.system
     assert '"steps"' in prompt.system and '"error": str | None' in prompt.system
     assert "```python" in text
     assert prompt.messages == [{"role": "user", "content": prompt.user}]
@@ -247,8 +250,8 @@ def test_retry_message_trims_a_huge_error_keeping_its_ends():
 # Edit a template only together with a new version constant; then record the new
 # fingerprint here. Stored prompts name the version they were built with.
 FINGERPRINTS = {
-    GENERATION_PROMPT_VERSION: "2f30d6537f7d849f",
-    REFINE_PROMPT_VERSION: "244f8aa3e11f274b",
+    GENERATION_PROMPT_VERSION: "2be052fe5f16c520",
+    REFINE_PROMPT_VERSION: "35d91ae8b5c370f2",
 }
 
 
