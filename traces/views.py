@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
+from iofold.lib.redirects import safe_next
 from traces import selectors, services
 from traces.exceptions import TraceError
 from traces.filters import TraceFilters
@@ -91,9 +92,7 @@ def trace_detail(request, pk: int):
 def add_to_eval_set(request):
     """Add the selected traces to a hand-picked eval set."""
     form = AddToEvalSetForm(request.POST)
-    back = request.POST.get("next") or reverse(
-        "traces:list", kwargs={"slug": request.workspace.slug}
-    )
+    back = safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
     if not form.is_valid():
         messages.error(request, "Select an eval set and at least one trace.")
         return redirect(back)

@@ -13,6 +13,7 @@ from evals import display, export, selectors
 from evals.exceptions import EvalError
 from evals.models import Eval, EvalRun, Generation
 from evals.services import management, refinement
+from iofold.lib.redirects import safe_next
 from traces.models import EvalSet, Trace
 from workspaces.access import workspace_view
 
@@ -27,10 +28,7 @@ def _eval_set(request, pk: int) -> EvalSet:
 
 
 def _back(request, eval: Eval):
-    target = request.POST.get("next", "")
-    if target.startswith(f"/w/{request.workspace.slug}/"):
-        return redirect(target)
-    return redirect(eval.get_absolute_url())
+    return redirect(safe_next(request, eval.get_absolute_url()))
 
 
 # --- lists ---------------------------------------------------------------------------------

@@ -115,3 +115,17 @@ def test_matrix_rows_escape_and_shorten_trace_names(login, owner, workspace, ver
     assert f'href="/w/{workspace.slug}/traces/{traces[0].pk}/"' in body
     cell = reverse("evals:cell", kwargs={"slug": workspace.slug, "pk": v2.pk, "trace_pk": 0})
     assert f'hx-get="{cell.removesuffix("0/")}{traces[0].pk}/"' in body
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/\\evil.example/", "http://evil.example/"])
+def test_activate_refuses_an_off_site_next(login, owner, workspace, versions, target):
+    eval_set, traces, v1, v2 = versions
+    response = login(owner).post(url("activate", workspace, pk=v2.pk), {"next": target})
+    assert response.status_code == 302 and response.url == v2.get_absolute_url()
+
+
+def test_activate_returns_to_a_same_site_next(login, owner, workspace, versions):
+    eval_set, traces, v1, v2 = versions
+    back = url("versions", workspace, pk=eval_set.pk)
+    response = login(owner).post(url("activate", workspace, pk=v2.pk), {"next": back})
+    assert response.url == back

@@ -324,3 +324,25 @@ def test_reopened_trace_shows_my_earlier_label(login, workspace, owner, eval_set
         .content.decode()
     )
     assert "You labelled this bad" in html and "wrong order" in html
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "/\\evil.example/", "https://evil.example/w/"]
+)
+def test_add_to_eval_set_refuses_an_off_site_next(login, workspace, owner, traces, target):
+    eval_set = services.create_eval_set(workspace=workspace, name="E", criteria="c")
+    client = login(owner)
+    for data in ({"eval_set": eval_set.pk, "trace": [traces[0].pk]}, {}):  # success and error
+        response = client.post(url("add_to_eval_set", workspace), {**data, "next": target})
+        assert response.status_code == 302
+        assert response.url == url("list", workspace)
+
+
+def test_add_to_eval_set_returns_to_a_same_site_next(login, workspace, owner, traces):
+    eval_set = services.create_eval_set(workspace=workspace, name="E", criteria="c")
+    back = url("list", workspace) + "?tag=a"
+    response = login(owner).post(
+        url("add_to_eval_set", workspace),
+        {"eval_set": eval_set.pk, "trace": [traces[0].pk], "next": back},
+    )
+    assert response.url == back
