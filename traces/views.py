@@ -127,15 +127,23 @@ def evalset_list(request):
 
 @workspace_view
 def evalset_create(request):
-    """Create an eval set; the trace list's filter or selection arrives pre-filled."""
+    """Create an eval set; the trace list's filter or selection arrives pre-filled.
+
+    The trace list's "New eval set from selection" POSTs its selection here with
+    ``pick`` set (a POST, so the form's CSRF token never lands in a URL); that request
+    only fills in the form, the next POST creates the set.
+    """
+    picking = request.method == "POST" and "pick" in request.POST
     initial = {"target_labels": 10, "source_kind": EvalSet.SourceKind.MANUAL}
     if "filter" in request.GET:
         initial.update(source_kind=EvalSet.SourceKind.FILTER, saved_filter=request.GET["filter"])
-    picked = [pk for pk in request.GET.getlist("trace") if pk.isdigit()]
+    source = request.POST if picking else request.GET
+    picked = [pk for pk in source.getlist("trace") if pk.isdigit()]
     if picked:
         initial["trace_ids"] = ",".join(picked)
-    form = EvalSetForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    bound = request.method == "POST" and not picking
+    form = EvalSetForm(request.POST if bound else None, initial=initial)
+    if bound and form.is_valid():
         data = form.cleaned_data
         try:
             eval_set = services.create_eval_set(

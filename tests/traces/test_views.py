@@ -346,3 +346,38 @@ def test_add_to_eval_set_returns_to_a_same_site_next(login, workspace, owner, tr
         {"eval_set": eval_set.pk, "trace": [traces[0].pk], "next": back},
     )
     assert response.url == back
+
+
+def test_new_eval_set_from_selection_posts_and_keeps_the_token_out_of_the_url(
+    login, workspace, owner, traces
+):
+    client = login(owner)
+    html = client.get(url("list", workspace)).content.decode()
+    button = html[html.index('name="pick"') - 400 : html.index("New eval set from selection")]
+    assert 'formmethod="get"' not in button
+    assert url("evalset_create", workspace) in button
+
+    picked = [traces[0].pk, traces[2].pk]
+    response = client.post(
+        url("evalset_create", workspace),
+        {"pick": "1", "trace": picked, "csrfmiddlewaretoken": "x", "next": "/"},
+    )
+    assert response.status_code == 200
+    assert not response.context["form"].is_bound
+    assert response.context["form"].initial["trace_ids"] == f"{traces[0].pk},{traces[2].pk}"
+    assert not EvalSet.objects.exists()
+
+    response = client.post(
+        url("evalset_create", workspace),
+        {
+            "name": "Picked",
+            "criteria": "c",
+            "target_labels": "5",
+            "source_kind": "manual",
+            "saved_filter": "",
+            "trace_ids": response.context["form"].initial["trace_ids"],
+        },
+    )
+    eval_set = EvalSet.objects.get()
+    assert response.status_code == 302
+    assert set(eval_set.memberships.values_list("trace_id", flat=True)) == set(picked)
