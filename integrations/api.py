@@ -13,6 +13,7 @@ from integrations.constants import MAX_API_TRACES
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.uploads import ingest_objects
+from integrations.validators import validate_public_key, validate_secret_key
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
@@ -21,8 +22,10 @@ from workspaces.access import WorkspaceScopedMixin
 class IntegrationIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     host = serializers.CharField(max_length=300, help_text="e.g. https://cloud.langfuse.com")
-    public_key = serializers.CharField(max_length=200)
-    secret_key = serializers.CharField(write_only=True, trim_whitespace=True)
+    public_key = serializers.CharField(max_length=200, validators=[validate_public_key])
+    secret_key = serializers.CharField(
+        write_only=True, trim_whitespace=True, validators=[validate_secret_key]
+    )
     filter_names = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False
     )

@@ -4,6 +4,7 @@ from integrations.constants import SYNC_INTERVAL_CHOICES
 from integrations.exceptions import IntegrationError
 from integrations.models import LANGFUSE_CLOUD_EU, LANGFUSE_CLOUD_US
 from integrations.services import clean_host
+from integrations.validators import validate_public_key, validate_secret_key
 
 HOSTS = {"eu": LANGFUSE_CLOUD_EU, "us": LANGFUSE_CLOUD_US}
 
@@ -29,9 +30,12 @@ class ConnectionForm(forms.Form):
         label="Self-hosted URL",
         help_text="Your Langfuse base URL, e.g. https://langfuse.example.com (v4.59 or later).",
     )
-    public_key = forms.CharField(max_length=200, help_text="Starts with pk-lf-")
+    public_key = forms.CharField(
+        max_length=200, validators=[validate_public_key], help_text="Starts with pk-lf-"
+    )
     secret_key = forms.CharField(
         required=False,
+        validators=[validate_secret_key],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Starts with sk-lf-. Stored encrypted; never shown again.",
     )

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/", views.integration_detail, name="detail"),
     path("<int:pk>/edit/", views.integration_edit, name="edit"),
     path("<int:pk>/test/", views.check_connection, name="test"),
+    path("<int:pk>/edit/test/", views.check_edited_connection, name="test_edit"),
     path("<int:pk>/sync/", views.sync_now, name="sync"),
     path("<int:pk>/disable/", views.disable, name="disable"),
     path("<int:pk>/enable/", views.enable, name="enable"),

@@ -63,25 +63,44 @@ def integration_edit(request, pk: int):
     return render(request, "integrations/form.html", {"form": form, "integration": integration})
 
 
-@require_POST
-@workspace_view(manage=True)
-def check_new_connection(request):
-    """Test the keys typed into the form, before saving them (htmx fragment)."""
-    form = ConnectionForm(request.POST)
+def _check_entered_connection(request, *, stored_secret: str = ""):
+    """Test the connection typed into the form, unsaved, and render the result fragment.
+
+    An empty secret key falls back to ``stored_secret`` (the edit form never shows it).
+    """
+    form = ConnectionForm(request.POST, secret_hint="stored" if stored_secret else "")
     ctx = {"ok": False}
     if not form.is_valid():
-        ctx["message"] = "Fill in the host, the public key and the secret key first."
+        errors = [e for field in ("public_key", "secret_key") for e in form.errors.get(field, [])]
+        ctx["message"] = (
+            " ".join(errors) or "Fill in the host, the public key and the secret key first."
+        )
     else:
         try:
             info = services.check_connection(
                 host=form.host,
                 public_key=form.cleaned_data["public_key"],
-                secret_key=form.cleaned_data["secret_key"],
+                secret_key=form.cleaned_data["secret_key"] or stored_secret,
             )
             ctx.update(ok=True, message=services.connection_message(info))
         except IntegrationError as exc:
             ctx["message"] = exc.message
     return render(request, "integrations/form.html#connection", ctx)
+
+
+@require_POST
+@workspace_view(manage=True)
+def check_new_connection(request):
+    """Test the keys typed into the connect form, before saving them (htmx fragment)."""
+    return _check_entered_connection(request)
+
+
+@require_POST
+@workspace_view(manage=True)
+def check_edited_connection(request, pk: int):
+    """Test the connection typed into an edit form, before saving it (htmx fragment)."""
+    integration = _integration(request, pk)
+    return _check_entered_connection(request, stored_secret=integration.secret_key)
 
 
 @require_POST

@@ -213,6 +213,7 @@ UI_CASES = [
     Case("integrations:edit", kwargs=_integration_pk),
     Case("integrations:edit", "post", _integration_pk, lambda ws: {"name": "y"}),
     Case("integrations:test", "post", _integration_pk),
+    Case("integrations:test_edit", "post", _integration_pk, lambda ws: {"region": "eu"}),
     Case("integrations:sync", "post", _integration_pk),
     Case("integrations:disable", "post", _integration_pk),
     Case("integrations:enable", "post", _integration_pk),

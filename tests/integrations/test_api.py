@@ -126,3 +126,35 @@ def test_ingest_with_only_bad_items_is_a_400(token_client):
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["index"] == 0
+
+
+@pytest.mark.parametrize(
+    ("keys", "field"),
+    [
+        ({"public_key": "abc"}, "public_key"),
+        ({"public_key": SECRET_KEY}, "public_key"),
+        ({"secret_key": "abc"}, "secret_key"),
+        ({"secret_key": PUBLIC_KEY}, "secret_key"),
+    ],
+)
+def test_create_refuses_keys_of_the_wrong_shape(token_client, keys, field):
+    body = {"name": "lf", "host": "https://cloud.langfuse.com", "public_key": PUBLIC_KEY,
+            "secret_key": SECRET_KEY, **keys}  # fmt: skip
+    response = token_client.post(reverse("api-integrations"), body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Integration.objects.exists()
+
+
+def test_update_refuses_a_public_key_of_the_wrong_shape(token_client, fake_langfuse):
+    fake = fake_langfuse()
+    pk = token_client.post(
+        reverse("api-integrations"),
+        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": SECRET_KEY},
+        format="json",
+    ).json()["id"]
+    response = token_client.patch(
+        reverse("api-integration", args=[pk]), {"public_key": "abc"}, format="json"
+    )
+    assert response.status_code == 400 and "public_key" in response.json()
+    assert Integration.objects.get(pk=pk).public_key == PUBLIC_KEY

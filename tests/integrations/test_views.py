@@ -198,3 +198,75 @@ def test_nav_and_onboarding_point_to_integrations(login, owner, workspace):
 
     assert reverse("integrations:list", args=[workspace.slug]) in page
     assert "Connect Langfuse or upload traces" in page
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "expected"),
+    [
+        ({"public_key": "abc"}, "public_key", "starts with pk-lf-"),
+        ({"public_key": SECRET_KEY}, "public_key", "This is the secret key"),
+        ({"public_key": "pk-lf-"}, "public_key", "starts with pk-lf-"),
+        ({"secret_key": "abc"}, "secret_key", "starts with sk-lf-"),
+        ({"secret_key": "sk-lf-has a space"}, "secret_key", "no spaces"),
+    ],
+)
+def test_connect_refuses_keys_of_the_wrong_shape(
+    login, owner, workspace, fake_langfuse, change, field, expected
+):
+    fake = fake_langfuse()
+    response = login(owner).post(
+        reverse("integrations:create", args=[workspace.slug]), form_data(fake, **change)
+    )
+    assert response.status_code == 200
+    assert expected in " ".join(response.context["form"].errors[field])
+    assert not Integration.objects.exists()
+
+
+def test_edit_refuses_a_public_key_of_the_wrong_shape(login, owner, workspace, make_integration):
+    fake = type("F", (), {"url": "http://x.test"})
+    integration = make_integration(fake)
+    response = login(owner).post(
+        reverse("integrations:edit", args=[workspace.slug, integration.pk]),
+        form_data(fake, public_key="abc", secret_key=""),
+    )
+    assert response.status_code == 200 and "public_key" in response.context["form"].errors
+    integration.refresh_from_db()
+    assert integration.public_key == PUBLIC_KEY
+
+
+def test_test_connection_names_a_key_of_the_wrong_shape(login, owner, workspace, fake_langfuse):
+    fake = fake_langfuse()
+    response = login(owner).post(
+        reverse("integrations:test_new", args=[workspace.slug]),
+        form_data(fake, public_key="abc"),
+        headers={"HX-Request": "true"},
+    )
+    assert "starts with pk-lf-" in response.content.decode()
+    assert fake.request_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"secret_key": "sk-lf-wrong"}, "rejected the API keys"),
+        ({"public_key": "pk-lf-other"}, "rejected the API keys"),
+        ({"secret_key": ""}, "Connected to project “Fake Project”"),  # the stored secret
+        ({}, "Connected to project “Fake Project”"),
+    ],
+)
+def test_edit_form_tests_the_entered_unsaved_connection(
+    login, owner, workspace, fake_langfuse, make_integration, change, expected
+):
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    client = login(owner)
+    edit_page = client.get(reverse("integrations:edit", args=[workspace.slug, integration.pk]))
+    test_url = reverse("integrations:test_edit", args=[workspace.slug, integration.pk])
+    assert f'hx-post="{test_url}"' in edit_page.content.decode()
+
+    response = client.post(test_url, form_data(fake, **change), headers={"HX-Request": "true"})
+
+    assert expected in response.content.decode()
+    integration.refresh_from_db()
+    assert integration.status != Integration.Status.AUTH_FAILED  # nothing saved or recorded
+    assert integration.public_key == PUBLIC_KEY
