@@ -1,7 +1,6 @@
 """Presentation helpers for eval pages: highlighted code, diffs, the version chart."""
 
 import difflib
-import functools
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -21,10 +20,9 @@ def highlight_code(code: str, *, marked_lines: tuple[int, ...] = ()) -> SafeStri
     return mark_safe(highlight(code, PythonLexer(), formatter))  # noqa: S308 - Pygments escapes
 
 
-@functools.cache
 def code_css() -> str:
-    # The same rules on every page that shows code: built once per process.
-    return HtmlFormatter(style="friendly").get_style_defs(".code")
+    """Return the rules for highlighted code, as served from static/css/pygments.css."""
+    return HtmlFormatter(style="friendly").get_style_defs([".code", ".code-highlight"])
 
 
 def side_by_side(a: str, b: str, *, a_label: str, b_label: str) -> SafeString:
@@ -107,13 +105,13 @@ def version_chart(
 
 
 def confusion(metrics: dict | None) -> dict | None:
-    """Return the training confusion counts with a 0..1 intensity per cell for shading."""
+    """Return the training confusion counts with a shade 0..10 per cell (`shade-N` classes)."""
     figures = (metrics or {}).get("training") or {}
     if not figures or "tp" not in figures:
         return None
     cells = {k: int(figures.get(k) or 0) for k in ("tp", "fp", "fn", "tn")}
     top = max(cells.values()) or 1
-    return {k: {"n": v, "alpha": round(0.08 + 0.8 * v / top, 2)} for k, v in cells.items()} | {
+    return {k: {"n": v, "shade": round(10 * v / top)} for k, v in cells.items()} | {
         "errors": int(figures.get("errors") or 0)
     }
 

@@ -1,4 +1,4 @@
-"""Syntax highlighting of eval code for the UI (Pygments, inline styles, no extra CSS)."""
+"""Syntax highlighting of eval code for the UI (Pygments classes; static/css/pygments.css)."""
 
 from django.utils.safestring import SafeString, mark_safe
 from pygments import highlight
@@ -9,6 +9,9 @@ from pygments.lexers import PythonLexer
 def highlight_python(code: str) -> SafeString:
     """Return `code` as highlighted HTML with line numbers; Pygments escapes the source."""
     formatter = HtmlFormatter(
-        linenos="table", noclasses=True, style="friendly", cssclass="code-highlight", wrapcode=True
+        # Classes, not inline styles: the Content-Security-Policy allows no inline styles.
+        linenos="table",
+        cssclass="code-highlight",
+        wrapcode=True,
     )
     return mark_safe(highlight(code, PythonLexer(), formatter))  # noqa: S308 (escaped by Pygments)

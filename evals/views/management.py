@@ -82,7 +82,6 @@ def detail(request, pk: int):
         "run": run,
         "confusion": display.confusion(eval.metrics),
         "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
-        "code_css": display.code_css(),
         "children": list(eval.children.only("id", "version", "status", "workspace_id")),
         "refinements": Generation.objects.filter(parent=eval).order_by("-created_at")[:3],
     }
@@ -182,7 +181,6 @@ def edit(request, pk: int):
         "code": code,
         "problems": problems,
         "preview": display.highlight_code(code, marked_lines=marked) if problems else None,
-        "code_css": display.code_css(),
     }
     return render(request, "evals/edit.html", ctx, status=400 if problems else 200)
 

@@ -104,8 +104,8 @@ def _row(trace, list_url: str, months: dict, tz) -> str:
     source = SOURCE_LABELS.get(trace.source, trace.source)
     return (
         f'<tr class="{"error" if trace.has_error else ""}"><td><input type="checkbox" '
-        f'name="trace" value="{trace.pk}" aria-label="Select {escape(label)}" '
-        f'onchange="iofoldCountSelected()"></td><td><a class="trace-name" '
+        f'name="trace" value="{trace.pk}" aria-label="Select {escape(label)}">'
+        f'</td><td><a class="trace-name" '
         f'href="{escape(list_url)}{trace.pk}/">{escape(shown)}</a>{tags}</td>'
         f"<td>{when}</td><td>{escape(source)}</td><td>{status}</td>"
         f'<td class="num">{int(trace.step_count)}{tools}</td>'
