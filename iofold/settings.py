@@ -14,6 +14,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from iofold.lib.csp import POLICY as CSP_POLICY
 from iofold.lib.env import (
     env_bool,
     env_float,
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI, pinned and served locally
     "django_htmx",
     "django_celery_beat",
     "accounts",
@@ -80,6 +82,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response: SECURE_CSP below.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -209,12 +213,19 @@ if not DEBUG:
     # /healthz is probed over plain HTTP inside the cluster.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+# Same-origin scripts and styles only, nothing inline (iofold/lib/csp.py says why).
+SECURE_CSP = CSP_POLICY
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "workspaces.authentication.WorkspaceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "iofold.api.InlineStylesBrowsableAPIRenderer",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -222,6 +233,13 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "iofold API",
+    # Swagger UI from the pinned drf-spectacular-sidecar package, served as our own static
+    # files: /api/docs/ works offline and loads nothing from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: it would load an image from validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "DESCRIPTION": "Traces, labels, evals and their executions, scoped to one workspace.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

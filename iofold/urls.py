@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from iofold import views
+from iofold.lib.csp import allow_inline_styles
 from workspaces import views as workspace_views
 
 api_v1 = [
@@ -27,7 +28,10 @@ urlpatterns = [
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(
         "api/docs/",
-        login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        # The split view serves its start-up script as a file: no inline <script>.
+        login_not_required(
+            allow_inline_styles(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
+        ),
         name="api-docs",
     ),
 ]
