@@ -9,6 +9,8 @@ Fixtures for browser tests:
   (no login form, no email verification needed).
 - ``tests.browser.helpers``: ``log_in(page, email, password)`` (the real form) and
   ``email_link(message)`` (the first link in an email).
+- Every page reports Content-Security-Policy violations from its console; a test whose
+  pages saw one fails at teardown.
 - ``live_server`` (pytest-django) runs in-process, so ``django.core.mail.outbox`` sees every
   email the app sends, and the ``settings`` fixture changes what the server sees.
 
@@ -85,16 +87,36 @@ def _clear_cache():
 
 
 @pytest.fixture
-def _pages(request):
+def _csp_violations():
+    """Fail the test if any of its pages reported a Content-Security-Policy violation."""
+    violations = []
+    yield violations
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
+
+
+@pytest.fixture
+def _pages(request, _csp_violations):
     pages = request.node.stash.setdefault(_PAGES, [])
-    yield pages
+    pages_violations = (pages, _csp_violations)
+    yield pages_violations
     pages.clear()
 
 
-def _prepare(context, pages):
+def _prepare(context, pages_violations):
+    pages, violations = pages_violations
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     page = context.new_page()
     pages.append(page)
+    # Every flow doubles as a Content-Security-Policy check: Chromium reports each
+    # violation on the console.
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(f"{page.url}: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
     return page
 
 
