@@ -1,5 +1,8 @@
+from urllib.parse import urlencode
+
 import pytest
 from django.test import RequestFactory
+from django.urls import reverse
 
 from iofold.lib.redirects import safe_next
 
@@ -33,3 +36,21 @@ def test_same_site_paths_are_kept(target):
 
 def test_missing_next_falls_back():
     assert safe_next(RequestFactory().post("/"), FALLBACK) == FALLBACK
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("target", ["//evil.example/", "/\\evil.example/", "https://evil.example/"])
+def test_login_ignores_an_off_site_next(client, target):
+    """allauth checks its own `next` (url_has_allowed_host_and_scheme); keep it that way."""
+    from allauth.account.models import EmailAddress
+
+    from tests.factories import UserFactory
+
+    user = UserFactory(email="ada@example.com")
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    response = client.post(
+        reverse("account_login") + "?" + urlencode({"next": target}),
+        {"login": user.email, "password": "correct horse battery staple", "next": target},
+    )
+    assert response.status_code == 302
+    assert response.url.startswith("/") and not response.url.startswith(("//", "/\\"))
