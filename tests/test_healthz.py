@@ -3,6 +3,7 @@
 import pytest
 
 from iofold.celery import app
+from iofold.health import check_database
 
 
 def test_healthz_is_ok_with_database_and_broker_up(client, db):
@@ -44,3 +45,27 @@ def test_healthz_is_503_when_the_database_fails(client, monkeypatch):
 
 def test_healthz_only_answers_get(client, db):
     assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_the_schema_is_gone(client):
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # rolled back with the test's transaction
+        cursor.execute("ALTER TABLE django_migrations RENAME TO django_migrations_gone")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "schema missing"
+
+
+def test_a_deleted_sqlite_file_is_not_a_healthy_database(db, tmp_path):
+    """SQLite opens a missing file as a new, empty database; that is not "ok"."""
+    from django.db.utils import ConnectionHandler
+
+    handler = ConnectionHandler(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "gone.db")}}
+    )
+    try:
+        assert check_database(handler["default"]) == (False, "schema missing")
+    finally:
+        handler.close_all()
