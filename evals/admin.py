@@ -98,6 +98,8 @@ class GenerationAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "heartbeat_at",
+        "owner",
+        "takeovers",
         "created_at",
     ]
     actions = ["generate_again"]
@@ -144,6 +146,8 @@ class EvalRunAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "heartbeat_at",
+        "owner",
+        "takeovers",
         "created_at",
     ]
     inlines = [EvalExecutionInline]

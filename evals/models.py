@@ -10,6 +10,7 @@ from evals.querysets import (
     ProviderSettingsQuerySet,
 )
 from iofold.lib.fields import EncryptedTextField
+from iofold.lib.runs import BackgroundRun
 from traces.models import EvalSet, Trace
 from workspaces.models import WorkspaceOwned
 
@@ -106,7 +107,7 @@ class Eval(WorkspaceOwned):
         return reverse("evals:detail", kwargs={"slug": self.workspace.slug, "pk": self.pk})
 
 
-class Generation(WorkspaceOwned):
+class Generation(BackgroundRun, WorkspaceOwned):
     """A request to write (or refine) an eval, carried out by a task on the generate queue."""
 
     eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="generations")
@@ -123,9 +124,6 @@ class Generation(WorkspaceOwned):
     result = models.ForeignKey(
         Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -143,7 +141,7 @@ class Generation(WorkspaceOwned):
         return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
-class EvalRun(WorkspaceOwned):
+class EvalRun(BackgroundRun, WorkspaceOwned):
     """One execution of an eval version over a set of traces in the sandbox."""
 
     class Trigger(models.TextChoices):
@@ -162,9 +160,6 @@ class EvalRun(WorkspaceOwned):
     failed = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     objects = EvalRunQuerySet.as_manager()
 

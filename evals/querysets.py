@@ -1,3 +1,4 @@
+from iofold.lib.runs import BackgroundRunQuerySet
 from workspaces.querysets import WorkspaceQuerySet
 
 
@@ -9,14 +10,12 @@ class EvalQuerySet(WorkspaceQuerySet):
         return self.filter(eval_set=eval_set)
 
 
-class GenerationQuerySet(WorkspaceQuerySet):
-    def unfinished(self):
-        return self.filter(status__in=["queued", "running"])
+class GenerationQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
 
 
-class EvalRunQuerySet(WorkspaceQuerySet):
-    def unfinished(self):
-        return self.filter(status__in=["queued", "running"])
+class EvalRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
 
 
 class EvalExecutionQuerySet(WorkspaceQuerySet):

@@ -87,12 +87,15 @@ def run_eval_task(run_id: int) -> None:
 
 @shared_task
 def reap_stale_runs_task() -> int:
-    """Fail generations and eval runs whose worker stopped sending heartbeats."""
-    from evals.services.execution import reap_stale_runs
-    from evals.services.generation import reap_stale_generations
+    """Enqueue again generations and eval runs whose worker died; fail those given up on."""
+    from evals.services.execution import reap_stale_runs, recover_eval_runs
+    from evals.services.generation import reap_stale_generations, recover_generations
 
     with _single_instance(REAPER_LOCK, timeout=300) as acquired:
-        return reap_stale_generations() + reap_stale_runs() if acquired else 0
+        if not acquired:
+            return 0
+        recovered = recover_generations() + recover_eval_runs()
+        return recovered + reap_stale_generations() + reap_stale_runs()
 
 
 # --- continuous evaluation ------------------------------------------------------------------

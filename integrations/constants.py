@@ -1,7 +1,8 @@
 from datetime import timedelta
 
-# A running sync writes its heartbeat after every page; a page, with the adapter's retries
-# and Retry-After waits, can take a few minutes on a rate-limited Langfuse plan.
+# A sync no worker has touched for this long is failed, and the next one resumes from its
+# cursor. A running sync beats its heartbeat every few seconds and is taken over as soon as
+# its worker dies (iofold/lib/runs.py), so this catches queued runs no worker picks up.
 SYNC_STALE_AFTER = timedelta(minutes=10)
 
 # Upload and API limits. An upload is processed in the request, so it is kept small

@@ -6,6 +6,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from iofold.lib.fields import EncryptedTextField, last_four
+from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
 
@@ -96,19 +97,12 @@ class Integration(WorkspaceOwned):
         return last_four(self.webhook_secret)
 
 
-class SyncRunQuerySet(WorkspaceQuerySet):
+class SyncRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
     def active(self):
-        return self.filter(status__in=SyncRun.ACTIVE)
-
-    def stale(self, *, older_than: timedelta):
-        """Return active runs whose worker has not been heard from for ``older_than``."""
-        cutoff = timezone.now() - older_than
-        return self.active().filter(
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
-        )
+        return self.unfinished()
 
 
-class SyncRun(WorkspaceOwned):
+class SyncRun(BackgroundRun, WorkspaceOwned):
     """One sync of one integration: its progress, counts and outcome."""
 
     class Status(models.TextChoices):
@@ -135,9 +129,6 @@ class SyncRun(WorkspaceOwned):
     # Share of the scanned time range done, 0 to 1; the total number of traces is unknown.
     progress = models.FloatField(default=0.0)
     resumed = models.BooleanField(default=False)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     objects = SyncRunQuerySet.as_manager()

@@ -22,6 +22,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult, store_traces
 from iofold.lib import outbound
+from iofold.lib.runs import keep_alive
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +321,8 @@ def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUA
     """Queue a sync of the integration and return its run; an active run is returned as is."""
     if not integration.enabled:
         raise IntegrationError(f"“{integration.name}” is disabled; enable it to sync.")
+    # A run whose worker died is enqueued again (and returned) rather than left stuck.
+    recover_sync_runs(integration=integration)
     reap_stale_runs(integration=integration)
     active = SyncRun.objects.filter(integration=integration).active().first()
     if active is not None:
@@ -342,21 +345,13 @@ def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUA
     return run
 
 
-def claim_run(*, run_id: int, stale_after: timedelta = SYNC_STALE_AFTER) -> SyncRun | None:
+def claim_run(*, run_id: int) -> SyncRun | None:
     """Mark a queued run (or one whose worker died) running; return it, or None if taken."""
-    now = timezone.now()
-    claimed = SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
-        status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now
-    )
-    if not claimed:
-        # A redelivered task of a killed worker: take the run over once its heartbeat is old.
-        claimed = (
-            SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.RUNNING)
-            .filter(heartbeat_at__lt=now - stale_after)
-            .update(heartbeat_at=now, resumed=True)
-        )
-    if not claimed:
+    claim = SyncRun.objects.claim(run_id)
+    if claim is None:
         return None
+    if claim.taken_over:
+        SyncRun.objects.filter(pk=run_id).update(resumed=True)
     return SyncRun.objects.select_related("integration", "workspace").get(pk=run_id)
 
 
@@ -377,6 +372,17 @@ def run_sync(
     if run is None:
         logger.info("sync not claimed run=%s", run_id)
         return None
+    with keep_alive(run):
+        return _sync(run, adapter=adapter, on_page=on_page, on_ingested=on_ingested)
+
+
+def _sync(
+    run: SyncRun,
+    *,
+    adapter: Adapter | None,
+    on_page: Callable[[SyncRun, int], None] | None,
+    on_ingested: Callable[[list[int]], None] | None,
+) -> SyncRun:
     integration = run.integration
     if not integration.enabled:
         return _finish_run(run, error=f"“{integration.name}” was disabled before the sync started.")
@@ -510,22 +516,34 @@ def _finish_run(run: SyncRun, *, error: str = "") -> SyncRun:
 
 def fail_run(*, run_id: int, error: str) -> None:
     """Mark an unfinished run failed (used when its task gives up)."""
-    SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
-        status=SyncRun.Status.FAILED, error=error, finished_at=timezone.now()
+    SyncRun.objects.filter(pk=run_id).fail(error)
+
+
+def recover_sync_runs(
+    *, integration: Integration | None = None, include_queued: bool = False
+) -> int:
+    """Enqueue again the runs whose worker died; they resume from their last saved page."""
+    from integrations.tasks import sync_integration_task
+
+    runs = SyncRun.objects.all()
+    if integration is not None:
+        runs = runs.filter(integration=integration)
+    return runs.recover(
+        enqueue=lambda run: sync_integration_task.delay(run.pk),
+        include_queued=include_queued,
+        resumed=True,
     )
 
 
 def reap_stale_runs(
     *, older_than: timedelta = SYNC_STALE_AFTER, integration: Integration | None = None
 ) -> int:
-    """Fail active runs whose worker went silent; the next run resumes from their cursor."""
+    """Fail active runs no worker has touched for ``older_than``; the next run resumes."""
     runs = SyncRun.objects.stale(older_than=older_than)
     if integration is not None:
         runs = runs.filter(integration=integration)
-    count = runs.update(
-        status=SyncRun.Status.FAILED,
-        error="The worker stopped responding; the next sync resumes from the last saved page.",
-        finished_at=timezone.now(),
+    count = runs.fail(
+        "The worker stopped responding; the next sync resumes from the last saved page."
     )
     if count:
         logger.warning("stale sync runs reaped count=%d", count)

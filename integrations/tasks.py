@@ -42,7 +42,7 @@ def sync_integration_on_schedule_task(integration_id: int) -> None:
 
 @shared_task
 def reap_stale_sync_runs_task() -> int:
-    """Fail sync runs whose worker stopped sending heartbeats."""
-    from integrations.services import reap_stale_runs
+    """Enqueue again the sync runs whose worker died; fail those no worker picked up."""
+    from integrations.services import reap_stale_runs, recover_sync_runs
 
-    return reap_stale_runs()
+    return recover_sync_runs() + reap_stale_runs()

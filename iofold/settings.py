@@ -286,6 +286,15 @@ CELERY_TASK_ROUTES = {
     "evals.tasks.*": {"queue": "execute"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# A running sync, generation or eval run beats its heartbeat this often from a thread, and
+# is taken over by another worker once it missed a few: at once when its worker is known
+# to be gone (same machine), after this many seconds otherwise (see iofold/lib/runs.py).
+IOFOLD_RUN_HEARTBEAT_SECONDS = env_float("IOFOLD_RUN_HEARTBEAT_SECONDS", 5.0)
+IOFOLD_RUN_STALE_SECONDS = env_int("IOFOLD_RUN_STALE_SECONDS", 30)
+if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "IOFOLD_RUN_STALE_SECONDS must cover at least three IOFOLD_RUN_HEARTBEAT_SECONDS"
+    )
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -15,6 +15,7 @@ import sandbox
 from evals.exceptions import EvalError, sandbox_failure
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.sandboxing import sandbox_limits
+from iofold.lib.runs import keep_alive
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 # that the heartbeat moves (each jail has at most its 120 s wall limit) and a killed worker
 # loses little.
 EXECUTE_CHUNK = 1000
-# A running run whose heartbeat is older than this belongs to a dead worker.
+# A running run no worker has touched for this long is failed. Its heartbeat moves every
+# few seconds and a run whose worker died is taken over at once (iofold/lib/runs.py), so
+# this is the last resort.
 RUN_STALE_AFTER = timedelta(minutes=10)
 # run_eval_now is for requests and generation; bigger batches go through a queued run.
 MAX_NOW_TRACES = 2000
@@ -62,18 +65,9 @@ def start_run(
     return run
 
 
-def claim_run(*, run_id: int, stale_after: timedelta = RUN_STALE_AFTER) -> EvalRun | None:
+def claim_run(*, run_id: int) -> EvalRun | None:
     """Mark a queued run (or one whose worker died) running and return it; None if taken."""
-    now = timezone.now()
-    claimed = EvalRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
-    )
-    if not claimed:
-        # A task redelivered after its worker was killed takes the run over once it is stale.
-        claimed = EvalRun.objects.filter(
-            pk=run_id, status=RunStatus.RUNNING, heartbeat_at__lt=now - stale_after
-        ).update(heartbeat_at=now)
-    if not claimed:
+    if EvalRun.objects.claim(run_id) is None:
         return None
     return EvalRun.objects.select_related("eval").get(pk=run_id)
 
@@ -90,6 +84,11 @@ def execute_run(*, run_id: int) -> EvalRun | None:
     if run is None:
         logger.info("eval run not claimed run=%s", run_id)
         return EvalRun.objects.filter(pk=run_id).first()
+    with keep_alive(run):
+        return _execute_claimed(run)
+
+
+def _execute_claimed(run: EvalRun) -> EvalRun:
     eval = run.eval
     # `done` counts this run's executions (kept with them in one transaction), so a run
     # that has none yet needs no look-up of what it already judged.
@@ -315,23 +314,28 @@ def finish_run(*, run: EvalRun) -> EvalRun:
 
 def fail_run(*, run_id: int, error: str) -> None:
     """Mark an unfinished run failed with a message for the user."""
-    EvalRun.objects.filter(pk=run_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
-        status=RunStatus.FAILED, error=error, finished_at=timezone.now()
-    )
+    EvalRun.objects.filter(pk=run_id).fail(error)
+
+
+def recover_eval_runs(*, include_queued: bool = False) -> int:
+    """Enqueue again the eval runs whose worker died; they skip the traces already judged."""
+    from evals.tasks import run_automatic_eval_task, run_eval_task
+
+    def enqueue(run: EvalRun) -> None:
+        automatic = run.trigger == EvalRun.Trigger.AUTOMATIC
+        (run_automatic_eval_task if automatic else run_eval_task).delay(run.pk)
+
+    return EvalRun.objects.recover(enqueue=enqueue, include_queued=include_queued)
 
 
 def reap_stale_runs(*, older_than: timedelta = RUN_STALE_AFTER) -> int:
-    """Fail runs whose worker went silent (running with an old heartbeat, or long queued)."""
+    """Fail running runs no worker has touched for ``older_than``."""
     cutoff = timezone.now() - older_than
     stale = EvalRun.objects.filter(
         Q(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
         | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True, created_at__lt=cutoff)
     )
-    count = stale.update(
-        status=RunStatus.FAILED,
-        error="The worker stopped responding; run the eval again.",
-        finished_at=timezone.now(),
-    )
+    count = stale.fail("The worker stopped responding; run the eval again.")
     if count:
         logger.warning("stale eval runs reaped count=%d", count)
     return count

@@ -27,13 +27,15 @@ from evals.services import candidates
 from evals.services.execution import record_completed_run
 from evals.services.metrics import apply_measurement, measure
 from evals.services.provider_settings import ProviderChoice, resolve_provider
+from iofold.lib.runs import keep_alive
 from traces.models import EvalSet, Trace
 from traces.selectors import labelled_examples
 
 logger = logging.getLogger(__name__)
 
-# A running generation silent for this long belongs to a dead worker. Generous: an LLM
-# call can take two minutes and three of them run back to back.
+# A generation no worker has touched for this long is failed (queued ones after twelve
+# times as long). A running one beats its heartbeat every few seconds and is taken over as
+# soon as its worker dies (iofold/lib/runs.py), so this is the last resort.
 GENERATION_STALE_AFTER = timedelta(minutes=15)
 
 
@@ -47,6 +49,8 @@ def start_generation(
     labels = {e.label for e in examples}
     if not labels & {"positive", "negative"}:
         raise EvalError("Label some traces thumbs-up or thumbs-down before generating an eval.")
+    # A generation whose worker died is enqueued again (and returned) rather than left stuck.
+    recover_generations(eval_set=eval_set)
     reap_stale_generations(eval_set=eval_set)
     active = Generation.objects.filter(eval_set=eval_set, parent__isnull=True).unfinished().first()
     if active is not None:
@@ -96,19 +100,9 @@ def generate_now(
     return run_generation(generation_id=generation.pk, choice=choice) or generation
 
 
-def claim_generation(
-    *, generation_id: int, stale_after: timedelta = GENERATION_STALE_AFTER
-) -> Generation | None:
+def claim_generation(*, generation_id: int) -> Generation | None:
     """Mark a queued generation (or one whose worker died) running; None if taken or gone."""
-    now = timezone.now()
-    claimed = Generation.objects.filter(pk=generation_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, error=""
-    )
-    if not claimed:
-        claimed = Generation.objects.filter(
-            pk=generation_id, status=RunStatus.RUNNING, heartbeat_at__lt=now - stale_after
-        ).update(heartbeat_at=now)
-    if not claimed:
+    if Generation.objects.claim(generation_id, error="") is None:
         return None
     return Generation.objects.select_related("eval_set", "workspace").get(pk=generation_id)
 
@@ -126,6 +120,11 @@ def run_generation(
     if generation is None:
         logger.info("generation not claimed generation=%s", generation_id)
         return Generation.objects.filter(pk=generation_id).first()
+    with keep_alive(generation):
+        return _run_claimed(generation, choice=choice)
+
+
+def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Generation:
     if generation.parent_id is not None:
         # Refinement shares the row, the queue and the task; its logic lives apart.
         from evals.services.refinement import run_refinement
@@ -427,10 +426,24 @@ def fail_generation(*, generation_id: int, error: str) -> Generation | None:
     return Generation.objects.filter(pk=generation_id).first()
 
 
+def recover_generations(*, eval_set: EvalSet | None = None, include_queued: bool = False) -> int:
+    """Enqueue again the generations (and refinements) whose worker died."""
+    from evals.tasks import generate_eval_task
+
+    generations = Generation.objects.all()
+    if eval_set is not None:
+        generations = generations.filter(eval_set=eval_set)
+    return generations.recover(
+        enqueue=lambda generation: generate_eval_task.delay(generation.pk),
+        include_queued=include_queued,
+        stage="The worker stopped; waiting for another one",
+    )
+
+
 def reap_stale_generations(
     *, older_than: timedelta = GENERATION_STALE_AFTER, eval_set: EvalSet | None = None
 ) -> int:
-    """Fail generations whose worker went silent, or that no worker picked up for hours."""
+    """Fail generations no worker has touched for long, or that none picked up for hours."""
     now = timezone.now()
     stale = Generation.objects.filter(
         Q(status=RunStatus.RUNNING, heartbeat_at__lt=now - older_than)
@@ -438,12 +451,7 @@ def reap_stale_generations(
     )
     if eval_set is not None:
         stale = stale.filter(eval_set=eval_set)
-    count = stale.update(
-        status=RunStatus.FAILED,
-        stage="Failed",
-        error="The worker stopped responding; start the generation again.",
-        finished_at=now,
-    )
+    count = stale.fail("The worker stopped responding; start the generation again.", stage="Failed")
     if count:
         logger.warning("stale generations reaped count=%d", count)
     return count

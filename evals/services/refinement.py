@@ -28,10 +28,15 @@ PromptBuilder = Callable[[Sequence[LabelledExample], int], prompts.Prompt]
 
 def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generation:
     """Queue a refinement of ``eval``; an unfinished one of the same version is returned."""
-    from evals.services.generation import queue_generation, reap_stale_generations
+    from evals.services.generation import (
+        queue_generation,
+        reap_stale_generations,
+        recover_generations,
+    )
 
     if eval.eval_set.is_archived:
         raise EvalError("This eval set is archived; restore it to refine its evals.")
+    recover_generations(eval_set=eval.eval_set)
     reap_stale_generations(eval_set=eval.eval_set)
     running = Generation.objects.filter(parent=eval).unfinished().first()
     if running is not None:
