@@ -1,13 +1,16 @@
 """The Celery app: queues ``sync``, ``generate`` and ``execute``, configured from settings."""
 
+import logging
 import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import before_task_publish, worker_init
+from celery.signals import before_task_publish, worker_init, worker_ready
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("iofold")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -38,3 +41,25 @@ def _prepare_publisher(**kwargs) -> None:
     if not _broker_folders_ready:
         ensure_broker_folders()
         _broker_folders_ready = True
+
+
+@worker_ready.connect
+def _recover_runs(**kwargs) -> None:
+    """Enqueue again the runs a killed worker left behind, as this worker starts.
+
+    The file-system broker deletes a message when a worker receives it and Redis hides an
+    unacknowledged one for hours, so the run rows, not the broker, say what is unfinished.
+    """
+    from django.db import connections
+
+    from evals.services.execution import recover_eval_runs
+    from evals.services.generation import recover_generations
+    from integrations.services import recover_sync_runs
+
+    for recover in (recover_sync_runs, recover_generations, recover_eval_runs):
+        try:
+            recover(include_queued=True)
+        except Exception:
+            # A worker that cannot recover now still works; the beat sweep tries again.
+            logger.exception("recovery at start-up failed step=%s", recover.__name__)
+    connections.close_all()

@@ -367,8 +367,10 @@ IOFOLD_TRACE_STORE = "traces.ingest.upsert_traces"
 # and by bin/run). Per-integration sync schedules are rows the integration services manage.
 IOFOLD_PERIODIC_TASKS = {
     # name: (task, every N seconds)
-    "reap stale sync runs": ("integrations.tasks.reap_stale_sync_runs_task", 300),
-    "reap stale generations and eval runs": ("evals.tasks.reap_stale_runs_task", 300),
+    # Runs whose worker died go back in the queue (those on another machine are noticed
+    # only by their heartbeat, so the sweep runs often); runs nobody picks up are failed.
+    "reap stale sync runs": ("integrations.tasks.reap_stale_sync_runs_task", 60),
+    "reap stale generations and eval runs": ("evals.tasks.reap_stale_runs_task", 60),
     # Verdicts whose Langfuse score failed to arrive (outage, rate limit) are sent again.
     "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
 }

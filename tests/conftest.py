@@ -115,11 +115,73 @@ def _database_url_for_worker() -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
 
 
+class WorkerProcess:
+    """A real Celery worker process that a test can kill (SIGKILL) and start again."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env, self.log_path = env, log_path
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self):
+        return self.proc.poll()
+
+    def start(self) -> "WorkerProcess":
+        """Start a worker and wait until it consumes; its output goes on in the same log."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "iofold",
+                    "worker",
+                    "--queues=default,sync,generate,execute",
+                    "--pool=solo",
+                    "--loglevel=INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=django_settings.BASE_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        deadline = time.monotonic() + 60
+        while " ready." not in self.log_path.read_text()[offset:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"Celery worker did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return self
+
+    def kill(self) -> None:
+        """Kill the worker as the OOM killer would: nothing gets to clean up or acknowledge."""
+        self.proc.kill()
+        self.proc.wait(timeout=20)
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """Start a real Celery worker on the test database and the configured broker.
 
-    Tests using it need ``transactional_db`` so the worker sees their rows.
+    Tests using it need ``transactional_db`` so the worker sees their rows. A test may
+    ``kill()`` it and ``start()`` it again; later tests get the running one.
     """
     from iofold.celery import app, ensure_broker_folders
 
@@ -130,7 +192,6 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             # A queue that was never declared has nothing to purge.
             with contextlib.suppress(Exception):
                 conn.default_channel.queue_purge(queue)
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
         **os.environ,
         "DATABASE_URL": _database_url_for_worker(),
@@ -138,40 +199,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "IOFOLD_ALLOW_PRIVATE_HOSTS": "true",
     }
     env.update(getattr(celery_worker_process, "extra_env", {}))
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "iofold",
-                "worker",
-                "--queues=default,sync,generate,execute",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=django_settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while " ready." not in Path(log_path).read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Celery worker did not start:\n{Path(log_path).read_text()[-3000:]}")
-        time.sleep(0.2)
-    proc.log_path = log_path
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log").start()
+    yield worker
+    if worker.poll() is None:
+        worker.terminate()
 
 
 def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = ""):

@@ -2,10 +2,12 @@
 
 import pytest
 
-from evals.models import EvalExecution, RunStatus
+from evals.models import Eval, EvalExecution, RunStatus
 from evals.services.generation import start_generation
+from evals.services.provider_settings import update_provider_settings
 from tests.conftest import wait_for
 from tests.evals.builders import labelled_set
+from tests.evals.test_generation import GOOD_CODE, KEY, fenced
 
 pytestmark = pytest.mark.worker
 
@@ -24,3 +26,39 @@ def test_generation_runs_on_the_worker(celery_worker_process, transactional_db, 
     eval = generation.result
     assert eval.provider == "offline" and eval.agreement == 1.0
     assert EvalExecution.objects.filter(eval=eval).count() == 8
+
+
+def test_a_generation_whose_worker_was_killed_finishes_on_the_next_worker(
+    celery_worker_process, transactional_db, workspace, fake_llm
+):
+    """The next worker takes the generation over at once, without waiting for a reaper."""
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model="gpt-4.1-mini",
+        base_url=fake_llm.openai_base_url,
+        api_key=KEY,
+    )
+    eval_set, traces = labelled_set(workspace, good=4, bad=4)
+    fake_llm.push_text(fenced(GOOD_CODE), delay=30)  # the worker is killed while it waits
+    fake_llm.push_text(fenced(GOOD_CODE))
+    generation = start_generation(eval_set=eval_set)
+
+    def asking_the_model():
+        generation.refresh_from_db()
+        return generation.status == RunStatus.RUNNING and len(fake_llm.requests) == 1
+
+    wait_for(asking_the_model, timeout=60, message="generation did not start on the worker")
+    celery_worker_process.kill()
+    celery_worker_process.start()
+
+    def finished():
+        generation.refresh_from_db()
+        return generation.is_final
+
+    wait_for(finished, timeout=60, message="the new worker did not finish the killed generation")
+    assert generation.status == RunStatus.SUCCEEDED, generation.error
+    assert generation.takeovers == 1
+    assert len(fake_llm.requests) == 2
+    assert Eval.objects.filter(eval_set=eval_set).count() == 1
+    assert EvalExecution.objects.filter(eval=generation.result).count() == 8
