@@ -230,7 +230,7 @@ class BackgroundRunQuerySet(models.QuerySet):
             ):
                 recovered.append(run)
         if include_queued:
-            recovered += list(self.filter(status=QUEUED))
+            recovered += list(self.filter(status=QUEUED).exclude(pk__in=[r.pk for r in recovered]))
         for run in recovered:
             transaction.on_commit(lambda run=run: enqueue(run))
         if recovered:

@@ -169,3 +169,14 @@ def test_the_heartbeat_moves_while_the_run_works(transactional_db, workspace, se
         SyncRun.objects.filter(pk=run.pk).update(status="succeeded")
         wait_for(lambda: heartbeat.lost, timeout=10, message="a finished run kept beating")
     assert not heartbeat.is_alive()
+
+
+def test_a_run_put_back_at_start_up_is_enqueued_once(sync_run, django_capture_on_commit_callbacks):
+    SyncRun.objects.filter(pk=sync_run.pk).update(
+        status="running", owner=dead_owner(), heartbeat_at=timezone.now()
+    )
+    enqueued = []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert SyncRun.objects.recover(enqueue=enqueued.append, include_queued=True) == 1
+    assert [r.pk for r in enqueued] == [sync_run.pk]
