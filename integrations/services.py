@@ -22,7 +22,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult, store_traces
 from iofold.lib import outbound
-from iofold.lib.runs import keep_alive
+from iofold.lib.runs import Heartbeat, keep_alive
 
 logger = logging.getLogger(__name__)
 
@@ -372,8 +372,10 @@ def run_sync(
     if run is None:
         logger.info("sync not claimed run=%s", run_id)
         return None
-    with keep_alive(run):
-        return _sync(run, adapter=adapter, on_page=on_page, on_ingested=on_ingested)
+    with keep_alive(run) as heartbeat:
+        return _sync(
+            run, adapter=adapter, on_page=on_page, on_ingested=on_ingested, heartbeat=heartbeat
+        )
 
 
 def _sync(
@@ -382,6 +384,7 @@ def _sync(
     adapter: Adapter | None,
     on_page: Callable[[SyncRun, int], None] | None,
     on_ingested: Callable[[list[int]], None] | None,
+    heartbeat: Heartbeat | None,
 ) -> SyncRun:
     integration = run.integration
     if not integration.enabled:
@@ -419,6 +422,11 @@ def _sync(
             del page, result  # keep at most one page of traces alive
             if on_page is not None:
                 on_page(run, pages)
+            if heartbeat is not None and heartbeat.lost:
+                # Another worker took the run over (this one was silent too long), or it
+                # was failed: leave the rest to the new owner.
+                logger.warning("sync given up run=%s pages=%d", run.pk, pages)
+                return SyncRun.objects.get(pk=run.pk)
     except AdapterError as exc:
         status = Integration.Status.AUTH_FAILED if exc.code == "auth" else Integration.Status.ERROR
         _mark_integration(integration, status=status, error=exc.message)

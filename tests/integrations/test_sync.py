@@ -1,5 +1,6 @@
 """The Langfuse sync end to end at the service layer, against the fake Langfuse over HTTP."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -7,6 +8,7 @@ from django.utils import timezone
 
 from integrations import services
 from integrations.models import Integration, SyncRun
+from tests.conftest import wait_for
 from tests.integrations.helpers import Sleeps
 from traces.models import Trace
 
@@ -238,3 +240,27 @@ def test_disabled_integration_cannot_sync(fake_langfuse, make_integration):
 
     with pytest.raises(services.IntegrationError, match="disabled"):
         services.start_sync(integration=integration)
+
+
+def test_a_sync_taken_over_by_another_worker_stops_after_its_page(
+    transactional_db, settings, fake_langfuse, make_integration
+):
+    """The heartbeat thread notices the row is no longer its own; the page loop stops."""
+    settings.IOFOLD_RUN_HEARTBEAT_SECONDS = 0.05
+    # Twelve-hour spacing spreads the traces over several week-long windows: several pages.
+    fake = fake_langfuse(traces=40, observations=2, spacing=timedelta(hours=12))
+    integration = make_integration(fake)
+    run = services.start_sync(integration=integration)
+    pages = []
+
+    def taken_over(run, done):
+        pages.append(done)
+        SyncRun.objects.filter(pk=run.pk).update(owner="another-worker")
+        (heartbeat,) = [t for t in threading.enumerate() if t.name == f"heartbeat-SyncRun-{run.pk}"]
+        wait_for(lambda: heartbeat.lost, timeout=10, message="the heartbeat did not notice")
+
+    adapter = services.get_adapter(integration, sleep=Sleeps())
+    result = services.run_sync(run_id=run.pk, adapter=adapter, on_page=taken_over)
+
+    assert pages == [1]
+    assert result.status == "running" and result.owner == "another-worker"
