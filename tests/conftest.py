@@ -214,3 +214,17 @@ def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: 
             return value
         time.sleep(interval)
     pytest.fail(message or "condition not met in time")
+
+
+def dead_owner() -> str:
+    """Return the run owner name (iofold/lib/runs.py) of a process that has exited."""
+    from iofold.lib import runs
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], stdout=subprocess.PIPE
+    )
+    owner = runs.current_owner().split(":")
+    owner[1], owner[2] = str(proc.pid), runs._process_start(proc.pid)
+    proc.kill()
+    proc.wait()
+    return ":".join(owner)

@@ -20,6 +20,8 @@ from evals.services.execution import (
     start_run,
     trace_json,
 )
+from evals.tasks import reap_stale_runs_task
+from tests.conftest import dead_owner
 from tests.evals.builders import ALWAYS_PASS_CODE, BAD, GOOD, labelled_set, make_eval
 from tests.traces.factories import TraceFactory, trace_data
 
@@ -100,6 +102,30 @@ def test_stale_running_run_is_reaped(workspace):
     assert reap_stale_runs() == 1
     run.refresh_from_db()
     assert run.status == "failed" and "stopped responding" in run.error
+
+
+def test_the_sweep_hands_runs_of_a_dead_worker_to_their_own_task(
+    workspace, monkeypatch, django_capture_on_commit_callbacks
+):
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    eval = make_eval(eval_set, version=1)
+    ids = [t.pk for t in traces]
+    manual = start_run(eval=eval, trace_ids=ids, trigger="manual", enqueue=False)
+    automatic = start_run(eval=eval, trace_ids=ids, trigger="automatic", enqueue=False)
+    EvalRun.objects.filter(pk__in=[manual.pk, automatic.pk]).update(
+        status="running", owner=dead_owner(), heartbeat_at=timezone.now()
+    )
+    sent = []
+    monkeypatch.setattr("evals.tasks.run_eval_task.delay", lambda pk: sent.append(("run", pk)))
+    monkeypatch.setattr(
+        "evals.tasks.run_automatic_eval_task.delay", lambda pk: sent.append(("automatic", pk))
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reap_stale_runs_task() == 2
+
+    assert sorted(sent) == [("automatic", automatic.pk), ("run", manual.pk)]
+    assert set(EvalRun.objects.values_list("status", "takeovers")) == {("queued", 1)}
 
 
 def test_too_many_traces_for_an_immediate_run(workspace, monkeypatch):

@@ -3,11 +3,13 @@
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from evals.exceptions import EvalError, TransientEvalError
 from evals.models import Eval, EvalExecution, EvalRun, Generation
 from evals.services.generation import run_generation, start_generation
 from evals.services.provider_settings import update_provider_settings
+from tests.conftest import dead_owner
 from tests.evals.builders import BAD, GOOD, labelled_set
 from tests.traces.factories import TraceFactory, trace_data
 from traces.models import Feedback
@@ -329,3 +331,22 @@ def test_generation_runs_twice_only_once(workspace):
     run_generation(generation_id=generation.pk)
     run_generation(generation_id=generation.pk)
     assert Eval.objects.filter(eval_set=eval_set).count() == 1
+
+
+def test_generate_hands_a_dead_workers_generation_to_the_next_worker(
+    workspace, monkeypatch, django_capture_on_commit_callbacks
+):
+    eval_set, traces = labelled_set(workspace, good=2, bad=2)
+    stuck = start_generation(eval_set=eval_set, enqueue=False)
+    Generation.objects.filter(pk=stuck.pk).update(
+        status="running", owner=dead_owner(), heartbeat_at=timezone.now()
+    )
+    sent = []
+    monkeypatch.setattr("evals.tasks.generate_eval_task.delay", sent.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        generation = start_generation(eval_set=eval_set)
+
+    assert generation.pk == stuck.pk and generation.status == "queued"
+    assert generation.takeovers == 1 and "worker stopped" in generation.stage
+    assert sent == [stuck.pk]

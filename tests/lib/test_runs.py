@@ -1,7 +1,5 @@
 """The shared lifecycle of background runs: claim, heartbeat, take over, recover, fail."""
 
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -10,19 +8,7 @@ from django.utils import timezone
 from integrations import services
 from integrations.models import SyncRun
 from iofold.lib import runs
-from tests.conftest import wait_for
-
-
-def dead_owner() -> str:
-    """Return the owner name of a process of this machine that has exited."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)"], stdout=subprocess.PIPE
-    )
-    owner = runs.current_owner().split(":")
-    owner[1], owner[2] = str(proc.pid), runs._process_start(proc.pid)
-    proc.kill()
-    proc.wait()
-    return ":".join(owner)
+from tests.conftest import dead_owner, wait_for
 
 
 def test_this_process_is_alive_and_an_exited_one_is_gone():
