@@ -15,7 +15,7 @@ import sandbox
 from evals.exceptions import EvalError, sandbox_failure
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.sandboxing import sandbox_limits
-from iofold.lib.runs import keep_alive
+from iofold.lib.runs import Heartbeat, keep_alive
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,11 @@ def execute_run(*, run_id: int) -> EvalRun | None:
     if run is None:
         logger.info("eval run not claimed run=%s", run_id)
         return EvalRun.objects.filter(pk=run_id).first()
-    with keep_alive(run):
-        return _execute_claimed(run)
+    with keep_alive(run) as heartbeat:
+        return _execute_claimed(run, heartbeat=heartbeat)
 
 
-def _execute_claimed(run: EvalRun) -> EvalRun:
+def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     eval = run.eval
     # `done` counts this run's executions (kept with them in one transaction), so a run
     # that has none yet needs no look-up of what it already judged.
@@ -115,6 +115,11 @@ def _execute_claimed(run: EvalRun) -> EvalRun:
         with transaction.atomic():
             _upsert(eval=eval, run=run, trace_ids=ids, results=results)
             _refresh_counts(run)
+        if heartbeat is not None and heartbeat.lost:
+            # Another worker took the run over (this one was silent too long), or it was
+            # failed: leave the rest to the new owner.
+            logger.warning("eval run given up run=%s", run.pk)
+            return EvalRun.objects.get(pk=run.pk)
     run = finish_run(run=run)
     if run.trigger == EvalRun.Trigger.MANUAL:
         # "Test again" re-measures the version even when nobody watches the progress page.

@@ -1,6 +1,7 @@
 """Queued and immediate eval runs in the real sandbox (nsjail)."""
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from evals.services.execution import (
     trace_json,
 )
 from evals.tasks import reap_stale_runs_task
-from tests.conftest import dead_owner
+from tests.conftest import dead_owner, wait_for
 from tests.evals.builders import ALWAYS_PASS_CODE, BAD, GOOD, labelled_set, make_eval
 from tests.traces.factories import TraceFactory, trace_data
 
@@ -126,6 +127,35 @@ def test_the_sweep_hands_runs_of_a_dead_worker_to_their_own_task(
 
     assert sorted(sent) == [("automatic", automatic.pk), ("run", manual.pk)]
     assert set(EvalRun.objects.values_list("status", "takeovers")) == {("queued", 1)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_taken_over_by_another_worker_stops_after_its_chunk(workspace, monkeypatch, settings):
+    """The heartbeat thread notices the row is no longer its own; the chunk loop stops."""
+    settings.IOFOLD_RUN_HEARTBEAT_SECONDS = 0.05
+    monkeypatch.setattr(execution, "EXECUTE_CHUNK", 1)
+    eval_set, traces = labelled_set(workspace, good=3, bad=0)
+    run = start_run(
+        eval=make_eval(eval_set, version=1), trace_ids=[t.pk for t in traces], trigger="api"
+    )
+    run_json = sandbox.run_json
+    chunks = []
+
+    def taken_over_after_the_first_chunk(code, texts, limits):
+        if chunks:
+            EvalRun.objects.filter(pk=run.pk).update(owner="another-worker")
+            (heartbeat,) = [
+                t for t in threading.enumerate() if t.name == f"heartbeat-EvalRun-{run.pk}"
+            ]
+            wait_for(lambda: heartbeat.lost, timeout=10, message="the heartbeat did not notice")
+        chunks.append(texts)
+        return run_json(code, texts, limits)
+
+    monkeypatch.setattr(sandbox, "run_json", taken_over_after_the_first_chunk)
+    result = execute_run(run_id=run.pk)
+
+    assert len(chunks) == 2  # the chunk in hand is recorded, the third is left
+    assert (result.status, result.owner, result.done) == ("running", "another-worker", 2)
 
 
 def test_too_many_traces_for_an_immediate_run(workspace, monkeypatch):
