@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0002_matrix_stamp_indexes'),
+        ('evals', '0003_provider_settings_verbose_name'),
     ]
 
     operations = [
