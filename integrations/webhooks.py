@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 
@@ -41,6 +42,14 @@ SIGNATURE_HEADER = "X-Iofold-Signature"
 SIGNATURE_PREFIX = "sha256="
 # How far a request's timestamp may be from now, in seconds, either way.
 REPLAY_WINDOW = 300
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
+# Every unauthenticated failure gets this one answer, so that nobody can tell an unknown
+# integration id from a known one (or one without a secret) from outside.
+NOT_AUTHENTIC = (
+    f"The request is not signed correctly: send {TIMESTAMP_HEADER} (Unix seconds, within 5 "
+    f"minutes of now) and {SIGNATURE_HEADER} ({SIGNATURE_PREFIX}<hex HMAC-SHA256 of "
+    '"<timestamp>.<body>" with the integration\'s webhook secret>).'
+)
 
 
 class WebhookRejected(Exception):
@@ -72,20 +81,26 @@ def sign(*, secret: str, timestamp: int | str, body: bytes) -> str:
 def verify_signature(
     *, secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float
 ) -> None:
-    """Raise ``WebhookRejected`` unless the signature matches and the timestamp is fresh."""
-    if not secret:
-        raise WebhookRejected("This integration has no webhook secret; generate one first.")
+    """Raise ``WebhookRejected`` unless the signature matches and the timestamp is fresh.
+
+    The reason is for the server's log only: callers answer every rejection alike.
+    """
     if not timestamp or not signature:
-        raise WebhookRejected(f"Send the {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers.")
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise WebhookRejected(f"{TIMESTAMP_HEADER} must be Unix seconds.") from None
-    if abs(now - sent_at) > REPLAY_WINDOW:
-        raise WebhookRejected("The timestamp is more than 5 minutes away from now.")
-    expected = sign(secret=secret, timestamp=timestamp, body=body)
-    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
-        raise WebhookRejected("The signature does not match.")
+        raise WebhookRejected(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
+    # Strictly ASCII digits: int() would also take "+1_7e", other scripts' digits and
+    # numbers too large to compare with a float (OverflowError).
+    if not TIMESTAMP_PATTERN.fullmatch(timestamp):
+        raise WebhookRejected(f"{TIMESTAMP_HEADER} is not Unix seconds")
+    if abs(now - int(timestamp)) > REPLAY_WINDOW:
+        raise WebhookRejected("timestamp more than 5 minutes away from now")
+    # Without a secret, sign with a throwaway one anyway, so an unknown id costs the
+    # same time as a known one.
+    expected = sign(secret=secret or secrets.token_hex(32), timestamp=timestamp, body=body)
+    matches = hmac.compare_digest(expected.encode(), signature.strip().encode())
+    if not secret:
+        raise WebhookRejected("unknown or disabled integration, or no webhook secret")
+    if not matches:
+        raise WebhookRejected("signature does not match")
 
 
 def ingest_webhook(*, integration: Integration, items: list) -> dict:
@@ -138,7 +153,6 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
     except RequestDataTooBig:
         return _reject("The request body is too large.", status=413)
     try:
-        # Unknown and disabled integrations answer like a bad signature: no probing for ids.
         verify_signature(
             secret=integration.webhook_secret if integration else "",
             timestamp=request.headers.get(TIMESTAMP_HEADER),
@@ -148,7 +162,7 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
         )
     except WebhookRejected as exc:
         logger.info("webhook rejected integration=%s reason=%s", pk, exc.message)
-        return _reject(exc.message if integration else "The signature does not match.")
+        return _reject(NOT_AUTHENTIC)
     try:
         payload = json.loads(body)
     except ValueError:

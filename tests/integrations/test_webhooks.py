@@ -59,7 +59,7 @@ def test_bad_signature_is_refused(client, integration):
     response = _post(client, integration, trace_data(1), secret="whsec_wrong")
 
     assert response.status_code == 401
-    assert response.json()["detail"] == "The signature does not match."
+    assert response.json()["detail"] == webhooks.NOT_AUTHENTIC
     assert not Trace.objects.exists()
 
 
@@ -98,6 +98,49 @@ def test_missing_headers_and_unknown_integrations_are_refused(client, integratio
 
     integration.pk += 1000  # another integration's id: same answer, nothing to probe
     assert _post(client, integration, trace_data(1)).status_code == 401
+
+
+def _unauthenticated_failures(integration, other):
+    """Yield (case, url, headers) for every way an outsider's request can fail."""
+    body = json.dumps(trace_data(1)).encode()
+    now = str(int(time.time()))
+    good = webhooks.sign(secret=integration.secret, timestamp=now, body=body)
+    url = f"/api/v1/integrations/{integration.pk}/webhook"
+    yield "unknown id", "/api/v1/integrations/999999/webhook", _headers(now, good)
+    yield "no secret configured", f"/api/v1/integrations/{other.pk}/webhook", _headers(now, good)
+    yield "no headers", url, {}
+    yield "no signature", url, {"X-Iofold-Timestamp": now}
+    yield "no timestamp", url, {"X-Iofold-Signature": good}
+    yield "timestamp not a number", url, _headers("yesterday", good)
+    yield "timestamp with a sign", url, _headers(f"+{now}", good)
+    yield "timestamp of 400 digits", url, _headers("9" * 400, good)
+    yield "stale timestamp", url, _headers(str(int(now) - 301), good)
+    yield "bad signature", url, _headers(now, "sha256=" + "0" * 64)
+    yield "signature not hex", url, _headers(now, "sha256=\u00e9\U0001f600")
+
+
+def _headers(timestamp, signature):
+    return {"X-Iofold-Timestamp": timestamp, "X-Iofold-Signature": signature}
+
+
+def test_every_unauthenticated_failure_gets_the_same_answer(client, integration, workspace):
+    """Unknown ids, ids without a secret and bad signatures are indistinguishable."""
+    other = services.create_integration(
+        workspace=workspace,
+        name="no secret",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+    )
+    body = json.dumps(trace_data(1)).encode()
+    answers = {}
+    for case, url, headers in _unauthenticated_failures(integration, other):
+        response = client.post(url, data=body, content_type="application/json", headers=headers)
+        answers[case] = (response.status_code, response.content)
+
+    expected = (401, json.dumps({"detail": webhooks.NOT_AUTHENTIC}).encode())
+    assert answers == dict.fromkeys(answers, expected)
+    assert not Trace.objects.exists()
 
 
 def test_a_regenerated_secret_replaces_the_old_one(client, integration):
