@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from integrations.adapters.langfuse import normalise_langfuse_export
 from integrations.constants import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, UPLOAD_BATCH
 from integrations.store import UpsertResult, store_traces
+from iofold.lib import jsontext
 
 
 @dataclass
@@ -108,9 +108,12 @@ def decode_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
         if not text:
             continue
         try:
-            obj = json.loads(text)
+            obj = jsontext.loads(text)
         except UnicodeDecodeError:
             yield number, ValueError("line is not UTF-8 text")
+            continue
+        except jsontext.UnsafeJSON as exc:
+            yield number, ValueError(str(exc))
             continue
         except ValueError as exc:
             yield number, ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -33,6 +32,7 @@ from integrations.constants import MAX_API_TRACES, MAX_REPORTED_ERRORS
 from integrations.models import Integration
 from integrations.store import store_traces
 from integrations.uploads import to_normalised
+from iofold.lib import jsontext
 from workspaces.access import workspace_view
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,9 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
         logger.info("webhook rejected integration=%s reason=%s", pk, exc.message)
         return _reject(NOT_AUTHENTIC)
     try:
-        payload = json.loads(body)
+        payload = jsontext.loads(body)
+    except jsontext.UnsafeJSON as exc:
+        return _reject(f"The body cannot be accepted: {exc}.", status=400)
     except ValueError:
         return _reject("The body is not JSON.", status=400)
     if isinstance(payload, dict) and isinstance(payload.get("traces"), list):

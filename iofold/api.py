@@ -1,11 +1,33 @@
-"""Project-wide API wiring: the exception handler that maps domain errors to 400."""
+"""Project-wide API wiring: the JSON parser and the exception handler."""
 
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from iofold.exceptions import ApplicationError
+from iofold.lib import jsontext
 from iofold.lib.csp import set_inline_styles_policy
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, refusing deep nesting and strings that cannot be stored (400).
+
+    Without it, JSON nested thousands deep raises ``RecursionError`` and a lone surrogate
+    fails later, in a renderer or the database: both 500s.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(
+                f"JSON parse error - nested deeper than {jsontext.MAX_DEPTH} levels"
+            ) from None
+        if problem := jsontext.find_problem(data):
+            raise ParseError(f"JSON parse error - {problem}")
+        return data
 
 
 def exception_handler(exc, context):

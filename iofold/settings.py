@@ -226,6 +226,11 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "iofold.api.InlineStylesBrowsableAPIRenderer",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "iofold.api.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

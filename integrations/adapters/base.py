@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from iofold.lib import jsontext
+
 STEP_TYPES = ("llm", "tool", "retriever", "agent", "chain", "span", "event")
+# Nesting levels a trace may have, counted from the trace object itself. Real payloads
+# (chat messages, tool schemas) stay well under it; far deeper ones only exhaust the
+# stack of whatever walks them later (hashing, the trace page, evals).
+MAX_TRACE_DEPTH = 64
 
 TRACE_KEYS = {
     "id": (str,),
@@ -184,7 +190,7 @@ def parse_io(value: Any) -> Any:
         if stripped[:1] in ("{", "[", '"') or stripped in ("null", "true", "false"):
             try:
                 return json.loads(stripped)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return value
     return value
 
@@ -218,6 +224,9 @@ def validate_normalised_trace(trace: Any) -> list[str]:
             problems.append("step ids must be unique")
         for index, step in enumerate(steps):
             problems.extend(f"steps[{index}]: {p}" for p in _validate_step(step, known))
+    # Sync pages and Langfuse exports reach here without passing a request parser.
+    if problem := jsontext.find_problem(trace, max_depth=MAX_TRACE_DEPTH):
+        problems.append(problem)
     return problems
 
 

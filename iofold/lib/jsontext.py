@@ -1,0 +1,98 @@
+"""JSON from outside: parsed without exhausting the stack, and only what can be stored.
+
+Two kinds of string parse as JSON but cannot be stored: NUL (``\\u0000``), which
+PostgreSQL refuses in text and jsonb, and a lone surrogate (``"\\ud800"``), which is not
+Unicode text at all (UTF-8 cannot encode it; I-JSON, RFC 7493, forbids it). Such input is
+refused with where it is, rather than silently rewritten: what is stored, hashed and
+judged by evals stays exactly what the sender sent, and SQLite and PostgreSQL behave
+alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# Deeper than any request body needs, and far from the interpreter's recursion limit, so
+# that everything downstream (serializers, renderers, templates) can walk what is accepted.
+MAX_DEPTH = 100
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_MAX_KEY_SHOWN = 40
+_MAX_PATH_SHOWN = 120
+
+
+class UnsafeJSON(ValueError):
+    """Well-formed JSON that is refused; the message says what and where."""
+
+
+def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON; raise ``UnsafeJSON`` for too deep nesting or unstorable strings.
+
+    Malformed JSON raises ``json.JSONDecodeError`` (and bytes that are not UTF-8
+    ``UnicodeDecodeError``), both ``ValueError`` like ``UnsafeJSON``.
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise UnsafeJSON(f"nested deeper than {max_depth} levels") from None
+    problem = find_problem(value, max_depth=max_depth)
+    if problem:
+        raise UnsafeJSON(problem)
+    return value
+
+
+def find_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
+    """Return why decoded JSON cannot be stored, naming where (``steps[0].output``), or None.
+
+    Walks with an explicit stack, so any nesting the parser produced can be checked.
+    """
+    # Paths are linked (parent, key) pairs, turned into text only for the problem found.
+    stack: list[tuple[Any, tuple | None, int]] = [(value, None, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            if problem := _bad_text(item):
+                return f"{_where(path)}: {problem}"
+        elif isinstance(item, dict):
+            if depth >= max_depth:
+                return f"{_where(path)}: nested deeper than {max_depth} levels"
+            children = []
+            for key, child in item.items():
+                if isinstance(key, str) and (problem := _bad_text(key)):
+                    return f"a key of {_where(path)}: {problem}"
+                children.append((child, (path, key), depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            if depth >= max_depth:
+                return f"{_where(path)}: nested deeper than {max_depth} levels"
+            stack.extend((item[i], (path, i), depth + 1) for i in range(len(item) - 1, -1, -1))
+    return None
+
+
+def _bad_text(text: str) -> str | None:
+    match = _UNSTORABLE.search(text)
+    if match is None:
+        return None
+    char = match.group()
+    if char == "\x00":
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    return f"contains a lone surrogate (\\u{ord(char):04x}), which is not Unicode text"
+
+
+def _where(path: tuple | None) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif isinstance(key, str) and key.isidentifier() and key.isascii():
+            parts.append(f".{key}")
+        else:
+            # ensure_ascii: the key itself may hold the unstorable character.
+            parts.append(f"[{json.dumps(str(key)[:_MAX_KEY_SHOWN])}]")
+    text = "".join(reversed(parts)).lstrip(".")
+    if len(text) > _MAX_PATH_SHOWN:
+        text = text[: _MAX_PATH_SHOWN - 1] + "…"
+    return text or "the top-level value"

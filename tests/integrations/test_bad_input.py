@@ -1,0 +1,165 @@
+"""Input the database cannot store, or nested too deep to walk, on every ingestion path.
+
+Each is refused with a 4xx (per line for uploads, per trace for syncs) that says which
+field, and nothing of the refused document is written. PostgreSQL refuses NUL and lone
+surrogates outright; SQLite stores NUL, so the refusal is ours, and the same on both.
+"""
+
+import io
+import json
+import time
+
+import pytest
+from django.urls import reverse
+
+from integrations import services, webhooks
+from integrations.adapters.base import MAX_TRACE_DEPTH
+from integrations.uploads import ingest_objects
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.traces.factories import trace_data
+from traces.models import Trace
+from workspaces.services import issue_token
+
+pytestmark = pytest.mark.django_db
+
+
+def _nested(levels: int):
+    value = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _with(n: int, **changes) -> dict:
+    return {**trace_data(n), **changes}
+
+
+def _step_output(n: int, output) -> dict:
+    data = trace_data(n)
+    data["steps"][2]["output"] = output
+    return data
+
+
+# (case, JSON text of one trace, what the refusal must name)
+BAD_TRACES = [
+    ("surrogate in name", json.dumps(_with(1, name="a\ud800b")), "name"),
+    ("surrogate in step", json.dumps(_step_output(1, "ok \udfff")), "steps[2].output"),
+    ("surrogate in a key", json.dumps(_with(1, metadata={"k\ud800": 1})), "metadata"),
+    ("NUL in input", json.dumps(_with(1, input={"text": "a\x00b"})), "input.text"),
+    ("NUL in a tag", json.dumps(_with(1, tags=["ok", "\x00"])), "tags[1]"),
+    (
+        "nested 10,000 deep",
+        json.dumps(_with(1, input="HOLE")).replace('"HOLE"', "[" * 10_000 + "]" * 10_000),
+        "nested deeper than",
+    ),
+    ("nested 950 deep", json.dumps(_with(1, input=_nested(950))), "nested deeper than"),
+]
+IDS = [case for case, _, _ in BAD_TRACES]
+
+
+@pytest.fixture
+def token_client(api_client, workspace, owner):
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="admin")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return api_client
+
+
+@pytest.fixture
+def integration(workspace):
+    integration = services.create_integration(
+        workspace=workspace,
+        name="lf",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+    )
+    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
+    return integration
+
+
+@pytest.mark.parametrize(("case", "bad", "named"), BAD_TRACES, ids=IDS)
+def test_api_refuses_the_batch_and_names_the_field(token_client, case, bad, named):
+    body = f'{{"traces": [{json.dumps(trace_data(2))}, {bad}]}}'
+
+    response = token_client.post(
+        reverse("api-traces-ingest"), data=body, content_type="application/json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert named in response.json()["detail"]
+    assert not Trace.objects.exists()
+
+
+@pytest.mark.parametrize(("case", "bad", "named"), BAD_TRACES, ids=IDS)
+def test_webhook_refuses_the_body_and_names_the_field(client, integration, case, bad, named):
+    body = f"[{json.dumps(trace_data(2))}, {bad}]".encode()
+    now = str(int(time.time()))
+    signature = webhooks.sign(secret=integration.secret, timestamp=now, body=body)
+
+    response = client.post(
+        f"/api/v1/integrations/{integration.pk}/webhook",
+        data=body,
+        content_type="application/json",
+        headers={"X-Iofold-Timestamp": now, "X-Iofold-Signature": signature},
+    )
+
+    assert response.status_code == 400, response.content
+    assert named in response.json()["detail"]
+    assert not Trace.objects.exists()
+
+
+@pytest.mark.parametrize(("case", "bad", "named"), BAD_TRACES, ids=IDS)
+def test_upload_refuses_the_line_and_keeps_the_others(login, member, workspace, case, bad, named):
+    upload = io.BytesIO(f"{json.dumps(trace_data(2))}\n{bad}\n".encode())
+    upload.name = "traces.jsonl"
+
+    response = login(member).post(
+        reverse("integrations:upload", args=[workspace.slug]), {"file": upload}
+    )
+
+    assert response.status_code == 200
+    (line, reason) = response.context["report"].errors[0]
+    assert line == 2
+    assert named in reason
+    assert list(Trace.objects.values_list("external_id", flat=True)) == ["t2"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        (_with(1, name="a\ud800b"), "name: contains a lone surrogate (\\ud800)"),
+        (_step_output(1, {"x": "\x00"}), "steps[2].output.x: contains a NUL character"),
+        (_with(1, input=_nested(MAX_TRACE_DEPTH)), f"nested deeper than {MAX_TRACE_DEPTH}"),
+    ],
+)
+def test_synced_traces_are_checked_per_trace(workspace, bad, named):
+    """Syncs and Langfuse exports reach the store without a request parser."""
+    report = ingest_objects(
+        workspace=workspace, source="api", items=enumerate([trace_data(2), bad])
+    )
+
+    assert [(line, named in reason) for line, reason in report.errors] == [(1, True)]
+    assert list(Trace.objects.values_list("external_id", flat=True)) == ["t2"]
+
+
+def test_a_trace_at_the_nesting_limit_is_accepted(workspace):
+    within = _with(1, input=_nested(MAX_TRACE_DEPTH - 2))  # the trace and "input" are 2 more
+
+    report = ingest_objects(workspace=workspace, source="api", items=enumerate([within]))
+
+    assert report.errors == []
+    assert Trace.objects.get().data["input"] == within["input"]
+
+
+def test_a_langfuse_export_with_json_nested_10000_deep_in_a_string(workspace):
+    export = {
+        "id": "lf-1",
+        "timestamp": "2026-11-20T11:00:00Z",
+        "input": "[" * 10_000 + "]" * 10_000,
+        "observations": [],
+    }
+
+    report = ingest_objects(workspace=workspace, source="upload", items=enumerate([export]))
+
+    assert report.errors == []  # the string stays a string
+    assert Trace.objects.get().data["input"] == export["input"]
