@@ -109,11 +109,18 @@ def attach_label_counts(traces: list[Trace]) -> None:
 # --- trace detail -----------------------------------------------------------------------
 
 
+# Steps nested deeper than this are shown flat at this depth: the page renders the tree
+# with one template include per level, and a chain of hundreds of steps would exhaust
+# the stack.
+MAX_STEP_DEPTH = 24
+
+
 @dataclass
 class StepNode:
     step: dict
     depth: int
     children: list["StepNode"] = field(default_factory=list)
+    has_error_below: bool = False
 
     @property
     def tokens(self) -> int | None:
@@ -131,36 +138,56 @@ class StepNode:
             return None
         return delta.total_seconds() * 1000
 
-    @property
-    def has_error_below(self) -> bool:
-        return bool(self.step.get("error")) or any(c.has_error_below for c in self.children)
-
 
 def step_tree(data: dict) -> list[StepNode]:
-    """Arrange a normalised trace's steps by ``parent_id``; orphans become roots."""
+    """Arrange a normalised trace's steps by ``parent_id``; orphans become roots.
+
+    Steps below ``MAX_STEP_DEPTH`` are listed in order under their ancestor at that depth.
+    A parent cycle's steps become roots rather than disappear. Walks without recursion, so
+    any stored trace renders.
+    """
     steps = [s for s in (data.get("steps") or []) if isinstance(s, dict)]
     nodes = {str(s.get("id")): StepNode(step=s, depth=0) for s in steps}
-    roots = []
+    below: dict[int, list[StepNode]] = {id(n): [] for n in nodes.values()}
+    starts = []
     for step in steps:
         node = nodes[str(step.get("id"))]
         parent = nodes.get(str(step.get("parent_id"))) if step.get("parent_id") else None
         if parent is None or parent is node:
+            starts.append(node)
+        else:
+            below[id(parent)].append(node)
+
+    # Depth-first, in step order, each node once; then unreached nodes (cycles) as roots.
+    ordered: list[tuple[StepNode, int]] = []
+    seen: set[int] = set()
+    for start in [*starts, *nodes.values()]:
+        if id(start) in seen:
+            continue
+        stack = [(start, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            ordered.append((node, depth))
+            stack.extend((child, depth + 1) for child in reversed(below[id(node)]))
+
+    roots: list[StepNode] = []
+    last_at: list[StepNode] = []  # the latest node placed at each depth
+    for node, depth in ordered:
+        node.depth = min(depth, MAX_STEP_DEPTH)
+        node.children = []
+        if node.depth == 0:
             roots.append(node)
         else:
-            parent.children.append(node)
-
-    def set_depth(node: StepNode, depth: int, seen: set) -> None:
-        seen.add(id(node))
-        node.depth = depth
-        node.children = [c for c in node.children if id(c) not in seen]
-        for child in node.children:
-            set_depth(child, depth + 1, seen)
-
-    seen: set = set()
-    for root in roots:
-        set_depth(root, 0, seen)
-    # A parent cycle leaves nodes unreachable from any root; show them rather than drop them.
-    roots += [n for n in nodes.values() if id(n) not in seen]
+            last_at[node.depth - 1].children.append(node)
+        del last_at[node.depth :]
+        last_at.append(node)
+    for node, _ in reversed(ordered):
+        node.has_error_below = bool(node.step.get("error")) or any(
+            child.has_error_below for child in node.children
+        )
     return roots
 
 

@@ -77,6 +77,75 @@ def test_large_payload_is_truncated_until_show_all(login, workspace, owner):
     assert "x" * 50_000 in full
 
 
+def _nested(levels: int, bottom="the bottom"):
+    value = bottom
+    for _ in range(levels):
+        value = {"level": value}
+    return value
+
+
+def test_a_trace_stored_950_levels_deep_renders_depth_limited(login, workspace, owner):
+    """Stored before ingest had a nesting limit: the page still renders, clipped."""
+    from tests.traces.factories import trace_data
+
+    data = trace_data(1)
+    data["input"] = _nested(950)
+    data["steps"][2]["output"] = _nested(950)
+    trace = TraceFactory(workspace=workspace, data=data)
+    client = login(owner)
+
+    page = client.get(url("detail", workspace, pk=trace.pk))
+    full = client.get(url("detail", workspace, pk=trace.pk), {"full": "1"})
+
+    assert (page.status_code, full.status_code) == (200, 200)
+    html = page.content.decode()
+    assert "nested deeper than 32 levels: not shown" in html
+    assert "the bottom" not in html
+    assert html.count('data-testid="step"') == 3
+
+
+def test_a_trace_nested_within_the_limit_is_shown_whole(login, workspace, owner):
+    trace = TraceFactory(
+        workspace=workspace, data={"input": _nested(31), "output": "", "steps": []}
+    )
+
+    html = login(owner).get(url("detail", workspace, pk=trace.pk)).content.decode()
+
+    assert "the bottom" in html and "not shown" not in html
+
+
+def test_a_chain_of_950_steps_renders_flat_below_the_depth_limit(login, workspace, owner):
+    from traces.selectors import MAX_STEP_DEPTH
+
+    steps = [
+        {"id": f"s{i}", "parent_id": f"s{i - 1}" if i else None, "type": "span",
+         "name": f"step {i}", "error": "boom" if i == 949 else None, "metadata": {}}
+        for i in range(950)
+    ]  # fmt: skip
+    trace = TraceFactory(workspace=workspace, data={"steps": steps, "input": "", "output": ""})
+
+    response = login(owner).get(url("detail", workspace, pk=trace.pk))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('data-testid="step"') == 950
+    assert html.index("step 948") < html.index("step 949")
+    assert html.count("step step-error") == MAX_STEP_DEPTH + 1  # the erring step, its ancestors
+
+
+def test_steps_in_a_parent_cycle_are_shown_once(login, workspace, owner):
+    steps = [
+        {"id": "a", "parent_id": "b", "type": "span", "name": "step a", "metadata": {}},
+        {"id": "b", "parent_id": "a", "type": "span", "name": "step b", "metadata": {}},
+    ]
+    trace = TraceFactory(workspace=workspace, data={"steps": steps, "input": "", "output": ""})
+
+    response = login(owner).get(url("detail", workspace, pk=trace.pk))
+
+    assert response.status_code == 200
+    assert response.content.decode().count('data-testid="step"') == 2
+
+
 def test_add_selected_traces_to_eval_set(login, workspace, owner, traces):
     eval_set = services.create_eval_set(workspace=workspace, name="E", criteria="c")
     response = login(owner).post(

@@ -12,6 +12,22 @@ from traces.models import Trace
 
 register = template.Library()
 
+# Levels of a JSON value shown on a page. The indenting encoder recurses in Python, a few
+# frames a level, so a value stored hundreds of levels deep would exhaust the stack.
+MAX_SHOWN_DEPTH = 32
+DEEPER_NOT_SHOWN = f"… (nested deeper than {MAX_SHOWN_DEPTH} levels: not shown)"
+
+
+def _clipped(value, depth: int = 0):
+    """Return ``value`` with everything below ``MAX_SHOWN_DEPTH`` levels replaced by a note."""
+    if isinstance(value, (dict, list)) and depth >= MAX_SHOWN_DEPTH:
+        return DEEPER_NOT_SHOWN
+    if isinstance(value, dict):
+        return {key: _clipped(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clipped(item, depth + 1) for item in value]
+    return value
+
 
 @register.simple_tag
 def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
@@ -19,7 +35,9 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
     if isinstance(value, str):
         text = value
     else:
-        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+        text = json.dumps(
+            _clipped(value), indent=2, ensure_ascii=False, sort_keys=False, default=str
+        )
     size = len(text)
     truncated = not full and size > limit
     return {"text": text[:limit] if truncated else text, "truncated": truncated, "size": size}
