@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations import services
-from integrations.constants import MAX_API_TRACES
+from integrations.constants import MAX_API_TRACES, MAX_SYNC_INTERVAL_MINUTES
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.uploads import ingest_objects
@@ -34,7 +34,13 @@ class IntegrationIn(serializers.Serializer):
         child=serializers.CharField(max_length=200), required=False
     )
     since_date = serializers.DateTimeField(required=False, allow_null=True)
-    sync_interval_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    sync_interval_minutes = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_SYNC_INTERVAL_MINUTES,
+        help_text="Minutes between scheduled syncs (5 to a week); 0 or null: manual only.",
+    )
 
     def validate_host(self, value: str) -> str:
         try:

@@ -13,6 +13,10 @@ MAX_API_TRACES = 1000
 UPLOAD_BATCH = 500
 MAX_REPORTED_ERRORS = 100
 
+# A schedule runs at most every 5 minutes and at least weekly; beyond a week, sync by hand.
+MIN_SYNC_INTERVAL_MINUTES = 5
+MAX_SYNC_INTERVAL_MINUTES = 7 * 24 * 60
+
 SYNC_INTERVAL_CHOICES = [
     (None, "Manual only"),
     (15, "Every 15 minutes"),

@@ -17,7 +17,11 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from integrations.adapters import get_adapter_class
 from integrations.adapters.base import Adapter, AdapterError, ConnectionInfo, TraceFilters
-from integrations.constants import SYNC_STALE_AFTER
+from integrations.constants import (
+    MAX_SYNC_INTERVAL_MINUTES,
+    MIN_SYNC_INTERVAL_MINUTES,
+    SYNC_STALE_AFTER,
+)
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult, store_traces
@@ -183,8 +187,11 @@ def _clean_interval(minutes: int | None) -> int | None:
     if minutes in (None, "", 0):
         return None
     minutes = int(minutes)
-    if minutes < 5:
-        raise IntegrationError("The sync interval must be at least 5 minutes.")
+    if not MIN_SYNC_INTERVAL_MINUTES <= minutes <= MAX_SYNC_INTERVAL_MINUTES:
+        raise IntegrationError(
+            f"The sync interval must be between {MIN_SYNC_INTERVAL_MINUTES} minutes and "
+            f"{MAX_SYNC_INTERVAL_MINUTES} minutes (a week)."
+        )
     return minutes
 
 

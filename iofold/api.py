@@ -1,9 +1,11 @@
 """Project-wide API wiring: the JSON parser and the exception handler."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from iofold.exceptions import ApplicationError
@@ -31,9 +33,15 @@ class JSONParser(parsers.JSONParser):
 
 
 def exception_handler(exc, context):
-    """Map ``ApplicationError`` to ``400 {"detail": ...}``; defer to DRF otherwise."""
+    """Map ``ApplicationError`` to ``400 {"detail": ...}``; defer to DRF otherwise.
+
+    A Django ``ValidationError`` (a model's ``full_clean()`` inside a service) is a 400
+    with its messages by field, as a serializer's would be, rather than a 500.
+    """
     if isinstance(exc, ApplicationError):
         return Response({"detail": exc.message}, status=400)
+    if isinstance(exc, DjangoValidationError):
+        exc = ValidationError(as_serializer_error(exc))
     return drf_exception_handler(exc, context)
 
 

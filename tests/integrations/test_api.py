@@ -3,6 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from integrations import services
+from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
 from traces.models import Trace
@@ -158,3 +160,53 @@ def test_update_refuses_a_public_key_of_the_wrong_shape(token_client, fake_langf
     )
     assert response.status_code == 400 and "public_key" in response.json()
     assert Integration.objects.get(pk=pk).public_key == PUBLIC_KEY
+
+
+@pytest.mark.parametrize("minutes", [10**30, 1e30, 2**31, 7 * 24 * 60 + 1, -1, 4])
+def test_sync_interval_out_of_bounds_is_a_400(token_client, workspace, minutes):
+    integration = services.create_integration(
+        workspace=workspace,
+        name="lf",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+        sync_interval_minutes=60,
+    )
+    url = reverse("api-integration", args=[integration.pk])
+
+    response = token_client.patch(url, {"sync_interval_minutes": minutes}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "sync_interval_minutes" in response.json() or "interval" in response.json()["detail"]
+    integration.refresh_from_db()
+    assert integration.sync_interval_minutes == 60
+
+
+def test_sync_interval_of_a_week_is_accepted(token_client, workspace):
+    integration = services.create_integration(
+        workspace=workspace,
+        name="lf",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+    )
+    url = reverse("api-integration", args=[integration.pk])
+
+    response = token_client.patch(url, {"sync_interval_minutes": 7 * 24 * 60}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["sync_interval_minutes"] == 7 * 24 * 60
+
+
+@pytest.mark.parametrize("minutes", [10**30, 7 * 24 * 60 + 1])
+def test_services_refuse_an_unbounded_sync_interval(workspace, minutes):
+    with pytest.raises(IntegrationError, match="between 5 minutes and 10080 minutes"):
+        services.create_integration(
+            workspace=workspace,
+            name="lf",
+            host="http://127.0.0.1:9",
+            public_key=PUBLIC_KEY,
+            secret_key=SECRET_KEY,
+            sync_interval_minutes=minutes,
+        )
+    assert not Integration.objects.exists()
