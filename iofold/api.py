@@ -1,7 +1,7 @@
 """Project-wide API wiring: the JSON parser and the exception handler."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import parsers
+from rest_framework import pagination, parsers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
@@ -11,6 +11,15 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from iofold.exceptions import ApplicationError
 from iofold.lib import jsontext
 from iofold.lib.csp import set_inline_styles_policy
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """DRF's limit/offset pages, at most ``max_limit`` rows a page.
+
+    Without a cap, ``?limit=`` of 30 digits reaches the SQL LIMIT and overflows it (a 500).
+    """
+
+    max_limit = 200
 
 
 class JSONParser(parsers.JSONParser):

@@ -1,0 +1,323 @@
+"""The API as a whole: bounded pages, errors mapped to 4xx, and a fuzz of every write.
+
+The fuzz walks every POST, PUT, PATCH and DELETE operation of the OpenAPI schema (made
+in-process by drf-spectacular), plus the signed webhook, as the owner of a workspace
+whose integration, traces, eval set, label and eval make every path id resolve. Each
+operation gets broken bodies (empty, wrong JSON types, nesting 10,000 deep, invalid
+UTF-8, lone surrogates, NUL), the wrong content types, out-of-range path ids, and a
+plausible body with one field at a time set to a wrong type or an extreme. Whatever
+arrives, the answer is never a 5xx.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from evals.models import Eval
+from integrations import services as integration_services
+from integrations import webhooks
+from integrations.models import Integration, SyncRun
+from iofold.api import exception_handler
+from tests.evals.builders import make_eval, record
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
+from traces.models import EvalSet, Feedback, Trace
+from traces.services import add_traces_to_eval_set, record_feedback
+
+SCHEMA = SchemaGenerator().get_schema(request=None, public=True)
+WRITE_METHODS = ("post", "put", "patch", "delete")
+WRITE_OPERATIONS = sorted(
+    (method, path)
+    for path, operations in SCHEMA["paths"].items()
+    for method in operations
+    if method in WRITE_METHODS
+)
+LIST_OPERATIONS = sorted(
+    path
+    for path, operations in SCHEMA["paths"].items()
+    if any(p["name"] == "limit" for p in operations.get("get", {}).get("parameters", []))
+)
+WEBHOOK = ("post", "/api/v1/integrations/{id}/webhook")  # a plain view: not in the schema
+# Testing the connection to the world's Langfuse (nothing listens there) is refused.
+REFUSED_WHEN_PLAUSIBLE = {("post", "/api/v1/integrations/{id}/test/")}
+
+
+@dataclass
+class World:
+    """One workspace's objects, so that every path id of the schema resolves."""
+
+    workspace: object
+    integration: Integration
+    run: SyncRun
+    trace: Trace
+    eval_set: EvalSet
+    feedback: Feedback
+    eval: Eval
+
+
+@pytest.fixture
+def world(workspace, owner) -> World:
+    integration = integration_services.create_integration(
+        workspace=workspace,
+        name="Langfuse prod",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+        sync_interval_minutes=60,
+    )
+    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
+    run = SyncRun.objects.create(workspace=workspace, integration=integration)
+    traces = [TraceFactory(workspace=workspace, data=trace_data(n)) for n in range(1, 4)]
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner)
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+    feedback, _ = record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
+    record_feedback(eval_set=eval_set, trace=traces[1], user=owner, rating="negative")
+    eval = make_eval(eval_set, version=1)
+    record(eval, traces[0], True)
+    return World(workspace, integration, run, traces[0], eval_set, feedback, eval)
+
+
+@pytest.fixture
+def owner_client(owner, workspace) -> APIClient:
+    client = APIClient(headers={"X-Workspace": workspace.slug})
+    client.force_login(owner)
+    client.raise_request_exception = False  # an exception is a 500 answer, to be reported
+    return client
+
+
+# --- pages and errors ---------------------------------------------------------------
+
+
+def _path_ids(path: str, world: World) -> str:
+    """Fill a schema path's ``{id}``-style parameters with the world's objects."""
+    owners = {
+        "/api/v1/eval-sets/": world.eval_set.pk,
+        "/api/v1/evals/": world.eval.pk,
+        "/api/v1/feedback/": world.feedback.pk,
+        "/api/v1/integrations/": world.integration.pk,
+        "/api/v1/sync-runs/": world.run.pk,
+        "/api/v1/traces/": world.trace.pk,
+        "/api/v1/generations/": world.eval.pk,
+        "/api/v1/eval-runs/": world.run.pk,
+    }
+    if "{" not in path:
+        return path
+    prefix = next((p for p in owners if path.startswith(p)), None)
+    assert prefix is not None, f"the fuzz does not know which object {path} names: add it"
+    path = path.replace("{trace_pk}", str(world.trace.pk))
+    return path.replace("{id}", str(owners[prefix])).replace("{pk}", str(owners[prefix]))
+
+
+def test_every_list_endpoint_has_a_max_limit(owner_client, world):
+    assert LIST_OPERATIONS, "no paginated list in the schema?"
+    answers = {}
+    for path in LIST_OPERATIONS:
+        url = _path_ids(path, world)
+        huge = owner_client.get(url, {"limit": "9" * 30})
+        far = owner_client.get(url, {"limit": "9" * 30, "offset": "9" * 30})
+        answers[path] = (huge.status_code, far.status_code)
+        if huge.status_code == 200:
+            assert len(huge.json()["results"]) <= 200
+
+    assert answers == dict.fromkeys(LIST_OPERATIONS, (200, 200))
+
+
+def test_a_django_validation_error_from_a_service_is_a_400():
+    by_field = exception_handler(DjangoValidationError({"name": ["Too long."]}), {})
+    plain = exception_handler(DjangoValidationError("Not allowed."), {})
+
+    assert (by_field.status_code, by_field.data) == (400, {"name": ["Too long."]})
+    assert (plain.status_code, plain.data) == (400, {"non_field_errors": ["Not allowed."]})
+
+
+# --- the fuzz -------------------------------------------------------------------------
+
+
+def _resolve(schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = SCHEMA["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    for combined in ("allOf", "oneOf", "anyOf"):
+        if combined in schema:
+            return _resolve(schema[combined][0])
+    return schema
+
+
+def _plausible(schema: dict, name: str, world: World):
+    """Return a value that the schema (and the world's ids) would accept for ``name``."""
+    schema = _resolve(schema)
+    ids = {"eval_set": world.eval_set.pk, "trace": world.trace.pk, "trace_ids": world.trace.pk}
+    if name in ids and schema.get("type") == "integer":
+        return ids[name]
+    if "enum" in schema:
+        return next((v for v in schema["enum"] if v not in (None, "")), None)
+    kind, fmt = schema.get("type"), schema.get("format")
+    if kind == "integer":
+        return max(schema.get("minimum", 1), min(10, schema.get("maximum", 10)))
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_plausible(schema.get("items", {}), name, world)]
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {key: _plausible(sub, key, world) for key, sub in properties.items()}
+    if fmt == "date-time":
+        return "2026-03-01T12:00:00Z"
+    if fmt == "date":
+        return "2026-03-01"
+    return {
+        "host": "http://127.0.0.1:9",
+        "code": "def eval_fn(trace):\n    return True, 'ok'\n",
+    }.get(name, "fuzz")
+
+
+def _request_schema(method: str, path: str) -> dict:
+    body = SCHEMA["paths"][path][method].get("requestBody", {})
+    return _resolve(body.get("content", {}).get("application/json", {}).get("schema", {}))
+
+
+def _base_body(method: str, path: str, world: World):
+    if path == "/api/v1/traces" or (method, path) == WEBHOOK:
+        return trace_data(99)
+    if path.endswith("/run"):
+        return {"trace_ids": [world.trace.pk]}  # "traces" or "trace_ids", not both
+    return _plausible(_request_schema(method, path), "", world)
+
+
+def _nested(levels: int):
+    value = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# A JSON value in place of one field: wrong types and extremes.
+FIELD_VALUES = [
+    None,
+    True,
+    -1,
+    0,
+    2**31,
+    2**63,
+    10**30,
+    -(10**30),
+    1e308,
+    -1e308,
+    1.5,
+    "",
+    " ",
+    "-1",
+    "1e308",
+    "x" * 100_000,
+    "a\ud800b",
+    "a\x00b",
+    "😀" * 500,
+    "2026-13-45T99:99:99Z",
+    [],
+    [None],
+    ["x"] * 10_001,
+    {},
+    {"a": {"b": []}},
+    _nested(500),
+]
+DEEP = b"[" * 10_000 + b"]" * 10_000
+JSON = "application/json"
+# (name, content type, body): whole bodies that are broken one way or another.
+RAW_BODIES = [
+    ("no body", JSON, b""),
+    ("empty object", JSON, b"{}"),
+    ("empty array", JSON, b"[]"),
+    ("null", JSON, b"null"),
+    ("a huge number", JSON, b"1e308"),
+    ("minus one", JSON, b"-1"),
+    ("a string", JSON, b'"a string"'),
+    ("array of objects", JSON, b"[{}, {}]"),
+    ("nested 10,000 deep", JSON, DEEP),
+    ("object nested 10,000 deep", JSON, b'{"a": ' + b'{"a": ' * 10_000 + b"1" + b"}" * 10_001),
+    ("invalid UTF-8", JSON, b'{"name": "\xff\xfe"}'),
+    ("not JSON at all", JSON, b"\xff\xfe\x00garbage"),
+    ("lone surrogate", JSON, b'{"name": "a\\ud800b", "criteria": "\\udfff"}'),
+    ("NUL", JSON, b'{"name": "a\\u0000b"}'),
+    ("NaN and Infinity", JSON, b'{"limit": NaN, "value": Infinity}'),
+    ("truncated", JSON, b'{"name": "x'),
+    ("a megabyte string", JSON, b'"' + b"x" * 1_000_000 + b'"'),
+    ("UTF-16 declared", "application/json; charset=utf-16", b'{"name": "x"}'),
+    ("unknown charset", "application/json; charset=klingon", b'{"name": "x"}'),
+    ("plain text", "text/plain", b"name=x"),
+    ("XML", "application/xml", b"<name>x</name>"),
+    ("form with invalid UTF-8", "application/x-www-form-urlencoded", b"name=%ff%fe&x=\xff"),
+    ("form with a surrogate", "application/x-www-form-urlencoded", b"name=%ED%A0%80"),
+    ("multipart without boundary", "multipart/form-data", b"--x\r\nnope"),
+    ("multipart garbage", "multipart/form-data; boundary=zz", b"--zz\r\n\xff\r\n--zz--"),
+    ("no content type", "", b'{"name": "x"}'),
+]
+
+
+def _send(client: APIClient, method: str, url: str, body: bytes, content_type: str):
+    return client.generic(method.upper(), url, data=body, content_type=content_type)
+
+
+def _requests(method: str, path: str, world: World):
+    """Yield (what, url, body, content type) for one operation."""
+    url = _path_ids(path, world)
+    base = _base_body(method, path, world)
+    # First, while every object still exists (the next request may delete it).
+    yield "the plausible body", url, json.dumps(base).encode(), JSON
+    for name, content_type, body in RAW_BODIES:
+        yield name, url, body, content_type
+    yield "an array instead of the object", url, json.dumps([base]).encode(), JSON
+    for wrong_id in ("0", "9" * 30):
+        if "{" in path:
+            bad_url = _path_ids(path.replace("{id}", wrong_id), world)
+            yield f"path id {wrong_id[:5]}", bad_url, json.dumps(base).encode(), JSON
+    fields = list(base) if isinstance(base, dict) else []
+    for field in fields:
+        for value in FIELD_VALUES:
+            body = json.dumps({**base, field: value}).encode()
+            yield f"{field}={json.dumps(value)[:30]}", url, body, JSON
+
+
+def _signed(world: World, body: bytes) -> dict:
+    now = str(int(time.time()))
+    signature = webhooks.sign(secret=world.integration.secret, timestamp=now, body=body)
+    return {"HTTP_X_IOFOLD_TIMESTAMP": now, "HTTP_X_IOFOLD_SIGNATURE": signature}
+
+
+def _fuzz(client: APIClient, method: str, path: str, world: World) -> tuple[int, int, list[str]]:
+    """Send every request for one operation; return the count, the plausible body's status
+    and the 5xx answers."""
+    sent, plausible, failures = 0, None, []
+    for what, url, body, content_type in _requests(method, path, world):
+        if (method, path) == WEBHOOK:
+            client.credentials(**_signed(world, body))
+        response = _send(client, method, url, body, content_type)
+        sent += 1
+        if what == "the plausible body":
+            plausible = response.status_code
+        if response.status_code >= 500:
+            failures.append(f"{what}: {response.status_code} {response.content[:200]!r}")
+    return sent, plausible, failures
+
+
+@pytest.mark.parametrize(("method", "path"), [*WRITE_OPERATIONS, WEBHOOK])
+def test_no_write_endpoint_answers_a_5xx(owner_client, world, method, path):
+    sent, plausible, failures = _fuzz(owner_client, method, path, world)
+
+    assert failures == [], f"{method.upper()} {path}: {len(failures)} of {sent} were 5xx"
+    # The world is complete: a plausible request gets through to the logic.
+    expected = 400 if (method, path) in REFUSED_WHEN_PLAUSIBLE else range(200, 300)
+    assert plausible in expected if isinstance(expected, range) else plausible == expected
+
+
+def test_the_fuzz_covers_every_write_endpoint_of_the_schema():
+    """New write endpoints join the fuzz by being in the schema; a sanity floor."""
+    assert len(WRITE_OPERATIONS) >= 21
+    assert ("post", "/api/v1/traces") in WRITE_OPERATIONS
+    assert reverse("api-integration-webhook", args=[1]) == "/api/v1/integrations/1/webhook"
