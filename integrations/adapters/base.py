@@ -218,7 +218,8 @@ def validate_normalised_trace(trace: Any) -> list[str]:
         problems.append("field 'tags' must be a list of strings")
     steps = trace.get("steps")
     if isinstance(steps, list):
-        ids = [s.get("id") for s in steps if isinstance(s, dict)]
+        # Ids of the wrong type (a list, an object) are reported per step, not hashed here.
+        ids = [s.get("id") for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)]
         known = set(ids)
         if len(known) != len(ids):
             problems.append("step ids must be unique")
@@ -243,7 +244,7 @@ def _validate_step(step: Any, known_ids: set[Any]) -> list[str]:
     if step.get("type") not in STEP_TYPES and "type" in step:
         problems.append(f"type {step.get('type')!r} is not one of {', '.join(STEP_TYPES)}")
     parent = step.get("parent_id")
-    if parent is not None and parent not in known_ids:
+    if isinstance(parent, str) and parent not in known_ids:
         problems.append(f"parent_id {parent!r} is not a step of this trace")
     usage = step.get("usage")
     if isinstance(usage, dict):

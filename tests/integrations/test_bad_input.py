@@ -163,3 +163,16 @@ def test_a_langfuse_export_with_json_nested_10000_deep_in_a_string(workspace):
 
     assert report.errors == []  # the string stays a string
     assert Trace.objects.get().data["input"] == export["input"]
+
+
+@pytest.mark.parametrize("field", ["id", "parent_id"])
+@pytest.mark.parametrize("value", [[], {}, ["s1-1"]])
+def test_a_step_id_of_the_wrong_type_is_reported_not_a_500(token_client, field, value):
+    data = trace_data(1)
+    data["steps"][1][field] = value
+
+    response = token_client.post(reverse("api-traces-ingest"), [data], format="json")
+
+    assert response.status_code == 400
+    assert f"field {field!r} has the wrong type" in response.json()["errors"][0]["error"]
+    assert not Trace.objects.exists()
