@@ -1,4 +1,4 @@
-"""Project-wide API wiring: the JSON parser and the exception handler."""
+"""Project-wide API wiring: the page size cap, the JSON parser and the exception handler."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import pagination, parsers
@@ -6,7 +6,6 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from iofold.exceptions import ApplicationError
 from iofold.lib import jsontext
@@ -51,6 +50,10 @@ def exception_handler(exc, context):
         return Response({"detail": exc.message}, status=400)
     if isinstance(exc, DjangoValidationError):
         exc = ValidationError(as_serializer_error(exc))
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when it loads, and
+    # that names this module, so a module-level import is circular when this one loads first.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     return drf_exception_handler(exc, context)
 
 
