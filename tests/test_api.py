@@ -174,6 +174,8 @@ def _plausible(schema: dict, name: str, world: World):
         return "2026-03-01"
     return {
         "host": "http://127.0.0.1:9",
+        "public_key": PUBLIC_KEY,
+        "secret_key": SECRET_KEY,
         "code": "def eval_fn(trace):\n    return True, 'ok'\n",
     }.get(name, "fuzz")
 
