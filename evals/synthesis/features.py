@@ -1,50 +1,259 @@
-"""Candidate trace features for the offline synthesiser, as bit masks over examples."""
+"""Candidate trace features for the offline synthesiser, as bit masks over examples.
+
+Two pools: structural features (lengths, text shapes, phrase lexicons, facts comparing
+fields, facts about the steps) and word n-grams. The learner tries the structural pool
+first and admits words only when they clearly beat it, because from a few dozen labels
+some accidental word always separates the training set.
+"""
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 
 from evals.synthesis import runtime
 
-_NUMBER_LABELS = {
-    "steps": ("Trace has {} steps", "Trace has fewer than {} steps"),
-    "tool_calls": ("Trace made {} tool calls", "Trace made fewer than {} tool calls"),
-    "step_errors": (
-        "Trace has {} failed steps",
-        "Trace has fewer than {} failed steps",
-    ),
+# measure: (family, "... is {}" statement, "... under {}" statement)
+MEASURES = {
     "output_chars": (
+        "length",
         "Output is {} characters long",
         "Output is shorter than {} characters",
     ),
-    "output_words": ("Output is {} words long", "Output is shorter than {} words"),
-    "latency_ms": ("Latency is {} ms", "Latency is under {} ms or unknown"),
-    "cost": ("Cost is {}", "Cost is under {} or unknown"),
+    "output_words": ("length", "Output is {} words long", "Output is shorter than {} words"),
+    "output_sentences": ("length", "Output has {} sentences", "Output has fewer than {} sentences"),
+    "output_lines": ("length", "Output has {} lines", "Output has fewer than {} lines"),
+    "output_paragraphs": (
+        "length",
+        "Output has {} paragraphs",
+        "Output has fewer than {} paragraphs",
+    ),
+    "input_words": ("length", "Input is {} words long", "Input is shorter than {} words"),
+    "output_input_ratio": (
+        "length",
+        "Output is {} times as many words as the input",
+        "Output is less than {} times as many words as the input",
+    ),
+    "uppercase_share": (
+        "shape",
+        "Output's letters are {} % upper case",
+        "Output's letters are under {} % upper case",
+    ),
+    "steps": ("steps", "Trace has {} steps", "Trace has fewer than {} steps"),
+    "tool_calls": ("steps", "Trace made {} tool calls", "Trace made fewer than {} tool calls"),
+    "read_calls": (
+        "steps",
+        "Trace made {} read-only tool calls",
+        "Trace made fewer than {} read-only tool calls",
+    ),
+    "write_calls": (
+        "steps",
+        "Trace made {} tool calls that change something",
+        "Trace made fewer than {} tool calls that change something",
+    ),
+    "distinct_tools": (
+        "steps",
+        "Trace used {} different tools",
+        "Trace used fewer than {} different tools",
+    ),
+    "step_errors": ("error", "Trace has {} failed steps", "Trace has fewer than {} failed steps"),
+    "tool_errors": (
+        "error",
+        "Trace has {} failed tool calls",
+        "Trace has fewer than {} failed tool calls",
+    ),
+    "user_turns": ("steps", "Trace has {} user turns", "Trace has fewer than {} user turns"),
+    "agent_turns": ("steps", "Trace has {} agent turns", "Trace has fewer than {} agent turns"),
+    "latency_ms": ("latency", "Latency is {} ms", "Latency is under {} ms or unknown"),
+    "cost": ("cost", "Cost is {}", "Cost is under {} or unknown"),
 }
-_PATTERN_LABELS = {
+
+_SHAPE_NAMES = {
     "url": "a URL",
+    "md_link": "a Markdown link",
+    "md_image": "a Markdown image",
     "email": "an email address",
-    "code_block": "a code block",
-    "numbered_list": "a numbered list",
-    "bullet_list": "a bulleted list",
+    "phone": "a phone number",
+    "date": "a date",
+    "street_address": "a street address",
+    "id_token": "an ID-like token",
+    "long_number": "a long number",
+    "money": "an amount of money",
+    "percent": "a percentage",
+    "placeholder": "a placeholder",
+    "quote": "a quoted passage",
     "heading": "a Markdown heading",
-    "digit": "a digit",
-    "question": "a closing question mark",
-    "empty": "nothing (empty output)",
+    "bullet_list": "a bulleted list",
+    "numbered_list": "a numbered list",
+    "code_block": "a code block",
+    "inline_code": "inline code",
+    "table": "a table",
+    "bold": "bold text",
+    "exclamation": "an exclamation mark",
 }
+_SHAPE_FAMILY = {
+    "email": "pii",
+    "phone": "pii",
+    "date": "pii",
+    "street_address": "pii",
+    "id_token": "ids",
+    "long_number": "ids",
+    "money": "money",
+    "percent": "money",
+    "url": "links",
+    "md_link": "links",
+    "md_image": "links",
+    "placeholder": "links",
+}
+_LEXICON_NAMES = {
+    "refusal": "a refusal phrase",
+    "apology": "an apology",
+    "hedge": "a hedging phrase",
+    "success": "a claim of success",
+    "failure": "a mention of failure",
+    "asks_confirmation": "a request for confirmation",
+    "disclaimer": "a disclaimer",
+}
+
+
+def _flag_table() -> dict[str, tuple[str, str, str]]:
+    """Return name -> (family, statement when it holds, statement when it does not)."""
+    table = {}
+    for name, noun in _SHAPE_NAMES.items():
+        family = _SHAPE_FAMILY.get(name, "shape")
+        table["out_" + name] = (
+            family,
+            f"Output contains {noun}",
+            f"Output contains no {noun[2:] if noun.startswith('a ') else noun}",
+        )
+    for name in ("url", "md_link", "email", "phone", "date", "street_address", "id_token"):
+        noun = _SHAPE_NAMES[name]
+        bare = noun.split(" ", 1)[1]
+        table["in_" + name] = (
+            _SHAPE_FAMILY.get(name, "shape"),
+            f"Input contains {noun}",
+            f"Input contains no {bare}",
+        )
+    for name, noun in _LEXICON_NAMES.items():
+        family = "refusal" if name in ("refusal", "apology") else "tone"
+        table["out_" + name] = (
+            family,
+            f"Output contains {noun}",
+            f"Output contains no {noun.split(' ', 1)[1]}",
+        )
+    table.update(
+        {
+            "out_question": (
+                "shape",
+                "Output ends with a question",
+                "Output does not end with a question",
+            ),
+            "out_empty": ("shape", "Output is empty", "Output is not empty"),
+            "out_json": ("json", "Output is JSON", "Output is not a JSON object or array"),
+            "in_refusal": (
+                "refusal",
+                "Input contains a refusal phrase",
+                "Input contains no refusal phrase",
+            ),
+            "copies_input_value": (
+                "compare",
+                "Output repeats a field value from the input",
+                "Output repeats no field value from the input",
+            ),
+            "copies_input_number": (
+                "compare",
+                "Output repeats a number from the input",
+                "Output repeats no number from the input",
+            ),
+            "copies_input_name": (
+                "compare",
+                "Output repeats a name from the input",
+                "Output repeats no name from the input",
+            ),
+            "copies_input_id": (
+                "compare",
+                "Output repeats an ID from the input",
+                "Output repeats no ID from the input",
+            ),
+            "copies_input_run": (
+                "compare",
+                "Output copies eight words in a row from the input",
+                "Output copies no eight-word run from the input",
+            ),
+            "mentions_tool_result": (
+                "compare",
+                "Output mentions a value a tool returned",
+                "Output mentions no value a tool returned",
+            ),
+            "contradicts_tool_error": (
+                "error",
+                "Output claims success after a tool failed",
+                "Output does not claim success after a tool failed",
+            ),
+            "step_error": ("error", "A step failed", "No step reported an error"),
+            "tool_error": ("error", "A tool call failed", "No tool call failed"),
+            "write_called": (
+                "tool",
+                "A tool that changes something was called",
+                "No tool that changes something was called",
+            ),
+            "read_called": ("tool", "A read-only tool was called", "No read-only tool was called"),
+            "handoff": (
+                "tool",
+                "The conversation was handed off",
+                "The conversation was not handed off",
+            ),
+            "ended_by_handoff": (
+                "tool",
+                "The conversation ended with a handoff",
+                "The conversation did not end with a handoff",
+            ),
+            "last_action_write": (
+                "tool",
+                "The last tool call changed something",
+                "The last tool call did not change anything",
+            ),
+            "last_action_read": (
+                "tool",
+                "The last tool call was read-only",
+                "The last tool call was not read-only",
+            ),
+            "write_without_confirmation": (
+                "tool",
+                "A tool changed something without the user confirming first",
+                "Every change was confirmed by the user first",
+            ),
+            "write_before_read": (
+                "tool",
+                "A tool changed something before anything was looked up",
+                "Nothing was changed before something was looked up",
+            ),
+            "repeated_tool_call": (
+                "tool",
+                "A tool was called more than once",
+                "No tool was called more than once",
+            ),
+            "user_confirmed": (
+                "tool",
+                "The user confirmed something",
+                "The user never confirmed anything",
+            ),
+        }
+    )
+    return table
+
+
+FLAGS = _flag_table()
+# Where two facts split the labels alike, the more general one (any step failed, not
+# only a tool) reads better and carries over to traces of other shapes.
+_FLAG_COST = {"tool_error": 1.1, "read_called": 1.1, "last_action_read": 1.1}
 _FIELD_LABELS = {
     "out": "Output",
     "opening": "Output's first 20 words",
     "start": "Output's first 5 words",
     "in": "Input",
 }
-_VERB = {"out": "contains", "opening": "contain", "start": "contain", "in": "contains"}
-_VERB_NOT = {
-    "out": "does not contain",
-    "opening": "do not contain",
-    "start": "do not contain",
-}
-_VERB_NOT["in"] = "does not contain"
+_PLURAL = {"opening", "start"}
 
 
 @dataclass(frozen=True)
@@ -61,9 +270,28 @@ class Feature:
     def key(self) -> str:
         return self.helper + repr(self.args)
 
+    @property
+    def is_words(self) -> bool:
+        return self.family in ("phrase", "start", "input_phrase")
+
     def evaluate(self, v: dict) -> str:
         """Return the helper's match text ('' when the feature does not hold)."""
-        return getattr(runtime, self.helper)(v, *self.args)
+        h, a = self.helper, self.args
+        if h == "flag":
+            return runtime.flag(v, *a)
+        if h == "at_least":
+            return runtime.at_least(v, *a)
+        if h == "has_phrase":
+            return runtime.has_phrase(v, *a)
+        if h == "starts_with":
+            return runtime.starts_with(v, *a)
+        if h == "refusal":
+            return runtime.refusal(v, *a)
+        if h == "json_key":
+            return runtime.json_key(v, *a)
+        if h == "tool_called":
+            return runtime.tool_called(v, *a)
+        raise ValueError(f"unknown feature helper {h!r}")
 
     def call_source(self) -> str:
         """Return the Python expression that evaluates the feature in emitted code."""
@@ -72,53 +300,45 @@ class Feature:
     def reason_parts(self, holds: bool) -> tuple[str, str, bool]:
         """Return (prefix, suffix, uses_match) composing the human reason."""
         h, a = self.helper, self.args
-        if h == "refusal":
+        if h == "flag":
+            _, yes, no = FLAGS[a[0]]
+            return (yes + " ('", "')", True) if holds else (no, "", False)
+        if h in ("refusal", "has_phrase"):
             field = _FIELD_LABELS[a[0]]
+            verb = "contain" if a[0] in _PLURAL else "contains"
+            if h == "refusal":
+                if holds:
+                    return f"{field} {verb} refusal phrase '", "'", True
+                return (
+                    f"{field} {'do' if a[0] in _PLURAL else 'does'} not contain any refusal phrase",
+                    "",
+                    False,
+                )
             if holds:
-                return f"{field} {_VERB[a[0]]} refusal phrase '", "'", True
-            return f"{field} {_VERB_NOT[a[0]]} any refusal phrase", "", False
-        if h == "has_phrase":
-            field = _FIELD_LABELS[a[0]]
-            if holds:
-                return f"{field} {_VERB[a[0]]} '", "'", True
-            return f"{field} {_VERB_NOT[a[0]]} '{a[1]}'", "", False
+                return f"{field} {verb} '", "'", True
+            return f"{field} {'do' if a[0] in _PLURAL else 'does'} not contain '{a[1]}'", "", False
         if h == "starts_with":
             if holds:
                 return "Output begins with '", "'", True
             return f"Output does not begin with '{a[0]}'", "", False
-        if h == "pattern":
-            label = _PATTERN_LABELS[a[0]]
-            return (
-                ("Output contains " if holds else "Output does not contain ") + label,
-                "",
-                False,
-            )
-        if h == "json_valid":
-            return (
-                ("Output is valid JSON" if holds else "Output is not a JSON object or array"),
-                "",
-                False,
-            )
         if h == "json_key":
-            if holds:
-                return f"Output JSON has key '{a[0]}'", "", False
-            return f"Output JSON lacks key '{a[0]}'", "", False
-        if h == "step_error":
             return (
-                ("A step failed: ", "", True) if holds else ("No step reported an error", "", False)
+                (f"Output JSON has key '{a[0]}'" if holds else f"Output JSON lacks key '{a[0]}'"),
+                "",
+                False,
             )
         if h == "tool_called":
-            return (
-                f"Tool '{a[0]}' was called" if holds else f"Tool '{a[0]}' was not called",
-                "",
-                False,
-            )
+            times = "" if a[1] == 1 else f" at least {a[1]} times"
+            if holds:
+                return f"Tool '{a[0]}' was called{times}", "", False
+            fewer = "not called" if a[1] == 1 else f"called fewer than {a[1]} times"
+            return f"Tool '{a[0]}' was {fewer}", "", False
         if h == "at_least":
-            yes, no = _NUMBER_LABELS[a[0]]
+            _, yes, no = MEASURES[a[0]]
             if holds:
                 prefix, suffix = yes.split("{}")
-                return prefix, suffix + f" (at least {_fmt(a[1])})", True
-            return no.format(_fmt(a[1])), "", False
+                return prefix, suffix + f" (at least {fmt(a[1])})", True
+            return no.format(fmt(a[1])), "", False
         raise ValueError(f"unknown feature helper {h!r}")
 
     def describe(self, holds: bool = True) -> str:
@@ -126,19 +346,20 @@ class Feature:
         prefix, suffix, uses_match = self.reason_parts(holds)
         if not uses_match:
             return prefix + suffix
-        if self.helper == "refusal":
+        h = self.helper
+        if h == "flag":
+            return FLAGS[self.args[0]][1]
+        if h == "refusal":
             return prefix.rstrip(" '").replace("refusal phrase", "a refusal phrase")
-        if self.helper == "has_phrase":
+        if h == "has_phrase":
             return prefix + self.args[1] + suffix
-        if self.helper == "starts_with":
+        if h == "starts_with":
             return prefix + self.args[0] + suffix
-        if self.helper == "step_error":
-            return "A step reported an error"
-        yes, _ = _NUMBER_LABELS[self.args[0]]
-        return yes.format(f"at least {_fmt(self.args[1])}")
+        _, yes, _ = MEASURES[self.args[0]]
+        return yes.format(f"at least {fmt(self.args[1])}")
 
 
-def _fmt(number: float) -> str:
+def fmt(number: float) -> str:
     return str(int(number)) if number == int(number) else repr(number)
 
 
@@ -172,58 +393,102 @@ def _ngrams(words: list[str], max_n: int) -> set[str]:
     return grams
 
 
-def build_candidates(
+def _dedupe(found: list[Candidate]) -> list[Candidate]:
+    """Keep one feature per distinct mask: the cheapest, then the most believed."""
+    best: dict[int, Candidate] = {}
+    for c in found:
+        current = best.get(c.mask)
+        rank = (c.feature.cost - c.feature.prior, c.feature.key)
+        if current is None or rank < (
+            current.feature.cost - current.feature.prior,
+            current.feature.key,
+        ):
+            best[c.mask] = c
+    return sorted(best.values(), key=lambda c: (c.feature.cost - c.feature.prior, c.feature.key))
+
+
+def build_structural(
     views: list[dict], *, priors: dict[str, float] | None = None
 ) -> list[Candidate]:
-    """Return deduplicated, non-constant candidate features with their masks over views.
+    """Return deduplicated, non-constant structural features with their masks over views.
 
-    Each feature carries a simplicity cost and a prior (both in examples' worth) that
-    the learner trades against agreement. Lexicon and structural features are cheap
-    and believed because they generalise from few labels; n-grams and tuned numeric
-    thresholds are dearer because a handful of labels always contains some accidental
-    phrase or length that separates them.
+    Each feature carries a simplicity cost and a prior, both in examples' worth, that
+    the learner trades against agreement. Named facts are cheap; tuned numeric
+    thresholds a little dearer, since some length always separates a few labels.
     """
     priors = priors or {}
     n = len(views)
     full = (1 << n) - 1
-    min_df = max(2, math.ceil(0.02 * n))
     found: list[Candidate] = []
 
     def add(feature: Feature, mask: int) -> None:
         if mask not in (0, full):
             found.append(Candidate(feature, mask))
 
-    def by_eval(feature: Feature) -> int:
+    def mask_of(test) -> int:
         mask = 0
         for i, v in enumerate(views):
-            if feature.evaluate(v):
+            if test(v):
                 mask |= 1 << i
         return mask
 
-    for field in ("start", "opening", "out"):
+    for name, (family, _, _) in FLAGS.items():
         f = Feature(
-            "refusal",
-            "refusal",
-            (field,),
-            cost=1.0,
-            prior=2.0 + priors.get("refusal", 0.0),
+            family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=priors.get(family, 0.0)
         )
-        add(f, by_eval(f))
-    for phrase in runtime.REFUSAL_PHRASES:
-        for field in ("start", "out"):
-            f = Feature(
-                "refusal_phrase",
-                "has_phrase",
-                (field, phrase),
-                cost=1.25,
-                prior=1.0 + priors.get("refusal", 0.0),
-            )
-            add(f, by_eval(f))
+        add(f, mask_of(lambda v, name=name: v["flags"][name]))
+    for field in ("start", "opening"):
+        f = Feature("refusal", "refusal", (field,), cost=1.0, prior=priors.get("refusal", 0.0))
+        add(f, mask_of(lambda v, field=field: runtime.refusal(v, field)))
 
-    # Word n-grams, indexed per document rather than by calling the helper, for speed;
-    # the padded-space containment in has_phrase/starts_with matches exactly these.
-    # Document frequencies are counted first (in C, via Counter) so that masks are
-    # built only for the n-grams frequent enough to become candidates.
+    json_prior = priors.get("json", 0.0)
+    keys = sorted({k for v in views for k in v["keys"]})
+    if len(keys) <= 50:
+        for key in keys:
+            f = Feature("json", "json_key", (key,), cost=1.0, prior=json_prior)
+            add(f, mask_of(lambda v, key=key: key in v["keys"]))
+
+    tool_counts = Counter(t for v in views for t in set(v["tools"]))
+    for name in sorted(tool_counts)[:60]:
+        for times in (1, 2, 3):
+            f = Feature(
+                "tool",
+                "tool_called",
+                (name, times),
+                cost=1.0 + 0.25 * (times > 1),
+                prior=priors.get("tool", 0.0),
+            )
+            add(f, mask_of(lambda v, name=name, times=times: v["tools"].count(name) >= times))
+
+    for measure, (family, _, _) in MEASURES.items():
+        values = sorted({v["numbers"][measure] for v in views if v["numbers"][measure] is not None})
+        if len(values) < 2:
+            continue
+        # Cut points at up to nine quantiles, rounded so the rule reads naturally.
+        picks = sorted(
+            {values[min(len(values) - 1, round(q * len(values) / 10))] for q in range(1, 10)}
+        )
+        prior = priors.get(family, 0.0) + priors.get(measure, 0.0)
+        for upper in picks:
+            position = values.index(upper)
+            if position == 0:
+                continue
+            threshold = nice_threshold(values[position - 1], upper)
+            f = Feature(family, "at_least", (measure, threshold), cost=1.5, prior=prior)
+            add(f, mask_of(lambda v, m=measure, t=threshold: runtime.at_least(v, m, t)))
+    return _dedupe(found)
+
+
+def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[Candidate]:
+    """Return word n-gram features (output, its opening and start, input) with masks.
+
+    Indexed per document rather than by calling the helper, for speed; the padded-space
+    containment in has_phrase/starts_with matches exactly these. Masks equal to one in
+    `exclude` (a structural feature already says the same) are dropped.
+    """
+    n = len(views)
+    full = (1 << n) - 1
+    min_df = max(2, math.ceil(0.02 * n))
     per_field: dict[str, list[set[str]]] = {"out": [], "opening": [], "begin": [], "in": []}
     for v in views:
         per_field["out"].append(_ngrams(v["out"].split(), 3))
@@ -231,6 +496,7 @@ def build_candidates(
         start = v["start"].split()
         per_field["begin"].append({" ".join(start[:k]) for k in range(1, min(3, len(start)) + 1)})
         per_field["in"].append(_ngrams(v["in"].split(), 2))
+    found: list[Candidate] = []
     for field_name, docs in per_field.items():
         counts: Counter[str] = Counter()
         for doc in docs:
@@ -242,6 +508,9 @@ def build_candidates(
             for g in doc & frequent:
                 masks[g] |= bit
         for gram in sorted(masks):
+            mask = masks[gram]
+            if mask in (0, full) or mask in exclude:
+                continue
             size = gram.count(" ") + 1
             if field_name == "begin":
                 f = Feature("start", "starts_with", (gram,), cost=1.5 + 0.25 * (size - 1))
@@ -255,77 +524,124 @@ def build_candidates(
                 )
             else:
                 f = Feature("phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1))
-            add(f, masks[gram])
-
-    for name in runtime._PATTERNS:
-        f = Feature("pattern", "pattern", (name,), cost=1.25)
-        add(f, by_eval(f))
-
-    json_prior = priors.get("json", 0.0)
-    f = Feature("json", "json_valid", (), cost=1.0, prior=0.5 + json_prior)
-    add(f, by_eval(f))
-    keys = sorted({k for v in views for k in v["keys"]})
-    for key in keys[:200]:
-        f = Feature("json", "json_key", (key,), cost=1.0, prior=0.25 + json_prior)
-        add(f, by_eval(f))
-
-    f = Feature("error", "step_error", (), cost=1.0, prior=0.5 + priors.get("error", 0.0))
-    add(f, by_eval(f))
-    for name in sorted({t for v in views for t in v["tools"]})[:100]:
-        f = Feature(
-            "tool",
-            "tool_called",
-            (name,),
-            cost=1.0,
-            prior=0.25 + priors.get("tool", 0.0),
-        )
-        add(f, by_eval(f))
-
-    for measure in _NUMBER_LABELS:
-        values = sorted({v["numbers"][measure] for v in views if v["numbers"][measure] is not None})
-        if len(values) < 2:
-            continue
-        # Cut points at up to nine quantiles, rounded so the rule reads naturally.
-        picks = sorted(
-            {values[min(len(values) - 1, round(q * len(values) / 10))] for q in range(1, 10)}
-        )
-        for upper in picks:
-            position = values.index(upper)
-            if position == 0:
-                continue
-            threshold = nice_threshold(values[position - 1], upper)
-            prior = priors.get(measure, 0.0)
-            f = Feature("number", "at_least", (measure, threshold), cost=2.0, prior=prior)
-            add(f, by_eval(f))
-
-    # Keep one feature per distinct mask: the cheapest, then the most believable.
-    best: dict[int, Candidate] = {}
-    for c in found:
-        current = best.get(c.mask)
-        rank = (c.feature.cost - c.feature.prior, c.feature.key)
-        if current is None or rank < (
-            current.feature.cost - current.feature.prior,
-            current.feature.key,
-        ):
-            best[c.mask] = c
-    return sorted(best.values(), key=lambda c: (c.feature.cost - c.feature.prior, c.feature.key))
+            found.append(Candidate(f, mask))
+    return _dedupe(found)
 
 
-_CRITERIA_HINTS = {
-    "refusal": ("refus", "declin", "comply", "complian", "sorry", "apolog"),
-    "json": ("json", "schema", "field", "key"),
-    "error": ("error", "fail", "exception", "crash"),
-    "tool": ("tool", "function call", "api call"),
-    "output_chars": ("long", "short", "length", "concise", "verbose", "brief"),
-    "output_words": ("long", "short", "length", "concise", "verbose", "brief", "words"),
-    "latency_ms": ("latency", "slow", "fast", "time"),
+# Words in criteria or reviewers' notes that point at a feature family.
+_HINTS = {
+    "refusal": (
+        "refus",
+        "declin",
+        "comply",
+        "complian",
+        "sorry",
+        "apolog",
+        "won't help",
+        "can't help",
+    ),
+    "tone": (
+        "hedg",
+        "unsure",
+        "confident",
+        "vague",
+        "polite",
+        "rude",
+        "tone",
+        "disclaimer",
+        "claim",
+    ),
+    "json": ("json", "schema", "field", "key", "format"),
+    "error": ("error", "fail", "exception", "crash", "broke"),
+    "tool": (
+        "tool",
+        "function call",
+        "api call",
+        "action",
+        "confirm",
+        "cancel",
+        "refund",
+        "book",
+        "transfer",
+        "handoff",
+        "hand off",
+        "escalat",
+        "order",
+        "lookup",
+        "look up",
+    ),
+    "steps": ("turn", "step", "loop", "repeat", "conversation"),
+    "length": (
+        "long",
+        "short",
+        "length",
+        "concise",
+        "verbose",
+        "brief",
+        "words",
+        "ramble",
+        "terse",
+        "detail",
+    ),
+    "shape": (
+        "markdown",
+        "heading",
+        "bullet",
+        "list",
+        "table",
+        "code",
+        "format",
+        "upper",
+        "caps",
+        "question",
+        "quote",
+    ),
+    "links": ("link", "url", "image", "href", "placeholder", "citation", "source"),
+    "pii": (
+        "pii",
+        "personal",
+        "private",
+        "privacy",
+        "email",
+        "phone",
+        "address",
+        "birth",
+        "ssn",
+        "leak",
+    ),
+    "ids": ("id", "code", "number", "reference", "invent", "made up", "fabricat", "hallucin"),
+    "money": ("price", "money", "amount", "charge", "refund", "percent", "cost", "$"),
+    "compare": (
+        "repeat",
+        "copy",
+        "copied",
+        "echo",
+        "verbatim",
+        "parrot",
+        "invent",
+        "made up",
+        "fabricat",
+        "hallucin",
+        "tool result",
+        "ignored",
+        "mention",
+    ),
+    "latency": ("latency", "slow", "fast", "time"),
     "cost": ("cost", "expensive", "cheap", "price"),
 }
+# Evidence worth, in examples, of a family the criteria or notes name.
+HINT_PRIOR = 1.0
 
 
-def priors_from_criteria(criteria: str) -> dict[str, float]:
-    """Return prior bonuses for feature families the written criteria mention."""
-    text = criteria.lower()
-    return {
-        family: 1.0 for family, words in _CRITERIA_HINTS.items() if any(w in text for w in words)
-    }
+def priors_from_text(text: str) -> dict[str, float]:
+    """Return prior bonuses for feature families that criteria or notes mention."""
+    lowered = text.lower()
+    words = set(re.findall(r"[a-z$]+", lowered))
+    found = {}
+    for family, hints in _HINTS.items():
+        for hint in hints:
+            hit = hint in words if len(hint) <= 3 else hint in lowered
+            if hit:
+                found[family] = HINT_PRIOR
+                break
+    return found

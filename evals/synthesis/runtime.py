@@ -1,9 +1,14 @@
 """Helpers shared by the synthesiser and the eval code it emits.
 
-The source of this module is copied verbatim into every generated eval, so it must
-stay within the eval allow-list: standard-library imports from the allow-list only,
-no dunder names, no eval/exec/open/getattr. The learner calls the very same
-functions, which is what keeps `FittedEval.predict` and the emitted code in step.
+The source of this module is copied into every generated eval, so it must stay within
+the eval allow-list: standard-library imports from the allow-list only, no dunder
+names, no eval/exec/open/getattr. The learner calls the very same functions, which is
+what keeps `FittedEval.predict` and the emitted code in step.
+
+`view(trace)` computes every fact a rule may test once: word strings for phrase
+tests, numeric measures (lengths, ratios, step counts) and named flags (text shapes,
+phrase lexicons, facts comparing fields, facts about the steps). A flag is the text
+that made it true, or '' when it does not hold.
 """
 
 import json
@@ -12,52 +17,255 @@ import re
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 _OPENING_WORDS = 20
 _START_WORDS = 5
-_PATTERNS = {
-    "url": re.compile(r"https?://\S+"),
-    "email": re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
-    "code_block": re.compile(r"```"),
-    "numbered_list": re.compile(r"(?m)^\s*\d+[.)]\s"),
-    "bullet_list": re.compile(r"(?m)^\s*[-*]\s"),
-    "heading": re.compile(r"(?m)^\s*#{1,6}\s"),
-    "digit": re.compile(r"\d"),
-    "question": re.compile(r"\?\s*$"),
-    "empty": re.compile(r"^\s*$"),
+# Text shapes, searched in the raw text so that punctuation counts.
+_SHAPES = {
+    "url": r"https?://[^\s)\]>\"']+",
+    "md_link": r"(?<!!)\[[^\]\n]{1,200}\]\([^)\s]*\)",
+    "md_image": r"!\[[^\]\n]{0,200}\]\([^)\s]*\)",
+    "email": r"[\w.+-]+@[\w-]+\.[\w.-]+",
+    "phone": r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?!\d)",
+    "date": (
+        r"\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:jan|feb|mar|apr|may|jun|jul"
+        r"|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4})\b"
+    ),
+    "street_address": (
+        r"\b\d{1,5} (?:[A-Z][a-z]+ ){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd"
+        r"|Lane|Ln|Drive|Dr|Way|Court|Ct|Place|Pl|Broadway)\b"
+    ),
+    "id_token": r"(?<![\w#])#?(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9][\w-]{5,}\b",
+    "long_number": r"(?<![\d.])\d{6,}(?![\d.])",
+    "money": r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)? ?(?:USD|EUR|GBP|dollars)\b)",
+    "percent": r"\d(?:\.\d+)? ?(?:%|percent\b)",
+    "placeholder": r"\[(?:[A-Z][A-Za-z ]{1,30}|[a-z_]{2,30})\]|<[A-Z_]{3,30}>|\{\{?\s*\w+\s*\}\}?",
+    "quote": r"(?m)^\s*>\s*\S|\"[^\"\n]{20,}\"|\u201c[^\u201d\n]{20,}\u201d",
+    "heading": r"(?m)^\s*#{1,6}\s+\S",
+    "bullet_list": r"(?m)^\s*[-*\u2022]\s+\S",
+    "numbered_list": r"(?m)^\s*\d+[.)]\s+\S",
+    "code_block": r"```",
+    "inline_code": r"(?<!`)`[^`\n]+`(?!`)",
+    "table": r"(?m)^\s*\|.*\|\s*$\n^\s*\|?\s*:?-{3,}",
+    "bold": r"\*\*[^*\n]+\*\*|__[^_\n]+__",
+    "question": r"\?\s*[\"')\]]?\s*$",
+    "exclamation": r"!",
+    "empty": r"^\s*$",
 }
-REFUSAL_PHRASES = (
-    "i'm sorry",
-    "i am sorry",
-    "sorry",
-    "i apologize",
-    "i apologise",
-    "i cannot",
-    "i can't",
-    "i can not",
-    "i won't",
-    "i will not",
-    "i'm not able",
-    "i am not able",
-    "i'm unable",
-    "i am unable",
-    "i must decline",
-    "i don't think it's appropriate",
-    "as an ai",
-    "i'm just an ai",
-    "i am just an ai",
-    "not within my programming",
-    "as a language model",
-    "it is not appropriate",
-    "it's not appropriate",
-    "it is not ethical",
-    "it's not ethical",
-    "not able to provide",
-    "cannot provide",
-    "can't assist",
-    "cannot assist",
-    "can't help with",
-    "cannot help with",
-    "against my",
-    "i must point out",
+_SHAPE_RES = {name: re.compile(source, re.IGNORECASE) for name, source in _SHAPES.items()}
+_SHAPE_RES["street_address"] = re.compile(_SHAPES["street_address"])
+_SHAPE_RES["placeholder"] = re.compile(_SHAPES["placeholder"])
+# Phrase lexicons, matched on whole words of the lower-cased text.
+LEXICONS = {
+    "refusal": (
+        "i'm sorry",
+        "i am sorry",
+        "sorry",
+        "i apologize",
+        "i apologise",
+        "i cannot",
+        "i can't",
+        "i can not",
+        "i won't",
+        "i will not",
+        "i'm not able",
+        "i am not able",
+        "i'm unable",
+        "i am unable",
+        "i must decline",
+        "i don't think it's appropriate",
+        "as an ai",
+        "i'm just an ai",
+        "i am just an ai",
+        "not within my programming",
+        "as a language model",
+        "it is not appropriate",
+        "it's not appropriate",
+        "it is not ethical",
+        "it's not ethical",
+        "not able to provide",
+        "cannot provide",
+        "can't assist",
+        "cannot assist",
+        "can't help with",
+        "cannot help with",
+        "against my",
+        "i must point out",
+        "i must advise against",
+        "i would advise against",
+        "i strongly advise against",
+        "i must politely",
+        "i must clarify",
+        "i don't think it's accurate",
+        "it is not accurate",
+        "it's not accurate",
+        "i'm not comfortable",
+        "i am not comfortable",
+        "i'd rather not",
+        "i would rather not",
+        "my apologies",
+    ),
+    "apology": (
+        "sorry",
+        "apologize",
+        "apologise",
+        "apologies",
+        "my mistake",
+        "unfortunately",
+        "regret",
+    ),
+    "hedge": (
+        "i think",
+        "i believe",
+        "might",
+        "may be",
+        "maybe",
+        "perhaps",
+        "possibly",
+        "probably",
+        "not sure",
+        "not certain",
+        "it seems",
+        "it appears",
+        "likely",
+        "could be",
+        "as far as i know",
+        "i'm not sure",
+        "generally",
+        "typically",
+    ),
+    "success": (
+        "successfully",
+        "has been",
+        "have been",
+        "is now",
+        "confirmed",
+        "completed",
+        "all set",
+        "done",
+        "processed",
+        "updated",
+    ),
+    "failure": (
+        "error",
+        "failed",
+        "unable to",
+        "could not",
+        "couldn't",
+        "not possible",
+        "issue",
+        "problem",
+    ),
+    "asks_confirmation": (
+        "please confirm",
+        "can you confirm",
+        "could you confirm",
+        "would you like",
+        "do you want",
+        "shall i",
+        "should i",
+        "yes to proceed",
+        "confirm that",
+    ),
+    "disclaimer": (
+        "consult",
+        "professional",
+        "not a substitute",
+        "disclaimer",
+        "for informational purposes",
+        "not legal advice",
+        "not medical advice",
+        "seek help",
+    ),
+    "confirmation": (
+        "yes",
+        "yeah",
+        "yep",
+        "confirm",
+        "confirmed",
+        "go ahead",
+        "proceed",
+        "please do",
+        "sure",
+        "ok",
+        "okay",
+        "correct",
+        "that's right",
+    ),
+}
+# A generic vocabulary of what tools do, read from the first verb of the tool's name.
+READ_VERBS = frozenset(
+    [
+        "get",
+        "find",
+        "list",
+        "search",
+        "lookup",
+        "look",
+        "fetch",
+        "read",
+        "query",
+        "check",
+        "calculate",
+        "compute",
+        "view",
+        "show",
+        "retrieve",
+        "describe",
+        "count",
+        "browse",
+        "load",
+        "inspect",
+        "verify",
+        "validate",
+    ]
 )
+WRITE_VERBS = frozenset(
+    [
+        "create",
+        "update",
+        "modify",
+        "cancel",
+        "book",
+        "send",
+        "delete",
+        "remove",
+        "transfer",
+        "refund",
+        "exchange",
+        "return",
+        "add",
+        "set",
+        "place",
+        "submit",
+        "post",
+        "pay",
+        "charge",
+        "write",
+        "insert",
+        "edit",
+        "change",
+        "reserve",
+        "purchase",
+        "order",
+        "upgrade",
+        "issue",
+        "apply",
+        "assign",
+        "close",
+        "open",
+        "approve",
+        "reject",
+        "schedule",
+        "move",
+        "rename",
+        "save",
+    ]
+)
+HANDOFF_WORDS = ("human", "handoff", "hand_off", "escalate", "escalation", "operator")
+USER_NAMES = ("user", "human", "customer", "client")
+_KEY_VALUE = re.compile(r"(?m)^\s*[A-Za-z][\w ()/-]{0,40}:\s*(\S[^\n]{1,80}?)\s*$")
+_NAME = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b")
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.])")
+_SENTENCE = re.compile(r"[.!?]+(?=\s|$)")
+_COPY_WORDS = 8
 
 
 def _text(value):
@@ -115,37 +323,223 @@ def _number(value):
     return float(value)
 
 
+# Sympathy is not a refusal or an apology for failing: drop it before matching those.
+_SYMPATHY = re.compile(
+    r" (?:i'm |i am |so |really |very )*sorry (?:to hear|for your loss|about your) "
+)
+
+
+def _lexicon(padded, name):
+    """Return the first phrase of a lexicon found in padded words, else ''."""
+    if name in ("refusal", "apology"):
+        padded = _SYMPATHY.sub(" ", padded)
+    for phrase in LEXICONS[name]:
+        if " " + phrase + " " in padded:
+            return phrase
+    return ""
+
+
+def _padded(words):
+    return " " + " ".join(words) + " "
+
+
+def _tool_kind(name):
+    """Return 'handoff', 'write', 'read' or 'other' for a tool name."""
+    lowered = name.lower()
+    if any(word in lowered for word in HANDOFF_WORDS):
+        return "handoff"
+    parts = re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower())
+    verb = parts[0] if parts else ""
+    if verb in WRITE_VERBS:
+        return "write"
+    if verb in READ_VERBS:
+        return "read"
+    return "other"
+
+
+def _is_user(step):
+    return str(step.get("type") or "").lower() in USER_NAMES or (
+        str(step.get("name") or "").lower() in USER_NAMES
+    )
+
+
+def _salient(text):
+    """Return the values in a text worth finding again: numbers, IDs, names, field values."""
+    found = set()
+    for token in _NUMBER.findall(text):
+        digits = token.replace(",", "")
+        if len(digits.replace(".", "")) >= 3:
+            found.add(digits)
+    found.update(m.group(0).lstrip("#") for m in _SHAPE_RES["id_token"].finditer(text))
+    found.update(_NAME.findall(text))
+    found.update(v.strip() for v in _KEY_VALUE.findall(text) if len(v.strip()) >= 3)
+    return found
+
+
+def _mentions(values, raw):
+    """Return the first (sorted) value that occurs in the raw text, else ''."""
+    if not values or not raw:
+        return ""
+    lowered = raw.lower().replace(",", "")
+    for value in sorted(values, key=lambda s: (-len(s), s)):
+        if value.lower().replace(",", "") in lowered:
+            return value
+    return ""
+
+
+def _copied_run(out_words, in_words):
+    """Return the first run of _COPY_WORDS output words also found in the input, else ''."""
+    if len(out_words) < _COPY_WORDS or len(in_words) < _COPY_WORDS:
+        return ""
+    seen = {tuple(in_words[i : i + _COPY_WORDS]) for i in range(len(in_words) - _COPY_WORDS + 1)}
+    for i in range(len(out_words) - _COPY_WORDS + 1):
+        run = tuple(out_words[i : i + _COPY_WORDS])
+        if run in seen:
+            return " ".join(run)
+    return ""
+
+
+def _step_facts(steps):
+    """Return (tools, numbers, flags) describing the steps of a trace."""
+    tools = []
+    kinds = []
+    errors = []
+    tool_errors = []
+    user_turns = []
+    agent_turns = 0
+    results = []
+    write_unconfirmed = ""
+    last_user = None
+    for step in steps:
+        kind = str(step.get("type") or "")
+        name = str(step.get("name") or "")
+        error = step.get("error")
+        if error:
+            errors.append(str(error))
+        if _is_user(step):
+            last_user = _padded(_words(_text(step.get("output")) or _text(step.get("input"))))
+            user_turns.append(last_user)
+        elif kind == "tool":
+            tool_kind = _tool_kind(name)
+            tools.append(name)
+            kinds.append(tool_kind)
+            if error:
+                tool_errors.append(name + ": " + str(error))
+            else:
+                results.append(_text(step.get("output")))
+            confirmed = last_user is not None and _lexicon(last_user, "confirmation")
+            if tool_kind == "write" and not confirmed and not write_unconfirmed:
+                write_unconfirmed = name
+        elif kind in ("llm", "agent"):
+            agent_turns += 1
+    last_kind = kinds[-1] if kinds else ""
+    numbers = {
+        "steps": float(len(steps)),
+        "tool_calls": float(len(tools)),
+        "read_calls": float(kinds.count("read")),
+        "write_calls": float(kinds.count("write")),
+        "distinct_tools": float(len(set(tools))),
+        "step_errors": float(len(errors)),
+        "tool_errors": float(len(tool_errors)),
+        "user_turns": float(len(user_turns)),
+        "agent_turns": float(agent_turns),
+    }
+    flags = {
+        "step_error": errors[0][:120] if errors else "",
+        "tool_error": tool_errors[0][:120] if tool_errors else "",
+        "write_called": next((t for t, k in zip(tools, kinds, strict=True) if k == "write"), ""),
+        "read_called": next((t for t, k in zip(tools, kinds, strict=True) if k == "read"), ""),
+        "handoff": next((t for t, k in zip(tools, kinds, strict=True) if k == "handoff"), ""),
+        "ended_by_handoff": tools[-1] if last_kind == "handoff" else "",
+        "last_action_write": tools[-1] if last_kind == "write" else "",
+        "last_action_read": tools[-1] if last_kind == "read" else "",
+        "write_without_confirmation": write_unconfirmed,
+        "write_before_read": (
+            tools[kinds.index("write")]
+            if "write" in kinds and "read" not in kinds[: kinds.index("write")]
+            else ""
+        ),
+        "repeated_tool_call": next((t for i, t in enumerate(tools) if t in tools[:i]), ""),
+        "user_confirmed": next((u.strip() for u in user_turns if _lexicon(u, "confirmation")), "")[
+            :60
+        ],
+    }
+    return tools, numbers, flags, results, tool_errors
+
+
 def view(trace):
     """Return the pre-computed facts about a trace that the rules look at."""
     if not isinstance(trace, dict):
         trace = {}
     steps = trace.get("steps")
     steps = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
-    out_text = _text(trace.get("output"))
-    out_words = _words(out_text)
-    in_words = _words(_text(trace.get("input")))
+    out_raw = _text(trace.get("output"))
+    in_raw = _text(trace.get("input"))
+    out_words = _words(out_raw)
+    in_words = _words(in_raw)
+    out_padded = _padded(out_words)
     parsed = _json(trace.get("output"))
-    tools = [str(s.get("name") or "") for s in steps if s.get("type") == "tool"]
+    tools, step_numbers, flags, results, tool_errors = _step_facts(steps)
+    lines = [line for line in out_raw.splitlines() if line.strip()]
+    letters = [c for c in out_raw if c.isalpha()]
+    upper = sum(1 for c in letters if c.isupper())
+    numbers = {
+        "output_chars": float(len(out_raw)),
+        "output_words": float(len(out_words)),
+        "output_sentences": float(len(_SENTENCE.findall(out_raw))),
+        "output_lines": float(len(lines)),
+        "output_paragraphs": float(len([p for p in re.split(r"\n\s*\n", out_raw) if p.strip()])),
+        "input_words": float(len(in_words)),
+        "output_input_ratio": round(len(out_words) / max(1, len(in_words)), 3),
+        "uppercase_share": round(100.0 * upper / len(letters), 1) if letters else 0.0,
+        "latency_ms": _number(trace.get("latency_ms")),
+        "cost": _number(trace.get("cost")),
+        **step_numbers,
+    }
+    for name, pattern in _SHAPE_RES.items():
+        found = pattern.search(out_raw)
+        flags["out_" + name] = (found.group(0).strip() or name)[:80] if found else ""
+    for name in ("url", "md_link", "email", "phone", "date", "street_address", "id_token"):
+        found = _SHAPE_RES[name].search(in_raw)
+        flags["in_" + name] = found.group(0).strip()[:80] if found else ""
+    for name in LEXICONS:
+        if name != "confirmation":
+            flags["out_" + name] = _lexicon(out_padded, name)
+    flags["in_refusal"] = _lexicon(_padded(in_words), "refusal")
+    flags["out_json"] = "valid" if parsed is not None else ""
+    flags["copies_input_value"] = _mentions(
+        {v.strip() for v in _KEY_VALUE.findall(in_raw) if len(v.strip()) >= 3}, out_raw
+    )
+    flags["copies_input_number"] = _mentions(
+        {t.replace(",", "") for t in _NUMBER.findall(in_raw) if len(t) >= 3}, out_raw
+    )
+    flags["copies_input_name"] = _mentions(set(_NAME.findall(in_raw)), out_raw)
+    flags["copies_input_id"] = _mentions(
+        {m.group(0).lstrip("#") for m in _SHAPE_RES["id_token"].finditer(in_raw)}, out_raw
+    )
+    flags["copies_input_run"] = _copied_run(out_words, in_words)
+    flags["mentions_tool_result"] = _mentions(_salient("\n".join(results)), out_raw)
+    claimed = flags["out_success"] if not flags["out_failure"] else ""
+    flags["contradicts_tool_error"] = (
+        tool_errors[-1][:80] + " / '" + claimed + "'" if tool_errors and claimed else ""
+    )
     return {
-        "out_raw": out_text,
-        "out": " " + " ".join(out_words) + " ",
-        "opening": " " + " ".join(out_words[:_OPENING_WORDS]) + " ",
-        "start": " " + " ".join(out_words[:_START_WORDS]) + " ",
-        "in": " " + " ".join(in_words) + " ",
+        "out_raw": out_raw,
+        "out": out_padded,
+        "opening": _padded(out_words[:_OPENING_WORDS]),
+        "start": _padded(out_words[:_START_WORDS]),
+        "in": _padded(in_words),
         "json": parsed,
         "keys": sorted(str(k) for k in parsed) if isinstance(parsed, dict) else [],
         "tools": tools,
-        "numbers": {
-            "steps": float(len(steps)),
-            "tool_calls": float(len(tools)),
-            "step_errors": float(sum(1 for s in steps if s.get("error"))),
-            "output_chars": float(len(out_text)),
-            "output_words": float(len(out_words)),
-            "latency_ms": _number(trace.get("latency_ms")),
-            "cost": _number(trace.get("cost")),
-        },
-        "errors": [str(s.get("error")) for s in steps if s.get("error")],
+        "numbers": numbers,
+        "flags": flags,
     }
+
+
+def flag(v, name):
+    """Return the text that makes a named fact true, else ''."""
+    return v["flags"][name]
 
 
 def has_phrase(v, field, phrase):
@@ -160,21 +554,7 @@ def starts_with(v, phrase):
 
 def refusal(v, field):
     """Return the first refusal phrase found in a field, else ''."""
-    for phrase in REFUSAL_PHRASES:
-        if " " + phrase + " " in v[field]:
-            return phrase
-    return ""
-
-
-def pattern(v, name):
-    """Return the first match of a built-in pattern in the raw output, else ''."""
-    found = _PATTERNS[name].search(v["out_raw"])
-    return (found.group(0).strip() or name) if found else ""
-
-
-def json_valid(v):
-    """Return 'valid' when the output is a JSON object or array, else ''."""
-    return "valid" if v["json"] is not None else ""
+    return _lexicon(v[field], "refusal")
 
 
 def json_key(v, key):
@@ -182,14 +562,9 @@ def json_key(v, key):
     return key if key in v["keys"] else ""
 
 
-def step_error(v):
-    """Return the first step error message, else ''."""
-    return v["errors"][0][:120] if v["errors"] else ""
-
-
-def tool_called(v, name):
-    """Return the tool name when a tool step of that name exists, else ''."""
-    return name if name in v["tools"] else ""
+def tool_called(v, name, times):
+    """Return the tool name when a tool step of that name ran at least `times` times."""
+    return name if v["tools"].count(name) >= times else ""
 
 
 def at_least(v, measure, threshold):
