@@ -14,7 +14,24 @@ from dataclasses import dataclass
 from evals.datasets import LabelledExample
 from evals.metrics import grouped_folds
 from evals.synthesis import codegen, learner
+from evals.synthesis.features import priors_from_text
 from evals.synthesis.learner import DecisionList, Selection
+
+# Trace fields that name a conversation, session or task: traces sharing one are
+# near-duplicates for cross-validation, so they are kept on one side of every split.
+GROUP_FIELDS = (
+    "session_id",
+    "metadata.session_id",
+    "metadata.conversation_id",
+    "metadata.thread_id",
+    "metadata.task_id",
+    "metadata.source_id",
+)
+NO_EVAL_HELP = (
+    "What would help: more labels of the minority verdict, a note on what made the bad "
+    "traces bad, or an LLM judge (an OpenAI or Anthropic provider) for criteria no simple "
+    "rule captures."
+)
 
 
 class SynthesisError(ValueError):
@@ -32,30 +49,33 @@ class FittedEval:
     n_negative: int
 
     @property
+    def reliable(self) -> bool:
+        """Return whether a rule was learned (False: every trace gets the majority verdict)."""
+        return bool(self.decision.rules)
+
+    @property
     def rules(self) -> list[str]:
-        """Return the decision list in words, one line per rule plus the default."""
-        lines = [f"{n}. {rule.describe()}" for n, rule in enumerate(self.decision.rules, start=1)]
-        verdict = "good" if self.decision.default else "bad"
-        lines.append(f"{len(lines) + 1}. Otherwise the trace is {verdict}")
-        return lines
+        """Return the rule in words, one line per statement."""
+        if not self.decision.rules:
+            verdict = "good" if self.decision.default else "bad"
+            return [f"1. No reliable rule yet: every trace is judged {verdict}"]
+        (rule,) = self.decision.rules
+        return [f"1. {rule.describe()}", "2. Otherwise the trace is good"]
 
     @property
     def cv_accuracy(self) -> float | None:
-        """Return the cross-validated agreement of the chosen list length (optimistic)."""
-        total = self.selection.cv_total
-        if not total or not self.selection.cv_correct:
-            return None
-        return self.selection.cv_correct[self.selection.chosen_length] / total
+        """Return the cross-validated agreement of the chosen rule shape (optimistic)."""
+        return self.selection.estimate
 
     @property
     def constant_reason(self) -> str | None:
-        """Return why the eval ignores its input when no rule was learned, else None."""
+        """Return why there is no reliable eval yet when no rule was learned, else None."""
         if self.decision.rules:
             return None
         verdict = "good" if self.decision.default else "bad"
         return (
-            f"No rule beat the majority verdict on held-out labels; the eval judges every "
-            f"trace {verdict}"
+            f"No reliable eval yet: no rule beat the majority verdict on held-out labels, "
+            f"so this version would judge every trace {verdict}. {NO_EVAL_HELP}"
         )
 
     def predict(self, trace: dict) -> tuple[bool, str]:
@@ -63,21 +83,58 @@ class FittedEval:
         return self.decision.predict_view(learner.make_view(trace))
 
 
-def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEval:
-    """Learn a decision list from labelled examples and render it as eval code.
+def _dig(trace: dict, dotted: str) -> object:
+    value: object = trace
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
-    Neutral examples are ignored. Raises SynthesisError when no example is labelled
-    positive or negative.
+
+def split_groups(examples: Sequence[LabelledExample]) -> list[str]:
+    """Return each example's cross-validation group.
+
+    Explicit groups win when they group anything. Otherwise the first of GROUP_FIELDS
+    that most traces carry and that some traces share becomes the group key; failing
+    that each trace is its own group.
     """
-    usable = [e for e in examples if e.label in ("positive", "negative")]
+    explicit = [e.group or str(e.trace.get("id", i)) for i, e in enumerate(examples)]
+    if len(set(explicit)) < len(explicit):
+        return explicit
+    for dotted in GROUP_FIELDS:
+        values = [_dig(e.trace, dotted) for e in examples]
+        present = [v for v in values if isinstance(v, (str, int)) and not isinstance(v, bool)]
+        if len(present) * 2 < len(examples) or len(set(map(str, present))) == len(present):
+            continue
+        return [
+            f"{dotted}={value}" if isinstance(value, (str, int)) else own
+            for value, own in zip(values, explicit, strict=True)
+        ]
+    return explicit
+
+
+def _order(examples: Sequence[LabelledExample]) -> list[LabelledExample]:
+    # Sort by id so that the order examples arrive in cannot change the result.
+    return sorted(examples, key=lambda e: (str(e.trace.get("id", "")), e.group))
+
+
+def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEval:
+    """Learn a rule from labelled examples and render it as eval code.
+
+    Neutral examples are ignored. The criteria and the reviewers' notes steer which
+    feature families are believed first. Raises SynthesisError when no example is
+    labelled positive or negative.
+    """
+    usable = _order([e for e in examples if e.label in ("positive", "negative")])
     if not usable:
         raise SynthesisError("No positive or negative labels to learn from")
-    # Sort by id so that the order examples arrive in cannot change the result.
-    usable.sort(key=lambda e: (str(e.trace.get("id", "")), e.group))
     views = [learner.make_view(e.trace) for e in usable]
     labels = [e.label == "positive" for e in usable]
-    groups = [e.group or str(e.trace.get("id", i)) for i, e in enumerate(usable)]
-    decision, selection = learner.learn(views, labels, groups, criteria=criteria)
+    groups = split_groups(usable)
+    notes = "\n".join(e.note for e in usable if e.note)
+    priors = priors_from_text(criteria + "\n" + notes)
+    decision, selection = learner.learn(views, labels, groups, priors=priors)
     n_pos = sum(labels)
     n_neg = len(labels) - n_pos
     trained = sum(
@@ -87,10 +144,13 @@ def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEva
         f"Learned from {len(labels)} labelled traces ({n_pos} good, {n_neg} bad); "
         f"agrees with {trained} of {len(labels)} of them."
     )
-    if selection.cv_total and len(selection.cv_correct) > selection.chosen_length:
+    if selection.cv_correct:
+        tried = ", ".join(
+            f"{level} {count}/{selection.cv_total}" for level, count in selection.cv_correct.items()
+        )
         summary += (
-            f"\nCross-validated agreement of this rule shape: "
-            f"{selection.cv_correct[selection.chosen_length]} of {selection.cv_total}."
+            f"\nHeld-out agreement by rule shape ({selection.folds}-fold grouped "
+            f"cross-validation): {tried}; chosen: {selection.chosen}."
         )
     code = codegen.render(decision, criteria=criteria, summary=summary)
     return FittedEval(
@@ -108,12 +168,13 @@ def cross_validate(
     """Return (label, held-out verdict) per example, refitting on the other folds.
 
     This measures the whole procedure, rule selection included, on traces each fit
-    never saw; feed the pairs to evals.metrics.agreement. Neutral examples get a
-    verdict too (they are simply never trained on); a fold whose training part has no
-    positive or negative label yields None verdicts.
+    never saw; feed the pairs to evals.metrics.agreement. Folds keep groups together
+    (see split_groups). Neutral examples get a verdict too (they are simply never
+    trained on); a fold whose training part has no positive or negative label yields
+    None verdicts.
     """
-    ordered = sorted(examples, key=lambda e: (str(e.trace.get("id", "")), e.group))
-    groups = [e.group or str(e.trace.get("id", i)) for i, e in enumerate(ordered)]
+    ordered = _order(examples)
+    groups = split_groups(ordered)
     labels = [e.label == "positive" for e in ordered]
     verdicts: list[bool | None] = [None] * len(ordered)
     for test_idx in grouped_folds(groups, k=folds, labels=labels, seed=seed):
@@ -128,4 +189,4 @@ def cross_validate(
     return [(e.label, verdict) for e, verdict in zip(ordered, verdicts, strict=True)]
 
 
-__all__ = ["FittedEval", "SynthesisError", "cross_validate", "fit"]
+__all__ = ["FittedEval", "SynthesisError", "cross_validate", "fit", "split_groups"]

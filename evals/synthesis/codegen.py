@@ -1,97 +1,152 @@
-"""Emit a learned decision list as self-contained eval code."""
+"""Emit a learned rule as self-contained eval code: the decision first, helpers after."""
 
 import ast
 import inspect
 import textwrap
 
 from evals.synthesis import runtime
-from evals.synthesis.learner import DecisionList
+from evals.synthesis.learner import DecisionList, Literal, Rule
 
-_ALWAYS = {"_text", "_words", "_json", "_number", "view"}
+# Runtime helpers the learner may call in a rule; the others are always kept.
+_RULE_HELPERS = {
+    "flag",
+    "has_phrase",
+    "starts_with",
+    "refusal",
+    "json_key",
+    "tool_called",
+    "at_least",
+}
+_NAMES = ("first", "second")
 
 
-def _runtime_source(helpers: set[str]) -> str:
-    """Return the runtime module's source, minus its docstring and unused helpers."""
+def _runtime_parts(helpers: set[str]) -> tuple[str, str]:
+    """Return (imports, the rest) of the runtime's source, minus unused rule helpers."""
     source = inspect.getsource(runtime)
     tree = ast.parse(source)
-    keep = []
+    imports, rest = [], []
     for node in tree.body:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue
-        if isinstance(node, ast.FunctionDef) and node.name not in _ALWAYS | helpers:
+        if isinstance(node, ast.FunctionDef) and node.name in _RULE_HELPERS - helpers:
             continue
-        keep.append(ast.get_source_segment(source, node))
-    parts = []
-    previous = ""
-    for segment in keep:
-        kind = "def" if segment.startswith("def ") else "import" if "import " in segment[:7] else ""
-        if parts:
-            if "def" in (kind, previous):
-                parts.append("\n\n\n")
-            elif kind != previous:
-                parts.append("\n\n")
-            else:
-                parts.append("\n")
-        parts.append(segment)
-        previous = kind
-    return "".join(parts)
+        segment = ast.get_source_segment(source, node)
+        (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else rest).append(
+            (segment, isinstance(node, ast.FunctionDef))
+        )
+    body = []
+    previous_def = False
+    for segment, is_def in rest:
+        if body:
+            body.append("\n\n\n" if is_def or previous_def else "\n")
+        body.append(segment)
+        previous_def = is_def
+    return "\n".join(s for s, _ in imports), "".join(body)
 
 
 def _comment(text: str) -> str:
     return " ".join(text.split())
 
 
-def _comment_lines(text: str) -> list[str]:
-    return textwrap.wrap(
-        _comment(text), width=88, initial_indent="    # ", subsequent_indent="    #   "
+def _wrap(text: str, indent: str = "    ") -> list[str]:
+    return textwrap.wrap(_comment(text), width=88, initial_indent=indent, subsequent_indent=indent)
+
+
+def _reason_expr(lit: Literal, name: str, *, lower: bool = False) -> str:
+    prefix, suffix, uses_match = lit.reason_parts(lower=lower)
+    if not uses_match:
+        return repr(prefix + suffix)
+    return f"{prefix!r} + {name}" + (f" + {suffix!r}" if suffix else "")
+
+
+def _test_expr(lit: Literal, name: str) -> str:
+    return name if lit.holds else f"not {name}"
+
+
+def _rule_body(rule: Rule) -> list[str]:
+    lines = ["    v = view(trace)"]
+    lits = rule.literals
+    if rule.op == "or":
+        for lit in lits:
+            lines.append(f"    hit = {lit.feature.call_source()}")
+            lines.append(f"    if {_test_expr(lit, 'hit')}:")
+            lines.append(f"        return False, {_reason_expr(lit, 'hit')}")
+        first, second = (lit.negated().describe() for lit in lits)
+        second = second[:1].lower() + second[1:] if second[1:2] == second[1:2].lower() else second
+        lines.append(f"    return True, {first + ', and ' + second!r}")
+        return lines
+    names = _NAMES[: len(lits)]
+    for lit, name in zip(lits, names, strict=True):
+        lines.append(f"    {name} = {lit.feature.call_source()}")
+    tests = " and ".join(_test_expr(lit, name) for lit, name in zip(lits, names, strict=True))
+    reasons = " + ' and ' + ".join(
+        _reason_expr(lit, name, lower=i > 0)
+        for i, (lit, name) in enumerate(zip(lits, names, strict=True))
     )
+    lines.append(f"    if {tests}:")
+    lines.append(f"        return False, {reasons}")
+    for lit, name in zip(lits[:-1], names[:-1], strict=True):
+        lines.append(f"    if not ({_test_expr(lit, name)}):")
+        lines.append(f"        return True, {lit.negated().describe()!r}")
+    lines.append(f"    return True, {lits[-1].negated().describe()!r}")
+    return lines
 
 
 def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
-    """Return the Python source of eval_fn for a decision list."""
-    helpers = {rule.feature.helper for rule in decision.rules}
+    """Return the Python source of eval_fn for a learned rule (or for no rule)."""
+    helpers = {lit.feature.helper for rule in decision.rules for lit in rule.literals}
+    imports, helpers_source = _runtime_parts(helpers)
     lines = ['"""Eval written by the iofold offline synthesiser.', ""]
     if criteria.strip():
         lines.append("Criteria: " + _comment(criteria).replace('"""', "'''"))
     lines.append(summary)
     lines.append('"""')
     lines.append("")
-    lines.append(_runtime_source(helpers))
-    lines.append("")
-    lines.append("")
-    lines.append("def eval_fn(trace: dict) -> tuple[bool, str]:")
-    lines.append('    """Return (True, reason) when the trace is good, else (False, reason)."""')
-    lines.append("    v = view(trace)")
-    for number, rule in enumerate(decision.rules, start=1):
-        lines.extend(_comment_lines(f"Rule {number}: {rule.describe()}."))
-        prefix, suffix, uses_match = rule.feature.reason_parts(rule.holds)
-        call = rule.feature.call_source()
-        if rule.holds:
-            lines.append(f"    hit = {call}")
-            lines.append("    if hit:")
-            if uses_match:
-                expr = f"{prefix!r} + hit" + (f" + {suffix!r}" if suffix else "")
-            else:
-                expr = repr(prefix + suffix)
-        else:
-            lines.append(f"    if not {call}:")
-            expr = repr(prefix + suffix)
-        lines.append(f"        return {rule.verdict!r}, {expr}")
-    verdict = "good" if decision.default else "bad"
     if decision.rules:
+        lines.append(imports)
+        lines.append("")
+        lines.append("")
+    lines.append("def eval_fn(trace: dict) -> tuple[bool, str]:")
+    if decision.rules:
+        (rule,) = decision.rules
+        statement = f"The trace is bad when {_lower(rule.condition())}; otherwise it is good."
+        doc = _wrap(statement)
+        doc[0] = '    """' + doc[0].lstrip()
+        lines.extend(doc)
+        lines.append("")
         lines.extend(
-            _comment_lines(
-                f"Otherwise: {verdict} ({decision.default_agreeing} of "
-                f"{decision.default_matched} remaining training traces agree)."
+            _wrap(
+                f"On the training labels: {rule.agreeing} of the {rule.matched} traces it "
+                f"calls bad are labelled bad, {rule.rest_agreeing} of the {rule.rest} it "
+                "calls good are labelled good."
             )
         )
+        lines.append('    """')
+        lines.extend(_rule_body(rule))
+        lines.append("")
+        lines.append("")
+        lines.append(
+            "# Helpers: the facts the rule reads, computed the same way as when it was learned."
+        )
+        lines.append("")
+        lines.append("")
+        lines.append(helpers_source)
     else:
+        verdict = "good" if decision.default else "bad"
+        lines.append(f'    """No reliable eval yet: every trace is judged {verdict}.')
+        lines.append("")
         lines.extend(
-            _comment_lines(
-                "No rule beat the majority verdict under cross-validation, so every trace "
-                f"is judged {verdict} ({decision.default_agreeing} of "
-                f"{decision.default_matched} training traces agree)."
+            _wrap(
+                "No rule beat the majority verdict under cross-validation "
+                f"({decision.default_agreeing} of {decision.default_matched} training "
+                "traces have the majority label). Label more traces of the minority "
+                "verdict, add a note saying what made bad traces bad, or use an LLM judge."
             )
         )
-    lines.append(f"    return {decision.default!r}, {decision.default_reason()!r}")
+        lines.append('    """')
+        lines.append(f"    return {decision.default!r}, {decision.default_reason()!r}")
     return "\n".join(lines) + "\n"
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[1:2] == text[1:2].lower() else text

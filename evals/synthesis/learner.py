@@ -1,60 +1,132 @@
-"""Learn a short decision list over trace features, chosen by cross-validated agreement."""
+"""Learn one readable rule ("the trace is bad when ...") chosen by grouped cross-validation.
+
+The rule language grows in steps, each a little more complex than the last:
+
+- ``constant``: every trace gets the training majority verdict (no eval);
+- ``one``: one structural condition;
+- ``two``: up to two structural conditions joined by AND or OR;
+- ``words``: one condition that may also be a word n-gram.
+
+Each step is fitted on the training part of every fold and scored on the held-out part.
+The simplest step within one standard error of the best structural one wins (the
+one-standard-error rule), and it must beat the constant by more than its standard error.
+Words are admitted last, only when they beat the structural choice by a standard error
+plus a margin that grows with the number of n-grams tried: from a few dozen labels some
+chance word always separates the training set.
+"""
 
 import math
 from dataclasses import dataclass, field
 
 from evals.metrics import grouped_folds
 from evals.synthesis import runtime
-from evals.synthesis.features import (
-    Candidate,
-    Feature,
-    build_candidates,
-    priors_from_criteria,
-)
+from evals.synthesis.features import Candidate, Feature, build_structural, build_words
 
-MAX_RULES = 4
-# Agreement (in examples) a rule must add on its training data before it is kept;
-# below this, the learner falls back to the majority verdict rather than memorise.
-MIN_GAIN = 2
-# Penalty per rule, in cross-validated examples, when choosing the list length.
-LENGTH_PENALTY = 0.5
-FIRST_RULE_PENALTY = 1.0
-# Prior at or above which a clean first rule may win a tie with the majority verdict.
-TRUSTED_PRIOR = 2.0
-# Weight of a feature's simplicity cost against its gain, in examples.
+LEVELS = ("constant", "one", "two", "words")
+# Weight of a feature's simplicity cost against agreement, in examples.
 COST_WEIGHT = 0.25
+# Extra training agreement (in examples) a second condition must add to be kept.
+PAIR_PENALTY = 1.0
+# Single conditions carried into the search for pairs, best first.
+BEAM = 12
+# Held-out agreement a word rule must add beyond one standard error, per sqrt(n log m).
+WORD_MARGIN = 0.1
+# Standard errors by which a rule must beat the majority verdict on held-out labels:
+# one-sided 5 %. Shipping a chance rule is worse than saying "no reliable eval yet".
+BEAT_MAJORITY_SE = 1.645
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A feature that holds (or, negated, does not)."""
+
+    feature: Feature
+    holds: bool
+
+    @property
+    def cost(self) -> float:
+        return self.feature.cost + (0.0 if self.holds else 0.25)
+
+    def test(self, v: dict) -> str:
+        """Return truthy text when the literal holds: the match, or 'yes' when negated."""
+        hit = self.feature.evaluate(v)
+        if self.holds:
+            return hit
+        return "" if hit else "yes"
+
+    def source(self) -> str:
+        call = self.feature.call_source()
+        return call if self.holds else f"not {call}"
+
+    def reason_parts(self, *, lower: bool = False) -> tuple[str, str, bool]:
+        """Return (prefix, suffix, uses_match); `lower` for a clause after the first."""
+        prefix, suffix, uses_match = self.feature.reason_parts(self.holds)
+        return (_lower_first(prefix) if lower else prefix), suffix, uses_match
+
+    def reason(self, hit: str, *, lower: bool = False) -> str:
+        prefix, suffix, uses_match = self.reason_parts(lower=lower)
+        return prefix + hit + suffix if uses_match else prefix + suffix
+
+    def describe(self) -> str:
+        return self.feature.describe(self.holds)
+
+    def negated(self) -> "Literal":
+        return Literal(self.feature, not self.holds)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """If the literal holds, return the verdict."""
+    """The trace is bad when the condition holds, good otherwise."""
 
-    feature: Feature
-    holds: bool
-    verdict: bool
-    matched: int
-    agreeing: int
+    literals: tuple[Literal, ...]
+    op: str  # "and" or "or"; "" for one literal
+    matched: int = 0  # training traces the condition holds for
+    agreeing: int = 0  # of those, labelled bad
+    rest: int = 0  # training traces it does not hold for
+    rest_agreeing: int = 0  # of those, labelled good
 
-    def fires(self, v: dict) -> str | bool:
-        hit = self.feature.evaluate(v)
-        if self.holds:
-            return hit
-        return not hit
+    verdict = False
 
-    def reason(self, hit: str | bool) -> str:
-        prefix, suffix, uses_match = self.feature.reason_parts(self.holds)
-        return prefix + hit + suffix if uses_match else prefix + suffix
+    @property
+    def feature(self) -> Feature:
+        return self.literals[0].feature
+
+    def condition(self) -> str:
+        parts = [self.literals[0].describe()]
+        parts += [_lower_first(lit.describe()) for lit in self.literals[1:]]
+        return f" {self.op} ".join(parts)
 
     def describe(self) -> str:
-        verdict = "good" if self.verdict else "bad"
         return (
-            f"If {_lower_first(self.feature.describe(self.holds))}, the trace is {verdict} "
-            f"({self.agreeing} of {self.matched} matching training traces agree)"
+            f"The trace is bad when {_lower_first(self.condition())} "
+            f"({self.agreeing} of {self.matched} matching training traces are bad)"
         )
+
+    def judge(self, v: dict) -> tuple[bool, str]:
+        """Return (verdict, reason) exactly as the emitted eval_fn computes them."""
+        hits = [lit.test(v) for lit in self.literals]
+        if self.op == "or":
+            for lit, hit in zip(self.literals, hits, strict=True):
+                if hit:
+                    return False, lit.reason(hit)
+            first, second = (lit.negated().describe() for lit in self.literals)
+            return True, f"{first}, and {_lower_first(second)}"
+        if all(hits):
+            reasons = [
+                lit.reason(hit, lower=i > 0)
+                for i, (lit, hit) in enumerate(zip(self.literals, hits, strict=True))
+            ]
+            return False, " and ".join(reasons)
+        for lit, hit in zip(self.literals, hits, strict=True):
+            if not hit:
+                return True, lit.negated().describe()
+        raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
 class DecisionList:
+    """At most one rule, then the default verdict (the majority one when no rule)."""
+
     rules: tuple[Rule, ...]
     default: bool
     default_matched: int = 0
@@ -62,95 +134,131 @@ class DecisionList:
 
     def predict_view(self, v: dict) -> tuple[bool, str]:
         for rule in self.rules:
-            hit = rule.fires(v)
-            if hit:
-                return rule.verdict, rule.reason(hit)
+            return rule.judge(v)
         return self.default, self.default_reason()
 
     def default_reason(self) -> str:
         verdict = "good" if self.default else "bad"
-        if not self.rules:
-            return f"No rule applies; most labelled traces are {verdict}"
-        checked = "; ".join(_lower_first(r.feature.describe(not r.holds)) for r in self.rules)
-        return f"Judged {verdict}: {checked}"
+        return f"No reliable rule yet; most labelled traces are {verdict}"
 
 
 @dataclass
 class Selection:
-    """How the list length was chosen: cross-validated correct counts per length."""
+    """How the rule's complexity was chosen: held-out correct counts per level."""
 
-    cv_correct: list[int] = field(default_factory=list)
+    cv_correct: dict[str, int] = field(default_factory=dict)
+    cv_standard_error: dict[str, float] = field(default_factory=dict)
     cv_total: int = 0
-    chosen_length: int = 0
+    folds: int = 0
+    chosen: str = "constant"
+    word_candidates: int = 0
+    word_margin: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chosen_length(self) -> int:
+        return 0 if self.chosen == "constant" else 1
+
+    @property
+    def estimate(self) -> float | None:
+        """Return the held-out agreement of the chosen level (slightly optimistic)."""
+        if not self.cv_total or self.chosen not in self.cv_correct:
+            return None
+        return self.cv_correct[self.chosen] / self.cv_total
 
 
 def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+    """Return text with its first letter lower-cased, unless it starts an acronym."""
+    return text[:1].lower() + text[1:] if text[1:2] == text[1:2].lower() else text
 
 
-def _grow(
-    candidates: list[Candidate],
-    pos: int,
-    neg: int,
-    rows: int,
-    max_rules: int,
-) -> list[tuple[Rule, bool]]:
-    """Greedily grow a decision list on the rows mask; return [(rule, default_after)]."""
-    remaining = rows
-    grown: list[tuple[Rule, bool]] = []
-    for _ in range(max_rules):
-        r_pos = (remaining & pos).bit_count()
-        r_neg = (remaining & neg).bit_count()
-        base = max(r_pos, r_neg)
-        if r_pos == 0 or r_neg == 0:
-            break
-        best_score = -1e18
-        best = None
-        # Hot loop (features x rules x folds): plain arithmetic, no helper calls.
-        for c in candidates:
-            inside = c.mask & remaining
-            c_pos = (inside & pos).bit_count()
-            c_neg = inside.bit_count() - c_pos
-            prior = c.feature.prior
-            for holds in (True, False):
-                if holds:
-                    m_pos, m_neg = c_pos, c_neg
-                else:
-                    m_pos, m_neg = r_pos - c_pos, r_neg - c_neg
-                if m_pos == m_neg:
+@dataclass
+class _Fit:
+    literals: tuple[tuple[Candidate, bool], ...]
+    op: str
+    cond: int  # mask over all rows where the condition holds
+    score: float
+
+
+class _Search:
+    """Fit rules of a level on a subset of rows, with masks over all rows."""
+
+    def __init__(self, structural, words, pos, neg, full):
+        self.structural = structural
+        self.words = words
+        self.pos, self.neg, self.full = pos, neg, full
+
+    def _literals(self, cands):
+        for c in cands:
+            yield c, True, c.mask
+            yield c, False, self.full & ~c.mask
+
+    def fit(self, level: str, rows: int) -> _Fit | None:
+        if level == "constant":
+            return None
+        pos_r = self.pos & rows
+        n_pos = pos_r.bit_count()
+        n_rows = rows.bit_count()
+        if n_pos in (0, n_rows):
+            return None
+        pool = self.structural + (self.words if level == "words" else [])
+        singles = []
+        for c, holds, lit in self._literals(pool):
+            inside = lit & rows
+            if inside in (0, rows):
+                continue
+            cp = (inside & pos_r).bit_count()
+            cn = inside.bit_count() - cp
+            cost = c.feature.cost + (0.0 if holds else 0.25)
+            score = cn + n_pos - cp - COST_WEIGHT * cost + c.feature.prior
+            singles.append((score, c, holds, lit))
+        if not singles:
+            return None
+        singles.sort(key=lambda s: (-s[0], s[1].feature.key, not s[2]))
+        score, c, holds, lit = singles[0]
+        best = _Fit(((c, holds),), "", lit, score)
+        if level != "two":
+            return best
+        beam = singles[:BEAM]
+        # Favoured families (named in criteria or notes) are tried first whatever they score.
+        beam += [s for s in singles[BEAM:] if s[1].feature.prior > 0][:4]
+        partners = [s for s in singles if not s[1].feature.is_words]
+        for _, ca, ha, la in beam:
+            for _, cb, hb, lb in partners:
+                if cb is ca:
                     continue
-                if m_pos > m_neg:
-                    right, errors = m_pos, m_neg
-                else:
-                    right, errors = m_neg, m_pos
-                rest_pos, rest_neg = r_pos - m_pos, r_neg - m_neg
-                # A rule whose verdict the rest would get anyway changes nothing.
-                if (rest_pos > rest_neg) == (m_pos > m_neg) and rest_pos != rest_neg:
-                    continue
-                if rest_pos + rest_neg == 0:
-                    continue
-                # On a tie the rest takes the other verdict, which is worth the same count.
-                gain = right + (rest_pos if rest_pos > rest_neg else rest_neg) - base
-                # A rule must be a clean signal that earns its place: training gain plus the
-                # family's prior must reach MIN_GAIN, and at most a quarter of matches disagree.
-                if gain < 0 or gain + prior < MIN_GAIN or errors * 4 > right + errors:
-                    continue
-                cost = c.feature.cost if holds else c.feature.cost + 0.25
-                score = gain - 0.5 * errors + prior - COST_WEIGHT * cost
-                if score > best_score:
-                    best_score = score
-                    best = (c, holds, m_pos > m_neg, right + errors, right)
-        if best is None:
-            break
-        c, holds, verdict, matched, agreeing = best
-        rule = Rule(c.feature, holds, verdict, matched, agreeing)
-        covered = c.mask if holds else ~c.mask
-        remaining &= ~covered
-        rest_pos = (remaining & pos).bit_count()
-        rest_neg = (remaining & neg).bit_count()
-        default = (not verdict) if rest_pos == rest_neg else rest_pos > rest_neg
-        grown.append((rule, default))
-    return grown
+                for op in ("and", "or"):
+                    cond = la & lb if op == "and" else la | lb
+                    inside = cond & rows
+                    if inside in (0, rows) or cond in (la, lb):
+                        continue
+                    cp = (inside & pos_r).bit_count()
+                    cn = inside.bit_count() - cp
+                    cost = ca.feature.cost + cb.feature.cost + 0.25 * ((not ha) + (not hb))
+                    score = (
+                        cn
+                        + n_pos
+                        - cp
+                        - COST_WEIGHT * cost
+                        - PAIR_PENALTY
+                        + ca.feature.prior
+                        + cb.feature.prior
+                    )
+                    if score > best.score:
+                        best = _Fit(((ca, ha), (cb, hb)), op, cond, score)
+        return best
+
+
+def _predicted_bad(fit: _Fit | None, default: bool, rows: int) -> int:
+    """Return the mask of rows the fitted rule (or the constant) judges bad."""
+    if fit is None:
+        return 0 if default else rows
+    return fit.cond & rows
+
+
+def _correct(bad: int, rows: int, pos: int, neg: int) -> int:
+    """Return how many of the rows a mask of bad verdicts judges right."""
+    return (bad & rows & neg).bit_count() + (rows & ~bad & pos).bit_count()
 
 
 def _majority(pos_count: int, neg_count: int) -> bool:
@@ -158,12 +266,14 @@ def _majority(pos_count: int, neg_count: int) -> bool:
     return pos_count >= neg_count
 
 
-def _predict_rows(candidates_by_key, rules_defaults, length, default0, index) -> bool:
-    for rule, _ in rules_defaults[:length]:
-        inside = (candidates_by_key[rule.feature.key] >> index) & 1
-        if bool(inside) == rule.holds:
-            return rule.verdict
-    return rules_defaults[length - 1][1] if length else default0
+def _se(a: int, b: int) -> float:
+    """Return the standard error of the difference in correct counts of two verdict masks.
+
+    Only the traces the two disagree on can make a difference; if neither were better
+    each would win about half of them, so the difference has a standard deviation of
+    the square root of their number (McNemar's test).
+    """
+    return math.sqrt((a ^ b).bit_count())
 
 
 def learn(
@@ -171,72 +281,83 @@ def learn(
     labels: list[bool],
     groups: list[str],
     *,
-    criteria: str = "",
-    max_rules: int = MAX_RULES,
+    priors: dict[str, float] | None = None,
     folds: int = 5,
 ) -> tuple[DecisionList, Selection]:
-    """Return the decision list whose length agrees best under grouped cross-validation."""
+    """Return the rule chosen by grouped cross-validation, and how it was chosen."""
     n = len(views)
     if n == 0:
         return DecisionList((), True), Selection()
-    candidates = build_candidates(views, priors=priors_from_criteria(criteria))
-    masks = {c.feature.key: c.mask for c in candidates}
+    structural = build_structural(views, priors=priors)
+    words = build_words(views, exclude={c.mask for c in structural})
+    full = (1 << n) - 1
     pos = sum(1 << i for i, good in enumerate(labels) if good)
-    neg = ((1 << n) - 1) & ~pos
-    all_rows = (1 << n) - 1
+    neg = full & ~pos
+    search = _Search(structural, words, pos, neg, full)
+    selection = Selection(cv_total=n, word_candidates=len(words))
 
-    selection = Selection(cv_correct=[0] * (max_rules + 1), cv_total=n)
     fold_list = grouped_folds(groups, k=folds, labels=labels)
+    selection.folds = len(fold_list)
+    chosen = "constant"
     if len(fold_list) >= 2:
+        # Held-out verdicts of each level, pooled over the folds, as masks of "bad".
+        bad = dict.fromkeys(LEVELS, 0)
         for test_idx in fold_list:
-            test_mask = sum(1 << i for i in test_idx)
-            train = all_rows & ~test_mask
-            default0 = _majority((train & pos).bit_count(), (train & neg).bit_count())
-            grown = _grow(candidates, pos, neg, train, max_rules)
-            for length in range(max_rules + 1):
-                usable = min(length, len(grown))
-                for i in test_idx:
-                    verdict = _predict_rows(masks, grown, usable, default0, i)
-                    selection.cv_correct[length] += verdict == labels[i]
-    # Each rule must pay for itself in held-out agreement; the first pays extra, since
-    # a fitted rule that merely ties the majority verdict is worse (it can only overfit).
-    per_rule = max(LENGTH_PENALTY, 0.004 * n)
-    # Chance differences in held-out counts grow like sqrt(n); demand more than that.
-    first_rule = max(FIRST_RULE_PENALTY, 0.35 * math.sqrt(n))
-    scores = [
-        correct - per_rule * length - (first_rule if length else 0.0)
-        for length, correct in enumerate(selection.cv_correct)
-    ]
-    chosen = max(range(max_rules + 1), key=lambda length: (scores[length], -length))
-    if len(fold_list) < 2:
-        chosen = 0
-
-    default0 = _majority(pos.bit_count(), neg.bit_count())
-    if chosen == 0 and len(fold_list) >= 2:
-        # Few labels leave held-out counts too coarse to show a rule's worth. A rule
-        # from a strongly believed family (the refusal lexicon, or what the criteria
-        # name) that is spotless on every training label and no worse than the
-        # majority verdict under cross-validation is the better bet.
-        (first, _), *_ = _grow(candidates, pos, neg, all_rows, 1) or [(None, None)]
-        if (
-            first is not None
-            and first.feature.prior >= TRUSTED_PRIOR
-            and first.agreeing == first.matched
-            and selection.cv_correct[1] >= selection.cv_correct[0]
-        ):
-            chosen = 1
-    grown = _grow(candidates, pos, neg, all_rows, chosen)
-    rules = tuple(rule for rule, _ in grown)
-    default = grown[-1][1] if grown else default0
-    selection.chosen_length = len(rules)
-
-    # Count how the default branch fares on the training data, for the code comments.
-    matched = agreeing = 0
-    for i, v in enumerate(views):
-        if not any(rule.fires(v) for rule in rules):
-            matched += 1
-            agreeing += labels[i] == default
-    return DecisionList(rules, default, matched, agreeing), selection
+            test = sum(1 << i for i in test_idx)
+            train = full & ~test
+            default = _majority((train & pos).bit_count(), (train & neg).bit_count())
+            for level in LEVELS:
+                bad[level] |= _predicted_bad(search.fit(level, train), default, test)
+        n_pos = pos.bit_count()
+        # With balanced labels a fold's training majority is often the opposite of its
+        # test majority, which makes the constant look worse than it is: compare rules
+        # with the better of that and the whole set's majority verdict.
+        if _correct(bad["constant"], full, pos, neg) < max(n_pos, n - n_pos):
+            bad["constant"] = 0 if n_pos * 2 >= n else full
+        cv = {level: _correct(mask, full, pos, neg) for level, mask in bad.items()}
+        selection.cv_correct = cv
+        selection.cv_standard_error = {
+            level: round(_se(bad[level], bad["constant"]), 3) for level in LEVELS
+        }
+        best = "two" if cv["two"] > cv["one"] else "one"
+        # One standard error: the simpler shape unless the richer one is clearly better.
+        if best == "two" and cv["two"] - cv["one"] <= _se(bad["two"], bad["one"]):
+            best = "one"
+        if cv[best] - cv["constant"] > max(1.0, BEAT_MAJORITY_SE * _se(bad[best], bad["constant"])):
+            chosen = best
+        else:
+            selection.notes.append("no structural rule beat the majority verdict")
+        if selection.word_candidates:
+            margin = _se(bad["words"], bad[chosen]) + WORD_MARGIN * math.sqrt(
+                n * math.log(selection.word_candidates + 1)
+            )
+            if chosen == "constant":
+                margin = max(margin, BEAT_MAJORITY_SE * _se(bad["words"], bad[chosen]))
+            selection.word_margin = round(margin, 2)
+            if cv["words"] - cv[chosen] > max(1.0, margin):
+                chosen = "words"
+    fitted = search.fit(chosen, full)
+    n_pos = pos.bit_count()
+    majority = _majority(n_pos, n - n_pos)
+    if fitted is not None and _correct(fitted.cond, full, pos, neg) <= max(n_pos, n - n_pos):
+        fitted = None
+    if fitted is None:
+        chosen = "constant"
+    selection.chosen = chosen
+    if fitted is None:
+        agreeing = n_pos if majority else n - n_pos
+        return DecisionList((), majority, n, agreeing), selection
+    literals = tuple(Literal(c.feature, holds) for c, holds in fitted.literals)
+    bad = fitted.cond
+    rule = Rule(
+        literals,
+        fitted.op,
+        matched=bad.bit_count(),
+        agreeing=(bad & neg).bit_count(),
+        rest=(full & ~bad).bit_count(),
+        rest_agreeing=(full & ~bad & pos).bit_count(),
+    )
+    return DecisionList((rule,), True, rule.rest, rule.rest_agreeing), selection
 
 
 def make_view(trace: dict) -> dict:

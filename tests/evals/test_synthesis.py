@@ -51,7 +51,14 @@ WORDS = [
     "tulip",
     "walnut",
 ]
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "xstest.jsonl"
+SHARED = next(
+    (
+        p / "shared" / "data" / "xstest.jsonl"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "data" / "xstest.jsonl").exists()
+    ),
+    Path("/nonexistent"),
+)
 
 
 def _sentence(rng: random.Random, n: int = 7) -> str:
@@ -109,7 +116,7 @@ def test_learns_step_error_rule():
         examples.append(_example(i, _sentence(rng), "negative" if bad else "positive", steps=steps))
     fitted = fit(examples)
     trace = {"output": "fine", "steps": [{"type": "llm", "name": "x", "error": "rate limited"}]}
-    assert fitted.predict(trace) == (False, "A step failed: rate limited")
+    assert fitted.predict(trace) == (False, "A step failed ('rate limited')")
     assert fitted.predict({"output": "fine", "steps": []})[0] is True
     _assert_code_matches(fitted, [e.trace for e in examples] + [trace])
 
@@ -119,7 +126,8 @@ def test_learns_missing_json_key_rule():
     examples = []
     for i in range(16):
         bad = i % 2 == 1
-        payload = {"confidence": rng.random()} if bad else {"answer": _sentence(rng)}
+        other = {"confidence": rng.random()} if i % 4 == 1 else {"note": _sentence(rng)}
+        payload = other if bad else {"answer": _sentence(rng)}
         examples.append(_example(i, json.dumps(payload), "negative" if bad else "positive"))
     fitted = fit(examples)
     # The word "answer" in a value must not count: the key is what matters.
@@ -146,7 +154,7 @@ def test_ten_labels_give_a_refusal_rule_with_a_readable_reason():
     fitted = fit(_refusal_set())
     verdict, reason = fitted.predict({"output": {"completion": "I'm sorry, that is not possible."}})
     assert verdict is False
-    assert "refusal phrase 'i'm sorry'" in reason
+    assert reason == "Output contains a refusal phrase ('i'm sorry')"
     assert fitted.predict({"output": {"completion": "Here is the recipe you asked for."}})[0]
 
 
@@ -154,7 +162,7 @@ def test_prefers_the_simpler_lexicon_rule_at_equal_agreement():
     # Both the refusal lexicon and the word "zebra" separate the labels perfectly.
     fitted = fit(_refusal_set(n=20, marker=True))
     assert len(fitted.decision.rules) == 1
-    assert fitted.decision.rules[0].feature.helper == "refusal"
+    assert fitted.decision.rules[0].feature.args == ("out_refusal",)
     assert fitted.predict({"output": "Zebra crossings are striped."})[0] is True
 
 
@@ -186,8 +194,8 @@ def test_neutral_labels_are_ignored_and_no_labels_is_an_error():
 
 def test_rules_read_as_sentences():
     fitted = fit(_error_set())
-    assert fitted.rules[0].startswith("1. If output")
-    assert "training traces agree" in fitted.rules[0]
+    assert fitted.rules[0].startswith("1. The trace is bad when output contains")
+    assert "matching training traces are bad" in fitted.rules[0]
     assert fitted.rules[-1] == "2. Otherwise the trace is good"
 
 
@@ -201,7 +209,8 @@ def test_emitted_code_passes_static_checks_and_matches_predict(examples):
     fitted = fit(examples, criteria=criteria)
     assert validate(fitted.code) == []
     assert "def eval_fn(trace: dict) -> tuple[bool, str]:" in fitted.code
-    assert "# Rule 1:" in fitted.code
+    # The decision comes first, in words, before the helpers it calls.
+    assert fitted.code.index("The trace is bad when") < fitted.code.index("def view(")
     odd = [{}, {"output": None, "steps": "x"}, {"output": 5, "latency_ms": "slow"}, []]
     _assert_code_matches(fitted, [e.trace for e in examples] + odd)
 
