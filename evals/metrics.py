@@ -11,6 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 AGREEMENT_BAR = 0.80
+# Cohen's kappa under which agreement is too close to chance to trust, whatever the raw
+# accuracy: a constant verdict scores 0 (and can still "agree" 91 % on skewed labels).
+# 0.40 is where Landis & Koch's "moderate" agreement starts, and about two standard
+# errors above chance at 25 labels (kappa's standard error there is near 0.2), so a
+# version that clears it on held-out labels is unlikely to be a lucky guess.
+KAPPA_BAR = 0.40
 
 _POSITIVE = {"positive", True}
 _NEGATIVE = {"negative", False}
@@ -31,6 +37,8 @@ class Agreement:
     f1: float | None
     kappa: float | None
     coverage: float | None
+    # Mean of the shares of good and of bad traces judged right; 0.5 for any constant.
+    balanced_accuracy: float | None = None
 
     @property
     def scored(self) -> int:
@@ -80,6 +88,10 @@ def agreement(pairs: Iterable[tuple[object, bool | None]]) -> Agreement:
     precision = _ratio(tp, tp + fp)
     recall = _ratio(tp, tp + fn)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    specificity = _ratio(tn, tn + fp)
+    balanced = None
+    if recall is not None and specificity is not None:
+        balanced = (recall + specificity) / 2
     return Agreement(
         labelled=labelled,
         errors=errors,
@@ -93,6 +105,7 @@ def agreement(pairs: Iterable[tuple[object, bool | None]]) -> Agreement:
         f1=f1,
         kappa=cohen_kappa(tp=tp, fp=fp, fn=fn, tn=tn),
         coverage=_ratio(scored, labelled),
+        balanced_accuracy=balanced,
     )
 
 
@@ -109,9 +122,17 @@ def cohen_kappa(*, tp: int, fp: int, fn: int, tn: int) -> float | None:
 
 
 def low_confidence_reason(
-    result: Agreement, *, scope: str = "held-out traces", bar: float = AGREEMENT_BAR
+    result: Agreement,
+    *,
+    scope: str = "held-out traces",
+    bar: float = AGREEMENT_BAR,
+    kappa_bar: float = KAPPA_BAR,
 ) -> str | None:
-    """Return why the agreement is too low to trust, or None when it clears the bar."""
+    """Return why the agreement is too low to trust, or None when it clears the bars.
+
+    Raw agreement must reach `bar` and Cohen's kappa `kappa_bar`: on skewed labels a
+    constant verdict agrees often while being no better than chance.
+    """
     if result.labelled == 0:
         return f"No labelled {scope} to measure agreement on"
     if result.accuracy is None:
@@ -125,6 +146,11 @@ def low_confidence_reason(
         return (
             f"Gave a verdict on only {result.scored} of {result.labelled} labelled {scope} "
             f"({result.coverage:.0%}); below the {bar:.0%} bar"
+        )
+    if result.kappa is not None and result.kappa < kappa_bar:
+        return (
+            f"Cohen's κ is {result.kappa:.2f} on {scope} (agrees with {result.agreeing} of "
+            f"{result.scored}); below the {kappa_bar:.2f} bar, too close to chance"
         )
     return None
 

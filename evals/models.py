@@ -106,6 +106,27 @@ class Eval(WorkspaceOwned):
     def get_absolute_url(self) -> str:
         return reverse("evals:detail", kwargs={"slug": self.workspace.slug, "pk": self.pk})
 
+    def _headline_metrics(self) -> dict:
+        """Return the held-out figures when there are any, else the training ones."""
+        metrics = self.metrics or {}
+        heldout = metrics.get("heldout") or {}
+        return heldout if heldout.get("labelled") else metrics.get("training") or {}
+
+    @property
+    def kappa(self) -> float | None:
+        """Return Cohen's kappa of the headline figures (held-out when measured)."""
+        return self._headline_metrics().get("kappa")
+
+    @property
+    def balanced_accuracy(self) -> float | None:
+        """Return the balanced accuracy of the headline figures (held-out when measured)."""
+        return self._headline_metrics().get("balanced_accuracy")
+
+    @property
+    def no_reliable_eval(self) -> bool:
+        """Return whether this version judges every trace alike (no rule was found)."""
+        return bool((self.metrics or {}).get("no_reliable_eval"))
+
 
 class Generation(BackgroundRun, WorkspaceOwned):
     """A request to write (or refine) an eval, carried out by a task on the generate queue."""

@@ -52,6 +52,8 @@ class Candidate:
     heldout: list[LabelledExample] = field(default_factory=list)
     # Offline: (label, verdict) from cross-validation of the whole procedure.
     heldout_pairs: list[tuple[str, bool | None]] | None = None
+    # Why this is no reliable eval yet (a constant verdict), or "" when it is a real rule.
+    no_eval_reason: str = ""
 
 
 def decided(examples: Sequence[LabelledExample]) -> list[LabelledExample]:
@@ -98,7 +100,7 @@ def write_offline(
         raise EvalError(f"The synthesised code failed validation: {problems[0]}")
     description = "\n".join(fitted.rules)
     if fitted.constant_reason:
-        description += f"\n{fitted.constant_reason}."
+        description += f"\n{fitted.constant_reason}"
     folds = min(CV_FOLDS, len(usable))
     return Candidate(
         code=code,
@@ -108,6 +110,27 @@ def write_offline(
         description=description,
         train=list(usable),
         heldout_pairs=pairs,
+        no_eval_reason=fitted.constant_reason or "",
+    )
+
+
+def constant_verdict_reason(counts: Sequence[dict | None]) -> str:
+    """Return why the code is no reliable eval when it judges every labelled trace alike.
+
+    `counts` are confusion counts (tp, fp, fn, tn) of the labelled traces it ran on.
+    Only when the labels themselves are mixed: then one verdict for everything is a
+    constant, however high its raw agreement. Returns "" otherwise.
+    """
+    total = {k: sum((c or {}).get(k, 0) for c in counts) for k in ("tp", "fp", "fn", "tn")}
+    said_good, said_bad = total["tp"] + total["fp"], total["fn"] + total["tn"]
+    human_good, human_bad = total["tp"] + total["fn"], total["fp"] + total["tn"]
+    if not human_good or not human_bad or (said_good and said_bad):
+        return ""
+    verdict = "good" if said_good else "bad"
+    return (
+        f"No reliable eval yet: this code judges every labelled trace {verdict}, so it "
+        "agrees with your labels no better than chance. What would help: more labels of "
+        "the minority verdict, a note on what made the bad traces bad, or an LLM judge."
     )
 
 

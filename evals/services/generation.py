@@ -370,9 +370,16 @@ def store_eval(
 ) -> Eval:
     """Save the candidate as the set's next version with its run and executions.
 
-    The first version that clears the agreement bar becomes the set's active eval;
-    later ones stay drafts until someone activates them.
+    The first version that clears the agreement bars (held-out accuracy and Cohen's
+    kappa, see evals.metrics.KAPPA_BAR) becomes the set's active eval; later ones stay
+    drafts until someone activates them. A version that gives every labelled trace the
+    same verdict is "no reliable eval yet": kept as a draft with the reason, never
+    activated automatically.
     """
+    counts = [measurement.metrics.get("training")]
+    if measurement.metrics.get("heldout_trace_ids"):
+        counts.append(measurement.metrics.get("heldout"))
+    no_eval_reason = candidate.no_eval_reason or candidates.constant_verdict_reason(counts)
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -380,6 +387,7 @@ def store_eval(
                 latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
                 has_active = Eval.objects.filter(eval_set=eval_set).active().exists()
                 activate = not has_active and not measurement.low_confidence
+                activate = activate and not no_eval_reason
                 eval = Eval(
                     workspace_id=eval_set.workspace_id,
                     eval_set=eval_set,
@@ -404,7 +412,12 @@ def store_eval(
                     **eval.metrics,
                     "attempts": candidate.attempts,
                     "usage_estimated": candidate.usage_estimated,
+                    "no_reliable_eval": bool(no_eval_reason),
+                    "no_eval_reason": no_eval_reason,
                 }
+                if no_eval_reason:
+                    eval.low_confidence = True
+                    eval.low_confidence_reason = no_eval_reason.split(". ")[0]
                 eval.save()
                 record_completed_run(
                     eval=eval, traces=traces, results=results, trigger=EvalRun.Trigger.GENERATION

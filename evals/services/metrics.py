@@ -109,7 +109,8 @@ def score_eval_version(*, eval: Eval, run_missing: bool = True) -> Eval:
         (e.label, verdicts.get(e.trace.pk)) for e in examples if e.trace.pk not in heldout_ids
     ]
     heldout: list | None = None
-    extra = {k: previous[k] for k in ("heldout_trace_ids",) if k in previous}
+    kept = ("heldout_trace_ids", "no_reliable_eval", "no_eval_reason")
+    extra = {k: previous[k] for k in kept if k in previous}
     if heldout_ids:
         heldout = [
             (e.label, verdicts.get(e.trace.pk)) for e in examples if e.trace.pk in heldout_ids
