@@ -1,8 +1,12 @@
 """Benchmark the offline synthesiser on the labelled data sets in shared/data.
 
 For each data set and task: draw 10, 25 and 50 training labels (whole groups, several
-seeded draws), fit, and measure agreement on every held-out trace next to the
-majority-class baseline of the same draw. Also time a 500-label fit.
+seeded draws), fit, and score every held-out trace: accuracy, Cohen's kappa, balanced
+accuracy, coverage (share of bad traces the eval fails), false-failure rate (share of
+good traces it fails), next to the majority verdict of the *training* draw (a learner
+cannot know the test split's). A draw whose eval is a constant counts as "no eval":
+it is reported as such, never as "not below the baseline". Then time fits at 25, 100,
+500 and 2,000 labels.
 
     python bench/generation.py [--quick] [--data DIR] [--seeds N]
 
@@ -13,10 +17,12 @@ labels and label-leaking metadata). Last line of output: one JSON object.
 import argparse
 import hashlib
 import json
+import math
 import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,19 +32,27 @@ from evals.datasets import read_labelled_jsonl  # noqa: E402
 from evals.metrics import agreement  # noqa: E402
 from evals.synthesis import fit  # noqa: E402
 
-DEFAULT_DATA = Path(
-    os.environ.get(
-        "IOFOLD_BENCH_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
-)
-# (file, task, group key): README rule 3, XSTest prompts appear once per model.
+
+def _find_data() -> Path:
+    """Return IOFOLD_BENCH_DATA, else the nearest shared/data beside a parent directory."""
+    if os.environ.get("IOFOLD_BENCH_DATA"):
+        return Path(os.environ["IOFOLD_BENCH_DATA"])
+    for parent in ROOT.parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return ROOT.parent / "shared" / "data"
+
+
+DEFAULT_DATA = _find_data()
+# (file, task, group key): README rule 3, near-duplicates stay on one side of a split.
 SUITES = (
     ("xstest.jsonl", "no_refusal", "metadata.source_id"),
     ("xstest.jsonl", "appropriate_response", "metadata.source_id"),
     ("ifbench.jsonl", "follows_all_constraints", None),
+    ("tau2_retail.jsonl", "task_success", "metadata.task_id"),
 )
 SIZES = (10, 25, 50)
-BIG = 500
+TIMING_SIZES = (25, 100, 500, 2000)
 
 
 def draw(examples, size, seed):
@@ -68,24 +82,61 @@ def code_agrees(fitted, traces):
     return sum(tuple(eval_fn(t)) == fitted.predict(t) for t in traces)
 
 
+def _rate(numerator, denominator):
+    return numerator / denominator if denominator else None
+
+
+def score(pairs):
+    """Return held-out figures for (label, verdict) pairs."""
+    result = agreement(pairs)
+    tpr = _rate(result.tp, result.tp + result.fn)
+    tnr = _rate(result.tn, result.tn + result.fp)
+    balanced = (tpr + tnr) / 2 if tpr is not None and tnr is not None else None
+    return {
+        "accuracy": result.accuracy,
+        "kappa": result.kappa if result.kappa is not None else 0.0,
+        "balanced": balanced,
+        "coverage": tnr,  # share of bad traces failed
+        "false_failure": _rate(result.fn, result.tp + result.fn),  # good traces failed
+    }
+
+
 def measure(train, held_out, *, check_code):
     started = time.perf_counter()
     fitted = fit(train)
     seconds = time.perf_counter() - started
-    pairs = [(e.label, fitted.predict(e.trace)[0]) for e in held_out]
-    result = agreement(pairs)
+    figures = score([(e.label, fitted.predict(e.trace)[0]) for e in held_out])
     train_pos = sum(e.label == "positive" for e in train)
     majority = train_pos * 2 >= len(train)
-    baseline = agreement([(e.label, majority) for e in held_out])
+    figures["baseline"] = agreement([(e.label, majority) for e in held_out]).accuracy
     code_ok = None
     if check_code:
         sample = [e.trace for e in held_out[:: max(1, len(held_out) // 40)]]
         code_ok = (code_agrees(fitted, sample), len(sample))
-    return fitted, seconds, result, baseline, code_ok
+    return fitted, seconds, figures, code_ok
 
 
 def fmt(value, digits=3):
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def timing_examples(examples, size):
+    """Return `size` examples, repeating the pool with fresh ids and groups when short."""
+    out = []
+    copy = 0
+    while len(out) < size:
+        for e in examples:
+            if len(out) >= size:
+                break
+            trace = {**e.trace, "id": f"{e.trace.get('id')}~{copy}"}
+            out.append(replace(e, trace=trace, group=f"{e.group}~{copy}"))
+        copy += 1
+    return out
 
 
 def main(argv=None):
@@ -95,103 +146,113 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
+    started = time.perf_counter()
 
     headline = {"seeds": seeds}
     rows = []
     code_checked = code_agreeing = 0
-    never_below = True
+    loaded = {}
     for filename, task, group_key in SUITES:
         path = args.data / filename
         if not path.exists():
             print(f"skip {path}: not found")
             continue
         examples = read_labelled_jsonl(path, task=task, group_key=group_key)
+        loaded[(filename, task)] = examples
         name = f"{filename.removesuffix('.jsonl')}/{task}"
         for size in SIZES:
-            accs, kappas, bases, times, margins = [], [], [], [], []
-            rules = []
+            draws = []
             for seed in range(seeds):
                 train, held_out = draw(examples, size, seed)
-                fitted, seconds, result, baseline, code_ok = measure(
-                    train, held_out, check_code=seed == 0
-                )
-                accs.append(result.accuracy)
-                kappas.append(result.kappa if result.kappa is not None else 0.0)
-                bases.append(baseline.accuracy)
-                margins.append(result.accuracy - baseline.accuracy)
-                times.append(seconds)
-                rules.append(len(fitted.decision.rules))
+                fitted, seconds, figures, code_ok = measure(train, held_out, check_code=seed == 0)
+                figures["constant"] = not fitted.decision.rules
+                figures["seconds"] = seconds
+                figures["rule"] = fitted.rules[0]
+                draws.append(figures)
                 if code_ok:
                     code_agreeing += code_ok[0]
                     code_checked += code_ok[1]
+            with_eval = [d for d in draws if not d["constant"]]
+            margins = [d["accuracy"] - d["baseline"] for d in with_eval]
+            # Noise: the standard error of one draw's accuracy on its held-out traces.
+            noise = math.sqrt(0.25 / max(1, len(examples) - size))
             row = {
                 "suite": name,
                 "labels": size,
-                "accuracy": statistics.mean(accs),
-                "kappa": statistics.mean(kappas),
-                "kappa_min": min(kappas),
-                "baseline": statistics.mean(bases),
-                "worst_margin": min(margins),
-                "fit_s": statistics.mean(times),
-                "rules": statistics.mean(rules),
+                "accuracy": mean(d["accuracy"] for d in draws),
+                "kappa": mean(d["kappa"] for d in draws),
+                "balanced": mean(d["balanced"] for d in draws),
+                "coverage": mean(d["coverage"] for d in draws),
+                "false_failure": mean(d["false_failure"] for d in draws),
+                "baseline": mean(d["baseline"] for d in draws),
+                "no_eval": sum(d["constant"] for d in draws),
+                "draws": len(draws),
+                "eval_margin": mean(margins),
+                "below_noise": sum(m < -2 * noise for m in margins),
+                "fit_s": mean(d["seconds"] for d in draws),
+                "example_rule": next((d["rule"] for d in with_eval), draws[0]["rule"]),
             }
-            never_below = never_below and statistics.mean(margins) >= 0
             rows.append(row)
-            key = f"{task}_{size}"
-            headline[f"{key}_accuracy"] = round(row["accuracy"], 3)
+            key = f"{filename.removesuffix('.jsonl')}_{task}_{size}"
             headline[f"{key}_kappa"] = round(row["kappa"], 3)
+            headline[f"{key}_accuracy"] = round(row["accuracy"], 3)
             headline[f"{key}_baseline"] = round(row["baseline"], 3)
-        # Keep a fifth of the traces held out even when the set is smaller than BIG.
-        big = min(BIG, int(len(examples) * 0.8))
-        train, held_out = draw(examples, big, 0)
-        fitted, seconds, result, baseline, _ = measure(train, held_out, check_code=False)
-        rows.append(
-            {
-                "suite": name,
-                "labels": len(train),
-                "accuracy": result.accuracy,
-                "kappa": result.kappa or 0.0,
-                "kappa_min": result.kappa or 0.0,
-                "baseline": baseline.accuracy,
-                "worst_margin": result.accuracy - baseline.accuracy,
-                "fit_s": seconds,
-                "rules": len(fitted.decision.rules),
-            }
-        )
-        headline[f"{task}_{len(train)}_fit_s"] = round(seconds, 3)
-        headline[f"{task}_{len(train)}_accuracy"] = round(result.accuracy, 3)
-        if task == "no_refusal":
-            print(f"\nRules learned from {len(train)} labels ({name}):")
-            for line in fitted.rules:
-                print("  " + line)
+            headline[f"{key}_no_eval"] = f"{row['no_eval']}/{row['draws']}"
 
     print()
     header = (
-        f"{'suite':36} {'labels':>6} {'acc':>6} {'kappa':>6} {'k_min':>6} "
-        f"{'base':>6} {'worst+':>7} {'rules':>5} {'fit_s':>7}"
+        f"{'suite':36} {'labels':>6} {'acc':>6} {'kappa':>6} {'bal':>6} {'cover':>6} "
+        f"{'ffail':>6} {'base':>6} {'no-eval':>7} {'margin':>7} {'fit_s':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
+        margin = "-" if r["eval_margin"] is None else f"{r['eval_margin']:+.3f}"
         print(
             f"{r['suite']:36} {r['labels']:>6} {fmt(r['accuracy'])} {fmt(r['kappa']):>6} "
-            f"{fmt(r['kappa_min']):>6} {fmt(r['baseline']):>6} {r['worst_margin']:>+7.3f} "
-            f"{r['rules']:>5.1f} {r['fit_s']:>7.3f}"
+            f"{fmt(r['balanced']):>6} {fmt(r['coverage']):>6} {fmt(r['false_failure']):>6} "
+            f"{fmt(r['baseline']):>6} {r['no_eval']:>3}/{r['draws']:<3} {margin:>7} "
+            f"{r['fit_s']:>6.3f}"
         )
     print(
-        "\nacc/kappa: mean over draws on all held-out traces; base: majority class of the "
-        "training draw; worst+: worst draw's accuracy minus its baseline."
+        "\nMeans over draws on every held-out trace. bal: balanced accuracy; cover: share of "
+        "bad traces failed; ffail: share of good traces failed; base: accuracy of the "
+        "training draw's majority verdict; no-eval: draws whose eval is a constant; margin: "
+        "accuracy minus baseline over the draws that produced an eval."
     )
-    headline["never_below_baseline_on_average"] = never_below
-    fits_500 = [v for k, v in headline.items() if k.endswith("_500_fit_s")]
-    headline["goal_fit_500_under_2s"] = bool(fits_500) and max(fits_500) < 2.0
-    headline["goal_no_refusal_25_kappa_0_7"] = headline.get("no_refusal_25_kappa", 0) >= 0.7
+    print("\nOne rule per row (first draw with an eval):")
+    for r in rows:
+        print(f"  {r['suite']} @{r['labels']}: {r['example_rule']}")
+
+    timings = {}
+    pool = loaded.get(("xstest.jsonl", "no_refusal")) or next(iter(loaded.values()), [])
+    if pool:
+        print("\nFit time (xstest/no_refusal, repeated with fresh ids past 900):")
+        for size in TIMING_SIZES:
+            examples = timing_examples(pool, size)
+            began = time.perf_counter()
+            fit(examples)
+            timings[size] = time.perf_counter() - began
+            print(f"  {size:>5} labels: {timings[size]:.3f} s")
+            headline[f"fit_{size}_s"] = round(timings[size], 3)
+
+    eval_rows = [r for r in rows if r["eval_margin"] is not None]
+    headline["rows"] = len(rows)
+    headline["rows_all_no_eval"] = sum(r["no_eval"] == r["draws"] for r in rows)
+    headline["draws_no_eval"] = f"{sum(r['no_eval'] for r in rows)}/{sum(r['draws'] for r in rows)}"
+    headline["draws_with_eval_below_baseline_beyond_noise"] = sum(r["below_noise"] for r in rows)
+    headline["mean_kappa_25"] = round(mean(r["kappa"] for r in rows if r["labels"] == 25) or 0, 3)
+    headline["mean_kappa"] = round(mean(r["kappa"] for r in rows) or 0, 3)
+    headline["mean_eval_margin"] = round(mean(r["eval_margin"] for r in eval_rows) or 0.0, 3)
+    k25 = headline.get("xstest_no_refusal_25_kappa", 0)
+    headline["goal_no_refusal_25_kappa_0_87"] = k25 >= 0.87
+    headline["goal_fit_500_under_2s"] = timings.get(500, math.inf) < 2.0
     headline["emitted_code_agrees"] = f"{code_agreeing}/{code_checked}"
-    headline["max_fit_s"] = round(max(r["fit_s"] for r in rows), 3) if rows else None
+    headline["bench_s"] = round(time.perf_counter() - started, 1)
     command = "python bench/generation.py" + (" --quick" if args.quick else "")
     if args.seeds:
         command += f" --seeds {args.seeds}"
-    print(f"command: {command}")
+    print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True))
 
 
