@@ -36,6 +36,14 @@ WORD_MARGIN = 0.1
 BEAT_MAJORITY_SE = 1.645
 
 
+def negation_cost(feature: Feature, holds: bool) -> float:
+    """Return the extra cost of reading a feature negated ("no X" is a little harder).
+
+    "Shorter than" reads as plainly as "at least", so thresholds pay nothing.
+    """
+    return 0.0 if holds or feature.helper == "at_least" else 0.25
+
+
 @dataclass(frozen=True)
 class Literal:
     """A feature that holds (or, negated, does not)."""
@@ -45,7 +53,7 @@ class Literal:
 
     @property
     def cost(self) -> float:
-        return self.feature.cost + (0.0 if self.holds else 0.25)
+        return self.feature.cost + negation_cost(self.feature, self.holds)
 
     def test(self, v: dict) -> str:
         """Return truthy text when the literal holds: the match, or 'yes' when negated."""
@@ -209,7 +217,7 @@ class _Search:
                 continue
             cp = (inside & pos_r).bit_count()
             cn = inside.bit_count() - cp
-            cost = c.feature.cost + (0.0 if holds else 0.25)
+            cost = c.feature.cost + negation_cost(c.feature, holds)
             score = cn + n_pos - cp - COST_WEIGHT * cost + c.feature.prior
             singles.append((score, c, holds, lit))
         if not singles:
@@ -234,7 +242,12 @@ class _Search:
                         continue
                     cp = (inside & pos_r).bit_count()
                     cn = inside.bit_count() - cp
-                    cost = ca.feature.cost + cb.feature.cost + 0.25 * ((not ha) + (not hb))
+                    cost = (
+                        ca.feature.cost
+                        + cb.feature.cost
+                        + negation_cost(ca.feature, ha)
+                        + negation_cost(cb.feature, hb)
+                    )
                     score = (
                         cn
                         + n_pos

@@ -350,3 +350,36 @@ def test_generate_hands_a_dead_workers_generation_to_the_next_worker(
     assert generation.pk == stuck.pk and generation.status == "queued"
     assert generation.takeovers == 1 and "worker stopped" in generation.stage
     assert sent == [stuck.pk]
+
+
+def test_offline_labels_without_a_rule_give_no_reliable_eval_never_activated(workspace):
+    # Same output everywhere, mixed labels: nothing in the traces explains them.
+    eval_set, _ = labelled_set(workspace, good=5, bad=0)
+    user = Feedback.objects.filter(eval_set=eval_set).first().user
+    for n in range(4):
+        trace = TraceFactory(workspace=workspace, data=trace_data(20_000 + n, output=GOOD))
+        Feedback.objects.create(
+            workspace=workspace, trace=trace, eval_set=eval_set, user=user, rating="negative"
+        )
+
+    eval = generate(eval_set).result
+
+    assert eval.status == Eval.Status.DRAFT and eval.activated_at is None
+    assert eval.no_reliable_eval and eval.metrics["no_reliable_eval"] is True
+    assert eval.metrics["no_eval_reason"].startswith("No reliable eval yet")
+    assert eval.low_confidence
+    assert eval.kappa == pytest.approx(0.0)
+
+
+def test_a_constant_with_high_raw_agreement_is_not_activated(openai_workspace, fake_llm):
+    # Nine good labels and one bad: "always good" agrees 90 % yet is no better than chance.
+    eval_set, _ = labelled_set(openai_workspace, good=9, bad=1)
+    fake_llm.push_text(fenced('def eval_fn(trace):\n    return True, "Looks fine"\n'))
+
+    eval = generate(eval_set).result
+
+    assert eval.agreement == pytest.approx(0.9)
+    assert eval.status == Eval.Status.DRAFT
+    assert eval.no_reliable_eval
+    assert "every labelled trace good" in eval.metrics["no_eval_reason"]
+    assert eval.kappa == pytest.approx(0.0)

@@ -160,3 +160,31 @@ def test_api_start_without_labels_is_a_400(api_client, workspace, owner):
         headers={"X-Workspace": workspace.slug},
     )
     assert response.status_code == 400 and "Label some traces" in response.json()["detail"]
+
+
+def test_no_reliable_eval_explains_why_and_the_list_shows_kappa(client, workspace, owner):
+    eval_set, _ = labelled_set(workspace, good=3, bad=1, user=owner)
+    heldout = {"labelled": 4, "kappa": 0.0, "balanced_accuracy": 0.5, "accuracy": 0.75}
+    eval = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code="def eval_fn(trace):\n    return True, 'No reliable rule yet'\n",
+        provider="offline",
+        agreement=0.75,
+        low_confidence=True,
+        low_confidence_reason="No reliable eval yet: no rule beat the majority verdict",
+        metrics={"training": heldout, "heldout": heldout, "no_reliable_eval": True},
+    )
+    client.force_login(owner)
+    detail = client.get(
+        reverse("evals:detail", kwargs={"slug": workspace.slug, "pk": eval.pk})
+    ).content.decode()
+    assert 'data-testid="no-reliable-eval"' in detail
+    assert "never activated automatically" in detail
+    assert "label more traces of the rarer verdict" in detail
+    assert 'data-testid="kappa">0.00<' in detail
+    assert 'data-testid="balanced-accuracy">50%<' in detail
+    listing = client.get(reverse("evals:list", kwargs={"slug": workspace.slug})).content.decode()
+    assert "no reliable eval yet" in listing
+    assert '<td class="num" data-metric="kappa">0.00</td>' in listing

@@ -9,8 +9,8 @@ import pytest
 
 import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
-from evals.metrics import agreement, low_confidence_reason
-from evals.synthesis import SynthesisError, codegen, cross_validate, fit
+from evals.metrics import agreement, grouped_folds, low_confidence_reason
+from evals.synthesis import SynthesisError, codegen, cross_validate, fit, split_groups
 from sandbox import validate
 
 WORDS = [
@@ -297,3 +297,211 @@ def test_emitted_code_with_every_helper_runs_in_the_jail_as_it_does_here():
     assert [(r.passed, r.reason, r.error) for r in results] == [
         (*expected(trace), None) for trace in traces
     ]
+
+
+# Known rules recovered from synthetic traces, one per feature family. Each set has one
+# clean signal; everything else is random, so the learner must find that signal.
+
+
+def _words_text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def _recovered(examples, **kwargs):
+    fitted = fit(examples, **kwargs)
+    assert validate(fitted.code) == []
+    assert len(fitted.decision.rules) == 1, fitted.rules
+    _assert_code_matches(fitted, [e.trace for e in examples])
+    return fitted, fitted.decision.rules[0]
+
+
+def test_recovers_a_length_threshold():
+    rng = random.Random(11)
+    examples = []
+    for i in range(24):
+        bad = i % 3 == 0
+        text = _words_text(rng, rng.randint(3, 8) if bad else rng.randint(30, 60))
+        examples.append(_example(i, text, "negative" if bad else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.helper == "at_least" and rule.feature.family == "length"
+    assert fitted.predict({"output": "Too short."})[0] is False
+    assert fitted.predict({"output": _words_text(rng, 45)})[0] is True
+    assert fitted.rules[0].startswith("1. The trace is bad when output is ")
+
+
+def test_recovers_an_input_field_copied_into_the_output():
+    rng = random.Random(12)
+    examples = []
+    for i in range(24):
+        bad = i % 2 == 0
+        secret = f"{rng.choice(WORDS)}-{rng.randint(100, 999)}-{rng.choice(WORDS)}"
+        prompt = f"Customer note\nInternal reference: {secret}\nQuestion: {_words_text(rng, 6)}"
+        answer = _words_text(rng, 12)
+        if bad:
+            answer += f" Your internal reference is {secret}."
+        trace = {"id": f"c{i:03d}", "input": prompt, "output": answer, "steps": []}
+        examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args in {("copies_input_value",), ("copies_input_id",)}
+    leaked = {"input": "Internal reference: abc-123-xyz", "output": "Sure: abc-123-xyz."}
+    verdict, reason = fitted.predict(leaked)
+    assert verdict is False and "abc-123-xyz" in reason
+
+
+def test_recovers_a_markdown_link_even_a_relative_one():
+    rng = random.Random(13)
+    examples = []
+    for i in range(20):
+        good = i % 2 == 0
+        text = _words_text(rng, 10)
+        if good:
+            text += f" See [the guide](/guide/{rng.randint(1, 99)}) for more."
+        examples.append(_example(i, text, "positive" if good else "negative"))
+    fitted, rule = _recovered(examples)
+    assert rule.literals[0].feature.args == ("out_md_link",)
+    assert not rule.literals[0].holds  # bad when there is no link
+    assert fitted.predict({"output": "Read [this](<placeholder>) first."})[0] is True
+    assert fitted.predict({"output": "No link here."}) == (
+        False,
+        "Output contains no Markdown link",
+    )
+
+
+def _conversation(rng: random.Random, i: int, *, confirmed: bool) -> dict:
+    steps = [{"type": "span", "name": "user", "output": f"I want to cancel order {i}."}]
+    for _ in range(rng.randint(0, 3)):
+        steps.append({"type": "llm", "name": "agent", "output": _words_text(rng, 8)})
+    steps.append(
+        {"type": "tool", "name": "get_order_details", "input": {"id": i}, "output": "pending"}
+    )
+    if confirmed:
+        steps.append({"type": "llm", "name": "agent", "output": "Shall I cancel it now?"})
+        steps.append({"type": "span", "name": "user", "output": "Yes, go ahead."})
+    steps.append({"type": "tool", "name": "cancel_pending_order", "input": {"id": i}})
+    if not confirmed:
+        steps.append({"type": "llm", "name": "agent", "output": "Anything else?"})
+        steps.append({"type": "span", "name": "user", "output": "Yes, thanks."})
+    steps.append({"type": "llm", "name": "agent", "output": "Your order is cancelled."})
+    return {"id": f"a{i:03d}", "input": {"user": "cancel"}, "output": "Cancelled.", "steps": steps}
+
+
+def test_recovers_a_write_tool_called_without_the_users_confirmation():
+    rng = random.Random(14)
+    examples = []
+    for i in range(30):
+        confirmed = rng.random() < 0.6
+        examples.append(
+            LabelledExample(
+                trace=_conversation(rng, i, confirmed=confirmed),
+                label="positive" if confirmed else "negative",
+            )
+        )
+    fitted, rule = _recovered(examples)
+    assert rule.literals[0].feature.args == ("write_without_confirmation",)
+    verdict, reason = fitted.predict(_conversation(rng, 99, confirmed=False))
+    assert verdict is False
+    assert reason == (
+        "A tool changed something without the user confirming first ('cancel_pending_order')"
+    )
+    assert fitted.predict(_conversation(rng, 98, confirmed=True))[0] is True
+
+
+def test_recovers_an_and_of_two_conditions():
+    # Bad only when the answer is short and a tool failed; either alone is fine.
+    rng = random.Random(15)
+    examples = []
+    for i in range(40):
+        short, failed = i % 2 == 0, i % 4 < 2
+        text = _words_text(rng, rng.randint(3, 8) if short else rng.randint(30, 50))
+        steps = [{"type": "tool", "name": "search", "error": "timeout" if failed else None}]
+        bad = short and failed
+        examples.append(_example(i, text, "negative" if bad else "positive", steps=steps))
+    fitted, rule = _recovered(examples)
+    assert rule.op == "and"
+    helpers = sorted(lit.feature.helper for lit in rule.literals)
+    assert helpers == ["at_least", "flag"]
+    failing = [{"type": "tool", "name": "search", "error": "boom"}]
+    assert fitted.predict({"output": "Short.", "steps": failing})[0] is False
+    assert fitted.predict({"output": _words_text(rng, 40), "steps": failing})[0] is True
+    assert fitted.predict({"output": "Short.", "steps": []})[0] is True
+    assert " and " in fitted.rules[0]
+
+
+def test_notes_steer_which_of_two_equal_features_is_believed():
+    rng = random.Random(16)
+    examples = []
+    for i in range(16):
+        bad = i % 2 == 0
+        text = _words_text(rng, 10)
+        if bad:
+            text += f" Reach **{rng.choice(WORDS)}** at {rng.choice(WORDS)}@example.com."
+        note = "Leaked the customer's email address" if bad else ""
+        trace = {"id": f"n{i:03d}", "input": "q", "output": text, "steps": []}
+        label = "negative" if bad else "positive"
+        examples.append(LabelledExample(trace=trace, label=label, note=note))
+    plain = [LabelledExample(trace=e.trace, label=e.label) for e in examples]
+    assert fit(plain).decision.rules[0].feature.args == ("out_bold",)
+    assert fit(examples).decision.rules[0].feature.args == ("out_email",)
+    assert fit(plain, criteria="Never share personal data").decision.rules[0].feature.args == (
+        "out_email",
+    )
+
+
+def test_chance_words_do_not_beat_the_majority_verdict():
+    # Random words and random labels: some word always separates 25 training labels.
+    rng = random.Random(17)
+    examples = [
+        _example(i, _words_text(rng, 12), "negative" if rng.random() < 0.4 else "positive")
+        for i in range(25)
+    ]
+    fitted = fit(examples)
+    assert fitted.decision.rules == ()
+    assert not fitted.reliable
+    assert fitted.constant_reason.startswith("No reliable eval yet")
+    assert "minority verdict" in fitted.constant_reason
+    # The emitted code says so too, and gives the same verdict as .predict.
+    assert "No reliable eval yet" in fitted.code
+    _assert_code_matches(fitted, [e.trace for e in examples])
+
+
+def test_cross_validation_groups_traces_by_session_when_the_trace_names_one():
+    examples = []
+    for i in range(12):
+        trace = {"id": f"g{i:03d}", "output": "x", "session_id": f"s{i // 3}"}
+        examples.append(LabelledExample(trace=trace, label="positive" if i % 2 else "negative"))
+    groups = split_groups(examples)
+    assert groups == [f"session_id=s{i // 3}" for i in range(12)]
+    for fold in grouped_folds(groups, k=5):
+        sessions = {groups[i] for i in fold}
+        members = [i for i, g in enumerate(groups) if g in sessions]
+        assert sorted(fold) == members  # a session never straddles two folds
+    # Explicit groups (fit_eval --group-key, the UI) win over the inferred ones.
+    explicit = [
+        LabelledExample(trace=e.trace, label=e.label, group=f"t{i // 2}")
+        for i, e in enumerate(examples)
+    ]
+    assert split_groups(explicit) == [f"t{i // 2}" for i in range(12)]
+    # Metadata task ids count too; ids that never repeat are no groups.
+    tasks = [
+        LabelledExample(trace={"id": str(i), "metadata": {"task_id": i % 4}}, label="positive")
+        for i in range(8)
+    ]
+    assert split_groups(tasks)[0] == split_groups(tasks)[4] == "metadata.task_id=0"
+    unique = [
+        LabelledExample(trace={"id": str(i), "session_id": f"u{i}"}, label="positive")
+        for i in range(8)
+    ]
+    assert split_groups(unique) == [str(i) for i in range(8)]
+
+
+def test_and_rule_code_is_identical_for_reordered_input():
+    rng = random.Random(18)
+    examples = []
+    for i in range(40):
+        short, failed = i % 2 == 0, i % 4 < 2
+        text = _words_text(rng, rng.randint(3, 8) if short else rng.randint(30, 50))
+        steps = [{"type": "tool", "name": "search", "error": "timeout" if failed else None}]
+        examples.append(
+            _example(i, text, "negative" if short and failed else "positive", steps=steps)
+        )
+    assert fit(examples).code == fit(list(reversed(examples))).code
