@@ -5,7 +5,7 @@ import inspect
 import textwrap
 
 from evals.synthesis import runtime
-from evals.synthesis.learner import DecisionList, Literal, Rule
+from evals.synthesis.learner import DecisionList, Literal, Rule, judged_good
 
 # Runtime helpers the learner may call in a rule; the others are always kept.
 _RULE_HELPERS = {
@@ -73,7 +73,7 @@ def _rule_body(rule: Rule) -> list[str]:
             lines.append(f"        return False, {_reason_expr(lit, 'hit')}")
         first, second = (lit.negated().describe() for lit in lits)
         second = second[:1].lower() + second[1:] if second[1:2] == second[1:2].lower() else second
-        lines.append(f"    return True, {first + ', and ' + second!r}")
+        lines.append(f"    return True, {judged_good(first + ', and ' + second)!r}")
         return lines
     names = _NAMES[: len(lits)]
     for lit, name in zip(lits, names, strict=True):
@@ -87,8 +87,8 @@ def _rule_body(rule: Rule) -> list[str]:
     lines.append(f"        return False, {reasons}")
     for lit, name in zip(lits[:-1], names[:-1], strict=True):
         lines.append(f"    if not ({_test_expr(lit, name)}):")
-        lines.append(f"        return True, {lit.negated().describe()!r}")
-    lines.append(f"    return True, {lits[-1].negated().describe()!r}")
+        lines.append(f"        return True, {judged_good(lit.negated().describe())!r}")
+    lines.append(f"    return True, {judged_good(lits[-1].negated().describe())!r}")
     return lines
 
 
@@ -105,7 +105,7 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
     if decision.rules:
         lines.append(imports)
         lines.append("")
-        lines.append("")
+    lines.append("")
     lines.append("def eval_fn(trace: dict) -> tuple[bool, str]:")
     if decision.rules:
         (rule,) = decision.rules

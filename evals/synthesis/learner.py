@@ -36,6 +36,11 @@ WORD_MARGIN = 0.1
 BEAT_MAJORITY_SE = 1.645
 
 
+def judged_good(why: str) -> str:
+    """Return the reason for a good verdict: what the rule found missing."""
+    return "Judged good: " + _lower_first(why)
+
+
 def negation_cost(feature: Feature, holds: bool) -> float:
     """Return the extra cost of reading a feature negated ("no X" is a little harder).
 
@@ -118,7 +123,7 @@ class Rule:
                 if hit:
                     return False, lit.reason(hit)
             first, second = (lit.negated().describe() for lit in self.literals)
-            return True, f"{first}, and {_lower_first(second)}"
+            return True, judged_good(f"{first}, and {_lower_first(second)}")
         if all(hits):
             reasons = [
                 lit.reason(hit, lower=i > 0)
@@ -127,7 +132,7 @@ class Rule:
             return False, " and ".join(reasons)
         for lit, hit in zip(self.literals, hits, strict=True):
             if not hit:
-                return True, lit.negated().describe()
+                return True, judged_good(lit.negated().describe())
         raise AssertionError("unreachable")
 
 

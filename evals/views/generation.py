@@ -9,6 +9,7 @@ from django_htmx.http import HttpResponseStopPolling
 from evals.exceptions import EvalError
 from evals.forms import ProviderSettingsForm
 from evals.highlighting import highlight_python
+from evals.metrics import KAPPA_BAR
 from evals.models import Eval, Generation
 from evals.services import generation as generation_services
 from evals.services import provider_settings as settings_services
@@ -38,6 +39,7 @@ def result_context(eval: Eval | None) -> dict:
         "method": metrics.get("method", ""),
         "label_counts": metrics.get("labels") or {},
         "detail_url": eval_detail_url(eval),
+        "kappa_bar": KAPPA_BAR,
     }
 
 

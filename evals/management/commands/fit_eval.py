@@ -41,7 +41,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--group-key",
             help="dotted field that groups near-duplicates for held-out splits, "
-            "e.g. metadata.source_id",
+            "e.g. metadata.source_id (default: a session, conversation or task id the "
+            "traces carry, when they share one)",
         )
 
     def handle(self, *args, **options):
@@ -104,6 +105,10 @@ class Command(BaseCommand):
             method=candidate.method,
             labels=[e.label for e in examples],
         )
+        counts = [measurement.metrics["training"]]
+        if candidate.heldout:
+            counts.append(measurement.metrics["heldout"])
+        no_eval_reason = candidate.no_eval_reason or candidates.constant_verdict_reason(counts)
         out = Path(options["out"])
         out.write_text(candidate.code if candidate.code.endswith("\n") else candidate.code + "\n")
         summary = {
@@ -116,6 +121,7 @@ class Command(BaseCommand):
             "heldout": measurement.metrics["heldout"],
             "agreement": measurement.agreement,
             "low_confidence_reason": measurement.low_confidence_reason or None,
+            "no_reliable_eval": no_eval_reason or None,
             "input_tokens": candidate.input_tokens,
             "output_tokens": candidate.output_tokens,
             "cost_usd": _money(candidate_cost(candidate)),
@@ -135,7 +141,9 @@ class Command(BaseCommand):
                 continue
             title = "training labels" if scope == "training" else f"held-out ({summary['method']})"
             write(f"{title}: {format_agreement(m)}")
-        if summary["low_confidence_reason"]:
+        if summary["no_reliable_eval"]:
+            write(self.style.WARNING(summary["no_reliable_eval"]))
+        elif summary["low_confidence_reason"]:
             write(self.style.WARNING(f"Low confidence: {summary['low_confidence_reason']}"))
 
 
@@ -146,8 +154,9 @@ def format_agreement(m: dict) -> str:
         return "—" if value is None else f"{value:.3f}"
 
     return (
+        f"kappa {f(m['kappa'])} balanced accuracy {f(m.get('balanced_accuracy'))} "
         f"accuracy {f(m['accuracy'])} precision {f(m['precision'])} recall {f(m['recall'])} "
-        f"F1 {f(m['f1'])} kappa {f(m['kappa'])} coverage {f(m['coverage'])} "
+        f"F1 {f(m['f1'])} coverage {f(m['coverage'])} "
         f"(tp {m['tp']} fp {m['fp']} fn {m['fn']} tn {m['tn']}, errors {m['errors']} "
         f"of {m['labelled']})"
     )
