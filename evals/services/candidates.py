@@ -99,6 +99,18 @@ def write_offline(
         # The synthesiser emits only allow-listed code; this is a bug, not a user error.
         raise EvalError(f"The synthesised code failed validation: {problems[0]}")
     description = "\n".join(fitted.rules)
+    selection = fitted.selection
+    if selection.cv_correct:
+        shapes = {"constant": "majority verdict", "one": "one condition"}
+        shapes.update({"two": "two conditions", "words": "a word or phrase"})
+        tried = "; ".join(
+            f"{shapes[level]} {count} of {selection.cv_total}"
+            for level, count in selection.cv_correct.items()
+        )
+        description += (
+            f"\nChosen by {selection.folds}-fold grouped cross-validation, the simplest shape "
+            f"within one standard error of the best. Held-out agreement: {tried}."
+        )
     if fitted.constant_reason:
         description += f"\n{fitted.constant_reason}"
     folds = min(CV_FOLDS, len(usable))
