@@ -17,7 +17,6 @@ _RULE_HELPERS = {
     "tool_called",
     "at_least",
 }
-_NAMES = ("first", "second")
 
 
 def _runtime_parts(helpers: set[str]) -> tuple[str, str]:
@@ -52,41 +51,72 @@ def _wrap(text: str, indent: str = "    ") -> list[str]:
     return textwrap.wrap(_comment(text), width=88, initial_indent=indent, subsequent_indent=indent)
 
 
-def _reason_expr(lit: Literal, name: str, *, lower: bool = False) -> str:
+_VAR_NAMES = {
+    "refusal": "refusal",
+    "has_phrase": "phrase",
+    "starts_with": "opening",
+    "json_key": "key",
+    "tool_called": "tool",
+}
+
+
+def _var_names(lits: tuple[Literal, ...]) -> list[str]:
+    """Return a readable, distinct variable name per literal (what its helper finds)."""
+    names: list[str] = []
+    for lit in lits:
+        helper, args = lit.feature.helper, lit.feature.args
+        name = args[0] if helper in ("flag", "at_least") else _VAR_NAMES.get(helper, "hit")
+        names.append(name if name not in names and name.isidentifier() else f"{name}_2")
+    return names
+
+
+def _concat(parts: list[tuple[bool, str]]) -> str:
+    """Return a string expression from (is_variable, text) parts, literals merged."""
+    merged: list[tuple[bool, str]] = []
+    for is_var, text in parts:
+        if merged and not is_var and not merged[-1][0]:
+            merged[-1] = (False, merged[-1][1] + text)
+        elif is_var or text:
+            merged.append((is_var, text))
+    return " + ".join(text if is_var else repr(text) for is_var, text in merged) or "''"
+
+
+def _reason_parts(lit: Literal, name: str, *, lower: bool = False) -> list[tuple[bool, str]]:
     prefix, suffix, uses_match = lit.reason_parts(lower=lower)
     if not uses_match:
-        return repr(prefix + suffix)
-    return f"{prefix!r} + {name}" + (f" + {suffix!r}" if suffix else "")
+        return [(False, prefix + suffix)]
+    return [(False, prefix), (True, name), (False, suffix)]
 
 
-def _test_expr(lit: Literal, name: str) -> str:
-    return name if lit.holds else f"not {name}"
+def _test_expr(lit: Literal, name: str, *, holds: bool = True) -> str:
+    """Return the test that the literal holds (or, with holds=False, that it does not)."""
+    return name if lit.holds == holds else f"not {name}"
 
 
 def _rule_body(rule: Rule) -> list[str]:
-    lines = ["    v = view(trace)"]
     lits = rule.literals
+    names = _var_names(lits)
+    lines = ["    v = view(trace)"]
+    for lit, name in zip(lits, names, strict=True):
+        lines.append(f"    {name} = {lit.feature.call_source()}")
     if rule.op == "or":
-        for lit in lits:
-            lines.append(f"    hit = {lit.feature.call_source()}")
-            lines.append(f"    if {_test_expr(lit, 'hit')}:")
-            lines.append(f"        return False, {_reason_expr(lit, 'hit')}")
+        for lit, name in zip(lits, names, strict=True):
+            lines.append(f"    if {_test_expr(lit, name)}:")
+            lines.append(f"        return False, {_concat(_reason_parts(lit, name))}")
         first, second = (lit.negated().describe() for lit in lits)
         second = second[:1].lower() + second[1:] if second[1:2] == second[1:2].lower() else second
         lines.append(f"    return True, {judged_good(first + ', and ' + second)!r}")
         return lines
-    names = _NAMES[: len(lits)]
-    for lit, name in zip(lits, names, strict=True):
-        lines.append(f"    {name} = {lit.feature.call_source()}")
     tests = " and ".join(_test_expr(lit, name) for lit, name in zip(lits, names, strict=True))
-    reasons = " + ' and ' + ".join(
-        _reason_expr(lit, name, lower=i > 0)
-        for i, (lit, name) in enumerate(zip(lits, names, strict=True))
-    )
+    parts: list[tuple[bool, str]] = []
+    for i, (lit, name) in enumerate(zip(lits, names, strict=True)):
+        if i:
+            parts.append((False, " and "))
+        parts += _reason_parts(lit, name, lower=i > 0)
     lines.append(f"    if {tests}:")
-    lines.append(f"        return False, {reasons}")
+    lines.append(f"        return False, {_concat(parts)}")
     for lit, name in zip(lits[:-1], names[:-1], strict=True):
-        lines.append(f"    if not ({_test_expr(lit, name)}):")
+        lines.append(f"    if {_test_expr(lit, name, holds=False)}:")
         lines.append(f"        return True, {judged_good(lit.negated().describe())!r}")
     lines.append(f"    return True, {judged_good(lits[-1].negated().describe())!r}")
     return lines

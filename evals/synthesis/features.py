@@ -295,7 +295,8 @@ class Feature:
 
     def call_source(self) -> str:
         """Return the Python expression that evaluates the feature in emitted code."""
-        return f"{self.helper}({', '.join(['v', *(repr(a) for a in self.args)])})"
+        args = [int(a) if isinstance(a, float) and a.is_integer() else a for a in self.args]
+        return f"{self.helper}({', '.join(['v', *(repr(a) for a in args)])})"
 
     def reason_parts(self, holds: bool) -> tuple[str, str, bool]:
         """Return (prefix, suffix, uses_match) composing the human reason."""
