@@ -17,7 +17,7 @@ from evals.datasets import LabelledExample
 from evals.exceptions import EvalError, sandbox_failure
 from evals.metrics import holdout_split
 from evals.providers import Provider as LLMProvider
-from evals.synthesis import SynthesisError, cross_validate, fit
+from evals.synthesis import SynthesisError, cross_validate, fit, split_groups
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,15 @@ def require_both_labels(examples: Sequence[LabelledExample]) -> None:
 def split_for_llm(
     examples: Sequence[LabelledExample],
 ) -> tuple[list[LabelledExample], list[LabelledExample]]:
-    """Return (train, held-out): a fifth kept back once there are 20 decided labels."""
+    """Return (train, held-out): a fifth kept back once there are 20 decided labels.
+
+    Traces sharing a session, conversation or task id are kept on one side.
+    """
     usable = sorted(decided(examples), key=lambda e: str(e.trace.get("id", "")))
     if len(usable) < HOLDOUT_MIN_LABELS:
         return usable, []
-    groups = [e.group or str(e.trace.get("id", i)) for i, e in enumerate(usable)]
+    # Traces of one session or task stay on one side (see evals.synthesis.split_groups).
+    groups = split_groups(usable)
     train_idx, test_idx = holdout_split(groups, test_fraction=HOLDOUT_FRACTION)
     return [usable[i] for i in train_idx], [usable[i] for i in test_idx]
 

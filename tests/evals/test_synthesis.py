@@ -505,3 +505,20 @@ def test_and_rule_code_is_identical_for_reordered_input():
             _example(i, text, "negative" if short and failed else "positive", steps=steps)
         )
     assert fit(examples).code == fit(list(reversed(examples))).code
+
+
+def test_the_llm_held_out_split_keeps_sessions_on_one_side():
+    from evals.services.candidates import split_for_llm
+
+    examples = [
+        LabelledExample(
+            trace={"id": f"h{i:03d}", "output": "x", "session_id": f"s{i // 5}"},
+            label="positive" if i % 3 else "negative",
+            group=str(i),
+        )
+        for i in range(30)
+    ]
+    train, heldout = split_for_llm(examples)
+    assert heldout
+    train_sessions = {e.trace["session_id"] for e in train}
+    assert train_sessions.isdisjoint(e.trace["session_id"] for e in heldout)
