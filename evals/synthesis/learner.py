@@ -35,6 +35,10 @@ WORD_MARGIN = 0.1
 # (one-sided 10 %): shipping a chance rule is worse than saying "no reliable eval yet",
 # yet at 10 to 25 labels a stricter bar also turns away rules that are plainly right.
 BEAT_MAJORITY_SE = 1.28
+# The same bar for a rule made only of feature families that the criteria or the
+# reviewers' notes name (one-sided 20 %): their words are evidence the labels do not
+# carry, so a rule they point to needs less held-out proof to be believed.
+NAMED_FAMILY_SE = 0.84
 
 
 def judged_good(why: str) -> str:
@@ -342,7 +346,11 @@ def learn(
         # One standard error: the simpler shape unless the richer one is clearly better.
         if best == "two" and cv["two"] - cv["one"] <= _se(bad["two"], bad["one"]):
             best = "one"
-        if cv[best] - cv["constant"] > max(1.0, BEAT_MAJORITY_SE * _se(bad[best], bad["constant"])):
+        named = search.fit(best, full)
+        z = BEAT_MAJORITY_SE
+        if named is not None and all(c.feature.prior > 0 for c, _ in named.literals):
+            z = NAMED_FAMILY_SE
+        if cv[best] - cv["constant"] > max(1.0, z * _se(bad[best], bad["constant"])):
             chosen = best
         else:
             selection.notes.append("no structural rule beat the majority verdict")

@@ -522,3 +522,23 @@ def test_the_llm_held_out_split_keeps_sessions_on_one_side():
     assert heldout
     train_sessions = {e.trace["session_id"] for e in train}
     assert train_sessions.isdisjoint(e.trace["session_id"] for e in heldout)
+
+
+def test_a_rule_the_notes_point_to_needs_less_held_out_proof():
+    # Twelve labels, one bad trace without an email and one good trace with one: too
+    # noisy to beat the majority on its own, believable when the notes name the leak.
+    rng = random.Random(0)
+    examples = []
+    for i in range(12):
+        bad = i % 3 == 0
+        text = _words_text(rng, 10)
+        if bad != (i == 1) and i != 9:
+            text += f" Mail {rng.choice(WORDS)}@example.com now."
+        note = "Leaked the customer's email address" if bad else ""
+        trace = {"id": f"n{i:03d}", "input": "q", "output": text, "steps": []}
+        label = "negative" if bad else "positive"
+        examples.append(LabelledExample(trace=trace, label=label, note=note))
+    plain = [LabelledExample(trace=e.trace, label=e.label) for e in examples]
+    assert fit(plain).decision.rules == ()
+    (rule,) = fit(examples).decision.rules
+    assert rule.feature.args == ("out_email",)
