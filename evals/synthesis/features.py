@@ -228,6 +228,16 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
                 "A tool changed something before anything was looked up",
                 "Nothing was changed before something was looked up",
             ),
+            "write_with_unsupported_id": (
+                "tool",
+                "A tool changed something using an ID no user, input or tool result gave",
+                "Every ID a changing tool used came from the user, the input or a tool",
+            ),
+            "output_unsupported_id": (
+                "compare",
+                "Output cites an ID or number that no input, user turn or tool result gave",
+                "Output cites no ID or number beyond what the input, user or tools gave",
+            ),
             "repeated_tool_call": (
                 "tool",
                 "A tool was called more than once",

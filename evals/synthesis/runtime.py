@@ -265,6 +265,7 @@ _KEY_VALUE = re.compile(r"(?m)^\s*[A-Za-z][\w ()/-]{0,40}:\s*(\S[^\n]{1,80}?)\s*
 _NAME = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.])")
 _SENTENCE = re.compile(r"[.!?]+(?=\s|$)")
+_DIGITS = re.compile(r"(?<![\d.,])\d{4,}(?![\d])")
 _COPY_WORDS = 8
 
 
@@ -399,8 +400,30 @@ def _copied_run(out_words, in_words):
     return ""
 
 
-def _step_facts(steps):
-    """Return (tools, numbers, flags) describing the steps of a trace."""
+def _identifiers(text):
+    """Return the ID-like tokens and numbers of four or more digits in a text."""
+    found = {m.group(0).lstrip("#") for m in _SHAPE_RES["id_token"].finditer(text)}
+    found.update(_DIGITS.findall(text))
+    return found
+
+
+def _unsupported(text, grounded):
+    """Return the first (sorted) identifier in text that the grounded text lacks, else ''."""
+    lowered = grounded.lower()
+    for token in sorted(_identifiers(text)):
+        if token.lower() not in lowered:
+            return token
+    return ""
+
+
+def _step_facts(steps, in_raw):
+    """Return (tools, numbers, flags, tool results, tool errors, grounded text) of the steps.
+
+    Grounded text is what the agent was told: the input, the user's turns and what the
+    tools returned (not what the agent itself wrote).
+    """
+    grounded = [in_raw]
+    write_unsupported = ""
     tools = []
     kinds = []
     errors = []
@@ -417,7 +440,9 @@ def _step_facts(steps):
         if error:
             errors.append(str(error))
         if _is_user(step):
-            last_user = _padded(_words(_text(step.get("output")) or _text(step.get("input"))))
+            said = _text(step.get("output")) or _text(step.get("input"))
+            grounded.append(said)
+            last_user = _padded(_words(said))
             user_turns.append(last_user)
         elif kind == "tool":
             tool_kind = _tool_kind(name)
@@ -430,6 +455,11 @@ def _step_facts(steps):
             confirmed = last_user is not None and _lexicon(last_user, "confirmation")
             if tool_kind == "write" and not confirmed and not write_unconfirmed:
                 write_unconfirmed = name
+            if tool_kind == "write" and not write_unsupported:
+                invented = _unsupported(_text(step.get("input")), "\n".join(grounded))
+                write_unsupported = name + ": " + invented if invented else ""
+            if not error:
+                grounded.append(_text(step.get("output")))
         elif kind in ("llm", "agent"):
             agent_turns += 1
     last_kind = kinds[-1] if kinds else ""
@@ -460,11 +490,12 @@ def _step_facts(steps):
             else ""
         ),
         "repeated_tool_call": next((t for i, t in enumerate(tools) if t in tools[:i]), ""),
+        "write_with_unsupported_id": write_unsupported[:120],
         "user_confirmed": next((u.strip() for u in user_turns if _lexicon(u, "confirmation")), "")[
             :60
         ],
     }
-    return tools, numbers, flags, results, tool_errors
+    return tools, numbers, flags, results, tool_errors, "\n".join(grounded)
 
 
 def view(trace):
@@ -479,7 +510,7 @@ def view(trace):
     in_words = _words(in_raw)
     out_padded = _padded(out_words)
     parsed = _json(trace.get("output"))
-    tools, step_numbers, flags, results, tool_errors = _step_facts(steps)
+    tools, step_numbers, flags, results, tool_errors, grounded = _step_facts(steps, in_raw)
     lines = [line for line in out_raw.splitlines() if line.strip()]
     letters = [c for c in out_raw if c.isalpha()]
     upper = sum(1 for c in letters if c.isupper())
@@ -519,6 +550,7 @@ def view(trace):
     )
     flags["copies_input_run"] = _copied_run(out_words, in_words)
     flags["mentions_tool_result"] = _mentions(_salient("\n".join(results)), out_raw)
+    flags["output_unsupported_id"] = _unsupported(out_raw, grounded)
     claimed = flags["out_success"] if not flags["out_failure"] else ""
     flags["contradicts_tool_error"] = (
         tool_errors[-1][:80] + " / '" + claimed + "'" if tool_errors and claimed else ""

@@ -561,3 +561,27 @@ def test_code_matches_predict_on_real_agent_conversations():
     fitted = fit(examples)
     assert fitted.decision.rules
     _assert_code_matches(fitted, traces)
+
+
+def test_recovers_an_invented_booking_code():
+    # Good answers quote the code the booking tool returned; bad ones make one up.
+    rng = random.Random(19)
+    examples = []
+    for i in range(24):
+        invented = i % 3 == 0
+        code = f"BK{rng.randint(10_000, 99_999)}"
+        quoted = f"BK{rng.randint(10_000, 99_999)}" if invented else code
+        steps = [
+            {"type": "span", "name": "user", "output": "Book me a table for two."},
+            {"type": "tool", "name": "create_booking", "input": {"seats": 2}, "output": code},
+        ]
+        trace = {
+            "id": f"b{i:03d}",
+            "input": "Book a table",
+            "output": f"{_words_text(rng, 6)} Your booking code is {quoted}.",
+            "steps": steps,
+        }
+        examples.append(LabelledExample(trace=trace, label="negative" if invented else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("output_unsupported_id",)
+    assert rule.literals[0].holds
