@@ -106,11 +106,26 @@ class Eval(WorkspaceOwned):
     def get_absolute_url(self) -> str:
         return reverse("evals:detail", kwargs={"slug": self.workspace.slug, "pk": self.pk})
 
+    def _metric_parts(self) -> tuple[dict, dict, bool]:
+        """Return (held-out, training, no reliable eval) from metrics or list annotations."""
+        if "metrics" in self.get_deferred_fields():
+            # Lists defer the JSON and annotate these parts (evals.selectors).
+            return (
+                getattr(self, "list_heldout", None) or {},
+                getattr(self, "list_training", None) or {},
+                bool(getattr(self, "list_no_reliable_eval", False)),
+            )
+        metrics = self.metrics or {}
+        return (
+            metrics.get("heldout") or {},
+            metrics.get("training") or {},
+            bool(metrics.get("no_reliable_eval")),
+        )
+
     def _headline_metrics(self) -> dict:
         """Return the held-out figures when there are any, else the training ones."""
-        metrics = self.metrics or {}
-        heldout = metrics.get("heldout") or {}
-        return heldout if heldout.get("labelled") else metrics.get("training") or {}
+        heldout, training, _ = self._metric_parts()
+        return heldout if heldout.get("labelled") else training
 
     @property
     def kappa(self) -> float | None:
@@ -125,7 +140,7 @@ class Eval(WorkspaceOwned):
     @property
     def no_reliable_eval(self) -> bool:
         """Return whether this version judges every trace alike (no rule was found)."""
-        return bool((self.metrics or {}).get("no_reliable_eval"))
+        return self._metric_parts()[2]
 
 
 class Generation(BackgroundRun, WorkspaceOwned):

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
@@ -37,6 +38,7 @@ LIST_FIELDS = (
     "agreement",
     "labels_tested",
     "low_confidence",
+    "low_confidence_reason",
     "cost_usd",
     "activated_at",
     "created_at",
@@ -49,6 +51,19 @@ LIST_FIELDS = (
 # --- lists and history ------------------------------------------------------------------
 
 
+def with_headline_metrics(qs: QuerySet[Eval]) -> QuerySet[Eval]:
+    """Annotate the parts of `metrics` that lists show (kappa, no reliable eval).
+
+    Lists defer the full metrics JSON; these annotations let Eval.kappa and
+    Eval.no_reliable_eval answer without a query per row.
+    """
+    return qs.annotate(
+        list_heldout=KeyTransform("heldout", "metrics"),
+        list_training=KeyTransform("training", "metrics"),
+        list_no_reliable_eval=KeyTransform("no_reliable_eval", "metrics"),
+    )
+
+
 def eval_list(
     *, workspace: Workspace, eval_set: EvalSet | None = None, status: str | None = None
 ) -> QuerySet[Eval]:
@@ -58,16 +73,18 @@ def eval_list(
         qs = qs.filter(eval_set=eval_set)
     if status:
         qs = qs.filter(status=status)
-    return qs.only(*LIST_FIELDS).order_by("eval_set__name", "eval_set_id", "-version")
+    qs = with_headline_metrics(qs.only(*LIST_FIELDS))
+    return qs.order_by("eval_set__name", "eval_set_id", "-version")
 
 
 def versions_of(eval_set: EvalSet) -> list[Eval]:
     """Return every version of a set, oldest first, with ``depth`` set from the lineage."""
     versions = list(
-        Eval.objects.filter(eval_set=eval_set)
-        .select_related("parent")
-        .only(*LIST_FIELDS, "description")
-        .order_by("version")
+        with_headline_metrics(
+            Eval.objects.filter(eval_set=eval_set)
+            .select_related("parent")
+            .only(*LIST_FIELDS, "description")
+        ).order_by("version")
     )
     by_pk = {v.pk: v for v in versions}
     for v in versions:

@@ -188,3 +188,25 @@ def test_no_reliable_eval_explains_why_and_the_list_shows_kappa(client, workspac
     listing = client.get(reverse("evals:list", kwargs={"slug": workspace.slug})).content.decode()
     assert "no reliable eval yet" in listing
     assert '<td class="num" data-metric="kappa">0.00</td>' in listing
+
+
+def test_the_eval_list_reads_kappa_without_a_query_per_row(
+    client, workspace, owner, django_assert_max_num_queries
+):
+    eval_set, _ = labelled_set(workspace, good=2, bad=2, user=owner)
+    for version in range(1, 6):
+        Eval.objects.create(
+            workspace=workspace,
+            eval_set=eval_set,
+            version=version,
+            code="def eval_fn(trace):\n    return True, 'ok'\n",
+            provider="offline",
+            metrics={"training": {"labelled": 4, "kappa": version / 10}, "heldout": None},
+        )
+    client.force_login(owner)
+    url = reverse("evals:list", kwargs={"slug": workspace.slug})
+    client.get(url)  # warm per-session queries
+    with django_assert_max_num_queries(8):
+        html = client.get(url).content.decode()
+    assert '<td class="num" data-metric="kappa">0.50</td>' in html
+    assert '<td class="num" data-metric="kappa">0.10</td>' in html
