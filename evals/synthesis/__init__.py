@@ -119,6 +119,14 @@ def _order(examples: Sequence[LabelledExample]) -> list[LabelledExample]:
     return sorted(examples, key=lambda e: (str(e.trace.get("id", "")), e.group))
 
 
+def _view(example: LabelledExample, cache: dict[int, dict]) -> dict:
+    """Return the example's runtime view, computed once per trace object."""
+    key = id(example.trace)
+    if key not in cache:
+        cache[key] = learner.make_view(example.trace)
+    return cache[key]
+
+
 def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEval:
     """Learn a rule from labelled examples and render it as eval code.
 
@@ -126,10 +134,16 @@ def fit(examples: Sequence[LabelledExample], *, criteria: str = "") -> FittedEva
     feature families are believed first. Raises SynthesisError when no example is
     labelled positive or negative.
     """
+    return _fit(examples, criteria=criteria, cache={})
+
+
+def _fit(
+    examples: Sequence[LabelledExample], *, criteria: str, cache: dict[int, dict]
+) -> FittedEval:
     usable = _order([e for e in examples if e.label in ("positive", "negative")])
     if not usable:
         raise SynthesisError("No positive or negative labels to learn from")
-    views = [learner.make_view(e.trace) for e in usable]
+    views = [_view(e, cache) for e in usable]
     labels = [e.label == "positive" for e in usable]
     groups = split_groups(usable)
     notes = "\n".join(e.note for e in usable if e.note)
@@ -177,15 +191,16 @@ def cross_validate(
     groups = split_groups(ordered)
     labels = [e.label == "positive" for e in ordered]
     verdicts: list[bool | None] = [None] * len(ordered)
+    cache: dict[int, dict] = {}  # each trace's view is computed once for all folds
     for test_idx in grouped_folds(groups, k=folds, labels=labels, seed=seed):
         held_out = set(test_idx)
         train = [e for i, e in enumerate(ordered) if i not in held_out]
         try:
-            fitted = fit(train, criteria=criteria)
+            fitted = _fit(train, criteria=criteria, cache=cache)
         except SynthesisError:
             continue
         for i in test_idx:
-            verdicts[i] = fitted.predict(ordered[i].trace)[0]
+            verdicts[i] = fitted.decision.predict_view(_view(ordered[i], cache))[0]
     return [(e.label, verdict) for e, verdict in zip(ordered, verdicts, strict=True)]
 
 
