@@ -8,11 +8,13 @@ The rule language grows in steps, each a little more complex than the last:
 - ``words``: one condition that may also be a word n-gram.
 
 Each step is fitted on the training part of every fold and scored on the held-out part.
-The simplest step within one standard error of the best structural one wins (the
-one-standard-error rule), and it must beat the constant by more than its standard error.
-Words are admitted last, only when they beat the structural choice by a standard error
-plus a margin that grows with the number of n-grams tried: from a few dozen labels some
-chance word always separates the training set.
+Standard errors are McNemar's: the square root of the number of held-out traces on
+which two steps disagree. Two conditions are kept only when they beat one by more than
+a standard error (the one-standard-error rule); a rule must beat the constant by
+BEAT_MAJORITY_SE standard errors (NAMED_FAMILY_SE when the criteria or notes name its
+families). Words are admitted last, only when they beat the structural choice by a
+standard error plus a margin that grows with the number of n-grams tried: from a few
+dozen labels some chance word always separates the training set.
 """
 
 import math
