@@ -249,7 +249,7 @@ def main(argv=None):
     headline["goal_fit_500_under_2s"] = timings.get(500, math.inf) < 2.0
     headline["emitted_code_agrees"] = f"{code_agreeing}/{code_checked}"
     headline["bench_s"] = round(time.perf_counter() - started, 1)
-    command = "python bench/generation.py" + (" --quick" if args.quick else "")
+    command = ".venv/bin/python bench/generation.py" + (" --quick" if args.quick else "")
     if args.seeds:
         command += f" --seeds {args.seeds}"
     print(f"\nreproduce: {command}")

@@ -585,3 +585,32 @@ def test_recovers_an_invented_booking_code():
     fitted, rule = _recovered(examples)
     assert rule.feature.args == ("output_unsupported_id",)
     assert rule.literals[0].holds
+
+
+def test_cross_validation_never_trains_on_a_session_it_scores(monkeypatch):
+    import evals.synthesis as synthesis
+
+    examples = [
+        LabelledExample(
+            trace={
+                "id": f"v{i:03d}",
+                "output": _sentence(random.Random(i)),
+                "session_id": f"s{i % 6}",
+            },
+            label="negative" if i % 4 == 0 else "positive",
+        )
+        for i in range(30)
+    ]
+    trained_on: list[set[str]] = []
+    real_fit = synthesis._fit
+
+    def recording_fit(train, **kwargs):
+        trained_on.append({e.trace["session_id"] for e in train})
+        return real_fit(train, **kwargs)
+
+    monkeypatch.setattr(synthesis, "_fit", recording_fit)
+    pairs = cross_validate(examples)
+    assert len(trained_on) == 5 and len(pairs) == 30
+    # Every session is missing from exactly one fit: the one that scores it.
+    for session in {f"s{k}" for k in range(6)}:
+        assert sum(session not in seen for seen in trained_on) == 1
