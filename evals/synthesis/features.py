@@ -39,6 +39,11 @@ MEASURES = {
         "Output's letters are {} % upper case",
         "Output's letters are under {} % upper case",
     ),
+    "repetition_share": (
+        "repetition",
+        "Output repeats itself: {} % of its four-word runs occur twice",
+        "Output repeats itself little: under {} % of its four-word runs occur twice",
+    ),
     "steps": ("steps", "Trace has {} steps", "Trace has fewer than {} steps"),
     "tool_calls": ("steps", "Trace made {} tool calls", "Trace made fewer than {} tool calls"),
     "read_calls": (
@@ -542,6 +547,10 @@ def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[C
 # Words in criteria or reviewers' notes that point at a feature family.
 _HINTS = {
     "refusal": (
+        "evasive",
+        "didn't answer",
+        "did not answer",
+        "non-answer",
         "refus",
         "declin",
         "comply",
@@ -636,6 +645,16 @@ _HINTS = {
         "tool result",
         "ignored",
         "mention",
+    ),
+    "repetition": (
+        "repeat",
+        "repetitive",
+        "repetition",
+        "loop",
+        "same thing",
+        "over and over",
+        "redundant",
+        "degenerate",
     ),
     "latency": ("latency", "slow", "fast", "time"),
     "cost": ("cost", "expensive", "cheap", "price"),

@@ -388,6 +388,14 @@ def _mentions(values, raw):
     return ""
 
 
+def _repetition(words):
+    """Return the percentage of the output's four-word runs that already appeared in it."""
+    runs = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    if not runs:
+        return 0.0
+    return round(100.0 * (len(runs) - len(set(runs))) / len(runs), 1)
+
+
 def _copied_run(out_words, in_words):
     """Return the first run of _COPY_WORDS output words also found in the input, else ''."""
     if len(out_words) < _COPY_WORDS or len(in_words) < _COPY_WORDS:
@@ -523,6 +531,7 @@ def view(trace):
         "input_words": float(len(in_words)),
         "output_input_ratio": round(len(out_words) / max(1, len(in_words)), 3),
         "uppercase_share": round(100.0 * upper / len(letters), 1) if letters else 0.0,
+        "repetition_share": _repetition(out_words),
         "latency_ms": _number(trace.get("latency_ms")),
         "cost": _number(trace.get("cost")),
         **step_numbers,

@@ -614,3 +614,19 @@ def test_cross_validation_never_trains_on_a_session_it_scores(monkeypatch):
     # Every session is missing from exactly one fit: the one that scores it.
     for session in {f"s{k}" for k in range(6)}:
         assert sum(session not in seen for seen in trained_on) == 1
+
+
+def test_recovers_an_output_that_repeats_itself():
+    rng = random.Random(20)
+    examples = []
+    for i in range(24):
+        looping = i % 3 == 0
+        text = _words_text(rng, rng.randint(20, 40))[:-1]
+        if looping:
+            phrase = " ".join(rng.sample(WORDS, 3))
+            text += " " + " ".join([phrase] * rng.randint(5, 8))
+        text += "."
+        examples.append(_example(i, text, "negative" if looping else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args[0] == "repetition_share"
+    assert "repeats itself" in fitted.rules[0]
