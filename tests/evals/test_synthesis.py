@@ -10,7 +10,7 @@ import pytest
 import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
 from evals.metrics import agreement, grouped_folds, low_confidence_reason
-from evals.synthesis import SynthesisError, codegen, cross_validate, fit, split_groups
+from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
 from sandbox import validate
 
 WORDS = [
@@ -263,39 +263,52 @@ def test_code_is_identical_across_processes_with_different_hash_seeds():
     assert len(digests) == 1
 
 
+JAIL_TRACES = [
+    {
+        "input": "Name: Ada Lovelace\nOrder: #W1234567\nPlease cancel it.",
+        "output": "Sorry, I can't. See [docs](./help) or call +1 555 010 9999. **Total: $12.50**",
+        "latency_ms": 3.25,
+        "steps": [
+            {"type": "span", "name": "user", "input": "cancel order #W1234567"},
+            {"type": "tool", "name": "find_order", "input": {"id": "#W1234567"}, "output": "ok"},
+            {"type": "tool", "name": "cancel_order", "input": {"id": "#W7654321"}, "error": "x"},
+            {"type": "tool", "name": "transfer_to_human_agents", "output": "done"},
+        ],
+    },
+    {"output": '{"answer": 4}', "steps": [{"type": "tool", "name": "search", "error": "x"}]},
+    {"output": None, "steps": "x"},
+    {},
+]
+
+
 def test_emitted_code_with_every_helper_runs_in_the_jail_as_it_does_here():
     # The jail runs eval code with restricted builtins and an import that admits only the
-    # allow-list: every runtime helper the synthesiser can emit must still work there.
-    calls = [
-        "has_phrase(v, 'out', 'error')",
+    # allow-list: every runtime helper, flag and measure the synthesiser can emit must
+    # give the same answer there as in this process.
+    sample = runtime.view(JAIL_TRACES[0])
+    calls = [f"flag(v, {name!r})" for name in sorted(sample["flags"])]
+    calls += [f"at_least(v, {name!r}, 1)" for name in sorted(sample["numbers"])]
+    calls += [
+        "has_phrase(v, 'out', 'sorry')",
         "starts_with(v, 'sorry')",
-        "refusal(v, 'opening')",
-        "pattern(v, 'url')",
-        "json_valid(v)",
+        "refusal(v, 'out')",
         "json_key(v, 'answer')",
-        "step_error(v)",
-        "tool_called(v, 'search')",
-        "at_least(v, 'output_words', 3)",
-        "at_least(v, 'latency_ms', 2.5)",
+        "tool_called(v, 'find_order', 1)",
     ]
-    helpers = {call.split("(")[0] for call in calls}
+    imports, rest = codegen._runtime_parts(set(codegen._RULE_HELPERS))
     code = (
-        codegen._runtime_source(helpers)
+        imports
+        + "\n\n\n"
+        + rest
         + "\n\n\ndef eval_fn(trace: dict) -> tuple[bool, str]:\n    v = view(trace)\n"
         + f"    found = [{', '.join(calls)}]\n"
         + "    return any(found), '|'.join(found)\n"
     )
     assert validate(code) == []
-    traces = [
-        {"output": "Sorry, an error: see https://example.com", "latency_ms": 3.25},
-        {"output": '{"answer": 4}', "steps": [{"type": "tool", "name": "search", "error": "x"}]},
-        {"output": None, "steps": "x"},
-        {},
-    ]
     expected = _run_code(code)
-    results = sandbox.run(code, traces)
+    results = sandbox.run(code, JAIL_TRACES)
     assert [(r.passed, r.reason, r.error) for r in results] == [
-        (*expected(trace), None) for trace in traces
+        (*expected(trace), None) for trace in JAIL_TRACES
     ]
 
 
