@@ -41,6 +41,11 @@ BEAT_MAJORITY_SE = 1.28
 # reviewers' notes name (one-sided 20 %): their words are evidence the labels do not
 # carry, so a rule they point to needs less held-out proof to be believed.
 NAMED_FAMILY_SE = 0.84
+# Standard errors by which two conditions must beat one (the one-standard-error rule).
+TWO_OVER_ONE_SE = 1.0
+# Below this many labels the grouped folds are dealt CV_REPEATS times and averaged.
+CV_REPEATS = 1
+REPEAT_BELOW = 100
 
 
 def judged_good(why: str) -> str:
@@ -166,7 +171,7 @@ class DecisionList:
 class Selection:
     """How the rule's complexity was chosen: held-out correct counts per level."""
 
-    cv_correct: dict[str, int] = field(default_factory=dict)
+    cv_correct: dict[str, float] = field(default_factory=dict)
     cv_standard_error: dict[str, float] = field(default_factory=dict)
     cv_total: int = 0
     folds: int = 0
@@ -301,31 +306,66 @@ def _se(a: int, b: int) -> float:
     return math.sqrt((a ^ b).bit_count())
 
 
-def learn(
-    views: list[dict],
+@dataclass(frozen=True)
+class Bars:
+    """How held-out evidence is gathered and how much of it a richer rule needs.
+
+    The defaults are calibrated by bench/synth_power.py (see docs/synthesiser.md).
+    """
+
+    beat_majority_se: float = BEAT_MAJORITY_SE
+    named_family_se: float = NAMED_FAMILY_SE
+    two_over_one_se: float = TWO_OVER_ONE_SE
+    word_margin: float = WORD_MARGIN
+    folds: int = 5
+    repeats: int = CV_REPEATS
+    repeat_below: int = REPEAT_BELOW
+
+
+@dataclass
+class Evidence:
+    """Held-out agreement of every level, averaged over repeated grouped folds."""
+
+    n: int
+    folds: int
+    correct: dict[str, float]
+    # Mean number of held-out traces on which two levels' verdicts differ.
+    disagree: dict[tuple[str, str], float]
+    word_candidates: int
+    named: dict[str, bool]  # level -> its full-data rule uses only named families
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if LEVELS.index(a) < LEVELS.index(b) else (b, a)
+
+
+def gather(
+    search: "_Search",
     labels: list[bool],
     groups: list[str],
     *,
-    priors: dict[str, float] | None = None,
-    folds: int = 5,
-) -> tuple[DecisionList, Selection]:
-    """Return the rule chosen by grouped cross-validation, and how it was chosen."""
-    n = len(views)
-    if n == 0:
-        return DecisionList((), True), Selection()
-    structural = build_structural(views, priors=priors)
-    words = build_words(views, exclude={c.mask for c in structural})
-    full = (1 << n) - 1
-    pos = sum(1 << i for i, good in enumerate(labels) if good)
-    neg = full & ~pos
-    search = _Search(structural, words, pos, neg, full)
-    selection = Selection(cv_total=n, word_candidates=len(words))
+    word_candidates: int,
+    bars: Bars,
+) -> Evidence | None:
+    """Return each level's held-out agreement, or None when there are too few groups.
 
-    fold_list = grouped_folds(groups, k=folds, labels=labels)
-    selection.folds = len(fold_list)
-    chosen = "constant"
-    if len(fold_list) >= 2:
-        # Held-out verdicts of each level, pooled over the folds, as masks of "bad".
+    Below `bars.repeat_below` labels the grouped folds are dealt `bars.repeats` times
+    with different seeds and the counts averaged: one dealing of ten labels into five
+    folds is a coin toss of its own, and averaging removes that part of the noise.
+    """
+    n = len(labels)
+    full, pos, neg = search.full, search.pos, search.neg
+    repeats = bars.repeats if n < bars.repeat_below else 1
+    correct = dict.fromkeys(LEVELS, 0.0)
+    disagree = {_pair(a, b): 0.0 for i, a in enumerate(LEVELS) for b in LEVELS[i + 1 :]}
+    used = 0
+    folds_seen = 0
+    n_pos = pos.bit_count()
+    for seed in range(repeats):
+        fold_list = grouped_folds(groups, k=bars.folds, labels=labels, seed=seed)
+        if len(fold_list) < 2:
+            return None
+        folds_seen = len(fold_list)
         bad = dict.fromkeys(LEVELS, 0)
         for test_idx in fold_list:
             test = sum(1 << i for i in test_idx)
@@ -333,38 +373,105 @@ def learn(
             default = _majority((train & pos).bit_count(), (train & neg).bit_count())
             for level in LEVELS:
                 bad[level] |= _predicted_bad(search.fit(level, train), default, test)
-        n_pos = pos.bit_count()
         # With balanced labels a fold's training majority is often the opposite of its
         # test majority, which makes the constant look worse than it is: compare rules
         # with the better of that and the whole set's majority verdict.
         if _correct(bad["constant"], full, pos, neg) < max(n_pos, n - n_pos):
             bad["constant"] = 0 if n_pos * 2 >= n else full
-        cv = {level: _correct(mask, full, pos, neg) for level, mask in bad.items()}
-        selection.cv_correct = cv
+        for level in LEVELS:
+            correct[level] += _correct(bad[level], full, pos, neg)
+        for a, b in disagree:
+            disagree[(a, b)] += (bad[a] ^ bad[b]).bit_count()
+        used += 1
+    named = {}
+    for level in ("one", "two", "words"):
+        fitted = search.fit(level, full)
+        named[level] = fitted is not None and all(c.feature.prior > 0 for c, _ in fitted.literals)
+    return Evidence(
+        n=n,
+        folds=folds_seen,
+        correct={k: v / used for k, v in correct.items()},
+        disagree={k: v / used for k, v in disagree.items()},
+        word_candidates=word_candidates,
+        named=named,
+    )
+
+
+def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
+    """Return (chosen level, word margin, notes) from held-out evidence and the bars."""
+    cv = ev.correct
+
+    def se(a: str, b: str) -> float:
+        return math.sqrt(ev.disagree[_pair(a, b)]) if a != b else 0.0
+
+    notes = []
+    chosen = "constant"
+    best = "two" if cv["two"] > cv["one"] else "one"
+    # One standard error: the simpler shape unless the richer one is clearly better.
+    if best == "two" and cv["two"] - cv["one"] <= bars.two_over_one_se * se("two", "one"):
+        best = "one"
+    z = bars.named_family_se if ev.named.get(best) else bars.beat_majority_se
+    if cv[best] - cv["constant"] > max(1.0, z * se(best, "constant")):
+        chosen = best
+    else:
+        notes.append("no structural rule beat the majority verdict")
+    word_margin = 0.0
+    if ev.word_candidates:
+        word_margin = se("words", chosen) + bars.word_margin * math.sqrt(
+            ev.n * math.log(ev.word_candidates + 1)
+        )
+        if chosen == "constant":
+            word_margin = max(word_margin, bars.beat_majority_se * se("words", chosen))
+        if cv["words"] - cv[chosen] > max(1.0, word_margin):
+            chosen = "words"
+    return chosen, round(word_margin, 2), notes
+
+
+def prepare(
+    views: list[dict], labels: list[bool], *, priors: dict[str, float] | None = None
+) -> "_Search":
+    """Return the candidate search over the labelled views."""
+    n = len(views)
+    structural = build_structural(views, priors=priors)
+    words = build_words(views, exclude={c.mask for c in structural})
+    full = (1 << n) - 1
+    pos = sum(1 << i for i, good in enumerate(labels) if good)
+    return _Search(structural, words, pos, full & ~pos, full)
+
+
+def learn(
+    views: list[dict],
+    labels: list[bool],
+    groups: list[str],
+    *,
+    priors: dict[str, float] | None = None,
+    folds: int = 5,
+    bars: Bars | None = None,
+) -> tuple[DecisionList, Selection]:
+    """Return the rule chosen by grouped cross-validation, and how it was chosen."""
+    n = len(views)
+    if n == 0:
+        return DecisionList((), True), Selection()
+    bars = bars or Bars(folds=folds)
+    search = prepare(views, labels, priors=priors)
+    selection = Selection(cv_total=n, word_candidates=len(search.words))
+    ev = gather(search, labels, groups, word_candidates=len(search.words), bars=bars)
+    chosen = "constant"
+    if ev is not None:
+        selection.folds = ev.folds
+        selection.cv_correct = {k: round(v, 2) for k, v in ev.correct.items()}
         selection.cv_standard_error = {
-            level: round(_se(bad[level], bad["constant"]), 3) for level in LEVELS
+            level: round(math.sqrt(ev.disagree.get(_pair(level, "constant"), 0.0)), 3)
+            for level in LEVELS
         }
-        best = "two" if cv["two"] > cv["one"] else "one"
-        # One standard error: the simpler shape unless the richer one is clearly better.
-        if best == "two" and cv["two"] - cv["one"] <= _se(bad["two"], bad["one"]):
-            best = "one"
-        named = search.fit(best, full)
-        z = BEAT_MAJORITY_SE
-        if named is not None and all(c.feature.prior > 0 for c, _ in named.literals):
-            z = NAMED_FAMILY_SE
-        if cv[best] - cv["constant"] > max(1.0, z * _se(bad[best], bad["constant"])):
-            chosen = best
-        else:
-            selection.notes.append("no structural rule beat the majority verdict")
-        if selection.word_candidates:
-            margin = _se(bad["words"], bad[chosen]) + WORD_MARGIN * math.sqrt(
-                n * math.log(selection.word_candidates + 1)
-            )
-            if chosen == "constant":
-                margin = max(margin, BEAT_MAJORITY_SE * _se(bad["words"], bad[chosen]))
-            selection.word_margin = round(margin, 2)
-            if cv["words"] - cv[chosen] > max(1.0, margin):
-                chosen = "words"
+        chosen, selection.word_margin, selection.notes = choose(ev, bars)
+    return finish(search, chosen, selection)
+
+
+def finish(search: "_Search", chosen: str, selection: Selection) -> tuple[DecisionList, Selection]:
+    """Return the decision list of the chosen level fitted on every label."""
+    full, pos, neg = search.full, search.pos, search.neg
+    n = full.bit_count()
     fitted = search.fit(chosen, full)
     n_pos = pos.bit_count()
     majority = _majority(n_pos, n - n_pos)

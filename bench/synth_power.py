@@ -1,0 +1,420 @@
+"""Calibrate the offline synthesiser's selection on semi-synthetic labels.
+
+The traces are real (every file in shared/data); the labels are not. Each fit sees
+labels from either
+
+- a *planted rule* drawn at random from general families (a length threshold at a
+  random quantile, a text-shape or phrase flag, a fact about the steps, an AND of an
+  input condition and an output condition), with 0, 10, 20 or 30 % of labels flipped;
+  the rule and its direction are drawn by seed among conditions that hold for 15-85 %
+  of the file's traces, never picked to match a file's real label; or
+- *pure noise*: random labels with a bad share drawn from 20-60 %.
+
+For 10, 25 and 50 training labels (whole groups, as bench/generation.py draws them)
+it reports power (share of planted fits whose eval is not a constant and scores
+held-out kappa > 0.2 against the noisy held-out labels), the false-alarm rate (share
+of pure-noise fits that emit a non-constant eval) and the mean held-out kappa.
+
+With --sweep it gathers the cross-validation evidence once per fit under each scheme
+(one 5-fold dealing, repeated dealings, leave-one-group-out) and replays the choice
+under a grid of bars (learner.choose is a pure function of the evidence), then picks
+the setting with the most power whose false-alarm rate is at most --target at every
+size.
+
+    python bench/synth_power.py [--quick] [--sweep] [--draws N] [--target 0.10]
+
+Last line of output: one JSON object.
+"""
+
+import argparse
+import hashlib
+import itertools
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from generation import DEFAULT_DATA, draw  # noqa: E402
+
+from evals.datasets import read_labelled_jsonl  # noqa: E402
+from evals.synthesis import learner, runtime  # noqa: E402
+
+# One task per file: the traces are what matters, the real labels are never used.
+FILES = (
+    ("xstest.jsonl", "no_refusal", "metadata.source_id"),
+    ("ifbench.jsonl", "follows_all_constraints", None),
+    ("tau2_retail.jsonl", "task_success", "metadata.task_id"),
+)
+SIZES = (10, 25, 50)
+NOISE = (0.0, 0.1, 0.2, 0.3)
+FAMILIES = ("length", "flag", "step", "and")
+POWER_KAPPA = 0.2
+HELD_OUT_CAP = 300
+OUT_MEASURES = ("output_words", "output_chars", "output_sentences", "output_lines")
+IN_MEASURES = ("input_words",)
+STEP_MEASURES = (
+    "steps",
+    "tool_calls",
+    "read_calls",
+    "write_calls",
+    "distinct_tools",
+    "tool_errors",
+    "user_turns",
+    "agent_turns",
+)
+STEP_FLAGS = (
+    "step_error",
+    "tool_error",
+    "write_called",
+    "handoff",
+    "last_action_write",
+    "write_without_confirmation",
+    "write_before_read",
+    "repeated_tool_call",
+    "user_confirmed",
+    "write_with_unsupported_id",
+    "contradicts_tool_error",
+)
+
+
+def _seeded(*parts) -> random.Random:
+    return random.Random(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest())
+
+
+def _conditions(views, kinds):
+    """Return [(description, set of indices)] for conditions of the given kinds."""
+    out = []
+    n = len(views)
+    flag_names = sorted(views[0]["flags"])
+    for kind in kinds:
+        if kind in ("out_measure", "in_measure", "step_measure"):
+            names = {
+                "out_measure": OUT_MEASURES,
+                "in_measure": IN_MEASURES,
+                "step_measure": STEP_MEASURES,
+            }[kind]
+            for name in names:
+                values = sorted(v["numbers"][name] or 0.0 for v in views)
+                for q in (0.3, 0.4, 0.5, 0.6, 0.7):
+                    t = values[int(q * (n - 1))]
+                    hit = {i for i, v in enumerate(views) if (v["numbers"][name] or 0.0) >= t}
+                    out.append((f"{name} >= {t:g}", hit))
+                    out.append((f"{name} < {t:g}", set(range(n)) - hit))
+        else:
+            if kind == "out_flag":
+                names = [f for f in flag_names if f.startswith("out_")]
+            elif kind == "in_flag":
+                names = [f for f in flag_names if f.startswith("in_")]
+            else:
+                names = list(STEP_FLAGS)
+            for name in names:
+                hit = {i for i, v in enumerate(views) if v["flags"][name]}
+                out.append((name, hit))
+                out.append((f"not {name}", set(range(n)) - hit))
+    return [(d, h) for d, h in out if 0.15 * n <= len(h) <= 0.85 * n]
+
+
+def planted_rules(name, views, count):
+    """Return up to `count` planted rules per family: (family, text, set of bad indices)."""
+    pools = {
+        "length": _conditions(views, ["out_measure", "in_measure"]),
+        "flag": _conditions(views, ["out_flag", "in_flag"]),
+        "step": _conditions(views, ["step_measure", "step_flag"]),
+    }
+    ins = _conditions(views, ["in_measure", "in_flag"])
+    outs = _conditions(views, ["out_measure", "out_flag"])
+    pairs = []
+    n = len(views)
+    for (da, ha), (db, hb) in itertools.product(ins, outs):
+        both = ha & hb
+        if 0.15 * n <= len(both) <= 0.85 * n:
+            pairs.append((f"{da} AND {db}", both))
+    pools["and"] = pairs
+    rules = []
+    for family in FAMILIES:
+        pool = pools[family]
+        if not pool:
+            continue
+        rng = _seeded(name, family)
+        for text, bad in rng.sample(pool, min(count, len(pool))):
+            rules.append((family, text, bad))
+    return rules
+
+
+def kappa(pairs):
+    """Return Cohen's kappa of (label, verdict) booleans (0 when undefined)."""
+    n = len(pairs)
+    if not n:
+        return 0.0
+    agree = sum(a == b for a, b in pairs) / n
+    pa = sum(a for a, _ in pairs) / n
+    pb = sum(b for _, b in pairs) / n
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    return 0.0 if chance >= 1 else (agree - chance) / (1 - chance)
+
+
+SCHEMES = {
+    "5fold": learner.Bars(repeats=1),
+    "5fold_x5": learner.Bars(repeats=5, repeat_below=100),
+    "loo": learner.Bars(folds=1000, repeats=1),
+}
+
+
+def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes):
+    """Return {scheme: evidence} and per-level held-out results for one training draw."""
+    tv = [views[i] for i in train_idx]
+    tl = [labels[i] for i in train_idx]
+    tg = [groups[i] for i in train_idx]
+    search = learner.prepare(tv, tl)
+    evidence = {
+        name: learner.gather(search, tl, tg, word_candidates=len(search.words), bars=bars)
+        for name, bars in schemes.items()
+    }
+    levels = {}
+    for level in learner.LEVELS:
+        decision, selection = learner.finish(search, level, learner.Selection())
+        constant = not decision.rules
+        verdicts = [decision.predict_view(views[i])[0] for i in held_idx]
+        levels[level] = {
+            "constant": constant,
+            "kappa": kappa([(labels[i], v) for i, v in zip(held_idx, verdicts, strict=True)]),
+            "clean_kappa": kappa([(clean[i], v) for i, v in zip(held_idx, verdicts, strict=True)]),
+        }
+    return evidence, levels
+
+
+def load(data):
+    sets = []
+    for filename, task, key in FILES:
+        path = data / filename
+        if not path.exists():
+            print(f"skip {path}: not found")
+            continue
+        examples = read_labelled_jsonl(path, task=task, group_key=key)
+        views = [runtime.view(e.trace) for e in examples]
+        sets.append((filename.removesuffix(".jsonl"), examples, views))
+    return sets
+
+
+def run(sets, *, rules_per_family, draws, noise_draws, schemes):
+    """Return a list of fit records (one per training draw)."""
+    records = []
+    for name, examples, views in sets:
+        groups = [e.group for e in examples]
+        n = len(views)
+        tasks = []
+        for family, text, bad in planted_rules(name, views, rules_per_family):
+            for noise in NOISE:
+                clean = [i not in bad for i in range(n)]
+                tasks.append(("planted", family, text, noise, clean))
+        for k in range(noise_draws):
+            rng = _seeded(name, "noise", k)
+            share = rng.uniform(0.2, 0.6)
+            clean = [rng.random() >= share for _ in range(n)]
+            tasks.append(("noise", "noise", f"random, {share:.0%} bad", None, clean))
+        for kind, family, text, noise, clean in tasks:
+            for size in SIZES:
+                for d in range(draws):
+                    seed = f"{name}:{text}:{noise}:{size}:{d}"
+                    rng = _seeded(seed)
+                    if noise:
+                        labels = [c if rng.random() >= noise else not c for c in clean]
+                    else:
+                        labels = list(clean)
+                    shuffled = [replace(e, trace={"id": str(i)}) for i, e in enumerate(examples)]
+                    train, held = draw(shuffled, size, int(rng.random() * 1e9))
+                    train_idx = [int(e.trace["id"]) for e in train]
+                    held_idx = [int(e.trace["id"]) for e in held]
+                    if len(held_idx) > HELD_OUT_CAP:
+                        held_idx = sorted(rng.sample(held_idx, HELD_OUT_CAP))
+                    if len({labels[i] for i in train_idx}) < 2:
+                        continue  # one verdict only: nothing to learn, nothing to measure
+                    evidence, levels = one_fit(
+                        views, labels, clean, groups, train_idx, held_idx, schemes
+                    )
+                    records.append(
+                        {
+                            "set": name,
+                            "kind": kind,
+                            "family": family,
+                            "rule": text,
+                            "noise": noise,
+                            "size": size,
+                            "evidence": evidence,
+                            "levels": levels,
+                        }
+                    )
+    return records
+
+
+def outcome(record, scheme, bars):
+    ev = record["evidence"][scheme]
+    chosen = "constant" if ev is None else learner.choose(ev, bars)[0]
+    return record["levels"][chosen]
+
+
+def summarise(records, scheme, bars):
+    """Return {(size, condition): figures} for one scheme and bars."""
+    table = {}
+    for size in SIZES:
+        for cond in (*NOISE, "noise"):
+            rows = [
+                r
+                for r in records
+                if r["size"] == size
+                and (r["kind"] == "noise" if cond == "noise" else r["noise"] == cond)
+                and (cond == "noise" or r["kind"] == "planted")
+            ]
+            if not rows:
+                continue
+            results = [outcome(r, scheme, bars) for r in rows]
+            evals = [not x["constant"] for x in results]
+            table[(size, cond)] = {
+                "fits": len(rows),
+                "eval_rate": sum(evals) / len(rows),
+                "power": sum(e and x["kappa"] > POWER_KAPPA for e, x in zip(evals, results, strict=True))
+                / len(rows),
+                "kappa": statistics.mean(x["kappa"] for x in results),
+                "clean_kappa": statistics.mean(x["clean_kappa"] for x in results),
+            }
+    return table
+
+
+def by_family(records, scheme, bars):
+    out = {}
+    for family in FAMILIES:
+        for size in SIZES:
+            rows = [r for r in records if r["family"] == family and r["size"] == size]
+            if rows:
+                res = [outcome(r, scheme, bars) for r in rows]
+                out[(family, size)] = sum(
+                    not x["constant"] and x["kappa"] > POWER_KAPPA for x in res
+                ) / len(rows)
+    return out
+
+
+def print_table(table, title):
+    print(f"\n{title}")
+    print(f"{'labels':>6} {'labels from':>16} {'fits':>5} {'eval':>6} {'power':>6} {'kappa':>6} {'clean k':>7}")
+    for (size, cond), f in table.items():
+        what = "pure noise" if cond == "noise" else f"rule, {int(cond * 100)} % flipped"
+        print(
+            f"{size:>6} {what:>16} {f['fits']:>5} {f['eval_rate']:>6.2f} "
+            f"{'-' if cond == 'noise' else format(f['power'], '.2f'):>6} {f['kappa']:>6.3f} "
+            f"{f['clean_kappa']:>7.3f}"
+        )
+
+
+def grid():
+    """Yield candidate bars (scheme-independent part)."""
+    for z, zn, two, word in itertools.product(
+        (0.84, 1.0, 1.28, 1.5, 1.645, 2.0), (0.5, 0.84), (0.5, 1.0, 1.5), (0.1, 0.2)
+    ):
+        if zn <= z:
+            yield learner.Bars(
+                beat_majority_se=z, named_family_se=zn, two_over_one_se=two, word_margin=word
+            )
+
+
+def headline_of(table):
+    fa = {size: table[(size, "noise")]["eval_rate"] for size in SIZES if (size, "noise") in table}
+    power = {
+        size: statistics.mean(table[(size, c)]["power"] for c in NOISE if (size, c) in table)
+        for size in SIZES
+    }
+    return fa, power
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rules and draws (under a minute)")
+    parser.add_argument("--sweep", action="store_true", help="replay a grid of bars and schemes")
+    parser.add_argument("--draws", type=int, default=None, help="training draws per rule and size")
+    parser.add_argument("--target", type=float, default=0.10, help="false-alarm ceiling per size")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    draws = args.draws or (1 if args.quick or args.sweep else 2)
+    rules_per_family = 1 if args.quick else (2 if args.sweep else 3)
+    noise_draws = 8 if args.quick else 30
+    current = learner.Bars()
+    schemes = dict(SCHEMES) if args.sweep else {"current": current}
+    sets = load(args.data)
+    records = run(
+        sets, rules_per_family=rules_per_family, draws=draws, noise_draws=noise_draws, schemes=schemes
+    )
+    print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
+    headline = {"fits": len(records)}
+    if args.sweep:
+        results = []
+        for scheme in schemes:
+            for bars in grid():
+                bars = replace(bars, folds=schemes[scheme].folds, repeats=schemes[scheme].repeats)
+                fa, power = headline_of(summarise(records, scheme, bars))
+                results.append((scheme, bars, fa, power))
+        print(f"\n{'scheme':>9} {'z':>5} {'z_named':>7} {'two':>4} {'word':>4}  FA@10 FA@25 FA@50  P@10 P@25 P@50")
+        ok = [r for r in results if all(v <= args.target for v in r[2].values())]
+        ok.sort(key=lambda r: -sum(r[3].values()))
+        for scheme, b, fa, power in sorted(results, key=lambda r: -sum(r[3].values()))[:40]:
+            mark = "*" if all(v <= args.target for v in fa.values()) else " "
+            print(
+                f"{scheme:>9} {b.beat_majority_se:>5} {b.named_family_se:>7} {b.two_over_one_se:>4} "
+                f"{b.word_margin:>4} {mark} "
+                + " ".join(f"{fa[s]:.2f}" for s in SIZES)
+                + "  "
+                + " ".join(f"{power[s]:.2f}" for s in SIZES)
+            )
+        if ok:
+            scheme, b, fa, power = ok[0]
+            print(f"\nbest under false alarms <= {args.target:.0%} at every size: {scheme} {b}")
+            print_table(summarise(records, scheme, b), f"{scheme}, chosen bars")
+            headline["best"] = {
+                "scheme": scheme,
+                "beat_majority_se": b.beat_majority_se,
+                "named_family_se": b.named_family_se,
+                "two_over_one_se": b.two_over_one_se,
+                "word_margin": b.word_margin,
+                "false_alarm": fa,
+                "power": power,
+            }
+        for scheme in schemes:
+            b = replace(current, folds=schemes[scheme].folds, repeats=schemes[scheme].repeats)
+            fa, power = headline_of(summarise(records, scheme, b))
+            headline[f"{scheme}_current_bars"] = {"false_alarm": fa, "power": power}
+    else:
+        table = summarise(records, "current", current)
+        print_table(table, f"learner as configured: {current}")
+        fam = by_family(records, "current", current)
+        print("\npower by planted family (all noise levels):")
+        for family in FAMILIES:
+            cells = [f"{fam[(family, s)]:.2f}" for s in SIZES if (family, s) in fam]
+            if cells:
+                print(f"  {family:>7}: " + "  ".join(cells) + "   (10 / 25 / 50 labels)")
+        fa, power = headline_of(table)
+        headline.update(
+            {
+                "false_alarm": fa,
+                "power": power,
+                "mean_kappa": {
+                    s: round(statistics.mean(table[(s, c)]["kappa"] for c in NOISE), 3) for s in SIZES
+                },
+            }
+        )
+        headline["false_alarm_ok"] = all(v <= args.target for v in fa.values())
+    headline["bench_s"] = round(time.perf_counter() - started, 1)
+    command = ".venv/bin/python bench/synth_power.py" + (" --quick" if args.quick else "")
+    command += " --sweep" if args.sweep else ""
+    command += f" --draws {args.draws}" if args.draws else ""
+    print(f"\nreproduce: {command}")
+    print(json.dumps(headline, sort_keys=True, default=lambda x: x))
+
+
+if __name__ == "__main__":
+    main()
