@@ -69,6 +69,16 @@ MEASURES = {
     ),
     "user_turns": ("steps", "Trace has {} user turns", "Trace has fewer than {} user turns"),
     "agent_turns": ("steps", "Trace has {} agent turns", "Trace has fewer than {} agent turns"),
+    "tool_arguments": (
+        "tool",
+        "Trace passed {} arguments to tools",
+        "Trace passed fewer than {} arguments to tools",
+    ),
+    "write_arguments": (
+        "tool",
+        "Trace passed {} arguments to tools that change something",
+        "Trace passed fewer than {} arguments to tools that change something",
+    ),
     "latency_ms": ("latency", "Latency is {} ms", "Latency is under {} ms or unknown"),
     "cost": ("cost", "Cost is {}", "Cost is under {} or unknown"),
 }
@@ -243,6 +253,46 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
                 "Output cites an ID or number that no input, user turn or tool result gave",
                 "Output cites no ID or number beyond what the input, user or tools gave",
             ),
+            "write_with_unsupported_argument": (
+                "tool",
+                "A tool changed something with an argument no user, input or tool result gave",
+                "Every argument of a changing tool came from the user, the input or a tool",
+            ),
+            "last_tool_failed": (
+                "error",
+                "The last tool call failed",
+                "The last tool call did not fail",
+            ),
+            "ignores_last_error": (
+                "error",
+                "The last tool call failed and the output does not mention it",
+                "The output does not pass over a failed last tool call",
+            ),
+            "mentions_last_result": (
+                "compare",
+                "Output mentions a value the last tool call returned",
+                "Output mentions no value the last tool call returned",
+            ),
+            "error_not_found": (
+                "error",
+                "A step failed because something was not found",
+                "No step failed because something was not found",
+            ),
+            "error_invalid": (
+                "error",
+                "A step failed on an invalid request",
+                "No step failed on an invalid request",
+            ),
+            "error_permission": (
+                "error",
+                "A step failed for lack of permission",
+                "No step failed for lack of permission",
+            ),
+            "error_timeout": (
+                "error",
+                "A step timed out or was unavailable",
+                "No step timed out or was unavailable",
+            ),
             "repeated_tool_call": (
                 "tool",
                 "A tool was called more than once",
@@ -261,7 +311,18 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
 FLAGS = _flag_table()
 # Where two facts split the labels alike, the more general one (any step failed, not
 # only a tool) reads better and carries over to traces of other shapes.
-_FLAG_COST = {"tool_error": 1.1, "read_called": 1.1, "last_action_read": 1.1}
+_FLAG_COST = {
+    "tool_error": 1.1,
+    "read_called": 1.1,
+    "last_action_read": 1.1,
+    "last_tool_failed": 1.1,
+    "error_not_found": 1.1,
+    "error_invalid": 1.1,
+    "error_permission": 1.1,
+    "error_timeout": 1.1,
+    "ignores_last_error": 1.1,
+    "write_with_unsupported_argument": 1.1,
+}
 _FIELD_LABELS = {
     "out": "Output",
     "opening": "Output's first 20 words",
@@ -572,7 +633,20 @@ _HINTS = {
         "claim",
     ),
     "json": ("json", "schema", "field", "key", "format"),
-    "error": ("error", "fail", "exception", "crash", "broke"),
+    "error": (
+        "error",
+        "fail",
+        "exception",
+        "crash",
+        "broke",
+        "not found",
+        "invalid",
+        "permission",
+        "denied",
+        "timeout",
+        "timed out",
+        "ignored",
+    ),
     "tool": (
         "tool",
         "function call",
@@ -589,6 +663,10 @@ _HINTS = {
         "order",
         "lookup",
         "look up",
+        "argument",
+        "parameter",
+        "wrong item",
+        "wrong order",
     ),
     "steps": ("turn", "step", "loop", "repeat", "conversation"),
     "length": (

@@ -267,6 +267,55 @@ _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.])")
 _SENTENCE = re.compile(r"[.!?]+(?=\s|$)")
 _DIGITS = re.compile(r"(?<![\d.,])\d{4,}(?![\d])")
 _COPY_WORDS = 8
+# Families of error messages, matched in the lower-cased text of a failed step.
+ERROR_KINDS = {
+    "not_found": (
+        "not found",
+        "no such",
+        "does not exist",
+        "doesn't exist",
+        "unknown",
+        "missing",
+        "404",
+    ),
+    "invalid": (
+        "invalid",
+        "should",
+        "must",
+        "cannot",
+        "can't",
+        "not allowed",
+        "mismatch",
+        "malformed",
+        "bad request",
+        "unsupported",
+        "insufficient",
+        "exceed",
+        "400",
+        "422",
+    ),
+    "permission": (
+        "permission",
+        "forbidden",
+        "unauthori",
+        "not authori",
+        "denied",
+        "access",
+        "401",
+        "403",
+    ),
+    "timeout": (
+        "timeout",
+        "timed out",
+        "time out",
+        "deadline",
+        "rate limit",
+        "too many requests",
+        "unavailable",
+        "429",
+        "503",
+    ),
+}
 
 
 def _text(value):
@@ -424,8 +473,44 @@ def _unsupported(text, grounded):
     return ""
 
 
+def _error_kind(text):
+    """Return the first error family whose phrase the text contains, else ''."""
+    lowered = text.lower()
+    for kind, phrases in ERROR_KINDS.items():
+        if any(phrase in lowered for phrase in phrases):
+            return kind
+    return ""
+
+
+def _arguments(value):
+    """Return the leaf values (text) of a tool call's arguments, and how many there are."""
+    if isinstance(value, dict):
+        leaves = []
+        for item in value.values():
+            leaves.extend(_arguments(item)[0])
+        return leaves, len(value)
+    if isinstance(value, (list, tuple)):
+        leaves = []
+        for item in value:
+            leaves.extend(_arguments(item)[0])
+        return leaves, len(value)
+    if isinstance(value, bool) or value is None:
+        return [], 0
+    return [str(value)], 1
+
+
+def _unsupported_argument(value, grounded):
+    """Return the first argument value of three or more characters nobody gave, else ''."""
+    lowered = grounded.lower()
+    for leaf in _arguments(value)[0]:
+        text = leaf.strip()
+        if len(text) >= 3 and text.lower() not in lowered:
+            return text
+    return ""
+
+
 def _step_facts(steps, in_raw):
-    """Return (tools, numbers, flags, tool results, tool errors, grounded text) of the steps.
+    """Return (tools, numbers, flags, (tool results, last one), tool errors, grounded text).
 
     Grounded text is what the agent was told: the input, the user's turns and what the
     tools returned (not what the agent itself wrote).
@@ -440,6 +525,12 @@ def _step_facts(steps, in_raw):
     agent_turns = 0
     results = []
     write_unconfirmed = ""
+    write_argument = ""
+    error_kinds = {}
+    arguments = 0
+    write_arguments = 0
+    last_failed = False
+    last_result = ""
     last_user = None
     for step in steps:
         kind = str(step.get("type") or "")
@@ -447,6 +538,7 @@ def _step_facts(steps, in_raw):
         error = step.get("error")
         if error:
             errors.append(str(error))
+            error_kinds.setdefault(_error_kind(str(error)), str(error))
         if _is_user(step):
             said = _text(step.get("output")) or _text(step.get("input"))
             grounded.append(said)
@@ -456,10 +548,19 @@ def _step_facts(steps, in_raw):
             tool_kind = _tool_kind(name)
             tools.append(name)
             kinds.append(tool_kind)
+            count = _arguments(step.get("input"))[1]
+            arguments += count
+            last_failed = bool(error)
             if error:
                 tool_errors.append(name + ": " + str(error))
             else:
                 results.append(_text(step.get("output")))
+                last_result = results[-1]
+            if tool_kind == "write":
+                write_arguments += count
+                if not write_argument:
+                    invented = _unsupported_argument(step.get("input"), "\n".join(grounded))
+                    write_argument = name + ": " + invented if invented else ""
             confirmed = last_user is not None and _lexicon(last_user, "confirmation")
             if tool_kind == "write" and not confirmed and not write_unconfirmed:
                 write_unconfirmed = name
@@ -481,6 +582,8 @@ def _step_facts(steps, in_raw):
         "tool_errors": float(len(tool_errors)),
         "user_turns": float(len(user_turns)),
         "agent_turns": float(agent_turns),
+        "tool_arguments": float(arguments),
+        "write_arguments": float(write_arguments),
     }
     flags = {
         "step_error": errors[0][:120] if errors else "",
@@ -499,11 +602,15 @@ def _step_facts(steps, in_raw):
         ),
         "repeated_tool_call": next((t for i, t in enumerate(tools) if t in tools[:i]), ""),
         "write_with_unsupported_id": write_unsupported[:120],
+        "write_with_unsupported_argument": write_argument[:120],
+        "last_tool_failed": tool_errors[-1][:120] if tools and last_failed else "",
         "user_confirmed": next((u.strip() for u in user_turns if _lexicon(u, "confirmation")), "")[
             :60
         ],
     }
-    return tools, numbers, flags, results, tool_errors, "\n".join(grounded)
+    for kind in ERROR_KINDS:
+        flags["error_" + kind] = error_kinds.get(kind, "")[:120]
+    return tools, numbers, flags, (results, last_result), tool_errors, "\n".join(grounded)
 
 
 def view(trace):
@@ -518,7 +625,8 @@ def view(trace):
     in_words = _words(in_raw)
     out_padded = _padded(out_words)
     parsed = _json(trace.get("output"))
-    tools, step_numbers, flags, results, tool_errors, grounded = _step_facts(steps, in_raw)
+    tools, step_numbers, flags, told, tool_errors, grounded = _step_facts(steps, in_raw)
+    results, last_result = told
     lines = [line for line in out_raw.splitlines() if line.strip()]
     letters = [c for c in out_raw if c.isalpha()]
     upper = sum(1 for c in letters if c.isupper())
@@ -559,10 +667,17 @@ def view(trace):
     )
     flags["copies_input_run"] = _copied_run(out_words, in_words)
     flags["mentions_tool_result"] = _mentions(_salient("\n".join(results)), out_raw)
+    flags["mentions_last_result"] = _mentions(_salient(last_result), out_raw)
     flags["output_unsupported_id"] = _unsupported(out_raw, grounded)
     claimed = flags["out_success"] if not flags["out_failure"] else ""
     flags["contradicts_tool_error"] = (
         tool_errors[-1][:80] + " / '" + claimed + "'" if tool_errors and claimed else ""
+    )
+    # The last tool call failed and the final answer neither apologises nor mentions it.
+    flags["ignores_last_error"] = (
+        flags["last_tool_failed"]
+        if flags["last_tool_failed"] and not (flags["out_failure"] or flags["out_apology"])
+        else ""
     )
     return {
         "out_raw": out_raw,

@@ -643,3 +643,117 @@ def test_recovers_an_output_that_repeats_itself():
     fitted, rule = _recovered(examples)
     assert rule.feature.args[0] == "repetition_share"
     assert "repeats itself" in fitted.rules[0]
+
+
+def _agent_trace(i, rng, *, steps, output=None):
+    return {
+        "id": f"a{i:03d}",
+        "input": "Help the customer",
+        "output": output or f"{_words_text(rng, 8)}",
+        "steps": steps,
+    }
+
+
+def test_recovers_a_write_tool_argument_nobody_gave():
+    # Bad when the agent changes an address to one the user never said.
+    rng = random.Random(21)
+    examples = []
+    for i in range(30):
+        invented = i % 3 == 0
+        said = f"{rng.randint(10, 99)} {rng.choice(WORDS).capitalize()} Road"
+        used = f"{rng.randint(100, 999)} {rng.choice(WORDS).capitalize()} Lane" if invented else said
+        steps = [
+            {"type": "span", "name": "user", "output": f"Please move my parcel to {said}."},
+            {"type": "tool", "name": "get_order", "input": {"order": "o1"}, "output": "open"},
+            {"type": "tool", "name": "update_address", "input": {"address": used}, "output": "ok"},
+        ]
+        trace = _agent_trace(i, rng, steps=steps)
+        examples.append(LabelledExample(trace=trace, label="negative" if invented else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("write_with_unsupported_argument",)
+    assert rule.literals[0].holds
+    verdict, reason = fitted.predict(examples[0].trace)
+    assert verdict is False and reason.startswith("A tool changed something with an argument")
+
+
+def test_recovers_an_error_family_from_the_error_text():
+    # Every trace has a failed lookup; only "not found" failures make the trace bad.
+    rng = random.Random(22)
+    examples = []
+    for i in range(30):
+        missing = i % 3 == 0
+        error = "Error: order 4411 not found" if missing else "Error: rate limit, retry later"
+        steps = [{"type": "tool", "name": "get_order", "input": {"id": 4411}, "error": error}]
+        examples.append(
+            LabelledExample(
+                trace=_agent_trace(i, rng, steps=steps),
+                label="negative" if missing else "positive",
+            )
+        )
+    fitted, rule = _recovered(examples)
+    assert {lit.feature.args for lit in rule.literals} <= {("error_not_found",), ("error_timeout",)}
+    failing = [{"type": "tool", "name": "find_user", "error": "No such user"}]
+    assert fitted.predict({"output": "Done.", "steps": failing})[0] is False
+    timing_out = [{"type": "tool", "name": "find_user", "error": "Request timed out"}]
+    assert fitted.predict({"output": "Done.", "steps": timing_out})[0] is True
+
+
+def test_recovers_a_final_answer_that_passes_over_the_last_tool_error():
+    rng = random.Random(23)
+    examples = []
+    for i in range(30):
+        failed = i % 2 == 0
+        mentions = i % 4 == 0  # half of the failures are owned up to
+        steps = [
+            {"type": "tool", "name": "get_item", "input": {"id": "x1"}, "output": "shirt"},
+            {
+                "type": "tool",
+                "name": "refund_item",
+                "input": {"id": "x1"},
+                "output": None if failed else "refunded",
+                "error": "Error: payment declined" if failed else None,
+            },
+        ]
+        text = _words_text(rng, 8) + (" Unfortunately the refund failed." if mentions else "")
+        bad = failed and not mentions
+        examples.append(
+            LabelledExample(
+                trace=_agent_trace(i, rng, steps=steps, output=text),
+                label="negative" if bad else "positive",
+            )
+        )
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("ignores_last_error",)
+    assert rule.literals[0].holds
+
+
+def test_error_families_and_arguments_are_read_from_the_steps():
+    steps = [
+        {"type": "span", "name": "user", "output": "Cancel order W123456 please"},
+        {"type": "tool", "name": "get_order", "input": {"id": "W123456"}, "output": "pending"},
+        {"type": "tool", "name": "find_user", "input": {"a": 1, "b": [2, 3]}, "error": "403"},
+        {"type": "tool", "name": "cancel_order", "input": {"id": "W123456", "why": "no"}},
+    ]
+    v = runtime.view({"output": "Your order is pending.", "steps": steps})
+    assert v["flags"]["error_permission"] == "403"
+    assert not v["flags"]["error_not_found"]
+    assert v["numbers"]["tool_arguments"] == 5.0
+    assert v["numbers"]["write_arguments"] == 2.0
+    assert not v["flags"]["write_with_unsupported_argument"]  # "no" is under three letters
+    assert v["flags"]["mentions_last_result"] == ""  # the last call returned nothing
+    assert not v["flags"]["last_tool_failed"]
+
+
+def test_repeated_cross_validation_is_deterministic_and_order_free():
+    from evals.synthesis import learner
+
+    examples = _error_set(n=14, seed=5)
+    views = [runtime.view(e.trace) for e in examples]
+    labels = [e.label == "positive" for e in examples]
+    groups = [e.group for e in examples]
+    bars = learner.Bars(repeats=4, repeat_below=100)
+    first = learner.learn(views, labels, groups, bars=bars)
+    again = learner.learn(views, labels, groups, bars=bars)
+    assert first[1].cv_correct == again[1].cv_correct
+    assert first[0] == again[0]
+    assert fit(examples).code == fit(list(reversed(examples))).code
