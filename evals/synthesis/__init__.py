@@ -160,7 +160,8 @@ def _fit(
     )
     if selection.cv_correct:
         tried = ", ".join(
-            f"{level} {count:g}/{selection.cv_total}" for level, count in selection.cv_correct.items()
+            f"{level} {count:g}/{selection.cv_total}"
+            for level, count in selection.cv_correct.items()
         )
         summary += (
             f"\nHeld-out agreement by rule shape ({selection.folds}-fold grouped "

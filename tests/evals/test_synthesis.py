@@ -661,7 +661,8 @@ def test_recovers_a_write_tool_argument_nobody_gave():
     for i in range(30):
         invented = i % 3 == 0
         said = f"{rng.randint(10, 99)} {rng.choice(WORDS).capitalize()} Road"
-        used = f"{rng.randint(100, 999)} {rng.choice(WORDS).capitalize()} Lane" if invented else said
+        other = f"{rng.randint(100, 999)} {rng.choice(WORDS).capitalize()} Lane"
+        used = other if invented else said
         steps = [
             {"type": "span", "name": "user", "output": f"Please move my parcel to {said}."},
             {"type": "tool", "name": "get_order", "input": {"order": "o1"}, "output": "open"},
