@@ -468,7 +468,10 @@ def learn(
     chosen = "constant"
     if ev is not None:
         selection.folds = ev.folds
-        selection.cv_correct = {k: round(v, 2) for k, v in ev.correct.items()}
+        # Averaged over dealings; whole counts stay whole so they read "7 of 10".
+        selection.cv_correct = {
+            k: int(v) if v == int(v) else round(v, 1) for k, v in ev.correct.items()
+        }
         selection.cv_standard_error = {
             level: round(math.sqrt(ev.disagree.get(_pair(level, "constant"), 0.0)), 3)
             for level in LEVELS

@@ -758,3 +758,23 @@ def test_repeated_cross_validation_is_deterministic_and_order_free():
     assert first[1].cv_correct == again[1].cv_correct
     assert first[0] == again[0]
     assert fit(examples).code == fit(list(reversed(examples))).code
+
+
+def test_choice_is_a_pure_function_of_the_evidence_and_the_bars():
+    from evals.synthesis import learner
+
+    def evidence(disagree_with_constant, *, named=False):
+        levels = learner.LEVELS
+        disagree = {(a, b): 0.0 for i, a in enumerate(levels) for b in levels[i + 1 :]}
+        for level in ("one", "two", "words"):
+            disagree[("constant", level)] = disagree_with_constant
+        correct = {"constant": 15.0, "one": 20.0, "two": 20.0, "words": 20.0}
+        return learner.Evidence(25, 5, correct, disagree, 0, dict.fromkeys(levels[1:], named))
+
+    # Five more held-out traces right, standard error 3: 5 > 1.1 * 3.
+    assert learner.choose(evidence(9.0), learner.Bars())[0] == "one"
+    # Standard error 5: 5 < 1.1 * 5, unless the notes named the rule's family (0.84 * 5).
+    assert learner.choose(evidence(25.0), learner.Bars())[0] == "constant"
+    assert learner.choose(evidence(25.0, named=True), learner.Bars())[0] == "one"
+    strict = learner.Bars(beat_majority_se=2.0)
+    assert learner.choose(evidence(9.0), strict)[0] == "constant"
