@@ -1,8 +1,8 @@
 """Project-wide API wiring: the page size cap, the JSON parser and the exception handler."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import pagination, parsers
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework import pagination, parsers, status
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -40,14 +40,27 @@ class JSONParser(parsers.JSONParser):
         return data
 
 
-def exception_handler(exc, context):
-    """Map ``ApplicationError`` to ``400 {"detail": ...}``; defer to DRF otherwise.
+class PayloadTooLarge(APIException):
+    """The request carries more than an endpoint accepts in one go (413)."""
 
-    A Django ``ValidationError`` (a model's ``full_clean()`` inside a service) is a 400
-    with its messages by field, as a serializer's would be, rather than a 500.
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+def exception_handler(exc, context):
+    """Map ``ApplicationError`` to ``{"detail": ...}``; defer to DRF otherwise.
+
+    The one place API views turn errors into responses: views raise, never build error
+    bodies by hand. A domain error is a 400, or a 503 when it says retrying can help
+    (``permanent=False``: a provider outage, a busy sandbox). A Django
+    ``ValidationError`` (a model's ``full_clean()`` inside a service) is a 400 with its
+    messages by field, as a serializer's would be, rather than a 500.
     """
     if isinstance(exc, ApplicationError):
-        return Response({"detail": exc.message}, status=400)
+        transient = not getattr(exc, "permanent", True)
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if transient else status.HTTP_400_BAD_REQUEST
+        return Response({"detail": exc.message}, status=code)
     if isinstance(exc, DjangoValidationError):
         exc = ValidationError(as_serializer_error(exc))
     # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when it loads, and

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals.exceptions import EvalError
 from evals.models import Eval
 from evals.services.continuous import MAX_BATCH_TRACES, run_batch
 from workspaces.access import WorkspaceScopedMixin
@@ -72,15 +71,11 @@ class EvalBatchRunApi(WorkspaceScopedMixin, APIView):
         eval = get_object_or_404(self.get_queryset().select_related("eval_set"), pk=pk)
         data = BatchRunIn(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            batch = run_batch(
-                eval=eval,
-                traces=data.validated_data.get("traces"),
-                trace_ids=data.validated_data.get("trace_ids"),
-            )
-        except EvalError as exc:
-            code = status.HTTP_400_BAD_REQUEST if exc.permanent else 503
-            return Response({"detail": exc.message}, status=code)
+        batch = run_batch(
+            eval=eval,
+            traces=data.validated_data.get("traces"),
+            trace_ids=data.validated_data.get("trace_ids"),
+        )
         out = {
             "eval": {
                 "id": eval.pk,

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import renderers, serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -269,11 +270,6 @@ def _eval_or_404(view, pk: int) -> Eval:
     return get_object_or_404(qs, pk=pk)
 
 
-def _error_response(exc: EvalError) -> Response:
-    code = status.HTTP_400_BAD_REQUEST if exc.permanent else status.HTTP_503_SERVICE_UNAVAILABLE
-    return Response({"detail": exc.message}, status=code)
-
-
 ERRORS = {400: DetailOut, 503: DetailOut}
 
 # --- views: one eval set ----------------------------------------------------------------
@@ -320,13 +316,13 @@ class EvalSetDiffApi(WorkspaceScopedMixin, APIView):
         by_number = {v.version: v for v in versions}
         a_raw, b_raw = request.query_params.get("a", ""), request.query_params.get("b", "")
         if (a_raw and not a_raw.isdigit()) or (b_raw and not b_raw.isdigit()):
-            return Response({"detail": "a and b are version numbers."}, status=400)
+            raise EvalError("a and b are version numbers.")
         if len(versions) < 2 and not (a_raw and b_raw):
-            return Response({"detail": "The set has fewer than two versions."}, status=404)
+            raise NotFound("The set has fewer than two versions.")
         a = by_number.get(int(a_raw) if a_raw else versions[-2].version)
         b = by_number.get(int(b_raw) if b_raw else versions[-1].version)
         if a is None or b is None:
-            return Response({"detail": "No such version in this eval set."}, status=404)
+            raise NotFound("No such version in this eval set.")
         out = {
             "a": {"id": a.pk, "version": a.version},
             "b": {"id": b.pk, "version": b.version},
@@ -435,13 +431,10 @@ class EvalActivateApi(_EvalAction):
         eval = _eval_or_404(self, pk)
         active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
         rollback = active is not None and active.version > eval.version
-        try:
-            if rollback:
-                eval = management.rollback_to(eval=eval)
-            else:
-                eval = management.activate_eval(eval=eval)
-        except EvalError as exc:
-            return _error_response(exc)
+        if rollback:
+            eval = management.rollback_to(eval=eval)
+        else:
+            eval = management.activate_eval(eval=eval)
         previous = active.pk if active is not None and active.pk != eval.pk else None
         out = {"eval": eval, "previous_active": previous, "rollback": rollback}
         return Response(ActivateOut(out).data)
@@ -495,8 +488,6 @@ class EvalEditApi(_EvalAction):
             problems = [{"line": p.line, "message": p.message} for p in exc.problems]
             out = {"detail": exc.message, "problems": problems}
             return Response(CodeProblemsOut(out).data, status=status.HTTP_400_BAD_REQUEST)
-        except EvalError as exc:
-            return _error_response(exc)
         run = management.test_again(eval=edited)
         out = {"eval": edited, "run": run}
         return Response(EditOut(out).data, status=status.HTTP_201_CREATED)
@@ -513,10 +504,7 @@ class EvalTestApi(_EvalAction):
         """Start a run on the set's labelled traces; poll the returned run. When it
         finishes, the version's metrics are measured again."""
         eval = _eval_or_404(self, pk)
-        try:
-            run = management.test_again(eval=eval)
-        except EvalError as exc:
-            return _error_response(exc)
+        run = management.test_again(eval=eval)
         return Response(EvalRunOut(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -541,10 +529,7 @@ class EvalRefineApi(_EvalAction):
     def post(self, request, pk: int):
         """Queue a refinement; poll it at /generations/<id>/. Its result is the new version."""
         eval = _eval_or_404(self, pk)
-        try:
-            generation = refinement.start_refinement(eval=eval, user=request.user)
-        except EvalError as exc:
-            return _error_response(exc)
+        generation = refinement.start_refinement(eval=eval, user=request.user)
         return Response(GenerationOut(generation).data, status=status.HTTP_202_ACCEPTED)
 
 
