@@ -1,18 +1,15 @@
-"""Integrations, sync runs and trace ingestion under /api/v1/."""
+"""Integrations and sync runs under /api/v1/."""
 
-from django.core.exceptions import RequestDataTooBig
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations import services
-from integrations.constants import MAX_API_TRACES, MAX_SYNC_INTERVAL_MINUTES
+from integrations.constants import MAX_SYNC_INTERVAL_MINUTES
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
-from integrations.uploads import ingest_objects
 from integrations.validators import validate_public_key, validate_secret_key
 from workspaces.access import WorkspaceScopedMixin
 
@@ -130,18 +127,6 @@ ConnectionOut = inline_serializer(
         "message": serializers.CharField(),
     },
 )
-IngestOut = inline_serializer(
-    "IngestOut",
-    {
-        "received": serializers.IntegerField(),
-        "created": serializers.IntegerField(),
-        "updated": serializers.IntegerField(),
-        "unchanged": serializers.IntegerField(),
-        "failed": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
-        "errors_truncated": serializers.BooleanField(),
-    },
-)
 
 
 # --- views ---------------------------------------------------------------------------------
@@ -243,54 +228,3 @@ class IntegrationRunsApi(IntegrationMixin, generics.ListAPIView):
 class SyncRunDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
     model = SyncRun
     serializer_class = SyncRunOut
-
-
-@extend_schema(tags=["traces"])
-class TraceIngestApi(WorkspaceScopedMixin, APIView):
-    """Ingest traces without Langfuse: one trace, a list, or {"traces": [...]}."""
-
-    model = Integration  # unused: this view writes through the ingestion service only
-
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={201: IngestOut, 200: IngestOut, 400: IngestOut, 413: OpenApiTypes.OBJECT},
-        summary="Ingest traces (normalised shape or Langfuse export), validated per trace",
-    )
-    def post(self, request):
-        try:
-            body = request.data
-        except RequestDataTooBig:
-            return _too_large("The request body is too large")
-        if isinstance(body, dict) and isinstance(body.get("traces"), list):
-            items = body["traces"]
-        elif isinstance(body, list):
-            items = body
-        elif isinstance(body, dict) and body:
-            items = [body]
-        else:
-            return Response(
-                {"detail": 'Send a trace object, a list of traces or {"traces": [...]}.'},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        if len(items) > MAX_API_TRACES:
-            return _too_large(f"The batch has {len(items)} traces")
-        report = ingest_objects(workspace=request.workspace, source="api", items=enumerate(items))
-        out = report.as_dict()
-        out["errors"] = [{"index": e["line"], "error": e["error"]} for e in out["errors"]]
-        if report.accepted == 0 and report.errors_total:
-            code = status.HTTP_400_BAD_REQUEST
-        elif report.result.created:
-            code = status.HTTP_201_CREATED
-        else:
-            code = status.HTTP_200_OK
-        return Response(out, status=code)
-
-
-def _too_large(what: str) -> Response:
-    return Response(
-        {
-            "detail": f"{what}; send at most {MAX_API_TRACES} traces per request "
-            "(and a body under the server's upload limit), or upload a JSONL file."
-        },
-        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    )

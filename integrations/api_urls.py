@@ -17,6 +17,4 @@ urlpatterns = [
     # Authenticated by the integration's HMAC signature, not by a session or token.
     path("integrations/<int:pk>/webhook", webhooks.receive, name="api-integration-webhook"),
     path("sync-runs/<int:pk>/", api.SyncRunDetailApi.as_view(), name="api-sync-run"),
-    # No trailing slash: GET traces/ (the list) belongs to the traces app.
-    path("traces", api.TraceIngestApi.as_view(), name="api-traces-ingest"),
 ]

@@ -210,7 +210,7 @@ def upload(request):
                 "file",
                 f"The file is {uploaded.size / 1024 / 1024:.1f} MiB; the limit is "
                 f"{MAX_UPLOAD_BYTES // 1024 // 1024} MiB. Split it, or send batches to "
-                "POST /api/v1/traces.",
+                "POST /api/v1/traces/.",
             )
         else:
             report = ingest_jsonl(workspace=request.workspace, lines=uploaded)

@@ -186,7 +186,7 @@ def _request_schema(method: str, path: str) -> dict:
 
 
 def _base_body(method: str, path: str, world: World):
-    if path == "/api/v1/traces" or (method, path) == WEBHOOK:
+    if path in ("/api/v1/traces", "/api/v1/traces/") or (method, path) == WEBHOOK:
         return trace_data(99)
     if path.endswith("/run"):
         return {"trace_ids": [world.trace.pk]}  # "traces" or "trace_ids", not both

@@ -1,6 +1,6 @@
-"""Traces (read), eval sets (CRUD) and feedback (create, update, list) under /api/v1/."""
+"""Traces (list, ingest, read), eval sets and feedback under /api/v1/."""
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -13,12 +13,30 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations.constants import MAX_API_TRACES
+from integrations.uploads import ingest_objects
+from iofold.api import PayloadTooLarge
 from traces import selectors, services
+from traces.exceptions import TraceError
 from traces.filters import LABEL_STATES, TraceFilters
 from traces.models import EvalSet, Feedback, Trace
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
+
+
+IngestOut = inline_serializer(
+    "IngestOut",
+    {
+        "received": serializers.IntegerField(),
+        "created": serializers.IntegerField(),
+        "updated": serializers.IntegerField(),
+        "unchanged": serializers.IntegerField(),
+        "failed": serializers.IntegerField(),
+        "errors": serializers.ListField(child=serializers.DictField()),
+        "errors_truncated": serializers.BooleanField(),
+    },
+)
 
 
 class LabelCountsOut(serializers.Serializer):
@@ -184,7 +202,9 @@ TRACE_FILTER_PARAMS = [
 ]
 
 
-class TraceListApi(WorkspaceScopedMixin, APIView):
+class TracesApi(WorkspaceScopedMixin, APIView):
+    """The traces collection: list them, or ingest new ones without a platform."""
+
     model = Trace
 
     @extend_schema(
@@ -207,6 +227,69 @@ class TraceListApi(WorkspaceScopedMixin, APIView):
         return Response(
             {"results": TraceOut(page.traces, many=True).data, "next_cursor": page.next_cursor}
         )
+
+    @extend_schema(
+        operation_id="traces_ingest",
+        request=OpenApiTypes.OBJECT,
+        responses={201: IngestOut, 200: IngestOut, 400: IngestOut, 413: OpenApiTypes.OBJECT},
+        summary="Ingest traces (normalised shape or Langfuse export), validated per trace",
+    )
+    def post(self, request):
+        """Ingest one trace, a list, or {"traces": [...]}; each is validated on its own."""
+        report = ingest_objects(
+            workspace=request.workspace, source="api", items=enumerate(_posted_traces(request))
+        )
+        out = report.as_dict()
+        out["errors"] = [{"index": e["line"], "error": e["error"]} for e in out["errors"]]
+        if report.accepted == 0 and report.errors_total:
+            code = status.HTTP_400_BAD_REQUEST
+        elif report.result.created:
+            code = status.HTTP_201_CREATED
+        else:
+            code = status.HTTP_200_OK
+        return Response(out, status=code)
+
+
+class TraceIngestAliasApi(TracesApi):
+    """``POST /api/v1/traces`` (no slash): the ingest URL that predates the collection."""
+
+    http_method_names = ["post", "options"]
+
+    @extend_schema(
+        operation_id="traces_ingest_alias",
+        request=OpenApiTypes.OBJECT,
+        responses={201: IngestOut, 200: IngestOut, 400: IngestOut, 413: OpenApiTypes.OBJECT},
+        summary="Ingest traces (alias of POST /api/v1/traces/, kept for existing clients)",
+        deprecated=True,
+    )
+    def post(self, request):
+        return super().post(request)
+
+
+def _posted_traces(request) -> list:
+    """Return the posted traces as a list, refusing empty or oversized bodies."""
+    try:
+        body = request.data
+    except RequestDataTooBig:
+        raise _too_large("The request body is too large") from None
+    if isinstance(body, dict) and isinstance(body.get("traces"), list):
+        items = body["traces"]
+    elif isinstance(body, list):
+        items = body
+    elif isinstance(body, dict) and body:
+        items = [body]
+    else:
+        raise TraceError('Send a trace object, a list of traces or {"traces": [...]}.')
+    if len(items) > MAX_API_TRACES:
+        raise _too_large(f"The batch has {len(items)} traces")
+    return items
+
+
+def _too_large(what: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{what}; send at most {MAX_API_TRACES} traces per request "
+        "(and a body under the server's upload limit), or upload a JSONL file."
+    )
 
 
 @extend_schema(summary="One trace with its normalised payload")

@@ -3,7 +3,9 @@ from django.urls import path
 from traces import api
 
 urlpatterns = [
-    path("traces/", api.TraceListApi.as_view(), name="api-traces"),
+    path("traces/", api.TracesApi.as_view(), name="api-traces"),
+    # The slashless POST that clients and CI scripts already use (docs/ci.md).
+    path("traces", api.TraceIngestAliasApi.as_view(), name="api-traces-ingest"),
     path("traces/<int:pk>/", api.TraceDetailApi.as_view(), name="api-trace"),
     path("eval-sets/", api.EvalSetListApi.as_view(), name="api-eval-sets"),
     path("eval-sets/<int:pk>/", api.EvalSetDetailApi.as_view(), name="api-eval-set"),

@@ -114,7 +114,7 @@ def test_ingest_single_trace_and_batch_with_per_item_errors(token_client, worksp
 
 
 def test_ingest_refuses_oversized_batches(token_client, monkeypatch):
-    monkeypatch.setattr("integrations.api.MAX_API_TRACES", 2)
+    monkeypatch.setattr("traces.api.MAX_API_TRACES", 2)
     items = [{"id": str(i), "timestamp": "2026-11-20T10:00:00Z"} for i in range(3)]
 
     response = token_client.post(reverse("api-traces-ingest"), items, format="json")
@@ -210,3 +210,28 @@ def test_services_refuse_an_unbounded_sync_interval(workspace, minutes):
             sync_interval_minutes=minutes,
         )
     assert not Integration.objects.exists()
+
+
+def test_traces_collection_lists_and_ingests_at_one_url(token_client, workspace):
+    """POST /api/v1/traces/ ingests; the slashless POST is an alias answering the same."""
+    assert reverse("api-traces") == "/api/v1/traces/"
+    assert reverse("api-traces-ingest") == "/api/v1/traces"
+    one = {"id": "a", "name": "x", "timestamp": "2026-11-20T10:00:00Z"}
+
+    created = token_client.post("/api/v1/traces/", one, format="json")
+    again = token_client.post("/api/v1/traces", one, format="json")
+    listed = token_client.get("/api/v1/traces/").json()
+
+    assert created.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["unchanged"] == 1
+    assert [t["external_id"] for t in listed["results"]] == ["a"]
+    assert token_client.get("/api/v1/traces").status_code == 405
+
+
+def test_ingest_of_an_empty_body_is_a_400_detail(token_client):
+    response = token_client.post("/api/v1/traces/", {}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": 'Send a trace object, a list of traces or {"traces": [...]}.'
+    }
