@@ -10,7 +10,7 @@ from evals.querysets import (
     ProviderSettingsQuerySet,
 )
 from iofold.lib.fields import EncryptedTextField
-from iofold.lib.runs import BackgroundRun
+from iofold.lib.runs import BackgroundRun, RunStatus
 from traces.models import EvalSet, Trace
 from workspaces.models import WorkspaceOwned
 
@@ -19,13 +19,6 @@ class Provider(models.TextChoices):
     OFFLINE = "offline", "Offline synthesiser"
     OPENAI = "openai", "OpenAI-compatible"
     ANTHROPIC = "anthropic", "Anthropic"
-
-
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
 
 
 class ProviderSettings(WorkspaceOwned):
@@ -49,13 +42,18 @@ class ProviderSettings(WorkspaceOwned):
         return f"{self.get_provider_display()} for {self.workspace}"
 
 
+class EvalStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    ARCHIVED = "archived", "Archived"
+
+
 class Eval(WorkspaceOwned):
     """One version of an eval function for an eval set; code never changes once saved."""
 
-    class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        ACTIVE = "active", "Active"
-        ARCHIVED = "archived", "Archived"
+    # Defined at module level so that ``Meta`` (which cannot see this class's body) and
+    # the queryset can name it too.
+    Status = EvalStatus
 
     eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="evals")
     version = models.PositiveIntegerField()
@@ -95,7 +93,7 @@ class Eval(WorkspaceOwned):
             ),
             models.UniqueConstraint(
                 fields=["eval_set"],
-                condition=models.Q(status="active"),
+                condition=models.Q(status=EvalStatus.ACTIVE),
                 name="evals_eval_one_active_per_set",
             ),
         ]

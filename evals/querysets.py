@@ -4,7 +4,9 @@ from workspaces.querysets import WorkspaceQuerySet
 
 class EvalQuerySet(WorkspaceQuerySet):
     def active(self):
-        return self.filter(status="active")
+        from evals.models import EvalStatus  # evals.models imports this module
+
+        return self.filter(status=EvalStatus.ACTIVE)
 
     def for_eval_set(self, eval_set):
         return self.filter(eval_set=eval_set)

@@ -6,7 +6,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from iofold.lib.fields import EncryptedTextField, last_four
-from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet
+from iofold.lib.runs import ACTIVE as ACTIVE_RUN_STATUSES
+from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
 
@@ -105,11 +106,7 @@ class SyncRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
 class SyncRun(BackgroundRun, WorkspaceOwned):
     """One sync of one integration: its progress, counts and outcome."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+    Status = RunStatus
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
@@ -139,7 +136,7 @@ class SyncRun(BackgroundRun, WorkspaceOwned):
             # One queued or running sync per integration; the database settles races.
             models.UniqueConstraint(
                 fields=["integration"],
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=ACTIVE_RUN_STATUSES),
                 name="integrations_syncrun_one_active",
             )
         ]

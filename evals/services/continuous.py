@@ -23,7 +23,7 @@ from django.utils import timezone
 import sandbox
 from evals.exceptions import EvalError
 from evals.metrics import agreement
-from evals.models import Eval, EvalExecution, EvalRun
+from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.sandboxing import sandbox_limits
 from evals.services.execution import execute_run, run_eval_now, start_run
 from evals.services.scores import PushReport, push_run_scores
@@ -117,7 +117,7 @@ def execute_automatic_run(*, run_id: int) -> PushReport | None:
     Safe to call again: execution skips judged traces and score ids are deterministic.
     """
     run = execute_run(run_id=run_id)
-    if run is None or run.status != "succeeded":
+    if run is None or run.status != RunStatus.SUCCEEDED:
         return None
     return push_run_scores(run=run)
 

@@ -32,8 +32,17 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-ACTIVE = (QUEUED, RUNNING)
+
+class RunStatus(models.TextChoices):
+    """Where a background run is (sync runs, generations and eval runs share these)."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 # A run whose worker died this many times is failed, not taken over again: it is likely
 # what kills the worker (a poison run).
 MAX_TAKEOVERS = 3
@@ -161,16 +170,16 @@ class BackgroundRunQuerySet(models.QuerySet):
         set along with the claim.
         """
         now, owner = timezone.now(), current_owner()
-        if self.filter(pk=pk, status=QUEUED).update(
-            status=RUNNING, started_at=now, heartbeat_at=now, owner=owner, **fields
+        if self.filter(pk=pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, owner=owner, **fields
         ):
             return Claim(taken_over=False)
-        run = self.filter(pk=pk, status=RUNNING).first()
+        run = self.filter(pk=pk, status=RunStatus.RUNNING).first()
         if run is None or not is_orphaned(run, now=now):
             return None
         if run.takeovers >= MAX_TAKEOVERS:
             self._as_seen(run).update(
-                status=FAILED, error=GIVEN_UP.format(n=run.takeovers + 1), finished_at=now
+                status=RunStatus.FAILED, error=GIVEN_UP.format(n=run.takeovers + 1), finished_at=now
             )
             return None
         # Only one of several processes taking over at the same moment wins the row.
@@ -186,13 +195,15 @@ class BackgroundRunQuerySet(models.QuerySet):
     def beat(self, pk: int, *, owner: str) -> bool:
         """Record that ``owner`` is still working on run ``pk``; False if it no longer has it."""
         return bool(
-            self.filter(pk=pk, status=RUNNING, owner=owner).update(heartbeat_at=timezone.now())
+            self.filter(pk=pk, status=RunStatus.RUNNING, owner=owner).update(
+                heartbeat_at=timezone.now()
+            )
         )
 
     def fail(self, error: str, **fields) -> int:
         """Mark these runs failed with ``error`` unless they already finished."""
         return self.unfinished().update(
-            status=FAILED, error=error, finished_at=timezone.now(), **fields
+            status=RunStatus.FAILED, error=error, finished_at=timezone.now(), **fields
         )
 
     def recover(
@@ -213,16 +224,18 @@ class BackgroundRunQuerySet(models.QuerySet):
         """
         now = timezone.now()
         recovered = []
-        for run in self.filter(status=RUNNING):
+        for run in self.filter(status=RunStatus.RUNNING):
             if not is_orphaned(run, now=now):
                 continue
             if run.takeovers >= MAX_TAKEOVERS:
                 self._as_seen(run).update(
-                    status=FAILED, error=GIVEN_UP.format(n=run.takeovers + 1), finished_at=now
+                    status=RunStatus.FAILED,
+                    error=GIVEN_UP.format(n=run.takeovers + 1),
+                    finished_at=now,
                 )
                 continue
             if self._as_seen(run).update(
-                status=QUEUED,
+                status=RunStatus.QUEUED,
                 owner="",
                 heartbeat_at=now,
                 takeovers=F("takeovers") + 1,
@@ -230,7 +243,9 @@ class BackgroundRunQuerySet(models.QuerySet):
             ):
                 recovered.append(run)
         if include_queued:
-            recovered += list(self.filter(status=QUEUED).exclude(pk__in=[r.pk for r in recovered]))
+            recovered += list(
+                self.filter(status=RunStatus.QUEUED).exclude(pk__in=[r.pk for r in recovered])
+            )
         for run in recovered:
             transaction.on_commit(lambda run=run: enqueue(run))
         if recovered:
