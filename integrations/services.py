@@ -493,19 +493,7 @@ def _record_page(
 
 def _progress(kind: str, cursor: str) -> float:
     """Return how much of the scanned time range a resume cursor has covered."""
-    if kind != Integration.Kind.LANGFUSE:
-        return 0.0
-    from integrations.adapters.langfuse import _decode_cursor
-
-    try:
-        state = _decode_cursor(cursor)
-    except AdapterError:
-        return 0.0
-    span = (state["until"] - state["lower"]).total_seconds()
-    if span <= 0:
-        return 0.0
-    done = (state["until"] - state["upper"]).total_seconds() / span
-    return round(min(max(done, 0.0), 0.99), 4)
+    return get_adapter_class(kind).cursor_progress(cursor)
 
 
 def _finish_run(run: SyncRun, *, error: str = "") -> SyncRun:

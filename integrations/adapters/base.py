@@ -153,6 +153,11 @@ class Adapter:
     ) -> Iterator[TracePage]:
         raise NotImplementedError
 
+    @staticmethod
+    def cursor_progress(cursor: str) -> float:
+        """Return the share (0 to 0.99) of a sync a resume cursor has covered; 0 if unknown."""
+        return 0.0
+
     def push_scores(self, scores: list[ScoreIn]) -> ScorePushResult:
         raise NotImplementedError
 

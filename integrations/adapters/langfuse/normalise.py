@@ -1,0 +1,189 @@
+"""Langfuse observations (v2 rows, v1 objects, trace exports) to the normalised trace shape."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from integrations.adapters.base import format_time, parse_io, parse_time
+
+TYPE_MAP = {
+    "GENERATION": "llm",
+    "EMBEDDING": "llm",
+    "TOOL": "tool",
+    "SPAN": "span",
+    "EVENT": "event",
+    "AGENT": "agent",
+    "CHAIN": "chain",
+    "RETRIEVER": "retriever",
+}
+ERROR_WORDS = re.compile(r"error|exception|traceback|failed|failure|timed? ?out", re.IGNORECASE)
+
+
+def _str_or_none(value: Any) -> str | None:
+    # ClickHouse stores defaults, not nulls: "" means absent.
+    return value if isinstance(value, str) and value else None
+
+
+def _step_error(obs: dict[str, Any]) -> str | None:
+    message = _str_or_none(obs.get("statusMessage"))
+    if obs.get("level") == "ERROR":
+        return message or "error"
+    if message and obs.get("level") != "WARNING" and ERROR_WORDS.search(message):
+        return message
+    return None
+
+
+def _usage(obs: dict[str, Any]) -> dict[str, int] | None:
+    details = obs.get("usageDetails") or obs.get("usage") or {}
+    if not isinstance(details, dict):
+        details = {}
+    found_in = next(
+        (details[k] for k in ("input", "prompt_tokens", "input_tokens") if k in details), None
+    )
+    found_out = next(
+        (details[k] for k in ("output", "completion_tokens", "output_tokens") if k in details), None
+    )
+    if found_in is None and obs.get("promptTokens") is not None:
+        found_in, found_out = obs.get("promptTokens"), obs.get("completionTokens")
+    if found_in is None and found_out is None:
+        return None
+    return {"input": int(found_in or 0), "output": int(found_out or 0)}
+
+
+def _cost(obs: dict[str, Any]) -> float | None:
+    for key in ("totalCost", "calculatedTotalCost"):
+        if isinstance(obs.get(key), (int, float)):
+            return float(obs[key])
+    details = obs.get("costDetails")
+    if isinstance(details, dict) and isinstance(details.get("total"), (int, float)):
+        return float(details["total"])
+    return None
+
+
+def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]:
+    """Turn one Langfuse observation (v2 row or v1 object, wire key names) into a step."""
+    langfuse_type = str(obs.get("type") or "SPAN").upper()
+    parent = _str_or_none(obs.get("parentObservationId"))
+    metadata = obs.get("metadata")
+    metadata = (
+        dict(metadata)
+        if isinstance(metadata, dict)
+        else ({} if metadata is None else {"value": metadata})
+    )
+    metadata["langfuse_type"] = langfuse_type
+    if obs.get("level"):
+        metadata["langfuse_level"] = obs["level"]
+    cost = _cost(obs)
+    if cost:
+        metadata["cost"] = cost
+    return {
+        "id": str(obs["id"]),
+        "parent_id": parent if parent in known_ids else None,
+        "type": TYPE_MAP.get(langfuse_type, "span"),
+        "name": obs.get("name") or langfuse_type.lower(),
+        "input": parse_io(obs.get("input")),
+        "output": parse_io(obs.get("output")),
+        "error": _step_error(obs),
+        "model": _str_or_none(obs.get("model")) or _str_or_none(obs.get("providedModelName")),
+        "usage": _usage(obs),
+        "start_time": format_time(parse_time(obs.get("startTime"))),
+        "end_time": format_time(parse_time(obs.get("endTime"))),
+        "metadata": metadata,
+    }
+
+
+def _root_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for predicate in (
+        lambda r: not r.get("parentObservationId"),
+        lambda r: r.get("isRootObservation"),
+    ):
+        roots = [r for r in rows if predicate(r)]
+        if roots:
+            return roots[0]
+    return rows[0] if rows else None
+
+
+def normalise_rows(
+    trace_id: str, rows: list[dict[str, Any]], *, header: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Build a normalised trace from its observations; `header` is a v1 trace object, if any."""
+    rows = sorted(
+        rows,
+        key=lambda r: (
+            parse_time(r.get("startTime")) or datetime.min.replace(tzinfo=UTC),
+            str(r["id"]),
+        ),
+    )
+    known = {str(r["id"]) for r in rows}
+    steps = [normalise_observation(r, known_ids=known) for r in rows]
+    root = _root_of(rows) or {}
+    source = header or root
+
+    def first(key: str) -> Any:
+        for candidate in [source, root, *rows]:
+            value = candidate.get(key)
+            if value not in (None, "", [], {}):
+                return value
+        return None
+
+    starts = [parse_time(r.get("startTime")) for r in rows if r.get("startTime")]
+    ends = [parse_time(r.get("endTime")) for r in rows if r.get("endTime")]
+    if (
+        header is not None
+        and isinstance(header.get("latency"), (int, float))
+        and header["latency"] >= 0
+    ):
+        latency_ms: float | None = float(header["latency"]) * 1000
+    elif starts and ends:
+        latency_ms = max(0.0, (max(ends) - min(starts)).total_seconds() * 1000)
+    else:
+        latency_ms = None
+    costs = [c for c in (_cost(r) for r in rows) if c is not None]
+    if (
+        header is not None
+        and isinstance(header.get("totalCost"), (int, float))
+        and header["totalCost"] >= 0
+    ):
+        cost: float | None = float(header["totalCost"])
+    else:
+        cost = round(sum(costs), 10) if costs else None
+
+    timestamp = parse_time(source.get("timestamp") or root.get("startTime")) or (
+        min(starts) if starts else None
+    )
+    metadata = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
+    metadata = dict(metadata)
+    for key in ("environment", "release", "version"):
+        value = first(key)
+        if value is not None and key not in metadata:
+            metadata[key] = value
+    return {
+        "id": trace_id,
+        "name": (header or {}).get("name") or first("traceName") or root.get("name"),
+        "timestamp": format_time(timestamp) if timestamp else None,
+        "input": parse_io(source.get("input")),
+        "output": parse_io(source.get("output")),
+        "steps": steps,
+        "metadata": metadata,
+        "tags": list(first("tags") or []),
+        "user_id": _str_or_none(first("userId")),
+        "session_id": _str_or_none(first("sessionId")),
+        "latency_ms": latency_ms,
+        "cost": cost,
+    }
+
+
+def normalise_langfuse_export(obj: dict[str, Any] | str) -> dict[str, Any]:
+    """Normalise one Langfuse trace export (a JSON line: the trace with its observations)."""
+    if isinstance(obj, (str, bytes)):
+        obj = json.loads(obj)
+    if not isinstance(obj, dict) or not obj.get("id"):
+        raise ValueError("a Langfuse trace export line must be a JSON object with an 'id'")
+    observations = [o for o in obj.get("observations") or [] if isinstance(o, dict) and o.get("id")]
+    trace = normalise_rows(str(obj["id"]), observations, header=obj)
+    if trace["timestamp"] is None:
+        raise ValueError(f"trace {obj['id']} has no timestamp")
+    return trace
