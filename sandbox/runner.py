@@ -68,6 +68,9 @@ SIGNAL_MESSAGES = {
         "the interpreter was killed (usually for running out of memory, limit {memory} MB)"
     ),
 }
+# Why a jail is stopped when its stdout breaks the protocol.
+TOO_MUCH_OUTPUT = "the eval produced more output than the sandbox accepts and was stopped"
+WROTE_INTO_RESULTS = "the eval wrote into the sandbox's result stream and was stopped"
 
 
 @dataclass(frozen=True)
@@ -366,7 +369,22 @@ def _run_batch(
     flush_each: bool,
     restricted: bool,
 ) -> _Batch:
-    header = json.dumps(
+    header = _header(code, limits, flush_each=flush_each, restricted=restricted)
+
+    def payload() -> Iterator[bytes]:
+        yield header + b"\n"
+        for start in range(0, len(indices), FEED_TRACES):
+            yield b"".join([frames.get(i) for i in indices[start : start + FEED_TRACES]])
+
+    with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
+        proc = _start(backend, limits, workdir)
+        nonces = [frames.nonce(i) for i in indices]
+        return _drive(proc, payload(), nonces, limits, backend.name)
+
+
+def _header(code: str, limits: Limits, *, flush_each: bool, restricted: bool) -> bytes:
+    """Return the harness's header line (without its newline): the code and its limits."""
+    return json.dumps(
         {
             "code": code,
             "timeout": limits.trace_timeout_s,
@@ -382,30 +400,25 @@ def _run_batch(
         }
     ).encode()
 
-    def payload() -> Iterator[bytes]:
-        yield header + b"\n"
-        for start in range(0, len(indices), FEED_TRACES):
-            yield b"".join([frames.get(i) for i in indices[start : start + FEED_TRACES]])
 
-    with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
-        local = backend.name == "local"
-        try:
-            proc = subprocess.Popen(
-                backend.command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={},
-                cwd=workdir if local else None,
-                preexec_fn=_local_preexec(limits) if local else None,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SandboxUnavailable(
-                f"the sandbox could not be started: {exc}", permanent=True
-            ) from None
-        nonces = [frames.nonce(i) for i in indices]
-        return _drive(proc, payload(), nonces, limits, backend.name)
+def _start(backend: _Backend, limits: Limits, workdir: str) -> subprocess.Popen:
+    """Start one jail (or local interpreter) running the harness, in its own session."""
+    local = backend.name == "local"
+    try:
+        return subprocess.Popen(
+            backend.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+            cwd=workdir if local else None,
+            preexec_fn=_local_preexec(limits) if local else None,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"the sandbox could not be started: {exc}", permanent=True
+        ) from None
 
 
 def _feed(proc: subprocess.Popen, payload: Iterable[bytes], failure: list) -> None:
@@ -430,7 +443,7 @@ def _kill(proc: subprocess.Popen) -> None:
 def _drive(
     proc: subprocess.Popen, payload: Iterable[bytes], nonces: list[str], limits: Limits, name: str
 ) -> _Batch:
-    expected = len(nonces)
+    """Feed the jail its traces from a thread, read its answers, and end it."""
     for stream in (proc.stdin, proc.stdout):
         # Bigger pipes mean fewer context switches while megabytes of traces go through.
         with contextlib.suppress(OSError):
@@ -439,17 +452,83 @@ def _drive(
     feeder = threading.Thread(target=_feed, args=(proc, payload, failure), daemon=True)
     feeder.start()
     started = time.monotonic()
+    answers = _Answers(nonces, limits)
+    stop_reason = _read_answers(proc, answers, limits, started)
+    if stop_reason is not None:
+        _kill(proc)
+    returncode = _reap(proc)
+    feeder.join(timeout=5)
+    if failure:
+        raise failure[0]
+    if not answers.ready:
+        raise _start_failure(name, answers.stderr.decode("utf-8", "replace"))
+    if stop_reason is None and len(answers.results) < len(nonces):
+        stop_reason = _exit_reason(returncode, name, limits, time.monotonic() - started)
+    return _Batch(answers.results, stop_reason, answers.fatal)
+
+
+class _Answers:
+    """What the harness has said so far: its results, parsed as complete lines arrive."""
+
+    STDERR_KEPT = 65536
+
+    def __init__(self, nonces: list[str], limits: Limits) -> None:
+        self.nonces = nonces
+        self.max_line = _max_line(limits)
+        # A scanner per jail: the C scanner keeps a memo between the calls it makes.
+        self.scan = json.JSONDecoder().scan_once
+        self.results: list[tuple] = []
+        self.fatal = False
+        self.ready = False
+        self.buffer = bytearray()
+        self.stderr = bytearray()
+
+    def add_stderr(self, data: bytes) -> None:
+        if len(self.stderr) < self.STDERR_KEPT:
+            self.stderr += data[: self.STDERR_KEPT - len(self.stderr)]
+
+    def add_stdout(self, data: bytes) -> tuple[bool, str | None]:
+        """Take bytes of stdout; return whether lines completed and why to stop, if so."""
+        self.buffer += data
+        end = self.buffer.rfind(b"\n")
+        stop_reason = None
+        if end >= 0:
+            # Every complete line at once: the harness writes results in blocks.
+            block = bytes(self.buffer[:end])
+            del self.buffer[: end + 1]
+            stop_reason = self._take_lines(block)
+        if stop_reason is None and len(self.buffer) > self.max_line:
+            stop_reason = TOO_MUCH_OUTPUT
+        return end >= 0, stop_reason
+
+    def _take_lines(self, block: bytes) -> str | None:
+        for line in block.split(b"\n"):
+            too_long = len(line) > self.max_line or self.fatal
+            rows = (
+                None
+                if too_long
+                else _parse(self.scan, line, len(self.results), self.nonces, self.ready)
+            )
+            if rows is None:
+                return TOO_MUCH_OUTPUT if too_long else WROTE_INTO_RESULTS
+            if not self.ready:
+                self.ready = True
+            else:
+                self.results.extend(rows)
+                self.fatal = line.endswith(b',"fatal":true}')
+        return None
+
+
+def _read_answers(
+    proc: subprocess.Popen, answers: _Answers, limits: Limits, started: float
+) -> str | None:
+    """Read stdout and stderr until both close; return why the jail must stop early, if so.
+
+    Two watchdogs: the whole batch's time, and progress (the next block of results must
+    come within a trace's timeout, or the start-up allowance before the first).
+    """
     batch_deadline = started + limits.batch_timeout_s + WATCHDOG_GRACE_S
     progress_deadline = started + STARTUP_ALLOWANCE_S
-    max_line = _max_line(limits)
-    # A scanner per jail: the C scanner keeps a memo between the calls it makes.
-    scan = json.JSONDecoder().scan_once
-    results: list[tuple] = []
-    fatal = False
-    ready = False
-    stop_reason: str | None = None
-    buffer = bytearray()
-    stderr = bytearray()
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ, "out")
     selector.register(proc.stderr, selectors.EVENT_READ, "err")
@@ -460,62 +539,39 @@ def _drive(
             deadline = min(batch_deadline, progress_deadline)
             if now >= deadline:
                 _kill(proc)
-                if now >= batch_deadline:
-                    stop_reason = (
-                        f"the batch ran out of time (limit {limits.batch_timeout_s} s per jail)"
-                    )
-                else:
-                    stop_reason = (
-                        f"timed out after {limits.trace_timeout_s:g} s "
-                        "(the eval did not stop when its time ran out and was killed)"
-                    )
-                break
+                return _watchdog_reason(limits, batch=now >= batch_deadline)
             for key, _ in selector.select(deadline - now):
                 data = os.read(key.fileobj.fileno(), READ_SIZE)
                 if not data:
                     selector.unregister(key.fileobj)
                     open_streams -= 1
-                    continue
-                if key.data == "err":
-                    if len(stderr) < 65536:
-                        stderr += data[: 65536 - len(stderr)]
-                    continue
-                buffer += data
-                end = buffer.rfind(b"\n")
-                # Every complete line at once: the harness writes results in blocks.
-                block = bytes(buffer[:end]) if end >= 0 else None
-                if block is not None:
-                    del buffer[: end + 1]
-                for line in block.split(b"\n") if block is not None else ():
-                    too_long = len(line) > max_line or fatal
-                    rows = None if too_long else _parse(scan, line, len(results), nonces, ready)
-                    if rows is None:
-                        stop_reason = (
-                            "the eval wrote into the sandbox's result stream and was stopped"
-                            if not too_long
-                            else "the eval produced more output than the sandbox accepts "
-                            "and was stopped"
+                elif key.data == "err":
+                    answers.add_stderr(data)
+                else:
+                    lines_came, stop_reason = answers.add_stdout(data)
+                    if lines_came:
+                        progress_deadline = (
+                            time.monotonic() + limits.trace_timeout_s + WATCHDOG_GRACE_S
                         )
-                        break
-                    if not ready:
-                        ready = True
-                    else:
-                        results.extend(rows)
-                        fatal = line.endswith(b',"fatal":true}')
-                if block is not None:
-                    progress_deadline = time.monotonic() + limits.trace_timeout_s + WATCHDOG_GRACE_S
-                if stop_reason is None and len(buffer) > max_line:
-                    stop_reason = (
-                        "the eval produced more output than the sandbox accepts and was stopped"
-                    )
-                if stop_reason is not None:
-                    _kill(proc)
-                    open_streams = 0
-                    break
+                    if stop_reason is not None:
+                        _kill(proc)
+                        return stop_reason
     finally:
         selector.close()
-    if stop_reason is not None:
-        _kill(proc)
+    return None
+
+
+def _watchdog_reason(limits: Limits, *, batch: bool) -> str:
+    if batch:
+        return f"the batch ran out of time (limit {limits.batch_timeout_s} s per jail)"
+    return (
+        f"timed out after {limits.trace_timeout_s:g} s "
+        "(the eval did not stop when its time ran out and was killed)"
+    )
+
+
+def _reap(proc: subprocess.Popen) -> int:
+    """Wait for the jail to end (killing it if it does not) and close its pipes."""
     try:
         returncode = proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -523,19 +579,15 @@ def _drive(
         returncode = proc.wait()
     for stream in (proc.stdout, proc.stderr):
         stream.close()
-    feeder.join(timeout=5)
-    if failure:
-        raise failure[0]
-    if not ready:
-        text = stderr.decode("utf-8", "replace")
-        if name == "nsjail":
-            raise SandboxUnavailable(jail.explain_start_failure(text), permanent=False)
-        raise SandboxUnavailable(
-            f"the local sandbox interpreter did not start: {text[-1500:]}", permanent=False
-        )
-    if stop_reason is None and len(results) < expected:
-        stop_reason = _exit_reason(returncode, name, limits, time.monotonic() - started)
-    return _Batch(results, stop_reason, fatal)
+    return returncode
+
+
+def _start_failure(name: str, stderr: str) -> SandboxUnavailable:
+    if name == "nsjail":
+        return SandboxUnavailable(jail.explain_start_failure(stderr), permanent=False)
+    return SandboxUnavailable(
+        f"the local sandbox interpreter did not start: {stderr[-1500:]}", permanent=False
+    )
 
 
 def _parse(
