@@ -469,56 +469,98 @@ def write_all(fd, data):
         view = view[os_write(fd, view) :]
 
 
-def main():
+class BatchSettings:
+    """The header line: the eval's code, its limits and how to write results."""
+
+    def __init__(self, header):
+        self.code = header["code"]
+        self.timeout = float(header["timeout"])
+        self.output_chars = int(header["output_chars"])
+        self.message_chars = int(header["message_chars"])
+        self.flush_bytes = int(header.get("flush_bytes", 32768))
+        self.start = int(header.get("start", 0))
+        self.flush_each = bool(header.get("flush_each", False))
+        self.restricted = bool(header.get("restricted", True))
+        self.rules = Rules(
+            header.get("modules", ()),
+            header.get("forbidden_attributes", ()),
+            tuple(header.get("forbidden_prefixes", ())),
+        )
+
+
+class ResultWriter:
+    """Gather result rows and write them to the runner in blocks (see the module docstring)."""
+
+    def __init__(self, fd, flush_bytes, flush_each):
+        self.fd = fd
+        self.flush_bytes = flush_bytes
+        self.flush_each = flush_each
+        self.pending = []
+        self.first = 0
+        self.buffered = 0
+        self.last_flush = perf_counter()
+
+    def add(self, index, row, now):
+        if not self.pending:
+            self.first = index
+        self.pending.append(row)
+        self.buffered += len(row)
+        if (
+            self.flush_each
+            or self.buffered >= self.flush_bytes
+            or now - self.last_flush >= FLUSH_SECONDS
+        ):
+            self.flush()
+            self.buffered = 0
+            self.last_flush = now
+
+    def flush(self):
+        if self.pending:
+            data = block_line(self.first, self.pending).encode("ascii")
+            self.pending.clear()
+            write_all(self.fd, data)
+
+    def write_fatal(self, index, row):
+        """Write the results so far, then this one marked as the last the jail gives."""
+        self.flush()
+        write_all(self.fd, block_line(index, [row], fatal=True).encode("ascii"))
+
+
+def take_streams():
+    """Return the result fd and the input reader; point fds 0, 1 and 2 at /dev/null.
+
+    The traces still to come are read through a reader only main() holds, not sys.stdin,
+    which reads /dev/null like fds 1 and 2 (the eval must not be able to write into the
+    result stream or the runner's stderr either).
+    """
     out_fd = os.dup(1)
-    # The traces still to come are read through a reader only this function holds, not
-    # sys.stdin, which reads /dev/null like fds 1 and 2 (the eval must not be able to
-    # write into the result stream or the runner's stderr either).
     infile = open(os.dup(0), "rb", buffering=READ_BUFFER)  # noqa: SIM115
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    os_write(out_fd, b'{"ready": true}\n')
+    return out_fd, infile
 
-    header = loads(infile.readline().decode())
-    code_text = header["code"]
-    timeout = float(header["timeout"])
-    output_chars = int(header["output_chars"])
-    message_chars = int(header["message_chars"])
-    flush_bytes = int(header.get("flush_bytes", 32768))
-    index = int(header.get("start", 0))
-    flush_each = bool(header.get("flush_each", False))
-    restricted = bool(header.get("restricted", True))
-    rules = Rules(
-        header.get("modules", ()),
-        header.get("forbidden_attributes", ()),
-        tuple(header.get("forbidden_prefixes", ())),
-    )
-    source_lines = code_text.splitlines()
 
-    load_error = None
+def load_code(code_text, rules, restricted):
+    """Return (the compiled eval code, None), or (None, why it may not run)."""
     try:
         tree = compile(code_text, EVAL_FILENAME, "exec", ONLY_AST)
         load_error = check_tree(tree, rules) if restricted else None
         code = compile(tree, EVAL_FILENAME, "exec") if load_error is None else None
     except SyntaxError as exc:
-        code = None
-        load_error = f"the eval code does not compile: {exc.msg} (line {exc.lineno})"
+        return None, f"the eval code does not compile: {exc.msg} (line {exc.lineno})"
     except (ValueError, MemoryError, RecursionError) as exc:
-        code = None
-        load_error = f"the eval code cannot be parsed: {type(exc).__name__}"
-    eval_builtins = make_builtins(rules) if restricted else builtins.__dict__
+        return None, f"the eval code cannot be parsed: {type(exc).__name__}"
+    return code, load_error
 
-    pending = []
-    # "started" is set only while eval code runs: a tick elsewhere does nothing.
-    state = {"started": None, "fired": None, "first": index, "nonce": ""}
 
-    def flush():
-        if pending:
-            data = block_line(state["first"], pending).encode("ascii")
-            pending.clear()
-            write_all(out_fd, data)
+def make_ticker(state, timeout, writer):
+    """Return the SIGALRM handler that enforces the per-trace timeout.
+
+    It raises TraceTimeout in the eval once its trace has run `timeout` seconds; an eval
+    that swallows it gets GRACE_SECONDS, then the jail ends with a fatal result.
+    """
 
     def on_tick(signum, frame):
         started = state["started"]
@@ -535,7 +577,6 @@ def main():
             return
         # The eval swallowed its timeout. The results made before this trace go out
         # first, so none is run twice, then this one, marked fatal, and the jail ends.
-        flush()
         row = result_row(
             state["nonce"],
             None,
@@ -544,98 +585,124 @@ def main():
             (now - started) * 1000,
             "",
         )
-        write_all(out_fd, block_line(index, [row], fatal=True).encode("ascii"))
+        writer.write_fatal(state["index"], row)
         os._exit(3)
 
-    if restricted:
+    return on_tick
+
+
+def judge(code, trace, eval_builtins, state, batch, output, source_lines, started):
+    """Run the eval on one trace; return (passed, reason, error, when it started).
+
+    ``output`` is (the harness's stdout, its stderr, what the eval prints into).
+    """
+    passed, reason, error = None, "", None
+    real_stdout, real_stderr, captured = output
+    sys.stdout = sys.stderr = captured
+    try:
+        try:
+            state["fired"] = None
+            state["started"] = started = perf_counter()
+            # A fresh namespace per trace: nothing one trace leaves in the eval's
+            # globals can change the verdict on the next.
+            namespace = {"__name__": "eval_module", "__builtins__": eval_builtins}
+            exec(code, namespace)  # noqa: S102 - this is the sandbox
+            fn = namespace.get("eval_fn")
+            if not callable(fn):
+                error = "the eval code does not define eval_fn(trace)"
+            else:
+                passed, reason, error = check_verdict(fn(trace))
+        finally:
+            state["started"] = None
+    except TraceTimeout:
+        passed, reason, error = None, "", f"timed out after {batch.timeout:g} s"
+    except SystemExit as exc:
+        passed, reason, error = (
+            None,
+            "",
+            f"the eval called exit ({exc.code!r}); return (bool, str) instead",
+        )
+    except BaseException as exc:
+        try:
+            error = describe_exception(exc, source_lines)
+        except BaseException:
+            error = f"the eval raised {type(exc).__name__}"
+        passed, reason = None, ""
+    finally:
+        sys.stdout, sys.stderr = real_stdout, real_stderr
+    if state["fired"] is not None and error is None:
+        # It caught the timeout and still answered: too late to count.
+        passed, reason, error = None, "", f"timed out after {batch.timeout:g} s"
+    return passed, reason, error, started
+
+
+def encode_result(nonce, passed, reason, error, duration_ms, captured, message_chars):
+    """Return the result row, or an error row when the result cannot be encoded."""
+    try:
+        return result_row(
+            nonce,
+            passed,
+            clip(reason, message_chars),
+            clip(error, message_chars),
+            duration_ms,
+            captured.value(),
+        )
+    except Exception as exc:
+        return result_row(
+            nonce,
+            None,
+            "",
+            f"the result could not be encoded: {type(exc).__name__}",
+            duration_ms,
+            "",
+        )
+
+
+def main():
+    out_fd, infile = take_streams()
+    os_write(out_fd, b'{"ready": true}\n')
+
+    batch = BatchSettings(loads(infile.readline().decode()))
+    source_lines = batch.code.splitlines()
+    code, load_error = load_code(batch.code, batch.rules, batch.restricted)
+    eval_builtins = make_builtins(batch.rules) if batch.restricted else builtins.__dict__
+
+    index = batch.start
+    writer = ResultWriter(out_fd, batch.flush_bytes, batch.flush_each)
+    # "started" is set only while eval code runs: a tick elsewhere does nothing.
+    state = {"started": None, "fired": None, "index": index, "nonce": ""}
+    if batch.restricted:
         # Cannot be removed once added, by the eval either.
         sys.addaudithook(audit_hook(state))
-    _signal.signal(_signal.SIGALRM, on_tick)
-    tick = min(max(timeout / 10, 0.01), 0.25)
+    _signal.signal(_signal.SIGALRM, make_ticker(state, batch.timeout, writer))
+    tick = min(max(batch.timeout / 10, 0.01), 0.25)
     setitimer(ITIMER_REAL, tick, tick)
-    real_stdout, real_stderr = sys.stdout, sys.stderr
-    captured = CappedOutput(output_chars)
-    buffered = 0
-    last_flush = perf_counter()
+    captured = CappedOutput(batch.output_chars)
+    output = (sys.stdout, sys.stderr, captured)
 
     for kind, nonce, payload in frames(infile.read):
         state["nonce"] = nonce
+        state["index"] = index
         captured.reset()
         passed, reason, error = None, "", load_error
         started = perf_counter()
         try:
             trace = decode(kind, payload)
         except Exception as exc:
-            trace, code_now = None, None
             error = f"the trace is not valid JSON: {exc}"
         else:
-            code_now = code
-        if code_now is not None:
-            sys.stdout = sys.stderr = captured
-            try:
-                try:
-                    state["fired"] = None
-                    state["started"] = started = perf_counter()
-                    # A fresh namespace per trace: nothing one trace leaves in the eval's
-                    # globals can change the verdict on the next.
-                    namespace = {"__name__": "eval_module", "__builtins__": eval_builtins}
-                    exec(code_now, namespace)  # noqa: S102 - this is the sandbox
-                    fn = namespace.get("eval_fn")
-                    if not callable(fn):
-                        error = "the eval code does not define eval_fn(trace)"
-                    else:
-                        passed, reason, error = check_verdict(fn(trace))
-                finally:
-                    state["started"] = None
-            except TraceTimeout:
-                passed, reason, error = None, "", f"timed out after {timeout:g} s"
-            except SystemExit as exc:
-                passed, reason, error = (
-                    None,
-                    "",
-                    f"the eval called exit ({exc.code!r}); return (bool, str) instead",
+            if code is not None:
+                passed, reason, error, started = judge(
+                    code, trace, eval_builtins, state, batch, output, source_lines, started
                 )
-            except BaseException as exc:
-                try:
-                    error = describe_exception(exc, source_lines)
-                except BaseException:
-                    error = f"the eval raised {type(exc).__name__}"
-                passed, reason = None, ""
-            finally:
-                sys.stdout, sys.stderr = real_stdout, real_stderr
-            if state["fired"] is not None and error is None:
-                # It caught the timeout and still answered: too late to count.
-                passed, reason, error = None, "", f"timed out after {timeout:g} s"
         now = perf_counter()
-        try:
-            row = result_row(
-                nonce,
-                passed,
-                clip(reason, message_chars),
-                clip(error, message_chars),
-                (now - started) * 1000,
-                captured.value(),
-            )
-        except Exception as exc:
-            row = result_row(
-                nonce,
-                None,
-                "",
-                f"the result could not be encoded: {type(exc).__name__}",
-                (now - started) * 1000,
-                "",
-            )
-        if not pending:
-            state["first"] = index
-        pending.append(row)
-        buffered += len(row)
-        if flush_each or buffered >= flush_bytes or now - last_flush >= FLUSH_SECONDS:
-            flush()
-            buffered = 0
-            last_flush = now
+        row = encode_result(
+            nonce, passed, reason, error, (now - started) * 1000, captured, batch.message_chars
+        )
+        writer.add(index, row, now)
         index += 1
     setitimer(ITIMER_REAL, 0)
-    flush()
+    writer.flush()
 
 
 if __name__ == "__main__":
