@@ -329,43 +329,50 @@ def check_tree(tree, rules):
     stack = [tree]
     while stack:
         node = stack.pop()
-        kind = type(node).__name__
-        line = getattr(node, "lineno", 1)
-        problem = None
-        if kind == "Attribute":
-            if rules.bad_attribute(node.attr):
-                problem = f"attribute '{node.attr}'"
-            elif node.attr in FORMAT_METHODS:
-                value = node.value
-                literal = type(value).__name__ == "Constant" and isinstance(value.value, str)
-                if not literal or unsafe_format(value.value):
-                    problem = f"'.{node.attr}' on anything but a plain string literal"
-        elif kind == "Name" and node.id.startswith("__"):
-            problem = f"the name '{node.id}'"
-        elif kind in ("Global", "Nonlocal"):
-            problem = next((f"the name '{n}'" for n in node.names if n.startswith("__")), None)
-        elif kind == "ImportFrom":
-            names = [a.name for a in node.names]
-            if node.level or "*" in names:
-                problem = "a relative or '*' import"
-            else:
-                problem = next((f"importing '{n}'" for n in names if rules.bad_attribute(n)), None)
-        elif kind == "MatchClass":
-            problem = next(
-                (f"matching on '{a}'" for a in node.kwd_attrs if rules.bad_attribute(a)), None
-            )
-        elif kind == "arg" or kind == "AnnAssign":
-            if node.annotation is not None and _has_string(node.annotation):
-                problem = "a string annotation"
-        elif (
-            kind in ("FunctionDef", "AsyncFunctionDef")
-            and node.returns is not None
-            and _has_string(node.returns)
-        ):
-            problem = "a string annotation"
+        problem = node_problem(node, type(node).__name__, rules)
         if problem is not None:
+            line = getattr(node, "lineno", 1)
             return f"the eval code uses {problem} (line {line}), which is not allowed"
         stack.extend(_children(node))
+    return None
+
+
+def node_problem(node, kind, rules):
+    """Return what one syntax node uses that eval code may not, or None."""
+    if kind == "Attribute":
+        return attribute_problem(node, rules)
+    if kind == "Name" and node.id.startswith("__"):
+        return f"the name '{node.id}'"
+    if kind in ("Global", "Nonlocal"):
+        return next((f"the name '{n}'" for n in node.names if n.startswith("__")), None)
+    if kind == "ImportFrom":
+        names = [a.name for a in node.names]
+        if node.level or "*" in names:
+            return "a relative or '*' import"
+        return next((f"importing '{n}'" for n in names if rules.bad_attribute(n)), None)
+    if kind == "MatchClass":
+        return next((f"matching on '{a}'" for a in node.kwd_attrs if rules.bad_attribute(a)), None)
+    if kind == "arg" or kind == "AnnAssign":
+        annotation = node.annotation
+    elif kind in ("FunctionDef", "AsyncFunctionDef"):
+        annotation = node.returns
+    else:
+        return None
+    if annotation is not None and _has_string(annotation):
+        return "a string annotation"
+    return None
+
+
+def attribute_problem(node, rules):
+    """Return why reading ``node.attr`` is refused: a forbidden name, or a format method
+    on anything but a string literal that reads no attributes."""
+    if rules.bad_attribute(node.attr):
+        return f"attribute '{node.attr}'"
+    if node.attr in FORMAT_METHODS:
+        value = node.value
+        literal = type(value).__name__ == "Constant" and isinstance(value.value, str)
+        if not literal or unsafe_format(value.value):
+            return f"'.{node.attr}' on anything but a plain string literal"
     return None
 
 
