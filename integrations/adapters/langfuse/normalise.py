@@ -130,27 +130,6 @@ def normalise_rows(
         return None
 
     starts = [parse_time(r.get("startTime")) for r in rows if r.get("startTime")]
-    ends = [parse_time(r.get("endTime")) for r in rows if r.get("endTime")]
-    if (
-        header is not None
-        and isinstance(header.get("latency"), (int, float))
-        and header["latency"] >= 0
-    ):
-        latency_ms: float | None = float(header["latency"]) * 1000
-    elif starts and ends:
-        latency_ms = max(0.0, (max(ends) - min(starts)).total_seconds() * 1000)
-    else:
-        latency_ms = None
-    costs = [c for c in (_cost(r) for r in rows) if c is not None]
-    if (
-        header is not None
-        and isinstance(header.get("totalCost"), (int, float))
-        and header["totalCost"] >= 0
-    ):
-        cost: float | None = float(header["totalCost"])
-    else:
-        cost = round(sum(costs), 10) if costs else None
-
     timestamp = parse_time(source.get("timestamp") or root.get("startTime")) or (
         min(starts) if starts else None
     )
@@ -171,9 +150,38 @@ def normalise_rows(
         "tags": list(first("tags") or []),
         "user_id": _str_or_none(first("userId")),
         "session_id": _str_or_none(first("sessionId")),
-        "latency_ms": latency_ms,
-        "cost": cost,
+        "latency_ms": _latency_ms(rows, starts, header),
+        "cost": _trace_cost(rows, header),
     }
+
+
+def _header_number(header: dict[str, Any] | None, key: str) -> float | None:
+    """Return a non-negative number the v1 trace header gives for ``key``, if any."""
+    if header is not None and isinstance(header.get(key), (int, float)) and header[key] >= 0:
+        return float(header[key])
+    return None
+
+
+def _latency_ms(
+    rows: list[dict[str, Any]], starts: list[datetime], header: dict[str, Any] | None
+) -> float | None:
+    """The header's latency, else the span from the first start to the last end."""
+    latency = _header_number(header, "latency")
+    if latency is not None:
+        return latency * 1000
+    ends = [parse_time(r.get("endTime")) for r in rows if r.get("endTime")]
+    if starts and ends:
+        return max(0.0, (max(ends) - min(starts)).total_seconds() * 1000)
+    return None
+
+
+def _trace_cost(rows: list[dict[str, Any]], header: dict[str, Any] | None) -> float | None:
+    """The header's total cost, else the sum of the observations' costs."""
+    cost = _header_number(header, "totalCost")
+    if cost is not None:
+        return cost
+    costs = [c for c in (_cost(r) for r in rows) if c is not None]
+    return round(sum(costs), 10) if costs else None
 
 
 def normalise_langfuse_export(obj: dict[str, Any] | str) -> dict[str, Any]:

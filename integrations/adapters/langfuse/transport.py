@@ -200,37 +200,9 @@ class LangfuseTransport:
                 self.requests_made += 1
                 return fn(options)
             except ApiError as exc:
-                status = exc.status_code or 0
-                if 200 <= status < 300:  # a 2xx whose body is not JSON: an HTML page, say
-                    raise self._client_error(exc, what=what) from None
-                if status == 429:
-                    delay = self._retry_after(exc) or self._backoff(attempt)
-                    if last:
-                        raise AdapterError(
-                            f"Langfuse rate limit reached during the {what}; "
-                            f"retry in {delay:.0f}s. "
-                            "The Hobby plan allows 30 read requests a minute.",
-                            permanent=False,
-                            code="rate_limited",
-                            retry_after=delay,
-                        ) from None
-                    logger.info("langfuse rate limited host=%s delay=%.1f", self.host, delay)
-                    self.sleep(delay)
-                    continue
-                if status >= 500 or status == 408:
-                    if last:
-                        raise AdapterError(
-                            f"Langfuse answered HTTP {status} to the {what} "
-                            f"{self.max_attempts} times; "
-                            "it may be down, try again later.",
-                            permanent=False,
-                            code="server_error",
-                        ) from None
-                    self.sleep(self._backoff(attempt))
-                    continue
-                if status == 422 and not heavy_is_error:
-                    raise WindowTooHeavy() from None
-                raise self._client_error(exc, what=what) from None
+                delay = self._api_error_delay(
+                    exc, attempt=attempt, last=last, what=what, heavy_is_error=heavy_is_error
+                )
             except httpx.TimeoutException:
                 if last or not network_retries:
                     raise AdapterError(
@@ -238,10 +210,9 @@ class LangfuseTransport:
                         permanent=False,
                         code="timeout",
                     ) from None
-                self.sleep(self._backoff(attempt))
+                delay = self._backoff(attempt)
             except httpx.TransportError as exc:
-                refused = outbound.refusal_behind(exc)
-                if refused is not None:
+                if (refused := outbound.refusal_behind(exc)) is not None:
                     raise AdapterError(
                         f"Could not reach {self.host}: {refused.message}",
                         permanent=True,
@@ -251,7 +222,7 @@ class LangfuseTransport:
                     raise AdapterError(
                         self._unreachable_message(exc), permanent=False, code="unreachable"
                     ) from None
-                self.sleep(self._backoff(attempt))
+                delay = self._backoff(attempt)
             except (pydantic.ValidationError, ValueError, TypeError):
                 raise AdapterError(
                     f"{self.host} answered the {what} with data that is not Langfuse's; "
@@ -259,7 +230,42 @@ class LangfuseTransport:
                     permanent=True,
                     code="not_langfuse",
                 ) from None
+            self.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _api_error_delay(
+        self, exc: ApiError, *, attempt: int, last: bool, what: str, heavy_is_error: bool
+    ) -> float:
+        """Return how long to wait before retrying after an HTTP error, or raise it mapped."""
+        status = exc.status_code or 0
+        if 200 <= status < 300:  # a 2xx whose body is not JSON: an HTML page, say
+            raise self._client_error(exc, what=what) from None
+        if status == 429:
+            delay = self._retry_after(exc) or self._backoff(attempt)
+            if last:
+                raise AdapterError(
+                    f"Langfuse rate limit reached during the {what}; "
+                    f"retry in {delay:.0f}s. "
+                    "The Hobby plan allows 30 read requests a minute.",
+                    permanent=False,
+                    code="rate_limited",
+                    retry_after=delay,
+                ) from None
+            logger.info("langfuse rate limited host=%s delay=%.1f", self.host, delay)
+            return delay
+        if status >= 500 or status == 408:
+            if last:
+                raise AdapterError(
+                    f"Langfuse answered HTTP {status} to the {what} "
+                    f"{self.max_attempts} times; "
+                    "it may be down, try again later.",
+                    permanent=False,
+                    code="server_error",
+                ) from None
+            return self._backoff(attempt)
+        if status == 422 and not heavy_is_error:
+            raise WindowTooHeavy() from None
+        raise self._client_error(exc, what=what) from None
 
     def _client_error(self, exc: ApiError, *, what: str) -> AdapterError:
         status = exc.status_code or 0
