@@ -132,6 +132,9 @@ class BackgroundRun(models.Model):
     """Abstract base of rows carried out by a Celery task; the concrete model adds ``status``
     (queued, running, succeeded, failed) and ``error``."""
 
+    # The concrete model's ``status`` takes its choices from here: ``run.Status.RUNNING``.
+    Status = RunStatus
+
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
