@@ -58,16 +58,6 @@ class EvalsConfig(AppConfig):
             stats[eval_set_id]["drift"] = message
         return stats
 
-    def on_traces_ingested(self, workspace_id: int, trace_ids: list[int]) -> None:
-        """Queue the automatic runs of active evals on new or changed traces (after commit)."""
-        from evals.models import Eval
-        from evals.tasks import run_automatic_evals_task
-
-        # Most ingestions happen before any eval is active: skip the broker round trip.
-        active = Eval.objects.for_workspace(workspace_id).filter(status=Eval.Status.ACTIVE)
-        if trace_ids and active.exists():
-            run_automatic_evals_task.delay(workspace_id, list(trace_ids))
-
 
 def drift_warnings(eval_set_ids: list[int]) -> dict[int, str]:
     """Return a warning per eval set whose active eval has drifted from recent labels."""

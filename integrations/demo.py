@@ -6,7 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from integrations.store import UpsertResult, store_traces
+from integrations.store import UpsertResult
+from iofold.pipeline import ingest_traces
 
 # Fixed, so that running the demo command twice changes nothing.
 BASE_TIME = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -156,4 +157,4 @@ def demo_trace(index: int, *, seed: int = 0) -> dict[str, Any]:
 def create_demo_traces(*, workspace, count: int = 48, seed: int = 0) -> UpsertResult:
     """Create (or refresh) ``count`` realistic demo traces in ``workspace`` (source "demo")."""
     traces = [demo_trace(index, seed=seed) for index in range(count)]
-    return store_traces(workspace=workspace, source="demo", traces=traces)
+    return ingest_traces(workspace=workspace, source="demo", traces=traces)

@@ -24,9 +24,10 @@ from integrations.constants import (
 )
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
-from integrations.store import UpsertResult, store_traces
+from integrations.store import UpsertResult
 from iofold.lib import outbound
 from iofold.lib.runs import Heartbeat, keep_alive
+from iofold.pipeline import ingest_traces
 
 logger = logging.getLogger(__name__)
 
@@ -415,7 +416,7 @@ def _sync(
         )
         for page in pager:
             with transaction.atomic():
-                result = store_traces(
+                result = ingest_traces(
                     workspace=integration.workspace,
                     source="langfuse",
                     integration=integration,

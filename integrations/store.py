@@ -1,16 +1,12 @@
-"""Where synced, uploaded and pushed traces go.
+"""What storing a batch of traces did, as the integrations' entry points report it.
 
 Integrations fetch and normalise traces; storing them belongs to the traces app, which is
-downstream. The store is wired by dotted path (``settings.IOFOLD_TRACE_STORE``) so this app
-never imports downstream code.
+downstream, so each entry point hands its batch to ``iofold.pipeline.ingest_traces``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from django.conf import settings
-from django.utils.module_loading import import_string
 
 
 @dataclass
@@ -40,15 +36,3 @@ class UpsertResult:
         self.duplicates += other.duplicates
         self.trace_ids += other.trace_ids
         self.errors += [(index + index_offset, reason) for index, reason in other.errors]
-
-
-def store_traces(*, workspace, source: str, traces: list[dict], integration=None, on_ingested=None):
-    """Upsert normalised traces through the configured store; return an ``UpsertResult``."""
-    store = import_string(settings.IOFOLD_TRACE_STORE)
-    return store(
-        workspace=workspace,
-        source=source,
-        integration=integration,
-        traces=traces,
-        on_ingested=on_ingested,
-    )

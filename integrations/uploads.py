@@ -8,8 +8,9 @@ from typing import Any
 
 from integrations.adapters.langfuse import normalise_langfuse_export
 from integrations.constants import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, UPLOAD_BATCH
-from integrations.store import UpsertResult, store_traces
+from integrations.store import UpsertResult
 from iofold.lib import jsontext
+from iofold.pipeline import ingest_traces
 
 
 @dataclass
@@ -63,7 +64,7 @@ def ingest_objects(
     numbers: list[int] = []
 
     def flush() -> None:
-        result = store_traces(
+        result = ingest_traces(
             workspace=workspace, source=source, traces=batch, on_ingested=on_ingested
         )
         for index, reason in result.errors:

@@ -30,9 +30,9 @@ from django.views.decorators.http import require_POST
 
 from integrations.constants import MAX_API_TRACES, MAX_REPORTED_ERRORS
 from integrations.models import Integration
-from integrations.store import store_traces
 from integrations.uploads import to_normalised
 from iofold.lib import jsontext
+from iofold.pipeline import ingest_traces
 from workspaces.access import workspace_view
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def ingest_webhook(*, integration: Integration, items: list) -> dict:
             errors.append({"index": index, "error": f"not a valid Langfuse trace export: {exc}"})
             continue
         indexes.append(index)
-    result = store_traces(
+    result = ingest_traces(
         workspace=integration.workspace, source="webhook", integration=integration, traces=traces
     )
     errors += [{"index": indexes[i], "error": reason} for i, reason in result.errors]

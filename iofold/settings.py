@@ -365,9 +365,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests that hand rows to a real worker process need a test database it can open too.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
-# Where integrations hand the traces they fetch (a dotted path; see integrations/store.py).
-IOFOLD_TRACE_STORE = "traces.ingest.upsert_traces"
-
 # Global schedules, upserted by name by ``manage.py setup_periodic_tasks`` (run on deploy
 # and by bin/run). Per-integration sync schedules are rows the integration services manage.
 IOFOLD_PERIODIC_TASKS = {

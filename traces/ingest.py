@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.apps import apps
 from django.db import transaction
 
 from integrations.adapters.base import parse_time, validate_normalised_trace
@@ -69,8 +68,8 @@ def upsert_traces(
     """Validate and upsert normalised traces; return the counts and the new or changed ids.
 
     ``on_ingested(trace_ids)`` runs after the surrounding transaction commits, and only
-    when some trace was created or changed; so does every installed app's
-    ``on_traces_ingested(workspace_id, trace_ids)`` hook.
+    when some trace was created or changed. What happens next (continuous evaluation) is
+    the caller's to decide: ``iofold.pipeline.ingest_traces`` is the caller that does it.
     """
     if source not in Trace.Source.values:
         raise ValueError(f"unknown trace source {source!r}")
@@ -146,8 +145,6 @@ def upsert_traces(
         ids_for_callback = list(written)
         if on_ingested is not None:
             transaction.on_commit(lambda: on_ingested(ids_for_callback))
-        workspace_id = workspace.pk
-        transaction.on_commit(lambda: notify_ingested(workspace_id, ids_for_callback))
     logger.info(
         "traces upserted workspace=%s source=%s created=%d updated=%d unchanged=%d failed=%d",
         workspace.pk,
@@ -158,24 +155,6 @@ def upsert_traces(
         result.failed,
     )
     return result
-
-
-def notify_ingested(workspace_id: int, trace_ids: list[int]) -> None:
-    """Call every app's ``on_traces_ingested`` hook with the new or changed trace ids.
-
-    Downstream apps (evals) react to new traces through this hook, since traces must not
-    import them. A failing hook is logged, never raised: the traces are already stored.
-    """
-    for app_config in apps.get_app_configs():
-        hook = getattr(app_config, "on_traces_ingested", None)
-        if hook is None:
-            continue
-        try:
-            hook(workspace_id, list(trace_ids))
-        except Exception:
-            logger.exception(
-                "on_traces_ingested hook failed app=%s workspace=%s", app_config.label, workspace_id
-            )
 
 
 def canonical_trace(raw: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Continuous evaluation: active evals judge new traces, and drift from later human labels.
 
-New or changed traces arrive through ``traces.ingest`` (sync, upload, API, webhook), which
-calls ``EvalsConfig.on_traces_ingested``; that enqueues ``run_automatic_evals_task``, which
-calls ``start_automatic_runs`` here. Each matching active eval gets one automatic run on
-the ``execute`` queue; when it finishes, its verdicts go to Langfuse (``scores``).
+New or changed traces arrive through ``iofold.pipeline.ingest_traces`` (sync, upload, API,
+webhook), which stores them and then calls ``queue_automatic_runs`` here; that enqueues
+``run_automatic_evals_task``, which calls ``start_automatic_runs``. Each matching active
+eval gets one automatic run on the ``execute`` queue; when it finishes, its verdicts go to
+Langfuse (``scores``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
         .order_by("timestamp", "id")
     )
     return list(matching.values_list("id", flat=True))
+
+
+def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
+    """Queue the automatic runs of active evals on new or changed traces."""
+    from evals.tasks import run_automatic_evals_task
+
+    # Most ingestions happen before any eval is active: skip the broker round trip.
+    active = Eval.objects.for_workspace(workspace_id).filter(status=Eval.Status.ACTIVE)
+    if trace_ids and active.exists():
+        run_automatic_evals_task.delay(workspace_id, list(trace_ids))
 
 
 def start_automatic_runs(

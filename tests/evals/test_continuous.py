@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
 from evals.services import continuous
+from iofold.pipeline import ingest_traces
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
-from traces.ingest import upsert_traces
 from traces.models import EvalSet, EvalSetTrace, Feedback
 from workspaces.services import issue_token
 
@@ -44,7 +44,7 @@ def _ingest(workspace, outputs: dict[str, str], *, name="support", source="api")
         data = trace_data(i, output=output)
         data.update(id=external_id, name=name)
         traces.append(data)
-    return upsert_traces(workspace=workspace, source=source, traces=traces)
+    return ingest_traces(workspace=workspace, source=source, traces=traces)
 
 
 def _verdicts(eval):

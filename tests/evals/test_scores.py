@@ -12,9 +12,9 @@ from django.utils import timezone
 from evals.models import Eval, EvalExecution
 from evals.services import scores
 from integrations.models import Integration
+from iofold.pipeline import ingest_traces
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
 from tests.traces.factories import EvalSetFactory, trace_data
-from traces.ingest import upsert_traces
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def _setup(
         activated_at=timezone.now(),
     )
     traces = [trace_data(i) for i in range(start, start + n)]
-    result = upsert_traces(
+    result = ingest_traces(
         workspace=workspace,
         source=source,
         integration=integration if source in ("langfuse", "webhook") else None,

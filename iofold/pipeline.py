@@ -1,0 +1,68 @@
+"""The trace chain, in order: a source's traces are stored, then active evals judge them.
+
+    source ─ sync / upload / API / webhook (integrations)
+           → ingest_traces (here)
+           → traces.ingest.upsert_traces        stores the rows
+           → evals' queue_automatic_runs         continuous evaluation, after commit
+           → scores pushed back to the source    evals.services.scores
+           → integrations.services.record_score_delivery
+
+The apps sit in one line, upstream first (workspaces, integrations, traces, evals), and
+never import downstream. Integrations owns the entry points a trace arrives through, yet
+traces and evals are downstream of it, so the entry points hand each batch to this
+module, which sits above the apps and calls each step by name. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from integrations.store import UpsertResult
+
+logger = logging.getLogger(__name__)
+
+
+def ingest_traces(
+    *,
+    workspace,
+    source: str,
+    traces: list[dict[str, Any]],
+    integration=None,
+    on_ingested: Callable[[list[int]], None] | None = None,
+) -> UpsertResult:
+    """Store normalised traces, then queue continuous evaluation of the new or changed ones.
+
+    The evaluation is queued after the surrounding transaction commits, so a worker never
+    looks for rows that are not there yet; ``on_ingested(trace_ids)`` runs then too.
+    """
+    from traces.ingest import upsert_traces
+
+    result = upsert_traces(
+        workspace=workspace,
+        source=source,
+        integration=integration,
+        traces=traces,
+        on_ingested=on_ingested,
+    )
+    if result.trace_ids:
+        workspace_id, trace_ids = workspace.pk, list(result.trace_ids)
+        transaction.on_commit(lambda: evaluate_new_traces(workspace_id, trace_ids))
+    return result
+
+
+def evaluate_new_traces(workspace_id: int, trace_ids: list[int]) -> None:
+    """Queue the active evals' automatic runs on new traces; log, never raise, a failure.
+
+    The traces are already committed when this runs: a broker outage must not turn a
+    stored batch into an error for the sync, upload or webhook that sent it.
+    """
+    from evals.services.continuous import queue_automatic_runs
+
+    try:
+        queue_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids)
+    except Exception:
+        logger.exception("continuous evaluation not queued workspace=%s", workspace_id)
