@@ -3,77 +3,8 @@ from django.apps import AppConfig
 
 class EvalsConfig(AppConfig):
     name = "evals"
-    # (order, label, url name, url names that highlight it; empty = the whole app)
-    nav_items = [
-        (
-            30,
-            "Evals",
-            "evals:list",
-            [
-                "list",
-                "versions",
-                "diff",
-                "matrix",
-                "detail",
-                "edit",
-                "cell",
-                "compare",
-                "refinement",
-                "generation",
-                "run_progress",
-            ],
-        ),
-        (40, "Operations", "evals:dashboard", ["dashboard", "drift"]),
-        (90, "Eval settings", "evals:settings", ["settings"]),
-    ]
 
     def ready(self) -> None:
         from evals.sandboxing import configure_sandbox
 
         configure_sandbox()
-
-    def eval_set_stats(self, eval_set_ids: list[int]) -> dict[int, dict]:
-        """Return each eval set's number of eval versions, best headline agreement, and
-        ``drift``: a warning when its active eval agrees less with recent labels (else None).
-        """
-        from django.db.models import Count, Max
-
-        from evals.models import Eval
-
-        rows = (
-            Eval.objects.filter(eval_set_id__in=eval_set_ids)
-            .values("eval_set_id")
-            .annotate(eval_count=Count("id"), best_agreement=Max("agreement"))
-            .order_by()
-        )
-        stats = {
-            row["eval_set_id"]: {
-                "eval_count": row["eval_count"],
-                "best_agreement": row["best_agreement"],
-                "drift": None,
-            }
-            for row in rows
-        }
-        for eval_set_id, message in drift_warnings(eval_set_ids).items():
-            stats[eval_set_id]["drift"] = message
-        return stats
-
-
-def drift_warnings(eval_set_ids: list[int]) -> dict[int, str]:
-    """Return a warning per eval set whose active eval has drifted from recent labels."""
-    from evals.models import Eval
-    from evals.services.continuous import compute_drift
-
-    warnings = {}
-    active = Eval.objects.filter(
-        eval_set_id__in=eval_set_ids, status=Eval.Status.ACTIVE, activated_at__isnull=False
-    ).select_related("eval_set")
-    for eval in active:
-        drift = compute_drift(eval=eval)
-        if drift.drifting:
-            warnings[eval.eval_set_id] = (
-                f"The active eval v{eval.version} agrees with {drift.current:.0%} of the latest "
-                f"labels, {drift.drop:.0%} below its {drift.baseline:.0%} at activation. "
-                "Refine it with the new labels."
-            )
-    return warnings

@@ -6,7 +6,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from django.apps import apps
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
@@ -429,18 +428,32 @@ def eval_set_summary(eval_set: EvalSet) -> EvalSetSummary:
 
 
 def eval_stats(eval_set_ids: list[int]) -> dict[int, dict]:
-    """Ask the evals app for each set's number of evals and best agreement.
+    """Return each set's number of evals, best agreement and drift warning.
 
-    Data flows from traces to evals, so traces never imports evals: an installed app
-    whose AppConfig defines ``eval_set_stats(eval_set_ids) -> {id: {"eval_count": int,
-    "best_agreement": float | None}}`` supplies the figures. Without one, the UI shows "—".
+    The figures belong to the evals app, downstream of this one: the composition layer
+    above the apps asks it (``iofold.composition.eval_set_stats``).
     """
-    stats: dict[int, dict] = {}
-    for app_config in apps.get_app_configs():
-        provider = getattr(app_config, "eval_set_stats", None)
-        if provider is not None:
-            stats.update(provider(eval_set_ids))
-    return stats
+    # Deferred: the composition layer imports the apps, this one included.
+    from iofold import composition
+
+    return composition.eval_set_stats(eval_set_ids)
+
+
+def labelling_progress(workspace) -> tuple[int, int]:
+    """Return ``(traces labelled, target)`` of the workspace's most advanced eval set.
+
+    The first active set that reached its target wins; otherwise the one with the most
+    labelled traces. Without sets, ``(0, 10)``.
+    """
+    best, target = 0, 10
+    sets = EvalSet.objects.for_workspace(workspace).active().only("id", "target_labels")
+    for eval_set in sets[:20]:
+        labelled = Feedback.objects.filter(eval_set=eval_set).values("trace_id").distinct().count()
+        if labelled >= eval_set.target_labels:
+            return labelled, eval_set.target_labels
+        if labelled > best:
+            best, target = labelled, eval_set.target_labels
+    return best, target
 
 
 class LabelledExample(NamedTuple):

@@ -31,8 +31,9 @@ def workspace_home(request):
 
 
 def _checklist(workspace: Workspace) -> list[dict]:
-    """Return the onboarding steps; apps downstream contribute through their selectors."""
-    from workspaces.onboarding import onboarding_steps
+    """Return the onboarding steps, which iofold.composition lists for every app."""
+    # Deferred: the composition layer sits above the apps and imports them all.
+    from iofold.composition import onboarding_steps
 
     return onboarding_steps(workspace)
 

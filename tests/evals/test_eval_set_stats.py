@@ -1,8 +1,8 @@
 """The figures the evals app gives the traces app's eval set pages, drift included."""
 
 import pytest
-from django.apps import apps
 
+from evals.set_stats import eval_set_stats
 from tests.evals.test_continuous import _constructed
 from traces.selectors import eval_stats
 
@@ -30,7 +30,7 @@ def test_sets_without_an_active_eval_have_no_drift(workspace, django_assert_max_
     Eval.objects.filter(pk=eval.pk).update(status="draft")
 
     with django_assert_max_num_queries(2):
-        stats = apps.get_app_config("evals").eval_set_stats([eval.eval_set_id])
+        stats = eval_set_stats([eval.eval_set_id])
 
     assert stats[eval.eval_set_id]["drift"] is None
 

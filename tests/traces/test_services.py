@@ -210,15 +210,13 @@ def test_ready_when_target_reached(workspace, owner, traces):
     assert eval_set_summary(eval_set).ready
 
 
-def test_eval_numbers_come_from_an_app_hook(eval_set, monkeypatch):
-    from django.apps import apps
+def test_eval_numbers_come_from_the_composition_layer(eval_set, monkeypatch):
+    from iofold import composition
 
-    config = apps.get_app_config("traces")
     monkeypatch.setattr(
-        config,
+        composition,
         "eval_set_stats",
         lambda ids: {pk: {"eval_count": 3, "best_agreement": 0.9} for pk in ids},
-        raising=False,
     )
     summary = eval_set_summary(eval_set)
     assert (summary.eval_count, summary.best_agreement) == (3, 0.9)

@@ -1,0 +1,127 @@
+"""Where the apps are put side by side: the navigation, the onboarding checklist, and the
+evals' figures on the traces app's eval set pages.
+
+Each list names every app explicitly, in display order. The apps never look each other up
+at runtime: an upstream app's page that shows a downstream app's figures calls this
+module, which calls the downstream app by name. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    # URL names of the app that highlight the entry; empty: any page of the app.
+    highlights: tuple[str, ...] = ()
+
+
+NAV_ITEMS = [
+    NavItem("Overview", "workspaces:home", ("home",)),
+    NavItem("Integrations", "integrations:list"),
+    NavItem("Traces", "traces:list", ("list", "detail")),
+    NavItem(
+        "Eval sets",
+        "traces:evalset_list",
+        ("evalset_list", "evalset_create", "evalset_detail", "evalset_edit", "review"),
+    ),
+    NavItem(
+        "Evals",
+        "evals:list",
+        (
+            "list",
+            "versions",
+            "diff",
+            "matrix",
+            "detail",
+            "edit",
+            "cell",
+            "compare",
+            "refinement",
+            "generation",
+            "run_progress",
+        ),
+    ),
+    NavItem("Operations", "evals:dashboard", ("dashboard", "drift")),
+    NavItem("Members", "workspaces:members", ("members",)),
+    NavItem("Eval settings", "evals:settings", ("settings",)),
+    NavItem("Settings", "workspaces:settings", ("settings", "tokens")),
+]
+
+
+def navigation(request: HttpRequest) -> dict:
+    """Context processor: the current workspace's navigation entries, in display order."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    workspace = getattr(request, "workspace", None)
+    return {"workspace_nav": workspace_nav(workspace) if workspace is not None else []}
+
+
+def workspace_nav(workspace) -> list[dict]:
+    """Return the navigation entries of a workspace, with their URLs."""
+    return [
+        {
+            "label": item.label,
+            "url": reverse(item.url_name, kwargs={"slug": workspace.slug}),
+            "app": item.url_name.split(":")[0],
+            "url_names": list(item.highlights),
+        }
+        for item in NAV_ITEMS
+    ]
+
+
+def onboarding_steps(workspace) -> list[dict]:
+    """Return the checklist a new workspace opens on; each step ticks itself when done."""
+    from evals.models import Eval
+    from integrations.models import Integration
+    from traces.models import EvalSet, Trace
+    from traces.selectors import labelling_progress
+
+    labelled, target = labelling_progress(workspace)
+    steps = [
+        {
+            "title": "Connect Langfuse or upload traces",
+            "help": "Sync traces from Langfuse, or upload a JSONL file of agent runs.",
+            "done": Integration.objects.for_workspace(workspace).exists()
+            or Trace.objects.for_workspace(workspace).exists(),
+            "url_name": "integrations:list",
+        },
+        {
+            "title": "Create an eval set",
+            "help": "Write down in plain words what makes a trace good, and pick the "
+            "traces to judge (a saved filter or hand-picked ones).",
+            "done": EvalSet.objects.for_workspace(workspace).exists(),
+            "url_name": "traces:evalset_create",
+        },
+        {
+            "title": f"Label {target} traces",
+            "help": "Thumbs up, down or neutral, one trace at a time; keys 1, 2, 3 make it "
+            f"quick. {min(labelled, target)} of {target} so far.",
+            "done": labelled >= target and labelled > 0,
+            "url_name": "traces:review_start",
+        },
+        {
+            "title": "Generate your first eval",
+            "help": "iofold writes a Python eval_fn that reproduces your labels and tells "
+            "you how often it agrees with you.",
+            "done": Eval.objects.for_workspace(workspace).exists(),
+            "url_name": "traces:evalset_list",
+        },
+    ]
+    for step in steps:
+        step["url"] = reverse(step.pop("url_name"), kwargs={"slug": workspace.slug})
+    return steps
+
+
+def eval_set_stats(eval_set_ids: list[int]) -> dict[int, dict]:
+    """Return the evals app's figures for each eval set (see ``evals.set_stats``)."""
+    from evals.set_stats import eval_set_stats
+
+    return eval_set_stats(eval_set_ids)
