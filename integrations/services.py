@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +18,13 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from integrations.adapters import get_adapter_class
-from integrations.adapters.base import Adapter, AdapterError, ConnectionInfo, TraceFilters
+from integrations.adapters.base import (
+    Adapter,
+    AdapterError,
+    ConnectionInfo,
+    ScoreIn,
+    TraceFilters,
+)
 from integrations.constants import (
     MAX_SYNC_INTERVAL_MINUTES,
     MIN_SYNC_INTERVAL_MINUTES,
@@ -552,3 +560,79 @@ def reap_stale_runs(
     if count:
         logger.warning("stale sync runs reaped count=%d", count)
     return count
+
+
+# --- score delivery ------------------------------------------------------------------------
+
+# Starts the error of a score the platform refused: a resend gets the same answer, so the
+# periodic retry leaves these alone (the next push of their run tries again).
+SCORE_REJECTED_PREFIX = "Langfuse rejected the score: "
+
+
+@dataclass
+class ScoreDelivery:
+    """Which scores of a push arrived (their indexes) and why the others did not."""
+
+    delivered: list[int] = dataclass_field(default_factory=list)
+    failed: dict[int, str] = dataclass_field(default_factory=dict)
+
+
+def deliver_scores(*, integration: Integration, scores: list[ScoreIn]) -> ScoreDelivery:
+    """Push scores to the integration's platform; return the outcome of each one.
+
+    Never raises for a delivery failure: an outage fails the whole batch with its message,
+    and a batch the platform partly refused is resent one score at a time (same ids, so
+    the accepted ones are overwritten, not duplicated) to pin the refusals down.
+    """
+    adapter = get_adapter(integration)
+    try:
+        result = adapter.push_scores(scores)
+    except AdapterError as exc:
+        return ScoreDelivery(failed=dict.fromkeys(range(len(scores)), exc.message))
+    if not result.rejected:
+        return ScoreDelivery(delivered=list(range(len(scores))))
+    delivery = ScoreDelivery()
+    for index, score in enumerate(scores):
+        try:
+            single = adapter.push_scores([score])
+        except AdapterError as exc:
+            delivery.failed[index] = exc.message
+            continue
+        if single.rejected:
+            message = single.errors[0] if single.errors else "no reason given"
+            delivery.failed[index] = f"{SCORE_REJECTED_PREFIX}{message}"
+        else:
+            delivery.delivered.append(index)
+    return delivery
+
+
+def record_score_delivery(
+    *,
+    integration: Integration,
+    delivered: int,
+    failed: int,
+    error: str = "",
+    at: datetime | None = None,
+) -> None:
+    """Add a push's outcome to the integration's delivery state, which its page shows.
+
+    ``error`` is the latest failure message; ``at`` the time of the push (default now).
+    A clean delivery clears earlier failures: whatever failed before works again. One
+    UPDATE, so it needs no transaction of its own and joins the caller's.
+    """
+    now = at or timezone.now()
+    if failed:
+        Integration.objects.filter(pk=integration.pk).update(
+            score_push_failures=F("score_push_failures") + failed,
+            score_push_error=error[:2000],
+            score_push_failed_at=now,
+            **({"scores_pushed_at": now} if delivered else {}),
+            scores_pushed_count=F("scores_pushed_count") + delivered,
+        )
+    elif delivered:
+        Integration.objects.filter(pk=integration.pk).update(
+            scores_pushed_at=now,
+            scores_pushed_count=F("scores_pushed_count") + delivered,
+            score_push_failures=0,
+            score_push_error="",
+        )

@@ -2,8 +2,9 @@
 
 Each score id is derived from (eval version, trace) and its timestamp is the trace's own,
 so a resend after a failure or a re-run overwrites the earlier score instead of adding
-another one. Outcomes are recorded on each execution (``score_pushed_at``/``score_error``)
-and summed up on the integration, whose page shows them.
+another one. The integrations app delivers them (``deliver_scores``); outcomes are recorded
+here on each execution (``score_pushed_at``/``score_error``), and the integration sums
+them up on its own rows (``record_score_delivery``), whose page shows them.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
-from integrations.adapters.base import AdapterError, ScoreIn
+from integrations.adapters.base import ScoreIn
 from integrations.models import Integration
-from integrations.services import get_adapter
+from integrations.services import SCORE_REJECTED_PREFIX, deliver_scores, record_score_delivery
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,6 @@ SCORE_NAMESPACE = uuid.UUID("5f0c3c1e-8d4e-4b7a-9a55-2f6b1d0e9c41")
 PUSH_CHUNK = 500
 COMMENT_LIMIT = 2000
 NAME_LIMIT = 200
-# Executions whose Langfuse answer was a rejection: a resend gets the same answer, so the
-# periodic retry leaves them alone (the next push of their run tries again).
-REJECTED_PREFIX = "Langfuse rejected the score: "
 # The periodic retry looks this far back; older undelivered scores are left as failed.
 RETRY_WINDOW = timedelta(days=7)
 # Traces whose ids are Langfuse trace ids: synced, or pushed to a Langfuse integration's
@@ -202,7 +200,7 @@ def push_pending_scores(*, limit: int = 5000) -> PushReport:
             score_pushed_at__isnull=True,
             created_at__gte=since,
         )
-        .exclude(score_error__startswith=REJECTED_PREFIX)
+        .exclude(score_error__startswith=SCORE_REJECTED_PREFIX)
         .order_by("created_at", "id")
     )
     return push_scores(executions=executions[:limit])
@@ -230,52 +228,22 @@ def push_scores(*, executions: Iterable[EvalExecution]) -> PushReport:
     )
     for integration_id, items in by_integration.items():
         integration = integrations[integration_id]
-        adapter = get_adapter(integration)
         for start in range(0, len(items), PUSH_CHUNK):
-            _push_chunk(integration, adapter, evals, items[start : start + PUSH_CHUNK], report)
+            _push_chunk(integration, evals, items[start : start + PUSH_CHUNK], report)
     return report
 
 
 def _push_chunk(
     integration: Integration,
-    adapter,
     evals: dict[int, Eval],
     items: list[_Verdict],
     report: PushReport,
 ) -> None:
-    scores = [_build(evals[v.eval_id], v) for v in items]
-    try:
-        result = adapter.push_scores(scores)
-    except AdapterError as exc:
-        _record(integration, delivered=[], failed={v.pk: exc.message for v in items}, report=report)
-        return
-    if not result.rejected:
-        _record(integration, delivered=[v.pk for v in items], failed={}, report=report)
-        return
-    # Langfuse says how many were rejected but not which: resend one at a time (same ids,
-    # so the accepted ones are overwritten, not duplicated) to pin the rejections down.
-    delivered, failed = [], {}
-    for verdict, score in zip(items, scores, strict=True):
-        try:
-            single = adapter.push_scores([score])
-        except AdapterError as exc:
-            failed[verdict.pk] = exc.message
-            continue
-        if single.rejected:
-            message = single.errors[0] if single.errors else "no reason given"
-            failed[verdict.pk] = f"{REJECTED_PREFIX}{message}"
-        else:
-            delivered.append(verdict.pk)
-    _record(integration, delivered=delivered, failed=failed, report=report)
-
-
-def _record(
-    integration: Integration,
-    *,
-    delivered: list[int],
-    failed: dict[int, str],
-    report: PushReport,
-) -> None:
+    delivery = deliver_scores(
+        integration=integration, scores=[_build(evals[v.eval_id], v) for v in items]
+    )
+    delivered = [items[index].pk for index in delivery.delivered]
+    failed = {items[index].pk: message for index, message in delivery.failed.items()}
     now = timezone.now()
     by_message: dict[str, list[int]] = defaultdict(list)
     for pk, message in failed.items():
@@ -291,22 +259,13 @@ def _record(
             EvalExecution.objects.filter(pk__in=pks).update(
                 score_pushed_at=None, score_error=message
             )
-        if failed:
-            Integration.objects.filter(pk=integration.pk).update(
-                score_push_failures=F("score_push_failures") + len(failed),
-                score_push_error=latest[:2000],
-                score_push_failed_at=now,
-                **({"scores_pushed_at": now} if delivered else {}),
-                scores_pushed_count=F("scores_pushed_count") + len(delivered),
-            )
-        elif delivered:
-            # A clean delivery means whatever failed before works again.
-            Integration.objects.filter(pk=integration.pk).update(
-                scores_pushed_at=now,
-                scores_pushed_count=F("scores_pushed_count") + len(delivered),
-                score_push_failures=0,
-                score_push_error="",
-            )
+        record_score_delivery(
+            integration=integration,
+            delivered=len(delivered),
+            failed=len(failed),
+            error=latest,
+            at=now,
+        )
     report.pushed += len(delivered)
     report.failed += len(failed)
     if failed:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from evals.models import Eval, EvalExecution
 from evals.services import scores
 from integrations.models import Integration
+from integrations.services import SCORE_REJECTED_PREFIX
 from iofold.pipeline import ingest_traces
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
 from tests.traces.factories import EvalSetFactory, trace_data
@@ -135,7 +136,7 @@ def test_rejected_scores_are_pinned_to_their_executions(workspace, fake_langfuse
     assert len(fake.scores) == 2
     bad.refresh_from_db()
     assert bad.score_pushed_at is None
-    assert bad.score_error == f"{scores.REJECTED_PREFIX}Invalid score: no"
+    assert bad.score_error == f"{SCORE_REJECTED_PREFIX}Invalid score: no"
     assert Integration.objects.get().score_push_failures == 1
     # The periodic retry leaves rejections alone: the same body would be rejected again.
     assert scores.push_pending_scores().pushed == 0
