@@ -434,9 +434,9 @@ def eval_stats(eval_set_ids: list[int]) -> dict[int, dict]:
     above the apps asks it (``iofold.composition.eval_set_stats``).
     """
     # Deferred: the composition layer imports the apps, this one included.
-    from iofold import composition
+    from iofold.composition import eval_set_stats
 
-    return composition.eval_set_stats(eval_set_ids)
+    return eval_set_stats(eval_set_ids)
 
 
 def labelling_progress(workspace) -> tuple[int, int]:
