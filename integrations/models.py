@@ -21,10 +21,13 @@ class IntegrationQuerySet(WorkspaceQuerySet):
 
 
 class Integration(WorkspaceOwned):
-    """A connection to a trace platform (Langfuse first)."""
+    """A source of traces: a platform iofold pulls from, or an endpoint that receives them."""
 
     class Kind(models.TextChoices):
         LANGFUSE = "langfuse", "Langfuse"
+        LANGSMITH = "langsmith", "LangSmith"
+        OPENAI = "openai", "OpenAI"
+        OTLP = "otlp", "OpenTelemetry (OTLP)"
 
     class Status(models.TextChoices):
         NEW = "new", "Not synced yet"
@@ -46,6 +49,9 @@ class Integration(WorkspaceOwned):
     filter_tags = models.JSONField(default=list, blank=True)
     filter_environments = models.JSONField(default=list, blank=True)
     since_date = models.DateTimeField(null=True, blank=True)
+    # Settings only one kind of source has (a LangSmith project, an OpenAI metadata
+    # filter), validated by that source's adapter; credentials never go here.
+    options = models.JSONField(default=dict, blank=True)
     sync_interval_minutes = models.PositiveIntegerField(null=True, blank=True)
     periodic_task = models.OneToOneField(
         PeriodicTask, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
