@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import IntegrityError, transaction
@@ -23,7 +22,9 @@ from integrations.adapters.base import (
     AdapterError,
     ConnectionInfo,
     ScoreIn,
+    SourceSettings,
     TraceFilters,
+    clean_base_url,
 )
 from integrations.constants import (
     MAX_SYNC_INTERVAL_MINUTES,
@@ -46,21 +47,46 @@ _UNSET: Any = object()
 # --- integrations ------------------------------------------------------------------------
 
 
-def clean_host(host: str) -> str:
+def clean_host(host: str, *, kind: str = Integration.Kind.LANGFUSE) -> str:
     """Return the host as a base URL, or raise when it is not one iofold may connect to."""
-    host = (host or "").strip().rstrip("/")
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in host:
-        raise IntegrationError(
-            f"“{host or 'The host'}” is not a URL; use https://cloud.langfuse.com, "
-            "https://us.cloud.langfuse.com or your instance's address such as http://langfuse:3000.",
-            code="not_langfuse",
-        )
+    try:
+        host = clean_base_url(host, example=get_adapter_class(kind).example_host)
+    except AdapterError as exc:
+        raise IntegrationError(exc.message, code=exc.code) from None
+    return _check_outbound(host)
+
+
+def _check_outbound(host: str) -> str:
     try:
         outbound.check_url(host)
     except outbound.OutboundURLRefused as exc:
         raise IntegrationError(exc.message, code="unreachable") from None
     return host
+
+
+def clean_settings(
+    *,
+    kind: str,
+    host: str,
+    public_key: str = "",
+    secret_key: str = "",
+    options: dict[str, Any] | None = None,
+) -> SourceSettings:
+    """Check what was entered for a source of ``kind`` with its adapter, or raise."""
+    try:
+        cls = get_adapter_class(kind)
+    except LookupError:
+        raise IntegrationError(
+            f"“{kind}” is not a kind of source iofold can connect to.", code="invalid_settings"
+        ) from None
+    try:
+        settings = cls.clean_settings(
+            host=host, public_key=public_key, secret_key=secret_key, options=options
+        )
+    except AdapterError as exc:
+        raise IntegrationError(exc.message, code=exc.code) from None
+    _check_outbound(settings.host)
+    return settings
 
 
 def _clean_list(values: Sequence[str] | str | None) -> list[str]:
@@ -79,27 +105,34 @@ def create_integration(
     public_key: str,
     secret_key: str,
     kind: str = Integration.Kind.LANGFUSE,
+    options: dict[str, Any] | None = None,
     filter_names: Sequence[str] = (),
     filter_tags: Sequence[str] = (),
     filter_environments: Sequence[str] = (),
     since_date: datetime | None = None,
     sync_interval_minutes: int | None = None,
 ) -> Integration:
-    """Create an integration with its credentials and, with an interval, its schedule."""
+    """Create an integration with its credentials and, with an interval, its schedule.
+
+    The adapter of ``kind`` checks the host, keys and ``options`` (settings only that kind
+    of source has).
+    """
     name = (name or "").strip()
     if not name:
         raise IntegrationError("An integration needs a name.")
-    if not (public_key or "").strip() or not (secret_key or "").strip():
-        raise IntegrationError("Enter both the public key and the secret key.")
+    settings = clean_settings(
+        kind=kind, host=host, public_key=public_key, secret_key=secret_key, options=options
+    )
     if Integration.objects.for_workspace(workspace).filter(name=name).exists():
         raise IntegrationError(f"An integration named “{name}” already exists here.")
     integration = Integration(
         workspace=workspace,
         kind=kind,
         name=name,
-        host=clean_host(host),
-        public_key=public_key.strip(),
-        secret_key=secret_key.strip(),
+        host=settings.host,
+        public_key=settings.public_key,
+        secret_key=settings.secret_key,
+        options=settings.options,
         filter_names=_clean_list(filter_names),
         filter_tags=_clean_list(filter_tags),
         filter_environments=_clean_list(filter_environments),
@@ -121,6 +154,7 @@ def update_integration(
     host: str = _UNSET,
     public_key: str = _UNSET,
     secret_key: str | None = _UNSET,
+    options: dict[str, Any] = _UNSET,
     filter_names: Sequence[str] = _UNSET,
     filter_tags: Sequence[str] = _UNSET,
     filter_environments: Sequence[str] = _UNSET,
@@ -129,8 +163,8 @@ def update_integration(
 ) -> Integration:
     """Change an integration; an empty ``secret_key`` keeps the stored one.
 
-    A new host, key or filter starts the next sync from scratch, since the old watermark
-    belongs to another project or another selection of traces.
+    The kind never changes. A new host, key, option or filter starts the next sync from
+    scratch, since the old watermark belongs to another project or selection of traces.
     """
     changed: set[str] = set()
 
@@ -147,14 +181,19 @@ def update_integration(
         if clash.exclude(pk=integration.pk).exists():
             raise IntegrationError(f"An integration named “{name}” already exists here.")
         put("name", name)
-    if host is not _UNSET:
-        put("host", clean_host(host))
-    if public_key is not _UNSET:
-        if not (public_key or "").strip():
-            raise IntegrationError("Enter the public key.")
-        put("public_key", public_key.strip())
-    if secret_key is not _UNSET and secret_key and secret_key.strip():
-        put("secret_key", secret_key.strip())
+    if any(value is not _UNSET for value in (host, public_key, secret_key, options)):
+        kept_secret = secret_key is _UNSET or not (secret_key or "").strip()
+        settings = clean_settings(
+            kind=integration.kind,
+            host=integration.host if host is _UNSET else host,
+            public_key=integration.public_key if public_key is _UNSET else public_key,
+            secret_key=integration.secret_key if kept_secret else secret_key,
+            options=integration.options if options is _UNSET else options,
+        )
+        put("host", settings.host)
+        put("public_key", settings.public_key)
+        put("secret_key", settings.secret_key)
+        put("options", settings.options)
     for field, value in (
         ("filter_names", filter_names),
         ("filter_tags", filter_tags),
@@ -168,7 +207,7 @@ def update_integration(
         put("sync_interval_minutes", _clean_interval(sync_interval_minutes))
     if not changed:
         return integration
-    if changed & {"host", "public_key", "secret_key"}:
+    if changed & {"host", "public_key", "secret_key", "options"}:
         integration.status = Integration.Status.NEW
         integration.last_error = ""
         integration.project_name = ""
@@ -176,6 +215,7 @@ def update_integration(
     if changed & {
         "host",
         "public_key",
+        "options",
         "filter_names",
         "filter_tags",
         "filter_environments",
@@ -259,30 +299,30 @@ def schedule_sync(*, integration: Integration) -> PeriodicTask | None:
 # --- connection checks ---------------------------------------------------------------------
 
 
-def get_adapter(integration: Integration, **options: Any) -> Adapter:
-    """Return the platform adapter configured with the integration's credentials."""
-    cls = get_adapter_class(integration.kind)
-    return cls(
+def get_adapter(integration: Integration, **tuning: Any) -> Adapter:
+    """Return the source's adapter configured with the integration's settings."""
+    settings = SourceSettings(
         host=integration.host,
         public_key=integration.public_key,
         secret_key=integration.secret_key,
-        **options,
+        options=dict(integration.options or {}),
     )
+    return get_adapter_class(integration.kind).from_settings(settings, **tuning)
 
 
 def check_connection(
-    *, host: str, public_key: str, secret_key: str, kind: str = Integration.Kind.LANGFUSE
+    *,
+    host: str,
+    public_key: str,
+    secret_key: str,
+    kind: str = Integration.Kind.LANGFUSE,
+    options: dict[str, Any] | None = None,
 ) -> ConnectionInfo:
-    """Check unsaved credentials: return the project they reach or raise ``IntegrationError``."""
-    if not (public_key or "").strip() or not (secret_key or "").strip():
-        raise IntegrationError("Enter both the public key and the secret key.")
-    adapter = get_adapter_class(kind)(
-        host=clean_host(host),
-        public_key=public_key.strip(),
-        secret_key=secret_key.strip(),
-        timeout=10.0,
-        max_attempts=2,
+    """Check unsaved settings: return the project they reach or raise ``IntegrationError``."""
+    settings = clean_settings(
+        kind=kind, host=host, public_key=public_key, secret_key=secret_key, options=options
     )
+    adapter = get_adapter_class(kind).from_settings(settings, timeout=10.0, max_attempts=2)
     try:
         return adapter.test_connection()
     except AdapterError as exc:
@@ -297,6 +337,7 @@ def test_connection(*, integration: Integration) -> ConnectionInfo:
             public_key=integration.public_key,
             secret_key=integration.secret_key,
             kind=integration.kind,
+            options=integration.options,
         )
     except IntegrationError as exc:
         if exc.code == "auth":
@@ -318,7 +359,8 @@ test_connection.__test__ = False  # not a pytest test, despite the name
 
 def connection_message(info: ConnectionInfo) -> str:
     """Return the sentence shown after a successful connection check."""
-    version = f" (Langfuse {info.server_version})" if info.server_version else ""
+    server = " ".join(part for part in (info.platform, info.server_version) if part)
+    version = f" ({server})" if info.server_version else ""
     return f"Connected to project “{info.project_name}”{version}."
 
 
@@ -426,7 +468,7 @@ def _sync(
             with transaction.atomic():
                 result = ingest_traces(
                     workspace=integration.workspace,
-                    source="langfuse",
+                    source=integration.kind,
                     integration=integration,
                     traces=page.traces,
                     on_ingested=on_ingested,
@@ -566,7 +608,7 @@ def reap_stale_runs(
 
 # Starts the error of a score the platform refused: a resend gets the same answer, so the
 # periodic retry leaves these alone (the next push of their run tries again).
-SCORE_REJECTED_PREFIX = "Langfuse rejected the score: "
+SCORE_REJECTED_PREFIX = "The source rejected the score: "
 
 
 @dataclass
@@ -578,13 +620,16 @@ class ScoreDelivery:
 
 
 def deliver_scores(*, integration: Integration, scores: list[ScoreIn]) -> ScoreDelivery:
-    """Push scores to the integration's platform; return the outcome of each one.
+    """Push scores to the integration's source; return the outcome of each one.
 
     Never raises for a delivery failure: an outage fails the whole batch with its message,
     and a batch the platform partly refused is resent one score at a time (same ids, so
     the accepted ones are overwritten, not duplicated) to pin the refusals down.
     """
     adapter = get_adapter(integration)
+    if not adapter.capabilities.push_back:
+        message = f"{adapter.label or integration.kind} does not accept verdicts back."
+        return ScoreDelivery(failed=dict.fromkeys(range(len(scores)), message))
     try:
         result = adapter.push_scores(scores)
     except AdapterError as exc:

@@ -12,7 +12,11 @@ class Trace(WorkspaceOwned):
     """One normalised trace (DESIGN.md); ``data`` is exactly what an eval receives."""
 
     class Source(models.TextChoices):
+        # A synced trace's source is its integration's kind.
         LANGFUSE = "langfuse", "Langfuse"
+        LANGSMITH = "langsmith", "LangSmith"
+        OPENAI = "openai", "OpenAI"
+        OTLP = "otlp", "OpenTelemetry (OTLP)"
         UPLOAD = "upload", "Upload"
         API = "api", "API"
         WEBHOOK = "webhook", "Webhook"

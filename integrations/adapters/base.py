@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from iofold.lib import jsontext
 
@@ -48,7 +49,7 @@ class AdapterError(Exception):
     `permanent` tells callers whether retrying can help (wrong keys, not a Langfuse URL)
     or not (rate limits, outages, timeouts). `code` is a stable machine-readable reason:
     auth, unreachable, not_langfuse, unsupported_version, bad_request, rate_limited,
-    server_error, timeout, invalid_response.
+    server_error, timeout, invalid_response, invalid_settings.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class ConnectionInfo:
     project_id: str
     project_name: str
     server_version: str | None = None
+    platform: str = ""  # shown with the version: "Langfuse", "LangSmith"
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,72 @@ class ScorePushResult:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a source can do; the UI and the services ask this, never the kind."""
+
+    pull: bool = False  # iofold reads traces from it (a sync)
+    push_back: bool = False  # verdicts can be written back to it
+    conversations: bool = False  # its traces carry a session or conversation id
+    receive: bool = False  # it sends traces to an iofold endpoint
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where a source is and how to reach it, as its adapter accepted them.
+
+    ``public_key`` names the account or project where a platform has one (it is shown);
+    ``secret_key`` is the credential (stored encrypted); ``options`` holds settings only
+    this kind has (a LangSmith project, a workspace id), never credentials.
+    """
+
+    host: str
+    public_key: str = ""
+    secret_key: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 class Adapter:
-    """Read traces from one platform and write scores back."""
+    """The contract every trace source meets: check, read, write back, say what it can.
+
+    A sync knows nothing else of a source: it builds the adapter from the integration
+    (``from_settings``), reads pages from the adapter's own opaque cursor (``fetch_traces``
+    and ``cursor_progress``) and pushes verdicts (``push_scores``, idempotent by score id).
+    ``clean_settings`` checks what a form or the API entered for this kind.
+    """
 
     kind: str = ""
+    label: str = ""
+    capabilities: Capabilities = Capabilities()
+    # Ends "… is not a URL; use <example_host>." when a host is mistyped.
+    example_host: str = "a base URL such as https://example.com"
+
+    @classmethod
+    def clean_settings(
+        cls,
+        *,
+        host: str,
+        public_key: str = "",
+        secret_key: str = "",
+        options: dict[str, Any] | None = None,
+    ) -> SourceSettings:
+        """Return the settings tidied up, or raise ``AdapterError`` (code ``invalid_settings``)."""
+        return SourceSettings(
+            host=clean_base_url(host, example=cls.example_host),
+            public_key=(public_key or "").strip(),
+            secret_key=(secret_key or "").strip(),
+            options=dict(options or {}),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings, **tuning: Any) -> Adapter:
+        """Return an adapter for these settings; ``tuning`` sets timeouts, retries, sleeps."""
+        return cls(
+            host=settings.host,
+            public_key=settings.public_key,
+            secret_key=settings.secret_key,
+            **tuning,
+        )
 
     def test_connection(self) -> ConnectionInfo:
         raise NotImplementedError
@@ -151,6 +215,7 @@ class Adapter:
         filters: TraceFilters,
         cursor: str | None,
     ) -> Iterator[TracePage]:
+        """Yield pages of complete normalised traces; each page's cursor resumes after it."""
         raise NotImplementedError
 
     @staticmethod
@@ -159,7 +224,22 @@ class Adapter:
         return 0.0
 
     def push_scores(self, scores: list[ScoreIn]) -> ScorePushResult:
+        """Write verdicts back; a resend of the same score ids must change nothing."""
         raise NotImplementedError
+
+
+def invalid_settings(message: str) -> AdapterError:
+    """Return the error for settings a user entered that this kind of source cannot use."""
+    return AdapterError(message, permanent=True, code="invalid_settings")
+
+
+def clean_base_url(host: str, *, example: str) -> str:
+    """Return ``host`` as a base URL without a trailing slash, or raise ``invalid_settings``."""
+    host = (host or "").strip().rstrip("/")
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in host:
+        raise invalid_settings(f"“{host or 'The host'}” is not a URL; use {example}.")
+    return host
 
 
 # --- normalised-trace helpers -------------------------------------------------------------

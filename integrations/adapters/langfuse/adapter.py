@@ -19,12 +19,16 @@ from typing import Any
 from integrations.adapters.base import (
     Adapter,
     AdapterError,
+    Capabilities,
     ConnectionInfo,
     ScoreIn,
     ScorePushResult,
+    SourceSettings,
     TraceFilters,
     TracePage,
     as_utc,
+    clean_base_url,
+    invalid_settings,
 )
 from integrations.adapters.langfuse.filters import filter_json, trace_ids_filter
 from integrations.adapters.langfuse.scan import Scan, cursor_progress, decode_cursor
@@ -38,6 +42,29 @@ ID_BATCH = 100  # trace ids per "fetch these traces whole" request
 
 class LangfuseAdapter(LangfuseTransport, Adapter):
     kind = "langfuse"
+    label = "Langfuse"
+    capabilities = Capabilities(pull=True, push_back=True, conversations=True)
+    example_host = (
+        "https://cloud.langfuse.com, https://us.cloud.langfuse.com or your instance's "
+        "address such as http://langfuse:3000"
+    )
+
+    @classmethod
+    def clean_settings(
+        cls,
+        *,
+        host: str,
+        public_key: str = "",
+        secret_key: str = "",
+        options: dict[str, Any] | None = None,
+    ) -> SourceSettings:
+        """Return the host and both project keys tidied up; Langfuse has no other settings."""
+        if not (public_key or "").strip() or not (secret_key or "").strip():
+            raise invalid_settings("Enter both the public key and the secret key.")
+        host = clean_base_url(host, example=cls.example_host)
+        return SourceSettings(
+            host=host, public_key=public_key.strip(), secret_key=secret_key.strip()
+        )
 
     def __init__(
         self,
@@ -108,7 +135,10 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
             )
         project = projects.data[0]
         return ConnectionInfo(
-            project_id=project.id, project_name=project.name, server_version=health.version
+            project_id=project.id,
+            project_name=project.name,
+            server_version=health.version,
+            platform=self.label,
         )
 
     # --- reading traces --------------------------------------------------------------------
