@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 # Dotted paths, not classes, so importing the registry never pulls in a platform SDK.
 ADAPTERS: dict[str, str] = {
     "langfuse": "integrations.adapters.langfuse.LangfuseAdapter",
+    "langsmith": "integrations.adapters.langsmith.LangSmithAdapter",
 }
 
 

@@ -1,0 +1,141 @@
+"""LangSmith runs (v2 query or legacy query) to the normalised trace shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integrations.adapters.base import format_time, parse_time
+
+TYPE_MAP = {
+    "llm": "llm",
+    "embedding": "llm",
+    "prompt": "span",
+    "parser": "span",
+    "tool": "tool",
+    "chain": "chain",
+    "retriever": "retriever",
+}
+PENDING = "pending"
+
+
+def run_status(run: dict[str, Any]) -> str:
+    """Return ``success``, ``error`` or ``pending``; a run without an end is pending."""
+    status = str(run.get("status") or "").lower()
+    if status in ("success", "error", PENDING):
+        return status
+    return PENDING if not run.get("end_time") else ("error" if run.get("error") else "success")
+
+
+def parent_of(run: dict[str, Any]) -> str | None:
+    """Return the run's parent id: the last of ``parent_run_ids``, else from ``dotted_order``."""
+    parents = run.get("parent_run_ids") or []
+    if parents:
+        return str(parents[-1])
+    if run.get("parent_run_id"):
+        return str(run["parent_run_id"])
+    # dotted_order is "<time>Z<run id>.<time>Z<run id>...", root first.
+    parts = str(run.get("dotted_order") or "").split(".")
+    if len(parts) >= 2 and "Z" in parts[-2]:
+        return parts[-2].split("Z", 1)[1] or None
+    return None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _metadata(run: dict[str, Any]) -> dict[str, Any]:
+    extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
+    metadata = run.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+    return dict(metadata)
+
+
+def _model(run: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+    extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
+    params = (
+        extra.get("invocation_params") if isinstance(extra.get("invocation_params"), dict) else {}
+    )
+    for value in (metadata.get("ls_model_name"), params.get("model"), params.get("model_name")):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]:
+    """Turn one run into a step."""
+    run_type = str(run.get("run_type") or "chain").lower()
+    metadata = _metadata(run)
+    metadata["langsmith_run_type"] = run_type
+    cost = _float(run.get("total_cost"))
+    if cost:
+        metadata["cost"] = cost
+    if run.get("tags"):
+        metadata["tags"] = list(run["tags"])
+    prompt, completion = _int(run.get("prompt_tokens")), _int(run.get("completion_tokens"))
+    parent = parent_of(run)
+    error = run.get("error")
+    return {
+        "id": str(run["id"]),
+        "parent_id": parent if parent in known_ids else None,
+        "type": TYPE_MAP.get(run_type, "span"),
+        "name": run.get("name") or run_type,
+        "input": run.get("inputs"),
+        "output": run.get("outputs"),
+        "error": (str(error) or "error") if error else None,
+        "model": _model(run, metadata),
+        "usage": None
+        if prompt is None and completion is None
+        else {"input": prompt or 0, "output": completion or 0},
+        "start_time": format_time(parse_time(run.get("start_time"))),
+        "end_time": format_time(parse_time(run.get("end_time"))),
+        "metadata": metadata,
+    }
+
+
+def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build a normalised trace from its root run and every run of its tree."""
+    by_id = {str(r["id"]): r for r in [root, *runs]}
+    ordered = sorted(by_id.values(), key=lambda r: (str(r.get("dotted_order") or ""), str(r["id"])))
+    known = set(by_id)
+    steps = [normalise_run(r, known_ids=known) for r in ordered]
+    start, end = parse_time(root.get("start_time")), parse_time(root.get("end_time"))
+    metadata = _metadata(root)
+    session = next(
+        (
+            metadata.get(key)
+            for key in ("session_id", "thread_id", "conversation_id")
+            if isinstance(metadata.get(key), str) and metadata.get(key)
+        ),
+        None,
+    )
+    user = metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None
+    costs = [c for c in (_float(r.get("total_cost")) for r in by_id.values()) if c is not None]
+    return {
+        "id": str(root["id"]),
+        "name": root.get("name"),
+        "timestamp": format_time(start),
+        "input": root.get("inputs"),
+        "output": root.get("outputs"),
+        "steps": steps,
+        "metadata": metadata,
+        "tags": [str(t) for t in root.get("tags") or []],
+        "user_id": user or None,
+        "session_id": session or (str(root["thread_id"]) if root.get("thread_id") else None),
+        "latency_ms": (end - start).total_seconds() * 1000 if start and end else None,
+        "cost": _float(root.get("total_cost"))
+        if root.get("total_cost") is not None
+        else (sum(costs) if costs else None),
+    }

@@ -1,0 +1,283 @@
+"""The LangSmith source end to end: the SDK against a fake LangSmith over real HTTP."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from integrations import services
+from integrations.adapters.base import ScoreIn, format_time
+from integrations.adapters.langsmith import SELECTS, LangSmithAdapter, feedback_id
+from integrations.exceptions import IntegrationError
+from integrations.models import Integration, SyncRun
+from tests.fakes.langsmith_server import API_KEY, PROJECT_ID, FakeLangSmith
+from tests.integrations.helpers import Sleeps
+from traces.models import Trace
+
+pytestmark = pytest.mark.django_db
+
+TENANT = "11111111-2222-4333-8444-555555555555"
+
+
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL: nothing in the service gets to clean up."""
+
+
+@pytest.fixture
+def fake_langsmith():
+    started = []
+
+    def _start(traces: int = 0, **kwargs):
+        fake = FakeLangSmith(traces=traces, **kwargs).start()
+        started.append(fake)
+        return fake
+
+    yield _start
+    for fake in started:
+        fake.stop()
+
+
+def connect(workspace, fake, **options):
+    return services.create_integration(
+        workspace=workspace,
+        kind=Integration.Kind.LANGSMITH,
+        name="LangSmith prod",
+        host=fake.url,
+        public_key="",
+        secret_key=API_KEY,
+        options={"project": "default", **options},
+    )
+
+
+def sync(integration, *, sleeps=None, page_size=10, on_page=None):
+    run = services.start_sync(integration=integration)
+    adapter = services.get_adapter(
+        integration, sleep=sleeps if sleeps is not None else Sleeps(), page_size=page_size
+    )
+    return services.run_sync(run_id=run.pk, adapter=adapter, on_page=on_page)
+
+
+def synced(integration):
+    return Trace.objects.filter(integration=integration)
+
+
+def queries(fake, path="/api/v2/runs/query"):
+    return [body for method, p, body, _ in fake.requests if p == path]
+
+
+def test_a_sync_reads_every_trace_with_its_runs(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=25)
+    integration = connect(workspace, fake)
+    run = sync(integration)
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert (run.created_count, run.updated_count, run.failed_count, run.pages) == (25, 0, 0, 3)
+    assert synced(integration).count() == 25
+    assert set(synced(integration).values_list("source", flat=True)) == {"langsmith"}
+    trace = synced(integration).get(external_id=str(uuid.UUID(int=10))).data
+    assert [s["type"] for s in trace["steps"]] == ["chain", "llm", "tool", "retriever"]
+    root, llm = trace["steps"][0], trace["steps"][1]
+    assert root["parent_id"] is None and llm["parent_id"] == root["id"]
+    assert llm["model"] == "gpt-4o-mini" and llm["usage"] == {"input": 12, "output": 5}
+    assert root["error"] == "ValueError: boom"  # every tenth trace failed
+    assert trace["session_id"] == "s-0" and trace["tags"] == ["prod"]
+    assert trace["metadata"]["env"] == "prod" and trace["cost"] == 0.0003
+    assert trace["latency_ms"] == 3000.0
+    integration.refresh_from_db()
+    assert (integration.status, integration.sync_cursor) == (Integration.Status.OK, "")
+    assert integration.watermark == max(t.timestamp for t in synced(integration))
+
+
+def test_the_v2_query_names_its_fields_and_its_start(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=3)
+    sync(connect(workspace, fake))
+    first = queries(fake)[0]
+    assert first["selects"] == SELECTS
+    assert first["project_ids"] == [PROJECT_ID]
+    assert first["is_root"] is True and first["page_size"] == 10
+    # The server reads one day back unless told; the first sync looks 30 days back.
+    low = datetime.fromisoformat(first["min_start_time"].replace("Z", "+00:00"))
+    assert datetime.now(UTC) - low > timedelta(days=29)
+
+
+def test_a_second_sync_rereads_only_the_overlap(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=12, spacing=timedelta(minutes=10))
+    integration = connect(workspace, fake)
+    sync(integration)
+    fake.add_trace(datetime.now(UTC) - timedelta(minutes=5), 100)
+    integration.refresh_from_db()
+    run = sync(integration)
+    # 15 minutes before the newest trace of the last sync: it and the one 10 minutes older.
+    assert (run.created_count, run.unchanged_count) == (1, 2)
+    low = [q for q in queries(fake) if q.get("is_root")][-1]["min_start_time"]
+    assert low == format_time(integration.watermark - timedelta(minutes=15))
+
+
+def test_a_killed_sync_resumes_from_its_cursor(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=25)
+    integration = connect(workspace, fake)
+
+    def die_after_first_page(run, pages):
+        raise WorkerKilled
+
+    with pytest.raises(WorkerKilled):
+        sync(integration, on_page=die_after_first_page)
+    integration.refresh_from_db()
+    assert integration.sync_cursor and synced(integration).count() == 10
+    SyncRun.objects.update(status=SyncRun.Status.FAILED)
+    before = len(queries(fake))
+    run = sync(integration)
+    assert (run.created_count, run.unchanged_count, run.resumed) == (15, 0, True)
+    assert synced(integration).count() == 25
+    resumed = queries(fake)[before]
+    assert resumed["cursor"] == "10"
+
+
+def test_runs_still_pending_are_polled_again(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=5)
+    finishing = fake.add_trace(datetime.now(UTC) - timedelta(minutes=30), 50, pending_reads=1)
+    running = fake.add_trace(datetime.now(UTC) - timedelta(minutes=40), 51, pending_reads=99)
+    integration = connect(workspace, fake)
+    run = sync(integration)
+    assert run.created_count == 6
+    ids = set(synced(integration).values_list("external_id", flat=True))
+    assert finishing in ids and running not in ids
+    repoll = [q for q in queries(fake) if q.get("ids")]
+    assert sorted(repoll[0]["ids"]) == sorted([finishing, running])
+    # The running trace holds the watermark back: the next sync reads it again.
+    integration.refresh_from_db()
+    started = datetime.fromisoformat(fake.runs[running]["start_time"].replace("Z", "+00:00"))
+    assert integration.watermark - timedelta(minutes=15) < started
+    fake.pending[running] = 0
+    run = sync(integration)
+    assert run.created_count == 1 and running in set(
+        synced(integration).values_list("external_id", flat=True)
+    )
+
+
+def test_a_429_waits_for_retry_after(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=3)
+    fake.rate_limit_next, fake.retry_after = 2, "7"
+    sleeps = Sleeps()
+    run = sync(connect(workspace, fake), sleeps=sleeps)
+    assert run.status == SyncRun.Status.SUCCEEDED and run.created_count == 3
+    assert sleeps == [7.0, 7.0]
+
+
+def test_rate_limits_that_never_end_fail_the_run_for_now(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=3)
+    integration = connect(workspace, fake)
+    fake.rate_limit_next = 100
+    run = sync(integration)
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error == "LangSmith rate-limited the project lookup; the next sync tries again."
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.ERROR
+
+
+def test_an_older_server_is_read_through_the_legacy_query(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=25, legacy_only=True)
+    integration = connect(workspace, fake)
+    run = sync(integration)
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert (run.created_count, run.pages) == (25, 3)
+    assert len(queries(fake)) == 1  # tried once, then the legacy query only
+    legacy = queries(fake, "/api/v1/runs/query")[0]
+    assert legacy["session"] == [PROJECT_ID] and legacy["select"]
+    trace = synced(integration).get(external_id=str(uuid.UUID(int=1))).data
+    assert [s["type"] for s in trace["steps"]] == ["chain", "llm", "tool", "retriever"]
+
+
+def test_feedback_is_written_once_whatever_the_resends(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=2)
+    integration = connect(workspace, fake)
+    scores = [
+        ScoreIn(id="e7-a", trace_id=str(uuid.UUID(int=1)), name="helpful", value=True),
+        ScoreIn(
+            id="e7-b", trace_id=str(uuid.UUID(int=2)), name="helpful", value=False, comment="No."
+        ),
+    ]
+    first = services.deliver_scores(integration=integration, scores=scores)
+    again = services.deliver_scores(integration=integration, scores=scores)
+    assert first.delivered == again.delivered == [0, 1] and not again.failed
+    assert len(fake.feedback) == 2
+    written = fake.feedback[feedback_id(scores[1])]
+    assert written["key"] == "helpful" and written["score"] == 0 and written["comment"] == "No."
+    assert written["run_id"] == str(uuid.UUID(int=2))
+    assert feedback_id(scores[1]) == feedback_id(
+        ScoreIn(id="e7-b", trace_id=str(uuid.UUID(int=2)), name="other", value=True)
+    )
+
+
+def test_a_wrong_key_says_so(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=2)
+    with pytest.raises(IntegrationError) as err:
+        services.check_connection(
+            kind="langsmith",
+            host=fake.url,
+            public_key="",
+            secret_key="lsv2_pt_wrong",
+            options={"project": "default"},
+        )
+    assert err.value.code == "auth"
+    assert err.value.message.startswith("LangSmith rejected the API key (401)")
+    integration = connect(workspace, fake)
+    Integration.objects.filter(pk=integration.pk).update(secret_key="lsv2_pt_wrong")
+    integration.refresh_from_db()
+    run = sync(integration)
+    integration.refresh_from_db()
+    assert run.status == SyncRun.Status.FAILED
+    assert integration.status == Integration.Status.AUTH_FAILED
+
+
+def test_a_connection_check_finds_the_project_in_the_workspace(workspace, fake_langsmith):
+    fake = fake_langsmith()
+    integration = connect(workspace, fake, tenant_id=TENANT.upper())
+    info = services.test_connection(integration=integration)
+    assert services.connection_message(info) == "Connected to project “default”."
+    assert integration.options == {"project": "default", "tenant_id": TENANT}
+    headers = fake.requests[-1][3]
+    assert headers["X-Tenant-Id"] == TENANT and headers["X-API-Key"] == API_KEY
+    with pytest.raises(IntegrationError, match="No LangSmith project is named “nope”"):
+        services.check_connection(
+            kind="langsmith",
+            host=fake.url,
+            public_key="",
+            secret_key=API_KEY,
+            options={"project": "nope"},
+        )
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "options", "message"),
+    [
+        ("", {"project": "default"}, "Enter the API key."),
+        (API_KEY, {}, "Enter the LangSmith project to read traces from."),
+        (API_KEY, {"project": "p", "tenant_id": "x"}, "The workspace id is a UUID"),
+    ],
+)
+def test_settings_are_checked_before_saving(workspace, secret_key, options, message):
+    with pytest.raises(IntegrationError, match=message):
+        services.create_integration(
+            workspace=workspace,
+            kind="langsmith",
+            name="LangSmith",
+            host="https://api.smith.langchain.com",
+            public_key="",
+            secret_key=secret_key,
+            options=options,
+        )
+
+
+def test_the_key_is_stored_encrypted_and_never_in_a_repr(workspace, fake_langsmith):
+    fake = fake_langsmith()
+    integration = connect(workspace, fake)
+    adapter = services.get_adapter(integration)
+    assert isinstance(adapter, LangSmithAdapter)
+    assert API_KEY not in repr(adapter) and API_KEY not in str(integration)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT secret_key FROM integrations_integration WHERE id = %s", [integration.pk]
+        )
+        assert API_KEY not in cursor.fetchone()[0]
