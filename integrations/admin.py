@@ -13,10 +13,28 @@ class IntegrationAdminForm(forms.ModelForm):
     """
 
     def clean_host(self):
+        kind = self.cleaned_data.get("kind") or Integration.Kind.LANGFUSE
         try:
-            return services.clean_host(self.cleaned_data.get("host", ""))
+            return services.clean_host(self.cleaned_data.get("host", ""), kind=kind)
         except IntegrationError as exc:
             raise forms.ValidationError(exc.message) from None
+
+    def clean(self):
+        """Check a saved integration's settings with its kind's adapter, as the app does."""
+        data = super().clean()
+        if self.instance.pk and "options" in self.changed_data and not self.errors:
+            try:
+                settings = services.clean_settings(
+                    kind=data.get("kind") or self.instance.kind,
+                    host=data.get("host", ""),
+                    public_key=data.get("public_key", ""),
+                    secret_key=self.instance.secret_key,
+                    options=data.get("options") or {},
+                )
+            except IntegrationError as exc:
+                raise forms.ValidationError(exc.message) from None
+            data["options"] = settings.options
+        return data
 
 
 @admin.register(Integration)

@@ -1,5 +1,6 @@
 """Integrations and sync runs under /api/v1/."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -16,12 +17,41 @@ from workspaces.access import WorkspaceScopedMixin
 # --- serializers ------------------------------------------------------------------------
 
 
+# Shape checks of the keys a kind issues, run on top of the adapter's own checks.
+KEY_VALIDATORS = {
+    Integration.Kind.LANGFUSE: {
+        "public_key": validate_public_key,
+        "secret_key": validate_secret_key,
+    },
+}
+
+
 class IntegrationIn(serializers.Serializer):
+    """A source to connect; ``kind`` picks the adapter that checks the rest."""
+
     name = serializers.CharField(max_length=100)
-    host = serializers.CharField(max_length=300, help_text="e.g. https://cloud.langfuse.com")
-    public_key = serializers.CharField(max_length=200, validators=[validate_public_key])
+    kind = serializers.ChoiceField(
+        choices=Integration.Kind.choices, default=Integration.Kind.LANGFUSE
+    )
+    host = serializers.CharField(
+        max_length=300,
+        help_text="The source's base URL, e.g. https://cloud.langfuse.com or "
+        "https://api.smith.langchain.com",
+    )
+    public_key = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="Langfuse: the project's public key (pk-lf-…); LangSmith: empty.",
+    )
     secret_key = serializers.CharField(
-        write_only=True, trim_whitespace=True, validators=[validate_secret_key]
+        write_only=True,
+        trim_whitespace=True,
+        help_text="Langfuse: the secret key (sk-lf-…); LangSmith: the API key.",
+    )
+    options = serializers.DictField(
+        required=False,
+        help_text='Settings of this kind only; LangSmith: {"project": …, "tenant_id": …}.',
     )
     filter_names = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False
@@ -39,20 +69,39 @@ class IntegrationIn(serializers.Serializer):
         help_text="Minutes between scheduled syncs (5 to a week); 0 or null: manual only.",
     )
 
-    def validate_host(self, value: str) -> str:
-        try:
-            return services.clean_host(value)
-        except IntegrationError as exc:
-            raise serializers.ValidationError(exc.message) from None
+    def validate(self, attrs: dict) -> dict:
+        kind = self.context.get("kind") or attrs.get("kind") or Integration.Kind.LANGFUSE
+        errors = {}
+        if "host" in attrs:
+            try:
+                attrs["host"] = services.clean_host(attrs["host"], kind=kind)
+            except IntegrationError as exc:
+                errors["host"] = [exc.message]
+        if kind == Integration.Kind.LANGFUSE and not self.partial and not attrs.get("public_key"):
+            errors["public_key"] = ["This field is required."]
+        for field, validator in KEY_VALIDATORS.get(kind, {}).items():
+            if attrs.get(field):
+                try:
+                    validator(attrs[field])
+                except DjangoValidationError as exc:
+                    errors[field] = list(exc.messages)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
 
 class IntegrationUpdateIn(IntegrationIn):
-    """Every field optional; an omitted or empty ``secret_key`` keeps the stored one."""
+    """Every field optional; an omitted or empty ``secret_key`` keeps the stored one.
+
+    The kind never changes; pass it in the context (``{"kind": integration.kind}``).
+    """
 
     enabled = serializers.BooleanField(required=False)
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("partial", True)
         super().__init__(*args, **kwargs)
+        del self.fields["kind"]
         for field in self.fields.values():
             field.required = False
         self.fields["secret_key"].allow_blank = True
@@ -70,6 +119,7 @@ class IntegrationOut(serializers.ModelSerializer):
             "host",
             "public_key",
             "secret_key_hint",
+            "options",
             "enabled",
             "status",
             "last_error",
@@ -165,7 +215,7 @@ class IntegrationDetailApi(IntegrationMixin, APIView):
     @extend_schema(request=IntegrationUpdateIn, responses=IntegrationOut)
     def patch(self, request, pk: int):
         integration = self.get_integration()
-        data = IntegrationUpdateIn(data=request.data)
+        data = IntegrationUpdateIn(data=request.data, context={"kind": integration.kind})
         data.is_valid(raise_exception=True)
         changes = dict(data.validated_data)
         enabled = changes.pop("enabled", None)

@@ -14,7 +14,16 @@ def _split(value: str) -> list[str]:
 
 
 class ConnectionForm(forms.Form):
-    """Where Langfuse is and the keys to it (also used alone by "Test connection")."""
+    """Where Langfuse is and the keys to it (also used alone by "Test connection").
+
+    Every kind's connection form offers ``connection_kwargs(stored_secret)``: what
+    ``services.check_connection`` needs, with a stored secret for one left empty.
+    """
+
+    kind = "langfuse"
+    # Shown when the form is invalid; names what "Test connection" needs.
+    missing_message = "Fill in the host, the public key and the secret key first."
+    credential_fields = ("public_key", "secret_key")
 
     region = forms.ChoiceField(
         choices=[
@@ -59,6 +68,14 @@ class ConnectionForm(forms.Form):
         region = self.cleaned_data.get("region")
         return HOSTS.get(region) or self.cleaned_data.get("custom_host", "")
 
+    def connection_kwargs(self, stored_secret: str = "") -> dict:
+        return {
+            "kind": self.kind,
+            "host": self.host,
+            "public_key": self.cleaned_data["public_key"],
+            "secret_key": self.cleaned_data["secret_key"] or stored_secret,
+        }
+
     @staticmethod
     def initial_for(host: str) -> dict:
         for region, url in HOSTS.items():
@@ -67,8 +84,9 @@ class ConnectionForm(forms.Form):
         return {"region": "self", "custom_host": host}
 
 
-class IntegrationForm(ConnectionForm):
-    name = forms.CharField(max_length=100, initial="Langfuse", help_text="E.g. “Langfuse prod”.")
+class FilterFields(forms.Form):
+    """The trace selection and schedule every pull source shares."""
+
     filter_names = forms.CharField(
         required=False, label="Trace names", help_text="Comma-separated; empty syncs every name."
     )
@@ -92,6 +110,36 @@ class IntegrationForm(ConnectionForm):
         label="Sync automatically",
     )
 
+    def filter_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "filter_names": _split(data.get("filter_names")),
+            "filter_tags": _split(data.get("filter_tags")),
+            "filter_environments": _split(data.get("filter_environments")),
+            "since_date": data.get("since_date"),
+            "sync_interval_minutes": data.get("sync_interval_minutes"),
+        }
+
+    @staticmethod
+    def filter_initial(integration) -> dict:
+        return {
+            "filter_names": ", ".join(integration.filter_names),
+            "filter_tags": ", ".join(integration.filter_tags),
+            "filter_environments": ", ".join(integration.filter_environments),
+            "since_date": integration.since_date,
+            "sync_interval_minutes": integration.sync_interval_minutes or "",
+        }
+
+
+class IntegrationForm(ConnectionForm, FilterFields):
+    """Connect Langfuse: where it is, the project's keys, which traces, how often."""
+
+    title = "Connect Langfuse"
+    intro = "Use a project's API keys from Langfuse: Project settings → API keys."
+    connection_form = ConnectionForm
+
+    name = forms.CharField(max_length=100, initial="Langfuse", help_text="E.g. “Langfuse prod”.")
+
     field_order = ["name", "region", "custom_host", "public_key", "secret_key"]
 
     def clean(self):
@@ -112,11 +160,7 @@ class IntegrationForm(ConnectionForm):
             "host": self.host,
             "public_key": data["public_key"],
             "secret_key": data.get("secret_key") or None,
-            "filter_names": _split(data.get("filter_names")),
-            "filter_tags": _split(data.get("filter_tags")),
-            "filter_environments": _split(data.get("filter_environments")),
-            "since_date": data.get("since_date"),
-            "sync_interval_minutes": data.get("sync_interval_minutes"),
+            **self.filter_kwargs(),
         }
         return kwargs
 
@@ -125,13 +169,145 @@ class IntegrationForm(ConnectionForm):
         return {
             "name": integration.name,
             "public_key": integration.public_key,
-            "filter_names": ", ".join(integration.filter_names),
-            "filter_tags": ", ".join(integration.filter_tags),
-            "filter_environments": ", ".join(integration.filter_environments),
-            "since_date": integration.since_date,
-            "sync_interval_minutes": integration.sync_interval_minutes or "",
+            **cls.filter_initial(integration),
             **cls.initial_for(integration.host),
         }
+
+
+LANGSMITH_HOSTS = {
+    "us": "https://api.smith.langchain.com",
+    "eu": "https://eu.api.smith.langchain.com",
+}
+
+
+class LangSmithConnectionForm(forms.Form):
+    """Where LangSmith is, the API key, the project and, for a workspace, its id."""
+
+    kind = "langsmith"
+    missing_message = "Fill in the API URL, the API key and the project first."
+    credential_fields = ("api_key", "project", "tenant_id")
+
+    region = forms.ChoiceField(
+        choices=[
+            ("us", "LangSmith Cloud US (api.smith.langchain.com)"),
+            ("eu", "LangSmith Cloud EU (eu.api.smith.langchain.com)"),
+            ("self", "Self-hosted"),
+        ],
+        initial="us",
+        widget=forms.RadioSelect,
+    )
+    custom_host = forms.CharField(
+        required=False,
+        label="Self-hosted API URL",
+        help_text="Your LangSmith API base URL, e.g. https://langsmith.example.com/api/v1.",
+    )
+    api_key = forms.CharField(
+        required=False,
+        label="API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="A personal access token or service key (lsv2_…). Stored encrypted; "
+        "never shown again.",
+    )
+    project = forms.CharField(max_length=200, help_text="The tracing project to read.")
+    tenant_id = forms.CharField(
+        required=False,
+        label="Workspace id",
+        help_text="Only for a key of several workspaces: the workspace to read (a UUID).",
+    )
+
+    def __init__(self, *args, secret_hint: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secret_hint = secret_hint
+        if secret_hint:
+            self.fields["api_key"].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
+
+    def clean(self):
+        data = super().clean()
+        if data.get("region") == "self" and not data.get("custom_host"):
+            self.add_error("custom_host", "Enter your LangSmith API URL.")
+        if not self.secret_hint and not data.get("api_key"):
+            self.add_error("api_key", "Enter the API key.")
+        return data
+
+    @property
+    def host(self) -> str:
+        region = self.cleaned_data.get("region")
+        return LANGSMITH_HOSTS.get(region) or self.cleaned_data.get("custom_host", "")
+
+    @property
+    def options(self) -> dict:
+        data = self.cleaned_data
+        return {"project": data.get("project", ""), "tenant_id": data.get("tenant_id", "")}
+
+    def connection_kwargs(self, stored_secret: str = "") -> dict:
+        return {
+            "kind": self.kind,
+            "host": self.host,
+            "public_key": "",
+            "secret_key": self.cleaned_data["api_key"] or stored_secret,
+            "options": self.options,
+        }
+
+
+class LangSmithIntegrationForm(LangSmithConnectionForm, FilterFields):
+    """Connect LangSmith: runs of one project, grouped into traces."""
+
+    title = "Connect LangSmith"
+    intro = "Use an API key from LangSmith: Settings → API keys."
+    connection_form = LangSmithConnectionForm
+
+    name = forms.CharField(max_length=100, initial="LangSmith", help_text="E.g. “LangSmith prod”.")
+
+    field_order = ["name", "region", "custom_host", "api_key", "project", "tenant_id"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("region") == "self" and data.get("custom_host"):
+            try:
+                data["custom_host"] = clean_host(data["custom_host"], kind=self.kind)
+            except IntegrationError as exc:
+                self.add_error("custom_host", exc.message)
+        return data
+
+    def service_kwargs(self) -> dict:
+        return {
+            "name": self.cleaned_data["name"],
+            "host": self.host,
+            "public_key": "",
+            "secret_key": self.cleaned_data.get("api_key") or None,
+            "options": self.options,
+            **self.filter_kwargs(),
+        }
+
+    @classmethod
+    def initial_from(cls, integration) -> dict:
+        region = next((r for r, url in LANGSMITH_HOSTS.items() if url == integration.host), None)
+        options = integration.options or {}
+        return {
+            "name": integration.name,
+            "project": options.get("project", ""),
+            "tenant_id": options.get("tenant_id", ""),
+            **(
+                {"region": region}
+                if region
+                else {"region": "self", "custom_host": integration.host}
+            ),
+            **cls.filter_initial(integration),
+        }
+
+
+# The connect form of each kind a user can connect from the UI, in the order offered.
+# A new kind adds its form class here (with ``title``, ``intro``, ``connection_form``,
+# ``service_kwargs()`` and ``initial_from()``).
+INTEGRATION_FORMS: dict[str, type[forms.Form]] = {
+    "langfuse": IntegrationForm,
+    "langsmith": LangSmithIntegrationForm,
+}
+
+
+def integration_form_for(kind: str) -> type[forms.Form] | None:
+    """Return the connect form of ``kind``, or None when the UI cannot connect it."""
+    return INTEGRATION_FORMS.get(kind)
 
 
 class UploadForm(forms.Form):

@@ -102,8 +102,8 @@ def create_integration(
     workspace,
     name: str,
     host: str,
-    public_key: str,
     secret_key: str,
+    public_key: str = "",
     kind: str = Integration.Kind.LANGFUSE,
     options: dict[str, Any] | None = None,
     filter_names: Sequence[str] = (),
@@ -313,8 +313,8 @@ def get_adapter(integration: Integration, **tuning: Any) -> Adapter:
 def check_connection(
     *,
     host: str,
-    public_key: str,
     secret_key: str,
+    public_key: str = "",
     kind: str = Integration.Kind.LANGFUSE,
     options: dict[str, Any] | None = None,
 ) -> ConnectionInfo:

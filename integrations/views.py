@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.db.models import Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -7,7 +8,7 @@ from django_htmx.http import HttpResponseStopPolling
 from integrations import services
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.exceptions import IntegrationError
-from integrations.forms import ConnectionForm, IntegrationForm, UploadForm
+from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_for
 from integrations.models import Integration, SyncRun
 from integrations.uploads import ingest_jsonl
 from workspaces.access import workspace_view
@@ -26,30 +27,44 @@ def integration_list(request):
     return render(request, "integrations/list.html", {"integrations": integrations})
 
 
+def _form_class(kind: str):
+    form_class = integration_form_for(kind)
+    if form_class is None:
+        raise Http404("No such kind of source.")
+    return form_class
+
+
+def _kinds() -> list[tuple[str, str]]:
+    return [(kind, Integration.Kind(kind).label) for kind in INTEGRATION_FORMS]
+
+
 @workspace_view(manage=True)
 def integration_create(request):
-    """Connect Langfuse."""
-    form = IntegrationForm(request.POST or None)
+    """Connect a source of the kind picked (``?kind=``; Langfuse by default)."""
+    kind = request.GET.get("kind") or Integration.Kind.LANGFUSE
+    form = _form_class(kind)(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             integration = services.create_integration(
-                workspace=request.workspace, **form.service_kwargs()
+                workspace=request.workspace, kind=kind, **form.service_kwargs()
             )
         except IntegrationError as exc:
             form.add_error(None, exc.message)
         else:
             messages.success(request, f"“{integration.name}” connected. Start a sync when ready.")
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
-    return render(request, "integrations/form.html", {"form": form, "integration": None})
+    ctx = {"form": form, "integration": None, "kind": kind, "kinds": _kinds()}
+    return render(request, "integrations/form.html", ctx)
 
 
 @workspace_view(manage=True)
 def integration_edit(request, pk: int):
     """Change an integration's connection, filters or schedule."""
     integration = _integration(request, pk)
-    form = IntegrationForm(
+    form_class = _form_class(integration.kind)
+    form = form_class(
         request.POST or None,
-        initial=IntegrationForm.initial_from(integration),
+        initial=form_class.initial_from(integration),
         secret_hint=integration.secret_hint,
     )
     if request.method == "POST" and form.is_valid():
@@ -60,28 +75,25 @@ def integration_edit(request, pk: int):
         else:
             messages.success(request, f"“{integration.name}” saved.")
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
-    return render(request, "integrations/form.html", {"form": form, "integration": integration})
+    ctx = {"form": form, "integration": integration, "kind": integration.kind}
+    return render(request, "integrations/form.html", ctx)
 
 
-def _check_entered_connection(request, *, stored_secret: str = ""):
+def _check_entered_connection(request, *, kind: str, stored_secret: str = ""):
     """Test the connection typed into the form, unsaved, and render the result fragment.
 
     An empty secret key falls back to ``stored_secret`` (the edit form never shows it).
     """
-    form = ConnectionForm(request.POST, secret_hint="stored" if stored_secret else "")
+    connection_form = _form_class(kind).connection_form
+    form = connection_form(request.POST, secret_hint="stored" if stored_secret else "")
     ctx = {"ok": False}
     if not form.is_valid():
-        errors = [e for field in ("public_key", "secret_key") for e in form.errors.get(field, [])]
-        ctx["message"] = (
-            " ".join(errors) or "Fill in the host, the public key and the secret key first."
-        )
+        fields = form.credential_fields
+        errors = [e for field in fields for e in form.errors.get(field, [])]
+        ctx["message"] = " ".join(errors) or form.missing_message
     else:
         try:
-            info = services.check_connection(
-                host=form.host,
-                public_key=form.cleaned_data["public_key"],
-                secret_key=form.cleaned_data["secret_key"] or stored_secret,
-            )
+            info = services.check_connection(**form.connection_kwargs(stored_secret))
             ctx.update(ok=True, message=services.connection_message(info))
         except IntegrationError as exc:
             ctx["message"] = exc.message
@@ -92,7 +104,8 @@ def _check_entered_connection(request, *, stored_secret: str = ""):
 @workspace_view(manage=True)
 def check_new_connection(request):
     """Test the keys typed into the connect form, before saving them (htmx fragment)."""
-    return _check_entered_connection(request)
+    kind = request.POST.get("kind") or Integration.Kind.LANGFUSE
+    return _check_entered_connection(request, kind=kind)
 
 
 @require_POST
@@ -100,7 +113,9 @@ def check_new_connection(request):
 def check_edited_connection(request, pk: int):
     """Test the connection typed into an edit form, before saving it (htmx fragment)."""
     integration = _integration(request, pk)
-    return _check_entered_connection(request, stored_secret=integration.secret_key)
+    return _check_entered_connection(
+        request, kind=integration.kind, stored_secret=integration.secret_key
+    )
 
 
 @require_POST
