@@ -1,4 +1,4 @@
-"""Send eval verdicts back to Langfuse as boolean scores on the traces they judged.
+"""Send eval verdicts back to their source (Langfuse scores, LangSmith feedback).
 
 Each score id is derived from (eval version, trace) and its timestamp is the trace's own,
 so a resend after a failure or a re-run overwrites the earlier score instead of adding
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
@@ -36,16 +36,21 @@ COMMENT_LIMIT = 2000
 NAME_LIMIT = 200
 # The periodic retry looks this far back; older undelivered scores are left as failed.
 RETRY_WINDOW = timedelta(days=7)
-# Traces whose ids are Langfuse trace ids: synced, or pushed to a Langfuse integration's
-# webhook (which shares the integration's ids, so a pushed trace and its sync are one row).
-SCORED_SOURCES = (Trace.Source.LANGFUSE, Trace.Source.WEBHOOK)
+# (trace source, integration kind) of traces whose ids are the platform's own, so a
+# verdict can go back to them: synced from Langfuse or pushed to a Langfuse integration's
+# webhook (which shares the integration's ids, so a pushed trace and its sync are one
+# row), and synced from LangSmith (a trace id is its root run's id).
+SCORED_PAIRS = (
+    (Trace.Source.LANGFUSE, Integration.Kind.LANGFUSE),
+    (Trace.Source.WEBHOOK, Integration.Kind.LANGFUSE),
+    (Trace.Source.LANGSMITH, Integration.Kind.LANGSMITH),
+)
+SCORED_SOURCES = tuple(dict.fromkeys(source for source, _ in SCORED_PAIRS))
 
 
 def _eligible(*, opted_in: bool, source: str, integration_kind: str | None) -> bool:
-    """Whether a verdict on a trace of this source and integration belongs in Langfuse."""
-    return bool(
-        opted_in and source in SCORED_SOURCES and integration_kind == Integration.Kind.LANGFUSE
-    )
+    """Whether a verdict on a trace of this source and integration goes back to it."""
+    return bool(opted_in and (source, integration_kind) in SCORED_PAIRS)
 
 
 @dataclass
@@ -176,12 +181,10 @@ def _build(eval: Eval, verdict: _Verdict) -> ScoreIn:
 
 def pushable(executions):
     """Narrow an execution queryset to verdicts that belong in Langfuse."""
-    return executions.filter(
-        passed__isnull=False,
-        eval__eval_set__score_to_langfuse=True,
-        trace__source__in=SCORED_SOURCES,
-        trace__integration__kind=Integration.Kind.LANGFUSE,
-    )
+    pairs = Q()
+    for source, kind in SCORED_PAIRS:
+        pairs |= Q(trace__source=source, trace__integration__kind=kind)
+    return executions.filter(pairs, passed__isnull=False, eval__eval_set__score_to_langfuse=True)
 
 
 def push_run_scores(*, run: EvalRun) -> PushReport:
@@ -271,12 +274,10 @@ def _push_chunk(
     if failed:
         report.errors.append(latest)
         logger.warning(
-            "langfuse score push failed integration=%s failed=%d delivered=%d",
+            "score push failed integration=%s failed=%d delivered=%d",
             integration.pk,
             len(failed),
             len(delivered),
         )
     elif delivered:
-        logger.info(
-            "langfuse scores pushed integration=%s count=%d", integration.pk, len(delivered)
-        )
+        logger.info("scores pushed integration=%s count=%d", integration.pk, len(delivered))

@@ -1,0 +1,68 @@
+"""Verdicts on traces synced from LangSmith go back as feedback, once per (eval, run)."""
+
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from evals.models import Eval, EvalExecution
+from evals.services import scores
+from integrations import services
+from integrations.adapters.langsmith import feedback_id
+from iofold.pipeline import ingest_traces
+from tests.fakes.langsmith_server import API_KEY, FakeLangSmith
+from tests.traces.factories import EvalSetFactory, trace_data
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fake():
+    server = FakeLangSmith().start()
+    yield server
+    server.stop()
+
+
+def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fake):
+    integration = services.create_integration(
+        workspace=workspace,
+        kind="langsmith",
+        name="ls",
+        host=fake.url,
+        secret_key=API_KEY,
+        options={"project": "default"},
+    )
+    eval_set = EvalSetFactory(workspace=workspace, name="Answers the question",
+                              score_to_langfuse=True)  # fmt: skip
+    eval = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=2,
+        code="def eval_fn(trace):\n    return True, 'ok'\n",
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    traces = [{**trace_data(i), "id": str(uuid.UUID(int=i + 1))} for i in range(3)]
+    result = ingest_traces(
+        workspace=workspace, source="langsmith", integration=integration, traces=traces
+    )
+    for i, pk in enumerate(sorted(result.trace_ids)):
+        EvalExecution.objects.create(
+            workspace=workspace, eval=eval, trace_id=pk, passed=i % 2 == 0, reason=f"reason {i}"
+        )
+
+    report = scores.push_scores(executions=scores.pushable(EvalExecution.objects.all()))
+    assert (report.pushed, report.failed, report.skipped) == (3, 0, 0)
+    assert len(fake.feedback) == 3
+    sent = sorted(fake.feedback.values(), key=lambda f: f["run_id"])
+    assert [f["key"] for f in sent] == ["Answers the question"] * 3
+    assert [(f["score"], f["comment"]) for f in sent] == [(1, "reason 0"), (0, "reason 1"),
+                                                          (1, "reason 2")]  # fmt: skip
+    again = scores.push_scores(executions=scores.pushable(EvalExecution.objects.all()))
+    assert (again.pushed, again.failed) == (3, 0)
+    assert len(fake.feedback) == 3  # the same ids: 409, already written
+    assert sorted(fake.feedback) == sorted(
+        feedback_id(scores._build(eval, v)) for v in scores._verdicts(EvalExecution.objects.all())
+    )
+    integration.refresh_from_db()
+    assert (integration.scores_pushed_count, integration.score_push_failures) == (6, 0)
