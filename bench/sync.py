@@ -1,9 +1,12 @@
-"""Benchmark the Langfuse sync: traces per second and peak RSS, against fetch-only through the SDK.
+"""Benchmark a pull source's sync: traces per second and peak RSS, against fetch-only.
 
-The fake Langfuse runs in its own process, the SDK-only fetch and the sync each in a fresh
-process (so each peak RSS is its own), on a PostgreSQL database created and dropped here.
+The fake source runs in its own process, the fetch-only baseline and the sync each in a
+fresh process (so each peak RSS is its own), on a PostgreSQL database created and dropped
+here. Langfuse's baseline pages through the SDK; LangSmith's posts the same runs queries
+over raw HTTP and only parses the JSON (no SDK models, no normalising).
 
-Run: .venv/bin/python bench/sync.py [--quick] [--traces N] [--observations 5]
+Run: .venv/bin/python bench/sync.py [--source langfuse|langsmith] [--quick] [--traces N]
+     [--observations 5]
 """
 
 import argparse
@@ -29,6 +32,54 @@ PUBLIC_KEY, SECRET_KEY = "pk-lf-bench", "sk-lf-bench"
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def serve_langsmith(traces: int, port_file: str) -> None:
+    """Child: serve a fake LangSmith (four runs a trace) whose newest trace is two hours old."""
+    from tests.fakes.langsmith_server import FakeLangSmith
+
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    fake = FakeLangSmith(traces=traces, base_time=base, spacing=SPACING)
+    oldest = base - SPACING * traces
+    Path(port_file).write_text(f"{fake.url} {oldest.isoformat()}")
+    fake._server.serve_forever()
+
+
+def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
+    """Child: post the sync's runs queries over raw HTTP, parse the JSON, build nothing."""
+    import httpx
+
+    from integrations.adapters.langsmith.adapter import CHILD_PAGE_SIZE, PAGE_SIZE, SELECTS
+    from tests.fakes.langsmith_server import API_KEY, PROJECT_ID
+
+    client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=60)
+    low = (datetime.fromisoformat(base) - timedelta(minutes=1)).isoformat()
+    started = time.perf_counter()
+    rows, cursor, pages = 0, None, 0
+    while True:
+        body = {"project_ids": [PROJECT_ID], "is_root": True, "min_start_time": low,
+                "page_size": PAGE_SIZE, "selects": SELECTS, "cursor": cursor}  # fmt: skip
+        page = client.post("/api/v2/runs/query", json=body).json()
+        roots = page["items"]
+        ids = ", ".join(json.dumps(r["id"]) for r in roots)
+        child_cursor = None
+        while roots:
+            children = client.post("/api/v2/runs/query", json={
+                "project_ids": [PROJECT_ID], "is_root": False, "min_start_time": low,
+                "filter": f"in(trace_id, [{ids}])", "page_size": CHILD_PAGE_SIZE,
+                "selects": SELECTS, "cursor": child_cursor}).json()  # fmt: skip
+            rows += len(children["items"])
+            child_cursor = children["next_cursor"]
+            if not child_cursor:
+                break
+        rows += len(roots)
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": rows, "pages": pages, "traces_per_second": traces / seconds,
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
 def serve(traces: int, observations: int, port_file: str) -> None:
@@ -78,7 +129,7 @@ def fetch_only(url: str, base: str, traces: int) -> dict:
             "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
-def sync(url: str, base: str, traces: int) -> dict:
+def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
     """Child: run one full sync into PostgreSQL through the service."""
     import django
 
@@ -89,13 +140,19 @@ def sync(url: str, base: str, traces: int) -> dict:
     from workspaces.models import Workspace
 
     workspace = Workspace.objects.create(name="Bench", slug=f"bench-{os.getpid()}")
+    if source == "langsmith":
+        from tests.fakes.langsmith_server import API_KEY
+
+        settings = {"kind": "langsmith", "secret_key": API_KEY,
+                    "options": {"project": "default"}}  # fmt: skip
+    else:
+        settings = {"public_key": PUBLIC_KEY, "secret_key": SECRET_KEY}
     integration = services.create_integration(
         workspace=workspace,
         name="bench",
         host=url,
-        public_key=PUBLIC_KEY,
-        secret_key=SECRET_KEY,
         since_date=datetime.fromisoformat(base) - timedelta(minutes=1),
+        **settings,
     )
     run = services.start_sync(integration=integration)
     started = time.perf_counter()
@@ -120,6 +177,7 @@ def _child(phase: str, env: dict, *args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--source", choices=["langfuse", "langsmith"], default="langfuse")
     parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
     parser.add_argument("--traces", type=int)
     parser.add_argument("--observations", type=int, default=5)
@@ -130,19 +188,27 @@ def main() -> None:
     args = parser.parse_args()
     traces = args.traces or (1000 if args.quick else 10_000)
 
+    langsmith = args.source == "langsmith"
+    if args.phase == "serve" and langsmith:
+        return serve_langsmith(traces, args.port_file)
     if args.phase == "serve":
         return serve(traces, args.observations, args.port_file)
+    if args.phase == "fetch" and langsmith:
+        return print(json.dumps(fetch_only_langsmith(args.url, args.base, traces)))
     if args.phase == "fetch":
         return print(json.dumps(fetch_only(args.url, args.base, traces)))
     if args.phase == "sync":
-        return print(json.dumps(sync(args.url, args.base, traces)))
+        return print(json.dumps(sync(args.url, args.base, traces, args.source)))
+    if langsmith:
+        args.observations = 4  # the fake LangSmith's runs per trace: root, llm, tool, retriever
+    db_name = DB_NAME if not langsmith else f"{DB_NAME}_{args.source}"
 
     import psycopg
 
     admin = psycopg.connect(ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True)
-    admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    admin.execute(f"CREATE DATABASE {DB_NAME}")
-    db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
+    admin.execute(f"CREATE DATABASE {db_name}")
+    db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "iofold.settings",
            "LOG_LEVEL": "WARNING"}  # fmt: skip
     port_file = ROOT / "var" / f"bench-sync-{os.getpid()}.url"
@@ -153,6 +219,7 @@ def main() -> None:
         )
         server = subprocess.Popen(
             [sys.executable, __file__, "--phase", "serve", f"--traces={traces}",
+             f"--source={args.source}",
              f"--observations={args.observations}", f"--port-file={port_file}"],
             cwd=ROOT, env=env,
         )  # fmt: skip
@@ -160,15 +227,17 @@ def main() -> None:
             time.sleep(0.1)
         url, base = port_file.read_text().split()
         # Untimed pass first: the fake builds its index on the first request.
-        _child("fetch", env, f"--url={url}", f"--base={base}", f"--traces={traces}")
-        fetched = _child("fetch", env, f"--url={url}", f"--base={base}", f"--traces={traces}")
-        synced = _child("sync", env, f"--url={url}", f"--base={base}", f"--traces={traces}")
+        child_args = (f"--url={url}", f"--base={base}", f"--traces={traces}",
+                      f"--source={args.source}")  # fmt: skip
+        _child("fetch", env, *child_args)
+        fetched = _child("fetch", env, *child_args)
+        synced = _child("sync", env, *child_args)
     finally:
         if server is not None:
             server.terminate()
             server.wait()
         port_file.unlink(missing_ok=True)
-        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        admin.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
         admin.close()
 
     ratio = synced["traces_per_second"] / fetched["traces_per_second"]
@@ -177,7 +246,7 @@ def main() -> None:
         f"{fetched['pages']} API pages)"
     )
     print(
-        f"SDK fetch only: {fetched['seconds']:.2f} s, "
+        f"{'raw-HTTP' if langsmith else 'SDK'} fetch only: {fetched['seconds']:.2f} s, "
         f"{fetched['traces_per_second']:.0f} traces/s, peak RSS {fetched['peak_rss_mb']:.0f} MB"
     )
     print(
@@ -185,8 +254,10 @@ def main() -> None:
         f"traces/s, peak RSS {synced['peak_rss_mb']:.0f} MB, {synced['pages']} sync pages"
     )
     print(f"sync / fetch-only throughput: {ratio:.2f} (goal >= 0.5); peak RSS goal < 300 MB")
-    print(f"reproduce: .venv/bin/python bench/sync.py {'--quick' if args.quick else ''}".rstrip())
+    flags = f"--source {args.source} " + ("--quick" if args.quick else "")
+    print(f"reproduce: .venv/bin/python bench/sync.py {flags}".rstrip())
     print(json.dumps({
+        "source": args.source,
         "traces": traces,
         "observations_per_trace": args.observations,
         "sync_traces_per_second": round(synced["traces_per_second"], 1),

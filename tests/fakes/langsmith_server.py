@@ -75,13 +75,14 @@ class FakeLangSmith:
         self.api_key = API_KEY
         self.legacy_only = legacy_only
         self.runs: dict[str, dict[str, Any]] = {}
-        self.order: list[str] = []  # root ids, newest first
+        self.order: list[str] = []  # root ids, as added
         self.feedback: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
         self.rate_limit_next = 0  # answer this many requests with 429 first
         self.retry_after = "2"
         self.pending: dict[str, int] = {}  # root id -> reads still answered as pending
         self._lock = threading.Lock()
+        self._newest_first: list[dict[str, Any]] | None = None
         base = base_time or datetime.now(UTC) - timedelta(hours=1)
         for number in range(traces):
             self.add_trace(base - spacing * number, number)
@@ -133,8 +134,8 @@ class FakeLangSmith:
             "session_id": PROJECT_ID,
         }
         self.runs[root_id] = root
+        self._newest_first = None
         self.order.append(root_id)
-        self.order.sort(key=lambda i: self.runs[i]["start_time"], reverse=True)
         for offset, (name, run_type) in enumerate(
             (("ChatOpenAI", "llm"), ("search", "tool"), ("docs", "retriever")), start=1
         ):
@@ -197,7 +198,15 @@ class FakeLangSmith:
             trace_ids = set(json.loads(f"[{match.group(1)}]"))
         ids = body.get("ids") or body.get("id")
         chosen = []
-        for run in sorted(self.runs.values(), key=lambda r: r["start_time"], reverse=True):
+        if self._newest_first is None:
+            self._newest_first = sorted(
+                self.runs.values(), key=lambda r: r["start_time"], reverse=True
+            )
+        if trace_ids is not None:
+            candidates = [r for r in self._newest_first if r["trace_id"] in trace_ids]
+        else:
+            candidates = self._newest_first
+        for run in candidates:
             if body.get("is_root") is not None and run["is_root"] != body["is_root"]:
                 continue
             if low and _time(run["start_time"]) < _time(low):
