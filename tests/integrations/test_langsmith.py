@@ -281,3 +281,12 @@ def test_the_key_is_stored_encrypted_and_never_in_a_repr(workspace, fake_langsmi
             "SELECT secret_key FROM integrations_integration WHERE id = %s", [integration.pk]
         )
         assert API_KEY not in cursor.fetchone()[0]
+
+
+def test_the_servers_environment_never_picks_the_workspace(workspace, fake_langsmith, monkeypatch):
+    monkeypatch.setenv("LANGSMITH_TENANT_ID", TENANT)
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_pt_from_the_environment")
+    fake = fake_langsmith()
+    services.test_connection(integration=connect(workspace, fake))
+    headers = fake.requests[-1][3]
+    assert "X-Tenant-Id" not in headers and headers["X-API-Key"] == API_KEY

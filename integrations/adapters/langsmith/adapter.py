@@ -184,6 +184,9 @@ class LangSmithAdapter(Adapter):
                     transport=outbound.guarded_transport(httpx), timeout=self.timeout
                 ),
             )
+            # The SDK falls back to LANGSMITH_TENANT_ID from the environment when given
+            # None: a workspace is this integration's setting, never the server's.
+            self._client.tenant_id = self.tenant_id
         return self._client
 
     # --- transport ---------------------------------------------------------------------------
