@@ -83,6 +83,7 @@ class FakeLangSmith:
         self.pending: dict[str, int] = {}  # root id -> reads still answered as pending
         self._lock = threading.Lock()
         self._newest_first: list[dict[str, Any]] | None = None
+        self._by_trace: dict[str, list[dict[str, Any]]] = {}
         base = base_time or datetime.now(UTC) - timedelta(hours=1)
         for number in range(traces):
             self.add_trace(base - spacing * number, number)
@@ -134,6 +135,7 @@ class FakeLangSmith:
             "session_id": PROJECT_ID,
         }
         self.runs[root_id] = root
+        self._by_trace[root_id] = [root]
         self._newest_first = None
         self.order.append(root_id)
         for offset, (name, run_type) in enumerate(
@@ -167,6 +169,7 @@ class FakeLangSmith:
                 "tags": [],
                 "session_id": PROJECT_ID,
             }
+            self._by_trace[root_id].append(self.runs[child_id])
         if pending_reads:
             self.pending[root_id] = pending_reads
         return root_id
@@ -203,7 +206,11 @@ class FakeLangSmith:
                 self.runs.values(), key=lambda r: r["start_time"], reverse=True
             )
         if trace_ids is not None:
-            candidates = [r for r in self._newest_first if r["trace_id"] in trace_ids]
+            candidates = sorted(
+                (run for trace in trace_ids for run in self._by_trace.get(trace, ())),
+                key=lambda r: r["start_time"],
+                reverse=True,
+            )
         else:
             candidates = self._newest_first
         for run in candidates:
