@@ -75,7 +75,7 @@ class FakeLangSmith:
         self.api_key = API_KEY
         self.legacy_only = legacy_only
         self.runs: dict[str, dict[str, Any]] = {}
-        self.order: list[str] = []  # root ids, as added
+        self.order: list[str] = []  # root ids (newest first once a query sorted them)
         self.feedback: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
         self.rate_limit_next = 0  # answer this many requests with 429 first
@@ -211,6 +211,8 @@ class FakeLangSmith:
                 key=lambda r: r["start_time"],
                 reverse=True,
             )
+        elif body.get("is_root") is True:
+            candidates = [self.runs[i] for i in self._roots_newest_first()]
         else:
             candidates = self._newest_first
         for run in candidates:
@@ -226,6 +228,12 @@ class FakeLangSmith:
                 continue
             chosen.append(run)
         return chosen
+
+    def _roots_newest_first(self) -> list[str]:
+        if getattr(self, "_roots_sorted", None) != len(self.order):
+            self.order.sort(key=lambda i: self.runs[i]["start_time"], reverse=True)
+            self._roots_sorted = len(self.order)
+        return self.order
 
     def query_v2(self, body: dict[str, Any]) -> dict[str, Any]:
         if not body.get("project_ids") or body["project_ids"] != [PROJECT_ID]:
