@@ -529,7 +529,7 @@ def _dedupe(runs: list[Any]) -> list[dict]:
     by_id: dict[str, dict] = {}
     for run in runs:
         if isinstance(run, dict) and run.get("id"):
-            by_id[str(run["id"])] = {k.lower(): v for k, v in run.items()}
+            by_id[str(run["id"])] = run
     return list(by_id.values())
 
 
