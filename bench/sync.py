@@ -49,7 +49,12 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
     """Child: post the sync's runs queries over raw HTTP, parse the JSON, build nothing."""
     import httpx
 
-    from integrations.adapters.langsmith.adapter import CHILD_PAGE_SIZE, PAGE_SIZE, SELECTS
+    from integrations.adapters.langsmith.adapter import (
+        CHILD_PAGE_SIZE,
+        PAGE_SIZE,
+        SELECTS,
+        trace_filter,
+    )
     from tests.fakes.langsmith_server import API_KEY, PROJECT_ID
 
     client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=60)
@@ -61,12 +66,12 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
                 "page_size": PAGE_SIZE, "selects": SELECTS, "cursor": cursor}  # fmt: skip
         page = client.post("/api/v2/runs/query", json=body).json()
         roots = page["items"]
-        ids = ", ".join(json.dumps(r["id"]) for r in roots)
+        of_traces = trace_filter([r["id"] for r in roots]) if roots else ""
         child_cursor = None
         while roots:
             children = client.post("/api/v2/runs/query", json={
                 "project_ids": [PROJECT_ID], "is_root": False, "min_start_time": low,
-                "filter": f"in(trace_id, [{ids}])", "page_size": CHILD_PAGE_SIZE,
+                "filter": of_traces, "page_size": CHILD_PAGE_SIZE,
                 "selects": SELECTS, "cursor": child_cursor}).json()  # fmt: skip
             rows += len(children["items"])
             child_cursor = children["next_cursor"]

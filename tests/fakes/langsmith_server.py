@@ -196,9 +196,14 @@ class FakeLangSmith:
         if match:
             high = match.group(1)
         trace_ids = None
-        match = re.fullmatch(r"in\(trace_id, \[(.*)\]\)", body.get("filter") or "")
-        if match:
-            trace_ids = set(json.loads(f"[{match.group(1)}]"))
+        # The runs of some traces: eq(trace_id, "…") or or(eq(trace_id, "…"), …).
+        expression = body.get("filter") or ""
+        if re.fullmatch(
+            r'(or\()?eq\(trace_id, "[^"]+"\)(, eq\(trace_id, "[^"]+"\))*\)?', expression
+        ):
+            trace_ids = set(re.findall(r'eq\(trace_id, "([^"]+)"\)', expression))
+        elif expression and not match:
+            raise ValueError(f"Unsupported filter: {expression[:100]}")
         ids = body.get("ids") or body.get("id")
         chosen = []
         if self._newest_first is None:
@@ -298,9 +303,9 @@ def _make_handler(fake: FakeLangSmith) -> type[BaseHTTPRequestHandler]:
                     found = [{"id": PROJECT_ID, "name": PROJECT}] if name in (None, PROJECT) else []
                     self._reply(200, found)
                 elif route == ("POST", "/api/v2/runs/query") and not fake.legacy_only:
-                    self._reply(200, fake.query_v2(body))
+                    self._answer_query(fake.query_v2, body)
                 elif route == ("POST", "/api/v1/runs/query"):
-                    self._reply(200, fake.query_legacy(body))
+                    self._answer_query(fake.query_legacy, body)
                 elif route == ("POST", "/api/v1/feedback"):
                     if not body.get("key") or not body.get("id"):
                         self._reply(422, {"detail": "key and id are required"})
@@ -311,6 +316,12 @@ def _make_handler(fake: FakeLangSmith) -> type[BaseHTTPRequestHandler]:
                         self._reply(200, body)
                 else:
                     self._reply(404, {"detail": "Not Found"})
+
+        def _answer_query(self, query, body: dict[str, Any]) -> None:
+            try:
+                self._reply(200, query(body))
+            except ValueError as exc:
+                self._reply(400, {"detail": str(exc)})
 
         def do_GET(self) -> None:
             self._handle("GET")

@@ -94,6 +94,10 @@ def test_the_v2_query_names_its_fields_and_its_start(workspace, fake_langsmith):
     assert first["selects"] == SELECTS
     assert first["project_ids"] == [PROJECT_ID]
     assert first["is_root"] is True and first["page_size"] == 10
+    children = [q for q in queries(fake) if q.get("is_root") is False][0]
+    roots = [str(uuid.UUID(int=n)) for n in (1, 2, 3)]
+    assert children["filter"] == "or(" + ", ".join(f'eq(trace_id, "{i}")' for i in roots) + ")"
+    assert children["selects"] == SELECTS
     # The server reads one day back unless told; the first sync looks 30 days back.
     low = datetime.fromisoformat(first["min_start_time"].replace("Z", "+00:00"))
     assert datetime.now(UTC) - low > timedelta(days=29)

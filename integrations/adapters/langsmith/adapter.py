@@ -419,7 +419,7 @@ class LangSmithAdapter(Adapter):
         ids = [str(r["id"]) for r in roots]
         starts = [parse_time(r.get("start_time")) for r in roots if r.get("start_time")]
         low = _iso(min(starts)) if starts else None
-        quoted = ", ".join(json.dumps(i) for i in ids)
+        of_traces = trace_filter(ids)
         runs: list[dict] = []
         page_cursor = None
         while True:
@@ -428,7 +428,7 @@ class LangSmithAdapter(Adapter):
                     page, page_cursor = self._query_v2(
                         project_ids=[project_id],
                         is_root=False,
-                        filter=f"in(trace_id, [{quoted}])",
+                        filter=of_traces,
                         min_start_time=low,
                         page_size=CHILD_PAGE_SIZE,
                         cursor=page_cursor,
@@ -439,7 +439,7 @@ class LangSmithAdapter(Adapter):
                 page, page_cursor = self._query_legacy(
                     session=[project_id],
                     is_root=False,
-                    filter=f"in(trace_id, [{quoted}])",
+                    filter=of_traces,
                     start_time=low,
                     limit=CHILD_PAGE_SIZE,
                     cursor=page_cursor,
@@ -523,6 +523,15 @@ class LangSmithAdapter(Adapter):
                 continue
             result.accepted += 1
         return result
+
+
+def trace_filter(trace_ids: list[str]) -> str:
+    """Return the filter expression for the runs of these traces.
+
+    Only the documented comparators (``eq``, joined by ``or``): no ``in``.
+    """
+    terms = [f"eq(trace_id, {json.dumps(i)})" for i in trace_ids]
+    return terms[0] if len(terms) == 1 else f"or({', '.join(terms)})"
 
 
 def _dedupe(runs: list[Any]) -> list[dict]:
