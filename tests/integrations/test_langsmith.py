@@ -206,7 +206,7 @@ def test_feedback_is_written_once_whatever_the_resends(workspace, fake_langsmith
     assert len(fake.feedback) == 2
     written = fake.feedback[feedback_id(scores[1])]
     assert written["key"] == "helpful" and written["score"] == 0 and written["comment"] == "No."
-    assert written["run_id"] == str(uuid.UUID(int=2))
+    assert written["run_id"] == str(uuid.UUID(int=2)) and written["session_id"] == PROJECT_ID
     assert feedback_id(scores[1]) == feedback_id(
         ScoreIn(id="e7-b", trace_id=str(uuid.UUID(int=2)), name="other", value=True)
     )

@@ -503,6 +503,8 @@ class LangSmithAdapter(Adapter):
     def push_scores(self, scores: list[ScoreIn]) -> ScorePushResult:
         """Write verdicts as feedback with deterministic ids; a 409 means already written."""
         result = ScorePushResult()
+        # Run-level feedback names its project: LangSmith deprecates feedback without it.
+        project_id = self._project_id or self._project()["id"]
         for score in scores:
             body = {
                 "id": feedback_id(score),
@@ -511,6 +513,7 @@ class LangSmithAdapter(Adapter):
                 "key": score.name,
                 "score": 1 if score.value else 0,
                 "comment": score.comment,
+                "session_id": project_id,
                 "feedback_source": {"type": "api", "metadata": score.metadata or {}},
             }
             try:
