@@ -54,6 +54,25 @@ def ingest_traces(
     return result
 
 
+def stored_traces(
+    *, workspace, source: str, integration=None, external_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Return the stored payloads of these traces, locked until the transaction ends.
+
+    A source whose traces arrive in pieces (OTLP spans) merges each piece into what is
+    stored, inside one transaction with the ``ingest_traces`` call that writes it back.
+    """
+    from traces.ingest import stored_trace_data
+
+    return stored_trace_data(
+        workspace=workspace,
+        source=source,
+        integration=integration,
+        external_ids=external_ids,
+        lock=True,
+    )
+
+
 def evaluate_new_traces(workspace_id: int, trace_ids: list[int]) -> None:
     """Queue the active evals' automatic runs on new traces; log, never raise, a failure.
 

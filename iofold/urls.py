@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from integrations.otlp import receiver as otlp_receiver
 from iofold import views
 from iofold.lib.csp import allow_inline_styles
 from workspaces import views as workspace_views
@@ -25,6 +26,9 @@ urlpatterns = [
     path("w/<slug:slug>/evals/", include("evals.urls")),
     path("invitations/<str:token>/", workspace_views.accept_invitation, name="accept_invitation"),
     path("api/v1/", include(api_v1)),
+    # OTLP/HTTP's fixed path (exporters append /v1/traces to OTEL_EXPORTER_OTLP_ENDPOINT);
+    # an API view: it authenticates with a token itself and answers 401/403.
+    path("v1/traces", otlp_receiver.receive, name="api-otlp-traces"),
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(
         "api/docs/",

@@ -157,6 +157,23 @@ def upsert_traces(
     return result
 
 
+def stored_trace_data(
+    *, workspace, source: str, integration=None, external_ids: list[str], lock: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Return the stored payloads of these traces by external id, locked for update if asked.
+
+    For sources whose traces arrive in pieces (OTLP spans), which merge each piece into
+    what is stored before upserting the whole again.
+    """
+    rows = Trace.objects.for_workspace(workspace).filter(
+        source_key=source_key_for(source=source, integration=integration),
+        external_id__in=external_ids,
+    )
+    if lock:
+        rows = rows.select_for_update()
+    return dict(rows.values_list("external_id", "data"))
+
+
 def canonical_trace(raw: dict[str, Any]) -> dict[str, Any]:
     """Return the trace with every optional key filled in, as evals receive it."""
     steps = []

@@ -1,0 +1,288 @@
+"""``POST /v1/traces``: an OTLP/HTTP trace receiver, authenticated with an iofold API token.
+
+The token names the workspace; its traces go to the workspace's OpenTelemetry source (an
+integration of kind OTLP, created on the first request if there is none), so every
+exporter of a workspace feeds one source with one trace namespace. A per-integration
+secret was the alternative: it would let two OTLP sources coexist, but it would be a
+second kind of credential to issue, rotate and revoke beside the API tokens a team
+already manages, with their roles (viewers refused) and their "last used".
+
+Spans are grouped into traces by trace id. A trace often arrives over several requests
+(the SDK's batch processor exports spans as they end), so each request merges its spans
+into the stored trace's steps by span id and rebuilds the trace: receiving a span twice
+changes nothing, and the trace is the same whatever order its spans came in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, OperationalError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from rest_framework import exceptions as drf_exceptions
+
+from integrations.models import Integration
+from integrations.otlp import decode
+from integrations.otlp.normalise import SpanRejected, attributes, build_trace, span_to_step
+from iofold.pipeline import ingest_traces, stored_traces
+from workspaces.access import check_role
+from workspaces.authentication import WorkspaceTokenAuthentication
+
+logger = logging.getLogger(__name__)
+
+SOURCE_NAME = "OpenTelemetry"
+# The few distinct reasons kept for the response and the source's "last error".
+MAX_REASONS = 3
+
+
+class OtlpSourceDisabled(Exception):
+    """The workspace's OpenTelemetry source is disabled."""
+
+
+@dataclass
+class ReceiveResult:
+    """What one export request did."""
+
+    spans: int = 0
+    rejected: int = 0
+    traces_created: int = 0
+    traces_updated: int = 0
+    traces_unchanged: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, count: int, reason: str) -> None:
+        self.rejected += count
+        if reason not in self.reasons and len(self.reasons) < MAX_REASONS:
+            self.reasons.append(reason)
+
+    @property
+    def error_message(self) -> str:
+        return "; ".join(self.reasons)
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+def get_or_create_otlp_source(*, workspace) -> Integration:
+    """Return the workspace's OpenTelemetry source, creating it on first use."""
+    existing = _otlp_source(workspace)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            integration = Integration.objects.create(
+                workspace=workspace, kind=Integration.Kind.OTLP, name=SOURCE_NAME, host=""
+            )
+    except IntegrityError:
+        # A concurrent first request created it, or another source has the name.
+        existing = _otlp_source(workspace)
+        if existing is not None:
+            return existing
+        with transaction.atomic():
+            integration = Integration.objects.create(
+                workspace=workspace,
+                kind=Integration.Kind.OTLP,
+                name=f"{SOURCE_NAME} (OTLP)",
+                host="",
+            )
+    logger.info("otlp source created integration=%s workspace=%s", integration.pk, workspace.pk)
+    return integration
+
+
+def _otlp_source(workspace) -> Integration | None:
+    return (
+        Integration.objects.for_workspace(workspace)
+        .filter(kind=Integration.Kind.OTLP)
+        .select_related("workspace")
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def receive_spans(*, integration: Integration, request: ExportTraceServiceRequest) -> ReceiveResult:
+    """Store the spans of one export request as steps of their traces, merged by trace id."""
+    if not integration.enabled:
+        raise OtlpSourceDisabled(f"“{integration.name}” is disabled.")
+    result = ReceiveResult()
+    by_trace: dict[str, dict[str, dict[str, Any]]] = {}
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope.name
+            for span in scope_spans.spans:
+                result.spans += 1
+                try:
+                    step = span_to_step(span, resource=resource, scope=scope)
+                except SpanRejected as exc:
+                    result.reject(1, str(exc))
+                    continue
+                by_trace.setdefault(span.trace_id.hex(), {})[step["id"]] = step
+    if by_trace:
+        with transaction.atomic():
+            _store(integration, by_trace, result)
+    _record(integration, result)
+    return result
+
+
+def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> None:
+    stored = stored_traces(
+        workspace=integration.workspace,
+        source="otlp",
+        integration=integration,
+        external_ids=list(by_trace),
+    )
+    for external_id, data in stored.items():
+        earlier = {s["id"]: s for s in (data or {}).get("steps") or [] if isinstance(s, dict)}
+        by_trace[external_id] = {**earlier, **by_trace[external_id]}
+    traces = [build_trace(trace_id, list(steps.values())) for trace_id, steps in by_trace.items()]
+    upserted = ingest_traces(
+        workspace=integration.workspace, source="otlp", integration=integration, traces=traces
+    )
+    for index, reason in upserted.errors:
+        result.reject(len(traces[index]["steps"]), f"trace {traces[index]['id']}: {reason}")
+    result.traces_created = upserted.created
+    result.traces_updated = upserted.updated
+    result.traces_unchanged = upserted.unchanged + upserted.duplicates
+
+
+def _record(integration: Integration, result: ReceiveResult) -> None:
+    """Note the request on the source: when it last received, and the last problem."""
+    now = timezone.now()
+    fields = {"last_synced_at": now, "updated_at": now}
+    if result.rejected:
+        fields.update(
+            status=Integration.Status.ERROR,
+            last_error=f"{result.rejected} of {result.spans} spans rejected: "
+            f"{result.error_message}",
+        )
+    elif integration.status != Integration.Status.OK or integration.last_error:
+        fields.update(status=Integration.Status.OK, last_error="")
+    Integration.objects.filter(pk=integration.pk).update(**fields)
+
+
+# --- view ----------------------------------------------------------------------------------
+
+
+def _respond(message, *, status: int, as_json: bool) -> HttpResponse:
+    if as_json:
+        body = json_format.MessageToJson(message, indent=None)
+        return HttpResponse(body, status=status, content_type=decode.JSON)
+    return HttpResponse(message.SerializeToString(), status=status, content_type=decode.PROTOBUF)
+
+
+def _refuse(message: str, *, status: int, as_json: bool, headers=None) -> HttpResponse:
+    response = _respond(
+        status_pb2.Status(code=_GRPC_CODES.get(status, 2), message=message),
+        status=status,
+        as_json=as_json,
+    )
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+# google.rpc.Code for each HTTP status the receiver answers with.
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 405: 12, 413: 8, 415: 3, 503: 14}
+
+
+def _authenticate(request: HttpRequest):
+    """Return the workspace of the request's API token; raise 401 or 403 as ``PermissionDenied``."""
+    try:
+        authenticated = WorkspaceTokenAuthentication().authenticate(request)
+    except drf_exceptions.AuthenticationFailed as exc:
+        raise _Unauthenticated(str(exc.detail)) from None
+    if authenticated is None:
+        raise _Unauthenticated("Send Authorization: Bearer <an iofold API token>.")
+    token = authenticated[1]
+    check_role(token.granted_role, write=True)
+    return token.workspace
+
+
+class _Unauthenticated(Exception):
+    pass
+
+
+@login_not_required
+@csrf_exempt
+def receive(request: HttpRequest) -> HttpResponse:
+    """Accept an OTLP/HTTP trace export (protobuf or JSON, optionally gzip)."""
+    media = decode.media_type(request.content_type)
+    as_json = media == decode.JSON
+    if request.method != "POST":
+        response = _refuse("Send POST.", status=405, as_json=as_json)
+        response["Allow"] = "POST"
+        return response
+    try:
+        workspace = _authenticate(request)
+    except _Unauthenticated as exc:
+        headers = {"WWW-Authenticate": "Bearer"}
+        return _refuse(str(exc), status=401, as_json=as_json, headers=headers)
+    except PermissionDenied as exc:
+        return _refuse(str(exc), status=403, as_json=as_json)
+    if media is None:
+        return _refuse(
+            f"Content-Type must be {decode.PROTOBUF} or {decode.JSON}.", status=415, as_json=True
+        )
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > decode.MAX_BODY_BYTES:
+        return _refuse(_too_large(), status=413, as_json=as_json)
+    # Read past Django's DATA_UPLOAD_MAX_MEMORY_SIZE, which is sized for forms, not batches.
+    body = request.read(decode.MAX_BODY_BYTES + 1)
+    if len(body) > decode.MAX_BODY_BYTES:
+        return _refuse(_too_large(), status=413, as_json=as_json)
+    try:
+        message = decode.parse(
+            decode.decompress(body, request.headers.get("Content-Encoding")), media=media
+        )
+    except decode.OtlpRequestError as exc:
+        return _refuse(exc.message, status=exc.status, as_json=as_json)
+    try:
+        integration = get_or_create_otlp_source(workspace=workspace)
+        result = receive_spans(integration=integration, request=message)
+    except OtlpSourceDisabled as exc:
+        return _refuse(f"{exc} Enable it to receive traces.", status=403, as_json=as_json)
+    except OperationalError:
+        # A locked or unreachable database: 503 is one of the statuses an exporter retries.
+        logger.exception("otlp receive failed workspace=%s", workspace.pk)
+        return _refuse(
+            "Try again shortly.", status=503, as_json=as_json, headers={"Retry-After": "5"}
+        )
+    logger.info(
+        "otlp received workspace=%s spans=%d rejected=%d created=%d updated=%d",
+        workspace.pk,
+        result.spans,
+        result.rejected,
+        result.traces_created,
+        result.traces_updated,
+    )
+    response = ExportTraceServiceResponse()
+    if result.rejected:
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(
+                rejected_spans=result.rejected, error_message=result.error_message
+            )
+        )
+    return _respond(response, status=200, as_json=as_json)
+
+
+def _too_large() -> str:
+    return (
+        f"The body is larger than {decode.MAX_BODY_BYTES >> 20} MiB; export smaller batches "
+        "(BatchSpanProcessor max_export_batch_size)."
+    )
