@@ -14,6 +14,8 @@ class IntegrationAdminForm(forms.ModelForm):
 
     def clean_host(self):
         kind = self.cleaned_data.get("kind") or Integration.Kind.LANGFUSE
+        if kind == Integration.Kind.OTLP:
+            return ""  # receives at /v1/traces; no host to connect to
         try:
             return services.clean_host(self.cleaned_data.get("host", ""), kind=kind)
         except IntegrationError as exc:
@@ -89,7 +91,9 @@ class IntegrationAdmin(admin.ModelAdmin):
                 queued += 1
             except IntegrationError:
                 skipped += 1
-        self.message_user(request, f"{queued} sync(s) queued, {skipped} skipped (disabled).")
+        self.message_user(
+            request, f"{queued} sync(s) queued, {skipped} skipped (disabled or receive-only)."
+        )
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -97,6 +97,10 @@ def _clean_list(values: Sequence[str] | str | None) -> list[str]:
     return sorted({v.strip() for v in values if v and v.strip()})
 
 
+# An OpenTelemetry source has nothing to pull or connect to: exporters push to it.
+RECEIVE_ONLY = "“{name}” receives traces at /v1/traces; there is nothing to sync or test."
+
+
 def create_integration(
     *,
     workspace,
@@ -331,6 +335,8 @@ def check_connection(
 
 def test_connection(*, integration: Integration) -> ConnectionInfo:
     """Check a saved integration's credentials and record the outcome on it."""
+    if integration.kind == Integration.Kind.OTLP:
+        raise IntegrationError(RECEIVE_ONLY.format(name=integration.name))
     try:
         info = check_connection(
             host=integration.host,
@@ -377,6 +383,8 @@ def _mark_integration(integration: Integration, *, status: str, error: str) -> N
 
 def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL) -> SyncRun:
     """Queue a sync of the integration and return its run; an active run is returned as is."""
+    if integration.kind == Integration.Kind.OTLP:
+        raise IntegrationError(RECEIVE_ONLY.format(name=integration.name))
     if not integration.enabled:
         raise IntegrationError(f"“{integration.name}” is disabled; enable it to sync.")
     # A run whose worker died is enqueued again (and returned) rather than left stuck.

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from integrations import views, webhooks
+from integrations.otlp import views as otlp_views
 
 app_name = "integrations"
 
@@ -9,6 +10,7 @@ urlpatterns = [
     path("new/", views.integration_create, name="create"),
     path("test/", views.check_new_connection, name="test_new"),
     path("upload/", views.upload, name="upload"),
+    path("opentelemetry/", otlp_views.setup, name="otlp_setup"),
     path("<int:pk>/", views.integration_detail, name="detail"),
     path("<int:pk>/edit/", views.integration_edit, name="edit"),
     path("<int:pk>/test/", views.check_connection, name="test"),

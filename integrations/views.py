@@ -10,6 +10,7 @@ from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.exceptions import IntegrationError
 from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_for
 from integrations.models import Integration, SyncRun
+from integrations.otlp import views as otlp_views
 from integrations.uploads import ingest_jsonl
 from workspaces.access import workspace_view
 
@@ -138,6 +139,8 @@ def check_connection(request, pk: int):
 def integration_detail(request, pk: int):
     """An integration: its connection, the current sync and the sync history."""
     integration = _integration(request, pk)
+    if integration.kind == Integration.Kind.OTLP:
+        return otlp_views.detail(request, integration)
     runs = list(
         SyncRun.objects.for_workspace(request.workspace).filter(integration=integration)[:20]
     )

@@ -97,6 +97,15 @@ def _integration_pk(ws):
     return {"pk": integration.pk}
 
 
+def _otlp_pk(ws):
+    from integrations.models import Integration
+
+    integration = Integration.objects.create(
+        workspace=ws, name="otel", kind=Integration.Kind.OTLP, host=""
+    )
+    return {"pk": integration.pk}
+
+
 def _sync_run_kwargs(ws):
     from integrations.models import SyncRun
 
@@ -209,6 +218,9 @@ UI_CASES = [
     Case("integrations:test_new", "post", data=lambda ws: {"region": "eu"}),
     Case("integrations:upload"),
     Case("integrations:upload", "post"),
+    Case("integrations:otlp_setup"),
+    Case("integrations:otlp_setup", "post"),
+    Case("integrations:detail", kwargs=_otlp_pk),
     Case("integrations:detail", kwargs=_integration_pk),
     Case("integrations:edit", kwargs=_integration_pk),
     Case("integrations:edit", "post", _integration_pk, lambda ws: {"name": "y"}),
@@ -290,6 +302,8 @@ API_CASES = [
     Case("api-integrations"),
     Case("api-integrations", "post", data=lambda ws: {"name": "x", "host": "http://h.test"}),
     Case("api-integration", kwargs=_integration_pk),
+    Case("api-otlp-source"),
+    Case("api-otlp-source", "post"),
     Case("api-integration", "patch", _integration_pk, lambda ws: {"name": "z"}),
     Case("api-integration", "delete", _integration_pk),
     Case("api-integration-test", "post", _integration_pk),
