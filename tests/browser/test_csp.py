@@ -115,6 +115,7 @@ def test_main_pages_load_without_a_csp_violation(logged_in_page, watch, workspac
         f"{ws}/evals/sets/{eval_set.pk}/diff/?a=1&b=2",
         f"{ws}/integrations/",
         f"{ws}/integrations/{content['integration'].pk}/",
+        f"{ws}/integrations/opentelemetry/",
         f"{ws}/members/",
         f"{ws}/settings/",
         f"{ws}/tokens/",
@@ -126,6 +127,12 @@ def test_main_pages_load_without_a_csp_violation(logged_in_page, watch, workspac
         response = page.goto(path)
         assert response.status < 400, path
         watch.check(page)
+
+    # The OpenTelemetry source's page, once the owner has created it.
+    page.goto(f"{ws}/integrations/opentelemetry/")
+    page.get_by_test_id("otlp-create").click()
+    expect(page.get_by_test_id("otlp-received")).to_be_visible()
+    watch.check(page)
 
     # Eval pages: highlighted code and the shaded confusion table keep their looks.
     page.goto(f"{ws}/evals/{v1.pk}/")
