@@ -39,3 +39,23 @@ def test_accepted(text):
 def test_malformed_json_is_still_a_decode_error():
     with pytest.raises(json.JSONDecodeError):
         jsontext.loads("{nope")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (["a\\u0000b"], None),  # a literal backslash-u: a false alarm of the fast check
+        ({"k": ["\x00"]}, "k[0]: contains a NUL character"),
+        ({"\ud800": 1}, "a key of the top-level value: contains a lone surrogate"),
+        ([[[[]]]], "[0][0][0]: nested deeper than 3 levels"),
+        ([[["x"]]], None),
+        ({1: "x", "t": ["\x00"]}, "t[0]: contains a NUL character"),
+        ([{1, 2}], None),  # not JSON at all: only what the full walk reports counts
+    ],
+)
+def test_find_problem_fast_check_agrees_with_the_full_walk(value, problem):
+    found = jsontext.find_problem(value, max_depth=3)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem)
