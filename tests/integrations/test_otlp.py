@@ -474,3 +474,54 @@ def test_traces_go_to_the_token_workspace_only(client, workspace, other_workspac
     _post(client, protobuf_body(recorder.take()), token)
     assert Trace.objects.for_workspace(other_workspace).count() == 0
     assert Trace.objects.for_workspace(workspace).count() == 1
+
+
+def test_garbage_and_mangled_bodies_never_get_a_5xx(client, workspace, token):
+    """Random bytes, and real requests with bytes flipped, are a 200 or a 400, never a 500."""
+    import random
+
+    recorder = Recorder()
+    semconv_agent_trace(recorder)
+    openinference_trace(recorder)
+    real = protobuf_body(recorder.take())
+    rng = random.Random(15)
+    bodies = [rng.randbytes(rng.randint(1, 300)) for _ in range(40)]
+    for _ in range(60):
+        mangled = bytearray(real)
+        for _ in range(rng.randint(1, 8)):
+            mangled[rng.randrange(len(mangled))] = rng.randrange(256)
+        bodies.append(bytes(mangled))
+    statuses = {_post(client, body, token).status_code for body in bodies}
+    assert statuses <= {200, 400}, statuses
+
+
+@pytest.mark.parametrize(
+    "span",
+    [
+        {"attributes": "x"},
+        {"attributes": [{"key": "a", "value": {"arrayValue": {"values": "x"}}}]},
+        {"traceId": "ab" * 16, "spanId": "cd" * 8, "startTimeUnixNano": "-1"},
+        {"traceId": "ab" * 16, "spanId": "cd" * 8, "startTimeUnixNano": "99999999999999999999"},
+        {"status": {"code": "STATUS_CODE_NOPE"}},
+        {"events": [{"attributes": [{"key": 1}]}]},
+    ],
+)
+def test_mistyped_json_fields_are_400_or_rejected_spans(client, workspace, token, span):
+    payload = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    response = _post(client, json.dumps(payload).encode(), token, content_type="application/json")
+    assert response.status_code in (200, 400), response.content
+
+
+@pytest.mark.parametrize("field", ["start_time_unix_nano", "end_time_unix_nano"])
+def test_the_largest_timestamp_is_stored(client, workspace, token, field):
+    """uint64 nanoseconds end in the year 2554: within what a datetime holds."""
+    recorder = Recorder()
+    trace_id = older_genai_trace(recorder)
+    message = ExportTraceServiceRequest.FromString(protobuf_body(recorder.take()))
+    setattr(message.resource_spans[0].scope_spans[0].spans[0], field, 2**64 - 1)
+
+    response = _post(client, message.SerializeToString(), token)
+
+    assert response.status_code == 200
+    assert not _response(response).HasField("partial_success")
+    assert _trace(workspace, trace_id).step_count == 2
