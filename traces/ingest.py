@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from integrations.adapters.base import parse_time, validate_normalised_trace
 from integrations.store import UpsertResult
@@ -163,15 +163,41 @@ def stored_trace_data(
     """Return the stored payloads of these traces by external id, locked for update if asked.
 
     For sources whose traces arrive in pieces (OTLP spans), which merge each piece into
-    what is stored before upserting the whole again.
+    what is stored before upserting the whole again. ``lock`` also covers traces not
+    stored yet: two requests bringing the first spans of one trace would otherwise both
+    read nothing and the later write would drop the earlier one's spans. On PostgreSQL a
+    transaction-scoped advisory lock per trace (taken in one order, so no deadlock) makes
+    the second wait; SQLite transactions here begin IMMEDIATE, one writer at a time.
     """
+    source_key = source_key_for(source=source, integration=integration)
     rows = Trace.objects.for_workspace(workspace).filter(
-        source_key=source_key_for(source=source, integration=integration),
-        external_id__in=external_ids,
+        source_key=source_key, external_id__in=external_ids
     )
     if lock:
+        _lock_trace_keys(workspace.pk, source_key, external_ids)
         rows = rows.select_for_update()
     return dict(rows.values_list("external_id", "data"))
+
+
+def _lock_trace_keys(workspace_id: int, source_key: str, external_ids: list[str]) -> None:
+    if connection.vendor != "postgresql" or not external_ids:
+        return
+    keys = sorted(
+        int.from_bytes(
+            hashlib.blake2b(
+                f"trace:{workspace_id}:{source_key}:{external_id}".encode(), digest_size=8
+            ).digest(),
+            "big",
+            signed=True,
+        )
+        for external_id in set(external_ids)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # unnest keeps the array's (sorted) order.
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+            [keys],
+        )
 
 
 def canonical_trace(raw: dict[str, Any]) -> dict[str, Any]:

@@ -525,3 +525,46 @@ def test_the_largest_timestamp_is_stored(client, workspace, token, field):
     assert response.status_code == 200
     assert not _response(response).HasField("partial_success")
     assert _trace(workspace, trace_id).step_count == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_starting_one_trace_at_once_lose_no_span(workspace, monkeypatch):
+    """Both read before either writes, unless the first holds the trace until it commits."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from integrations.otlp import receiver
+
+    slow_build = receiver.build_trace
+
+    def build_trace(trace_id, steps):
+        time.sleep(0.3)  # widen the window between reading and writing
+        return slow_build(trace_id, steps)
+
+    monkeypatch.setattr(receiver, "build_trace", build_trace)
+    source = receiver.get_or_create_otlp_source(workspace=workspace)
+    recorder = Recorder()
+    trace_id = semconv_agent_trace(recorder)
+    spans = recorder.take()
+    halves = [spans[:2], spans[2:]]
+    errors = []
+
+    def send(half):
+        try:
+            message = ExportTraceServiceRequest.FromString(protobuf_body(half))
+            receiver.receive_spans(integration=source, request=message)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(half,)) for half in halves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert _trace(workspace, trace_id).step_count == 4
