@@ -159,17 +159,21 @@ def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> N
 
 
 def _record(integration: Integration, result: ReceiveResult) -> None:
-    """Note the request on the source: when it last received, and the last problem."""
+    """Note the request on the source: when it last received, and the last problem.
+
+    The status follows the latest request; the last problem stays, dated, until another
+    one replaces it, so that a rejection between good requests is not lost from view.
+    """
     now = timezone.now()
     fields = {"last_synced_at": now, "updated_at": now}
     if result.rejected:
         fields.update(
             status=Integration.Status.ERROR,
-            last_error=f"{result.rejected} of {result.spans} spans rejected: "
-            f"{result.error_message}",
+            last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {result.rejected} of {result.spans} "
+            f"spans rejected: {result.error_message}",
         )
-    elif integration.status != Integration.Status.OK or integration.last_error:
-        fields.update(status=Integration.Status.OK, last_error="")
+    elif integration.status != Integration.Status.OK:
+        fields.update(status=Integration.Status.OK)
     Integration.objects.filter(pk=integration.pk).update(**fields)
 
 

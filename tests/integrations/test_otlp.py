@@ -440,6 +440,14 @@ def test_spans_without_ids_are_rejected_alone(client, workspace, token):
     assert _trace(workspace, trace_id).step_count == 2
     source = Integration.objects.get(kind=Integration.Kind.OTLP)
     assert source.status == Integration.Status.ERROR
+    assert "UTC: 1 of 3 spans rejected" in source.last_error
+
+    # A good request after it: the status is OK again, the last problem stays in view.
+    recorder = Recorder()
+    older_genai_trace(recorder)
+    assert _post(client, protobuf_body(recorder.take()), token).status_code == 200
+    source.refresh_from_db()
+    assert source.status == Integration.Status.OK
     assert "1 of 3 spans rejected" in source.last_error
 
 
