@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 SOURCE_NAME = "OpenTelemetry"
 # The few distinct reasons kept for the response and the source's "last error".
 MAX_REASONS = 3
+# A trace is rewritten whole each time spans join it, and judged whole by evals: beyond
+# this many spans its new spans are refused rather than making every request slower.
+MAX_SPANS_PER_TRACE = 5000
 
 
 class OtlpSourceDisabled(Exception):
@@ -144,15 +147,25 @@ def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> N
         integration=integration,
         external_ids=list(by_trace),
     )
+    received = {trace_id: len(steps) for trace_id, steps in by_trace.items()}
     for external_id, data in stored.items():
         earlier = {s["id"]: s for s in (data or {}).get("steps") or [] if isinstance(s, dict)}
         by_trace[external_id] = {**earlier, **by_trace[external_id]}
-    traces = [build_trace(trace_id, list(steps.values())) for trace_id, steps in by_trace.items()]
+    traces = []
+    for trace_id, steps in by_trace.items():
+        if len(steps) > MAX_SPANS_PER_TRACE:
+            result.reject(
+                received[trace_id],
+                f"trace {trace_id} would have more than {MAX_SPANS_PER_TRACE} spans",
+            )
+            continue
+        traces.append(build_trace(trace_id, list(steps.values())))
     upserted = ingest_traces(
         workspace=integration.workspace, source="otlp", integration=integration, traces=traces
     )
     for index, reason in upserted.errors:
-        result.reject(len(traces[index]["steps"]), f"trace {traces[index]['id']}: {reason}")
+        trace_id = traces[index]["id"]
+        result.reject(received[trace_id], f"trace {trace_id}: {reason}")
     result.traces_created = upserted.created
     result.traces_updated = upserted.updated
     result.traces_unchanged = upserted.unchanged + upserted.duplicates

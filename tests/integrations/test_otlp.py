@@ -576,3 +576,22 @@ def test_two_requests_starting_one_trace_at_once_lose_no_span(workspace, monkeyp
 
     assert errors == []
     assert _trace(workspace, trace_id).step_count == 4
+
+
+def test_spans_past_the_trace_limit_are_rejected_and_counted_per_request(
+    client, workspace, token, monkeypatch
+):
+    from integrations.otlp import receiver
+
+    monkeypatch.setattr(receiver, "MAX_SPANS_PER_TRACE", 3)
+    recorder = Recorder()
+    trace_id = semconv_agent_trace(recorder)
+    spans = recorder.take()
+
+    first = _response(_post(client, protobuf_body(spans[:2]), token))
+    second = _response(_post(client, protobuf_body(spans[2:]), token))
+
+    assert not first.HasField("partial_success")
+    assert second.partial_success.rejected_spans == 2  # this request's spans, not the stored
+    assert "more than 3 spans" in second.partial_success.error_message
+    assert _trace(workspace, trace_id).step_count == 2
