@@ -212,7 +212,7 @@ def _refuse(message: str, *, status: int, as_json: bool, headers=None) -> HttpRe
 
 
 # google.rpc.Code for each HTTP status the receiver answers with.
-_GRPC_CODES = {400: 3, 401: 16, 403: 7, 405: 12, 413: 8, 415: 3, 503: 14}
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 405: 12, 411: 3, 413: 8, 415: 3, 503: 14}
 
 
 def _authenticate(request: HttpRequest):
@@ -259,6 +259,11 @@ def receive(request: HttpRequest) -> HttpResponse:
         declared = 0
     if declared > decode.MAX_BODY_BYTES:
         return _refuse(_too_large(), status=413, as_json=as_json)
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower() and not declared:
+        # WSGI hands Django no chunked body: it would look empty and be silently "accepted".
+        return _refuse(
+            "Send a Content-Length; chunked bodies are not read.", status=411, as_json=as_json
+        )
     # Read past Django's DATA_UPLOAD_MAX_MEMORY_SIZE, which is sized for forms, not batches.
     body = request.read(decode.MAX_BODY_BYTES + 1)
     if len(body) > decode.MAX_BODY_BYTES:

@@ -595,3 +595,8 @@ def test_spans_past_the_trace_limit_are_rejected_and_counted_per_request(
     assert second.partial_success.rejected_spans == 2  # this request's spans, not the stored
     assert "more than 3 spans" in second.partial_success.error_message
     assert _trace(workspace, trace_id).step_count == 2
+
+
+def test_a_chunked_body_without_length_is_411(client, workspace, token):
+    response = _post(client, b"", token, CONTENT_TYPE=PROTOBUF, HTTP_TRANSFER_ENCODING="chunked")
+    assert response.status_code == 411
