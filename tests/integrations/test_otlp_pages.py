@@ -11,7 +11,14 @@ from integrations import services
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration
 from integrations.otlp.views import setup_example
-from tests.integrations.otlp_helpers import Recorder, api_token, older_genai_trace, protobuf_body
+from tests.integrations.otlp_helpers import (
+    Recorder,
+    api_token,
+    older_genai_trace,
+    openinference_trace,
+    protobuf_body,
+    semconv_agent_trace,
+)
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
@@ -155,3 +162,30 @@ def test_readme_documents_the_endpoint_with_the_same_example():
     readme = (ROOT / "README.md").read_text()
     assert "POST /v1/traces" in readme
     assert setup_example("https://iofold.example.com/v1/traces") in readme
+
+
+def test_received_traces_show_in_the_trace_list_and_page(client, login, workspace, owner):
+    recorder = Recorder()
+    semconv_agent_trace(recorder)
+    openinference_trace(recorder)
+    client.post(
+        "/v1/traces",
+        protobuf_body(recorder.take()),
+        content_type="application/x-protobuf",
+        HTTP_AUTHORIZATION=f"Bearer {api_token(workspace)}",
+    )
+    login(owner)
+    source = Integration.objects.get(kind=Integration.Kind.OTLP)
+
+    listing = client.get(
+        reverse("traces:list", args=[workspace.slug]) + f"?integration={source.pk}"
+    )
+    pages = [
+        client.get(reverse("traces:detail", args=[workspace.slug, trace.pk]))
+        for trace in Trace.objects.all()
+    ]
+
+    assert listing.status_code == 200
+    assert "invoke_agent support" in listing.content.decode()
+    assert [p.status_code for p in pages] == [200, 200]
+    assert "lookup_order" in pages[0].content.decode() + pages[1].content.decode()
