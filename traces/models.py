@@ -21,7 +21,6 @@ class Trace(WorkspaceOwned):
         API = "api", "API"
         WEBHOOK = "webhook", "Webhook"
         DEMO = "demo", "Demo"
-        OTLP = "otlp", "OpenTelemetry"
 
     integration = models.ForeignKey(
         Integration, on_delete=models.SET_NULL, null=True, blank=True, related_name="traces"
