@@ -107,11 +107,11 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
 
     import sandbox
     from evals import tasks
+    from evals.execution import continuous
+    from evals.execution.runs import EXECUTE_CHUNK, trace_json
+    from evals.execution.scores import push_run_scores
     from evals.models import Eval, EvalExecution
     from evals.sandboxing import sandbox_limits
-    from evals.services import continuous
-    from evals.services.execution import EXECUTE_CHUNK, trace_json
-    from evals.services.scores import push_run_scores
     from integrations import services
     from traces.models import EvalSet
     from workspaces.models import Workspace

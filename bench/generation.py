@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evals.datasets import read_labelled_jsonl  # noqa: E402
-from evals.metrics import agreement  # noqa: E402
+from evals.metrics.agreement import agreement  # noqa: E402
 from evals.synthesis import fit  # noqa: E402
 
 

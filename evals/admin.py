@@ -1,8 +1,8 @@
 from django.contrib import admin
 
 from evals.exceptions import EvalError
+from evals.generation.services import start_generation
 from evals.models import Eval, EvalExecution, EvalRun, Generation, ProviderSettings
-from evals.services.generation import start_generation
 from iofold.lib.fields import last_four
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.api import continuous, generation, management
+from evals.api import continuous, generation, versions
 
 urlpatterns = [
     path(
@@ -20,33 +20,31 @@ urlpatterns = [
     # Management (issue 7): lineage, state changes, edits, tests, diffs, exports, matrix.
     path(
         "eval-sets/<int:pk>/versions/",
-        management.EvalSetVersionsApi.as_view(),
+        versions.EvalSetVersionsApi.as_view(),
         name="api-eval-set-versions",
     ),
-    path("eval-sets/<int:pk>/diff/", management.EvalSetDiffApi.as_view(), name="api-eval-set-diff"),
+    path("eval-sets/<int:pk>/diff/", versions.EvalSetDiffApi.as_view(), name="api-eval-set-diff"),
     path(
         "eval-sets/<int:pk>/export/",
-        management.EvalSetExportApi.as_view(),
+        versions.EvalSetExportApi.as_view(),
         name="api-eval-set-export",
     ),
     path(
         "eval-sets/<int:pk>/matrix/",
-        management.EvalSetMatrixApi.as_view(),
+        versions.EvalSetMatrixApi.as_view(),
         name="api-eval-set-matrix",
     ),
-    path(
-        "evals/<int:pk>/activate/", management.EvalActivateApi.as_view(), name="api-eval-activate"
-    ),
-    path("evals/<int:pk>/archive/", management.EvalArchiveApi.as_view(), name="api-eval-archive"),
-    path("evals/<int:pk>/restore/", management.EvalRestoreApi.as_view(), name="api-eval-restore"),
-    path("evals/<int:pk>/edit/", management.EvalEditApi.as_view(), name="api-eval-edit"),
-    path("evals/<int:pk>/test/", management.EvalTestApi.as_view(), name="api-eval-test"),
-    path("evals/<int:pk>/refine/", management.EvalRefineApi.as_view(), name="api-eval-refine"),
-    path("evals/<int:pk>/export.py", management.EvalExportApi.as_view(), name="api-eval-export"),
+    path("evals/<int:pk>/activate/", versions.EvalActivateApi.as_view(), name="api-eval-activate"),
+    path("evals/<int:pk>/archive/", versions.EvalArchiveApi.as_view(), name="api-eval-archive"),
+    path("evals/<int:pk>/restore/", versions.EvalRestoreApi.as_view(), name="api-eval-restore"),
+    path("evals/<int:pk>/edit/", versions.EvalEditApi.as_view(), name="api-eval-edit"),
+    path("evals/<int:pk>/test/", versions.EvalTestApi.as_view(), name="api-eval-test"),
+    path("evals/<int:pk>/refine/", versions.EvalRefineApi.as_view(), name="api-eval-refine"),
+    path("evals/<int:pk>/export.py", versions.EvalExportApi.as_view(), name="api-eval-export"),
     path(
         "evals/<int:pk>/traces/<int:trace_pk>/",
-        management.EvalCellApi.as_view(),
+        versions.EvalCellApi.as_view(),
         name="api-eval-cell",
     ),
-    path("eval-runs/<int:pk>/", management.EvalRunDetailApi.as_view(), name="api-eval-run-detail"),
+    path("eval-runs/<int:pk>/", versions.EvalRunDetailApi.as_view(), name="api-eval-run-detail"),
 ]

@@ -1,8 +1,8 @@
 """Demo data: a generated eval (offline synthesiser) for the demo workspace's eval set."""
 
+from evals.generation.provider_settings import DEFAULT_MODELS, ProviderChoice
+from evals.generation.services import generate_now
 from evals.models import Eval, Generation, Provider, RunStatus
-from evals.services.generation import generate_now
-from evals.services.provider_settings import DEFAULT_MODELS, ProviderChoice
 from traces.models import EvalSet
 
 OFFLINE = ProviderChoice(provider=Provider.OFFLINE, model=DEFAULT_MODELS[Provider.OFFLINE])

@@ -2,8 +2,8 @@
 
 from django.db.models import Count, Max
 
+from evals.execution.continuous import compute_drift
 from evals.models import Eval
-from evals.services.continuous import compute_drift
 
 
 def eval_set_stats(eval_set_ids: list[int]) -> dict[int, dict]:

@@ -30,7 +30,7 @@ def _failure_message(exc: BaseException) -> str:
 
 class GenerationTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        from evals.services.generation import fail_generation
+        from evals.generation.services import fail_generation
 
         generation_id = args[0] if args else kwargs.get("generation_id")
         fail_generation(generation_id=generation_id, error=_failure_message(exc))
@@ -38,7 +38,7 @@ class GenerationTask(Task):
 
 class EvalRunTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        from evals.services.execution import fail_run
+        from evals.execution.runs import fail_run
 
         run_id = args[0] if args else kwargs.get("run_id")
         fail_run(run_id=run_id, error=_failure_message(exc))
@@ -71,7 +71,7 @@ def _sandbox_outage_is_transient():
 @shared_task(base=GenerationTask, acks_late=True, throws=(EvalError,), **RETRY)
 def generate_eval_task(generation_id: int) -> None:
     """Carry out one queued generation (or refinement)."""
-    from evals.services.generation import run_generation
+    from evals.generation.services import run_generation
 
     run_generation(generation_id=generation_id)
 
@@ -79,7 +79,7 @@ def generate_eval_task(generation_id: int) -> None:
 @shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
 def run_eval_task(run_id: int) -> None:
     """Run one queued eval run in the sandbox."""
-    from evals.services.execution import execute_run
+    from evals.execution.runs import execute_run
 
     with _sandbox_outage_is_transient():
         execute_run(run_id=run_id)
@@ -88,8 +88,8 @@ def run_eval_task(run_id: int) -> None:
 @shared_task
 def reap_stale_runs_task() -> int:
     """Enqueue again generations and eval runs whose worker died; fail those given up on."""
-    from evals.services.execution import reap_stale_runs, recover_eval_runs
-    from evals.services.generation import reap_stale_generations, recover_generations
+    from evals.execution.runs import reap_stale_runs, recover_eval_runs
+    from evals.generation.services import reap_stale_generations, recover_generations
 
     with _single_instance(REAPER_LOCK, timeout=300) as acquired:
         if not acquired:
@@ -104,7 +104,7 @@ def reap_stale_runs_task() -> int:
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
     """Start automatic runs of the active evals whose eval sets match new traces."""
-    from evals.services.continuous import start_automatic_runs
+    from evals.execution.continuous import start_automatic_runs
 
     return len(start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids))
 
@@ -112,7 +112,7 @@ def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
 @shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
 def run_automatic_eval_task(run_id: int) -> None:
     """Run one automatic eval run, then send its verdicts to Langfuse."""
-    from evals.services.continuous import execute_automatic_run
+    from evals.execution.continuous import execute_automatic_run
 
     with _sandbox_outage_is_transient():
         execute_automatic_run(run_id=run_id)
@@ -121,7 +121,7 @@ def run_automatic_eval_task(run_id: int) -> None:
 @shared_task
 def push_pending_scores_task() -> int:
     """Resend Langfuse scores of active evals that have not arrived yet."""
-    from evals.services.scores import push_pending_scores
+    from evals.execution.scores import push_pending_scores
 
     with _single_instance(SCORES_LOCK, timeout=600) as acquired:
         return push_pending_scores().pushed if acquired else 0

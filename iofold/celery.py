@@ -52,8 +52,8 @@ def _recover_runs(**kwargs) -> None:
     """
     from django.db import connections
 
-    from evals.services.execution import recover_eval_runs
-    from evals.services.generation import recover_generations
+    from evals.execution.runs import recover_eval_runs
+    from evals.generation.services import recover_generations
     from integrations.services import recover_sync_runs
 
     for recover in (recover_sync_runs, recover_generations, recover_eval_runs):

@@ -4,7 +4,7 @@
            → ingest_traces (here)
            → traces.ingest.upsert_traces        stores the rows
            → evals' queue_automatic_runs         continuous evaluation, after commit
-           → scores pushed back to the source    evals.services.scores
+           → scores pushed back to the source    evals.execution.scores
            → integrations.services.record_score_delivery
 
 The apps sit in one line, upstream first (workspaces, integrations, traces, evals), and
@@ -79,7 +79,7 @@ def evaluate_new_traces(workspace_id: int, trace_ids: list[int]) -> None:
     The traces are already committed when this runs: a broker outage must not turn a
     stored batch into an error for the sync, upload or webhook that sent it.
     """
-    from evals.services.continuous import queue_automatic_runs
+    from evals.execution.continuous import queue_automatic_runs
 
     try:
         queue_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
-from evals.display import code_css
+from evals.versions.display import code_css
 from tests.test_tenancy import UI_CASES, _ui_url
 
 pytestmark = pytest.mark.django_db

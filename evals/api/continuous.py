@@ -8,8 +8,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from evals.execution.continuous import MAX_BATCH_TRACES, run_batch
 from evals.models import Eval
-from evals.services.continuous import MAX_BATCH_TRACES, run_batch
 from workspaces.access import WorkspaceScopedMixin
 
 

@@ -6,8 +6,8 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from evals.generation.services import start_generation
 from evals.models import Eval, EvalExecution, Generation
-from evals.services.generation import start_generation
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
 

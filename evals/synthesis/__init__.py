@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evals.datasets import LabelledExample
-from evals.metrics import grouped_folds
+from evals.metrics.agreement import grouped_folds
 from evals.synthesis import codegen, learner
 from evals.synthesis.features import priors_from_text
 from evals.synthesis.learner import DecisionList, Selection

@@ -21,7 +21,7 @@ dozen labels some chance word always separates the training set.
 import math
 from dataclasses import dataclass, field
 
-from evals.metrics import grouped_folds
+from evals.metrics.agreement import grouped_folds
 from evals.synthesis import runtime
 from evals.synthesis.features import Candidate, Feature, build_structural, build_words
 

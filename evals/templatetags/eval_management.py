@@ -1,6 +1,6 @@
 from django import template
 
-from evals.display import highlight_code
+from evals.versions.display import highlight_code
 
 register = template.Library()
 

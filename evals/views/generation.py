@@ -8,11 +8,11 @@ from django_htmx.http import HttpResponseStopPolling
 
 from evals.exceptions import EvalError
 from evals.forms import ProviderSettingsForm
+from evals.generation import provider_settings as settings_services
+from evals.generation import services as generation_services
 from evals.highlighting import highlight_python
-from evals.metrics import KAPPA_BAR
+from evals.metrics.agreement import KAPPA_BAR
 from evals.models import Eval, Generation
-from evals.services import generation as generation_services
-from evals.services import provider_settings as settings_services
 from iofold.lib.fields import last_four
 from traces.models import EvalSet
 from workspaces.access import workspace_view

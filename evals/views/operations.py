@@ -3,7 +3,7 @@
 from django.shortcuts import get_object_or_404, render
 
 from evals.charts import line_chart
-from evals.services import continuous
+from evals.execution import continuous
 from traces.models import EvalSet
 from workspaces.access import workspace_view
 

@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from evals.execution import continuous
 from evals.models import Eval, EvalExecution, EvalRun
-from evals.services import continuous
 from iofold.pipeline import ingest_traces
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data

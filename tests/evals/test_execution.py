@@ -11,9 +11,8 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError
-from evals.models import EvalExecution, EvalRun
-from evals.services import execution
-from evals.services.execution import (
+from evals.execution import runs as execution
+from evals.execution.runs import (
     execute_run,
     reap_stale_runs,
     record_results,
@@ -21,6 +20,7 @@ from evals.services.execution import (
     start_run,
     trace_json,
 )
+from evals.models import EvalExecution, EvalRun
 from evals.tasks import reap_stale_runs_task
 from tests.conftest import dead_owner, wait_for
 from tests.evals.builders import ALWAYS_PASS_CODE, BAD, GOOD, labelled_set, make_eval

@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from evals.exceptions import EvalError, TransientEvalError
+from evals.generation.provider_settings import update_provider_settings
+from evals.generation.services import run_generation, start_generation
 from evals.models import Eval, EvalExecution, EvalRun, Generation
-from evals.services.generation import run_generation, start_generation
-from evals.services.provider_settings import update_provider_settings
 from tests.conftest import dead_owner
 from tests.evals.builders import BAD, GOOD, labelled_set
 from tests.traces.factories import TraceFactory, trace_data

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from evals.generation.services import run_generation
 from evals.models import Eval, Generation, ProviderSettings
-from evals.services.generation import run_generation
 from tests.evals.builders import labelled_set
 
 pytestmark = pytest.mark.django_db

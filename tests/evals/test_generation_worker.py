@@ -2,9 +2,9 @@
 
 import pytest
 
+from evals.generation.provider_settings import update_provider_settings
+from evals.generation.services import start_generation
 from evals.models import Eval, EvalExecution, RunStatus
-from evals.services.generation import start_generation
-from evals.services.provider_settings import update_provider_settings
 from tests.conftest import wait_for
 from tests.evals.builders import labelled_set
 from tests.evals.test_generation import GOOD_CODE, KEY, fenced

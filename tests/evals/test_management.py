@@ -6,9 +6,9 @@ import pytest
 from django.db import IntegrityError, transaction
 
 import sandbox
-from evals.export import export_eval_script, export_eval_set
 from evals.models import Eval
-from evals.services.management import (
+from evals.versions.export import export_eval_script, export_eval_set
+from evals.versions.services import (
     EvalActionError,
     InvalidEvalCode,
     activate_eval,

@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from evals.execution.runs import execute_run
+from evals.generation.services import run_generation
 from evals.models import Eval, EvalRun, Generation
-from evals.services.execution import execute_run
-from evals.services.generation import run_generation
 from tests.evals.builders import ALWAYS_PASS_CODE, REFUSAL_CODE, labelled_set, make_eval, record
 
 pytestmark = pytest.mark.django_db

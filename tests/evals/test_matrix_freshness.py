@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 import sandbox
+from evals.execution.runs import record_results
 from evals.selectors import MATRIX_SETTLE_SECONDS, MatrixFilters, comparison_matrix
-from evals.services.execution import record_results
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import TraceFactory, trace_data

@@ -1,6 +1,6 @@
 import pytest
 
-from evals.metrics import (
+from evals.metrics.agreement import (
     agreement,
     cohen_kappa,
     grouped_folds,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from evals.prompts import (
+from evals.generation.prompts import (
     ALLOWED_IMPORTS,
     CHARS_PER_TOKEN,
     GENERATION_PROMPT_VERSION,

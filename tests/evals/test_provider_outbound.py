@@ -8,10 +8,10 @@ import pytest
 from django.urls import reverse
 
 from evals.exceptions import EvalError
+from evals.generation.provider_settings import resolve_provider, update_provider_settings
+from evals.generation.providers import ProviderError, get_provider
+from evals.generation.services import run_generation, start_generation
 from evals.models import ProviderSettings
-from evals.providers import ProviderError, get_provider
-from evals.services.generation import run_generation, start_generation
-from evals.services.provider_settings import resolve_provider, update_provider_settings
 from tests.evals.builders import labelled_set
 from tests.fakes.forward_proxy import ForwardProxy
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from evals.codegen import CodeExtractionError, extract_code
-from evals.pricing import DEFAULT_PRICES, Price, cost_usd, parse_price_table
-from evals.providers import Provider, ProviderError, get_provider
+from evals.generation.code_extraction import CodeExtractionError, extract_code
+from evals.generation.pricing import DEFAULT_PRICES, Price, cost_usd, parse_price_table
+from evals.generation.providers import Provider, ProviderError, get_provider
 from tests.fakes.llm_server import FakeLLMServer
 
 API_KEY = "sk-test-9f8e7d6c5b4a39281706"

@@ -1,7 +1,7 @@
 import pytest
 
+from evals.generation.refinement import refine_now, start_refinement
 from evals.models import Eval, EvalExecution, Generation
-from evals.services.refinement import refine_now, start_refinement
 from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
 from tests.traces.factories import TraceFactory, trace_data
 from traces.models import Feedback
@@ -74,7 +74,7 @@ def test_offline_refinement_counts_each_label_once(parent):
 
 @pytest.fixture
 def openai_workspace(workspace, fake_llm):
-    from evals.services.provider_settings import update_provider_settings
+    from evals.generation.provider_settings import update_provider_settings
 
     update_provider_settings(
         workspace=workspace,

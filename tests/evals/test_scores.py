@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from evals.execution import scores
 from evals.models import Eval, EvalExecution
-from evals.services import scores
 from integrations.models import Integration
 from integrations.services import SCORE_REJECTED_PREFIX
 from iofold.pipeline import ingest_traces

@@ -9,7 +9,7 @@ import pytest
 
 import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
-from evals.metrics import agreement, grouped_folds, low_confidence_reason
+from evals.metrics.agreement import agreement, grouped_folds, low_confidence_reason
 from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
 from sandbox import validate
 
@@ -521,7 +521,7 @@ def test_and_rule_code_is_identical_for_reordered_input():
 
 
 def test_the_llm_held_out_split_keeps_sessions_on_one_side():
-    from evals.services.candidates import split_for_llm
+    from evals.generation.candidates import split_for_llm
 
     examples = [
         LabelledExample(

@@ -6,19 +6,19 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evals.datasets import DatasetError, read_labelled_jsonl
 from evals.exceptions import EvalError
-from evals.models import Provider
-from evals.providers import ProviderError
-from evals.sandboxing import sandbox_limits
-from evals.services import candidates
-from evals.services.generation import candidate_cost, make_llm
-from evals.services.metrics import measure
-from evals.services.provider_settings import (
+from evals.generation import candidates
+from evals.generation.provider_settings import (
     ProviderChoice,
     _env_base_url,
     _env_key,
     default_model,
     default_provider,
 )
+from evals.generation.providers import ProviderError
+from evals.generation.services import candidate_cost, make_llm
+from evals.metrics.measure import measure
+from evals.models import Provider
+from evals.sandboxing import sandbox_limits
 
 
 class Command(BaseCommand):

@@ -6,10 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 import sandbox
 from evals.datasets import DatasetError, read_labelled_jsonl
 from evals.exceptions import EvalError
+from evals.generation import candidates
 from evals.management.commands.fit_eval import format_agreement
+from evals.metrics.measure import measure
 from evals.sandboxing import sandbox_limits
-from evals.services import candidates
-from evals.services.metrics import measure
 
 
 class Command(BaseCommand):

@@ -9,10 +9,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from evals import display, export, selectors
+from evals import selectors
 from evals.exceptions import EvalError
+from evals.generation import refinement
 from evals.models import Eval, EvalRun, Generation
-from evals.services import management, refinement
+from evals.versions import display, export
+from evals.versions import services as version_services
 from iofold.lib.redirects import safe_next
 from traces.models import EvalSet, Trace
 from workspaces.access import workspace_view
@@ -96,9 +98,9 @@ def activate(request, pk: int):
     rollback = active is not None and active.version > eval.version
     try:
         if rollback:
-            management.rollback_to(eval=eval)
+            version_services.rollback_to(eval=eval)
         else:
-            management.activate_eval(eval=eval)
+            version_services.activate_eval(eval=eval)
     except EvalError as exc:
         messages.error(request, exc.message)
     else:
@@ -112,7 +114,7 @@ def activate(request, pk: int):
 def archive(request, pk: int):
     eval = _eval(request, pk)
     was_active = eval.status == Eval.Status.ACTIVE
-    management.archive_eval(eval=eval)
+    version_services.archive_eval(eval=eval)
     note = " The set has no active eval now." if was_active else ""
     messages.success(request, f"Archived v{eval.version}.{note}")
     return _back(request, eval)
@@ -122,7 +124,7 @@ def archive(request, pk: int):
 @workspace_view
 def restore(request, pk: int):
     eval = _eval(request, pk)
-    management.restore_eval(eval=eval)
+    version_services.restore_eval(eval=eval)
     messages.success(request, f"v{eval.version} is a draft again.")
     return _back(request, eval)
 
@@ -133,7 +135,7 @@ def test_again(request, pk: int):
     """Start a run of the version on the current labels; the page polls its progress."""
     eval = _eval(request, pk)
     try:
-        run = management.test_again(eval=eval)
+        run = version_services.test_again(eval=eval)
     except EvalError as exc:
         messages.error(request, exc.message)
         return redirect(eval.get_absolute_url())
@@ -148,7 +150,7 @@ def run_progress(request, pk: int, run_pk: int):
     eval = _eval(request, pk)
     run = get_object_or_404(EvalRun.objects.for_workspace(request.workspace), pk=run_pk, eval=eval)
     if run.is_final:
-        eval = management.record_test_result(run=run)
+        eval = version_services.record_test_result(run=run)
     response = render(request, "evals/detail.html#run", {"eval": eval, "run": run})
     if run.is_final:
         response = HttpResponseStopPolling(response.content)
@@ -164,13 +166,13 @@ def edit(request, pk: int):
     if request.method == "POST":
         code = request.POST.get("code", "")
         try:
-            edited = management.edit_eval_code(eval=eval, code=code, user=request.user)
-        except management.InvalidEvalCode as exc:
+            edited = version_services.edit_eval_code(eval=eval, code=code, user=request.user)
+        except version_services.InvalidEvalCode as exc:
             problems = exc.problems
         except EvalError as exc:
             messages.error(request, exc.message)
         else:
-            run = management.test_again(eval=edited)
+            run = version_services.test_again(eval=edited)
             messages.success(
                 request, f"Saved as v{edited.version}; testing it on {run.total} labelled traces."
             )

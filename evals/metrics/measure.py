@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from evals.metrics import AGREEMENT_BAR, Agreement, agreement, low_confidence_reason
+from evals.metrics.agreement import AGREEMENT_BAR, Agreement, agreement, low_confidence_reason
 from evals.models import Eval, EvalExecution, EvalRun
 
 Pairs = Sequence[tuple[str, bool | None]]
@@ -90,7 +90,7 @@ def score_eval_version(*, eval: Eval, run_missing: bool = True) -> Eval:
     Traces kept back at generation time stay held out; a stored cross-validation
     figure is kept as it is (it measures the procedure, not the labels added since).
     """
-    from evals.services.execution import run_eval_now
+    from evals.execution.runs import run_eval_now
     from traces.selectors import labelled_examples
 
     examples = labelled_examples(eval.eval_set)

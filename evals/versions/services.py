@@ -173,7 +173,7 @@ def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -
 
 def test_again(*, eval: Eval) -> EvalRun:
     """Queue a run of the version over the set's current labelled traces."""
-    from evals.services.execution import start_run
+    from evals.execution.runs import start_run
     from traces.selectors import labelled_examples
 
     trace_ids = [ex.trace.pk for ex in labelled_examples(eval.eval_set)]
@@ -184,7 +184,7 @@ def test_again(*, eval: Eval) -> EvalRun:
 
 def record_test_result(*, run: EvalRun) -> Eval:
     """Re-measure the version once its test run has finished (safe to call repeatedly)."""
-    from evals.services.metrics import score_eval_version
+    from evals.metrics.measure import score_eval_version
 
     eval = run.eval
     measured = (eval.metrics or {}).get("measured_at")

@@ -1,6 +1,6 @@
 """Write a candidate eval from labelled examples and test it in the sandbox; no database.
 
-The Django flow (`evals.services.generation`) and the `fit_eval` command share this:
+The Django flow (`evals.generation.services`) and the `fit_eval` command share this:
 one writes Eval rows, the other a file.
 """
 
@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sandbox
-from evals import prompts
-from evals.codegen import CodeExtractionError, extract_code
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError, sandbox_failure
-from evals.metrics import holdout_split
-from evals.providers import Provider as LLMProvider
+from evals.generation import prompts
+from evals.generation.code_extraction import CodeExtractionError, extract_code
+from evals.generation.providers import Provider as LLMProvider
+from evals.metrics.agreement import holdout_split
 from evals.synthesis import SynthesisError, cross_validate, fit, split_groups
 
 logger = logging.getLogger(__name__)
@@ -195,8 +195,8 @@ def write_with_llm(
     """Ask the model for eval code; validate and dry-run it, feeding errors back.
 
     `build_prompt(train, token_budget)` replaces the generation prompt (refinement uses
-    it). Up to MAX_ATTEMPTS calls. Raises evals.providers.ProviderError from the provider,
-    and EvalError when no attempt produced usable code.
+    it). Up to MAX_ATTEMPTS calls. Raises evals.generation.providers.ProviderError from the
+    provider, and EvalError when no attempt produced usable code.
     """
     stage = on_stage or (lambda text: None)
     train, heldout = split_for_llm(examples)

@@ -10,11 +10,13 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals import display, export, selectors
+from evals import selectors
 from evals.api.generation import EvalDetailOut, EvalOut, GenerationOut
 from evals.exceptions import EvalError
+from evals.generation import refinement
 from evals.models import Eval, EvalRun
-from evals.services import management, refinement
+from evals.versions import display, export
+from evals.versions import services as version_services
 from traces.models import EvalSet, Trace
 from workspaces.access import WorkspaceScopedMixin
 
@@ -432,9 +434,9 @@ class EvalActivateApi(_EvalAction):
         active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
         rollback = active is not None and active.version > eval.version
         if rollback:
-            eval = management.rollback_to(eval=eval)
+            eval = version_services.rollback_to(eval=eval)
         else:
-            eval = management.activate_eval(eval=eval)
+            eval = version_services.activate_eval(eval=eval)
         previous = active.pk if active is not None and active.pk != eval.pk else None
         out = {"eval": eval, "previous_active": previous, "rollback": rollback}
         return Response(ActivateOut(out).data)
@@ -445,7 +447,7 @@ class EvalArchiveApi(_EvalAction):
     @extend_schema(request=None, responses={200: EvalOut}, summary="Archive a version")
     def post(self, request, pk: int):
         """Retire the version; archiving the active one leaves the set with no active eval."""
-        eval = management.archive_eval(eval=_eval_or_404(self, pk))
+        eval = version_services.archive_eval(eval=_eval_or_404(self, pk))
         return Response(EvalOut(eval).data)
 
 
@@ -454,7 +456,7 @@ class EvalRestoreApi(_EvalAction):
     @extend_schema(request=None, responses={200: EvalOut}, summary="Restore an archived version")
     def post(self, request, pk: int):
         """Bring an archived version back as a draft."""
-        eval = management.restore_eval(eval=_eval_or_404(self, pk))
+        eval = version_services.restore_eval(eval=_eval_or_404(self, pk))
         return Response(EvalOut(eval).data)
 
 
@@ -478,17 +480,17 @@ class EvalEditApi(_EvalAction):
         data = EditIn(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            edited = management.edit_eval_code(
+            edited = version_services.edit_eval_code(
                 eval=eval,
                 code=data.validated_data["code"],
                 user=request.user,
                 description=data.validated_data.get("description", ""),
             )
-        except management.InvalidEvalCode as exc:
+        except version_services.InvalidEvalCode as exc:
             problems = [{"line": p.line, "message": p.message} for p in exc.problems]
             out = {"detail": exc.message, "problems": problems}
             return Response(CodeProblemsOut(out).data, status=status.HTTP_400_BAD_REQUEST)
-        run = management.test_again(eval=edited)
+        run = version_services.test_again(eval=edited)
         out = {"eval": edited, "run": run}
         return Response(EditOut(out).data, status=status.HTTP_201_CREATED)
 
@@ -504,7 +506,7 @@ class EvalTestApi(_EvalAction):
         """Start a run on the set's labelled traces; poll the returned run. When it
         finishes, the version's metrics are measured again."""
         eval = _eval_or_404(self, pk)
-        run = management.test_again(eval=eval)
+        run = version_services.test_again(eval=eval)
         return Response(EvalRunOut(run).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -19,14 +19,14 @@ from django.utils import timezone
 
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError, TransientEvalError
+from evals.execution.runs import record_completed_run
+from evals.generation import candidates
+from evals.generation.pricing import cost_usd, parse_price_table
+from evals.generation.provider_settings import ProviderChoice, resolve_provider
+from evals.generation.providers import ProviderError, get_provider
+from evals.metrics.measure import apply_measurement, measure
 from evals.models import Eval, EvalRun, Generation, Provider, RunStatus
-from evals.pricing import cost_usd, parse_price_table
-from evals.providers import ProviderError, get_provider
 from evals.sandboxing import sandbox_limits
-from evals.services import candidates
-from evals.services.execution import record_completed_run
-from evals.services.metrics import apply_measurement, measure
-from evals.services.provider_settings import ProviderChoice, resolve_provider
 from iofold.lib.runs import keep_alive
 from traces.models import EvalSet, Trace
 from traces.selectors import labelled_examples
@@ -127,7 +127,7 @@ def run_generation(
 def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Generation:
     if generation.parent_id is not None:
         # Refinement shares the row, the queue and the task; its logic lives apart.
-        from evals.services.refinement import run_refinement
+        from evals.generation.refinement import run_refinement
 
         return run_refinement(generation=generation)
 
@@ -371,7 +371,7 @@ def store_eval(
     """Save the candidate as the set's next version with its run and executions.
 
     The first version that clears the agreement bars (held-out accuracy and Cohen's
-    kappa, see evals.metrics.KAPPA_BAR) becomes the set's active eval; later ones stay
+    kappa, see evals.metrics.agreement.KAPPA_BAR) becomes the set's active eval; later ones stay
     drafts until someone activates them. A version that gives every labelled trace the
     same verdict is "no reliable eval yet": kept as a draft with the reason, never
     activated automatically.

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from evals import prompts
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
+from evals.generation import candidates, prompts
+from evals.metrics.measure import score_eval_version
 from evals.models import Eval, EvalExecution, Generation, Provider
 from evals.sandboxing import sandbox_limits
 from evals.selectors import cell_state
-from evals.services import candidates
-from evals.services.metrics import score_eval_version
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ PromptBuilder = Callable[[Sequence[LabelledExample], int], prompts.Prompt]
 
 def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generation:
     """Queue a refinement of ``eval``; an unfinished one of the same version is returned."""
-    from evals.services.generation import (
+    from evals.generation.services import (
         queue_generation,
         reap_stale_generations,
         recover_generations,
@@ -48,7 +47,7 @@ def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generati
 
 def refine_now(*, eval: Eval, user=None) -> Generation:
     """Refine synchronously (commands, tests); return the finished Generation."""
-    from evals.services.generation import run_generation
+    from evals.generation.services import run_generation
 
     generation = start_refinement(eval=eval, user=user, enqueue=False)
     return run_generation(generation_id=generation.pk) or generation
@@ -114,13 +113,13 @@ def gather_contradictions(
 
 def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Eval:
     """Write, test, measure and store the refined version of ``generation.parent``."""
-    from evals.services.generation import (
+    from evals.generation.provider_settings import resolve_provider
+    from evals.generation.services import (
         examples_for,
         store_eval,
         test_and_measure,
         write_candidate,
     )
-    from evals.services.provider_settings import resolve_provider
 
     stage = on_stage or (lambda text: None)
     parent = generation.parent
@@ -166,7 +165,7 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
 
 def run_refinement(*, generation: Generation) -> Generation:
     """Carry out a claimed refinement Generation; the generation task calls this."""
-    from evals.services.generation import complete_generation
+    from evals.generation.services import complete_generation
 
     return complete_generation(
         generation,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from evals.providers.base import (
+from evals.generation.providers.base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     Completion,
@@ -16,8 +16,8 @@ __all__ = ["PROVIDERS", "Completion", "Provider", "ProviderError", "get_provider
 
 # Lazy so that importing the registry never imports an SDK nobody configured.
 PROVIDERS: dict[str, str] = {
-    "anthropic": "evals.providers.anthropic.AnthropicProvider",
-    "openai": "evals.providers.openai.OpenAIProvider",
+    "anthropic": "evals.generation.providers.anthropic.AnthropicProvider",
+    "openai": "evals.generation.providers.openai.OpenAIProvider",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from evals.providers.base import DEFAULT_MAX_TOKENS, Completion, Provider
+from evals.generation.providers.base import DEFAULT_MAX_TOKENS, Completion, Provider
 from iofold.lib import outbound
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 import openai
 
-from evals.providers.base import Completion, Provider, estimate_tokens
+from evals.generation.providers.base import Completion, Provider, estimate_tokens
 from iofold.lib import outbound
 
 # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) accept any key, but the

@@ -23,11 +23,11 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError
-from evals.metrics import agreement
+from evals.execution.runs import execute_run, run_eval_now, start_run
+from evals.execution.scores import PushReport, push_run_scores
+from evals.metrics.agreement import agreement
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.sandboxing import sandbox_limits
-from evals.services.execution import execute_run, run_eval_now, start_run
-from evals.services.scores import PushReport, push_run_scores
 from integrations.adapters.base import validate_normalised_trace
 from integrations.models import Integration
 from traces.ingest import canonical_trace

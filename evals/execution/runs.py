@@ -123,7 +123,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     run = finish_run(run=run)
     if run.trigger == EvalRun.Trigger.MANUAL:
         # "Test again" re-measures the version even when nobody watches the progress page.
-        from evals.services.management import record_test_result
+        from evals.versions.services import record_test_result
 
         record_test_result(run=run)
     return run
