@@ -195,7 +195,7 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
     from django.test import Client
     from django.urls import reverse
 
-    from evals.selectors import MATRIX_PAGE_SIZE
+    from evals.matrix.selectors import MATRIX_PAGE_SIZE
 
     # Serve as production does: no debug templates, no query log.
     settings.DEBUG = False
@@ -225,7 +225,8 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
         assert response.status_code == 200, response.status_code
         return response
 
-    from evals.selectors import MatrixFilters, comparison_matrix
+    from evals.matrix.selectors import comparison_matrix
+    from evals.matrix.types import MatrixFilters
     from traces.models import Feedback
 
     labels = itertools.cycle(Feedback.objects.filter(eval_set=eval_set, user=users[0])[:500])

@@ -456,13 +456,13 @@ def labelling_progress(workspace) -> tuple[int, int]:
     return best, target
 
 
-class LabelledExample(NamedTuple):
+class LabelledTrace(NamedTuple):
     trace: Trace
     label: str  # "positive", "negative" or "neutral" (neutral: kept, excluded from metrics)
     notes: list[str]
 
 
-def labelled_examples(eval_set: EvalSet) -> list[LabelledExample]:
+def labelled_examples(eval_set: EvalSet) -> list[LabelledTrace]:
     """Return the set's traces with their majority label and every reviewer's note.
 
     Ties have no label and are left out; neutral majorities are kept with label
@@ -482,7 +482,7 @@ def labelled_examples(eval_set: EvalSet) -> list[LabelledExample]:
     labels = {pk: resolve_label(Counter(r)) for pk, r in ratings.items()}
     wanted = [pk for pk, label in labels.items() if label is not None]
     traces = Trace.objects.for_workspace(eval_set.workspace_id).in_bulk(wanted)
-    return [LabelledExample(traces[pk], labels[pk], notes[pk]) for pk in wanted if pk in traces]
+    return [LabelledTrace(traces[pk], labels[pk], notes[pk]) for pk in wanted if pk in traces]
 
 
 @dataclass

@@ -14,6 +14,8 @@ from evals import selectors
 from evals.api.generation import EvalDetailOut, EvalOut, GenerationOut
 from evals.exceptions import EvalError
 from evals.generation import refinement
+from evals.matrix.selectors import MATRIX_PAGE_SIZE, comparison_matrix, matrix_cell
+from evals.matrix.types import MatrixCell, MatrixFilters
 from evals.models import Eval, EvalRun
 from evals.versions import display, export
 from evals.versions import services as version_services
@@ -120,9 +122,7 @@ class DiffOut(serializers.Serializer):
 
 class MatrixQueryIn(serializers.Serializer):
     page = serializers.IntegerField(min_value=1, default=1)
-    page_size = serializers.IntegerField(
-        min_value=1, max_value=200, default=selectors.MATRIX_PAGE_SIZE
-    )
+    page_size = serializers.IntegerField(min_value=1, max_value=200, default=MATRIX_PAGE_SIZE)
     disagreements = serializers.BooleanField(
         default=False, help_text="Only traces where a shown version contradicts or errs."
     )
@@ -140,9 +140,9 @@ class MatrixQueryIn(serializers.Serializer):
         fields["to"] = serializers.DateField(required=False, help_text="Traces on or before.")
         return fields
 
-    def filters(self) -> selectors.MatrixFilters:
+    def filters(self) -> MatrixFilters:
         data = self.validated_data
-        return selectors.MatrixFilters(
+        return MatrixFilters(
             only_disagreements=data["disagreements"],
             date_from=data.get("from"),
             date_to=data.get("to"),
@@ -365,7 +365,7 @@ class EvalSetMatrixApi(WorkspaceScopedMixin, APIView):
         eval_set = get_object_or_404(self.get_queryset(), pk=pk)
         query = MatrixQueryIn(data=request.query_params)
         query.is_valid(raise_exception=True)
-        matrix = selectors.comparison_matrix(
+        matrix = comparison_matrix(
             eval_set=eval_set,
             filters=query.filters(),
             page=query.validated_data["page"],
@@ -402,7 +402,7 @@ class EvalSetMatrixApi(WorkspaceScopedMixin, APIView):
         return Response(MatrixOut(out).data)
 
 
-def _cell(cell: selectors.MatrixCell) -> dict:
+def _cell(cell: MatrixCell) -> dict:
     ex = cell.execution
     return {
         "eval": cell.eval_id,
@@ -558,7 +558,7 @@ class EvalCellApi(_EvalAction):
         """A matrix cell: the label and notes, the verdict, its reason, error and time."""
         eval = _eval_or_404(self, pk)
         trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
-        detail = selectors.matrix_cell(eval=eval, trace=trace)
+        detail = matrix_cell(eval=eval, trace=trace)
         out = {
             "eval": {"id": eval.pk, "version": eval.version},
             "trace": trace,

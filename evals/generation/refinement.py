@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
 from evals.generation import candidates, prompts
+from evals.metrics.agreement import cell_state
 from evals.metrics.measure import score_eval_version
 from evals.models import Eval, EvalExecution, Generation, Provider
 from evals.sandboxing import sandbox_limits
-from evals.selectors import cell_state
 
 logger = logging.getLogger(__name__)
 

@@ -210,3 +210,14 @@ def holdout_split(
     for name in ordered:
         (test if len(test) < target else train).extend(members[name])
     return sorted(train), sorted(test)
+
+
+def cell_state(label: str, passed: bool | None, *, ran: bool = True) -> str:
+    """Classify an eval verdict against the human label."""
+    if not ran:
+        return "missing"
+    if passed is None:
+        return "error"
+    if label == "neutral":
+        return "neutral"
+    return "agree" if passed == (label == "positive") else "contradict"

@@ -12,10 +12,16 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 
-def highlight_code(code: str, *, marked_lines: tuple[int, ...] = ()) -> SafeString:
-    """Return Pygments HTML for Python code, with line numbers and marked lines."""
+def highlight_code(
+    code: str, *, marked_lines: tuple[int, ...] = (), css_class: str = "code"
+) -> SafeString:
+    """Return Pygments HTML for Python code, with line numbers and marked lines.
+
+    Classes, not inline styles: the Content-Security-Policy allows no inline styles
+    (static/css/pygments.css styles both ``.code`` and ``.code-highlight``).
+    """
     formatter = HtmlFormatter(
-        linenos="table", cssclass="code", hl_lines=list(marked_lines), wrapcode=True
+        linenos="table", cssclass=css_class, hl_lines=list(marked_lines), wrapcode=True
     )
     return mark_safe(highlight(code, PythonLexer(), formatter))  # noqa: S308 - Pygments escapes
 

@@ -10,9 +10,9 @@ from evals.exceptions import EvalError
 from evals.forms import ProviderSettingsForm
 from evals.generation import provider_settings as settings_services
 from evals.generation import services as generation_services
-from evals.highlighting import highlight_python
 from evals.metrics.agreement import KAPPA_BAR
 from evals.models import Eval, Generation
+from evals.versions.display import highlight_code
 from iofold.lib.fields import last_four
 from traces.models import EvalSet
 from workspaces.access import workspace_view
@@ -33,7 +33,7 @@ def result_context(eval: Eval | None) -> dict:
     metrics = eval.metrics or {}
     return {
         "eval": eval,
-        "code_html": highlight_python(eval.code),
+        "code_html": highlight_code(eval.code, css_class="code-highlight"),
         "training": metrics.get("training"),
         "heldout": metrics.get("heldout"),
         "method": metrics.get("method", ""),

@@ -12,6 +12,8 @@ from django_htmx.http import HttpResponseStopPolling
 from evals import selectors
 from evals.exceptions import EvalError
 from evals.generation import refinement
+from evals.matrix.selectors import comparison_matrix, matrix_cell
+from evals.matrix.types import MatrixFilters
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export
 from evals.versions import services as version_services
@@ -242,9 +244,9 @@ def _date(value: str) -> dt.date | None:
         return None
 
 
-def matrix_filters(data) -> selectors.MatrixFilters:
+def matrix_filters(data) -> MatrixFilters:
     source = data.get("source", "")
-    return selectors.MatrixFilters(
+    return MatrixFilters(
         only_disagreements=data.get("disagreements") in ("1", "on", "true"),
         date_from=_date(data.get("from", "")),
         date_to=_date(data.get("to", "")),
@@ -258,7 +260,7 @@ def matrix(request, pk: int):
     """Labelled traces by versions: agree, contradict or error, with filters and pages."""
     eval_set = _eval_set(request, pk)
     page = request.GET.get("page", "1")
-    result = selectors.comparison_matrix(
+    result = comparison_matrix(
         eval_set=eval_set,
         filters=matrix_filters(request.GET),
         page=int(page) if page.isdigit() else 1,
@@ -291,7 +293,7 @@ def cell(request, pk: int, trace_pk: int):
     """Drill-down on one matrix cell: verdict, reason, time, the trace and the code."""
     eval = _eval(request, pk)
     trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
-    ctx = {"detail": selectors.matrix_cell(eval=eval, trace=trace), "eval": eval}
+    ctx = {"detail": matrix_cell(eval=eval, trace=trace), "eval": eval}
     template = "evals/matrix.html#cell" if request.htmx else "evals/cell.html"
     return render(request, template, ctx)
 
@@ -348,9 +350,9 @@ def compare(request, pk: int):
         )
     if before is None:
         raise Http404("This version has no parent to compare with")
-    result = selectors.comparison_matrix(
+    result = comparison_matrix(
         eval_set=after.eval_set,
-        filters=selectors.MatrixFilters(only_disagreements=True, version_ids=(before.pk, after.pk)),
+        filters=MatrixFilters(only_disagreements=True, version_ids=(before.pk, after.pk)),
         page_size=200,
     )
     ctx = {

@@ -9,7 +9,9 @@ from django.utils import timezone
 
 import sandbox
 from evals.execution.runs import record_results
-from evals.selectors import MATRIX_SETTLE_SECONDS, MatrixFilters, comparison_matrix
+from evals.matrix.cache import MATRIX_SETTLE_SECONDS
+from evals.matrix.selectors import comparison_matrix
+from evals.matrix.types import MatrixFilters
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import TraceFactory, trace_data

@@ -3,8 +3,10 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from evals.matrix.selectors import comparison_matrix, matrix_cell
+from evals.matrix.types import MatrixFilters
 from evals.models import EvalExecution
-from evals.selectors import MatrixFilters, comparison_matrix, contradictions, matrix_cell
+from evals.selectors import contradictions
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import UserFactory
 from traces.models import Feedback
