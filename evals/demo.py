@@ -1,7 +1,7 @@
 """Demo data: a generated eval (offline synthesiser) for the demo workspace's eval set."""
 
 from evals.generation.provider_settings import DEFAULT_MODELS, ProviderChoice
-from evals.generation.services import generate_now
+from evals.generation.worker import generate_now
 from evals.models import Eval, Generation, Provider, RunStatus
 from traces.models import EvalSet
 

@@ -7,6 +7,7 @@ from celery import Task, shared_task
 from django.core.cache import cache
 from django.db import OperationalError
 
+from evals import queue
 from evals.exceptions import EvalError, TransientEvalError
 
 logger = logging.getLogger(__name__)
@@ -68,15 +69,17 @@ def _sandbox_outage_is_transient():
         raise TransientEvalError(f"The sandbox is unavailable: {exc.message}") from exc
 
 
-@shared_task(base=GenerationTask, acks_late=True, throws=(EvalError,), **RETRY)
+@shared_task(
+    name=queue.GENERATE_EVAL, base=GenerationTask, acks_late=True, throws=(EvalError,), **RETRY
+)
 def generate_eval_task(generation_id: int) -> None:
     """Carry out one queued generation (or refinement)."""
-    from evals.generation.services import run_generation
+    from evals.generation.worker import run_generation
 
     run_generation(generation_id=generation_id)
 
 
-@shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
+@shared_task(name=queue.RUN_EVAL, base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
 def run_eval_task(run_id: int) -> None:
     """Run one queued eval run in the sandbox."""
     from evals.execution.runs import execute_run
@@ -109,7 +112,9 @@ def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
     return len(start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids))
 
 
-@shared_task(base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY)
+@shared_task(
+    name=queue.RUN_AUTOMATIC_EVAL, base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY
+)
 def run_automatic_eval_task(run_id: int) -> None:
     """Run one automatic eval run, then send its verdicts to Langfuse."""
     from evals.execution.continuous import execute_automatic_run

@@ -27,6 +27,7 @@ from evals.execution.runs import execute_run, run_eval_now, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.metrics.agreement import agreement
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
+from evals.queue import enqueue_run
 from evals.sandboxing import sandbox_limits
 from integrations.adapters.base import validate_normalised_trace
 from integrations.models import Integration
@@ -108,9 +109,7 @@ def start_automatic_runs(
                 eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=False
             )
             if enqueue:
-                from evals.tasks import run_automatic_eval_task
-
-                transaction.on_commit(lambda pk=run.pk: run_automatic_eval_task.delay(pk))
+                transaction.on_commit(lambda pk=run.pk: enqueue_run(pk, automatic=True))
         runs.append(run)
     if runs:
         logger.info(

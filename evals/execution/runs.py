@@ -13,7 +13,9 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
+from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
+from evals.queue import enqueue_run
 from evals.sandboxing import sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
 from traces.models import Trace
@@ -58,9 +60,7 @@ def start_run(
             total=len(kept),
         )
         if enqueue:
-            from evals.tasks import run_eval_task
-
-            transaction.on_commit(lambda: run_eval_task.delay(run.pk))
+            transaction.on_commit(lambda: enqueue_run(run.pk))
     logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
     return run
 
@@ -123,8 +123,6 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     run = finish_run(run=run)
     if run.trigger == EvalRun.Trigger.MANUAL:
         # "Test again" re-measures the version even when nobody watches the progress page.
-        from evals.versions.services import record_test_result
-
         record_test_result(run=run)
     return run
 
@@ -172,6 +170,21 @@ def run_eval_now(
         .select_related("trace")
         .order_by("trace_id")
     )
+
+
+def run_unjudged_labels(*, eval: Eval) -> None:
+    """Run the version now on the set's labelled traces it has no verdict on yet."""
+    from traces.selectors import labelled_examples
+
+    examples = labelled_examples(eval.eval_set)
+    judged = set(
+        EvalExecution.objects.filter(eval=eval, trace_id__in=[e.trace.pk for e in examples])
+        .values_list("trace_id", flat=True)
+        .order_by()
+    )
+    missing = [e.trace for e in examples if e.trace.pk not in judged]
+    if missing:
+        run_eval_now(eval=eval, traces=missing, trigger=EvalRun.Trigger.MANUAL)
 
 
 def record_completed_run(
@@ -324,11 +337,9 @@ def fail_run(*, run_id: int, error: str) -> None:
 
 def recover_eval_runs(*, include_queued: bool = False) -> int:
     """Enqueue again the eval runs whose worker died; they skip the traces already judged."""
-    from evals.tasks import run_automatic_eval_task, run_eval_task
 
     def enqueue(run: EvalRun) -> None:
-        automatic = run.trigger == EvalRun.Trigger.AUTOMATIC
-        (run_automatic_eval_task if automatic else run_eval_task).delay(run.pk)
+        enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
 
     return EvalRun.objects.recover(enqueue=enqueue, include_queued=include_queued)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
+from evals.execution.runs import run_unjudged_labels
 from evals.generation import candidates, prompts
 from evals.metrics.agreement import cell_state
 from evals.metrics.measure import score_eval_version
@@ -43,14 +44,6 @@ def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generati
     generation = queue_generation(eval_set=eval.eval_set, parent=eval, user=user, enqueue=enqueue)
     logger.info("refinement queued generation=%s parent=%s", generation.pk, eval.pk)
     return generation
-
-
-def refine_now(*, eval: Eval, user=None) -> Generation:
-    """Refine synchronously (commands, tests); return the finished Generation."""
-    from evals.generation.services import run_generation
-
-    generation = start_refinement(eval=eval, user=user, enqueue=False)
-    return run_generation(generation_id=generation.pk) or generation
 
 
 def refine_prompt_builder(
@@ -125,7 +118,8 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
     parent = generation.parent
     eval_set = generation.eval_set
     stage(f"Testing v{parent.version} on the current labels")
-    score_eval_version(eval=parent, run_missing=True)
+    run_unjudged_labels(eval=parent)
+    score_eval_version(eval=parent)
     examples, traces = examples_for(eval_set)
     candidates.require_both_labels(examples)
     wrong = gather_contradictions(parent=parent, examples=examples)

@@ -1,6 +1,6 @@
 """Generate an eval version for an eval set: a Generation row carried out on the generate queue.
 
-start_generation (request) -> generate_eval_task -> run_generation: read the labels,
+start_generation (request) -> generate_eval_task -> worker.run_generation: read the labels,
 write a candidate (offline synthesiser or an LLM with validation and retries), run it
 on every labelled trace in the sandbox, measure it against the labels, store the version.
 """
@@ -26,8 +26,8 @@ from evals.generation.provider_settings import ProviderChoice, resolve_provider
 from evals.generation.providers import ProviderError, get_provider
 from evals.metrics.measure import apply_measurement, measure
 from evals.models import Eval, EvalRun, Generation, Provider, RunStatus
+from evals.queue import enqueue_generation
 from evals.sandboxing import sandbox_limits
-from iofold.lib.runs import keep_alive
 from traces.models import EvalSet, Trace
 from traces.selectors import labelled_examples
 
@@ -86,60 +86,8 @@ def queue_generation(
             created_by=user if user is not None and user.is_authenticated else None,
         )
         if enqueue:
-            from evals.tasks import generate_eval_task
-
-            transaction.on_commit(lambda: generate_eval_task.delay(generation.pk))
+            transaction.on_commit(lambda: enqueue_generation(generation.pk))
     return generation
-
-
-def generate_now(
-    *, eval_set: EvalSet, user=None, choice: ProviderChoice | None = None
-) -> Generation:
-    """Generate synchronously (demo data, commands); return the finished Generation."""
-    generation = start_generation(eval_set=eval_set, user=user, choice=choice, enqueue=False)
-    return run_generation(generation_id=generation.pk, choice=choice) or generation
-
-
-def claim_generation(*, generation_id: int) -> Generation | None:
-    """Mark a queued generation (or one whose worker died) running; None if taken or gone."""
-    if Generation.objects.claim(generation_id, error="") is None:
-        return None
-    return Generation.objects.select_related("eval_set", "workspace").get(pk=generation_id)
-
-
-def run_generation(
-    *, generation_id: int, choice: ProviderChoice | None = None
-) -> Generation | None:
-    """Carry out a queued generation and return it finished.
-
-    Permanent failures mark it failed with a message for the user. A transient provider
-    or sandbox failure puts it back in the queue and raises TransientEvalError, for the
-    task to retry later.
-    """
-    generation = claim_generation(generation_id=generation_id)
-    if generation is None:
-        logger.info("generation not claimed generation=%s", generation_id)
-        return Generation.objects.filter(pk=generation_id).first()
-    with keep_alive(generation):
-        return _run_claimed(generation, choice=choice)
-
-
-def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Generation:
-    if generation.parent_id is not None:
-        # Refinement shares the row, the queue and the task; its logic lives apart.
-        from evals.generation.refinement import run_refinement
-
-        return run_refinement(generation=generation)
-
-    def make_eval(**progress) -> Eval:
-        return generate_eval(
-            eval_set=generation.eval_set,
-            choice=choice or _choice_for(generation),
-            user=generation.created_by,
-            **progress,
-        )
-
-    return complete_generation(generation, make_eval, what="generation")
 
 
 def complete_generation(
@@ -199,7 +147,7 @@ def _requeue(generation: Generation, stage: str) -> None:
     )
 
 
-def _choice_for(generation: Generation) -> ProviderChoice:
+def choice_for(generation: Generation) -> ProviderChoice:
     """Return the provider the generation was queued with, with the workspace's current key."""
     current = resolve_provider(workspace=generation.workspace)
     if current.provider == generation.provider:
@@ -441,13 +389,11 @@ def fail_generation(*, generation_id: int, error: str) -> Generation | None:
 
 def recover_generations(*, eval_set: EvalSet | None = None, include_queued: bool = False) -> int:
     """Enqueue again the generations (and refinements) whose worker died."""
-    from evals.tasks import generate_eval_task
-
     generations = Generation.objects.all()
     if eval_set is not None:
         generations = generations.filter(eval_set=eval_set)
     return generations.recover(
-        enqueue=lambda generation: generate_eval_task.delay(generation.pk),
+        enqueue=lambda generation: enqueue_generation(generation.pk),
         include_queued=include_queued,
         stage="The worker stopped; waiting for another one",
     )

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evals.metrics.agreement import AGREEMENT_BAR, Agreement, agreement, low_confidence_reason
-from evals.models import Eval, EvalExecution, EvalRun
+from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 
 Pairs = Sequence[tuple[str, bool | None]]
 
@@ -83,14 +83,14 @@ def apply_measurement(eval: Eval, measurement: Measurement) -> None:
     eval.low_confidence_reason = measurement.low_confidence_reason
 
 
-def score_eval_version(*, eval: Eval, run_missing: bool = True) -> Eval:
+def score_eval_version(*, eval: Eval) -> Eval:
     """Re-measure an eval version against the eval set's current labels and save it.
 
-    Labelled traces the version has no verdict on yet are run first (`run_missing`).
-    Traces kept back at generation time stay held out; a stored cross-validation
-    figure is kept as it is (it measures the procedure, not the labels added since).
+    A labelled trace the version has no verdict on counts as an error; run those first
+    (``evals.execution.runs.run_unjudged_labels``) to measure on every label. Traces kept
+    back at generation time stay held out; a stored cross-validation figure is kept as it
+    is (it measures the procedure, not the labels added since).
     """
-    from evals.execution.runs import run_eval_now
     from traces.selectors import labelled_examples
 
     examples = labelled_examples(eval.eval_set)
@@ -99,10 +99,6 @@ def score_eval_version(*, eval: Eval, run_missing: bool = True) -> Eval:
         .values_list("trace_id", "passed")
         .order_by()
     )
-    missing = [e.trace for e in examples if e.trace.pk not in verdicts]
-    if missing and run_missing:
-        for execution in run_eval_now(eval=eval, traces=missing, trigger=EvalRun.Trigger.MANUAL):
-            verdicts[execution.trace_id] = execution.passed
     previous = eval.metrics or {}
     heldout_ids = set(previous.get("heldout_trace_ids") or [])
     training = [
@@ -151,3 +147,14 @@ def score_eval_version(*, eval: Eval, run_missing: bool = True) -> Eval:
             ]
         )
     return eval
+
+
+def record_test_result(*, run: EvalRun) -> Eval:
+    """Re-measure the version once its test run has finished (safe to call repeatedly)."""
+    eval = run.eval
+    measured = (eval.metrics or {}).get("measured_at")
+    if run.status != RunStatus.SUCCEEDED or run.finished_at is None:
+        return eval
+    if measured and measured >= run.finished_at.isoformat():
+        return eval
+    return score_eval_version(eval=eval)

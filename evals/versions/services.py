@@ -9,7 +9,7 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError
-from evals.models import Eval, EvalRun, RunStatus
+from evals.models import Eval, EvalRun
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
 
@@ -180,16 +180,3 @@ def test_again(*, eval: Eval) -> EvalRun:
     if not trace_ids:
         raise EvalActionError("The eval set has no labelled traces to test on.")
     return start_run(eval=eval, trace_ids=trace_ids, trigger=EvalRun.Trigger.MANUAL)
-
-
-def record_test_result(*, run: EvalRun) -> Eval:
-    """Re-measure the version once its test run has finished (safe to call repeatedly)."""
-    from evals.metrics.measure import score_eval_version
-
-    eval = run.eval
-    measured = (eval.metrics or {}).get("measured_at")
-    if run.status != RunStatus.SUCCEEDED or run.finished_at is None:
-        return eval
-    if measured and measured >= run.finished_at.isoformat():
-        return eval
-    return score_eval_version(eval=eval, run_missing=False)

@@ -14,6 +14,7 @@ from evals.exceptions import EvalError
 from evals.generation import refinement
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
+from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export
 from evals.versions import services as version_services
@@ -152,7 +153,7 @@ def run_progress(request, pk: int, run_pk: int):
     eval = _eval(request, pk)
     run = get_object_or_404(EvalRun.objects.for_workspace(request.workspace), pk=run_pk, eval=eval)
     if run.is_final:
-        eval = version_services.record_test_result(run=run)
+        eval = record_test_result(run=run)
     response = render(request, "evals/detail.html#run", {"eval": eval, "run": run})
     if run.is_final:
         response = HttpResponseStopPolling(response.content)

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from evals.exceptions import EvalError, TransientEvalError
 from evals.generation.provider_settings import update_provider_settings
-from evals.generation.services import run_generation, start_generation
+from evals.generation.services import start_generation
+from evals.generation.worker import run_generation
 from evals.models import Eval, EvalExecution, EvalRun, Generation
 from tests.conftest import dead_owner
 from tests.evals.builders import BAD, GOOD, labelled_set

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from evals.generation.services import run_generation
+from evals.generation.worker import run_generation
 from evals.models import Eval, Generation, ProviderSettings
 from tests.evals.builders import labelled_set
 

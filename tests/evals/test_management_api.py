@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evals.execution.runs import execute_run
-from evals.generation.services import run_generation
+from evals.generation.worker import run_generation
 from evals.models import Eval, EvalRun, Generation
 from tests.evals.builders import ALWAYS_PASS_CODE, REFUSAL_CODE, labelled_set, make_eval, record
 

@@ -10,7 +10,8 @@ from django.urls import reverse
 from evals.exceptions import EvalError
 from evals.generation.provider_settings import resolve_provider, update_provider_settings
 from evals.generation.providers import ProviderError, get_provider
-from evals.generation.services import run_generation, start_generation
+from evals.generation.services import start_generation
+from evals.generation.worker import run_generation
 from evals.models import ProviderSettings
 from tests.evals.builders import labelled_set
 from tests.fakes.forward_proxy import ForwardProxy

@@ -1,6 +1,7 @@
 import pytest
 
-from evals.generation.refinement import refine_now, start_refinement
+from evals.generation.refinement import start_refinement
+from evals.generation.worker import refine_now
 from evals.models import Eval, EvalExecution, Generation
 from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
 from tests.traces.factories import TraceFactory, trace_data
