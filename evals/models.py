@@ -2,17 +2,37 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from evals.querysets import (
-    EvalExecutionQuerySet,
-    EvalQuerySet,
-    EvalRunQuerySet,
-    GenerationQuerySet,
-    ProviderSettingsQuerySet,
-)
 from iofold.lib.fields import EncryptedTextField
-from iofold.lib.runs import BackgroundRun, RunStatus
+from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
 from traces.models import EvalSet, Trace
 from workspaces.models import WorkspaceOwned
+from workspaces.querysets import WorkspaceQuerySet
+
+# The querysets share this module with the models: they filter by the models' choices.
+
+
+class EvalQuerySet(WorkspaceQuerySet):
+    def active(self):
+        return self.filter(status=EvalStatus.ACTIVE)
+
+    def for_eval_set(self, eval_set):
+        return self.filter(eval_set=eval_set)
+
+
+class GenerationQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
+class EvalRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
+class EvalExecutionQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class ProviderSettingsQuerySet(WorkspaceQuerySet):
+    pass
 
 
 class Provider(models.TextChoices):

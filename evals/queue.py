@@ -1,26 +1,29 @@
 """Enqueue evals' Celery tasks from services, by the tasks' registered names.
 
 ``evals.tasks`` imports the services its tasks call, so a service cannot import the
-tasks back without closing an import cycle. Services enqueue through these functions
-instead: the task is found in Celery's registry by the name it is registered under
-(``evals.tasks`` declares each with ``name=`` from here), and ``EvalsConfig.ready``
-imports ``evals.tasks`` so the registry holds them in every process.
+tasks back without closing an import cycle; it enqueues through these functions, which
+find the task by the name ``evals.tasks`` declares it under (``name=`` from here).
 """
 
-from celery import current_app
+from iofold.lib.tasks import enqueue
 
-# The names are also what the routes (CELERY_TASK_ROUTES) and any beat rows refer to:
-# keep them as they are.
+# The names are also what the routes (CELERY_TASK_ROUTES) refer to: keep them as they are.
 GENERATE_EVAL = "evals.tasks.generate_eval_task"
 RUN_EVAL = "evals.tasks.run_eval_task"
 RUN_AUTOMATIC_EVAL = "evals.tasks.run_automatic_eval_task"
+START_AUTOMATIC_RUNS = "evals.tasks.run_automatic_evals_task"
 
 
 def enqueue_generation(generation_id: int) -> None:
     """Send a generation (or refinement) to the ``generate`` queue."""
-    current_app.tasks[GENERATE_EVAL].delay(generation_id)
+    enqueue(GENERATE_EVAL, generation_id)
 
 
 def enqueue_run(run_id: int, *, automatic: bool = False) -> None:
     """Send an eval run to the ``execute`` queue; an automatic one pushes scores after."""
-    current_app.tasks[RUN_AUTOMATIC_EVAL if automatic else RUN_EVAL].delay(run_id)
+    enqueue(RUN_AUTOMATIC_EVAL if automatic else RUN_EVAL, run_id)
+
+
+def enqueue_automatic_runs(workspace_id: int, trace_ids: list[int]) -> None:
+    """Send new traces to the task that starts the matching active evals' automatic runs."""
+    enqueue(START_AUTOMATIC_RUNS, workspace_id, trace_ids)

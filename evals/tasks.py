@@ -104,7 +104,13 @@ def reap_stale_runs_task() -> int:
 # --- continuous evaluation ------------------------------------------------------------------
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+@shared_task(
+    name=queue.START_AUTOMATIC_RUNS,
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
     """Start automatic runs of the active evals whose eval sets match new traces."""
     from evals.execution.continuous import start_automatic_runs

@@ -36,9 +36,12 @@ from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult
 from iofold.lib import outbound
 from iofold.lib.runs import Heartbeat, keep_alive
+from iofold.lib.tasks import enqueue
 from iofold.pipeline import ingest_traces
 
 logger = logging.getLogger(__name__)
+# Registered name of the sync task (integrations.tasks imports this module).
+SYNC_TASK = "integrations.tasks.sync_integration_task"
 
 SCHEDULED_TASK = "integrations.tasks.sync_integration_on_schedule_task"
 _UNSET: Any = object()
@@ -404,9 +407,7 @@ def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUA
         if active is None:
             raise
         return active
-    from integrations.tasks import sync_integration_task
-
-    transaction.on_commit(lambda: sync_integration_task.delay(run.pk))
+    transaction.on_commit(lambda: enqueue(SYNC_TASK, run.pk))
     logger.info("sync queued run=%s integration=%s trigger=%s", run.pk, integration.pk, trigger)
     return run
 
@@ -585,13 +586,11 @@ def recover_sync_runs(
     *, integration: Integration | None = None, include_queued: bool = False
 ) -> int:
     """Enqueue again the runs whose worker died; they resume from their last saved page."""
-    from integrations.tasks import sync_integration_task
-
     runs = SyncRun.objects.all()
     if integration is not None:
         runs = runs.filter(integration=integration)
     return runs.recover(
-        enqueue=lambda run: sync_integration_task.delay(run.pk),
+        enqueue=lambda run: enqueue(SYNC_TASK, run.pk),
         include_queued=include_queued,
         resumed=True,
     )

@@ -70,6 +70,8 @@ def _unprivileged_id(current: int) -> int:
 
 _lock = threading.Lock()
 _settings = Settings()
+# Start-up checks of the jail that passed, per (settings, limits); sandbox.jail fills it.
+jail_checks: dict[tuple, bool] = {}
 
 
 def configure(
@@ -99,9 +101,8 @@ def configure(
             nsjail_path=nsjail_path,
             python_path=python_path,
         )
-        from sandbox import jail
-
-        jail.forget_checks()
+        # Start-up checks passed under the old settings prove nothing about the new ones.
+        jail_checks.clear()
 
 
 def get_settings() -> Settings:

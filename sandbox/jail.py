@@ -17,7 +17,7 @@ from nsjail import Exe, IdMap, MountPt, NsJailConfig, SeccompPolicy
 from nsjail.enums import LogLevel, RLimitType
 from nsjail.serializers import to_textproto
 
-from sandbox.config import Limits, Settings
+from sandbox.config import Limits, Settings, jail_checks
 from sandbox.errors import SandboxUnavailable
 
 HARNESS_PATH = Path(__file__).with_name("harness.py")
@@ -85,7 +85,6 @@ STDLIB_PROBE = (
 )
 
 _lock = threading.Lock()
-_checked: dict[tuple, bool] = {}
 _configs: dict[str, str] = {}
 _config_dir: str | None = None
 _python_layout: dict[str, dict] = {}
@@ -95,7 +94,7 @@ _marshal_versions: dict[str, int | None] = {}
 def forget_checks() -> None:
     """Drop cached start-up checks, so the next run checks again."""
     with _lock:
-        _checked.clear()
+        jail_checks.clear()
 
 
 def harness_args(python: str) -> list[str]:
@@ -302,7 +301,7 @@ def check(settings: Settings, limits: Limits) -> None:
     """Start one empty jail (once per configuration) or refuse with what is missing."""
     key = (settings, limits)
     with _lock:
-        if _checked.get(key):
+        if jail_checks.get(key):
             return
     cmd = nsjail_command(settings, limits)
     header = json.dumps({"code": "", "timeout": 1, "output_chars": 10, "message_chars": 10}) + "\n"
@@ -319,4 +318,4 @@ def check(settings: Settings, limits: Limits) -> None:
             explain_start_failure(proc.stderr.decode("utf-8", "replace")), permanent=True
         )
     with _lock:
-        _checked[key] = True
+        jail_checks[key] = True

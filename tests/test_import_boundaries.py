@@ -134,3 +134,110 @@ def test_the_scanner_sees_runtime_lookups(tmp_path):
 def test_no_app_is_wired_by_a_runtime_lookup(package):
     """Wiring is an import by name: no AppConfig hooks, model lookups or dotted paths."""
     assert _runtime_lookups(package) == []
+
+
+# --- no import cycles inside an app ----------------------------------------------------------
+
+PACKAGES = ["accounts", "workspaces", "integrations", "traces", "evals", "sandbox", "iofold"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(app: str) -> dict[str, set[str]]:
+    """Return, per module of the app, the modules of the same app it imports.
+
+    Imports inside functions count: a deferred import still ties the two modules'
+    responsibilities together, and the cycle it closes is only hidden from the loader.
+    Migrations are left out (Django loads them apart). ``from package import name``
+    points at ``package.name`` when that is a module, else at the package.
+    """
+    modules = {
+        _module_name(path): path
+        for path in sorted((ROOT / app).rglob("*.py"))
+        if "migrations" not in path.parts
+    }
+
+    def within_app(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    source = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    source = node.module or ""
+                targets = [
+                    f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for target in map(within_app, targets):
+                if target is not None and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Return the strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_the_import_graph_sees_deferred_imports():
+    # evals.tasks imports its services inside the task bodies only.
+    assert "evals.generation.worker" in _import_graph("evals")["evals.tasks"]
+
+
+@pytest.mark.parametrize("app", PACKAGES)
+def test_no_import_cycles_inside_an_app(app):
+    graph = _import_graph(app)
+    cycles = [
+        {module: sorted(graph[module] & set(cycle)) for module in cycle} for cycle in _cycles(graph)
+    ]
+    assert cycles == []

@@ -11,10 +11,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.selectors import email_address_status, verified_emails
+from iofold.lib.tasks import enqueue
 from workspaces.exceptions import InvitationForAnotherAddress, WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
 
 INVITATION_LIFETIME = timedelta(days=7)
+# Registered name of the task (workspaces.tasks imports this module).
+DELETE_WORKSPACE_TASK = "workspaces.tasks.delete_workspace_task"
 
 
 def _unique_slug(name: str) -> str:
@@ -260,13 +263,11 @@ def rename_workspace(*, workspace: Workspace, name: str) -> Workspace:
 @transaction.atomic
 def request_workspace_deletion(*, workspace: Workspace) -> None:
     """Hide the workspace at once and delete it, with all its data, in the background."""
-    from workspaces.tasks import delete_workspace_task
-
     claimed = Workspace.objects.filter(pk=workspace.pk, deletion_requested_at__isnull=True).update(
         deletion_requested_at=timezone.now()
     )
     if claimed:
-        transaction.on_commit(lambda: delete_workspace_task.delay(workspace.pk))
+        transaction.on_commit(lambda: enqueue(DELETE_WORKSPACE_TASK, workspace.pk))
 
 
 def delete_workspace(*, workspace_id: int) -> bool:

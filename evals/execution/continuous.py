@@ -27,7 +27,7 @@ from evals.execution.runs import execute_run, run_eval_now, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.metrics.agreement import agreement
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_run
+from evals.queue import enqueue_automatic_runs, enqueue_run
 from evals.sandboxing import sandbox_limits
 from integrations.adapters.base import validate_normalised_trace
 from integrations.models import Integration
@@ -81,12 +81,10 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
 
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
     """Queue the automatic runs of active evals on new or changed traces."""
-    from evals.tasks import run_automatic_evals_task
-
     # Most ingestions happen before any eval is active: skip the broker round trip.
     active = Eval.objects.for_workspace(workspace_id).filter(status=Eval.Status.ACTIVE)
     if trace_ids and active.exists():
-        run_automatic_evals_task.delay(workspace_id, list(trace_ids))
+        enqueue_automatic_runs(workspace_id, list(trace_ids))
 
 
 def start_automatic_runs(

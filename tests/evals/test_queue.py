@@ -11,5 +11,15 @@ def test_services_enqueue_the_tasks_under_their_registered_names():
         == queue.RUN_AUTOMATIC_EVAL
         == "evals.tasks.run_automatic_eval_task"
     )
-    for name in (queue.GENERATE_EVAL, queue.RUN_EVAL, queue.RUN_AUTOMATIC_EVAL):
+    assert (
+        tasks.run_automatic_evals_task.name
+        == queue.START_AUTOMATIC_RUNS
+        == "evals.tasks.run_automatic_evals_task"
+    )
+    for name in (
+        queue.GENERATE_EVAL,
+        queue.RUN_EVAL,
+        queue.RUN_AUTOMATIC_EVAL,
+        queue.START_AUTOMATIC_RUNS,
+    ):
         assert name in current_app.tasks
