@@ -430,15 +430,9 @@ class EvalActivateApi(_EvalAction):
     )
     def post(self, request, pk: int):
         """Make this the set's one active version; the previously active one becomes a draft."""
-        eval = _eval_or_404(self, pk)
-        active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
-        rollback = active is not None and active.version > eval.version
-        if rollback:
-            eval = version_services.rollback_to(eval=eval)
-        else:
-            eval = version_services.activate_eval(eval=eval)
-        previous = active.pk if active is not None and active.pk != eval.pk else None
-        out = {"eval": eval, "previous_active": previous, "rollback": rollback}
+        done = version_services.activate_or_roll_back(eval=_eval_or_404(self, pk))
+        previous = done.previous.pk if done.previous is not None else None
+        out = {"eval": done.eval, "previous_active": previous, "rollback": done.rollback}
         return Response(ActivateOut(out).data)
 
 

@@ -79,6 +79,25 @@ def rollback_to(*, eval: Eval) -> Eval:
     return activate_eval(eval=eval)
 
 
+@dataclass(frozen=True)
+class Activation:
+    eval: Eval
+    previous: Eval | None  # the version active before, when it was another one
+    rollback: bool
+
+
+def activate_or_roll_back(*, eval: Eval) -> Activation:
+    """Make ``eval`` the active version: a rollback when a newer version is active.
+
+    The UI and the API both call this, so they decide the same way which one it is.
+    """
+    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+    rollback = active is not None and active.version > eval.version
+    current = rollback_to(eval=eval) if rollback else activate_eval(eval=eval)
+    previous = active if active is not None and active.pk != current.pk else None
+    return Activation(eval=current, previous=previous, rollback=rollback)
+
+
 @transaction.atomic
 def archive_eval(*, eval: Eval) -> Eval:
     """Retire a version; archiving the active one leaves the set with no active eval."""

@@ -97,17 +97,12 @@ def detail(request, pk: int):
 @workspace_view
 def activate(request, pk: int):
     eval = _eval(request, pk)
-    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
-    rollback = active is not None and active.version > eval.version
     try:
-        if rollback:
-            version_services.rollback_to(eval=eval)
-        else:
-            version_services.activate_eval(eval=eval)
+        done = version_services.activate_or_roll_back(eval=eval)
     except EvalError as exc:
         messages.error(request, exc.message)
     else:
-        verb = f"Rolled back from v{active.version} to" if rollback else "Activated"
+        verb = f"Rolled back from v{done.previous.version} to" if done.rollback else "Activated"
         messages.success(request, f"{verb} v{eval.version}. It now runs on new traces.")
     return _back(request, eval)
 
