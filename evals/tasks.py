@@ -18,7 +18,6 @@ RETRY = {
     "retry_jitter": True,
     "max_retries": 5,
 }
-REAPER_LOCK = "evals:reap-stale-runs"
 SCORES_LOCK = "evals:push-pending-scores"
 
 
@@ -86,19 +85,6 @@ def run_eval_task(run_id: int) -> None:
 
     with _sandbox_outage_is_transient():
         execute_run(run_id=run_id)
-
-
-@shared_task
-def reap_stale_runs_task() -> int:
-    """Enqueue again generations and eval runs whose worker died; fail those given up on."""
-    from evals.execution.runs import reap_stale_runs, recover_eval_runs
-    from evals.generation.services import reap_stale_generations, recover_generations
-
-    with _single_instance(REAPER_LOCK, timeout=300) as acquired:
-        if not acquired:
-            return 0
-        recovered = recover_generations() + recover_eval_runs()
-        return recovered + reap_stale_generations() + reap_stale_runs()
 
 
 # --- continuous evaluation ------------------------------------------------------------------

@@ -38,11 +38,3 @@ def sync_integration_on_schedule_task(integration_id: int) -> None:
         start_sync(integration=integration, trigger="schedule")
     except IntegrationError as exc:
         logger.info("scheduled sync skipped integration=%s reason=%s", integration_id, exc.code)
-
-
-@shared_task
-def reap_stale_sync_runs_task() -> int:
-    """Enqueue again the sync runs whose worker died; fail those no worker picked up."""
-    from integrations.services import reap_stale_runs, recover_sync_runs
-
-    return recover_sync_runs() + reap_stale_runs()

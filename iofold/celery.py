@@ -50,16 +50,10 @@ def _recover_runs(**kwargs) -> None:
     The file-system broker deletes a message when a worker receives it and Redis hides an
     unacknowledged one for hours, so the run rows, not the broker, say what is unfinished.
     """
+    # Imported here: this module loads with the settings, before the apps are ready.
     from django.db import connections
 
-    from evals.execution.runs import recover_eval_runs
-    from evals.generation.services import recover_generations
-    from integrations.services import recover_sync_runs
+    from iofold.reaper import recover_at_start_up
 
-    for recover in (recover_sync_runs, recover_generations, recover_eval_runs):
-        try:
-            recover(include_queued=True)
-        except Exception:
-            # A worker that cannot recover now still works; the beat sweep tries again.
-            logger.exception("recovery at start-up failed step=%s", recover.__name__)
+    recover_at_start_up()
     connections.close_all()

@@ -292,6 +292,7 @@ CELERY_TASK_ROUTES = {
     "evals.tasks.*": {"queue": "execute"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_IMPORTS = ["iofold.reaper"]  # the one reaper of all runs lives outside the apps
 # A running sync, generation or eval run beats its heartbeat this often from a thread, and
 # is taken over by another worker once it missed a few: at once when its worker is known
 # to be gone (same machine), after this many seconds otherwise (see iofold/lib/runs.py).
@@ -372,8 +373,10 @@ IOFOLD_PERIODIC_TASKS = {
     # name: (task, every N seconds)
     # Runs whose worker died go back in the queue (those on another machine are noticed
     # only by their heartbeat, so the sweep runs often); runs nobody picks up are failed.
-    "reap stale sync runs": ("integrations.tasks.reap_stale_sync_runs_task", 60),
-    "reap stale generations and eval runs": ("evals.tasks.reap_stale_runs_task", 60),
+    "reap stale runs": ("iofold.reaper.reap_stale_runs_task", 60),
     # Verdicts whose Langfuse score failed to arrive (outage, rate limit) are sent again.
     "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
 }
+# Global schedules of earlier releases, whose tasks are gone: setup_periodic_tasks deletes
+# these rows by name (and no others), so beat never sends a task no worker knows.
+IOFOLD_RETIRED_PERIODIC_TASKS = ["reap stale sync runs", "reap stale generations and eval runs"]

@@ -21,7 +21,7 @@ from evals.execution.runs import (
     trace_json,
 )
 from evals.models import EvalExecution, EvalRun
-from evals.tasks import reap_stale_runs_task
+from iofold.reaper import reap_stale_runs_task
 from tests.conftest import dead_owner, wait_for
 from tests.evals.builders import ALWAYS_PASS_CODE, BAD, GOOD, labelled_set, make_eval
 from tests.traces.factories import TraceFactory, trace_data
