@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.api import continuous, generation, versions
+from evals.api import continuous, generation, matrix, versions
 
 urlpatterns = [
     path(
@@ -31,7 +31,7 @@ urlpatterns = [
     ),
     path(
         "eval-sets/<int:pk>/matrix/",
-        versions.EvalSetMatrixApi.as_view(),
+        matrix.EvalSetMatrixApi.as_view(),
         name="api-eval-set-matrix",
     ),
     path("evals/<int:pk>/activate/", versions.EvalActivateApi.as_view(), name="api-eval-activate"),
@@ -43,7 +43,7 @@ urlpatterns = [
     path("evals/<int:pk>/export.py", versions.EvalExportApi.as_view(), name="api-eval-export"),
     path(
         "evals/<int:pk>/traces/<int:trace_pk>/",
-        versions.EvalCellApi.as_view(),
+        matrix.EvalCellApi.as_view(),
         name="api-eval-cell",
     ),
     path("eval-runs/<int:pk>/", versions.EvalRunDetailApi.as_view(), name="api-eval-run-detail"),
