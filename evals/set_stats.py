@@ -2,7 +2,7 @@
 
 from django.db.models import Count, Max
 
-from evals.execution.continuous import compute_drift
+from evals.execution.drift import compute_drift
 from evals.models import Eval
 
 

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals.execution.continuous import MAX_BATCH_TRACES, run_batch
+from evals.execution.batch import MAX_BATCH_TRACES, run_batch
 from evals.models import Eval
 from workspaces.access import WorkspaceScopedMixin
 

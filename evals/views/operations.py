@@ -3,12 +3,13 @@
 from django.shortcuts import get_object_or_404, render
 
 from evals.charts import line_chart
-from evals.execution import continuous
+from evals.execution import dashboard as dashboards
+from evals.execution import drift as drifts
 from traces.models import EvalSet
 from workspaces.access import workspace_view
 
 
-def _drift_chart(drift: continuous.Drift, *, width: int = 600, height: int = 160):
+def _drift_chart(drift: drifts.Drift, *, width: int = 600, height: int = 160):
     guides = []
     if drift.baseline is not None:
         guides.append((drift.baseline, "at activation"))
@@ -20,10 +21,10 @@ def _drift_chart(drift: continuous.Drift, *, width: int = 600, height: int = 160
 @workspace_view
 def dashboard(request):
     """Traces in, labels, active evals, pass rate over time, recent failures and drift."""
-    data = continuous.dashboard(workspace=request.workspace)
+    data = dashboards.dashboard(workspace=request.workspace)
     ctx = {
         "data": data,
-        "days": continuous.RECENT_DAYS,
+        "days": dashboards.RECENT_DAYS,
         "pass_chart": line_chart(data.pass_rate_by_day),
         "drifts": [(d, _drift_chart(d, width=360, height=110)) for d in data.drift],
     }
@@ -34,12 +35,12 @@ def dashboard(request):
 def drift(request, pk: int):
     """An eval set's active eval against labels given after its activation, over time."""
     eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
-    drift = continuous.eval_set_drift(eval_set=eval_set)
+    drift = drifts.eval_set_drift(eval_set=eval_set)
     ctx = {
         "eval_set": eval_set,
         "drift": drift,
         "chart": _drift_chart(drift) if drift is not None else None,
-        "min_labels": continuous.DRIFT_MIN_LABELS,
-        "window": continuous.DRIFT_WINDOW,
+        "min_labels": drifts.DRIFT_MIN_LABELS,
+        "window": drifts.DRIFT_WINDOW,
     }
     return render(request, "evals/dashboard_drift.html", ctx)

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from evals.execution import continuous
+from evals.execution.drift import compute_drift
 from evals.models import Eval, EvalExecution, EvalRun
 from iofold.pipeline import ingest_traces
 from tests.factories import MembershipFactory, UserFactory
@@ -256,7 +257,7 @@ def _constructed(workspace, *, agree_by_day: list[tuple[int, int]], baseline=0.9
 def test_drift_follows_later_labels_per_day(workspace):
     eval = _constructed(workspace, agree_by_day=[(9, 1), (8, 2), (5, 5)])
 
-    drift = continuous.compute_drift(eval=eval, margin=0.10)
+    drift = compute_drift(eval=eval, margin=0.10)
 
     assert drift.baseline == 0.9
     assert drift.labels == 30
@@ -270,14 +271,14 @@ def test_drift_follows_later_labels_per_day(workspace):
 def test_no_drift_within_the_margin_or_with_too_few_labels(workspace, other_workspace, settings):
     steady = _constructed(workspace, agree_by_day=[(9, 1), (8, 2)])
     settings.IOFOLD_DRIFT_MARGIN = 0.10
-    assert continuous.compute_drift(eval=steady).current == pytest.approx(0.85)
-    assert not continuous.compute_drift(eval=steady).drifting
+    assert compute_drift(eval=steady).current == pytest.approx(0.85)
+    assert not compute_drift(eval=steady).drifting
     settings.IOFOLD_DRIFT_MARGIN = 0.04
-    assert continuous.compute_drift(eval=steady).drifting
+    assert compute_drift(eval=steady).drifting
 
     few = _constructed(other_workspace, agree_by_day=[(0, 3)])
-    assert continuous.compute_drift(eval=few, margin=0.1).current == 0.0
-    assert not continuous.compute_drift(eval=few, margin=0.1).drifting  # 3 < 10 labels
+    assert compute_drift(eval=few, margin=0.1).current == 0.0
+    assert not compute_drift(eval=few, margin=0.1).drifting  # 3 < 10 labels
 
 
 def test_dashboard_and_drift_pages_show_the_figures(workspace, owner, login):
