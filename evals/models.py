@@ -127,7 +127,7 @@ class Eval(WorkspaceOwned):
     def _metric_parts(self) -> tuple[dict, dict, bool]:
         """Return (held-out, training, no reliable eval) from metrics or list annotations."""
         if "metrics" in self.get_deferred_fields():
-            # Lists defer the JSON and annotate these parts (evals.selectors).
+            # Lists defer the JSON and annotate these parts (evals.versions.selectors).
             return (
                 getattr(self, "list_heldout", None) or {},
                 getattr(self, "list_training", None) or {},

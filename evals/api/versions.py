@@ -10,12 +10,11 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals import selectors
 from evals.api.generation import EvalDetailOut, EvalOut, GenerationOut
 from evals.exceptions import EvalError
 from evals.generation import refinement
 from evals.models import Eval, EvalRun
-from evals.versions import display, export
+from evals.versions import display, export, selectors
 from evals.versions import services as version_services
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin

@@ -14,7 +14,7 @@ from evals.matrix.types import (
 )
 from evals.metrics.agreement import cell_state
 from evals.models import Eval, EvalExecution
-from evals.selectors import LIST_FIELDS
+from evals.versions.selectors import LIST_FIELDS
 from traces.models import EvalSet, Feedback, Trace
 
 MATRIX_PAGE_SIZE = 50

@@ -9,14 +9,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from evals import selectors
 from evals.exceptions import EvalError
 from evals.generation import refinement
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalRun, Generation
-from evals.versions import display, export
+from evals.versions import display, export, selectors
 from evals.versions import services as version_services
 from iofold.lib.redirects import safe_next
 from traces.models import EvalSet, Trace

@@ -6,7 +6,7 @@ from django.utils import timezone
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
 from evals.models import EvalExecution
-from evals.selectors import contradictions
+from evals.versions.selectors import contradictions
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import UserFactory
 from traces.models import Feedback
