@@ -1,0 +1,1 @@
+"""Eval versions after generation: activation and rollback, edits, export, display."""
