@@ -5,8 +5,8 @@ import uuid
 import pytest
 from django.utils import timezone
 
+from evals.execution import scores
 from evals.models import Eval, EvalExecution
-from evals.services import scores
 from integrations import services
 from integrations.adapters.langsmith import feedback_id
 from iofold.pipeline import ingest_traces

@@ -15,8 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from evals.execution import continuous
 from evals.models import Eval, EvalExecution
-from evals.services import continuous
 from integrations.models import Integration
 from tests.integrations.otlp_helpers import (
     Recorder,
