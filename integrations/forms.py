@@ -1,5 +1,7 @@
 from django import forms
 
+from integrations.adapters.openai import OPENAI_API
+from integrations.adapters.openai import clean_options as clean_openai_options
 from integrations.constants import SYNC_INTERVAL_CHOICES
 from integrations.exceptions import IntegrationError
 from integrations.models import LANGFUSE_CLOUD_EU, LANGFUSE_CLOUD_US
@@ -296,12 +298,128 @@ class LangSmithIntegrationForm(LangSmithConnectionForm, FilterFields):
         }
 
 
+class OpenAIConnectionForm(forms.Form):
+    """An OpenAI API base URL, a key and the filters of the completions listed."""
+
+    kind = "openai"
+    missing_message = "Fill in the base URL and the API key first."
+    credential_fields = ("base_url", "api_key", "metadata_filter", "model_filter")
+
+    base_url = forms.CharField(
+        max_length=300,
+        initial=OPENAI_API,
+        label="API base URL",
+        help_text="https://api.openai.com/v1, or an OpenAI-compatible server's /v1 URL.",
+    )
+    api_key = forms.CharField(
+        required=False,
+        label="API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Needs read access to Chat Completions. Stored encrypted; never shown again.",
+    )
+    metadata_filter = forms.CharField(
+        required=False,
+        label="Metadata filter",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="key=value pairs, one a line or comma-separated; only completions stored "
+        "with all of them are synced.",
+    )
+    model_filter = forms.CharField(
+        required=False, max_length=200, label="Model", help_text="Empty syncs every model."
+    )
+
+    def __init__(self, *args, secret_hint: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secret_hint = secret_hint
+        if secret_hint:
+            self.fields["api_key"].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
+
+    def clean(self):
+        data = super().clean()
+        if not self.secret_hint and not data.get("api_key"):
+            self.add_error("api_key", "Enter the API key.")
+        try:
+            data["options"] = clean_openai_options(
+                {"metadata": data.get("metadata_filter") or "", "model": data.get("model_filter")}
+            )
+        except ValueError as exc:
+            self.add_error("metadata_filter", str(exc))
+        return data
+
+    @property
+    def host(self) -> str:
+        return self.cleaned_data.get("base_url", "")
+
+    def connection_kwargs(self, stored_secret: str = "") -> dict:
+        return {
+            "kind": self.kind,
+            "host": self.host,
+            "public_key": "",
+            "secret_key": self.cleaned_data["api_key"] or stored_secret,
+            "options": self.cleaned_data.get("options") or {},
+        }
+
+
+class OpenAIIntegrationForm(OpenAIConnectionForm):
+    """Connect OpenAI: chat completions stored with store=True."""
+
+    title = "Connect OpenAI"
+    intro = (
+        "Syncs chat completions stored with store=True (Chat Completions → Logs in the "
+        "OpenAI dashboard). For the Agents SDK's traces, see OpenAI Agents SDK on the "
+        "integrations page."
+    )
+    connection_form = OpenAIConnectionForm
+
+    name = forms.CharField(max_length=100, initial="OpenAI", help_text="E.g. “OpenAI prod”.")
+    since_date = FilterFields.base_fields["since_date"]
+    sync_interval_minutes = FilterFields.base_fields["sync_interval_minutes"]
+
+    field_order = ["name", "base_url", "api_key", "metadata_filter", "model_filter"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("base_url"):
+            try:
+                data["base_url"] = clean_host(data["base_url"], kind=self.kind)
+            except IntegrationError as exc:
+                self.add_error("base_url", exc.message)
+        return data
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "host": self.host,
+            "public_key": "",
+            "secret_key": data.get("api_key") or None,
+            "options": data.get("options") or {},
+            "since_date": data.get("since_date"),
+            "sync_interval_minutes": data.get("sync_interval_minutes"),
+        }
+
+    @classmethod
+    def initial_from(cls, integration) -> dict:
+        options = integration.options or {}
+        return {
+            "name": integration.name,
+            "base_url": integration.host,
+            "metadata_filter": "\n".join(
+                f"{k}={v}" for k, v in (options.get("metadata") or {}).items()
+            ),
+            "model_filter": options.get("model", ""),
+            "since_date": integration.since_date,
+            "sync_interval_minutes": integration.sync_interval_minutes or "",
+        }
+
+
 # The connect form of each kind a user can connect from the UI, in the order offered.
 # A new kind adds its form class here (with ``title``, ``intro``, ``connection_form``,
 # ``service_kwargs()`` and ``initial_from()``).
 INTEGRATION_FORMS: dict[str, type[forms.Form]] = {
     "langfuse": IntegrationForm,
     "langsmith": LangSmithIntegrationForm,
+    "openai": OpenAIIntegrationForm,
 }
 
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.integration_list, name="list"),
     path("new/", views.integration_create, name="create"),
     path("test/", views.check_new_connection, name="test_new"),
+    path("openai-agents/", views.openai_agents_setup, name="openai_agents"),
     path("upload/", views.upload, name="upload"),
     path("opentelemetry/", otlp_views.setup, name="otlp_setup"),
     path("<int:pk>/", views.integration_detail, name="detail"),

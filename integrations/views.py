@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -56,6 +57,13 @@ def integration_create(request):
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
     ctx = {"form": form, "integration": None, "kind": kind, "kinds": _kinds()}
     return render(request, "integrations/form.html", ctx)
+
+
+@workspace_view
+def openai_agents_setup(request):
+    """Where the OpenAI Agents SDK's trace exporter posts, and how to point it there."""
+    endpoint = request.build_absolute_uri(reverse("api-openai-agents-ingest"))
+    return render(request, "integrations/openai_agents.html", {"endpoint": endpoint})
 
 
 @workspace_view(manage=True)

@@ -189,7 +189,19 @@ def _base_body(method: str, path: str, world: World):
     if path in ("/api/v1/traces", "/api/v1/traces/") or (method, path) == WEBHOOK:
         return trace_data(99)
     if path.endswith("/run"):
-        return {"trace_ids": [world.trace.pk]}  # "traces" or "trace_ids", not both
+        return {"trace_ids": [world.trace.pk]}
+    if path == "/api/v1/openai/traces/ingest":  # the Agents SDK exporter's payload
+        return {
+            "data": [
+                {
+                    "object": "trace",
+                    "id": "trace_1",
+                    "workflow_name": "w",
+                    "group_id": None,
+                    "metadata": None,
+                }
+            ]
+        }  # "traces" or "trace_ids", not both
     return _plausible(_request_schema(method, path), "", world)
 
 

@@ -216,6 +216,7 @@ UI_CASES = [
     Case("integrations:create"),
     Case("integrations:create", "post", data=lambda ws: {"name": "x", "region": "eu"}),
     Case("integrations:test_new", "post", data=lambda ws: {"region": "eu"}),
+    Case("integrations:openai_agents"),
     Case("integrations:upload"),
     Case("integrations:upload", "post"),
     Case("integrations:otlp_setup"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from traces import api
+from traces import agents_api, api
 
 urlpatterns = [
     path("traces/", api.TracesApi.as_view(), name="api-traces"),
@@ -10,6 +10,12 @@ urlpatterns = [
     path("eval-sets/", api.EvalSetListApi.as_view(), name="api-eval-sets"),
     path("eval-sets/<int:pk>/", api.EvalSetDetailApi.as_view(), name="api-eval-set"),
     path("eval-sets/<int:pk>/traces/", api.EvalSetTracesApi.as_view(), name="api-eval-set-traces"),
+    # The OpenAI Agents SDK exporter's endpoint (its default is OpenAI's /v1/traces/ingest).
+    path(
+        "openai/traces/ingest",
+        agents_api.OpenAIAgentsIngestApi.as_view(),
+        name="api-openai-agents-ingest",
+    ),
     path("feedback/", api.FeedbackListApi.as_view(), name="api-feedback"),
     path("feedback/<int:pk>/", api.FeedbackDetailApi.as_view(), name="api-feedback-detail"),
 ]

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 ADAPTERS: dict[str, str] = {
     "langfuse": "integrations.adapters.langfuse.LangfuseAdapter",
     "langsmith": "integrations.adapters.langsmith.LangSmithAdapter",
+    "openai": "integrations.adapters.openai.OpenAIAdapter",
 }
 
 

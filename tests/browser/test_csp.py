@@ -116,6 +116,8 @@ def test_main_pages_load_without_a_csp_violation(logged_in_page, watch, workspac
         f"{ws}/integrations/",
         f"{ws}/integrations/{content['integration'].pk}/",
         f"{ws}/integrations/opentelemetry/",
+        f"{ws}/integrations/new/?kind=openai",
+        f"{ws}/integrations/openai-agents/",
         f"{ws}/members/",
         f"{ws}/settings/",
         f"{ws}/tokens/",

@@ -6,6 +6,7 @@ import pytest
 
 from integrations import services
 from tests.fakes.langfuse_server import FakeLangfuse
+from tests.fakes.openai_store_server import openai_store  # noqa: F401 - a fixture
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY, recent_base_time
 
 

@@ -50,3 +50,40 @@ def test_no_admin_form_has_an_encrypted_field(superuser, model):
     encrypted = {f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)}
     assert encrypted.isdisjoint(model_admin.get_form(request).base_fields)
     assert encrypted.isdisjoint(model_admin.get_list_display(request))
+
+
+def test_an_openai_source_in_the_admin_has_its_options_checked(workspace, superuser):
+    from integrations.admin import IntegrationAdmin
+
+    integration = Integration.objects.create(
+        workspace=workspace,
+        name="OpenAI",
+        kind=Integration.Kind.OPENAI,
+        host="https://api.openai.com/v1",
+        secret_key="sk-proj-secret",
+        options={"metadata": {"app": "a"}},
+    )
+    request = RequestFactory().get("/")
+    request.user = superuser
+    model_admin = IntegrationAdmin(Integration, admin.site)
+    form_class = model_admin.get_form(request, integration)
+    base = {
+        "workspace": workspace.pk,
+        "name": "OpenAI",
+        "kind": "openai",
+        "host": "https://api.openai.com/v1",
+        "enabled": "on",
+        "filter_names": "[]",
+        "filter_tags": "[]",
+        "filter_environments": "[]",
+        "score_push_failures": "0",
+        "scores_pushed_count": "0",
+    }
+    good = form_class(
+        {**base, "options": '{"metadata": "app=b", "model": "gpt-4o"}'}, instance=integration
+    )
+    assert good.is_valid(), good.errors
+    assert good.cleaned_data["options"] == {"metadata": {"app": "b"}, "model": "gpt-4o"}
+    bad = form_class({**base, "options": '{"metadata": [1]}'}, instance=integration)
+    assert not bad.is_valid()
+    assert "metadata filter" in str(bad.errors)
