@@ -4,8 +4,7 @@ The payloads are what ``openai-agents`` 0.24.0's ``BackendSpanExporter`` posts, 
 way its ``Trace.export()``/``SpanImpl.export()``/``*SpanData.export()`` build them
 (agents/tracing/traces.py, spans.py, span_data.py), with its headers (processors.py):
 ``Authorization: Bearer <key>``, ``Content-Type: application/json``, ``OpenAI-Beta:
-traces=v1``. The package is not installed in the shared venv, so the exporter itself is
-not run.
+traces=v1``. ``test_openai_agents_exporter`` runs the exporter itself.
 """
 
 import uuid
