@@ -101,6 +101,8 @@ def refuses(trace: Trace) -> bool:
 def test_one_eval_set_over_four_sources_sends_verdicts_back_where_they_are_taken(
     client,
     workspace,
+    owner,
+    login,
     langfuse,
     langsmith,
     openai_store,  # noqa: F811
@@ -177,3 +179,10 @@ def test_one_eval_set_over_four_sources_sends_verdicts_back_where_they_are_taken
     pushed = verdicts.filter(score_pushed_at__isnull=False)
     assert set(pushed.values_list("trace__source", flat=True)) == {"langfuse", "langsmith"}
     assert scores.push_pending_scores().pushed == 0  # all delivered: nothing left to resend
+
+    # The dashboard lists the sources verdicts go back to, with what each received.
+    html = login(owner).get(f"/w/{workspace.slug}/evals/dashboard/").content.decode()
+    table = html.split('data-testid="score-push-status"')[1].split("</table>")[0]
+    rows = table.split("<tr>")[2:]
+    assert [row.split("</a>")[0].rsplit(">", 1)[1] for row in rows] == ["langfuse", "langsmith"]
+    assert all("<td>4</td>" in row for row in rows)

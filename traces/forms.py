@@ -33,7 +33,9 @@ class EvalSetForm(forms.Form):
     )
     score_to_langfuse = forms.BooleanField(
         required=False,
-        label="Send eval verdicts back to Langfuse as scores",
+        label="Send eval verdicts back to the traces' sources",
+        help_text="As scores to Langfuse and feedback to LangSmith. Sources that take no "
+        "verdicts (OpenAI, OpenTelemetry, uploads) keep them in iofold only.",
     )
     trace_ids = forms.CharField(required=False, widget=forms.HiddenInput)
 

@@ -131,7 +131,8 @@ class EvalSet(WorkspaceOwned):
     # The trace-list query string, parsed by ``traces.filters.TraceFilters``.
     saved_filter = models.JSONField(default=dict, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
-    # Read by the evals app when it sends verdicts back to Langfuse as scores.
+    # Read by the evals app when it sends verdicts back to the traces' sources (Langfuse
+    # scores, LangSmith feedback); the name predates the other sources.
     score_to_langfuse = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

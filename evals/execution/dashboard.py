@@ -13,6 +13,7 @@ from django.utils import timezone
 from evals.execution.continuous import active_evals
 from evals.execution.drift import Drift, workspace_drift
 from evals.models import Eval, EvalExecution
+from integrations.adapters import push_back_kinds
 from integrations.models import Integration
 from traces.models import Feedback, Trace
 
@@ -83,7 +84,9 @@ def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dash
         recent_failures=recent_failures,
         drift=workspace_drift(workspace=workspace),
         integrations=list(
-            Integration.objects.for_workspace(workspace).only(
+            Integration.objects.for_workspace(workspace)
+            .filter(kind__in=push_back_kinds())
+            .only(
                 "id",
                 "name",
                 "kind",

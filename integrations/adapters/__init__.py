@@ -29,3 +29,8 @@ def get_adapter_class(kind: str) -> type[Adapter]:
 def adapter_kinds() -> list[str]:
     """Return the registered integration kinds."""
     return sorted(ADAPTERS)
+
+
+def push_back_kinds() -> list[str]:
+    """Return the kinds whose sources take verdicts back (scores, feedback)."""
+    return [kind for kind in adapter_kinds() if get_adapter_class(kind).capabilities.push_back]
