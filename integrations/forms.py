@@ -15,7 +15,62 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-class ConnectionForm(forms.Form):
+class SourceConnectionForm(forms.Form):
+    """What every kind's connection form shares: a stored secret is kept when its field is
+    left empty, and a cloud region (``hosts``) or a self-hosted URL says where the source is.
+    """
+
+    kind = ""
+    key_field = "secret_key"
+    key_missing = "Enter the secret key."
+    # Region name to cloud URL; a form without a region choice overrides ``host``.
+    hosts: dict[str, str] = {}
+    custom_host_missing = "Enter the URL."
+
+    def __init__(self, *args, secret_hint: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secret_hint = secret_hint
+        if secret_hint:
+            self.fields[
+                self.key_field
+            ].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
+
+    def clean(self):
+        data = super().clean()
+        if self.hosts and data.get("region") == "self" and not data.get("custom_host"):
+            self.add_error("custom_host", self.custom_host_missing)
+        if not self.secret_hint and not data.get(self.key_field):
+            self.add_error(self.key_field, self.key_missing)
+        return data
+
+    @property
+    def host(self) -> str:
+        region = self.cleaned_data.get("region")
+        return self.hosts.get(region) or self.cleaned_data.get("custom_host", "")
+
+    @classmethod
+    def initial_for(cls, host: str) -> dict:
+        for region, url in cls.hosts.items():
+            if host == url:
+                return {"region": region}
+        return {"region": "self", "custom_host": host}
+
+
+class ChecksHostOnSave:
+    """Saving checks a self-hosted URL here, as a field error. "Test connection" (the
+    connection form alone) gets the same check from the service, shown as its result."""
+
+    def clean(self):
+        data = super().clean()
+        if data.get("region") == "self" and data.get("custom_host"):
+            try:
+                data["custom_host"] = clean_host(data["custom_host"], kind=self.kind)
+            except IntegrationError as exc:
+                self.add_error("custom_host", exc.message)
+        return data
+
+
+class ConnectionForm(SourceConnectionForm):
     """Where Langfuse is and the keys to it (also used alone by "Test connection").
 
     Every kind's connection form offers ``connection_kwargs(stored_secret)``: what
@@ -26,6 +81,8 @@ class ConnectionForm(forms.Form):
     # Shown when the form is invalid; names what "Test connection" needs.
     missing_message = "Fill in the host, the public key and the secret key first."
     credential_fields = ("public_key", "secret_key")
+    hosts = HOSTS
+    custom_host_missing = "Enter your Langfuse URL."
 
     region = forms.ChoiceField(
         choices=[
@@ -51,25 +108,6 @@ class ConnectionForm(forms.Form):
         help_text="Starts with sk-lf-. Stored encrypted; never shown again.",
     )
 
-    def __init__(self, *args, secret_hint: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.secret_hint = secret_hint
-        if secret_hint:
-            self.fields["secret_key"].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
-
-    def clean(self):
-        data = super().clean()
-        if data.get("region") == "self" and not data.get("custom_host"):
-            self.add_error("custom_host", "Enter your Langfuse URL.")
-        if not self.secret_hint and not data.get("secret_key"):
-            self.add_error("secret_key", "Enter the secret key.")
-        return data
-
-    @property
-    def host(self) -> str:
-        region = self.cleaned_data.get("region")
-        return HOSTS.get(region) or self.cleaned_data.get("custom_host", "")
-
     def connection_kwargs(self, stored_secret: str = "") -> dict:
         return {
             "kind": self.kind,
@@ -77,13 +115,6 @@ class ConnectionForm(forms.Form):
             "public_key": self.cleaned_data["public_key"],
             "secret_key": self.cleaned_data["secret_key"] or stored_secret,
         }
-
-    @staticmethod
-    def initial_for(host: str) -> dict:
-        for region, url in HOSTS.items():
-            if host == url:
-                return {"region": region}
-        return {"region": "self", "custom_host": host}
 
 
 class FilterFields(forms.Form):
@@ -133,7 +164,7 @@ class FilterFields(forms.Form):
         }
 
 
-class IntegrationForm(ConnectionForm, FilterFields):
+class IntegrationForm(ChecksHostOnSave, ConnectionForm, FilterFields):
     """Connect Langfuse: where it is, the project's keys, which traces, how often."""
 
     title = "Connect Langfuse"
@@ -143,17 +174,6 @@ class IntegrationForm(ConnectionForm, FilterFields):
     name = forms.CharField(max_length=100, initial="Langfuse", help_text="E.g. “Langfuse prod”.")
 
     field_order = ["name", "region", "custom_host", "public_key", "secret_key"]
-
-    def clean(self):
-        data = super().clean()
-        # Saving checks the host here, as a field error. "Test connection" (ConnectionForm
-        # alone) gets the same check from the service, shown as its result.
-        if data.get("region") == "self" and data.get("custom_host"):
-            try:
-                data["custom_host"] = clean_host(data["custom_host"])
-            except IntegrationError as exc:
-                self.add_error("custom_host", exc.message)
-        return data
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
@@ -182,12 +202,16 @@ LANGSMITH_HOSTS = {
 }
 
 
-class LangSmithConnectionForm(forms.Form):
+class LangSmithConnectionForm(SourceConnectionForm):
     """Where LangSmith is, the API key, the project and, for a workspace, its id."""
 
     kind = "langsmith"
     missing_message = "Fill in the API URL, the API key and the project first."
     credential_fields = ("api_key", "project", "tenant_id")
+    key_field = "api_key"
+    key_missing = "Enter the API key."
+    hosts = LANGSMITH_HOSTS
+    custom_host_missing = "Enter your LangSmith API URL."
 
     region = forms.ChoiceField(
         choices=[
@@ -217,25 +241,6 @@ class LangSmithConnectionForm(forms.Form):
         help_text="Only for a key of several workspaces: the workspace to read (a UUID).",
     )
 
-    def __init__(self, *args, secret_hint: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.secret_hint = secret_hint
-        if secret_hint:
-            self.fields["api_key"].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
-
-    def clean(self):
-        data = super().clean()
-        if data.get("region") == "self" and not data.get("custom_host"):
-            self.add_error("custom_host", "Enter your LangSmith API URL.")
-        if not self.secret_hint and not data.get("api_key"):
-            self.add_error("api_key", "Enter the API key.")
-        return data
-
-    @property
-    def host(self) -> str:
-        region = self.cleaned_data.get("region")
-        return LANGSMITH_HOSTS.get(region) or self.cleaned_data.get("custom_host", "")
-
     @property
     def options(self) -> dict:
         data = self.cleaned_data
@@ -251,7 +256,7 @@ class LangSmithConnectionForm(forms.Form):
         }
 
 
-class LangSmithIntegrationForm(LangSmithConnectionForm, FilterFields):
+class LangSmithIntegrationForm(ChecksHostOnSave, LangSmithConnectionForm, FilterFields):
     """Connect LangSmith: runs of one project, grouped into traces."""
 
     title = "Connect LangSmith"
@@ -261,15 +266,6 @@ class LangSmithIntegrationForm(LangSmithConnectionForm, FilterFields):
     name = forms.CharField(max_length=100, initial="LangSmith", help_text="E.g. “LangSmith prod”.")
 
     field_order = ["name", "region", "custom_host", "api_key", "project", "tenant_id"]
-
-    def clean(self):
-        data = super().clean()
-        if data.get("region") == "self" and data.get("custom_host"):
-            try:
-                data["custom_host"] = clean_host(data["custom_host"], kind=self.kind)
-            except IntegrationError as exc:
-                self.add_error("custom_host", exc.message)
-        return data
 
     def service_kwargs(self) -> dict:
         return {
@@ -283,27 +279,24 @@ class LangSmithIntegrationForm(LangSmithConnectionForm, FilterFields):
 
     @classmethod
     def initial_from(cls, integration) -> dict:
-        region = next((r for r, url in LANGSMITH_HOSTS.items() if url == integration.host), None)
         options = integration.options or {}
         return {
             "name": integration.name,
             "project": options.get("project", ""),
             "tenant_id": options.get("tenant_id", ""),
-            **(
-                {"region": region}
-                if region
-                else {"region": "self", "custom_host": integration.host}
-            ),
+            **cls.initial_for(integration.host),
             **cls.filter_initial(integration),
         }
 
 
-class OpenAIConnectionForm(forms.Form):
+class OpenAIConnectionForm(SourceConnectionForm):
     """An OpenAI API base URL, a key and the filters of the completions listed."""
 
     kind = "openai"
     missing_message = "Fill in the base URL and the API key first."
     credential_fields = ("base_url", "api_key", "metadata_filter", "model_filter")
+    key_field = "api_key"
+    key_missing = "Enter the API key."
 
     base_url = forms.CharField(
         max_length=300,
@@ -328,16 +321,8 @@ class OpenAIConnectionForm(forms.Form):
         required=False, max_length=200, label="Model", help_text="Empty syncs every model."
     )
 
-    def __init__(self, *args, secret_hint: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.secret_hint = secret_hint
-        if secret_hint:
-            self.fields["api_key"].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
-
     def clean(self):
         data = super().clean()
-        if not self.secret_hint and not data.get("api_key"):
-            self.add_error("api_key", "Enter the API key.")
         try:
             data["options"] = clean_openai_options(
                 {"metadata": data.get("metadata_filter") or "", "model": data.get("model_filter")}
