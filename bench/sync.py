@@ -5,7 +5,9 @@ fresh process (so each peak RSS is its own), on a PostgreSQL database created an
 here. Langfuse's baseline pages through the SDK; LangSmith's posts the same runs queries
 over raw HTTP and only parses the JSON (no SDK models, no normalising).
 
-Run: .venv/bin/python bench/sync.py [--source langfuse|langsmith] [--quick] [--traces N]
+The fake OpenAI store's baseline makes the same list and messages requests over raw HTTP.
+
+Run: .venv/bin/python bench/sync.py [--source langfuse|langsmith|openai] [--quick] [--traces N]
      [--observations 5]
 """
 
@@ -87,6 +89,51 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
             "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
+def serve_openai(traces: int, port_file: str) -> None:
+    """Child: serve a fake OpenAI store (two messages a completion), newest two hours old."""
+    from tests.fakes.openai_store_server import FakeOpenAIStore
+
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    fake = FakeOpenAIStore()
+    for i in range(traces):
+        created = base - SPACING * i
+        fake.add(f"chatcmpl-{i:06d}", created=int(created.timestamp()),
+                 history=[{"role": "system", "content": "Be brief."}])  # fmt: skip
+    oldest = base - SPACING * traces
+    Path(port_file).write_text(f"{fake.base_url} {oldest.isoformat()}")
+    fake._server.serve_forever()
+
+
+def fetch_only_openai(url: str, base: str, traces: int) -> dict:
+    """Child: make the sync's list and messages requests over raw HTTP, parse the JSON only."""
+    import httpx
+
+    from integrations.adapters.openai import PAGE_LIMIT
+    from tests.fakes.openai_store_server import API_KEY
+
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"},
+                          timeout=60)  # fmt: skip
+    floor = int((datetime.fromisoformat(base) - timedelta(minutes=1)).timestamp())
+    started = time.perf_counter()
+    rows, after, pages, done = 0, None, 0, False
+    while not done:
+        query = {"limit": PAGE_LIMIT, "order": "desc", **({"after": after} if after else {})}
+        page = client.get("/chat/completions", params=query).json()
+        pages += 1
+        for completion in page["data"]:
+            if completion["created"] < floor:
+                done = True
+                break
+            after = completion["id"]
+            messages = client.get(f"/chat/completions/{after}/messages",
+                                  params={"limit": 100, "order": "asc"}).json()  # fmt: skip
+            rows += 1 + len(messages["data"])
+        done = done or not page["data"] or not page["has_more"]
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": rows, "pages": pages, "traces_per_second": traces / seconds,
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
+
+
 def serve(traces: int, observations: int, port_file: str) -> None:
     """Child: serve a fake Langfuse whose newest trace is two hours old."""
     from tests.fakes.langfuse_server import FakeLangfuse
@@ -150,6 +197,10 @@ def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
 
         settings = {"kind": "langsmith", "secret_key": API_KEY,
                     "options": {"project": "default"}}  # fmt: skip
+    elif source == "openai":
+        from tests.fakes.openai_store_server import API_KEY
+
+        settings = {"kind": "openai", "public_key": "", "secret_key": API_KEY}
     else:
         settings = {"public_key": PUBLIC_KEY, "secret_key": SECRET_KEY}
     integration = services.create_integration(
@@ -182,7 +233,7 @@ def _child(phase: str, env: dict, *args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", choices=["langfuse", "langsmith"], default="langfuse")
+    parser.add_argument("--source", choices=["langfuse", "langsmith", "openai"], default="langfuse")
     parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
     parser.add_argument("--traces", type=int)
     parser.add_argument("--observations", type=int, default=5)
@@ -194,6 +245,11 @@ def main() -> None:
     traces = args.traces or (1000 if args.quick else 10_000)
 
     langsmith = args.source == "langsmith"
+    openai = args.source == "openai"
+    if args.phase == "serve" and openai:
+        return serve_openai(traces, args.port_file)
+    if args.phase == "fetch" and openai:
+        return print(json.dumps(fetch_only_openai(args.url, args.base, traces)))
     if args.phase == "serve" and langsmith:
         return serve_langsmith(traces, args.port_file)
     if args.phase == "serve":
@@ -206,7 +262,9 @@ def main() -> None:
         return print(json.dumps(sync(args.url, args.base, traces, args.source)))
     if langsmith:
         args.observations = 4  # the fake LangSmith's runs per trace: root, llm, tool, retriever
-    db_name = DB_NAME if not langsmith else f"{DB_NAME}_{args.source}"
+    if openai:
+        args.observations = 1  # one stored completion a trace (plus its messages request)
+    db_name = f"{DB_NAME}_{args.source}_{os.getpid()}"
 
     import psycopg
 
@@ -250,8 +308,9 @@ def main() -> None:
         f"traces: {traces} x {args.observations} observations ({fetched['rows']} rows, "
         f"{fetched['pages']} API pages)"
     )
+    baseline = "SDK" if args.source == "langfuse" else "raw-HTTP"
     print(
-        f"{'raw-HTTP' if langsmith else 'SDK'} fetch only: {fetched['seconds']:.2f} s, "
+        f"{baseline} fetch only: {fetched['seconds']:.2f} s, "
         f"{fetched['traces_per_second']:.0f} traces/s, peak RSS {fetched['peak_rss_mb']:.0f} MB"
     )
     print(

@@ -40,6 +40,8 @@ class FakeOpenAIStore:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        # Completions by id, so a messages request is not a scan of the whole store.
+        self._by_id = {s.completion["id"]: s for s in self.completions}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -111,6 +113,7 @@ class FakeOpenAIStore:
         ]
         with self._lock:
             self.completions.append(StoredCompletion(completion, stored))
+            self._by_id[cid] = self.completions[-1]
 
     # --- answers ---------------------------------------------------------------------------
 
@@ -127,13 +130,13 @@ class FakeOpenAIStore:
         return _page([s.completion for s in rows], query)
 
     def list_messages(self, cid: str, query: dict[str, list[str]]) -> dict[str, Any] | None:
-        for stored in self.completions:
-            if stored.completion["id"] == cid:
-                rows = list(stored.messages)
-                if _one(query, "order", "asc") == "desc":
-                    rows.reverse()
-                return _page(rows, query)
-        return None
+        stored = self._by_id.get(cid)
+        if stored is None:
+            return None
+        rows = list(stored.messages)
+        if _one(query, "order", "asc") == "desc":
+            rows.reverse()
+        return _page(rows, query)
 
 
 def _one(query: dict[str, list[str]], key: str, default: str | None = None) -> str | None:
