@@ -186,6 +186,10 @@ def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
     import django
 
     django.setup()
+    from django.conf import settings as django_settings
+
+    # As a worker runs: DEBUG off, so no query log grows with every page.
+    django_settings.DEBUG = False
     from integrations import services
     from integrations.models import SyncRun
     from traces.models import Trace
@@ -212,7 +216,14 @@ def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
     )
     run = services.start_sync(integration=integration)
     started = time.perf_counter()
-    run = services.run_sync(run_id=run.pk)
+    if profile := os.environ.get("BENCH_PROFILE"):  # a cProfile dump of the sync alone
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            run = services.run_sync(run_id=run.pk)
+        profiler.dump_stats(profile)
+    else:
+        run = services.run_sync(run_id=run.pk)
     seconds = time.perf_counter() - started
     assert run.status == SyncRun.Status.SUCCEEDED, run.error
     stored = Trace.objects.for_workspace(workspace).count()

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 import openai
@@ -145,8 +146,8 @@ class OpenAIAdapter(Adapter):
             state = {"after": None, "floor": int(floor.timestamp()) if floor else None}
             state["newest"] = None
         while True:
-            page = self._call(
-                self._client.chat.completions.list,
+            page = self._get(
+                "/chat/completions",
                 limit=self.page_limit,
                 order="desc",
                 **({"after": state["after"]} if state["after"] else {}),
@@ -154,21 +155,22 @@ class OpenAIAdapter(Adapter):
             )
             traces: list[dict[str, Any]] = []
             reached_floor = False
-            for completion in page.data:
-                created = int(completion.created)
+            data = page.get("data") or []
+            for completion in data:
+                created = int(completion["created"])
                 if state["floor"] is not None and created < state["floor"]:
                     reached_floor = True
                     break
                 if state["newest"] is None or created > state["newest"]:
                     state["newest"] = created
-                state["after"], state["current"] = completion.id, created
+                state["after"], state["current"] = completion["id"], created
                 if until is not None and created > as_utc(until).timestamp():
                     continue
-                messages = self._messages(completion.id)
-                trace = normalise_completion(completion.model_dump(mode="json"), messages)
+                messages = self._messages(completion["id"])
+                trace = normalise_completion(completion, messages)
                 if filters.matches(trace):
                     traces.append(trace)
-            done = reached_floor or not page.data or page.has_more is False
+            done = reached_floor or not data or page.get("has_more") is False
             newest = _from_epoch(state["newest"]) if state["newest"] is not None else None
             yield TracePage(
                 traces=traces, cursor=None if done else encode_cursor(state), max_timestamp=newest
@@ -180,17 +182,29 @@ class OpenAIAdapter(Adapter):
         messages: list[dict[str, Any]] = []
         after: str | None = None
         while True:
-            page = self._call(
-                self._client.chat.completions.messages.list,
-                completion_id,
+            page = self._get(
+                f"/chat/completions/{quote(completion_id, safe='')}/messages",
                 limit=100,
                 order="asc",
                 **({"after": after} if after else {}),
             )
-            messages.extend(m.model_dump(mode="json", exclude_none=True) for m in page.data)
-            if not page.data or page.has_more is not True:
+            data = page.get("data") or []
+            messages.extend(_without_nulls(m) for m in data)
+            if not data or page.get("has_more") is not True:
                 return messages
-            after = page.data[-1].id
+            after = data[-1]["id"]
+
+    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+        """GET a list endpoint as plain JSON: the SDK's transport, auth, retries and errors,
+        without building a pydantic model of every item (most of a sync's time otherwise)."""
+        page = self._call(self._client.get, path, cast_to=object, options={"params": params})
+        if not isinstance(page, dict):
+            raise AdapterError(
+                f"{self.host} answered {path} with something other than a JSON object.",
+                permanent=True,
+                code="invalid_response",
+            )
+        return page
 
     def _filters(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -347,6 +361,15 @@ def parse_metadata_filter(text: str) -> dict[str, str]:
 
 
 # --- normalising -------------------------------------------------------------------------
+
+
+def _without_nulls(value: Any) -> Any:
+    """Drop null fields at every level, as the SDK's ``model_dump(exclude_none=True)`` did."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def normalise_completion(

@@ -160,6 +160,9 @@ def _page(rows: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, 
 
 def _handler(store: FakeOpenAIStore) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # connections kept alive, as the real API's are
+        disable_nagle_algorithm = True  # headers and body go out as separate writes
+
         def log_message(self, *args: Any) -> None:
             pass
 
