@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from integrations import services
+from integrations.adapters import receives
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 
@@ -14,8 +15,8 @@ class IntegrationAdminForm(forms.ModelForm):
 
     def clean_host(self):
         kind = self.cleaned_data.get("kind") or Integration.Kind.LANGFUSE
-        if kind == Integration.Kind.OTLP:
-            return ""  # receives at /v1/traces; no host to connect to
+        if receives(kind):
+            return ""  # exporters post to iofold; no host to connect to
         try:
             return services.clean_host(self.cleaned_data.get("host", ""), kind=kind)
         except IntegrationError as exc:

@@ -27,6 +27,7 @@ class Integration(WorkspaceOwned):
         LANGFUSE = "langfuse", "Langfuse"
         LANGSMITH = "langsmith", "LangSmith"
         OPENAI = "openai", "OpenAI"
+        OPENAI_AGENTS = "openai_agents", "OpenAI Agents SDK"
         OTLP = "otlp", "OpenTelemetry (OTLP)"
 
     class Status(models.TextChoices):
@@ -98,6 +99,20 @@ class Integration(WorkspaceOwned):
     @property
     def secret_hint(self) -> str:
         return last_four(self.secret_key)
+
+    @property
+    def receives(self) -> bool:
+        """Whether exporters post this source's traces to iofold (nothing to sync or test)."""
+        from integrations.adapters import receives
+
+        return receives(self.kind)
+
+    @property
+    def receive_endpoint(self) -> str:
+        """The path exporters post this source's traces to; empty for a pulled source."""
+        from integrations.adapters import get_adapter_class
+
+        return get_adapter_class(self.kind).endpoint if self.receives else ""
 
     @property
     def webhook_secret_hint(self) -> str:

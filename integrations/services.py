@@ -100,10 +100,6 @@ def _clean_list(values: Sequence[str] | str | None) -> list[str]:
     return sorted({v.strip() for v in values if v and v.strip()})
 
 
-# An OpenTelemetry source has nothing to pull or connect to: exporters push to it.
-RECEIVE_ONLY = "“{name}” receives traces at /v1/traces; there is nothing to sync or test."
-
-
 def create_integration(
     *,
     workspace,
@@ -338,8 +334,10 @@ def check_connection(
 
 def test_connection(*, integration: Integration) -> ConnectionInfo:
     """Check a saved integration's credentials and record the outcome on it."""
-    if integration.kind == Integration.Kind.OTLP:
-        raise IntegrationError(RECEIVE_ONLY.format(name=integration.name))
+    if integration.receives:
+        # Exporters post its traces: there is nothing to connect to or pull.
+        adapter_class = get_adapter_class(integration.kind)
+        raise IntegrationError(adapter_class.nothing_to_pull(integration.name))
     try:
         info = check_connection(
             host=integration.host,
@@ -368,6 +366,8 @@ test_connection.__test__ = False  # not a pytest test, despite the name
 
 def connection_message(info: ConnectionInfo) -> str:
     """Return the sentence shown after a successful connection check."""
+    if info.summary:
+        return info.summary
     server = " ".join(part for part in (info.platform, info.server_version) if part)
     version = f" ({server})" if info.server_version else ""
     return f"Connected to project “{info.project_name}”{version}."
@@ -386,8 +386,10 @@ def _mark_integration(integration: Integration, *, status: str, error: str) -> N
 
 def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUAL) -> SyncRun:
     """Queue a sync of the integration and return its run; an active run is returned as is."""
-    if integration.kind == Integration.Kind.OTLP:
-        raise IntegrationError(RECEIVE_ONLY.format(name=integration.name))
+    if integration.receives:
+        # Exporters post its traces: there is nothing to connect to or pull.
+        adapter_class = get_adapter_class(integration.kind)
+        raise IntegrationError(adapter_class.nothing_to_pull(integration.name))
     if not integration.enabled:
         raise IntegrationError(f"“{integration.name}” is disabled; enable it to sync.")
     # A run whose worker died is enqueued again (and returned) rather than left stuck.

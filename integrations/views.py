@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from integrations import services
+from integrations import receiver_pages, services
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.exceptions import IntegrationError
 from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_for
@@ -59,11 +59,26 @@ def integration_create(request):
     return render(request, "integrations/form.html", ctx)
 
 
+def _openai_agents_page(request, integration: Integration | None):
+    """The Agents SDK source: where its exporter posts, how to point it there, what came."""
+    endpoint = request.build_absolute_uri(reverse("api-openai-agents-ingest"))
+    ctx = {**receiver_pages.received_context(integration), "endpoint": endpoint}
+    return render(request, "integrations/openai_agents.html", ctx)
+
+
 @workspace_view
 def openai_agents_setup(request):
-    """Where the OpenAI Agents SDK's trace exporter posts, and how to point it there."""
-    endpoint = request.build_absolute_uri(reverse("api-openai-agents-ingest"))
-    return render(request, "integrations/openai_agents.html", {"endpoint": endpoint})
+    """How to point the Agents SDK's exporter here; managers create the source (POST)."""
+    return receiver_pages.setup(
+        request, kind=Integration.Kind.OPENAI_AGENTS, page=_openai_agents_page
+    )
+
+
+# The page of each source that receives traces: its set-up, and what it received.
+RECEIVER_PAGES = {
+    Integration.Kind.OTLP: otlp_views.detail,
+    Integration.Kind.OPENAI_AGENTS: _openai_agents_page,
+}
 
 
 @workspace_view(manage=True)
@@ -147,8 +162,8 @@ def check_connection(request, pk: int):
 def integration_detail(request, pk: int):
     """An integration: its connection, the current sync and the sync history."""
     integration = _integration(request, pk)
-    if integration.kind == Integration.Kind.OTLP:
-        return otlp_views.detail(request, integration)
+    if integration.receives:
+        return RECEIVER_PAGES[integration.kind](request, integration)
     runs = list(
         SyncRun.objects.for_workspace(request.workspace).filter(integration=integration)[:20]
     )

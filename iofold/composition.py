@@ -87,8 +87,9 @@ def onboarding_steps(workspace) -> list[dict]:
     labelled, target = labelling_progress(workspace)
     steps = [
         {
-            "title": "Connect Langfuse or upload traces",
-            "help": "Sync traces from Langfuse, or upload a JSONL file of agent runs.",
+            "title": "Connect a source or upload traces",
+            "help": "Sync traces from Langfuse, LangSmith or OpenAI, receive them from an "
+            "OpenTelemetry or Agents SDK exporter, or upload a JSONL file of agent runs.",
             "done": Integration.objects.for_workspace(workspace).exists()
             or Trace.objects.for_workspace(workspace).exists(),
             "url_name": "integrations:list",

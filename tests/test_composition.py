@@ -29,7 +29,7 @@ def test_a_new_workspace_starts_with_four_steps_to_do(workspace):
     steps = onboarding_steps(workspace)
 
     assert [step["title"] for step in steps] == [
-        "Connect Langfuse or upload traces",
+        "Connect a source or upload traces",
         "Create an eval set",
         "Label 10 traces",
         "Generate your first eval",

@@ -169,8 +169,10 @@ def test_one_eval_set_over_four_sources_sends_verdicts_back_where_they_are_taken
         "langfuse": True,
         "langsmith": True,
         "openai": False,
+        "openai_agents": False,
+        "otlp": False,
     }
-    assert Integration.objects.get(workspace=workspace, kind="otlp")  # a receiver, no adapter
+    assert Integration.objects.get(workspace=workspace, kind="otlp").receives
     for source in ("openai", "otlp"):
         kept = verdicts.filter(trace__source=source)
         assert kept.count() == 4

@@ -106,6 +106,15 @@ def _otlp_pk(ws):
     return {"pk": integration.pk}
 
 
+def _agents_pk(ws):
+    from integrations.models import Integration
+
+    integration = Integration.objects.create(
+        workspace=ws, name="agents", kind=Integration.Kind.OPENAI_AGENTS, host=""
+    )
+    return {"pk": integration.pk}
+
+
 def _sync_run_kwargs(ws):
     from integrations.models import SyncRun
 
@@ -217,6 +226,8 @@ UI_CASES = [
     Case("integrations:create", "post", data=lambda ws: {"name": "x", "region": "eu"}),
     Case("integrations:test_new", "post", data=lambda ws: {"region": "eu"}),
     Case("integrations:openai_agents"),
+    Case("integrations:openai_agents", "post"),
+    Case("integrations:detail", kwargs=_agents_pk),
     Case("integrations:upload"),
     Case("integrations:upload", "post"),
     Case("integrations:otlp_setup"),

@@ -11,13 +11,15 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations import receivers
 from integrations.adapters.openai_agents import PayloadError, merge_trace, read_payload
+from integrations.models import Integration
 from iofold.api import PayloadTooLarge
-from iofold.pipeline import ingest_traces
-from traces.ingest import source_key_for
+from iofold.pipeline import ingest_traces, stored_traces
 from traces.models import Trace
 from workspaces.access import WorkspaceScopedMixin
 
@@ -65,21 +67,25 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
                 {"detail": str(exc), "errors": [{"index": None, "error": str(exc)}]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
+        integration = receivers.get_or_create_receiver(
+            workspace=request.workspace, kind=Integration.Kind.OPENAI_AGENTS
+        )
+        try:
+            receivers.check_enabled(integration)
+        except receivers.ReceiverDisabled as exc:
+            raise PermissionDenied(f"{exc} Enable it to receive traces.") from None
         out = {"accepted": batch.accepted, "traces": 0, "created": 0, "updated": 0, "unchanged": 0}
         if not batch.trace_ids:
+            _record(integration, batch, failed_items=0, errors=batch.errors)
             code = status.HTTP_400_BAD_REQUEST if batch.errors else status.HTTP_200_OK
             return Response({**out, "errors": batch.errors}, status=code)
-        workspace = request.workspace
         with transaction.atomic():
-            # Rows locked so that two posts of one trace merge one after the other.
-            stored = dict(
-                Trace.objects.for_workspace(workspace)
-                .select_for_update()
-                .filter(
-                    source_key=source_key_for(source=SOURCE),
-                    external_id__in=batch.trace_ids,
-                )
-                .values_list("external_id", "data")
+            # Locked so that two posts of one trace merge one after the other.
+            stored = stored_traces(
+                workspace=request.workspace,
+                source=SOURCE,
+                integration=integration,
+                external_ids=batch.trace_ids,
             )
             traces = [
                 merge_trace(
@@ -90,7 +96,9 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
                 )
                 for trace_id in batch.trace_ids
             ]
-            result = ingest_traces(workspace=workspace, source=SOURCE, traces=traces)
+            result = ingest_traces(
+                workspace=request.workspace, source=SOURCE, integration=integration, traces=traces
+            )
         errors = batch.errors + [
             {"trace_id": traces[index]["id"], "error": error} for index, error in result.errors
         ]
@@ -100,5 +108,23 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
             updated=result.updated,
             unchanged=result.unchanged + result.duplicates,
         )
+        failed_items = sum(_items_of(batch, traces[index]["id"]) for index, _ in result.errors)
+        _record(integration, batch, failed_items=failed_items, errors=errors)
         code = status.HTTP_400_BAD_REQUEST if result.failed == len(traces) else status.HTTP_200_OK
         return Response({**out, "errors": errors}, status=code)
+
+
+def _items_of(batch, trace_id: str) -> int:
+    return (trace_id in batch.traces) + len(batch.spans.get(trace_id, {}))
+
+
+def _record(integration, batch, *, failed_items: int, errors: list[dict]) -> None:
+    """Note the post on the source: when, and the first few distinct problems if any."""
+    problems = list(dict.fromkeys(str(e["error"]) for e in errors))[:3]
+    receivers.record_receipt(
+        integration,
+        received=batch.accepted + len(batch.errors),
+        rejected=len(batch.errors) + failed_items,
+        problem="; ".join(problems),
+        unit="items",
+    )

@@ -13,6 +13,8 @@ ADAPTERS: dict[str, str] = {
     "langfuse": "integrations.adapters.langfuse.LangfuseAdapter",
     "langsmith": "integrations.adapters.langsmith.LangSmithAdapter",
     "openai": "integrations.adapters.openai.OpenAIAdapter",
+    "openai_agents": "integrations.adapters.receive.OpenAIAgentsReceiver",
+    "otlp": "integrations.adapters.receive.OtlpReceiver",
 }
 
 
@@ -34,3 +36,13 @@ def adapter_kinds() -> list[str]:
 def push_back_kinds() -> list[str]:
     """Return the kinds whose sources take verdicts back (scores, feedback)."""
     return [kind for kind in adapter_kinds() if get_adapter_class(kind).capabilities.push_back]
+
+
+def receiver_kinds() -> list[str]:
+    """Return the kinds that receive traces (exporters post them) rather than being read."""
+    return [kind for kind in adapter_kinds() if get_adapter_class(kind).capabilities.receive]
+
+
+def receives(kind: str) -> bool:
+    """Return whether sources of ``kind`` receive traces; False for an unknown kind."""
+    return kind in ADAPTERS and get_adapter_class(kind).capabilities.receive

@@ -76,6 +76,9 @@ class ConnectionInfo:
     project_name: str
     server_version: str | None = None
     platform: str = ""  # shown with the version: "Langfuse", "LangSmith"
+    # The sentence shown after a successful check, when "Connected to project …" does not
+    # fit the source (OpenAI has no project to name).
+    summary: str = ""
 
 
 @dataclass(frozen=True)

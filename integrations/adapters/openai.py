@@ -117,7 +117,11 @@ class OpenAIAdapter(Adapter):
         """List one stored completion: proves the key, the URL and the store permission."""
         self._call(self._client.chat.completions.list, limit=1, **self._filters())
         return ConnectionInfo(
-            project_id="openai", project_name=f"Stored completions at {self.host}"
+            project_id="openai",
+            project_name=f"Stored completions at {self.host}",
+            platform=self.label,
+            summary=f"Connected to OpenAI at {self.host}: the key can read its stored chat "
+            "completions.",
         )
 
     # --- pull --------------------------------------------------------------------------------

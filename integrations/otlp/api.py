@@ -1,11 +1,11 @@
 """The workspace's OpenTelemetry source under /api/v1/integrations/otlp/."""
 
-from django.db.models import Count, Sum
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations import receivers
 from integrations.models import Integration
 from integrations.otlp.receiver import get_or_create_otlp_source
 from integrations.otlp.views import endpoint_url, setup_example
@@ -41,15 +41,13 @@ def _out(request, integration: Integration | None) -> dict:
         "example": setup_example(endpoint),
     }
     if integration is not None:
-        counts = integration.traces.aggregate(traces=Count("id"), spans=Sum("step_count"))
         out.update(
             integration=integration.pk,
             enabled=integration.enabled,
             status=integration.status,
             last_received_at=integration.last_synced_at,
             last_error=integration.last_error,
-            traces=counts["traces"],
-            spans=counts["spans"] or 0,
+            **receivers.received_counts(integration),
         )
     return out
 
@@ -62,12 +60,7 @@ class OtlpSourceApi(WorkspaceScopedMixin, APIView):
     manage_only = True
 
     def _source(self) -> Integration | None:
-        return (
-            self.get_queryset()
-            .filter(kind=Integration.Kind.OTLP)
-            .order_by("created_at", "id")
-            .first()
-        )
+        return receivers.find_receiver(workspace=self.request.workspace, kind=Integration.Kind.OTLP)
 
     @extend_schema(responses=OtlpSourceOut)
     def get(self, request):

@@ -21,9 +21,8 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, transaction
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf import json_format
 from google.rpc import status_pb2
@@ -34,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from rest_framework import exceptions as drf_exceptions
 
+from integrations import receivers
 from integrations.models import Integration
 from integrations.otlp import decode
 from integrations.otlp.normalise import SpanRejected, attributes, build_trace, span_to_step
@@ -43,16 +43,11 @@ from workspaces.authentication import WorkspaceTokenAuthentication
 
 logger = logging.getLogger(__name__)
 
-SOURCE_NAME = "OpenTelemetry"
 # The few distinct reasons kept for the response and the source's "last error".
 MAX_REASONS = 3
 # A trace is rewritten whole each time spans join it, and judged whole by evals: beyond
 # this many spans its new spans are refused rather than making every request slower.
 MAX_SPANS_PER_TRACE = 5000
-
-
-class OtlpSourceDisabled(Exception):
-    """The workspace's OpenTelemetry source is disabled."""
 
 
 @dataclass
@@ -81,44 +76,12 @@ class ReceiveResult:
 
 def get_or_create_otlp_source(*, workspace) -> Integration:
     """Return the workspace's OpenTelemetry source, creating it on first use."""
-    existing = _otlp_source(workspace)
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            integration = Integration.objects.create(
-                workspace=workspace, kind=Integration.Kind.OTLP, name=SOURCE_NAME, host=""
-            )
-    except IntegrityError:
-        # A concurrent first request created it, or another source has the name.
-        existing = _otlp_source(workspace)
-        if existing is not None:
-            return existing
-        with transaction.atomic():
-            integration = Integration.objects.create(
-                workspace=workspace,
-                kind=Integration.Kind.OTLP,
-                name=f"{SOURCE_NAME} (OTLP)",
-                host="",
-            )
-    logger.info("otlp source created integration=%s workspace=%s", integration.pk, workspace.pk)
-    return integration
-
-
-def _otlp_source(workspace) -> Integration | None:
-    return (
-        Integration.objects.for_workspace(workspace)
-        .filter(kind=Integration.Kind.OTLP)
-        .select_related("workspace")
-        .order_by("created_at", "id")
-        .first()
-    )
+    return receivers.get_or_create_receiver(workspace=workspace, kind=Integration.Kind.OTLP)
 
 
 def receive_spans(*, integration: Integration, request: ExportTraceServiceRequest) -> ReceiveResult:
     """Store the spans of one export request as steps of their traces, merged by trace id."""
-    if not integration.enabled:
-        raise OtlpSourceDisabled(f"“{integration.name}” is disabled.")
+    receivers.check_enabled(integration)
     result = ReceiveResult()
     by_trace: dict[str, dict[str, dict[str, Any]]] = {}
     for resource_spans in request.resource_spans:
@@ -172,22 +135,9 @@ def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> N
 
 
 def _record(integration: Integration, result: ReceiveResult) -> None:
-    """Note the request on the source: when it last received, and the last problem.
-
-    The status follows the latest request; the last problem stays, dated, until another
-    one replaces it, so that a rejection between good requests is not lost from view.
-    """
-    now = timezone.now()
-    fields = {"last_synced_at": now, "updated_at": now}
-    if result.rejected:
-        fields.update(
-            status=Integration.Status.ERROR,
-            last_error=f"{now:%Y-%m-%d %H:%M:%S} UTC: {result.rejected} of {result.spans} "
-            f"spans rejected: {result.error_message}",
-        )
-    elif integration.status != Integration.Status.OK:
-        fields.update(status=Integration.Status.OK)
-    Integration.objects.filter(pk=integration.pk).update(**fields)
+    receivers.record_receipt(
+        integration, received=result.spans, rejected=result.rejected, problem=result.error_message
+    )
 
 
 # --- view ----------------------------------------------------------------------------------
@@ -277,7 +227,7 @@ def receive(request: HttpRequest) -> HttpResponse:
     try:
         integration = get_or_create_otlp_source(workspace=workspace)
         result = receive_spans(integration=integration, request=message)
-    except OtlpSourceDisabled as exc:
+    except receivers.ReceiverDisabled as exc:
         return _refuse(f"{exc} Enable it to receive traces.", status=403, as_json=as_json)
     except OperationalError:
         # A locked or unreachable database: 503 is one of the statuses an exporter retries.

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import Sum
 from django.http import HttpRequest
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 
+from integrations import receiver_pages
 from integrations.models import Integration
-from integrations.otlp.receiver import get_or_create_otlp_source
+from integrations.receiver_pages import received_context
 from workspaces.access import workspace_view
 
 # The five lines a Python app needs (opentelemetry-sdk, opentelemetry-exporter-otlp-proto-http).
@@ -40,8 +38,8 @@ def setup_example(endpoint: str, token: str = TOKEN_PLACEHOLDER) -> str:
 
 def _context(request, integration: Integration | None) -> dict:
     endpoint = endpoint_url(request)
-    ctx = {
-        "integration": integration,
+    return {
+        **received_context(integration),
         "endpoint": endpoint,
         "example": setup_example(endpoint),
         "env_example": (
@@ -49,14 +47,9 @@ def _context(request, integration: Integration | None) -> dict:
             f'OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer {TOKEN_PLACEHOLDER}"'
         ),
     }
-    if integration is not None:
-        counts = integration.traces.aggregate(spans=Sum("step_count"))
-        ctx["trace_count"] = integration.traces.count()
-        ctx["span_count"] = counts["spans"] or 0
-    return ctx
 
 
-def detail(request, integration: Integration):
+def detail(request, integration: Integration | None):
     """The OpenTelemetry source: endpoint, set-up, last received, counts and last error."""
     return render(request, "integrations/otlp.html", _context(request, integration))
 
@@ -64,20 +57,4 @@ def detail(request, integration: Integration):
 @workspace_view
 def setup(request):
     """How to send OpenTelemetry traces here; managers create the source (POST)."""
-    existing = (
-        Integration.objects.for_workspace(request.workspace)
-        .filter(kind=Integration.Kind.OTLP)
-        .order_by("created_at", "id")
-        .first()
-    )
-    if request.method == "POST":
-        if not request.membership.can_manage:
-            # workspace_view already refused viewers; members may send, not configure.
-            raise PermissionDenied("Only owners and admins can do this.")
-        integration = existing or get_or_create_otlp_source(workspace=request.workspace)
-        if existing is None:
-            messages.success(request, "OpenTelemetry source ready: point an exporter at it.")
-        return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
-    if existing is not None:
-        return redirect("integrations:detail", slug=request.workspace.slug, pk=existing.pk)
-    return render(request, "integrations/otlp.html", _context(request, None))
+    return receiver_pages.setup(request, kind=Integration.Kind.OTLP, page=detail)

@@ -43,7 +43,9 @@ def test_connect_test_edit_and_sync_an_openai_source(
     tested = client.post(
         reverse("integrations:test_new", args=[workspace.slug]), {**form, "kind": "openai"}
     ).content.decode()
-    assert "Connected to project “Stored completions at" in tested
+    assert "Connected to OpenAI at http://127.0.0.1:" in tested
+    assert "can read its stored chat completions." in tested
+    assert "Connected to project" not in tested
     bad = client.post(
         reverse("integrations:create", args=[workspace.slug]) + "?kind=openai",
         {**form, "metadata_filter": "no equals sign"},

@@ -189,3 +189,36 @@ def test_received_traces_show_in_the_trace_list_and_page(client, login, workspac
     assert "invoke_agent support" in listing.content.decode()
     assert [p.status_code for p in pages] == [200, 200]
     assert "lookup_order" in pages[0].content.decode() + pages[1].content.decode()
+
+
+def test_admin_creates_the_agents_sdk_source_from_its_page(login, workspace, admin_user):
+    client = login(admin_user)
+    url = reverse("integrations:openai_agents", args=[workspace.slug])
+    assert 'data-testid="openai-agents-create"' in client.get(url).content.decode()
+
+    response = client.post(url)
+
+    source = Integration.objects.get(kind=Integration.Kind.OPENAI_AGENTS)
+    assert response.url == reverse("integrations:detail", args=[workspace.slug, source.pk])
+    page = client.get(response.url).content.decode()
+    assert 'data-testid="openai-agents-received"' in page and "nothing yet" in page
+    with pytest.raises(IntegrationError, match="nothing to sync"):
+        services.start_sync(integration=source)
+
+
+def test_disabled_agents_sdk_source_refuses_posts(client, workspace):
+    from integrations import receivers
+
+    source = receivers.get_or_create_receiver(
+        workspace=workspace, kind=Integration.Kind.OPENAI_AGENTS
+    )
+    Integration.objects.filter(pk=source.pk).update(enabled=False)
+    response = client.post(
+        "/api/v1/openai/traces/ingest",
+        {"data": [{"object": "trace", "id": "trace_1", "workflow_name": "w"}]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {api_token(workspace, 'member')}",
+    )
+    assert response.status_code == 403
+    assert "disabled" in response.json()["detail"]
+    assert not Trace.objects.exists()

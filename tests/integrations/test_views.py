@@ -197,7 +197,7 @@ def test_nav_and_onboarding_point_to_integrations(login, owner, workspace):
     page = login(owner).get(reverse("workspaces:home", args=[workspace.slug])).content.decode()
 
     assert reverse("integrations:list", args=[workspace.slug]) in page
-    assert "Connect Langfuse or upload traces" in page
+    assert "Connect a source or upload traces" in page
 
 
 @pytest.mark.parametrize(

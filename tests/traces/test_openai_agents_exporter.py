@@ -116,3 +116,45 @@ def test_the_sdk_exporter_delivers_a_trace_with_its_steps(live_server, workspace
     exporter.export(items)  # a retry of the same batch stores nothing new
     assert Trace.objects.filter(workspace=workspace, external_id=trace_id).count() == 1
     exporter.close()
+
+
+def test_the_exporter_post_shows_on_the_sources_page(live_server, client, workspace, owner):
+    """The first post creates the Agents SDK source; its page shows when, how much, what failed."""
+    from django.urls import reverse
+
+    from integrations.models import Integration
+
+    _, key = issue_token(
+        workspace=workspace, name="agents", created_by=owner, role=Membership.Role.MEMBER
+    )
+    trace_id, items = record_agent_run()
+    exporter = BackendSpanExporter(api_key=key, endpoint=live_server.url + PATH, max_retries=0)
+    exporter.export(items)
+    exporter.close()
+
+    source = Integration.objects.get(workspace=workspace, kind=Integration.Kind.OPENAI_AGENTS)
+    assert source.status == Integration.Status.OK and source.last_synced_at is not None
+    assert Trace.objects.get(external_id=trace_id).integration == source
+    client.force_login(owner)
+    setup = client.get(reverse("integrations:openai_agents", args=[workspace.slug]))
+    page = client.get(setup.url).content.decode()
+    assert setup.url == reverse("integrations:detail", args=[workspace.slug, source.pk])
+    assert 'data-testid="trace-count">1<' in page
+    assert 'data-testid="span-count">4<' in page  # agent, generation, function, handoff
+    assert "ago)" in page  # last received
+    listing = client.get(reverse("integrations:list", args=[workspace.slug])).content.decode()
+    assert "receives at /api/v1/openai/traces/ingest" in listing
+
+    # A post with an item the receiver refuses: the source keeps the reason, dated.
+    bad = client.post(
+        PATH,
+        {"data": [{"object": "trace.span", "id": "span_1"}]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert bad.status_code == 400
+    source.refresh_from_db()
+    assert source.status == Integration.Status.ERROR
+    assert "1 of 1 items rejected" in source.last_error
+    page = client.get(reverse("integrations:detail", args=[workspace.slug, source.pk]))
+    assert "1 of 1 items rejected" in page.content.decode()

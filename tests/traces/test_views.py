@@ -315,7 +315,7 @@ def test_onboarding_checklist_ticks_itself(login, workspace, owner, has_set):
         "checklist"
     ]
     done = {s["title"]: s["done"] for s in steps}
-    assert done["Connect Langfuse or upload traces"]
+    assert done["Connect a source or upload traces"]
     assert done["Create an eval set"] is has_set
     assert not done["Generate your first eval"]
 
@@ -450,3 +450,13 @@ def test_new_eval_set_from_selection_posts_and_keeps_the_token_out_of_the_url(
     eval_set = EvalSet.objects.get()
     assert response.status_code == 302
     assert set(eval_set.memberships.values_list("trace_id", flat=True)) == set(picked)
+
+
+def test_empty_trace_list_offers_every_source_and_uploads(login, workspace, owner):
+    page = login(owner).get(url("list", workspace)).content.decode()
+
+    assert "No traces yet" in page
+    assert "Connect a source (Langfuse, LangSmith, OpenAI" in page
+    assert "Connect Langfuse" not in page
+    assert f'href="{reverse("integrations:list", args=[workspace.slug])}"' in page
+    assert reverse("integrations:upload", args=[workspace.slug]) in page
