@@ -167,9 +167,9 @@ def run(args) -> dict:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-protobuf"}
         for _ in range(100):
             try:
-                session.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                session.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still importing
                 time.sleep(0.1)
 
         trace_count = args.spans // SPANS_PER_TRACE
