@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from integrations.adapters.base import parse_time, validate_normalised_trace
+from integrations.adapters.base import parse_time, trace_text_problem, validate_normalised_trace
 from integrations.store import UpsertResult
 from traces.models import Trace
 
@@ -76,20 +76,29 @@ def upsert_traces(
     source_key = source_key_for(source=source, integration=integration)
     result = UpsertResult()
 
-    # Validate and canonicalise; the last copy of a duplicated id wins.
+    # Validate and canonicalise; the last copy of a duplicated id wins. One encoding of
+    # each trace serves both the check for unstorable text and the content hash.
     prepared: dict[str, dict[str, Any]] = {}
+    digests: dict[str, str] = {}
     for index, raw in enumerate(traces):
-        problems = validate_normalised_trace(raw)
+        problems = validate_normalised_trace(raw, check_text=False)
         if not problems and parse_time(raw["timestamp"]) is None:
             problems = ["field 'timestamp' is empty"]
+        if not problems:
+            data = canonical_trace(raw)
+            encoded = _encode(data)
+            if problem := trace_text_problem(raw, encoded=encoded):
+                problems = [problem]
+            elif encoded is None:
+                problems = ["the trace cannot be encoded as JSON"]
         if problems:
             result.failed += 1
             result.errors.append((index, "; ".join(problems)))
             continue
-        data = canonical_trace(raw)
         if data["id"] in prepared:
             result.duplicates += 1
         prepared[data["id"]] = data
+        digests[data["id"]] = hashlib.sha256(encoded.encode()).hexdigest()
     if not prepared:
         return result
 
@@ -104,7 +113,7 @@ def upsert_traces(
 
     to_write: list[Trace] = []
     for external_id, data in prepared.items():
-        digest = content_hash(data)
+        digest = digests[external_id]
         known = existing.get(external_id)
         if known is not None and known[1] == digest:
             result.unchanged += 1
@@ -221,12 +230,15 @@ def canonical_trace(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def content_hash(data: dict[str, Any]) -> str:
-    """Return a stable digest of a canonical trace, for change detection."""
-    encoded = json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
-    return hashlib.sha256(encoded.encode()).hexdigest()
+def _encode(data: dict[str, Any]) -> str | None:
+    """Return the encoding of a canonical trace its content hash (change detection) is
+    taken of; None when it has none (a value JSON cannot hold)."""
+    try:
+        return json.dumps(
+            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+    except (ValueError, RecursionError):
+        return None
 
 
 def build_trace(

@@ -283,8 +283,12 @@ def parse_io(value: Any) -> Any:
     return value
 
 
-def validate_normalised_trace(trace: Any) -> list[str]:
-    """Return the problems that keep `trace` from being a normalised trace; empty when valid."""
+def validate_normalised_trace(trace: Any, *, check_text: bool = True) -> list[str]:
+    """Return the problems that keep `trace` from being a normalised trace; empty when valid.
+
+    ``check_text=False`` leaves out the walk for unstorable text and too deep nesting, for a
+    caller that runs ``trace_text_problem`` itself on an encoding it needs anyway.
+    """
     if not isinstance(trace, dict):
         return ["trace must be a JSON object"]
     problems: list[str] = []
@@ -314,9 +318,14 @@ def validate_normalised_trace(trace: Any) -> list[str]:
         for index, step in enumerate(steps):
             problems.extend(f"steps[{index}]: {p}" for p in _validate_step(step, known))
     # Sync pages and Langfuse exports reach here without passing a request parser.
-    if problem := jsontext.find_problem(trace, max_depth=MAX_TRACE_DEPTH):
+    if check_text and (problem := trace_text_problem(trace)):
         problems.append(problem)
     return problems
+
+
+def trace_text_problem(trace: Any, *, encoded: str | None = None) -> str | None:
+    """Return where a trace holds unstorable text or nests too deep, or None."""
+    return jsontext.find_problem(trace, max_depth=MAX_TRACE_DEPTH, encoded=encoded)
 
 
 def _validate_step(step: Any, known_ids: set[Any]) -> list[str]:

@@ -44,12 +44,16 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-def find_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
+def find_problem(
+    value: Any, *, max_depth: int = MAX_DEPTH, encoded: str | None = None
+) -> str | None:
     """Return why decoded JSON cannot be stored, naming where (``steps[0].output``), or None.
 
     Walks with an explicit stack, so any nesting the parser produced can be checked.
+    ``encoded`` is the caller's own ``ensure_ascii=False`` encoding of ``value`` (or of a
+    copy with more keys), which spares encoding it again for the quick check.
     """
-    if _surely_clean(value, max_depth):
+    if _surely_clean(value, max_depth, encoded):
         return None
     # Paths are linked (parent, key) pairs, turned into text only for the problem found.
     stack: list[tuple[Any, tuple | None, int]] = [(value, None, 0)]
@@ -74,7 +78,7 @@ def find_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
     return None
 
 
-def _surely_clean(value: Any, max_depth: int) -> bool:
+def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> bool:
     """Return True only if ``find_problem`` would find nothing; False means "look closer".
 
     Every trace of every source passes here, nearly always clean: the C encoder finds
@@ -83,7 +87,7 @@ def _surely_clean(value: Any, max_depth: int) -> bool:
     alarm (a literal backslash-u0000 in the text) just falls back to the full walk.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, check_circular=False)
+        text = encoded or json.dumps(value, ensure_ascii=False, check_circular=False)
     except (TypeError, ValueError, RecursionError):
         return False
     if "\\u0000" in text or _SURROGATE.search(text):
