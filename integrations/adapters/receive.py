@@ -33,6 +33,10 @@ class ReceiverAdapter(Adapter):
         )
 
     @classmethod
+    def from_settings(cls, settings: SourceSettings, **tuning: Any) -> Adapter:
+        return cls()  # nothing to reach: it only answers what it can do
+
+    @classmethod
     def nothing_to_pull(cls, name: str) -> str:
         """Return why a sync or a connection check of this source makes no sense."""
         return f"“{name}” receives traces at {cls.endpoint}; there is nothing to sync or test."

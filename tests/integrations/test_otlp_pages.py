@@ -222,3 +222,18 @@ def test_disabled_agents_sdk_source_refuses_posts(client, workspace):
     assert response.status_code == 403
     assert "disabled" in response.json()["detail"]
     assert not Trace.objects.exists()
+
+
+def test_verdicts_are_not_sent_to_a_receiving_source(workspace):
+    from integrations import receivers
+    from integrations.adapters.base import ScoreIn
+
+    source = receivers.get_or_create_receiver(
+        workspace=workspace, kind=Integration.Kind.OPENAI_AGENTS
+    )
+    score = ScoreIn(id="s1", trace_id="trace_1", name="ok", value=True)
+
+    delivery = services.deliver_scores(integration=source, scores=[score])
+
+    assert delivery.delivered == []
+    assert delivery.failed == {0: "OpenAI Agents SDK does not accept verdicts back."}
