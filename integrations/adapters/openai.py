@@ -152,6 +152,7 @@ class OpenAIAdapter(Adapter):
         while True:
             page = self._get(
                 "/chat/completions",
+                required=("id", "created"),
                 limit=self.page_limit,
                 order="desc",
                 **({"after": state["after"]} if state["after"] else {}),
@@ -159,7 +160,7 @@ class OpenAIAdapter(Adapter):
             )
             traces: list[dict[str, Any]] = []
             reached_floor = False
-            data = page.get("data") or []
+            data = page["data"]
             for completion in data:
                 created = int(completion["created"])
                 if state["floor"] is not None and created < state["floor"]:
@@ -188,23 +189,32 @@ class OpenAIAdapter(Adapter):
         while True:
             page = self._get(
                 f"/chat/completions/{quote(completion_id, safe='')}/messages",
+                required=("id",),
                 limit=100,
                 order="asc",
                 **({"after": after} if after else {}),
             )
-            data = page.get("data") or []
+            data = page["data"]
             messages.extend(_without_nulls(m) for m in data)
             if not data or page.get("has_more") is not True:
                 return messages
             after = data[-1]["id"]
 
-    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+    def _get(self, path: str, *, required: tuple[str, ...], **params: Any) -> dict[str, Any]:
         """GET a list endpoint as plain JSON: the SDK's transport, auth, retries and errors,
-        without building a pydantic model of every item (most of a sync's time otherwise)."""
+        without building a pydantic model of every item (most of a sync's time otherwise).
+
+        Every item must be an object with the ``required`` keys, as the SDK's models would
+        have insisted."""
         page = self._call(self._client.get, path, cast_to=object, options={"params": params})
-        if not isinstance(page, dict):
+        data = page.get("data") if isinstance(page, dict) else None
+        if not isinstance(data, list) or not all(
+            isinstance(item, dict) and all(item.get(k) is not None for k in required)
+            for item in data
+        ):
             raise AdapterError(
-                f"{self.host} answered {path} with something other than a JSON object.",
+                f"{self.host} answered {path} with something other than a list of "
+                f"objects with {', '.join(required)}.",
                 permanent=True,
                 code="invalid_response",
             )

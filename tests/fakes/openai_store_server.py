@@ -37,6 +37,8 @@ class FakeOpenAIStore:
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
     # Status codes to answer the next requests with, in order (then normal answers).
     failures: list[int] = field(default_factory=list)
+    # Answer the next list requests with items that are not completions (a broken proxy).
+    malformed: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -186,6 +188,10 @@ def _handler(store: FakeOpenAIStore) -> type[BaseHTTPRequestHandler]:
                 failure = store.failures.pop(0) if store.failures else None
             if failure:
                 self._error(failure, f"scripted failure {failure}")
+                return
+            if store.malformed:
+                store.malformed -= 1
+                self._send(200, {"object": "list", "data": ["chatcmpl-1"], "has_more": False})
                 return
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if key != store.api_key:

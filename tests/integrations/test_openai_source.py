@@ -278,3 +278,15 @@ def test_a_first_sync_reads_the_last_30_days_or_from_the_start_date(openai_store
     cursor = encode_cursor({"after": "x", "current": 50, "floor": 0, "newest": 100})
     assert OpenAIAdapter.cursor_progress(cursor) == 0.5
     assert OpenAIAdapter.cursor_progress("not a cursor") == 0.0
+
+
+def test_a_list_of_something_else_fails_the_sync_with_its_reason(openai_store, workspace):
+    fill(openai_store, 3)
+    openai_store.malformed = 1
+    integration = make(workspace, openai_store)
+
+    run = sync(integration)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert "something other than a list of objects with id, created" in run.error
+    assert synced(integration).count() == 0
