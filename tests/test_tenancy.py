@@ -72,6 +72,13 @@ def _eval_set_trace_pks(ws):
     return {"pk": eval_set.pk, "trace_pk": trace.pk}
 
 
+def _eval_set_label_pks(ws):
+    feedback_pk = _feedback_pk(ws)["pk"]
+    from traces.models import Feedback
+
+    return {"pk": Feedback.objects.get(pk=feedback_pk).eval_set_id, "label_pk": feedback_pk}
+
+
 def _feedback_pk(ws):
     from traces.services import record_feedback
 
@@ -278,6 +285,9 @@ UI_CASES = [
     Case("traces:review_label", "post", _eval_set_trace_pks, lambda ws: {"rating": "positive"}),
     Case("traces:review_undo", "post", _eval_set_pk),
     Case("traces:review_skip", "post", _eval_set_trace_pks),
+    # Editing labels (issue 19).
+    Case("traces:label_edit", "post", _eval_set_label_pks, lambda ws: {"rating": "negative"}),
+    Case("traces:label_remove", "post", _eval_set_label_pks),
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),

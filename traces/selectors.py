@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 
 from traces.filters import TraceFilters
-from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
 from traces.services import resolve_label
 from workspaces.models import Workspace
 
@@ -508,8 +508,12 @@ def label_rows(*, eval_set: EvalSet, limit: int = 200) -> list[LabelRow]:
         .order_by("-updated_at", "-id")[: limit * 4]
     )
     trace_ids = list(dict.fromkeys(recent))[:limit]
+    # Input and output only, for the snippets: the steps can be most of a payload.
     traces = (
-        Trace.objects.for_workspace(eval_set.workspace_id).only(*LIST_FIELDS).in_bulk(trace_ids)
+        Trace.objects.for_workspace(eval_set.workspace_id)
+        .only(*LIST_FIELDS)
+        .annotate(input=F("data__input"), output=F("data__output"))
+        .in_bulk(trace_ids)
     )
     by_trace: dict[int, list[Feedback]] = defaultdict(list)
     for fb in (
@@ -527,3 +531,47 @@ def label_rows(*, eval_set: EvalSet, limit: int = 200) -> list[LabelRow]:
         for pk in trace_ids
         if pk in traces
     ]
+
+
+def label_origins(eval_set: EvalSet) -> list[tuple[str, int]]:
+    """How many of the set's labels came from each origin, as ``(label, count)``, largest first."""
+    names = dict(Feedback.Origin.choices)
+    rows = (
+        Feedback.objects.filter(eval_set=eval_set)
+        .values_list("origin")
+        .annotate(n=Count("id"))
+        .order_by("-n", "origin")
+    )
+    return [(names.get(origin, origin), n) for origin, n in rows]
+
+
+def label_changes(eval_set: EvalSet, *, limit: int = 20) -> list[LabelChange]:
+    """The set's latest label changes: who changed whose label on which trace, and when."""
+    return list(
+        LabelChange.objects.filter(eval_set=eval_set)
+        .select_related("labeller", "changed_by", "trace")
+        .only(
+            "created_at",
+            "action",
+            "origin",
+            "rating_before",
+            "rating_after",
+            "note_after",
+            "labeller__email",
+            "changed_by__email",
+            "trace__name",
+            "trace__external_id",
+        )[:limit]
+    )
+
+
+def eval_sets_of_trace(trace: Trace) -> list[EvalSet]:
+    """The active eval sets the trace is in: hand-picked into, or matched by the saved filter."""
+    sets = EvalSet.objects.for_workspace(trace.workspace_id).active()
+    picked = sets.filter(source_kind=EvalSet.SourceKind.MANUAL, memberships__trace=trace)
+    found = list(picked)
+    # One query per filter set: a workspace has a handful of sets, not hundreds.
+    for eval_set in sets.filter(source_kind=EvalSet.SourceKind.FILTER):
+        if Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
+            found.append(eval_set)
+    return found

@@ -20,6 +20,12 @@ urlpatterns = [
         views.evalset_remove_trace,
         name="evalset_remove_trace",
     ),
+    path("eval-sets/<int:pk>/labels/<int:label_pk>/", views.label_edit, name="label_edit"),
+    path(
+        "eval-sets/<int:pk>/labels/<int:label_pk>/remove/",
+        views.label_remove,
+        name="label_remove",
+    ),
     path("eval-sets/<int:pk>/review/", views.review, name="review"),
     path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
     path(

@@ -1,6 +1,7 @@
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -8,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from iofold.lib.redirects import safe_next
 from traces import selectors, services
-from traces.exceptions import TraceError
+from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters
 from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm
 from traces.models import EvalSet, Feedback, Trace
@@ -77,10 +78,15 @@ def trace_detail(request, pk: int):
         .filter(trace=trace)
         .select_related("user", "eval_set")
     )
+    feedback = list(feedback)
+    mine = {fb.eval_set_id: fb for fb in feedback if fb.user_id == request.user.pk}
     ctx = {
         "trace": trace,
         "steps": selectors.step_tree(trace.data),
         "feedback": feedback,
+        "label_sets": [
+            (eval_set, mine.get(eval_set.pk)) for eval_set in selectors.eval_sets_of_trace(trace)
+        ],
         "full": request.GET.get("full") == "1",
         "preview_chars": PREVIEW_CHARS,
     }
@@ -198,6 +204,8 @@ def evalset_detail(request, pk: int):
         "eval_set": eval_set,
         "summary": summary,
         "labels": selectors.label_rows(eval_set=eval_set, limit=200),
+        "origins": selectors.label_origins(eval_set),
+        "changes": selectors.label_changes(eval_set, limit=20),
         "pending_count": Trace.objects.pending_review(eval_set, request.user).count(),
         "generate_url": generate_url(eval_set),
     }
@@ -320,7 +328,9 @@ def review_label(request, pk: int, trace_pk: int):
                 request, eval_set, notice={"level": "error", "text": "Pick a rating."}, status=400
             )
         messages.error(request, "Pick a rating.")
-        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+        return redirect(
+            safe_next(request, reverse("traces:review", args=[request.workspace.slug, eval_set.pk]))
+        )
     try:
         feedback, _ = services.record_feedback(
             eval_set=eval_set,
@@ -335,7 +345,15 @@ def review_label(request, pk: int, trace_pk: int):
                 request, eval_set, notice={"level": "error", "text": exc.message}, status=400
             )
         messages.error(request, exc.message)
-        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+        return redirect(
+            safe_next(request, reverse("traces:review", args=[request.workspace.slug, eval_set.pk]))
+        )
+    if not request.htmx and "next" in request.POST:
+        # The trace page labels through this view too, and goes back to the trace.
+        messages.success(
+            request, f"Labelled {feedback.get_rating_display().lower()} in “{eval_set.name}”."
+        )
+        return redirect(safe_next(request, eval_set.get_absolute_url()))
     skipped = _skipped(request, eval_set)
     if trace.pk in skipped:
         skipped.remove(trace.pk)
@@ -381,3 +399,54 @@ def review_skip(request, pk: int, trace_pk: int):
         skipped.append(trace_pk)
     request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
     return _answer_review(request, eval_set, notice={"level": "info", "text": "Skipped."})
+
+
+# --- editing labels ---------------------------------------------------------------------
+
+
+def _label(request, pk: int, label_pk: int) -> Feedback:
+    eval_set = _eval_set(request, pk)
+    feedback = get_object_or_404(
+        Feedback.objects.for_workspace(request.workspace).select_related("eval_set"),
+        eval_set=eval_set,
+        pk=label_pk,
+    )
+    feedback.eval_set = eval_set
+    return feedback
+
+
+@require_POST
+@workspace_view
+def label_edit(request, pk: int, label_pk: int):
+    """Change one label's rating and note (own labels; anyone's for owners and admins)."""
+    feedback = _label(request, pk, label_pk)
+    back = safe_next(request, feedback.eval_set.get_absolute_url())
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick a rating.")
+        return redirect(back)
+    try:
+        services.edit_label(
+            feedback=feedback,
+            actor=request.user,
+            membership=request.membership,
+            rating=form.cleaned_data["rating"],
+            note=form.cleaned_data["note"],
+        )
+    except LabelNotYours as exc:
+        raise PermissionDenied(exc.message) from None
+    messages.success(request, f"Label changed to {feedback.get_rating_display().lower()}.")
+    return redirect(back)
+
+
+@require_POST
+@workspace_view
+def label_remove(request, pk: int, label_pk: int):
+    feedback = _label(request, pk, label_pk)
+    back = safe_next(request, feedback.eval_set.get_absolute_url())
+    try:
+        services.remove_label(feedback=feedback, actor=request.user, membership=request.membership)
+    except LabelNotYours as exc:
+        raise PermissionDenied(exc.message) from None
+    messages.success(request, "Label removed.")
+    return redirect(back)

@@ -371,9 +371,9 @@ def test_review_card_and_label_take_few_queries(
         card = client.get(url("review", workspace, pk=eval_set.pk), headers=htmx)
     assert card.context["trace"] == traces[0] and card.context["mine"] is None
     # Session, user, membership, eval set, trace, its membership check, the label's
-    # update_or_create (with its savepoints), the other-reviewer check, next trace,
-    # progress and the session save.
-    with django_assert_max_num_queries(18):
+    # update_or_create (with its savepoints), its audit row, the other-reviewer check,
+    # next trace, progress and the session save.
+    with django_assert_max_num_queries(19):
         response = client.post(
             url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
             {"rating": "negative"},
