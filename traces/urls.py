@@ -26,6 +26,7 @@ urlpatterns = [
         views.label_remove,
         name="label_remove",
     ),
+    path("eval-sets/<int:pk>/import/", views.evalset_import, name="evalset_import"),
     path("eval-sets/<int:pk>/review/", views.review, name="review"),
     path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
     path(

@@ -7,8 +7,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
+from integrations.constants import MAX_UPLOAD_BYTES
+from integrations.forms import UploadForm
 from iofold.lib.redirects import safe_next
-from traces import selectors, services
+from traces import label_import, selectors, services
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters
 from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm
@@ -241,6 +243,28 @@ def evalset_remove_trace(request, pk: int, trace_pk: int):
     services.remove_trace_from_eval_set(eval_set=eval_set, trace=trace)
     messages.success(request, "Trace removed from the eval set.")
     return redirect(eval_set)
+
+
+@workspace_view
+def evalset_import(request, pk: int):
+    """Upload JSONL traces into the set; each line's `label` and `note` become labels."""
+    eval_set = _eval_set(request, pk)
+    form = UploadForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        uploaded = form.cleaned_data["file"]
+        if uploaded.size > MAX_UPLOAD_BYTES:
+            form.add_error("file", f"The limit is {MAX_UPLOAD_BYTES // 1024 // 1024} MiB.")
+        else:
+            try:
+                report = label_import.import_jsonl(
+                    eval_set=eval_set, user=request.user, lines=uploaded
+                )
+            except TraceError as exc:
+                form.add_error(None, exc.message)
+    status = 400 if form.errors else 200
+    ctx = {"eval_set": eval_set, "form": form, "report": report}
+    return render(request, "traces/evalset_import.html", ctx, status=status)
 
 
 # --- review -----------------------------------------------------------------------------

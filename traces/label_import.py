@@ -1,0 +1,135 @@
+"""Labels a team already has: a JSONL upload into an eval set, and scores or feedback on
+synced traces (Langfuse, LangSmith) mapped to good/bad/neutral."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from integrations.uploads import IngestReport, decode_lines, ingest_objects
+from traces import services
+from traces.exceptions import TraceError
+from traces.models import EvalSet, Feedback, Trace
+
+# What a `label` field may say; anything else rejects the line.
+LABEL_WORDS = {
+    "good": "positive",
+    "positive": "positive",
+    "bad": "negative",
+    "negative": "negative",
+    "neutral": "neutral",
+    True: "positive",
+    False: "negative",
+}
+
+
+def rating_for(value: Any) -> str | None:
+    """The rating a label value names, or None when it names none."""
+    if isinstance(value, bool):
+        return LABEL_WORDS[value]
+    if isinstance(value, str):
+        return LABEL_WORDS.get(value.strip().lower())
+    return None
+
+
+@dataclass
+class LabelImportReport:
+    ingest: IngestReport = field(default_factory=IngestReport)
+    labelled: int = 0
+    # (line number or external id, reason) for labels that were not recorded.
+    skipped: list[tuple[Any, str]] = field(default_factory=list)
+
+
+def _take_labels(
+    items: Iterable[tuple[int, Any]], report: IngestReport
+) -> tuple[list[tuple[int, Any]], dict[int, tuple[str, str, str]]]:
+    """Strip `label` and `note` from each line (an eval must never see them); return the
+    lines and ``{line: (external id, rating, note)}``. A line with a bad label is rejected."""
+    kept: list[tuple[int, Any]] = []
+    labels: dict[int, tuple[str, str, str]] = {}
+    for number, obj in items:
+        if isinstance(obj, dict) and ("label" in obj or "note" in obj):
+            obj = dict(obj)
+            raw, note = obj.pop("label", None), obj.pop("note", "")
+            if raw is not None:
+                rating = rating_for(raw)
+                if rating is None:
+                    report.lines += 1
+                    report.reject(number, "field 'label' must be good, bad or neutral")
+                    continue
+                if not isinstance(note, str):
+                    report.lines += 1
+                    report.reject(number, "field 'note' must be text")
+                    continue
+                labels[number] = (str(obj.get("id", "")), rating, note)
+        kept.append((number, obj))
+    return kept, labels
+
+
+def import_jsonl(*, eval_set: EvalSet, user, lines: Iterable[bytes]) -> LabelImportReport:
+    """Upload traces into the set; lines with a `label` (and `note`) become ``user``'s labels.
+
+    Hand-picked sets take in every uploaded trace; a filter set labels only the traces its
+    filter matches. All of it commits together, or none of it does.
+    """
+    if eval_set.is_archived:
+        raise TraceError("This eval set is archived; restore it to import labels.")
+    out = LabelImportReport()
+    with transaction.atomic():
+        items, labels = _take_labels(decode_lines(lines), out.ingest)
+        # The rejected lines' counts are kept; ingest_objects adds the rest to them.
+        ingested = ingest_objects(workspace=eval_set.workspace, source="upload", items=items)
+        ingested.lines += out.ingest.lines
+        ingested.errors_total += out.ingest.errors_total
+        ingested.errors = sorted(out.ingest.errors + ingested.errors)
+        ingested.result.failed = ingested.errors_total
+        out.ingest = ingested
+        failed = {line for line, _ in ingested.errors}
+        ids = [obj["id"] for number, obj in items if isinstance(obj, dict) and number not in failed]
+        ids = [i for i in ids if isinstance(i, str)]
+        traces = {
+            t.external_id: t
+            for t in Trace.objects.for_workspace(eval_set.workspace_id)
+            .filter(source_key="upload", external_id__in=ids)
+            .only("id", "workspace_id", "external_id")
+        }
+        if eval_set.source_kind == EvalSet.SourceKind.MANUAL and traces:
+            services.add_traces_to_eval_set(
+                eval_set=eval_set, trace_ids=[t.pk for t in traces.values()]
+            )
+        out.labelled, out.skipped = _record(
+            eval_set,
+            user,
+            [(ext, rating, note) for n, (ext, rating, note) in labels.items() if n not in failed],
+            traces,
+            origin=Feedback.Origin.UPLOAD,
+        )
+    return out
+
+
+def _record(
+    eval_set: EvalSet,
+    user,
+    labels: list[tuple[str, str, str]],
+    traces: Mapping[str, Trace],
+    *,
+    origin: str,
+) -> tuple[int, list[tuple[Any, str]]]:
+    labelled, skipped = 0, []
+    for external_id, rating, note in labels:
+        trace = traces.get(external_id)
+        if trace is None:
+            skipped.append((external_id, "no such trace"))
+            continue
+        try:
+            services.record_feedback(
+                eval_set=eval_set, trace=trace, user=user, rating=rating, note=note, origin=origin
+            )
+        except TraceError as exc:
+            skipped.append((external_id, exc.message))
+            continue
+        labelled += 1
+    return labelled, skipped
