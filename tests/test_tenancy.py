@@ -289,6 +289,7 @@ UI_CASES = [
     Case("traces:label_edit", "post", _eval_set_label_pks, lambda ws: {"rating": "negative"}),
     Case("traces:label_remove", "post", _eval_set_label_pks),
     Case("traces:evalset_import", kwargs=_eval_set_pk),
+    Case("traces:evalset_import_scores", "post", _eval_set_pk),
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),

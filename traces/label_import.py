@@ -133,3 +133,101 @@ def _record(
             continue
         labelled += 1
     return labelled, skipped
+
+
+# --- scores and feedback on synced traces --------------------------------------------------
+
+DEFAULT_MAPPING = "true=good, false=bad"
+# Traces per import: one eval set's traces from one source, read in batches by the adapter.
+MAX_SCORED_TRACES = 5_000
+
+
+def value_key(value: Any) -> str:
+    """How a score value is written in a mapping: true/false, 1 or 0.5, or the category."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    return str(value).strip().lower()
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """Parse ``"value=label, value=label"`` into ``{value key: rating}``; raise on a bad pair."""
+    mapping: dict[str, str] = {}
+    for part in (text or "").replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        value, sep, label = part.partition("=")
+        rating = rating_for(label)
+        if not sep or not value.strip() or rating is None:
+            raise TraceError(
+                f"“{part.strip()}” is not value=label; labels are good, bad or neutral "
+                "(for example: true=good, false=bad)."
+            )
+        mapping[value.strip().lower()] = rating
+    if not mapping:
+        raise TraceError("Say which score values mean good and bad, e.g. true=good, false=bad.")
+    return mapping
+
+
+@dataclass
+class ScoreImportReport:
+    scores: int = 0
+    labelled: int = 0
+    unmapped: dict[str, int] = field(default_factory=dict)  # value key -> how many
+    skipped: list[tuple[Any, str]] = field(default_factory=list)
+
+
+def score_sources(workspace) -> list:
+    """The workspace's integrations whose scores or feedback can become labels."""
+    from integrations.adapters import ADAPTERS, get_adapter_class
+    from integrations.models import Integration
+
+    kinds = [k for k in ADAPTERS if get_adapter_class(k).capabilities.read_scores]
+    return list(Integration.objects.for_workspace(workspace).filter(kind__in=kinds))
+
+
+def import_source_scores(
+    *, eval_set: EvalSet, integration, user, score_name: str, mapping: str
+) -> ScoreImportReport:
+    """Turn the scores named ``score_name`` on the set's traces from ``integration`` (Langfuse
+    scores, LangSmith feedback) into ``user``'s labels, mapped value by value.
+
+    Raises ``TraceError`` for bad input and ``AdapterError`` when the source fails; nothing
+    is written then.
+    """
+    from integrations.services import get_adapter
+
+    if eval_set.is_archived:
+        raise TraceError("This eval set is archived; restore it to import labels.")
+    score_name = (score_name or "").strip()
+    if not score_name:
+        raise TraceError("Name the score to import.")
+    ratings = parse_mapping(mapping)
+    adapter = get_adapter(integration)
+    if not adapter.capabilities.read_scores:
+        raise TraceError(f"{integration.get_kind_display()} has no scores iofold can read.")
+    traces = {
+        t.external_id: t
+        for t in Trace.objects.in_eval_set(eval_set)
+        .filter(integration=integration)
+        .only("id", "workspace_id", "external_id")[:MAX_SCORED_TRACES]
+    }
+    report = ScoreImportReport()
+    if not traces:
+        return report
+    scores = adapter.fetch_scores(name=score_name, trace_ids=list(traces))
+    report.scores = len(scores)
+    labels = []
+    for score in scores:
+        key = value_key(score.value)
+        if key not in ratings:
+            report.unmapped[key] = report.unmapped.get(key, 0) + 1
+            continue
+        labels.append((score.trace_id, ratings[key], score.comment))
+    origin = (
+        Feedback.Origin.LANGSMITH if integration.kind == "langsmith" else Feedback.Origin.LANGFUSE
+    )
+    with transaction.atomic():
+        report.labelled, report.skipped = _record(eval_set, user, labels, traces, origin=origin)
+    return report

@@ -27,6 +27,11 @@ urlpatterns = [
         name="label_remove",
     ),
     path("eval-sets/<int:pk>/import/", views.evalset_import, name="evalset_import"),
+    path(
+        "eval-sets/<int:pk>/import/scores/",
+        views.evalset_import_scores,
+        name="evalset_import_scores",
+    ),
     path("eval-sets/<int:pk>/review/", views.review, name="review"),
     path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
     path(

@@ -7,13 +7,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
+from integrations.adapters.base import AdapterError
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.lib.redirects import safe_next
 from traces import label_import, selectors, services
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters
-from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm
+from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm, ScoreImportForm
 from traces.models import EvalSet, Feedback, Trace
 from workspaces.access import workspace_view
 
@@ -245,6 +246,44 @@ def evalset_remove_trace(request, pk: int, trace_pk: int):
     return redirect(eval_set)
 
 
+def _import_page(request, eval_set, *, form=None, score_form=None, **extra):
+    sources = label_import.score_sources(request.workspace)
+    ctx = {
+        "eval_set": eval_set,
+        "form": form or UploadForm(),
+        "score_form": score_form or ScoreImportForm(sources=sources),
+        "has_sources": bool(sources),
+        **extra,
+    }
+    bad = (form is not None and form.errors) or (score_form is not None and score_form.errors)
+    return render(request, "traces/evalset_import.html", ctx, status=400 if bad else 200)
+
+
+@require_POST
+@workspace_view
+def evalset_import_scores(request, pk: int):
+    """Turn a Langfuse score or LangSmith feedback on the set's synced traces into labels."""
+    eval_set = _eval_set(request, pk)
+    sources = label_import.score_sources(request.workspace)
+    form = ScoreImportForm(request.POST, sources=sources)
+    report = None
+    if form.is_valid():
+        integration = next(i for i in sources if i.pk == form.cleaned_data["integration"])
+        try:
+            report = label_import.import_source_scores(
+                eval_set=eval_set,
+                integration=integration,
+                user=request.user,
+                score_name=form.cleaned_data["score_name"],
+                mapping=form.cleaned_data["mapping"],
+            )
+        except TraceError as exc:
+            form.add_error(None, exc.message)
+        except AdapterError as exc:
+            form.add_error(None, f"{integration.name} could not be read: {exc}")
+    return _import_page(request, eval_set, score_form=form, score_report=report)
+
+
 @workspace_view
 def evalset_import(request, pk: int):
     """Upload JSONL traces into the set; each line's `label` and `note` become labels."""
@@ -262,9 +301,7 @@ def evalset_import(request, pk: int):
                 )
             except TraceError as exc:
                 form.add_error(None, exc.message)
-    status = 400 if form.errors else 200
-    ctx = {"eval_set": eval_set, "form": form, "report": report}
-    return render(request, "traces/evalset_import.html", ctx, status=status)
+    return _import_page(request, eval_set, form=form, report=report)
 
 
 # --- review -----------------------------------------------------------------------------
