@@ -93,3 +93,36 @@ def test_mapping_parser():
         "false": "negative",
         "0.5": "neutral",
     }
+
+
+def test_langsmith_feedback_becomes_labels(login, workspace, owner):
+    from tests.fakes.langsmith_server import FakeLangSmith
+    from tests.integrations.test_langsmith import connect
+
+    fake = FakeLangSmith(traces=3).start()
+    try:
+        integration = connect(workspace, fake)
+        run = integration_services.start_sync(integration=integration)
+        integration_services.run_sync(run_id=run.pk)
+        traces = list(Trace.objects.filter(integration=integration).order_by("external_id"))
+        eval_set = EvalSetFactory(workspace=workspace, created_by=owner)
+        add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+        fake.add_feedback(traces[0].external_id, "user_score", score=1, comment="thumbs up")
+        fake.add_feedback(traces[1].external_id, "user_score", score=0)
+        fake.add_feedback(traces[2].external_id, "tone", value="rude")
+        client = login(owner)
+        response = _import(
+            client, eval_set, integration, score_name="user_score", mapping="1=good, 0=bad"
+        )
+        assert response.context["score_report"].labelled == 2
+        _import(client, eval_set, integration, score_name="tone", mapping="rude=bad")
+    finally:
+        fake.stop()
+    labels = {
+        f.trace_id: (f.rating, f.note, f.origin) for f in Feedback.objects.filter(eval_set=eval_set)
+    }
+    assert labels == {
+        traces[0].pk: ("positive", "thumbs up", "langsmith"),
+        traces[1].pk: ("negative", "", "langsmith"),
+        traces[2].pk: ("negative", "", "langsmith"),
+    }
