@@ -121,6 +121,13 @@ def onboarding_steps(workspace) -> list[dict]:
     return steps
 
 
+def my_queue(workspace, user) -> list:
+    """The home page's "my queue": eval sets with traces assigned to the user, unlabelled."""
+    from traces.selectors import my_queue as queue
+
+    return queue(workspace, user)
+
+
 def eval_set_stats(eval_set_ids: list[int]) -> dict[int, dict]:
     """Return the evals app's figures for each eval set (see ``evals.set_stats``)."""
     from evals.set_stats import eval_set_stats

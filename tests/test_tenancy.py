@@ -290,6 +290,8 @@ UI_CASES = [
     Case("traces:label_remove", "post", _eval_set_label_pks),
     Case("traces:evalset_import", kwargs=_eval_set_pk),
     Case("traces:evalset_import_scores", "post", _eval_set_pk),
+    Case("traces:evalset_assign", "post", _eval_set_pk, lambda ws: {"agreement_target": "0"}),
+    Case("traces:trace_assign", "post", _eval_set_trace_pks),
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),

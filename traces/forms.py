@@ -97,3 +97,13 @@ class ScoreImportForm(forms.Form):
         self.fields["integration"].choices = [
             (i.pk, f"{i.name} ({i.get_kind_display()})") for i in sources
         ]
+
+
+class AssignForm(forms.Form):
+    reviewer = forms.TypedMultipleChoiceField(coerce=int, choices=[], required=True)
+    agreement_target = forms.IntegerField(min_value=0, max_value=1000, initial=0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Reviewers are checked against the workspace by the service, not a choice list.
+        self.fields["reviewer"].valid_value = lambda value: str(value).isdigit()

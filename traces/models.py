@@ -125,6 +125,8 @@ class EvalSet(WorkspaceOwned):
     name = models.CharField(max_length=200)
     criteria = models.TextField(help_text="In plain words: what makes a trace good.")
     target_labels = models.PositiveIntegerField(default=10)
+    # Traces every assigned reviewer labels, so their agreement (κ) can be measured.
+    agreement_target = models.PositiveIntegerField(default=0)
     source_kind = models.CharField(
         max_length=10, choices=SourceKind.choices, default=SourceKind.MANUAL
     )
@@ -273,3 +275,33 @@ class LabelChange(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.changed_by} {self.action} {self.trace_id}"
+
+
+class LabelAssignment(WorkspaceOwned):
+    """A trace of an eval set put in one reviewer's queue (round-robin or by hand)."""
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="assignments")
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="+")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="label_assignments"
+    )
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["trace_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["eval_set", "trace", "assignee"], name="traces_assignment_one_per_reviewer"
+            )
+        ]
+        indexes = [
+            # "My queue" and the review card read one reviewer's assignments in trace order.
+            models.Index(fields=["assignee", "eval_set", "trace"], name="assignment_user_set_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} to {self.assignee_id}"

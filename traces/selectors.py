@@ -9,8 +9,9 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 
+from iofold.lib.kappa import cohen_kappa
 from traces.filters import TraceFilters
-from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, LabelAssignment, LabelChange, Trace
 from traces.services import resolve_label
 from workspaces.models import Workspace
 
@@ -224,8 +225,29 @@ def _next_picked_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = 
     )
 
 
+def _next_assigned_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
+    """The first trace assigned to this user in the set that they have not labelled."""
+    mine = Feedback.objects.filter(eval_set=eval_set, user=user, trace_id=OuterRef("trace_id"))
+    pending = LabelAssignment.objects.filter(eval_set=eval_set, assignee=user).exclude(Exists(mine))
+    if skipped:
+        pending = pending.exclude(trace_id__in=skipped)
+    first = pending.order_by("trace_id").values("trace_id")[:1]
+    return (
+        Trace.objects.for_workspace(eval_set.workspace_id)
+        .only(*LIST_FIELDS, "data")
+        .filter(pk=Subquery(first))
+        .first()
+    )
+
+
 def next_trace_for_review(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
-    """Return the next trace to review, coming back to skipped ones when nothing else is left."""
+    """Return the next trace to review, coming back to skipped ones when nothing else is left.
+
+    A reviewer's assigned traces come first; then the rest of the set, so nobody runs dry.
+    """
+    trace = _next_assigned_trace(eval_set=eval_set, user=user, skipped=skipped)
+    if trace is not None:
+        return trace
     if eval_set.source_kind == EvalSet.SourceKind.MANUAL:
         trace = _next_picked_trace(eval_set=eval_set, user=user, skipped=skipped)
         if trace is None and skipped:
@@ -575,3 +597,132 @@ def eval_sets_of_trace(trace: Trace) -> list[EvalSet]:
         if Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
             found.append(eval_set)
     return found
+
+
+# --- queues and agreement between reviewers -----------------------------------------------
+
+# Inter-reviewer κ under which labels are too close to chance to teach an eval anything.
+REVIEWER_KAPPA_BAR = 0.4
+
+
+@dataclass
+class QueueEntry:
+    eval_set: EvalSet
+    pending: int
+
+
+def my_queue(workspace, user) -> list[QueueEntry]:
+    """The active eval sets with traces assigned to ``user`` that they have not labelled."""
+    mine = Feedback.objects.filter(
+        eval_set=OuterRef("eval_set"), user=user, trace_id=OuterRef("trace_id")
+    )
+    rows = (
+        LabelAssignment.objects.for_workspace(workspace)
+        .filter(assignee=user, eval_set__archived_at__isnull=True)
+        .exclude(Exists(mine))
+        .values_list("eval_set_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = dict(rows)
+    sets = EvalSet.objects.for_workspace(workspace).in_bulk(list(counts))
+    return [QueueEntry(eval_set=sets[pk], pending=n) for pk, n in counts.items() if pk in sets]
+
+
+@dataclass
+class ReviewerLine:
+    email: str
+    labelled: int
+    assigned: int
+    pending: int
+    shared: int  # labels on traces another reviewer labelled too
+
+
+@dataclass
+class ReviewerAgreement:
+    kappa: float | None
+    shared_traces: int  # traces labelled by two or more reviewers
+    target: int
+    reviewers: list[ReviewerLine]
+    best_eval_agreement: float | None = None
+    raw_agreement: float | None = None
+
+    @property
+    def target_reached(self) -> bool:
+        return self.shared_traces >= self.target
+
+    @property
+    def warning(self) -> str | None:
+        if self.kappa is not None and self.kappa < REVIEWER_KAPPA_BAR:
+            return (
+                f"Reviewers agree with each other barely above chance (κ {self.kappa:.2f} on "
+                f"{self.shared_traces} shared traces). An eval learnt from these labels cannot "
+                "do better: agree on the criteria, then relabel the split traces."
+            )
+        if (
+            self.raw_agreement is not None
+            and self.best_eval_agreement is not None
+            and self.raw_agreement < self.best_eval_agreement
+        ):
+            return (
+                f"Reviewers agree with each other on {self.raw_agreement:.0%} of shared "
+                f"labels, less than the best eval agrees with the labels "
+                f"({self.best_eval_agreement:.0%}): the labels, not the eval, are the limit."
+            )
+        return None
+
+
+def reviewer_agreement(eval_set: EvalSet, summary=None) -> ReviewerAgreement:
+    """κ between the set's reviewers on the traces they both labelled, and each one's queue.
+
+    With more than two reviewers κ is the mean of every pair's, weighted by the traces
+    the pair shares.
+    """
+    labels: dict[int, dict[int, str]] = defaultdict(dict)  # user -> trace -> rating
+    emails: dict[int, str] = {}
+    for user_id, email, trace_id, rating in Feedback.objects.filter(eval_set=eval_set).values_list(
+        "user_id", "user__email", "trace_id", "rating"
+    ):
+        labels[user_id][trace_id] = rating
+        emails[user_id] = email
+    assigned = Counter()
+    pending = Counter()
+    for user_id, email, trace_id in LabelAssignment.objects.filter(eval_set=eval_set).values_list(
+        "assignee_id", "assignee__email", "trace_id"
+    ):
+        emails.setdefault(user_id, email)
+        assigned[user_id] += 1
+        if trace_id not in labels.get(user_id, {}):
+            pending[user_id] += 1
+    users = sorted(emails, key=lambda u: emails[u])
+    weighted, weight, agreeing, compared = 0.0, 0, 0, 0
+    shared_traces: set[int] = set()
+    for i, a in enumerate(users):
+        for b in users[i + 1 :]:
+            common = labels[a].keys() & labels[b].keys()
+            pairs = [(labels[a][t], labels[b][t]) for t in common]
+            shared_traces |= common
+            agreeing += sum(x == y for x, y in pairs)
+            compared += len(pairs)
+            kappa = cohen_kappa(pairs) if len(pairs) >= 2 else None
+            if kappa is not None:
+                weighted += kappa * len(pairs)
+                weight += len(pairs)
+    lines = [
+        ReviewerLine(
+            email=emails[u],
+            labelled=len(labels[u]),
+            assigned=assigned[u],
+            pending=pending[u],
+            shared=len(labels[u].keys() & shared_traces),
+        )
+        for u in users
+    ]
+    return ReviewerAgreement(
+        kappa=weighted / weight if weight else None,
+        shared_traces=len(shared_traces),
+        target=eval_set.agreement_target,
+        reviewers=lines,
+        best_eval_agreement=getattr(summary, "best_agreement", None),
+        raw_agreement=agreeing / compared if compared else None,
+    )

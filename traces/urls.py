@@ -32,6 +32,12 @@ urlpatterns = [
         views.evalset_import_scores,
         name="evalset_import_scores",
     ),
+    path("eval-sets/<int:pk>/assign/", views.evalset_assign, name="evalset_assign"),
+    path(
+        "eval-sets/<int:pk>/traces/<int:trace_pk>/assign/",
+        views.trace_assign,
+        name="trace_assign",
+    ),
     path("eval-sets/<int:pk>/review/", views.review, name="review"),
     path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
     path(

@@ -11,12 +11,19 @@ from integrations.adapters.base import AdapterError
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.lib.redirects import safe_next
-from traces import label_import, selectors, services
+from traces import assignments, label_import, selectors, services
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters
-from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm, ScoreImportForm
+from traces.forms import (
+    AddToEvalSetForm,
+    AssignForm,
+    EvalSetForm,
+    FeedbackForm,
+    ScoreImportForm,
+)
 from traces.models import EvalSet, Feedback, Trace
 from workspaces.access import workspace_view
+from workspaces.models import Membership
 
 # Payloads longer than this are cut in the detail view until "show all" is asked for.
 PREVIEW_CHARS = 20_000
@@ -85,6 +92,7 @@ def trace_detail(request, pk: int):
     mine = {fb.eval_set_id: fb for fb in feedback if fb.user_id == request.user.pk}
     ctx = {
         "trace": trace,
+        "labellers": _labellers(request),
         "steps": selectors.step_tree(trace.data),
         "feedback": feedback,
         "label_sets": [
@@ -208,6 +216,8 @@ def evalset_detail(request, pk: int):
         "summary": summary,
         "labels": selectors.label_rows(eval_set=eval_set, limit=200),
         "origins": selectors.label_origins(eval_set),
+        "agreement": selectors.reviewer_agreement(eval_set, summary),
+        "labellers": _labellers(request),
         "changes": selectors.label_changes(eval_set, limit=20),
         "pending_count": Trace.objects.pending_review(eval_set, request.user).count(),
         "generate_url": generate_url(eval_set),
@@ -460,6 +470,60 @@ def review_skip(request, pk: int, trace_pk: int):
         skipped.append(trace_pk)
     request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
     return _answer_review(request, eval_set, notice={"level": "info", "text": "Skipped."})
+
+
+# --- queues ---------------------------------------------------------------------------
+
+
+def _labellers(request) -> list:
+    """The workspace's members who can label, for the assign controls."""
+    members = Membership.objects.for_workspace(request.workspace).select_related("user")
+    return [m.user for m in members.order_by("user__email") if m.can_write]
+
+
+@require_POST
+@workspace_view
+def evalset_assign(request, pk: int):
+    """Share the set's unlabelled traces among the chosen reviewers, round-robin."""
+    eval_set = _eval_set(request, pk)
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick at least one reviewer and a number of shared labels.")
+        return redirect(eval_set)
+    try:
+        made = assignments.assign_round_robin(
+            eval_set=eval_set,
+            reviewer_ids=form.cleaned_data["reviewer"],
+            agreement_target=form.cleaned_data["agreement_target"],
+            assigned_by=request.user,
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{made} trace assignment{'s' if made != 1 else ''} made.")
+    return redirect(eval_set)
+
+
+@require_POST
+@workspace_view
+def trace_assign(request, pk: int, trace_pk: int):
+    """Put one trace in one reviewer's queue, by hand (from the trace page)."""
+    eval_set = _eval_set(request, pk)
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
+    reviewer = request.POST.get("reviewer", "")
+    back = safe_next(request, eval_set.get_absolute_url())
+    if not reviewer.isdigit():
+        messages.error(request, "Pick a reviewer.")
+        return redirect(back)
+    try:
+        assignments.assign_trace(
+            eval_set=eval_set, trace=trace, reviewer_id=int(reviewer), assigned_by=request.user
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Assigned.")
+    return redirect(back)
 
 
 # --- editing labels ---------------------------------------------------------------------

@@ -365,15 +365,15 @@ def test_review_card_and_label_take_few_queries(
 ):
     client = login(owner)
     htmx = {"HX-Request": "true"}
-    # Session, user, membership, eval set, next trace, progress, session save (inside the
-    # savepoint pair the test transaction adds).
-    with django_assert_max_num_queries(9):
+    # Session, user, membership, eval set, the reviewer's assigned traces, next trace,
+    # progress, session save (inside the savepoint pair the test transaction adds).
+    with django_assert_max_num_queries(10):
         card = client.get(url("review", workspace, pk=eval_set.pk), headers=htmx)
     assert card.context["trace"] == traces[0] and card.context["mine"] is None
     # Session, user, membership, eval set, trace, its membership check, the label's
     # update_or_create (with its savepoints), its audit row, the other-reviewer check,
-    # next trace, progress and the session save.
-    with django_assert_max_num_queries(19):
+    # the reviewer's assigned traces, next trace, progress and the session save.
+    with django_assert_max_num_queries(20):
         response = client.post(
             url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
             {"rating": "negative"},
