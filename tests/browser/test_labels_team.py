@@ -137,3 +137,50 @@ def test_import_labels_from_langfuse_scores(
     page.goto(eval_set.get_absolute_url())
     expect(page.get_by_test_id("label-origins")).to_contain_text("Langfuse score: 2")
     expect(page.get_by_test_id("label-table")).to_contain_text("spot on")
+
+
+def test_an_assigned_queue_for_two_reviewers_shows_their_kappa(
+    logged_in_page, owner, member, workspace
+):
+    traces = [TraceFactory(workspace=workspace, data=trace_data(n)) for n in range(6)]
+    eval_set = create_eval_set(
+        workspace=workspace,
+        name="Shared queue",
+        criteria="The agent answers the question.",
+        trace_ids=[t.pk for t in traces],
+    )
+    lead = logged_in_page(owner)
+    lead.goto(eval_set.get_absolute_url())
+    assign = lead.get_by_test_id("assign")
+    assign.locator("summary").click()
+    assign.get_by_label(owner.email).check()
+    assign.get_by_label(member.email).check()
+    assign.get_by_test_id("agreement-target").fill("2")
+    assign.get_by_test_id("assign-submit").click()
+    expect(lead.locator(".messages")).to_contain_text("8 trace assignments made")
+    expect(lead.get_by_test_id("reviewer-table")).to_contain_text(member.email)
+
+    # Each reviewer finds the queue on the home page and labels it with the keyboard.
+    for page, keys in (
+        (lead, ["1", "2", "1", "2"]),
+        (logged_in_page(member), ["1", "1", "2", "1"]),
+    ):
+        page.goto(f"/w/{workspace.slug}/")
+        queue = page.get_by_test_id("my-queue")
+        expect(queue).to_contain_text("Shared queue: 4 traces to label")
+        queue.get_by_role("link", name="Shared queue").click()
+        for key in keys:
+            before = page.get_by_test_id("review-card").get_attribute("data-trace")
+            page.keyboard.press(key)
+            # Six traces, four in each queue: a next card always follows.
+            expect(page.get_by_test_id("review-card")).not_to_have_attribute("data-trace", before)
+        page.goto(f"/w/{workspace.slug}/")
+        expect(page.get_by_test_id("my-queue")).to_have_count(0)
+
+    lead.goto(eval_set.get_absolute_url())
+    # The two shared traces were labelled 1/1 and 2/1: κ is 0 on 2 shared traces.
+    expect(lead.get_by_test_id("reviewer-kappa")).to_contain_text(
+        "Inter-reviewer κ: 0.00 on 2 shared traces"
+    )
+    expect(lead.get_by_test_id("reviewer-warning")).to_contain_text("barely above chance")
+    shoot(lead, "reviewers-kappa")
