@@ -129,3 +129,25 @@ def test_activate_returns_to_a_same_site_next(login, owner, workspace, versions)
     back = url("versions", workspace, pk=eval_set.pk)
     response = login(owner).post(url("activate", workspace, pk=v2.pk), {"next": back})
     assert response.url == back
+
+
+def test_matrix_and_drill_down_show_input_output_and_the_reviewers_note(
+    login, owner, workspace, versions
+):
+    from traces.models import Feedback
+
+    eval_set, traces, v1, v2 = versions
+    traces[0].data = {**traces[0].data, "input": "<b>where is order 77?</b>"}
+    traces[0].save()
+    Feedback.objects.filter(eval_set=eval_set, trace=traces[0]).update(note="Missed the date")
+    client = login(owner)
+
+    matrix = client.get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
+    assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in matrix
+    assert traces[0].data["output"][:20] in matrix
+    assert "“Missed the date”" in matrix
+
+    cell = client.get(url("cell", workspace, pk=v2.pk, trace_pk=traces[0].pk)).content.decode()
+    assert 'data-testid="cell-io"' in cell
+    assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in cell
+    assert "Missed the date" in cell
