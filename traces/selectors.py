@@ -191,6 +191,54 @@ def step_tree(data: dict) -> list[StepNode]:
     return roots
 
 
+@dataclass
+class WaterfallRow:
+    node: StepNode
+    offset: float | None  # percent of the trace's span before the step started
+    width: float | None  # percent of the span the step took (at least a sliver)
+
+
+# The waterfall lists this many steps; the tree beside it has them all.
+WATERFALL_ROWS = 300
+
+
+def _when(value) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def waterfall(roots: list[StepNode]) -> list[WaterfallRow]:
+    """The steps in tree order, each placed on the trace's time span (steps without times
+    get a row and no bar)."""
+    flat: list[StepNode] = []
+    stack = list(reversed(roots))
+    while stack and len(flat) < WATERFALL_ROWS:
+        node = stack.pop()
+        flat.append(node)
+        stack.extend(reversed(node.children))
+    times = [(_when(n.step.get("start_time")), _when(n.step.get("end_time"))) for n in flat]
+    try:
+        starts = [a for a, _ in times if a]
+        ends = [b for _, b in times if b]
+        first, last = min(starts), max(ends + starts)
+        span = (last - first).total_seconds()
+    except (ValueError, TypeError):  # no times, or naive and aware times mixed
+        return [WaterfallRow(node=n, offset=None, width=None) for n in flat]
+    rows = []
+    for node, (start, end) in zip(flat, times, strict=True):
+        if start is None or span <= 0:
+            rows.append(WaterfallRow(node=node, offset=None, width=None))
+            continue
+        offset = 100 * (start - first).total_seconds() / span
+        length = 100 * ((end or start) - start).total_seconds() / span
+        rows.append(
+            WaterfallRow(node=node, offset=round(offset, 2), width=max(round(length, 2), 0.5))
+        )
+    return rows
+
+
 # --- eval sets and reviews --------------------------------------------------------------
 
 

@@ -90,10 +90,12 @@ def trace_detail(request, pk: int):
     )
     feedback = list(feedback)
     mine = {fb.eval_set_id: fb for fb in feedback if fb.user_id == request.user.pk}
+    steps = selectors.step_tree(trace.data)
     ctx = {
         "trace": trace,
         "labellers": _labellers(request),
-        "steps": selectors.step_tree(trace.data),
+        "steps": steps,
+        "waterfall": selectors.waterfall(steps),
         "feedback": feedback,
         "label_sets": [
             (eval_set, mine.get(eval_set.pk)) for eval_set in selectors.eval_sets_of_trace(trace)
