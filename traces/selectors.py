@@ -342,12 +342,12 @@ def imbalance_warning(positive: int, negative: int) -> str | None:
         return None
     if negative == 0:
         return (
-            f"All {positive} decided labels are thumbs up. Label some bad traces too, "
+            f"All {positive} decided labels are good. Label some bad traces too, "
             "or the eval cannot learn what bad looks like."
         )
     if positive == 0:
         return (
-            f"All {negative} decided labels are thumbs down. Label some good traces too, "
+            f"All {negative} decided labels are bad. Label some good traces too, "
             "or the eval cannot learn what good looks like."
         )
     return None

@@ -48,7 +48,7 @@ def start_generation(
     examples = labelled_examples(eval_set)
     labels = {e.label for e in examples}
     if not labels & {"positive", "negative"}:
-        raise EvalError("Label some traces thumbs-up or thumbs-down before generating an eval.")
+        raise EvalError("Label some traces good or bad before generating an eval.")
     # A generation whose worker died is enqueued again (and returned) rather than left stuck.
     recover_generations(eval_set=eval_set)
     reap_stale_generations(eval_set=eval_set)

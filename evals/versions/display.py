@@ -12,6 +12,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from traces.templatetags.trace_tags import brief
+from traces.vocabulary import WHEN_STRFTIME
 
 
 def highlight_code(
@@ -140,7 +141,7 @@ def matrix_row_html(row) -> SafeString:
     """
     trace = row.trace
     name = Truncator(trace.name or trace.external_id).chars(32)
-    when = timezone.localtime(trace.timestamp).strftime("%Y-%m-%d %H:%M")
+    when = timezone.localtime(trace.timestamp).strftime(WHEN_STRFTIME)
     cells = "".join(
         f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape(c.url)}"'
         f' hx-target="#drill" hx-swap="innerHTML" data-state="{c.state}" title="{c.state}">'

@@ -50,7 +50,7 @@ def test_edit_a_label_from_the_label_table(logged_in_page, owner, labelled_set, 
         page.set_viewport_size(viewport)
     page.goto(eval_set.get_absolute_url())
     row = page.locator(f'[data-testid="label-row"][data-trace="{traces[0].pk}"]')
-    expect(row.get_by_test_id("row-label")).to_contain_text("positive")
+    expect(row.get_by_test_id("row-label")).to_contain_text("good")
     # The table shows what the trace said, not only its name.
     expect(row).to_contain_text(trace_data(0)["input"]["question"][:30])
     row.get_by_test_id("edit-label").click()
@@ -58,7 +58,7 @@ def test_edit_a_label_from_the_label_table(logged_in_page, owner, labelled_set, 
     row.get_by_test_id("rate-negative").click()
     expect(page.locator(".messages")).to_contain_text("Label changed to bad")
     row = page.locator(f'[data-testid="label-row"][data-trace="{traces[0].pk}"]')
-    expect(row.get_by_test_id("row-label")).to_contain_text("negative")
+    expect(row.get_by_test_id("row-label")).to_contain_text("bad")
     expect(row).to_contain_text("Gave the wrong delivery date")
     expect(page.get_by_test_id("label-history")).to_contain_text("changed")
     shoot(page, "label-edit-phone" if viewport else "label-edit")
