@@ -151,3 +151,17 @@ def test_matrix_and_drill_down_show_input_output_and_the_reviewers_note(
     assert 'data-testid="cell-io"' in cell
     assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in cell
     assert "Missed the date" in cell
+
+
+def test_roll_back_is_offered_only_for_versions_that_were_active(login, owner, workspace, versions):
+    from django.utils import timezone
+
+    eval_set, traces, v1, v2 = versions
+    Eval.objects.filter(pk=v1.pk).update(status="inactive", activated_at=None)
+    Eval.objects.filter(pk=v2.pk).update(status="active", activated_at=timezone.now())
+    client = login(owner)
+    page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="activate-1"' in page and "Roll back" not in page
+    Eval.objects.filter(pk=v1.pk).update(activated_at=timezone.now())
+    page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="rollback-1"' in page

@@ -29,3 +29,12 @@ def when(value) -> str:
     if hasattr(value, "tzinfo") and value.tzinfo is not None:
         value = localtime(value)
     return date_format(value, vocabulary.WHEN_FORMAT)
+
+
+@register.filter
+def labelled_count(progress) -> str:
+    """``3 of 10 traces labelled`` below the target, ``43 labelled (target 12 reached)`` at it."""
+    done, target = progress.labelled_traces, progress.target
+    if done >= target:
+        return f"{done} labelled (target {target} reached)"
+    return f"{done} of {target} traces labelled"
