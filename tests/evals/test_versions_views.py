@@ -157,7 +157,7 @@ def test_roll_back_is_offered_only_for_versions_that_were_active(login, owner, w
     from django.utils import timezone
 
     eval_set, traces, v1, v2 = versions
-    Eval.objects.filter(pk=v1.pk).update(status="inactive", activated_at=None)
+    Eval.objects.filter(pk=v1.pk).update(status="draft", activated_at=None)
     Eval.objects.filter(pk=v2.pk).update(status="active", activated_at=timezone.now())
     client = login(owner)
     page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
