@@ -117,3 +117,21 @@ def test_no_page_uses_another_word_for_a_label_or_a_verdict(client, workspace, o
             check(reverse(case.name, kwargs={"slug": workspace.slug, **kwargs}))
             transaction.set_rollback(True)
     assert found == {}
+
+
+def test_eval_set_generation_and_matrix_pages_carry_their_help(client, workspace, owner):
+    from tests.test_tenancy import _generation_pk
+
+    eval_set = _populate(workspace, owner)
+    client.force_login(owner)
+    pages = {
+        "eval_set": eval_set.get_absolute_url(),
+        "generation": reverse(
+            "evals:generation", kwargs={"slug": workspace.slug, **_generation_pk(workspace)}
+        ),
+        "matrix": reverse("evals:matrix", kwargs={"slug": workspace.slug, "pk": eval_set.pk}),
+    }
+    for topic, url in pages.items():
+        html = client.get(url).content.decode()
+        assert f'data-testid="help-{topic}"' in html, url
+    assert "held-out labels" in client.get(pages["generation"]).content.decode()

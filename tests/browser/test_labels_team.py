@@ -25,7 +25,7 @@ def shoot(page, name: str) -> None:
     """Save a screenshot for docs/user-guide.md when IOFOLD_DOC_SCREENSHOTS=1."""
     if os.environ.get("IOFOLD_DOC_SCREENSHOTS") == "1":
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOC_IMAGES / f"{name}.png"))
+        page.screenshot(path=str(DOC_IMAGES / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
