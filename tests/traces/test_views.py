@@ -342,7 +342,7 @@ def test_trace_rows_escape_names_and_tags(login, workspace, owner, member, eval_
     assert '<span class="badge bad">error</span>' in row and "—" in row
     assert "✓ 1" in row and "✗ 1" in row and ">tie<" in row and 'title="2 label(s)"' in row
     # As the ``date:"M j, H:i"`` filter would write it.
-    assert f"<td>{dateformat.format(localtime(odd.timestamp), 'M j, H:i')}</td>" in row
+    assert f"<td>{dateformat.format(localtime(odd.timestamp), 'Y-m-d H:i')}</td>" in row
 
 
 def test_trace_list_queries_do_not_grow_with_rows(
