@@ -169,6 +169,9 @@ def test_an_assigned_queue_for_two_reviewers_shows_their_kappa(
         queue = page.get_by_test_id("my-queue")
         expect(queue).to_contain_text("Shared queue: 4 traces to label")
         queue.get_by_role("link", name="Shared queue").click()
+        page.wait_for_url("**/review/")
+        # review.js is deferred: keys pressed before it runs would be lost.
+        page.wait_for_load_state("load")
         for key in keys:
             before = page.get_by_test_id("review-card").get_attribute("data-trace")
             page.keyboard.press(key)
