@@ -558,17 +558,17 @@ def test_a_rule_the_notes_point_to_needs_less_held_out_proof():
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared benchmark data not present")
-def test_code_matches_predict_on_real_agent_conversations():
+@pytest.mark.parametrize(
+    "fact", ["write_without_confirmation", "asked_after_last_change", "same_target_changed_twice"]
+)
+def test_code_matches_predict_on_real_agent_conversations(fact):
     # Labels from a step fact, so that a rule over the steps is learned and exercised.
     from evals.synthesis.runtime import view
 
     path = SHARED.with_name("tau2_retail.jsonl")
     traces = [e.trace for e in read_labelled_jsonl(path, group_key="metadata.task_id")]
     examples = [
-        LabelledExample(
-            trace=t,
-            label="negative" if view(t)["flags"]["write_without_confirmation"] else "positive",
-        )
+        LabelledExample(trace=t, label="negative" if view(t)["flags"][fact] else "positive")
         for t in traces
     ]
     fitted = fit(examples)
