@@ -59,6 +59,8 @@ MIN_TRACES_PER_JAIL = 500
 # An eval that calls a model spends its time waiting on the provider, not the CPU: a
 # jail per this many traces, up to Limits.call_concurrency, keeps calls in flight.
 MIN_TRACES_PER_CALL_JAIL = 20
+# The longest judge()/llm() call line: its text, JSON-escaped (at most 6 bytes a character).
+CALL_LINE_MAX = 6 * (model_calls.MAX_PROMPT_CHARS + model_calls.MAX_CHOICES * 100) + 4096
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
@@ -563,6 +565,8 @@ class _Answers:
     def __init__(self, nonces: list[str], limits: Limits) -> None:
         self.nonces = nonces
         self.max_line = _max_line(limits)
+        # A judge call carries up to MAX_PROMPT_CHARS, escaped; a partial line may be one.
+        self.max_partial = max(self.max_line, CALL_LINE_MAX)
         # A scanner per jail: the C scanner keeps a memo between the calls it makes.
         self.scan = json.JSONDecoder().scan_once
         self.results: list[tuple] = []
@@ -588,7 +592,7 @@ class _Answers:
             block = bytes(self.buffer[:end])
             del self.buffer[: end + 1]
             stop_reason = self._take_lines(block)
-        if stop_reason is None and len(self.buffer) > self.max_line:
+        if stop_reason is None and len(self.buffer) > self.max_partial:
             stop_reason = TOO_MUCH_OUTPUT
         return end >= 0, stop_reason
 
@@ -609,7 +613,7 @@ class _Answers:
 
     def _take_lines(self, block: bytes) -> str | None:
         for line in block.split(b"\n"):
-            if self.ready and line.startswith(b'{"c":') and len(line) <= self.max_line:
+            if self.ready and line.startswith(b'{"c":') and len(line) <= CALL_LINE_MAX:
                 if not self._take_call(line):
                     return WROTE_INTO_RESULTS
                 continue
