@@ -27,6 +27,15 @@ class ProviderSettingsForm(forms.Form):
         help_text="Stored encrypted. Leave empty to keep the saved key.",
     )
     clear_key = forms.BooleanField(required=False, label="Remove the saved key")
+    monthly_budget_usd = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=2,
+        label="Monthly judge budget (USD)",
+        help_text="Automatic runs of evals that call an LLM judge stop before this month's "
+        "spend would pass it. Empty: no limit.",
+    )
 
     def clean_base_url(self) -> str:
         # Checked here too (the service is the authority) to show it on the field.

@@ -230,7 +230,7 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     cache_hits = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
 
     objects = EvalRunQuerySet.as_manager()
 
@@ -243,6 +243,11 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     @property
     def is_final(self) -> bool:
         return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+    @property
+    def cost_per_thousand(self):
+        """Return what this run's judge calls cost per 1,000 traces judged (None: none yet)."""
+        return self.cost_usd * 1000 / self.done if self.done else None
 
 
 class EvalExecution(WorkspaceOwned):
@@ -262,7 +267,7 @@ class EvalExecution(WorkspaceOwned):
     judge_calls = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
     # Scores back to Langfuse (continuous evaluation).
     score_pushed_at = models.DateTimeField(null=True, blank=True)
     score_error = models.TextField(blank=True)

@@ -15,7 +15,7 @@ import sandbox
 from evals.exceptions import EvalError, sandbox_failure
 from evals.judging.runs import add_run_spend, open_session, run_sandbox, usage_columns
 from evals.judging.session import Budget, Usage
-from evals.judging.spend import monthly_headroom
+from evals.judging.spend import monthly_budget, monthly_headroom
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_run
@@ -115,6 +115,11 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     todo = [pk for pk in run.trace_ids if pk not in done_ids]
     limits = sandbox_limits()
     session = open_session(eval=eval, budget=run_budget(run))
+    monthly = session.budget.usd_limit_message if session and session.available else ""
+    if monthly and session.budget.usd <= 0:
+        # Nothing left this month: say so once instead of on every trace.
+        fail_run(run_id=run.pk, error=f"Not run: {monthly}.")
+        return EvalRun.objects.get(pk=run.pk)
     spent = Usage()
     for start in range(0, len(todo), EXECUTE_CHUNK):
         chunk = todo[start : start + EXECUTE_CHUNK]
@@ -367,7 +372,15 @@ def run_budget(run: EvalRun) -> Budget:
     workspace's monthly budget, before it is exceeded."""
     if run.trigger != EvalRun.Trigger.AUTOMATIC:
         return Budget.from_settings()
-    return Budget.from_settings(usd_cap=monthly_headroom(workspace=run.workspace))
+    budget = monthly_budget(workspace=run.workspace)
+    message = (
+        f"the workspace's monthly judge budget (${budget}) would be exceeded; automatic "
+        "runs of evals that call a judge stop until next month or until the budget is "
+        "raised in the provider settings"
+    )
+    return Budget.from_settings(
+        usd_cap=monthly_headroom(workspace=run.workspace), usd_cap_message=message
+    )
 
 
 def finish_run(*, run: EvalRun) -> EvalRun:

@@ -10,13 +10,21 @@ from django.db.models import F
 
 import sandbox
 from evals.judging.session import Budget, JudgeSession, Usage
-from evals.models import Eval, EvalRun
+from evals.models import Eval, EvalKind, EvalRun
 from sandbox.validate import JUDGE_MODULE
 
 
 def uses_judge(code: str) -> bool:
     """Return whether eval code may call judge()/llm() (it names their module)."""
     return JUDGE_MODULE in code
+
+
+def infer_kind(code: str, previous: str = EvalKind.CODE) -> str:
+    """Return the kind of a new version: code without judge calls is a code eval; one with
+    them keeps its parent's judge or hybrid kind, and is a hybrid when edited from code."""
+    if not uses_judge(code):
+        return EvalKind.CODE
+    return previous if previous in (EvalKind.JUDGE, EvalKind.HYBRID) else EvalKind.HYBRID
 
 
 def open_session(*, eval: Eval, budget: Budget | None = None) -> JudgeSession | None:

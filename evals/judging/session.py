@@ -25,6 +25,7 @@ from evals.generation.pricing import cost_usd, price_table
 from evals.generation.provider_settings import ProviderChoice, resolve_provider
 from evals.generation.providers import Provider as LLMProvider
 from evals.generation.providers import ProviderError, get_provider
+from evals.judging.prompting import pick_choice, render_call
 from evals.models import JudgeResponse, Provider
 from sandbox.calls import CallRefused, CallRequest
 from workspaces.models import Workspace
@@ -36,12 +37,6 @@ OFFLINE_MESSAGE = (
     "uses the offline synthesiser: choose OpenAI-compatible or Anthropic, with a key, "
     "in the workspace's provider settings"
 )
-JUDGE_SYSTEM = (
-    "You judge one aspect of an AI application's behaviour from the material given. "
-    "Answer on the first line with exactly one of the allowed answers and nothing else; "
-    "on the second line give one short sentence of reasoning."
-)
-LLM_SYSTEM = "You help evaluate an AI application's behaviour. Answer concisely."
 # Chat templates wrap each message in a few tokens the prompt's bytes do not count.
 TEMPLATE_TOKENS = 32
 
@@ -53,14 +48,21 @@ class Budget:
     calls: int
     tokens: int
     usd: Decimal
+    # Set when the dollars are what is left of the workspace's monthly budget: what the
+    # eval and the run are told when it would be exceeded.
+    usd_limit_message: str = ""
 
     @classmethod
-    def from_settings(cls, *, usd_cap: Decimal | None = None) -> Budget:
+    def from_settings(cls, *, usd_cap: Decimal | None = None, usd_cap_message: str = "") -> Budget:
         usd = Decimal(str(settings.IOFOLD_JUDGE_MAX_USD))
-        if usd_cap is not None:
-            usd = max(Decimal(0), min(usd, usd_cap))
+        message = ""
+        if usd_cap is not None and usd_cap < usd:
+            usd, message = max(Decimal(0), usd_cap), usd_cap_message
         return cls(
-            calls=settings.IOFOLD_JUDGE_MAX_CALLS, tokens=settings.IOFOLD_JUDGE_MAX_TOKENS, usd=usd
+            calls=settings.IOFOLD_JUDGE_MAX_CALLS,
+            tokens=settings.IOFOLD_JUDGE_MAX_TOKENS,
+            usd=usd,
+            usd_limit_message=message,
         )
 
 
@@ -93,27 +95,15 @@ class Prompt:
 
 def render(request: CallRequest) -> Prompt:
     """Return the prompt a call becomes; eval code chooses its text, never the model."""
-    if request.kind == "llm":
-        return Prompt(LLM_SYSTEM, request.prompt)
-    parts = [f"Question: {request.question}"]
-    if request.context:
-        parts.append(f"Material:\n{request.context}")
-    parts.append("Allowed answers: " + ", ".join(request.choices))
-    return Prompt(JUDGE_SYSTEM, "\n\n".join(parts))
-
-
-def pick_choice(text: str, choices: tuple[str, ...]) -> str:
-    """Return the allowed answer the judge gave on its first line, or refuse the call."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    cleaned = first.strip().strip("*.:!\"'`").strip().lower()
-    for choice in choices:
-        if cleaned == choice.lower():
-            return choice
-    for choice in sorted(choices, key=len, reverse=True):
-        if cleaned.startswith(choice.lower()):
-            return choice
-    shown = first[:80]
-    raise CallRefused(f"the judge answered {shown!r}, not one of {', '.join(choices)}")
+    return Prompt(
+        *render_call(
+            request.kind,
+            question=request.question,
+            context=request.context,
+            choices=request.choices,
+            prompt=request.prompt,
+        )
+    )
 
 
 def cache_key(choice: ProviderChoice, prompt: Prompt, max_tokens: int) -> str:
@@ -183,7 +173,12 @@ class JudgeSession:
         return self._answer(request, completion.text)
 
     def _answer(self, request: CallRequest, text: str) -> str:
-        return pick_choice(text, request.choices) if request.kind == "judge" else text
+        if request.kind != "judge":
+            return text
+        try:
+            return pick_choice(text, request.choices)
+        except ValueError as exc:
+            raise CallRefused(str(exc)) from None
 
     def _client(self) -> LLMProvider:
         with self._lock:
@@ -221,6 +216,9 @@ class JudgeSession:
             ):
                 reason = f"{budget.tokens} tokens"
             elif spent.cost_usd + held.cost_usd + usd > budget.usd:
+                if budget.usd_limit_message:
+                    self.exhausted = budget.usd_limit_message
+                    raise CallRefused(self.exhausted)
                 reason = f"${budget.usd}"
             else:
                 held.calls += 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 
-from evals.models import EvalRun, ProviderSettings
+from evals.models import Eval, EvalExecution, EvalRun, ProviderSettings
 from workspaces.models import Workspace
 
 
@@ -44,3 +45,49 @@ def per_thousand(cost: Decimal | None, traces: int) -> Decimal | None:
     if not traces or cost is None:
         return None
     return Decimal(cost) * 1000 / traces
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Judge spend over some verdicts: how many, calls, dollars, and dollars per 1,000."""
+
+    traces: int
+    calls: int
+    cost_usd: Decimal
+
+    @property
+    def per_thousand(self) -> Decimal | None:
+        return per_thousand(self.cost_usd, self.traces)
+
+
+def _spend(executions) -> Spend:
+    row = executions.aggregate(n=Count("id"), calls=Sum("judge_calls"), cost=Sum("cost_usd"))
+    return Spend(row["n"] or 0, row["calls"] or 0, row["cost"] or Decimal(0))
+
+
+def version_spend(*, eval: Eval) -> Spend:
+    """Return what a version's current verdicts cost (cached answers cost nothing)."""
+    return _spend(EvalExecution.objects.for_workspace(eval.workspace_id).filter(eval=eval))
+
+
+@dataclass(frozen=True)
+class MonthSpend:
+    spent: Decimal
+    budget: Decimal | None
+    verdicts: Spend
+
+    @property
+    def reached(self) -> bool:
+        return self.budget is not None and self.spent >= self.budget
+
+
+def month_spend(*, workspace: Workspace) -> MonthSpend:
+    """Return the workspace's spend this month, its budget and what a verdict costs."""
+    verdicts = _spend(
+        EvalExecution.objects.for_workspace(workspace).filter(updated_at__gte=month_start())
+    )
+    return MonthSpend(
+        spent=month_to_date(workspace=workspace),
+        budget=monthly_budget(workspace=workspace),
+        verdicts=verdicts,
+    )

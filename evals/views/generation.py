@@ -59,6 +59,7 @@ def provider_settings(request):
                     base_url=data["base_url"],
                     api_key=data["api_key"] or None,
                     clear_key=data["clear_key"],
+                    monthly_budget_usd=data["monthly_budget_usd"],
                 )
             except EvalError as exc:
                 form.add_error(None, exc.message)
@@ -67,7 +68,12 @@ def provider_settings(request):
                 return redirect("evals:settings", slug=request.workspace.slug)
     else:
         form = ProviderSettingsForm(
-            initial={"provider": row.provider, "model": row.model, "base_url": row.base_url}
+            initial={
+                "provider": row.provider,
+                "model": row.model,
+                "base_url": row.base_url,
+                "monthly_budget_usd": row.monthly_budget_usd,
+            }
         )
     choice = settings_services.resolve_provider(workspace=request.workspace)
     ctx = {

@@ -1,14 +1,19 @@
 """judge() and llm() from eval code: through the jail's pipe to the fake provider, with a
 budget, a cache, a timeout and the cost recorded on each verdict and run."""
 
+import json
+import shutil
+import subprocess
 from decimal import Decimal
 
 import pytest
 
+import sandbox
 from evals.execution.runs import execute_run, run_eval_now, start_run
 from evals.generation.provider_settings import update_provider_settings
 from evals.judging.session import Budget, JudgeSession
 from evals.models import EvalRun
+from evals.versions.export import export_eval_script
 from tests.evals.builders import BAD, GOOD, labelled_set, make_eval
 
 pytestmark = pytest.mark.django_db
@@ -191,7 +196,6 @@ def test_the_budget_is_never_exceeded_with_calls_in_flight(judged_workspace, fak
     eval_set, traces = labelled_set(judged_workspace, good=30, bad=30)
     eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
     session = JudgeSession(workspace=judged_workspace, budget=Budget(7, 10**9, Decimal(100)))
-    import sandbox
 
     results = session.run(
         lambda: sandbox.run(eval.code, [t.data for t in traces], calls=session.handle)
@@ -200,3 +204,101 @@ def test_the_budget_is_never_exceeded_with_calls_in_flight(judged_workspace, fak
     assert fake_llm.calls == 7 == session.total.calls
     assert sum(r.error is None for r in results) == 7
     assert EvalRun.objects.count() == 0
+
+
+def test_the_export_runs_alone_against_the_provider_with_the_key_from_the_environment(
+    judged_workspace, fake_llm, tmp_path
+):
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=HYBRID_CODE, kind="hybrid")
+    script = tmp_path / "eval.py"
+    script.write_text(export_eval_script(eval))
+    jsonl = "\n".join(json.dumps(t.data) for t in traces) + "\n"
+
+    done = subprocess.run(
+        [shutil.which("python3") or "/usr/bin/python3", "-I", str(script)],
+        input=jsonl,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"OPENAI_API_KEY": KEY, "PATH": "/usr/bin:/bin"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    verdicts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [v["passed"] for v in verdicts] == [True, True, False, False]
+    # The two long answers went to the judge, with the key from the environment only.
+    assert fake_llm.calls == 2
+    assert {r.headers["authorization"] for r in fake_llm.requests} == {f"Bearer {KEY}"}
+    text = script.read_text()
+    assert KEY not in text
+    assert "OPENAI_API_KEY" in text and MODEL in text and fake_llm.openai_base_url in text
+
+
+def test_cost_shows_on_the_run_the_version_and_the_dashboard(
+    judged_workspace, fake_llm, owner, login
+):
+    # A judge call to gpt-4.1-mini costs a few thousandths of a cent; each is kept exactly.
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    run = run_all(eval, traces)
+    client = login(owner)
+    per_thousand = f"${run.cost_usd * 1000 / 4:.4f} per 1,000 traces"
+
+    detail = client.get(f"/w/{judged_workspace.slug}/evals/{eval.pk}/").content.decode()
+    dashboard = client.get(f"/w/{judged_workspace.slug}/evals/dashboard/").content.decode()
+
+    assert "LLM judge" in detail
+    assert f"Judge: 4 calls, 0 from the cache, ${run.cost_usd:.4f}" in detail
+    assert per_thousand in detail
+    assert f"${run.cost_usd:.2f}" in dashboard and "spent on LLM judges this month" in dashboard
+    assert per_thousand in dashboard, dashboard[dashboard.find("stat-judge-spend") :][:300]
+
+
+def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
+    judged_workspace, fake_llm, owner, login, settings
+):
+    # Dear enough that one call costs about a dollar: budgets are set in cents.
+    settings.IOFOLD_LLM_PRICES = {MODEL: {"input": "10000", "output": "10000"}}
+    settings.IOFOLD_JUDGE_MAX_USD = 1000.0
+    settings.IOFOLD_JUDGE_MAX_OUTPUT_TOKENS = 8
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=3)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    first = run_all(eval, traces[:2])  # this month's spend so far
+    budget = round(first.cost_usd * 4, 2)  # room for a few more calls, not four
+    update_provider_settings(
+        workspace=judged_workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        monthly_budget_usd=budget,
+    )
+    calls = fake_llm.calls
+
+    auto = start_run(
+        eval=eval, trace_ids=[t.pk for t in traces[2:]], trigger="automatic", enqueue=False
+    )
+    auto = execute_run(run_id=auto.pk)
+
+    assert calls < fake_llm.calls < calls + 4
+    assert auto.status == "failed"
+    assert "monthly judge budget" in auto.error and "would be exceeded" in auto.error
+    assert first.cost_usd + auto.cost_usd <= budget
+    calls = fake_llm.calls
+
+    # Once nothing is left, the next automatic run is not started at all.
+    update_provider_settings(
+        workspace=judged_workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        monthly_budget_usd=round(first.cost_usd + auto.cost_usd, 2),
+    )
+    again = start_run(
+        eval=eval, trace_ids=[t.pk for t in traces[2:]], trigger="automatic", enqueue=False
+    )
+    again = execute_run(run_id=again.pk)
+    assert again.status == "failed" and again.error.startswith("Not run: the workspace's monthly")
+    assert fake_llm.calls == calls
+    page = login(owner).get(f"/w/{judged_workspace.slug}/evals/dashboard/").content.decode()
+    assert "judge budget" in page and "is spent" in page
