@@ -186,6 +186,9 @@ class Generation(BackgroundRun, WorkspaceOwned):
     stage = models.CharField(max_length=200, blank=True)  # what it is doing now, for the UI
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Generation's side-by-side of code, judge and hybrid: [{"eval_id", "kind", "kappa",
+    # "cost_per_1k", "latency_ms", "recommended"}, ...] (empty when only code was made).
+    comparison = models.JSONField(default=list, blank=True)
     result = models.ForeignKey(
         Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -315,3 +318,25 @@ class JudgeResponse(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.model} {self.key[:12]}"
+
+
+class JudgeTemplateQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class JudgeTemplate(WorkspaceOwned):
+    """How an eval set's judge asks: a criterion's question, what it reads, how many
+    examples it shows. Starts from evals.judging.templates.CRITERIA; editable per set."""
+
+    eval_set = models.OneToOneField(
+        EvalSet, on_delete=models.CASCADE, related_name="judge_template"
+    )
+    criterion = models.CharField(max_length=40)
+    question = models.TextField()
+    material = models.CharField(max_length=20, default="conversation")
+    shots = models.PositiveSmallIntegerField(default=3)
+
+    objects = JudgeTemplateQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.criterion} judge for {self.eval_set_id}"

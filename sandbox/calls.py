@@ -103,3 +103,6 @@ def answer(handler: CallHandler | None, message: object, index: int) -> bytes:
         return reply_frame(text=text)
     except CallRefused as exc:
         return reply_frame(error=exc.message)
+    except Exception:
+        # A fault in the trusted handler fails this call, not the whole run.
+        return reply_frame(error="the call failed on an internal error")

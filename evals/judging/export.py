@@ -53,7 +53,7 @@ def _iofold_ask(system, user):
     if _IOFOLD_PROVIDER == "anthropic":
         url = base + "/v1/messages"
         headers = {{"x-api-key": key, "anthropic-version": "2023-06-01"}}
-        body = {{"model": _IOFOLD_MODEL, "max_tokens": _IOFOLD_MAX_TOKENS, "temperature": 0,
+        body = {{"model": _IOFOLD_MODEL, "max_tokens": _IOFOLD_MAX_TOKENS,
                 "system": system, "messages": [{{"role": "user", "content": user}}]}}
     else:
         url, headers = base + "/chat/completions", {{"authorization": "Bearer " + key}}

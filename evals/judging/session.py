@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from sandbox.calls import CallRefused, CallRequest
 from workspaces.models import Workspace
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 OFFLINE_MESSAGE = (
     "this eval calls judge() or llm(), which needs an LLM provider, and the workspace "
@@ -75,6 +77,12 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = field(default_factory=Decimal)
+    # What the cached answers would have cost: what the calls cost on traces not seen yet.
+    cached_cost_usd: Decimal = field(default_factory=Decimal)
+
+    @property
+    def list_cost_usd(self) -> Decimal:
+        return self.cost_usd + self.cached_cost_usd
 
     def add(self, *, input_tokens: int, output_tokens: int, cost: Decimal) -> None:
         self.calls += 1
@@ -147,15 +155,27 @@ class JudgeSession:
 
     def handle(self, request: CallRequest, index: int) -> str:
         """Answer one call (sandbox.calls.CallHandler); raise CallRefused for the eval."""
+        try:
+            return self._handle(request, index)
+        except CallRefused:
+            raise
+        except Exception:
+            logger.exception("judge call crashed workspace=%s", self.workspace.pk)
+            raise CallRefused("the judge call failed on an internal error") from None
+
+    def _handle(self, request: CallRequest, index: int) -> str:
         if not self.available:
             raise CallRefused(OFFLINE_MESSAGE)
         prompt = render(request)
         key = cache_key(self.choice, prompt, self.max_tokens)
         cached = self._on_owner(lambda: self._lookup(key))
         if cached is not None:
+            text, input_tokens, output_tokens = cached
+            saved = cost_usd(self.choice.model, input_tokens, output_tokens, self._prices)
             with self._lock:
                 self.total.cache_hits += 1
-            return self._answer(request, cached)
+                self.total.cached_cost_usd += saved or Decimal(0)
+            return self._answer(request, text)
         upper_in = prompt.max_bytes + TEMPLATE_TOKENS
         reserved = self._reserve(upper_in)
         try:
@@ -193,7 +213,8 @@ class JudgeSession:
                         # A retry would spend budget the reservation did not count.
                         max_retries=0,
                         max_tokens=self.max_tokens,
-                        temperature=0.0,
+                        # Anthropic's current API takes no temperature (its SDK refuses one).
+                        temperature=0.0 if self.choice.provider == Provider.OPENAI else None,
                     )
                 except ProviderError as exc:
                     raise CallRefused(f"the judge call failed: {exc.message}") from None
@@ -254,11 +275,11 @@ class JudgeSession:
 
     # The database's side (the run's own thread) ---------------------------------------
 
-    def _lookup(self, key: str) -> str | None:
+    def _lookup(self, key: str) -> tuple[str, int, int] | None:
         return (
             JudgeResponse.objects.for_workspace(self.workspace)
             .filter(key=key)
-            .values_list("text", flat=True)
+            .values_list("text", "input_tokens", "output_tokens")
             .first()
         )
 
