@@ -115,3 +115,20 @@ def test_generation_offline_makes_only_the_code_eval(workspace, fake_llm):
     assert generation.status == "succeeded" and generation.comparison == []
     assert fake_llm.calls == 0
     assert not JudgeTemplate.objects.exists()
+
+
+def test_the_generation_page_shows_the_three_side_by_side(judged_workspace, fake_llm, owner, login):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+    generation = generate(eval_set, fake_llm, ALWAYS_PASS_CODE)
+
+    page = (
+        login(owner)
+        .get(f"/w/{judged_workspace.slug}/evals/generations/{generation.pk}/")
+        .content.decode()
+    )
+
+    assert "Code, judge or hybrid" in page
+    for kind in ("code", "judge", "hybrid"):
+        assert f'data-kind="{kind}"' in page
+    assert page.count('data-recommended="true"') == 1
+    assert "per 1,000 traces" in page
