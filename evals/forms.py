@@ -1,5 +1,6 @@
 from django import forms
 
+from evals.judging.templates import CRITERIA
 from evals.models import Provider
 from iofold.lib import outbound
 
@@ -46,3 +47,29 @@ class ProviderSettingsForm(forms.Form):
             except outbound.OutboundURLRefused as exc:
                 raise forms.ValidationError(exc.message) from None
         return base_url
+
+
+class JudgeTemplateForm(forms.Form):
+    criterion = forms.ChoiceField(
+        choices=[(c.key, c.title) for c in CRITERIA.values()],
+        help_text="What the judge checks; its question is the starting point below.",
+    )
+    question = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The question the judge answers yes or no. Empty: the criterion's own.",
+    )
+    material = forms.ChoiceField(
+        choices=[
+            ("reply", "The reply only"),
+            ("conversation", "The user's input and the reply"),
+            ("tool_results", "Input, tool results and the reply"),
+        ],
+        help_text="What of each trace the judge reads.",
+    )
+    shots = forms.IntegerField(
+        min_value=0,
+        max_value=10,
+        label="Examples shown",
+        help_text="Labelled examples most like the trace, picked from the set's labels.",
+    )

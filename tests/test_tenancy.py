@@ -319,6 +319,13 @@ UI_CASES = [
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
     Case("evals:generate", "post", _generated_set_pk),
+    Case("evals:judge_template", kwargs=_generated_set_pk),
+    Case(
+        "evals:judge_template",
+        "post",
+        _generated_set_pk,
+        data=lambda ws: {"criterion": "tone", "question": "", "material": "reply", "shots": 2},
+    ),
     Case("evals:generation", kwargs=_generation_pk),
 ]
 

@@ -33,6 +33,7 @@ from evals.judging.session import JudgeSession, Usage
 from evals.judging.templates import (
     CRITERIA,
     DEFAULT_CRITERION,
+    MATERIALS,
     hybrid_code,
     judge_code,
     trusted_verdicts,
@@ -269,3 +270,27 @@ def compare_generated_kinds(generation: Generation) -> None:
         Generation.objects.filter(pk=generation.pk).update(
             comparison=[{"error": f"The judge and hybrid could not be measured: {message}"}]
         )
+
+
+def save_judge_template(
+    *, eval_set: EvalSet, criterion: str, question: str = "", material: str = "", shots: int = 3
+) -> JudgeTemplate:
+    """Save how the set's judge asks; an empty question or material takes the criterion's."""
+    if criterion not in CRITERIA:
+        raise EvalError(f"Unknown criterion “{criterion}”.")
+    if material and material not in MATERIALS:
+        raise EvalError(f"Unknown material “{material}”: choose {', '.join(MATERIALS)}.")
+    if not 0 <= shots <= 10:
+        raise EvalError("Show between 0 and 10 examples.")
+    default = CRITERIA[criterion]
+    template, _ = JudgeTemplate.objects.update_or_create(
+        workspace_id=eval_set.workspace_id,
+        eval_set=eval_set,
+        defaults={
+            "criterion": criterion,
+            "question": question.strip() or default.question,
+            "material": material or default.material,
+            "shots": shots,
+        },
+    )
+    return template

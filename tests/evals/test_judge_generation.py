@@ -132,3 +132,36 @@ def test_the_generation_page_shows_the_three_side_by_side(judged_workspace, fake
         assert f'data-kind="{kind}"' in page
     assert page.count('data-recommended="true"') == 1
     assert "per 1,000 traces" in page
+
+
+def test_the_judge_template_is_edited_per_eval_set_and_used_by_the_next_judge(
+    judged_workspace, fake_llm, owner, login
+):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+    other, _ = labelled_set(judged_workspace, good=1, bad=1)
+    url = f"/w/{judged_workspace.slug}/evals/sets/{eval_set.pk}/judge/"
+    client = login(owner)
+
+    page = client.get(url).content.decode()
+    response = client.post(
+        url,
+        {"criterion": "tone", "question": "Is the reply warm?", "material": "reply", "shots": 1},
+    )
+    bad = client.post(url, {"criterion": "nonsense", "material": "reply", "shots": 1})
+
+    assert CRITERIA["refusal"].title in page and "Does this trace meet the criteria?" in page
+    assert response.status_code == 302
+    assert bad.status_code == 200 and "nonsense" in bad.content.decode()
+    template = judge_template(eval_set)
+    assert (template.criterion, template.question, template.material, template.shots) == (
+        "tone",
+        "Is the reply warm?",
+        "reply",
+        1,
+    )
+    assert judge_template(other).criterion == "criteria"  # other sets keep the default
+
+    generate(eval_set, fake_llm, REFUSAL_CODE)
+    judge_prompts = [r.prompt_text for r in fake_llm.requests if "Allowed answers" in r.prompt_text]
+    assert judge_prompts and all("Is the reply warm?" in p for p in judge_prompts)
+    assert all("Example 2:" not in p for p in judge_prompts)
