@@ -33,6 +33,7 @@ from evals.judging.session import JudgeSession, Usage
 from evals.judging.templates import (
     CRITERIA,
     DEFAULT_CRITERION,
+    HYBRID_MARKER,
     MATERIALS,
     hybrid_code,
     judge_code,
@@ -145,7 +146,9 @@ def _row(eval: Eval, results, usage: Usage, count: int, heldout_pairs, all_pairs
     )
 
 
-def _store(eval_set: EvalSet, *, code: str, kind: str, choice, measurement, user) -> Eval:
+def _store(
+    eval_set: EvalSet, *, code: str, kind: str, choice, measurement, user, parent=None
+) -> Eval:
     with transaction.atomic():
         EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
         latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
@@ -153,14 +156,16 @@ def _store(eval_set: EvalSet, *, code: str, kind: str, choice, measurement, user
             workspace_id=eval_set.workspace_id,
             eval_set=eval_set,
             version=(latest or 0) + 1,
+            parent=parent,
             status=Eval.Status.DRAFT,
             kind=kind,
             code=code,
             provider=choice.provider,
             model=choice.model,
-            origin="generated",
+            origin="refined" if parent else "generated",
             cost_usd=Decimal(0),
-            description=f"{EvalKind(kind).label}, made from the set's judge template",
+            description=f"{EvalKind(kind).label}, made from the set's judge template"
+            + (f", refined from v{parent.version}" if parent else ""),
             created_by=user,
         )
         apply_measurement(eval, measurement)
@@ -294,3 +299,67 @@ def save_judge_template(
         },
     )
     return template
+
+
+def refine_judge(*, generation: Generation, on_stage: Callable[[str], None] | None = None) -> Eval:
+    """Refine a judge or hybrid version: its prompt (the set's template now) and its
+    few-shot set (every training label now, those it got wrong included) are what change.
+
+    Held-out labels stay the parent's, so the new version is measured on the same ones.
+    A hybrid keeps its code and re-derives which code verdicts the labels back.
+    """
+    stage = on_stage or (lambda text: None)
+    parent = generation.parent
+    eval_set = generation.eval_set
+    choice = resolve_provider(workspace=eval_set.workspace)
+    if choice.provider == Provider.OFFLINE:
+        raise EvalError("Refining an LLM judge needs an LLM provider; the workspace is offline.")
+    examples, traces = examples_for(eval_set)
+    examples = [e for e in examples if e.label in ("positive", "negative")]
+    training, heldout = _split(parent, examples)
+    template = judge_template(eval_set)
+    limits = sandbox_limits()
+    code = judge_code(
+        criteria=eval_set.criteria,
+        question=template.question,
+        material=template.material,
+        examples=training,
+        shots=template.shots,
+    )
+    if parent.kind == EvalKind.HYBRID and HYBRID_MARKER in parent.code:
+        code_part = parent.code.split(HYBRID_MARKER, 1)[0].replace(
+            "def code_eval_fn(", "def eval_fn(", 1
+        )
+        code_results = sandbox.run(code_part, [e.trace for e in training], limits)
+        pairs = [(e.label, r.passed) for e, r in zip(training, code_results, strict=True)]
+        code = hybrid_code(code=code_part, judge=code, trusted=trusted_verdicts(pairs))
+    stage(f"Measuring the refined judge on {len(examples)} labelled traces")
+    session = JudgeSession(workspace=eval_set.workspace)
+    judged = run_sandbox(session, sandbox.run, code, [e.trace for e in examples], limits)
+    verdicts = _pairs(examples, judged.results)
+    heldout_groups = {e.group for e in heldout}
+    measurement = measure(
+        training=[verdicts[e.group] for e in training],
+        heldout=[verdicts[e.group] for e in heldout] if heldout else None,
+        method=f"{parent.kind}: judge template '{template.criterion}', refined",
+        labels=[e.label for e in examples],
+        extra={"heldout_trace_ids": sorted(int(g) for g in heldout_groups)} if heldout else {},
+    )
+    eval = _store(
+        eval_set,
+        code=code,
+        kind=parent.kind,
+        choice=choice,
+        measurement=measurement,
+        user=generation.created_by,
+        parent=parent,
+    )
+    run = record_completed_run(
+        eval=eval,
+        traces=[traces[e.group] for e in examples],
+        results=judged.results,
+        trigger=EvalRun.Trigger.GENERATION,
+        usage=judged.usage,
+    )
+    add_run_spend(run=run, session=session, since=Usage())
+    return eval

@@ -22,6 +22,7 @@ MATERIAL_CHARS = 4000
 MAX_EXAMPLES = 40
 MAX_NOTES = 20
 DEFAULT_SHOTS = 3
+HYBRID_MARKER = "# --- the judge, for what the code cannot decide ---"
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ def hybrid_code(*, code: str, judge: str, trusted: Sequence[bool]) -> str:
     code_part = re.sub(r"^def eval_fn\(", "def code_eval_fn(", code, count=1, flags=re.M)
     judge_part = re.sub(r"\ndef eval_fn\(trace\):\n    return judge_eval_fn\(trace\)\n$", "", judge)
     return (
-        f"{code_part.rstrip()}\n\n\n# --- the judge, for what the code cannot decide ---\n"
+        f"{code_part.rstrip()}\n\n\n{HYBRID_MARKER}\n"
         f"{judge_part.rstrip()}\n\n\nTRUSTED = {sorted(set(trusted))!r}\n\n\n"
         "def eval_fn(trace):\n"
         "    passed, reason = code_eval_fn(trace)\n"

@@ -8,7 +8,7 @@ import pytest
 from evals.execution.runs import run_eval_now
 from evals.generation.provider_settings import update_provider_settings
 from evals.generation.services import examples_for, start_generation
-from evals.generation.worker import run_generation
+from evals.generation.worker import refine_now, run_generation
 from evals.judging.compare import judge_template
 from evals.judging.templates import CRITERIA, judge_code
 from evals.models import EvalKind, JudgeTemplate
@@ -165,3 +165,23 @@ def test_the_judge_template_is_edited_per_eval_set_and_used_by_the_next_judge(
     judge_prompts = [r.prompt_text for r in fake_llm.requests if "Allowed answers" in r.prompt_text]
     assert judge_prompts and all("Is the reply warm?" in p for p in judge_prompts)
     assert all("Example 2:" not in p for p in judge_prompts)
+
+
+def test_refining_a_judge_changes_its_prompt_and_few_shot_set(
+    judged_workspace, fake_llm, owner, login
+):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+    generation = generate(eval_set, fake_llm, REFUSAL_CODE)
+    rows = {row["kind"]: row for row in generation.comparison}
+    judge = eval_set.evals.get(pk=rows["judge"]["eval_id"])
+    login(owner).post(
+        f"/w/{judged_workspace.slug}/evals/sets/{eval_set.pk}/judge/",
+        {"criterion": "tone", "question": "Is it kind?", "material": "reply", "shots": 2},
+    )
+
+    refined = refine_now(eval=judge).result
+
+    assert (refined.kind, refined.parent_id, refined.origin) == ("judge", judge.pk, "refined")
+    assert "Is it kind?" in refined.code and "Is it kind?" not in judge.code
+    assert refined.metrics["heldout_trace_ids"] == judge.metrics["heldout_trace_ids"]
+    assert refined.agreement == 1.0
