@@ -56,9 +56,10 @@ NONCE_BYTES = 8
 # A jail costs tens of milliseconds to start, about what the harness spends on a few
 # hundred traces; smaller batches are not worth a second jail.
 MIN_TRACES_PER_JAIL = 500
-# An eval that calls a model spends its time waiting on the provider, not the CPU: a
-# jail per this many traces, up to Limits.call_concurrency, keeps calls in flight.
-MIN_TRACES_PER_CALL_JAIL = 20
+# An eval that calls a model spends its time waiting on the provider, not the CPU: its
+# batch goes in jails of at most this many traces, Limits.call_concurrency at once. Small
+# jails keep a slow provider within one jail's wall-time limit (batch_timeout_s).
+CALL_TRACES_PER_JAIL = 20
 # The longest judge()/llm() call line: its text, JSON-escaped (at most 6 bytes a character).
 CALL_LINE_MAX = 6 * (model_calls.MAX_PROMPT_CHARS + model_calls.MAX_CHOICES * 100) + 4096
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
@@ -306,11 +307,12 @@ def _usable_cores() -> int:
 def _chunks(count: int, limits: Limits, *, calls_models: bool = False) -> tuple[list[range], int]:
     """Split a batch into chunks of at most chunk_size, enough to keep the cores busy.
 
-    An eval that calls a model waits on it, so it gets call_concurrency jails instead.
+    An eval that calls a model waits on it, so it gets call_concurrency jails at once
+    instead, each with a small chunk.
     """
     if calls_models:
         workers = limits.call_concurrency
-        wanted = min(workers, math.ceil(count / MIN_TRACES_PER_CALL_JAIL))
+        wanted = math.ceil(count / min(limits.chunk_size, CALL_TRACES_PER_JAIL))
     else:
         workers = max(1, min(limits.parallel_jails, _usable_cores()))
         wanted = min(workers, count // MIN_TRACES_PER_JAIL)
@@ -606,7 +608,8 @@ class _Answers:
             return False
         # Bound to a trace of this batch, like a result row: the nonce is never the eval's.
         position = self.positions.get(message["n"]) if type(message["n"]) is str else None
-        if position is None or position < len(self.results):
+        if position != len(self.results):
+            # Only the trace being judged may call: the harness sends its results first.
             return False
         self.calls.append((message["c"], position))
         return True

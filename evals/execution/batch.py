@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import sandbox
 from evals.exceptions import EvalError
 from evals.execution.runs import run_eval_now
+from evals.judging.runs import open_session, run_sandbox
 from evals.models import Eval, EvalRun
 from evals.sandboxing import sandbox_limits
 from integrations.adapters.base import validate_normalised_trace
@@ -86,7 +87,13 @@ def run_batch(
         valid.append((index, canonical_trace(raw)))
     if valid:
         try:
-            outcomes = sandbox.run(eval.code, [t for _, t in valid], sandbox_limits())
+            outcomes = run_sandbox(
+                open_session(eval=eval),
+                sandbox.run,
+                eval.code,
+                [t for _, t in valid],
+                sandbox_limits(),
+            ).results
         except sandbox.SandboxError as exc:
             raise EvalError(
                 f"The sandbox could not run the eval: {exc.message}", permanent=exc.permanent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -11,6 +12,7 @@ from django.db.models import F
 import sandbox
 from evals.judging.session import Budget, JudgeSession, Usage
 from evals.models import Eval, EvalKind, EvalRun
+from sandbox.runner import CALL_TRACES_PER_JAIL
 from sandbox.validate import JUDGE_MODULE
 
 
@@ -43,12 +45,19 @@ class JudgedResults:
 
 
 def run_sandbox(
-    session: JudgeSession | None, call: Callable[..., list[sandbox.Result]], *args
+    session: JudgeSession | None,
+    call: Callable[..., list[sandbox.Result]],
+    code: str,
+    traces: Sequence,
+    limits: sandbox.Limits,
 ) -> JudgedResults:
-    """Return `call(*args)` (sandbox.run or run_json), answering its judge calls if any."""
+    """Return `call(code, traces, limits)` (sandbox.run or run_json), answering its judge
+    calls if any. A jail of judge calls gets the wall time its chunk's calls may take."""
     if session is None:
-        return JudgedResults(call(*args))
-    results = session.run(lambda: call(*args, calls=session.handle))
+        return JudgedResults(call(code, traces, limits))
+    allowance = int(CALL_TRACES_PER_JAIL * session.timeout) + 60
+    limits = dataclasses.replace(limits, batch_timeout_s=max(limits.batch_timeout_s, allowance))
+    results = session.run(lambda: call(code, traces, limits, calls=session.handle))
     return JudgedResults(results, [session.per_trace.get(i) for i in range(len(results))])
 
 

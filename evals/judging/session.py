@@ -35,9 +35,9 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 OFFLINE_MESSAGE = (
-    "this eval calls judge() or llm(), which needs an LLM provider, and the workspace "
-    "uses the offline synthesiser: choose OpenAI-compatible or Anthropic, with a key, "
-    "in the workspace's provider settings"
+    "this eval calls judge() or llm(), which needs an LLM provider, and the workspace has "
+    "none with a key (it uses the offline synthesiser): choose OpenAI-compatible or "
+    "Anthropic, with a key, in the workspace's provider settings"
 )
 # Chat templates wrap each message in a few tokens the prompt's bytes do not count.
 TEMPLATE_TOKENS = 32
