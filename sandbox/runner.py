@@ -59,7 +59,7 @@ MIN_TRACES_PER_JAIL = 500
 # An eval that calls a model spends its time waiting on the provider, not the CPU: its
 # batch goes in jails of at most this many traces, Limits.call_concurrency at once. Small
 # jails keep a slow provider within one jail's wall-time limit (batch_timeout_s).
-CALL_TRACES_PER_JAIL = 20
+CALL_TRACES_PER_JAIL = 50
 # The longest judge()/llm() call line: its text, JSON-escaped (at most 6 bytes a character).
 CALL_LINE_MAX = 6 * (model_calls.MAX_PROMPT_CHARS + model_calls.MAX_CHOICES * 100) + 4096
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
@@ -312,7 +312,9 @@ def _chunks(count: int, limits: Limits, *, calls_models: bool = False) -> tuple[
     """
     if calls_models:
         workers = limits.call_concurrency
-        wanted = math.ceil(count / min(limits.chunk_size, CALL_TRACES_PER_JAIL))
+        per_jail = min(limits.chunk_size, CALL_TRACES_PER_JAIL)
+        # A multiple of the workers, of equal size: no last jail runs with the rest idle.
+        wanted = workers * math.ceil(count / (workers * per_jail))
     else:
         workers = max(1, min(limits.parallel_jails, _usable_cores()))
         wanted = min(workers, count // MIN_TRACES_PER_JAIL)

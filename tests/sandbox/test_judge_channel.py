@@ -51,7 +51,8 @@ def test_calls_reach_the_handler_with_the_trace_they_came_from(fast_limits):
     results = run(JUDGE, [{"text": "a"}, {"text": "b"}], fast_limits, calls=handler)
 
     assert [r.passed for r in results] == [True, True]
-    assert [(r.context, i) for r, i in handler.requests] == [("a", 0), ("b", 1)]
+    # Each call is bound to its trace's index, whichever jail made it first.
+    assert sorted((r.context, i) for r, i in handler.requests) == [("a", 0), ("b", 1)]
     assert handler.requests[0][0].choices == ("yes", "no")
 
 
