@@ -43,6 +43,7 @@ class EvalOut(serializers.ModelSerializer):
             "version",
             "parent",
             "status",
+            "kind",
             "origin",
             "provider",
             "model",

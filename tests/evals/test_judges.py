@@ -249,6 +249,8 @@ def test_cost_shows_on_the_run_the_version_and_the_dashboard(
     dashboard = client.get(f"/w/{judged_workspace.slug}/evals/dashboard/").content.decode()
 
     assert "LLM judge" in detail
+    versions = client.get(f"/w/{judged_workspace.slug}/evals/sets/{eval_set.pk}/versions/")
+    assert 'data-testid="kind">LLM judge' in versions.content.decode()
     assert f"Judge: 4 calls, 0 from the cache, ${run.cost_usd:.4f}" in detail
     assert per_thousand in detail
     assert f"${run.cost_usd:.2f}" in dashboard and "spent on LLM judges this month" in dashboard
