@@ -20,6 +20,8 @@ class UpsertResult:
     # Later copies of the same id in one batch win; the earlier copies are counted here.
     duplicates: int = 0
     trace_ids: list[int] = field(default_factory=list)
+    # Conversations an end marker in this batch completed (idle ones complete in a sweep).
+    completed_conversation_ids: list[int] = field(default_factory=list)
     # (index of the trace in the batch, reason), for per-line error reports.
     errors: list[tuple[int, str]] = field(default_factory=list)
 
@@ -35,4 +37,5 @@ class UpsertResult:
         self.failed += other.failed
         self.duplicates += other.duplicates
         self.trace_ids += other.trace_ids
+        self.completed_conversation_ids += other.completed_conversation_ids
         self.errors += [(index + index_offset, reason) for index, reason in other.errors]

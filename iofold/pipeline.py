@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from celery import shared_task
 from django.db import transaction
 
 from integrations.store import UpsertResult
@@ -85,3 +86,12 @@ def evaluate_new_traces(workspace_id: int, trace_ids: list[int]) -> None:
         queue_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids)
     except Exception:
         logger.exception("continuous evaluation not queued workspace=%s", workspace_id)
+
+
+@shared_task
+def complete_idle_conversations_task() -> int:
+    """Beat: mark conversations complete once idle for their idle time."""
+    from traces.conversations import complete_idle_conversations
+
+    completed = complete_idle_conversations()
+    return sum(len(ids) for ids in completed.values())

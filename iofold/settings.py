@@ -292,7 +292,8 @@ CELERY_TASK_ROUTES = {
     "evals.tasks.*": {"queue": "execute"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_IMPORTS = ["iofold.reaper"]  # the one reaper of all runs lives outside the apps
+# The one reaper of all runs, and the conversation sweep, live outside the apps.
+CELERY_IMPORTS = ["iofold.reaper", "iofold.pipeline"]
 # A running sync, generation or eval run beats its heartbeat this often from a thread, and
 # is taken over by another worker once it missed a few: at once when its worker is known
 # to be gone (same machine), after this many seconds otherwise (see iofold/lib/runs.py).
@@ -377,6 +378,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 
 # Global schedules, upserted by name by ``manage.py setup_periodic_tasks`` (run on deploy
 # and by bin/run). Per-integration sync schedules are rows the integration services manage.
+# A conversation counts as complete after this long without a new turn, unless one of the
+# workspace's conversation eval sets sets a shorter or longer idle time.
+IOFOLD_CONVERSATION_IDLE_MINUTES = env_int("IOFOLD_CONVERSATION_IDLE_MINUTES", 30)
 IOFOLD_PERIODIC_TASKS = {
     # name: (task, every N seconds)
     # Runs whose worker died go back in the queue (those on another machine are noticed
@@ -384,6 +388,8 @@ IOFOLD_PERIODIC_TASKS = {
     "reap stale runs": ("iofold.reaper.reap_stale_runs_task", 60),
     # Verdicts whose Langfuse score failed to arrive (outage, rate limit) are sent again.
     "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
+    # Conversations idle for their idle time are marked complete (then judged).
+    "complete idle conversations": ("iofold.pipeline.complete_idle_conversations_task", 60),
 }
 # Global schedules of earlier releases, whose tasks are gone: setup_periodic_tasks deletes
 # these rows by name (and no others), so beat never sends a task no worker knows.

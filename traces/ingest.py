@@ -18,6 +18,7 @@ from django.db import connection, transaction
 
 from integrations.adapters.base import parse_time, trace_text_problem, validate_normalised_trace
 from integrations.store import UpsertResult
+from traces.conversations import attach_conversations, refresh_conversations
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ UPDATE_FIELDS = [
     "latency_ms",
     "cost",
     "content_hash",
+    "conversation",
     "updated_at",
 ]
 STEP_DEFAULTS = {
@@ -135,12 +137,22 @@ def upsert_traces(
 
     if to_write:
         with transaction.atomic():
+            attach_conversations(
+                workspace=workspace,
+                source=source,
+                source_key=source_key,
+                integration=integration,
+                rows=to_write,
+            )
             Trace.objects.bulk_create(
                 to_write,
                 update_conflicts=True,
                 unique_fields=["workspace", "source_key", "external_id"],
                 update_fields=UPDATE_FIELDS,
                 batch_size=500,
+            )
+            result.completed_conversation_ids = refresh_conversations(
+                workspace=workspace, rows=to_write
             )
         written = [t.pk for t in to_write if t.pk is not None]
         if len(written) != len(to_write):

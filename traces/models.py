@@ -58,6 +58,67 @@ class FeedbackQuerySet(WorkspaceQuerySet):
         return self.filter(eval_set=eval_set)
 
 
+class ConversationQuerySet(WorkspaceQuerySet):
+    def complete(self):
+        return self.filter(completed_at__isnull=False)
+
+    def open(self):
+        return self.filter(completed_at__isnull=True)
+
+
+class Conversation(WorkspaceOwned):
+    """Traces of one source sharing a session / thread / conversation id, as turns.
+
+    Kept up to date by ``traces.conversations`` as traces arrive; complete once idle long
+    enough or after an explicit end marker, open again when a later turn arrives.
+    """
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=20)  # its traces' source (Trace.Source)
+    # The natural key: the traces' own namespace (``Trace.source_key``) and session id.
+    source_key = models.CharField(max_length=40)
+    external_id = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+    last_activity_at = models.DateTimeField()
+    turn_count = models.PositiveIntegerField(default=0)
+    has_error = models.BooleanField(default=False)
+    cost = models.FloatField(null=True, blank=True)
+    # The timestamp of the turn that carried an end marker; cleared when a later turn comes.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # How many times it became complete: a resumed conversation completes again.
+    completion_count = models.PositiveIntegerField(default=0)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_activity_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "source_key", "external_id"],
+                name="traces_conversation_one_per_source_id",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["workspace", "-last_activity_at", "-id"], name="conv_ws_activity_idx"
+            ),
+            # The completion sweep reads open conversations by last activity.
+            models.Index(
+                fields=["completed_at", "last_activity_at"], name="conv_open_activity_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completed_at is not None
+
+
 class Trace(WorkspaceOwned):
     """One normalised trace (DESIGN.md); ``data`` is exactly what an eval receives."""
 
@@ -92,6 +153,10 @@ class Trace(WorkspaceOwned):
     latency_ms = models.FloatField(null=True, blank=True)
     cost = models.FloatField(null=True, blank=True)
     content_hash = models.CharField(max_length=64)
+    # Set from ``data["session_id"]`` at ingest (traces.conversations).
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="turns"
+    )
 
     objects = TraceQuerySet.as_manager()
 
@@ -122,6 +187,10 @@ class EvalSet(WorkspaceOwned):
         FILTER = "filter", "Saved trace filter"
         MANUAL = "manual", "Hand-picked traces"
 
+    class Unit(models.TextChoices):
+        TRACE = "trace", "Trace"
+        CONVERSATION = "conversation", "Conversation"
+
     name = models.CharField(max_length=200)
     criteria = models.TextField(help_text="In plain words: what makes a trace good.")
     target_labels = models.PositiveIntegerField(default=10)
@@ -133,6 +202,10 @@ class EvalSet(WorkspaceOwned):
     # The trace-list query string, parsed by ``traces.filters.TraceFilters``.
     saved_filter = models.JSONField(default=dict, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # What is reviewed and judged: single traces, or whole conversations.
+    unit = models.CharField(max_length=12, choices=Unit.choices, default=Unit.TRACE)
+    # A conversation counts as complete after this long without a new turn.
+    conversation_idle_minutes = models.PositiveIntegerField(default=30)
     # Read by the evals app when it sends verdicts back to the traces' sources (Langfuse
     # scores, LangSmith feedback); the name predates the other sources.
     score_to_langfuse = models.BooleanField(default=False)

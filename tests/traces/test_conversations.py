@@ -1,0 +1,227 @@
+"""Conversations: grouping at ingest from each source's id field, completion and resume."""
+
+import datetime as dt
+import uuid
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from integrations.adapters.langfuse.normalise import normalise_rows
+from integrations.adapters.langsmith.normalise import normalise_runs
+from integrations.adapters.openai import normalise_completion
+from integrations.adapters.openai_agents import merge_trace
+from integrations.models import Integration
+from integrations.otlp.receiver import receive_spans
+from iofold.pipeline import ingest_traces
+from tests.integrations.otlp_helpers import Recorder, protobuf_body, semconv_agent_trace
+from tests.traces import tau2
+from tests.traces.factories import EvalSetFactory, trace_data
+from traces.conversations import complete_idle_conversations
+from traces.models import Conversation, EvalSet, Trace
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+
+
+def _turn(n: int, session: str | None, *, minutes: int = 0, **extra):
+    data = trace_data(n)
+    data.update(
+        id=f"turn-{n}",
+        session_id=session,
+        timestamp=(T0 + dt.timedelta(minutes=minutes)).isoformat(),
+        **extra,
+    )
+    return data
+
+
+def _ingest(workspace, traces, source="upload", integration=None):
+    return ingest_traces(workspace=workspace, source=source, traces=traces, integration=integration)
+
+
+def _only_conversation(workspace) -> Conversation:
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    assert conversation.turns.count() == conversation.turn_count
+    return conversation
+
+
+def test_upload_session_id_groups_turns_in_order(workspace):
+    _ingest(workspace, [_turn(2, "s-1", minutes=3), _turn(1, "s-1"), _turn(3, None)])
+    _ingest(workspace, [_turn(4, "s-1", minutes=5)])
+
+    conversation = _only_conversation(workspace)
+    assert conversation.external_id == "s-1"
+    assert conversation.turn_count == 3
+    assert conversation.started_at == T0
+    assert conversation.last_activity_at == T0 + dt.timedelta(minutes=5)
+    assert list(conversation.turns.order_by("timestamp").values_list("external_id", flat=True)) == [
+        "turn-1",
+        "turn-2",
+        "turn-4",
+    ]
+    assert Trace.objects.get(external_id="turn-3").conversation is None
+    assert not conversation.is_complete
+
+
+def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
+    from tests.factories import WorkspaceFactory
+
+    other = WorkspaceFactory()
+    _ingest(workspace, [_turn(1, "shared")])
+    _ingest(workspace, [_turn(2, "shared")], source="api")
+    _ingest(other, [_turn(3, "shared")])
+    assert Conversation.objects.for_workspace(workspace).count() == 2
+    assert Conversation.objects.for_workspace(other).get().turn_count == 1
+
+
+def test_langfuse_session_id(workspace):
+    rows = [
+        {"id": f"obs-{n}", "type": "SPAN", "name": "root", "startTime": T0.isoformat()}
+        for n in range(2)
+    ]
+    traces = [
+        normalise_rows(
+            f"lf-{n}",
+            [rows[n]],
+            header={"id": f"lf-{n}", "timestamp": T0.isoformat(), "sessionId": "lf-session"},
+        )
+        for n in range(2)
+    ]
+    _ingest(workspace, traces, source="langfuse")
+    assert _only_conversation(workspace).external_id == "lf-session"
+
+
+@pytest.mark.parametrize("key", ["session_id", "thread_id", "conversation_id"])
+def test_langsmith_thread_metadata(workspace, key):
+    traces = [
+        normalise_runs(
+            {
+                "id": str(uuid.uuid4()),
+                "name": "agent",
+                "run_type": "chain",
+                "start_time": T0.isoformat(),
+                "end_time": T0.isoformat(),
+                "extra": {"metadata": {key: "ls-thread"}},
+            },
+            [],
+        )
+        for _ in range(2)
+    ]
+    _ingest(workspace, traces, source="langsmith")
+    conversation = _only_conversation(workspace)
+    assert (conversation.external_id, conversation.turn_count) == ("ls-thread", 2)
+
+
+def test_openai_agents_group_id(workspace):
+    traces = [
+        merge_trace(
+            None,
+            f"trace_{n:032x}",
+            {"object": "trace", "id": f"trace_{n:032x}", "workflow_name": "w", "group_id": "g-7"},
+            {},
+            now=T0,
+        )
+        for n in range(3)
+    ]
+    _ingest(workspace, traces, source="openai")
+    assert _only_conversation(workspace).external_id == "g-7"
+
+
+def test_openai_stored_completion_metadata(workspace):
+    traces = [
+        normalise_completion(
+            {
+                "id": f"chatcmpl-{n}",
+                "created": int(T0.timestamp()),
+                "model": "gpt-4o",
+                "metadata": {"conversation_id": "chat-9"},
+                "choices": [{"message": {"role": "assistant", "content": "hi"}}],
+            },
+            [{"role": "user", "content": "hello"}],
+        )
+        for n in range(2)
+    ]
+    _ingest(workspace, traces, source="openai")
+    assert _only_conversation(workspace).external_id == "chat-9"
+
+
+def test_otlp_conversation_id(workspace):
+    integration = Integration.objects.create(
+        workspace=workspace, kind=Integration.Kind.OTLP, name="OTel", host=""
+    )
+    recorder = Recorder()
+    semconv_agent_trace(recorder)
+    semconv_agent_trace(recorder, answer="Anything else?")
+    request = ExportTraceServiceRequest.FromString(protobuf_body(recorder.take()))
+    receive_spans(integration=integration, request=request)
+
+    conversation = _only_conversation(workspace)
+    assert (conversation.external_id, conversation.turn_count) == ("conv-42", 2)
+    assert conversation.integration == integration
+
+
+def test_idle_completion_and_resume(workspace):
+    _ingest(workspace, [_turn(1, "s"), _turn(2, "s", minutes=1)])
+    conversation = _only_conversation(workspace)
+
+    # 29 minutes after the last turn: still open; 31: complete.
+    assert complete_idle_conversations(T0 + dt.timedelta(minutes=30)) == {}
+    done = complete_idle_conversations(T0 + dt.timedelta(minutes=32))
+    assert done == {workspace.pk: [conversation.pk]}
+    conversation.refresh_from_db()
+    assert conversation.is_complete and conversation.completion_count == 1
+    # A second sweep does not complete it again.
+    assert complete_idle_conversations(T0 + dt.timedelta(minutes=90)) == {}
+
+    # A trace of the conversation changing in place does not reopen it; a new turn does.
+    changed = _turn(2, "s", minutes=1, output="edited")
+    _ingest(workspace, [changed])
+    conversation.refresh_from_db()
+    assert conversation.is_complete
+    _ingest(workspace, [_turn(3, "s", minutes=120)])
+    conversation.refresh_from_db()
+    assert not conversation.is_complete and conversation.turn_count == 3
+
+    complete_idle_conversations(T0 + dt.timedelta(minutes=160))
+    conversation.refresh_from_db()
+    assert conversation.is_complete and conversation.completion_count == 2
+
+
+def test_idle_time_follows_the_workspaces_conversation_eval_sets(workspace):
+    EvalSetFactory(workspace=workspace, unit=EvalSet.Unit.CONVERSATION, conversation_idle_minutes=5)
+    _ingest(workspace, [_turn(1, "s")])
+    assert complete_idle_conversations(T0 + dt.timedelta(minutes=6)) != {}
+
+
+def test_end_marker_completes_at_ingest_and_a_later_turn_reopens(workspace):
+    result = _ingest(
+        workspace,
+        [_turn(1, "s"), _turn(2, "s", minutes=1, metadata={"conversation_end": True})],
+    )
+    conversation = _only_conversation(workspace)
+    assert result.completed_conversation_ids == [conversation.pk]
+    assert conversation.is_complete and conversation.ended_at == T0 + dt.timedelta(minutes=1)
+
+    _ingest(workspace, [_turn(3, "s", minutes=2, tags=["conversation:end"])])
+    conversation.refresh_from_db()
+    assert conversation.is_complete and conversation.completion_count == 2
+
+    _ingest(workspace, [_turn(4, "s", minutes=3)])
+    conversation.refresh_from_db()
+    assert not conversation.is_complete and conversation.ended_at is None
+
+
+def test_tau2_conversations_split_into_turns_regroup(workspace):
+    records = tau2.load(limit=3)
+    turns = [turn for record in records for turn in tau2.split(record)]
+    _ingest(workspace, turns)
+
+    conversations = Conversation.objects.for_workspace(workspace)
+    assert sorted(conversations.values_list("external_id", flat=True)) == sorted(
+        r["id"] for r in records
+    )
+    for record in records:
+        conversation = conversations.get(external_id=record["id"])
+        assert conversation.turn_count == len(tau2.split(record)) > 1
+        assert conversation.has_error == any(s["error"] for s in record["steps"])
+        assert conversation.is_complete == bool(record["metadata"]["ended_by_user_stop"])

@@ -1,0 +1,220 @@
+"""Conversations: traces of one source sharing a session id, kept up to date at ingest.
+
+Every source's adapter puts its own conversation field into the normalised trace's
+``session_id`` (Langfuse ``sessionId``; LangSmith ``session_id`` / ``thread_id`` /
+``conversation_id`` metadata or the run's thread; OpenAI Agents ``group_id``; OTLP
+``gen_ai.conversation.id`` or ``session.id``; an upload's ``session_id``), so grouping
+reads that one field. ``traces.ingest.upsert_traces`` calls ``attach_conversations``
+before its bulk upsert (the trace rows are written with their conversation in the same
+statement) and ``refresh_conversations`` after it: a few queries per batch, not per trace.
+
+A conversation is complete once no turn began for the idle time, or as soon as a turn
+carries an end marker (``metadata.conversation_end`` true, or the tag
+``conversation:end``). A later turn reopens it; it then completes again, and
+``completion_count`` says how many times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Max, Min, Q, Sum
+from django.utils import timezone
+
+from traces.models import Conversation, EvalSet, Trace
+
+END_TAG = "conversation:end"
+KEY_LIMIT = 255
+
+
+def conversation_key(data: dict[str, Any]) -> str | None:
+    """Return the conversation id of a normalised trace, or None when it has none."""
+    value = data.get("session_id")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()[:KEY_LIMIT]
+
+
+def ends_conversation(data: dict[str, Any]) -> bool:
+    """Tell whether this trace is the explicit last turn of its conversation."""
+    metadata = data.get("metadata") or {}
+    return metadata.get("conversation_end") is True or END_TAG in (data.get("tags") or [])
+
+
+def attach_conversations(*, workspace, source: str, source_key: str, integration, rows) -> None:
+    """Set ``conversation_id`` on unsaved ``Trace`` rows, creating missing conversations.
+
+    New conversations are created with placeholder figures; ``refresh_conversations``
+    fills them in after the traces are written.
+    """
+    keyed = [(row, conversation_key(row.data)) for row in rows]
+    keys = {key for _, key in keyed if key}
+    if not keys:
+        return
+    known = _conversation_ids(workspace, source_key, keys)
+    missing = keys - known.keys()
+    if missing:
+        now = timezone.now()
+        Conversation.objects.bulk_create(
+            [
+                Conversation(
+                    workspace=workspace,
+                    integration=integration,
+                    source=source,
+                    source_key=source_key,
+                    external_id=key,
+                    started_at=now,
+                    last_activity_at=now,
+                )
+                for key in sorted(missing)
+            ],
+            # Two ingests creating one conversation at once: the second reads the first's.
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        known.update(_conversation_ids(workspace, source_key, missing))
+    for row, key in keyed:
+        row.conversation_id = known[key] if key else None
+
+
+def _conversation_ids(workspace, source_key: str, keys: Iterable[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    keys = list(keys)
+    for start in range(0, len(keys), 500):
+        ids.update(
+            Conversation.objects.for_workspace(workspace)
+            .filter(source_key=source_key, external_id__in=keys[start : start + 500])
+            .values_list("external_id", "id")
+        )
+    return ids
+
+
+def refresh_conversations(*, workspace, rows) -> list[int]:
+    """Recompute the figures of the written rows' conversations; return those that completed.
+
+    A conversation that gains a turn, or whose last turn moves later, is open again; one
+    whose newest turn carries an end marker completes at once.
+    """
+    conversation_ids = sorted({row.conversation_id for row in rows if row.conversation_id})
+    if not conversation_ids:
+        return []
+    marked_end: dict[int, dt.datetime] = {}
+    for row in rows:
+        if row.conversation_id and ends_conversation(row.data):
+            previous = marked_end.get(row.conversation_id)
+            marked_end[row.conversation_id] = max(row.timestamp, previous or row.timestamp)
+    figures = {
+        item["conversation"]: item
+        for item in Trace.objects.for_workspace(workspace)
+        .filter(conversation_id__in=conversation_ids)
+        .values("conversation")
+        .annotate(
+            turns=Count("id"),
+            first=Min("timestamp"),
+            last=Max("timestamp"),
+            errors=Count("id", filter=Q(has_error=True)),
+            total_cost=Sum("cost"),
+        )
+    }
+    now = timezone.now()
+    completed: list[int] = []
+    changed: list[Conversation] = []
+    with transaction.atomic():
+        conversations = (
+            Conversation.objects.for_workspace(workspace)
+            .filter(id__in=conversation_ids)
+            .select_for_update()
+            .order_by("id")
+        )
+        for conversation in conversations:
+            item = figures.get(conversation.pk)
+            if item is None:
+                continue
+            fresh = conversation.turn_count == 0
+            grew = item["turns"] > conversation.turn_count or (
+                item["last"] > conversation.last_activity_at and not fresh
+            )
+            conversation.turn_count = item["turns"]
+            conversation.started_at = item["first"]
+            conversation.last_activity_at = item["last"]
+            conversation.has_error = item["errors"] > 0
+            conversation.cost = item["total_cost"]
+            ended = marked_end.get(conversation.pk)
+            if ended is not None and ended >= conversation.last_activity_at:
+                conversation.ended_at = ended
+            elif conversation.ended_at and conversation.ended_at < conversation.last_activity_at:
+                conversation.ended_at = None  # a turn came after the end: resumed
+            if grew and conversation.completed_at is not None:
+                conversation.completed_at = None
+            if conversation.ended_at is not None and conversation.completed_at is None:
+                conversation.completed_at = now
+                conversation.completion_count += 1
+                completed.append(conversation.pk)
+            conversation.updated_at = now
+            changed.append(conversation)
+        Conversation.objects.bulk_update(
+            changed,
+            [
+                "turn_count",
+                "started_at",
+                "last_activity_at",
+                "has_error",
+                "cost",
+                "ended_at",
+                "completed_at",
+                "completion_count",
+                "updated_at",
+            ],
+            batch_size=500,
+        )
+    return completed
+
+
+def idle_minutes_by_workspace() -> dict[int, int]:
+    """Return the idle time of workspaces whose conversation eval sets set one.
+
+    A workspace's conversations complete after the shortest idle time among its active
+    conversation eval sets, so no set waits for a conversation it considers finished.
+    """
+    return dict(
+        EvalSet.objects.active()
+        .filter(unit=EvalSet.Unit.CONVERSATION)
+        .values("workspace")
+        .annotate(idle=Min("conversation_idle_minutes"))
+        .values_list("workspace", "idle")
+    )
+
+
+def complete_idle_conversations(now: dt.datetime | None = None) -> dict[int, list[int]]:
+    """Mark open conversations idle long enough complete; return their ids by workspace."""
+    now = now or timezone.now()
+    default = dt.timedelta(minutes=settings.IOFOLD_CONVERSATION_IDLE_MINUTES)
+    overrides = idle_minutes_by_workspace()
+    # The sweep spans workspaces (like the reaper); each workspace's slice is explicit.
+    sweeps = [
+        Conversation.objects.open()
+        .exclude(workspace_id__in=list(overrides))
+        .filter(last_activity_at__lt=now - default)
+    ]
+    sweeps += [
+        Conversation.objects.for_workspace(workspace_id)
+        .open()
+        .filter(last_activity_at__lt=now - dt.timedelta(minutes=minutes))
+        for workspace_id, minutes in overrides.items()
+    ]
+    completed: dict[int, list[int]] = {}
+    for sweep in sweeps:
+        with transaction.atomic():
+            rows = list(sweep.select_for_update(skip_locked=True).values_list("id", "workspace_id"))
+            if not rows:
+                continue
+            Conversation.objects.filter(id__in=[pk for pk, _ in rows]).update(
+                completed_at=now, completion_count=F("completion_count") + 1, updated_at=now
+            )
+        for pk, workspace_id in rows:
+            completed.setdefault(workspace_id, []).append(pk)
+    return completed
