@@ -63,6 +63,21 @@ def _trace_pk(ws):
     return {"pk": _trace(ws).pk}
 
 
+def _conversation_turn_pks(ws):
+    from iofold.pipeline import ingest_traces
+    from tests.traces.factories import trace_data
+    from traces.models import Trace
+
+    data = {**trace_data(1), "id": f"turn-{ws.pk}", "session_id": "chat-1"}
+    ingest_traces(workspace=ws, source="upload", traces=[data])
+    trace = Trace.objects.for_workspace(ws).get(external_id=data["id"])
+    return {"pk": trace.conversation_id, "trace_pk": trace.pk}
+
+
+def _conversation_pk(ws):
+    return {"pk": _conversation_turn_pks(ws)["pk"]}
+
+
 def _eval_set_trace_pks(ws):
     from traces.services import add_traces_to_eval_set, create_eval_set
 
@@ -252,6 +267,9 @@ UI_CASES = [
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
     Case("traces:list"),
     Case("traces:detail", kwargs=_trace_pk),
+    Case("traces:conversation_list"),
+    Case("traces:conversation_detail", kwargs=_conversation_pk),
+    Case("traces:conversation_turn_steps", kwargs=_conversation_turn_pks),
     Case(
         "traces:add_to_eval_set",
         "post",

@@ -17,6 +17,7 @@ carries an end marker (``metadata.conversation_end`` true, or the tag
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -218,3 +219,126 @@ def complete_idle_conversations(now: dt.datetime | None = None) -> dict[int, lis
         for pk, workspace_id in rows:
             completed.setdefault(workspace_id, []).append(pk)
     return completed
+
+
+# --- the conversation as evals and pages read it ------------------------------------------
+
+USER_KEYS = ("user", "input", "question", "query", "message", "prompt", "content", "text")
+ASSISTANT_KEYS = ("content", "output", "answer", "response", "text", "message")
+
+
+def _compact(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _last_message(messages: list, role: str) -> dict | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == role:
+            return message
+    return None
+
+
+def _content(value: Any, keys: tuple[str, ...], role: str) -> str:
+    """The text of one side of a turn, from the shapes sources use for it."""
+    if isinstance(value, str) or value is None:
+        return value or ""
+    if isinstance(value, dict) and isinstance(value.get("messages"), list):
+        value = value["messages"]
+    if isinstance(value, list):
+        message = _last_message(value, role)
+        return _content(message.get("content"), keys, role) if message else _compact(value)
+    if isinstance(value, dict):
+        for key in keys:
+            if isinstance(value.get(key), str):
+                return value[key]
+        if "content" in value and value.get("tool_calls"):
+            return ""  # a reply that only calls tools
+    return _compact(value)
+
+
+def _tool_calls(data: dict[str, Any]) -> list[dict[str, Any]]:
+    steps = [s for s in data.get("steps") or [] if isinstance(s, dict)]
+    tools = [s for s in steps if s.get("type") == "tool"]
+    if tools:
+        return [
+            {
+                "name": s.get("name"),
+                "arguments": s.get("input"),
+                "output": s.get("output"),
+                "error": s.get("error"),
+            }
+            for s in tools
+        ]
+    # Uninstrumented tools show up only as the calls an LLM step asked for.
+    calls = []
+    for step in steps:
+        output = step.get("output")
+        if step.get("type") == "llm" and isinstance(output, dict):
+            for call in output.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    function = (
+                        call.get("function") if isinstance(call.get("function"), dict) else call
+                    )
+                    calls.append(
+                        {
+                            "name": function.get("name"),
+                            "arguments": function.get("arguments"),
+                            "output": None,
+                            "error": None,
+                        }
+                    )
+    return calls
+
+
+def turn_messages(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one turn (a normalised trace) as a user and an assistant message."""
+    return [
+        {
+            "role": "user",
+            "content": _content(data.get("input"), USER_KEYS, "user"),
+            "tool_calls": [],
+        },
+        {
+            "role": "assistant",
+            "content": _content(data.get("output"), ASSISTANT_KEYS, "assistant"),
+            "tool_calls": _tool_calls(data),
+        },
+    ]
+
+
+def conversation_dict(conversation: Conversation, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return what a conversation eval receives (docs/conversations.md): one place builds it.
+
+    ``turns`` are the conversation's normalised traces in turn order.
+    """
+    messages = [message for turn in turns for message in turn_messages(turn)]
+    users = {turn.get("user_id") for turn in turns if turn.get("user_id")}
+    return {
+        "id": conversation.external_id,
+        "messages": messages,
+        "turns": turns,
+        "metadata": {
+            "source": conversation.source,
+            "turn_count": len(turns),
+            "started_at": conversation.started_at.isoformat(),
+            "last_activity_at": conversation.last_activity_at.isoformat(),
+            "ended_by_marker": conversation.ended_at is not None,
+            "user_id": users.pop() if len(users) == 1 else None,
+            "has_error": conversation.has_error,
+            "cost": conversation.cost,
+        },
+        "is_complete": conversation.is_complete,
+    }
+
+
+def conversation_turns(conversation: Conversation):
+    """The conversation's traces in turn order, scoped to its workspace."""
+    return (
+        Trace.objects.for_workspace(conversation.workspace_id)
+        .filter(conversation=conversation)
+        .order_by("timestamp", "id")
+    )

@@ -10,8 +10,17 @@ from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 
 from iofold.lib.kappa import cohen_kappa
+from traces.conversations import conversation_turns, turn_messages
 from traces.filters import TraceFilters
-from traces.models import EvalSet, EvalSetTrace, Feedback, LabelAssignment, LabelChange, Trace
+from traces.models import (
+    Conversation,
+    EvalSet,
+    EvalSetTrace,
+    Feedback,
+    LabelAssignment,
+    LabelChange,
+    Trace,
+)
 from traces.services import resolve_label
 from workspaces.models import Workspace
 
@@ -39,7 +48,11 @@ LIST_FIELDS = (
 
 
 def encode_cursor(trace: Trace) -> str:
-    raw = f"{trace.timestamp.isoformat()}|{trace.pk}"
+    return encode_position(trace.timestamp, trace.pk)
+
+
+def encode_position(stamp: dt.datetime, pk: int) -> str:
+    raw = f"{stamp.isoformat()}|{pk}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -237,6 +250,91 @@ def waterfall(roots: list[StepNode]) -> list[WaterfallRow]:
             WaterfallRow(node=node, offset=round(offset, 2), width=max(round(length, 2), 0.5))
         )
     return rows
+
+
+# --- conversations ----------------------------------------------------------------------
+
+
+@dataclass
+class ConversationPage:
+    conversations: list[Conversation]
+    next_cursor: str | None
+
+
+def conversation_page(
+    *,
+    workspace: Workspace,
+    source: str = "",
+    has_error: bool | None = None,
+    state: str = "",
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> ConversationPage:
+    """Return one page of conversations, latest activity first (keyset, like traces)."""
+    qs = Conversation.objects.for_workspace(workspace)
+    if source:
+        qs = qs.filter(source=source)
+    if has_error is not None:
+        qs = qs.filter(has_error=has_error)
+    if state == "complete":
+        qs = qs.complete()
+    elif state == "open":
+        qs = qs.open()
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        stamp, pk = position
+        qs = qs.filter(last_activity_at__lte=stamp).filter(
+            Q(last_activity_at__lt=stamp) | Q(last_activity_at=stamp, pk__lt=pk)
+        )
+    rows = list(qs.order_by("-last_activity_at", "-id")[: limit + 1])
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_position(last.last_activity_at, last.pk)
+    return ConversationPage(conversations=rows[:limit], next_cursor=next_cursor)
+
+
+@dataclass
+class TurnView:
+    """One turn of the conversation page: the trace and its two chat bubbles."""
+
+    trace: Trace
+    number: int
+    user: str
+    assistant: str
+    tool_calls: list[dict]
+    tokens: int | None
+    gap_seconds: float | None  # since the previous turn began
+
+    @property
+    def tool_errors(self) -> int:
+        return sum(1 for call in self.tool_calls if call.get("error"))
+
+
+def conversation_turn_views(conversation: Conversation) -> list[TurnView]:
+    views: list[TurnView] = []
+    previous = None
+    for number, trace in enumerate(conversation_turns(conversation), start=1):
+        user, assistant = turn_messages(trace.data)
+        usage = [
+            s.get("usage")
+            for s in trace.data.get("steps") or []
+            if isinstance(s, dict) and isinstance(s.get("usage"), dict)
+        ]
+        tokens = [v for u in usage for v in (u.get("input"), u.get("output")) if isinstance(v, int)]
+        views.append(
+            TurnView(
+                trace=trace,
+                number=number,
+                user=user["content"],
+                assistant=assistant["content"],
+                tool_calls=assistant["tool_calls"],
+                tokens=sum(tokens) if tokens else None,
+                gap_seconds=(trace.timestamp - previous).total_seconds() if previous else None,
+            )
+        )
+        previous = trace.timestamp
+    return views
 
 
 # --- eval sets and reviews --------------------------------------------------------------

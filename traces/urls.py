@@ -7,6 +7,13 @@ app_name = "traces"
 urlpatterns = [
     path("", views.trace_list, name="list"),
     path("<int:pk>/", views.trace_detail, name="detail"),
+    path("conversations/", views.conversation_list, name="conversation_list"),
+    path("conversations/<int:pk>/", views.conversation_detail, name="conversation_detail"),
+    path(
+        "conversations/<int:pk>/turns/<int:trace_pk>/steps/",
+        views.conversation_turn_steps,
+        name="conversation_turn_steps",
+    ),
     path("add-to-eval-set/", views.add_to_eval_set, name="add_to_eval_set"),
     path("review/", views.review_start, name="review_start"),
     path("eval-sets/", views.evalset_list, name="evalset_list"),

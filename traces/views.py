@@ -21,7 +21,7 @@ from traces.forms import (
     FeedbackForm,
     ScoreImportForm,
 )
-from traces.models import EvalSet, Feedback, Trace
+from traces.models import Conversation, EvalSet, Feedback, Trace
 from workspaces.access import workspace_view
 from workspaces.models import Membership
 
@@ -577,3 +577,68 @@ def label_remove(request, pk: int, label_pk: int):
         raise PermissionDenied(exc.message) from None
     messages.success(request, "Label removed.")
     return redirect(back)
+
+
+# --- conversations ----------------------------------------------------------------------
+
+
+def _conversation(request, pk: int) -> Conversation:
+    return get_object_or_404(Conversation.objects.for_workspace(request.workspace), pk=pk)
+
+
+@workspace_view
+def conversation_list(request):
+    """The trace list grouped by conversation, latest activity first."""
+    has_error = {"true": True, "false": False}.get(request.GET.get("has_error", ""))
+    source = request.GET.get("source", "")
+    state = request.GET.get("state", "")
+    page = selectors.conversation_page(
+        workspace=request.workspace,
+        source=source if source in Trace.Source.values else "",
+        has_error=has_error,
+        state=state if state in ("open", "complete") else "",
+        cursor=request.GET.get("cursor"),
+    )
+    query = {
+        k: v
+        for k, v in {
+            "source": source,
+            "has_error": request.GET.get("has_error", ""),
+            "state": state,
+        }.items()
+        if v
+    }
+    ctx = {
+        "page": page,
+        "query": urlencode(query),
+        "filters": query,
+        "next_query": urlencode({**query, "cursor": page.next_cursor})
+        if page.next_cursor
+        else None,
+        "is_first_page": not request.GET.get("cursor"),
+        "sources": Trace.Source.choices,
+    }
+    return render(request, "traces/conversation_list.html", ctx)
+
+
+@workspace_view
+def conversation_detail(request, pk: int):
+    """One conversation as a chat: turns in order, each expandable into its trace's steps."""
+    conversation = _conversation(request, pk)
+    ctx = {
+        "conversation": conversation,
+        "turns": selectors.conversation_turn_views(conversation),
+    }
+    return render(request, "traces/conversation_detail.html", ctx)
+
+
+@workspace_view
+def conversation_turn_steps(request, pk: int, trace_pk: int):
+    """The steps of one turn, loaded when the turn is expanded (keeps long chats fast)."""
+    conversation = _conversation(request, pk)
+    trace = get_object_or_404(
+        Trace.objects.for_workspace(request.workspace).filter(conversation=conversation),
+        pk=trace_pk,
+    )
+    ctx = {"trace": trace, "steps": selectors.step_tree(trace.data), "preview_chars": PREVIEW_CHARS}
+    return render(request, "traces/_turn_steps.html", ctx)

@@ -225,3 +225,60 @@ def test_tau2_conversations_split_into_turns_regroup(workspace):
         assert conversation.turn_count == len(tau2.split(record)) > 1
         assert conversation.has_error == any(s["error"] for s in record["steps"])
         assert conversation.is_complete == bool(record["metadata"]["ended_by_user_stop"])
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def _page(name, workspace, **kwargs):
+    from django.urls import reverse
+
+    return reverse(f"traces:{name}", kwargs={"slug": workspace.slug, **kwargs})
+
+
+@pytest.fixture
+def tau2_conversation(workspace):
+    record = tau2.load(limit=1)[0]
+    _ingest(workspace, tau2.split(record))
+    return record, Conversation.objects.for_workspace(workspace).get()
+
+
+def test_conversation_page_reads_like_a_chat(login, workspace, owner, tau2_conversation):
+    record, conversation = tau2_conversation
+    response = login(owner).get(_page("conversation_detail", workspace, pk=conversation.pk))
+    html = response.content.decode()
+    assert response.status_code == 200
+    users = [s["output"] for s in record["steps"] if s["name"] == "user"]
+    # Every customer message is shown, in order, as a user turn.
+    positions = [html.index(m.replace("'", "&#x27;").replace('"', "&quot;")[:40]) for m in users]
+    assert positions == sorted(positions)
+    assert html.count('data-testid="turn"') == conversation.turn_count
+    assert "find_user_id_by_name_zip" in html  # the tools each turn called
+
+
+def test_turn_steps_load_only_within_the_conversation(login, workspace, owner, tau2_conversation):
+    _, conversation = tau2_conversation
+    client = login(owner)
+    turn = conversation.turns.order_by("timestamp").first()
+    response = client.get(
+        _page("conversation_turn_steps", workspace, pk=conversation.pk, trace_pk=turn.pk)
+    )
+    assert response.status_code == 200
+    assert response.content.decode().count('data-testid="step"') == turn.step_count
+    _ingest(workspace, [_turn(1, None)])
+    loose = Trace.objects.get(external_id="turn-1")
+    response = client.get(
+        _page("conversation_turn_steps", workspace, pk=conversation.pk, trace_pk=loose.pk)
+    )
+    assert response.status_code == 404
+
+
+def test_conversation_list_groups_and_filters(login, workspace, owner):
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=1), _turn(3, "b", minutes=2)])
+    _ingest(workspace, [_turn(4, "c", metadata={"conversation_end": True})])
+    client = login(owner)
+    listed = client.get(_page("conversation_list", workspace)).context["page"].conversations
+    assert [(c.external_id, c.turn_count) for c in listed] == [("b", 1), ("a", 2), ("c", 1)]
+    done = client.get(_page("conversation_list", workspace), {"state": "complete"})
+    assert [c.external_id for c in done.context["page"].conversations] == ["c"]
+    assert "Group by conversation" in client.get(_page("list", workspace)).content.decode()
