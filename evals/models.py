@@ -4,7 +4,7 @@ from django.urls import reverse
 
 from iofold.lib.fields import EncryptedTextField
 from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
-from traces.models import EvalSet, Trace
+from traces.models import Conversation, EvalSet, Trace
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
 
@@ -340,3 +340,37 @@ class JudgeTemplate(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.criterion} judge for {self.eval_set_id}"
+
+
+class ConversationJudgement(WorkspaceOwned):
+    """One automatic verdict on a complete conversation, kept for its history.
+
+    The conversation's ``EvalExecution`` (on its anchor turn) holds the latest verdict, as
+    for traces; each time the conversation completes (again, after resuming) the verdict
+    of that completion is added here.
+    """
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="judgements"
+    )
+    eval = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="+")
+    # Which completion of the conversation this judges (Conversation.completion_count).
+    completion = models.PositiveIntegerField()
+    turn_count = models.PositiveIntegerField()
+    passed = models.BooleanField(null=True)
+    reason = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "eval", "completion"],
+                name="evals_judgement_one_per_completion",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.eval_id} on conversation {self.conversation_id} #{self.completion}"

@@ -52,6 +52,9 @@ def ingest_traces(
     if result.trace_ids:
         workspace_id, trace_ids = workspace.pk, list(result.trace_ids)
         transaction.on_commit(lambda: evaluate_new_traces(workspace_id, trace_ids))
+    if result.completed_conversation_ids:
+        workspace_id, ids = workspace.pk, list(result.completed_conversation_ids)
+        transaction.on_commit(lambda: evaluate_completed_conversations(workspace_id, ids))
     return result
 
 
@@ -88,10 +91,28 @@ def evaluate_new_traces(workspace_id: int, trace_ids: list[int]) -> None:
         logger.exception("continuous evaluation not queued workspace=%s", workspace_id)
 
 
+def evaluate_completed_conversations(workspace_id: int, conversation_ids: list[int]) -> None:
+    """Queue the conversation evals' automatic runs on conversations that just completed.
+
+    A conversation is judged through its anchor turn (traces.conversations), so this is
+    the trace chain's own call with those turns; logged, never raised, like it.
+    """
+    from traces.models import Conversation
+
+    anchors = list(
+        Conversation.objects.for_workspace(workspace_id)
+        .filter(pk__in=conversation_ids, anchor__isnull=False)
+        .values_list("anchor_id", flat=True)
+    )
+    evaluate_new_traces(workspace_id, anchors)
+
+
 @shared_task
 def complete_idle_conversations_task() -> int:
-    """Beat: mark conversations complete once idle for their idle time."""
+    """Beat: mark conversations complete once idle for their idle time, then judge them."""
     from traces.conversations import complete_idle_conversations
 
     completed = complete_idle_conversations()
+    for workspace_id, ids in completed.items():
+        evaluate_completed_conversations(workspace_id, ids)
     return sum(len(ids) for ids in completed.values())

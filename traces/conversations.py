@@ -108,6 +108,12 @@ def refresh_conversations(*, workspace, rows) -> list[int]:
         if row.conversation_id and ends_conversation(row.data):
             previous = marked_end.get(row.conversation_id)
             marked_end[row.conversation_id] = max(row.timestamp, previous or row.timestamp)
+    anchors = dict(
+        Trace.objects.for_workspace(workspace)
+        .filter(conversation_id__in=conversation_ids, conversation__anchor__isnull=True)
+        .order_by("conversation_id", "-timestamp", "-id")
+        .values_list("conversation_id", "id")
+    )  # the last row per conversation wins: its earliest turn
     figures = {
         item["conversation"]: item
         for item in Trace.objects.for_workspace(workspace)
@@ -144,6 +150,8 @@ def refresh_conversations(*, workspace, rows) -> list[int]:
             conversation.last_activity_at = item["last"]
             conversation.has_error = item["errors"] > 0
             conversation.cost = item["total_cost"]
+            if conversation.anchor_id is None:
+                conversation.anchor_id = anchors.get(conversation.pk)
             ended = marked_end.get(conversation.pk)
             if ended is not None and ended >= conversation.last_activity_at:
                 conversation.ended_at = ended
@@ -168,6 +176,7 @@ def refresh_conversations(*, workspace, rows) -> list[int]:
                 "ended_at",
                 "completed_at",
                 "completion_count",
+                "anchor",
                 "updated_at",
             ],
             batch_size=500,
@@ -342,3 +351,51 @@ def conversation_turns(conversation: Conversation):
         .filter(conversation=conversation)
         .order_by("timestamp", "id")
     )
+
+
+def conversation_payloads(
+    workspace_id: int, anchor_ids: Iterable[int]
+) -> dict[int, dict[str, Any]]:
+    """Return the conversation dict of each conversation anchored on one of these traces.
+
+    Two queries whatever the number: the conversations, then all their turns in order.
+    """
+    conversations = {
+        c.pk: c
+        for c in Conversation.objects.for_workspace(workspace_id).filter(
+            anchor_id__in=list(anchor_ids)
+        )
+    }
+    turns: dict[int, list[dict[str, Any]]] = {pk: [] for pk in conversations}
+    rows = (
+        Trace.objects.for_workspace(workspace_id)
+        .filter(conversation_id__in=list(conversations))
+        .order_by("conversation_id", "timestamp", "id")
+        .values_list("conversation_id", "data")
+    )
+    for conversation_id, data in rows:
+        turns[conversation_id].append(data)
+    return {c.anchor_id: conversation_dict(c, turns[pk]) for pk, c in conversations.items()}
+
+
+def eval_payloads(eval_set: EvalSet, traces: list[Trace]) -> list[dict[str, Any]]:
+    """What an eval of ``eval_set`` receives for each item: the trace, or its conversation.
+
+    Every path that hands items to an eval (runs, generation, dry runs, export) goes
+    through here, so trace sets and conversation sets differ in this one place.
+    """
+    if eval_set.unit != EvalSet.Unit.CONVERSATION:
+        return [trace.data for trace in traces]
+    payloads = conversation_payloads(eval_set.workspace_id, [t.pk for t in traces])
+    return [payloads.get(t.pk) or _lone_turn(t) for t in traces]
+
+
+def _lone_turn(trace: Trace) -> dict[str, Any]:
+    """A trace labelled in a conversation set that no longer anchors one: a one-turn chat."""
+    return {
+        "id": trace.external_id,
+        "messages": turn_messages(trace.data),
+        "turns": [trace.data],
+        "metadata": {"source": trace.source, "turn_count": 1},
+        "is_complete": True,
+    }

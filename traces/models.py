@@ -34,6 +34,9 @@ class TraceQuerySet(WorkspaceQuerySet):
         from traces.filters import TraceFilters
 
         qs = self.for_workspace(eval_set.workspace_id)
+        if eval_set.unit == EvalSet.Unit.CONVERSATION:
+            # One item per conversation: its anchor (first) turn stands for it.
+            qs = qs.filter(Exists(Conversation.objects.filter(anchor=OuterRef("pk"))))
         if eval_set.source_kind == EvalSet.SourceKind.FILTER:
             # The label filter describes the list, not the set: labelling must not empty the set.
             return TraceFilters.from_data(eval_set.saved_filter).apply(qs, label_state=False)
@@ -90,6 +93,12 @@ class Conversation(WorkspaceOwned):
     completed_at = models.DateTimeField(null=True, blank=True)
     # How many times it became complete: a resumed conversation completes again.
     completion_count = models.PositiveIntegerField(default=0)
+    # The first turn stored, set once: in a conversation eval set the conversation's labels
+    # and verdicts are kept on this trace, so the review, majority, metrics and matrix of
+    # trace sets apply unchanged (one item per conversation).
+    anchor = models.ForeignKey(
+        "Trace", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     objects = ConversationQuerySet.as_manager()
 

@@ -14,13 +14,13 @@ import logging
 from collections.abc import Sequence
 
 from django.db import transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from evals.execution.runs import execute_run, start_run
 from evals.execution.scores import PushReport, push_run_scores
-from evals.models import Eval, EvalExecution, EvalRun, RunStatus
+from evals.models import ConversationJudgement, Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_automatic_runs, enqueue_run
-from traces.models import Trace
+from traces.models import Conversation, EvalSet, Trace
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
     """
     if not trace_ids:
         return []
+    if eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
+        return conversations_to_judge(eval=eval, trace_ids=trace_ids)
     up_to_date = EvalExecution.objects.filter(
         eval=eval, trace=OuterRef("pk"), updated_at__gte=OuterRef("updated_at")
     )
@@ -56,6 +58,54 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
         .order_by("timestamp", "id")
     )
     return list(matching.values_list("id", flat=True))
+
+
+def conversations_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
+    """Return the anchors among `trace_ids` of complete conversations not judged as such.
+
+    A conversation is judged once per completion: when it resumes and completes again,
+    its ``completion_count`` moves on and it is judged again.
+    """
+    judged = ConversationJudgement.objects.filter(
+        eval=eval, conversation=OuterRef("pk"), completion=OuterRef("completion_count")
+    )
+    waiting = Conversation.objects.filter(
+        anchor=OuterRef("pk"), completed_at__isnull=False
+    ).exclude(Exists(judged))
+    matching = (
+        Trace.objects.in_eval_set(eval.eval_set)
+        .filter(pk__in=list(trace_ids))
+        .filter(Exists(waiting))
+        .order_by("timestamp", "id")
+    )
+    return list(matching.values_list("id", flat=True))
+
+
+def record_conversation_judgements(*, run: EvalRun) -> int:
+    """Keep the run's verdicts on complete conversations as their judgement history."""
+    executions = EvalExecution.objects.filter(run=run).values_list(
+        "trace_id", "passed", "reason", "error"
+    )
+    verdicts = {trace_id: (passed, reason, error) for trace_id, passed, reason, error in executions}
+    conversations = Conversation.objects.for_workspace(run.workspace_id).filter(
+        anchor_id__in=list(verdicts), completed_at__isnull=False
+    )
+    rows = [
+        ConversationJudgement(
+            workspace_id=run.workspace_id,
+            conversation=conversation,
+            eval_id=run.eval_id,
+            completion=conversation.completion_count,
+            turn_count=conversation.turn_count,
+            passed=verdicts[conversation.anchor_id][0],
+            reason=verdicts[conversation.anchor_id][1],
+            error=verdicts[conversation.anchor_id][2],
+        )
+        for conversation in conversations
+    ]
+    # A run executed again (worker restarted) adds nothing twice.
+    ConversationJudgement.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
 
 
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
@@ -106,4 +156,6 @@ def execute_automatic_run(*, run_id: int) -> PushReport | None:
     run = execute_run(run_id=run_id)
     if run is None or run.status != RunStatus.SUCCEEDED:
         return None
+    if run.eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
+        record_conversation_judgements(run=run)
     return push_run_scores(run=run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -21,7 +22,8 @@ from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_run
 from evals.sandboxing import sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
-from traces.models import Trace
+from traces.conversations import eval_payloads
+from traces.models import EvalSet, Trace
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def claim_run(*, run_id: int) -> EvalRun | None:
     """Mark a queued run (or one whose worker died) running and return it; None if taken."""
     if EvalRun.objects.claim(run_id) is None:
         return None
-    return EvalRun.objects.select_related("eval").get(pk=run_id)
+    return EvalRun.objects.select_related("eval__eval_set").get(pk=run_id)
 
 
 def execute_run(*, run_id: int) -> EvalRun | None:
@@ -123,7 +125,9 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     spent = Usage()
     for start in range(0, len(todo), EXECUTE_CHUNK):
         chunk = todo[start : start + EXECUTE_CHUNK]
-        ids, texts = trace_json(workspace_id=run.workspace_id, trace_ids=chunk)
+        ids, texts = trace_json(
+            workspace_id=run.workspace_id, trace_ids=chunk, eval_set=eval.eval_set
+        )
         try:
             judged = run_sandbox(session, sandbox.run_json, eval.code, texts, limits)
         except sandbox.SandboxError as exc:
@@ -155,13 +159,20 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     return run
 
 
-def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int], list[str]]:
+def trace_json(
+    *, workspace_id: int, trace_ids: Sequence[int], eval_set=None
+) -> tuple[list[int], list[str]]:
     """Return the ids of the workspace's traces among `trace_ids` and their data as JSON text.
 
     The database writes the text (jsonb output on PostgreSQL, the stored text on SQLite),
     so the data is never decoded into Python objects only to be encoded again for the
-    sandbox. Deleted traces are left out.
+    sandbox. Deleted traces are left out. A conversation set's items are conversations,
+    built from their turns (``eval_payloads``).
     """
+    if eval_set is not None and eval_set.unit == EvalSet.Unit.CONVERSATION:
+        traces = list(Trace.objects.for_workspace(workspace_id).filter(pk__in=list(trace_ids)))
+        payloads = eval_payloads(eval_set, traces)
+        return [t.pk for t in traces], [json.dumps(p, default=str) for p in payloads]
     rows = (
         Trace.objects.for_workspace(workspace_id)
         .filter(pk__in=list(trace_ids))
@@ -191,7 +202,7 @@ def run_eval_now(
     session = open_session(eval=eval)
     try:
         judged = run_sandbox(
-            session, sandbox.run, eval.code, [t.data for t in traces], sandbox_limits()
+            session, sandbox.run, eval.code, eval_payloads(eval.eval_set, traces), sandbox_limits()
         )
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc

@@ -28,6 +28,7 @@ from evals.metrics.measure import apply_measurement, measure
 from evals.models import Eval, EvalRun, Generation, Provider, RunStatus
 from evals.queue import enqueue_generation
 from evals.sandboxing import sandbox_limits
+from traces.conversations import eval_payloads
 from traces.models import EvalSet, Trace
 from traces.selectors import labelled_examples
 
@@ -170,10 +171,13 @@ def examples_for(eval_set: EvalSet) -> tuple[list[LabelledExample], dict[str, Tr
     """Return the set's labelled traces as examples, and the Trace of each example's group."""
     examples = []
     traces: dict[str, Trace] = {}
-    for item in labelled_examples(eval_set):
+    items = labelled_examples(eval_set)
+    # A conversation set's examples are conversations (traces.conversations.eval_payloads).
+    payloads = eval_payloads(eval_set, [item.trace for item in items])
+    for item, payload in zip(items, payloads, strict=True):
         group = str(item.trace.pk)
         traces[group] = item.trace
-        data = item.trace.data if isinstance(item.trace.data, dict) else {}
+        data = payload if isinstance(payload, dict) else {}
         examples.append(
             LabelledExample(trace=data, label=item.label, note="\n".join(item.notes), group=group)
         )

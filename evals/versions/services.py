@@ -176,7 +176,10 @@ def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -
     code = code.replace("\r\n", "\n")
     if code.strip() == eval.code.strip():
         raise EvalActionError("The code is unchanged.")
-    sample = [ex.trace.data for ex in labelled_examples(eval.eval_set)[:DRY_RUN_TRACES]]
+    from traces.conversations import eval_payloads
+
+    examples = labelled_examples(eval.eval_set)[:DRY_RUN_TRACES]
+    sample = eval_payloads(eval.eval_set, [ex.trace for ex in examples])
     problems = check_code(code=code, traces=sample, workspace=eval.workspace)
     if problems:
         raise InvalidEvalCode(problems)

@@ -1,0 +1,153 @@
+"""Conversation eval sets: the eval receives the conversation dict; continuous judging on
+completion, again after a resume, with every judgement kept."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+import iofold.pipeline
+from evals.execution import continuous
+from evals.models import ConversationJudgement, Eval, EvalExecution
+from iofold.pipeline import ingest_traces
+from tests.traces.factories import EvalSetFactory, trace_data
+from traces.conversations import complete_idle_conversations
+from traces.models import Conversation, EvalSet
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+# A multi-turn rule: a conversation is good when it has few turns and no tool failed.
+SHORT_AND_CLEAN = """def eval_fn(conversation):
+    turns = conversation["turns"]
+    errors = [c for m in conversation["messages"] for c in m["tool_calls"] if c["error"]]
+    if errors:
+        return False, "a tool failed in the conversation"
+    if len(turns) > 2:
+        return False, f"{len(turns)} turns: the user had to come back"
+    state = "complete" if conversation["is_complete"] else "open"
+    first = conversation["messages"][0]["content"]
+    return True, f"{len(turns)} turns, {state}, user said: " + first
+"""
+
+
+def _turn(n, session, minutes, **extra):
+    data = trace_data(n)
+    data.update(
+        id=f"{session}-{n}",
+        session_id=session,
+        timestamp=(T0 + dt.timedelta(minutes=minutes)).isoformat(),
+        **extra,
+    )
+    return data
+
+
+def _ingest(workspace, traces):
+    return ingest_traces(workspace=workspace, source="upload", traces=traces)
+
+
+@pytest.fixture
+def conversation_eval(workspace):
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+    )
+    return Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=SHORT_AND_CLEAN,
+        provider="offline",
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+
+
+def _judge(workspace, trace_ids):
+    runs = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=trace_ids, enqueue=False
+    )
+    for run in runs:
+        continuous.execute_automatic_run(run_id=run.pk)
+    return runs
+
+
+def test_open_conversations_are_not_judged_per_turn(workspace, conversation_eval):
+    result = _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1)])
+    assert _judge(workspace, result.trace_ids) == []
+
+
+def test_judged_on_completion_and_again_after_resume_both_kept(workspace, conversation_eval):
+    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+
+    complete_idle_conversations(T0 + dt.timedelta(minutes=40))
+    _judge(workspace, [conversation.anchor_id])
+    _judge(workspace, [conversation.anchor_id])  # a repeated notification judges nothing
+
+    first = ConversationJudgement.objects.for_workspace(workspace).get()
+    assert (first.completion, first.turn_count, first.passed) == (1, 2, True)
+    assert first.reason == "2 turns, complete, user said: Where is order 1?"
+
+    # The user comes back: the conversation reopens, completes again and is judged again.
+    _ingest(workspace, [_turn(3, "chat", 90)])
+    conversation.refresh_from_db()
+    assert not conversation.is_complete
+    assert _judge(workspace, [conversation.anchor_id]) == []
+    complete_idle_conversations(T0 + dt.timedelta(minutes=130))
+    _judge(workspace, [conversation.anchor_id])
+
+    history = list(
+        ConversationJudgement.objects.for_workspace(workspace)
+        .filter(conversation=conversation)
+        .order_by("completion")
+        .values_list("completion", "turn_count", "passed")
+    )
+    assert history == [(1, 2, True), (2, 3, False)]
+    # The latest verdict is the conversation's execution, as for a trace.
+    latest = EvalExecution.objects.get(eval=conversation_eval)
+    assert (latest.trace_id, latest.passed) == (conversation.anchor_id, False)
+
+
+def test_tool_errors_across_turns_reach_the_eval(workspace, conversation_eval):
+    _ingest(
+        workspace,
+        [
+            _turn(1, "chat", 0),
+            {
+                **trace_data(2, error="timeout"),
+                "id": "chat-2",
+                "session_id": "chat",
+                "timestamp": (T0 + dt.timedelta(minutes=1)).isoformat(),
+                "metadata": {"conversation_end": True},
+            },
+        ],
+    )
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    assert conversation.is_complete
+    _judge(workspace, [conversation.anchor_id])
+    judgement = ConversationJudgement.objects.get()
+    assert (judgement.passed, judgement.reason) == (False, "a tool failed in the conversation")
+
+
+def test_completion_queues_the_anchor_turns(
+    workspace, conversation_eval, monkeypatch, django_capture_on_commit_callbacks
+):
+    from evals import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.run_automatic_evals_task, "delay", lambda *a: queued.append(a))
+    with django_capture_on_commit_callbacks(execute=True):
+        _ingest(workspace, [_turn(1, "a", 0), _turn(2, "b", 0)])
+    queued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        _ingest(workspace, [_turn(3, "a", 1, tags=["conversation:end"])])
+    a = Conversation.objects.get(external_id="a")
+    assert queued[-1] == (workspace.pk, [a.anchor_id])
+
+    queued.clear()
+    completed = iofold.pipeline.complete_idle_conversations_task.run()
+    b = Conversation.objects.get(external_id="b")
+    assert completed == 1 and queued == [(workspace.pk, [b.anchor_id])]
