@@ -133,3 +133,10 @@ def eval_set_stats(eval_set_ids: list[int]) -> dict[int, dict]:
     from evals.set_stats import eval_set_stats
 
     return eval_set_stats(eval_set_ids)
+
+
+def conversation_judgements(conversation) -> list:
+    """Return the evals app's verdicts on a conversation, newest first (its history)."""
+    from evals.execution.continuous import judgement_history
+
+    return judgement_history(conversation)

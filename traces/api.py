@@ -109,6 +109,8 @@ class EvalSetOut(serializers.ModelSerializer):
             "source_kind",
             "saved_filter",
             "score_to_langfuse",
+            "unit",
+            "conversation_idle_minutes",
             "archived_at",
             "created_at",
             "updated_at",
@@ -148,6 +150,10 @@ class EvalSetIn(serializers.Serializer):
         child=serializers.IntegerField(), required=False, default=list, max_length=10_000
     )
     score_to_langfuse = serializers.BooleanField(default=False)
+    unit = serializers.ChoiceField(choices=EvalSet.Unit.choices, default=EvalSet.Unit.TRACE)
+    conversation_idle_minutes = serializers.IntegerField(
+        min_value=1, max_value=7 * 24 * 60, default=30
+    )
 
 
 class EvalSetUpdateIn(serializers.Serializer):
@@ -157,6 +163,10 @@ class EvalSetUpdateIn(serializers.Serializer):
     source_kind = serializers.ChoiceField(choices=EvalSet.SourceKind.choices, required=False)
     saved_filter = SavedFilterIn(required=False)
     score_to_langfuse = serializers.BooleanField(required=False)
+    unit = serializers.ChoiceField(choices=EvalSet.Unit.choices, required=False)
+    conversation_idle_minutes = serializers.IntegerField(
+        min_value=1, max_value=7 * 24 * 60, required=False
+    )
 
 
 class EvalSetTracesIn(serializers.Serializer):
@@ -346,6 +356,8 @@ class EvalSetListApi(WorkspaceScopedMixin, APIView):
             saved_filter=_saved_filter(values),
             trace_ids=values["trace_ids"],
             score_to_langfuse=values["score_to_langfuse"],
+            unit=values["unit"],
+            conversation_idle_minutes=values["conversation_idle_minutes"],
             created_by=request.user,
         )
         return Response(EvalSetOut(eval_set).data, status=status.HTTP_201_CREATED)

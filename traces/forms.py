@@ -25,6 +25,24 @@ class EvalSetForm(forms.Form):
         widget=forms.RadioSelect,
         label="Traces to review",
     )
+    # Optional in a POST: left out, a new set judges traces and an edit keeps its unit.
+    unit = forms.ChoiceField(
+        required=False,
+        choices=EvalSet.Unit.choices,
+        initial=EvalSet.Unit.TRACE,
+        widget=forms.RadioSelect,
+        label="What is judged",
+        help_text="A conversation is every trace sharing a session, thread or conversation "
+        "id, reviewed and judged as a whole once it is complete.",
+    )
+    conversation_idle_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 60,
+        initial=30,
+        label="A conversation is complete after (minutes without a new turn)",
+        help_text="Or at once when its last turn carries an end marker.",
+    )
     saved_filter = forms.CharField(
         required=False,
         label="Trace filter",
@@ -38,6 +56,9 @@ class EvalSetForm(forms.Form):
         "verdicts (OpenAI, OpenTelemetry, uploads) keep them in iofold only.",
     )
     trace_ids = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean_unit(self) -> str | None:
+        return self.cleaned_data["unit"] or None
 
     def clean_saved_filter(self) -> dict:
         raw = self.cleaned_data["saved_filter"].strip().lstrip("?")
@@ -57,6 +78,8 @@ class EvalSetForm(forms.Form):
             "criteria": eval_set.criteria,
             "target_labels": eval_set.target_labels,
             "source_kind": eval_set.source_kind,
+            "unit": eval_set.unit,
+            "conversation_idle_minutes": eval_set.conversation_idle_minutes,
             "saved_filter": urlencode(eval_set.saved_filter),
             "score_to_langfuse": eval_set.score_to_langfuse,
         }

@@ -337,6 +337,26 @@ def conversation_turn_views(conversation: Conversation) -> list[TurnView]:
     return views
 
 
+def conversation_judgements(conversation: Conversation) -> list:
+    """The evals app's verdicts on the conversation (``iofold.composition``), newest first."""
+    # Deferred: the composition layer imports the apps, this one included.
+    from iofold.composition import conversation_judgements
+
+    return conversation_judgements(conversation)
+
+
+def conversation_review_sets(conversation: Conversation) -> list[EvalSet]:
+    """The active conversation eval sets this conversation is in, to label it there."""
+    if conversation.anchor_id is None:
+        return []
+    sets = EvalSet.objects.for_workspace(conversation.workspace_id).active()
+    return [
+        s
+        for s in sets.filter(unit=EvalSet.Unit.CONVERSATION)[:10]
+        if Trace.objects.in_eval_set(s).filter(pk=conversation.anchor_id).exists()
+    ]
+
+
 # --- eval sets and reviews --------------------------------------------------------------
 
 

@@ -34,6 +34,13 @@ def _check_fields(*, criteria: str, target_labels: int, source_kind: str) -> Non
         raise TraceError(f"Unknown source “{source_kind}”.")
 
 
+def _check_unit(*, unit: str, idle_minutes: int) -> None:
+    if unit not in EvalSet.Unit.values:
+        raise TraceError(f"Unknown unit “{unit}”: judge a trace or a conversation.")
+    if not isinstance(idle_minutes, int) or not 1 <= idle_minutes <= 7 * 24 * 60:
+        raise TraceError("The idle time must be between 1 minute and 7 days.")
+
+
 def create_eval_set(
     *,
     workspace: Workspace,
@@ -45,10 +52,13 @@ def create_eval_set(
     saved_filter: Mapping | None = None,
     trace_ids: Iterable[int] = (),
     score_to_langfuse: bool = False,
+    unit: str = EvalSet.Unit.TRACE,
+    conversation_idle_minutes: int = 30,
 ) -> EvalSet:
-    """Create an eval set, optionally with hand-picked traces."""
+    """Create an eval set, optionally with hand-picked traces (or their conversations)."""
     name = _check_name(workspace=workspace, name=name)
     _check_fields(criteria=criteria, target_labels=target_labels, source_kind=source_kind)
+    _check_unit(unit=unit, idle_minutes=conversation_idle_minutes)
     with transaction.atomic():
         eval_set = EvalSet(
             workspace=workspace,
@@ -59,6 +69,8 @@ def create_eval_set(
             # Normalised so a saved filter always reads back the way the trace list wrote it.
             saved_filter=TraceFilters.from_data(saved_filter).to_data(),
             score_to_langfuse=score_to_langfuse,
+            unit=unit,
+            conversation_idle_minutes=conversation_idle_minutes,
             created_by=created_by,
         )
         eval_set.full_clean()
@@ -78,9 +90,26 @@ def update_eval_set(
     source_kind: str | None = None,
     saved_filter: Mapping | None = None,
     score_to_langfuse: bool | None = None,
+    unit: str | None = None,
+    conversation_idle_minutes: int | None = None,
 ) -> EvalSet:
-    """Change the given fields of an eval set; labels already given are kept."""
+    """Change the given fields of an eval set; labels already given are kept.
+
+    The unit cannot change once the set has labels: they judge what the set judged.
+    """
     changed = []
+    relabel = unit is not None and unit != eval_set.unit
+    if relabel and Feedback.objects.filter(eval_set=eval_set).exists():
+        raise TraceError(
+            f"This eval set has labels of single {eval_set.get_unit_display().lower()}s; "
+            f"create a new set to judge {EvalSet.Unit(unit).label.lower()}s."
+        )
+    _check_unit(
+        unit=unit if unit is not None else eval_set.unit,
+        idle_minutes=conversation_idle_minutes
+        if conversation_idle_minutes is not None
+        else eval_set.conversation_idle_minutes,
+    )
     if name is not None and name.strip() != eval_set.name:
         eval_set.name = _check_name(workspace=eval_set.workspace, name=name, exclude_pk=eval_set.pk)
         changed.append("name")
@@ -89,6 +118,8 @@ def update_eval_set(
         ("target_labels", target_labels),
         ("source_kind", source_kind),
         ("score_to_langfuse", score_to_langfuse),
+        ("unit", unit),
+        ("conversation_idle_minutes", conversation_idle_minutes),
     ):
         if value is not None and getattr(eval_set, field) != value:
             setattr(eval_set, field, value)
@@ -130,14 +161,23 @@ def add_traces_to_eval_set(*, eval_set: EvalSet, trace_ids: Iterable[int]) -> in
         raise TraceError("Select at least one trace.")
     if eval_set.is_archived:
         raise TraceError("This eval set is archived.")
-    found = set(
+    found = dict(
         Trace.objects.for_workspace(eval_set.workspace_id)
         .filter(pk__in=wanted)
-        .values_list("pk", flat=True)
+        .values_list("pk", "conversation__anchor_id")
     )
     missing = [pk for pk in wanted if pk not in found]
     if missing:
         raise TraceNotFound(missing)
+    if eval_set.unit == EvalSet.Unit.CONVERSATION:
+        # Any turn picks its whole conversation, which its anchor turn stands for.
+        loose = [pk for pk in wanted if found[pk] is None]
+        if loose:
+            raise TraceError(
+                f"{len(loose)} of the selected traces belong to no conversation (they carry "
+                "no session id); this eval set judges conversations."
+            )
+        wanted = list(dict.fromkeys(found[pk] for pk in wanted))
     existing = set(
         EvalSetTrace.objects.filter(eval_set=eval_set, trace_id__in=wanted).values_list(
             "trace_id", flat=True

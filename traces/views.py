@@ -153,7 +153,14 @@ def evalset_create(request):
     only fills in the form, the next POST creates the set.
     """
     picking = request.method == "POST" and "pick" in request.POST
-    initial = {"target_labels": 10, "source_kind": EvalSet.SourceKind.MANUAL}
+    initial = {
+        "target_labels": 10,
+        "source_kind": EvalSet.SourceKind.MANUAL,
+        "unit": EvalSet.Unit.CONVERSATION
+        if request.GET.get("unit") == "conversation"
+        else EvalSet.Unit.TRACE,
+        "conversation_idle_minutes": 30,
+    }
     if "filter" in request.GET:
         initial.update(source_kind=EvalSet.SourceKind.FILTER, saved_filter=request.GET["filter"])
     source = request.POST if picking else request.GET
@@ -174,6 +181,8 @@ def evalset_create(request):
                 saved_filter=data["saved_filter"],
                 trace_ids=data["trace_ids"],
                 score_to_langfuse=data["score_to_langfuse"],
+                unit=data["unit"] or EvalSet.Unit.TRACE,
+                conversation_idle_minutes=data["conversation_idle_minutes"] or 30,
                 created_by=request.user,
             )
         except TraceError as exc:
@@ -199,6 +208,8 @@ def evalset_edit(request, pk: int):
                 source_kind=data["source_kind"],
                 saved_filter=data["saved_filter"],
                 score_to_langfuse=data["score_to_langfuse"],
+                unit=data["unit"],
+                conversation_idle_minutes=data["conversation_idle_minutes"],
             )
         except TraceError as exc:
             form.add_error(None, exc.message)
@@ -333,9 +344,17 @@ def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, sta
         )
     else:
         mine = Feedback.objects.filter(eval_set=eval_set, trace=trace, user=request.user).first()
+    conversation, turns = None, []
+    if trace is not None and eval_set.unit == EvalSet.Unit.CONVERSATION:
+        conversation = (
+            Conversation.objects.for_workspace(request.workspace).filter(anchor=trace).first()
+        )
+        turns = selectors.conversation_turn_views(conversation) if conversation else []
     ctx = {
         "eval_set": eval_set,
         "trace": trace,
+        "conversation": conversation,
+        "turns": turns,
         "mine": mine,
         "progress": selectors.review_progress(eval_set=eval_set, user=request.user),
         "generate_url": generate_url(eval_set),
@@ -628,6 +647,11 @@ def conversation_detail(request, pk: int):
     ctx = {
         "conversation": conversation,
         "turns": selectors.conversation_turn_views(conversation),
+        "feedback": Feedback.objects.for_workspace(request.workspace)
+        .filter(trace_id=conversation.anchor_id)
+        .select_related("user", "eval_set"),
+        "judgements": selectors.conversation_judgements(conversation),
+        "review_sets": selectors.conversation_review_sets(conversation),
     }
     return render(request, "traces/conversation_detail.html", ctx)
 

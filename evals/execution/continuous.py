@@ -159,3 +159,16 @@ def execute_automatic_run(*, run_id: int) -> PushReport | None:
     if run.eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
         record_conversation_judgements(run=run)
     return push_run_scores(run=run)
+
+
+def judgement_history(conversation: Conversation) -> list[ConversationJudgement]:
+    """Every verdict kept on the conversation, newest first, labelled with its eval."""
+    judgements = list(
+        ConversationJudgement.objects.for_workspace(conversation.workspace_id)
+        .filter(conversation=conversation)
+        .select_related("eval__eval_set")
+        .order_by("-completion", "-created_at", "-id")
+    )
+    for judgement in judgements:
+        judgement.eval_label = f"{judgement.eval.eval_set.name} v{judgement.eval.version}"
+    return judgements

@@ -282,3 +282,64 @@ def test_conversation_list_groups_and_filters(login, workspace, owner):
     done = client.get(_page("conversation_list", workspace), {"state": "complete"})
     assert [c.external_id for c in done.context["page"].conversations] == ["c"]
     assert "Group by conversation" in client.get(_page("list", workspace)).content.decode()
+
+
+# --- conversation eval sets ---------------------------------------------------------------
+
+
+def test_conversation_set_picks_whole_conversations_and_refuses_loose_traces(workspace, owner):
+    from traces.exceptions import TraceError
+    from traces.services import (
+        add_traces_to_eval_set,
+        create_eval_set,
+        record_feedback,
+        update_eval_set,
+    )
+
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=1), _turn(3, None)])
+    eval_set = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION
+    )
+    turns = {t.external_id: t for t in Trace.objects.for_workspace(workspace)}
+    assert add_traces_to_eval_set(eval_set=eval_set, trace_ids=[turns["turn-2"].pk]) == 1
+    assert add_traces_to_eval_set(eval_set=eval_set, trace_ids=[turns["turn-1"].pk]) == 0
+    with pytest.raises(TraceError, match="belong to no conversation"):
+        add_traces_to_eval_set(eval_set=eval_set, trace_ids=[turns["turn-3"].pk])
+
+    anchor = Conversation.objects.get(external_id="a").anchor
+    assert list(Trace.objects.in_eval_set(eval_set)) == [anchor] == [turns["turn-1"]]
+    with pytest.raises(TraceError, match="not in the eval set"):
+        record_feedback(eval_set=eval_set, trace=turns["turn-2"], user=owner, rating="positive")
+    record_feedback(eval_set=eval_set, trace=anchor, user=owner, rating="positive")
+    with pytest.raises(TraceError, match="create a new set"):
+        update_eval_set(eval_set=eval_set, unit=EvalSet.Unit.TRACE)
+
+
+def test_eval_set_form_takes_the_unit(login, workspace, owner):
+    client = login(owner)
+    response = client.post(
+        _page("evalset_create", workspace),
+        {
+            "name": "Chats",
+            "criteria": "good",
+            "target_labels": 5,
+            "source_kind": "filter",
+            "unit": "conversation",
+            "conversation_idle_minutes": 10,
+        },
+    )
+    assert response.status_code == 302
+    eval_set = EvalSet.objects.get(name="Chats")
+    assert (eval_set.unit, eval_set.conversation_idle_minutes) == ("conversation", 10)
+    bad = client.post(
+        _page("evalset_create", workspace),
+        {
+            "name": "X",
+            "criteria": "good",
+            "target_labels": 5,
+            "source_kind": "filter",
+            "unit": "session",
+            "conversation_idle_minutes": 0,
+        },
+    )
+    assert bad.status_code == 200 and not EvalSet.objects.filter(name="X").exists()

@@ -32,9 +32,13 @@ def when(value) -> str:
 
 
 @register.filter
-def labelled_count(progress) -> str:
-    """``3 of 10 traces labelled`` below the target, ``43 labelled (target 12 reached)`` at it."""
+def labelled_count(progress, unit: str = "trace") -> str:
+    """``3 of 10 traces labelled`` below the target, ``43 labelled (target 12 reached)`` at it.
+
+    A conversation eval set (``unit``) counts conversations.
+    """
     done, target = progress.labelled_traces, progress.target
     if done >= target:
         return f"{done} labelled (target {target} reached)"
-    return f"{done} of {target} traces labelled"
+    noun = "conversations" if unit == "conversation" else "traces"
+    return f"{done} of {target} {noun} labelled"
