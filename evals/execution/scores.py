@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -24,7 +24,7 @@ from evals.models import Eval, EvalExecution, EvalRun
 from integrations.adapters.base import ScoreIn
 from integrations.models import Integration
 from integrations.services import SCORE_REJECTED_PREFIX, deliver_scores, record_score_delivery
-from traces.models import Trace
+from traces.models import Conversation, EvalSet, Trace
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ class _Verdict:
     integration_id: int | None
     # Whether the trace came from a Langfuse integration of an eval set that sends scores.
     eligible: bool
+    trace_pk: int = 0
+    conversation_unit: bool = False
+    # Filled by ``_attach_conversations`` for a conversation eval set's verdicts.
+    session_id: str | None = None
+    last_trace_id: str | None = None
 
     @classmethod
     def of(cls, execution: EvalExecution) -> _Verdict:
@@ -113,6 +118,8 @@ class _Verdict:
                 source=trace.source,
                 integration_kind=integration.kind if integration is not None else None,
             ),
+            trace_pk=trace.pk,
+            conversation_unit=eval.eval_set.unit == EvalSet.Unit.CONVERSATION,
         )
 
 
@@ -127,10 +134,47 @@ _VERDICT_COLUMNS = (
     "eval__eval_set__score_to_langfuse",
     "trace__source",
     "trace__integration__kind",
+    "trace_id",
+    "eval__eval_set__unit",
 )
 
 
 def _verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
+    verdicts = _read_verdicts(executions)
+    _attach_conversations([v for v in verdicts if v.conversation_unit])
+    return verdicts
+
+
+def _attach_conversations(verdicts: list[_Verdict]) -> None:
+    """Point conversation verdicts at their session, and at its last trace (LangSmith).
+
+    A conversation's verdict is kept on its anchor turn; what goes back is about the
+    whole session. Two queries for the batch: the conversations, then their last turns.
+    """
+    if not verdicts:
+        return
+    conversations = {
+        anchor_id: (pk, external_id, started_at)
+        for pk, anchor_id, external_id, started_at in Conversation.objects.filter(
+            anchor_id__in=[v.trace_pk for v in verdicts]
+        ).values_list("id", "anchor_id", "external_id", "started_at")
+    }
+    last_turns = dict(
+        Trace.objects.filter(conversation_id__in=[c[0] for c in conversations.values()])
+        .order_by("conversation_id", "timestamp", "id")
+        .values_list("conversation_id", "external_id")
+    )  # the last row per conversation wins: its latest turn
+    for verdict in verdicts:
+        found = conversations.get(verdict.trace_pk)
+        if found is None:
+            continue
+        pk, external_id, started_at = found
+        verdict.session_id = external_id
+        verdict.last_trace_id = last_turns.get(pk, verdict.external_id)
+        verdict.timestamp = started_at
+
+
+def _read_verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
     if not isinstance(executions, QuerySet):
         return [_Verdict.of(e) for e in executions]
     # Only the columns a score needs: model instances would decode every trace's data and
@@ -145,6 +189,8 @@ def _verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
             timestamp,
             integration_id,
             eligible=_eligible(opted_in=opted_in, source=source, integration_kind=kind),
+            trace_pk=trace_pk,
+            conversation_unit=unit == EvalSet.Unit.CONVERSATION,
         )  # fmt: skip
         for (
             pk,
@@ -157,11 +203,26 @@ def _verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
             opted_in,
             source,
             kind,
+            trace_pk,
+            unit,
         ) in executions.values_list(*_VERDICT_COLUMNS)  # fmt: skip
     ]
 
 
+def session_score_id(*, eval_id: int, session_id: str) -> str:
+    """Return the deterministic score id of an eval version's verdict on a conversation."""
+    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval:{eval_id}:session:{session_id}"))
+
+
 def _build(eval: Eval, verdict: _Verdict) -> ScoreIn:
+    if verdict.session_id is not None:
+        # The latest verdict on the conversation replaces the earlier one (same id).
+        return replace(
+            _build(eval, replace(verdict, session_id=None)),
+            id=session_score_id(eval_id=eval.pk, session_id=verdict.session_id),
+            trace_id=verdict.last_trace_id or verdict.external_id,
+            session_id=verdict.session_id,
+        )
     return ScoreIn(
         id=_score_id(eval.pk, verdict.external_id),
         trace_id=verdict.external_id,

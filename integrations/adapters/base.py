@@ -128,6 +128,9 @@ class ScoreIn:
     value: bool
     comment: str | None = None
     observation_id: str | None = None
+    # A verdict on a whole conversation: platforms with session scores (Langfuse) score
+    # the session, others the conversation's last trace (``trace_id``).
+    session_id: str | None = None
     environment: str | None = None
     timestamp: datetime | None = None
     metadata: dict[str, Any] | None = None

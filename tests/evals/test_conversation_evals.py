@@ -1,5 +1,8 @@
 """Conversation eval sets: the eval receives the conversation dict; continuous judging on
-completion, again after a resume, with every judgement kept."""
+completion, again after a resume, with every judgement kept; verdicts back as session scores."""
+
+# The fake-Langfuse fixtures come from the integration tests (same parameter names).
+# ruff: noqa: F811
 
 import datetime as dt
 
@@ -10,6 +13,7 @@ import iofold.pipeline
 from evals.execution import continuous
 from evals.models import ConversationJudgement, Eval, EvalExecution
 from iofold.pipeline import ingest_traces
+from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
 from tests.traces.factories import EvalSetFactory, trace_data
 from traces.conversations import complete_idle_conversations
 from traces.models import Conversation, EvalSet
@@ -151,3 +155,71 @@ def test_completion_queues_the_anchor_turns(
     completed = iofold.pipeline.complete_idle_conversations_task.run()
     b = Conversation.objects.get(external_id="b")
     assert completed == 1 and queued == [(workspace.pk, [b.anchor_id])]
+
+
+# --- verdicts back to the source ------------------------------------------------------------
+
+
+def test_session_scores_reach_langfuse_with_a_stable_id(workspace, fake_langfuse, make_integration):
+    from evals.execution import scores
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+        score_to_langfuse=True,
+        name="Whole chats",
+    )
+    active = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=SHORT_AND_CLEAN,
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    ingest_traces(
+        workspace=workspace,
+        source="langfuse",
+        integration=integration,
+        traces=[
+            _turn(1, "lf-chat", 0),
+            _turn(2, "lf-chat", 1, metadata={"conversation_end": True}),
+        ],
+    )
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    _judge(workspace, [conversation.anchor_id])
+
+    expected = scores.session_score_id(eval_id=active.pk, session_id="lf-chat")
+    assert list(fake.scores) == [expected]
+    sent = fake.scores[expected]
+    assert sent["sessionId"] == "lf-chat" and "traceId" not in sent
+    assert (sent["name"], sent["value"], sent["dataType"]) == ("Whole chats", 1, "BOOLEAN")
+    assert sent["timestamp"].startswith("2026-11-30T12:00:00")
+
+    # Resumed and completed again: judged again, and the same score is overwritten.
+    ingest_traces(
+        workspace=workspace,
+        source="langfuse",
+        integration=integration,
+        traces=[_turn(3, "lf-chat", 60, metadata={"conversation_end": True})],
+    )
+    _judge(workspace, [conversation.anchor_id])
+    assert list(fake.scores) == [expected]
+    assert fake.scores[expected]["value"] == 0
+    assert ConversationJudgement.objects.filter(conversation=conversation).count() == 2
+    # Resending changes nothing either.
+    scores.push_scores(executions=EvalExecution.objects.filter(eval=active))
+    assert list(fake.scores) == [expected]
+
+
+def test_fake_langfuse_refuses_a_score_with_no_or_two_subjects(fake_langfuse):
+    fake = fake_langfuse()
+    base = {"name": "x", "value": 1, "dataType": "BOOLEAN"}
+    assert fake.post_scores(base)[0] == 400
+    assert fake.post_scores({**base, "traceId": "t", "sessionId": "s"})[0] == 400
+    assert fake.post_scores({**base, "sessionId": "s", "observationId": "o"})[0] == 400
+    assert fake.post_scores({**base, "sessionId": "s"})[0] == 200

@@ -745,6 +745,18 @@ class FakeLangfuse:
             return self.reject_score_ids[item["id"]]
         if not item.get("name"):
             return "Invalid score: name is required"
+        # CONTRACT.md 2.6: the subject is a trace (an observation needs its trace too), a
+        # session or a dataset run; a score with none would belong to nothing.
+        subjects = [k for k in ("traceId", "sessionId", "datasetRunId") if item.get(k)]
+        if not subjects:
+            return "Invalid score: one of traceId, sessionId or datasetRunId is required"
+        if len(subjects) > 1:
+            return f"Invalid score: {' and '.join(subjects)} name two subjects"
+        if item.get("observationId") and not item.get("traceId"):
+            return "Invalid score: observationId requires traceId"
+        for key in ("traceId", "sessionId", "datasetRunId", "observationId"):
+            if key in item and not isinstance(item[key], str):
+                return f"Invalid score: {key} must be a string"
         if "value" not in item or item["value"] is None:
             return "Invalid score: value is required"
         if item.get("dataType") == "BOOLEAN" and item["value"] not in (0, 1):

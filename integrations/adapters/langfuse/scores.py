@@ -21,8 +21,10 @@ def score_batches(scores: list[ScoreIn]) -> Iterator[tuple[int, bytes]]:
     for score in scores:
         item = {
             "id": score.id,
-            "traceId": score.trace_id,
-            "observationId": score.observation_id,
+            # One subject per score: the session for a conversation's verdict, else the trace.
+            "traceId": None if score.session_id else score.trace_id,
+            "sessionId": score.session_id,
+            "observationId": None if score.session_id else score.observation_id,
             "name": score.name,
             "value": 1.0 if score.value else 0.0,
             "dataType": "BOOLEAN",
