@@ -66,3 +66,42 @@ def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fak
     )
     integration.refresh_from_db()
     assert (integration.scores_pushed_count, integration.score_push_failures) == (6, 0)
+
+
+def test_a_conversation_verdict_goes_to_the_threads_last_trace(workspace, fake):
+    from traces.models import Conversation, EvalSet
+
+    integration = services.create_integration(
+        workspace=workspace,
+        kind="langsmith",
+        name="ls",
+        host=fake.url,
+        secret_key=API_KEY,
+        options={"project": "default"},
+    )
+    eval_set = EvalSetFactory(workspace=workspace, name="Whole threads", score_to_langfuse=True,
+                              unit=EvalSet.Unit.CONVERSATION)  # fmt: skip
+    eval = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code="def eval_fn(conversation):\n    return True, 'ok'\n",
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    traces = [
+        {**trace_data(i), "id": str(uuid.UUID(int=i + 1)), "session_id": "thread-1",
+         "timestamp": f"2026-03-01T12:0{i}:00+00:00"}
+        for i in range(3)
+    ]  # fmt: skip
+    ingest_traces(workspace=workspace, source="langsmith", integration=integration, traces=traces)
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    EvalExecution.objects.create(
+        workspace=workspace, eval=eval, trace_id=conversation.anchor_id, passed=True, reason="ok"
+    )
+
+    report = scores.push_scores(executions=scores.pushable(EvalExecution.objects.all()))
+
+    assert report.pushed == 1
+    [sent] = fake.feedback.values()
+    assert sent["run_id"] == str(uuid.UUID(int=3)) and sent["key"] == "Whole threads"
