@@ -103,6 +103,35 @@ TRACE_SCHEMA = """\
   "latency_ms": float | None, "cost": float | None,
 }"""
 
+# Appended to the system prompt when the eval set judges whole conversations
+# (docs/conversations.md): the function then receives this dict, not a trace.
+CONVERSATION_SECTION = """
+
+## Conversations
+
+This eval set judges whole conversations, not single traces. eval_fn receives one \
+conversation (the examples below are conversations too), with its turns in order:
+
+    def eval_fn(conversation: dict) -> tuple[bool, str]:
+
+{
+  "id": str,                    # the session / thread / conversation id
+  "messages": [                 # two per turn: the user's message, then the answer
+    {"role": "user" | "assistant", "content": str,
+     "tool_calls": [{"name": str, "arguments": any JSON, "output": any JSON,
+                     "error": str | None}, ...]},   # the assistant's, in that turn
+    ...
+  ],
+  "turns": [trace, ...],        # each turn as a trace of the schema above
+  "metadata": {"source": str, "turn_count": int, "started_at": str,
+               "last_activity_at": str, "ended_by_marker": bool,
+               "user_id": str | None, "has_error": bool, "cost": float | None},
+  "is_complete": bool,
+}
+
+Judge the conversation as a whole: whether the user's request was resolved by the end, \
+whether the user had to repeat themselves, tool errors across turns, handoffs."""
+
 SYSTEM_TEMPLATE = """\
 You write Python evaluation functions for traces of an LLM application. A team has \
 reviewed some traces by hand; your function must reproduce their judgement on traces \
@@ -202,13 +231,23 @@ TEMPLATES = {
 }
 
 
-def build_system_prompt() -> str:
+def build_system_prompt(*, conversations: bool = False) -> str:
     """Return the system prompt shared by generation and refinement."""
-    return SYSTEM_TEMPLATE.format(
+    system = SYSTEM_TEMPLATE.format(
         schema=TRACE_SCHEMA,
         imports=", ".join(ALLOWED_IMPORTS),
         # The validator's own list, so the prompt never promises what it rejects.
         forbidden=", ".join(sorted(FORBIDDEN_NAMES)),
+    )
+    return system + CONVERSATION_SECTION if conversations else system
+
+
+def is_conversation(item: Any) -> bool:
+    """Whether an example is a conversation dict (traces.conversations.conversation_dict)."""
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("turns"), list)
+        and (isinstance(item.get("messages"), list))
     )
 
 
@@ -334,7 +373,7 @@ def _assemble(
     token_budget: int,
     version: str,
 ) -> Prompt:
-    system = build_system_prompt()
+    system = build_system_prompt(conversations=any(is_conversation(i.trace) for i in items))
     budget_chars = token_budget * CHARS_PER_TOKEN
     skeleton = template.format(**fields, count_line="", examples="")
     available = budget_chars - len(system) - len(skeleton) - COUNT_LINE_SLACK

@@ -68,6 +68,12 @@ MEASURES = {
         "Trace has fewer than {} failed tool calls",
     ),
     "user_turns": ("steps", "Trace has {} user turns", "Trace has fewer than {} user turns"),
+    "turns": ("turns", "Conversation has {} turns", "Conversation has fewer than {} turns"),
+    "turns_with_tool_errors": (
+        "error",
+        "A tool failed in {} turns of the conversation",
+        "A tool failed in fewer than {} turns of the conversation",
+    ),
     "agent_turns": ("steps", "Trace has {} agent turns", "Trace has fewer than {} agent turns"),
     "tool_arguments": (
         "tool",
@@ -333,6 +339,21 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
                 "tool",
                 "The user confirmed something",
                 "The user never confirmed anything",
+            ),
+            "user_repeated": (
+                "turns",
+                "The user had to repeat themselves",
+                "The user never repeated themselves",
+            ),
+            "last_turn_failed": (
+                "error",
+                "A step failed in the conversation's last turn",
+                "No step failed in the conversation's last turn",
+            ),
+            "last_turn_resolved": (
+                "turns",
+                "The last answer resolved the request",
+                "The last answer did not resolve the request",
             ),
         }
     )
@@ -713,6 +734,7 @@ _HINTS = {
         "retried",
     ),
     "steps": ("turn", "step", "loop", "repeat", "conversation"),
+    "turns": ("turn", "repeat", "again", "came back", "resolved", "conversation", "follow-up"),
     "length": (
         "long",
         "short",

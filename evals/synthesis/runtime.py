@@ -664,10 +664,94 @@ def _step_facts(steps, in_raw):
     return tools, numbers, flags, (results, last_result), tool_errors, "\n".join(grounded)
 
 
+def _is_conversation(item):
+    return isinstance(item.get("turns"), list) and isinstance(item.get("messages"), list)
+
+
+def _flatten(conversation):
+    """Return a conversation as one trace: the user's turns as steps between its turns' steps.
+
+    Every trace fact then holds over the whole conversation (tool errors across turns, a
+    handoff anywhere, a change made without the user confirming); the output is the last
+    assistant message, so output facts read the conversation's ending.
+    """
+    steps = []
+    users = [m for m in conversation["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+    replies = [
+        m for m in conversation["messages"] if isinstance(m, dict) and m.get("role") == "assistant"
+    ]
+    turns = [t for t in conversation["turns"] if isinstance(t, dict)]
+    for index, turn in enumerate(turns):
+        said = users[index].get("content") if index < len(users) else None
+        steps.append({"type": "span", "name": "user", "output": said})
+        steps.extend(s for s in (turn.get("steps") or []) if isinstance(s, dict))
+    costs = [t.get("cost") for t in turns if isinstance(t.get("cost"), (int, float))]
+    latencies = [
+        t.get("latency_ms") for t in turns if isinstance(t.get("latency_ms"), (int, float))
+    ]
+    return {
+        "input": users[0].get("content") if users else None,
+        "output": replies[-1].get("content") if replies else None,
+        "steps": steps,
+        "latency_ms": sum(latencies) if latencies else None,
+        "cost": sum(costs) if costs else None,
+    }
+
+
+def _repeated_user(conversation):
+    """Return a user message that says again what an earlier one said, else ''.
+
+    Again: it holds at least 90 % of the earlier message's words (of three or more), so a
+    restated request counts and two requests of one template about different things do not.
+    """
+    seen = []
+    for message in conversation["messages"]:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        text = _text(message.get("content"))
+        words = set(_words(text))
+        if len(words) >= 3:
+            for earlier in seen:
+                if len(words & earlier) >= 0.9 * len(earlier):
+                    return text[:80]
+            seen.append(words)
+    return ""
+
+
+def _conversation_facts(conversation):
+    """Return (numbers, flags) only a conversation has: its turns and how it ended."""
+    turns = [t for t in conversation["turns"] if isinstance(t, dict)]
+    failing = [
+        t
+        for t in turns
+        if any(
+            isinstance(s, dict) and s.get("type") == "tool" and s.get("error")
+            for s in t.get("steps") or []
+        )
+    ]
+    last = turns[-1] if turns else {}
+    last_errors = [
+        str(s.get("name")) + ": " + str(s.get("error"))
+        for s in last.get("steps") or []
+        if isinstance(s, dict) and s.get("error")
+    ]
+    numbers = {"turns": float(len(turns)), "turns_with_tool_errors": float(len(failing))}
+    flags = {"user_repeated": _repeated_user(conversation), "last_turn_failed": ""}
+    if last_errors:
+        flags["last_turn_failed"] = last_errors[0][:120]
+    return numbers, flags
+
+
 def view(trace):
-    """Return the pre-computed facts about a trace that the rules look at."""
+    """Return the pre-computed facts about a trace (or a conversation) that rules look at."""
     if not isinstance(trace, dict):
         trace = {}
+    if _is_conversation(trace):
+        extra_numbers, extra_flags = _conversation_facts(trace)
+        trace = _flatten(trace)
+    else:
+        extra_numbers = {"turns": 1.0, "turns_with_tool_errors": 0.0}
+        extra_flags = {"user_repeated": "", "last_turn_failed": ""}
     steps = trace.get("steps")
     steps = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
     out_raw = _text(trace.get("output"))
@@ -723,6 +807,15 @@ def view(trace):
     claimed = flags["out_success"] if not flags["out_failure"] else ""
     flags["contradicts_tool_error"] = (
         tool_errors[-1][:80] + " / '" + claimed + "'" if tool_errors and claimed else ""
+    )
+    numbers.update(extra_numbers)
+    flags.update(extra_flags)
+    # The request was resolved at the end: the last answer claims success and neither the
+    # last turn nor the answer reports a failure.
+    flags["last_turn_resolved"] = (
+        flags["out_success"]
+        if flags["out_success"] and not (flags["out_failure"] or extra_flags["last_turn_failed"])
+        else ""
     )
     # The last tool call failed and the final answer neither apologises nor mentions it.
     flags["ignores_last_error"] = (

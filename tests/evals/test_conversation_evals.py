@@ -223,3 +223,85 @@ def test_fake_langfuse_refuses_a_score_with_no_or_two_subjects(fake_langfuse):
     assert fake.post_scores({**base, "traceId": "t", "sessionId": "s"})[0] == 400
     assert fake.post_scores({**base, "sessionId": "s", "observationId": "o"})[0] == 400
     assert fake.post_scores({**base, "sessionId": "s"})[0] == 200
+
+
+# --- generation at conversation level ----------------------------------------------------
+
+TOPICS = ["refund", "invoice", "password", "delivery", "address", "discount", "warranty"]
+ASKS = ["Where is my {}?", "Can you check the {} for order {}?", "I need help with my {} now."]
+
+
+def _synthetic_conversation(rng, index: int, *, repeated: bool) -> dict:
+    """A chat of 2-5 turns; in the bad ones the user has to ask the same thing again."""
+    from traces.conversations import turn_messages
+
+    turns = []
+    count = rng.randint(2, 5)
+    asked = []
+    for n in range(count):
+        if repeated and n == count - 1:
+            question = asked[0] + " I asked this already."
+        else:
+            topic = TOPICS[(index + n * 3) % len(TOPICS)]
+            question = rng.choice(ASKS).format(topic, 1000 + rng.randint(0, 8999))
+        asked.append(question)
+        data = trace_data(index * 10 + n, error="timeout" if rng.random() < 0.3 else None)
+        data.update(input={"user": question}, output=rng.choice(["Done.", "Here it is.", "Sure."]))
+        turns.append(data)
+    return {
+        "id": f"chat-{index}",
+        "messages": [m for t in turns for m in turn_messages(t)],
+        "turns": turns,
+        "metadata": {"turn_count": count},
+        "is_complete": True,
+    }
+
+
+def test_offline_synthesiser_recovers_a_multi_turn_rule():
+    import random
+
+    import sandbox
+    from evals.datasets import LabelledExample
+    from evals.sandboxing import sandbox_limits
+    from evals.synthesis import fit
+
+    rng = random.Random(16)
+    chats = [_synthetic_conversation(rng, i, repeated=i % 3 == 0) for i in range(60)]
+    labels = ["negative" if i % 3 == 0 else "positive" for i in range(60)]
+    train = [
+        LabelledExample(trace=c, label=label, group=c["id"])
+        for c, label in zip(chats[:40], labels[:40], strict=True)
+    ]
+
+    fitted = fit(train, criteria="Good when the user never has to ask the same thing twice.")
+
+    assert fitted.rules and "repeat themselves" in " ".join(fitted.rules)
+    held_out = chats[40:]
+    results = sandbox.run(fitted.code, held_out, sandbox_limits())
+    verdicts = [r.passed for r in results]
+    assert verdicts == [label == "positive" for label in labels[40:]]
+
+
+def test_llm_prompt_describes_the_conversation_contract():
+    import random
+
+    from evals.generation.prompts import PromptExample, build_generation_prompt
+
+    rng = random.Random(3)
+    chats = [_synthetic_conversation(rng, i, repeated=i == 0) for i in range(2)]
+    prompt = build_generation_prompt(
+        criteria="The user never repeats themselves.",
+        examples=[
+            PromptExample(trace=chats[0], label="negative", note="asked twice"),
+            PromptExample(trace=chats[1], label="positive", note=""),
+        ],
+        token_budget=20_000,
+    )
+    assert "def eval_fn(conversation: dict) -> tuple[bool, str]:" in prompt.system
+    assert '"turns": [trace, ...]' in prompt.system and "I asked this already" in prompt.user
+    plain = build_generation_prompt(
+        criteria="x",
+        examples=[PromptExample(trace=chats[0]["turns"][0], label="negative", note="")],
+        token_budget=20_000,
+    )
+    assert "## Conversations" not in plain.system
