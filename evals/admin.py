@@ -2,7 +2,14 @@ from django.contrib import admin
 
 from evals.exceptions import EvalError
 from evals.generation.services import start_generation
-from evals.models import Eval, EvalExecution, EvalRun, Generation, ProviderSettings
+from evals.models import (
+    ConversationJudgement,
+    Eval,
+    EvalExecution,
+    EvalRun,
+    Generation,
+    ProviderSettings,
+)
 from iofold.lib.fields import last_four
 
 
@@ -185,4 +192,32 @@ class EvalExecutionAdmin(admin.ModelAdmin):
         "score_error",
         "created_at",
         "updated_at",
+    ]
+
+
+@admin.register(ConversationJudgement)
+class ConversationJudgementAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "workspace",
+        "eval",
+        "completion",
+        "turn_count",
+        "passed",
+        "created_at",
+    ]
+    list_filter = ["passed", "created_at"]
+    search_fields = ["conversation__external_id", "workspace__slug"]
+    list_select_related = ["workspace", "eval", "conversation"]
+    raw_id_fields = ["workspace", "conversation", "eval"]
+    # The history is what the evals said: never edited by hand.
+    readonly_fields = [
+        "conversation",
+        "eval",
+        "completion",
+        "turn_count",
+        "passed",
+        "reason",
+        "error",
+        "created_at",
     ]

@@ -45,7 +45,11 @@ LIST_OPERATIONS = sorted(
 )
 WEBHOOK = ("post", "/api/v1/integrations/{id}/webhook")  # a plain view: not in the schema
 # Testing the connection to the world's Langfuse (nothing listens there) is refused.
-REFUSED_WHEN_PLAUSIBLE = {("post", "/api/v1/integrations/{id}/test/")}
+# Labelling the world's conversation in its eval set, which judges traces, is refused.
+REFUSED_WHEN_PLAUSIBLE = {
+    ("post", "/api/v1/integrations/{id}/test/"),
+    ("post", "/api/v1/conversations/{id}/labels/"),
+}
 
 
 @dataclass
@@ -59,6 +63,7 @@ class World:
     eval_set: EvalSet
     feedback: Feedback
     eval: Eval
+    conversation: object = None
 
 
 @pytest.fixture
@@ -80,7 +85,13 @@ def world(workspace, owner) -> World:
     record_feedback(eval_set=eval_set, trace=traces[1], user=owner, rating="negative")
     eval = make_eval(eval_set, version=1)
     record(eval, traces[0], True)
-    return World(workspace, integration, run, traces[0], eval_set, feedback, eval)
+    from iofold.pipeline import ingest_traces
+    from traces.models import Conversation
+
+    turns = [{**trace_data(n), "id": f"turn-{n}", "session_id": "chat-1"} for n in (7, 8)]
+    ingest_traces(workspace=workspace, source="api", traces=turns)
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    return World(workspace, integration, run, traces[0], eval_set, feedback, eval, conversation)
 
 
 @pytest.fixture
@@ -105,6 +116,7 @@ def _path_ids(path: str, world: World) -> str:
         "/api/v1/traces/": world.trace.pk,
         "/api/v1/generations/": world.eval.pk,
         "/api/v1/eval-runs/": world.run.pk,
+        "/api/v1/conversations/": world.conversation.pk,
     }
     if "{" not in path:
         return path

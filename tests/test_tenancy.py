@@ -78,6 +78,16 @@ def _conversation_pk(ws):
     return {"pk": _conversation_turn_pks(ws)["pk"]}
 
 
+def _conversation_set_pk(ws):
+    from traces.services import create_eval_set
+
+    eval_set = create_eval_set(
+        workspace=ws, name=f"Chats {ws.pk}", criteria="good", unit="conversation",
+        source_kind="filter",
+    )  # fmt: skip
+    return eval_set.pk
+
+
 def _eval_set_trace_pks(ws):
     from traces.services import add_traces_to_eval_set, create_eval_set
 
@@ -375,6 +385,16 @@ API_CASES = [
     Case("api-eval-set", "delete", _eval_set_pk),
     Case("api-eval-set-traces", "post", _eval_set_pk, lambda ws: {"trace_ids": [_trace(ws).pk]}),
     Case("api-feedback"),
+    Case("api-conversations"),
+    Case("api-conversation", kwargs=_conversation_pk),
+    Case("api-conversation-labels", kwargs=_conversation_pk),
+    Case(
+        "api-conversation-labels",
+        "post",
+        _conversation_pk,
+        lambda ws: {"eval_set": _conversation_set_pk(ws), "rating": "positive"},
+    ),
+    Case("api-conversation-runs", kwargs=_conversation_pk),
     Case("api-feedback-detail", kwargs=_feedback_pk),
     Case("api-feedback-detail", "patch", _feedback_pk, lambda ws: {"rating": "negative"}),
     Case("api-feedback-detail", "delete", _feedback_pk),

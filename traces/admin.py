@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import Conversation, EvalSet, EvalSetTrace, Feedback, Trace
 
 
 @admin.register(Trace)
@@ -18,11 +18,48 @@ class TraceAdmin(admin.ModelAdmin):
     list_filter = ["source", "has_error", "timestamp"]
     search_fields = ["external_id", "name", "workspace__slug"]
     list_select_related = ["workspace", "integration"]
-    raw_id_fields = ["workspace", "integration"]
+    raw_id_fields = ["workspace", "integration", "conversation"]
     readonly_fields = ["source_key", "content_hash", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
     # The trace list can be very long: don't count it on every page.
     show_full_result_count = False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "workspace",
+        "source",
+        "turn_count",
+        "last_activity_at",
+        "completed_at",
+        "completion_count",
+        "has_error",
+    ]
+    list_filter = ["source", "has_error", ("completed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["external_id", "workspace__slug"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["workspace", "integration", "anchor"]
+    # Kept by ingestion and the completion sweep; editing them by hand would desynchronise.
+    readonly_fields = [
+        "source_key",
+        "started_at",
+        "last_activity_at",
+        "turn_count",
+        "ended_at",
+        "completion_count",
+        "created_at",
+        "updated_at",
+    ]
+    date_hierarchy = "last_activity_at"
+    show_full_result_count = False
+    actions = ["reopen"]
+
+    @admin.action(description="Reopen (judged again when it next completes)")
+    def reopen(self, request, queryset):
+        updated = queryset.update(completed_at=None, ended_at=None)
+        self.message_user(request, f"Reopened {updated} conversation(s).")
 
 
 class FeedbackInline(admin.TabularInline):

@@ -17,9 +17,10 @@ from integrations.constants import MAX_API_TRACES
 from integrations.uploads import ingest_objects
 from iofold.api import PayloadTooLarge
 from traces import selectors, services
+from traces.conversations import conversation_dict, conversation_turns
 from traces.exceptions import TraceError
 from traces.filters import LABEL_STATES, TraceFilters
-from traces.models import EvalSet, Feedback, Trace
+from traces.models import Conversation, EvalSet, Feedback, Trace
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
@@ -496,3 +497,168 @@ class FeedbackDetailApi(WorkspaceScopedMixin, APIView):
     def delete(self, request, pk: int):
         self._object(pk, own=True).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- conversations ------------------------------------------------------------------------
+
+
+class ConversationOut(serializers.ModelSerializer):
+    is_complete = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "external_id",
+            "source",
+            "integration",
+            "started_at",
+            "last_activity_at",
+            "turn_count",
+            "has_error",
+            "cost",
+            "ended_at",
+            "completed_at",
+            "completion_count",
+            "is_complete",
+        ]
+
+
+class ConversationDetailOut(ConversationOut):
+    turn_ids = serializers.SerializerMethodField()
+    conversation = serializers.SerializerMethodField()
+
+    class Meta(ConversationOut.Meta):
+        fields = [*ConversationOut.Meta.fields, "turn_ids", "conversation"]
+
+    def get_turn_ids(self, obj) -> list[int]:
+        return [t.pk for t in self.context["turns"]]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_conversation(self, obj) -> dict:
+        # Exactly what a conversation eval receives (docs/conversations.md).
+        return conversation_dict(obj, [t.data for t in self.context["turns"]])
+
+
+class ConversationLabelIn(serializers.Serializer):
+    eval_set = serializers.IntegerField()
+    rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class JudgementOut(serializers.Serializer):
+    eval = serializers.IntegerField(source="eval_id")
+    eval_label = serializers.CharField()
+    completion = serializers.IntegerField()
+    turn_count = serializers.IntegerField()
+    passed = serializers.BooleanField(allow_null=True)
+    reason = serializers.CharField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ConversationsApi(WorkspaceScopedMixin, APIView):
+    model = Conversation
+
+    @extend_schema(
+        summary="List conversations, latest activity first",
+        parameters=[
+            OpenApiParameter("state", str, enum=["open", "complete"]),
+            OpenApiParameter("source", str),
+            OpenApiParameter("has_error", bool),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("limit", int),
+        ],
+        responses=inline_serializer(
+            "ConversationPageOut",
+            {"results": ConversationOut(many=True), "next_cursor": serializers.CharField()},
+        ),
+    )
+    def get(self, request):
+        params = request.query_params
+        try:
+            limit = min(max(int(params.get("limit", 50)), 1), 200)
+        except ValueError:
+            limit = 50
+        state = params.get("state", "")
+        page = selectors.conversation_page(
+            workspace=request.workspace,
+            source=params.get("source", "") if params.get("source") in Trace.Source.values else "",
+            has_error={"true": True, "false": False}.get(params.get("has_error", "")),
+            state=state if state in ("open", "complete") else "",
+            cursor=params.get("cursor"),
+            limit=limit,
+        )
+        return Response(
+            {
+                "results": ConversationOut(page.conversations, many=True).data,
+                "next_cursor": page.next_cursor,
+            }
+        )
+
+
+class _ConversationMixin(WorkspaceScopedMixin):
+    model = Conversation
+
+    def _object(self, pk: int) -> Conversation:
+        return get_object_or_404(self.get_queryset(), pk=pk)
+
+
+class ConversationDetailApi(_ConversationMixin, APIView):
+    @extend_schema(
+        summary="One conversation with the dict a conversation eval receives",
+        responses=ConversationDetailOut,
+    )
+    def get(self, request, pk: int):
+        conversation = self._object(pk)
+        turns = list(conversation_turns(conversation))
+        return Response(ConversationDetailOut(conversation, context={"turns": turns}).data)
+
+
+class ConversationLabelsApi(_ConversationMixin, APIView):
+    @extend_schema(summary="The conversation's labels", responses=FeedbackOut(many=True))
+    def get(self, request, pk: int):
+        conversation = self._object(pk)
+        labels = (
+            Feedback.objects.for_workspace(request.workspace)
+            .filter(trace_id=conversation.anchor_id)
+            .select_related("user")
+            .order_by("-updated_at", "-id")
+        )
+        return Response(FeedbackOut(labels, many=True).data)
+
+    @extend_schema(
+        summary="Label the conversation in a conversation eval set (replaces the caller's)",
+        request=ConversationLabelIn,
+        responses={201: FeedbackOut, 200: FeedbackOut},
+    )
+    def post(self, request, pk: int):
+        conversation = self._object(pk)
+        data = ConversationLabelIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        eval_set = get_object_or_404(
+            EvalSet.objects.for_workspace(request.workspace), pk=values["eval_set"]
+        )
+        if eval_set.unit != EvalSet.Unit.CONVERSATION or conversation.anchor is None:
+            raise TraceError("That eval set judges single traces, not conversations.")
+        feedback, created = services.record_feedback(
+            eval_set=eval_set,
+            trace=conversation.anchor,
+            user=request.user,
+            rating=values["rating"],
+            note=values["note"],
+        )
+        return Response(
+            FeedbackOut(feedback).data, status=status.HTTP_201_CREATED if created else 200
+        )
+
+
+class ConversationRunsApi(_ConversationMixin, APIView):
+    @extend_schema(
+        summary="Every eval verdict on the conversation, one per completion, newest first",
+        responses=JudgementOut(many=True),
+    )
+    def get(self, request, pk: int):
+        judgements = selectors.conversation_judgements(self._object(pk))
+        return Response(JudgementOut(judgements, many=True).data)

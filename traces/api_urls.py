@@ -7,6 +7,18 @@ urlpatterns = [
     # The slashless POST that clients and CI scripts already use (docs/ci.md).
     path("traces", api.TraceIngestAliasApi.as_view(), name="api-traces-ingest"),
     path("traces/<int:pk>/", api.TraceDetailApi.as_view(), name="api-trace"),
+    path("conversations/", api.ConversationsApi.as_view(), name="api-conversations"),
+    path("conversations/<int:pk>/", api.ConversationDetailApi.as_view(), name="api-conversation"),
+    path(
+        "conversations/<int:pk>/labels/",
+        api.ConversationLabelsApi.as_view(),
+        name="api-conversation-labels",
+    ),
+    path(
+        "conversations/<int:pk>/runs/",
+        api.ConversationRunsApi.as_view(),
+        name="api-conversation-runs",
+    ),
     path("eval-sets/", api.EvalSetListApi.as_view(), name="api-eval-sets"),
     path("eval-sets/<int:pk>/", api.EvalSetDetailApi.as_view(), name="api-eval-set"),
     path("eval-sets/<int:pk>/traces/", api.EvalSetTracesApi.as_view(), name="api-eval-set-traces"),

@@ -343,3 +343,46 @@ def test_eval_set_form_takes_the_unit(login, workspace, owner):
         },
     )
     assert bad.status_code == 200 and not EvalSet.objects.filter(name="X").exists()
+
+
+# --- API ----------------------------------------------------------------------------------
+
+
+def test_api_lists_reads_and_labels_conversations(api_client, workspace, owner):
+    from django.urls import reverse
+
+    from traces.services import create_eval_set
+
+    headers = {"X-Workspace": workspace.slug}
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=1), _turn(3, "b", minutes=2)])
+    api_client.force_login(owner)
+
+    listed = api_client.get(reverse("api-conversations"), {"limit": 1}, headers=headers).json()
+    assert [c["external_id"] for c in listed["results"]] == ["b"] and listed["next_cursor"]
+    a = Conversation.objects.get(external_id="a")
+    detail = api_client.get(reverse("api-conversation", kwargs={"pk": a.pk}), headers=headers)
+    body = detail.json()
+    assert body["turn_count"] == 2 and len(body["turn_ids"]) == 2
+    assert [m["role"] for m in body["conversation"]["messages"]] == ["user", "assistant"] * 2
+    assert body["conversation"]["id"] == "a" and body["conversation"]["is_complete"] is False
+
+    chats = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit="conversation",
+        source_kind="filter",
+    )  # fmt: skip
+    traces_set = create_eval_set(workspace=workspace, name="Traces", criteria="good")
+    labels_url = reverse("api-conversation-labels", kwargs={"pk": a.pk})
+    posted = api_client.post(
+        labels_url, {"eval_set": chats.pk, "rating": "negative", "note": "asked twice"},
+        format="json", headers=headers,
+    )  # fmt: skip
+    assert posted.status_code == 201 and posted.json()["trace"] == a.anchor_id
+    refused = api_client.post(
+        labels_url, {"eval_set": traces_set.pk, "rating": "negative"}, format="json",
+        headers=headers,
+    )  # fmt: skip
+    assert refused.status_code == 400
+    labels = api_client.get(labels_url, headers=headers).json()
+    assert [(lb["rating"], lb["note"]) for lb in labels] == [("negative", "asked twice")]
+    runs = api_client.get(reverse("api-conversation-runs", kwargs={"pk": a.pk}), headers=headers)
+    assert runs.status_code == 200 and runs.json() == []
