@@ -137,9 +137,13 @@ def export_eval_set(eval_set: EvalSet) -> dict:
     by_trace: dict[int, list[Feedback]] = defaultdict(list)
     for fb in feedback:
         by_trace[fb.trace_id].append(fb)
+    from traces.conversations import eval_payloads
     from traces.services import resolve_label
 
     traces = Trace.objects.for_workspace(eval_set.workspace_id).in_bulk(list(by_trace))
+    # What the eval judged for each label: the trace, or in a conversation set the whole
+    # conversation (docs/conversations.md).
+    payloads = dict(zip(traces, eval_payloads(eval_set, list(traces.values())), strict=True))
     labels = []
     for trace_id, items in by_trace.items():
         trace = traces.get(trace_id)
@@ -160,7 +164,7 @@ def export_eval_set(eval_set: EvalSet) -> dict:
                     }
                     for fb in items
                 ],
-                "trace": trace.data,
+                "trace": payloads[trace.pk],
             }
         )
     versions = [
@@ -190,6 +194,8 @@ def export_eval_set(eval_set: EvalSet) -> dict:
             "target_labels": eval_set.target_labels,
             "source_kind": eval_set.source_kind,
             "saved_filter": eval_set.saved_filter,
+            "unit": eval_set.unit,
+            "conversation_idle_minutes": eval_set.conversation_idle_minutes,
             "created_at": eval_set.created_at.isoformat(),
         },
         "labels": labels,

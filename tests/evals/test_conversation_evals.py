@@ -305,3 +305,23 @@ def test_llm_prompt_describes_the_conversation_contract():
         token_budget=20_000,
     )
     assert "## Conversations" not in plain.system
+
+
+def test_export_of_a_conversation_set_holds_the_conversations(workspace, owner):
+    from evals.versions.export import export_eval_set
+    from traces.services import add_traces_to_eval_set, create_eval_set, record_feedback
+
+    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    eval_set = create_eval_set(
+        workspace=workspace, name="Chats", criteria="ok", unit="conversation"
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[conversation.anchor_id])
+    record_feedback(eval_set=eval_set, trace=conversation.anchor, user=owner, rating="negative")
+
+    exported = export_eval_set(eval_set)
+
+    assert exported["eval_set"]["unit"] == "conversation"
+    [label] = exported["labels"]
+    assert label["label"] == "negative" and label["trace"]["id"] == "chat"
+    assert len(label["trace"]["turns"]) == 2 and len(label["trace"]["messages"]) == 4
