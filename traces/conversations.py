@@ -23,7 +23,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Count, Exists, F, Min, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from traces.models import Conversation, EvalSet, Trace
@@ -98,7 +99,8 @@ def refresh_conversations(*, workspace, rows) -> list[int]:
     """Recompute the figures of the written rows' conversations; return those that completed.
 
     A conversation that gains a turn, or whose last turn moves later, is open again; one
-    whose newest turn carries an end marker completes at once.
+    whose newest turn carries an end marker completes at once. The figures are written
+    by one set-based UPDATE; only conversations whose state changes get their own rows.
     """
     conversation_ids = sorted({row.conversation_id for row in rows if row.conversation_id})
     if not conversation_ids:
@@ -108,79 +110,60 @@ def refresh_conversations(*, workspace, rows) -> list[int]:
         if row.conversation_id and ends_conversation(row.data):
             previous = marked_end.get(row.conversation_id)
             marked_end[row.conversation_id] = max(row.timestamp, previous or row.timestamp)
-    anchors = dict(
-        Trace.objects.for_workspace(workspace)
-        .filter(conversation_id__in=conversation_ids, conversation__anchor__isnull=True)
-        .order_by("conversation_id", "-timestamp", "-id")
-        .values_list("conversation_id", "id")
-    )  # the last row per conversation wins: its earliest turn
+    turns = Trace.objects.filter(conversation=OuterRef("pk")).order_by()
     figures = {
-        item["conversation"]: item
-        for item in Trace.objects.for_workspace(workspace)
-        .filter(conversation_id__in=conversation_ids)
-        .values("conversation")
-        .annotate(
-            turns=Count("id"),
-            first=Min("timestamp"),
-            last=Max("timestamp"),
-            errors=Count("id", filter=Q(has_error=True)),
-            total_cost=Sum("cost"),
-        )
+        "turn_count": Subquery(
+            turns.values("conversation").annotate(n=Count("id")).values("n")[:1]
+        ),
+        "started_at": Subquery(turns.order_by("timestamp", "id").values("timestamp")[:1]),
+        "last_activity_at": Subquery(turns.order_by("-timestamp", "-id").values("timestamp")[:1]),
+        "has_error": Exists(turns.filter(has_error=True)),
+        "cost": Subquery(
+            turns.values("conversation").annotate(total=Sum("cost")).values("total")[:1]
+        ),
+        # Set once, from the earliest turn: the conversation's labels live on it.
+        "anchor": Coalesce(
+            F("anchor"), Subquery(turns.order_by("timestamp", "id").values("id")[:1])
+        ),
     }
     now = timezone.now()
+    mine = Conversation.objects.for_workspace(workspace).filter(id__in=conversation_ids)
     completed: list[int] = []
-    changed: list[Conversation] = []
     with transaction.atomic():
-        conversations = (
-            Conversation.objects.for_workspace(workspace)
-            .filter(id__in=conversation_ids)
-            .select_for_update()
+        before = {
+            pk: (turn_count, last, completed_at, ended_at)
+            for pk, turn_count, last, completed_at, ended_at in mine.select_for_update()
             .order_by("id")
-        )
-        for conversation in conversations:
-            item = figures.get(conversation.pk)
-            if item is None:
-                continue
-            fresh = conversation.turn_count == 0
-            grew = item["turns"] > conversation.turn_count or (
-                item["last"] > conversation.last_activity_at and not fresh
+            .values_list("id", "turn_count", "last_activity_at", "completed_at", "ended_at")
+        }
+        mine.update(**figures, updated_at=now)
+        counts, after = {}, {}
+        for pk, turn_count, last in mine.values_list("id", "turn_count", "last_activity_at"):
+            counts[pk], after[pk] = turn_count, last
+        reopened, cleared, ends = [], [], []
+        for pk, (turn_count, last, completed_at, ended_at) in before.items():
+            fresh = turn_count == 0
+            grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
+            ended = marked_end.get(pk)
+            if ended is not None and ended >= after[pk]:
+                ended_at = ended
+            elif ended_at is not None and ended_at < after[pk]:
+                ended_at = None  # a turn came after the end: resumed
+                cleared.append(pk)
+            if grew and completed_at is not None:
+                completed_at = None
+                reopened.append(pk)
+            if ended_at is not None and completed_at is None:
+                ends.append((pk, ended_at))
+        if cleared:
+            mine.filter(id__in=cleared).update(ended_at=None)
+        if reopened:
+            mine.filter(id__in=reopened).update(completed_at=None)
+        for pk, ended_at in ends:
+            mine.filter(id=pk).update(
+                ended_at=ended_at, completed_at=now, completion_count=F("completion_count") + 1
             )
-            conversation.turn_count = item["turns"]
-            conversation.started_at = item["first"]
-            conversation.last_activity_at = item["last"]
-            conversation.has_error = item["errors"] > 0
-            conversation.cost = item["total_cost"]
-            if conversation.anchor_id is None:
-                conversation.anchor_id = anchors.get(conversation.pk)
-            ended = marked_end.get(conversation.pk)
-            if ended is not None and ended >= conversation.last_activity_at:
-                conversation.ended_at = ended
-            elif conversation.ended_at and conversation.ended_at < conversation.last_activity_at:
-                conversation.ended_at = None  # a turn came after the end: resumed
-            if grew and conversation.completed_at is not None:
-                conversation.completed_at = None
-            if conversation.ended_at is not None and conversation.completed_at is None:
-                conversation.completed_at = now
-                conversation.completion_count += 1
-                completed.append(conversation.pk)
-            conversation.updated_at = now
-            changed.append(conversation)
-        Conversation.objects.bulk_update(
-            changed,
-            [
-                "turn_count",
-                "started_at",
-                "last_activity_at",
-                "has_error",
-                "cost",
-                "ended_at",
-                "completed_at",
-                "completion_count",
-                "anchor",
-                "updated_at",
-            ],
-            batch_size=500,
-        )
+            completed.append(pk)
     return completed
 
 
