@@ -562,6 +562,7 @@ class ConversationsApi(WorkspaceScopedMixin, APIView):
 
     @extend_schema(
         summary="List conversations, latest activity first",
+        operation_id="conversations_list",
         parameters=[
             OpenApiParameter("state", str, enum=["open", "complete"]),
             OpenApiParameter("source", str),

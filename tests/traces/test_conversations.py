@@ -386,3 +386,10 @@ def test_api_lists_reads_and_labels_conversations(api_client, workspace, owner):
     assert [(lb["rating"], lb["note"]) for lb in labels] == [("negative", "asked twice")]
     runs = api_client.get(reverse("api-conversation-runs", kwargs={"pk": a.pk}), headers=headers)
     assert runs.status_code == 200 and runs.json() == []
+
+
+def test_a_turns_trace_page_links_to_its_conversation(login, workspace, owner, tau2_conversation):
+    _, conversation = tau2_conversation
+    turn = conversation.turns.first()
+    html = login(owner).get(_page("detail", workspace, pk=turn.pk)).content.decode()
+    assert _page("conversation_detail", workspace, pk=conversation.pk) in html
