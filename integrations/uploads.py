@@ -130,3 +130,11 @@ def ingest_jsonl(*, workspace, lines: Iterable[bytes], on_ingested=None) -> Inge
     return ingest_objects(
         workspace=workspace, source="upload", items=decode_lines(lines), on_ingested=on_ingested
     )
+
+
+def count_lines(uploaded) -> int:
+    """Count the non-blank lines of an uploaded file (the traces the ingest budget counts)."""
+    uploaded.seek(0)
+    count = sum(1 for raw in uploaded if raw.strip())
+    uploaded.seek(0)
+    return count

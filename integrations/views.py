@@ -12,7 +12,9 @@ from integrations.exceptions import IntegrationError
 from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_for
 from integrations.models import Integration, SyncRun
 from integrations.otlp import views as otlp_views
-from integrations.uploads import ingest_jsonl
+from integrations.uploads import count_lines, ingest_jsonl
+from iofold.exceptions import RateLimited
+from iofold.pipeline import admit_traces
 from workspaces.access import workspace_view
 
 
@@ -254,5 +256,12 @@ def upload(request):
                 "POST /api/v1/traces/.",
             )
         else:
+            try:
+                admit_traces(workspace=request.workspace, count=count_lines(uploaded))
+            except RateLimited as exc:
+                form.add_error("file", exc.message)
+                response = render(request, "integrations/upload.html", {"form": form}, status=429)
+                response["Retry-After"] = str(exc.retry_after)
+                return response
             report = ingest_jsonl(workspace=request.workspace, lines=uploaded)
     return render(request, "integrations/upload.html", {"form": form, "report": report})

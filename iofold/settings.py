@@ -236,7 +236,30 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "iofold.api.exception_handler",
+    # Per token, and per user whatever the credential (a token acts for its creator, so
+    # minting tokens does not multiply a user's budget). Rates: IOFOLD_API_THROTTLE_RATES.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "workspaces.throttles.ApiTokenRateThrottle",
+        "workspaces.throttles.ApiUserRateThrottle",
+    ],
 }
+# "N/second|minute|hour|day", or "off"; counted on the shared cache (CACHE_URL), so set
+# CACHE_URL in production or each process counts on its own.
+IOFOLD_API_THROTTLE_RATES = {
+    "token": env_str("IOFOLD_API_RATE_PER_TOKEN", "1200/minute"),
+    "user": env_str("IOFOLD_API_RATE_PER_USER", "3000/minute"),
+}
+# Traces a workspace may push per minute (API, upload, webhooks, OTLP, the Agents SDK
+# receiver), counted before anything is stored; 0 turns the limit off. Syncs are not counted.
+for _scope, _rate in IOFOLD_API_THROTTLE_RATES.items():
+    _num, _, _period = _rate.partition("/")
+    if _rate.lower() not in ("off", "none", "0") and not (
+        _num.isdigit() and _period[:1] in ("s", "m", "h", "d")
+    ):
+        raise ImproperlyConfigured(
+            f"IOFOLD_API_RATE_PER_{_scope.upper()} must look like 600/minute or be off"
+        )
+IOFOLD_INGEST_TRACES_PER_MINUTE = env_int("IOFOLD_INGEST_TRACES_PER_MINUTE", 120_000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "iofold API",
     # Swagger UI from the pinned drf-spectacular-sidecar package, served as our own static
