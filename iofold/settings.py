@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times everything below and every log line of the request has its id.
+    "iofold.monitoring.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response: SECURE_CSP below.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -212,7 +214,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     # /healthz is probed over plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 # Same-origin scripts and styles only, nothing inline (iofold/lib/csp.py says why).
 SECURE_CSP = CSP_POLICY
@@ -377,14 +379,62 @@ IOFOLD_LLM_TOKEN_BUDGET = env_int("IOFOLD_LLM_TOKEN_BUDGET", 60000)
 # activation falls this far (0.10 = ten points) below its agreement at activation.
 IOFOLD_DRIFT_MARGIN = env_float("IOFOLD_DRIFT_MARGIN", 0.10)
 
+# Logs: JSON lines in production (one object per record, with the request's or task's
+# id), plain text in development; LOG_FORMAT overrides.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "iofold.lib.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# /metrics (Prometheus): answered to a bearer token equal to IOFOLD_METRICS_TOKEN, or to
+# clients in these networks (the direct peer's address: behind a proxy, use the token).
+IOFOLD_METRICS_TOKEN = env_secret("IOFOLD_METRICS_TOKEN")
+try:
+    IOFOLD_METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(entry, strict=False)
+        for entry in env_list("IOFOLD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"IOFOLD_METRICS_ALLOWED_NETWORKS: {exc}") from None
+# A Celery worker serves its own /metrics on this port (0: none); its pool processes
+# share PROMETHEUS_MULTIPROC_DIR, which must then be set.
+IOFOLD_WORKER_METRICS_PORT = env_int("IOFOLD_WORKER_METRICS_PORT", 0)
+
+# Errors to Sentry, only when a DSN is given; no personal data is sent.
+SENTRY_DSN = env_secret("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+        send_default_pii=False,
+    )
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests that hand rows to a real worker process need a test database it can open too.

@@ -10,7 +10,7 @@ import sandbox
 from evals.exceptions import EvalError
 from evals.execution.runs import run_eval_now
 from evals.models import Eval, EvalRun
-from evals.sandboxing import sandbox_limits
+from evals.sandboxing import metered, sandbox_limits
 from integrations.adapters.base import validate_normalised_trace
 from traces.ingest import canonical_trace
 from traces.models import Trace
@@ -86,7 +86,7 @@ def run_batch(
         valid.append((index, canonical_trace(raw)))
     if valid:
         try:
-            outcomes = sandbox.run(eval.code, [t for _, t in valid], sandbox_limits())
+            outcomes = metered(sandbox.run, eval.code, [t for _, t in valid], sandbox_limits())
         except sandbox.SandboxError as exc:
             raise EvalError(
                 f"The sandbox could not run the eval: {exc.message}", permanent=exc.permanent

@@ -16,7 +16,7 @@ from evals.exceptions import EvalError, sandbox_failure
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_run
-from evals.sandboxing import sandbox_limits
+from evals.sandboxing import metered, sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
 from traces.models import Trace
 
@@ -103,7 +103,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         chunk = todo[start : start + EXECUTE_CHUNK]
         ids, texts = trace_json(workspace_id=run.workspace_id, trace_ids=chunk)
         try:
-            results = sandbox.run_json(eval.code, texts, limits)
+            results = metered(sandbox.run_json, eval.code, texts, limits)
         except sandbox.SandboxError as exc:
             if exc.permanent:
                 fail_run(run_id=run.pk, error=f"The sandbox could not run the eval: {exc.message}")
@@ -161,7 +161,7 @@ def run_eval_now(
             "start a run instead."
         )
     try:
-        results = sandbox.run(eval.code, [t.data for t in traces], sandbox_limits())
+        results = metered(sandbox.run, eval.code, [t.data for t in traces], sandbox_limits())
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc
     run = record_completed_run(eval=eval, traces=traces, results=results, trigger=trigger)

@@ -24,6 +24,7 @@ from evals.models import Eval, EvalExecution, EvalRun
 from integrations.adapters.base import ScoreIn
 from integrations.models import Integration
 from integrations.services import SCORE_REJECTED_PREFIX, deliver_scores, record_score_delivery
+from iofold.lib import metrics
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,8 @@ def _push_chunk(
         )
     report.pushed += len(delivered)
     report.failed += len(failed)
+    metrics.SCORE_PUSHES.labels(integration.kind, "delivered").inc(len(delivered))
+    metrics.SCORE_PUSHES.labels(integration.kind, "failed").inc(len(failed))
     if failed:
         report.errors.append(latest)
         logger.warning(
