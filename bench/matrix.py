@@ -30,6 +30,7 @@ import datetime as dt
 import gc
 import itertools
 import json
+import os
 import random
 import sys
 import time
@@ -40,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._django import percentiles, run_on_scratch_database  # noqa: E402
 
-DB_NAME = "iofold_bench_matrix"
+# Unique per run: two runs at once never drop each other's database.
+DB_NAME = f"iofold_bench_matrix_{os.getpid()}_{int(time.time())}"
 GOAL_MS = 200.0
 
 

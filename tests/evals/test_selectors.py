@@ -136,7 +136,7 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
         comparison_matrix(eval_set=eval_set, filters=MatrixFilters(only_disagreements=True))
     with django_assert_num_queries(5):
         comparison_matrix(eval_set=eval_set, page=2, page_size=20)
-    # A changed label re-reads the labels and the verdicts (read for labelled traces only).
+    # A changed label re-reads the changed traces' labels and verdicts, patching the cache.
     feedback = Feedback.objects.get(trace=traces[0])
     feedback.rating = "negative"
     feedback.save()
