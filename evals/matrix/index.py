@@ -38,6 +38,9 @@ from traces.models import EvalSet, Feedback, Trace
 
 logger = logging.getLogger(__name__)
 
+# Beyond this many traces with changed labels (an import, a bulk relabel), rebuild.
+MAX_PATCHED = 500
+
 
 def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
@@ -59,6 +62,8 @@ class _Base:
     """Every trace with a label in the set, and its verdict masks for the versions."""
 
     stamp: tuple
+    # When the labels were read (this process's clock, as the labels' times are).
+    read_at: dt.datetime = field(default_factory=timezone.now)
     # trace id -> (timestamp, source, resolved label or None on a tie, labels, sum of ids)
     traces: dict[int, tuple] = field(default_factory=dict)
     # trace ids, newest first (timestamp, then id)
@@ -74,19 +79,38 @@ class _Base:
 # --- statements ------------------------------------------------------------------------------
 
 
-def _changed_since(eval_set: EvalSet, since) -> tuple[str, list]:
-    """Traces of the set whose labels changed since ``since`` (None: every labelled one)."""
-    sql = f"SELECT trace_id FROM {_table(Feedback)} WHERE eval_set_id = %s"
-    params: list = [eval_set.pk]
-    if since is not None:
-        sql += " AND updated_at >= %s"
-        params.append(connection.ops.adapt_datetimefield_value(since))
-    return sql, params
+def _changed_since(eval_set: EvalSet, old: "_Base") -> list[int] | None:
+    """Traces of the set whose labels changed since ``old`` was read; None when too many.
+
+    Changed: newer than the newest label ``old`` saw, or, for a write that committed
+    after ``old`` was read with an earlier time, within the settle time before the read.
+    """
+    sql = f"""
+        SELECT DISTINCT trace_id FROM {_table(Feedback)}
+        WHERE eval_set_id = %s AND (updated_at > %s OR updated_at >= %s)
+        LIMIT {MAX_PATCHED + 1}
+    """
+    settled = old.read_at - dt.timedelta(seconds=MATRIX_SETTLE_SECONDS)
+    params = [eval_set.pk, _db_time(as_datetime(old.stamp[1])), _db_time(settled)]
+    changed = [pk for (pk,) in _fetch(sql, params)]
+    return None if len(changed) > MAX_PATCHED else changed
 
 
-def _labels_sql(eval_set: EvalSet, since=None) -> tuple[str, list]:
+def _restrict(trace_ids: list[int] | None) -> tuple[str, list]:
+    """A condition on ``trace_id``: these traces, or (None) every trace labelled in the set."""
+    if trace_ids is None:
+        return f"IN (SELECT trace_id FROM {_table(Feedback)} WHERE eval_set_id = %s)", []
+    return f"IN ({', '.join(['%s'] * len(trace_ids))})", list(trace_ids)
+
+
+def _db_time(value):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
     """Per trace with labels in the set: (id, timestamp, source, pos, neg, neu, n, sum of ids)."""
-    changed, params = _changed_since(eval_set, since)
+    changed, params = _restrict(trace_ids)
+    params = params or [eval_set.pk]
     sql = f"""
         SELECT t.id, t.timestamp, t.source, c.pos, c.neg, c.neu, c.n, c.ids
         FROM (
@@ -96,7 +120,7 @@ def _labels_sql(eval_set: EvalSet, since=None) -> tuple[str, list]:
                 COUNT(*) FILTER (WHERE rating = 'neutral') AS neu,
                 COUNT(*) AS n, SUM(id) AS ids
             FROM {_table(Feedback)}
-            WHERE eval_set_id = %s AND trace_id IN ({changed})
+            WHERE eval_set_id = %s AND trace_id {changed}
             GROUP BY trace_id
         ) c JOIN {_table(Trace)} t ON t.id = c.trace_id
         WHERE t.workspace_id = %s
@@ -104,7 +128,7 @@ def _labels_sql(eval_set: EvalSet, since=None) -> tuple[str, list]:
     return sql, [eval_set.pk, *params, eval_set.workspace_id]
 
 
-def _verdicts_sql(eval_set: EvalSet, version_ids: list[int], since=None) -> tuple[str, list]:
+def _verdicts_sql(eval_set: EvalSet, version_ids: list[int], trace_ids=None) -> tuple[str, list]:
     """Per labelled trace the versions ran on: (id, passes, fails, errors) bit masks.
 
     Bit ``i`` is ``version_ids[i]``; a bit per version fits ``MAX_MATRIX_VERSIONS``. Only
@@ -113,7 +137,8 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int], since=None) -> tupl
     """
     bits = " ".join(f"WHEN %s THEN {1 << i}" for i in range(len(version_ids)))
     marks = ", ".join(["%s"] * len(version_ids))
-    changed, params = _changed_since(eval_set, since)
+    changed, params = _restrict(trace_ids)
+    params = params or [eval_set.pk]
     sql = f"""
         SELECT trace_id,
             SUM(CASE WHEN passed THEN bit ELSE 0 END),
@@ -122,7 +147,7 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int], since=None) -> tupl
         FROM (
             SELECT trace_id, passed, CASE eval_id {bits} END AS bit
             FROM {_table(EvalExecution)}
-            WHERE eval_id IN ({marks}) AND trace_id IN ({changed})
+            WHERE eval_id IN ({marks}) AND trace_id {changed}
         ) e GROUP BY trace_id
     """
     return sql, [*version_ids, *version_ids, *params]
@@ -161,14 +186,14 @@ def _resolve(pos: int, neg: int, neu: int) -> str | None:
     return None
 
 
-def _read_labels(base: _Base, eval_set: EvalSet, since=None) -> None:
-    for pk, timestamp, source, pos, neg, neu, n, ids in _fetch(*_labels_sql(eval_set, since)):
+def _read_labels(base: _Base, eval_set: EvalSet, trace_ids=None) -> None:
+    for pk, timestamp, source, pos, neg, neu, n, ids in _fetch(*_labels_sql(eval_set, trace_ids)):
         base.traces[pk] = (as_datetime(timestamp), source, _resolve(pos, neg, neu), n, int(ids))
 
 
-def _read_verdicts(base: _Base, eval_set: EvalSet, version_ids: list[int], since=None) -> None:
+def _read_verdicts(base: _Base, eval_set: EvalSet, version_ids: list[int], trace_ids=None) -> None:
     if version_ids:
-        for pk, *masks in _fetch(*_verdicts_sql(eval_set, version_ids, since)):
+        for pk, *masks in _fetch(*_verdicts_sql(eval_set, version_ids, trace_ids)):
             base.verdicts[pk] = tuple(int(m) for m in masks)
 
 
@@ -189,22 +214,25 @@ def _refresh(old: _Base | None, stamp, eval_set, version_ids) -> _Base:
     traces_same = old is not None and old.stamp[3] == stamp[3]
     verdicts_same = old is not None and old.stamp[4:] == stamp[4:]
     base = _Base(stamp=stamp)
+    changed = None
     if old is not None and traces_same and verdicts_same and old.stamp[1] is not None:
-        since = as_datetime(old.stamp[1]) - dt.timedelta(seconds=MATRIX_SETTLE_SECONDS)
+        changed = _changed_since(eval_set, old)
+    if changed is not None:
         base.traces, base.verdicts = dict(old.traces), dict(old.verdicts)
-        _read_labels(base, eval_set, since)
-        _read_verdicts(base, eval_set, version_ids, since)
+        if changed:
+            _read_labels(base, eval_set, changed)
+            _read_verdicts(base, eval_set, version_ids, changed)
         if _adds_up(base):
             base.sort()
             return base
         base = _Base(stamp=stamp)  # a label was deleted: read everything
     elif labels_same and verdicts_same:
-        base.verdicts = old.verdicts
+        base.verdicts = old.verdicts  # the labels are read again: read_at is now
         _read_labels(base, eval_set)
         base.sort()
         return base
     elif labels_same and traces_same:
-        base.traces, base.order = old.traces, old.order
+        base.traces, base.order, base.read_at = old.traces, old.order, old.read_at
         _read_verdicts(base, eval_set, version_ids)
         return base
     _read_labels(base, eval_set)

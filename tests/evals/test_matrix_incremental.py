@@ -4,10 +4,13 @@ After each change the matrix must equal one built from nothing (cache cleared), 
 labels it re-read must be those of the changed traces only.
 """
 
+import datetime as dt
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from evals.matrix.selectors import comparison_matrix
 from evals.matrix.types import MatrixFilters
@@ -43,6 +46,11 @@ def _labels_read(eval_set) -> list[str]:
 def matrix(workspace):
     eval_set, traces = labelled_set(workspace, good=6, bad=6, neutral=2)
     add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+    # Labelled an hour ago: older than the window a patch re-reads for late commits.
+    an_hour_ago = timezone.now() - dt.timedelta(hours=1)
+    Feedback.objects.filter(eval_set=eval_set).update(
+        created_at=an_hour_ago, updated_at=an_hour_ago
+    )
     versions = [make_eval(eval_set, version=n) for n in (1, 2)]
     for version in versions:
         for i, trace in enumerate(traces):
@@ -58,7 +66,8 @@ def test_a_changed_label_patches_the_cached_matrix(matrix, workspace):
     record_feedback(eval_set=eval_set, trace=traces[0], user=reviewer, rating="negative")
 
     statements = _labels_read(eval_set)
-    assert len(statements) == 1 and "updated_at >=" in statements[0]  # only what changed
+    # Only the changed trace's labels were read, not the set's.
+    assert len(statements) == 1 and f"trace_id IN ({traces[0].pk})" in statements[0]
     assert _view(eval_set) == _fresh(eval_set)
 
 
