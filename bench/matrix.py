@@ -12,8 +12,8 @@ queries per request:
 - a date range with three versions;
 - the htmx table fragment (filters changed in place);
 - a cell drill-down;
-- the first page right after a reviewer changed a label (the change itself untimed), so
-  the labels cached for the matrix cannot be reused;
+- the first page right after a reviewer changed a label (the change itself untimed): the
+  cached base is patched with the changed trace's labels and verdicts, not rebuilt;
 - the first page with an empty cache (a new version, a restarted cache): nothing cached.
 
 ``--continuous N`` adds N unlabelled traces that the active version judged, as
