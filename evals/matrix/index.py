@@ -109,9 +109,11 @@ def _db_time(value):
 
 
 def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
-    """Per trace with labels in the set: (id, timestamp, source, pos, neg, neu, n, sum of ids)."""
-    changed, params = _restrict(trace_ids)
-    params = params or [eval_set.pk]
+    """Per trace with labels in the set: (id, timestamp, source, pos, neg, neu, n, sum of ids).
+
+    Every labelled trace, or (a patch) only ``trace_ids``.
+    """
+    only, params = ("", []) if trace_ids is None else _restrict(trace_ids)
     sql = f"""
         SELECT t.id, t.timestamp, t.source, c.pos, c.neg, c.neu, c.n, c.ids
         FROM (
@@ -121,7 +123,7 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
                 COUNT(*) FILTER (WHERE rating = 'neutral') AS neu,
                 COUNT(*) AS n, SUM(id) AS ids
             FROM {_table(Feedback)}
-            WHERE eval_set_id = %s AND trace_id {changed}
+            WHERE eval_set_id = %s {"AND trace_id " + only if only else ""}
             GROUP BY trace_id
         ) c JOIN {_table(Trace)} t ON t.id = c.trace_id
         WHERE t.workspace_id = %s
