@@ -65,6 +65,8 @@ class ProviderSettings(WorkspaceOwned):
 class EvalStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ACTIVE = "active", "Active"
+    # Judges new traces beside the active version; its verdicts never leave iofold.
+    SHADOW = "shadow", "Shadow"
     ARCHIVED = "archived", "Archived"
 
 
@@ -99,6 +101,8 @@ class Eval(WorkspaceOwned):
     low_confidence = models.BooleanField(default=False)
     low_confidence_reason = models.TextField(blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # When this version last went into shadow: its comparison counts labels from then on.
+    shadow_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -115,6 +119,11 @@ class Eval(WorkspaceOwned):
                 fields=["eval_set"],
                 condition=models.Q(status=EvalStatus.ACTIVE),
                 name="evals_eval_one_active_per_set",
+            ),
+            models.UniqueConstraint(
+                fields=["eval_set"],
+                condition=models.Q(status=EvalStatus.SHADOW),
+                name="evals_eval_one_shadow_per_set",
             ),
         ]
 

@@ -19,6 +19,11 @@ urlpatterns = [
     path("<int:pk>/", versions.detail, name="detail"),
     path("<int:pk>/activate/", versions.activate, name="activate"),
     path("<int:pk>/archive/", versions.archive, name="archive"),
+    # Shadow A/B (issue 20).
+    path("sets/<int:pk>/shadow/", versions.shadow_compare, name="shadow_compare"),
+    path("<int:pk>/shadow/", versions.shadow, name="shadow"),
+    path("<int:pk>/unshadow/", versions.unshadow, name="unshadow"),
+    path("<int:pk>/promote/", versions.promote, name="promote"),
     path("<int:pk>/restore/", versions.restore, name="restore"),
     path("<int:pk>/test/", versions.test_again, name="test"),
     path("<int:pk>/runs/<int:run_pk>/", versions.run_progress, name="run_progress"),

@@ -301,6 +301,11 @@ UI_CASES = [
     Case("evals:refine", "post", _mgmt("eval:pk")),
     Case("evals:compare", kwargs=_mgmt("eval:pk")),
     Case("evals:refinement", kwargs=_mgmt("generation:pk")),
+    # Shadow A/B (issue 20).
+    Case("evals:shadow_compare", kwargs=_mgmt("set:pk")),
+    Case("evals:shadow", "post", _mgmt("eval:pk")),
+    Case("evals:unshadow", "post", _mgmt("eval:pk")),
+    Case("evals:promote", "post", _mgmt("eval:pk")),
     # Eval generation (issue 6).
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),

@@ -24,6 +24,9 @@ from traces.models import Trace
 
 logger = logging.getLogger(__name__)
 
+# Versions that judge new traces; only the active one's verdicts go back to the source.
+RUNS_ON_NEW_TRACES = (Eval.Status.ACTIVE, Eval.Status.SHADOW)
+
 # --- automatic runs -----------------------------------------------------------------------
 
 
@@ -34,6 +37,16 @@ def active_evals(*, workspace_id: int) -> list[Eval]:
         .filter(status=Eval.Status.ACTIVE, eval_set__archived_at__isnull=True)
         .select_related("eval_set")
         .order_by("eval_set_id")
+    )
+
+
+def evaluating_evals(*, workspace_id: int) -> list[Eval]:
+    """Return the active and shadow evals of sets that are not archived: both judge new traces."""
+    return list(
+        Eval.objects.for_workspace(workspace_id)
+        .filter(status__in=RUNS_ON_NEW_TRACES, eval_set__archived_at__isnull=True)
+        .select_related("eval_set")
+        .order_by("eval_set_id", "version")
     )
 
 
@@ -61,15 +74,15 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
     """Queue the automatic runs of active evals on new or changed traces."""
     # Most ingestions happen before any eval is active: skip the broker round trip.
-    active = Eval.objects.for_workspace(workspace_id).filter(status=Eval.Status.ACTIVE)
-    if trace_ids and active.exists():
+    running = Eval.objects.for_workspace(workspace_id).filter(status__in=RUNS_ON_NEW_TRACES)
+    if trace_ids and running.exists():
         enqueue_automatic_runs(workspace_id, list(trace_ids))
 
 
 def start_automatic_runs(
     *, workspace_id: int, trace_ids: Sequence[int], enqueue: bool = True
 ) -> list[EvalRun]:
-    """Start an automatic run of every matching active eval over the new traces.
+    """Start an automatic run of every matching active and shadow eval over the new traces.
 
     Each run is enqueued on commit on the ``execute`` queue (``run_automatic_eval_task``),
     which executes it and then pushes its scores. With ``enqueue=False`` nothing is
@@ -77,7 +90,7 @@ def start_automatic_runs(
     """
     ids = list(dict.fromkeys(int(pk) for pk in trace_ids))
     runs: list[EvalRun] = []
-    for eval in active_evals(workspace_id=workspace_id):
+    for eval in evaluating_evals(workspace_id=workspace_id):
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
             continue
@@ -100,6 +113,8 @@ def start_automatic_runs(
 
 def execute_automatic_run(*, run_id: int) -> PushReport | None:
     """Execute an automatic run, then send its verdicts to Langfuse when its set asks to.
+
+    A shadow version's verdicts are kept, not sent (``push_run_scores`` checks the status).
 
     Safe to call again: execution skips judged traces and score ids are deterministic.
     """

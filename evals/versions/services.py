@@ -99,6 +99,61 @@ def activate_or_roll_back(*, eval: Eval) -> Activation:
 
 
 @transaction.atomic
+def shadow_eval(*, eval: Eval) -> Eval:
+    """Run this version in shadow beside the active one; a previous shadow becomes a draft.
+
+    A shadow judges every new trace the active version judges, but its verdicts stay in
+    iofold, so two versions can be compared on the same traffic before one is promoted.
+    """
+    _lock_set(eval.eval_set_id)
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status == Eval.Status.SHADOW:
+        return current
+    if current.status == Eval.Status.ACTIVE:
+        raise EvalActionError(f"v{current.version} is the active version; shadow another one.")
+    if current.status == Eval.Status.ARCHIVED:
+        raise EvalActionError(f"v{current.version} is archived; restore it first.")
+    (
+        Eval.objects.filter(eval_set_id=current.eval_set_id, status=Eval.Status.SHADOW)
+        .exclude(pk=current.pk)
+        .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
+    )
+    current.status = Eval.Status.SHADOW
+    current.shadow_since = timezone.now()
+    current.save(update_fields=["status", "shadow_since", "updated_at"])
+    logger.info("eval in shadow eval=%s eval_set=%s", current.pk, current.eval_set_id)
+    return current
+
+
+def promote_shadow(*, eval: Eval) -> Activation:
+    """Make the shadow the active version, only when it beats the active one beyond noise."""
+    from evals.execution.shadow import compare_shadow
+
+    if eval.status != Eval.Status.SHADOW:
+        raise EvalActionError(f"v{eval.version} is not in shadow.")
+    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+    if active is not None:
+        comparison = compare_shadow(active=active, shadow=eval)
+        if not comparison.challenger_wins:
+            raise EvalActionError(
+                f"v{eval.version} does not beat v{active.version} beyond noise yet "
+                f"({comparison.labelled} labelled traces in common); activate it by hand "
+                "if you want it anyway."
+            )
+    return activate_or_roll_back(eval=eval)
+
+
+@transaction.atomic
+def stop_shadow(*, eval: Eval) -> Eval:
+    """Take a version out of shadow; it becomes a draft again."""
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status == Eval.Status.SHADOW:
+        current.status = Eval.Status.DRAFT
+        current.save(update_fields=["status", "updated_at"])
+    return current
+
+
+@transaction.atomic
 def archive_eval(*, eval: Eval) -> Eval:
     """Retire a version; archiving the active one leaves the set with no active eval."""
     _lock_set(eval.eval_set_id)

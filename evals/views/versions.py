@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from evals.exceptions import EvalError
+from evals.execution.shadow import compare_shadow, shadow_pair
 from evals.generation import refinement
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
@@ -104,6 +105,60 @@ def activate(request, pk: int):
         verb = f"Rolled back from v{done.previous.version} to" if done.rollback else "Activated"
         messages.success(request, f"{verb} v{eval.version}. It now runs on new traces.")
     return _back(request, eval)
+
+
+@require_POST
+@workspace_view
+def shadow(request, pk: int):
+    """Run the version in shadow beside the active one on new traces."""
+    eval = _eval(request, pk)
+    try:
+        version_services.shadow_eval(eval=eval)
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"v{eval.version} now judges new traces in shadow; its verdicts stay here."
+        )
+    return redirect(
+        safe_next(
+            request,
+            reverse("evals:shadow_compare", args=[request.workspace.slug, eval.eval_set_id]),
+        )
+    )
+
+
+@require_POST
+@workspace_view
+def unshadow(request, pk: int):
+    eval = _eval(request, pk)
+    version_services.stop_shadow(eval=eval)
+    messages.success(request, f"v{eval.version} no longer runs in shadow.")
+    return _back(request, eval)
+
+
+@require_POST
+@workspace_view
+def promote(request, pk: int):
+    """Make the shadow active, when it beats the active version beyond noise."""
+    eval = _eval(request, pk)
+    try:
+        done = version_services.promote_shadow(eval=eval)
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Promoted v{done.eval.version}; it now runs on new traces.")
+    return _back(request, eval)
+
+
+@workspace_view
+def shadow_compare(request, pk: int):
+    """The active version and its shadow on the same new traces: labels, disagreement, time."""
+    eval_set = _eval_set(request, pk)
+    active, challenger = shadow_pair(eval_set)
+    comparison = compare_shadow(active=active, shadow=challenger) if active and challenger else None
+    ctx = {"eval_set": eval_set, "active": active, "challenger": challenger, "c": comparison}
+    return render(request, "evals/shadow.html", ctx)
 
 
 @require_POST
