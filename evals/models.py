@@ -269,3 +269,96 @@ class EvalExecution(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.eval_id} on {self.trace_id}: {self.passed}"
+
+
+# --- refinement that runs itself (issue 20) --------------------------------------------------
+
+
+class AutomationSettingsQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class AutomationSettings(WorkspaceOwned):
+    """What iofold may do by itself for a workspace's evals, and where it says so."""
+
+    auto_refine = models.BooleanField(
+        default=False, help_text="Refine an active eval when it drifts or contradicts new labels."
+    )
+    # The budget: automatic refinements per rolling 30 days, across the workspace.
+    monthly_refinements = models.PositiveSmallIntegerField(default=4)
+    auto_promote = models.BooleanField(
+        default=False,
+        help_text="Promote a refined version when it beats the active one beyond noise.",
+    )
+    webhook_url = models.URLField(blank=True)
+    # Signs each notification (HMAC-SHA256), so the receiver knows it came from iofold.
+    webhook_secret = EncryptedTextField(blank=True)
+
+    objects = AutomationSettingsQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "automation settings"
+        constraints = [models.UniqueConstraint(fields=["workspace"], name="evals_automation_one")]
+
+    def __str__(self) -> str:
+        return f"Automation of {self.workspace}"
+
+
+class EvalSetAutomationQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class EvalSetAutomation(WorkspaceOwned):
+    """Per eval set: how many new labels must contradict the active eval before a refinement."""
+
+    eval_set = models.OneToOneField(EvalSet, on_delete=models.CASCADE, related_name="automation")
+    contradiction_threshold = models.PositiveSmallIntegerField(default=10)
+
+    objects = EvalSetAutomationQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Automation of {self.eval_set_id}"
+
+
+class AutoRefinementQuerySet(WorkspaceQuerySet):
+    def unfinished(self):
+        return self.filter(status=AutoRefinement.Status.REFINING)
+
+
+class AutoRefinement(WorkspaceOwned):
+    """One refinement iofold started by itself, and what became of it."""
+
+    class Trigger(models.TextChoices):
+        DRIFT = "drift", "Drift"
+        CONTRADICTIONS = "contradictions", "New labels contradict it"
+
+    class Status(models.TextChoices):
+        REFINING = "refining", "Refining"
+        SHADOW = "shadow", "In shadow"
+        PROMOTED = "promoted", "Promoted"
+        FAILED = "failed", "Failed"
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="+")
+    parent = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="+")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REFINING)
+    generation = models.ForeignKey(
+        Generation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    candidate = models.ForeignKey(
+        Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # {"before": {...}, "after": {...}, "paired": {...} | None}
+    comparison = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    webhook_status = models.CharField(max_length=200, blank=True)
+
+    objects = AutoRefinementQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Automatic refinement of {self.parent_id} ({self.status})"

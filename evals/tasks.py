@@ -19,6 +19,7 @@ RETRY = {
     "max_retries": 5,
 }
 SCORES_LOCK = "evals:push-pending-scores"
+AUTO_REFINE_LOCK = "evals:auto-refine"
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -122,3 +123,12 @@ def push_pending_scores_task() -> int:
 
     with _single_instance(SCORES_LOCK, timeout=600) as acquired:
         return push_pending_scores().pushed if acquired else 0
+
+
+@shared_task
+def auto_refine_task() -> int:
+    """Refine drifting or contradicted active evals of the workspaces that opted in."""
+    from evals.generation.automatic import sweep
+
+    with _single_instance(AUTO_REFINE_LOCK, timeout=600) as acquired:
+        return len(sweep()) if acquired else 0

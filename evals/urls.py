@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.views import generation, operations, versions
+from evals.views import automation, generation, operations, versions
 
 app_name = "evals"
 
@@ -24,6 +24,8 @@ urlpatterns = [
     path("<int:pk>/shadow/", versions.shadow, name="shadow"),
     path("<int:pk>/unshadow/", versions.unshadow, name="unshadow"),
     path("<int:pk>/promote/", versions.promote, name="promote"),
+    path("automation/", automation.automation, name="automation"),
+    path("sets/<int:pk>/automation/", automation.set_threshold, name="set_threshold"),
     path("<int:pk>/restore/", versions.restore, name="restore"),
     path("<int:pk>/test/", versions.test_again, name="test"),
     path("<int:pk>/runs/<int:run_pk>/", versions.run_progress, name="run_progress"),

@@ -376,6 +376,8 @@ IOFOLD_PERIODIC_TASKS = {
     "reap stale runs": ("iofold.reaper.reap_stale_runs_task", 60),
     # Verdicts whose Langfuse score failed to arrive (outage, rate limit) are sent again.
     "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
+    # Workspaces that opted in get drifting or contradicted evals refined into shadow.
+    "refine drifting evals": ("evals.tasks.auto_refine_task", 600),
 }
 # Global schedules of earlier releases, whose tasks are gone: setup_periodic_tasks deletes
 # these rows by name (and no others), so beat never sends a task no worker knows.

@@ -306,6 +306,9 @@ UI_CASES = [
     Case("evals:shadow", "post", _mgmt("eval:pk")),
     Case("evals:unshadow", "post", _mgmt("eval:pk")),
     Case("evals:promote", "post", _mgmt("eval:pk")),
+    Case("evals:automation"),
+    Case("evals:automation", "post", data=lambda ws: {"monthly_refinements": 2}),
+    Case("evals:set_threshold", "post", _eval_set_pk, lambda ws: {"contradiction_threshold": 5}),
     # Eval generation (issue 6).
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
