@@ -8,6 +8,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.timezone import get_current_timezone, is_aware
 
+from traces.minify import minify_trace
 from traces.models import Trace
 
 register = template.Library()
@@ -41,6 +42,15 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
     size = len(text)
     truncated = not full and size > limit
     return {"text": text[:limit] if truncated else text, "truncated": truncated, "size": size}
+
+
+@register.simple_tag
+def compact_trace(data) -> dict:
+    """The trace's compact view (traces.minify) as indented JSON, with both sizes."""
+    full = json.dumps(data, ensure_ascii=False, default=str)
+    text = json.dumps(minify_trace(data), ensure_ascii=False, indent=1, default=str)
+    compact = len(json.dumps(minify_trace(data), ensure_ascii=False, default=str))
+    return {"text": text, "size": compact, "full_size": len(full)}
 
 
 @register.filter
