@@ -362,3 +362,81 @@ class AutoRefinement(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Automatic refinement of {self.parent_id} ({self.status})"
+
+
+# --- collaboration (issue 20) ----------------------------------------------------------------
+
+
+class CommentQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class Comment(WorkspaceOwned):
+    """A note by a member on an eval version or on a trace; @mentions notify by email."""
+
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    eval = models.ForeignKey(
+        Eval, on_delete=models.CASCADE, null=True, blank=True, related_name="comments"
+    )
+    trace = models.ForeignKey(
+        Trace, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    body = models.TextField()
+    # Ids of the members mentioned (and emailed) when it was posted.
+    mentioned = models.JSONField(default=list, blank=True)
+
+    objects = CommentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(eval__isnull=False, trace__isnull=True)
+                | models.Q(eval__isnull=True, trace__isnull=False),
+                name="evals_comment_one_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk} by {self.author_id}"
+
+
+class ActivityQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class Activity(WorkspaceOwned):
+    """Something that changed an eval set's evals: who (None: iofold itself), what and why.
+
+    Labels and generations are read from their own rows; this holds the rest.
+    """
+
+    class Verb(models.TextChoices):
+        ACTIVATED = "activated", "activated"
+        ROLLED_BACK = "rolled_back", "rolled back to"
+        SHADOWED = "shadowed", "put in shadow"
+        UNSHADOWED = "unshadowed", "took out of shadow"
+        PROMOTED = "promoted", "promoted"
+        ARCHIVED = "archived", "archived"
+        COMMENTED = "commented", "commented on"
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    verb = models.CharField(max_length=20, choices=Verb.choices)
+    eval = models.ForeignKey(
+        Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+
+    objects = ActivityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["eval_set", "created_at"], name="activity_set_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.eval_id}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.views import automation, generation, operations, versions
+from evals.views import automation, collaboration, generation, operations, versions
 
 app_name = "evals"
 
@@ -25,6 +25,10 @@ urlpatterns = [
     path("<int:pk>/unshadow/", versions.unshadow, name="unshadow"),
     path("<int:pk>/promote/", versions.promote, name="promote"),
     path("automation/", automation.automation, name="automation"),
+    # Collaboration (issue 20).
+    path("<int:pk>/comments/", collaboration.comment_on_eval, name="comment"),
+    path("traces/<int:pk>/comments/", collaboration.trace_comments, name="trace_comments"),
+    path("sets/<int:pk>/activity/", collaboration.activity, name="activity"),
     path("sets/<int:pk>/automation/", automation.set_threshold, name="set_threshold"),
     path("<int:pk>/restore/", versions.restore, name="restore"),
     path("<int:pk>/test/", versions.test_again, name="test"),

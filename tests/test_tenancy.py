@@ -309,6 +309,10 @@ UI_CASES = [
     Case("evals:automation"),
     Case("evals:automation", "post", data=lambda ws: {"monthly_refinements": 2}),
     Case("evals:set_threshold", "post", _eval_set_pk, lambda ws: {"contradiction_threshold": 5}),
+    Case("evals:comment", "post", _mgmt("eval:pk"), lambda ws: {"body": "hi"}),
+    Case("evals:trace_comments", kwargs=_trace_pk),
+    Case("evals:trace_comments", "post", _trace_pk, lambda ws: {"body": "hi"}),
+    Case("evals:activity", kwargs=_mgmt("set:pk")),
     # Eval generation (issue 6).
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),

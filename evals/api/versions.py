@@ -264,7 +264,11 @@ class EvalActivateApi(_EvalAction):
     )
     def post(self, request, pk: int):
         """Make this the set's one active version; the previously active one becomes a draft."""
-        done = version_services.activate_or_roll_back(eval=_eval_or_404(self, pk))
+        done = version_services.activate_or_roll_back(
+            eval=_eval_or_404(self, pk),
+            user=request.user,
+            reason=str(request.data.get("reason", "") if hasattr(request.data, "get") else ""),
+        )
         previous = done.previous.pk if done.previous is not None else None
         out = {"eval": done.eval, "previous_active": previous, "rollback": done.rollback}
         return Response(ActivateOut(out).data)
@@ -275,7 +279,7 @@ class EvalArchiveApi(_EvalAction):
     @extend_schema(request=None, responses={200: EvalOut}, summary="Archive a version")
     def post(self, request, pk: int):
         """Retire the version; archiving the active one leaves the set with no active eval."""
-        eval = version_services.archive_eval(eval=_eval_or_404(self, pk))
+        eval = version_services.archive_eval(eval=_eval_or_404(self, pk), user=request.user)
         return Response(EvalOut(eval).data)
 
 

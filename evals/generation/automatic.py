@@ -34,6 +34,7 @@ from evals.generation.refinement import start_refinement
 from evals.metrics.agreement import cell_state
 from evals.metrics.paired import compare_paired
 from evals.models import (
+    Activity,
     AutomationSettings,
     AutoRefinement,
     Eval,
@@ -216,7 +217,10 @@ def after_refinement(*, generation: Generation) -> AutoRefinement | None:
             auto.save(update_fields=["status", "error", "updated_at"])
             return _tell(auto, EVENT_FAILED)
         parent = Eval.objects.get(pk=auto.parent_id)
-        candidate = version_services.shadow_eval(eval=generation.result)
+        candidate = version_services.shadow_eval(
+            eval=generation.result,
+            reason=f"Refined by itself from v{auto.parent.version}: {auto.reason}",
+        )
         paired = paired_on_heldout(parent=parent, candidate=candidate)
         auto.candidate = candidate
         auto.comparison = {
@@ -239,7 +243,11 @@ def _promote_if_allowed(auto: AutoRefinement) -> AutoRefinement | None:
     candidate = Eval.objects.get(pk=auto.candidate_id)
     if candidate.status != Eval.Status.SHADOW:
         return None
-    version_services.activate_or_roll_back(eval=candidate)
+    version_services.activate_or_roll_back(
+        eval=candidate,
+        reason=f"Refined by itself and won beyond noise. {auto.reason}",
+        verb=Activity.Verb.PROMOTED,
+    )
     auto.status = AutoRefinement.Status.PROMOTED
     auto.save(update_fields=["status", "updated_at"])
     logger.info("automatic refinement promoted eval=%s", candidate.pk)

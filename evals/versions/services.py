@@ -8,8 +8,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 import sandbox
+from evals.collaboration import record_activity
 from evals.exceptions import EvalError
-from evals.models import Eval, EvalRun
+from evals.models import Activity, Eval, EvalRun
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
 
@@ -86,20 +87,30 @@ class Activation:
     rollback: bool
 
 
-def activate_or_roll_back(*, eval: Eval) -> Activation:
+def activate_or_roll_back(*, eval: Eval, user=None, reason: str = "", verb: str = "") -> Activation:
     """Make ``eval`` the active version: a rollback when a newer version is active.
 
-    The UI and the API both call this, so they decide the same way which one it is.
+    The UI and the API both call this, so they decide the same way which one it is. The
+    set's activity feed records who did it (None: iofold itself) and why.
     """
     active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
     rollback = active is not None and active.version > eval.version
     current = rollback_to(eval=eval) if rollback else activate_eval(eval=eval)
     previous = active if active is not None and active.pk != current.pk else None
+    if previous is not None or active is None:
+        record_activity(
+            eval_set_id=current.eval_set_id,
+            workspace_id=current.workspace_id,
+            verb=verb or (Activity.Verb.ROLLED_BACK if rollback else Activity.Verb.ACTIVATED),
+            actor=user,
+            eval=current,
+            reason=reason,
+        )
     return Activation(eval=current, previous=previous, rollback=rollback)
 
 
 @transaction.atomic
-def shadow_eval(*, eval: Eval) -> Eval:
+def shadow_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
     """Run this version in shadow beside the active one; a previous shadow becomes a draft.
 
     A shadow judges every new trace the active version judges, but its verdicts stay in
@@ -121,11 +132,19 @@ def shadow_eval(*, eval: Eval) -> Eval:
     current.status = Eval.Status.SHADOW
     current.shadow_since = timezone.now()
     current.save(update_fields=["status", "shadow_since", "updated_at"])
+    record_activity(
+        eval_set_id=current.eval_set_id,
+        workspace_id=current.workspace_id,
+        verb=Activity.Verb.SHADOWED,
+        actor=user,
+        eval=current,
+        reason=reason,
+    )
     logger.info("eval in shadow eval=%s eval_set=%s", current.pk, current.eval_set_id)
     return current
 
 
-def promote_shadow(*, eval: Eval) -> Activation:
+def promote_shadow(*, eval: Eval, user=None, reason: str = "") -> Activation:
     """Make the shadow the active version, only when it beats the active one beyond noise."""
     from evals.execution.shadow import compare_shadow
 
@@ -140,27 +159,48 @@ def promote_shadow(*, eval: Eval) -> Activation:
                 f"({comparison.labelled} labelled traces in common); activate it by hand "
                 "if you want it anyway."
             )
-    return activate_or_roll_back(eval=eval)
+        reason = reason or (
+            f"Beat v{active.version} on {comparison.labelled} labelled new traces: "
+            f"{comparison.paired.difference:+.0%} accuracy "
+            f"[{comparison.paired.low:+.0%}, {comparison.paired.high:+.0%}], "
+            f"mid-p {comparison.paired.p_mid:.3f}."
+        )
+    return activate_or_roll_back(eval=eval, user=user, reason=reason, verb=Activity.Verb.PROMOTED)
 
 
 @transaction.atomic
-def stop_shadow(*, eval: Eval) -> Eval:
+def stop_shadow(*, eval: Eval, user=None) -> Eval:
     """Take a version out of shadow; it becomes a draft again."""
     current = Eval.objects.select_for_update().get(pk=eval.pk)
     if current.status == Eval.Status.SHADOW:
         current.status = Eval.Status.DRAFT
         current.save(update_fields=["status", "updated_at"])
+        record_activity(
+            eval_set_id=current.eval_set_id,
+            workspace_id=current.workspace_id,
+            verb=Activity.Verb.UNSHADOWED,
+            actor=user,
+            eval=current,
+        )
     return current
 
 
 @transaction.atomic
-def archive_eval(*, eval: Eval) -> Eval:
+def archive_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
     """Retire a version; archiving the active one leaves the set with no active eval."""
     _lock_set(eval.eval_set_id)
     current = Eval.objects.select_for_update().get(pk=eval.pk)
     if current.status != Eval.Status.ARCHIVED:
         current.status = Eval.Status.ARCHIVED
         current.save(update_fields=["status", "updated_at"])
+        record_activity(
+            eval_set_id=current.eval_set_id,
+            workspace_id=current.workspace_id,
+            verb=Activity.Verb.ARCHIVED,
+            actor=user,
+            eval=current,
+            reason=reason,
+        )
     return current
 
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from evals.collaboration import comments_on
 from evals.exceptions import EvalError
 from evals.execution.shadow import compare_shadow, shadow_pair
 from evals.generation import refinement
@@ -89,6 +90,7 @@ def detail(request, pk: int):
         "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
         "children": list(eval.children.only("id", "version", "status", "workspace_id")),
         "refinements": Generation.objects.filter(parent=eval).order_by("-created_at")[:3],
+        "comments": comments_on(workspace=request.workspace, eval=eval),
     }
     return render(request, "evals/detail.html", ctx)
 
@@ -98,7 +100,9 @@ def detail(request, pk: int):
 def activate(request, pk: int):
     eval = _eval(request, pk)
     try:
-        done = version_services.activate_or_roll_back(eval=eval)
+        done = version_services.activate_or_roll_back(
+            eval=eval, user=request.user, reason=request.POST.get("reason", "")
+        )
     except EvalError as exc:
         messages.error(request, exc.message)
     else:
@@ -113,7 +117,9 @@ def shadow(request, pk: int):
     """Run the version in shadow beside the active one on new traces."""
     eval = _eval(request, pk)
     try:
-        version_services.shadow_eval(eval=eval)
+        version_services.shadow_eval(
+            eval=eval, user=request.user, reason=request.POST.get("reason", "")
+        )
     except EvalError as exc:
         messages.error(request, exc.message)
     else:
@@ -132,7 +138,7 @@ def shadow(request, pk: int):
 @workspace_view
 def unshadow(request, pk: int):
     eval = _eval(request, pk)
-    version_services.stop_shadow(eval=eval)
+    version_services.stop_shadow(eval=eval, user=request.user)
     messages.success(request, f"v{eval.version} no longer runs in shadow.")
     return _back(request, eval)
 
@@ -143,7 +149,9 @@ def promote(request, pk: int):
     """Make the shadow active, when it beats the active version beyond noise."""
     eval = _eval(request, pk)
     try:
-        done = version_services.promote_shadow(eval=eval)
+        done = version_services.promote_shadow(
+            eval=eval, user=request.user, reason=request.POST.get("reason", "")
+        )
     except EvalError as exc:
         messages.error(request, exc.message)
     else:
@@ -166,7 +174,9 @@ def shadow_compare(request, pk: int):
 def archive(request, pk: int):
     eval = _eval(request, pk)
     was_active = eval.status == Eval.Status.ACTIVE
-    version_services.archive_eval(eval=eval)
+    version_services.archive_eval(
+        eval=eval, user=request.user, reason=request.POST.get("reason", "")
+    )
     note = " The set has no active eval now." if was_active else ""
     messages.success(request, f"Archived v{eval.version}.{note}")
     return _back(request, eval)

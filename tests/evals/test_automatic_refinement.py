@@ -9,6 +9,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from evals.collaboration import activity_feed
 from evals.generation import automatic
 from evals.generation.worker import run_generation
 from evals.models import AutomationSettings, AutoRefinement, Eval, EvalExecution, EvalRun
@@ -90,6 +91,11 @@ def test_drift_refines_into_shadow_and_notifies_by_email_and_webhook(workspace, 
     [email] = mail.outbox
     assert owner.email in email.to
     assert "Before (v1)" in email.body and f"After  (v{candidate.version})" in email.body
+
+    # The set's feed says iofold did it, and why.
+    [shadowed] = [i for i in activity_feed(eval_set=v1.eval_set) if "shadow" in i.what]
+    assert shadowed.who == "iofold"
+    assert "agrees with" in shadowed.why
 
     # Waiting on its shadow, the set is not refined again.
     assert automatic.sweep(enqueue=False) == []
