@@ -440,3 +440,56 @@ class Activity(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.verb} {self.eval_id}"
+
+
+# --- the gallery (issue 20) ------------------------------------------------------------------
+
+
+class EvalTemplate(models.Model):
+    """A shared eval any workspace can start from: built in, or published by a workspace.
+
+    Holds no trace and no label: only code, criteria and aggregate figures (versions).
+    """
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    builtin = models.BooleanField(default=False)
+    # None for built-ins. Deleting the workspace keeps what it shared.
+    publisher = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-builtin", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalTemplateVersion(models.Model):
+    template = models.ForeignKey(EvalTemplate, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    code = models.TextField()
+    criteria = models.TextField(blank=True)
+    # Aggregate figures only (accuracy, kappa, counts); never trace ids or labels.
+    metrics = models.JSONField(default=dict, blank=True)
+    # For built-ins: the data and the command the figures come from.
+    measured_on = models.CharField(max_length=300, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "version"], name="evals_template_unique_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.version}"

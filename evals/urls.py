@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.views import automation, collaboration, generation, operations, versions
+from evals.views import automation, collaboration, gallery, generation, operations, versions
 
 app_name = "evals"
 
@@ -29,6 +29,11 @@ urlpatterns = [
     path("<int:pk>/comments/", collaboration.comment_on_eval, name="comment"),
     path("traces/<int:pk>/comments/", collaboration.trace_comments, name="trace_comments"),
     path("sets/<int:pk>/activity/", collaboration.activity, name="activity"),
+    # The gallery (issue 20).
+    path("gallery/", gallery.gallery, name="gallery"),
+    path("gallery/<int:pk>/", gallery.template_detail, name="template"),
+    path("gallery/versions/<int:pk>/use/", gallery.use_template, name="use_template"),
+    path("<int:pk>/publish/", gallery.publish, name="publish"),
     path("sets/<int:pk>/automation/", automation.set_threshold, name="set_threshold"),
     path("<int:pk>/restore/", versions.restore, name="restore"),
     path("<int:pk>/test/", versions.test_again, name="test"),

@@ -142,6 +142,14 @@ def _continuous_eval_set_pk(ws):
     return {"pk": Eval.objects.get(pk=_continuous_eval_pk(ws)["pk"]).eval_set_id}
 
 
+def _template_version(ws):
+    from evals.gallery.services import ensure_builtins
+    from evals.models import EvalTemplateVersion
+
+    ensure_builtins()
+    return EvalTemplateVersion.objects.get(template__slug="no-refusal")
+
+
 def _mgmt_kwargs(ws):
     """An eval set with one labelled trace and two versions (v2 refined from v1)."""
     from evals.models import Eval, EvalRun, Generation
@@ -313,6 +321,10 @@ UI_CASES = [
     Case("evals:trace_comments", kwargs=_trace_pk),
     Case("evals:trace_comments", "post", _trace_pk, lambda ws: {"body": "hi"}),
     Case("evals:activity", kwargs=_mgmt("set:pk")),
+    Case("evals:gallery"),
+    Case("evals:template", kwargs=lambda ws: {"pk": _template_version(ws).template_id}),
+    Case("evals:use_template", "post", lambda ws: {"pk": _template_version(ws).pk}),
+    Case("evals:publish", "post", _mgmt("eval:pk"), lambda ws: {"name": "Shared"}),
     # Eval generation (issue 6).
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),

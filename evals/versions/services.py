@@ -16,6 +16,8 @@ from traces.models import EvalSet
 
 logger = logging.getLogger(__name__)
 
+# Versions started from a gallery template; measured on the workspace's labels before use.
+TEMPLATE_ORIGIN = "template"
 # A hand edit is tried on this many labelled traces before it is saved.
 DRY_RUN_TRACES = 5
 
@@ -93,6 +95,11 @@ def activate_or_roll_back(*, eval: Eval, user=None, reason: str = "", verb: str 
     The UI and the API both call this, so they decide the same way which one it is. The
     set's activity feed records who did it (None: iofold itself) and why.
     """
+    if eval.origin == TEMPLATE_ORIGIN and not eval.labels_tested:
+        raise EvalActionError(
+            f"v{eval.version} comes from the gallery: measure it on this workspace's labels "
+            "first (label some traces, then “Test again”)."
+        )
     active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
     rollback = active is not None and active.version > eval.version
     current = rollback_to(eval=eval) if rollback else activate_eval(eval=eval)
