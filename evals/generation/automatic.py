@@ -202,7 +202,11 @@ def paired_on_heldout(*, parent: Eval, candidate: Eval):
 
 
 def after_refinement(*, generation: Generation) -> AutoRefinement | None:
-    """Finish the automatic refinement behind a final generation: shadow, measure, notify."""
+    """Finish the automatic refinement behind a final generation: shadow, measure, notify.
+
+    The rows change in one transaction; the notification goes out after it commits.
+    """
+    paired = None
     with transaction.atomic():
         auto = (
             AutoRefinement.objects.select_for_update()
@@ -211,30 +215,42 @@ def after_refinement(*, generation: Generation) -> AutoRefinement | None:
         )
         if auto is None or generation.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
             return None
-        if generation.status == RunStatus.FAILED or generation.result_id is None:
-            auto.status = AutoRefinement.Status.FAILED
-            auto.error = generation.error or "The refinement made no version."
-            auto.save(update_fields=["status", "error", "updated_at"])
-            return _tell(auto, EVENT_FAILED)
         parent = Eval.objects.get(pk=auto.parent_id)
-        candidate = version_services.shadow_eval(
-            eval=generation.result,
-            reason=f"Refined by itself from v{auto.parent.version}: {auto.reason}",
-        )
-        paired = paired_on_heldout(parent=parent, candidate=candidate)
-        auto.candidate = candidate
-        auto.comparison = {
-            "before": _summary(parent),
-            "after": _summary(candidate),
-            "paired": paired.as_dict() if paired is not None else None,
-        }
-        auto.status = AutoRefinement.Status.SHADOW
-        auto.save(update_fields=["candidate", "comparison", "status", "updated_at"])
+        if generation.status == RunStatus.FAILED or generation.result_id is None:
+            _fail(auto, generation.error or "The refinement made no version.")
+        else:
+            try:
+                candidate = version_services.shadow_eval(
+                    eval=generation.result,
+                    reason=f"Refined by itself from v{parent.version}: {auto.reason}",
+                )
+            except EvalError as exc:
+                # Someone archived or activated it first: report it, do not fail the task.
+                auto.candidate = generation.result
+                _fail(auto, exc.message)
+            else:
+                paired = paired_on_heldout(parent=parent, candidate=candidate)
+                auto.candidate = candidate
+                auto.comparison = {
+                    "before": _summary(parent),
+                    "after": _summary(candidate),
+                    "paired": paired.as_dict() if paired is not None else None,
+                }
+                auto.status = AutoRefinement.Status.SHADOW
+                auto.save(update_fields=["candidate", "comparison", "status", "updated_at"])
+    if auto.status == AutoRefinement.Status.FAILED:
+        return _tell(auto, EVENT_FAILED)
     if paired is not None and paired.challenger_wins:
         promoted = _promote_if_allowed(auto)
         if promoted is not None:
             return promoted
     return _tell(auto, EVENT_SHADOW)
+
+
+def _fail(auto: AutoRefinement, error: str) -> None:
+    auto.status = AutoRefinement.Status.FAILED
+    auto.error = error
+    auto.save(update_fields=["status", "candidate", "error", "updated_at"])
 
 
 def _promote_if_allowed(auto: AutoRefinement) -> AutoRefinement | None:

@@ -66,9 +66,12 @@ def use_template(request, pk: int):
 
 
 @require_POST
-@workspace_view
+@workspace_view(manage=True)
 def publish(request, pk: int):
-    """Publish this version to the gallery: code, criteria and figures, no traces or labels."""
+    """Publish this version to the gallery: code, criteria and figures, no traces or labels.
+
+    Owners and admins only: it shares the workspace's code with every other workspace.
+    """
     eval = get_object_or_404(
         Eval.objects.for_workspace(request.workspace).select_related("eval_set"), pk=pk
     )

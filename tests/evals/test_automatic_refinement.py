@@ -204,3 +204,43 @@ def test_settings_page_shows_a_new_secret_once_and_refuses_bad_urls(client, work
     bad = client.post(url, {**data, "webhook_url": "ftp://example.test/x"})
     assert bad.status_code == 400
     assert AutomationSettings.objects.get(workspace=workspace).webhook_url == data["webhook_url"]
+
+
+@pytest.fixture
+def llm_workspace(workspace, fake_llm):
+    from evals.generation.provider_settings import update_provider_settings
+
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model="gpt-4.1-mini",
+        base_url=fake_llm.openai_base_url,
+        api_key="sk-test-auto",
+    )
+    return workspace
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_a_candidate_that_wins_on_held_out_labels_is_promoted_only_with_opt_in(
+    llm_workspace, owner, receiver, fake_llm, opted_in
+):
+    from tests.evals.builders import REFUSAL_CODE
+
+    _opt_in(llm_workspace, receiver, auto_promote=opted_in)
+    v1 = _drifting(llm_workspace, good=40, bad=40)
+    fake_llm.push_text(f"```python\n{REFUSAL_CODE}```")
+
+    [auto] = automatic.sweep(enqueue=False)
+    run_generation(generation_id=auto.generation_id)
+
+    auto.refresh_from_db()
+    v1.refresh_from_db()
+    paired = auto.comparison["paired"]
+    # The LLM path keeps a fifth of the labels back; v2 fixes every bad one v1 passed.
+    assert paired["n"] >= 16 and paired["b"] == 0 and paired["c"] >= 6
+    assert paired["challenger_wins"] is True
+    expected = ("promoted", "active", "draft") if opted_in else ("shadow", "shadow", "active")
+    assert (auto.status, auto.candidate.status, v1.status) == expected
+    event = "eval.promoted" if opted_in else "eval.refined"
+    assert [r.headers["X-Iofold-Event"] for r in receiver.received] == [event]
+    assert "held-out labels" in mail.outbox[0].body

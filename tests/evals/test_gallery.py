@@ -126,3 +126,12 @@ def test_built_in_code_passes_the_sandbox_checks():
 
     for builtin in BUILTINS:
         assert sandbox.validate(builtin.code) == [], builtin.slug
+
+
+def test_only_owners_and_admins_publish(client, workspace, member):
+    eval_set, _ = labelled_set(workspace)
+    v1 = make_eval(eval_set, version=1)
+    client.force_login(member)
+    response = client.post(reverse("evals:publish", args=[workspace.slug, v1.pk]), {"name": "X"})
+    assert response.status_code == 403
+    assert not EvalTemplate.objects.filter(builtin=False).exists()
