@@ -389,6 +389,9 @@ API_CASES = [
     Case("api-eval-export", kwargs=_mgmt("eval:pk")),
     Case("api-eval-cell", kwargs=_mgmt("eval:pk", "trace:trace_pk")),
     Case("api-eval-run-detail", kwargs=_mgmt("run:pk")),
+    Case("api-eval-set-shadow", kwargs=_mgmt("set:pk")),
+    Case("api-eval-shadow", "post", _mgmt("eval:pk")),
+    Case("api-eval-promote", "post", _mgmt("eval:pk")),
 ]
 
 

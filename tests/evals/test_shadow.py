@@ -182,3 +182,23 @@ def test_promote_only_when_the_shadow_wins_beyond_noise(client, workspace, owner
     challenger.refresh_from_db()
     active.refresh_from_db()
     assert (challenger.status, active.status) == ("active", "draft")
+
+
+@pytest.mark.django_db
+def test_the_api_compares_and_refuses_a_promotion_within_noise(api_client, workspace, owner):
+    from workspaces.services import issue_token
+
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="member")
+    headers = {"Authorization": f"Bearer {raw}"}
+    eval_set, active, challenger = _constructed(
+        workspace, owner, shadow_right=3, active_right=2, both=10
+    )
+    body = api_client.get(
+        reverse("api-eval-set-shadow", args=[eval_set.pk]), headers=headers
+    ).json()
+    assert (body["active"], body["shadow"]) == (active.pk, challenger.pk)
+    assert body["comparison"]["paired"]["b"] == 2 and body["comparison"]["paired"]["c"] == 3
+    refused = api_client.post(reverse("api-eval-promote", args=[challenger.pk]), headers=headers)
+    assert refused.status_code == 400 and "beyond noise" in refused.json()["detail"]
+    challenger.refresh_from_db()
+    assert challenger.status == "shadow"
