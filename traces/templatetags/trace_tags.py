@@ -47,10 +47,12 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
 @register.simple_tag
 def compact_trace(data) -> dict:
     """The trace's compact view (traces.minify) as indented JSON, with both sizes."""
-    full = json.dumps(data, ensure_ascii=False, default=str)
-    text = json.dumps(minify_trace(data), ensure_ascii=False, indent=1, default=str)
-    compact = len(json.dumps(minify_trace(data), ensure_ascii=False, default=str))
-    return {"text": text, "size": compact, "full_size": len(full)}
+    compact = minify_trace(data) if isinstance(data, dict) else data
+    return {
+        "text": json.dumps(compact, ensure_ascii=False, indent=1, default=str),
+        "size": len(json.dumps(compact, ensure_ascii=False, default=str)),
+        "full_size": len(json.dumps(data, ensure_ascii=False, default=str)),
+    }
 
 
 @register.filter
