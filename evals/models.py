@@ -27,6 +27,10 @@ class EvalRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
     pass
 
 
+class EvalRunChunkQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
 class EvalExecutionQuerySet(WorkspaceQuerySet):
     pass
 
@@ -222,6 +226,35 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Run {self.pk} of {self.eval_id} ({self.status})"
+
+
+class EvalRunChunk(BackgroundRun, WorkspaceOwned):
+    """A slice of a large eval run, carried out by its own task on any worker.
+
+    A run over more traces than ``IOFOLD_EVAL_CHUNK_TRACES`` is split into chunks when it
+    starts; workers claim chunks like any background run (a dead worker's chunk is taken
+    over) and the last chunk to finish finishes the run.
+    """
+
+    run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trace_ids = models.JSONField(default=list, blank=True)
+    # Traces this chunk sent to the sandbox and recorded, over all its attempts: equal to
+    # its length when no trace was judged twice.
+    judged = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    objects = EvalRunChunkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="evals_evalrunchunk_one_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of run {self.run_id} ({self.status})"
 
     @property
     def is_final(self) -> bool:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q, TextField
 from django.db.models.functions import Cast
@@ -14,8 +15,8 @@ from django.utils import timezone
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
 from evals.metrics.measure import record_test_result
-from evals.models import Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_run
+from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
+from evals.queue import enqueue_chunk, enqueue_run
 from evals.sandboxing import sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
 from traces.models import Trace
@@ -42,7 +43,9 @@ def start_run(
     """Create a queued run of `eval` over the workspace's `trace_ids` and enqueue it on commit.
 
     Ids of other workspaces or deleted traces are dropped; order and duplicates are kept
-    out. With `enqueue=False` the caller runs it (`execute_run`) itself.
+    out. A run over more than ``IOFOLD_EVAL_CHUNK_TRACES`` traces is split into chunks, one
+    task each, that any number of workers share. With `enqueue=False` nothing is split or
+    queued and the caller runs it (`execute_run`) itself.
     """
     wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
     existing = set(
@@ -51,6 +54,8 @@ def start_run(
         .values_list("pk", flat=True)
     )
     kept = [pk for pk in wanted if pk in existing]
+    automatic = trigger == EvalRun.Trigger.AUTOMATIC
+    size = settings.IOFOLD_EVAL_CHUNK_TRACES
     with transaction.atomic():
         run = EvalRun.objects.create(
             workspace_id=eval.workspace_id,
@@ -59,10 +64,27 @@ def start_run(
             trace_ids=kept,
             total=len(kept),
         )
-        if enqueue:
-            transaction.on_commit(lambda: enqueue_run(run.pk))
+        if enqueue and len(kept) > size:
+            chunks = EvalRunChunk.objects.bulk_create(
+                EvalRunChunk(
+                    workspace_id=eval.workspace_id,
+                    run=run,
+                    index=n,
+                    trace_ids=kept[start : start + size],
+                )
+                for n, start in enumerate(range(0, len(kept), size))
+            )
+            pks = [c.pk for c in chunks] if chunks[0].pk else _chunk_pks(run)
+            transaction.on_commit(lambda: [enqueue_chunk(pk) for pk in pks])
+        elif enqueue:
+            transaction.on_commit(lambda: enqueue_run(run.pk, automatic=automatic))
     logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
     return run
+
+
+def _chunk_pks(run: EvalRun) -> list[int]:
+    # Databases that do not return ids from a bulk insert.
+    return list(EvalRunChunk.objects.filter(run=run).values_list("pk", flat=True))
 
 
 def claim_run(*, run_id: int) -> EvalRun | None:
@@ -80,6 +102,9 @@ def execute_run(*, run_id: int) -> EvalRun | None:
     Raises sandbox.SandboxError when the sandbox cannot run at all (after putting a
     transient failure back in the queue, marking a permanent one failed).
     """
+    if EvalRunChunk.objects.filter(run_id=run_id).exists():
+        # A split run is carried out by its chunks' tasks (evals/execution/chunks.py).
+        return EvalRun.objects.filter(pk=run_id).first()
     run = claim_run(run_id=run_id)
     if run is None:
         logger.info("eval run not claimed run=%s", run_id)
@@ -341,13 +366,15 @@ def recover_eval_runs(*, include_queued: bool = False) -> int:
     def enqueue(run: EvalRun) -> None:
         enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
 
-    return EvalRun.objects.recover(enqueue=enqueue, include_queued=include_queued)
+    # A split run has no process of its own: its chunks are recovered instead.
+    unsplit = EvalRun.objects.filter(chunks__isnull=True)
+    return unsplit.recover(enqueue=enqueue, include_queued=include_queued)
 
 
 def reap_stale_runs(*, older_than: timedelta = RUN_STALE_AFTER) -> int:
     """Fail running runs no worker has touched for ``older_than``."""
     cutoff = timezone.now() - older_than
-    stale = EvalRun.objects.filter(
+    stale = EvalRun.objects.filter(chunks__isnull=True).filter(
         Q(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
         | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True, created_at__lt=cutoff)
     )
