@@ -218,6 +218,10 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     failed = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # A batch run of sent traces (POST /api/v1/evals/<id>/run with "traces"): the traces as
+    # sent, never stored as Trace rows, and their verdicts in the same order once judged.
+    inputs = models.JSONField(null=True, blank=True)
+    results = models.JSONField(null=True, blank=True)
 
     objects = EvalRunQuerySet.as_manager()
 

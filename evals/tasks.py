@@ -106,6 +106,16 @@ def run_eval_chunk_task(chunk_id: int) -> None:
         execute_chunk(chunk_id=chunk_id)
 
 
+@shared_task(
+    name=queue.RUN_SENT_BATCH, base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY
+)
+def run_sent_batch_task(run_id: int) -> None:
+    """Judge the traces sent with a batch run (POST /api/v1/evals/<id>/run)."""
+    from evals.execution.batch import execute_sent_batch
+
+    execute_sent_batch(run_id=run_id)
+
+
 # --- continuous evaluation ------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import sandbox
 from evals.exceptions import EvalError, sandbox_failure
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
-from evals.queue import enqueue_chunk, enqueue_run
+from evals.queue import enqueue_chunk, enqueue_run, enqueue_sent_batch
 from evals.sandboxing import sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
 from traces.models import Trace
@@ -102,8 +102,11 @@ def execute_run(*, run_id: int) -> EvalRun | None:
     Raises sandbox.SandboxError when the sandbox cannot run at all (after putting a
     transient failure back in the queue, marking a permanent one failed).
     """
-    if EvalRunChunk.objects.filter(run_id=run_id).exists():
-        # A split run is carried out by its chunks' tasks (evals/execution/chunks.py).
+    if EvalRunChunk.objects.filter(run_id=run_id).exists() or EvalRun.objects.filter(
+        pk=run_id, inputs__isnull=False
+    ):
+        # A split run is carried out by its chunks' tasks (evals/execution/chunks.py), a
+        # run of sent traces by its own (evals/execution/batch.py).
         return EvalRun.objects.filter(pk=run_id).first()
     run = claim_run(run_id=run_id)
     if run is None:
@@ -172,7 +175,11 @@ def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int
 
 
 def run_eval_now(
-    *, eval: Eval, traces: Sequence[Trace], trigger: str = EvalRun.Trigger.MANUAL
+    *,
+    eval: Eval,
+    traces: Sequence[Trace],
+    trigger: str = EvalRun.Trigger.MANUAL,
+    limits: sandbox.Limits | None = None,
 ) -> list[EvalExecution]:
     """Run `eval` on `traces` right now (one sandbox call) and return the stored executions.
 
@@ -186,7 +193,7 @@ def run_eval_now(
             "start a run instead."
         )
     try:
-        results = sandbox.run(eval.code, [t.data for t in traces], sandbox_limits())
+        results = sandbox.run(eval.code, [t.data for t in traces], limits or sandbox_limits())
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc
     run = record_completed_run(eval=eval, traces=traces, results=results, trigger=trigger)
@@ -364,7 +371,10 @@ def recover_eval_runs(*, include_queued: bool = False) -> int:
     """Enqueue again the eval runs whose worker died; they skip the traces already judged."""
 
     def enqueue(run: EvalRun) -> None:
-        enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
+        if run.inputs is not None:
+            enqueue_sent_batch(run.pk)
+        else:
+            enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
 
     # A split run has no process of its own: its chunks are recovered instead.
     unsplit = EvalRun.objects.filter(chunks__isnull=True)

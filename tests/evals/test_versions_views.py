@@ -129,3 +129,15 @@ def test_activate_returns_to_a_same_site_next(login, owner, workspace, versions)
     back = url("versions", workspace, pk=eval_set.pk)
     response = login(owner).post(url("activate", workspace, pk=v2.pk), {"next": back})
     assert response.url == back
+
+
+def test_the_version_page_shows_a_batch_run_in_progress(login, owner, workspace, versions):
+    _, traces, v1, _ = versions
+    EvalRun.objects.create(
+        workspace=workspace, eval=v1, trigger="api", status="running", total=500, done=120
+    )
+
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+
+    assert "Judging 500 traces (API run): 120 done" in page
+    assert 'value="120" max="500"' in page
