@@ -395,10 +395,10 @@ def main() -> None:
     result: dict = {}
 
     def body() -> None:
+        import logging
+
         from django.core.management import call_command
         from django.db import connections
-
-        import logging
 
         logging.getLogger("httpx").setLevel(logging.WARNING)
         call_command("migrate", verbosity=0)
