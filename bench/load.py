@@ -327,7 +327,7 @@ async def user(n, client, ctx, stats, deadline, think, counter):
         await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
-async def mixed_phase(base, ctx, users, seconds, think) -> tuple[dict, float]:
+async def mixed_phase(base, ctx, users, seconds, think, warm_up) -> tuple[dict, float]:
     import itertools
 
     import httpx
@@ -336,6 +336,14 @@ async def mixed_phase(base, ctx, users, seconds, think) -> tuple[dict, float]:
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
     counter = itertools.count()
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        # Warm-up, not timed: every server worker compiles its templates and opens its
+        # connections on its first requests, as it does once after a deploy.
+        await asyncio.gather(
+            *(
+                user(n, client, ctx, Stats(), time.monotonic() + warm_up, 0.05, counter)
+                for n in range(8)
+            )
+        )
         started = time.monotonic()
         deadline = started + seconds
         await asyncio.gather(
@@ -430,7 +438,10 @@ def main() -> None:
         print(f"server: {shape} on 127.0.0.1:{port}; 1 Celery worker; logs in {logs}")
         try:
             base = f"http://127.0.0.1:{port}"
-            stats, elapsed = asyncio.run(mixed_phase(base, ctx, args.users, seconds, args.think))
+            warm_up = 5 if args.quick else 15
+            stats, elapsed = asyncio.run(
+                mixed_phase(base, ctx, args.users, seconds, args.think, warm_up)
+            )
             mixed = stats.report(elapsed)
             ingest_stats, ingest_elapsed, stored = asyncio.run(
                 ingest_phase(base, ctx["token"], args.ingest_clients, ingest_seconds)

@@ -45,3 +45,14 @@ accesslog = "-"
 forwarded_allow_ips = "*"
 # The control socket would go in the home directory, which the app user cannot write.
 control_socket_disable = True
+
+
+def when_ready(server):
+    """Import the Celery tasks modules once in the master, before the workers fork.
+
+    The app is preloaded, so the workers inherit them; otherwise each worker's first
+    enqueue would import them (and the vendor SDKs they pull in) inside a request.
+    """
+    from celery import current_app
+
+    current_app.loader.import_default_modules()
