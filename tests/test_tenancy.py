@@ -123,6 +123,13 @@ def _sync_run_kwargs(ws):
     return {"pk": pk, "run_pk": run.pk}
 
 
+def _upload_run_kwargs(ws):
+    from integrations.models import UploadRun
+
+    run = UploadRun.objects.create(workspace=ws, filename="t.jsonl", path="/nonexistent")
+    return {"run_pk": run.pk}
+
+
 def _sync_run_pk(ws):
     return {"pk": _sync_run_kwargs(ws)["run_pk"]}
 
@@ -243,6 +250,7 @@ UI_CASES = [
     Case("integrations:enable", "post", _integration_pk),
     Case("integrations:delete", "post", _integration_pk),
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
+    Case("integrations:upload_run", kwargs=_upload_run_kwargs),
     Case("traces:list"),
     Case("traces:detail", kwargs=_trace_pk),
     Case(
