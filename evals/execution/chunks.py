@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -49,11 +49,17 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
     EvalRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
         status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    with keep_alive(chunk) as heartbeat:
-        judged = set(
-            EvalExecution.objects.filter(run=run, trace_id__in=chunk.trace_ids).values_list(
-                "trace_id", flat=True
+    with keep_alive(chunk):
+        # Verdicts and `judged` commit together: a chunk that recorded nothing yet (every
+        # first attempt) has no verdict of this run to skip.
+        judged = (
+            set(
+                EvalExecution.objects.filter(run=run, trace_id__in=chunk.trace_ids).values_list(
+                    "trace_id", flat=True
+                )
             )
+            if chunk.judged
+            else set()
         )
         todo = [pk for pk in chunk.trace_ids if pk not in judged]
         if todo:
@@ -71,23 +77,38 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
                         status=RunStatus.QUEUED, owner=""
                     )
                 raise
-            with transaction.atomic():
-                # Only the chunk's owner records: a worker that lost the chunk to another
-                # (it went silent too long) drops its results.
-                if not EvalRunChunk.objects.filter(
-                    pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
-                ).update(judged=F("judged") + len(ids)):
-                    logger.warning("eval run chunk lost chunk=%s", chunk.pk)
-                    return None
-                _upsert(eval=run.eval, run=run, trace_ids=ids, results=results)
-        if heartbeat is not None and heartbeat.lost:
-            return None
-        EvalRunChunk.objects.filter(
-            pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
-        ).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
-    _refresh_counts(run)
+        else:
+            ids, results = [], []
+        with transaction.atomic():
+            _commit_asynchronously()
+            # Only the chunk's owner records: a worker that lost the chunk to another (it
+            # went silent too long) drops its results.
+            if not EvalRunChunk.objects.filter(
+                pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
+            ).update(
+                judged=F("judged") + len(ids),
+                status=RunStatus.SUCCEEDED,
+                finished_at=timezone.now(),
+            ):
+                logger.warning("eval run chunk lost chunk=%s", chunk.pk)
+                return None
+            _upsert(eval=run.eval, run=run, trace_ids=ids, results=results)
+            _refresh_counts(run)
     finish_if_complete(run_id=run.pk)
     return chunk
+
+
+def _commit_asynchronously() -> None:
+    """Let this transaction's commit return before its WAL reaches the disk (PostgreSQL).
+
+    A chunk's verdicts and its own status commit together, in order, so a database crash
+    can lose at most the last few chunks whole, and they are judged again; each commit no
+    longer waits for a disk flush (the largest share of a chunk's time outside the
+    sandbox on a busy disk).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def fail_chunk(*, chunk_id: int, error: str) -> None:

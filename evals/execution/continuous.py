@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from django.db.models import OuterRef, Q, Subquery
 
-from evals.execution.runs import execute_run, start_run
+from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_automatic_runs
@@ -50,7 +50,7 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
     )
     matching = (
         Trace.objects.in_eval_set(eval.eval_set)
-        .filter(pk__in=list(trace_ids))
+        .filter(pk_in(Trace, trace_ids))
         .exclude(Q(pk__in=Subquery(up_to_date.values("trace_id"))))
         .order_by("timestamp", "id")
     )

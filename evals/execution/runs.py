@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, TextField
+from django.db.models import BooleanField, Count, Q, TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -50,7 +51,7 @@ def start_run(
     wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
     existing = set(
         Trace.objects.for_workspace(eval.workspace_id)
-        .filter(pk__in=wanted)
+        .filter(pk_in(Trace, wanted))
         .values_list("pk", flat=True)
     )
     kept = [pk for pk in wanted if pk in existing]
@@ -164,7 +165,7 @@ def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int
     """
     rows = (
         Trace.objects.for_workspace(workspace_id)
-        .filter(pk__in=list(trace_ids))
+        .filter(pk_in(Trace, trace_ids))
         .values_list("id", Cast("data", TextField()))
     )
     ids, texts = [], []
@@ -172,6 +173,20 @@ def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int
         ids.append(pk)
         texts.append(text)
     return ids, texts
+
+
+def pk_in(model, pks: Sequence[int]) -> Q | RawSQL:
+    """Return a filter on ``model``'s primary key among ``pks``, as one array on PostgreSQL.
+
+    ``pk__in`` sends one placeholder per id: psycopg spends about as long rewriting a
+    1,000-id query as the database spends running it. ``= ANY(%s)`` sends one array.
+    """
+    if connection.vendor != "postgresql":
+        return Q(pk__in=list(pks))
+    quote = connection.ops.quote_name
+    column = f"{quote(model._meta.db_table)}.{quote(model._meta.pk.column)}"
+    # Only the model's own table and column names go into the SQL; the ids are a parameter.
+    return RawSQL(f"{column} = ANY(%s)", (list(pks),), output_field=BooleanField())  # noqa: S611
 
 
 def run_eval_now(
