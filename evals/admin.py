@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from evals.exceptions import EvalError
 from evals.generation.services import start_generation
-from evals.models import Eval, EvalExecution, EvalRun, Generation, ProviderSettings
+from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, Generation, ProviderSettings
 from iofold.lib.fields import last_four
 
 
@@ -34,6 +34,17 @@ class EvalExecutionInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("trace")
+
+
+class EvalRunChunkInline(admin.TabularInline):
+    """A split run's chunks: who holds each, how far, how often it was taken over."""
+
+    model = EvalRunChunk
+    fields = ["index", "status", "judged", "owner", "takeovers", "heartbeat_at", "error"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
 
 
 @admin.register(Eval)
@@ -148,9 +159,11 @@ class EvalRunAdmin(admin.ModelAdmin):
         "heartbeat_at",
         "owner",
         "takeovers",
+        "inputs",
+        "results",
         "created_at",
     ]
-    inlines = [EvalExecutionInline]
+    inlines = [EvalRunChunkInline, EvalExecutionInline]
 
 
 @admin.register(EvalExecution)
