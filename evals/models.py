@@ -231,6 +231,10 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     def __str__(self) -> str:
         return f"Run {self.pk} of {self.eval_id} ({self.status})"
 
+    @property
+    def is_final(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
 
 class EvalRunChunk(BackgroundRun, WorkspaceOwned):
     """A slice of a large eval run, carried out by its own task on any worker.
@@ -259,10 +263,6 @@ class EvalRunChunk(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Chunk {self.index} of run {self.run_id} ({self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
 class EvalExecution(WorkspaceOwned):

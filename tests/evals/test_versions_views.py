@@ -140,4 +140,8 @@ def test_the_version_page_shows_a_batch_run_in_progress(login, owner, workspace,
     page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
 
     assert "Judging 500 traces (API run): 120 done" in page
-    assert 'value="120" max="500"' in page
+    assert 'value="120" max="500"' in page and 'hx-trigger="every 2s"' in page
+
+    EvalRun.objects.filter(eval=v1).update(status="succeeded", done=500, passed=500)
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "500 pass, 0 fail" in page and 'hx-trigger="every 2s"' not in page
