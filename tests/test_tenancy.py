@@ -72,6 +72,13 @@ def _eval_set_trace_pks(ws):
     return {"pk": eval_set.pk, "trace_pk": trace.pk}
 
 
+def _eval_set_label_pks(ws):
+    feedback_pk = _feedback_pk(ws)["pk"]
+    from traces.models import Feedback
+
+    return {"pk": Feedback.objects.get(pk=feedback_pk).eval_set_id, "label_pk": feedback_pk}
+
+
 def _feedback_pk(ws):
     from traces.services import record_feedback
 
@@ -286,6 +293,13 @@ UI_CASES = [
     Case("traces:review_label", "post", _eval_set_trace_pks, lambda ws: {"rating": "positive"}),
     Case("traces:review_undo", "post", _eval_set_pk),
     Case("traces:review_skip", "post", _eval_set_trace_pks),
+    # Editing labels (issue 19).
+    Case("traces:label_edit", "post", _eval_set_label_pks, lambda ws: {"rating": "negative"}),
+    Case("traces:label_remove", "post", _eval_set_label_pks),
+    Case("traces:evalset_import", kwargs=_eval_set_pk),
+    Case("traces:evalset_import_scores", "post", _eval_set_pk),
+    Case("traces:evalset_assign", "post", _eval_set_pk, lambda ws: {"agreement_target": "0"}),
+    Case("traces:trace_assign", "post", _eval_set_trace_pks),
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
@@ -313,6 +327,13 @@ UI_CASES = [
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
     Case("evals:generate", "post", _generated_set_pk),
+    Case("evals:judge_template", kwargs=_generated_set_pk),
+    Case(
+        "evals:judge_template",
+        "post",
+        _generated_set_pk,
+        data=lambda ws: {"criterion": "tone", "question": "", "material": "reply", "shots": 2},
+    ),
     Case("evals:generation", kwargs=_generation_pk),
 ]
 

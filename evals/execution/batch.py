@@ -17,6 +17,7 @@ from django.db import transaction
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
 from evals.execution.runs import finish_run, run_eval_now, start_run
+from evals.judging.runs import open_session, run_sandbox
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_sent_batch
 from evals.sandboxing import sandbox_limits
@@ -104,7 +105,13 @@ def run_batch(
         valid.append((index, canonical_trace(raw)))
     if valid:
         try:
-            outcomes = sandbox.run(eval.code, [t for _, t in valid], limits or sandbox_limits())
+            outcomes = run_sandbox(
+                open_session(eval=eval),
+                sandbox.run,
+                eval.code,
+                [t for _, t in valid],
+                limits or sandbox_limits(),
+            ).results
         except sandbox.SandboxError as exc:
             raise sandbox_failure(exc) from exc
         for (index, trace), outcome in zip(valid, outcomes, strict=True):

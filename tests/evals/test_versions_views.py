@@ -145,3 +145,39 @@ def test_the_version_page_shows_a_batch_run_in_progress(login, owner, workspace,
     EvalRun.objects.filter(eval=v1).update(status="succeeded", done=500, passed=500)
     page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
     assert "500 pass, 0 fail" in page and 'hx-trigger="every 2s"' not in page
+
+
+def test_matrix_and_drill_down_show_input_output_and_the_reviewers_note(
+    login, owner, workspace, versions
+):
+    from traces.models import Feedback
+
+    eval_set, traces, v1, v2 = versions
+    traces[0].data = {**traces[0].data, "input": "<b>where is order 77?</b>"}
+    traces[0].save()
+    Feedback.objects.filter(eval_set=eval_set, trace=traces[0]).update(note="Missed the date")
+    client = login(owner)
+
+    matrix = client.get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
+    assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in matrix
+    assert traces[0].data["output"][:20] in matrix
+    assert "“Missed the date”" in matrix
+
+    cell = client.get(url("cell", workspace, pk=v2.pk, trace_pk=traces[0].pk)).content.decode()
+    assert 'data-testid="cell-io"' in cell
+    assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in cell
+    assert "Missed the date" in cell
+
+
+def test_roll_back_is_offered_only_for_versions_that_were_active(login, owner, workspace, versions):
+    from django.utils import timezone
+
+    eval_set, traces, v1, v2 = versions
+    Eval.objects.filter(pk=v1.pk).update(status="draft", activated_at=None)
+    Eval.objects.filter(pk=v2.pk).update(status="active", activated_at=timezone.now())
+    client = login(owner)
+    page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="activate-1"' in page and "Roll back" not in page
+    Eval.objects.filter(pk=v1.pk).update(activated_at=timezone.now())
+    page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="rollback-1"' in page
