@@ -10,6 +10,7 @@ from evals.models import (
     Eval,
     EvalExecution,
     EvalRun,
+    EvalRunChunk,
     EvalTemplate,
     EvalTemplateVersion,
     Generation,
@@ -46,6 +47,17 @@ class EvalExecutionInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("trace")
+
+
+class EvalRunChunkInline(admin.TabularInline):
+    """A split run's chunks: who holds each, how far, how often it was taken over."""
+
+    model = EvalRunChunk
+    fields = ["index", "status", "judged", "owner", "takeovers", "heartbeat_at", "error"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
 
 
 @admin.register(Eval)
@@ -160,9 +172,11 @@ class EvalRunAdmin(admin.ModelAdmin):
         "heartbeat_at",
         "owner",
         "takeovers",
+        "inputs",
+        "results",
         "created_at",
     ]
-    inlines = [EvalExecutionInline]
+    inlines = [EvalRunChunkInline, EvalExecutionInline]
 
 
 @admin.register(EvalExecution)

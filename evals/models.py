@@ -27,6 +27,10 @@ class EvalRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
     pass
 
 
+class EvalRunChunkQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
 class EvalExecutionQuerySet(WorkspaceQuerySet):
     pass
 
@@ -48,6 +52,8 @@ class ProviderSettings(WorkspaceOwned):
     model = models.CharField(max_length=100, blank=True)
     base_url = models.URLField(blank=True)
     api_key = EncryptedTextField(blank=True)
+    # Month-to-date spend on judge calls at which automatic runs stop (None: no limit).
+    monthly_budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
 
     objects = ProviderSettingsQuerySet.as_manager()
 
@@ -60,6 +66,14 @@ class ProviderSettings(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.get_provider_display()} for {self.workspace}"
+
+
+class EvalKind(models.TextChoices):
+    """What decides the verdict; all three are eval_fn(trace) -> (bool, str) code."""
+
+    CODE = "code", "Code"
+    JUDGE = "judge", "LLM judge"
+    HYBRID = "hybrid", "Hybrid (code, then a judge)"
 
 
 class EvalStatus(models.TextChoices):
@@ -83,6 +97,7 @@ class Eval(WorkspaceOwned):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    kind = models.CharField(max_length=10, choices=EvalKind.choices, default=EvalKind.CODE)
     code = models.TextField()
     # How it was made: provider, model, the exact prompt sent, tokens and cost.
     provider = models.CharField(max_length=20, choices=Provider.choices, blank=True)
@@ -184,6 +199,9 @@ class Generation(BackgroundRun, WorkspaceOwned):
     stage = models.CharField(max_length=200, blank=True)  # what it is doing now, for the UI
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Generation's side-by-side of code, judge and hybrid: [{"eval_id", "kind", "kappa",
+    # "cost_per_1k", "latency_ms", "recommended"}, ...] (empty when only code was made).
+    comparison = models.JSONField(default=list, blank=True)
     result = models.ForeignKey(
         Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -223,6 +241,16 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     failed = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # A batch run of sent traces (POST /api/v1/evals/<id>/run with "traces"): the traces as
+    # sent, never stored as Trace rows, and their verdicts in the same order once judged.
+    inputs = models.JSONField(null=True, blank=True)
+    results = models.JSONField(null=True, blank=True)
+    # judge()/llm() spend: provider calls made, answers from the cache, tokens, dollars.
+    judge_calls = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
 
     objects = EvalRunQuerySet.as_manager()
 
@@ -235,6 +263,40 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     @property
     def is_final(self) -> bool:
         return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+    @property
+    def cost_per_thousand(self):
+        """Return what this run's judge calls cost per 1,000 traces judged (None: none yet)."""
+        return self.cost_usd * 1000 / self.done if self.done else None
+
+
+class EvalRunChunk(BackgroundRun, WorkspaceOwned):
+    """A slice of a large eval run, carried out by its own task on any worker.
+
+    A run over more traces than ``IOFOLD_EVAL_CHUNK_TRACES`` is split into chunks when it
+    starts; workers claim chunks like any background run (a dead worker's chunk is taken
+    over) and the last chunk to finish finishes the run.
+    """
+
+    run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trace_ids = models.JSONField(default=list, blank=True)
+    # Traces this chunk sent to the sandbox and recorded, over all its attempts: equal to
+    # its length when no trace was judged twice.
+    judged = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    objects = EvalRunChunkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="evals_evalrunchunk_one_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of run {self.run_id} ({self.status})"
 
 
 class EvalExecution(WorkspaceOwned):
@@ -250,6 +312,11 @@ class EvalExecution(WorkspaceOwned):
     error = models.TextField(blank=True)
     duration_ms = models.FloatField(default=0)
     output = models.TextField(blank=True)
+    # What this verdict's judge()/llm() calls cost (cache hits cost nothing).
+    judge_calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
     # Scores back to Langfuse (continuous evaluation).
     score_pushed_at = models.DateTimeField(null=True, blank=True)
     score_error = models.TextField(blank=True)
@@ -269,6 +336,56 @@ class EvalExecution(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.eval_id} on {self.trace_id}: {self.passed}"
+
+
+class JudgeResponseQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class JudgeResponse(WorkspaceOwned):
+    """A provider's answer to one judge prompt, so a re-run asks nothing twice.
+
+    `key` is a hash of the provider, base URL, model and the full prompt; temperature is 0,
+    so the same prompt to the same model is taken to have the same answer.
+    """
+
+    key = models.CharField(max_length=64)
+    model = models.CharField(max_length=100)
+    text = models.TextField()
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+
+    objects = JudgeResponseQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "key"], name="evals_judgeresponse_one")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.key[:12]}"
+
+
+class JudgeTemplateQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class JudgeTemplate(WorkspaceOwned):
+    """How an eval set's judge asks: a criterion's question, what it reads, how many
+    examples it shows. Starts from evals.judging.templates.CRITERIA; editable per set."""
+
+    eval_set = models.OneToOneField(
+        EvalSet, on_delete=models.CASCADE, related_name="judge_template"
+    )
+    criterion = models.CharField(max_length=40)
+    question = models.TextField()
+    material = models.CharField(max_length=20, default="conversation")
+    shots = models.PositiveSmallIntegerField(default=3)
+
+    objects = JudgeTemplateQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.criterion} judge for {self.eval_set_id}"
 
 
 # --- refinement that runs itself (issue 20) --------------------------------------------------

@@ -45,6 +45,14 @@ class EvalRunTask(Task):
         fail_run(run_id=run_id, error=_failure_message(exc))
 
 
+class EvalRunChunkTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from evals.execution.chunks import fail_chunk
+
+        chunk_id = args[0] if args else kwargs.get("chunk_id")
+        fail_chunk(chunk_id=chunk_id, error=_failure_message(exc))
+
+
 @contextmanager
 def _single_instance(lock: str, *, timeout: int):
     """Yield whether this worker holds ``lock``; the lock expires on its own if it dies."""
@@ -86,6 +94,27 @@ def run_eval_task(run_id: int) -> None:
 
     with _sandbox_outage_is_transient():
         execute_run(run_id=run_id)
+
+
+@shared_task(
+    name=queue.RUN_EVAL_CHUNK, base=EvalRunChunkTask, acks_late=True, throws=(EvalError,), **RETRY
+)
+def run_eval_chunk_task(chunk_id: int) -> None:
+    """Judge one chunk of a split eval run; the last chunk finishes the run."""
+    from evals.execution.chunks import execute_chunk
+
+    with _sandbox_outage_is_transient():
+        execute_chunk(chunk_id=chunk_id)
+
+
+@shared_task(
+    name=queue.RUN_SENT_BATCH, base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY
+)
+def run_sent_batch_task(run_id: int) -> None:
+    """Judge the traces sent with a batch run (POST /api/v1/evals/<id>/run)."""
+    from evals.execution.batch import execute_sent_batch
+
+    execute_sent_batch(run_id=run_id)
 
 
 # --- continuous evaluation ------------------------------------------------------------------

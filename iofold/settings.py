@@ -302,6 +302,9 @@ if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "IOFOLD_RUN_STALE_SECONDS must cover at least three IOFOLD_RUN_HEARTBEAT_SECONDS"
     )
+# A queued eval run over more traces than this is split into chunks of this many, each its
+# own task, so any number of workers share it (evals/execution/chunks.py).
+IOFOLD_EVAL_CHUNK_TRACES = env_int("IOFOLD_EVAL_CHUNK_TRACES", 1000)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -350,6 +353,14 @@ if not isinstance(IOFOLD_LLM_PRICES, dict):
     raise ImproperlyConfigured("IOFOLD_LLM_PRICES must be a JSON object of model prices")
 # Approximate tokens the generation prompt may use (examples are trimmed to fit).
 IOFOLD_LLM_TOKEN_BUDGET = env_int("IOFOLD_LLM_TOKEN_BUDGET", 60000)
+# judge()/llm() calls from eval code (docs/judges.md): a budget per run, a timeout per
+# call and a cap on each answer's length. A workspace's monthly budget is on its
+# provider settings.
+IOFOLD_JUDGE_MAX_CALLS = env_int("IOFOLD_JUDGE_MAX_CALLS", 5000)
+IOFOLD_JUDGE_MAX_TOKENS = env_int("IOFOLD_JUDGE_MAX_TOKENS", 5_000_000)
+IOFOLD_JUDGE_MAX_USD = env_float("IOFOLD_JUDGE_MAX_USD", 10.0)
+IOFOLD_JUDGE_TIMEOUT_S = env_float("IOFOLD_JUDGE_TIMEOUT_S", 30.0)
+IOFOLD_JUDGE_MAX_OUTPUT_TOKENS = env_int("IOFOLD_JUDGE_MAX_OUTPUT_TOKENS", 256)
 # An active eval is flagged as drifting when its agreement with labels given after its
 # activation falls this far (0.10 = ten points) below its agreement at activation.
 IOFOLD_DRIFT_MARGIN = env_float("IOFOLD_DRIFT_MARGIN", 0.10)

@@ -72,6 +72,13 @@ def _eval_set_trace_pks(ws):
     return {"pk": eval_set.pk, "trace_pk": trace.pk}
 
 
+def _eval_set_label_pks(ws):
+    feedback_pk = _feedback_pk(ws)["pk"]
+    from traces.models import Feedback
+
+    return {"pk": Feedback.objects.get(pk=feedback_pk).eval_set_id, "label_pk": feedback_pk}
+
+
 def _feedback_pk(ws):
     from traces.services import record_feedback
 
@@ -121,6 +128,13 @@ def _sync_run_kwargs(ws):
     pk = _integration_pk(ws)["pk"]
     run = SyncRun.objects.create(workspace=ws, integration_id=pk)
     return {"pk": pk, "run_pk": run.pk}
+
+
+def _upload_run_kwargs(ws):
+    from integrations.models import UploadRun
+
+    run = UploadRun.objects.create(workspace=ws, filename="t.jsonl", path="/nonexistent")
+    return {"run_pk": run.pk}
 
 
 def _sync_run_pk(ws):
@@ -251,6 +265,7 @@ UI_CASES = [
     Case("integrations:enable", "post", _integration_pk),
     Case("integrations:delete", "post", _integration_pk),
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
+    Case("integrations:upload_run", kwargs=_upload_run_kwargs),
     Case("traces:list"),
     Case("traces:detail", kwargs=_trace_pk),
     Case(
@@ -286,6 +301,13 @@ UI_CASES = [
     Case("traces:review_label", "post", _eval_set_trace_pks, lambda ws: {"rating": "positive"}),
     Case("traces:review_undo", "post", _eval_set_pk),
     Case("traces:review_skip", "post", _eval_set_trace_pks),
+    # Editing labels (issue 19).
+    Case("traces:label_edit", "post", _eval_set_label_pks, lambda ws: {"rating": "negative"}),
+    Case("traces:label_remove", "post", _eval_set_label_pks),
+    Case("traces:evalset_import", kwargs=_eval_set_pk),
+    Case("traces:evalset_import_scores", "post", _eval_set_pk),
+    Case("traces:evalset_assign", "post", _eval_set_pk, lambda ws: {"agreement_target": "0"}),
+    Case("traces:trace_assign", "post", _eval_set_trace_pks),
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
@@ -329,6 +351,13 @@ UI_CASES = [
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
     Case("evals:generate", "post", _generated_set_pk),
+    Case("evals:judge_template", kwargs=_generated_set_pk),
+    Case(
+        "evals:judge_template",
+        "post",
+        _generated_set_pk,
+        data=lambda ws: {"criterion": "tone", "question": "", "material": "reply", "shots": 2},
+    ),
     Case("evals:generation", kwargs=_generation_pk),
 ]
 

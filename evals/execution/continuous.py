@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 
-from evals.execution.runs import execute_run, start_run
+from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_automatic_runs, enqueue_run
+from evals.queue import enqueue_automatic_runs
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
     )
     matching = (
         Trace.objects.in_eval_set(eval.eval_set)
-        .filter(pk__in=list(trace_ids))
+        .filter(pk_in(Trace, trace_ids))
         .exclude(Q(pk__in=Subquery(up_to_date.values("trace_id"))))
         .order_by("timestamp", "id")
     )
@@ -94,12 +93,9 @@ def start_automatic_runs(
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
             continue
-        with transaction.atomic():
-            run = start_run(
-                eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=False
-            )
-            if enqueue:
-                transaction.on_commit(lambda pk=run.pk: enqueue_run(pk, automatic=True))
+        run = start_run(
+            eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=enqueue
+        )
         runs.append(run)
     if runs:
         logger.info(

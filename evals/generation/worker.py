@@ -18,7 +18,8 @@ from evals.generation.services import (
     generate_eval,
     start_generation,
 )
-from evals.models import Eval, Generation
+from evals.judging.compare import compare_generated_kinds
+from evals.models import Eval, Generation, RunStatus
 from iofold.lib.runs import keep_alive
 from traces.models import EvalSet
 
@@ -79,4 +80,8 @@ def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Ge
             **progress,
         )
 
-    return complete_generation(generation, make_eval, what="generation")
+    generation = complete_generation(generation, make_eval, what="generation")
+    if generation.status == RunStatus.SUCCEEDED:
+        compare_generated_kinds(generation)
+        generation.refresh_from_db()
+    return generation

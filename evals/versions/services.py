@@ -10,6 +10,8 @@ from django.utils import timezone
 import sandbox
 from evals.collaboration import record_activity
 from evals.exceptions import EvalError
+from evals.judging.runs import infer_kind, run_sandbox, uses_judge
+from evals.judging.session import JudgeSession
 from evals.models import Activity, Eval, EvalRun
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
@@ -221,15 +223,22 @@ def restore_eval(*, eval: Eval) -> Eval:
     return current
 
 
-def check_code(*, code: str, traces: list[dict]) -> list[CodeProblem]:
-    """Return what is wrong with eval code: static problems, else errors on a dry run."""
+def check_code(*, code: str, traces: list[dict], workspace=None) -> list[CodeProblem]:
+    """Return what is wrong with eval code: static problems, else errors on a dry run.
+
+    Code that calls judge()/llm() dry-runs with the workspace's judge channel (cached
+    answers cost nothing), so a missing provider shows up as a problem here.
+    """
     if not code.strip():
         return [CodeProblem(None, "The code is empty.")]
     problems = [CodeProblem(p.line, p.message) for p in sandbox.validate(code)]
     if problems or not traces:
         return problems
+    session = (
+        JudgeSession(workspace=workspace) if workspace is not None and uses_judge(code) else None
+    )
     try:
-        results = sandbox.run(code, traces, sandbox_limits())
+        results = run_sandbox(session, sandbox.run, code, traces, sandbox_limits()).results
     except sandbox.SandboxError as exc:
         raise EvalActionError(
             f"The sandbox could not try the code: {exc.message}", permanent=exc.permanent
@@ -270,7 +279,7 @@ def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -
     if code.strip() == eval.code.strip():
         raise EvalActionError("The code is unchanged.")
     sample = [ex.trace.data for ex in labelled_examples(eval.eval_set)[:DRY_RUN_TRACES]]
-    problems = check_code(code=code, traces=sample)
+    problems = check_code(code=code, traces=sample, workspace=eval.workspace)
     if problems:
         raise InvalidEvalCode(problems)
     with transaction.atomic():
@@ -282,6 +291,7 @@ def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -
             parent=eval,
             status=Eval.Status.DRAFT,
             code=code,
+            kind=infer_kind(code, eval.kind),
             origin="edited",
             description=description or f"Edited by hand from v{eval.version}",
             created_by=user,

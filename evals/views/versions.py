@@ -13,6 +13,7 @@ from evals.collaboration import comments_on
 from evals.exceptions import EvalError
 from evals.execution.shadow import compare_shadow, shadow_pair
 from evals.generation import refinement
+from evals.judging.spend import version_spend
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
 from evals.metrics.measure import record_test_result
@@ -86,6 +87,7 @@ def detail(request, pk: int):
     ctx = {
         "eval": eval,
         "run": run,
+        "spend": version_spend(eval=eval),
         "confusion": display.confusion(eval.metrics),
         "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
         "children": list(eval.children.only("id", "version", "status", "workspace_id")),

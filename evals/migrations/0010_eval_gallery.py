@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0007_comments_and_activity'),
+        ('evals', '0009_comments_and_activity'),
         ('workspaces', '0002_one_open_invitation_per_email'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

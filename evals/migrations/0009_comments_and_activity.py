@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0006_automatic_refinement'),
+        ('evals', '0008_automatic_refinement'),
         ('traces', '0006_sources_of_every_integration_kind'),
         ('workspaces', '0002_one_open_invitation_per_email'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0005_shadow_versions'),
+        ('evals', '0007_shadow_versions'),
         ('traces', '0006_sources_of_every_integration_kind'),
         ('workspaces', '0002_one_open_invitation_per_email'),
     ]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0004_run_owner_and_takeovers'),
+        ('evals', '0006_run_chunks_and_sent_batches'),
         ('traces', '0006_sources_of_every_integration_kind'),
         ('workspaces', '0002_one_open_invitation_per_email'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
