@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "evals.models.RunStatus",
         "EvalStatusEnum": "evals.models.Eval.Status",
+        "EvalKindEnum": "evals.models.EvalKind",
+        "IntegrationKindEnum": "integrations.models.Integration.Kind",
     },
 }
 
