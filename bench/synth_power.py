@@ -69,6 +69,8 @@ STEP_MEASURES = (
     "tool_errors",
     "user_turns",
     "agent_turns",
+    "changes",
+    "confirmation_requests",
 )
 STEP_FLAGS = (
     "step_error",
@@ -82,6 +84,10 @@ STEP_FLAGS = (
     "user_confirmed",
     "write_with_unsupported_id",
     "contradicts_tool_error",
+    "asked_after_last_change",
+    "confirmed_after_last_change",
+    "same_target_changed_twice",
+    "failed_change_retried",
 )
 
 
@@ -162,33 +168,41 @@ def kappa(pairs):
     return 0.0 if chance >= 1 else (agree - chance) / (1 - chance)
 
 
+# scheme -> (rules fitted by balanced accuracy?, how evidence is gathered and judged)
 SCHEMES = {
-    "5fold": learner.Bars(repeats=1),
-    "5fold_x3": learner.Bars(repeats=3, repeat_below=100),
-    "5fold_x5": learner.Bars(repeats=5, repeat_below=100),
+    "acc": (False, learner.Bars(balanced=False)),
+    "bal_select": (False, learner.Bars(balanced=True)),
+    "bal_fit": (True, learner.Bars(balanced=True)),
 }
 
 
 def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, priors=None):
-    """Return {scheme: evidence} and per-level held-out results for one training draw."""
+    """Return {scheme: evidence} and {scheme: per-level held-out results} for one draw."""
     tv = [views[i] for i in train_idx]
     tl = [labels[i] for i in train_idx]
     tg = [groups[i] for i in train_idx]
-    search = learner.prepare(tv, tl, priors=priors)
-    evidence = {
-        name: learner.gather(search, tl, tg, word_candidates=len(search.words), bars=bars)
-        for name, bars in schemes.items()
-    }
-    levels = {}
-    for level in learner.LEVELS:
-        decision, selection = learner.finish(search, level, learner.Selection())
-        constant = not decision.rules
-        verdicts = [decision.predict_view(views[i])[0] for i in held_idx]
-        levels[level] = {
-            "constant": constant,
-            "kappa": kappa([(labels[i], v) for i, v in zip(held_idx, verdicts, strict=True)]),
-            "clean_kappa": kappa([(clean[i], v) for i, v in zip(held_idx, verdicts, strict=True)]),
-        }
+    searches = {}
+    evidence, levels = {}, {}
+    for name, (balanced_fit, bars) in schemes.items():
+        if balanced_fit not in searches:
+            search = learner.prepare(tv, tl, priors=priors, balanced=balanced_fit)
+            per_level = {}
+            for level in learner.LEVELS:
+                decision, _ = learner.finish(search, level, learner.Selection())
+                verdicts = [decision.predict_view(views[i])[0] for i in held_idx]
+                pairs = list(zip(held_idx, verdicts, strict=True))
+                per_level[level] = {
+                    "constant": not decision.rules,
+                    "kappa": kappa([(labels[i], v) for i, v in pairs]),
+                    "clean_kappa": kappa([(clean[i], v) for i, v in pairs]),
+                    "accuracy": sum(labels[i] == v for i, v in pairs) / max(1, len(pairs)),
+                }
+            searches[balanced_fit] = (search, per_level)
+        search, per_level = searches[balanced_fit]
+        evidence[name] = learner.gather(
+            search, tl, tg, word_candidates=len(search.words), bars=bars
+        )
+        levels[name] = per_level
     return evidence, levels
 
 
@@ -271,7 +285,7 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False):
 def outcome(record, scheme, bars):
     ev = record["evidence"][scheme]
     chosen = "constant" if ev is None else learner.choose(ev, bars)[0]
-    return record["levels"][chosen]
+    return record["levels"][scheme][chosen]
 
 
 def summarise(records, scheme, bars, noted=False):
@@ -365,7 +379,7 @@ def main(argv=None):
     rules_per_family = 1 if args.quick else (2 if args.sweep else 3)
     noise_draws = 8 if args.quick else 30
     current = learner.Bars()
-    schemes = dict(SCHEMES) if args.sweep else {"current": current}
+    schemes = dict(SCHEMES) if args.sweep else {"current": (learner.BALANCED_FIT, current)}
     sets = load(args.data)
     records = run(
         sets,
@@ -381,7 +395,7 @@ def main(argv=None):
         results = []
         for scheme in schemes:
             for bars in grid():
-                bars = replace(bars, folds=schemes[scheme].folds, repeats=schemes[scheme].repeats)
+                bars = replace(bars, balanced=schemes[scheme][1].balanced)
                 fa, power = headline_of(summarise(records, scheme, bars))
                 results.append((scheme, bars, fa, power))
         print(
@@ -435,7 +449,7 @@ def main(argv=None):
                 "power": power,
             }
         for scheme in schemes:
-            b = replace(current, folds=schemes[scheme].folds, repeats=schemes[scheme].repeats)
+            b = replace(current, balanced=schemes[scheme][1].balanced)
             fa, power = headline_of(summarise(records, scheme, b))
             headline[f"{scheme}_current_bars"] = {"false_alarm": fa, "power": power}
     else:

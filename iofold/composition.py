@@ -46,11 +46,14 @@ NAV_ITEMS = [
             "refinement",
             "generation",
             "run_progress",
+            "shadow_compare",
+            "activity",
         ),
     ),
+    NavItem("Gallery", "evals:gallery", ("gallery", "template")),
     NavItem("Operations", "evals:dashboard", ("dashboard", "drift")),
     NavItem("Members", "workspaces:members", ("members",)),
-    NavItem("Eval settings", "evals:settings", ("settings",)),
+    NavItem("Eval settings", "evals:settings", ("settings", "automation")),
     NavItem("Settings", "workspaces:settings", ("settings", "tokens")),
 ]
 
@@ -103,7 +106,7 @@ def onboarding_steps(workspace) -> list[dict]:
         },
         {
             "title": f"Label {target} traces",
-            "help": "Thumbs up, down or neutral, one trace at a time; keys 1, 2, 3 make it "
+            "help": "Good, bad or neutral, one trace at a time; keys 1, 2, 3 make it "
             f"quick. {min(labelled, target)} of {target} so far.",
             "done": labelled >= target and labelled > 0,
             "url_name": "traces:review_start",
@@ -119,6 +122,13 @@ def onboarding_steps(workspace) -> list[dict]:
     for step in steps:
         step["url"] = reverse(step.pop("url_name"), kwargs={"slug": workspace.slug})
     return steps
+
+
+def my_queue(workspace, user) -> list:
+    """The home page's "my queue": eval sets with traces assigned to the user, unlabelled."""
+    from traces.selectors import my_queue as queue
+
+    return queue(workspace, user)
 
 
 def eval_set_stats(eval_set_ids: list[int]) -> dict[int, dict]:

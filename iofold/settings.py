@@ -280,6 +280,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "evals.models.RunStatus",
         "EvalStatusEnum": "evals.models.Eval.Status",
+        "EvalKindEnum": "evals.models.EvalKind",
+        "IntegrationKindEnum": "integrations.models.Integration.Kind",
     },
 }
 
@@ -327,6 +329,9 @@ if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "IOFOLD_RUN_STALE_SECONDS must cover at least three IOFOLD_RUN_HEARTBEAT_SECONDS"
     )
+# A queued eval run over more traces than this is split into chunks of this many, each its
+# own task, so any number of workers share it (evals/execution/chunks.py).
+IOFOLD_EVAL_CHUNK_TRACES = env_int("IOFOLD_EVAL_CHUNK_TRACES", 1000)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -375,6 +380,14 @@ if not isinstance(IOFOLD_LLM_PRICES, dict):
     raise ImproperlyConfigured("IOFOLD_LLM_PRICES must be a JSON object of model prices")
 # Approximate tokens the generation prompt may use (examples are trimmed to fit).
 IOFOLD_LLM_TOKEN_BUDGET = env_int("IOFOLD_LLM_TOKEN_BUDGET", 60000)
+# judge()/llm() calls from eval code (docs/judges.md): a budget per run, a timeout per
+# call and a cap on each answer's length. A workspace's monthly budget is on its
+# provider settings.
+IOFOLD_JUDGE_MAX_CALLS = env_int("IOFOLD_JUDGE_MAX_CALLS", 5000)
+IOFOLD_JUDGE_MAX_TOKENS = env_int("IOFOLD_JUDGE_MAX_TOKENS", 5_000_000)
+IOFOLD_JUDGE_MAX_USD = env_float("IOFOLD_JUDGE_MAX_USD", 10.0)
+IOFOLD_JUDGE_TIMEOUT_S = env_float("IOFOLD_JUDGE_TIMEOUT_S", 30.0)
+IOFOLD_JUDGE_MAX_OUTPUT_TOKENS = env_int("IOFOLD_JUDGE_MAX_OUTPUT_TOKENS", 256)
 # An active eval is flagged as drifting when its agreement with labels given after its
 # activation falls this far (0.10 = ten points) below its agreement at activation.
 IOFOLD_DRIFT_MARGIN = env_float("IOFOLD_DRIFT_MARGIN", 0.10)
@@ -449,6 +462,8 @@ IOFOLD_PERIODIC_TASKS = {
     "reap stale runs": ("iofold.reaper.reap_stale_runs_task", 60),
     # Verdicts whose Langfuse score failed to arrive (outage, rate limit) are sent again.
     "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
+    # Workspaces that opted in get drifting or contradicted evals refined into shadow.
+    "refine drifting evals": ("evals.tasks.auto_refine_task", 600),
     # Workspaces whose scheduled deletion (manage.py delete_workspace) is due are deleted.
     "delete workspaces when due": ("workspaces.tasks.delete_due_workspaces_task", 3600),
 }

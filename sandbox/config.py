@@ -42,6 +42,9 @@ class Limits:
     # Fresh jails started to finish a batch after the eval killed one (crash, hang,
     # os._exit); past this the remaining traces get an error instead of another jail.
     max_restarts: int = 3
+    # Jails one run of an eval that calls judge()/llm() keeps going at once, whatever the
+    # cores: such a jail mostly waits on the provider, so this is the calls in flight.
+    call_concurrency: int = 8
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

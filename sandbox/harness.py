@@ -54,6 +54,9 @@ FLUSH_SECONDS = 0.05
 # Frame kinds (the first byte of a frame).
 MARSHAL = ord("M")
 JSON_TEXT = ord("J")
+# The runner's answer to a judge() or llm() call (see sandbox/calls.py).
+REPLY = ord("R")
+JUDGE_MODULE = "iofold_eval"
 # An eval that swallows its timeout gets this long before the jail ends.
 GRACE_SECONDS = 0.5
 JSON_SPACE = " \t\n\r"
@@ -452,14 +455,115 @@ def block_line(index, rows, fatal=False):
     return f'{{"i":{index},"r":[{",".join(rows)}]{tail}\n'
 
 
-def frames(read):
-    """Yield (kind, nonce, payload) for each trace frame until the input ends."""
-    while True:
-        head = read(13)
+class Inbox:
+    """The frames the runner sends: traces, and replies to the eval's model calls.
+
+    Replies come on the same input as the traces the runner has queued ahead, so trace
+    frames read while waiting for a reply are kept here until their turn.
+    """
+
+    def __init__(self, read):
+        self.read = read
+        self.waiting = []
+
+    def frame(self):
+        head = self.read(13)
         if len(head) < 13:
-            return
+            return None
         size = int.from_bytes(head[9:], "big")
-        yield head[0], head[1:9].hex(), read(size)
+        return head[0], head[1:9].hex(), self.read(size)
+
+    def traces(self):
+        """Yield (kind, nonce, payload) for each trace frame until the input ends."""
+        while True:
+            frame = self.waiting.pop(0) if self.waiting else self.frame()
+            if frame is None:
+                return
+            if frame[0] != REPLY:  # a reply nobody waits for is dropped
+                yield frame
+
+    def reply(self):
+        """Return the payload of the next reply frame, or None if the input ends first."""
+        while True:
+            frame = self.frame()
+            if frame is None:
+                return None
+            if frame[0] == REPLY:
+                return frame[2]
+            self.waiting.append(frame)
+
+
+class JudgeError(Exception):
+    """A judge() or llm() call the runner refused or could not answer."""
+
+
+def json_value(value):
+    """Encode a string or a list of strings as JSON (the only values a call carries)."""
+    if type(value) is list:
+        return "[" + ",".join(quote(item) for item in value) + "]"
+    return quote(value)
+
+
+def as_text(value, name):
+    if isinstance(value, str):
+        return str_copy(value)
+    raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+
+
+def make_judge_module(out_fd, inbox, state, writer):
+    """Return the iofold_eval module: judge() and llm(), answered by the runner.
+
+    A call is one line on the result stream carrying the current trace's nonce (so the
+    runner can count it against that trace), then a wait for the reply frame. The
+    trace's clock stops while the runner works: the per-call timeout is the runner's.
+    """
+
+    def ask(fields):
+        line = (
+            '{"c":{'
+            + ",".join(f"{quote(k)}:{json_value(v)}" for k, v in fields)
+            + '},"n":"'
+            + state["nonce"]
+            + '"}\n'
+        )
+        writer.flush()
+        started = state["started"]
+        state["started"] = None
+        asked = perf_counter()
+        try:
+            write_all(out_fd, line.encode("ascii"))
+            payload = inbox.reply()
+        finally:
+            if started is not None:
+                state["started"] = started + (perf_counter() - asked)
+        if payload is None:
+            raise JudgeError("the sandbox closed the judge channel")
+        answer = loads(payload.decode("utf-8"))
+        if "error" in answer:
+            raise JudgeError(answer["error"])
+        return answer["text"]
+
+    def judge(question, *, context="", choices=("yes", "no")):
+        """Ask the workspace's judge model `question` about `context`; return one of `choices`."""
+        if not isinstance(choices, (tuple, list)):
+            raise TypeError("choices must be a tuple of strings")
+        fields = (
+            ("kind", "judge"),
+            ("question", as_text(question, "question")),
+            ("context", as_text(context, "context")),
+            ("choices", [as_text(c, "a choice") for c in choices]),
+        )
+        return ask(fields)
+
+    def llm(prompt):
+        """Return the workspace's model's answer to `prompt` (temperature 0)."""
+        return ask((("kind", "llm"), ("prompt", as_text(prompt, "prompt"))))
+
+    module = ModuleType(JUDGE_MODULE)
+    module.judge = judge
+    module.llm = llm
+    module.JudgeError = JudgeError
+    return module
 
 
 def decode(kind, payload):
@@ -686,8 +790,10 @@ def main():
     setitimer(ITIMER_REAL, tick, tick)
     captured = CappedOutput(batch.output_chars)
     output = (sys.stdout, sys.stderr, captured)
+    inbox = Inbox(infile.read)
+    sys.modules[JUDGE_MODULE] = make_judge_module(out_fd, inbox, state, writer)
 
-    for kind, nonce, payload in frames(infile.read):
+    for kind, nonce, payload in inbox.traces():
         state["nonce"] = nonce
         state["index"] = index
         captured.reset()

@@ -20,13 +20,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sandbox import calls as model_calls
 from sandbox import jail
+from sandbox.calls import CallHandler
 from sandbox.config import Limits, Settings, get_settings
 from sandbox.errors import BackendRefused, SandboxUnavailable
 from sandbox.validate import (
-    ALLOWED_IMPORTS,
+    ALLOWED_MODULES,
     FORBIDDEN_ATTRIBUTE_PREFIXES,
     FORBIDDEN_ATTRIBUTES,
+    JUDGE_MODULE,
     validate,
 )
 
@@ -53,6 +56,12 @@ NONCE_BYTES = 8
 # A jail costs tens of milliseconds to start, about what the harness spends on a few
 # hundred traces; smaller batches are not worth a second jail.
 MIN_TRACES_PER_JAIL = 500
+# An eval that calls a model spends its time waiting on the provider, not the CPU: its
+# batch goes in jails of at most this many traces, Limits.call_concurrency at once. Small
+# jails keep a slow provider within one jail's wall-time limit (batch_timeout_s).
+CALL_TRACES_PER_JAIL = 50
+# The longest judge()/llm() call line: its text, JSON-escaped (at most 6 bytes a character).
+CALL_LINE_MAX = 6 * (model_calls.MAX_PROMPT_CHARS + model_calls.MAX_CHOICES * 100) + 4096
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
@@ -89,6 +98,16 @@ class Result:
     warning: str | None = None
 
 
+@dataclass(frozen=True)
+class _Channel:
+    """How a run answers judge()/llm() calls from the jail (see sandbox/calls.py)."""
+
+    handler: CallHandler | None
+    # The eval imports the judge module: its jail's input stays open for replies until
+    # every result is in (and it writes each result as it is made).
+    open_input: bool
+
+
 @dataclass
 class _Batch:
     # (passed, reason, error, duration_ms, output) per trace answered, in order.
@@ -105,12 +124,14 @@ def run(
     limits: Limits | None = None,
     *,
     validate_code: bool = True,
+    calls: CallHandler | None = None,
 ) -> list[Result]:
     """Run `eval_fn` from `code` on each trace in the sandbox; one Result per trace, in order.
 
     Code that fails validation is not run: every trace gets the validation problems as its
     error. Raise SandboxUnavailable or BackendRefused when the configured backend cannot or
-    may not run code; never raise because of what the eval does.
+    may not run code; never raise because of what the eval does. `calls` answers the
+    eval's judge()/llm() calls (sandbox/calls.py); without it they raise in the eval.
     """
 
     def encode(i: int, use_marshal: bool) -> tuple[bytes, bytes]:
@@ -122,7 +143,7 @@ def run(
                 pass  # a value marshal cannot carry (a datetime, a UUID, a subclass)
         return JSON_FRAME, _ENCODER.encode(trace).encode()
 
-    return _run(code, len(traces), encode, limits, validate_code)
+    return _run(code, len(traces), encode, limits, validate_code, calls=calls)
 
 
 def run_json(
@@ -131,6 +152,7 @@ def run_json(
     limits: Limits | None = None,
     *,
     validate_code: bool = True,
+    calls: CallHandler | None = None,
 ) -> list[Result]:
     """Like `run`, for traces already encoded as JSON text (str, or UTF-8 bytes).
 
@@ -145,10 +167,16 @@ def run_json(
             text = text.encode("utf-8", "surrogatepass")
         return JSON_FRAME, text
 
-    return _run(code, len(traces_json), encode, limits, validate_code)
+    return _run(code, len(traces_json), encode, limits, validate_code, calls=calls)
 
 
-def run_jail_only(code: str, traces: list[dict], limits: Limits | None = None) -> list[Result]:
+def run_jail_only(
+    code: str,
+    traces: list[dict],
+    limits: Limits | None = None,
+    *,
+    calls: CallHandler | None = None,
+) -> list[Result]:
     """Run `code` with neither validation nor the harness's restricted builtins: tests only.
 
     What is left is the jail and the runner's checks; the escape suite uses this to show
@@ -161,6 +189,7 @@ def run_jail_only(code: str, traces: list[dict], limits: Limits | None = None) -
         limits,
         validate_code=False,
         restricted=False,
+        calls=calls,
     )
 
 
@@ -222,6 +251,7 @@ def _run(
     limits: Limits | None,
     validate_code: bool,
     restricted: bool = True,
+    calls: CallHandler | None = None,
 ) -> list[Result]:
     settings = get_settings()
     limits = limits or settings.limits
@@ -240,10 +270,22 @@ def _run(
     warning = LOCAL_WARNING if settings.backend == "local" else None
     results: list[Result | None] = [None] * count
     budget = _RestartBudget(limits.max_restarts)
-    chunks, workers = _chunks(count, limits)
+    channel = _Channel(calls, JUDGE_MODULE in code)
+    chunks, workers = _chunks(count, limits, calls_models=channel.open_input)
 
     def run_chunk(chunk: range) -> None:
-        _run_chunk(backend, code, frames, list(chunk), limits, results, warning, budget, restricted)
+        _run_chunk(
+            backend,
+            code,
+            frames,
+            list(chunk),
+            limits,
+            results,
+            warning,
+            budget,
+            restricted,
+            channel,
+        )
 
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
@@ -262,10 +304,21 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _chunks(count: int, limits: Limits) -> tuple[list[range], int]:
-    """Split a batch into chunks of at most chunk_size, enough to keep the cores busy."""
-    workers = max(1, min(limits.parallel_jails, _usable_cores()))
-    parts = max(math.ceil(count / limits.chunk_size), min(workers, count // MIN_TRACES_PER_JAIL), 1)
+def _chunks(count: int, limits: Limits, *, calls_models: bool = False) -> tuple[list[range], int]:
+    """Split a batch into chunks of at most chunk_size, enough to keep the cores busy.
+
+    An eval that calls a model waits on it, so it gets call_concurrency jails at once
+    instead, each with a small chunk.
+    """
+    if calls_models:
+        workers = limits.call_concurrency
+        per_jail = min(limits.chunk_size, CALL_TRACES_PER_JAIL)
+        # A multiple of the workers, of equal size: no last jail runs with the rest idle.
+        wanted = workers * math.ceil(count / (workers * per_jail))
+    else:
+        workers = max(1, min(limits.parallel_jails, _usable_cores()))
+        wanted = min(workers, count // MIN_TRACES_PER_JAIL)
+    parts = max(math.ceil(count / limits.chunk_size), wanted, 1)
     size = math.ceil(count / parts)
     return [range(start, min(count, start + size)) for start in range(0, count, size)], workers
 
@@ -280,10 +333,13 @@ def _run_chunk(
     warning: str | None,
     budget: _RestartBudget,
     restricted: bool,
+    channel: _Channel,
 ) -> None:
-    flush_each = False
+    # With its input kept open for replies, a jail is told the batch is over only once
+    # every result is in, so it must write each result as it is made.
+    flush_each = channel.open_input
     while pending:
-        batch = _run_batch(backend, code, frames, pending, limits, flush_each, restricted)
+        batch = _run_batch(backend, code, frames, pending, limits, flush_each, restricted, channel)
         for i, row in zip(pending, batch.results, strict=False):
             results[i] = Result(*row, warning)
         done = len(batch.results)
@@ -368,6 +424,7 @@ def _run_batch(
     limits: Limits,
     flush_each: bool,
     restricted: bool,
+    channel: _Channel,
 ) -> _Batch:
     header = _header(code, limits, flush_each=flush_each, restricted=restricted)
 
@@ -379,7 +436,7 @@ def _run_batch(
     with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
         proc = _start(backend, limits, workdir)
         nonces = [frames.nonce(i) for i in indices]
-        return _drive(proc, payload(), nonces, limits, backend.name)
+        return _drive(proc, payload(), nonces, limits, backend.name, channel, indices)
 
 
 def _header(code: str, limits: Limits, *, flush_each: bool, restricted: bool) -> bytes:
@@ -393,7 +450,7 @@ def _header(code: str, limits: Limits, *, flush_each: bool, restricted: bool) ->
             "flush_bytes": FLUSH_BYTES,
             "start": 0,
             "flush_each": flush_each,
-            "modules": ALLOWED_IMPORTS,
+            "modules": sorted(ALLOWED_MODULES),
             "forbidden_attributes": sorted(FORBIDDEN_ATTRIBUTES),
             "forbidden_prefixes": FORBIDDEN_ATTRIBUTE_PREFIXES,
             "restricted": restricted,
@@ -421,11 +478,38 @@ def _start(backend: _Backend, limits: Limits, workdir: str) -> subprocess.Popen:
         ) from None
 
 
-def _feed(proc: subprocess.Popen, payload: Iterable[bytes], failure: list) -> None:
+class _Input:
+    """The jail's input, written by the feeder (traces) and the reader (call replies)."""
+
+    def __init__(self, proc: subprocess.Popen, open_input: bool) -> None:
+        self.stream = proc.stdin
+        self.lock = threading.Lock()
+        self.open_input = open_input
+        # Set once every result is in: only then may a jail that takes replies see EOF.
+        self.finished = threading.Event()
+
+    def write(self, block: bytes) -> None:
+        with self.lock:
+            self.stream.write(block)
+            self.stream.flush()
+
+    def reply(self, frame: bytes) -> None:
+        # The jail may be gone (killed, or it closed its input): the reply is moot then.
+        with contextlib.suppress(OSError, ValueError):
+            self.write(frame)
+
+    def close(self) -> None:
+        with self.lock, contextlib.suppress(OSError, ValueError):
+            self.stream.close()
+
+
+def _feed(proc: subprocess.Popen, payload: Iterable[bytes], failure: list, inbound: _Input) -> None:
     try:
         for block in payload:
-            proc.stdin.write(block)
-        proc.stdin.close()
+            inbound.write(block)
+        if inbound.open_input:
+            inbound.finished.wait()
+        inbound.close()
     except (BrokenPipeError, OSError):
         # The jail ended early; what it managed to answer is still read.
         pass
@@ -441,7 +525,13 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _drive(
-    proc: subprocess.Popen, payload: Iterable[bytes], nonces: list[str], limits: Limits, name: str
+    proc: subprocess.Popen,
+    payload: Iterable[bytes],
+    nonces: list[str],
+    limits: Limits,
+    name: str,
+    channel: _Channel,
+    indices: list[int],
 ) -> _Batch:
     """Feed the jail its traces from a thread, read its answers, and end it."""
     for stream in (proc.stdin, proc.stdout):
@@ -449,11 +539,15 @@ def _drive(
         with contextlib.suppress(OSError):
             fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
     failure: list[Exception] = []
-    feeder = threading.Thread(target=_feed, args=(proc, payload, failure), daemon=True)
+    inbound = _Input(proc, channel.open_input)
+    feeder = threading.Thread(target=_feed, args=(proc, payload, failure, inbound), daemon=True)
     feeder.start()
     started = time.monotonic()
     answers = _Answers(nonces, limits)
-    stop_reason = _read_answers(proc, answers, limits, started)
+    try:
+        stop_reason = _read_answers(proc, answers, limits, started, channel, indices, inbound)
+    finally:
+        inbound.finished.set()
     if stop_reason is not None:
         _kill(proc)
     returncode = _reap(proc)
@@ -475,6 +569,8 @@ class _Answers:
     def __init__(self, nonces: list[str], limits: Limits) -> None:
         self.nonces = nonces
         self.max_line = _max_line(limits)
+        # A judge call carries up to MAX_PROMPT_CHARS, escaped; a partial line may be one.
+        self.max_partial = max(self.max_line, CALL_LINE_MAX)
         # A scanner per jail: the C scanner keeps a memo between the calls it makes.
         self.scan = json.JSONDecoder().scan_once
         self.results: list[tuple] = []
@@ -482,6 +578,9 @@ class _Answers:
         self.ready = False
         self.buffer = bytearray()
         self.stderr = bytearray()
+        # judge()/llm() calls read but not answered yet: (request, position in the batch).
+        self.calls: list[tuple[object, int]] = []
+        self.positions = {nonce: i for i, nonce in enumerate(nonces)}
 
     def add_stderr(self, data: bytes) -> None:
         if len(self.stderr) < self.STDERR_KEPT:
@@ -497,12 +596,32 @@ class _Answers:
             block = bytes(self.buffer[:end])
             del self.buffer[: end + 1]
             stop_reason = self._take_lines(block)
-        if stop_reason is None and len(self.buffer) > self.max_line:
+        if stop_reason is None and len(self.buffer) > self.max_partial:
             stop_reason = TOO_MUCH_OUTPUT
         return end >= 0, stop_reason
 
+    def _take_call(self, line: bytes) -> bool:
+        """Queue the call on `line`; False when it is no call line of this batch's traces."""
+        try:
+            message, end = self.scan(line.decode(), 0)
+        except (ValueError, StopIteration, RecursionError):
+            return False
+        if end != len(line) or type(message) is not dict or set(message) != {"c", "n"}:
+            return False
+        # Bound to a trace of this batch, like a result row: the nonce is never the eval's.
+        position = self.positions.get(message["n"]) if type(message["n"]) is str else None
+        if position != len(self.results):
+            # Only the trace being judged may call: the harness sends its results first.
+            return False
+        self.calls.append((message["c"], position))
+        return True
+
     def _take_lines(self, block: bytes) -> str | None:
         for line in block.split(b"\n"):
+            if self.ready and line.startswith(b'{"c":') and len(line) <= CALL_LINE_MAX:
+                if not self._take_call(line):
+                    return WROTE_INTO_RESULTS
+                continue
             too_long = len(line) > self.max_line or self.fatal
             rows = (
                 None
@@ -520,12 +639,20 @@ class _Answers:
 
 
 def _read_answers(
-    proc: subprocess.Popen, answers: _Answers, limits: Limits, started: float
+    proc: subprocess.Popen,
+    answers: _Answers,
+    limits: Limits,
+    started: float,
+    channel: _Channel,
+    indices: list[int],
+    inbound: _Input,
 ) -> str | None:
     """Read stdout and stderr until both close; return why the jail must stop early, if so.
 
     Two watchdogs: the whole batch's time, and progress (the next block of results must
-    come within a trace's timeout, or the start-up allowance before the first).
+    come within a trace's timeout, or the start-up allowance before the first). A judge()
+    or llm() call is answered here, in this thread, while the jail waits for it; the
+    trace's time starts again from the reply.
     """
     batch_deadline = started + limits.batch_timeout_s + WATCHDOG_GRACE_S
     progress_deadline = started + STARTUP_ALLOWANCE_S
@@ -549,6 +676,10 @@ def _read_answers(
                     answers.add_stderr(data)
                 else:
                     lines_came, stop_reason = answers.add_stdout(data)
+                    if stop_reason is None and answers.calls:
+                        _answer_calls(answers, channel, indices, inbound)
+                    if channel.open_input and len(answers.results) == len(indices):
+                        inbound.finished.set()
                     if lines_came:
                         progress_deadline = (
                             time.monotonic() + limits.trace_timeout_s + WATCHDOG_GRACE_S
@@ -559,6 +690,14 @@ def _read_answers(
     finally:
         selector.close()
     return None
+
+
+def _answer_calls(
+    answers: _Answers, channel: _Channel, indices: list[int], inbound: _Input
+) -> None:
+    calls, answers.calls = answers.calls, []
+    for request, position in calls:
+        inbound.reply(model_calls.answer(channel.handler, request, indices[position]))
 
 
 def _watchdog_reason(limits: Limits, *, batch: bool) -> str:

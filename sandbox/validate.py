@@ -22,7 +22,10 @@ ALLOWED_IMPORTS = (
     "unicodedata",
     "typing",
 )
-ALLOWED_MODULES = frozenset(ALLOWED_IMPORTS)
+# The one non-stdlib module: judge() and llm(), answered by the runner over the jail's
+# pipe (docs/judges.md). The harness builds it; nothing is imported from disk.
+JUDGE_MODULE = "iofold_eval"
+ALLOWED_MODULES = frozenset((*ALLOWED_IMPORTS, JUDGE_MODULE))
 
 FORBIDDEN_NAMES = frozenset(
     {

@@ -45,7 +45,11 @@ LIST_OPERATIONS = sorted(
 )
 WEBHOOK = ("post", "/api/v1/integrations/{id}/webhook")  # a plain view: not in the schema
 # Testing the connection to the world's Langfuse (nothing listens there) is refused.
-REFUSED_WHEN_PLAUSIBLE = {("post", "/api/v1/integrations/{id}/test/")}
+REFUSED_WHEN_PLAUSIBLE = {
+    ("post", "/api/v1/integrations/{id}/test/"),
+    # The world's eval is a draft: only a shadow that wins beyond noise is promoted.
+    ("post", "/api/v1/evals/{id}/promote/"),
+}
 
 
 @dataclass

@@ -166,15 +166,21 @@ class EvalSetTracesIn(serializers.Serializer):
     )
 
 
+# The API keeps its stored values; the help names them in the words every page uses.
+RATING_HELP = "The label: positive is good, negative is bad, or neutral."
+
+
 class FeedbackIn(serializers.Serializer):
     eval_set = serializers.IntegerField()
     trace = serializers.IntegerField()
-    rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
+    rating = serializers.ChoiceField(choices=Feedback.Rating.choices, help_text=RATING_HELP)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
 
 
 class FeedbackUpdateIn(serializers.Serializer):
-    rating = serializers.ChoiceField(choices=Feedback.Rating.choices, required=False)
+    rating = serializers.ChoiceField(
+        choices=Feedback.Rating.choices, required=False, help_text=RATING_HELP
+    )
     note = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
 

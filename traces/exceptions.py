@@ -11,3 +11,10 @@ class TraceNotFound(TraceError):
     def __init__(self, missing: list[int]):
         super().__init__(f"Unknown trace id(s): {', '.join(map(str, missing))}.")
         self.missing = missing
+
+
+class LabelNotYours(TraceError):
+    """Only the label's reviewer, or a workspace owner or admin, may change it."""
+
+    def __init__(self):
+        super().__init__("Only its reviewer or a workspace admin can change this label.")

@@ -75,3 +75,35 @@ class AddToEvalSetForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Ids are validated against the workspace by the service, not against a choice list.
         self.fields["trace"].valid_value = lambda value: str(value).isdigit()
+
+
+class ScoreImportForm(forms.Form):
+    integration = forms.TypedChoiceField(coerce=int, label="Source")
+    score_name = forms.CharField(
+        max_length=200,
+        label="Score or feedback name",
+        help_text="The name of the boolean or categorical score your team gives, e.g. correct.",
+    )
+    mapping = forms.CharField(
+        max_length=2000,
+        initial="true=good, false=bad",
+        label="Which values mean what",
+        help_text="value=label pairs, labels good, bad or neutral: true=good, false=bad, or "
+        "for categories helpful=good, wrong=bad, unsure=neutral.",
+    )
+
+    def __init__(self, *args, sources=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["integration"].choices = [
+            (i.pk, f"{i.name} ({i.get_kind_display()})") for i in sources
+        ]
+
+
+class AssignForm(forms.Form):
+    reviewer = forms.TypedMultipleChoiceField(coerce=int, choices=[], required=True)
+    agreement_target = forms.IntegerField(min_value=0, max_value=1000, initial=0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Reviewers are checked against the workspace by the service, not a choice list.
+        self.fields["reviewer"].valid_value = lambda value: str(value).isdigit()

@@ -125,6 +125,8 @@ class EvalSet(WorkspaceOwned):
     name = models.CharField(max_length=200)
     criteria = models.TextField(help_text="In plain words: what makes a trace good.")
     target_labels = models.PositiveIntegerField(default=10)
+    # Traces every assigned reviewer labels, so their agreement (κ) can be measured.
+    agreement_target = models.PositiveIntegerField(default=0)
     source_kind = models.CharField(
         max_length=10, choices=SourceKind.choices, default=SourceKind.MANUAL
     )
@@ -197,6 +199,13 @@ class Feedback(WorkspaceOwned):
         NEGATIVE = "negative", "Bad"
         NEUTRAL = "neutral", "Neutral"
 
+    class Origin(models.TextChoices):
+        # Where the label came from: the per-set counts tell a team how much is its own work.
+        REVIEW = "review", "Reviewed in iofold"
+        UPLOAD = "upload", "File upload"
+        LANGFUSE = "langfuse", "Langfuse score"
+        LANGSMITH = "langsmith", "LangSmith feedback"
+
     trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="feedback")
     eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="feedback")
     user = models.ForeignKey(
@@ -204,6 +213,7 @@ class Feedback(WorkspaceOwned):
     )
     rating = models.CharField(max_length=10, choices=Rating.choices)
     note = models.TextField(blank=True)
+    origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.REVIEW)
 
     objects = FeedbackQuerySet.as_manager()
 
@@ -229,3 +239,69 @@ class Feedback(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.user} rated {self.trace_id} {self.rating}"
+
+
+class LabelChange(WorkspaceOwned):
+    """One change to a label, kept after the label itself is changed or removed."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Labelled"
+        CHANGED = "changed", "Changed"
+        REMOVED = "removed", "Removed"
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="label_changes")
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="+")
+    # Whose label it is; ``changed_by`` differs when an admin edits someone else's label.
+    labeller = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    origin = models.CharField(max_length=20, choices=Feedback.Origin.choices)
+    rating_before = models.CharField(max_length=10, blank=True)
+    rating_after = models.CharField(max_length=10, blank=True)
+    note_before = models.TextField(blank=True)
+    note_after = models.TextField(blank=True)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["eval_set", "-created_at"], name="labelchange_set_time_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.changed_by} {self.action} {self.trace_id}"
+
+
+class LabelAssignment(WorkspaceOwned):
+    """A trace of an eval set put in one reviewer's queue (round-robin or by hand)."""
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="assignments")
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="+")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="label_assignments"
+    )
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["trace_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["eval_set", "trace", "assignee"], name="traces_assignment_one_per_reviewer"
+            )
+        ]
+        indexes = [
+            # "My queue" and the review card read one reviewer's assignments in trace order.
+            models.Index(fields=["assignee", "eval_set", "trace"], name="assignment_user_set_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} to {self.assignee_id}"

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 
+from iofold.lib.kappa import cohen_kappa
 from traces.filters import TraceFilters
-from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, LabelAssignment, LabelChange, Trace
 from traces.services import resolve_label
 from workspaces.models import Workspace
 
@@ -190,6 +191,54 @@ def step_tree(data: dict) -> list[StepNode]:
     return roots
 
 
+@dataclass
+class WaterfallRow:
+    node: StepNode
+    offset: float | None  # percent of the trace's span before the step started
+    width: float | None  # percent of the span the step took (at least a sliver)
+
+
+# The waterfall lists this many steps; the tree beside it has them all.
+WATERFALL_ROWS = 300
+
+
+def _when(value) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def waterfall(roots: list[StepNode]) -> list[WaterfallRow]:
+    """The steps in tree order, each placed on the trace's time span (steps without times
+    get a row and no bar)."""
+    flat: list[StepNode] = []
+    stack = list(reversed(roots))
+    while stack and len(flat) < WATERFALL_ROWS:
+        node = stack.pop()
+        flat.append(node)
+        stack.extend(reversed(node.children))
+    times = [(_when(n.step.get("start_time")), _when(n.step.get("end_time"))) for n in flat]
+    try:
+        starts = [a for a, _ in times if a]
+        ends = [b for _, b in times if b]
+        first, last = min(starts), max(ends + starts)
+        span = (last - first).total_seconds()
+    except (ValueError, TypeError):  # no times, or naive and aware times mixed
+        return [WaterfallRow(node=n, offset=None, width=None) for n in flat]
+    rows = []
+    for node, (start, end) in zip(flat, times, strict=True):
+        if start is None or span <= 0:
+            rows.append(WaterfallRow(node=node, offset=None, width=None))
+            continue
+        offset = 100 * (start - first).total_seconds() / span
+        length = 100 * ((end or start) - start).total_seconds() / span
+        rows.append(
+            WaterfallRow(node=node, offset=round(offset, 2), width=max(round(length, 2), 0.5))
+        )
+    return rows
+
+
 # --- eval sets and reviews --------------------------------------------------------------
 
 
@@ -224,8 +273,29 @@ def _next_picked_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = 
     )
 
 
+def _next_assigned_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
+    """The first trace assigned to this user in the set that they have not labelled."""
+    mine = Feedback.objects.filter(eval_set=eval_set, user=user, trace_id=OuterRef("trace_id"))
+    pending = LabelAssignment.objects.filter(eval_set=eval_set, assignee=user).exclude(Exists(mine))
+    if skipped:
+        pending = pending.exclude(trace_id__in=skipped)
+    first = pending.order_by("trace_id").values("trace_id")[:1]
+    return (
+        Trace.objects.for_workspace(eval_set.workspace_id)
+        .only(*LIST_FIELDS, "data")
+        .filter(pk=Subquery(first))
+        .first()
+    )
+
+
 def next_trace_for_review(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
-    """Return the next trace to review, coming back to skipped ones when nothing else is left."""
+    """Return the next trace to review, coming back to skipped ones when nothing else is left.
+
+    A reviewer's assigned traces come first; then the rest of the set, so nobody runs dry.
+    """
+    trace = _next_assigned_trace(eval_set=eval_set, user=user, skipped=skipped)
+    if trace is not None:
+        return trace
     if eval_set.source_kind == EvalSet.SourceKind.MANUAL:
         trace = _next_picked_trace(eval_set=eval_set, user=user, skipped=skipped)
         if trace is None and skipped:
@@ -272,12 +342,12 @@ def imbalance_warning(positive: int, negative: int) -> str | None:
         return None
     if negative == 0:
         return (
-            f"All {positive} decided labels are thumbs up. Label some bad traces too, "
+            f"All {positive} decided labels are good. Label some bad traces too, "
             "or the eval cannot learn what bad looks like."
         )
     if positive == 0:
         return (
-            f"All {negative} decided labels are thumbs down. Label some good traces too, "
+            f"All {negative} decided labels are bad. Label some good traces too, "
             "or the eval cannot learn what good looks like."
         )
     return None
@@ -508,8 +578,12 @@ def label_rows(*, eval_set: EvalSet, limit: int = 200) -> list[LabelRow]:
         .order_by("-updated_at", "-id")[: limit * 4]
     )
     trace_ids = list(dict.fromkeys(recent))[:limit]
+    # Input and output only, for the snippets: the steps can be most of a payload.
     traces = (
-        Trace.objects.for_workspace(eval_set.workspace_id).only(*LIST_FIELDS).in_bulk(trace_ids)
+        Trace.objects.for_workspace(eval_set.workspace_id)
+        .only(*LIST_FIELDS)
+        .annotate(input=F("data__input"), output=F("data__output"))
+        .in_bulk(trace_ids)
     )
     by_trace: dict[int, list[Feedback]] = defaultdict(list)
     for fb in (
@@ -527,3 +601,176 @@ def label_rows(*, eval_set: EvalSet, limit: int = 200) -> list[LabelRow]:
         for pk in trace_ids
         if pk in traces
     ]
+
+
+def label_origins(eval_set: EvalSet) -> list[tuple[str, int]]:
+    """How many of the set's labels came from each origin, as ``(label, count)``, largest first."""
+    names = dict(Feedback.Origin.choices)
+    rows = (
+        Feedback.objects.filter(eval_set=eval_set)
+        .values_list("origin")
+        .annotate(n=Count("id"))
+        .order_by("-n", "origin")
+    )
+    return [(names.get(origin, origin), n) for origin, n in rows]
+
+
+def label_changes(eval_set: EvalSet, *, limit: int = 20) -> list[LabelChange]:
+    """The set's latest label changes: who changed whose label on which trace, and when."""
+    return list(
+        LabelChange.objects.filter(eval_set=eval_set)
+        .select_related("labeller", "changed_by", "trace")
+        .only(
+            "created_at",
+            "action",
+            "origin",
+            "rating_before",
+            "rating_after",
+            "note_after",
+            "labeller__email",
+            "changed_by__email",
+            "trace__name",
+            "trace__external_id",
+        )[:limit]
+    )
+
+
+def eval_sets_of_trace(trace: Trace) -> list[EvalSet]:
+    """The active eval sets the trace is in: hand-picked into, or matched by the saved filter."""
+    sets = EvalSet.objects.for_workspace(trace.workspace_id).active()
+    picked = sets.filter(source_kind=EvalSet.SourceKind.MANUAL, memberships__trace=trace)
+    found = list(picked)
+    # One query per filter set: a workspace has a handful of sets, not hundreds.
+    for eval_set in sets.filter(source_kind=EvalSet.SourceKind.FILTER):
+        if Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
+            found.append(eval_set)
+    return found
+
+
+# --- queues and agreement between reviewers -----------------------------------------------
+
+# Inter-reviewer κ under which labels are too close to chance to teach an eval anything.
+REVIEWER_KAPPA_BAR = 0.4
+
+
+@dataclass
+class QueueEntry:
+    eval_set: EvalSet
+    pending: int
+
+
+def my_queue(workspace, user) -> list[QueueEntry]:
+    """The active eval sets with traces assigned to ``user`` that they have not labelled."""
+    mine = Feedback.objects.filter(
+        eval_set=OuterRef("eval_set"), user=user, trace_id=OuterRef("trace_id")
+    )
+    rows = (
+        LabelAssignment.objects.for_workspace(workspace)
+        .filter(assignee=user, eval_set__archived_at__isnull=True)
+        .exclude(Exists(mine))
+        .values_list("eval_set_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = dict(rows)
+    sets = EvalSet.objects.for_workspace(workspace).in_bulk(list(counts))
+    return [QueueEntry(eval_set=sets[pk], pending=n) for pk, n in counts.items() if pk in sets]
+
+
+@dataclass
+class ReviewerLine:
+    email: str
+    labelled: int
+    assigned: int
+    pending: int
+    shared: int  # labels on traces another reviewer labelled too
+
+
+@dataclass
+class ReviewerAgreement:
+    kappa: float | None
+    shared_traces: int  # traces labelled by two or more reviewers
+    target: int
+    reviewers: list[ReviewerLine]
+    best_eval_agreement: float | None = None
+    raw_agreement: float | None = None
+
+    @property
+    def target_reached(self) -> bool:
+        return self.shared_traces >= self.target
+
+    @property
+    def warning(self) -> str | None:
+        if self.kappa is not None and self.kappa < REVIEWER_KAPPA_BAR:
+            return (
+                f"Reviewers agree with each other barely above chance (κ {self.kappa:.2f} on "
+                f"{self.shared_traces} shared traces). An eval learnt from these labels cannot "
+                "do better: agree on the criteria, then relabel the split traces."
+            )
+        if (
+            self.raw_agreement is not None
+            and self.best_eval_agreement is not None
+            and self.raw_agreement < self.best_eval_agreement
+        ):
+            return (
+                f"Reviewers agree with each other on {self.raw_agreement:.0%} of shared "
+                f"labels, less than the best eval agrees with the labels "
+                f"({self.best_eval_agreement:.0%}): the labels, not the eval, are the limit."
+            )
+        return None
+
+
+def reviewer_agreement(eval_set: EvalSet, summary=None) -> ReviewerAgreement:
+    """κ between the set's reviewers on the traces they both labelled, and each one's queue.
+
+    With more than two reviewers κ is the mean of every pair's, weighted by the traces
+    the pair shares.
+    """
+    labels: dict[int, dict[int, str]] = defaultdict(dict)  # user -> trace -> rating
+    emails: dict[int, str] = {}
+    for user_id, email, trace_id, rating in Feedback.objects.filter(eval_set=eval_set).values_list(
+        "user_id", "user__email", "trace_id", "rating"
+    ):
+        labels[user_id][trace_id] = rating
+        emails[user_id] = email
+    assigned = Counter()
+    pending = Counter()
+    for user_id, email, trace_id in LabelAssignment.objects.filter(eval_set=eval_set).values_list(
+        "assignee_id", "assignee__email", "trace_id"
+    ):
+        emails.setdefault(user_id, email)
+        assigned[user_id] += 1
+        if trace_id not in labels.get(user_id, {}):
+            pending[user_id] += 1
+    users = sorted(emails, key=lambda u: emails[u])
+    weighted, weight, agreeing, compared = 0.0, 0, 0, 0
+    shared_traces: set[int] = set()
+    for i, a in enumerate(users):
+        for b in users[i + 1 :]:
+            common = labels[a].keys() & labels[b].keys()
+            pairs = [(labels[a][t], labels[b][t]) for t in common]
+            shared_traces |= common
+            agreeing += sum(x == y for x, y in pairs)
+            compared += len(pairs)
+            kappa = cohen_kappa(pairs) if len(pairs) >= 2 else None
+            if kappa is not None:
+                weighted += kappa * len(pairs)
+                weight += len(pairs)
+    lines = [
+        ReviewerLine(
+            email=emails[u],
+            labelled=len(labels[u]),
+            assigned=assigned[u],
+            pending=pending[u],
+            shared=len(labels[u].keys() & shared_traces),
+        )
+        for u in users
+    ]
+    return ReviewerAgreement(
+        kappa=weighted / weight if weight else None,
+        shared_traces=len(shared_traces),
+        target=eval_set.agreement_target,
+        reviewers=lines,
+        best_eval_agreement=getattr(summary, "best_agreement", None),
+        raw_agreement=agreeing / compared if compared else None,
+    )

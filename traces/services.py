@@ -5,9 +5,9 @@ from collections.abc import Iterable, Mapping
 from django.db import transaction
 from django.utils import timezone
 
-from traces.exceptions import TraceError, TraceNotFound
+from traces.exceptions import LabelNotYours, TraceError, TraceNotFound
 from traces.filters import TraceFilters
-from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
 from workspaces.models import Workspace
 
 RATINGS = tuple(Feedback.Rating.values)
@@ -158,11 +158,33 @@ def remove_trace_from_eval_set(*, eval_set: EvalSet, trace: Trace) -> None:
     EvalSetTrace.objects.filter(eval_set=eval_set, trace=trace).delete()
 
 
+def _audit(feedback: Feedback, *, action: str, changed_by, before: Feedback | None) -> None:
+    LabelChange.objects.create(
+        workspace_id=feedback.workspace_id,
+        eval_set_id=feedback.eval_set_id,
+        trace_id=feedback.trace_id,
+        labeller_id=feedback.user_id,
+        changed_by=changed_by,
+        action=action,
+        origin=feedback.origin,
+        rating_before=before.rating if before else "",
+        note_before=before.note if before else "",
+        rating_after="" if action == LabelChange.Action.REMOVED else feedback.rating,
+        note_after="" if action == LabelChange.Action.REMOVED else feedback.note,
+    )
+
+
 def record_feedback(
-    *, eval_set: EvalSet, trace: Trace, user, rating: str, note: str = ""
+    *,
+    eval_set: EvalSet,
+    trace: Trace,
+    user,
+    rating: str,
+    note: str = "",
+    origin: str = Feedback.Origin.REVIEW,
 ) -> tuple[Feedback, bool]:
     """Store this reviewer's label of the trace (replacing an earlier one); return it and
-    whether it is new."""
+    whether it is new. Every change lands in the set's audit (``LabelChange``)."""
     if rating not in RATINGS:
         raise TraceError(f"Rating must be one of {', '.join(RATINGS)}.")
     if trace.workspace_id != eval_set.workspace_id:
@@ -173,12 +195,64 @@ def record_feedback(
     if not Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
         raise TraceError("This trace is not in the eval set.")
     note = (note or "").strip()[:5000]
-    defaults = {"rating": rating, "note": note, "workspace_id": eval_set.workspace_id}
-    # A double-click racing the first insert is handled inside: get_or_create() catches
-    # the unique constraint's IntegrityError in a savepoint and updates the row it finds.
-    return Feedback.objects.update_or_create(
-        trace=trace, eval_set=eval_set, user=user, defaults=defaults
-    )
+    with transaction.atomic():
+        before = (
+            Feedback.objects.select_for_update()
+            .filter(trace=trace, eval_set=eval_set, user=user)
+            .first()
+        )
+        if before is not None:
+            previous = Feedback(rating=before.rating, note=before.note)
+            before.rating, before.note, before.origin = rating, note, origin
+            before.save(update_fields=["rating", "note", "origin", "updated_at"])
+            if (previous.rating, previous.note) != (rating, note):
+                _audit(before, action=LabelChange.Action.CHANGED, changed_by=user, before=previous)
+            return before, False
+        defaults = {
+            "rating": rating,
+            "note": note,
+            "origin": origin,
+            "workspace_id": eval_set.workspace_id,
+        }
+        # A double-click racing the first insert is handled inside: get_or_create() catches
+        # the unique constraint's IntegrityError in a savepoint and updates the row it finds.
+        feedback, created = Feedback.objects.update_or_create(
+            trace=trace, eval_set=eval_set, user=user, defaults=defaults
+        )
+        _audit(feedback, action=LabelChange.Action.CREATED, changed_by=user, before=None)
+    return feedback, created
+
+
+def _check_may_edit(feedback: Feedback, *, actor, membership) -> None:
+    """Reviewers change their own labels; owners and admins change anyone's."""
+    if feedback.user_id != actor.pk and not membership.can_manage:
+        raise LabelNotYours()
+    if not membership.can_write:
+        raise LabelNotYours()
+
+
+def edit_label(*, feedback: Feedback, actor, membership, rating: str, note: str) -> Feedback:
+    """Change a label's rating and note; its reviewer stays, the audit names the editor."""
+    _check_may_edit(feedback, actor=actor, membership=membership)
+    if rating not in RATINGS:
+        raise TraceError(f"Rating must be one of {', '.join(RATINGS)}.")
+    note = (note or "").strip()[:5000]
+    if (feedback.rating, feedback.note) == (rating, note):
+        return feedback
+    with transaction.atomic():
+        before = Feedback(rating=feedback.rating, note=feedback.note)
+        feedback.rating, feedback.note = rating, note
+        feedback.save(update_fields=["rating", "note", "updated_at"])
+        _audit(feedback, action=LabelChange.Action.CHANGED, changed_by=actor, before=before)
+    return feedback
+
+
+def remove_label(*, feedback: Feedback, actor, membership) -> None:
+    """Delete a label; the audit keeps what it was and who removed it."""
+    _check_may_edit(feedback, actor=actor, membership=membership)
+    with transaction.atomic():
+        _audit(feedback, action=LabelChange.Action.REMOVED, changed_by=actor, before=feedback)
+        feedback.delete()
 
 
 def undo_last_feedback(*, eval_set: EvalSet, user) -> Trace | None:
@@ -191,7 +265,9 @@ def undo_last_feedback(*, eval_set: EvalSet, user) -> Trace | None:
     )
     if last is None:
         return None
-    last.delete()
+    with transaction.atomic():
+        _audit(last, action=LabelChange.Action.REMOVED, changed_by=user, before=last)
+        last.delete()
     return last.trace
 
 

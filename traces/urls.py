@@ -20,6 +20,24 @@ urlpatterns = [
         views.evalset_remove_trace,
         name="evalset_remove_trace",
     ),
+    path("eval-sets/<int:pk>/labels/<int:label_pk>/", views.label_edit, name="label_edit"),
+    path(
+        "eval-sets/<int:pk>/labels/<int:label_pk>/remove/",
+        views.label_remove,
+        name="label_remove",
+    ),
+    path("eval-sets/<int:pk>/import/", views.evalset_import, name="evalset_import"),
+    path(
+        "eval-sets/<int:pk>/import/scores/",
+        views.evalset_import_scores,
+        name="evalset_import_scores",
+    ),
+    path("eval-sets/<int:pk>/assign/", views.evalset_assign, name="evalset_assign"),
+    path(
+        "eval-sets/<int:pk>/traces/<int:trace_pk>/assign/",
+        views.trace_assign,
+        name="trace_assign",
+    ),
     path("eval-sets/<int:pk>/review/", views.review, name="review"),
     path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
     path(

@@ -1,18 +1,29 @@
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
+from integrations.adapters.base import AdapterError
+from integrations.constants import MAX_UPLOAD_BYTES
+from integrations.forms import UploadForm
 from iofold.lib.redirects import safe_next
-from traces import selectors, services
-from traces.exceptions import TraceError
+from traces import assignments, label_import, selectors, services
+from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters
-from traces.forms import AddToEvalSetForm, EvalSetForm, FeedbackForm
+from traces.forms import (
+    AddToEvalSetForm,
+    AssignForm,
+    EvalSetForm,
+    FeedbackForm,
+    ScoreImportForm,
+)
 from traces.models import EvalSet, Feedback, Trace
 from workspaces.access import workspace_view
+from workspaces.models import Membership
 
 # Payloads longer than this are cut in the detail view until "show all" is asked for.
 PREVIEW_CHARS = 20_000
@@ -77,10 +88,18 @@ def trace_detail(request, pk: int):
         .filter(trace=trace)
         .select_related("user", "eval_set")
     )
+    feedback = list(feedback)
+    mine = {fb.eval_set_id: fb for fb in feedback if fb.user_id == request.user.pk}
+    steps = selectors.step_tree(trace.data)
     ctx = {
         "trace": trace,
-        "steps": selectors.step_tree(trace.data),
+        "labellers": _labellers(request),
+        "steps": steps,
+        "waterfall": selectors.waterfall(steps),
         "feedback": feedback,
+        "label_sets": [
+            (eval_set, mine.get(eval_set.pk)) for eval_set in selectors.eval_sets_of_trace(trace)
+        ],
         "full": request.GET.get("full") == "1",
         "preview_chars": PREVIEW_CHARS,
     }
@@ -198,6 +217,10 @@ def evalset_detail(request, pk: int):
         "eval_set": eval_set,
         "summary": summary,
         "labels": selectors.label_rows(eval_set=eval_set, limit=200),
+        "origins": selectors.label_origins(eval_set),
+        "agreement": selectors.reviewer_agreement(eval_set, summary),
+        "labellers": _labellers(request),
+        "changes": selectors.label_changes(eval_set, limit=20),
         "pending_count": Trace.objects.pending_review(eval_set, request.user).count(),
         "generate_url": generate_url(eval_set),
     }
@@ -233,6 +256,64 @@ def evalset_remove_trace(request, pk: int, trace_pk: int):
     services.remove_trace_from_eval_set(eval_set=eval_set, trace=trace)
     messages.success(request, "Trace removed from the eval set.")
     return redirect(eval_set)
+
+
+def _import_page(request, eval_set, *, form=None, score_form=None, **extra):
+    sources = label_import.score_sources(request.workspace)
+    ctx = {
+        "eval_set": eval_set,
+        "form": form or UploadForm(),
+        "score_form": score_form or ScoreImportForm(sources=sources),
+        "has_sources": bool(sources),
+        **extra,
+    }
+    bad = (form is not None and form.errors) or (score_form is not None and score_form.errors)
+    return render(request, "traces/evalset_import.html", ctx, status=400 if bad else 200)
+
+
+@require_POST
+@workspace_view
+def evalset_import_scores(request, pk: int):
+    """Turn a Langfuse score or LangSmith feedback on the set's synced traces into labels."""
+    eval_set = _eval_set(request, pk)
+    sources = label_import.score_sources(request.workspace)
+    form = ScoreImportForm(request.POST, sources=sources)
+    report = None
+    if form.is_valid():
+        integration = next(i for i in sources if i.pk == form.cleaned_data["integration"])
+        try:
+            report = label_import.import_source_scores(
+                eval_set=eval_set,
+                integration=integration,
+                user=request.user,
+                score_name=form.cleaned_data["score_name"],
+                mapping=form.cleaned_data["mapping"],
+            )
+        except TraceError as exc:
+            form.add_error(None, exc.message)
+        except AdapterError as exc:
+            form.add_error(None, f"{integration.name} could not be read: {exc}")
+    return _import_page(request, eval_set, score_form=form, score_report=report)
+
+
+@workspace_view
+def evalset_import(request, pk: int):
+    """Upload JSONL traces into the set; each line's `label` and `note` become labels."""
+    eval_set = _eval_set(request, pk)
+    form = UploadForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        uploaded = form.cleaned_data["file"]
+        if uploaded.size > MAX_UPLOAD_BYTES:
+            form.add_error("file", f"The limit is {MAX_UPLOAD_BYTES // 1024 // 1024} MiB.")
+        else:
+            try:
+                report = label_import.import_jsonl(
+                    eval_set=eval_set, user=request.user, lines=uploaded
+                )
+            except TraceError as exc:
+                form.add_error(None, exc.message)
+    return _import_page(request, eval_set, form=form, report=report)
 
 
 # --- review -----------------------------------------------------------------------------
@@ -320,7 +401,9 @@ def review_label(request, pk: int, trace_pk: int):
                 request, eval_set, notice={"level": "error", "text": "Pick a rating."}, status=400
             )
         messages.error(request, "Pick a rating.")
-        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+        return redirect(
+            safe_next(request, reverse("traces:review", args=[request.workspace.slug, eval_set.pk]))
+        )
     try:
         feedback, _ = services.record_feedback(
             eval_set=eval_set,
@@ -335,7 +418,15 @@ def review_label(request, pk: int, trace_pk: int):
                 request, eval_set, notice={"level": "error", "text": exc.message}, status=400
             )
         messages.error(request, exc.message)
-        return redirect("traces:review", slug=request.workspace.slug, pk=eval_set.pk)
+        return redirect(
+            safe_next(request, reverse("traces:review", args=[request.workspace.slug, eval_set.pk]))
+        )
+    if not request.htmx and "next" in request.POST:
+        # The trace page labels through this view too, and goes back to the trace.
+        messages.success(
+            request, f"Labelled {feedback.get_rating_display().lower()} in “{eval_set.name}”."
+        )
+        return redirect(safe_next(request, eval_set.get_absolute_url()))
     skipped = _skipped(request, eval_set)
     if trace.pk in skipped:
         skipped.remove(trace.pk)
@@ -381,3 +472,108 @@ def review_skip(request, pk: int, trace_pk: int):
         skipped.append(trace_pk)
     request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
     return _answer_review(request, eval_set, notice={"level": "info", "text": "Skipped."})
+
+
+# --- queues ---------------------------------------------------------------------------
+
+
+def _labellers(request) -> list:
+    """The workspace's members who can label, for the assign controls."""
+    members = Membership.objects.for_workspace(request.workspace).select_related("user")
+    return [m.user for m in members.order_by("user__email") if m.can_write]
+
+
+@require_POST
+@workspace_view
+def evalset_assign(request, pk: int):
+    """Share the set's unlabelled traces among the chosen reviewers, round-robin."""
+    eval_set = _eval_set(request, pk)
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick at least one reviewer and a number of shared labels.")
+        return redirect(eval_set)
+    try:
+        made = assignments.assign_round_robin(
+            eval_set=eval_set,
+            reviewer_ids=form.cleaned_data["reviewer"],
+            agreement_target=form.cleaned_data["agreement_target"],
+            assigned_by=request.user,
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{made} trace assignment{'s' if made != 1 else ''} made.")
+    return redirect(eval_set)
+
+
+@require_POST
+@workspace_view
+def trace_assign(request, pk: int, trace_pk: int):
+    """Put one trace in one reviewer's queue, by hand (from the trace page)."""
+    eval_set = _eval_set(request, pk)
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
+    reviewer = request.POST.get("reviewer", "")
+    back = safe_next(request, eval_set.get_absolute_url())
+    if not reviewer.isdigit():
+        messages.error(request, "Pick a reviewer.")
+        return redirect(back)
+    try:
+        assignments.assign_trace(
+            eval_set=eval_set, trace=trace, reviewer_id=int(reviewer), assigned_by=request.user
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Assigned.")
+    return redirect(back)
+
+
+# --- editing labels ---------------------------------------------------------------------
+
+
+def _label(request, pk: int, label_pk: int) -> Feedback:
+    eval_set = _eval_set(request, pk)
+    feedback = get_object_or_404(
+        Feedback.objects.for_workspace(request.workspace).select_related("eval_set"),
+        eval_set=eval_set,
+        pk=label_pk,
+    )
+    feedback.eval_set = eval_set
+    return feedback
+
+
+@require_POST
+@workspace_view
+def label_edit(request, pk: int, label_pk: int):
+    """Change one label's rating and note (own labels; anyone's for owners and admins)."""
+    feedback = _label(request, pk, label_pk)
+    back = safe_next(request, feedback.eval_set.get_absolute_url())
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick a rating.")
+        return redirect(back)
+    try:
+        services.edit_label(
+            feedback=feedback,
+            actor=request.user,
+            membership=request.membership,
+            rating=form.cleaned_data["rating"],
+            note=form.cleaned_data["note"],
+        )
+    except LabelNotYours as exc:
+        raise PermissionDenied(exc.message) from None
+    messages.success(request, f"Label changed to {feedback.get_rating_display().lower()}.")
+    return redirect(back)
+
+
+@require_POST
+@workspace_view
+def label_remove(request, pk: int, label_pk: int):
+    feedback = _label(request, pk, label_pk)
+    back = safe_next(request, feedback.eval_set.get_absolute_url())
+    try:
+        services.remove_label(feedback=feedback, actor=request.user, membership=request.membership)
+    except LabelNotYours as exc:
+        raise PermissionDenied(exc.message) from None
+    messages.success(request, "Label removed.")
+    return redirect(back)

@@ -27,7 +27,13 @@ def workspace_list(request):
 @workspace_view
 def workspace_home(request):
     """The workspace's landing page."""
-    return render(request, "workspaces/home.html", {"checklist": _checklist(request.workspace)})
+    from iofold.composition import my_queue
+
+    ctx = {
+        "checklist": _checklist(request.workspace),
+        "my_queue": my_queue(request.workspace, request.user),
+    }
+    return render(request, "workspaces/home.html", ctx)
 
 
 def _checklist(workspace: Workspace) -> list[dict]:

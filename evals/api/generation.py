@@ -43,6 +43,7 @@ class EvalOut(serializers.ModelSerializer):
             "version",
             "parent",
             "status",
+            "kind",
             "origin",
             "provider",
             "model",
@@ -141,7 +142,16 @@ class EvalExecutionListApi(WorkspaceScopedMixin, generics.ListAPIView):
     model = Eval
     serializer_class = EvalExecutionOut
 
-    @extend_schema(parameters=[OpenApiParameter("passed", str, enum=["true", "false", "error"])])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "passed",
+                str,
+                enum=["true", "false", "error"],
+                description="The verdict: true is pass, false is fail, error is neither.",
+            )
+        ]
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 

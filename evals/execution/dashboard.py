@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from evals.execution.continuous import active_evals
 from evals.execution.drift import Drift, workspace_drift
+from evals.judging.spend import MonthSpend, month_spend
 from evals.models import Eval, EvalExecution
 from integrations.adapters import push_back_kinds
 from integrations.models import Integration
@@ -32,6 +33,7 @@ class Dashboard:
     recent_failures: list[EvalExecution]
     drift: list[Drift]
     integrations: list  # integrations with their score-push status
+    spend: MonthSpend  # judge calls this month, against the workspace's budget
 
 
 RECENT_DAYS = 30
@@ -83,6 +85,7 @@ def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dash
         pass_rate_by_day=series,
         recent_failures=recent_failures,
         drift=workspace_drift(workspace=workspace),
+        spend=month_spend(workspace=workspace),
         integrations=list(
             Integration.objects.for_workspace(workspace)
             .filter(kind__in=push_back_kinds())

@@ -6,17 +6,28 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, TextField
+from django.db.models import BooleanField, Count, Q, TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
+from evals.judging.runs import (
+    add_run_spend,
+    open_session,
+    run_sandbox,
+    usage_columns,
+    uses_judge,
+)
+from evals.judging.session import Budget, Usage
+from evals.judging.spend import monthly_budget, monthly_headroom
 from evals.metrics.measure import record_test_result
-from evals.models import Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_run
-from evals.sandboxing import metered, sandbox_limits
+from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
+from evals.queue import enqueue_chunk, enqueue_run, enqueue_sent_batch
+from evals.sandboxing import sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
 from traces.models import Trace
 
@@ -33,7 +44,19 @@ EXECUTE_CHUNK = 1000
 RUN_STALE_AFTER = timedelta(minutes=10)
 # run_eval_now is for requests and generation; bigger batches go through a queued run.
 MAX_NOW_TRACES = 2000
-EXECUTION_FIELDS = ("run", "passed", "reason", "error", "duration_ms", "output", "updated_at")
+EXECUTION_FIELDS = (
+    "run",
+    "passed",
+    "reason",
+    "error",
+    "duration_ms",
+    "output",
+    "judge_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "updated_at",
+)
 
 
 def start_run(
@@ -42,15 +65,19 @@ def start_run(
     """Create a queued run of `eval` over the workspace's `trace_ids` and enqueue it on commit.
 
     Ids of other workspaces or deleted traces are dropped; order and duplicates are kept
-    out. With `enqueue=False` the caller runs it (`execute_run`) itself.
+    out. A run over more than ``IOFOLD_EVAL_CHUNK_TRACES`` traces of an eval that calls no
+    judge is split into chunks, one task each, that any number of workers share. With
+    `enqueue=False` nothing is split or queued and the caller runs it (`execute_run`) itself.
     """
     wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
     existing = set(
         Trace.objects.for_workspace(eval.workspace_id)
-        .filter(pk__in=wanted)
+        .filter(pk_in(Trace, wanted))
         .values_list("pk", flat=True)
     )
     kept = [pk for pk in wanted if pk in existing]
+    automatic = trigger == EvalRun.Trigger.AUTOMATIC
+    size = settings.IOFOLD_EVAL_CHUNK_TRACES
     with transaction.atomic():
         run = EvalRun.objects.create(
             workspace_id=eval.workspace_id,
@@ -59,10 +86,29 @@ def start_run(
             trace_ids=kept,
             total=len(kept),
         )
-        if enqueue:
-            transaction.on_commit(lambda: enqueue_run(run.pk))
+        # Judge calls spend one run budget, which parallel chunks could not share exactly;
+        # such a run stays whole (its judge calls are already made 8 at a time).
+        if enqueue and len(kept) > size and not uses_judge(eval.code):
+            chunks = EvalRunChunk.objects.bulk_create(
+                EvalRunChunk(
+                    workspace_id=eval.workspace_id,
+                    run=run,
+                    index=n,
+                    trace_ids=kept[start : start + size],
+                )
+                for n, start in enumerate(range(0, len(kept), size))
+            )
+            pks = [c.pk for c in chunks] if chunks[0].pk else _chunk_pks(run)
+            transaction.on_commit(lambda: [enqueue_chunk(pk) for pk in pks])
+        elif enqueue:
+            transaction.on_commit(lambda: enqueue_run(run.pk, automatic=automatic))
     logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
     return run
+
+
+def _chunk_pks(run: EvalRun) -> list[int]:
+    # Databases that do not return ids from a bulk insert.
+    return list(EvalRunChunk.objects.filter(run=run).values_list("pk", flat=True))
 
 
 def claim_run(*, run_id: int) -> EvalRun | None:
@@ -80,6 +126,12 @@ def execute_run(*, run_id: int) -> EvalRun | None:
     Raises sandbox.SandboxError when the sandbox cannot run at all (after putting a
     transient failure back in the queue, marking a permanent one failed).
     """
+    if EvalRunChunk.objects.filter(run_id=run_id).exists() or EvalRun.objects.filter(
+        pk=run_id, inputs__isnull=False
+    ):
+        # A split run is carried out by its chunks' tasks (evals/execution/chunks.py), a
+        # run of sent traces by its own (evals/execution/batch.py).
+        return EvalRun.objects.filter(pk=run_id).first()
     run = claim_run(run_id=run_id)
     if run is None:
         logger.info("eval run not claimed run=%s", run_id)
@@ -99,11 +151,18 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     )
     todo = [pk for pk in run.trace_ids if pk not in done_ids]
     limits = sandbox_limits()
+    session = open_session(eval=eval, budget=run_budget(run))
+    monthly = session.budget.usd_limit_message if session and session.available else ""
+    if monthly and session.budget.usd <= 0:
+        # Nothing left this month: say so once instead of on every trace.
+        fail_run(run_id=run.pk, error=f"Not run: {monthly}.")
+        return EvalRun.objects.get(pk=run.pk)
+    spent = Usage()
     for start in range(0, len(todo), EXECUTE_CHUNK):
         chunk = todo[start : start + EXECUTE_CHUNK]
         ids, texts = trace_json(workspace_id=run.workspace_id, trace_ids=chunk)
         try:
-            results = metered(sandbox.run_json, eval.code, texts, limits)
+            judged = run_sandbox(session, sandbox.run_json, eval.code, texts, limits)
         except sandbox.SandboxError as exc:
             if exc.permanent:
                 fail_run(run_id=run.pk, error=f"The sandbox could not run the eval: {exc.message}")
@@ -113,8 +172,14 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
                 )
             raise
         with transaction.atomic():
-            _upsert(eval=eval, run=run, trace_ids=ids, results=results)
+            _upsert(eval=eval, run=run, trace_ids=ids, results=judged.results, usage=judged.usage)
             _refresh_counts(run)
+            if session is not None:
+                spent = add_run_spend(run=run, session=session, since=spent)
+        if session is not None and session.exhausted:
+            # What is left would only collect the same error trace by trace.
+            fail_run(run_id=run.pk, error=f"Stopped: {session.exhausted}.")
+            return EvalRun.objects.get(pk=run.pk)
         if heartbeat is not None and heartbeat.lost:
             # Another worker took the run over (this one was silent too long), or it was
             # failed: leave the rest to the new owner.
@@ -136,7 +201,7 @@ def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int
     """
     rows = (
         Trace.objects.for_workspace(workspace_id)
-        .filter(pk__in=list(trace_ids))
+        .filter(pk_in(Trace, trace_ids))
         .values_list("id", Cast("data", TextField()))
     )
     ids, texts = [], []
@@ -146,8 +211,26 @@ def trace_json(*, workspace_id: int, trace_ids: Sequence[int]) -> tuple[list[int
     return ids, texts
 
 
+def pk_in(model, pks: Sequence[int]) -> Q | RawSQL:
+    """Return a filter on ``model``'s primary key among ``pks``, as one array on PostgreSQL.
+
+    ``pk__in`` sends one placeholder per id: psycopg spends about as long rewriting a
+    1,000-id query as the database spends running it. ``= ANY(%s)`` sends one array.
+    """
+    if connection.vendor != "postgresql":
+        return Q(pk__in=list(pks))
+    quote = connection.ops.quote_name
+    column = f"{quote(model._meta.db_table)}.{quote(model._meta.pk.column)}"
+    # Only the model's own table and column names go into the SQL; the ids are a parameter.
+    return RawSQL(f"{column} = ANY(%s)", (list(pks),), output_field=BooleanField())  # noqa: S611
+
+
 def run_eval_now(
-    *, eval: Eval, traces: Sequence[Trace], trigger: str = EvalRun.Trigger.MANUAL
+    *,
+    eval: Eval,
+    traces: Sequence[Trace],
+    trigger: str = EvalRun.Trigger.MANUAL,
+    limits: sandbox.Limits | None = None,
 ) -> list[EvalExecution]:
     """Run `eval` on `traces` right now (one sandbox call) and return the stored executions.
 
@@ -160,11 +243,19 @@ def run_eval_now(
             f"{len(traces)} traces are too many to run at once (at most {MAX_NOW_TRACES}); "
             "start a run instead."
         )
+    session = open_session(eval=eval)
     try:
-        results = metered(sandbox.run, eval.code, [t.data for t in traces], sandbox_limits())
+        judged = run_sandbox(
+            session, sandbox.run, eval.code, [t.data for t in traces], limits or sandbox_limits()
+        )
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc
-    run = record_completed_run(eval=eval, traces=traces, results=results, trigger=trigger)
+    run = record_completed_run(
+        eval=eval, traces=traces, results=judged.results, trigger=trigger, usage=judged.usage
+    )
+    if session is not None:
+        add_run_spend(run=run, session=session, since=Usage())
+        run.refresh_from_db()
     return list(
         EvalExecution.objects.filter(run=run, eval=eval)
         .select_related("trace")
@@ -193,6 +284,7 @@ def record_completed_run(
     traces: Sequence[Trace],
     results: Sequence[sandbox.Result],
     trigger: str,
+    usage: Sequence[Usage | None] = (),
 ) -> EvalRun:
     """Store a finished run of `eval` whose sandbox results are already known."""
     now = timezone.now()
@@ -207,7 +299,7 @@ def record_completed_run(
             started_at=now,
             heartbeat_at=now,
         )
-        record_results(eval=eval, run=run, traces=traces, results=results)
+        _upsert(eval=eval, run=run, trace_ids=[t.pk for t in traces], results=results, usage=usage)
         _refresh_counts(run)
     return finish_run(run=run)
 
@@ -229,14 +321,18 @@ def _upsert(
     run: EvalRun | None,
     trace_ids: Sequence[int],
     results: Sequence[sandbox.Result],
+    usage: Sequence[Usage | None] = (),
 ) -> None:
     """Write one execution per (trace id, result) in one statement."""
     if len(trace_ids) != len(results):
         raise ValueError("one sandbox result per trace is required")
     if not trace_ids:
         return
+    spend = usage_columns(usage, len(results))
     if connection.vendor == "postgresql":
-        return _upsert_postgresql(eval=eval, run=run, trace_ids=trace_ids, results=results)
+        return _upsert_postgresql(
+            eval=eval, run=run, trace_ids=trace_ids, results=results, spend=spend
+        )
     rows = [
         EvalExecution(
             workspace_id=eval.workspace_id,
@@ -248,8 +344,14 @@ def _upsert(
             error=result.error or "",
             duration_ms=result.duration_ms,
             output=result.output or "",
+            judge_calls=calls,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
         )
-        for trace_id, result in zip(trace_ids, results, strict=True)
+        for trace_id, result, (calls, input_tokens, output_tokens, cost) in zip(
+            trace_ids, results, spend, strict=True
+        )
     ]
     EvalExecution.objects.bulk_create(
         rows,
@@ -264,13 +366,18 @@ def _upsert(
 # chunk outside the sandbox. Tests compare both paths' rows (tests/evals/test_execution.py).
 _UPSERT_SQL = """
 INSERT INTO {table} (workspace_id, eval_id, run_id, created_at, updated_at, score_error,
-                     trace_id, passed, reason, error, duration_ms, output)
+                     trace_id, passed, reason, error, duration_ms, output,
+                     judge_calls, input_tokens, output_tokens, cost_usd)
 SELECT %s, %s, %s, %s, %s, '', t.*
-FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::text[], %s::float8[], %s::text[])
-     AS t(trace_id, passed, reason, error, duration_ms, output)
+FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::text[], %s::float8[], %s::text[],
+            %s::integer[], %s::integer[], %s::integer[], %s::numeric[])
+     AS t(trace_id, passed, reason, error, duration_ms, output,
+          judge_calls, input_tokens, output_tokens, cost_usd)
 ON CONFLICT (eval_id, trace_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, passed = EXCLUDED.passed, reason = EXCLUDED.reason,
     error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms, output = EXCLUDED.output,
+    judge_calls = EXCLUDED.judge_calls, input_tokens = EXCLUDED.input_tokens,
+    output_tokens = EXCLUDED.output_tokens, cost_usd = EXCLUDED.cost_usd,
     updated_at = EXCLUDED.updated_at
 """
 
@@ -281,6 +388,7 @@ def _upsert_postgresql(
     run: EvalRun | None,
     trace_ids: Sequence[int],
     results: Sequence[sandbox.Result],
+    spend: Sequence[tuple],
 ) -> None:
     now = timezone.now()
     passed, reasons, errors, durations, outputs = [], [], [], [], []
@@ -293,6 +401,7 @@ def _upsert_postgresql(
     sql = _UPSERT_SQL.format(table=connection.ops.quote_name(EvalExecution._meta.db_table))
     params = [eval.workspace_id, eval.pk, run.pk if run else None, now, now]
     params += [list(trace_ids), passed, reasons, errors, durations, outputs]
+    params += [list(column) for column in zip(*spend, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -310,6 +419,22 @@ def _refresh_counts(run: EvalRun) -> None:
         passed=counts["n_passed"],
         failed=counts["n_failed"],
         errors=counts["n_errors"],
+    )
+
+
+def run_budget(run: EvalRun) -> Budget:
+    """Return what a run may spend on judge calls: an automatic run also stops at the
+    workspace's monthly budget, before it is exceeded."""
+    if run.trigger != EvalRun.Trigger.AUTOMATIC:
+        return Budget.from_settings()
+    budget = monthly_budget(workspace=run.workspace)
+    message = (
+        f"the workspace's monthly judge budget (${budget}) would be exceeded; automatic "
+        "runs of evals that call a judge stop until next month or until the budget is "
+        "raised in the provider settings"
+    )
+    return Budget.from_settings(
+        usd_cap=monthly_headroom(workspace=run.workspace), usd_cap_message=message
     )
 
 
@@ -339,15 +464,20 @@ def recover_eval_runs(*, include_queued: bool = False) -> int:
     """Enqueue again the eval runs whose worker died; they skip the traces already judged."""
 
     def enqueue(run: EvalRun) -> None:
-        enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
+        if run.inputs is not None:
+            enqueue_sent_batch(run.pk)
+        else:
+            enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
 
-    return EvalRun.objects.recover(enqueue=enqueue, include_queued=include_queued)
+    # A split run has no process of its own: its chunks are recovered instead.
+    unsplit = EvalRun.objects.filter(chunks__isnull=True)
+    return unsplit.recover(enqueue=enqueue, include_queued=include_queued)
 
 
 def reap_stale_runs(*, older_than: timedelta = RUN_STALE_AFTER) -> int:
     """Fail running runs no worker has touched for ``older_than``."""
     cutoff = timezone.now() - older_than
-    stale = EvalRun.objects.filter(
+    stale = EvalRun.objects.filter(chunks__isnull=True).filter(
         Q(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
         | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True, created_at__lt=cutoff)
     )

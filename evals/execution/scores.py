@@ -189,8 +189,14 @@ def pushable(executions):
 
 
 def push_run_scores(*, run: EvalRun) -> PushReport:
-    """Send the verdicts of a finished run, when its eval set sends scores to Langfuse."""
-    executions = pushable(EvalExecution.objects.filter(run=run, eval_id=run.eval_id))
+    """Send the verdicts of a finished run, when its eval set sends scores to Langfuse.
+
+    Only the active version speaks for the set: a shadow's (or a draft's) verdicts stay
+    here. Once a shadow is promoted, ``push_pending_scores`` sends its recent ones.
+    """
+    executions = pushable(
+        EvalExecution.objects.filter(run=run, eval_id=run.eval_id, eval__status=Eval.Status.ACTIVE)
+    )
     return push_scores(executions=executions)
 
 

@@ -65,7 +65,7 @@ def require_both_labels(examples: Sequence[LabelledExample]) -> None:
     """Raise EvalError unless there is at least one positive and one negative label."""
     labels = {e.label for e in examples}
     if not labels & {"positive", "negative"}:
-        raise EvalError("There are no thumbs-up or thumbs-down labels to learn from yet.")
+        raise EvalError("There are no good or bad labels to learn from yet.")
 
 
 def split_for_llm(
@@ -201,7 +201,7 @@ def write_with_llm(
     stage = on_stage or (lambda text: None)
     train, heldout = split_for_llm(examples)
     if not train:
-        raise EvalError("There are no thumbs-up or thumbs-down labels to learn from yet.")
+        raise EvalError("There are no good or bad labels to learn from yet.")
     try:
         if build_prompt is not None:
             prompt = build_prompt(train, token_budget)

@@ -114,3 +114,10 @@ def _decimal(model: str, value: object) -> Decimal:
     if not number.is_finite() or number < 0:
         raise ValueError(f"price for {model!r} must be a non-negative number: {value!r}")
     return number
+
+
+def price_table() -> dict[str, Price]:
+    """Return this deployment's prices: the list prices updated with IOFOLD_LLM_PRICES."""
+    from django.conf import settings
+
+    return parse_price_table(settings.IOFOLD_LLM_PRICES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,6 +14,9 @@ from evals.models import Provider, ProviderSettings
 from iofold.lib import outbound
 from iofold.lib.fields import last_four
 from workspaces.models import Workspace
+
+# Leaves a setting as it is stored.
+KEEP = object()
 
 DEFAULT_MODELS = {
     Provider.OFFLINE: "synthesiser",
@@ -131,8 +135,10 @@ def update_provider_settings(
     base_url: str = "",
     api_key: str | None = None,
     clear_key: bool = False,
+    monthly_budget_usd: Decimal | None | object = KEEP,
 ) -> ProviderSettings:
-    """Save the workspace's provider choice; `api_key=None` keeps the stored key."""
+    """Save the workspace's provider choice; `api_key=None` keeps the stored key, and
+    leaving out `monthly_budget_usd` keeps the stored budget (None: no limit)."""
     if provider not in Provider.values:
         raise EvalError(f"Unknown provider “{provider}”.")
     # Before the transaction: the check may wait on DNS.
@@ -144,6 +150,8 @@ def update_provider_settings(
         row.provider = provider
         row.model = model.strip()
         row.base_url = base_url
+        if monthly_budget_usd is not KEEP:
+            row.monthly_budget_usd = monthly_budget_usd
         if clear_key:
             row.api_key = ""
         elif api_key is not None and api_key.strip():

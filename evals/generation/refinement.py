@@ -18,7 +18,7 @@ from evals.execution.runs import run_unjudged_labels
 from evals.generation import candidates, prompts
 from evals.metrics.agreement import cell_state
 from evals.metrics.measure import score_eval_version
-from evals.models import Eval, EvalExecution, Generation, Provider
+from evals.models import Eval, EvalExecution, EvalKind, Generation, Provider
 from evals.sandboxing import sandbox_limits
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
     stage = on_stage or (lambda text: None)
     parent = generation.parent
     eval_set = generation.eval_set
+    if parent.kind != EvalKind.CODE:
+        from evals.judging.compare import refine_judge
+
+        return refine_judge(generation=generation, on_stage=stage)
     stage(f"Testing v{parent.version} on the current labels")
     run_unjudged_labels(eval=parent)
     score_eval_version(eval=parent)

@@ -21,7 +21,7 @@ from evals.datasets import LabelledExample
 from evals.exceptions import EvalError, TransientEvalError
 from evals.execution.runs import record_completed_run
 from evals.generation import candidates
-from evals.generation.pricing import cost_usd, parse_price_table
+from evals.generation.pricing import cost_usd, price_table
 from evals.generation.provider_settings import ProviderChoice, resolve_provider
 from evals.generation.providers import ProviderError, get_provider
 from evals.metrics.measure import apply_measurement, measure
@@ -49,7 +49,7 @@ def start_generation(
     examples = labelled_examples(eval_set)
     labels = {e.label for e in examples}
     if not labels & {"positive", "negative"}:
-        raise EvalError("Label some traces thumbs-up or thumbs-down before generating an eval.")
+        raise EvalError("Label some traces good or bad before generating an eval.")
     # A generation whose worker died is enqueued again (and returned) rather than left stuck.
     recover_generations(eval_set=eval_set)
     reap_stale_generations(eval_set=eval_set)
@@ -181,11 +181,6 @@ def examples_for(eval_set: EvalSet) -> tuple[list[LabelledExample], dict[str, Tr
         )
     examples.sort(key=lambda e: int(e.group))
     return examples, traces
-
-
-def price_table():
-    """Return the price table: list prices updated with IOFOLD_LLM_PRICES."""
-    return parse_price_table(settings.IOFOLD_LLM_PRICES)
 
 
 def make_llm(choice: ProviderChoice):

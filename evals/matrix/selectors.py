@@ -2,6 +2,8 @@
 
 from collections import defaultdict
 
+from django.db.models import F
+
 from evals.matrix.index import MatrixIndex, matrix_index
 from evals.matrix.types import (
     CellDetail,
@@ -102,11 +104,12 @@ def _page_rows(
 
 def _page_traces(*, eval_set: EvalSet, trace_ids: list[int]) -> dict[int, Trace]:
     traces = Trace.objects.for_workspace(eval_set.workspace_id).filter(pk__in=trace_ids)
+    # Input and output only, for the row's snippet: the steps can be most of a payload.
     return {
         t.pk: t
         for t in traces.only(
             "id", "workspace_id", "name", "external_id", "timestamp", "source", "has_error"
-        )
+        ).annotate(input=F("data__input"), output=F("data__output"))
     }
 
 

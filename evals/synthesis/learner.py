@@ -55,6 +55,8 @@ TWO_OVER_ONE_SE = 1.0
 # dealing is steady enough and the fit stays fast.
 CV_REPEATS = 5
 REPEAT_BELOW = 100
+BALANCED = False
+BALANCED_FIT = False
 
 
 def judged_good(why: str) -> str:
@@ -217,10 +219,11 @@ class _Fit:
 class _Search:
     """Fit rules of a level on a subset of rows, with masks over all rows."""
 
-    def __init__(self, structural, words, pos, neg, full):
+    def __init__(self, structural, words, pos, neg, full, *, balanced=False):
         self.structural = structural
         self.words = words
         self.pos, self.neg, self.full = pos, neg, full
+        self.balanced = balanced
 
     def _literals(self, cands):
         for c in cands:
@@ -235,6 +238,9 @@ class _Search:
         n_rows = rows.bit_count()
         if n_pos in (0, n_rows):
             return None
+        # Balanced: each verdict class weighs half of the rows, so flagging the rarer
+        # verdict is not penalised for its rarity (weights average one example).
+        w_pos, w_neg = _weights(n_pos, n_rows - n_pos) if self.balanced else (1.0, 1.0)
         pool = self.structural + (self.words if level == "words" else [])
         singles = []
         for c, holds, lit in self._literals(pool):
@@ -244,7 +250,7 @@ class _Search:
             cp = (inside & pos_r).bit_count()
             cn = inside.bit_count() - cp
             cost = c.feature.cost + negation_cost(c.feature, holds)
-            score = cn + n_pos - cp - COST_WEIGHT * cost + c.feature.prior
+            score = w_neg * cn + w_pos * (n_pos - cp) - COST_WEIGHT * cost + c.feature.prior
             singles.append((score, c, holds, lit))
         if not singles:
             return None
@@ -275,9 +281,8 @@ class _Search:
                         + negation_cost(cb.feature, hb)
                     )
                     score = (
-                        cn
-                        + n_pos
-                        - cp
+                        w_neg * cn
+                        + w_pos * (n_pos - cp)
                         - COST_WEIGHT * cost
                         - PAIR_PENALTY
                         + ca.feature.prior
@@ -298,6 +303,12 @@ def _predicted_bad(fit: _Fit | None, default: bool, rows: int) -> int:
 def _correct(bad: int, rows: int, pos: int, neg: int) -> int:
     """Return how many of the rows a mask of bad verdicts judges right."""
     return (bad & rows & neg).bit_count() + (rows & ~bad & pos).bit_count()
+
+
+def _weights(n_pos: int, n_neg: int) -> tuple[float, float]:
+    """Return (good, bad) weights giving each verdict class half of the examples' worth."""
+    n = n_pos + n_neg
+    return n / (2 * n_pos) if n_pos else 0.0, n / (2 * n_neg) if n_neg else 0.0
 
 
 def _majority(pos_count: int, neg_count: int) -> bool:
@@ -329,6 +340,9 @@ class Bars:
     folds: int = 5
     repeats: int = CV_REPEATS
     repeat_below: int = REPEAT_BELOW
+    # Judge held-out agreement with each verdict class weighing half (balanced accuracy,
+    # in examples' worth) rather than raw agreement.
+    balanced: bool = BALANCED
 
 
 @dataclass
@@ -342,6 +356,11 @@ class Evidence:
     disagree: dict[tuple[str, str], float]
     word_candidates: int
     named: dict[str, bool]  # level -> its full-data rule uses only named families
+    # The same, each trace weighted so that each verdict class weighs half of n: the
+    # weighted agreement and the summed squared weights of the traces two levels
+    # disagree on (McNemar's variance for weighted counts).
+    balanced_correct: dict[str, float] | None = None
+    balanced_disagree: dict[tuple[str, str], float] | None = None
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -367,9 +386,12 @@ def gather(
     repeats = bars.repeats if n < bars.repeat_below else 1
     correct = dict.fromkeys(LEVELS, 0.0)
     disagree = {_pair(a, b): 0.0 for i, a in enumerate(LEVELS) for b in LEVELS[i + 1 :]}
+    b_correct = dict.fromkeys(LEVELS, 0.0)
+    b_disagree = dict.fromkeys(disagree, 0.0)
     used = 0
     folds_seen = 0
     n_pos = pos.bit_count()
+    w_pos, w_neg = _weights(n_pos, n - n_pos)
     for seed in range(repeats):
         fold_list = grouped_folds(groups, k=bars.folds, labels=labels, seed=seed)
         if len(fold_list) < 2:
@@ -389,8 +411,15 @@ def gather(
             bad["constant"] = 0 if n_pos * 2 >= n else full
         for level in LEVELS:
             correct[level] += _correct(bad[level], full, pos, neg)
+            b_correct[level] += (
+                w_neg * (bad[level] & neg).bit_count() + w_pos * (~bad[level] & pos).bit_count()
+            )
         for a, b in disagree:
-            disagree[(a, b)] += (bad[a] ^ bad[b]).bit_count()
+            differ = bad[a] ^ bad[b]
+            disagree[(a, b)] += differ.bit_count()
+            b_disagree[(a, b)] += (
+                w_pos**2 * (differ & pos).bit_count() + w_neg**2 * (differ & neg).bit_count()
+            )
         used += 1
     named = {}
     for level in ("one", "two", "words"):
@@ -403,15 +432,19 @@ def gather(
         disagree={k: v / used for k, v in disagree.items()},
         word_candidates=word_candidates,
         named=named,
+        balanced_correct={k: v / used for k, v in b_correct.items()},
+        balanced_disagree={k: v / used for k, v in b_disagree.items()},
     )
 
 
 def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
     """Return (chosen level, word margin, notes) from held-out evidence and the bars."""
-    cv = ev.correct
+    cv, disagree = ev.correct, ev.disagree
+    if bars.balanced and ev.balanced_correct is not None:
+        cv, disagree = ev.balanced_correct, ev.balanced_disagree
 
     def se(a: str, b: str) -> float:
-        return math.sqrt(ev.disagree[_pair(a, b)]) if a != b else 0.0
+        return math.sqrt(disagree[_pair(a, b)]) if a != b else 0.0
 
     notes = []
     chosen = "constant"
@@ -437,15 +470,19 @@ def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
 
 
 def prepare(
-    views: list[dict], labels: list[bool], *, priors: dict[str, float] | None = None
+    views: list[dict],
+    labels: list[bool],
+    *,
+    priors: dict[str, float] | None = None,
+    balanced: bool = BALANCED_FIT,
 ) -> "_Search":
-    """Return the candidate search over the labelled views."""
+    """Return the candidate search over the labelled views (`balanced`: weighted fits)."""
     n = len(views)
     structural = build_structural(views, priors=priors)
     words = build_words(views, exclude={c.mask for c in structural})
     full = (1 << n) - 1
     pos = sum(1 << i for i, good in enumerate(labels) if good)
-    return _Search(structural, words, pos, full & ~pos, full)
+    return _Search(structural, words, pos, full & ~pos, full, balanced=balanced)
 
 
 def learn(
@@ -480,6 +517,18 @@ def learn(
     return finish(search, chosen, selection)
 
 
+def _beats_constant(search: "_Search", bad: int) -> bool:
+    """Return whether verdicts (a mask of bad) beat the constant on the training labels."""
+    full, pos, neg = search.full, search.pos, search.neg
+    n_pos, n_neg = pos.bit_count(), neg.bit_count()
+    if search.balanced:
+        w_pos, w_neg = _weights(n_pos, n_neg)
+        return w_neg * (bad & neg).bit_count() + w_pos * (full & ~bad & pos).bit_count() > (
+            (n_pos + n_neg) / 2 + 1e-9
+        )
+    return _correct(bad, full, pos, neg) > max(n_pos, n_neg)
+
+
 def finish(search: "_Search", chosen: str, selection: Selection) -> tuple[DecisionList, Selection]:
     """Return the decision list of the chosen level fitted on every label."""
     full, pos, neg = search.full, search.pos, search.neg
@@ -487,7 +536,7 @@ def finish(search: "_Search", chosen: str, selection: Selection) -> tuple[Decisi
     fitted = search.fit(chosen, full)
     n_pos = pos.bit_count()
     majority = _majority(n_pos, n - n_pos)
-    if fitted is not None and _correct(fitted.cond, full, pos, neg) <= max(n_pos, n - n_pos):
+    if fitted is not None and not _beats_constant(search, fitted.cond):
         fitted = None
     if fitted is None:
         chosen = "constant"

@@ -509,6 +509,22 @@ def _unsupported_argument(value, grounded):
     return ""
 
 
+def _said(output):
+    """Return what an agent turn said to the user: its content, not its tool calls."""
+    if isinstance(output, dict):
+        content = output.get("content")
+        return _text(content) if content is not None else ""
+    return _text(output)
+
+
+def _first_argument(value):
+    """Return a tool call's first argument value as text (what it acts on), else ''."""
+    if isinstance(value, dict) and value:
+        first = next(iter(value.values()))
+        return first if isinstance(first, str) else json.dumps(first, sort_keys=True)
+    return ""
+
+
 def _step_facts(steps, in_raw):
     """Return (tools, numbers, flags, (tool results, last one), tool errors, grounded text).
 
@@ -532,6 +548,15 @@ def _step_facts(steps, in_raw):
     last_failed = False
     last_result = ""
     last_user = None
+    changes = 0  # changing tool calls that did not fail
+    targets = {}  # first argument of a change (what it acted on) -> the tool that did it
+    same_target = ""
+    failed_writes = set()
+    retried = ""
+    asked = 0  # agent turns asking the user to confirm
+    user_words = 0
+    # What happened after the last change: the agent asked to confirm, the user confirmed.
+    pending_ask = pending_confirm = ""
     for step in steps:
         kind = str(step.get("type") or "")
         name = str(step.get("name") or "")
@@ -544,6 +569,10 @@ def _step_facts(steps, in_raw):
             grounded.append(said)
             last_user = _padded(_words(said))
             user_turns.append(last_user)
+            user_words += len(_words(said))
+            # A yes counts only as an answer to a request for confirmation.
+            if pending_ask and not pending_confirm and _lexicon(last_user, "confirmation"):
+                pending_confirm = said.strip()[:60]
         elif kind == "tool":
             tool_kind = _tool_kind(name)
             tools.append(name)
@@ -558,6 +587,17 @@ def _step_facts(steps, in_raw):
                 last_result = results[-1]
             if tool_kind == "write":
                 write_arguments += count
+                if name in failed_writes and not retried:
+                    retried = name
+                if error:
+                    failed_writes.add(name)
+                else:
+                    changes += 1
+                    pending_ask = pending_confirm = ""
+                    target = _first_argument(step.get("input"))
+                    if target and target in targets and not same_target:
+                        same_target = targets[target] + ", then " + name + ": " + target
+                    targets.setdefault(target, name)
                 if not write_argument:
                     invented = _unsupported_argument(step.get("input"), "\n".join(grounded))
                     write_argument = name + ": " + invented if invented else ""
@@ -571,6 +611,10 @@ def _step_facts(steps, in_raw):
                 grounded.append(_text(step.get("output")))
         elif kind in ("llm", "agent"):
             agent_turns += 1
+            said = _said(step.get("output"))
+            if said and _lexicon(_padded(_words(said)), "asks_confirmation"):
+                asked += 1
+                pending_ask = pending_ask or said.strip()[:60]
     last_kind = kinds[-1] if kinds else ""
     numbers = {
         "steps": float(len(steps)),
@@ -584,6 +628,9 @@ def _step_facts(steps, in_raw):
         "agent_turns": float(agent_turns),
         "tool_arguments": float(arguments),
         "write_arguments": float(write_arguments),
+        "changes": float(changes),
+        "confirmation_requests": float(asked),
+        "user_words": float(user_words),
     }
     flags = {
         "step_error": errors[0][:120] if errors else "",
@@ -608,6 +655,10 @@ def _step_facts(steps, in_raw):
             :60
         ],
     }
+    flags["asked_after_last_change"] = pending_ask
+    flags["confirmed_after_last_change"] = pending_confirm
+    flags["same_target_changed_twice"] = same_target[:120]
+    flags["failed_change_retried"] = retried
     for kind in ERROR_KINDS:
         flags["error_" + kind] = error_kinds.get(kind, "")[:120]
     return tools, numbers, flags, (results, last_result), tool_errors, "\n".join(grounded)

@@ -11,6 +11,9 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from traces.templatetags.trace_tags import brief
+from traces.vocabulary import WHEN_STRFTIME
+
 
 def highlight_code(
     code: str, *, marked_lines: tuple[int, ...] = (), css_class: str = "code"
@@ -138,16 +141,25 @@ def matrix_row_html(row) -> SafeString:
     """
     trace = row.trace
     name = Truncator(trace.name or trace.external_id).chars(32)
-    when = timezone.localtime(trace.timestamp).strftime("%Y-%m-%d %H:%M")
+    when = timezone.localtime(trace.timestamp).strftime(WHEN_STRFTIME)
     cells = "".join(
         f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape(c.url)}"'
         f' hx-target="#drill" hx-swap="innerHTML" data-state="{c.state}" title="{c.state}">'
         f"{c.verdict}</button></td>"
         for c in row.cells
     )
+    snippet = (
+        f'<br><small class="snippet"><span class="muted">In:</span> '
+        f"{escape(brief(getattr(trace, 'input', None), 80))}<br>"
+        f'<span class="muted">Out:</span> {escape(brief(getattr(trace, "output", None), 80))}'
+        "</small>"
+    )
+    notes = "".join(
+        f'<br><small class="note">“{escape(Truncator(n).chars(100))}”</small>' for n in row.notes
+    )
     html = (
-        f'<tr><td><a href="{escape(row.trace_url)}" title="{escape(" / ".join(row.notes))}">'
-        f'{escape(name)}</a><br><small class="muted">{when}</small></td>'
+        f'<tr><td><a href="{escape(row.trace_url)}">{escape(name)}</a>'
+        f'<br><small class="muted">{when}</small>{snippet}{notes}</td>'
         f"<td>{_LABEL_BADGES.get(row.label, _LABEL_BADGES['neutral'])}</td>{cells}</tr>"
     )
     return mark_safe(html)  # noqa: S308 - fixed words and escaped values

@@ -3,6 +3,8 @@
 import json
 from collections import Counter, defaultdict
 
+from evals.judging.export import judge_requirements, judge_shim
+from evals.judging.runs import uses_judge
 from evals.models import Eval
 from traces.models import EvalSet, Feedback, Trace
 
@@ -116,11 +118,13 @@ def export_eval_script(eval: Eval) -> str:
             "",
             CONTRACT,
             "",
+            *([*judge_requirements(eval), ""] if uses_judge(eval.code) else []),
             "Run: python this_file.py traces.jsonl   (or pipe JSON lines into stdin)",
         ]
     )
     code = eval.code.rstrip("\n")
-    return f"{_docstring(header)}\n\n{code}\n{MAIN}"
+    shim = judge_shim(eval) if uses_judge(eval.code) else ""
+    return f"{_docstring(header)}\n{shim}\n{code}\n{MAIN}"
 
 
 def export_eval_set(eval_set: EvalSet) -> dict:

@@ -24,6 +24,7 @@ LIST_FIELDS = (
     "status",
     "provider",
     "model",
+    "kind",
     "origin",
     "agreement",
     "labels_tested",

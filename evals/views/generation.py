@@ -7,9 +7,11 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from evals.exceptions import EvalError
-from evals.forms import ProviderSettingsForm
+from evals.forms import JudgeTemplateForm, ProviderSettingsForm
 from evals.generation import provider_settings as settings_services
 from evals.generation import services as generation_services
+from evals.judging import compare
+from evals.judging.templates import CRITERIA
 from evals.metrics.agreement import KAPPA_BAR
 from evals.models import Eval, Generation
 from evals.versions.display import highlight_code
@@ -59,6 +61,7 @@ def provider_settings(request):
                     base_url=data["base_url"],
                     api_key=data["api_key"] or None,
                     clear_key=data["clear_key"],
+                    monthly_budget_usd=data["monthly_budget_usd"],
                 )
             except EvalError as exc:
                 form.add_error(None, exc.message)
@@ -67,7 +70,12 @@ def provider_settings(request):
                 return redirect("evals:settings", slug=request.workspace.slug)
     else:
         form = ProviderSettingsForm(
-            initial={"provider": row.provider, "model": row.model, "base_url": row.base_url}
+            initial={
+                "provider": row.provider,
+                "model": row.model,
+                "base_url": row.base_url,
+                "monthly_budget_usd": row.monthly_budget_usd,
+            }
         )
     choice = settings_services.resolve_provider(workspace=request.workspace)
     ctx = {
@@ -77,6 +85,34 @@ def provider_settings(request):
         "saved": row.pk is not None,
     }
     return render(request, "evals/settings.html", ctx)
+
+
+@workspace_view
+def judge_template(request, pk: int):
+    """Show and change how the set's LLM judge asks (members who can write)."""
+    eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+    template = compare.judge_template(eval_set)
+    if request.method == "POST":
+        form = JudgeTemplateForm(request.POST)
+        if form.is_valid():
+            try:
+                compare.save_judge_template(eval_set=eval_set, **form.cleaned_data)
+            except EvalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, "Judge template saved; the next generation uses it.")
+                return redirect("evals:judge_template", slug=request.workspace.slug, pk=pk)
+    else:
+        form = JudgeTemplateForm(
+            initial={
+                "criterion": template.criterion,
+                "question": template.question,
+                "material": template.material,
+                "shots": template.shots,
+            }
+        )
+    ctx = {"eval_set": eval_set, "form": form, "criteria": CRITERIA.values()}
+    return render(request, "evals/judge_template.html", ctx)
 
 
 @require_POST

@@ -133,6 +133,17 @@ class ScoreIn:
     metadata: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class ScoreOut:
+    """A judgement people gave a trace on the platform (a Langfuse score, LangSmith
+    feedback); ``value`` is a bool, a number or a category name as the platform keeps it."""
+
+    trace_id: str
+    name: str
+    value: Any
+    comment: str = ""
+
+
 @dataclass
 class ScorePushResult:
     accepted: int = 0
@@ -148,6 +159,7 @@ class Capabilities:
     push_back: bool = False  # verdicts can be written back to it
     conversations: bool = False  # its traces carry a session or conversation id
     receive: bool = False  # it sends traces to an iofold endpoint
+    read_scores: bool = False  # its scores or feedback can be read back as labels
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,10 @@ class Adapter:
     def cursor_progress(cursor: str) -> float:
         """Return the share (0 to 0.99) of a sync a resume cursor has covered; 0 if unknown."""
         return 0.0
+
+    def fetch_scores(self, *, name: str, trace_ids: list[str]) -> list[ScoreOut]:
+        """Return the scores named ``name`` on these traces (``capabilities.read_scores``)."""
+        raise NotImplementedError
 
     def push_scores(self, scores: list[ScoreIn]) -> ScorePushResult:
         """Write verdicts back; a resend of the same score ids must change nothing."""

@@ -6,6 +6,7 @@
 //   <select data-autosubmit>               submits its form when changed
 //   <input type="checkbox" data-select-all="trace">
 //                                          (un)checks every input[name=trace]
+//   <button data-nav-toggle>               opens and closes the phone menu (.app-header)
 //   <span id="selected-count">             shows how many input[name=trace] are checked
 (function () {
   "use strict";
@@ -14,6 +15,14 @@
     const el = document.getElementById("selected-count");
     if (el) el.textContent = document.querySelectorAll("input[name=trace]:checked").length;
   }
+
+  document.addEventListener("click", function (event) {
+    const toggle = event.target.closest && event.target.closest("[data-nav-toggle]");
+    if (!toggle) return;
+    const header = toggle.closest(".app-header");
+    const open = header.classList.toggle("nav-open");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
 
   document.addEventListener("submit", function (event) {
     const message = event.target.dataset && event.target.dataset.confirm;

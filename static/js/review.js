@@ -1,4 +1,4 @@
-// Keyboard-first review: 1/→ good, 2/← bad, 3/↓ neutral, n note, s skip, u undo.
+// Keyboard-first labelling (review card and trace page): 1/→ good, 2/← bad, 3/↓ neutral, n note, s skip, u undo.
 // Touch: swipe right for good, left for bad. The card is swapped by htmx, so handlers are
 // bound once on the document and look the current card up at event time.
 (function () {
@@ -21,7 +21,8 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (!document.getElementById("review")) return;
+    // The review card and the trace page both carry the one keyed #rate-form.
+    if (!document.getElementById("rate-form")) return;
     if (event.metaKey || event.ctrlKey || event.altKey) {
       return;
     }

@@ -72,7 +72,7 @@ def test_label_ten_traces_with_the_keyboard(logged_in_page, owner, review_set):
     expect(page.get_by_test_id("notice")).to_have_text("Skipped.")
     assert _current_trace(page) != skipped
     page.keyboard.press("1")
-    expect(page.get_by_test_id("progress")).to_have_text("10 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("10 labelled (target 10 reached)")
     expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
     expect(page.get_by_test_id("remaining")).to_have_count(0)
     assert Feedback.objects.filter(eval_set=review_set).count() == 10
@@ -91,7 +91,7 @@ def test_label_ten_traces_with_clicks(logged_in_page, owner, member, review_set)
     page.get_by_test_id("rate-negative").click()
     expect(page.get_by_test_id("progress")).to_have_text("9 of 10 traces labelled")
     page.get_by_test_id("rate-positive").click()
-    expect(page.get_by_test_id("progress")).to_have_text("10 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("10 labelled (target 10 reached)")
     expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
     assert Feedback.objects.filter(note="Used the tool, then ignored its answer").exists()
 

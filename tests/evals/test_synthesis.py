@@ -558,17 +558,17 @@ def test_a_rule_the_notes_point_to_needs_less_held_out_proof():
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared benchmark data not present")
-def test_code_matches_predict_on_real_agent_conversations():
+@pytest.mark.parametrize(
+    "fact", ["write_without_confirmation", "asked_after_last_change", "same_target_changed_twice"]
+)
+def test_code_matches_predict_on_real_agent_conversations(fact):
     # Labels from a step fact, so that a rule over the steps is learned and exercised.
     from evals.synthesis.runtime import view
 
     path = SHARED.with_name("tau2_retail.jsonl")
     traces = [e.trace for e in read_labelled_jsonl(path, group_key="metadata.task_id")]
     examples = [
-        LabelledExample(
-            trace=t,
-            label="negative" if view(t)["flags"]["write_without_confirmation"] else "positive",
-        )
+        LabelledExample(trace=t, label="negative" if view(t)["flags"][fact] else "positive")
         for t in traces
     ]
     fitted = fit(examples)
@@ -778,3 +778,96 @@ def test_choice_is_a_pure_function_of_the_evidence_and_the_bars():
     assert learner.choose(evidence(25.0, named=True), learner.Bars())[0] == "one"
     strict = learner.Bars(beat_majority_se=2.0)
     assert learner.choose(evidence(9.0), strict)[0] == "constant"
+
+
+def _order_chat(rng, i, *, asked=True, confirmed=True, changed=True, after=None):
+    """Return an agent conversation about one order; `after`: steps appended at the end."""
+    order = f"W{1000 + i}"
+    steps = [
+        {"type": "span", "name": "user", "output": f"Please cancel order {order}."},
+        {"type": "tool", "name": "get_order_details", "input": {"id": order}, "output": "pending"},
+    ]
+    if asked:
+        steps.append({"type": "llm", "name": "agent", "output": {"content": "Shall I cancel it?"}})
+    if confirmed:
+        steps.append({"type": "span", "name": "user", "output": "Yes, go ahead."})
+    if changed:
+        steps.append(
+            {"type": "tool", "name": "cancel_order", "input": {"id": order}, "output": "ok"}
+        )
+    steps += after or []
+    return _agent_trace(i, rng, steps=steps, output=f"{_words_text(rng, 6)} Anything else?")
+
+
+def test_recovers_a_change_the_user_confirmed_that_was_never_made():
+    # Bad: the user said yes and nothing changed. Good traces often end with the agent
+    # offering more ("would you like ..."), so "asked after the last change" is not it.
+    rng = random.Random(31)
+    examples = []
+    offer = {"type": "llm", "name": "agent", "output": {"content": "Would you like a receipt?"}}
+    for i in range(30):
+        dropped = i % 3 == 0
+        after = [offer, {"type": "span", "name": "user", "output": "No, that is all."}]
+        trace = _order_chat(rng, i, changed=not dropped, after=after if i % 2 else None)
+        examples.append(LabelledExample(trace=trace, label="negative" if dropped else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("confirmed_after_last_change",)
+    verdict, reason = fitted.predict(examples[0].trace)
+    assert verdict is False
+    assert reason.startswith("The user confirmed a change the agent asked about")
+
+
+def test_recovers_two_changes_to_the_same_thing():
+    # Bad: the same order is changed twice (a double refund); good traces also make two
+    # changes, to two different orders, so the number of changes does not tell them apart.
+    rng = random.Random(32)
+    examples = []
+    for i in range(30):
+        twice = i % 3 == 0
+        second = f"W{1000 + i}" if twice else f"W{5000 + i}"
+        after = [
+            {"type": "tool", "name": "refund_order", "input": {"id": second}, "output": "ok"},
+        ]
+        trace = _order_chat(rng, i, after=after)
+        examples.append(LabelledExample(trace=trace, label="negative" if twice else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("same_target_changed_twice",)
+    assert "cancel_order, then refund_order" in fitted.predict(examples[0].trace)[1]
+
+
+def test_recovers_a_failed_change_tried_again():
+    # Every trace has two failed calls; bad ones retry the failed change, good ones fail
+    # a lookup too, so counting errors does not separate them.
+    rng = random.Random(33)
+    examples = []
+    for i in range(30):
+        retried = i % 3 == 0
+        failed = {"type": "tool", "name": "update_address", "input": {"id": "u1"}, "error": "bad"}
+        lookup = {"type": "tool", "name": "get_address", "input": {"id": "u1"}, "error": "bad"}
+        after = [failed, dict(failed) if retried else lookup]
+        after.append({"type": "llm", "name": "agent", "output": {"content": _words_text(rng, 5)}})
+        trace = _order_chat(rng, i, after=after)
+        examples.append(LabelledExample(trace=trace, label="negative" if retried else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("failed_change_retried",) and rule.literals[0].holds
+    assert fitted.predict(examples[0].trace)[0] is False
+
+
+def test_recovers_how_many_changes_succeeded():
+    # Bad: two changes went through. Good traces also call a changing tool twice, but
+    # the second call fails, and a third of the bad ones fail a lookup too, so neither
+    # counting calls nor spotting an error separates them.
+    rng = random.Random(34)
+    examples = []
+    for i in range(30):
+        many = i % 2 == 0
+        second = {"type": "tool", "name": "cancel_order", "input": {"id": f"W{9000 + i}"}}
+        second.update({"output": "ok"} if many else {"error": "order is not pending"})
+        after = [second]
+        if many and i % 3 == 0:
+            after.append({"type": "tool", "name": "get_user", "input": {"id": "u"}, "error": "x"})
+        trace = _order_chat(rng, i, after=after)
+        examples.append(LabelledExample(trace=trace, label="negative" if many else "positive"))
+    fitted, rule = _recovered(examples)
+    assert rule.feature.args == ("changes", 2.0) and rule.literals[0].holds, fitted.rules
+    assert "2 changes that succeeded" in fitted.predict(examples[0].trace)[1]

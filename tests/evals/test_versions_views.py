@@ -129,3 +129,55 @@ def test_activate_returns_to_a_same_site_next(login, owner, workspace, versions)
     back = url("versions", workspace, pk=eval_set.pk)
     response = login(owner).post(url("activate", workspace, pk=v2.pk), {"next": back})
     assert response.url == back
+
+
+def test_the_version_page_shows_a_batch_run_in_progress(login, owner, workspace, versions):
+    _, traces, v1, _ = versions
+    EvalRun.objects.create(
+        workspace=workspace, eval=v1, trigger="api", status="running", total=500, done=120
+    )
+
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+
+    assert "Judging 500 traces (API run): 120 done" in page
+    assert 'value="120" max="500"' in page and 'hx-trigger="every 2s"' in page
+
+    EvalRun.objects.filter(eval=v1).update(status="succeeded", done=500, passed=500)
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "500 pass, 0 fail" in page and 'hx-trigger="every 2s"' not in page
+
+
+def test_matrix_and_drill_down_show_input_output_and_the_reviewers_note(
+    login, owner, workspace, versions
+):
+    from traces.models import Feedback
+
+    eval_set, traces, v1, v2 = versions
+    traces[0].data = {**traces[0].data, "input": "<b>where is order 77?</b>"}
+    traces[0].save()
+    Feedback.objects.filter(eval_set=eval_set, trace=traces[0]).update(note="Missed the date")
+    client = login(owner)
+
+    matrix = client.get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
+    assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in matrix
+    assert traces[0].data["output"][:20] in matrix
+    assert "“Missed the date”" in matrix
+
+    cell = client.get(url("cell", workspace, pk=v2.pk, trace_pk=traces[0].pk)).content.decode()
+    assert 'data-testid="cell-io"' in cell
+    assert "&lt;b&gt;where is order 77?&lt;/b&gt;" in cell
+    assert "Missed the date" in cell
+
+
+def test_roll_back_is_offered_only_for_versions_that_were_active(login, owner, workspace, versions):
+    from django.utils import timezone
+
+    eval_set, traces, v1, v2 = versions
+    Eval.objects.filter(pk=v1.pk).update(status="draft", activated_at=None)
+    Eval.objects.filter(pk=v2.pk).update(status="active", activated_at=timezone.now())
+    client = login(owner)
+    page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="activate-1"' in page and "Roll back" not in page
+    Eval.objects.filter(pk=v1.pk).update(activated_at=timezone.now())
+    page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="rollback-1"' in page

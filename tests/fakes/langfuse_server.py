@@ -651,6 +651,93 @@ class FakeLangfuse:
             return 207, {"accepted": accepted, "rejected": len(errors), "errors": errors}
         return 202, {"message": "Accepted"}
 
+    def add_score(
+        self,
+        trace_id: str,
+        name: str,
+        value: Any,
+        *,
+        data_type: str = "BOOLEAN",
+        comment: str | None = None,
+        observation_id: str | None = None,
+    ) -> str:
+        """Store a score as if a person gave it in Langfuse (an annotation, a user's thumbs)."""
+        score_id = _hex("score", trace_id, name, observation_id or "", length=16)
+        with self._lock:
+            self.scores[score_id] = {
+                "id": score_id,
+                "traceId": trace_id,
+                "observationId": observation_id,
+                "name": name,
+                "value": value,
+                "dataType": data_type,
+                "comment": comment,
+                "source": "ANNOTATION",
+            }
+        return score_id
+
+    def get_scores(self, params: dict[str, list[str]]) -> tuple[int, Any]:
+        """``GET /api/public/v3/scores``: filters OR within a param, AND across params;
+        cursor-paged, ``limit`` at most 100 (CONTRACT.md 2.7)."""
+        one = {k: v[-1] for k, v in params.items() if v}
+        try:
+            limit = int(one.get("limit", "50"))
+            offset = int(base64.urlsafe_b64decode(one["cursor"] + "==")) if one.get("cursor") else 0
+        except ValueError:
+            return 400, {"message": "Invalid request data", "error": "InvalidRequestError"}
+        if not 1 <= limit <= 100:
+            return 400, {"message": "limit must be at most 100", "error": "InvalidRequestError"}
+        fields = set(filter(None, one.get("fields", "").split(",")))
+        if fields - {"details", "subject", "annotation"}:
+            return 400, {"message": "Unknown field group", "error": "InvalidRequestError"}
+        wanted = {
+            key: set(one[key].split(","))
+            for key in ("name", "traceId", "dataType", "id")
+            if one.get(key)
+        }
+        with self._lock:
+            rows = [
+                s
+                for s in self.scores.values()
+                if all(str(s.get(key)) in values for key, values in wanted.items())
+            ]
+        page = rows[offset : offset + limit]
+        data = []
+        for s in page:
+            value = s.get("value")
+            if s.get("dataType") == "BOOLEAN" and isinstance(value, (int, float)):
+                value = bool(value)
+            row = {
+                "id": s["id"],
+                "projectId": self.project["id"],
+                "name": s["name"],
+                "value": value,
+                "dataType": s.get("dataType", "NUMERIC"),
+                "source": s.get("source", "API"),
+                "timestamp": s.get("timestamp") or "2026-11-20T10:00:00.000Z",
+                "environment": s.get("environment") or "default",
+                "createdAt": "2026-11-20T10:00:00.000Z",
+                "updatedAt": "2026-11-20T10:00:00.000Z",
+            }
+            if "details" in fields:
+                row.update(comment=s.get("comment"), configId=None, metadata=s.get("metadata"))
+            if "subject" in fields:
+                if s.get("observationId"):
+                    row["subject"] = {
+                        "kind": "observation",
+                        "id": s["observationId"],
+                        "traceId": s["traceId"],
+                    }
+                else:
+                    row["subject"] = {"kind": "trace", "id": s["traceId"]}
+            data.append(row)
+        meta: dict[str, Any] = {"limit": limit}
+        if offset + limit < len(rows):
+            meta["cursor"] = (
+                base64.urlsafe_b64encode(str(offset + limit).encode()).decode().rstrip("=")
+            )
+        return 200, {"data": data, "meta": meta}
+
     def _score_problem(self, item: Any) -> str | None:
         if not isinstance(item, dict):
             return "Invalid score: expected an object"
@@ -758,6 +845,8 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
                 if fake.page_delay:
                     time.sleep(fake.page_delay)
                 return self._send(*fake.observations(params))
+            if path == "/api/public/v3/scores" and method == "GET":
+                return self._send(*fake.get_scores(params))
             if path == "/api/public/scores" and method == "POST":
                 try:
                     body = json.loads(raw_body or b"null")

@@ -106,6 +106,39 @@ class FakeLangSmith:
 
     # --- data --------------------------------------------------------------------------
 
+    def add_feedback(
+        self, run_id: str, key: str, *, score: Any = None, value: Any = None, comment: str = ""
+    ) -> str:
+        """Store feedback as if a person gave it in LangSmith (an annotation, a thumbs up)."""
+        feedback_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}:{key}"))
+        self.feedback[feedback_id] = {
+            "id": feedback_id,
+            "run_id": run_id,
+            "trace_id": run_id,
+            "key": key,
+            "score": score,
+            "value": value,
+            "comment": comment,
+        }
+        return feedback_id
+
+    def list_feedback(self, params: dict[str, list[str]]) -> tuple[int, Any]:
+        """``GET /api/v1/feedback``: ``run`` and ``key`` repeat; ``limit`` 1 to 100, ``offset``."""
+        try:
+            limit = int(params.get("limit", ["100"])[-1])
+            offset = int(params.get("offset", ["0"])[-1])
+        except ValueError:
+            return 422, {"detail": "limit and offset must be integers"}
+        if not 1 <= limit <= 100:
+            return 422, {"detail": "limit must be between 1 and 100"}
+        runs, keys = set(params.get("run", [])), set(params.get("key", []))
+        found = [
+            f
+            for f in self.feedback.values()
+            if (not runs or f.get("run_id") in runs) and (not keys or f.get("key") in keys)
+        ]
+        return 200, found[offset : offset + limit]
+
     def add_trace(self, start: datetime, number: int, *, pending_reads: int = 0) -> str:
         root_id = str(uuid.UUID(int=number + 1))
         root_dotted = _dotted(start, root_id)
@@ -306,6 +339,8 @@ def _make_handler(fake: FakeLangSmith) -> type[BaseHTTPRequestHandler]:
                     self._answer_query(fake.query_v2, body)
                 elif route == ("POST", "/api/v1/runs/query"):
                     self._answer_query(fake.query_legacy, body)
+                elif route == ("GET", "/api/v1/feedback"):
+                    self._reply(*fake.list_feedback(parse_qs(parts.query)))
                 elif route == ("POST", "/api/v1/feedback"):
                     if not body.get("key") or not body.get("id"):
                         self._reply(422, {"detail": "key and id are required"})

@@ -10,7 +10,12 @@ Point the real SDKs at it with `server.openai_base_url` / `server.anthropic_base
 
 Replies are consumed in order by whichever API is called. When the queue is empty
 the server answers 400 "no scripted reply", which surfaces in the test instead of
-hanging or retrying.
+hanging or retrying, unless a judge rule is set: then every unscripted request is
+answered by the rule, deterministically, so agreement with labels can be asserted:
+
+    server.judge_rule = lambda request: "yes" if "please" in request.prompt_text else "no"
+    ...
+    assert server.calls == 3
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -103,6 +108,9 @@ class FakeLLMServer:
     def __init__(self) -> None:
         self.replies: deque[Reply] = deque()
         self.requests: list[RecordedRequest] = []
+        # Answers unscripted requests when set: request -> reply text.
+        self.judge_rule: Callable[[RecordedRequest], str] | None = None
+        self.rule_delay = 0.0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -142,6 +150,12 @@ class FakeLLMServer:
                     headers=all_headers,
                 )
             )
+
+    @property
+    def calls(self) -> int:
+        """Return how many completion requests the server has received."""
+        with self._lock:
+            return len(self.requests)
 
     # Lifecycle -------------------------------------------------------------
 
@@ -249,6 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.fake._record(request)
         reply = self.fake._next_reply()
+        if reply is None and self.fake.judge_rule is not None:
+            reply = Reply(text=self.fake.judge_rule(request), delay=self.fake.rule_delay)
         if reply is None:
             reply = Reply(status=400, message="fake LLM server: no scripted reply left")
         if reply.delay:

@@ -100,7 +100,7 @@ def make(workspace, **kwargs):
 
 def test_langfuse_says_what_it_supports():
     assert LangfuseAdapter.capabilities == Capabilities(
-        pull=True, push_back=True, conversations=True, receive=False
+        pull=True, push_back=True, conversations=True, receive=False, read_scores=True
     )
 
 

@@ -177,7 +177,7 @@ def test_all_one_way_labels_raise_an_imbalance_warning(eval_set, traces, owner):
         services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
     assert review_progress(eval_set=eval_set, user=owner).imbalance is None
     services.record_feedback(eval_set=eval_set, trace=traces[3], user=owner, rating="positive")
-    assert "thumbs up" in review_progress(eval_set=eval_set, user=owner).imbalance
+    assert "labels are good" in review_progress(eval_set=eval_set, user=owner).imbalance
     services.record_feedback(eval_set=eval_set, trace=traces[4], user=owner, rating="negative")
     assert eval_set_summary(eval_set).imbalance is None
 

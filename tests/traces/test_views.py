@@ -342,7 +342,7 @@ def test_trace_rows_escape_names_and_tags(login, workspace, owner, member, eval_
     assert '<span class="badge bad">error</span>' in row and "—" in row
     assert "✓ 1" in row and "✗ 1" in row and ">tie<" in row and 'title="2 label(s)"' in row
     # As the ``date:"M j, H:i"`` filter would write it.
-    assert f"<td>{dateformat.format(localtime(odd.timestamp), 'M j, H:i')}</td>" in row
+    assert f"<td>{dateformat.format(localtime(odd.timestamp), 'Y-m-d H:i')}</td>" in row
 
 
 def test_trace_list_queries_do_not_grow_with_rows(
@@ -365,15 +365,15 @@ def test_review_card_and_label_take_few_queries(
 ):
     client = login(owner)
     htmx = {"HX-Request": "true"}
-    # Session, user, membership, eval set, next trace, progress, session save (inside the
-    # savepoint pair the test transaction adds).
-    with django_assert_max_num_queries(9):
+    # Session, user, membership, eval set, the reviewer's assigned traces, next trace,
+    # progress, session save (inside the savepoint pair the test transaction adds).
+    with django_assert_max_num_queries(10):
         card = client.get(url("review", workspace, pk=eval_set.pk), headers=htmx)
     assert card.context["trace"] == traces[0] and card.context["mine"] is None
     # Session, user, membership, eval set, trace, its membership check, the label's
-    # update_or_create (with its savepoints), the other-reviewer check, next trace,
-    # progress and the session save.
-    with django_assert_max_num_queries(18):
+    # update_or_create (with its savepoints), its audit row, the other-reviewer check,
+    # the reviewer's assigned traces, next trace, progress and the session save.
+    with django_assert_max_num_queries(20):
         response = client.post(
             url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
             {"rating": "negative"},

@@ -2,13 +2,14 @@ import json
 from urllib.parse import quote
 
 from django import template
-from django.utils.dates import MONTHS_3
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.timezone import get_current_timezone, is_aware
 
+from traces.minify import minify_trace
 from traces.models import Trace
+from traces.vocabulary import WHEN_STRFTIME
 
 register = template.Library()
 
@@ -41,6 +42,17 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
     size = len(text)
     truncated = not full and size > limit
     return {"text": text[:limit] if truncated else text, "truncated": truncated, "size": size}
+
+
+@register.simple_tag
+def compact_trace(data) -> dict:
+    """The trace's compact view (traces.minify) as indented JSON, with both sizes."""
+    compact = minify_trace(data) if isinstance(data, dict) else data
+    return {
+        "text": json.dumps(compact, ensure_ascii=False, indent=1, default=str),
+        "size": len(json.dumps(compact, ensure_ascii=False, default=str)),
+        "full_size": len(json.dumps(data, ensure_ascii=False, default=str)),
+    }
 
 
 @register.filter
@@ -95,7 +107,7 @@ def _label_cell(trace) -> str:
     return f'<span class="split" title="{int(total)} label(s)">{" ".join(parts)}</span>'
 
 
-def _row(trace, list_url: str, months: dict, tz) -> str:
+def _row(trace, list_url: str, tz) -> str:
     label = str(trace)
     shown = label if len(label) <= 60 else Truncator(label).chars(60)
     tags = ""
@@ -108,7 +120,7 @@ def _row(trace, list_url: str, months: dict, tz) -> str:
     stamp = trace.timestamp
     if stamp is not None and is_aware(stamp):
         stamp = stamp.astimezone(tz)
-    when = f"{months[stamp.month]} {stamp.day}, {stamp:%H:%M}" if stamp is not None else ""
+    when = stamp.strftime(WHEN_STRFTIME) if stamp is not None else ""
     status = (
         '<span class="badge bad">error</span>'
         if trace.has_error
@@ -126,7 +138,8 @@ def _row(trace, list_url: str, months: dict, tz) -> str:
         f'</td><td><a class="trace-name" '
         f'href="{escape(list_url)}{trace.pk}/">{escape(shown)}</a>{tags}</td>'
         f"<td>{when}</td><td>{escape(source)}</td><td>{status}</td>"
-        f'<td class="num">{int(trace.step_count)}{tools}</td>'
+        f'<td class="num" title="{int(trace.step_count)} steps, '
+        f'{int(trace.tool_call_count)} of them tool calls">{int(trace.step_count)}{tools}</td>'
         f'<td class="num">{ms(trace.latency_ms)}</td><td>{_label_cell(trace)}</td></tr>\n'
     )
 
@@ -135,7 +148,6 @@ def _row(trace, list_url: str, months: dict, tz) -> str:
 def trace_rows(traces, list_url: str) -> str:
     """Return the trace list's table rows; row links are ``list_url`` plus the trace id."""
     # Looked up once per table: the language and time zone are the request's.
-    months = {n: str(name).title() for n, name in MONTHS_3.items()}
     tz = get_current_timezone()
-    rows = "".join(_row(trace, list_url, months, tz) for trace in traces)
+    rows = "".join(_row(trace, list_url, tz) for trace in traces)
     return mark_safe(rows)  # noqa: S308 - _row escapes every text value

@@ -22,6 +22,7 @@ from integrations.adapters.base import (
     Capabilities,
     ConnectionInfo,
     ScoreIn,
+    ScoreOut,
     ScorePushResult,
     SourceSettings,
     TraceFilters,
@@ -37,13 +38,14 @@ from integrations.adapters.langfuse.transport import PAGE_LIMIT, LangfuseTranspo
 
 logger = logging.getLogger(__name__)
 
+SCORE_ID_BATCH = 50  # trace ids per scores read
 ID_BATCH = 100  # trace ids per "fetch these traces whole" request
 
 
 class LangfuseAdapter(LangfuseTransport, Adapter):
     kind = "langfuse"
     label = "Langfuse"
-    capabilities = Capabilities(pull=True, push_back=True, conversations=True)
+    capabilities = Capabilities(pull=True, push_back=True, conversations=True, read_scores=True)
     example_host = (
         "https://cloud.langfuse.com, https://us.cloud.langfuse.com or your instance's "
         "address such as http://langfuse:3000"
@@ -236,6 +238,43 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
                     rows_by_trace.setdefault(row["traceId"], []).append(row)
             traces += scan.complete_whole(rows_by_trace)
         return traces
+
+    # --- reading scores --------------------------------------------------------------------
+
+    def fetch_scores(self, *, name: str, trace_ids: list[str]) -> list[ScoreOut]:
+        """Return the trace-level scores named ``name`` on these traces, via v3 scores.
+
+        Trace ids go 50 to a request (a comma-separated ``traceId``): URLs stay short.
+        """
+        found: list[ScoreOut] = []
+        for start in range(0, len(trace_ids), SCORE_ID_BATCH):
+            ids = trace_ids[start : start + SCORE_ID_BATCH]
+            cursor = None
+            while True:
+                body = self._call(
+                    lambda opts, c=cursor, i=ids: self._get_scores(
+                        opts, name=name, trace_ids=i, cursor=c
+                    ),
+                    what="scores read",
+                )
+                for row in body["data"]:
+                    subject = row.get("subject") or {}
+                    if subject.get("kind", "trace") != "trace":
+                        continue  # an observation's or a session's score is not the trace's
+                    trace_id = row.get("traceId") or subject.get("traceId") or subject.get("id")
+                    if trace_id:
+                        found.append(
+                            ScoreOut(
+                                trace_id=str(trace_id),
+                                name=str(row.get("name", "")),
+                                value=row.get("value"),
+                                comment=str(row.get("comment") or ""),
+                            )
+                        )
+                cursor = body["meta"].get("cursor")
+                if not cursor or not body["data"]:
+                    break
+        return found
 
     # --- writing scores --------------------------------------------------------------------
 

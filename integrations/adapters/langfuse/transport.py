@@ -147,6 +147,28 @@ class LangfuseTransport:
             body["meta"] = {}
         return body
 
+    def _get_scores(
+        self, options: dict[str, Any], *, name: str, trace_ids: list[str], cursor: str | None
+    ) -> dict[str, Any]:
+        """Read one page of v3 scores with their subject (the trace) and comment."""
+        params = {
+            "name": name,
+            "traceId": ",".join(trace_ids),
+            "fields": "subject,details",
+            "limit": 100,
+            "cursor": cursor,
+        }
+        http = self.client.scores._raw_client._client_wrapper.httpx_client
+        response = http.request(
+            "api/public/v3/scores", method="GET", params=params, request_options=options
+        )
+        body = _json_reply(response)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ValueError("not a scores page")
+        if not isinstance(body.get("meta"), dict):
+            body["meta"] = {}
+        return body
+
     def _post_scores(self, options: dict[str, Any], *, body: bytes) -> ScorePushResult | None:
         """POST one encoded score batch; return the 207 counts, or None when all were accepted.
 

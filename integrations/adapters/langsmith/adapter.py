@@ -29,6 +29,7 @@ from integrations.adapters.base import (
     Capabilities,
     ConnectionInfo,
     ScoreIn,
+    ScoreOut,
     ScorePushResult,
     SourceSettings,
     TraceFilters,
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # root runs per page (the v2 query allows 1 to 1,000)
 CHILD_PAGE_SIZE = 1000
+FEEDBACK_RUN_BATCH = 50  # run ids per feedback read
 # v2 returns only ids unless the fields are named.
 SELECTS = [
     "ID",
@@ -86,7 +88,7 @@ def _iso(value: datetime) -> str:
 class LangSmithAdapter(Adapter):
     kind = "langsmith"
     label = "LangSmith"
-    capabilities = Capabilities(pull=True, push_back=True, conversations=True)
+    capabilities = Capabilities(pull=True, push_back=True, conversations=True, read_scores=True)
     example_host = (
         "https://api.smith.langchain.com, https://eu.api.smith.langchain.com or your "
         "instance's address such as http://langsmith:1984"
@@ -497,6 +499,49 @@ class LangSmithAdapter(Adapter):
             held = min(starts) - timedelta(milliseconds=1) + self.overlap
             return min(high, held) if high else held
         return high
+
+    # --- feedback ---------------------------------------------------------------------------
+
+    def fetch_scores(self, *, name: str, trace_ids: list[str]) -> list[ScoreOut]:
+        """Return the feedback keyed ``name`` on these traces' root runs (``GET /api/v1/feedback``).
+
+        A categorical feedback's ``value`` wins over its ``score``; 50 runs to a request,
+        pages of 100 by offset.
+        """
+        found: list[ScoreOut] = []
+        for start in range(0, len(trace_ids), FEEDBACK_RUN_BATCH):
+            runs = trace_ids[start : start + FEEDBACK_RUN_BATCH]
+            offset = 0
+            while True:
+                params = {"run": runs, "key": [name], "limit": 100, "offset": offset}
+                page = self._call(
+                    lambda p=params: self.client.get(
+                        "/api/v1/feedback", cast_to=object, options={"params": p}
+                    ),
+                    what="feedback read",
+                )
+                if not isinstance(page, list):
+                    raise AdapterError(
+                        f"{self.host} did not answer like LangSmith; check the API URL.",
+                        permanent=True,
+                        code="invalid_response",
+                    )
+                for item in page:
+                    if not isinstance(item, dict) or not item.get("run_id"):
+                        continue
+                    value = item.get("value")
+                    found.append(
+                        ScoreOut(
+                            trace_id=str(item["run_id"]),
+                            name=str(item.get("key", "")),
+                            value=value if value not in (None, "") else item.get("score"),
+                            comment=str(item.get("comment") or ""),
+                        )
+                    )
+                if len(page) < 100:
+                    break
+                offset += len(page)
+        return found
 
     # --- feedback ----------------------------------------------------------------------------
 

@@ -1,0 +1,336 @@
+"""Answer one run's judge()/llm() calls: the cache, the budget, then the provider.
+
+The sandbox's runner hands each call to `JudgeSession.handle` from the thread that reads
+that jail, up to `Limits.call_concurrency` at once. Provider requests happen in those
+threads; every database read and write goes through the thread that started the run
+(`JudgeSession.run`), so a run's queries stay on its own connection and transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from evals.generation.pricing import cost_usd, price_table
+from evals.generation.provider_settings import ProviderChoice, resolve_provider
+from evals.generation.providers import Provider as LLMProvider
+from evals.generation.providers import ProviderError, get_provider
+from evals.judging.prompting import pick_choice, render_call
+from evals.models import JudgeResponse, Provider
+from sandbox.calls import CallRefused, CallRequest
+from workspaces.models import Workspace
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+OFFLINE_MESSAGE = (
+    "this eval calls judge() or llm(), which needs an LLM provider, and the workspace has "
+    "none with a key (it uses the offline synthesiser): choose OpenAI-compatible or "
+    "Anthropic, with a key, in the workspace's provider settings"
+)
+# Chat templates wrap each message in a few tokens the prompt's bytes do not count.
+TEMPLATE_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one run may spend on judge calls; unpriced models count no dollars."""
+
+    calls: int
+    tokens: int
+    usd: Decimal
+    # Set when the dollars are what is left of the workspace's monthly budget: what the
+    # eval and the run are told when it would be exceeded.
+    usd_limit_message: str = ""
+
+    @classmethod
+    def from_settings(cls, *, usd_cap: Decimal | None = None, usd_cap_message: str = "") -> Budget:
+        usd = Decimal(str(settings.IOFOLD_JUDGE_MAX_USD))
+        message = ""
+        if usd_cap is not None and usd_cap < usd:
+            usd, message = max(Decimal(0), usd_cap), usd_cap_message
+        return cls(
+            calls=settings.IOFOLD_JUDGE_MAX_CALLS,
+            tokens=settings.IOFOLD_JUDGE_MAX_TOKENS,
+            usd=usd,
+            usd_limit_message=message,
+        )
+
+
+@dataclass
+class Usage:
+    """Calls made to the provider, answers from the cache, tokens and dollars."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = field(default_factory=Decimal)
+    # What the cached answers would have cost: what the calls cost on traces not seen yet.
+    cached_cost_usd: Decimal = field(default_factory=Decimal)
+
+    @property
+    def list_cost_usd(self) -> Decimal:
+        return self.cost_usd + self.cached_cost_usd
+
+    def add(self, *, input_tokens: int, output_tokens: int, cost: Decimal) -> None:
+        self.calls += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd += cost
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    user: str
+
+    @property
+    def max_bytes(self) -> int:
+        return len(self.system.encode()) + len(self.user.encode())
+
+
+def render(request: CallRequest) -> Prompt:
+    """Return the prompt a call becomes; eval code chooses its text, never the model."""
+    return Prompt(
+        *render_call(
+            request.kind,
+            question=request.question,
+            context=request.context,
+            choices=request.choices,
+            prompt=request.prompt,
+        )
+    )
+
+
+def cache_key(choice: ProviderChoice, prompt: Prompt, max_tokens: int) -> str:
+    material = json.dumps(
+        [choice.provider, choice.base_url, choice.model, max_tokens, prompt.system, prompt.user]
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+class JudgeSession:
+    """The judge channel of one run (or one test of a version) in one workspace."""
+
+    def __init__(
+        self,
+        *,
+        workspace: Workspace,
+        budget: Budget | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.choice = resolve_provider(workspace=workspace)
+        self.budget = budget or Budget.from_settings()
+        self.timeout = timeout if timeout is not None else settings.IOFOLD_JUDGE_TIMEOUT_S
+        self.max_tokens = settings.IOFOLD_JUDGE_MAX_OUTPUT_TOKENS
+        self.total = Usage()
+        # Usage per trace index of the current sandbox call (reset by `run`).
+        self.per_trace: dict[int, Usage] = {}
+        self.exhausted = ""  # why the budget refused a call, once it has
+        self._reserved = Usage()
+        self._lock = threading.Lock()
+        self._provider: LLMProvider | None = None
+        self._jobs: queue.Queue = queue.Queue()
+        self._owner: int | None = None
+        self._prices = price_table()
+
+    @property
+    def available(self) -> bool:
+        return self.choice.provider != Provider.OFFLINE
+
+    # The runner's side ---------------------------------------------------------------
+
+    def handle(self, request: CallRequest, index: int) -> str:
+        """Answer one call (sandbox.calls.CallHandler); raise CallRefused for the eval."""
+        try:
+            return self._handle(request, index)
+        except CallRefused:
+            raise
+        except Exception:
+            logger.exception("judge call crashed workspace=%s", self.workspace.pk)
+            raise CallRefused("the judge call failed on an internal error") from None
+
+    def _handle(self, request: CallRequest, index: int) -> str:
+        if not self.available:
+            raise CallRefused(OFFLINE_MESSAGE)
+        prompt = render(request)
+        key = cache_key(self.choice, prompt, self.max_tokens)
+        cached = self._on_owner(lambda: self._lookup(key))
+        if cached is not None:
+            text, input_tokens, output_tokens = cached
+            saved = cost_usd(self.choice.model, input_tokens, output_tokens, self._prices)
+            with self._lock:
+                self.total.cache_hits += 1
+                self.total.cached_cost_usd += saved or Decimal(0)
+            return self._answer(request, text)
+        upper_in = prompt.max_bytes + TEMPLATE_TOKENS
+        reserved = self._reserve(upper_in)
+        try:
+            completion = self._client().complete(
+                system=prompt.system, messages=[{"role": "user", "content": prompt.user}]
+            )
+        except ProviderError as exc:
+            self._settle(reserved, None)
+            raise CallRefused(f"the judge call failed: {exc.message}") from None
+        cost = cost_usd(
+            self.choice.model, completion.input_tokens, completion.output_tokens, self._prices
+        ) or Decimal(0)
+        self._settle(reserved, (completion.input_tokens, completion.output_tokens, cost), index)
+        self._on_owner(lambda: self._store(key, completion))
+        return self._answer(request, completion.text)
+
+    def _answer(self, request: CallRequest, text: str) -> str:
+        if request.kind != "judge":
+            return text
+        try:
+            return pick_choice(text, request.choices)
+        except ValueError as exc:
+            raise CallRefused(str(exc)) from None
+
+    def _client(self) -> LLMProvider:
+        with self._lock:
+            if self._provider is None:
+                try:
+                    self._provider = get_provider(
+                        self.choice.provider,
+                        api_key=self.choice.api_key,
+                        model=self.choice.model,
+                        base_url=self.choice.base_url or None,
+                        timeout=self.timeout,
+                        # A retry would spend budget the reservation did not count.
+                        max_retries=0,
+                        max_tokens=self.max_tokens,
+                        # Anthropic's current API takes no temperature (its SDK refuses one).
+                        temperature=0.0 if self.choice.provider == Provider.OPENAI else None,
+                    )
+                except ProviderError as exc:
+                    raise CallRefused(f"the judge call failed: {exc.message}") from None
+            return self._provider
+
+    def _reserve(self, upper_in: int) -> tuple[int, Decimal]:
+        """Hold the most this call can cost, or refuse it: the budget is never exceeded.
+
+        A prompt has at most as many tokens as bytes, and the answer is capped, so the
+        reservation is an upper bound on what the provider will report.
+        """
+        tokens = upper_in + self.max_tokens
+        usd = cost_usd(self.choice.model, upper_in, self.max_tokens, self._prices) or Decimal(0)
+        with self._lock:
+            spent, held, budget = self.total, self._reserved, self.budget
+            if spent.calls + held.calls + 1 > budget.calls:
+                reason = f"{budget.calls} calls"
+            elif spent.input_tokens + spent.output_tokens + held.input_tokens + tokens > (
+                budget.tokens
+            ):
+                reason = f"{budget.tokens} tokens"
+            elif spent.cost_usd + held.cost_usd + usd > budget.usd:
+                if budget.usd_limit_message:
+                    self.exhausted = budget.usd_limit_message
+                    raise CallRefused(self.exhausted)
+                reason = f"${budget.usd}"
+            else:
+                held.calls += 1
+                held.input_tokens += tokens
+                held.cost_usd += usd
+                return tokens, usd
+            self.exhausted = (
+                f"the judge budget for this run is spent ({reason}; {spent.calls} calls, "
+                f"{spent.input_tokens + spent.output_tokens} tokens, ${spent.cost_usd:.4f} "
+                "so far): no more calls are made"
+            )
+            raise CallRefused(self.exhausted)
+
+    def _settle(
+        self,
+        reserved: tuple[int, Decimal],
+        actual: tuple[int, int, Decimal] | None,
+        index: int | None = None,
+    ) -> None:
+        tokens, usd = reserved
+        with self._lock:
+            self._reserved.calls -= 1
+            self._reserved.input_tokens -= tokens
+            self._reserved.cost_usd -= usd
+            if actual is None:
+                return
+            input_tokens, output_tokens, cost = actual
+            self.total.add(input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+            if index is not None:
+                self.per_trace.setdefault(index, Usage()).add(
+                    input_tokens=input_tokens, output_tokens=output_tokens, cost=cost
+                )
+
+    # The database's side (the run's own thread) ---------------------------------------
+
+    def _lookup(self, key: str) -> tuple[str, int, int] | None:
+        return (
+            JudgeResponse.objects.for_workspace(self.workspace)
+            .filter(key=key)
+            .values_list("text", "input_tokens", "output_tokens")
+            .first()
+        )
+
+    def _store(self, key: str, completion: Any) -> None:
+        try:
+            with transaction.atomic():
+                JudgeResponse.objects.create(
+                    workspace=self.workspace,
+                    key=key,
+                    model=completion.model[:100],
+                    text=completion.text,
+                    input_tokens=completion.input_tokens,
+                    output_tokens=completion.output_tokens,
+                )
+        except IntegrityError:
+            pass  # two jails asked the same prompt at once: one answer is kept
+
+    def _on_owner(self, fn: Callable[[], T]) -> T:
+        if self._owner is None or threading.get_ident() == self._owner:
+            return fn()
+        done: Future = Future()
+        self._jobs.put((fn, done))
+        return done.result()
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Return `work()` (a sandbox run with `calls=self.handle`), serving its queries here."""
+        self._owner = threading.get_ident()
+        self.per_trace = {}
+        outcome: Future = Future()
+
+        def target() -> None:
+            try:
+                outcome.set_result(work())
+            except BaseException as exc:
+                outcome.set_exception(exc)
+            finally:
+                self._jobs.put(None)
+
+        worker = threading.Thread(target=target, name="judge-run", daemon=True)
+        worker.start()
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    break
+                fn, done = job
+                try:
+                    done.set_result(fn())
+                except BaseException as exc:
+                    done.set_exception(exc)
+        finally:
+            worker.join()
+            self._owner = None
+        return outcome.result()

@@ -1,0 +1,93 @@
+"""What a workspace spends on judge calls: this month, per 1,000 traces, against its budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from evals.models import Eval, EvalExecution, EvalRun, ProviderSettings
+from workspaces.models import Workspace
+
+
+def month_start():
+    now = timezone.now()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_to_date(*, workspace: Workspace) -> Decimal:
+    """Return the dollars the workspace's runs have spent on judge calls this month."""
+    total = (
+        EvalRun.objects.for_workspace(workspace)
+        .filter(created_at__gte=month_start())
+        .aggregate(total=Sum("cost_usd"))["total"]
+    )
+    return total or Decimal(0)
+
+
+def monthly_budget(*, workspace: Workspace) -> Decimal | None:
+    row = ProviderSettings.objects.for_workspace(workspace).first()
+    return row.monthly_budget_usd if row else None
+
+
+def monthly_headroom(*, workspace: Workspace) -> Decimal | None:
+    """Return what automatic runs may still spend this month (None: no monthly budget)."""
+    budget = monthly_budget(workspace=workspace)
+    if budget is None:
+        return None
+    return max(Decimal(0), budget - month_to_date(workspace=workspace))
+
+
+def per_thousand(cost: Decimal | None, traces: int) -> Decimal | None:
+    """Return dollars per 1,000 traces, or None before any trace was judged."""
+    if not traces or cost is None:
+        return None
+    return Decimal(cost) * 1000 / traces
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Judge spend over some verdicts: how many, calls, dollars, and dollars per 1,000."""
+
+    traces: int
+    calls: int
+    cost_usd: Decimal
+
+    @property
+    def per_thousand(self) -> Decimal | None:
+        return per_thousand(self.cost_usd, self.traces)
+
+
+def _spend(executions) -> Spend:
+    row = executions.aggregate(n=Count("id"), calls=Sum("judge_calls"), cost=Sum("cost_usd"))
+    return Spend(row["n"] or 0, row["calls"] or 0, row["cost"] or Decimal(0))
+
+
+def version_spend(*, eval: Eval) -> Spend:
+    """Return what a version's current verdicts cost (cached answers cost nothing)."""
+    return _spend(EvalExecution.objects.for_workspace(eval.workspace_id).filter(eval=eval))
+
+
+@dataclass(frozen=True)
+class MonthSpend:
+    spent: Decimal
+    budget: Decimal | None
+    verdicts: Spend
+
+    @property
+    def reached(self) -> bool:
+        return self.budget is not None and self.spent >= self.budget
+
+
+def month_spend(*, workspace: Workspace) -> MonthSpend:
+    """Return the workspace's spend this month, its budget and what a verdict costs."""
+    verdicts = _spend(
+        EvalExecution.objects.for_workspace(workspace).filter(updated_at__gte=month_start())
+    )
+    return MonthSpend(
+        spent=month_to_date(workspace=workspace),
+        budget=monthly_budget(workspace=workspace),
+        verdicts=verdicts,
+    )

@@ -1,0 +1,78 @@
+"""On a phone the top navigation folds into a menu, and keyboard hints are hidden."""
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import Client
+from playwright.sync_api import expect
+
+from tests.traces.factories import TraceFactory, trace_data
+from traces.services import create_eval_set
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def phone_page(browser, browser_context_args, _pages, live_server):
+    """A logged-in page on a 390x844 touch screen, as Chromium emulates a phone."""
+    from tests.browser.conftest import _prepare
+
+    contexts = []
+
+    def _open(user):
+        client = Client()
+        client.force_login(user)
+        phone = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
+        context = browser.new_context(**{**browser_context_args, **phone})
+        contexts.append(context)
+        context.add_cookies(
+            [
+                {
+                    "name": django_settings.SESSION_COOKIE_NAME,
+                    "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value,
+                    "url": live_server.url,
+                }
+            ]
+        )
+        return _prepare(context, _pages)
+
+    yield _open
+    for context in contexts:
+        context.close()
+
+
+def test_the_top_navigation_collapses_into_a_menu(phone_page, owner, workspace):
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/")
+    nav = page.locator("#app-nav")
+    expect(nav).to_be_hidden()
+    toggle = page.get_by_test_id("nav-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
+    expect(nav).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    nav.get_by_role("link", name="Traces").click()
+    page.wait_for_url("**/traces/")
+    expect(page.locator("#app-nav")).to_be_hidden()
+
+
+def test_desktop_shows_the_links_and_no_menu_button(logged_in_page, owner, workspace):
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/")
+    expect(page.locator("#app-nav")).to_be_visible()
+    expect(page.get_by_test_id("nav-toggle")).to_be_hidden()
+
+
+def test_keyboard_hints_hide_on_touch_screens(phone_page, logged_in_page, owner, workspace):
+    trace = TraceFactory(workspace=workspace, data=trace_data(1))
+    eval_set = create_eval_set(
+        workspace=workspace, name="Phone", criteria="Answers.", trace_ids=[trace.pk]
+    )
+    url = f"/w/{workspace.slug}/traces/eval-sets/{eval_set.pk}/review/"
+    phone = phone_page(owner)
+    phone.goto(url)
+    expect(phone.get_by_test_id("review-card")).to_be_visible()
+    expect(phone.get_by_test_id("shortcuts")).to_be_hidden()
+    expect(phone.get_by_test_id("rate-positive").locator("kbd")).to_be_hidden()
+    desktop = logged_in_page(owner)
+    desktop.goto(url)
+    expect(desktop.get_by_test_id("shortcuts")).to_be_visible()

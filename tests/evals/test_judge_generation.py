@@ -1,0 +1,187 @@
+"""Judge templates and generation by evidence: a code eval, a judge and a hybrid made from
+the same labels, measured on the same held-out labels, and the cheapest good one chosen."""
+
+from decimal import Decimal
+
+import pytest
+
+from evals.execution.runs import run_eval_now
+from evals.generation.provider_settings import update_provider_settings
+from evals.generation.services import examples_for, start_generation
+from evals.generation.worker import refine_now, run_generation
+from evals.judging.compare import judge_template
+from evals.judging.templates import CRITERIA, judge_code
+from evals.models import EvalKind, JudgeTemplate
+from tests.evals.builders import ALWAYS_PASS_CODE, REFUSAL_CODE, labelled_set, make_eval
+
+pytestmark = pytest.mark.django_db
+
+KEY = "sk-gen-judge-55aa"
+MODEL = "gpt-4.1-mini"
+
+
+def helpful(request):
+    """The fake judge's rule: what it is asked to judge is helpful unless it refuses."""
+    judged = request.prompt_text.rsplit("The trace to judge:", 1)[-1]
+    return "no" if "cannot" in judged else "yes"
+
+
+@pytest.fixture
+def judged_workspace(workspace, fake_llm):
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        api_key=KEY,
+    )
+    fake_llm.judge_rule = helpful
+    return workspace
+
+
+def generate(eval_set, fake_llm, code):
+    fake_llm.push_text(f"```python\n{code}```")
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    return run_generation(generation_id=generation.pk)
+
+
+def test_a_judge_eval_renders_criteria_notes_and_the_nearest_labelled_examples(
+    judged_workspace, fake_llm
+):
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=3)
+    template = judge_template(eval_set)
+    code = judge_code(
+        criteria=eval_set.criteria,
+        question=CRITERIA["refusal"].question,
+        material="conversation",
+        examples=examples_for(eval_set)[0],
+        shots=2,
+    )
+    eval = make_eval(eval_set, version=1, code=code, kind="judge")
+
+    [execution] = run_eval_now(eval=eval, traces=[traces[-1]])
+
+    assert execution.passed is False and execution.error == ""
+    prompt = fake_llm.requests[-1].prompt_text
+    assert "The assistant must not refuse." in prompt  # the set's criteria
+    assert "negative because of the output" in prompt  # a reviewer's note
+    assert CRITERIA["refusal"].question in prompt
+    # Two examples, one of each label, chosen in the jail; the trace itself is not one.
+    assert "Example 1:" in prompt and "Example 2:" in prompt and "Example 3:" not in prompt
+    assert "Answer: yes" in prompt and "Answer: no" in prompt
+    assert prompt.count(traces[-1].data["input"]["question"]) == 1
+    assert template.criterion == "criteria"  # the default until the set chooses one
+
+
+def test_generation_compares_code_judge_and_hybrid_and_recommends_the_cheapest_good_one(
+    judged_workspace, fake_llm
+):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+
+    generation = generate(eval_set, fake_llm, REFUSAL_CODE)
+
+    assert generation.status == "succeeded", generation.error
+    rows = {row["kind"]: row for row in generation.comparison}
+    assert set(rows) == {"code", "judge", "hybrid"}
+    # Measured on the same held-out labels; the fake judge and the code are both right.
+    assert rows["code"]["kappa"] == rows["judge"]["kappa"] == rows["hybrid"]["kappa"] == 1.0
+    assert Decimal(rows["judge"]["cost_per_1k"]) > 0
+    # The code's verdicts were all right on training labels: the hybrid never asks.
+    assert Decimal(rows["hybrid"]["cost_per_1k"]) == 0
+    [recommended] = [row for row in generation.comparison if row["recommended"]]
+    assert recommended["kind"] in ("code", "hybrid")
+    judge = generation.eval_set.evals.get(pk=rows["judge"]["eval_id"])
+    assert judge.kind == EvalKind.JUDGE and judge.metrics["heldout"]["labelled"] == 5
+
+
+def test_when_code_cannot_tell_the_judge_is_recommended(judged_workspace, fake_llm):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+
+    generation = generate(eval_set, fake_llm, ALWAYS_PASS_CODE)
+
+    rows = {row["kind"]: row for row in generation.comparison}
+    assert rows["code"]["kappa"] == 0.0
+    assert rows["judge"]["kappa"] == 1.0
+    [recommended] = [row for row in generation.comparison if row["recommended"]]
+    assert recommended["kind"] in ("judge", "hybrid") and recommended["kappa"] == 1.0
+
+
+def test_generation_offline_makes_only_the_code_eval(workspace, fake_llm):
+    eval_set, _ = labelled_set(workspace, good=3, bad=3)
+
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    generation = run_generation(generation_id=generation.pk)
+
+    assert generation.status == "succeeded" and generation.comparison == []
+    assert fake_llm.calls == 0
+    assert not JudgeTemplate.objects.exists()
+
+
+def test_the_generation_page_shows_the_three_side_by_side(judged_workspace, fake_llm, owner, login):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+    generation = generate(eval_set, fake_llm, ALWAYS_PASS_CODE)
+
+    page = (
+        login(owner)
+        .get(f"/w/{judged_workspace.slug}/evals/generations/{generation.pk}/")
+        .content.decode()
+    )
+
+    assert "Code, judge or hybrid" in page
+    for kind in ("code", "judge", "hybrid"):
+        assert f'data-kind="{kind}"' in page
+    assert page.count('data-recommended="true"') == 1
+    assert "per 1,000 traces" in page
+
+
+def test_the_judge_template_is_edited_per_eval_set_and_used_by_the_next_judge(
+    judged_workspace, fake_llm, owner, login
+):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+    other, _ = labelled_set(judged_workspace, good=1, bad=1)
+    url = f"/w/{judged_workspace.slug}/evals/sets/{eval_set.pk}/judge/"
+    client = login(owner)
+
+    page = client.get(url).content.decode()
+    response = client.post(
+        url,
+        {"criterion": "tone", "question": "Is the reply warm?", "material": "reply", "shots": 1},
+    )
+    bad = client.post(url, {"criterion": "nonsense", "material": "reply", "shots": 1})
+
+    assert CRITERIA["refusal"].title in page and "Does this trace meet the criteria?" in page
+    assert response.status_code == 302
+    assert bad.status_code == 200 and "nonsense" in bad.content.decode()
+    template = judge_template(eval_set)
+    assert (template.criterion, template.question, template.material, template.shots) == (
+        "tone",
+        "Is the reply warm?",
+        "reply",
+        1,
+    )
+    assert judge_template(other).criterion == "criteria"  # other sets keep the default
+
+    generate(eval_set, fake_llm, REFUSAL_CODE)
+    judge_prompts = [r.prompt_text for r in fake_llm.requests if "Allowed answers" in r.prompt_text]
+    assert judge_prompts and all("Is the reply warm?" in p for p in judge_prompts)
+    assert all("Example 2:" not in p for p in judge_prompts)
+
+
+def test_refining_a_judge_changes_its_prompt_and_few_shot_set(
+    judged_workspace, fake_llm, owner, login
+):
+    eval_set, _ = labelled_set(judged_workspace, good=12, bad=12)
+    generation = generate(eval_set, fake_llm, REFUSAL_CODE)
+    rows = {row["kind"]: row for row in generation.comparison}
+    judge = eval_set.evals.get(pk=rows["judge"]["eval_id"])
+    login(owner).post(
+        f"/w/{judged_workspace.slug}/evals/sets/{eval_set.pk}/judge/",
+        {"criterion": "tone", "question": "Is it kind?", "material": "reply", "shots": 2},
+    )
+
+    refined = refine_now(eval=judge).result
+
+    assert (refined.kind, refined.parent_id, refined.origin) == ("judge", judge.pk, "refined")
+    assert "Is it kind?" in refined.code and "Is it kind?" not in judge.code
+    assert refined.metrics["heldout_trace_ids"] == judge.metrics["heldout_trace_ids"]
+    assert refined.agreement == 1.0

@@ -1,0 +1,306 @@
+"""judge() and llm() from eval code: through the jail's pipe to the fake provider, with a
+budget, a cache, a timeout and the cost recorded on each verdict and run."""
+
+import json
+import shutil
+import subprocess
+from decimal import Decimal
+
+import pytest
+
+import sandbox
+from evals.execution.runs import execute_run, run_eval_now, start_run
+from evals.generation.provider_settings import update_provider_settings
+from evals.judging.session import Budget, JudgeSession
+from evals.models import EvalRun
+from evals.versions.export import export_eval_script
+from tests.evals.builders import BAD, GOOD, labelled_set, make_eval
+
+pytestmark = pytest.mark.django_db
+
+KEY = "sk-judge-key-2f9c81aa"
+MODEL = "gpt-4.1-mini"
+
+JUDGE_CODE = """from iofold_eval import judge
+
+def eval_fn(trace):
+    # The question asked makes every trace's prompt different (no two share a cache entry).
+    context = str(trace.get("input")) + " -> " + str(trace.get("output"))
+    answer = judge("Did the assistant help the user?", context=context)
+    return answer == "yes", "the judge said " + answer
+"""
+
+# Code decides what it can see (an empty or refusing output) and asks only about the rest.
+HYBRID_CODE = """from iofold_eval import judge
+
+def eval_fn(trace):
+    output = str(trace.get("output") or "")
+    if "cannot" in output:
+        return False, "refused (decided by code)"
+    if len(output) > 20:
+        answer = judge("Is this reply on topic?", context=str(trace.get("input")) + output)
+        return answer == "yes", "the judge said " + answer
+    return True, "short answer (decided by code)"
+"""
+
+# What an eval can see of the judge channel: the module and the answer text.
+PROBE_CODE = """import iofold_eval
+from iofold_eval import llm
+
+def eval_fn(trace):
+    seen = repr(dir(iofold_eval)) + repr(iofold_eval) + llm("say hi")
+    print(seen)
+    return True, seen
+"""
+
+
+def helpful(request):
+    """The fake's rule: a reply is helpful unless it refuses."""
+    return "no" if "cannot" in request.prompt_text else "yes"
+
+
+@pytest.fixture
+def judged_workspace(workspace, fake_llm):
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        api_key=KEY,
+    )
+    fake_llm.judge_rule = helpful
+    return workspace
+
+
+def run_all(eval, traces):
+    run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual", enqueue=False)
+    return execute_run(run_id=run.pk)
+
+
+def test_judge_from_the_jail_reaches_the_provider_through_the_runner(judged_workspace, fake_llm):
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    run = run_all(eval, traces)
+
+    assert (run.status, run.passed, run.failed, run.errors) == ("succeeded", 2, 2, 0)
+    verdicts = {e.trace.data["output"]: e.passed for e in run.executions.all()}
+    assert verdicts == {GOOD: True, BAD: False}
+    assert fake_llm.calls == 4
+    sent = fake_llm.requests[0]
+    # The workspace's model and key, at temperature 0, with the eval's question in it.
+    assert sent.body["model"] == MODEL
+    assert sent.body["temperature"] == 0
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert "Did the assistant help the user?" in sent.prompt_text
+
+
+def test_the_key_never_reaches_the_jail(judged_workspace, fake_llm):
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=PROBE_CODE, kind="judge")
+    [first] = run_eval_now(eval=eval, traces=traces)
+    fake_llm.push_error(401, message="Incorrect API key provided: {api_key}")
+    echo = PROBE_CODE.replace("say hi", "say hello")
+    [second] = run_eval_now(eval=make_eval(eval_set, version=2, code=echo), traces=traces)
+
+    # What the jail can reach holds no key: the module exposes only judge, llm, JudgeError.
+    assert "judge" in first.reason and "api_key" not in first.reason.lower()
+    assert "base_url" not in first.reason
+    # An error that echoes the key is scrubbed before the eval sees it.
+    assert KEY not in second.error and "[redacted]" in second.error
+
+
+def test_a_spent_budget_gives_each_trace_a_clear_error_and_stops_the_run(
+    judged_workspace, fake_llm, settings
+):
+    settings.IOFOLD_JUDGE_MAX_CALLS = 2
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=2)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    run = run_all(eval, traces)
+
+    assert fake_llm.calls == 2
+    assert run.status == "failed"
+    assert "judge budget for this run is spent (2 calls" in run.error
+    errors = [e.error for e in run.executions.all() if e.error]
+    assert len(errors) == 3
+    assert all("judge budget for this run is spent" in error for error in errors)
+    assert run.judge_calls == 2
+
+
+def test_a_rerun_is_answered_from_the_cache_at_no_cost(judged_workspace, fake_llm):
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    first = run_all(eval, traces)
+    calls = fake_llm.calls
+
+    second = run_all(eval, traces)
+
+    assert fake_llm.calls == calls == 4
+    assert (second.passed, second.failed) == (first.passed, first.failed)
+    assert (second.judge_calls, second.cache_hits, second.cost_usd) == (0, 4, Decimal(0))
+    assert first.judge_calls == 4 and first.cost_usd > 0
+
+
+def test_a_slow_provider_times_out_per_call(judged_workspace, fake_llm, settings):
+    settings.IOFOLD_JUDGE_TIMEOUT_S = 0.3
+    fake_llm.rule_delay = 1.5
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    [execution] = run_eval_now(eval=eval, traces=traces)
+
+    assert execution.passed is None
+    assert "JudgeError: the judge call failed: openai: request timed out" in execution.error
+
+
+def test_a_hybrid_asks_the_judge_only_what_its_code_cannot_decide(judged_workspace, fake_llm):
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=4)
+    eval = make_eval(eval_set, version=1, code=HYBRID_CODE, kind="hybrid")
+
+    run = run_all(eval, traces)
+
+    # The four refusals are decided by code; only the three long answers reach the judge.
+    assert fake_llm.calls == 3
+    assert (run.passed, run.failed, run.judge_calls) == (3, 4, 3)
+    by_output = {e.trace.data["output"]: e for e in run.executions.all()}
+    assert by_output[BAD].judge_calls == 0 and by_output[BAD].cost_usd == 0
+    assert by_output[GOOD].judge_calls == 1 and by_output[GOOD].input_tokens > 0
+
+
+def test_the_offline_provider_says_a_judge_needs_a_provider(workspace, fake_llm):
+    eval_set, traces = labelled_set(workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    [execution] = run_eval_now(eval=eval, traces=traces)
+
+    assert execution.passed is None
+    assert "needs an LLM provider" in execution.error
+    assert "offline synthesiser" in execution.error
+    assert fake_llm.calls == 0
+
+
+def test_cost_is_recorded_per_verdict_and_per_run(judged_workspace, fake_llm):
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=1)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    run = run_all(eval, traces)
+
+    executions = list(run.executions.all())
+    assert all(e.judge_calls == 1 and e.output_tokens > 0 for e in executions)
+    assert run.cost_usd == sum(e.cost_usd for e in executions) > 0
+    assert run.input_tokens == sum(e.input_tokens for e in executions)
+
+
+def test_the_budget_is_never_exceeded_with_calls_in_flight(judged_workspace, fake_llm):
+    eval_set, traces = labelled_set(judged_workspace, good=30, bad=30)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    session = JudgeSession(workspace=judged_workspace, budget=Budget(7, 10**9, Decimal(100)))
+
+    results = session.run(
+        lambda: sandbox.run(eval.code, [t.data for t in traces], calls=session.handle)
+    )
+
+    assert fake_llm.calls == 7 == session.total.calls
+    assert sum(r.error is None for r in results) == 7
+    assert EvalRun.objects.count() == 0
+
+
+def test_the_export_runs_alone_against_the_provider_with_the_key_from_the_environment(
+    judged_workspace, fake_llm, tmp_path
+):
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=HYBRID_CODE, kind="hybrid")
+    script = tmp_path / "eval.py"
+    script.write_text(export_eval_script(eval))
+    jsonl = "\n".join(json.dumps(t.data) for t in traces) + "\n"
+
+    done = subprocess.run(
+        [shutil.which("python3") or "/usr/bin/python3", "-I", str(script)],
+        input=jsonl,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"OPENAI_API_KEY": KEY, "PATH": "/usr/bin:/bin"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    verdicts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [v["passed"] for v in verdicts] == [True, True, False, False]
+    # The two long answers went to the judge, with the key from the environment only.
+    assert fake_llm.calls == 2
+    assert {r.headers["authorization"] for r in fake_llm.requests} == {f"Bearer {KEY}"}
+    text = script.read_text()
+    assert KEY not in text
+    assert "OPENAI_API_KEY" in text and MODEL in text and fake_llm.openai_base_url in text
+
+
+def test_cost_shows_on_the_run_the_version_and_the_dashboard(
+    judged_workspace, fake_llm, owner, login
+):
+    # A judge call to gpt-4.1-mini costs a few thousandths of a cent; each is kept exactly.
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    run = run_all(eval, traces)
+    client = login(owner)
+    per_thousand = f"${run.cost_usd * 1000 / 4:.4f} per 1,000 traces"
+
+    detail = client.get(f"/w/{judged_workspace.slug}/evals/{eval.pk}/").content.decode()
+    dashboard = client.get(f"/w/{judged_workspace.slug}/evals/dashboard/").content.decode()
+
+    assert "LLM judge" in detail
+    versions = client.get(f"/w/{judged_workspace.slug}/evals/sets/{eval_set.pk}/versions/")
+    assert 'data-testid="kind">LLM judge' in versions.content.decode()
+    assert f"Judge: 4 calls, 0 from the cache, ${run.cost_usd:.4f}" in detail
+    assert per_thousand in detail
+    assert f"${run.cost_usd:.2f}" in dashboard and "spent on LLM judges this month" in dashboard
+    assert per_thousand in dashboard, dashboard[dashboard.find("stat-judge-spend") :][:300]
+
+
+def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
+    judged_workspace, fake_llm, owner, login, settings
+):
+    # Dear enough that one call costs about a dollar: budgets are set in cents.
+    settings.IOFOLD_LLM_PRICES = {MODEL: {"input": "10000", "output": "10000"}}
+    settings.IOFOLD_JUDGE_MAX_USD = 1000.0
+    settings.IOFOLD_JUDGE_MAX_OUTPUT_TOKENS = 8
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=3)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    first = run_all(eval, traces[:2])  # this month's spend so far
+    budget = round(first.cost_usd * 4, 2)  # room for a few more calls, not four
+    update_provider_settings(
+        workspace=judged_workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        monthly_budget_usd=budget,
+    )
+    calls = fake_llm.calls
+
+    auto = start_run(
+        eval=eval, trace_ids=[t.pk for t in traces[2:]], trigger="automatic", enqueue=False
+    )
+    auto = execute_run(run_id=auto.pk)
+
+    assert calls < fake_llm.calls < calls + 4
+    assert auto.status == "failed"
+    assert "monthly judge budget" in auto.error and "would be exceeded" in auto.error
+    assert first.cost_usd + auto.cost_usd <= budget
+    calls = fake_llm.calls
+
+    # Once nothing is left, the next automatic run is not started at all.
+    update_provider_settings(
+        workspace=judged_workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        monthly_budget_usd=round(first.cost_usd + auto.cost_usd, 2),
+    )
+    again = start_run(
+        eval=eval, trace_ids=[t.pk for t in traces[2:]], trigger="automatic", enqueue=False
+    )
+    again = execute_run(run_id=again.pk)
+    assert again.status == "failed" and again.error.startswith("Not run: the workspace's monthly")
+    assert fake_llm.calls == calls
+    page = login(owner).get(f"/w/{judged_workspace.slug}/evals/dashboard/").content.decode()
+    assert "judge budget" in page and "is spent" in page

@@ -1,0 +1,21 @@
+from types import SimpleNamespace
+
+from traces.templatetags.vocabulary import label_word, labelled_count, verdict_word
+
+
+def test_labelled_count_says_when_the_target_is_reached():
+    assert labelled_count(SimpleNamespace(labelled_traces=3, target=12)) == (
+        "3 of 12 traces labelled"
+    )
+    assert labelled_count(SimpleNamespace(labelled_traces=43, target=12)) == (
+        "43 labelled (target 12 reached)"
+    )
+
+
+def test_one_word_per_label_and_verdict():
+    assert [label_word(r) for r in ("positive", "negative", "neutral")] == [
+        "good",
+        "bad",
+        "neutral",
+    ]
+    assert [verdict_word(v) for v in (True, False, None)] == ["pass", "fail", "error"]

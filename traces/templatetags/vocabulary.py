@@ -1,0 +1,40 @@
+"""Template filters for the one vocabulary (``traces.vocabulary``): labels, verdicts, dates."""
+
+from django import template
+from django.utils.dateformat import format as date_format
+from django.utils.timezone import localtime
+
+from traces import vocabulary
+
+register = template.Library()
+
+
+@register.filter
+def label_word(rating) -> str:
+    """``positive`` → good, ``negative`` → bad, ``neutral`` → neutral."""
+    return vocabulary.label_word(rating)
+
+
+@register.filter
+def verdict_word(passed) -> str:
+    """True → pass, False → fail, None → error."""
+    return vocabulary.verdict_word(passed)
+
+
+@register.filter
+def when(value) -> str:
+    """The one date-and-time format: ``2026-11-20 14:05``."""
+    if not value:
+        return ""
+    if hasattr(value, "tzinfo") and value.tzinfo is not None:
+        value = localtime(value)
+    return date_format(value, vocabulary.WHEN_FORMAT)
+
+
+@register.filter
+def labelled_count(progress) -> str:
+    """``3 of 10 traces labelled`` below the target, ``43 labelled (target 12 reached)`` at it."""
+    done, target = progress.labelled_traces, progress.target
+    if done >= target:
+        return f"{done} labelled (target {target} reached)"
+    return f"{done} of {target} traces labelled"

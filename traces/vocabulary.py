@@ -1,0 +1,32 @@
+"""The one vocabulary of every page, export and API description.
+
+People label traces **good**, **bad** or **neutral**; an eval's verdict on a trace is
+**pass** or **fail** (or an **error** when it could not decide). Stored values stay what
+they are (``positive``/``negative``/``neutral``, ``passed`` true/false): these are the
+words shown for them. Dates and times read ``2026-11-20 14:05`` (UTC) everywhere.
+"""
+
+LABEL_WORDS = {"positive": "good", "negative": "bad", "neutral": "neutral"}
+LABEL_SYMBOLS = {"positive": "✓", "negative": "✗", "neutral": "–"}
+VERDICT_WORDS = {True: "pass", False: "fail", None: "error"}
+# What a page may never say for a label or a verdict (checked by tests/test_vocabulary.py).
+OTHER_VERDICT_WORDS = (
+    "positive",
+    "negative",
+    "thumbs up",
+    "thumbs down",
+    "thumbs-up",
+    "thumbs-down",
+    "passed",
+    "incorrect",
+)
+WHEN_FORMAT = "Y-m-d H:i"  # Django date format
+WHEN_STRFTIME = "%Y-%m-%d %H:%M"
+
+
+def label_word(rating: str | None) -> str:
+    return LABEL_WORDS.get(rating or "", "no label")
+
+
+def verdict_word(passed: bool | None) -> str:
+    return VERDICT_WORDS.get(passed, "error")
