@@ -265,3 +265,13 @@ def upload(request):
             run = start_upload(workspace=request.workspace, uploaded=uploaded)
             return redirect("integrations:upload_run", slug=request.workspace.slug, run_pk=run.pk)
     return render(request, "integrations/upload.html", {"form": form})
+
+
+@workspace_view
+def upload_run(request, run_pk: int):
+    """An upload's progress, then its report (htmx polls the fragment until it is final)."""
+    run = get_object_or_404(UploadRun.objects.for_workspace(request.workspace), pk=run_pk)
+    if request.htmx:
+        response = render(request, "integrations/upload.html#run", {"run": run})
+        return HttpResponseStopPolling(response.content) if run.is_final else response
+    return render(request, "integrations/upload.html", {"form": UploadForm(), "run": run})
