@@ -30,14 +30,27 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from evals.models import (
+    Activity,
+    AutomationSettings,
+    AutoRefinement,
+    Comment,
+    EvalExecution,
+    EvalRun,
+    EvalRunChunk,
+    EvalSetAutomation,
+    Generation,
+    JudgeResponse,
+    JudgeTemplate,
+    ProviderSettings,
+)
 from evals.models import Eval as EvalVersion
-from evals.models import EvalExecution, EvalRun, Generation, ProviderSettings
 from integrations.adapters import get_adapter_class
-from integrations.models import Integration, SyncRun
+from integrations.models import Integration, SyncRun, UploadRun
 from iofold.exceptions import ApplicationError
 from iofold.lib.fields import EncryptedTextField
 from iofold.lib.runs import ACTIVE, BackgroundRun, RunStatus
-from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, LabelAssignment, LabelChange, Trace
 from workspaces.models import Membership, Workspace
 
 FORMAT = "iofold-workspace"
@@ -52,12 +65,27 @@ MODELS: list[type[models.Model]] = [
     EvalSet,
     EvalSetTrace,
     Feedback,
+    LabelChange,
+    LabelAssignment,
+    JudgeTemplate,
+    EvalSetAutomation,
     ProviderSettings,
+    AutomationSettings,
+    JudgeResponse,
     EvalVersion,
     Generation,
     EvalRun,
     EvalExecution,
+    Comment,
+    Activity,
+    AutoRefinement,
 ]
+# Workspace rows an archive leaves out on purpose, besides credentials (API tokens,
+# invitations): work in flight on this installation, which an import fails anyway.
+NOT_EXPORTED: set[type[models.Model]] = {
+    EvalRunChunk,  # a slice of a run; the run itself is exported
+    UploadRun,  # points at a file on this server's disk, deleted once ingested
+}
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # Never exported: links to this installation's scheduler, and which process ran a run.
 LEFT_OUT = {"integrations.integration": {"periodic_task"}, "*": {"owner"}}
