@@ -45,9 +45,6 @@ RUN SECRET_KEY=collectstatic-only-not-a-secret \
 USER iofold
 EXPOSE 8000
 ENTRYPOINT ["/usr/bin/tini", "--"]
-# WEB_CONCURRENCY (read by gunicorn) sets the number of web workers.
-CMD ["gunicorn", "iofold.wsgi:application", \
-     "--bind", "0.0.0.0:8000", \
-     "--access-logfile", "-", \
-     "--forwarded-allow-ips", "*", \
-     "--timeout", "60"]
+# iofold/gunicorn_conf.py: gthread workers and threads from the CPU count; WEB_CONCURRENCY
+# (workers) and WEB_THREADS (threads per worker) override them.
+CMD ["gunicorn", "iofold.wsgi:application", "--config", "python:iofold.gunicorn_conf"]

@@ -1,17 +1,23 @@
-"""Benchmark continuous evaluation: sync -> automatic execution -> score push, per stage.
+"""Benchmark continuous evaluation through real Celery workers, per stage, with 1 and 2 workers.
 
 New traces are synced from a fake Langfuse (its own process) into a PostgreSQL database
-created and dropped here; the ingestion hook's notifications are collected instead of
-queued, then the automatic runs execute in the sandbox (nsjail) and their verdicts are
-pushed back to the fake as scores. The reference is the sandbox alone on the same traces
-in the same calls (run_json over text already in memory): the floor the execution stage
-cannot beat.
+created here for this run and dropped at the end. Then, for 1 and then 2 Celery worker
+processes (Redis as the broker), the eval is activated and the stored traces are handed to
+continuous evaluation as an ingestion would: the task starts the automatic run, which is
+split into chunks the workers share (read from PostgreSQL, sandbox, verdicts written),
+and the last chunk pushes the verdicts back to the fake as scores. Stages:
 
-The fake's own CPU time during the score push is measured apart (it runs in its own
-process), so the push figure can be read as ours plus the fake's.
+- sync: the fake's pages into stored traces (this process);
+- judged: from the hand-over to the broker until every verdict is written;
+- pushed: until every score has arrived at the fake;
+- chunk busy: the sum over chunks of claim-to-finish time (the workers' own time).
 
-Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile STAGE]
-(--profile sync|execute|push writes a cProfile of that stage to var/ and prints its top.)
+The reference is the sandbox alone on the same traces in the same calls (run_json over
+text already in memory, one process): the floor the judged stage cannot beat with one
+worker. Goal: judged with one worker ≤ 1.5 × sandbox only.
+
+Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync]
+(REDIS_URL defaults to redis://127.0.0.1:6379/6: the bench flushes that database.)
 """
 
 import argparse
@@ -29,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 ADMIN_URL = os.environ.get(
     "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
-DB_NAME = "iofold_bench_continuous"
+DB_NAME = f"iofold_bench_continuous_{os.getpid()}_{int(time.time())}"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/6")
+GOAL_RATIO = 1.5
 SPACING = timedelta(seconds=10)
 PUBLIC_KEY, SECRET_KEY = "pk-lf-bench", "sk-lf-bench"
 EVAL_CODE = """def eval_fn(trace):
@@ -98,22 +106,93 @@ class _Stage:
             print(f"profile written to {out}", file=sys.stderr)
 
 
+def _start_worker(log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "iofold", "worker", "--pool=solo",
+         "--queues=default,execute", "--loglevel=INFO", "--without-gossip",
+         "--without-mingle"],
+        cwd=ROOT, env=os.environ.copy(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while " ready." not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            sys.exit(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def _wait(predicate, what: str, timeout: float = 1800) -> float:
+    """Poll the database until ``predicate()``; return the monotonic time it came true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
+    """Judge the stored traces on ``workers`` real Celery workers; time each stage."""
+    from django.db.models import F, Sum
+    from django.utils import timezone
+
+    from evals.execution.continuous import queue_automatic_runs
+    from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk
+
+    EvalExecution.objects.filter(eval=eval).delete()
+    EvalRun.objects.filter(eval=eval).delete()
+    logs = ROOT / "var" / f"bench-continuous-{os.getpid()}"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = [_start_worker(logs / f"worker-{workers}-{n}.log") for n in range(workers)]
+    executions = EvalExecution.objects.filter(eval=eval)
+    try:
+        Eval.objects.filter(pk=eval.pk).update(
+            status=Eval.Status.ACTIVE, activated_at=timezone.now()
+        )
+        started = time.monotonic()
+        # What iofold.pipeline does when an ingestion commits: one message to the broker.
+        queue_automatic_runs(workspace_id=workspace.pk, trace_ids=trace_ids)
+        judged = _wait(lambda: executions.count() >= len(trace_ids), "the verdicts")
+        pushed = _wait(
+            lambda: executions.filter(score_pushed_at__isnull=False).count() >= len(trace_ids),
+            "the scores",
+        )
+    finally:
+        Eval.objects.filter(pk=eval.pk).update(status=Eval.Status.DRAFT)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+    chunks = EvalRunChunk.objects.filter(run__eval=eval)
+    busy = chunks.aggregate(t=Sum(F("finished_at") - F("started_at")))["t"]
+    owners = set(chunks.values_list("owner", flat=True))
+    assert executions.count() == len(trace_ids)
+    if chunks.exists():
+        assert sum(chunks.values_list("judged", flat=True)) == len(trace_ids), "judged twice"
+    return {
+        "workers": workers,
+        "judged_s": judged - started,
+        "pushed_s": pushed - started,
+        "chunks": chunks.count(),
+        "chunk_busy_s": busy.total_seconds() if busy else 0.0,
+        "workers_used": len(owners),
+    }
+
+
 def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | None) -> dict:
-    """Child: sync, execute the automatic runs, push scores; time each stage."""
+    """Child: sync, then judge and push through 1 and 2 Celery workers; time each stage."""
     import django
 
     django.setup()
-    from django.utils import timezone
+    from django.conf import settings
 
     import sandbox
-    from evals import tasks
-    from evals.execution import continuous
-    from evals.execution.runs import EXECUTE_CHUNK, trace_json
-    from evals.execution.scores import push_run_scores
-    from evals.models import Eval, EvalExecution
+    from evals.execution.runs import trace_json
+    from evals.models import Eval
     from evals.sandboxing import sandbox_limits
     from integrations import services
-    from traces.models import EvalSet
+    from traces.models import EvalSet, Trace
     from workspaces.models import Workspace
 
     workspace = Workspace.objects.create(name="Bench", slug=f"bench-{os.getpid()}")
@@ -133,63 +212,35 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
         saved_filter={"source": "langfuse"},
         score_to_langfuse=True,
     )
-    eval = Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=EVAL_CODE,
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
-    # What the worker would receive: the hook's notifications, one per synced page.
-    notifications: list[list[int]] = []
-    tasks.run_automatic_evals_task.delay = lambda ws, ids: notifications.append(ids)
-
+    # A draft while syncing: the sync stage stores traces only; judging is timed apart.
+    eval = Eval.objects.create(workspace=workspace, eval_set=eval_set, version=1, code=EVAL_CODE)
     with _Stage("sync", profile) as sync:
         run = services.run_sync(run_id=services.start_sync(integration=integration).pk)
     assert run.status == "succeeded", run.error
-    runs = []
-    with _Stage("execute", profile) as execute:
-        for ids in notifications:
-            runs += continuous.start_automatic_runs(
-                workspace_id=workspace.pk, trace_ids=ids, enqueue=False
-            )
-        for eval_run in runs:
-            finished = continuous.execute_run(run_id=eval_run.pk)
-            assert finished.status == "succeeded", finished.error
-    pushed = 0
-    server_cpu = _cpu_seconds(server_pid)
-    with _Stage("push", profile) as push:
-        for eval_run in runs:
-            pushed += push_run_scores(run=eval_run).pushed
-    server_cpu = _cpu_seconds(server_pid) - server_cpu
+    trace_ids = list(
+        Trace.objects.for_workspace(workspace)
+        .order_by("timestamp", "id")
+        .values_list("id", flat=True)
+    )
+    assert len(trace_ids) == traces, len(trace_ids)
+    rounds = [through_celery(workspace, eval, trace_ids, n) for n in (1, 2)]
 
-    judged = EvalExecution.objects.filter(eval=eval).count()
-    delivered = EvalExecution.objects.filter(eval=eval, score_pushed_at__isnull=False).count()
-    assert judged == traces and delivered == traces == pushed, (judged, delivered, pushed)
-
-    # Reference: the sandbox alone, in the very calls the execute stage makes (each run's
-    # traces in EXECUTE_CHUNK chunks), over JSON text already in memory: what is left when
-    # every database read and write, and every per-trace step outside the jail, is free.
-    calls = []
-    for eval_run in runs:
-        for start in range(0, len(eval_run.trace_ids), EXECUTE_CHUNK):
-            chunk = eval_run.trace_ids[start : start + EXECUTE_CHUNK]
-            calls.append(trace_json(workspace_id=workspace.pk, trace_ids=chunk)[1])
+    # Reference: the sandbox alone, in the very calls the chunks make, over JSON text
+    # already in memory: what is left when every read, write and message is free.
+    size = settings.IOFOLD_EVAL_CHUNK_TRACES
+    calls = [
+        trace_json(workspace_id=workspace.pk, trace_ids=trace_ids[i : i + size])[1]
+        for i in range(0, len(trace_ids), size)
+    ]
     ref_start = time.perf_counter()
     for texts in calls:
         sandbox.run_json(EVAL_CODE, texts, sandbox_limits())
     sandbox_only = time.perf_counter() - ref_start
     return {
         "sync_s": sync.seconds,
-        "execute_s": execute.seconds,
-        "push_s": push.seconds,
-        "push_server_cpu_s": server_cpu,
-        "cpu_s": {"sync": sync.cpu, "execute": execute.cpu, "push": push.cpu},
-        "end_to_end_s": sync.seconds + execute.seconds + push.seconds,
+        "sync_cpu_s": sync.cpu,
+        "rounds": rounds,
         "sandbox_only_s": sandbox_only,
-        "runs": len(runs),
-        "notifications": len(notifications),
     }
 
 
@@ -197,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
     parser.add_argument("--traces", type=int)
-    parser.add_argument("--profile", choices=["sync", "execute", "push"])
+    parser.add_argument("--profile", choices=["sync"])
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["serve", "run"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -219,7 +270,14 @@ def main() -> None:
     admin.execute(f"CREATE DATABASE {DB_NAME}")
     db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "iofold.settings",
-           "LOG_LEVEL": "WARNING"}  # fmt: skip
+           "LOG_LEVEL": "WARNING", "CELERY_BROKER_URL": REDIS_URL,
+           "IOFOLD_ALLOW_PRIVATE_HOSTS": "true",
+           # --quick's 1,000 traces in four chunks, so two workers have something to share.
+           "IOFOLD_EVAL_CHUNK_TRACES": os.environ.get(
+               "IOFOLD_EVAL_CHUNK_TRACES", "250" if args.quick else "1000")}  # fmt: skip
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()  # this bench's own database: no stale tasks
     port_file = ROOT / "var" / f"bench-continuous-{os.getpid()}.url"
     server = None
     try:
@@ -254,33 +312,38 @@ def main() -> None:
         admin.close()
 
     r = result
-    print(f"traces: {traces} new, 5 observations each; {r['notifications']} ingestion "
-          f"notifications -> {r['runs']} automatic runs")  # fmt: skip
-    stages = (("sync", "sync"), ("execute", "execute"), ("score push", "push"))
-    for label, stage in stages:
-        seconds = r[f"{stage}_s"]
-        print(f"{label:>12}: {seconds:7.2f} s  {traces / seconds:8.0f} traces/s  "
-              f"(pipeline process CPU {r['cpu_s'][stage]:.2f} s)")  # fmt: skip
-    print(f"{'':>12}  of which the fake server's own CPU: {r['push_server_cpu_s']:.2f} s "
-          "(not iofold's)")  # fmt: skip
-    total = r["end_to_end_s"]
-    print(f"{'end to end':>12}: {total:7.2f} s  {traces / total:8.0f} traces/s")
-    print(f"{'sandbox only':>12}: {r['sandbox_only_s']:7.2f} s  "
-          f"{traces / r['sandbox_only_s']:8.0f} traces/s (reference for execute)")  # fmt: skip
-    print(f"execute / sandbox-only time: {r['execute_s'] / r['sandbox_only_s']:.2f}")
+    ref = r["sandbox_only_s"]
+    print(f"traces: {traces} new, 5 observations each; chunks of {env['IOFOLD_EVAL_CHUNK_TRACES']}")
+    print(f"{'sync':>16}: {r['sync_s']:7.2f} s  {traces / r['sync_s']:8.0f} traces/s  "
+          f"(process CPU {r['sync_cpu_s']:.2f} s)")  # fmt: skip
+    print(f"{'sandbox only':>16}: {ref:7.2f} s  {traces / ref:8.0f} traces/s (one process)")
+    for row in r["rounds"]:
+        n = row["workers"]
+        used = row["workers_used"]
+        print(f"-- {n} Celery worker{'s' if n > 1 else ''}: {row['chunks']} chunks, "
+              f"taken by {used} worker process{'es' if used > 1 else ''}")  # fmt: skip
+        print(f"{'judged':>16}: {row['judged_s']:7.2f} s  {traces / row['judged_s']:8.0f} "
+              f"traces/s  = {row['judged_s'] / ref:.2f} × sandbox only")  # fmt: skip
+        print(f"{'scores pushed':>16}: {row['pushed_s']:7.2f} s  (end to end after sync: "
+              f"{r['sync_s'] + row['pushed_s']:.2f} s)")  # fmt: skip
+        print(f"{'chunk busy':>16}: {row['chunk_busy_s']:7.2f} s  summed over chunks")
     flag = (" --quick" if args.quick else "") + (f" --traces={args.traces}" if args.traces else "")
     print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
+    one = r["rounds"][0]
     print(json.dumps({
         "traces": traces,
-        "end_to_end_seconds": round(r["end_to_end_s"], 2),
-        "end_to_end_traces_per_second": round(traces / r["end_to_end_s"], 1),
         "sync_traces_per_second": round(traces / r["sync_s"], 1),
-        "execute_traces_per_second": round(traces / r["execute_s"], 1),
-        "push_traces_per_second": round(traces / r["push_s"], 1),
-        "push_fake_server_cpu_seconds": round(r["push_server_cpu_s"], 2),
-        "process_cpu_seconds": {k: round(v, 2) for k, v in r["cpu_s"].items()},
-        "sandbox_only_traces_per_second": round(traces / r["sandbox_only_s"], 1),
-        "execute_over_sandbox_only": round(r["execute_s"] / r["sandbox_only_s"], 2),
+        "sandbox_only_seconds": round(ref, 2),
+        "workers": {
+            str(row["workers"]): {
+                "judged_seconds": round(row["judged_s"], 2),
+                "pushed_seconds": round(row["pushed_s"], 2),
+                "end_to_end_seconds": round(r["sync_s"] + row["pushed_s"], 2),
+                "judged_over_sandbox_only": round(row["judged_s"] / ref, 2),
+            }
+            for row in r["rounds"]
+        },
+        "goal_met": one["judged_s"] / ref <= GOAL_RATIO,
     }))  # fmt: skip
 
 

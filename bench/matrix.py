@@ -12,8 +12,8 @@ queries per request:
 - a date range with three versions;
 - the htmx table fragment (filters changed in place);
 - a cell drill-down;
-- the first page right after a reviewer changed a label (the change itself untimed), so
-  the labels cached for the matrix cannot be reused;
+- the first page right after a reviewer changed a label (the change itself untimed): the
+  cached base is patched with the changed trace's labels and verdicts, not rebuilt;
 - the first page with an empty cache (a new version, a restarted cache): nothing cached.
 
 ``--continuous N`` adds N unlabelled traces that the active version judged, as
@@ -30,6 +30,7 @@ import datetime as dt
 import gc
 import itertools
 import json
+import os
 import random
 import sys
 import time
@@ -40,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._django import percentiles, run_on_scratch_database  # noqa: E402
 
-DB_NAME = "iofold_bench_matrix"
+# Unique per run: two runs at once never drop each other's database.
+DB_NAME = f"iofold_bench_matrix_{os.getpid()}_{int(time.time())}"
 GOAL_MS = 200.0
 
 
@@ -95,6 +97,8 @@ def load(n_traces: int, n_versions: int, n_continuous: int = 0):
                 )
             )
     Feedback.objects.bulk_create(feedback, batch_size=5000)
+    # Labels accumulate over weeks: none of them is the one a reviewer changes just now.
+    Feedback.objects.filter(eval_set=eval_set).update(created_at=start, updated_at=start)
     code = "def eval_fn(trace):\n    return True, 'ok'\n"
     versions = [
         Eval.objects.create(

@@ -3,10 +3,17 @@ from django.contrib import admin
 from evals.exceptions import EvalError
 from evals.generation.services import start_generation
 from evals.models import (
+    Activity,
+    AutomationSettings,
+    AutoRefinement,
+    Comment,
     ConversationJudgement,
     Eval,
     EvalExecution,
     EvalRun,
+    EvalRunChunk,
+    EvalTemplate,
+    EvalTemplateVersion,
     Generation,
     ProviderSettings,
 )
@@ -41,6 +48,17 @@ class EvalExecutionInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("trace")
+
+
+class EvalRunChunkInline(admin.TabularInline):
+    """A split run's chunks: who holds each, how far, how often it was taken over."""
+
+    model = EvalRunChunk
+    fields = ["index", "status", "judged", "owner", "takeovers", "heartbeat_at", "error"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
 
 
 @admin.register(Eval)
@@ -155,9 +173,11 @@ class EvalRunAdmin(admin.ModelAdmin):
         "heartbeat_at",
         "owner",
         "takeovers",
+        "inputs",
+        "results",
         "created_at",
     ]
-    inlines = [EvalExecutionInline]
+    inlines = [EvalRunChunkInline, EvalExecutionInline]
 
 
 @admin.register(EvalExecution)
@@ -221,3 +241,68 @@ class ConversationJudgementAdmin(admin.ModelAdmin):
         "error",
         "created_at",
     ]
+
+
+@admin.register(AutomationSettings)
+class AutomationSettingsAdmin(admin.ModelAdmin):
+    list_display = [
+        "workspace",
+        "auto_refine",
+        "monthly_refinements",
+        "auto_promote",
+        "webhook_url",
+    ]
+    search_fields = ["workspace__slug", "workspace__name"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["workspace"]
+    # The signing secret is shown once to the workspace; never here.
+    exclude = ["webhook_secret"]
+    readonly_fields = ["secret_hint", "created_at", "updated_at"]
+
+    @admin.display(description="Signing secret")
+    def secret_hint(self, obj) -> str:
+        return last_four(obj.webhook_secret) or "—"
+
+
+@admin.register(AutoRefinement)
+class AutoRefinementAdmin(admin.ModelAdmin):
+    list_display = ["eval_set", "parent", "trigger", "status", "candidate", "created_at"]
+    list_filter = ["status", "trigger"]
+    search_fields = ["workspace__slug", "eval_set__name", "reason"]
+    list_select_related = ["eval_set", "parent", "candidate"]
+    raw_id_fields = ["workspace", "eval_set", "parent", "generation", "candidate"]
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "author", "eval", "trace", "created_at"]
+    search_fields = ["workspace__slug", "body"]
+    list_select_related = ["workspace", "author", "eval", "trace"]
+    raw_id_fields = ["workspace", "author", "eval", "trace"]
+
+
+@admin.register(Activity)
+class ActivityAdmin(admin.ModelAdmin):
+    list_display = ["eval_set", "actor", "verb", "eval", "created_at"]
+    list_filter = ["verb"]
+    search_fields = ["workspace__slug", "eval_set__name", "reason"]
+    list_select_related = ["eval_set", "actor", "eval"]
+    raw_id_fields = ["workspace", "eval_set", "actor", "eval"]
+
+
+class EvalTemplateVersionInline(admin.TabularInline):
+    model = EvalTemplateVersion
+    fields = ["version", "measured_on", "published_by", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+
+@admin.register(EvalTemplate)
+class EvalTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "builtin", "publisher", "updated_at"]
+    list_filter = ["builtin"]
+    search_fields = ["name", "slug", "publisher__slug"]
+    raw_id_fields = ["publisher"]
+    inlines = [EvalTemplateVersionInline]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.api import continuous, generation, matrix, versions
+from evals.api import continuous, generation, matrix, shadow, versions
 
 urlpatterns = [
     path(
@@ -47,4 +47,10 @@ urlpatterns = [
         name="api-eval-cell",
     ),
     path("eval-runs/<int:pk>/", versions.EvalRunDetailApi.as_view(), name="api-eval-run-detail"),
+    # Shadow A/B (issue 20).
+    path(
+        "eval-sets/<int:pk>/shadow/", shadow.EvalSetShadowApi.as_view(), name="api-eval-set-shadow"
+    ),
+    path("evals/<int:pk>/shadow/", shadow.EvalShadowApi.as_view(), name="api-eval-shadow"),
+    path("evals/<int:pk>/promote/", shadow.EvalPromoteApi.as_view(), name="api-eval-promote"),
 ]

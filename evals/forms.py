@@ -73,3 +73,41 @@ class JudgeTemplateForm(forms.Form):
         label="Examples shown",
         help_text="Labelled examples most like the trace, picked from the set's labels.",
     )
+
+
+class AutomationForm(forms.Form):
+    auto_refine = forms.BooleanField(
+        required=False,
+        label="Refine evals by themselves",
+        help_text="When an active eval drifts, or new labels contradict it, write a refined "
+        "version, measure it and run it in shadow.",
+    )
+    monthly_refinements = forms.IntegerField(
+        min_value=0,
+        max_value=100,
+        initial=4,
+        label="Budget: automatic refinements per 30 days",
+    )
+    auto_promote = forms.BooleanField(
+        required=False,
+        label="Promote a refined version by itself when it wins beyond noise",
+    )
+    webhook_url = forms.URLField(
+        required=False,
+        label="Notification webhook",
+        help_text="iofold POSTs each automatic refinement here, signed like its incoming webhook.",
+    )
+    new_secret = forms.BooleanField(required=False, label="Make a new signing secret")
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data["webhook_url"]
+        if url:
+            try:
+                outbound.check_url(url)
+            except outbound.OutboundURLRefused as exc:
+                raise forms.ValidationError(exc.message) from None
+        return url
+
+
+class ThresholdForm(forms.Form):
+    contradiction_threshold = forms.IntegerField(min_value=1, max_value=10000)

@@ -27,6 +27,10 @@ class EvalRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
     pass
 
 
+class EvalRunChunkQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
 class EvalExecutionQuerySet(WorkspaceQuerySet):
     pass
 
@@ -75,6 +79,8 @@ class EvalKind(models.TextChoices):
 class EvalStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ACTIVE = "active", "Active"
+    # Judges new traces beside the active version; its verdicts never leave iofold.
+    SHADOW = "shadow", "Shadow"
     ARCHIVED = "archived", "Archived"
 
 
@@ -110,6 +116,8 @@ class Eval(WorkspaceOwned):
     low_confidence = models.BooleanField(default=False)
     low_confidence_reason = models.TextField(blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # When this version last went into shadow: its comparison counts labels from then on.
+    shadow_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -126,6 +134,11 @@ class Eval(WorkspaceOwned):
                 fields=["eval_set"],
                 condition=models.Q(status=EvalStatus.ACTIVE),
                 name="evals_eval_one_active_per_set",
+            ),
+            models.UniqueConstraint(
+                fields=["eval_set"],
+                condition=models.Q(status=EvalStatus.SHADOW),
+                name="evals_eval_one_shadow_per_set",
             ),
         ]
 
@@ -228,6 +241,10 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     failed = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # A batch run of sent traces (POST /api/v1/evals/<id>/run with "traces"): the traces as
+    # sent, never stored as Trace rows, and their verdicts in the same order once judged.
+    inputs = models.JSONField(null=True, blank=True)
+    results = models.JSONField(null=True, blank=True)
     # judge()/llm() spend: provider calls made, answers from the cache, tokens, dollars.
     judge_calls = models.PositiveIntegerField(default=0)
     cache_hits = models.PositiveIntegerField(default=0)
@@ -251,6 +268,35 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     def cost_per_thousand(self):
         """Return what this run's judge calls cost per 1,000 traces judged (None: none yet)."""
         return self.cost_usd * 1000 / self.done if self.done else None
+
+
+class EvalRunChunk(BackgroundRun, WorkspaceOwned):
+    """A slice of a large eval run, carried out by its own task on any worker.
+
+    A run over more traces than ``IOFOLD_EVAL_CHUNK_TRACES`` is split into chunks when it
+    starts; workers claim chunks like any background run (a dead worker's chunk is taken
+    over) and the last chunk to finish finishes the run.
+    """
+
+    run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    trace_ids = models.JSONField(default=list, blank=True)
+    # Traces this chunk sent to the sandbox and recorded, over all its attempts: equal to
+    # its length when no trace was judged twice.
+    judged = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    objects = EvalRunChunkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="evals_evalrunchunk_one_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of run {self.run_id} ({self.status})"
 
 
 class EvalExecution(WorkspaceOwned):
@@ -340,6 +386,230 @@ class JudgeTemplate(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.criterion} judge for {self.eval_set_id}"
+
+
+# --- refinement that runs itself (issue 20) --------------------------------------------------
+
+
+class AutomationSettingsQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class AutomationSettings(WorkspaceOwned):
+    """What iofold may do by itself for a workspace's evals, and where it says so."""
+
+    auto_refine = models.BooleanField(
+        default=False, help_text="Refine an active eval when it drifts or contradicts new labels."
+    )
+    # The budget: automatic refinements per rolling 30 days, across the workspace.
+    monthly_refinements = models.PositiveSmallIntegerField(default=4)
+    auto_promote = models.BooleanField(
+        default=False,
+        help_text="Promote a refined version when it beats the active one beyond noise.",
+    )
+    webhook_url = models.URLField(blank=True)
+    # Signs each notification (HMAC-SHA256), so the receiver knows it came from iofold.
+    webhook_secret = EncryptedTextField(blank=True)
+
+    objects = AutomationSettingsQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "automation settings"
+        constraints = [models.UniqueConstraint(fields=["workspace"], name="evals_automation_one")]
+
+    def __str__(self) -> str:
+        return f"Automation of {self.workspace}"
+
+
+class EvalSetAutomationQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class EvalSetAutomation(WorkspaceOwned):
+    """Per eval set: how many new labels must contradict the active eval before a refinement."""
+
+    eval_set = models.OneToOneField(EvalSet, on_delete=models.CASCADE, related_name="automation")
+    contradiction_threshold = models.PositiveSmallIntegerField(default=10)
+
+    objects = EvalSetAutomationQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Automation of {self.eval_set_id}"
+
+
+class AutoRefinementQuerySet(WorkspaceQuerySet):
+    def unfinished(self):
+        return self.filter(status=AutoRefinement.Status.REFINING)
+
+
+class AutoRefinement(WorkspaceOwned):
+    """One refinement iofold started by itself, and what became of it."""
+
+    class Trigger(models.TextChoices):
+        DRIFT = "drift", "Drift"
+        CONTRADICTIONS = "contradictions", "New labels contradict it"
+
+    class Status(models.TextChoices):
+        REFINING = "refining", "Refining"
+        SHADOW = "shadow", "In shadow"
+        PROMOTED = "promoted", "Promoted"
+        FAILED = "failed", "Failed"
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="+")
+    parent = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="+")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REFINING)
+    generation = models.ForeignKey(
+        Generation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    candidate = models.ForeignKey(
+        Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # {"before": {...}, "after": {...}, "paired": {...} | None}
+    comparison = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    webhook_status = models.CharField(max_length=200, blank=True)
+
+    objects = AutoRefinementQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Automatic refinement of {self.parent_id} ({self.status})"
+
+
+# --- collaboration (issue 20) ----------------------------------------------------------------
+
+
+class CommentQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class Comment(WorkspaceOwned):
+    """A note by a member on an eval version or on a trace; @mentions notify by email."""
+
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    eval = models.ForeignKey(
+        Eval, on_delete=models.CASCADE, null=True, blank=True, related_name="comments"
+    )
+    trace = models.ForeignKey(
+        Trace, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    body = models.TextField()
+    # Ids of the members mentioned (and emailed) when it was posted.
+    mentioned = models.JSONField(default=list, blank=True)
+
+    objects = CommentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(eval__isnull=False, trace__isnull=True)
+                | models.Q(eval__isnull=True, trace__isnull=False),
+                name="evals_comment_one_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk} by {self.author_id}"
+
+
+class ActivityQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class Activity(WorkspaceOwned):
+    """Something that changed an eval set's evals: who (None: iofold itself), what and why.
+
+    Labels and generations are read from their own rows; this holds the rest.
+    """
+
+    class Verb(models.TextChoices):
+        ACTIVATED = "activated", "activated"
+        ROLLED_BACK = "rolled_back", "rolled back to"
+        SHADOWED = "shadowed", "put in shadow"
+        UNSHADOWED = "unshadowed", "took out of shadow"
+        PROMOTED = "promoted", "promoted"
+        ARCHIVED = "archived", "archived"
+        COMMENTED = "commented", "commented on"
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    verb = models.CharField(max_length=20, choices=Verb.choices)
+    eval = models.ForeignKey(
+        Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+
+    objects = ActivityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["eval_set", "created_at"], name="activity_set_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.eval_id}"
+
+
+# --- the gallery (issue 20) ------------------------------------------------------------------
+
+
+class EvalTemplate(models.Model):
+    """A shared eval any workspace can start from: built in, or published by a workspace.
+
+    Holds no trace and no label: only code, criteria and aggregate figures (versions).
+    """
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    builtin = models.BooleanField(default=False)
+    # None for built-ins. Deleting the workspace keeps what it shared.
+    publisher = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-builtin", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalTemplateVersion(models.Model):
+    template = models.ForeignKey(EvalTemplate, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    code = models.TextField()
+    criteria = models.TextField(blank=True)
+    # Aggregate figures only (accuracy, kappa, counts); never trace ids or labels.
+    metrics = models.JSONField(default=dict, blank=True)
+    # For built-ins: the data and the command the figures come from.
+    measured_on = models.CharField(max_length=300, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "version"], name="evals_template_unique_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.version}"
 
 
 class ConversationJudgement(WorkspaceOwned):

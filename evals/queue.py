@@ -11,6 +11,8 @@ from iofold.lib.tasks import enqueue
 GENERATE_EVAL = "evals.tasks.generate_eval_task"
 RUN_EVAL = "evals.tasks.run_eval_task"
 RUN_AUTOMATIC_EVAL = "evals.tasks.run_automatic_eval_task"
+RUN_EVAL_CHUNK = "evals.tasks.run_eval_chunk_task"
+RUN_SENT_BATCH = "evals.tasks.run_sent_batch_task"
 START_AUTOMATIC_RUNS = "evals.tasks.run_automatic_evals_task"
 
 
@@ -22,6 +24,16 @@ def enqueue_generation(generation_id: int) -> None:
 def enqueue_run(run_id: int, *, automatic: bool = False) -> None:
     """Send an eval run to the ``execute`` queue; an automatic one pushes scores after."""
     enqueue(RUN_AUTOMATIC_EVAL if automatic else RUN_EVAL, run_id)
+
+
+def enqueue_sent_batch(run_id: int) -> None:
+    """Send a batch run of sent (not stored) traces to the ``execute`` queue."""
+    enqueue(RUN_SENT_BATCH, run_id)
+
+
+def enqueue_chunk(chunk_id: int) -> None:
+    """Send one chunk of a split eval run to the ``execute`` queue."""
+    enqueue(RUN_EVAL_CHUNK, chunk_id)
 
 
 def enqueue_automatic_runs(workspace_id: int, trace_ids: list[int]) -> None:

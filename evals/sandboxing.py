@@ -1,10 +1,12 @@
 """Map Django settings onto the sandbox's process-wide configuration."""
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 
 import sandbox
+from iofold.lib import metrics
 from sandbox import Limits
 
 logger = logging.getLogger(__name__)
@@ -31,3 +33,15 @@ def configure_sandbox() -> None:
     sandbox.configure(
         backend=settings.SANDBOX_BACKEND, allow_local=allow_local, limits=sandbox_limits()
     )
+
+
+def metered(run: Callable[..., list], *args, **kwargs) -> list:
+    """Call ``sandbox.run`` or ``run_json``, counting the batch and its verdicts in metrics."""
+    with metrics.Stopwatch() as watch:
+        try:
+            results = run(*args, **kwargs)
+        except sandbox.SandboxError:
+            metrics.SANDBOX_RUNS.labels("unavailable").inc()
+            raise
+    metrics.observe_sandbox(results, seconds=watch.seconds)
+    return results

@@ -19,6 +19,7 @@ RETRY = {
     "max_retries": 5,
 }
 SCORES_LOCK = "evals:push-pending-scores"
+AUTO_REFINE_LOCK = "evals:auto-refine"
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -42,6 +43,14 @@ class EvalRunTask(Task):
 
         run_id = args[0] if args else kwargs.get("run_id")
         fail_run(run_id=run_id, error=_failure_message(exc))
+
+
+class EvalRunChunkTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from evals.execution.chunks import fail_chunk
+
+        chunk_id = args[0] if args else kwargs.get("chunk_id")
+        fail_chunk(chunk_id=chunk_id, error=_failure_message(exc))
 
 
 @contextmanager
@@ -87,6 +96,27 @@ def run_eval_task(run_id: int) -> None:
         execute_run(run_id=run_id)
 
 
+@shared_task(
+    name=queue.RUN_EVAL_CHUNK, base=EvalRunChunkTask, acks_late=True, throws=(EvalError,), **RETRY
+)
+def run_eval_chunk_task(chunk_id: int) -> None:
+    """Judge one chunk of a split eval run; the last chunk finishes the run."""
+    from evals.execution.chunks import execute_chunk
+
+    with _sandbox_outage_is_transient():
+        execute_chunk(chunk_id=chunk_id)
+
+
+@shared_task(
+    name=queue.RUN_SENT_BATCH, base=EvalRunTask, acks_late=True, throws=(EvalError,), **RETRY
+)
+def run_sent_batch_task(run_id: int) -> None:
+    """Judge the traces sent with a batch run (POST /api/v1/evals/<id>/run)."""
+    from evals.execution.batch import execute_sent_batch
+
+    execute_sent_batch(run_id=run_id)
+
+
 # --- continuous evaluation ------------------------------------------------------------------
 
 
@@ -122,3 +152,12 @@ def push_pending_scores_task() -> int:
 
     with _single_instance(SCORES_LOCK, timeout=600) as acquired:
         return push_pending_scores().pushed if acquired else 0
+
+
+@shared_task
+def auto_refine_task() -> int:
+    """Refine drifting or contradicted active evals of the workspaces that opted in."""
+    from evals.generation.automatic import sweep
+
+    with _single_instance(AUTO_REFINE_LOCK, timeout=600) as acquired:
+        return len(sweep()) if acquired else 0

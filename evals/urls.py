@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.views import generation, operations, versions
+from evals.views import automation, collaboration, gallery, generation, operations, versions
 
 app_name = "evals"
 
@@ -20,6 +20,22 @@ urlpatterns = [
     path("<int:pk>/", versions.detail, name="detail"),
     path("<int:pk>/activate/", versions.activate, name="activate"),
     path("<int:pk>/archive/", versions.archive, name="archive"),
+    # Shadow A/B (issue 20).
+    path("sets/<int:pk>/shadow/", versions.shadow_compare, name="shadow_compare"),
+    path("<int:pk>/shadow/", versions.shadow, name="shadow"),
+    path("<int:pk>/unshadow/", versions.unshadow, name="unshadow"),
+    path("<int:pk>/promote/", versions.promote, name="promote"),
+    path("automation/", automation.automation, name="automation"),
+    # Collaboration (issue 20).
+    path("<int:pk>/comments/", collaboration.comment_on_eval, name="comment"),
+    path("traces/<int:pk>/comments/", collaboration.trace_comments, name="trace_comments"),
+    path("sets/<int:pk>/activity/", collaboration.activity, name="activity"),
+    # The gallery (issue 20).
+    path("gallery/", gallery.gallery, name="gallery"),
+    path("gallery/<int:pk>/", gallery.template_detail, name="template"),
+    path("gallery/versions/<int:pk>/use/", gallery.use_template, name="use_template"),
+    path("<int:pk>/publish/", gallery.publish, name="publish"),
+    path("sets/<int:pk>/automation/", automation.set_threshold, name="set_threshold"),
     path("<int:pk>/restore/", versions.restore, name="restore"),
     path("<int:pk>/test/", versions.test_again, name="test"),
     path("<int:pk>/runs/<int:run_pk>/", versions.run_progress, name="run_progress"),

@@ -4,7 +4,7 @@ from django.contrib import admin
 from integrations import services
 from integrations.adapters import receives
 from integrations.exceptions import IntegrationError
-from integrations.models import Integration, SyncRun
+from integrations.models import Integration, SyncRun, UploadRun
 
 
 class IntegrationAdminForm(forms.ModelForm):
@@ -125,3 +125,13 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(UploadRun)
+class UploadRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "workspace", "filename", "status", "size", "bytes_done", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["workspace__slug", "filename", "error"]
+    list_select_related = ["workspace"]
+    readonly_fields = [f.name for f in UploadRun._meta.fields if f.name not in ("id", "workspace")]
+    raw_id_fields = ["workspace"]

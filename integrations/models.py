@@ -178,3 +178,41 @@ class SyncRun(BackgroundRun, WorkspaceOwned):
         if self.started_at is None:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+
+class UploadRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
+class UploadRun(BackgroundRun, WorkspaceOwned):
+    """One JSONL upload, ingested by a worker from the file the request stored."""
+
+    Status = RunStatus
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    filename = models.CharField(max_length=255)
+    # Where the request stored the file (under IOFOLD_VAR_DIR, shared with the workers);
+    # deleted once ingested.
+    path = models.CharField(max_length=500)
+    size = models.PositiveBigIntegerField(default=0)
+    # Bytes ingested so far: the progress bar's value.
+    bytes_done = models.PositiveBigIntegerField(default=0)
+    # IngestReport.as_dict() once finished: counts and the first rejected lines.
+    report = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = UploadRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Upload #{self.pk} {self.filename} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.bytes_done / self.size) if self.size else 0

@@ -19,6 +19,14 @@ def sync_integration_task(run_id: int) -> None:
     run_sync(run_id=run_id)
 
 
+@shared_task(acks_late=True)
+def ingest_upload_task(run_id: int) -> None:
+    """Ingest one uploaded JSONL file."""
+    from integrations.uploads import execute_upload
+
+    execute_upload(run_id=run_id)
+
+
 @shared_task(
     autoretry_for=(OperationalError,), retry_backoff=True, retry_jitter=True, max_retries=5
 )

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from integrations.adapters.langfuse import normalise_langfuse_export
 from integrations.constants import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, UPLOAD_BATCH
+from integrations.models import UploadRun
 from integrations.store import UpsertResult
 from iofold.lib import jsontext
+from iofold.lib.runs import keep_alive
+from iofold.lib.tasks import enqueue
 from iofold.pipeline import ingest_traces
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_TASK = "integrations.tasks.ingest_upload_task"
+# A running upload no worker has touched for this long is failed (its heartbeat moves
+# every few seconds; a dead worker's upload is taken over at once).
+UPLOAD_STALE_AFTER = timedelta(minutes=10)
 
 
 @dataclass
@@ -130,3 +149,107 @@ def ingest_jsonl(*, workspace, lines: Iterable[bytes], on_ingested=None) -> Inge
     return ingest_objects(
         workspace=workspace, source="upload", items=decode_lines(lines), on_ingested=on_ingested
     )
+
+
+def count_lines(uploaded) -> int:
+    """Count the non-blank lines of an uploaded file (the traces the ingest budget counts)."""
+    uploaded.seek(0)
+    count = sum(1 for raw in uploaded if raw.strip())
+    uploaded.seek(0)
+    return count
+
+
+# --- uploads accepted at once, ingested by a worker ------------------------------------------
+
+
+def upload_dir() -> Path:
+    return Path(settings.VAR_DIR) / "uploads"
+
+
+def start_upload(*, workspace, uploaded) -> UploadRun:
+    """Store an uploaded file where the workers can read it and queue its ingestion."""
+    folder = upload_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{workspace.pk}-{uuid.uuid4().hex}.jsonl"
+    with path.open("wb") as out:
+        for piece in uploaded.chunks():
+            out.write(piece)
+    with transaction.atomic():
+        run = UploadRun.objects.create(
+            workspace=workspace,
+            filename=(uploaded.name or "upload.jsonl")[:255],
+            path=str(path),
+            size=path.stat().st_size,
+        )
+        transaction.on_commit(lambda: enqueue(UPLOAD_TASK, run.pk))
+    logger.info("upload queued run=%s bytes=%d", run.pk, run.size)
+    return run
+
+
+class _Counting:
+    """Iterate a file's lines, counting the bytes read for the progress bar."""
+
+    def __init__(self, file) -> None:
+        self.file, self.read = file, 0
+
+    def __iter__(self):
+        for line in self.file:
+            self.read += len(line)
+            yield line
+
+
+def execute_upload(*, run_id: int) -> UploadRun | None:
+    """Ingest a queued upload's file, recording progress, then its report; delete the file.
+
+    Safe to call again: a run claimed by a live worker or finished is left alone, and a
+    taken-over run ingests the whole file again (ingestion is an idempotent upsert).
+    """
+    if UploadRun.objects.claim(run_id) is None:
+        return UploadRun.objects.filter(pk=run_id).first()
+    run = UploadRun.objects.select_related("workspace").get(pk=run_id)
+    path = Path(run.path)
+    if not path.exists():
+        UploadRun.objects.filter(pk=run.pk).fail("The uploaded file is gone; upload it again.")
+        return None
+    with keep_alive(run), path.open("rb") as file:
+        lines = _Counting(file)
+
+        def progress(_trace_ids) -> None:
+            UploadRun.objects.filter(pk=run.pk, owner=run.owner).update(
+                bytes_done=lines.read, heartbeat_at=timezone.now()
+            )
+
+        report = ingest_jsonl(workspace=run.workspace, lines=lines, on_ingested=progress)
+    finished = UploadRun.objects.filter(
+        pk=run.pk, status=UploadRun.Status.RUNNING, owner=run.owner
+    ).update(
+        status=UploadRun.Status.SUCCEEDED,
+        report={**report.as_dict(), "accepted": report.accepted},
+        bytes_done=run.size,
+        finished_at=timezone.now(),
+    )
+    if finished:
+        path.unlink(missing_ok=True)
+    run.refresh_from_db()
+    logger.info("upload ingested run=%s lines=%d", run.pk, report.lines)
+    return run
+
+
+def recover_uploads(*, include_queued: bool = False) -> int:
+    """Enqueue again the uploads whose worker died."""
+    return UploadRun.objects.recover(
+        enqueue=lambda run: enqueue(UPLOAD_TASK, run.pk), include_queued=include_queued
+    )
+
+
+def reap_stale_uploads(*, older_than: timedelta = UPLOAD_STALE_AFTER) -> int:
+    """Fail uploads no worker has touched for ``older_than``; delete their files."""
+    cutoff = timezone.now() - older_than
+    stale = UploadRun.objects.filter(status=UploadRun.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    paths = list(stale.values_list("path", flat=True))
+    count = stale.fail("The worker stopped responding; upload the file again.")
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    return count

@@ -11,6 +11,7 @@ urlpatterns = [
     path("test/", views.check_new_connection, name="test_new"),
     path("openai-agents/", views.openai_agents_setup, name="openai_agents"),
     path("upload/", views.upload, name="upload"),
+    path("uploads/<int:run_pk>/", views.upload_run, name="upload_run"),
     path("opentelemetry/", otlp_views.setup, name="otlp_setup"),
     path("<int:pk>/", views.integration_detail, name="detail"),
     path("<int:pk>/edit/", views.integration_edit, name="edit"),

@@ -10,9 +10,11 @@ from integrations import receiver_pages, services
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.exceptions import IntegrationError
 from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_for
-from integrations.models import Integration, SyncRun
+from integrations.models import Integration, SyncRun, UploadRun
 from integrations.otlp import views as otlp_views
-from integrations.uploads import ingest_jsonl
+from integrations.uploads import count_lines, start_upload
+from iofold.exceptions import RateLimited
+from iofold.pipeline import admit_traces
 from workspaces.access import workspace_view
 
 
@@ -241,9 +243,8 @@ def delete(request, pk: int):
 
 @workspace_view
 def upload(request):
-    """Upload traces as JSON Lines; the report lists every rejected line."""
+    """Upload traces as JSON Lines; a worker ingests the file while the page shows progress."""
     form = UploadForm(request.POST or None, request.FILES or None)
-    report = None
     if request.method == "POST" and form.is_valid():
         uploaded = form.cleaned_data["file"]
         if uploaded.size > MAX_UPLOAD_BYTES:
@@ -254,5 +255,23 @@ def upload(request):
                 "POST /api/v1/traces/.",
             )
         else:
-            report = ingest_jsonl(workspace=request.workspace, lines=uploaded)
-    return render(request, "integrations/upload.html", {"form": form, "report": report})
+            try:
+                admit_traces(workspace=request.workspace, count=count_lines(uploaded))
+            except RateLimited as exc:
+                form.add_error("file", exc.message)
+                response = render(request, "integrations/upload.html", {"form": form}, status=429)
+                response["Retry-After"] = str(exc.retry_after)
+                return response
+            run = start_upload(workspace=request.workspace, uploaded=uploaded)
+            return redirect("integrations:upload_run", slug=request.workspace.slug, run_pk=run.pk)
+    return render(request, "integrations/upload.html", {"form": form})
+
+
+@workspace_view
+def upload_run(request, run_pk: int):
+    """An upload's progress, then its report (htmx polls the fragment until it is final)."""
+    run = get_object_or_404(UploadRun.objects.for_workspace(request.workspace), pk=run_pk)
+    if request.htmx:
+        response = render(request, "integrations/upload.html#run", {"run": run})
+        return HttpResponseStopPolling(response.content) if run.is_final else response
+    return render(request, "integrations/upload.html", {"form": UploadForm(), "run": run})

@@ -31,8 +31,9 @@ from django.views.decorators.http import require_POST
 from integrations.constants import MAX_API_TRACES, MAX_REPORTED_ERRORS
 from integrations.models import Integration
 from integrations.uploads import to_normalised
+from iofold.exceptions import RateLimited
 from iofold.lib import jsontext
-from iofold.pipeline import ingest_traces
+from iofold.pipeline import admit_traces, ingest_traces
 from workspaces.access import workspace_view
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,12 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
         return _reject('Send a trace object, a list of traces or {"traces": [...]}.', status=400)
     if len(items) > MAX_API_TRACES:
         return _reject(f"At most {MAX_API_TRACES} traces per request.", status=413)
+    try:
+        admit_traces(workspace=integration.workspace, count=len(items))
+    except RateLimited as exc:
+        response = _reject(exc.message, status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     out = ingest_webhook(integration=integration, items=items)
     status = 400 if out["failed"] == out["received"] else 200
     return JsonResponse(out, status=status)

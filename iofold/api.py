@@ -2,12 +2,12 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import pagination, parsers, status
-from rest_framework.exceptions import APIException, ParseError, ValidationError
+from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
-from iofold.exceptions import ApplicationError
+from iofold.exceptions import ApplicationError, RateLimited
 from iofold.lib import jsontext
 from iofold.lib.csp import set_inline_styles_policy
 
@@ -55,9 +55,13 @@ def exception_handler(exc, context):
     bodies by hand. A domain error is a 400, or a 503 when it says retrying can help
     (``permanent=False``: a provider outage, a busy sandbox). A Django
     ``ValidationError`` (a model's ``full_clean()`` inside a service) is a 400 with its
-    messages by field, as a serializer's would be, rather than a 500.
+    messages by field, as a serializer's would be, rather than a 500. Too many requests,
+    from DRF's throttles or a ``RateLimited`` budget (traces per minute), is a 429 with
+    ``Retry-After`` in seconds.
     """
-    if isinstance(exc, ApplicationError):
+    if isinstance(exc, RateLimited):
+        exc = Throttled(wait=exc.retry_after, detail=exc.message)
+    elif isinstance(exc, ApplicationError):
         transient = not getattr(exc, "permanent", True)
         code = status.HTTP_503_SERVICE_UNAVAILABLE if transient else status.HTTP_400_BAD_REQUEST
         return Response({"detail": exc.message}, status=code)

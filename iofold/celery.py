@@ -8,6 +8,8 @@ from celery import Celery
 from celery.signals import before_task_publish, worker_init, worker_ready
 from kombu import Queue
 
+from iofold.lib.metrics import connect_task_signals
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
 
 logger = logging.getLogger(__name__)
@@ -16,6 +18,7 @@ app = Celery("iofold")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in ("default", "sync", "generate", "execute")]
 app.autodiscover_tasks()
+connect_task_signals()
 
 
 def ensure_broker_folders() -> None:
@@ -32,6 +35,25 @@ _broker_folders_ready = False
 @worker_init.connect
 def _prepare_worker(**kwargs) -> None:
     ensure_broker_folders()
+    _serve_worker_metrics()
+
+
+def _serve_worker_metrics() -> None:
+    """Serve this worker's metrics (all its pool processes) when a port is configured."""
+    from django.conf import settings
+    from prometheus_client import start_http_server
+
+    from iofold.lib import metrics
+
+    port = settings.IOFOLD_WORKER_METRICS_PORT
+    if not port:
+        return
+    if not metrics.multiprocess_dir():
+        logger.warning(
+            "IOFOLD_WORKER_METRICS_PORT is set without PROMETHEUS_MULTIPROC_DIR: only the "
+            "worker's main process is counted, not the pool processes that run the tasks"
+        )
+    start_http_server(port, registry=metrics.scrape_registry())
 
 
 @before_task_publish.connect

@@ -46,11 +46,14 @@ NAV_ITEMS = [
             "refinement",
             "generation",
             "run_progress",
+            "shadow_compare",
+            "activity",
         ),
     ),
+    NavItem("Gallery", "evals:gallery", ("gallery", "template")),
     NavItem("Operations", "evals:dashboard", ("dashboard", "drift")),
     NavItem("Members", "workspaces:members", ("members",)),
-    NavItem("Eval settings", "evals:settings", ("settings",)),
+    NavItem("Eval settings", "evals:settings", ("settings", "automation")),
     NavItem("Settings", "workspaces:settings", ("settings", "tokens")),
 ]
 

@@ -20,11 +20,35 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 
 from integrations.store import UpsertResult
+from iofold.exceptions import RateLimited
+from iofold.lib import ratelimit
 
 logger = logging.getLogger(__name__)
+
+
+def admit_traces(*, workspace, count: int) -> None:
+    """Count ``count`` pushed traces against the workspace's budget per minute, or refuse.
+
+    Called by the entry points clients push through (API, upload, webhook, OTLP, the
+    Agents SDK receiver) before anything is written, so a refused batch stores nothing;
+    syncs are not limited, iofold paces them itself. Raises ``RateLimited``.
+    """
+    limit = settings.IOFOLD_INGEST_TRACES_PER_MINUTE
+    wait = ratelimit.take(f"ingest:{workspace.pk}", count, limit=limit, window=60)
+    if wait is not None:
+        too_big = count > limit
+        raise RateLimited(
+            f"This batch of {count} traces is larger than the workspace's limit of "
+            f"{limit} traces per minute; send smaller batches."
+            if too_big
+            else f"The workspace receives at most {limit} traces per minute; "
+            f"try again in {wait} s.",
+            retry_after=wait,
+        )
 
 
 def ingest_traces(

@@ -15,16 +15,30 @@ import logging
 from celery import shared_task
 from django.core.cache import cache
 
+from evals.execution.chunks import reap_split_runs, recover_chunks
 from evals.execution.runs import reap_stale_runs as reap_stale_eval_runs
 from evals.execution.runs import recover_eval_runs
 from evals.generation.services import reap_stale_generations, recover_generations
 from integrations.services import reap_stale_runs as reap_stale_sync_runs
 from integrations.services import recover_sync_runs
+from integrations.uploads import reap_stale_uploads, recover_uploads
 
 logger = logging.getLogger(__name__)
 
-RECOVER = (recover_sync_runs, recover_generations, recover_eval_runs)
-REAP = (reap_stale_sync_runs, reap_stale_generations, reap_stale_eval_runs)
+RECOVER = (
+    recover_sync_runs,
+    recover_uploads,
+    recover_generations,
+    recover_eval_runs,
+    recover_chunks,
+)
+REAP = (
+    reap_stale_sync_runs,
+    reap_stale_uploads,
+    reap_stale_generations,
+    reap_stale_eval_runs,
+    reap_split_runs,
+)
 LOCK = "iofold:reap-stale-runs"
 
 

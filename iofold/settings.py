@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times everything below and every log line of the request has its id.
+    "iofold.monitoring.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response: SECURE_CSP below.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -212,7 +214,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     # /healthz is probed over plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 # Same-origin scripts and styles only, nothing inline (iofold/lib/csp.py says why).
 SECURE_CSP = CSP_POLICY
@@ -236,7 +238,30 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "iofold.api.exception_handler",
+    # Per token, and per user whatever the credential (a token acts for its creator, so
+    # minting tokens does not multiply a user's budget). Rates: IOFOLD_API_THROTTLE_RATES.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "workspaces.throttles.ApiTokenRateThrottle",
+        "workspaces.throttles.ApiUserRateThrottle",
+    ],
 }
+# "N/second|minute|hour|day", or "off"; counted on the shared cache (CACHE_URL), so set
+# CACHE_URL in production or each process counts on its own.
+IOFOLD_API_THROTTLE_RATES = {
+    "token": env_str("IOFOLD_API_RATE_PER_TOKEN", "1200/minute"),
+    "user": env_str("IOFOLD_API_RATE_PER_USER", "3000/minute"),
+}
+# Traces a workspace may push per minute (API, upload, webhooks, OTLP, the Agents SDK
+# receiver), counted before anything is stored; 0 turns the limit off. Syncs are not counted.
+for _scope, _rate in IOFOLD_API_THROTTLE_RATES.items():
+    _num, _, _period = _rate.partition("/")
+    if _rate.lower() not in ("off", "none", "0") and not (
+        _num.isdigit() and _period[:1] in ("s", "m", "h", "d")
+    ):
+        raise ImproperlyConfigured(
+            f"IOFOLD_API_RATE_PER_{_scope.upper()} must look like 600/minute or be off"
+        )
+IOFOLD_INGEST_TRACES_PER_MINUTE = env_int("IOFOLD_INGEST_TRACES_PER_MINUTE", 120_000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "iofold API",
     # Swagger UI from the pinned drf-spectacular-sidecar package, served as our own static
@@ -255,6 +280,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "evals.models.RunStatus",
         "EvalStatusEnum": "evals.models.Eval.Status",
+        "EvalKindEnum": "evals.models.EvalKind",
+        "IntegrationKindEnum": "integrations.models.Integration.Kind",
     },
 }
 
@@ -303,6 +330,9 @@ if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "IOFOLD_RUN_STALE_SECONDS must cover at least three IOFOLD_RUN_HEARTBEAT_SECONDS"
     )
+# A queued eval run over more traces than this is split into chunks of this many, each its
+# own task, so any number of workers share it (evals/execution/chunks.py).
+IOFOLD_EVAL_CHUNK_TRACES = env_int("IOFOLD_EVAL_CHUNK_TRACES", 1000)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -363,14 +393,62 @@ IOFOLD_JUDGE_MAX_OUTPUT_TOKENS = env_int("IOFOLD_JUDGE_MAX_OUTPUT_TOKENS", 256)
 # activation falls this far (0.10 = ten points) below its agreement at activation.
 IOFOLD_DRIFT_MARGIN = env_float("IOFOLD_DRIFT_MARGIN", 0.10)
 
+# Logs: JSON lines in production (one object per record, with the request's or task's
+# id), plain text in development; LOG_FORMAT overrides.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "iofold.lib.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# /metrics (Prometheus): answered to a bearer token equal to IOFOLD_METRICS_TOKEN, or to
+# clients in these networks (the direct peer's address: behind a proxy, use the token).
+IOFOLD_METRICS_TOKEN = env_secret("IOFOLD_METRICS_TOKEN")
+try:
+    IOFOLD_METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(entry, strict=False)
+        for entry in env_list("IOFOLD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"IOFOLD_METRICS_ALLOWED_NETWORKS: {exc}") from None
+# A Celery worker serves its own /metrics on this port (0: none); its pool processes
+# share PROMETHEUS_MULTIPROC_DIR, which must then be set.
+IOFOLD_WORKER_METRICS_PORT = env_int("IOFOLD_WORKER_METRICS_PORT", 0)
+
+# Errors to Sentry, only when a DSN is given; no personal data is sent.
+SENTRY_DSN = env_secret("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+        send_default_pii=False,
+    )
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests that hand rows to a real worker process need a test database it can open too.
@@ -390,6 +468,10 @@ IOFOLD_PERIODIC_TASKS = {
     "resend undelivered scores": ("evals.tasks.push_pending_scores_task", 600),
     # Conversations idle for their idle time are marked complete (then judged).
     "complete idle conversations": ("iofold.pipeline.complete_idle_conversations_task", 60),
+    # Workspaces that opted in get drifting or contradicted evals refined into shadow.
+    "refine drifting evals": ("evals.tasks.auto_refine_task", 600),
+    # Workspaces whose scheduled deletion (manage.py delete_workspace) is due are deleted.
+    "delete workspaces when due": ("workspaces.tasks.delete_due_workspaces_task", 3600),
 }
 # Global schedules of earlier releases, whose tasks are gone: setup_periodic_tasks deletes
 # these rows by name (and no others), so beat never sends a task no worker knows.

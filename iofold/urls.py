@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from integrations.otlp import receiver as otlp_receiver
-from iofold import views
+from iofold import monitoring, views
 from iofold.lib.csp import allow_inline_styles
 from workspaces import views as workspace_views
 
@@ -18,6 +18,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", monitoring.metrics_view, name="metrics"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("w/", include("workspaces.urls")),

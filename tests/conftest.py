@@ -41,6 +41,16 @@ def production(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_rate_limits(settings):
+    """No API throttles and no ingest budget: tests send bursts no client would.
+
+    Tests of the limits (tests/test_rate_limits.py) set them back themselves.
+    """
+    settings.IOFOLD_API_THROTTLE_RATES = {}
+    settings.IOFOLD_INGEST_TRACES_PER_MINUTE = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Start each test with an empty cache: allauth's rate limits live there."""
     from django.core.cache import cache

@@ -49,6 +49,8 @@ WEBHOOK = ("post", "/api/v1/integrations/{id}/webhook")  # a plain view: not in 
 REFUSED_WHEN_PLAUSIBLE = {
     ("post", "/api/v1/integrations/{id}/test/"),
     ("post", "/api/v1/conversations/{id}/labels/"),
+    # The world's eval is a draft: only a shadow that wins beyond noise is promoted.
+    ("post", "/api/v1/evals/{id}/promote/"),
 }
 
 

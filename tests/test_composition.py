@@ -16,6 +16,7 @@ def test_the_navigation_lists_every_app_in_display_order(workspace):
         "Traces",
         "Eval sets",
         "Evals",
+        "Gallery",
         "Operations",
         "Members",
         "Eval settings",

@@ -21,7 +21,7 @@ APPS = ["accounts", *FLOW]
 # What an app may import from the project package: the foundations below every app, and
 # the two modules above them that put the apps together.
 FOUNDATIONS = ("iofold.lib", "iofold.exceptions", "iofold.api")
-IOFOLD_FOR_APPS = (*FOUNDATIONS, "iofold.pipeline", "iofold.composition")
+IOFOLD_FOR_APPS = (*FOUNDATIONS, "iofold.pipeline", "iofold.composition", "iofold.workspace_data")
 # Ways to find an app or a callable at runtime instead of importing it by name.
 RUNTIME_LOOKUPS = {"get_app_configs", "get_app_config", "get_model", "import_string"}
 

@@ -115,6 +115,12 @@ def test_a_misspelt_boolean_stops_startup(tmp_path):
     assert "DEBUG must be true or false" in result.stderr
 
 
+def test_a_misspelt_api_rate_stops_startup(tmp_path):
+    result = _run(SETUP, {"IOFOLD_API_RATE_PER_TOKEN": "600 a minute"}, tmp_path)
+    assert result.returncode != 0
+    assert "IOFOLD_API_RATE_PER_TOKEN must look like 600/minute" in result.stderr
+
+
 def test_production_settings_pass_check_deploy(tmp_path):
     result = _run(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], _production_env(), tmp_path

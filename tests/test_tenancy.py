@@ -155,6 +155,13 @@ def _sync_run_kwargs(ws):
     return {"pk": pk, "run_pk": run.pk}
 
 
+def _upload_run_kwargs(ws):
+    from integrations.models import UploadRun
+
+    run = UploadRun.objects.create(workspace=ws, filename="t.jsonl", path="/nonexistent")
+    return {"run_pk": run.pk}
+
+
 def _sync_run_pk(ws):
     return {"pk": _sync_run_kwargs(ws)["run_pk"]}
 
@@ -172,6 +179,14 @@ def _continuous_eval_set_pk(ws):
     from evals.models import Eval
 
     return {"pk": Eval.objects.get(pk=_continuous_eval_pk(ws)["pk"]).eval_set_id}
+
+
+def _template_version(ws):
+    from evals.gallery.services import ensure_builtins
+    from evals.models import EvalTemplateVersion
+
+    ensure_builtins()
+    return EvalTemplateVersion.objects.get(template__slug="no-refusal")
 
 
 def _mgmt_kwargs(ws):
@@ -275,6 +290,7 @@ UI_CASES = [
     Case("integrations:enable", "post", _integration_pk),
     Case("integrations:delete", "post", _integration_pk),
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
+    Case("integrations:upload_run", kwargs=_upload_run_kwargs),
     Case("traces:list"),
     Case("traces:detail", kwargs=_trace_pk),
     Case("traces:conversation_list"),
@@ -343,6 +359,22 @@ UI_CASES = [
     Case("evals:refine", "post", _mgmt("eval:pk")),
     Case("evals:compare", kwargs=_mgmt("eval:pk")),
     Case("evals:refinement", kwargs=_mgmt("generation:pk")),
+    # Shadow A/B (issue 20).
+    Case("evals:shadow_compare", kwargs=_mgmt("set:pk")),
+    Case("evals:shadow", "post", _mgmt("eval:pk")),
+    Case("evals:unshadow", "post", _mgmt("eval:pk")),
+    Case("evals:promote", "post", _mgmt("eval:pk")),
+    Case("evals:automation"),
+    Case("evals:automation", "post", data=lambda ws: {"monthly_refinements": 2}),
+    Case("evals:set_threshold", "post", _eval_set_pk, lambda ws: {"contradiction_threshold": 5}),
+    Case("evals:comment", "post", _mgmt("eval:pk"), lambda ws: {"body": "hi"}),
+    Case("evals:trace_comments", kwargs=_trace_pk),
+    Case("evals:trace_comments", "post", _trace_pk, lambda ws: {"body": "hi"}),
+    Case("evals:activity", kwargs=_mgmt("set:pk")),
+    Case("evals:gallery"),
+    Case("evals:template", kwargs=lambda ws: {"pk": _template_version(ws).template_id}),
+    Case("evals:use_template", "post", lambda ws: {"pk": _template_version(ws).pk}),
+    Case("evals:publish", "post", _mgmt("eval:pk"), lambda ws: {"name": "Shared"}),
     # Eval generation (issue 6).
     Case("evals:settings"),
     Case("evals:settings", "post", data=lambda ws: {"provider": "offline"}),
@@ -424,6 +456,9 @@ API_CASES = [
     Case("api-eval-export", kwargs=_mgmt("eval:pk")),
     Case("api-eval-cell", kwargs=_mgmt("eval:pk", "trace:trace_pk")),
     Case("api-eval-run-detail", kwargs=_mgmt("run:pk")),
+    Case("api-eval-set-shadow", kwargs=_mgmt("set:pk")),
+    Case("api-eval-shadow", "post", _mgmt("eval:pk")),
+    Case("api-eval-promote", "post", _mgmt("eval:pk")),
 ]
 
 

@@ -19,7 +19,7 @@ from integrations import receivers
 from integrations.adapters.openai_agents import PayloadError, merge_trace, read_payload
 from integrations.models import Integration
 from iofold.api import PayloadTooLarge
-from iofold.pipeline import ingest_traces, stored_traces
+from iofold.pipeline import admit_traces, ingest_traces, stored_traces
 from traces.models import Trace
 from workspaces.access import WorkspaceScopedMixin
 
@@ -48,7 +48,12 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
     @extend_schema(
         operation_id="openai_agents_traces_ingest",
         request=OpenApiTypes.OBJECT,
-        responses={200: AgentsIngestOut, 400: AgentsIngestOut, 413: OpenApiTypes.OBJECT},
+        responses={
+            200: AgentsIngestOut,
+            400: AgentsIngestOut,
+            413: OpenApiTypes.OBJECT,
+            429: OpenApiTypes.OBJECT,
+        },
         summary="Receive OpenAI Agents SDK traces and spans (the exporter's payload)",
     )
     def post(self, request):
@@ -79,6 +84,7 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
             _record(integration, batch, failed_items=0, errors=batch.errors)
             code = status.HTTP_400_BAD_REQUEST if batch.errors else status.HTTP_200_OK
             return Response({**out, "errors": batch.errors}, status=code)
+        admit_traces(workspace=request.workspace, count=len(batch.trace_ids))
         with transaction.atomic():
             # Locked so that two posts of one trace merge one after the other.
             stored = stored_traces(

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from integrations.constants import MAX_API_TRACES
 from integrations.uploads import ingest_objects
 from iofold.api import PayloadTooLarge
+from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
 from traces.exceptions import TraceError
@@ -219,6 +220,15 @@ TRACE_FILTER_PARAMS = [
 ]
 
 
+INGEST_RESPONSES = {
+    201: IngestOut,
+    200: IngestOut,
+    400: IngestOut,
+    413: OpenApiTypes.OBJECT,
+    429: OpenApiTypes.OBJECT,
+}
+
+
 class TracesApi(WorkspaceScopedMixin, APIView):
     """The traces collection: list them, or ingest new ones without a platform."""
 
@@ -248,14 +258,14 @@ class TracesApi(WorkspaceScopedMixin, APIView):
     @extend_schema(
         operation_id="traces_ingest",
         request=OpenApiTypes.OBJECT,
-        responses={201: IngestOut, 200: IngestOut, 400: IngestOut, 413: OpenApiTypes.OBJECT},
+        responses=INGEST_RESPONSES,
         summary="Ingest traces (normalised shape or Langfuse export), validated per trace",
     )
     def post(self, request):
         """Ingest one trace, a list, or {"traces": [...]}; each is validated on its own."""
-        report = ingest_objects(
-            workspace=request.workspace, source="api", items=enumerate(_posted_traces(request))
-        )
+        items = _posted_traces(request)
+        admit_traces(workspace=request.workspace, count=len(items))
+        report = ingest_objects(workspace=request.workspace, source="api", items=enumerate(items))
         out = report.as_dict()
         out["errors"] = [{"index": e["line"], "error": e["error"]} for e in out["errors"]]
         if report.accepted == 0 and report.errors_total:
@@ -275,7 +285,7 @@ class TraceIngestAliasApi(TracesApi):
     @extend_schema(
         operation_id="traces_ingest_alias",
         request=OpenApiTypes.OBJECT,
-        responses={201: IngestOut, 200: IngestOut, 400: IngestOut, 413: OpenApiTypes.OBJECT},
+        responses=INGEST_RESPONSES,
         summary="Ingest traces (alias of POST /api/v1/traces/, kept for existing clients)",
         deprecated=True,
     )

@@ -24,6 +24,9 @@ class Workspace(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Set when an owner deletes the workspace; a worker then removes it and all its rows.
     deletion_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # An operator's scheduled deletion (manage.py delete_workspace): until then it can be
+    # cancelled; a periodic task requests the deletion when it is due.
+    deletion_scheduled_for = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = WorkspaceManagerQuerySet.as_manager()
 

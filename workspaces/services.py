@@ -1,3 +1,4 @@
+import logging
 import secrets
 from datetime import timedelta
 
@@ -14,6 +15,8 @@ from accounts.selectors import email_address_status, verified_emails
 from iofold.lib.tasks import enqueue
 from workspaces.exceptions import InvitationForAnotherAddress, WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
+
+logger = logging.getLogger(__name__)
 
 INVITATION_LIFETIME = timedelta(days=7)
 # Registered name of the task (workspaces.tasks imports this module).
@@ -268,6 +271,42 @@ def request_workspace_deletion(*, workspace: Workspace) -> None:
     )
     if claimed:
         transaction.on_commit(lambda: enqueue(DELETE_WORKSPACE_TASK, workspace.pk))
+
+
+def schedule_workspace_deletion(*, workspace: Workspace, grace: timedelta) -> Workspace:
+    """Delete the workspace once ``grace`` has passed; ``cancel_workspace_deletion`` undoes it."""
+    if workspace.deletion_requested_at is not None:
+        raise WorkspaceError("This workspace is already being deleted.")
+    workspace.deletion_scheduled_for = timezone.now() + grace
+    workspace.save(update_fields=["deletion_scheduled_for"])
+    logger.info(
+        "workspace deletion scheduled workspace=%s at=%s",
+        workspace.pk,
+        workspace.deletion_scheduled_for.isoformat(),
+    )
+    return workspace
+
+
+def cancel_workspace_deletion(*, workspace: Workspace) -> Workspace:
+    """Keep a workspace whose deletion was scheduled; too late once it is being deleted."""
+    if workspace.deletion_requested_at is not None:
+        raise WorkspaceError("Too late: this workspace is already being deleted.")
+    workspace.deletion_scheduled_for = None
+    workspace.save(update_fields=["deletion_scheduled_for"])
+    logger.info("workspace deletion cancelled workspace=%s", workspace.pk)
+    return workspace
+
+
+def request_due_deletions() -> int:
+    """Request the deletion of every workspace whose scheduled deletion is due."""
+    due = Workspace.objects.filter(
+        deletion_scheduled_for__lte=timezone.now(), deletion_requested_at__isnull=True
+    )
+    count = 0
+    for workspace in due:
+        request_workspace_deletion(workspace=workspace)
+        count += 1
+    return count
 
 
 def delete_workspace(*, workspace_id: int) -> bool:

@@ -12,3 +12,14 @@ def delete_workspace_task(workspace_id: int) -> None:
 
     if delete_workspace(workspace_id=workspace_id):
         logger.info("workspace deleted workspace=%s", workspace_id)
+
+
+@shared_task
+def delete_due_workspaces_task() -> int:
+    """Start the deletion of workspaces whose grace period ended (beat, hourly)."""
+    from workspaces.services import request_due_deletions
+
+    count = request_due_deletions()
+    if count:
+        logger.info("scheduled workspace deletions started count=%d", count)
+    return count

@@ -1,14 +1,23 @@
-"""API: run an eval on a batch of traces and get verdicts back, for CI gates."""
+"""API: run an eval on a batch of traces for CI gates: a run to poll, or verdicts at once."""
 
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals.execution.batch import MAX_BATCH_TRACES, run_batch
+from evals.api.versions import EvalRunOut
+from evals.execution.batch import (
+    MAX_BATCH_TRACE_IDS,
+    MAX_BATCH_TRACES,
+    MAX_WAIT_TRACES,
+    run_batch,
+    start_batch,
+    wait_limits,
+)
 from evals.models import Eval
 from workspaces.access import WorkspaceScopedMixin
 
@@ -23,13 +32,26 @@ class BatchRunIn(serializers.Serializer):
     trace_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1),
         required=False,
-        max_length=MAX_BATCH_TRACES,
+        max_length=MAX_BATCH_TRACE_IDS,
         help_text="Ids of this workspace's traces; their verdicts are stored as executions.",
+    )
+    wait = serializers.BooleanField(
+        default=False,
+        help_text=(
+            f"Judge within the request and answer with the verdicts (at most {MAX_WAIT_TRACES} "
+            "traces). Without it the batch is queued and the answer is a run to poll."
+        ),
     )
 
     def validate(self, data):
         if bool(data.get("traces")) == bool(data.get("trace_ids")):
             raise serializers.ValidationError("Send either “traces” or “trace_ids”, not both.")
+        size = len(data.get("traces") or data.get("trace_ids"))
+        if data["wait"] and size > MAX_WAIT_TRACES:
+            raise serializers.ValidationError(
+                f"At most {MAX_WAIT_TRACES} traces with “wait”; leave it out to get a run to "
+                "poll instead."
+            )
         return data
 
 
@@ -63,19 +85,26 @@ class EvalBatchRunApi(WorkspaceScopedMixin, APIView):
 
     @extend_schema(
         request=BatchRunIn,
-        responses={200: BatchRunOut},
-        summary="Run an eval version on traces now and return per-trace verdicts",
+        responses={202: EvalRunOut, 200: BatchRunOut},
+        summary="Run an eval version on traces: a run to poll, or verdicts with wait",
     )
     def post(self, request, pk: int):
-        """Judge the given traces (or stored trace ids) with this eval version, synchronously."""
+        """Queue a batch run of this eval version (202, poll /eval-runs/<id>/), or judge a
+        small batch within the request with ``"wait": true`` (200 with the verdicts)."""
         eval = get_object_or_404(self.get_queryset().select_related("eval_set"), pk=pk)
         data = BatchRunIn(data=request.data)
         data.is_valid(raise_exception=True)
-        batch = run_batch(
-            eval=eval,
-            traces=data.validated_data.get("traces"),
-            trace_ids=data.validated_data.get("trace_ids"),
-        )
+        traces = data.validated_data.get("traces")
+        trace_ids = data.validated_data.get("trace_ids")
+        if not data.validated_data["wait"]:
+            run = start_batch(eval=eval, traces=traces, trace_ids=trace_ids)
+            location = reverse("api-eval-run-detail", kwargs={"pk": run.pk})
+            return Response(
+                EvalRunOut(run).data,
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Location": location},
+            )
+        batch = run_batch(eval=eval, traces=traces, trace_ids=trace_ids, limits=wait_limits())
         out = {
             "eval": {
                 "id": eval.pk,

@@ -4,7 +4,12 @@ exports and refinement. The comparison matrix has its own module (evals.api.matr
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -12,6 +17,7 @@ from rest_framework.views import APIView
 
 from evals.api.generation import EvalDetailOut, EvalOut, GenerationOut
 from evals.exceptions import EvalError
+from evals.execution.batch import batch_outcome
 from evals.generation import refinement
 from evals.models import Eval, EvalRun
 from evals.versions import display, export, selectors
@@ -59,6 +65,15 @@ class EditIn(serializers.Serializer):
 
 
 class EvalRunOut(serializers.ModelSerializer):
+    summary = serializers.SerializerMethodField(
+        help_text="Totals once the run succeeded (null before): gate CI on failed, errors, invalid."
+    )
+    results = serializers.SerializerMethodField(
+        help_text=(
+            "Per-trace verdicts once the run succeeded, in the order sent; null before, and "
+            "for runs over more than 1,000 stored traces (page /evals/<id>/executions/)."
+        )
+    )
     agreement = serializers.FloatField(
         source="eval.agreement",
         read_only=True,
@@ -85,10 +100,22 @@ class EvalRunOut(serializers.ModelSerializer):
             "output_tokens",
             "cost_usd",
             "agreement",
+            "summary",
+            "results",
             "created_at",
             "started_at",
             "finished_at",
         ]
+
+    @extend_schema_field({"type": "object", "nullable": True})
+    def get_summary(self, run) -> dict | None:
+        outcome = batch_outcome(run) if run.trigger == EvalRun.Trigger.API else None
+        return outcome[0] if outcome else None
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}, "nullable": True})
+    def get_results(self, run) -> list | None:
+        outcome = batch_outcome(run) if run.trigger == EvalRun.Trigger.API else None
+        return outcome[1] if outcome else None
 
 
 class EditOut(serializers.Serializer):
@@ -269,7 +296,11 @@ class EvalActivateApi(_EvalAction):
     )
     def post(self, request, pk: int):
         """Make this the set's one active version; the previously active one becomes a draft."""
-        done = version_services.activate_or_roll_back(eval=_eval_or_404(self, pk))
+        done = version_services.activate_or_roll_back(
+            eval=_eval_or_404(self, pk),
+            user=request.user,
+            reason=str(request.data.get("reason", "") if hasattr(request.data, "get") else ""),
+        )
         previous = done.previous.pk if done.previous is not None else None
         out = {"eval": done.eval, "previous_active": previous, "rollback": done.rollback}
         return Response(ActivateOut(out).data)
@@ -280,7 +311,7 @@ class EvalArchiveApi(_EvalAction):
     @extend_schema(request=None, responses={200: EvalOut}, summary="Archive a version")
     def post(self, request, pk: int):
         """Retire the version; archiving the active one leaves the set with no active eval."""
-        eval = version_services.archive_eval(eval=_eval_or_404(self, pk))
+        eval = version_services.archive_eval(eval=_eval_or_404(self, pk), user=request.user)
         return Response(EvalOut(eval).data)
 
 

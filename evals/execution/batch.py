@@ -1,25 +1,42 @@
-"""Batch runs for CI: one eval over a batch of traces, verdicts returned at once."""
+"""Batch runs for CI: one eval over a batch of traces, sent or stored.
+
+A batch is accepted at once as a run to poll (``start_batch``): stored trace ids become an
+ordinary queued run (split into chunks when large), sent traces a run that keeps them and
+their verdicts (``execute_sent_batch`` on a worker). A small batch can instead be judged
+within the request (``run_batch`` with ``wait_limits``), bounded in size and in time.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from django.db import transaction
 
 import sandbox
-from evals.exceptions import EvalError
-from evals.execution.runs import run_eval_now
+from evals.exceptions import EvalError, sandbox_failure
+from evals.execution.runs import finish_run, run_eval_now, start_run
 from evals.judging.runs import open_session, run_sandbox
-from evals.models import Eval, EvalRun
+from evals.models import Eval, EvalExecution, EvalRun, RunStatus
+from evals.queue import enqueue_sent_batch
 from evals.sandboxing import sandbox_limits
 from integrations.adapters.base import validate_normalised_trace
+from iofold.lib.runs import keep_alive
 from traces.ingest import canonical_trace
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
 
-# A batch run answers within one request: one sandbox call over at most this many traces.
+# Sent traces per batch run (they travel in the request body and are kept on the run).
 MAX_BATCH_TRACES = 1000
+# Stored trace ids per batch run: a large one is split into chunks that workers share.
+MAX_BATCH_TRACE_IDS = 100_000
+# A batch judged within the request ("wait": true) holds a web worker: at most this many
+# traces, and a jail is killed after WAIT_SECONDS (its unjudged traces get an error; one
+# fresh jail at most finishes the rest, so the sandbox takes at most twice that).
+MAX_WAIT_TRACES = 100
+WAIT_SECONDS = 20
 
 
 @dataclass
@@ -48,6 +65,7 @@ def run_batch(
     eval: Eval,
     traces: Sequence[dict] | None = None,
     trace_ids: Sequence[int] | None = None,
+    limits: sandbox.Limits | None = None,
 ) -> BatchRun:
     """Judge sent traces (not stored) or stored trace ids (verdicts stored) right now.
 
@@ -58,14 +76,14 @@ def run_batch(
     if trace_ids:
         wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
         stored = Trace.objects.for_workspace(eval.workspace_id).in_bulk(wanted)
-        missing = [pk for pk in wanted if pk not in stored]
-        if missing:
-            shown = ", ".join(str(pk) for pk in missing[:10])
-            raise EvalError(f"No trace with id {shown} in this workspace.")
+        _check_stored(wanted, stored)
         executions = {
             e.trace_id: e
             for e in run_eval_now(
-                eval=eval, traces=[stored[pk] for pk in wanted], trigger=EvalRun.Trigger.API
+                eval=eval,
+                traces=[stored[pk] for pk in wanted],
+                trigger=EvalRun.Trigger.API,
+                limits=limits,
             )
         }
         for index, pk in enumerate(wanted):
@@ -92,12 +110,10 @@ def run_batch(
                 sandbox.run,
                 eval.code,
                 [t for _, t in valid],
-                sandbox_limits(),
+                limits or sandbox_limits(),
             ).results
         except sandbox.SandboxError as exc:
-            raise EvalError(
-                f"The sandbox could not run the eval: {exc.message}", permanent=exc.permanent
-            ) from exc
+            raise sandbox_failure(exc) from exc
         for (index, trace), outcome in zip(valid, outcomes, strict=True):
             passed = outcome.passed if outcome.error is None else None
             batch.results.append(
@@ -124,3 +140,115 @@ def _verdict(index, trace_id, passed, reason, error, duration_ms) -> dict:
         "duration_ms": duration_ms,
         "invalid": False,
     }
+
+
+def _check_stored(wanted: Sequence[int], stored) -> None:
+    missing = [pk for pk in wanted if pk not in stored]
+    if missing:
+        shown = ", ".join(str(pk) for pk in missing[:10])
+        raise EvalError(f"No trace with id {shown} in this workspace.")
+
+
+def wait_limits() -> sandbox.Limits:
+    """Return the sandbox limits of a batch judged within the request: one short jail."""
+    return replace(sandbox_limits(), batch_timeout_s=WAIT_SECONDS, max_restarts=1)
+
+
+# --- batch runs accepted at once ----------------------------------------------------------
+
+
+def start_batch(
+    *, eval: Eval, traces: Sequence[dict] | None = None, trace_ids: Sequence[int] | None = None
+) -> EvalRun:
+    """Queue a batch run and return it to poll; nothing is judged in the caller.
+
+    Stored ids become an ordinary run whose verdicts are stored as executions; sent
+    traces are kept on the run, judged on a worker, and their verdicts kept with them.
+    Raises EvalError when ids name no trace of the workspace.
+    """
+    if trace_ids:
+        wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
+        stored = set(
+            Trace.objects.for_workspace(eval.workspace_id)
+            .filter(pk__in=wanted)
+            .values_list("pk", flat=True)
+        )
+        _check_stored(wanted, stored)
+        return start_run(eval=eval, trace_ids=wanted, trigger=EvalRun.Trigger.API)
+    sent = list(traces or [])
+    with transaction.atomic():
+        run = EvalRun.objects.create(
+            workspace_id=eval.workspace_id,
+            eval=eval,
+            trigger=EvalRun.Trigger.API,
+            inputs=sent,
+            total=len(sent),
+        )
+        transaction.on_commit(lambda: enqueue_sent_batch(run.pk))
+    logger.info(
+        "batch run of sent traces queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(sent)
+    )
+    return run
+
+
+def execute_sent_batch(*, run_id: int) -> EvalRun | None:
+    """Judge a queued batch run's sent traces and keep their verdicts on the run.
+
+    Safe to call twice: a run claimed by a live worker, or finished, is left alone.
+    Raises EvalError when the sandbox cannot run (TransientEvalError when retrying can
+    help, after putting the run back in the queue).
+    """
+    if EvalRun.objects.filter(inputs__isnull=False).claim(run_id) is None:
+        return EvalRun.objects.filter(pk=run_id).first()
+    run = EvalRun.objects.select_related("eval").get(pk=run_id)
+    with keep_alive(run):
+        try:
+            batch = run_batch(eval=run.eval, traces=run.inputs)
+        except EvalError as exc:
+            if not exc.permanent:
+                EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                    status=RunStatus.QUEUED, owner=""
+                )
+            raise
+    summary = batch.summary()
+    EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, owner=run.owner).update(
+        results=batch.results,
+        done=summary["total"],
+        passed=summary["passed"],
+        failed=summary["failed"],
+        errors=summary["errors"] + summary["invalid"],
+    )
+    return finish_run(run=run)
+
+
+def batch_outcome(run: EvalRun) -> tuple[dict, list[dict] | None] | None:
+    """Return a finished batch run's summary and per-trace verdicts; None until it succeeds.
+
+    Verdicts of stored traces are their current executions by this version, listed when
+    the run covers at most MAX_BATCH_TRACES traces (page through
+    /api/v1/evals/<id>/executions/ for more).
+    """
+    if run.status != RunStatus.SUCCEEDED:
+        return None
+    if run.inputs is not None:
+        results = run.results or []
+        batch = BatchRun(results=results, invalid=sum(1 for r in results if r["invalid"]))
+        return batch.summary(), results
+    summary = {
+        "total": run.total,
+        "passed": run.passed,
+        "failed": run.failed,
+        "errors": run.errors,
+        "invalid": 0,
+        "ok": run.failed == 0 and run.errors == 0,
+    }
+    if run.total > MAX_BATCH_TRACES:
+        return summary, None
+    executions = EvalExecution.objects.filter(eval_id=run.eval_id, trace_id__in=run.trace_ids)
+    by_trace = {e.trace_id: e for e in executions.select_related("trace")}
+    results = [
+        _verdict(index, e.trace.external_id, e.passed, e.reason, e.error, e.duration_ms)
+        for index, pk in enumerate(run.trace_ids)
+        if (e := by_trace.get(pk)) is not None
+    ]
+    return summary, results

@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 
-from evals.execution.runs import execute_run, start_run
+from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import ConversationJudgement, Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_automatic_runs, enqueue_run
+from evals.queue import enqueue_automatic_runs
 from traces.models import Conversation, EvalSet, Trace
 
 logger = logging.getLogger(__name__)
+
+# Versions that judge new traces; only the active one's verdicts go back to the source.
+RUNS_ON_NEW_TRACES = (Eval.Status.ACTIVE, Eval.Status.SHADOW)
 
 # --- automatic runs -----------------------------------------------------------------------
 
@@ -34,6 +36,16 @@ def active_evals(*, workspace_id: int) -> list[Eval]:
         .filter(status=Eval.Status.ACTIVE, eval_set__archived_at__isnull=True)
         .select_related("eval_set")
         .order_by("eval_set_id")
+    )
+
+
+def evaluating_evals(*, workspace_id: int) -> list[Eval]:
+    """Return the active and shadow evals of sets that are not archived: both judge new traces."""
+    return list(
+        Eval.objects.for_workspace(workspace_id)
+        .filter(status__in=RUNS_ON_NEW_TRACES, eval_set__archived_at__isnull=True)
+        .select_related("eval_set")
+        .order_by("eval_set_id", "version")
     )
 
 
@@ -53,7 +65,7 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
     )
     matching = (
         Trace.objects.in_eval_set(eval.eval_set)
-        .filter(pk__in=list(trace_ids))
+        .filter(pk_in(Trace, trace_ids))
         .exclude(Q(pk__in=Subquery(up_to_date.values("trace_id"))))
         .order_by("timestamp", "id")
     )
@@ -111,15 +123,15 @@ def record_conversation_judgements(*, run: EvalRun) -> int:
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
     """Queue the automatic runs of active evals on new or changed traces."""
     # Most ingestions happen before any eval is active: skip the broker round trip.
-    active = Eval.objects.for_workspace(workspace_id).filter(status=Eval.Status.ACTIVE)
-    if trace_ids and active.exists():
+    running = Eval.objects.for_workspace(workspace_id).filter(status__in=RUNS_ON_NEW_TRACES)
+    if trace_ids and running.exists():
         enqueue_automatic_runs(workspace_id, list(trace_ids))
 
 
 def start_automatic_runs(
     *, workspace_id: int, trace_ids: Sequence[int], enqueue: bool = True
 ) -> list[EvalRun]:
-    """Start an automatic run of every matching active eval over the new traces.
+    """Start an automatic run of every matching active and shadow eval over the new traces.
 
     Each run is enqueued on commit on the ``execute`` queue (``run_automatic_eval_task``),
     which executes it and then pushes its scores. With ``enqueue=False`` nothing is
@@ -127,16 +139,13 @@ def start_automatic_runs(
     """
     ids = list(dict.fromkeys(int(pk) for pk in trace_ids))
     runs: list[EvalRun] = []
-    for eval in active_evals(workspace_id=workspace_id):
+    for eval in evaluating_evals(workspace_id=workspace_id):
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
             continue
-        with transaction.atomic():
-            run = start_run(
-                eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=False
-            )
-            if enqueue:
-                transaction.on_commit(lambda pk=run.pk: enqueue_run(pk, automatic=True))
+        run = start_run(
+            eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=enqueue
+        )
         runs.append(run)
     if runs:
         logger.info(
@@ -150,6 +159,8 @@ def start_automatic_runs(
 
 def execute_automatic_run(*, run_id: int) -> PushReport | None:
     """Execute an automatic run, then send its verdicts to Langfuse when its set asks to.
+
+    A shadow version's verdicts are kept, not sent (``push_run_scores`` checks the status).
 
     Safe to call again: execution skips judged traces and score ids are deterministic.
     """

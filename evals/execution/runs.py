@@ -7,19 +7,27 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, TextField
+from django.db.models import BooleanField, Count, Q, TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
-from evals.judging.runs import add_run_spend, open_session, run_sandbox, usage_columns
+from evals.judging.runs import (
+    add_run_spend,
+    open_session,
+    run_sandbox,
+    usage_columns,
+    uses_judge,
+)
 from evals.judging.session import Budget, Usage
 from evals.judging.spend import monthly_budget, monthly_headroom
 from evals.metrics.measure import record_test_result
-from evals.models import Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_run
+from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
+from evals.queue import enqueue_chunk, enqueue_run, enqueue_sent_batch
 from evals.sandboxing import sandbox_limits
 from iofold.lib.runs import Heartbeat, keep_alive
 from traces.conversations import eval_payloads
@@ -59,15 +67,19 @@ def start_run(
     """Create a queued run of `eval` over the workspace's `trace_ids` and enqueue it on commit.
 
     Ids of other workspaces or deleted traces are dropped; order and duplicates are kept
-    out. With `enqueue=False` the caller runs it (`execute_run`) itself.
+    out. A run over more than ``IOFOLD_EVAL_CHUNK_TRACES`` traces of an eval that calls no
+    judge is split into chunks, one task each, that any number of workers share. With
+    `enqueue=False` nothing is split or queued and the caller runs it (`execute_run`) itself.
     """
     wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
     existing = set(
         Trace.objects.for_workspace(eval.workspace_id)
-        .filter(pk__in=wanted)
+        .filter(pk_in(Trace, wanted))
         .values_list("pk", flat=True)
     )
     kept = [pk for pk in wanted if pk in existing]
+    automatic = trigger == EvalRun.Trigger.AUTOMATIC
+    size = settings.IOFOLD_EVAL_CHUNK_TRACES
     with transaction.atomic():
         run = EvalRun.objects.create(
             workspace_id=eval.workspace_id,
@@ -76,10 +88,29 @@ def start_run(
             trace_ids=kept,
             total=len(kept),
         )
-        if enqueue:
-            transaction.on_commit(lambda: enqueue_run(run.pk))
+        # Judge calls spend one run budget, which parallel chunks could not share exactly;
+        # such a run stays whole (its judge calls are already made 8 at a time).
+        if enqueue and len(kept) > size and not uses_judge(eval.code):
+            chunks = EvalRunChunk.objects.bulk_create(
+                EvalRunChunk(
+                    workspace_id=eval.workspace_id,
+                    run=run,
+                    index=n,
+                    trace_ids=kept[start : start + size],
+                )
+                for n, start in enumerate(range(0, len(kept), size))
+            )
+            pks = [c.pk for c in chunks] if chunks[0].pk else _chunk_pks(run)
+            transaction.on_commit(lambda: [enqueue_chunk(pk) for pk in pks])
+        elif enqueue:
+            transaction.on_commit(lambda: enqueue_run(run.pk, automatic=automatic))
     logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
     return run
+
+
+def _chunk_pks(run: EvalRun) -> list[int]:
+    # Databases that do not return ids from a bulk insert.
+    return list(EvalRunChunk.objects.filter(run=run).values_list("pk", flat=True))
 
 
 def claim_run(*, run_id: int) -> EvalRun | None:
@@ -97,6 +128,12 @@ def execute_run(*, run_id: int) -> EvalRun | None:
     Raises sandbox.SandboxError when the sandbox cannot run at all (after putting a
     transient failure back in the queue, marking a permanent one failed).
     """
+    if EvalRunChunk.objects.filter(run_id=run_id).exists() or EvalRun.objects.filter(
+        pk=run_id, inputs__isnull=False
+    ):
+        # A split run is carried out by its chunks' tasks (evals/execution/chunks.py), a
+        # run of sent traces by its own (evals/execution/batch.py).
+        return EvalRun.objects.filter(pk=run_id).first()
     run = claim_run(run_id=run_id)
     if run is None:
         logger.info("eval run not claimed run=%s", run_id)
@@ -175,7 +212,7 @@ def trace_json(
         return [t.pk for t in traces], [json.dumps(p, default=str) for p in payloads]
     rows = (
         Trace.objects.for_workspace(workspace_id)
-        .filter(pk__in=list(trace_ids))
+        .filter(pk_in(Trace, trace_ids))
         .values_list("id", Cast("data", TextField()))
     )
     ids, texts = [], []
@@ -185,8 +222,26 @@ def trace_json(
     return ids, texts
 
 
+def pk_in(model, pks: Sequence[int]) -> Q | RawSQL:
+    """Return a filter on ``model``'s primary key among ``pks``, as one array on PostgreSQL.
+
+    ``pk__in`` sends one placeholder per id: psycopg spends about as long rewriting a
+    1,000-id query as the database spends running it. ``= ANY(%s)`` sends one array.
+    """
+    if connection.vendor != "postgresql":
+        return Q(pk__in=list(pks))
+    quote = connection.ops.quote_name
+    column = f"{quote(model._meta.db_table)}.{quote(model._meta.pk.column)}"
+    # Only the model's own table and column names go into the SQL; the ids are a parameter.
+    return RawSQL(f"{column} = ANY(%s)", (list(pks),), output_field=BooleanField())  # noqa: S611
+
+
 def run_eval_now(
-    *, eval: Eval, traces: Sequence[Trace], trigger: str = EvalRun.Trigger.MANUAL
+    *,
+    eval: Eval,
+    traces: Sequence[Trace],
+    trigger: str = EvalRun.Trigger.MANUAL,
+    limits: sandbox.Limits | None = None,
 ) -> list[EvalExecution]:
     """Run `eval` on `traces` right now (one sandbox call) and return the stored executions.
 
@@ -202,7 +257,11 @@ def run_eval_now(
     session = open_session(eval=eval)
     try:
         judged = run_sandbox(
-            session, sandbox.run, eval.code, eval_payloads(eval.eval_set, traces), sandbox_limits()
+            session,
+            sandbox.run,
+            eval.code,
+            eval_payloads(eval.eval_set, traces),
+            limits or sandbox_limits(),
         )
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc
@@ -420,15 +479,20 @@ def recover_eval_runs(*, include_queued: bool = False) -> int:
     """Enqueue again the eval runs whose worker died; they skip the traces already judged."""
 
     def enqueue(run: EvalRun) -> None:
-        enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
+        if run.inputs is not None:
+            enqueue_sent_batch(run.pk)
+        else:
+            enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
 
-    return EvalRun.objects.recover(enqueue=enqueue, include_queued=include_queued)
+    # A split run has no process of its own: its chunks are recovered instead.
+    unsplit = EvalRun.objects.filter(chunks__isnull=True)
+    return unsplit.recover(enqueue=enqueue, include_queued=include_queued)
 
 
 def reap_stale_runs(*, older_than: timedelta = RUN_STALE_AFTER) -> int:
     """Fail running runs no worker has touched for ``older_than``."""
     cutoff = timezone.now() - older_than
-    stale = EvalRun.objects.filter(
+    stale = EvalRun.objects.filter(chunks__isnull=True).filter(
         Q(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
         | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True, created_at__lt=cutoff)
     )

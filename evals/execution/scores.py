@@ -24,6 +24,7 @@ from evals.models import Eval, EvalExecution, EvalRun
 from integrations.adapters.base import ScoreIn
 from integrations.models import Integration
 from integrations.services import SCORE_REJECTED_PREFIX, deliver_scores, record_score_delivery
+from iofold.lib import metrics
 from traces.models import Conversation, EvalSet, Trace
 
 logger = logging.getLogger(__name__)
@@ -249,8 +250,14 @@ def pushable(executions):
 
 
 def push_run_scores(*, run: EvalRun) -> PushReport:
-    """Send the verdicts of a finished run, when its eval set sends scores to Langfuse."""
-    executions = pushable(EvalExecution.objects.filter(run=run, eval_id=run.eval_id))
+    """Send the verdicts of a finished run, when its eval set sends scores to Langfuse.
+
+    Only the active version speaks for the set: a shadow's (or a draft's) verdicts stay
+    here. Once a shadow is promoted, ``push_pending_scores`` sends its recent ones.
+    """
+    executions = pushable(
+        EvalExecution.objects.filter(run=run, eval_id=run.eval_id, eval__status=Eval.Status.ACTIVE)
+    )
     return push_scores(executions=executions)
 
 
@@ -332,6 +339,8 @@ def _push_chunk(
         )
     report.pushed += len(delivered)
     report.failed += len(failed)
+    metrics.SCORE_PUSHES.labels(integration.kind, "delivered").inc(len(delivered))
+    metrics.SCORE_PUSHES.labels(integration.kind, "failed").inc(len(failed))
     if failed:
         report.errors.append(latest)
         logger.warning(

@@ -3,8 +3,11 @@
 Changing any template text changes what a stored prompt version means: bump the
 version constant with it (a test pins each version's fingerprint).
 
-Budgets are in approximate tokens, counted as characters / 4. Traces are trimmed to
-fit without losing what usually decides a label: the trace's input and output, step
+Budgets are in approximate tokens, counted as characters / 4. A trace that does not fit
+whole is first minified (``traces.minify``: what evals read, long values cut with their
+lengths kept), and the examples that fit are counted by their minified size, so
+minification comes before dropping examples. Traces are then trimmed further to fit
+without losing what usually decides a label: the trace's input and output, step
 errors, step names and types. Step payloads go first. The result depends only on
 the arguments, so the same labels always produce the same prompt.
 """
@@ -18,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sandbox.validate import ALLOWED_IMPORTS, FORBIDDEN_NAMES
+from traces.minify import minify_trace
 
-GENERATION_PROMPT_VERSION = "gen-v2"
-REFINE_PROMPT_VERSION = "refine-v2"
+# v3: a trace that does not fit whole is first shown in its compact form (traces.minify).
+GENERATION_PROMPT_VERSION = "gen-v3"
+REFINE_PROMPT_VERSION = "refine-v3"
 
 CHARS_PER_TOKEN = 4
 # Below this an example is too trimmed to teach anything; show fewer examples instead.
@@ -171,8 +176,11 @@ that only identify a trace.
 
 ## Examples
 
-Examples may be trimmed to fit: long strings are cut in the middle and marked \
-"…[N chars trimmed]…", long lists and objects are shortened with a similar marker, \
+Examples may be trimmed to fit. A trace that does not fit whole is shown compact \
+first: step ids, times, token usage, step metadata and empty fields are left out, and \
+long strings are cut in the middle and marked "…[N of M chars trimmed]…" (M is the \
+original length), long lists "…[N of M items trimmed]…". Tighter still, long strings \
+are marked "…[N chars trimmed]…", long lists and objects are shortened with a similar marker, \
 step inputs and outputs may be replaced by "[omitted: N chars]", and runs of steps by \
 an entry {{"_omitted_steps": N, "kinds": {{...}}}}. The traces eval_fn receives are \
 complete and never contain these markers.
@@ -386,9 +394,14 @@ def _assemble(
 
     wrappers = [len(_render_item(n, item, "")) for n, item in enumerate(items, 1)]
     full = [wrap + len(_dump(item.trace)) for wrap, item in zip(wrappers, items, strict=True)]
+    compact = [
+        min(size, wrap + len(_dump(minify_trace(item.trace))))
+        for wrap, size, item in zip(wrappers, full, items, strict=True)
+    ]
     count = len(items)
-    # The largest prefix in which every example can get its full size or the minimum.
-    while count and sum(min(size, min_chars) for size in full[:count]) > available:
+    # The largest prefix in which every example can get its compact size or the minimum:
+    # an example is dropped only when minifying the others does not make room for it.
+    while count and sum(min(size, min_chars) for size in compact[:count]) > available:
         count -= 1
     shares = _water_fill(full[:count], available)
 
@@ -623,9 +636,14 @@ TRIM_LEVELS: tuple[TrimLevel, ...] = (
 
 
 def render_trace(trace: Trace, *, max_chars: int) -> str:
-    """Return the trace as JSON in at most `max_chars` characters, trimmed by levels."""
+    """Return the trace as JSON in at most `max_chars` characters: whole, else minified,
+    then trimmed by levels."""
     text = _dump(trace)
-    current = trace
+    if len(text) <= max_chars:
+        return text
+    # The compact form first: it loses nothing an eval usually reads.
+    current = minify_trace(trace) if isinstance(trace, dict) else trace
+    text = _dump(current)
     for level in TRIM_LEVELS:
         if len(text) <= max_chars:
             return text

@@ -28,6 +28,7 @@ from evals.metrics.measure import apply_measurement, measure
 from evals.models import Eval, EvalRun, Generation, Provider, RunStatus
 from evals.queue import enqueue_generation
 from evals.sandboxing import sandbox_limits
+from iofold.lib import metrics
 from traces.conversations import eval_payloads
 from traces.models import EvalSet, Trace
 from traces.selectors import labelled_examples
@@ -132,6 +133,7 @@ def complete_generation(
         heartbeat_at=now,
     )
     generation.refresh_from_db()
+    _count_generation(generation, "succeeded", eval=eval)
     logger.info(
         "%s finished generation=%s eval=%s agreement=%s",
         what,
@@ -379,11 +381,26 @@ def store_eval(
 def fail_generation(*, generation_id: int, error: str) -> Generation | None:
     """Mark an unfinished generation failed with a message for the user."""
     now = timezone.now()
-    Generation.objects.filter(
+    failed = Generation.objects.filter(
         pk=generation_id, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
     ).update(status=RunStatus.FAILED, error=error, stage="Failed", finished_at=now)
     logger.info("generation failed generation=%s", generation_id)
-    return Generation.objects.filter(pk=generation_id).first()
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if failed and generation is not None:
+        _count_generation(generation, "failed")
+    return generation
+
+
+def _count_generation(generation: Generation, outcome: str, *, eval: Eval | None = None) -> None:
+    """Count a finished generation, and what its LLM calls cost, in the metrics."""
+    metrics.GENERATIONS.labels(generation.provider, outcome).inc()
+    if eval is None:
+        return
+    if eval.cost_usd:
+        metrics.LLM_COST.labels(eval.provider, eval.model).inc(float(eval.cost_usd))
+    for direction, tokens in (("input", eval.input_tokens), ("output", eval.output_tokens)):
+        if tokens:
+            metrics.LLM_TOKENS.labels(eval.provider, eval.model, direction).inc(tokens)
 
 
 def recover_generations(*, eval_set: EvalSet | None = None, include_queued: bool = False) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from evals.generation.automatic import after_refinement
 from evals.generation.provider_settings import ProviderChoice
 from evals.generation.refinement import run_refinement, start_refinement
 from evals.generation.services import (
@@ -66,7 +67,10 @@ def run_generation(
 def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Generation:
     if generation.parent_id is not None:
         # Refinement shares the row, the queue and the task; its logic lives apart.
-        return run_refinement(generation=generation)
+        done = run_refinement(generation=generation)
+        # One iofold started by itself goes on to shadow and a notification.
+        after_refinement(generation=done)
+        return done
 
     def make_eval(**progress) -> Eval:
         return generate_eval(

@@ -12,6 +12,7 @@ from django.db.models import F
 import sandbox
 from evals.judging.session import Budget, JudgeSession, Usage
 from evals.models import Eval, EvalKind, EvalRun
+from evals.sandboxing import metered
 from sandbox.runner import CALL_TRACES_PER_JAIL
 from sandbox.validate import JUDGE_MODULE
 
@@ -51,13 +52,14 @@ def run_sandbox(
     traces: Sequence,
     limits: sandbox.Limits,
 ) -> JudgedResults:
-    """Return `call(code, traces, limits)` (sandbox.run or run_json), answering its judge
+    """Return `call(code, traces, limits)` (sandbox.run or run_json), counted in the
+    metrics and answering its judge
     calls if any. A jail of judge calls gets the wall time its chunk's calls may take."""
     if session is None:
-        return JudgedResults(call(code, traces, limits))
+        return JudgedResults(metered(call, code, traces, limits))
     allowance = int(CALL_TRACES_PER_JAIL * session.timeout) + 60
     limits = dataclasses.replace(limits, batch_timeout_s=max(limits.batch_timeout_s, allowance))
-    results = session.run(lambda: call(code, traces, limits, calls=session.handle))
+    results = session.run(lambda: metered(call, code, traces, limits, calls=session.handle))
     return JudgedResults(results, [session.per_trace.get(i) for i in range(len(results))])
 
 

@@ -21,7 +21,7 @@ MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
 # Part of the cache keys: bump it when a cached part changes shape, so that a deploy
 # never reads a part pickled by the code before it.
-MATRIX_INDEX_FORMAT = 3
+MATRIX_INDEX_FORMAT = 4
 
 
 def cached(what: tuple, stamp: tuple, changed_at: tuple, build):
@@ -30,8 +30,7 @@ def cached(what: tuple, stamp: tuple, changed_at: tuple, build):
     ``changed_at`` are the stamp's times: a part is kept only until its newest change
     has settled, then long.
     """
-    digest = hashlib.sha256(repr((what, stamp)).encode()).hexdigest()
-    key = f"evals:matrix:{MATRIX_INDEX_FORMAT}:{digest}"
+    key = cache_key(what, stamp)
     try:
         value = cache.get(key)
     except Exception:
@@ -41,14 +40,20 @@ def cached(what: tuple, stamp: tuple, changed_at: tuple, build):
     if value is None:
         value = build()
         try:
-            cache.set(key, value, _seconds_to_keep(changed_at))
+            cache.set(key, value, seconds_to_keep(changed_at))
         except Exception:
             logger.warning("matrix cache unavailable, not storing", exc_info=True)
     return value
 
 
-def _seconds_to_keep(changed_at: tuple) -> int:
-    changes = [_as_datetime(value) for value in changed_at if value is not None]
+def cache_key(what: tuple, stamp: tuple) -> str:
+    digest = hashlib.sha256(repr((what, stamp)).encode()).hexdigest()
+    return f"evals:matrix:{MATRIX_INDEX_FORMAT}:{digest}"
+
+
+def seconds_to_keep(changed_at: tuple) -> int:
+    """Long, unless the newest of ``changed_at`` is younger than the settle time."""
+    changes = [as_datetime(value) for value in changed_at if value is not None]
     if not changes:
         return MATRIX_CACHE_SECONDS
     unsettled = (max(changes) - timezone.now()).total_seconds() + MATRIX_SETTLE_SECONDS
@@ -57,7 +62,7 @@ def _seconds_to_keep(changed_at: tuple) -> int:
     return min(MATRIX_CACHE_SECONDS, math.ceil(unsettled))
 
 
-def _as_datetime(value) -> dt.datetime:
+def as_datetime(value) -> dt.datetime:
     if isinstance(value, str):  # SQLite hands a raw cursor the stored text
         value = dt.datetime.fromisoformat(value)
     return value if timezone.is_aware(value) else timezone.make_aware(value, dt.UTC)

@@ -8,15 +8,18 @@ from django.db.models import Max
 from django.utils import timezone
 
 import sandbox
+from evals.collaboration import record_activity
 from evals.exceptions import EvalError
 from evals.judging.runs import infer_kind, run_sandbox, uses_judge
 from evals.judging.session import JudgeSession
-from evals.models import Eval, EvalRun
+from evals.models import Activity, Eval, EvalRun
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
 
 logger = logging.getLogger(__name__)
 
+# Versions started from a gallery template; measured on the workspace's labels before use.
+TEMPLATE_ORIGIN = "template"
 # A hand edit is tried on this many labelled traces before it is saved.
 DRY_RUN_TRACES = 5
 
@@ -88,26 +91,125 @@ class Activation:
     rollback: bool
 
 
-def activate_or_roll_back(*, eval: Eval) -> Activation:
+def activate_or_roll_back(*, eval: Eval, user=None, reason: str = "", verb: str = "") -> Activation:
     """Make ``eval`` the active version: a rollback when a newer version is active.
 
-    The UI and the API both call this, so they decide the same way which one it is.
+    The UI and the API both call this, so they decide the same way which one it is. The
+    set's activity feed records who did it (None: iofold itself) and why.
     """
+    if eval.origin == TEMPLATE_ORIGIN and not eval.labels_tested:
+        raise EvalActionError(
+            f"v{eval.version} comes from the gallery: measure it on this workspace's labels "
+            "first (label some traces, then “Test again”)."
+        )
     active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
     rollback = active is not None and active.version > eval.version
     current = rollback_to(eval=eval) if rollback else activate_eval(eval=eval)
     previous = active if active is not None and active.pk != current.pk else None
+    if previous is not None or active is None:
+        record_activity(
+            eval_set_id=current.eval_set_id,
+            workspace_id=current.workspace_id,
+            verb=verb or (Activity.Verb.ROLLED_BACK if rollback else Activity.Verb.ACTIVATED),
+            actor=user,
+            eval=current,
+            reason=reason,
+        )
     return Activation(eval=current, previous=previous, rollback=rollback)
 
 
 @transaction.atomic
-def archive_eval(*, eval: Eval) -> Eval:
+def shadow_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
+    """Run this version in shadow beside the active one; a previous shadow becomes a draft.
+
+    A shadow judges every new trace the active version judges, but its verdicts stay in
+    iofold, so two versions can be compared on the same traffic before one is promoted.
+    """
+    _lock_set(eval.eval_set_id)
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status == Eval.Status.SHADOW:
+        return current
+    if current.status == Eval.Status.ACTIVE:
+        raise EvalActionError(f"v{current.version} is the active version; shadow another one.")
+    if current.status == Eval.Status.ARCHIVED:
+        raise EvalActionError(f"v{current.version} is archived; restore it first.")
+    (
+        Eval.objects.filter(eval_set_id=current.eval_set_id, status=Eval.Status.SHADOW)
+        .exclude(pk=current.pk)
+        .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
+    )
+    current.status = Eval.Status.SHADOW
+    current.shadow_since = timezone.now()
+    current.save(update_fields=["status", "shadow_since", "updated_at"])
+    record_activity(
+        eval_set_id=current.eval_set_id,
+        workspace_id=current.workspace_id,
+        verb=Activity.Verb.SHADOWED,
+        actor=user,
+        eval=current,
+        reason=reason,
+    )
+    logger.info("eval in shadow eval=%s eval_set=%s", current.pk, current.eval_set_id)
+    return current
+
+
+def promote_shadow(*, eval: Eval, user=None, reason: str = "") -> Activation:
+    """Make the shadow the active version, only when it beats the active one beyond noise."""
+    from evals.execution.shadow import compare_shadow
+
+    if eval.status != Eval.Status.SHADOW:
+        raise EvalActionError(f"v{eval.version} is not in shadow.")
+    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+    if active is not None:
+        comparison = compare_shadow(active=active, shadow=eval)
+        if not comparison.challenger_wins:
+            raise EvalActionError(
+                f"v{eval.version} does not beat v{active.version} beyond noise yet "
+                f"({comparison.labelled} labelled traces in common); activate it by hand "
+                "if you want it anyway."
+            )
+        reason = reason or (
+            f"Beat v{active.version} on {comparison.labelled} labelled new traces: "
+            f"{comparison.paired.difference:+.0%} accuracy "
+            f"[{comparison.paired.low:+.0%}, {comparison.paired.high:+.0%}], "
+            f"mid-p {comparison.paired.p_mid:.3f}."
+        )
+    return activate_or_roll_back(eval=eval, user=user, reason=reason, verb=Activity.Verb.PROMOTED)
+
+
+@transaction.atomic
+def stop_shadow(*, eval: Eval, user=None) -> Eval:
+    """Take a version out of shadow; it becomes a draft again."""
+    current = Eval.objects.select_for_update().get(pk=eval.pk)
+    if current.status == Eval.Status.SHADOW:
+        current.status = Eval.Status.DRAFT
+        current.save(update_fields=["status", "updated_at"])
+        record_activity(
+            eval_set_id=current.eval_set_id,
+            workspace_id=current.workspace_id,
+            verb=Activity.Verb.UNSHADOWED,
+            actor=user,
+            eval=current,
+        )
+    return current
+
+
+@transaction.atomic
+def archive_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
     """Retire a version; archiving the active one leaves the set with no active eval."""
     _lock_set(eval.eval_set_id)
     current = Eval.objects.select_for_update().get(pk=eval.pk)
     if current.status != Eval.Status.ARCHIVED:
         current.status = Eval.Status.ARCHIVED
         current.save(update_fields=["status", "updated_at"])
+        record_activity(
+            eval_set_id=current.eval_set_id,
+            workspace_id=current.workspace_id,
+            verb=Activity.Verb.ARCHIVED,
+            actor=user,
+            eval=current,
+            reason=reason,
+        )
     return current
 
 

@@ -9,7 +9,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from evals.collaboration import comments_on
 from evals.exceptions import EvalError
+from evals.execution.shadow import compare_shadow, shadow_pair
 from evals.generation import refinement
 from evals.judging.spend import version_spend
 from evals.matrix.selectors import comparison_matrix, matrix_cell
@@ -90,6 +92,7 @@ def detail(request, pk: int):
         "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
         "children": list(eval.children.only("id", "version", "status", "workspace_id")),
         "refinements": Generation.objects.filter(parent=eval).order_by("-created_at")[:3],
+        "comments": comments_on(workspace=request.workspace, eval=eval),
     }
     return render(request, "evals/detail.html", ctx)
 
@@ -99,7 +102,9 @@ def detail(request, pk: int):
 def activate(request, pk: int):
     eval = _eval(request, pk)
     try:
-        done = version_services.activate_or_roll_back(eval=eval)
+        done = version_services.activate_or_roll_back(
+            eval=eval, user=request.user, reason=request.POST.get("reason", "")
+        )
     except EvalError as exc:
         messages.error(request, exc.message)
     else:
@@ -110,10 +115,70 @@ def activate(request, pk: int):
 
 @require_POST
 @workspace_view
+def shadow(request, pk: int):
+    """Run the version in shadow beside the active one on new traces."""
+    eval = _eval(request, pk)
+    try:
+        version_services.shadow_eval(
+            eval=eval, user=request.user, reason=request.POST.get("reason", "")
+        )
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"v{eval.version} now judges new traces in shadow; its verdicts stay here."
+        )
+    return redirect(
+        safe_next(
+            request,
+            reverse("evals:shadow_compare", args=[request.workspace.slug, eval.eval_set_id]),
+        )
+    )
+
+
+@require_POST
+@workspace_view
+def unshadow(request, pk: int):
+    eval = _eval(request, pk)
+    version_services.stop_shadow(eval=eval, user=request.user)
+    messages.success(request, f"v{eval.version} no longer runs in shadow.")
+    return _back(request, eval)
+
+
+@require_POST
+@workspace_view
+def promote(request, pk: int):
+    """Make the shadow active, when it beats the active version beyond noise."""
+    eval = _eval(request, pk)
+    try:
+        done = version_services.promote_shadow(
+            eval=eval, user=request.user, reason=request.POST.get("reason", "")
+        )
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Promoted v{done.eval.version}; it now runs on new traces.")
+    return _back(request, eval)
+
+
+@workspace_view
+def shadow_compare(request, pk: int):
+    """The active version and its shadow on the same new traces: labels, disagreement, time."""
+    eval_set = _eval_set(request, pk)
+    active, challenger = shadow_pair(eval_set)
+    comparison = compare_shadow(active=active, shadow=challenger) if active and challenger else None
+    ctx = {"eval_set": eval_set, "active": active, "challenger": challenger, "c": comparison}
+    return render(request, "evals/shadow.html", ctx)
+
+
+@require_POST
+@workspace_view
 def archive(request, pk: int):
     eval = _eval(request, pk)
     was_active = eval.status == Eval.Status.ACTIVE
-    version_services.archive_eval(eval=eval)
+    version_services.archive_eval(
+        eval=eval, user=request.user, reason=request.POST.get("reason", "")
+    )
     note = " The set has no active eval now." if was_active else ""
     messages.success(request, f"Archived v{eval.version}.{note}")
     return _back(request, eval)

@@ -37,7 +37,8 @@ from integrations import receivers
 from integrations.models import Integration
 from integrations.otlp import decode
 from integrations.otlp.normalise import SpanRejected, attributes, build_trace, span_to_step
-from iofold.pipeline import ingest_traces, stored_traces
+from iofold.exceptions import RateLimited
+from iofold.pipeline import admit_traces, ingest_traces, stored_traces
 from workspaces.access import check_role
 from workspaces.authentication import WorkspaceTokenAuthentication
 
@@ -162,7 +163,7 @@ def _refuse(message: str, *, status: int, as_json: bool, headers=None) -> HttpRe
 
 
 # google.rpc.Code for each HTTP status the receiver answers with.
-_GRPC_CODES = {400: 3, 401: 16, 403: 7, 405: 12, 411: 3, 413: 8, 415: 3, 503: 14}
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 405: 12, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}
 
 
 def _authenticate(request: HttpRequest):
@@ -225,6 +226,12 @@ def receive(request: HttpRequest) -> HttpResponse:
     except decode.OtlpRequestError as exc:
         return _refuse(exc.message, status=exc.status, as_json=as_json)
     try:
+        admit_traces(workspace=workspace, count=_trace_count(message))
+    except RateLimited as exc:
+        # 429 with Retry-After is one of the statuses an OTLP exporter retries.
+        headers = {"Retry-After": str(exc.retry_after)}
+        return _refuse(exc.message, status=429, as_json=as_json, headers=headers)
+    try:
         integration = get_or_create_otlp_source(workspace=workspace)
         result = receive_spans(integration=integration, request=message)
     except receivers.ReceiverDisabled as exc:
@@ -251,6 +258,18 @@ def receive(request: HttpRequest) -> HttpResponse:
             )
         )
     return _respond(response, status=200, as_json=as_json)
+
+
+def _trace_count(message: ExportTraceServiceRequest) -> int:
+    """The distinct traces an export request touches (what the ingest budget counts)."""
+    return len(
+        {
+            span.trace_id
+            for resource_spans in message.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        }
+    )
 
 
 def _too_large() -> str:

@@ -6,7 +6,14 @@ forbids cycles inside an app). The service enqueues by name through ``enqueue`` 
 the name is also what the routes and beat rows refer to, so it never changes.
 """
 
+import threading
+
 from celery import Task, current_app
+
+# Importing the tasks modules takes a while; a second thread of a threaded web worker
+# asking meanwhile would find the registry half filled (Celery marks the import done when
+# it starts), so the first import and every lookup during it are serialised.
+_import_lock = threading.Lock()
 
 
 def registered_task(name: str) -> Task:
@@ -14,7 +21,9 @@ def registered_task(name: str) -> Task:
     tasks = current_app.tasks
     if name not in tasks:
         # Outside a worker, the apps' tasks modules are imported only when first needed.
-        current_app.loader.import_default_modules()
+        with _import_lock:
+            if name not in tasks:
+                current_app.loader.import_default_modules()
     return tasks[name]
 
 

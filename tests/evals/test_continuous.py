@@ -6,7 +6,9 @@ import pytest
 from django.utils import timezone
 
 from evals.execution import continuous
+from evals.execution.batch import MAX_WAIT_TRACES, execute_sent_batch
 from evals.execution.drift import compute_drift
+from evals.execution.runs import execute_run
 from evals.models import Eval, EvalExecution, EvalRun
 from iofold.pipeline import ingest_traces
 from tests.factories import MembershipFactory, UserFactory
@@ -157,24 +159,16 @@ def _run_url(eval):
     return f"/api/v1/evals/{eval.pk}/run"
 
 
-def test_batch_api_returns_verdicts_and_a_failed_count(workspace, api_client):
-    eval = _active_eval(EvalSetFactory(workspace=workspace))
-    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {_token(workspace)}")
-    good, bad = trace_data(1, output=GOOD), trace_data(2, output=BAD)
+SENT_SUMMARY = {"total": 3, "passed": 1, "failed": 1, "errors": 0, "invalid": 1, "ok": False}
+
+
+def _sent_batch():
     broken = {"id": "x"}  # not a trace: reported, not fatal
+    return {"traces": [trace_data(1, output=GOOD), trace_data(2, output=BAD), broken]}
 
-    response = api_client.post(_run_url(eval), {"traces": [good, bad, broken]}, format="json")
 
-    assert response.status_code == 200, response.content
-    body = response.json()
-    assert body["summary"] == {
-        "total": 3,
-        "passed": 1,
-        "failed": 1,
-        "errors": 0,
-        "invalid": 1,
-        "ok": False,
-    }
+def _assert_sent_verdicts(body):
+    assert body["summary"] == SENT_SUMMARY
     assert [(r["trace_id"], r["passed"]) for r in body["results"]] == [
         ("t1", True),
         ("t2", False),
@@ -182,20 +176,84 @@ def test_batch_api_returns_verdicts_and_a_failed_count(workspace, api_client):
     ]
     assert body["results"][1]["reason"] == "no refund in the answer"
     assert "timestamp" in body["results"][2]["error"]
+
+
+def test_batch_api_queues_sent_traces_as_a_run_to_poll(
+    workspace, api_client, django_capture_on_commit_callbacks
+):
+    eval = _active_eval(EvalSetFactory(workspace=workspace))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {_token(workspace)}")
+
+    with django_capture_on_commit_callbacks() as queued:
+        response = api_client.post(_run_url(eval), _sent_batch(), format="json")
+
+    assert response.status_code == 202, response.content
+    run = response.json()
+    assert (run["status"], run["total"], run["summary"], run["results"]) == (
+        "queued",
+        3,
+        None,
+        None,
+    )
+    assert response["Location"] == f"/api/v1/eval-runs/{run['id']}/"
+    assert len(queued) == 1  # judged on a worker, not in the request
+    assert api_client.get(response["Location"]).json()["status"] == "queued"
+
+    execute_sent_batch(run_id=run["id"])  # what the worker's task does
+
+    polled = api_client.get(response["Location"]).json()
+    assert (polled["status"], polled["done"], polled["failed"]) == ("succeeded", 3, 1)
+    _assert_sent_verdicts(polled)
     assert not EvalExecution.objects.exists()  # sent traces are judged, not stored
 
 
-def test_batch_api_on_stored_traces_stores_executions(workspace, api_client):
+def test_batch_api_with_wait_answers_with_the_verdicts(workspace, api_client):
+    eval = _active_eval(EvalSetFactory(workspace=workspace))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {_token(workspace)}")
+
+    response = api_client.post(_run_url(eval), {**_sent_batch(), "wait": True}, format="json")
+
+    assert response.status_code == 200, response.content
+    _assert_sent_verdicts(response.json())
+    assert not EvalExecution.objects.exists()
+
+
+def test_batch_api_with_wait_is_for_small_batches(workspace, api_client):
+    eval = _active_eval(EvalSetFactory(workspace=workspace))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {_token(workspace)}")
+    traces = [trace_data(n) for n in range(MAX_WAIT_TRACES + 1)]
+
+    response = api_client.post(_run_url(eval), {"traces": traces, "wait": True}, format="json")
+
+    assert response.status_code == 400
+    assert "leave it out to get a run to poll" in str(response.json())
+    assert not EvalRun.objects.exists()
+
+
+def test_batch_api_on_stored_traces_stores_executions(
+    workspace, api_client, django_capture_on_commit_callbacks
+):
     eval = _active_eval(EvalSetFactory(workspace=workspace))
     traces = [TraceFactory(workspace=workspace, data=trace_data(n, output=GOOD)) for n in (1, 2)]
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {_token(workspace)}")
 
-    response = api_client.post(_run_url(eval), {"trace_ids": [t.pk for t in traces]}, format="json")
+    with django_capture_on_commit_callbacks():
+        response = api_client.post(
+            _run_url(eval), {"trace_ids": [t.pk for t in traces]}, format="json"
+        )
+    assert response.status_code == 202, response.content
+    execute_run(run_id=response.json()["id"])
 
-    assert response.status_code == 200, response.content
-    assert response.json()["summary"]["ok"] is True
+    polled = api_client.get(response["Location"]).json()
+    assert polled["summary"]["ok"] is True and polled["summary"]["total"] == 2
+    assert [r["trace_id"] for r in polled["results"]] == [t.external_id for t in traces]
     assert EvalExecution.objects.filter(eval=eval, passed=True).count() == 2
     assert EvalRun.objects.get(eval=eval).trigger == EvalRun.Trigger.API
+
+    waited = api_client.post(
+        _run_url(eval), {"trace_ids": [traces[0].pk], "wait": True}, format="json"
+    )
+    assert waited.status_code == 200 and waited.json()["summary"]["passed"] == 1
 
 
 def test_batch_api_refuses_other_workspaces(workspace, other_workspace, api_client):

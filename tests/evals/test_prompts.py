@@ -250,8 +250,8 @@ def test_retry_message_trims_a_huge_error_keeping_its_ends():
 # Edit a template only together with a new version constant; then record the new
 # fingerprint here. Stored prompts name the version they were built with.
 FINGERPRINTS = {
-    GENERATION_PROMPT_VERSION: "2be052fe5f16c520",
-    REFINE_PROMPT_VERSION: "35d91ae8b5c370f2",
+    GENERATION_PROMPT_VERSION: "2073f3eee9ea1152",
+    REFINE_PROMPT_VERSION: "bae00c4833702cca",
 }
 
 

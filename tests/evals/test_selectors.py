@@ -136,11 +136,12 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
         comparison_matrix(eval_set=eval_set, filters=MatrixFilters(only_disagreements=True))
     with django_assert_num_queries(5):
         comparison_matrix(eval_set=eval_set, page=2, page_size=20)
-    # A changed label re-reads the labels and the verdicts (read for labelled traces only).
+    # A changed label: which traces changed, then only their labels and verdicts, patched
+    # into the cached base.
     feedback = Feedback.objects.get(trace=traces[0])
     feedback.rating = "negative"
     feedback.save()
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(8):
         comparison_matrix(eval_set=eval_set)
     # A synced trace re-reads the labels only; a new run the verdicts only.
     traces[1].save()

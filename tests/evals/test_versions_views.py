@@ -131,6 +131,22 @@ def test_activate_returns_to_a_same_site_next(login, owner, workspace, versions)
     assert response.url == back
 
 
+def test_the_version_page_shows_a_batch_run_in_progress(login, owner, workspace, versions):
+    _, traces, v1, _ = versions
+    EvalRun.objects.create(
+        workspace=workspace, eval=v1, trigger="api", status="running", total=500, done=120
+    )
+
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+
+    assert "Judging 500 traces (API run): 120 done" in page
+    assert 'value="120" max="500"' in page and 'hx-trigger="every 2s"' in page
+
+    EvalRun.objects.filter(eval=v1).update(status="succeeded", done=500, passed=500)
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "500 pass, 0 fail" in page and 'hx-trigger="every 2s"' not in page
+
+
 def test_matrix_and_drill_down_show_input_output_and_the_reviewers_note(
     login, owner, workspace, versions
 ):

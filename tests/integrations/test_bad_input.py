@@ -14,7 +14,8 @@ from django.urls import reverse
 
 from integrations import services, webhooks
 from integrations.adapters.base import MAX_TRACE_DEPTH
-from integrations.uploads import ingest_objects
+from integrations.models import UploadRun
+from integrations.uploads import execute_upload, ingest_objects
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
 from tests.traces.factories import trace_data
 from traces.models import Trace
@@ -109,7 +110,10 @@ def test_webhook_refuses_the_body_and_names_the_field(client, integration, case,
 
 
 @pytest.mark.parametrize(("case", "bad", "named"), BAD_TRACES, ids=IDS)
-def test_upload_refuses_the_line_and_keeps_the_others(login, member, workspace, case, bad, named):
+def test_upload_refuses_the_line_and_keeps_the_others(
+    login, member, workspace, settings, tmp_path, case, bad, named
+):
+    settings.VAR_DIR = tmp_path
     upload = io.BytesIO(f"{json.dumps(trace_data(2))}\n{bad}\n".encode())
     upload.name = "traces.jsonl"
 
@@ -117,10 +121,11 @@ def test_upload_refuses_the_line_and_keeps_the_others(login, member, workspace, 
         reverse("integrations:upload", args=[workspace.slug]), {"file": upload}
     )
 
-    assert response.status_code == 200
-    (line, reason) = response.context["report"].errors[0]
-    assert line == 2
-    assert named in reason
+    assert response.status_code == 302
+    run = execute_upload(run_id=UploadRun.objects.get().pk)
+    [error] = run.report["errors"]
+    assert error["line"] == 2
+    assert named in error["error"]
     assert list(Trace.objects.values_list("external_id", flat=True)) == ["t2"]
 
 

@@ -7,7 +7,8 @@ import pytest
 from django.urls import reverse
 
 from integrations import services
-from integrations.models import Integration, SyncRun
+from integrations.models import Integration, SyncRun, UploadRun
+from integrations.uploads import execute_upload
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
 from traces.models import Trace
 
@@ -144,7 +145,10 @@ def test_running_progress_keeps_polling(login, member, workspace, fake_langfuse)
     assert 'hx-trigger="every 2s"' in response.content.decode()
 
 
-def test_upload_keeps_good_lines_and_reports_bad_ones(login, member, workspace):
+def test_upload_keeps_good_lines_and_reports_bad_ones(
+    login, member, workspace, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.VAR_DIR = tmp_path
     good = {"id": "t1", "name": "agent", "timestamp": "2026-11-20T10:00:00Z", "steps": []}
     export = {
         "id": "lf-1",
@@ -168,16 +172,32 @@ def test_upload_keeps_good_lines_and_reports_bad_ones(login, member, workspace):
     upload.name = "traces.jsonl"
     client = login(member)
 
-    response = client.post(reverse("integrations:upload", args=[workspace.slug]), {"file": upload})
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(
+            reverse("integrations:upload", args=[workspace.slug]), {"file": upload}
+        )
 
-    body = response.content.decode()
-    assert "2 of 5 lines imported" in body
+    # Accepted at once: the request stores the file and queues it for a worker.
+    run = UploadRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("integrations:upload_run", args=[workspace.slug, run.pk])
+    assert len(queued) == 1 and not Trace.objects.exists()
+    waiting = client.get(response["Location"]).content.decode()
+    assert "traces.jsonl is waiting for a worker" in waiting and 'hx-trigger="every 1s"' in waiting
+
+    execute_upload(run_id=run.pk)  # what the worker's task does
+
+    polled = client.get(response["Location"], headers={"HX-Request": "true"})
+    assert polled.status_code == 286  # htmx stops polling: the report is final
+    body = polled.content.decode()
+    assert "2 of 5 lines imported from traces.jsonl" in body
     assert "<td>2</td><td>not valid JSON" in body
     assert "<td>3</td><td>missing required field &#x27;timestamp&#x27;" in body
     assert "<td>6</td><td>a line must be one JSON object" in body
     traces = Trace.objects.for_workspace(workspace)
     assert set(traces.values_list("external_id", flat=True)) == {"t1", "lf-1"}
     assert traces.get(external_id="lf-1").has_error
+    assert not list(tmp_path.glob("uploads/*"))  # the stored file is gone once ingested
 
 
 def test_upload_refuses_a_file_over_the_limit(login, member, workspace, settings, monkeypatch):

@@ -7,6 +7,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.timezone import get_current_timezone, is_aware
 
+from traces.minify import minify_trace
 from traces.models import Trace
 from traces.vocabulary import WHEN_STRFTIME
 
@@ -41,6 +42,17 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
     size = len(text)
     truncated = not full and size > limit
     return {"text": text[:limit] if truncated else text, "truncated": truncated, "size": size}
+
+
+@register.simple_tag
+def compact_trace(data) -> dict:
+    """The trace's compact view (traces.minify) as indented JSON, with both sizes."""
+    compact = minify_trace(data) if isinstance(data, dict) else data
+    return {
+        "text": json.dumps(compact, ensure_ascii=False, indent=1, default=str),
+        "size": len(json.dumps(compact, ensure_ascii=False, default=str)),
+        "full_size": len(json.dumps(data, ensure_ascii=False, default=str)),
+    }
 
 
 @register.filter

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0005_judges_and_cost'),
+        ('evals', '0010_eval_gallery'),
         ('traces', '0009_conversations'),
         ('workspaces', '0002_one_open_invitation_per_email'),
     ]

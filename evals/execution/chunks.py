@@ -1,0 +1,176 @@
+"""Split eval runs: chunks of one large run, carried out in parallel by any number of workers.
+
+``start_run`` splits a run over more than ``IOFOLD_EVAL_CHUNK_TRACES`` traces into
+``EvalRunChunk`` rows and enqueues one task per chunk. A chunk is a background run of its
+own (``iofold.lib.runs``): claimed by one worker, kept alive by its heartbeat, taken over
+when its worker dies. Counts stay exact whatever dies:
+
+- a chunk records its verdicts and its own progress in one transaction, so a worker killed
+  mid-chunk leaves nothing of that chunk behind, and the chunk's next owner judges only
+  the traces this run has no verdict on yet;
+- verdicts are upserts on (eval, trace), so a chunk judged again never adds a row;
+- the run's counts are recounted from its executions, and the last chunk to finish (or
+  the reaper, if that chunk was given up on) finishes the run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+import sandbox
+from evals.execution.runs import _refresh_counts, _upsert, trace_json
+from evals.execution.scores import push_run_scores
+from evals.metrics.measure import record_test_result
+from evals.models import EvalExecution, EvalRun, EvalRunChunk, RunStatus
+from evals.queue import enqueue_chunk
+from evals.sandboxing import metered, sandbox_limits
+from iofold.lib.runs import ACTIVE, keep_alive
+
+logger = logging.getLogger(__name__)
+
+
+def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
+    """Judge one chunk's traces and record them; finish the run if it was the last chunk.
+
+    Safe to call twice: a chunk claimed by a live worker or already finished is left
+    alone. Raises sandbox.SandboxError when the sandbox cannot run (a transient failure
+    puts the chunk back in the queue for the task's retry, a permanent one fails it).
+    """
+    if EvalRunChunk.objects.claim(chunk_id) is None:
+        logger.info("eval run chunk not claimed chunk=%s", chunk_id)
+        return None
+    chunk = EvalRunChunk.objects.select_related("run__eval").get(pk=chunk_id)
+    run = chunk.run
+    now = timezone.now()
+    EvalRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    with keep_alive(chunk):
+        # Verdicts and `judged` commit together: a chunk that recorded nothing yet (every
+        # first attempt) has no verdict of this run to skip.
+        judged = (
+            set(
+                EvalExecution.objects.filter(run=run, trace_id__in=chunk.trace_ids).values_list(
+                    "trace_id", flat=True
+                )
+            )
+            if chunk.judged
+            else set()
+        )
+        todo = [pk for pk in chunk.trace_ids if pk not in judged]
+        if todo:
+            ids, texts = trace_json(
+                workspace_id=run.workspace_id, trace_ids=todo, eval_set=run.eval.eval_set
+            )
+            try:
+                results = metered(sandbox.run_json, run.eval.code, texts, sandbox_limits())
+            except sandbox.SandboxError as exc:
+                if exc.permanent:
+                    fail_chunk(
+                        chunk_id=chunk.pk,
+                        error=f"The sandbox could not run the eval: {exc.message}",
+                    )
+                else:
+                    EvalRunChunk.objects.filter(pk=chunk.pk, status=RunStatus.RUNNING).update(
+                        status=RunStatus.QUEUED, owner=""
+                    )
+                raise
+        else:
+            ids, results = [], []
+        with transaction.atomic():
+            _commit_asynchronously()
+            # Only the chunk's owner records: a worker that lost the chunk to another (it
+            # went silent too long) drops its results.
+            if not EvalRunChunk.objects.filter(
+                pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
+            ).update(
+                judged=F("judged") + len(ids),
+                status=RunStatus.SUCCEEDED,
+                finished_at=timezone.now(),
+            ):
+                logger.warning("eval run chunk lost chunk=%s", chunk.pk)
+                return None
+            _upsert(eval=run.eval, run=run, trace_ids=ids, results=results)
+            _refresh_counts(run)
+    finish_if_complete(run_id=run.pk)
+    return chunk
+
+
+def _commit_asynchronously() -> None:
+    """Let this transaction's commit return before its WAL reaches the disk (PostgreSQL).
+
+    A chunk's verdicts and its own status commit together, in order, so a database crash
+    can lose at most the last few chunks whole, and they are judged again; each commit no
+    longer waits for a disk flush (the largest share of a chunk's time outside the
+    sandbox on a busy disk).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def fail_chunk(*, chunk_id: int, error: str) -> None:
+    """Mark a chunk failed; its run finishes (failed) once no other chunk is at work."""
+    chunks = EvalRunChunk.objects.filter(pk=chunk_id)
+    chunks.fail(error)
+    run_id = chunks.values_list("run_id", flat=True).first()
+    if run_id is not None:
+        finish_if_complete(run_id=run_id)
+
+
+def finish_if_complete(*, run_id: int) -> EvalRun | None:
+    """Finish a split run whose chunks are all final; None while some are still at work.
+
+    Called by every chunk as it ends, so two may call at once: the conditional update
+    lets exactly one finish the run and do what follows (scores, re-measuring).
+    """
+    chunks = EvalRunChunk.objects.filter(run_id=run_id)
+    if chunks.filter(status__in=ACTIVE).exists():
+        return None
+    run = EvalRun.objects.select_related("eval").get(pk=run_id)
+    if run.status not in ACTIVE:
+        return None
+    _refresh_counts(run)
+    failed = chunks.filter(status=RunStatus.FAILED).values_list("error", flat=True).first()
+    if failed is not None:
+        if EvalRun.objects.filter(pk=run_id).fail(failed):
+            logger.warning("split eval run failed run=%s", run_id)
+        return None
+    now = timezone.now()
+    if not EvalRun.objects.filter(pk=run_id, status__in=ACTIVE).update(
+        status=RunStatus.SUCCEEDED, finished_at=now, heartbeat_at=now
+    ):
+        return None  # another chunk finished it
+    run.refresh_from_db()
+    logger.info("split eval run finished run=%s done=%d errors=%d", run.pk, run.done, run.errors)
+    if run.trigger == EvalRun.Trigger.MANUAL:
+        record_test_result(run=run)
+    elif run.trigger == EvalRun.Trigger.AUTOMATIC:
+        push_run_scores(run=run)
+    return run
+
+
+def recover_chunks(*, include_queued: bool = False) -> int:
+    """Enqueue again the chunks whose worker died; they skip the traces already judged."""
+    return EvalRunChunk.objects.recover(
+        enqueue=lambda chunk: enqueue_chunk(chunk.pk), include_queued=include_queued
+    )
+
+
+def reap_split_runs() -> int:
+    """Finish split runs whose chunks all ended but whose last chunk did not finish them.
+
+    A chunk given up on by the recovery (its worker died too often) is failed without a
+    task to finish its run; this closes such runs with exact counts.
+    """
+    open_runs = EvalRun.objects.filter(status__in=ACTIVE, chunks__isnull=False).distinct()
+    ended = open_runs.exclude(chunks__status__in=ACTIVE)
+    finished = 0
+    for run_id in ended.values_list("pk", flat=True):
+        finish_if_complete(run_id=run_id)
+        finished += 1
+    return finished

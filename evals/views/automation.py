@@ -1,0 +1,75 @@
+"""Automation settings: refinement that runs itself, its budget, promotion and the webhook."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evals import notifications
+from evals.forms import AutomationForm, ThresholdForm
+from evals.generation.automatic import contradiction_threshold
+from evals.models import AutoRefinement
+from iofold.lib.fields import last_four
+from iofold.lib.outbound import OutboundURLRefused
+from traces.models import EvalSet
+from workspaces.access import workspace_view
+
+
+@workspace_view(manage=True)
+def automation(request):
+    """What iofold may do by itself (owners and admins), and what it did lately."""
+    row = notifications.automation_settings(request.workspace)
+    shown_secret, status = None, 200
+    if request.method == "POST":
+        form = AutomationForm(request.POST)
+        if form.is_valid():
+            try:
+                row, shown_secret = notifications.update_automation(
+                    workspace=request.workspace, **form.cleaned_data
+                )
+            except OutboundURLRefused as exc:
+                form.add_error("webhook_url", exc.message)
+                status = 400
+            else:
+                messages.success(request, "Automation settings saved.")
+                if shown_secret is None:
+                    return redirect("evals:automation", slug=request.workspace.slug)
+        else:
+            status = 400
+    else:
+        form = AutomationForm(
+            initial={
+                "auto_refine": row.auto_refine,
+                "monthly_refinements": row.monthly_refinements,
+                "auto_promote": row.auto_promote,
+                "webhook_url": row.webhook_url,
+            }
+        )
+    eval_sets = list(EvalSet.objects.for_workspace(request.workspace).active().order_by("name"))
+    for eval_set in eval_sets:
+        eval_set.threshold = contradiction_threshold(eval_set)
+    ctx = {
+        "form": form,
+        "shown_secret": shown_secret,
+        "secret_hint": last_four(row.webhook_secret),
+        "eval_sets": eval_sets,
+        "recent": AutoRefinement.objects.for_workspace(request.workspace)
+        .select_related("eval_set", "parent", "candidate")
+        .order_by("-created_at")[:20],
+    }
+    return render(request, "evals/automation.html", ctx, status=status)
+
+
+@require_POST
+@workspace_view
+def set_threshold(request, pk: int):
+    """How many new contradicting labels start an automatic refinement of this set."""
+    eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+    form = ThresholdForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a whole number of labels from 1 to 10,000.")
+        return redirect("evals:automation", slug=request.workspace.slug)
+    notifications.set_contradiction_threshold(
+        eval_set=eval_set, threshold=form.cleaned_data["contradiction_threshold"]
+    )
+    messages.success(request, f"{eval_set.name}: refine after that many contradicting labels.")
+    return redirect("evals:automation", slug=request.workspace.slug)

@@ -1,0 +1,64 @@
+"""Comments on eval versions and traces, and each eval set's activity feed."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from evals import collaboration
+from evals.exceptions import EvalError
+from evals.models import Eval
+from traces.models import EvalSet, Trace
+from workspaces.access import workspace_view
+
+
+@require_POST
+@workspace_view
+def comment_on_eval(request, pk: int):
+    eval = get_object_or_404(
+        Eval.objects.for_workspace(request.workspace).select_related("eval_set"), pk=pk
+    )
+    url = reverse("evals:detail", args=[request.workspace.slug, eval.pk])
+    try:
+        collaboration.post_comment(
+            workspace=request.workspace,
+            author=request.user,
+            body=request.POST.get("body", ""),
+            eval=eval,
+            url=request.build_absolute_uri(url),
+        )
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    return redirect(url + "#comments")
+
+
+@workspace_view
+def trace_comments(request, pk: int):
+    """The comments on a trace (loaded into its page), and posting one."""
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=pk)
+    url = reverse("traces:detail", args=[request.workspace.slug, trace.pk])
+    if request.method == "POST":
+        try:
+            collaboration.post_comment(
+                workspace=request.workspace,
+                author=request.user,
+                body=request.POST.get("body", ""),
+                trace=trace,
+                url=request.build_absolute_uri(url),
+            )
+        except EvalError as exc:
+            messages.error(request, exc.message)
+        return redirect(url + "#comments")
+    ctx = {
+        "comments": collaboration.comments_on(workspace=request.workspace, trace=trace),
+        "action": reverse("evals:trace_comments", args=[request.workspace.slug, trace.pk]),
+    }
+    return render(request, "evals/_comments.html", ctx)
+
+
+@workspace_view
+def activity(request, pk: int):
+    """Who labelled, generated, activated, rolled back or shadowed what in this set, and why."""
+    eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+    ctx = {"eval_set": eval_set, "items": collaboration.activity_feed(eval_set=eval_set)}
+    return render(request, "evals/activity.html", ctx)

@@ -1,0 +1,361 @@
+"""A workspace's data as a whole: export it, import it, and erase it after a grace period.
+
+``export_workspace`` writes every row a workspace owns, in every app, to one versioned
+archive (gzip-compressed JSON lines); ``import_workspace`` reads it into any installation
+as a new workspace, with new ids. Secrets are never in an archive: the integrations' keys
+and webhook secrets and the provider key (encrypted fields) are left out, and so are API
+tokens and invitations, which are credentials. An imported workspace asks for its keys
+again. Users appear by email only, and are matched by email on import.
+
+It sits above the apps (like ``iofold.pipeline``) because it reads every app's rows; the
+management commands ``export_workspace`` and ``import_workspace`` call it. With
+``delete_workspace`` (``workspaces.services.schedule_workspace_deletion``) they serve a
+customer's data export and erasure requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.serializers.python import Deserializer
+from django.core.serializers.python import Serializer as PythonSerializer
+from django.db import models, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from evals.models import (
+    Activity,
+    AutomationSettings,
+    AutoRefinement,
+    Comment,
+    ConversationJudgement,
+    EvalExecution,
+    EvalRun,
+    EvalRunChunk,
+    EvalSetAutomation,
+    Generation,
+    JudgeResponse,
+    JudgeTemplate,
+    ProviderSettings,
+)
+from evals.models import Eval as EvalVersion
+from integrations.adapters import get_adapter_class
+from integrations.models import Integration, SyncRun, UploadRun
+from iofold.exceptions import ApplicationError
+from iofold.lib.fields import EncryptedTextField
+from iofold.lib.runs import ACTIVE, BackgroundRun, RunStatus
+from traces.conversations import conversation_key
+from traces.models import (
+    Conversation,
+    EvalSet,
+    EvalSetTrace,
+    Feedback,
+    LabelAssignment,
+    LabelChange,
+    Trace,
+)
+from workspaces.models import Membership, Workspace
+
+FORMAT = "iofold-workspace"
+VERSION = 1
+# Parents before children: an import maps each row's references to ids it already made.
+MODELS: list[type[models.Model]] = [
+    Workspace,
+    Membership,
+    Integration,
+    SyncRun,
+    Trace,
+    Conversation,
+    EvalSet,
+    EvalSetTrace,
+    Feedback,
+    LabelChange,
+    LabelAssignment,
+    JudgeTemplate,
+    EvalSetAutomation,
+    ProviderSettings,
+    AutomationSettings,
+    JudgeResponse,
+    EvalVersion,
+    Generation,
+    EvalRun,
+    EvalExecution,
+    ConversationJudgement,
+    Comment,
+    Activity,
+    AutoRefinement,
+]
+# Workspace rows an archive leaves out on purpose, besides credentials (API tokens,
+# invitations): work in flight on this installation, which an import fails anyway.
+NOT_EXPORTED: set[type[models.Model]] = {
+    EvalRunChunk,  # a slice of a run; the run itself is exported
+    UploadRun,  # points at a file on this server's disk, deleted once ingested
+}
+BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
+# Never exported: links to this installation's scheduler, and which process ran a run.
+# A trace's conversation is linked again on import (a conversation points at its first
+# trace, so one of the two links has to wait until both exist).
+LEFT_OUT = {
+    "integrations.integration": {"periodic_task"},
+    "traces.trace": {"conversation"},
+    "*": {"owner"},
+}
+CHUNK = 1000
+
+
+class _Encoder(DjangoJSONEncoder):
+    """Django's encoder, keeping microseconds (it cuts times to milliseconds)."""
+
+    def default(self, o):
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+class ArchiveError(ApplicationError):
+    """The archive cannot be read or imported here."""
+
+
+@dataclass
+class Summary:
+    """What an export wrote or an import created, by model."""
+
+    workspace: Workspace | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def export_workspace(*, workspace: Workspace, out: IO[bytes]) -> Summary:
+    """Write the workspace's archive to ``out`` (a binary file)."""
+    summary = Summary(workspace=workspace)
+    with gzip.GzipFile(fileobj=out, mode="wb") as archive:
+
+        def write(obj: dict) -> None:
+            archive.write(json.dumps(obj, cls=_Encoder).encode() + b"\n")
+
+        write(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "exported_at": timezone.now(),
+                "workspace": {"name": workspace.name, "slug": workspace.slug},
+            }
+        )
+        for user in _users(workspace):
+            write({"model": "accounts.user", "pk": user.pk, "fields": {"email": user.email}})
+            summary.counts["accounts.user"] = summary.counts.get("accounts.user", 0) + 1
+        for model in MODELS:
+            label = model._meta.label_lower
+            rows = _rows(model, workspace)
+            count = 0
+            for start in range(0, len(rows), CHUNK):
+                for obj in _serialize(model, rows[start : start + CHUNK]):
+                    write(obj)
+                    count += 1
+            summary.counts[label] = count
+    return summary
+
+
+def _rows(model, workspace) -> list[int]:
+    if model is Workspace:
+        return [workspace.pk]
+    return list(model.objects.for_workspace(workspace).order_by("pk").values_list("pk", flat=True))
+
+
+def _serialize(model, pks: list[int]) -> Iterator[dict]:
+    skip = _left_out(model)
+    objects = model._default_manager.filter(pk__in=pks).order_by("pk")
+    for obj in PythonSerializer().serialize(objects):
+        obj["fields"] = {k: v for k, v in obj["fields"].items() if k not in skip}
+        yield obj
+
+
+def _left_out(model) -> set[str]:
+    """Fields never written: encrypted secrets, and the links LEFT_OUT names."""
+    label = model._meta.label_lower
+    secrets = {f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)}
+    return secrets | LEFT_OUT.get(label, set()) | LEFT_OUT["*"]
+
+
+def _users(workspace) -> list[User]:
+    """The users a workspace's rows name: members, labellers, authors."""
+    ids = set(Membership.objects.for_workspace(workspace).values_list("user_id", flat=True))
+    ids |= set(Feedback.objects.for_workspace(workspace).values_list("user_id", flat=True))
+    for model in (EvalSet, EvalVersion, Generation):
+        ids |= set(model.objects.for_workspace(workspace).values_list("created_by_id", flat=True))
+    ids.discard(None)
+    return list(User.objects.filter(pk__in=ids).order_by("pk"))
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def import_workspace(*, source: IO[bytes], slug: str | None = None) -> Summary:
+    """Create a new workspace from an archive, in one transaction; return what it made."""
+    try:
+        with gzip.GzipFile(fileobj=source, mode="rb") as archive:
+            lines = iter(archive)
+            manifest = _manifest(next(lines, b""))
+            slug = slug or manifest["workspace"]["slug"]
+            if Workspace.objects.filter(slug=slug).exists():
+                raise ArchiveError(f"A workspace with the slug “{slug}” exists; choose another.")
+            with transaction.atomic(), _keep_timestamps():
+                return _import(lines, slug)
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise ArchiveError(f"The archive cannot be read: {exc}") from None
+
+
+def _manifest(line: bytes) -> dict:
+    try:
+        manifest = json.loads(line)
+    except ValueError:
+        raise ArchiveError("Not an iofold workspace archive.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArchiveError("Not an iofold workspace archive.")
+    if manifest.get("version") != VERSION:
+        raise ArchiveError(
+            f"Archive version {manifest.get('version')} is not supported here (this "
+            f"installation reads version {VERSION}); upgrade iofold first."
+        )
+    return manifest
+
+
+def _import(lines, slug: str) -> Summary:
+    ids: dict[str, dict[Any, int]] = {label: {} for label in BY_LABEL}
+    summary = Summary()
+    pending: list[dict] = []
+    label_of_pending = None
+
+    def flush() -> None:
+        if pending:
+            _create(BY_LABEL[label_of_pending], pending, ids, slug, summary)
+            pending.clear()
+
+    for raw in lines:
+        obj = json.loads(raw)
+        label = obj["model"]
+        if label not in BY_LABEL:
+            raise ArchiveError(f"The archive holds rows of {label!r}, unknown here.")
+        if label == "accounts.user":
+            ids[label][obj["pk"]] = _user(obj["fields"]["email"]).pk
+            continue
+        if label != label_of_pending or len(pending) >= CHUNK:
+            flush()
+            label_of_pending = label
+        pending.append(obj)
+    flush()
+    if summary.workspace is None:
+        raise ArchiveError("The archive holds no workspace.")
+    _link_conversations(summary.workspace)
+    return summary
+
+
+def _link_conversations(workspace: Workspace) -> None:
+    """Point imported traces at their conversations, found by the trace's session key."""
+    conversations = {
+        (source_key, external_id): pk
+        for source_key, external_id, pk in Conversation.objects.for_workspace(
+            workspace
+        ).values_list("source_key", "external_id", "pk")
+    }
+    if not conversations:
+        return
+    linked = []
+    for trace in Trace.objects.for_workspace(workspace).only("pk", "source_key", "data"):
+        key = conversation_key(trace.data)
+        if key and (trace.source_key, key) in conversations:
+            trace.conversation_id = conversations[(trace.source_key, key)]
+            linked.append(trace)
+    Trace.objects.bulk_update(linked, ["conversation"], batch_size=500)
+
+
+def _user(email: str) -> User:
+    user = User.objects.filter(email__iexact=email).first()
+    if user is None:
+        # No password: the person sets one with "forgot password" when they sign in.
+        user = User(email=email)
+        user.set_unusable_password()
+        user.save()
+    return user
+
+
+def _create(model, objs: list[dict], ids: dict, slug: str, summary: Summary) -> None:
+    label = model._meta.label_lower
+    relations = {f.name: f for f in model._meta.concrete_fields if f.is_relation}
+    deferred: list[tuple[models.Model, dict[str, Any]]] = []
+    made = []
+    for obj in objs:
+        fields = dict(obj["fields"])
+        later = {}
+        for name, fk in relations.items():
+            old = fields.get(name)
+            if old is None:
+                continue
+            if fk.related_model is model:
+                later[name] = old  # a parent in the same batch: set once all exist
+                fields[name] = None
+                continue
+            new = ids[fk.related_model._meta.label_lower].get(old)
+            if new is None:
+                raise ArchiveError(f"{label} {obj['pk']} refers to a missing {name} {old}.")
+            fields[name] = new
+        if model is Workspace:
+            fields["slug"] = slug
+            fields["deletion_requested_at"] = None
+            fields["deletion_scheduled_for"] = None
+        instance = next(Deserializer([{"model": label, "pk": None, "fields": fields}])).object
+        _arrive(instance)
+        made.append((obj["pk"], instance))
+        if later:
+            deferred.append((instance, later))
+    model._default_manager.bulk_create([instance for _, instance in made])
+    for old, instance in made:
+        if instance.pk is None:  # pragma: no cover - every supported database returns ids
+            raise ArchiveError("The database did not return the new rows' ids.")
+        ids[label][old] = instance.pk
+    for instance, later in deferred:
+        updates = {f"{name}_id": ids[label][old] for name, old in later.items()}
+        model._default_manager.filter(pk=instance.pk).update(**updates)
+    summary.counts[label] = summary.counts.get(label, 0) + len(made)
+    if model is Workspace:
+        summary.workspace = made[0][1]
+
+
+def _arrive(instance) -> None:
+    """Adjust a row to its new installation: no unfinished runs, no sync without its key."""
+    if isinstance(instance, BackgroundRun) and instance.status in ACTIVE:
+        instance.status = RunStatus.FAILED
+        instance.error = "Interrupted: the workspace was exported while this ran."
+    if isinstance(instance, Integration) and get_adapter_class(instance.kind).capabilities.pull:
+        # Its key is not in the archive: syncing waits until someone enters it again.
+        instance.enabled = False
+
+
+@contextlib.contextmanager
+def _keep_timestamps():
+    """Keep the archive's created/updated times instead of stamping the import's time.
+
+    ``auto_now``/``auto_now_add`` would overwrite them on insert; drift and the label
+    history read them. Switched off on the fields for the import only (a management
+    command, one thread).
+    """
+    switched = []
+    for model in MODELS:
+        for f in model._meta.concrete_fields:
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+                switched.append((f, f.auto_now, f.auto_now_add))
+                f.auto_now = f.auto_now_add = False
+    try:
+        yield
+    finally:
+        for f, now, now_add in switched:
+            f.auto_now, f.auto_now_add = now, now_add

@@ -1,0 +1,97 @@
+"""Large eval runs split into chunks that workers share, with exact counts at the end."""
+
+import pytest
+
+from evals.execution.chunks import execute_chunk, reap_split_runs, recover_chunks
+from evals.execution.runs import execute_run, start_run
+from evals.models import EvalExecution, EvalRun, EvalRunChunk
+from tests.conftest import dead_owner
+from tests.evals.builders import labelled_set, make_eval
+
+pytestmark = pytest.mark.django_db
+
+
+def _split_run(workspace, settings, django_capture_on_commit_callbacks, *, good=6, bad=4):
+    settings.IOFOLD_EVAL_CHUNK_TRACES = 3
+    eval_set, traces = labelled_set(workspace, good=good, bad=bad)
+    eval = make_eval(eval_set, version=1)
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual")
+    return run, callbacks
+
+
+def test_a_large_run_is_split_into_chunks_queued_one_task_each(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, callbacks = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+
+    chunks = list(run.chunks.order_by("index"))
+    assert [len(c.trace_ids) for c in chunks] == [3, 3, 3, 1]
+    assert sum((c.trace_ids for c in chunks), []) == run.trace_ids
+    assert len(callbacks) == 1  # one on-commit hook enqueues every chunk
+    # A stray message for the whole run does not judge it outside its chunks.
+    assert execute_run(run_id=run.pk).status == "queued"
+    assert not EvalExecution.objects.filter(run=run).exists()
+
+
+def test_the_last_chunk_finishes_the_run_with_exact_counts(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    chunks = list(run.chunks.order_by("index"))
+
+    for chunk in chunks[:-1]:
+        execute_chunk(chunk_id=chunk.pk)
+        run.refresh_from_db()
+        assert run.status == "running"
+    execute_chunk(chunk_id=chunks[-1].pk)
+
+    run.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
+    assert EvalExecution.objects.filter(run=run).count() == 10
+    # A chunk delivered twice judges nothing again.
+    assert execute_chunk(chunk_id=chunks[0].pk) is None
+    assert sum(c.judged for c in EvalRunChunk.objects.filter(run=run)) == 10
+
+
+def test_a_chunk_whose_worker_died_is_taken_over_and_judges_only_what_is_missing(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, *rest = run.chunks.order_by("index")
+    for chunk in rest:
+        execute_chunk(chunk_id=chunk.pk)
+    # The first chunk's worker was killed after claiming it.
+    EvalRunChunk.objects.filter(pk=first.pk).update(status="running", owner=dead_owner())
+    assert EvalRun.objects.get(pk=run.pk).status == "running"
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert recover_chunks() == 1
+    assert len(callbacks) == 1
+    execute_chunk(chunk_id=first.pk)
+
+    run.refresh_from_db()
+    first.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed) == ("succeeded", 10, 6, 4)
+    assert (first.status, first.takeovers, first.judged) == ("succeeded", 1, 3)
+
+
+def test_a_chunk_given_up_on_fails_the_run_with_the_counts_of_what_was_judged(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, *rest = run.chunks.order_by("index")
+    for chunk in rest:
+        execute_chunk(chunk_id=chunk.pk)
+    # Its worker died on it every time: the recovery fails it instead of a fourth try.
+    EvalRunChunk.objects.filter(pk=first.pk).update(
+        status="running", owner=dead_owner(), takeovers=3
+    )
+    assert recover_chunks() == 0
+    assert EvalRun.objects.get(pk=run.pk).status == "running"
+
+    assert reap_split_runs() == 1
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "stopped 4 times" in run.error
+    assert run.done == 7  # the three traces of the failed chunk were never judged
