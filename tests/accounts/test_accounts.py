@@ -180,9 +180,9 @@ def _patterns(resolver, prefix=""):
 
 
 # Views that may be reached without a session: allauth's own pages, the health probe,
-# the API (which authenticates itself and answers 401/403), the admin (own login) and
-# invitation links (a sign-up entry point).
-PUBLIC_PREFIXES = ("account_", "api-", "admin:", "healthz", "accept_invitation")
+# the API (which authenticates itself and answers 401/403), the admin (own login),
+# invitation links (a sign-up entry point) and /metrics (a token or allowed networks).
+PUBLIC_PREFIXES = ("account_", "api-", "admin:", "healthz", "accept_invitation", "metrics")
 
 
 def test_only_auth_health_api_and_invitation_views_opt_out_of_the_login_wall():
