@@ -24,7 +24,7 @@ from evals.judging.runs import (
     uses_judge,
 )
 from evals.judging.session import Budget, Usage
-from evals.judging.spend import monthly_budget, monthly_headroom
+from evals.judging.spend import capped_budget, nothing_left
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk, enqueue_run, enqueue_sent_batch
@@ -154,8 +154,8 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     todo = [pk for pk in run.trace_ids if pk not in done_ids]
     limits = sandbox_limits()
     session = open_session(eval=eval, budget=run_budget(run))
-    monthly = session.budget.usd_limit_message if session and session.available else ""
-    if monthly and session.budget.usd <= 0:
+    monthly = nothing_left(session.budget) if session and session.available else ""
+    if monthly:
         # Nothing left this month: say so once instead of on every trace.
         fail_run(run_id=run.pk, error=f"Not run: {monthly}.")
         return EvalRun.objects.get(pk=run.pk)
@@ -255,6 +255,9 @@ def run_eval_now(
             "start a run instead."
         )
     session = open_session(eval=eval)
+    monthly = nothing_left(session.budget) if session and session.available else ""
+    if monthly:
+        raise EvalError(f"Not run: {monthly}.")
     try:
         judged = run_sandbox(
             session,
@@ -438,19 +441,9 @@ def _refresh_counts(run: EvalRun) -> None:
 
 
 def run_budget(run: EvalRun) -> Budget:
-    """Return what a run may spend on judge calls: an automatic run also stops at the
-    workspace's monthly budget, before it is exceeded."""
-    if run.trigger != EvalRun.Trigger.AUTOMATIC:
-        return Budget.from_settings()
-    budget = monthly_budget(workspace=run.workspace)
-    message = (
-        f"the workspace's monthly judge budget (${budget}) would be exceeded; automatic "
-        "runs of evals that call a judge stop until next month or until the budget is "
-        "raised in the provider settings"
-    )
-    return Budget.from_settings(
-        usd_cap=monthly_headroom(workspace=run.workspace), usd_cap_message=message
-    )
+    """Return what a run may spend on judge calls: it stops at the workspace's monthly
+    budget, before it is exceeded, whatever started it."""
+    return capped_budget(workspace=run.workspace)
 
 
 def finish_run(*, run: EvalRun) -> EvalRun:

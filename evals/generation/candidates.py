@@ -30,6 +30,13 @@ HOLDOUT_FRACTION = 0.2
 CV_FOLDS = 5
 
 Stage = Callable[[str], None]
+# Runs code on traces in the sandbox: sandbox.run, or one that answers judge() calls
+# (the Django flow passes evals.judging.runs.run_sandbox with a session).
+RunCode = Callable[[str, list[dict], "sandbox.Limits | None"], list["sandbox.Result"]]
+
+
+def _plain_run(code: str, traces: list[dict], limits: sandbox.Limits | None):
+    return sandbox.run(code, traces, limits, validate_code=False)
 
 
 @dataclass
@@ -165,13 +172,15 @@ def render_conversation(system: str, messages: Sequence[dict]) -> str:
     return "\n\n".join(parts)
 
 
-def check_code(code: str, trace: dict, limits: sandbox.Limits | None) -> str | None:
+def check_code(
+    code: str, trace: dict, limits: sandbox.Limits | None, run_code: RunCode | None = None
+) -> str | None:
     """Return why `code` is unusable (validation, or a dry run on `trace`), or None."""
     problems = sandbox.validate(code)
     if problems:
         return format_problems(problems)
     try:
-        [result] = sandbox.run(code, [trace], limits, validate_code=False)
+        [result] = (run_code or _plain_run)(code, [trace], limits)
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc, "run the code") from exc
     if result.error:
@@ -191,12 +200,16 @@ def write_with_llm(
     on_stage: Stage | None = None,
     on_attempt: Callable[[int], None] | None = None,
     build_prompt: Callable[[list[LabelledExample], int], prompts.Prompt] | None = None,
+    judge: bool = False,
+    run_code: RunCode | None = None,
 ) -> Candidate:
     """Ask the model for eval code; validate and dry-run it, feeding errors back.
 
     `build_prompt(train, token_budget)` replaces the generation prompt (refinement uses
-    it). Up to MAX_ATTEMPTS calls. Raises evals.generation.providers.ProviderError from the
-    provider, and EvalError when no attempt produced usable code.
+    it). `judge` offers judge()/llm() in the generation prompt; `run_code` must then
+    answer them in the dry run. Up to MAX_ATTEMPTS calls. Raises
+    evals.generation.providers.ProviderError from the provider, and EvalError when no
+    attempt produced usable code.
     """
     stage = on_stage or (lambda text: None)
     train, heldout = split_for_llm(examples)
@@ -210,6 +223,7 @@ def write_with_llm(
                 criteria=criteria,
                 examples=[prompts.PromptExample(e.trace, e.label, e.note) for e in train],
                 token_budget=token_budget,
+                judge=judge,
             )
     except prompts.PromptBudgetError as exc:
         raise EvalError(f"The prompt does not fit IOFOLD_LLM_TOKEN_BUDGET: {exc}") from None
@@ -233,7 +247,7 @@ def write_with_llm(
             error = str(exc)
         else:
             stage(f"Checking the code and dry-running it (attempt {attempt})")
-            error = check_code(code, dry_trace, limits) or ""
+            error = check_code(code, dry_trace, limits, run_code) or ""
         if not error:
             return Candidate(
                 code=code,
@@ -262,10 +276,15 @@ def write_with_llm(
 
 
 def test_candidate(
-    code: str, examples: Sequence[LabelledExample], limits: sandbox.Limits | None = None
+    code: str,
+    examples: Sequence[LabelledExample],
+    limits: sandbox.Limits | None = None,
+    run_code: RunCode | None = None,
 ) -> list[sandbox.Result]:
     """Run `code` on every example's trace in one sandbox call; one Result per example."""
     try:
+        if run_code is not None:
+            return run_code(code, [e.trace for e in examples], limits)
         return sandbox.run(code, [e.trace for e in examples], limits)
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc

@@ -20,11 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sandbox.validate import ALLOWED_IMPORTS, FORBIDDEN_NAMES
+from sandbox.validate import ALLOWED_IMPORTS, FORBIDDEN_NAMES, JUDGE_MODULE
 from traces.minify import minify_trace
 
 # v3: a trace that does not fit whole is first shown in its compact form (traces.minify).
-GENERATION_PROMPT_VERSION = "gen-v3"
+# gen-v4: with a real provider, generated code may call the judge (JUDGE_SECTION).
+GENERATION_PROMPT_VERSION = "gen-v4"
 REFINE_PROMPT_VERSION = "refine-v3"
 
 CHARS_PER_TOKEN = 4
@@ -137,6 +138,30 @@ conversation (the examples below are conversations too), with its turns in order
 Judge the conversation as a whole: whether the user's request was resolved by the end, \
 whether the user had to repeat themselves, tool errors across turns, handoffs."""
 
+# Appended to the generation prompt when the workspace has a real provider with money left
+# this month (docs/judges.md): code first, the judge only for what code cannot see.
+JUDGE_SECTION = """
+
+## An LLM judge, for what code cannot see
+
+Some criteria need reading for meaning, which rules do badly: whether a reply follows a \
+subtle instruction, whether a refusal was warranted, whether an answer is faithful to a \
+tool result. For those, and only those, the code may also import:
+
+    from {module} import judge, llm, JudgeError
+
+- judge(question, *, context="", choices=("yes", "no")) asks an LLM judge and returns \
+one of choices (2 to 10 distinct strings).
+- llm(prompt) returns the model's text.
+- Every call costs money and time, and runs have a budget. Decide with code everything \
+code can see (structure, tool calls and their errors, lengths, refusal phrases) and \
+call the judge only for the traces code cannot decide, with one short, specific \
+question and only the context it needs. Use no judge at all when rules reproduce the \
+labels.
+- Both raise JudgeError (no provider, budget spent, timeout). Let it propagate: the \
+trace then shows the error instead of a guessed verdict (the one exception to \
+"never raise")."""
+
 SYSTEM_TEMPLATE = """\
 You write Python evaluation functions for traces of an LLM application. A team has \
 reviewed some traces by hand; your function must reproduce their judgement on traces \
@@ -234,20 +259,30 @@ Fix the problem and answer again with the complete module (imports, helpers and 
 eval_fn) in exactly one ```python code block, following the contract and the rules."""
 
 TEMPLATES = {
-    GENERATION_PROMPT_VERSION: (SYSTEM_TEMPLATE, GENERATION_USER_TEMPLATE, TRACE_SCHEMA),
+    GENERATION_PROMPT_VERSION: (
+        SYSTEM_TEMPLATE,
+        GENERATION_USER_TEMPLATE,
+        TRACE_SCHEMA,
+        JUDGE_SECTION,
+    ),
     REFINE_PROMPT_VERSION: (SYSTEM_TEMPLATE, REFINE_USER_TEMPLATE, TRACE_SCHEMA),
 }
 
 
-def build_system_prompt(*, conversations: bool = False) -> str:
-    """Return the system prompt shared by generation and refinement."""
+def build_system_prompt(*, conversations: bool = False, judge: bool = False) -> str:
+    """Return the system prompt shared by generation and refinement; `judge` offers the
+    judge module (only when the workspace has a provider that can answer it)."""
     system = SYSTEM_TEMPLATE.format(
         schema=TRACE_SCHEMA,
         imports=", ".join(ALLOWED_IMPORTS),
         # The validator's own list, so the prompt never promises what it rejects.
         forbidden=", ".join(sorted(FORBIDDEN_NAMES)),
     )
-    return system + CONVERSATION_SECTION if conversations else system
+    if conversations:
+        system += CONVERSATION_SECTION
+    if judge:
+        system += JUDGE_SECTION.format(module=JUDGE_MODULE)
+    return system
 
 
 def is_conversation(item: Any) -> bool:
@@ -265,11 +300,12 @@ def build_generation_prompt(
     examples: Sequence[PromptExample],
     token_budget: int,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
+    judge: bool = False,
 ) -> Prompt:
     """Return the prompt asking for a new eval_fn from the criteria and labelled traces.
 
     Positives and negatives alternate (in the given order) so that whatever prefix
-    fits the budget stays balanced.
+    fits the budget stays balanced. `judge` offers judge()/llm() (JUDGE_SECTION).
     """
     items = [_example_item(example) for example in _alternate(examples)][:max_examples]
     return _assemble(
@@ -278,6 +314,7 @@ def build_generation_prompt(
         items=items,
         token_budget=token_budget,
         version=GENERATION_PROMPT_VERSION,
+        judge=judge,
     )
 
 
@@ -380,8 +417,11 @@ def _assemble(
     items: list[_Item],
     token_budget: int,
     version: str,
+    judge: bool = False,
 ) -> Prompt:
-    system = build_system_prompt(conversations=any(is_conversation(i.trace) for i in items))
+    system = build_system_prompt(
+        conversations=any(is_conversation(i.trace) for i in items), judge=judge
+    )
     budget_chars = token_budget * CHARS_PER_TOKEN
     skeleton = template.format(**fields, count_line="", examples="")
     available = budget_chars - len(system) - len(skeleton) - COUNT_LINE_SLACK

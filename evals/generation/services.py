@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+import sandbox
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError, TransientEvalError
 from evals.execution.runs import record_completed_run
@@ -24,8 +25,11 @@ from evals.generation import candidates
 from evals.generation.pricing import cost_usd, price_table
 from evals.generation.provider_settings import ProviderChoice, resolve_provider
 from evals.generation.providers import ProviderError, get_provider
+from evals.judging.runs import add_run_spend, infer_kind, run_sandbox, uses_judge
+from evals.judging.session import JudgeSession, Usage
+from evals.judging.spend import capped_session, nothing_left
 from evals.metrics.measure import apply_measurement, measure
-from evals.models import Eval, EvalRun, Generation, Provider, RunStatus
+from evals.models import Eval, EvalKind, EvalRun, Generation, Provider, RunStatus
 from evals.queue import enqueue_generation
 from evals.sandboxing import sandbox_limits
 from iofold.lib import metrics
@@ -197,6 +201,28 @@ def make_llm(choice: ProviderChoice):
     )
 
 
+def judge_session_for(eval_set: EvalSet) -> JudgeSession | None:
+    """Return the judge channel generated code may use, or None when the workspace has no
+    real provider or nothing left of its monthly budget (the prompt then does not offer
+    the judge)."""
+    session = capped_session(workspace=eval_set.workspace)
+    if not session.available or nothing_left(session.budget):
+        return None
+    return session
+
+
+def judged_runner(session: JudgeSession | None) -> candidates.RunCode | None:
+    """Return a sandbox runner answering judge() calls through `session` (None: plain)."""
+    if session is None:
+        return None
+
+    def run_code(code: str, traces: list[dict], limits) -> list:
+        channel = session if uses_judge(code) else None
+        return run_sandbox(channel, sandbox.run, code, traces, limits or sandbox_limits()).results
+
+    return run_code
+
+
 def generate_eval(
     *,
     eval_set: EvalSet,
@@ -211,6 +237,7 @@ def generate_eval(
     examples, traces = examples_for(eval_set)
     candidates.require_both_labels(examples)
     limits = sandbox_limits()
+    session = judge_session_for(eval_set) if choice.provider != Provider.OFFLINE else None
     candidate = write_candidate(
         eval_set=eval_set,
         examples=examples,
@@ -218,9 +245,10 @@ def generate_eval(
         limits=limits,
         on_stage=stage,
         on_attempt=on_attempt,
+        session=session,
     )
     stage(f"Running the eval on {len(examples)} labelled traces in the sandbox")
-    results, measurement = test_and_measure(candidate, examples, limits)
+    results, measurement = test_and_measure(candidate, examples, limits, session=session)
     return store_eval(
         eval_set=eval_set,
         candidate=candidate,
@@ -228,6 +256,7 @@ def generate_eval(
         traces=[traces[e.group] for e in examples],
         results=results,
         user=user,
+        session=session,
     )
 
 
@@ -240,11 +269,13 @@ def write_candidate(
     on_stage,
     on_attempt=None,
     build_prompt=None,
+    session: JudgeSession | None = None,
 ) -> candidates.Candidate:
     """Write eval code for the set: the offline synthesiser, or the chosen LLM.
 
     `build_prompt` replaces the generation prompt (refinement's); offline there is no
-    prompt, the synthesiser refits on all the labels.
+    prompt, the synthesiser refits on all the labels. With a judge `session` the prompt
+    offers judge()/llm() and the dry run answers them.
     """
     if choice.provider == Provider.OFFLINE:
         return candidates.write_offline(
@@ -260,6 +291,8 @@ def write_candidate(
         on_stage=on_stage,
         on_attempt=on_attempt,
         build_prompt=build_prompt,
+        judge=session is not None,
+        run_code=judged_runner(session),
     )
 
 
@@ -269,14 +302,17 @@ def test_and_measure(
     limits,
     *,
     extra: dict | None = None,
+    session: JudgeSession | None = None,
 ):
     """Run the candidate on every example in the sandbox; return (results, measurement).
+
+    Judge calls are answered through `session` (their cost goes to the stored run).
 
     Training agreement is over the examples it was not kept back from; held-out agreement
     over those kept back, or the offline cross-validation pairs. One label per trace:
     cross-validation pairs cover the training traces a second time.
     """
-    results = candidates.test_candidate(candidate.code, examples, limits)
+    results = candidates.test_candidate(candidate.code, examples, limits, judged_runner(session))
     verdicts = {
         e.group: (r.passed if r.error is None else None)
         for e, r in zip(examples, results, strict=True)
@@ -316,6 +352,7 @@ def store_eval(
     user=None,
     parent: Eval | None = None,
     origin: str = "generated",
+    session: JudgeSession | None = None,
 ) -> Eval:
     """Save the candidate as the set's next version with its run and executions.
 
@@ -323,8 +360,11 @@ def store_eval(
     kappa, see evals.metrics.agreement.KAPPA_BAR) becomes the set's active eval; later ones stay
     drafts until someone activates them. A version that gives every labelled trace the
     same verdict is "no reliable eval yet": kept as a draft with the reason, never
-    activated automatically.
+    activated automatically. With a judge `session`, what its calls cost (the dry run's
+    included) is recorded on the run, so it counts against the monthly budget.
     """
+    judged = session is not None and uses_judge(candidate.code)
+    usage = [session.per_trace.get(i) for i in range(len(results))] if judged else []
     counts = [measurement.metrics.get("training")]
     if measurement.metrics.get("heldout_trace_ids"):
         counts.append(measurement.metrics.get("heldout"))
@@ -348,6 +388,7 @@ def store_eval(
                     provider=candidate.provider,
                     model=candidate.model,
                     origin=origin,
+                    kind=infer_kind(candidate.code, parent.kind if parent else EvalKind.CODE),
                     prompt=candidate.prompt,
                     prompt_version=candidate.prompt_version,
                     input_tokens=candidate.input_tokens,
@@ -368,9 +409,15 @@ def store_eval(
                     eval.low_confidence = True
                     eval.low_confidence_reason = no_eval_reason.split(". ")[0]
                 eval.save()
-                record_completed_run(
-                    eval=eval, traces=traces, results=results, trigger=EvalRun.Trigger.GENERATION
+                run = record_completed_run(
+                    eval=eval,
+                    traces=traces,
+                    results=results,
+                    trigger=EvalRun.Trigger.GENERATION,
+                    usage=usage,
                 )
+                if judged:
+                    add_run_spend(run=run, session=session, since=Usage())
                 return eval
         except IntegrityError:
             # Another version (or activation) landed at the same moment; number again.

@@ -28,8 +28,9 @@ from evals.generation.candidates import split_for_llm
 from evals.generation.provider_settings import resolve_provider
 from evals.generation.providers import ProviderError
 from evals.generation.services import examples_for
-from evals.judging.runs import add_run_spend, run_sandbox
+from evals.judging.runs import add_run_spend, run_sandbox, uses_judge
 from evals.judging.session import JudgeSession, Usage
+from evals.judging.spend import capped_session, nothing_left
 from evals.judging.templates import (
     CRITERIA,
     DEFAULT_CRITERION,
@@ -173,6 +174,15 @@ def _store(
     return eval
 
 
+def _measuring_session(eval_set: EvalSet) -> JudgeSession:
+    """Return a judge channel within the monthly budget; EvalError when none is left."""
+    session = capped_session(workspace=eval_set.workspace)
+    monthly = nothing_left(session.budget)
+    if monthly:
+        raise EvalError(f"Not measured: {monthly}.")
+    return session
+
+
 def compare_kinds(
     *, generation: Generation, on_stage: Callable[[str], None] | None = None
 ) -> list[dict]:
@@ -197,7 +207,13 @@ def compare_kinds(
     trace_rows = [traces[e.group] for e in examples]
     template = judge_template(eval_set)
 
-    code_results = sandbox.run(code_eval.code, [e.trace for e in examples], limits)
+    code_results = run_sandbox(
+        _measuring_session(eval_set) if uses_judge(code_eval.code) else None,
+        sandbox.run,
+        code_eval.code,
+        [e.trace for e in examples],
+        limits,
+    ).results
     code_pairs = _pairs(examples, code_results)
     judge = judge_code(
         criteria=eval_set.criteria,
@@ -223,7 +239,7 @@ def compare_kinds(
     ]
     for kind, code in candidates:
         stage(f"Measuring a {EvalKind(kind).label.lower()} on {len(examples)} labelled traces")
-        session = JudgeSession(workspace=eval_set.workspace)
+        session = _measuring_session(eval_set)
         judged = run_sandbox(session, sandbox.run, code, [e.trace for e in examples], limits)
         pairs = _pairs(examples, judged.results)
         measurement = measure(
@@ -330,11 +346,17 @@ def refine_judge(*, generation: Generation, on_stage: Callable[[str], None] | No
         code_part = parent.code.split(HYBRID_MARKER, 1)[0].replace(
             "def code_eval_fn(", "def eval_fn(", 1
         )
-        code_results = sandbox.run(code_part, [e.trace for e in training], limits)
+        code_results = run_sandbox(
+            _measuring_session(eval_set) if uses_judge(code_part) else None,
+            sandbox.run,
+            code_part,
+            [e.trace for e in training],
+            limits,
+        ).results
         pairs = [(e.label, r.passed) for e, r in zip(training, code_results, strict=True)]
         code = hybrid_code(code=code_part, judge=code, trusted=trusted_verdicts(pairs))
     stage(f"Measuring the refined judge on {len(examples)} labelled traces")
-    session = JudgeSession(workspace=eval_set.workspace)
+    session = _measuring_session(eval_set)
     judged = run_sandbox(session, sandbox.run, code, [e.trace for e in examples], limits)
     verdicts = _pairs(examples, judged.results)
     heldout_groups = {e.group for e in heldout}

@@ -11,6 +11,7 @@ from django.db.models import F
 
 import sandbox
 from evals.judging.session import Budget, JudgeSession, Usage
+from evals.judging.spend import capped_budget
 from evals.models import Eval, EvalKind, EvalRun
 from evals.sandboxing import metered
 from sandbox.runner import CALL_TRACES_PER_JAIL
@@ -31,10 +32,15 @@ def infer_kind(code: str, previous: str = EvalKind.CODE) -> str:
 
 
 def open_session(*, eval: Eval, budget: Budget | None = None) -> JudgeSession | None:
-    """Return the judge channel a run of `eval` needs, or None for code that calls no model."""
+    """Return the judge channel a run of `eval` needs, or None for code that calls no model.
+
+    Without a `budget` the run gets the per-run limits capped by what is left of the
+    workspace's monthly budget."""
     if not uses_judge(eval.code):
         return None
-    return JudgeSession(workspace=eval.workspace, budget=budget)
+    return JudgeSession(
+        workspace=eval.workspace, budget=budget or capped_budget(workspace=eval.workspace)
+    )
 
 
 @dataclass

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from evals.judging.session import Budget, JudgeSession
 from evals.models import Eval, EvalExecution, EvalRun, ProviderSettings
 from workspaces.models import Workspace
 
@@ -33,11 +34,40 @@ def monthly_budget(*, workspace: Workspace) -> Decimal | None:
 
 
 def monthly_headroom(*, workspace: Workspace) -> Decimal | None:
-    """Return what automatic runs may still spend this month (None: no monthly budget)."""
+    """Return what runs may still spend this month (None: no monthly budget)."""
     budget = monthly_budget(workspace=workspace)
     if budget is None:
         return None
     return max(Decimal(0), budget - month_to_date(workspace=workspace))
+
+
+def capped_budget(*, workspace: Workspace) -> Budget:
+    """Return what one run may spend on judge calls: the per-run limits, and no more than
+    is left of the workspace's monthly budget, so every run (automatic, manual or a
+    generation's measuring) stops before the month's budget is exceeded."""
+    budget = monthly_budget(workspace=workspace)
+    if budget is None:
+        return Budget.from_settings()
+    message = (
+        f"the workspace's monthly judge budget (${budget}) would be exceeded; runs of "
+        "evals that call a judge stop until next month or until the budget is raised in "
+        "the provider settings"
+    )
+    return Budget.from_settings(
+        usd_cap=monthly_headroom(workspace=workspace), usd_cap_message=message
+    )
+
+
+def capped_session(*, workspace: Workspace) -> JudgeSession:
+    """Return a judge channel for one measuring run, within the monthly budget."""
+    return JudgeSession(workspace=workspace, budget=capped_budget(workspace=workspace))
+
+
+def nothing_left(budget: Budget) -> str:
+    """Return the monthly budget's message when it leaves this run nothing, else ""."""
+    if budget.usd_limit_message and budget.usd <= 0:
+        return budget.usd_limit_message
+    return ""
 
 
 def per_thousand(cost: Decimal | None, traces: int) -> Decimal | None:

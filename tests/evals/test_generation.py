@@ -61,7 +61,7 @@ def test_good_code_is_stored_with_prompt_tokens_cost_metrics_and_executions(
     eval = generation.result
     assert eval.code.strip() == GOOD_CODE.strip()
     assert (eval.provider, eval.model, eval.version) == ("openai", "gpt-4.1-mini", 1)
-    assert eval.prompt_version == "gen-v3"
+    assert eval.prompt_version == "gen-v4"
     # The stored prompt is what was sent: the system prompt and the labelled traces.
     request = fake_llm.requests[0]
     assert request.system in eval.prompt

@@ -185,3 +185,54 @@ def test_refining_a_judge_changes_its_prompt_and_few_shot_set(
     assert "Is it kind?" in refined.code and "Is it kind?" not in judge.code
     assert refined.metrics["heldout_trace_ids"] == judge.metrics["heldout_trace_ids"]
     assert refined.agreement == 1.0
+
+
+# What an LLM, offered the judge, writes: code decides the empty replies, the judge the rest.
+JUDGING_CODE = """from iofold_eval import JudgeError, judge
+
+def eval_fn(trace):
+    output = str(trace.get("output") or "")
+    if not output:
+        return False, "no reply (decided by code)"
+    answer = judge("Did the assistant help the user?", context=output)
+    return answer == "yes", "the judge said " + answer
+"""
+
+
+def test_generated_code_may_call_the_judge_and_is_measured_with_its_cost(
+    judged_workspace, fake_llm
+):
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=3)
+
+    generation = generate(eval_set, fake_llm, JUDGING_CODE)
+
+    assert generation.status == "succeeded", generation.error
+    # The generation prompt offered the judge, with the budget in mind.
+    system = fake_llm.requests[0].system
+    assert "from iofold_eval import judge, llm, JudgeError" in system
+    assert "call the judge only for the traces code cannot decide" in system
+    eval = generation.result
+    assert eval.code.strip() == JUDGING_CODE.strip()
+    assert eval.prompt_version == "gen-v4"
+    assert eval.kind == EvalKind.HYBRID
+    # Validated, dry-run and measured with the judge answering: it agrees with every label.
+    assert eval.agreement == 1.0
+    run = eval.runs.get()
+    assert run.trigger == "generation" and run.errors == 0
+    # Every trace asked the judge (identical questions are answered from the cache), and
+    # what the calls cost is on the run, so it counts against the monthly budget.
+    assert run.judge_calls > 0 and run.judge_calls + run.cache_hits >= len(traces)
+    assert run.cost_usd > 0
+    reasons = sorted(e.reason for e in eval.executions.all())
+    assert reasons == ["the judge said no"] * 3 + ["the judge said yes"] * 3
+
+
+def test_offline_the_generation_prompt_does_not_offer_the_judge(workspace):
+    from evals.generation.prompts import build_system_prompt
+    from evals.generation.services import judge_session_for
+
+    eval_set, _ = labelled_set(workspace, good=3, bad=3)
+
+    assert judge_session_for(eval_set) is None
+    assert "iofold_eval" not in build_system_prompt()
+    assert "iofold_eval" in build_system_prompt(judge=True)

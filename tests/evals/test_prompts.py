@@ -250,7 +250,7 @@ def test_retry_message_trims_a_huge_error_keeping_its_ends():
 # Edit a template only together with a new version constant; then record the new
 # fingerprint here. Stored prompts name the version they were built with.
 FINGERPRINTS = {
-    GENERATION_PROMPT_VERSION: "2073f3eee9ea1152",
+    GENERATION_PROMPT_VERSION: "0776b453369221bd",
     REFINE_PROMPT_VERSION: "bae00c4833702cca",
 }
 
