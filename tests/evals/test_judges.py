@@ -304,3 +304,54 @@ def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
     assert fake_llm.calls == calls
     page = login(owner).get(f"/w/{judged_workspace.slug}/evals/dashboard/").content.decode()
     assert "judge budget" in page and "is spent" in page
+
+
+def set_monthly_budget(workspace, fake_llm, budget):
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=fake_llm.openai_base_url,
+        monthly_budget_usd=budget,
+    )
+
+
+def test_the_monthly_budget_also_stops_manual_runs_and_generation(
+    judged_workspace, fake_llm, settings
+):
+    from evals.exceptions import EvalError
+    from evals.generation.services import start_generation
+    from evals.generation.worker import run_generation
+
+    settings.IOFOLD_LLM_PRICES = {MODEL: {"input": "10000", "output": "10000"}}
+    settings.IOFOLD_JUDGE_MAX_USD = 1000.0
+    settings.IOFOLD_JUDGE_MAX_OUTPUT_TOKENS = 8
+    eval_set, traces = labelled_set(judged_workspace, good=3, bad=3)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    first = run_all(eval, traces[:2])
+    budget = round(first.cost_usd * 4, 2)
+    set_monthly_budget(judged_workspace, fake_llm, budget)
+    calls = fake_llm.calls
+
+    manual = run_all(eval, traces[2:])  # "Run on all traces", started by a member
+
+    assert calls < fake_llm.calls < calls + 4
+    assert manual.status == "failed"
+    assert "monthly judge budget" in manual.error and "would be exceeded" in manual.error
+    assert first.cost_usd + manual.cost_usd <= budget
+
+    # Nothing left: "test now" and generation make no judge call and say why.
+    set_monthly_budget(judged_workspace, fake_llm, round(first.cost_usd + manual.cost_usd, 2))
+    calls = fake_llm.calls
+    with pytest.raises(EvalError, match="Not run: the workspace's monthly judge budget"):
+        run_eval_now(eval=eval, traces=traces[2:3])
+    code = "def eval_fn(trace):\n    return 'cannot' not in str(trace.get('output')), 'rule'\n"
+    fake_llm.push_text(f"```python\n{code}```")
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    generation = run_generation(generation_id=generation.pk)
+    assert generation.status == "succeeded", generation.error
+    assert fake_llm.calls == calls + 1  # the code was written; no judge was asked
+    assert "iofold_eval" not in fake_llm.requests[-1].system
+    [row] = generation.comparison
+    assert row["error"].startswith("The judge and hybrid could not be measured: Not measured")
+    assert "monthly judge budget" in row["error"]
