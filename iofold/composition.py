@@ -138,6 +138,20 @@ def eval_set_stats(eval_set_ids: list[int]) -> dict[int, dict]:
     return eval_set_stats(eval_set_ids)
 
 
+def eval_set_links(eval_set) -> list[dict]:
+    """Return the evals app's pages linked from an eval set's page, for members who can
+    write: each {"label", "url", "testid", "help"}."""
+    kwargs = {"slug": eval_set.workspace.slug, "pk": eval_set.pk}
+    return [
+        {
+            "label": "Judge template",
+            "url": reverse("evals:judge_template", kwargs=kwargs),
+            "testid": "judge-template-link",
+            "help": "How the LLM judge asks: criteria, what it reads, examples",
+        },
+    ]
+
+
 def conversation_judgements(conversation) -> list:
     """Return the evals app's verdicts on a conversation, newest first (its history)."""
     from evals.execution.continuous import judgement_history

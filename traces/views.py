@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from integrations.adapters.base import AdapterError
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
+from iofold.composition import eval_set_links
 from iofold.lib.redirects import safe_next
 from traces import assignments, label_import, selectors, services
 from traces.exceptions import LabelNotYours, TraceError
@@ -234,6 +235,7 @@ def evalset_detail(request, pk: int):
         "changes": selectors.label_changes(eval_set, limit=20),
         "pending_count": Trace.objects.pending_review(eval_set, request.user).count(),
         "generate_url": generate_url(eval_set),
+        "eval_links": eval_set_links(eval_set),
     }
     return render(request, "traces/evalset_detail.html", ctx)
 

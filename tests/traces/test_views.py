@@ -285,6 +285,17 @@ def test_generate_action_says_how_many_more(login, workspace, owner, eval_set, t
     assert "more label" not in html
 
 
+def test_the_set_page_links_writers_to_its_judge_template(
+    login, workspace, owner, viewer, eval_set
+):
+    judge_url = f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/judge/"
+    html = login(owner).get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="judge-template-link"' in html and f'href="{judge_url}"' in html
+    assert login(owner).get(judge_url).status_code == 200
+    html = login(viewer).get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+    assert "judge-template-link" not in html
+
+
 def test_viewer_sees_review_without_buttons(login, workspace, viewer, eval_set, traces):
     html = login(viewer).get(url("review", workspace, pk=eval_set.pk)).content.decode()
     assert 'data-testid="review-card"' in html and "rate-positive" not in html
