@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from evals.judging.session import Budget, JudgeSession
-from evals.models import Eval, EvalExecution, EvalRun, ProviderSettings
+from evals.models import Eval, EvalExecution, EvalKind, EvalRun, ProviderSettings
 from workspaces.models import Workspace
 
 
@@ -104,7 +104,11 @@ def version_spend(*, eval: Eval) -> Spend:
 class MonthSpend:
     spent: Decimal
     budget: Decimal | None
-    verdicts: Spend
+    # This month's verdicts of evals that call a judge (judge and hybrid): what a judged
+    # trace costs. Code evals' verdicts are free and counted apart, so they do not
+    # dilute it.
+    judged: Spend
+    code_verdicts: int = 0
 
     @property
     def reached(self) -> bool:
@@ -112,12 +116,14 @@ class MonthSpend:
 
 
 def month_spend(*, workspace: Workspace) -> MonthSpend:
-    """Return the workspace's spend this month, its budget and what a verdict costs."""
-    verdicts = _spend(
-        EvalExecution.objects.for_workspace(workspace).filter(updated_at__gte=month_start())
+    """Return the workspace's spend this month, its budget and what a judged trace costs."""
+    this_month = EvalExecution.objects.for_workspace(workspace).filter(
+        updated_at__gte=month_start()
     )
+    judging = Q(eval__kind__in=(EvalKind.JUDGE, EvalKind.HYBRID))
     return MonthSpend(
         spent=month_to_date(workspace=workspace),
         budget=monthly_budget(workspace=workspace),
-        verdicts=verdicts,
+        judged=_spend(this_month.filter(judging)),
+        code_verdicts=this_month.exclude(judging).count(),
     )

@@ -14,7 +14,7 @@ from evals.generation.provider_settings import update_provider_settings
 from evals.judging.session import Budget, JudgeSession
 from evals.models import EvalRun
 from evals.versions.export import export_eval_script
-from tests.evals.builders import BAD, GOOD, labelled_set, make_eval
+from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval
 
 pytestmark = pytest.mark.django_db
 
@@ -254,7 +254,27 @@ def test_cost_shows_on_the_run_the_version_and_the_dashboard(
     assert f"Judge: 4 calls, 0 from the cache, ${run.cost_usd:.4f}" in detail
     assert per_thousand in detail
     assert f"${run.cost_usd:.2f}" in dashboard and "spent on LLM judges this month" in dashboard
-    assert per_thousand in dashboard, dashboard[dashboard.find("stat-judge-spend") :][:300]
+    judged = f"${run.cost_usd * 1000 / 4:.4f} per 1,000 judged traces"
+    assert judged in dashboard, dashboard[dashboard.find("stat-judge-spend") :][:300]
+
+
+def test_the_dashboard_prices_judged_traces_apart_from_free_code_verdicts(
+    judged_workspace, fake_llm, owner, login
+):
+    eval_set, traces = labelled_set(judged_workspace, good=4, bad=4)
+    judge_eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    judged_run = run_all(judge_eval, traces[:2])
+    code_eval = make_eval(eval_set, version=2, code=REFUSAL_CODE)
+    run_all(code_eval, traces)  # eight free verdicts
+
+    dashboard = login(owner).get(f"/w/{judged_workspace.slug}/evals/dashboard/")
+    html = dashboard.content.decode()
+
+    # Two judged traces: the code eval's verdicts do not divide the judge's cost by five.
+    per_judged = f"${judged_run.cost_usd * 1000 / 2:.4f} per 1,000 judged traces"
+    assert per_judged in html, html[html.find("stat-judge-spend") :][:400]
+    assert "2 verdicts" in html and "8 code-eval verdicts, free" in html
+    assert f"${judged_run.cost_usd:.2f}</strong>" in html  # month-to-date as before
 
 
 def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
