@@ -23,8 +23,8 @@ from evals.judging.runs import (
     usage_columns,
     uses_judge,
 )
-from evals.judging.session import Budget, Usage
-from evals.judging.spend import capped_budget, nothing_left
+from evals.judging.session import Usage
+from evals.judging.spend import nothing_left
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk, enqueue_run, enqueue_sent_batch
@@ -153,7 +153,8 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     )
     todo = [pk for pk in run.trace_ids if pk not in done_ids]
     limits = sandbox_limits()
-    session = open_session(eval=eval, budget=run_budget(run))
+    # Capped by what is left of the monthly budget, whatever started the run.
+    session = open_session(eval=eval)
     monthly = nothing_left(session.budget) if session and session.available else ""
     if monthly:
         # Nothing left this month: say so once instead of on every trace.
@@ -438,12 +439,6 @@ def _refresh_counts(run: EvalRun) -> None:
         failed=counts["n_failed"],
         errors=counts["n_errors"],
     )
-
-
-def run_budget(run: EvalRun) -> Budget:
-    """Return what a run may spend on judge calls: it stops at the workspace's monthly
-    budget, before it is exceeded, whatever started it."""
-    return capped_budget(workspace=run.workspace)
 
 
 def finish_run(*, run: EvalRun) -> EvalRun:
