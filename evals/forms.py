@@ -34,8 +34,9 @@ class ProviderSettingsForm(forms.Form):
         max_digits=10,
         decimal_places=2,
         label="Monthly judge budget (USD)",
-        help_text="Automatic runs of evals that call an LLM judge stop before this month's "
-        "spend would pass it. Empty: no limit.",
+        help_text="Runs of evals that call an LLM judge (automatic or manual) and "
+        "generation's judge measurements stop before this month's spend would pass it. "
+        "Empty: no limit.",
     )
 
     def clean_base_url(self) -> str:
