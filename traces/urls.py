@@ -39,6 +39,11 @@ urlpatterns = [
         views.evalset_import_scores,
         name="evalset_import_scores",
     ),
+    path(
+        "eval-sets/<int:pk>/import/scores/<int:run_pk>/",
+        views.evalset_import_scores_run,
+        name="evalset_import_scores_run",
+    ),
     path("eval-sets/<int:pk>/assign/", views.evalset_assign, name="evalset_assign"),
     path(
         "eval-sets/<int:pk>/traces/<int:trace_pk>/assign/",

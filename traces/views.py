@@ -6,8 +6,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from integrations.adapters.base import AdapterError
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.lib.redirects import safe_next
@@ -21,7 +21,7 @@ from traces.forms import (
     FeedbackForm,
     ScoreImportForm,
 )
-from traces.models import Conversation, EvalSet, Feedback, Trace
+from traces.models import Conversation, EvalSet, Feedback, ScoreImportRun, Trace
 from workspaces.access import workspace_view
 from workspaces.models import Membership
 
@@ -285,15 +285,15 @@ def _import_page(request, eval_set, *, form=None, score_form=None, **extra):
 @require_POST
 @workspace_view
 def evalset_import_scores(request, pk: int):
-    """Turn a Langfuse score or LangSmith feedback on the set's synced traces into labels."""
+    """Queue turning a Langfuse score or LangSmith feedback on the set's synced traces into
+    labels; a worker does it (see the run page)."""
     eval_set = _eval_set(request, pk)
     sources = label_import.score_sources(request.workspace)
     form = ScoreImportForm(request.POST, sources=sources)
-    report = None
     if form.is_valid():
         integration = next(i for i in sources if i.pk == form.cleaned_data["integration"])
         try:
-            report = label_import.import_source_scores(
+            run = label_import.start_score_import(
                 eval_set=eval_set,
                 integration=integration,
                 user=request.user,
@@ -302,9 +302,28 @@ def evalset_import_scores(request, pk: int):
             )
         except TraceError as exc:
             form.add_error(None, exc.message)
-        except AdapterError as exc:
-            form.add_error(None, f"{integration.name} could not be read: {exc}")
-    return _import_page(request, eval_set, score_form=form, score_report=report)
+        else:
+            return redirect(
+                "traces:evalset_import_scores_run",
+                slug=request.workspace.slug,
+                pk=eval_set.pk,
+                run_pk=run.pk,
+            )
+    return _import_page(request, eval_set, score_form=form)
+
+
+@workspace_view
+def evalset_import_scores_run(request, pk: int, run_pk: int):
+    """A score import's progress, then its report (htmx polls the fragment until final)."""
+    eval_set = _eval_set(request, pk)
+    run = get_object_or_404(
+        ScoreImportRun.objects.for_workspace(request.workspace).filter(eval_set=eval_set),
+        pk=run_pk,
+    )
+    if request.htmx:
+        response = render(request, "traces/evalset_import.html#score_run", {"run": run})
+        return HttpResponseStopPolling(response.content) if run.is_final else response
+    return _import_page(request, eval_set, run=run)
 
 
 @workspace_view
