@@ -362,6 +362,7 @@ UI_CASES = [
     Case("evals:versions", kwargs=_mgmt("set:pk")),
     Case("evals:diff", kwargs=_mgmt("set:pk")),
     Case("evals:matrix", kwargs=_mgmt("set:pk")),
+    Case("evals:matrix_csv", kwargs=_mgmt("set:pk")),
     Case("evals:export_set", kwargs=_mgmt("set:pk")),
     Case("evals:detail", kwargs=_mgmt("eval:pk")),
     Case("evals:activate", "post", _mgmt("eval:pk")),
