@@ -317,6 +317,15 @@ UI_CASES = [
         "post",
         data=lambda ws: {"eval_set": _eval_set_pk(ws)["pk"], "trace": [_trace(ws).pk]},
     ),
+    Case(
+        "traces:bulk_assign",
+        "post",
+        data=lambda ws: {
+            "eval_set": _eval_set_pk(ws)["pk"],
+            "trace": [_trace(ws).pk],
+            "reviewer": MembershipFactory(workspace=ws, user=UserFactory()).user_id,
+        },
+    ),
     Case("traces:review_start"),
     Case("traces:evalset_list"),
     Case("traces:evalset_create"),

@@ -15,6 +15,7 @@ urlpatterns = [
         name="conversation_turn_steps",
     ),
     path("add-to-eval-set/", views.add_to_eval_set, name="add_to_eval_set"),
+    path("assign/", views.bulk_assign, name="bulk_assign"),
     path("review/", views.review_start, name="review_start"),
     path("eval-sets/", views.evalset_list, name="evalset_list"),
     path("eval-sets/new/", views.evalset_create, name="evalset_create"),

@@ -17,6 +17,7 @@ from traces.filters import TraceFilters
 from traces.forms import (
     AddToEvalSetForm,
     AssignForm,
+    BulkAssignForm,
     EvalSetForm,
     FeedbackForm,
     ScoreImportForm,
@@ -70,6 +71,7 @@ def trace_list(request):
         .filter(source_kind=EvalSet.SourceKind.MANUAL)
         .only("id", "name"),
         "sources": Trace.Source.choices,
+        "labellers": _labellers(request),
         # Row links are built from this prefix: a reverse() per row costs more than the query.
         "list_url": reverse("traces:list", kwargs={"slug": request.workspace.slug}),
     }
@@ -124,6 +126,32 @@ def add_to_eval_set(request):
         messages.error(request, exc.message)
         return redirect(back)
     messages.success(request, f"Added {added} trace(s) to “{eval_set.name}”.")
+    return redirect(back)
+
+
+@require_POST
+@workspace_view
+def bulk_assign(request):
+    """Add the selected traces to a hand-picked eval set and one reviewer's queue."""
+    form = BulkAssignForm(request.POST)
+    back = safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
+    if not form.is_valid():
+        messages.error(request, "Select an eval set, a reviewer and at least one trace.")
+        return redirect(back)
+    eval_set = _eval_set(request, form.cleaned_data["eval_set"])
+    try:
+        made = assignments.assign_selected(
+            eval_set=eval_set,
+            trace_ids=form.cleaned_data["trace"],
+            reviewer_id=form.cleaned_data["reviewer"],
+            assigned_by=request.user,
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(
+        request, f"{made} trace{'s' if made != 1 else ''} assigned in “{eval_set.name}”."
+    )
     return redirect(back)
 
 

@@ -192,3 +192,21 @@ def test_an_assigned_queue_for_two_reviewers_shows_their_kappa(
     )
     expect(lead.get_by_test_id("reviewer-warning")).to_contain_text("barely above chance")
     shoot(lead, "reviewers-kappa")
+
+
+def test_assign_traces_to_a_reviewer_from_the_trace_list(
+    logged_in_page, owner, member, workspace, labelled_set
+):
+    eval_set, traces = labelled_set
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/")
+    for trace in traces[1:]:
+        page.locator(f'input[name=trace][value="{trace.pk}"]').check()
+    page.get_by_label("Eval set").select_option(str(eval_set.pk))
+    page.get_by_test_id("bulk-reviewer").select_option(label=member.email)
+    page.get_by_test_id("bulk-assign").click()
+    expect(page.locator(".messages")).to_contain_text("2 traces assigned in “Support answers”")
+
+    reviewer = logged_in_page(member)
+    reviewer.goto(f"/w/{workspace.slug}/")
+    expect(reviewer.get_by_test_id("my-queue")).to_contain_text("2 traces to label")

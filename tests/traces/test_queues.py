@@ -136,3 +136,39 @@ def test_cohen_kappa_known_value():
     assert cohen_kappa(pairs) == pytest.approx(0.4)
     assert cohen_kappa([]) is None
     assert cohen_kappa([("y", "y"), ("y", "y")]) is None
+
+
+def test_bulk_assign_from_the_trace_list_adds_to_the_set_and_fills_the_queue(
+    login, workspace, other_workspace, owner, member, viewer, eval_set, traces
+):
+    from tests.traces.factories import TraceFactory
+
+    new = TraceFactory(workspace=workspace)  # not in the set yet
+    foreign = TraceFactory(workspace=other_workspace)
+    url = reverse("traces:bulk_assign", kwargs={"slug": workspace.slug})
+    client = login(owner)
+    listing = client.get(reverse("traces:list", kwargs={"slug": workspace.slug})).content.decode()
+    assert 'data-testid="bulk-assign"' in listing and member.email in listing
+
+    picked = {"eval_set": eval_set.pk, "trace": [traces[0].pk, new.pk], "reviewer": member.pk}
+    response = client.post(url, picked, follow=True)
+
+    assert "2 traces assigned" in response.content.decode()
+    assert set(
+        LabelAssignment.objects.filter(eval_set=eval_set, assignee=member).values_list(
+            "trace_id", flat=True
+        )
+    ) == {traces[0].pk, new.pk}
+    assert eval_set.traces.filter(pk=new.pk).exists()
+    home = login(member).get(reverse("workspaces:home", kwargs={"slug": workspace.slug}))
+    assert "2 traces to label" in home.content.decode()
+    # Again: nothing new. Another workspace's trace or a viewer as reviewer: nothing written.
+    client = login(owner)
+    assert "0 traces assigned" in client.post(url, picked, follow=True).content.decode()
+    for bad in (
+        {**picked, "trace": [traces[1].pk, foreign.pk]},
+        {**picked, "trace": [traces[1].pk], "reviewer": viewer.pk},
+        {**picked, "trace": []},
+    ):
+        client.post(url, bad)
+    assert LabelAssignment.objects.count() == 2
