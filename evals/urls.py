@@ -16,6 +16,7 @@ urlpatterns = [
     path("sets/<int:pk>/versions/", versions.versions, name="versions"),
     path("sets/<int:pk>/diff/", versions.diff, name="diff"),
     path("sets/<int:pk>/matrix/", versions.matrix, name="matrix"),
+    path("sets/<int:pk>/matrix.csv", versions.matrix_csv, name="matrix_csv"),
     path("sets/<int:pk>/export/", versions.export_set, name="export_set"),
     path("<int:pk>/", versions.detail, name="detail"),
     path("<int:pk>/activate/", versions.activate, name="activate"),

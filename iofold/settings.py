@@ -315,6 +315,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Route by name so the three kinds of work scale and fail independently.
     "integrations.tasks.*": {"queue": "sync"},
+    # Importing scores reads the same vendors a sync does.
+    "traces.tasks.*": {"queue": "sync"},
     "evals.tasks.generate_*": {"queue": "generate"},
     "evals.tasks.*": {"queue": "execute"},
 }

@@ -59,6 +59,7 @@ from traces.models import (
     Feedback,
     LabelAssignment,
     LabelChange,
+    ScoreImportRun,
     Trace,
 )
 from workspaces.models import Membership, Workspace
@@ -97,6 +98,7 @@ MODELS: list[type[models.Model]] = [
 NOT_EXPORTED: set[type[models.Model]] = {
     EvalRunChunk,  # a slice of a run; the run itself is exported
     UploadRun,  # points at a file on this server's disk, deleted once ingested
+    ScoreImportRun,  # its labels are exported; the run reads a source of this installation
 }
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # Never exported: links to this installation's scheduler, and which process ran a run.

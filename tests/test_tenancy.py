@@ -155,6 +155,22 @@ def _sync_run_kwargs(ws):
     return {"pk": pk, "run_pk": run.pk}
 
 
+def _score_import_run_kwargs(ws):
+    from integrations.models import Integration
+    from traces.models import ScoreImportRun
+
+    eval_set_pk = _eval_set_pk(ws)["pk"]
+    run = ScoreImportRun.objects.create(
+        workspace=ws,
+        eval_set_id=eval_set_pk,
+        integration=Integration.objects.get(pk=_integration_pk(ws)["pk"]),
+        user=UserFactory(),
+        score_name="correct",
+        mapping="true=good",
+    )
+    return {"pk": eval_set_pk, "run_pk": run.pk}
+
+
 def _upload_run_kwargs(ws):
     from integrations.models import UploadRun
 
@@ -301,6 +317,15 @@ UI_CASES = [
         "post",
         data=lambda ws: {"eval_set": _eval_set_pk(ws)["pk"], "trace": [_trace(ws).pk]},
     ),
+    Case(
+        "traces:bulk_assign",
+        "post",
+        data=lambda ws: {
+            "eval_set": _eval_set_pk(ws)["pk"],
+            "trace": [_trace(ws).pk],
+            "reviewer": MembershipFactory(workspace=ws, user=UserFactory()).user_id,
+        },
+    ),
     Case("traces:review_start"),
     Case("traces:evalset_list"),
     Case("traces:evalset_create"),
@@ -334,6 +359,7 @@ UI_CASES = [
     Case("traces:label_remove", "post", _eval_set_label_pks),
     Case("traces:evalset_import", kwargs=_eval_set_pk),
     Case("traces:evalset_import_scores", "post", _eval_set_pk),
+    Case("traces:evalset_import_scores_run", kwargs=_score_import_run_kwargs),
     Case("traces:evalset_assign", "post", _eval_set_pk, lambda ws: {"agreement_target": "0"}),
     Case("traces:trace_assign", "post", _eval_set_trace_pks),
     # Continuous evaluation.
@@ -345,6 +371,7 @@ UI_CASES = [
     Case("evals:versions", kwargs=_mgmt("set:pk")),
     Case("evals:diff", kwargs=_mgmt("set:pk")),
     Case("evals:matrix", kwargs=_mgmt("set:pk")),
+    Case("evals:matrix_csv", kwargs=_mgmt("set:pk")),
     Case("evals:export_set", kwargs=_mgmt("set:pk")),
     Case("evals:detail", kwargs=_mgmt("eval:pk")),
     Case("evals:activate", "post", _mgmt("eval:pk")),

@@ -135,3 +135,29 @@ def test_eval_set_generation_and_matrix_pages_carry_their_help(client, workspace
         html = client.get(url).content.decode()
         assert f'data-testid="help-{topic}"' in html, url
     assert "held-out labels" in client.get(pages["generation"]).content.decode()
+
+
+def test_csv_exports_put_the_vocabulary_beside_the_stored_values(client, workspace, owner):
+    """A person reads the CSV in a spreadsheet: the word columns say good/bad/neutral and
+    pass/fail, and the stored columns keep what scripts already parse."""
+    import csv
+    import io
+
+    eval_set = _populate(workspace, owner)
+    client.force_login(owner)
+    response = client.get(
+        reverse("evals:matrix_csv", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert len(rows) == 7
+    pairs = {(r["label"], r["label_word"]) for r in rows}
+    assert pairs == {("positive", "good"), ("negative", "bad"), ("neutral", "neutral")}
+    verdicts = {(r["v1_passed"], r["v1_verdict"]) for r in rows}
+    assert verdicts == {("true", "pass"), ("false", "fail")}
+    # Only the word columns are for a person; they never say another word for a verdict.
+    words = " ".join(f"{r['label_word']} {r['v1_verdict']} {r['notes']}" for r in rows) + " ".join(
+        rows[0].keys()
+    )
+    assert not WORDS.search(words), words

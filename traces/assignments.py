@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 
 from traces.exceptions import TraceError
 from traces.models import EvalSet, Feedback, LabelAssignment, Trace
@@ -113,3 +113,44 @@ def assign_trace(*, eval_set: EvalSet, trace: Trace, reviewer_id: int, assigned_
         assignee=reviewer,
         defaults={"workspace_id": eval_set.workspace_id, "assigned_by": assigned_by},
     )
+
+
+def assign_selected(
+    *, eval_set: EvalSet, trace_ids: Iterable[int], reviewer_id: int, assigned_by
+) -> int:
+    """Put the traces picked on the trace list into the set (a hand-picked one) and in one
+    reviewer's queue; return how many assignments are new. Unknown ids raise, and then
+    nothing is written."""
+    from traces.services import add_traces_to_eval_set
+
+    wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
+    (reviewer,) = _reviewers(eval_set, [reviewer_id])
+    with transaction.atomic():
+        add_traces_to_eval_set(eval_set=eval_set, trace_ids=wanted)
+        # In a conversation set a turn stands for its conversation, which its anchor is.
+        anchors = Trace.objects.filter(pk__in=wanted).values("conversation__anchor_id")
+        members = list(
+            Trace.objects.in_eval_set(eval_set)
+            .filter(Q(pk__in=wanted) | Q(pk__in=anchors))
+            .values_list("pk", flat=True)
+        )
+        existing = set(
+            LabelAssignment.objects.filter(
+                eval_set=eval_set, assignee=reviewer, trace_id__in=members
+            ).values_list("trace_id", flat=True)
+        )
+        LabelAssignment.objects.bulk_create(
+            [
+                LabelAssignment(
+                    workspace_id=eval_set.workspace_id,
+                    eval_set=eval_set,
+                    trace_id=pk,
+                    assignee=reviewer,
+                    assigned_by=assigned_by,
+                )
+                for pk in members
+                if pk not in existing
+            ],
+            ignore_conflicts=True,
+        )
+    return len(set(members) - existing)

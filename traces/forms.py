@@ -100,6 +100,10 @@ class AddToEvalSetForm(forms.Form):
         self.fields["trace"].valid_value = lambda value: str(value).isdigit()
 
 
+class BulkAssignForm(AddToEvalSetForm):
+    reviewer = forms.IntegerField()
+
+
 class ScoreImportForm(forms.Form):
     integration = forms.TypedChoiceField(coerce=int, label="Source")
     score_name = forms.CharField(

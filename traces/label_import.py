@@ -3,16 +3,23 @@ synced traces (Langfuse, LangSmith) mapped to good/bad/neutral."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from integrations.uploads import IngestReport, decode_lines, ingest_objects
+from iofold.lib.runs import keep_alive
+from iofold.lib.tasks import enqueue
 from traces import services
 from traces.exceptions import TraceError
-from traces.models import EvalSet, Feedback, Trace
+from traces.models import EvalSet, Feedback, ScoreImportRun, Trace
+
+logger = logging.getLogger(__name__)
 
 # What a `label` field may say; anything else rejects the line.
 LABEL_WORDS = {
@@ -117,9 +124,12 @@ def _record(
     traces: Mapping[str, Trace],
     *,
     origin: str,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[int, list[tuple[Any, str]]]:
     labelled, skipped = 0, []
-    for external_id, rating, note in labels:
+    for index, (external_id, rating, note) in enumerate(labels, start=1):
+        if on_progress is not None and index % PROGRESS_EVERY == 0:
+            on_progress(index)
         trace = traces.get(external_id)
         if trace is None:
             skipped.append((external_id, "no such trace"))
@@ -140,6 +150,13 @@ def _record(
 DEFAULT_MAPPING = "true=good, false=bad"
 # Traces per import: one eval set's traces from one source, read in batches by the adapter.
 MAX_SCORED_TRACES = 5_000
+MAX_REPORTED_SKIPS = 50
+# A running import records its progress (and so its heartbeat) every this many labels.
+PROGRESS_EVERY = 100
+SCORE_IMPORT_TASK = "traces.tasks.import_scores_task"
+# A running import no worker has touched for this long is failed (its heartbeat moves
+# every few seconds; a dead worker's import is taken over at once).
+SCORE_IMPORT_STALE_AFTER = timedelta(minutes=10)
 
 
 def value_key(value: Any) -> str:
@@ -177,6 +194,15 @@ class ScoreImportReport:
     unmapped: dict[str, int] = field(default_factory=dict)  # value key -> how many
     skipped: list[tuple[Any, str]] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scores": self.scores,
+            "labelled": self.labelled,
+            "unmapped": self.unmapped,
+            "skipped": [[str(ext), reason] for ext, reason in self.skipped[:MAX_REPORTED_SKIPS]],
+            "skipped_total": len(self.skipped),
+        }
+
 
 def score_sources(workspace) -> list:
     """The workspace's integrations whose scores or feedback can become labels."""
@@ -187,15 +213,8 @@ def score_sources(workspace) -> list:
     return list(Integration.objects.for_workspace(workspace).filter(kind__in=kinds))
 
 
-def import_source_scores(
-    *, eval_set: EvalSet, integration, user, score_name: str, mapping: str
-) -> ScoreImportReport:
-    """Turn the scores named ``score_name`` on the set's traces from ``integration`` (Langfuse
-    scores, LangSmith feedback) into ``user``'s labels, mapped value by value.
-
-    Raises ``TraceError`` for bad input and ``AdapterError`` when the source fails; nothing
-    is written then.
-    """
+def _checked(eval_set: EvalSet, integration, score_name: str, mapping: str):
+    """Return ``(score name, ratings, adapter)``; raise ``TraceError`` for bad input."""
     from integrations.services import get_adapter
 
     if eval_set.is_archived:
@@ -207,6 +226,26 @@ def import_source_scores(
     adapter = get_adapter(integration)
     if not adapter.capabilities.read_scores:
         raise TraceError(f"{integration.get_kind_display()} has no scores iofold can read.")
+    return score_name, ratings, adapter
+
+
+def import_source_scores(
+    *,
+    eval_set: EvalSet,
+    integration,
+    user,
+    score_name: str,
+    mapping: str,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ScoreImportReport:
+    """Turn the scores named ``score_name`` on the set's traces from ``integration`` (Langfuse
+    scores, LangSmith feedback) into ``user``'s labels, mapped value by value.
+
+    Raises ``TraceError`` for bad input and ``AdapterError`` when the source fails; nothing
+    is written then.
+    """
+    score_name, ratings, adapter = _checked(eval_set, integration, score_name, mapping)
     traces = {
         t.external_id: t
         for t in Trace.objects.in_eval_set(eval_set)
@@ -228,6 +267,97 @@ def import_source_scores(
     origin = (
         Feedback.Origin.LANGSMITH if integration.kind == "langsmith" else Feedback.Origin.LANGFUSE
     )
+    if on_total is not None:
+        on_total(len(labels))
     with transaction.atomic():
-        report.labelled, report.skipped = _record(eval_set, user, labels, traces, origin=origin)
+        report.labelled, report.skipped = _record(
+            eval_set, user, labels, traces, origin=origin, on_progress=on_progress
+        )
     return report
+
+
+# --- the same, on a worker -------------------------------------------------------------------
+
+
+def start_score_import(
+    *, eval_set: EvalSet, integration, user, score_name: str, mapping: str
+) -> ScoreImportRun:
+    """Check the request and queue the import; raise ``TraceError`` (nothing queued) when
+    the input is bad, so a typo in the mapping is told at once, not after a worker ran."""
+    score_name, _ratings, _adapter = _checked(eval_set, integration, score_name, mapping)
+    with transaction.atomic():
+        run = ScoreImportRun.objects.create(
+            workspace=eval_set.workspace,
+            eval_set=eval_set,
+            integration=integration,
+            user=user,
+            score_name=score_name,
+            mapping=mapping,
+        )
+        transaction.on_commit(lambda: enqueue(SCORE_IMPORT_TASK, run.pk))
+    logger.info("score import queued run=%s eval_set=%s", run.pk, eval_set.pk)
+    return run
+
+
+def execute_score_import(*, run_id: int) -> ScoreImportRun | None:
+    """Carry out a queued import, recording progress, then its report or its error.
+
+    Safe to call again: a run claimed by a live worker or finished is left alone, and a
+    taken-over run imports again (recording a label is an upsert).
+    """
+    from integrations.adapters.base import AdapterError
+
+    if ScoreImportRun.objects.claim(run_id) is None:
+        return ScoreImportRun.objects.filter(pk=run_id).first()
+    run = ScoreImportRun.objects.select_related("eval_set", "integration", "user").get(pk=run_id)
+    mine = ScoreImportRun.objects.filter(pk=run.pk, owner=run.owner)
+
+    def on_total(total: int) -> None:
+        mine.update(total=total, done=0, heartbeat_at=timezone.now())
+
+    def on_progress(done: int) -> None:
+        # Inside the import's transaction on PostgreSQL this is seen only at commit; the
+        # heartbeat thread keeps the run alive meanwhile.
+        mine.update(done=done, heartbeat_at=timezone.now())
+
+    try:
+        with keep_alive(run):
+            report = import_source_scores(
+                eval_set=run.eval_set,
+                integration=run.integration,
+                user=run.user,
+                score_name=run.score_name,
+                mapping=run.mapping,
+                on_total=on_total,
+                on_progress=on_progress,
+            )
+    except TraceError as exc:
+        mine.fail(exc.message)
+    except AdapterError as exc:
+        mine.fail(f"{run.integration.name} could not be read: {exc}")
+    else:
+        mine.filter(status=ScoreImportRun.Status.RUNNING).update(
+            status=ScoreImportRun.Status.SUCCEEDED,
+            report=report.as_dict(),
+            done=report.labelled,
+            finished_at=timezone.now(),
+        )
+        logger.info("score import done run=%s labelled=%d", run.pk, report.labelled)
+    run.refresh_from_db()
+    return run
+
+
+def recover_score_imports(*, include_queued: bool = False) -> int:
+    """Enqueue again the score imports whose worker died."""
+    return ScoreImportRun.objects.recover(
+        enqueue=lambda run: enqueue(SCORE_IMPORT_TASK, run.pk), include_queued=include_queued
+    )
+
+
+def reap_stale_score_imports(*, older_than: timedelta = SCORE_IMPORT_STALE_AFTER) -> int:
+    """Fail score imports no worker has touched for ``older_than``."""
+    return (
+        ScoreImportRun.objects.filter(status=ScoreImportRun.Status.RUNNING)
+        .stale(older_than=older_than)
+        .fail("The worker stopped responding; import the scores again.")
+    )

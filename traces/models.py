@@ -4,6 +4,7 @@ from django.db.models import Exists, OuterRef
 from django.urls import reverse
 
 from integrations.models import Integration
+from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
 
@@ -387,3 +388,40 @@ class LabelAssignment(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.trace_id} to {self.assignee_id}"
+
+
+class ScoreImportRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
+class ScoreImportRun(BackgroundRun, WorkspaceOwned):
+    """Langfuse scores or LangSmith feedback turned into an eval set's labels by a worker:
+    reading up to 5,000 traces' scores from a vendor is too slow for a web request."""
+
+    Status = RunStatus
+
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="score_imports")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    # The labels are recorded as this person's (marked with their origin).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    score_name = models.CharField(max_length=200)
+    mapping = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    # Labels recorded so far of ``total`` scores that map to one: the progress bar.
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    # ScoreImportReport.as_dict() once finished.
+    report = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = ScoreImportRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Score import #{self.pk} {self.score_name} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -842,14 +842,19 @@ def reviewer_agreement(eval_set: EvalSet, summary=None) -> ReviewerAgreement:
     """κ between the set's reviewers on the traces they both labelled, and each one's queue.
 
     With more than two reviewers κ is the mean of every pair's, weighted by the traces
-    the pair shares.
+    the pair shares. Imported labels (a file, Langfuse scores, LangSmith feedback) are
+    recorded under the person who imported them but are not that person's judgement: they
+    count in the reviewer's labels, not in κ.
     """
     labels: dict[int, dict[int, str]] = defaultdict(dict)  # user -> trace -> rating
+    reviewed: dict[int, dict[int, str]] = defaultdict(dict)  # the same, reviewed in iofold
     emails: dict[int, str] = {}
-    for user_id, email, trace_id, rating in Feedback.objects.filter(eval_set=eval_set).values_list(
-        "user_id", "user__email", "trace_id", "rating"
-    ):
+    for user_id, email, trace_id, rating, origin in Feedback.objects.filter(
+        eval_set=eval_set
+    ).values_list("user_id", "user__email", "trace_id", "rating", "origin"):
         labels[user_id][trace_id] = rating
+        if origin == Feedback.Origin.REVIEW:
+            reviewed[user_id][trace_id] = rating
         emails[user_id] = email
     assigned = Counter()
     pending = Counter()
@@ -865,8 +870,8 @@ def reviewer_agreement(eval_set: EvalSet, summary=None) -> ReviewerAgreement:
     shared_traces: set[int] = set()
     for i, a in enumerate(users):
         for b in users[i + 1 :]:
-            common = labels[a].keys() & labels[b].keys()
-            pairs = [(labels[a][t], labels[b][t]) for t in common]
+            common = reviewed[a].keys() & reviewed[b].keys()
+            pairs = [(reviewed[a][t], reviewed[b][t]) for t in common]
             shared_traces |= common
             agreeing += sum(x == y for x, y in pairs)
             compared += len(pairs)
@@ -880,7 +885,7 @@ def reviewer_agreement(eval_set: EvalSet, summary=None) -> ReviewerAgreement:
             labelled=len(labels[u]),
             assigned=assigned[u],
             pending=pending[u],
-            shared=len(labels[u].keys() & shared_traces),
+            shared=len(reviewed[u].keys() & shared_traces),
         )
         for u in users
     ]

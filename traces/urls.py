@@ -15,6 +15,7 @@ urlpatterns = [
         name="conversation_turn_steps",
     ),
     path("add-to-eval-set/", views.add_to_eval_set, name="add_to_eval_set"),
+    path("assign/", views.bulk_assign, name="bulk_assign"),
     path("review/", views.review_start, name="review_start"),
     path("eval-sets/", views.evalset_list, name="evalset_list"),
     path("eval-sets/new/", views.evalset_create, name="evalset_create"),
@@ -38,6 +39,11 @@ urlpatterns = [
         "eval-sets/<int:pk>/import/scores/",
         views.evalset_import_scores,
         name="evalset_import_scores",
+    ),
+    path(
+        "eval-sets/<int:pk>/import/scores/<int:run_pk>/",
+        views.evalset_import_scores_run,
+        name="evalset_import_scores_run",
     ),
     path("eval-sets/<int:pk>/assign/", views.evalset_assign, name="evalset_assign"),
     path(

@@ -6,8 +6,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from integrations.adapters.base import AdapterError
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.composition import eval_set_links
@@ -18,11 +18,12 @@ from traces.filters import TraceFilters
 from traces.forms import (
     AddToEvalSetForm,
     AssignForm,
+    BulkAssignForm,
     EvalSetForm,
     FeedbackForm,
     ScoreImportForm,
 )
-from traces.models import Conversation, EvalSet, Feedback, Trace
+from traces.models import Conversation, EvalSet, Feedback, ScoreImportRun, Trace
 from workspaces.access import workspace_view
 from workspaces.models import Membership
 
@@ -71,6 +72,7 @@ def trace_list(request):
         .filter(source_kind=EvalSet.SourceKind.MANUAL)
         .only("id", "name"),
         "sources": Trace.Source.choices,
+        "labellers": _labellers(request),
         # Row links are built from this prefix: a reverse() per row costs more than the query.
         "list_url": reverse("traces:list", kwargs={"slug": request.workspace.slug}),
     }
@@ -125,6 +127,32 @@ def add_to_eval_set(request):
         messages.error(request, exc.message)
         return redirect(back)
     messages.success(request, f"Added {added} trace(s) to “{eval_set.name}”.")
+    return redirect(back)
+
+
+@require_POST
+@workspace_view
+def bulk_assign(request):
+    """Add the selected traces to a hand-picked eval set and one reviewer's queue."""
+    form = BulkAssignForm(request.POST)
+    back = safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
+    if not form.is_valid():
+        messages.error(request, "Select an eval set, a reviewer and at least one trace.")
+        return redirect(back)
+    eval_set = _eval_set(request, form.cleaned_data["eval_set"])
+    try:
+        made = assignments.assign_selected(
+            eval_set=eval_set,
+            trace_ids=form.cleaned_data["trace"],
+            reviewer_id=form.cleaned_data["reviewer"],
+            assigned_by=request.user,
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(
+        request, f"{made} trace{'s' if made != 1 else ''} assigned in “{eval_set.name}”."
+    )
     return redirect(back)
 
 
@@ -287,15 +315,15 @@ def _import_page(request, eval_set, *, form=None, score_form=None, **extra):
 @require_POST
 @workspace_view
 def evalset_import_scores(request, pk: int):
-    """Turn a Langfuse score or LangSmith feedback on the set's synced traces into labels."""
+    """Queue turning a Langfuse score or LangSmith feedback on the set's synced traces into
+    labels; a worker does it (see the run page)."""
     eval_set = _eval_set(request, pk)
     sources = label_import.score_sources(request.workspace)
     form = ScoreImportForm(request.POST, sources=sources)
-    report = None
     if form.is_valid():
         integration = next(i for i in sources if i.pk == form.cleaned_data["integration"])
         try:
-            report = label_import.import_source_scores(
+            run = label_import.start_score_import(
                 eval_set=eval_set,
                 integration=integration,
                 user=request.user,
@@ -304,9 +332,28 @@ def evalset_import_scores(request, pk: int):
             )
         except TraceError as exc:
             form.add_error(None, exc.message)
-        except AdapterError as exc:
-            form.add_error(None, f"{integration.name} could not be read: {exc}")
-    return _import_page(request, eval_set, score_form=form, score_report=report)
+        else:
+            return redirect(
+                "traces:evalset_import_scores_run",
+                slug=request.workspace.slug,
+                pk=eval_set.pk,
+                run_pk=run.pk,
+            )
+    return _import_page(request, eval_set, score_form=form)
+
+
+@workspace_view
+def evalset_import_scores_run(request, pk: int, run_pk: int):
+    """A score import's progress, then its report (htmx polls the fragment until final)."""
+    eval_set = _eval_set(request, pk)
+    run = get_object_or_404(
+        ScoreImportRun.objects.for_workspace(request.workspace).filter(eval_set=eval_set),
+        pk=run_pk,
+    )
+    if request.htmx:
+        response = render(request, "traces/evalset_import.html#score_run", {"run": run})
+        return HttpResponseStopPolling(response.content) if run.is_final else response
+    return _import_page(request, eval_set, run=run)
 
 
 @workspace_view

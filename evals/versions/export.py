@@ -1,5 +1,7 @@
 """Export an eval version as a standalone script, and a whole eval set as JSON."""
 
+import csv
+import io
 import json
 from collections import Counter, defaultdict
 
@@ -205,3 +207,41 @@ def export_eval_set(eval_set: EvalSet) -> dict:
 
 def export_eval_set_json(eval_set: EvalSet) -> str:
     return json.dumps(export_eval_set(eval_set), indent=2, ensure_ascii=False, default=str)
+
+
+# The whole matrix, not a page: a labelled set is a few thousand traces at most.
+MATRIX_CSV_ROWS = 100_000
+
+
+def matrix_csv(matrix) -> str:
+    """The comparison matrix as CSV for a person to read in a spreadsheet.
+
+    Each stored value (``positive``, ``true``) sits beside its word in the one vocabulary
+    (``good``, ``pass``; traces/vocabulary.py): a script keeps reading the stored column,
+    a person the word.
+    """
+    from traces.vocabulary import label_word, verdict_word
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    header = ["trace_id", "external_id", "name", "label", "label_word", "notes"]
+    for column in matrix.columns:
+        header += [f"v{column.eval.version}_passed", f"v{column.eval.version}_verdict"]
+    writer.writerow(header)
+    for row in matrix.rows:
+        line = [
+            row.trace.pk,
+            row.trace.external_id,
+            row.trace.name,
+            row.label,
+            label_word(row.label),
+            " | ".join(row.notes),
+        ]
+        for cell in row.cells:
+            if cell.execution is None:
+                line += ["", "not run"]
+            else:
+                passed = cell.execution.passed
+                line += ["" if passed is None else str(passed).lower(), verdict_word(passed)]
+        writer.writerow(line)
+    return out.getvalue()

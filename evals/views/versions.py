@@ -351,6 +351,20 @@ def matrix(request, pk: int):
 
 
 @workspace_view
+def matrix_csv(request, pk: int):
+    """The matrix with the page's filters, every row, as CSV."""
+    eval_set = _eval_set(request, pk)
+    result = comparison_matrix(
+        eval_set=eval_set,
+        filters=matrix_filters(request.GET),
+        page_size=export.MATRIX_CSV_ROWS,
+    )
+    response = HttpResponse(export.matrix_csv(result), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="matrix-{eval_set.pk}.csv"'
+    return response
+
+
+@workspace_view
 def cell(request, pk: int, trace_pk: int):
     """Drill-down on one matrix cell: verdict, reason, time, the trace and the code."""
     eval = _eval(request, pk)

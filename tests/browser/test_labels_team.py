@@ -10,6 +10,7 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from integrations import services as integration_services
+from tests.conftest import wait_for
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401 - fixtures
 from tests.traces.factories import TraceFactory, trace_data
 from traces.models import Feedback, LabelChange, Trace
@@ -107,7 +108,10 @@ def test_import_labels_from_a_file(logged_in_page, owner, workspace, tmp_path):
     assert Feedback.objects.filter(eval_set=eval_set, origin="upload").count() == 3
 
 
+@pytest.mark.worker
 def test_import_labels_from_langfuse_scores(
+    celery_worker_process,
+    transactional_db,
     logged_in_page,
     owner,
     workspace,
@@ -116,8 +120,9 @@ def test_import_labels_from_langfuse_scores(
 ):
     fake = fake_langfuse(traces=3)
     integration = make_integration(fake)
+    # The worker syncs the traces, then imports their scores.
     run = integration_services.start_sync(integration=integration)
-    integration_services.run_sync(run_id=run.pk)
+    wait_for(lambda: type(run).objects.get(pk=run.pk).is_final, timeout=60, message="no sync")
     traces = list(Trace.objects.filter(integration=integration).order_by("external_id"))
     eval_set = create_eval_set(
         workspace=workspace,
@@ -187,3 +192,21 @@ def test_an_assigned_queue_for_two_reviewers_shows_their_kappa(
     )
     expect(lead.get_by_test_id("reviewer-warning")).to_contain_text("barely above chance")
     shoot(lead, "reviewers-kappa")
+
+
+def test_assign_traces_to_a_reviewer_from_the_trace_list(
+    logged_in_page, owner, member, workspace, labelled_set
+):
+    eval_set, traces = labelled_set
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/")
+    for trace in traces[1:]:
+        page.locator(f'input[name=trace][value="{trace.pk}"]').check()
+    page.get_by_label("Eval set").select_option(str(eval_set.pk))
+    page.get_by_test_id("bulk-reviewer").select_option(label=member.email)
+    page.get_by_test_id("bulk-assign").click()
+    expect(page.locator(".messages")).to_contain_text("2 traces assigned in “Support answers”")
+
+    reviewer = logged_in_page(member)
+    reviewer.goto(f"/w/{workspace.slug}/")
+    expect(reviewer.get_by_test_id("my-queue")).to_contain_text("2 traces to label")

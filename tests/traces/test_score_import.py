@@ -6,8 +6,8 @@ from django.urls import reverse
 from integrations import services as integration_services
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401 - fixtures
 from tests.traces.factories import EvalSetFactory
-from traces.label_import import parse_mapping
-from traces.models import Feedback, Trace
+from traces.label_import import execute_score_import, parse_mapping
+from traces.models import Feedback, ScoreImportRun, Trace
 from traces.services import add_traces_to_eval_set
 
 
@@ -29,7 +29,19 @@ def _import(client, eval_set, integration, **data):
         "traces:evalset_import_scores",
         kwargs={"slug": eval_set.workspace.slug, "pk": eval_set.pk},
     )
-    return client.post(url, {"integration": integration.pk, **data})
+    response = client.post(url, {"integration": integration.pk, **data})
+    if response.status_code != 302:
+        return response
+    # The request only queues the import (the test's transaction never commits, so nothing
+    # is sent to a broker); carry it out here as the worker's task would, then read the page.
+    run = ScoreImportRun.objects.latest("pk")
+    assert run.status == "queued"
+    execute_score_import(run_id=run.pk)
+    return client.get(response["Location"])
+
+
+def _report(response) -> dict:
+    return response.context["run"].report
 
 
 def test_boolean_and_categorical_scores_become_labels(login, owner, synced):
@@ -45,7 +57,7 @@ def test_boolean_and_categorical_scores_become_labels(login, owner, synced):
         client, eval_set, integration, score_name="correct", mapping="true=good, false=bad"
     )
     assert response.status_code == 200
-    assert response.context["score_report"].labelled == 2
+    assert _report(response)["labelled"] == 2
     labels = {
         f.trace_id: (f.rating, f.note, f.origin) for f in Feedback.objects.filter(eval_set=eval_set)
     }
@@ -57,7 +69,7 @@ def test_boolean_and_categorical_scores_become_labels(login, owner, synced):
     response = _import(
         client, eval_set, integration, score_name="helpfulness", mapping="great=good, bad=bad"
     )
-    assert response.context["score_report"].unmapped == {"meh": 1}
+    assert _report(response)["unmapped"] == {"meh": 1}
     response = _import(
         client, eval_set, integration, score_name="helpfulness", mapping="meh=neutral"
     )
@@ -75,6 +87,7 @@ def test_a_bad_mapping_is_a_400_and_writes_nothing(login, owner, synced):
     assert response.status_code == 400
     assert "not value=label" in response.content.decode()
     assert not Feedback.objects.exists()
+    assert not ScoreImportRun.objects.exists()
 
 
 def test_a_source_that_fails_is_reported_not_a_500(login, owner, synced):
@@ -83,7 +96,8 @@ def test_a_source_that_fails_is_reported_not_a_500(login, owner, synced):
     response = _import(
         login(owner), eval_set, integration, score_name="correct", mapping="true=good"
     )
-    assert response.status_code == 400
+    assert response.status_code == 200
+    assert response.context["run"].status == "failed"
     assert "could not be read" in response.content.decode()
 
 
@@ -114,7 +128,7 @@ def test_langsmith_feedback_becomes_labels(login, workspace, owner):
         response = _import(
             client, eval_set, integration, score_name="user_score", mapping="1=good, 0=bad"
         )
-        assert response.context["score_report"].labelled == 2
+        assert _report(response)["labelled"] == 2
         _import(client, eval_set, integration, score_name="tone", mapping="rude=bad")
     finally:
         fake.stop()
@@ -126,3 +140,31 @@ def test_langsmith_feedback_becomes_labels(login, workspace, owner):
         traces[1].pk: ("negative", "", "langsmith"),
         traces[2].pk: ("negative", "", "langsmith"),
     }
+
+
+def test_a_queued_import_polls_and_a_dead_workers_import_is_enqueued_again(
+    db,
+    login,
+    owner,
+    workspace,
+    fake_langfuse,  # noqa: F811
+    make_integration,  # noqa: F811
+):
+    from tests.conftest import dead_owner
+    from traces.label_import import recover_score_imports
+
+    integration = make_integration(fake_langfuse(traces=1))
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner)
+    run = ScoreImportRun.objects.create(
+        workspace=workspace, eval_set=eval_set, integration=integration, user=owner,
+        score_name="correct", mapping="true=good",
+    )  # fmt: skip
+    url = reverse("traces:evalset_import_scores_run", args=[workspace.slug, eval_set.pk, run.pk])
+    poll = login(owner).get(url, headers={"HX-Request": "true"})
+    assert poll.status_code == 200
+    assert "Waiting for a worker" in poll.content.decode()
+    assert 'hx-trigger="every 1s"' in poll.content.decode()
+
+    ScoreImportRun.objects.filter(pk=run.pk).update(status="running", owner=dead_owner())
+    assert recover_score_imports() == 1
+    assert ScoreImportRun.objects.get(pk=run.pk).status == "queued"

@@ -364,9 +364,10 @@ def test_trace_list_queries_do_not_grow_with_rows(
     for _ in range(50):
         TraceFactory(workspace=workspace)
     client = login(owner)
-    # Session, user, membership, traces, their label counts, workspaces, eval sets, and
-    # the session save with the savepoint pair the test transaction adds around it.
-    with django_assert_max_num_queries(10):
+    # Session, user, membership, traces, their label counts, workspaces, eval sets, the
+    # reviewers for bulk assign, and the session save with the savepoint pair the test
+    # transaction adds around it.
+    with django_assert_max_num_queries(11):
         html = client.get(url("list", workspace)).content.decode()
     assert html.count('name="trace"') == 50
 
