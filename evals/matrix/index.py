@@ -7,7 +7,8 @@ Built from two kinds of cached part, so that a change re-reads only its own part
   share it, and the judged index of each view is cached on top;
 - per version, its *verdicts*: the ids of the traces it passed, failed and erred on, read
   as three comma-joined strings (one value each: far cheaper to fetch and split than a
-  row per trace) and kept until the version's newest execution changes.
+  row per trace) and kept until the version's newest execution changes; the process
+  also keeps the parts it used last, unpickled.
 
 A label change does not rebuild the base: the next page reads the labels changed since
 the base was built (plus a settle window for writes that commit out of order), one
@@ -22,6 +23,7 @@ set arithmetic (labels by verdicts per version), not a loop over rows and versio
 
 import datetime as dt
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
@@ -236,12 +238,14 @@ def _verdicts(*, eval_set: EvalSet, version_ids: list[int], newest: tuple) -> li
         pk: cache_key(("verdicts", eval_set.workspace_id, pk), (at,))
         for pk, at in zip(version_ids, newest, strict=True)
     }
+    parts = {pk: _parts_seen[key] for pk, key in keys.items() if key in _parts_seen}
+    unseen = [key for pk, key in keys.items() if pk not in parts]
     try:
-        cached_parts = cache.get_many(list(keys.values()))
+        cached_parts = cache.get_many(unseen) if unseen else {}
     except Exception:
         logger.warning("matrix cache unavailable, building without it", exc_info=True)
         cached_parts = {}
-    parts = {pk: cached_parts[key] for pk, key in keys.items() if key in cached_parts}
+    parts.update({pk: cached_parts[key] for pk, key in keys.items() if key in cached_parts})
     missing = [pk for pk in version_ids if pk not in parts]
     if missing:
         read = _read_verdicts(eval_set, missing)
@@ -252,7 +256,24 @@ def _verdicts(*, eval_set: EvalSet, version_ids: list[int], newest: tuple) -> li
                     cache.set(keys[pk], read[pk], seconds_to_keep((at,)))
         except Exception:
             logger.warning("matrix cache unavailable, not storing", exc_info=True)
+    for pk, key in keys.items():
+        _parts_seen[key] = parts[pk]
+        _parts_seen.move_to_end(key)
+    while len(_parts_seen) > MAX_PARTS_SEEN:
+        _parts_seen.popitem(last=False)
     return [parts[pk] for pk in version_ids]
+
+
+# The verdict parts this process used last. A part's key holds its version's newest
+# execution, so a part seen here is exactly what the cache would return, without
+# unpickling (rebuilding) its sets of trace ids on every label change.
+MAX_PARTS_SEEN = 100
+_parts_seen: OrderedDict[str, Verdicts] = OrderedDict()
+
+
+def forget_parts_seen() -> None:
+    """Drop this process's verdict parts, as a restart would (for benchmarks)."""
+    _parts_seen.clear()
 
 
 def _adds_up(base: _Base) -> bool:
