@@ -13,8 +13,9 @@ queries per request:
 - the htmx table fragment (filters changed in place);
 - a cell drill-down;
 - the first page right after a reviewer changed a label (the change itself untimed): the
-  cached base is patched with the changed trace's labels and verdicts, not rebuilt;
-- the first page with an empty cache (a new version, a restarted cache): nothing cached.
+  cached base is patched with the changed traces' labels, the verdicts not read again;
+- the first page with an empty cache and a new process (a restarted server): nothing
+  cached.
 
 ``--continuous N`` adds N unlabelled traces that the active version judged, as
 continuous evaluation leaves behind: the matrix must not slow down with them.
