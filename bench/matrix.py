@@ -13,8 +13,9 @@ queries per request:
 - the htmx table fragment (filters changed in place);
 - a cell drill-down;
 - the first page right after a reviewer changed a label (the change itself untimed): the
-  cached base is patched with the changed trace's labels and verdicts, not rebuilt;
-- the first page with an empty cache (a new version, a restarted cache): nothing cached.
+  cached base is patched with the changed traces' labels, the verdicts not read again;
+- the first page with an empty cache and a new process (a restarted server): nothing
+  cached.
 
 ``--continuous N`` adds N unlabelled traces that the active version judged, as
 continuous evaluation leaves behind: the matrix must not slow down with them.
@@ -229,6 +230,7 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
         assert response.status_code == 200, response.status_code
         return response
 
+    from evals.matrix.index import forget_parts_seen
     from evals.matrix.selectors import comparison_matrix
     from evals.matrix.types import MatrixFilters
     from traces.models import Feedback
@@ -241,6 +243,11 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
     gc.collect()
 
     from django.core.cache import cache
+
+    def restart():
+        """An empty cache in a new process: the shared cache and the process's parts."""
+        cache.clear()
+        forget_parts_seen()
 
     def relabel():
         """A reviewer changes a label, as the review page's save does."""
@@ -271,7 +278,7 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
         ),
         "cell": timed(lambda: get(cell_url, headers=htmx), runs),
         "after_label": timed(lambda: get(matrix_url), runs, before=relabel),
-        "cold_cache": timed(lambda: get(matrix_url), runs, before=cache.clear),
+        "cold_cache": timed(lambda: get(matrix_url), runs, before=restart),
     }
     print(f"{'case':<24}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}")
     for name, figures in results.items():

@@ -21,7 +21,7 @@ MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
 # Part of the cache keys: bump it when a cached part changes shape, so that a deploy
 # never reads a part pickled by the code before it.
-MATRIX_INDEX_FORMAT = 4
+MATRIX_INDEX_FORMAT = 5
 
 
 def cached(what: tuple, stamp: tuple, changed_at: tuple, build):

@@ -1,16 +1,21 @@
 """The comparison matrix's index: every labelled trace judged against every shown version.
 
-Built from the set's labels and the versions' verdict bit masks (the costly part of a
-page). Both are kept in the cache as one entry per set and versions, the *base*: every
-trace with a label in the set (its time, source, resolved label) and its verdict masks.
-Filters (dates, source) are applied to the base in Python, so all filtered views share
-it, and the judged index of each view is cached on top.
+Built from two kinds of cached part, so that a change re-reads only its own part:
+
+- the set's *base*: every trace with a label in the set (its time, source, resolved
+  label). Filters (dates, source) are applied to it in Python, so all filtered views
+  share it, and the judged index of each view is cached on top;
+- per version, its *verdicts*: the ids of the traces it passed, failed and erred on, read
+  as three comma-joined strings (one value each: far cheaper to fetch and split than a
+  row per trace) and kept until the version's newest execution changes; the process
+  also keeps the parts it used last, unpickled.
 
 A label change does not rebuild the base: the next page reads the labels changed since
-the base was built (plus a settle window for writes that commit out of order) and those
-traces' verdicts, two small queries, and patches the base. The base records each trace's
-label count and the sum of its label ids; if they no longer add up to the set's (a label
-was deleted), or a trace or a verdict changed, the base is rebuilt whole.
+the base was built (plus a settle window for writes that commit out of order), one
+small query, and patches the base; the verdicts are not read at all. The base records
+each trace's label count and the sum of its label ids; if they no longer add up to the
+set's (a label was deleted), or a trace changed, the base is rebuilt whole. Judging is
+set arithmetic (labels by verdicts per version), not a loop over rows and versions.
 """
 
 # The matrix SQL interpolates only quoted table names and "%s" placeholder lists.
@@ -18,7 +23,7 @@ was deleted), or a trace or a verdict changed, the base is rebuilt whole.
 
 import datetime as dt
 import logging
-from collections import Counter
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
@@ -59,22 +64,33 @@ class MatrixIndex:
 
 @dataclass
 class _Base:
-    """Every trace with a label in the set, and its verdict masks for the versions."""
+    """Every trace with a label in the set, newest first (timestamp, then id).
+
+    Parallel lists rather than an object per trace: they pickle in and out of the
+    cache several times faster.
+    """
 
     stamp: tuple
     # When the labels were read (this process's clock, as the labels' times are).
     read_at: dt.datetime = field(default_factory=timezone.now)
-    # trace id -> (timestamp in epoch seconds, source, resolved label or None on a tie,
-    # label count, sum of label ids)
-    traces: dict[int, tuple] = field(default_factory=dict)
-    # trace ids, newest first (timestamp, then id)
-    order: list[int] = field(default_factory=list)
-    # trace id -> (passes, fails, errors): bit i for version_ids[i]
-    verdicts: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)  # trace ids
+    times: list[float] = field(default_factory=list)  # timestamps, epoch seconds
+    sources: list[str] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)  # None on a tie
+    # Label count and sum of label ids, to tell whether they add up to the set's.
+    counts: list[int] = field(default_factory=list)
+    id_sums: list[int] = field(default_factory=list)
 
-    def sort(self) -> None:
-        traces = self.traces
-        self.order = sorted(traces, key=lambda pk: (traces[pk][0], pk), reverse=True)
+    def rows(self) -> dict[int, tuple]:
+        """trace id -> (timestamp, source, label, label count, sum of label ids)."""
+        columns = (self.times, self.sources, self.labels, self.counts, self.id_sums)
+        return dict(zip(self.order, zip(*columns, strict=True), strict=True))
+
+    def fill(self, rows: dict[int, tuple]) -> None:
+        self.order = sorted(rows, key=lambda pk: (rows[pk][0], pk), reverse=True)
+        ordered = [rows[pk] for pk in self.order]
+        columns = [list(c) for c in zip(*ordered, strict=True)] or [[]] * 5
+        self.times, self.sources, self.labels, self.counts, self.id_sums = columns
 
 
 # --- statements ------------------------------------------------------------------------------
@@ -97,10 +113,8 @@ def _changed_since(eval_set: EvalSet, old: "_Base") -> list[int] | None:
     return None if len(changed) > MAX_PATCHED else changed
 
 
-def _restrict(trace_ids: list[int] | None) -> tuple[str, list]:
-    """A condition on ``trace_id``: these traces, or (None) every trace labelled in the set."""
-    if trace_ids is None:
-        return f"IN (SELECT trace_id FROM {_table(Feedback)} WHERE eval_set_id = %s)", []
+def _restrict(trace_ids: list[int]) -> tuple[str, list]:
+    """A condition on ``trace_id``: one of these traces."""
     return f"IN ({', '.join(['%s'] * len(trace_ids))})", list(trace_ids)
 
 
@@ -115,7 +129,7 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
     """
     only, params = ("", []) if trace_ids is None else _restrict(trace_ids)
     sql = f"""
-        SELECT t.id, t.timestamp, t.source, c.pos, c.neg, c.neu, c.n, c.ids
+        SELECT t.id, {_epoch("t.timestamp")}, t.source, c.pos, c.neg, c.neu, c.n, c.ids
         FROM (
             SELECT trace_id,
                 COUNT(*) FILTER (WHERE rating = 'positive') AS pos,
@@ -131,29 +145,33 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
     return sql, [eval_set.pk, *params, eval_set.workspace_id]
 
 
-def _verdicts_sql(eval_set: EvalSet, version_ids: list[int], trace_ids=None) -> tuple[str, list]:
-    """Per labelled trace the versions ran on: (id, passes, fails, errors) bit masks.
+def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]:
+    """Versions' verdicts: (version, passed, trace ids joined by commas) per verdict.
 
-    Bit ``i`` is ``version_ids[i]``; a bit per version fits ``MAX_MATRIX_VERSIONS``. Only
-    traces with a label in the set: continuous evaluation leaves the active version's
-    verdicts on every new trace, which the matrix never shows.
+    Every trace each version ran on, labelled or not, so that a label change never
+    touches this part; ``passed`` is NULL where the eval erred.
     """
-    bits = " ".join(f"WHEN %s THEN {1 << i}" for i in range(len(version_ids)))
-    marks = ", ".join(["%s"] * len(version_ids))
-    changed, params = _restrict(trace_ids)
-    params = params or [eval_set.pk]
     sql = f"""
-        SELECT trace_id,
-            SUM(CASE WHEN passed THEN bit ELSE 0 END),
-            SUM(CASE WHEN NOT passed THEN bit ELSE 0 END),
-            SUM(CASE WHEN passed IS NULL THEN bit ELSE 0 END)
-        FROM (
-            SELECT trace_id, passed, CASE eval_id {bits} END AS bit
-            FROM {_table(EvalExecution)}
-            WHERE eval_id IN ({marks}) AND trace_id {changed}
-        ) e GROUP BY trace_id
+        SELECT eval_id, passed, {_joined("trace_id")}
+        FROM {_table(EvalExecution)}
+        WHERE eval_id IN ({", ".join(["%s"] * len(version_ids))}) AND workspace_id = %s
+        GROUP BY eval_id, passed
     """
-    return sql, [*version_ids, *version_ids, *params]
+    return sql, [*version_ids, eval_set.workspace_id]
+
+
+def _epoch(column: str) -> str:
+    """``column`` in seconds since the epoch on PostgreSQL: a float loads far faster
+    than a timestamp. SQLite (tests) hands back its text, parsed in Python."""
+    if connection.vendor == "postgresql":
+        return f"EXTRACT(EPOCH FROM {column})::float8"
+    return column
+
+
+def _joined(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"string_agg({column}::text, ',')"
+    return f"group_concat({column}, ',')"
 
 
 def _stamp(*, eval_set: EvalSet, version_ids: list[int]) -> tuple:
@@ -189,65 +207,113 @@ def _resolve(pos: int, neg: int, neu: int) -> str | None:
     return None
 
 
-def _read_labels(base: _Base, eval_set: EvalSet, trace_ids=None) -> None:
+def _read_labels(eval_set: EvalSet, trace_ids=None) -> dict[int, tuple]:
+    """trace id -> (timestamp, source, label, label count, sum of label ids)."""
+    # One string object per source and label: pickle then writes each once.
+    strings = {label: label for label in Feedback.Rating.values}
+    rows = {}
     for pk, timestamp, source, pos, neg, neu, n, ids in _fetch(*_labels_sql(eval_set, trace_ids)):
-        # Seconds since the epoch: a float pickles far faster than a datetime.
-        when = as_datetime(timestamp).timestamp()
-        base.traces[pk] = (when, source, _resolve(pos, neg, neu), n, int(ids))
+        when = timestamp if isinstance(timestamp, float) else as_datetime(timestamp).timestamp()
+        source = strings.setdefault(source, source)
+        rows[pk] = (when, source, _resolve(pos, neg, neu), n, int(ids))
+    return rows
 
 
-def _read_verdicts(base: _Base, eval_set: EvalSet, version_ids: list[int], trace_ids=None) -> None:
-    if version_ids:
-        for pk, *masks in _fetch(*_verdicts_sql(eval_set, version_ids, trace_ids)):
-            base.verdicts[pk] = tuple(int(m) for m in masks)
+# A version's verdicts: the ids of the traces it passed, failed and erred on.
+Verdicts = tuple[frozenset[int], frozenset[int], frozenset[int]]
+
+
+def _read_verdicts(eval_set: EvalSet, version_ids: list[int]) -> dict[int, Verdicts]:
+    found = {pk: {True: frozenset(), False: frozenset(), None: frozenset()} for pk in version_ids}
+    for pk, passed, joined in _fetch(*_verdicts_sql(eval_set, version_ids)):
+        # SQLite hands back 1 and 0 for booleans.
+        found[pk][None if passed is None else bool(passed)] = frozenset(map(int, joined.split(",")))
+    return {pk: (v[True], v[False], v[None]) for pk, v in found.items()}
+
+
+def _verdicts(*, eval_set: EvalSet, version_ids: list[int], newest: tuple) -> list[Verdicts]:
+    """Each version's verdicts, cached while its newest execution holds; the versions
+    not cached are read in one query."""
+    keys = {
+        pk: cache_key(("verdicts", eval_set.workspace_id, pk), (at,))
+        for pk, at in zip(version_ids, newest, strict=True)
+    }
+    parts = {pk: _parts_seen[key] for pk, key in keys.items() if key in _parts_seen}
+    unseen = [key for pk, key in keys.items() if pk not in parts]
+    try:
+        cached_parts = cache.get_many(unseen) if unseen else {}
+    except Exception:
+        logger.warning("matrix cache unavailable, building without it", exc_info=True)
+        cached_parts = {}
+    parts.update({pk: cached_parts[key] for pk, key in keys.items() if key in cached_parts})
+    missing = [pk for pk in version_ids if pk not in parts]
+    if missing:
+        read = _read_verdicts(eval_set, missing)
+        parts.update(read)
+        try:
+            for pk, at in zip(version_ids, newest, strict=True):
+                if pk in read:
+                    cache.set(keys[pk], read[pk], seconds_to_keep((at,)))
+        except Exception:
+            logger.warning("matrix cache unavailable, not storing", exc_info=True)
+    for pk, key in keys.items():
+        _parts_seen[key] = parts[pk]
+        _parts_seen.move_to_end(key)
+    while len(_parts_seen) > MAX_PARTS_SEEN:
+        _parts_seen.popitem(last=False)
+    return [parts[pk] for pk in version_ids]
+
+
+# The verdict parts this process used last. A part's key holds its version's newest
+# execution, so a part seen here is exactly what the cache would return, without
+# unpickling (rebuilding) its sets of trace ids on every label change.
+MAX_PARTS_SEEN = 100
+_parts_seen: OrderedDict[str, Verdicts] = OrderedDict()
+
+
+def forget_parts_seen() -> None:
+    """Drop this process's verdict parts, as a restart would (for benchmarks)."""
+    _parts_seen.clear()
 
 
 def _adds_up(base: _Base) -> bool:
     count, _newest, id_sum = base.stamp[:3]
-    values = base.traces.values()
-    return sum(v[3] for v in values) == count and sum(v[4] for v in values) == int(id_sum or 0)
+    return sum(base.counts) == count and sum(base.id_sums) == int(id_sum or 0)
 
 
-def _refresh(old: _Base | None, stamp, eval_set, version_ids) -> _Base:
-    """The base at ``stamp``, reading only what changed since ``old`` where it can.
+def _patch(old: _Base, base: _Base, changed: dict[int, tuple]) -> None:
+    """``old`` with the ``changed`` traces' rows, into ``base``."""
+    place = {pk: i for i, pk in enumerate(old.order)} if changed else {}
+    if any(pk not in place or old.times[place[pk]] != row[0] for pk, row in changed.items()):
+        rows = old.rows()  # a newly labelled trace (or a moved one): sort again
+        rows.update(changed)
+        base.fill(rows)
+        return
+    base.order, base.times = old.order, old.times  # relabelled traces keep their places
+    base.sources, base.labels = list(old.sources), list(old.labels)
+    base.counts, base.id_sums = list(old.counts), list(old.id_sums)
+    for pk, (_when, source, label, n, ids) in changed.items():
+        i = place[pk]
+        base.sources[i], base.labels[i], base.counts[i], base.id_sums[i] = source, label, n, ids
 
-    Labels changed (and nothing else): the changed traces' labels and verdicts. A trace
-    changed (a sync moved its time or source): all labels, the verdicts kept. A verdict
-    changed (a run): all verdicts, the labels kept. Anything more: everything.
-    """
-    labels_same = old is not None and old.stamp[:3] == stamp[:3]
-    traces_same = old is not None and old.stamp[3] == stamp[3]
-    verdicts_same = old is not None and old.stamp[4:] == stamp[4:]
+
+def _refresh(old: _Base | None, stamp, eval_set) -> _Base:
+    """The base at ``stamp``, reading only the traces whose labels changed since ``old``
+    where it can (nothing else changed and no label was deleted); else every label."""
     base = _Base(stamp=stamp)
-    changed = None
-    if old is not None and traces_same and verdicts_same and old.stamp[1] is not None:
+    if old is not None and old.stamp[3] == stamp[3] and old.stamp[1] is not None:
         changed = _changed_since(eval_set, old)
-    if changed is not None:
-        base.traces, base.verdicts = dict(old.traces), dict(old.verdicts)
-        if changed:
-            _read_labels(base, eval_set, changed)
-            _read_verdicts(base, eval_set, version_ids, changed)
-        if _adds_up(base):
-            base.sort()
-            return base
-        base = _Base(stamp=stamp)  # a label was deleted: read everything
-    elif labels_same and verdicts_same:
-        base.verdicts = old.verdicts  # the labels are read again: read_at is now
-        _read_labels(base, eval_set)
-        base.sort()
-        return base
-    elif labels_same and traces_same:
-        base.traces, base.order, base.read_at = old.traces, old.order, old.read_at
-        _read_verdicts(base, eval_set, version_ids)
-        return base
-    _read_labels(base, eval_set)
-    _read_verdicts(base, eval_set, version_ids)
-    base.sort()
+        if changed is not None:
+            _patch(old, base, _read_labels(eval_set, changed) if changed else {})
+            if _adds_up(base):
+                return base
+            base = _Base(stamp=stamp)  # a label was deleted: read everything
+    base.fill(_read_labels(eval_set))
     return base
 
 
-def _base(*, eval_set: EvalSet, version_ids: list[int], stamp: tuple) -> _Base:
-    key = cache_key(("base", eval_set.pk, eval_set.created_at, tuple(version_ids)), ())
+def _base(*, eval_set: EvalSet, stamp: tuple) -> _Base:
+    key = cache_key(("base", eval_set.pk, eval_set.created_at), ())
     try:
         old = cache.get(key)
     except Exception:
@@ -257,10 +323,10 @@ def _base(*, eval_set: EvalSet, version_ids: list[int], stamp: tuple) -> _Base:
         old = None
     elif old.stamp == stamp:
         return old
-    base = _refresh(old, stamp, eval_set, version_ids)
+    base = _refresh(old, stamp, eval_set)
     try:
         # Labels that commit out of order are caught by the settle window of the next
-        # patch; verdicts and traces are not patched, so their recent changes shorten it.
+        # patch; traces are not patched, so their recent changes shorten it.
         cache.set(key, base, seconds_to_keep(stamp[3:]))
     except Exception:
         logger.warning("matrix cache unavailable, not storing", exc_info=True)
@@ -275,10 +341,12 @@ def _in_range(base: _Base, filters: MatrixFilters) -> list[tuple[int, str]]:
     start = _day_start(filters.date_from) if filters.date_from else None
     end = _day_start(filters.date_to + dt.timedelta(days=1)) if filters.date_to else None
     source = filters.source
-    traces = base.traces
+    if not (start or end or source):
+        return [(pk, label) for pk, label in zip(base.order, base.labels, strict=True) if label]
     kept = []
-    for pk in base.order:
-        timestamp, trace_source, label, _n, _ids = traces[pk]
+    for pk, timestamp, trace_source, label in zip(
+        base.order, base.times, base.sources, base.labels, strict=True
+    ):
         if label is None or (source and trace_source != source):
             continue
         if (start and timestamp < start) or (end and timestamp >= end):
@@ -292,44 +360,33 @@ def _day_start(day: dt.date) -> float:
 
 
 def _judge(
-    labelled: list[tuple[int, str]],
-    verdicts: dict[int, tuple[int, int, int]],
-    version_ids: list[int],
+    labelled: list[tuple[int, str]], verdicts: list[Verdicts], version_ids: list[int]
 ) -> MatrixIndex:
-    """Judge each labelled trace's verdict masks against its label; count per version."""
-    rows = []
-    agree, contradict, errors, ran = [], [], [], []
-    for pk, label in labelled:
-        passes, fails, errs = verdicts.get(pk, (0, 0, 0))
-        if label == "positive":
-            right, wrong = passes, fails
-        elif label == "negative":
-            right, wrong = fails, passes
-        else:  # a neutral label is neither agreed with nor contradicted
-            right = wrong = 0
-        rows.append((pk, label, bool(wrong | errs)))
-        agree.append(right)
-        contradict.append(wrong)
-        errors.append(errs)
-        ran.append(passes | fails | errs)
-    # Rows share far fewer masks than there are rows: count rows per mask, then bits.
-    width = len(version_ids)
-    per_kind = [_count_bits(Counter(masks), width) for masks in (agree, contradict, errors, ran)]
-    counts = {pk: tuple(bits[i] for bits in per_kind) for i, pk in enumerate(version_ids)}
+    """Judge the labelled traces against each version's verdicts; count per version.
+
+    A positive label agrees with a pass and is contradicted by a fail, a negative the
+    other way round; a neutral label is neither agreed with nor contradicted. A row is
+    a disagreement where a version contradicts its label or errs.
+    """
+    positive = {pk for pk, label in labelled if label == "positive"}
+    negative = {pk for pk, label in labelled if label == "negative"}
+    neutral = {pk for pk, label in labelled if label == "neutral"}
+    counts = {}
+    flagged: set[int] = set()
+    for version_id, (passed, failed, erred) in zip(version_ids, verdicts, strict=True):
+        # The labels split the rows: ran = agreed + contradicted + neutral ran + errors.
+        agree_pos, wrong_pos = positive & passed, positive & failed
+        agree_neg, wrong_neg = negative & failed, negative & passed
+        errors = len(erred & positive) + len(erred & negative) + len(erred & neutral)
+        flagged |= wrong_pos
+        flagged |= wrong_neg
+        for group in (positive, negative, neutral):
+            flagged |= erred & group
+        agree, wrong = len(agree_pos) + len(agree_neg), len(wrong_pos) + len(wrong_neg)
+        neutral_ran = len(neutral & passed) + len(neutral & failed)
+        counts[version_id] = (agree, wrong, errors, agree + wrong + neutral_ran + errors)
+    rows = [(pk, label, pk in flagged) for pk, label in labelled]
     return MatrixIndex(rows=rows, counts=counts)
-
-
-def _count_bits(rows_per_mask: Counter, width: int) -> list[int]:
-    """Return how many rows have each of ``width`` bits set, from the rows per mask."""
-    totals = [0] * width
-    for mask, n in rows_per_mask.items():
-        bit = 0
-        while mask:
-            if mask & 1:
-                totals[bit] += n
-            mask >>= 1
-            bit += 1
-    return totals
 
 
 def matrix_index(
@@ -338,17 +395,16 @@ def matrix_index(
     """Return the matrix's rows and counts: cached per view while nothing they read changed.
 
     One query (the stamp) when the view is cached; else the base, from the cache, patched
-    after label changes (two small queries), or built (two).
+    after label changes (one small query) or built (one), and the versions' verdicts,
+    from the cache or, for the versions whose executions changed, read (one).
     """
     stamp = _stamp(eval_set=eval_set, version_ids=version_ids)
     view = (filters.date_from, filters.date_to, filters.source)
-    labels = {label: label for label in Feedback.Rating.values}
 
     def build() -> MatrixIndex:
-        base = _base(eval_set=eval_set, version_ids=version_ids, stamp=stamp)
-        # One string object per label keeps the cached rows small (pickle shares it).
-        in_range = [(pk, labels[label]) for pk, label in _in_range(base, filters)]
-        return _judge(in_range, base.verdicts, version_ids)
+        base = _base(eval_set=eval_set, stamp=stamp[:4])
+        verdicts = _verdicts(eval_set=eval_set, version_ids=version_ids, newest=stamp[4:])
+        return _judge(_in_range(base, filters), verdicts, version_ids)
 
     return cached(
         ("index", eval_set.pk, eval_set.created_at, tuple(version_ids), view),

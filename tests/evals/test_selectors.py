@@ -136,12 +136,12 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
         comparison_matrix(eval_set=eval_set, filters=MatrixFilters(only_disagreements=True))
     with django_assert_num_queries(5):
         comparison_matrix(eval_set=eval_set, page=2, page_size=20)
-    # A changed label: which traces changed, then only their labels and verdicts, patched
-    # into the cached base.
+    # A changed label: which traces changed, then only their labels, patched into the
+    # cached base; the verdicts are not read again.
     feedback = Feedback.objects.get(trace=traces[0])
     feedback.rating = "negative"
     feedback.save()
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         comparison_matrix(eval_set=eval_set)
     # A synced trace re-reads the labels only; a new run the verdicts only.
     traces[1].save()
@@ -150,8 +150,11 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
     rerun = EvalExecution.objects.get(eval=versions[0], trace=traces[1])
     rerun.passed = not rerun.passed
     rerun.save()
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(6) as queries:
         comparison_matrix(eval_set=eval_set)
+    # Only the version that ran again has its verdicts read.
+    (read,) = [q["sql"] for q in queries.captured_queries if "GROUP BY eval_id, passed" in q["sql"]]
+    assert f"eval_id IN ({versions[0].pk})" in read
 
 
 def test_cell_detail_and_contradictions(setup):
