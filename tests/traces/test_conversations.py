@@ -393,3 +393,28 @@ def test_a_turns_trace_page_links_to_its_conversation(login, workspace, owner, t
     turn = conversation.turns.first()
     html = login(owner).get(_page("detail", workspace, pk=turn.pk)).content.decode()
     assert _page("conversation_detail", workspace, pk=conversation.pk) in html
+
+
+def test_conversation_bookkeeping_costs_a_fixed_number_of_queries(workspace):
+    """Grouping a batch adds the same few queries whether it holds 2 conversations or 20."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(traces):
+        with CaptureQueriesContext(connection) as captured:
+            _ingest(workspace, traces)
+        return len(captured)
+
+    def batch(first, conversations, session=True):
+        return [
+            _turn(n, f"s-{n % conversations}" if session else None, minutes=n)
+            for n in range(first, first + 40)
+        ]
+
+    # Warm: the conversations exist, as in a live sync's later batches.
+    _ingest(workspace, batch(0, 20) + batch(1000, 2))
+    alone = queries(batch(2000, 1, session=False))
+    few, many = queries(batch(3000, 2)), queries(batch(4000, 20))
+    assert few == many
+    # Lock-and-read, the figures update and re-read: no separate locking read.
+    assert many - alone <= 3, many - alone
