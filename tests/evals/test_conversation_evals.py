@@ -280,6 +280,39 @@ def test_offline_synthesiser_recovers_a_multi_turn_rule():
     results = sandbox.run(fitted.code, held_out, sandbox_limits())
     verdicts = [r.passed for r in results]
     assert verdicts == [label == "positive" for label in labels[40:]]
+    # The code speaks of what it judges, and says what .predict says.
+    assert [(r.passed, r.reason) for r in results] == [fitted.predict(c) for c in held_out]
+    eval_fn = fitted.code[: fitted.code.index("# Helpers")]
+    assert "def eval_fn(conversation: dict)" in eval_fn and "v = view(conversation)" in eval_fn
+    assert "trace" not in eval_fn.lower()
+    assert "labelled conversations" in eval_fn
+    assert fitted.rules[-1] == "2. Otherwise the conversation is good"
+
+
+def test_offline_synthesiser_without_a_rule_names_conversations():
+    import random
+
+    import sandbox
+    from evals.datasets import LabelledExample
+    from evals.sandboxing import sandbox_limits
+    from evals.synthesis import fit
+
+    rng = random.Random(5)
+    chats = [_synthetic_conversation(rng, i, repeated=False) for i in range(2)]
+    fitted = fit(
+        [
+            LabelledExample(trace=c, label=label, group=c["id"])
+            for c, label in zip(chats, ["positive", "negative"], strict=True)
+        ]
+    )
+
+    assert not fitted.reliable
+    assert "def eval_fn(conversation: dict)" in fitted.code and "trace" not in fitted.code
+    assert "every conversation" in fitted.constant_reason
+    assert "trace" not in fitted.constant_reason
+    (result,) = sandbox.run(fitted.code, chats[:1], sandbox_limits())
+    assert (result.passed, result.reason) == fitted.predict(chats[0])
+    assert "labelled conversations" in result.reason
 
 
 def test_llm_prompt_describes_the_conversation_contract():
