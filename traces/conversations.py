@@ -47,17 +47,21 @@ def ends_conversation(data: dict[str, Any]) -> bool:
     return metadata.get("conversation_end") is True or END_TAG in (data.get("tags") or [])
 
 
-def attach_conversations(*, workspace, source: str, source_key: str, integration, rows) -> None:
+def attach_conversations(
+    *, workspace, source: str, source_key: str, integration, rows
+) -> dict[int, tuple]:
     """Set ``conversation_id`` on unsaved ``Trace`` rows, creating missing conversations.
 
     New conversations are created with placeholder figures; ``refresh_conversations``
-    fills them in after the traces are written.
+    fills them in after the traces are written. Returns the state of the batch's
+    conversations before it, read under a row lock by the same query that finds them
+    (``refresh_conversations`` needs both): call inside the ingest's transaction.
     """
     keyed = [(row, conversation_key(row.data)) for row in rows]
     keys = {key for _, key in keyed if key}
     if not keys:
-        return
-    known = _conversation_ids(workspace, source_key, keys)
+        return {}
+    known = _lock_conversations(workspace, source_key, keys)
     missing = keys - known.keys()
     if missing:
         now = timezone.now()
@@ -78,25 +82,36 @@ def attach_conversations(*, workspace, source: str, source_key: str, integration
             ignore_conflicts=True,
             batch_size=500,
         )
-        known.update(_conversation_ids(workspace, source_key, missing))
+        known.update(_lock_conversations(workspace, source_key, missing))
     for row, key in keyed:
-        row.conversation_id = known[key] if key else None
+        row.conversation_id = known[key][0] if key else None
+    return dict(known.values())
 
 
-def _conversation_ids(workspace, source_key: str, keys: Iterable[str]) -> dict[str, int]:
-    ids: dict[str, int] = {}
-    keys = list(keys)
+def _lock_conversations(workspace, source_key: str, keys: Iterable[str]) -> dict[str, tuple]:
+    """Return ``external_id -> (id, state before)`` for these keys, rows locked in id order."""
+    found: dict[str, tuple] = {}
+    keys = sorted(keys)
     for start in range(0, len(keys), 500):
-        ids.update(
+        rows = (
             Conversation.objects.for_workspace(workspace)
             .filter(source_key=source_key, external_id__in=keys[start : start + 500])
-            .values_list("external_id", "id")
+            .select_for_update()
+            .order_by("id")
+            .values_list(
+                "external_id", "id", "turn_count", "last_activity_at", "completed_at", "ended_at"
+            )
         )
-    return ids
+        for external_id, pk, *state in rows:
+            found[external_id] = (pk, tuple(state))
+    return found
 
 
-def refresh_conversations(*, workspace, rows) -> list[int]:
+def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[int]:
     """Recompute the figures of the written rows' conversations; return those that completed.
+
+    ``before`` is what ``attach_conversations`` returned in the same transaction: the
+    conversations' state before the batch, their rows already locked.
 
     A conversation that gains a turn, or whose last turn moves later, is open again; one
     whose newest turn carries an end marker completes at once. The figures are written
@@ -129,41 +144,35 @@ def refresh_conversations(*, workspace, rows) -> list[int]:
     now = timezone.now()
     mine = Conversation.objects.for_workspace(workspace).filter(id__in=conversation_ids)
     completed: list[int] = []
-    with transaction.atomic():
-        before = {
-            pk: (turn_count, last, completed_at, ended_at)
-            for pk, turn_count, last, completed_at, ended_at in mine.select_for_update()
-            .order_by("id")
-            .values_list("id", "turn_count", "last_activity_at", "completed_at", "ended_at")
-        }
-        mine.update(**figures, updated_at=now)
-        counts, after = {}, {}
-        for pk, turn_count, last in mine.values_list("id", "turn_count", "last_activity_at"):
-            counts[pk], after[pk] = turn_count, last
-        reopened, cleared, ends = [], [], []
-        for pk, (turn_count, last, completed_at, ended_at) in before.items():
-            fresh = turn_count == 0
-            grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
-            ended = marked_end.get(pk)
-            if ended is not None and ended >= after[pk]:
-                ended_at = ended
-            elif ended_at is not None and ended_at < after[pk]:
-                ended_at = None  # a turn came after the end: resumed
-                cleared.append(pk)
-            if grew and completed_at is not None:
-                completed_at = None
-                reopened.append(pk)
-            if ended_at is not None and completed_at is None:
-                ends.append((pk, ended_at))
-        if cleared:
-            mine.filter(id__in=cleared).update(ended_at=None)
-        if reopened:
-            mine.filter(id__in=reopened).update(completed_at=None)
-        for pk, ended_at in ends:
-            mine.filter(id=pk).update(
-                ended_at=ended_at, completed_at=now, completion_count=F("completion_count") + 1
-            )
-            completed.append(pk)
+    # The caller's transaction holds the rows' locks (attach_conversations).
+    mine.update(**figures, updated_at=now)
+    counts, after = {}, {}
+    for pk, turn_count, last in mine.values_list("id", "turn_count", "last_activity_at"):
+        counts[pk], after[pk] = turn_count, last
+    reopened, cleared, ends = [], [], []
+    for pk, (turn_count, last, completed_at, ended_at) in before.items():
+        fresh = turn_count == 0
+        grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
+        ended = marked_end.get(pk)
+        if ended is not None and ended >= after[pk]:
+            ended_at = ended
+        elif ended_at is not None and ended_at < after[pk]:
+            ended_at = None  # a turn came after the end: resumed
+            cleared.append(pk)
+        if grew and completed_at is not None:
+            completed_at = None
+            reopened.append(pk)
+        if ended_at is not None and completed_at is None:
+            ends.append((pk, ended_at))
+    if cleared:
+        mine.filter(id__in=cleared).update(ended_at=None)
+    if reopened:
+        mine.filter(id__in=reopened).update(completed_at=None)
+    for pk, ended_at in ends:
+        mine.filter(id=pk).update(
+            ended_at=ended_at, completed_at=now, completion_count=F("completion_count") + 1
+        )
+        completed.append(pk)
     return completed
 
 

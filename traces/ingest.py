@@ -137,7 +137,7 @@ def upsert_traces(
 
     if to_write:
         with transaction.atomic():
-            attach_conversations(
+            before = attach_conversations(
                 workspace=workspace,
                 source=source,
                 source_key=source_key,
@@ -152,7 +152,7 @@ def upsert_traces(
                 batch_size=500,
             )
             result.completed_conversation_ids = refresh_conversations(
-                workspace=workspace, rows=to_write
+                workspace=workspace, rows=to_write, before=before
             )
         written = [t.pk for t in to_write if t.pk is not None]
         if len(written) != len(to_write):

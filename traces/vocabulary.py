@@ -20,6 +20,8 @@ OTHER_VERDICT_WORDS = (
     "passed",
     "incorrect",
 )
+# What an eval set reviews and judges (``EvalSet.unit``), singular and plural.
+UNIT_NOUNS = {"trace": ("trace", "traces"), "conversation": ("conversation", "conversations")}
 WHEN_FORMAT = "Y-m-d H:i"  # Django date format
 WHEN_STRFTIME = "%Y-%m-%d %H:%M"
 
@@ -30,3 +32,9 @@ def label_word(rating: str | None) -> str:
 
 def verdict_word(passed: bool | None) -> str:
     return VERDICT_WORDS.get(passed, "error")
+
+
+def unit_noun(unit: str | None, count: int | None = 1) -> str:
+    """``trace``/``conversation`` for one, ``traces``/``conversations`` for any other count."""
+    singular, plural = UNIT_NOUNS.get(unit or "", UNIT_NOUNS["trace"])
+    return singular if count == 1 else plural

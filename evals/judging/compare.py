@@ -45,6 +45,7 @@ from evals.metrics.measure import apply_measurement, measure
 from evals.models import Eval, EvalKind, EvalRun, Generation, JudgeTemplate, Provider
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
+from traces.vocabulary import unit_noun
 
 logger = logging.getLogger(__name__)
 Z = 1.96
@@ -62,7 +63,8 @@ def judge_template(eval_set: EvalSet) -> JudgeTemplate:
         workspace_id=eval_set.workspace_id,
         eval_set=eval_set,
         criterion=criterion.key,
-        question=criterion.question,
+        # The default question names what the set judges: this trace, this conversation.
+        question=criterion.question.replace("this trace", f"this {unit_noun(eval_set.unit)}"),
         material=criterion.material,
     )
 

@@ -83,6 +83,8 @@ MATERIALS = ("reply", "conversation", "tool_results")
 
 
 # The function both the jail and the service use to turn a trace into judge material.
+# A conversation eval set's item is a conversation dict (docs/conversations.md): its
+# material is its messages in order; a long one keeps its opening and its latest turns.
 MATERIAL_SOURCE = """
 def material(trace, kind, limit):
     def text(value):
@@ -90,6 +92,8 @@ def material(trace, kind, limit):
             return value
         return json.dumps(value, ensure_ascii=False, default=str)
 
+    if isinstance(trace.get("messages"), list):
+        return conversation_material(trace["messages"], kind, limit, text)
     parts = []
     if kind != "reply":
         parts.append("User: " + text(trace.get("input"))[:limit])
@@ -100,6 +104,31 @@ def material(trace, kind, limit):
     parts.append("Assistant: " + text(trace.get("output")))
     joined = "\\n".join(parts)
     return joined[:limit]
+
+
+def conversation_material(messages, kind, limit, text):
+    messages = [m for m in messages if isinstance(m, dict)]
+    if kind == "reply":
+        replies = [m for m in messages if m.get("role") == "assistant"]
+        messages = replies[-1:]
+    parts = []
+    for message in messages:
+        role = "User" if message.get("role") == "user" else "Assistant"
+        parts.append(role + ": " + text(message.get("content") or ""))
+        if kind == "tool_results":
+            for call in message.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    result = call.get("error") or call.get("output")
+                    parts.append("Tool " + str(call.get("name")) + ": " + text(result))
+    joined = "\\n".join(parts)
+    if len(joined) <= limit:
+        return joined
+    half = limit // 2
+    return joined[:half] + "\\n[...]\\n" + joined[len(joined) - half :]
+
+
+def judged_noun(trace):
+    return "conversation" if isinstance(trace.get("messages"), list) else "trace"
 """
 
 JUDGE_BODY = """
@@ -131,7 +160,7 @@ def judge_eval_fn(trace):
         answer = "yes" if example["label"] == "good" else "no"
         note = " (" + example["note"] + ")" if example["note"] else ""
         parts.append(f"Example {number}:\\n{example['text']}\\nAnswer: {answer}{note}")
-    parts.append("The trace to judge:\\n" + current)
+    parts.append("The " + judged_noun(trace) + " to judge:\\n" + current)
     answer = judge(QUESTION, context="\\n\\n".join(parts), choices=("yes", "no"))
     return answer == "yes", "The judge answered " + answer + " to: " + QUESTION
 """

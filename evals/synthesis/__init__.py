@@ -1,7 +1,8 @@
 """The offline synthesiser: learn a readable rule from labelled traces, emit eval code.
 
     fitted = fit(examples, criteria="The assistant must not refuse safe requests")
-    fitted.code           # self-contained `eval_fn(trace)` source
+    fitted.code           # self-contained `eval_fn(trace)` source (`eval_fn(conversation)`
+                          # when the examples are conversations)
     fitted.rules          # the rules in words
     fitted.predict(trace) # the same (verdict, reason) the code returns
 
@@ -9,13 +10,14 @@ Refitting after more labels is simply `fit` on the larger set. Same input, same 
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evals.datasets import LabelledExample
 from evals.metrics.agreement import grouped_folds
-from evals.synthesis import codegen, learner
+from evals.synthesis import codegen, learner, runtime
 from evals.synthesis.features import priors_from_text
 from evals.synthesis.learner import DecisionList, Selection
+from traces.vocabulary import unit_noun
 
 # Trace fields that name a conversation, session or task: traces sharing one are
 # near-duplicates for cross-validation, so they are kept on one side of every split.
@@ -29,7 +31,7 @@ GROUP_FIELDS = (
 )
 NO_EVAL_HELP = (
     "What would help: more labels of the minority verdict, a note on what made the bad "
-    "traces bad, or an LLM judge (an OpenAI or Anthropic provider) for criteria no simple "
+    "{many} bad, or an LLM judge (an OpenAI or Anthropic provider) for criteria no simple "
     "rule captures."
 )
 
@@ -50,7 +52,7 @@ class FittedEval:
 
     @property
     def reliable(self) -> bool:
-        """Return whether a rule was learned (False: every trace gets the majority verdict)."""
+        """Return whether a rule was learned (False: every item gets the majority verdict)."""
         return bool(self.decision.rules)
 
     @property
@@ -58,9 +60,13 @@ class FittedEval:
         """Return the rule in words, one line per statement."""
         if not self.decision.rules:
             verdict = "good" if self.decision.default else "bad"
-            return [f"1. No reliable rule yet: every trace is judged {verdict}"]
+            return [f"1. No reliable rule yet: every {self.noun} is judged {verdict}"]
         (rule,) = self.decision.rules
-        return [f"1. {rule.describe()}", "2. Otherwise the trace is good"]
+        return [f"1. {rule.describe(self.decision.unit)}", f"2. Otherwise the {self.noun} is good"]
+
+    @property
+    def noun(self) -> str:
+        return unit_noun(self.decision.unit)
 
     @property
     def cv_accuracy(self) -> float | None:
@@ -75,7 +81,8 @@ class FittedEval:
         verdict = "good" if self.decision.default else "bad"
         return (
             f"No reliable eval yet: no rule beat the majority verdict on held-out labels, "
-            f"so this version would judge every trace {verdict}. {NO_EVAL_HELP}"
+            f"so this version would judge every {self.noun} {verdict}. "
+            + NO_EVAL_HELP.format(many=unit_noun(self.decision.unit, None))
         )
 
     def predict(self, trace: dict) -> tuple[bool, str]:
@@ -149,13 +156,17 @@ def _fit(
     notes = "\n".join(e.note for e in usable if e.note)
     priors = priors_from_text(criteria + "\n" + notes)
     decision, selection = learner.learn(views, labels, groups, priors=priors)
+    # A conversation set's examples are conversation dicts (traces.conversations).
+    if all(runtime._is_conversation(e.trace) for e in usable):
+        decision = replace(decision, unit="conversation")
+    plural = unit_noun(decision.unit, None)
     n_pos = sum(labels)
     n_neg = len(labels) - n_pos
     trained = sum(
         decision.predict_view(v)[0] == good for v, good in zip(views, labels, strict=True)
     )
     summary = (
-        f"Learned from {len(labels)} labelled traces ({n_pos} good, {n_neg} bad); "
+        f"Learned from {len(labels)} labelled {plural} ({n_pos} good, {n_neg} bad); "
         f"agrees with {trained} of {len(labels)} of them."
     )
     if selection.cv_correct:

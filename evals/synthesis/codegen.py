@@ -6,6 +6,7 @@ import textwrap
 
 from evals.synthesis import runtime
 from evals.synthesis.learner import DecisionList, Literal, Rule, judged_good
+from traces.vocabulary import unit_noun
 
 # Runtime helpers the learner may call in a rule; the others are always kept.
 _RULE_HELPERS = {
@@ -93,10 +94,10 @@ def _test_expr(lit: Literal, name: str, *, holds: bool = True) -> str:
     return name if lit.holds == holds else f"not {name}"
 
 
-def _rule_body(rule: Rule) -> list[str]:
+def _rule_body(rule: Rule, argument: str) -> list[str]:
     lits = rule.literals
     names = _var_names(lits)
-    lines = ["    v = view(trace)"]
+    lines = [f"    v = view({argument})"]
     for lit, name in zip(lits, names, strict=True):
         lines.append(f"    {name} = {lit.feature.call_source()}")
     if rule.op == "or":
@@ -136,23 +137,25 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
         lines.append(imports)
         lines.append("")
     lines.append("")
-    lines.append("def eval_fn(trace: dict) -> tuple[bool, str]:")
+    # The argument is named for what is judged: eval_fn(trace) or eval_fn(conversation).
+    one, many = unit_noun(decision.unit), unit_noun(decision.unit, None)
+    lines.append(f"def eval_fn({one}: dict) -> tuple[bool, str]:")
     if decision.rules:
         (rule,) = decision.rules
-        statement = f"The trace is bad when {_lower(rule.condition())}; otherwise it is good."
+        statement = f"The {one} is bad when {_lower(rule.condition())}; otherwise it is good."
         doc = _wrap(statement)
         doc[0] = '    """' + doc[0].lstrip()
         lines.extend(doc)
         lines.append("")
         lines.extend(
             _wrap(
-                f"On the training labels: {rule.agreeing} of the {rule.matched} traces it "
+                f"On the training labels: {rule.agreeing} of the {rule.matched} {many} it "
                 f"calls bad are labelled bad, {rule.rest_agreeing} of the {rule.rest} it "
                 "calls good are labelled good."
             )
         )
         lines.append('    """')
-        lines.extend(_rule_body(rule))
+        lines.extend(_rule_body(rule, one))
         lines.append("")
         lines.append("")
         lines.append(
@@ -163,14 +166,14 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
         lines.append(helpers_source)
     else:
         verdict = "good" if decision.default else "bad"
-        lines.append(f'    """No reliable eval yet: every trace is judged {verdict}.')
+        lines.append(f'    """No reliable eval yet: every {one} is judged {verdict}.')
         lines.append("")
         lines.extend(
             _wrap(
                 "No rule beat the majority verdict under cross-validation "
                 f"({decision.default_agreeing} of {decision.default_matched} training "
-                "traces have the majority label). Label more traces of the minority "
-                "verdict, add a note saying what made bad traces bad, or use an LLM judge."
+                f"{many} have the majority label). Label more {many} of the minority "
+                f"verdict, add a note saying what made bad {many} bad, or use an LLM judge."
             )
         )
         lines.append('    """')

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from evals.metrics.agreement import grouped_folds
 from evals.synthesis import runtime
 from evals.synthesis.features import Candidate, Feature, build_structural, build_words
+from traces.vocabulary import unit_noun
 
 LEVELS = ("constant", "one", "two", "words")
 # Weight of a feature's simplicity cost against agreement, in examples.
@@ -132,10 +133,11 @@ class Rule:
         parts += [_lower_first(lit.describe()) for lit in self.literals[1:]]
         return f" {self.op} ".join(parts)
 
-    def describe(self) -> str:
+    def describe(self, unit: str = "trace") -> str:
         return (
-            f"The trace is bad when {_lower_first(self.condition())} "
-            f"({self.agreeing} of {self.matched} matching training traces are bad)"
+            f"The {unit_noun(unit)} is bad when {_lower_first(self.condition())} "
+            f"({self.agreeing} of {self.matched} matching training {unit_noun(unit, None)} "
+            "are bad)"
         )
 
     def judge(self, v: dict) -> tuple[bool, str]:
@@ -167,6 +169,8 @@ class DecisionList:
     default: bool
     default_matched: int = 0
     default_agreeing: int = 0
+    # What the eval judges (``EvalSet.unit``): names the emitted code's argument and words.
+    unit: str = "trace"
 
     def predict_view(self, v: dict) -> tuple[bool, str]:
         for rule in self.rules:
@@ -175,7 +179,7 @@ class DecisionList:
 
     def default_reason(self) -> str:
         verdict = "good" if self.default else "bad"
-        return f"No reliable rule yet; most labelled traces are {verdict}"
+        return f"No reliable rule yet; most labelled {unit_noun(self.unit, None)} are {verdict}"
 
 
 @dataclass

@@ -369,7 +369,11 @@ def cell(request, pk: int, trace_pk: int):
     """Drill-down on one matrix cell: verdict, reason, time, the trace and the code."""
     eval = _eval(request, pk)
     trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
-    ctx = {"detail": matrix_cell(eval=eval, trace=trace), "eval": eval}
+    ctx = {
+        "detail": matrix_cell(eval=eval, trace=trace),
+        "eval": eval,
+        "eval_set": eval.eval_set,
+    }
     template = "evals/matrix.html#cell" if request.htmx else "evals/cell.html"
     return render(request, template, ctx)
 

@@ -280,6 +280,39 @@ def test_offline_synthesiser_recovers_a_multi_turn_rule():
     results = sandbox.run(fitted.code, held_out, sandbox_limits())
     verdicts = [r.passed for r in results]
     assert verdicts == [label == "positive" for label in labels[40:]]
+    # The code speaks of what it judges, and says what .predict says.
+    assert [(r.passed, r.reason) for r in results] == [fitted.predict(c) for c in held_out]
+    eval_fn = fitted.code[: fitted.code.index("# Helpers")]
+    assert "def eval_fn(conversation: dict)" in eval_fn and "v = view(conversation)" in eval_fn
+    assert "trace" not in eval_fn.lower()
+    assert "labelled conversations" in eval_fn
+    assert fitted.rules[-1] == "2. Otherwise the conversation is good"
+
+
+def test_offline_synthesiser_without_a_rule_names_conversations():
+    import random
+
+    import sandbox
+    from evals.datasets import LabelledExample
+    from evals.sandboxing import sandbox_limits
+    from evals.synthesis import fit
+
+    rng = random.Random(5)
+    chats = [_synthetic_conversation(rng, i, repeated=False) for i in range(2)]
+    fitted = fit(
+        [
+            LabelledExample(trace=c, label=label, group=c["id"])
+            for c, label in zip(chats, ["positive", "negative"], strict=True)
+        ]
+    )
+
+    assert not fitted.reliable
+    assert "def eval_fn(conversation: dict)" in fitted.code and "trace" not in fitted.code
+    assert "every conversation" in fitted.constant_reason
+    assert "trace" not in fitted.constant_reason
+    (result,) = sandbox.run(fitted.code, chats[:1], sandbox_limits())
+    assert (result.passed, result.reason) == fitted.predict(chats[0])
+    assert "labelled conversations" in result.reason
 
 
 def test_llm_prompt_describes_the_conversation_contract():
@@ -325,3 +358,74 @@ def test_export_of_a_conversation_set_holds_the_conversations(workspace, owner):
     [label] = exported["labels"]
     assert label["label"] == "negative" and label["trace"]["id"] == "chat"
     assert len(label["trace"]["turns"]) == 2 and len(label["trace"]["messages"]) == 4
+
+
+def test_a_judge_eval_judges_a_conversation_through_its_messages(workspace, owner, fake_llm):
+    """A conversation set's judge eval asks judge() about the whole chat, turn by turn."""
+    from evals.execution.runs import run_eval_now
+    from evals.generation.provider_settings import update_provider_settings
+    from evals.generation.services import examples_for
+    from evals.judging.compare import judge_template
+    from evals.judging.templates import judge_code
+    from traces.services import record_feedback
+
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model="gpt-4.1-mini",
+        base_url=fake_llm.openai_base_url,
+        api_key="sk-conv-judge-16b",
+    )
+    # The fake judge: a conversation is bad when the user had to ask twice.
+    fake_llm.judge_rule = lambda request: (
+        "no" if "again" in request.prompt_text.rsplit("to judge:", 1)[-1] else "yes"
+    )
+    chats = {
+        "fine": ["Where is order 7?", "Thanks, and the invoice?"],
+        "again": ["Where is order 8?", "Where is order 8? I am asking again."],
+        "fine-2": ["Can I change my address?", "Great, thanks."],
+        "again-2": ["Refund order 9?", "Refund order 9, again please."],
+    }
+    for n, (session, questions) in enumerate(chats.items()):
+        _ingest(
+            workspace,
+            [
+                {**_turn(10 * n + i, session, i), "input": {"user": q}, "output": f"Reply {i}."}
+                for i, q in enumerate(questions)
+            ],
+        )
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+        criteria="The user never has to ask twice.",
+    )
+    anchors = {c.external_id: c.anchor for c in Conversation.objects.for_workspace(workspace)}
+    for session in ("fine-2", "again-2"):
+        rating = "negative" if "again" in session else "positive"
+        record_feedback(eval_set=eval_set, trace=anchors[session], user=owner, rating=rating)
+    template = judge_template(eval_set)
+    assert template.question == "Does this conversation meet the criteria?"
+    code = judge_code(
+        criteria=eval_set.criteria,
+        question=template.question,
+        material=template.material,
+        examples=examples_for(eval_set)[0],
+        shots=2,
+    )
+    eval = Eval.objects.create(
+        workspace=workspace, eval_set=eval_set, version=1, code=code, kind="judge"
+    )
+
+    executions = run_eval_now(eval=eval, traces=[anchors["fine"], anchors["again"]])
+
+    assert [(e.passed, e.error) for e in executions] == [(True, ""), (False, "")]
+    [prompt] = [r.prompt_text for r in fake_llm.requests if "order 8" in r.prompt_text]
+    judged = prompt.rsplit("The conversation to judge:", 1)[-1]
+    # Every turn of the conversation, in order, as the user and assistant said it.
+    assert judged.index("User: Where is order 8?") < judged.index("Assistant: Reply 0.")
+    assert judged.index("Assistant: Reply 0.") < judged.index("User: Where is order 8? I am")
+    assert "null" not in prompt
+    # The labelled conversations are the examples, read the same way.
+    assert "User: Refund order 9?" in prompt and "Answer: no" in prompt

@@ -393,3 +393,73 @@ def test_a_turns_trace_page_links_to_its_conversation(login, workspace, owner, t
     turn = conversation.turns.first()
     html = login(owner).get(_page("detail", workspace, pk=turn.pk)).content.decode()
     assert _page("conversation_detail", workspace, pk=conversation.pk) in html
+
+
+def test_conversation_bookkeeping_costs_a_fixed_number_of_queries(workspace):
+    """Grouping a batch adds the same few queries whether it holds 2 conversations or 20."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(traces):
+        with CaptureQueriesContext(connection) as captured:
+            _ingest(workspace, traces)
+        return len(captured)
+
+    def batch(first, conversations, session=True):
+        return [
+            _turn(n, f"s-{n % conversations}" if session else None, minutes=n)
+            for n in range(first, first + 40)
+        ]
+
+    # Warm: the conversations exist, as in a live sync's later batches.
+    _ingest(workspace, batch(0, 20) + batch(1000, 2))
+    alone = queries(batch(2000, 1, session=False))
+    few, many = queries(batch(3000, 2)), queries(batch(4000, 20))
+    assert few == many
+    # Lock-and-read, the figures update and re-read: no separate locking read.
+    assert many - alone <= 3, many - alone
+
+
+def test_conversation_set_pages_count_conversations(login, workspace, owner):
+    """A conversation set's pages name conversations, not traces, wherever they name items."""
+    from django.urls import reverse
+    from django.utils.html import strip_tags
+
+    from evals.models import Eval
+    from traces.services import create_eval_set, record_feedback
+
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=1), _turn(3, "b", minutes=2)])
+    eval_set = create_eval_set(
+        workspace=workspace,
+        name="Chats",
+        criteria="good",
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+    )
+    anchor = Conversation.objects.get(external_id="a").anchor
+    record_feedback(eval_set=eval_set, trace=anchor, user=owner, rating="positive")
+    Eval.objects.create(
+        workspace=workspace, eval_set=eval_set, version=1, code="def eval_fn(c):\n    return True"
+    )
+    client = login(owner)
+
+    def text(url):
+        response = client.get(url)
+        assert response.status_code == 200
+        return " ".join(strip_tags(response.content.decode()).split())
+
+    detail = text(_page("evalset_detail", workspace, pk=eval_set.pk))
+    assert "Review conversations" in detail
+    assert "1 of 10 conversations labelled" in detail
+    assert "What makes a conversation good" in detail
+    assert "Assign unlabelled conversations" in detail
+    review = text(_page("review", workspace, pk=eval_set.pk))
+    assert "What makes a conversation good" in review
+    assert "conversations labelled" in review
+    matrix = text(reverse("evals:matrix", kwargs={"slug": workspace.slug, "pk": eval_set.pk}))
+    assert "Each labelled conversation against each version" in matrix
+    assert "1 labelled conversation" in matrix
+    for page in (detail, review, matrix):
+        for words in ("labelled trace", "Review traces", "trace good"):
+            assert words not in page, page[page.find(words) - 200 : page.find(words) + 50]

@@ -19,3 +19,22 @@ def test_one_word_per_label_and_verdict():
         "neutral",
     ]
     assert [verdict_word(v) for v in (True, False, None)] == ["pass", "fail", "error"]
+
+
+def test_unit_noun_names_what_a_set_reviews():
+    from traces.templatetags.vocabulary import unit_noun
+
+    chats = SimpleNamespace(unit="conversation")
+    assert [unit_noun(chats), unit_noun(chats, "plural"), unit_noun(chats, 1)] == [
+        "conversation",
+        "conversations",
+        "conversation",
+    ]
+    assert [unit_noun("trace", 0), unit_noun(None, 2), unit_noun("trace")] == [
+        "traces",
+        "traces",
+        "trace",
+    ]
+    assert labelled_count(SimpleNamespace(labelled_traces=3, target=12), chats) == (
+        "3 of 12 conversations labelled"
+    )

@@ -1,4 +1,5 @@
-"""Template filters for the one vocabulary (``traces.vocabulary``): labels, verdicts, dates."""
+"""Template filters for the one vocabulary (``traces.vocabulary``): labels, verdicts, dates,
+and the noun for what an eval set reviews."""
 
 from django import template
 from django.utils.dateformat import format as date_format
@@ -32,13 +33,25 @@ def when(value) -> str:
 
 
 @register.filter
-def labelled_count(progress, unit: str = "trace") -> str:
+def unit_noun(value, count="one") -> str:
+    """What an eval set (or its ``unit``) reviews: ``{{ eval_set|unit_noun }}`` → trace or
+    conversation; ``{{ eval_set|unit_noun:"plural" }}`` or ``{{ eval_set|unit_noun:n }}``
+    → the plural unless ``n`` is 1. Every page naming a set's items goes through here."""
+    unit = getattr(value, "unit", value)
+    if count == "one":
+        count = 1
+    elif count == "plural":
+        count = None
+    return vocabulary.unit_noun(unit, count)
+
+
+@register.filter
+def labelled_count(progress, unit="trace") -> str:
     """``3 of 10 traces labelled`` below the target, ``43 labelled (target 12 reached)`` at it.
 
-    A conversation eval set (``unit``) counts conversations.
+    A conversation eval set (``unit``: the set or its unit) counts conversations.
     """
     done, target = progress.labelled_traces, progress.target
     if done >= target:
         return f"{done} labelled (target {target} reached)"
-    noun = "conversations" if unit == "conversation" else "traces"
-    return f"{done} of {target} {noun} labelled"
+    return f"{done} of {target} {unit_noun(unit, 'plural')} labelled"
