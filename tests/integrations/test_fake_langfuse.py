@@ -133,21 +133,26 @@ def test_score_replies_match_the_sdk_shapes(fake, spec):
     auth = (fake.public_key, fake.secret_key)
     ok = httpx.post(
         fake.url + "/api/public/scores",
-        json=[{"id": "a", "name": "n", "value": 1, "dataType": "BOOLEAN"}],
+        json=[{"id": "a", "traceId": "t1", "name": "n", "value": 1, "dataType": "BOOLEAN"}],
         auth=auth,
     )
     assert ok.status_code == 202
     validate(spec, "CreateScoreBatchResponse", ok.json())
     mixed = httpx.post(
         fake.url + "/api/public/scores",
-        json=[{"id": "b", "name": "n", "value": 3, "dataType": "BOOLEAN"}, {"id": "c", "value": 1}],
+        json=[
+            {"id": "b", "traceId": "t1", "name": "n", "value": 3, "dataType": "BOOLEAN"},
+            {"id": "c", "traceId": "t1", "value": 1},
+        ],
         auth=auth,
     )
     assert mixed.status_code == 207
     validate(spec, "CreateScoreBatchResults", mixed.json())
     assert mixed.json()["rejected"] == 2
     single = httpx.post(
-        fake.url + "/api/public/scores", json={"id": "d", "name": "n", "value": 0.5}, auth=auth
+        fake.url + "/api/public/scores",
+        json={"id": "d", "traceId": "t1", "name": "n", "value": 0.5},
+        auth=auth,
     )
     assert single.status_code == 200
     validate(spec, response_schema(spec, "/api/public/scores", "post", "200"), single.json())
