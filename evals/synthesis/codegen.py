@@ -4,7 +4,7 @@ import ast
 import inspect
 import textwrap
 
-from evals.synthesis import runtime
+from evals.synthesis import constraints, runtime
 from evals.synthesis.learner import DecisionList, Literal, Rule, judged_good
 from traces.vocabulary import unit_noun
 
@@ -21,19 +21,27 @@ _RULE_HELPERS = {
 
 
 def _runtime_parts(helpers: set[str]) -> tuple[str, str]:
-    """Return (imports, the rest) of the runtime's source, minus unused rule helpers."""
-    source = inspect.getsource(runtime)
-    tree = ast.parse(source)
+    """Return (imports, the rest) of the runtime's source, minus unused rule helpers.
+
+    The runtime's own modules (constraints.py) are inlined after it, so the emitted code
+    stays one standalone file; their standard-library imports are merged with its.
+    """
     imports, rest = [], []
-    for node in tree.body:
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue
-        if isinstance(node, ast.FunctionDef) and node.name in _RULE_HELPERS - helpers:
-            continue
-        segment = ast.get_source_segment(source, node)
-        (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else rest).append(
-            (segment, isinstance(node, ast.FunctionDef))
-        )
+    for module in (runtime, constraints):
+        source = inspect.getsource(module)
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                continue
+            if isinstance(node, ast.FunctionDef) and node.name in _RULE_HELPERS - helpers:
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("evals."):
+                continue
+            segment = ast.get_source_segment(source, node)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                if (segment, False) not in imports:
+                    imports.append((segment, False))
+                continue
+            rest.append((segment, isinstance(node, ast.FunctionDef)))
     body = []
     previous_def = False
     for segment, is_def in rest:

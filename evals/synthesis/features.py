@@ -361,6 +361,74 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
 
 
 FLAGS = _flag_table()
+
+# Instructions the input states and whether the output keeps them, and what the output
+# shares with the input (constraints.py).
+# Aggregates, not one check per instruction kind, so a rule learned on some kinds of
+# instruction carries over to kinds the labels never showed.
+MEASURES.update(
+    {
+        "stated_instructions": (
+            "instructions",
+            "The input states {} instructions about the answer",
+            "The input states fewer than {} instructions about the answer",
+        ),
+        "checked_instructions": (
+            "instructions",
+            "The input states {} instructions that can be checked",
+            "The input states fewer than {} instructions that can be checked",
+        ),
+        "broken_instructions": (
+            "instructions",
+            "Output breaks {} of the instructions the input states",
+            "Output breaks fewer than {} of the instructions the input states",
+        ),
+        "input_terms_covered": (
+            "compare",
+            "Output uses {} % of the input's content words",
+            "Output uses under {} % of the input's content words",
+        ),
+        "required_terms_used": (
+            "instructions",
+            "Output uses {} % of the terms the input asks for",
+            "Output uses under {} % of the terms the input asks for, or none are asked for",
+        ),
+    }
+)
+FLAGS.update(
+    {
+        "breaks_length_limit": (
+            "instructions",
+            "Output breaks a length limit the input states",
+            "Output keeps every length limit the input states",
+        ),
+        "breaks_instruction": (
+            "instructions",
+            "Output breaks an instruction the input states",
+            "Output breaks no instruction the input states that can be checked",
+        ),
+        "keeps_checked_instructions": (
+            "instructions",
+            "Output keeps every instruction of the input that can be checked",
+            "The input states no instruction that can be checked, or the output breaks one",
+        ),
+        "misses_required_term": (
+            "instructions",
+            "Output leaves out a term the input asks for",
+            "Output uses every term the input asks for",
+        ),
+        "other_script": (
+            "compare",
+            "Output is written in another script than the input",
+            "Output is written in the input's script",
+        ),
+        "per_unit_instruction": (
+            "instructions",
+            "The input constrains every word, sentence or line of the answer",
+            "The input does not constrain every word, sentence or line of the answer",
+        ),
+    }
+)
 # Where two facts split the labels alike, the more general one (any step failed, not
 # only a tool) reads better and carries over to traces of other shapes.
 _FLAG_COST = {
@@ -375,6 +443,9 @@ _FLAG_COST = {
     "ignores_last_error": 1.1,
     "write_with_unsupported_argument": 1.1,
 }
+# Where the aggregate and a named kind of broken instruction agree, the named kind says
+# more ("breaks a length limit"); the aggregate wins whenever the kinds differ.
+_FLAG_COST.update({"breaks_instruction": 1.05, "keeps_checked_instructions": 1.05})
 _FIELD_LABELS = {
     "out": "Output",
     "opening": "Output's first 20 words",
@@ -799,6 +870,23 @@ _HINTS = {
         "over and over",
         "redundant",
         "degenerate",
+    ),
+    "instructions": (
+        "instruction",
+        "constraint",
+        "follow",
+        "ignored the",
+        "limit",
+        "word count",
+        "too long",
+        "too short",
+        "lowercase",
+        "uppercase",
+        "comma",
+        "keyword",
+        "format",
+        "requirement",
+        "asked for",
     ),
     "latency": ("latency", "slow", "fast", "time"),
     "cost": ("cost", "expensive", "cheap", "price"),

@@ -14,6 +14,8 @@ that made it true, or '' when it does not hold.
 import json
 import re
 
+from evals.synthesis.constraints import comparison_facts, instruction_facts
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 _OPENING_WORDS = 20
 _START_WORDS = 5
@@ -810,6 +812,13 @@ def view(trace):
     )
     numbers.update(extra_numbers)
     flags.update(extra_flags)
+    # Instructions the input states (length limits, case, required terms, format) and
+    # whether the output keeps them, and what the output shares with the input:
+    # constraints.py, inlined into emitted code.
+    for facts in (instruction_facts, comparison_facts):
+        said_numbers, said_flags = facts(in_raw, out_raw)
+        numbers.update(said_numbers)
+        flags.update(said_flags)
     # The request was resolved at the end: the last answer claims success and neither the
     # last turn nor the answer reports a failure.
     flags["last_turn_resolved"] = (
