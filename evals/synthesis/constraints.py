@@ -485,19 +485,17 @@ _SCRIPT_RANGES = (
 )
 
 
+_SCRIPT_RES = [(name, re.compile(f"[{low}-{high}]")) for name, low, high in _SCRIPT_RANGES]
+_SCRIPT_RES.append(("Latin", re.compile("[A-Za-z\u00c0-\u024f]")))
+_ASCII_LETTER = re.compile("[A-Za-z]")
+
+
 def _script(text):
     """Return the script most of a text's letters are written in ('' without letters)."""
-    counts = {}
-    for char in text:
-        if not char.isalpha():
-            continue
-        name = "Latin"
-        for script, low, high in _SCRIPT_RANGES:
-            if low <= char <= high:
-                name = script
-                break
-        counts[name] = counts.get(name, 0) + 1
-    if not counts:
+    if text.isascii():
+        return "Latin" if _ASCII_LETTER.search(text) else ""
+    counts = {name: len(pattern.findall(text)) for name, pattern in _SCRIPT_RES}
+    if not any(counts.values()):
         return ""
     return max(sorted(counts), key=lambda name: counts[name])
 
