@@ -86,7 +86,10 @@ _INSTRUCTION = re.compile(
     r"|exactly|at least|at most|no more than|do not|don't|avoid|without|only use|use only"
     r"|include|wrap|format|end (?:it |your \w+ )?with|start (?:it |your \w+ )?with"
     r"|begin (?:it |your \w+ )?with|all (?:lowercase|lower case|uppercase|capital)|repeat"
-    r"|(?:as|in) (?:valid )?json|json (?:format|object))\b",
+    r"|(?:as|in) (?:valid )?json|json (?:format|object)|fewer than|less than|between \d+"
+    r"|up to \d+|under \d+|within \d+|lower ?case|upper ?case|capital letters|title case"
+    r"|commas?|whitespace|bullet|numbered list|postscript|p\.s|angular brackets"
+    r"|(?:respond|answer|reply|write) (?:only )?(?:in|using|with))\b",
     re.IGNORECASE,
 )
 # Instructions about every (or the n-th) word, sentence, line or paragraph of the answer.
@@ -167,7 +170,7 @@ _BULLETS = re.compile(
 )
 _NUMBERED = re.compile(r"\bnumbered list\b", re.IGNORECASE)
 _NO_BULLETS = re.compile(
-    r"\b(?:no|without|instead of|do not use|don't use|avoid) (?:any |the )?"
+    r"\b(?:no|without|do not use|don't use|avoid) (?:any |the )?"
     r"(?:bullet|lists?|markdown)",
     re.IGNORECASE,
 )
@@ -206,7 +209,7 @@ _SCRIPTS = {
 _LANGUAGE = re.compile(
     r"\b(?:in|using|only)\s+(?:the\s+)?(" + "|".join(_SCRIPTS) + r")\b", re.IGNORECASE
 )
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])|\n+")
 _PER_ITEM = re.compile(r"\b(?:each|every|per)\b[^.,;]*$")
 _CONSTRAINT_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _EMOJI = re.compile("[\u2600-\u27bf\U0001f300-\U0001faff]")
@@ -366,10 +369,11 @@ def instruction_facts(in_raw, out_raw):
     """
     out = out_raw.strip()
     stated = _instructions(in_raw)
+    said = "\n".join(stated)  # every check reads the instructions, not the content
     broken = []  # (kind, text) of every checked instruction the output breaks
     kept = []
     length_broken = ""
-    for low, high, unit, phrase in _limits(in_raw):
+    for low, high, unit, phrase in _limits(said):
         count = _measure(out, unit)
         if count < low or (high is not None and count > high):
             text = f"{phrase}: {count}"
@@ -377,17 +381,17 @@ def instruction_facts(in_raw, out_raw):
             length_broken = length_broken or text
         else:
             kept.append(phrase)
-    forbidden = _forbidden_chars(in_raw, out)
+    forbidden = _forbidden_chars(said, out)
     if forbidden:
         broken.append(("characters", forbidden))
-    elif _NO_CHAR.search(in_raw):
+    elif _NO_CHAR.search(said):
         kept.append("characters")
     letters = [c for c in out if c.isalpha()]
-    if _LOWER.search(in_raw) and letters:
+    if _LOWER.search(said) and letters:
         (broken if any(c.isupper() for c in letters) else kept).append(("case", "lowercase"))
-    if _UPPER.search(in_raw) and letters:
+    if _UPPER.search(said) and letters:
         (broken if any(c.islower() for c in letters) else kept).append(("case", "uppercase"))
-    if _TITLE_CASE.search(in_raw):
+    if _TITLE_CASE.search(said):
         long_words = [w for w in re.findall(r"[A-Za-z][\w'-]*", out) if len(w) > 3]
         upper = sum(1 for w in long_words if w[0].isupper())
         titled = bool(long_words) and upper >= 0.9 * len(long_words)
@@ -400,7 +404,7 @@ def instruction_facts(in_raw, out_raw):
         broken.append(("terms", "missing '" + missing[0] + "'"))
     elif required:
         kept.append("terms")
-    forbidden_terms = [m.group(1).strip() for m in _FORBID_WORD.finditer(in_raw)]
+    forbidden_terms = [m.group(1).strip() for m in _FORBID_WORD.finditer(said)]
     forbidden_terms = [t for t in forbidden_terms if len(t) >= 3]
     used_forbidden = [t for t in forbidden_terms if _plain(t) in plain_out]
     if used_forbidden:
@@ -411,13 +415,13 @@ def instruction_facts(in_raw, out_raw):
         (_ENDS_WITH, _ends, "end with"),
         (_STARTS_WITH, _starts, "start with"),
     ):
-        m = pattern.search(in_raw)
+        m = pattern.search(said)
         if m:
             (kept if check(out, m.group(1)) else broken).append(
                 ("phrase", f"{name} '{m.group(1)}'")
             )
     formats = []
-    if _JSON.search(" ".join(stated)):
+    if _JSON.search(said):
         body = out.strip("`").strip()
         body = body[4:] if body.lower().startswith("json") else body
         try:
@@ -425,26 +429,28 @@ def instruction_facts(in_raw, out_raw):
             formats.append(True)
         except ValueError:
             formats.append(False)
-    if _NO_BULLETS.search(in_raw):
+    if re.search(r"\binstead of (?:using )?(?:bullet|markdown)", said, re.IGNORECASE):
+        pass  # another list marker is asked for: not a check on bullets either way
+    elif _NO_BULLETS.search(said):
         formats.append(not re.search(r"(?m)^\s*(?:[-*\u2022]|\d+[.)])\s+\S", out))
-    elif _BULLETS.search(in_raw):
+    elif _BULLETS.search(said):
         formats.append(bool(re.search(r"(?m)^\s*[-*\u2022]\s+\S", out)))
-    if _NUMBERED.search(in_raw):
+    if _NUMBERED.search(said):
         formats.append(bool(re.search(r"(?m)^\s*\d+[.)]\s+\S", out)))
-    if _TITLE.search(in_raw) or re.search(r"double angular brackets", in_raw, re.IGNORECASE):
+    if _TITLE.search(said) or re.search(r"double angular brackets", said, re.IGNORECASE):
         formats.append(bool(_TITLE.search(out)))
-    if _DOUBLE_QUOTES.search(in_raw):
+    if _DOUBLE_QUOTES.search(said):
         formats.append(len(out) > 1 and out[0] in '"\u201c' and out[-1] in '"\u201d')
-    if _POSTSCRIPT.search(in_raw):
+    if _POSTSCRIPT.search(said):
         formats.append(bool(_POSTSCRIPT.search(out)))
-    if _REPEAT.search(in_raw):
+    if _REPEAT.search(said):
         formats.append(bool(set(_plain(in_raw).split()) >= set(_plain(out).split()[:6])))
-    language = _LANGUAGE.search(in_raw)
+    language = _LANGUAGE.search(said)
     if language:
         formats.append(bool(re.search(_SCRIPTS[language.group(1).lower()], out)))
     for ok in formats:
         (kept if ok else broken).append(("format", "format"))
-    per_unit = _PER_UNIT.search(" ".join(stated))
+    per_unit = _PER_UNIT.search(said)
     numbers = {
         "stated_instructions": float(len(stated)),
         "checked_instructions": float(len(broken) + len(kept)),
