@@ -12,6 +12,7 @@ import pytest
 
 from evals.datasets import LabelledExample
 from evals.synthesis import constraints, fit, runtime
+from evals.synthesis.features import priors_from_text
 from sandbox import validate
 
 TOPICS = [
@@ -249,3 +250,9 @@ def test_inlined_constraints_do_not_clash_with_runtime_names():
         return names
 
     assert top_level(runtime) & top_level(constraints) == set()
+
+
+def test_a_note_about_instructions_makes_the_instruction_facts_believed_first():
+    assert "instructions" in priors_from_text("Ignored the word limit the user gave")
+    assert "instructions" in priors_from_text("Did not follow the formatting constraints")
+    assert "instructions" not in priors_from_text("The agent cancelled the wrong order")
