@@ -209,6 +209,7 @@ _SCRIPTS = {
 _LANGUAGE = re.compile(
     r"\b(?:in|using|only)\s+(?:the\s+)?(" + "|".join(_SCRIPTS) + r")\b", re.IGNORECASE
 )
+_ANY_LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])|\n+")
 _PER_ITEM = re.compile(r"\b(?:each|every|per)\b[^.,;]*$")
 _CONSTRAINT_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -386,11 +387,10 @@ def instruction_facts(in_raw, out_raw):
         broken.append(("characters", forbidden))
     elif _NO_CHAR.search(said):
         kept.append("characters")
-    letters = [c for c in out if c.isalpha()]
-    if _LOWER.search(said) and letters:
-        (broken if any(c.isupper() for c in letters) else kept).append(("case", "lowercase"))
-    if _UPPER.search(said) and letters:
-        (broken if any(c.islower() for c in letters) else kept).append(("case", "uppercase"))
+    if _LOWER.search(said) and _ANY_LETTER.search(out):
+        (broken if out != out.lower() else kept).append(("case", "lowercase"))
+    if _UPPER.search(said) and _ANY_LETTER.search(out):
+        (broken if out != out.upper() else kept).append(("case", "uppercase"))
     if _TITLE_CASE.search(said):
         long_words = [w for w in re.findall(r"[A-Za-z][\w'-]*", out) if len(w) > 3]
         upper = sum(1 for w in long_words if w[0].isupper())
