@@ -219,6 +219,15 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _cpu_split(server, worker, db_name: str) -> dict:
+    return {
+        "web": cpu_seconds(server.pid),
+        "worker": cpu_seconds(worker.pid),
+        "postgres": cpu_seconds(db_name=db_name),
+        "client": time.process_time(),
+    }
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -227,6 +236,32 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def cpu_seconds(pgid: int = 0, db_name: str = "") -> float:
+    """CPU seconds used so far by a process group's live processes, or a database's backends.
+
+    Busy time per request does not depend on what else shares the machine the way latency
+    does: the figure to compare runs by.
+    """
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if db_name:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if not cmdline.startswith(b"postgres:") or db_name.encode() not in cmdline:
+                    continue
+        except OSError:  # gone, or not ours to read
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # After the command: state, ppid, pgrp, ... utime and stime are fields 14 and 15.
+        if db_name or int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 # --- the client ----------------------------------------------------------------------------
@@ -327,7 +362,7 @@ async def user(n, client, ctx, stats, deadline, think, counter):
         await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
-async def mixed_phase(base, ctx, users, seconds, think, warm_up) -> tuple[dict, float]:
+async def mixed_phase(base, ctx, users, seconds, think, warm_up, cpu) -> tuple:
     import itertools
 
     import httpx
@@ -344,13 +379,15 @@ async def mixed_phase(base, ctx, users, seconds, think, warm_up) -> tuple[dict, 
                 for n in range(8)
             )
         )
+        cpu_before = cpu()
         started = time.monotonic()
         deadline = started + seconds
         await asyncio.gather(
             *(user(n, client, ctx, stats, deadline, think, counter) for n in range(users))
         )
         elapsed = time.monotonic() - started
-    return stats, elapsed
+        cpu_used = {k: v - cpu_before[k] for k, v in cpu().items()}
+    return stats, elapsed, cpu_used
 
 
 async def ingest_phase(base, token, clients, seconds) -> tuple[dict, float, int]:
@@ -439,9 +476,12 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             warm_up = 5 if args.quick else 15
-            stats, elapsed = asyncio.run(
-                mixed_phase(base, ctx, args.users, seconds, args.think, warm_up)
-            )
+            stats, elapsed, cpu_mixed = asyncio.run(
+                mixed_phase(
+                    base, ctx, args.users, seconds, args.think, warm_up,
+                    lambda: _cpu_split(server, worker, db_name),
+                )
+            )  # fmt: skip
             mixed = stats.report(elapsed)
             ingest_stats, ingest_elapsed, stored = asyncio.run(
                 ingest_phase(base, ctx["token"], args.ingest_clients, ingest_seconds)
@@ -451,6 +491,7 @@ def main() -> None:
             stop(server)
             stop(worker)
         total = sum(v["requests"] for v in mixed.values())
+        cpu_per_request = {k: round(v * 1000 / max(1, total), 1) for k, v in cpu_mixed.items()}
         errors = sum(stats.errors.values()) + sum(ingest_stats.errors.values())
         print(f"\nmixed phase: {args.users} users, think {args.think} s, {elapsed:.0f} s, "
               f"{total / elapsed:.1f} req/s")  # fmt: skip
@@ -461,6 +502,10 @@ def main() -> None:
                 f"{name:<14} {row['requests']:>6} {row['rps']:>6} {row['p50_ms']:>8} "
                 f"{row['p95_ms']:>8} {row['p99_ms']:>8} {row['error_rate']:>7.2%}"
             )
+        print(
+            "CPU ms per request of the mixed phase: "
+            + ", ".join(f"{k} {v}" for k, v in cpu_per_request.items())
+        )
         for name, example in {**stats.error_examples, **ingest_stats.error_examples}.items():
             print(f"  first error of {name}: {example}")
         rate = stored / ingest_elapsed if ingest_elapsed else 0.0
@@ -478,6 +523,8 @@ def main() -> None:
             req_per_s=round(total / elapsed, 1),
             errors=errors,
             page_p95_ms=page_p95,
+            cpu_ms_per_request=cpu_per_request,
+            load_average=os.getloadavg(),
             ingest_traces_per_s=round(rate),
             endpoints={
                 k: {m: v[m] for m in ("rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")}
