@@ -224,6 +224,15 @@ def start_worker(env: dict, log: Path, nice: int) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _connections() -> int:
+    """PostgreSQL connections open to this run's database (web threads, worker, this one)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
 def _cpu_split(server, worker, db_name: str) -> dict:
     return {
         "web": cpu_seconds(server.pid),
@@ -581,6 +590,8 @@ def main() -> None:
                 )
             )  # fmt: skip
             mixed = stats.report(elapsed)
+            # Persistent connections stay open (CONN_MAX_AGE): what the web tier holds.
+            connections = _connections()
             cpu_before = _cpu_split(server, worker, db_name)
             ingest_stats, ingest_elapsed, stored = asyncio.run(
                 ingest_phase(base, ctx["token"], args.ingest_clients, ingest_seconds)
@@ -609,6 +620,7 @@ def main() -> None:
             "CPU ms per request of the mixed phase: "
             + ", ".join(f"{k} {v}" for k, v in cpu_per_request.items())
         )
+        print(f"PostgreSQL connections open at the end of the mixed phase: {connections}")
         for name, example in {**stats.error_examples, **ingest_stats.error_examples}.items():
             print(f"  first error of {name}: {example}")
         rate = stored / ingest_elapsed if ingest_elapsed else 0.0
@@ -632,6 +644,7 @@ def main() -> None:
             page_p95_ms=page_p95,
             cpu_ms_per_request=cpu_per_request,
             cpu_ms_per_1000_traces=cpu_ingest,
+            pg_connections=connections,
             load_average=os.getloadavg(),
             ingest_traces_per_s=round(rate),
             endpoints={
