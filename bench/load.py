@@ -14,6 +14,13 @@ and one Celery worker, then:
 2. ingest phase: ``--ingest-clients`` clients post batches of 1,000 new traces back to back
    for ``--ingest-seconds``: traces stored per second.
 
+Reports the CPU milliseconds per request that the web server, the worker, PostgreSQL's
+backends and this client spent in the mixed phase (and per 1,000 traces in the ingest
+phase): unlike latency, they hardly depend on what else shares the machine. A backend
+that exits takes its CPU time with it, so the PostgreSQL figure undercounts once
+connections are recycled (``DATABASE_CONN_MAX_AGE``, 60 s: keep ``--seconds`` under it
+for that figure).
+
 Reports requests/s, p50/p95/p99 and error rate per endpoint (an error: a status other than
 the one the endpoint answers with, or no answer within 30 s). ``--server asgi`` runs the
 same app under uvicorn workers (as many as gunicorn's) to compare with gthread.
