@@ -247,7 +247,7 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
                     f"[{','.join(records)}]",
                 ],
             )
-            ids = dict((external_id, pk) for pk, external_id in cursor.fetchall())
+            ids = {external_id: pk for pk, external_id in cursor.fetchall()}
         for row in chunk:
             row.pk = ids[row.external_id]
             row.created_at = row.updated_at = now
