@@ -203,6 +203,9 @@ CACHES = {
     if env_str("CACHE_URL")
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+# Sessions are read from the cache (Redis in production) and written through to the
+# database: every page saves a PostgreSQL query, and a cache flush logs nobody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # Production hardening; each can be relaxed by environment behind a TLS proxy.
 if not DEBUG:

@@ -1,5 +1,7 @@
 """Traces (list, ingest, read), eval sets and feedback under /api/v1/."""
 
+import io
+
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -10,12 +12,14 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.constants import MAX_API_TRACES
+from integrations.otlp.decode import OtlpRequestError, decompress
 from integrations.uploads import ingest_objects
-from iofold.api import PayloadTooLarge
+from iofold.api import JSONParser, PayloadTooLarge
 from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
@@ -229,10 +233,30 @@ INGEST_RESPONSES = {
 }
 
 
+class CompressedJSONParser(JSONParser):
+    """The API's JSON parser, also taking bodies sent with ``Content-Encoding: gzip`` or
+    ``deflate``: a batch of 1,000 traces shrinks several times over a slow link. The
+    inflated size is bounded as the OTLP receiver bounds it."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = parser_context["request"].headers.get("Content-Encoding", "")
+        if encoding.strip().lower() not in ("", "identity"):
+            try:
+                stream = io.BytesIO(decompress(stream.read(), encoding))
+            except OtlpRequestError as exc:
+                if exc.status == 415:
+                    raise UnsupportedMediaType(encoding, detail=exc.message) from None
+                if exc.status == 413:
+                    raise PayloadTooLarge(exc.message) from None
+                raise ParseError(exc.message) from None
+        return super().parse(stream, media_type, parser_context)
+
+
 class TracesApi(WorkspaceScopedMixin, APIView):
     """The traces collection: list them, or ingest new ones without a platform."""
 
     model = Trace
+    parser_classes = [CompressedJSONParser]
 
     @extend_schema(
         summary="List traces, newest first",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from integrations.adapters.base import parse_time, trace_text_problem, validate_normalised_trace
 from integrations.store import UpsertResult
@@ -42,6 +43,24 @@ UPDATE_FIELDS = [
     "conversation",
     "updated_at",
 ]
+# Rows per INSERT statement of the PostgreSQL upsert.
+WRITE_CHUNK = 1000
+# Column names come from the model, never from input.
+_UPSERT_SQL = (
+    "INSERT INTO traces_trace (workspace_id, integration_id, source, source_key, external_id,"  # noqa: S608
+    " name, timestamp, data, search_text, tags, has_error, step_count, tool_call_count,"
+    " latency_ms, cost, content_hash, conversation_id, created_at, updated_at)"
+    " SELECT %s, %s, %s, %s, r.e, r.n, r.t, r.d, r.s, r.g, r.h, r.sc, r.tc, r.l, r.c, r.x,"
+    " r.v, %s, %s FROM jsonb_to_recordset(%s::jsonb) AS r(e text, n text, t timestamptz,"
+    " d jsonb, s text, g jsonb, h boolean, sc integer, tc integer, l double precision,"
+    " c double precision, x text, v bigint)"
+    " ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET "
+    + ", ".join(
+        f"{Trace._meta.get_field(name).column} = EXCLUDED.{Trace._meta.get_field(name).column}"
+        for name in UPDATE_FIELDS
+    )
+    + " RETURNING id, external_id"
+)
 STEP_DEFAULTS = {
     "parent_id": None,
     "input": None,
@@ -81,7 +100,7 @@ def upsert_traces(
     # Validate and canonicalise; the last copy of a duplicated id wins. One encoding of
     # each trace serves both the check for unstorable text and the content hash.
     prepared: dict[str, dict[str, Any]] = {}
-    digests: dict[str, str] = {}
+    encodings: dict[str, str] = {}
     for index, raw in enumerate(traces):
         problems = validate_normalised_trace(raw, check_text=False)
         if not problems and parse_time(raw["timestamp"]) is None:
@@ -100,7 +119,7 @@ def upsert_traces(
         if data["id"] in prepared:
             result.duplicates += 1
         prepared[data["id"]] = data
-        digests[data["id"]] = hashlib.sha256(encoded.encode()).hexdigest()
+        encodings[data["id"]] = encoded
     if not prepared:
         return result
 
@@ -115,7 +134,7 @@ def upsert_traces(
 
     to_write: list[Trace] = []
     for external_id, data in prepared.items():
-        digest = digests[external_id]
+        digest = hashlib.sha256(encodings[external_id].encode()).hexdigest()
         known = existing.get(external_id)
         if known is not None and known[1] == digest:
             result.unchanged += 1
@@ -144,13 +163,7 @@ def upsert_traces(
                 integration=integration,
                 rows=to_write,
             )
-            Trace.objects.bulk_create(
-                to_write,
-                update_conflicts=True,
-                unique_fields=["workspace", "source_key", "external_id"],
-                update_fields=UPDATE_FIELDS,
-                batch_size=500,
-            )
+            _write_rows(to_write, encodings)
             result.completed_conversation_ids = refresh_conversations(
                 workspace=workspace, rows=to_write, before=before
             )
@@ -176,6 +189,70 @@ def upsert_traces(
         result.failed,
     )
     return result
+
+
+def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
+    """Upsert unsaved ``Trace`` rows on their natural key and set their ids.
+
+    On PostgreSQL the whole batch goes as one JSON document that the server unpacks
+    (``jsonb_to_recordset``): the payload's canonical encoding, already made for the content
+    hash, is spliced in as is, where ``bulk_create`` would encode every payload again and
+    quote every value of every column in Python (most of a batch's CPU time).
+    """
+    if connection.vendor != "postgresql":
+        Trace.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["workspace", "source_key", "external_id"],
+            update_fields=UPDATE_FIELDS,
+            batch_size=500,
+        )
+        return
+    now = timezone.now()
+    first = rows[0]
+    for start in range(0, len(rows), WRITE_CHUNK):
+        chunk = rows[start : start + WRITE_CHUNK]
+        records = []
+        for row in chunk:
+            head = json.dumps(
+                {
+                    "e": row.external_id,
+                    "n": row.name,
+                    "t": row.timestamp.isoformat(),
+                    "s": row.search_text,
+                    "g": row.tags,
+                    "h": row.has_error,
+                    "sc": row.step_count,
+                    "tc": row.tool_call_count,
+                    "l": row.latency_ms,
+                    "c": row.cost,
+                    "x": row.content_hash,
+                    "v": row.conversation_id,
+                },
+                ensure_ascii=False,
+            )
+            # The payload's own encoding, keyed by the id it was encoded under (the stored
+            # external id may be cut to the column's length).
+            records.append(f'{head[:-1]},"d":{encodings[row.data["id"]]}}}')
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPSERT_SQL,
+                [
+                    first.workspace_id,
+                    first.integration_id,
+                    first.source,
+                    first.source_key,
+                    now,
+                    now,
+                    f"[{','.join(records)}]",
+                ],
+            )
+            ids = {external_id: pk for pk, external_id in cursor.fetchall()}
+        for row in chunk:
+            row.pk = ids[row.external_id]
+            row.created_at = row.updated_at = now
+            row._state.adding = False
+            row._state.db = connection.alias
 
 
 def stored_trace_data(

@@ -93,6 +93,10 @@ def trace_detail(request, pk: int):
     )
     feedback = list(feedback)
     mine = {fb.eval_set_id: fb for fb in feedback if fb.user_id == request.user.pk}
+    label_sets = selectors.eval_sets_of_trace(trace)
+    for eval_set in label_sets:
+        # Their links need the slug: without this, one query per set for its workspace.
+        eval_set.workspace = request.workspace
     steps = selectors.step_tree(trace.data)
     ctx = {
         "trace": trace,
@@ -100,9 +104,7 @@ def trace_detail(request, pk: int):
         "steps": steps,
         "waterfall": selectors.waterfall(steps),
         "feedback": feedback,
-        "label_sets": [
-            (eval_set, mine.get(eval_set.pk)) for eval_set in selectors.eval_sets_of_trace(trace)
-        ],
+        "label_sets": [(eval_set, mine.get(eval_set.pk)) for eval_set in label_sets],
         "full": request.GET.get("full") == "1",
         "preview_chars": PREVIEW_CHARS,
     }

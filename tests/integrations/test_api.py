@@ -235,3 +235,27 @@ def test_ingest_of_an_empty_body_is_a_400_detail(token_client):
     assert response.json() == {
         "detail": 'Send a trace object, a list of traces or {"traces": [...]}.'
     }
+
+
+def test_ingest_takes_a_gzip_body_and_refuses_a_broken_one(token_client, workspace):
+    import gzip
+    import json
+
+    batch = [
+        {"id": f"z{i}", "name": "zipped", "timestamp": "2026-11-20T10:00:00Z"} for i in range(3)
+    ]
+    body = gzip.compress(json.dumps({"traces": batch}).encode())
+
+    def post(data, encoding):
+        return token_client.generic(
+            "POST", "/api/v1/traces/", data,
+            content_type="application/json", headers={"Content-Encoding": encoding},
+        )  # fmt: skip
+
+    created = post(body, "gzip")
+    assert created.status_code == 201, created.content
+    assert created.json()["created"] == 3
+    broken = post(body[:-8], "gzip")
+    assert broken.status_code == 400 and "truncated" in broken.json()["detail"]
+    assert post(body, "br").status_code == 415
+    assert Trace.objects.for_workspace(workspace).filter(name="zipped").count() == 3
