@@ -137,3 +137,22 @@ def test_a_chunk_judges_in_batches_and_a_sandbox_outage_keeps_the_batches_alread
     assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 7, 4, 3, 0)
     assert first.judged == 6  # the retry judged only the two traces left
     assert EvalExecution.objects.filter(run=run).count() == 7
+
+
+def test_a_run_too_small_to_split_is_judged_in_batches_with_exact_counts(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    from evals.execution import runs as run_module
+
+    eval_set, traces = labelled_set(workspace, good=3, bad=2)
+    eval = make_eval(eval_set, version=1)
+    with django_capture_on_commit_callbacks():
+        run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual")
+    assert not run.chunks.exists()
+    monkeypatch.setattr(run_module, "EXECUTE_CHUNK", 2)  # batches of 2, 2 and 1
+
+    run = execute_run(run_id=run.pk)
+
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 5, 3, 2, 0)
+    verdicts = dict(EvalExecution.objects.filter(run=run).values_list("trace_id", "passed"))
+    assert sorted(verdicts) == sorted(t.pk for t in traces)
