@@ -12,9 +12,15 @@ and the last chunk pushes the verdicts back to the fake as scores. Stages:
 - pushed: until every score has arrived at the fake;
 - chunk busy: the sum over chunks of claim-to-finish time (the workers' own time).
 
+Inside the workers (their logs): the start task (which evals, which traces, the run and its
+chunks), and per chunk the time reading traces, in the sandbox, writing verdicts, and
+waiting for the sandbox (what overlapping the database work with it did not hide).
+
 The reference is the sandbox alone on the same traces in the same calls (run_json over
-text already in memory, one process): the floor the judged stage cannot beat with one
-worker. Goal: judged with one worker ≤ 1.5 × sandbox only.
+text already in memory, one process, each call after the last): the floor the judged stage
+cannot beat with one worker. Goal: judged with one worker ≤ 1.5 × sandbox only. Completion
+is polled on the run's own counters (one row), not by counting verdicts, so the bench's
+polling costs the workers next to nothing.
 
 Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync]
 (REDIS_URL defaults to redis://127.0.0.1:6379/6: the bench flushes that database.)
@@ -23,6 +29,7 @@ Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -132,6 +139,28 @@ def _wait(predicate, what: str, timeout: float = 1800) -> float:
     return time.monotonic()
 
 
+STAGE_LINE = re.compile(
+    r"eval run chunk done .*?traces=(\d+) batches=(\d+) total_ms=(\d+) "
+    r"read_ms=(\d+) sandbox_ms=(\d+) write_ms=(\d+) waited_ms=(\d+)"
+)
+START_LINE = re.compile(r"run_automatic_evals_task\[[^\]]+\] succeeded in ([0-9.]+)s")
+
+
+def worker_stages(logs: list[Path]) -> dict:
+    """Sum the per-chunk stage lines and the start task's time from the workers' logs."""
+    keys = ("traces", "batches", "total", "read", "sandbox", "write", "waited")
+    sums = dict.fromkeys(keys, 0.0)
+    start = 0.0
+    for log in logs:
+        text = log.read_text()
+        for match in STAGE_LINE.finditer(text):
+            for key, value in zip(keys, match.groups(), strict=True):
+                sums[key] += float(value) / (1 if key in ("traces", "batches") else 1000)
+        start += sum(float(m) for m in START_LINE.findall(text))
+    counts = {f"chunk_{k}": sums.pop(k) for k in ("traces", "batches")}
+    return {"start_task_s": start, **counts, **{f"chunk_{k}_s": v for k, v in sums.items()}}
+
+
 def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
     """Judge the stored traces on ``workers`` real Celery workers; time each stage."""
     from django.db.models import F, Sum
@@ -144,8 +173,10 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
     EvalRun.objects.filter(eval=eval).delete()
     logs = ROOT / "var" / f"bench-continuous-{os.getpid()}"
     logs.mkdir(parents=True, exist_ok=True)
-    procs = [_start_worker(logs / f"worker-{workers}-{n}.log") for n in range(workers)]
+    log_files = [logs / f"worker-{workers}-{n}.log" for n in range(workers)]
+    procs = [_start_worker(log) for log in log_files]
     executions = EvalExecution.objects.filter(eval=eval)
+    runs = EvalRun.objects.filter(eval=eval)
     try:
         Eval.objects.filter(pk=eval.pk).update(
             status=Eval.Status.ACTIVE, activated_at=timezone.now()
@@ -153,7 +184,10 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
         started = time.monotonic()
         # What iofold.pipeline does when an ingestion commits: one message to the broker.
         queue_automatic_runs(workspace_id=workspace.pk, trace_ids=trace_ids)
-        judged = _wait(lambda: executions.count() >= len(trace_ids), "the verdicts")
+        # The run's `done` moves in the transaction that writes each batch's verdicts.
+        judged = _wait(
+            lambda: (runs.aggregate(n=Sum("done"))["n"] or 0) >= len(trace_ids), "the verdicts"
+        )
         pushed = _wait(
             lambda: executions.filter(score_pushed_at__isnull=False).count() >= len(trace_ids),
             "the scores",
@@ -177,6 +211,7 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
         "chunks": chunks.count(),
         "chunk_busy_s": busy.total_seconds() if busy else 0.0,
         "workers_used": len(owners),
+        **worker_stages(log_files),
     }
 
 
@@ -188,7 +223,7 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
     from django.conf import settings
 
     import sandbox
-    from evals.execution.runs import trace_json
+    from evals.execution.runs import EXECUTE_CHUNK, trace_json
     from evals.models import Eval
     from evals.sandboxing import sandbox_limits
     from integrations import services
@@ -228,9 +263,11 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
     # Reference: the sandbox alone, in the very calls the chunks make, over JSON text
     # already in memory: what is left when every read, write and message is free.
     size = settings.IOFOLD_EVAL_CHUNK_TRACES
+    batch = min(size, EXECUTE_CHUNK)
     calls = [
-        trace_json(workspace_id=workspace.pk, trace_ids=trace_ids[i : i + size])[1]
-        for i in range(0, len(trace_ids), size)
+        trace_json(workspace_id=workspace.pk, trace_ids=chunk[i : i + batch])[1]
+        for chunk in (trace_ids[c : c + size] for c in range(0, len(trace_ids), size))
+        for i in range(0, len(chunk), batch)
     ]
     ref_start = time.perf_counter()
     for texts in calls:
@@ -272,9 +309,10 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "iofold.settings",
            "LOG_LEVEL": "WARNING", "CELERY_BROKER_URL": REDIS_URL,
            "IOFOLD_ALLOW_PRIVATE_HOSTS": "true",
-           # --quick's 1,000 traces in four chunks, so two workers have something to share.
+           # --quick's 1,000 traces in four chunks, so two workers have something to share;
+           # otherwise the setting's default (5,000: two chunks of 10,000 traces).
            "IOFOLD_EVAL_CHUNK_TRACES": os.environ.get(
-               "IOFOLD_EVAL_CHUNK_TRACES", "250" if args.quick else "1000")}  # fmt: skip
+               "IOFOLD_EVAL_CHUNK_TRACES", "250" if args.quick else "5000")}  # fmt: skip
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()  # this bench's own database: no stale tasks
@@ -316,7 +354,8 @@ def main() -> None:
     print(f"traces: {traces} new, 5 observations each; chunks of {env['IOFOLD_EVAL_CHUNK_TRACES']}")
     print(f"{'sync':>16}: {r['sync_s']:7.2f} s  {traces / r['sync_s']:8.0f} traces/s  "
           f"(process CPU {r['sync_cpu_s']:.2f} s)")  # fmt: skip
-    print(f"{'sandbox only':>16}: {ref:7.2f} s  {traces / ref:8.0f} traces/s (one process)")
+    print(f"{'sandbox only':>16}: {ref:7.2f} s  {traces / ref:8.0f} traces/s "
+          "(one process, the chunks' calls)")  # fmt: skip
     for row in r["rounds"]:
         n = row["workers"]
         used = row["workers_used"]
@@ -327,6 +366,11 @@ def main() -> None:
         print(f"{'scores pushed':>16}: {row['pushed_s']:7.2f} s  (end to end after sync: "
               f"{r['sync_s'] + row['pushed_s']:.2f} s)")  # fmt: skip
         print(f"{'chunk busy':>16}: {row['chunk_busy_s']:7.2f} s  summed over chunks")
+        print(f"{'in the workers':>16}: start task {row['start_task_s']:.2f} s; chunks "
+              f"{row['chunk_total_s']:.2f} s for {row['chunk_traces']:.0f} traces in "
+              f"{row['chunk_batches']:.0f} batches = read {row['chunk_read_s']:.2f} + write "
+              f"{row['chunk_write_s']:.2f} + waiting on the sandbox {row['chunk_waited_s']:.2f}"
+              f" (+ rest); sandbox thread {row['chunk_sandbox_s']:.2f} s")  # fmt: skip
     flag = (" --quick" if args.quick else "") + (f" --traces={args.traces}" if args.traces else "")
     print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
     one = r["rounds"][0]
@@ -340,6 +384,11 @@ def main() -> None:
                 "pushed_seconds": round(row["pushed_s"], 2),
                 "end_to_end_seconds": round(r["sync_s"] + row["pushed_s"], 2),
                 "judged_over_sandbox_only": round(row["judged_s"] / ref, 2),
+                "stages_seconds": {
+                    key: round(row[key], 3)
+                    for key in ("start_task_s", "chunk_total_s", "chunk_read_s", "chunk_sandbox_s",
+                                "chunk_write_s", "chunk_waited_s")
+                },  # fmt: skip
             }
             for row in r["rounds"]
         },

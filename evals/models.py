@@ -302,11 +302,17 @@ class EvalRunChunk(BackgroundRun, WorkspaceOwned):
 class EvalExecution(WorkspaceOwned):
     """An eval version's verdict on one trace; re-running replaces it (code is immutable)."""
 
-    eval = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="executions")
+    # No index of their own: the unique (eval, trace) and the (trace, eval) index lead with
+    # them, and every verdict written pays for each index (a run writes thousands a second).
+    eval = models.ForeignKey(
+        Eval, on_delete=models.CASCADE, related_name="executions", db_index=False
+    )
     run = models.ForeignKey(
         EvalRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"
     )
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="executions")
+    trace = models.ForeignKey(
+        Trace, on_delete=models.CASCADE, related_name="executions", db_index=False
+    )
     passed = models.BooleanField(null=True)  # None: the eval errored on this trace
     reason = models.TextField(blank=True)
     error = models.TextField(blank=True)

@@ -337,7 +337,7 @@ if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
     )
 # A queued eval run over more traces than this is split into chunks of this many, each its
 # own task, so any number of workers share it (evals/execution/chunks.py).
-IOFOLD_EVAL_CHUNK_TRACES = env_int("IOFOLD_EVAL_CHUNK_TRACES", 1000)
+IOFOLD_EVAL_CHUNK_TRACES = env_int("IOFOLD_EVAL_CHUNK_TRACES", 5000)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -1,7 +1,9 @@
 """Run one eval over a batch of traces: the program started inside the jail.
 
-Standard library only; it runs under the system interpreter with `-I -S -B`. Protocol:
-stdin carries one JSON header line ({"code", "timeout", "output_chars", "message_chars",
+Standard library only; it runs under the system interpreter with `-I -S -B`, started by a
+loader on the command line that reads this module, compiled once by the runner with the
+same interpreter, from the head of stdin (sandbox/jail.py: HARNESS_LOADER). Protocol:
+after that, stdin carries one JSON header line ({"code", "timeout", "output_chars", "message_chars",
 "flush_bytes", "start", "flush_each", "modules", "forbidden_attributes",
 "forbidden_prefixes", "restricted"}) and then one frame per trace: a kind byte, the
 trace's nonce (8 random bytes), the payload's length (4 bytes, big-endian) and the

@@ -376,6 +376,8 @@ class _Backend:
     command: list[str]
     # The marshal format the jail's interpreter reads (None: send JSON only).
     marshal_version: int | None = None
+    # Sent on stdin before the header: the compiled harness the command line's loader runs.
+    preamble: bytes = b""
 
 
 def _backend(settings: Settings, limits: Limits) -> _Backend:
@@ -388,12 +390,18 @@ def _backend(settings: Settings, limits: Limits) -> _Backend:
                 permanent=True,
             )
         python = settings.python_path if os.path.exists(settings.python_path) else sys.executable
-        return _Backend("local", jail.harness_args(python), jail.marshal_version(python))
+        return _Backend(
+            "local",
+            jail.harness_args(python),
+            jail.marshal_version(python),
+            jail.harness_preamble(python),
+        )
     jail.check(settings, limits)
     return _Backend(
         "nsjail",
         jail.nsjail_command(settings, limits),
         jail.marshal_version(settings.python_path),
+        jail.jail_preamble(settings),
     )
 
 
@@ -429,11 +437,18 @@ def _run_batch(
     header = _header(code, limits, flush_each=flush_each, restricted=restricted)
 
     def payload() -> Iterator[bytes]:
-        yield header + b"\n"
+        yield backend.preamble + header + b"\n"
         for start in range(0, len(indices), FEED_TRACES):
             yield b"".join([frames.get(i) for i in indices[start : start + FEED_TRACES]])
 
-    with tempfile.TemporaryDirectory(prefix="iofold-local-") as workdir:
+    # The local backend's interpreter works in a directory of its own; a jail has its
+    # private /tmp and needs none (making and removing one costs as much as a jail's mounts).
+    workspace = (
+        tempfile.TemporaryDirectory(prefix="iofold-local-")
+        if backend.name == "local"
+        else contextlib.nullcontext(None)
+    )
+    with workspace as workdir:
         proc = _start(backend, limits, workdir)
         nonces = [frames.nonce(i) for i in indices]
         return _drive(proc, payload(), nonces, limits, backend.name, channel, indices)
@@ -458,7 +473,7 @@ def _header(code: str, limits: Limits, *, flush_each: bool, restricted: bool) ->
     ).encode()
 
 
-def _start(backend: _Backend, limits: Limits, workdir: str) -> subprocess.Popen:
+def _start(backend: _Backend, limits: Limits, workdir: str | None) -> subprocess.Popen:
     """Start one jail (or local interpreter) running the harness, in its own session."""
     local = backend.name == "local"
     try:

@@ -5,9 +5,11 @@
 own (``iofold.lib.runs``): claimed by one worker, kept alive by its heartbeat, taken over
 when its worker dies. Counts stay exact whatever dies:
 
-- a chunk records its verdicts and its own progress in one transaction, so a worker killed
-  mid-chunk leaves nothing of that chunk behind, and the chunk's next owner judges only
-  the traces this run has no verdict on yet;
+- a chunk judges its traces ``EXECUTE_CHUNK`` at a time (``pipeline.judge_batches``: the
+  next batch is read and the last one written while the sandbox works) and records each
+  batch's verdicts and its own progress in one transaction, so a worker killed mid-chunk
+  leaves only whole batches behind, and the chunk's next owner judges only the traces
+  this run has no verdict on yet;
 - verdicts are upserts on (eval, trace), so a chunk judged again never adds a row;
 - the run's counts are recounted from its executions, and the last chunk to finish (or
   the reaper, if that chunk was given up on) finishes the run.
@@ -22,7 +24,8 @@ from django.db.models import F
 from django.utils import timezone
 
 import sandbox
-from evals.execution.runs import _refresh_counts, _upsert, trace_json
+from evals.execution.pipeline import Stages, judge_batches
+from evals.execution.runs import EXECUTE_CHUNK, _refresh_counts, _upsert, trace_json
 from evals.execution.scores import push_run_scores
 from evals.metrics.measure import record_test_result
 from evals.models import EvalExecution, EvalRun, EvalRunChunk, RunStatus
@@ -43,15 +46,16 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
     if EvalRunChunk.objects.claim(chunk_id) is None:
         logger.info("eval run chunk not claimed chunk=%s", chunk_id)
         return None
-    chunk = EvalRunChunk.objects.select_related("run__eval").get(pk=chunk_id)
+    chunk = EvalRunChunk.objects.select_related("run__eval__eval_set").get(pk=chunk_id)
     run = chunk.run
     now = timezone.now()
     EvalRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
         status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    with keep_alive(chunk):
-        # Verdicts and `judged` commit together: a chunk that recorded nothing yet (every
-        # first attempt) has no verdict of this run to skip.
+    stages = Stages()
+    with keep_alive(chunk) as heartbeat:
+        # A chunk commits its verdicts and `judged` together, batch by batch: one that
+        # recorded nothing yet (every first attempt) has no verdict of this run to skip.
         judged = (
             set(
                 EvalExecution.objects.filter(run=run, trace_id__in=chunk.trace_ids).values_list(
@@ -62,42 +66,78 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
             else set()
         )
         todo = [pk for pk in chunk.trace_ids if pk not in judged]
-        if todo:
-            ids, texts = trace_json(
-                workspace_id=run.workspace_id, trace_ids=todo, eval_set=run.eval.eval_set
+        batches = [todo[i : i + EXECUTE_CHUNK] for i in range(0, len(todo), EXECUTE_CHUNK)]
+        eval_set, code, limits = run.eval.eval_set, run.eval.code, sandbox_limits()
+        remaining = len(batches)
+
+        def read(batch):
+            return trace_json(workspace_id=run.workspace_id, trace_ids=batch, eval_set=eval_set)
+
+        def write(ids, results) -> bool:
+            nonlocal remaining
+            remaining -= 1
+            recorded = _record_batch(chunk, run, ids, results, last=remaining == 0)
+            return recorded and not (heartbeat is not None and heartbeat.lost)
+
+        try:
+            kept = judge_batches(
+                batches,
+                read=read,
+                judge=lambda texts: metered(sandbox.run_json, code, texts, limits),
+                write=write,
+                stages=stages,
             )
-            try:
-                results = metered(sandbox.run_json, run.eval.code, texts, sandbox_limits())
-            except sandbox.SandboxError as exc:
-                if exc.permanent:
-                    fail_chunk(
-                        chunk_id=chunk.pk,
-                        error=f"The sandbox could not run the eval: {exc.message}",
-                    )
-                else:
-                    EvalRunChunk.objects.filter(pk=chunk.pk, status=RunStatus.RUNNING).update(
-                        status=RunStatus.QUEUED, owner=""
-                    )
-                raise
-        else:
-            ids, results = [], []
-        with transaction.atomic():
-            _commit_asynchronously()
-            # Only the chunk's owner records: a worker that lost the chunk to another (it
-            # went silent too long) drops its results.
-            if not EvalRunChunk.objects.filter(
-                pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
-            ).update(
-                judged=F("judged") + len(ids),
-                status=RunStatus.SUCCEEDED,
-                finished_at=timezone.now(),
-            ):
-                logger.warning("eval run chunk lost chunk=%s", chunk.pk)
-                return None
-            _upsert(eval=run.eval, run=run, trace_ids=ids, results=results)
-            _refresh_counts(run)
+        except sandbox.SandboxError as exc:
+            if exc.permanent:
+                fail_chunk(
+                    chunk_id=chunk.pk, error=f"The sandbox could not run the eval: {exc.message}"
+                )
+            else:
+                EvalRunChunk.objects.filter(
+                    pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
+                ).update(status=RunStatus.QUEUED, owner="")
+            raise
+        if kept and not batches:
+            # Every trace was judged before (or none is left): the chunk is done.
+            kept = _record_batch(chunk, run, [], [], last=True)
+    if not kept:
+        logger.warning("eval run chunk lost chunk=%s", chunk.pk)
+        return None
+    logger.info("eval run chunk done chunk=%s run=%s %s", chunk.pk, run.pk, stages.log_fields())
     finish_if_complete(run_id=run.pk)
     return chunk
+
+
+def _record_batch(
+    chunk: EvalRunChunk, run: EvalRun, ids: list[int], results: list, *, last: bool
+) -> bool:
+    """Record one batch's verdicts with the chunk's progress; False if the chunk was lost.
+
+    Only the chunk's owner records: a worker that lost the chunk to another (it went
+    silent too long) drops its results. The chunk's last batch also marks it succeeded.
+    """
+    now = timezone.now()
+    done = {"status": RunStatus.SUCCEEDED, "finished_at": now} if last else {}
+    with transaction.atomic():
+        _commit_asynchronously()
+        if not EvalRunChunk.objects.filter(
+            pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
+        ).update(judged=F("judged") + len(ids), heartbeat_at=now, **done):
+            return False
+        _upsert(eval=run.eval, run=run, trace_ids=ids, results=results)
+        # Added, not recounted (a recount reads every verdict of the run so far, batch
+        # after batch): these traces had no verdict of this run, or the chunk's progress
+        # would have said so. The run's last chunk recounts (finish_if_complete).
+        passed = sum(1 for r in results if r.error is None and r.passed is True)
+        failed = sum(1 for r in results if r.error is None and r.passed is False)
+        EvalRun.objects.filter(pk=run.pk).update(
+            heartbeat_at=now,
+            done=F("done") + len(ids),
+            passed=F("passed") + passed,
+            failed=F("failed") + failed,
+            errors=F("errors") + (len(ids) - passed - failed),
+        )
+    return True
 
 
 def _commit_asynchronously() -> None:

@@ -16,7 +16,9 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
+from evals.execution.pipeline import Stages, judge_batches
 from evals.judging.runs import (
+    JudgedResults,
     add_run_spend,
     open_session,
     run_sandbox,
@@ -161,21 +163,16 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         fail_run(run_id=run.pk, error=f"Not run: {monthly}.")
         return EvalRun.objects.get(pk=run.pk)
     spent = Usage()
-    for start in range(0, len(todo), EXECUTE_CHUNK):
-        chunk = todo[start : start + EXECUTE_CHUNK]
-        ids, texts = trace_json(
-            workspace_id=run.workspace_id, trace_ids=chunk, eval_set=eval.eval_set
-        )
-        try:
-            judged = run_sandbox(session, sandbox.run_json, eval.code, texts, limits)
-        except sandbox.SandboxError as exc:
-            if exc.permanent:
-                fail_run(run_id=run.pk, error=f"The sandbox could not run the eval: {exc.message}")
-            else:
-                EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-                    status=RunStatus.QUEUED
-                )
-            raise
+    stopped = ""
+
+    def read(batch: Sequence[int]) -> tuple[list[int], list[str]]:
+        return trace_json(workspace_id=run.workspace_id, trace_ids=batch, eval_set=eval.eval_set)
+
+    def judge(texts: list[str]) -> JudgedResults:
+        return run_sandbox(session, sandbox.run_json, eval.code, texts, limits)
+
+    def write(ids: list[int], judged: JudgedResults) -> bool:
+        nonlocal spent, stopped
         with transaction.atomic():
             _upsert(eval=eval, run=run, trace_ids=ids, results=judged.results, usage=judged.usage)
             _refresh_counts(run)
@@ -183,13 +180,44 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
                 spent = add_run_spend(run=run, session=session, since=spent)
         if session is not None and session.exhausted:
             # What is left would only collect the same error trace by trace.
-            fail_run(run_id=run.pk, error=f"Stopped: {session.exhausted}.")
-            return EvalRun.objects.get(pk=run.pk)
+            stopped = f"Stopped: {session.exhausted}."
+            return False
         if heartbeat is not None and heartbeat.lost:
             # Another worker took the run over (this one was silent too long), or it was
             # failed: leave the rest to the new owner.
-            logger.warning("eval run given up run=%s", run.pk)
-            return EvalRun.objects.get(pk=run.pk)
+            stopped = "lost"
+            return False
+        return True
+
+    batches = [todo[i : i + EXECUTE_CHUNK] for i in range(0, len(todo), EXECUTE_CHUNK)]
+    stages = Stages()
+    try:
+        if session is None:
+            # The database work of one batch overlaps the sandbox's on the next.
+            judge_batches(batches, read=read, judge=judge, write=write, stages=stages)
+        else:
+            # Judge calls record their spend in the database as they go: one batch at a
+            # time, all in this thread.
+            for batch in batches:
+                ids, texts = read(batch)
+                if not write(ids, judge(texts)):
+                    break
+    except sandbox.SandboxError as exc:
+        if exc.permanent:
+            fail_run(run_id=run.pk, error=f"The sandbox could not run the eval: {exc.message}")
+        else:
+            EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                status=RunStatus.QUEUED
+            )
+        raise
+    if stopped == "lost":
+        logger.warning("eval run given up run=%s", run.pk)
+        return EvalRun.objects.get(pk=run.pk)
+    if stopped:
+        fail_run(run_id=run.pk, error=stopped)
+        return EvalRun.objects.get(pk=run.pk)
+    if session is None:
+        logger.info("eval run judged run=%s %s", run.pk, stages.log_fields())
     run = finish_run(run=run)
     if run.trigger == EvalRun.Trigger.MANUAL:
         # "Test again" re-measures the version even when nobody watches the progress page.
@@ -227,14 +255,19 @@ def pk_in(model, pks: Sequence[int]) -> Q | RawSQL:
     """Return a filter on ``model``'s primary key among ``pks``, as one array on PostgreSQL.
 
     ``pk__in`` sends one placeholder per id: psycopg spends about as long rewriting a
-    1,000-id query as the database spends running it. ``= ANY(%s)`` sends one array.
+    1,000-id query as the database spends running it. The ids go as one array literal,
+    ``'{1,2,3}'::bigint[]``: a constant the planner matches by hashing. A Python list
+    would be bound as ``ARRAY[1, 2, 3]``, which PostgreSQL compares element by element
+    for every row (10,000 ids against 10,000 traces: 0.6 s instead of 40 ms).
     """
     if connection.vendor != "postgresql":
         return Q(pk__in=list(pks))
     quote = connection.ops.quote_name
     column = f"{quote(model._meta.db_table)}.{quote(model._meta.pk.column)}"
+    # int() keeps the literal to digits and commas whatever the caller passed.
+    literal = "{" + ",".join(str(int(pk)) for pk in pks) + "}"
     # Only the model's own table and column names go into the SQL; the ids are a parameter.
-    return RawSQL(f"{column} = ANY(%s)", (list(pks),), output_field=BooleanField())  # noqa: S611
+    return RawSQL(f"{column} = ANY(%s::bigint[])", (literal,), output_field=BooleanField())  # noqa: S611
 
 
 def run_eval_now(

@@ -95,3 +95,64 @@ def test_a_chunk_given_up_on_fails_the_run_with_the_counts_of_what_was_judged(
     run.refresh_from_db()
     assert run.status == "failed" and "stopped 4 times" in run.error
     assert run.done == 7  # the three traces of the failed chunk were never judged
+
+
+def test_a_chunk_judges_in_batches_and_a_sandbox_outage_keeps_the_batches_already_written(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    import sandbox
+    from evals.execution import chunks as chunk_module
+
+    settings.IOFOLD_EVAL_CHUNK_TRACES = 6
+    eval_set, traces = labelled_set(workspace, good=4, bad=3)
+    eval = make_eval(eval_set, version=1)
+    with django_capture_on_commit_callbacks():
+        run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual")
+    first, second = run.chunks.order_by("index")
+    monkeypatch.setattr(chunk_module, "EXECUTE_CHUNK", 2)  # batches of 2, 2 and 2
+    real_run_json, calls = sandbox.run_json, []
+
+    def failing_third_batch(code, texts, limits, **kwargs):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
+        return real_run_json(code, texts, limits, **kwargs)
+
+    monkeypatch.setattr(sandbox, "run_json", failing_third_batch)
+    with pytest.raises(sandbox.SandboxUnavailable):
+        execute_chunk(chunk_id=first.pk)
+
+    # The two batches judged before the outage were written with the chunk's progress;
+    # the chunk waits in the queue for its retry.
+    first.refresh_from_db()
+    assert (first.status, first.owner, first.judged) == ("queued", "", 4)
+    assert EvalExecution.objects.filter(run=run).count() == 4
+    assert EvalRun.objects.get(pk=run.pk).done == 4
+
+    monkeypatch.setattr(sandbox, "run_json", real_run_json)
+    execute_chunk(chunk_id=first.pk)
+    execute_chunk(chunk_id=second.pk)
+    run.refresh_from_db()
+    first.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 7, 4, 3, 0)
+    assert first.judged == 6  # the retry judged only the two traces left
+    assert EvalExecution.objects.filter(run=run).count() == 7
+
+
+def test_a_run_too_small_to_split_is_judged_in_batches_with_exact_counts(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    from evals.execution import runs as run_module
+
+    eval_set, traces = labelled_set(workspace, good=3, bad=2)
+    eval = make_eval(eval_set, version=1)
+    with django_capture_on_commit_callbacks():
+        run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual")
+    assert not run.chunks.exists()
+    monkeypatch.setattr(run_module, "EXECUTE_CHUNK", 2)  # batches of 2, 2 and 1
+
+    run = execute_run(run_id=run.pk)
+
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 5, 3, 2, 0)
+    verdicts = dict(EvalExecution.objects.filter(run=run).values_list("trace_id", "passed"))
+    assert sorted(verdicts) == sorted(t.pk for t in traces)

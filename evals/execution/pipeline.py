@@ -1,0 +1,95 @@
+"""Judge batches of stored traces with the database work overlapping the sandbox.
+
+The sandbox spends most of a batch's wall time starting jails and waiting on them, with a
+core to spare; reading a batch's traces from PostgreSQL and writing its verdicts cost
+nearly as much again when they come before and after it. ``judge_batches`` runs the
+sandbox in a thread of its own and, while it judges batch k, this thread writes the
+verdicts of batch k - 1 and reads the traces of batch k + 1. Every database call stays in
+the calling thread (one connection, its transactions as the caller writes them); the
+sandbox thread touches no database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stages:
+    """Where a pipelined run spent its time, in seconds (for logs and benchmarks)."""
+
+    read: float = 0.0
+    sandbox: float = 0.0  # the sandbox thread's own time, overlapped with the rest
+    write: float = 0.0
+    waited: float = 0.0  # this thread waiting for the sandbox: what the overlap left
+    batches: int = 0
+    traces: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def log_fields(self) -> str:
+        total = time.perf_counter() - self.started
+        return (
+            f"traces={self.traces} batches={self.batches} total_ms={total * 1000:.0f} "
+            f"read_ms={self.read * 1000:.0f} sandbox_ms={self.sandbox * 1000:.0f} "
+            f"write_ms={self.write * 1000:.0f} waited_ms={self.waited * 1000:.0f}"
+        )
+
+
+def judge_batches(
+    batches: Sequence[Sequence[int]],
+    *,
+    read: Callable[[Sequence[int]], tuple[list[int], list[str]]],
+    judge: Callable[[list[str]], list],
+    write: Callable[[list[int], list], bool],
+    stages: Stages | None = None,
+) -> bool:
+    """Read, judge and write every batch in order; False once ``write`` says to stop.
+
+    ``read(batch)`` returns the ids found and their JSON text; ``judge(texts)`` returns
+    one result per text (it runs in another thread, so it must not use the database);
+    ``write(ids, results)`` records them and returns whether to go on. An exception from
+    ``judge`` is raised here after the batches before it were written; a batch read but
+    not judged yet is dropped.
+    """
+    stages = stages if stages is not None else Stages()
+
+    def timed_judge(texts: list[str]) -> list:
+        started = time.perf_counter()
+        try:
+            return judge(texts)
+        finally:
+            stages.sandbox += time.perf_counter() - started
+
+    def timed_read(batch: Sequence[int]) -> tuple[list[int], list[str]]:
+        started = time.perf_counter()
+        ids, texts = read(batch)
+        stages.read += time.perf_counter() - started
+        return ids, texts
+
+    if not batches:
+        return True
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
+        ids, texts = timed_read(batches[0])
+        running: Future[Any] = pool.submit(timed_judge, texts)
+        for k in range(len(batches)):
+            following = timed_read(batches[k + 1]) if k + 1 < len(batches) else None
+            started = time.perf_counter()
+            results = running.result()  # the sandbox's exception, if any, comes out here
+            stages.waited += time.perf_counter() - started
+            if following is not None:
+                # The next batch starts before this one is written: the write overlaps it.
+                running = pool.submit(timed_judge, following[1])
+            started = time.perf_counter()
+            go_on = write(ids, results)
+            stages.write += time.perf_counter() - started
+            stages.batches += 1
+            stages.traces += len(ids)
+            if not go_on:
+                return False  # the pool waits for a batch already in the sandbox
+            if following is not None:
+                ids, texts = following
+    return True

@@ -1,0 +1,59 @@
+"""Batches judged with the database work of one overlapping the sandbox's on the next."""
+
+import threading
+
+import pytest
+
+from evals.execution.pipeline import Stages, judge_batches
+
+
+def _texts(batch):
+    return list(batch), [f"t{pk}" for pk in batch]
+
+
+def test_every_batch_is_read_judged_and_written_in_order_and_judged_off_this_thread():
+    caller = threading.current_thread()
+    threads, written = [], []
+
+    def judge(texts):
+        threads.append(threading.current_thread())
+        return [text.upper() for text in texts]
+
+    def write(ids, results):
+        assert threading.current_thread() is caller  # the database stays in this thread
+        written.append((ids, results))
+        return True
+
+    stages = Stages()
+    assert judge_batches(
+        [[1, 2], [3], [4, 5]], read=_texts, judge=judge, write=write, stages=stages
+    )
+    assert written == [([1, 2], ["T1", "T2"]), ([3], ["T3"]), ([4, 5], ["T4", "T5"])]
+    assert caller not in threads
+    assert (stages.batches, stages.traces) == (3, 5)
+
+
+def test_a_write_that_says_stop_ends_the_run_and_later_batches_are_not_written():
+    written = []
+
+    def write(ids, results):
+        written.append(ids)
+        return False
+
+    assert not judge_batches([[1], [2], [3]], read=_texts, judge=list, write=write)
+    assert written == [[1]]
+
+
+def test_the_sandbox_error_comes_out_after_the_batches_before_it_were_written():
+    written = []
+
+    def judge(texts):
+        if texts == ["t2"]:
+            raise RuntimeError("the sandbox is down")
+        return texts
+
+    with pytest.raises(RuntimeError, match="down"):
+        judge_batches(
+            [[1], [2], [3]], read=_texts, judge=judge, write=lambda i, r: written.append(i) or True
+        )
+    assert written == [[1]]
