@@ -338,6 +338,13 @@ class EvalExecution(WorkspaceOwned):
             models.Index(fields=["trace", "eval"], name="exec_trace_eval_idx"),
             # The comparison matrix's cache stamp reads each version's newest verdict.
             models.Index(fields=["eval", "updated_at"], name="exec_eval_updated_idx"),
+            # The matrix reads every verdict of the shown versions: an index-only scan
+            # (PostgreSQL; elsewhere a plain index on the key).
+            models.Index(
+                fields=["eval", "passed"],
+                include=["trace", "workspace"],
+                name="exec_eval_verdict_idx",
+            ),
         ]
 
     def __str__(self) -> str:

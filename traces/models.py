@@ -314,6 +314,11 @@ class Feedback(WorkspaceOwned):
         indexes = [
             # Progress, summaries and label resolution group one eval set's labels by trace.
             models.Index(fields=["eval_set", "trace"], name="feedback_set_trace_idx"),
+            # The matrix's cache stamp (count, newest, sum of ids) and its patch (labels
+            # changed since): index-only on PostgreSQL.
+            models.Index(
+                fields=["eval_set", "updated_at"], include=["id"], name="feedback_set_updated_idx"
+            ),
             # Undo finds the reviewer's latest label in the set.
             models.Index(fields=["eval_set", "user", "-updated_at"], name="feedback_set_user_idx"),
             # The review queue skips the reviewer's labelled traces in trace order.

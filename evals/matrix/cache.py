@@ -1,14 +1,10 @@
-"""The comparison matrix's cache: parts kept while the stamps they were built at hold."""
+"""The comparison matrix's cache: keys, and how long a part is kept."""
 
 import datetime as dt
 import hashlib
-import logging
 import math
 
-from django.core.cache import cache
 from django.utils import timezone
-
-logger = logging.getLogger(__name__)
 
 # Each cached part is exact while its stamp holds. Labels: the set's label count and
 # newest label, and the workspace's newest trace change (a trace's time or source moves
@@ -21,29 +17,7 @@ MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
 # Part of the cache keys: bump it when a cached part changes shape, so that a deploy
 # never reads a part pickled by the code before it.
-MATRIX_INDEX_FORMAT = 5
-
-
-def cached(what: tuple, stamp: tuple, changed_at: tuple, build):
-    """Return ``build()``, cached under ``what`` (the statement and whose it is) and stamp.
-
-    ``changed_at`` are the stamp's times: a part is kept only until its newest change
-    has settled, then long.
-    """
-    key = cache_key(what, stamp)
-    try:
-        value = cache.get(key)
-    except Exception:
-        # The cache only saves time: with it down the page is slower, not broken.
-        logger.warning("matrix cache unavailable, building without it", exc_info=True)
-        return build()
-    if value is None:
-        value = build()
-        try:
-            cache.set(key, value, seconds_to_keep(changed_at))
-        except Exception:
-            logger.warning("matrix cache unavailable, not storing", exc_info=True)
-    return value
+MATRIX_INDEX_FORMAT = 6
 
 
 def cache_key(what: tuple, stamp: tuple) -> str:

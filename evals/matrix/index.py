@@ -34,7 +34,6 @@ from evals.matrix.cache import (
     MATRIX_SETTLE_SECONDS,
     as_datetime,
     cache_key,
-    cached,
     seconds_to_keep,
 )
 from evals.matrix.types import MatrixFilters
@@ -86,7 +85,12 @@ class _Base:
         columns = (self.times, self.sources, self.labels, self.counts, self.id_sums)
         return dict(zip(self.order, zip(*columns, strict=True), strict=True))
 
-    def fill(self, rows: dict[int, tuple]) -> None:
+    def fill(self, columns: tuple[list, ...]) -> None:
+        """Take the columns of ``_read_labels``, newest first."""
+        self.order, self.times, self.sources, self.labels, self.counts, self.id_sums = columns
+
+    def fill_rows(self, rows: dict[int, tuple]) -> None:
+        """Take ``rows()``-shaped rows, in any order."""
         self.order = sorted(rows, key=lambda pk: (rows[pk][0], pk), reverse=True)
         ordered = [rows[pk] for pk in self.order]
         columns = [list(c) for c in zip(*ordered, strict=True)] or [[]] * 5
@@ -123,24 +127,37 @@ def _db_time(value):
 
 
 def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
-    """Per trace with labels in the set: (id, timestamp, source, pos, neg, neu, n, sum of ids).
+    """Every trace with labels in the set (or, a patch, only ``trace_ids``), newest first,
+    as one row of joined columns: ids, timestamps, sources, labels (one letter each, "-"
+    on a tie), label counts and sums of label ids.
 
-    Every labelled trace, or (a patch) only ``trace_ids``.
+    Six strings: fetching and splitting them costs a fraction of a row per trace.
     """
     only, params = ("", []) if trace_ids is None else _restrict(trace_ids)
     sql = f"""
-        SELECT t.id, {_epoch("t.timestamp")}, t.source, c.pos, c.neg, c.neu, c.n, c.ids
+        SELECT {_joined("id")}, {_joined("ts")}, {_joined("source")},
+            {_joined("label", sep="")}, {_joined("n")}, {_joined("ids")}
         FROM (
-            SELECT trace_id,
-                COUNT(*) FILTER (WHERE rating = 'positive') AS pos,
-                COUNT(*) FILTER (WHERE rating = 'negative') AS neg,
-                COUNT(*) FILTER (WHERE rating = 'neutral') AS neu,
-                COUNT(*) AS n, SUM(id) AS ids
-            FROM {_table(Feedback)}
-            WHERE eval_set_id = %s {"AND trace_id " + only if only else ""}
-            GROUP BY trace_id
-        ) c JOIN {_table(Trace)} t ON t.id = c.trace_id
-        WHERE t.workspace_id = %s
+            SELECT t.id, {_epoch("t.timestamp")} AS ts, t.source, c.n, c.ids,
+                CASE
+                    WHEN c.pos > c.neg AND c.pos > c.neu THEN 'p'
+                    WHEN c.neg > c.pos AND c.neg > c.neu THEN 'n'
+                    WHEN c.neu > c.pos AND c.neu > c.neg THEN 'u'
+                    ELSE '-'
+                END AS label
+            FROM (
+                SELECT trace_id,
+                    COUNT(*) FILTER (WHERE rating = 'positive') AS pos,
+                    COUNT(*) FILTER (WHERE rating = 'negative') AS neg,
+                    COUNT(*) FILTER (WHERE rating = 'neutral') AS neu,
+                    COUNT(*) AS n, SUM(id) AS ids
+                FROM {_table(Feedback)}
+                WHERE eval_set_id = %s {"AND trace_id " + only if only else ""}
+                GROUP BY trace_id
+            ) c JOIN {_table(Trace)} t ON t.id = c.trace_id
+            WHERE t.workspace_id = %s
+            ORDER BY t.timestamp DESC, t.id DESC
+        ) labelled
     """
     return sql, [eval_set.pk, *params, eval_set.workspace_id]
 
@@ -161,17 +178,18 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
 
 
 def _epoch(column: str) -> str:
-    """``column`` in seconds since the epoch on PostgreSQL: a float loads far faster
-    than a timestamp. SQLite (tests) hands back its text, parsed in Python."""
+    """``column`` in seconds since the epoch on PostgreSQL (a number parses far faster
+    than a timestamp); SQLite (tests) hands back its text, parsed in Python."""
     if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {column})::float8"
+        return f"EXTRACT(EPOCH FROM {column})"
     return column
 
 
-def _joined(column: str) -> str:
+def _joined(column: str, sep: str = ",") -> str:
+    """``column``'s values joined by ``sep`` (in the order they come, as a rule)."""
     if connection.vendor == "postgresql":
-        return f"string_agg({column}::text, ',')"
-    return f"group_concat({column}, ',')"
+        return f"string_agg({column}::text, '{sep}')"
+    return f"group_concat({column}, '{sep}')"
 
 
 def _stamp(*, eval_set: EvalSet, version_ids: list[int]) -> tuple:
@@ -207,16 +225,39 @@ def _resolve(pos: int, neg: int, neu: int) -> str | None:
     return None
 
 
-def _read_labels(eval_set: EvalSet, trace_ids=None) -> dict[int, tuple]:
-    """trace id -> (timestamp, source, label, label count, sum of label ids)."""
-    # One string object per source and label: pickle then writes each once.
-    strings = {label: label for label in Feedback.Rating.values}
-    rows = {}
-    for pk, timestamp, source, pos, neg, neu, n, ids in _fetch(*_labels_sql(eval_set, trace_ids)):
-        when = timestamp if isinstance(timestamp, float) else as_datetime(timestamp).timestamp()
-        source = strings.setdefault(source, source)
-        rows[pk] = (when, source, _resolve(pos, neg, neu), n, int(ids))
-    return rows
+_LABELS = {"p": "positive", "n": "negative", "u": "neutral", "-": None}
+
+
+def _read_labels(eval_set: EvalSet, trace_ids=None) -> tuple[list, ...]:
+    """Parallel columns of labelled traces, newest first (timestamp, then id): ids,
+    timestamps (epoch seconds), sources, labels (None on a tie), label counts and sums
+    of label ids."""
+    ((ids, times, sources, labels, counts, id_sums),) = _fetch(*_labels_sql(eval_set, trace_ids))
+    if ids is None:  # no labels
+        return [], [], [], [], [], []
+    # One string object per source: pickle then writes each once.
+    strings: dict[str, str] = {}
+    columns = (
+        list(map(int, ids.split(","))),
+        [_epoch_seconds(t) for t in times.split(",")],
+        [strings.setdefault(source, source) for source in sources.split(",")],
+        [_LABELS[letter] for letter in labels],
+        list(map(int, counts.split(","))),
+        list(map(int, id_sums.split(","))),
+    )
+    # Joined in the order they were read, as a rule, but no database promises it.
+    keys = list(zip(columns[1], columns[0], strict=True))  # (timestamp, id)
+    if any(a < b for a, b in zip(keys, keys[1:], strict=False)):
+        order = sorted(range(len(keys)), key=keys.__getitem__, reverse=True)
+        columns = tuple([column[i] for i in order] for column in columns)
+    return columns
+
+
+def _epoch_seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:  # SQLite's timestamp text
+        return as_datetime(value).timestamp()
 
 
 # A version's verdicts: the ids of the traces it passed, failed and erred on.
@@ -287,7 +328,7 @@ def _patch(old: _Base, base: _Base, changed: dict[int, tuple]) -> None:
     if any(pk not in place or old.times[place[pk]] != row[0] for pk, row in changed.items()):
         rows = old.rows()  # a newly labelled trace (or a moved one): sort again
         rows.update(changed)
-        base.fill(rows)
+        base.fill_rows(rows)
         return
     base.order, base.times = old.order, old.times  # relabelled traces keep their places
     base.sources, base.labels = list(old.sources), list(old.labels)
@@ -297,6 +338,14 @@ def _patch(old: _Base, base: _Base, changed: dict[int, tuple]) -> None:
         base.sources[i], base.labels[i], base.counts[i], base.id_sums[i] = source, label, n, ids
 
 
+def _changed_rows(eval_set: EvalSet, trace_ids: list[int]) -> dict[int, tuple]:
+    """``rows()``-shaped rows of ``trace_ids`` that still have labels in the set."""
+    if not trace_ids:
+        return {}
+    pks, *columns = _read_labels(eval_set, trace_ids)
+    return dict(zip(pks, zip(*columns, strict=True), strict=True))
+
+
 def _refresh(old: _Base | None, stamp, eval_set) -> _Base:
     """The base at ``stamp``, reading only the traces whose labels changed since ``old``
     where it can (nothing else changed and no label was deleted); else every label."""
@@ -304,7 +353,7 @@ def _refresh(old: _Base | None, stamp, eval_set) -> _Base:
     if old is not None and old.stamp[3] == stamp[3] and old.stamp[1] is not None:
         changed = _changed_since(eval_set, old)
         if changed is not None:
-            _patch(old, base, _read_labels(eval_set, changed) if changed else {})
+            _patch(old, base, _changed_rows(eval_set, changed))
             if _adds_up(base):
                 return base
             base = _Base(stamp=stamp)  # a label was deleted: read everything
@@ -368,25 +417,67 @@ def _judge(
     other way round; a neutral label is neither agreed with nor contradicted. A row is
     a disagreement where a version contradicts its label or errs.
     """
+    every = {pk for pk, _ in labelled}
     positive = {pk for pk, label in labelled if label == "positive"}
     negative = {pk for pk, label in labelled if label == "negative"}
-    neutral = {pk for pk, label in labelled if label == "neutral"}
     counts = {}
     flagged: set[int] = set()
     for version_id, (passed, failed, erred) in zip(version_ids, verdicts, strict=True):
-        # The labels split the rows: ran = agreed + contradicted + neutral ran + errors.
-        agree_pos, wrong_pos = positive & passed, positive & failed
-        agree_neg, wrong_neg = negative & failed, negative & passed
-        errors = len(erred & positive) + len(erred & negative) + len(erred & neutral)
+        wrong_pos, wrong_neg = positive & failed, negative & passed
+        errors = every & erred
         flagged |= wrong_pos
         flagged |= wrong_neg
-        for group in (positive, negative, neutral):
-            flagged |= erred & group
-        agree, wrong = len(agree_pos) + len(agree_neg), len(wrong_pos) + len(wrong_neg)
-        neutral_ran = len(neutral & passed) + len(neutral & failed)
-        counts[version_id] = (agree, wrong, errors, agree + wrong + neutral_ran + errors)
+        flagged |= errors
+        agree = len(positive & passed) + len(negative & failed)
+        ran = len(every & passed) + len(every & failed) + len(errors)
+        counts[version_id] = (agree, len(wrong_pos) + len(wrong_neg), len(errors), ran)
     rows = [(pk, label, pk in flagged) for pk, label in labelled]
     return MatrixIndex(rows=rows, counts=counts)
+
+
+def _rejudge(
+    old: MatrixIndex,
+    labelled: list[tuple[int, str]],
+    verdicts: list[Verdicts],
+    version_ids: list[int],
+) -> MatrixIndex:
+    """``_judge`` of ``labelled``, from ``old`` (judged against the same verdicts): only
+    the traces whose label changed, or that came or went, are judged again, and the
+    counts moved by what they add and take away."""
+    before = {pk: (label, flagged) for pk, label, flagged in old.rows}
+    counts = {pk: list(old.counts.get(pk, (0, 0, 0, 0))) for pk in version_ids}
+    columns = [(counts[pk], *parts) for pk, parts in zip(version_ids, verdicts, strict=True)]
+    rows = []
+    for pk, label in labelled:
+        was = before.pop(pk, None)
+        if was is not None and was[0] == label:
+            rows.append((pk, label, was[1]))
+            continue
+        if was is not None:
+            _count(columns, pk, was[0], -1)
+        rows.append((pk, label, _count(columns, pk, label, 1)))
+    for pk, (label, _flagged) in before.items():  # no longer shown
+        _count(columns, pk, label, -1)
+    return MatrixIndex(rows=rows, counts={pk: tuple(c) for pk, c in counts.items()})
+
+
+def _count(columns: list[tuple], pk: int, label: str, sign: int) -> bool:
+    """Add (``sign`` 1) or take away (-1) one trace's judgements from each version's
+    counts [agree, contradict, errors, ran]; return whether any contradicts or errs."""
+    flagged = False
+    for counts, passed, failed, erred in columns:
+        if pk in erred:
+            counts[2] += sign
+        elif pk in passed or pk in failed:
+            if label != "neutral":
+                agrees = (pk in passed) == (label == "positive")
+                counts[0 if agrees else 1] += sign
+                flagged = flagged or not agrees
+        else:
+            continue  # never ran on it
+        counts[3] += sign
+        flagged = flagged or pk in erred
+    return flagged
 
 
 def matrix_index(
@@ -394,21 +485,33 @@ def matrix_index(
 ) -> MatrixIndex:
     """Return the matrix's rows and counts: cached per view while nothing they read changed.
 
-    One query (the stamp) when the view is cached; else the base, from the cache, patched
+    One query (the stamp) when the view is cached. Else the base, from the cache, patched
     after label changes (one small query) or built (one), and the versions' verdicts,
-    from the cache or, for the versions whose executions changed, read (one).
+    from the cache or, for the versions whose executions changed, read (one). When only
+    labels changed since the view was cached, the cached view is updated with the
+    changed traces (``_rejudge``) rather than judged again whole.
     """
     stamp = _stamp(eval_set=eval_set, version_ids=version_ids)
     view = (filters.date_from, filters.date_to, filters.source)
-
-    def build() -> MatrixIndex:
-        base = _base(eval_set=eval_set, stamp=stamp[:4])
-        verdicts = _verdicts(eval_set=eval_set, version_ids=version_ids, newest=stamp[4:])
-        return _judge(_in_range(base, filters), verdicts, version_ids)
-
-    return cached(
-        ("index", eval_set.pk, eval_set.created_at, tuple(version_ids), view),
-        stamp,
-        stamp[3:],
-        build,
-    )
+    key = cache_key(("index", eval_set.pk, eval_set.created_at, tuple(version_ids), view), ())
+    try:
+        old = cache.get(key)
+    except Exception:
+        logger.warning("matrix cache unavailable, building without it", exc_info=True)
+        old = None
+    if not (isinstance(old, tuple) and len(old) == 2 and isinstance(old[1], MatrixIndex)):
+        old = None
+    elif old[0] == stamp:
+        return old[1]
+    base = _base(eval_set=eval_set, stamp=stamp[:4])
+    verdicts = _verdicts(eval_set=eval_set, version_ids=version_ids, newest=stamp[4:])
+    labelled = _in_range(base, filters)
+    if old is not None and old[0][3:] == stamp[3:]:  # the same traces and verdicts
+        index = _rejudge(old[1], labelled, verdicts, version_ids)
+    else:
+        index = _judge(labelled, verdicts, version_ids)
+    try:
+        cache.set(key, (stamp, index), seconds_to_keep(stamp[3:]))
+    except Exception:
+        logger.warning("matrix cache unavailable, not storing", exc_info=True)
+    return index
