@@ -1,0 +1,179 @@
+"""The comparison matrix, cached and updated label by label, equals one computed from scratch.
+
+The expected matrix is computed here from the rows themselves (majority labels, one
+verdict per version and trace), not by the matrix's code. After each of a series of label
+changes, first labels, ties and deletions, the matrix read through the cache (updated
+incrementally) and the matrix read with nothing cached must both equal it, in every view.
+"""
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from evals.matrix import index
+from evals.matrix.selectors import comparison_matrix
+from evals.matrix.types import MatrixFilters
+from evals.metrics.agreement import cell_state
+from evals.models import EvalExecution
+from tests.evals.builders import make_eval, record
+from tests.factories import MembershipFactory, UserFactory
+from tests.traces.factories import EvalSetFactory, TraceFactory
+from traces.models import Feedback, Trace
+from traces.services import (
+    add_traces_to_eval_set,
+    record_feedback,
+    resolve_label,
+    undo_last_feedback,
+)
+
+pytestmark = pytest.mark.django_db
+
+START = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def _expected(eval_set, versions, filters: MatrixFilters):
+    """(columns, rows) of the matrix, from the labels and executions as stored."""
+    ratings: dict[int, Counter] = {}
+    for trace_id, rating in Feedback.objects.filter(eval_set=eval_set).values_list(
+        "trace_id", "rating"
+    ):
+        ratings.setdefault(trace_id, Counter())[rating] += 1
+    traces = Trace.objects.filter(workspace=eval_set.workspace, pk__in=ratings)
+    labelled = []
+    for trace in traces.order_by("-timestamp", "-id"):
+        label = resolve_label(ratings[trace.pk])
+        day = timezone.localtime(trace.timestamp).date()
+        if label is None or (filters.source and trace.source != filters.source):
+            continue
+        if (filters.date_from and day < filters.date_from) or (
+            filters.date_to and day > filters.date_to
+        ):
+            continue
+        labelled.append((trace.pk, label))
+    verdicts = {
+        (e, t): passed
+        for e, t, passed in EvalExecution.objects.filter(eval__in=versions).values_list(
+            "eval_id", "trace_id", "passed"
+        )
+    }
+    columns, rows = [], []
+    states = {
+        (pk, v.pk): cell_state(label, verdicts.get((v.pk, pk)), ran=(v.pk, pk) in verdicts)
+        for pk, label in labelled
+        for v in versions
+    }
+    for version in versions:
+        tally = Counter(states[pk, version.pk] for pk, _ in labelled)
+        columns.append(
+            (version.pk, tally["agree"], tally["contradict"], tally["error"], tally["missing"])
+        )
+    for pk, label in labelled:
+        cells = [states[pk, v.pk] for v in versions]
+        if filters.only_disagreements and not {"contradict", "error"} & set(cells):
+            continue
+        rows.append((pk, label, cells))
+    return columns, rows
+
+
+def _shown(eval_set, filters: MatrixFilters):
+    matrix = comparison_matrix(eval_set=eval_set, filters=filters, page_size=200)
+    columns = [(c.eval.pk, c.agree, c.contradict, c.errors, c.not_run) for c in matrix.columns]
+    rows = [(r.trace.pk, r.label, [c.state for c in r.cells]) for r in matrix.rows]
+    assert matrix.total_rows == len(rows)
+    return columns, rows
+
+
+def _from_nothing(eval_set, filters: MatrixFilters):
+    """The matrix as a restarted server with an empty cache builds it."""
+    cache.clear()
+    index.forget_parts_seen()
+    return _shown(eval_set, filters)
+
+
+@pytest.fixture
+def board(workspace):
+    """30 traces over six days and two sources, 24 labelled by one reviewer weeks ago,
+    three versions that pass, fail, err or never ran on them."""
+    reviewers = [MembershipFactory(workspace=workspace, user=UserFactory()).user for _ in range(3)]
+    eval_set = EvalSetFactory(workspace=workspace)
+    traces = [
+        TraceFactory(
+            workspace=workspace,
+            timestamp=START + dt.timedelta(hours=5 * n),
+            source=Trace.Source.LANGFUSE if n % 3 == 0 else Trace.Source.UPLOAD,
+        )
+        for n in range(30)
+    ]
+    for n, trace in enumerate(traces[:24]):
+        Feedback.objects.create(
+            workspace=workspace,
+            eval_set=eval_set,
+            trace=trace,
+            user=reviewers[0],
+            rating=("positive", "positive", "negative", "neutral")[n % 4],
+        )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+    weeks_ago = timezone.now() - dt.timedelta(weeks=3)
+    Feedback.objects.filter(eval_set=eval_set).update(created_at=weeks_ago, updated_at=weeks_ago)
+    versions = [make_eval(eval_set, version=v) for v in (1, 2, 3)]
+    for v, version in enumerate(versions):
+        for n, trace in enumerate(traces):
+            roll = (n * 7 + v * 3) % 10
+            if roll == 9:
+                continue  # never ran
+            record(version, trace, None if roll == 8 else roll % 2 == 0)
+    # Long settled: nothing cached expires while the test runs.
+    EvalExecution.objects.filter(eval__in=versions).update(updated_at=weeks_ago)
+    Trace.objects.filter(workspace=workspace).update(updated_at=weeks_ago)
+    return eval_set, traces, versions, reviewers
+
+
+VIEWS = [
+    MatrixFilters(),
+    MatrixFilters(only_disagreements=True),
+    MatrixFilters(source=Trace.Source.LANGFUSE),
+    MatrixFilters(date_from=dt.date(2026, 3, 2), date_to=dt.date(2026, 3, 4)),
+]
+
+
+def test_cached_and_cold_matrices_equal_a_computation_from_scratch(board, monkeypatch):
+    eval_set, traces, versions, (first, second, third) = board
+    for view in VIEWS:
+        assert _shown(eval_set, view) == _expected(eval_set, versions, view)
+    whole_judgements = []
+    judge = index._judge
+    monkeypatch.setattr(index, "_judge", lambda *args: whole_judgements.append(1) or judge(*args))
+
+    changes = [
+        # A label changed, two first labels on traces nobody had labelled.
+        lambda: record_feedback(eval_set=eval_set, trace=traces[0], user=first, rating="negative"),
+        lambda: record_feedback(eval_set=eval_set, trace=traces[25], user=first, rating="positive"),
+        lambda: record_feedback(eval_set=eval_set, trace=traces[29], user=second, rating="neutral"),
+        # A tie takes a trace out; a third reviewer brings it back with the other label.
+        lambda: record_feedback(eval_set=eval_set, trace=traces[2], user=second, rating="positive"),
+        lambda: record_feedback(eval_set=eval_set, trace=traces[2], user=third, rating="positive"),
+        # Several at once: a relabel, a neutral turned negative, a first label.
+        lambda: [
+            record_feedback(eval_set=eval_set, trace=traces[4], user=first, rating="negative"),
+            record_feedback(eval_set=eval_set, trace=traces[3], user=first, rating="negative"),
+            record_feedback(eval_set=eval_set, trace=traces[26], user=third, rating="negative"),
+        ],
+        # Removals: an undone label, a deleted one.
+        lambda: undo_last_feedback(eval_set=eval_set, user=third),
+        lambda: Feedback.objects.filter(eval_set=eval_set, trace=traces[5]).delete(),
+    ]
+    for change in changes:
+        change()
+        judged_whole = len(whole_judgements)
+        for view in VIEWS:
+            assert _shown(eval_set, view) == _expected(eval_set, versions, view), view
+        # The cached views were updated with the changed traces, not judged whole.
+        assert len(whole_judgements) == judged_whole
+        for view in VIEWS:
+            assert _from_nothing(eval_set, view) == _expected(eval_set, versions, view), view
+        cache.clear()
+        for view in VIEWS:  # cached again, for the next change to update
+            _shown(eval_set, view)
