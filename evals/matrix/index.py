@@ -3,19 +3,24 @@
 Built from two kinds of cached part, so that a change re-reads only its own part:
 
 - the set's *base*: every trace with a label in the set (its time, source, resolved
-  label). Filters (dates, source) are applied to it in Python, so all filtered views
-  share it, and the judged index of each view is cached on top;
+  label), read as one row of joined columns, newest first (a row per trace spent most
+  of its time in the driver). Filters (dates, source) are applied to it in Python, so
+  all filtered views share it, and the judged index of each view is cached on top;
 - per version, its *verdicts*: the ids of the traces it passed, failed and erred on, read
-  as three comma-joined strings (one value each: far cheaper to fetch and split than a
-  row per trace) and kept until the version's newest execution changes; the process
-  also keeps the parts it used last, unpickled.
+  as three comma-joined strings (index-only, on executions (eval, passed) INCLUDE
+  (trace, workspace)) and kept until the version's newest execution changes; the
+  process also keeps the parts it used last, unpickled.
 
 A label change does not rebuild the base: the next page reads the labels changed since
 the base was built (plus a settle window for writes that commit out of order), one
 small query, and patches the base; the verdicts are not read at all. The base records
 each trace's label count and the sum of its label ids; if they no longer add up to the
-set's (a label was deleted), or a trace changed, the base is rebuilt whole. Judging is
-set arithmetic (labels by verdicts per version), not a loop over rows and versions.
+set's (a label was deleted), or a trace changed, the base is rebuilt whole. Nor is a
+cached view judged again whole: its rows keep their labels, so the traces whose label
+changed, came or went are found in one pass, and only they are judged again and move
+the counts (``_rejudge``). Judging a view whole (nothing cached, or a trace or verdict
+changed) is set arithmetic (labels by verdicts per version), not a loop over rows and
+versions.
 """
 
 # The matrix SQL interpolates only quoted table names and "%s" placeholder lists.
@@ -239,7 +244,7 @@ def _read_labels(eval_set: EvalSet, trace_ids=None) -> tuple[list, ...]:
     strings: dict[str, str] = {}
     columns = (
         list(map(int, ids.split(","))),
-        [_epoch_seconds(t) for t in times.split(",")],
+        _epoch_seconds(times.split(",")),
         [strings.setdefault(source, source) for source in sources.split(",")],
         [_LABELS[letter] for letter in labels],
         list(map(int, counts.split(","))),
@@ -253,11 +258,11 @@ def _read_labels(eval_set: EvalSet, trace_ids=None) -> tuple[list, ...]:
     return columns
 
 
-def _epoch_seconds(value: str) -> float:
+def _epoch_seconds(values: list[str]) -> list[float]:
     try:
-        return float(value)
+        return list(map(float, values))
     except ValueError:  # SQLite's timestamp text
-        return as_datetime(value).timestamp()
+        return [as_datetime(value).timestamp() for value in values]
 
 
 # A version's verdicts: the ids of the traces it passed, failed and erred on.
