@@ -52,10 +52,14 @@ def _no_rate_limits(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Start each test with an empty cache: allauth's rate limits live there."""
+    """Start each test with an empty cache: allauth's rate limits live there, and the
+    matrix's parts (also kept per process)."""
     from django.core.cache import cache
 
+    from evals.matrix.index import forget_parts_seen
+
     cache.clear()
+    forget_parts_seen()
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ versions.
 
 import datetime as dt
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -219,17 +220,7 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 # --- the base: built whole, or patched after label changes -----------------------------------
 
 
-def _resolve(pos: int, neg: int, neu: int) -> str | None:
-    """The majority rule of ``resolve_label``: a tie has no label."""
-    if pos > neg and pos > neu:
-        return "positive"
-    if neg > pos and neg > neu:
-        return "negative"
-    if neu > pos and neu > neg:
-        return "neutral"
-    return None
-
-
+# Letters of the labels SQL: the majority rule of ``resolve_label``; a tie has no label.
 _LABELS = {"p": "positive", "n": "negative", "u": "neutral", "-": None}
 
 
@@ -318,8 +309,9 @@ _parts_seen: OrderedDict[str, Verdicts] = OrderedDict()
 
 
 def forget_parts_seen() -> None:
-    """Drop this process's verdict parts, as a restart would (for benchmarks)."""
+    """Drop this process's verdict parts and views, as a restart would (benchmarks, tests)."""
     _parts_seen.clear()
+    _views_seen.clear()
 
 
 def _adds_up(base: _Base) -> bool:
@@ -499,24 +491,41 @@ def matrix_index(
     stamp = _stamp(eval_set=eval_set, version_ids=version_ids)
     view = (filters.date_from, filters.date_to, filters.source)
     key = cache_key(("index", eval_set.pk, eval_set.created_at, tuple(version_ids), view), ())
+    seen = _views_seen.get(key)
+    if seen is not None and seen[2] <= time.time():
+        seen = None  # its newest change has settled since: read it again
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
     try:
         old = cache.get(key)
     except Exception:
         logger.warning("matrix cache unavailable, building without it", exc_info=True)
         old = None
     if not (isinstance(old, tuple) and len(old) == 2 and isinstance(old[1], MatrixIndex)):
-        old = None
-    elif old[0] == stamp:
-        return old[1]
-    base = _base(eval_set=eval_set, stamp=stamp[:4])
-    verdicts = _verdicts(eval_set=eval_set, version_ids=version_ids, newest=stamp[4:])
-    labelled = _in_range(base, filters)
-    if old is not None and old[0][3:] == stamp[3:]:  # the same traces and verdicts
-        index = _rejudge(old[1], labelled, verdicts, version_ids)
+        old = seen[:2] if seen is not None else None
+    if old is not None and old[0] == stamp:
+        index = old[1]
     else:
-        index = _judge(labelled, verdicts, version_ids)
-    try:
-        cache.set(key, (stamp, index), seconds_to_keep(stamp[3:]))
-    except Exception:
-        logger.warning("matrix cache unavailable, not storing", exc_info=True)
+        base = _base(eval_set=eval_set, stamp=stamp[:4])
+        verdicts = _verdicts(eval_set=eval_set, version_ids=version_ids, newest=stamp[4:])
+        labelled = _in_range(base, filters)
+        if old is not None and old[0][3:] == stamp[3:]:  # the same traces and verdicts
+            index = _rejudge(old[1], labelled, verdicts, version_ids)
+        else:
+            index = _judge(labelled, verdicts, version_ids)
+        try:
+            cache.set(key, (stamp, index), seconds_to_keep(stamp[3:]))
+        except Exception:
+            logger.warning("matrix cache unavailable, not storing", exc_info=True)
+    _views_seen[key] = (stamp, index, time.time() + seconds_to_keep(stamp[3:]))
+    _views_seen.move_to_end(key)
+    while len(_views_seen) > MAX_VIEWS_SEEN:
+        _views_seen.popitem(last=False)
     return index
+
+
+# The views this process judged or read last, as _parts_seen keeps verdicts: a view seen
+# here at the current stamp is what the cache would return, without unpickling it; it
+# is kept no longer than the cache keeps it.
+MAX_VIEWS_SEEN = 20
+_views_seen: OrderedDict[str, tuple] = OrderedDict()

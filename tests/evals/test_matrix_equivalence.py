@@ -175,5 +175,6 @@ def test_cached_and_cold_matrices_equal_a_computation_from_scratch(board, monkey
         for view in VIEWS:
             assert _from_nothing(eval_set, view) == _expected(eval_set, versions, view), view
         cache.clear()
+        index.forget_parts_seen()
         for view in VIEWS:  # cached again, for the next change to update
             _shown(eval_set, view)

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from evals.matrix.index import forget_parts_seen
 from evals.matrix.selectors import comparison_matrix
 from evals.matrix.types import MatrixFilters
 from tests.evals.builders import labelled_set, make_eval, record
@@ -32,6 +33,7 @@ def _view(eval_set, **filters):
 
 def _fresh(eval_set, **filters):
     cache.clear()
+    forget_parts_seen()
     return _view(eval_set, **filters)
 
 
