@@ -496,13 +496,10 @@ def matrix_index(
         seen = None  # its newest change has settled since: read it again
     if seen is not None and seen[0] == stamp:
         return seen[1]
-    try:
-        old = cache.get(key)
-    except Exception:
-        logger.warning("matrix cache unavailable, building without it", exc_info=True)
-        old = None
-    if not (isinstance(old, tuple) and len(old) == 2 and isinstance(old[1], MatrixIndex)):
-        old = seen[:2] if seen is not None else None
+    # When only labels changed, the view this process saw last is updated as well as the
+    # cache's (only the changed traces are judged): the cache's is not unpickled.
+    only_labels = seen is not None and seen[0][3:] == stamp[3:]
+    old = seen[:2] if only_labels else _cached_view(key)
     if old is not None and old[0] == stamp:
         index = old[1]
     else:
@@ -522,6 +519,17 @@ def matrix_index(
     while len(_views_seen) > MAX_VIEWS_SEEN:
         _views_seen.popitem(last=False)
     return index
+
+
+def _cached_view(key: str) -> tuple | None:
+    try:
+        old = cache.get(key)
+    except Exception:
+        logger.warning("matrix cache unavailable, building without it", exc_info=True)
+        return None
+    if isinstance(old, tuple) and len(old) == 2 and isinstance(old[1], MatrixIndex):
+        return old
+    return None
 
 
 # The views this process judged or read last, as _parts_seen keeps verdicts: a view seen
