@@ -311,7 +311,8 @@ _parts_seen: OrderedDict[str, Verdicts] = OrderedDict()
 def forget_parts_seen() -> None:
     """Drop this process's verdict parts and views, as a restart would (benchmarks, tests)."""
     _parts_seen.clear()
-    _views_seen.clear()
+    _views_seen.items.clear()
+    _bases_seen.items.clear()
 
 
 def _adds_up(base: _Base) -> bool:
@@ -360,22 +361,23 @@ def _refresh(old: _Base | None, stamp, eval_set) -> _Base:
 
 def _base(*, eval_set: EvalSet, stamp: tuple) -> _Base:
     key = cache_key(("base", eval_set.pk, eval_set.created_at), ())
-    try:
-        old = cache.get(key)
-    except Exception:
-        logger.warning("matrix cache unavailable, building without it", exc_info=True)
-        old = None
-    if not isinstance(old, _Base):
-        old = None
-    elif old.stamp == stamp:
-        return old
-    base = _refresh(old, stamp, eval_set)
-    try:
-        # Labels that commit out of order are caught by the settle window of the next
-        # patch; traces are not patched, so their recent changes shorten it.
-        cache.set(key, base, seconds_to_keep(stamp[3:]))
-    except Exception:
-        logger.warning("matrix cache unavailable, not storing", exc_info=True)
+    seen = _bases_seen.get(key)
+    if seen is not None and seen.stamp == stamp:
+        return seen
+    # When only labels changed, the base this process saw last is patched: the cache's
+    # is not unpickled.
+    old = seen if seen is not None and seen.stamp[3] == stamp[3] else _from_cache(key, _Base)
+    if old is not None and old.stamp == stamp:
+        base = old
+    else:
+        base = _refresh(old, stamp, eval_set)
+        try:
+            # Labels that commit out of order are caught by the settle window of the next
+            # patch; traces are not patched, so their recent changes shorten it.
+            cache.set(key, base, seconds_to_keep(stamp[3:]))
+        except Exception:
+            logger.warning("matrix cache unavailable, not storing", exc_info=True)
+    _bases_seen.put(key, base, seconds_to_keep(stamp[3:]))
     return base
 
 
@@ -492,14 +494,12 @@ def matrix_index(
     view = (filters.date_from, filters.date_to, filters.source)
     key = cache_key(("index", eval_set.pk, eval_set.created_at, tuple(version_ids), view), ())
     seen = _views_seen.get(key)
-    if seen is not None and seen[2] <= time.time():
-        seen = None  # its newest change has settled since: read it again
     if seen is not None and seen[0] == stamp:
         return seen[1]
     # When only labels changed, the view this process saw last is updated as well as the
     # cache's (only the changed traces are judged): the cache's is not unpickled.
     only_labels = seen is not None and seen[0][3:] == stamp[3:]
-    old = seen[:2] if only_labels else _cached_view(key)
+    old = seen if only_labels else _from_cache(key, tuple)
     if old is not None and old[0] == stamp:
         index = old[1]
     else:
@@ -514,26 +514,39 @@ def matrix_index(
             cache.set(key, (stamp, index), seconds_to_keep(stamp[3:]))
         except Exception:
             logger.warning("matrix cache unavailable, not storing", exc_info=True)
-    _views_seen[key] = (stamp, index, time.time() + seconds_to_keep(stamp[3:]))
-    _views_seen.move_to_end(key)
-    while len(_views_seen) > MAX_VIEWS_SEEN:
-        _views_seen.popitem(last=False)
+    _views_seen.put(key, (stamp, index), seconds_to_keep(stamp[3:]))
     return index
 
 
-def _cached_view(key: str) -> tuple | None:
+def _from_cache(key: str, kind: type):
+    """The cache's value under ``key`` if it is a ``kind``; None if not, or the cache is down."""
     try:
-        old = cache.get(key)
+        value = cache.get(key)
     except Exception:
         logger.warning("matrix cache unavailable, building without it", exc_info=True)
         return None
-    if isinstance(old, tuple) and len(old) == 2 and isinstance(old[1], MatrixIndex):
-        return old
-    return None
+    return value if isinstance(value, kind) else None
 
 
-# The views this process judged or read last, as _parts_seen keeps verdicts: a view seen
-# here at the current stamp is what the cache would return, without unpickling it; it
-# is kept no longer than the cache keeps it.
-MAX_VIEWS_SEEN = 20
-_views_seen: OrderedDict[str, tuple] = OrderedDict()
+class _Seen:
+    """What this process built or read last, per cache key, as _parts_seen keeps verdicts:
+    a value seen here at the current stamp is what the cache would return, without
+    unpickling it. Kept no longer than the cache keeps it."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: OrderedDict[str, tuple] = OrderedDict()
+
+    def get(self, key: str):
+        value, until = self.items.get(key, (None, 0.0))
+        return value if until > time.time() else None
+
+    def put(self, key: str, value, seconds: int) -> None:
+        self.items[key] = (value, time.time() + seconds)
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+_views_seen = _Seen(20)
+_bases_seen = _Seen(5)
