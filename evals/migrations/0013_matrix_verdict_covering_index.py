@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0011_conversation_judgements'),
+        ('evals', '0012_drop_execution_indexes_covered_by_composites'),
         ('traces', '0010_score_import_run'),
         ('workspaces', '0003_workspace_deletion_scheduled_for'),
     ]
