@@ -465,6 +465,13 @@ _FLAG_COST = {
 # Where the aggregate and a named kind of broken instruction agree, the named kind says
 # more ("breaks a length limit"); the aggregate wins whenever the kinds differ.
 _FLAG_COST.update({"breaks_instruction": 1.05, "keeps_checked_instructions": 1.05})
+# Facts that scored no better than chance on the real agent conversations measured
+# (docs/synthesiser.md) but name classic agent failures: they are tried only when the
+# criteria or a reviewer's note point at their family, so that they add no chance
+# candidates to every fit.
+ON_HINT = frozenset(
+    ["request_not_done", "confirmations_outnumber_changes", "claimed_success_without_change"]
+)
 _FIELD_LABELS = {
     "out": "Output",
     "opening": "Output's first 20 words",
@@ -652,6 +659,8 @@ def build_structural(
         return mask
 
     for name, (family, _, _) in FLAGS.items():
+        if name in ON_HINT and priors.get(family, 0.0) <= 0:
+            continue
         f = Feature(
             family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=priors.get(family, 0.0)
         )

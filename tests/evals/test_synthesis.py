@@ -3,6 +3,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
 from evals.metrics.agreement import agreement, grouped_folds, low_confidence_reason
 from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
+from evals.synthesis.features import ON_HINT
 from sandbox import validate
 
 WORDS = [
@@ -578,7 +580,8 @@ def test_code_matches_predict_on_real_agent_conversations(fact):
         LabelledExample(trace=t, label="negative" if view(t)["flags"][fact] else "positive")
         for t in traces
     ]
-    fitted = fit(examples)
+    # The criteria name the step families, so facts tried only on a hint are tried too.
+    fitted = fit(examples, criteria="Do every action asked; report failed tool calls.")
     assert fitted.decision.rules
     _assert_code_matches(fitted, traces)
 
@@ -920,13 +923,17 @@ def test_recovers_a_request_the_agent_never_carried_out():
         ]
         trace = _chat(i, rng, turns, f"{_words_text(rng, 6)} Anything else?")
         examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
-    fitted, rule = _recovered(examples)
+    # A weak fact on real conversations: tried only when the criteria or notes point at it.
+    unnamed = fit(examples).decision.rules
+    assert all(lit.feature.args[0] not in ON_HINT for r in unnamed for lit in r.literals)
+    criteria = "The agent must carry out every action the customer asks for."
+    fitted, rule = _recovered(examples, criteria=criteria)
     assert rule.feature.args == ("request_not_done",) and rule.literals[0].holds, fitted.rules
     verdict, reason = fitted.predict(examples[0].trace)
     assert verdict is False
     assert reason == "The user asked for an action no change carried out ('return')"
     # Same input in another order gives the same code.
-    assert fit(list(reversed(examples))).code == fitted.code
+    assert fit(list(reversed(examples)), criteria=criteria).code == fitted.code
 
 
 def test_recovers_a_claim_of_success_after_a_failed_change():
@@ -959,7 +966,7 @@ def test_recovers_a_claim_of_success_after_a_failed_change():
         )
         trace = _chat(i, rng, turns, output)
         examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
-    fitted, rule = _recovered(examples)
+    fitted, rule = _recovered(examples, criteria="Never claim a change that failed.")
     assert rule.feature.args == ("claimed_success_without_change",), fitted.rules
     assert rule.literals[0].holds
     assert fitted.predict(examples[0].trace) == (
@@ -992,7 +999,8 @@ def test_recovers_confirmations_that_outnumber_changes():
         ]
         trace = _chat(i, rng, turns, f"{_words_text(rng, 6)} Anything else?")
         examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
-    fitted, rule = _recovered(examples)
+    notes = [replace(e, note="the user confirmed a change that was never made") for e in examples]
+    fitted, rule = _recovered(notes)
     assert rule.feature.args == ("confirmations_outnumber_changes",), fitted.rules
     assert fitted.predict(examples[0].trace) == (
         False,
