@@ -350,6 +350,21 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
                 "A step failed in the conversation's last turn",
                 "No step failed in the conversation's last turn",
             ),
+            "request_not_done": (
+                "tool",
+                "The user asked for an action no change carried out",
+                "Every action the user asked for was carried out by a change",
+            ),
+            "confirmations_outnumber_changes": (
+                "tool",
+                "The user confirmed more often than changes were made",
+                "Every confirmation by the user was matched by a change",
+            ),
+            "claimed_success_without_change": (
+                "error",
+                "Output claims success but no change succeeded last",
+                "Output claims no success that a failed or missing change belies",
+            ),
             "last_turn_resolved": (
                 "turns",
                 "The last answer resolved the request",
@@ -442,10 +457,21 @@ _FLAG_COST = {
     "error_timeout": 1.1,
     "ignores_last_error": 1.1,
     "write_with_unsupported_argument": 1.1,
+    # Cruder comparisons of requests with changes: the named step facts read better.
+    "request_not_done": 1.1,
+    "confirmations_outnumber_changes": 1.1,
+    "claimed_success_without_change": 1.1,
 }
 # Where the aggregate and a named kind of broken instruction agree, the named kind says
 # more ("breaks a length limit"); the aggregate wins whenever the kinds differ.
 _FLAG_COST.update({"breaks_instruction": 1.05, "keeps_checked_instructions": 1.05})
+# Facts that scored no better than chance on the real agent conversations measured
+# (docs/synthesiser.md) but name classic agent failures: they are tried only when the
+# criteria or a reviewer's note point at their family, so that they add no chance
+# candidates to every fit.
+ON_HINT = frozenset(
+    ["request_not_done", "confirmations_outnumber_changes", "claimed_success_without_change"]
+)
 _FIELD_LABELS = {
     "out": "Output",
     "opening": "Output's first 20 words",
@@ -633,6 +659,8 @@ def build_structural(
         return mask
 
     for name, (family, _, _) in FLAGS.items():
+        if name in ON_HINT and priors.get(family, 0.0) <= 0:
+            continue
         f = Feature(
             family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=priors.get(family, 0.0)
         )

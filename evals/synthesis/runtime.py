@@ -666,6 +666,98 @@ def _step_facts(steps, in_raw):
     return tools, numbers, flags, (results, last_result), tool_errors, "\n".join(grounded)
 
 
+# What a user asks an agent to do, by a generic verb vocabulary: request words (and
+# their -s/-ed/-ing forms) mapped to one action, and the same for the first verb of a
+# changing tool's name. Words that are mostly nouns in requests ("order", "charge") are
+# left out.
+REQUEST_ACTIONS = {
+    "cancel": "cancel",
+    "return": "return",
+    "refund": "return",
+    "exchange": "exchange",
+    "swap": "exchange",
+    "replace": "exchange",
+    "modify": "modify",
+    "change": "modify",
+    "update": "modify",
+    "edit": "modify",
+    "book": "book",
+    "reserve": "book",
+    "reschedule": "modify",
+    "delete": "delete",
+    "remove": "delete",
+    "send": "send",
+    "create": "create",
+    "upgrade": "upgrade",
+    "downgrade": "upgrade",
+}
+
+
+def _action_of_word(word):
+    """Return the action a request word names (cancel, cancels, cancelled ...), else ''."""
+    for suffix in ("", "s", "es", "d", "ed", "led", "ing", "ling"):
+        if suffix and not word.endswith(suffix):
+            continue
+        stem = word[: len(word) - len(suffix)] if suffix else word
+        if stem in REQUEST_ACTIONS:
+            return REQUEST_ACTIONS[stem]
+        if suffix in ("d", "ed", "ing") and stem + "e" in REQUEST_ACTIONS:
+            return REQUEST_ACTIONS[stem + "e"]
+    return ""
+
+
+def _action_of_tool(name):
+    """Return the action a changing tool performs, by the first verb of its name, else ''."""
+    parts = re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower())
+    return REQUEST_ACTIONS.get(parts[0], "") if parts else ""
+
+
+def _request_facts(steps, out_padded):
+    """Return flags comparing what the user asked for with what the agent did.
+
+    Requested actions come from the user's turns (a generic verb vocabulary), changes
+    from the changing tool calls that did not fail; the final answer's claim of success
+    is set against them.
+    """
+    requested = {}  # action -> the user's word that asked for it
+    done = set()
+    confirmations = 0
+    changes = 0
+    last_change_failed = False
+    tool_calls = 0
+    for step in steps:
+        if _is_user(step):
+            words = _words(_text(step.get("output")) or _text(step.get("input")))
+            if _lexicon(_padded(words), "confirmation"):
+                confirmations += 1
+            for word in words:
+                action = _action_of_word(word)
+                if action:
+                    requested.setdefault(action, word)
+        elif str(step.get("type") or "") == "tool":
+            tool_calls += 1
+            if _tool_kind(str(step.get("name") or "")) == "write":
+                last_change_failed = bool(step.get("error"))
+                if not step.get("error"):
+                    changes += 1
+                    done.add(_action_of_tool(str(step.get("name") or "")))
+    unmet = sorted(a for a in requested if a not in done)
+    # Only where tools ran: a plain answer's "has been" is no claim about a change.
+    claimed = _lexicon(out_padded, "success") if tool_calls else ""
+    flags = {
+        "request_not_done": requested[unmet[0]] if unmet else "",
+        "confirmations_outnumber_changes": (
+            str(confirmations) + " confirmations, " + str(changes) + " changes"
+            if confirmations > changes
+            else ""
+        ),
+        "claimed_success_without_change": (
+            claimed if claimed and (not changes or last_change_failed) else ""
+        ),
+    }
+    return flags
+
+
 def _is_conversation(item):
     return isinstance(item.get("turns"), list) and isinstance(item.get("messages"), list)
 
@@ -819,6 +911,7 @@ def view(trace):
         said_numbers, said_flags = facts(in_raw, out_raw)
         numbers.update(said_numbers)
         flags.update(said_flags)
+    flags.update(_request_facts(steps, out_padded))
     # The request was resolved at the end: the last answer claims success and neither the
     # last turn nor the answer reports a failure.
     flags["last_turn_resolved"] = (

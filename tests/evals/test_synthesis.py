@@ -3,6 +3,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
 from evals.metrics.agreement import agreement, grouped_folds, low_confidence_reason
 from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
+from evals.synthesis.features import ON_HINT
 from sandbox import validate
 
 WORDS = [
@@ -559,7 +561,14 @@ def test_a_rule_the_notes_point_to_needs_less_held_out_proof():
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared benchmark data not present")
 @pytest.mark.parametrize(
-    "fact", ["write_without_confirmation", "asked_after_last_change", "same_target_changed_twice"]
+    "fact",
+    [
+        "write_without_confirmation",
+        "asked_after_last_change",
+        "same_target_changed_twice",
+        "request_not_done",
+        "claimed_success_without_change",
+    ],
 )
 def test_code_matches_predict_on_real_agent_conversations(fact):
     # Labels from a step fact, so that a rule over the steps is learned and exercised.
@@ -571,7 +580,8 @@ def test_code_matches_predict_on_real_agent_conversations(fact):
         LabelledExample(trace=t, label="negative" if view(t)["flags"][fact] else "positive")
         for t in traces
     ]
-    fitted = fit(examples)
+    # The criteria name the step families, so facts tried only on a hint are tried too.
+    fitted = fit(examples, criteria="Do every action asked; report failed tool calls.")
     assert fitted.decision.rules
     _assert_code_matches(fitted, traces)
 
@@ -871,3 +881,140 @@ def test_recovers_how_many_changes_succeeded():
     fitted, rule = _recovered(examples)
     assert rule.feature.args == ("changes", 2.0) and rule.literals[0].holds, fitted.rules
     assert "2 changes that succeeded" in fitted.predict(examples[0].trace)[1]
+
+
+def _chat(i, rng, turns, output):
+    """Return an agent conversation from (kind, name or text, input, result) tuples."""
+    steps = []
+    for kind, text, args, result in turns:
+        if kind == "user":
+            steps.append({"type": "span", "name": "user", "output": text})
+        elif kind == "agent":
+            steps.append({"type": "llm", "name": "agent", "output": {"content": text}})
+        else:
+            step = {"type": "tool", "name": text, "input": args}
+            step.update({"error": result[1:]} if result.startswith("!") else {"output": result})
+            steps.append(step)
+    return _agent_trace(i, rng, steps=steps, output=output)
+
+
+def test_recovers_a_request_the_agent_never_carried_out():
+    # Every agent makes two changes. Bad: the user asked to cancel one order and return
+    # another, and the agent cancelled both. Good: it did what was asked, or the user
+    # asked to cancel both. Neither the number of changes nor a tool's name tells them
+    # apart; what the user asked for against what was done does.
+    rng = random.Random(41)
+    examples = []
+    for i in range(30):
+        bad = i % 3 == 0
+        both_cancel = i % 3 == 1
+        first, second = f"W{1000 + i}", f"W{5000 + i}"
+        ask = (
+            f"Please cancel {first} and {second}."
+            if both_cancel
+            else f"Please cancel {first} and return {second}."
+        )
+        second_tool = "cancel_order" if bad or both_cancel else "return_items"
+        turns = [
+            ("user", ask, None, ""),
+            ("tool", "get_order_details", {"id": first}, "pending"),
+            ("tool", "cancel_order", {"id": first}, "cancelled"),
+            ("tool", second_tool, {"id": second}, "done"),
+        ]
+        trace = _chat(i, rng, turns, f"{_words_text(rng, 6)} Anything else?")
+        examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
+    # A weak fact on real conversations: tried only when the criteria or notes point at it.
+    unnamed = fit(examples).decision.rules
+    assert all(lit.feature.args[0] not in ON_HINT for r in unnamed for lit in r.literals)
+    criteria = "The agent must carry out every action the customer asks for."
+    fitted, rule = _recovered(examples, criteria=criteria)
+    assert rule.feature.args == ("request_not_done",) and rule.literals[0].holds, fitted.rules
+    verdict, reason = fitted.predict(examples[0].trace)
+    assert verdict is False
+    assert reason == "The user asked for an action no change carried out ('return')"
+    # Same input in another order gives the same code.
+    assert fit(list(reversed(examples)), criteria=criteria).code == fitted.code
+
+
+def test_recovers_a_claim_of_success_after_a_failed_change():
+    # Bad: the change failed (or never ran) and the answer says it was done, even after
+    # a later lookup succeeded. Good: the change went through, or the answer says it did
+    # not. A third of the good traces had a lookup fail first and still claim success,
+    # so "a tool failed and the answer claims success" is not it.
+    rng = random.Random(42)
+    examples = []
+    for i in range(30):
+        bad = i % 3 == 0
+        order = f"W{1000 + i}"
+        turns = [("user", f"Please cancel {order}.", None, "")]
+        if i % 3 == 1:
+            turns.append(("tool", "get_order_details", {"id": order}, "!timed out"))
+        turns.append(("tool", "get_order_details", {"id": order}, "pending"))
+        if bad and i % 2:
+            pass  # no change at all
+        elif bad or i % 3 == 2 and i % 2:
+            turns.append(("tool", "cancel_order", {"id": order}, "!order is not pending"))
+        else:
+            turns.append(("tool", "cancel_order", {"id": order}, "cancelled"))
+        if bad:
+            turns.append(("tool", "get_order_details", {"id": order}, "pending"))
+        failed_honestly = not bad and i % 3 == 2 and i % 2
+        output = (
+            "I could not cancel it: the order is not pending."
+            if failed_honestly
+            else f"Your order {order} has been cancelled."
+        )
+        trace = _chat(i, rng, turns, output)
+        examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
+    fitted, rule = _recovered(examples, criteria="Never claim a change that failed.")
+    assert rule.feature.args == ("claimed_success_without_change",), fitted.rules
+    assert rule.literals[0].holds
+    assert fitted.predict(examples[0].trace) == (
+        False,
+        "Output claims success but no change succeeded last ('has been')",
+    )
+    # A plain answer with no tools is no claim about a change.
+    assert fitted.predict({"output": "The capital has been Paris since 508."})[0] is True
+
+
+def test_recovers_confirmations_that_outnumber_changes():
+    # Bad: the user said yes to two changes and only the second was made, so nothing is
+    # pending after the last change. Good: every yes was followed by its change; half
+    # of the good traces ask once, so counting changes or questions does not tell.
+    rng = random.Random(43)
+    examples = []
+    for i in range(30):
+        bad = i % 3 == 0
+        one_ask = i % 3 == 1
+        first, second = f"W{1000 + i}", f"W{5000 + i}"
+        turns = [("user", f"I need help with {first} and {second}.", None, "")]
+        if not one_ask:
+            turns += [("agent", f"Shall I cancel {first}?", None, ""), ("user", "Yes.", None, "")]
+            if not bad:
+                turns.append(("tool", "cancel_order", {"id": first}, "cancelled"))
+        turns += [
+            ("agent", f"Shall I cancel {second}?", None, ""),
+            ("user", "Yes, please.", None, ""),
+            ("tool", "cancel_order", {"id": second}, "cancelled"),
+        ]
+        trace = _chat(i, rng, turns, f"{_words_text(rng, 6)} Anything else?")
+        examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
+    notes = [replace(e, note="the user confirmed a change that was never made") for e in examples]
+    fitted, rule = _recovered(notes)
+    assert rule.feature.args == ("confirmations_outnumber_changes",), fitted.rules
+    assert fitted.predict(examples[0].trace) == (
+        False,
+        "The user confirmed more often than changes were made ('2 confirmations, 1 changes')",
+    )
+
+
+def test_request_words_map_to_the_action_a_tool_performs():
+    assert [runtime._action_of_word(w) for w in ("cancelled", "changing", "refunds", "order")] == [
+        "cancel",
+        "modify",
+        "return",
+        "",
+    ]
+    assert runtime._action_of_tool("modifyPendingOrder") == "modify"
+    assert runtime._action_of_tool("exchange_delivered_items") == "exchange"
+    assert runtime._action_of_tool("get_order") == ""
