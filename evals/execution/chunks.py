@@ -18,7 +18,9 @@ when its worker dies. Counts stay exact whatever dies:
 from __future__ import annotations
 
 import logging
+import time
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -106,6 +108,28 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
     logger.info("eval run chunk done chunk=%s run=%s %s", chunk.pk, run.pk, stages.log_fields())
     finish_if_complete(run_id=run.pk)
     return chunk
+
+
+def work_until_done(*, run_id: int) -> EvalRun:
+    """Carry out a split run's chunks in this process, with any worker helping; return it final.
+
+    For a caller that needs the verdicts before it goes on (generation measuring a new
+    version): it claims every chunk no live worker holds, the chunks' own tasks let other
+    workers take the rest, and it waits while they do. A chunk whose worker died is taken
+    over here like anywhere else (the same claim), so the run always ends. Raises
+    sandbox.SandboxError as ``execute_chunk`` does.
+    """
+    while True:
+        pending = EvalRunChunk.objects.filter(run_id=run_id, status__in=ACTIVE)
+        for chunk_id in pending.values_list("pk", flat=True):
+            execute_chunk(chunk_id=chunk_id)
+        # Every chunk may have ended without finishing the run (one was given up on).
+        finish_if_complete(run_id=run_id)
+        run = EvalRun.objects.get(pk=run_id)
+        if run.status not in ACTIVE:
+            return run
+        # Other workers hold the chunks left: look again once they may have moved.
+        time.sleep(min(1.0, settings.IOFOLD_RUN_HEARTBEAT_SECONDS))
 
 
 def _record_batch(

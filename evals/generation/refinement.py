@@ -109,8 +109,7 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
     from evals.generation.provider_settings import resolve_provider
     from evals.generation.services import (
         examples_for,
-        store_eval,
-        test_and_measure,
+        measure_and_store,
         write_candidate,
     )
 
@@ -146,15 +145,14 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
         f"{'' if len(wrong) == 1 else 's'}.\n{candidate.description}"
     ).strip()
     stage(f"Running the refined eval on {len(examples)} labelled traces in the sandbox")
-    results, measurement = test_and_measure(
-        candidate, examples, limits, extra={"refined_contradictions": len(wrong)}
-    )
-    return store_eval(
+    return measure_and_store(
         eval_set=eval_set,
         candidate=candidate,
-        measurement=measurement,
-        traces=[traces[e.group] for e in examples],
-        results=results,
+        examples=examples,
+        traces=traces,
+        limits=limits,
+        generation_id=generation.pk,
+        extra={"refined_contradictions": len(wrong)},
         user=generation.created_by,
         parent=parent,
         origin="refined",

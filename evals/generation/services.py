@@ -19,7 +19,7 @@ from django.utils import timezone
 
 import sandbox
 from evals.datasets import LabelledExample
-from evals.exceptions import EvalError, TransientEvalError
+from evals.exceptions import EvalError, TransientEvalError, sandbox_failure
 from evals.execution.runs import record_completed_run
 from evals.generation import candidates
 from evals.generation.pricing import cost_usd, price_table
@@ -29,7 +29,15 @@ from evals.judging.runs import add_run_spend, infer_kind, run_sandbox, uses_judg
 from evals.judging.session import JudgeSession, Usage
 from evals.judging.spend import capped_session, nothing_left
 from evals.metrics.measure import apply_measurement, measure
-from evals.models import Eval, EvalKind, EvalRun, Generation, Provider, RunStatus
+from evals.models import (
+    Eval,
+    EvalExecution,
+    EvalKind,
+    EvalRun,
+    Generation,
+    Provider,
+    RunStatus,
+)
 from evals.queue import enqueue_generation
 from evals.sandboxing import sandbox_limits
 from iofold.lib import metrics
@@ -230,6 +238,7 @@ def generate_eval(
     user=None,
     on_stage=None,
     on_attempt=None,
+    generation_id: int | None = None,
 ) -> Eval:
     """Write, test, measure and store a new eval version for the set; return it."""
     stage = on_stage or (lambda text: None)
@@ -248,15 +257,15 @@ def generate_eval(
         session=session,
     )
     stage(f"Running the eval on {len(examples)} labelled traces in the sandbox")
-    results, measurement = test_and_measure(candidate, examples, limits, session=session)
-    return store_eval(
+    return measure_and_store(
         eval_set=eval_set,
         candidate=candidate,
-        measurement=measurement,
-        traces=[traces[e.group] for e in examples],
-        results=results,
-        user=user,
+        examples=examples,
+        traces=traces,
+        limits=limits,
+        generation_id=generation_id,
         session=session,
+        user=user,
     )
 
 
@@ -313,6 +322,17 @@ def test_and_measure(
     cross-validation pairs cover the training traces a second time.
     """
     results = candidates.test_candidate(candidate.code, examples, limits, judged_runner(session))
+    return results, measure_results(candidate, examples, results, extra=extra)
+
+
+def measure_results(
+    candidate: candidates.Candidate,
+    examples: list[LabelledExample],
+    results: list,
+    *,
+    extra: dict | None = None,
+):
+    """Measure the candidate's results (one per example, in order) against the labels."""
     verdicts = {
         e.group: (r.passed if r.error is None else None)
         for e, r in zip(examples, results, strict=True)
@@ -325,14 +345,13 @@ def test_and_measure(
         extra["heldout_trace_ids"] = sorted(int(g) for g in heldout_groups)
     else:
         heldout = candidate.heldout_pairs
-    measurement = measure(
+    return measure(
         training=training,
         heldout=heldout,
         method=candidate.method,
         labels=[e.label for e in examples],
         extra=extra,
     )
-    return results, measurement
 
 
 def candidate_cost(candidate: candidates.Candidate) -> Decimal | None:
@@ -353,6 +372,7 @@ def store_eval(
     parent: Eval | None = None,
     origin: str = "generated",
     session: JudgeSession | None = None,
+    draft: Eval | None = None,
 ) -> Eval:
     """Save the candidate as the set's next version with its run and executions.
 
@@ -361,7 +381,9 @@ def store_eval(
     drafts until someone activates them. A version that gives every labelled trace the
     same verdict is "no reliable eval yet": kept as a draft with the reason, never
     activated automatically. With a judge `session`, what its calls cost (the dry run's
-    included) is recorded on the run, so it counts against the monthly budget.
+    included) is recorded on the run, so it counts against the monthly budget. A `draft`
+    stored before measuring (``store_draft``), whose run holds the verdicts already, is
+    completed in place instead.
     """
     judged = session is not None and uses_judge(candidate.code)
     usage = [session.per_trace.get(i) for i in range(len(results))] if judged else []
@@ -369,60 +391,237 @@ def store_eval(
     if measurement.metrics.get("heldout_trace_ids"):
         counts.append(measurement.metrics.get("heldout"))
     no_eval_reason = candidate.no_eval_reason or candidates.constant_verdict_reason(counts)
+
+    def write(version: int) -> Eval:
+        has_active = Eval.objects.filter(eval_set=eval_set).active().exists()
+        activate = not has_active and not measurement.low_confidence
+        activate = activate and not no_eval_reason
+        eval = draft or _new_version(
+            eval_set=eval_set,
+            candidate=candidate,
+            version=version,
+            user=user,
+            parent=parent,
+            origin=origin,
+        )
+        eval.status = Eval.Status.ACTIVE if activate else Eval.Status.DRAFT
+        eval.activated_at = timezone.now() if activate else None
+        apply_measurement(eval, measurement)
+        eval.metrics = {
+            **eval.metrics,
+            "attempts": candidate.attempts,
+            "usage_estimated": candidate.usage_estimated,
+            "no_reliable_eval": bool(no_eval_reason),
+            "no_eval_reason": no_eval_reason,
+        }
+        if no_eval_reason:
+            eval.low_confidence = True
+            eval.low_confidence_reason = no_eval_reason.split(". ")[0]
+        eval.save()
+        if draft is not None:
+            return eval
+        run = record_completed_run(
+            eval=eval,
+            traces=traces,
+            results=results,
+            trigger=EvalRun.Trigger.GENERATION,
+            usage=usage,
+        )
+        if judged:
+            add_run_spend(run=run, session=session, since=Usage())
+        return eval
+
+    return _in_version_order(eval_set, write)
+
+
+def _in_version_order(eval_set: EvalSet, write: Callable[[int], Eval]) -> Eval:
+    """Call ``write(next version number)`` in a transaction holding the set's lock.
+
+    Another version (or activation) landing at the same moment makes the write fail on a
+    unique constraint: it is tried again with the next number.
+    """
     for _ in range(3):
         try:
             with transaction.atomic():
                 EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
                 latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
-                has_active = Eval.objects.filter(eval_set=eval_set).active().exists()
-                activate = not has_active and not measurement.low_confidence
-                activate = activate and not no_eval_reason
-                eval = Eval(
-                    workspace_id=eval_set.workspace_id,
-                    eval_set=eval_set,
-                    version=(latest or 0) + 1,
-                    parent=parent,
-                    status=Eval.Status.ACTIVE if activate else Eval.Status.DRAFT,
-                    activated_at=timezone.now() if activate else None,
-                    code=candidate.code,
-                    provider=candidate.provider,
-                    model=candidate.model,
-                    origin=origin,
-                    kind=infer_kind(candidate.code, parent.kind if parent else EvalKind.CODE),
-                    prompt=candidate.prompt,
-                    prompt_version=candidate.prompt_version,
-                    input_tokens=candidate.input_tokens,
-                    output_tokens=candidate.output_tokens,
-                    cost_usd=candidate_cost(candidate),
-                    description=candidate.description,
-                    created_by=user if user is not None and user.is_authenticated else None,
-                )
-                apply_measurement(eval, measurement)
-                eval.metrics = {
-                    **eval.metrics,
-                    "attempts": candidate.attempts,
-                    "usage_estimated": candidate.usage_estimated,
-                    "no_reliable_eval": bool(no_eval_reason),
-                    "no_eval_reason": no_eval_reason,
-                }
-                if no_eval_reason:
-                    eval.low_confidence = True
-                    eval.low_confidence_reason = no_eval_reason.split(". ")[0]
-                eval.save()
-                run = record_completed_run(
-                    eval=eval,
-                    traces=traces,
-                    results=results,
-                    trigger=EvalRun.Trigger.GENERATION,
-                    usage=usage,
-                )
-                if judged:
-                    add_run_spend(run=run, session=session, since=Usage())
-                return eval
+                return write((latest or 0) + 1)
         except IntegrityError:
-            # Another version (or activation) landed at the same moment; number again.
             continue
     raise TransientEvalError("Could not number the new eval version; try again.")
+
+
+def _new_version(
+    *,
+    eval_set: EvalSet,
+    candidate: candidates.Candidate,
+    version: int,
+    user=None,
+    parent: Eval | None = None,
+    origin: str,
+) -> Eval:
+    """Return the candidate as an unsaved version of the set (a draft, not measured yet)."""
+    return Eval(
+        workspace_id=eval_set.workspace_id,
+        eval_set=eval_set,
+        version=version,
+        parent=parent,
+        status=Eval.Status.DRAFT,
+        code=candidate.code,
+        provider=candidate.provider,
+        model=candidate.model,
+        origin=origin,
+        kind=infer_kind(candidate.code, parent.kind if parent else EvalKind.CODE),
+        prompt=candidate.prompt,
+        prompt_version=candidate.prompt_version,
+        input_tokens=candidate.input_tokens,
+        output_tokens=candidate.output_tokens,
+        cost_usd=candidate_cost(candidate),
+        description=candidate.description,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+
+
+# A version stored before it is measured (``measure_and_store``) names its generation here
+# until it is: a version whose generation's worker died is removed when it starts again.
+MEASURING = "measuring_generation"
+
+
+def measure_and_store(
+    *,
+    eval_set: EvalSet,
+    candidate: candidates.Candidate,
+    examples: list[LabelledExample],
+    traces: dict[str, Trace],
+    limits,
+    generation_id: int | None = None,
+    extra: dict | None = None,
+    session: JudgeSession | None = None,
+    user=None,
+    parent: Eval | None = None,
+    origin: str = "generated",
+) -> Eval:
+    """Run the candidate on every labelled trace, measure it and store it as a version.
+
+    Up to ``IOFOLD_EVAL_CHUNK_TRACES`` labelled traces (or code that calls a judge, whose
+    spend one task must keep) are judged here in one sandbox call. More are judged the
+    way a large eval run is: the version is stored first as a draft, its run is split
+    into chunks that any worker may carry out (evals/execution/chunks.py), this task
+    works on them too and waits for the rest, then measures the verdicts the chunks
+    wrote. The verdicts, and so the metrics, are the same either way.
+    """
+    from evals.execution.chunks import work_until_done
+    from evals.execution.runs import start_run
+
+    ordered = [traces[e.group] for e in examples]
+    size = settings.IOFOLD_EVAL_CHUNK_TRACES
+    if len(examples) <= size or uses_judge(candidate.code):
+        results, measurement = test_and_measure(
+            candidate, examples, limits, extra=extra, session=session
+        )
+        return store_eval(
+            eval_set=eval_set,
+            candidate=candidate,
+            measurement=measurement,
+            traces=ordered,
+            results=results,
+            user=user,
+            parent=parent,
+            origin=origin,
+            session=session,
+        )
+    draft = store_draft(
+        eval_set=eval_set,
+        candidate=candidate,
+        user=user,
+        parent=parent,
+        origin=origin,
+        generation_id=generation_id,
+    )
+    try:
+        run = start_run(
+            eval=draft, trace_ids=[t.pk for t in ordered], trigger=EvalRun.Trigger.GENERATION
+        )
+        try:
+            run = work_until_done(run_id=run.pk)
+        except sandbox.SandboxError as exc:
+            raise sandbox_failure(exc) from exc
+        if run.status != RunStatus.SUCCEEDED:
+            raise EvalError(run.error or "Measuring the new eval did not finish; try again.")
+        results = stored_results(eval=draft, traces=ordered)
+        measurement = measure_results(candidate, examples, results, extra=extra)
+        return store_eval(
+            eval_set=eval_set,
+            candidate=candidate,
+            measurement=measurement,
+            traces=ordered,
+            results=results,
+            draft=draft,
+        )
+    except BaseException:
+        # Nothing half-measured is left behind; the generation starts over on a retry.
+        draft.delete()
+        raise
+
+
+def store_draft(
+    *,
+    eval_set: EvalSet,
+    candidate: candidates.Candidate,
+    user=None,
+    parent: Eval | None = None,
+    origin: str = "generated",
+    generation_id: int | None = None,
+) -> Eval:
+    """Store the candidate as the set's next version, a draft marked as being measured."""
+
+    def write(version: int) -> Eval:
+        eval = _new_version(
+            eval_set=eval_set,
+            candidate=candidate,
+            version=version,
+            user=user,
+            parent=parent,
+            origin=origin,
+        )
+        eval.metrics = {MEASURING: generation_id}
+        eval.low_confidence = True
+        eval.low_confidence_reason = "Being measured on the labelled traces"
+        eval.save()
+        return eval
+
+    return _in_version_order(eval_set, write)
+
+
+def drop_unmeasured(*, generation_id: int) -> int:
+    """Delete the versions a generation stored and did not finish measuring (its worker died)."""
+    deleted, _ = Eval.objects.filter(
+        status=Eval.Status.DRAFT, **{f"metrics__{MEASURING}": generation_id}
+    ).delete()
+    return deleted
+
+
+def stored_results(*, eval: Eval, traces: list[Trace]) -> list[sandbox.Result]:
+    """Return the eval's stored verdicts on `traces` as sandbox results, in their order."""
+    rows = {
+        row["trace_id"]: row
+        for row in EvalExecution.objects.filter(eval=eval, trace__in=traces).values(
+            "trace_id", "passed", "reason", "error", "duration_ms", "output"
+        )
+    }
+    missing = sandbox.Result(None, "", "No verdict was recorded for this trace.", 0.0)
+    return [
+        sandbox.Result(
+            passed=row["passed"],
+            reason=row["reason"],
+            error=row["error"] or None,
+            duration_ms=row["duration_ms"],
+            output=row["output"],
+        )
+        if (row := rows.get(t.pk))
+        else missing
+        for t in traces
+    ]
 
 
 def fail_generation(*, generation_id: int, error: str) -> Generation | None:

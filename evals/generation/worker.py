@@ -15,6 +15,7 @@ from evals.generation.refinement import run_refinement, start_refinement
 from evals.generation.services import (
     choice_for,
     complete_generation,
+    drop_unmeasured,
     generate_eval,
     start_generation,
 )
@@ -60,6 +61,8 @@ def run_generation(
     if generation is None:
         logger.info("generation not claimed generation=%s", generation_id)
         return Generation.objects.filter(pk=generation_id).first()
+    # A version an earlier attempt stored and did not finish measuring (its worker died).
+    drop_unmeasured(generation_id=generation.pk)
     with keep_alive(generation):
         return _run_claimed(generation, choice=choice)
 
@@ -77,6 +80,7 @@ def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Ge
             eval_set=generation.eval_set,
             choice=choice or choice_for(generation),
             user=generation.created_by,
+            generation_id=generation.pk,
             **progress,
         )
 
