@@ -13,6 +13,9 @@ when its worker dies. Counts stay exact whatever dies:
 - verdicts are upserts on (eval, trace), so a chunk judged again never adds a row;
 - the run's counts are recounted from its executions, and the last chunk to finish (or
   the reaper, if that chunk was given up on) finishes the run.
+
+A generation measuring its new version on many labelled traces splits that run the same
+way and waits for it in ``work_until_done``, carrying out chunks itself meanwhile.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 start_generation (request) -> generate_eval_task -> worker.run_generation: read the labels,
 write a candidate (offline synthesiser or an LLM with validation and retries), run it
-on every labelled trace in the sandbox, measure it against the labels, store the version.
+on every labelled trace in the sandbox (in chunks other workers share, on many labels:
+``measure_and_store``), measure it against the labels, store the version.
 """
 
 from __future__ import annotations
