@@ -148,6 +148,14 @@ class Eval(WorkspaceOwned):
     def get_absolute_url(self) -> str:
         return reverse("evals:detail", kwargs={"slug": self.workspace.slug, "pk": self.pk})
 
+    # A version generation stored before measuring it on many labels names its generation
+    # under this key of ``metrics`` until it is measured (evals.generation.services).
+    MEASURING = "measuring_generation"
+
+    @property
+    def being_measured(self) -> bool:
+        return self.MEASURING in (self.metrics or {})
+
     def _metric_parts(self) -> tuple[dict, dict, bool]:
         """Return (held-out, training, no reliable eval) from metrics or list annotations."""
         if "metrics" in self.get_deferred_fields():

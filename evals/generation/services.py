@@ -485,7 +485,7 @@ def _new_version(
 
 # A version stored before it is measured (``measure_and_store``) names its generation here
 # until it is: a version whose generation's worker died is removed when it starts again.
-MEASURING = "measuring_generation"
+MEASURING = Eval.MEASURING
 
 
 def measure_and_store(

@@ -97,6 +97,11 @@ def activate_or_roll_back(*, eval: Eval, user=None, reason: str = "", verb: str 
     The UI and the API both call this, so they decide the same way which one it is. The
     set's activity feed records who did it (None: iofold itself) and why.
     """
+    if eval.being_measured:
+        raise EvalActionError(
+            f"v{eval.version} is still being measured on the labels; activate it once its "
+            "generation has finished."
+        )
     if eval.origin == TEMPLATE_ORIGIN and not eval.labels_tested:
         raise EvalActionError(
             f"v{eval.version} comes from the gallery: measure it on this workspace's labels "

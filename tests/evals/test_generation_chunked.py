@@ -1,6 +1,7 @@
 """Generation measuring a new version on more labels than a chunk: split like a large run."""
 
 import pytest
+from django.urls import reverse
 
 import sandbox
 from evals.exceptions import TransientEvalError
@@ -181,3 +182,21 @@ def test_the_waiting_task_takes_over_a_chunk_whose_worker_died(
     assert (run.status, run.done, run.passed, run.failed) == ("succeeded", 9, 5, 4)
     assert (first.status, first.takeovers) == ("succeeded", 1)
     assert EvalRun.objects.get(pk=run.pk).trigger == "generation"
+
+
+def test_a_version_being_measured_cannot_be_activated(api_client, owner, workspace):
+    eval_set, _ = labelled_set(workspace, good=3, bad=3, user=owner)
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    candidate = Candidate(code=GOOD_CODE, provider="offline", model="synthesiser", method="")
+    draft = store_draft(eval_set=eval_set, candidate=candidate, generation_id=generation.pk)
+    api_client.force_login(owner)
+
+    response = api_client.post(
+        reverse("api-eval-activate", kwargs={"pk": draft.pk}),
+        headers={"X-Workspace": workspace.slug},
+    )
+
+    assert response.status_code == 400
+    assert "still being measured" in response.json()["detail"]
+    draft.refresh_from_db()
+    assert draft.status == "draft" and draft.being_measured
