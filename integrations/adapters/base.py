@@ -234,7 +234,11 @@ class Adapter:
         filters: TraceFilters,
         cursor: str | None,
     ) -> Iterator[TracePage]:
-        """Yield pages of complete normalised traces; each page's cursor resumes after it."""
+        """Yield pages of complete normalised traces; each page's cursor resumes after it.
+
+        The sync runs this on a thread one page ahead of the page it writes: it talks to
+        the source only, never to the database (whose connections are per thread).
+        """
         raise NotImplementedError
 
     @staticmethod
