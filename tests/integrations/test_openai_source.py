@@ -337,3 +337,26 @@ def test_a_page_failing_after_prefetched_ones_is_reported_and_resumed_from_its_c
     assert resumed.status == SyncRun.Status.SUCCEEDED, resumed.error
     assert (resumed.resumed, resumed.created_count, resumed.unchanged_count) == (True, 20, 0)
     assert synced(integration).count() == 40
+
+
+def test_a_failing_messages_request_fails_its_page_and_the_next_sync_resumes(
+    openai_store, workspace
+):
+    fill(openai_store, 30)
+    openai_store.broken_messages["chatcmpl-00015"] = 400  # on the second page (newest first)
+    integration = make(workspace, openai_store)
+
+    failed = sync(integration)
+
+    assert failed.status == SyncRun.Status.FAILED
+    assert "OpenAI answered HTTP 400: scripted messages failure" in failed.error
+    assert (failed.pages, failed.created_count) == (1, 10)
+    assert set(synced(integration).values_list("external_id", flat=True)) == {
+        f"chatcmpl-{i:05d}" for i in range(20, 30)
+    }
+    del openai_store.broken_messages["chatcmpl-00015"]
+    resumed = sync(integration)
+    assert resumed.status == SyncRun.Status.SUCCEEDED, resumed.error
+    assert (resumed.resumed, resumed.created_count) == (True, 20)
+    trace = synced(integration).get(external_id="chatcmpl-00015").data
+    assert trace["input"][-1]["content"] == "Hello"
