@@ -8,12 +8,20 @@ after every item it yielded before it, as it would without the thread.
 
 The thread must not use the database (Django connections are per thread): it only runs
 the iterator, which for a sync is an adapter talking HTTP.
+
+While a prefetcher runs, the interpreter's thread switch interval drops from 5 ms to
+0.5 ms. Both threads block often (a database round trip, an HTTP read) and compute in
+between; each time one returns from a blocking call it waits for the other to give up
+the GIL, by default up to 5 ms, and a sync makes thousands of such calls. With the
+default interval reading ahead made a LangSmith sync slower than reading in turn
+(2.0 s against 1.5 s for 1,000 traces); with 0.5 ms it is faster (1.1 s against 1.3 s).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -23,6 +31,28 @@ logger = logging.getLogger(__name__)
 # first (an HTTP request, bounded by the adapter's own timeouts).
 JOIN_SECONDS = 60.0
 _POLL_SECONDS = 0.1
+SWITCH_INTERVAL = 0.0005
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved: float | None = None
+
+
+def _shorten_switch_interval() -> None:
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+        _switch_users += 1
+
+
+def _restore_switch_interval() -> None:
+    global _switch_users
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users == 0 and _switch_saved is not None:
+            sys.setswitchinterval(_switch_saved)
 
 
 class _Done:
@@ -48,6 +78,7 @@ class Prefetched[T]:
         self._stop = threading.Event()
         self._finished = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        _shorten_switch_interval()
         self._thread.start()
 
     def _put(self, item: T | _Done) -> bool:
@@ -61,6 +92,12 @@ class Prefetched[T]:
         return False
 
     def _run(self) -> None:
+        try:
+            self._read()
+        finally:
+            _restore_switch_interval()
+
+    def _read(self) -> None:
         iterator = iter(self._source)
         try:
             for item in iterator:

@@ -1,5 +1,6 @@
 """Reading an iterator ahead on a thread: same items, same order, errors after the items."""
 
+import sys
 import threading
 
 import pytest
@@ -27,11 +28,13 @@ class Source:
 
 
 def test_items_arrive_in_order_and_the_thread_ends():
+    default = sys.getswitchinterval()
     source = Source(50)
     with prefetched(source, depth=2) as items:
         assert list(items) == list(range(50))
     assert source.closed.is_set()
     assert not items._thread.is_alive()
+    assert sys.getswitchinterval() == default  # shortened only while the thread reads
 
 
 def test_an_error_reaches_the_reader_after_every_item_before_it():
@@ -54,6 +57,7 @@ def test_closing_early_stops_reading_the_source_and_cleans_it_up():
 
     assert source.closed.is_set()  # the generator's finally ran, on its thread
     assert not items._thread.is_alive()
+    assert sys.getswitchinterval() == 0.005
     assert source.pulled < 10_000
     with pytest.raises(StopIteration):
         next(items)
