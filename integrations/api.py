@@ -1,16 +1,20 @@
 """Integrations and sync runs under /api/v1/."""
 
+from collections.abc import Callable
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations import services
+from integrations import receivers, services
 from integrations.constants import MAX_SYNC_INTERVAL_MINUTES
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
+from integrations.receiver_pages import agents_setup_example
 from integrations.validators import validate_public_key, validate_secret_key
 from workspaces.access import WorkspaceScopedMixin
 
@@ -278,3 +282,105 @@ class IntegrationRunsApi(IntegrationMixin, generics.ListAPIView):
 class SyncRunDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
     model = SyncRun
     serializer_class = SyncRunOut
+
+
+# --- sources that receive traces ---------------------------------------------------------
+
+
+def receiver_source_out(name: str):
+    """Return the schema of a receiving source's answer (one component per kind)."""
+    return inline_serializer(
+        name,
+        {
+            "integration": serializers.IntegerField(allow_null=True),
+            "endpoint": serializers.URLField(),
+            "enabled": serializers.BooleanField(),
+            "status": serializers.CharField(),
+            "last_received_at": serializers.DateTimeField(allow_null=True),
+            "last_error": serializers.CharField(),
+            "traces": serializers.IntegerField(),
+            "spans": serializers.IntegerField(),
+            "example": serializers.CharField(),
+        },
+    )
+
+
+def receiver_schema(out) -> Callable:
+    """The schema of a ``ReceiverSourceApi`` subclass whose answers are ``out``."""
+    return extend_schema_view(
+        get=extend_schema(responses=out),
+        post=extend_schema(request=None, responses={201: out, 200: out}),
+    )
+
+
+class ReceiverSourceApi(WorkspaceScopedMixin, APIView):
+    """Where a receiving kind's exporter posts, and what the workspace's source received.
+
+    GET answers before the source exists too (``integration`` null); POST creates it now
+    rather than on the first post an exporter makes. A subclass names the ``kind``, the
+    receiving endpoint and the set-up example.
+    """
+
+    model = Integration
+    manage_only = True
+    kind: str = ""
+
+    def endpoint(self, request) -> str:
+        raise NotImplementedError
+
+    def example(self, endpoint: str) -> str:
+        raise NotImplementedError
+
+    def _source(self) -> Integration | None:
+        return receivers.find_receiver(workspace=self.request.workspace, kind=self.kind)
+
+    def _out(self, request, integration: Integration | None) -> dict:
+        endpoint = self.endpoint(request)
+        out = {
+            "integration": None,
+            "endpoint": endpoint,
+            "enabled": True,
+            "status": Integration.Status.NEW,
+            "last_received_at": None,
+            "last_error": "",
+            "traces": 0,
+            "spans": 0,
+            "example": self.example(endpoint),
+        }
+        if integration is not None:
+            out.update(
+                integration=integration.pk,
+                enabled=integration.enabled,
+                status=integration.status,
+                last_received_at=integration.last_synced_at,
+                last_error=integration.last_error,
+                **receivers.received_counts(integration),
+            )
+        return out
+
+    def get(self, request):
+        return Response(self._out(request, self._source()))
+
+    def post(self, request):
+        """Create the source now rather than on the first traces received."""
+        existing = self._source()
+        integration = existing or receivers.get_or_create_receiver(
+            workspace=request.workspace, kind=self.kind
+        )
+        code = status.HTTP_200_OK if existing else status.HTTP_201_CREATED
+        return Response(self._out(request, integration), status=code)
+
+
+@extend_schema(tags=["integrations"])
+@receiver_schema(receiver_source_out("OpenAIAgentsSourceOut"))
+class OpenAIAgentsSourceApi(ReceiverSourceApi):
+    """Where the Agents SDK's exporter posts, and what the workspace's Agents SDK source
+    received."""
+
+    kind = Integration.Kind.OPENAI_AGENTS
+
+    def endpoint(self, request) -> str:
+        return request.build_absolute_uri(reverse("api-openai-agents-ingest"))
+
+    def example(self, endpoint: str) -> str:
+        return agents_setup_example(endpoint)

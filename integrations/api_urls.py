@@ -6,6 +6,11 @@ from integrations.otlp import api as otlp_api
 urlpatterns = [
     path("integrations/", api.IntegrationListApi.as_view(), name="api-integrations"),
     path("integrations/otlp/", otlp_api.OtlpSourceApi.as_view(), name="api-otlp-source"),
+    path(
+        "integrations/openai-agents/",
+        api.OpenAIAgentsSourceApi.as_view(),
+        name="api-openai-agents-source",
+    ),
     path("integrations/<int:pk>/", api.IntegrationDetailApi.as_view(), name="api-integration"),
     path(
         "integrations/<int:pk>/test/", api.IntegrationTestApi.as_view(), name="api-integration-test"

@@ -12,6 +12,25 @@ from django.shortcuts import redirect
 from integrations import receivers
 from integrations.adapters import get_adapter_class
 
+# The five lines that point the Agents SDK's exporter at iofold (``add_trace_processor``
+# instead of ``set_trace_processors`` keeps OpenAI's dashboard too).
+AGENTS_SETUP_EXAMPLE = "\n".join(
+    [
+        "from agents import set_trace_processors",
+        "from agents.tracing.processors import BackendSpanExporter, BatchTraceProcessor",
+        "",
+        'exporter = BackendSpanExporter(api_key="{token}", endpoint="{endpoint}")',
+        "set_trace_processors([BatchTraceProcessor(exporter)])",
+    ]
+)
+# Shown where the user puts their own token; not a credential.
+TOKEN_PLACEHOLDER = "iof_…"  # noqa: S105
+
+
+def agents_setup_example(endpoint: str, token: str = TOKEN_PLACEHOLDER) -> str:
+    """Return the Agents SDK exporter set-up for ``endpoint``."""
+    return AGENTS_SETUP_EXAMPLE.format(endpoint=endpoint, token=token)
+
 
 def received_context(integration) -> dict:
     """Return what the "Received" panel shows: the source and its trace and span counts."""

@@ -35,6 +35,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult
 from iofold.lib import outbound
+from iofold.lib.prefetch import prefetched
 from iofold.lib.runs import Heartbeat, keep_alive
 from iofold.lib.tasks import enqueue
 from iofold.pipeline import ingest_traces
@@ -45,6 +46,9 @@ SYNC_TASK = "integrations.tasks.sync_integration_task"
 
 SCHEDULED_TASK = "integrations.tasks.sync_integration_on_schedule_task"
 _UNSET: Any = object()
+# Pages a sync reads ahead of the one it writes. One overlaps the source's latency with
+# the database's and keeps memory flat: at most three pages are alive at a time.
+PREFETCH_PAGES = 1
 
 
 # --- integrations ------------------------------------------------------------------------
@@ -468,13 +472,19 @@ def _sync(
         since_date=integration.since_date,
     )
     pages = 0
-    try:
-        pager = adapter.fetch_traces(
+    # The source's next page is fetched and normalised on a thread while this one is
+    # written: pages still commit one by one, in order, each with its own cursor.
+    pager = prefetched(
+        adapter.fetch_traces(
             since=integration.watermark,
             until=None,
             filters=filters,
             cursor=integration.sync_cursor or None,
-        )
+        ),
+        depth=PREFETCH_PAGES,
+        name=f"sync-{run.pk}-fetch",
+    )
+    try:
         for page in pager:
             with transaction.atomic():
                 result = ingest_traces(
@@ -488,7 +498,7 @@ def _sync(
                     run, integration, result, cursor=page.cursor, max_ts=page.max_timestamp
                 )
             pages += 1
-            del page, result  # keep at most one page of traces alive
+            del page, result  # the page written is not kept while the next ones come
             if on_page is not None:
                 on_page(run, pages)
             if heartbeat is not None and heartbeat.lost:
@@ -518,6 +528,8 @@ def _sync(
             error="The sync stopped on an internal error; the next one resumes from the last page.",
         )
         raise
+    finally:
+        pager.close()
     Integration.objects.filter(pk=integration.pk).update(
         status=Integration.Status.OK, last_error="", last_synced_at=timezone.now()
     )

@@ -64,7 +64,11 @@ def integration_create(request):
 def _openai_agents_page(request, integration: Integration | None):
     """The Agents SDK source: where its exporter posts, how to point it there, what came."""
     endpoint = request.build_absolute_uri(reverse("api-openai-agents-ingest"))
-    ctx = {**receiver_pages.received_context(integration), "endpoint": endpoint}
+    ctx = {
+        **receiver_pages.received_context(integration),
+        "endpoint": endpoint,
+        "example": receiver_pages.agents_setup_example(endpoint),
+    }
     return render(request, "integrations/openai_agents.html", ctx)
 
 

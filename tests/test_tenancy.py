@@ -424,6 +424,8 @@ API_CASES = [
     Case("api-integration", kwargs=_integration_pk),
     Case("api-otlp-source"),
     Case("api-otlp-source", "post"),
+    Case("api-openai-agents-source"),
+    Case("api-openai-agents-source", "post"),
     Case("api-integration", "patch", _integration_pk, lambda ws: {"name": "z"}),
     Case("api-integration", "delete", _integration_pk),
     Case("api-integration-test", "post", _integration_pk),

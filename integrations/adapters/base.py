@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -233,7 +234,11 @@ class Adapter:
         filters: TraceFilters,
         cursor: str | None,
     ) -> Iterator[TracePage]:
-        """Yield pages of complete normalised traces; each page's cursor resumes after it."""
+        """Yield pages of complete normalised traces; each page's cursor resumes after it.
+
+        The sync runs this on a thread one page ahead of the page it writes: it talks to
+        the source only, never to the database (whose connections are per thread).
+        """
         raise NotImplementedError
 
     @staticmethod
@@ -280,6 +285,14 @@ def parse_time(value: str | datetime | None) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return as_utc(value)
+    return _parse_iso(value)
+
+
+# A trace's times are parsed several times on their way in (normalising, validating,
+# storing, its latency): the recent ones are kept. Datetimes are immutable, so sharing
+# them is safe; a string that is no date raises each time (errors are not cached).
+@functools.lru_cache(maxsize=16_384)
+def _parse_iso(value: str) -> datetime:
     return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
 
 
@@ -287,7 +300,12 @@ def format_time(value: datetime | None) -> str | None:
     """Format a datetime as ISO-8601 UTC with millisecond precision and `Z`."""
     if value is None:
         return None
-    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _format_utc(as_utc(value))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _format_utc(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_io(value: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +40,8 @@ from iofold.lib import outbound
 
 OPENAI_API = "https://api.openai.com/v1"
 PAGE_LIMIT = 100  # the API's maximum
+# Messages requests in flight at once (one per completion of a page).
+MESSAGE_READERS = 4
 # Metadata keys a team may use for the conversation a completion belongs to.
 SESSION_KEYS = ("session_id", "conversation_id", "thread_id", "group_id")
 USER_KEYS = ("user_id", "user")
@@ -158,7 +161,7 @@ class OpenAIAdapter(Adapter):
                 **({"after": state["after"]} if state["after"] else {}),
                 **self._filters(),
             )
-            traces: list[dict[str, Any]] = []
+            wanted: list[dict[str, Any]] = []
             reached_floor = False
             data = page["data"]
             for completion in data:
@@ -171,10 +174,15 @@ class OpenAIAdapter(Adapter):
                 state["after"], state["current"] = completion["id"], created
                 if until is not None and created > as_utc(until).timestamp():
                     continue
-                messages = self._messages(completion["id"])
-                trace = normalise_completion(completion, messages)
-                if filters.matches(trace):
-                    traces.append(trace)
+                wanted.append(completion)
+            # A request per completion for its messages: a few at a time, answers in order.
+            with ThreadPoolExecutor(MESSAGE_READERS, thread_name_prefix="openai-messages") as pool:
+                histories = pool.map(self._messages, [c["id"] for c in wanted])
+                traces = [
+                    trace
+                    for completion, messages in zip(wanted, histories, strict=True)
+                    if filters.matches(trace := normalise_completion(completion, messages))
+                ]
             done = reached_floor or not data or page.get("has_more") is False
             newest = _from_epoch(state["newest"]) if state["newest"] is not None else None
             yield TracePage(

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from integrations import receiver_pages
 from integrations.models import Integration
-from integrations.receiver_pages import received_context
+from integrations.receiver_pages import TOKEN_PLACEHOLDER, received_context
 from workspaces.access import workspace_view
 
 # The five lines a Python app needs (opentelemetry-sdk, opentelemetry-exporter-otlp-proto-http).
@@ -22,8 +22,6 @@ SETUP_EXAMPLE = "\n".join(
         'endpoint="{endpoint}", headers={{"Authorization": "Bearer {token}"}})))',
     ]
 )
-# Shown where the user puts their own token; not a credential.
-TOKEN_PLACEHOLDER = "iof_…"  # noqa: S105
 
 
 def endpoint_url(request: HttpRequest) -> str:

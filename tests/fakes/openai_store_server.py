@@ -39,6 +39,8 @@ class FakeOpenAIStore:
     failures: list[int] = field(default_factory=list)
     # Answer the next list requests with items that are not completions (a broken proxy).
     malformed: int = 0
+    # Completion ids whose messages requests are answered with this status.
+    broken_messages: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -208,7 +210,9 @@ def _handler(store: FakeOpenAIStore) -> type[BaseHTTPRequestHandler]:
                 and parts[4] == "messages"
             ):
                 page = store.list_messages(parts[3], query)
-                if page is None:
+                if parts[3] in store.broken_messages:
+                    self._error(store.broken_messages[parts[3]], "scripted messages failure")
+                elif page is None:
                     self._error(404, f"No chat completion found with id '{parts[3]}'.")
                 else:
                     self._send(200, page)

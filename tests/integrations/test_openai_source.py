@@ -1,5 +1,6 @@
 """The OpenAI stored-completions source: the real `openai` SDK against a fake over HTTP."""
 
+import threading
 from datetime import timedelta
 
 import openai
@@ -7,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from integrations import services
+from integrations.adapters.base import AdapterError
 from integrations.adapters.openai import OpenAIAdapter, encode_cursor
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
@@ -290,3 +292,71 @@ def test_a_list_of_something_else_fails_the_sync_with_its_reason(openai_store, w
     assert run.status == SyncRun.Status.FAILED
     assert "something other than a list of objects with id, created" in run.error
     assert synced(integration).count() == 0
+
+
+def test_a_page_failing_after_prefetched_ones_is_reported_and_resumed_from_its_cursor(
+    openai_store, workspace
+):
+    """The sync reads the next pages while it writes one: still, every page commits with
+    its own cursor, in order, and a page that fails after read-ahead ones leaves the cursor
+    at the last page written."""
+    fill(openai_store, 40)
+    integration = make(workspace, openai_store)
+    read_ahead = threading.Event()
+    cursors: list[str] = []
+
+    class FailsOnThirdPage(OpenAIAdapter):
+        def fetch_traces(self, **kwargs):
+            for number, page in enumerate(super().fetch_traces(**kwargs), 1):
+                if number == 3:
+                    read_ahead.set()
+                    raise AdapterError("page 3 failed", permanent=False, code="server_error")
+                cursors.append(page.cursor)
+                yield page
+
+    def on_page(run, pages):
+        if pages == 1:  # page 3 was reached while page 1 was being written
+            assert read_ahead.wait(30)
+        assert Integration.objects.get(pk=integration.pk).sync_cursor == cursors[pages - 1]
+
+    run = services.start_sync(integration=integration)
+    adapter = FailsOnThirdPage(host=openai_store.base_url, secret_key=API_KEY, page_limit=10)
+    failed = services.run_sync(run_id=run.pk, adapter=adapter, on_page=on_page)
+
+    assert failed.status == SyncRun.Status.FAILED
+    assert failed.error == "page 3 failed"
+    assert (failed.pages, failed.created_count) == (2, 20)
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.ERROR
+    assert integration.sync_cursor == cursors[1]  # the second page, the last one written
+    newest = set(synced(integration).values_list("external_id", flat=True))
+    assert newest == {f"chatcmpl-{i:05d}" for i in range(20, 40)}
+
+    resumed = sync(integration)
+
+    assert resumed.status == SyncRun.Status.SUCCEEDED, resumed.error
+    assert (resumed.resumed, resumed.created_count, resumed.unchanged_count) == (True, 20, 0)
+    assert synced(integration).count() == 40
+
+
+def test_a_failing_messages_request_fails_its_page_and_the_next_sync_resumes(
+    openai_store, workspace
+):
+    fill(openai_store, 30)
+    openai_store.broken_messages["chatcmpl-00015"] = 400  # on the second page (newest first)
+    integration = make(workspace, openai_store)
+
+    failed = sync(integration)
+
+    assert failed.status == SyncRun.Status.FAILED
+    assert "OpenAI answered HTTP 400: scripted messages failure" in failed.error
+    assert (failed.pages, failed.created_count) == (1, 10)
+    assert set(synced(integration).values_list("external_id", flat=True)) == {
+        f"chatcmpl-{i:05d}" for i in range(20, 30)
+    }
+    del openai_store.broken_messages["chatcmpl-00015"]
+    resumed = sync(integration)
+    assert resumed.status == SyncRun.Status.SUCCEEDED, resumed.error
+    assert (resumed.resumed, resumed.created_count) == (True, 20)
+    trace = synced(integration).get(external_id="chatcmpl-00015").data
+    assert trace["input"][-1]["content"] == "Hello"

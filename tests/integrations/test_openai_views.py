@@ -1,5 +1,6 @@
 """OpenAI pages: connect, test the key, edit, sync now with progress; the Agents SDK setup."""
 
+import html
 from datetime import timedelta
 
 import pytest
@@ -103,7 +104,36 @@ def test_connect_test_edit_and_sync_an_openai_source(
 
 def test_the_agents_sdk_page_shows_the_endpoint_and_a_setup_example(login, member, workspace):
     page = login(member).get(reverse("integrations:openai_agents", args=[workspace.slug]))
-    body = page.content.decode()
+    body = html.unescape(page.content.decode())
     assert "http://testserver/api/v1/openai/traces/ingest" in body
     assert 'BackendSpanExporter(api_key="iof_…", endpoint="http://testserver/' in body
     assert "set_trace_processors" in body
+
+
+def test_the_api_reports_the_agents_sdk_source(api_client, workspace):
+    from tests.integrations.otlp_helpers import api_token
+
+    url = reverse("api-openai-agents-source")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(workspace, 'member')}")
+    assert api_client.post(url).status_code == 403  # members send traces; admins configure
+    admin = api_token(workspace, "admin")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {admin}")
+
+    before = api_client.get(url).json()
+    created = api_client.post(url)
+    again = api_client.post(url)
+    trace = {"object": "trace", "id": "trace_" + "a" * 32, "workflow_name": "Support"}
+    posted = api_client.post(reverse("api-openai-agents-ingest"), {"data": [trace]}, format="json")
+    after = api_client.get(url).json()
+
+    endpoint = "http://testserver/api/v1/openai/traces/ingest"
+    assert before["integration"] is None and before["endpoint"] == endpoint
+    assert f'BackendSpanExporter(api_key="iof_…", endpoint="{endpoint}")' in before["example"]
+    assert (created.status_code, again.status_code) == (201, 200)
+    assert again.json()["integration"] == created.json()["integration"]
+    assert posted.status_code == 200, posted.content
+    assert after["integration"] == created.json()["integration"]
+    assert (after["traces"], after["status"], after["enabled"]) == (1, "ok", True)
+    assert after["last_received_at"] is not None
+    source = Integration.objects.get(pk=after["integration"])
+    assert source.kind == Integration.Kind.OPENAI_AGENTS
