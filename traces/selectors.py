@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from iofold.lib.kappa import cohen_kappa
 from traces.conversations import conversation_turns, turn_messages
@@ -370,38 +371,37 @@ def review_queue(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
     return qs.order_by("-timestamp", "-id")
 
 
-def _next_picked_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
-    """The first hand-picked trace this user has not labelled, in one indexed query.
+def _first_pending(pending, *, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
+    """The smallest trace id of ``pending`` (picks or assignments) this user has not
+    labelled, as a subquery.
 
     A reviewer works through the queue from its start, so the next trace sits behind
-    every one already labelled. Anti-joining the set's picks with the reviewer's labels,
-    both read in trace order from their indexes, skips those without reading a trace row;
-    only the one trace found is fetched.
+    every one already labelled. Anti-joining the rows with the reviewer's labels, both
+    read in trace order from their indexes, skips those without reading a trace row.
     """
     mine = Feedback.objects.filter(eval_set=eval_set, user=user, trace_id=OuterRef("trace_id"))
-    pending = EvalSetTrace.objects.filter(eval_set=eval_set).exclude(Exists(mine))
+    pending = pending.exclude(Exists(mine))
     if skipped:
         pending = pending.exclude(trace_id__in=skipped)
-    first = pending.order_by("trace_id").values("trace_id")[:1]
+    return Subquery(pending.order_by("trace_id").values("trace_id")[:1])
+
+
+def _assigned(eval_set: EvalSet, user, skipped=()):
+    pending = LabelAssignment.objects.filter(eval_set=eval_set, assignee=user)
+    return _first_pending(pending, eval_set=eval_set, user=user, skipped=skipped)
+
+
+def _picked(eval_set: EvalSet, user, skipped=()):
+    pending = EvalSetTrace.objects.filter(eval_set=eval_set)
+    return _first_pending(pending, eval_set=eval_set, user=user, skipped=skipped)
+
+
+def _trace_at(eval_set: EvalSet, pk):
+    """The one trace ``pk`` (an expression) names, with what the review card shows."""
     return (
         Trace.objects.for_workspace(eval_set.workspace_id)
         .only(*LIST_FIELDS, "data")
-        .filter(pk=Subquery(first))
-        .first()
-    )
-
-
-def _next_assigned_trace(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
-    """The first trace assigned to this user in the set that they have not labelled."""
-    mine = Feedback.objects.filter(eval_set=eval_set, user=user, trace_id=OuterRef("trace_id"))
-    pending = LabelAssignment.objects.filter(eval_set=eval_set, assignee=user).exclude(Exists(mine))
-    if skipped:
-        pending = pending.exclude(trace_id__in=skipped)
-    first = pending.order_by("trace_id").values("trace_id")[:1]
-    return (
-        Trace.objects.for_workspace(eval_set.workspace_id)
-        .only(*LIST_FIELDS, "data")
-        .filter(pk=Subquery(first))
+        .filter(pk=pk)
         .first()
     )
 
@@ -410,14 +410,17 @@ def next_trace_for_review(*, eval_set: EvalSet, user, skipped: list[int] | tuple
     """Return the next trace to review, coming back to skipped ones when nothing else is left.
 
     A reviewer's assigned traces come first; then the rest of the set, so nobody runs dry.
+    For a hand-picked set both are one query (the first assigned, else the first picked).
     """
-    trace = _next_assigned_trace(eval_set=eval_set, user=user, skipped=skipped)
-    if trace is not None:
-        return trace
     if eval_set.source_kind == EvalSet.SourceKind.MANUAL:
-        trace = _next_picked_trace(eval_set=eval_set, user=user, skipped=skipped)
+        trace = _trace_at(
+            eval_set, Coalesce(_assigned(eval_set, user, skipped), _picked(eval_set, user, skipped))
+        )
         if trace is None and skipped:
-            trace = _next_picked_trace(eval_set=eval_set, user=user)
+            trace = _trace_at(eval_set, _picked(eval_set, user))
+        return trace
+    trace = _trace_at(eval_set, _assigned(eval_set, user, skipped))
+    if trace is not None:
         return trace
     trace = review_queue(eval_set=eval_set, user=user, skipped=skipped).first()
     if trace is None and skipped:

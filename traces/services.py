@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from traces.exceptions import LabelNotYours, TraceError, TraceNotFound
@@ -248,17 +248,31 @@ def record_feedback(
             if (previous.rating, previous.note) != (rating, note):
                 _audit(before, action=LabelChange.Action.CHANGED, changed_by=user, before=previous)
             return before, False
-        defaults = {
-            "rating": rating,
-            "note": note,
-            "origin": origin,
-            "workspace_id": eval_set.workspace_id,
-        }
-        # A double-click racing the first insert is handled inside: get_or_create() catches
-        # the unique constraint's IntegrityError in a savepoint and updates the row it finds.
-        feedback, created = Feedback.objects.update_or_create(
-            trace=trace, eval_set=eval_set, user=user, defaults=defaults
-        )
+        # One savepoint around the insert, not update_or_create()'s two and its second
+        # read: a double-click racing the first insert hits the unique constraint, and the
+        # row the other request wrote is updated instead.
+        try:
+            with transaction.atomic():
+                feedback = Feedback.objects.create(
+                    workspace_id=eval_set.workspace_id,
+                    trace=trace,
+                    eval_set=eval_set,
+                    user=user,
+                    rating=rating,
+                    note=note,
+                    origin=origin,
+                )
+            created = True
+        except IntegrityError as exc:
+            try:
+                feedback = Feedback.objects.select_for_update().get(
+                    trace=trace, eval_set=eval_set, user=user
+                )
+            except Feedback.DoesNotExist:
+                raise exc from None
+            feedback.rating, feedback.note, feedback.origin = rating, note, origin
+            feedback.save(update_fields=["rating", "note", "origin", "updated_at"])
+            created = False
         _audit(feedback, action=LabelChange.Action.CREATED, changed_by=user, before=None)
     return feedback, created
 

@@ -89,8 +89,13 @@ def test_review_card_and_label(login, workspace, owner, eval_set, traces):
     later_card, _ = count_queries(lambda: client.get(review, headers=htmx))
     later_label, _ = label(traces[8])
     assert (later_card, later_label) == (first_card, first_label)
-    # The eval set, the reviewer's next trace (assigned first, then any), the progress.
-    assert first_card == PAGE_BASE + 4
+    # The eval set, the reviewer's next trace (assigned first, else any: one query for a
+    # hand-picked set), the progress.
+    assert first_card == PAGE_BASE + 3
+    # The eval set, the trace, its membership of the set; the transaction (begin, the
+    # reviewer's label, one savepoint around the insert, the audit row, commit); whether
+    # another reviewer disagrees; then the next card's trace and progress.
+    assert first_label == PAGE_BASE + 3 + 7 + 1 + 2
 
 
 def test_matrix_page(login, workspace, owner):

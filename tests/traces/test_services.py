@@ -89,6 +89,37 @@ def test_record_feedback_keeps_one_label_per_reviewer(eval_set, traces, owner, m
     assert Feedback.objects.filter(trace=traces[0]).count() == 2
 
 
+def test_a_label_racing_the_first_insert_updates_that_row(eval_set, traces, owner, monkeypatch):
+    """A double-click: the other request inserts the label between our read and insert."""
+    real_select_for_update = Feedback.objects.select_for_update
+    reads = []
+
+    def read_then_other_request_inserts():
+        if reads:
+            return real_select_for_update()
+        reads.append(1)
+        Feedback.objects.bulk_create(
+            [
+                Feedback(
+                    workspace=eval_set.workspace,
+                    eval_set=eval_set,
+                    trace=traces[0],
+                    user=owner,
+                    rating="positive",
+                )
+            ]
+        )
+        return Feedback.objects.none()  # what our read saw, before that insert
+
+    monkeypatch.setattr(Feedback.objects, "select_for_update", read_then_other_request_inserts)
+    fb, created = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=owner, rating="negative", note="late"
+    )
+    assert not created
+    stored = Feedback.objects.get(trace=traces[0], eval_set=eval_set, user=owner)
+    assert (stored.pk, stored.rating, stored.note) == (fb.pk, "negative", "late")
+
+
 def test_bad_rating_is_refused(eval_set, traces, owner):
     with pytest.raises(TraceError):
         services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="meh")
