@@ -812,15 +812,27 @@ def label_changes(eval_set: EvalSet, *, limit: int = 20) -> list[LabelChange]:
 
 
 def eval_sets_of_trace(trace: Trace) -> list[EvalSet]:
-    """The active eval sets the trace is in: hand-picked into, or matched by the saved filter."""
-    sets = EvalSet.objects.for_workspace(trace.workspace_id).active()
-    picked = sets.filter(source_kind=EvalSet.SourceKind.MANUAL, memberships__trace=trace)
-    found = list(picked)
-    # One query per filter set: a workspace has a handful of sets, not hundreds.
-    for eval_set in sets.filter(source_kind=EvalSet.SourceKind.FILTER):
-        if Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
-            found.append(eval_set)
-    return found
+    """The active eval sets the trace is in: hand-picked into, or matched by the saved filter.
+
+    Two queries whatever the number of sets: the active sets, each hand-picked one with
+    whether it holds the trace; then the trace tested against every filter set at once.
+    """
+    picks = EvalSetTrace.objects.filter(eval_set=OuterRef("pk"), trace_id=trace.pk)
+    sets = list(
+        EvalSet.objects.for_workspace(trace.workspace_id)
+        .active()
+        .annotate(holds_trace=Exists(picks))
+    )
+    filtered = [s for s in sets if s.source_kind == EvalSet.SourceKind.FILTER]
+    matched: dict = {}
+    if filtered:
+        tests = {
+            f"in_{s.pk}": Exists(Trace.objects.in_eval_set(s).filter(pk=trace.pk)) for s in filtered
+        }
+        in_workspace = Trace.objects.for_workspace(trace.workspace_id).filter(pk=trace.pk)
+        matched = in_workspace.values(**tests).first() or {}
+    found = [s for s in sets if s.source_kind == EvalSet.SourceKind.MANUAL and s.holds_trace]
+    return found + [s for s in filtered if matched.get(f"in_{s.pk}")]
 
 
 # --- queues and agreement between reviewers -----------------------------------------------

@@ -6,6 +6,7 @@ from traces.exceptions import TraceError, TraceNotFound
 from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
 from traces.selectors import (
     eval_set_summary,
+    eval_sets_of_trace,
     labelled_examples,
     next_trace_for_review,
     review_progress,
@@ -316,3 +317,38 @@ def test_review_progress_counts_in_one_query(
     assert (progress.labelled_traces, progress.mine) == (3, 2)
     assert (progress.positive, progress.negative, progress.neutral) == (3, 2, 2)
     assert progress.disagreements == 2
+
+
+def test_the_sets_a_trace_is_in_hand_picked_or_by_filter(workspace, owner, eval_set, traces):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    trace = TraceFactory(workspace=workspace, tags=["billing"])
+    other = TraceFactory(workspace=workspace, tags=["other"])
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+
+    def filter_set(tag, **fields):
+        return EvalSetFactory(
+            workspace=workspace,
+            created_by=owner,
+            source_kind=EvalSet.SourceKind.FILTER,
+            saved_filter={"tag": tag},
+            **fields,
+        )
+
+    billing = filter_set("billing")
+    filter_set("refunds")
+    filter_set("billing", archived_at=timezone.now())
+    archived = EvalSetFactory(workspace=workspace, created_by=owner)
+    services.add_traces_to_eval_set(eval_set=archived, trace_ids=[trace.pk])
+    EvalSet.objects.filter(pk=archived.pk).update(archived_at=timezone.now())
+
+    with CaptureQueriesContext(connection) as captured:
+        assert eval_sets_of_trace(trace) == [eval_set, billing]
+    assert eval_sets_of_trace(other) == []
+    # One query for the sets, one for every filter set at once, however many there are.
+    filter_set("billing")
+    with CaptureQueriesContext(connection) as more:
+        assert len(eval_sets_of_trace(trace)) == 3
+    assert len(captured) == len(more) == 2
