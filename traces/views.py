@@ -549,7 +549,11 @@ def review_skip(request, pk: int, trace_pk: int):
 
 def _labellers(request) -> list:
     """The workspace's members who can label, for the assign controls."""
-    members = Membership.objects.for_workspace(request.workspace).select_related("user")
+    members = (
+        Membership.objects.for_workspace(request.workspace)
+        .select_related("user")
+        .only("role", "user__id", "user__email")  # the options show the email
+    )
     return [m.user for m in members.order_by("user__email") if m.can_write]
 
 
