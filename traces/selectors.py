@@ -814,8 +814,10 @@ def label_changes(eval_set: EvalSet, *, limit: int = 20) -> list[LabelChange]:
 def eval_sets_of_trace(trace: Trace) -> list[EvalSet]:
     """The active eval sets the trace is in: hand-picked into, or matched by the saved filter.
 
-    Two queries whatever the number of sets: the active sets, each hand-picked one with
-    whether it holds the trace; then the trace tested against every filter set at once.
+    One query for the active sets, each hand-picked one with whether it holds the trace;
+    then one per filter set (a workspace has a handful, not hundreds). Testing every filter
+    set in one query of EXISTS columns saves those round trips but costs more CPU in the
+    ORM, per set, than they do.
     """
     picks = EvalSetTrace.objects.filter(eval_set=OuterRef("pk"), trace_id=trace.pk)
     sets = list(
@@ -823,16 +825,13 @@ def eval_sets_of_trace(trace: Trace) -> list[EvalSet]:
         .active()
         .annotate(holds_trace=Exists(picks))
     )
-    filtered = [s for s in sets if s.source_kind == EvalSet.SourceKind.FILTER]
-    matched: dict = {}
-    if filtered:
-        tests = {
-            f"in_{s.pk}": Exists(Trace.objects.in_eval_set(s).filter(pk=trace.pk)) for s in filtered
-        }
-        in_workspace = Trace.objects.for_workspace(trace.workspace_id).filter(pk=trace.pk)
-        matched = in_workspace.values(**tests).first() or {}
     found = [s for s in sets if s.source_kind == EvalSet.SourceKind.MANUAL and s.holds_trace]
-    return found + [s for s in filtered if matched.get(f"in_{s.pk}")]
+    for eval_set in sets:
+        if eval_set.source_kind != EvalSet.SourceKind.FILTER:
+            continue
+        if Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
+            found.append(eval_set)
+    return found
 
 
 # --- queues and agreement between reviewers -----------------------------------------------

@@ -64,8 +64,7 @@ def test_trace_list_and_detail(login, workspace, owner, eval_set, traces):
     # The list: its page of traces, their label counts, the workspace switcher, the eval
     # sets to add to, the reviewers to assign to. The detail: the trace, its label counts,
     # its labels, the reviewers, the active sets (with whether each hand-picked one holds
-    # it; one more query tests it against every filter set, when there are any), the
-    # switcher.
+    # it; then one query per filter set), the switcher.
     assert (page_queries(client, list_url), page_queries(client, detail_url)) == small
     assert small == (PAGE_BASE + 5, PAGE_BASE + 6)
 
