@@ -185,7 +185,7 @@ def cold_breakdown(eval_set, restart, runs: int) -> dict:
     process's CPU time, and each statement's execution time inside PostgreSQL."""
     import statistics
 
-    from django.db import connection
+    from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
     from evals.matrix.selectors import comparison_matrix
@@ -197,7 +197,9 @@ def cold_breakdown(eval_set, restart, runs: int) -> dict:
         comparison_matrix(eval_set=eval_set)
         cpu.append((time.process_time() - started) * 1000)
     restart()
-    with CaptureQueriesContext(connection) as captured:
+    # In a transaction the index reads its statements one after the other, all on this
+    # connection, where they are captured (outside one, the verdicts go on a second).
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
         comparison_matrix(eval_set=eval_set)
     queries = []
     with connection.cursor() as cursor:

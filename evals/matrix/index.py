@@ -28,12 +28,15 @@ versions.
 
 import datetime as dt
 import logging
+import sys
 import time
+from array import array
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from evals.matrix.cache import (
@@ -169,13 +172,20 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
 
 
 def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]:
-    """Versions' verdicts: (version, passed, trace ids joined by commas) per verdict.
+    """Versions' verdicts: (version, passed, trace ids) per verdict.
 
     Every trace each version ran on, labelled or not, so that a label change never
-    touches this part; ``passed`` is NULL where the eval erred.
+    touches this part; ``passed`` is NULL where the eval erred. On PostgreSQL the ids
+    come as one bytea of big-endian 8-byte integers (read in one call, not parsed one
+    by one); SQLite (tests) joins them by commas.
     """
+    ids = (
+        "string_agg(int8send(trace_id), ''::bytea)"
+        if connection.vendor == "postgresql"
+        else _joined("trace_id")
+    )
     sql = f"""
-        SELECT eval_id, passed, {_joined("trace_id")}
+        SELECT eval_id, passed, {ids}
         FROM {_table(EvalExecution)}
         WHERE eval_id IN ({", ".join(["%s"] * len(version_ids))}) AND workspace_id = %s
         GROUP BY eval_id, passed
@@ -258,13 +268,37 @@ def _epoch_seconds(values: list[str]) -> list[float]:
 
 # A version's verdicts: the ids of the traces it passed, failed and erred on.
 Verdicts = tuple[frozenset[int], frozenset[int], frozenset[int]]
+# As the cache keeps them: each set as the bytes of an array of 8-byte integers
+# (machine order), which pickle as they are, where a set of ids pickles id by id.
+_Packed = tuple[bytes, bytes, bytes]
 
 
-def _read_verdicts(eval_set: EvalSet, version_ids: list[int]) -> dict[int, Verdicts]:
-    found = {pk: {True: frozenset(), False: frozenset(), None: frozenset()} for pk in version_ids}
-    for pk, passed, joined in _fetch(*_verdicts_sql(eval_set, version_ids)):
+def _pack(ids) -> bytes:
+    """The bytes of the verdicts SQL's ids: a big-endian bytea (PostgreSQL) or text
+    joined by commas (SQLite)."""
+    if isinstance(ids, str):
+        return array("q", map(int, ids.split(","))).tobytes()
+    packed = array("q")
+    packed.frombytes(ids)
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(part: _Packed) -> Verdicts:
+    def ids(packed: bytes) -> frozenset[int]:
+        values = array("q")
+        values.frombytes(packed)
+        return frozenset(values)
+
+    return ids(part[0]), ids(part[1]), ids(part[2])
+
+
+def _read_verdicts(eval_set: EvalSet, version_ids: list[int]) -> dict[int, _Packed]:
+    found = {pk: {True: b"", False: b"", None: b""} for pk in version_ids}
+    for pk, passed, ids in _fetch(*_verdicts_sql(eval_set, version_ids)):
         # SQLite hands back 1 and 0 for booleans.
-        found[pk][None if passed is None else bool(passed)] = frozenset(map(int, joined.split(",")))
+        found[pk][None if passed is None else bool(passed)] = _pack(ids)
     return {pk: (v[True], v[False], v[None]) for pk, v in found.items()}
 
 
@@ -282,11 +316,17 @@ def _verdicts(*, eval_set: EvalSet, version_ids: list[int], newest: tuple) -> li
     except Exception:
         logger.warning("matrix cache unavailable, building without it", exc_info=True)
         cached_parts = {}
-    parts.update({pk: cached_parts[key] for pk, key in keys.items() if key in cached_parts})
+    parts.update(
+        {
+            pk: _unpack(cached_parts[key])
+            for pk, key in keys.items()
+            if isinstance(cached_parts.get(key), tuple)
+        }
+    )
     missing = [pk for pk in version_ids if pk not in parts]
     if missing:
         read = _read_verdicts(eval_set, missing)
-        parts.update(read)
+        parts.update({pk: _unpack(part) for pk, part in read.items()})
         try:
             for pk, at in zip(version_ids, newest, strict=True):
                 if pk in read:
@@ -416,11 +456,15 @@ def _judge(
     other way round; a neutral label is neither agreed with nor contradicted. A row is
     a disagreement where a version contradicts its label or errs.
     """
-    every = {pk for pk, _ in labelled}
-    positive = {pk for pk, label in labelled if label == "positive"}
-    negative = {pk for pk, label in labelled if label == "negative"}
+    by_label: dict[str, set[int]] = {"positive": set(), "negative": set(), "neutral": set()}
+    for pk, label in labelled:
+        by_label[label].add(pk)
+    positive, negative, neutral = by_label["positive"], by_label["negative"], by_label["neutral"]
+    every = positive | negative | neutral
     counts = {}
     flagged: set[int] = set()
+    # Each label's traces are intersected with a version's verdicts once or twice (the
+    # labelled traces are crossed with the verdicts about three times in all, not five).
     for version_id, (passed, failed, erred) in zip(version_ids, verdicts, strict=True):
         wrong_pos, wrong_neg = positive & failed, negative & passed
         errors = every & erred
@@ -428,8 +472,10 @@ def _judge(
         flagged |= wrong_neg
         flagged |= errors
         agree = len(positive & passed) + len(negative & failed)
-        ran = len(every & passed) + len(every & failed) + len(errors)
-        counts[version_id] = (agree, len(wrong_pos) + len(wrong_neg), len(errors), ran)
+        neutral_ran = len(neutral & passed) + len(neutral & failed)
+        contradict = len(wrong_pos) + len(wrong_neg)
+        ran = agree + contradict + neutral_ran + len(errors)
+        counts[version_id] = (agree, contradict, len(errors), ran)
     rows = [(pk, label, pk in flagged) for pk, label in labelled]
     return MatrixIndex(rows=rows, counts=counts)
 
@@ -503,8 +549,7 @@ def matrix_index(
     if old is not None and old[0] == stamp:
         index = old[1]
     else:
-        base = _base(eval_set=eval_set, stamp=stamp[:4])
-        verdicts = _verdicts(eval_set=eval_set, version_ids=version_ids, newest=stamp[4:])
+        base, verdicts = _base_and_verdicts(eval_set, version_ids, stamp)
         labelled = _in_range(base, filters)
         if old is not None and old[0][3:] == stamp[3:]:  # the same traces and verdicts
             index = _rejudge(old[1], labelled, verdicts, version_ids)
@@ -516,6 +561,36 @@ def matrix_index(
             logger.warning("matrix cache unavailable, not storing", exc_info=True)
     _views_seen.put(key, (stamp, index), seconds_to_keep(stamp[3:]))
     return index
+
+
+def _base_and_verdicts(eval_set: EvalSet, version_ids: list[int], stamp: tuple):
+    """``_base`` and ``_verdicts`` at ``stamp``. When verdicts must be read, on PostgreSQL
+    and outside a transaction, they are read on a second connection in a thread while
+    this one reads the labels: PostgreSQL runs the two statements on two cores. Inside a
+    transaction a second connection would not see its writes: one after the other."""
+    newest = stamp[4:]
+    seen = all(
+        cache_key(("verdicts", eval_set.workspace_id, pk), (at,)) in _parts_seen
+        for pk, at in zip(version_ids, newest, strict=True)
+    )
+    if seen or connection.vendor != "postgresql" or connection.in_atomic_block:
+        base = _base(eval_set=eval_set, stamp=stamp[:4])
+        return base, _verdicts(eval_set=eval_set, version_ids=version_ids, newest=newest)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(
+            _on_own_connection, _verdicts, eval_set=eval_set, version_ids=version_ids, newest=newest
+        )
+        base = _base(eval_set=eval_set, stamp=stamp[:4])
+        return base, reading.result()
+
+
+def _on_own_connection(fn, **kwargs):
+    """``fn(**kwargs)`` in a thread of its own: Django opens the thread its own database
+    connection, closed here when done."""
+    try:
+        return fn(**kwargs)
+    finally:
+        connections.close_all()  # this thread's connections only
 
 
 def _from_cache(key: str, kind: type):

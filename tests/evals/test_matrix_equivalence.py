@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from evals.matrix import index
@@ -178,3 +179,20 @@ def test_cached_and_cold_matrices_equal_a_computation_from_scratch(board, monkey
         index.forget_parts_seen()
         for view in VIEWS:  # cached again, for the next change to update
             _shown(eval_set, view)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cold_matrix_read_on_two_connections_equals_a_computation_from_scratch(board, monkeypatch):
+    """Outside a transaction, PostgreSQL reads the verdicts on a second connection while
+    the first reads the labels: the matrix is the same."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the verdicts go on a second connection on PostgreSQL only")
+    eval_set, _traces, versions, _reviewers = board
+    threaded = []
+    on_own = index._on_own_connection
+    monkeypatch.setattr(
+        index, "_on_own_connection", lambda *a, **kw: threaded.append(1) or on_own(*a, **kw)
+    )
+    for view in VIEWS:
+        assert _from_nothing(eval_set, view) == _expected(eval_set, versions, view), view
+    assert len(threaded) == len(VIEWS)
