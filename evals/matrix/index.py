@@ -7,9 +7,11 @@ Built from two kinds of cached part, so that a change re-reads only its own part
   of its time in the driver). Filters (dates, source) are applied to it in Python, so
   all filtered views share it, and the judged index of each view is cached on top;
 - per version, its *verdicts*: the ids of the traces it passed, failed and erred on, read
-  as three comma-joined strings (index-only, on executions (eval, passed) INCLUDE
-  (trace, workspace)) and kept until the version's newest execution changes; the
-  process also keeps the parts it used last, unpickled.
+  as three packed arrays of 8-byte integers on PostgreSQL, comma-joined strings on
+  SQLite (index-only, on executions (eval, passed) INCLUDE (trace, workspace)), cached
+  as the arrays' bytes until the version's newest execution changes; the process also
+  keeps the parts it used last, as sets. When nothing is cached, PostgreSQL reads them
+  on a second connection while the first reads the labels (outside transactions).
 
 A label change does not rebuild the base: the next page reads the labels changed since
 the base was built (plus a settle window for writes that commit out of order), one
