@@ -146,8 +146,8 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
     """
     only, params = ("", []) if trace_ids is None else _restrict(trace_ids)
     sql = f"""
-        SELECT {_joined("id")}, {_joined("ts")}, {_joined("source")},
-            {_joined("label", sep="")}, {_joined("n")}, {_joined("ids")}
+        SELECT {_packed("id")}, {_packed("ts", "float8")}, {_joined("source")},
+            {_joined("label", sep="")}, {_packed("n")}, {_packed("ids")}
         FROM (
             SELECT t.id, {_epoch("t.timestamp")} AS ts, t.source, c.n, c.ids,
                 CASE
@@ -181,13 +181,8 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
     come as one bytea of big-endian 8-byte integers (read in one call, not parsed one
     by one); SQLite (tests) joins them by commas.
     """
-    ids = (
-        "string_agg(int8send(trace_id), ''::bytea)"
-        if connection.vendor == "postgresql"
-        else _joined("trace_id")
-    )
     sql = f"""
-        SELECT eval_id, passed, {ids}
+        SELECT eval_id, passed, {_packed("trace_id")}
         FROM {_table(EvalExecution)}
         WHERE eval_id IN ({", ".join(["%s"] * len(version_ids))}) AND workspace_id = %s
         GROUP BY eval_id, passed
@@ -201,6 +196,26 @@ def _epoch(column: str) -> str:
     if connection.vendor == "postgresql":
         return f"EXTRACT(EPOCH FROM {column})"
     return column
+
+
+def _packed(column: str, kind: str = "int8") -> str:
+    """``column``'s numbers as one bytea of big-endian 8-byte ``kind`` (int8 or float8)
+    on PostgreSQL, read in one call rather than parsed one by one (see ``_numbers``);
+    SQLite (tests) joins their text by commas."""
+    if connection.vendor == "postgresql":
+        return f"string_agg({kind}send(({column})::{kind}), ''::bytea)"
+    return _joined(column)
+
+
+def _numbers(value, typecode: str) -> array:
+    """The numbers of a ``_packed`` column: ``typecode`` "q" (int8) or "d" (float8)."""
+    if isinstance(value, str):
+        return array(typecode, map(int if typecode == "q" else float, value.split(",")))
+    numbers = array(typecode)
+    numbers.frombytes(value)
+    if sys.byteorder == "little":
+        numbers.byteswap()
+    return numbers
 
 
 def _joined(column: str, sep: str = ",") -> str:
@@ -246,12 +261,12 @@ def _read_labels(eval_set: EvalSet, trace_ids=None) -> tuple[list, ...]:
     # One string object per source: pickle then writes each once.
     strings: dict[str, str] = {}
     columns = (
-        list(map(int, ids.split(","))),
-        _epoch_seconds(times.split(",")),
+        _numbers(ids, "q").tolist(),
+        _epoch_seconds(times),
         [strings.setdefault(source, source) for source in sources.split(",")],
         [_LABELS[letter] for letter in labels],
-        list(map(int, counts.split(","))),
-        list(map(int, id_sums.split(","))),
+        _numbers(counts, "q").tolist(),
+        _numbers(id_sums, "q").tolist(),
     )
     # Joined in the order they were read, as a rule, but no database promises it.
     keys = list(zip(columns[1], columns[0], strict=True))  # (timestamp, id)
@@ -261,11 +276,10 @@ def _read_labels(eval_set: EvalSet, trace_ids=None) -> tuple[list, ...]:
     return columns
 
 
-def _epoch_seconds(values: list[str]) -> list[float]:
-    try:
-        return list(map(float, values))
-    except ValueError:  # SQLite's timestamp text
-        return [as_datetime(value).timestamp() for value in values]
+def _epoch_seconds(times) -> list[float]:
+    if isinstance(times, str):  # SQLite's timestamp text, joined by commas
+        return [as_datetime(value).timestamp() for value in times.split(",")]
+    return _numbers(times, "d").tolist()
 
 
 # A version's verdicts: the ids of the traces it passed, failed and erred on.
@@ -278,13 +292,7 @@ _Packed = tuple[bytes, bytes, bytes]
 def _pack(ids) -> bytes:
     """The bytes of the verdicts SQL's ids: a big-endian bytea (PostgreSQL) or text
     joined by commas (SQLite)."""
-    if isinstance(ids, str):
-        return array("q", map(int, ids.split(","))).tobytes()
-    packed = array("q")
-    packed.frombytes(ids)
-    if sys.byteorder == "little":
-        packed.byteswap()
-    return packed.tobytes()
+    return _numbers(ids, "q").tobytes()
 
 
 def _unpack(part: _Packed) -> Verdicts:
