@@ -3,6 +3,7 @@
 import json
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -15,11 +16,13 @@ from evals.execution import runs as execution
 from evals.execution.runs import (
     execute_run,
     reap_stale_runs,
+    record_completed_run,
     record_results,
     run_eval_now,
     start_run,
     trace_json,
 )
+from evals.judging.session import Usage
 from evals.models import EvalExecution, EvalRun
 from iofold.reaper import reap_stale_runs_task
 from tests.conftest import dead_owner, wait_for
@@ -261,3 +264,36 @@ def test_recording_again_replaces_the_verdict_and_keeps_the_rest(workspace):
     assert redone.updated_at > before[traces[0].pk].updated_at
     assert redone.score_pushed_at == pushed_at  # the score push records its own state
     assert (kept.run_id, kept.passed, kept.reason, kept.duration_ms) == (first.pk, False, "no", 2.0)
+
+
+def test_verdict_text_and_spend_are_stored_exactly(workspace):
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    eval = make_eval(eval_set, version=1)
+    reason = 'said "no" \\ then\nstopped — ✓ {"x": [1]} \'quoted\''
+    usage = [
+        Usage(calls=3, input_tokens=1200, output_tokens=45, cost_usd=Decimal("0.0000123456")),
+        None,
+    ]
+    record_completed_run(
+        eval=eval,
+        traces=traces,
+        trigger="api",
+        results=[
+            sandbox.Result(False, reason, None, 12.25, output="line 1\n\tline 2 ü"),
+            sandbox.Result(True, "", None, 0.0),
+        ],
+        usage=usage,
+    )
+
+    stored = {e.trace_id: e for e in EvalExecution.objects.filter(eval=eval)}
+    first, second = stored[traces[0].pk], stored[traces[1].pk]
+    assert (first.passed, first.reason, first.output, first.duration_ms) == (
+        False,
+        reason,
+        "line 1\n\tline 2 ü",
+        12.25,
+    )
+    assert (first.judge_calls, first.input_tokens, first.output_tokens) == (3, 1200, 45)
+    assert first.cost_usd == Decimal("0.0000123456")
+    assert (second.passed, second.judge_calls, second.cost_usd) == (True, 0, Decimal(0))
+    assert first.workspace_id == second.workspace_id == workspace.pk
