@@ -62,6 +62,7 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
         CHILD_PAGE_SIZE,
         PAGE_SIZE,
         SELECTS,
+        TRACES_PER_RUNS_QUERY,
         trace_filter,
     )
     from tests.fakes.langsmith_server import API_KEY, PROJECT_ID
@@ -75,17 +76,19 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
                 "page_size": PAGE_SIZE, "selects": SELECTS, "cursor": cursor}  # fmt: skip
         page = client.post("/api/v2/runs/query", json=body).json()
         roots = page["items"]
-        of_traces = trace_filter([r["id"] for r in roots]) if roots else ""
-        child_cursor = None
-        while roots:
-            children = client.post("/api/v2/runs/query", json={
-                "project_ids": [PROJECT_ID], "is_root": False, "min_start_time": low,
-                "filter": of_traces, "page_size": CHILD_PAGE_SIZE,
-                "selects": SELECTS, "cursor": child_cursor}).json()  # fmt: skip
-            rows += len(children["items"])
-            child_cursor = children["next_cursor"]
-            if not child_cursor:
-                break
+        for start in range(0, len(roots), TRACES_PER_RUNS_QUERY):
+            chunk = roots[start : start + TRACES_PER_RUNS_QUERY]
+            of_traces = trace_filter([r["id"] for r in chunk])
+            child_cursor = None
+            while True:
+                children = client.post("/api/v2/runs/query", json={
+                    "project_ids": [PROJECT_ID], "is_root": False, "min_start_time": low,
+                    "filter": of_traces, "page_size": CHILD_PAGE_SIZE,
+                    "selects": SELECTS, "cursor": child_cursor}).json()  # fmt: skip
+                rows += len(children["items"])
+                child_cursor = children["next_cursor"]
+                if not child_cursor:
+                    break
         rows += len(roots)
         pages += 1
         cursor = page["next_cursor"]

@@ -103,6 +103,19 @@ def test_the_v2_query_names_its_fields_and_its_start(workspace, fake_langsmith):
     assert datetime.now(UTC) - low > timedelta(days=29)
 
 
+def test_a_page_of_many_traces_reads_their_runs_a_few_traces_at_a_time(
+    workspace, fake_langsmith, monkeypatch
+):
+    monkeypatch.setattr("integrations.adapters.langsmith.adapter.TRACES_PER_RUNS_QUERY", 4)
+    fake = fake_langsmith(traces=10)
+    integration = connect(workspace, fake)
+    run = sync(integration)
+    assert (run.status, run.created_count, run.pages) == (SyncRun.Status.SUCCEEDED, 10, 1)
+    children = [q for q in queries(fake) if q.get("is_root") is False]
+    assert [q["filter"].count("eq(trace_id") for q in children] == [4, 4, 2]
+    assert {len(t.data["steps"]) for t in synced(integration)} == {4}
+
+
 def test_a_second_sync_rereads_only_the_overlap(workspace, fake_langsmith):
     fake = fake_langsmith(traces=12, spacing=timedelta(minutes=10))
     integration = connect(workspace, fake)
