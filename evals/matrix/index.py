@@ -201,9 +201,12 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
 
 def _epoch(column: str) -> str:
     """``column`` in seconds since the epoch on PostgreSQL (a number parses far faster
-    than a timestamp); SQLite (tests) hands back its text, parsed in Python."""
+    than a timestamp); SQLite (tests) hands back its text, parsed in Python.
+
+    ``date_part`` computes a float8 directly; ``EXTRACT`` a numeric, then cast (slower,
+    and the same float8: both round the exact microseconds to the nearest double)."""
     if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {column})"
+        return f"date_part('epoch', {column})"
     return column
 
 
