@@ -138,11 +138,15 @@ def _db_time(value):
 
 
 def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
-    """Every trace with labels in the set (or, a patch, only ``trace_ids``), newest first,
-    as one row of joined columns: ids, timestamps, sources, labels (one letter each, "-"
-    on a tie), label counts and sums of label ids.
+    """Every trace with labels in the set (or, a patch, only ``trace_ids``), in no
+    particular order (``_read_labels`` puts them newest first), as one row of joined
+    columns: ids, timestamps, sources, labels (one letter each, "-" on a tie), label
+    counts and sums of label ids.
 
     Six strings: fetching and splitting them costs a fraction of a row per trace.
+    Not sorted in SQL: the sort took about a third of the statement's time, and the
+    join hands the rows in the traces' stored order, nearly sorted already, which
+    Python's sort takes in one pass.
     """
     only, params = ("", []) if trace_ids is None else _restrict(trace_ids)
     sql = f"""
@@ -167,7 +171,6 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
                 GROUP BY trace_id
             ) c JOIN {_table(Trace)} t ON t.id = c.trace_id
             WHERE t.workspace_id = %s
-            ORDER BY t.timestamp DESC, t.id DESC
         ) labelled
     """
     return sql, [eval_set.pk, *params, eval_set.workspace_id]
@@ -180,21 +183,30 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
     touches this part; ``passed`` is NULL where the eval erred. On PostgreSQL the ids
     come as one bytea of big-endian 8-byte integers (read in one call, not parsed one
     by one); SQLite (tests) joins them by commas.
+
+    One SELECT per version, joined by UNION ALL: with ``eval_id IN (...)`` over every
+    version PostgreSQL reads the whole table and hashes it (most of its rows are
+    asked for); one version at a time it reads the index on (eval, passed) INCLUDE
+    (trace, workspace) alone, already grouped: about half the time.
     """
-    sql = f"""
+    one = f"""
         SELECT eval_id, passed, {_packed("trace_id")}
         FROM {_table(EvalExecution)}
-        WHERE eval_id IN ({", ".join(["%s"] * len(version_ids))}) AND workspace_id = %s
+        WHERE eval_id = %s AND workspace_id = %s
         GROUP BY eval_id, passed
     """
-    return sql, [*version_ids, eval_set.workspace_id]
+    params = [value for pk in version_ids for value in (pk, eval_set.workspace_id)]
+    return " UNION ALL ".join([one] * len(version_ids)), params
 
 
 def _epoch(column: str) -> str:
     """``column`` in seconds since the epoch on PostgreSQL (a number parses far faster
-    than a timestamp); SQLite (tests) hands back its text, parsed in Python."""
+    than a timestamp); SQLite (tests) hands back its text, parsed in Python.
+
+    ``date_part`` computes a float8 directly; ``EXTRACT`` a numeric, then cast (slower,
+    and the same float8: both round the exact microseconds to the nearest double)."""
     if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {column})"
+        return f"date_part('epoch', {column})"
     return column
 
 
@@ -268,7 +280,7 @@ def _read_labels(eval_set: EvalSet, trace_ids=None) -> tuple[list, ...]:
         _numbers(counts, "q").tolist(),
         _numbers(id_sums, "q").tolist(),
     )
-    # Joined in the order they were read, as a rule, but no database promises it.
+    # Newest first. The traces' stored order is mostly oldest first: sorted in one pass.
     keys = list(zip(columns[1], columns[0], strict=True))  # (timestamp, id)
     if any(a < b for a, b in zip(keys, keys[1:], strict=False)):
         order = sorted(range(len(keys)), key=keys.__getitem__, reverse=True)
