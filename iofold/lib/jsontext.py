@@ -91,18 +91,18 @@ def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> boo
         return False
     if "\\u0000" in text or not _no_surrogate(text):
         return False
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    # Level by level: no (item, depth) pair per container, as the full walk needs.
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
         if depth >= max_depth:
             return False
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, dict | list):
+                    below.append(child)
+        level, depth = below, depth + 1
     return True
 
 
