@@ -167,7 +167,8 @@ WITH f AS MATERIALIZED (
     SELECT conversation_id, count(*) AS n, min(timestamp) AS first_at,
            max(timestamp) AS last_at, bool_or(has_error) AS has_error, sum(cost) AS cost,
            (array_agg(id ORDER BY timestamp, id))[1] AS first_id
-    FROM {trace} WHERE conversation_id = ANY(%s) GROUP BY conversation_id
+    FROM {trace} WHERE workspace_id = %s AND conversation_id = ANY(%s)
+    GROUP BY conversation_id
 )
 UPDATE {conversation} AS c
 SET turn_count = f.n, started_at = f.first_at, last_activity_at = f.last_at,
@@ -192,7 +193,9 @@ def _update_figures(workspace, mine, conversation_ids: list[int], now) -> list[t
         )
         workspace_id = getattr(workspace, "pk", workspace)
         with connection.cursor() as cursor:
-            cursor.execute(sql, [conversation_ids, now, workspace_id, conversation_ids])
+            cursor.execute(
+                sql, [workspace_id, conversation_ids, now, workspace_id, conversation_ids]
+            )
             return cursor.fetchall()
     turns = Trace.objects.filter(conversation=OuterRef("pk")).order_by()
     mine.update(
