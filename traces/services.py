@@ -242,12 +242,7 @@ def record_feedback(
             .first()
         )
         if before is not None:
-            previous = Feedback(rating=before.rating, note=before.note)
-            before.rating, before.note, before.origin = rating, note, origin
-            before.save(update_fields=["rating", "note", "origin", "updated_at"])
-            if (previous.rating, previous.note) != (rating, note):
-                _audit(before, action=LabelChange.Action.CHANGED, changed_by=user, before=previous)
-            return before, False
+            return _replace_label(before, rating=rating, note=note, origin=origin, user=user)
         # One savepoint around the insert, not update_or_create()'s two and its second
         # read: a double-click racing the first insert hits the unique constraint, and the
         # row the other request wrote is updated instead.
@@ -262,19 +257,26 @@ def record_feedback(
                     note=note,
                     origin=origin,
                 )
-            created = True
         except IntegrityError as exc:
             try:
-                feedback = Feedback.objects.select_for_update().get(
+                before = Feedback.objects.select_for_update().get(
                     trace=trace, eval_set=eval_set, user=user
                 )
             except Feedback.DoesNotExist:
                 raise exc from None
-            feedback.rating, feedback.note, feedback.origin = rating, note, origin
-            feedback.save(update_fields=["rating", "note", "origin", "updated_at"])
-            created = False
+            return _replace_label(before, rating=rating, note=note, origin=origin, user=user)
         _audit(feedback, action=LabelChange.Action.CREATED, changed_by=user, before=None)
-    return feedback, created
+    return feedback, True
+
+
+def _replace_label(before: Feedback, *, rating: str, note: str, origin: str, user):
+    """Overwrite a reviewer's stored label; audit it as a change when it differs."""
+    previous = Feedback(rating=before.rating, note=before.note)
+    before.rating, before.note, before.origin = rating, note, origin
+    before.save(update_fields=["rating", "note", "origin", "updated_at"])
+    if (previous.rating, previous.note) != (rating, note):
+        _audit(before, action=LabelChange.Action.CHANGED, changed_by=user, before=previous)
+    return before, False
 
 
 def _check_may_edit(feedback: Feedback, *, actor, membership) -> None:

@@ -3,7 +3,7 @@ import pytest
 from tests.traces.factories import EvalSetFactory, TraceFactory
 from traces import services
 from traces.exceptions import TraceError, TraceNotFound
-from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
 from traces.selectors import (
     eval_set_summary,
     eval_sets_of_trace,
@@ -119,6 +119,9 @@ def test_a_label_racing_the_first_insert_updates_that_row(eval_set, traces, owne
     assert not created
     stored = Feedback.objects.get(trace=traces[0], eval_set=eval_set, user=owner)
     assert (stored.pk, stored.rating, stored.note) == (fb.pk, "negative", "late")
+    # The other request's insert is the creation; this one's overwrite is audited as a change.
+    audit = LabelChange.objects.filter(trace=traces[0], eval_set=eval_set)
+    assert list(audit.values_list("action", flat=True)) == [LabelChange.Action.CHANGED]
 
 
 def test_bad_rating_is_refused(eval_set, traces, owner):
