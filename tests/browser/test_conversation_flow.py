@@ -50,7 +50,12 @@ def test_open_expand_and_label_a_conversation(logged_in_page, workspace, owner):
         f"{conversation.turn_count} turns"
     )
     expect(page.get_by_test_id("progress")).to_have_text("0 of 2 conversations labelled")
+    # The card arrives by htmx: keys pressed before it are not the card's (the "n" of
+    # "confirmation" would be the one that opens the note).
+    note = page.locator("#note")
+    expect(note).to_be_visible()
     page.keyboard.press("n")
+    expect(note).to_be_focused()
     page.keyboard.type("Modified the order without asking for confirmation")
     page.keyboard.press("Escape")
     page.keyboard.press("2")
