@@ -59,6 +59,7 @@ def test_a_generation_whose_worker_was_killed_finishes_on_the_next_worker(
     wait_for(finished, timeout=60, message="the new worker did not finish the killed generation")
     assert generation.status == RunStatus.SUCCEEDED, generation.error
     assert generation.takeovers == 1
-    assert len(fake_llm.requests) == 2
+    # Generation's own requests; the judge and hybrid it measures afterwards may ask more.
+    assert len([r for r in fake_llm.requests if "Allowed answers:" not in r.prompt_text]) == 2
     assert Eval.objects.filter(eval_set=eval_set).count() == 1
     assert EvalExecution.objects.filter(eval=generation.result).count() == 8
