@@ -9,9 +9,10 @@ module, which calls the downstream app by name. See docs/architecture.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import ResolverMatch, get_script_prefix, get_urlconf, reverse
 
 
 @dataclass(frozen=True)
@@ -64,20 +65,37 @@ def navigation(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     workspace = getattr(request, "workspace", None)
-    return {"workspace_nav": workspace_nav(workspace) if workspace is not None else []}
+    if workspace is None:
+        return {"workspace_nav": []}
+    return {"workspace_nav": workspace_nav(workspace, getattr(request, "resolver_match", None))}
 
 
-def workspace_nav(workspace) -> list[dict]:
-    """Return the navigation entries of a workspace, with their URLs."""
+def workspace_nav(workspace, current: ResolverMatch | None = None) -> list[dict]:
+    """Return the navigation entries of a workspace, with their URLs; ``active`` marks the
+    entry of the page ``current`` resolved to."""
+    urls = _nav_urls(workspace.slug, get_script_prefix(), get_urlconf())
     return [
         {
             "label": item.label,
-            "url": reverse(item.url_name, kwargs={"slug": workspace.slug}),
+            "url": url,
             "app": item.url_name.split(":")[0],
-            "url_names": list(item.highlights),
+            "active": current is not None and _highlights(item, current),
         }
-        for item in NAV_ITEMS
+        for item, url in zip(NAV_ITEMS, urls, strict=True)
     ]
+
+
+def _highlights(item: NavItem, current: ResolverMatch) -> bool:
+    if current.app_name != item.url_name.split(":")[0]:
+        return False
+    return not item.highlights or current.url_name in item.highlights
+
+
+@lru_cache(maxsize=1024)
+def _nav_urls(slug: str, script_prefix: str, urlconf: str | None) -> tuple[str, ...]:
+    # Ten reverse() calls cost about a millisecond on every page; a workspace's URLs only
+    # change with its slug (and the URL configuration, part of the key for tests).
+    return tuple(reverse(item.url_name, kwargs={"slug": slug}) for item in NAV_ITEMS)
 
 
 def onboarding_steps(workspace) -> list[dict]:

@@ -13,13 +13,19 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def get_workspace_for_user(request, slug: str, *, write: bool = False, manage: bool = False):
-    """Return ``(workspace, membership)``: 404 for non-members, 403 for a too-weak role."""
-    membership = (
+    """Return ``(workspace, membership)``: 404 for non-members, 403 for a too-weak role.
+
+    One query reads all of the user's memberships, in the workspace switcher's order: the
+    page's switcher lists them (``request.user_workspaces``, see
+    ``workspaces.context_processors``), so every page costs one query less.
+    """
+    memberships = list(
         Membership.objects.for_user(request.user)
         .select_related("workspace")
-        .filter(workspace__slug=slug)
-        .first()
+        .order_by("workspace__name", "workspace_id")
     )
+    request.user_workspaces = [m.workspace for m in memberships]
+    membership = next((m for m in memberships if m.workspace.slug == slug), None)
     if membership is None:
         raise Http404("No such workspace")
     check_role(membership.role, write=write, manage=manage)

@@ -207,3 +207,64 @@ def test_every_member_sees_a_leave_button_for_themselves_only(client, workspace,
     html = html.decode()
     assert reverse("workspaces:leave", kwargs={"slug": workspace.slug}) in html
     assert "/remove/" not in html
+
+
+def _switcher(html: str) -> str:
+    """The switcher's list (under the summary, which names the current workspace)."""
+    start = html.index("<ul>", html.index('data-testid="workspace-switcher"'))
+    return html[start : html.index("</details>", start)]
+
+
+def test_the_switcher_lists_the_users_workspaces_by_name_and_ticks_the_current_one(
+    client, workspace, owner, other_workspace, outsider
+):
+    """The membership lookup of a workspace page also feeds the switcher: it must list all
+    the user's workspaces (and no one else's), not only the one in the URL."""
+    third = Workspace.objects.create(name="Beta", slug="beta")
+    Membership.objects.create(workspace=third, user=owner, role="viewer")
+    gone = Workspace.objects.create(name="Aardvark", slug="aardvark")
+    Membership.objects.create(workspace=gone, user=owner, role="owner")
+    gone.deletion_requested_at = gone.created_at
+    gone.save(update_fields=["deletion_requested_at"])
+    client.force_login(owner)
+
+    switcher = _switcher(client.get(reverse("traces:list", args=["beta"])).content.decode())
+
+    assert [name for name in ("Aardvark", "Acme", "Beta", "Globex") if name in switcher] == [
+        "Acme",
+        "Beta",
+    ]
+    assert switcher.index("Acme") < switcher.index("Beta")
+    assert "✓ Beta" in switcher and "✓ Acme" not in switcher
+
+
+def test_a_workspace_joined_shows_in_the_switcher_on_the_next_page(
+    client, workspace, owner, other_workspace
+):
+    client.force_login(owner)
+    url = reverse("traces:list", args=[workspace.slug])
+    assert "Globex" not in _switcher(client.get(url).content.decode())
+
+    Membership.objects.create(workspace=other_workspace, user=owner, role="member")
+    other_workspace.name = "Globex Corp"
+    other_workspace.save(update_fields=["name"])
+
+    assert "Globex Corp" in _switcher(client.get(url).content.decode())
+
+
+def test_the_navigation_marks_the_page_the_user_is_on(client, workspace, owner):
+    client.force_login(owner)
+
+    def current(url):
+        html = client.get(url).content.decode()
+        return [
+            line.split(">", 1)[1].split("<", 1)[0]
+            for line in html.split("<a ")
+            if 'aria-current="page"' in line.split(">", 1)[0]
+        ]
+
+    assert current(reverse("traces:list", args=[workspace.slug])) == ["Traces"]
+    assert current(reverse("traces:evalset_list", args=[workspace.slug])) == ["Eval sets"]
+    assert current(reverse("evals:settings", args=[workspace.slug])) == ["Eval settings"]
+    assert current(reverse("workspaces:settings", args=[workspace.slug])) == ["Settings"]
+    assert current(reverse("integrations:list", args=[workspace.slug])) == ["Integrations"]
