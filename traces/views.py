@@ -85,13 +85,11 @@ def trace_list(request):
 def trace_detail(request, pk: int):
     """One trace: input, the tree of steps, output and metadata."""
     trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=pk)
-    selectors.attach_label_counts([trace])
-    feedback = (
+    feedback = list(
         Feedback.objects.for_workspace(request.workspace)
         .filter(trace=trace)
         .select_related("user", "eval_set")
     )
-    feedback = list(feedback)
     mine = {fb.eval_set_id: fb for fb in feedback if fb.user_id == request.user.pk}
     label_sets = selectors.eval_sets_of_trace(trace)
     for eval_set in label_sets:
