@@ -16,7 +16,7 @@ from django.db import transaction
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
-from evals.execution.runs import finish_run, run_eval_now, start_run
+from evals.execution.runs import finish_run, run_eval_now, start_run, stored_trace_ids
 from evals.judging.runs import open_session, run_sandbox
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_sent_batch
@@ -168,13 +168,10 @@ def start_batch(
     """
     if trace_ids:
         wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
-        stored = set(
-            Trace.objects.for_workspace(eval.workspace_id)
-            .filter(pk__in=wanted)
-            .values_list("pk", flat=True)
-        )
+        stored = stored_trace_ids(eval.workspace_id, wanted)
         _check_stored(wanted, stored)
-        return start_run(eval=eval, trace_ids=wanted, trigger=EvalRun.Trigger.API)
+        # The run reuses the ids just read instead of reading them again.
+        return start_run(eval=eval, trace_ids=wanted, trigger=EvalRun.Trigger.API, stored=stored)
     sent = list(traces or [])
     with transaction.atomic():
         run = EvalRun.objects.create(

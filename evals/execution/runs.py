@@ -64,7 +64,12 @@ EXECUTION_FIELDS = (
 
 
 def start_run(
-    *, eval: Eval, trace_ids: Sequence[int], trigger: str, enqueue: bool = True
+    *,
+    eval: Eval,
+    trace_ids: Sequence[int],
+    trigger: str,
+    enqueue: bool = True,
+    stored: set[int] | None = None,
 ) -> EvalRun:
     """Create a queued run of `eval` over the workspace's `trace_ids` and enqueue it on commit.
 
@@ -72,13 +77,11 @@ def start_run(
     out. A run over more than ``IOFOLD_EVAL_CHUNK_TRACES`` traces of an eval that calls no
     judge is split into chunks, one task each, that any number of workers share. With
     `enqueue=False` nothing is split or queued and the caller runs it (`execute_run`) itself.
+    ``stored``: the workspace's ids among `trace_ids`, when the caller already read them
+    (``stored_trace_ids``).
     """
     wanted = list(dict.fromkeys(int(pk) for pk in trace_ids))
-    existing = set(
-        Trace.objects.for_workspace(eval.workspace_id)
-        .filter(pk_in(Trace, wanted))
-        .values_list("pk", flat=True)
-    )
+    existing = stored if stored is not None else stored_trace_ids(eval.workspace_id, wanted)
     kept = [pk for pk in wanted if pk in existing]
     automatic = trigger == EvalRun.Trigger.AUTOMATIC
     size = settings.IOFOLD_EVAL_CHUNK_TRACES
@@ -108,6 +111,15 @@ def start_run(
             transaction.on_commit(lambda: enqueue_run(run.pk, automatic=automatic))
     logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
     return run
+
+
+def stored_trace_ids(workspace_id: int, trace_ids: Sequence[int]) -> set[int]:
+    """Return the ids among ``trace_ids`` of the workspace's stored traces."""
+    return set(
+        Trace.objects.for_workspace(workspace_id)
+        .filter(pk_in(Trace, trace_ids))
+        .values_list("pk", flat=True)
+    )
 
 
 def _chunk_pks(run: EvalRun) -> list[int]:
