@@ -197,7 +197,8 @@ STORAGES = {
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's Redis backend, minus a client built on every call (iofold/lib/cache.py).
+        "BACKEND": "iofold.lib.cache.RedisCache",
         "LOCATION": env_str("CACHE_URL"),
     }
     if env_str("CACHE_URL")
