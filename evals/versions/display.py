@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import Truncator
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from iofold.lib.text import clip
 from traces.templatetags.trace_tags import brief
 from traces.vocabulary import WHEN_STRFTIME
 
@@ -140,7 +140,7 @@ def matrix_row_html(row) -> SafeString:
     Labels, states and verdicts come from fixed sets; everything else is escaped.
     """
     trace = row.trace
-    name = Truncator(trace.name or trace.external_id).chars(32)
+    name = clip(trace.name or trace.external_id, 32)
     when = timezone.localtime(trace.timestamp).strftime(WHEN_STRFTIME)
     cells = "".join(
         f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape(c.url)}"'
@@ -154,9 +154,7 @@ def matrix_row_html(row) -> SafeString:
         f'<span class="muted">Out:</span> {escape(brief(getattr(trace, "output", None), 80))}'
         "</small>"
     )
-    notes = "".join(
-        f'<br><small class="note">“{escape(Truncator(n).chars(100))}”</small>' for n in row.notes
-    )
+    notes = "".join(f'<br><small class="note">“{escape(clip(n, 100))}”</small>' for n in row.notes)
     html = (
         f'<tr><td><a href="{escape(row.trace_url)}">{escape(name)}</a>'
         f'<br><small class="muted">{when}</small>{snippet}{notes}</td>'

@@ -4,9 +4,9 @@ from urllib.parse import quote
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator
 from django.utils.timezone import get_current_timezone, is_aware
 
+from iofold.lib.text import clip
 from traces.minify import minify_trace
 from traces.models import Trace
 from traces.vocabulary import WHEN_STRFTIME
@@ -109,7 +109,7 @@ def _label_cell(trace) -> str:
 
 def _row(trace, list_url: str, tz) -> str:
     label = str(trace)
-    shown = label if len(label) <= 60 else Truncator(label).chars(60)
+    shown = clip(label, 60)
     tags = ""
     if trace.tags:
         badges = "".join(
