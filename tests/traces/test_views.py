@@ -67,6 +67,26 @@ def test_trace_detail_shows_step_tree_with_errors(login, workspace, owner):
     assert "gpt-4o-mini" in html and "150 tokens" in html
 
 
+def test_trace_page_lists_each_label_with_its_reviewer_set_and_note(
+    login, workspace, owner, member, eval_set, traces
+):
+    trace = traces[0]
+    services.record_feedback(
+        eval_set=eval_set, trace=trace, user=member, rating="negative", note="Wrong order id"
+    )
+    services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+
+    html = login(owner).get(url("detail", workspace, pk=trace.pk)).content.decode()
+
+    labels = html[html.index("<strong>Labels</strong>") :]
+    assert "✗ <strong>member@acme.test</strong> in <a" in labels
+    assert "✓ <strong>owner@acme.test</strong> in <a" in labels
+    assert labels.count(f">{eval_set.name}</a>") == 2
+    assert "“Wrong order id”" in labels
+    # The owner's own label, on the set's rating form.
+    assert "yours: ✓ good" in html
+
+
 def test_large_payload_is_truncated_until_show_all(login, workspace, owner):
     data = {"input": "x" * 50_000, "output": "done", "steps": []}
     trace = TraceFactory(workspace=workspace, data=data)
