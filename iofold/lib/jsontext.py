@@ -91,6 +91,10 @@ def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> boo
         return False
     if "\\u0000" in text or not _no_surrogate(text):
         return False
+    # Nesting is never deeper than the count of opening brackets (those inside strings
+    # only add to it): most traces have fewer than the limit, and skip the walk.
+    if text.count("{") + text.count("[") <= max_depth:
+        return True
     # Level by level: no (item, depth) pair per container, as the full walk needs.
     level = [value] if isinstance(value, dict | list) else []
     depth = 0

@@ -48,7 +48,9 @@ def test_malformed_json_is_still_a_decode_error():
         ({"k": ["\x00"]}, "k[0]: contains a NUL character"),
         ({"\ud800": 1}, "a key of the top-level value: contains a lone surrogate"),
         ([[[[]]]], "[0][0][0]: nested deeper than 3 levels"),
-        ([[["x"]]], None),
+        ([[["x"]]], None),  # as deep as allowed: three brackets, no walk needed
+        ([[], [[]], "[[[["], None),  # more brackets than the limit, yet shallow
+        ({"a": "{", "b": [[[]]]}, "b[0][0]: nested deeper than 3 levels"),
         ({1: "x", "t": ["\x00"]}, "t[0]: contains a NUL character"),
         ([{1, 2}], None),  # not JSON at all: only what the full walk reports counts
     ],
