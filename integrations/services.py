@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
@@ -24,6 +24,7 @@ from integrations.adapters.base import (
     ScoreIn,
     SourceSettings,
     TraceFilters,
+    TracePage,
     clean_base_url,
 )
 from integrations.constants import (
@@ -38,7 +39,7 @@ from iofold.lib import outbound
 from iofold.lib.prefetch import prefetched
 from iofold.lib.runs import Heartbeat, keep_alive
 from iofold.lib.tasks import enqueue
-from iofold.pipeline import ingest_traces
+from iofold.pipeline import ingest_traces, prepare_traces
 
 logger = logging.getLogger(__name__)
 # Registered name of the sync task (integrations.tasks imports this module).
@@ -472,33 +473,36 @@ def _sync(
         since_date=integration.since_date,
     )
     pages = 0
-    # The source's next page is fetched and normalised on a thread while this one is
-    # written: pages still commit one by one, in order, each with its own cursor.
+    # The source's next page is fetched, normalised and prepared for storing on a thread
+    # while this one is written: pages still commit one by one, in order, each with its
+    # own cursor.
     pager = prefetched(
-        adapter.fetch_traces(
-            since=integration.watermark,
-            until=None,
-            filters=filters,
-            cursor=integration.sync_cursor or None,
+        _prepared_pages(
+            adapter.fetch_traces(
+                since=integration.watermark,
+                until=None,
+                filters=filters,
+                cursor=integration.sync_cursor or None,
+            )
         ),
         depth=PREFETCH_PAGES,
         name=f"sync-{run.pk}-fetch",
     )
     try:
-        for page in pager:
+        for page, prepared in pager:
             with transaction.atomic():
                 result = ingest_traces(
                     workspace=integration.workspace,
                     source=integration.kind,
                     integration=integration,
-                    traces=page.traces,
+                    traces=prepared,
                     on_ingested=on_ingested,
                 )
                 _record_page(
                     run, integration, result, cursor=page.cursor, max_ts=page.max_timestamp
                 )
             pages += 1
-            del page, result  # the page written is not kept while the next ones come
+            del page, prepared, result  # the page written is not kept while the next come
             if on_page is not None:
                 on_page(run, pages)
             if heartbeat is not None and heartbeat.lost:
@@ -534,6 +538,18 @@ def _sync(
         status=Integration.Status.OK, last_error="", last_synced_at=timezone.now()
     )
     return _finish_run(run)
+
+
+def _prepared_pages(pages: Iterator[TracePage]) -> Iterator[tuple[TracePage, Any]]:
+    """Yield each page with its traces validated and encoded (no database needed)."""
+    try:
+        for page in pages:
+            yield page, prepare_traces(page.traces)
+    finally:
+        # Stopped early (the sync failed or gave up): the adapter's clean-up runs now.
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
 
 
 def _record_page(

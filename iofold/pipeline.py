@@ -51,15 +51,27 @@ def admit_traces(*, workspace, count: int) -> None:
         )
 
 
+def prepare_traces(traces: list[dict[str, Any]]) -> Any:
+    """Validate and encode a batch for ``ingest_traces`` without the database.
+
+    Safe on any thread: a sync prepares its next page on the thread that fetches it.
+    """
+    from traces.ingest import prepare_traces as prepare
+
+    return prepare(traces)
+
+
 def ingest_traces(
     *,
     workspace,
     source: str,
-    traces: list[dict[str, Any]],
+    traces: Any,
     integration=None,
     on_ingested: Callable[[list[int]], None] | None = None,
 ) -> UpsertResult:
     """Store normalised traces, then queue continuous evaluation of the new or changed ones.
+
+    ``traces`` is a list of normalised traces, or what ``prepare_traces`` made of one.
 
     The evaluation is queued after the surrounding transaction commits, so a worker never
     looks for rows that are not there yet; ``on_ingested(trace_ids)`` runs then too.

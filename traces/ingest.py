@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
@@ -78,29 +79,28 @@ def source_key_for(*, source: str, integration=None) -> str:
     return f"i{integration.pk}" if integration is not None else source
 
 
-def upsert_traces(
-    *,
-    workspace,
-    source: str,
-    integration=None,
-    traces: list[dict[str, Any]],
-    on_ingested: Callable[[list[int]], None] | None = None,
-) -> UpsertResult:
-    """Validate and upsert normalised traces; return the counts and the new or changed ids.
+@dataclass
+class PreparedTraces:
+    """A batch validated, canonicalised and encoded: what storing it needs but the database.
 
-    ``on_ingested(trace_ids)`` runs after the surrounding transaction commits, and only
-    when some trace was created or changed. What happens next (continuous evaluation) is
-    the caller's to decide: ``iofold.pipeline.ingest_traces`` is the caller that does it.
+    ``prepare_traces`` makes it without touching the database, so a sync prepares its next
+    page on the thread that fetches it while this thread writes the current one.
     """
-    if source not in Trace.Source.values:
-        raise ValueError(f"unknown trace source {source!r}")
-    source_key = source_key_for(source=source, integration=integration)
-    result = UpsertResult()
 
-    # Validate and canonicalise; the last copy of a duplicated id wins. One encoding of
-    # each trace serves both the check for unstorable text and the content hash.
-    prepared: dict[str, dict[str, Any]] = {}
-    encodings: dict[str, str] = {}
+    # Canonical payloads by id (the last copy of a duplicated id wins), their encodings
+    # and the content hashes of those encodings.
+    traces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    encodings: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    failed: int = 0
+    duplicates: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def prepare_traces(traces: list[dict[str, Any]]) -> PreparedTraces:
+    """Validate and canonicalise normalised traces, and hash what would be stored."""
+    batch = PreparedTraces()
+    # One encoding of each trace serves both the check for unstorable text and the hash.
     for index, raw in enumerate(traces):
         problems = validate_normalised_trace(raw, check_text=False)
         if not problems and parse_time(raw["timestamp"]) is None:
@@ -113,13 +113,40 @@ def upsert_traces(
             elif encoded is None:
                 problems = ["the trace cannot be encoded as JSON"]
         if problems:
-            result.failed += 1
-            result.errors.append((index, "; ".join(problems)))
+            batch.failed += 1
+            batch.errors.append((index, "; ".join(problems)))
             continue
-        if data["id"] in prepared:
-            result.duplicates += 1
-        prepared[data["id"]] = data
-        encodings[data["id"]] = encoded
+        if data["id"] in batch.traces:
+            batch.duplicates += 1
+        batch.traces[data["id"]] = data
+        batch.encodings[data["id"]] = encoded
+        batch.digests[data["id"]] = hashlib.sha256(encoded.encode()).hexdigest()
+    return batch
+
+
+def upsert_traces(
+    *,
+    workspace,
+    source: str,
+    integration=None,
+    traces: list[dict[str, Any]] | PreparedTraces,
+    on_ingested: Callable[[list[int]], None] | None = None,
+) -> UpsertResult:
+    """Validate and upsert normalised traces; return the counts and the new or changed ids.
+
+    ``traces`` may come already through ``prepare_traces``. ``on_ingested(trace_ids)``
+    runs after the surrounding transaction commits, and only when some trace was created
+    or changed. What happens next (continuous evaluation) is the caller's to decide:
+    ``iofold.pipeline.ingest_traces`` is the caller that does it.
+    """
+    if source not in Trace.Source.values:
+        raise ValueError(f"unknown trace source {source!r}")
+    source_key = source_key_for(source=source, integration=integration)
+    batch = traces if isinstance(traces, PreparedTraces) else prepare_traces(traces)
+    result = UpsertResult(
+        failed=batch.failed, duplicates=batch.duplicates, errors=list(batch.errors)
+    )
+    prepared, encodings = batch.traces, batch.encodings
     if not prepared:
         return result
 
@@ -134,7 +161,7 @@ def upsert_traces(
 
     to_write: list[Trace] = []
     for external_id, data in prepared.items():
-        digest = hashlib.sha256(encodings[external_id].encode()).hexdigest()
+        digest = batch.digests[external_id]
         known = existing.get(external_id)
         if known is not None and known[1] == digest:
             result.unchanged += 1
