@@ -1,9 +1,11 @@
 """traces.ingest.upsert_traces: the natural key, change detection and denormalised columns."""
 
+import threading
+
 import pytest
 
 from integrations.demo import create_demo_traces, demo_trace
-from traces.ingest import upsert_traces
+from traces.ingest import prepare_traces, upsert_traces
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +67,23 @@ def test_duplicate_ids_in_one_batch_keep_the_last(workspace):
     )
 
     assert (result.created, result.duplicates) == (1, 1)
+    assert Trace.objects.for_workspace(workspace).get().name == "second"
+
+
+def test_a_batch_prepared_on_another_thread_is_stored_like_the_raw_batch(workspace):
+    # A sync prepares its next page on the fetching thread, which has no database.
+    batch = [TRACE, {**TRACE, "name": "second"}, {**TRACE, "id": "run-2", "timestamp": "no"}]
+    prepared = []
+    reader = threading.Thread(target=lambda: prepared.append(prepare_traces(batch)))
+    reader.start()
+    reader.join()
+
+    result = upsert_traces(workspace=workspace, source="api", traces=prepared[0])
+    again = upsert_traces(workspace=workspace, source="api", traces=batch)
+
+    assert (result.created, result.duplicates, result.failed) == (1, 1, 1)
+    assert result.errors == [(2, "field 'timestamp' is not an ISO-8601 date-time")]
+    assert (again.unchanged, again.duplicates, again.failed) == (1, 1, 1)
     assert Trace.objects.for_workspace(workspace).get().name == "second"
 
 

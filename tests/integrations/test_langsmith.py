@@ -87,6 +87,22 @@ def test_a_sync_reads_every_trace_with_its_runs(workspace, fake_langsmith):
     assert integration.watermark == max(t.timestamp for t in synced(integration))
 
 
+def test_a_malformed_trace_fails_alone_and_the_rest_of_its_page_is_stored(
+    workspace, fake_langsmith
+):
+    # Traces are checked on the thread that fetches pages, apart from the one writing them.
+    fake = fake_langsmith(traces=12)
+    fake.runs[str(uuid.UUID(int=5))]["name"] = 42  # a trace name must be text
+    integration = connect(workspace, fake)
+
+    run = sync(integration)
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert (run.created_count, run.failed_count, run.pages) == (11, 1, 2)
+    assert not synced(integration).filter(external_id=str(uuid.UUID(int=5))).exists()
+    assert synced(integration).count() == 11
+
+
 def test_the_v2_query_names_its_fields_and_its_start(workspace, fake_langsmith):
     fake = fake_langsmith(traces=3)
     sync(connect(workspace, fake))
