@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from integrations import services
-from integrations.adapters.base import ScoreIn, format_time
-from integrations.adapters.langsmith import SELECTS, LangSmithAdapter, feedback_id
+from integrations.adapters.base import ScoreIn, format_time, parse_time
+from integrations.adapters.langsmith import SELECTS, LangSmithAdapter, feedback_id, normalise_run
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from tests.fakes.langsmith_server import API_KEY, PROJECT_ID, FakeLangSmith
@@ -323,3 +323,27 @@ def test_the_servers_environment_never_picks_the_workspace(workspace, fake_langs
     services.test_connection(integration=connect(workspace, fake))
     headers = fake.requests[-1][3]
     assert "X-Tenant-Id" not in headers and headers["X-API-Key"] == API_KEY
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("2026-03-01T09:30:05.123456Z", "2026-03-01T09:30:05.123Z"),
+        ("2026-03-01T09:30:05.999999+00:00", "2026-03-01T09:30:05.999Z"),
+        ("2026-03-01T09:30:05.123456", "2026-03-01T09:30:05.123Z"),  # naive is UTC
+        ("2026-03-01T11:30:05.123456+02:00", "2026-03-01T09:30:05.123Z"),
+        ("2026-03-01T09:30:05Z", "2026-03-01T09:30:05.000Z"),
+        (None, None),
+    ],
+)
+def test_run_times_are_stored_in_utc_to_the_millisecond(sent, stored):
+    run = {"id": "r1", "run_type": "llm", "start_time": sent, "end_time": sent}
+    step = normalise_run(run, known_ids={"r1"})
+    assert (step["start_time"], step["end_time"]) == (stored, stored)
+    assert stored == format_time(parse_time(sent))
+
+
+def test_a_run_time_that_is_no_date_is_refused():
+    run = {"id": "r1", "run_type": "llm", "start_time": "2026-02-30T09:30:05.123456Z"}
+    with pytest.raises(ValueError, match="day is out of range"):
+        normalise_run(run, known_ids={"r1"})

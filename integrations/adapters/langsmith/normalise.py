@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from integrations.adapters.base import format_time, parse_time
+from integrations.adapters.base import normal_time, parse_time
 
 TYPE_MAP = {
     "llm": "llm",
@@ -55,19 +55,24 @@ def _float(value: Any) -> float | None:
     return None
 
 
-def _metadata(run: dict[str, Any]) -> dict[str, Any]:
-    extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
+def _extra(run: dict[str, Any]) -> dict[str, Any]:
+    extra = run.get("extra")
+    return extra if isinstance(extra, dict) else {}
+
+
+def _metadata(run: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     metadata = run.get("metadata")
     if not isinstance(metadata, dict):
-        metadata = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+        metadata = extra.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
     return dict(metadata)
 
 
-def _model(run: dict[str, Any], metadata: dict[str, Any]) -> str | None:
-    extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
-    params = (
-        extra.get("invocation_params") if isinstance(extra.get("invocation_params"), dict) else {}
-    )
+def _model(extra: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+    params = extra.get("invocation_params")
+    if not isinstance(params, dict):
+        params = {}
     for value in (metadata.get("ls_model_name"), params.get("model"), params.get("model_name")):
         if isinstance(value, str) and value:
             return value
@@ -77,13 +82,14 @@ def _model(run: dict[str, Any], metadata: dict[str, Any]) -> str | None:
 def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]:
     """Turn one run into a step."""
     run_type = str(run.get("run_type") or "chain").lower()
-    metadata = _metadata(run)
+    extra = _extra(run)
+    metadata = _metadata(run, extra)
     metadata["langsmith_run_type"] = run_type
     cost = _float(run.get("total_cost"))
     if cost:
         metadata["cost"] = cost
-    if run.get("tags"):
-        metadata["tags"] = list(run["tags"])
+    if tags := run.get("tags"):
+        metadata["tags"] = list(tags)
     prompt, completion = _int(run.get("prompt_tokens")), _int(run.get("completion_tokens"))
     parent = parent_of(run)
     error = run.get("error")
@@ -95,12 +101,12 @@ def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]
         "input": run.get("inputs"),
         "output": run.get("outputs"),
         "error": (str(error) or "error") if error else None,
-        "model": _model(run, metadata),
+        "model": _model(extra, metadata),
         "usage": None
         if prompt is None and completion is None
         else {"input": prompt or 0, "output": completion or 0},
-        "start_time": format_time(parse_time(run.get("start_time"))),
-        "end_time": format_time(parse_time(run.get("end_time"))),
+        "start_time": normal_time(run.get("start_time")),
+        "end_time": normal_time(run.get("end_time")),
         "metadata": metadata,
     }
 
@@ -112,7 +118,7 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
     known = set(by_id)
     steps = [normalise_run(r, known_ids=known) for r in ordered]
     start, end = parse_time(root.get("start_time")), parse_time(root.get("end_time"))
-    metadata = _metadata(root)
+    metadata = _metadata(root, _extra(root))
     session = next(
         (
             metadata.get(key)
@@ -126,7 +132,7 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
     return {
         "id": str(root["id"]),
         "name": root.get("name"),
-        "timestamp": format_time(start),
+        "timestamp": normal_time(root.get("start_time")),
         "input": root.get("inputs"),
         "output": root.get("outputs"),
         "steps": steps,
