@@ -7,8 +7,11 @@ over raw HTTP and only parses the JSON (no SDK models, no normalising).
 
 The fake OpenAI store's baseline makes the same list and messages requests over raw HTTP.
 
-The sync runs with DEBUG off, as a worker does, and reads one page ahead on a thread
-while it writes the current one (integrations.services.PREFETCH_PAGES). The ratio is
+The sync runs with DEBUG off, as a worker does, and fetches, normalises and prepares
+(validates, encodes, hashes) one page ahead on a thread while it writes the current one
+(integrations.services.PREFETCH_PAGES). Its process imports the adapter's SDK before the
+timer, as a worker has after its first sync. The CPU seconds it reports count all its
+threads and vary less than wall time on a shared machine. The ratio is
 only meaningful on a quiet machine: the fetch-only loop is mostly waiting on the fake,
 the sync mostly CPU, so a loaded machine slows the sync less than it slows the fetch and
 the ratio rises.
