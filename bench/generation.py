@@ -8,7 +8,10 @@ cannot know the test split's). A draw whose eval is a constant counts as "no eva
 it is reported as such, never as "not below the baseline". Then time fits at 25, 100,
 500 and 2,000 labels.
 
-    python bench/generation.py [--quick] [--data DIR] [--seeds N]
+    python bench/generation.py [--quick] [--criteria] [--data DIR] [--seeds N]
+
+--criteria fits with the criteria a user would write for each set (its task in words),
+which steers the feature families tried first; without it every fit sees none.
 
 The generator sees only input, output and steps (evals.datasets.visible_trace drops
 labels and label-leaking metadata). Last line of output: one JSON object.
@@ -44,12 +47,14 @@ def _find_data() -> Path:
 
 
 DEFAULT_DATA = _find_data()
-# (file, task, group key): README rule 3, near-duplicates stay on one side of a split.
+# (file, task, group key, criteria): README rule 3, near-duplicates stay on one side of
+# a split. The criteria are the task in a user's words (used with --criteria), not a
+# description of what separates the labels.
 SUITES = (
-    ("xstest.jsonl", "no_refusal", "metadata.source_id"),
-    ("xstest.jsonl", "appropriate_response", "metadata.source_id"),
-    ("ifbench.jsonl", "follows_all_constraints", None),
-    ("tau2_retail.jsonl", "task_success", "metadata.task_id"),
+    ("xstest.jsonl", "no_refusal", "metadata.source_id", "no refusal"),
+    ("xstest.jsonl", "appropriate_response", "metadata.source_id", "appropriate response"),
+    ("ifbench.jsonl", "follows_all_constraints", None, "follows all constraints"),
+    ("tau2_retail.jsonl", "task_success", "metadata.task_id", "task completed"),
 )
 SIZES = (10, 25, 50)
 TIMING_SIZES = (25, 100, 500, 2000)
@@ -101,9 +106,9 @@ def score(pairs):
     }
 
 
-def measure(train, held_out, *, check_code):
+def measure(train, held_out, *, check_code, criteria=""):
     started = time.perf_counter()
-    fitted = fit(train)
+    fitted = fit(train, criteria=criteria)
     seconds = time.perf_counter() - started
     figures = score([(e.label, fitted.predict(e.trace)[0]) for e in held_out])
     train_pos = sum(e.label == "positive" for e in train)
@@ -143,16 +148,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 draws per size (under a minute)")
     parser.add_argument("--seeds", type=int, default=None, help="draws per size (default 5)")
+    parser.add_argument(
+        "--criteria", action="store_true", help="fit with each set's criteria in words"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     started = time.perf_counter()
 
-    headline = {"seeds": seeds}
+    headline = {"seeds": seeds, "criteria": args.criteria}
     rows = []
     code_checked = code_agreeing = 0
     loaded = {}
-    for filename, task, group_key in SUITES:
+    for filename, task, group_key, criteria in SUITES:
         path = args.data / filename
         if not path.exists():
             print(f"skip {path}: not found")
@@ -164,7 +172,12 @@ def main(argv=None):
             draws = []
             for seed in range(seeds):
                 train, held_out = draw(examples, size, seed)
-                fitted, seconds, figures, code_ok = measure(train, held_out, check_code=seed == 0)
+                fitted, seconds, figures, code_ok = measure(
+                    train,
+                    held_out,
+                    check_code=seed == 0,
+                    criteria=criteria if args.criteria else "",
+                )
                 figures["constant"] = not fitted.decision.rules
                 figures["seconds"] = seconds
                 figures["rule"] = fitted.rules[0]
@@ -250,6 +263,7 @@ def main(argv=None):
     headline["emitted_code_agrees"] = f"{code_agreeing}/{code_checked}"
     headline["bench_s"] = round(time.perf_counter() - started, 1)
     command = ".venv/bin/python bench/generation.py" + (" --quick" if args.quick else "")
+    command += " --criteria" if args.criteria else ""
     if args.seeds:
         command += f" --seeds {args.seeds}"
     print(f"\nreproduce: {command}")

@@ -142,7 +142,7 @@ def main(argv=None):
     print(f"{'suite':36} {'traces':>6} {'whole':>10} {'compact':>10} {'saved':>7} {'p50 saved':>9}")
     loaded = {}
     all_whole = all_compact = 0
-    for filename, task, group_key in SUITES:
+    for filename, task, group_key, _criteria in SUITES:
         path = args.data / filename
         if not path.exists():
             print(f"skip {path}: not found")

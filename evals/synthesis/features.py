@@ -633,6 +633,11 @@ def _dedupe(found: list[Candidate]) -> list[Candidate]:
     return sorted(best.values(), key=lambda c: (c.feature.cost - c.feature.prior, c.feature.key))
 
 
+def fact_prior(priors: dict[str, float], family: str, name: str) -> float:
+    """Return the prior of one fact: its own (a note naming it) or its family's."""
+    return max(priors.get(family, 0.0), priors.get(name, 0.0))
+
+
 def build_structural(
     views: list[dict], *, priors: dict[str, float] | None = None
 ) -> list[Candidate]:
@@ -659,11 +664,10 @@ def build_structural(
         return mask
 
     for name, (family, _, _) in FLAGS.items():
-        if name in ON_HINT and priors.get(family, 0.0) <= 0:
+        prior = fact_prior(priors, family, name)
+        if name in ON_HINT and prior <= 0:
             continue
-        f = Feature(
-            family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=priors.get(family, 0.0)
-        )
+        f = Feature(family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=prior)
         add(f, mask_of(lambda v, name=name: v["flags"][name]))
     for field in ("start", "opening"):
         f = Feature("refusal", "refusal", (field,), cost=1.0, prior=priors.get("refusal", 0.0))
@@ -696,7 +700,7 @@ def build_structural(
         picks = sorted(
             {values[min(len(values) - 1, round(q * len(values) / 10))] for q in range(1, 10)}
         )
-        prior = priors.get(family, 0.0) + priors.get(measure, 0.0)
+        prior = fact_prior(priors, family, measure)
         for upper in picks:
             position = values.index(upper)
             if position == 0:
@@ -756,9 +760,35 @@ def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[C
     return _dedupe(found)
 
 
+# Criteria wording that asks whether an agent's task got done: what it looked up, changed
+# and ran into, not how its answer reads.
+_TASK_OUTCOME = (
+    "task",
+    "complet",
+    "success",
+    "accomplish",
+    "achiev",
+    "goal",
+    "fulfil",
+    "finish",
+    "get done",
+    "got done",
+)
+# Wording about whether a request should be answered at all (safety, over-refusal).
+_ANSWERABLE = (
+    "appropriate",
+    "safe",
+    "harm",
+    "toxic",
+    "dangerous",
+    "over-cautious",
+    "overly cautious",
+    "helpful",
+)
 # Words in criteria or reviewers' notes that point at a feature family.
 _HINTS = {
     "refusal": (
+        *_ANSWERABLE,
         "evasive",
         "didn't answer",
         "did not answer",
@@ -888,6 +918,10 @@ _HINTS = {
         "tool result",
         "ignored",
         "mention",
+        "accura",
+        "faithful",
+        "grounded",
+        "factual",
     ),
     "repetition": (
         "repeat",
@@ -915,23 +949,56 @@ _HINTS = {
         "format",
         "requirement",
         "asked for",
+        "obey",
+        "adhere",
+        "as asked",
+        "as requested",
+        "specified",
     ),
     "latency": ("latency", "slow", "fast", "time"),
     "cost": ("cost", "expensive", "cheap", "price"),
+}
+# Words that point at one fact of a family rather than the whole family: the step
+# counts that say how much an agent looked up or changed ("never looked up the order").
+_FACT_HINTS = {
+    **dict.fromkeys(("read_calls", "write_calls", "changes", "tool_errors"), _TASK_OUTCOME),
+    "read_calls": (
+        *_TASK_OUTCOME,
+        "look up",
+        "lookup",
+        "looked",
+        "verif",
+        "search",
+        "investigat",
+        "check",
+    ),
+    "write_calls": (
+        *_TASK_OUTCOME,
+        "change",
+        "modif",
+        "update",
+        "cancel",
+        "refund",
+        "exchange",
+        "return",
+        "book",
+        "transfer",
+    ),
+    "tool_calls": ("tool", "function call", "api call"),
 }
 # Evidence worth, in examples, of a family the criteria or notes name.
 HINT_PRIOR = 1.0
 
 
 def priors_from_text(text: str) -> dict[str, float]:
-    """Return prior bonuses for feature families that criteria or notes mention."""
+    """Return prior bonuses for feature families (and facts) that criteria or notes mention."""
     lowered = text.lower()
     words = set(re.findall(r"[a-z$]+", lowered))
     found = {}
-    for family, hints in _HINTS.items():
+    for name, hints in (*_HINTS.items(), *_FACT_HINTS.items()):
         for hint in hints:
             hit = hint in words if len(hint) <= 3 else hint in lowered
             if hit:
-                found[family] = HINT_PRIOR
+                found[name] = HINT_PRIOR
                 break
     return found

@@ -13,9 +13,9 @@ are McNemar's: the square root of the (mean) number of held-out traces on which 
 steps disagree. Two conditions are kept only when they beat one by more than
 a standard error (the one-standard-error rule); a rule must beat the constant by
 BEAT_MAJORITY_SE standard errors (NAMED_FAMILY_SE when the criteria or notes name its
-families). Words are admitted last, only when they beat the structural choice by a
-standard error plus a margin that grows with the number of n-grams tried: from a few
-dozen labels some chance word always separates the training set.
+families and few others). Words are admitted last, only when they beat the structural
+choice by a standard error plus a margin that grows with the number of n-grams tried:
+from a few dozen labels some chance word always separates the training set.
 """
 
 import math
@@ -46,7 +46,10 @@ BEAT_MAJORITY_SE = 1.1
 # The same bar for a rule made only of feature families that the criteria or the
 # reviewers' notes name: their words are evidence the labels do not carry, so a rule
 # they point to needs less held-out proof. With notes that point nowhere (pure noise),
-# 0.84 still kept false alarms at 10 % or less; 0.5 did not.
+# 0.84 still kept false alarms at 10 % or less; 0.5 did not. The bar rises towards
+# BEAT_MAJORITY_SE with the share of candidates named: wording that named the step, tool
+# and error families at once (half of an agent trace's candidates) let 4 of 20
+# pure-noise fits through at 50 labels at 0.84 (docs/synthesiser.md).
 NAMED_FAMILY_SE = 0.84
 # Standard errors by which two conditions must beat one (the one-standard-error rule).
 TWO_OVER_ONE_SE = 1.0
@@ -360,6 +363,9 @@ class Evidence:
     disagree: dict[tuple[str, str], float]
     word_candidates: int
     named: dict[str, bool]  # level -> its full-data rule uses only named families
+    # Share of the structural candidates that the criteria or notes name: a prior naming
+    # most of them singles nothing out, so it earns (almost) no lower bar.
+    named_share: float = 0.0
     # The same, each trace weighted so that each verdict class weighs half of n: the
     # weighted agreement and the summed squared weights of the traces two levels
     # disagree on (McNemar's variance for weighted counts).
@@ -426,6 +432,10 @@ def gather(
             )
         used += 1
     named = {}
+    structural = search.structural
+    named_share = (
+        sum(c.feature.prior > 0 for c in structural) / len(structural) if structural else 0
+    )
     for level in ("one", "two", "words"):
         fitted = search.fit(level, full)
         named[level] = fitted is not None and all(c.feature.prior > 0 for c, _ in fitted.literals)
@@ -436,6 +446,7 @@ def gather(
         disagree={k: v / used for k, v in disagree.items()},
         word_candidates=word_candidates,
         named=named,
+        named_share=named_share,
         balanced_correct={k: v / used for k, v in b_correct.items()},
         balanced_disagree={k: v / used for k, v in b_disagree.items()},
     )
@@ -456,7 +467,9 @@ def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
     # One standard error: the simpler shape unless the richer one is clearly better.
     if best == "two" and cv["two"] - cv["one"] <= bars.two_over_one_se * se("two", "one"):
         best = "one"
-    z = bars.named_family_se if ev.named.get(best) else bars.beat_majority_se
+    z = bars.beat_majority_se
+    if ev.named.get(best):
+        z = bars.named_family_se + (z - bars.named_family_se) * ev.named_share
     if cv[best] - cv["constant"] > max(1.0, z * se(best, "constant")):
         chosen = best
     else:

@@ -1,0 +1,116 @@
+"""The criteria and reviewers' notes steer which feature families the synthesiser tries first.
+
+Synthetic agent conversations where two facts split the labels alike: the wording decides
+which one the rule names, the emitted code still judges as .predict does, and a prior that
+names most candidates earns no lower bar.
+"""
+
+import random
+
+from evals.datasets import LabelledExample
+from evals.synthesis import fit, learner
+from evals.synthesis.features import priors_from_text
+from sandbox import validate
+
+WORDS = ["river", "lamp", "orange", "garden", "window", "paper", "bridge", "cloud", "copper"]
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def _conversation(i: int, rng: random.Random, *, reads: int, cancelled: bool, output: str):
+    order = f"W{1000 + i}"
+    steps = [{"type": "span", "name": "user", "output": f"Please cancel order {order}."}]
+    for _ in range(reads):
+        steps.append(
+            {"type": "tool", "name": "get_order_details", "input": {"id": order}, "output": "ok"}
+        )
+    steps.append({"type": "llm", "name": "agent", "output": {"content": _text(rng, 5)}})
+    if cancelled:
+        steps.append(
+            {"type": "tool", "name": "cancel_order", "input": {"id": order}, "output": "ok"}
+        )
+    return {"id": f"c{i:03d}", "input": "Help the customer", "output": output, "steps": steps}
+
+
+def _fitted(examples, **kwargs):
+    fitted = fit(examples, **kwargs)
+    assert validate(fitted.code) == []
+    assert len(fitted.decision.rules) == 1, fitted.rules
+    namespace: dict = {}
+    exec(compile(fitted.code, "<eval>", "exec"), namespace)  # noqa: S102 - our own output
+    for e in examples:
+        assert tuple(namespace["eval_fn"](e.trace)) == fitted.predict(e.trace)
+    return fitted, fitted.decision.rules[0]
+
+
+def _bulleted_failures(n=24, seed=3):
+    """Bad: no change was made, and (by accident of this set) the answer is a list."""
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        bad = i % 3 == 0
+        output = "- " + _text(rng, 4) + "\n- " + _text(rng, 4) if bad else _text(rng, 9)
+        trace = _conversation(i, rng, reads=1, cancelled=not bad, output=output)
+        examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
+    return examples
+
+
+def test_criteria_wording_decides_which_of_two_equal_facts_the_rule_names():
+    examples = _bulleted_failures()
+    # No wording: the cheaper text shape wins the tie.
+    _, plain = _fitted(examples)
+    assert plain.feature.args == ("out_bullet_list",)
+    # Task-completion wording points at the work the agent did: no change succeeded.
+    fitted, rule = _fitted(examples, criteria="The agent completed the customer's task")
+    assert rule.feature.args == ("changes", 1.0) and not rule.literals[0].holds, fitted.rules
+    # Formatting wording keeps the list.
+    _, listed = _fitted(examples, criteria="Answers are formatted as a bulleted list")
+    assert listed.feature.args == ("out_bullet_list",)
+
+
+def test_a_note_about_checking_points_at_the_count_of_lookups():
+    # Bad: one lookup instead of two; every bad answer also happens to use bold text.
+    rng = random.Random(5)
+    examples = []
+    for i in range(24):
+        bad = i % 3 == 0
+        output = f"Here is **{rng.choice(WORDS)}** for you." if bad else _text(rng, 6)
+        trace = _conversation(i, rng, reads=1 if bad else 2, cancelled=True, output=output)
+        note = "The agent answered without checking first" if bad else ""
+        label = "negative" if bad else "positive"
+        examples.append(LabelledExample(trace=trace, label=label, note=note))
+    plain = [LabelledExample(trace=e.trace, label=e.label) for e in examples]
+    assert _fitted(plain)[1].feature.args == ("out_bold",)
+    fitted, rule = _fitted(examples)
+    assert rule.feature.args == ("read_calls", 2.0) and not rule.literals[0].holds, fitted.rules
+    verdict, reason = fitted.predict(examples[0].trace)
+    assert verdict is False and reason == "Trace made fewer than 2 read-only tool calls"
+
+
+def test_task_wording_names_the_step_families_and_safety_wording_the_refusals():
+    # Task wording names the counts of work done, not whole families of facts.
+    task = priors_from_text("task completed")
+    assert set(task) == {"read_calls", "write_calls", "changes", "tool_errors"}
+    assert "refusal" in priors_from_text("appropriate response")
+    assert set(priors_from_text("never looked up anything")) >= {"read_calls"}
+    # "assistant" is not a hint of "assist": most criteria name the assistant.
+    assert priors_from_text("The assistant answers in French") == {}
+
+
+def _evidence(*, named_share: float) -> learner.Evidence:
+    levels = learner.LEVELS
+    disagree = {(a, b): 0.0 for i, a in enumerate(levels) for b in levels[i + 1 :]}
+    for level in levels[1:]:
+        disagree[("constant", level)] = 16.0  # standard error 4
+    correct = {"constant": 15.0, "one": 19.0, "two": 19.0, "words": 19.0}  # one SE better
+    named = dict.fromkeys(levels[1:], True)
+    return learner.Evidence(25, 5, correct, disagree, 0, named, named_share=named_share)
+
+
+def test_a_prior_that_names_most_candidates_earns_no_lower_bar():
+    # Four traces better with a standard error of 4: enough at 0.84 standard errors (a
+    # note naming a few facts), not at 1.1 (the bar for any rule).
+    assert learner.choose(_evidence(named_share=0.05), learner.Bars())[0] == "one"
+    assert learner.choose(_evidence(named_share=0.9), learner.Bars())[0] == "constant"
