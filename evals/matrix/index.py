@@ -146,6 +146,9 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
     counts and sums of label ids.
 
     Six strings: fetching and splitting them costs a fraction of a row per trace.
+    The labels are asked for in trace order: read so from the index on (eval set, trace)
+    INCLUDE (rating, id) alone, and grouped as they come, not hashed (the planner would
+    rather read the whole table when one set holds most of its labels: a third slower).
     Not sorted in SQL: the sort took about a third of the statement's time, and the
     join hands the rows in the traces' stored order, nearly sorted already, which
     Python's sort takes in one pass.
@@ -168,8 +171,11 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
                     COUNT(*) FILTER (WHERE rating = 'negative') AS neg,
                     COUNT(*) FILTER (WHERE rating = 'neutral') AS neu,
                     COUNT(*) AS n, SUM(id) AS ids
-                FROM {_table(Feedback)}
-                WHERE eval_set_id = %s {"AND trace_id " + only if only else ""}
+                FROM (
+                    SELECT trace_id, rating, id FROM {_table(Feedback)}
+                    WHERE eval_set_id = %s {"AND trace_id " + only if only else ""}
+                    ORDER BY trace_id
+                ) set_labels
                 GROUP BY trace_id
             ) c JOIN {_table(Trace)} t ON t.id = c.trace_id
             WHERE t.workspace_id = %s
