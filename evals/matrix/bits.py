@@ -14,54 +14,49 @@ _ORDER = sys.byteorder
 
 
 class TraceSet:
-    """Trace ids as bits: bit ``i`` of ``data`` (little-endian) is the trace ``lo + i``.
+    """Trace ids as 64-bit words: ``masks[id >> 6]`` has bit ``id & 63`` set.
 
-    ``data`` spans the smallest to the largest id: 2.5 kB for 20,000 consecutive ids.
+    Only the words that hold an id are kept, so a set's size follows its ids, however far
+    apart (a workspace's traces are spread among other workspaces' ids).
     """
 
-    __slots__ = ("lo", "data")
+    __slots__ = ("masks",)
 
-    def __init__(self, lo: int = 0, data: bytes = b""):
-        self.lo, self.data = lo, data
+    def __init__(self, masks: dict[int, int] | None = None):
+        self.masks = masks or {}
 
     @classmethod
     def of(cls, ids: Iterable[int]) -> "TraceSet":
-        ids = list(ids)
-        if not ids:
-            return cls()
-        lo = min(ids)
-        data = by_key(((pk, 0) for pk in ids), lo, max(ids) - lo + 1)[0]
-        return cls(lo, data.to_bytes((data.bit_length() + 7) >> 3, "little"))
+        masks: dict[int, int] = {}
+        for pk in ids:
+            masks[pk >> 6] = masks.get(pk >> 6, 0) | 1 << (pk & 63)
+        return cls(masks)
 
     @classmethod
     def from_words(cls, packed: bytes) -> "TraceSet":
-        """The ids of big-endian 8-byte pairs (id // 64, the bits of its 64 ids), in any
-        order: PostgreSQL aggregates a version's verdicts into them (see ``words_sql``)."""
-        pairs = array("q")
+        """The ids of big-endian 8-byte pairs (id >> 6, the bits of its 64 ids), in any
+        order, as PostgreSQL aggregates a version's verdicts."""
+        pairs = array("Q")  # unsigned: the top bit of a mask is an id, not a sign
         pairs.frombytes(packed)
         if _ORDER == "little":
             pairs.byteswap()
-        words, masks = pairs[0::2], pairs[1::2]
-        if not words:
-            return cls()
-        first = min(words)
-        dense = array("q", bytes(8 * (max(words) - first + 1)))
-        for word, mask in zip(words, masks, strict=True):
-            dense[word - first] = mask
-        if _ORDER == "big":
-            dense.byteswap()
-        return cls(first * 64, dense.tobytes())
+        return cls(dict(zip(pairs[0::2], pairs[1::2], strict=True)))
 
     def __contains__(self, pk: int) -> bool:
-        i = pk - self.lo
-        return 0 <= i < 8 * len(self.data) and bool(self.data[i >> 3] >> (i & 7) & 1)
+        return bool(self.masks.get(pk >> 6, 0) >> (pk & 63) & 1)
 
     def bits(self, lo: int, width: int) -> int:
-        """The set as an integer whose bit ``i`` is the trace ``lo + i``, for the ``width``
-        traces from ``lo`` (the ids of a view), whatever the set's own span."""
-        bits = int.from_bytes(self.data, "little")
-        shift = self.lo - lo
-        bits = bits << shift if shift >= 0 else bits >> -shift
+        """The ids from ``lo`` to ``lo + width - 1`` as an integer whose bit ``i`` is the
+        id ``lo + i`` (the span of a view's labelled traces)."""
+        first = lo >> 6
+        words = ((lo + width - 1) >> 6) - first + 1
+        window = array("Q", bytes(8 * words))
+        for word, mask in self.masks.items():
+            if 0 <= word - first < words:
+                window[word - first] = mask
+        if _ORDER == "big":
+            window.byteswap()
+        bits = int.from_bytes(window.tobytes(), "little") >> (lo - 64 * first)
         return bits & ((1 << width) - 1)
 
 
