@@ -45,39 +45,50 @@ class TraceSet:
     def __contains__(self, pk: int) -> bool:
         return bool(self.masks.get(pk >> 6, 0) >> (pk & 63) & 1)
 
-    def bits(self, lo: int, width: int) -> int:
-        """The ids from ``lo`` to ``lo + width - 1`` as an integer whose bit ``i`` is the
-        id ``lo + i`` (the span of a view's labelled traces)."""
-        first = lo >> 6
-        words = ((lo + width - 1) >> 6) - first + 1
-        window = array("Q", bytes(8 * words))
-        for word, mask in self.masks.items():
-            if 0 <= word - first < words:
-                window[word - first] = mask
+
+class Span:
+    """The 64-id words that hold a view's labelled traces, numbered one after the other:
+    bitsets over a span are as long as the traces are many, however far apart their ids
+    (bit ``64 * n + i`` is the id ``64 * words[n] + i``)."""
+
+    def __init__(self, ids: Iterable[int]):
+        self.words = sorted({pk >> 6 for pk in ids})
+        self.place = {word: n for n, word in enumerate(self.words)}
+
+    def by_key(self, pairs: Iterable[tuple[int, object]]) -> dict[object, int]:
+        """The ids of each key of (id, key) pairs (ids of the span), as bitsets. One pass."""
+        place, size = self.place, 8 * len(self.words)
+        found: dict[object, bytearray] = {}
+        for pk, key in pairs:
+            data = found.get(key)
+            if data is None:
+                data = found[key] = bytearray(size)
+            i = 64 * place[pk >> 6] + (pk & 63)
+            data[i >> 3] |= 1 << (i & 7)
+        return {key: int.from_bytes(data, "little") for key, data in found.items()}
+
+    def bits(self, trace_set: TraceSet) -> int:
+        """The ids of ``trace_set`` that fall in the span, as a bitset."""
+        window = array("Q", bytes(8 * len(self.words)))
+        place = self.place
+        for word, mask in trace_set.masks.items():
+            n = place.get(word)
+            if n is not None:
+                window[n] = mask
         if _ORDER == "big":
             window.byteswap()
-        bits = int.from_bytes(window.tobytes(), "little") >> (lo - 64 * first)
-        return bits & ((1 << width) - 1)
+        return int.from_bytes(window.tobytes(), "little")
 
-
-def by_key(pairs: Iterable[tuple[int, object]], lo: int, width: int) -> dict[object, int]:
-    """The ids of each key of (id, key) pairs, as integers whose bit ``i`` is the id
-    ``lo + i`` (every id from ``lo`` to ``lo + width - 1``). One pass."""
-    size = (width + 7) >> 3
-    found: dict[object, bytearray] = {}
-    for pk, key in pairs:
-        data = found.get(key)
-        if data is None:
-            data = found[key] = bytearray(size)
-        i = pk - lo
-        data[i >> 3] |= 1 << (i & 7)
-    return {key: int.from_bytes(data, "little") for key, data in found.items()}
-
-
-def ids_of(bits: int, lo: int) -> set[int]:
-    """The ids whose bits are set in ``bits`` (bit ``i``: the id ``lo + i``)."""
-    data = bits.to_bytes((bits.bit_length() + 7) >> 3, "little")
-    return {lo + 8 * n + i for n, byte in enumerate(data) if byte for i in _SET_BITS[byte]}
+    def ids(self, bits: int) -> set[int]:
+        """The ids whose bits are set in ``bits``."""
+        data = bits.to_bytes((bits.bit_length() + 7) >> 3, "little")
+        words = self.words
+        return {
+            64 * words[n >> 3] + 8 * (n & 7) + i
+            for n, byte in enumerate(data)
+            if byte
+            for i in _SET_BITS[byte]
+        }
 
 
 # The set bits of each byte value.

@@ -42,7 +42,7 @@ from django.core.cache import cache
 from django.db import connection, connections
 from django.utils import timezone
 
-from evals.matrix.bits import TraceSet, by_key, ids_of
+from evals.matrix.bits import Span, TraceSet
 from evals.matrix.cache import (
     MATRIX_SETTLE_SECONDS,
     as_datetime,
@@ -497,21 +497,19 @@ def _judge(
     other way round; a neutral label is neither agreed with nor contradicted. A row is
     a disagreement where a version contradicts its label or errs.
 
-    As bitsets over the labelled traces' span of ids: each crossing of a label with a
-    verdict is one ``&`` and a count of bits.
+    As bitsets over the words of ids that hold labelled traces (``Span``): each crossing
+    of a label with a verdict is one ``&`` and a count of bits.
     """
     if not labelled:
         return MatrixIndex(rows=[], counts={pk: (0, 0, 0, 0) for pk in version_ids})
-    ids = [pk for pk, _ in labelled]
-    lo = min(ids)
-    width = max(ids) - lo + 1
-    by_label = by_key(labelled, lo, width)
+    span = Span(pk for pk, _ in labelled)
+    by_label = span.by_key(labelled)
     positive, negative, neutral = (by_label.get(k, 0) for k in ("positive", "negative", "neutral"))
     every = positive | negative | neutral
     counts = {}
     flagged = 0
     for version_id, parts in zip(version_ids, verdicts, strict=True):
-        passed, failed, erred = (part.bits(lo, width) for part in parts)
+        passed, failed, erred = (span.bits(part) for part in parts)
         wrong_pos, wrong_neg, errors = positive & failed, negative & passed, every & erred
         flagged |= wrong_pos | wrong_neg | errors
         agree = (positive & passed).bit_count() + (negative & failed).bit_count()
@@ -523,7 +521,7 @@ def _judge(
             errors.bit_count(),
             agree + contradict + neutral_ran + errors.bit_count(),
         )
-    flagged_ids = ids_of(flagged, lo)
+    flagged_ids = span.ids(flagged)
     rows = [(pk, label, pk in flagged_ids) for pk, label in labelled]
     return MatrixIndex(rows=rows, counts=counts)
 

@@ -4,7 +4,7 @@ import random
 import sys
 from array import array
 
-from evals.matrix.bits import TraceSet, by_key, ids_of
+from evals.matrix.bits import Span, TraceSet
 
 
 def _words(ids) -> bytes:
@@ -28,14 +28,22 @@ def test_ids_read_from_words_or_listed_are_the_same_set():
             i for i in ids if i < 5200
         )
         assert 1_000_000_063 in trace_set and 1_000_000_062 not in trace_set
-        # Seen from any start and width: only the ids in that window.
-        window = trace_set.bits(100, 1000)
-        assert ids_of(window, 100) == {pk for pk in ids if 100 <= pk < 1100}
 
 
-def test_empty_sets_and_grouping_by_key():
+def test_a_span_keeps_the_ids_of_its_words_however_far_apart():
+    labelled = [(63, "a"), (64, "b"), (5_000_000_000, "a"), (5_000_000_063, "b")]
+    span = Span(pk for pk, _ in labelled)
+    # Four ids in three words, billions apart: three words of bits.
+    assert len(span.words) == 3
+    by_key = span.by_key(labelled)
+    assert span.ids(by_key["a"]) == {63, 5_000_000_000}
+    assert span.ids(by_key["b"]) == {64, 5_000_000_063}
+    # A set seen through the span: only its ids in the span's words.
+    verdicts = TraceSet.from_words(_words([1, 63, 64, 65, 200, 5_000_000_001, 5_000_000_063]))
+    assert span.ids(span.bits(verdicts)) == {1, 63, 64, 65, 5_000_000_001, 5_000_000_063}
+    assert span.ids(span.bits(verdicts) & by_key["b"]) == {64, 5_000_000_063}
+
+
+def test_empty_sets():
     assert 5 not in TraceSet.from_words(b"") and 5 not in TraceSet.of([])
-    assert TraceSet().bits(10, 64) == 0
-    grouped = by_key([(10, "positive"), (12, "negative"), (17, "positive")], 10, 8)
-    assert ids_of(grouped["positive"], 10) == {10, 17}
-    assert ids_of(grouped["negative"], 10) == {12}
+    assert Span([10]).bits(TraceSet()) == 0
