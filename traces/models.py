@@ -312,8 +312,14 @@ class Feedback(WorkspaceOwned):
             ),
         ]
         indexes = [
-            # Progress, summaries and label resolution group one eval set's labels by trace.
-            models.Index(fields=["eval_set", "trace"], name="feedback_set_trace_idx"),
+            # Progress, summaries and label resolution group one eval set's labels by trace;
+            # the matrix reads every label of the set with it, index-only and in trace order
+            # (PostgreSQL; elsewhere a plain index on the key).
+            models.Index(
+                fields=["eval_set", "trace"],
+                include=["rating", "id"],
+                name="feedback_set_trace_cover_idx",
+            ),
             # The matrix's cache stamp (count, newest, sum of ids) and its patch (labels
             # changed since): index-only on PostgreSQL.
             models.Index(

@@ -196,3 +196,40 @@ def test_cold_matrix_read_on_two_connections_equals_a_computation_from_scratch(b
     for view in VIEWS:
         assert _from_nothing(eval_set, view) == _expected(eval_set, versions, view), view
     assert len(threaded) == len(VIEWS)
+
+
+def test_traces_far_apart_and_on_word_edges_are_judged_as_from_scratch(workspace):
+    """The verdicts are bitsets of 64-bit words over trace ids: traces whose ids sit on
+    the words' edges (the top bit is the sign of PostgreSQL's int8), far apart, and
+    verdicts on unlabelled traces below and above every labelled one, with neutral
+    labels and ties, give the counts and rows that the stored rows give."""
+    reviewers = [MembershipFactory(workspace=workspace, user=UserFactory()).user for _ in range(2)]
+    eval_set = EvalSetFactory(workspace=workspace)
+    base = 50_000_000  # past any id the sequence hands out in a test run
+    ids = [base + 63, base + 64, base + 127, base + 128, base + 191, base + 4_000_001]
+    unlabelled = [base - 1, base + 9_000_063]
+    traces = {
+        pk: TraceFactory(workspace=workspace, pk=pk, timestamp=START + dt.timedelta(hours=n))
+        for n, pk in enumerate(ids + unlabelled)
+    }
+    # One reviewer's label per trace, but a tie on the fifth.
+    ratings = [["positive"], ["negative"], ["neutral"], ["positive"], ["positive", "negative"]]
+    for pk, rating in zip(ids, [*ratings, ["negative"]], strict=True):
+        for user, each in zip(reviewers[: len(rating)], rating, strict=True):
+            Feedback.objects.create(
+                workspace=workspace, eval_set=eval_set, trace=traces[pk], user=user, rating=each
+            )
+    versions = [make_eval(eval_set, version=v) for v in (1, 2)]
+    verdicts = [True, False, None, True, False, None, True, False]
+    for v, version in enumerate(versions):
+        for n, pk in enumerate(ids + unlabelled):
+            if (n + v) % 5 != 4:  # some never ran
+                record(version, traces[pk], verdicts[(n + 3 * v) % len(verdicts)])
+
+    for view in VIEWS:
+        expected = _expected(eval_set, versions, view)
+        assert _from_nothing(eval_set, view) == expected, view
+        assert _shown(eval_set, view) == expected, view  # cached
+    # The tie is no row; the neutral label is a row that neither agrees nor contradicts.
+    rows = {pk: label for pk, label, _ in _shown(eval_set, MatrixFilters())[1]}
+    assert base + 191 not in rows and rows[base + 127] == "neutral"
