@@ -22,6 +22,7 @@ Dialects, each read when its attributes are present:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,8 @@ from typing import Any
 from integrations.adapters.base import parse_io
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Naive, so isoformat() adds no offset to strip before appending "Z".
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 # Attributes kept on a step's metadata are capped so one chatty span cannot crowd a trace.
 MAX_KEPT_ATTRIBUTES = 64
 
@@ -55,6 +58,17 @@ OPENINFERENCE_TYPES = {
 TRACELOOP_TYPES = {"workflow": "chain", "task": "span", "agent": "agent", "tool": "tool"}
 _INDEXED = re.compile(r"^(gen_ai\.prompt|gen_ai\.completion)\.(\d+)\.(.+)$")
 _OI_MESSAGE = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
+# The literal starts of the two patterns above: a key is matched against a pattern only if
+# it starts with one of its prefixes (one C-level test per key instead of a regex per key).
+_INDEXED_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.")
+_OI_PREFIXES = ("llm.input_messages.", "llm.output_messages.")
+_MESSAGE_PREFIXES = _INDEXED_PREFIXES + _OI_PREFIXES
+# Token counts, as (input, output) keys, in the order the dialects are read.
+_USAGE_KEYS = (
+    ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
+    ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens"),
+    ("llm.token_count.prompt", "llm.token_count.completion"),
+)
 # Attributes turned into step fields: not repeated in the step's metadata.
 _CONSUMED_PREFIXES = (
     "gen_ai.input.messages",
@@ -86,6 +100,8 @@ class SpanRejected(ValueError):
 def any_value(value) -> Any:
     """Return the Python value of an OTLP ``AnyValue``."""
     which = value.WhichOneof("value")
+    if which == "string_value":  # nearly every attribute: answered first
+        return value.string_value
     if which is None:
         return None
     if which == "array_value":
@@ -106,8 +122,14 @@ def nanos_to_iso(nanos: int) -> str | None:
     """Format Unix nanoseconds as ISO-8601 UTC with microseconds; 0 (unset) is None."""
     if not nanos:
         return None
-    moment = EPOCH + timedelta(microseconds=nanos // 1000)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    seconds, micros = divmod(nanos // 1000, 1_000_000)
+    return f"{_second_iso(seconds)}.{micros:06d}Z"
+
+
+# The spans of a batch mostly start and end within the same few seconds.
+@functools.lru_cache(maxsize=4096)
+def _second_iso(seconds: int) -> str:
+    return (_NAIVE_EPOCH + timedelta(seconds=seconds)).isoformat()
 
 
 def _json_or_value(value: Any) -> Any:
@@ -182,15 +204,22 @@ def _semconv_messages(value: Any) -> Any:
     return value
 
 
-def _indexed_messages(attrs: dict[str, Any], pattern: re.Pattern, prefix: str) -> dict:
-    """Collect ``<prefix>.N.<field>`` attributes into ``{N: {field: value}}``."""
+def _indexed_messages(
+    attrs: dict[str, Any], keys: list[str], pattern: re.Pattern, prefixes: tuple[str, ...]
+) -> dict:
+    """Collect ``<group>.N.<field>`` attributes into ``{group: {N: {field: value}}}``.
+
+    ``keys`` are the span's keys that start with any indexed prefix, in attribute order.
+    """
     found: dict[str, dict[int, dict[str, Any]]] = {}
-    for key, value in attrs.items():
+    for key in keys:
+        if not key.startswith(prefixes):
+            continue
         match = pattern.match(key)
         if match is None:
             continue
         group, index, field = match.groups()
-        found.setdefault(group, {}).setdefault(int(index), {})[field] = value
+        found.setdefault(group, {}).setdefault(int(index), {})[field] = attrs[key]
     return found
 
 
@@ -223,8 +252,8 @@ def _as_chat(fields: dict[str, Any], *, tool_prefix: str, call_keys: tuple[str, 
     return message
 
 
-def _older_messages(attrs: dict[str, Any]) -> tuple[list | None, list | None]:
-    found = _indexed_messages(attrs, _INDEXED, "gen_ai")
+def _older_messages(attrs: dict[str, Any], keys: list[str]) -> tuple[list | None, list | None]:
+    found = _indexed_messages(attrs, keys, _INDEXED, _INDEXED_PREFIXES)
     keys = ("name", "arguments", "id")
     prompts = found.get("gen_ai.prompt")
     completions = found.get("gen_ai.completion")
@@ -241,8 +270,10 @@ def _older_messages(attrs: dict[str, Any]) -> tuple[list | None, list | None]:
     )
 
 
-def _openinference_messages(attrs: dict[str, Any]) -> tuple[list | None, list | None]:
-    found = _indexed_messages(attrs, _OI_MESSAGE, "llm")
+def _openinference_messages(
+    attrs: dict[str, Any], keys: list[str]
+) -> tuple[list | None, list | None]:
+    found = _indexed_messages(attrs, keys, _OI_MESSAGE, _OI_PREFIXES)
     keys = ("tool_call.function.name", "tool_call.function.arguments", "tool_call.id")
 
     def build(group: str) -> list | None:
@@ -284,11 +315,9 @@ def step_type(attrs: dict[str, Any]) -> str:
 
 
 def _usage(attrs: dict[str, Any]) -> dict[str, int] | None:
-    for input_key, output_key in (
-        ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
-        ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens"),
-        ("llm.token_count.prompt", "llm.token_count.completion"),
-    ):
+    for input_key, output_key in _USAGE_KEYS:
+        if input_key not in attrs and output_key not in attrs:
+            continue
         tokens_in, tokens_out = _int(attrs.get(input_key)), _int(attrs.get(output_key))
         if tokens_in is not None or tokens_out is not None:
             return {"input": tokens_in or 0, "output": tokens_out or 0}
@@ -301,10 +330,15 @@ def _io(attrs: dict[str, Any], kind: str) -> tuple[Any, Any]:
     if "gen_ai.input.messages" in attrs or "gen_ai.output.messages" in attrs:
         inputs = _semconv_messages(attrs.get("gen_ai.input.messages"))
         outputs = _semconv_messages(attrs.get("gen_ai.output.messages"))
-    if inputs is None and outputs is None:
-        inputs, outputs = _older_messages(attrs)
-    if inputs is None and outputs is None:
-        inputs, outputs = _openinference_messages(attrs)
+    # Most spans have no indexed messages: one pass finds out, instead of two regex scans.
+    if (
+        inputs is None
+        and outputs is None
+        and (indexed := [key for key in attrs if key.startswith(_MESSAGE_PREFIXES)])
+    ):
+        inputs, outputs = _older_messages(attrs, indexed)
+        if inputs is None and outputs is None:
+            inputs, outputs = _openinference_messages(attrs, indexed)
     if "gen_ai.system_instructions" in attrs:
         system = _json_or_value(attrs["gen_ai.system_instructions"])
         if isinstance(system, list):
@@ -347,17 +381,21 @@ def _error(span, attrs: dict[str, Any]) -> str | None:
     return str(attrs.get("error.type") or "error")
 
 
+_HINT_KEYS = (
+    ("session_id", ("gen_ai.conversation.id", "session.id")),
+    ("user_id", ("user.id", "enduser.id")),
+)
+
+
 def _hints(attrs: dict[str, Any]) -> dict[str, Any]:
     """Return what a span says about its whole trace: session, user, tags."""
     hints: dict[str, Any] = {}
-    for key in ("gen_ai.conversation.id", "session.id"):
-        if isinstance(attrs.get(key), str | int) and str(attrs[key]):
-            hints["session_id"] = str(attrs[key])
-            break
-    for key in ("user.id", "enduser.id"):
-        if isinstance(attrs.get(key), str | int) and str(attrs[key]):
-            hints["user_id"] = str(attrs[key])
-            break
+    for hint, keys in _HINT_KEYS:
+        for key in keys:
+            value = attrs.get(key)
+            if isinstance(value, (str, int)) and (text := str(value)):
+                hints[hint] = text
+                break
     tags = attrs.get("tag.tags")
     if isinstance(tags, list):
         hints["tags"] = [str(t) for t in tags]
@@ -371,11 +409,16 @@ def _kept(attrs: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+
+
 def span_to_step(span, *, resource: dict[str, Any], scope: str) -> dict[str, Any]:
     """Return the normalised step of one OTLP span; raise ``SpanRejected`` if it has no ids."""
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+    span_id = span.span_id
+    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE_ID:
         raise SpanRejected("trace_id must be 16 bytes, not all zero")
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
         raise SpanRejected("span_id must be 8 bytes, not all zero")
     start = nanos_to_iso(span.start_time_unix_nano) or nanos_to_iso(span.end_time_unix_nano)
     if start is None:
@@ -397,9 +440,11 @@ def span_to_step(span, *, resource: dict[str, Any], scope: str) -> dict[str, Any
         or attrs.get("llm.provider")
         or attrs.get("llm.system")
     )
+    parent = span.parent_span_id
     metadata: dict[str, Any] = {
         "otel": {
-            "parent_span_id": span.parent_span_id.hex() if any(span.parent_span_id) else None,
+            # Unset (empty) or all zero: no parent.
+            "parent_span_id": parent.hex() if parent.strip(b"\0") else None,
             "span_kind": span.kind,
             "scope": scope,
             "service": resource.get("service.name"),
@@ -416,7 +461,7 @@ def span_to_step(span, *, resource: dict[str, Any], scope: str) -> dict[str, Any
             metadata["attributes"].pop("metadata", None)
             metadata["user_metadata"] = extra
     return {
-        "id": span.span_id.hex(),
+        "id": span_id.hex(),
         "parent_id": None,  # set by build_trace, once the trace's other spans are known
         "type": kind,
         "name": name,
