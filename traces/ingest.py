@@ -350,8 +350,15 @@ def _encode(data: dict[str, Any]) -> str | None:
     """Return the encoding of a canonical trace its content hash (change detection) is
     taken of; None when it has none (a value JSON cannot hold)."""
     try:
+        # No circular check: a trace made from JSON cannot hold a cycle, and one that did
+        # would still end here, as a RecursionError.
         return json.dumps(
-            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+            data,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
+            check_circular=False,
         )
     except (ValueError, RecursionError):
         return None

@@ -19,6 +19,7 @@ from typing import Any
 MAX_DEPTH = 100
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_CONTAINERS = (dict, list)
 _MAX_KEY_SHOWN = 40
 _MAX_PATH_SHOWN = 120
 
@@ -95,18 +96,20 @@ def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> boo
     # only add to it): most traces have fewer than the limit, and skip the walk.
     if text.count("{") + text.count("[") <= max_depth:
         return True
-    # Level by level: no (item, depth) pair per container, as the full walk needs.
-    level = [value] if isinstance(value, dict | list) else []
+    # Level by level: no (item, depth) pair per container, as the full walk needs; one
+    # comprehension a level (a trace's many scalars are skipped without a Python loop step).
+    level = [value] if isinstance(value, _CONTAINERS) else []
     depth = 0
     while level:
         if depth >= max_depth:
             return False
-        below = []
-        for item in level:
-            for child in item.values() if isinstance(item, dict) else item:
-                if isinstance(child, dict | list):
-                    below.append(child)
-        level, depth = below, depth + 1
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, _CONTAINERS)
+        ]
+        depth += 1
     return True
 
 
