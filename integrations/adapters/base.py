@@ -383,18 +383,25 @@ def trace_text_problem(trace: Any, *, encoded: str | None = None) -> str | None:
     return jsontext.find_problem(trace, max_depth=MAX_TRACE_DEPTH, encoded=encoded)
 
 
+_MISSING = object()
+_REQUIRED_STEP_KEYS = frozenset(("id", "type", "name"))
+
+
 def _validate_step(step: Any, known_ids: set[Any]) -> list[str]:
+    # Every step of every trace comes here: each key is read once.
     if not isinstance(step, dict):
         return ["step must be a JSON object"]
     problems = []
     for key, types in STEP_KEYS.items():
-        if key not in step:
-            if key in ("id", "type", "name"):
+        value = step.get(key, _MISSING)
+        if value is _MISSING:
+            if key in _REQUIRED_STEP_KEYS:
                 problems.append(f"missing required field {key!r}")
-        elif not isinstance(step[key], types):
-            problems.append(f"field {key!r} has the wrong type ({type(step[key]).__name__})")
-    if step.get("type") not in STEP_TYPES and "type" in step:
-        problems.append(f"type {step.get('type')!r} is not one of {', '.join(STEP_TYPES)}")
+        elif not isinstance(value, types):
+            problems.append(f"field {key!r} has the wrong type ({type(value).__name__})")
+    kind = step.get("type", _MISSING)
+    if kind is not _MISSING and kind not in STEP_TYPES:
+        problems.append(f"type {kind!r} is not one of {', '.join(STEP_TYPES)}")
     parent = step.get("parent_id")
     if isinstance(parent, str) and parent not in known_ids:
         problems.append(f"parent_id {parent!r} is not a step of this trace")
@@ -404,9 +411,10 @@ def _validate_step(step: Any, known_ids: set[Any]) -> list[str]:
             if not isinstance(usage.get(key), int) or isinstance(usage.get(key), bool):
                 problems.append(f"usage.{key} must be an integer")
     for key in ("start_time", "end_time"):
-        if isinstance(step.get(key), str):
+        value = step.get(key)
+        if isinstance(value, str) and value:  # an empty time is no time (parse_time)
             try:
-                parse_time(step[key])
+                _parse_iso(value)
             except ValueError:
                 problems.append(f"field {key!r} is not an ISO-8601 date-time")
     return problems
