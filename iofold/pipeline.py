@@ -68,6 +68,7 @@ def ingest_traces(
     traces: Any,
     integration=None,
     on_ingested: Callable[[list[int]], None] | None = None,
+    stored: dict[str, dict[str, Any]] | None = None,
 ) -> UpsertResult:
     """Store normalised traces, then queue continuous evaluation of the new or changed ones.
 
@@ -75,6 +76,7 @@ def ingest_traces(
 
     The evaluation is queued after the surrounding transaction commits, so a worker never
     looks for rows that are not there yet; ``on_ingested(trace_ids)`` runs then too.
+    ``stored`` is what ``stored_traces`` returned in the same transaction, if called.
     """
     from traces.ingest import upsert_traces
 
@@ -84,6 +86,7 @@ def ingest_traces(
         integration=integration,
         traces=traces,
         on_ingested=on_ingested,
+        stored=stored,
     )
     if result.trace_ids:
         workspace_id, trace_ids = workspace.pk, list(result.trace_ids)

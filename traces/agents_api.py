@@ -103,7 +103,11 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
                 for trace_id in batch.trace_ids
             ]
             result = ingest_traces(
-                workspace=request.workspace, source=SOURCE, integration=integration, traces=traces
+                workspace=request.workspace,
+                source=SOURCE,
+                integration=integration,
+                traces=traces,
+                stored=stored,
             )
         errors = batch.errors + [
             {"trace_id": traces[index]["id"], "error": error} for index, error in result.errors

@@ -74,6 +74,25 @@ STEP_DEFAULTS = {
 }
 
 
+class StoredTraces(dict):
+    """Stored payloads by external id, read under lock by a caller that merges into them.
+
+    It also keeps the id and content hash of each stored row, and which external ids were
+    asked for, so that the upsert writing the merged traces back in the same transaction
+    (rows still locked) need not look them up a second time.
+    """
+
+    def __init__(self, *, source_key: str, asked: Iterable[str], rows, locked: bool) -> None:
+        super().__init__()
+        self.source_key = source_key
+        self.locked = locked
+        self.asked = frozenset(asked)
+        self.keys: dict[str, tuple[int, str]] = {}
+        for external_id, pk, digest, data in rows:
+            self[external_id] = data
+            self.keys[external_id] = (pk, digest)
+
+
 def source_key_for(*, source: str, integration=None) -> str:
     """Return the natural-key namespace: one per integration, else one per source."""
     return f"i{integration.pk}" if integration is not None else source
@@ -131,13 +150,16 @@ def upsert_traces(
     integration=None,
     traces: list[dict[str, Any]] | PreparedTraces,
     on_ingested: Callable[[list[int]], None] | None = None,
+    stored: StoredTraces | None = None,
 ) -> UpsertResult:
     """Validate and upsert normalised traces; return the counts and the new or changed ids.
 
     ``traces`` may come already through ``prepare_traces``. ``on_ingested(trace_ids)``
     runs after the surrounding transaction commits, and only when some trace was created
     or changed. What happens next (continuous evaluation) is the caller's to decide:
-    ``iofold.pipeline.ingest_traces`` is the caller that does it.
+    ``iofold.pipeline.ingest_traces`` is the caller that does it. ``stored`` is what
+    ``stored_trace_data(lock=True)`` returned earlier in the same transaction, for the
+    same source: the traces it was asked about are not looked up again.
     """
     if source not in Trace.Source.values:
         raise ValueError(f"unknown trace source {source!r}")
@@ -152,6 +174,9 @@ def upsert_traces(
 
     existing: dict[str, tuple[int, str]] = {}
     ids = list(prepared)
+    if stored is not None and stored.locked and stored.source_key == source_key:
+        existing = {i: stored.keys[i] for i in ids if i in stored.keys}
+        ids = [i for i in ids if i not in stored.asked]
     for start in range(0, len(ids), LOOKUP_CHUNK):
         rows = Trace.objects.for_workspace(workspace).filter(
             source_key=source_key, external_id__in=ids[start : start + LOOKUP_CHUNK]
@@ -284,7 +309,7 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
 
 def stored_trace_data(
     *, workspace, source: str, integration=None, external_ids: list[str], lock: bool = False
-) -> dict[str, dict[str, Any]]:
+) -> StoredTraces:
     """Return the stored payloads of these traces by external id, locked for update if asked.
 
     For sources whose traces arrive in pieces (OTLP spans), which merge each piece into
@@ -301,7 +326,12 @@ def stored_trace_data(
     if lock:
         _lock_trace_keys(workspace.pk, source_key, external_ids)
         rows = rows.select_for_update()
-    return dict(rows.values_list("external_id", "data"))
+    return StoredTraces(
+        source_key=source_key,
+        asked=external_ids,
+        rows=rows.values_list("external_id", "id", "content_hash", "data"),
+        locked=lock,
+    )
 
 
 def _lock_trace_keys(workspace_id: int, source_key: str, external_ids: list[str]) -> None:

@@ -125,7 +125,11 @@ def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> N
             continue
         traces.append(build_trace(trace_id, list(steps.values())))
     upserted = ingest_traces(
-        workspace=integration.workspace, source="otlp", integration=integration, traces=traces
+        workspace=integration.workspace,
+        source="otlp",
+        integration=integration,
+        traces=traces,
+        stored=stored,
     )
     for index, reason in upserted.errors:
         trace_id = traces[index]["id"]

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.trace import Status, StatusCode
@@ -158,9 +160,7 @@ def _stored(workspace) -> list[dict]:
     fields = ["external_id", "name", "timestamp", "data", "search_text", "tags", "has_error"]
     fields += ["step_count", "tool_call_count", "latency_ms", "cost", "content_hash"]
     rows = Trace.objects.for_workspace(workspace).order_by("external_id")
-    return [
-        {**row, "timestamp": row["timestamp"].isoformat()} for row in rows.values(*fields)
-    ]
+    return [{**row, "timestamp": row["timestamp"].isoformat()} for row in rows.values(*fields)]
 
 
 def test_each_dialect_maps_to_the_same_stored_trace(workspace):
@@ -204,3 +204,23 @@ def test_a_trace_merged_over_two_requests_is_the_trace_received_whole(workspace)
     receive_spans(integration=integration, request=whole)
 
     assert merged == _stored(workspace)
+
+
+def test_a_request_reads_its_stored_traces_once_and_counts_what_it_did(workspace):
+    integration = get_or_create_otlp_source(workspace=workspace)
+    recorder = Recorder()
+    semconv_agent_trace(recorder)
+    spans = recorder.take()
+    first = ExportTraceServiceRequest.FromString(protobuf_body(spans[:2]))
+    rest = ExportTraceServiceRequest.FromString(protobuf_body(spans[2:]))
+    whole = ExportTraceServiceRequest.FromString(protobuf_body(spans))
+
+    created = receive_spans(integration=integration, request=first)
+    with CaptureQueriesContext(connection) as queries:
+        updated = receive_spans(integration=integration, request=rest)
+    unchanged = receive_spans(integration=integration, request=whole)
+
+    assert (created.traces_created, updated.traces_updated, unchanged.traces_unchanged) == (1, 1, 1)
+    # The merge reads the stored trace under lock; the upsert does not look it up again.
+    reads = [q["sql"] for q in queries if q["sql"].startswith('SELECT "traces_trace"')]
+    assert len(reads) == 1, reads
