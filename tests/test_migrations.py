@@ -37,3 +37,23 @@ def test_agents_sdk_traces_stored_before_their_source_join_it(transactional_db):
     source = Integration.objects.get(workspace_id=workspace.pk, kind="openai_agents")
     trace = CurrentTrace.objects.get(external_id="trace_1")
     assert (trace.integration_id, trace.source_key) == (source.pk, f"i{source.pk}")
+
+
+def test_trace_payloads_are_compressed_with_lz4_on_postgresql(db):
+    """Where the server has LZ4, payloads use it (faster to write and read than pglz)."""
+    import pytest
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("TOAST compression is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        if not cursor.fetchone()[0]:
+            pytest.skip("this server has no LZ4")
+        cursor.execute(
+            "SELECT attcompression FROM pg_attribute"
+            " WHERE attrelid = 'traces_trace'::regclass AND attname = 'data'"
+        )
+        assert cursor.fetchone()[0] == "l"
