@@ -25,14 +25,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from integrations.adapters.base import parse_io
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Naive, so isoformat() adds no offset to strip before appending "Z".
-_NAIVE_EPOCH = datetime(1970, 1, 1)
+# Naive (times are UTC throughout): isoformat() adds no offset, and "Z" is appended as is.
+_EPOCH = datetime(1970, 1, 1)
 # Attributes kept on a step's metadata are capped so one chatty span cannot crowd a trace.
 MAX_KEPT_ATTRIBUTES = 64
 
@@ -129,7 +128,7 @@ def nanos_to_iso(nanos: int) -> str | None:
 # The spans of a batch mostly start and end within the same few seconds.
 @functools.lru_cache(maxsize=4096)
 def _second_iso(seconds: int) -> str:
-    return (_NAIVE_EPOCH + timedelta(seconds=seconds)).isoformat()
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat()
 
 
 def _json_or_value(value: Any) -> Any:
