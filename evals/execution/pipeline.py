@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +99,9 @@ def judge_batches(
     if not batches:
         return True
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-writer")
+    if write_apart:
+        # The writer's connection opens while the first batch is read, not in its first write.
+        writer.submit(_connect)
     writing: Future[bool] | None = None
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
@@ -106,22 +109,20 @@ def judge_batches(
             running: Future[Any] = pool.submit(timed_judge, texts)
             for k in range(len(batches)):
                 following = timed_read(batches[k + 1]) if k + 1 < len(batches) else None
+                # Written apart, the batch before this one was written while this one was
+                # judged and the next read. A write that says stop ends the run before this
+                # batch's results (or its error) are taken: they are dropped, as in one thread.
+                if writing is not None and not writing.result():
+                    return False
                 started = time.perf_counter()
                 try:
                     results = running.result()  # the sandbox's exception, if any, comes out here
-                except BaseException:
-                    if writing is not None:
-                        wait([writing])  # the batches before it are written first
-                    raise
                 finally:
                     stages.waited += time.perf_counter() - started
                 if following is not None:
                     # The next batch starts before this one is written: the write overlaps it.
                     running = pool.submit(timed_judge, following[1])
                 if write_apart:
-                    # The write before this one went on while this batch was read and judged.
-                    if writing is not None and not writing.result():
-                        return False
                     writing = writer.submit(timed_write, ids, results)
                 elif not timed_write(ids, results):
                     return False  # the pool waits for a batch already in the sandbox
@@ -132,3 +133,7 @@ def judge_batches(
         if write_apart:
             writer.submit(connections.close_all)  # after the last write, in its thread
         writer.shutdown(wait=True)
+
+
+def _connect() -> None:
+    connection.ensure_connection()  # the calling thread's connection

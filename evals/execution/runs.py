@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
-from evals.execution.pipeline import Stages, judge_batches, writes_apart
+from evals.execution.pipeline import Stages, judge_batches
 from evals.judging.runs import (
     JudgedResults,
     add_run_spend,
@@ -206,14 +206,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     try:
         if session is None:
             # The database work of one batch overlaps the sandbox's on the next.
-            judge_batches(
-                batches,
-                read=read,
-                judge=judge,
-                write=write,
-                stages=stages,
-                write_apart=writes_apart(),
-            )
+            judge_batches(batches, read=read, judge=judge, write=write, stages=stages)
         else:
             # Judge calls record their spend in the database as they go: one batch at a
             # time, all in this thread.
