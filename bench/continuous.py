@@ -13,14 +13,15 @@ and the last chunk pushes the verdicts back to the fake as scores. Stages:
 - chunk busy: the sum over chunks of claim-to-finish time (the workers' own time).
 
 Inside the workers (their logs): the start task (which evals, which traces, the run and its
-chunks), and per chunk the time reading traces, in the sandbox, writing verdicts, and
-waiting for the sandbox (what overlapping the database work with it did not hide).
+chunks), and per chunk the time reading traces, in the sandbox, writing verdicts (each in a
+thread of its own, overlapping), and waiting for the sandbox and the writer (what the
+overlap did not hide).
 
 The reference is the sandbox alone on the same traces in the same calls (run_json over
 text already in memory, one process, each call after the last; the median of three
-passes): the floor the judged stage cannot beat with one worker. Goal: judged with one worker ≤ 1.5 × sandbox only. Completion
-is polled on the run's own counters (one row), not by counting verdicts, so the bench's
-polling costs the workers next to nothing.
+passes): the floor the judged stage cannot beat with one worker. Goal: judged with one
+worker ≤ 1.5 × sandbox only. Completion is polled on the run's own counters (one row), not
+by counting verdicts, so the bench's polling costs the workers next to nothing.
 
 Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync]
 (REDIS_URL defaults to redis://127.0.0.1:6379/6: the bench flushes that database.)
@@ -383,9 +384,9 @@ def main() -> None:
         print(f"{'chunk busy':>16}: {row['chunk_busy_s']:7.2f} s  summed over chunks")
         print(f"{'in the workers':>16}: start task {row['start_task_s']:.2f} s; chunks "
               f"{row['chunk_total_s']:.2f} s for {row['chunk_traces']:.0f} traces in "
-              f"{row['chunk_batches']:.0f} batches = read {row['chunk_read_s']:.2f} + write "
-              f"{row['chunk_write_s']:.2f} + waiting on the sandbox {row['chunk_waited_s']:.2f}"
-              f" (+ rest); sandbox thread {row['chunk_sandbox_s']:.2f} s")  # fmt: skip
+              f"{row['chunk_batches']:.0f} batches: read {row['chunk_read_s']:.2f} + waiting "
+              f"{row['chunk_waited_s']:.2f} (+ rest) in the chunk's thread; writer thread "
+              f"{row['chunk_write_s']:.2f}; sandbox {row['chunk_sandbox_s']:.2f} s")  # fmt: skip
     flag = (" --quick" if args.quick else "") + (f" --traces={args.traces}" if args.traces else "")
     print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
     one = r["rounds"][0]
