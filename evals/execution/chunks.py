@@ -6,10 +6,10 @@ own (``iofold.lib.runs``): claimed by one worker, kept alive by its heartbeat, t
 when its worker dies. Counts stay exact whatever dies:
 
 - a chunk judges its traces ``EXECUTE_CHUNK`` at a time (``pipeline.judge_batches``: the
-  next batch is read and the last one written while the sandbox works) and records each
-  batch's verdicts and its own progress in one transaction, so a worker killed mid-chunk
-  leaves only whole batches behind, and the chunk's next owner judges only the traces
-  this run has no verdict on yet;
+  next batch is read and the last one written, by a writer thread on PostgreSQL, while the
+  sandbox works) and records each batch's verdicts and its own progress in one
+  transaction, so a worker killed mid-chunk leaves only whole batches behind, and the
+  chunk's next owner judges only the traces this run has no verdict on yet;
 - verdicts are upserts on (eval, trace), so a chunk judged again never adds a row;
 - the run's counts are recounted from its executions, and the last chunk to finish (or
   the reaper, if that chunk was given up on) finishes the run.
@@ -29,7 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import sandbox
-from evals.execution.pipeline import Stages, judge_batches
+from evals.execution.pipeline import Stages, judge_batches, writes_apart
 from evals.execution.runs import EXECUTE_CHUNK, _refresh_counts, _upsert, trace_json
 from evals.execution.scores import push_run_scores
 from evals.metrics.measure import record_test_result
@@ -91,6 +91,7 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
                 judge=lambda texts: metered(sandbox.run_json, code, texts, limits),
                 write=write,
                 stages=stages,
+                write_apart=writes_apart(),
             )
         except sandbox.SandboxError as exc:
             if exc.permanent:

@@ -143,8 +143,14 @@ def start_automatic_runs(
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
             continue
+        # The start of every automatic run, before any chunk can begin: one scan of the new
+        # traces, not two.
         run = start_run(
-            eval=eval, trace_ids=todo, trigger=EvalRun.Trigger.AUTOMATIC, enqueue=enqueue
+            eval=eval,
+            trace_ids=todo,
+            trigger=EvalRun.Trigger.AUTOMATIC,
+            enqueue=enqueue,
+            stored=set(todo),
         )
         runs.append(run)
     if runs:

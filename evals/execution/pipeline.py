@@ -3,9 +3,11 @@
 The sandbox spends most of a batch's wall time starting jails and waiting on them, with a
 core to spare; reading a batch's traces from PostgreSQL and writing its verdicts cost
 nearly as much again when they come before and after it. ``judge_batches`` runs the
-sandbox in a thread of its own and, while it judges batch k, this thread writes the
-verdicts of batch k - 1 and reads the traces of batch k + 1. Every database call stays in
-the calling thread (one connection, its transactions as the caller writes them); the
+sandbox in a thread of its own and, while it judges batch k, this thread reads the traces
+of batch k + 1 and the verdicts of batch k - 1 are written: in this thread too (one
+connection, its transactions as the caller writes them), or, with ``write_apart``, in a
+writer thread with a connection of its own, so reading and writing overlap each other as
+well (together they took longer than the sandbox: ``writes_apart`` says when to). The
 sandbox thread touches no database.
 """
 
@@ -17,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection, connections
+
 
 @dataclass
 class Stages:
@@ -24,7 +28,7 @@ class Stages:
 
     read: float = 0.0
     sandbox: float = 0.0  # the sandbox thread's own time, overlapped with the rest
-    write: float = 0.0
+    write: float = 0.0  # overlapped with the rest too when written apart
     waited: float = 0.0  # this thread waiting for the sandbox: what the overlap left
     batches: int = 0
     traces: int = 0
@@ -39,6 +43,16 @@ class Stages:
         )
 
 
+def writes_apart() -> bool:
+    """Return whether verdicts may be written on a connection of their own (see module).
+
+    Only on PostgreSQL, and only when the caller holds no transaction: writes on another
+    connection would not see its uncommitted rows (a test's, or a caller's atomic block),
+    and SQLite would make the two connections wait for each other's locks.
+    """
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
 def judge_batches(
     batches: Sequence[Sequence[int]],
     *,
@@ -46,6 +60,7 @@ def judge_batches(
     judge: Callable[[list[str]], list],
     write: Callable[[list[int], list], bool],
     stages: Stages | None = None,
+    write_apart: bool = False,
 ) -> bool:
     """Read, judge and write every batch in order; False once ``write`` says to stop.
 
@@ -53,7 +68,9 @@ def judge_batches(
     one result per text (it runs in another thread, so it must not use the database);
     ``write(ids, results)`` records them and returns whether to go on. An exception from
     ``judge`` is raised here after the batches before it were written; a batch read but
-    not judged yet is dropped.
+    not judged yet is dropped. With ``write_apart``, ``write`` runs in a writer thread of
+    its own, one batch after the other, on that thread's own database connection (closed
+    at the end); a batch judged after a write said stop is dropped.
     """
     stages = stages if stages is not None else Stages()
 
@@ -70,26 +87,53 @@ def judge_batches(
         stages.read += time.perf_counter() - started
         return ids, texts
 
-    if not batches:
-        return True
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
-        ids, texts = timed_read(batches[0])
-        running: Future[Any] = pool.submit(timed_judge, texts)
-        for k in range(len(batches)):
-            following = timed_read(batches[k + 1]) if k + 1 < len(batches) else None
-            started = time.perf_counter()
-            results = running.result()  # the sandbox's exception, if any, comes out here
-            stages.waited += time.perf_counter() - started
-            if following is not None:
-                # The next batch starts before this one is written: the write overlaps it.
-                running = pool.submit(timed_judge, following[1])
-            started = time.perf_counter()
-            go_on = write(ids, results)
+    def timed_write(ids: list[int], results: list) -> bool:
+        started = time.perf_counter()
+        try:
+            return write(ids, results)
+        finally:
             stages.write += time.perf_counter() - started
             stages.batches += 1
             stages.traces += len(ids)
-            if not go_on:
-                return False  # the pool waits for a batch already in the sandbox
-            if following is not None:
-                ids, texts = following
-    return True
+
+    if not batches:
+        return True
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-writer")
+    if write_apart:
+        # The writer's connection opens while the first batch is read, not in its first write.
+        writer.submit(_connect)
+    writing: Future[bool] | None = None
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
+            ids, texts = timed_read(batches[0])
+            running: Future[Any] = pool.submit(timed_judge, texts)
+            for k in range(len(batches)):
+                following = timed_read(batches[k + 1]) if k + 1 < len(batches) else None
+                # Written apart, the batch before this one was written while this one was
+                # judged and the next read. A write that says stop ends the run before this
+                # batch's results (or its error) are taken: they are dropped, as in one thread.
+                if writing is not None and not writing.result():
+                    return False
+                started = time.perf_counter()
+                try:
+                    results = running.result()  # the sandbox's exception, if any, comes out here
+                finally:
+                    stages.waited += time.perf_counter() - started
+                if following is not None:
+                    # The next batch starts before this one is written: the write overlaps it.
+                    running = pool.submit(timed_judge, following[1])
+                if write_apart:
+                    writing = writer.submit(timed_write, ids, results)
+                elif not timed_write(ids, results):
+                    return False  # the pool waits for a batch already in the sandbox
+                if following is not None:
+                    ids, texts = following
+            return writing.result() if writing is not None else True
+    finally:
+        if write_apart:
+            writer.submit(connections.close_all)  # after the last write, in its thread
+        writer.shutdown(wait=True)
+
+
+def _connect() -> None:
+    connection.ensure_connection()  # the calling thread's connection

@@ -3,6 +3,8 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evals.execution import continuous
@@ -13,7 +15,7 @@ from evals.models import Eval, EvalExecution, EvalRun
 from iofold.pipeline import ingest_traces
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
-from traces.models import EvalSet, EvalSetTrace, Feedback
+from traces.models import EvalSet, EvalSetTrace, Feedback, Trace
 from workspaces.services import issue_token
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +76,24 @@ def test_filter_set_judges_matching_new_traces(workspace):
     assert _verdicts(active) == {"d": False}
     runs[0].refresh_from_db()
     assert (runs[0].status, runs[0].failed, runs[0].passed) == ("succeeded", 1, 0)
+
+
+def test_starting_an_automatic_run_reads_the_new_traces_once(workspace):
+    """The start comes before any chunk can begin: the traces it selected are not looked up
+    again to create the run."""
+    eval_set = EvalSetFactory(workspace=workspace, source_kind=EvalSet.SourceKind.FILTER)
+    _active_eval(eval_set)
+    ids = _ingest(workspace, {"a": GOOD, "b": BAD}).trace_ids
+    table = connection.ops.quote_name(Trace._meta.db_table)
+
+    with CaptureQueriesContext(connection) as queries:
+        runs = continuous.start_automatic_runs(
+            workspace_id=workspace.pk, trace_ids=ids, enqueue=False
+        )
+
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
+    assert len(reads) == 1
+    assert runs[0].trace_ids == ids and runs[0].total == 2
 
 
 def test_manual_set_judges_only_its_picked_traces(workspace):

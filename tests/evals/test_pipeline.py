@@ -57,3 +57,62 @@ def test_the_sandbox_error_comes_out_after_the_batches_before_it_were_written():
             [[1], [2], [3]], read=_texts, judge=judge, write=lambda i, r: written.append(i) or True
         )
     assert written == [[1]]
+
+
+def test_written_apart_a_batch_is_written_in_another_thread_while_the_next_ones_are_read():
+    """The writer thread writes batch 1 while batch 3 is read: reading and writing, which
+    together took longer than the sandbox, overlap each other too."""
+    caller = threading.current_thread()
+    third_read = threading.Event()
+    writers, written, overlapped = set(), [], []
+
+    def read(batch):
+        if batch == [3]:
+            third_read.set()
+        return _texts(batch)
+
+    def write(ids, results):
+        writers.add(threading.current_thread())
+        if ids == [1]:
+            overlapped.append(third_read.wait(timeout=10))
+        written.append((ids, results))
+        return True
+
+    stages = Stages()
+    assert judge_batches(
+        [[1], [2], [3], [4]], read=read, judge=list, write=write, stages=stages, write_apart=True
+    )
+    assert overlapped == [True]
+    assert written == [([1], ["t1"]), ([2], ["t2"]), ([3], ["t3"]), ([4], ["t4"])]
+    assert len(writers) == 1 and caller not in writers
+    assert (stages.batches, stages.traces) == (4, 4)
+
+
+def test_written_apart_a_stop_or_a_sandbox_error_leaves_exactly_the_batches_before_it():
+    written = []
+
+    def stop_after_first(ids, results):
+        written.append(ids)
+        return False
+
+    assert not judge_batches(
+        [[1], [2], [3]], read=_texts, judge=list, write=stop_after_first, write_apart=True
+    )
+    assert written == [[1]]
+
+    written.clear()
+
+    def judge(texts):
+        if texts == ["t3"]:
+            raise RuntimeError("the sandbox is down")
+        return texts
+
+    with pytest.raises(RuntimeError, match="down"):
+        judge_batches(
+            [[1], [2], [3], [4]],
+            read=_texts,
+            judge=judge,
+            write=lambda ids, results: written.append(ids) or True,
+            write_apart=True,
+        )
+    assert written == [[1], [2]]
