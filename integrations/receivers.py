@@ -19,6 +19,11 @@ from integrations.models import Integration
 
 logger = logging.getLogger(__name__)
 
+# A clean post on a source that is already OK only moves "last received": one write in
+# this many seconds shows it well enough (as a token's "last used") without a write per
+# post, which an exporter sends several times a second.
+RECEIPT_REFRESH_SECONDS = 60
+
 
 class ReceiverDisabled(Exception):
     """The workspace's source of this kind is disabled: posts are refused."""
@@ -79,9 +84,18 @@ def record_receipt(
     """Note a post on the source: when it last received, and the last problem.
 
     The status follows the latest post; the last problem stays, dated, until another one
-    replaces it, so that a rejection between good posts is not lost from view.
+    replaces it, so that a rejection between good posts is not lost from view. A clean
+    post within ``RECEIPT_REFRESH_SECONDS`` of the last noted one changes nothing visible
+    but the time, and is not written.
     """
     now = timezone.now()
+    if (
+        not rejected
+        and integration.status == Integration.Status.OK
+        and integration.last_synced_at is not None
+        and (now - integration.last_synced_at).total_seconds() < RECEIPT_REFRESH_SECONDS
+    ):
+        return
     fields = {"last_synced_at": now, "updated_at": now}
     if rejected:
         fields.update(

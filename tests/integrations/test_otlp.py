@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -449,6 +450,20 @@ def test_spans_without_ids_are_rejected_alone(client, workspace, token):
     source.refresh_from_db()
     assert source.status == Integration.Status.OK
     assert "1 of 3 spans rejected" in source.last_error
+
+
+def test_last_received_moves_at_most_once_a_minute_while_all_is_well(client, workspace, token):
+    def post_trace():
+        recorder = Recorder()
+        older_genai_trace(recorder)
+        assert _post(client, protobuf_body(recorder.take()), token).status_code == 200
+        return Integration.objects.get(kind=Integration.Kind.OTLP)
+
+    first = post_trace().last_synced_at
+    assert post_trace().last_synced_at == first
+    a_while_ago = timezone.now() - timedelta(minutes=2)
+    Integration.objects.filter(kind=Integration.Kind.OTLP).update(last_synced_at=a_while_ago)
+    assert post_trace().last_synced_at > first
 
 
 def test_a_trace_that_cannot_be_stored_rejects_its_spans(client, workspace, token):

@@ -158,3 +158,39 @@ def test_api_batch_run(token_client, workspace, owner):
 
     run([traces[0].pk])  # warm-up
     assert run([t.pk for t in traces[:3]]) == run([t.pk for t in traces])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_otlp_receive(client, workspace):
+    """An OTLP export request, as an exporter sends them one after another."""
+    from tests.integrations.otlp_helpers import (
+        Recorder,
+        api_token,
+        protobuf_body,
+        semconv_agent_trace,
+    )
+
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token(workspace)}"}
+    recorder = Recorder()
+
+    def receive(traces):
+        for _ in range(traces):
+            semconv_agent_trace(recorder)
+        body = protobuf_body(recorder.take())
+        n, response = count_queries(
+            lambda: client.post(
+                "/v1/traces", body, content_type="application/x-protobuf", **headers
+            )
+        )
+        assert response.status_code == 200
+        return n
+
+    receive(1)  # the first request creates the source and notes its first receipt
+    one, many = receive(1), receive(20)
+    assert Trace.objects.filter(workspace=workspace).count() == 22
+    assert one == many
+    # The token with its creator's role; the source; the transaction (begin, the stored
+    # traces read under lock, a savepoint, the conversations read, the trace rows, the
+    # conversations refreshed in two statements on SQLite, release, commit); whether any
+    # eval is active. "Last received" was noted by the first request, not rewritten.
+    assert one == 1 + 1 + 9 + 1

@@ -140,6 +140,15 @@ def test_token_of_a_deactivated_creator_is_refused(api_client, workspace, owner,
     assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 401
 
 
+def test_token_of_a_workspace_being_deleted_is_refused(api_client, workspace, owner, admin_user):
+    from workspaces.models import Workspace
+
+    _, raw = issue_token(workspace=workspace, name="ci", created_by=admin_user, role="member")
+    assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 200
+    Workspace.objects.filter(pk=workspace.pk).update(deletion_requested_at=timezone.now())
+    assert _members(api_client, Authorization=f"Bearer {raw}").status_code == 401
+
+
 def test_leaving_a_workspace_revokes_the_tokens_one_made_there(
     api_client, workspace, owner, admin_user
 ):
