@@ -191,6 +191,7 @@ def test_otlp_receive(client, workspace):
     assert one == many
     # The token with its creator's role; the source; the transaction (begin, the stored
     # traces read under lock, a savepoint, the conversations read, the trace rows, the
-    # conversations refreshed in two statements on SQLite, release, commit); whether any
-    # eval is active. "Last received" was noted by the first request, not rewritten.
+    # conversations refreshed, release, commit: PostgreSQL adds the advisory lock and
+    # refreshes in one statement, SQLite in two); whether any eval is active. "Last
+    # received" was noted by the first request, not rewritten.
     assert one == 1 + 1 + 9 + 1
