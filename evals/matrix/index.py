@@ -261,13 +261,20 @@ def _joined(column: str, sep: str = ",") -> str:
 
 def _stamp(*, eval_set: EvalSet, version_ids: list[int]) -> tuple:
     """(label count, newest label, sum of label ids, newest trace change in the workspace,
-    each version's newest execution), in one query."""
+    each version's newest execution), in one query.
+
+    The labels are asked for in (eval set, updated_at) order: read so from the index on
+    (eval set, updated_at) INCLUDE (id) alone. Unordered, when one set holds most of the
+    table's labels, the planner reads the table instead: five times the pages."""
     newest_execution = f"(SELECT MAX(updated_at) FROM {_table(EvalExecution)} WHERE eval_id = %s)"
     sql = f"""
         SELECT COUNT(*), MAX(updated_at), SUM(id),
             (SELECT MAX(updated_at) FROM {_table(Trace)} WHERE workspace_id = %s)
             {"".join(", " + newest_execution for _ in version_ids)}
-        FROM {_table(Feedback)} WHERE eval_set_id = %s
+        FROM (
+            SELECT updated_at, id FROM {_table(Feedback)} WHERE eval_set_id = %s
+            ORDER BY updated_at
+        ) set_labels
     """
     return tuple(_fetch(sql, [eval_set.workspace_id, *version_ids, eval_set.pk])[0])
 
