@@ -193,6 +193,11 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
     the ids themselves were 8 bytes each, and no set to build id by id); SQLite (tests)
     joins them by commas.
 
+    Not restricted to the set's labelled traces by a semi-join on its labels: it still
+    reads every verdict (no index finds a version's verdicts by trace with their
+    outcome) and probes a hash of the labels with each; measured 1.4 to 2.2 times slower
+    at 20,000 labels, and no faster with 100,000 more verdicts on unlabelled traces.
+
     One SELECT per version, joined by UNION ALL: with ``eval_id IN (...)`` over every
     version PostgreSQL reads the whole table and hashes it (most of its rows are
     asked for); one version at a time it reads the index on (eval, passed) INCLUDE
