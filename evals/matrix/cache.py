@@ -8,10 +8,10 @@ from django.utils import timezone
 
 # Each cached part is exact while its stamp holds. Labels: the set's label count and
 # newest label, and the workspace's newest trace change (a trace's time or source moves
-# it in or out of range). Verdicts: the set's label count and newest label (they are
-# read for labelled traces only) and each version's newest execution. Writes that commit
-# out of order could hide behind a newer timestamp already seen, so a part built while
-# its newest change is younger than MATRIX_SETTLE_SECONDS (far longer than those writes'
+# it in or out of range). Verdicts: each version's newest execution (they are read for
+# every trace the version ran on, labelled or not). Writes that commit out of order
+# could hide behind a newer timestamp already seen, so a part built while its newest
+# change is younger than MATRIX_SETTLE_SECONDS (far longer than those writes'
 # transactions) expires when that change has settled.
 MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30

@@ -193,6 +193,11 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
     the ids themselves were 8 bytes each, and no set to build id by id); SQLite (tests)
     joins them by commas.
 
+    Not restricted to the set's labelled traces by a semi-join on its labels: it still
+    reads every verdict (no index finds a version's verdicts by trace with their
+    outcome) and probes a hash of the labels with each; measured 1.4 to 2.2 times slower
+    at 20,000 labels, and no faster with 100,000 more verdicts on unlabelled traces.
+
     One SELECT per version, joined by UNION ALL: with ``eval_id IN (...)`` over every
     version PostgreSQL reads the whole table and hashes it (most of its rows are
     asked for); one version at a time it reads the index on (eval, passed) INCLUDE
@@ -261,13 +266,20 @@ def _joined(column: str, sep: str = ",") -> str:
 
 def _stamp(*, eval_set: EvalSet, version_ids: list[int]) -> tuple:
     """(label count, newest label, sum of label ids, newest trace change in the workspace,
-    each version's newest execution), in one query."""
+    each version's newest execution), in one query.
+
+    The labels are asked for in (eval set, updated_at) order: read so from the index on
+    (eval set, updated_at) INCLUDE (id) alone. Unordered, when one set holds most of the
+    table's labels, the planner reads the table instead: five times the pages."""
     newest_execution = f"(SELECT MAX(updated_at) FROM {_table(EvalExecution)} WHERE eval_id = %s)"
     sql = f"""
         SELECT COUNT(*), MAX(updated_at), SUM(id),
             (SELECT MAX(updated_at) FROM {_table(Trace)} WHERE workspace_id = %s)
             {"".join(", " + newest_execution for _ in version_ids)}
-        FROM {_table(Feedback)} WHERE eval_set_id = %s
+        FROM (
+            SELECT updated_at, id FROM {_table(Feedback)} WHERE eval_set_id = %s
+            ORDER BY updated_at
+        ) set_labels
     """
     return tuple(_fetch(sql, [eval_set.workspace_id, *version_ids, eval_set.pk])[0])
 
