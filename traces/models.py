@@ -179,8 +179,14 @@ class Trace(WorkspaceOwned):
             )
         ]
         indexes = [
-            # Keyset pagination of the trace list, newest first.
-            models.Index(fields=["workspace", "-timestamp", "-id"], name="trace_ws_time_idx"),
+            # Keyset pagination of the trace list, newest first. The source is included
+            # for the comparison matrix, which reads every labelled trace's time and
+            # source: index-only, not from the table's rows, payloads and all.
+            models.Index(
+                fields=["workspace", "-timestamp", "-id"],
+                include=["source"],
+                name="trace_ws_time_source_idx",
+            ),
             models.Index(fields=["workspace", "name"], name="trace_ws_name_idx"),
             # The comparison matrix's cache stamp reads the workspace's newest change.
             models.Index(fields=["workspace", "updated_at"], name="trace_ws_updated_idx"),

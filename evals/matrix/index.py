@@ -8,8 +8,8 @@ Built from two kinds of cached part, so that a change re-reads only its own part
   all filtered views share it, and the judged index of each view is cached on top;
 - per version, its *verdicts*: the traces it passed, failed and erred on, as three
   bitsets (``TraceSet``), which PostgreSQL aggregates into 64-bit words (SQLite joins
-  the ids by commas), index-only, on executions (eval, passed) INCLUDE (trace,
-  workspace); cached until the version's newest execution changes, and the process
+  the ids by commas), index-only, on executions (eval, passed, trace >> 6) INCLUDE
+  (trace, workspace); cached until the version's newest execution changes, and the process
   keeps the parts it used last. When nothing is cached, PostgreSQL reads them on a
   second connection while the first reads the labels (outside transactions).
 
@@ -149,9 +149,11 @@ def _labels_sql(eval_set: EvalSet, trace_ids=None) -> tuple[str, list]:
     The labels are asked for in trace order: read so from the index on (eval set, trace)
     INCLUDE (rating, id) alone, and grouped as they come, not hashed (the planner would
     rather read the whole table when one set holds most of its labels: a third slower).
-    Not sorted in SQL: the sort took about a third of the statement's time, and the
-    join hands the rows in the traces' stored order, nearly sorted already, which
-    Python's sort takes in one pass.
+    The traces' times and sources come from the trace list's index on (workspace,
+    timestamp, id) INCLUDE (source), not the table, whose rows carry the payloads
+    (the statement's CPU 30 -> 26 ms at 20,000 traces). Not sorted in SQL: the sort
+    took about a third of the statement's time, and the join hands the rows in the
+    traces' stored order, nearly sorted already, which Python's sort takes in one pass.
     """
     only, params = ("", []) if trace_ids is None else _restrict(trace_ids)
     sql = f"""
@@ -200,8 +202,12 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
 
     One SELECT per version, joined by UNION ALL: with ``eval_id IN (...)`` over every
     version PostgreSQL reads the whole table and hashes it (most of its rows are
-    asked for); one version at a time it reads the index on (eval, passed) INCLUDE
-    (trace, workspace) alone, already grouped: about half the time.
+    asked for); one version at a time it reads the index on (eval, passed) alone,
+    already grouped: about half the time. The index's third key is the word itself
+    (``trace_id >> 6``, the expression below, which the index must match): the rows
+    come grouped by word, and PostgreSQL folds each word's mask as it reads instead of
+    hashing 20,000 rows per version (the statement's CPU 36 -> 26 ms at 20,000 traces
+    by 10 versions).
     """
     if connection.vendor == "postgresql":
         one = f"""
