@@ -208,27 +208,30 @@ def _verdicts_sql(eval_set: EvalSet, version_ids: list[int]) -> tuple[str, list]
     come grouped by word, and PostgreSQL folds each word's mask as it reads instead of
     hashing 20,000 rows per version (the statement's CPU 36 -> 26 ms at 20,000 traces
     by 10 versions).
+
+    Each SELECT names its version as a parameter rather than grouping by ``eval_id``:
+    one key fewer to compare per row (the statement's CPU 27 -> 24.5 ms).
     """
     if connection.vendor == "postgresql":
         one = f"""
-            SELECT eval_id, passed, string_agg(int8send(word) || int8send(mask), ''::bytea)
+            SELECT %s, passed, string_agg(int8send(word) || int8send(mask), ''::bytea)
             FROM (
-                SELECT eval_id, passed, trace_id >> 6 AS word,
+                SELECT passed, trace_id >> 6 AS word,
                     bit_or(1::int8 << (trace_id & 63)::int) AS mask
                 FROM {_table(EvalExecution)}
                 WHERE eval_id = %s AND workspace_id = %s
-                GROUP BY eval_id, passed, word
+                GROUP BY passed, word
             ) words
-            GROUP BY eval_id, passed
+            GROUP BY passed
         """
     else:
         one = f"""
-            SELECT eval_id, passed, {_joined("trace_id")}
+            SELECT %s, passed, {_joined("trace_id")}
             FROM {_table(EvalExecution)}
             WHERE eval_id = %s AND workspace_id = %s
-            GROUP BY eval_id, passed
+            GROUP BY passed
         """
-    params = [value for pk in version_ids for value in (pk, eval_set.workspace_id)]
+    params = [value for pk in version_ids for value in (pk, pk, eval_set.workspace_id)]
     return " UNION ALL ".join([one] * len(version_ids)), params
 
 
