@@ -15,8 +15,9 @@ queries per request:
 - the first page right after a reviewer changed a label (the change itself untimed): the
   cached base is patched with the changed traces' labels, the verdicts not read again;
 - the first page with an empty cache and a new process (a restarted server): nothing
-  cached; and for the uncached selector, figures load moves less: the process's CPU time
-  and each statement's execution time in PostgreSQL (EXPLAIN ANALYZE).
+  cached; and for the uncached selector, figures load moves less: the process's CPU time,
+  each statement's execution time in PostgreSQL (EXPLAIN ANALYZE) and the PostgreSQL
+  backend's CPU time (a local server's /proc).
 
 ``--continuous N`` adds N unlabelled traces that the active version judged, as
 continuous evaluation leaves behind: the matrix must not slow down with them.
@@ -211,7 +212,43 @@ def cold_breakdown(eval_set, restart, runs: int) -> dict:
                 last = cursor.fetchall()[-1][0]  # "Execution Time: 12.345 ms"
                 times.append(float(last.split(":")[1].split()[0]))
             queries.append((" ".join(sql.split())[:90], round(statistics.median(times), 1)))
-    return {"cpu_ms": round(statistics.median(cpu), 1), "queries": queries}
+    return {
+        "cpu_ms": round(statistics.median(cpu), 1),
+        "queries": queries,
+        "pg_cpu_ms": _server_cpu_per_build(eval_set, restart, runs),
+    }
+
+
+def _server_cpu_per_build(eval_set, restart, runs: int) -> float | None:
+    """PostgreSQL's CPU time per uncached selector: the backend's own clock (its
+    /proc entry), which load does not stretch as it stretches the statements' wall
+    time. In a transaction, so every statement runs on this one backend, and without
+    parallel workers (their time would not show). None when the server is not local."""
+    from django.db import connection, transaction
+
+    from evals.matrix.selectors import comparison_matrix
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cursor.execute("SELECT pg_backend_pid()")
+        stat = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+        try:
+            if not stat.with_name("comm").read_text().startswith("postgres"):
+                return None
+        except OSError:
+            return None
+
+        def ticks() -> int:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+
+        total = 0
+        for _ in range(runs):
+            restart()
+            before = ticks()
+            comparison_matrix(eval_set=eval_set)
+            total += ticks() - before
+    return round(1000 * total / os.sysconf("SC_CLK_TCK") / runs, 1)
 
 
 def main() -> None:
@@ -322,6 +359,10 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
     print("cold selector, less sensitive to load: CPU time of this process, and each query's")
     print("execution time in PostgreSQL (EXPLAIN ANALYZE, TIMING OFF; median of 3)")
     print(f"  python cpu ms (median): {breakdown['cpu_ms']}")
+    print(
+        f"  postgres backend cpu ms (mean, one connection, no parallel workers): "
+        f"{breakdown['pg_cpu_ms']}"
+    )
     for sql, ms in breakdown["queries"]:
         print(f"  {ms:>8} ms  {sql}")
     worst = max(f["p95_ms"] for f in results.values())
@@ -340,6 +381,7 @@ def run(n_traces: int, n_versions: int, runs: int, args) -> None:
                 **{f"{k}_p50_ms": v["p50_ms"] for k, v in results.items()},
                 **{f"{k}_queries": v["queries"] for k, v in results.items()},
                 "cold_cpu_ms": breakdown["cpu_ms"],
+                "cold_pg_cpu_ms": breakdown["pg_cpu_ms"],
                 "cold_sql_ms": round(sum(ms for _, ms in breakdown["queries"]), 1),
                 "worst_p95_ms": worst,
                 "goal_p95_ms": GOAL_MS,
