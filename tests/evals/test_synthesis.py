@@ -10,6 +10,7 @@ import pytest
 
 import sandbox
 from evals.datasets import LabelledExample, read_labelled_jsonl
+from evals.generation.candidates import write_offline
 from evals.metrics.agreement import agreement, grouped_folds, low_confidence_reason
 from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
 from evals.synthesis.features import ON_HINT
@@ -477,6 +478,28 @@ def test_chance_words_do_not_beat_the_majority_verdict():
     # The emitted code says so too, and gives the same verdict as .predict.
     assert "No reliable eval yet" in fitted.code
     _assert_code_matches(fitted, [e.trace for e in examples])
+
+
+def test_the_majority_verdict_reports_its_held_out_agreement_not_its_training_agreement():
+    # 5 good, 6 bad, nothing to tell them apart. The fold holding out two bad traces
+    # trains on 4 good and 4 bad, whose majority (ties go to good) gets 1 of 3 right;
+    # the other folds train on a bad majority and get 1 of 2. Held out: 5 of 11, in
+    # every dealing. The whole set's majority would claim 6 of 11 (in-sample).
+    examples = [
+        LabelledExample(
+            trace={"id": f"t{i:03d}", "input": "Same question.", "output": "Same answer."},
+            label="positive" if i < 5 else "negative",
+            group=f"t{i:03d}",
+        )
+        for i in range(11)
+    ]
+    fitted = fit(examples)
+    assert not fitted.reliable
+    assert fitted.selection.cv_correct["constant"] == 5
+    assert fitted.cv_accuracy == pytest.approx(5 / 11)
+    assert "constant 5/11" in fitted.code
+    candidate = write_offline(examples=examples, criteria="")
+    assert "majority verdict 5 of 11" in candidate.description
 
 
 def test_cross_validation_groups_traces_by_session_when_the_trace_names_one():
