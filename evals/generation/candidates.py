@@ -120,7 +120,8 @@ def write_offline(
         )
         description += (
             f"\nChosen by {selection.folds}-fold grouped cross-validation, the simplest shape "
-            f"within one standard error of the best. Held-out agreement: {tried}."
+            "within one standard error of the best; a rule only when it beats the majority "
+            f"verdict by more than a standard error. Held-out agreement: {tried}."
         )
     if fitted.constant_reason:
         description += f"\n{fitted.constant_reason}"

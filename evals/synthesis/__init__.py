@@ -70,7 +70,7 @@ class FittedEval:
 
     @property
     def cv_accuracy(self) -> float | None:
-        """Return the cross-validated agreement of the chosen rule shape (optimistic)."""
+        """Return the held-out agreement of the chosen rule shape, the constant's included."""
         return self.selection.estimate
 
     @property

@@ -204,7 +204,11 @@ class Selection:
 
     @property
     def estimate(self) -> float | None:
-        """Return the held-out agreement of the chosen level (slightly optimistic)."""
+        """Return the held-out agreement of the chosen level, the constant's included.
+
+        Every level is scored on the same held-out folds, the majority verdict by each
+        fold's training majority: the whole set's (in-sample) agreement would flatter it.
+        """
         if not self.cv_total or self.chosen not in self.cv_correct:
             return None
         return self.cv_correct[self.chosen] / self.cv_total
@@ -366,6 +370,9 @@ class Evidence:
     # Share of the structural candidates that the criteria or notes name: a prior naming
     # most of them singles nothing out, so it earns (almost) no lower bar.
     named_share: float = 0.0
+    # The constant's plain held-out agreement (each fold's training majority), which is
+    # what it reports; `correct["constant"]` is the stricter reference rules must beat.
+    constant_heldout: float | None = None
     # The same, each trace weighted so that each verdict class weighs half of n: the
     # weighted agreement and the summed squared weights of the traces two levels
     # disagree on (McNemar's variance for weighted counts).
@@ -395,6 +402,7 @@ def gather(
     full, pos, neg = search.full, search.pos, search.neg
     repeats = bars.repeats if n < bars.repeat_below else 1
     correct = dict.fromkeys(LEVELS, 0.0)
+    constant_heldout = 0.0
     disagree = {_pair(a, b): 0.0 for i, a in enumerate(LEVELS) for b in LEVELS[i + 1 :]}
     b_correct = dict.fromkeys(LEVELS, 0.0)
     b_disagree = dict.fromkeys(disagree, 0.0)
@@ -414,9 +422,11 @@ def gather(
             default = _majority((train & pos).bit_count(), (train & neg).bit_count())
             for level in LEVELS:
                 bad[level] |= _predicted_bad(search.fit(level, train), default, test)
+        constant_heldout += _correct(bad["constant"], full, pos, neg)
         # With balanced labels a fold's training majority is often the opposite of its
         # test majority, which makes the constant look worse than it is: compare rules
-        # with the better of that and the whole set's majority verdict.
+        # with the better of that and the whole set's majority verdict. This is only the
+        # bar rules must clear; the constant reports its held-out agreement above.
         if _correct(bad["constant"], full, pos, neg) < max(n_pos, n - n_pos):
             bad["constant"] = 0 if n_pos * 2 >= n else full
         for level in LEVELS:
@@ -447,6 +457,7 @@ def gather(
         word_candidates=word_candidates,
         named=named,
         named_share=named_share,
+        constant_heldout=constant_heldout / used,
         balanced_correct={k: v / used for k, v in b_correct.items()},
         balanced_disagree={k: v / used for k, v in b_disagree.items()},
     )
@@ -522,9 +533,12 @@ def learn(
     chosen = "constant"
     if ev is not None:
         selection.folds = ev.folds
-        # Averaged over dealings; whole counts stay whole so they read "7 of 10".
+        # Averaged over dealings; whole counts stay whole so they read "7 of 10". Every
+        # shape reports its held-out agreement, the constant too (not the stricter
+        # reference in ev.correct that rules are judged against).
+        reported = {**ev.correct, "constant": ev.constant_heldout}
         selection.cv_correct = {
-            k: int(v) if v == int(v) else round(v, 1) for k, v in ev.correct.items()
+            k: int(v) if v == int(v) else round(v, 1) for k, v in reported.items()
         }
         selection.cv_standard_error = {
             level: round(math.sqrt(ev.disagree.get(_pair(level, "constant"), 0.0)), 3)
