@@ -16,6 +16,8 @@ Inside the workers (their logs): the start task (which evals, which traces, the 
 chunks), and per chunk the time reading traces, in the sandbox, writing verdicts (each in a
 thread of its own, overlapping), and waiting for the sandbox and the writer (what the
 overlap did not hide).
+A timeline per round says when the run was created and when each chunk started and ended
+(seconds after the hand-over) and which worker took it: the gaps are where no sandbox ran.
 
 The reference is the sandbox alone on the same traces in the same calls (run_json over
 text already in memory, one process, each call after the last; the median of three
