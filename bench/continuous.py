@@ -16,6 +16,8 @@ Inside the workers (their logs): the start task (which evals, which traces, the 
 chunks), and per chunk the time reading traces, in the sandbox, writing verdicts (each in a
 thread of its own, overlapping), and waiting for the sandbox and the writer (what the
 overlap did not hide).
+A timeline per round says when the run was created and when each chunk started and ended
+(seconds after the hand-over) and which worker took it: the gaps are where no sandbox ran.
 
 The reference is the sandbox alone on the same traces in the same calls (run_json over
 text already in memory, one process, each call after the last; the median of three
@@ -192,7 +194,7 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
         registered_task(START_AUTOMATIC_RUNS)
         with current_app.producer_or_acquire() as producer:
             producer.connection.ensure_connection()
-        started = time.monotonic()
+        started, handed_over = time.monotonic(), timezone.now()
         # What iofold.pipeline does when an ingestion commits: one message to the broker.
         queue_automatic_runs(workspace_id=workspace.pk, trace_ids=trace_ids)
         # The run's `done` moves in the transaction that writes each batch's verdicts.
@@ -212,6 +214,16 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
     chunks = EvalRunChunk.objects.filter(run__eval=eval)
     busy = chunks.aggregate(t=Sum(F("finished_at") - F("started_at")))["t"]
     owners = set(chunks.values_list("owner", flat=True))
+    # When each step began and ended, in seconds after the hand-over (one clock: this machine's).
+    run_row = runs.get()
+    timeline = [("run created", run_row.created_at)] + [
+        (f"chunk {c.index} pid {c.owner.split(':')[1]}", c.started_at, c.finished_at)
+        for c in chunks.order_by("started_at")
+    ]
+    timeline = [
+        (name, *[round((t - handed_over).total_seconds(), 3) for t in times])
+        for name, *times in timeline
+    ]
     assert executions.count() == len(trace_ids)
     if chunks.exists():
         assert sum(chunks.values_list("judged", flat=True)) == len(trace_ids), "judged twice"
@@ -222,6 +234,7 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
         "chunks": chunks.count(),
         "chunk_busy_s": busy.total_seconds() if busy else 0.0,
         "workers_used": len(owners),
+        "timeline": timeline,
         **worker_stages(log_files),
     }
 
@@ -387,6 +400,9 @@ def main() -> None:
               f"{row['chunk_batches']:.0f} batches: read {row['chunk_read_s']:.2f} + waiting "
               f"{row['chunk_waited_s']:.2f} (+ rest) in the chunk's thread; writer thread "
               f"{row['chunk_write_s']:.2f}; sandbox {row['chunk_sandbox_s']:.2f} s")  # fmt: skip
+        print(f"{'timeline':>16}: " + "; ".join(
+            f"{name} {'–'.join(f'{t:.2f}' for t in times)}" for name, *times in row["timeline"]
+        ))  # fmt: skip
     flag = (" --quick" if args.quick else "") + (f" --traces={args.traces}" if args.traces else "")
     print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
     one = r["rounds"][0]

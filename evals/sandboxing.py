@@ -35,6 +35,17 @@ def configure_sandbox() -> None:
     )
 
 
+def prepare_sandbox() -> None:
+    """Do the sandbox's start-up work in this process now (a worker, before its first task).
+
+    A sandbox that cannot run is only logged here: each run reports it as it does today.
+    """
+    try:
+        sandbox.prepare(sandbox_limits())
+    except sandbox.SandboxError as exc:
+        logger.warning("sandbox not ready at worker start: %s", exc.message)
+
+
 def metered(run: Callable[..., list], *args, **kwargs) -> list:
     """Call ``sandbox.run`` or ``run_json``, counting the batch and its verdicts in metrics."""
     with metrics.Stopwatch() as watch:

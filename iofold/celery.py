@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import before_task_publish, worker_init, worker_ready
+from celery.signals import before_task_publish, worker_init, worker_process_init, worker_ready
 from kombu import Queue
 
 from iofold.lib.metrics import connect_task_signals
@@ -36,6 +36,32 @@ _broker_folders_ready = False
 def _prepare_worker(**kwargs) -> None:
     ensure_broker_folders()
     _serve_worker_metrics()
+    _warm_up()
+
+
+@worker_process_init.connect
+def _prepare_pool_process(**kwargs) -> None:
+    _warm_up()  # a forked pool process starts without the parent's broker connections
+
+
+def _warm_up() -> None:
+    """Pay a fresh worker's first-task costs before it takes a task.
+
+    The sandbox's start-up (the jail's check and compiled harness, about 0.2 s; done
+    before the pool's processes fork, they inherit it) and a broker connection to send
+    tasks on (a run's start task sends its chunks): a worker that has run any task has
+    both already, a fresh one made its first run's traces wait for them.
+    """
+    # Imported here: this module loads with the settings, before the apps are ready.
+    from evals.sandboxing import prepare_sandbox
+
+    prepare_sandbox()
+    try:
+        with app.producer_or_acquire() as producer:
+            # One try, bounded: a pool process has a few seconds to start.
+            producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+    except Exception as exc:  # the first task will connect, or say why it cannot
+        logger.warning("broker not reachable at worker start: %s", exc)
 
 
 def _serve_worker_metrics() -> None:

@@ -2,7 +2,7 @@
 
 from sandbox.config import Limits, configure, get_settings
 from sandbox.errors import BackendRefused, SandboxError, SandboxUnavailable
-from sandbox.runner import Result, run, run_json
+from sandbox.runner import Result, prepare, run, run_json
 from sandbox.validate import Problem, validate
 
 
@@ -25,6 +25,7 @@ __all__ = [
     "check",
     "configure",
     "get_settings",
+    "prepare",
     "run",
     "run_json",
     "validate",

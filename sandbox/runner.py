@@ -380,6 +380,17 @@ class _Backend:
     preamble: bytes = b""
 
 
+def prepare(limits: Limits | None = None) -> None:
+    """Do the start-up work of a first run now, or raise what is missing.
+
+    The first run in a process checks the jail with an empty run and asks the jail's
+    interpreter for its compiled harness and marshal format (about 0.2 s, cached for the
+    process's life). A worker calls this as it starts, so its first batch does not wait.
+    """
+    settings = get_settings()
+    _backend(settings, limits or settings.limits)
+
+
 def _backend(settings: Settings, limits: Limits) -> _Backend:
     if settings.backend == "local":
         if not settings.allow_local:

@@ -13,6 +13,7 @@ sandbox thread touches no database.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -87,14 +88,24 @@ def judge_batches(
         stages.read += time.perf_counter() - started
         return ids, texts
 
+    stopped = threading.Event()  # a write said stop: no later batch is written
+
     def timed_write(ids: list[int], results: list) -> bool:
+        if stopped.is_set():
+            return False  # queued behind a write that said stop: dropped, as in one thread
         started = time.perf_counter()
         try:
-            return write(ids, results)
+            going_on = write(ids, results)
+        except BaseException:
+            stopped.set()  # nothing after a failed write is written: its error comes out
+            raise
         finally:
             stages.write += time.perf_counter() - started
             stages.batches += 1
             stages.traces += len(ids)
+        if not going_on:
+            stopped.set()
+        return going_on
 
     if not batches:
         return True
@@ -102,33 +113,43 @@ def judge_batches(
     if write_apart:
         # The writer's connection opens while the first batch is read, not in its first write.
         writer.submit(_connect)
-    writing: Future[bool] | None = None
+    writes: list[Future[bool]] = []
+
+    def outcome() -> bool:
+        # In order: the first write that failed raises here, the first that said stop ends it.
+        return all(future.result() for future in writes)
+
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
             ids, texts = timed_read(batches[0])
             running: Future[Any] = pool.submit(timed_judge, texts)
             for k in range(len(batches)):
                 following = timed_read(batches[k + 1]) if k + 1 < len(batches) else None
-                # Written apart, the batch before this one was written while this one was
-                # judged and the next read. A write that says stop ends the run before this
-                # batch's results (or its error) are taken: they are dropped, as in one thread.
-                if writing is not None and not writing.result():
-                    return False
+                # A write that said stop ends the run before this batch's results are taken.
+                if stopped.is_set():
+                    return outcome()
                 started = time.perf_counter()
                 try:
                     results = running.result()  # the sandbox's exception, if any, comes out here
+                except BaseException:
+                    # Raised once the batches before it are written, unless one said stop.
+                    if not outcome():
+                        return False
+                    raise
                 finally:
                     stages.waited += time.perf_counter() - started
                 if following is not None:
                     # The next batch starts before this one is written: the write overlaps it.
                     running = pool.submit(timed_judge, following[1])
                 if write_apart:
-                    writing = writer.submit(timed_write, ids, results)
+                    # Queued behind the writes before it, not waited for: the sandbox never
+                    # waits on the writer, which catches up on a faster batch.
+                    writes.append(writer.submit(timed_write, ids, results))
                 elif not timed_write(ids, results):
                     return False  # the pool waits for a batch already in the sandbox
                 if following is not None:
                     ids, texts = following
-            return writing.result() if writing is not None else True
+            return outcome()
     finally:
         if write_apart:
             writer.submit(connections.close_all)  # after the last write, in its thread

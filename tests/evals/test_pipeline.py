@@ -116,3 +116,38 @@ def test_written_apart_a_stop_or_a_sandbox_error_leaves_exactly_the_batches_befo
             write_apart=True,
         )
     assert written == [[1], [2]]
+
+
+def test_written_apart_the_sandbox_goes_on_while_the_writer_is_behind():
+    """Batch 1's write waits until batch 3 is judged: the sandbox never waits on the writer."""
+    third_judged = threading.Event()
+    written, overtaken = [], []
+
+    def judge(texts):
+        if texts == ["t3"]:
+            third_judged.set()
+        return texts
+
+    def write(ids, results):
+        if ids == [1]:
+            overtaken.append(third_judged.wait(timeout=10))
+        written.append(ids)
+        return True
+
+    assert judge_batches([[1], [2], [3]], read=_texts, judge=judge, write=write, write_apart=True)
+    assert overtaken == [True]
+    assert written == [[1], [2], [3]]
+
+
+def test_written_apart_a_failed_write_raises_and_nothing_queued_after_it_is_written():
+    written = []
+
+    def write(ids, results):
+        if ids == [2]:
+            raise RuntimeError("the database went away")
+        written.append(ids)
+        return True
+
+    with pytest.raises(RuntimeError, match="went away"):
+        judge_batches([[1], [2], [3], [4]], read=_texts, judge=list, write=write, write_apart=True)
+    assert written == [[1]]

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 import sandbox
-from evals.sandboxing import configure_sandbox
+from evals.sandboxing import configure_sandbox, prepare_sandbox
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +41,17 @@ def test_production_allowing_the_local_backend_warns(settings, caplog):
         configure_sandbox()
     assert sandbox.get_settings().allow_local
     assert "without isolation" in caplog.text
+
+
+def test_a_worker_prepares_the_sandbox_as_it_starts_and_only_logs_one_that_cannot_run(
+    settings, caplog
+):
+    settings.DEBUG = False
+    settings.SANDBOX_BACKEND = "local"
+    settings.SANDBOX_ALLOW_LOCAL_BACKEND = False
+    configure_sandbox()
+    with pytest.raises(sandbox.BackendRefused):
+        sandbox.prepare()  # what the first run would have met
+    with caplog.at_level(logging.WARNING, logger="evals.sandboxing"):
+        prepare_sandbox()  # the worker starts anyway; each run reports it as before
+    assert "sandbox not ready at worker start" in caplog.text
