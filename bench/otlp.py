@@ -6,7 +6,10 @@ PostgreSQL database created and dropped here (``PG_URL``, default
 postgres://postgres@127.0.0.1:5432). The client is this process: spans are made with the
 real OpenTelemetry SDK and encoded with the OTLP/HTTP exporter's own encoder before the
 clock starts, then posted one request after another (as the SDK's batch processor does),
-so the figure is the receiver's: decode, normalise, merge, upsert, answer.
+so the figure is the receiver's: decode, normalise, merge, upsert, answer. Beside spans/s
+each scenario reports the CPU milliseconds per 1,000 spans that the server process (and,
+with ``--postgres``, the database's backend) spent: unlike spans/s, they hardly depend on
+what else shares the machine.
 
 Scenarios (each trace has 8 spans: agent, 3 chat, 3 tool, 1 retrieval; GenAI attributes
 with realistic message sizes):
@@ -160,7 +163,7 @@ def run(args) -> dict:
         server = subprocess.Popen(
             [py, "-m", "gunicorn", "iofold.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1",
              "--threads", "1", "--log-level", "warning", "--timeout", "120"],
-            cwd=ROOT, env=env, stderr=(tmp / "server.log").open("w"),
+            cwd=ROOT, env=env, stderr=(tmp / "server.log").open("w"), start_new_session=True,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}/v1/traces"
         session = requests.Session()
@@ -182,6 +185,7 @@ def run(args) -> dict:
             traces = make_traces(trace_count, scenario)
             bodies, spans = bodies_for(traces, scenario)
             extra = {"Content-Encoding": "gzip"} if scenario == "gzip" else {}
+            cpu_before = _server_cpu(server.pid, db_name if args.postgres else "")
             started = time.perf_counter()
             for body in bodies:
                 response = session.post(url, data=body, headers={**headers, **extra}, timeout=120)
@@ -189,6 +193,10 @@ def run(args) -> dict:
                     log = (tmp / "server.log").read_text()[-3000:]
                     raise SystemExit(f"{scenario}: HTTP {response.status_code}\n{log}")
             seconds = time.perf_counter() - started
+            cpu = {
+                key: round((after - cpu_before[key]) * 1e6 / spans)
+                for key, after in _server_cpu(server.pid, db_name if args.postgres else "").items()
+            }
             results[scenario] = {
                 "spans": spans,
                 "traces": trace_count,
@@ -196,11 +204,13 @@ def run(args) -> dict:
                 "body_kib": round(sum(map(len, bodies)) / len(bodies) / 1024, 1),
                 "seconds": round(seconds, 2),
                 "spans_per_second": round(spans / seconds),
+                "cpu_ms_per_1000_spans": cpu,
             }
             print(
                 f"{scenario:6} {spans:7d} spans in {len(bodies):4d} requests "
                 f"({results[scenario]['body_kib']} KiB each): {seconds:6.2f} s, "
-                f"{spans / seconds:8.0f} spans/s",
+                f"{spans / seconds:8.0f} spans/s; CPU ms per 1,000 spans: "
+                + ", ".join(f"{key} {ms}" for key, ms in cpu.items()),
                 flush=True,
             )
         results["sdk_exporter_ok"] = _export_with_sdk(url, token)
@@ -219,6 +229,16 @@ def run(args) -> dict:
             with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+def _server_cpu(pgid: int, db_name: str) -> dict[str, float]:
+    """CPU seconds so far of the server's processes and, if named, the database's backends."""
+    from bench.load import cpu_seconds
+
+    seconds = {"web": cpu_seconds(pgid)}
+    if db_name:
+        seconds["postgres"] = cpu_seconds(db_name=db_name)
+    return seconds
 
 
 def _export_with_sdk(url: str, token: str) -> bool:

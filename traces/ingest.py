@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from integrations.adapters.base import parse_time, trace_text_problem, validate_normalised_trace
 from integrations.store import UpsertResult
+from iofold.lib import jsontext
 from traces.conversations import attach_conversations, refresh_conversations
 from traces.models import Trace
 
@@ -382,14 +383,7 @@ def _encode(data: dict[str, Any]) -> str | None:
     try:
         # No circular check: a trace made from JSON cannot hold a cycle, and one that did
         # would still end here, as a RecursionError.
-        return json.dumps(
-            data,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            default=str,
-            check_circular=False,
-        )
+        return jsontext.dumps_sorted(data)
     except (ValueError, RecursionError):
         return None
 

@@ -1,6 +1,12 @@
 """Parsing JSON from outside: deep nesting and unstorable strings are refused with where."""
 
+import datetime
+import decimal
+import enum
 import json
+import random
+import struct
+import uuid
 
 import pytest
 
@@ -61,3 +67,76 @@ def test_find_problem_fast_check_agrees_with_the_full_walk(value, problem):
         assert found is None
     else:
         assert found is not None and found.startswith(problem)
+
+
+def _stdlib_sorted(value):
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+        check_circular=False,
+    )
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+class _Kind(enum.Enum):
+    A = "a"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": [1, -0.0, 0.0, 1e-4, 0.5, 9999999999999998.0, True, None], "a": "x"},
+        {"é": "\x1f\u2028\x7f\x00", "E": '"\\/', "\U0001f600": {"\uff01": 1}, "": []},
+        # What orjson writes its own way, or refuses: the text stays json.dumps's.
+        [1e-05, 1.5e-07],
+        [float("nan"), float("inf"), -float("inf")],
+        [1e16, 1e300],
+        {1: "int key"},
+        {_Text("k"): _Text("v"), "n": _Number(3)},
+        [2**70, -(2**64)],
+        {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "id": uuid.UUID(int=7)},
+        [_Kind.A, decimal.Decimal("1.5"), (1, 2)],
+        "lone \ud800 surrogate",
+        [[[[[[[[[[]]]]]]]]]],
+    ],
+)
+def test_dumps_sorted_writes_what_json_dumps_writes(value):
+    assert jsontext.dumps_sorted(value) == _stdlib_sorted(value)
+
+
+def test_dumps_sorted_writes_random_floats_and_keys_as_json_dumps_does():
+    rng = random.Random(15)
+    floats = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(3000)]
+    floats += [rng.random() * 10 ** rng.randint(-8, 20) for _ in range(3000)]
+    # Those orjson writes (the rest send the whole value to json.dumps).
+    plain = [f for f in floats if f == 0 or 1e-4 <= abs(f) < 1e16]
+    alphabet = ["a", "Z", "é", "\uff01", "\U0001f600", "0", "_", " ", "\\", '"', "\x1f"]
+    keys = ["".join(rng.choices(alphabet, k=rng.randint(0, 4))) for _ in range(210)]
+    value = {
+        "floats": plain,
+        "keys": [{key: i for i, key in enumerate(keys[n : n + 7])} for n in range(0, 210, 7)],
+    }
+    assert len(plain) > 2000
+    assert jsontext._plain(value)
+    assert jsontext.dumps_sorted(value) == _stdlib_sorted(value)
+    assert jsontext.dumps_sorted(floats) == _stdlib_sorted(floats)
+
+
+def test_dumps_sorted_raises_as_json_dumps_does_on_too_deep_nesting():
+    deep: list = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(RecursionError):
+        jsontext.dumps_sorted(deep)
