@@ -101,18 +101,29 @@ def trace_page(
     return TracePage(traces=rows, next_cursor=next_cursor, filters=filters)
 
 
+# Raw SQL because it runs on every trace list: the ORM spent about as long compiling this
+# query's fifty parameters (0.4 ms of CPU) as fetching its rows.
+_LABEL_COUNTS_SQL = """
+SELECT {trace}, {rating}, COUNT(*) FROM {table} WHERE {trace} IN ({ids}) GROUP BY {trace}, {rating}
+"""
+
+
 def attach_label_counts(traces: list[Trace]) -> None:
     """Set ``trace.label_counts`` (rating -> count over every eval set) in one query."""
     counts: dict[int, Counter] = defaultdict(Counter)
     if traces:
-        rows = (
-            Feedback.objects.filter(trace_id__in=[t.pk for t in traces])
-            .values_list("trace_id", "rating")
-            .annotate(n=Count("id"))
-            .order_by()
+        quote = connection.ops.quote_name
+        opts = Feedback._meta
+        sql = _LABEL_COUNTS_SQL.format(
+            table=quote(opts.db_table),
+            trace=quote(opts.get_field("trace").column),
+            rating=quote(opts.get_field("rating").column),
+            ids=", ".join(["%s"] * len(traces)),
         )
-        for trace_id, rating, n in rows:
-            counts[trace_id][rating] += n
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [t.pk for t in traces])
+            for trace_id, rating, n in cursor.fetchall():
+                counts[trace_id][rating] += n
     for trace in traces:
         trace.label_counts = counts[trace.pk]
         trace.label_state = resolve_label(trace.label_counts) if trace.label_counts else None
