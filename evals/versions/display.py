@@ -4,13 +4,12 @@ import difflib
 from dataclasses import dataclass
 
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from iofold.lib.text import clip
+from iofold.lib.text import clip, escape_text
 from traces.templatetags.trace_tags import brief
 from traces.vocabulary import WHEN_STRFTIME
 
@@ -143,20 +142,22 @@ def matrix_row_html(row) -> SafeString:
     name = clip(trace.name or trace.external_id, 32)
     when = timezone.localtime(trace.timestamp).strftime(WHEN_STRFTIME)
     cells = "".join(
-        f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape(c.url)}"'
+        f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape_text(c.url)}"'
         f' hx-target="#drill" hx-swap="innerHTML" data-state="{c.state}" title="{c.state}">'
         f"{c.verdict}</button></td>"
         for c in row.cells
     )
     snippet = (
         f'<br><small class="snippet"><span class="muted">In:</span> '
-        f"{escape(brief(getattr(trace, 'input', None), 80))}<br>"
-        f'<span class="muted">Out:</span> {escape(brief(getattr(trace, "output", None), 80))}'
+        f"{escape_text(brief(getattr(trace, 'input', None), 80))}<br>"
+        f'<span class="muted">Out:</span> {escape_text(brief(getattr(trace, "output", None), 80))}'
         "</small>"
     )
-    notes = "".join(f'<br><small class="note">“{escape(clip(n, 100))}”</small>' for n in row.notes)
+    notes = "".join(
+        f'<br><small class="note">“{escape_text(clip(n, 100))}”</small>' for n in row.notes
+    )
     html = (
-        f'<tr><td><a href="{escape(row.trace_url)}">{escape(name)}</a>'
+        f'<tr><td><a href="{escape_text(row.trace_url)}">{escape_text(name)}</a>'
         f'<br><small class="muted">{when}</small>{snippet}{notes}</td>'
         f"<td>{_LABEL_BADGES.get(row.label, _LABEL_BADGES['neutral'])}</td>{cells}</tr>"
     )
