@@ -8,6 +8,7 @@ from celery import Celery
 from celery.signals import before_task_publish, worker_init, worker_process_init, worker_ready
 from kombu import Queue
 
+from iofold.lib.heap import freeze_startup_heap
 from iofold.lib.metrics import connect_task_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iofold.settings")
@@ -37,11 +38,16 @@ def _prepare_worker(**kwargs) -> None:
     ensure_broker_folders()
     _serve_worker_metrics()
     _warm_up()
+    # After the warm-up, so what it built is frozen too. A solo or threads pool runs
+    # tasks in this process; prefork children inherit the frozen heap.
+    freeze_startup_heap()
 
 
 @worker_process_init.connect
 def _prepare_pool_process(**kwargs) -> None:
     _warm_up()  # a forked pool process starts without the parent's broker connections
+    # What it set up after the fork joins what it inherited frozen.
+    freeze_startup_heap()
 
 
 def _warm_up() -> None:
