@@ -128,7 +128,11 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         None,
     )
     user = metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None
-    costs = [c for c in (_float(r.get("total_cost")) for r in by_id.values()) if c is not None]
+    if root.get("total_cost") is not None:
+        cost = _float(root["total_cost"])
+    else:  # the runs' costs add up only when the root has none (read only then)
+        costs = [c for c in (_float(r.get("total_cost")) for r in by_id.values()) if c is not None]
+        cost = sum(costs) if costs else None
     return {
         "id": str(root["id"]),
         "name": root.get("name"),
@@ -141,7 +145,5 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         "user_id": user or None,
         "session_id": session or (str(root["thread_id"]) if root.get("thread_id") else None),
         "latency_ms": (end - start).total_seconds() * 1000 if start and end else None,
-        "cost": _float(root.get("total_cost"))
-        if root.get("total_cost") is not None
-        else (sum(costs) if costs else None),
+        "cost": cost,
     }
