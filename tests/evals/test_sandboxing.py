@@ -10,8 +10,18 @@ from evals.sandboxing import configure_sandbox, prepare_sandbox
 
 @pytest.fixture(autouse=True)
 def _restore_sandbox_configuration():
+    # Restore the configuration itself: this teardown runs before pytest-django puts the
+    # test's settings back, so configuring from settings here would keep the test's local
+    # backend for every later test (the jail tests then ran outside the jail).
+    saved = sandbox.get_settings()
     yield
-    configure_sandbox()
+    sandbox.configure(
+        backend=saved.backend,
+        allow_local=saved.allow_local,
+        limits=saved.limits,
+        nsjail_path=saved.nsjail_path,
+        python_path=saved.python_path,
+    )
 
 
 def test_debug_allows_the_local_backend(settings):
