@@ -17,7 +17,7 @@ MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
 # Part of the cache keys: bump it when a cached part changes shape, so that a deploy
 # never reads a part pickled by the code before it.
-MATRIX_INDEX_FORMAT = 8
+MATRIX_INDEX_FORMAT = 9
 
 
 def cache_key(what: tuple, stamp: tuple) -> str:

@@ -15,26 +15,32 @@ Built from two kinds of cached part, so that a change re-reads only its own part
 
 A label change does not rebuild the base: the next page reads the labels changed since
 the base was built (plus a settle window for writes that commit out of order), one
-small query, and patches the base; the verdicts are not read at all. The base records
-each trace's label count and the sum of its label ids; if they no longer add up to the
-set's (a label was deleted), or a trace changed, the base is rebuilt whole. Nor is a
-cached view judged again whole: its rows keep their labels, so the traces whose label
-changed, came or went are found in one pass, and only they are judged again and move
-the counts (``_rejudge``). Judging a view whole (nothing cached, or a trace or verdict
-changed) is bitset arithmetic (labels by verdicts per version, a few integer operations
-each), not a loop over rows and versions.
+small query, and patches the base, each changed trace found by binary search on its
+(time, id); the verdicts are not read at all. The base records each trace's label count
+and the sum of its label ids, and their totals; if these no longer add up to the set's (a
+label was deleted), or a trace changed, the base is rebuilt whole. Each base keeps which
+traces changed since the bases it was patched from (``since``), so a cached view is not
+judged again whole either: only the traces changed since the base it was judged from
+are, each found in the view by binary search, taken out of the counts with its old label
+and put back with its new one (``_rejudge``): the work follows the changed traces, not
+the rows. Judging a view whole (nothing cached, a trace or verdict changed, or the view's
+base no longer among the base's ancestors) is bitset arithmetic (labels by verdicts per
+version, a few integer operations each), not a loop over rows and versions.
 """
 
 # The matrix SQL interpolates only quoted table names and "%s" placeholder lists.
 # ruff: noqa: S608
 
+import bisect
 import datetime as dt
 import logging
 import operator
+import random
 import sys
 import time
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -57,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 # Beyond this many traces with changed labels (an import, a bulk relabel), rebuild.
 MAX_PATCHED = 500
+# A base remembers the traces changed since this many of its ancestors (and no more than
+# MAX_PATCHED traces in all): a view judged from an older base is judged again whole.
+MAX_ANCESTORS = 20
 
 
 def _table(model) -> str:
@@ -72,6 +81,14 @@ class MatrixIndex:
     rows: list[tuple[int, str, bool]]
     # Per version id: (agree, contradict, errors, traces it ran on).
     counts: dict[int, tuple[int, int, int, int]]
+    # The rows' timestamps (epoch seconds): a trace's row is found by (timestamp, id).
+    times: list[float] = field(default_factory=list)
+    # The ``_Base.version`` the rows were taken from.
+    base_version: int = 0
+
+
+# A trace as the base orders it: (timestamp, id).
+Key = tuple[float, int]
 
 
 @dataclass
@@ -89,9 +106,17 @@ class _Base:
     times: list[float] = field(default_factory=list)  # timestamps, epoch seconds
     sources: list[str] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)  # None on a tie
-    # Label count and sum of label ids, to tell whether they add up to the set's.
+    # Label count and sum of label ids, to tell whether they add up to the set's, and
+    # their totals (kept as rows are patched, not summed again).
     counts: list[int] = field(default_factory=list)
     id_sums: list[int] = field(default_factory=list)
+    label_total: int = 0
+    label_id_total: int = 0
+    # This base's identity (a new one for every base built or patched), and the traces
+    # changed since each ancestor: (ancestor's version, traces changed from it to the
+    # next), oldest first.
+    version: int = field(default_factory=lambda: random.getrandbits(62))
+    since: list[tuple[int, list[Key]]] = field(default_factory=list)
 
     def rows(self) -> dict[int, tuple]:
         """trace id -> (timestamp, source, label, label count, sum of label ids)."""
@@ -101,13 +126,20 @@ class _Base:
     def fill(self, columns: tuple[list, ...]) -> None:
         """Take the columns of ``_read_labels``, newest first."""
         self.order, self.times, self.sources, self.labels, self.counts, self.id_sums = columns
+        self.label_total, self.label_id_total = sum(self.counts), sum(self.id_sums)
 
-    def fill_rows(self, rows: dict[int, tuple]) -> None:
-        """Take ``rows()``-shaped rows, in any order."""
-        self.order = sorted(rows, key=lambda pk: (rows[pk][0], pk), reverse=True)
-        ordered = [rows[pk] for pk in self.order]
-        columns = [list(c) for c in zip(*ordered, strict=True)] or [[]] * 5
-        self.times, self.sources, self.labels, self.counts, self.id_sums = columns
+    def find(self, key: Key) -> int | None:
+        """The position of the trace ``key`` = (timestamp, id); None if not in the base."""
+        i = _place(self.times, self.order.__getitem__, key)
+        return i if i < len(self.order) and self.order[i] == key[1] else None
+
+
+def _place(times: list[float], id_at: Callable[[int], int], key: Key) -> int:
+    """Where the trace ``key`` is, or would go, among rows newest first (timestamp, then
+    id) whose timestamps are ``times`` and whose ids ``id_at`` gives: a binary search."""
+    return bisect.bisect_left(
+        range(len(times)), (-key[0], -key[1]), key=lambda i: (-times[i], -id_at(i))
+    )
 
 
 # --- statements ------------------------------------------------------------------------------
@@ -419,23 +451,74 @@ def forget_parts_seen() -> None:
 
 def _adds_up(base: _Base) -> bool:
     count, _newest, id_sum = base.stamp[:3]
-    return sum(base.counts) == count and sum(base.id_sums) == int(id_sum or 0)
+    return base.label_total == count and base.label_id_total == int(id_sum or 0)
 
 
-def _patch(old: _Base, base: _Base, changed: dict[int, tuple]) -> None:
-    """``old`` with the ``changed`` traces' rows, into ``base``."""
-    place = {pk: i for i, pk in enumerate(old.order)} if changed else {}
-    if any(pk not in place or old.times[place[pk]] != row[0] for pk, row in changed.items()):
-        rows = old.rows()  # a newly labelled trace (or a moved one): sort again
-        rows.update(changed)
-        base.fill_rows(rows)
-        return
-    base.order, base.times = old.order, old.times  # relabelled traces keep their places
-    base.sources, base.labels = list(old.sources), list(old.labels)
-    base.counts, base.id_sums = list(old.counts), list(old.id_sums)
-    for pk, (_when, source, label, n, ids) in changed.items():
-        i = place[pk]
-        base.sources[i], base.labels[i], base.counts[i], base.id_sums[i] = source, label, n, ids
+def _patch(old: _Base, base: _Base, changed: dict[int, tuple]) -> list[Key]:
+    """``old`` with the ``changed`` traces' rows, into ``base``; return their keys.
+
+    Each changed trace is found by binary search: replaced where it was, inserted where a
+    first label brings it. The columns are copied (other threads may read ``old``), in C.
+    A trace whose time moved would be inserted twice; it cannot move without changing the
+    stamp's newest trace, and if it did, the totals would not add up: rebuilt whole."""
+    (
+        base.order,
+        base.times,
+        base.sources,
+        base.labels,
+        base.counts,
+        base.id_sums,
+    ) = (list(column) for column in _columns_of(old))
+    base.label_total, base.label_id_total = old.label_total, old.label_id_total
+    for pk, (when, source, label, n, ids) in changed.items():
+        i = base.find((when, pk))
+        if i is None:
+            i = _place(base.times, base.order.__getitem__, (when, pk))
+            values = (pk, when, source, label, n, ids)
+            for column, value in zip(_columns_of(base), values, strict=True):
+                column.insert(i, value)
+        else:
+            base.label_total -= base.counts[i]
+            base.label_id_total -= base.id_sums[i]
+            base.sources[i], base.labels[i], base.counts[i], base.id_sums[i] = source, label, n, ids
+        base.label_total += n
+        base.label_id_total += ids
+    return [(row[0], pk) for pk, row in changed.items()]
+
+
+def _columns_of(base: _Base) -> tuple[list, ...]:
+    return base.order, base.times, base.sources, base.labels, base.counts, base.id_sums
+
+
+def _differences(old: _Base, base: _Base) -> list[Key]:
+    """The keys of the traces whose rows differ between ``old`` and ``base``, both
+    read whole: a pass over every row, only after a label was deleted."""
+    before, after = old.rows(), base.rows()
+    keys = set()
+    for pk in before.keys() | after.keys():
+        was, now = before.get(pk), after.get(pk)
+        if was != now:
+            keys.update((row[0], pk) for row in (was, now) if row is not None)
+    return list(keys)
+
+
+def _descend(old: _Base, base: _Base, keys: list[Key]) -> None:
+    """Record in ``base`` that it is ``old`` with the rows of ``keys`` changed, keeping
+    no more than MAX_ANCESTORS ancestors and MAX_PATCHED traces."""
+    since = [*old.since, (old.version, keys)]
+    while len(since) > MAX_ANCESTORS or sum(len(k) for _, k in since) > MAX_PATCHED:
+        since.pop(0)
+    base.since = since
+
+
+def _changed_keys(base: _Base, version: int) -> set[Key] | None:
+    """The traces changed since ``base``'s ancestor ``version``; None if it is not one."""
+    if version == base.version:
+        return set()
+    for n, (ancestor, _keys) in enumerate(base.since):
+        if ancestor == version:
+            return {key for _, keys in base.since[n:] for key in keys}
+    return None
 
 
 def _changed_rows(eval_set: EvalSet, trace_ids: list[int]) -> dict[int, tuple]:
@@ -448,15 +531,20 @@ def _changed_rows(eval_set: EvalSet, trace_ids: list[int]) -> dict[int, tuple]:
 
 def _refresh(old: _Base | None, stamp, eval_set) -> _Base:
     """The base at ``stamp``, reading only the traces whose labels changed since ``old``
-    where it can (nothing else changed and no label was deleted); else every label."""
+    where it can (nothing else changed and no label was deleted); else every label.
+    When only labels changed, it records which traces changed since ``old``."""
     base = _Base(stamp=stamp)
     if old is not None and old.stamp[3] == stamp[3] and old.stamp[1] is not None:
         changed = _changed_since(eval_set, old)
         if changed is not None:
-            _patch(old, base, _changed_rows(eval_set, changed))
-            if _adds_up(base):
-                return base
-            base = _Base(stamp=stamp)  # a label was deleted: read everything
+            keys = _patch(old, base, _changed_rows(eval_set, changed))
+            if not _adds_up(base):  # a label was deleted: read everything, compare
+                base = _Base(stamp=stamp)
+                base.fill(_read_labels(eval_set))
+                keys = _differences(old, base)
+            if len(keys) <= MAX_PATCHED:
+                _descend(old, base, keys)
+            return base
     base.fill(_read_labels(eval_set))
     return base
 
@@ -486,23 +574,35 @@ def _base(*, eval_set: EvalSet, stamp: tuple) -> _Base:
 # --- judging ---------------------------------------------------------------------------------
 
 
-def _in_range(base: _Base, filters: MatrixFilters) -> list[tuple[int, str]]:
-    """Labelled traces of the base that the filters keep, newest first: (id, label)."""
+def _in_range(base: _Base, filters: MatrixFilters) -> tuple[list[tuple[int, str]], list[float]]:
+    """Labelled traces of the base that the filters keep, newest first: (id, label), and
+    their timestamps."""
+    keeps = _keeps(filters)
+    if keeps is None:
+        kept = [i for i, label in enumerate(base.labels) if label]
+    else:
+        kept = [
+            i
+            for i, row in enumerate(zip(base.times, base.sources, base.labels, strict=True))
+            if keeps(*row)
+        ]
+    order, labels, times = base.order, base.labels, base.times
+    return [(order[i], labels[i]) for i in kept], [times[i] for i in kept]
+
+
+def _keeps(filters: MatrixFilters) -> Callable[[float, str, str | None], bool] | None:
+    """Whether the filters keep a trace of the base, given its (timestamp, source, label);
+    None when they keep every labelled one."""
     start = _day_start(filters.date_from) if filters.date_from else None
     end = _day_start(filters.date_to + dt.timedelta(days=1)) if filters.date_to else None
     source = filters.source
-    if not (start or end or source):
-        return [(pk, label) for pk, label in zip(base.order, base.labels, strict=True) if label]
-    kept = []
-    for pk, timestamp, trace_source, label in zip(
-        base.order, base.times, base.sources, base.labels, strict=True
-    ):
+
+    def keeps(timestamp: float, trace_source: str, label: str | None) -> bool:
         if label is None or (source and trace_source != source):
-            continue
-        if (start and timestamp < start) or (end and timestamp >= end):
-            continue
-        kept.append((pk, label))
-    return kept
+            return False
+        return not ((start and timestamp < start) or (end and timestamp >= end))
+
+    return keeps if start or end or source else None
 
 
 def _day_start(day: dt.date) -> float:
@@ -510,9 +610,14 @@ def _day_start(day: dt.date) -> float:
 
 
 def _judge(
-    labelled: list[tuple[int, str]], verdicts: list[Verdicts], version_ids: list[int]
+    labelled: list[tuple[int, str]],
+    times: list[float],
+    verdicts: list[Verdicts],
+    version_ids: list[int],
+    base_version: int,
 ) -> MatrixIndex:
-    """Judge the labelled traces against each version's verdicts; count per version.
+    """Judge the labelled traces (at ``times``, of the base ``base_version``) against each
+    version's verdicts; count per version.
 
     A positive label agrees with a pass and is contradicted by a fail, a negative the
     other way round; a neutral label is neither agreed with nor contradicted. A row is
@@ -522,7 +627,8 @@ def _judge(
     of a label with a verdict is one ``&`` and a count of bits.
     """
     if not labelled:
-        return MatrixIndex(rows=[], counts={pk: (0, 0, 0, 0) for pk in version_ids})
+        counts = {pk: (0, 0, 0, 0) for pk in version_ids}
+        return MatrixIndex(rows=[], counts=counts, base_version=base_version)
     span = Span(pk for pk, _ in labelled)
     by_label = span.by_key(labelled)
     positive, negative, neutral = (by_label.get(k, 0) for k in ("positive", "negative", "neutral"))
@@ -544,33 +650,42 @@ def _judge(
         )
     flagged_ids = span.ids(flagged)
     rows = [(pk, label, pk in flagged_ids) for pk, label in labelled]
-    return MatrixIndex(rows=rows, counts=counts)
+    return MatrixIndex(rows=rows, counts=counts, times=times, base_version=base_version)
 
 
 def _rejudge(
     old: MatrixIndex,
-    labelled: list[tuple[int, str]],
+    base: _Base,
+    changed: set[Key],
+    filters: MatrixFilters,
     verdicts: list[Verdicts],
     version_ids: list[int],
 ) -> MatrixIndex:
-    """``_judge`` of ``labelled``, from ``old`` (judged against the same verdicts): only
-    the traces whose label changed, or that came or went, are judged again, and the
-    counts moved by what they add and take away."""
-    before = {pk: (label, flagged) for pk, label, flagged in old.rows}
+    """``_judge`` of the view of ``base``, from ``old`` (judged against the same verdicts,
+    from an ancestor of ``base``, which differs from it only in the ``changed`` traces):
+    each changed trace's row, found by binary search, takes its old label out of the
+    counts, and its new one, if the view keeps it, back in. No other row is visited; the
+    rows are copied (other threads may read ``old``), in C."""
+    rows, times = list(old.rows), list(old.times)
     counts = {pk: list(old.counts.get(pk, (0, 0, 0, 0))) for pk in version_ids}
     columns = [(counts[pk], *parts) for pk, parts in zip(version_ids, verdicts, strict=True)]
-    rows = []
-    for pk, label in labelled:
-        was = before.pop(pk, None)
-        if was is not None and was[0] == label:
-            rows.append((pk, label, was[1]))
-            continue
-        if was is not None:
-            _count(columns, pk, was[0], -1)
-        rows.append((pk, label, _count(columns, pk, label, 1)))
-    for pk, (label, _flagged) in before.items():  # no longer shown
-        _count(columns, pk, label, -1)
-    return MatrixIndex(rows=rows, counts={pk: tuple(c) for pk, c in counts.items()})
+    keeps = _keeps(filters)
+    for key in changed:
+        i = _place(times, lambda n: rows[n][0], key)
+        if i < len(rows) and rows[i][0] == key[1]:
+            _count(columns, key[1], rows[i][1], -1)
+            del rows[i], times[i]
+        at = base.find(key)
+        if at is None:
+            continue  # no longer labelled in the set
+        label = base.labels[at]
+        kept = label is not None if keeps is None else keeps(key[0], base.sources[at], label)
+        if not kept:
+            continue  # a tie, or out of the view's range
+        rows.insert(i, (key[1], label, _count(columns, key[1], label, 1)))
+        times.insert(i, key[0])
+    counts = {pk: tuple(c) for pk, c in counts.items()}
+    return MatrixIndex(rows=rows, counts=counts, times=times, base_version=base.version)
 
 
 def _count(columns: list[tuple], pk: int, label: str, sign: int) -> bool:
@@ -601,7 +716,7 @@ def matrix_index(
     after label changes (one small query) or built (one), and the versions' verdicts,
     from the cache or, for the versions whose executions changed, read (one). When only
     labels changed since the view was cached, the cached view is updated with the
-    changed traces (``_rejudge``) rather than judged again whole.
+    traces changed since its base (``_rejudge``) rather than judged again whole.
     """
     stamp = _stamp(eval_set=eval_set, version_ids=version_ids)
     view = (filters.date_from, filters.date_to, filters.source)
@@ -617,11 +732,14 @@ def matrix_index(
         index = old[1]
     else:
         base, verdicts = _base_and_verdicts(eval_set, version_ids, stamp)
-        labelled = _in_range(base, filters)
+        changed = None
         if old is not None and old[0][3:] == stamp[3:]:  # the same traces and verdicts
-            index = _rejudge(old[1], labelled, verdicts, version_ids)
+            changed = _changed_keys(base, old[1].base_version)
+        if changed is not None:
+            index = _rejudge(old[1], base, changed, filters, verdicts, version_ids)
         else:
-            index = _judge(labelled, verdicts, version_ids)
+            labelled, times = _in_range(base, filters)
+            index = _judge(labelled, times, verdicts, version_ids, base.version)
         try:
             cache.set(key, (stamp, index), seconds_to_keep(stamp[3:]))
         except Exception:

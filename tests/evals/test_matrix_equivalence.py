@@ -233,3 +233,106 @@ def test_traces_far_apart_and_on_word_edges_are_judged_as_from_scratch(workspace
     # The tie is no row; the neutral label is a row that neither agrees nor contradicts.
     rows = {pk: label for pk, label, _ in _shown(eval_set, MatrixFilters())[1]}
     assert base + 191 not in rows and rows[base + 127] == "neutral"
+
+
+def _rebuilt(eval_set, versions, filters: MatrixFilters) -> index.MatrixIndex:
+    """The view judged whole from every label and verdict read again, leaving the cache
+    and the process's parts as they are (the incremental chain goes on)."""
+    version_ids = [v.pk for v in versions]
+    stamp = index._stamp(eval_set=eval_set, version_ids=version_ids)
+    base = index._Base(stamp=stamp[:4])
+    base.fill(index._read_labels(eval_set))
+    read = index._read_verdicts(eval_set, version_ids)
+    verdicts = [index._unpack(read[pk]) for pk in version_ids]
+    return index._judge(*index._in_range(base, filters), verdicts, version_ids, base.version)
+
+
+def _incremental(eval_set, versions, filters: MatrixFilters) -> index.MatrixIndex:
+    return index.matrix_index(
+        eval_set=eval_set, filters=filters, version_ids=[v.pk for v in versions]
+    )
+
+
+def test_a_chain_of_label_changes_equals_a_whole_rebuild_in_every_view(board, workspace):
+    """Label changes one after another, never clearing the cache: first labels, changed
+    verdicts and removals, on traces with and without verdicts; some views are looked at
+    after every change, others only every third, so their base is several patches back.
+    Each time, every view's rows (with their flags) and counts equal a whole rebuild."""
+    eval_set, traces, versions, (first, second, third) = board
+    # A labelled-to-be trace that no version ran on, settled like the others.
+    unjudged = TraceFactory(workspace=workspace, timestamp=START + dt.timedelta(hours=3))
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[unjudged.pk])
+    Trace.objects.filter(workspace=workspace).update(updated_at=timezone.now() - dt.timedelta(1))
+    for view in VIEWS:
+        _incremental(eval_set, versions, view)
+    whole = []
+    judge = index._judge
+    changes = [
+        # A first label on a trace with verdicts, and on one without.
+        lambda: record_feedback(eval_set=eval_set, trace=traces[25], user=first, rating="negative"),
+        lambda: record_feedback(eval_set=eval_set, trace=unjudged, user=first, rating="positive"),
+        # Changed verdicts: the same reviewer changes her label, with and without verdicts.
+        lambda: record_feedback(eval_set=eval_set, trace=traces[0], user=first, rating="negative"),
+        lambda: record_feedback(eval_set=eval_set, trace=unjudged, user=first, rating="neutral"),
+        lambda: record_feedback(eval_set=eval_set, trace=traces[3], user=first, rating="positive"),
+        # A tie takes a trace out, a third label brings it back; several at once.
+        lambda: record_feedback(eval_set=eval_set, trace=traces[1], user=second, rating="negative"),
+        lambda: [
+            record_feedback(eval_set=eval_set, trace=traces[1], user=third, rating="negative"),
+            record_feedback(eval_set=eval_set, trace=traces[6], user=second, rating="negative"),
+            record_feedback(eval_set=eval_set, trace=traces[26], user=second, rating="neutral"),
+        ],
+        # Removals: an undone label, every label of a trace with verdicts and of one without.
+        lambda: undo_last_feedback(eval_set=eval_set, user=second),
+        lambda: Feedback.objects.filter(eval_set=eval_set, trace=traces[4]).delete(),
+        lambda: record_feedback(eval_set=eval_set, trace=traces[7], user=first, rating="neutral"),
+        lambda: Feedback.objects.filter(eval_set=eval_set, trace=unjudged).delete(),
+        lambda: record_feedback(eval_set=eval_set, trace=traces[8], user=third, rating="negative"),
+    ]
+    for n, change in enumerate(changes):
+        change()
+        for v, view in enumerate(VIEWS):
+            if v % 2 and n % 3 != 2:
+                continue  # looked at again after a few more changes
+            index._judge = lambda *args: whole.append(1) or judge(*args)
+            try:
+                updated = _incremental(eval_set, versions, view)
+            finally:
+                index._judge = judge
+            expected = _rebuilt(eval_set, versions, view)
+            assert (updated.rows, updated.counts) == (expected.rows, expected.counts), (n, view)
+            assert _shown(eval_set, view) == _expected(eval_set, versions, view), (n, view)
+    assert whole == []  # every view was updated, none judged whole
+
+
+def test_a_label_change_judges_only_the_changed_traces(board, monkeypatch):
+    """Updating a cached view visits the changed traces' rows only: no view is judged
+    whole, no base filtered whole, and the counts move once per changed trace taken out
+    and once per trace put in."""
+    eval_set, traces, versions, (first, second, _third) = board
+    for view in VIEWS:
+        _incremental(eval_set, versions, view)
+
+    def whole(*args):
+        raise AssertionError("judged every row")
+
+    monkeypatch.setattr(index, "_judge", whole)
+    monkeypatch.setattr(index, "_in_range", whole)
+    monkeypatch.setattr(index._Base, "rows", whole)
+    moves = []
+    count = index._count
+    monkeypatch.setattr(index, "_count", lambda *a: moves.append(a[1:]) or count(*a))
+
+    record_feedback(eval_set=eval_set, trace=traces[0], user=first, rating="negative")  # changed
+    record_feedback(eval_set=eval_set, trace=traces[25], user=first, rating="positive")  # first
+    record_feedback(eval_set=eval_set, trace=traces[1], user=second, rating="negative")  # tie
+    _incremental(eval_set, versions, MatrixFilters())
+
+    assert sorted(moves) == sorted(
+        [
+            (traces[0].pk, "positive", -1),
+            (traces[0].pk, "negative", 1),
+            (traces[25].pk, "positive", 1),
+            (traces[1].pk, "positive", -1),
+        ]
+    )
