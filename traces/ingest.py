@@ -180,8 +180,8 @@ def upsert_traces(
         existing = {i: stored.keys[i] for i in ids if i in stored.keys}
         ids = [i for i in ids if i not in stored.asked]
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        rows = Trace.objects.for_workspace(workspace).filter(
-            source_key=source_key, external_id__in=ids[start : start + LOOKUP_CHUNK]
+        rows = Trace.objects.for_workspace(workspace).with_keys(
+            source_key, ids[start : start + LOOKUP_CHUNK]
         )
         for external_id, pk, digest in rows.values_list("external_id", "id", "content_hash"):
             existing[external_id] = (pk, digest)
@@ -226,7 +226,7 @@ def upsert_traces(
             # Backends that cannot return ids from an upsert: look them up.
             written = list(
                 Trace.objects.for_workspace(workspace)
-                .filter(source_key=source_key, external_id__in=[t.external_id for t in to_write])
+                .with_keys(source_key, [t.external_id for t in to_write])
                 .values_list("id", flat=True)
             )
         result.trace_ids = written
@@ -322,9 +322,7 @@ def stored_trace_data(
     the second wait; SQLite transactions here begin IMMEDIATE, one writer at a time.
     """
     source_key = source_key_for(source=source, integration=integration)
-    rows = Trace.objects.for_workspace(workspace).filter(
-        source_key=source_key, external_id__in=external_ids
-    )
+    rows = Trace.objects.for_workspace(workspace).with_keys(source_key, external_ids)
     if lock:
         _lock_trace_keys(workspace.pk, source_key, external_ids)
         rows = rows.select_for_update()

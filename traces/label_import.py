@@ -100,7 +100,7 @@ def import_jsonl(*, eval_set: EvalSet, user, lines: Iterable[bytes]) -> LabelImp
         traces = {
             t.external_id: t
             for t in Trace.objects.for_workspace(eval_set.workspace_id)
-            .filter(source_key="upload", external_id__in=ids)
+            .with_keys("upload", ids)
             .only("id", "workspace_id", "external_id")
         }
         if eval_set.source_kind == EvalSet.SourceKind.MANUAL and traces:

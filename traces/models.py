@@ -12,6 +12,15 @@ from workspaces.querysets import WorkspaceQuerySet
 
 
 class TraceQuerySet(WorkspaceQuerySet):
+    def with_keys(self, source_key: str, external_ids):
+        """These traces of one source, by their natural key, in no particular order.
+
+        Unordered on purpose: asked for newest first (the model's ordering), SQLite walks
+        the workspace's whole list index to spare itself a sort rather than look each key
+        up in the unique index, which costs a scan of the workspace's traces per batch.
+        """
+        return self.filter(source_key=source_key, external_id__in=external_ids).order_by()
+
     def with_errors(self):
         return self.filter(has_error=True)
 
