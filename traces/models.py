@@ -172,9 +172,15 @@ class Trace(WorkspaceOwned):
     latency_ms = models.FloatField(null=True, blank=True)
     cost = models.FloatField(null=True, blank=True)
     content_hash = models.CharField(max_length=64)
-    # Set from ``data["session_id"]`` at ingest (traces.conversations).
+    # Set from ``data["session_id"]`` at ingest (traces.conversations). Indexed by
+    # trace_conversation_turns_idx, which leads with it.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="turns"
+        Conversation,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="turns",
+        db_index=False,
     )
 
     objects = TraceQuerySet.as_manager()
@@ -199,6 +205,14 @@ class Trace(WorkspaceOwned):
             models.Index(fields=["workspace", "name"], name="trace_ws_name_idx"),
             # The comparison matrix's cache stamp reads the workspace's newest change.
             models.Index(fields=["workspace", "updated_at"], name="trace_ws_updated_idx"),
+            # A conversation's turns in order, with the figures every ingest recomputes
+            # (traces.conversations) as key columns, not INCLUDE, which SQLite ignores: read
+            # from the index alone, not from rows whose payload SQLite must step over to
+            # reach has_error and cost (a scan of a conversation's payloads per batch).
+            models.Index(
+                fields=["conversation", "timestamp", "id", "has_error", "cost"],
+                name="trace_conversation_turns_idx",
+            ),
         ]
 
     def __str__(self) -> str:
