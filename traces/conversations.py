@@ -92,12 +92,16 @@ def _lock_conversations(workspace, source_key: str, keys: Iterable[str]) -> dict
     """Return ``external_id -> (id, state before)`` for these keys, rows locked in id order."""
     found: dict[str, tuple] = {}
     keys = sorted(keys)
+    # Locked in id order, so two ingests never wait on each other crosswise. SQLite locks
+    # no rows; asked for an order, it would walk the workspace's conversations by id
+    # rather than look each key up in the unique index.
+    lock_order = ["id"] if connection.features.has_select_for_update else []
     for start in range(0, len(keys), 500):
         rows = (
             Conversation.objects.for_workspace(workspace)
             .filter(source_key=source_key, external_id__in=keys[start : start + 500])
             .select_for_update()
-            .order_by("id")
+            .order_by(*lock_order)
             .values_list(
                 "external_id", "id", "turn_count", "last_activity_at", "completed_at", "ended_at"
             )
@@ -207,7 +211,8 @@ def _update_figures(workspace, mine, conversation_ids: list[int], now) -> list[t
         anchor=Coalesce(F("anchor"), Subquery(turns.order_by("timestamp", "id").values("id")[:1])),
         updated_at=now,
     )
-    return list(mine.values_list("id", "turn_count", "last_activity_at"))
+    # Unordered: in the model's order (latest activity) SQLite walks all the workspace's.
+    return list(mine.order_by().values_list("id", "turn_count", "last_activity_at"))
 
 
 def idle_minutes_by_workspace() -> dict[int, int]:
