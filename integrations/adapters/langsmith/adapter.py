@@ -41,7 +41,7 @@ from integrations.adapters.base import (
     parse_time,
 )
 from integrations.adapters.langsmith.normalise import PENDING, normalise_runs, run_status
-from iofold.lib import outbound
+from iofold.lib import jsontext, outbound
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,10 @@ class LangSmithAdapter(Adapter):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _post(self, path: str, body: dict[str, Any], *, what: str) -> Any:
-        return self._call(lambda: self.client.post(path, cast_to=object, body=body), what=what)
+        reply = self._call(
+            lambda: self.client.post(path, cast_to=httpx.Response, body=body), what=what
+        )
+        return _decoded(reply)
 
     # --- connection check -------------------------------------------------------------------
 
@@ -600,6 +603,16 @@ def _dedupe(runs: list[Any]) -> list[dict]:
         if isinstance(run, dict) and run.get("id"):
             by_id[str(run["id"])] = run
     return list(by_id.values())
+
+
+def _decoded(response: httpx.Response) -> Any:
+    """Return the body as the SDK does for ``cast_to=object`` (JSON parsed, else the text),
+    parsed by orjson where that gives the same values: runs pages are most of a sync's
+    parsing."""
+    content_type = response.headers.get("content-type", "*").split(";")[0]
+    if not content_type.endswith("json"):
+        return response.text
+    return jsontext.loads_as_json(response.content)
 
 
 def _retry_after(response: Any) -> float | None:
