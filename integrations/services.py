@@ -47,8 +47,9 @@ SYNC_TASK = "integrations.tasks.sync_integration_task"
 
 SCHEDULED_TASK = "integrations.tasks.sync_integration_on_schedule_task"
 _UNSET: Any = object()
-# Pages a sync reads ahead of the one it writes. One overlaps the source's latency with
-# the database's and keeps memory flat: at most three pages are alive at a time.
+# Pages each stage of a sync reads ahead of the next (fetching, preparing, writing). One
+# overlaps the source's latency with the database's and keeps memory flat: at most five
+# pages are alive at a time.
 PREFETCH_PAGES = 1
 
 
@@ -473,16 +474,21 @@ def _sync(
         since_date=integration.since_date,
     )
     pages = 0
-    # The source's next page is fetched, normalised and prepared for storing on a thread
-    # while this one is written: pages still commit one by one, in order, each with its
-    # own cursor.
+    # The source's next pages are fetched and normalised on one thread and prepared for
+    # storing on another while this one writes: the source thread's waits for the source
+    # no longer hold the preparing back. Pages still commit one by one, in order, each
+    # with its own cursor.
     pager = prefetched(
         _prepared_pages(
-            adapter.fetch_traces(
-                since=integration.watermark,
-                until=None,
-                filters=filters,
-                cursor=integration.sync_cursor or None,
+            prefetched(
+                adapter.fetch_traces(
+                    since=integration.watermark,
+                    until=None,
+                    filters=filters,
+                    cursor=integration.sync_cursor or None,
+                ),
+                depth=PREFETCH_PAGES,
+                name=f"sync-{run.pk}-source",
             )
         ),
         depth=PREFETCH_PAGES,
