@@ -246,6 +246,19 @@ def upsert_traces(
     return result
 
 
+def _row_json(columns: dict[str, Any]) -> str:
+    """Return one upsert row's columns as JSON for PostgreSQL to read back.
+
+    orjson's text is json.dumps's but for some floats (0.00001 for 1e-05): the same values,
+    in a tenth of the time (NaN and infinities fail the payload's cast either way). It
+    refuses ints past 64 bits, which json.dumps writes and the column's cast judges.
+    """
+    try:
+        return orjson.dumps(columns).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(columns, ensure_ascii=False)
+
+
 def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
     """Upsert unsaved ``Trace`` rows on their natural key and set their ids.
 
@@ -269,10 +282,7 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
         chunk = rows[start : start + WRITE_CHUNK]
         records = []
         for row in chunk:
-            # PostgreSQL reads the values back from this text: orjson's is json.dumps's but
-            # for some floats (0.00001 for 1e-05), the same values (NaN and infinities fail
-            # the payload's cast either way), in a tenth of the time.
-            head = orjson.dumps(
+            head = _row_json(
                 {
                     "e": row.external_id,
                     "n": row.name,
@@ -287,7 +297,7 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
                     "x": row.content_hash,
                     "v": row.conversation_id,
                 }
-            ).decode()
+            )
             # The payload's own encoding, keyed by the id it was encoded under (the stored
             # external id may be cut to the column's length).
             records.append(f'{head[:-1]},"d":{encodings[row.data["id"]]}}}')
