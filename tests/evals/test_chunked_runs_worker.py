@@ -9,10 +9,12 @@ from tests.evals.builders import labelled_set, make_eval
 
 pytestmark = pytest.mark.worker
 
-# Slow enough per trace that both workers are busy at once and one can be killed mid-chunk.
+# Slow enough per trace (about 0.1 s) that both workers are busy at once and one can be
+# killed mid-chunk: judging 40 traces outlasts the file broker's 1 s poll many times over,
+# so the second worker always gets chunks to take, however fast the host.
 SLOW_REFUSAL_CODE = """def eval_fn(trace):
     n = 0
-    for i in range(400000):
+    for i in range(2000000):
         n += i
     output = str(trace.get("output") or "")
     if "cannot" in output:
