@@ -47,7 +47,8 @@
   document.addEventListener("htmx:afterRequest", function () { busy = false; });
   document.addEventListener("htmx:afterSwap", function () {
     const card = document.getElementById("review-card");
-    if (card) card.focus({ preventScroll: true });
+    // A reviewer who opened the note (n) as the card arrived keeps typing in it.
+    if (card && !typing(document.activeElement)) card.focus({ preventScroll: true });
   });
 
   let startX = null, startY = null;
