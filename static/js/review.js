@@ -42,14 +42,9 @@
     if (action && action()) event.preventDefault();
   });
 
-  // One labelling request at a time: a held-down key must not label the next card unseen.
-  // Other requests (the trace page's comments loading) must not swallow a key.
-  function labelling(event) {
-    const elt = event.detail && event.detail.elt;
-    return !!(elt && elt.closest && elt.closest('#review, [data-testid="label-here"]'));
-  }
-  document.addEventListener("htmx:beforeRequest", function (event) { if (labelling(event)) busy = true; });
-  document.addEventListener("htmx:afterRequest", function (event) { if (labelling(event)) busy = false; });
+  // One request at a time: a held-down key must not label the next card unseen.
+  document.addEventListener("htmx:beforeRequest", function () { busy = true; });
+  document.addEventListener("htmx:afterRequest", function () { busy = false; });
   document.addEventListener("htmx:afterSwap", function () {
     const card = document.getElementById("review-card");
     // A reviewer who opened the note (n) as the card arrived keeps typing in it.

@@ -87,26 +87,6 @@ def test_label_from_the_trace_page_with_keys(logged_in_page, owner, labelled_set
     assert (label.rating, label.note) == ("negative", "Polite, but no order lookup")
 
 
-def test_a_key_labels_while_the_trace_page_still_loads_its_comments(
-    logged_in_page, owner, labelled_set
-):
-    # The comments arrive by a request of their own: holding it open must not swallow the
-    # reviewer's key (it did when any request on the page counted as a label in flight).
-    eval_set, traces = labelled_set
-    page = logged_in_page(owner)
-    held = []
-    page.route("**/comments/", lambda route: held.append(route))
-    page.goto(f"/w/{eval_set.workspace.slug}/traces/{traces[1].pk}/")
-    expect(page.get_by_test_id("label-here")).to_contain_text("Support answers")
-    page.wait_for_timeout(100)
-    assert held, "the comments request was not sent"
-    page.keyboard.press("2")
-    expect(page.get_by_test_id("label-here")).to_contain_text("yours: ✗ bad")
-    page.unroute("**/comments/")  # the held request goes on, and the comments arrive
-    expect(page.get_by_test_id("comments")).to_be_visible()
-    assert Feedback.objects.get(trace=traces[1], user=owner).rating == "negative"
-
-
 def test_import_labels_from_a_file(logged_in_page, owner, workspace, tmp_path):
     eval_set = create_eval_set(workspace=workspace, name="Imported", criteria="Answers it.")
     lines = [
