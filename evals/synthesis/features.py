@@ -335,31 +335,6 @@ def _flag_table() -> dict[str, tuple[str, str, str]]:
                 "A change failed and was tried again",
                 "No failed change was tried again",
             ),
-            "change_argument_not_looked_up": (
-                "tool",
-                "A tool changed something with an argument no earlier tool call returned",
-                "Every argument of a changing tool was returned by an earlier tool call",
-            ),
-            "handoff_after_failed_change": (
-                "tool",
-                "The conversation was handed off after a change failed",
-                "The conversation was not handed off after a failed change",
-            ),
-            "last_question_unanswered": (
-                "turns",
-                "The user's last message asks something and the agent did not answer it",
-                "The agent answered the user's last question, or there was none",
-            ),
-            "last_change_failed": (
-                "error",
-                "The last tool call that changes something failed",
-                "The last tool call that changes something did not fail",
-            ),
-            "claims_success_after_failed_change": (
-                "error",
-                "Output claims success though the last change failed",
-                "Output does not claim success after a failed last change",
-            ),
             "user_confirmed": (
                 "tool",
                 "The user confirmed something",
@@ -888,16 +863,7 @@ _HINTS = {
         "retried",
     ),
     "steps": ("turn", "step", "loop", "repeat", "conversation"),
-    "turns": (
-        "turn",
-        "repeat",
-        "again",
-        "came back",
-        "resolved",
-        "conversation",
-        "follow-up",
-        "unanswered",
-    ),
+    "turns": ("turn", "repeat", "again", "came back", "resolved", "conversation", "follow-up"),
     "length": (
         "long",
         "short",

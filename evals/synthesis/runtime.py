@@ -559,11 +559,7 @@ def _step_facts(steps, in_raw):
     user_words = 0
     # What happened after the last change: the agent asked to confirm, the user confirmed.
     pending_ask = pending_confirm = ""
-    unread_argument = ""  # a change's argument that no earlier tool call returned
-    failed_change = handoff_after_failure = last_change_error = ""
-    user_texts = []
-    last_user_at = last_answer_at = -1
-    for position, step in enumerate(steps):
+    for step in steps:
         kind = str(step.get("type") or "")
         name = str(step.get("name") or "")
         error = step.get("error")
@@ -573,8 +569,6 @@ def _step_facts(steps, in_raw):
         if _is_user(step):
             said = _text(step.get("output")) or _text(step.get("input"))
             grounded.append(said)
-            user_texts.append(said)
-            last_user_at = position
             last_user = _padded(_words(said))
             user_turns.append(last_user)
             user_words += len(_words(said))
@@ -593,19 +587,8 @@ def _step_facts(steps, in_raw):
             else:
                 results.append(_text(step.get("output")))
                 last_result = results[-1]
-            if tool_kind == "handoff" and failed_change and not handoff_after_failure:
-                handoff_after_failure = name + " after " + failed_change
             if tool_kind == "write":
                 write_arguments += count
-                if not unread_argument:
-                    # Against what earlier tool calls returned (this one's result is in
-                    # `results` already when it succeeded).
-                    earlier = results[:-1] if not error else results
-                    unread = _unsupported_argument(step.get("input"), "\n".join(earlier))
-                    unread_argument = name + ": " + unread if unread else ""
-                if error and not failed_change:
-                    failed_change = name
-                last_change_error = name + ": " + str(error) if error else ""
                 if name in failed_writes and not retried:
                     retried = name
                 if error:
@@ -631,8 +614,6 @@ def _step_facts(steps, in_raw):
         elif kind in ("llm", "agent"):
             agent_turns += 1
             said = _said(step.get("output"))
-            if said.strip():
-                last_answer_at = position
             if said and _lexicon(_padded(_words(said)), "asks_confirmation"):
                 asked += 1
                 pending_ask = pending_ask or said.strip()[:60]
@@ -680,16 +661,6 @@ def _step_facts(steps, in_raw):
     flags["confirmed_after_last_change"] = pending_confirm
     flags["same_target_changed_twice"] = same_target[:120]
     flags["failed_change_retried"] = retried
-    flags["change_argument_not_looked_up"] = unread_argument[:120]
-    flags["handoff_after_failed_change"] = handoff_after_failure
-    flags["last_change_failed"] = last_change_error[:120]
-    # A conversation's own turns say this again (_conversation_facts); a trace's steps here.
-    flags["user_repeated"] = _repeated(user_texts)
-    # The user's last message asks something and no answer of the agent follows it.
-    last_said = user_texts[-1] if user_texts else ""
-    flags["last_question_unanswered"] = (
-        last_said.strip()[:80] if last_user_at > last_answer_at and "?" in last_said else ""
-    )
     for kind in ERROR_KINDS:
         flags["error_" + kind] = error_kinds.get(kind, "")[:120]
     return tools, numbers, flags, (results, last_result), tool_errors, "\n".join(grounded)
@@ -822,24 +793,16 @@ def _flatten(conversation):
 
 
 def _repeated_user(conversation):
-    """Return a user message that says again what an earlier one said, else ''."""
-    return _repeated(
-        [
-            _text(message.get("content"))
-            for message in conversation["messages"]
-            if isinstance(message, dict) and message.get("role") == "user"
-        ]
-    )
+    """Return a user message that says again what an earlier one said, else ''.
 
-
-def _repeated(texts):
-    """Return a text that says again what an earlier one said, else ''.
-
-    Again: it holds at least 90 % of the earlier text's words (of three or more), so a
+    Again: it holds at least 90 % of the earlier message's words (of three or more), so a
     restated request counts and two requests of one template about different things do not.
     """
     seen = []
-    for text in texts:
+    for message in conversation["messages"]:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        text = _text(message.get("content"))
         words = set(_words(text))
         if len(words) >= 3:
             for earlier in seen:
@@ -882,7 +845,7 @@ def view(trace):
         trace = _flatten(trace)
     else:
         extra_numbers = {"turns": 1.0, "turns_with_tool_errors": 0.0}
-        extra_flags = {"last_turn_failed": ""}
+        extra_flags = {"user_repeated": "", "last_turn_failed": ""}
     steps = trace.get("steps")
     steps = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
     out_raw = _text(trace.get("output"))
@@ -938,11 +901,6 @@ def view(trace):
     claimed = flags["out_success"] if not flags["out_failure"] else ""
     flags["contradicts_tool_error"] = (
         tool_errors[-1][:80] + " / '" + claimed + "'" if tool_errors and claimed else ""
-    )
-    flags["claims_success_after_failed_change"] = (
-        flags["last_change_failed"][:80] + " / '" + claimed + "'"
-        if flags["last_change_failed"] and claimed
-        else ""
     )
     numbers.update(extra_numbers)
     flags.update(extra_flags)
