@@ -26,7 +26,7 @@ _MAX_KEY_SHOWN = 40
 _MAX_PATH_SHOWN = 120
 
 
-# Types orjson writes exactly as json.dumps does (floats only within _SAME_FLOATS).
+# Types orjson writes exactly as json.dumps does (floats only within the range _plain checks).
 _PLAIN_SCALARS = frozenset((str, int, bool, type(None)))
 
 
