@@ -165,6 +165,8 @@ def dumps_sorted(value: Any) -> str:
         ensure_ascii=False,
         default=str,
         check_circular=False,
+        # NaN and infinities are not JSON: neither database stores them (a 500 on SQLite).
+        allow_nan=False,
     )
 
 

@@ -615,3 +615,17 @@ def test_spans_past_the_trace_limit_are_rejected_and_counted_per_request(
 def test_a_chunked_body_without_length_is_411(client, workspace, token):
     response = _post(client, b"", token, CONTENT_TYPE=PROTOBUF, HTTP_TRANSFER_ENCODING="chunked")
     assert response.status_code == 411
+
+
+def test_a_span_attribute_that_is_not_json_rejects_its_trace_only(client, workspace, token):
+    recorder = Recorder()
+    semconv_agent_trace(recorder)
+    payload = _otel_json(recorder.take())
+    span = payload["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["attributes"].append({"key": "x.score", "value": {"doubleValue": "NaN"}})
+
+    response = _post(client, json.dumps(payload).encode(), token, content_type="application/json")
+
+    assert response.status_code == 200
+    assert "cannot be encoded as JSON" in response.json()["partialSuccess"]["errorMessage"]
+    assert not Trace.objects.filter(workspace=workspace).exists()
