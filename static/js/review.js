@@ -1,13 +1,15 @@
 // Keyboard-first labelling (review card and trace page): 1/→ good, 2/← bad, 3/↓ neutral, n note, s skip, u undo.
 // Touch: swipe right for good, left for bad. The card is swapped by htmx, so handlers are
 // bound once on the document and look the current card up at event time.
+// Forms marked data-labelling (rate, skip, undo on the review card) are the flow's own
+// requests: while one is in flight the keys wait; any other request (comments) does not.
 (function () {
   "use strict";
-  let busy = false;
+  let pending = null; // the labelling request in flight, if any
 
   function click(selector) {
     const el = document.querySelector(selector);
-    if (!el || busy) return false;
+    if (!el || pending) return false;
     el.click();
     return true;
   }
@@ -42,9 +44,18 @@
     if (action && action()) event.preventDefault();
   });
 
-  // One request at a time: a held-down key must not label the next card unseen.
-  document.addEventListener("htmx:beforeRequest", function () { busy = true; });
-  document.addEventListener("htmx:afterRequest", function () { busy = false; });
+  // One labelling request at a time: a double press or a held-down key must not label the
+  // next card unseen. The card's comments, a turn's steps and the like must not swallow a key.
+  document.addEventListener("htmx:beforeSend", function (event) {
+    const elt = event.detail.elt;
+    if (!elt || !elt.closest || !elt.closest("[data-labelling]")) return;
+    const xhr = event.detail.xhr;
+    pending = xhr;
+    // Heard on the request itself: the form that sent it is swapped out by the answer, and
+    // what htmx fires on a detached form never reaches the document. loadend follows the
+    // load (after the swap), an error, an abort and a timeout alike: never stuck.
+    xhr.addEventListener("loadend", function () { if (pending === xhr) pending = null; });
+  });
   document.addEventListener("htmx:afterSwap", function () {
     const card = document.getElementById("review-card");
     // A reviewer who opened the note (n) as the card arrived keeps typing in it.

@@ -1,9 +1,13 @@
-"""Label ten traces in under a minute: keyboard only, then with clicks."""
+"""Label ten traces in under a minute: keyboard only, then with clicks; keys vs slow requests."""
+
+import threading
 
 import pytest
 from playwright.sync_api import expect
 
+from evals import collaboration
 from tests.traces.factories import TraceFactory, trace_data
+from traces import services as trace_services
 from traces.models import Feedback
 from traces.services import add_traces_to_eval_set, create_eval_set
 
@@ -28,6 +32,38 @@ def review_set(workspace, owner):
     )
     add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
     return eval_set
+
+
+class Held:
+    """Holds every server-side call to ``module.name`` until released: a slow request for
+    real (the live server runs in this process), not a mocked one in the browser."""
+
+    def __init__(self, monkeypatch, module, name):
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self.calls = 0
+        original = getattr(module, name)
+
+        def held(*args, **kwargs):
+            self.calls += 1
+            self.arrived.set()
+            self.released.wait(timeout=30)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, held)
+
+
+@pytest.fixture
+def hold(monkeypatch):
+    holds = []
+
+    def _hold(module, name):
+        holds.append(Held(monkeypatch, module, name))
+        return holds[-1]
+
+    yield _hold
+    for held in holds:  # a failed test must not leave a server thread waiting
+        held.released.set()
 
 
 def _open_review(page, eval_set):
@@ -107,3 +143,49 @@ def test_label_ten_traces_with_clicks(logged_in_page, owner, member, review_set)
         "Another reviewer rated that trace differently"
     )
     expect(other.get_by_test_id("disagreement")).to_be_visible()
+
+
+def test_a_key_labels_while_the_trace_page_loads_its_comments(
+    logged_in_page, owner, review_set, hold
+):
+    # The trace page loads its comments by a request of its own; a key pressed while that
+    # one is slow must label, not be swallowed as if a label were already on its way.
+    comments = hold(collaboration, "comments_on")
+    trace_id = review_set.traces.first().pk
+    page = logged_in_page(owner)
+    page.goto(f"/w/{review_set.workspace.slug}/traces/{trace_id}/")
+    expect(page.get_by_test_id("label-here")).to_contain_text("Support answers")
+    assert comments.arrived.wait(timeout=10), "the comments request never came"
+    expect(page.locator("#comments")).to_have_text("Loading comments…")
+    page.keyboard.press("2")
+    expect(page.get_by_test_id("label-here")).to_contain_text("yours: ✗ bad")
+    assert Feedback.objects.get(trace_id=trace_id, user=owner).rating == "negative"
+    comments.released.set()
+    expect(page.locator("#comments")).not_to_have_text("Loading comments…")
+
+
+def test_a_double_press_records_one_label(logged_in_page, owner, review_set, hold):
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    first = _current_trace(page)
+    posts = []
+    page.on(
+        "request", lambda request: posts.append(request.url) if request.method == "POST" else None
+    )
+    label = hold(trace_services, "record_feedback")
+    page.keyboard.press("1")
+    assert label.arrived.wait(timeout=10), "the label request never came"
+    # Pressed while the first label is still on its way: none of them acts on the card
+    # being labelled nor on the next one, which the reviewer has not seen yet.
+    for key in ["1", "2", "s"]:
+        page.keyboard.press(key)
+    label.released.set()
+    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    assert _current_trace(page) != first
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    assert [url.split("/review/")[1] for url in posts] == [f"{first}/label/"]
+    assert label.calls == 1
+    assert list(Feedback.objects.filter(eval_set=review_set).values_list("trace_id", "rating")) == [
+        (int(first), "positive")
+    ]
