@@ -8,10 +8,16 @@ cannot know the test split's). A draw whose eval is a constant counts as "no eva
 it is reported as such, never as "not below the baseline". Then time fits at 25, 100,
 500 and 2,000 labels.
 
-    python bench/generation.py [--quick] [--criteria] [--data DIR] [--seeds N]
+    python bench/generation.py [--quick] [--criteria] [--notes] [--data DIR] [--seeds N]
 
 --criteria fits with the criteria a user would write for each set (its task in words),
 which steers the feature families tried first; without it every fit sees none.
+
+--notes gives every *training* trace labelled bad a short note in a reviewer's words,
+written from what a reviewer of that set really knows (bench/reviewer_notes.py: which
+instruction was not followed, which change the agent never made, that a safe question
+was refused). Held-out traces never carry one. The shared data has no human notes, so
+this is how the effect of notes on held-out agreement is measured at all.
 
 The generator sees only input, output and steps (evals.datasets.visible_trace drops
 labels and label-leaking metadata). Last line of output: one JSON object.
@@ -30,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from reviewer_notes import with_notes  # noqa: E402
 
 from evals.datasets import read_labelled_jsonl  # noqa: E402
 from evals.metrics.agreement import agreement  # noqa: E402
@@ -151,12 +160,15 @@ def main(argv=None):
     parser.add_argument(
         "--criteria", action="store_true", help="fit with each set's criteria in words"
     )
+    parser.add_argument(
+        "--notes", action="store_true", help="give training traces labelled bad a reviewer's note"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     started = time.perf_counter()
 
-    headline = {"seeds": seeds, "criteria": args.criteria}
+    headline = {"seeds": seeds, "criteria": args.criteria, "notes": args.notes}
     rows = []
     constant_draws = []
     code_checked = code_agreeing = 0
@@ -173,6 +185,8 @@ def main(argv=None):
             draws = []
             for seed in range(seeds):
                 train, held_out = draw(examples, size, seed)
+                if args.notes:
+                    train = with_notes(train)
                 fitted, seconds, figures, code_ok = measure(
                     train,
                     held_out,
@@ -276,6 +290,7 @@ def main(argv=None):
     headline["bench_s"] = round(time.perf_counter() - started, 1)
     command = ".venv/bin/python bench/generation.py" + (" --quick" if args.quick else "")
     command += " --criteria" if args.criteria else ""
+    command += " --notes" if args.notes else ""
     if args.seeds:
         command += f" --seeds {args.seeds}"
     print(f"\nreproduce: {command}")

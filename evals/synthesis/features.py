@@ -874,7 +874,13 @@ _HINTS = {
         "words",
         "ramble",
         "terse",
-        "detail",
+        # "wrong details" names wrong values, not length.
+        "much detail",
+        "more detail",
+        "enough detail",
+        "lacks detail",
+        "lacking detail",
+        "overly detailed",
     ),
     "shape": (
         "markdown",
@@ -955,7 +961,7 @@ _HINTS = {
         "as requested",
         "specified",
     ),
-    "latency": ("latency", "slow", "fast", "time"),
+    "latency": ("latency", "slow", "fast", "response time", "took ages", "timing"),
     "cost": ("cost", "expensive", "cheap", "price"),
 }
 # Words that point at one fact of a family rather than the whole family: the step
@@ -990,6 +996,16 @@ _FACT_HINTS = {
 HINT_PRIOR = 1.0
 
 
+def _starts_a_word(text: str, stem: str) -> bool:
+    """Return whether `stem` occurs in `text` where a word starts."""
+    at = text.find(stem)
+    while at >= 0:
+        if at == 0 or not text[at - 1].isalpha():
+            return True
+        at = text.find(stem, at + 1)
+    return False
+
+
 def priors_from_text(text: str) -> dict[str, float]:
     """Return prior bonuses for feature families (and facts) that criteria or notes mention."""
     lowered = text.lower()
@@ -997,7 +1013,9 @@ def priors_from_text(text: str) -> dict[str, float]:
     found = {}
     for name, hints in (*_HINTS.items(), *_FACT_HINTS.items()):
         for hint in hints:
-            hit = hint in words if len(hint) <= 3 else hint in lowered
+            # Short hints are whole words; longer ones stems ("refus", "fabricat") found
+            # where a word starts, so that "turn" is not read in "returned".
+            hit = hint in words if len(hint) <= 3 else _starts_a_word(lowered, hint)
             if hit:
                 found[name] = HINT_PRIOR
                 break

@@ -99,6 +99,19 @@ def test_task_wording_names_the_step_families_and_safety_wording_the_refusals():
     assert priors_from_text("The assistant answers in French") == {}
 
 
+def test_a_hint_inside_another_word_names_nothing():
+    # "turn" inside "returned", "time" inside "times", and wrong "details" (wrong values)
+    # said nothing about turns, latency or length, yet steered the fit towards them.
+    returned = priors_from_text("Never returned the delivered items")
+    assert "write_calls" in returned and not {"turns", "steps"} & set(returned)
+    assert "latency" not in priors_from_text("Didn't use each keyword the number of times asked")
+    assert "length" not in priors_from_text("Cancelled the order with the wrong details")
+    # Stems still match where a word starts, and the plain wording still counts.
+    assert {"turns", "refusal"} <= set(priors_from_text("Turned the user away, refused"))
+    assert "length" in priors_from_text("Far too much detail")
+    assert "latency" in priors_from_text("The response time was awful")
+
+
 def _evidence(*, named_share: float) -> learner.Evidence:
     levels = learner.LEVELS
     disagree = {(a, b): 0.0 for i, a in enumerate(levels) for b in levels[i + 1 :]}
