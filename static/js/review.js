@@ -3,6 +3,9 @@
 // bound once on the document and look the current card up at event time.
 // Forms marked data-labelling (rate, skip, undo on the review card) are the flow's own
 // requests: while one is in flight the keys wait; any other request (comments) does not.
+// Loaded without defer, in the head: only the document exists yet, which is all this binds
+// to, and a key pressed as soon as the page shows is heard. Before htmx has arrived, the
+// clicked button posts its form plainly and the page reloads with the next card.
 (function () {
   "use strict";
   let pending = null; // the labelling request in flight, if any
@@ -10,6 +13,8 @@
   function click(selector) {
     const el = document.querySelector(selector);
     if (!el || pending) return false;
+    // Before htmx, the click posts the form and the page goes: no second post meanwhile.
+    if (!window.htmx) pending = "page";
     el.click();
     return true;
   }

@@ -68,6 +68,8 @@ def hold(monkeypatch):
 
 def _open_review(page, eval_set):
     page.goto(f"/w/{eval_set.workspace.slug}/traces/eval-sets/{eval_set.pk}/review/")
+    # The keys work once the card shows (test_a_key_labels_as_soon_as_the_card_shows).
+    expect(page.get_by_test_id("review-card")).to_be_visible()
     expect(page.get_by_test_id("progress")).to_have_text("0 of 10 traces labelled")
 
 
@@ -186,6 +188,29 @@ def test_a_double_press_records_one_label(logged_in_page, owner, review_set, hol
     expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
     assert [url.split("/review/")[1] for url in posts] == [f"{first}/label/"]
     assert label.calls == 1
+    assert list(Feedback.objects.filter(eval_set=review_set).values_list("trace_id", "rating")) == [
+        (int(first), "positive")
+    ]
+
+
+def test_a_key_labels_as_soon_as_the_card_shows(logged_in_page, owner, review_set):
+    # On a loaded machine the page shows before htmx has arrived; the keys must work from
+    # then on (by a plain form post until htmx is there), not be dropped unseen.
+    page = logged_in_page(owner)
+    held = []
+    page.route("**/htmx-*.js", lambda route: held.append(route))
+    page.goto(
+        f"/w/{review_set.workspace.slug}/traces/eval-sets/{review_set.pk}/review/",
+        wait_until="commit",
+    )
+    expect(page.get_by_test_id("review-card")).to_be_visible()
+    expect(page.get_by_test_id("progress")).to_have_text("0 of 10 traces labelled")
+    first = _current_trace(page)
+    page.keyboard.press("1")
+    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
+    for route in held:
+        route.continue_()
     assert list(Feedback.objects.filter(eval_set=review_set).values_list("trace_id", "rating")) == [
         (int(first), "positive")
     ]
