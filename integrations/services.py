@@ -36,6 +36,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.store import UpsertResult
 from iofold.lib import outbound
+from iofold.lib.heap import collect_if_grown, collector_paused
 from iofold.lib.prefetch import prefetched
 from iofold.lib.runs import Heartbeat, keep_alive
 from iofold.lib.tasks import enqueue
@@ -447,7 +448,8 @@ def run_sync(
     if run is None:
         logger.info("sync not claimed run=%s", run_id)
         return None
-    with keep_alive(run) as heartbeat:
+    # The sync's garbage dies by reference counting: the cyclic collector waits (heap).
+    with keep_alive(run) as heartbeat, collector_paused():
         return _sync(
             run, adapter=adapter, on_page=on_page, on_ingested=on_ingested, heartbeat=heartbeat
         )
@@ -509,6 +511,7 @@ def _sync(
                 )
             pages += 1
             del page, prepared, result  # the page written is not kept while the next come
+            collect_if_grown()
             if on_page is not None:
                 on_page(run, pages)
             if heartbeat is not None and heartbeat.lost:

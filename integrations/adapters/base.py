@@ -309,20 +309,21 @@ def _format_utc(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# UTC to the microsecond, as LangSmith and most APIs write times; naive is taken as UTC.
-_UTC_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(?:Z|\+00:00)?")
+# UTC to the second, millisecond or microsecond, as LangSmith and most APIs write times
+# (a whole second without a fraction, as Python's isoformat does); naive is taken as UTC.
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?(?:Z|\+00:00)?")
 
 
 def normal_time(value: str | datetime | None) -> str | None:
     """Return ``format_time(parse_time(value))``: a source's time as traces store it.
 
-    The usual UTC text is cut to milliseconds rather than parsed and formatted again
-    (a fifth of the time, and a source sends a few of them per run); ``fromisoformat``
-    still refuses a date that does not exist, as ``parse_time`` does.
+    The usual UTC text is cut (or padded) to milliseconds rather than parsed and formatted
+    again (a fifth of the time, and a source sends a few of them per run);
+    ``fromisoformat`` still refuses a date that does not exist, as ``parse_time`` does.
     """
-    if isinstance(value, str) and _UTC_MICROS.fullmatch(value):
+    if isinstance(value, str) and (match := _UTC_TEXT.fullmatch(value)):
         datetime.fromisoformat(value)
-        return f"{value[:23]}Z"
+        return f"{value[:23]}Z" if match.group(1) else f"{value[:19]}.000Z"
     return format_time(parse_time(value))
 
 

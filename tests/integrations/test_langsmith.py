@@ -333,6 +333,9 @@ def test_the_servers_environment_never_picks_the_workspace(workspace, fake_langs
         ("2026-03-01T09:30:05.123456", "2026-03-01T09:30:05.123Z"),  # naive is UTC
         ("2026-03-01T11:30:05.123456+02:00", "2026-03-01T09:30:05.123Z"),
         ("2026-03-01T09:30:05Z", "2026-03-01T09:30:05.000Z"),
+        ("2026-03-01T09:30:05", "2026-03-01T09:30:05.000Z"),
+        ("2026-03-01T09:30:05.120+00:00", "2026-03-01T09:30:05.120Z"),
+        ("2026-03-01T09:30:05.1Z", "2026-03-01T09:30:05.100Z"),
         (None, None),
     ],
 )
@@ -343,7 +346,8 @@ def test_run_times_are_stored_in_utc_to_the_millisecond(sent, stored):
     assert stored == format_time(parse_time(sent))
 
 
-def test_a_run_time_that_is_no_date_is_refused():
-    run = {"id": "r1", "run_type": "llm", "start_time": "2026-02-30T09:30:05.123456Z"}
+@pytest.mark.parametrize("sent", ["2026-02-30T09:30:05.123456Z", "2026-02-30T09:30:05Z"])
+def test_a_run_time_that_is_no_date_is_refused(sent):
+    run = {"id": "r1", "run_type": "llm", "start_time": sent}
     with pytest.raises(ValueError, match="day is out of range"):
         normalise_run(run, known_ids={"r1"})
