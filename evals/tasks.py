@@ -104,7 +104,7 @@ def run_eval_chunk_task(chunk_id: int) -> None:
     from evals.execution.chunks import execute_chunk
 
     with _sandbox_outage_is_transient():
-        execute_chunk(chunk_id=chunk_id)
+        execute_chunk(chunk_id=chunk_id, carry_on=True)
 
 
 @shared_task(
@@ -128,10 +128,17 @@ def run_sent_batch_task(run_id: int) -> None:
     max_retries=5,
 )
 def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
-    """Start automatic runs of the active evals whose eval sets match new traces."""
+    """Start automatic runs of the active evals whose eval sets match new traces.
+
+    This worker then judges the split runs' chunks too, rather than wait for their
+    messages (an unsplit run has a task of its own).
+    """
+    from evals.execution.chunks import carry_out_chunks
     from evals.execution.continuous import start_automatic_runs
 
-    return len(start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids))
+    runs = start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids)
+    carry_out_chunks(runs)
+    return len(runs)
 
 
 @shared_task(

@@ -183,7 +183,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     def judge(texts: list[str]) -> JudgedResults:
         return run_sandbox(session, sandbox.run_json, eval.code, texts, limits)
 
-    def write(ids: list[int], judged: JudgedResults) -> bool:
+    def write(_batch: Sequence[int], ids: list[int], judged: JudgedResults) -> bool:
         nonlocal spent, stopped
         with transaction.atomic():
             _upsert(eval=eval, run=run, trace_ids=ids, results=judged.results, usage=judged.usage)
@@ -212,7 +212,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
             # time, all in this thread.
             for batch in batches:
                 ids, texts = read(batch)
-                if not write(ids, judge(texts)):
+                if not write(batch, ids, judge(texts)):
                     break
     except sandbox.SandboxError as exc:
         if exc.permanent:
