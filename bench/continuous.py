@@ -160,8 +160,6 @@ STAGE_LINE = re.compile(
     r"read_ms=(\d+) sandbox_ms=(\d+) write_ms=(\d+) waited_ms=(\d+)"
 )
 START_LINE = re.compile(r"run_automatic_evals_task\[[^\]]+\] succeeded in ([0-9.]+)s")
-# The start task's own figure, when it goes on to judge chunks (the task then lasts longer).
-STARTED_LINE = re.compile(r"automatic eval runs started .*? start_ms=(\d+)")
 
 
 def worker_stages(logs: list[Path]) -> dict:
@@ -174,12 +172,7 @@ def worker_stages(logs: list[Path]) -> dict:
         for match in STAGE_LINE.finditer(text):
             for key, value in zip(keys, match.groups(), strict=True):
                 sums[key] += float(value) / (1 if key in ("traces", "batches") else 1000)
-        started = STARTED_LINE.findall(text)
-        start += (
-            sum(float(m) / 1000 for m in started)
-            if started
-            else sum(float(m) for m in START_LINE.findall(text))
-        )
+        start += sum(float(m) for m in START_LINE.findall(text))
     counts = {f"chunk_{k}": sums.pop(k) for k in ("traces", "batches")}
     return {"start_task_s": start, **counts, **{f"chunk_{k}_s": v for k, v in sums.items()}}
 

@@ -128,17 +128,10 @@ def run_sent_batch_task(run_id: int) -> None:
     max_retries=5,
 )
 def run_automatic_evals_task(workspace_id: int, trace_ids: list[int]) -> int:
-    """Start automatic runs of the active evals whose eval sets match new traces.
-
-    This worker then judges the split runs' chunks too, rather than wait for their
-    messages (an unsplit run has a task of its own).
-    """
-    from evals.execution.chunks import carry_out_chunks
+    """Start automatic runs of the active evals whose eval sets match new traces."""
     from evals.execution.continuous import start_automatic_runs
 
-    runs = start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids)
-    carry_out_chunks(runs)
-    return len(runs)
+    return len(start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids))
 
 
 @shared_task(

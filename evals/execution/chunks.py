@@ -167,20 +167,16 @@ def _todo(chunk: EvalRunChunk, run: EvalRun) -> list[int]:
     return [pk for pk in chunk.trace_ids if pk not in judged]
 
 
-def _queued(run: EvalRun):
-    """The ids of the run's chunks no worker has claimed, in order."""
-    return (
+def _claim_queued(run: EvalRun) -> EvalRunChunk | None:
+    """Claim the run's first chunk still queued; None when no worker left one."""
+    queued = (
         EvalRunChunk.objects.for_workspace(run.workspace_id)
         .filter(run=run, status=RunStatus.QUEUED)
         .order_by("index")
         .values_list("pk", flat=True)
     )
-
-
-def _claim_queued(run: EvalRun) -> EvalRunChunk | None:
-    """Claim the run's first chunk still queued; None when no worker left one."""
     # Other workers may take the first ones at the same moment: a few tries, not a scan.
-    for pk in _queued(run)[:3]:
+    for pk in queued[:3]:
         if EvalRunChunk.objects.claim(pk) is not None:
             return EvalRunChunk.objects.get(pk=pk)
     return None
@@ -199,28 +195,6 @@ def _release(entries, *, requeue) -> None:
         if released and requeue(chunk.pk):
             # Its own message may have been taken already (and found it claimed).
             enqueue_chunk(chunk.pk)
-
-
-def carry_out_chunks(runs: list[EvalRun]) -> None:
-    """Judge the queued chunks of runs just split, here, as their chunks' tasks would.
-
-    For the task that starts automatic runs, a worker of the ``execute`` queue that has
-    the runs in hand: the first chunk need not wait for its message to come back from the
-    broker; the chunks' own messages find them taken. Never raises: the runs exist, and a
-    retry of the caller would start them again. A chunk not finished here is left as a
-    chunk task would leave it: back in the queue (enqueued again, its message may be
-    gone), failed, or, on a database error, to the reaper once its heartbeat is stale.
-    """
-    for run in runs:
-        pk = _queued(run).first()
-        if pk is None:
-            continue  # not split, or other workers have every chunk
-        try:
-            execute_chunk(chunk_id=pk, carry_on=True)
-        except sandbox.SandboxError:
-            enqueue_chunk(pk)  # queued again (a transient failure) or failed: a no-op then
-        except Exception:
-            logger.exception("eval run chunk failed in the start task chunk=%s", pk)
 
 
 def work_until_done(*, run_id: int) -> EvalRun:

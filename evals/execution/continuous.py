@@ -11,7 +11,6 @@ in ``drift``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from django.db.models import Exists, OuterRef, Q, Subquery
@@ -138,7 +137,6 @@ def start_automatic_runs(
     which executes it and then pushes its scores. With ``enqueue=False`` nothing is
     queued and the caller executes the runs (``execute_automatic_run``).
     """
-    started = time.perf_counter()
     ids = list(dict.fromkeys(int(pk) for pk in trace_ids))
     runs: list[EvalRun] = []
     for eval in evaluating_evals(workspace_id=workspace_id):
@@ -157,11 +155,10 @@ def start_automatic_runs(
         runs.append(run)
     if runs:
         logger.info(
-            "automatic eval runs started workspace=%s runs=%d traces=%d start_ms=%.0f",
+            "automatic eval runs started workspace=%s runs=%d traces=%d",
             workspace_id,
             len(runs),
             len(ids),
-            (time.perf_counter() - started) * 1000,
         )
     return runs
 
