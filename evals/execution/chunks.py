@@ -21,6 +21,7 @@ way and waits for it in ``work_until_done``, carrying out chunks itself meanwhil
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -103,9 +104,19 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
             for i in range(0, len(todo), EXECUTE_CHUNK):
                 yield entry, todo[i : i + EXECUTE_CHUNK]
 
+        # One task carries on for a third of its soft time limit at most (none: no limit):
+        # the chunk it takes last has the rest to finish in; the chunks left keep their
+        # own messages.
+        carry_on_until = time.monotonic() + (settings.CELERY_TASK_SOFT_TIME_LIMIT or math.inf) / 3
+
         def every_batch():
             yield from batches_of(chunk)
-            while carry_on and not lost and (following := _claim_queued(run)) is not None:
+            while (
+                carry_on
+                and not lost
+                and time.monotonic() < carry_on_until
+                and (following := _claim_queued(run)) is not None
+            ):
                 yield from batches_of(following)
 
         try:

@@ -178,6 +178,21 @@ def test_a_worker_carries_on_with_the_chunks_still_queued_in_one_go_with_exact_c
     assert EvalRun.objects.get(pk=run.pk).status == "running"  # the second chunk is not done
 
 
+def test_a_worker_carries_on_only_for_a_part_of_its_task_time_limit(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, *rest = run.chunks.order_by("index")
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 0.001  # no time left to take another chunk
+
+    execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    assert [c.status for c in EvalRunChunk.objects.filter(run=run).order_by("index")] == [
+        "succeeded",
+        *["queued"] * len(rest),
+    ]
+
+
 def test_a_sandbox_outage_in_a_chunk_carried_on_puts_it_back_in_the_queue_with_its_message(
     workspace, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
