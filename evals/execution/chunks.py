@@ -14,6 +14,12 @@ when its worker dies. Counts stay exact whatever dies:
 - the run's counts are recounted from its executions, and the last chunk to finish (or
   the reaper, if that chunk was given up on) finishes the run.
 
+A worker whose chunk's last batch enters the sandbox claims the run's next queued chunk
+and reads its first batch meanwhile (``carry_on``, the task's way): one worker judging a
+whole run pays no gap, first read or last write between its chunks. The chunks it holds
+and has not finished go back to the queue when it stops early (a sandbox outage, a chunk
+lost to another worker), or are taken over like any chunk if it dies.
+
 A generation measuring its new version on many labelled traces splits that run the same
 way and waits for it in ``work_until_done``, carrying out chunks itself meanwhile.
 """
