@@ -26,7 +26,13 @@ worker ≤ 1.5 × sandbox only. Completion is polled on the run's own counters (
 by counting verdicts, so the bench's polling costs the workers next to nothing.
 
 Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync]
+[--compare PATH] [--repeat N]
 (REDIS_URL defaults to redis://127.0.0.1:6379/6: the bench flushes that database.)
+
+``--compare PATH``: a checkout of other code (``git worktree add /tmp/old main``) whose
+workers judge the same stored traces in rounds alternated with this checkout's, ``--repeat``
+times: old and new side by side at the same moment of a shared machine, one sync for all.
+The two must share the database schema.
 """
 
 import argparse
@@ -117,12 +123,18 @@ class _Stage:
             print(f"profile written to {out}", file=sys.stderr)
 
 
-def _start_worker(log: Path) -> subprocess.Popen:
+def _start_worker(log: Path, root: Path = ROOT) -> subprocess.Popen:
+    from django.conf import settings
+
+    # A checkout to compare keeps its own development keys in its var/: the workers share
+    # this process's, which encrypted the integration's secrets they decrypt to push scores.
+    keys = {"IOFOLD_ENCRYPTION_KEYS": ",".join(settings.IOFOLD_ENCRYPTION_KEYS),
+            "SECRET_KEY": settings.SECRET_KEY}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "iofold", "worker", "--pool=solo",
          "--queues=default,execute", "--loglevel=INFO", "--without-gossip",
          "--without-mingle"],
-        cwd=ROOT, env=os.environ.copy(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=root, env={**os.environ, **keys}, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while " ready." not in log.read_text():
@@ -165,8 +177,10 @@ def worker_stages(logs: list[Path]) -> dict:
     return {"start_task_s": start, **counts, **{f"chunk_{k}_s": v for k, v in sums.items()}}
 
 
-def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
-    """Judge the stored traces on ``workers`` real Celery workers; time each stage."""
+def through_celery(
+    workspace, eval, trace_ids: list[int], workers: int, root: Path = ROOT, label: str = "new"
+) -> dict:
+    """Judge the stored traces on ``workers`` real Celery workers of the code at ``root``."""
     from celery import current_app
     from django.db.models import F, Sum
     from django.utils import timezone
@@ -180,8 +194,9 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
     EvalRun.objects.filter(eval=eval).delete()
     logs = ROOT / "var" / f"bench-continuous-{os.getpid()}"
     logs.mkdir(parents=True, exist_ok=True)
-    log_files = [logs / f"worker-{workers}-{n}.log" for n in range(workers)]
-    procs = [_start_worker(log) for log in log_files]
+    round_no = len(list(logs.glob("*-0.log")))
+    log_files = [logs / f"round-{round_no}-{label}-{workers}-{n}.log" for n in range(workers)]
+    procs = [_start_worker(log, root) for log in log_files]
     executions = EvalExecution.objects.filter(eval=eval)
     runs = EvalRun.objects.filter(eval=eval)
     try:
@@ -228,7 +243,9 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
     if chunks.exists():
         assert sum(chunks.values_list("judged", flat=True)) == len(trace_ids), "judged twice"
     return {
+        "code": label,
         "workers": workers,
+        "load": os.getloadavg()[0],
         "judged_s": judged - started,
         "pushed_s": pushed - started,
         "chunks": chunks.count(),
@@ -239,7 +256,15 @@ def through_celery(workspace, eval, trace_ids: list[int], workers: int) -> dict:
     }
 
 
-def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | None) -> dict:
+def pipeline(
+    url: str,
+    base: str,
+    traces: int,
+    server_pid: int,
+    profile: str | None,
+    compare: str | None = None,
+    repeat: int = 1,
+) -> dict:
     """Child: sync, then judge and push through 1 and 2 Celery workers; time each stage."""
     import django
 
@@ -282,7 +307,14 @@ def pipeline(url: str, base: str, traces: int, server_pid: int, profile: str | N
         .values_list("id", flat=True)
     )
     assert len(trace_ids) == traces, len(trace_ids)
-    rounds = [through_celery(workspace, eval, trace_ids, n) for n in (1, 2)]
+    codes = [("new", ROOT)] + ([("old", Path(compare))] if compare else [])
+    rounds = [
+        through_celery(workspace, eval, trace_ids, n, root, label)
+        for r in range(repeat)
+        # Alternated: old first in odd repeats, so neither always runs after the other.
+        for label, root in (codes if r % 2 == 0 else codes[::-1])
+        for n in (1, 2)
+    ]
 
     # Reference: the sandbox alone, in the very calls the chunks make, over JSON text
     # already in memory: what is left when every read, write and message is free.
@@ -315,6 +347,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
     parser.add_argument("--traces", type=int)
     parser.add_argument("--profile", choices=["sync"])
+    parser.add_argument("--compare", help="a checkout of other code to alternate with")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of each code")
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["serve", "run"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -326,7 +360,9 @@ def main() -> None:
     if args.phase == "serve":
         return serve(traces, args.port_file)
     if args.phase == "run":
-        result = pipeline(args.url, args.base, traces, args.server_pid, args.profile)
+        result = pipeline(
+            args.url, args.base, traces, args.server_pid, args.profile, args.compare, args.repeat
+        )
         return print(json.dumps(result))
 
     import psycopg
@@ -361,8 +397,9 @@ def main() -> None:
         url, base = port_file.read_text().split()
         out = subprocess.run(
             [sys.executable, __file__, "--phase", "run", f"--url={url}", f"--base={base}",
-             f"--traces={traces}", f"--server-pid={server.pid}",
-             *([f"--profile={args.profile}"] if args.profile else [])],
+             f"--traces={traces}", f"--server-pid={server.pid}", f"--repeat={args.repeat}",
+             *([f"--profile={args.profile}"] if args.profile else []),
+             *([f"--compare={Path(args.compare).resolve()}"] if args.compare else [])],
             env=env, cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if args.profile:
@@ -388,7 +425,8 @@ def main() -> None:
     for row in r["rounds"]:
         n = row["workers"]
         used = row["workers_used"]
-        print(f"-- {n} Celery worker{'s' if n > 1 else ''}: {row['chunks']} chunks, "
+        print(f"-- {n} Celery worker{'s' if n > 1 else ''} ({row['code']} code, load "
+              f"{row['load']:.1f}): {row['chunks']} chunks, "
               f"taken by {used} worker process{'es' if used > 1 else ''}")  # fmt: skip
         print(f"{'judged':>16}: {row['judged_s']:7.2f} s  {traces / row['judged_s']:8.0f} "
               f"traces/s  = {row['judged_s'] / ref:.2f} × sandbox only")  # fmt: skip
@@ -403,7 +441,21 @@ def main() -> None:
         print(f"{'timeline':>16}: " + "; ".join(
             f"{name} {'–'.join(f'{t:.2f}' for t in times)}" for name, *times in row["timeline"]
         ))  # fmt: skip
+    several = len(r["rounds"]) > 2
+    if several:
+        print("medians over the rounds (judged, ratio to sandbox only):")
+        for code in dict.fromkeys(row["code"] for row in r["rounds"]):
+            for n in (1, 2):
+                judged = statistics.median(
+                    row["judged_s"]
+                    for row in r["rounds"]
+                    if (row["code"], row["workers"]) == (code, n)
+                )
+                print(f"{code:>12} code, {n} worker{'s' if n > 1 else ''}: {judged:5.2f} s "
+                      f"({judged / ref:.2f}×)")  # fmt: skip
     flag = (" --quick" if args.quick else "") + (f" --traces={args.traces}" if args.traces else "")
+    flag += f" --compare={args.compare}" if args.compare else ""
+    flag += f" --repeat={args.repeat}" if args.repeat > 1 else ""
     print(f"reproduce: .venv/bin/python bench/continuous.py{flag}")
     one = r["rounds"][0]
     print(json.dumps({
@@ -411,7 +463,7 @@ def main() -> None:
         "sync_traces_per_second": round(traces / r["sync_s"], 1),
         "sandbox_only_seconds": round(ref, 2),
         "workers": {
-            str(row["workers"]): {
+            (f"{row['code']} {row['workers']} #{i // 2}" if several else str(row["workers"])): {
                 "judged_seconds": round(row["judged_s"], 2),
                 "pushed_seconds": round(row["pushed_s"], 2),
                 "end_to_end_seconds": round(r["sync_s"] + row["pushed_s"], 2),
@@ -422,7 +474,7 @@ def main() -> None:
                                 "chunk_write_s", "chunk_waited_s")
                 },  # fmt: skip
             }
-            for row in r["rounds"]
+            for i, row in enumerate(r["rounds"])
         },
         "goal_met": one["judged_s"] / ref <= GOAL_RATIO,
     }))  # fmt: skip

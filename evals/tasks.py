@@ -104,7 +104,7 @@ def run_eval_chunk_task(chunk_id: int) -> None:
     from evals.execution.chunks import execute_chunk
 
     with _sandbox_outage_is_transient():
-        execute_chunk(chunk_id=chunk_id)
+        execute_chunk(chunk_id=chunk_id, carry_on=True)
 
 
 @shared_task(

@@ -14,6 +14,12 @@ when its worker dies. Counts stay exact whatever dies:
 - the run's counts are recounted from its executions, and the last chunk to finish (or
   the reaper, if that chunk was given up on) finishes the run.
 
+A worker whose chunk's last batch enters the sandbox claims the run's next queued chunk
+and reads its first batch meanwhile (``carry_on``, the task's way): one worker judging a
+whole run pays no gap, first read or last write between its chunks. The chunks it holds
+and has not finished go back to the queue when it stops early (a sandbox outage, a chunk
+lost to another worker), or are taken over like any chunk if it dies.
+
 A generation measuring its new version on many labelled traces splits that run the same
 way and waits for it in ``work_until_done``, carrying out chunks itself meanwhile.
 """
@@ -21,7 +27,10 @@ way and waits for it in ``work_until_done``, carrying out chunks itself meanwhil
 from __future__ import annotations
 
 import logging
+import math
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -36,17 +45,21 @@ from evals.metrics.measure import record_test_result
 from evals.models import EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk
 from evals.sandboxing import metered, sandbox_limits
-from iofold.lib.runs import ACTIVE, keep_alive
+from iofold.lib.runs import ACTIVE, Heartbeat, keep_alive
 
 logger = logging.getLogger(__name__)
 
 
-def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
+def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | None:
     """Judge one chunk's traces and record them; finish the run if it was the last chunk.
 
     Safe to call twice: a chunk claimed by a live worker or already finished is left
-    alone. Raises sandbox.SandboxError when the sandbox cannot run (a transient failure
-    puts the chunk back in the queue for the task's retry, a permanent one fails it).
+    alone. With ``carry_on`` (a worker's task), the run's chunks still queued are claimed
+    one after the other as this one's last batch enters the sandbox and judged in the
+    same pipeline: no gap, first read or last write between two chunks (their own
+    messages then find them taken). Raises sandbox.SandboxError when the sandbox cannot
+    run (a transient failure puts the chunks held here back in the queue, for the task's
+    retry and their own messages; a permanent one fails them).
     """
     if EvalRunChunk.objects.claim(chunk_id) is None:
         logger.info("eval run chunk not claimed chunk=%s", chunk_id)
@@ -58,35 +71,63 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
         status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
     )
     stages = Stages()
-    with keep_alive(chunk) as heartbeat:
-        # A chunk commits its verdicts and `judged` together, batch by batch: one that
-        # recorded nothing yet (every first attempt) has no verdict of this run to skip.
-        judged = (
-            set(
-                EvalExecution.objects.filter(run=run, trace_id__in=chunk.trace_ids).values_list(
-                    "trace_id", flat=True
-                )
-            )
-            if chunk.judged
-            else set()
-        )
-        todo = [pk for pk in chunk.trace_ids if pk not in judged]
-        batches = [todo[i : i + EXECUTE_CHUNK] for i in range(0, len(todo), EXECUTE_CHUNK)]
-        eval_set, code, limits = run.eval.eval_set, run.eval.code, sandbox_limits()
-        remaining = len(batches)
+    eval_set, code, limits = run.eval.eval_set, run.eval.code, sandbox_limits()
+    # The chunks claimed here whose last batch is not written yet (the writer removes them).
+    held: dict[int, _Held] = {}
+    taken: list[int] = []
+    lost = False
 
-        def read(batch):
-            return trace_json(workspace_id=run.workspace_id, trace_ids=batch, eval_set=eval_set)
+    def read(item: tuple[_Held, list[int]]):
+        return trace_json(workspace_id=run.workspace_id, trace_ids=item[1], eval_set=eval_set)
 
-        def write(ids, results) -> bool:
-            nonlocal remaining
-            remaining -= 1
-            recorded = _record_batch(chunk, run, ids, results, last=remaining == 0)
-            return recorded and not (heartbeat is not None and heartbeat.lost)
+    def write(item: tuple[_Held, list[int]], ids, results) -> bool:
+        entry = item[0]
+        entry.remaining -= 1
+        last = entry.remaining == 0
+        if not _record_batch(entry.chunk, run, ids, results, last=last):
+            return False
+        if last:
+            held.pop(entry.chunk.pk, None)
+            if entry.heartbeat is not None:
+                entry.heartbeat.stopped.set()
+            return True  # done: a beat that found it finished means nothing
+        return not (entry.heartbeat is not None and entry.heartbeat.lost)
+
+    with ExitStack() as beats:
+
+        def batches_of(claimed: EvalRunChunk):
+            nonlocal lost
+            taken.append(claimed.pk)
+            heartbeat = beats.enter_context(keep_alive(claimed))
+            todo = _todo(claimed, run)
+            if not todo:
+                # Every trace was judged before (or none is left): the chunk is done.
+                if not _record_batch(claimed, run, [], [], last=True):
+                    lost = True
+                return
+            entry = _Held(claimed, heartbeat, remaining=-(-len(todo) // EXECUTE_CHUNK))
+            held[claimed.pk] = entry
+            for i in range(0, len(todo), EXECUTE_CHUNK):
+                yield entry, todo[i : i + EXECUTE_CHUNK]
+
+        # One task carries on for a third of its soft time limit at most (none: no limit):
+        # the chunk it takes last has the rest to finish in; the chunks left keep their
+        # own messages.
+        carry_on_until = time.monotonic() + (settings.CELERY_TASK_SOFT_TIME_LIMIT or math.inf) / 3
+
+        def every_batch():
+            yield from batches_of(chunk)
+            while (
+                carry_on
+                and not lost
+                and time.monotonic() < carry_on_until
+                and (following := _claim_queued(run)) is not None
+            ):
+                yield from batches_of(following)
 
         try:
             kept = judge_batches(
-                batches,
+                every_batch(),
                 read=read,
                 judge=lambda texts: metered(sandbox.run_json, code, texts, limits),
                 write=write,
@@ -95,23 +136,82 @@ def execute_chunk(*, chunk_id: int) -> EvalRunChunk | None:
             )
         except sandbox.SandboxError as exc:
             if exc.permanent:
-                fail_chunk(
-                    chunk_id=chunk.pk, error=f"The sandbox could not run the eval: {exc.message}"
-                )
+                for entry in list(held.values()):
+                    fail_chunk(
+                        chunk_id=entry.chunk.pk,
+                        error=f"The sandbox could not run the eval: {exc.message}",
+                    )
             else:
-                EvalRunChunk.objects.filter(
-                    pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
-                ).update(status=RunStatus.QUEUED, owner="")
+                # This chunk's task retries it; the others go back to their own queue.
+                _release(held.values(), requeue=lambda pk: pk != chunk.pk)
             raise
-        if kept and not batches:
-            # Every trace was judged before (or none is left): the chunk is done.
-            kept = _record_batch(chunk, run, [], [], last=True)
-    if not kept:
-        logger.warning("eval run chunk lost chunk=%s", chunk.pk)
+    if not kept or lost:
+        # What this worker still held goes to other workers (the chunk that said stop is
+        # another's already).
+        _release(held.values(), requeue=lambda pk: True)
+        logger.warning("eval run chunk lost chunk=%s", ",".join(map(str, taken)))
         return None
-    logger.info("eval run chunk done chunk=%s run=%s %s", chunk.pk, run.pk, stages.log_fields())
+    logger.info(
+        "eval run chunk done chunk=%s run=%s %s",
+        ",".join(map(str, taken)),
+        run.pk,
+        stages.log_fields(),
+    )
     finish_if_complete(run_id=run.pk)
     return chunk
+
+
+@dataclass
+class _Held:
+    """A chunk claimed by ``execute_chunk``: its heartbeat and how many batches are left."""
+
+    chunk: EvalRunChunk
+    heartbeat: Heartbeat | None
+    remaining: int
+
+
+def _todo(chunk: EvalRunChunk, run: EvalRun) -> list[int]:
+    """Return the chunk's traces this run has no verdict on yet, in order."""
+    # A chunk commits its verdicts and `judged` together, batch by batch: one that
+    # recorded nothing yet (every first attempt) has no verdict of this run to skip.
+    if not chunk.judged:
+        return list(chunk.trace_ids)
+    judged = set(
+        EvalExecution.objects.filter(run=run, trace_id__in=chunk.trace_ids).values_list(
+            "trace_id", flat=True
+        )
+    )
+    return [pk for pk in chunk.trace_ids if pk not in judged]
+
+
+def _claim_queued(run: EvalRun) -> EvalRunChunk | None:
+    """Claim the run's first chunk still queued; None when no worker left one."""
+    queued = (
+        EvalRunChunk.objects.for_workspace(run.workspace_id)
+        .filter(run=run, status=RunStatus.QUEUED)
+        .order_by("index")
+        .values_list("pk", flat=True)
+    )
+    # Other workers may take the first ones at the same moment: a few tries, not a scan.
+    for pk in queued[:3]:
+        if EvalRunChunk.objects.claim(pk) is not None:
+            return EvalRunChunk.objects.get(pk=pk)
+    return None
+
+
+def _release(entries, *, requeue) -> None:
+    """Put the chunks held here back in the queue, with what they recorded; enqueue them.
+
+    A chunk taken over by another process meanwhile is left to it.
+    """
+    for entry in list(entries):
+        chunk = entry.chunk
+        released = EvalRunChunk.objects.filter(
+            pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
+        ).update(status=RunStatus.QUEUED, owner="")
+        if released and requeue(chunk.pk):
+            # Its own message may have been taken already (and found it claimed).
+            enqueue_chunk(chunk.pk)
 
 
 def work_until_done(*, run_id: int) -> EvalRun:
@@ -126,7 +226,7 @@ def work_until_done(*, run_id: int) -> EvalRun:
     while True:
         pending = EvalRunChunk.objects.filter(run_id=run_id, status__in=ACTIVE)
         for chunk_id in pending.values_list("pk", flat=True):
-            execute_chunk(chunk_id=chunk_id)
+            execute_chunk(chunk_id=chunk_id, carry_on=True)
         # Every chunk may have ended without finishing the run (one was given up on).
         finish_if_complete(run_id=run_id)
         run = EvalRun.objects.get(pk=run_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +54,12 @@ def writes_apart() -> bool:
     return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
-def judge_batches(
-    batches: Sequence[Sequence[int]],
+def judge_batches[B](
+    batches: Iterable[B],
     *,
-    read: Callable[[Sequence[int]], tuple[list[int], list[str]]],
+    read: Callable[[B], tuple[list[int], list[str]]],
     judge: Callable[[list[str]], list],
-    write: Callable[[list[int], list], bool],
+    write: Callable[[B, list[int], list], bool],
     stages: Stages | None = None,
     write_apart: bool = False,
 ) -> bool:
@@ -67,11 +67,14 @@ def judge_batches(
 
     ``read(batch)`` returns the ids found and their JSON text; ``judge(texts)`` returns
     one result per text (it runs in another thread, so it must not use the database);
-    ``write(ids, results)`` records them and returns whether to go on. An exception from
-    ``judge`` is raised here after the batches before it were written; a batch read but
-    not judged yet is dropped. With ``write_apart``, ``write`` runs in a writer thread of
-    its own, one batch after the other, on that thread's own database connection (closed
-    at the end); a batch judged after a write said stop is dropped.
+    ``write(batch, ids, results)`` records them and returns whether to go on. ``batches``
+    may be a generator: each batch is asked for, in this thread, while the one before it
+    is in the sandbox (so the generator may use the database and decide late what comes
+    next). An exception from ``judge`` is raised here after the batches before it were
+    written; a batch read but not judged yet is dropped. With ``write_apart``, ``write``
+    runs in a writer thread of its own, one batch after the other, on that thread's own
+    database connection (closed at the end); a batch judged after a write said stop is
+    dropped.
     """
     stages = stages if stages is not None else Stages()
 
@@ -82,20 +85,20 @@ def judge_batches(
         finally:
             stages.sandbox += time.perf_counter() - started
 
-    def timed_read(batch: Sequence[int]) -> tuple[list[int], list[str]]:
+    def timed_read(batch: B) -> tuple[B, list[int], list[str]]:
         started = time.perf_counter()
         ids, texts = read(batch)
         stages.read += time.perf_counter() - started
-        return ids, texts
+        return batch, ids, texts
 
     stopped = threading.Event()  # a write said stop: no later batch is written
 
-    def timed_write(ids: list[int], results: list) -> bool:
+    def timed_write(batch: B, ids: list[int], results: list) -> bool:
         if stopped.is_set():
             return False  # queued behind a write that said stop: dropped, as in one thread
         started = time.perf_counter()
         try:
-            going_on = write(ids, results)
+            going_on = write(batch, ids, results)
         except BaseException:
             stopped.set()  # nothing after a failed write is written: its error comes out
             raise
@@ -107,7 +110,9 @@ def judge_batches(
             stopped.set()
         return going_on
 
-    if not batches:
+    pending = iter(batches)
+    first = next(pending, _END)
+    if first is _END:
         return True
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-writer")
     if write_apart:
@@ -121,10 +126,11 @@ def judge_batches(
 
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
-            ids, texts = timed_read(batches[0])
+            batch, ids, texts = timed_read(first)
             running: Future[Any] = pool.submit(timed_judge, texts)
-            for k in range(len(batches)):
-                following = timed_read(batches[k + 1]) if k + 1 < len(batches) else None
+            while True:
+                upcoming = next(pending, _END)
+                following = timed_read(upcoming) if upcoming is not _END else None
                 # A write that said stop ends the run before this batch's results are taken.
                 if stopped.is_set():
                     return outcome()
@@ -140,20 +146,23 @@ def judge_batches(
                     stages.waited += time.perf_counter() - started
                 if following is not None:
                     # The next batch starts before this one is written: the write overlaps it.
-                    running = pool.submit(timed_judge, following[1])
+                    running = pool.submit(timed_judge, following[2])
                 if write_apart:
                     # Queued behind the writes before it, not waited for: the sandbox never
                     # waits on the writer, which catches up on a faster batch.
-                    writes.append(writer.submit(timed_write, ids, results))
-                elif not timed_write(ids, results):
+                    writes.append(writer.submit(timed_write, batch, ids, results))
+                elif not timed_write(batch, ids, results):
                     return False  # the pool waits for a batch already in the sandbox
-                if following is not None:
-                    ids, texts = following
-            return outcome()
+                if following is None:
+                    return outcome()
+                batch, ids, texts = following
     finally:
         if write_apart:
             writer.submit(connections.close_all)  # after the last write, in its thread
         writer.shutdown(wait=True)
+
+
+_END = object()  # no batch left
 
 
 def _connect() -> None:

@@ -156,3 +156,76 @@ def test_a_run_too_small_to_split_is_judged_in_batches_with_exact_counts(
     assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 5, 3, 2, 0)
     verdicts = dict(EvalExecution.objects.filter(run=run).values_list("trace_id", "passed"))
     assert sorted(verdicts) == sorted(t.pk for t in traces)
+
+
+def test_a_worker_carries_on_with_the_chunks_still_queued_in_one_go_with_exact_counts(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, second, *rest = run.chunks.order_by("index")
+    # Another worker holds the second chunk: it is not taken from it.
+    EvalRunChunk.objects.claim(second.pk)
+
+    execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    chunks = {c.pk: c for c in EvalRunChunk.objects.filter(run=run)}
+    assert [chunks[c.pk].status for c in (first, *rest)] == ["succeeded"] * 3
+    assert [chunks[c.pk].judged for c in (first, *rest)] == [3, 3, 1]
+    assert chunks[second.pk].status == "running" and chunks[second.pk].judged == 0
+    # The chunks' own messages, delivered afterwards, judge nothing again.
+    assert all(execute_chunk(chunk_id=c.pk, carry_on=True) is None for c in rest)
+    assert EvalExecution.objects.filter(run=run).count() == 7
+    assert EvalRun.objects.get(pk=run.pk).status == "running"  # the second chunk is not done
+
+
+def test_a_worker_carries_on_only_for_a_part_of_its_task_time_limit(
+    workspace, settings, django_capture_on_commit_callbacks
+):
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, *rest = run.chunks.order_by("index")
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 0.001  # no time left to take another chunk
+
+    execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    assert [c.status for c in EvalRunChunk.objects.filter(run=run).order_by("index")] == [
+        "succeeded",
+        *["queued"] * len(rest),
+    ]
+
+
+def test_a_sandbox_outage_in_a_chunk_carried_on_puts_it_back_in_the_queue_with_its_message(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    import sandbox
+    from evals.execution import chunks as chunk_module
+
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, second, third, _ = run.chunks.order_by("index")
+    enqueued = []
+    monkeypatch.setattr(chunk_module, "enqueue_chunk", enqueued.append)
+    real_run_json, calls = sandbox.run_json, []
+
+    def failing_second_call(code, texts, limits, **kwargs):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
+        return real_run_json(code, texts, limits, **kwargs)
+
+    monkeypatch.setattr(sandbox, "run_json", failing_second_call)
+    with pytest.raises(sandbox.SandboxUnavailable):
+        execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    first.refresh_from_db()
+    assert (first.status, first.judged) == ("succeeded", 3)
+    # The second chunk, and the third claimed while the second was in the sandbox, go back
+    # with a message each (their first may have been taken while they were held here).
+    for chunk in (second, third):
+        chunk.refresh_from_db()
+        assert (chunk.status, chunk.owner, chunk.judged) == ("queued", "", 0)
+    assert enqueued == [second.pk, third.pk]
+    assert EvalRun.objects.get(pk=run.pk).done == 3
+
+    monkeypatch.setattr(sandbox, "run_json", real_run_json)
+    execute_chunk(chunk_id=second.pk, carry_on=True)
+    run.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)

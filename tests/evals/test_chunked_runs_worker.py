@@ -73,7 +73,9 @@ def test_two_workers_share_a_split_run_and_judge_every_trace_once(
     # Each trace went through the sandbox and was recorded once: no chunk recorded twice,
     # and the killed worker's chunk was recorded once, by its new owner.
     assert sum(c.judged for c in chunks) == 40
-    assert sum(c.takeovers for c in chunks) == 1
+    # Taken over: the killed worker's chunk, and the next one if it had claimed it already
+    # (a worker claims the next chunk while the last batch of its own is in the sandbox).
+    assert 1 <= sum(c.takeovers for c in chunks) <= 2
     # Both workers carried chunks: the second was seen judging one above (whoever finished
     # the run's last chunks depends on how fast the replacement starts on a busy machine).
     pids = {_pid(c.owner) for c in chunks}

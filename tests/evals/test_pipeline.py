@@ -19,7 +19,7 @@ def test_every_batch_is_read_judged_and_written_in_order_and_judged_off_this_thr
         threads.append(threading.current_thread())
         return [text.upper() for text in texts]
 
-    def write(ids, results):
+    def write(_batch, ids, results):
         assert threading.current_thread() is caller  # the database stays in this thread
         written.append((ids, results))
         return True
@@ -36,7 +36,7 @@ def test_every_batch_is_read_judged_and_written_in_order_and_judged_off_this_thr
 def test_a_write_that_says_stop_ends_the_run_and_later_batches_are_not_written():
     written = []
 
-    def write(ids, results):
+    def write(_batch, ids, results):
         written.append(ids)
         return False
 
@@ -54,7 +54,10 @@ def test_the_sandbox_error_comes_out_after_the_batches_before_it_were_written():
 
     with pytest.raises(RuntimeError, match="down"):
         judge_batches(
-            [[1], [2], [3]], read=_texts, judge=judge, write=lambda i, r: written.append(i) or True
+            [[1], [2], [3]],
+            read=_texts,
+            judge=judge,
+            write=lambda b, i, r: written.append(i) or True,
         )
     assert written == [[1]]
 
@@ -71,7 +74,7 @@ def test_written_apart_a_batch_is_written_in_another_thread_while_the_next_ones_
             third_read.set()
         return _texts(batch)
 
-    def write(ids, results):
+    def write(_batch, ids, results):
         writers.add(threading.current_thread())
         if ids == [1]:
             overlapped.append(third_read.wait(timeout=10))
@@ -91,7 +94,7 @@ def test_written_apart_a_batch_is_written_in_another_thread_while_the_next_ones_
 def test_written_apart_a_stop_or_a_sandbox_error_leaves_exactly_the_batches_before_it():
     written = []
 
-    def stop_after_first(ids, results):
+    def stop_after_first(_batch, ids, results):
         written.append(ids)
         return False
 
@@ -112,7 +115,7 @@ def test_written_apart_a_stop_or_a_sandbox_error_leaves_exactly_the_batches_befo
             [[1], [2], [3], [4]],
             read=_texts,
             judge=judge,
-            write=lambda ids, results: written.append(ids) or True,
+            write=lambda batch, ids, results: written.append(ids) or True,
             write_apart=True,
         )
     assert written == [[1], [2]]
@@ -128,7 +131,7 @@ def test_written_apart_the_sandbox_goes_on_while_the_writer_is_behind():
             third_judged.set()
         return texts
 
-    def write(ids, results):
+    def write(_batch, ids, results):
         if ids == [1]:
             overtaken.append(third_judged.wait(timeout=10))
         written.append(ids)
@@ -142,7 +145,7 @@ def test_written_apart_the_sandbox_goes_on_while_the_writer_is_behind():
 def test_written_apart_a_failed_write_raises_and_nothing_queued_after_it_is_written():
     written = []
 
-    def write(ids, results):
+    def write(_batch, ids, results):
         if ids == [2]:
             raise RuntimeError("the database went away")
         written.append(ids)
