@@ -12,8 +12,11 @@ from collections import Counter
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+import sandbox
+from evals.execution.runs import record_results
 from evals.matrix import index
 from evals.matrix.selectors import comparison_matrix
 from evals.matrix.types import MatrixFilters
@@ -336,3 +339,69 @@ def test_a_label_change_judges_only_the_changed_traces(board, monkeypatch):
             (traces[1].pk, "positive", -1),
         ]
     )
+
+
+def test_ingestion_batch_runs_and_reimports_update_the_views_without_reading_all(board, workspace):
+    """What a busy workspace does between two loads of the matrix: new traces arrive, a
+    batch run writes new and changed verdicts (and errors), a labelled trace is
+    re-imported with another time or source, reviewers label. Each shows on the next
+    load, and each view equals a whole rebuild; yet no view is judged whole and neither
+    the set's labels nor a version's verdicts are read whole again."""
+    eval_set, traces, versions, (first, _second, _third) = board
+    for view in VIEWS:
+        _incremental(eval_set, versions, view)
+    v1, v2 = versions[:2]
+
+    def run(version, results):
+        record_results(
+            eval=version,
+            run=None,
+            traces=[t for t, _ in results],
+            results=[
+                sandbox.Result(None, "", "boom", 1.0)
+                if passed == "error"
+                else sandbox.Result(passed, "ok", None, 1.0)
+                for _, passed in results
+            ],
+        )
+
+    def moved(trace, **fields):
+        Trace.objects.filter(pk=trace.pk).update(updated_at=timezone.now(), **fields)
+
+    changes = [
+        # Ingestion: new traces, nobody's label on them.
+        lambda: [TraceFactory(workspace=workspace) for _ in range(3)],
+        # A batch run: changed verdicts, a first verdict, an error, an unlabelled trace.
+        lambda: run(v1, [(traces[0], False), (traces[9], True), (traces[1], "error")]),
+        lambda: run(v1, [(traces[27], True), (traces[2], True)]),
+        # Two versions' runs, a label and new traces between two loads.
+        lambda: [
+            run(v1, [(traces[3], False)]),
+            run(v2, [(traces[3], True), (traces[19], "error")]),
+            record_feedback(eval_set=eval_set, trace=traces[3], user=first, rating="negative"),
+            TraceFactory(workspace=workspace),
+        ],
+        # Re-imports: a labelled trace out of the date range, another into it, a source.
+        lambda: moved(traces[13], timestamp=START - dt.timedelta(days=30)),
+        lambda: moved(traces[20], timestamp=START + dt.timedelta(days=2, minutes=7)),
+        lambda: moved(traces[14], source=Trace.Source.LANGFUSE),
+        lambda: [run(v2, [(traces[20], False)]), moved(traces[6], timestamp=START)],
+    ]
+    judge = index._judge
+    for n, change in enumerate(changes):
+        change()
+        for view in VIEWS:
+            whole = []
+            index._judge = lambda *args, whole=whole: whole.append(1) or judge(*args)
+            try:
+                with CaptureQueriesContext(connection) as queries:
+                    updated = _incremental(eval_set, versions, view)
+            finally:
+                index._judge = judge
+            read = [q["sql"] for q in queries]
+            assert not [s for s in read if "SUM(id) AS ids" in s and "trace_id IN" not in s]
+            assert not [s for s in read if "passed" in s and "updated_at >" not in s], n
+            assert whole == [], (n, view)
+            expected = _rebuilt(eval_set, versions, view)
+            assert (updated.rows, updated.counts) == (expected.rows, expected.counts), (n, view)
+            assert _shown(eval_set, view) == _expected(eval_set, versions, view), (n, view)

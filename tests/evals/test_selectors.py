@@ -9,6 +9,7 @@ from evals.models import EvalExecution
 from evals.versions.selectors import contradictions
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import UserFactory
+from tests.traces.factories import TraceFactory
 from traces.models import Feedback
 
 pytestmark = pytest.mark.django_db
@@ -143,19 +144,25 @@ def test_matrix_page_costs_a_fixed_number_of_queries(workspace, django_assert_nu
     feedback.save()
     with django_assert_num_queries(7):
         comparison_matrix(eval_set=eval_set)
-    # A synced trace re-reads the labels only; a new run the verdicts only.
+    # A new trace nobody labelled: which labelled traces changed, then their rows (only the
+    # label above, changed within the settle window); not the set's labels.
+    TraceFactory(workspace=workspace)
+    with django_assert_num_queries(7):
+        comparison_matrix(eval_set=eval_set)
+    # A synced labelled trace: which changed, then its row only; a new run the verdicts
+    # only.
     traces[1].save()
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         comparison_matrix(eval_set=eval_set)
     rerun = EvalExecution.objects.get(eval=versions[0], trace=traces[1])
     rerun.passed = not rerun.passed
     rerun.save()
     with django_assert_num_queries(6) as queries:
         comparison_matrix(eval_set=eval_set)
-    # Only the version that ran again has its verdicts read.
+    # Only the version that ran again has its verdicts read: those written since.
     (read,) = [q["sql"] for q in queries.captured_queries if "GROUP BY passed" in q["sql"]]
     assert f"eval_id = {versions[0].pk} " in read
-    assert "UNION ALL" not in read
+    assert "UNION ALL" not in read and "updated_at >" in read
 
 
 def test_cell_detail_and_contradictions(setup):
