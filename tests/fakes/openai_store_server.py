@@ -39,6 +39,8 @@ class FakeOpenAIStore:
     failures: list[int] = field(default_factory=list)
     # Answer the next list requests with items that are not completions (a broken proxy).
     malformed: int = 0
+    # Answer the next requests with a JSON body cut short (a proxy dropping the connection).
+    truncated: int = 0
     # Completion ids whose messages requests are answered with this status.
     broken_messages: dict[str, int] = field(default_factory=dict)
 
@@ -170,8 +172,9 @@ def _handler(store: FakeOpenAIStore) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
+        def _send(self, status: int, body: dict[str, Any], *, cut: bool = False) -> None:
             raw = json.dumps(body).encode()
+            raw = raw[: len(raw) // 2] if cut else raw
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
@@ -194,6 +197,10 @@ def _handler(store: FakeOpenAIStore) -> type[BaseHTTPRequestHandler]:
             if store.malformed:
                 store.malformed -= 1
                 self._send(200, {"object": "list", "data": ["chatcmpl-1"], "has_more": False})
+                return
+            if store.truncated:
+                store.truncated -= 1
+                self._send(200, store.list_completions(query), cut=True)
                 return
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if key != store.api_key:

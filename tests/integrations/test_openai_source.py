@@ -294,6 +294,18 @@ def test_a_list_of_something_else_fails_the_sync_with_its_reason(openai_store, w
     assert synced(integration).count() == 0
 
 
+def test_a_body_that_is_not_json_fails_the_sync_with_its_reason(openai_store, workspace):
+    fill(openai_store, 3)
+    openai_store.truncated = 1
+    integration = make(workspace, openai_store)
+
+    run = sync(integration)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert "something other than a list of objects with id, created" in run.error
+    assert synced(integration).count() == 0
+
+
 def test_a_page_failing_after_prefetched_ones_is_reported_and_resumed_from_its_cursor(
     openai_store, workspace
 ):
