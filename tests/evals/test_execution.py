@@ -146,6 +146,13 @@ def test_a_run_taken_over_by_another_worker_stops_after_its_chunk(workspace, mon
 
     def taken_over_after_the_first_chunk(code, texts, limits):
         if chunks:
+            # The first batch is written while this one is in the sandbox: the takeover
+            # comes after that write, or the write would see it and stop there instead.
+            wait_for(
+                lambda: EvalRun.objects.get(pk=run.pk).done == 1,
+                timeout=10,
+                message="the first batch was not written",
+            )
             EvalRun.objects.filter(pk=run.pk).update(owner="another-worker")
             (heartbeat,) = [
                 t for t in threading.enumerate() if t.name == f"heartbeat-EvalRun-{run.pk}"
