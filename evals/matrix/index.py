@@ -162,8 +162,9 @@ def _changed_since(eval_set: EvalSet, old: "_Base", traces_changed: bool) -> lis
     committed after ``old`` was read with an earlier time, within the settle time before
     the read. New traces without a label in the set (ingestion) are not among them.
     """
+    # DISTINCT: a trace has a label per reviewer (UNION dedups too, when there is one).
     sql = f"""
-        SELECT trace_id FROM {_table(Feedback)}
+        SELECT DISTINCT trace_id FROM {_table(Feedback)}
         WHERE eval_set_id = %s AND updated_at > %s
     """
     params = [eval_set.pk, _written_after(old.stamp[1], old.read_at)]
@@ -175,8 +176,6 @@ def _changed_since(eval_set: EvalSet, old: "_Base", traces_changed: bool) -> lis
             WHERE f.eval_set_id = %s AND t.workspace_id = %s AND t.updated_at > %s
         """
         params += [eval_set.pk, eval_set.workspace_id, _written_after(old.stamp[3], old.read_at)]
-    else:
-        sql = sql.replace("SELECT trace_id", "SELECT DISTINCT trace_id", 1)
     changed = [pk for (pk,) in _fetch(f"{sql} LIMIT {MAX_PATCHED + 1}", params)]
     return None if len(changed) > MAX_PATCHED else changed
 
