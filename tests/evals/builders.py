@@ -2,6 +2,7 @@
 
 import itertools
 
+import sandbox
 from evals.models import Eval, EvalExecution
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
@@ -67,3 +68,18 @@ def record(eval, trace, passed: bool | None, *, reason: str = "", error: str = "
         error=error,
         duration_ms=1.5,
     )
+
+
+def sandbox_unavailable_at_call(monkeypatch, n: int):
+    """Make the real sandbox's ``n``-th call fail as unavailable (transient); return the
+    real ``sandbox.run_json``, for the test to put back."""
+    real_run_json, calls = sandbox.run_json, []
+
+    def failing(code, texts, limits, **kwargs):
+        calls.append(len(texts))
+        if len(calls) == n:
+            raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
+        return real_run_json(code, texts, limits, **kwargs)
+
+    monkeypatch.setattr(sandbox, "run_json", failing)
+    return real_run_json

@@ -6,7 +6,7 @@ from evals.execution.chunks import execute_chunk, reap_split_runs, recover_chunk
 from evals.execution.runs import execute_run, start_run
 from evals.models import EvalExecution, EvalRun, EvalRunChunk
 from tests.conftest import dead_owner
-from tests.evals.builders import labelled_set, make_eval
+from tests.evals.builders import labelled_set, make_eval, sandbox_unavailable_at_call
 
 pytestmark = pytest.mark.django_db
 
@@ -110,15 +110,7 @@ def test_a_chunk_judges_in_batches_and_a_sandbox_outage_keeps_the_batches_alread
         run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual")
     first, second = run.chunks.order_by("index")
     monkeypatch.setattr(chunk_module, "EXECUTE_CHUNK", 2)  # batches of 2, 2 and 2
-    real_run_json, calls = sandbox.run_json, []
-
-    def failing_third_batch(code, texts, limits, **kwargs):
-        calls.append(len(texts))
-        if len(calls) == 3:
-            raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
-        return real_run_json(code, texts, limits, **kwargs)
-
-    monkeypatch.setattr(sandbox, "run_json", failing_third_batch)
+    real_run_json = sandbox_unavailable_at_call(monkeypatch, 3)
     with pytest.raises(sandbox.SandboxUnavailable):
         execute_chunk(chunk_id=first.pk)
 
@@ -203,15 +195,7 @@ def test_a_sandbox_outage_in_a_chunk_carried_on_puts_it_back_in_the_queue_with_i
     first, second, third, _ = run.chunks.order_by("index")
     enqueued = []
     monkeypatch.setattr(chunk_module, "enqueue_chunk", enqueued.append)
-    real_run_json, calls = sandbox.run_json, []
-
-    def failing_second_call(code, texts, limits, **kwargs):
-        calls.append(len(texts))
-        if len(calls) == 2:
-            raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
-        return real_run_json(code, texts, limits, **kwargs)
-
-    monkeypatch.setattr(sandbox, "run_json", failing_second_call)
+    real_run_json = sandbox_unavailable_at_call(monkeypatch, 2)
     with pytest.raises(sandbox.SandboxUnavailable):
         execute_chunk(chunk_id=first.pk, carry_on=True)
 

@@ -3,7 +3,6 @@
 import pytest
 from django.urls import reverse
 
-import sandbox
 from evals.exceptions import TransientEvalError
 from evals.execution.chunks import work_until_done
 from evals.execution.runs import start_run
@@ -13,7 +12,7 @@ from evals.generation.services import MEASURING, start_generation, store_draft
 from evals.generation.worker import run_generation
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, Generation
 from tests.conftest import dead_owner
-from tests.evals.builders import labelled_set, make_eval
+from tests.evals.builders import labelled_set, make_eval, sandbox_unavailable_at_call
 from tests.evals.test_generation import GOOD_CODE, KEY, fenced
 
 pytestmark = pytest.mark.django_db
@@ -123,15 +122,7 @@ def test_a_sandbox_outage_while_measuring_leaves_no_version_and_the_retry_stores
 ):
     settings.IOFOLD_EVAL_CHUNK_TRACES = 4
     eval_set, _ = labelled_set(workspace, good=6, bad=6)
-    real_run_json, calls = sandbox.run_json, []
-
-    def failing_second_chunk(code, texts, limits, **kwargs):
-        calls.append(len(texts))
-        if len(calls) == 2:
-            raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
-        return real_run_json(code, texts, limits, **kwargs)
-
-    monkeypatch.setattr(sandbox, "run_json", failing_second_chunk)
+    sandbox_unavailable_at_call(monkeypatch, 2)
     generation = start_generation(eval_set=eval_set, enqueue=False)
     with pytest.raises(TransientEvalError):
         run_generation(generation_id=generation.pk)
