@@ -155,7 +155,9 @@ def _fit(
     groups = split_groups(usable)
     notes = "\n".join(e.note for e in usable if e.note)
     priors = priors_from_text(criteria + "\n" + notes)
-    decision, selection = learner.learn(views, labels, groups, priors=priors)
+    decision, selection = learner.learn(
+        views, labels, groups, priors=priors, notes=[e.note for e in usable], criteria=criteria
+    )
     # A conversation set's examples are conversation dicts (traces.conversations).
     if all(runtime._is_conversation(e.trace) for e in usable):
         decision = replace(decision, unit="conversation")

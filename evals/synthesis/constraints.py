@@ -468,7 +468,7 @@ def instruction_facts(in_raw, out_raw):
 
 
 # Function words left out when comparing what the input and the output talk about.
-_STOP_WORDS = frozenset(
+STOP_WORDS = frozenset(
     re.findall(
         r"\w+",
         "a an and are as at be but by can could did do does for from had has have how i if in "
@@ -513,7 +513,7 @@ def comparison_facts(in_raw, out_raw):
     whether the output is written in another script than the input.
     """
     in_terms = {
-        w for w in _CONSTRAINT_WORDS.findall(in_raw.lower()) if len(w) > 3 and w not in _STOP_WORDS
+        w for w in _CONSTRAINT_WORDS.findall(in_raw.lower()) if len(w) > 3 and w not in STOP_WORDS
     }
     out_words = set(_CONSTRAINT_WORDS.findall(out_raw.lower()))
     covered = round(100.0 * len(in_terms & out_words) / len(in_terms), 1) if in_terms else None

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from evals.synthesis import runtime
+from evals.synthesis import constraints, runtime
 
 # measure: (family, "... is {}" statement, "... under {}" statement)
 MEASURES = {
@@ -490,6 +490,9 @@ class Feature:
     args: tuple
     cost: float
     prior: float = 0.0
+    # Where a phrase came from when the criteria or reviewers' notes pointed to it
+    # ("which reviewers' notes quote"): said after the phrase in the rule's words.
+    source: str = ""
 
     @property
     def key(self) -> str:
@@ -569,6 +572,10 @@ class Feature:
 
     def describe(self, holds: bool = True) -> str:
         """Return a readable statement of the feature, e.g. "Output contains 'sorry'"."""
+        text = self._statement(holds)
+        return f"{text}, {self.source}" if self.source else text
+
+    def _statement(self, holds: bool) -> str:
         prefix, suffix, uses_match = self.reason_parts(holds)
         if not uses_match:
             return prefix + suffix
@@ -608,6 +615,10 @@ def nice_threshold(low: float, high: float) -> float:
 class Candidate:
     feature: Feature
     mask: int
+    # Rows whose notes point to the feature (-1: every row, as for the criteria). A fold
+    # may use it only when a note on one of its training rows does: a phrase quoted only
+    # in a held-out trace's note would otherwise be credited with finding that trace.
+    known: int = -1
 
 
 def _ngrams(words: list[str], max_n: int) -> set[str]:
@@ -758,6 +769,143 @@ def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[C
                 f = Feature("phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1))
             found.append(Candidate(f, mask))
     return _dedupe(found)
+
+
+# Quoted spans in a note or the criteria: "...", “...”, ‘...’ and '...' (an apostrophe
+# inside a word, as in 'can't', does not close a quote).
+_NOTE_QUOTE = re.compile(
+    r"\"([^\"\n]{1,160})\"|\u201c([^\u201d\n]{1,160})\u201d"
+    r"|\u2018((?:[^\u2019\n]|(?<=\w)\u2019(?=\w)){1,160})\u2019"
+    r"|(?<![\w'])'((?:[^'\n]|(?<=\w)'(?=\w)){1,160})'(?!\w)"
+)
+# Where a note's unquoted text breaks: a phrase is not read across a clause.
+_NOTE_BREAK = re.compile(r"[\n.,;:!?()\[\]|/]+")
+# Words a reviewer writes about an output rather than words of it; with function words,
+# a phrase read from a note's own words may not begin or end with one.
+_NOTE_WORDS = frozenset(
+    re.findall(
+        r"[\w']+",
+        """
+    output response answer reply replies message text model assistant agent bot chatbot llm
+    ai user customer reviewer note says said say saying uses used use using mentions
+    mentioned mention mentioning wrote writes write written again still always never ever
+    wrong bad good fine great nice ok okay too instead phrase phrases word words term terms
+    sentence quote quoted quotes calls called like includes included include contains
+    contained signs sign off ends ended end starts started start begins began opens opened
+    didn't doesn't don't isn't wasn't won't can't shouldn't should must needs need keeps
+    kept tells told talks talked gives gave puts put adds added one thing things stuff way
+    time times really just even also
+    """,
+    )
+)
+# Longest phrase taken from a note, in words: a longer quote is one trace's wording, not
+# a phrase that recurs.
+NOTE_PHRASE_WORDS = 6
+# Most phrases the notes add to one fit: those most notes point to first.
+NOTE_PHRASES = 40
+
+
+def _note_content(word: str) -> bool:
+    """Return whether a note's word may begin or end a phrase read from the note."""
+    return len(word) >= 3 and word not in constraints.STOP_WORDS and word not in _NOTE_WORDS
+
+
+def note_phrases(note: str, view: dict) -> list[tuple[str, str, bool]]:
+    """Return (field, phrase, quoted) for each phrase a note points to in its own trace.
+
+    Quoted spans are taken as written (when one to NOTE_PHRASE_WORDS words long), found in
+    the output or else the input. The note's other words give the longest runs of up to
+    NOTE_PHRASE_WORDS words, beginning and ending with a content word, that occur in the
+    noted trace's output (or input): "mentions the competitor Acme" points to 'acme' when
+    the output says Acme, "signs off with Best regards" to 'best regards'.
+    """
+    quoted: list[str] = []
+
+    def lift(m: re.Match) -> str:
+        quoted.append(next(g for g in m.groups() if g is not None))
+        return " | "
+
+    rest = _NOTE_QUOTE.sub(lift, note)
+    found: list[tuple[str, str, bool]] = []
+    for text in quoted:
+        words = runtime._words(text)
+        if 1 <= len(words) <= NOTE_PHRASE_WORDS:
+            phrase = " ".join(words)
+            in_input_only = f" {phrase} " in view["in"] and f" {phrase} " not in view["out"]
+            field = "in" if in_input_only else "out"
+            found.append((field, phrase, True))
+    for clause in _NOTE_BREAK.split(rest):
+        words = runtime._words(clause)
+        i = 0
+        while i < len(words):
+            taken = 0
+            if _note_content(words[i]):
+                for j in range(min(len(words), i + NOTE_PHRASE_WORDS), i, -1):
+                    if not _note_content(words[j - 1]):
+                        continue
+                    phrase = " ".join(words[i:j])
+                    field = next((f for f in ("out", "in") if f" {phrase} " in view[f]), "")
+                    if field:
+                        found.append((field, phrase, False))
+                        taken = j - i
+                        break
+            i += taken or 1
+    return found
+
+
+def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list[Candidate]:
+    """Return phrase features that reviewers' notes (or the criteria) point to.
+
+    Each carries a prior like a named family (HINT_PRIOR), so the learner needs less
+    held-out proof for it than for a word it found by itself; it must still beat the
+    majority verdict under cross-validation. `known` marks the rows whose notes point to
+    it (every row for the criteria), so a fold uses it only when its training part does.
+    """
+    n = len(views)
+    full = (1 << n) - 1
+    pointed: dict[tuple[str, str], list] = {}  # (field, phrase) -> [known, notes, quoted, criteria]
+
+    def point(field: str, phrase: str, bit: int, *, quoted: bool, criteria: bool) -> None:
+        entry = pointed.setdefault((field, phrase), [0, 0, False, False])
+        entry[0] |= bit
+        entry[1] += not criteria
+        entry[2] = entry[2] or quoted
+        entry[3] = entry[3] or criteria
+
+    for i, (note, view) in enumerate(zip(notes, views, strict=True)):
+        for field, phrase, quoted in dict.fromkeys(note_phrases(note, view) if note else []):
+            point(field, phrase, 1 << i, quoted=quoted, criteria=False)
+    if criteria:
+        # The criteria name no trace: only their quotes are read, in the output.
+        for m in _NOTE_QUOTE.finditer(criteria):
+            words = runtime._words(next(g for g in m.groups() if g is not None))
+            if 1 <= len(words) <= NOTE_PHRASE_WORDS:
+                point("out", " ".join(words), full, quoted=True, criteria=True)
+    ranked = sorted(pointed.items(), key=lambda item: (-item[1][1], not item[1][2], item[0]))
+    best: dict[int, Candidate] = {}
+    for (field, phrase), (known, count, quoted, criteria_said) in ranked[:NOTE_PHRASES]:
+        mask = 0
+        for i, v in enumerate(views):
+            if f" {phrase} " in v[field]:
+                mask |= 1 << i
+        if mask in (0, full):
+            continue
+        if criteria_said:
+            source = "which the criteria quote"
+        elif count > 1:
+            source = "which reviewers' notes " + ("quote" if quoted else "name")
+        else:
+            source = "which a reviewer's note " + ("quotes" if quoted else "names")
+        size = phrase.count(" ") + 1
+        cost = (1.5 if field == "out" else 2.25) + 0.25 * (size - 1)
+        feature = Feature("noted", "has_phrase", (field, phrase), cost, HINT_PRIOR, source)
+        # Phrases that split the labels alike: the first (most pointed-to, quoted) one
+        # speaks for them, known wherever any of them is.
+        if mask in best:
+            best[mask].known |= known
+        else:
+            best[mask] = Candidate(feature, mask, known)
+    return list(best.values())
 
 
 # Criteria wording that asks whether an agent's task got done: what it looked up, changed

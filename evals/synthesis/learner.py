@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 
 from evals.metrics.agreement import grouped_folds
 from evals.synthesis import runtime
-from evals.synthesis.features import Candidate, Feature, build_structural, build_words
+from evals.synthesis.features import (
+    Candidate,
+    Feature,
+    build_noted,
+    build_structural,
+    build_words,
+)
 from traces.vocabulary import unit_noun
 
 LEVELS = ("constant", "one", "two", "words")
@@ -255,6 +261,8 @@ class _Search:
         pool = self.structural + (self.words if level == "words" else [])
         singles = []
         for c, holds, lit in self._literals(pool):
+            if not c.known & rows:
+                continue  # only held-out notes point to it: this fold cannot know it
             inside = lit & rows
             if inside in (0, rows):
                 continue
@@ -502,12 +510,22 @@ def prepare(
     labels: list[bool],
     *,
     priors: dict[str, float] | None = None,
+    notes: list[str] | None = None,
+    criteria: str = "",
     balanced: bool = BALANCED_FIT,
 ) -> "_Search":
-    """Return the candidate search over the labelled views (`balanced`: weighted fits)."""
+    """Return the candidate search over the labelled views (`balanced`: weighted fits).
+
+    Phrases the reviewers' `notes` (one per view, '' for none) or the criteria point to
+    join the structural pool with a prior, as a named family would.
+    """
     n = len(views)
     structural = build_structural(views, priors=priors)
     words = build_words(views, exclude={c.mask for c in structural})
+    if notes or criteria:
+        named = {c.mask for c in structural if c.feature.prior > 0}
+        noted = build_noted(views, notes or [""] * n, criteria)
+        structural += [c for c in noted if c.mask not in named]
     full = (1 << n) - 1
     pos = sum(1 << i for i, good in enumerate(labels) if good)
     return _Search(structural, words, pos, full & ~pos, full, balanced=balanced)
@@ -519,15 +537,20 @@ def learn(
     groups: list[str],
     *,
     priors: dict[str, float] | None = None,
+    notes: list[str] | None = None,
+    criteria: str = "",
     folds: int = 5,
     bars: Bars | None = None,
 ) -> tuple[DecisionList, Selection]:
-    """Return the rule chosen by grouped cross-validation, and how it was chosen."""
+    """Return the rule chosen by grouped cross-validation, and how it was chosen.
+
+    `notes` (one per view) and `criteria` add the phrases they point to (`prepare`).
+    """
     n = len(views)
     if n == 0:
         return DecisionList((), True), Selection()
     bars = bars or Bars(folds=folds)
-    search = prepare(views, labels, priors=priors)
+    search = prepare(views, labels, priors=priors, notes=notes, criteria=criteria)
     selection = Selection(cv_total=n, word_candidates=len(search.words))
     ev = gather(search, labels, groups, word_candidates=len(search.words), bars=bars)
     chosen = "constant"
