@@ -176,8 +176,11 @@ SCHEMES = {
 }
 
 
-def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, priors=None):
-    """Return {scheme: evidence} and {scheme: per-level held-out results} for one draw."""
+def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, priors=None, notes=None):
+    """Return {scheme: evidence} and {scheme: per-level held-out results} for one draw.
+
+    `notes`: one reviewer's note per training trace ('' for none).
+    """
     tv = [views[i] for i in train_idx]
     tl = [labels[i] for i in train_idx]
     tg = [groups[i] for i in train_idx]
@@ -185,7 +188,7 @@ def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, priors=N
     evidence, levels = {}, {}
     for name, (balanced_fit, bars) in schemes.items():
         if balanced_fit not in searches:
-            search = learner.prepare(tv, tl, priors=priors, balanced=balanced_fit)
+            search = learner.prepare(tv, tl, priors=priors, notes=notes, balanced=balanced_fit)
             per_level = {}
             for level in learner.LEVELS:
                 decision, _ = learner.finish(search, level, learner.Selection())
@@ -222,12 +225,30 @@ def load(data):
 NOTE_FAMILIES = ("length", "refusal", "tone", "shape", "links", "pii", "ids", "tool", "error")
 
 
-def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False):
+def quoting_notes(views, labels, train_idx, rng):
+    """Return a note per training trace quoting a chance phrase of each bad one's output.
+
+    A reviewer who quotes what caught their eye ("said 'whole grain'"), where nothing the
+    note quotes has to do with the label: pure noise or a planted rule the quote misses.
+    """
+    notes = []
+    for i in train_idx:
+        words = [w for w in views[i]["out"].split() if len(w) >= 4]
+        if labels[i] or not words:
+            notes.append("")
+            continue
+        start = rng.randrange(len(words))
+        notes.append("said '" + " ".join(words[start : start + rng.choice((1, 2))]) + "'")
+    return notes
+
+
+def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quotes=False):
     """Return a list of fit records (one per training draw).
 
     With `notes`, every draw is fitted a second time as if a reviewer's note named a
     family: the planted rule's own families, or for pure noise a family drawn at random
-    (a note that points nowhere).
+    (a note that points nowhere). With `quotes` instead, the second fit has a note on
+    every bad training trace quoting a chance phrase of its output (`quoting_notes`).
     """
     records = []
     for name, examples, views in sets:
@@ -261,10 +282,23 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False):
                         held_idx = sorted(rng.sample(held_idx, HELD_OUT_CAP))
                     if len({labels[i] for i in train_idx}) < 2:
                         continue  # one verdict only: nothing to learn, nothing to measure
-                    for noted in (False, True) if notes else (False,):
-                        priors = dict.fromkeys(named, 1.0) if noted else None
+                    for noted in (False, True) if notes or quotes else (False,):
+                        priors = dict.fromkeys(named, 1.0) if noted and notes else None
+                        said = (
+                            quoting_notes(views, labels, train_idx, rng)
+                            if noted and quotes
+                            else None
+                        )
                         evidence, levels = one_fit(
-                            views, labels, clean, groups, train_idx, held_idx, schemes, priors
+                            views,
+                            labels,
+                            clean,
+                            groups,
+                            train_idx,
+                            held_idx,
+                            schemes,
+                            priors,
+                            said,
                         )
                         records.append(
                             {
@@ -372,6 +406,11 @@ def main(argv=None):
     parser.add_argument("--sweep", action="store_true", help="replay a grid of bars and schemes")
     parser.add_argument("--draws", type=int, default=None, help="training draws per rule and size")
     parser.add_argument("--target", type=float, default=0.10, help="false-alarm ceiling per size")
+    parser.add_argument(
+        "--quotes",
+        action="store_true",
+        help="refit every draw with notes quoting chance phrases of bad outputs",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -388,6 +427,7 @@ def main(argv=None):
         noise_draws=noise_draws,
         schemes=schemes,
         notes=args.sweep,
+        quotes=args.quotes and not args.sweep,
     )
     print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
     headline = {"fits": len(records)}
@@ -455,6 +495,11 @@ def main(argv=None):
     else:
         table = summarise(records, "current", current)
         print_table(table, f"learner as configured: {current}")
+        if args.quotes:
+            quoted = summarise(records, "current", current, noted=True)
+            print_table(quoted, "the same draws, bad training traces noted with a chance quote")
+            qfa, qpower = headline_of(quoted)
+            headline["quotes"] = {"false_alarm": qfa, "power": qpower}
         fam = by_family(records, "current", current)
         print("\npower by planted family (all noise levels):")
         for family in FAMILIES:
@@ -476,6 +521,7 @@ def main(argv=None):
     headline["bench_s"] = round(time.perf_counter() - started, 1)
     command = ".venv/bin/python bench/synth_power.py" + (" --quick" if args.quick else "")
     command += " --sweep" if args.sweep else ""
+    command += " --quotes" if args.quotes else ""
     command += f" --draws {args.draws}" if args.draws else ""
     print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True, default=lambda x: x))
