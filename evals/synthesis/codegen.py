@@ -112,7 +112,7 @@ def _rule_body(rule: Rule, argument: str) -> list[str]:
         for lit, name in zip(lits, names, strict=True):
             lines.append(f"    if {_test_expr(lit, name)}:")
             lines.append(f"        return False, {_concat(_reason_parts(lit, name))}")
-        first, second = (lit.negated().describe() for lit in lits)
+        first, second = (lit.absent() for lit in lits)
         second = second[:1].lower() + second[1:] if second[1:2] == second[1:2].lower() else second
         lines.append(f"    return True, {judged_good(first + ', and ' + second)!r}")
         return lines
@@ -126,8 +126,8 @@ def _rule_body(rule: Rule, argument: str) -> list[str]:
     lines.append(f"        return False, {_concat(parts)}")
     for lit, name in zip(lits[:-1], names[:-1], strict=True):
         lines.append(f"    if {_test_expr(lit, name, holds=False)}:")
-        lines.append(f"        return True, {judged_good(lit.negated().describe())!r}")
-    lines.append(f"    return True, {judged_good(lits[-1].negated().describe())!r}")
+        lines.append(f"        return True, {judged_good(lit.absent())!r}")
+    lines.append(f"    return True, {judged_good(lits[-1].absent())!r}")
     return lines
 
 

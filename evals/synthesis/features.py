@@ -570,10 +570,14 @@ class Feature:
             return no.format(fmt(a[1])), "", False
         raise ValueError(f"unknown feature helper {h!r}")
 
-    def describe(self, holds: bool = True) -> str:
-        """Return a readable statement of the feature, e.g. "Output contains 'sorry'"."""
+    def describe(self, holds: bool = True, *, said: bool = True) -> str:
+        """Return a readable statement of the feature, e.g. "Output contains 'sorry'".
+
+        `said`: name where the phrase came from (the rule's words do, a verdict's reason
+        does not).
+        """
         text = self._statement(holds)
-        return f"{text}, {self.source}" if self.source else text
+        return f"{text}, {self.source}" if self.source and said else text
 
     def _statement(self, holds: bool) -> str:
         prefix, suffix, uses_match = self.reason_parts(holds)

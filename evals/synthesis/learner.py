@@ -119,6 +119,10 @@ class Literal:
     def negated(self) -> "Literal":
         return Literal(self.feature, not self.holds)
 
+    def absent(self) -> str:
+        """Return the statement that the literal does not hold, as a verdict's reason."""
+        return self.feature.describe(not self.holds, said=False)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -156,7 +160,7 @@ class Rule:
             for lit, hit in zip(self.literals, hits, strict=True):
                 if hit:
                     return False, lit.reason(hit)
-            first, second = (lit.negated().describe() for lit in self.literals)
+            first, second = (lit.absent() for lit in self.literals)
             return True, judged_good(f"{first}, and {_lower_first(second)}")
         if all(hits):
             reasons = [
@@ -166,7 +170,7 @@ class Rule:
             return False, " and ".join(reasons)
         for lit, hit in zip(self.literals, hits, strict=True):
             if not hit:
-                return True, judged_good(lit.negated().describe())
+                return True, judged_good(lit.absent())
         raise AssertionError("unreachable")
 
 

@@ -88,10 +88,14 @@ def test_a_phrase_the_notes_quote_is_recovered_where_the_labels_alone_find_nothi
         assert noted.rules[0].startswith(
             "1. The trace is bad when output contains 'delve', which reviewers' notes quote ("
         )
-        # The reason a trace gets is the match, as for any phrase.
+        # A verdict's reason is the match, or its absence, as for any phrase.
         assert noted.predict({"output": "Let us delve in."}) == (
             False,
             "Output contains 'delve'",
+        )
+        assert noted.predict({"output": "Plain words."}) == (
+            True,
+            "Judged good: output does not contain 'delve'",
         )
         _assert_code_matches(noted, [e.trace for e in examples])
 
