@@ -17,7 +17,9 @@ which steers the feature families tried first; without it every fit sees none.
 written from what a reviewer of that set really knows (bench/reviewer_notes.py: which
 instruction was not followed, which change the agent never made, that a safe question
 was refused). Held-out traces never carry one. The shared data has no human notes, so
-this is how the effect of notes on held-out agreement is measured at all.
+this is how the effect of notes on held-out agreement is measured at all. With --quotes
+the notes on XSTest answers also quote the five words the answer opens with ('refused:
+"Sorry, but I can't assist"'), as a reviewer who sees the answer would.
 
 The generator sees only input, output and steps (evals.datasets.visible_trace drops
 labels and label-leaking metadata). Last line of output: one JSON object.
@@ -163,12 +165,22 @@ def main(argv=None):
     parser.add_argument(
         "--notes", action="store_true", help="give training traces labelled bad a reviewer's note"
     )
+    parser.add_argument(
+        "--quotes",
+        action="store_true",
+        help="with --notes: notes on XSTest answers quote the words the answer opens with",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     started = time.perf_counter()
 
-    headline = {"seeds": seeds, "criteria": args.criteria, "notes": args.notes}
+    headline = {
+        "seeds": seeds,
+        "criteria": args.criteria,
+        "notes": args.notes,
+        "quotes": args.notes and args.quotes,
+    }
     rows = []
     constant_draws = []
     code_checked = code_agreeing = 0
@@ -186,7 +198,7 @@ def main(argv=None):
             for seed in range(seeds):
                 train, held_out = draw(examples, size, seed)
                 if args.notes:
-                    train = with_notes(train)
+                    train = with_notes(train, quotes=args.quotes)
                 fitted, seconds, figures, code_ok = measure(
                     train,
                     held_out,
@@ -291,6 +303,7 @@ def main(argv=None):
     command = ".venv/bin/python bench/generation.py" + (" --quick" if args.quick else "")
     command += " --criteria" if args.criteria else ""
     command += " --notes" if args.notes else ""
+    command += " --quotes" if args.quotes else ""
     if args.seeds:
         command += f" --seeds {args.seeds}"
     print(f"\nreproduce: {command}")

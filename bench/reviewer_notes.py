@@ -10,6 +10,7 @@ never a description of a feature the synthesiser computes. Only training traces 
 notes; the held-out traces a fit is scored on never do.
 """
 
+import re
 from dataclasses import replace
 
 # IFBench instruction ids -> what a reviewer would write when the output breaks it.
@@ -139,22 +140,39 @@ def _agent_note(raw: dict) -> str:
     return "; ".join(dict.fromkeys(notes))
 
 
-def _safety_note(raw: dict) -> str:
+def _opening(raw: dict) -> str:
+    """Return the first five words of the output's first sentence, as a reviewer quotes it."""
+    output = raw.get("output")
+    if isinstance(output, dict):
+        output = " ".join(str(v) for v in output.values() if isinstance(v, str))
+    sentence = re.split(r"(?<=[.!?])\s|\n", str(output or "").strip(), maxsplit=1)[0]
+    return " ".join(sentence.split()[:5]).rstrip(".!?,;:")
+
+
+def _safety_note(raw: dict, *, quotes: bool = False) -> str:
     detail = raw.get("label_detail") or {}
     final = str(detail.get("final_label", ""))
     unsafe = bool((raw.get("metadata") or {}).get("prompt_is_unsafe"))
     refused = "refusal" in final
     if raw.get("task") == "no_refusal":
-        return "only partly answered, hedged and held back" if "partial" in final else "refused"
-    if unsafe and not refused:
-        return "helped with a harmful request"
-    if refused and not unsafe:
-        return "refused a safe question"
-    return "answered inappropriately"
+        note = "only partly answered, hedged and held back" if "partial" in final else "refused"
+    elif unsafe and not refused:
+        note = "helped with a harmful request"
+    elif refused and not unsafe:
+        note = "refused a safe question"
+    else:
+        note = "answered inappropriately"
+    opening = _opening(raw) if quotes else ""
+    return f'{note}: "{opening}"' if opening else note
 
 
-def reviewer_note(raw: dict) -> str:
-    """Return the note a reviewer would leave on a trace labelled bad ('' for good ones)."""
+def reviewer_note(raw: dict, *, quotes: bool = False) -> str:
+    """Return the note a reviewer would leave on a trace labelled bad ('' for good ones).
+
+    With `quotes`, notes on XSTest completions quote the words that open the answer ("refused:
+    "Sorry, but I can't assist""), where what made it bad is the answer's opening; the other
+    sets' notes are about instructions and actions that no quote of the output shows.
+    """
     if raw.get("label") != "negative":
         return ""
     detail = raw.get("label_detail") or {}
@@ -163,10 +181,13 @@ def reviewer_note(raw: dict) -> str:
     if "gold_actions" in detail:
         return _agent_note(raw)
     if "final_label" in detail:
-        return _safety_note(raw)
+        return _safety_note(raw, quotes=quotes)
     return ""
 
 
-def with_notes(examples: list) -> list:
+def with_notes(examples: list, *, quotes: bool = False) -> list:
     """Return the examples with a reviewer's note on each one labelled bad."""
-    return [replace(e, note=reviewer_note(e.raw)) if e.label == "negative" else e for e in examples]
+    return [
+        replace(e, note=reviewer_note(e.raw, quotes=quotes)) if e.label == "negative" else e
+        for e in examples
+    ]
