@@ -129,8 +129,32 @@ def _conditions(views, kinds):
     return [c for c in out if 0.15 * n <= len(c[1]) <= 0.85 * n]
 
 
-def planted_rules(name, views, count):
-    """Return up to `count` planted rules per family: (family, text, set of bad indices)."""
+def _phrase_conditions(views):
+    """Return [(description, indices, 'phrase:<words>')] for output words and word pairs.
+
+    Words of four letters or more and pairs of words found in 10-50 % of the outputs: a
+    phrase that makes a trace bad is seldom in most of them.
+    """
+    n = len(views)
+    seen = {}
+    for i, v in enumerate(views):
+        words = v["out"].split()
+        grams = {w for w in words if len(w) >= 4}
+        grams |= {f"{a} {b}" for a, b in zip(words, words[1:], strict=False) if len(a + b) >= 6}
+        for g in grams:
+            seen.setdefault(g, set()).add(i)
+    return [
+        (f"out has '{g}'", hit, "phrase:" + g)
+        for g, hit in sorted(seen.items())
+        if 0.1 * n <= len(hit) <= 0.5 * n
+    ]
+
+
+def planted_rules(name, views, count, *, phrases=False):
+    """Return up to `count` planted rules per family: (family, text, set of bad indices).
+
+    `phrases`: also "the output contains <a word or word pair>" (family "phrase").
+    """
     pools = {
         "length": _conditions(views, ["out_measure", "in_measure"]),
         "flag": _conditions(views, ["out_flag", "in_flag"]),
@@ -145,8 +169,10 @@ def planted_rules(name, views, count):
         if 0.15 * n <= len(both) <= 0.85 * n:
             pairs.append((f"{da} AND {db}", both, f"{fa}+{fb}"))
     pools["and"] = pairs
+    if phrases:
+        pools["phrase"] = _phrase_conditions(views)
     rules = []
-    for family in FAMILIES:
+    for family in (*FAMILIES, "phrase") if phrases else FAMILIES:
         pool = pools[family]
         if not pool:
             continue
@@ -225,17 +251,21 @@ def load(data):
 NOTE_FAMILIES = ("length", "refusal", "tone", "shape", "links", "pii", "ids", "tool", "error")
 
 
-def quoting_notes(views, labels, train_idx, rng):
-    """Return a note per training trace quoting a chance phrase of each bad one's output.
+def quoting_notes(views, labels, train_idx, rng, phrase=""):
+    """Return a note per training trace quoting a phrase of each bad one's output.
 
-    A reviewer who quotes what caught their eye ("said 'whole grain'"), where nothing the
-    note quotes has to do with the label: pure noise or a planted rule the quote misses.
+    The planted `phrase` where a bad output has it (a note that points to the rule);
+    otherwise a chance phrase, as a reviewer who quotes what caught their eye ("said
+    'whole grain'") where nothing the note quotes has to do with the label.
     """
     notes = []
     for i in train_idx:
         words = [w for w in views[i]["out"].split() if len(w) >= 4]
         if labels[i] or not words:
             notes.append("")
+            continue
+        if phrase and f" {phrase} " in views[i]["out"]:
+            notes.append(f"said '{phrase}'")
             continue
         start = rng.randrange(len(words))
         notes.append("said '" + " ".join(words[start : start + rng.choice((1, 2))]) + "'")
@@ -255,7 +285,8 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
         groups = [e.group for e in examples]
         n = len(views)
         tasks = []
-        for family, text, bad, named in planted_rules(name, views, rules_per_family):
+        planted = planted_rules(name, views, rules_per_family, phrases=quotes)
+        for family, text, bad, named in planted:
             for noise in NOISE:
                 clean = [i not in bad for i in range(n)]
                 tasks.append(("planted", family, text, noise, clean, named.split("+")))
@@ -284,11 +315,10 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                         continue  # one verdict only: nothing to learn, nothing to measure
                     for noted in (False, True) if notes or quotes else (False,):
                         priors = dict.fromkeys(named, 1.0) if noted and notes else None
-                        said = (
-                            quoting_notes(views, labels, train_idx, rng)
-                            if noted and quotes
-                            else None
-                        )
+                        said = None
+                        if noted and quotes:
+                            quoted = named[0].removeprefix("phrase:") if family == "phrase" else ""
+                            said = quoting_notes(views, labels, train_idx, rng, quoted)
                         evidence, levels = one_fit(
                             views,
                             labels,
@@ -352,10 +382,10 @@ def summarise(records, scheme, bars, noted=False):
     return table
 
 
-def by_family(records, scheme, bars):
-    records = [r for r in records if not r["noted"]]
+def by_family(records, scheme, bars, noted=False):
+    records = [r for r in records if r["noted"] == noted]
     out = {}
-    for family in FAMILIES:
+    for family in (*FAMILIES, "phrase"):
         for size in SIZES:
             rows = [r for r in records if r["family"] == family and r["size"] == size]
             if rows:
@@ -500,12 +530,20 @@ def main(argv=None):
             print_table(quoted, "the same draws, bad training traces noted with a chance quote")
             qfa, qpower = headline_of(quoted)
             headline["quotes"] = {"false_alarm": qfa, "power": qpower}
-        fam = by_family(records, "current", current)
-        print("\npower by planted family (all noise levels):")
-        for family in FAMILIES:
-            cells = [f"{fam[(family, s)]:.2f}" for s in SIZES if (family, s) in fam]
-            if cells:
-                print(f"  {family:>7}: " + "  ".join(cells) + "   (10 / 25 / 50 labels)")
+        for noted in (False, True) if args.quotes else (False,):
+            fam = by_family(records, "current", current, noted=noted)
+            print(
+                "\npower by planted family (all noise levels)"
+                + (", bad training traces noted with a quote:" if noted else ":")
+            )
+            for family in (*FAMILIES, "phrase"):
+                cells = [f"{fam[(family, s)]:.2f}" for s in SIZES if (family, s) in fam]
+                if cells:
+                    print(f"  {family:>7}: " + "  ".join(cells) + "   (10 / 25 / 50 labels)")
+            if noted:
+                headline["quotes"]["phrase_power"] = {
+                    s: fam[("phrase", s)] for s in SIZES if ("phrase", s) in fam
+                }
         fa, power = headline_of(table)
         headline.update(
             {
