@@ -80,8 +80,7 @@ def test_a_phrase_the_notes_quote_is_recovered_where_the_labels_alone_find_nothi
     # the word does not clear the bar for words the learner finds by itself.
     for seed in (0, 1, 2, 3):
         examples = _phrase_set(seed)
-        plain = fit(_without_notes(examples))
-        assert "delve" not in plain.rules[0]
+        assert not fit(_without_notes(examples)).reliable
         noted = fit(examples)
         (rule,) = noted.decision.rules
         assert rule.feature.args == ("out", "delve")
@@ -120,7 +119,7 @@ def test_notes_that_name_a_phrase_without_quotes_point_to_it():
 
 def test_the_criteria_quote_a_phrase_for_every_fold():
     examples = _without_notes(_phrase_set(1))
-    assert "delve" not in fit(examples).rules[0]
+    assert not fit(examples).reliable
     fitted = fit(examples, criteria="The reply must never say 'delve'.")
     (rule,) = fitted.decision.rules
     assert rule.feature.args == ("out", "delve")
