@@ -805,7 +805,8 @@ _NOTE_WORDS = frozenset(
 # Longest phrase taken from a note, in words: a longer quote is one trace's wording, not
 # a phrase that recurs.
 NOTE_PHRASE_WORDS = 6
-# Most phrases the notes add to one fit: those most notes point to first.
+# Most phrases the notes and criteria add to one fit: the criteria's first, then those
+# most notes point to.
 NOTE_PHRASES = 40
 
 
@@ -885,7 +886,10 @@ def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list
             words = runtime._words(next(g for g in m.groups() if g is not None))
             if 1 <= len(words) <= NOTE_PHRASE_WORDS:
                 point("out", " ".join(words), full, quoted=True, criteria=True)
-    ranked = sorted(pointed.items(), key=lambda item: (-item[1][1], not item[1][2], item[0]))
+    # The criteria's quotes first, then what most notes point to, quoted before named.
+    ranked = sorted(
+        pointed.items(), key=lambda item: (not item[1][3], -item[1][1], not item[1][2], item[0])
+    )
     best: dict[int, Candidate] = {}
     for (field, phrase), (known, count, quoted, criteria_said) in ranked[:NOTE_PHRASES]:
         mask = 0
