@@ -122,8 +122,9 @@ class PreparedTraces:
 def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> PreparedTraces:
     """Validate and canonicalise normalised traces, and hash what would be stored.
 
-    ``checked``: an adapter's normaliser built these traces to the schema
-    (``TracePage.checked``), so its check is skipped; the rest still runs.
+    ``checked``: an adapter's normaliser built these traces to the schema and in their
+    canonical form (``TracePage.checked``), so neither the check nor the copy is made;
+    the rest still runs.
     """
     batch = PreparedTraces()
     # One encoding of each trace serves both the check for unstorable text and the hash.
@@ -132,9 +133,9 @@ def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Pr
         if not problems and parse_time(raw["timestamp"]) is None:
             problems = ["field 'timestamp' is empty"]
         if not problems:
-            data = canonical_trace(raw)
+            data = raw if checked else canonical_trace(raw)
             encoded = _encode(data)
-            if not data["id"]:  # the schema check says so too
+            if not data["id"].strip():  # the schema check says so too
                 problems = ["field 'id' must not be empty"]
             elif problem := trace_text_problem(raw, encoded=encoded):
                 problems = [problem]

@@ -18,7 +18,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from tests.fakes.langsmith_server import API_KEY, PROJECT_ID, FakeLangSmith
 from tests.integrations.helpers import Sleeps
-from traces.ingest import prepare_traces
+from traces.ingest import canonical_trace, prepare_traces
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
@@ -159,9 +159,9 @@ CHILD_RUN = {
 @pytest.mark.parametrize("which", ["root", "child"])
 @pytest.mark.parametrize("field", sorted(set(ROOT_RUN) - {"id", "start_time", "end_time"}))
 def test_whatever_a_run_holds_its_trace_passes_the_schema_check(which, field):
-    """What ``TracePage.checked`` claims: malformed runs still make valid traces (names are
-    written out as text); a time that is no date raises (the next tests) and an empty id
-    is refused when preparing."""
+    """What ``TracePage.checked`` claims: malformed runs still make valid, canonical traces
+    (names are written out as text); a time that is no date raises (the next tests) and an
+    empty id is refused when preparing."""
     for value in MALFORMED:
         root, child = dict(ROOT_RUN), dict(CHILD_RUN)
         (root if which == "root" else child)[field] = value
@@ -170,6 +170,7 @@ def test_whatever_a_run_holds_its_trace_passes_the_schema_check(which, field):
         except (TypeError, KeyError):
             continue  # e.g. tags or parent ids that are no list: the sync fails, stores nothing
         assert validate_normalised_trace(trace) == [], (field, value)
+        assert canonical_trace(trace) == trace, (field, value)  # nothing left to fill in
 
 
 def test_a_trace_of_an_empty_id_is_refused_even_when_checked():

@@ -145,7 +145,7 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         costs = [c for c in (_float(r.get("total_cost")) for r in by_id.values()) if c is not None]
         cost = sum(costs) if costs else None
     return {
-        "id": str(root["id"]),
+        "id": str(root["id"]).strip(),
         "name": _text(root.get("name")),
         "timestamp": normal_time(root.get("start_time")),
         "input": root.get("inputs"),
