@@ -553,7 +553,7 @@ def _prepared_pages(pages: Iterator[TracePage]) -> Iterator[tuple[TracePage, Any
     """Yield each page with its traces validated and encoded (no database needed)."""
     try:
         for page in pages:
-            yield page, prepare_traces(page.traces)
+            yield page, prepare_traces(page.traces, checked=page.checked)
     finally:
         # Stopped early (the sync failed or gave up): the adapter's clean-up runs now.
         close = getattr(pages, "close", None)

@@ -51,14 +51,15 @@ def admit_traces(*, workspace, count: int) -> None:
         )
 
 
-def prepare_traces(traces: list[dict[str, Any]]) -> Any:
+def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Any:
     """Validate and encode a batch for ``ingest_traces`` without the database.
 
     Safe on any thread: a sync prepares its next page on the thread that fetches it.
+    ``checked``: an adapter built the traces to the schema (``TracePage.checked``).
     """
     from traces.ingest import prepare_traces as prepare
 
-    return prepare(traces)
+    return prepare(traces, checked=checked)
 
 
 def ingest_traces(

@@ -113,6 +113,13 @@ class TracePage:
     traces: list[dict[str, Any]]
     cursor: str | None
     max_timestamp: datetime | None
+    # True when the adapter's normaliser built every trace to the schema that
+    # ``validate_normalised_trace`` checks (types, unique step ids, known parents, step
+    # types, parseable times) with every optional key filled in (as ``canonical_trace``
+    # would), as its tests show for malformed runs: preparing the page skips the check
+    # and the copy. The checks for an empty id or timestamp, unstorable text and nesting
+    # still run. Traces from outside (JSONL, the API) are always validated.
+    checked: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 API_KEY = "lsv2_pt_0123456789abcdef_fake"
 PROJECT = "default"
 PROJECT_ID = "7d8e9f00-0000-4000-8000-000000000001"
+# The v2 runs query's page_size: "between 1 and 1000 inclusive when set" (the SDK's
+# RunQueryV2Params); the server refuses others.
+MAX_PAGE_SIZE = 1000
 
 _SELECT_KEYS = {
     "ID": "id",
@@ -276,7 +279,9 @@ class FakeLangSmith:
     def query_v2(self, body: dict[str, Any]) -> dict[str, Any]:
         if not body.get("project_ids") or body["project_ids"] != [PROJECT_ID]:
             return {"items": [], "next_cursor": None}
-        size = int(body.get("page_size") or 100)
+        size = int(100 if body.get("page_size") is None else body["page_size"])
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         offset = int(body.get("cursor") or 0)
         runs = self._select(body, default_min=True)
         page = runs[offset : offset + size]

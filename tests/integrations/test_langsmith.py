@@ -6,12 +6,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from integrations import services
-from integrations.adapters.base import ScoreIn, format_time, parse_time
-from integrations.adapters.langsmith import SELECTS, LangSmithAdapter, feedback_id, normalise_run
+from integrations.adapters.base import ScoreIn, format_time, parse_time, validate_normalised_trace
+from integrations.adapters.langsmith import (
+    SELECTS,
+    LangSmithAdapter,
+    feedback_id,
+    normalise_run,
+    normalise_runs,
+)
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from tests.fakes.langsmith_server import API_KEY, PROJECT_ID, FakeLangSmith
 from tests.integrations.helpers import Sleeps
+from traces.ingest import canonical_trace, prepare_traces
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +99,7 @@ def test_a_malformed_trace_fails_alone_and_the_rest_of_its_page_is_stored(
 ):
     # Traces are checked on the thread that fetches pages, apart from the one writing them.
     fake = fake_langsmith(traces=12)
-    fake.runs[str(uuid.UUID(int=5))]["name"] = 42  # a trace name must be text
+    fake.runs[str(uuid.UUID(int=5))]["inputs"] = {"question": "a\x00b"}  # NUL: unstorable
     integration = connect(workspace, fake)
 
     run = sync(integration)
@@ -101,6 +108,76 @@ def test_a_malformed_trace_fails_alone_and_the_rest_of_its_page_is_stored(
     assert (run.created_count, run.failed_count, run.pages) == (11, 1, 2)
     assert not synced(integration).filter(external_id=str(uuid.UUID(int=5))).exists()
     assert synced(integration).count() == 11
+
+
+def test_a_name_that_is_no_text_is_stored_as_text(workspace, fake_langsmith):
+    fake = fake_langsmith(traces=2)
+    root = str(uuid.UUID(int=1))
+    fake.runs[root]["name"] = 42
+    llm = next(r for r in fake.runs.values() if r["trace_id"] == root and r["run_type"] == "llm")
+    llm["name"] = ["Chat", 1]
+    integration = connect(workspace, fake)
+
+    run = sync(integration)
+
+    assert (run.status, run.created_count, run.failed_count) == (SyncRun.Status.SUCCEEDED, 2, 0)
+    trace = synced(integration).get(external_id=root)
+    assert trace.name == "42" and trace.data["name"] == "42"
+    assert [s["name"] for s in trace.data["steps"]][:2] == ["42", "['Chat', 1]"]
+
+
+def test_langsmith_pages_are_not_checked_against_the_schema_again(
+    workspace, fake_langsmith, monkeypatch
+):
+    # The normaliser builds to the schema (next test): preparing a page skips the check.
+    def refuse(trace, **kwargs):
+        raise AssertionError("a LangSmith trace went through the schema check")
+
+    monkeypatch.setattr("traces.ingest.validate_normalised_trace", refuse)
+    fake = fake_langsmith(traces=3)
+    run = sync(connect(workspace, fake))
+    assert (run.status, run.created_count) == (SyncRun.Status.SUCCEEDED, 3), run.error
+
+
+MALFORMED = [None, "", " ", 0, 7, -1.5, True, False, [], ["x", 1], {}, {"a": [1]}, "text"]
+ROOT_RUN = {
+    "id": "r1", "name": "agent", "run_type": "CHAIN", "status": "SUCCESS",
+    "start_time": "2026-03-01T09:30:05.123456Z", "end_time": "2026-03-01T09:30:08Z",
+    "error": None, "inputs": {"q": 1}, "outputs": {"a": 2}, "extra": {"metadata": {}},
+    "metadata": {"session_id": "s"}, "parent_run_ids": [], "trace_id": "r1",
+    "thread_id": "s", "dotted_order": "20260301T093005123456Zr1", "is_root": True,
+    "prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "total_cost": 0.1,
+    "tags": ["t"],
+}  # fmt: skip
+CHILD_RUN = {
+    **ROOT_RUN, "id": "c1", "name": "ChatOpenAI", "run_type": "LLM", "parent_run_ids": ["r1"],
+    "dotted_order": "20260301T093005123456Zr1.20260301T093006Zc1", "is_root": False,
+    "extra": {"invocation_params": {"model": "m"}}, "metadata": {"ls_model_name": "m"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["root", "child"])
+@pytest.mark.parametrize("field", sorted(set(ROOT_RUN) - {"id", "start_time", "end_time"}))
+def test_whatever_a_run_holds_its_trace_passes_the_schema_check(which, field):
+    """What ``TracePage.checked`` claims: malformed runs still make valid, canonical traces
+    (names are written out as text); a time that is no date raises (the next tests) and an
+    empty id is refused when preparing."""
+    for value in MALFORMED:
+        root, child = dict(ROOT_RUN), dict(CHILD_RUN)
+        (root if which == "root" else child)[field] = value
+        try:
+            trace = normalise_runs(root, [child])
+        except (TypeError, KeyError):
+            continue  # e.g. tags or parent ids that are no list: the sync fails, stores nothing
+        assert validate_normalised_trace(trace) == [], (field, value)
+        assert canonical_trace(trace) == trace, (field, value)  # nothing left to fill in
+
+
+def test_a_trace_of_an_empty_id_is_refused_even_when_checked():
+    trace = normalise_runs({**ROOT_RUN, "id": " "}, [])
+    batch = prepare_traces([trace], checked=True)
+    assert (batch.failed, batch.traces) == (1, {})
+    assert "'id' must not be empty" in batch.errors[0][1]
 
 
 def test_the_v2_query_names_its_fields_and_its_start(workspace, fake_langsmith):

@@ -38,6 +38,17 @@ def test_the_v2_query_validates_against_the_sdks_models(fake):
     assert set(only_ids.items[0].model_dump(exclude_none=True)) == {"id"}
 
 
+@pytest.mark.parametrize(("size", "answered"), [(0, False), (1000, True), (1001, False)])
+def test_the_v2_query_takes_pages_of_1_to_1000_runs(fake, size, answered):
+    client = Langsmith(api_key=API_KEY, base_url=fake.url, max_retries=0)
+    if answered:
+        page = client.runs.query_v2(project_ids=[PROJECT_ID], page_size=size, is_root=True)
+        assert (len(page.items), page.next_cursor) == (7, None)
+    else:
+        with pytest.raises(langsmith.BadRequestError):
+            client.runs.query_v2(project_ids=[PROJECT_ID], page_size=size)
+
+
 # The SDK deprecates list_runs for the v2 query; older servers have only the legacy one.
 @pytest.mark.filterwarnings("ignore:list_runs\\(\\) is deprecated")
 def test_the_sdks_legacy_query_and_feedback_work_against_it(fake):

@@ -327,7 +327,10 @@ class LangSmithAdapter(Adapter):
         filters: TraceFilters,
         cursor: str | None,
     ) -> Iterator[TracePage]:
-        """Yield pages of complete normalised traces, newest first, with a resume cursor."""
+        """Yield pages of complete normalised traces, newest first, with a resume cursor.
+
+        The traces are built to the schema (``normalise``), so the pages say so (checked).
+        """
         project_id = self._project_id or self._project()["id"]
         state = self._start_state(since, until, filters) if not cursor else json.loads(cursor)
         while True:
@@ -347,12 +350,12 @@ class LangSmithAdapter(Adapter):
                     state["at"] = _iso(start)
             state["c"] = next_cursor
             if next_cursor:
-                yield TracePage(traces, json.dumps(state), None)
+                yield TracePage(traces, json.dumps(state), None, checked=True)
                 continue
             # The scan is done: poll the pending roots once more.
             still, done = self._repoll(project_id, state)
             traces.extend(self._build(project_id, done, filters, state["api"]))
-            yield TracePage(traces, None, self._watermark(state, still))
+            yield TracePage(traces, None, self._watermark(state, still), checked=True)
             return
 
     def _start_state(

@@ -55,6 +55,11 @@ def _float(value: Any) -> float | None:
     return None
 
 
+def _text(value: Any) -> str | None:
+    """Return a name as text: a source's number or list in its place is written out."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
 def _extra(run: dict[str, Any]) -> dict[str, Any]:
     extra = run.get("extra")
     return extra if isinstance(extra, dict) else {}
@@ -80,33 +85,39 @@ def _model(extra: dict[str, Any], metadata: dict[str, Any]) -> str | None:
 
 
 def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]:
-    """Turn one run into a step."""
-    run_type = str(run.get("run_type") or "chain").lower()
+    """Turn one run into a step.
+
+    Every field is built to the step schema whatever the source sent (a name that is no
+    text is written out as text), so a page of these needs no schema check
+    (``TracePage.checked``); a time that is no date raises ``ValueError``.
+    """
+    get = run.get  # a sync normalises every run of every trace: each key is read once
+    run_type = str(get("run_type") or "chain").lower()
     extra = _extra(run)
     metadata = _metadata(run, extra)
     metadata["langsmith_run_type"] = run_type
-    cost = _float(run.get("total_cost"))
+    cost = _float(get("total_cost"))
     if cost:
         metadata["cost"] = cost
-    if tags := run.get("tags"):
+    if tags := get("tags"):
         metadata["tags"] = list(tags)
-    prompt, completion = _int(run.get("prompt_tokens")), _int(run.get("completion_tokens"))
+    prompt, completion = _int(get("prompt_tokens")), _int(get("completion_tokens"))
     parent = parent_of(run)
-    error = run.get("error")
+    error = get("error")
     return {
         "id": str(run["id"]),
         "parent_id": parent if parent in known_ids else None,
         "type": TYPE_MAP.get(run_type, "span"),
-        "name": run.get("name") or run_type,
-        "input": run.get("inputs"),
-        "output": run.get("outputs"),
+        "name": _text(get("name")) or run_type,
+        "input": get("inputs"),
+        "output": get("outputs"),
         "error": (str(error) or "error") if error else None,
         "model": _model(extra, metadata),
         "usage": None
         if prompt is None and completion is None
         else {"input": prompt or 0, "output": completion or 0},
-        "start_time": normal_time(run.get("start_time")),
-        "end_time": normal_time(run.get("end_time")),
+        "start_time": normal_time(get("start_time")),
+        "end_time": normal_time(get("end_time")),
         "metadata": metadata,
     }
 
@@ -134,8 +145,8 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         costs = [c for c in (_float(r.get("total_cost")) for r in by_id.values()) if c is not None]
         cost = sum(costs) if costs else None
     return {
-        "id": str(root["id"]),
-        "name": root.get("name"),
+        "id": str(root["id"]).strip(),
+        "name": _text(root.get("name")),
         "timestamp": normal_time(root.get("start_time")),
         "input": root.get("inputs"),
         "output": root.get("outputs"),
