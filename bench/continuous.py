@@ -15,7 +15,9 @@ and the last chunk pushes the verdicts back to the fake as scores. Stages:
 Inside the workers (their logs): the start task (which evals, which traces, the run and its
 chunks), and per chunk the time reading traces, in the sandbox, writing verdicts (each in a
 thread of its own, overlapping), and waiting for the sandbox and the writer (what the
-overlap did not hide).
+overlap did not hide); and what no overlap can hide: the time before the first batch
+enters the sandbox (fill), the sandbox idle between batches (gaps), and the writes left
+once the last batch is judged (drain).
 A timeline per round says when the run was created and when each chunk started and ended
 (seconds after the hand-over) and which worker took it: the gaps are where no sandbox ran.
 
@@ -27,7 +29,8 @@ by counting verdicts, so the bench's polling costs the workers next to nothing.
 
 Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync]
 [--compare PATH] [--repeat N]
-(REDIS_URL defaults to redis://127.0.0.1:6379/6: the bench flushes that database.)
+(REDIS_URL defaults to redis://127.0.0.1:6379/6: the bench flushes that database;
+BENCH_DB_PREFIX names its PostgreSQL database, iofold_bench_continuous by default.)
 
 ``--compare PATH``: a checkout of other code (``git worktree add /tmp/old main``) whose
 workers judge the same stored traces in rounds alternated with this checkout's, ``--repeat``
@@ -52,7 +55,9 @@ sys.path.insert(0, str(ROOT))
 ADMIN_URL = os.environ.get(
     "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
-DB_NAME = f"iofold_bench_continuous_{os.getpid()}_{int(time.time())}"
+# BENCH_DB_PREFIX: a prefix of one's own (a shared server's naming rules).
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "iofold_bench_continuous")
+DB_NAME = f"{DB_PREFIX}_{os.getpid()}_{int(time.time())}"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/6")
 GOAL_RATIO = 1.5
 SPACING = timedelta(seconds=10)
@@ -145,33 +150,37 @@ def _start_worker(log: Path, root: Path = ROOT) -> subprocess.Popen:
     return proc
 
 
-def _wait(predicate, what: str, timeout: float = 1800) -> float:
+def _wait(predicate, what: str, every: float, timeout: float = 1800) -> float:
     """Poll the database until ``predicate()``; return the monotonic time it came true."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every)
     return time.monotonic()
 
 
+# fill, gaps and drain: only in the lines of code that logs them (not a checkout to compare).
 STAGE_LINE = re.compile(
     r"eval run chunk done .*?traces=(\d+) batches=(\d+) total_ms=(\d+) "
     r"read_ms=(\d+) sandbox_ms=(\d+) write_ms=(\d+) waited_ms=(\d+)"
+    r"(?: fill_ms=(\d+) gaps_ms=(\d+) drain_ms=(\d+))?"
 )
 START_LINE = re.compile(r"run_automatic_evals_task\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
 def worker_stages(logs: list[Path]) -> dict:
     """Sum the per-chunk stage lines and the start task's time from the workers' logs."""
-    keys = ("traces", "batches", "total", "read", "sandbox", "write", "waited")
+    keys = ("traces", "batches", "total", "read", "sandbox", "write", "waited", "fill", "gaps",
+            "drain")  # fmt: skip
     sums = dict.fromkeys(keys, 0.0)
     start = 0.0
     for log in logs:
         text = log.read_text()
         for match in STAGE_LINE.finditer(text):
             for key, value in zip(keys, match.groups(), strict=True):
-                sums[key] += float(value) / (1 if key in ("traces", "batches") else 1000)
+                if value is not None:
+                    sums[key] += float(value) / (1 if key in ("traces", "batches") else 1000)
         start += sum(float(m) for m in START_LINE.findall(text))
     counts = {f"chunk_{k}": sums.pop(k) for k in ("traces", "batches")}
     return {"start_task_s": start, **counts, **{f"chunk_{k}_s": v for k, v in sums.items()}}
@@ -214,11 +223,15 @@ def through_celery(
         queue_automatic_runs(workspace_id=workspace.pk, trace_ids=trace_ids)
         # The run's `done` moves in the transaction that writes each batch's verdicts.
         judged = _wait(
-            lambda: (runs.aggregate(n=Sum("done"))["n"] or 0) >= len(trace_ids), "the verdicts"
+            lambda: (runs.aggregate(n=Sum("done"))["n"] or 0) >= len(trace_ids),
+            "the verdicts",
+            # Often: the poll's delay adds to what it measures, and it reads one row.
+            every=0.01,
         )
         pushed = _wait(
             lambda: executions.filter(score_pushed_at__isnull=False).count() >= len(trace_ids),
             "the scores",
+            every=0.05,  # a count over the verdicts
         )
     finally:
         Eval.objects.filter(pk=eval.pk).update(status=Eval.Status.DRAFT)
@@ -438,6 +451,11 @@ def main() -> None:
               f"{row['chunk_batches']:.0f} batches: read {row['chunk_read_s']:.2f} + waiting "
               f"{row['chunk_waited_s']:.2f} (+ rest) in the chunk's thread; writer thread "
               f"{row['chunk_write_s']:.2f}; sandbox {row['chunk_sandbox_s']:.2f} s")  # fmt: skip
+        if row["chunk_fill_s"] or row["chunk_drain_s"]:
+            print(f"{'not overlapped':>16}: before the first batch entered the sandbox "
+                  f"{row['chunk_fill_s']:.2f} s, sandbox idle between batches "
+                  f"{row['chunk_gaps_s']:.2f} s, writes after the last batch was judged "
+                  f"{row['chunk_drain_s']:.2f} s (summed over chunks)")  # fmt: skip
         print(f"{'timeline':>16}: " + "; ".join(
             f"{name} {'–'.join(f'{t:.2f}' for t in times)}" for name, *times in row["timeline"]
         ))  # fmt: skip
@@ -471,7 +489,8 @@ def main() -> None:
                 "stages_seconds": {
                     key: round(row[key], 3)
                     for key in ("start_task_s", "chunk_total_s", "chunk_read_s", "chunk_sandbox_s",
-                                "chunk_write_s", "chunk_waited_s")
+                                "chunk_write_s", "chunk_waited_s", "chunk_fill_s", "chunk_gaps_s",
+                                "chunk_drain_s")
                 },  # fmt: skip
             }
             for i, row in enumerate(r["rounds"])
