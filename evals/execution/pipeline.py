@@ -34,13 +34,31 @@ class Stages:
     batches: int = 0
     traces: int = 0
     started: float = field(default_factory=time.perf_counter)
+    # When the sandbox first started, last ended and last wrote: what the overlap cannot
+    # hide is the time before the first batch enters the sandbox (fill), the sandbox idle
+    # between two batches (gaps), and the writes left after the last batch is judged (drain).
+    first_judged: float | None = None
+    last_judged: float | None = None
+    last_written: float | None = None
+    gaps: float = 0.0
+
+    def judging(self, started: float) -> None:
+        if self.first_judged is None:
+            self.first_judged = started
+        elif self.last_judged is not None:
+            self.gaps += started - self.last_judged
 
     def log_fields(self) -> str:
-        total = time.perf_counter() - self.started
+        now = time.perf_counter()
+        total = now - self.started
+        fill = (self.first_judged or now) - self.started
+        drain = max(0.0, (self.last_written or now) - (self.last_judged or now))
         return (
             f"traces={self.traces} batches={self.batches} total_ms={total * 1000:.0f} "
             f"read_ms={self.read * 1000:.0f} sandbox_ms={self.sandbox * 1000:.0f} "
-            f"write_ms={self.write * 1000:.0f} waited_ms={self.waited * 1000:.0f}"
+            f"write_ms={self.write * 1000:.0f} waited_ms={self.waited * 1000:.0f} "
+            f"fill_ms={fill * 1000:.0f} gaps_ms={self.gaps * 1000:.0f} "
+            f"drain_ms={drain * 1000:.0f}"
         )
 
 
@@ -80,10 +98,12 @@ def judge_batches[B](
 
     def timed_judge(texts: list[str]) -> list:
         started = time.perf_counter()
+        stages.judging(started)
         try:
             return judge(texts)
         finally:
-            stages.sandbox += time.perf_counter() - started
+            stages.last_judged = time.perf_counter()
+            stages.sandbox += stages.last_judged - started
 
     def timed_read(batch: B) -> tuple[B, list[int], list[str]]:
         started = time.perf_counter()
@@ -103,7 +123,8 @@ def judge_batches[B](
             stopped.set()  # nothing after a failed write is written: its error comes out
             raise
         finally:
-            stages.write += time.perf_counter() - started
+            stages.last_written = time.perf_counter()
+            stages.write += stages.last_written - started
             stages.batches += 1
             stages.traces += len(ids)
         if not going_on:

@@ -1,6 +1,7 @@
 """Batches judged with the database work of one overlapping the sandbox's on the next."""
 
 import threading
+import time
 
 import pytest
 
@@ -154,3 +155,33 @@ def test_written_apart_a_failed_write_raises_and_nothing_queued_after_it_is_writ
     with pytest.raises(RuntimeError, match="went away"):
         judge_batches([[1], [2], [3], [4]], read=_texts, judge=list, write=write, write_apart=True)
     assert written == [[1]]
+
+
+def test_stages_say_what_no_overlap_hid_before_between_and_after_the_sandbox():
+    """Fill: the first read before the sandbox starts; gaps: the sandbox waiting for a slow
+    read; drain: the last write after the last batch is judged."""
+
+    def read(batch):
+        if batch in ([1], [3]):
+            time.sleep(0.05)  # the first read, and one the sandbox (instant here) waits for
+        return _texts(batch)
+
+    def write(_batch, ids, results):
+        if ids == [3]:
+            time.sleep(0.05)
+        return True
+
+    for write_apart in (False, True):
+        stages = Stages()
+        assert judge_batches(
+            [[1], [2], [3]],
+            read=read,
+            judge=list,
+            write=write,
+            stages=stages,
+            write_apart=write_apart,
+        )
+        fields = dict(pair.split("=") for pair in stages.log_fields().split())
+        assert int(fields["fill_ms"]) >= 45
+        assert int(fields["gaps_ms"]) >= 45
+        assert int(fields["drain_ms"]) >= 45
