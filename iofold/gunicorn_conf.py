@@ -30,18 +30,16 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 worker_class = "gthread"
 workers = _env_int("WEB_CONCURRENCY", 2 * _cpus() + 1)
 threads = _env_int("WEB_THREADS", 4)
-# A worker accepts a connection only while one of its threads is free, and closes each
-# connection after its response (no keep-alive). Waiting requests then queue in the
-# listening socket, shared by all the workers, and go to the first free thread; with
-# keep-alive each connection stays with the worker that accepted it, whose threads may all
-# be busy while another worker's are idle, and its requests wait there (bench/load.py
-# measured both: README, "How far one machine goes"). A proxy in front opens a connection
-# per request to its upstream by default anyway (nginx).
-worker_connections = threads
-keepalive = 0
 # A request that takes longer is cut off; long work goes to Celery (202 and a run to poll).
 timeout = _env_int("WEB_TIMEOUT", 60)
 graceful_timeout = 30
+# Kept-alive connections stay with the worker that accepted them, even while its threads
+# are busy. Tried and not kept: a worker accepting only while a thread is free, without
+# keep-alive (worker_connections = threads), so waiting requests share the listening
+# socket. gthread then closes every connection on the worker's event loop, waiting there
+# for the client to close its side, and bench/load.py measured more web CPU per request,
+# fewer requests per second and a higher page p50 (README, "How far one machine goes").
+keepalive = 5
 # Recycle workers now and then so a slow leak cannot grow without bound; jitter keeps them
 # from restarting together.
 max_requests = 5000
