@@ -29,4 +29,3 @@ def test_workers_follow_the_cpus_and_the_environment_overrides_them(conf):
     settings = conf(2, WEB_CONCURRENCY="3", WEB_THREADS="2")
     assert (settings.workers, settings.threads) == (3, 2)
     assert settings.worker_class == "gthread"
-
