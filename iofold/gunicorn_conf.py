@@ -33,6 +33,12 @@ threads = _env_int("WEB_THREADS", 4)
 # A request that takes longer is cut off; long work goes to Celery (202 and a run to poll).
 timeout = _env_int("WEB_TIMEOUT", 60)
 graceful_timeout = 30
+# Kept-alive connections stay with the worker that accepted them, even while its threads
+# are busy. Tried and not kept: a worker accepting only while a thread is free, without
+# keep-alive (worker_connections = threads), so waiting requests share the listening
+# socket. gthread then closes every connection on the worker's event loop, waiting there
+# for the client to close its side, and bench/load.py measured more web CPU per request,
+# fewer requests per second and a higher page p50 (README, "How far one machine goes").
 keepalive = 5
 # Recycle workers now and then so a slow leak cannot grow without bound; jitter keeps them
 # from restarting together.
