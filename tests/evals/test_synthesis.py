@@ -15,6 +15,7 @@ from evals.metrics.agreement import agreement, grouped_folds, low_confidence_rea
 from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
 from evals.synthesis.features import ON_HINT
 from sandbox import validate
+from tests.evals.synthesis_checks import assert_code_matches, run_code
 
 WORDS = [
     "river",
@@ -75,20 +76,6 @@ def _example(i, output, label, *, steps=None, **trace):
     return LabelledExample(trace=body, label=label, group=body["id"])
 
 
-def _run_code(code: str):
-    namespace: dict = {}
-    exec(compile(code, "<eval>", "exec"), namespace)  # noqa: S102 - the test checks our own output
-    return namespace["eval_fn"]
-
-
-def _assert_code_matches(fitted, traces):
-    eval_fn = _run_code(fitted.code)
-    for trace in traces:
-        verdict, reason = eval_fn(trace)
-        assert (verdict, reason) == fitted.predict(trace)
-        assert isinstance(verdict, bool) and isinstance(reason, str) and reason
-
-
 def _error_set(n=20, seed=1):
     rng = random.Random(seed)
     examples = []
@@ -121,7 +108,7 @@ def test_learns_step_error_rule():
     trace = {"output": "fine", "steps": [{"type": "llm", "name": "x", "error": "rate limited"}]}
     assert fitted.predict(trace) == (False, "A step failed ('rate limited')")
     assert fitted.predict({"output": "fine", "steps": []})[0] is True
-    _assert_code_matches(fitted, [e.trace for e in examples] + [trace])
+    assert_code_matches(fitted, [e.trace for e in examples] + [trace])
 
 
 def test_learns_missing_json_key_rule():
@@ -215,7 +202,7 @@ def test_emitted_code_passes_static_checks_and_matches_predict(examples):
     # The decision comes first, in words, before the helpers it calls.
     assert fitted.code.index("The trace is bad when") < fitted.code.index("def view(")
     odd = [{}, {"output": None, "steps": "x"}, {"output": 5, "latency_ms": "slow"}, []]
-    _assert_code_matches(fitted, [e.trace for e in examples] + odd)
+    assert_code_matches(fitted, [e.trace for e in examples] + odd)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared benchmark data not present")
@@ -223,7 +210,7 @@ def test_code_matches_predict_on_real_xstest_traces():
     examples = read_labelled_jsonl(SHARED, task="no_refusal", group_key="metadata.source_id")
     fitted = fit(examples[:60:2] + examples[300:340])
     assert fitted.decision.rules
-    _assert_code_matches(fitted, [e.trace for e in examples[::5]])
+    assert_code_matches(fitted, [e.trace for e in examples[::5]])
 
 
 def test_cross_validation_scores_every_trace_on_a_fit_that_never_saw_it():
@@ -308,7 +295,7 @@ def test_emitted_code_with_every_helper_runs_in_the_jail_as_it_does_here():
         + "    return any(found), '|'.join(found)\n"
     )
     assert validate(code) == []
-    expected = _run_code(code)
+    expected = run_code(code)
     results = sandbox.run(code, JAIL_TRACES)
     # No warning: it ran in the jail, not the local backend.
     assert [(r.passed, r.reason, r.error, r.warning) for r in results] == [
@@ -328,7 +315,7 @@ def _recovered(examples, **kwargs):
     fitted = fit(examples, **kwargs)
     assert validate(fitted.code) == []
     assert len(fitted.decision.rules) == 1, fitted.rules
-    _assert_code_matches(fitted, [e.trace for e in examples])
+    assert_code_matches(fitted, [e.trace for e in examples])
     return fitted, fitted.decision.rules[0]
 
 
@@ -478,7 +465,7 @@ def test_chance_words_do_not_beat_the_majority_verdict():
     assert "minority verdict" in fitted.constant_reason
     # The emitted code says so too, and gives the same verdict as .predict.
     assert "No reliable eval yet" in fitted.code
-    _assert_code_matches(fitted, [e.trace for e in examples])
+    assert_code_matches(fitted, [e.trace for e in examples])
 
 
 def test_the_majority_verdict_reports_its_held_out_agreement_not_its_training_agreement():
@@ -607,7 +594,7 @@ def test_code_matches_predict_on_real_agent_conversations(fact):
     # The criteria name the step families, so facts tried only on a hint are tried too.
     fitted = fit(examples, criteria="Do every action asked; report failed tool calls.")
     assert fitted.decision.rules
-    _assert_code_matches(fitted, traces)
+    assert_code_matches(fitted, traces)
 
 
 def test_recovers_an_invented_booking_code():

@@ -13,7 +13,7 @@ import pytest
 from evals.datasets import LabelledExample
 from evals.synthesis import constraints, fit, runtime
 from evals.synthesis.features import priors_from_text
-from sandbox import validate
+from tests.evals.synthesis_checks import assert_code_matches
 
 TOPICS = [
     "Describe the harbor at dawn.",
@@ -100,14 +100,6 @@ def _instruction_set(seed: int, kinds=KINDS, n: int = 40) -> list[LabelledExampl
     return examples
 
 
-def _assert_code_matches(fitted, traces):
-    assert validate(fitted.code) == []
-    namespace: dict = {}
-    exec(compile(fitted.code, "<eval>", "exec"), namespace)  # noqa: S102 - our own output
-    for trace in traces:
-        assert tuple(namespace["eval_fn"](trace)) == fitted.predict(trace)
-
-
 def test_recovers_a_broken_instruction_across_kinds_of_instruction():
     # Five kinds of instruction, each kept by half of the outputs: no single length,
     # shape or word separates the labels, the aggregate "breaks an instruction" does.
@@ -119,7 +111,7 @@ def test_recovers_a_broken_instruction_across_kinds_of_instruction():
     assert fitted.rules[0].startswith(
         "1. The trace is bad when output breaks an instruction the input states"
     )
-    _assert_code_matches(fitted, [e.trace for e in examples])
+    assert_code_matches(fitted, [e.trace for e in examples])
     # An instruction kind the labels never showed is checked all the same.
     unseen = {"input": "Reply in ALL CAPITAL LETTERS.", "output": "Sure, here it is."}
     assert fitted.predict(unseen) == (
@@ -144,7 +136,7 @@ def test_recovers_a_broken_length_limit_whatever_the_limit():
     )
     assert verdict is False
     assert reason == "Output breaks a length limit the input states ('fewer than 4 words: 5')"
-    _assert_code_matches(fitted, [e.trace for e in examples])
+    assert_code_matches(fitted, [e.trace for e in examples])
 
 
 def test_recovers_an_answer_in_another_script_than_the_question():
@@ -162,7 +154,7 @@ def test_recovers_an_answer_in_another_script_than_the_question():
         False,
         "Output is written in another script than the input ('Cyrillic, not Latin')",
     )
-    _assert_code_matches(fitted, [e.trace for e in examples])
+    assert_code_matches(fitted, [e.trace for e in examples])
 
 
 def test_same_instruction_examples_give_the_same_code():

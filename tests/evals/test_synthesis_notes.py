@@ -11,7 +11,7 @@ import random
 from evals.datasets import LabelledExample
 from evals.synthesis import fit, learner, runtime
 from evals.synthesis.features import build_noted, note_phrases
-from sandbox import validate
+from tests.evals.synthesis_checks import assert_code_matches
 
 WORDS = [
     "river",
@@ -67,14 +67,6 @@ def _without_notes(examples):
     return [LabelledExample(trace=e.trace, label=e.label) for e in examples]
 
 
-def _assert_code_matches(fitted, traces):
-    assert validate(fitted.code) == []
-    namespace: dict = {}
-    exec(compile(fitted.code, "<eval>", "exec"), namespace)  # noqa: S102 - our own output
-    for trace in traces:
-        assert tuple(namespace["eval_fn"](trace)) == fitted.predict(trace)
-
-
 def test_a_phrase_the_notes_quote_is_recovered_where_the_labels_alone_find_nothing():
     # Seven of ten bad outputs and two of fifteen good ones say "delve": from 25 labels
     # the word does not clear the bar for words the learner finds by itself.
@@ -96,7 +88,7 @@ def test_a_phrase_the_notes_quote_is_recovered_where_the_labels_alone_find_nothi
             True,
             "Judged good: output does not contain 'delve'",
         )
-        _assert_code_matches(noted, [e.trace for e in examples])
+        assert_code_matches(noted, [e.trace for e in examples])
 
 
 def test_a_quoted_phrase_that_does_not_separate_the_labels_yields_no_eval():
@@ -124,7 +116,7 @@ def test_the_criteria_quote_a_phrase_for_every_fold():
     (rule,) = fitted.decision.rules
     assert rule.feature.args == ("out", "delve")
     assert "which the criteria quote" in fitted.rules[0]
-    _assert_code_matches(fitted, [e.trace for e in examples])
+    assert_code_matches(fitted, [e.trace for e in examples])
 
 
 def test_a_note_on_a_good_trace_can_explain_what_made_it_good():
