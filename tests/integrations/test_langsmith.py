@@ -165,12 +165,19 @@ def test_whatever_a_run_holds_its_trace_passes_the_schema_check(which, field):
     for value in MALFORMED:
         root, child = dict(ROOT_RUN), dict(CHILD_RUN)
         (root if which == "root" else child)[field] = value
-        try:
-            trace = normalise_runs(root, [child])
-        except (TypeError, KeyError):
-            continue  # e.g. tags or parent ids that are no list: the sync fails, stores nothing
+        trace = normalise_runs(root, [child])
         assert validate_normalised_trace(trace) == [], (field, value)
         assert canonical_trace(trace) == trace, (field, value)  # nothing left to fill in
+
+
+def test_tags_or_parent_ids_that_are_no_list_are_read_as_one_value():
+    root = {**ROOT_RUN, "tags": "prod"}
+    child = {**CHILD_RUN, "parent_run_ids": "r1", "tags": 7}
+    trace = normalise_runs(root, [child])
+    assert trace["tags"] == ["prod"]
+    step = {s["id"]: s for s in trace["steps"]}["c1"]
+    assert step["parent_id"] == "r1"
+    assert step["metadata"]["tags"] == [7]
 
 
 def test_a_trace_of_an_empty_id_is_refused_even_when_checked():

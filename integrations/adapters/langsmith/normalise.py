@@ -28,7 +28,7 @@ def run_status(run: dict[str, Any]) -> str:
 
 def parent_of(run: dict[str, Any]) -> str | None:
     """Return the run's parent id: the last of ``parent_run_ids``, else from ``dotted_order``."""
-    parents = run.get("parent_run_ids") or []
+    parents = _listed(run.get("parent_run_ids"))
     if parents:
         return str(parents[-1])
     if run.get("parent_run_id"):
@@ -38,6 +38,13 @@ def parent_of(run: dict[str, Any]) -> str | None:
     if len(parts) >= 2 and "Z" in parts[-2]:
         return parts[-2].split("Z", 1)[1] or None
     return None
+
+
+def _listed(value: Any) -> list[Any]:
+    """Return a source's list as a list: one value in its place is a list of one."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value is None or value == "" or isinstance(value, dict) else [value]
 
 
 def _int(value: Any) -> int | None:
@@ -99,8 +106,8 @@ def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]
     cost = _float(get("total_cost"))
     if cost:
         metadata["cost"] = cost
-    if tags := get("tags"):
-        metadata["tags"] = list(tags)
+    if tags := _listed(get("tags")):
+        metadata["tags"] = tags
     prompt, completion = _int(get("prompt_tokens")), _int(get("completion_tokens"))
     parent = parent_of(run)
     error = get("error")
@@ -152,7 +159,7 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         "output": root.get("outputs"),
         "steps": steps,
         "metadata": metadata,
-        "tags": [str(t) for t in root.get("tags") or []],
+        "tags": [str(t) for t in _listed(root.get("tags"))],
         "user_id": user or None,
         "session_id": session or (str(root["thread_id"]) if root.get("thread_id") else None),
         "latency_ms": (end - start).total_seconds() * 1000 if start and end else None,
