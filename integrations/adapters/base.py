@@ -103,7 +103,11 @@ class TraceFilters:
             and trace.get("metadata", {}).get("environment") not in self.environments
         ):
             return False
-        return self.since_date is None or parse_time(trace["timestamp"]) >= as_utc(self.since_date)
+        if self.since_date is None:
+            return True
+        # A trace without a time passes, to be refused on its own when it is prepared.
+        started = parse_time(trace.get("timestamp"))
+        return started is None or started >= as_utc(self.since_date)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -242,6 +242,15 @@ def test_since_date_filter_drops_older_traces(fake):
     cutoff = fake.trace_start(20)
     traces = all_traces(sync(make_adapter(fake), fake, filters=TraceFilters(since_date=cutoff)))
     assert set(traces) == {fake.trace_id(i) for i in range(20, 30)}
+
+
+def test_since_date_filter_lets_a_trace_without_a_time_through_to_be_refused_alone():
+    # It used to raise TypeError and stop the whole sync.
+    cutoff = datetime(2026, 3, 1, tzinfo=UTC)
+    filters = TraceFilters(since_date=cutoff)
+    assert filters.matches({"id": "t", "timestamp": None})
+    assert not filters.matches({"id": "t", "timestamp": "2026-02-28T23:59:59Z"})
+    assert filters.matches({"id": "t", "timestamp": "2026-03-01T00:00:00Z"})
 
 
 def test_watermark_overlap_picks_up_late_and_changed_traces(fake):
