@@ -815,6 +815,20 @@ def _note_content(word: str) -> bool:
     return len(word) >= 3 and word not in constraints.STOP_WORDS and word not in _NOTE_WORDS
 
 
+def _quoted_phrases(text: str) -> tuple[list[str], str]:
+    """Return the phrases quoted in `text` (1 to NOTE_PHRASE_WORDS words, as runtime reads
+    words) and the text with each quote replaced by a break."""
+    quoted: list[str] = []
+
+    def lift(m: re.Match) -> str:
+        quoted.append(next(g for g in m.groups() if g is not None))
+        return " | "
+
+    rest = _NOTE_QUOTE.sub(lift, text)
+    phrases = [runtime._words(q) for q in quoted]
+    return [" ".join(w) for w in phrases if 1 <= len(w) <= NOTE_PHRASE_WORDS], rest
+
+
 def note_phrases(note: str, view: dict) -> list[tuple[str, str, bool]]:
     """Return (field, phrase, quoted) for each phrase a note points to in its own trace.
 
@@ -824,21 +838,11 @@ def note_phrases(note: str, view: dict) -> list[tuple[str, str, bool]]:
     noted trace's output (or input): "mentions the competitor Acme" points to 'acme' when
     the output says Acme, "signs off with Best regards" to 'best regards'.
     """
-    quoted: list[str] = []
-
-    def lift(m: re.Match) -> str:
-        quoted.append(next(g for g in m.groups() if g is not None))
-        return " | "
-
-    rest = _NOTE_QUOTE.sub(lift, note)
+    quoted, rest = _quoted_phrases(note)
     found: list[tuple[str, str, bool]] = []
-    for text in quoted:
-        words = runtime._words(text)
-        if 1 <= len(words) <= NOTE_PHRASE_WORDS:
-            phrase = " ".join(words)
-            in_input_only = f" {phrase} " in view["in"] and f" {phrase} " not in view["out"]
-            field = "in" if in_input_only else "out"
-            found.append((field, phrase, True))
+    for phrase in quoted:
+        in_input_only = f" {phrase} " in view["in"] and f" {phrase} " not in view["out"]
+        found.append(("in" if in_input_only else "out", phrase, True))
     for clause in _NOTE_BREAK.split(rest):
         words = runtime._words(clause)
         i = 0
@@ -858,6 +862,17 @@ def note_phrases(note: str, view: dict) -> list[tuple[str, str, bool]]:
     return found
 
 
+@dataclass
+class _Pointed:
+    """Who points to a phrase: the rows whose notes do, how many notes, whether one
+    quotes it, whether the criteria do."""
+
+    known: int = 0
+    notes: int = 0
+    quoted: bool = False
+    criteria: bool = False
+
+
 def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list[Candidate]:
     """Return phrase features that reviewers' notes (or the criteria) point to.
 
@@ -868,51 +883,46 @@ def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list
     """
     n = len(views)
     full = (1 << n) - 1
-    pointed: dict[tuple[str, str], list] = {}  # (field, phrase) -> [known, notes, quoted, criteria]
-
-    def point(field: str, phrase: str, bit: int, *, quoted: bool, criteria: bool) -> None:
-        entry = pointed.setdefault((field, phrase), [0, 0, False, False])
-        entry[0] |= bit
-        entry[1] += not criteria
-        entry[2] = entry[2] or quoted
-        entry[3] = entry[3] or criteria
-
+    pointed: dict[tuple[str, str], _Pointed] = {}  # (field, phrase) -> who points to it
     for i, (note, view) in enumerate(zip(notes, views, strict=True)):
         for field, phrase, quoted in dict.fromkeys(note_phrases(note, view) if note else []):
-            point(field, phrase, 1 << i, quoted=quoted, criteria=False)
-    if criteria:
-        # The criteria name no trace: only their quotes are read, in the output.
-        for m in _NOTE_QUOTE.finditer(criteria):
-            words = runtime._words(next(g for g in m.groups() if g is not None))
-            if 1 <= len(words) <= NOTE_PHRASE_WORDS:
-                point("out", " ".join(words), full, quoted=True, criteria=True)
+            entry = pointed.setdefault((field, phrase), _Pointed())
+            entry.known |= 1 << i
+            entry.notes += 1
+            entry.quoted = entry.quoted or quoted
+    # The criteria name no trace: only their quotes are read, in the output.
+    for phrase in _quoted_phrases(criteria)[0] if criteria else []:
+        entry = pointed.setdefault(("out", phrase), _Pointed())
+        entry.known = full
+        entry.quoted = entry.criteria = True
     # The criteria's quotes first, then what most notes point to, quoted before named.
     ranked = sorted(
-        pointed.items(), key=lambda item: (not item[1][3], -item[1][1], not item[1][2], item[0])
+        pointed.items(),
+        key=lambda item: (not item[1].criteria, -item[1].notes, not item[1].quoted, item[0]),
     )
     best: dict[int, Candidate] = {}
-    for (field, phrase), (known, count, quoted, criteria_said) in ranked[:NOTE_PHRASES]:
+    for (field, phrase), entry in ranked[:NOTE_PHRASES]:
         mask = 0
         for i, v in enumerate(views):
             if f" {phrase} " in v[field]:
                 mask |= 1 << i
         if mask in (0, full):
             continue
-        if criteria_said:
+        if entry.criteria:
             source = "which the criteria quote"
-        elif count > 1:
-            source = "which reviewers' notes " + ("quote" if quoted else "name")
+        elif entry.notes > 1:
+            source = "which reviewers' notes " + ("quote" if entry.quoted else "name")
         else:
-            source = "which a reviewer's note " + ("quotes" if quoted else "names")
+            source = "which a reviewer's note " + ("quotes" if entry.quoted else "names")
         size = phrase.count(" ") + 1
         cost = (1.5 if field == "out" else 2.25) + 0.25 * (size - 1)
         feature = Feature("noted", "has_phrase", (field, phrase), cost, HINT_PRIOR, source)
         # Phrases that split the labels alike: the first (most pointed-to, quoted) one
         # speaks for them, known wherever any of them is.
         if mask in best:
-            best[mask].known |= known
+            best[mask].known |= entry.known
         else:
-            best[mask] = Candidate(feature, mask, known)
+            best[mask] = Candidate(feature, mask, entry.known)
     return list(best.values())
 
 
