@@ -29,6 +29,7 @@ Goal: every p95 under 100 ms. Last line of output: one JSON object.
 import argparse
 import datetime as dt
 import json
+import os
 import random
 import sys
 import time
@@ -39,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._django import percentiles, run_on_scratch_database  # noqa: E402
 
-DB_NAME = "iofold_bench_review"
+# Its own per run: two runs at once never drop each other's database.
+DB_NAME = f"iofold_bench_review_{os.getpid()}_{int(time.time())}"
 GOAL_MS = 100.0
 WORDS = [
     "refund",
