@@ -170,6 +170,12 @@ def main(argv=None):
         action="store_true",
         help="with --notes: notes on XSTest answers quote the words the answer opens with",
     )
+    parser.add_argument(
+        "--notes-every",
+        type=int,
+        default=1,
+        help="with --notes: note only every N-th training trace labelled bad",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
@@ -180,6 +186,7 @@ def main(argv=None):
         "criteria": args.criteria,
         "notes": args.notes,
         "quotes": args.notes and args.quotes,
+        "notes_every": args.notes_every if args.notes else None,
     }
     rows = []
     constant_draws = []
@@ -198,7 +205,7 @@ def main(argv=None):
             for seed in range(seeds):
                 train, held_out = draw(examples, size, seed)
                 if args.notes:
-                    train = with_notes(train, quotes=args.quotes)
+                    train = with_notes(train, quotes=args.quotes, every=args.notes_every)
                 fitted, seconds, figures, code_ok = measure(
                     train,
                     held_out,
@@ -304,6 +311,7 @@ def main(argv=None):
     command += " --criteria" if args.criteria else ""
     command += " --notes" if args.notes else ""
     command += " --quotes" if args.quotes else ""
+    command += f" --notes-every {args.notes_every}" if args.notes and args.notes_every > 1 else ""
     if args.seeds:
         command += f" --seeds {args.seeds}"
     print(f"\nreproduce: {command}")

@@ -185,9 +185,15 @@ def reviewer_note(raw: dict, *, quotes: bool = False) -> str:
     return ""
 
 
-def with_notes(examples: list, *, quotes: bool = False) -> list:
-    """Return the examples with a reviewer's note on each one labelled bad."""
-    return [
-        replace(e, note=reviewer_note(e.raw, quotes=quotes)) if e.label == "negative" else e
-        for e in examples
-    ]
+def with_notes(examples: list, *, quotes: bool = False, every: int = 1) -> list:
+    """Return the examples with a reviewer's note on each one labelled bad (`every`: on
+    every so many of them only, in order, as a busy reviewer writes)."""
+    noted = []
+    bad = 0
+    for e in examples:
+        if e.label == "negative":
+            if bad % every == 0:
+                e = replace(e, note=reviewer_note(e.raw, quotes=quotes))
+            bad += 1
+        noted.append(e)
+    return noted

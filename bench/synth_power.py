@@ -202,10 +202,11 @@ SCHEMES = {
 }
 
 
-def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, priors=None, notes=None):
+def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, named=(), notes=None):
     """Return {scheme: evidence} and {scheme: per-level held-out results} for one draw.
 
-    `notes`: one reviewer's note per training trace ('' for none).
+    `named`: families believed by every fold (as a note on every bad training trace is:
+    each fold trains on some). `notes`: one reviewer's note per training trace ('' for none).
     """
     tv = [views[i] for i in train_idx]
     tl = [labels[i] for i in train_idx]
@@ -214,7 +215,7 @@ def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, priors=N
     evidence, levels = {}, {}
     for name, (balanced_fit, bars) in schemes.items():
         if balanced_fit not in searches:
-            search = learner.prepare(tv, tl, priors=priors, notes=notes, balanced=balanced_fit)
+            search = learner.prepare(tv, tl, named=named, notes=notes, balanced=balanced_fit)
             per_level = {}
             for level in learner.LEVELS:
                 decision, _ = learner.finish(search, level, learner.Selection())
@@ -314,7 +315,7 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                     if len({labels[i] for i in train_idx}) < 2:
                         continue  # one verdict only: nothing to learn, nothing to measure
                     for noted in (False, True) if notes or quotes else (False,):
-                        priors = dict.fromkeys(named, 1.0) if noted and notes else None
+                        believed = named if noted and notes else ()
                         said = None
                         if noted and quotes:
                             quoted = named[0].removeprefix("phrase:") if family == "phrase" else ""
@@ -327,7 +328,7 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                             train_idx,
                             held_idx,
                             schemes,
-                            priors,
+                            believed,
                             said,
                         )
                         records.append(

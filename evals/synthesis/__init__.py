@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from evals.datasets import LabelledExample
 from evals.metrics.agreement import grouped_folds
 from evals.synthesis import codegen, learner, runtime
-from evals.synthesis.features import priors_from_text
 from evals.synthesis.learner import DecisionList, Selection
 from traces.vocabulary import unit_noun
 
@@ -153,10 +152,8 @@ def _fit(
     views = [_view(e, cache) for e in usable]
     labels = [e.label == "positive" for e in usable]
     groups = split_groups(usable)
-    notes = "\n".join(e.note for e in usable if e.note)
-    priors = priors_from_text(criteria + "\n" + notes)
     decision, selection = learner.learn(
-        views, labels, groups, priors=priors, notes=[e.note for e in usable], criteria=criteria
+        views, labels, groups, notes=[e.note for e in usable], criteria=criteria
     )
     # A conversation set's examples are conversation dicts (traces.conversations).
     if all(runtime._is_conversation(e.trace) for e in usable):

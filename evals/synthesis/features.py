@@ -619,10 +619,20 @@ def nice_threshold(low: float, high: float) -> float:
 class Candidate:
     feature: Feature
     mask: int
-    # Rows whose notes point to the feature (-1: every row, as for the criteria). A fold
-    # may use it only when a note on one of its training rows does: a phrase quoted only
-    # in a held-out trace's note would otherwise be credited with finding that trace.
+    # Rows whose notes point to the feature (-1: every row, as for the criteria or a
+    # feature nothing points to). A fold believes the feature's prior only when a note on
+    # one of its training rows points to it: a family or phrase named only in a held-out
+    # trace's note would otherwise be credited with finding that trace.
     known: int = -1
+    # It exists only because something points to it (a phrase, a fact tried on a hint):
+    # a fold that cannot know of it cannot use it at all.
+    pointed_only: bool = False
+
+    def prior_in(self, rows: int) -> float | None:
+        """Return the prior a fold training on `rows` may believe (None: not usable)."""
+        if self.known & rows:
+            return self.feature.prior
+        return None if self.pointed_only else 0.0
 
 
 def _ngrams(words: list[str], max_n: int) -> set[str]:
@@ -634,42 +644,48 @@ def _ngrams(words: list[str], max_n: int) -> set[str]:
     return grams
 
 
-def _dedupe(found: list[Candidate]) -> list[Candidate]:
-    """Keep one feature per distinct mask: the cheapest, then the most believed."""
-    best: dict[int, Candidate] = {}
-    for c in found:
-        current = best.get(c.mask)
-        rank = (c.feature.cost - c.feature.prior, c.feature.key)
-        if current is None or rank < (
-            current.feature.cost - current.feature.prior,
-            current.feature.key,
-        ):
-            best[c.mask] = c
-    return sorted(best.values(), key=lambda c: (c.feature.cost - c.feature.prior, c.feature.key))
+def dedupe(found: list[Candidate]) -> list[Candidate]:
+    """Keep per distinct mask the cheapest, then the most believed, feature.
 
+    Another feature of the same mask is kept too when it is believed more, or where the
+    kept ones that are believed as much are not known: some folds cannot know of a
+    feature that only some rows' notes point to, and fall back on it.
+    """
 
-def fact_prior(priors: dict[str, float], family: str, name: str) -> float:
-    """Return the prior of one fact: its own (a note naming it) or its family's."""
-    return max(priors.get(family, 0.0), priors.get(name, 0.0))
+    def rank(c: Candidate) -> tuple[float, str]:
+        return c.feature.cost - c.feature.prior, c.feature.key
+
+    kept: dict[int, list[Candidate]] = {}
+    for c in sorted(found, key=rank):
+        same = kept.setdefault(c.mask, [])
+        served = 0
+        for k in same:
+            if k.feature.prior >= c.feature.prior:
+                served |= k.known
+        if c.known & ~served:
+            same.append(c)
+    return sorted((c for same in kept.values() for c in same), key=rank)
 
 
 def build_structural(
-    views: list[dict], *, priors: dict[str, float] | None = None
+    views: list[dict], *, pointed: dict[str, int] | None = None
 ) -> list[Candidate]:
     """Return deduplicated, non-constant structural features with their masks over views.
 
     Each feature carries a simplicity cost and a prior, both in examples' worth, that
     the learner trades against agreement. Named facts are cheap; tuned numeric
     thresholds a little dearer, since some length always separates a few labels.
+    `pointed` maps the families and facts the notes or criteria name to the rows that
+    name them (`family_pointers`): their features carry HINT_PRIOR, known on those rows.
     """
-    priors = priors or {}
+    pointed = pointed or {}
     n = len(views)
     full = (1 << n) - 1
     found: list[Candidate] = []
 
-    def add(feature: Feature, mask: int) -> None:
+    def add(feature: Feature, mask: int, known: int, *, pointed_only: bool = False) -> None:
         if mask not in (0, full):
-            found.append(Candidate(feature, mask))
+            found.append(Candidate(feature, mask, known or -1, pointed_only))
 
     def mask_of(test) -> int:
         mask = 0
@@ -678,23 +694,35 @@ def build_structural(
                 mask |= 1 << i
         return mask
 
-    for name, (family, _, _) in FLAGS.items():
-        prior = fact_prior(priors, family, name)
-        if name in ON_HINT and prior <= 0:
-            continue
-        f = Feature(family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=prior)
-        add(f, mask_of(lambda v, name=name: v["flags"][name]))
-    for field in ("start", "opening"):
-        f = Feature("refusal", "refusal", (field,), cost=1.0, prior=priors.get("refusal", 0.0))
-        add(f, mask_of(lambda v, field=field: runtime.refusal(v, field)))
+    def known_for(*names: str) -> int:
+        """Return the rows whose notes name one of `names` (a family or one of its facts)."""
+        known = 0
+        for name in names:
+            known |= pointed.get(name, 0)
+        return known
 
-    json_prior = priors.get("json", 0.0)
+    def prior(known: int) -> float:
+        return HINT_PRIOR if known else 0.0
+
+    for name, (family, _, _) in FLAGS.items():
+        known = known_for(family, name)
+        if name in ON_HINT and not known:
+            continue
+        f = Feature(family, "flag", (name,), cost=_FLAG_COST.get(name, 1.0), prior=prior(known))
+        add(f, mask_of(lambda v, name=name: v["flags"][name]), known, pointed_only=name in ON_HINT)
+    known = known_for("refusal")
+    for field in ("start", "opening"):
+        f = Feature("refusal", "refusal", (field,), cost=1.0, prior=prior(known))
+        add(f, mask_of(lambda v, field=field: runtime.refusal(v, field)), known)
+
+    known = known_for("json")
     keys = sorted({k for v in views for k in v["keys"]})
     if len(keys) <= 50:
         for key in keys:
-            f = Feature("json", "json_key", (key,), cost=1.0, prior=json_prior)
-            add(f, mask_of(lambda v, key=key: key in v["keys"]))
+            f = Feature("json", "json_key", (key,), cost=1.0, prior=prior(known))
+            add(f, mask_of(lambda v, key=key: key in v["keys"]), known)
 
+    known = known_for("tool")
     tool_counts = Counter(t for v in views for t in set(v["tools"]))
     for name in sorted(tool_counts)[:60]:
         for times in (1, 2, 3):
@@ -703,9 +731,11 @@ def build_structural(
                 "tool_called",
                 (name, times),
                 cost=1.0 + 0.25 * (times > 1),
-                prior=priors.get("tool", 0.0),
+                prior=prior(known),
             )
-            add(f, mask_of(lambda v, name=name, times=times: v["tools"].count(name) >= times))
+            add(
+                f, mask_of(lambda v, name=name, times=times: v["tools"].count(name) >= times), known
+            )
 
     for measure, (family, _, _) in MEASURES.items():
         values = sorted({v["numbers"][measure] for v in views if v["numbers"][measure] is not None})
@@ -715,15 +745,15 @@ def build_structural(
         picks = sorted(
             {values[min(len(values) - 1, round(q * len(values) / 10))] for q in range(1, 10)}
         )
-        prior = fact_prior(priors, family, measure)
+        known = known_for(family, measure)
         for upper in picks:
             position = values.index(upper)
             if position == 0:
                 continue
             threshold = nice_threshold(values[position - 1], upper)
-            f = Feature(family, "at_least", (measure, threshold), cost=1.5, prior=prior)
-            add(f, mask_of(lambda v, m=measure, t=threshold: runtime.at_least(v, m, t)))
-    return _dedupe(found)
+            f = Feature(family, "at_least", (measure, threshold), cost=1.5, prior=prior(known))
+            add(f, mask_of(lambda v, m=measure, t=threshold: runtime.at_least(v, m, t)), known)
+    return dedupe(found)
 
 
 def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[Candidate]:
@@ -772,7 +802,7 @@ def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[C
             else:
                 f = Feature("phrase", "has_phrase", ("out", gram), cost=1.5 + 0.25 * (size - 1))
             found.append(Candidate(f, mask))
-    return _dedupe(found)
+    return dedupe(found)
 
 
 # Quoted spans in a note or the criteria: "...", “...”, ‘...’ and '...' (an apostrophe
@@ -864,13 +894,31 @@ def note_phrases(note: str, view: dict) -> list[tuple[str, str, bool]]:
 
 @dataclass
 class _Pointed:
-    """Who points to a phrase: the rows whose notes do, how many notes, whether one
-    quotes it, whether the criteria do."""
+    """Who points to a phrase or family: the rows whose notes do (-1: every row, as the
+    criteria do), how many notes, whether one quotes it, whether the criteria do."""
 
     known: int = 0
     notes: int = 0
     quoted: bool = False
     criteria: bool = False
+
+
+def _pointers(notes: list[str], read, criteria_points) -> dict:
+    """Return who points to each key: `read(i, note)` yields (key, quoted) for the note on
+    row i, `criteria_points` (key, quoted) for the criteria, which name no trace."""
+    pointed: dict = {}
+    for i, note in enumerate(notes):
+        for key, quoted in dict.fromkeys(read(i, note) if note else []):
+            entry = pointed.setdefault(key, _Pointed())
+            entry.known |= 1 << i
+            entry.notes += 1
+            entry.quoted = entry.quoted or quoted
+    for key, quoted in criteria_points:
+        entry = pointed.setdefault(key, _Pointed())
+        entry.known = -1
+        entry.quoted = entry.quoted or quoted
+        entry.criteria = True
+    return pointed
 
 
 def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list[Candidate]:
@@ -881,20 +929,13 @@ def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list
     majority verdict under cross-validation. `known` marks the rows whose notes point to
     it (every row for the criteria), so a fold uses it only when its training part does.
     """
-    n = len(views)
-    full = (1 << n) - 1
-    pointed: dict[tuple[str, str], _Pointed] = {}  # (field, phrase) -> who points to it
-    for i, (note, view) in enumerate(zip(notes, views, strict=True)):
-        for field, phrase, quoted in dict.fromkeys(note_phrases(note, view) if note else []):
-            entry = pointed.setdefault((field, phrase), _Pointed())
-            entry.known |= 1 << i
-            entry.notes += 1
-            entry.quoted = entry.quoted or quoted
-    # The criteria name no trace: only their quotes are read, in the output.
-    for phrase in _quoted_phrases(criteria)[0] if criteria else []:
-        entry = pointed.setdefault(("out", phrase), _Pointed())
-        entry.known = full
-        entry.quoted = entry.criteria = True
+    full = (1 << len(views)) - 1
+    pointed = _pointers(
+        notes,
+        lambda i, note: (((f, p), q) for f, p, q in note_phrases(note, views[i])),
+        # The criteria name no trace: only their quotes are read, in the output.
+        [(("out", phrase), True) for phrase in _quoted_phrases(criteria)[0]],
+    )
     # The criteria's quotes first, then what most notes point to, quoted before named.
     ranked = sorted(
         pointed.items(),
@@ -922,7 +963,7 @@ def build_noted(views: list[dict], notes: list[str], criteria: str = "") -> list
         if mask in best:
             best[mask].known |= entry.known
         else:
-            best[mask] = Candidate(feature, mask, entry.known)
+            best[mask] = Candidate(feature, mask, entry.known, pointed_only=True)
     return list(best.values())
 
 
@@ -1170,6 +1211,17 @@ def _starts_a_word(text: str, stem: str) -> bool:
             return True
         at = text.find(stem, at + 1)
     return False
+
+
+def family_pointers(notes: list[str], criteria: str = "") -> dict[str, int]:
+    """Return, per family or fact the notes or criteria name (`priors_from_text`), the
+    rows whose notes name it; -1 (every row) when the criteria do."""
+    pointed = _pointers(
+        notes,
+        lambda _, note: ((name, False) for name in priors_from_text(note)),
+        [(name, False) for name in priors_from_text(criteria)],
+    )
+    return {name: entry.known for name, entry in pointed.items()}
 
 
 def priors_from_text(text: str) -> dict[str, float]:

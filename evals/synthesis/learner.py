@@ -19,6 +19,7 @@ from a few dozen labels some chance word always separates the training set.
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from evals.metrics.agreement import grouped_folds
@@ -29,6 +30,8 @@ from evals.synthesis.features import (
     build_noted,
     build_structural,
     build_words,
+    dedupe,
+    family_pointers,
 )
 from traces.vocabulary import unit_noun
 
@@ -265,29 +268,38 @@ class _Search:
         pool = self.structural + (self.words if level == "words" else [])
         singles = []
         for c, holds, lit in self._literals(pool):
-            if not c.known & rows:
-                continue  # only held-out notes point to it: this fold cannot know it
+            # Only what the criteria or the notes on these rows point to is believed: a
+            # held-out trace's note must not steer the rule it is scored on.
+            prior = c.prior_in(rows)
+            if prior is None:
+                continue
             inside = lit & rows
             if inside in (0, rows):
                 continue
             cp = (inside & pos_r).bit_count()
             cn = inside.bit_count() - cp
             cost = c.feature.cost + negation_cost(c.feature, holds)
-            score = w_neg * cn + w_pos * (n_pos - cp) - COST_WEIGHT * cost + c.feature.prior
-            singles.append((score, c, holds, lit))
+            score = w_neg * cn + w_pos * (n_pos - cp) - COST_WEIGHT * cost + prior
+            singles.append((score, c, holds, lit, prior))
         if not singles:
             return None
         singles.sort(key=lambda s: (-s[0], s[1].feature.key, not s[2]))
-        score, c, holds, lit = singles[0]
+        # One literal per split: a feature kept for the folds that cannot know a more
+        # believed one of the same mask (features.dedupe) yields to it where both count.
+        first: dict[tuple[int, bool], tuple] = {}
+        for s in singles:
+            first.setdefault((s[1].mask, s[2]), s)
+        singles = list(first.values())
+        score, c, holds, lit, _ = singles[0]
         best = _Fit(((c, holds),), "", lit, score)
         if level != "two":
             return best
         beam = singles[:BEAM]
         # Favoured families (named in criteria or notes) are tried first whatever they score.
-        beam += [s for s in singles[BEAM:] if s[1].feature.prior > 0][:4]
+        beam += [s for s in singles[BEAM:] if s[4] > 0][:4]
         partners = [s for s in singles if not s[1].feature.is_words]
-        for _, ca, ha, la in beam:
-            for _, cb, hb, lb in partners:
+        for _, ca, ha, la, prior_a in beam:
+            for _, cb, hb, lb, prior_b in partners:
                 if cb is ca:
                     continue
                 for op in ("and", "or"):
@@ -308,8 +320,8 @@ class _Search:
                         + w_pos * (n_pos - cp)
                         - COST_WEIGHT * cost
                         - PAIR_PENALTY
-                        + ca.feature.prior
-                        + cb.feature.prior
+                        + prior_a
+                        + prior_b
                     )
                     if score > best.score:
                         best = _Fit(((ca, ha), (cb, hb)), op, cond, score)
@@ -455,9 +467,10 @@ def gather(
         used += 1
     named = {}
     structural = search.structural
-    named_share = (
-        sum(c.feature.prior > 0 for c in structural) / len(structural) if structural else 0
-    )
+    # Counted in distinct splits: a feature kept for the folds that cannot know a named
+    # one of the same mask (features.dedupe) is the same split.
+    splits = {c.mask for c in structural}
+    named_share = len({c.mask for c in structural if c.feature.prior > 0}) / max(1, len(splits))
     for level in ("one", "two", "words"):
         fitted = search.fit(level, full)
         named[level] = fitted is not None and all(c.feature.prior > 0 for c, _ in fitted.literals)
@@ -513,23 +526,24 @@ def prepare(
     views: list[dict],
     labels: list[bool],
     *,
-    priors: dict[str, float] | None = None,
     notes: list[str] | None = None,
     criteria: str = "",
+    named: Iterable[str] = (),
     balanced: bool = BALANCED_FIT,
 ) -> "_Search":
     """Return the candidate search over the labelled views (`balanced`: weighted fits).
 
-    Phrases the reviewers' `notes` (one per view, '' for none) or the criteria point to
-    join the structural pool with a prior, as a named family would.
+    The families and phrases that the reviewers' `notes` (one per view, '' for none) or
+    the criteria point to carry a prior; a fold believes a note's only when the note is
+    on one of its training views. `named` families are believed by every fold, as the
+    criteria's are.
     """
     n = len(views)
-    structural = build_structural(views, priors=priors)
+    notes = notes or [""] * n
+    pointed = family_pointers(notes, criteria) | dict.fromkeys(named, -1)
+    structural = build_structural(views, pointed=pointed)
     words = build_words(views, exclude={c.mask for c in structural})
-    if notes or criteria:
-        named = {c.mask for c in structural if c.feature.prior > 0}
-        noted = build_noted(views, notes or [""] * n, criteria)
-        structural += [c for c in noted if c.mask not in named]
+    structural = dedupe(structural + build_noted(views, notes, criteria))
     full = (1 << n) - 1
     pos = sum(1 << i for i, good in enumerate(labels) if good)
     return _Search(structural, words, pos, full & ~pos, full, balanced=balanced)
@@ -540,7 +554,6 @@ def learn(
     labels: list[bool],
     groups: list[str],
     *,
-    priors: dict[str, float] | None = None,
     notes: list[str] | None = None,
     criteria: str = "",
     folds: int = 5,
@@ -548,13 +561,14 @@ def learn(
 ) -> tuple[DecisionList, Selection]:
     """Return the rule chosen by grouped cross-validation, and how it was chosen.
 
-    `notes` (one per view) and `criteria` add the phrases they point to (`prepare`).
+    `notes` (one per view) and `criteria` steer it with the families and phrases they
+    point to (`prepare`).
     """
     n = len(views)
     if n == 0:
         return DecisionList((), True), Selection()
     bars = bars or Bars(folds=folds)
-    search = prepare(views, labels, priors=priors, notes=notes, criteria=criteria)
+    search = prepare(views, labels, notes=notes, criteria=criteria)
     selection = Selection(cv_total=n, word_candidates=len(search.words))
     ev = gather(search, labels, groups, word_candidates=len(search.words), bars=bars)
     chosen = "constant"

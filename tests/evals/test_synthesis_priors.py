@@ -2,13 +2,14 @@
 
 Synthetic agent conversations where two facts split the labels alike: the wording decides
 which one the rule names, the emitted code still judges as .predict does, and a prior that
-names most candidates earns no lower bar.
+names most candidates earns no lower bar. Inside cross-validation a fold believes only the
+notes on its own training traces.
 """
 
 import random
 
 from evals.datasets import LabelledExample
-from evals.synthesis import fit, learner
+from evals.synthesis import fit, learner, runtime
 from evals.synthesis.features import priors_from_text
 from sandbox import validate
 
@@ -127,3 +128,61 @@ def test_a_prior_that_names_most_candidates_earns_no_lower_bar():
     # note naming a few facts), not at 1.1 (the bar for any rule).
     assert learner.choose(_evidence(named_share=0.05), learner.Bars())[0] == "one"
     assert learner.choose(_evidence(named_share=0.9), learner.Bars())[0] == "constant"
+
+
+def _long_or_loud(noted_rows=(), note="too long"):
+    """25 outputs, 10 bad; two facts split them alike, each missing four.
+
+    Long (30 words instead of 10): bad 0-7 and good 10-11. An exclamation mark: bad 2-9
+    and good 12-13. Bad 2-7 have both, so a note on them fits either fact.
+    """
+    rng = random.Random(11)
+    examples = []
+    for i in range(25):
+        long, loud = i < 8 or i in (10, 11), 2 <= i < 10 or i in (12, 13)
+        output = _text(rng, 30 if long else 10)[:-1] + ("!" if loud else ".")
+        trace = {"id": f"t{i:03d}", "input": "Describe the view.", "output": output}
+        label = "negative" if i < 10 else "positive"
+        said = note if i in noted_rows else ""
+        examples.append(LabelledExample(trace=trace, label=label, note=said))
+    return examples
+
+
+def _search(examples):
+    views = [runtime.view(e.trace) for e in examples]
+    labels = [e.label == "positive" for e in examples]
+    return learner.prepare(views, labels, notes=[e.note for e in examples])
+
+
+def _family(search, rows):
+    (literal,) = search.fit("one", rows).literals
+    return literal[0].feature.family
+
+
+def test_a_fold_cannot_believe_a_family_only_its_held_out_notes_name():
+    search = _search(_long_or_loud(noted_rows=(2, 3, 4)))
+    # On every label the note tips the tie between the two facts towards length.
+    assert _family(search, search.full) == "length"
+    # A fold holding out traces 2-4 has the same tie on its own labels, but no note on
+    # them: the length that only the held-out traces' notes name is credited nothing,
+    # and the cheaper fact wins, as without notes.
+    assert _family(search, search.full & ~0b11100) == "shape"
+    assert _family(_search(_long_or_loud()), search.full & ~0b11100) == "shape"
+
+
+def test_notes_on_a_folds_training_traces_still_steer_it():
+    search = _search(_long_or_loud(noted_rows=(2, 3, 4)))
+    # Traces 2 and 3 held out, the note on trace 4 still names length.
+    assert _family(search, search.full & ~0b1100) == "length"
+    # And the whole fit: the length rule with notes, the exclamation mark without.
+    assert _fitted(_long_or_loud())[1].feature.args == ("out_exclamation",)
+    fitted, rule = _fitted(_long_or_loud(noted_rows=range(8)))
+    assert rule.feature.family == "length", fitted.rules
+
+
+def test_the_criteria_name_a_family_for_every_fold():
+    examples = _long_or_loud()
+    views = [runtime.view(e.trace) for e in examples]
+    labels = [e.label == "positive" for e in examples]
+    search = learner.prepare(views, labels, criteria="Answers must not be too long")
+    assert _family(search, search.full & ~0b11100) == "length"
