@@ -10,7 +10,8 @@ and the last chunk pushes the verdicts back to the fake as scores. Stages:
 - sync: the fake's pages into stored traces (this process);
 - judged: from the hand-over to the broker until every verdict is written;
 - pushed: until every score has arrived at the fake;
-- chunk busy: the sum over chunks of claim-to-finish time (the workers' own time).
+- chunk busy: the sum over chunks of claim-to-finish time (the workers' own time);
+- CPU: the worker processes' own and their jails' over the judged stage.
 
 Inside the workers (their logs): the start task (which evals, which traces, the run and its
 chunks), and per chunk the time reading traces, in the sandbox, writing verdicts (each in a
@@ -91,10 +92,22 @@ def serve(traces: int, port_file: str) -> None:
     fake._server.serve_forever()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Return the user+system CPU seconds a process has used so far (Linux /proc)."""
+def _cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """Return the user+system CPU seconds a process has used so far (Linux /proc).
+
+    With ``children``: its children's that it waited for instead (a worker's jails).
+    """
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    first = 13 if children else 11
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def _workers_cpu(procs: list[subprocess.Popen]) -> tuple[float, float]:
+    """Return the CPU seconds the worker processes and their jails have used so far."""
+    return (
+        sum(_cpu_seconds(proc.pid) for proc in procs),
+        sum(_cpu_seconds(proc.pid, children=True) for proc in procs),
+    )
 
 
 class _Stage:
@@ -233,6 +246,7 @@ def through_celery(
         with current_app.producer_or_acquire() as producer:
             producer.connection.ensure_connection()
         sandbox_before = sandbox_pass()
+        cpu_before = _workers_cpu(procs)
         started, handed_over = time.monotonic(), timezone.now()
         # What iofold.pipeline does when an ingestion commits: one message to the broker.
         queue_automatic_runs(workspace_id=workspace.pk, trace_ids=trace_ids)
@@ -242,6 +256,10 @@ def through_celery(
             "the verdicts",
             # Often: the poll's delay adds to what it measures, and it reads one row.
             every=0.01,
+        )
+        # The judged stage's: the start task and the chunks (not the push that follows).
+        worker_cpu, jails_cpu = (
+            after - before for after, before in zip(_workers_cpu(procs), cpu_before, strict=True)
         )
         pushed = _wait(
             lambda: executions.filter(score_pushed_at__isnull=False).count() >= len(trace_ids),
@@ -281,6 +299,8 @@ def through_celery(
         "chunks": chunks.count(),
         "chunk_busy_s": busy.total_seconds() if busy else 0.0,
         "workers_used": len(owners),
+        "worker_cpu_s": worker_cpu,
+        "jails_cpu_s": jails_cpu,
         "timeline": timeline,
         **worker_stages(log_files),
     }
@@ -472,6 +492,10 @@ def main() -> None:
               f"{row['chunk_batches']:.0f} batches: read {row['chunk_read_s']:.2f} + waiting "
               f"{row['chunk_waited_s']:.2f} (+ rest) in the chunk's thread; writer thread "
               f"{row['chunk_write_s']:.2f}; sandbox {row['chunk_sandbox_s']:.2f} s")  # fmt: skip
+        print(
+            f"{'CPU':>16}: workers {row['worker_cpu_s']:.2f} s, their jails "
+            f"{row['jails_cpu_s']:.2f} s (the judged stage)"
+        )
         if row["chunk_fill_s"] or row["chunk_drain_s"]:
             print(f"{'not overlapped':>16}: before the first batch entered the sandbox "
                   f"{row['chunk_fill_s']:.2f} s, sandbox idle between batches "
@@ -517,6 +541,8 @@ def main() -> None:
                 "end_to_end_seconds": round(r["sync_s"] + row["pushed_s"], 2),
                 "sandbox_only_seconds": round(row["sandbox_only_s"], 2),
                 "judged_over_sandbox_only": round(ratio(row), 2),
+                "worker_cpu_seconds": round(row["worker_cpu_s"], 2),
+                "jails_cpu_seconds": round(row["jails_cpu_s"], 2),
                 "stages_seconds": {
                     key: round(row[key], 3)
                     for key in ("start_task_s", "chunk_total_s", "chunk_read_s", "chunk_sandbox_s",

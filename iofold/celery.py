@@ -5,7 +5,14 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import before_task_publish, worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 from kombu import Queue
 
 from iofold.lib.heap import freeze_startup_heap
@@ -97,8 +104,23 @@ def _prepare_publisher(**kwargs) -> None:
         _broker_folders_ready = True
 
 
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(sender=None, **kwargs) -> None:
+    """Close the task thread's database connections that are too old or unusable.
+
+    What Django does around every request (``CELERY_DB_REUSE_MAX`` in settings): a
+    connection is kept for the next task until ``DATABASE_CONN_MAX_AGE`` has passed. Not
+    around a task run eagerly, whose caller's connection (and transaction) it is.
+    """
+    from django.db import close_old_connections
+
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        close_old_connections()
+
+
 @worker_ready.connect
-def _recover_runs(**kwargs) -> None:
+def _recover_runs(sender=None, **kwargs) -> None:
     """Enqueue again the runs a killed worker left behind, as this worker starts.
 
     The file-system broker deletes a message when a worker receives it and Redis hides an
@@ -110,4 +132,15 @@ def _recover_runs(**kwargs) -> None:
     from iofold.reaper import recover_at_start_up
 
     recover_at_start_up()
-    connections.close_all()
+    if not _runs_tasks_in_this_thread(sender):
+        connections.close_all()  # a pool's processes or threads open their own
+
+
+def _runs_tasks_in_this_thread(consumer) -> bool:
+    """Tell whether the worker's tasks run in this thread (the solo pool).
+
+    Its connection, opened by the recovery, then serves the first task as it would any
+    later one (``_close_old_connections``) instead of a new one making it wait.
+    """
+    pool = getattr(getattr(consumer, "controller", None), "pool_cls", None)
+    return getattr(pool, "__module__", "") == "celery.concurrency.solo"

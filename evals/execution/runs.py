@@ -244,8 +244,8 @@ def trace_json(
 
     The database writes the text (jsonb output on PostgreSQL, the stored text on SQLite),
     so the data is never decoded into Python objects only to be encoded again for the
-    sandbox. Deleted traces are left out. A conversation set's items are conversations,
-    built from their turns (``eval_payloads``).
+    sandbox. Deleted traces are left out; the order is the database's. A conversation
+    set's items are conversations, built from their turns (``eval_payloads``).
     """
     if eval_set is not None and eval_set.unit == EvalSet.Unit.CONVERSATION:
         traces = list(Trace.objects.for_workspace(workspace_id).filter(pk__in=list(trace_ids)))
@@ -254,6 +254,9 @@ def trace_json(
     rows = (
         Trace.objects.for_workspace(workspace_id)
         .filter(pk_in(Trace, trace_ids))
+        # In any order (ids and texts stay paired): the model's default ordering made
+        # PostgreSQL sort a batch's payloads before sending them.
+        .order_by()
         .values_list("id", Cast("data", TextField()))
     )
     ids, texts = [], []
