@@ -38,7 +38,7 @@ from integrations.store import UpsertResult
 from iofold.lib import outbound
 from iofold.lib.heap import collect_if_grown, collector_paused
 from iofold.lib.prefetch import prefetched
-from iofold.lib.runs import Heartbeat, keep_alive
+from iofold.lib.runs import Heartbeat, commit_asynchronously, keep_alive
 from iofold.lib.tasks import enqueue
 from iofold.pipeline import ingest_traces, prepare_traces
 
@@ -499,6 +499,8 @@ def _sync(
     try:
         for page, prepared in pager:
             with transaction.atomic():
+                # A page commits with its cursor: one a crash loses is read again.
+                commit_asynchronously()
                 result = ingest_traces(
                     workspace=integration.workspace,
                     source=integration.kind,

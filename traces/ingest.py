@@ -114,6 +114,8 @@ class PreparedTraces:
     traces: dict[str, dict[str, Any]] = field(default_factory=dict)
     encodings: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    # The columns each trace's row derives from its payload (``trace_columns``).
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: int = 0
     duplicates: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -124,7 +126,8 @@ def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Pr
 
     ``checked``: an adapter's normaliser built these traces to the schema and in their
     canonical form (``TracePage.checked``), so neither the check nor the copy is made;
-    the rest still runs.
+    the rest still runs. The row columns derived from each payload are computed here
+    too, so a sync's writing thread only assembles the rows.
     """
     batch = PreparedTraces()
     # One encoding of each trace serves both the check for unstorable text and the hash.
@@ -150,6 +153,7 @@ def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Pr
         batch.traces[data["id"]] = data
         batch.encodings[data["id"]] = encoded
         batch.digests[data["id"]] = hashlib.sha256(encoded.encode()).hexdigest()
+        batch.columns[data["id"]] = trace_columns(data)
     return batch
 
 
@@ -208,6 +212,7 @@ def upsert_traces(
         to_write.append(
             build_trace(
                 data,
+                batch.columns[external_id],
                 workspace=workspace,
                 source=source,
                 source_key=source_key,
@@ -217,7 +222,9 @@ def upsert_traces(
         )
 
     if to_write:
-        with transaction.atomic():
+        # No savepoint inside a caller's transaction (a sync's page): an error here fails
+        # that transaction whole anyway, and the savepoint cost two round trips a batch.
+        with transaction.atomic(savepoint=False):
             before = attach_conversations(
                 workspace=workspace,
                 source=source,
@@ -308,7 +315,7 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
             # The payload's own encoding, keyed by the id it was encoded under (the stored
             # external id may be cut to the column's length).
             records.append(f'{head[:-1]},"d":{encodings[row.data["id"]]}}}')
-        with connection.cursor() as cursor:
+        with _server_bound_cursor() as cursor:
             cursor.execute(
                 _UPSERT_SQL,
                 [
@@ -327,6 +334,20 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
             row.created_at = row.updated_at = now
             row._state.adding = False
             row._state.db = connection.alias
+
+
+def _server_bound_cursor():
+    """Return a cursor that sends its parameters apart from the statement (PostgreSQL).
+
+    Django's psycopg cursors splice every value into the statement's text: for a batch's
+    document of several hundred kilobytes, escaping it here and lexing it back on the
+    server cost about as much as parsing it as JSON. Wrapped like Django's own cursors,
+    so query logging and execute wrappers still see it.
+    """
+    import psycopg  # the PostgreSQL driver: only this backend calls here
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
 
 
 def stored_trace_data(
@@ -407,19 +428,10 @@ def _encode(data: dict[str, Any]) -> str | None:
         return None
 
 
-def build_trace(
-    data: dict[str, Any], *, workspace, source: str, source_key: str, integration, digest: str
-) -> Trace:
-    """Return an unsaved ``Trace`` with its denormalised columns filled from ``data``.
-
-    Only column values are set (``workspace_id``, not ``workspace``): what storing needs.
-    """
+def trace_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the denormalised columns of a canonical trace's row, from its payload alone."""
     steps = data["steps"]
-    columns = {
-        "workspace_id": workspace.pk,
-        "integration_id": integration.pk if integration is not None else None,
-        "source": source,
-        "source_key": source_key,
+    return {
         "external_id": data["id"][:255],
         "name": (data.get("name") or "")[:255],
         "timestamp": parse_time(data["timestamp"]),
@@ -431,6 +443,29 @@ def build_trace(
         "tool_call_count": _tool_calls(steps),
         "latency_ms": _latency_ms(data),
         "cost": data.get("cost"),
+    }
+
+
+def build_trace(
+    data: dict[str, Any],
+    columns: dict[str, Any],
+    *,
+    workspace,
+    source: str,
+    source_key: str,
+    integration,
+    digest: str,
+) -> Trace:
+    """Return an unsaved ``Trace`` of ``data`` with its ``trace_columns`` and its keys.
+
+    Only column values are set (``workspace_id``, not ``workspace``): what storing needs.
+    """
+    columns = {
+        **columns,
+        "workspace_id": workspace.pk,
+        "integration_id": integration.pk if integration is not None else None,
+        "source": source,
+        "source_key": source_key,
         "content_hash": digest,
     }
     # Positional, in the model's column order: Django's keyword path (defaults, relation

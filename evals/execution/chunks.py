@@ -33,7 +33,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -45,7 +45,7 @@ from evals.metrics.measure import record_test_result
 from evals.models import EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk
 from evals.sandboxing import metered, sandbox_limits
-from iofold.lib.runs import ACTIVE, Heartbeat, keep_alive
+from iofold.lib.runs import ACTIVE, Heartbeat, commit_asynchronously, keep_alive
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,9 @@ def _record_batch(
     now = timezone.now()
     done = {"status": RunStatus.SUCCEEDED, "finished_at": now} if last else {}
     with transaction.atomic():
-        _commit_asynchronously()
+        # A chunk's verdicts and its own status commit together, in order: a crash loses
+        # the last chunks whole, and they are judged again.
+        commit_asynchronously()
         if not EvalRunChunk.objects.filter(
             pk=chunk.pk, status=RunStatus.RUNNING, owner=chunk.owner
         ).update(judged=F("judged") + len(ids), heartbeat_at=now, **done):
@@ -266,19 +268,6 @@ def _record_batch(
             errors=F("errors") + (len(ids) - passed - failed),
         )
     return True
-
-
-def _commit_asynchronously() -> None:
-    """Let this transaction's commit return before its WAL reaches the disk (PostgreSQL).
-
-    A chunk's verdicts and its own status commit together, in order, so a database crash
-    can lose at most the last few chunks whole, and they are judged again; each commit no
-    longer waits for a disk flush (the largest share of a chunk's time outside the
-    sandbox on a busy disk).
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def fail_chunk(*, chunk_id: int, error: str) -> None:

@@ -19,7 +19,7 @@ from integrations.models import Integration, SyncRun
 from tests.fakes.langsmith_server import API_KEY, PROJECT_ID, FakeLangSmith
 from tests.integrations.helpers import Sleeps
 from traces.ingest import canonical_trace, prepare_traces
-from traces.models import Trace
+from traces.models import Conversation, Trace
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +92,39 @@ def test_a_sync_reads_every_trace_with_its_runs(workspace, fake_langsmith):
     integration.refresh_from_db()
     assert (integration.status, integration.sync_cursor) == (Integration.Status.OK, "")
     assert integration.watermark == max(t.timestamp for t in synced(integration))
+
+
+def test_later_pages_add_their_turns_to_the_conversations_earlier_pages_opened(
+    workspace, fake_langsmith
+):
+    # 25 traces in three threads (s-0, s-1, s-2), read newest first in pages of 10: every
+    # page adds turns to all three conversations.
+    fake = fake_langsmith(traces=25)
+    integration = connect(workspace, fake)
+    anchors_after_first_page = {}
+
+    def first_anchors(run, pages):
+        if pages == 1:
+            anchors_after_first_page.update(
+                Conversation.objects.for_workspace(workspace).values_list("external_id", "anchor")
+            )
+
+    run = sync(integration, on_page=first_anchors)
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert run.pages == 3
+    conversations = Conversation.objects.for_workspace(workspace)
+    assert sorted(c.external_id for c in conversations) == ["s-0", "s-1", "s-2"]
+    for conversation in conversations:
+        turns = synced(integration).filter(conversation=conversation)
+        times = sorted(turns.values_list("timestamp", flat=True))
+        assert conversation.turn_count == turns.count() == len(times) > 3
+        assert (conversation.started_at, conversation.last_activity_at) == (times[0], times[-1])
+        assert conversation.cost == pytest.approx(sum(t.cost for t in turns))
+        assert conversation.has_error == turns.filter(has_error=True).exists()
+        # The labels live on the anchor: set from the first page, kept by the later ones.
+        assert conversation.anchor_id == anchors_after_first_page[conversation.external_id]
+        assert turns.filter(pk=conversation.anchor_id).exists()
 
 
 def test_a_malformed_trace_fails_alone_and_the_rest_of_its_page_is_stored(
