@@ -116,6 +116,8 @@ TEMPLATES = [
                 "workspaces.context_processors.workspaces",
                 "iofold.composition.navigation",
             ],
+            # {% url %} remembering the URLs it reversed (a page has 10 to 20 of them).
+            "builtins": ["iofold.lib.cached_url"],
         },
     },
 ]

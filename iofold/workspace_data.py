@@ -62,6 +62,7 @@ from traces.models import (
     ScoreImportRun,
     Trace,
 )
+from workspaces.memberships import forget_memberships
 from workspaces.models import Membership, Workspace
 
 FORMAT = "iofold-workspace"
@@ -320,6 +321,9 @@ def _create(model, objs: list[dict], ids: dict, slug: str, summary: Summary) -> 
         if later:
             deferred.append((instance, later))
     model._default_manager.bulk_create([instance for _, instance in made])
+    if model is Membership:
+        # bulk_create sends no signal: the members' cached memberships lack this workspace.
+        forget_memberships(instance.user_id for _, instance in made)
     for old, instance in made:
         if instance.pk is None:  # pragma: no cover - every supported database returns ids
             raise ArchiveError("The database did not return the new rows' ids.")

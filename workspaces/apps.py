@@ -5,4 +5,5 @@ class WorkspacesConfig(AppConfig):
     name = "workspaces"
 
     def ready(self) -> None:
-        from workspaces import checks  # noqa: F401  (registers the tenancy check)
+        # The tenancy check, and the signals keeping cached memberships true.
+        from workspaces import checks, signals  # noqa: F401

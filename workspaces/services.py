@@ -14,6 +14,7 @@ from django.utils.text import slugify
 from accounts.selectors import email_address_status, verified_emails
 from iofold.lib.tasks import enqueue
 from workspaces.exceptions import InvitationForAnotherAddress, WorkspaceError
+from workspaces.memberships import forget_workspace_members
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
 
 logger = logging.getLogger(__name__)
@@ -270,6 +271,8 @@ def request_workspace_deletion(*, workspace: Workspace) -> None:
         deletion_requested_at=timezone.now()
     )
     if claimed:
+        # update() sends no signal: its members' cached memberships must go by hand.
+        forget_workspace_members(workspace.pk)
         transaction.on_commit(lambda: enqueue(DELETE_WORKSPACE_TASK, workspace.pk))
 
 

@@ -18,10 +18,10 @@ from traces.models import Trace
 from traces.services import add_traces_to_eval_set
 from workspaces.services import issue_token
 
-# Every page: the user and the user's memberships with their workspaces (the one in the
-# URL, and the switcher's list). The session comes from the cache after its first request
-# (SESSION_ENGINE cached_db), not from the database.
-PAGE_BASE = 2
+# Every page: the user. The session comes from the cache after its first request
+# (SESSION_ENGINE cached_db), and so do the user's memberships with their workspaces (the
+# one in the URL, and the switcher's list: workspaces.memberships).
+PAGE_BASE = 1
 
 
 def count_queries(call) -> tuple[int, object]:
