@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._django import run_on_scratch_database  # noqa: E402
-from bench.load import seed, set_keys  # noqa: E402
+from bench.load import seed  # noqa: E402
+from bench.pages import run_as_production  # noqa: E402
 
 
 def _variants() -> dict:
@@ -117,13 +117,7 @@ def main() -> None:
         _use(variants["+ url"])
         result["load_average"] = os.getloadavg()
 
-    set_keys()
-    os.environ.setdefault("DEBUG", "false")
-    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
-    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
-    os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/10")
-    os.environ["STATIC_ROOT"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / db_name)
-    run_on_scratch_database(db_name, body)
+    run_as_production(db_name, body)
     print(json.dumps(result))
 
 

@@ -52,6 +52,19 @@ def measure(fn, runs: int) -> dict:
     }
 
 
+def run_as_production(db_name: str, body) -> None:
+    """Run ``body`` in this process with production settings on a scratch database."""
+    set_keys()
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
+    os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/10")
+    # The production static files storage serves from a manifest, as the image does.
+    os.environ["STATIC_ROOT"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / db_name)
+    run_on_scratch_database(db_name, body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -164,15 +177,7 @@ def main() -> None:
             result[name] = row
             print(f"{name:<28} {row['queries']:>7} {row['cpu_ms_p50']:>8} {row['wall_ms_p50']:>8}")
 
-    set_keys()
-    os.environ.setdefault("DEBUG", "false")
-    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
-    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
-    os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/10")
-    # The production static files storage serves from a manifest, as the image does.
-    os.environ["STATIC_ROOT"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / db_name)
-    run_on_scratch_database(db_name, body)
+    run_as_production(db_name, body)
     print(json.dumps(result))
 
 
