@@ -39,7 +39,9 @@ BENCH_DB_PREFIX names its PostgreSQL database, iofold_bench_continuous by defaul
 ``--compare PATH``: a checkout of other code (``git worktree add /tmp/old main``) whose
 workers judge the same stored traces in rounds alternated with this checkout's, ``--repeat``
 times: old and new side by side at the same moment of a shared machine, one sync for all.
-The two must share the database schema.
+Each code's rounds run on its own schema: where the checkout to compare stops at an earlier
+migration (it must be an older one of this checkout's), the database is migrated back for
+its rounds and forward again for this code's.
 """
 
 import argparse
@@ -306,6 +308,30 @@ def through_celery(
     }
 
 
+def last_migrations(root: Path) -> dict[str, str]:
+    """Each app's last migration in the checkout at ``root``."""
+    last: dict[str, str] = {}
+    for path in root.glob("*/migrations/[0-9][0-9][0-9][0-9]_*.py"):
+        app = path.parent.parent.name
+        last[app] = max(last.get(app, ""), path.stem)
+    return last
+
+
+def use_schema_of(root: Path) -> None:
+    """Migrate the bench's database to the schema of the code at ``root``: a checkout to
+    compare may stop at earlier migrations of this checkout's (its rounds then run on the
+    tables as they were; the old code reads and writes the same columns either way)."""
+    from django.core.management import call_command
+
+    if root == ROOT:
+        call_command("migrate", verbosity=0)
+        return
+    mine = last_migrations(ROOT)
+    for app, name in last_migrations(root).items():
+        if mine.get(app) != name:
+            call_command("migrate", app, name, verbosity=0)
+
+
 def pipeline(
     url: str,
     base: str,
@@ -375,13 +401,16 @@ def pipeline(
 
     sandbox.prepare()  # the process's first run checks the jail: not part of any pass
     codes = [("new", ROOT)] + ([("old", Path(compare))] if compare else [])
-    rounds = [
-        through_celery(workspace, eval, trace_ids, n, sandbox_pass, root, label)
-        for r in range(repeat)
+    rounds = []
+    for r in range(repeat):
         # Alternated: old first in odd repeats, so neither always runs after the other.
-        for label, root in (codes if r % 2 == 0 else codes[::-1])
-        for n in (1, 2)
-    ]
+        for label, root in codes if r % 2 == 0 else codes[::-1]:
+            if compare:
+                use_schema_of(root)
+            rounds += [
+                through_celery(workspace, eval, trace_ids, n, sandbox_pass, root, label)
+                for n in (1, 2)
+            ]
 
     # The median of three passes over the whole run: on a shared machine one pass alone
     # swings by half (each round's own ratio uses the passes next to it).

@@ -6,7 +6,7 @@ from django.urls import reverse
 from iofold.lib.fields import EncryptedTextField
 from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
 from traces.models import Conversation, EvalSet, Trace
-from workspaces.models import WorkspaceOwned
+from workspaces.models import Workspace, WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
 
 # The querysets share this module with the models: they filter by the models' choices.
@@ -311,10 +311,22 @@ class EvalRunChunk(BackgroundRun, WorkspaceOwned):
 class EvalExecution(WorkspaceOwned):
     """An eval version's verdict on one trace; re-running replaces it (code is immutable)."""
 
+    # The workspace and the eval are the run's (the one writer, ``runs._upsert``, takes
+    # them from it), and the run's own foreign keys hold those rows: the database checks
+    # the run and the trace of every verdict written, not three names of the same rows
+    # (each check is a look-up per verdict at commit: 0.1-0.2 s of PostgreSQL's CPU per
+    # 10,000 verdicts). Deletes still cascade here through Django's collector, which every
+    # delete of an eval or a workspace goes through; a verdict whose run was deleted
+    # (SET_NULL) keeps its eval by that cascade alone. docs/sandbox.md has the measurements.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, db_constraint=False)
     # No index of their own: the unique (eval, trace) and the (trace, eval) index lead with
     # them, and every verdict written pays for each index (a run writes thousands a second).
     eval = models.ForeignKey(
-        Eval, on_delete=models.CASCADE, related_name="executions", db_index=False
+        Eval,
+        on_delete=models.CASCADE,
+        related_name="executions",
+        db_index=False,
+        db_constraint=False,
     )
     run = models.ForeignKey(
         EvalRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"

@@ -393,6 +393,9 @@ def _upsert(
     """Write one execution per (trace id, result) in one statement."""
     if len(trace_ids) != len(results):
         raise ValueError("one sandbox result per trace is required")
+    # The table leaves the eval and workspace of a verdict to its run's foreign keys.
+    if run is not None and (run.eval_id, run.workspace_id) != (eval.pk, eval.workspace_id):
+        raise ValueError("a run's verdicts are its own eval's")
     if not trace_ids:
         return
     spend = usage_columns(usage, len(results))
