@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ from evals.execution.runs import (
     trace_json,
 )
 from evals.judging.session import Usage
-from evals.models import EvalExecution, EvalRun
+from evals.models import Eval, EvalExecution, EvalRun
 from iofold.reaper import reap_stale_runs_task
 from tests.conftest import dead_owner, wait_for
 from tests.evals.builders import ALWAYS_PASS_CODE, BAD, GOOD, labelled_set, make_eval
@@ -306,3 +306,72 @@ def test_verdict_text_and_spend_are_stored_exactly(workspace):
     assert first.cost_usd == Decimal("0.0000123456")
     assert (second.passed, second.judge_calls, second.cost_usd) == (True, 0, Decimal(0))
     assert first.workspace_id == second.workspace_id == workspace.pk
+
+
+def _judged(eval, run, traces) -> None:
+    record_results(
+        eval=eval,
+        run=run,
+        traces=traces,
+        results=[sandbox.Result(True, "ok", None, 1.0)] * len(traces),
+    )
+
+
+def test_deleting_an_eval_or_its_workspace_deletes_its_verdicts(workspace):
+    # The database checks a verdict's run and trace only (its eval and workspace are the
+    # run's): these deletes reach the verdicts through Django's cascade.
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    first, second = make_eval(eval_set, version=1), make_eval(eval_set, version=2)
+    for eval in (first, second):
+        _judged(eval, EvalRun.objects.create(workspace=workspace, eval=eval, trigger="api"), traces)
+
+    first.delete()
+    assert set(EvalExecution.objects.values_list("eval_id", flat=True)) == {second.pk}
+
+    workspace.delete()
+    assert not EvalExecution.objects.exists()
+
+
+def test_deleting_a_run_keeps_its_verdicts(workspace):
+    # A verdict is the version's latest on the trace; the run is only where it came from.
+    eval_set, traces = labelled_set(workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1)
+    run = EvalRun.objects.create(workspace=workspace, eval=eval, trigger="api")
+    _judged(eval, run, traces)
+
+    run.delete()
+
+    kept = EvalExecution.objects.get()
+    assert (kept.eval_id, kept.workspace_id, kept.run_id, kept.passed) == (
+        eval.pk,
+        workspace.pk,
+        None,
+        True,
+    )
+
+
+def test_no_verdict_is_written_for_a_run_deleted_meanwhile(workspace):
+    # An eval deleted (its runs with it) while a chunk judges: the chunk's write fails at
+    # its commit instead of leaving verdicts of an eval that is gone.
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    eval = make_eval(eval_set, version=1)
+    run = EvalRun.objects.create(workspace=workspace, eval=eval, trigger="api")
+    Eval.objects.filter(pk=eval.pk).delete()  # the chunk still holds `eval` and `run`
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        _judged(eval, run, traces)
+        # What the commit checks (deferred), checked now.
+        connection.check_constraints(table_names=[EvalExecution._meta.db_table])
+
+    assert not EvalExecution.objects.exists()
+
+
+def test_a_run_records_verdicts_of_its_own_eval_only(workspace):
+    eval_set, traces = labelled_set(workspace, good=1, bad=0)
+    first, second = make_eval(eval_set, version=1), make_eval(eval_set, version=2)
+    run = EvalRun.objects.create(workspace=workspace, eval=first, trigger="api")
+
+    with pytest.raises(ValueError, match="its own eval"):
+        _judged(second, run, traces)
+
+    assert not EvalExecution.objects.exists()
