@@ -311,11 +311,11 @@ class EvalRunChunk(BackgroundRun, WorkspaceOwned):
 class EvalExecution(WorkspaceOwned):
     """An eval version's verdict on one trace; re-running replaces it (code is immutable)."""
 
-    # The workspace and the eval are the run's (the one writer, ``runs._upsert``, takes
-    # them from it), and the run's own foreign keys hold those rows: the database checks
-    # the run and the trace of every verdict written, not three names of the same rows
-    # (each check is a look-up per verdict at commit: 0.1-0.2 s of PostgreSQL's CPU per
-    # 10,000 verdicts). Deletes still cascade here through Django's collector, which every
+    # The workspace and the eval are the run's (the one writer, ``runs._upsert``, refuses
+    # a run of another eval), and the run's own foreign keys hold those rows: the database
+    # checks the run and the trace of every verdict written, not two more names of the same
+    # rows (a look-up per verdict at commit each: together a quarter of the write's
+    # PostgreSQL CPU). Deletes still cascade here through Django's collector, which every
     # delete of an eval or a workspace goes through; a verdict whose run was deleted
     # (SET_NULL) keeps its eval by that cascade alone. docs/sandbox.md has the measurements.
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, db_constraint=False)
