@@ -136,6 +136,21 @@ def seed(n_traces: int, n_labels: int) -> dict:
         for e in evals
         for pk in labelled
     )
+    # Written an hour before the run, as a workspace's data is: not within the matrix's
+    # settle window (MATRIX_SETTLE_SECONDS), where every row would count as just changed.
+    from django.db.models import F
+
+    from traces.models import Trace
+
+    # Traces as ingestion stores them: written once (updated when created).
+    hour = dt.timedelta(hours=1)
+    Trace.objects.filter(workspace=workspace).update(
+        created_at=F("created_at") - hour, updated_at=F("created_at") - hour
+    )
+    for model in (Feedback, EvalExecution):
+        model.objects.filter(workspace=workspace).update(
+            created_at=F("created_at") - hour, updated_at=F("updated_at") - hour
+        )
     # The active eval's set is hand-picked: ingested traces are not in it, so ingestion
     # queues no automatic runs and the worker only carries the batch runs.
     sessions = []
@@ -147,8 +162,6 @@ def seed(n_traces: int, n_labels: int) -> dict:
         store.create()
         sessions.append(store.session_key)
     _, token = issue_token(workspace=workspace, name="load", created_by=users[0], role="member")
-    from traces.models import Trace
-
     trace_ids = list(Trace.objects.filter(workspace=workspace).values_list("id", flat=True))
     return {
         "slug": workspace.slug,

@@ -31,14 +31,17 @@ from bench._django import run_on_scratch_database  # noqa: E402
 from bench.load import _trace, seed, set_keys  # noqa: E402
 
 
-def measure(fn, runs: int) -> dict:
-    """Run ``fn`` once to warm up, then ``runs`` times: queries, CPU and wall ms per call."""
+def measure(fn, runs: int, before=None) -> dict:
+    """Run ``fn`` once to warm up, then ``runs`` times: queries, CPU and wall ms per call
+    (``before`` runs before each call, untimed)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     fn()
     queries, cpu, wall = [], [], []
     for _ in range(runs):
+        if before is not None:
+            before()
         with CaptureQueriesContext(connection) as captured:
             c0, w0 = time.process_time(), time.perf_counter()
             fn()
@@ -134,6 +137,24 @@ def main() -> None:
             )
             assert response.status_code == 202, response.content[:300]
 
+        def other_users():
+            """What other users did between two matrix views under bench/load.py's mix:
+            labels, an ingested batch, a batch run's verdicts written."""
+            from django.utils import timezone
+
+            from evals.models import EvalExecution
+
+            for _ in range(3):
+                label()
+            ingest(100)()
+            ids = rng.sample(ctx["trace_ids"], 50)
+            EvalExecution.objects.filter(eval_id=ctx["eval"], trace_id__in=ids).update(
+                passed=rng.random() < 0.5, updated_at=timezone.now()
+            )
+
+        # The matrix right after other users' writes (as under load, where every view
+        # follows some): the writes are not timed.
+        after_writes = {"matrix after writes": other_users}
         cases = {
             "trace list": get(page, f"{w}/traces/"),
             "trace list ?q": get(page, f"{w}/traces/?q=refund"),
@@ -144,12 +165,14 @@ def main() -> None:
             "review next": get(page, review),
             "review label (card + post)": label,
             "matrix": get(page, f"{w}/evals/sets/{ctx['eval_set']}/matrix/"),
+            "matrix after writes": get(page, f"{w}/evals/sets/{ctx['eval_set']}/matrix/"),
             "ingest 100": ingest(100),
             "ingest 1000": ingest(1000),
             "batch run": batch_run,
         }
         if args.show_queries:
             cases[args.show_queries]()
+            after_writes.get(args.show_queries, lambda: None)()
             with CaptureQueriesContext(connection) as captured:
                 cases[args.show_queries]()
             for q in captured.captured_queries:
@@ -160,7 +183,10 @@ def main() -> None:
 
             cases[args.profile]()
             profiler = cProfile.Profile(time.process_time)
-            profiler.runcall(lambda: [cases[args.profile]() for _ in range(runs)])
+            before = after_writes.get(args.profile, lambda: None)
+            for _ in range(runs):
+                before()
+                profiler.runcall(cases[args.profile])
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(60)
             stats.sort_stats("tottime").print_stats(30)
@@ -173,7 +199,9 @@ def main() -> None:
             return
         print(f"{'endpoint':<28} {'queries':>7} {'cpu ms':>8} {'wall ms':>8}")
         for name, fn in cases.items():
-            row = measure(fn, runs if "1000" not in name else max(3, runs // 5))
+            row = measure(
+                fn, runs if "1000" not in name else max(3, runs // 5), after_writes.get(name)
+            )
             result[name] = row
             print(f"{name:<28} {row['queries']:>7} {row['cpu_ms_p50']:>8} {row['wall_ms_p50']:>8}")
 

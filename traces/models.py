@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 
 from integrations.models import Integration
@@ -138,6 +138,12 @@ class Conversation(WorkspaceOwned):
         return self.completed_at is not None
 
 
+# A trace written again after it was created: its time or source may have changed. The
+# comparison matrix's raw SQL spells it out (evals.matrix.index._rewritten), as the partial
+# index's predicate, so that PostgreSQL uses the index.
+REWRITTEN = ~Q(updated_at=F("created_at"))
+
+
 class Trace(WorkspaceOwned):
     """One normalised trace (DESIGN.md); ``data`` is exactly what an eval receives."""
 
@@ -203,8 +209,15 @@ class Trace(WorkspaceOwned):
                 name="trace_ws_time_source_idx",
             ),
             models.Index(fields=["workspace", "name"], name="trace_ws_name_idx"),
-            # The comparison matrix's cache stamp reads the workspace's newest change.
-            models.Index(fields=["workspace", "updated_at"], name="trace_ws_updated_idx"),
+            # Traces written again after they were created (a re-import, a sync's update),
+            # newest change last: the comparison matrix's cache stamp and its patches read
+            # them. New traces, written once (created_at = updated_at), never enter it, so
+            # ingestion neither changes the stamp nor adds to the index.
+            models.Index(
+                fields=["workspace", "updated_at"],
+                condition=REWRITTEN,
+                name="trace_ws_rewritten_idx",
+            ),
             # A conversation's turns in order, with the figures every ingest recomputes
             # (traces.conversations) as key columns, not INCLUDE, which SQLite ignores: read
             # from the index alone, not from rows whose payload SQLite must step over to

@@ -7,17 +7,18 @@ import math
 from django.utils import timezone
 
 # Each cached part is exact while its stamp holds. Labels: the set's label count and
-# newest label, and the workspace's newest trace change (a trace's time or source moves
-# it in or out of range). Verdicts: each version's newest execution (they are read for
-# every trace the version ran on, labelled or not). Writes that commit out of order
-# could hide behind a newer timestamp already seen, so a part built while its newest
-# change is younger than MATRIX_SETTLE_SECONDS (far longer than those writes'
-# transactions) expires when that change has settled.
+# newest label, and the workspace's newest change to a trace written again (a re-import:
+# a trace's time or source moves it in or out of range; new traces do not count).
+# Verdicts: each version's newest execution (they are read for every trace the version
+# ran on, labelled or not). Writes that commit out of order could hide behind a newer
+# timestamp already seen, so a part built while its newest change is younger than
+# MATRIX_SETTLE_SECONDS (far longer than those writes' transactions) expires when that
+# change has settled.
 MATRIX_CACHE_SECONDS = 15 * 60
 MATRIX_SETTLE_SECONDS = 30
 # Part of the cache keys: bump it when a cached part changes shape, so that a deploy
 # never reads a part pickled by the code before it.
-MATRIX_INDEX_FORMAT = 9
+MATRIX_INDEX_FORMAT = 10
 
 
 def cache_key(what: tuple, stamp: tuple) -> str:

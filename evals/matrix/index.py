@@ -18,12 +18,13 @@ Built from two kinds of cached part, so that a change re-reads only its own part
 A label change does not rebuild the base: the next page reads the labels changed since
 the base was built (plus a settle window for writes that commit out of order), one
 small query, and patches the base, each changed trace found by binary search on its
-(time, id); the verdicts are not read at all. New traces (ingestion) change the stamp
-but not the base: the same query then also asks for the set's labelled traces changed
-since (a re-import with a new time or source), and patches those, moving a trace whose
-time changed. The base records each trace's label count and the sum of its label ids,
-and their totals; if these no longer add up to the set's (a label was deleted), the
-base is rebuilt whole. Each base keeps which
+(time, id); the verdicts are not read at all. New traces (ingestion) change neither:
+the stamp reads only traces written again after they were created, from a partial index
+new traces never enter. When one was (a re-import, perhaps with a new time or source),
+the same query also asks for the set's labelled traces rewritten since, and patches
+those, moving a trace whose time changed. The base records each trace's label count and
+the sum of its label ids, and their totals; if these no longer add up to the set's (a
+label was deleted), the base is rebuilt whole. Each base keeps which
 traces changed since the bases it was patched from (``since``), so a cached view is not
 judged again whole either: only the traces changed since the base it was judged from
 are, each found in the view by binary search, taken out of the counts with its old label
@@ -174,18 +175,27 @@ def _changed_since(eval_set: EvalSet, old: "_Base", traces_changed: bool) -> lis
             SELECT f.trace_id FROM {_table(Feedback)} f
             JOIN {_table(Trace)} t ON t.id = f.trace_id
             WHERE f.eval_set_id = %s AND t.workspace_id = %s AND t.updated_at > %s
+                AND {_rewritten("t.")}
         """
         params += [eval_set.pk, eval_set.workspace_id, _written_after(old.stamp[3], old.read_at)]
     changed = [pk for (pk,) in _fetch(f"{sql} LIMIT {MAX_PATCHED + 1}", params)]
     return None if len(changed) > MAX_PATCHED else changed
 
 
+def _rewritten(alias: str = "") -> str:
+    """``traces.models.REWRITTEN`` in SQL: a trace written again after it was created (a
+    re-import may have changed its time or source), which the partial index
+    trace_ws_rewritten_idx holds; new traces (ingestion) are not, however many."""
+    return f"{alias}updated_at <> {alias}created_at"
+
+
 def _written_after(newest, read_at: dt.datetime):
     """The time after which a write may be missing from a part whose newest write was
-    ``newest``, read at ``read_at``: after ``newest``, or within the settle time before
-    the read (a write that committed late). One bound, so that an index range finds them."""
+    ``newest`` (None: it saw none), read at ``read_at``: after ``newest``, or within the
+    settle time before the read (a write that committed late). One bound, so that an
+    index range finds them."""
     settled = read_at - dt.timedelta(seconds=MATRIX_SETTLE_SECONDS, microseconds=1)
-    return _db_time(min(as_datetime(newest), settled))
+    return _db_time(settled if newest is None else min(as_datetime(newest), settled))
 
 
 def _restrict(trace_ids: list[int]) -> tuple[str, list]:
@@ -334,8 +344,9 @@ def _joined(column: str, sep: str = ",") -> str:
 
 
 def _stamp(*, eval_set: EvalSet, version_ids: list[int]) -> tuple:
-    """(label count, newest label, sum of label ids, newest trace change in the workspace,
-    each version's newest execution), in one query.
+    """(label count, newest label, sum of label ids, newest change of a trace written
+    again in the workspace (``_rewritten``: new traces do not count), each version's
+    newest execution), in one query.
 
     The labels are asked for in (eval set, updated_at) order: read so from the index on
     (eval set, updated_at) INCLUDE (id) alone. Unordered, when one set holds most of the
@@ -343,7 +354,8 @@ def _stamp(*, eval_set: EvalSet, version_ids: list[int]) -> tuple:
     newest_execution = f"(SELECT MAX(updated_at) FROM {_table(EvalExecution)} WHERE eval_id = %s)"
     sql = f"""
         SELECT COUNT(*), MAX(updated_at), SUM(id),
-            (SELECT MAX(updated_at) FROM {_table(Trace)} WHERE workspace_id = %s)
+            (SELECT MAX(updated_at) FROM {_table(Trace)} WHERE workspace_id = %s
+                AND {_rewritten()})
             {"".join(", " + newest_execution for _ in version_ids)}
         FROM (
             SELECT updated_at, id FROM {_table(Feedback)} WHERE eval_set_id = %s
@@ -531,7 +543,9 @@ def _adds_up(base: _Base) -> bool:
 
 
 def _patch(old: _Base, base: _Base, changed: dict[int, tuple], moved: bool) -> list[Key]:
-    """``old`` with the ``changed`` traces' rows, into ``base``; return their keys.
+    """``old`` with the ``changed`` traces' rows, into ``base``; return the keys of those
+    that differ (most of the traces read again within the settle window do not: they are
+    no change to judge again, nor to remember in ``since``).
 
     Each changed trace is found by binary search: replaced where it was, inserted where a
     first label brings it. When ``moved`` (traces changed, not only labels), a trace may
@@ -549,7 +563,8 @@ def _patch(old: _Base, base: _Base, changed: dict[int, tuple], moved: bool) -> l
     base.label_total, base.label_id_total = old.label_total, old.label_id_total
     was_at = dict(zip(old.order, old.times, strict=True)) if moved else {}
     keys = []
-    for pk, (when, source, label, n, ids) in changed.items():
+    for pk, (when, *row) in changed.items():
+        source, label, n, ids = row = tuple(row)
         before = was_at.get(pk, when)
         if before != when:
             i = base.find((before, pk))
@@ -564,6 +579,8 @@ def _patch(old: _Base, base: _Base, changed: dict[int, tuple], moved: bool) -> l
             values = (pk, when, source, label, n, ids)
             for column, value in zip(_columns_of(base), values, strict=True):
                 column.insert(i, value)
+        elif (base.sources[i], base.labels[i], base.counts[i], base.id_sums[i]) == row:
+            continue  # read again within the settle window, unchanged: not a change
         else:
             base.label_total -= base.counts[i]
             base.label_id_total -= base.id_sums[i]
@@ -623,7 +640,9 @@ def _refresh(old: _Base | None, stamp, eval_set) -> _Base:
     was deleted, not too many changed); else every label. When patched, it records which
     traces changed since ``old``."""
     base = _Base(stamp=stamp)
-    if old is not None and old.stamp[1] is not None and old.stamp[3] is not None:
+    # Without labels then, nothing to patch; without rewritten traces then (stamp[3] None:
+    # every trace written once, as ingestion writes them), the settle time bounds them.
+    if old is not None and old.stamp[1] is not None:
         moved = old.stamp[3] != stamp[3]
         changed = _changed_since(eval_set, old, moved)
         if changed is not None:
