@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--show-queries", default="", help="print the SQL of this endpoint")
     parser.add_argument("--profile", default="", help="print where this endpoint's CPU goes")
+    parser.add_argument("--only", default="", help="only the endpoints whose name holds this")
     args = parser.parse_args()
     n_traces = args.traces or (5_000 if args.quick else 20_000)
     n_labels = args.labels or (1_000 if args.quick else 4_000)
@@ -138,19 +139,20 @@ def main() -> None:
             assert response.status_code == 202, response.content[:300]
 
         def other_users():
-            """What other users did between two matrix views under bench/load.py's mix:
-            labels, an ingested batch, a batch run's verdicts written."""
+            """What other users wrote between two matrix views of one server process under
+            bench/load.py's mix (5 processes; labels, ingestion and batch runs 10 % of the
+            requests each): 5 labels, 5 ingested batches of 100, 5 batch runs' verdicts."""
             from django.utils import timezone
 
             from evals.models import EvalExecution
 
-            for _ in range(3):
+            for _ in range(5):
                 label()
-            ingest(100)()
-            ids = rng.sample(ctx["trace_ids"], 50)
-            EvalExecution.objects.filter(eval_id=ctx["eval"], trace_id__in=ids).update(
-                passed=rng.random() < 0.5, updated_at=timezone.now()
-            )
+                ingest(100)()
+                ids = rng.sample(ctx["trace_ids"], 50)
+                EvalExecution.objects.filter(eval_id=ctx["eval"], trace_id__in=ids).update(
+                    passed=rng.random() < 0.5, updated_at=timezone.now()
+                )
 
         # The matrix right after other users' writes (as under load, where every view
         # follows some): the writes are not timed.
@@ -199,6 +201,8 @@ def main() -> None:
             return
         print(f"{'endpoint':<28} {'queries':>7} {'cpu ms':>8} {'wall ms':>8}")
         for name, fn in cases.items():
+            if args.only not in name:
+                continue
             row = measure(
                 fn, runs if "1000" not in name else max(3, runs // 5), after_writes.get(name)
             )

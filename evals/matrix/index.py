@@ -145,10 +145,13 @@ class _Base:
 
 def _place(times: list[float], id_at: Callable[[int], int], key: Key) -> int:
     """Where the trace ``key`` is, or would go, among rows newest first (timestamp, then
-    id) whose timestamps are ``times`` and whose ids ``id_at`` gives: a binary search."""
-    return bisect.bisect_left(
-        range(len(times)), (-key[0], -key[1]), key=lambda i: (-times[i], -id_at(i))
-    )
+    id) whose timestamps are ``times`` and whose ids ``id_at`` gives: a binary search on
+    the timestamps (in C), then past the rows of the same timestamp with higher ids."""
+    when, pk = key
+    i = bisect.bisect_left(times, -when, key=operator.neg)  # the first not newer
+    while i < len(times) and times[i] == when and id_at(i) > pk:
+        i += 1
+    return i
 
 
 # --- statements ------------------------------------------------------------------------------
@@ -198,9 +201,13 @@ def _written_after(newest, read_at: dt.datetime):
     return _db_time(settled if newest is None else min(as_datetime(newest), settled))
 
 
-def _restrict(trace_ids: list[int]) -> tuple[str, list]:
-    """A condition on ``trace_id``: one of these traces."""
-    return f"IN ({', '.join(['%s'] * len(trace_ids))})", list(trace_ids)
+def _restrict(ids: list[int]) -> tuple[str, list]:
+    """A condition on an id column (its parameters): one of these ids. On PostgreSQL one
+    array parameter, which the driver splices in far faster than a placeholder per id
+    (the same plan as ``IN``); SQLite (tests) has no arrays."""
+    if connection.vendor == "postgresql":
+        return "= ANY(%s)", [list(ids)]
+    return f"IN ({', '.join(['%s'] * len(ids))})", list(ids)
 
 
 def _db_time(value):
@@ -663,20 +670,27 @@ def _base(*, eval_set: EvalSet, stamp: tuple) -> _Base:
     seen = _bases_seen.get(key)
     if seen is not None and seen.stamp == stamp:
         return seen
-    # The base this process saw last is patched: the cache's is not unpickled.
-    old = seen if seen is not None else _from_cache(key, _Base)
-    if old is not None and old.stamp == stamp:
-        base = old
+    # The base this process saw last is patched, even once its time is up (the patch reads
+    # again the labels of the settle window): the cache's is not unpickled.
+    old = seen or _bases_seen.get(key, expired=True)
+    cached = None if old is not None else _from_cache(key, _Base)
+    if cached is not None and cached.stamp == stamp:
+        base = cached
     else:
-        base = _refresh(old, stamp, eval_set)
+        base = _refresh(old or cached, stamp, eval_set)
         try:
-            # Labels that commit out of order are caught by the settle window of the next
-            # patch; traces are not patched, so their recent changes shorten it.
-            cache.set(key, base, seconds_to_keep(stamp[3:]))
+            cache.set(key, base, _seconds_to_keep(stamp))
         except Exception:
             logger.warning("matrix cache unavailable, not storing", exc_info=True)
-    _bases_seen.put(key, base, seconds_to_keep(stamp[3:]))
+    _bases_seen.put(key, base, _seconds_to_keep(stamp))
     return base
+
+
+def _seconds_to_keep(stamp: tuple) -> int:
+    """How long a part at ``stamp`` holds: a label or trace change that committed behind
+    the newest one (an equal stamp) must show once that change has settled. A part kept
+    here past its time is patched, not built again."""
+    return seconds_to_keep((stamp[1], *stamp[3:]))
 
 
 # --- judging ---------------------------------------------------------------------------------
@@ -864,13 +878,16 @@ def matrix_index(
     seen = _views_seen.get(key)
     if seen is not None and seen[0] == stamp:
         return seen[1]
-    # The view this process saw last is updated (only the changed traces are judged): the
-    # cache's is not unpickled. This process also knows the verdicts it was judged with.
-    old = seen if seen is not None else _from_cache(key, tuple)
+    # The view this process saw last is updated (only the changed traces are judged), even
+    # once its time is up: the cache's is not unpickled. This process also knows the
+    # verdicts it was judged with.
+    old = seen or _views_seen.get(key, expired=True)
+    cached = None if old is not None else _from_cache(key, tuple)
     judged_with = None
-    if old is not None and old[0] == stamp:
-        index = old[1]
+    if cached is not None and cached[0] == stamp:
+        index = cached[1]
     else:
+        old = old or cached
         base, verdicts = _base_and_verdicts(eval_set, version_ids, stamp)
         changed = None if old is None else _changed_keys(base, old[1].base_version)
         judged_with = verdicts
@@ -885,10 +902,10 @@ def matrix_index(
             index = _judge(labelled, times, verdicts, version_ids, base.version)
         judged_with = verdicts
         try:
-            cache.set(key, (stamp, index), seconds_to_keep(stamp[3:]))
+            cache.set(key, (stamp, index), _seconds_to_keep(stamp))
         except Exception:
             logger.warning("matrix cache unavailable, not storing", exc_info=True)
-    _views_seen.put(key, (stamp, index, judged_with), seconds_to_keep(stamp[3:]))
+    _views_seen.put(key, (stamp, index, judged_with), _seconds_to_keep(stamp))
     return index
 
 
@@ -942,9 +959,10 @@ class _Seen:
         self.size = size
         self.items: OrderedDict[str, tuple] = OrderedDict()
 
-    def get(self, key: str):
+    def get(self, key: str, expired: bool = False):
+        """The value under ``key`` while its time holds (or, ``expired``, after)."""
         value, until = self.items.get(key, (None, 0.0))
-        return value if until > time.time() else None
+        return value if expired or until > time.time() else None
 
     def put(self, key: str, value, seconds: int) -> None:
         self.items[key] = (value, time.time() + seconds)

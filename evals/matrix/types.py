@@ -39,6 +39,22 @@ class Verdict(NamedTuple):
     duration_ms: float
 
 
+class MatrixTrace(NamedTuple):
+    """The parts of a trace that a matrix row shows (its name, time, input and output)."""
+
+    id: int
+    name: str
+    external_id: str
+    timestamp: dt.datetime
+    source: str
+    input: object
+    output: object
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
 @dataclass
 class MatrixCell:
     eval_id: int
@@ -57,7 +73,7 @@ class MatrixCell:
 
 @dataclass
 class MatrixRow:
-    trace: Trace
+    trace: MatrixTrace
     label: str
     notes: list[str]
     cells: list[MatrixCell] = field(default_factory=list)

@@ -399,7 +399,10 @@ def test_ingestion_batch_runs_and_reimports_update_the_views_without_reading_all
             finally:
                 index._judge = judge
             read = [q["sql"] for q in queries]
-            assert not [s for s in read if "SUM(id) AS ids" in s and "trace_id IN" not in s]
+            restricted = ("trace_id IN", "trace_id = ANY")  # SQLite, PostgreSQL
+            assert not [
+                s for s in read if "SUM(id) AS ids" in s and not any(r in s for r in restricted)
+            ]
             assert not [s for s in read if "passed" in s and "updated_at >" not in s], n
             assert whole == [], (n, view)
             expected = _rebuilt(eval_set, versions, view)

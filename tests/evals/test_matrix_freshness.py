@@ -15,7 +15,8 @@ from evals.matrix.types import MatrixFilters
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import TraceFactory, trace_data
-from traces.models import Feedback
+from traces.ingest import upsert_traces
+from traces.models import Feedback, Trace
 from traces.services import add_traces_to_eval_set, record_feedback, undo_last_feedback
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +144,25 @@ def test_a_label_on_a_trace_the_version_already_judged_shows_its_verdict(workspa
     record_feedback(eval_set=eval_set, trace=judged, user=reviewer, rating="negative")
 
     assert counts(comparison_matrix(eval_set=eval_set)) == (2, 3, 0, 0)
+
+
+def test_a_re_import_with_a_new_time_moves_the_trace_on_the_next_load(workspace, matrix_set):
+    """Ingestion's upsert: a trace written again (not a new one) is what the cache watches."""
+    eval_set, traces, v1, reviewer = matrix_set
+    data = trace_data(77)
+    trace = Trace.objects.get(
+        pk=upsert_traces(workspace=workspace, source="api", traces=[data]).trace_ids[0]
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+    record_feedback(eval_set=eval_set, trace=trace, user=reviewer, rating="positive")
+    day = timezone.localdate(trace.timestamp)
+    in_range = MatrixFilters(date_from=day, date_to=day)
+    assert trace.pk in {
+        r.trace.pk for r in comparison_matrix(eval_set=eval_set, filters=in_range).rows
+    }
+
+    moved = {**data, "timestamp": (trace.timestamp - dt.timedelta(days=400)).isoformat()}
+    upsert_traces(workspace=workspace, source="api", traces=[moved])
+
+    matrix = comparison_matrix(eval_set=eval_set, filters=in_range)
+    assert trace.pk not in {r.trace.pk for r in matrix.rows}
