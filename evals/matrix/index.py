@@ -821,7 +821,14 @@ def _verdict_keys(base: _Base, before: list[Verdicts], after: list[Verdicts]) ->
     for old, new in zip(before, after, strict=True):
         if old is new:
             continue
-        for word in {w for part in (*old, *new) for w in part.masks}:
+        # The words whose masks differ in any part: a set operation on the parts' items
+        # (in C), not a walk over every word.
+        words = {
+            w
+            for was, now in zip(old, new, strict=True)
+            for w, _ in was.masks.items() ^ now.masks.items()
+        }
+        for word in words:
             diff = 0
             for was, now in zip(old, new, strict=True):
                 diff |= was.masks.get(word, 0) ^ now.masks.get(word, 0)
