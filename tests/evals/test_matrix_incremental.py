@@ -180,3 +180,28 @@ def test_a_view_past_its_settle_time_is_patched_not_built_again(matrix, workspac
     shown = _view(eval_set)
     assert "positive" in {label for pk, label, _ in shown[1] if pk == traces[8].pk}
     assert shown == _fresh(eval_set)
+
+
+def test_another_workspaces_writes_leave_this_matrix_as_it_is(matrix, workspace, other_workspace):
+    """Tenancy: the stamp, the patches and the page read this workspace's rows only."""
+    eval_set, traces, _ = matrix
+    theirs, their_traces = labelled_set(other_workspace, good=2, bad=2)
+    add_traces_to_eval_set(eval_set=theirs, trace_ids=[t.pk for t in their_traces])
+    _view(theirs)
+    mine = _view(eval_set)
+
+    data = trace_data(901)
+    upsert_traces(workspace=other_workspace, source="api", traces=[data])
+    moved = {**data, "timestamp": "2020-01-01T00:00:00+00:00"}
+    upsert_traces(workspace=other_workspace, source="api", traces=[moved])  # a re-import
+    record_feedback(
+        eval_set=theirs,
+        trace=their_traces[0],
+        user=Feedback.objects.filter(eval_set=theirs).first().user,
+        rating="negative",
+    )
+
+    assert _labels_read(eval_set) == []  # nothing of this set changed
+    shown = _view(eval_set)
+    assert shown == mine == _fresh(eval_set)
+    assert {pk for pk, _, _ in shown[1]} == {t.pk for t in traces}
