@@ -202,7 +202,9 @@ SCHEMES = {
 }
 
 
-def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, named=(), notes=None):
+def one_fit(
+    views, labels, clean, groups, train_idx, held_idx, schemes, named=(), notes=None, near=None
+):
     """Return {scheme: evidence} and {scheme: per-level held-out results} for one draw.
 
     `named`: families believed by every fold (as a note on every bad training trace is:
@@ -215,7 +217,14 @@ def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, named=()
     evidence, levels = {}, {}
     for name, (balanced_fit, bars) in schemes.items():
         if balanced_fit not in searches:
-            search = learner.prepare(tv, tl, named=named, notes=notes, balanced=balanced_fit)
+            search = learner.prepare(
+                tv,
+                tl,
+                named=named,
+                notes=notes,
+                balanced=balanced_fit,
+                near=learner.COLLAPSE_ROWS if near is None else near,
+            )
             per_level = {}
             for level in learner.LEVELS:
                 decision, _ = learner.finish(search, level, learner.Selection())
@@ -273,7 +282,9 @@ def quoting_notes(views, labels, train_idx, rng, phrase=""):
     return notes
 
 
-def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quotes=False):
+def run(
+    sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quotes=False, near=None
+):
     """Return a list of fit records (one per training draw).
 
     With `notes`, every draw is fitted a second time as if a reviewer's note named a
@@ -330,6 +341,7 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                             schemes,
                             believed,
                             said,
+                            near,
                         )
                         records.append(
                             {
@@ -412,6 +424,46 @@ def print_table(table, title):
         )
 
 
+PERM_ALPHAS = (0.05, 0.1, 0.15)
+PERM_FLOORS = (0.0, 0.5, 0.84, 1.0)
+
+
+def permutation_report(records, permutations, fixed):
+    """Print and return FA / power of the fixed bar against the permutation test's replays."""
+    rows = [("fixed", fixed)]
+    for alpha, floor in itertools.product(PERM_ALPHAS, PERM_FLOORS):
+        bars = replace(fixed, permutations=permutations, alpha=alpha, permutation_floor_se=floor)
+        rows.append((f"perm a={alpha} floor={floor}", bars))
+    print(f"\npermutation test ({permutations} shuffles) against the fixed bar")
+    print(f"{'bar':>26}  FA@10 FA@25 FA@50  P@10 P@25 P@50   power by family @25")
+    out = {}
+    for name, bars in rows:
+        fa, power = headline_of(summarise(records, "current", bars))
+        fam = by_family(records, "current", bars)
+        cells = " ".join(f"{f}:{fam[(f, 25)]:.2f}" for f in FAMILIES if (f, 25) in fam)
+        print(
+            f"{name:>26}  "
+            + " ".join(f"{fa[s]:>5.3f}" for s in SIZES)
+            + " "
+            + " ".join(f"{power[s]:>5.3f}" for s in SIZES)
+            + "   "
+            + cells
+        )
+        table = summarise(records, "current", bars)
+        out[name] = {
+            "false_alarm": fa,
+            "power": power,
+            "power_by_noise": {
+                f"{size}:{cond}": round(f["power"], 3)
+                for (size, cond), f in table.items()
+                if cond != "noise"
+            },
+            "fits_by_noise": {f"{size}:{cond}": f["fits"] for (size, cond), f in table.items()},
+            "power_by_family": {f"{f}:{size}": round(v, 3) for (f, size), v in fam.items()},
+        }
+    return out
+
+
 def grid():
     """Yield candidate bars for fits without notes (named_family_se plays no part)."""
     for z, two, word in itertools.product(
@@ -442,6 +494,23 @@ def main(argv=None):
         action="store_true",
         help="refit every draw with notes quoting chance phrases of bad outputs",
     )
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=0,
+        help="also compute a label-permutation null of K shuffles and replay its test",
+    )
+    parser.add_argument(
+        "--collapse",
+        type=int,
+        default=None,
+        help="drop candidates within N training rows of a cheaper one (default: the learner's)",
+    )
+    parser.add_argument(
+        "--accuracy-only",
+        action="store_true",
+        help="with --sweep: the accuracy scheme only, without the refits with notes",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -450,6 +519,12 @@ def main(argv=None):
     noise_draws = 8 if args.quick else 30
     current = learner.Bars()
     schemes = dict(SCHEMES) if args.sweep else {"current": (learner.BALANCED_FIT, current)}
+    if args.sweep and args.accuracy_only:
+        schemes = {"acc": SCHEMES["acc"]}
+    if args.permutations:
+        # Stopped early only past the loosest level replayed, so every replay is exact.
+        gathered = replace(current, permutations=args.permutations, alpha=max(PERM_ALPHAS))
+        schemes = {"current": (learner.BALANCED_FIT, gathered)}
     sets = load(args.data)
     records = run(
         sets,
@@ -457,8 +532,9 @@ def main(argv=None):
         draws=draws,
         noise_draws=noise_draws,
         schemes=schemes,
-        notes=args.sweep,
+        notes=args.sweep and not args.accuracy_only,
         quotes=args.quotes and not args.sweep,
+        near=args.collapse,
     )
     print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
     headline = {"fits": len(records)}
@@ -488,7 +564,7 @@ def main(argv=None):
         if ok:
             scheme, b, fa, power = ok[0]
             named_rows = []
-            for zn in (0.5, 0.84, 1.0, 1.28):
+            for zn in () if args.accuracy_only else (0.5, 0.84, 1.0, 1.28):
                 if zn <= b.beat_majority_se:
                     bn = replace(b, named_family_se=zn)
                     nfa, npower = headline_of(summarise(records, scheme, bn, noted=True))
@@ -509,7 +585,9 @@ def main(argv=None):
                 b = fine[0][1]
             print(f"\nbest under false alarms <= {args.target:.0%} at every size: {scheme} {b}")
             print_table(summarise(records, scheme, b), f"{scheme}, chosen bars, no notes")
-            print_table(summarise(records, scheme, b, noted=True), f"{scheme}, chosen bars, notes")
+            if not args.accuracy_only:
+                notes_table = summarise(records, scheme, b, noted=True)
+                print_table(notes_table, f"{scheme}, chosen bars, notes")
             headline["best"] = {
                 "scheme": scheme,
                 "beat_majority_se": b.beat_majority_se,
@@ -545,6 +623,8 @@ def main(argv=None):
                 headline["quotes"]["phrase_power"] = {
                     s: fam[("phrase", s)] for s in SIZES if ("phrase", s) in fam
                 }
+        if args.permutations:
+            headline["permutation"] = permutation_report(records, args.permutations, current)
         fa, power = headline_of(table)
         headline.update(
             {
