@@ -21,7 +21,12 @@ under a grid of bars (learner.choose is a pure function of the evidence), then p
 the setting with the most power whose false-alarm rate is at most --target at every
 size.
 
-    python bench/synth_power.py [--quick] [--sweep] [--draws N] [--target 0.10]
+With --permutations K it also computes the learner's label-permutation null (K
+shuffles, docs/synthesiser.md "eighth pass") for every fit and replays its test at a
+few levels beside the fixed bar, on the same fits.
+
+    python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--permutations K]
+        [--draws N] [--target 0.10]
 
 Last line of output: one JSON object.
 """
@@ -202,9 +207,7 @@ SCHEMES = {
 }
 
 
-def one_fit(
-    views, labels, clean, groups, train_idx, held_idx, schemes, named=(), notes=None, near=None
-):
+def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, named=(), notes=None):
     """Return {scheme: evidence} and {scheme: per-level held-out results} for one draw.
 
     `named`: families believed by every fold (as a note on every bad training trace is:
@@ -217,14 +220,7 @@ def one_fit(
     evidence, levels = {}, {}
     for name, (balanced_fit, bars) in schemes.items():
         if balanced_fit not in searches:
-            search = learner.prepare(
-                tv,
-                tl,
-                named=named,
-                notes=notes,
-                balanced=balanced_fit,
-                near=learner.COLLAPSE_ROWS if near is None else near,
-            )
+            search = learner.prepare(tv, tl, named=named, notes=notes, balanced=balanced_fit)
             per_level = {}
             for level in learner.LEVELS:
                 decision, _ = learner.finish(search, level, learner.Selection())
@@ -282,9 +278,7 @@ def quoting_notes(views, labels, train_idx, rng, phrase=""):
     return notes
 
 
-def run(
-    sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quotes=False, near=None
-):
+def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quotes=False):
     """Return a list of fit records (one per training draw).
 
     With `notes`, every draw is fitted a second time as if a reviewer's note named a
@@ -341,7 +335,6 @@ def run(
                             schemes,
                             believed,
                             said,
-                            near,
                         )
                         records.append(
                             {
@@ -501,12 +494,6 @@ def main(argv=None):
         help="also compute a label-permutation null of K shuffles and replay its test",
     )
     parser.add_argument(
-        "--collapse",
-        type=int,
-        default=None,
-        help="drop candidates within N training rows of a cheaper one (default: the learner's)",
-    )
-    parser.add_argument(
         "--accuracy-only",
         action="store_true",
         help="with --sweep: the accuracy scheme only, without the refits with notes",
@@ -534,7 +521,6 @@ def main(argv=None):
         schemes=schemes,
         notes=args.sweep and not args.accuracy_only,
         quotes=args.quotes and not args.sweep,
-        near=args.collapse,
     )
     print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
     headline = {"fits": len(records)}
@@ -641,6 +627,8 @@ def main(argv=None):
     command = ".venv/bin/python bench/synth_power.py" + (" --quick" if args.quick else "")
     command += " --sweep" if args.sweep else ""
     command += " --quotes" if args.quotes else ""
+    command += " --accuracy-only" if args.sweep and args.accuracy_only else ""
+    command += f" --permutations {args.permutations}" if args.permutations else ""
     command += f" --draws {args.draws}" if args.draws else ""
     print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True, default=lambda x: x))

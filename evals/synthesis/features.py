@@ -667,27 +667,6 @@ def dedupe(found: list[Candidate]) -> list[Candidate]:
     return sorted((c for same in kept.values() for c in same), key=rank)
 
 
-def collapse(found: list[Candidate], n: int, rows: int) -> list[Candidate]:
-    """Drop plain candidates within `rows` rows of a kept one (or of its negation).
-
-    `found` is in rank order (`dedupe`): the cheaper, more believed feature of two
-    near-duplicates is the one kept. Candidates with a prior or a note are always kept.
-    """
-    if rows <= 0:
-        return found
-    full = (1 << n) - 1
-    kept: list[Candidate] = []
-    for c in found:
-        plain = c.feature.prior <= 0 and c.known == -1 and not c.pointed_only
-        if plain and any(
-            min((c.mask ^ k.mask).bit_count(), (c.mask ^ (full & ~k.mask)).bit_count()) <= rows
-            for k in kept
-        ):
-            continue
-        kept.append(c)
-    return kept
-
-
 def build_structural(
     views: list[dict], *, pointed: dict[str, int] | None = None
 ) -> list[Candidate]:

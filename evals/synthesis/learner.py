@@ -31,7 +31,6 @@ from evals.synthesis.features import (
     build_noted,
     build_structural,
     build_words,
-    collapse,
     dedupe,
     family_pointers,
 )
@@ -80,9 +79,6 @@ BALANCED_FIT = False
 PERMUTATIONS = 0
 PERMUTE_BELOW = 100
 PERMUTATION_ALPHA = 0.1
-# Plain structural candidates within this many training rows of a cheaper one (or of
-# its negation) are dropped before selection (0: only exact duplicates are).
-COLLAPSE_ROWS = 0
 
 
 def judged_good(why: str) -> str:
@@ -688,7 +684,6 @@ def prepare(
     criteria: str = "",
     named: Iterable[str] = (),
     balanced: bool = BALANCED_FIT,
-    near: int = COLLAPSE_ROWS,
 ) -> "_Search":
     """Return the candidate search over the labelled views (`balanced`: weighted fits).
 
@@ -702,7 +697,7 @@ def prepare(
     pointed = family_pointers(notes, criteria) | dict.fromkeys(named, -1)
     structural = build_structural(views, pointed=pointed)
     words = build_words(views, exclude={c.mask for c in structural})
-    structural = collapse(dedupe(structural + build_noted(views, notes, criteria)), n, near)
+    structural = dedupe(structural + build_noted(views, notes, criteria))
     full = (1 << n) - 1
     pos = sum(1 << i for i, good in enumerate(labels) if good)
     return _Search(structural, words, pos, full & ~pos, full, balanced=balanced)
