@@ -21,7 +21,12 @@ under a grid of bars (learner.choose is a pure function of the evidence), then p
 the setting with the most power whose false-alarm rate is at most --target at every
 size.
 
-    python bench/synth_power.py [--quick] [--sweep] [--draws N] [--target 0.10]
+With --permutations K it also computes the learner's label-permutation null (K
+shuffles, docs/synthesiser.md "eighth pass") for every fit and replays its test at a
+few levels beside the fixed bar, on the same fits.
+
+    python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--permutations K]
+        [--draws N] [--target 0.10]
 
 Last line of output: one JSON object.
 """
@@ -412,6 +417,46 @@ def print_table(table, title):
         )
 
 
+PERM_ALPHAS = (0.05, 0.1, 0.15)
+PERM_FLOORS = (0.0, 0.5, 0.84, 1.0)
+
+
+def permutation_report(records, permutations, fixed):
+    """Print and return FA / power of the fixed bar against the permutation test's replays."""
+    rows = [("fixed", fixed)]
+    for alpha, floor in itertools.product(PERM_ALPHAS, PERM_FLOORS):
+        bars = replace(fixed, permutations=permutations, alpha=alpha, permutation_floor_se=floor)
+        rows.append((f"perm a={alpha} floor={floor}", bars))
+    print(f"\npermutation test ({permutations} shuffles) against the fixed bar")
+    print(f"{'bar':>26}  FA@10 FA@25 FA@50  P@10 P@25 P@50   power by family @25")
+    out = {}
+    for name, bars in rows:
+        fa, power = headline_of(summarise(records, "current", bars))
+        fam = by_family(records, "current", bars)
+        cells = " ".join(f"{f}:{fam[(f, 25)]:.2f}" for f in FAMILIES if (f, 25) in fam)
+        print(
+            f"{name:>26}  "
+            + " ".join(f"{fa[s]:>5.3f}" for s in SIZES)
+            + " "
+            + " ".join(f"{power[s]:>5.3f}" for s in SIZES)
+            + "   "
+            + cells
+        )
+        table = summarise(records, "current", bars)
+        out[name] = {
+            "false_alarm": fa,
+            "power": power,
+            "power_by_noise": {
+                f"{size}:{cond}": round(f["power"], 3)
+                for (size, cond), f in table.items()
+                if cond != "noise"
+            },
+            "fits_by_noise": {f"{size}:{cond}": f["fits"] for (size, cond), f in table.items()},
+            "power_by_family": {f"{f}:{size}": round(v, 3) for (f, size), v in fam.items()},
+        }
+    return out
+
+
 def grid():
     """Yield candidate bars for fits without notes (named_family_se plays no part)."""
     for z, two, word in itertools.product(
@@ -442,6 +487,17 @@ def main(argv=None):
         action="store_true",
         help="refit every draw with notes quoting chance phrases of bad outputs",
     )
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=0,
+        help="also compute a label-permutation null of K shuffles and replay its test",
+    )
+    parser.add_argument(
+        "--accuracy-only",
+        action="store_true",
+        help="with --sweep: the accuracy scheme only, without the refits with notes",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -450,6 +506,12 @@ def main(argv=None):
     noise_draws = 8 if args.quick else 30
     current = learner.Bars()
     schemes = dict(SCHEMES) if args.sweep else {"current": (learner.BALANCED_FIT, current)}
+    if args.sweep and args.accuracy_only:
+        schemes = {"acc": SCHEMES["acc"]}
+    if args.permutations:
+        # Stopped early only past the loosest level replayed, so every replay is exact.
+        gathered = replace(current, permutations=args.permutations, alpha=max(PERM_ALPHAS))
+        schemes = {"current": (learner.BALANCED_FIT, gathered)}
     sets = load(args.data)
     records = run(
         sets,
@@ -457,7 +519,7 @@ def main(argv=None):
         draws=draws,
         noise_draws=noise_draws,
         schemes=schemes,
-        notes=args.sweep,
+        notes=args.sweep and not args.accuracy_only,
         quotes=args.quotes and not args.sweep,
     )
     print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
@@ -488,7 +550,7 @@ def main(argv=None):
         if ok:
             scheme, b, fa, power = ok[0]
             named_rows = []
-            for zn in (0.5, 0.84, 1.0, 1.28):
+            for zn in () if args.accuracy_only else (0.5, 0.84, 1.0, 1.28):
                 if zn <= b.beat_majority_se:
                     bn = replace(b, named_family_se=zn)
                     nfa, npower = headline_of(summarise(records, scheme, bn, noted=True))
@@ -509,7 +571,9 @@ def main(argv=None):
                 b = fine[0][1]
             print(f"\nbest under false alarms <= {args.target:.0%} at every size: {scheme} {b}")
             print_table(summarise(records, scheme, b), f"{scheme}, chosen bars, no notes")
-            print_table(summarise(records, scheme, b, noted=True), f"{scheme}, chosen bars, notes")
+            if not args.accuracy_only:
+                notes_table = summarise(records, scheme, b, noted=True)
+                print_table(notes_table, f"{scheme}, chosen bars, notes")
             headline["best"] = {
                 "scheme": scheme,
                 "beat_majority_se": b.beat_majority_se,
@@ -545,6 +609,8 @@ def main(argv=None):
                 headline["quotes"]["phrase_power"] = {
                     s: fam[("phrase", s)] for s in SIZES if ("phrase", s) in fam
                 }
+        if args.permutations:
+            headline["permutation"] = permutation_report(records, args.permutations, current)
         fa, power = headline_of(table)
         headline.update(
             {
@@ -561,6 +627,8 @@ def main(argv=None):
     command = ".venv/bin/python bench/synth_power.py" + (" --quick" if args.quick else "")
     command += " --sweep" if args.sweep else ""
     command += " --quotes" if args.quotes else ""
+    command += " --accuracy-only" if args.sweep and args.accuracy_only else ""
+    command += f" --permutations {args.permutations}" if args.permutations else ""
     command += f" --draws {args.draws}" if args.draws else ""
     print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True, default=lambda x: x))

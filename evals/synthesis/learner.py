@@ -19,6 +19,7 @@ from a few dozen labels some chance word always separates the training set.
 """
 
 import math
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -70,6 +71,16 @@ CV_REPEATS = 5
 REPEAT_BELOW = 100
 BALANCED = False
 BALANCED_FIT = False
+# A label-permutation test can replace the fixed bar for structural rules below
+# PERMUTE_BELOW labels: the labels are shuffled PERMUTATIONS times (whole groups' labels
+# moving together), the same selection is run on each, and a rule ships only when its
+# gain over the constant, in standard errors, is beaten by at most a share
+# PERMUTATION_ALPHA of them (a Monte Carlo p-value). Measured on the calibration bench it
+# lands on the fixed bar's trade-off between power and false alarms, not above it, at 10
+# to 20 times the fit's cost (docs/synthesiser.md, eighth pass), so it stays off (0).
+PERMUTATIONS = 0
+PERMUTE_BELOW = 100
+PERMUTATION_ALPHA = 0.1
 
 
 def judged_good(why: str) -> str:
@@ -297,24 +308,41 @@ class _Search:
         beam = singles[:BEAM]
         # Favoured families (named in criteria or notes) are tried first whatever they score.
         beam += [s for s in singles[BEAM:] if s[4] > 0][:4]
-        partners = [s for s in singles if not s[1].feature.is_words]
+        # Each literal's costs looked up once (the sums below keep their order).
+        partners = [
+            (cb, hb, lb, prior_b, cb.feature.cost, negation_cost(cb.feature, hb))
+            for _, cb, hb, lb, prior_b in singles
+            if not cb.feature.is_words
+        ]
+        most_prior = max((p[3] for p in partners), default=0.0)
+        n_neg = n_rows - n_pos
         for _, ca, ha, la, prior_a in beam:
-            for _, cb, hb, lb, prior_b in partners:
+            cost_a, negated_a = ca.feature.cost, negation_cost(ca.feature, ha)
+            # The most a pair with this literal can score: an AND judges bad no more than
+            # it does (at best its good rows and every bad one right), an OR no less.
+            # Pairs that cannot beat the best so far are skipped (the best only grows).
+            la_pos = (la & pos_r).bit_count()
+            la_neg = (la & rows).bit_count() - la_pos
+            reach = prior_a + most_prior - COST_WEIGHT * (cost_a + negated_a) - PAIR_PENALTY
+            skip = {
+                "and": w_neg * la_neg + w_pos * n_pos + reach < best.score - 1e-9,
+                "or": w_neg * n_neg + w_pos * (n_pos - la_pos) + reach < best.score - 1e-9,
+            }
+            if skip["and"] and skip["or"]:
+                continue
+            for cb, hb, lb, prior_b, cost_b, negated_b in partners:
                 if cb is ca:
                     continue
                 for op in ("and", "or"):
+                    if skip[op]:
+                        continue
                     cond = la & lb if op == "and" else la | lb
                     inside = cond & rows
                     if inside in (0, rows) or cond in (la, lb):
                         continue
                     cp = (inside & pos_r).bit_count()
                     cn = inside.bit_count() - cp
-                    cost = (
-                        ca.feature.cost
-                        + cb.feature.cost
-                        + negation_cost(ca.feature, ha)
-                        + negation_cost(cb.feature, hb)
-                    )
+                    cost = cost_a + cost_b + negated_a + negated_b
                     score = (
                         w_neg * cn
                         + w_pos * (n_pos - cp)
@@ -378,6 +406,15 @@ class Bars:
     # Judge held-out agreement with each verdict class weighing half (balanced accuracy,
     # in examples' worth) rather than raw agreement.
     balanced: bool = BALANCED
+    # The permutation test for structural rules (0: off) and its level; `stop_early`
+    # gives up on the permutations once the rule cannot pass any more.
+    permutations: int = PERMUTATIONS
+    permute_below: int = PERMUTE_BELOW
+    alpha: float = PERMUTATION_ALPHA
+    stop_early: bool = True
+    # Standard errors a rule must beat the constant by even when the permutation test
+    # passes it.
+    permutation_floor_se: float = 0.0
 
 
 @dataclass
@@ -402,6 +439,10 @@ class Evidence:
     # disagree on (McNemar's variance for weighted counts).
     balanced_correct: dict[str, float] | None = None
     balanced_disagree: dict[tuple[str, str], float] | None = None
+    # The permutation null: the statistic (`structural_z`) on each shuffled labelling run,
+    # and how many were planned (fewer are run when stopped early). None: not computed.
+    null: list[float] | None = None
+    null_planned: int = 0
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -415,20 +456,24 @@ def gather(
     *,
     word_candidates: int,
     bars: Bars,
+    levels: tuple[str, ...] = LEVELS,
+    permute: bool = True,
 ) -> Evidence | None:
     """Return each level's held-out agreement, or None when there are too few groups.
 
     Below `bars.repeat_below` labels the grouped folds are dealt `bars.repeats` times
     with different seeds and the counts averaged: one dealing of ten labels into five
     folds is a coin toss of its own, and averaging removes that part of the noise.
+    `levels`: the shapes to score (the permutation null needs only the structural ones);
+    `permute`: also compute the permutation null when the bars ask for one.
     """
     n = len(labels)
     full, pos, neg = search.full, search.pos, search.neg
     repeats = bars.repeats if n < bars.repeat_below else 1
-    correct = dict.fromkeys(LEVELS, 0.0)
+    correct = dict.fromkeys(levels, 0.0)
     constant_heldout = 0.0
-    disagree = {_pair(a, b): 0.0 for i, a in enumerate(LEVELS) for b in LEVELS[i + 1 :]}
-    b_correct = dict.fromkeys(LEVELS, 0.0)
+    disagree = {_pair(a, b): 0.0 for i, a in enumerate(levels) for b in levels[i + 1 :]}
+    b_correct = dict.fromkeys(levels, 0.0)
     b_disagree = dict.fromkeys(disagree, 0.0)
     used = 0
     folds_seen = 0
@@ -439,12 +484,12 @@ def gather(
         if len(fold_list) < 2:
             return None
         folds_seen = len(fold_list)
-        bad = dict.fromkeys(LEVELS, 0)
+        bad = dict.fromkeys(levels, 0)
         for test_idx in fold_list:
             test = sum(1 << i for i in test_idx)
             train = full & ~test
             default = _majority((train & pos).bit_count(), (train & neg).bit_count())
-            for level in LEVELS:
+            for level in levels:
                 bad[level] |= _predicted_bad(search.fit(level, train), default, test)
         constant_heldout += _correct(bad["constant"], full, pos, neg)
         # With balanced labels a fold's training majority is often the opposite of its
@@ -453,7 +498,7 @@ def gather(
         # bar rules must clear; the constant reports its held-out agreement above.
         if _correct(bad["constant"], full, pos, neg) < max(n_pos, n - n_pos):
             bad["constant"] = 0 if n_pos * 2 >= n else full
-        for level in LEVELS:
+        for level in levels:
             correct[level] += _correct(bad[level], full, pos, neg)
             b_correct[level] += (
                 w_neg * (bad[level] & neg).bit_count() + w_pos * (~bad[level] & pos).bit_count()
@@ -465,6 +510,15 @@ def gather(
                 w_pos**2 * (differ & pos).bit_count() + w_neg**2 * (differ & neg).bit_count()
             )
         used += 1
+    if not permute:
+        return Evidence(
+            n=n,
+            folds=folds_seen,
+            correct={k: v / used for k, v in correct.items()},
+            disagree={k: v / used for k, v in disagree.items()},
+            word_candidates=0,
+            named={},
+        )
     named = {}
     structural = search.structural
     # Counted in distinct splits: a feature kept for the folds that cannot know a named
@@ -474,7 +528,7 @@ def gather(
     for level in ("one", "two", "words"):
         fitted = search.fit(level, full)
         named[level] = fitted is not None and all(c.feature.prior > 0 for c, _ in fitted.literals)
-    return Evidence(
+    ev = Evidence(
         n=n,
         folds=folds_seen,
         correct={k: v / used for k, v in correct.items()},
@@ -486,6 +540,101 @@ def gather(
         balanced_correct={k: v / used for k, v in b_correct.items()},
         balanced_disagree={k: v / used for k, v in b_disagree.items()},
     )
+    best, _, stat = structural_z(ev, bars)
+    if bars.permutations and n < bars.permute_below and not bars.balanced and not named[best]:
+        ev.null_planned = bars.permutations
+        ev.null = permutation_null(search, labels, groups, bars, stat=stat)
+    return ev
+
+
+def structural_z(ev: Evidence, bars: Bars) -> tuple[str, float, float]:
+    """Return (best structural level, its held-out gain over the constant, the gain in
+    standard errors), the level chosen by the one-standard-error rule.
+
+    The gain in standard errors is the statistic the permutation test ranks; it is minus
+    infinity when the gain is at most one held-out trace, which no bar ever accepts.
+    """
+    cv, disagree = ev.correct, ev.disagree
+    best = "two" if cv["two"] > cv["one"] else "one"
+    se_two = math.sqrt(disagree[_pair("one", "two")])
+    if best == "two" and cv["two"] - cv["one"] <= bars.two_over_one_se * se_two:
+        best = "one"
+    gain = cv[best] - cv["constant"]
+    se = math.sqrt(disagree[_pair(best, "constant")])
+    return best, gain, (gain / se if gain > 1.0 and se > 0 else -math.inf)
+
+
+def permuted(labels: list[bool], groups: list[str], rng: random.Random) -> list[bool]:
+    """Return the labels shuffled whole groups at a time.
+
+    A group's labels move together to another group of the same size, so the labels'
+    dependence within groups (and the number of bad traces) is that of the real data.
+    """
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    by_size: dict[int, list[list[int]]] = {}
+    for idx in members.values():
+        by_size.setdefault(len(idx), []).append(idx)
+    out = list(labels)
+    for size in sorted(by_size):
+        blocks = by_size[size]
+        moved = [[labels[i] for i in idx] for idx in blocks]
+        rng.shuffle(moved)
+        for idx, values in zip(blocks, moved, strict=True):
+            for i, value in zip(idx, values, strict=True):
+                out[i] = value
+    return out
+
+
+def permutation_null(
+    search: "_Search", labels: list[bool], groups: list[str], bars: Bars, *, stat: float
+) -> list[float]:
+    """Return the statistic of the same structural selection on shuffled labels.
+
+    The candidates do not depend on the labels, so only the labels change. With
+    `bars.stop_early` it stops once more shuffles beat `stat` than the test allows (the
+    rule cannot pass any more), and runs none when `stat` could never pass.
+    """
+    allowed = _allowed_exceedances(bars)
+    if bars.stop_early and (stat == -math.inf or allowed < 0):
+        return []
+    null: list[float] = []
+    full = search.full
+    rng = random.Random(len(labels))
+    for _ in range(bars.permutations):
+        shuffled = permuted(labels, groups, rng)
+        if len(set(shuffled)) < 2:
+            continue
+        pos = sum(1 << i for i, good in enumerate(shuffled) if good)
+        null_search = _Search(search.structural, [], pos, full & ~pos, full)
+        ev = gather(
+            null_search,
+            shuffled,
+            groups,
+            word_candidates=0,
+            bars=bars,
+            levels=("constant", "one", "two"),
+            permute=False,
+        )
+        null.append(-math.inf if ev is None else structural_z(ev, bars)[2])
+        if bars.stop_early and sum(z >= stat for z in null) > allowed:
+            break
+    return null
+
+
+def _allowed_exceedances(bars: Bars, alpha: float | None = None) -> int:
+    """Return how many shuffles may beat the rule for p = (1 + beaten) / (1 + K) <= alpha."""
+    alpha = bars.alpha if alpha is None else alpha
+    return math.floor(alpha * (bars.permutations + 1) + 1e-9) - 1
+
+
+def permutation_passes(ev: Evidence, bars: Bars, stat: float, alpha: float | None = None) -> bool:
+    """Return whether `stat` beats the permutation null at level alpha (Monte Carlo p-value)."""
+    planned = ev.null_planned
+    beaten = sum(z >= stat for z in ev.null or [])
+    alpha = bars.alpha if alpha is None else alpha
+    return stat > -math.inf and (1 + beaten) / (1 + planned) <= alpha + 1e-9
 
 
 def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
@@ -506,7 +655,14 @@ def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
     z = bars.beat_majority_se
     if ev.named.get(best):
         z = bars.named_family_se + (z - bars.named_family_se) * ev.named_share
-    if cv[best] - cv["constant"] > max(1.0, z * se(best, "constant")):
+    if bars.permutations and ev.null is not None and not ev.named.get(best) and cv is ev.correct:
+        # The permutation test replaces the fixed bar: it knows how many and how alike
+        # this data's candidates are, which one constant for every data set cannot.
+        stat = structural_z(ev, bars)[2]
+        passes = stat >= bars.permutation_floor_se and permutation_passes(ev, bars, stat)
+    else:
+        passes = cv[best] - cv["constant"] > max(1.0, z * se(best, "constant"))
+    if passes:
         chosen = best
     else:
         notes.append("no structural rule beat the majority verdict")
