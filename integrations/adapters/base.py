@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -112,9 +112,14 @@ class TraceFilters:
 
 @dataclass
 class TracePage:
-    """Complete normalised traces, a resume cursor and the newest trace time seen so far."""
+    """Complete normalised traces, a resume cursor and the newest trace time seen so far.
 
-    traces: list[dict[str, Any]]
+    ``traces`` may be given as a function that builds them from what was fetched: it runs
+    once, when ``traces`` is first read. A sync reads it on its preparing thread, so the
+    thread that waits on the source is already asking for the next page meanwhile.
+    """
+
+    traces: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
     cursor: str | None
     max_timestamp: datetime | None
     # True when the adapter's normaliser built every trace to the schema that
@@ -124,6 +129,20 @@ class TracePage:
     # and the copy. The checks for an empty id or timestamp, unstorable text and nesting
     # still run. Traces from outside (JSONL, the API) are always validated.
     checked: bool = False
+
+
+def _page_traces(page: TracePage) -> list[dict[str, Any]]:
+    if callable(page._traces):
+        page._traces = page._traces()
+    return page._traces
+
+
+def _set_page_traces(page: TracePage, traces: Any) -> None:
+    page._traces = traces
+
+
+# Past the dataclass's making, which keeps ``traces`` as its first argument.
+TracePage.traces = property(_page_traces, _set_page_traces)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

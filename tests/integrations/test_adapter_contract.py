@@ -1,5 +1,6 @@
 """The adapter contract: the sync service works for any source registered by kind."""
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -172,3 +173,52 @@ def test_a_source_without_push_back_fails_the_delivery_with_a_reason(workspace, 
 
 def test_a_push_result_counts_nothing_by_default():
     assert ScorePushResult() == ScorePushResult(accepted=0, rejected=0, errors=[])
+
+
+class DeferredAdapter(MemoryAdapter):
+    """Pages whose traces are built from what was fetched only when first read."""
+
+    built_on: list = []
+
+    def fetch_traces(self, *, since, until, filters, cursor):
+        fetching = threading.current_thread()
+
+        def build(numbers):
+            def traces():
+                assert threading.current_thread() is not fetching
+                type(self).built_on.append(numbers)
+                if numbers == (9,):
+                    raise ValueError("a run's time is no date")
+                return [_trace(n) for n in numbers]
+
+            return traces
+
+        yield TracePage(build((1, 2)), "page-1", None)
+        yield TracePage(build((3,) if cursor else (9,)), None, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def deferred_kind(monkeypatch):
+    monkeypatch.setitem(adapters.ADAPTERS, "langsmith", f"{__name__}.DeferredAdapter")
+    DeferredAdapter.built_on = []
+    return DeferredAdapter
+
+
+def test_a_page_built_when_read_is_built_once_off_the_thread_that_fetches(workspace, deferred_kind):
+    integration = make(workspace)
+    integration.sync_cursor = "resume"
+    integration.save()
+    run = services.run_sync(run_id=services.start_sync(integration=integration).pk)
+    assert (run.status, run.created_count, run.pages) == (SyncRun.Status.SUCCEEDED, 3, 2)
+    assert deferred_kind.built_on == [(1, 2), (3,)]
+
+
+def test_a_page_that_fails_to_build_stops_the_sync_after_the_pages_before_it(
+    workspace, deferred_kind
+):
+    integration = make(workspace)
+    with pytest.raises(ValueError, match="no date"):
+        services.run_sync(run_id=services.start_sync(integration=integration).pk)
+    assert Trace.objects.filter(integration=integration).count() == 2
+    integration.refresh_from_db()
+    assert integration.sync_cursor == "page-1"

@@ -330,6 +330,8 @@ class LangSmithAdapter(Adapter):
         """Yield pages of complete normalised traces, newest first, with a resume cursor.
 
         The traces are built to the schema (``normalise``), so the pages say so (checked).
+        Each page's runs are fetched here and normalised when its traces are first read
+        (``TracePage``): a sync reads them on another thread while this one fetches on.
         """
         project_id = self._project_id or self._project()["id"]
         state = self._start_state(since, until, filters) if not cursor else json.loads(cursor)
@@ -341,7 +343,7 @@ class LangSmithAdapter(Adapter):
                     state["pending"].append([str(root["id"]), root.get("start_time")])
                 else:
                     complete.append(root)
-            traces = self._build(project_id, complete, filters, state["api"])
+            build = self._fetch_trees(project_id, complete, filters, state["api"])
             for root in roots:
                 start = parse_time(root.get("start_time"))
                 if start and (not state.get("hi") or start > parse_time(state["hi"])):
@@ -350,12 +352,17 @@ class LangSmithAdapter(Adapter):
                     state["at"] = _iso(start)
             state["c"] = next_cursor
             if next_cursor:
-                yield TracePage(traces, json.dumps(state), None, checked=True)
+                yield TracePage(build, json.dumps(state), None, checked=True)
                 continue
             # The scan is done: poll the pending roots once more.
             still, done = self._repoll(project_id, state)
-            traces.extend(self._build(project_id, done, filters, state["api"]))
-            yield TracePage(traces, None, self._watermark(state, still), checked=True)
+            build_done = self._fetch_trees(project_id, done, filters, state["api"])
+            yield TracePage(
+                lambda first=build, then=build_done: first() + then(),
+                None,
+                self._watermark(state, still),
+                checked=True,
+            )
             return
 
     def _start_state(
@@ -468,20 +475,24 @@ class LangSmithAdapter(Adapter):
             if not page_cursor:
                 return runs
 
-    def _build(
+    def _fetch_trees(
         self, project_id: str, roots: list[dict], filters: TraceFilters, api: str
-    ) -> list[dict]:
-        if not roots:
-            return []
+    ) -> Callable[[], list[dict]]:
+        """Fetch every run of these traces; return what normalises and filters them."""
         children: dict[str, list[dict]] = {}
-        for run in self._runs_of(project_id, roots, api):
-            children.setdefault(str(run.get("trace_id")), []).append(run)
-        traces = []
-        for root in roots:
-            trace = normalise_runs(root, children.get(str(root["id"]), []))
-            if filters.matches(trace):
-                traces.append(trace)
-        return traces
+        if roots:
+            for run in self._runs_of(project_id, roots, api):
+                children.setdefault(str(run.get("trace_id")), []).append(run)
+
+        def build() -> list[dict]:
+            traces = []
+            for root in roots:
+                trace = normalise_runs(root, children.get(str(root["id"]), []))
+                if filters.matches(trace):
+                    traces.append(trace)
+            return traces
+
+        return build
 
     def _repoll(self, project_id: str, state: dict[str, Any]) -> tuple[list[list], list[dict]]:
         pending = {str(i): t for i, t in state.get("pending") or []}
