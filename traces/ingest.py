@@ -192,10 +192,9 @@ def upsert_traces(
         existing = {i: stored.keys[i] for i in ids if i in stored.keys}
         ids = [i for i in ids if i not in stored.asked]
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        rows = Trace.objects.for_workspace(workspace).with_keys(
-            source_key, ids[start : start + LOOKUP_CHUNK]
-        )
-        for external_id, pk, digest in rows.values_list("external_id", "id", "content_hash"):
+        for external_id, pk, digest in _stored_keys(
+            workspace, source_key, ids[start : start + LOOKUP_CHUNK]
+        ):
             existing[external_id] = (pk, digest)
 
     to_write: list[Trace] = []
@@ -258,6 +257,29 @@ def upsert_traces(
         result.failed,
     )
     return result
+
+
+# One probe of the unique index per key, whatever the planner believes of the table: asked
+# with IN, PostgreSQL scanned all of the source's keys in that index when its statistics
+# said the table was small (a new table, or the first sync of a big source), each page of
+# a sync longer than the one before.
+_STORED_KEYS_SQL = (
+    "SELECT k.e, t.id, t.content_hash FROM unnest(%s::text[]) AS k(e) CROSS JOIN LATERAL"  # noqa: S608
+    f" (SELECT id, content_hash FROM {Trace._meta.db_table} WHERE workspace_id = %s"
+    " AND source_key = %s AND external_id = k.e LIMIT 1) AS t"
+)
+
+
+def _stored_keys(workspace, source_key: str, external_ids: list[str]):
+    """Return ``(external_id, id, content_hash)`` of the stored traces among these keys."""
+    if connection.vendor != "postgresql":
+        rows = Trace.objects.for_workspace(workspace).with_keys(source_key, external_ids)
+        return rows.values_list("external_id", "id", "content_hash")
+    with _server_bound_cursor() as cursor:
+        cursor.execute(
+            _STORED_KEYS_SQL, [external_ids, getattr(workspace, "pk", workspace), source_key]
+        )
+        return cursor.fetchall()
 
 
 def _row_json(columns: dict[str, Any]) -> str:
