@@ -116,6 +116,8 @@ class PreparedTraces:
     digests: dict[str, str] = field(default_factory=dict)
     # The columns each trace's row derives from its payload (``trace_columns``).
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # On PostgreSQL, each row's upsert record but its conversation (``_row_head``).
+    heads: dict[str, str] = field(default_factory=dict)
     failed: int = 0
     duplicates: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -130,6 +132,8 @@ def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Pr
     too, so a sync's writing thread only assembles the rows.
     """
     batch = PreparedTraces()
+    # The upsert's records are written here, off a sync's writing thread (``_write_rows``).
+    heads = connection.vendor == "postgresql"
     # One encoding of each trace serves both the check for unstorable text and the hash.
     for index, raw in enumerate(traces):
         problems = [] if checked else validate_normalised_trace(raw, check_text=False)
@@ -152,8 +156,10 @@ def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Pr
             batch.duplicates += 1
         batch.traces[data["id"]] = data
         batch.encodings[data["id"]] = encoded
-        batch.digests[data["id"]] = hashlib.sha256(encoded.encode()).hexdigest()
-        batch.columns[data["id"]] = trace_columns(data)
+        digest = batch.digests[data["id"]] = hashlib.sha256(encoded.encode()).hexdigest()
+        columns = batch.columns[data["id"]] = trace_columns(data)
+        if heads:
+            batch.heads[data["id"]] = _row_head(columns, digest)
     return batch
 
 
@@ -231,7 +237,7 @@ def upsert_traces(
                 integration=integration,
                 rows=to_write,
             )
-            _write_rows(to_write, encodings)
+            _write_rows(to_write, encodings, batch.heads)
             result.completed_conversation_ids = refresh_conversations(
                 workspace=workspace, rows=to_write, before=before
             )
@@ -295,7 +301,26 @@ def _row_json(columns: dict[str, Any]) -> str:
         return json.dumps(columns, ensure_ascii=False)
 
 
-def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
+def _row_head(columns: dict[str, Any], digest: str) -> str:
+    """Return a row's upsert record but its conversation and payload: JSON left open."""
+    return _row_json(
+        {
+            "e": columns["external_id"],
+            "n": columns["name"],
+            "t": columns["timestamp"].isoformat(),
+            "s": columns["search_text"],
+            "g": columns["tags"],
+            "h": columns["has_error"],
+            "sc": columns["step_count"],
+            "tc": columns["tool_call_count"],
+            "l": columns["latency_ms"],
+            "c": columns["cost"],
+            "x": digest,
+        }
+    )[:-1]
+
+
+def _write_rows(rows: list[Trace], encodings: dict[str, str], heads: dict[str, str]) -> None:
     """Upsert unsaved ``Trace`` rows on their natural key and set their ids.
 
     On PostgreSQL the whole batch goes as one JSON document that the server unpacks
@@ -318,25 +343,11 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str]) -> None:
         chunk = rows[start : start + WRITE_CHUNK]
         records = []
         for row in chunk:
-            head = _row_json(
-                {
-                    "e": row.external_id,
-                    "n": row.name,
-                    "t": row.timestamp.isoformat(),
-                    "s": row.search_text,
-                    "g": row.tags,
-                    "h": row.has_error,
-                    "sc": row.step_count,
-                    "tc": row.tool_call_count,
-                    "l": row.latency_ms,
-                    "c": row.cost,
-                    "x": row.content_hash,
-                    "v": row.conversation_id,
-                }
-            )
-            # The payload's own encoding, keyed by the id it was encoded under (the stored
-            # external id may be cut to the column's length).
-            records.append(f'{head[:-1]},"d":{encodings[row.data["id"]]}}}')
+            # The row's head and its payload's own encoding, both keyed by the id it was
+            # prepared under (the stored external id may be cut to the column's length).
+            key = row.data["id"]
+            conversation = "null" if row.conversation_id is None else int(row.conversation_id)
+            records.append(f'{heads[key]},"v":{conversation},"d":{encodings[key]}}}')
         with _server_bound_cursor() as cursor:
             cursor.execute(
                 _UPSERT_SQL,
