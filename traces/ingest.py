@@ -203,7 +203,10 @@ def upsert_traces(
         ):
             existing[external_id] = (pk, digest)
 
-    to_write: list[Trace] = []
+    # On PostgreSQL the upsert needs no model instances (``_write_rows``): a row there is
+    # what the conversations read and its id, a third of the time to make.
+    make_row = build_trace if connection.vendor != "postgresql" else PendingRow.of
+    to_write: list[Trace | PendingRow] = []
     for external_id, data in prepared.items():
         digest = batch.digests[external_id]
         known = existing.get(external_id)
@@ -215,7 +218,7 @@ def upsert_traces(
         else:
             result.updated += 1
         to_write.append(
-            build_trace(
+            make_row(
                 data,
                 batch.columns[external_id],
                 workspace=workspace,
@@ -237,7 +240,15 @@ def upsert_traces(
                 integration=integration,
                 rows=to_write,
             )
-            _write_rows(to_write, encodings, batch.heads)
+            _write_rows(
+                to_write,
+                encodings,
+                batch.heads,
+                workspace_id=workspace.pk,
+                integration_id=integration.pk if integration is not None else None,
+                source=source,
+                source_key=source_key,
+            )
             result.completed_conversation_ids = refresh_conversations(
                 workspace=workspace, rows=to_write, before=before
             )
@@ -320,8 +331,19 @@ def _row_head(columns: dict[str, Any], digest: str) -> str:
     )[:-1]
 
 
-def _write_rows(rows: list[Trace], encodings: dict[str, str], heads: dict[str, str]) -> None:
-    """Upsert unsaved ``Trace`` rows on their natural key and set their ids.
+def _write_rows(
+    rows: list[Trace] | list[PendingRow],
+    encodings: dict[str, str],
+    heads: dict[str, str],
+    *,
+    workspace_id: int,
+    integration_id: int | None,
+    source: str,
+    source_key: str,
+) -> None:
+    """Upsert unsaved rows on their natural key and set their ids.
+
+    ``Trace`` instances on other backends (``bulk_create``), ``PendingRow``s on PostgreSQL.
 
     On PostgreSQL the whole batch goes as one JSON document that the server unpacks
     (``jsonb_to_recordset``): the payload's canonical encoding, already made for the content
@@ -338,7 +360,6 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str], heads: dict[str, s
         )
         return
     now = timezone.now()
-    first = rows[0]
     for start in range(0, len(rows), WRITE_CHUNK):
         chunk = rows[start : start + WRITE_CHUNK]
         records = []
@@ -352,10 +373,10 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str], heads: dict[str, s
             cursor.execute(
                 _UPSERT_SQL,
                 [
-                    first.workspace_id,
-                    first.integration_id,
-                    first.source,
-                    first.source_key,
+                    workspace_id,
+                    integration_id,
+                    source,
+                    source_key,
                     now,
                     now,
                     f"[{','.join(records)}]",
@@ -364,9 +385,6 @@ def _write_rows(rows: list[Trace], encodings: dict[str, str], heads: dict[str, s
             ids = {external_id: pk for pk, external_id in cursor.fetchall()}
         for row in chunk:
             row.pk = ids[row.external_id]
-            row.created_at = row.updated_at = now
-            row._state.adding = False
-            row._state.db = connection.alias
 
 
 def _server_bound_cursor():
@@ -477,6 +495,22 @@ def trace_columns(data: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": _latency_ms(data),
         "cost": data.get("cost"),
     }
+
+
+class PendingRow:
+    """A trace row on its way into PostgreSQL: what its conversation needs, then its id."""
+
+    __slots__ = ("data", "external_id", "timestamp", "conversation_id", "pk")
+
+    def __init__(self, data: dict[str, Any], external_id: str, timestamp) -> None:
+        self.data, self.external_id, self.timestamp = data, external_id, timestamp
+        self.conversation_id: int | None = None
+        self.pk: int | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any], columns: dict[str, Any], **keys: Any) -> PendingRow:
+        """Take ``build_trace``'s arguments; the keys go with the batch (``_write_rows``)."""
+        return cls(data, columns["external_id"], columns["timestamp"])
 
 
 def build_trace(
