@@ -476,10 +476,12 @@ def _sync(
         since_date=integration.since_date,
     )
     pages = 0
-    # The source's next pages are fetched and normalised on one thread and prepared for
-    # storing on another while this one writes: the source thread's waits for the source
-    # no longer hold the preparing back. Pages still commit one by one, in order, each
-    # with its own cursor.
+    # The source's next pages are fetched on one thread and prepared for storing on
+    # another while this one writes: the source thread's waits for the source no longer
+    # hold the preparing back. A page whose traces the adapter builds when they are first
+    # read (``TracePage``) is normalised on the preparing thread, so the source answers
+    # the next request meanwhile. Pages still commit one by one, in order, each with its
+    # own cursor.
     pager = prefetched(
         _prepared_pages(
             prefetched(
