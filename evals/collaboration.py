@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from evals.exceptions import EvalError
 from evals.models import Activity, Comment, Eval, Generation
+from iofold.lib.text import has_nul
 from traces.models import EvalSet, Feedback, Trace
 from workspaces.models import Membership
 
@@ -69,6 +70,8 @@ def post_comment(*, workspace, author, body: str, eval: Eval | None = None, trac
         raise EvalError("Write something first.")
     if len(body) > MAX_COMMENT_CHARS:
         raise EvalError(f"Keep a comment under {MAX_COMMENT_CHARS} characters.")
+    if has_nul(body):
+        raise EvalError("A comment cannot contain a NUL character.")
     if (eval is None) == (trace is None):
         raise ValueError("a comment is on exactly one eval version or trace")
     mentioned = mentioned_members(workspace=workspace, body=body, author=author)

@@ -70,6 +70,12 @@ class World:
 
 @pytest.fixture
 def world(workspace, owner) -> World:
+    return make_world(workspace, owner)
+
+
+def make_world(workspace, owner) -> World:
+    """Build ``workspace``'s world: ``owner`` labels its traces. tests/test_views_fuzz.py
+    builds on it."""
     integration = integration_services.create_integration(
         workspace=workspace,
         name="Langfuse prod",

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
+from iofold.lib.fields import possible_ids
 from traces.exceptions import TraceError
 from traces.models import EvalSet, Feedback, LabelAssignment, Trace
 from workspaces.models import Membership
@@ -19,7 +20,7 @@ def _reviewers(eval_set: EvalSet, user_ids: Iterable[int]) -> list:
     members = {
         m.user_id: m.user
         for m in Membership.objects.for_workspace(eval_set.workspace_id)
-        .filter(user_id__in=wanted)
+        .filter(user_id__in=possible_ids(wanted))
         .select_related("user")
         if m.can_write
     }

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from django.db import connection
 from django.utils import timezone
 
+from iofold.lib.text import has_nul
+
 LABEL_STATES = ("labelled", "unlabelled")
 
 
@@ -55,14 +57,19 @@ class TraceFilters:
         """Build from a query dict, a saved-filter dict or serializer data."""
         data = data or {}
         get = data.get
-        label = (get("label") or "").strip()
+
+        def text(key: str, longest: int) -> str:
+            value = (get(key) or "").strip()[:longest]
+            return "" if has_nul(value) else value
+
+        label = text("label", 20)
         return cls(
-            q=(get("q") or "").strip()[:200],
-            name=(get("name") or "").strip()[:255],
-            tag=(get("tag") or "").strip()[:100],
+            q=text("q", 200),
+            name=text("name", 255),
+            tag=text("tag", 100),
             has_error=_parse_bool(get("has_error")),
             label=label if label in LABEL_STATES else "",
-            source=(get("source") or "").strip()[:20],
+            source=text("source", 20),
             integration=_parse_int(get("integration")),
             date_from=_parse_date(get("date_from")),
             date_to=_parse_date(get("date_to")),

@@ -5,6 +5,8 @@ from collections.abc import Iterable, Mapping
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from iofold.lib.fields import possible_ids
+from iofold.lib.text import has_nul
 from traces.exceptions import LabelNotYours, TraceError, TraceNotFound
 from traces.filters import TraceFilters
 from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
@@ -17,6 +19,11 @@ def _check_name(*, workspace: Workspace, name: str, exclude_pk: int | None = Non
     name = (name or "").strip()
     if not name:
         raise TraceError("Give the eval set a name.")
+    longest = EvalSet._meta.get_field("name").max_length
+    if len(name) > longest:
+        raise TraceError(f"An eval set's name is at most {longest} characters.")
+    if has_nul(name):
+        raise TraceError("An eval set's name cannot contain a NUL character.")
     clash = EvalSet.objects.for_workspace(workspace).active().filter(name=name)
     if exclude_pk is not None:
         clash = clash.exclude(pk=exclude_pk)
@@ -28,6 +35,8 @@ def _check_name(*, workspace: Workspace, name: str, exclude_pk: int | None = Non
 def _check_fields(*, criteria: str, target_labels: int, source_kind: str) -> None:
     if not (criteria or "").strip():
         raise TraceError("Describe in plain words what makes a trace good.")
+    if has_nul(criteria):
+        raise TraceError("The criteria cannot contain a NUL character.")
     if not isinstance(target_labels, int) or not 1 <= target_labels <= 10_000:
         raise TraceError("The target number of labels must be between 1 and 10000.")
     if source_kind not in EvalSet.SourceKind.values:
@@ -163,7 +172,7 @@ def add_traces_to_eval_set(*, eval_set: EvalSet, trace_ids: Iterable[int]) -> in
         raise TraceError("This eval set is archived.")
     found = dict(
         Trace.objects.for_workspace(eval_set.workspace_id)
-        .filter(pk__in=wanted)
+        .filter(pk__in=possible_ids(wanted))
         .values_list("pk", "conversation__anchor_id")
     )
     missing = [pk for pk in wanted if pk not in found]

@@ -14,6 +14,7 @@ from evals.exceptions import EvalError
 from evals.gallery.builtin import BUILTIN_VERSION, BUILTINS
 from evals.models import Eval, EvalTemplate, EvalTemplateVersion
 from evals.versions.services import TEMPLATE_ORIGIN, _lock_set, next_version
+from iofold.lib.text import has_nul
 from traces.models import EvalSet
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ def publish(*, eval: Eval, user, name: str, description: str = "") -> EvalTempla
         raise GalleryError("Give the template a name.")
     if len(name) > 200:
         raise GalleryError("Keep the name under 200 characters.")
+    if has_nul(name) or has_nul(description or ""):
+        raise GalleryError("The name and description cannot contain a NUL character.")
     slug = slugify(f"{eval.workspace.slug}-{name}")[:80]
     template = EvalTemplate.objects.select_for_update().filter(slug=slug).first()
     if template is not None and template.publisher_id != eval.workspace_id:

@@ -1,3 +1,5 @@
+from collections.abc import Iterable
+
 from django.db import models
 
 from iofold.lib import crypto
@@ -26,3 +28,16 @@ def last_four(secret: str | None) -> str:
     if not secret:
         return ""
     return "••••" + secret[-4:] if len(secret) > 8 else "••••"
+
+
+# Primary keys are signed 64-bit integers (BigAutoField) on every backend.
+MAX_ID = 2**63 - 1
+
+
+def possible_ids(ids: Iterable[int]) -> list[int]:
+    """Return those of ``ids`` that a row can have: for ``pk__in`` with ids a user typed.
+
+    SQLite refuses a query holding a larger integer (OverflowError) rather than finding
+    nothing; an id out of range names no row, so it is left out and reported as missing.
+    """
+    return [pk for pk in ids if 0 < pk <= MAX_ID]

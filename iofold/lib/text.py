@@ -22,3 +22,9 @@ def escape_text(text: str) -> str:
     than the escaping. The caller marks the HTML it builds safe once.
     """
     return html.escape(text)
+
+
+def has_nul(text: str) -> bool:
+    """Whether ``text`` holds a NUL character, which PostgreSQL can neither store in a text
+    column nor take in a query: a service refuses such a text, a filter drops it."""
+    return "\x00" in text
