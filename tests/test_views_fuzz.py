@@ -444,9 +444,7 @@ def test_a_template_draft_with_a_name_too_long_is_reported_and_makes_nothing(
     assert not EvalSet.objects.for_workspace(workspace).exists()
 
 
-def test_a_nul_character_is_refused_or_dropped_and_stores_nothing(
-    owner_client, workspace, owner
-):
+def test_a_nul_character_is_refused_or_dropped_and_stores_nothing(owner_client, workspace, owner):
     """PostgreSQL takes no NUL in a text column nor in a query: each of these was a 500."""
     world = make_world(workspace, owner)
     version = _template_version(workspace)
