@@ -210,12 +210,15 @@ class _Forms(HTMLParser):
     """The POST targets of a page, each with the fields it sends: (action, {field: value}).
 
     A target is a POST form, a button's ``formaction`` in it, or an element's ``hx-post``
-    (with its ``hx-vals``, and its form's fields when it is inside one).
+    (with its ``hx-vals``, and its form's fields when it is inside one). The fields of its
+    GET forms (filters) are in ``filters``.
     """
 
     def __init__(self):
         super().__init__()
         self.forms: list[tuple[str, dict]] = []
+        self.filters: set[str] = set()
+        self._get = False  # whether the open form is a GET form
         self._fields: dict | None = None  # of the open form; filled as the parser goes
         self._select: str | None = None  # the open select, until its first option
 
@@ -223,7 +226,8 @@ class _Forms(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
             self._fields = {}
-            if a.get("hx-post") or a.get("method", "").lower() == "post":
+            self._get = not (a.get("hx-post") or a.get("method", "").lower() == "post")
+            if not self._get:
                 self.forms.append((a.get("hx-post") or a.get("action", ""), self._fields))
             return
         fields = self._fields
@@ -234,6 +238,8 @@ class _Forms(HTMLParser):
         name = a.get("name")
         if fields is None:
             return
+        if self._get and name:
+            self.filters.add(name)
         if tag == "option" and self._select:
             fields[self._select], self._select = a.get("value", ""), None
         elif not name or name in fields or name == "csrfmiddlewaretoken":
@@ -338,6 +344,15 @@ def _wrong_urls(pattern: Pattern, workspace, objects, other_objects, other_works
         yield "no workspace", _url(pattern, {**right, "slug": "nope"})
 
 
+def _odd_filters(page) -> list[dict]:
+    """Every filter of the page's GET forms at once, set to each odd value in turn."""
+    if "html" not in page.get("Content-Type", ""):
+        return []
+    parser = _Forms()
+    parser.feed(page.content.decode())
+    return [dict.fromkeys(parser.filters, value) for value in ODD_VALUES if parser.filters]
+
+
 def _odd_forms(plausible: dict):
     """(what, form): one field at a time odd, then the plausible form itself (last, as it
     may delete what the others need)."""
@@ -367,8 +382,9 @@ def test_no_page_answers_a_5xx(pattern, owner_client, workspace, owner, other_wo
         check(f"GET {what}", owner_client.get(wrong))
         check(f"POST {what}", owner_client.post(wrong, {}))
     # A view that refuses the method (405) gets none of its variations.
-    if check("GET", owner_client.get(url)) != 405:
-        for n, query in enumerate(ODD_QUERIES):
+    page = owner_client.get(url)
+    if check("GET", page) != 405:
+        for n, query in enumerate([*ODD_QUERIES, *_odd_filters(page)]):
             headers = {"HX-Request": "true"} if n % 2 else {}
             check(f"GET ?{str(query)[:40]}", owner_client.get(url, query, headers=headers))
     forms = []
