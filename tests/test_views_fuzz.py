@@ -3,13 +3,17 @@
 The walk takes every URL pattern of the project (``get_resolver()``), less a short skip list,
 and fills its path converters with the objects of one complete workspace (test_api's world,
 plus runs, a generation, a template, a member, an invitation and a token), then with wrong
-ids: 0, a number past any column, another workspace's object. As the workspace's owner it
-sends GETs with odd query parameters (negative, non-numeric and huge pages, unknown filter
-values, repeated parameters, very long strings, NUL), and POSTs: empty, then the plausible
-form that the page (or the page above it) shows, with one field at a time set to an odd
-value, half of them as htmx requests; and PATCH and DELETE. A new URL pattern joins the
-fuzz by existing: ``test_every_url_pattern_is_fuzzed_or_skipped`` fails for a pattern whose
-path ids the fuzz cannot fill, and for a skip that names no pattern.
+ids: 0, a number past any column, another workspace's object, another workspace's slug.
+It acts as the workspace's owner, the member whose role reaches every view (a viewer's
+writes stop at 403 before any form is read). It sends GETs with odd query parameters
+(negative, non-numeric and huge pages, repeated parameters, very long strings, NUL, and
+every filter of the page's GET forms set to each odd value), and POSTs: empty, then the
+plausible form that the page, a page above it or the page FORM_PAGES names shows, with one
+field at a time set to an odd value or sent twice, half of them as htmx requests (and the
+plausible form itself last); and PATCH and DELETE. A method a view refuses (405) gets no
+variations. A new URL pattern joins the fuzz by existing:
+``test_every_url_pattern_is_fuzzed_or_skipped`` fails for a pattern whose path ids the fuzz
+cannot fill, and for a skip that names no pattern. What it found is pinned at the end.
 """
 
 import json
