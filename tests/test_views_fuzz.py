@@ -30,7 +30,7 @@ from django.urls.exceptions import Resolver404
 from evals.models import Comment, EvalRun, EvalTemplate, Generation
 from integrations.models import UploadRun
 from tests.factories import MembershipFactory, UserFactory
-from tests.test_api import make_world
+from tests.test_api import RAW_BODIES, make_world
 from tests.test_tenancy import _invitation_pk, _template_version, _token_pk
 from traces.models import EvalSet, LabelAssignment, ScoreImportRun, Trace
 from workspaces.models import Invitation, digest_secret
@@ -348,6 +348,16 @@ def _wrong_urls(pattern: Pattern, workspace, objects, other_objects, other_works
         yield "no workspace", _url(pattern, {**right, "slug": "nope"})
 
 
+# test_api's broken bodies that a form view may be sent: forms with invalid UTF-8 or a
+# surrogate, multipart without a boundary or with garbage, plain text, truncated JSON.
+RAW_FORMS = [
+    (what, content_type, body)
+    for what, content_type, body in RAW_BODIES
+    if content_type.startswith(("application/x-www-form", "multipart", "text/plain"))
+    or what == "truncated"
+]
+
+
 def _odd_filters(page) -> list[dict]:
     """Every filter of the page's GET forms at once, set to each odd value in turn."""
     if "html" not in page.get("Content-Type", ""):
@@ -394,6 +404,8 @@ def test_no_page_answers_a_5xx(pattern, owner_client, workspace, owner, other_wo
     forms = []
     if check("POST empty", owner_client.post(url, {})) != 405:
         forms = _forms_for(owner_client, pattern, _pages(pattern, url, workspace, objects))
+        for what, content_type, body in RAW_FORMS:
+            check(f"POST {what}", owner_client.generic("POST", url, body, content_type))
         for plausible in forms or [{}]:
             for n, (what, data) in enumerate(_odd_forms(plausible)):
                 headers = {"HX-Request": "true"} if n % 2 else {}
