@@ -1,7 +1,8 @@
-"""Project-wide API wiring: the page size cap, the JSON parser and the exception handler."""
+"""Project-wide API wiring: the page size cap, the id field, the JSON parser and the
+exception handler."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import pagination, parsers, status
+from rest_framework import pagination, parsers, serializers, status
 from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
@@ -10,6 +11,7 @@ from rest_framework.serializers import as_serializer_error
 from iofold.exceptions import ApplicationError, RateLimited
 from iofold.lib import jsontext
 from iofold.lib.csp import set_inline_styles_policy
+from iofold.lib.fields import MAX_ID
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
@@ -19,6 +21,19 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     """
 
     max_limit = 200
+
+
+class IdField(serializers.IntegerField):
+    """An object's id in a request: a whole number from 1 to ``MAX_ID``, else a 400.
+
+    Without the bounds, an id of 30 digits in a list reaches ``pk__in`` and fails there:
+    SQLite raises ``OverflowError`` and PostgreSQL "out of range for type bigint" (500s).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
 
 
 class JSONParser(parsers.JSONParser):

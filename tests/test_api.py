@@ -5,7 +5,8 @@ in-process by drf-spectacular), plus the signed webhook, as the owner of a works
 whose integration, traces, eval set, label and eval make every path id resolve. Each
 operation gets broken bodies (empty, wrong JSON types, nesting 10,000 deep, invalid
 UTF-8, lone surrogates, NUL), the wrong content types, out-of-range path ids, and a
-plausible body with one field at a time set to a wrong type or an extreme. Whatever
+plausible body with one field at a time set to a wrong type or an extreme, or a list
+field with one odd element more (a 30-digit id, -1, a string, null). Whatever
 arrives, the answer is never a 5xx.
 """
 
@@ -261,6 +262,9 @@ FIELD_VALUES = [
     {"a": {"b": []}},
     _nested(500),
 ]
+# A JSON value as one more element of a list field (ids or otherwise): the element types
+# and extremes that a list's child field, or a query on the ids, must refuse with a 400.
+ELEMENT_VALUES = [10**30, 2**63, -1, 0, "x", None, [1], 1.5]
 DEEP = b"[" * 10_000 + b"]" * 10_000
 JSON = "application/json"
 # (name, content type, body): whole bodies that are broken one way or another.
@@ -318,6 +322,7 @@ def _requests(method: str, path: str, world: World):
 def _one_field_changed(base):
     """Yield (which field, body) with one field of ``base`` set to each of FIELD_VALUES.
 
+    A list field also gets each of ELEMENT_VALUES appended to its plausible elements.
     Fields of a nested object, or of the first object in a list, are changed too.
     """
     if not isinstance(base, dict):
@@ -325,6 +330,9 @@ def _one_field_changed(base):
     for field, original in base.items():
         for value in FIELD_VALUES:
             yield f"{field}={json.dumps(value)[:30]}", {**base, field: value}
+        if isinstance(original, list):
+            for element in ELEMENT_VALUES:
+                yield f"{field}=[..., {json.dumps(element)}]", {**base, field: [*original, element]}
         if isinstance(original, list) and original and isinstance(original[0], dict):
             for where, first in _one_field_changed(original[0]):
                 yield f"{field}[0].{where}", {**base, field: [first, *original[1:]]}
@@ -371,3 +379,62 @@ def test_the_fuzz_covers_every_write_endpoint_of_the_schema():
     assert len(WRITE_OPERATIONS) >= 21
     assert ("post", "/api/v1/traces") in WRITE_OPERATIONS
     assert reverse("api-integration-webhook", args=[1]) == "/api/v1/integrations/1/webhook"
+
+
+# --- ids out of range ---------------------------------------------------------------
+
+
+def _id_request(case: str, world: World, bad_id: int) -> tuple[str, str, dict | None, str]:
+    """Return (method, url, body, field) for one API input that names objects by id."""
+    sets, good = f"/api/v1/eval-sets/{world.eval_set.pk}", world.trace.pk
+    label = {"eval_set": world.eval_set.pk, "trace": good, "rating": "positive"}
+    return {
+        "new set's traces": ("post", "/api/v1/eval-sets/", {"name": "n", "trace_ids": [bad_id]}),
+        "traces added": ("post", f"{sets}/traces/", {"trace_ids": [good, bad_id]}),
+        "saved filter": (
+            "post",
+            "/api/v1/eval-sets/",
+            {"name": "n", "source_kind": "filter", "saved_filter": {"integration": bad_id}},
+        ),
+        "label's trace": ("post", "/api/v1/feedback/", {**label, "trace": bad_id}),
+        "label's set": ("post", "/api/v1/feedback/", {**label, "eval_set": bad_id}),
+        "conversation label's set": (
+            "post",
+            f"/api/v1/conversations/{world.conversation.pk}/labels/",
+            {"eval_set": bad_id, "rating": "positive"},
+        ),
+        "run's traces": (
+            "post",
+            f"/api/v1/evals/{world.eval.pk}/run",
+            {"trace_ids": [good, bad_id]},
+        ),
+        "matrix versions": ("get", f"{sets}/matrix/?v={bad_id}", None),
+    }[case]
+
+
+ID_FIELDS = {
+    "new set's traces": "trace_ids",
+    "traces added": "trace_ids",
+    "saved filter": "saved_filter",
+    "label's trace": "trace",
+    "label's set": "eval_set",
+    "conversation label's set": "eval_set",
+    "run's traces": "trace_ids",
+    "matrix versions": "v",
+}
+
+
+@pytest.mark.parametrize("bad_id", [10**30, 2**63, 0, -1])
+@pytest.mark.parametrize("case", ID_FIELDS)
+def test_an_id_out_of_range_is_a_400_naming_its_field(owner_client, world, case, bad_id):
+    """An id no row can have is refused where it arrives, for the field that holds it,
+    rather than failing in the database (SQLite: OverflowError) or reading as "not found"."""
+    method, url, body = _id_request(case, world, bad_id)
+
+    if method == "get":
+        response = owner_client.get(url)
+    else:
+        response = owner_client.generic(method.upper(), url, json.dumps(body), JSON)
+
+    assert response.status_code == 400, response.content[:300]
+    assert ID_FIELDS[case] in response.json()

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from integrations.constants import MAX_API_TRACES
 from integrations.otlp.decode import OtlpRequestError, decompress
 from integrations.uploads import ingest_objects
-from iofold.api import JSONParser, PayloadTooLarge
+from iofold.api import IdField, JSONParser, PayloadTooLarge
 from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
@@ -139,7 +139,7 @@ class SavedFilterIn(serializers.Serializer):
     tag = serializers.CharField(required=False, allow_blank=True, max_length=100)
     has_error = serializers.BooleanField(required=False, allow_null=True, default=None)
     source = serializers.ChoiceField(choices=Trace.Source.choices, required=False)
-    integration = serializers.IntegerField(required=False, allow_null=True)
+    integration = IdField(required=False, allow_null=True)
     date_from = serializers.DateField(required=False, allow_null=True)
     date_to = serializers.DateField(required=False, allow_null=True)
 
@@ -153,7 +153,7 @@ class EvalSetIn(serializers.Serializer):
     )
     saved_filter = SavedFilterIn(required=False)
     trace_ids = serializers.ListField(
-        child=serializers.IntegerField(), required=False, default=list, max_length=10_000
+        child=IdField(), required=False, default=list, max_length=10_000
     )
     score_to_langfuse = serializers.BooleanField(default=False)
     unit = serializers.ChoiceField(choices=EvalSet.Unit.choices, default=EvalSet.Unit.TRACE)
@@ -176,9 +176,7 @@ class EvalSetUpdateIn(serializers.Serializer):
 
 
 class EvalSetTracesIn(serializers.Serializer):
-    trace_ids = serializers.ListField(
-        child=serializers.IntegerField(), min_length=1, max_length=10_000
-    )
+    trace_ids = serializers.ListField(child=IdField(), min_length=1, max_length=10_000)
 
 
 # The API keeps its stored values; the help names them in the words every page uses.
@@ -186,8 +184,8 @@ RATING_HELP = "The label: positive is good, negative is bad, or neutral."
 
 
 class FeedbackIn(serializers.Serializer):
-    eval_set = serializers.IntegerField()
-    trace = serializers.IntegerField()
+    eval_set = IdField()
+    trace = IdField()
     rating = serializers.ChoiceField(choices=Feedback.Rating.choices, help_text=RATING_HELP)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
 
@@ -575,7 +573,7 @@ class ConversationDetailOut(ConversationOut):
 
 
 class ConversationLabelIn(serializers.Serializer):
-    eval_set = serializers.IntegerField()
+    eval_set = IdField()
     rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
 

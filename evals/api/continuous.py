@@ -19,6 +19,7 @@ from evals.execution.batch import (
     wait_limits,
 )
 from evals.models import Eval
+from iofold.api import IdField
 from workspaces.access import WorkspaceScopedMixin
 
 
@@ -30,7 +31,7 @@ class BatchRunIn(serializers.Serializer):
         help_text="Normalised traces to judge; they are not stored.",
     )
     trace_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=IdField(),
         required=False,
         max_length=MAX_BATCH_TRACE_IDS,
         help_text="Ids of this workspace's traces; their verdicts are stored as executions.",

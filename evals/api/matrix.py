@@ -10,6 +10,7 @@ from evals.api.versions import VersionRefOut
 from evals.matrix.selectors import MATRIX_PAGE_SIZE, comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixCell, MatrixFilters, MatrixRow, VersionColumn
 from evals.models import Eval
+from iofold.api import IdField
 from traces.models import EvalSet, Trace
 from workspaces.access import WorkspaceScopedMixin
 
@@ -22,7 +23,7 @@ class MatrixQueryIn(serializers.Serializer):
     )
     source = serializers.ChoiceField(choices=Trace.Source.choices, required=False)
     v = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=IdField(),
         required=False,
         help_text="Eval version ids to show (repeat the parameter); default: the newest 20.",
     )
