@@ -1,5 +1,5 @@
-"""Project-wide API wiring: the page size cap, the id field, the JSON parser and the
-exception handler."""
+"""Project-wide API wiring: the page size cap, the id field and parameter, the JSON parser
+and the exception handler."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import pagination, parsers, serializers, status
@@ -34,6 +34,18 @@ class IdField(serializers.IntegerField):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", MAX_ID)
         super().__init__(**kwargs)
+
+
+def id_param(request, name: str) -> int | None:
+    """Return the id in query parameter ``name``, None without one; a 400 naming it when it
+    is no id (not a whole number from 1 to ``MAX_ID``)."""
+    value = request.query_params.get(name, "")
+    if value == "":
+        return None
+    try:
+        return IdField().run_validation(value)
+    except ValidationError as exc:
+        raise ValidationError({name: exc.detail}) from None
 
 
 class JSONParser(parsers.JSONParser):

@@ -438,3 +438,30 @@ def test_an_id_out_of_range_is_a_400_naming_its_field(owner_client, world, case,
 
     assert response.status_code == 400, response.content[:300]
     assert ID_FIELDS[case] in response.json()
+
+
+@pytest.mark.parametrize("bad_id", ["9" * 30, "0", "-1", "abc"])
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/api/v1/feedback/", "eval_set"),
+        ("/api/v1/feedback/", "trace"),
+        ("/api/v1/evals/", "eval_set"),
+    ],
+)
+def test_a_list_filtered_by_an_id_out_of_range_is_a_400_naming_it(
+    owner_client, world, path, param, bad_id
+):
+    """A foreign key filter (``eval_set_id=``) past 64 bits failed in SQLite: a 500."""
+    response = owner_client.get(path, {param: bad_id})
+
+    assert response.status_code == 400
+    assert param in response.json()
+
+
+def test_the_trace_list_drops_an_integration_filter_out_of_range(owner_client, world):
+    """As it drops any filter that does not parse; past 64 bits it was a 500 on SQLite."""
+    response = owner_client.get("/api/v1/traces/", {"integration": "9" * 30})
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == Trace.objects.for_workspace(world.workspace).count()

@@ -506,3 +506,13 @@ def test_a_nul_character_is_refused_or_dropped_and_stores_nothing(owner_client, 
     assert EvalSet.objects.count() == sets
     assert not EvalTemplate.objects.filter(publisher=workspace).exists()
     assert search.status_code == 200  # the filter is dropped, as any that does not parse
+
+
+def test_the_trace_list_drops_an_integration_filter_past_64_bits(owner_client, workspace, owner):
+    """The foreign key filter (``integration_id=``) failed in SQLite: OverflowError, a 500."""
+    world = make_world(workspace, owner)
+
+    response = owner_client.get(f"/w/{workspace.slug}/traces/", {"integration": "9" * 30})
+
+    assert response.status_code == 200
+    assert world.trace in response.context["page"].traces

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from integrations.constants import MAX_API_TRACES
 from integrations.otlp.decode import OtlpRequestError, decompress
 from integrations.uploads import ingest_objects
-from iofold.api import IdField, JSONParser, PayloadTooLarge
+from iofold.api import IdField, JSONParser, PayloadTooLarge, id_param
 from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
@@ -449,11 +449,10 @@ class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
 
     def get_queryset(self):
         qs = super().get_queryset().select_related("user").order_by("-updated_at", "-id")
-        params = self.request.query_params
         for key in ("eval_set", "trace"):
-            if params.get(key, "").isdigit():
-                qs = qs.filter(**{f"{key}_id": int(params[key])})
-        if params.get("mine") in ("1", "true"):
+            if (pk := id_param(self.request, key)) is not None:
+                qs = qs.filter(**{f"{key}_id": pk})
+        if self.request.query_params.get("mine") in ("1", "true"):
             qs = qs.filter(user=self.request.user)
         return qs
 

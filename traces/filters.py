@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from django.db import connection
 from django.utils import timezone
 
+from iofold.lib.fields import parse_id
 from iofold.lib.text import has_nul
 
 LABEL_STATES = ("labelled", "unlabelled")
@@ -28,13 +29,6 @@ def _parse_date(value) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(value)) if value else None
     except ValueError:
-        return None
-
-
-def _parse_int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
         return None
 
 
@@ -70,7 +64,7 @@ class TraceFilters:
             has_error=_parse_bool(get("has_error")),
             label=label if label in LABEL_STATES else "",
             source=text("source", 20),
-            integration=_parse_int(get("integration")),
+            integration=parse_id(get("integration")),
             date_from=_parse_date(get("date_from")),
             date_to=_parse_date(get("date_to")),
         )

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from evals.generation.services import start_generation
 from evals.models import Eval, EvalExecution, Generation
+from iofold.api import id_param
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
 
@@ -120,9 +121,8 @@ class EvalListApi(WorkspaceScopedMixin, generics.ListAPIView):
 
     def get_queryset(self):
         qs = super().get_queryset().order_by("-created_at", "-id")
-        eval_set = self.request.query_params.get("eval_set")
-        if eval_set:
-            qs = qs.filter(eval_set_id=eval_set if eval_set.isdigit() else -1)
+        if (eval_set := id_param(self.request, "eval_set")) is not None:
+            qs = qs.filter(eval_set_id=eval_set)
         wanted = self.request.query_params.get("status")
         if wanted:
             qs = qs.filter(status=wanted)

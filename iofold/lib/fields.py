@@ -41,3 +41,16 @@ def possible_ids(ids: Iterable[int]) -> list[int]:
     nothing; an id out of range names no row, so it is left out and reported as missing.
     """
     return [pk for pk in ids if 0 < pk <= MAX_ID]
+
+
+def parse_id(value) -> int | None:
+    """Return the id that ``value`` (a query parameter) holds, or None if no row can have it.
+
+    A filter on a foreign key (``integration_id=``) with an integer past 64 bits fails in
+    the database (SQLite: OverflowError) instead of matching nothing.
+    """
+    try:
+        pk = int(value)
+    except (TypeError, ValueError):
+        return None
+    return pk if 0 < pk <= MAX_ID else None
