@@ -1,5 +1,5 @@
-"""Project-wide API wiring: the page size cap, the id field and parameter, the JSON parser
-and the exception handler."""
+"""Project-wide API wiring: the page size cap, the id field and the id and choice
+parameters, the JSON parser and the exception handler."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import pagination, parsers, serializers, status
@@ -46,6 +46,17 @@ def id_param(request, name: str) -> int | None:
         return IdField().run_validation(value)
     except ValidationError as exc:
         raise ValidationError({name: exc.detail}) from None
+
+
+def choice_param(request, name: str, choices) -> str | None:
+    """Return query parameter ``name``, None without one; a 400 naming it when it is not one
+    of ``choices`` (without the check, a NUL in it fails in PostgreSQL: a 500)."""
+    value = request.query_params.get(name, "")
+    if value == "":
+        return None
+    if value not in choices:
+        raise ValidationError({name: [f"Not one of: {', '.join(choices)}."]})
+    return value
 
 
 class JSONParser(parsers.JSONParser):

@@ -1,4 +1,4 @@
-"""The API as a whole: bounded pages, errors mapped to 4xx, and a fuzz of every write.
+"""The API as a whole: bounded pages, errors mapped to 4xx, and a fuzz of every operation.
 
 The fuzz walks every POST, PUT, PATCH and DELETE operation of the OpenAPI schema (made
 in-process by drf-spectacular), plus the signed webhook, as the owner of a workspace
@@ -8,6 +8,10 @@ UTF-8, lone surrogates, NUL), the wrong content types, out-of-range path ids, an
 plausible body with one field at a time set to a wrong type or an extreme, or a list
 field with one odd element more (a 30-digit id, -1, a string, null). Whatever
 arrives, the answer is never a 5xx.
+
+Every GET operation gets each of its documented query parameters, and the common ones
+(limit, offset, page, cursor, ordering, q, workspace), set to each of QUERY_VALUES, then
+wrong path ids: 0, 30 digits, another workspace's object (a 404). No answer is a 5xx.
 """
 
 import json
@@ -381,6 +385,78 @@ def test_the_fuzz_covers_every_write_endpoint_of_the_schema():
     assert reverse("api-integration-webhook", args=[1]) == "/api/v1/integrations/1/webhook"
 
 
+# --- the read fuzz ----------------------------------------------------------------
+
+GET_OPERATIONS = sorted(path for path, operations in SCHEMA["paths"].items() if "get" in operations)
+# Read by pagination, search or ordering somewhere, whether or not an operation documents them;
+# ?workspace= names the workspace of every scoped view (sent without the X-Workspace header).
+COMMON_PARAMS = ("limit", "offset", "page", "page_size", "cursor", "ordering", "q", "workspace")
+QUERY_VALUES = [
+    str(10**30),
+    str(2**63),
+    "-1",
+    "0",
+    "abc",
+    "",
+    "9" * 20_000,  # long, and past int()'s 4,300 digits
+    "\x00",
+    "1,2",
+    "\u00e9\u202e\U0001f600",
+    ["1", "abc"],  # the parameter twice
+]
+
+
+def _query_params(path: str) -> list[str]:
+    documented = [
+        p["name"] for p in SCHEMA["paths"][path]["get"].get("parameters", []) if p["in"] == "query"
+    ]
+    return sorted({*documented, *COMMON_PARAMS})
+
+
+def _read_requests(path: str, world: World, other: World | None):
+    """Yield (what, url, query) for one GET operation: each query parameter set to each of
+    QUERY_VALUES, then each path id wrong (0, 30 digits, another workspace's object)."""
+    url = _path_ids(path, world)
+    for name in _query_params(path):
+        for value in QUERY_VALUES:
+            yield f"?{name}={str(value)[:20]!r}", url, {name: value}
+    if other is not None:
+        for what, wrong in (("0", "0"), ("30 digits", "9" * 30)):
+            for param in ("{id}", "{trace_pk}"):
+                if param in path:
+                    yield f"{param} {what}", _path_ids(path.replace(param, wrong), world), {}
+        yield "another workspace's object", _path_ids(path, other), {}
+
+
+@pytest.mark.parametrize("path", GET_OPERATIONS)
+def test_no_read_endpoint_answers_a_5xx(owner_client, world, other_workspace, outsider, path):
+    other = make_world(other_workspace, outsider) if "{" in path else None
+    answers = {
+        what: owner_client.get(
+            url, query, **({"HTTP_X_WORKSPACE": ""} if "workspace" in query else {})
+        )
+        for what, url, query in _read_requests(path, world, other)
+    }
+
+    failures = [
+        f"{what}: {r.status_code} {r.content[:200]!r}"
+        for what, r in answers.items()
+        if r.status_code >= 500
+    ]
+    assert not failures, f"GET {path}: {len(failures)} of {len(answers)} were 5xx:\n" + "\n".join(
+        failures[:20]
+    )
+    if other is not None:  # another workspace's object is not found, not shown
+        assert answers["another workspace's object"].status_code == 404
+
+
+def test_the_read_fuzz_covers_every_get_endpoint_of_the_schema():
+    """New read endpoints join the fuzz by being in the schema; a sanity floor."""
+    assert len(GET_OPERATIONS) >= 29
+    assert {"/api/v1/traces/", "/api/v1/eval-sets/{id}/matrix/"} <= set(GET_OPERATIONS)
+    assert {"eval_set", "trace", "limit", "ordering"} <= set(_query_params("/api/v1/feedback/"))
+
+
 # --- ids out of range ---------------------------------------------------------------
 
 
@@ -465,3 +541,21 @@ def test_the_trace_list_drops_an_integration_filter_out_of_range(owner_client, w
 
     assert response.status_code == 200
     assert len(response.json()["results"]) == Trace.objects.for_workspace(world.workspace).count()
+
+
+@pytest.mark.parametrize("status", ["\x00", "activ"])
+def test_an_eval_list_filtered_by_no_status_is_a_400_naming_it(owner_client, world, status):
+    """A NUL in ``?status=`` reached the query and failed in PostgreSQL: a 500."""
+    response = owner_client.get("/api/v1/evals/", {"status": status})
+
+    assert response.status_code == 400
+    assert "draft" in response.json()["status"][0]
+
+
+@pytest.mark.parametrize("slug", ["\x00", "a b", "é"])
+def test_a_workspace_named_by_no_slug_is_a_400_naming_it(owner_client, world, slug):
+    """``?workspace=`` with a NUL reached the membership query: a 500 in PostgreSQL."""
+    response = owner_client.get("/api/v1/traces/", {"workspace": slug}, HTTP_X_WORKSPACE="")
+
+    assert response.status_code == 400
+    assert response.json() == {"workspace": ["Not a workspace slug."]}

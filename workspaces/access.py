@@ -3,6 +3,7 @@
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
+from django.core.validators import slug_re
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import permissions
@@ -77,6 +78,9 @@ def resolve_api_workspace(request):
         return token.workspace, token.granted_role
     slug = request.headers.get("X-Workspace") or request.query_params.get("workspace")
     memberships = Membership.objects.for_user(request.user).select_related("workspace")
+    if slug and not slug_re.match(slug):
+        # Checked before the query: a NUL in it fails in PostgreSQL (a 500).
+        raise drf_exceptions.ValidationError({"workspace": ["Not a workspace slug."]})
     if slug:
         membership = memberships.filter(workspace__slug=slug).first()
         if membership is None:

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from evals.generation.services import start_generation
 from evals.models import Eval, EvalExecution, Generation
-from iofold.api import id_param
+from iofold.api import choice_param, id_param
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
 
@@ -115,7 +115,12 @@ class EvalListApi(WorkspaceScopedMixin, generics.ListAPIView):
     model = Eval
     serializer_class = EvalOut
 
-    @extend_schema(parameters=[OpenApiParameter("eval_set", int), OpenApiParameter("status", str)])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("eval_set", int),
+            OpenApiParameter("status", str, enum=Eval.Status.values),
+        ]
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -123,8 +128,7 @@ class EvalListApi(WorkspaceScopedMixin, generics.ListAPIView):
         qs = super().get_queryset().order_by("-created_at", "-id")
         if (eval_set := id_param(self.request, "eval_set")) is not None:
             qs = qs.filter(eval_set_id=eval_set)
-        wanted = self.request.query_params.get("status")
-        if wanted:
+        if (wanted := choice_param(self.request, "status", Eval.Status.values)) is not None:
             qs = qs.filter(status=wanted)
         return qs
 
