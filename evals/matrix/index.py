@@ -672,7 +672,7 @@ def _base(*, eval_set: EvalSet, stamp: tuple) -> _Base:
         return seen
     # The base this process saw last is patched, even once its time is up (the patch reads
     # again the labels of the settle window): the cache's is not unpickled.
-    old = seen or _bases_seen.get(key, expired=True)
+    old = _bases_seen.get(key, expired=True)
     cached = None if old is not None else _from_cache(key, _Base)
     if cached is not None and cached.stamp == stamp:
         base = cached
@@ -888,7 +888,7 @@ def matrix_index(
     # The view this process saw last is updated (only the changed traces are judged), even
     # once its time is up: the cache's is not unpickled. This process also knows the
     # verdicts it was judged with.
-    old = seen or _views_seen.get(key, expired=True)
+    old = _views_seen.get(key, expired=True)
     cached = None if old is not None else _from_cache(key, tuple)
     judged_with = None
     if cached is not None and cached[0] == stamp:
