@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -135,6 +136,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env, self.log_path = env, log_path
         self.proc: subprocess.Popen | None = None
+        self.log_offset = 0
         self.starts = 0
 
     @property
@@ -146,7 +148,7 @@ class WorkerProcess:
 
     def start(self) -> "WorkerProcess":
         """Start a worker and wait until it consumes; its output goes on in the same log."""
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.log_offset = offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(
                 [
@@ -176,6 +178,39 @@ class WorkerProcess:
                 pytest.fail(f"Celery worker did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         return self
+
+    # Celery logs one "received" line per delivery and one more line when it is done with it
+    # (succeeded, raised, retry, ignored, rejected).
+    _TASK_LINE = re.compile(r"^.*Task \S+\[[^\]]+\] (received)?", re.MULTILINE)
+
+    def _busy(self) -> bool:
+        from iofold.celery import app
+
+        # Only this process's lines: a killed worker's unfinished tasks are delivered again.
+        lines = self._TASK_LINE.findall(self.log_path.read_text()[self.log_offset :])
+        received = sum(1 for word in lines if word)
+        if received != len(lines) - received:
+            return True
+        with app.connection_for_write() as conn:
+            for queue in ("default", "sync", "generate", "execute"):
+                with contextlib.suppress(Exception):  # a queue never declared holds nothing
+                    if conn.default_channel.queue_declare(queue, passive=True).message_count:
+                        return True
+        return False
+
+    def wait_until_idle(self, timeout: float = 30) -> None:
+        """Wait until the worker has finished what it holds and the queues are empty.
+
+        A test's last task may queue follow-up work (a generation's judge comparison); left
+        running, it writes while the test database is flushed, and the flush deadlocks.
+        Work scheduled for later than ``timeout`` is left; the next tests can live with it.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_checks = 0
+        while quiet_checks < 2 and time.monotonic() < deadline:
+            # Twice in a row: a message just taken off a queue is logged a moment later.
+            quiet_checks = 0 if self._busy() else quiet_checks + 1
+            time.sleep(0.2)
 
     def kill(self) -> None:
         """Kill the worker as the OOM killer would: nothing gets to clean up or acknowledge."""
@@ -217,6 +252,15 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     yield worker
     if worker.poll() is None:
         worker.terminate()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a worker test's database is flushed, let the worker finish what it is doing."""
+    worker = getattr(item, "funcargs", {}).get("celery_worker_process")
+    if worker is not None and worker.proc is not None and worker.poll() is None:
+        worker.wait_until_idle()
+    return (yield)
 
 
 def wait_for(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = ""):
