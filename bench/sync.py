@@ -69,6 +69,7 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
     """Child: post the sync's runs queries over raw HTTP, parse the JSON, build nothing."""
     import httpx
 
+    from integrations.adapters.base import format_time
     from integrations.adapters.langsmith.adapter import (
         CHILD_PAGE_SIZE,
         PAGE_SIZE,
@@ -80,11 +81,14 @@ def fetch_only_langsmith(url: str, base: str, traces: int) -> dict:
 
     client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=60)
     low = (datetime.fromisoformat(base) - timedelta(minutes=1)).isoformat()
+    # The sync's scan of roots is bounded above too (its start): the same query here.
+    high = format_time(datetime.now(UTC))
     started = time.perf_counter()
     rows, cursor, pages = 0, None, 0
     while True:
         body = {"project_ids": [PROJECT_ID], "is_root": True, "min_start_time": low,
-                "page_size": PAGE_SIZE, "selects": SELECTS, "cursor": cursor}  # fmt: skip
+                "max_start_time": high, "page_size": PAGE_SIZE, "selects": SELECTS,
+                "cursor": cursor}  # fmt: skip
         page = client.post("/api/v2/runs/query", json=body).json()
         roots = page["items"]
         for start in range(0, len(roots), TRACES_PER_RUNS_QUERY):
