@@ -213,6 +213,45 @@ def test_tags_or_parent_ids_that_are_no_list_are_read_as_one_value():
     assert step["metadata"]["tags"] == [7]
 
 
+def test_a_tree_of_runs_becomes_the_trace_a_user_sees():
+    """Everything the trace page shows of a run tree, pinned: steps in tree order, their
+    errors, tokens, costs, tags and metadata; the runs' costs add up when the root has none."""
+    root = {**ROOT_RUN, "total_cost": None, "metadata": {"session_id": "s", "user_id": "u"}}
+    tool = {
+        "id": "t1", "name": "search", "run_type": "tool", "error": "timeout",
+        "parent_run_ids": ["r1"], "dotted_order": "20260301T093005123456Zr1.20260301T093007Zt1",
+        "start_time": "2026-03-01T09:30:07Z", "end_time": "2026-03-01T09:30:07.5Z",
+        "inputs": {"query": "q"}, "outputs": None, "total_cost": "0.25", "tags": "slow",
+    }  # fmt: skip
+    child = {**CHILD_RUN, "total_cost": 0.5, "prompt_tokens": 10, "completion_tokens": None}
+    trace = normalise_runs(root, [tool, child])
+    assert trace == {
+        "id": "r1", "name": "agent", "timestamp": "2026-03-01T09:30:05.123Z",
+        "input": {"q": 1}, "output": {"a": 2},
+        "steps": [
+            {"id": "r1", "parent_id": None, "type": "chain", "name": "agent",
+             "input": {"q": 1}, "output": {"a": 2}, "error": None, "model": None,
+             "usage": {"input": 1, "output": 2}, "start_time": "2026-03-01T09:30:05.123Z",
+             "end_time": "2026-03-01T09:30:08.000Z",
+             "metadata": {"session_id": "s", "user_id": "u", "langsmith_run_type": "chain",
+                          "tags": ["t"]}},
+            {"id": "c1", "parent_id": "r1", "type": "llm", "name": "ChatOpenAI",
+             "input": {"q": 1}, "output": {"a": 2}, "error": None, "model": "m",
+             "usage": {"input": 10, "output": 0}, "start_time": "2026-03-01T09:30:05.123Z",
+             "end_time": "2026-03-01T09:30:08.000Z",
+             "metadata": {"ls_model_name": "m", "langsmith_run_type": "llm", "cost": 0.5,
+                          "tags": ["t"]}},
+            {"id": "t1", "parent_id": "r1", "type": "tool", "name": "search",
+             "input": {"query": "q"}, "output": None, "error": "timeout", "model": None,
+             "usage": None, "start_time": "2026-03-01T09:30:07.000Z",
+             "end_time": "2026-03-01T09:30:07.500Z",
+             "metadata": {"langsmith_run_type": "tool", "cost": 0.25, "tags": ["slow"]}},
+        ],
+        "metadata": {"session_id": "s", "user_id": "u"}, "tags": ["t"], "user_id": "u",
+        "session_id": "s", "latency_ms": 2876.544, "cost": 0.75,
+    }  # fmt: skip
+
+
 def test_a_trace_of_an_empty_id_is_refused_even_when_checked():
     trace = normalise_runs({**ROOT_RUN, "id": " "}, [])
     batch = prepare_traces([trace], checked=True)
