@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import pickle
 import random
 import statistics
 import sys
@@ -96,7 +97,12 @@ STEP_FLAGS = (
 )
 
 
+# Prefixed to every seed when set (--salt): another, independent set of rules and draws.
+SALT = ""
+
+
 def _seeded(*parts) -> random.Random:
+    parts = (SALT, *parts) if SALT else parts
     return random.Random(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest())
 
 
@@ -457,6 +463,88 @@ def permutation_report(records, permutations, fixed):
     return out
 
 
+STATISTICS = ("mcnemar", "trace", "trace_emp", "nb")
+STAT_BARS = tuple(round(0.5 + 0.05 * i, 2) for i in range(27))  # 0.5 .. 1.8
+SPLITS_SLOPES = (0.0, 0.25, 0.5)
+
+
+def _wilson_se(p, n):
+    return (p * (1 - p) / n) ** 0.5 if n else 0.0
+
+
+def stats_report(records, current, target):
+    """Print and return FA / power of every standard error and bar on the same fits.
+
+    For each statistic (`learner.gain_z`) and slope of the bar in the log of the splits
+    tried, the bar is swept; reported: the lowest bar whose false alarms stay within
+    `target` at every size, and per size the most power at false alarms within target.
+    """
+    noise_n = {s: sum(r["kind"] == "noise" and r["size"] == s for r in records) for s in SIZES}
+    out = {}
+    print(f"\nstandard errors and bars (pure-noise fits per size: {noise_n})")
+    print(f"{'statistic':>10} {'slope':>5} {'bar':>5}   FA@10 FA@25 FA@50  P@10 P@25 P@50")
+    for stat, slope in itertools.product(STATISTICS, SPLITS_SLOPES):
+        if slope and stat != "mcnemar":
+            continue
+        curve = []
+        for z in STAT_BARS:
+            bars = replace(current, statistic=stat, beat_majority_se=z, splits_slope=slope)
+            fa, power = headline_of(summarise(records, "current", bars))
+            fam = by_family(records, "current", bars)
+            curve.append((z, fa, power, fam))
+        ok = [c for c in curve if all(v <= target for v in c[1].values())]
+        key = f"{stat}" + (f"+{slope}log" if slope else "")
+        out[key] = {}
+        for z, fa, power, _ in curve:
+            print(
+                f"{stat:>10} {slope:>5} {z:>5}  "
+                + ("*" if all(v <= target for v in fa.values()) else " ")
+                + " ".join(f"{fa[s]:>5.3f}" for s in SIZES)
+                + " "
+                + " ".join(f"{power[s]:>5.3f}" for s in SIZES)
+            )
+        if ok:
+            z, fa, power, fam = ok[0]
+            out[key]["lowest_bar_within_target"] = {
+                "bar": z,
+                "false_alarm": fa,
+                "false_alarm_se": {s: round(_wilson_se(fa[s], noise_n[s]), 3) for s in SIZES},
+                "power": power,
+                "power_by_family_25": {
+                    f: round(fam[(f, 25)], 3) for f in FAMILIES if (f, 25) in fam
+                },
+            }
+        # Per size: the most power among bars within target at that size alone.
+        out[key]["best_per_size"] = {}
+        for s in SIZES:
+            fine = [c for c in curve if c[1][s] <= target]
+            if fine:
+                z, fa, power, _ = max(fine, key=lambda c: (c[2][s], c[0]))
+                out[key]["best_per_size"][s] = {"bar": z, "false_alarm": fa[s], "power": power[s]}
+    print("\nlowest common bar within target, and per size the best bar within target:")
+    for key, v in out.items():
+        low = v.get("lowest_bar_within_target")
+        per = v["best_per_size"]
+        print(
+            f"  {key:>16}: "
+            + (
+                f"bar {low['bar']} FA "
+                + "/".join(f"{low['false_alarm'][s]:.3f}" for s in SIZES)
+                + " P "
+                + "/".join(f"{low['power'][s]:.3f}" for s in SIZES)
+                if low
+                else "none"
+            )
+            + "  | per size: "
+            + "  ".join(
+                f"{s}: {per[s]['bar']} ({per[s]['false_alarm']:.3f}, P {per[s]['power']:.3f})"
+                for s in SIZES
+                if s in per
+            )
+        )
+    return out
+
+
 def grid():
     """Yield candidate bars for fits without notes (named_family_se plays no part)."""
     for z, two, word in itertools.product(
@@ -498,12 +586,23 @@ def main(argv=None):
         action="store_true",
         help="with --sweep: the accuracy scheme only, without the refits with notes",
     )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="replay every standard error (learner.gain_z) and a fine grid of bars",
+    )
+    parser.add_argument("--noise-draws", type=int, default=None, help="pure-noise labellings")
+    parser.add_argument("--rules", type=int, default=None, help="planted rules per family")
+    parser.add_argument("--salt", default="", help="another independent set of rules and draws")
+    parser.add_argument("--save", type=Path, help="pickle the fit records here (for replays)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    global SALT
+    SALT = args.salt
     draws = args.draws or (1 if args.quick or args.sweep else 2)
-    rules_per_family = 1 if args.quick else (2 if args.sweep else 3)
-    noise_draws = 8 if args.quick else 30
+    rules_per_family = args.rules or (1 if args.quick else (2 if args.sweep else 3))
+    noise_draws = args.noise_draws or (8 if args.quick else 30)
     current = learner.Bars()
     schemes = dict(SCHEMES) if args.sweep else {"current": (learner.BALANCED_FIT, current)}
     if args.sweep and args.accuracy_only:
@@ -523,6 +622,8 @@ def main(argv=None):
         quotes=args.quotes and not args.sweep,
     )
     print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
+    if args.save:
+        args.save.write_bytes(pickle.dumps(records))
     headline = {"fits": len(records)}
     if args.sweep:
         results = []
@@ -611,6 +712,8 @@ def main(argv=None):
                 }
         if args.permutations:
             headline["permutation"] = permutation_report(records, args.permutations, current)
+        if args.stats:
+            headline["statistics"] = stats_report(records, current, args.target)
         fa, power = headline_of(table)
         headline.update(
             {
@@ -630,6 +733,10 @@ def main(argv=None):
     command += " --accuracy-only" if args.sweep and args.accuracy_only else ""
     command += f" --permutations {args.permutations}" if args.permutations else ""
     command += f" --draws {args.draws}" if args.draws else ""
+    command += " --stats" if args.stats else ""
+    command += f" --noise-draws {args.noise_draws}" if args.noise_draws else ""
+    command += f" --rules {args.rules}" if args.rules else ""
+    command += f" --salt {args.salt}" if args.salt else ""
     print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True, default=lambda x: x))
 

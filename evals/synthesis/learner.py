@@ -415,6 +415,11 @@ class Bars:
     # Standard errors a rule must beat the constant by even when the permutation test
     # passes it.
     permutation_floor_se: float = 0.0
+    # The standard error the bar is counted in (`gain_z`), and how much the bar rises
+    # per natural log of the structural splits tried beyond `splits_ref`.
+    statistic: str = "mcnemar"
+    splits_slope: float = 0.0
+    splits_ref: float = 100.0
 
 
 @dataclass
@@ -443,6 +448,15 @@ class Evidence:
     # and how many were planned (fewer are run when stopped early). None: not computed.
     null: list[float] | None = None
     null_planned: int = 0
+    # Per dealing, each level's mask of traces judged bad (the constant's is the
+    # reference rules must beat) and the dealing's held-out fold masks; with `good`, the
+    # mask of traces labelled good, they let other estimates of a gain's error be
+    # computed from the same fits (`gain_z`).
+    dealt: list[dict[str, int]] = field(default_factory=list)
+    dealt_folds: list[list[int]] = field(default_factory=list)
+    good: int = 0
+    # Distinct structural splits tried (the candidate space a chance winner comes from).
+    splits: int = 0
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
@@ -479,14 +493,16 @@ def gather(
     folds_seen = 0
     n_pos = pos.bit_count()
     w_pos, w_neg = _weights(n_pos, n - n_pos)
+    dealt: list[dict[str, int]] = []
+    dealt_folds: list[list[int]] = []
     for seed in range(repeats):
         fold_list = grouped_folds(groups, k=bars.folds, labels=labels, seed=seed)
         if len(fold_list) < 2:
             return None
         folds_seen = len(fold_list)
         bad = dict.fromkeys(levels, 0)
-        for test_idx in fold_list:
-            test = sum(1 << i for i in test_idx)
+        dealt_folds.append([sum(1 << i for i in test_idx) for test_idx in fold_list])
+        for test in dealt_folds[-1]:
             train = full & ~test
             default = _majority((train & pos).bit_count(), (train & neg).bit_count())
             for level in levels:
@@ -498,6 +514,7 @@ def gather(
         # bar rules must clear; the constant reports its held-out agreement above.
         if _correct(bad["constant"], full, pos, neg) < max(n_pos, n - n_pos):
             bad["constant"] = 0 if n_pos * 2 >= n else full
+        dealt.append(dict(bad))
         for level in levels:
             correct[level] += _correct(bad[level], full, pos, neg)
             b_correct[level] += (
@@ -539,6 +556,10 @@ def gather(
         constant_heldout=constant_heldout / used,
         balanced_correct={k: v / used for k, v in b_correct.items()},
         balanced_disagree={k: v / used for k, v in b_disagree.items()},
+        dealt=dealt,
+        dealt_folds=dealt_folds,
+        good=pos,
+        splits=len(splits),
     )
     best, _, stat = structural_z(ev, bars)
     if bars.permutations and n < bars.permute_below and not bars.balanced and not named[best]:
@@ -562,6 +583,53 @@ def structural_z(ev: Evidence, bars: Bars) -> tuple[str, float, float]:
     gain = cv[best] - cv["constant"]
     se = math.sqrt(disagree[_pair(best, "constant")])
     return best, gain, (gain / se if gain > 1.0 and se > 0 else -math.inf)
+
+
+def gain_z(ev: Evidence, level: str, statistic: str = "mcnemar") -> float:
+    """Return the held-out gain of `level` over the constant in standard errors.
+
+    `statistic` names the standard error: "mcnemar", the square root of the mean number
+    of held-out traces the two disagree on; "trace", the per-trace differences averaged
+    over the dealings (a trace the rule gets right in some dealings and wrong in others
+    counts less than one it always gets wrong); "trace_emp", their empirical spread; "nb",
+    Nadeau and Bengio's corrected resampled t of the per-fold differences (the folds'
+    training sets overlap, so their variance is inflated by n_test / n_train).
+    """
+    gain = ev.correct[level] - ev.correct["constant"]
+    if statistic == "mcnemar":
+        var = ev.disagree[_pair(level, "constant")]
+        return gain / math.sqrt(var) if var > 0 else math.inf
+    full, good = (1 << ev.n) - 1, ev.good
+    if statistic in ("trace", "trace_emp"):
+        diffs = [0.0] * ev.n
+        for bad in ev.dealt:
+            right = (bad[level] & ~good) | (full & ~bad[level] & good)
+            ref = (bad["constant"] & ~good) | (full & ~bad["constant"] & good)
+            for i in range(ev.n):
+                diffs[i] += ((right >> i) & 1) - ((ref >> i) & 1)
+        diffs = [d / len(ev.dealt) for d in diffs]
+        if statistic == "trace":
+            var = sum(d * d for d in diffs)
+        else:
+            mean = sum(diffs) / ev.n
+            var = sum((d - mean) ** 2 for d in diffs) * ev.n / max(1, ev.n - 1)
+        return gain / math.sqrt(var) if var > 0 else (math.inf if gain > 0 else 0.0)
+    if statistic == "nb":
+        per_fold, sizes = [], []
+        for bad, tests in zip(ev.dealt, ev.dealt_folds, strict=True):
+            for test in tests:
+                size = test.bit_count()
+                a = _correct(bad[level], test, good, full & ~good)
+                b = _correct(bad["constant"], test, good, full & ~good)
+                per_fold.append((a - b) / size)
+                sizes.append(size)
+        j = len(per_fold)
+        mean = sum(per_fold) / j
+        var = sum((d - mean) ** 2 for d in per_fold) / max(1, j - 1)
+        n_test = sum(sizes) / j
+        scale = (1 / j + n_test / max(1.0, ev.n - n_test)) * var
+        return mean / math.sqrt(scale) if scale > 0 else (math.inf if mean > 0 else 0.0)
+    raise ValueError(f"unknown statistic {statistic!r}")
 
 
 def permuted(labels: list[bool], groups: list[str], rng: random.Random) -> list[bool]:
@@ -653,6 +721,8 @@ def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
     if best == "two" and cv["two"] - cv["one"] <= bars.two_over_one_se * se("two", "one"):
         best = "one"
     z = bars.beat_majority_se
+    if bars.splits_slope and ev.splits:
+        z += bars.splits_slope * math.log(ev.splits / bars.splits_ref)
     if ev.named.get(best):
         z = bars.named_family_se + (z - bars.named_family_se) * ev.named_share
     if bars.permutations and ev.null is not None and not ev.named.get(best) and cv is ev.correct:
@@ -660,6 +730,9 @@ def choose(ev: Evidence, bars: Bars) -> tuple[str, float, list[str]]:
         # this data's candidates are, which one constant for every data set cannot.
         stat = structural_z(ev, bars)[2]
         passes = stat >= bars.permutation_floor_se and permutation_passes(ev, bars, stat)
+    elif bars.statistic != "mcnemar" and cv is ev.correct and ev.dealt:
+        gain = cv[best] - cv["constant"]
+        passes = gain > 1.0 and gain_z(ev, best, bars.statistic) > z
     else:
         passes = cv[best] - cv["constant"] > max(1.0, z * se(best, "constant"))
     if passes:
