@@ -463,9 +463,17 @@ def permutation_report(records, permutations, fixed):
     return out
 
 
-STATISTICS = ("mcnemar", "trace", "trace_emp", "nb")
 STAT_BARS = tuple(round(0.5 + 0.05 * i, 2) for i in range(27))  # 0.5 .. 1.8
-SPLITS_SLOPES = (0.0, 0.25, 0.5)
+# name -> learner.Bars fields replayed (beside the bar) by --stats.
+VARIANTS = {
+    "mcnemar": {},
+    "mcnemar+0.25log": {"splits_slope": 0.25},
+    "mcnemar+0.5log": {"splits_slope": 0.5},
+    "trace": {"statistic": "trace"},
+    "trace_emp": {"statistic": "trace_emp"},
+    "nb": {"statistic": "nb"},
+    "two_when_one_fails": {"two_when_one_fails": True},
+}
 
 
 def _wilson_se(p, n):
@@ -482,22 +490,19 @@ def stats_report(records, current, target):
     noise_n = {s: sum(r["kind"] == "noise" and r["size"] == s for r in records) for s in SIZES}
     out = {}
     print(f"\nstandard errors and bars (pure-noise fits per size: {noise_n})")
-    print(f"{'statistic':>10} {'slope':>5} {'bar':>5}   FA@10 FA@25 FA@50  P@10 P@25 P@50")
-    for stat, slope in itertools.product(STATISTICS, SPLITS_SLOPES):
-        if slope and stat != "mcnemar":
-            continue
+    print(f"{'variant':>18} {'bar':>5}   FA@10 FA@25 FA@50  P@10 P@25 P@50")
+    for key, fields in VARIANTS.items():
         curve = []
         for z in STAT_BARS:
-            bars = replace(current, statistic=stat, beat_majority_se=z, splits_slope=slope)
+            bars = replace(current, beat_majority_se=z, **fields)
             fa, power = headline_of(summarise(records, "current", bars))
             fam = by_family(records, "current", bars)
             curve.append((z, fa, power, fam))
         ok = [c for c in curve if all(v <= target for v in c[1].values())]
-        key = f"{stat}" + (f"+{slope}log" if slope else "")
         out[key] = {}
         for z, fa, power, _ in curve:
             print(
-                f"{stat:>10} {slope:>5} {z:>5}  "
+                f"{key:>18} {z:>5}  "
                 + ("*" if all(v <= target for v in fa.values()) else " ")
                 + " ".join(f"{fa[s]:>5.3f}" for s in SIZES)
                 + " "
@@ -594,7 +599,9 @@ def main(argv=None):
     parser.add_argument("--noise-draws", type=int, default=None, help="pure-noise labellings")
     parser.add_argument("--rules", type=int, default=None, help="planted rules per family")
     parser.add_argument("--salt", default="", help="another independent set of rules and draws")
+    parser.add_argument("--repeats", type=int, default=None, help="dealings of the folds")
     parser.add_argument("--save", type=Path, help="pickle the fit records here (for replays)")
+    parser.add_argument("--replay", type=Path, help="with --stats: the records --save wrote")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -603,7 +610,7 @@ def main(argv=None):
     draws = args.draws or (1 if args.quick or args.sweep else 2)
     rules_per_family = args.rules or (1 if args.quick else (2 if args.sweep else 3))
     noise_draws = args.noise_draws or (8 if args.quick else 30)
-    current = learner.Bars()
+    current = learner.Bars(**({"repeats": args.repeats} if args.repeats else {}))
     schemes = dict(SCHEMES) if args.sweep else {"current": (learner.BALANCED_FIT, current)}
     if args.sweep and args.accuracy_only:
         schemes = {"acc": SCHEMES["acc"]}
@@ -611,6 +618,12 @@ def main(argv=None):
         # Stopped early only past the loosest level replayed, so every replay is exact.
         gathered = replace(current, permutations=args.permutations, alpha=max(PERM_ALPHAS))
         schemes = {"current": (learner.BALANCED_FIT, gathered)}
+    if args.replay:
+        records = pickle.loads(args.replay.read_bytes())  # noqa: S301 (our own --save)
+        headline = {"fits": len(records), "replayed": str(args.replay)}
+        headline["statistics"] = stats_report(records, current, args.target)
+        print(json.dumps(headline, sort_keys=True, default=lambda x: x))
+        return
     sets = load(args.data)
     records = run(
         sets,
@@ -737,6 +750,7 @@ def main(argv=None):
     command += f" --noise-draws {args.noise_draws}" if args.noise_draws else ""
     command += f" --rules {args.rules}" if args.rules else ""
     command += f" --salt {args.salt}" if args.salt else ""
+    command += f" --repeats {args.repeats}" if args.repeats else ""
     print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True, default=lambda x: x))
 

@@ -801,6 +801,26 @@ def test_choice_is_a_pure_function_of_the_evidence_and_the_bars():
     assert learner.choose(evidence(9.0), strict)[0] == "constant"
 
 
+def test_two_conditions_that_beat_the_majority_are_kept_when_one_does_not():
+    from evals.synthesis import learner
+
+    levels = learner.LEVELS
+    disagree = {(a, b): 0.0 for i, a in enumerate(levels) for b in levels[i + 1 :]}
+    # An AND of an input and an output condition: two conditions are right on 20 of 26
+    # held-out traces, 7 more than the majority verdict (standard error 3.9); the best
+    # single condition on 17.8 (4.8 more, standard error 4.6, under the bar), and the
+    # one-standard-error rule alone would pick it (2.2 better, standard error 2.5).
+    disagree[("constant", "one")] = 21.2
+    disagree[("constant", "two")] = 15.4
+    disagree[("one", "two")] = 6.25
+    correct = {"constant": 13.0, "one": 17.8, "two": 20.0, "words": 13.0}
+    ev = learner.Evidence(26, 5, correct, disagree, 0, dict.fromkeys(levels[1:], False))
+    assert learner.choose(ev, learner.Bars())[0] == "two"
+    # Where the single condition clears the bar, the simpler rule stays.
+    ev.correct = {**correct, "one": 19.0}
+    assert learner.choose(ev, learner.Bars())[0] == "one"
+
+
 def _order_chat(rng, i, *, asked=True, confirmed=True, changed=True, after=None):
     """Return an agent conversation about one order; `after`: steps appended at the end."""
     order = f"W{1000 + i}"
