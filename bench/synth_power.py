@@ -25,8 +25,16 @@ With --permutations K it also computes the learner's label-permutation null (K
 shuffles, docs/synthesiser.md "eighth pass") for every fit and replays its test at a
 few levels beside the fixed bar, on the same fits.
 
+With --stats it replays, on the same fits, other standard errors of a rule's gain over
+the majority verdict (learner.gain_z) and a bar rising with the splits tried, each over a
+fine grid of bars (docs/synthesiser.md "ninth pass"); --save FILE keeps the fits and
+--stats --replay FILE replays them without fitting again. --noise-draws, --rules and
+--repeats change the number of pure-noise labellings, planted rules per family and
+dealings of the folds; --salt S draws another, independent set of rules and draws.
+
     python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--permutations K]
-        [--draws N] [--target 0.10]
+        [--draws N] [--target 0.10] [--stats] [--noise-draws N] [--rules N] [--repeats N]
+        [--salt S] [--save FILE | --replay FILE]
 
 Last line of output: one JSON object.
 """

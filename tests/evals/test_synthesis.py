@@ -821,6 +821,34 @@ def test_two_conditions_that_beat_the_majority_are_kept_when_one_does_not():
     assert learner.choose(ev, learner.Bars())[0] == "one"
 
 
+def test_the_gain_per_trace_counts_a_trace_right_in_only_some_dealings_less():
+    from evals.synthesis import learner
+
+    levels = learner.LEVELS
+    good = sum(1 << i for i in range(5, 10))  # traces 0-4 bad, 5-9 good
+    first = 0b11111  # right on every trace
+    second = 0b101111  # trace 4 missed, trace 5 failed
+    ev = learner.Evidence(
+        10,
+        2,
+        {"constant": 5.0, "one": 9.0, "two": 9.0, "words": 9.0},
+        {(a, b): 5.0 for i, a in enumerate(levels) for b in levels[i + 1 :]},
+        0,
+        dict.fromkeys(levels[1:], False),
+        dealt=[
+            dict.fromkeys(levels, first) | {"constant": 0},
+            dict.fromkeys(levels, second) | {"constant": 0},
+        ],
+        dealt_folds=[[0b1111100011, 0b0000011100]] * 2,
+        good=good,
+    )
+    # McNemar: 4 more right, 5 traces disagree on average: 4 / sqrt(5).
+    assert learner.gain_z(ev, "one") == pytest.approx(4 / 5**0.5)
+    # Per trace: four always right (+1), two right in one dealing of two (+-0.5).
+    assert learner.gain_z(ev, "one", "trace") == pytest.approx(4 / 4.5**0.5)
+    assert learner.gain_z(ev, "one", "nb") > 0
+
+
 def _order_chat(rng, i, *, asked=True, confirmed=True, changed=True, after=None):
     """Return an agent conversation about one order; `after`: steps appended at the end."""
     order = f"W{1000 + i}"
