@@ -52,8 +52,8 @@ WORD_MARGIN = 0.2
 # Standard errors by which a rule must beat the majority verdict on held-out labels.
 # With five dealings (below) 1.1 kept false alarms at 4-9 %; a single dealing needed 1.4
 # for the same, and turned away more real rules. Ten dealings, and two conditions tried
-# when one fails (TWO_WHEN_ONE_FAILS), keep false alarms at 7.5-8.3 % at 1.05 on 540
-# pure-noise fits per size (docs/synthesiser.md, ninth pass).
+# when one fails (TWO_WHEN_ONE_FAILS), keep false alarms at 7-9.4 % at 1.05 on two
+# independent runs of 540 pure-noise fits per size (docs/synthesiser.md, ninth pass).
 BEAT_MAJORITY_SE = 1.05
 # The same bar for a rule made only of feature families that the criteria or the
 # reviewers' notes name: their words are evidence the labels do not carry, so a rule
