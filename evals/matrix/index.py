@@ -10,10 +10,12 @@ Built from two kinds of cached part, so that a change re-reads only its own part
   bitsets (``TraceSet``), which PostgreSQL aggregates into 64-bit words (SQLite joins
   the ids by commas), index-only, on executions (eval, passed, trace >> 6) INCLUDE
   (trace, workspace); cached until the version's newest execution changes, and the process
-  keeps the parts it used last. When nothing is cached, PostgreSQL reads them on a
-  second connection while the first reads the labels (outside transactions). When a
-  version's executions change (a batch run), the part this process used last is patched
-  with the executions written since, read the same way (words of 64 traces).
+  keeps the parts it used last (no longer than the cache keeps them). When nothing is
+  cached, PostgreSQL reads them on a second connection while the first reads the labels
+  (outside transactions). When a version's executions change (a batch run), or its part
+  here has outlived its time (a verdict may have committed behind the newest execution),
+  the part this process used last is patched with the executions written since, read
+  the same way (words of 64 traces).
 
 A label change does not rebuild the base: the next page reads the labels changed since
 the base was built (plus a settle window for writes that commit out of order), one
@@ -451,7 +453,8 @@ def _verdicts(*, eval_set: EvalSet, version_ids: list[int], newest: tuple) -> li
         pk: cache_key(("verdicts", eval_set.workspace_id, pk), (at,))
         for pk, at in zip(version_ids, newest, strict=True)
     }
-    parts = {pk: _parts_seen[key] for pk, key in keys.items() if key in _parts_seen}
+    seen = {pk: _parts_seen.get(key) for pk, key in keys.items()}
+    parts = {pk: part for pk, part in seen.items() if part is not None}
     unseen = [key for pk, key in keys.items() if pk not in parts]
     try:
         cached_parts = cache.get_many(unseen) if unseen else {}
@@ -486,14 +489,12 @@ def _verdicts(*, eval_set: EvalSet, version_ids: list[int], newest: tuple) -> li
     except Exception:
         logger.warning("matrix cache unavailable, not storing", exc_info=True)
     for pk, key in keys.items():
-        _parts_seen[key] = parts[pk]
-        _parts_seen.move_to_end(key)
+        _parts_seen.put(key, parts[pk], seconds_to_keep((at_of[pk],)))
         if pk in read_at:
             _versions_seen[pk] = (at_of[pk], read_at[pk], parts[pk])
             _versions_seen.move_to_end(pk)
-    for seen in (_parts_seen, _versions_seen):
-        while len(seen) > MAX_PARTS_SEEN:
-            seen.popitem(last=False)
+    while len(_versions_seen) > MAX_PARTS_SEEN:
+        _versions_seen.popitem(last=False)
     return [parts[pk] for pk in version_ids]
 
 
@@ -520,11 +521,12 @@ def _patched_verdicts(
     return TraceSet(passed), TraceSet(failed), TraceSet(erred)
 
 
-# The verdict parts this process used last. A part's key holds its version's newest
-# execution, so a part seen here is exactly what the cache would return, without
-# unpickling (rebuilding) its sets of trace ids on every label change.
+# The verdict parts this process used last (``_parts_seen``, below). A part's key holds
+# its version's newest execution, so a part seen here is what the cache would return,
+# without unpickling (rebuilding) its sets of trace ids on every label change; kept as
+# long as the cache keeps it: a verdict that committed behind the newest execution (same
+# key) shows once that has settled, when the part is patched.
 MAX_PARTS_SEEN = 100
-_parts_seen: OrderedDict[str, Verdicts] = OrderedDict()
 # Per version, the verdicts this process used last: (the version's newest execution then,
 # when they were read or patched, the verdicts), to be patched when executions change.
 _versions_seen: OrderedDict[int, tuple] = OrderedDict()
@@ -538,7 +540,7 @@ def _patchable(version_id: int) -> bool:
 
 def forget_parts_seen() -> None:
     """Drop this process's verdict parts and views, as a restart would (benchmarks, tests)."""
-    _parts_seen.clear()
+    _parts_seen.items.clear()
     _versions_seen.clear()
     _views_seen.items.clear()
     _bases_seen.items.clear()
@@ -897,9 +899,12 @@ def matrix_index(
         old = old or cached
         base, verdicts = _base_and_verdicts(eval_set, version_ids, stamp)
         changed = None if old is None else _changed_keys(base, old[1].base_version)
-        judged_with = verdicts
-        if changed is not None and old[0][4:] != stamp[4:]:  # executions changed
+        if changed is not None:
+            # Executions changed, or were read again once settled (a verdict that committed
+            # behind the newest): the traces whose verdicts differ from those judged with.
             judged_with = old[2] if len(old) > 2 else None
+            if judged_with is None and old[0][4:] == stamp[4:]:
+                judged_with = verdicts  # from the cache, judged at these executions
             more = None if judged_with is None else _verdict_keys(base, judged_with, verdicts)
             changed = None if more is None else changed | more
         if changed is not None:
@@ -924,7 +929,8 @@ def _base_and_verdicts(eval_set: EvalSet, version_ids: list[int], stamp: tuple):
     newest = stamp[4:]
     # Seen, or to be patched with a small read: no second connection for it.
     seen = all(
-        _patchable(pk) or cache_key(("verdicts", eval_set.workspace_id, pk), (at,)) in _parts_seen
+        _patchable(pk)
+        or _parts_seen.get(cache_key(("verdicts", eval_set.workspace_id, pk), (at,))) is not None
         for pk, at in zip(version_ids, newest, strict=True)
     )
     if seen or connection.vendor != "postgresql" or connection.in_atomic_block:
@@ -979,4 +985,5 @@ class _Seen:
 
 
 _views_seen = _Seen(20)
+_parts_seen = _Seen(MAX_PARTS_SEEN)
 _bases_seen = _Seen(5)

@@ -10,8 +10,10 @@ from django.utils import timezone
 import sandbox
 from evals.execution.runs import record_results
 from evals.matrix.cache import MATRIX_SETTLE_SECONDS
+from evals.matrix.index import forget_parts_seen
 from evals.matrix.selectors import comparison_matrix
 from evals.matrix.types import MatrixFilters
+from evals.models import EvalExecution
 from tests.evals.builders import labelled_set, make_eval, record
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import TraceFactory, trace_data
@@ -32,6 +34,23 @@ def matrix_set(workspace):
     for t in traces:
         record(v1, t, True)
     return eval_set, traces, v1, reviewer
+
+
+@pytest.fixture
+def settle(settings, monkeypatch):
+    """Return a function that moves the clock past the settle time of the changes so far.
+
+    The cache's expiry moves with it: a locmem cache, whose clock is ``time.time``. A Redis
+    cache (CACHE_URL) keeps the server's clock, which no test moves: it would still hold
+    what expired here, which a reader that misses its own copy takes as fresh.
+    """
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+    def _settle():
+        settled = time.time() + MATRIX_SETTLE_SECONDS + 1
+        monkeypatch.setattr(time, "time", lambda: settled)
+
+    return _settle
 
 
 def counts(matrix):
@@ -93,7 +112,7 @@ def test_a_trace_moved_out_of_the_date_range_leaves_it_on_the_next_load(matrix_s
     assert counts(matrix) == (1, 2, 0, 0)
 
 
-def test_a_change_committed_behind_a_newer_one_shows_once_it_has_settled(matrix_set, monkeypatch):
+def test_a_change_committed_behind_a_newer_one_shows_once_it_has_settled(matrix_set, settle):
     """A label written with an older time than one already seen (transactions committing
     out of order) cannot change the cache stamp; it shows once the newest change settles."""
     eval_set, traces, v1, reviewer = matrix_set
@@ -101,8 +120,22 @@ def test_a_change_committed_behind_a_newer_one_shows_once_it_has_settled(matrix_
     Feedback.objects.filter(trace=traces[2]).update(rating="positive")  # keeps updated_at
 
     assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
-    settled = time.time() + MATRIX_SETTLE_SECONDS + 1
-    monkeypatch.setattr(time, "time", lambda: settled)
+    settle()
+    assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 0)
+
+
+def test_a_verdict_committed_behind_a_newer_one_shows_once_it_has_settled(matrix_set, settle):
+    """A verdict written with an older time than the version's newest execution already
+    seen (a batch run committing after a later one) cannot change the cache stamp; it
+    shows once the newest execution settles, in the process that read the verdicts too."""
+    eval_set, traces, v1, reviewer = matrix_set
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+    EvalExecution.objects.filter(eval=v1, trace=traces[2]).update(passed=False)  # same time
+
+    assert counts(comparison_matrix(eval_set=eval_set)) == (2, 2, 0, 0)
+    settle()
+    assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 0)
+    forget_parts_seen()  # another process, which reads the cache
     assert counts(comparison_matrix(eval_set=eval_set)) == (3, 1, 0, 0)
 
 
