@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -198,12 +199,12 @@ class WorkerProcess:
                         return True
         return False
 
-    def wait_until_idle(self, timeout: float = 30) -> None:
-        """Wait until the worker has finished what it holds and the queues are empty.
+    def wait_until_idle(self, timeout: float = 30) -> bool:
+        """Wait until the worker has finished what it holds and the queues are empty;
+        return whether it has (False: still at work after ``timeout``).
 
         A test's last task may queue follow-up work (a generation's judge comparison); left
         running, it writes while the test database is flushed, and the flush deadlocks.
-        Work scheduled for later than ``timeout`` is left; the next tests can live with it.
         """
         deadline = time.monotonic() + timeout
         quiet_checks = 0
@@ -211,6 +212,7 @@ class WorkerProcess:
             # Twice in a row: a message just taken off a queue is logged a moment later.
             quiet_checks = 0 if self._busy() else quiet_checks + 1
             time.sleep(0.2)
+        return quiet_checks >= 2
 
     def kill(self) -> None:
         """Kill the worker as the OOM killer would: nothing gets to clean up or acknowledge."""
@@ -232,15 +234,11 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     Tests using it need ``transactional_db`` so the worker sees their rows. A test may
     ``kill()`` it and ``start()`` it again; later tests get the running one.
     """
-    from iofold.celery import app, ensure_broker_folders
+    from iofold.celery import ensure_broker_folders
 
     ensure_broker_folders()
     # Drop messages left by an earlier, interrupted run so they can't hit this database.
-    with app.connection_for_write() as conn:
-        for queue in ("default", "sync", "generate", "execute"):
-            # A queue that was never declared has nothing to purge.
-            with contextlib.suppress(Exception):
-                conn.default_channel.queue_purge(queue)
+    _purge_queues()
     env = {
         **os.environ,
         "DATABASE_URL": _database_url_for_worker(),
@@ -254,12 +252,31 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         worker.terminate()
 
 
+def _purge_queues() -> None:
+    from iofold.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("default", "sync", "generate", "execute"):
+            # A queue that was never declared has nothing to purge.
+            with contextlib.suppress(Exception):
+                conn.default_channel.queue_purge(queue)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    """Before a worker test's database is flushed, let the worker finish what it is doing."""
+    """Before a worker test's database is flushed, let the worker finish what it is doing.
+
+    A worker still at work after the wait (a slow follow-up on a loaded machine) is killed
+    and started again, its queues emptied: nothing of this test may write during the
+    flush, nor run later on the next test's rows.
+    """
     worker = getattr(item, "funcargs", {}).get("celery_worker_process")
-    if worker is not None and worker.proc is not None and worker.poll() is None:
-        worker.wait_until_idle()
+    running = worker is not None and worker.proc is not None and worker.poll() is None
+    if running and not worker.wait_until_idle():
+        warnings.warn(f"the worker was still busy after {item.nodeid}: restarted", stacklevel=1)
+        worker.kill()
+        _purge_queues()
+        worker.start()
     return (yield)
 
 
