@@ -138,8 +138,13 @@ def test_a_run_taken_over_by_another_worker_stops_after_its_chunk(workspace, mon
     settings.IOFOLD_RUN_HEARTBEAT_SECONDS = 0.05
     monkeypatch.setattr(execution, "EXECUTE_CHUNK", 1)
     eval_set, traces = labelled_set(workspace, good=3, bad=0)
+    # Not enqueued: committed at once here, a worker left running by an earlier worker test
+    # would take the run before this test runs it (CI: "eval run not claimed").
     run = start_run(
-        eval=make_eval(eval_set, version=1), trace_ids=[t.pk for t in traces], trigger="api"
+        eval=make_eval(eval_set, version=1),
+        trace_ids=[t.pk for t in traces],
+        trigger="api",
+        enqueue=False,
     )
     run_json = sandbox.run_json
     chunks = []

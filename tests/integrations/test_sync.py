@@ -243,13 +243,16 @@ def test_disabled_integration_cannot_sync(fake_langfuse, make_integration):
 
 
 def test_a_sync_taken_over_by_another_worker_stops_after_its_page(
-    transactional_db, settings, fake_langfuse, make_integration
+    transactional_db, settings, monkeypatch, fake_langfuse, make_integration
 ):
     """The heartbeat thread notices the row is no longer its own; the page loop stops."""
     settings.IOFOLD_RUN_HEARTBEAT_SECONDS = 0.05
     # Twelve-hour spacing spreads the traces over several week-long windows: several pages.
     fake = fake_langfuse(traces=40, observations=2, spacing=timedelta(hours=12))
     integration = make_integration(fake)
+    # Not enqueued: committed at once here, a worker left running by an earlier worker test
+    # would take the run before this test runs it.
+    monkeypatch.setattr(services, "enqueue", lambda *args: None)
     run = services.start_sync(integration=integration)
     pages = []
 
