@@ -227,7 +227,9 @@ def test_a_candidate_that_wins_on_held_out_labels_is_promoted_only_with_opt_in(
     from tests.evals.builders import REFUSAL_CODE
 
     _opt_in(llm_workspace, receiver, auto_promote=opted_in)
-    v1 = _drifting(llm_workspace, good=40, bad=40)
+    # Mostly bad labels: the held-out fifth is chosen by the traces' database ids, which
+    # depend on what ran before; half bad, it held 5 bad labels in some orders, too few.
+    v1 = _drifting(llm_workspace, good=16, bad=64)
     fake_llm.push_text(f"```python\n{REFUSAL_CODE}```")
 
     [auto] = automatic.sweep(enqueue=False)
