@@ -55,8 +55,8 @@ _UPSERT_SQL = (
     " name, timestamp, data, search_text, tags, has_error, step_count, tool_call_count,"
     " latency_ms, cost, content_hash, conversation_id, created_at, updated_at)"
     " SELECT %s, %s, %s, %s, r.e, r.n, r.t, r.d, r.s, r.g, r.h, r.sc, r.tc, r.l, r.c, r.x,"
-    " r.v, %s, %s FROM jsonb_to_recordset(%s::jsonb) AS r(e text, n text, t timestamptz,"
-    " d jsonb, s text, g jsonb, h boolean, sc integer, tc integer, l double precision,"
+    " r.v, %s, %s FROM json_to_recordset(%s::json) AS r(e text, n text, t timestamptz,"
+    " d json, s text, g jsonb, h boolean, sc integer, tc integer, l double precision,"
     " c double precision, x text, v bigint)"
     " ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET "
     + ", ".join(
@@ -346,9 +346,10 @@ def _write_rows(
     ``Trace`` instances on other backends (``bulk_create``), ``PendingRow``s on PostgreSQL.
 
     On PostgreSQL the whole batch goes as one JSON document that the server unpacks
-    (``jsonb_to_recordset``): the payload's canonical encoding, already made for the content
-    hash, is spliced in as is, where ``bulk_create`` would encode every payload again and
-    quote every value of every column in Python (most of a batch's CPU time).
+    (``json_to_recordset``): the payload's canonical encoding, already made for the content
+    hash, is spliced in as is and stored as that very text (a ``json`` column:
+    traces.fields), where ``bulk_create`` would encode every payload again and quote every
+    value of every column in Python (most of a batch's CPU time).
     """
     if connection.vendor != "postgresql":
         Trace.objects.bulk_create(

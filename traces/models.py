@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from integrations.models import Integration
 from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
+from traces.fields import PayloadField
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
 
@@ -168,7 +169,8 @@ class Trace(WorkspaceOwned):
     external_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, blank=True)
     timestamp = models.DateTimeField()
-    data = models.JSONField()
+    # The text written, as evals read it (traces.fields).
+    data = PayloadField()
     # Denormalised from ``data`` for filtering and listing without reading payloads.
     search_text = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)

@@ -242,8 +242,8 @@ def trace_json(
 ) -> tuple[list[int], list[str]]:
     """Return the ids of the workspace's traces among `trace_ids` and their data as JSON text.
 
-    The database writes the text (jsonb output on PostgreSQL, the stored text on SQLite),
-    so the data is never decoded into Python objects only to be encoded again for the
+    The database returns the text stored (``json`` on PostgreSQL: traces.fields), so the
+    data is never decoded into Python objects only to be encoded again for the
     sandbox. Deleted traces are left out; the order is the database's. A conversation
     set's items are conversations, built from their turns (``eval_payloads``).
     """
