@@ -53,9 +53,13 @@ MARSHAL_FRAME = b"M"
 JSON_FRAME = b"J"
 # Random bytes per trace, sent in its frame and echoed with its result (see harness.py).
 NONCE_BYTES = 8
-# A jail costs tens of milliseconds to start, about what the harness spends on a few
-# hundred traces; smaller batches are not worth a second jail.
-MIN_TRACES_PER_JAIL = 500
+# A jail costs tens of milliseconds to start (26 ms wall, 13 ms CPU measured on 2 cores),
+# more than the harness spends on a thousand synced traces (about 15 ms of CPU): a batch
+# that small is not worth a second jail. Measured on 10 batches of 1,000 (bench/
+# continuous.py's traces, load 2): two jails of 500 each took 0.46 s and 0.43 s of jail
+# CPU, one jail each 0.40 s and 0.29 s; in a worker, whose reads and writes share the
+# cores, the jails' CPU is most of a run's.
+MIN_TRACES_PER_JAIL = 1000
 # An eval that calls a model spends its time waiting on the provider, not the CPU: its
 # batch goes in jails of at most this many traces, Limits.call_concurrency at once. Small
 # jails keep a slow provider within one jail's wall-time limit (batch_timeout_s).

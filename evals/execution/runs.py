@@ -37,8 +37,8 @@ from traces.models import EvalSet, Trace
 
 logger = logging.getLogger(__name__)
 
-# Traces per sandbox call in a queued run: big enough to amortise the jail start and let
-# the sandbox split it across parallel jails (it does from 2 x 500 traces), small enough
+# Traces per sandbox call in a queued run: big enough to amortise the jail start (the
+# sandbox keeps it in one jail: sandbox.runner.MIN_TRACES_PER_JAIL), small enough
 # that the heartbeat moves (each jail has at most its 120 s wall limit) and a killed worker
 # loses little.
 EXECUTE_CHUNK = 1000
