@@ -23,13 +23,16 @@ A timeline per round says when the run was created and when each chunk started a
 (seconds after the hand-over) and which worker took it: the gaps are where no sandbox ran.
 
 The reference is the sandbox alone on the same traces in the same calls (run_json over
-text already in memory, one process, each call after the last): the floor the judged
-stage cannot beat with one worker. Each round's ratio is to the mean of two passes taken
-around it (workers started and idle, before the hand-over and after the scores are
-pushed): on a shared machine a pass swings by half within minutes, and one reference for
-all rounds put some below 1. Goal: judged with one worker ≤ 1.5 × sandbox only (the
-median of the rounds' ratios). Completion is polled on the run's own counters (one row), not
-by counting verdicts, so the bench's polling costs the workers next to nothing.
+text already in memory, one process, each call after the last, each waiting for its own
+jail to start): what one worker would take if every read, write and message were free.
+A worker starts each batch's jail while the batch before it runs (``run_json(ahead=True)``),
+which this reference does not, so a round can come in under it. Each round's ratio is to
+the mean of two passes taken around it (workers started and idle, before the hand-over
+and after the scores are pushed): on a shared machine a pass swings by half within
+minutes, and one reference for all rounds put some below 1. Goal: judged with one worker
+≤ 1.5 × sandbox only (the median of the rounds' ratios). Completion is polled on the
+run's own counters (one row), not by counting verdicts, so the bench's polling costs the
+workers next to nothing.
 
 Run: .venv/bin/python bench/continuous.py [--quick] [--traces N] [--profile sync]
 [--compare PATH] [--repeat N]

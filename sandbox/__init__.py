@@ -2,7 +2,7 @@
 
 from sandbox.config import Limits, configure, get_settings
 from sandbox.errors import BackendRefused, SandboxError, SandboxUnavailable
-from sandbox.runner import Result, prepare, run, run_json
+from sandbox.runner import Result, drop_spare, prepare, run, run_json
 from sandbox.validate import Problem, validate
 
 
@@ -24,6 +24,7 @@ __all__ = [
     "SandboxUnavailable",
     "check",
     "configure",
+    "drop_spare",
     "get_settings",
     "prepare",
     "run",

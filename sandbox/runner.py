@@ -157,12 +157,17 @@ def run_json(
     *,
     validate_code: bool = True,
     calls: CallHandler | None = None,
+    ahead: bool = False,
 ) -> list[Result]:
     """Like `run`, for traces already encoded as JSON text (str, or UTF-8 bytes).
 
     For callers that hold the JSON text anyway (a database column read as text): it skips
     encoding in this process, the largest per-trace cost outside the jail. A trace that is
     not valid JSON gets a per-trace error; the eval sees what json.loads would return.
+
+    ``ahead``: another call with the same limits follows soon (a run's next batch): a
+    fresh jail is started now, while this batch runs, for that call to take instead of
+    waiting for one to start (``drop_spare`` ends it when none follows).
     """
 
     def encode(i: int, use_marshal: bool) -> tuple[bytes, bytes]:
@@ -171,7 +176,7 @@ def run_json(
             text = text.encode("utf-8", "surrogatepass")
         return JSON_FRAME, text
 
-    return _run(code, len(traces_json), encode, limits, validate_code, calls=calls)
+    return _run(code, len(traces_json), encode, limits, validate_code, calls=calls, ahead=ahead)
 
 
 def run_jail_only(
@@ -256,6 +261,7 @@ def _run(
     validate_code: bool,
     restricted: bool = True,
     calls: CallHandler | None = None,
+    ahead: bool = False,
 ) -> list[Result]:
     settings = get_settings()
     limits = limits or settings.limits
@@ -289,6 +295,7 @@ def _run(
             budget,
             restricted,
             channel,
+            ahead,
         )
 
     if workers == 1 or len(chunks) == 1:
@@ -338,12 +345,15 @@ def _run_chunk(
     budget: _RestartBudget,
     restricted: bool,
     channel: _Channel,
+    ahead: bool = False,
 ) -> None:
     # With its input kept open for replies, a jail is told the batch is over only once
     # every result is in, so it must write each result as it is made.
     flush_each = channel.open_input
     while pending:
-        batch = _run_batch(backend, code, frames, pending, limits, flush_each, restricted, channel)
+        batch = _run_batch(
+            backend, code, frames, pending, limits, flush_each, restricted, channel, ahead
+        )
         for i, row in zip(pending, batch.results, strict=False):
             results[i] = Result(*row, warning)
         done = len(batch.results)
@@ -448,6 +458,7 @@ def _run_batch(
     flush_each: bool,
     restricted: bool,
     channel: _Channel,
+    ahead: bool = False,
 ) -> _Batch:
     header = _header(code, limits, flush_each=flush_each, restricted=restricted)
 
@@ -464,7 +475,10 @@ def _run_batch(
         else contextlib.nullcontext(None)
     )
     with workspace as workdir:
-        proc = _start(backend, limits, workdir)
+        proc = (workdir is None and _take_spare(backend)) or _start(backend, limits, workdir)
+        if ahead and workdir is None:
+            # Started now, it is ready by the time this batch is judged.
+            _keep_spare(backend, limits)
         nonces = [frames.nonce(i) for i in indices]
         return _drive(proc, payload(), nonces, limits, backend.name, channel, indices)
 
@@ -506,6 +520,59 @@ def _start(backend: _Backend, limits: Limits, workdir: str | None) -> subprocess
         raise SandboxUnavailable(
             f"the sandbox could not be started: {exc}", permanent=True
         ) from None
+
+
+# The jail started ahead for a caller's next batch (``run_json(ahead=True)``): a fresh
+# jail that has run nothing, waiting for its input. Only one, taken by the next batch of
+# the same command (the same limits). A jail's start is most of a 1,000-trace batch's wall
+# time (26 ms of about 40), so a run's batches no longer wait for it. Older than this, it
+# is ended instead: its wall-time limit (nsjail's) has been running since it started.
+SPARE_MAX_AGE_S = 10.0
+_spare_lock = threading.Lock()
+_spare: tuple[tuple[str, ...], subprocess.Popen, float] | None = None
+
+
+def _take_spare(backend: _Backend) -> subprocess.Popen | None:
+    """Return the jail started ahead for this backend's command, if fresh; else None."""
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+    if spare is None:
+        return None
+    command, proc, born = spare
+    if (
+        command == tuple(backend.command)
+        and proc.poll() is None
+        and time.monotonic() - born < SPARE_MAX_AGE_S
+    ):
+        return proc
+    _end(proc)
+    return None
+
+
+def _keep_spare(backend: _Backend, limits: Limits) -> None:
+    """Start a jail for the next batch unless one is waiting already."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None:
+            return
+        _spare = (tuple(backend.command), _start(backend, limits, None), time.monotonic())
+
+
+def drop_spare() -> None:
+    """End the jail started ahead, if any (a run's last batch is judged)."""
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+    if spare is not None:
+        _end(spare[1])
+
+
+def _end(proc: subprocess.Popen) -> None:
+    _kill(proc)
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    _reap(proc)
 
 
 class _Input:

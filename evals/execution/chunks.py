@@ -129,7 +129,8 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
             kept = judge_batches(
                 every_batch(),
                 read=read,
-                judge=lambda texts: metered(sandbox.run_json, code, texts, limits),
+                # Each batch starts the next one's jail (the last one's is dropped below).
+                judge=lambda texts: metered(sandbox.run_json, code, texts, limits, ahead=True),
                 write=write,
                 stages=stages,
                 write_apart=writes_apart(),
@@ -145,6 +146,8 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
                 # This chunk's task retries it; the others go back to their own queue.
                 _release(held.values(), requeue=lambda pk: pk != chunk.pk)
             raise
+        finally:
+            sandbox.drop_spare()
     if not kept or lost:
         # What this worker still held goes to other workers (the chunk that said stop is
         # another's already).

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -181,7 +182,12 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         return trace_json(workspace_id=run.workspace_id, trace_ids=batch, eval_set=eval.eval_set)
 
     def judge(texts: list[str]) -> JudgedResults:
-        return run_sandbox(session, sandbox.run_json, eval.code, texts, limits)
+        nonlocal left
+        left -= 1
+        # Without judge calls, a batch with another after it starts that one's jail.
+        ahead = session is None and left > 0
+        call = partial(sandbox.run_json, ahead=True) if ahead else sandbox.run_json
+        return run_sandbox(session, call, eval.code, texts, limits)
 
     def write(_batch: Sequence[int], ids: list[int], judged: JudgedResults) -> bool:
         nonlocal spent, stopped
@@ -202,6 +208,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         return True
 
     batches = [todo[i : i + EXECUTE_CHUNK] for i in range(0, len(todo), EXECUTE_CHUNK)]
+    left = len(batches)  # not judged yet
     stages = Stages()
     try:
         if session is None:
@@ -222,6 +229,8 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
                 status=RunStatus.QUEUED
             )
         raise
+    finally:
+        sandbox.drop_spare()  # a run stopped early leaves its next batch's jail
     if stopped == "lost":
         logger.warning("eval run given up run=%s", run.pk)
         return EvalRun.objects.get(pk=run.pk)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from sandbox import Limits, run, run_json
+from sandbox import Limits, drop_spare, run, run_json, runner
 from sandbox.runner import MIN_TRACES_PER_JAIL, _chunks, run_jail_only
 
 PARITY = "def eval_fn(trace):\n    return trace['n'] % 2 == 0, str(trace['n'])\n"
@@ -86,3 +86,35 @@ def test_a_trace_that_cannot_be_encoded_raises():
     circular["self"] = circular
     with pytest.raises(ValueError):
         run(PARITY, [{"n": 1}, circular])
+
+
+def test_a_jail_started_ahead_judges_the_next_batch_and_ends_when_dropped():
+    first = run_json(PARITY, ['{"n": 1}'], ahead=True)
+    spare = runner._spare[1]
+    assert spare.poll() is None  # waiting for its input, having run nothing
+
+    second = run_json(PARITY, ['{"n": 2}', '{"n": 3}'])
+
+    assert [(r.passed, r.reason) for r in first + second] == [
+        (False, "1"),
+        (True, "2"),
+        (False, "3"),
+    ]
+    assert runner._spare is None and spare.poll() is not None  # taken, and done
+    run_json(PARITY, ['{"n": 4}'], ahead=True)
+    left = runner._spare[1]
+    drop_spare()
+    assert runner._spare is None and left.poll() is not None
+
+
+def test_a_jail_started_ahead_is_not_used_with_other_limits_or_once_too_old(monkeypatch):
+    run_json(PARITY, ['{"n": 1}'], ahead=True)
+    spare = runner._spare[1]
+    results = run_json(PARITY, ['{"n": 2}'], Limits(memory_mb=200))
+    assert [r.reason for r in results] == ["2"] and spare.poll() is not None
+
+    run_json(PARITY, ['{"n": 3}'], ahead=True)
+    spare = runner._spare[1]
+    monkeypatch.setattr(runner, "SPARE_MAX_AGE_S", 0.0)
+    assert [r.reason for r in run_json(PARITY, ['{"n": 4}'])] == ["4"]
+    assert spare.poll() is not None
