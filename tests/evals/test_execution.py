@@ -151,7 +151,7 @@ def test_a_run_taken_over_by_another_worker_stops_after_its_chunk(workspace, mon
     run_json = sandbox.run_json
     chunks = []
 
-    def taken_over_after_the_first_chunk(code, texts, limits):
+    def taken_over_after_the_first_chunk(code, texts, limits, **kwargs):
         if chunks:
             # The first batch is written while this one is in the sandbox: the takeover
             # comes after that write, or the write would see it and stop there instead.
@@ -166,7 +166,7 @@ def test_a_run_taken_over_by_another_worker_stops_after_its_chunk(workspace, mon
             ]
             wait_for(lambda: heartbeat.lost, timeout=10, message="the heartbeat did not notice")
         chunks.append(texts)
-        return run_json(code, texts, limits)
+        return run_json(code, texts, limits, **kwargs)
 
     monkeypatch.setattr(sandbox, "run_json", taken_over_after_the_first_chunk)
     result = execute_run(run_id=run.pk)
