@@ -4,7 +4,11 @@ import threading
 
 import pytest
 
+from evals.execution.runs import execute_run, start_run
+from evals.models import EvalExecution
 from integrations.demo import create_demo_traces, demo_trace
+from tests.evals.builders import labelled_set, make_eval
+from tests.traces.factories import trace_data
 from traces.ingest import prepare_traces, upsert_traces
 from traces.models import Trace
 
@@ -113,3 +117,27 @@ def test_demo_traces_are_deterministic_and_varied(workspace):
     assert traces.filter(tool_call_count__gt=0).count() > 20
     scenarios = {t.data["metadata"]["scenario"] for t in traces}
     assert {"good", "tool_error"} <= scenarios
+
+
+# Numbers as a sender wrote them; PostgreSQL's jsonb printed 1e+20 back as a 21-digit
+# integer, which an eval then received as an int.
+NUMBERS = {"big": 1e20, "small": 1.5e-07, "whole": 2.0, "huge": 12345678901234567890}
+NUMBERS_CODE = """def eval_fn(trace):
+    numbers = trace["metadata"]
+    return True, repr([numbers[k] for k in ("big", "small", "whole", "huge")])
+"""
+
+
+def test_ingested_numbers_reach_the_eval_and_the_page_as_sent(workspace):
+    eval_set, _ = labelled_set(workspace, good=0, bad=0)
+    sent = {**trace_data(3), "id": "numbers", "metadata": NUMBERS}
+    (trace_id,) = upsert_traces(workspace=workspace, source="api", traces=[sent]).trace_ids
+    eval = make_eval(eval_set, version=1, code=NUMBERS_CODE)
+    run = start_run(eval=eval, trace_ids=[trace_id], trigger="api", enqueue=False)
+
+    execute_run(run_id=run.pk)
+
+    expected = repr([NUMBERS[k] for k in ("big", "small", "whole", "huge")])
+    assert EvalExecution.objects.get(eval=eval, trace_id=trace_id).reason == expected
+    stored = Trace.objects.get(pk=trace_id).data["metadata"]
+    assert repr([stored[k] for k in ("big", "small", "whole", "huge")]) == expected
