@@ -80,14 +80,16 @@ def split_for_llm(
 ) -> tuple[list[LabelledExample], list[LabelledExample]]:
     """Return (train, held-out): a fifth kept back once there are 20 decided labels.
 
-    Traces sharing a session, conversation or task id are kept on one side.
+    Traces sharing a session, conversation or task id are kept on one side; both verdicts
+    are held out in proportion.
     """
     usable = sorted(decided(examples), key=lambda e: str(e.trace.get("id", "")))
     if len(usable) < HOLDOUT_MIN_LABELS:
         return usable, []
     # Traces of one session or task stay on one side (see evals.synthesis.split_groups).
     groups = split_groups(usable)
-    train_idx, test_idx = holdout_split(groups, test_fraction=HOLDOUT_FRACTION)
+    labels = [e.label == "positive" for e in usable]
+    train_idx, test_idx = holdout_split(groups, labels=labels, test_fraction=HOLDOUT_FRACTION)
     return [usable[i] for i in train_idx], [usable[i] for i in test_idx]
 
 

@@ -197,19 +197,64 @@ def grouped_folds(
 
 
 def holdout_split(
-    groups: Sequence[str], *, test_fraction: float = 0.2, seed: int = 0
+    groups: Sequence[str],
+    *,
+    labels: Sequence[bool] | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
 ) -> tuple[list[int], list[int]]:
-    """Return (train, test) indices with whole groups on one side, test about test_fraction."""
+    """Return (train, test) indices with whole groups on one side, test about test_fraction.
+
+    With labels, each verdict gets its share of the test side (by the group's majority
+    label), and one of each as soon as it has two groups: a held-out side of one verdict
+    has no κ, whatever the eval does, which a hash of the ids alone gave now and then.
+    """
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be between 0 and 1")
     members = _group_index(groups)
     ordered = sorted(members, key=lambda name: _order(seed, name))
     target = round(len(groups) * test_fraction)
+
+    def verdict(name: str) -> bool | None:
+        if labels is None:
+            return None
+        idx = members[name]
+        return sum(1 for i in idx if labels[i]) * 2 >= len(idx)
+
+    quotas = _test_quotas({name: verdict(name) for name in ordered}, members, target)
+    taken: dict[bool | None, int] = dict.fromkeys(quotas, 0)
     test: list[int] = []
     train: list[int] = []
     for name in ordered:
-        (test if len(test) < target else train).extend(members[name])
+        side = verdict(name)
+        if taken[side] < quotas[side]:
+            taken[side] += len(members[name])
+            test.extend(members[name])
+        else:
+            train.extend(members[name])
     return sorted(train), sorted(test)
+
+
+def _test_quotas(
+    verdicts: dict[str, bool | None], members: dict[str, list[int]], target: int
+) -> dict[bool | None, int]:
+    """Split ``target`` test items among the verdicts in proportion to their sizes."""
+    sizes: dict[bool | None, int] = {}
+    group_counts: dict[bool | None, int] = {}
+    for name, side in verdicts.items():
+        sizes[side] = sizes.get(side, 0) + len(members[name])
+        group_counts[side] = group_counts.get(side, 0) + 1
+    total = sum(sizes.values()) or 1
+    exact = {side: size * target / total for side, size in sizes.items()}
+    quotas = {side: int(share) for side, share in exact.items()}
+    # Largest remainders first (ties in a fixed order), until the target is reached.
+    by_remainder = sorted(exact, key=lambda side: (quotas[side] - exact[side], str(side)))
+    for side in by_remainder[: target - sum(quotas.values())]:
+        quotas[side] += 1
+    for side, count in group_counts.items():
+        if target and count >= 2 and quotas[side] == 0:
+            quotas[side] = 1
+    return quotas
 
 
 def cell_state(label: str, passed: bool | None, *, ran: bool = True) -> str:

@@ -120,6 +120,20 @@ def test_holdout_split_is_grouped_and_sized():
     assert holdout_split(groups, test_fraction=0.2, seed=3) == (train, test)
 
 
+def test_holdout_split_holds_out_both_verdicts_in_proportion_whatever_the_ids():
+    # 24 traces, 12 good: unstratified, a hash of the ids held out five of one verdict in
+    # about one split of 27, and the held-out κ of every eval was then undefined.
+    labels = [i % 2 == 0 for i in range(24)]
+    for offset in range(200):
+        groups = [f"trace-{offset * 24 + i}" for i in range(24)]
+        train, test = holdout_split(groups, labels=labels, test_fraction=0.2)
+        assert len(test) == 5 and sorted(train + test) == list(range(24))
+        assert {labels[i] for i in test} == {True, False}
+    skewed = [i < 4 for i in range(40)]  # four good of 40: one good held out
+    train, test = holdout_split([f"t{i}" for i in range(40)], labels=skewed, test_fraction=0.2)
+    assert len(test) == 8 and sum(skewed[i] for i in test) == 1
+
+
 def test_holdout_split_rejects_bad_fraction():
     with pytest.raises(ValueError):
         holdout_split(["a"], test_fraction=1.5)
