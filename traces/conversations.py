@@ -134,7 +134,7 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
     completed: list[int] = []
     # The caller's transaction holds the rows' locks (attach_conversations).
     counts, after = {}, {}
-    for pk, turn_count, last in _update_figures(workspace, mine, conversation_ids, now):
+    for pk, turn_count, last in _update_figures(workspace, mine, rows, conversation_ids, now):
         counts[pk], after[pk] = turn_count, last
     reopened, cleared, ends = [], [], []
     for pk, (turn_count, last, completed_at, ended_at) in before.items():
@@ -164,47 +164,77 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
 
 
 # One grouped pass over the turns instead of five correlated subqueries per conversation.
+# A conversation whose batch rows were all inserted (new turns) adds the batch's figures
+# to its own ("added"): a sync's page then reads its own rows, not a long session's every
+# turn again (quadratic over a sync). One with a re-sent turn, whose timestamp, cost or
+# error may have changed, is recomputed from all its turns. A new conversation (no turns
+# yet) holds placeholder figures, which do not count.
 # MATERIALIZED: the totals are computed once even when the planner, misjudging the
 # conversations' row count, picks a nested loop (it would regroup for every row). The
 # earliest turn is looked up (one index probe) only for a conversation without an anchor:
 # sorting every turn for it, page after page of a sync, took half the statement's time.
 _UPDATE_FIGURES_SQL = """
 WITH f AS MATERIALIZED (
-    SELECT conversation_id, count(*) AS n, min(timestamp) AS first_at,
+    SELECT conversation_id, false AS added, count(*) AS n, min(timestamp) AS first_at,
            max(timestamp) AS last_at, bool_or(has_error) AS has_error, sum(cost) AS cost
-    FROM {trace} WHERE workspace_id = %s AND conversation_id = ANY(%s)
+    FROM {trace} WHERE workspace_id = %(workspace)s AND conversation_id = ANY(%(recount)s)
+    GROUP BY conversation_id
+    UNION ALL
+    SELECT conversation_id, true, count(*), min(timestamp), max(timestamp), bool_or(has_error),
+           sum(cost)
+    FROM {trace} WHERE workspace_id = %(workspace)s AND id = ANY(%(added)s)
     GROUP BY conversation_id
 )
 UPDATE {conversation} AS c
-SET turn_count = f.n, started_at = f.first_at, last_activity_at = f.last_at,
-    has_error = f.has_error, cost = f.cost,
+SET turn_count = f.n + CASE WHEN f.added THEN c.turn_count ELSE 0 END,
+    started_at = CASE WHEN f.added AND c.turn_count > 0 THEN LEAST(c.started_at, f.first_at)
+        ELSE f.first_at END,
+    last_activity_at = CASE WHEN f.added AND c.turn_count > 0
+        THEN GREATEST(c.last_activity_at, f.last_at) ELSE f.last_at END,
+    has_error = CASE WHEN f.added AND c.turn_count > 0 THEN c.has_error OR f.has_error
+        ELSE f.has_error END,
+    -- No cost known is NULL, as SUM over all the turns gives.
+    cost = CASE WHEN f.added AND c.turn_count > 0 AND c.cost IS NOT NULL
+        THEN c.cost + COALESCE(f.cost, 0) ELSE f.cost END,
     anchor_id = COALESCE(c.anchor_id, (
-        SELECT t.id FROM {trace} AS t WHERE t.workspace_id = %s AND t.conversation_id = c.id
+        SELECT t.id FROM {trace} AS t
+        WHERE t.workspace_id = %(workspace)s AND t.conversation_id = c.id
         ORDER BY t.timestamp, t.id LIMIT 1
     )),
-    updated_at = %s
+    updated_at = %(now)s
 FROM f
-WHERE c.id = f.conversation_id AND c.workspace_id = %s AND c.id = ANY(%s)
+WHERE c.id = f.conversation_id AND c.workspace_id = %(workspace)s AND c.id = ANY(%(ids)s)
 RETURNING c.id, c.turn_count, c.last_activity_at
 """
 
 
-def _update_figures(workspace, mine, conversation_ids: list[int], now) -> list[tuple]:
+def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> list[tuple]:
     """Write the conversations' figures from their turns; return ``(id, turns, last turn)``.
 
     Every conversation here has a turn: the batch just wrote one. The anchor is set once,
-    from the earliest turn: the conversation's labels live on it.
+    from the earliest turn: the conversation's labels live on it. On PostgreSQL a row
+    knows whether the upsert inserted it (``PendingRow.inserted``); elsewhere every
+    conversation is recomputed.
     """
     if connection.vendor == "postgresql":
         sql = _UPDATE_FIGURES_SQL.format(
             conversation=connection.ops.quote_name(Conversation._meta.db_table),
             trace=connection.ops.quote_name(Trace._meta.db_table),
         )
-        workspace_id = getattr(workspace, "pk", workspace)
+        recount = {row.conversation_id for row in rows if row.conversation_id and not row.inserted}
+        added = [
+            row.pk for row in rows if row.conversation_id and row.conversation_id not in recount
+        ]
         with connection.cursor() as cursor:
             cursor.execute(
                 sql,
-                [workspace_id, conversation_ids, workspace_id, now, workspace_id, conversation_ids],
+                {
+                    "workspace": getattr(workspace, "pk", workspace),
+                    "recount": sorted(recount),
+                    "added": added,
+                    "ids": conversation_ids,
+                    "now": now,
+                },
             )
             return cursor.fetchall()
     turns = Trace.objects.filter(conversation=OuterRef("pk")).order_by()

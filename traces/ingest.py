@@ -63,7 +63,9 @@ _UPSERT_SQL = (
         f"{Trace._meta.get_field(name).column} = EXCLUDED.{Trace._meta.get_field(name).column}"
         for name in UPDATE_FIELDS
     )
-    + " RETURNING id, external_id"
+    # xmax is 0 only on a row version this statement inserted: its conversation's figures
+    # can then be added to rather than recomputed (``refresh_conversations``).
+    + " RETURNING id, external_id, xmax = 0"
 )
 STEP_DEFAULTS = {
     "parent_id": None,
@@ -383,9 +385,9 @@ def _write_rows(
                     f"[{','.join(records)}]",
                 ],
             )
-            ids = {external_id: pk for pk, external_id in cursor.fetchall()}
+            ids = {external_id: (pk, new) for pk, external_id, new in cursor.fetchall()}
         for row in chunk:
-            row.pk = ids[row.external_id]
+            row.pk, row.inserted = ids[row.external_id]
 
 
 def _server_bound_cursor():
@@ -499,14 +501,16 @@ def trace_columns(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class PendingRow:
-    """A trace row on its way into PostgreSQL: what its conversation needs, then its id."""
+    """A trace row on its way into PostgreSQL: what its conversation needs, then its id
+    and whether the upsert inserted it (rather than updated a stored trace)."""
 
-    __slots__ = ("data", "external_id", "timestamp", "conversation_id", "pk")
+    __slots__ = ("data", "external_id", "timestamp", "conversation_id", "pk", "inserted")
 
     def __init__(self, data: dict[str, Any], external_id: str, timestamp) -> None:
         self.data, self.external_id, self.timestamp = data, external_id, timestamp
         self.conversation_id: int | None = None
         self.pk: int | None = None
+        self.inserted = False
 
     @classmethod
     def of(cls, data: dict[str, Any], columns: dict[str, Any], **keys: Any) -> PendingRow:

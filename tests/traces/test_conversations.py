@@ -101,6 +101,108 @@ def test_figures_sum_the_turns_and_the_anchor_is_set_once(workspace):
     }
 
 
+def _figures(conversation: Conversation) -> tuple:
+    return (
+        conversation.turn_count,
+        conversation.started_at,
+        conversation.last_activity_at,
+        conversation.has_error,
+        conversation.cost,
+    )
+
+
+def _counted(conversation: Conversation) -> tuple:
+    """The figures counted afresh from the conversation's stored turns."""
+    turns = list(conversation.turns.all())
+    costs = [t.cost for t in turns if t.cost is not None]
+    return (
+        len(turns),
+        min(t.timestamp for t in turns),
+        max(t.timestamp for t in turns),
+        any(t.has_error for t in turns),
+        sum(costs) if costs else None,
+    )
+
+
+def _erring(n: int, session: str, **extra):
+    return _turn(n, session, steps=trace_data(n, error="boom")["steps"], **extra)
+
+
+def test_figures_built_batch_by_batch_match_one_batch(workspace):
+    """A conversation that grows over many syncs has the figures of one synced at once."""
+
+    def turns(session, base):
+        # (minutes, cost, error) of each turn; the earliest comes first, an earlier-than-
+        # the-rest turn later, an error and the only costs last.
+        spec = [(0, None, False), (50, None, False), (20, None, False), (90, 0.5, True)]
+        spec += [(10, 0.25, False), (60, None, False)]
+        make = {False: _turn, True: _erring}
+        return [
+            make[error](base + i, session, minutes=minutes, cost=cost)
+            for i, (minutes, cost, error) in enumerate(spec)
+        ]
+
+    whole, pieces = turns("whole", 100), turns("pieces", 200)
+    _ingest(workspace, whole)
+    for batch in (pieces[:2], pieces[2:3], pieces[3:5], pieces[5:]):
+        _ingest(workspace, batch)
+        # Before any cost is known it is none, not zero.
+        conversation = Conversation.objects.for_workspace(workspace).get(external_id="pieces")
+        assert _figures(conversation) == _counted(conversation)
+    # Another that never learns a cost.
+    for batch in (
+        [_turn(300, "free", minutes=5, cost=None)],
+        [_turn(301, "free", minutes=1, cost=None)],
+    ):
+        _ingest(workspace, batch)
+
+    conversations = {c.external_id: c for c in Conversation.objects.for_workspace(workspace)}
+    assert _figures(conversations["pieces"]) == _figures(conversations["whole"])
+    assert _figures(conversations["whole"]) == (
+        6, T0, T0 + dt.timedelta(minutes=90), True, 0.75
+    )  # fmt: skip
+    assert _figures(conversations["free"]) == (
+        2, T0 + dt.timedelta(minutes=1), T0 + dt.timedelta(minutes=5), False, None
+    )  # fmt: skip
+    # Both anchored on their earliest turn; one arriving later and earlier still does not
+    # take the anchor (the labels) from the turn that had it.
+    anchors = {c: conversations[c].anchor.external_id for c in conversations}
+    assert anchors == {"whole": "turn-100", "pieces": "turn-200", "free": "turn-300"}
+
+
+def test_resent_turns_give_exact_figures(workspace):
+    """A re-sent turn whose time, cost or error changed moves the figures it set."""
+    _ingest(
+        workspace,
+        [
+            _turn(1, "s-1", minutes=0, cost=0.5),
+            _erring(2, "s-1", minutes=10, cost=0.25),
+            _turn(3, "s-2", minutes=0, cost=1.0),
+        ],
+    )
+    first = Trace.objects.get(external_id="turn-1").pk
+    # The first turn moves after the others and loses its cost, the error is fixed, a turn
+    # is added; another conversation only grows in the same batch.
+    _ingest(
+        workspace,
+        [
+            _turn(1, "s-1", minutes=30, cost=None),
+            _turn(2, "s-1", minutes=10, cost=0.25),
+            _turn(4, "s-1", minutes=5, cost=2.0),
+            _turn(5, "s-2", minutes=7, cost=None),
+        ],
+    )
+
+    conversations = {c.external_id: c for c in Conversation.objects.for_workspace(workspace)}
+    for conversation in conversations.values():
+        assert _figures(conversation) == _counted(conversation)
+    assert _figures(conversations["s-1"]) == (
+        3, T0 + dt.timedelta(minutes=5), T0 + dt.timedelta(minutes=30), False, 2.25
+    )  # fmt: skip
+    assert conversations["s-1"].anchor_id == first
+    assert _figures(conversations["s-2"]) == (2, T0, T0 + dt.timedelta(minutes=7), False, 1.0)
+
+
 def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
     from tests.factories import WorkspaceFactory
 
