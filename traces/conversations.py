@@ -163,12 +163,12 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
     return completed
 
 
-# One grouped pass over the turns instead of five correlated subqueries per conversation.
-# A conversation whose batch rows were all inserted (new turns) adds the batch's figures
-# to its own ("added"): a sync's page then reads its own rows, not a long session's every
-# turn again (quadratic over a sync). One with a re-sent turn, whose timestamp, cost or
-# error may have changed, is recomputed from all its turns. A new conversation (no turns
-# yet) holds placeholder figures, which do not count.
+# A conversation whose batch rows were all inserted (new turns) adds the batch's figures,
+# summed from the rows in hand, to its own ("added"): a sync's page then reads none of a
+# long session's turns (recounting them all, page after page, was quadratic over a sync).
+# One with a re-sent turn, whose time, cost or error may have changed, is recounted from
+# all its turns in one grouped pass. A new conversation (no turns yet) holds placeholder
+# figures, which do not count.
 # MATERIALIZED: the totals are computed once even when the planner, misjudging the
 # conversations' row count, picks a nested loop (it would regroup for every row). The
 # earliest turn is looked up (one index probe) only for a conversation without an anchor:
@@ -180,10 +180,10 @@ WITH f AS MATERIALIZED (
     FROM {trace} WHERE workspace_id = %(workspace)s AND conversation_id = ANY(%(recount)s)
     GROUP BY conversation_id
     UNION ALL
-    SELECT conversation_id, true, count(*), min(timestamp), max(timestamp), bool_or(has_error),
-           sum(cost)
-    FROM {trace} WHERE workspace_id = %(workspace)s AND id = ANY(%(added)s)
-    GROUP BY conversation_id
+    SELECT conversation_id, true, n, first_at, last_at, has_error, cost FROM unnest(
+        %(ids)s::bigint[], %(n)s::bigint[], %(first)s::timestamptz[], %(last)s::timestamptz[],
+        %(error)s::boolean[], %(cost)s::double precision[]
+    ) AS a(conversation_id, n, first_at, last_at, has_error, cost)
 )
 UPDATE {conversation} AS c
 SET turn_count = f.n + CASE WHEN f.added THEN c.turn_count ELSE 0 END,
@@ -203,9 +203,26 @@ SET turn_count = f.n + CASE WHEN f.added THEN c.turn_count ELSE 0 END,
     )),
     updated_at = %(now)s
 FROM f
-WHERE c.id = f.conversation_id AND c.workspace_id = %(workspace)s AND c.id = ANY(%(ids)s)
+WHERE c.id = f.conversation_id AND c.workspace_id = %(workspace)s AND c.id = ANY(%(all)s)
 RETURNING c.id, c.turn_count, c.last_activity_at
 """
+
+
+def _added_figures(rows) -> dict[int, list]:
+    """Sum the figures of new turns by conversation: ``[n, first, last, error, cost]``."""
+    added: dict[int, list] = {}
+    for row in rows:
+        figures = added.get(row.conversation_id)
+        if figures is None:
+            added[row.conversation_id] = [1, row.timestamp, row.timestamp, row.has_error, row.cost]
+            continue
+        figures[0] += 1
+        figures[1] = min(figures[1], row.timestamp)
+        figures[2] = max(figures[2], row.timestamp)
+        figures[3] = figures[3] or row.has_error
+        if row.cost is not None:
+            figures[4] = row.cost if figures[4] is None else figures[4] + row.cost
+    return added
 
 
 def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> list[tuple]:
@@ -214,7 +231,7 @@ def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> 
     Every conversation here has a turn: the batch just wrote one. The anchor is set once,
     from the earliest turn: the conversation's labels live on it. On PostgreSQL a row
     knows whether the upsert inserted it (``PendingRow.inserted``); elsewhere every
-    conversation is recomputed.
+    conversation is recounted.
     """
     if connection.vendor == "postgresql":
         sql = _UPDATE_FIGURES_SQL.format(
@@ -222,17 +239,24 @@ def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> 
             trace=connection.ops.quote_name(Trace._meta.db_table),
         )
         recount = {row.conversation_id for row in rows if row.conversation_id and not row.inserted}
-        added = [
-            row.pk for row in rows if row.conversation_id and row.conversation_id not in recount
-        ]
+        added = _added_figures(
+            row for row in rows if row.conversation_id and row.conversation_id not in recount
+        )
+        columns = list(zip(*added.values(), strict=True)) or [()] * 5
         with connection.cursor() as cursor:
             cursor.execute(
                 sql,
                 {
                     "workspace": getattr(workspace, "pk", workspace),
                     "recount": sorted(recount),
-                    "added": added,
-                    "ids": conversation_ids,
+                    "ids": list(added),
+                    **{
+                        name: list(values)
+                        for name, values in zip(
+                            ("n", "first", "last", "error", "cost"), columns, strict=True
+                        )
+                    },
+                    "all": conversation_ids,
                     "now": now,
                 },
             )

@@ -504,10 +504,22 @@ class PendingRow:
     """A trace row on its way into PostgreSQL: what its conversation needs, then its id
     and whether the upsert inserted it (rather than updated a stored trace)."""
 
-    __slots__ = ("data", "external_id", "timestamp", "conversation_id", "pk", "inserted")
+    __slots__ = (
+        "data",
+        "external_id",
+        "timestamp",
+        "has_error",
+        "cost",
+        "conversation_id",
+        "pk",
+        "inserted",
+    )
 
-    def __init__(self, data: dict[str, Any], external_id: str, timestamp) -> None:
+    def __init__(
+        self, data: dict[str, Any], external_id: str, timestamp, has_error: bool, cost
+    ) -> None:
         self.data, self.external_id, self.timestamp = data, external_id, timestamp
+        self.has_error, self.cost = has_error, cost
         self.conversation_id: int | None = None
         self.pk: int | None = None
         self.inserted = False
@@ -515,7 +527,13 @@ class PendingRow:
     @classmethod
     def of(cls, data: dict[str, Any], columns: dict[str, Any], **keys: Any) -> PendingRow:
         """Take ``build_trace``'s arguments; the keys go with the batch (``_write_rows``)."""
-        return cls(data, columns["external_id"], columns["timestamp"])
+        return cls(
+            data,
+            columns["external_id"],
+            columns["timestamp"],
+            columns["has_error"],
+            columns["cost"],
+        )
 
 
 def build_trace(
