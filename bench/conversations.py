@@ -115,7 +115,8 @@ def body(args) -> None:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     started = time.perf_counter()
-    completed = complete_idle_conversations(T0 + dt.timedelta(days=1))
+    # A day after the last turn (one a second from T0): every conversation is idle by then.
+    completed = complete_idle_conversations(T0 + dt.timedelta(seconds=args.traces, days=1))
     sweep_s = time.perf_counter() - started
     assert sum(len(ids) for ids in completed.values()) == conversations
 
