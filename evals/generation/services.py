@@ -107,12 +107,13 @@ def queue_generation(
 
 def complete_generation(
     generation: Generation, make_eval: Callable[..., Eval], *, what: str
-) -> Generation:
+) -> Generation | None:
     """Make the eval of a claimed generation (or refinement) and record how it went.
 
     ``make_eval(on_stage=..., on_attempt=...)`` does the work. Permanent failures mark the
     row failed with a message for the user; transient ones put it back in the queue and
-    raise TransientEvalError for the task to retry.
+    raise TransientEvalError for the task to retry. None: the row was deleted meanwhile
+    (with its workspace or eval set), and there is nobody left to tell.
     """
     try:
         eval = make_eval(
@@ -145,7 +146,10 @@ def complete_generation(
         finished_at=now,
         heartbeat_at=now,
     )
-    generation.refresh_from_db()
+    generation = Generation.objects.filter(pk=generation.pk).first()
+    if generation is None:
+        logger.info("%s finished after its generation was deleted eval=%s", what, eval.pk)
+        return None
     _count_generation(generation, "succeeded", eval=eval)
     logger.info(
         "%s finished generation=%s eval=%s agreement=%s",

@@ -67,12 +67,14 @@ def run_generation(
         return _run_claimed(generation, choice=choice)
 
 
-def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Generation:
+def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Generation | None:
+    """Finish a claimed generation; None when its row was deleted meanwhile (its workspace)."""
     if generation.parent_id is not None:
         # Refinement shares the row, the queue and the task; its logic lives apart.
         done = run_refinement(generation=generation)
-        # One iofold started by itself goes on to shadow and a notification.
-        after_refinement(generation=done)
+        if done is not None:
+            # One iofold started by itself goes on to shadow and a notification.
+            after_refinement(generation=done)
         return done
 
     def make_eval(**progress) -> Eval:
@@ -85,7 +87,7 @@ def _run_claimed(generation: Generation, *, choice: ProviderChoice | None) -> Ge
         )
 
     generation = complete_generation(generation, make_eval, what="generation")
-    if generation.status == RunStatus.SUCCEEDED:
+    if generation is not None and generation.status == RunStatus.SUCCEEDED:
         compare_generated_kinds(generation)
         generation.refresh_from_db()
     return generation

@@ -335,6 +335,28 @@ def test_generation_runs_twice_only_once(workspace):
     assert Eval.objects.filter(eval_set=eval_set).count() == 1
 
 
+@pytest.mark.parametrize("outcome", ["fails", "succeeds"])
+def test_a_generation_deleted_while_it_works_ends_quietly(workspace, monkeypatch, outcome):
+    """Its eval set or workspace went while the worker worked: no crash, nothing to record."""
+    import evals.generation.worker as worker
+
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    real = worker.generate_eval
+
+    def deleted_meanwhile(**kwargs):
+        made = real(**kwargs) if outcome == "succeeds" else None
+        Generation.objects.filter(pk=generation.pk).delete()
+        if made is None:
+            raise EvalError("The model's answer had no code.")
+        return made
+
+    monkeypatch.setattr(worker, "generate_eval", deleted_meanwhile)
+
+    assert run_generation(generation_id=generation.pk) is None
+    assert not Generation.objects.filter(pk=generation.pk).exists()
+
+
 def test_generate_hands_a_dead_workers_generation_to_the_next_worker(
     workspace, monkeypatch, django_capture_on_commit_callbacks
 ):
