@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Subquery, Sum
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -48,7 +48,7 @@ def ends_conversation(data: dict[str, Any]) -> bool:
 
 
 def attach_conversations(
-    *, workspace, source: str, source_key: str, integration, rows
+    *, workspace, source: str, source_key: str, integration, rows, previous: dict[str, int]
 ) -> dict[int, tuple]:
     """Set ``conversation_id`` on unsaved ``Trace`` rows, creating missing conversations.
 
@@ -56,12 +56,14 @@ def attach_conversations(
     fills them in after the traces are written. Returns the state of the batch's
     conversations before it, read under a row lock by the same query that finds them
     (``refresh_conversations`` needs both): call inside the ingest's transaction.
+    ``previous`` holds the conversation of each re-sent row (by trace id) as stored: a turn
+    may leave one for another, whose figures change too, so they are locked as well.
     """
     keyed = [(row, conversation_key(row.data)) for row in rows]
     keys = {key for _, key in keyed if key}
-    if not keys:
+    if not keys and not (previous and connection.features.has_select_for_update):
         return {}
-    known = _lock_conversations(workspace, source_key, keys)
+    known = _lock_conversations(workspace, source_key, keys, set(previous.values()))
     missing = keys - known.keys()
     if missing:
         now = timezone.now()
@@ -88,18 +90,29 @@ def attach_conversations(
     return dict(known.values())
 
 
-def _lock_conversations(workspace, source_key: str, keys: Iterable[str]) -> dict[str, tuple]:
-    """Return ``external_id -> (id, state before)`` for these keys, rows locked in id order."""
+def _lock_conversations(
+    workspace, source_key: str, keys: Iterable[str], ids: Iterable[int] = ()
+) -> dict[str, tuple]:
+    """Return ``external_id -> (id, state before)`` for these keys, rows locked in id order.
+
+    Where rows are locked, the conversations of these ids (those re-sent turns may leave)
+    are locked with the first keys, in the same order.
+    """
     found: dict[str, tuple] = {}
-    keys = sorted(keys)
+    locking = connection.features.has_select_for_update
+    keys, ids = sorted(keys), sorted(ids) if locking else []
     # Locked in id order, so two ingests never wait on each other crosswise. SQLite locks
-    # no rows; asked for an order, it would walk the workspace's conversations by id
-    # rather than look each key up in the unique index.
-    lock_order = ["id"] if connection.features.has_select_for_update else []
-    for start in range(0, len(keys), 500):
+    # no rows (one writer at a time); asked for an order, or for keys or ids, it would walk
+    # the workspace's conversations rather than look each key up in the unique index.
+    lock_order = ["id"] if locking else []
+    chunks = [keys[start : start + 500] for start in range(0, len(keys), 500)] or [[]]
+    for index, chunk in enumerate(chunks):
+        wanted = Q(source_key=source_key, external_id__in=chunk)
+        if ids and not index:
+            wanted |= Q(id__in=ids)
         rows = (
             Conversation.objects.for_workspace(workspace)
-            .filter(source_key=source_key, external_id__in=keys[start : start + 500])
+            .filter(wanted)
             .select_for_update()
             .order_by(*lock_order)
             .values_list(
@@ -111,17 +124,27 @@ def _lock_conversations(workspace, source_key: str, keys: Iterable[str]) -> dict
     return found
 
 
-def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[int]:
+def refresh_conversations(
+    *, workspace, rows, before: dict[int, tuple], previous: dict[str, int]
+) -> list[int]:
     """Recompute the figures of the written rows' conversations; return those that completed.
 
-    ``before`` is what ``attach_conversations`` returned in the same transaction: the
-    conversations' state before the batch, their rows already locked.
+    ``before`` and ``previous`` are what ``attach_conversations`` returned and was given in
+    the same transaction: the conversations' state before the batch, their rows already
+    locked, and the conversation each re-sent row was stored in.
 
     A conversation that gains a turn, or whose last turn moves later, is open again; one
     whose newest turn carries an end marker completes at once. The figures are written
     by one set-based UPDATE; only conversations whose state changes get their own rows.
+    A conversation whose turns moved to another (their session id changed) is recounted
+    and, left with none, keeps zero figures and no anchor: lists no longer show it.
     """
-    conversation_ids = sorted({row.conversation_id for row in rows if row.conversation_id})
+    left = {
+        previous[row.data["id"]]
+        for row in rows
+        if previous.get(row.data["id"], row.conversation_id) != row.conversation_id
+    }
+    conversation_ids = sorted({row.conversation_id for row in rows if row.conversation_id} | left)
     if not conversation_ids:
         return []
     marked_end: dict[int, dt.datetime] = {}
@@ -134,10 +157,13 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
     completed: list[int] = []
     # The caller's transaction holds the rows' locks (attach_conversations).
     counts, after = {}, {}
-    for pk, turn_count, last in _update_figures(workspace, mine, rows, conversation_ids, now):
+    figures = _update_figures(workspace, mine, rows, conversation_ids, sorted(left), now)
+    for pk, turn_count, last in figures:
         counts[pk], after[pk] = turn_count, last
     reopened, cleared, ends = [], [], []
     for pk, (turn_count, last, completed_at, ended_at) in before.items():
+        if not counts[pk]:
+            continue  # all its turns moved away: nothing is left to complete
         fresh = turn_count == 0
         grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
         ended = marked_end.get(pk)
@@ -167,18 +193,25 @@ def refresh_conversations(*, workspace, rows, before: dict[int, tuple]) -> list[
 # summed from the rows in hand, to its own ("added"): a sync's page then reads none of a
 # long session's turns (recounting them all, page after page, was quadratic over a sync).
 # One with a re-sent turn, whose time, cost or error may have changed, is recounted from
-# all its turns in one grouped pass. A new conversation (no turns yet) holds placeholder
-# figures, which do not count.
+# all its turns in one grouped pass, as is one a turn moved out of ("left"); left with no
+# turn, it gets zero figures (its times stay: the columns hold one). A new conversation
+# (no turns yet) holds placeholder figures, which do not count.
 # MATERIALIZED: the totals are computed once even when the planner, misjudging the
 # conversations' row count, picks a nested loop (it would regroup for every row). The
-# earliest turn is looked up (one index probe) only for a conversation without an anchor:
-# sorting every turn for it, page after page of a sync, took half the statement's time.
+# earliest turn is looked up (one index probe) only for a conversation without an anchor,
+# or one left by a turn whose anchor may have gone with it: sorting every turn for it, page
+# after page of a sync, took half the statement's time.
 _UPDATE_FIGURES_SQL = """
 WITH f AS MATERIALIZED (
     SELECT conversation_id, false AS added, count(*) AS n, min(timestamp) AS first_at,
            max(timestamp) AS last_at, bool_or(has_error) AS has_error, sum(cost) AS cost
     FROM {trace} WHERE workspace_id = %(workspace)s AND conversation_id = ANY(%(recount)s)
     GROUP BY conversation_id
+    UNION ALL
+    SELECT l.id, false, 0, NULL, NULL, false, NULL FROM unnest(%(left)s::bigint[]) AS l(id)
+    WHERE NOT EXISTS (
+        SELECT FROM {trace} WHERE workspace_id = %(workspace)s AND conversation_id = l.id
+    )
     UNION ALL
     SELECT conversation_id, true, n, first_at, last_at, has_error, cost FROM unnest(
         %(ids)s::bigint[], %(n)s::bigint[], %(first)s::timestamptz[], %(last)s::timestamptz[],
@@ -188,15 +221,18 @@ WITH f AS MATERIALIZED (
 UPDATE {conversation} AS c
 SET turn_count = f.n + CASE WHEN f.added THEN c.turn_count ELSE 0 END,
     started_at = CASE WHEN f.added AND c.turn_count > 0 THEN LEAST(c.started_at, f.first_at)
-        ELSE f.first_at END,
+        ELSE COALESCE(f.first_at, c.started_at) END,
     last_activity_at = CASE WHEN f.added AND c.turn_count > 0
-        THEN GREATEST(c.last_activity_at, f.last_at) ELSE f.last_at END,
+        THEN GREATEST(c.last_activity_at, f.last_at)
+        ELSE COALESCE(f.last_at, c.last_activity_at) END,
     has_error = CASE WHEN f.added AND c.turn_count > 0 THEN c.has_error OR f.has_error
         ELSE f.has_error END,
     -- No cost known is NULL, as SUM over all the turns gives.
     cost = CASE WHEN f.added AND c.turn_count > 0 AND c.cost IS NOT NULL
         THEN c.cost + COALESCE(f.cost, 0) ELSE f.cost END,
-    anchor_id = COALESCE(c.anchor_id, (
+    anchor_id = COALESCE(CASE WHEN c.id <> ALL(%(left)s) THEN c.anchor_id END, (
+        SELECT t.id FROM {trace} AS t WHERE t.id = c.anchor_id AND t.conversation_id = c.id
+    ), (
         SELECT t.id FROM {trace} AS t
         WHERE t.workspace_id = %(workspace)s AND t.conversation_id = c.id
         ORDER BY t.timestamp, t.id LIMIT 1
@@ -225,13 +261,16 @@ def _added_figures(rows) -> dict[int, list]:
     return added
 
 
-def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> list[tuple]:
+def _update_figures(
+    workspace, mine, rows, conversation_ids: list[int], left: list[int], now
+) -> list[tuple]:
     """Write the conversations' figures from their turns; return ``(id, turns, last turn)``.
 
-    Every conversation here has a turn: the batch just wrote one. The anchor is set once,
-    from the earliest turn: the conversation's labels live on it. On PostgreSQL a row
-    knows whether the upsert inserted it (``PendingRow.inserted``); elsewhere every
-    conversation is recounted.
+    Every conversation here but those in ``left`` has a turn: the batch just wrote one.
+    The anchor is set once, from the earliest turn: the conversation's labels live on it.
+    A conversation a turn left keeps its anchor while that is still one of its turns, else
+    takes its earliest turn, or none. On PostgreSQL a row knows whether the upsert
+    inserted it (``PendingRow.inserted``); elsewhere every conversation is recounted.
     """
     if connection.vendor == "postgresql":
         sql = _UPDATE_FIGURES_SQL.format(
@@ -239,6 +278,7 @@ def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> 
             trace=connection.ops.quote_name(Trace._meta.db_table),
         )
         recount = {row.conversation_id for row in rows if row.conversation_id and not row.inserted}
+        recount.update(left)
         added = _added_figures(
             row for row in rows if row.conversation_id and row.conversation_id not in recount
         )
@@ -257,18 +297,32 @@ def _update_figures(workspace, mine, rows, conversation_ids: list[int], now) -> 
                         )
                     },
                     "all": conversation_ids,
+                    "left": left,
                     "now": now,
                 },
             )
             return cursor.fetchall()
     turns = Trace.objects.filter(conversation=OuterRef("pk")).order_by()
+    count = Subquery(turns.values("conversation").annotate(n=Count("id")).values("n")[:1])
+    first = Subquery(turns.order_by("timestamp", "id").values("id")[:1])
+    anchor = Coalesce(F("anchor"), first)
+    if left:
+        # Read by primary key, the anchor's row (its payload first): only where it may have gone.
+        kept = Subquery(turns.filter(pk=OuterRef("anchor")).values("id"))
+        anchor = Case(When(pk__in=left, then=Coalesce(kept, first)), default=anchor)
     mine.update(
-        turn_count=Subquery(turns.values("conversation").annotate(n=Count("id")).values("n")[:1]),
-        started_at=Subquery(turns.order_by("timestamp", "id").values("timestamp")[:1]),
-        last_activity_at=Subquery(turns.order_by("-timestamp", "-id").values("timestamp")[:1]),
+        # A conversation left with no turn: zero, and its times as they were.
+        turn_count=Coalesce(count, 0),
+        started_at=Coalesce(
+            Subquery(turns.order_by("timestamp", "id").values("timestamp")[:1]), F("started_at")
+        ),
+        last_activity_at=Coalesce(
+            Subquery(turns.order_by("-timestamp", "-id").values("timestamp")[:1]),
+            F("last_activity_at"),
+        ),
         has_error=Exists(turns.filter(has_error=True)),
         cost=Subquery(turns.values("conversation").annotate(total=Sum("cost")).values("total")[:1]),
-        anchor=Coalesce(F("anchor"), Subquery(turns.order_by("timestamp", "id").values("id")[:1])),
+        anchor=anchor,
         updated_at=now,
     )
     # Unordered: in the model's order (latest activity) SQLite walks all the workspace's.
@@ -298,12 +352,14 @@ def complete_idle_conversations(now: dt.datetime | None = None) -> dict[int, lis
     # The sweep spans workspaces (like the reaper); each workspace's slice is explicit.
     sweeps = [
         Conversation.objects.open()
+        .with_turns()
         .exclude(workspace_id__in=list(overrides))
         .filter(last_activity_at__lt=now - default)
     ]
     sweeps += [
         Conversation.objects.for_workspace(workspace_id)
         .open()
+        .with_turns()
         .filter(last_activity_at__lt=now - dt.timedelta(minutes=minutes))
         for workspace_id, minutes in overrides.items()
     ]

@@ -82,9 +82,9 @@ STEP_DEFAULTS = {
 class StoredTraces(dict):
     """Stored payloads by external id, read under lock by a caller that merges into them.
 
-    It also keeps the id and content hash of each stored row, and which external ids were
-    asked for, so that the upsert writing the merged traces back in the same transaction
-    (rows still locked) need not look them up a second time.
+    It also keeps the id, content hash and conversation of each stored row, and which
+    external ids were asked for, so that the upsert writing the merged traces back in the
+    same transaction (rows still locked) need not look them up a second time.
     """
 
     def __init__(self, *, source_key: str, asked: Iterable[str], rows, locked: bool) -> None:
@@ -92,10 +92,10 @@ class StoredTraces(dict):
         self.source_key = source_key
         self.locked = locked
         self.asked = frozenset(asked)
-        self.keys: dict[str, tuple[int, str]] = {}
-        for external_id, pk, digest, data in rows:
+        self.keys: dict[str, tuple[int, str, int | None]] = {}
+        for external_id, pk, digest, conversation_id, data in rows:
             self[external_id] = data
-            self.keys[external_id] = (pk, digest)
+            self.keys[external_id] = (pk, digest, conversation_id)
 
 
 def source_key_for(*, source: str, integration=None) -> str:
@@ -194,21 +194,24 @@ def upsert_traces(
     if not prepared:
         return result
 
-    existing: dict[str, tuple[int, str]] = {}
+    existing: dict[str, tuple[int, str, int | None]] = {}
     ids = list(prepared)
     if stored is not None and stored.locked and stored.source_key == source_key:
         existing = {i: stored.keys[i] for i in ids if i in stored.keys}
         ids = [i for i in ids if i not in stored.asked]
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        for external_id, pk, digest in _stored_keys(
+        for external_id, pk, digest, conversation_id in _stored_keys(
             workspace, source_key, ids[start : start + LOOKUP_CHUNK]
         ):
-            existing[external_id] = (pk, digest)
+            existing[external_id] = (pk, digest, conversation_id)
 
     # On PostgreSQL the upsert needs no model instances (``_write_rows``): a row there is
     # what the conversations read and its id, a third of the time to make.
     make_row = build_trace if connection.vendor != "postgresql" else PendingRow.of
     to_write: list[Trace | PendingRow] = []
+    # The conversation each re-sent trace is stored in: its session id may have changed,
+    # and the conversation it leaves must lose it (``refresh_conversations``).
+    previous: dict[str, int] = {}
     for external_id, data in prepared.items():
         digest = batch.digests[external_id]
         known = existing.get(external_id)
@@ -219,6 +222,8 @@ def upsert_traces(
             result.created += 1
         else:
             result.updated += 1
+            if known[2] is not None:
+                previous[external_id] = known[2]
         to_write.append(
             make_row(
                 data,
@@ -241,6 +246,7 @@ def upsert_traces(
                 source_key=source_key,
                 integration=integration,
                 rows=to_write,
+                previous=previous,
             )
             _write_rows(
                 to_write,
@@ -252,7 +258,7 @@ def upsert_traces(
                 source_key=source_key,
             )
             result.completed_conversation_ids = refresh_conversations(
-                workspace=workspace, rows=to_write, before=before
+                workspace=workspace, rows=to_write, before=before, previous=previous
             )
         written = [t.pk for t in to_write if t.pk is not None]
         if len(written) != len(to_write):
@@ -283,17 +289,18 @@ def upsert_traces(
 # said the table was small (a new table, or the first sync of a big source), each page of
 # a sync longer than the one before.
 _STORED_KEYS_SQL = (
-    "SELECT k.e, t.id, t.content_hash FROM unnest(%s::text[]) AS k(e) CROSS JOIN LATERAL"  # noqa: S608
-    f" (SELECT id, content_hash FROM {Trace._meta.db_table} WHERE workspace_id = %s"
+    "SELECT k.e, t.id, t.content_hash, t.conversation_id FROM unnest(%s::text[]) AS k(e)"  # noqa: S608
+    f" CROSS JOIN LATERAL (SELECT id, content_hash, conversation_id FROM {Trace._meta.db_table}"
+    " WHERE workspace_id = %s"
     " AND source_key = %s AND external_id = k.e LIMIT 1) AS t"
 )
 
 
 def _stored_keys(workspace, source_key: str, external_ids: list[str]):
-    """Return ``(external_id, id, content_hash)`` of the stored traces among these keys."""
+    """Return ``(external_id, id, content_hash, conversation_id)`` of the stored traces."""
     if connection.vendor != "postgresql":
         rows = Trace.objects.for_workspace(workspace).with_keys(source_key, external_ids)
-        return rows.values_list("external_id", "id", "content_hash")
+        return rows.values_list("external_id", "id", "content_hash", "conversation_id")
     with _server_bound_cursor() as cursor:
         cursor.execute(
             _STORED_KEYS_SQL, [external_ids, getattr(workspace, "pk", workspace), source_key]
@@ -424,7 +431,7 @@ def stored_trace_data(
     return StoredTraces(
         source_key=source_key,
         asked=external_ids,
-        rows=rows.values_list("external_id", "id", "content_hash", "data"),
+        rows=rows.values_list("external_id", "id", "content_hash", "conversation_id", "data"),
         locked=lock,
     )
 

@@ -73,6 +73,10 @@ class FeedbackQuerySet(WorkspaceQuerySet):
 
 
 class ConversationQuerySet(WorkspaceQuerySet):
+    def with_turns(self):
+        """Conversations holding a turn: its turns may all move to another one."""
+        return self.filter(turn_count__gt=0)
+
     def complete(self):
         return self.filter(completed_at__isnull=False)
 

@@ -282,7 +282,7 @@ def conversation_page(
     limit: int = PAGE_SIZE,
 ) -> ConversationPage:
     """Return one page of conversations, latest activity first (keyset, like traces)."""
-    qs = Conversation.objects.for_workspace(workspace)
+    qs = Conversation.objects.for_workspace(workspace).with_turns()
     if source:
         qs = qs.filter(source=source)
     if has_error is not None:

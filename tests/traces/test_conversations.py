@@ -203,6 +203,77 @@ def test_resent_turns_give_exact_figures(workspace):
     assert _figures(conversations["s-2"]) == (2, T0, T0 + dt.timedelta(minutes=7), False, 1.0)
 
 
+def _listed(client, workspace) -> dict[str, tuple]:
+    """The conversation list as a user reads it: turns, last activity, error, cost."""
+    page = client.get(_page("conversation_list", workspace)).context["page"]
+    return {
+        c.external_id: (c.turn_count, c.last_activity_at, c.has_error, c.cost)
+        for c in page.conversations
+    }
+
+
+def _shown_turns(client, workspace, conversation: Conversation) -> int:
+    """How many turns the conversation's own page shows."""
+    html = client.get(_page("conversation_detail", workspace, pk=conversation.pk)).content
+    return html.decode().count('data-testid="turn"')
+
+
+def test_turns_moved_to_another_conversation_leave_both_as_counted(login, workspace, owner):
+    """A re-sent turn whose session id changed leaves its old conversation for the new one."""
+    _ingest(
+        workspace,
+        [
+            _turn(1, "a", minutes=0, cost=0.5),
+            _erring(2, "a", minutes=10, cost=0.25),
+            _turn(3, "a", minutes=20, cost=None),
+            _turn(4, "b", minutes=5, cost=1.0),
+        ],
+    )
+    # The first turn (the anchor, where a's labels live) and the erring one move to b.
+    _ingest(workspace, [_turn(1, "b", minutes=0, cost=0.5), _erring(2, "b", minutes=10, cost=0.25)])
+
+    client = login(owner)
+    assert _listed(client, workspace) == {
+        "a": (1, T0 + dt.timedelta(minutes=20), False, None),
+        "b": (3, T0 + dt.timedelta(minutes=10), True, 1.75),
+    }
+    conversations = {c.external_id: c for c in Conversation.objects.for_workspace(workspace)}
+    for conversation in conversations.values():
+        assert _figures(conversation) == _counted(conversation)
+        assert _shown_turns(client, workspace, conversation) == conversation.turn_count
+    # a is anchored on its earliest remaining turn; b keeps the anchor it had.
+    assert conversations["a"].anchor.external_id == "turn-3"
+    assert conversations["b"].anchor.external_id == "turn-4"
+
+
+def test_a_conversation_whose_turns_all_moved_is_no_longer_listed(login, workspace, owner):
+    _ingest(workspace, [_erring(1, "a", minutes=0, cost=0.5), _turn(2, "b", minutes=5, cost=None)])
+    _ingest(workspace, [_erring(1, "b", minutes=0, cost=0.5)])
+
+    client = login(owner)
+    assert _listed(client, workspace) == {"b": (2, T0 + dt.timedelta(minutes=5), True, 0.5)}
+    emptied = Conversation.objects.for_workspace(workspace).get(external_id="a")
+    assert (emptied.turn_count, emptied.has_error, emptied.cost, emptied.anchor) == (
+        0, False, None, None
+    )  # fmt: skip
+    assert _shown_turns(client, workspace, emptied) == 0
+    # Idle, it is not completed (nor judged) as a conversation without turns.
+    swept = complete_idle_conversations(now=T0 + dt.timedelta(days=1))
+    assert swept == {workspace.pk: [Conversation.objects.get(external_id="b").pk]}
+
+    # Sent back, the turn brings it back as it was.
+    _ingest(workspace, [_erring(1, "a", minutes=0, cost=0.5)])
+    assert _listed(client, workspace) == {
+        "a": (1, T0, True, 0.5),
+        "b": (1, T0 + dt.timedelta(minutes=5), False, None),
+    }
+    emptied.refresh_from_db()
+    assert emptied.anchor.external_id == "turn-1"
+    # Sent again without a session id, it leaves it once more.
+    _ingest(workspace, [_erring(1, None, minutes=0, cost=0.5)])
+    assert list(_listed(client, workspace)) == ["b"]
+
+
 def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
     from tests.factories import WorkspaceFactory
 
