@@ -1,8 +1,11 @@
 """traces.ingest.upsert_traces: the natural key, change detection and denormalised columns."""
 
+import json
+import re
 import threading
 
 import pytest
+from django.urls import reverse
 
 from evals.execution.runs import execute_run, start_run
 from evals.models import EvalExecution
@@ -128,7 +131,7 @@ NUMBERS_CODE = """def eval_fn(trace):
 """
 
 
-def test_ingested_numbers_reach_the_eval_and_the_page_as_sent(workspace):
+def test_ingested_numbers_reach_the_eval_and_the_trace_page_as_sent(login, workspace, owner):
     eval_set, _ = labelled_set(workspace, good=0, bad=0)
     sent = {**trace_data(3), "id": "numbers", "metadata": NUMBERS}
     (trace_id,) = upsert_traces(workspace=workspace, source="api", traces=[sent]).trace_ids
@@ -141,3 +144,7 @@ def test_ingested_numbers_reach_the_eval_and_the_page_as_sent(workspace):
     assert EvalExecution.objects.get(eval=eval, trace_id=trace_id).reason == expected
     stored = Trace.objects.get(pk=trace_id).data["metadata"]
     assert repr([stored[k] for k in ("big", "small", "whole", "huge")]) == expected
+    page = reverse("traces:detail", kwargs={"slug": workspace.slug, "pk": trace_id})
+    html = login(owner).get(page).content.decode()
+    for key, number in NUMBERS.items():
+        assert re.search(rf"&quot;{key}&quot;: {re.escape(json.dumps(number))}[,\n]", html)
