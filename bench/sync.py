@@ -14,9 +14,9 @@ timer, as a worker has after its first sync, and freezes its start-up heap out o
 garbage collector's reach first, as a worker does when it starts (iofold.lib.heap). The
 CPU seconds it reports count all its threads and vary less than wall time on a shared
 machine, as do those of the database's PostgreSQL backends during the sync (reported
-too). The ratio is only meaningful on a quiet machine: the fetch-only loop is mostly
-waiting on the fake, the sync mostly CPU, so a loaded machine slows the sync less than it
-slows the fetch and the ratio rises.
+too), with the SQL statements the sync sent (commits aside). The ratio is only meaningful
+on a quiet machine: the fetch-only loop is mostly waiting on the fake, the sync mostly
+CPU, so a loaded machine slows the sync less than it slows the fetch and the ratio rises.
 
 Run: .venv/bin/python bench/sync.py [--source langfuse|langsmith|openai] [--quick] [--traces N]
      [--observations 5]
@@ -252,23 +252,34 @@ def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
     from bench.load import cpu_seconds as busy_seconds
 
     database = django_settings.DATABASES["default"]["NAME"]
+    from django.db import connection
+
+    statements = 0
+
+    def count(execute, sql, params, many, context):
+        nonlocal statements
+        statements += 1
+        return execute(sql, params, many, context)
+
     postgres_started = busy_seconds(db_name=database)
     started, cpu_started = time.perf_counter(), cpu_seconds()
-    if profile := os.environ.get("BENCH_PROFILE"):  # a cProfile dump of the sync alone
-        import cProfile
+    # The sync's own statements (this thread's connection: the heartbeat has its own).
+    with connection.execute_wrapper(count):
+        if profile := os.environ.get("BENCH_PROFILE"):  # a cProfile dump of the sync alone
+            import cProfile
 
-        with cProfile.Profile() as profiler:
+            with cProfile.Profile() as profiler:
+                run = services.run_sync(run_id=run.pk)
+            profiler.dump_stats(profile)
+        else:
             run = services.run_sync(run_id=run.pk)
-        profiler.dump_stats(profile)
-    else:
-        run = services.run_sync(run_id=run.pk)
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     postgres_cpu = busy_seconds(db_name=database) - postgres_started
     assert run.status == SyncRun.Status.SUCCEEDED, run.error
     stored = Trace.objects.for_workspace(workspace).count()
     assert stored == traces, f"stored {stored} of {traces}"
     return {"seconds": seconds, "cpu_seconds": cpu, "postgres_cpu_seconds": postgres_cpu,
-            "created": run.created_count,
+            "created": run.created_count, "sql_statements": statements,
             "pages": run.pages, "traces_per_second": traces / seconds,
             "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
@@ -369,7 +380,7 @@ def main() -> None:
         f"sync to PostgreSQL: {synced['seconds']:.2f} s, {synced['traces_per_second']:.0f} "
         f"traces/s, peak RSS {synced['peak_rss_mb']:.0f} MB, {synced['pages']} sync pages, "
         f"{synced['cpu_seconds']:.2f} s of CPU (PostgreSQL's backends: "
-        f"{synced['postgres_cpu_seconds']:.2f} s)"
+        f"{synced['postgres_cpu_seconds']:.2f} s), {synced['sql_statements']} SQL statements"
     )
     print(f"sync / fetch-only throughput: {ratio:.2f} (goal >= 0.5); peak RSS goal < 300 MB")
     flags = f"--source {args.source} " + ("--quick" if args.quick else "")
@@ -386,6 +397,7 @@ def main() -> None:
         "sync_seconds": round(synced["seconds"], 2),
         "sync_cpu_seconds": round(synced["cpu_seconds"], 2),
         "postgres_cpu_seconds": round(synced["postgres_cpu_seconds"], 2),
+        "sync_sql_statements": synced["sql_statements"],
     }))  # fmt: skip
 
 
