@@ -94,10 +94,12 @@ _INSTRUCTION = re.compile(
 )
 # Instructions about every (or the n-th) word, sentence, line or paragraph of the answer.
 _PER_UNIT = re.compile(
-    r"\b(?:each|every|all(?: the)?|every \d+(?:st|nd|rd|th)|the \d+(?:st|nd|rd|th|-th)"
+    r"\b(?:each|every|all(?: the)?|every \d+-?(?:st|nd|rd|th)|the \d+-?(?:st|nd|rd|th)"
     r"|(?:first|second|third|last) and (?:first|second|third|last)|consecutive)"
     r" (?:single |other |new )?(?:words?|sentences?|lines?|paragraphs?|bullets?|bullet points?)\b"
-    r"|\bin the \d+(?:st|nd|rd|th|-th) (?:sentence|paragraph|line)\b"
+    r"|\bin the \d+-?(?:st|nd|rd|th) (?:sentence|paragraph|line)\b"
+    # Parts compared with each other ("three sentences with the same number of words").
+    r"|\bthe same number of (?:words|characters|letters|syllables|sentences|lines)\b"
     r"|\b\d+ ?%(?: \(.{1,8}\))? of (?:the |your )?(?:total |response'?s? )?(?:words|sentences)\b"
     r"|\bratio of \w+ (?:words |sentences )?to \w+",
     re.IGNORECASE,
@@ -135,6 +137,21 @@ _KEYWORD = re.compile(
     r"\b(?:key ?words?|the words?|the terms?|the phrases?)\s+(?:['\"\u201c])?([A-Za-z][\w-]*)",
     re.IGNORECASE,
 )
+# How often a word (or a letter) must appear: "include keyword X twice", "the word X
+# should appear at least 3 times", "the letter q at most 5 times". A bare count ("X
+# twice") is read as a minimum: only fewer is sure to break it.
+_TIMES = r"(?:(?P<once>once|twice|thrice)|(?P<count>" + _N[1:-1] + r") times)"
+_FREQUENCY = re.compile(
+    r"\b(?P<what>key ?words?|words?|terms?|phrases?|letters?)\s+['\"\u201c]?"
+    r"(?P<term>[A-Za-z][\w-]*)['\"\u201d]?(?:,)?"
+    r"(?:\s+(?:should|must|has to|needs to|to)?\s*"
+    r"(?:appear|occur|be used|be included|be mentioned|be repeated))?"
+    r"(?:\s+in (?:your|the) (?:response|answer|reply|output))?"
+    r"\s+(?P<bound>at least|at most|no more than|not more than|less than|fewer than"
+    r"|more than|exactly)?\s*" + _TIMES + r"(?!\w)",
+    re.IGNORECASE,
+)
+_ONCE = {"once": 1, "twice": 2, "thrice": 3}
 _FORBID_WORD = re.compile(
     r"\b(?:do not|don't|never|avoid|without)\s+(?:use|using|include|including|mention"
     r"|mentioning|say|saying)\s+(?:the |any )?(?:words?|terms?|phrases?|keywords?)?\s*"
@@ -336,6 +353,38 @@ def _required_terms(stated):
     return seen
 
 
+def _frequencies(text):
+    """Return (term, low, high, phrase) for each word or letter the text says how often to use."""
+    found = []
+    for m in _FREQUENCY.finditer(text):
+        times = _ONCE[m.group("once").lower()] if m.group("once") else _count_of(m.group("count"))
+        if not times:
+            continue
+        term = m.group("term").lower()
+        if m.group("what").lower().startswith("letter") and len(term) != 1:
+            continue
+        bound = (m.group("bound") or "").lower()
+        if bound in ("at most", "no more than", "not more than"):
+            low, high = 0, times
+        elif bound in ("less than", "fewer than"):
+            low, high = 0, times - 1
+        elif bound == "more than":
+            low, high = times + 1, None
+        elif bound == "exactly":
+            low, high = times, times
+        else:
+            low, high = times, None
+        found.append((term, low, high, m.group(0)))
+    return found
+
+
+def _occurrences(out, term):
+    """Return how often a word (whole words, any case) or a single letter occurs."""
+    if len(term) == 1:
+        return out.lower().count(term)
+    return len(re.findall(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])", out, re.IGNORECASE))
+
+
 def _forbidden_chars(in_raw, out):
     """Return the first character class the input forbids that the output uses, else ''."""
     for m in _NO_CHAR.finditer(in_raw):
@@ -411,6 +460,12 @@ def instruction_facts(in_raw, out_raw):
         broken.append(("terms", "uses '" + used_forbidden[0] + "'"))
     elif forbidden_terms:
         kept.append("forbidden terms")
+    for term, low, high, phrase in _frequencies(said):
+        count = _occurrences(out, term)
+        if count < low or (high is not None and count > high):
+            broken.append(("terms", f"{phrase}: {count}"))
+        else:
+            kept.append(phrase)
     for pattern, check, name in (
         (_ENDS_WITH, _ends, "end with"),
         (_STARTS_WITH, _starts, "start with"),
@@ -460,7 +515,11 @@ def instruction_facts(in_raw, out_raw):
     flags = {
         "breaks_length_limit": length_broken[:80],
         "breaks_instruction": (broken[0][1] if broken else "")[:80],
-        "keeps_checked_instructions": (f"{len(kept)} checked" if kept and not broken else ""),
+        # Not when the input also constrains every word or sentence: no check reads that,
+        # so the output cannot be said to keep the input's instructions.
+        "keeps_checked_instructions": (
+            f"{len(kept)} checked" if kept and not broken and not per_unit else ""
+        ),
         "misses_required_term": ("missing '" + missing[0] + "'")[:80] if missing else "",
         "per_unit_instruction": per_unit.group(0)[:80] if per_unit else "",
     }

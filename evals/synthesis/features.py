@@ -425,7 +425,8 @@ FLAGS.update(
         "keeps_checked_instructions": (
             "instructions",
             "Output keeps every instruction of the input that can be checked",
-            "The input states no instruction that can be checked, or the output breaks one",
+            "The input states no instruction that can be checked, or one on every word or"
+            " sentence, or the output breaks one",
         ),
         "misses_required_term": (
             "instructions",

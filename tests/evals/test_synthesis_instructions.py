@@ -186,6 +186,23 @@ def test_same_instruction_examples_give_the_same_code():
         ("Wrap your entire response in JSON format.", "not json", "format"),
         ("Add a postscript starting with P.S.", "Bye.", "format"),
         ("Please answer in Japanese.", "In English.", "format"),
+        # How often a word or letter must appear: a count the input states, not met.
+        (
+            "Include keyword cloud once in your response, and keyword dawn three times.",
+            "A cloud at dawn, then dawn again.",
+            "keyword dawn three times: 2",
+        ),
+        (
+            "The word river should appear at least 4 times.",
+            "River, river, river.",
+            "word river should appear at least 4 times: 3",
+        ),
+        ("Use the word alpha at most twice.", "alpha alpha alpha", "word alpha at most twice: 3"),
+        (
+            "In your answer, the letter q should appear at least 3 times.",
+            "A quick quip.",
+            "letter q should appear at least 3 times: 2",
+        ),
     ],
 )
 def test_instruction_checks_on_general_phrasings(prompt, output, broken):
@@ -204,6 +221,9 @@ def test_instruction_checks_on_general_phrasings(prompt, output, broken):
         ('End your answer with "Bye."', "See you. Bye."),
         ("Return the result as JSON.", '```json\n{"a": 1}\n```'),
         ("Write a title wrapped in double angular brackets, like <<title>>.", "<<Rain>> It rains."),
+        ("The word river should appear at least 3 times.", "River, river and riverbank, river."),
+        ("Include keyword cloud twice in your response.", "A cloud, then another cloud."),
+        ("In your answer, the letter q should appear at least 2 times.", "A quick quip."),
     ],
 )
 def test_kept_instructions_are_counted_as_kept(prompt, output):
@@ -227,6 +247,70 @@ def test_limits_on_each_item_and_instructions_on_every_word_are_told_apart():
         "broken_instructions": 0.0,
         "required_terms_used": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("prompt", "output", "per_unit"),
+    [
+        (
+            "Include keyword giggle in the 22-nd sentence of your response.",
+            "We giggle.",
+            "in the 22-nd sentence",
+        ),
+        (
+            "Respond with three sentences, all with the same number of words.",
+            "One two. Three four five. Six.",
+            "the same number of words",
+        ),
+    ],
+)
+def test_output_keeping_the_checked_part_does_not_keep_an_instruction_on_every_sentence(
+    prompt, output, per_unit
+):
+    # The keyword is there and there are three sentences, but where the keyword sits or
+    # how long each sentence is no check reads: the output is not said to keep it all.
+    numbers, flags = constraints.instruction_facts(prompt, output)
+    assert numbers["checked_instructions"] >= 1
+    assert flags["breaks_instruction"] == ""
+    assert flags["per_unit_instruction"] == per_unit
+    assert not flags["keeps_checked_instructions"]
+
+
+def _keyword_count_set(seed: int, n: int = 30) -> list[LabelledExample]:
+    """Outputs asked to use a word a number of times, half of them using it too rarely."""
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        keep = i % 2 == 0
+        word = rng.choice(["lantern", "saffron", "glacier", "harbor"])
+        times = rng.randint(2, 5)
+        used = rng.randint(times, times + 2) if keep else rng.randint(0, times - 1)
+        words = [rng.choice(WORDS) for _ in range(rng.randint(10, 30))] + [word] * used
+        rng.shuffle(words)
+        trace = {
+            "id": f"kc{i:03d}",
+            "input": rng.choice(TOPICS) + f" Include the keyword {word} {times} times.",
+            "output": " ".join(words).capitalize() + ".",
+        }
+        examples.append(LabelledExample(trace=trace, label="positive" if keep else "negative"))
+    return examples
+
+
+def test_recovers_a_word_used_fewer_times_than_the_input_asks():
+    # Most outputs use the keyword, so "uses the keyword" separates little;
+    # the count the input states against the output's count does.
+    examples = _keyword_count_set(31)
+    fitted = fit(examples)
+    (rule,) = fitted.decision.rules
+    assert [lit.feature.args for lit in rule.literals] == [("breaks_instruction",)]
+    assert fitted.predict(
+        {"input": "The word tide should appear 3 times.", "output": "The tide, the tide."}
+    ) == (
+        False,
+        "Output breaks an instruction the input states ('word tide should appear 3 times: 2')",
+    )
+    assert fitted.predict({"input": "Include the word tide twice.", "output": "Tide, tide."})[0]
+    assert_code_matches(fitted, [e.trace for e in examples])
 
 
 def test_inlined_constraints_do_not_clash_with_runtime_names():
