@@ -43,6 +43,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import pickle
 import random
 import statistics
@@ -232,6 +233,7 @@ def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, named=()
     tg = [groups[i] for i in train_idx]
     searches = {}
     evidence, levels = {}, {}
+    insample = None
     for name, (balanced_fit, bars) in schemes.items():
         if balanced_fit not in searches:
             search = learner.prepare(tv, tl, named=named, notes=notes, balanced=balanced_fit)
@@ -252,7 +254,44 @@ def one_fit(views, labels, clean, groups, train_idx, held_idx, schemes, named=()
             search, tl, tg, word_candidates=len(search.words), bars=bars
         )
         levels[name] = per_level
-    return evidence, levels
+        if INSAMPLE and insample is None:
+            insample = insample_null(search, tl, tg, INSAMPLE)
+    return evidence, levels, insample
+
+
+# Shuffles of the in-sample permutation test (--insample K, tenth pass); 0: off.
+INSAMPLE = 0
+INSAMPLE_ALPHAS = (0.01, 0.02, 0.03, 0.05)
+
+
+def insample_gain(search) -> float:
+    """Return the best single condition's training score over the majority verdict's."""
+    fitted = search.fit("one", search.full)
+    n_pos = search.pos.bit_count()
+    n = search.full.bit_count()
+    return -math.inf if fitted is None else fitted.score - max(n_pos, n - n_pos)
+
+
+def insample_null(search, labels, groups, shuffles):
+    """Return (statistic, null) of a max-statistic permutation test without folds.
+
+    The statistic is the best single condition's gain on the training labels themselves;
+    the null, the same on `shuffles` shuffles of them (whole groups moving together), so
+    the choice among every candidate is paid for by the null, not by held-out folds.
+    """
+    rng = random.Random(
+        len(labels) * 7919 + sum(1 << i for i, g in enumerate(labels) if g) % 100003
+    )
+    null = []
+    for _ in range(shuffles):
+        shuffled = learner.permuted(labels, groups, rng)
+        pos = sum(1 << i for i, good in enumerate(shuffled) if good)
+        null.append(
+            insample_gain(
+                learner._Search(search.structural, [], pos, search.full & ~pos, search.full)
+            )
+        )
+    return insample_gain(search), null
 
 
 def load(data):
@@ -339,7 +378,7 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                         if noted and quotes:
                             quoted = named[0].removeprefix("phrase:") if family == "phrase" else ""
                             said = quoting_notes(views, labels, train_idx, rng, quoted)
-                        evidence, levels = one_fit(
+                        evidence, levels, insample = one_fit(
                             views,
                             labels,
                             clean,
@@ -361,6 +400,7 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                                 "noted": noted,
                                 "evidence": evidence,
                                 "levels": levels,
+                                "insample": insample,
                             }
                         )
     return records
@@ -429,6 +469,47 @@ def print_table(table, title):
             f"{'-' if cond == 'noise' else format(f['power'], '.2f'):>6} {f['kappa']:>6.3f} "
             f"{f['clean_kappa']:>7.3f}"
         )
+
+
+def insample_choice(record, bars, alpha):
+    """Return the level chosen when the in-sample test may ship one condition.
+
+    The cross-validated bar decides first; when it keeps the majority verdict, one
+    condition ships if at most a share `alpha` of the shuffles beat its in-sample gain.
+    """
+    ev = record["evidence"]["current"]
+    chosen = "constant" if ev is None else learner.choose(ev, bars)[0]
+    if chosen == "constant" and record.get("insample") and alpha:
+        stat, null = record["insample"]
+        if (1 + sum(z >= stat - 1e-9 for z in null)) / (1 + len(null)) <= alpha:
+            chosen = "one"
+    return chosen
+
+
+def insample_report(records, bars):
+    """Print and return FA / power of the fixed bar with and without the in-sample test."""
+    print("\nin-sample permutation test, when the cross-validated bar keeps the majority")
+    print(f"{'alpha':>7}  FA@10 FA@25 FA@50  P@10 P@25 P@50")
+    out = {}
+    for alpha in (0.0, *INSAMPLE_ALPHAS):
+        fa, power = {}, {}
+        for size in SIZES:
+            noise = [r for r in records if r["size"] == size and r["kind"] == "noise"]
+            planted = [r for r in records if r["size"] == size and r["kind"] == "planted"]
+            got = [r["levels"]["current"][insample_choice(r, bars, alpha)] for r in noise]
+            fa[size] = sum(not x["constant"] for x in got) / max(1, len(got))
+            got = [r["levels"]["current"][insample_choice(r, bars, alpha)] for r in planted]
+            power[size] = sum(not x["constant"] and x["kappa"] > POWER_KAPPA for x in got) / max(
+                1, len(got)
+            )
+        print(
+            f"{alpha:>7}  "
+            + " ".join(f"{fa[s]:>5.3f}" for s in SIZES)
+            + " "
+            + " ".join(f"{power[s]:>5.3f}" for s in SIZES)
+        )
+        out[str(alpha)] = {"false_alarm": fa, "power": power}
+    return out
 
 
 PERM_ALPHAS = (0.05, 0.1, 0.15)
@@ -604,6 +685,12 @@ def main(argv=None):
         action="store_true",
         help="replay every standard error (learner.gain_z) and a fine grid of bars",
     )
+    parser.add_argument(
+        "--insample",
+        type=int,
+        default=0,
+        help="also replay an in-sample permutation test of K shuffles beside the bar",
+    )
     parser.add_argument("--noise-draws", type=int, default=None, help="pure-noise labellings")
     parser.add_argument("--rules", type=int, default=None, help="planted rules per family")
     parser.add_argument("--salt", default="", help="another independent set of rules and draws")
@@ -613,8 +700,9 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    global SALT
+    global SALT, INSAMPLE
     SALT = args.salt
+    INSAMPLE = args.insample
     draws = args.draws or (1 if args.quick or args.sweep else 2)
     rules_per_family = args.rules or (1 if args.quick else (2 if args.sweep else 3))
     noise_draws = args.noise_draws or (8 if args.quick else 30)
@@ -733,6 +821,8 @@ def main(argv=None):
                 }
         if args.permutations:
             headline["permutation"] = permutation_report(records, args.permutations, current)
+        if args.insample:
+            headline["insample"] = insample_report(records, current)
         if args.stats:
             headline["statistics"] = stats_report(records, current, args.target)
         fa, power = headline_of(table)
@@ -753,6 +843,7 @@ def main(argv=None):
     command += " --quotes" if args.quotes else ""
     command += " --accuracy-only" if args.sweep and args.accuracy_only else ""
     command += f" --permutations {args.permutations}" if args.permutations else ""
+    command += f" --insample {args.insample}" if args.insample else ""
     command += f" --draws {args.draws}" if args.draws else ""
     command += " --stats" if args.stats else ""
     command += f" --noise-draws {args.noise_draws}" if args.noise_draws else ""
