@@ -25,6 +25,10 @@ With --permutations K it also computes the learner's label-permutation null (K
 shuffles, docs/synthesiser.md "eighth pass") for every fit and replays its test at a
 few levels beside the fixed bar, on the same fits.
 
+With --insample K it also computes, for every fit, a max-statistic permutation test
+without folds (the best single condition's in-sample gain against K shuffles of the
+labels, docs/synthesiser.md "tenth pass") and replays it beside the fixed bar.
+
 With --stats it replays, on the same fits, other standard errors of a rule's gain over
 the majority verdict (learner.gain_z) and a bar rising with the splits tried, each over a
 fine grid of bars (docs/synthesiser.md "ninth pass"); --save FILE keeps the fits and
@@ -33,6 +37,7 @@ fine grid of bars (docs/synthesiser.md "ninth pass"); --save FILE keeps the fits
 dealings of the folds; --salt S draws another, independent set of rules and draws.
 
     python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--permutations K]
+        [--insample K]
         [--draws N] [--target 0.10] [--stats] [--noise-draws N] [--rules N] [--repeats N]
         [--salt S] [--save FILE | --replay FILE]
 
