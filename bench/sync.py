@@ -2,8 +2,9 @@
 
 The fake source runs in its own process, the fetch-only baseline and the sync each in a
 fresh process (so each peak RSS is its own), on a PostgreSQL database created and dropped
-here. Langfuse's baseline pages through the SDK; LangSmith's posts the same runs queries
-over raw HTTP and only parses the JSON (no SDK models, no normalising).
+here. Each baseline makes the sync's own requests over raw HTTP and only parses the JSON
+(no SDK models, no normalising): Langfuse's gets the same observation pages, LangSmith's
+posts the same runs queries.
 
 The fake OpenAI store's baseline makes the same list and messages requests over raw HTTP.
 
@@ -177,29 +178,25 @@ def serve(traces: int, observations: int, port_file: str) -> None:
 
 
 def fetch_only(url: str, base: str, traces: int) -> dict:
-    """Child: page through the same observation rows with the SDK alone."""
-    from langfuse.api import LangfuseAPI
+    """Child: get the sync's observation pages over raw HTTP, parse the JSON, build nothing."""
+    import httpx
 
+    from integrations.adapters.base import format_time
     from integrations.adapters.langfuse import FIELDS, PAGE_LIMIT
 
-    client = LangfuseAPI(base_url=url, username=PUBLIC_KEY, password=SECRET_KEY, timeout=60)
-    lower = datetime.fromisoformat(base) - timedelta(minutes=1)
-    upper = datetime.now(UTC)
+    client = httpx.Client(base_url=url, auth=(PUBLIC_KEY, SECRET_KEY), timeout=60)
+    lower = format_time(datetime.fromisoformat(base) - timedelta(minutes=1))
+    upper = format_time(datetime.now(UTC))
     started = time.perf_counter()
     rows, cursor, pages = 0, None, 0
     while True:
-        page = client.observations.get_many(
-            fields=FIELDS,
-            limit=PAGE_LIMIT,
-            cursor=cursor,
-            from_start_time=lower,
-            to_start_time=upper,
-            request_options={"max_retries": 0},
-        )
-        rows += len(page.data)
+        params = {"fields": FIELDS, "limit": PAGE_LIMIT, "fromStartTime": lower,
+                  "toStartTime": upper, **({"cursor": cursor} if cursor else {})}  # fmt: skip
+        page = client.get("/api/public/v2/observations", params=params).json()
+        rows += len(page["data"])
         pages += 1
-        cursor = page.meta.cursor if page.meta else None
-        if not cursor or not page.data:
+        cursor = (page.get("meta") or {}).get("cursor")
+        if not cursor or not page["data"]:
             break
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": rows, "pages": pages, "traces_per_second": traces / seconds,
@@ -371,9 +368,8 @@ def main() -> None:
         f"traces: {traces} x {args.observations} observations ({fetched['rows']} rows, "
         f"{fetched['pages']} API pages)"
     )
-    baseline = "SDK" if args.source == "langfuse" else "raw-HTTP"
     print(
-        f"{baseline} fetch only: {fetched['seconds']:.2f} s, "
+        f"raw-HTTP fetch only: {fetched['seconds']:.2f} s, "
         f"{fetched['traces_per_second']:.0f} traces/s, peak RSS {fetched['peak_rss_mb']:.0f} MB"
     )
     print(
