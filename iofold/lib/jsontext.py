@@ -181,6 +181,8 @@ def _plain(value: Any) -> bool:
         children: list = []
         for item in level:
             kind = type(item)
+            if kind is str:  # the most common by far: one test, not four
+                continue
             if kind is dict:
                 children += item.values()
             elif kind is list:
