@@ -143,6 +143,24 @@ def test_a_malformed_trace_fails_alone_and_the_rest_of_its_page_is_stored(
     assert synced(integration).count() == 11
 
 
+@pytest.mark.parametrize("cost", ["nan", "NaN", "inf", "-Infinity", 10**400])
+def test_a_cost_that_is_no_finite_number_is_no_cost(workspace, fake_langsmith, cost):
+    # JSON cannot hold NaN or infinity: the trace was refused whole for its cost.
+    fake = fake_langsmith(traces=2)
+    root = str(uuid.UUID(int=1))
+    fake.runs[root]["total_cost"] = cost
+    llm = next(r for r in fake.runs.values() if r["trace_id"] == root and r["run_type"] == "llm")
+    llm["total_cost"] = cost
+    integration = connect(workspace, fake)
+
+    run = sync(integration)
+
+    assert (run.status, run.created_count, run.failed_count) == (SyncRun.Status.SUCCEEDED, 2, 0)
+    trace = synced(integration).get(external_id=root)
+    assert trace.cost is None and trace.data["cost"] is None
+    assert not any("cost" in step["metadata"] for step in trace.data["steps"])
+
+
 def test_a_name_that_is_no_text_is_stored_as_text(workspace, fake_langsmith):
     fake = fake_langsmith(traces=2)
     root = str(uuid.UUID(int=1))

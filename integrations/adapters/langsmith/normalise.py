@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from integrations.adapters.base import normal_time, parse_time
@@ -52,13 +53,17 @@ def _int(value: Any) -> int | None:
 
 
 def _float(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+    """Return a number or its text as a float; None for anything else, NaN and infinities.
+
+    JSON holds no NaN or infinity ("nan" parses as a float): a trace holding one could
+    not be stored at all. An unknown cost is no cost.
+    """
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (ValueError, OverflowError):
             return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -82,10 +87,19 @@ def _metadata(run: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model(extra: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+    value = metadata.get("ls_model_name")
+    if isinstance(value, str) and value:
+        return value
     params = extra.get("invocation_params")
-    if not isinstance(params, dict):
-        params = {}
-    for value in (metadata.get("ls_model_name"), params.get("model"), params.get("model_name")):
+    if isinstance(params, dict):
+        return _first_text(params, ("model", "model_name"))
+    return None
+
+
+def _first_text(values: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """Return the first of these keys' values that is non-empty text."""
+    for key in keys:
+        value = values.get(key)
         if isinstance(value, str) and value:
             return value
     return None
@@ -137,14 +151,7 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
     steps = [normalise_run(r, known_ids=known) for r in ordered]
     start, end = parse_time(root.get("start_time")), parse_time(root.get("end_time"))
     metadata = _metadata(root, _extra(root))
-    session = next(
-        (
-            metadata.get(key)
-            for key in ("session_id", "thread_id", "conversation_id")
-            if isinstance(metadata.get(key), str) and metadata.get(key)
-        ),
-        None,
-    )
+    session = _first_text(metadata, ("session_id", "thread_id", "conversation_id"))
     user = metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None
     if root.get("total_cost") is not None:
         cost = _float(root["total_cost"])
