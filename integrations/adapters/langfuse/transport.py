@@ -24,7 +24,7 @@ from langfuse.api.core import ApiError
 from langfuse.api.core.datetime_utils import serialize_datetime
 
 from integrations.adapters.base import AdapterError, ScorePushResult, as_utc
-from iofold.lib import outbound
+from iofold.lib import jsontext, outbound
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +67,25 @@ def get_client(*, host: str, public_key: str, secret_key: str, timeout: float) -
         return client
 
 
-def _json_reply(response: httpx.Response) -> Any:
-    """Return a Langfuse reply's JSON, or raise the ApiError the SDK would for it."""
+def _json_reply(http: Any, path: str, **request: Any) -> tuple[int, Any]:
+    """Make one request through the SDK's HTTP client; return its status and parsed JSON.
+
+    Raises the ApiError the SDK would for a reply that is no JSON or not a 2xx. The reply
+    is streamed and its body kept only here: an httpx response refers to itself (through
+    its stream), so one that read its body would hold it until the cyclic collector runs,
+    which a sync pauses: a megabyte a page, 60 MB over a 10,000-trace sync.
+    """
+    with http.stream(path, **request) as response:
+        content = b"".join(response.iter_bytes())
+        status, headers = response.status_code, response.headers
     try:
-        body = response.json()
+        body = jsontext.loads_as_json(content)
     except ValueError:
-        raise ApiError(
-            status_code=response.status_code, headers=dict(response.headers), body=response.text
-        ) from None
-    if not 200 <= response.status_code < 300:
-        raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
-    return body
+        text = content.decode(errors="replace")
+        raise ApiError(status_code=status, headers=dict(headers), body=text) from None
+    if not 200 <= status < 300:
+        raise ApiError(status_code=status, headers=dict(headers), body=body)
+    return status, body
 
 
 class WindowTooHeavy(Exception):
@@ -133,10 +141,9 @@ class LangfuseTransport:
             else None,
         }
         http = self.client.observations._raw_client._client_wrapper.httpx_client
-        response = http.request(
-            "api/public/v2/observations", method="GET", params=params, request_options=options
+        _, body = _json_reply(
+            http, "api/public/v2/observations", method="GET", params=params, request_options=options
         )
-        body = _json_reply(response)
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("data"), list)
@@ -159,10 +166,9 @@ class LangfuseTransport:
             "cursor": cursor,
         }
         http = self.client.scores._raw_client._client_wrapper.httpx_client
-        response = http.request(
-            "api/public/v3/scores", method="GET", params=params, request_options=options
+        _, body = _json_reply(
+            http, "api/public/v3/scores", method="GET", params=params, request_options=options
         )
-        body = _json_reply(response)
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise ValueError("not a scores page")
         if not isinstance(body.get("meta"), dict):
@@ -178,17 +184,17 @@ class LangfuseTransport:
         is already JSON here. Errors map to the same exceptions the SDK raises.
         """
         http = self.client.scores._raw_client._client_wrapper.httpx_client
-        response = http.request(
+        status, reply = _json_reply(
+            http,
             "api/public/scores",
             method="POST",
             content=body,
             headers={"Content-Type": "application/json"},
             request_options=options,
         )
-        reply = _json_reply(response)
         if not isinstance(reply, dict):
             raise ValueError("not a score batch reply")
-        if response.status_code != 207 and "accepted" not in reply:
+        if status != 207 and "accepted" not in reply:
             return None  # 202 {"message": "Accepted"}: the whole batch went in
         accepted, rejected = reply.get("accepted"), reply.get("rejected")
         errors = reply.get("errors")
