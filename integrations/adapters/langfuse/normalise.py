@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.adapters.base import format_time, parse_io, parse_time
+from integrations.adapters.base import format_time, normal_time, parse_io, parse_time
 
 TYPE_MAP = {
     "GENERATION": "llm",
@@ -89,8 +89,8 @@ def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[s
         "error": _step_error(obs),
         "model": _str_or_none(obs.get("model")) or _str_or_none(obs.get("providedModelName")),
         "usage": _usage(obs),
-        "start_time": format_time(parse_time(obs.get("startTime"))),
-        "end_time": format_time(parse_time(obs.get("endTime"))),
+        "start_time": normal_time(obs.get("startTime")),
+        "end_time": normal_time(obs.get("endTime")),
         "metadata": metadata,
     }
 
