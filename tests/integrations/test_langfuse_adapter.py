@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import httpx
 import pytest
 
 from integrations.adapters import get_adapter_class
@@ -120,6 +122,25 @@ def test_memory_stays_bounded_by_open_traces(overlapping):
     pages = sync(make_adapter(overlapping, page_limit=12), overlapping)
     yielded_before_last = sum(len(p.traces) for p in pages[:-1])
     assert yielded_before_last >= 25
+
+
+def test_pages_read_keep_no_reply_body_while_the_collector_is_paused(overlapping):
+    """A sync pauses the cyclic collector; the replies it read must not pile up meanwhile."""
+    adapter = make_adapter(overlapping, page_limit=12)
+    gc.collect()
+    gc.disable()
+    try:
+        traces = all_traces(sync(adapter, overlapping))
+        # An httpx response refers to itself, so a dropped one lives on until a collection.
+        bodies_held = sum(
+            len(vars(o)["_content"])
+            for o in gc.get_objects()
+            if isinstance(o, httpx.Response) and "_content" in vars(o)
+        )
+    finally:
+        gc.enable()
+    assert len(traces) == 30
+    assert bodies_held == 0
 
 
 def test_normalisation_of_a_failing_agent_run(fake):
