@@ -88,6 +88,7 @@ def ingest_traces(
         traces=traces,
         on_ingested=on_ingested,
         stored=stored,
+        on_anchors_moved=move_conversation_verdicts,
     )
     if result.trace_ids:
         workspace_id, trace_ids = workspace.pk, list(result.trace_ids)
@@ -115,6 +116,14 @@ def stored_traces(
         external_ids=external_ids,
         lock=True,
     )
+
+
+def move_conversation_verdicts(workspace_id: int, moves: dict[int, int]) -> None:
+    """A conversation's latest verdicts sit on its anchor turn: when that turn moved to
+    another conversation, they go to the new anchor with the conversation's labels."""
+    from evals.execution.continuous import move_conversation_verdicts as move
+
+    move(workspace_id=workspace_id, moves=moves)
 
 
 def evaluate_new_traces(workspace_id: int, trace_ids: list[int]) -> None:

@@ -19,15 +19,36 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, Subquery, Sum, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from traces.models import Conversation, EvalSet, Trace
+from traces.models import (
+    Conversation,
+    EvalSet,
+    EvalSetTrace,
+    Feedback,
+    LabelAssignment,
+    LabelChange,
+    Trace,
+)
 
 END_TAG = "conversation:end"
 KEY_LIMIT = 255
@@ -124,10 +145,18 @@ def _lock_conversations(
     return found
 
 
+class Refreshed(NamedTuple):
+    """What ``refresh_conversations`` did that the ingest's caller acts on."""
+
+    completed: list[int]  # conversations that completed with this batch
+    # Old anchor -> new anchor of each conversation whose anchor turn moved out of it.
+    anchors_moved: dict[int, int]
+
+
 def refresh_conversations(
     *, workspace, rows, before: dict[int, tuple], previous: dict[str, int]
-) -> list[int]:
-    """Recompute the figures of the written rows' conversations; return those that completed.
+) -> Refreshed:
+    """Recompute the figures of the written rows' conversations; say which completed.
 
     ``before`` and ``previous`` are what ``attach_conversations`` returned and was given in
     the same transaction: the conversations' state before the batch, their rows already
@@ -137,7 +166,9 @@ def refresh_conversations(
     whose newest turn carries an end marker completes at once. The figures are written
     by one set-based UPDATE; only conversations whose state changes get their own rows.
     A conversation whose turns moved to another (their session id changed) is recounted
-    and, left with none, keeps zero figures and no anchor: lists no longer show it.
+    and, left with none, keeps zero figures and no anchor: lists no longer show it. Left
+    with some, it takes its earliest remaining turn as anchor if its anchor went, with
+    what its conversation eval sets wrote there (``follow_anchors``).
     """
     left = {
         previous[row.data["id"]]
@@ -146,20 +177,22 @@ def refresh_conversations(
     }
     conversation_ids = sorted({row.conversation_id for row in rows if row.conversation_id} | left)
     if not conversation_ids:
-        return []
+        return Refreshed([], {})
     marked_end: dict[int, dt.datetime] = {}
     for row in rows:
         if row.conversation_id and ends_conversation(row.data):
             previous = marked_end.get(row.conversation_id)
             marked_end[row.conversation_id] = max(row.timestamp, previous or row.timestamp)
+    # Only when a turn moved out: the anchors of the conversations it left, as they were.
+    old_anchors = _left_conversations(workspace, left) if left else {}
     now = timezone.now()
     mine = Conversation.objects.for_workspace(workspace).filter(id__in=conversation_ids)
     completed: list[int] = []
     # The caller's transaction holds the rows' locks (attach_conversations).
-    counts, after = {}, {}
+    counts, after, anchors = {}, {}, {}
     figures = _update_figures(workspace, mine, rows, conversation_ids, sorted(left), now)
-    for pk, turn_count, last in figures:
-        counts[pk], after[pk] = turn_count, last
+    for pk, turn_count, last, anchor in figures:
+        counts[pk], after[pk], anchors[pk] = turn_count, last, anchor
     reopened, cleared, ends = [], [], []
     for pk, (turn_count, last, completed_at, ended_at) in before.items():
         if not counts[pk]:
@@ -186,7 +219,89 @@ def refresh_conversations(
             ended_at=ended_at, completed_at=now, completion_count=F("completion_count") + 1
         )
         completed.append(pk)
-    return completed
+    # Left with no turn, a conversation has no anchor to take them: they stay put.
+    moved = {
+        old: anchors[pk]
+        for pk, old in old_anchors.items()
+        if old is not None and anchors[pk] is not None and anchors[pk] != old
+    }
+    if moved:
+        _move_conversation_items(workspace, moved, now)
+    return Refreshed(completed, moved)
+
+
+def _left_conversations(workspace, left: set[int]) -> dict[int, int | None]:
+    """The anchors of the conversations turns moved out of, before they are recounted."""
+    return dict(
+        Conversation.objects.for_workspace(workspace)
+        .filter(id__in=sorted(left))
+        .order_by()
+        .values_list("id", "anchor_id")
+    )
+
+
+def follow_anchors(rows: QuerySet, moves: dict[int, int], key: tuple[str, ...], now) -> list[int]:
+    """Point ``rows`` (one model's, in conversation eval sets) on an old anchor at the new
+    one; return the ids of those moved.
+
+    ``key`` names the fields that with the trace are unique (a label: its set and its
+    reviewer): where the new anchor already holds a row of that key, the old one stays
+    where it is. One read and one UPDATE whatever the number of moves; ``updated_at`` is
+    set, so caches stamped with it (the comparison matrix) see the change.
+    """
+    held: set[tuple] = set()
+    movable: list[tuple] = []
+    for pk, trace_id, *values in rows.filter(trace_id__in=[*moves, *moves.values()]).values_list(
+        "id", "trace_id", *key
+    ):
+        held.add((trace_id, *values))
+        if trace_id in moves:
+            movable.append((pk, moves[trace_id], *values))
+    ids = []
+    for pk, target, *values in movable:
+        if (target, *values) not in held:
+            held.add((target, *values))
+            ids.append(pk)
+    if ids:
+        rows.filter(id__in=ids).update(
+            trace_id=Case(*(When(trace_id=old, then=Value(new)) for old, new in moves.items())),
+            updated_at=now,
+        )
+    return ids
+
+
+def _move_conversation_items(workspace, moves: dict[int, int], now) -> None:
+    """Move what conversation eval sets wrote on the anchors in ``moves`` to the new ones:
+    picks, review assignments and labels (each moved label audited). A trace eval set's
+    rows are about the trace itself, and stay."""
+    set_ids = list(
+        EvalSet.objects.for_workspace(workspace)
+        .filter(unit=EvalSet.Unit.CONVERSATION)
+        .values_list("id", flat=True)
+    )
+    if not set_ids:
+        return
+    in_sets = {"eval_set_id__in": set_ids}
+    follow_anchors(EvalSetTrace.objects.filter(**in_sets), moves, ("eval_set_id",), now)
+    assigned = LabelAssignment.objects.filter(**in_sets)
+    follow_anchors(assigned, moves, ("eval_set_id", "assignee_id"), now)
+    labels = follow_anchors(
+        Feedback.objects.filter(**in_sets), moves, ("eval_set_id", "user_id"), now
+    )
+    LabelChange.objects.bulk_create(
+        LabelChange(
+            workspace_id=label.workspace_id,
+            eval_set_id=label.eval_set_id,
+            trace_id=label.trace_id,
+            labeller_id=label.user_id,
+            changed_by=None,  # iofold itself
+            action=LabelChange.Action.MOVED,
+            origin=label.origin,
+            rating_after=label.rating,
+            note_after=label.note,
+        )
+        for label in Feedback.objects.filter(id__in=labels).order_by("id")
+    )
 
 
 # A conversation whose batch rows were all inserted (new turns) adds the batch's figures,
@@ -240,7 +355,7 @@ SET turn_count = f.n + CASE WHEN f.added THEN c.turn_count ELSE 0 END,
     updated_at = %(now)s
 FROM f
 WHERE c.id = f.conversation_id AND c.workspace_id = %(workspace)s AND c.id = ANY(%(all)s)
-RETURNING c.id, c.turn_count, c.last_activity_at
+RETURNING c.id, c.turn_count, c.last_activity_at, c.anchor_id
 """
 
 
@@ -264,7 +379,8 @@ def _added_figures(rows) -> dict[int, list]:
 def _update_figures(
     workspace, mine, rows, conversation_ids: list[int], left: list[int], now
 ) -> list[tuple]:
-    """Write the conversations' figures from their turns; return ``(id, turns, last turn)``.
+    """Write the conversations' figures from their turns; return ``(id, turns, last turn,
+    anchor)``.
 
     Every conversation here but those in ``left`` has a turn: the batch just wrote one.
     The anchor is set once, from the earliest turn: the conversation's labels live on it.
@@ -326,7 +442,7 @@ def _update_figures(
         updated_at=now,
     )
     # Unordered: in the model's order (latest activity) SQLite walks all the workspace's.
-    return list(mine.order_by().values_list("id", "turn_count", "last_activity_at"))
+    return list(mine.order_by().values_list("id", "turn_count", "last_activity_at", "anchor_id"))
 
 
 def idle_minutes_by_workspace() -> dict[int, int]:

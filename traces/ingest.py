@@ -173,6 +173,7 @@ def upsert_traces(
     traces: list[dict[str, Any]] | PreparedTraces,
     on_ingested: Callable[[list[int]], None] | None = None,
     stored: StoredTraces | None = None,
+    on_anchors_moved: Callable[[int, dict[int, int]], None] | None = None,
 ) -> UpsertResult:
     """Validate and upsert normalised traces; return the counts and the new or changed ids.
 
@@ -182,6 +183,9 @@ def upsert_traces(
     ``iofold.pipeline.ingest_traces`` is the caller that does it. ``stored`` is what
     ``stored_trace_data(lock=True)`` returned earlier in the same transaction, for the
     same source: the traces it was asked about are not looked up again.
+    ``on_anchors_moved(workspace_id, {old anchor: new anchor})`` runs in the transaction
+    when conversations' anchor turns moved to another conversation, for what downstream
+    apps keep on a conversation's anchor (verdicts) to follow it.
     """
     if source not in Trace.Source.values:
         raise ValueError(f"unknown trace source {source!r}")
@@ -257,9 +261,12 @@ def upsert_traces(
                 source=source,
                 source_key=source_key,
             )
-            result.completed_conversation_ids = refresh_conversations(
+            refreshed = refresh_conversations(
                 workspace=workspace, rows=to_write, before=before, previous=previous
             )
+            result.completed_conversation_ids = refreshed.completed
+            if refreshed.anchors_moved and on_anchors_moved is not None:
+                on_anchors_moved(workspace.pk, refreshed.anchors_moved)
         written = [t.pk for t in to_write if t.pk is not None]
         if len(written) != len(to_write):
             # Backends that cannot return ids from an upsert: look them up.

@@ -390,6 +390,9 @@ class LabelChange(WorkspaceOwned):
         CREATED = "created", "Labelled"
         CHANGED = "changed", "Changed"
         REMOVED = "removed", "Removed"
+        # By iofold: its conversation's first turn moved to another conversation, and the
+        # label went to the conversation's new first turn (traces.conversations).
+        MOVED = "moved", "Moved"
 
     eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="label_changes")
     trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="+")

@@ -14,11 +14,13 @@ import logging
 from collections.abc import Sequence
 
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import ConversationJudgement, Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_automatic_runs
+from traces.conversations import follow_anchors
 from traces.models import Conversation, EvalSet, Trace
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,21 @@ def conversations_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]
         .order_by("timestamp", "id")
     )
     return list(matching.values_list("id", flat=True))
+
+
+def move_conversation_verdicts(*, workspace_id: int, moves: dict[int, int]) -> int:
+    """Move conversation evals' verdicts from old anchor turns to new ones (``moves``):
+    a conversation whose anchor turn moved to another keeps its latest verdict, and the
+    conversation the turn joined does not show it. Called in the ingest's transaction."""
+    eval_ids = list(
+        Eval.objects.for_workspace(workspace_id)
+        .filter(eval_set__unit=EvalSet.Unit.CONVERSATION)
+        .values_list("id", flat=True)
+    )
+    if not eval_ids:
+        return 0
+    verdicts = EvalExecution.objects.filter(eval_id__in=eval_ids)
+    return len(follow_anchors(verdicts, moves, ("eval_id",), timezone.now()))
 
 
 def record_conversation_judgements(*, run: EvalRun) -> int:

@@ -274,6 +274,71 @@ def test_a_conversation_whose_turns_all_moved_is_no_longer_listed(login, workspa
     assert list(_listed(client, workspace)) == ["b"]
 
 
+def _page_labels(client, workspace, conversation: Conversation) -> list[tuple[str, str]]:
+    """The labels the conversation's page shows: (eval set, rating)."""
+    page = client.get(_page("conversation_detail", workspace, pk=conversation.pk))
+    return [(label.eval_set.name, label.rating) for label in page.context["feedback"]]
+
+
+def test_a_conversations_labels_stay_with_it_when_its_first_turn_moves(login, workspace, owner):
+    """What a conversation set wrote on a conversation's first turn (pick, label, review
+    assignment, verdict) stays the conversation's when that turn moves to another: its new
+    first turn takes it, and the label history says so. A trace set's label of the turn
+    stays on the turn."""
+    from django.urls import reverse
+    from django.utils.html import strip_tags
+
+    from evals.models import Eval, EvalExecution
+    from traces.assignments import assign_trace
+    from traces.models import LabelAssignment
+    from traces.services import add_traces_to_eval_set, create_eval_set, record_feedback
+
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=10), _turn(3, "a", minutes=20)])
+    turns = {t.external_id: t for t in Trace.objects.for_workspace(workspace)}
+    first = turns["turn-1"]
+    chats = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION
+    )
+    singles = create_eval_set(workspace=workspace, name="Turns", criteria="good")
+    add_traces_to_eval_set(eval_set=chats, trace_ids=[turns["turn-3"].pk])
+    add_traces_to_eval_set(eval_set=singles, trace_ids=[first.pk])
+    record_feedback(eval_set=chats, trace=first, user=owner, rating="negative", note="asked twice")
+    record_feedback(eval_set=singles, trace=first, user=owner, rating="positive")
+    assign_trace(eval_set=chats, trace=first, reviewer_id=owner.pk, assigned_by=owner)
+    version = Eval.objects.create(
+        workspace=workspace, eval_set=chats, version=1, code="def eval_fn(c):\n    return False"
+    )
+    EvalExecution.objects.create(workspace=workspace, eval=version, trace=first, passed=False)
+    client = login(owner)
+    matrix_url = reverse("evals:matrix", kwargs={"slug": workspace.slug, "pk": chats.pk})
+
+    def matrix() -> list[tuple]:
+        rows = client.get(matrix_url).context["matrix"].rows
+        return [(r.trace.pk, r.label, [c.state for c in r.cells]) for r in rows]
+
+    assert matrix() == [(first.pk, "negative", ["agree"])]
+
+    # The first turn, re-sent under another session id, starts conversation b.
+    _ingest(workspace, [_turn(1, "b")])
+
+    a, b = (Conversation.objects.get(external_id=key) for key in ("a", "b"))
+    assert (a.anchor, b.anchor) == (turns["turn-2"], first)
+    assert _page_labels(client, workspace, a) == [("Chats", "negative")]
+    assert _page_labels(client, workspace, b) == [("Turns", "positive")]
+    # a is still the set's one conversation, labelled, judged and in the reviewer's queue.
+    assert list(Trace.objects.in_eval_set(chats)) == [a.anchor]
+    assert matrix() == [(a.anchor_id, "negative", ["agree"])]
+    assert list(LabelAssignment.objects.values_list("trace", flat=True)) == [a.anchor_id]
+    detail = client.get(_page("evalset_detail", workspace, pk=chats.pk)).content.decode()
+    detail = " ".join(strip_tags(detail).split())
+    assert "1 of 10 conversations labelled" in detail
+    assert f"iofold moved {owner.email}'s label to {a.anchor}, its conversation's" in detail
+    # Its trace set still holds the turn, labelled as it was.
+    assert [(t, lb) for t, lb in Trace.objects.in_eval_set(singles).values_list(
+        "external_id", "feedback__rating"
+    )] == [("turn-1", "positive")]  # fmt: skip
+
+
 def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
     from tests.factories import WorkspaceFactory
 
