@@ -168,7 +168,8 @@ def refresh_conversations(
     A conversation whose turns moved to another (their session id changed) is recounted
     and, left with none, keeps zero figures and no anchor: lists no longer show it. Left
     with some, it takes its earliest remaining turn as anchor if its anchor went, with
-    what its conversation eval sets wrote there (``follow_anchors``).
+    what its conversation eval sets wrote there (``follow_anchors``), and is open again
+    if the turn that ended it went.
     """
     left = {
         previous[row.data["id"]]
@@ -183,8 +184,16 @@ def refresh_conversations(
         if row.conversation_id and ends_conversation(row.data):
             previous = marked_end.get(row.conversation_id)
             marked_end[row.conversation_id] = max(row.timestamp, previous or row.timestamp)
-    # Only when a turn moved out: the anchors of the conversations it left, as they were.
-    old_anchors = _left_conversations(workspace, left) if left else {}
+    # Only when a turn moved out: what the conversations it left were, and whether their
+    # newest remaining turn still ends them.
+    old_anchors, unmarked = {}, set()
+    if left:
+        old_anchors, newest = _left_conversations(workspace, left, before)
+        for pk, (timestamp, ends) in newest.items():
+            if ends:
+                marked_end[pk] = max(timestamp, marked_end.get(pk, timestamp))
+            else:
+                unmarked.add(pk)
     now = timezone.now()
     mine = Conversation.objects.for_workspace(workspace).filter(id__in=conversation_ids)
     completed: list[int] = []
@@ -200,12 +209,14 @@ def refresh_conversations(
         fresh = turn_count == 0
         grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
         ended = marked_end.get(pk)
+        # Complete by an end marker whose turn moved out: open again, until idle.
+        lost_end = ended_at is not None and pk in unmarked
         if ended is not None and ended >= after[pk]:
             ended_at = ended
-        elif ended_at is not None and ended_at < after[pk]:
-            ended_at = None  # a turn came after the end: resumed
+        elif ended_at is not None and (ended_at < after[pk] or lost_end):
+            ended_at = None  # a turn came after the end (resumed), or the ending turn left
             cleared.append(pk)
-        if grew and completed_at is not None:
+        if (grew or lost_end) and completed_at is not None:
             completed_at = None
             reopened.append(pk)
         if ended_at is not None and completed_at is None:
@@ -230,14 +241,38 @@ def refresh_conversations(
     return Refreshed(completed, moved)
 
 
-def _left_conversations(workspace, left: set[int]) -> dict[int, int | None]:
-    """The anchors of the conversations turns moved out of, before they are recounted."""
-    return dict(
+def _left_conversations(workspace, left: set[int], before: dict[int, tuple]):
+    """Read the conversations turns moved out of: return their anchors as they were and,
+    for those with turns left, when their newest turn began and whether it ends them.
+
+    Their state before the batch is added to ``before`` where missing (SQLite locks no
+    rows, so ``attach_conversations`` read none of them). Two queries, only when a turn
+    moved out of its conversation.
+    """
+    latest = Trace.objects.filter(conversation=OuterRef("pk")).order_by("-timestamp", "-id")
+    rows = (
         Conversation.objects.for_workspace(workspace)
         .filter(id__in=sorted(left))
         .order_by()
-        .values_list("id", "anchor_id")
-    )
+        .annotate(newest=Subquery(latest.values("id")[:1]))
+        .values_list(
+            "id", "anchor_id", "turn_count", "last_activity_at", "completed_at", "ended_at",
+            "newest",
+        )
+    )  # fmt: skip
+    anchors, newest_ids = {}, []
+    for pk, anchor, *state, newest in rows:
+        anchors[pk] = anchor
+        before.setdefault(pk, tuple(state))
+        if newest is not None:
+            newest_ids.append(newest)
+    newest = {
+        pk: (timestamp, ends_conversation(data))
+        for pk, timestamp, data in Trace.objects.filter(id__in=newest_ids)
+        .order_by()
+        .values_list("conversation_id", "timestamp", "data")
+    }
+    return anchors, newest
 
 
 def follow_anchors(rows: QuerySet, moves: dict[int, int], key: tuple[str, ...], now) -> list[int]:

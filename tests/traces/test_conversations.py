@@ -280,6 +280,12 @@ def _page_labels(client, workspace, conversation: Conversation) -> list[tuple[st
     return [(label.eval_set.name, label.rating) for label in page.context["feedback"]]
 
 
+def _page_state(client, workspace, conversation: Conversation) -> str:
+    """The conversation's state as its page says it."""
+    html = client.get(_page("conversation_detail", workspace, pk=conversation.pk)).content
+    return html.decode().split("<dt>State</dt><dd>")[1].split("</dd>")[0]
+
+
 def test_a_conversations_labels_stay_with_it_when_its_first_turn_moves(login, workspace, owner):
     """What a conversation set wrote on a conversation's first turn (pick, label, review
     assignment, verdict) stays the conversation's when that turn moves to another: its new
@@ -337,6 +343,30 @@ def test_a_conversations_labels_stay_with_it_when_its_first_turn_moves(login, wo
     assert [(t, lb) for t, lb in Trace.objects.in_eval_set(singles).values_list(
         "external_id", "feedback__rating"
     )] == [("turn-1", "positive")]  # fmt: skip
+
+
+def test_a_conversation_whose_ending_turn_moved_out_is_open_again(login, workspace, owner):
+    """Complete by an end marker, a conversation whose marked turn moves to another is open
+    again (until idle, then complete and judged once more); the marked turn ends the one
+    it joined. One whose newest remaining turn carries a marker too stays complete."""
+    end = {"metadata": {"conversation_end": True}}
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=10, **end)])
+    _ingest(workspace, [_turn(3, "c", **end), _turn(4, "c", minutes=10, **end)])
+    client = login(owner)
+    a, c = (Conversation.objects.get(external_id=key) for key in ("a", "c"))
+    assert _page_state(client, workspace, a) == "complete (end marker)"
+
+    _ingest(workspace, [_turn(2, "b", minutes=10, **end), _turn(4, "d", minutes=10, **end)])
+
+    b, d = (Conversation.objects.get(external_id=key) for key in ("b", "d"))
+    assert _page_state(client, workspace, a) == "open"
+    assert _page_state(client, workspace, b) == "complete (end marker)"
+    assert _page_state(client, workspace, c) == "complete (end marker)"
+    assert _page_state(client, workspace, d) == "complete (end marker)"
+    swept = complete_idle_conversations(now=T0 + dt.timedelta(days=1))
+    assert swept == {workspace.pk: [a.pk]}
+    a.refresh_from_db()
+    assert (_page_state(client, workspace, a), a.completion_count) == ("complete", 2)
 
 
 def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
