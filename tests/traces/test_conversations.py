@@ -345,6 +345,41 @@ def test_a_conversations_labels_stay_with_it_when_its_first_turn_moves(login, wo
     )] == [("turn-1", "positive")]  # fmt: skip
 
 
+def test_moving_anchors_costs_the_same_queries_for_2_conversations_or_20(workspace, owner):
+    """Labels follow moved anchors set-based: a fixed number of queries per batch."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from evals.models import Eval
+    from traces.models import Feedback
+    from traces.services import create_eval_set, record_feedback
+
+    chats = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+    )  # fmt: skip
+    Eval.objects.create(workspace=workspace, eval_set=chats, version=1, code="def eval_fn(c): 1")
+
+    def moving(first: int, conversations: int) -> int:
+        session = f"c{first}-"
+        turns = [_turn(first + n, f"{session}{n % conversations}", minutes=n) for n in range(40)]
+        _ingest(workspace, turns)
+        for conversation in Conversation.objects.filter(external_id__startswith=session):
+            record_feedback(
+                eval_set=chats, trace=conversation.anchor, user=owner, rating="positive"
+            )
+        # Each conversation's first turn (its anchor) moves to a conversation of its own.
+        anchors = [dict(t, session_id=f"moved-{t['id']}") for t in turns[:conversations]]
+        with CaptureQueriesContext(connection) as captured:
+            _ingest(workspace, anchors)
+        seconds = [t["id"] for t in turns[conversations : 2 * conversations]]
+        labelled = Feedback.objects.filter(eval_set=chats, trace__external_id__in=seconds)
+        assert labelled.count() == conversations
+        return len(captured)
+
+    assert moving(1000, 2) == moving(2000, 20)
+
+
 def test_a_conversation_whose_ending_turn_moved_out_is_open_again(login, workspace, owner):
     """Complete by an end marker, a conversation whose marked turn moves to another is open
     again (until idle, then complete and judged once more); the marked turn ends the one
