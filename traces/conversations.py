@@ -317,11 +317,19 @@ def _move_conversation_items(workspace, moves: dict[int, int], now) -> None:
     if not set_ids:
         return
     in_sets = {"eval_set_id__in": set_ids}
-    follow_anchors(EvalSetTrace.objects.filter(**in_sets), moves, ("eval_set_id",), now)
-    assigned = LabelAssignment.objects.filter(**in_sets)
+    follow_anchors(
+        EvalSetTrace.objects.for_workspace(workspace).filter(**in_sets),
+        moves,
+        ("eval_set_id",),
+        now,
+    )
+    assigned = LabelAssignment.objects.for_workspace(workspace).filter(**in_sets)
     follow_anchors(assigned, moves, ("eval_set_id", "assignee_id"), now)
     labels = follow_anchors(
-        Feedback.objects.filter(**in_sets), moves, ("eval_set_id", "user_id"), now
+        Feedback.objects.for_workspace(workspace).filter(**in_sets),
+        moves,
+        ("eval_set_id", "user_id"),
+        now,
     )
     LabelChange.objects.bulk_create(
         LabelChange(
@@ -335,7 +343,7 @@ def _move_conversation_items(workspace, moves: dict[int, int], now) -> None:
             rating_after=label.rating,
             note_after=label.note,
         )
-        for label in Feedback.objects.filter(id__in=labels).order_by("id")
+        for label in Feedback.objects.for_workspace(workspace).filter(id__in=labels).order_by("id")
     )
 
 

@@ -110,7 +110,7 @@ def move_conversation_verdicts(*, workspace_id: int, moves: dict[int, int]) -> i
     )
     if not eval_ids:
         return 0
-    verdicts = EvalExecution.objects.filter(eval_id__in=eval_ids)
+    verdicts = EvalExecution.objects.for_workspace(workspace_id).filter(eval_id__in=eval_ids)
     return len(follow_anchors(verdicts, moves, ("eval_id",), timezone.now()))
 
 
