@@ -1,3 +1,4 @@
+import pytest
 from django.core.management import call_command
 
 
@@ -39,9 +40,17 @@ def test_agents_sdk_traces_stored_before_their_source_join_it(transactional_db):
     assert (trace.integration_id, trace.source_key) == (source.pk, f"i{source.pk}")
 
 
-def test_trace_payloads_are_compressed_with_lz4_on_postgresql(db):
-    """Where the server has LZ4, payloads use it (faster to write and read than pglz)."""
-    import pytest
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("traces_trace", "data"),
+        # Written at every automatic run's start (a run's ids, then its chunks').
+        ("evals_evalrun", "trace_ids"),
+        ("evals_evalrunchunk", "trace_ids"),
+    ],
+)
+def test_large_values_are_compressed_with_lz4_on_postgresql(db, table, column):
+    """Where the server has LZ4, payloads and run trace ids use it (faster than pglz)."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -54,6 +63,7 @@ def test_trace_payloads_are_compressed_with_lz4_on_postgresql(db):
             pytest.skip("this server has no LZ4")
         cursor.execute(
             "SELECT attcompression FROM pg_attribute"
-            " WHERE attrelid = 'traces_trace'::regclass AND attname = 'data'"
+            " WHERE attrelid = %s::regclass AND attname = %s",
+            [table, column],
         )
         assert cursor.fetchone()[0] == "l"

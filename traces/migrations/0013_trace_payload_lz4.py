@@ -9,30 +9,15 @@ servers built without LZ4 are left as they are.
 
 from django.db import migrations
 
-
-def _compress_payloads_with(method: str):
-    def run(apps, schema_editor):
-        connection = schema_editor.connection
-        if connection.vendor != "postgresql":
-            return
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT %s = ANY(enumvals) FROM pg_settings"
-                " WHERE name = 'default_toast_compression'",
-                [method],
-            )
-            row = cursor.fetchone()
-        if row and row[0]:
-            schema_editor.execute(
-                f"ALTER TABLE traces_trace ALTER COLUMN data SET COMPRESSION {method}"
-            )
-
-    return run
+from iofold.lib.compression import compress_column_with
 
 
 class Migration(migrations.Migration):
     dependencies = [("traces", "0012_feedback_labels_covering_index")]
 
     operations = [
-        migrations.RunPython(_compress_payloads_with("lz4"), _compress_payloads_with("pglz"))
+        migrations.RunPython(
+            compress_column_with("lz4", "traces_trace", "data"),
+            compress_column_with("pglz", "traces_trace", "data"),
+        )
     ]
