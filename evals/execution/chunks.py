@@ -64,7 +64,13 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
     if EvalRunChunk.objects.claim(chunk_id) is None:
         logger.info("eval run chunk not claimed chunk=%s", chunk_id)
         return None
-    chunk = EvalRunChunk.objects.select_related("run__eval__eval_set").get(pk=chunk_id)
+    chunk = (
+        EvalRunChunk.objects.select_related("run__eval__eval_set")
+        # A chunk judges its own ids, never its run's (every one of them: a 1,000,000-trace
+        # run's took 230 ms to load, for each of its 200 chunks).
+        .defer("run__trace_ids")
+        .get(pk=chunk_id)
+    )
     run = chunk.run
     now = timezone.now()
     EvalRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
@@ -291,7 +297,7 @@ def finish_if_complete(*, run_id: int) -> EvalRun | None:
     chunks = EvalRunChunk.objects.filter(run_id=run_id)
     if chunks.filter(status__in=ACTIVE).exists():
         return None
-    run = EvalRun.objects.select_related("eval").get(pk=run_id)
+    run = EvalRun.objects.select_related("eval").defer("trace_ids").get(pk=run_id)
     if run.status not in ACTIVE:
         return None
     _refresh_counts(run)
