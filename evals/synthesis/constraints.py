@@ -78,6 +78,27 @@ _LIMIT_RES = (
         ),
     ),
 )
+# How often a word (or a letter) must appear: "include keyword X twice", "the word X
+# should appear at least 3 times", "use the word 'X' 3 times", "mention X at least
+# twice", "'X' 3 or more times", "the letter q at most 5 times". A bare count ("X twice")
+# is read as a minimum: only fewer is sure to break it.
+_TIMES = r"(?:(?P<once>once|twice|thrice)|(?P<count>" + _N[1:-1] + r")(?P<more> or more)? times)"
+_FREQUENCY = re.compile(
+    r"(?:\b(?:(?P<what>key ?words?|words?|terms?|phrases?|letters?)"
+    r"|(?P<verb>use|using|include|including|mention|mentioning|say|saying|repeat|repeating"
+    r"|write|writing)(?: the)?)\s+|(?<!\w)(?=['\"\u201c]))"
+    r"['\"\u201c]?(?P<term>[A-Za-z][\w-]*)['\"\u201d]?(?:,)?"
+    r"(?:\s+(?:should|must|has to|needs to|to|will)?\s*"
+    r"(?:appears?|occurs?|be used|is used|be included|be mentioned|be repeated))?"
+    r"(?:\s+in (?:your|the) (?:response|answer|reply|output))?"
+    r"\s+(?P<bound>at least|no fewer than|no less than|a minimum of|at most|no more than"
+    r"|not more than|a maximum of|up to|less than|fewer than|more than|exactly|only)?\s*"
+    + _TIMES
+    + r"(?!\w)",
+    re.IGNORECASE,
+)
+# "Do not use X more than twice": the count bounds the word from above.
+_NEGATED = re.compile(r"(?:\bnot|n't|\bnever)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
 # Sentences that state how the answer must look: they name the answer or use a modal or
 # a quantifier about it.
 _INSTRUCTION = re.compile(
@@ -89,7 +110,10 @@ _INSTRUCTION = re.compile(
     r"|(?:as|in) (?:valid )?json|json (?:format|object)|fewer than|less than|between \d+"
     r"|up to \d+|under \d+|within \d+|lower ?case|upper ?case|capital letters|title case"
     r"|commas?|whitespace|bullet|numbered list|postscript|p\.s|angular brackets"
-    r"|(?:respond|answer|reply|write) (?:only )?(?:in|using|with))\b",
+    r"|(?:respond|answer|reply|write) (?:only )?(?:in|using|with))\b"
+    # A count, an instruction when its sentence says how often to use a word
+    # (`_instructions`): "use the word X 3 times" has no other cue.
+    r"|\b(?P<count_cue>once|twice|thrice|times)\b",
     re.IGNORECASE,
 )
 # Instructions about every (or the n-th) word, sentence, line or paragraph of the answer.
@@ -135,20 +159,6 @@ _QUOTED = re.compile(
 )
 _KEYWORD = re.compile(
     r"\b(?:key ?words?|the words?|the terms?|the phrases?)\s+(?:['\"\u201c])?([A-Za-z][\w-]*)",
-    re.IGNORECASE,
-)
-# How often a word (or a letter) must appear: "include keyword X twice", "the word X
-# should appear at least 3 times", "the letter q at most 5 times". A bare count ("X
-# twice") is read as a minimum: only fewer is sure to break it.
-_TIMES = r"(?:(?P<once>once|twice|thrice)|(?P<count>" + _N[1:-1] + r") times)"
-_FREQUENCY = re.compile(
-    r"\b(?P<what>key ?words?|words?|terms?|phrases?|letters?)\s+['\"\u201c]?"
-    r"(?P<term>[A-Za-z][\w-]*)['\"\u201d]?(?:,)?"
-    r"(?:\s+(?:should|must|has to|needs to|to)?\s*"
-    r"(?:appear|occur|be used|be included|be mentioned|be repeated))?"
-    r"(?:\s+in (?:your|the) (?:response|answer|reply|output))?"
-    r"\s+(?P<bound>at least|at most|no more than|not more than|less than|fewer than"
-    r"|more than|exactly)?\s*" + _TIMES + r"(?!\w)",
     re.IGNORECASE,
 )
 _ONCE = {"once": 1, "twice": 2, "thrice": 3}
@@ -324,6 +334,8 @@ def _instructions(in_raw):
         while index < len(bounds) - 2 and bounds[index + 1] <= m.start():
             index += 1
         sentence = in_raw[bounds[index] : bounds[index + 1]].strip()
+        if m.lastgroup == "count_cue" and not _FREQUENCY.search(sentence):
+            continue
         if not found or found[-1] != sentence:
             found.append(sentence)
     return found
@@ -361,16 +373,28 @@ def _frequencies(text):
         if not times:
             continue
         term = m.group("term").lower()
-        if m.group("what").lower().startswith("letter") and len(term) != 1:
+        what = (m.group("what") or "").lower()
+        if what.startswith("letter") and len(term) != 1:
+            continue
+        # "use it twice", "use commas 3 times": no word to count.
+        if not what and (term in STOP_WORDS or term in _FORBIDDEN_CHARS):
             continue
         bound = (m.group("bound") or "").lower()
-        if bound in ("at most", "no more than", "not more than"):
+        negated = _NEGATED.search(text[max(0, m.start() - 30) : m.start()])
+        if negated:
+            if bound == "more than" or not bound:
+                low, high = 0, times - (0 if bound else 1)
+            elif bound in ("less than", "fewer than"):
+                low, high = times, None
+            else:
+                continue
+        elif bound in ("at most", "no more than", "not more than", "a maximum of", "up to"):
             low, high = 0, times
         elif bound in ("less than", "fewer than"):
             low, high = 0, times - 1
         elif bound == "more than":
             low, high = times + 1, None
-        elif bound == "exactly":
+        elif bound in ("exactly", "only"):
             low, high = times, times
         else:
             low, high = times, None
@@ -453,14 +477,17 @@ def instruction_facts(in_raw, out_raw):
         broken.append(("terms", "missing '" + missing[0] + "'"))
     elif required:
         kept.append("terms")
+    frequencies = _frequencies(said)
+    # "Do not use X more than twice" limits how often X is used; it does not forbid X.
+    counted = {term for term, *_ in frequencies}
     forbidden_terms = [m.group(1).strip() for m in _FORBID_WORD.finditer(said)]
-    forbidden_terms = [t for t in forbidden_terms if len(t) >= 3]
+    forbidden_terms = [t for t in forbidden_terms if len(t) >= 3 and t.lower() not in counted]
     used_forbidden = [t for t in forbidden_terms if _plain(t) in plain_out]
     if used_forbidden:
         broken.append(("terms", "uses '" + used_forbidden[0] + "'"))
     elif forbidden_terms:
         kept.append("forbidden terms")
-    for term, low, high, phrase in _frequencies(said):
+    for term, low, high, phrase in frequencies:
         count = _occurrences(out, term)
         if count < low or (high is not None and count > high):
             broken.append(("terms", f"{phrase}: {count}"))

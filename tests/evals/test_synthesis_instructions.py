@@ -233,6 +233,70 @@ def test_kept_instructions_are_counted_as_kept(prompt, output):
     assert numbers["checked_instructions"] >= 1
 
 
+@pytest.mark.parametrize(
+    ("prompt", "output", "broken"),
+    [
+        # A count with no other cue in its sentence ("use the word X 3 times"), a verb of
+        # use before a bare or quoted word, "N or more", and bounds from above.
+        (
+            "Write a poem. Use the word 'banana' 3 times.",
+            "A banana poem.",
+            "word 'banana' 3 times: 1",
+        ),
+        (
+            "Describe a market. Mention apples at least twice.",
+            "It sells apples and pears.",
+            "Mention apples at least twice: 1",
+        ),
+        ("Include fresh at least twice.", "Fresh fish.", "Include fresh at least twice: 1"),
+        (
+            "Describe a market. Mention the word fresh exactly 2 times.",
+            "Fresh fish, fresh bread, fresh milk.",
+            "word fresh exactly 2 times: 3",
+        ),
+        ("Use 'tide' 3 or more times.", "The tide, the tide.", "Use 'tide' 3 or more times: 2"),
+        (
+            "Make sure 'tide' appears at least twice.",
+            "The tide.",
+            "'tide' appears at least twice: 1",
+        ),
+        (
+            "Say hello. Do not mention apples more than twice.",
+            "Apples, apples, apples.",
+            "mention apples more than twice: 3",
+        ),
+    ],
+)
+def test_how_often_to_use_a_word_in_other_words(prompt, output, broken):
+    numbers, flags = constraints.instruction_facts(prompt, output)
+    assert flags["breaks_instruction"] == broken
+    assert numbers["stated_instructions"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("prompt", "output"),
+    [
+        ("Write a poem. Use the word 'banana' 3 times.", "Banana, banana, banana."),
+        ("Describe a market. Mention apples at least twice.", "Apples here, apples there."),
+        # A bound from above permits the word: it is not forbidden.
+        ("Say hello. Do not mention apples more than twice.", "Hello, apples."),
+        ("Name a fruit. Mention apples only once.", "An apple, or apples."),
+    ],
+)
+def test_a_word_used_as_often_as_asked_keeps_the_instruction(prompt, output):
+    numbers, flags = constraints.instruction_facts(prompt, output)
+    assert flags["breaks_instruction"] == ""
+    assert flags["keeps_checked_instructions"]
+
+
+def test_a_count_in_a_sentence_that_asks_for_nothing_is_no_instruction():
+    numbers, _ = constraints.instruction_facts("I tried 3 times to log in, twice today.", "Ok.")
+    assert numbers["stated_instructions"] == 0
+    # "use it twice", "use commas 3 times": no word to count.
+    numbers, _ = constraints.instruction_facts("Use it twice. Use commas 3 times.", "Ok, ok.")
+    assert numbers["checked_instructions"] == 0
+
+
 def test_limits_on_each_item_and_instructions_on_every_word_are_told_apart():
     prompt = "List ten palindromes, each at least 5 characters long. Every word must rhyme."
     numbers, flags = constraints.instruction_facts(prompt, "Level.")
