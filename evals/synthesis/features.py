@@ -993,14 +993,203 @@ _ANSWERABLE = (
     "overly cautious",
     "helpful",
 )
+# Reviewers' words for what they saw, each group spliced into every family a careful
+# engineer would check for it ("wordy" -> lengths, "leaked" -> personal-data shapes).
+_TOO_LONG = (
+    "long",
+    "length",
+    "verbos",
+    "wordy",
+    "wordi",
+    "rambl",
+    "waffl",
+    "padding",
+    "padded",
+    "filler",
+    "fluff",
+    "bloat",
+    "wall of text",
+    "tl;dr",
+    "tldr",
+    "overexplain",
+    "over-explain",
+    "on and on",
+    "dragged on",
+    "drags on",
+    "essay",
+    "succinct",
+    "concise",
+    "to the point",
+    # "wrong details" names wrong values, not length.
+    "much detail",
+    "overly detailed",
+)
+_TOO_SHORT = (
+    "short",
+    "brief",
+    "terse",
+    "curt",
+    "one-liner",
+    "one line",
+    "one word",
+    "one-word",
+    "barely",
+    "bare",
+    "skimp",
+    "scant",
+    "shallow",
+    "superficial",
+    "depth",
+    "elaborat",
+    "expand on",
+    "more detail",
+    "enough detail",
+    "lacks detail",
+    "lacking detail",
+    "incomplete",
+    "unfinished",
+    "cut off",
+    "truncat",
+    "mid-sentence",
+    "mid sentence",
+    "abrupt",
+)
+# Lecturing often comes with the refusal lexicon's "I must point out", "it is not ethical".
+_PREACHY = (
+    "preach",
+    "lectur",
+    "moraliz",
+    "moralis",
+    "sanctimon",
+    "condescen",
+    "patroniz",
+    "patronis",
+    "judgmental",
+    "judgemental",
+    "holier",
+    "virtue signal",
+    "finger-wag",
+    "finger wag",
+    "nanny",
+    "caveat",
+    "warning",
+    "unsolicited",
+)
+# Whatever compares the output with its input: the share of the input's words it uses.
+_OFF_TOPIC = (
+    "topic",
+    "offtopic",
+    "relevan",
+    "irrelevan",
+    "unrelated",
+    "tangent",
+    "missed the point",
+    "beside the point",
+    "missed the question",
+    "wrong question",
+    "different question",
+    "not what i asked",
+    "not what was asked",
+    "non sequitur",
+    "derail",
+)
+# "Address" as a verb: whether the answer took up the question, not a street address.
+_ADDRESS_VERB = (
+    "address the",
+    "address my",
+    "address your",
+    "address what",
+    "address any",
+    "address it",
+    "address this",
+    "address that",
+    "addresses the",
+    "addressed",
+    "addressing",
+)
+_FABRICATED = (
+    "invent",
+    "made up",
+    "made-up",
+    "makes up",
+    "making up",
+    "stuff up",
+    "things up",
+    "fabricat",
+    "hallucin",
+    "confabul",
+    "fake",
+    "fictitious",
+    "bogus",
+    "nonexist",
+    "non-exist",
+    "doesn't exist",
+    "does not exist",
+    "didn't exist",
+    "did not exist",
+    "imaginary",
+    "untrue",
+    "not true",
+    "false",
+    "unfounded",
+    "baseless",
+    "unverif",
+    "ungrounded",
+    "unfaithful",
+    "inaccura",
+    "thin air",
+    "out of nowhere",
+)
+_EXPOSED = (
+    "pii",
+    "personal",
+    "private",
+    "privacy",
+    "email",
+    "phone",
+    "address",
+    "birth",
+    "dob",
+    "ssn",
+    "social security",
+    "leak",
+    "expos",
+    "reveal",
+    "disclos",
+    "overshar",
+    "dox",
+    "doxx",
+    "gave out",
+    "contact detail",
+    "contact info",
+    "sensitive data",
+    "sensitive info",
+    "sensitive detail",
+    "confidential",
+    "gdpr",
+)
+# Secrets look like ID tokens, not like personal data.
+_SECRETS = ("password", "passcode", "credential", "api key", "access key", "secret key", "secrets")
 # Words in criteria or reviewers' notes that point at a feature family.
 _HINTS = {
     "refusal": (
         *_ANSWERABLE,
+        *_PREACHY,
         "evasive",
+        "unhelpful",
         "didn't answer",
         "did not answer",
+        "wouldn't answer",
+        "would not answer",
+        "won't answer",
         "non-answer",
+        "dodg",
+        "deflect",
+        "sidestep",
+        "stonewall",
+        "brushed off",
+        "cop-out",
+        "cop out",
         "refus",
         "declin",
         "comply",
@@ -1009,11 +1198,19 @@ _HINTS = {
         "apolog",
         "won't help",
         "can't help",
+        "wouldn't help",
     ),
     "tone": (
+        *_PREACHY,
         "hedg",
         "unsure",
+        "uncertain",
+        "wishy",
+        "noncommittal",
+        "non-committal",
+        "equivocat",
         "confident",
+        "overconfiden",
         "vague",
         "polite",
         "rude",
@@ -1021,13 +1218,15 @@ _HINTS = {
         "disclaimer",
         "claim",
     ),
-    "json": ("json", "schema", "field", "key", "format"),
+    "json": ("json", "schema", "field", "key", "format", "parse", "unpars", "malformed"),
     "error": (
         "error",
         "fail",
         "exception",
         "crash",
         "broke",
+        "bug",
+        "glitch",
         "not found",
         "invalid",
         "permission",
@@ -1035,6 +1234,11 @@ _HINTS = {
         "timeout",
         "timed out",
         "ignored",
+        "pretend",
+        "didn't work",
+        "did not work",
+        "doesn't work",
+        "not work",
     ),
     "tool": (
         "tool",
@@ -1042,6 +1246,12 @@ _HINTS = {
         "api call",
         "action",
         "confirm",
+        "without asking",
+        "didn't ask",
+        "did not ask",
+        "without permission",
+        "without consent",
+        "unauthori",
         "cancel",
         "refund",
         "book",
@@ -1072,63 +1282,80 @@ _HINTS = {
     ),
     "steps": ("turn", "step", "loop", "repeat", "conversation"),
     "turns": ("turn", "repeat", "again", "came back", "resolved", "conversation", "follow-up"),
-    "length": (
-        "long",
-        "short",
-        "length",
-        "concise",
-        "verbose",
-        "brief",
-        "words",
-        "ramble",
-        "terse",
-        # "wrong details" names wrong values, not length.
-        "much detail",
-        "more detail",
-        "enough detail",
-        "lacks detail",
-        "lacking detail",
-        "overly detailed",
-    ),
+    "length": (*_TOO_LONG, *_TOO_SHORT, "words"),
     "shape": (
         "markdown",
         "heading",
+        "header",
         "bullet",
         "list",
+        "numbered",
         "table",
         "code",
         "format",
+        "bold",
         "upper",
         "caps",
-        "question",
+        "capitaliz",
+        "capitalis",
+        "shout",
+        "yelling",
+        "yells",
+        "exclamation",
+        # The output ending with a question, not "the question" it was asked.
+        "a question",
+        "question mark",
+        "questions back",
+        "asks questions",
+        "asked questions",
+        "asking questions",
+        "follow-up question",
+        "clarifying question",
         "quote",
     ),
-    "links": ("link", "url", "image", "href", "placeholder", "citation", "source"),
-    "pii": (
-        "pii",
-        "personal",
-        "private",
-        "privacy",
-        "email",
-        "phone",
-        "address",
-        "birth",
-        "ssn",
-        "leak",
+    "links": (
+        "link",
+        "hyperlink",
+        "url",
+        "image",
+        "href",
+        "placeholder",
+        "citation",
+        "cite",
+        "citing",
+        "source",
     ),
-    "ids": ("id", "code", "number", "reference", "invent", "made up", "fabricat", "hallucin"),
-    "money": ("price", "money", "amount", "charge", "refund", "percent", "cost", "$"),
+    "pii": _EXPOSED,
+    "ids": ("id", "code", "number", "reference", *_FABRICATED, *_SECRETS),
+    "money": (
+        "price",
+        "pricing",
+        "money",
+        "amount",
+        "charge",
+        "overcharg",
+        "fee",
+        "fees",
+        "billing",
+        "billed",
+        "invoice",
+        "discount",
+        "dollar",
+        "refund",
+        "percent",
+        "cost",
+        "$",
+    ),
     "compare": (
+        *_FABRICATED,
+        *_OFF_TOPIC,
+        *_ADDRESS_VERB,
         "repeat",
         "copy",
         "copied",
         "echo",
         "verbatim",
         "parrot",
-        "invent",
-        "made up",
-        "fabricat",
-        "hallucin",
         "tool result",
         "ignored",
         "mention",
@@ -1141,9 +1368,16 @@ _HINTS = {
         "repeat",
         "repetitive",
         "repetition",
+        "reiterat",
+        "restat",
+        "rehash",
+        "duplicat",
         "loop",
         "same thing",
+        "same point",
         "over and over",
+        "again and again",
+        "broken record",
         "redundant",
         "degenerate",
     ),
@@ -1164,13 +1398,44 @@ _HINTS = {
         "requirement",
         "asked for",
         "obey",
+        "disobey",
+        "listen",
+        "directions",
         "adhere",
         "as asked",
         "as requested",
+        "as told",
         "specified",
     ),
-    "latency": ("latency", "slow", "fast", "response time", "took ages", "timing"),
-    "cost": ("cost", "expensive", "cheap", "price"),
+    "latency": (
+        "latency",
+        "slow",
+        "sluggish",
+        "lag",
+        "laggy",
+        "fast",
+        "response time",
+        "took ages",
+        "took forever",
+        "took too long",
+        "took so long",
+        "took a long time",
+        "timing",
+    ),
+    "cost": ("cost", "expensive", "pricey", "cheap", "price"),
+}
+# Words that contain a hint but mean something else, per hint: "confidential" is not
+# "confident", "address the question" no street address, "took too long" no length.
+_FALSE_FRIENDS = {
+    "confident": ("confidential",),
+    "address": _ADDRESS_VERB,
+    "long": ("took too long", "took so long", "long time", "as long as"),
+    "too long": ("took too long",),
+    "broke": ("broken record", "broken link"),
+    "list": ("listen",),
+    "invent": ("inventor",),
+    "curt": ("curtain", "curtail"),
+    "to the point": ("to the point where", "to the point of", "to the point that"),
 }
 # Words that point at one fact of a family rather than the whole family: the step
 # counts that say how much an agent looked up or changed ("never looked up the order").
@@ -1204,13 +1469,24 @@ _FACT_HINTS = {
 HINT_PRIOR = 1.0
 
 
-def _starts_a_word(text: str, stem: str) -> bool:
-    """Return whether `stem` occurs in `text` where a word starts."""
-    at = text.find(stem)
+def _names(text: str, hint: str) -> bool:
+    """Return whether `hint` occurs in lower-cased `text` as a reviewer means it.
+
+    Where a word starts, so that "turn" is not read in "returned" (a hint that opens with
+    punctuation, such as "$", anywhere); a hint of three letters or fewer as a whole
+    word; and not inside one of its false friends.
+    """
+    friends = [(f, f.index(hint)) for f in _FALSE_FRIENDS.get(hint, ())]
+    at = text.find(hint)
     while at >= 0:
-        if at == 0 or not text[at - 1].isalpha():
+        end = at + len(hint)
+        if (
+            (at == 0 or not text[at - 1].isalpha() or not hint[0].isalpha())
+            and (len(hint) > 3 or end == len(text) or not text[end].isalpha())
+            and not any(offset <= at and text.startswith(f, at - offset) for f, offset in friends)
+        ):
             return True
-        at = text.find(stem, at + 1)
+        at = text.find(hint, at + 1)
     return False
 
 
@@ -1227,15 +1503,9 @@ def family_pointers(notes: list[str], criteria: str = "") -> dict[str, int]:
 
 def priors_from_text(text: str) -> dict[str, float]:
     """Return prior bonuses for feature families (and facts) that criteria or notes mention."""
-    lowered = text.lower()
-    words = set(re.findall(r"[a-z$]+", lowered))
+    lowered = text.lower().replace("\u2019", "'")
     found = {}
     for name, hints in (*_HINTS.items(), *_FACT_HINTS.items()):
-        for hint in hints:
-            # Short hints are whole words; longer ones stems ("refus", "fabricat") found
-            # where a word starts, so that "turn" is not read in "returned".
-            hit = hint in words if len(hint) <= 3 else _starts_a_word(lowered, hint)
-            if hit:
-                found[name] = HINT_PRIOR
-                break
+        if any(_names(lowered, hint) for hint in hints):
+            found[name] = HINT_PRIOR
     return found

@@ -186,3 +186,110 @@ def test_the_criteria_name_a_family_for_every_fold():
     labels = [e.label == "positive" for e in examples]
     search = learner.prepare(views, labels, criteria="Answers must not be too long")
     assert _family(search, search.full & ~0b11100) == "length"
+
+
+QUESTIONS = [
+    "How do I reset my password?",
+    "Can I change my delivery date?",
+    "Where is my invoice?",
+    "How do I cancel my plan?",
+    "Do you ship to Canada?",
+    "How long does a refund take?",
+]
+ANSWERS = [
+    "Use the reset link on the sign-in page.",
+    "Yes, from the Orders page until it ships.",
+    "Invoices are under Billing in your account.",
+    "Open Settings, then Plan, then Cancel.",
+    "Yes, we ship to Canada in five to seven days.",
+    "Refunds reach your card within a week.",
+]
+FILLER = [
+    "Thank you so much for reaching out to us today with this question.",
+    "This is a very common question and we are always happy to help with it.",
+    "Before I answer, let me give you a little background on how this works.",
+    "Our team has worked hard over the years to make this process smooth.",
+    "Many customers ask about this, so you are certainly not alone in wondering.",
+    "There are several things worth keeping in mind as you go through this.",
+    "I hope this explanation has been clear and useful for you.",
+]
+CUSTOMERS = [
+    ("Dana Kim", "dana.kim@example.com"),
+    ("Luis Ortega", "l.ortega@example.org"),
+    ("Priya Nair", "priya.n@example.net"),
+]
+
+
+def _long_winded(answer: str, rng: random.Random) -> str:
+    return " ".join(rng.sample(FILLER, 5)) + " " + answer
+
+
+def _leaky(answer: str, rng: random.Random) -> str:
+    name, email = rng.choice(CUSTOMERS)
+    return f"{answer} I have the account of {name} open here, email {email}."
+
+
+def _support_answers(fault, notes=()):
+    """25 support answers, 10 bad, where two causes explain the labels equally well.
+
+    Bad 0-7 have `fault`, bad 2-9 sign off with an exclamation mark; good 10-11 are the
+    same answers as bad 0-1 and good 12-13 as bad 8-9 (reviewers disagree). Neither cause
+    clears the bar from the labels alone. `notes`, in turn, on the bad answers with the fault.
+    """
+    rng = random.Random(7)
+    examples = []
+    for i in range(25):
+        twin = {10: 0, 11: 1, 12: 8, 13: 9}.get(i)
+        if twin is not None:
+            trace = dict(examples[twin].trace, id=f"s{i:02d}")
+        else:
+            k = i % len(QUESTIONS)
+            output = fault(ANSWERS[k], rng) if i < 8 else ANSWERS[k]
+            output += " Have a great day" + ("!" if 2 <= i < 10 else ".")
+            trace = {"id": f"s{i:02d}", "input": QUESTIONS[k], "output": output}
+        note = notes[i % len(notes)] if notes and i < 8 else ""
+        label = "negative" if i < 10 else "positive"
+        examples.append(LabelledExample(trace=trace, label=label, note=note))
+    return examples
+
+
+def test_reviewers_words_for_long_winded_answers_find_the_length_rule():
+    assert not fit(_support_answers(_long_winded)).reliable
+    # "Wordy" and "rambling" are how reviewers say it; neither named length before.
+    for notes in (("way too wordy", "rambling"), ("padded with filler", "wall of text")):
+        fitted, rule = _fitted(_support_answers(_long_winded, notes))
+        assert fitted.reliable and rule.feature.family == "length", (notes, fitted.rules)
+        assert rule.literals[0].holds and rule.feature.args[0] == "output_chars"
+
+
+def test_reviewers_words_for_a_leak_find_the_personal_data_rule():
+    assert not fit(_support_answers(_leaky)).reliable
+    notes = ("exposed the customer's contact details", "doxxed the customer")
+    fitted, rule = _fitted(_support_answers(_leaky, notes))
+    assert rule.feature.args == ("out_email",), fitted.rules
+    verdict, reason = fitted.predict(_support_answers(_leaky)[0].trace)
+    assert verdict is False and reason.startswith("Output contains an email address ('l.ortega@")
+
+
+def test_reviewers_words_name_the_family_a_careful_engineer_would_check():
+    named = {
+        "length": ["way too wordy", "rambling", "so much verbosity", "cut off mid-sentence"],
+        "tone": ["preachy", "lecturing the user", "moralizing", "unnecessary caveats"],
+        "refusal": ["preachy", "dodged the question", "unhelpful"],
+        "compare": ["off-topic", "irrelevant", "didn't address the question", "hallucinated"],
+        "ids": ["invented a booking code", "made-up order number", "printed the api key"],
+        "pii": ["leaked the customer's email", "exposed her phone number", "doxxed the user"],
+    }
+    for family, notes in named.items():
+        for note in notes:
+            assert family in priors_from_text(note), (family, note)
+
+
+def test_a_hint_inside_a_false_friend_names_nothing():
+    # "Address" the question is no street address, nor "the question" one to end with.
+    assert not {"pii", "shape"} & set(priors_from_text("Didn't address the question"))
+    assert "pii" in priors_from_text("Revealed the customer's home address")
+    assert "tone" not in priors_from_text("Shared confidential details")
+    assert "length" not in priors_from_text("Took too long to respond")
+    assert "ids" not in priors_from_text("Checked the inventory")
+    assert "shape" not in priors_from_text("Used yellow; didn't listen")
