@@ -21,6 +21,12 @@ under a grid of bars (learner.choose is a pure function of the evidence), then p
 the setting with the most power whose false-alarm rate is at most --target at every
 size.
 
+With --quotes every draw is fitted a second time with a note on each bad training trace
+quoting a chance phrase of its output; with --complaints instead, with one complaint in a
+reviewer's words (COMPLAINTS: "way too wordy", "off-topic", ...) drawn per fit and put on
+every bad training trace, whatever the labels' cause: notes that point nowhere, read the
+way real notes are.
+
 With --permutations K it also computes the learner's label-permutation null (K
 shuffles, docs/synthesiser.md "eighth pass") for every fit and replays its test at a
 few levels beside the fixed bar, on the same fits.
@@ -36,7 +42,8 @@ fine grid of bars (docs/synthesiser.md "ninth pass"); --save FILE keeps the fits
 --repeats change the number of pure-noise labellings, planted rules per family and
 dealings of the folds; --salt S draws another, independent set of rules and draws.
 
-    python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--permutations K]
+    python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--quotes | --complaints]
+        [--permutations K]
         [--insample K]
         [--draws N] [--target 0.10] [--stats] [--noise-draws N] [--rules N] [--repeats N]
         [--salt S] [--save FILE | --replay FILE]
@@ -336,13 +343,46 @@ def quoting_notes(views, labels, train_idx, rng, phrase=""):
     return notes
 
 
-def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quotes=False):
+# Complaints reviewers write in their own words, used by --complaints as notes that point
+# nowhere: one drawn per fit, on every bad training trace, whatever the labels' cause.
+COMPLAINTS = (
+    "way too wordy",
+    "rambles on",
+    "too short, barely answered",
+    "preachy, lectures the user",
+    "off-topic",
+    "didn't address the question",
+    "made up a number",
+    "leaked the customer's email",
+    "hedges everything",
+    "messy formatting",
+    "ignored the instructions",
+    "repeats itself",
+    "broken link",
+    "refused to help",
+    "the tool call failed",
+    "wrong tone",
+)
+
+
+def run(
+    sets,
+    *,
+    rules_per_family,
+    draws,
+    noise_draws,
+    schemes,
+    notes=False,
+    quotes=False,
+    complaints=False,
+):
     """Return a list of fit records (one per training draw).
 
     With `notes`, every draw is fitted a second time as if a reviewer's note named a
     family: the planted rule's own families, or for pure noise a family drawn at random
     (a note that points nowhere). With `quotes` instead, the second fit has a note on
-    every bad training trace quoting a chance phrase of its output (`quoting_notes`).
+    every bad training trace quoting a chance phrase of its output (`quoting_notes`); with
+    `complaints`, the same complaint (COMPLAINTS, drawn per fit) on every bad training trace.
     """
     records = []
     for name, examples, views in sets:
@@ -377,12 +417,15 @@ def run(sets, *, rules_per_family, draws, noise_draws, schemes, notes=False, quo
                         held_idx = sorted(rng.sample(held_idx, HELD_OUT_CAP))
                     if len({labels[i] for i in train_idx}) < 2:
                         continue  # one verdict only: nothing to learn, nothing to measure
-                    for noted in (False, True) if notes or quotes else (False,):
+                    for noted in (False, True) if notes or quotes or complaints else (False,):
                         believed = named if noted and notes else ()
                         said = None
                         if noted and quotes:
                             quoted = named[0].removeprefix("phrase:") if family == "phrase" else ""
                             said = quoting_notes(views, labels, train_idx, rng, quoted)
+                        elif noted and complaints:
+                            complaint = rng.choice(COMPLAINTS)
+                            said = ["" if labels[i] else complaint for i in train_idx]
                         evidence, levels, insample = one_fit(
                             views,
                             labels,
@@ -675,6 +718,11 @@ def main(argv=None):
         help="refit every draw with notes quoting chance phrases of bad outputs",
     )
     parser.add_argument(
+        "--complaints",
+        action="store_true",
+        help="refit every draw with one reviewer's complaint, pointing nowhere, on every bad trace",
+    )
+    parser.add_argument(
         "--permutations",
         type=int,
         default=0,
@@ -734,6 +782,7 @@ def main(argv=None):
         schemes=schemes,
         notes=args.sweep and not args.accuracy_only,
         quotes=args.quotes and not args.sweep,
+        complaints=args.complaints and not args.sweep and not args.quotes,
     )
     print(f"{len(records)} fits on {', '.join(name for name, _, _ in sets)}")
     if args.save:
@@ -810,6 +859,11 @@ def main(argv=None):
             print_table(quoted, "the same draws, bad training traces noted with a chance quote")
             qfa, qpower = headline_of(quoted)
             headline["quotes"] = {"false_alarm": qfa, "power": qpower}
+        elif args.complaints:
+            noted = summarise(records, "current", current, noted=True)
+            print_table(noted, "the same draws, every bad training trace noted with one complaint")
+            cfa, cpower = headline_of(noted)
+            headline["complaints"] = {"false_alarm": cfa, "power": cpower}
         for noted in (False, True) if args.quotes else (False,):
             fam = by_family(records, "current", current, noted=noted)
             print(
@@ -846,6 +900,7 @@ def main(argv=None):
     command = ".venv/bin/python bench/synth_power.py" + (" --quick" if args.quick else "")
     command += " --sweep" if args.sweep else ""
     command += " --quotes" if args.quotes else ""
+    command += " --complaints" if args.complaints and not args.quotes else ""
     command += " --accuracy-only" if args.sweep and args.accuracy_only else ""
     command += f" --permutations {args.permutations}" if args.permutations else ""
     command += f" --insample {args.insample}" if args.insample else ""
