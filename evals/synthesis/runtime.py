@@ -24,7 +24,8 @@ _SHAPES = {
     "url": r"https?://[^\s)\]>\"']+",
     "md_link": r"(?<!!)\[[^\]\n]{1,200}\]\([^)\s]*\)",
     "md_image": r"!\[[^\]\n]{0,200}\]\([^)\s]*\)",
-    "email": r"[\w.+-]+@[\w-]+\.[\w.-]+",
+    # Dot-separated labels: a sentence's full stop after the address is not part of it.
+    "email": r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
     "phone": r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?!\d)",
     "date": (
         r"\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|(?:jan|feb|mar|apr|may|jun|jul"

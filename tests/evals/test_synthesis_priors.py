@@ -268,7 +268,7 @@ def test_reviewers_words_for_a_leak_find_the_personal_data_rule():
     fitted, rule = _fitted(_support_answers(_leaky, notes))
     assert rule.feature.args == ("out_email",), fitted.rules
     verdict, reason = fitted.predict(_support_answers(_leaky)[0].trace)
-    assert verdict is False and reason.startswith("Output contains an email address ('l.ortega@")
+    assert verdict is False and "('l.ortega@example.org')" in reason
 
 
 def test_reviewers_words_name_the_family_a_careful_engineer_would_check():
