@@ -142,7 +142,9 @@ def test_completion_queues_the_anchor_turns(
     from evals import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.run_automatic_evals_task, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(
+        tasks.run_automatic_evals_task, "apply_async", lambda args, **_: queued.append(args)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         _ingest(workspace, [_turn(1, "a", 0), _turn(2, "b", 0)])
     queued.clear()

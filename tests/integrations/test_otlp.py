@@ -288,7 +288,9 @@ def test_continuous_evaluation_judges_a_received_trace(
         activated_at=timezone.now(),
     )
     queued = []
-    monkeypatch.setattr(tasks.run_automatic_evals_task, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(
+        tasks.run_automatic_evals_task, "apply_async", lambda args, **_: queued.append(args)
+    )
     recorder = Recorder()
     good = semconv_agent_trace(recorder)
     bad = semconv_agent_trace(recorder, answer="I cannot help with that.")
