@@ -357,6 +357,18 @@ def normal_time(value: str | datetime | None) -> str | None:
     return format_time(parse_time(value))
 
 
+def listed(value: Any) -> list[Any]:
+    """Return a source's list as a list: one value in its place is a list of one."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value is None or value == "" or isinstance(value, dict) else [value]
+
+
+def as_text(value: Any) -> str | None:
+    """Return a name as text: a source's number or list in its place is written out."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
 def parse_io(value: Any) -> Any:
     """Decode a raw input/output string when it holds JSON, else return it unchanged."""
     if isinstance(value, str):

@@ -19,7 +19,9 @@ from integrations.adapters.base import (
     validate_normalised_trace,
 )
 from integrations.adapters.langfuse import LangfuseAdapter, get_client, normalise_langfuse_export
+from integrations.adapters.langfuse.normalise import normalise_rows
 from tests.fakes.langfuse_server import FakeLangfuse, make_row, running
+from traces.ingest import canonical_trace
 
 SECRET = "sk-lf-very-secret-value"
 
@@ -623,6 +625,45 @@ def test_export_format_normalises_like_the_api():
     assert steps["o3"]["error"] == "boom" and steps["o3"]["parent_id"] == "o1"
     with pytest.raises(ValueError):
         normalise_langfuse_export({"observations": []})
+
+
+MALFORMED = [None, "", " ", 0, 7, -1.5, True, False, [], ["x", 1], {}, {"a": [1]}, "text"]
+ROOT_ROW = make_row(
+    id="o1", traceId="t1", type="AGENT", name="agent", traceName="agent", tags=["prod"],
+    startTime="2026-11-20T10:00:00.000Z", endTime="2026-11-20T10:00:02.100Z",
+    input='{"question": "Weather?"}', output='{"answer": "Sunny"}', userId="u", sessionId="s",
+    isRootObservation=True, metadata={"team": "a"},
+)  # fmt: skip
+CHILD_ROW = {
+    **ROOT_ROW, "id": "o2", "type": "GENERATION", "name": "plan", "parentObservationId": "o1",
+    "isRootObservation": False, "startTime": "2026-11-20T10:00:00.400Z", "model": "gpt-4o",
+    "usageDetails": {"input": 52, "output": 18}, "totalCost": 0.0031,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["root", "child"])
+@pytest.mark.parametrize("field", sorted(set(ROOT_ROW) - {"id", "traceId", "startTime", "endTime"}))
+def test_whatever_an_observation_holds_its_trace_passes_the_schema_check(which, field):
+    """What ``TracePage.checked`` claims for Langfuse pages: malformed rows still make
+    valid, canonical traces; a time that is no date raises, as it did before."""
+    for value in MALFORMED:
+        root, child = dict(ROOT_ROW), dict(CHILD_ROW)
+        (root if which == "root" else child)[field] = value
+        trace = normalise_rows("t1", [root, child])
+        assert validate_normalised_trace(trace) == [], (field, value)
+        assert canonical_trace(trace) == trace, (field, value)  # nothing left to fill in
+
+
+def test_odd_names_tags_token_counts_and_repeated_rows_make_a_trace_not_a_refusal():
+    # Each of these was refused by the schema check (or crashed the page: "many" tokens).
+    root = {**ROOT_ROW, "traceName": 42, "tags": "prod", "name": ["agent", 2]}
+    child = {**CHILD_ROW, "usageDetails": {"input": "many", "output": 18.0}}
+    trace = normalise_rows(" t1 ", [root, child, dict(child)])
+    assert validate_normalised_trace(trace) == []
+    assert (trace["id"], trace["name"], trace["tags"]) == ("t1", "42", ["prod"])
+    assert [s["id"] for s in trace["steps"]] == ["o1", "o2"]  # the row read twice is one step
+    assert trace["steps"][0]["name"] == "['agent', 2]"
+    assert trace["steps"][1]["usage"] == {"input": 0, "output": 18}
 
 
 def test_validate_normalised_trace_reports_problems():

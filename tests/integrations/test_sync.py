@@ -60,6 +60,18 @@ def test_sync_reads_several_pages_into_one_row_per_trace(fake_langfuse, make_int
     assert run.progress == 1.0
 
 
+def test_langfuse_pages_are_not_checked_against_the_schema_again(
+    fake_langfuse, make_integration, monkeypatch
+):
+    # The normaliser builds to the schema (test_langfuse_adapter): preparing skips the check.
+    def refuse(trace, **kwargs):
+        raise AssertionError("a Langfuse trace went through the schema check")
+
+    monkeypatch.setattr("traces.ingest.validate_normalised_trace", refuse)
+    run = sync(make_integration(fake_langfuse(traces=12)))
+    assert (run.status, run.created_count, run.failed_count) == (SyncRun.Status.SUCCEEDED, 12, 0)
+
+
 def test_resync_updates_changed_traces_and_adds_new_ones_without_duplicates(
     fake_langfuse, make_integration
 ):

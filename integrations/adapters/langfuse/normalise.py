@@ -1,4 +1,10 @@
-"""Langfuse observations (v2 rows, v1 objects, trace exports) to the normalised trace shape."""
+"""Langfuse observations (v2 rows, v1 objects, trace exports) to the normalised trace shape.
+
+Every field is built to the schema whatever the source sent (a name that is no text is
+written out as text, tags that are no list are one tag, a token count that is no number
+is none, a row read twice is one step), so a sync's pages need no schema check
+(``TracePage.checked``); a time that is no date raises ``ValueError``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.adapters.base import format_time, normal_time, parse_io, parse_time
+from integrations.adapters.base import (
+    as_text,
+    format_time,
+    listed,
+    normal_time,
+    parse_io,
+    parse_time,
+)
 
 TYPE_MAP = {
     "GENERATION": "llm",
@@ -50,7 +63,15 @@ def _usage(obs: dict[str, Any]) -> dict[str, int] | None:
         found_in, found_out = obs.get("promptTokens"), obs.get("completionTokens")
     if found_in is None and found_out is None:
         return None
-    return {"input": int(found_in or 0), "output": int(found_out or 0)}
+    return {"input": _tokens(found_in), "output": _tokens(found_out)}
+
+
+def _tokens(value: Any) -> int:
+    """A token count as an integer; what is no number ("many", a list, NaN) counts none."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _cost(obs: dict[str, Any]) -> float | None:
@@ -83,7 +104,7 @@ def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[s
         "id": str(obs["id"]),
         "parent_id": parent if parent in known_ids else None,
         "type": TYPE_MAP.get(langfuse_type, "span"),
-        "name": obs.get("name") or langfuse_type.lower(),
+        "name": as_text(obs.get("name")) or langfuse_type.lower(),
         "input": parse_io(obs.get("input")),
         "output": parse_io(obs.get("output")),
         "error": _step_error(obs),
@@ -110,8 +131,9 @@ def normalise_rows(
     trace_id: str, rows: list[dict[str, Any]], *, header: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Build a normalised trace from its observations; `header` is a v1 trace object, if any."""
+    # A row read twice (a whole-trace fetch that pages over a tie) is one step.
     rows = sorted(
-        rows,
+        {str(r["id"]): r for r in rows}.values(),
         key=lambda r: (
             parse_time(r.get("startTime")) or datetime.min.replace(tzinfo=UTC),
             str(r["id"]),
@@ -140,14 +162,14 @@ def normalise_rows(
         if value is not None and key not in metadata:
             metadata[key] = value
     return {
-        "id": trace_id,
-        "name": (header or {}).get("name") or first("traceName") or root.get("name"),
+        "id": str(trace_id).strip(),
+        "name": as_text((header or {}).get("name") or first("traceName") or root.get("name")),
         "timestamp": format_time(timestamp) if timestamp else None,
         "input": parse_io(source.get("input")),
         "output": parse_io(source.get("output")),
         "steps": steps,
         "metadata": metadata,
-        "tags": list(first("tags") or []),
+        "tags": [str(tag) for tag in listed(first("tags"))],
         "user_id": _str_or_none(first("userId")),
         "session_id": _str_or_none(first("sessionId")),
         "latency_ms": _latency_ms(rows, starts, header),

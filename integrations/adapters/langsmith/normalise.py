@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from integrations.adapters.base import normal_time, parse_time
+from integrations.adapters.base import as_text, listed, normal_time, parse_time
 
 TYPE_MAP = {
     "llm": "llm",
@@ -29,7 +29,7 @@ def run_status(run: dict[str, Any]) -> str:
 
 def parent_of(run: dict[str, Any]) -> str | None:
     """Return the run's parent id: the last of ``parent_run_ids``, else from ``dotted_order``."""
-    parents = _listed(run.get("parent_run_ids"))
+    parents = listed(run.get("parent_run_ids"))
     if parents:
         return str(parents[-1])
     if run.get("parent_run_id"):
@@ -39,13 +39,6 @@ def parent_of(run: dict[str, Any]) -> str | None:
     if len(parts) >= 2 and "Z" in parts[-2]:
         return parts[-2].split("Z", 1)[1] or None
     return None
-
-
-def _listed(value: Any) -> list[Any]:
-    """Return a source's list as a list: one value in its place is a list of one."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [] if value is None or value == "" or isinstance(value, dict) else [value]
 
 
 def _int(value: Any) -> int | None:
@@ -65,11 +58,6 @@ def _float(value: Any) -> float | None:
             return None
         return number if math.isfinite(number) else None
     return None
-
-
-def _text(value: Any) -> str | None:
-    """Return a name as text: a source's number or list in its place is written out."""
-    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _extra(run: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +108,7 @@ def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]
     cost = _float(get("total_cost"))
     if cost:
         metadata["cost"] = cost
-    if tags := _listed(get("tags")):
+    if tags := listed(get("tags")):
         metadata["tags"] = tags
     prompt, completion = _int(get("prompt_tokens")), _int(get("completion_tokens"))
     parent = parent_of(run)
@@ -129,7 +117,7 @@ def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]
         "id": str(run["id"]),
         "parent_id": parent if parent in known_ids else None,
         "type": TYPE_MAP.get(run_type, "span"),
-        "name": _text(get("name")) or run_type,
+        "name": as_text(get("name")) or run_type,
         "input": get("inputs"),
         "output": get("outputs"),
         "error": (str(error) or "error") if error else None,
@@ -160,13 +148,13 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         cost = sum(costs) if costs else None
     return {
         "id": str(root["id"]).strip(),
-        "name": _text(root.get("name")),
+        "name": as_text(root.get("name")),
         "timestamp": normal_time(root.get("start_time")),
         "input": root.get("inputs"),
         "output": root.get("outputs"),
         "steps": steps,
         "metadata": metadata,
-        "tags": [str(t) for t in _listed(root.get("tags"))],
+        "tags": [str(t) for t in listed(root.get("tags"))],
         "user_id": user or None,
         "session_id": session or (str(root["thread_id"]) if root.get("thread_id") else None),
         "latency_ms": (end - start).total_seconds() * 1000 if start and end else None,
