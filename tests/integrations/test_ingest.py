@@ -5,6 +5,7 @@ import re
 import threading
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from evals.execution.runs import execute_run, start_run
@@ -92,6 +93,31 @@ def test_a_batch_prepared_on_another_thread_is_stored_like_the_raw_batch(workspa
     assert result.errors == [(2, "field 'timestamp' is not an ISO-8601 date-time")]
     assert (again.unchanged, again.duplicates, again.failed) == (1, 1, 1)
     assert Trace.objects.for_workspace(workspace).get().name == "second"
+
+
+def test_a_payload_is_stored_as_its_canonical_encoding_whatever_its_text_holds(workspace):
+    # On PostgreSQL the payloads travel beside the rows' JSON document, as a text array:
+    # quotes, backslashes, braces and any character must arrive as the very text hashed.
+    odd = 'say "hi" \\ {"a": [1]} \u2028 \U0001f600 é , ) ( '
+    sent = [
+        {**TRACE, "id": f"run-{n}", "input": {"q": odd * n, odd: [odd, n]}, "name": odd[:n]}
+        for n in range(1, 4)
+    ]
+    upsert_traces(workspace=workspace, source="api", traces=sent)
+
+    encodings = prepare_traces(sent).encodings
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT external_id, CAST(data AS text) FROM traces_trace WHERE workspace_id = %s",
+            [workspace.pk],
+        )
+        stored = dict(cursor.fetchall())
+    parsed = {external_id: json.loads(text) for external_id, text in stored.items()}
+    assert parsed == {external_id: json.loads(text) for external_id, text in encodings.items()}
+    if connection.vendor == "postgresql":  # stored as that very text (traces.fields)
+        assert stored == encodings
+    by_id = {t.external_id: t for t in Trace.objects.for_workspace(workspace)}
+    assert by_id["run-2"].data["input"]["q"] == odd * 2 and by_id["run-3"].name == odd[:3]
 
 
 def test_on_ingested_gets_new_and_changed_ids_after_commit(
