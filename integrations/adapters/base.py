@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -375,8 +374,10 @@ def parse_io(value: Any) -> Any:
         stripped = value.strip()
         if stripped[:1] in ("{", "[", '"') or stripped in ("null", "true", "false"):
             try:
-                return json.loads(stripped)
-            except (ValueError, RecursionError):
+                # The values json.loads reads, mostly parsed by orjson (about twice as fast
+                # on a sync's small inputs and outputs, a dozen a Langfuse trace).
+                return jsontext.loads_as_json(stripped.encode())
+            except (ValueError, RecursionError):  # a lone surrogate fails to encode
                 return value
     return value
 

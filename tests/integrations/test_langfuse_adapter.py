@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -15,6 +16,7 @@ from integrations.adapters.base import (
     AdapterError,
     ScoreIn,
     TraceFilters,
+    parse_io,
     parse_time,
     validate_normalised_trace,
 )
@@ -664,6 +666,25 @@ def test_odd_names_tags_token_counts_and_repeated_rows_make_a_trace_not_a_refusa
     assert [s["id"] for s in trace["steps"]] == ["o1", "o2"]  # the row read twice is one step
     assert trace["steps"][0]["name"] == "['agent', 2]"
     assert trace["steps"][1]["usage"] == {"input": 0, "output": 18}
+
+
+IO_TEXTS = [
+    '{"question": "Where is my order #528?"}', ' [1, 2.5, -0.0, 1e-07, 1.5e300] ', '"text"',
+    "null", "true", "12345678901234567890123", '{"big": 123456789012345678901, "a": 1, "a": 2}',
+    "[NaN, Infinity]", "[1e400]", '"\\ud800 lone"', "[" * 5000 + "]" * 5000, "{not json",
+    "plain words", "", "  ", "7",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", IO_TEXTS)
+def test_an_input_or_output_text_reads_as_json_loads_reads_it(text):
+    # Parsed by orjson where it reads the same values: a sync parses a dozen a trace.
+    try:
+        expected = json.loads(text.strip()) if text.strip()[:1] in '{["' or text.strip() in (
+            "null", "true", "false") else text  # fmt: skip
+    except (ValueError, RecursionError):
+        expected = text
+    assert repr(parse_io(text)) == repr(expected)
 
 
 def test_validate_normalised_trace_reports_problems():
