@@ -6,7 +6,7 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from tests.traces.factories import TraceFactory, trace_data
-from traces.services import create_eval_set
+from traces.services import create_eval_set, record_feedback
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -76,3 +76,19 @@ def test_keyboard_hints_hide_on_touch_screens(phone_page, logged_in_page, owner,
     desktop = logged_in_page(owner)
     desktop.goto(url)
     expect(desktop.get_by_test_id("shortcuts")).to_be_visible()
+
+
+@pytest.mark.parametrize("path", ["evals/gallery/", "evals/automation/", "activity"])
+def test_wide_tables_scroll_in_their_box_not_the_page(phone_page, owner, workspace, path):
+    trace = TraceFactory(workspace=workspace, data=trace_data(1))
+    eval_set = create_eval_set(
+        workspace=workspace, name="Phone", criteria="Answers.", trace_ids=[trace.pk]
+    )
+    if path == "activity":
+        note = "Answered the question asked, with the order number it looked up."
+        record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive", note=note)
+        path = f"evals/sets/{eval_set.pk}/activity/"
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/{path}")
+    expect(page.locator("main table").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
