@@ -1,11 +1,14 @@
 """Workspace pages, thinly: the invitation link, creating and deleting a workspace."""
 
+from datetime import timedelta
+
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.factories import EmailAddressFactory, UserFactory
-from workspaces.models import Invitation, Membership, Workspace
-from workspaces.services import invite_member
+from workspaces.models import ApiToken, Invitation, Membership, Workspace
+from workspaces.services import invite_member, issue_token
 
 
 def _invitation_path(workspace, owner, capture, email="new@example.com"):
@@ -268,3 +271,18 @@ def test_the_navigation_marks_the_page_the_user_is_on(client, workspace, owner):
     assert current(reverse("evals:settings", args=[workspace.slug])) == ["Eval settings"]
     assert current(reverse("workspaces:settings", args=[workspace.slug])) == ["Settings"]
     assert current(reverse("integrations:list", args=[workspace.slug])) == ["Integrations"]
+
+
+def test_a_token_used_seconds_ago_was_used_just_now(client, workspace, owner):
+    fresh, _ = issue_token(workspace=workspace, name="ci", created_by=owner, role="member")
+    older, _ = issue_token(workspace=workspace, name="cron", created_by=owner, role="member")
+    now = timezone.now()
+    ApiToken.objects.filter(pk=fresh.pk).update(last_used_at=now - timedelta(seconds=20))
+    ApiToken.objects.filter(pk=older.pk).update(last_used_at=now - timedelta(minutes=3))
+    client.force_login(owner)
+
+    page = client.get(reverse("workspaces:tokens", args=[workspace.slug])).content.decode()
+
+    assert "just now" in page
+    assert "3\xa0minutes ago" in page
+    assert "0\xa0minutes" not in page

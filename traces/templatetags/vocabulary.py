@@ -1,8 +1,12 @@
 """Template filters for the one vocabulary (``traces.vocabulary``): labels, verdicts, dates,
 and the noun for what an eval set reviews."""
 
+from datetime import timedelta
+
 from django import template
+from django.utils import timezone
 from django.utils.dateformat import format as date_format
+from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 
 from traces import vocabulary
@@ -30,6 +34,17 @@ def when(value) -> str:
     if hasattr(value, "tzinfo") and value.tzinfo is not None:
         value = localtime(value)
     return date_format(value, vocabulary.WHEN_FORMAT)
+
+
+@register.filter
+def ago(value) -> str:
+    """``3 minutes ago``; ``just now`` within a minute, where Django's ``timesince`` says
+    ``0 minutes``."""
+    if not value:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value)} ago"
 
 
 @register.filter
