@@ -5,7 +5,8 @@ from django.conf import settings as django_settings
 from django.test import Client
 from playwright.sync_api import expect
 
-from tests.traces.factories import TraceFactory, trace_data
+from tests.evals.builders import REFUSAL_CODE, make_eval
+from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
 from traces.services import create_eval_set, record_feedback
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -92,3 +93,22 @@ def test_wide_tables_scroll_in_their_box_not_the_page(phone_page, owner, workspa
     page.goto(f"/w/{workspace.slug}/{path}")
     expect(page.locator("main table").first).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_diff_keeps_its_line_numbers_whole(phone_page, owner, workspace):
+    eval_set = EvalSetFactory(workspace=workspace)
+    padded = REFUSAL_CODE + "".join(
+        f"# note {n}: why the rule reads the output\n" for n in range(9)
+    )
+    make_eval(eval_set, version=1, code=REFUSAL_CODE)
+    make_eval(eval_set, version=2, code=padded)
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/diff/")
+    number = page.locator("table.diff td.diff_header", has_text="14").last
+    expect(number).to_be_visible()
+    # One line box: "14", not "1" above "4".
+    lines = number.evaluate(
+        "el => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }"
+    )
+    assert lines == 1
