@@ -35,6 +35,17 @@ class SourceConnectionForm(forms.Form):
                 self.key_field
             ].help_text = f"Stored: {secret_hint}. Leave empty to keep it."
 
+    def add_error(self, field, error):
+        super().add_error(field, error)
+        # A typed key is never sent back to the browser, so the page with the error shows
+        # its field empty: say so there, or the next submit fails for want of the key.
+        if field != self.key_field and self.data.get(self.add_prefix(self.key_field)):
+            # The bound field (made while cleaning) is what renders, with its own help text.
+            key = self[self.key_field]
+            key.help_text = (
+                f"Enter the {key.label.lower()} again: it is not sent back to your browser."
+            )
+
     def clean(self):
         data = super().clean()
         if self.hosts and data.get("region") == "self" and not data.get("custom_host"):

@@ -242,6 +242,21 @@ def test_connect_refuses_keys_of_the_wrong_shape(
     assert not Integration.objects.exists()
 
 
+def test_a_form_sent_back_with_an_error_asks_for_the_secret_again(
+    login, owner, workspace, fake_langfuse
+):
+    fake = fake_langfuse()
+    response = login(owner).post(
+        reverse("integrations:create", args=[workspace.slug]),
+        form_data(fake, custom_host="not a url"),
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "is not a URL" in page
+    assert SECRET_KEY not in page
+    assert "Enter the secret key again: it is not sent back to your browser." in page
+
+
 def test_edit_refuses_a_public_key_of_the_wrong_shape(login, owner, workspace, make_integration):
     fake = type("F", (), {"url": "http://x.test"})
     integration = make_integration(fake)
