@@ -1,6 +1,7 @@
 from django import template
 
 from evals.versions.display import highlight_code
+from traces.templatetags.trace_tags import percent
 
 register = template.Library()
 
@@ -19,8 +20,5 @@ def indent_level(depth) -> int:
     return min(int(depth or 0), MAX_INDENT)
 
 
-@register.filter
-def pct(value) -> str:
-    if value is None or value == "":
-        return "—"
-    return f"{float(value) * 100:.0f}%"
+# The traces' percent format under the name eval pages use.
+register.filter("pct", percent)

@@ -377,4 +377,4 @@ def test_dashboard_and_drift_pages_show_the_figures(workspace, owner, login):
     assert 'data-testid="drift-warning"' in html
     assert 'data-testid="recent-failures"' in html
     assert drift_page.status_code == 200
-    assert "70 %" in drift_page.content.decode()  # 14 of 20 later labels agree
+    assert "70%" in drift_page.content.decode()  # 14 of 20 later labels agree

@@ -51,3 +51,26 @@ def test_the_eval_set_page_shows_the_drift_warning(workspace, owner, client, set
     assert response.status_code == 200
     assert 'data-testid="drift"' in response.content.decode()
     assert "17% below its 90% at activation" in response.content.decode()
+
+
+def test_eval_set_pages_write_an_agreement_as_the_eval_page_does(workspace, owner, client):
+    from django.urls import reverse
+
+    from tests.evals.builders import labelled_set, make_eval
+
+    eval_set, _ = labelled_set(workspace)
+    eval = make_eval(eval_set, version=1, agreement=0.875, labels_tested=6)
+    client.force_login(owner)
+
+    pages = {
+        name: client.get(reverse(name, kwargs=kwargs)).content.decode()
+        for name, kwargs in [
+            ("evals:detail", {"slug": workspace.slug, "pk": eval.pk}),
+            ("traces:evalset_detail", {"slug": workspace.slug, "pk": eval_set.pk}),
+            ("traces:evalset_list", {"slug": workspace.slug}),
+        ]
+    }
+
+    for name, page in pages.items():
+        assert "88%" in page, name
+        assert "88 %" not in page, name

@@ -65,7 +65,10 @@ def ms(value) -> str:
 
 @register.filter
 def percent(value) -> str:
-    return "—" if value is None else f"{value * 100:.0f} %"
+    """A share as a whole percent, ``0.875`` → ``88%``; the one format of every page."""
+    if value is None or value == "":
+        return "—"
+    return f"{float(value) * 100:.0f}%"
 
 
 @register.filter
