@@ -29,6 +29,13 @@ def url(name, ws, **kwargs):
     return reverse(f"evals:{name}", kwargs={"slug": ws.slug, **kwargs})
 
 
+def test_a_code_eval_says_it_made_no_judge_calls(login, owner, workspace, versions):
+    _, _, v1, _ = versions
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "none: no judge calls over 4 verdicts" in page
+    assert "$0.0000 per 1,000 traces" not in page
+
+
 def test_pages_render(login, owner, workspace, versions):
     eval_set, traces, v1, v2 = versions
     client = login(owner)
