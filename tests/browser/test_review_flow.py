@@ -214,3 +214,14 @@ def test_a_key_labels_as_soon_as_the_card_shows(logged_in_page, owner, review_se
     assert list(Feedback.objects.filter(eval_set=review_set).values_list("trace_id", "rating")) == [
         (int(first), "positive")
     ]
+
+
+def test_a_resized_note_box_labels_without_a_policy_violation(logged_in_page, owner, review_set):
+    # Dragging the note box's corner gives it a style attribute; the swap of the next card
+    # must not copy that attribute (the CSP refuses it; the fixture fails on a report).
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    page.get_by_test_id("note").evaluate("note => { note.style.height = '6rem'; }")
+    page.keyboard.press("1")
+    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
