@@ -218,6 +218,25 @@ def _shown_turns(client, workspace, conversation: Conversation) -> int:
     return html.decode().count('data-testid="turn"')
 
 
+def test_conversation_pages_write_times_sources_and_pauses_as_trace_pages_do(
+    login, workspace, owner
+):
+    _ingest(
+        workspace,
+        [_turn(1, "s-1"), _turn(2, "s-1", minutes=17), _turn(3, "s-1", minutes=142)],
+    )
+    conversation = _only_conversation(workspace)
+    client = login(owner)
+
+    detail = client.get(_page("conversation_detail", workspace, pk=conversation.pk))
+    listing = client.get(_page("conversation_list", workspace)).content.decode()
+
+    page = detail.content.decode()
+    assert "2026-11-30 12:00 → 2026-11-30 14:22 · Upload · 3 turns" in page
+    assert "+17 min" in page and "+2 h 5 min" in page  # pauses since the turn before
+    assert "<td>2026-11-30 14:22</td>" in listing and "<td>Upload</td>" in listing
+
+
 def test_turns_moved_to_another_conversation_leave_both_as_counted(login, workspace, owner):
     """A re-sent turn whose session id changed leaves its old conversation for the new one."""
     _ingest(

@@ -64,6 +64,31 @@ def ms(value) -> str:
 
 
 @register.filter
+def elapsed(seconds) -> str:
+    """Format a pause between turns as 45 s, 17 min, 2 h 5 min or 3 d 4 h."""
+    if seconds is None or seconds == "":
+        return "—"
+    seconds = round(float(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if minutes < 60:
+        return f"{minutes} min"
+    if hours < 24:
+        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
+    return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
+
+
+@register.filter
+def source_name(value) -> str:
+    """A source as the trace pages name it (``otlp`` → OpenTelemetry (OTLP))."""
+    try:
+        return Trace.Source(value).label
+    except ValueError:
+        return value
+
+
+@register.filter
 def percent(value) -> str:
     """A share as a whole percent, ``0.875`` → ``88%``; the one format of every page."""
     if value is None or value == "":
