@@ -1,0 +1,37 @@
+"""A missing page or a server error shows iofold's own page, with a way back."""
+
+from django.test import RequestFactory
+from django.views.defaults import server_error
+
+from tests.traces.factories import TraceFactory
+
+
+def test_a_missing_trace_is_a_404_page_with_the_workspace_around_it(client, owner, workspace):
+    client.force_login(owner)
+
+    response = client.get(f"/w/{workspace.slug}/traces/999999/")
+
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert "Page not found" in page
+    assert 'href="/"' in page and "Back to iofold" in page
+    assert workspace.name in page  # the header and its workspace switcher are there
+
+
+def test_another_workspaces_trace_looks_like_any_missing_page(client, owner, other_workspace):
+    trace = TraceFactory(workspace=other_workspace)
+    client.force_login(owner)
+
+    response = client.get(f"/w/{other_workspace.slug}/traces/{trace.pk}/")
+
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()
+
+
+def test_a_server_error_page_needs_no_request_context(db):
+    response = server_error(RequestFactory().get("/"))
+
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in page
+    assert "Back to iofold" in page
