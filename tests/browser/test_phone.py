@@ -112,3 +112,10 @@ def test_a_diff_keeps_its_line_numbers_whole(phone_page, owner, workspace):
         " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }"
     )
     assert lines == 1
+
+
+def test_the_agents_sdk_endpoint_fits_a_phone(phone_page, owner, workspace):
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/integrations/openai-agents/")
+    expect(page.get_by_test_id("openai-agents-endpoint")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
