@@ -249,8 +249,15 @@ def _generated(ws):
     from traces.services import create_eval_set
 
     eval_set = create_eval_set(workspace=ws, name=f"Generated {ws.pk}", criteria="good")
+    # Measured, so that its pages show their confusion tables too.
+    counts = {"tp": 3, "fn": 1, "fp": 1, "tn": 3, "errors": 0, "labelled": 8, "accuracy": 0.75}
     eval = Eval.objects.create(
-        workspace=ws, eval_set=eval_set, version=1, code="x = 1", provider="offline"
+        workspace=ws,
+        eval_set=eval_set,
+        version=1,
+        code="x = 1",
+        provider="offline",
+        metrics={"training": counts, "heldout": counts},
     )
     generation = Generation.objects.create(
         workspace=ws, eval_set=eval_set, provider="offline", status="succeeded", result=eval

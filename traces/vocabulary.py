@@ -19,6 +19,9 @@ OTHER_VERDICT_WORDS = (
     "thumbs-down",
     "passed",
     "incorrect",
+    # A verdict called by a label's word (a confusion table's column).
+    "eval: good",
+    "eval: bad",
 )
 # What an eval set reviews and judges (``EvalSet.unit``), singular and plural.
 UNIT_NOUNS = {"trace": ("trace", "traces"), "conversation": ("conversation", "conversations")}
