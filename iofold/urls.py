@@ -15,6 +15,8 @@ api_v1 = [
     path("", include("evals.api_urls")),
 ]
 
+handler404 = views.not_found
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
 
 from iofold.health import check_broker, check_database
 from workspaces.models import Workspace
@@ -31,3 +32,14 @@ def home(request):
     if workspace is None:
         return redirect("workspaces:list")
     return redirect("workspaces:home", slug=workspace.slug)
+
+
+# Paths whose callers are programs: they read every error as JSON.
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def not_found(request, exception):
+    """Answer an unknown API path in JSON, as every API error is; pages get iofold's page."""
+    if request.path.startswith(API_PREFIXES):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

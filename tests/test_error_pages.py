@@ -35,3 +35,12 @@ def test_a_server_error_page_needs_no_request_context(db):
     assert response.status_code == 500
     assert "Something went wrong on our side" in page
     assert "Back to iofold" in page
+
+
+def test_an_unknown_api_path_answers_in_json_like_every_api_error(client):
+    for path in ("/api/v1/no-such-thing/", "/api/v1/evals/1/no-such-action"):
+        response = client.get(path, HTTP_AUTHORIZATION="Bearer not-a-token")
+
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"
+        assert response.json() == {"detail": "Not found."}
