@@ -555,12 +555,33 @@ def test_a_list_filtered_by_an_id_out_of_range_is_a_400_naming_it(
     assert param in response.json()
 
 
-def test_the_trace_list_drops_an_integration_filter_out_of_range(owner_client, world):
-    """As it drops any filter that does not parse; past 64 bits it was a 500 on SQLite."""
-    response = owner_client.get("/api/v1/traces/", {"integration": "9" * 30})
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("integration", "9" * 30),  # past 64 bits it was a 500 on SQLite
+        ("integration", "langfuse"),
+        ("date_from", "2026-13-01"),
+        ("date_to", "yesterday"),
+        ("has_error", "maybe"),
+        ("label", "good"),
+        ("cursor", "not-a-cursor"),
+        ("limit", "ten"),
+    ],
+)
+def test_a_trace_list_filter_it_cannot_read_is_a_400_naming_it(owner_client, world, param, value):
+    """Dropped, it listed every trace: a script filtering by a mistyped date got them all."""
+    response = owner_client.get("/api/v1/traces/", {param: value, "name": "kept"})
+
+    assert response.status_code == 400
+    assert list(response.json()) == [param]
+
+
+def test_a_trace_list_filter_that_reads_still_filters(owner_client, world):
+    response = owner_client.get("/api/v1/traces/", {"date_from": "2000-01-01", "label": "labelled"})
 
     assert response.status_code == 200
-    assert len(response.json()["results"]) == Trace.objects.for_workspace(world.workspace).count()
+    labelled = Trace.objects.for_workspace(world.workspace).labelled().count()
+    assert 0 < len(response.json()["results"]) == labelled
 
 
 @pytest.mark.parametrize("status", ["\x00", "activ"])

@@ -12,7 +12,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -263,15 +263,20 @@ class TracesApi(WorkspaceScopedMixin, APIView):
         responses=TracePageOut,
     )
     def get(self, request):
+        params = request.query_params
+        filters = TraceFilters.from_data(params)
+        unread = filters.unread(params)
+        cursor = params.get("cursor")
+        if cursor and selectors.decode_cursor(cursor) is None:
+            unread["cursor"] = "Not a next_cursor this API returned."
         try:
-            limit = min(max(int(request.query_params.get("limit", 50)), 1), 200)
+            limit = min(max(int(params.get("limit", 50)), 1), 200)
         except ValueError:
-            limit = 50
+            unread["limit"] = "Not a whole number (1 to 200)."
+        if unread:
+            raise ValidationError(unread)
         page = selectors.trace_page(
-            workspace=request.workspace,
-            filters=TraceFilters.from_data(request.query_params),
-            cursor=request.query_params.get("cursor"),
-            limit=limit,
+            workspace=request.workspace, filters=filters, cursor=cursor, limit=limit
         )
         return Response(
             {"results": TraceOut(page.traces, many=True).data, "next_cursor": page.next_cursor}

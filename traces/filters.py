@@ -32,9 +32,19 @@ def _parse_date(value) -> dt.date | None:
         return None
 
 
+# What each filter that parses its value takes, said to an API caller who sent another.
+_TAKES = {
+    "has_error": "true or false",
+    "label": " or ".join(LABEL_STATES),
+    "integration": "an integration id",
+    "date_from": "a date (YYYY-MM-DD)",
+    "date_to": "a date (YYYY-MM-DD)",
+}
+
+
 @dataclass(frozen=True)
 class TraceFilters:
-    """Filters of the trace list; values that don't parse are dropped, never an error."""
+    """Filters of the trace list; values that don't parse are dropped (``unread`` names them)."""
 
     q: str = ""
     name: str = ""
@@ -68,6 +78,19 @@ class TraceFilters:
             date_from=_parse_date(get("date_from")),
             date_to=_parse_date(get("date_to")),
         )
+
+    def unread(self, data) -> dict[str, str]:
+        """Return, for each filter ``data`` gives a value this did not read, what it takes.
+
+        The list pages drop such values; the API answers 400 with these instead, since a
+        dropped filter lists traces its caller did not ask for.
+        """
+        unread = {}
+        for key, takes in _TAKES.items():
+            given = str((data or {}).get(key) or "").strip()
+            if given and getattr(self, key) in ("", None):
+                unread[key] = f"{given[:40]!r} is not {takes}."
+        return unread
 
     def to_data(self) -> dict:
         """Return the non-empty filters as JSON-friendly values (saved filters, query strings)."""
