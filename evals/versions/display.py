@@ -112,6 +112,35 @@ def version_chart(
     )
 
 
+# The counts that make up Agreement.labelled, for figures stored without it.
+_COUNTED = ("tp", "fp", "fn", "tn", "errors")
+
+
+def _labels(n: int) -> str:
+    return f"{n} label{'' if n == 1 else 's'}"
+
+
+def metric_scopes(metrics: dict | None) -> dict[str, str]:
+    """Say which labels each set of figures is computed on, e.g. "held-out, 12 labels".
+
+    "headline" covers κ, balanced accuracy and agreement (held-out when measured, as
+    Eval._headline_metrics picks); "training" covers the training figures: accuracy,
+    precision / recall and the confusion counts, which are every label unless traces
+    were kept back.
+    """
+    metrics = metrics or {}
+    heldout = metrics.get("heldout") or {}
+    training = metrics.get("training") or {}
+    counts = metrics.get("labels") or {}
+    every = int(counts.get("positive") or 0) + int(counts.get("negative") or 0)
+    n = int(training.get("labelled") or sum(int(training.get(k) or 0) for k in _COUNTED))
+    kept_back = bool(metrics.get("heldout_trace_ids")) or n < every
+    training_scope = f"training, {_labels(n)}" if kept_back else f"all {_labels(n)}"
+    if heldout.get("labelled"):
+        return {"headline": f"held-out, {_labels(heldout['labelled'])}", "training": training_scope}
+    return {"headline": training_scope, "training": training_scope}
+
+
 def confusion(metrics: dict | None) -> dict | None:
     """Return the training confusion counts with a shade 0..10 per cell (`shade-N` classes)."""
     figures = (metrics or {}).get("training") or {}
@@ -120,7 +149,8 @@ def confusion(metrics: dict | None) -> dict | None:
     cells = {k: int(figures.get(k) or 0) for k in ("tp", "fp", "fn", "tn")}
     top = max(cells.values()) or 1
     return {k: {"n": v, "shade": round(10 * v / top)} for k, v in cells.items()} | {
-        "errors": int(figures.get("errors") or 0)
+        "errors": int(figures.get("errors") or 0),
+        "scope": metric_scopes(metrics)["training"],
     }
 
 

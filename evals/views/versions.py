@@ -89,6 +89,7 @@ def detail(request, pk: int):
         "run": run,
         "spend": version_spend(eval=eval),
         "confusion": display.confusion(eval.metrics),
+        "scopes": display.metric_scopes(eval.metrics),
         "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
         "children": list(eval.children.only("id", "version", "status", "workspace_id")),
         "refinements": Generation.objects.filter(parent=eval).order_by("-created_at")[:3],

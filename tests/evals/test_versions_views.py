@@ -188,3 +188,35 @@ def test_roll_back_is_offered_only_for_versions_that_were_active(login, owner, w
     Eval.objects.filter(pk=v1.pk).update(activated_at=timezone.now())
     page = client.get(url("versions", workspace, pk=eval_set.pk)).content.decode()
     assert 'data-testid="rollback-1"' in page
+
+
+def _figures(labelled, **counts):
+    return {"labelled": labelled, "errors": 0, "accuracy": 0.9, "kappa": 0.8, **counts}
+
+
+@pytest.mark.parametrize(
+    ("kept_back", "training_scope"),
+    [(False, "all 10 labels"), (True, "training, 6 labels")],
+)
+def test_the_version_page_says_which_labels_each_figure_is_on(
+    login, owner, workspace, kept_back, training_scope
+):
+    # Cross-validation measures the training figures on every label; traces kept back
+    # leave the training figures on the rest. Either way κ and agreement are held-out.
+    eval_set, _ = labelled_set(workspace, good=1, bad=1)
+    n = 6 if kept_back else 10
+    metrics = {
+        "training": _figures(n, tp=n // 2, fp=0, fn=0, tn=n - n // 2, precision=1.0, recall=1.0),
+        "heldout": _figures(4, tp=2, fp=1, fn=0, tn=1),
+        "labels": {"positive": 5, "negative": 5, "neutral": 0},
+        "method": "kept back" if kept_back else "5-fold cross-validation",
+    }
+    if kept_back:
+        metrics["heldout_trace_ids"] = [1, 2, 3, 4]
+    v = make_eval(eval_set, version=1, metrics=metrics, agreement=0.75, labels_tested=10)
+    page = login(owner).get(url("detail", workspace, pk=v.pk)).content.decode()
+    for figure in ("kappa", "balanced-accuracy", "agreement"):
+        assert f'data-testid="scope-{figure}">held-out, 4 labels<' in page
+    assert f'data-testid="scope-precision-recall">{training_scope}<' in page
+    assert f'data-testid="scope-training">{training_scope}<' in page
+    assert f'data-testid="confusion-scope">{training_scope.capitalize()}<' in page
