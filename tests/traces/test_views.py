@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils import dateformat
 from django.utils.timezone import localtime
 
-from tests.traces.factories import TraceFactory
+from tests.traces.factories import EvalSetFactory, TraceFactory
 from traces import services
 from traces.models import EvalSet, Feedback
 
@@ -216,6 +216,38 @@ def test_review_label_then_next_card(login, workspace, owner, eval_set, traces):
     assert response.context["trace"] == traces[1]
     assert "1 of 10" in html and "9 more labels" in html
     assert Feedback.objects.get().note == "good answer"
+
+
+def test_review_of_a_set_smaller_than_its_target_says_how_to_reach_it(
+    login, workspace, owner, traces
+):
+    # Three hand-picked traces, target ten: "Generate" can never be reached by labelling.
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner, target_labels=10)
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces[:3]])
+    client = login(owner)
+    for trace in traces[:2]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    last = client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[2].pk),
+        {"rating": "negative"},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert "All caught up" not in last
+    assert "needs 10 labelled before iofold can write the eval and has 3" in last
+    assert "Add 7 more traces to the set from the trace list, or lower its target to 3" in last
+    assert f'href="{url("list", workspace)}" data-testid="find-traces">Add traces' in last
+    settings = url("evalset_edit", workspace, pk=eval_set.pk)
+    assert f'href="{settings}#target-labels" data-testid="lower-target">Lower the target' in last
+    assert 'id="target-labels"' in client.get(settings).content.decode()
+
+
+def test_review_of_a_set_at_its_target_is_all_caught_up(login, workspace, owner, traces):
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner, target_labels=2)
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces[:2]])
+    for trace in traces[:2]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    page = login(owner).get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    assert "All caught up" in page and 'data-testid="lower-target"' not in page
 
 
 def test_review_without_javascript_redirects(login, workspace, owner, eval_set, traces):
