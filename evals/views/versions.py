@@ -284,15 +284,17 @@ def diff(request, pk: int):
         b = by_number[int(request.GET.get("b") or all_versions[-1].version)]
     except (KeyError, ValueError):
         raise Http404("No such version") from None
+    same = a.code == b.code
     ctx = {
         "eval_set": eval_set,
         "versions": all_versions,
         "a": a,
         "b": b,
-        "table": display.side_by_side(
-            a.code, b.code, a_label=f"v{a.version}", b_label=f"v{b.version}"
-        ),
-        "same": a.code == b.code,
+        # Identical code has nothing to show side by side: the notice says it all.
+        "table": None
+        if same
+        else display.side_by_side(a.code, b.code, a_label=f"v{a.version}", b_label=f"v{b.version}"),
+        "same": same,
     }
     return render(request, "evals/diff.html", ctx)
 

@@ -220,3 +220,16 @@ def test_the_version_page_says_which_labels_each_figure_is_on(
     assert f'data-testid="scope-precision-recall">{training_scope}<' in page
     assert f'data-testid="scope-training">{training_scope}<' in page
     assert f'data-testid="confusion-scope">{training_scope.capitalize()}<' in page
+
+
+def test_the_diff_of_identical_code_shows_only_the_notice(login, owner, workspace, versions):
+    eval_set, _, _, v2 = versions
+    make_eval(eval_set, version=3, parent=v2, code=ALWAYS_PASS_CODE)
+    client = login(owner)
+    same = client.get(url("diff", workspace, pk=eval_set.pk) + "?a=2&b=3").content.decode()
+    assert "The two versions have the same code." in same
+    # The side-by-side table (difflib's, spaces as &nbsp;) is left out.
+    assert 'class="diff"' not in same and "Looks&nbsp;fine" not in same
+    changed = client.get(url("diff", workspace, pk=eval_set.pk) + "?a=1&b=3").content.decode()
+    assert "same code" not in changed
+    assert 'class="diff"' in changed and "Looks&nbsp;fine" in changed
