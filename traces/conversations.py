@@ -111,6 +111,13 @@ def attach_conversations(
     return dict(known.values())
 
 
+def lock_conversations(workspace, source_key: str, ids: Iterable[int]) -> dict[int, tuple]:
+    """Lock these conversations; return ``id -> state before`` of each (as ``before``)."""
+    if not ids:
+        return {}
+    return dict(_lock_conversations(workspace, source_key, (), ids).values())
+
+
 def _lock_conversations(
     workspace, source_key: str, keys: Iterable[str], ids: Iterable[int] = ()
 ) -> dict[str, tuple]:
@@ -204,8 +211,10 @@ def refresh_conversations(
         counts[pk], after[pk], anchors[pk] = turn_count, last, anchor
     reopened, cleared, ends = [], [], []
     for pk, (turn_count, last, completed_at, ended_at) in before.items():
-        if not counts[pk]:
-            continue  # all its turns moved away: nothing is left to complete
+        if not counts.get(pk):
+            # All its turns moved away: nothing is left to complete. Or none was in it after
+            # all (a concurrent ingest had moved the turn read there): it is not recounted.
+            continue
         fresh = turn_count == 0
         grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
         ended = marked_end.get(pk)

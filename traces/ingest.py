@@ -23,7 +23,11 @@ from django.utils import timezone
 from integrations.adapters.base import parse_time, trace_text_problem, validate_normalised_trace
 from integrations.store import UpsertResult
 from iofold.lib import jsontext
-from traces.conversations import attach_conversations, refresh_conversations
+from traces.conversations import (
+    attach_conversations,
+    lock_conversations,
+    refresh_conversations,
+)
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
@@ -67,6 +71,11 @@ _UPSERT_SQL = (
         f"{Trace._meta.get_field(name).column} = EXCLUDED.{Trace._meta.get_field(name).column}"
         for name in UPDATE_FIELDS
     )
+    # A stored row is taken only while in the conversation this ingest read it in (and
+    # locked): one a concurrent ingest moved since is locked but left out of RETURNING,
+    # for ``upsert_traces`` to write again once it holds that conversation too.
+    + " WHERE traces_trace.conversation_id IS NOT DISTINCT FROM"
+    + " (%s::jsonb ->> EXCLUDED.external_id)::bigint"
     # xmax is 0 only on a row version this statement inserted: its conversation's figures
     # can then be added to rather than recomputed (``refresh_conversations``).
     + " RETURNING id, external_id, xmax = 0"
@@ -256,15 +265,23 @@ def upsert_traces(
                 rows=to_write,
                 previous=previous,
             )
-            _write_rows(
-                to_write,
-                encodings,
-                batch.heads,
+            write = functools.partial(
+                _write_rows,
+                encodings=encodings,
+                heads=batch.heads,
                 workspace_id=workspace.pk,
                 integration_id=integration.pk if integration is not None else None,
                 source=source,
                 source_key=source_key,
+                previous=previous,
             )
+            write(to_write)
+            # On PostgreSQL, rows a concurrent ingest moved after they were read here.
+            postgresql = connection.vendor == "postgresql"
+            moved = [row for row in to_write if row.pk is None] if postgresql else []
+            if moved:
+                _follow_moved_rows(workspace, source_key, moved, previous, before, existing, result)
+                write(moved)  # now in the conversations they are read in, and locked there
             refreshed = refresh_conversations(
                 workspace=workspace, rows=to_write, before=before, previous=previous
             )
@@ -293,6 +310,34 @@ def upsert_traces(
         result.failed,
     )
     return result
+
+
+def _follow_moved_rows(workspace, source_key, moved, previous, before, existing, result):
+    """Take in rows a concurrent ingest moved to another conversation (or wrote) after this
+    one read them: the upsert left them locked, so their conversation read now stays; it
+    is locked in turn, to be recounted with the others (``refresh_conversations``).
+
+    Only when that happened: one read and one lock. That lock is taken out of id order: a
+    third ingest holding it and waiting for one of this one's is a deadlock, which
+    PostgreSQL ends by failing one of the two: a failed sync keeps its cursor, and its next
+    run writes that page again.
+    """
+    stored = {
+        row[0]: row[3]
+        for row in _stored_keys(workspace, source_key, [row.external_id for row in moved])
+    }
+    for row in moved:
+        key = row.data["id"]
+        if key not in existing:  # written by the other ingest since it was read
+            result.created -= 1
+            result.updated += 1
+        if stored.get(row.external_id) is None:
+            previous.pop(key, None)
+        else:
+            previous[key] = stored[row.external_id]
+    before.update(
+        lock_conversations(workspace, source_key, set(stored.values()) - set(before) - {None})
+    )
 
 
 # One probe of the unique index per key, whatever the planner believes of the table: asked
@@ -360,10 +405,13 @@ def _write_rows(
     integration_id: int | None,
     source: str,
     source_key: str,
+    previous: dict[str, int],
 ) -> None:
     """Upsert unsaved rows on their natural key and set their ids.
 
     ``Trace`` instances on other backends (``bulk_create``), ``PendingRow``s on PostgreSQL.
+    There a stored row is written only if still in its conversation of ``previous`` (by
+    trace id; none if absent): a row moved by a concurrent ingest is left without an id.
 
     On PostgreSQL the batch's columns go as one JSON document that the server unpacks
     (``json_to_recordset``) and its payloads as a text array beside it (``_UPSERT_SQL``):
@@ -384,7 +432,7 @@ def _write_rows(
     now = timezone.now()
     for start in range(0, len(rows), WRITE_CHUNK):
         chunk = rows[start : start + WRITE_CHUNK]
-        records, payloads = [], []
+        records, payloads, expected = [], [], {}
         for row in chunk:
             # The row's head and its payload's own encoding, both keyed by the id it was
             # prepared under (the stored external id may be cut to the column's length).
@@ -392,6 +440,8 @@ def _write_rows(
             conversation = "null" if row.conversation_id is None else int(row.conversation_id)
             records.append(f'{heads[key]},"v":{conversation}}}')
             payloads.append(encodings[key])
+            if key in previous:
+                expected[row.external_id] = previous[key]
         with _server_bound_cursor() as cursor:
             cursor.execute(
                 _UPSERT_SQL,
@@ -404,11 +454,12 @@ def _write_rows(
                     now,
                     f"[{','.join(records)}]",
                     payloads,
+                    orjson.dumps(expected).decode(),
                 ],
             )
             ids = {external_id: (pk, new) for pk, external_id, new in cursor.fetchall()}
         for row in chunk:
-            row.pk, row.inserted = ids[row.external_id]
+            row.pk, row.inserted = ids.get(row.external_id, (None, False))
 
 
 def _server_bound_cursor():

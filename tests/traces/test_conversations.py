@@ -823,3 +823,76 @@ def test_conversation_set_pages_count_conversations(login, workspace, owner):
     for page in (detail, review, matrix):
         for words in ("labelled trace", "Review traces", "trace good"):
             assert words not in page, page[page.find(words) - 200 : page.find(words) + 50]
+
+
+@pytest.mark.skipif(
+    __import__("django.db").db.connection.vendor != "postgresql",
+    reason="SQLite runs one writer at a time: there is no interleaving to race",
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "first_session", ["a", None, "unsent"], ids=["from a conversation", "from none", "new"]
+)
+def test_two_ingests_moving_one_turn_at_once_leave_every_conversation_counted(
+    workspace, monkeypatch, first_session
+):
+    """Ingest X moves a turn to b; ingest Y, which read the turn before X committed, moves
+    it on to c. b must not keep counting (and be anchored on) a turn that is now in c."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from traces import ingest
+
+    first = [] if first_session == "unsent" else [_turn(1, first_session, minutes=0)]
+    _ingest(workspace, [*first, _turn(2, "a", minutes=10)])
+    x_written, y_read, x_may_commit = threading.Event(), threading.Event(), threading.Event()
+    failures = []
+
+    def ingest_x():
+        try:
+            with transaction.atomic():
+                _ingest(workspace, [_turn(1, "b", minutes=0, name="x")])
+                x_written.set()
+                assert x_may_commit.wait(10)
+        except Exception as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def ingest_y():
+        try:
+            _ingest(workspace, [_turn(1, "c", minutes=0, name="y")])
+        except Exception as error:
+            failures.append(error)
+            y_read.set()
+        finally:
+            connection.close()
+
+    attach = ingest.attach_conversations
+
+    def attach_after_reading(**kwargs):
+        # Y has read the turn's conversation (X's move is not committed yet): X commits now,
+        # while Y goes on to lock the conversations it read.
+        y_read.set()
+        return attach(**kwargs)
+
+    x = threading.Thread(target=ingest_x)
+    x.start()
+    assert x_written.wait(10)
+    monkeypatch.setattr(ingest, "attach_conversations", attach_after_reading)
+    y = threading.Thread(target=ingest_y)
+    y.start()
+    assert y_read.wait(10)
+    x_may_commit.set()
+    x.join(10)
+    y.join(10)
+    assert not failures, failures
+
+    turn = Trace.objects.get(workspace=workspace, external_id="turn-1")
+    conversations = {c.external_id: c for c in Conversation.objects.for_workspace(workspace)}
+    assert turn.conversation == conversations["c"]
+    assert (conversations["b"].turn_count, conversations["b"].anchor_id) == (0, None)
+    assert (conversations["c"].turn_count, conversations["c"].anchor_id) == (1, turn.pk)
+    assert conversations["a"].turn_count == 1
+    assert conversations["a"].anchor.external_id == "turn-2"
