@@ -15,6 +15,7 @@ from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
 from iofold.exceptions import RateLimited
 from iofold.pipeline import admit_traces
+from traces.models import Trace
 from workspaces.access import workspace_view
 
 
@@ -25,10 +26,16 @@ def _integration(request, pk: int) -> Integration:
 @workspace_view
 def integration_list(request):
     """The workspace's integrations with their latest run."""
-    integrations = Integration.objects.for_workspace(request.workspace).prefetch_related(
-        Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
+    integrations = list(
+        Integration.objects.for_workspace(request.workspace).prefetch_related(
+            Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
+        )
     )
-    return render(request, "integrations/list.html", {"integrations": integrations})
+    # API, upload, OpenTelemetry and demo traces have no integration: without one, the
+    # page must not read as if the workspace had no traces.
+    trace_count = 0 if integrations else Trace.objects.for_workspace(request.workspace).count()
+    ctx = {"integrations": integrations, "trace_count": trace_count}
+    return render(request, "integrations/list.html", ctx)
 
 
 def _form_class(kind: str):
