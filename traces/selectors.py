@@ -108,6 +108,21 @@ SELECT {trace}, {rating}, COUNT(*) FROM {table} WHERE {trace} IN ({ids}) GROUP B
 """
 
 
+def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
+    """The sources the workspace's traces come from, as (value, label), in Source order.
+
+    ``keep``, a value already chosen (from the URL), stays listed even with no trace of it.
+    One query: on PostgreSQL an index-only scan, the source being in trace_ws_time_source_idx.
+    """
+    present = set(
+        Trace.objects.for_workspace(workspace)
+        .order_by()
+        .values_list("source", flat=True)
+        .distinct()
+    )
+    return [(value, label) for value, label in Trace.Source.choices if value in present | {keep}]
+
+
 def attach_label_counts(traces: list[Trace]) -> None:
     """Set ``trace.label_counts`` (rating -> count over every eval set) in one query."""
     counts: dict[int, Counter] = defaultdict(Counter)

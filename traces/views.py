@@ -1,3 +1,4 @@
+from functools import partial
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -71,7 +72,8 @@ def trace_list(request):
         .active()
         .filter(source_kind=EvalSet.SourceKind.MANUAL)
         .only("id", "name"),
-        "sources": Trace.Source.choices,
+        # A callable, so only the full page (the filter form) queries it, not the rows.
+        "sources": partial(selectors.source_choices, request.workspace, keep=filters.source),
         "labellers": _labellers(request),
         # Row links are built from this prefix: a reverse() per row costs more than the query.
         "list_url": reverse("traces:list", kwargs={"slug": request.workspace.slug}),
@@ -691,7 +693,8 @@ def conversation_list(request):
         if page.next_cursor
         else None,
         "is_first_page": not request.GET.get("cursor"),
-        "sources": Trace.Source.choices,
+        # A callable, so only the full page (the filter form) queries it, not the rows.
+        "sources": partial(selectors.source_choices, request.workspace, keep=source),
     }
     return render(request, "traces/conversation_list.html", ctx)
 

@@ -63,10 +63,11 @@ def test_trace_list_and_detail(login, workspace, owner, eval_set, traces):
     for _ in range(60):
         TraceFactory(workspace=workspace)
     # The list: its page of traces, their label counts, the eval sets to add to, the
-    # reviewers to assign to. The detail: the trace, its labels, the reviewers, the active
-    # sets (with whether each hand-picked one holds it; then one query per filter set).
+    # reviewers to assign to, the sources its traces come from. The detail: the trace, its
+    # labels, the reviewers, the active sets (with whether each hand-picked one holds it;
+    # then one query per filter set).
     assert (page_queries(client, list_url), page_queries(client, detail_url)) == small
-    assert small == (PAGE_BASE + 4, PAGE_BASE + 4)
+    assert small == (PAGE_BASE + 5, PAGE_BASE + 4)
 
 
 def test_review_card_and_label(login, workspace, owner, eval_set, traces):

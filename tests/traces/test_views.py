@@ -524,3 +524,24 @@ def test_empty_trace_list_offers_every_source_and_uploads(login, workspace, owne
     assert "Connect Langfuse" not in page
     assert f'href="{reverse("integrations:list", args=[workspace.slug])}"' in page
     assert reverse("integrations:upload", args=[workspace.slug]) in page
+
+
+def _source_options(page: str) -> list[str]:
+    select = page.split('<select name="source">')[1].split("</select>")[0]
+    return [part.split('"')[0] for part in select.split('<option value="')[1:]]
+
+
+def test_source_filter_lists_the_workspace_own_sources(login, workspace, owner):
+    TraceFactory(workspace=workspace, source="api", source_key="api")
+    TraceFactory(workspace=workspace)  # an upload
+    client = login(owner)
+
+    page = client.get(url("list", workspace)).content.decode()
+    assert _source_options(page) == ["", "upload", "api"]
+
+    # A source chosen in the URL stays selectable, even with no trace of it.
+    chosen = client.get(url("list", workspace), {"source": "langsmith"}).content.decode()
+    assert _source_options(chosen) == ["", "langsmith", "upload", "api"]
+    assert '<option value="langsmith" selected>' in chosen
+    conversations = client.get(url("conversation_list", workspace)).content.decode()
+    assert _source_options(conversations) == ["", "upload", "api"]
