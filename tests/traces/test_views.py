@@ -23,6 +23,7 @@ def test_trace_list_shows_traces_with_label_state(
     assert response.status_code == 200
     assert html.count('name="trace"') == 12
     assert "✗ 1" in html
+    assert "New eval set from selection" in html
 
 
 def test_trace_list_filters_and_pages(login, workspace, owner):
@@ -521,6 +522,9 @@ def test_empty_trace_list_offers_every_source_and_uploads(login, workspace, owne
 
     assert "No traces yet" in page
     assert "Connect a source (Langfuse, LangSmith, OpenAI" in page
+    # Nothing to select: no selection toolbar.
+    assert "selected</span>" not in page
+    assert "New eval set from selection" not in page
     assert "Connect Langfuse" not in page
     assert f'href="{reverse("integrations:list", args=[workspace.slug])}"' in page
     assert reverse("integrations:upload", args=[workspace.slug]) in page
