@@ -36,6 +36,25 @@ def test_a_code_eval_says_it_made_no_judge_calls(login, owner, workspace, versio
     assert "$0.0000 per 1,000 traces" not in page
 
 
+def test_an_offline_eval_says_it_made_no_model_calls(login, owner, workspace, versions):
+    _, _, v1, _ = versions  # made by the offline provider
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "none: made without a model, no tokens, no cost" in page
+    assert "0 in · 0 out" not in page
+    assert "$0.0000" not in page
+
+
+def test_an_llm_eval_shows_its_tokens_and_cost(login, owner, workspace, versions):
+    _, _, v1, _ = versions
+    Eval.objects.filter(pk=v1.pk).update(
+        provider="anthropic", model="claude", input_tokens=1200, output_tokens=300, cost_usd=0.0123
+    )
+    page = login(owner).get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "1200 in · 300 out" in page
+    assert "$0.0123" in page
+    assert "made without a model" not in page
+
+
 def test_pages_render(login, owner, workspace, versions):
     eval_set, traces, v1, v2 = versions
     client = login(owner)
