@@ -63,9 +63,7 @@ class VersionChart:
     width: int
     height: int
     dots: list[ChartDot]
-    heldout: list[ChartDot]
     polyline: str
-    heldout_polyline: str
     bar_y: float
 
     @property
@@ -87,27 +85,18 @@ def version_chart(
     def y_of(v: float) -> float:
         return round(pad_y + (1 - max(0.0, min(1.0, v))) * inner_h, 1)
 
-    dots, heldout = [], []
-    for i, row in enumerate(history):
-        if row["agreement"] is not None:
-            dots.append(
-                ChartDot(
-                    x_of(i), y_of(row["agreement"]), row["version"], row["agreement"], row["status"]
-                )
-            )
-        if row.get("heldout") is not None:
-            heldout.append(
-                ChartDot(
-                    x_of(i), y_of(row["heldout"]), row["version"], row["heldout"], row["status"]
-                )
-            )
+    # One line: a version's agreement is already its held-out figure when one was measured
+    # (evals.metrics.measure), so a second, held-out line would only repeat it.
+    dots = [
+        ChartDot(x_of(i), y_of(row["agreement"]), row["version"], row["agreement"], row["status"])
+        for i, row in enumerate(history)
+        if row["agreement"] is not None
+    ]
     return VersionChart(
         width=width,
         height=height,
         dots=dots,
-        heldout=heldout,
         polyline=" ".join(f"{d.x},{d.y}" for d in dots),
-        heldout_polyline=" ".join(f"{d.x},{d.y}" for d in heldout),
         bar_y=y_of(bar),
     )
 

@@ -85,18 +85,12 @@ def versions_of(eval_set: EvalSet) -> list[Eval]:
 
 
 def agreement_history(eval_set: EvalSet) -> list[dict]:
-    """Return ``{version, agreement, heldout, status}`` per version for the chart."""
-    rows = []
-    for version, agreement, metrics, status in (
+    """Return ``{version, agreement, status}`` per version for the chart."""
+    return list(
         Eval.objects.filter(eval_set=eval_set)
         .order_by("version")
-        .values_list("version", "agreement", "metrics", "status")
-    ):
-        heldout = ((metrics or {}).get("heldout") or {}).get("agreement")
-        rows.append(
-            {"version": version, "agreement": agreement, "heldout": heldout, "status": status}
-        )
-    return rows
+        .values("version", "agreement", "status")
+    )
 
 
 def latest_run(eval: Eval) -> EvalRun | None:

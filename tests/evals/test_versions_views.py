@@ -55,6 +55,20 @@ def test_an_llm_eval_shows_its_tokens_and_cost(login, owner, workspace, versions
     assert "made without a model" not in page
 
 
+def test_version_chart_legend_names_only_what_is_drawn(login, owner, workspace, versions):
+    eval_set, _, v1, _ = versions
+    client = login(owner)
+    for page_url in (
+        url("versions", workspace, pk=eval_set.pk),
+        url("detail", workspace, pk=v1.pk),
+    ):
+        page = client.get(page_url).content.decode()
+        chart = page.split('data-testid="agreement-chart"')[1]
+        assert chart.count("<polyline") == 1  # agreement, held-out when measured
+        assert "dashed grey" not in chart
+        assert "Blue line: agreement (on the held-out labels when measured" in chart
+
+
 def test_pages_render(login, owner, workspace, versions):
     eval_set, traces, v1, v2 = versions
     client = login(owner)
