@@ -69,6 +69,23 @@ def test_version_chart_legend_names_only_what_is_drawn(login, owner, workspace, 
         assert "Blue line: agreement (on the held-out labels when measured" in chart
 
 
+def test_without_held_out_labels_the_agreement_tile_is_shown_once(
+    login, owner, workspace, versions
+):
+    eval_set, _, v1, _ = versions  # measured on all 4 labels, none held out
+    client = login(owner)
+    page = client.get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert page.count("<small>agreement · ") == 1
+
+    heldout = {"labelled": 2, "tp": 1, "fp": 0, "fn": 1, "tn": 0, "errors": 0, "accuracy": 0.5}
+    measured = make_eval(
+        eval_set, version=3, agreement=0.5, metrics={**v1.metrics, "heldout": heldout}
+    )
+    page = client.get(url("detail", workspace, pk=measured.pk)).content.decode()
+    assert page.count("<small>agreement · ") == 2
+    assert "held-out, 2 labels" in page
+
+
 def test_pages_render(login, owner, workspace, versions):
     eval_set, traces, v1, v2 = versions
     client = login(owner)
