@@ -108,19 +108,45 @@ SELECT {trace}, {rating}, COUNT(*) FROM {table} WHERE {trace} IN ({ids}) GROUP B
 """
 
 
+# The workspace's natural-key namespaces (Trace.source_key), one index probe each on the
+# unique (workspace, source_key, external_id) index: a loose index scan, which neither
+# PostgreSQL nor SQLite makes of a DISTINCT (that reads an entry per trace: ~57 ms at 300k).
+# A namespace's source is its first trace's, read in the index's order (else PostgreSQL may
+# scan the table for it): the source itself for traces with no integration, else the
+# integration's kind.
+_SOURCES_SQL = """
+WITH RECURSIVE namespaces(key) AS (
+    SELECT MIN({key}) FROM {table} WHERE {workspace} = %s
+    UNION ALL
+    SELECT (SELECT MIN({key}) FROM {table} WHERE {workspace} = %s AND {key} > namespaces.key)
+    FROM namespaces WHERE namespaces.key IS NOT NULL
+)
+SELECT (
+    SELECT {source} FROM {table} WHERE {workspace} = %s AND {key} = namespaces.key
+    ORDER BY {external_id} LIMIT 1
+)
+FROM namespaces WHERE namespaces.key IS NOT NULL
+"""
+
+
 def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
     """The sources the workspace's traces come from, as (value, label), in Source order.
 
     ``keep``, a value already chosen (from the URL), stays listed even with no trace of it.
-    One query: on PostgreSQL an index-only scan, the source being in trace_ws_time_source_idx.
     """
-    present = set(
-        Trace.objects.for_workspace(workspace)
-        .order_by()
-        .values_list("source", flat=True)
-        .distinct()
+    quote = connection.ops.quote_name
+    opts = Trace._meta
+    sql = _SOURCES_SQL.format(
+        table=quote(opts.db_table),
+        key=quote(opts.get_field("source_key").column),
+        source=quote(opts.get_field("source").column),
+        workspace=quote(opts.get_field("workspace").column),
+        external_id=quote(opts.get_field("external_id").column),
     )
-    return [(value, label) for value, label in Trace.Source.choices if value in present | {keep}]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [workspace.pk] * 3)
+        present = {source for (source,) in cursor.fetchall()} | {keep}
+    return [(value, label) for value, label in Trace.Source.choices if value in present]
 
 
 def attach_label_counts(traces: list[Trace]) -> None:

@@ -97,3 +97,22 @@ def test_otlp_receive_reads_stored_traces_by_key(sqlite_only, workspace):
     with CaptureQueriesContext(connection) as captured:
         receive()
     assert _walks(_plans(captured)) == []
+
+
+def test_trace_list_sources_are_read_by_index_probes(sqlite_only, workspace):
+    from traces.selectors import source_choices
+
+    ingest_traces(workspace=workspace, source="api", traces=_turns(0, 6))
+    with CaptureQueriesContext(connection) as captured:
+        assert source_choices(workspace) == [("api", "API")]
+    (query,) = captured
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")
+        steps = [row[-1] for row in cursor.fetchall()]
+    # Every read is a probe of the unique (workspace, source_key, external_id) index: the
+    # least key (a min/max lookup), the next key, a key's first trace; none walks the
+    # workspace's traces, as DISTINCT would.
+    reads = [step for step in steps if "traces_trace" in step]
+    assert len(reads) == 3
+    assert all(re.match(r"SEARCH traces_trace USING .*INDEX sqlite_autoindex", s) for s in reads)
+    assert "source_key" in reads[1] and "source_key" in reads[2]

@@ -3,6 +3,7 @@ from django.urls import reverse
 from django.utils import dateformat
 from django.utils.timezone import localtime
 
+from integrations.models import Integration
 from tests.traces.factories import EvalSetFactory, TraceFactory
 from traces import services
 from traces.models import EvalSet, Feedback
@@ -538,14 +539,19 @@ def _source_options(page: str) -> list[str]:
 def test_source_filter_lists_the_workspace_own_sources(login, workspace, owner):
     TraceFactory(workspace=workspace, source="api", source_key="api")
     TraceFactory(workspace=workspace)  # an upload
+    synced = Integration.objects.create(workspace=workspace, kind="langsmith", name="LS", host="")
+    TraceFactory(
+        workspace=workspace, integration=synced, source="langsmith", source_key=f"i{synced.pk}"
+    )
+    TraceFactory(source="demo", source_key="demo")  # another workspace's
     client = login(owner)
 
     page = client.get(url("list", workspace)).content.decode()
-    assert _source_options(page) == ["", "upload", "api"]
+    assert _source_options(page) == ["", "langsmith", "upload", "api"]
 
     # A source chosen in the URL stays selectable, even with no trace of it.
-    chosen = client.get(url("list", workspace), {"source": "langsmith"}).content.decode()
-    assert _source_options(chosen) == ["", "langsmith", "upload", "api"]
-    assert '<option value="langsmith" selected>' in chosen
+    chosen = client.get(url("list", workspace), {"source": "otlp"}).content.decode()
+    assert _source_options(chosen) == ["", "langsmith", "otlp", "upload", "api"]
+    assert '<option value="otlp" selected>' in chosen
     conversations = client.get(url("conversation_list", workspace)).content.decode()
-    assert _source_options(conversations) == ["", "upload", "api"]
+    assert _source_options(conversations) == ["", "langsmith", "upload", "api"]
