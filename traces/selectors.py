@@ -7,8 +7,18 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+)
 
+from integrations.models import Integration
 from iofold.lib.kappa import cohen_kappa
 from traces.conversations import conversation_turns, turn_messages
 from traces.filters import TraceFilters
@@ -121,7 +131,7 @@ WITH RECURSIVE namespaces(key) AS (
     SELECT (SELECT MIN({key}) FROM {table} WHERE {workspace} = %s AND {key} > namespaces.key)
     FROM namespaces WHERE namespaces.key IS NOT NULL
 )
-SELECT (
+SELECT namespaces.key, (
     SELECT {source} FROM {table} WHERE {workspace} = %s AND {key} = namespaces.key
     ORDER BY {external_id} LIMIT 1
 )
@@ -145,7 +155,19 @@ def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [workspace.pk] * 3)
-        present = {source for (source,) in cursor.fetchall()} | {keep}
+        namespaces = cursor.fetchall()
+    present = {source for _, source in namespaces} | {keep}
+    # An integration's namespace holds its synced traces and those its webhook pushed,
+    # whichever came first: both sources are listed when it can receive both.
+    synced = [key[1:] for key, _ in namespaces if key[:1] == "i" and key[1:].isdigit()]
+    if synced:
+        hooked = ExpressionWrapper(~Q(webhook_secret=""), output_field=BooleanField())
+        for kind, webhook in (
+            Integration.objects.for_workspace(workspace)
+            .filter(pk__in=synced)
+            .values_list("kind", hooked)
+        ):
+            present |= {kind, Trace.Source.WEBHOOK} if webhook else {kind}
     return [(value, label) for value, label in Trace.Source.choices if value in present]
 
 
