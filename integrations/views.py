@@ -15,7 +15,6 @@ from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
 from iofold.exceptions import RateLimited
 from iofold.pipeline import admit_traces
-from traces import selectors as trace_selectors
 from traces.models import Trace
 from workspaces.access import workspace_view
 
@@ -35,12 +34,7 @@ def integration_list(request):
     # API, upload, OpenTelemetry and demo traces have no integration: without one, the
     # page must not read as if the workspace had no traces.
     trace_count = 0 if integrations else Trace.objects.for_workspace(request.workspace).count()
-    sources = trace_selectors.source_choices(request.workspace) if trace_count else []
-    ctx = {
-        "integrations": integrations,
-        "trace_count": trace_count,
-        "trace_sources": ", ".join(label for _, label in sources),
-    }
+    ctx = {"integrations": integrations, "trace_count": trace_count}
     return render(request, "integrations/list.html", ctx)
 
 
