@@ -15,7 +15,6 @@ from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
 from iofold.exceptions import RateLimited
 from iofold.pipeline import admit_traces
-from traces.models import Trace
 from workspaces.access import workspace_view
 
 
@@ -26,16 +25,10 @@ def _integration(request, pk: int) -> Integration:
 @workspace_view
 def integration_list(request):
     """The workspace's integrations with their latest run."""
-    integrations = list(
-        Integration.objects.for_workspace(request.workspace).prefetch_related(
-            Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
-        )
+    integrations = Integration.objects.for_workspace(request.workspace).prefetch_related(
+        Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
     )
-    # API, upload, OpenTelemetry and demo traces have no integration: without one, the
-    # page must not read as if the workspace had no traces.
-    trace_count = 0 if integrations else Trace.objects.for_workspace(request.workspace).count()
-    ctx = {"integrations": integrations, "trace_count": trace_count}
-    return render(request, "integrations/list.html", ctx)
+    return render(request, "integrations/list.html", {"integrations": integrations})
 
 
 def _form_class(kind: str):

@@ -10,7 +10,6 @@ from integrations import services
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.uploads import execute_upload
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
-from tests.traces.factories import TraceFactory
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
@@ -306,25 +305,3 @@ def test_edit_form_tests_the_entered_unsaved_connection(
     integration.refresh_from_db()
     assert integration.status != Integration.Status.AUTH_FAILED  # nothing saved or recorded
     assert integration.public_key == PUBLIC_KEY
-
-
-def test_integrations_page_with_no_integration_says_where_the_traces_came_from(
-    login, owner, workspace
-):
-    # API, upload, OpenTelemetry and demo traces have no integration record.
-    TraceFactory.create_batch(3, workspace=workspace, source="api", source_key="api")
-    client = login(owner)
-
-    page = client.get(reverse("integrations:list", args=[workspace.slug])).content.decode()
-
-    assert "No integrations yet" not in page
-    assert "3 traces" in page
-    assert "from the API" in page
-    assert reverse("integrations:create", args=[workspace.slug]) in page
-    assert "See the 3 traces" in page
-
-
-def test_integrations_page_of_an_empty_workspace_says_nothing_is_connected(login, owner, workspace):
-    page = login(owner).get(reverse("integrations:list", args=[workspace.slug])).content.decode()
-
-    assert "No integrations yet" in page
