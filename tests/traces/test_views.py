@@ -555,3 +555,22 @@ def test_source_filter_lists_the_workspace_own_sources(login, workspace, owner):
     assert '<option value="otlp" selected>' in chosen
     conversations = client.get(url("conversation_list", workspace)).content.decode()
     assert _source_options(conversations) == ["", "langsmith", "upload", "api"]
+
+
+def test_source_filter_lists_webhook_traces_of_an_integration_that_also_syncs(
+    login, workspace, owner
+):
+    hooked = Integration.objects.create(
+        workspace=workspace, kind="langfuse", name="LF", host="", webhook_secret="s" * 32
+    )
+    for external_id, source in (("a-synced", "langfuse"), ("b-pushed", "webhook")):
+        TraceFactory(
+            workspace=workspace,
+            integration=hooked,
+            source=source,
+            source_key=f"i{hooked.pk}",
+            external_id=external_id,
+        )
+
+    page = login(owner).get(url("list", workspace)).content.decode()
+    assert _source_options(page) == ["", "langfuse", "webhook"]
