@@ -4,7 +4,7 @@ import ast
 import inspect
 import textwrap
 
-from evals.synthesis import constraints, runtime
+from evals.synthesis import constraints, runtime, shapes
 from evals.synthesis.learner import DecisionList, Literal, Rule, judged_good
 from traces.vocabulary import unit_noun
 
@@ -27,7 +27,7 @@ def _runtime_parts(helpers: set[str]) -> tuple[str, str]:
     stays one standalone file; their standard-library imports are merged with its.
     """
     imports, rest = [], []
-    for module in (runtime, constraints):
+    for module in (shapes, runtime, constraints):
         source = inspect.getsource(module)
         for node in ast.parse(source).body:
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):

@@ -15,6 +15,7 @@ import json
 import re
 
 from evals.synthesis.constraints import comparison_facts, instruction_facts
+from evals.synthesis.shapes import asked_text, conversation_steps, is_user, reply_text, said_text
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 _OPENING_WORDS = 20
@@ -263,7 +264,6 @@ WRITE_VERBS = frozenset(
     ]
 )
 HANDOFF_WORDS = ("human", "handoff", "hand_off", "escalate", "escalation", "operator")
-USER_NAMES = ("user", "human", "customer", "client")
 _KEY_VALUE = re.compile(r"(?m)^\s*[A-Za-z][\w ()/-]{0,40}:\s*(\S[^\n]{1,80}?)\s*$")
 _NAME = re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.])")
@@ -410,12 +410,6 @@ def _tool_kind(name):
     return "other"
 
 
-def _is_user(step):
-    return str(step.get("type") or "").lower() in USER_NAMES or (
-        str(step.get("name") or "").lower() in USER_NAMES
-    )
-
-
 def _salient(text):
     """Return the values in a text worth finding again: numbers, IDs, names, field values."""
     found = set()
@@ -512,14 +506,6 @@ def _unsupported_argument(value, grounded):
     return ""
 
 
-def _said(output):
-    """Return what an agent turn said to the user: its content, not its tool calls."""
-    if isinstance(output, dict):
-        content = output.get("content")
-        return _text(content) if content is not None else ""
-    return _text(output)
-
-
 def _first_argument(value):
     """Return a tool call's first argument value as text (what it acts on), else ''."""
     if isinstance(value, dict) and value:
@@ -542,6 +528,9 @@ def _step_facts(steps, in_raw):
     tool_errors = []
     user_turns = []
     agent_turns = 0
+    # A model call is an agent turn; an "agent" step only where no model call was recorded
+    # (it wraps them: the Agents SDK's agent span, OTLP's invoke_agent).
+    turn_kinds = ("llm",) if any(s.get("type") == "llm" for s in steps) else ("llm", "agent")
     results = []
     write_unconfirmed = ""
     write_argument = ""
@@ -567,7 +556,7 @@ def _step_facts(steps, in_raw):
         if error:
             errors.append(str(error))
             error_kinds.setdefault(_error_kind(str(error)), str(error))
-        if _is_user(step):
+        if is_user(step):
             said = _text(step.get("output")) or _text(step.get("input"))
             grounded.append(said)
             last_user = _padded(_words(said))
@@ -612,9 +601,9 @@ def _step_facts(steps, in_raw):
                 write_unsupported = name + ": " + invented if invented else ""
             if not error:
                 grounded.append(_text(step.get("output")))
-        elif kind in ("llm", "agent"):
+        elif kind in turn_kinds:
             agent_turns += 1
-            said = _said(step.get("output"))
+            said = reply_text(step.get("output"))
             if said and _lexicon(_padded(_words(said)), "asks_confirmation"):
                 asked += 1
                 pending_ask = pending_ask or said.strip()[:60]
@@ -727,7 +716,7 @@ def _request_facts(steps, out_padded):
     last_change_failed = False
     tool_calls = 0
     for step in steps:
-        if _is_user(step):
+        if is_user(step):
             words = _words(_text(step.get("output")) or _text(step.get("input")))
             if _lexicon(_padded(words), "confirmation"):
                 confirmations += 1
@@ -776,10 +765,23 @@ def _flatten(conversation):
         m for m in conversation["messages"] if isinstance(m, dict) and m.get("role") == "assistant"
     ]
     turns = [t for t in conversation["turns"] if isinstance(t, dict)]
+    # A step recorded again by a later turn (a stored chat completion lists every earlier
+    # tool call of its history) is one step: its first place, its latest result.
+    seen = {}
     for index, turn in enumerate(turns):
         said = users[index].get("content") if index < len(users) else None
         steps.append({"type": "span", "name": "user", "output": said})
-        steps.extend(s for s in (turn.get("steps") or []) if isinstance(s, dict))
+        for step in turn.get("steps") or []:
+            if not isinstance(step, dict):
+                continue
+            key = step.get("id")
+            if isinstance(key, str) and key and key in seen:
+                if step.get("output") is not None or step.get("error"):
+                    steps[seen[key]] = step
+                continue
+            if isinstance(key, str) and key:
+                seen[key] = len(steps)
+            steps.append(step)
     costs = [t.get("cost") for t in turns if isinstance(t.get("cost"), (int, float))]
     latencies = [
         t.get("latency_ms") for t in turns if isinstance(t.get("latency_ms"), (int, float))
@@ -849,13 +851,23 @@ def view(trace):
         extra_flags = {"user_repeated": "", "last_turn_failed": ""}
     steps = trace.get("steps")
     steps = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
-    out_raw = _text(trace.get("output"))
-    in_raw = _text(trace.get("input"))
+    # Whatever shape the source recorded the conversation in (shapes.py): user turns,
+    # agent turns with their calls, tool steps with their errors.
+    steps, system = conversation_steps(trace, steps)
+    # Chat messages are read for what they say: the last reply, the system's and the
+    # user's words (not roles, ids or tool results); other outputs and inputs as they are.
+    out_raw = said_text(trace.get("output")) or _text(trace.get("output"))
+    if trace.get("output") is None:
+        replies = [reply_text(s.get("output")) for s in steps if s.get("type") == "llm"]
+        out_raw = next((r for r in reversed(replies) if r), "")
+    in_raw = asked_text(trace.get("input")) or _text(trace.get("input"))
     out_words = _words(out_raw)
     in_words = _words(in_raw)
     out_padded = _padded(out_words)
     parsed = _json(trace.get("output"))
-    tools, step_numbers, flags, told, tool_errors, grounded = _step_facts(steps, in_raw)
+    # What the agent was told includes a system prompt the input does not hold.
+    told_raw = in_raw if system in in_raw else in_raw + "\n" + system
+    tools, step_numbers, flags, told, tool_errors, grounded = _step_facts(steps, told_raw)
     results, last_result = told
     lines = [line for line in out_raw.splitlines() if line.strip()]
     letters = [c for c in out_raw if c.isalpha()]
