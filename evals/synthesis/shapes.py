@@ -494,6 +494,18 @@ def _with_requested_calls(steps):
     return out
 
 
+def _decorated(value):
+    """Return a tool's arguments as a tracing decorator recorded them ({"args": [...],
+    "kwargs": {...}}, Langfuse's @observe) as the call's own: the keywords, or the list."""
+    if isinstance(value, dict) and value and all(k in ("args", "kwargs") for k in value):
+        positional, keywords = value.get("args") or [], value.get("kwargs") or {}
+        if isinstance(keywords, dict) and keywords and not positional:
+            return keywords
+        if isinstance(positional, list) and positional and not keywords:
+            return positional
+    return value
+
+
 def conversation_steps(trace, steps):
     """Return (a trace's steps in the one shape the step facts read, the system prompt).
 
@@ -511,7 +523,10 @@ def conversation_steps(trace, steps):
         if str(step.get("type") or "") == "tool":
             name = tool_name(step.get("name"))
             error = step.get("error") or failure(step.get("output"))
+            arguments = _decorated(step.get("input"))
             if name != step.get("name") or error != step.get("error"):
                 step = {**step, "name": name, "error": error or None}
+            if arguments is not step.get("input"):
+                step = {**step, "input": arguments}
         out.append(step)
     return out, system

@@ -685,6 +685,16 @@ def test_a_call_listed_by_the_agent_and_run_as_a_step_counts_once():
     assert flags["read_called"] == "find_user_id_by_email"
 
 
+def test_a_decorators_recorded_arguments_are_the_calls_own():
+    # Langfuse's @observe records a tool's input as {"args": [...], "kwargs": {...}}.
+    trace = synthetic()[1]
+    steps = [
+        {**s, "input": {"args": [], "kwargs": s["input"]}} if s["type"] == "tool" else s
+        for s in trace["steps"]
+    ]
+    assert facts({**trace, "steps": steps}) == facts(trace)
+
+
 def test_the_emitted_code_reads_other_shapes_as_predict_does():
     # Labels from a step fact on traces in the Anthropic and chat-messages shapes: the
     # rule is learned from facts that exist only once those shapes are read.
