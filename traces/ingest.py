@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -275,10 +276,15 @@ def upsert_traces(
                 source_key=source_key,
                 previous=previous,
             )
-            write(to_write)
+            # Rows are locked in the order they are written: in key order, so two ingests
+            # writing the same traces (a sync's page and a webhook's batch, in any order)
+            # wait for one another, never on each other crosswise (a deadlock, which
+            # PostgreSQL ends by failing one of them).
+            in_key_order = sorted(to_write, key=_external_id)
+            write(in_key_order)
             # On PostgreSQL, rows a concurrent ingest moved after they were read here.
             postgresql = connection.vendor == "postgresql"
-            moved = [row for row in to_write if row.pk is None] if postgresql else []
+            moved = [row for row in in_key_order if row.pk is None] if postgresql else []
             if moved:
                 _follow_moved_rows(workspace, source_key, moved, previous, before, existing, result)
                 write(moved)  # now in the conversations they are read in, and locked there
@@ -310,6 +316,9 @@ def upsert_traces(
         result.failed,
     )
     return result
+
+
+_external_id = operator.attrgetter("external_id")
 
 
 def _follow_moved_rows(workspace, source_key, moved, previous, before, existing, result):
