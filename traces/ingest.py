@@ -212,52 +212,55 @@ def upsert_traces(
     if not prepared:
         return result
 
-    existing: dict[str, tuple[int, str, int | None]] = {}
-    ids = list(prepared)
-    if stored is not None and stored.locked and stored.source_key == source_key:
-        existing = {i: stored.keys[i] for i in ids if i in stored.keys}
-        ids = [i for i in ids if i not in stored.asked]
-    for start in range(0, len(ids), LOOKUP_CHUNK):
-        for external_id, pk, digest, conversation_id in _stored_keys(
-            workspace, source_key, ids[start : start + LOOKUP_CHUNK]
-        ):
-            existing[external_id] = (pk, digest, conversation_id)
+    # Stored rows are read in the transaction that writes them: on SQLite it begins
+    # IMMEDIATE (settings), so a concurrent ingest's write is committed before this one
+    # reads, never after (what a re-sent turn leaves, ``previous``, would be stale). No
+    # savepoint inside a caller's transaction (a sync's page): an error here fails that
+    # transaction whole anyway, and the savepoint cost two round trips a batch.
+    with transaction.atomic(savepoint=False):
+        existing: dict[str, tuple[int, str, int | None]] = {}
+        ids = list(prepared)
+        if stored is not None and stored.locked and stored.source_key == source_key:
+            existing = {i: stored.keys[i] for i in ids if i in stored.keys}
+            ids = [i for i in ids if i not in stored.asked]
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            for external_id, pk, digest, conversation_id in _stored_keys(
+                workspace, source_key, ids[start : start + LOOKUP_CHUNK]
+            ):
+                existing[external_id] = (pk, digest, conversation_id)
 
-    # On PostgreSQL the upsert needs no model instances (``_write_rows``): a row there is
-    # what the conversations read and its id, a third of the time to make.
-    make_row = build_trace if connection.vendor != "postgresql" else PendingRow.of
-    to_write: list[Trace | PendingRow] = []
-    # The conversation each re-sent trace is stored in: its session id may have changed,
-    # and the conversation it leaves must lose it (``refresh_conversations``).
-    previous: dict[str, int] = {}
-    for external_id, data in prepared.items():
-        digest = batch.digests[external_id]
-        known = existing.get(external_id)
-        if known is not None and known[1] == digest:
-            result.unchanged += 1
-            continue
-        if known is None:
-            result.created += 1
-        else:
-            result.updated += 1
-            if known[2] is not None:
-                previous[external_id] = known[2]
-        to_write.append(
-            make_row(
-                data,
-                batch.columns[external_id],
-                workspace=workspace,
-                source=source,
-                source_key=source_key,
-                integration=integration,
-                digest=digest,
+        # On PostgreSQL the upsert needs no model instances (``_write_rows``): a row there is
+        # what the conversations read and its id, a third of the time to make.
+        make_row = build_trace if connection.vendor != "postgresql" else PendingRow.of
+        to_write: list[Trace | PendingRow] = []
+        # The conversation each re-sent trace is stored in: its session id may have changed,
+        # and the conversation it leaves must lose it (``refresh_conversations``).
+        previous: dict[str, int] = {}
+        for external_id, data in prepared.items():
+            digest = batch.digests[external_id]
+            known = existing.get(external_id)
+            if known is not None and known[1] == digest:
+                result.unchanged += 1
+                continue
+            if known is None:
+                result.created += 1
+            else:
+                result.updated += 1
+                if known[2] is not None:
+                    previous[external_id] = known[2]
+            to_write.append(
+                make_row(
+                    data,
+                    batch.columns[external_id],
+                    workspace=workspace,
+                    source=source,
+                    source_key=source_key,
+                    integration=integration,
+                    digest=digest,
+                )
             )
-        )
 
-    if to_write:
-        # No savepoint inside a caller's transaction (a sync's page): an error here fails
-        # that transaction whole anyway, and the savepoint cost two round trips a batch.
-        with transaction.atomic(savepoint=False):
+        if to_write:
             before = attach_conversations(
                 workspace=workspace,
                 source=source,
@@ -294,18 +297,18 @@ def upsert_traces(
             result.completed_conversation_ids = refreshed.completed
             if refreshed.anchors_moved and on_anchors_moved is not None:
                 on_anchors_moved(workspace.pk, refreshed.anchors_moved)
-        written = [t.pk for t in to_write if t.pk is not None]
-        if len(written) != len(to_write):
-            # Backends that cannot return ids from an upsert: look them up.
-            written = list(
-                Trace.objects.for_workspace(workspace)
-                .with_keys(source_key, [t.external_id for t in to_write])
-                .values_list("id", flat=True)
-            )
-        result.trace_ids = written
-        ids_for_callback = list(written)
-        if on_ingested is not None:
-            transaction.on_commit(lambda: on_ingested(ids_for_callback))
+            written = [t.pk for t in to_write if t.pk is not None]
+            if len(written) != len(to_write):
+                # Backends that cannot return ids from an upsert: look them up.
+                written = list(
+                    Trace.objects.for_workspace(workspace)
+                    .with_keys(source_key, [t.external_id for t in to_write])
+                    .values_list("id", flat=True)
+                )
+            result.trace_ids = written
+            ids_for_callback = list(written)
+            if on_ingested is not None:
+                transaction.on_commit(lambda: on_ingested(ids_for_callback))
     logger.info(
         "traces upserted workspace=%s source=%s created=%d updated=%d unchanged=%d failed=%d",
         workspace.pk,

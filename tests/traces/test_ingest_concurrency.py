@@ -6,13 +6,18 @@ fail with a deadlock (rows locked in opposite orders); on SQLite, the embedded d
 neither may act on what it read before the other committed.
 """
 
+import json
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
+from integrations import services, webhooks
 from iofold.pipeline import ingest_traces
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
 from tests.traces.factories import trace_data
+from traces import ingest
 from traces.models import Conversation, Trace
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,3 +93,106 @@ def test_two_ingests_of_the_same_traces_in_opposite_orders_both_succeed(workspac
         assert conversation.anchor_id == (
             turns.order_by("timestamp", "id").values_list("id", flat=True).first()
         )
+
+
+def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_counting_it(
+    client, workspace, monkeypatch
+):
+    """A sync page moves a turn from conversation a to b; a webhook request, which read the
+    turn's row before the page committed, moves it on to c. On SQLite the webhook read it
+    outside its write transaction, so b kept counting (and was anchored on) the turn."""
+    integration = services.create_integration(
+        workspace=workspace,
+        name="lf",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+    )
+    secret = webhooks.regenerate_webhook_secret(integration=integration)
+
+    def turn(session, name):
+        return {**trace_data(1), "session_id": session, "name": name}
+
+    def sync_page(traces):
+        ingest_traces(
+            workspace=workspace, source="langfuse", integration=integration, traces=traces
+        )
+
+    sync_page([turn("a", "first")])
+    page_written, webhook_ingesting, webhook_read, page_may_commit = (
+        threading.Event() for _ in range(4)
+    )
+    failures, answers = [], []
+
+    def sync():
+        try:
+            with transaction.atomic():  # as a sync's page is written
+                sync_page([turn("b", "synced")])
+                page_written.set()
+                assert page_may_commit.wait(30)
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def push():
+        try:
+            body = json.dumps({"traces": [turn("c", "pushed")]}).encode()
+            timestamp = str(int(time.time()))
+            answers.append(
+                client.post(
+                    f"/api/v1/integrations/{integration.pk}/webhook",
+                    data=body,
+                    content_type="application/json",
+                    headers={
+                        "X-Iofold-Timestamp": timestamp,
+                        "X-Iofold-Signature": webhooks.sign(
+                            secret=secret, timestamp=timestamp, body=body
+                        ),
+                    },
+                )
+            )
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            webhook_read.set()
+            connection.close()
+
+    prepare, stored_keys = ingest.prepare_traces, ingest._stored_keys
+
+    def prepare_then_signal(*args, **kwargs):
+        webhook_ingesting.set()
+        return prepare(*args, **kwargs)
+
+    def read_then_signal(*args):
+        rows = list(stored_keys(*args))
+        webhook_read.set()
+        return rows
+
+    syncing = threading.Thread(target=sync)
+    syncing.start()
+    assert page_written.wait(30)
+    monkeypatch.setattr(ingest, "prepare_traces", prepare_then_signal)
+    monkeypatch.setattr(ingest, "_stored_keys", read_then_signal)
+    pushing = threading.Thread(target=push)
+    pushing.start()
+    # The webhook's ingest begins: it reads the turn at once; or, where its read waits for
+    # the page to commit (SQLite: its write transaction begins first), the page commits.
+    assert webhook_ingesting.wait(30)
+    webhook_read.wait(1)
+    page_may_commit.set()
+    syncing.join(30)
+    pushing.join(30)
+    assert not failures, failures
+    assert not syncing.is_alive() and not pushing.is_alive()
+    assert answers[0].status_code == 200, answers[0].content
+    assert answers[0].json()["updated"] == 1
+
+    trace = Trace.objects.get(workspace=workspace, external_id="t1")
+    conversations = {c.external_id: c for c in Conversation.objects.for_workspace(workspace)}
+    assert (trace.name, trace.conversation_id) == ("pushed", conversations["c"].pk)
+    # What the conversation list shows: b and a are empty, c has the one turn.
+    for key, anchor in (("a", None), ("b", None), ("c", trace.pk)):
+        counted = conversations[key].turns.count()
+        assert (conversations[key].turn_count, counted) == (counted, counted), key
+        assert conversations[key].anchor_id == anchor, key
