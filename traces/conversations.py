@@ -133,7 +133,12 @@ def _lock_conversations(
     # no rows (one writer at a time); asked for an order, or for keys or ids, it would walk
     # the workspace's conversations rather than look each key up in the unique index.
     lock_order = ["id"] if locking else []
-    chunks = [keys[start : start + 500] for start in range(0, len(keys), 500)] or [[]]
+    # Where rows are locked, all in one statement: in chunks of keys, each chunk's rows
+    # were locked in id order but not the whole batch's, and two batches of more than one
+    # chunk sharing conversations locked them crosswise. SQLite locks none: it keeps
+    # its chunks.
+    size = max(len(keys), 1) if locking else 500
+    chunks = [keys[start : start + size] for start in range(0, len(keys), size)] or [[]]
     for index, chunk in enumerate(chunks):
         wanted = Q(source_key=source_key, external_id__in=chunk)
         if ids and not index:

@@ -36,14 +36,14 @@ def _batch(sender: str, round_: int, session=None) -> list[dict]:
     return traces
 
 
-def _run_together(*senders) -> list[BaseException]:
+def _run_together(*senders, rounds: int = ROUNDS) -> list[BaseException]:
     """Run the senders on threads of their own, each round started by both at once."""
     barrier = threading.Barrier(len(senders))
     failures: list[BaseException] = []
 
     def run(send):
         try:
-            for round_ in range(ROUNDS):
+            for round_ in range(rounds):
                 barrier.wait(30)
                 send(round_)
         except threading.BrokenBarrierError:
@@ -196,3 +196,33 @@ def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_c
         counted = conversations[key].turns.count()
         assert (conversations[key].turn_count, counted) == (counted, counted), key
         assert conversations[key].anchor_id == anchor, key
+
+
+def test_two_ingests_of_many_conversations_lock_them_in_one_order(workspace):
+    """Batches of more than 500 conversations (an API batch holds up to 1,000): two that
+    share some must lock them in one order, whatever their keys and ids."""
+    blocks, size = 7, 100
+    # Conversations made block by block, the last keys first: ids do not follow the keys.
+    for block in reversed(range(blocks)):
+        traces = [
+            {**trace_data(n), "id": f"seed{n}", "session_id": f"s{n:03d}"}
+            for n in range(block * size, (block + 1) * size)
+        ]
+        ingest_traces(workspace=workspace, source="api", traces=traces)
+
+    def sender(name, first):
+        def send(round_):
+            traces = [
+                {**trace_data(n), "id": f"{name}{n}", "name": f"{name}-{round_}",
+                 "session_id": f"s{first + n:03d}"}
+                for n in range(6 * size)
+            ]  # fmt: skip
+            ingest_traces(workspace=workspace, source="api", traces=traces)
+
+        return send
+
+    failures = _run_together(sender("a", 0), sender("b", size), rounds=8)
+
+    assert not failures, failures
+    for conversation in Conversation.objects.for_workspace(workspace):
+        assert conversation.turn_count == conversation.turns.count()
