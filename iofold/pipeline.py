@@ -26,6 +26,7 @@ from django.db import transaction
 from integrations.store import UpsertResult
 from iofold.exceptions import RateLimited
 from iofold.lib import ratelimit
+from iofold.lib.transactions import run_in_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +79,25 @@ def ingest_traces(
     The evaluation is queued after the surrounding transaction commits, so a worker never
     looks for rows that are not there yet; ``on_ingested(trace_ids)`` runs then too.
     ``stored`` is what ``stored_traces`` returned in the same transaction, if called.
+
+    Called outside a transaction (API, upload, webhook), the batch is written in one of its
+    own, run again should PostgreSQL end it to break a deadlock (``run_in_transaction``).
     """
     from traces.ingest import upsert_traces
 
-    result = upsert_traces(
-        workspace=workspace,
-        source=source,
-        integration=integration,
-        traces=traces,
-        on_ingested=on_ingested,
-        stored=stored,
-        on_anchors_moved=move_conversation_verdicts,
+    if isinstance(traces, list):
+        traces = prepare_traces(traces)  # not in the transaction: no lock held meanwhile
+    result = run_in_transaction(
+        lambda: upsert_traces(
+            workspace=workspace,
+            source=source,
+            integration=integration,
+            traces=traces,
+            on_ingested=on_ingested,
+            stored=stored,
+            on_anchors_moved=move_conversation_verdicts,
+        ),
+        what=f"ingest workspace={workspace.pk} source={source}",
     )
     if result.trace_ids:
         workspace_id, trace_ids = workspace.pk, list(result.trace_ids)

@@ -95,12 +95,7 @@ def test_two_ingests_of_the_same_traces_in_opposite_orders_both_succeed(workspac
         )
 
 
-def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_counting_it(
-    client, workspace, monkeypatch
-):
-    """A sync page moves a turn from conversation a to b; a webhook request, which read the
-    turn's row before the page committed, moves it on to c. On SQLite the webhook read it
-    outside its write transaction, so b kept counting (and was anchored on) the turn."""
+def _webhook_integration(workspace):
     integration = services.create_integration(
         workspace=workspace,
         name="lf",
@@ -108,7 +103,30 @@ def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_c
         public_key=PUBLIC_KEY,
         secret_key=SECRET_KEY,
     )
-    secret = webhooks.regenerate_webhook_secret(integration=integration)
+    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
+    return integration
+
+
+def _push(client, integration, traces):
+    """Send traces to the integration's webhook, signed, as a client does."""
+    body = json.dumps({"traces": traces}).encode()
+    timestamp = str(int(time.time()))
+    signature = webhooks.sign(secret=integration.secret, timestamp=timestamp, body=body)
+    return client.post(
+        f"/api/v1/integrations/{integration.pk}/webhook",
+        data=body,
+        content_type="application/json",
+        headers={"X-Iofold-Timestamp": timestamp, "X-Iofold-Signature": signature},
+    )
+
+
+def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_counting_it(
+    client, workspace, monkeypatch
+):
+    """A sync page moves a turn from conversation a to b; a webhook request, which read the
+    turn's row before the page committed, moves it on to c. On SQLite the webhook read it
+    outside its write transaction, so b kept counting (and was anchored on) the turn."""
+    integration = _webhook_integration(workspace)
 
     def turn(session, name):
         return {**trace_data(1), "session_id": session, "name": name}
@@ -137,21 +155,7 @@ def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_c
 
     def push():
         try:
-            body = json.dumps({"traces": [turn("c", "pushed")]}).encode()
-            timestamp = str(int(time.time()))
-            answers.append(
-                client.post(
-                    f"/api/v1/integrations/{integration.pk}/webhook",
-                    data=body,
-                    content_type="application/json",
-                    headers={
-                        "X-Iofold-Timestamp": timestamp,
-                        "X-Iofold-Signature": webhooks.sign(
-                            secret=secret, timestamp=timestamp, body=body
-                        ),
-                    },
-                )
-            )
+            answers.append(_push(client, integration, [turn("c", "pushed")]))
         except BaseException as error:
             failures.append(error)
         finally:
@@ -226,3 +230,58 @@ def test_two_ingests_of_many_conversations_lock_them_in_one_order(workspace):
     assert not failures, failures
     for conversation in Conversation.objects.for_workspace(workspace):
         assert conversation.turn_count == conversation.turns.count()
+
+
+def test_a_webhook_batch_ended_by_a_deadlock_is_written_again(client, workspace):
+    """Another transaction holds t2 and then asks for t1, which the webhook's batch has just
+    locked while it waits for t2: PostgreSQL ends the batch's transaction (deadlock). Run
+    again once the other has committed, it is stored, and the sender gets its answer."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's row locks")
+    integration = _webhook_integration(workspace)
+    traces = [{**trace_data(n), "id": f"t{n}"} for n in (1, 2)]
+    assert _push(client, integration, traces).status_code == 200
+    stored = Trace.objects.for_workspace(workspace)
+    holding, may_take_t1, failures, answers = threading.Event(), threading.Event(), [], []
+
+    def other():
+        try:
+            with transaction.atomic():
+                list(stored.filter(external_id="t2").select_for_update())
+                holding.set()
+                assert may_take_t1.wait(30)
+                list(stored.filter(external_id="t1").select_for_update())
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def push():
+        try:
+            answers.append(_push(client, integration, [{**t, "name": "pushed"} for t in traces]))
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=other), threading.Thread(target=push)]
+    threads[0].start()
+    assert holding.wait(30)
+    threads[1].start()
+    # Once the batch waits for t2 (holding t1), the other asks for t1.
+    with connection.cursor() as cursor:
+        for _ in range(600):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    may_take_t1.set()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
+    assert answers[0].status_code == 200, answers[0].content
+    assert answers[0].json()["updated"] == 2
+    assert set(stored.values_list("name", flat=True)) == {"pushed"}
