@@ -21,7 +21,12 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from integrations.adapters.base import parse_time, trace_text_problem, validate_normalised_trace
+from integrations.adapters.base import (
+    parse_time,
+    trace_id_problem,
+    trace_text_problem,
+    validate_normalised_trace,
+)
 from integrations.store import UpsertResult
 from iofold.lib import jsontext
 from traces.conversations import (
@@ -158,8 +163,8 @@ def prepare_traces(traces: list[dict[str, Any]], *, checked: bool = False) -> Pr
         if not problems:
             data = raw if checked else canonical_trace(raw)
             encoded = _encode(data)
-            if not data["id"].strip():  # the schema check says so too
-                problems = ["field 'id' must not be empty"]
+            if id_problem := trace_id_problem(data["id"]):  # the schema check says so too
+                problems = [id_problem]
             elif problem := trace_text_problem(raw, encoded=encoded):
                 problems = [problem]
             elif encoded is None:
@@ -570,7 +575,7 @@ def trace_columns(data: dict[str, Any]) -> dict[str, Any]:
     """Return the denormalised columns of a canonical trace's row, from its payload alone."""
     steps = data["steps"]
     return {
-        "external_id": data["id"][:255],
+        "external_id": data["id"],
         "name": (data.get("name") or "")[:255],
         "timestamp": parse_time(data["timestamp"]),
         "data": data,

@@ -17,6 +17,9 @@ STEP_TYPES = ("llm", "tool", "retriever", "agent", "chain", "span", "event")
 # (chat messages, tool schemas) stay well under it; far deeper ones only exhaust the
 # stack of whatever walks them later (hashing, the trace page, evals).
 MAX_TRACE_DEPTH = 64
+# The longest trace id a row holds (``Trace.external_id``); a longer one is refused, not
+# cut: two ids sharing their first characters would become one trace.
+MAX_TRACE_ID = 255
 
 TRACE_KEYS = {
     "id": (str,),
@@ -382,6 +385,15 @@ def parse_io(value: Any) -> Any:
     return value
 
 
+def trace_id_problem(trace_id: str) -> str | None:
+    """Return why ``trace_id`` cannot identify a stored trace, None when it can."""
+    if not trace_id.strip():
+        return "field 'id' must not be empty"
+    if len(trace_id.strip()) > MAX_TRACE_ID:
+        return f"field 'id' is longer than {MAX_TRACE_ID} characters"
+    return None
+
+
 def validate_normalised_trace(trace: Any, *, check_text: bool = True) -> list[str]:
     """Return the problems that keep `trace` from being a normalised trace; empty when valid.
 
@@ -398,8 +410,8 @@ def validate_normalised_trace(trace: Any, *, check_text: bool = True) -> list[st
             problems.append(f"missing required field {key!r}")
         elif not isinstance(trace[key], types) or isinstance(trace[key], bool):
             problems.append(f"field {key!r} has the wrong type ({type(trace[key]).__name__})")
-    if isinstance(trace.get("id"), str) and not trace["id"].strip():
-        problems.append("field 'id' must not be empty")
+    if isinstance(trace.get("id"), str) and (problem := trace_id_problem(trace["id"])):
+        problems.append(problem)
     if isinstance(trace.get("timestamp"), str):
         try:
             parse_time(trace["timestamp"])

@@ -181,3 +181,27 @@ def test_a_step_id_of_the_wrong_type_is_reported_not_a_500(token_client, field, 
     assert response.status_code == 400
     assert f"field {field!r} has the wrong type" in response.json()["errors"][0]["error"]
     assert not Trace.objects.exists()
+
+
+def test_an_id_longer_than_a_row_holds_is_reported_not_stored_as_another_trace(token_client):
+    """Ids were cut to 255 characters: two traces whose ids share their first 255 became one
+    row (a 500 on PostgreSQL within one batch, one trace silently replacing the other
+    across batches)."""
+    stem = "t" * 255
+    first, second = trace_data(1), trace_data(2)
+    first["id"], second["id"] = stem + "-first", stem + "-second"
+
+    response = token_client.post(reverse("api-traces-ingest"), [first, second], format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [e["index"] for e in errors] == [0, 1]
+    assert "field 'id' is longer than 255 characters" in errors[0]["error"]
+    assert not Trace.objects.exists()
+
+    fits = trace_data(3)
+    fits["id"] = stem
+    response = token_client.post(reverse("api-traces-ingest"), [fits], format="json")
+
+    assert response.status_code == 201, response.content
+    assert Trace.objects.get().external_id == stem
