@@ -7,7 +7,6 @@ runs on them like on any other source.
 """
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -19,6 +18,7 @@ from integrations import receivers
 from integrations.adapters.openai_agents import PayloadError, merge_trace, read_payload
 from integrations.models import Integration
 from iofold.api import PayloadTooLarge
+from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import admit_traces, ingest_traces, stored_traces
 from traces.models import Trace
 from workspaces.access import WorkspaceScopedMixin
@@ -85,30 +85,12 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
             code = status.HTTP_400_BAD_REQUEST if batch.errors else status.HTTP_200_OK
             return Response({**out, "errors": batch.errors}, status=code)
         admit_traces(workspace=request.workspace, count=len(batch.trace_ids))
-        with transaction.atomic():
-            # Locked so that two posts of one trace merge one after the other.
-            stored = stored_traces(
-                workspace=request.workspace,
-                source=SOURCE,
-                integration=integration,
-                external_ids=batch.trace_ids,
-            )
-            traces = [
-                merge_trace(
-                    stored.get(trace_id),
-                    trace_id,
-                    batch.traces.get(trace_id),
-                    batch.spans.get(trace_id, {}),
-                )
-                for trace_id in batch.trace_ids
-            ]
-            result = ingest_traces(
-                workspace=request.workspace,
-                source=SOURCE,
-                integration=integration,
-                traces=traces,
-                stored=stored,
-            )
+
+        # Run again should PostgreSQL end it to break a deadlock, rather than a 500.
+        traces, result = run_in_transaction(
+            lambda: _merge_and_store(request.workspace, integration, batch),
+            what=f"agents receive workspace={request.workspace.pk}",
+        )
         errors = batch.errors + [
             {"trace_id": traces[index]["id"], "error": error} for index, error in result.errors
         ]
@@ -138,3 +120,25 @@ def _record(integration, batch, *, failed_items: int, errors: list[dict]) -> Non
         problem="; ".join(problems),
         unit="items",
     )
+
+
+def _merge_and_store(workspace, integration: Integration, batch):
+    """Merge the batch's spans into the traces stored so far and store them; return the
+    merged traces and what the upsert did. Reads before it writes, in one transaction."""
+    # Locked so that two posts of one trace merge one after the other.
+    stored = stored_traces(
+        workspace=workspace, source=SOURCE, integration=integration, external_ids=batch.trace_ids
+    )
+    traces = [
+        merge_trace(
+            stored.get(trace_id),
+            trace_id,
+            batch.traces.get(trace_id),
+            batch.spans.get(trace_id, {}),
+        )
+        for trace_id in batch.trace_ids
+    ]
+    result = ingest_traces(
+        workspace=workspace, source=SOURCE, integration=integration, traces=traces, stored=stored
+    )
+    return traces, result

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf import json_format
@@ -37,7 +37,9 @@ from integrations import receivers
 from integrations.models import Integration
 from integrations.otlp import decode
 from integrations.otlp.normalise import SpanRejected, attributes, build_trace, span_to_step
+from integrations.store import UpsertResult
 from iofold.exceptions import RateLimited
+from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import admit_traces, ingest_traces, stored_traces
 from workspaces.access import check_role
 from workspaces.authentication import WorkspaceTokenAuthentication
@@ -98,30 +100,40 @@ def receive_spans(*, integration: Integration, request: ExportTraceServiceReques
                     continue
                 by_trace.setdefault(span.trace_id.hex(), {})[step["id"]] = step
     if by_trace:
-        with transaction.atomic():
-            _store(integration, by_trace, result)
+        # Run again should PostgreSQL end it to break a deadlock: an exporter does not send
+        # again a batch answered with a 500, so its spans would be lost.
+        rejected, upserted = run_in_transaction(
+            lambda: _store(integration, by_trace), what=f"otlp receive integration={integration.pk}"
+        )
+        for count, reason in rejected:
+            result.reject(count, reason)
+        result.traces_created = upserted.created
+        result.traces_updated = upserted.updated
+        result.traces_unchanged = upserted.unchanged + upserted.duplicates
     _record(integration, result)
     return result
 
 
-def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> None:
+def _store(integration: Integration, by_trace: dict) -> tuple[list[tuple[int, str]], UpsertResult]:
+    """Merge the received spans into their stored traces and store them; return the spans
+    refused (how many, why) and what the upsert did. Changes nothing it is given, so it can
+    run again in a new transaction."""
     stored = stored_traces(
         workspace=integration.workspace,
         source="otlp",
         integration=integration,
         external_ids=list(by_trace),
     )
+    rejected: list[tuple[int, str]] = []
     received = {trace_id: len(steps) for trace_id, steps in by_trace.items()}
-    for external_id, data in stored.items():
-        earlier = {s["id"]: s for s in (data or {}).get("steps") or [] if isinstance(s, dict)}
-        by_trace[external_id] = {**earlier, **by_trace[external_id]}
     traces = []
-    for trace_id, steps in by_trace.items():
+    for trace_id, spans in by_trace.items():
+        data = stored.get(trace_id) or {}
+        earlier = {s["id"]: s for s in data.get("steps") or [] if isinstance(s, dict)}
+        steps = {**earlier, **spans}
         if len(steps) > MAX_SPANS_PER_TRACE:
-            result.reject(
-                received[trace_id],
-                f"trace {trace_id} would have more than {MAX_SPANS_PER_TRACE} spans",
-            )
+            limit = f"trace {trace_id} would have more than {MAX_SPANS_PER_TRACE} spans"
+            rejected.append((received[trace_id], limit))
             continue
         traces.append(build_trace(trace_id, list(steps.values())))
     upserted = ingest_traces(
@@ -133,10 +145,8 @@ def _store(integration: Integration, by_trace: dict, result: ReceiveResult) -> N
     )
     for index, reason in upserted.errors:
         trace_id = traces[index]["id"]
-        result.reject(received[trace_id], f"trace {trace_id}: {reason}")
-    result.traces_created = upserted.created
-    result.traces_updated = upserted.updated
-    result.traces_unchanged = upserted.unchanged + upserted.duplicates
+        rejected.append((received[trace_id], f"trace {trace_id}: {reason}"))
+    return rejected, upserted
 
 
 def _record(integration: Integration, result: ReceiveResult) -> None:

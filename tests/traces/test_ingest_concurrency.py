@@ -232,43 +232,39 @@ def test_two_ingests_of_many_conversations_lock_them_in_one_order(workspace):
         assert conversation.turn_count == conversation.turns.count()
 
 
-def test_a_webhook_batch_ended_by_a_deadlock_is_written_again(client, workspace):
-    """Another transaction holds t2 and then asks for t1, which the webhook's batch has just
-    locked while it waits for t2: PostgreSQL ends the batch's transaction (deadlock). Run
-    again once the other has committed, it is stored, and the sender gets its answer."""
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's row locks")
-    integration = _webhook_integration(workspace)
-    traces = [{**trace_data(n), "id": f"t{n}"} for n in (1, 2)]
-    assert _push(client, integration, traces).status_code == 200
-    stored = Trace.objects.for_workspace(workspace)
-    holding, may_take_t1, failures, answers = threading.Event(), threading.Event(), [], []
+def _send_into_a_deadlock(stored, send):
+    """Run ``send()`` while another transaction holds the second of the stored traces and
+    then asks for the first, which the send's batch (locking in key order) has just locked
+    while it waits for the second: PostgreSQL ends one of the two (a deadlock). Return the
+    send's answer."""
+    first, second = sorted(stored.values_list("external_id", flat=True))
+    holding, may_take_first, failures, answers = threading.Event(), threading.Event(), [], []
 
     def other():
         try:
             with transaction.atomic():
-                list(stored.filter(external_id="t2").select_for_update())
+                list(stored.filter(external_id=second).select_for_update())
                 holding.set()
-                assert may_take_t1.wait(30)
-                list(stored.filter(external_id="t1").select_for_update())
+                assert may_take_first.wait(30)
+                list(stored.filter(external_id=first).select_for_update())
         except BaseException as error:
             failures.append(error)
         finally:
             connection.close()
 
-    def push():
+    def sender():
         try:
-            answers.append(_push(client, integration, [{**t, "name": "pushed"} for t in traces]))
+            answers.append(send())
         except BaseException as error:
             failures.append(error)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=other), threading.Thread(target=push)]
+    threads = [threading.Thread(target=other), threading.Thread(target=sender)]
     threads[0].start()
     assert holding.wait(30)
     threads[1].start()
-    # Once the batch waits for t2 (holding t1), the other asks for t1.
+    # Once the batch waits for the second (holding the first), the other asks for the first.
     with connection.cursor() as cursor:
         for _ in range(600):
             cursor.execute(
@@ -278,10 +274,75 @@ def test_a_webhook_batch_ended_by_a_deadlock_is_written_again(client, workspace)
             if cursor.fetchone()[0]:
                 break
             time.sleep(0.05)
-    may_take_t1.set()
+    may_take_first.set()
     for thread in threads:
         thread.join(60)
     assert not failures, failures
-    assert answers[0].status_code == 200, answers[0].content
-    assert answers[0].json()["updated"] == 2
+    return answers[0]
+
+
+def test_a_webhook_batch_ended_by_a_deadlock_is_written_again(client, workspace):
+    """Run again once the other transaction has committed, the batch is stored, and the
+    sender gets its answer."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's row locks")
+    integration = _webhook_integration(workspace)
+    traces = [{**trace_data(n), "id": f"t{n}"} for n in (1, 2)]
+    assert _push(client, integration, traces).status_code == 200
+    stored = Trace.objects.for_workspace(workspace)
+
+    answer = _send_into_a_deadlock(
+        stored, lambda: _push(client, integration, [{**t, "name": "pushed"} for t in traces])
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["updated"] == 2
     assert set(stored.values_list("name", flat=True)) == {"pushed"}
+
+
+def test_an_otlp_export_ended_by_a_deadlock_is_written_again(client, workspace):
+    """An exporter would have been told to send again later (503); the receiver runs the
+    batch again itself and the spans are stored at once."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's row locks")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from tests.integrations.otlp_helpers import (
+        Recorder,
+        api_token,
+        older_genai_trace,
+        protobuf_body,
+        semconv_agent_trace,
+    )
+
+    token = api_token(workspace)
+    recorder = Recorder()
+    semconv_agent_trace(recorder)
+    older_genai_trace(recorder)
+    body = protobuf_body(recorder.take())
+
+    def export(body):
+        return client.post(
+            "/v1/traces",
+            body,
+            content_type="application/x-protobuf",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+
+    assert export(body).status_code == 200
+    stored = Trace.objects.for_workspace(workspace)
+    assert stored.count() == 2
+    # The same spans renamed: every trace changes, so every row is written again.
+    renamed = ExportTraceServiceRequest.FromString(body)
+    for resource in renamed.resource_spans:
+        for scope in resource.scope_spans:
+            for span in scope.spans:
+                span.name = "renamed " + span.name
+
+    answer = _send_into_a_deadlock(stored, lambda: export(renamed.SerializeToString()))
+
+    assert answer.status_code == 200, answer.content
+    for trace in stored:
+        assert all(step["name"].startswith("renamed ") for step in trace.data["steps"])
