@@ -13,6 +13,7 @@ from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_f
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
+from iofold.composition import trace_origins
 from iofold.exceptions import RateLimited
 from iofold.pipeline import admit_traces
 from workspaces.access import workspace_view
@@ -24,11 +25,13 @@ def _integration(request, pk: int) -> Integration:
 
 @workspace_view
 def integration_list(request):
-    """The workspace's integrations with their latest run."""
+    """The workspace's integrations with their latest run, and where its other traces came
+    from (the API, uploads, the demo need no integration)."""
     integrations = Integration.objects.for_workspace(request.workspace).prefetch_related(
         Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
     )
-    return render(request, "integrations/list.html", {"integrations": integrations})
+    ctx = {"integrations": integrations, "origins": trace_origins(request.workspace)}
+    return render(request, "integrations/list.html", ctx)
 
 
 def _form_class(kind: str):

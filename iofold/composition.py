@@ -1,5 +1,6 @@
-"""Where the apps are put side by side: the navigation, the onboarding checklist, and the
-evals' figures on the traces app's eval set pages.
+"""Where the apps are put side by side: the navigation, the onboarding checklist, the
+evals' figures on the traces app's eval set pages, and the traces that came through no
+integration on the integrations page.
 
 Each list names every app explicitly, in display order. The apps never look each other up
 at runtime: an upstream app's page that shows a downstream app's figures calls this
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from django.http import HttpRequest
 from django.urls import ResolverMatch, get_script_prefix, get_urlconf, reverse
@@ -140,6 +142,18 @@ def onboarding_steps(workspace) -> list[dict]:
     for step in steps:
         step["url"] = reverse(step.pop("url_name"), kwargs={"slug": workspace.slug})
     return steps
+
+
+def trace_origins(workspace) -> list[dict]:
+    """Return the sources of the workspace's traces that came through no integration (the
+    API, an upload, the demo), each {"label", "url"} linking to its traces in the list."""
+    from traces.selectors import sources_without_integration
+
+    url = reverse("traces:list", kwargs={"slug": workspace.slug})
+    return [
+        {"label": label, "url": f"{url}?{urlencode({'source': value})}"}
+        for value, label in sources_without_integration(workspace)
+    ]
 
 
 def my_queue(workspace, user) -> list:

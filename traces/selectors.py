@@ -139,11 +139,8 @@ FROM namespaces WHERE namespaces.key IS NOT NULL
 """
 
 
-def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
-    """The sources the workspace's traces come from, as (value, label), in Source order.
-
-    ``keep``, a value already chosen (from the URL), stays listed even with no trace of it.
-    """
+def _namespaces(workspace) -> list[tuple[str, str]]:
+    """Return each ``source_key`` of the workspace's traces with the source of one of them."""
     quote = connection.ops.quote_name
     opts = Trace._meta
     sql = _SOURCES_SQL.format(
@@ -155,7 +152,15 @@ def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [workspace.pk] * 3)
-        namespaces = cursor.fetchall()
+        return cursor.fetchall()
+
+
+def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
+    """The sources the workspace's traces come from, as (value, label), in Source order.
+
+    ``keep``, a value already chosen (from the URL), stays listed even with no trace of it.
+    """
+    namespaces = _namespaces(workspace)
     present = {source for _, source in namespaces} | {keep}
     # An integration's namespace holds its synced traces and those its webhook pushed,
     # whichever came first: both sources are listed when it can receive both.
@@ -168,6 +173,14 @@ def source_choices(workspace, *, keep: str = "") -> list[tuple[str, str]]:
             .values_list("kind", hooked)
         ):
             present |= {kind, Trace.Source.WEBHOOK} if webhook else {kind}
+    return [(value, label) for value, label in Trace.Source.choices if value in present]
+
+
+def sources_without_integration(workspace) -> list[tuple[str, str]]:
+    """The sources of the workspace's traces that came through no integration (the API, an
+    upload, the demo), as (value, label) in Source order: an integration's traces share
+    its namespace (``i<id>``), these are each in their source's own."""
+    present = {key for key, _ in _namespaces(workspace) if key in Trace.Source.values}
     return [(value, label) for value, label in Trace.Source.choices if value in present]
 
 

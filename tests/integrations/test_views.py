@@ -9,7 +9,9 @@ from django.urls import reverse
 from integrations import services
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.uploads import execute_upload
+from iofold.pipeline import ingest_traces
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.traces.factories import trace_data
 from traces.models import Trace
 
 pytestmark = pytest.mark.django_db
@@ -305,3 +307,56 @@ def test_edit_form_tests_the_entered_unsaved_connection(
     integration.refresh_from_db()
     assert integration.status != Integration.Status.AUTH_FAILED  # nothing saved or recorded
     assert integration.public_key == PUBLIC_KEY
+
+
+def _traces(prefix: str, count: int) -> list[dict]:
+    return [{**trace_data(n), "id": f"{prefix}-{n}"} for n in range(count)]
+
+
+def test_integrations_page_without_integrations_links_to_the_traces_that_came_anyway(
+    login, owner, workspace
+):
+    # The API and uploads need no integration: the page must not read as if nothing came.
+    ingest_traces(workspace=workspace, source="api", traces=_traces("api", 2))
+    ingest_traces(workspace=workspace, source="upload", traces=_traces("up", 1))
+
+    page = login(owner).get(reverse("integrations:list", args=[workspace.slug])).content.decode()
+
+    assert "No integrations yet" not in page
+    origins = page[page.index('data-testid="trace-origins"') :]
+    traces_url = reverse("traces:list", args=[workspace.slug])
+    assert f'<a href="{traces_url}?source=upload">Upload</a>' in origins
+    assert f'<a href="{traces_url}?source=api">API</a>' in origins
+
+
+def test_integrations_page_names_beside_the_table_only_sources_without_an_integration(
+    login, owner, workspace, fake_langfuse, make_integration
+):
+    integration = make_integration(fake_langfuse())
+    ingest_traces(
+        workspace=workspace, source="langfuse", integration=integration, traces=_traces("lf", 2)
+    )
+    ingest_traces(workspace=workspace, source="demo", traces=_traces("demo", 1))
+
+    page = login(owner).get(reverse("integrations:list", args=[workspace.slug])).content.decode()
+
+    assert 'data-testid="integrations"' in page
+    origins = page[page.index('data-testid="trace-origins"') :].split("</p>")[0]
+    assert "Demo traces" in origins
+    assert "Langfuse" not in origins  # its traces are the table's row
+
+
+def test_integrations_page_of_an_empty_workspace_offers_connecting_only_to_managers(
+    login, owner, viewer, workspace
+):
+    url = reverse("integrations:list", args=[workspace.slug])
+    create_url = reverse("integrations:create", args=[workspace.slug])
+
+    page = login(owner).get(url).content.decode()
+    assert "No integrations yet" in page
+    assert 'data-testid="trace-origins"' not in page
+    assert page.count(f'href="{create_url}"') == 2  # the toolbar's and the empty state's
+
+    page = login(viewer).get(url).content.decode()
+    assert "No integrations yet" in page
+    assert f'href="{create_url}"' not in page  # a viewer cannot connect one
