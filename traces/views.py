@@ -52,10 +52,22 @@ def generate_url(eval_set: EvalSet) -> str | None:
 # --- traces -----------------------------------------------------------------------------
 
 
+# The filter form's labels, to name a filter of the URL the list could not read.
+FILTER_LABELS = {
+    "date_from": "From",
+    "date_to": "To",
+    "has_error": "Errors",
+    "label": "Labels",
+    "integration": "Integration",
+}
+
+
 @workspace_view
 def trace_list(request):
     """Traces newest first with filters, search and keyset pages; select to add to a set."""
     filters = TraceFilters.from_data(request.GET)
+    # A value that does not parse is dropped: say so, or the list reads as if it applied.
+    unread = [(FILTER_LABELS[key], why) for key, why in filters.unread(request.GET).items()]
     page = selectors.trace_page(
         workspace=request.workspace, filters=filters, cursor=request.GET.get("cursor")
     )
@@ -63,6 +75,7 @@ def trace_list(request):
     ctx = {
         "page": page,
         "filters": filters,
+        "unread": unread,
         "query": urlencode(query),
         "next_query": urlencode({**query, "cursor": page.next_cursor})
         if page.next_cursor

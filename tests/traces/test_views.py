@@ -44,6 +44,37 @@ def test_trace_list_filters_and_pages(login, workspace, owner):
     assert len(errors.context["page"].traces) == 3
 
 
+def test_trace_list_says_which_filter_of_the_url_it_could_not_read(login, workspace, owner):
+    TraceFactory(workspace=workspace, has_error=True)
+    TraceFactory(workspace=workspace, has_error=False)
+    client = login(owner)
+
+    response = client.get(url("list", workspace), {"date_from": "yesterday", "has_error": "1"})
+
+    # The error filter applies; the unreadable date is named rather than silently dropped.
+    assert len(response.context["page"].traces) == 1
+    notice = response.content.decode().split('data-testid="unread-filters">')[1].split("</p>")[0]
+    assert "This filter was not applied" in notice
+    assert "<strong>From</strong>: &#x27;yesterday&#x27; is not a date (YYYY-MM-DD)." in notice
+    assert "Errors" not in notice
+    fine = client.get(url("list", workspace), {"date_from": "2026-01-02"}).content.decode()
+    assert 'data-testid="unread-filters"' not in fine
+
+
+def test_trace_list_filtered_by_htmx_says_which_filters_it_could_not_read(
+    login, workspace, owner, traces
+):
+    response = login(owner).get(
+        url("list", workspace),
+        {"date_to": "31/12/2026", "label": "maybe"},
+        headers={"HX-Request": "true", "HX-Target": "trace-rows"},
+    )
+
+    notice = response.content.decode().split('data-testid="unread-filters">')[1].split("</p>")[0]
+    assert notice.startswith("These filters were not applied")
+    assert "<strong>To</strong>" in notice and "<strong>Labels</strong>" in notice
+
+
 def test_free_text_search_finds_output_words(login, workspace, owner):
     TraceFactory(workspace=workspace, search_text="question? the refund was denied")
     TraceFactory(workspace=workspace, search_text="all good")
