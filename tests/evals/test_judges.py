@@ -277,6 +277,27 @@ def test_the_dashboard_prices_judged_traces_apart_from_free_code_verdicts(
     assert f"${judged_run.cost_usd:.2f}</strong>" in html  # month-to-date as before
 
 
+def _spend_card(html: str) -> str:
+    return html[html.index('data-testid="stat-judge-spend"') :].split("</article>")[0]
+
+
+def test_the_spend_card_before_any_judge_says_what_was_judged_not_a_dash(workspace, owner, login):
+    client = login(owner)
+    dashboard = f"/w/{workspace.slug}/evals/dashboard/"
+
+    card = _spend_card(client.get(dashboard).content.decode())
+    assert "$0.00</strong>" in card
+    assert "no verdicts this month yet" in card
+    assert "per 1,000 judged traces" not in card and "—" not in card
+
+    eval_set, traces = labelled_set(workspace, good=2, bad=1)
+    run_all(make_eval(eval_set, version=1), traces)  # a code eval: three free verdicts
+
+    card = _spend_card(client.get(dashboard).content.decode())
+    assert "no eval called a judge: this month's 3 verdicts came from code evals" in card
+    assert "per 1,000 judged traces" not in card and "—" not in card
+
+
 def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
     judged_workspace, fake_llm, owner, login, settings
 ):
