@@ -42,9 +42,12 @@ class IngestReport:
     errors_total: int = 0
 
     def reject(self, line: int, reason: str) -> None:
+        # A batch's lines are checked when it is stored, after later lines that did not
+        # decode were refused: keep the first lines of the file, not the first refusals.
         self.errors_total += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append((line, reason))
+        self.errors.append((line, reason))
+        if len(self.errors) > MAX_REPORTED_ERRORS:
+            self.errors.remove(max(self.errors))
 
     @property
     def accepted(self) -> int:
@@ -57,7 +60,7 @@ class IngestReport:
             "updated": self.result.updated,
             "unchanged": self.result.unchanged + self.result.duplicates,
             "failed": self.errors_total,
-            "errors": [{"line": line, "error": reason} for line, reason in self.errors],
+            "errors": [{"line": line, "error": reason} for line, reason in sorted(self.errors)],
             "errors_truncated": self.errors_total > len(self.errors),
         }
 

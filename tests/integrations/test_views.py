@@ -2,11 +2,12 @@
 
 import io
 import json
+import re
 
 import pytest
 from django.urls import reverse
 
-from integrations import services
+from integrations import services, uploads
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.uploads import execute_upload
 from iofold.pipeline import ingest_traces
@@ -196,10 +197,25 @@ def test_upload_keeps_good_lines_and_reports_bad_ones(
     assert "<td>2</td><td>not valid JSON" in body
     assert "<td>3</td><td>missing required field &#x27;timestamp&#x27;" in body
     assert "<td>6</td><td>a line must be one JSON object" in body
+    # In the file's order, though the bad JSON was refused before the batch was checked.
+    assert re.findall(r"<tr><td>(\d+)</td>", body) == ["2", "3", "6"]
     traces = Trace.objects.for_workspace(workspace)
     assert set(traces.values_list("external_id", flat=True)) == {"t1", "lf-1"}
     assert traces.get(external_id="lf-1").has_error
     assert not list(tmp_path.glob("uploads/*"))  # the stored file is gone once ingested
+
+
+def test_an_upload_with_more_problems_than_listed_lists_its_first_lines(workspace, monkeypatch):
+    monkeypatch.setattr(uploads, "MAX_REPORTED_ERRORS", 2)
+    no_timestamp = json.dumps({"id": "t", "name": "agent"}).encode()
+
+    report = uploads.ingest_jsonl(
+        workspace=workspace, lines=[no_timestamp, no_timestamp, b"{bad", b"{bad"]
+    ).as_dict()
+
+    # "only the first 2 are listed": lines 1 and 2, though lines 3 and 4 were refused first.
+    assert [e["line"] for e in report["errors"]] == [1, 2]
+    assert report["failed"] == 4 and report["errors_truncated"]
 
 
 def test_upload_refuses_a_file_over_the_limit(login, member, workspace, settings, monkeypatch):
