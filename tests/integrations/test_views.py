@@ -376,3 +376,19 @@ def test_integrations_page_of_an_empty_workspace_offers_connecting_only_to_manag
     page = login(viewer).get(url).content.decode()
     assert "No integrations yet" in page
     assert f'href="{create_url}"' not in page  # a viewer cannot connect one
+
+
+def test_a_sync_that_failed_before_saving_anything_does_not_claim_it_saved_some(
+    login, owner, workspace, fake_langfuse, make_integration
+):
+    integration = make_integration(fake_langfuse(), host="http://127.0.0.1:9")  # refused
+
+    adapter = services.get_adapter(integration, sleep=lambda seconds: None)  # no backoff
+    run = services.run_sync(run_id=services.start_sync(integration=integration).pk, adapter=adapter)
+
+    assert run.status == SyncRun.Status.FAILED
+    page = login(owner).get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
+    html = page.content.decode()
+    assert "Sync failed: Could not reach http://127.0.0.1:9" in html
+    assert "Saved before it stopped" not in html
+    assert "Nothing was saved: once the cause is fixed, “Sync now” starts again." in html
