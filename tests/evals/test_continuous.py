@@ -364,6 +364,17 @@ def test_no_drift_within_the_margin_or_with_too_few_labels(workspace, other_work
     assert not compute_drift(eval=few, margin=0.1).drifting  # 3 < 10 labels
 
 
+def test_dashboard_of_an_eval_without_later_labels_says_so_once(workspace, owner, login):
+    eval = _active_eval(EvalSetFactory(workspace=workspace), agreement=0.88)
+
+    html = login(owner).get(f"/w/{workspace.slug}/evals/dashboard/").content.decode()
+
+    drift = html[html.index(f'data-testid="drift-{eval.eval_set_id}"') :].split("</section>")[0]
+    assert "at activation 88% · no labels given since" in " ".join(drift.split())
+    assert "over 0 later labels" not in drift and "—" not in drift
+    assert "No labels since activation yet." not in drift  # said once, above
+
+
 def test_dashboard_and_drift_pages_show_the_figures(workspace, owner, login):
     eval = _constructed(workspace, agree_by_day=[(9, 1), (5, 5)])
     client = login(owner)
