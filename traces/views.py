@@ -68,9 +68,11 @@ def trace_list(request):
     filters = TraceFilters.from_data(request.GET)
     # A value that does not parse is dropped: say so, or the list reads as if it applied.
     unread = [(FILTER_LABELS[key], why) for key, why in filters.unread(request.GET).items()]
-    page = selectors.trace_page(
-        workspace=request.workspace, filters=filters, cursor=request.GET.get("cursor")
-    )
+    cursor = request.GET.get("cursor")
+    if cursor and selectors.decode_cursor(cursor) is None:
+        unread.append(("Page", "not a link to a page of this list; the newest traces are shown."))
+        cursor = None
+    page = selectors.trace_page(workspace=request.workspace, filters=filters, cursor=cursor)
     query = filters.to_data()
     ctx = {
         "page": page,
@@ -80,7 +82,7 @@ def trace_list(request):
         "next_query": urlencode({**query, "cursor": page.next_cursor})
         if page.next_cursor
         else None,
-        "is_first_page": not request.GET.get("cursor"),
+        "is_first_page": not cursor,
         "eval_sets": EvalSet.objects.for_workspace(request.workspace)
         .active()
         .filter(source_kind=EvalSet.SourceKind.MANUAL)

@@ -54,7 +54,7 @@ def test_trace_list_says_which_filter_of_the_url_it_could_not_read(login, worksp
     # The error filter applies; the unreadable date is named rather than silently dropped.
     assert len(response.context["page"].traces) == 1
     notice = response.content.decode().split('data-testid="unread-filters">')[1].split("</p>")[0]
-    assert "This filter was not applied" in notice
+    assert notice.startswith("Ignored, as the page could not read it;")
     assert "<strong>From</strong>: &#x27;yesterday&#x27; is not a date (YYYY-MM-DD)." in notice
     assert "Errors" not in notice
     fine = client.get(url("list", workspace), {"date_from": "2026-01-02"}).content.decode()
@@ -71,8 +71,18 @@ def test_trace_list_filtered_by_htmx_says_which_filters_it_could_not_read(
     )
 
     notice = response.content.decode().split('data-testid="unread-filters">')[1].split("</p>")[0]
-    assert notice.startswith("These filters were not applied")
+    assert notice.startswith("Ignored, as the page could not read them;")
     assert "<strong>To</strong>" in notice and "<strong>Labels</strong>" in notice
+
+
+def test_trace_list_with_a_broken_page_link_says_it_shows_the_newest(login, workspace, owner):
+    TraceFactory(workspace=workspace)
+
+    html = login(owner).get(url("list", workspace), {"cursor": "not-a-cursor"}).content.decode()
+
+    notice = html.split('data-testid="unread-filters">')[1].split("</p>")[0]
+    assert "<strong>Page</strong>: not a link to a page of this list" in notice
+    assert "← Newest" not in html  # it is the newest page
 
 
 def test_free_text_search_finds_output_words(login, workspace, owner):
