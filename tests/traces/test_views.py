@@ -54,7 +54,7 @@ def test_trace_list_says_which_filter_of_the_url_it_could_not_read(login, worksp
     # The error filter applies; the unreadable date is named rather than silently dropped.
     assert len(response.context["page"].traces) == 1
     notice = response.content.decode().split('data-testid="unread-filters">')[1].split("</p>")[0]
-    assert notice.startswith("Ignored, as the page could not read it;")
+    assert notice.startswith("Not understood, so ignored")
     assert "<strong>From</strong>: &#x27;yesterday&#x27; is not a date (YYYY-MM-DD)." in notice
     assert "Errors" not in notice
     fine = client.get(url("list", workspace), {"date_from": "2026-01-02"}).content.decode()
@@ -71,7 +71,7 @@ def test_trace_list_filtered_by_htmx_says_which_filters_it_could_not_read(
     )
 
     notice = response.content.decode().split('data-testid="unread-filters">')[1].split("</p>")[0]
-    assert notice.startswith("Ignored, as the page could not read them;")
+    assert notice.startswith("Not understood, so ignored")
     assert "<strong>To</strong>" in notice and "<strong>Labels</strong>" in notice
 
 
