@@ -62,7 +62,13 @@ class EvalSetForm(forms.Form):
 
     def clean_saved_filter(self) -> dict:
         raw = self.cleaned_data["saved_filter"].strip().lstrip("?")
-        return TraceFilters.from_data(dict(parse_qsl(raw))).to_data()
+        data = dict(parse_qsl(raw))
+        filters = TraceFilters.from_data(data)
+        # Dropped, a filter would queue traces the set was not meant to review.
+        unread = filters.unread(data)
+        if unread:
+            raise forms.ValidationError([f"{key}: {why}" for key, why in unread.items()])
+        return filters.to_data()
 
     def clean_trace_ids(self) -> list[int]:
         raw = self.cleaned_data["trace_ids"]

@@ -237,6 +237,28 @@ def test_create_eval_set_from_form(login, workspace, owner, traces):
     assert eval_set.created_by == owner
 
 
+def test_an_eval_set_filter_with_a_part_it_cannot_read_is_refused_naming_it(
+    login, workspace, owner, traces
+):
+    response = login(owner).post(
+        url("evalset_create", workspace),
+        {
+            "name": "Recent refunds",
+            "criteria": "Cites the refund policy.",
+            "target_labels": "10",
+            "source_kind": "filter",
+            "saved_filter": "tag=support&date_from=last-week",
+            "trace_ids": "",
+        },
+    )
+
+    # Saved without the date, the set would queue every support trace ever received.
+    assert response.status_code == 200
+    error = "date_from: &#x27;last-week&#x27; is not a date (YYYY-MM-DD)."
+    assert f"<small>{error}</small>" in response.content.decode()
+    assert not EvalSet.objects.exists()
+
+
 def test_eval_set_list_shows_split_and_dashes_for_evals(login, workspace, owner, eval_set, traces):
     services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
     html = login(owner).get(url("evalset_list", workspace)).content.decode()
