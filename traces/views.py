@@ -681,27 +681,37 @@ def _conversation(request, pk: int) -> Conversation:
 @workspace_view
 def conversation_list(request):
     """The trace list grouped by conversation, latest activity first."""
-    has_error = {"true": True, "false": False}.get(request.GET.get("has_error", ""))
+    # The errors filter reads as the trace list's does; what it cannot read is named.
+    errors = {"has_error": request.GET.get("has_error")}
+    read = TraceFilters.from_data(errors)
+    unread = [(FILTER_LABELS[key], why) for key, why in read.unread(errors).items()]
     source = request.GET.get("source", "")
     state = request.GET.get("state", "")
+    if state not in ("", "open", "complete"):
+        unread.append(("State", f"{state[:40]!r} is not open or complete."))
+        state = ""
+    if source not in ("", *Trace.Source.values):
+        unread.append(("Source", f"{source[:40]!r} is not a source of traces."))
+        source = ""
     page = selectors.conversation_page(
         workspace=request.workspace,
-        source=source if source in Trace.Source.values else "",
-        has_error=has_error,
-        state=state if state in ("open", "complete") else "",
+        source=source,
+        has_error=read.has_error,
+        state=state,
         cursor=request.GET.get("cursor"),
     )
     query = {
         k: v
         for k, v in {
             "source": source,
-            "has_error": request.GET.get("has_error", ""),
+            "has_error": {True: "true", False: "false"}.get(read.has_error, ""),
             "state": state,
         }.items()
         if v
     }
     ctx = {
         "page": page,
+        "unread": unread,
         "query": urlencode(query),
         "filters": query,
         "next_query": urlencode({**query, "cursor": page.next_cursor})

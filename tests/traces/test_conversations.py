@@ -644,6 +644,31 @@ def test_conversation_list_groups_and_filters(login, workspace, owner):
     assert "Group by conversation" in client.get(_page("list", workspace)).content.decode()
 
 
+def test_conversation_list_names_the_filters_it_could_not_read(login, workspace, owner):
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "b", metadata={"conversation_end": True})])
+    client = login(owner)
+
+    response = client.get(
+        _page("conversation_list", workspace), {"has_error": "maybe", "state": "closed"}
+    )
+
+    assert len(response.context["page"].conversations) == 2  # neither filter applied
+    html = response.content.decode()
+    notice = html.split('data-testid="unread-filters">')[1].split("</p>")[0]
+    assert "<strong>Errors</strong>: &#x27;maybe&#x27; is not true or false." in notice
+    assert "<strong>State</strong>: &#x27;closed&#x27; is not open or complete." in notice
+
+
+def test_conversation_list_filtered_to_nothing_says_no_match_not_none_yet(login, workspace, owner):
+    _ingest(workspace, [_turn(1, "a")])  # open, no end marker
+
+    html = login(owner).get(_page("conversation_list", workspace), {"state": "complete"})
+    html = html.content.decode()
+
+    assert "No conversations match" in html and "Clear filters" in html
+    assert "No conversations yet" not in html
+
+
 # --- conversation eval sets ---------------------------------------------------------------
 
 
