@@ -1,8 +1,11 @@
-"""The operations dashboard's charts as drawn: they stretch to the page's width."""
+"""Operations as drawn: the dashboard's charts stretch to the page's width; a failed sync
+is one notice on its integration's page."""
 
 import pytest
+from playwright.sync_api import expect
 
 from evals.models import Eval, EvalExecution
+from integrations import services
 from tests.traces.factories import EvalSetFactory, TraceFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,3 +30,25 @@ def test_a_pass_rate_of_one_day_is_a_round_dot_with_its_value_said(
     # The chart is ~1,100 px wide for 600 units: a circle there was drawn twice as wide as tall.
     assert abs(box["width"] - box["height"]) < 1, box
     assert "75% over 4, the only day so far" in chart.locator("figcaption").inner_text()
+
+
+def test_a_failed_sync_is_one_red_notice_on_the_integration_page(workspace, owner, logged_in_page):
+    integration = services.create_integration(
+        workspace=workspace,
+        name="Langfuse",
+        host="http://127.0.0.1:9",  # nothing listens: the connection is refused
+        public_key="pk-lf-test",
+        secret_key="sk-lf-test",
+    )
+    adapter = services.get_adapter(integration, sleep=lambda seconds: None)  # no backoff
+    services.run_sync(run_id=services.start_sync(integration=integration).pk, adapter=adapter)
+    page = logged_in_page(owner)
+
+    page.goto(f"/w/{workspace.slug}/integrations/{integration.pk}/")
+
+    failed = page.get_by_test_id("sync-error")
+    expect(failed).to_contain_text("Sync failed: Could not reach http://127.0.0.1:9")
+    # A notice of the page's own, styled on this page too (its rules were in other apps' CSS).
+    background = failed.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(255, 235, 238)"
+    expect(page.get_by_test_id("integration-error")).to_have_count(0)  # not said twice

@@ -390,5 +390,6 @@ def test_a_sync_that_failed_before_saving_anything_does_not_claim_it_saved_some(
     page = login(owner).get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
     html = page.content.decode()
     assert "Sync failed: Could not reach http://127.0.0.1:9" in html
+    assert 'data-testid="integration-error"' not in html  # not also in a banner above
     assert "Saved before it stopped" not in html
     assert "Nothing was saved: once the cause is fixed, “Sync now” starts again." in html
