@@ -393,3 +393,21 @@ def test_a_sync_that_failed_before_saving_anything_does_not_claim_it_saved_some(
     assert 'data-testid="integration-error"' not in html  # not also in a banner above
     assert "Saved before it stopped" not in html
     assert "Nothing was saved: once the cause is fixed, “Sync now” starts again." in html
+
+
+def test_a_sync_before_its_first_page_says_what_it_waits_for(
+    login, owner, workspace, fake_langfuse, make_integration
+):
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    run = services.start_sync(integration=integration)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)  # a worker took it
+
+    progress = login(owner).get(
+        reverse("integrations:run_progress", args=[workspace.slug, integration.pk, run.pk]),
+        headers={"HX-Request": "true"},
+    )
+
+    html = progress.content.decode()
+    assert f"Syncing: asking {fake.url} for the first page…" in html
+    assert "page 0" not in html
