@@ -1,7 +1,9 @@
 """Large eval runs split into chunks that workers share, with exact counts at the end."""
 
 import pytest
+from django.db import connection
 
+from evals.execution import chunks as chunk_module
 from evals.execution.chunks import execute_chunk, reap_split_runs, recover_chunks
 from evals.execution.runs import execute_run, start_run
 from evals.models import EvalExecution, EvalRun, EvalRunChunk
@@ -213,3 +215,36 @@ def test_a_sandbox_outage_in_a_chunk_carried_on_puts_it_back_in_the_queue_with_i
     execute_chunk(chunk_id=second.pk, carry_on=True)
     run.refresh_from_db()
     assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_commits_its_verdicts_without_waiting_for_the_disk_and_counts_stay_exact(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    # Verdicts can be judged again: a chunk's transaction (its verdicts with its progress)
+    # does not wait for the WAL flush on PostgreSQL; a crash loses whole batches, which the
+    # chunk's next owner judges again. The connection's other transactions still wait.
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    real_upsert, seen = chunk_module._upsert, []
+
+    def upsert(**kwargs):
+        with connection.cursor() as cursor:  # the writing thread's own connection
+            cursor.execute("SHOW synchronous_commit")
+            seen.append((cursor.fetchone()[0], connection.in_atomic_block))
+        real_upsert(**kwargs)
+
+    monkeypatch.setattr(chunk_module, "_upsert", upsert)
+    first, *rest = run.chunks.order_by("index")
+
+    execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    assert seen == [("off", True)] * 4  # one transaction per batch of every chunk
+    run.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
+    assert [c.judged for c in run.chunks.order_by("index")] == [3, 3, 3, 1]
+    assert EvalExecution.objects.filter(run=run).count() == 10
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
