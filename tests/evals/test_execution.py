@@ -313,6 +313,33 @@ def test_verdict_text_and_spend_are_stored_exactly(workspace):
     assert first.workspace_id == second.workspace_id == workspace.pk
 
 
+def test_a_verdict_without_judge_calls_records_no_spend_even_over_one_that_had_some(workspace):
+    # A code eval's verdicts carry no spend (the database is sent no spend columns for
+    # them); judged again without calls, a verdict's earlier spend is not kept.
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    eval = make_eval(eval_set, version=1)
+    spent = Usage(calls=2, input_tokens=10, output_tokens=5, cost_usd=Decimal("0.5"))
+    record_completed_run(
+        eval=eval,
+        traces=traces[:1],
+        trigger="api",
+        results=[sandbox.Result(True, "", None, 1.0)],
+        usage=[spent],
+    )
+
+    record_completed_run(
+        eval=eval,
+        traces=traces,
+        trigger="api",
+        results=[sandbox.Result(False, "no", None, 2.0)] * 2,
+    )
+
+    stored = EvalExecution.objects.filter(eval=eval).order_by("trace_id")
+    assert [
+        (e.passed, e.judge_calls, e.input_tokens, e.output_tokens, e.cost_usd) for e in stored
+    ] == [(False, 0, 0, 0, Decimal(0))] * 2
+
+
 def _judged(eval, run, traces) -> None:
     record_results(
         eval=eval,
