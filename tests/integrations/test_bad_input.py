@@ -12,11 +12,11 @@ import time
 import pytest
 from django.urls import reverse
 
-from integrations import services, webhooks
+from integrations import webhooks
 from integrations.adapters.base import MAX_TRACE_DEPTH
 from integrations.models import UploadRun
 from integrations.uploads import execute_upload, ingest_objects
-from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.integrations.helpers import webhook_integration
 from tests.traces.factories import trace_data
 from traces.models import Trace
 from workspaces.services import issue_token
@@ -67,15 +67,7 @@ def token_client(api_client, workspace, owner):
 
 @pytest.fixture
 def integration(workspace):
-    integration = services.create_integration(
-        workspace=workspace,
-        name="lf",
-        host="http://127.0.0.1:9",
-        public_key=PUBLIC_KEY,
-        secret_key=SECRET_KEY,
-    )
-    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
-    return integration
+    return webhook_integration(workspace)
 
 
 @pytest.mark.parametrize(("case", "bad", "named"), BAD_TRACES, ids=IDS)

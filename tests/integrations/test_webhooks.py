@@ -6,7 +6,7 @@ import time
 import pytest
 
 from integrations import services, webhooks
-from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY, post_webhook, webhook_integration
 from tests.traces.factories import trace_data
 from traces.models import Trace
 
@@ -15,37 +15,14 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def integration(workspace):
-    integration = services.create_integration(
-        workspace=workspace,
-        name="lf",
-        host="http://127.0.0.1:9",
-        public_key=PUBLIC_KEY,
-        secret_key=SECRET_KEY,
-    )
-    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
-    return integration
-
-
-def _post(client, integration, payload, *, secret=None, timestamp=None, signature=None):
-    body = json.dumps(payload).encode()
-    timestamp = str(int(time.time()) if timestamp is None else timestamp)
-    if signature is None:
-        signature = webhooks.sign(
-            secret=secret or integration.secret, timestamp=timestamp, body=body
-        )
-    return client.post(
-        f"/api/v1/integrations/{integration.pk}/webhook",
-        data=body,
-        content_type="application/json",
-        headers={"X-Iofold-Timestamp": timestamp, "X-Iofold-Signature": signature},
-    )
+    return webhook_integration(workspace)
 
 
 def test_signed_traces_are_stored_once(client, integration, workspace):
     payload = {"traces": [trace_data(1), trace_data(2)]}
 
-    first = _post(client, integration, payload)
-    again = _post(client, integration, payload)
+    first = post_webhook(client, integration, payload)
+    again = post_webhook(client, integration, payload)
 
     assert first.status_code == 200, first.content
     assert (first.json()["created"], again.json()["created"]) == (2, 0)
@@ -56,7 +33,7 @@ def test_signed_traces_are_stored_once(client, integration, workspace):
 
 
 def test_bad_signature_is_refused(client, integration):
-    response = _post(client, integration, trace_data(1), secret="whsec_wrong")
+    response = post_webhook(client, integration, trace_data(1), secret="whsec_wrong")
 
     assert response.status_code == 401
     assert response.json()["detail"] == webhooks.NOT_AUTHENTIC
@@ -81,7 +58,7 @@ def test_tampered_body_is_refused(client, integration):
 def test_replayed_request_older_than_five_minutes_is_refused(client, integration):
     stale = int(time.time()) - 301
 
-    response = _post(client, integration, trace_data(1), timestamp=stale)
+    response = post_webhook(client, integration, trace_data(1), timestamp=stale)
 
     assert response.status_code == 401
     assert "5 minutes" in response.json()["detail"]
@@ -97,7 +74,7 @@ def test_missing_headers_and_unknown_integrations_are_refused(client, integratio
     assert response.status_code == 401
 
     integration.pk += 1000  # another integration's id: same answer, nothing to probe
-    assert _post(client, integration, trace_data(1)).status_code == 401
+    assert post_webhook(client, integration, trace_data(1)).status_code == 401
 
 
 def _unauthenticated_failures(integration, other):
@@ -147,12 +124,12 @@ def test_a_regenerated_secret_replaces_the_old_one(client, integration):
     old = integration.secret
     new = webhooks.regenerate_webhook_secret(integration=integration)
 
-    assert _post(client, integration, trace_data(1), secret=old).status_code == 401
-    assert _post(client, integration, trace_data(1), secret=new).status_code == 200
+    assert post_webhook(client, integration, trace_data(1), secret=old).status_code == 401
+    assert post_webhook(client, integration, trace_data(1), secret=new).status_code == 200
 
 
 def test_invalid_traces_are_reported_per_index(client, integration):
-    response = _post(client, integration, [trace_data(1), {"id": "x"}])
+    response = post_webhook(client, integration, [trace_data(1), {"id": "x"}])
 
     assert response.status_code == 200
     body = response.json()

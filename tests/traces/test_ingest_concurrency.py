@@ -6,16 +6,14 @@ fail with a deadlock (rows locked in opposite orders); on SQLite, the embedded d
 neither may act on what it read before the other committed.
 """
 
-import json
 import threading
 import time
 
 import pytest
 from django.db import connection, transaction
 
-from integrations import services, webhooks
 from iofold.pipeline import ingest_traces
-from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.integrations.helpers import post_webhook, webhook_integration
 from tests.traces.factories import trace_data
 from traces import ingest
 from traces.models import Conversation, Trace
@@ -95,29 +93,8 @@ def test_two_ingests_of_the_same_traces_in_opposite_orders_both_succeed(workspac
         )
 
 
-def _webhook_integration(workspace):
-    integration = services.create_integration(
-        workspace=workspace,
-        name="lf",
-        host="http://127.0.0.1:9",
-        public_key=PUBLIC_KEY,
-        secret_key=SECRET_KEY,
-    )
-    integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
-    return integration
-
-
 def _push(client, integration, traces):
-    """Send traces to the integration's webhook, signed, as a client does."""
-    body = json.dumps({"traces": traces}).encode()
-    timestamp = str(int(time.time()))
-    signature = webhooks.sign(secret=integration.secret, timestamp=timestamp, body=body)
-    return client.post(
-        f"/api/v1/integrations/{integration.pk}/webhook",
-        data=body,
-        content_type="application/json",
-        headers={"X-Iofold-Timestamp": timestamp, "X-Iofold-Signature": signature},
-    )
+    return post_webhook(client, integration, {"traces": traces})
 
 
 def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_counting_it(
@@ -126,7 +103,7 @@ def test_a_webhook_moving_a_turn_a_sync_page_just_moved_leaves_no_conversation_c
     """A sync page moves a turn from conversation a to b; a webhook request, which read the
     turn's row before the page committed, moves it on to c. On SQLite the webhook read it
     outside its write transaction, so b kept counting (and was anchored on) the turn."""
-    integration = _webhook_integration(workspace)
+    integration = webhook_integration(workspace)
 
     def turn(session, name):
         return {**trace_data(1), "session_id": session, "name": name}
@@ -286,7 +263,7 @@ def test_a_webhook_batch_ended_by_a_deadlock_is_written_again(client, workspace)
     sender gets its answer."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's row locks")
-    integration = _webhook_integration(workspace)
+    integration = webhook_integration(workspace)
     traces = [{**trace_data(n), "id": f"t{n}"} for n in (1, 2)]
     assert _push(client, integration, traces).status_code == 200
     stored = Trace.objects.for_workspace(workspace)
