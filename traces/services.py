@@ -320,8 +320,9 @@ def remove_label(*, feedback: Feedback, actor, membership) -> None:
         feedback.delete()
 
 
-def undo_last_feedback(*, eval_set: EvalSet, user) -> Trace | None:
-    """Delete this reviewer's most recent label in the set; return its trace to review again."""
+def undo_last_feedback(*, eval_set: EvalSet, user) -> Feedback | None:
+    """Delete this reviewer's most recent label in the set and return it (unsaved): its
+    trace to review again and its note to offer back, so relabelling keeps what was written."""
     last = (
         Feedback.objects.filter(eval_set=eval_set, user=user)
         .select_related("trace")
@@ -333,7 +334,7 @@ def undo_last_feedback(*, eval_set: EvalSet, user) -> Trace | None:
     with transaction.atomic():
         _audit(last, action=LabelChange.Action.REMOVED, changed_by=user, before=last)
         last.delete()
-    return last.trace
+    return last
 
 
 def resolve_label(counts: Mapping[str, int]) -> str | None:

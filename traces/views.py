@@ -428,6 +428,7 @@ def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, sta
         "progress": selectors.review_progress(eval_set=eval_set, user=request.user),
         "generate_url": generate_url(eval_set),
         "notice": notice,
+        "draft_note": (notice or {}).get("note", ""),
         "can_write": request.membership.can_write,
         "preview_chars": 4000,
     }
@@ -540,12 +541,14 @@ def review_label(request, pk: int, trace_pk: int):
 def review_undo(request, pk: int):
     """Take back this reviewer's last label in the set and show that trace again."""
     eval_set = _eval_set(request, pk)
-    trace = services.undo_last_feedback(eval_set=eval_set, user=request.user)
-    if trace is None:
-        notice = {"level": "info", "text": "Nothing to undo."}
-    else:
-        notice = {"level": "info", "text": "Label undone."}
-    return _answer_review(request, eval_set, trace=trace, notice=notice)
+    undone = services.undo_last_feedback(eval_set=eval_set, user=request.user)
+    if undone is None:
+        return _answer_review(
+            request, eval_set, notice={"level": "info", "text": "Nothing to undo."}
+        )
+    # The undone label's note comes back in the note box, for the label that replaces it.
+    notice = {"level": "info", "text": "Label undone.", "note": undone.note}
+    return _answer_review(request, eval_set, trace=undone.trace, notice=notice)
 
 
 @require_POST

@@ -225,3 +225,25 @@ def test_a_resized_note_box_labels_without_a_policy_violation(logged_in_page, ow
     page.keyboard.press("1")
     expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
     expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
+
+
+def test_undo_gives_back_the_note_for_the_label_that_replaces_it(logged_in_page, owner, review_set):
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    noted = _current_trace(page)
+    page.get_by_test_id("note").fill("Quoted a price it never looked up")
+    page.get_by_test_id("rate-neutral").click()
+    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("note")).to_have_value("")
+
+    # Undone to change the rating: the trace comes back with its note still written.
+    page.keyboard.press("u")
+    expect(page.get_by_test_id("notice")).to_have_text("Label undone.")
+    assert _current_trace(page) == noted
+    expect(page.get_by_test_id("note")).to_have_value("Quoted a price it never looked up")
+    page.keyboard.press("2")
+    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    label = Feedback.objects.get(trace_id=noted, user=owner)
+    assert (label.rating, label.note) == ("negative", "Quoted a price it never looked up")
+    # The next trace starts with an empty note box.
+    expect(page.get_by_test_id("note")).to_have_value("")

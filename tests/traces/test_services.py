@@ -152,10 +152,10 @@ def test_undo_removes_only_my_latest_label_and_requeues_it(eval_set, traces, own
     services.record_feedback(eval_set=eval_set, trace=traces[1], user=owner, rating="negative")
     services.record_feedback(eval_set=eval_set, trace=traces[2], user=member, rating="neutral")
     assert next_trace_for_review(eval_set=eval_set, user=owner) == traces[2]
-    assert services.undo_last_feedback(eval_set=eval_set, user=owner) == traces[1]
+    assert services.undo_last_feedback(eval_set=eval_set, user=owner).trace == traces[1]
     assert next_trace_for_review(eval_set=eval_set, user=owner) == traces[1]
     assert Feedback.objects.filter(user=member).count() == 1
-    assert services.undo_last_feedback(eval_set=eval_set, user=owner) == traces[0]
+    assert services.undo_last_feedback(eval_set=eval_set, user=owner).trace == traces[0]
     assert services.undo_last_feedback(eval_set=eval_set, user=owner) is None
 
 

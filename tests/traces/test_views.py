@@ -347,6 +347,18 @@ def test_undo_shows_the_undone_trace_again(login, workspace, owner, eval_set, tr
     assert not Feedback.objects.exists()
 
 
+def test_without_javascript_undo_gives_back_the_note(login, workspace, owner, eval_set, traces):
+    client = login(owner)
+    client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        {"rating": "negative", "note": "Never called the order tool"},
+    )
+    response = client.post(url("review_undo", workspace, pk=eval_set.pk), follow=True)
+    assert response.context["trace"] == traces[0]
+    assert "Label undone." in response.content.decode()
+    assert ">Never called the order tool</textarea>" in response.content.decode()
+
+
 def test_skip_moves_on_and_comes_back(login, workspace, owner, eval_set, traces):
     client = login(owner)
     response = client.post(
