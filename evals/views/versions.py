@@ -448,5 +448,8 @@ def compare(request, pk: int):
         ),
         "confusion_before": display.confusion(before.metrics),
         "confusion_after": display.confusion(after.metrics),
+        # Agreement is the headline figure: held-out when measured, which the tiles say.
+        "scope_before": display.metric_scopes(before.metrics)["headline"],
+        "scope_after": display.metric_scopes(after.metrics)["headline"],
     }
     return render(request, "evals/compare.html", ctx)

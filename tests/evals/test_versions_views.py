@@ -86,6 +86,28 @@ def test_without_held_out_labels_the_agreement_tile_is_shown_once(
     assert "held-out, 2 labels" in page
 
 
+def test_compare_says_which_labels_each_agreement_is_measured_on(login, owner, workspace, versions):
+    """A held-out figure is not "agreement on all N labels": the confusion matrix below
+    counts all N, and a reader checking one against the other must see why they differ."""
+    eval_set, _, v1, _ = versions
+    training = {"labelled": 4, "tp": 2, "fp": 1, "fn": 0, "tn": 1, "errors": 0, "accuracy": 0.75}
+    heldout = {"labelled": 4, "tp": 1, "fp": 1, "fn": 1, "tn": 1, "errors": 0, "accuracy": 0.5}
+    v3 = make_eval(
+        eval_set,
+        version=3,
+        parent=v1,
+        agreement=0.5,
+        labels_tested=4,
+        metrics={"training": training, "heldout": heldout},
+    )
+    page = login(owner).get(url("compare", workspace, pk=v3.pk)).content.decode()
+    after = page.split('data-testid="after-agreement">')[1]
+    assert after.startswith("50%")
+    assert 'v3 agreement · <span data-testid="after-scope">held-out, 4 labels</span>' in after
+    assert 'v1 agreement · <span data-testid="before-scope">all 4 labels</span>' in page
+    assert "agreement on 4 labels" not in page
+
+
 def test_pages_render(login, owner, workspace, versions):
     eval_set, traces, v1, v2 = versions
     client = login(owner)
