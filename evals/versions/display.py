@@ -34,9 +34,11 @@ def code_css() -> str:
 
 
 def side_by_side(a: str, b: str, *, a_label: str, b_label: str) -> SafeString:
-    """Return a side-by-side HTML table of two versions' code (difflib.HtmlDiff)."""
+    """Return a side-by-side HTML table of the changed lines of two versions' code, three
+    unchanged lines around each change (difflib.HtmlDiff). Generated code runs to a thousand
+    lines of helpers; the whole of it side by side buried a one-line change."""
     table = difflib.HtmlDiff(tabsize=4, wrapcolumn=80).make_table(
-        a.splitlines(), b.splitlines(), a_label, b_label, context=False
+        a.splitlines(), b.splitlines(), a_label, b_label, context=True, numlines=3
     )
     return mark_safe(table)  # noqa: S308 - HtmlDiff escapes the code
 

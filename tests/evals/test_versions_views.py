@@ -305,3 +305,19 @@ def test_the_diff_of_identical_code_shows_only_the_notice(login, owner, workspac
     changed = client.get(url("diff", workspace, pk=eval_set.pk) + "?a=1&b=3").content.decode()
     assert "same code" not in changed
     assert 'class="diff"' in changed and "Looks&nbsp;fine" in changed
+
+
+def test_the_diff_shows_the_changed_lines_not_the_whole_code(login, owner, workspace, versions):
+    eval_set, *_ = versions
+    helpers = "".join(f"line_{n:03d} = {n}\n" for n in range(300))
+    make_eval(eval_set, version=3, code=helpers)
+    make_eval(eval_set, version=4, code=helpers.replace("line_150 = 150", "line_150 = -1"))
+    client = login(owner)
+    for page_url in (
+        url("diff", workspace, pk=eval_set.pk) + "?a=3&b=4",
+        url("compare", workspace, pk=Eval.objects.get(eval_set=eval_set, version=4).pk)
+        + "?against=3",
+    ):
+        page = client.get(page_url).content.decode()
+        assert "line_150" in page and "line_148" in page  # the change, in context
+        assert "line_010" not in page and "line_290" not in page  # not the untouched rest
