@@ -295,6 +295,8 @@ def diff(request, pk: int):
         if same
         else display.side_by_side(a.code, b.code, a_label=f"v{a.version}", b_label=f"v{b.version}"),
         "same": same,
+        "scope_a": display.metric_scopes(a.metrics)["headline"],
+        "scope_b": display.metric_scopes(b.metrics)["headline"],
     }
     return render(request, "evals/diff.html", ctx)
 

@@ -86,7 +86,9 @@ def test_without_held_out_labels_the_agreement_tile_is_shown_once(
     assert "held-out, 2 labels" in page
 
 
-def test_compare_says_which_labels_each_agreement_is_measured_on(login, owner, workspace, versions):
+def test_diff_and_compare_say_which_labels_each_agreement_is_measured_on(
+    login, owner, workspace, versions
+):
     """A held-out figure is not "agreement on all N labels": the confusion matrix below
     counts all N, and a reader checking one against the other must see why they differ."""
     eval_set, _, v1, _ = versions
@@ -100,7 +102,11 @@ def test_compare_says_which_labels_each_agreement_is_measured_on(login, owner, w
         labels_tested=4,
         metrics={"training": training, "heldout": heldout},
     )
-    page = login(owner).get(url("compare", workspace, pk=v3.pk)).content.decode()
+    client = login(owner)
+    diff = client.get(url("diff", workspace, pk=eval_set.pk) + "?a=1&b=3").content.decode()
+    figures = diff.split('data-testid="diff-figures">')[1].split("</p>")[0]
+    assert figures.startswith("Agreement 100% (all 4 labels) → 50% (held-out, 4 labels)")
+    page = client.get(url("compare", workspace, pk=v3.pk)).content.decode()
     after = page.split('data-testid="after-agreement">')[1]
     assert after.startswith("50%")
     assert 'v3 agreement · <span data-testid="after-scope">held-out, 4 labels</span>' in after
