@@ -19,7 +19,9 @@ NO_RULE = {
 def versions(workspace, owner):
     eval_set, _ = labelled_set(workspace, good=3, bad=1, user=owner)
     found = make_eval(eval_set, version=1, code=REFUSAL_CODE, agreement=1.0)
-    none_found = make_eval(eval_set, version=2, code=ALWAYS_PASS_CODE, metrics=NO_RULE)
+    none_found = make_eval(
+        eval_set, version=2, parent=found, code=ALWAYS_PASS_CODE, metrics=NO_RULE
+    )
     return found, none_found
 
 
@@ -63,3 +65,15 @@ def test_the_versions_list_asks_only_for_the_version_without_a_rule(
     page.get_by_test_id("activate-1").click()
     expect(page.get_by_test_id("activate-1")).to_have_count(0)
     assert len(asked) == 1 and _status(found) == Eval.Status.ACTIVE
+
+
+def test_deploying_a_refinement_without_a_rule_asks_first(logged_in_page, owner, versions):
+    found, none_found = versions
+    page = logged_in_page(owner)
+    page.goto(f"/w/{found.workspace.slug}/evals/{none_found.pk}/compare/")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_test_id("deploy").click()
+    expect(page.get_by_test_id("deploy")).to_be_visible()
+    assert asked and "gives every trace the same verdict" in asked[0]
+    assert _status(none_found) == Eval.Status.DRAFT
