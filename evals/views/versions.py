@@ -445,7 +445,10 @@ def compare(request, pk: int):
         "after": after,
         "matrix": result,
         "columns": {c.eval.pk: c for c in result.columns},
-        "table": display.side_by_side(
+        # Identical code has nothing to show side by side: the notice says so.
+        "table": None
+        if before.code == after.code
+        else display.side_by_side(
             before.code, after.code, a_label=f"v{before.version}", b_label=f"v{after.version}"
         ),
         "confusion_before": display.confusion(before.metrics),

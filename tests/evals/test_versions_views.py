@@ -327,3 +327,16 @@ def test_the_diff_shows_the_changed_lines_not_the_whole_code(login, owner, works
         page = client.get(page_url).content.decode()
         assert "line_150" in page and "line_148" in page  # the change, in context
         assert "line_010" not in page and "line_290" not in page  # not the untouched rest
+
+
+def test_compare_says_when_a_refinement_kept_the_same_code(login, owner, workspace, versions):
+    _, _, v1, _ = versions
+    same = make_eval(v1.eval_set, version=3, parent=v1, code=v1.code, origin="refined")
+    client = login(owner)
+    page = client.get(url("compare", workspace, pk=same.pk)).content.decode()
+    assert "v3 has the same code as v1. Refining found no better rule" in page
+    assert 'class="diff"' not in page and "No Differences Found" not in page
+    # Against another version with the same code, nothing is said about refining.
+    copy = make_eval(v1.eval_set, version=4, code=v1.code, origin="edited")
+    page = client.get(url("compare", workspace, pk=copy.pk) + "?against=1").content.decode()
+    assert "v4 has the same code as v1." in page and "Refining" not in page
