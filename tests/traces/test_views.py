@@ -347,6 +347,23 @@ def test_undo_shows_the_undone_trace_again(login, workspace, owner, eval_set, tr
     assert not Feedback.objects.exists()
 
 
+def test_undo_is_offered_only_once_the_reviewer_has_a_label_in_the_set(
+    login, workspace, owner, eval_set, traces
+):
+    client = login(owner)
+    review = url("review", workspace, pk=eval_set.pk)
+    assert 'data-testid="undo"' not in client.get(review).content.decode()
+
+    client.post(
+        url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
+        {"rating": "negative"},
+    )
+    assert 'data-testid="undo"' in client.get(review).content.decode()
+
+    client.post(url("review_undo", workspace, pk=eval_set.pk))
+    assert 'data-testid="undo"' not in client.get(review).content.decode()
+
+
 def test_without_javascript_undo_gives_back_the_note(login, workspace, owner, eval_set, traces):
     client = login(owner)
     client.post(
