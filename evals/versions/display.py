@@ -72,6 +72,15 @@ class VersionChart:
     def empty(self) -> bool:
         return not self.dots
 
+    @property
+    def is_line(self) -> bool:
+        """A single measured version is one dot: the legend should not promise a line."""
+        return len(self.dots) > 1
+
+    @property
+    def has_active(self) -> bool:
+        return any(d.status == "active" for d in self.dots)
+
 
 def version_chart(
     history: list[dict], *, width: int = 560, height: int = 150, bar: float = 0.8

@@ -69,6 +69,24 @@ def test_version_chart_legend_names_only_what_is_drawn(login, owner, workspace, 
         assert "Blue line: agreement (on the held-out labels when measured" in chart
 
 
+def test_with_one_measured_version_the_chart_legend_names_a_dot_not_a_line(
+    login, owner, workspace
+):
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+    v1 = make_eval(eval_set, version=1, status="draft", agreement=0.75, labels_tested=4)
+    client = login(owner)
+    for page_url in (
+        url("versions", workspace, pk=eval_set.pk),
+        url("detail", workspace, pk=v1.pk),
+    ):
+        chart = client.get(page_url).content.decode().split('data-testid="agreement-chart"')[1]
+        legend = chart.split('data-testid="chart-legend">')[1].split("</small>")[0]
+        assert "<polyline" not in chart.split("</svg>")[0]
+        assert legend.startswith("Blue dot: agreement")
+        assert "line" not in legend.replace("dashed orange", "")
+        assert "green dot" not in legend  # nothing is active
+
+
 def test_without_held_out_labels_the_agreement_tile_is_shown_once(
     login, owner, workspace, versions
 ):
