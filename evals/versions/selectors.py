@@ -43,7 +43,7 @@ LIST_FIELDS = (
 
 
 def with_headline_metrics(qs: QuerySet[Eval]) -> QuerySet[Eval]:
-    """Annotate the parts of `metrics` that lists show (kappa, no reliable eval).
+    """Annotate the parts of `metrics` that lists show (kappa, no reliable eval, scope).
 
     Lists defer the full metrics JSON; these annotations let Eval.kappa and
     Eval.no_reliable_eval answer without a query per row.
@@ -52,6 +52,8 @@ def with_headline_metrics(qs: QuerySet[Eval]) -> QuerySet[Eval]:
         list_heldout=KeyTransform("heldout", "metrics"),
         list_training=KeyTransform("training", "metrics"),
         list_no_reliable_eval=KeyTransform("no_reliable_eval", "metrics"),
+        list_labels=KeyTransform("labels", "metrics"),
+        list_heldout_trace_ids=KeyTransform("heldout_trace_ids", "metrics"),
     )
 
 

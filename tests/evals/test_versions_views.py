@@ -104,6 +104,23 @@ def test_without_held_out_labels_the_agreement_tile_is_shown_once(
     assert "held-out, 2 labels" in page
 
 
+def test_eval_list_says_which_labels_each_agreement_is_on_as_the_eval_page_does(
+    login, owner, workspace, versions
+):
+    eval_set, _, v1, _ = versions  # measured on all 4 labels, none held out
+    heldout = {"labelled": 2, "tp": 1, "fp": 0, "fn": 1, "tn": 0, "errors": 0, "accuracy": 0.5}
+    measured = make_eval(
+        eval_set, version=3, agreement=0.5, metrics={**v1.metrics, "heldout": heldout}
+    )
+    client = login(owner)
+    rows = client.get(reverse("evals:list", kwargs={"slug": workspace.slug})).content.decode()
+    for version, scope in ((v1, "all 4 labels"), (measured, "held-out, 2 labels")):
+        detail = client.get(url("detail", workspace, pk=version.pk)).content.decode()
+        assert f'data-testid="scope-agreement">{scope}</span>' in detail
+        row = rows.split(f"<strong>v{version.version}</strong>")[1].split("</tr>")[0]
+        assert f'data-testid="agreement-scope">{scope}</small>' in row
+
+
 def test_diff_and_compare_say_which_labels_each_agreement_is_measured_on(
     login, owner, workspace, versions
 ):
