@@ -35,3 +35,29 @@ def test_help_under_a_switch_does_not_overlap_it(logged_in_page, owner, workspac
     expect(help_text).to_be_visible()
     switch_box, help_box = switch.bounding_box(), help_text.bounding_box()
     assert help_box["y"] >= switch_box["y"] + switch_box["height"]
+
+
+def test_eval_set_form_shows_only_the_fields_of_the_chosen_options(
+    logged_in_page, owner, workspace
+):
+    """The idle minutes matter only for conversations, the filter only for a filtered set:
+    each is hidden (by CSS, still in the form) while the other option is chosen."""
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/eval-sets/new/")
+    idle = page.locator("input[name=conversation_idle_minutes]")
+    trace_filter = page.locator("input[name=saved_filter]")
+    # The defaults: traces, hand-picked.
+    expect(idle).to_be_hidden()
+    expect(trace_filter).to_be_hidden()
+
+    page.get_by_label("Conversation", exact=True).check()
+    expect(idle).to_be_visible()
+    page.get_by_label("Trace", exact=True).check()
+    expect(idle).to_be_hidden()
+
+    page.get_by_label("Saved trace filter").check()
+    expect(trace_filter).to_be_visible()
+    trace_filter.fill("tag=checkout")
+    page.get_by_label("Hand-picked traces").check()
+    expect(trace_filter).to_be_hidden()
+    expect(page.locator(".for-filter")).to_have_count(1)  # hidden, not removed
