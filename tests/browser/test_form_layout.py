@@ -61,3 +61,16 @@ def test_eval_set_form_shows_only_the_fields_of_the_chosen_options(
     page.get_by_label("Hand-picked traces").check()
     expect(trace_filter).to_be_hidden()
     expect(page.locator(".for-filter")).to_have_count(1)  # hidden, not removed
+
+
+def test_eval_set_form_shows_a_hidden_field_that_has_an_error(logged_in_page, owner, workspace):
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/eval-sets/new/")
+    page.locator("input[name=name]").fill("Refunds")
+    page.locator("textarea[name=criteria]").fill("Good answers.")
+    page.get_by_label("Saved trace filter").check()
+    page.locator("input[name=saved_filter]").fill("date_from=yesterday")
+    page.get_by_label("Hand-picked traces").check()
+    page.get_by_test_id("evalset-form").locator("button[type=submit]").last.click()
+    expect(page.get_by_text("is not a date")).to_be_visible()
+    expect(page.locator("input[name=saved_filter]")).to_be_visible()
