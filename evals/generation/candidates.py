@@ -17,7 +17,7 @@ from evals.generation import prompts
 from evals.generation.code_extraction import CodeExtractionError, extract_code
 from evals.generation.providers import Provider as LLMProvider
 from evals.metrics.agreement import holdout_split
-from evals.synthesis import SynthesisError, cross_validate, fit, split_groups
+from evals.synthesis import SynthesisError, cross_validate, fit, fold_count, split_groups
 
 logger = logging.getLogger(__name__)
 
@@ -121,18 +121,20 @@ def write_offline(
             for level, count in selection.cv_correct.items()
         )
         description += (
-            f"\nChosen by {selection.folds}-fold grouped cross-validation, the simplest shape "
+            f"\nShape chosen by {selection.folds}-fold grouped cross-validation within the "
+            "labels it learned from, the simplest shape "
             "within one standard error of the best; a rule only when it beats the majority "
-            f"verdict by more than a standard error. Held-out agreement: {tried}."
+            f"verdict by more than a standard error. Held-out agreement by shape: {tried}."
         )
     if fitted.constant_reason:
         description += f"\n{fitted.constant_reason}"
-    folds = min(CV_FOLDS, len(usable))
+    # The measured figures: the whole fit, shape choice included, redone without each fold.
+    folds = fold_count(usable, folds=CV_FOLDS)
     return Candidate(
         code=code,
         provider="offline",
         model="synthesiser",
-        method=f"{folds}-fold cross-validation",
+        method=f"{folds}-fold cross-validation, the rule learned again without each fold",
         description=description,
         train=list(usable),
         heldout_pairs=pairs,

@@ -174,8 +174,9 @@ def _fit(
             for level, count in selection.cv_correct.items()
         )
         summary += (
-            f"\nHeld-out agreement by rule shape ({selection.folds}-fold grouped "
-            f"cross-validation): {tried}; chosen: {selection.chosen}."
+            f"\nRule shape chosen by {selection.folds}-fold grouped cross-validation "
+            f"within these {len(labels)} {plural}, held-out agreement by shape: {tried}; "
+            f"chosen: {selection.chosen}."
         )
     code = codegen.render(decision, criteria=criteria, summary=summary)
     return FittedEval(
@@ -185,6 +186,20 @@ def _fit(
         n_positive=n_pos,
         n_negative=n_neg,
     )
+
+
+def _deal(
+    examples: Sequence[LabelledExample], *, folds: int, seed: int
+) -> tuple[list[LabelledExample], list[list[int]]]:
+    ordered = _order(examples)
+    labels = [e.label == "positive" for e in ordered]
+    return ordered, grouped_folds(split_groups(ordered), k=folds, labels=labels, seed=seed)
+
+
+def fold_count(examples: Sequence[LabelledExample], *, folds: int = 5, seed: int = 0) -> int:
+    """Return how many folds cross_validate deals: fewer than asked when the examples
+    fall in fewer groups (sessions, conversations) than that."""
+    return len(_deal(examples, folds=folds, seed=seed)[1])
 
 
 def cross_validate(
@@ -198,12 +213,10 @@ def cross_validate(
     trained on); a fold whose training part has no positive or negative label yields
     None verdicts.
     """
-    ordered = _order(examples)
-    groups = split_groups(ordered)
-    labels = [e.label == "positive" for e in ordered]
+    ordered, dealt = _deal(examples, folds=folds, seed=seed)
     verdicts: list[bool | None] = [None] * len(ordered)
     cache: dict[int, dict] = {}  # each trace's view is computed once for all folds
-    for test_idx in grouped_folds(groups, k=folds, labels=labels, seed=seed):
+    for test_idx in dealt:
         held_out = set(test_idx)
         train = [e for i, e in enumerate(ordered) if i not in held_out]
         try:

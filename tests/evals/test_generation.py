@@ -296,7 +296,10 @@ def test_offline_generation_end_to_end_with_cross_validated_metrics(workspace):
     assert eval.provider == "offline" and eval.cost_usd == 0
     assert eval.input_tokens == eval.output_tokens == 0
     assert "def eval_fn" in eval.code
-    assert eval.metrics["method"] == "5-fold cross-validation"
+    assert (
+        eval.metrics["method"]
+        == "5-fold cross-validation, the rule learned again without each fold"
+    )
     assert eval.metrics["heldout"]["labelled"] == 12
     assert eval.metrics["training"]["accuracy"] == 1.0
     assert eval.agreement == eval.metrics["heldout"]["accuracy"]

@@ -490,6 +490,34 @@ def test_the_majority_verdict_reports_its_held_out_agreement_not_its_training_ag
     assert "majority verdict 5 of 11" in candidate.description
 
 
+def test_offline_eval_names_its_two_cross_validations_with_the_folds_each_dealt():
+    """The code's docstring gives the cross-validation that chose the rule's shape; the
+    eval page's "Measured" the one that measured the whole fit. Both say how many folds
+    they dealt: with the labels in three sessions, three, not the five asked for."""
+    rng = random.Random(3)
+    examples = []
+    for i in range(12):
+        bad = i % 2 == 0
+        trace = {
+            "id": f"s{i:03d}",
+            "input": {"q": f"question {i}"},
+            "output": ("ERROR: " if bad else "") + _sentence(rng),
+            "steps": [],
+            "session_id": f"session-{i % 3}",
+        }
+        examples.append(LabelledExample(trace=trace, label="negative" if bad else "positive"))
+
+    candidate = write_offline(examples=examples, criteria="")
+
+    assert candidate.method == "3-fold cross-validation, the rule learned again without each fold"
+    assert "Rule shape chosen by 3-fold grouped cross-validation within these 12" in (
+        candidate.code
+    )
+    assert "Shape chosen by 3-fold grouped cross-validation within the labels it learned" in (
+        candidate.description
+    )
+
+
 def test_cross_validation_groups_traces_by_session_when_the_trace_names_one():
     examples = []
     for i in range(12):

@@ -69,9 +69,7 @@ def test_version_chart_legend_names_only_what_is_drawn(login, owner, workspace, 
         assert "Blue line: agreement (on the held-out labels when measured" in chart
 
 
-def test_with_one_measured_version_the_chart_legend_names_a_dot_not_a_line(
-    login, owner, workspace
-):
+def test_with_one_measured_version_the_chart_legend_names_a_dot_not_a_line(login, owner, workspace):
     eval_set, _ = labelled_set(workspace, good=2, bad=2)
     v1 = make_eval(eval_set, version=1, status="draft", agreement=0.75, labels_tested=4)
     client = login(owner)
