@@ -49,7 +49,9 @@ def test_open_expand_and_label_a_conversation(logged_in_page, workspace, owner):
     expect(page.get_by_test_id("conversation-summary")).to_contain_text(
         f"{conversation.turn_count} turns"
     )
-    expect(page.get_by_test_id("progress")).to_have_text("0 of 2 conversations labelled")
+    expect(page.get_by_test_id("progress")).to_have_text(
+        "0 labelled conversations of the 2 targeted"
+    )
     # The card arrives by htmx: keys pressed before it are not the card's (the "n" of
     # "confirmation" would be the one that opens the note).
     note = page.locator("#note")
@@ -59,7 +61,9 @@ def test_open_expand_and_label_a_conversation(logged_in_page, workspace, owner):
     page.keyboard.type("Modified the order without asking for confirmation")
     page.keyboard.press("Escape")
     page.keyboard.press("2")
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 2 conversations labelled")
+    expect(page.get_by_test_id("progress")).to_have_text(
+        "1 labelled conversation of the 2 targeted"
+    )
     label = Feedback.objects.get(eval_set=eval_set, user=owner)
     assert label.trace_id == conversation.anchor_id
     assert (label.rating, label.note) == (

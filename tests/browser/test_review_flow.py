@@ -70,7 +70,7 @@ def _open_review(page, eval_set):
     page.goto(f"/w/{eval_set.workspace.slug}/traces/eval-sets/{eval_set.pk}/review/")
     # The keys work once the card shows (test_a_key_labels_as_soon_as_the_card_shows).
     expect(page.get_by_test_id("review-card")).to_be_visible()
-    expect(page.get_by_test_id("progress")).to_have_text("0 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("0 labelled traces of the 10 targeted")
 
 
 def _current_trace(page) -> str:
@@ -85,22 +85,24 @@ def test_label_ten_traces_with_the_keyboard(logged_in_page, owner, review_set):
     for done, key in enumerate(keys, start=1):
         before = _current_trace(page)
         page.keyboard.press(key)
-        expect(page.get_by_test_id("progress")).to_have_text(f"{done} of 10 traces labelled")
+        expect(page.get_by_test_id("progress")).to_have_text(
+            f"{done} labelled trace{'s' if done > 1 else ''} of the 10 targeted"
+        )
         assert _current_trace(page) != before
 
     # Undo takes back the last label and shows that trace again.
     page.keyboard.press("u")
-    expect(page.get_by_test_id("progress")).to_have_text("8 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("8 labelled traces of the 10 targeted")
     expect(page.get_by_test_id("notice")).to_have_text("Label undone.")
 
     # A note, typed after `n`, goes with the next label; digits in the note don't label.
     undone = _current_trace(page)
     page.keyboard.press("n")
     page.keyboard.type("Answer 2 missed the order number")
-    expect(page.get_by_test_id("progress")).to_have_text("8 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("8 labelled traces of the 10 targeted")
     page.keyboard.press("Escape")
     page.keyboard.press("2")
-    expect(page.get_by_test_id("progress")).to_have_text("9 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("9 labelled traces of the 10 targeted")
     note = Feedback.objects.get(trace_id=undone, user=owner)
     assert (note.rating, note.note) == ("negative", "Answer 2 missed the order number")
 
@@ -122,12 +124,14 @@ def test_label_ten_traces_with_clicks(logged_in_page, owner, member, review_set)
     buttons = ["rate-positive", "rate-negative", "rate-neutral"]
     for done in range(1, 10):
         page.get_by_test_id(buttons[done % 3]).click()
-        expect(page.get_by_test_id("progress")).to_have_text(f"{done} of 10 traces labelled")
+        expect(page.get_by_test_id("progress")).to_have_text(
+            f"{done} labelled trace{'s' if done > 1 else ''} of the 10 targeted"
+        )
     page.get_by_test_id("undo").click()
-    expect(page.get_by_test_id("progress")).to_have_text("8 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("8 labelled traces of the 10 targeted")
     page.get_by_test_id("note").fill("Used the tool, then ignored its answer")
     page.get_by_test_id("rate-negative").click()
-    expect(page.get_by_test_id("progress")).to_have_text("9 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("9 labelled traces of the 10 targeted")
     page.get_by_test_id("rate-positive").click()
     expect(page.get_by_test_id("progress")).to_have_text("10 labelled (target 10 reached)")
     expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
@@ -182,10 +186,10 @@ def test_a_double_press_records_one_label(logged_in_page, owner, review_set, hol
     for key in ["1", "2", "s"]:
         page.keyboard.press(key)
     label.released.set()
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
     assert _current_trace(page) != first
     page.wait_for_load_state("networkidle")
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
     assert [url.split("/review/")[1] for url in posts] == [f"{first}/label/"]
     assert label.calls == 1
     assert list(Feedback.objects.filter(eval_set=review_set).values_list("trace_id", "rating")) == [
@@ -204,10 +208,10 @@ def test_a_key_labels_as_soon_as_the_card_shows(logged_in_page, owner, review_se
         wait_until="commit",
     )
     expect(page.get_by_test_id("review-card")).to_be_visible()
-    expect(page.get_by_test_id("progress")).to_have_text("0 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("0 labelled traces of the 10 targeted")
     first = _current_trace(page)
     page.keyboard.press("1")
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
     expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
     for route in held:
         route.continue_()
@@ -223,7 +227,7 @@ def test_a_resized_note_box_labels_without_a_policy_violation(logged_in_page, ow
     _open_review(page, review_set)
     page.get_by_test_id("note").evaluate("note => { note.style.height = '6rem'; }")
     page.keyboard.press("1")
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
     expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
 
 
@@ -233,7 +237,7 @@ def test_undo_gives_back_the_note_for_the_label_that_replaces_it(logged_in_page,
     noted = _current_trace(page)
     page.get_by_test_id("note").fill("Quoted a price it never looked up")
     page.get_by_test_id("rate-neutral").click()
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
     expect(page.get_by_test_id("note")).to_have_value("")
 
     # Undone to change the rating: the trace comes back with its note still written.
@@ -242,7 +246,7 @@ def test_undo_gives_back_the_note_for_the_label_that_replaces_it(logged_in_page,
     assert _current_trace(page) == noted
     expect(page.get_by_test_id("note")).to_have_value("Quoted a price it never looked up")
     page.keyboard.press("2")
-    expect(page.get_by_test_id("progress")).to_have_text("1 of 10 traces labelled")
+    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
     label = Feedback.objects.get(trace_id=noted, user=owner)
     assert (label.rating, label.note) == ("negative", "Quoted a price it never looked up")
     # The next trace starts with an empty note box.

@@ -270,7 +270,7 @@ def test_review_label_then_next_card(login, workspace, owner, eval_set, traces):
     client = login(owner)
     page = client.get(url("review", workspace, pk=eval_set.pk))
     assert page.context["trace"] == traces[0]
-    assert "0 of 10" in page.content.decode()
+    assert "0 labelled traces of the 10 targeted" in page.content.decode()
     response = client.post(
         url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
         {"rating": "positive", "note": "good answer"},
@@ -279,7 +279,7 @@ def test_review_label_then_next_card(login, workspace, owner, eval_set, traces):
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
     assert response.context["trace"] == traces[1]
-    assert "1 of 10" in html and "9 more labels" in html
+    assert "1 labelled trace of the 10 targeted" in html and "9 more labels" in html
     assert Feedback.objects.get().note == "good answer"
 
 
@@ -538,7 +538,7 @@ def test_review_card_and_label_take_few_queries(
             headers=htmx,
         )
     assert response.context["trace"] == traces[1]
-    assert "1 of 10" in response.content.decode()
+    assert "1 labelled trace of the 10 targeted" in response.content.decode()
 
 
 def test_reopened_trace_shows_my_earlier_label(login, workspace, owner, eval_set, traces):

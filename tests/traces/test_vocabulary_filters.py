@@ -5,7 +5,7 @@ from traces.templatetags.vocabulary import label_word, labelled_count, verdict_w
 
 def test_labelled_count_says_when_the_target_is_reached():
     assert labelled_count(SimpleNamespace(labelled_traces=3, target=12)) == (
-        "3 of 12 traces labelled"
+        "3 labelled traces of the 12 targeted"
     )
     assert labelled_count(SimpleNamespace(labelled_traces=43, target=12)) == (
         "43 labelled (target 12 reached)"
@@ -36,5 +36,5 @@ def test_unit_noun_names_what_a_set_reviews():
         "trace",
     ]
     assert labelled_count(SimpleNamespace(labelled_traces=3, target=12), chats) == (
-        "3 of 12 conversations labelled"
+        "3 labelled conversations of the 12 targeted"
     )

@@ -62,11 +62,12 @@ def unit_noun(value, count="one") -> str:
 
 @register.filter
 def labelled_count(progress, unit="trace") -> str:
-    """``3 of 10 traces labelled`` below the target, ``43 labelled (target 12 reached)`` at it.
+    """``3 labelled traces of the 10 targeted`` below the target, ``43 labelled (target 12
+    reached)`` at it: the count is toward the target, not out of the set's traces.
 
     A conversation eval set (``unit``: the set or its unit) counts conversations.
     """
     done, target = progress.labelled_traces, progress.target
     if done >= target:
         return f"{done} labelled (target {target} reached)"
-    return f"{done} of {target} {unit_noun(unit, 'plural')} labelled"
+    return f"{done} labelled {unit_noun(unit, done)} of the {target} targeted"
