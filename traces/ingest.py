@@ -290,8 +290,10 @@ def upsert_traces(
             # PostgreSQL ends by failing one of them).
             in_key_order = sorted(to_write, key=_external_id)
             write(in_key_order)
-            # On PostgreSQL, rows a concurrent ingest moved after they were read here.
             postgresql = connection.vendor == "postgresql"
+            if postgresql:
+                _count_rows_another_ingest_created(in_key_order, existing, result)
+            # On PostgreSQL, rows a concurrent ingest moved after they were read here.
             moved = [row for row in in_key_order if row.pk is None] if postgresql else []
             if moved:
                 _follow_moved_rows(workspace, source_key, moved, previous, before, existing, result)
@@ -327,6 +329,18 @@ def upsert_traces(
 
 
 _external_id = operator.attrgetter("external_id")
+
+
+def _count_rows_another_ingest_created(rows, existing, result):
+    """Count as updated the traces read as absent that a concurrent ingest inserted first:
+    this upsert waited on that insert and then updated its row (``inserted`` is false)."""
+    raced = sum(
+        1
+        for row in rows
+        if row.pk is not None and not row.inserted and row.data["id"] not in existing
+    )
+    result.created -= raced
+    result.updated += raced
 
 
 def _follow_moved_rows(workspace, source_key, moved, previous, before, existing, result):

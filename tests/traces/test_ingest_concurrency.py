@@ -93,6 +93,30 @@ def test_two_ingests_of_the_same_traces_in_opposite_orders_both_succeed(workspac
         )
 
 
+def test_traces_two_ingests_bring_at_once_are_counted_created_once(workspace):
+    """Both ingests read the new traces as absent; the one that waits on the other's insert
+    updates them. It reported them created too, so the API's counts added to twice the
+    traces stored."""
+    counts = {"a": [], "b": []}
+
+    def sender(name, order):
+        def send(round_):
+            traces = [
+                {**trace_data(n), "id": f"r{round_}-{n:03d}", "name": name} for n in range(TRACES)
+            ][::order]
+            counts[name].append(ingest_traces(workspace=workspace, source="api", traces=traces))
+
+        return send
+
+    failures = _run_together(sender("a", 1), sender("b", -1), rounds=5)
+
+    assert not failures, failures
+    results = counts["a"] + counts["b"]
+    assert Trace.objects.for_workspace(workspace).count() == 5 * TRACES
+    assert sum(result.created for result in results) == 5 * TRACES
+    assert sum(result.updated for result in results) == 5 * TRACES
+
+
 def _push(client, integration, traces):
     return post_webhook(client, integration, {"traces": traces})
 
