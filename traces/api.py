@@ -90,6 +90,8 @@ class TracePageOut(serializers.Serializer):
 
 class EvalSetSummaryOut(serializers.Serializer):
     labelled_traces = serializers.IntegerField()
+    # Good or bad majorities: what counts toward target_labels (ready, remaining).
+    decided_traces = serializers.IntegerField(source="decided")
     positive = serializers.IntegerField()
     negative = serializers.IntegerField()
     neutral = serializers.IntegerField()

@@ -581,18 +581,27 @@ class ReviewProgress:
     negative: int
     neutral: int
     disagreements: int
+    # Traces whose majority label is good or bad: the synthesiser learns from these only
+    # (evals.synthesis.fit ignores neutral examples; ties have no label), so only these
+    # count toward the target.
+    decided: int = 0
+
+    @property
+    def not_counted(self) -> int:
+        """Labelled traces left out of the target: neutral or tied majority."""
+        return self.labelled_traces - self.decided
 
     @property
     def remaining(self) -> int:
-        return max(self.target - self.labelled_traces, 0)
+        return max(self.target - self.decided, 0)
 
     @property
     def ready(self) -> bool:
-        return self.labelled_traces >= self.target
+        return self.decided >= self.target
 
     @property
     def percent(self) -> int:
-        return min(100, round(100 * self.labelled_traces / self.target)) if self.target else 100
+        return min(100, round(100 * self.decided / self.target)) if self.target else 100
 
     @property
     def imbalance(self) -> str | None:
@@ -622,7 +631,9 @@ _PROGRESS_SQL = """
 SELECT COUNT(*), COALESCE(SUM(mine), 0), COALESCE(SUM(positive), 0),
        COALESCE(SUM(negative), 0), COALESCE(SUM(neutral), 0),
        COUNT(*) FILTER (WHERE positive > 0 AND negative > 0 OR positive > 0 AND neutral > 0
-                        OR negative > 0 AND neutral > 0)
+                        OR negative > 0 AND neutral > 0),
+       COUNT(*) FILTER (WHERE positive > negative AND positive > neutral
+                        OR negative > positive AND negative > neutral)
 FROM (
     SELECT COUNT(*) FILTER (WHERE {user} = %s) AS mine,
            COUNT(*) FILTER (WHERE {rating} = %s) AS positive,
@@ -658,7 +669,7 @@ def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
                 eval_set.pk,
             ],
         )
-        traces, mine, positive, negative, neutral, disagreements = cursor.fetchone()
+        traces, mine, positive, negative, neutral, disagreements, decided = cursor.fetchone()
     return ReviewProgress(
         target=eval_set.target_labels,
         labelled_traces=int(traces),
@@ -667,6 +678,7 @@ def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
         negative=int(negative),
         neutral=int(neutral),
         disagreements=int(disagreements),
+        decided=int(decided),
     )
 
 
@@ -692,16 +704,25 @@ class EvalSetSummary:
         return self.eval_set.target_labels
 
     @property
+    def decided(self) -> int:
+        """Traces with a good or bad majority: what counts toward the target (ReviewProgress)."""
+        return self.positive + self.negative
+
+    @property
+    def not_counted(self) -> int:
+        return self.labelled_traces - self.decided
+
+    @property
     def remaining(self) -> int:
-        return max(self.target - self.labelled_traces, 0)
+        return max(self.target - self.decided, 0)
 
     @property
     def ready(self) -> bool:
-        return self.labelled_traces >= self.target
+        return self.decided >= self.target
 
     @property
     def percent(self) -> int:
-        return min(100, round(100 * self.labelled_traces / self.target))
+        return min(100, round(100 * self.decided / self.target))
 
     @property
     def imbalance(self) -> str | None:

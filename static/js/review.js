@@ -28,8 +28,9 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    // The review card and the trace page both carry the one keyed #rate-form.
-    if (!document.getElementById("rate-form")) return;
+    // The review card and the trace page both carry the one keyed #rate-form; the review's
+    // "all caught up" card has none, only its Undo, which u still presses.
+    if (!document.getElementById("rate-form") && !document.querySelector('[data-testid="undo"]')) return;
     if (event.metaKey || event.ctrlKey || event.altKey) {
       return;
     }

@@ -22,7 +22,7 @@ def review_set(workspace, owner):
             data=trace_data(n, error="timeout" if n % 3 == 0 else None),
             has_error=n % 3 == 0,
         )
-        for n in range(12)
+        for n in range(14)  # 12 good or bad labels, one skip and one neutral label to spare
     ]
     eval_set = create_eval_set(
         workspace=workspace,
@@ -70,7 +70,14 @@ def _open_review(page, eval_set):
     page.goto(f"/w/{eval_set.workspace.slug}/traces/eval-sets/{eval_set.pk}/review/")
     # The keys work once the card shows (test_a_key_labels_as_soon_as_the_card_shows).
     expect(page.get_by_test_id("review-card")).to_be_visible()
-    expect(page.get_by_test_id("progress")).to_have_text("0 labelled traces of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(0))
+
+
+def _progress(decided: int) -> str:
+    """The progress line: only good and bad labels count toward the target."""
+    if decided >= 10:
+        return f"{decided} labelled good or bad (target 10 reached)"
+    return f"{decided} trace{'' if decided == 1 else 's'} labelled good or bad, of the 10 targeted"
 
 
 def _current_trace(page) -> str:
@@ -82,27 +89,32 @@ def test_label_ten_traces_with_the_keyboard(logged_in_page, owner, review_set):
     _open_review(page, review_set)
     expect(page.get_by_test_id("generate")).to_contain_text("10 more labels")
     keys = ["1", "2", "3", "ArrowRight", "ArrowLeft", "ArrowDown", "1", "2", "1"]
-    for done, key in enumerate(keys, start=1):
+    decided = 0
+    for key in keys:
+        decided += key not in ("3", "ArrowDown")  # neutral labels do not count
         before = _current_trace(page)
         page.keyboard.press(key)
-        expect(page.get_by_test_id("progress")).to_have_text(
-            f"{done} labelled trace{'s' if done > 1 else ''} of the 10 targeted"
-        )
-        assert _current_trace(page) != before
+        # A neutral label leaves the count as it was: wait for the next card, not the count.
+        expect(page.get_by_test_id("review-card")).not_to_have_attribute("data-trace", before)
+        expect(page.get_by_test_id("progress")).to_have_text(_progress(decided))
+    expect(page.get_by_test_id("not-counted")).to_have_text(
+        "2 more traces have a neutral or tied label: not counted, "
+        "the eval learns only from good and bad."
+    )
 
     # Undo takes back the last label and shows that trace again.
     page.keyboard.press("u")
-    expect(page.get_by_test_id("progress")).to_have_text("8 labelled traces of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(6))
     expect(page.get_by_test_id("notice")).to_have_text("Label undone.")
 
     # A note, typed after `n`, goes with the next label; digits in the note don't label.
     undone = _current_trace(page)
     page.keyboard.press("n")
     page.keyboard.type("Answer 2 missed the order number")
-    expect(page.get_by_test_id("progress")).to_have_text("8 labelled traces of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(6))
     page.keyboard.press("Escape")
     page.keyboard.press("2")
-    expect(page.get_by_test_id("progress")).to_have_text("9 labelled traces of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(7))
     note = Feedback.objects.get(trace_id=undone, user=owner)
     assert (note.rating, note.note) == ("negative", "Answer 2 missed the order number")
 
@@ -111,29 +123,34 @@ def test_label_ten_traces_with_the_keyboard(logged_in_page, owner, review_set):
     page.keyboard.press("s")
     expect(page.get_by_test_id("notice")).to_have_text("Skipped.")
     assert _current_trace(page) != skipped
-    page.keyboard.press("1")
-    expect(page.get_by_test_id("progress")).to_have_text("10 labelled (target 10 reached)")
+    for decided in (8, 9, 10):
+        page.keyboard.press("1")
+        expect(page.get_by_test_id("progress")).to_have_text(_progress(decided))
     expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
     expect(page.get_by_test_id("remaining")).to_have_count(0)
-    assert Feedback.objects.filter(eval_set=review_set).count() == 10
+    assert Feedback.objects.filter(eval_set=review_set).count() == 12
 
 
 def test_label_ten_traces_with_clicks(logged_in_page, owner, member, review_set):
     page = logged_in_page(owner)
     _open_review(page, review_set)
     buttons = ["rate-positive", "rate-negative", "rate-neutral"]
+    decided = 0
     for done in range(1, 10):
-        page.get_by_test_id(buttons[done % 3]).click()
-        expect(page.get_by_test_id("progress")).to_have_text(
-            f"{done} labelled trace{'s' if done > 1 else ''} of the 10 targeted"
-        )
+        button = "rate-neutral" if done == 2 else buttons[done % 2]  # one neutral: not counted
+        decided += button != "rate-neutral"
+        before = _current_trace(page)
+        page.get_by_test_id(button).click()
+        expect(page.get_by_test_id("review-card")).not_to_have_attribute("data-trace", before)
+        expect(page.get_by_test_id("progress")).to_have_text(_progress(decided))
     page.get_by_test_id("undo").click()
-    expect(page.get_by_test_id("progress")).to_have_text("8 labelled traces of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(7))
     page.get_by_test_id("note").fill("Used the tool, then ignored its answer")
     page.get_by_test_id("rate-negative").click()
-    expect(page.get_by_test_id("progress")).to_have_text("9 labelled traces of the 10 targeted")
-    page.get_by_test_id("rate-positive").click()
-    expect(page.get_by_test_id("progress")).to_have_text("10 labelled (target 10 reached)")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(8))
+    for decided in (9, 10):
+        page.get_by_test_id("rate-positive").click()
+        expect(page.get_by_test_id("progress")).to_have_text(_progress(decided))
     expect(page.get_by_test_id("generate")).to_have_attribute("data-ready", "true")
     assert Feedback.objects.filter(note="Used the tool, then ignored its answer").exists()
 
@@ -186,10 +203,10 @@ def test_a_double_press_records_one_label(logged_in_page, owner, review_set, hol
     for key in ["1", "2", "s"]:
         page.keyboard.press(key)
     label.released.set()
-    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     assert _current_trace(page) != first
     page.wait_for_load_state("networkidle")
-    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     assert [url.split("/review/")[1] for url in posts] == [f"{first}/label/"]
     assert label.calls == 1
     assert list(Feedback.objects.filter(eval_set=review_set).values_list("trace_id", "rating")) == [
@@ -208,10 +225,10 @@ def test_a_key_labels_as_soon_as_the_card_shows(logged_in_page, owner, review_se
         wait_until="commit",
     )
     expect(page.get_by_test_id("review-card")).to_be_visible()
-    expect(page.get_by_test_id("progress")).to_have_text("0 labelled traces of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(0))
     first = _current_trace(page)
     page.keyboard.press("1")
-    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
     for route in held:
         route.continue_()
@@ -227,7 +244,7 @@ def test_a_resized_note_box_labels_without_a_policy_violation(logged_in_page, ow
     _open_review(page, review_set)
     page.get_by_test_id("note").evaluate("note => { note.style.height = '6rem'; }")
     page.keyboard.press("1")
-    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     expect(page.get_by_test_id("notice")).to_have_text("Labelled good.")
 
 
@@ -237,7 +254,7 @@ def test_undo_gives_back_the_note_for_the_label_that_replaces_it(logged_in_page,
     noted = _current_trace(page)
     page.get_by_test_id("note").fill("Quoted a price it never looked up")
     page.get_by_test_id("rate-neutral").click()
-    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(0))
     expect(page.get_by_test_id("note")).to_have_value("")
 
     # Undone to change the rating: the trace comes back with its note still written.
@@ -246,7 +263,7 @@ def test_undo_gives_back_the_note_for_the_label_that_replaces_it(logged_in_page,
     assert _current_trace(page) == noted
     expect(page.get_by_test_id("note")).to_have_value("Quoted a price it never looked up")
     page.keyboard.press("2")
-    expect(page.get_by_test_id("progress")).to_have_text("1 labelled trace of the 10 targeted")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     label = Feedback.objects.get(trace_id=noted, user=owner)
     assert (label.rating, label.note) == ("negative", "Quoted a price it never looked up")
     # The next trace starts with an empty note box.

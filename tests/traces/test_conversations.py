@@ -356,7 +356,7 @@ def test_a_conversations_labels_stay_with_it_when_its_first_turn_moves(login, wo
     assert list(LabelAssignment.objects.values_list("trace", flat=True)) == [a.anchor_id]
     detail = client.get(_page("evalset_detail", workspace, pk=chats.pk)).content.decode()
     detail = " ".join(strip_tags(detail).split())
-    assert "1 labelled conversation of the 10 targeted" in detail
+    assert "1 conversation labelled good or bad, of the 10 targeted" in detail
     assert f"iofold moved {owner.email}'s label to {a.anchor}, its conversation's" in detail
     # Its trace set still holds the turn, labelled as it was.
     assert [(t, lb) for t, lb in Trace.objects.in_eval_set(singles).values_list(
@@ -836,12 +836,12 @@ def test_conversation_set_pages_count_conversations(login, workspace, owner):
 
     detail = text(_page("evalset_detail", workspace, pk=eval_set.pk))
     assert "Review conversations" in detail
-    assert "1 labelled conversation of the 10 targeted" in detail
+    assert "1 conversation labelled good or bad, of the 10 targeted" in detail
     assert "What makes a conversation good" in detail
     assert "Assign unlabelled conversations" in detail
     review = text(_page("review", workspace, pk=eval_set.pk))
     assert "What makes a conversation good" in review
-    assert "1 labelled conversation of the 10 targeted" in review
+    assert "1 conversation labelled good or bad, of the 10 targeted" in review
     matrix = text(reverse("evals:matrix", kwargs={"slug": workspace.slug, "pk": eval_set.pk}))
     assert "Each labelled conversation against each version" in matrix
     assert "1 labelled conversation" in matrix

@@ -270,7 +270,7 @@ def test_review_label_then_next_card(login, workspace, owner, eval_set, traces):
     client = login(owner)
     page = client.get(url("review", workspace, pk=eval_set.pk))
     assert page.context["trace"] == traces[0]
-    assert "0 labelled traces of the 10 targeted" in page.content.decode()
+    assert "0 traces labelled good or bad, of the 10 targeted" in page.content.decode()
     response = client.post(
         url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk),
         {"rating": "positive", "note": "good answer"},
@@ -279,7 +279,8 @@ def test_review_label_then_next_card(login, workspace, owner, eval_set, traces):
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
     assert response.context["trace"] == traces[1]
-    assert "1 labelled trace of the 10 targeted" in html and "9 more labels" in html
+    assert "1 trace labelled good or bad, of the 10 targeted" in html
+    assert "9 more good or bad labels" in html
     assert Feedback.objects.get().note == "good answer"
 
 
@@ -298,7 +299,7 @@ def test_review_of_a_set_smaller_than_its_target_says_how_to_reach_it(
         headers={"HX-Request": "true"},
     ).content.decode()
     assert "All caught up" not in last
-    assert "needs 10 labelled before iofold can write the eval and has 3" in last
+    assert "needs 10 labelled good or bad before iofold can write the eval and has 3" in last
     assert "Add 7 more traces to the set from the trace list, or lower its target to 3" in last
     assert f'href="{url("list", workspace)}" data-testid="find-traces">Add traces' in last
     settings = url("evalset_edit", workspace, pk=eval_set.pk)
@@ -538,7 +539,7 @@ def test_review_card_and_label_take_few_queries(
             headers=htmx,
         )
     assert response.context["trace"] == traces[1]
-    assert "1 labelled trace of the 10 targeted" in response.content.decode()
+    assert "1 trace labelled good or bad, of the 10 targeted" in response.content.decode()
 
 
 def test_reopened_trace_shows_my_earlier_label(login, workspace, owner, eval_set, traces):

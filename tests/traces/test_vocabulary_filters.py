@@ -4,11 +4,11 @@ from traces.templatetags.vocabulary import label_word, labelled_count, verdict_w
 
 
 def test_labelled_count_says_when_the_target_is_reached():
-    assert labelled_count(SimpleNamespace(labelled_traces=3, target=12)) == (
-        "3 labelled traces of the 12 targeted"
+    assert labelled_count(SimpleNamespace(decided=3, target=12)) == (
+        "3 traces labelled good or bad, of the 12 targeted"
     )
-    assert labelled_count(SimpleNamespace(labelled_traces=43, target=12)) == (
-        "43 labelled (target 12 reached)"
+    assert labelled_count(SimpleNamespace(decided=43, target=12)) == (
+        "43 labelled good or bad (target 12 reached)"
     )
 
 
@@ -35,6 +35,6 @@ def test_unit_noun_names_what_a_set_reviews():
         "traces",
         "trace",
     ]
-    assert labelled_count(SimpleNamespace(labelled_traces=3, target=12), chats) == (
-        "3 labelled conversations of the 12 targeted"
+    assert labelled_count(SimpleNamespace(decided=3, target=12), chats) == (
+        "3 conversations labelled good or bad, of the 12 targeted"
     )

@@ -62,12 +62,28 @@ def unit_noun(value, count="one") -> str:
 
 @register.filter
 def labelled_count(progress, unit="trace") -> str:
-    """``3 labelled traces of the 10 targeted`` below the target, ``43 labelled (target 12
-    reached)`` at it: the count is toward the target, not out of the set's traces.
+    """``3 traces labelled good or bad, of the 10 targeted`` below the target, ``43 labelled
+    good or bad (target 12 reached)`` at it: the count is toward the target, not out of the
+    set's traces. Only good and bad majorities count: the eval learns from nothing else
+    (``not_counted`` says how many neutral or tied ones were left out).
 
     A conversation eval set (``unit``: the set or its unit) counts conversations.
     """
-    done, target = progress.labelled_traces, progress.target
+    done, target = progress.decided, progress.target
     if done >= target:
-        return f"{done} labelled (target {target} reached)"
-    return f"{done} labelled {unit_noun(unit, done)} of the {target} targeted"
+        return f"{done} labelled good or bad (target {target} reached)"
+    return f"{done} {unit_noun(unit, done)} labelled good or bad, of the {target} targeted"
+
+
+@register.filter
+def not_counted(progress, unit="trace") -> str:
+    """``2 more traces have a neutral or tied label: not counted, the eval learns only from
+    good and bad``; empty when there are none."""
+    n = progress.not_counted
+    if not n:
+        return ""
+    has = "has" if n == 1 else "have"
+    return (
+        f"{n} more {unit_noun(unit, n)} {has} a neutral or tied label: not counted, "
+        "the eval learns only from good and bad."
+    )

@@ -1,0 +1,76 @@
+"""What a reviewer sees on the review card and the set's page: hints, progress, inputs."""
+
+from django.urls import reverse
+
+from tests.traces.factories import EvalSetFactory
+from traces import services
+
+
+def url(name, workspace, **kwargs):
+    return reverse(f"traces:{name}", kwargs={"slug": workspace.slug, **kwargs})
+
+
+def _hint(html: str) -> str:
+    start = html.find('data-testid="shortcuts"')
+    return html[start : html.find("</p>", start)] if start >= 0 else ""
+
+
+def test_the_undo_key_is_hinted_only_when_there_is_a_label_to_undo(
+    login, workspace, owner, eval_set, traces
+):
+    client = login(owner)
+    review = url("review", workspace, pk=eval_set.pk)
+    first = client.get(review).content.decode()
+    assert "skip" in _hint(first) and "undo" not in _hint(first)
+
+    services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="negative")
+    assert "undo" in _hint(client.get(review).content.decode())
+
+
+def test_a_viewer_is_not_shown_keys_for_buttons_they_do_not_have(
+    login, workspace, viewer, eval_set, traces
+):
+    html = login(viewer).get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="rate-form"' not in html and _hint(html) == ""
+
+
+def test_neutral_labels_do_not_count_toward_the_target(login, workspace, owner, eval_set, traces):
+    # The synthesiser learns from good and bad labels only: neutral ones never bring
+    # "Generate eval" closer, so the progress must not say they do.
+    ratings = ["positive", "negative", "neutral", "neutral"]
+    for trace, rating in zip(traces[:4], ratings, strict=True):
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating=rating)
+    client = login(owner)
+    review = client.get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    assert "2 traces labelled good or bad, of the 10 targeted" in review
+    assert "8 more good or bad labels" in review
+    assert "2 more traces have a neutral or tied label: not counted" in review
+
+    detail = client.get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+    assert "2 traces labelled good or bad, of the 10 targeted" in detail
+    assert "2 more traces have a neutral or tied label" in detail
+    assert "8 more labels" in detail  # the Generate button, the same count as the review's
+
+
+def test_a_set_of_neutral_labels_is_not_ready_to_generate(
+    login, api_client, workspace, owner, traces
+):
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner, target_labels=2)
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces[:2]])
+    for trace in traces[:2]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="neutral")
+    client = login(owner)
+    detail = client.get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-ready="false"' in detail and "2 more labels" in detail
+    assert "0/2" in client.get(url("evalset_list", workspace)).content.decode()
+    # Out of traces to label with none good or bad: no "lower its target to 0".
+    review = client.get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    assert "and has 0" in review and "target to 0" not in review
+
+    api_client.force_login(owner)
+    body = api_client.get(
+        reverse("api-eval-set", kwargs={"pk": eval_set.pk}), headers={"X-Workspace": "acme"}
+    ).json()
+    summary = body["summary"]
+    assert (summary["labelled_traces"], summary["decided_traces"]) == (2, 0)
+    assert (summary["ready"], summary["remaining"]) == (False, 2)
