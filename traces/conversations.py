@@ -16,6 +16,7 @@ carries an end marker (``metadata.conversation_end`` true, or the tag
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterable
@@ -607,20 +608,83 @@ def _tool_calls(data: dict[str, Any]) -> list[dict[str, Any]]:
     for step in steps:
         output = step.get("output")
         if step.get("type") == "llm" and isinstance(output, dict):
-            for call in output.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    function = (
-                        call.get("function") if isinstance(call.get("function"), dict) else call
-                    )
-                    calls.append(
-                        {
-                            "name": function.get("name"),
-                            "arguments": function.get("arguments"),
-                            "output": None,
-                            "error": None,
-                        }
-                    )
+            calls += [
+                {**_requested_call(call), "output": None, "error": None}
+                for call in output.get("tool_calls") or []
+                if isinstance(call, dict)
+            ]
     return calls
+
+
+def _requested_call(call: dict) -> dict[str, Any]:
+    """A tool call an LLM asked for, OpenAI's ``{"function": {...}}`` or flat: name, arguments."""
+    function = call.get("function") if isinstance(call.get("function"), dict) else call
+    return {"name": function.get("name"), "arguments": function.get("arguments")}
+
+
+def _part_text(part: Any) -> str:
+    """One part of a message's content list: its text, or what kind of part it is."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict):
+        if isinstance(part.get("text"), str):
+            return part["text"]
+        if part.get("type"):
+            return f"[{part['type']}]"  # an image, an audio clip: named, not dumped
+    return _compact(part)
+
+
+def _is_message(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("role"), str)
+
+
+def chat_messages(value: Any) -> list[dict[str, Any]] | None:
+    """Return a payload shaped as chat messages as readable messages, or None if it is not.
+
+    Read: a list of ``{role, content}`` messages (or ``{"messages": [...]}``), one such
+    message (an LLM's reply), or a list of tool calls. Each message comes back as ``role``,
+    ``text`` (content parts joined), ``tool_calls`` (name and arguments, arguments parsed
+    when they are a JSON string) and ``call_id`` (a tool result's answer to a call).
+    """
+    if isinstance(value, dict) and isinstance(value.get("messages"), list):
+        value = value["messages"]
+    if _is_message(value):
+        value = [value]
+    elif (
+        isinstance(value, list)
+        and value
+        and all(isinstance(c, dict) and isinstance(c.get("function"), dict) for c in value)
+    ):
+        value = [{"role": "assistant", "content": None, "tool_calls": value}]
+    if not isinstance(value, list) or not value or not all(map(_is_message, value)):
+        return None
+    messages = []
+    for message in value:
+        content = message.get("content")
+        if isinstance(content, list):
+            text = "\n".join(_part_text(part) for part in content)
+        else:
+            text = _compact(content)
+        calls = [
+            _requested_call(call)
+            for call in message.get("tool_calls") or []
+            if isinstance(call, dict)
+        ]
+        for call in calls:
+            if isinstance(call["arguments"], str):
+                # Not JSON (or nested past the parser's depth): shown as the text it is.
+                with contextlib.suppress(ValueError, RecursionError):
+                    call["arguments"] = json.loads(call["arguments"])
+        messages.append(
+            {
+                "role": message["role"],
+                "name": message.get("name") or "",
+                "text": text,
+                "tool_calls": calls,
+                "call_id": message.get("tool_call_id") or "",
+            }
+        )
+    return messages
 
 
 def turn_messages(data: dict[str, Any]) -> list[dict[str, Any]]:

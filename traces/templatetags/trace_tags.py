@@ -6,6 +6,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timezone import get_current_timezone, is_aware
 
 from iofold.lib.text import clip, escape_text
+from traces import conversations
 from traces.minify import minify_trace
 from traces.models import Trace
 from traces.vocabulary import WHEN_STRFTIME
@@ -41,6 +42,12 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
     size = len(text)
     truncated = not full and size > limit
     return {"text": text[:limit] if truncated else text, "truncated": truncated, "size": size}
+
+
+@register.simple_tag
+def chat_messages(value) -> list[dict] | None:
+    """The payload read as chat messages (``traces.conversations.chat_messages``), or None."""
+    return conversations.chat_messages(value)
 
 
 @register.simple_tag
