@@ -32,6 +32,13 @@ def _parse_date(value) -> dt.date | None:
         return None
 
 
+def _sources() -> list[str]:
+    # Deferred: traces.models imports this module.
+    from traces.models import Trace
+
+    return Trace.Source.values
+
+
 # What each filter that parses its value takes, said to an API caller who sent another.
 _TAKES = {
     "has_error": "true or false",
@@ -57,8 +64,13 @@ class TraceFilters:
     date_to: dt.date | None = None
 
     @classmethod
-    def from_data(cls, data) -> "TraceFilters":
-        """Build from a query dict, a saved-filter dict or serializer data."""
+    def from_data(cls, data, *, keep_unknown_source: bool = False) -> "TraceFilters":
+        """Build from a query dict, a saved-filter dict or serializer data.
+
+        A source that is not one of ``Trace.Source`` is dropped like any unreadable value,
+        unless ``keep_unknown_source``: an eval set's stored filter on a source that no
+        longer exists must match no trace, not every trace.
+        """
         data = data or {}
         get = data.get
 
@@ -67,13 +79,14 @@ class TraceFilters:
             return "" if has_nul(value) else value
 
         label = text("label", 20)
+        source = text("source", 20)
         return cls(
             q=text("q", 200),
             name=text("name", 255),
             tag=text("tag", 100),
             has_error=_parse_bool(get("has_error")),
             label=label if label in LABEL_STATES else "",
-            source=text("source", 20),
+            source=source if keep_unknown_source or source in _sources() else "",
             integration=parse_id(get("integration")),
             date_from=_parse_date(get("date_from")),
             date_to=_parse_date(get("date_to")),
@@ -86,7 +99,8 @@ class TraceFilters:
         dropped filter lists traces its caller did not ask for.
         """
         unread = {}
-        for key, takes in _TAKES.items():
+        takes_source = "a source of traces (" + ", ".join(_sources()) + ")"
+        for key, takes in {**_TAKES, "source": takes_source}.items():
             given = str((data or {}).get(key) or "").strip()
             if given and getattr(self, key) in ("", None):
                 unread[key] = f"{given[:40]!r} is not {takes}."

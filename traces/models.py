@@ -50,7 +50,8 @@ class TraceQuerySet(WorkspaceQuerySet):
             qs = qs.filter(Exists(Conversation.objects.filter(anchor=OuterRef("pk"))))
         if eval_set.source_kind == EvalSet.SourceKind.FILTER:
             # The label filter describes the list, not the set: labelling must not empty the set.
-            return TraceFilters.from_data(eval_set.saved_filter).apply(qs, label_state=False)
+            saved = TraceFilters.from_data(eval_set.saved_filter, keep_unknown_source=True)
+            return saved.apply(qs, label_state=False)
         picked = EvalSetTrace.objects.filter(eval_set=eval_set, trace=OuterRef("pk"))
         return qs.filter(Exists(picked))
 

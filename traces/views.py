@@ -59,6 +59,7 @@ FILTER_LABELS = {
     "has_error": "Errors",
     "label": "Labels",
     "integration": "Integration",
+    "source": "Source",
 }
 
 
@@ -684,18 +685,15 @@ def _conversation(request, pk: int) -> Conversation:
 @workspace_view
 def conversation_list(request):
     """The trace list grouped by conversation, latest activity first."""
-    # The errors filter reads as the trace list's does; what it cannot read is named.
-    errors = {"has_error": request.GET.get("has_error")}
-    read = TraceFilters.from_data(errors)
-    unread = [(FILTER_LABELS[key], why) for key, why in read.unread(errors).items()]
-    source = request.GET.get("source", "")
+    # The errors and source filters read as the trace list's do; what they cannot is named.
+    given = {key: request.GET.get(key) for key in ("has_error", "source")}
+    read = TraceFilters.from_data(given)
+    unread = [(FILTER_LABELS[key], why) for key, why in read.unread(given).items()]
+    source = read.source
     state = request.GET.get("state", "")
     if state not in ("", "open", "complete"):
         unread.append(("State", f"{state[:40]!r} is not open or complete."))
         state = ""
-    if source not in ("", *Trace.Source.values):
-        unread.append(("Source", f"{source[:40]!r} is not a source of traces."))
-        source = ""
     page = selectors.conversation_page(
         workspace=request.workspace,
         source=source,
