@@ -119,3 +119,31 @@ def test_the_agents_sdk_endpoint_fits_a_phone(phone_page, owner, workspace):
     page.goto(f"/w/{workspace.slug}/integrations/openai-agents/")
     expect(page.get_by_test_id("openai-agents-endpoint")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_an_eval_sets_labels_read_as_short_rows_on_a_phone(phone_page, owner, workspace):
+    question = "Where is my order? " * 12  # inputs and outputs run to a few lines
+    traces = [
+        TraceFactory(
+            workspace=workspace,
+            data={**trace_data(n), "input": {"question": question}, "output": question},
+        )
+        for n in range(3)
+    ]
+    eval_set = create_eval_set(
+        workspace=workspace, name="Phone", criteria="Answers.", trace_ids=[t.pk for t in traces]
+    )
+    for trace in traces:
+        record_feedback(
+            eval_set=eval_set, trace=trace, user=owner, rating="negative", note="Never looked."
+        )
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/eval-sets/{eval_set.pk}/")
+    row = page.get_by_test_id("label-row").first
+    row.scroll_into_view_if_needed()
+    # The label and the remove button show without scrolling the table sideways.
+    expect(row.get_by_test_id("row-label")).to_be_in_viewport()
+    table = page.get_by_test_id("label-table")
+    assert table.evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
+    # Name and label, two lines of input and output, the reviewer: not a column of words.
+    assert row.bounding_box()["height"] < 150
