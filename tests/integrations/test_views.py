@@ -392,7 +392,40 @@ def test_a_sync_that_failed_before_saving_anything_does_not_claim_it_saved_some(
     assert "Sync failed: Could not reach http://127.0.0.1:9" in html
     assert 'data-testid="integration-error"' not in html  # not also in a banner above
     assert "Saved before it stopped" not in html
-    assert "Nothing was saved: once the cause is fixed, “Sync now” starts again." in html
+    assert "Nothing was saved: once the cause is fixed, a retry starts again." in html
+
+
+def test_a_failed_sync_offers_a_retry_where_it_is_shown(
+    login, owner, viewer, workspace, fake_langfuse, make_integration
+):
+    integration = make_integration(fake_langfuse(), host="http://127.0.0.1:9")  # refused
+    adapter = services.get_adapter(integration, sleep=lambda seconds: None)
+    services.run_sync(run_id=services.start_sync(integration=integration).pk, adapter=adapter)
+    sync = reverse("integrations:sync", args=[workspace.slug, integration.pk])
+    retry = re.compile(
+        rf'<form method="post" class="sync-action" action="{sync}"[^>]*>\s*'
+        r'<input[^>]*csrfmiddlewaretoken[^>]*><button class="small" type="submit" '
+        r'data-testid="retry-sync">Retry sync</button>'
+    )
+    client = login(owner)
+    detail = client.get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
+    listing = client.get(reverse("integrations:list", args=[workspace.slug]))
+    assert retry.search(detail.content.decode()) and retry.search(listing.content.decode())
+
+    # The retry is the sync button's POST: it queues a new run, which the list shows.
+    assert client.post(sync).status_code == 302
+    html = client.get(reverse("integrations:list", args=[workspace.slug])).content.decode()
+    assert 'data-testid="sync-running"' in html and ">Queued</a>" in html
+    assert 'data-testid="retry-sync"' not in html
+    SyncRun.objects.filter(status=SyncRun.Status.QUEUED).update(
+        status=SyncRun.Status.RUNNING, pages=2, created_count=40
+    )
+    html = client.get(reverse("integrations:list", args=[workspace.slug])).content.decode()
+    assert "Syncing: page 2, 40 new</a>" in html
+
+    SyncRun.objects.update(status=SyncRun.Status.FAILED)
+    html = login(viewer).get(reverse("integrations:list", args=[workspace.slug])).content.decode()
+    assert "Failed" in html and 'data-testid="retry-sync"' not in html  # cannot sync
 
 
 def test_a_sync_before_its_first_page_says_what_it_waits_for(
