@@ -91,9 +91,23 @@ class EvalSetForm(forms.Form):
         }
 
 
+NOTE_MAX_LENGTH = 5000
+
+
 class FeedbackForm(forms.Form):
     rating = forms.ChoiceField(choices=Feedback.Rating.choices)
-    note = forms.CharField(required=False, max_length=5000)
+    note = forms.CharField(required=False, max_length=NOTE_MAX_LENGTH)
+
+    def problem(self) -> str:
+        """What to tell the reviewer about an invalid form: a missing rating, or the note's
+        fault (too long, a NUL), which "Pick a rating." misnamed."""
+        if "rating" in self.errors:
+            return "Pick a rating."
+        return f"The note was not saved: {self.errors['note'][0]}"
+
+    def draft_note(self) -> str:
+        """The note as typed, to give back in the note box (without NULs, which it cannot hold)."""
+        return self.data.get("note", "").replace("\x00", "")
 
 
 class AddToEvalSetForm(forms.Form):

@@ -453,14 +453,15 @@ def review(request, pk: int):
     eval_set = _eval_set(request, pk)
     trace = None
     if request.GET.get("trace", "").isdigit():
-        trace = (
-            Trace.objects.in_eval_set(eval_set)
-            .filter(pk=int(request.GET["trace"]))
-            .only(*selectors.LIST_FIELDS, "data")
-            .first()
-        )
+        trace = _card_trace(eval_set, int(request.GET["trace"]))
     notice = request.session.pop(_notice_key(eval_set), None)
     return _review_response(request, eval_set, trace=trace, notice=notice)
+
+
+def _card_trace(eval_set: EvalSet, pk: int) -> Trace | None:
+    """The set's trace ``pk`` with what its card shows, or None if the set does not hold it."""
+    shown = Trace.objects.in_eval_set(eval_set).only(*selectors.LIST_FIELDS, "data")
+    return shown.filter(pk=pk).first()
 
 
 def _notice_key(eval_set: EvalSet) -> str:
@@ -486,11 +487,14 @@ def review_label(request, pk: int, trace_pk: int):
     )
     form = FeedbackForm(request.POST)
     if not form.is_valid():
+        # The same card again, with what was typed in the note box.
+        notice = {"level": "error", "text": form.problem(), "note": form.draft_note()}
         if request.htmx:
-            return _review_response(
-                request, eval_set, notice={"level": "error", "text": "Pick a rating."}, status=400
-            )
-        messages.error(request, "Pick a rating.")
+            card = _card_trace(eval_set, trace.pk)
+            return _review_response(request, eval_set, trace=card, notice=notice, status=400)
+        if "next" not in request.POST:
+            return _answer_review(request, eval_set, notice=notice, trace=trace)
+        messages.error(request, notice["text"])
         return redirect(
             safe_next(request, reverse("traces:review", args=[request.workspace.slug, eval_set.pk]))
         )
@@ -646,7 +650,7 @@ def label_edit(request, pk: int, label_pk: int):
     back = safe_next(request, feedback.eval_set.get_absolute_url())
     form = FeedbackForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Pick a rating.")
+        messages.error(request, form.problem())
         return redirect(back)
     try:
         services.edit_label(

@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from tests.traces.factories import EvalSetFactory
 from traces import services
+from traces.models import Feedback
 
 
 def url(name, workspace, **kwargs):
@@ -74,3 +75,26 @@ def test_a_set_of_neutral_labels_is_not_ready_to_generate(
     summary = body["summary"]
     assert (summary["labelled_traces"], summary["decided_traces"]) == (2, 0)
     assert (summary["ready"], summary["remaining"]) == (False, 2)
+
+
+def test_a_note_too_long_is_named_and_given_back_not_called_a_missing_rating(
+    login, workspace, owner, eval_set, traces
+):
+    client = login(owner)
+    label = url("review_label", workspace, pk=eval_set.pk, trace_pk=traces[0].pk)
+    note = "The agent quoted the policy. " * 200  # 5,800 characters
+    response = client.post(
+        label, {"rating": "positive", "note": note}, headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 400 and "Pick a rating" not in html
+    assert "The note was not saved: Ensure this value has at most 5000 characters" in html
+    assert response.context["trace"] == traces[0]  # the same card, the note still in its box
+    assert response.context["draft_note"] == note
+    assert 'maxlength="5000"' in html
+
+    # Without JavaScript: the same, through the review page.
+    page = client.post(label, {"rating": "positive", "note": note}, follow=True)
+    assert page.context["trace"] == traces[0] and page.context["draft_note"] == note
+    assert "The note was not saved" in page.content.decode()
+    assert not Feedback.objects.exists()
