@@ -24,7 +24,7 @@ from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
 from traces.exceptions import TraceError
-from traces.filters import LABEL_STATES, TraceFilters
+from traces.filters import LABEL_STATES, TraceFilters, read_conversation_filters
 from traces.models import Conversation, EvalSet, Feedback, Trace
 from workspaces.access import WorkspaceScopedMixin
 
@@ -615,18 +615,19 @@ class ConversationsApi(WorkspaceScopedMixin, APIView):
     )
     def get(self, request):
         params = request.query_params
+        # As the trace list's API: a filter that does not read is refused, not ignored.
+        read, unread = read_conversation_filters(params)
+        cursor = params.get("cursor")
+        if cursor and selectors.decode_cursor(cursor) is None:
+            unread["cursor"] = "Not a next_cursor this API returned."
         try:
             limit = min(max(int(params.get("limit", 50)), 1), 200)
         except ValueError:
-            limit = 50
-        state = params.get("state", "")
+            unread["limit"] = "Not a whole number (1 to 200)."
+        if unread:
+            raise ValidationError(unread)
         page = selectors.conversation_page(
-            workspace=request.workspace,
-            source=params.get("source", "") if params.get("source") in Trace.Source.values else "",
-            has_error={"true": True, "false": False}.get(params.get("has_error", "")),
-            state=state if state in ("open", "complete") else "",
-            cursor=params.get("cursor"),
-            limit=limit,
+            workspace=request.workspace, cursor=cursor, limit=limit, **read
         )
         return Response(
             {

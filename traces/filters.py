@@ -152,3 +152,23 @@ class TraceFilters:
         elif label_state and self.label == "unlabelled":
             qs = qs.unlabelled()
         return qs
+
+
+CONVERSATION_STATES = ("open", "complete")
+
+
+def read_conversation_filters(data) -> tuple[dict, dict[str, str]]:
+    """Read the conversation list's filters: ``({source, has_error, state}, unread)``.
+
+    The errors and source filters read as the trace list's do; ``unread`` names what did
+    not read (as ``TraceFilters.unread``), for the page to show and the API to refuse.
+    """
+    data = data or {}
+    given = {key: data.get(key) for key in ("has_error", "source")}
+    read = TraceFilters.from_data(given)
+    unread = read.unread(given)
+    state = str(data.get("state") or "").strip()
+    if state not in ("", *CONVERSATION_STATES):
+        unread["state"] = f"{state[:40]!r} is not open or complete."
+        state = ""
+    return {"source": read.source, "has_error": read.has_error, "state": state}, unread

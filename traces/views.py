@@ -15,7 +15,7 @@ from iofold.composition import eval_set_links
 from iofold.lib.redirects import safe_next
 from traces import assignments, label_import, selectors, services
 from traces.exceptions import LabelNotYours, TraceError
-from traces.filters import TraceFilters
+from traces.filters import TraceFilters, read_conversation_filters
 from traces.forms import (
     AddToEvalSetForm,
     AssignForm,
@@ -60,6 +60,7 @@ FILTER_LABELS = {
     "label": "Labels",
     "integration": "Integration",
     "source": "Source",
+    "state": "State",
 }
 
 
@@ -689,28 +690,18 @@ def _conversation(request, pk: int) -> Conversation:
 @workspace_view
 def conversation_list(request):
     """The trace list grouped by conversation, latest activity first."""
-    # The errors and source filters read as the trace list's do; what they cannot is named.
-    given = {key: request.GET.get(key) for key in ("has_error", "source")}
-    read = TraceFilters.from_data(given)
-    unread = [(FILTER_LABELS[key], why) for key, why in read.unread(given).items()]
-    source = read.source
-    state = request.GET.get("state", "")
-    if state not in ("", "open", "complete"):
-        unread.append(("State", f"{state[:40]!r} is not open or complete."))
-        state = ""
+    read, unread = read_conversation_filters(request.GET)
+    unread = [(FILTER_LABELS[key], why) for key, why in unread.items()]
+    source = read["source"]
     page = selectors.conversation_page(
-        workspace=request.workspace,
-        source=source,
-        has_error=read.has_error,
-        state=state,
-        cursor=request.GET.get("cursor"),
+        workspace=request.workspace, cursor=request.GET.get("cursor"), **read
     )
     query = {
         k: v
         for k, v in {
             "source": source,
-            "has_error": {True: "true", False: "false"}.get(read.has_error, ""),
-            "state": state,
+            "has_error": {True: "true", False: "false"}.get(read["has_error"], ""),
+            "state": read["state"],
         }.items()
         if v
     }

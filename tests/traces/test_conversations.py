@@ -659,6 +659,22 @@ def test_conversation_list_names_the_filters_it_could_not_read(login, workspace,
     assert "<strong>State</strong>: &#x27;closed&#x27; is not open or complete." in notice
 
 
+def test_conversation_api_refuses_the_filters_it_could_not_read(api_client, workspace, owner):
+    from django.urls import reverse
+
+    _ingest(workspace, [_turn(1, "a")])
+    api_client.force_login(owner)
+    headers = {"X-Workspace": workspace.slug}
+    bad = {"source": "bogus", "has_error": "maybe", "state": "closed", "cursor": "x", "limit": "a"}
+    response = api_client.get(reverse("api-conversations"), bad, headers=headers)
+    # As the trace list's API: a 400 naming each, not every conversation as if none applied.
+    assert response.status_code == 400
+    assert set(response.json()) == {"source", "has_error", "state", "cursor", "limit"}
+    assert "'closed' is not open or complete." in str(response.json()["state"])
+    good = {"source": "upload", "has_error": "false", "state": "open"}
+    assert api_client.get(reverse("api-conversations"), good, headers=headers).status_code == 200
+
+
 def test_conversation_list_filtered_to_nothing_says_no_match_not_none_yet(login, workspace, owner):
     _ingest(workspace, [_turn(1, "a")])  # open, no end marker
 
