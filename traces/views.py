@@ -429,9 +429,10 @@ def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, sta
         "mine": mine,
         "progress": selectors.review_progress(eval_set=eval_set, user=request.user),
         "generate_url": generate_url(eval_set),
-        "notice": notice,
+        "notice": notice or _archived_notice(eval_set),
         "draft_note": (notice or {}).get("note", ""),
-        "can_write": request.membership.can_write,
+        # An archived set takes no labels (services.record_feedback): no buttons that fail.
+        "can_write": request.membership.can_write and not eval_set.is_archived,
         "preview_chars": 4000,
     }
     template = "traces/review.html#card" if request.htmx else "traces/review.html"
@@ -452,11 +453,21 @@ def review_start(request):
 def review(request, pk: int):
     """One trace at a time from the set's queue; ``?trace=`` reopens a given trace."""
     eval_set = _eval_set(request, pk)
-    trace = None
-    if request.GET.get("trace", "").isdigit():
-        trace = _card_trace(eval_set, int(request.GET["trace"]))
+    trace, asked = None, request.GET.get("trace", "")
     notice = request.session.pop(_notice_key(eval_set), None)
+    if asked:
+        trace = _card_trace(eval_set, int(asked)) if asked.isdigit() else None
+        if trace is None and notice is None:
+            # A stale or mistyped link: say why another trace shows.
+            text = "That trace is not in this eval set; here is the next one to review."
+            notice = {"level": "warning", "text": text}
     return _review_response(request, eval_set, trace=trace, notice=notice)
+
+
+def _archived_notice(eval_set: EvalSet) -> dict | None:
+    if not eval_set.is_archived:
+        return None
+    return {"level": "warning", "text": "This eval set is archived; restore it to label."}
 
 
 def _card_trace(eval_set: EvalSet, pk: int) -> Trace | None:

@@ -2,7 +2,7 @@
 
 from django.urls import reverse
 
-from tests.traces.factories import EvalSetFactory
+from tests.traces.factories import EvalSetFactory, TraceFactory
 from traces import services
 from traces.models import Feedback
 
@@ -98,3 +98,26 @@ def test_a_note_too_long_is_named_and_given_back_not_called_a_missing_rating(
     assert page.context["trace"] == traces[0] and page.context["draft_note"] == note
     assert "The note was not saved" in page.content.decode()
     assert not Feedback.objects.exists()
+
+
+def test_an_archived_sets_review_says_so_and_offers_no_labels(
+    login, workspace, owner, eval_set, traces
+):
+    services.archive_eval_set(eval_set=eval_set)
+    html = login(owner).get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    assert "This eval set is archived; restore it to label." in html
+    assert 'data-testid="rate-form"' not in html and 'data-testid="skip"' not in html
+
+
+def test_a_review_link_to_a_trace_outside_the_set_says_so(
+    login, workspace, owner, eval_set, traces
+):
+    outside = TraceFactory(workspace=workspace)
+    client = login(owner)
+    for asked in (outside.pk, "abc", 10**20):
+        page = client.get(url("review", workspace, pk=eval_set.pk), {"trace": asked})
+        assert page.context["trace"] == traces[0]
+        assert "That trace is not in this eval set; here is the next one" in page.content.decode()
+    page = client.get(url("review", workspace, pk=eval_set.pk), {"trace": traces[3].pk})
+    assert page.context["trace"] == traces[3]
+    assert 'data-testid="notice"' not in page.content.decode()
