@@ -121,3 +121,16 @@ def test_a_review_link_to_a_trace_outside_the_set_says_so(
     page = client.get(url("review", workspace, pk=eval_set.pk), {"trace": traces[3].pk})
     assert page.context["trace"] == traces[3]
     assert 'data-testid="notice"' not in page.content.decode()
+
+
+def test_the_trace_page_of_a_trace_in_a_set_does_not_ask_to_add_it_to_one(
+    login, workspace, owner, eval_set, traces
+):
+    detail = url("detail", workspace, pk=traces[0].pk)
+    html = login(owner).get(detail).content.decode()
+    assert 'data-testid="label-here"' in html
+    assert "Not labelled yet. Label it above, for its eval set." in html
+    assert "Add it to an eval set" not in html
+    outside = TraceFactory(workspace=workspace)
+    html = login(owner).get(url("detail", workspace, pk=outside.pk)).content.decode()
+    assert "Not labelled yet. Add it to an eval set from the trace list" in html
