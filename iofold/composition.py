@@ -127,7 +127,7 @@ def onboarding_steps(workspace) -> list[dict]:
         {
             "title": f"Label {target} traces",
             "help": "Good, bad or neutral, one trace at a time; keys 1, 2, 3 make it "
-            f"quick. {min(labelled, target)} of {target} so far.",
+            f"quick. Only good and bad ones count: {min(labelled, target)} of {target} so far.",
             "done": labelled >= target and labelled > 0,
             "url_name": "traces:review_start",
         },

@@ -37,3 +37,20 @@ def test_a_new_workspace_starts_with_four_steps_to_do(workspace):
     ]
     assert not any(step["done"] for step in steps)
     assert all(step["url"].startswith(f"/w/{workspace.slug}/") for step in steps)
+
+
+def test_the_labelling_step_counts_good_and_bad_labels_only(workspace, owner):
+    from tests.traces.factories import TraceFactory
+    from traces.services import create_eval_set, record_feedback
+
+    traces = [TraceFactory(workspace=workspace) for _ in range(3)]
+    eval_set = create_eval_set(
+        workspace=workspace, name="E", criteria="c", target_labels=2,
+        trace_ids=[t.pk for t in traces],
+    )  # fmt: skip
+    for trace, rating in zip(traces, ["positive", "neutral", "neutral"], strict=True):
+        record_feedback(eval_set=eval_set, trace=trace, user=owner, rating=rating)
+    step = onboarding_steps(workspace)[2]
+    # Neutral labels teach the eval nothing: one of two, not three labelled of two.
+    assert step["title"] == "Label 2 traces" and not step["done"]
+    assert "Only good and bad ones count: 1 of 2 so far." in step["help"]

@@ -646,8 +646,8 @@ FROM (
 """
 
 
-def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
-    """Counters of the set's labels in one aggregate query.
+def review_progress(*, eval_set: EvalSet, user=None) -> ReviewProgress:
+    """Counters of the set's labels in one aggregate query (``mine``: ``user``'s labels).
 
     One pass over the set's labels grouped by trace gives the labelled traces, the label
     counts and the disagreements (a trace with two different ratings; counted from the
@@ -662,7 +662,7 @@ def review_progress(*, eval_set: EvalSet, user) -> ReviewProgress:
         cursor.execute(
             sql,
             [
-                user.pk,
+                getattr(user, "pk", None),
                 ratings.POSITIVE.value,
                 ratings.NEGATIVE.value,
                 ratings.NEUTRAL.value,
@@ -794,15 +794,16 @@ def eval_stats(eval_set_ids: list[int]) -> dict[int, dict]:
 
 
 def labelling_progress(workspace) -> tuple[int, int]:
-    """Return ``(traces labelled, target)`` of the workspace's most advanced eval set.
+    """Return ``(traces labelled good or bad, target)`` of the workspace's most advanced
+    eval set: what counts toward a target (``ReviewProgress.decided``).
 
     The first active set that reached its target wins; otherwise the one with the most
-    labelled traces. Without sets, ``(0, 10)``.
+    such traces. Without sets, ``(0, 10)``.
     """
     best, target = 0, 10
     sets = EvalSet.objects.for_workspace(workspace).active().only("id", "target_labels")
     for eval_set in sets[:20]:
-        labelled = Feedback.objects.filter(eval_set=eval_set).values("trace_id").distinct().count()
+        labelled = review_progress(eval_set=eval_set).decided
         if labelled >= eval_set.target_labels:
             return labelled, eval_set.target_labels
         if labelled > best:
