@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from iofold.lib.fields import parse_id
 from iofold.lib.text import has_nul
+from traces.constants import TraceSource
 
 LABEL_STATES = ("labelled", "unlabelled")
 
@@ -33,10 +34,7 @@ def _parse_date(value) -> dt.date | None:
 
 
 def _sources() -> list[str]:
-    # Deferred: traces.models imports this module.
-    from traces.models import Trace
-
-    return Trace.Source.values
+    return TraceSource.values
 
 
 # What each filter that parses its value takes, said to an API caller who sent another.

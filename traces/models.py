@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from integrations.models import Integration
 from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
+from traces.constants import TraceSource
 from traces.fields import PayloadField
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
@@ -153,16 +154,7 @@ REWRITTEN = ~Q(updated_at=F("created_at"))
 class Trace(WorkspaceOwned):
     """One normalised trace (DESIGN.md); ``data`` is exactly what an eval receives."""
 
-    class Source(models.TextChoices):
-        # A synced trace's source is its integration's kind.
-        LANGFUSE = "langfuse", "Langfuse"
-        LANGSMITH = "langsmith", "LangSmith"
-        OPENAI = "openai", "OpenAI"
-        OTLP = "otlp", "OpenTelemetry (OTLP)"
-        UPLOAD = "upload", "Upload"
-        API = "api", "API"
-        WEBHOOK = "webhook", "Webhook"
-        DEMO = "demo", "Demo"
+    Source = TraceSource
 
     integration = models.ForeignKey(
         Integration, on_delete=models.SET_NULL, null=True, blank=True, related_name="traces"

@@ -1,0 +1,18 @@
+"""Values shared by the traces app's models and its plain modules (filters), which the
+models import: kept here, the filters can read them without importing the models."""
+
+from django.db import models
+
+
+class TraceSource(models.TextChoices):
+    """Where a trace came from (``Trace.Source``)."""
+
+    # A synced trace's source is its integration's kind.
+    LANGFUSE = "langfuse", "Langfuse"
+    LANGSMITH = "langsmith", "LangSmith"
+    OPENAI = "openai", "OpenAI"
+    OTLP = "otlp", "OpenTelemetry (OTLP)"
+    UPLOAD = "upload", "Upload"
+    API = "api", "API"
+    WEBHOOK = "webhook", "Webhook"
+    DEMO = "demo", "Demo"
