@@ -67,3 +67,24 @@ def test_chat_messages_reads_only_what_is_shaped_as_messages():
     calls = chat_messages([{"function": {"name": "lookup", "arguments": "not json"}}])
     assert calls[0]["role"] == "assistant"
     assert calls[0]["tool_calls"] == [{"name": "lookup", "arguments": "not json"}]
+
+
+def test_a_long_chat_shows_its_first_messages_and_a_way_to_all(login, workspace, owner):
+    chat = [{"role": "user", "content": f"message {n}"} for n in range(100)]
+    trace = TraceFactory(workspace=workspace, data={**trace_data(3), "input": chat})
+    client = login(owner)
+    page = client.get(url("detail", workspace, pk=trace.pk)).content.decode()
+    assert "Showing 40 of 100 messages." in page and "message 39<" in page
+    assert "message 40<" not in page
+    full = client.get(url("detail", workspace, pk=trace.pk), {"full": "1"}).content.decode()
+    assert "message 99<" in full and "Showing 40" not in full
+
+
+def test_show_all_on_the_review_card_opens_the_trace_page(login, workspace, owner):
+    trace = TraceFactory(workspace=workspace, data={**trace_data(4), "output": "long " * 2000})
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner)
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+    html = login(owner).get(url("review", workspace, pk=eval_set.pk)).content.decode()
+    # The review page shows no whole payloads: its own ?full=1 changed nothing.
+    detail = url("detail", workspace, pk=trace.pk)
+    assert f'Showing 4000 of 10000 characters. <a href="{detail}?full=1" target="_blank"' in html

@@ -44,10 +44,20 @@ def pretty_json(value, limit: int = 20_000, full: bool = False) -> dict:
     return {"text": text[:limit] if truncated else text, "truncated": truncated, "size": size}
 
 
+# Messages shown of a long chat payload before "Show all": a run's history of hundreds of
+# messages would bury the card (the raw JSON is cut the same way, at ``preview_chars``).
+MAX_SHOWN_MESSAGES = 40
+
+
 @register.simple_tag
-def chat_messages(value) -> list[dict] | None:
-    """The payload read as chat messages (``traces.conversations.chat_messages``), or None."""
-    return conversations.chat_messages(value)
+def chat_messages(value, full: bool = False) -> dict | None:
+    """The payload read as chat messages (``traces.conversations.chat_messages``), or None:
+    ``{"shown": the first MAX_SHOWN_MESSAGES unless full, "total"}``."""
+    messages = conversations.chat_messages(value)
+    if messages is None:
+        return None
+    shown = messages if full else messages[:MAX_SHOWN_MESSAGES]
+    return {"shown": shown, "total": len(messages)}
 
 
 @register.simple_tag
