@@ -50,7 +50,7 @@ def test_open_expand_and_label_a_conversation(logged_in_page, workspace, owner):
         f"{conversation.turn_count} turns"
     )
     expect(page.get_by_test_id("progress")).to_have_text(
-        "0 labelled conversations of the 2 targeted"
+        "0 conversations labelled good or bad, of the 2 targeted"
     )
     # The card arrives by htmx: keys pressed before it are not the card's (the "n" of
     # "confirmation" would be the one that opens the note).
@@ -62,7 +62,7 @@ def test_open_expand_and_label_a_conversation(logged_in_page, workspace, owner):
     page.keyboard.press("Escape")
     page.keyboard.press("2")
     expect(page.get_by_test_id("progress")).to_have_text(
-        "1 labelled conversation of the 2 targeted"
+        "1 conversation labelled good or bad, of the 2 targeted"
     )
     label = Feedback.objects.get(eval_set=eval_set, user=owner)
     assert label.trace_id == conversation.anchor_id
