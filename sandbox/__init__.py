@@ -2,7 +2,7 @@
 
 from sandbox.config import Limits, configure, get_settings
 from sandbox.errors import BackendRefused, SandboxError, SandboxUnavailable
-from sandbox.runner import Result, drop_spare, prepare, run, run_json
+from sandbox.runner import Result, drop_spare, prepare, run, run_json, start_ahead
 from sandbox.validate import Problem, validate
 
 
@@ -29,5 +29,6 @@ __all__ = [
     "prepare",
     "run",
     "run_json",
+    "start_ahead",
     "validate",
 ]

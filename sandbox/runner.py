@@ -24,7 +24,7 @@ from sandbox import calls as model_calls
 from sandbox import jail
 from sandbox.calls import CallHandler
 from sandbox.config import Limits, Settings, get_settings
-from sandbox.errors import BackendRefused, SandboxUnavailable
+from sandbox.errors import BackendRefused, SandboxError, SandboxUnavailable
 from sandbox.validate import (
     ALLOWED_MODULES,
     FORBIDDEN_ATTRIBUTE_PREFIXES,
@@ -557,6 +557,21 @@ def _keep_spare(backend: _Backend, limits: Limits) -> None:
         if _spare is not None:
             return
         _spare = (tuple(backend.command), _start(backend, limits, None), time.monotonic())
+
+
+def start_ahead(limits: Limits | None = None) -> None:
+    """Start a jail now for the next ``run_json`` call with ``limits`` to take.
+
+    For a caller about to read its first batch (a chunk just claimed): the jail starts
+    while the batch is read instead of after (``drop_spare`` ends it if no call comes).
+    Never raises: a sandbox that cannot start says so at the call itself.
+    """
+    settings = get_settings()
+    limits = limits or settings.limits
+    with contextlib.suppress(SandboxError):
+        backend = _backend(settings, limits)
+        if backend.name != "local":  # a local interpreter needs the call's own directory
+            _keep_spare(backend, limits)
 
 
 def drop_spare() -> None:

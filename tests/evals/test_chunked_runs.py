@@ -252,3 +252,28 @@ def test_a_chunk_commits_its_verdicts_without_waiting_for_the_disk_and_counts_st
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"
+
+
+def test_a_chunks_first_batch_is_read_while_its_jail_starts(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    # A claimed chunk starts its first batch's jail before reading that batch's traces, so
+    # the jail's start-up overlaps the read; the jail is used, and ended with the chunk.
+    from sandbox import runner
+
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    real_read, waiting = chunk_module.trace_json, []
+
+    def read(**kwargs):
+        waiting.append(runner._spare is not None)
+        return real_read(**kwargs)
+
+    monkeypatch.setattr(chunk_module, "trace_json", read)
+    first = run.chunks.order_by("index").first()
+
+    execute_chunk(chunk_id=first.pk)
+
+    assert waiting == [True]
+    assert runner._spare is None
+    run.refresh_from_db()
+    assert (run.done, run.passed, run.failed) == (3, 3, 0)
