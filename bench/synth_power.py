@@ -38,14 +38,16 @@ labels, docs/synthesiser.md "tenth pass") and replays it beside the fixed bar.
 With --stats it replays, on the same fits, other standard errors of a rule's gain over
 the majority verdict (learner.gain_z) and a bar rising with the splits tried, each over a
 fine grid of bars (docs/synthesiser.md "ninth pass"); --save FILE keeps the fits and
---stats --replay FILE replays them without fitting again. --noise-draws, --rules and
---repeats change the number of pure-noise labellings, planted rules per family and
-dealings of the folds; --salt S draws another, independent set of rules and draws.
+--stats --replay FILE replays them without fitting again. --noise-draws, --rules,
+--repeats and --folds change the number of pure-noise labellings, planted rules per
+family, dealings of the folds and folds per dealing; --salt S draws another,
+independent set of rules and draws.
 
     python bench/synth_power.py [--quick] [--sweep [--accuracy-only]] [--quotes | --complaints]
         [--permutations K]
         [--insample K]
         [--draws N] [--target 0.10] [--stats] [--noise-draws N] [--rules N] [--repeats N]
+        [--folds K]
         [--salt S] [--save FILE | --replay FILE]
 
 Last line of output: one JSON object.
@@ -748,6 +750,7 @@ def main(argv=None):
     parser.add_argument("--rules", type=int, default=None, help="planted rules per family")
     parser.add_argument("--salt", default="", help="another independent set of rules and draws")
     parser.add_argument("--repeats", type=int, default=None, help="dealings of the folds")
+    parser.add_argument("--folds", type=int, default=None, help="folds per dealing (default 5)")
     parser.add_argument("--save", type=Path, help="pickle the fit records here (for replays)")
     parser.add_argument("--replay", type=Path, help="with --stats: the records --save wrote")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -759,7 +762,10 @@ def main(argv=None):
     draws = args.draws or (1 if args.quick or args.sweep else 2)
     rules_per_family = args.rules or (1 if args.quick else (2 if args.sweep else 3))
     noise_draws = args.noise_draws or (8 if args.quick else 30)
-    current = learner.Bars(**({"repeats": args.repeats} if args.repeats else {}))
+    current = learner.Bars(
+        **({"repeats": args.repeats} if args.repeats else {}),
+        **({"folds": args.folds} if args.folds else {}),
+    )
     schemes = dict(SCHEMES) if args.sweep else {"current": (learner.BALANCED_FIT, current)}
     if args.sweep and args.accuracy_only:
         schemes = {"acc": SCHEMES["acc"]}
@@ -910,6 +916,7 @@ def main(argv=None):
     command += f" --rules {args.rules}" if args.rules else ""
     command += f" --salt {args.salt}" if args.salt else ""
     command += f" --repeats {args.repeats}" if args.repeats else ""
+    command += f" --folds {args.folds}" if args.folds else ""
     print(f"\nreproduce: {command}")
     print(json.dumps(headline, sort_keys=True, default=lambda x: x))
 
