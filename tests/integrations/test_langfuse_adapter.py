@@ -716,3 +716,24 @@ def test_validate_normalised_trace_reports_problems():
     ):
         assert needle in text
     assert validate_normalised_trace([]) == ["trace must be a JSON object"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("2026-03-01T10:20:30.456Z", "2026-03-01T10:20:30.456Z"),
+        ("2026-03-01 10:20:30.456Z", "2026-03-01T10:20:30.456Z"),  # a space for the T
+        ("2026-W01-1T10:20:30.456Z", "2025-12-29T10:20:30.456Z"),  # an ISO week date
+        ("2026-03-01T10:20:30.456789Z", "2026-03-01T10:20:30.456Z"),
+        ("2026-03-01T10:20:30+00:00", "2026-03-01T10:20:30.000Z"),
+        ("2026-03-01T11:20:30.456+01:00", "2026-03-01T10:20:30.456Z"),
+    ],
+)
+def test_a_step_time_is_stored_in_one_shape_whatever_shape_it_came_in(sent, stored):
+    step = normalise_rows("t", [make_row(id="o", traceId="t", startTime=sent, endTime=sent)])
+    assert step["steps"][0]["start_time"] == stored == step["steps"][0]["end_time"]
+
+
+def test_a_step_time_that_is_no_date_is_refused():
+    with pytest.raises(ValueError):
+        normalise_rows("t", [make_row(id="o", traceId="t", startTime="2026-02-30T00:00:00.000Z")])
