@@ -53,17 +53,25 @@ def _usage(obs: dict[str, Any]) -> dict[str, int] | None:
     details = obs.get("usageDetails") or obs.get("usage") or {}
     if not isinstance(details, dict):
         details = {}
-    found_in = next(
-        (details[k] for k in ("input", "prompt_tokens", "input_tokens") if k in details), None
-    )
-    found_out = next(
-        (details[k] for k in ("output", "completion_tokens", "output_tokens") if k in details), None
-    )
+    found_in = _first_present(details, _INPUT_KEYS)
+    found_out = _first_present(details, _OUTPUT_KEYS)
     if found_in is None and obs.get("promptTokens") is not None:
         found_in, found_out = obs.get("promptTokens"), obs.get("completionTokens")
     if found_in is None and found_out is None:
         return None
     return {"input": _tokens(found_in), "output": _tokens(found_out)}
+
+
+_INPUT_KEYS = ("input", "prompt_tokens", "input_tokens")
+_OUTPUT_KEYS = ("output", "completion_tokens", "output_tokens")
+
+
+def _first_present(details: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """The value of the first of ``keys`` that ``details`` has (None may be that value)."""
+    for key in keys:
+        if key in details:
+            return details[key]
+    return None
 
 
 def _tokens(value: Any) -> int:
@@ -86,32 +94,39 @@ def _cost(obs: dict[str, Any]) -> float | None:
 
 def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]:
     """Turn one Langfuse observation (v2 row or v1 object, wire key names) into a step."""
-    langfuse_type = str(obs.get("type") or "SPAN").upper()
-    parent = _str_or_none(obs.get("parentObservationId"))
-    metadata = obs.get("metadata")
-    metadata = (
-        dict(metadata)
-        if isinstance(metadata, dict)
-        else ({} if metadata is None else {"value": metadata})
-    )
+    # Each key read once: a sync normalises every row of every trace here.
+    get = obs.get
+    langfuse_type = str(get("type") or "SPAN").upper()
+    parent = get("parentObservationId")
+    if not isinstance(parent, str) or not parent:
+        parent = None
+    metadata = get("metadata")
+    if isinstance(metadata, dict):
+        metadata = dict(metadata)
+    else:
+        metadata = {} if metadata is None else {"value": metadata}
     metadata["langfuse_type"] = langfuse_type
-    if obs.get("level"):
-        metadata["langfuse_level"] = obs["level"]
+    level = get("level")
+    if level:
+        metadata["langfuse_level"] = level
     cost = _cost(obs)
     if cost:
         metadata["cost"] = cost
+    model = get("model")
+    if not isinstance(model, str) or not model:
+        model = _str_or_none(get("providedModelName"))
     return {
         "id": str(obs["id"]),
         "parent_id": parent if parent in known_ids else None,
         "type": TYPE_MAP.get(langfuse_type, "span"),
-        "name": as_text(obs.get("name")) or langfuse_type.lower(),
-        "input": parse_io(obs.get("input")),
-        "output": parse_io(obs.get("output")),
+        "name": as_text(get("name")) or langfuse_type.lower(),
+        "input": parse_io(get("input")),
+        "output": parse_io(get("output")),
         "error": _step_error(obs),
-        "model": _str_or_none(obs.get("model")) or _str_or_none(obs.get("providedModelName")),
+        "model": model,
         "usage": _usage(obs),
-        "start_time": normal_time(obs.get("startTime")),
-        "end_time": normal_time(obs.get("endTime")),
+        "start_time": normal_time(get("startTime")),
+        "end_time": normal_time(get("endTime")),
         "metadata": metadata,
     }
 
@@ -127,25 +142,27 @@ def _root_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _start_and_id(row: dict[str, Any]) -> tuple[datetime, str]:
+    return parse_time(row.get("startTime")) or _EARLIEST, str(row["id"])
+
+
 def normalise_rows(
     trace_id: str, rows: list[dict[str, Any]], *, header: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Build a normalised trace from its observations; `header` is a v1 trace object, if any."""
     # A row read twice (a whole-trace fetch that pages over a tie) is one step.
-    rows = sorted(
-        {str(r["id"]): r for r in rows}.values(),
-        key=lambda r: (
-            parse_time(r.get("startTime")) or datetime.min.replace(tzinfo=UTC),
-            str(r["id"]),
-        ),
-    )
+    rows = sorted({str(r["id"]): r for r in rows}.values(), key=_start_and_id)
     known = {str(r["id"]) for r in rows}
     steps = [normalise_observation(r, known_ids=known) for r in rows]
     root = _root_of(rows) or {}
     source = header or root
+    candidates = [source, root, *rows]
 
     def first(key: str) -> Any:
-        for candidate in [source, root, *rows]:
+        for candidate in candidates:
             value = candidate.get(key)
             if value not in (None, "", [], {}):
                 return value
