@@ -550,24 +550,34 @@ def _next_picked_trace(eval_set: EvalSet, user, skipped: list[int] | tuple = ())
     return next(iter(rows), None)
 
 
-def next_trace_for_review(*, eval_set: EvalSet, user, skipped: list[int] | tuple = ()):
-    """Return the next trace to review, coming back to skipped ones when nothing else is left.
+def next_trace_for_review(
+    *, eval_set: EvalSet, user, skipped: list[int] | tuple = (), come_back: bool = True
+):
+    """Return the next trace to review, coming back to skipped ones when nothing else is left
+    (unless ``come_back`` is false: the review page offers them explicitly instead).
 
     A reviewer's assigned traces come first; then the rest of the set, so nobody runs dry.
     For a hand-picked set both are one query (the first assigned, else the first picked).
     """
     if eval_set.source_kind == EvalSet.SourceKind.MANUAL:
         trace = _next_picked_trace(eval_set, user, skipped)
-        if trace is None and skipped:
+        if trace is None and skipped and come_back:
             trace = _next_picked_trace(eval_set, user)
         return trace
     trace = _trace_at(eval_set, _assigned(eval_set, user, skipped))
     if trace is not None:
         return trace
     trace = review_queue(eval_set=eval_set, user=user, skipped=skipped).first()
-    if trace is None and skipped:
+    if trace is None and skipped and come_back:
         trace = review_queue(eval_set=eval_set, user=user).first()
     return trace
+
+
+def skipped_left(*, eval_set: EvalSet, user, skipped: list[int] | tuple) -> int:
+    """How many of the ``skipped`` traces this user still has to label in the set."""
+    if not skipped:
+        return 0
+    return Trace.objects.pending_review(eval_set, user).filter(pk__in=skipped).count()
 
 
 @dataclass

@@ -53,6 +53,7 @@ urlpatterns = [
     ),
     path("eval-sets/<int:pk>/review/", views.review, name="review"),
     path("eval-sets/<int:pk>/review/undo/", views.review_undo, name="review_undo"),
+    path("eval-sets/<int:pk>/review/unskip/", views.review_unskip, name="review_unskip"),
     path(
         "eval-sets/<int:pk>/review/<int:trace_pk>/label/", views.review_label, name="review_label"
     ),

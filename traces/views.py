@@ -407,12 +407,19 @@ def _skipped(request, eval_set: EvalSet) -> list[int]:
 
 def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, status=200):
     """Render the review card (htmx) or page for ``trace`` or the next one in the queue."""
-    mine = None
+    mine, left_skipped = None, 0
     if trace is None:
         # The queue holds only traces this reviewer has not labelled: no label to look up.
+        # Skipped traces do not come back on their own (skipping the last one showed it
+        # again at once): when only they are left, the page says so and offers them.
+        skipped = _skipped(request, eval_set)
         trace = selectors.next_trace_for_review(
-            eval_set=eval_set, user=request.user, skipped=_skipped(request, eval_set)
+            eval_set=eval_set, user=request.user, skipped=skipped, come_back=False
         )
+        if trace is None:
+            left_skipped = selectors.skipped_left(
+                eval_set=eval_set, user=request.user, skipped=skipped
+            )
     else:
         mine = Feedback.objects.filter(eval_set=eval_set, trace=trace, user=request.user).first()
     conversation, turns = None, []
@@ -427,6 +434,7 @@ def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, sta
         "conversation": conversation,
         "turns": turns,
         "mine": mine,
+        "skipped_left": left_skipped,
         "progress": selectors.review_progress(eval_set=eval_set, user=request.user),
         "generate_url": generate_url(eval_set),
         "notice": notice or _archived_notice(eval_set),
@@ -580,6 +588,17 @@ def review_skip(request, pk: int, trace_pk: int):
         skipped.append(trace_pk)
     request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
     return _answer_review(request, eval_set, notice={"level": "info", "text": "Skipped."})
+
+
+@require_POST
+@workspace_view
+def review_unskip(request, pk: int):
+    """Bring back the traces this reviewer skipped, from the first."""
+    eval_set = _eval_set(request, pk)
+    request.session.pop(f"review-skipped-{eval_set.pk}", None)
+    return _answer_review(
+        request, eval_set, notice={"level": "info", "text": "Back to the traces you skipped."}
+    )
 
 
 # --- queues ---------------------------------------------------------------------------

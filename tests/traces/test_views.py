@@ -667,3 +667,22 @@ def test_source_filter_lists_webhook_traces_of_an_integration_that_also_syncs(
 
     page = login(owner).get(url("list", workspace)).content.decode()
     assert _source_options(page) == ["", "langfuse", "webhook"]
+
+
+def test_skipping_the_last_trace_says_only_skipped_ones_are_left_and_offers_them(
+    login, workspace, owner, eval_set, traces
+):
+    for trace in traces[1:]:
+        services.record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    client = login(owner)
+    skip = url("review_skip", workspace, pk=eval_set.pk, trace_pk=traces[0].pk)
+    response = client.post(skip, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.context["trace"] is None  # not the trace just put aside
+    assert "You have skipped 1 trace and labelled the rest." in html
+    response = client.post(skip, follow=True)  # without JavaScript: the same page
+    assert response.context["trace"] is None
+    assert 'data-testid="review-skipped"' in response.content.decode()
+
+    response = client.post(url("review_unskip", workspace, pk=eval_set.pk), follow=True)
+    assert response.context["trace"] == traces[0]
