@@ -59,6 +59,23 @@ def choice_param(request, name: str, choices) -> str | None:
     return value
 
 
+def page_limit(params, unread: dict, *, default: int = 50, most: int = 200) -> int:
+    """Read ``?limit=`` of a cursor-paged list: a whole number from 1, read as ``most`` above
+    it (the cap of ``LimitOffsetPagination`` too). Anything else is named in ``unread``, for
+    the view's 400 with its other unread filters: quietly reading 0 or -5 as 1 hid the typo."""
+    given = params.get("limit", "")
+    if given == "":
+        return default
+    try:
+        limit = int(given)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        unread["limit"] = f"{given[:40]!r} is not a whole number from 1 (at most {most} a page)."
+        return default
+    return min(limit, most)
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing deep nesting and strings that cannot be stored (400).
 

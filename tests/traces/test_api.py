@@ -167,3 +167,25 @@ def test_feedback_post_is_scoped_like_the_url_matrix(
     )
     assert own.status_code == 404
     assert not Feedback.objects.exists()
+
+
+def test_feedback_list_filters_by_rating_and_refuses_a_rating_it_does_not_know(
+    api_client, workspace, owner, eval_set, traces
+):
+    api_client.force_login(owner)
+    services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
+    services.record_feedback(eval_set=eval_set, trace=traces[1], user=owner, rating="negative")
+    bad = api_client.get(reverse("api-feedback"), {"rating": "bogus"}, headers=WS)
+    assert bad.status_code == 400 and list(bad.json()) == ["rating"]
+    assert api_client.get(reverse("api-feedback"), {"mine": "maybe"}, headers=WS).status_code == 400
+    good = api_client.get(reverse("api-feedback"), {"rating": "positive"}, headers=WS).json()
+    assert [f["trace"] for f in good["results"]] == [traces[0].pk]
+
+
+def test_trace_and_conversation_lists_refuse_a_limit_below_one(api_client, workspace, owner):
+    api_client.force_login(owner)
+    for name in ("api-traces", "api-conversations"):
+        for limit in ("0", "-5"):
+            response = api_client.get(reverse(name), {"limit": limit}, headers=WS)
+            assert response.status_code == 400 and list(response.json()) == ["limit"], name
+        assert api_client.get(reverse(name), {"limit": "500"}, headers=WS).status_code == 200
