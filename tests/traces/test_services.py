@@ -207,6 +207,8 @@ def test_summary_splits_majority_labels_and_measures_agreement(
     # Only t0 and t1 have a good or bad majority: the tie and the neutral count for nothing,
     # in the review's progress as on the set's page.
     assert progress.decided == summary.decided == 2
+    # The review's ✓/✗/– are the set page's: traces by majority label, not single labels.
+    assert (progress.positive, progress.negative, progress.neutral) == (1, 1, 1)
     assert not progress.ready and progress.remaining == 8
 
 
@@ -322,7 +324,8 @@ def test_review_progress_counts_in_one_query(
     with django_assert_num_queries(1):
         progress = review_progress(eval_set=eval_set, user=owner)
     assert (progress.labelled_traces, progress.mine) == (3, 2)
-    assert (progress.positive, progress.negative, progress.neutral) == (3, 2, 2)
+    # Traces by majority label: t0 is good, t1 and t2 are ties.
+    assert (progress.positive, progress.negative, progress.neutral) == (1, 0, 0)
     assert progress.disagreements == 2
 
 
