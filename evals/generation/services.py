@@ -61,9 +61,15 @@ def start_generation(
     if eval_set.is_archived:
         raise EvalError("This eval set is archived; restore it to generate an eval.")
     examples = labelled_examples(eval_set)
-    labels = {e.label for e in examples}
-    if not labels & {"positive", "negative"}:
-        raise EvalError("Label some traces good or bad before generating an eval.")
+    good = sum(e.label == "positive" for e in examples)
+    bad = sum(e.label == "negative" for e in examples)
+    if not good or not bad:
+        # An eval learns what tells good from bad: with one side only, it could but say
+        # always one verdict (the button and API started such a run from one good label).
+        raise EvalError(
+            f"Label some traces good and some bad before generating an eval: it learns what "
+            f"tells them apart, and this set has {good} good and {bad} bad."
+        )
     # A generation whose worker died is enqueued again (and returned) rather than left stuck.
     recover_generations(eval_set=eval_set)
     reap_stale_generations(eval_set=eval_set)

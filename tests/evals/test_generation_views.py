@@ -210,3 +210,21 @@ def test_the_eval_list_reads_kappa_without_a_query_per_row(
         html = client.get(url).content.decode()
     assert '<td class="num" data-metric="kappa">0.50</td>' in html
     assert '<td class="num" data-metric="kappa">0.10</td>' in html
+
+
+def test_generate_with_good_labels_only_is_refused_with_the_counts_page_and_api(
+    client, api_client, workspace, owner
+):
+    eval_set, _ = labelled_set(workspace, good=4, bad=0, user=owner)
+    client.force_login(owner)
+    page = client.post(
+        reverse("evals:generate", kwargs={"slug": workspace.slug, "pk": eval_set.pk}), follow=True
+    )
+    assert "this set has 4 good and 0 bad" in page.content.decode()
+    api_client.force_login(owner)
+    response = api_client.post(
+        reverse("api-eval-set-generate", kwargs={"pk": eval_set.pk}),
+        headers={"X-Workspace": workspace.slug},
+    )
+    assert response.status_code == 400 and "4 good and 0 bad" in response.json()["detail"]
+    assert not Generation.objects.exists()
