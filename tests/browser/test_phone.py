@@ -147,3 +147,31 @@ def test_an_eval_sets_labels_read_as_short_rows_on_a_phone(phone_page, owner, wo
     assert table.evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
     # Name and label, two lines of input and output, the reviewer: not a column of words.
     assert row.bounding_box()["height"] < 150
+
+
+def test_a_failed_syncs_retry_and_the_kappa_help_fit_a_phone(phone_page, owner, workspace):
+    from integrations import services as integration_services
+    from integrations.models import SyncRun
+
+    integration = integration_services.create_integration(
+        workspace=workspace, name="Langfuse prod", host="https://cloud.langfuse.com",
+        public_key="pk-lf-1", secret_key="sk-lf-1",
+    )  # fmt: skip
+    SyncRun.objects.create(
+        workspace=workspace, integration=integration, status=SyncRun.Status.FAILED, error="down"
+    )
+    eval_set = EvalSetFactory(workspace=workspace)
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/integrations/")
+    retry = page.get_by_test_id("retry-sync")
+    expect(retry).to_be_visible()
+    box = retry.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390  # on screen, no sideways scroll
+
+    page.goto(eval_set.get_absolute_url())
+    help_box = page.get_by_test_id("kappa-help")
+    expect(help_box).to_be_visible()
+    line = float(help_box.evaluate("el => parseFloat(getComputedStyle(el).lineHeight)"))
+    assert help_box.bounding_box()["height"] <= 2 * line  # one line until opened
+    help_box.locator("summary").click()
+    expect(help_box).to_contain_text("Cohen's kappa")
