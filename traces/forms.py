@@ -6,6 +6,13 @@ from traces.filters import TraceFilters
 from traces.models import EvalSet, Feedback
 
 
+def _read_saved_filter(raw: str) -> tuple[TraceFilters, list[str]]:
+    """Read a filter typed as a query string; the problems name what did not read."""
+    data = dict(parse_qsl(str(raw).strip().lstrip("?")))
+    filters = TraceFilters.from_data(data)
+    return filters, [f"{key}: {why}" for key, why in filters.unread(data).items()]
+
+
 class EvalSetForm(forms.Form):
     name = forms.CharField(max_length=200)
     criteria = forms.CharField(
@@ -57,17 +64,24 @@ class EvalSetForm(forms.Form):
     )
     trace_ids = forms.CharField(required=False, widget=forms.HiddenInput)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound and self.initial.get("saved_filter"):
+            # A pre-filled filter (the trace list's "Save filter as eval set") that does not
+            # read is named on the first render, not only once the form is submitted.
+            _, problems = _read_saved_filter(self.initial["saved_filter"])
+            if problems:
+                self.full_clean()  # unbound: no errors of its own, but the dict to hold them
+                self._errors["saved_filter"] = self.error_class(problems)
+
     def clean_unit(self) -> str | None:
         return self.cleaned_data["unit"] or None
 
     def clean_saved_filter(self) -> dict:
-        raw = self.cleaned_data["saved_filter"].strip().lstrip("?")
-        data = dict(parse_qsl(raw))
-        filters = TraceFilters.from_data(data)
+        filters, problems = _read_saved_filter(self.cleaned_data["saved_filter"])
         # Dropped, a filter would queue traces the set was not meant to review.
-        unread = filters.unread(data)
-        if unread:
-            raise forms.ValidationError([f"{key}: {why}" for key, why in unread.items()])
+        if problems:
+            raise forms.ValidationError(problems)
         return filters.to_data()
 
     def clean_trace_ids(self) -> list[int]:

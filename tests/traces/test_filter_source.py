@@ -49,6 +49,19 @@ def test_an_eval_set_form_refuses_an_unknown_source(login, workspace, owner):
     assert not EvalSet.objects.exists()
 
 
+def test_save_filter_as_eval_set_names_an_unknown_source_on_first_render(login, workspace, owner):
+    create = reverse("traces:evalset_create", kwargs={"slug": workspace.slug})
+    page = login(owner).get(create, {"filter": "source=bogus&tag=checkout"})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "source: &#x27;bogus&#x27; is not a source of traces (" in html
+    assert 'name="saved_filter" value="source=bogus&amp;tag=checkout"' in html
+    assert (
+        "is not a source"
+        not in login(owner).get(create, {"filter": "source=upload"}).content.decode()
+    )
+
+
 def test_a_stored_filter_on_an_unknown_source_still_matches_nothing(workspace, owner):
     # Sets saved before sources were checked keep meaning what they meant: no trace.
     TraceFactory(workspace=workspace)
