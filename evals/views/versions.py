@@ -55,6 +55,7 @@ def eval_list(request):
         "evals": evals,
         "eval_set": eval_set,
         "status": status,
+        "status_label": Eval.Status(status).label if status else "",
         "statuses": Eval.Status.choices,
         "eval_sets": EvalSet.objects.for_workspace(request.workspace).active().order_by("name"),
     }

@@ -373,3 +373,26 @@ def test_compare_says_when_a_refinement_kept_the_same_code(login, owner, workspa
     copy = make_eval(v1.eval_set, version=4, code=v1.code, origin="edited")
     page = client.get(url("compare", workspace, pk=copy.pk) + "?against=1").content.decode()
     assert "v4 has the same code as v1." in page and "Refining" not in page
+
+
+def test_an_eval_list_filtered_to_nothing_says_so_not_no_evals_yet(
+    login, owner, workspace, versions
+):
+    eval_set = versions[0]
+    client = login(owner)
+    page = client.get(reverse("evals:list", kwargs={"slug": workspace.slug}), {"status": "shadow"})
+    html = page.content.decode()
+    assert "No evals yet" not in html and 'data-testid="no-match"' in html
+    assert "No eval set has a shadow version." in html
+    page = client.get(
+        reverse("evals:list", kwargs={"slug": workspace.slug}),
+        {"set": eval_set.pk, "status": "shadow"},
+    )
+    assert f"“{eval_set.name}” has no shadow version." in page.content.decode()
+
+
+def test_the_eval_set_page_counts_one_eval_in_the_singular(login, owner, workspace):
+    eval_set, _ = labelled_set(workspace, good=2, bad=2)
+    make_eval(eval_set, version=1, agreement=1.0)
+    html = login(owner).get(eval_set.get_absolute_url()).content.decode()
+    assert "<strong>1</strong><small>eval · best agreement" in html
