@@ -215,6 +215,10 @@ def run_progress(request, pk: int, run_pk: int):
     """The progress of a test run (htmx polling); stops polling once it is final."""
     eval = _eval(request, pk)
     run = get_object_or_404(EvalRun.objects.for_workspace(request.workspace), pk=run_pk, eval=eval)
+    if not request.htmx:
+        # Opened or reloaded as a page, the bare polling fragment showed with no layout:
+        # the eval's page shows the same run, in place.
+        return redirect(eval)
     if run.is_final:
         eval = record_test_result(run=run)
     response = render(request, "evals/detail.html#run", {"eval": eval, "run": run})

@@ -396,3 +396,16 @@ def test_the_eval_set_page_counts_one_eval_in_the_singular(login, owner, workspa
     make_eval(eval_set, version=1, agreement=1.0)
     html = login(owner).get(eval_set.get_absolute_url()).content.decode()
     assert "<strong>1</strong><small>eval · best agreement" in html
+
+
+def test_a_run_opened_as_a_page_goes_to_the_eval_not_a_bare_fragment(
+    login, owner, workspace, versions
+):
+    _, _, v1, _ = versions
+    run = EvalRun.objects.create(workspace=workspace, eval=v1, trigger="api", status="running")
+    client = login(owner)
+    progress = url("run_progress", workspace, pk=v1.pk, run_pk=run.pk)
+    page = client.get(progress)
+    assert page.status_code == 302 and page.url == v1.get_absolute_url()
+    fragment = client.get(progress, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and 'data-testid="run"' in fragment.content.decode()
