@@ -360,6 +360,7 @@ UI_CASES = [
     Case("traces:review", kwargs=_eval_set_pk),
     Case("traces:review_label", "post", _eval_set_trace_pks, lambda ws: {"rating": "positive"}),
     Case("traces:review_undo", "post", _eval_set_pk),
+    Case("traces:review_unskip", "post", _eval_set_pk),
     Case("traces:review_skip", "post", _eval_set_trace_pks),
     # Editing labels (issue 19).
     Case("traces:label_edit", "post", _eval_set_label_pks, lambda ws: {"rating": "negative"}),
