@@ -45,6 +45,18 @@ IngestOut = inline_serializer(
 )
 
 
+def _read_page(params, unread: dict[str, str]) -> tuple[str | None, int]:
+    """Read a cursor-paged list's ``cursor`` and ``limit``; refuse (400) naming every
+    parameter that did not read, the list's own filters in ``unread`` among them."""
+    cursor = params.get("cursor")
+    if cursor and selectors.decode_cursor(cursor) is None:
+        unread["cursor"] = "Not a next_cursor this API returned."
+    limit = page_limit(params, unread)
+    if unread:
+        raise ValidationError(unread)
+    return cursor, limit
+
+
 class LabelCountsOut(serializers.Serializer):
     positive = serializers.IntegerField()
     negative = serializers.IntegerField()
@@ -267,13 +279,7 @@ class TracesApi(WorkspaceScopedMixin, APIView):
     def get(self, request):
         params = request.query_params
         filters = TraceFilters.from_data(params)
-        unread = filters.unread(params)
-        cursor = params.get("cursor")
-        if cursor and selectors.decode_cursor(cursor) is None:
-            unread["cursor"] = "Not a next_cursor this API returned."
-        limit = page_limit(params, unread)
-        if unread:
-            raise ValidationError(unread)
+        cursor, limit = _read_page(params, filters.unread(params))
         page = selectors.trace_page(
             workspace=request.workspace, filters=filters, cursor=cursor, limit=limit
         )
@@ -619,12 +625,7 @@ class ConversationsApi(WorkspaceScopedMixin, APIView):
         params = request.query_params
         # As the trace list's API: a filter that does not read is refused, not ignored.
         read, unread = read_conversation_filters(params)
-        cursor = params.get("cursor")
-        if cursor and selectors.decode_cursor(cursor) is None:
-            unread["cursor"] = "Not a next_cursor this API returned."
-        limit = page_limit(params, unread)
-        if unread:
-            raise ValidationError(unread)
+        cursor, limit = _read_page(params, unread)
         page = selectors.conversation_page(
             workspace=request.workspace, cursor=cursor, limit=limit, **read
         )
