@@ -16,7 +16,6 @@ from evals.generation import refinement
 from evals.judging.spend import version_spend
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
-from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
@@ -219,8 +218,8 @@ def run_progress(request, pk: int, run_pk: int):
         # Opened or reloaded as a page, the bare polling fragment showed with no layout:
         # the eval's page shows the same run, in place.
         return redirect(eval)
-    if run.is_final:
-        eval = record_test_result(run=run)
+    # Read only: the run's worker re-measures the version when the run finishes
+    # (execution/runs.py, execution/chunks.py), so polling never writes.
     response = render(request, "evals/detail.html#run", {"eval": eval, "run": run})
     if run.is_final:
         response = HttpResponseStopPolling(response.content)

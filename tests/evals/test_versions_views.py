@@ -1,5 +1,6 @@
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from evals.models import Eval, EvalRun
 from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
@@ -409,3 +410,21 @@ def test_a_run_opened_as_a_page_goes_to_the_eval_not_a_bare_fragment(
     assert page.status_code == 302 and page.url == v1.get_absolute_url()
     fragment = client.get(progress, headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and 'data-testid="run"' in fragment.content.decode()
+
+
+def test_polling_a_finished_run_does_not_remeasure_the_version(login, owner, workspace, versions):
+    # The worker measures the version when the run finishes; a GET must not write.
+    _, _, _, v2 = versions
+    run = EvalRun.objects.create(
+        workspace=workspace,
+        eval=v2,
+        trigger="manual",
+        status="succeeded",
+        finished_at=timezone.now(),
+    )
+    before = Eval.objects.values("metrics", "agreement", "updated_at").get(pk=v2.pk)
+    fragment = login(owner).get(
+        url("run_progress", workspace, pk=v2.pk, run_pk=run.pk), headers={"HX-Request": "true"}
+    )
+    assert fragment.status_code == 286
+    assert Eval.objects.values("metrics", "agreement", "updated_at").get(pk=v2.pk) == before
