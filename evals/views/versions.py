@@ -275,6 +275,11 @@ def export_set(request, pk: int):
     return response
 
 
+def _nothing_to_compare(request, *, eval_set, eval):
+    ctx = {"eval_set": eval_set, "eval": eval}
+    return render(request, "evals/nothing_to_compare.html", ctx)
+
+
 @workspace_view
 def diff(request, pk: int):
     """Side-by-side diff of two versions of a set (?a=<version>&b=<version>)."""
@@ -282,7 +287,9 @@ def diff(request, pk: int):
     all_versions = list(Eval.objects.filter(eval_set=eval_set).order_by("version"))
     by_number = {v.version: v for v in all_versions}
     if len(all_versions) < 2:
-        raise Http404("Only one version")
+        # A set's first version is not an error: say so, with the way back (not a 404).
+        only = all_versions[0] if all_versions else None
+        return _nothing_to_compare(request, eval_set=eval_set, eval=only)
     try:
         a = by_number[int(request.GET.get("a") or all_versions[-2].version)]
         b = by_number[int(request.GET.get("b") or all_versions[-1].version)]
@@ -438,7 +445,7 @@ def compare(request, pk: int):
             Eval.objects.filter(eval_set=after.eval_set), version=int(request.GET["against"])
         )
     if before is None:
-        raise Http404("This version has no parent to compare with")
+        return _nothing_to_compare(request, eval_set=after.eval_set, eval=after)
     result = comparison_matrix(
         eval_set=after.eval_set,
         filters=MatrixFilters(only_disagreements=True, version_ids=(before.pk, after.pk)),

@@ -428,3 +428,17 @@ def test_polling_a_finished_run_does_not_remeasure_the_version(login, owner, wor
     )
     assert fragment.status_code == 286
     assert Eval.objects.values("metrics", "agreement", "updated_at").get(pk=v2.pk) == before
+
+
+def test_a_first_version_has_nothing_to_compare_rather_than_a_404(login, owner, workspace):
+    eval_set, _ = labelled_set(workspace, good=1, bad=1)
+    v1 = make_eval(eval_set, version=1)
+    client = login(owner)
+    for page in (
+        client.get(url("diff", workspace, pk=eval_set.pk)),
+        client.get(url("compare", workspace, pk=v1.pk)),
+    ):
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert "Nothing to compare yet" in html and "may have been deleted" not in html
+        assert "first version" in html and f'href="{v1.get_absolute_url()}"' in html
