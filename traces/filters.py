@@ -24,13 +24,18 @@ def _parse_bool(value) -> bool | None:
     return None
 
 
-def _parse_date(value) -> dt.date | None:
+def parse_date(value) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     try:
         return dt.date.fromisoformat(str(value)) if value else None
     except ValueError:
         return None
+
+
+def not_read(given, takes: str) -> str:
+    """Say why a filter's value was not read: what it takes (shown on pages, sent in 400s)."""
+    return f"{str(given)[:40]!r} is not {takes}."
 
 
 def _sources() -> list[str]:
@@ -86,8 +91,8 @@ class TraceFilters:
             label=label if label in LABEL_STATES else "",
             source=source if keep_unknown_source or source in _sources() else "",
             integration=parse_id(get("integration")),
-            date_from=_parse_date(get("date_from")),
-            date_to=_parse_date(get("date_to")),
+            date_from=parse_date(get("date_from")),
+            date_to=parse_date(get("date_to")),
         )
 
     def unread(self, data) -> dict[str, str]:
@@ -101,7 +106,7 @@ class TraceFilters:
         for key, takes in {**_TAKES, "source": takes_source}.items():
             given = str((data or {}).get(key) or "").strip()
             if given and getattr(self, key) in ("", None):
-                unread[key] = f"{given[:40]!r} is not {takes}."
+                unread[key] = not_read(given, takes)
         return unread
 
     def to_data(self) -> dict:
@@ -167,6 +172,6 @@ def read_conversation_filters(data) -> tuple[dict, dict[str, str]]:
     unread = read.unread(given)
     state = str(data.get("state") or "").strip()
     if state not in ("", *CONVERSATION_STATES):
-        unread["state"] = f"{state[:40]!r} is not open or complete."
+        unread["state"] = not_read(state, "open or complete")
         state = ""
     return {"source": read.source, "has_error": read.has_error, "state": state}, unread

@@ -10,6 +10,8 @@ from django.db.models.fields.json import KeyTransform
 
 from evals.metrics.agreement import cell_state
 from evals.models import Eval, EvalExecution, EvalRun
+from iofold.lib.fields import parse_id
+from traces.filters import not_read
 from traces.models import EvalSet
 from workspaces.models import Workspace
 
@@ -55,6 +57,24 @@ def with_headline_metrics(qs: QuerySet[Eval]) -> QuerySet[Eval]:
         list_labels=KeyTransform("labels", "metrics"),
         list_heldout_trace_ids=KeyTransform("heldout_trace_ids", "metrics"),
     )
+
+
+def read_list_filters(data) -> tuple[int | None, str, list[tuple[str, str]]]:
+    """Read the eval list's ``?set=`` and ``?status=``: ``(set id, status, unread)``.
+
+    ``unread`` names, as (label, why) pairs, the values dropped as unreadable: the page
+    shows them, or the list reads as if they applied.
+    """
+    unread = []
+    given_set = str(data.get("set") or "").strip()
+    set_id = parse_id(given_set) if given_set else None
+    if given_set and set_id is None:
+        unread.append(("Eval set", not_read(given_set, "an eval set id")))
+    status = str(data.get("status") or "").strip()
+    if status and status not in Eval.Status.values:
+        unread.append(("Status", not_read(status, "one of " + ", ".join(Eval.Status.values))))
+        status = ""
+    return set_id, status, unread
 
 
 def eval_list(

@@ -1,7 +1,5 @@
 """Eval pages: lists, a version's detail and actions, history, diffs, the matrix, refinement."""
 
-import datetime as dt
-
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +12,7 @@ from evals.exceptions import EvalError
 from evals.execution.shadow import compare_shadow, shadow_pair
 from evals.generation import refinement
 from evals.judging.spend import version_spend
+from evals.matrix.filters import read_matrix_filters
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
 from evals.models import Eval, EvalRun, Generation
@@ -43,12 +42,8 @@ def _back(request, eval: Eval):
 @workspace_view
 def eval_list(request):
     """Every eval version in the workspace, grouped by eval set; filter by set or status."""
-    eval_set = None
-    if request.GET.get("set", "").isdigit():
-        eval_set = _eval_set(request, int(request.GET["set"]))
-    status = request.GET.get("status", "")
-    if status not in Eval.Status.values:
-        status = ""
+    set_id, status, unread = selectors.read_list_filters(request.GET)
+    eval_set = _eval_set(request, set_id) if set_id is not None else None
     evals = selectors.eval_list(workspace=request.workspace, eval_set=eval_set, status=status)
     ctx = {
         "evals": evals,
@@ -57,6 +52,7 @@ def eval_list(request):
         "status_label": Eval.Status(status).label if status else "",
         "statuses": Eval.Status.choices,
         "eval_sets": EvalSet.objects.for_workspace(request.workspace).active().order_by("name"),
+        "unread": unread,
     }
     return render(request, "evals/list.html", ctx)
 
@@ -315,33 +311,14 @@ def diff(request, pk: int):
 # --- comparison matrix -------------------------------------------------------------------
 
 
-def _date(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
-def matrix_filters(data) -> MatrixFilters:
-    source = data.get("source", "")
-    return MatrixFilters(
-        only_disagreements=data.get("disagreements") in ("1", "on", "true"),
-        date_from=_date(data.get("from", "")),
-        date_to=_date(data.get("to", "")),
-        source=source if source in Trace.Source.values else "",
-        version_ids=tuple(int(v) for v in data.getlist("v") if v.isdigit()),
-    )
-
-
 @workspace_view
 def matrix(request, pk: int):
     """Labelled traces by versions: agree, contradict or error, with filters and pages."""
     eval_set = _eval_set(request, pk)
     page = request.GET.get("page", "1")
+    filters, unread = read_matrix_filters(request.GET)
     result = comparison_matrix(
-        eval_set=eval_set,
-        filters=matrix_filters(request.GET),
-        page=int(page) if page.isdigit() else 1,
+        eval_set=eval_set, filters=filters, page=int(page) if page.isdigit() else 1
     )
     # One reverse() each per page instead of one per row or cell (up to 50 x 20 cells).
     slug = request.workspace.slug
@@ -361,6 +338,7 @@ def matrix(request, pk: int):
         "sources": Trace.Source.choices,
         "query": query.urlencode(),
         "chosen": set(result.filters.version_ids),
+        "unread": unread,
     }
     template = "evals/matrix.html#table" if request.htmx else "evals/matrix.html"
     return render(request, template, ctx)
@@ -372,7 +350,7 @@ def matrix_csv(request, pk: int):
     eval_set = _eval_set(request, pk)
     result = comparison_matrix(
         eval_set=eval_set,
-        filters=matrix_filters(request.GET),
+        filters=read_matrix_filters(request.GET)[0],
         page_size=export.MATRIX_CSV_ROWS,
     )
     response = HttpResponse(export.matrix_csv(result), content_type="text/csv; charset=utf-8")

@@ -302,3 +302,12 @@ def test_viewer_reads_but_cannot_activate(api_client, viewer, workspace, version
     assert (read.status_code, write.status_code) == (200, 403)
     v2.refresh_from_db()
     assert v2.status == "draft"
+
+
+def test_the_eval_list_and_matrix_apis_refuse_unreadable_filters(api, versions):
+    # Pages name such filters and ignore them; the API refuses them, naming the parameter.
+    eval_set = versions[0]
+    assert "status" in api("get", "api-evals", {"status": "bogus"}).json()
+    assert "eval_set" in api("get", "api-evals", {"eval_set": "abc"}).json()
+    response = api("get", "api-eval-set-matrix", {"source": "bogus", "from": "xx"}, pk=eval_set.pk)
+    assert response.status_code == 400 and {"source", "from"} <= set(response.json())

@@ -442,3 +442,36 @@ def test_a_first_version_has_nothing_to_compare_rather_than_a_404(login, owner, 
         assert page.status_code == 200
         assert "Nothing to compare yet" in html and "may have been deleted" not in html
         assert "first version" in html and f'href="{v1.get_absolute_url()}"' in html
+
+
+def test_the_eval_list_names_the_filters_it_could_not_read(login, owner, workspace, versions):
+    client = login(owner)
+    page = client.get(reverse("evals:list", kwargs={"slug": workspace.slug}), {"status": "bogus"})
+    html = page.content.decode()
+    assert page.status_code == 200 and 'data-testid="unread-filters"' in html
+    assert "Not understood, so ignored" in html and "<strong>Status</strong>" in html
+    assert "&#x27;bogus&#x27; is not one of draft" in html
+    html = client.get(
+        reverse("evals:list", kwargs={"slug": workspace.slug}), {"set": "abc"}
+    ).content.decode()
+    assert "<strong>Eval set</strong>: &#x27;abc&#x27; is not an eval set id." in html
+    # Filters that read say nothing.
+    html = client.get(
+        reverse("evals:list", kwargs={"slug": workspace.slug}), {"status": "active"}
+    ).content.decode()
+    assert 'data-testid="unread-filters"' not in html
+
+
+def test_the_matrix_names_the_filters_it_could_not_read(login, owner, workspace, versions):
+    eval_set = versions[0]
+    client = login(owner)
+    query = {"source": "bogus", "from": "xx", "to": "2026-01-01"}
+    for headers in ({}, {"HX-Request": "true"}):
+        page = client.get(url("matrix", workspace, pk=eval_set.pk), query, headers=headers)
+        html = page.content.decode()
+        assert page.status_code == 200 and "Not understood, so ignored" in html
+        assert "<strong>Source</strong>: &#x27;bogus&#x27; is not a source of traces" in html
+        assert "<strong>From</strong>: &#x27;xx&#x27; is not a date (YYYY-MM-DD)." in html
+        assert "<strong>To</strong>" not in html
+    html = client.get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
+    assert 'data-testid="unread-filters"' not in html
