@@ -154,6 +154,24 @@ def confusion(metrics: dict | None) -> dict | None:
     }
 
 
+def contradiction_tiles(columns) -> list[dict]:
+    """Return the before / after page's tile per matrix column: its contradictions, or
+    None while the version is not measured.
+
+    "Measured" is what the confusion box below reads (``confusion``): a version with some
+    verdicts stored but no figures yet (a test run still going) would otherwise show a
+    partial count next to "Not measured on the labels yet".
+    """
+    return [
+        {
+            "version": c.eval.version,
+            "contradict": c.contradict if confusion(c.eval.metrics) else None,
+            "errors": c.errors,
+        }
+        for c in columns
+    ]
+
+
 _LABEL_BADGES = {
     "positive": '<span class="badge good">✓ good</span>',
     "negative": '<span class="badge bad">✗ bad</span>',

@@ -434,6 +434,7 @@ def compare(request, pk: int):
         "after": after,
         "matrix": result,
         "columns": {c.eval.pk: c for c in result.columns},
+        "tiles": display.contradiction_tiles(result.columns),
         # Identical code has nothing to show side by side: the notice says so.
         "table": None
         if before.code == after.code

@@ -475,3 +475,21 @@ def test_the_matrix_names_the_filters_it_could_not_read(login, owner, workspace,
         assert "<strong>To</strong>" not in html
     html = client.get(url("matrix", workspace, pk=eval_set.pk)).content.decode()
     assert 'data-testid="unread-filters"' not in html
+
+
+def test_before_after_shows_no_contradictions_for_a_version_not_measured(
+    login, owner, workspace, versions
+):
+    # v2 has verdicts stored (a test run going) but no figures yet.
+    _, _, v1, v2 = versions
+    client = login(owner)
+    html = client.get(url("compare", workspace, pk=v2.pk)).content.decode()
+    assert "Not measured on the labels yet" in html
+    assert 'data-testid="contradictions-v2">–</strong>' in html
+    assert "v2 contradictions: not measured yet" in html
+    assert 'data-testid="contradictions-v1">0</strong>' in html
+    v2.metrics = {"training": {"tp": 2, "fp": 2, "fn": 0, "tn": 0, "errors": 0}}
+    v2.save(update_fields=["metrics"])
+    html = client.get(url("compare", workspace, pk=v2.pk)).content.decode()
+    assert "Not measured on the labels yet" not in html
+    assert 'data-testid="contradictions-v2">2</strong>' in html
