@@ -50,7 +50,13 @@ def create_personal_workspace(*, user) -> Workspace:
 
 @transaction.atomic
 def invite_member(
-    *, workspace: Workspace, email: str, role: str, invited_by, base_url: str = ""
+    *,
+    workspace: Workspace,
+    email: str,
+    role: str,
+    invited_by,
+    base_url: str = "",
+    by: Membership | None = None,
 ) -> Invitation:
     """Email ``email`` a one-time link to join; return the invitation.
 
@@ -62,6 +68,7 @@ def invite_member(
     email = email.strip().lower()
     if role not in Membership.Role.values:
         raise WorkspaceError(f"Unknown role {role!r}.")
+    _ensure_may_touch_owners(by, role)
     if Membership.objects.for_workspace(workspace).filter(user__email__iexact=email).exists():
         raise WorkspaceError(f"{email} is already a member of this workspace.")
     base = (settings.SITE_URL or base_url).rstrip("/")
@@ -170,10 +177,11 @@ def _join(invitation: Invitation, user) -> Membership:
 
 
 @transaction.atomic
-def change_role(*, membership: Membership, role: str) -> Membership:
-    """Change a member's role, keeping at least one owner."""
+def change_role(*, membership: Membership, role: str, by: Membership | None = None) -> Membership:
+    """Change a member's role, keeping at least one owner; ``by`` is who asks (None: staff)."""
     if role not in Membership.Role.values:
         raise WorkspaceError(f"Unknown role {role!r}.")
+    _ensure_may_touch_owners(by, role, membership.role)
     if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
         _ensure_another_owner(membership)
     membership.role = role
@@ -182,8 +190,9 @@ def change_role(*, membership: Membership, role: str) -> Membership:
 
 
 @transaction.atomic
-def remove_member(*, membership: Membership) -> None:
-    """Remove a member and revoke the tokens they created here."""
+def remove_member(*, membership: Membership, by: Membership | None = None) -> None:
+    """Remove a member and revoke the tokens they created here; ``by`` is who asks."""
+    _ensure_may_touch_owners(by, membership.role)
     if membership.role == Membership.Role.OWNER:
         _ensure_another_owner(membership)
     revoke_member_tokens(membership=membership)
@@ -208,6 +217,22 @@ def leave_workspace(*, membership: Membership) -> None:
         raise WorkspaceError(
             "You are the only owner. Make another member an owner first, or delete the workspace."
         ) from None
+
+
+def assignable_roles(by: Membership) -> list[tuple[str, str]]:
+    """The roles ``by`` may give: an admin manages members but cannot make owners."""
+    return [
+        (value, label)
+        for value, label in Membership.Role.choices
+        if value != Membership.Role.OWNER or by.role == Membership.Role.OWNER
+    ]
+
+
+def _ensure_may_touch_owners(by: Membership | None, *roles: str) -> None:
+    # Owners alone may delete the workspace: an admin who could make (or unmake) owners
+    # could promote themselves and delete it, or lock the owners out.
+    if by is not None and by.role != Membership.Role.OWNER and Membership.Role.OWNER in roles:
+        raise WorkspaceError("Only an owner can make someone an owner, or change or remove one.")
 
 
 def _ensure_another_owner(membership: Membership) -> None:

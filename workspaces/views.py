@@ -55,7 +55,7 @@ def members(request):
         "can_leave": request.membership.role != Membership.Role.OWNER or owners > 1,
         "invitations": Invitation.objects.for_workspace(request.workspace).pending(),
         "form": InvitationForm(),
-        "roles": Membership.Role.choices,
+        "roles": services.assignable_roles(request.membership),
     }
     return render(request, "workspaces/members.html", ctx)
 
@@ -72,6 +72,7 @@ def invite(request):
                 role=form.cleaned_data["role"],
                 invited_by=request.user,
                 base_url=request.build_absolute_uri("/"),
+                by=request.membership,
             )
             messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
         except WorkspaceError as exc:
@@ -97,7 +98,9 @@ def change_role(request, pk: int):
     form = RoleForm(request.POST)
     if form.is_valid():
         try:
-            services.change_role(membership=membership, role=form.cleaned_data["role"])
+            services.change_role(
+                membership=membership, role=form.cleaned_data["role"], by=request.membership
+            )
             messages.success(request, f"{membership.user} is now {membership.get_role_display()}.")
         except WorkspaceError as exc:
             messages.error(request, exc.message)
@@ -109,7 +112,7 @@ def change_role(request, pk: int):
 def remove_member(request, pk: int):
     membership = get_object_or_404(Membership.objects.for_workspace(request.workspace), pk=pk)
     try:
-        services.remove_member(membership=membership)
+        services.remove_member(membership=membership, by=request.membership)
         messages.success(request, f"{membership.user} was removed.")
     except WorkspaceError as exc:
         messages.error(request, exc.message)

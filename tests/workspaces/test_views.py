@@ -286,3 +286,46 @@ def test_a_token_used_seconds_ago_was_used_just_now(client, workspace, owner):
     assert "just now" in page
     assert "3\xa0minutes ago" in page
     assert "0\xa0minutes" not in page
+
+
+def _messages(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_an_admin_cannot_make_themselves_owner(client, workspace, owner, admin_user):
+    """An owner may delete the workspace; an admin promoting themselves could too."""
+    mine = Membership.objects.get(workspace=workspace, user=admin_user)
+    client.force_login(admin_user)
+    url = reverse("workspaces:change_role", args=["acme", mine.pk])
+    response = client.post(url, {"role": "owner"}, follow=True)
+    assert Membership.objects.get(pk=mine.pk).role == "admin"
+    assert "Only an owner can make someone an owner" in _messages(response)[0]
+    # ...and the page offers an admin no Owner option.
+    html = client.get(reverse("workspaces:members", args=["acme"])).content.decode()
+    assert 'value="owner"' not in html
+
+
+def test_an_admin_cannot_demote_or_remove_an_owner(client, workspace, owner, admin_user, member):
+    Membership.objects.filter(user=member).update(
+        role="owner"
+    )  # two owners: the last-owner rule is not what stops it
+    client.force_login(admin_user)
+    target = Membership.objects.get(workspace=workspace, user=owner)
+    client.post(reverse("workspaces:change_role", args=["acme", target.pk]), {"role": "viewer"})
+    client.post(reverse("workspaces:remove_member", args=["acme", target.pk]))
+    assert Membership.objects.get(pk=target.pk).role == "owner"
+
+
+def test_an_admin_cannot_invite_an_owner(client, workspace, owner, admin_user):
+    client.force_login(admin_user)
+    url = reverse("workspaces:invite", args=["acme"])
+    response = client.post(url, {"email": "new@example.com", "role": "owner"}, follow=True)
+    assert not Invitation.objects.filter(email="new@example.com").exists()
+    assert "Only an owner" in _messages(response)[0]
+
+
+def test_an_owner_still_makes_owners(client, workspace, owner, admin_user):
+    client.force_login(owner)
+    target = Membership.objects.get(workspace=workspace, user=admin_user)
+    client.post(reverse("workspaces:change_role", args=["acme", target.pk]), {"role": "owner"})
+    assert Membership.objects.get(pk=target.pk).role == "owner"
