@@ -78,8 +78,15 @@ def invite(request):
         except WorkspaceError as exc:
             messages.error(request, exc.message)
     else:
-        messages.error(request, "Enter a valid email address.")
+        messages.error(request, _first_error(form))
     return redirect("workspaces:members", slug=request.workspace.slug)
+
+
+def _first_error(form) -> str:
+    """The form's first error, named by its field: these forms post from a page that
+    redirects back, so the message is all the user sees."""
+    field, errors = next(iter(form.errors.items()))
+    return f"{form.fields[field].label or field.capitalize()}: {errors[0]}"
 
 
 @require_POST
@@ -104,6 +111,8 @@ def change_role(request, pk: int):
             messages.success(request, f"{membership.user} is now {membership.get_role_display()}.")
         except WorkspaceError as exc:
             messages.error(request, exc.message)
+    else:
+        messages.error(request, _first_error(form))
     return redirect("workspaces:members", slug=request.workspace.slug)
 
 

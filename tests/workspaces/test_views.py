@@ -329,3 +329,18 @@ def test_an_owner_still_makes_owners(client, workspace, owner, admin_user):
     target = Membership.objects.get(workspace=workspace, user=admin_user)
     client.post(reverse("workspaces:change_role", args=["acme", target.pk]), {"role": "owner"})
     assert Membership.objects.get(pk=target.pk).role == "owner"
+
+
+def test_a_refused_invitation_or_role_change_says_which_field_is_wrong(client, workspace, owner):
+    client.force_login(owner)
+    invite = reverse("workspaces:invite", args=["acme"])
+    response = client.post(invite, {"email": "new@example.com", "role": "boss"}, follow=True)
+    assert _messages(response) == [
+        "Role: Select a valid choice. boss is not one of the available choices."
+    ]
+    response = client.post(invite, {"email": "nope", "role": "member"}, follow=True)
+    assert _messages(response) == ["Email: Enter a valid email address."]
+    mine = Membership.objects.get(workspace=workspace, user=owner)
+    url = reverse("workspaces:change_role", args=["acme", mine.pk])
+    response = client.post(url, {"role": ""}, follow=True)
+    assert _messages(response) == ["Role: This field is required."]
