@@ -25,6 +25,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -191,6 +192,7 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(out, status=status)
 
 
+@never_cache  # it shows the new secret
 @require_POST
 @workspace_view(manage=True)
 def regenerate_secret(request, pk: int):

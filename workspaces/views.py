@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import email_address_status
@@ -142,6 +143,7 @@ def leave(request):
     return redirect("home")
 
 
+@never_cache  # it shows a new token's secret
 @workspace_view(manage=True)
 def tokens(request):
     """API tokens: create (the secret is shown once), list, revoke."""

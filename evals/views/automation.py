@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from evals import notifications
@@ -14,6 +15,7 @@ from traces.models import EvalSet
 from workspaces.access import workspace_view
 
 
+@never_cache  # it may show a new signing secret
 @workspace_view(manage=True)
 def automation(request):
     """What iofold may do by itself (owners and admins), and what it did lately."""

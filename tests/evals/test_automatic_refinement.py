@@ -198,6 +198,7 @@ def test_settings_page_shows_a_new_secret_once_and_refuses_bad_urls(client, work
     assert page.status_code == 200 and b'data-testid="webhook-secret"' in page.content
     row = AutomationSettings.objects.get(workspace=workspace)
     assert row.webhook_secret.encode() in page.content
+    assert "no-store" in page["Cache-Control"]  # not kept for the back button or a proxy
     again = client.get(url)
     assert row.webhook_secret.encode() not in again.content
 

@@ -146,5 +146,7 @@ def test_the_secret_is_shown_once_then_only_its_last_four(client, owner, workspa
 
     assert shown.status_code == 200
     assert integration.webhook_secret in shown.content.decode()
+    # Neither the browser (back button) nor a proxy keeps the page with the secret.
+    assert "no-store" in shown["Cache-Control"]
     assert integration.webhook_secret not in detail.content.decode()
     assert integration.webhook_secret_hint in detail.content.decode()

@@ -344,3 +344,13 @@ def test_a_refused_invitation_or_role_change_says_which_field_is_wrong(client, w
     url = reverse("workspaces:change_role", args=["acme", mine.pk])
     response = client.post(url, {"role": ""}, follow=True)
     assert _messages(response) == ["Role: This field is required."]
+
+
+def test_the_page_showing_a_new_token_is_not_cached(client, workspace, owner):
+    client.force_login(owner)
+    response = client.post(
+        reverse("workspaces:tokens", args=["acme"]), {"name": "ci", "role": "member"}
+    )
+    assert 'data-testid="new-token"' in response.content.decode()
+    # Neither the browser (back button) nor a proxy keeps the page with the secret.
+    assert "no-store" in response["Cache-Control"]
