@@ -33,4 +33,9 @@ class InvitationQuerySet(WorkspaceQuerySet):
     def pending(self):
         from django.utils import timezone
 
-        return self.filter(accepted_at__isnull=True, expires_at__gt=timezone.now())
+        # A workspace being deleted waits for nobody: joining it would lead to a 404.
+        return self.filter(
+            accepted_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            workspace__deletion_requested_at__isnull=True,
+        )

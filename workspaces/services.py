@@ -112,6 +112,8 @@ def find_invitation(*, token: str) -> Invitation:
         raise WorkspaceError("This invitation has already been used.")
     if invitation.is_expired:
         raise WorkspaceError("This invitation has expired. Ask for a new one.")
+    if invitation.workspace.deletion_requested_at is not None:
+        raise WorkspaceError("This workspace is being deleted: there is nothing to join.")
     return invitation
 
 

@@ -8,7 +8,12 @@ from django.utils import timezone
 
 from tests.factories import EmailAddressFactory, UserFactory
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
-from workspaces.services import invite_member, issue_token
+from workspaces.services import (
+    has_open_invitation,
+    invite_member,
+    issue_token,
+    request_workspace_deletion,
+)
 
 
 def _invitation_path(workspace, owner, capture, email="new@example.com"):
@@ -354,3 +359,22 @@ def test_the_page_showing_a_new_token_is_not_cached(client, workspace, owner):
     assert 'data-testid="new-token"' in response.content.decode()
     # Neither the browser (back button) nor a proxy keeps the page with the secret.
     assert "no-store" in response["Cache-Control"]
+
+
+def test_an_invitation_to_a_workspace_being_deleted_offers_nothing_to_join(
+    client, workspace, owner, outsider, django_capture_on_commit_callbacks
+):
+    path = _invitation_path(
+        workspace, owner, django_capture_on_commit_callbacks, email="outsider@globex.test"
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        request_workspace_deletion(workspace=workspace)
+    EmailAddressFactory(user=outsider)
+    client.force_login(outsider)
+    page = client.get(path)
+    assert page.status_code == 404
+    assert "This workspace is being deleted" in page.content.decode()
+    client.post(path)
+    assert not Membership.objects.filter(workspace=workspace, user=outsider).exists()
+    # ...and a sign-up with that address is not held back waiting for it.
+    assert not has_open_invitation(email="outsider@globex.test")
