@@ -378,3 +378,11 @@ def test_an_invitation_to_a_workspace_being_deleted_offers_nothing_to_join(
     assert not Membership.objects.filter(workspace=workspace, user=outsider).exists()
     # ...and a sign-up with that address is not held back waiting for it.
     assert not has_open_invitation(email="outsider@globex.test")
+
+
+def test_revoking_a_token_asks_first(client, workspace, owner):
+    """Revoking cannot be undone and breaks whatever uses the token, as removing a member."""
+    issue_token(workspace=workspace, name="CI pipeline", created_by=owner, role="member")
+    client.force_login(owner)
+    html = client.get(reverse("workspaces:tokens", args=["acme"])).content.decode()
+    assert 'data-confirm="Revoke CI pipeline? Whatever uses it stops working' in html
