@@ -1,11 +1,28 @@
+from django import forms
 from django.contrib import admin
 
+from workspaces.exceptions import WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
-from workspaces.services import revoke_member_tokens
+from workspaces.services import ensure_another_owner, revoke_member_tokens
+
+
+class MembershipAdminForm(forms.ModelForm):
+    """The admin keeps a workspace's last owner, as the members page does."""
+
+    def clean_role(self):
+        role = self.cleaned_data["role"]
+        stored = Membership.objects.filter(pk=self.instance.pk).values_list("role", flat=True)
+        if stored.first() == Membership.Role.OWNER and role != Membership.Role.OWNER:
+            try:
+                ensure_another_owner(self.instance)
+            except WorkspaceError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return role
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipAdminForm
     extra = 0
     raw_id_fields = ["user"]
     fields = ["user", "role", "created_at"]
@@ -56,6 +73,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipAdminForm
     list_display = ["user", "workspace", "role", "created_at"]
     list_filter = ["role", "created_at"]
     search_fields = ["user__email", "workspace__slug", "workspace__name"]

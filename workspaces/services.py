@@ -185,7 +185,7 @@ def change_role(*, membership: Membership, role: str, by: Membership | None = No
         raise WorkspaceError(f"Unknown role {role!r}.")
     _ensure_may_touch_owners(by, role, membership.role)
     if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
-        _ensure_another_owner(membership)
+        ensure_another_owner(membership)
     membership.role = role
     membership.save(update_fields=["role", "updated_at"])
     return membership
@@ -196,7 +196,7 @@ def remove_member(*, membership: Membership, by: Membership | None = None) -> No
     """Remove a member and revoke the tokens they created here; ``by`` is who asks."""
     _ensure_may_touch_owners(by, membership.role)
     if membership.role == Membership.Role.OWNER:
-        _ensure_another_owner(membership)
+        ensure_another_owner(membership)
     revoke_member_tokens(membership=membership)
     membership.delete()
 
@@ -237,7 +237,8 @@ def _ensure_may_touch_owners(by: Membership | None, *roles: str) -> None:
         raise WorkspaceError("Only an owner can make someone an owner, or change or remove one.")
 
 
-def _ensure_another_owner(membership: Membership) -> None:
+def ensure_another_owner(membership: Membership) -> None:
+    """Fail unless the workspace has an owner besides ``membership``."""
     others = (
         Membership.objects.for_workspace(membership.workspace)
         .filter(role=Membership.Role.OWNER)

@@ -4,7 +4,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from workspaces.models import ApiToken, Invitation
+from workspaces.models import ApiToken, Invitation, Membership
 from workspaces.services import invite_member, issue_token
 
 
@@ -229,3 +229,13 @@ def test_removing_a_member_from_the_workspace_page_revokes_their_tokens(
     assert not Membership.objects.filter(user=member).exists()
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+def test_the_admin_keeps_a_workspace_s_last_owner(staff_client, workspace, owner):
+    membership = Membership.objects.get(workspace=workspace, user=owner)
+    url = reverse("admin:workspaces_membership_change", args=[membership.pk])
+    data = {"user": owner.pk, "workspace": workspace.pk, "role": "viewer"}
+    response = staff_client.post(url, data)
+    assert response.status_code == 200  # the form again, with the error
+    assert "A workspace must keep at least one owner." in response.content.decode()
+    assert Membership.objects.get(pk=membership.pk).role == "owner"
