@@ -48,6 +48,10 @@ def _checklist(workspace: Workspace) -> list[dict]:
 @workspace_view
 def members(request):
     """Members, their roles and pending invitations."""
+    return _members_page(request, InvitationForm())
+
+
+def _members_page(request, form: InvitationForm, status: int = 200):
     members = list(Membership.objects.for_workspace(request.workspace).select_related("user"))
     owners = sum(m.role == Membership.Role.OWNER for m in members)
     ctx = {
@@ -55,10 +59,10 @@ def members(request):
         # The only owner cannot leave; the page says how instead of offering the button.
         "can_leave": request.membership.role != Membership.Role.OWNER or owners > 1,
         "invitations": Invitation.objects.for_workspace(request.workspace).pending(),
-        "form": InvitationForm(),
+        "form": form,
         "roles": services.assignable_roles(request.membership),
     }
-    return render(request, "workspaces/members.html", ctx)
+    return render(request, "workspaces/members.html", ctx, status=status)
 
 
 @require_POST
@@ -75,12 +79,15 @@ def invite(request):
                 base_url=request.build_absolute_uri("/"),
                 by=request.membership,
             )
-            messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
         except WorkspaceError as exc:
             messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+            return redirect("workspaces:members", slug=request.workspace.slug)
     else:
         messages.error(request, _first_error(form))
-    return redirect("workspaces:members", slug=request.workspace.slug)
+    # The page again, with what was typed: a typo should not mean typing it all again.
+    return _members_page(request, form, status=400)
 
 
 def _first_error(form) -> str:

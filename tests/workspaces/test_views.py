@@ -386,3 +386,14 @@ def test_revoking_a_token_asks_first(client, workspace, owner):
     client.force_login(owner)
     html = client.get(reverse("workspaces:tokens", args=["acme"])).content.decode()
     assert 'data-confirm="Revoke CI pipeline? Whatever uses it stops working' in html
+
+
+def test_a_refused_invitation_keeps_what_was_typed(client, workspace, owner, member):
+    client.force_login(owner)
+    url = reverse("workspaces:invite", args=["acme"])
+    response = client.post(url, {"email": "member@acme.test", "role": "viewer"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "member@acme.test is already a member of this workspace." in html
+    assert 'value="member@acme.test"' in html
+    assert '<option value="viewer" selected>' in html
