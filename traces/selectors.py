@@ -580,19 +580,9 @@ def skipped_left(*, eval_set: EvalSet, user, skipped: list[int] | tuple) -> int:
     return Trace.objects.pending_review(eval_set, user).filter(pk__in=skipped).count()
 
 
-@dataclass
-class ReviewProgress:
-    """The counters the review card shows after every label, from aggregate queries only."""
-
-    target: int
-    labelled_traces: int
-    mine: int
-    # Traces by majority label (``services.resolve_label``; ties in none), as the eval set's
-    # page counts them: counting single labels here made the two pages disagree.
-    positive: int
-    negative: int
-    neutral: int
-    disagreements: int
+class TargetProgress:
+    """How far a set's labels are toward its target, for a class with ``target``,
+    ``labelled_traces`` and traces by majority label (``positive``, ``negative``)."""
 
     @property
     def decided(self) -> int:
@@ -621,6 +611,21 @@ class ReviewProgress:
     @property
     def imbalance(self) -> str | None:
         return imbalance_warning(self.positive, self.negative)
+
+
+@dataclass
+class ReviewProgress(TargetProgress):
+    """The counters the review card shows after every label, from aggregate queries only."""
+
+    target: int
+    labelled_traces: int
+    mine: int
+    # Traces by majority label (``services.resolve_label``; ties in none), as the eval set's
+    # page counts them: counting single labels here made the two pages disagree.
+    positive: int
+    negative: int
+    neutral: int
+    disagreements: int
 
 
 def imbalance_warning(positive: int, negative: int) -> str | None:
@@ -697,7 +702,7 @@ def review_progress(*, eval_set: EvalSet, user=None) -> ReviewProgress:
 
 
 @dataclass
-class EvalSetSummary:
+class EvalSetSummary(TargetProgress):
     eval_set: EvalSet
     positive: int = 0
     negative: int = 0
@@ -716,31 +721,6 @@ class EvalSetSummary:
     @property
     def target(self) -> int:
         return self.eval_set.target_labels
-
-    @property
-    def decided(self) -> int:
-        """Traces with a good or bad majority: what counts toward the target (ReviewProgress)."""
-        return self.positive + self.negative
-
-    @property
-    def not_counted(self) -> int:
-        return self.labelled_traces - self.decided
-
-    @property
-    def remaining(self) -> int:
-        return max(self.target - self.decided, 0)
-
-    @property
-    def ready(self) -> bool:
-        return self.decided >= self.target
-
-    @property
-    def percent(self) -> int:
-        return min(100, round(100 * self.decided / self.target))
-
-    @property
-    def imbalance(self) -> str | None:
-        return imbalance_warning(self.positive, self.negative)
 
     @property
     def ties_count(self) -> int:
