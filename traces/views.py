@@ -401,8 +401,12 @@ def evalset_import(request, pk: int):
 # --- review -----------------------------------------------------------------------------
 
 
+def _skipped_key(eval_set: EvalSet) -> str:
+    return f"review-skipped-{eval_set.pk}"
+
+
 def _skipped(request, eval_set: EvalSet) -> list[int]:
-    return request.session.get(f"review-skipped-{eval_set.pk}", [])
+    return request.session.get(_skipped_key(eval_set), [])
 
 
 def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, status=200):
@@ -544,7 +548,7 @@ def review_label(request, pk: int, trace_pk: int):
     skipped = _skipped(request, eval_set)
     if trace.pk in skipped:
         skipped.remove(trace.pk)
-        request.session[f"review-skipped-{eval_set.pk}"] = skipped
+        request.session[_skipped_key(eval_set)] = skipped
     notice = {"level": "info", "text": f"Labelled {feedback.get_rating_display().lower()}."}
     others = (
         Feedback.objects.filter(eval_set=eval_set, trace=trace)
@@ -579,14 +583,15 @@ def review_undo(request, pk: int):
 @require_POST
 @workspace_view
 def review_skip(request, pk: int, trace_pk: int):
-    """Put the trace aside for this session; it comes back when the rest are labelled."""
+    """Put the trace aside for this session; when only skipped traces are left, the review
+    says so and offers them again (``review_unskip``)."""
     eval_set = _eval_set(request, pk)
     if not Trace.objects.in_eval_set(eval_set).filter(pk=trace_pk).exists():
         raise Http404("No such trace in this eval set")
     skipped = _skipped(request, eval_set)
     if trace_pk not in skipped:
         skipped.append(trace_pk)
-    request.session[f"review-skipped-{eval_set.pk}"] = skipped[-500:]
+    request.session[_skipped_key(eval_set)] = skipped[-500:]
     return _answer_review(request, eval_set, notice={"level": "info", "text": "Skipped."})
 
 
@@ -595,7 +600,7 @@ def review_skip(request, pk: int, trace_pk: int):
 def review_unskip(request, pk: int):
     """Bring back the traces this reviewer skipped, from the first."""
     eval_set = _eval_set(request, pk)
-    request.session.pop(f"review-skipped-{eval_set.pk}", None)
+    request.session.pop(_skipped_key(eval_set), None)
     return _answer_review(
         request, eval_set, notice={"level": "info", "text": "Back to the traces you skipped."}
     )
