@@ -1,5 +1,7 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.http import HttpResponseRedirect
 
 from workspaces.exceptions import WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
@@ -18,6 +20,19 @@ class MembershipAdminForm(forms.ModelForm):
             except WorkspaceError as exc:
                 raise forms.ValidationError(exc.message) from None
         return role
+
+
+def last_owner_refusal(memberships) -> str:
+    """Say which workspace deleting ``memberships`` together would leave without an owner."""
+    leaving = [m.pk for m in memberships]
+    for membership in memberships:
+        if membership.role != Membership.Role.OWNER:
+            continue
+        try:
+            ensure_another_owner(membership, leaving=leaving)
+        except WorkspaceError as exc:
+            return f"{membership.workspace}: {exc.message} Nothing was deleted."
+    return ""
 
 
 class MembershipInline(admin.TabularInline):
@@ -80,6 +95,22 @@ class MembershipAdmin(admin.ModelAdmin):
     list_select_related = ["user", "workspace"]
     raw_id_fields = ["user", "workspace"]
     readonly_fields = ["created_at", "updated_at"]
+    actions = ["delete_selected"]
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, object_id) if request.method == "POST" else None
+        if obj is not None and (refusal := last_owner_refusal([obj])):
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.action(permissions=["delete"], description="Delete selected memberships")
+    def delete_selected(self, request, queryset):
+        # Checked before Django's own action, which would report a success.
+        if refusal := last_owner_refusal(list(queryset.select_related("workspace"))):
+            self.message_user(request, refusal, messages.ERROR)
+            return None
+        return delete_selected(self, request, queryset)
 
     def delete_model(self, request, obj):
         # A member removed here loses their tokens, as when removed in the app.

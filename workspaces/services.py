@@ -1,5 +1,6 @@
 import logging
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -237,12 +238,13 @@ def _ensure_may_touch_owners(by: Membership | None, *roles: str) -> None:
         raise WorkspaceError("Only an owner can make someone an owner, or change or remove one.")
 
 
-def ensure_another_owner(membership: Membership) -> None:
-    """Fail unless the workspace has an owner besides ``membership``."""
+def ensure_another_owner(membership: Membership, *, leaving: Iterable[int] = ()) -> None:
+    """Fail unless the workspace has an owner besides ``membership`` (and ``leaving``'s pks)."""
     others = (
         Membership.objects.for_workspace(membership.workspace)
         .filter(role=Membership.Role.OWNER)
         .exclude(pk=membership.pk)
+        .exclude(pk__in=list(leaving))
     )
     if not others.exists():
         raise WorkspaceError("A workspace must keep at least one owner.")

@@ -239,3 +239,38 @@ def test_the_admin_keeps_a_workspace_s_last_owner(staff_client, workspace, owner
     assert response.status_code == 200  # the form again, with the error
     assert "A workspace must keep at least one owner." in response.content.decode()
     assert Membership.objects.get(pk=membership.pk).role == "owner"
+
+
+def test_deleting_the_last_owner_in_the_admin_is_refused(staff_client, workspace, owner):
+    membership = Membership.objects.get(workspace=workspace, user=owner)
+    response = staff_client.post(
+        _admin_url(Membership, "delete", membership.pk), {"post": "yes"}, follow=True
+    )
+    html = response.content.decode()
+    assert "Acme: A workspace must keep at least one owner." in html
+    assert "deleted successfully" not in html
+    assert Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_bulk_deleting_a_workspace_s_owners_in_the_admin_is_refused(
+    staff_client, workspace, owner, member, other_workspace, outsider
+):
+    second = Membership.objects.create(
+        workspace=workspace, user=outsider, role=Membership.Role.OWNER
+    )
+    chosen = [owner.memberships.get(), second, member.memberships.get()]
+    response = staff_client.post(
+        _admin_url(Membership, "changelist"),
+        {"action": "delete_selected", "_selected_action": [m.pk for m in chosen], "post": "yes"},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Acme: A workspace must keep at least one owner." in html
+    assert "Successfully deleted" not in html
+    assert Membership.objects.filter(pk__in=[m.pk for m in chosen]).count() == 3
+    # One of two owners may still go.
+    staff_client.post(
+        _admin_url(Membership, "changelist"),
+        {"action": "delete_selected", "_selected_action": [second.pk], "post": "yes"},
+    )
+    assert not Membership.objects.filter(pk=second.pk).exists()
