@@ -29,3 +29,14 @@ def read_matrix_filters(data) -> tuple[MatrixFilters, list[tuple[str, str]]]:
         version_ids=tuple(int(v) for v in versions if v.isdigit()),
     )
     return filters, unread
+
+
+def read_matrix_page(data) -> tuple[int, list[tuple[str, str]]]:
+    """Return the page asked for (1 if none) and, as ``read_matrix_filters``, why not read.
+
+    ASCII digits only: "²" is a digit to ``str.isdigit`` but not to ``int``.
+    """
+    given = data.get("page") or "1"
+    if given.isascii() and given.isdigit():
+        return int(given), []
+    return 1, [("Page", not_read(given, "a page number"))]

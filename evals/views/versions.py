@@ -12,7 +12,7 @@ from evals.exceptions import EvalError
 from evals.execution.shadow import compare_shadow, shadow_pair
 from evals.generation import refinement
 from evals.judging.spend import version_spend
-from evals.matrix.filters import read_matrix_filters
+from evals.matrix.filters import read_matrix_filters, read_matrix_page
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
 from evals.models import Eval, EvalRun, Generation
@@ -315,11 +315,10 @@ def diff(request, pk: int):
 def matrix(request, pk: int):
     """Labelled traces by versions: agree, contradict or error, with filters and pages."""
     eval_set = _eval_set(request, pk)
-    page = request.GET.get("page", "1")
     filters, unread = read_matrix_filters(request.GET)
-    result = comparison_matrix(
-        eval_set=eval_set, filters=filters, page=int(page) if page.isdigit() else 1
-    )
+    page, unread_page = read_matrix_page(request.GET)
+    result = comparison_matrix(eval_set=eval_set, filters=filters, page=page)
+    unread += unread_page
     # One reverse() each per page instead of one per row or cell (up to 50 x 20 cells).
     slug = request.workspace.slug
     cell_base = reverse("evals:cell", kwargs={"slug": slug, "pk": 0, "trace_pk": 0})

@@ -477,6 +477,18 @@ def test_the_matrix_names_the_filters_it_could_not_read(login, owner, workspace,
     assert 'data-testid="unread-filters"' not in html
 
 
+def test_the_matrix_names_a_page_number_it_could_not_read(login, owner, workspace, versions):
+    eval_set = versions[0]
+    client = login(owner)
+    for given in ("abc", "²"):
+        page = client.get(url("matrix", workspace, pk=eval_set.pk), {"page": given})
+        html = page.content.decode()
+        assert page.status_code == 200 and 'data-testid="unread-filters"' in html
+        assert "<strong>Page</strong>: " in html and "is not a page number." in html
+    html = client.get(url("matrix", workspace, pk=eval_set.pk), {"page": "1"}).content.decode()
+    assert 'data-testid="unread-filters"' not in html
+
+
 def test_before_after_shows_no_contradictions_for_a_version_not_measured(
     login, owner, workspace, versions
 ):
