@@ -21,6 +21,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", monitoring.metrics_view, name="metrics"),
+    # The profile page shares allauth's prefix: /accounts/profile/ beside its own pages.
+    path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("w/", include("workspaces.urls")),

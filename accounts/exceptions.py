@@ -1,0 +1,5 @@
+from iofold.exceptions import ApplicationError
+
+
+class AccountError(ApplicationError):
+    """A rule of the user's own account was broken (a name too long, ...)."""

@@ -1,0 +1,21 @@
+from django.contrib import messages
+from django.shortcuts import redirect, render
+
+from accounts import services
+from accounts.exceptions import AccountError
+from accounts.forms import ProfileForm
+
+
+def profile(request):
+    """The user's name (editable), with their email and links to allauth's account pages."""
+    form = ProfileForm(request.POST or None, initial={"name": request.user.name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_profile(user=request.user, name=form.cleaned_data["name"])
+        except AccountError as exc:
+            form.add_error("name", exc.message)
+        else:
+            messages.success(request, "Profile saved.")
+            return redirect("accounts:profile")
+    status = 400 if form.errors else 200
+    return render(request, "accounts/profile.html", {"form": form}, status=status)
