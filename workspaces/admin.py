@@ -35,9 +35,38 @@ def last_owner_refusal(memberships) -> str:
     return ""
 
 
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    """The workspace page's members keep an owner when several rows change in one save:
+    each row's own check (``MembershipAdminForm``) sees only the stored others."""
+
+    def clean(self):
+        super().clean()
+        owner = Membership.Role.OWNER
+        kept, leaving = False, []
+        for form in self.forms:
+            deleting = self._should_delete_form(form)
+            role = None if deleting else getattr(form, "cleaned_data", {}).get("role")
+            if role == owner:
+                kept = True  # an owner stays, or is added in this save
+            elif form.instance.pk is not None:
+                leaving.append(form.instance)
+        stored_owners = set(
+            Membership.objects.filter(pk__in=[m.pk for m in leaving], role=owner).values_list(
+                "pk", flat=True
+            )
+        )
+        if kept or not stored_owners:
+            return
+        try:
+            ensure_another_owner(leaving[0], leaving=stored_owners)
+        except WorkspaceError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     form = MembershipAdminForm
+    formset = MembershipInlineFormSet
     extra = 0
     raw_id_fields = ["user"]
     fields = ["user", "role", "created_at"]

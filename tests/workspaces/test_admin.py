@@ -200,12 +200,9 @@ def test_bulk_removing_members_in_the_admin_revokes_their_tokens(
     assert ApiToken.objects.get(pk=kept.pk).revoked_at is None
 
 
-def test_removing_a_member_from_the_workspace_page_revokes_their_tokens(
-    staff_client, workspace, owner, member
-):
-    from workspaces.models import Membership, Workspace
-
-    token = _token_of(member, workspace)
+def _workspace_page(workspace, *, delete, role=lambda row: row.role) -> dict:
+    """The workspace admin page's form as posted, its members' rows in id order:
+    ``delete(row)`` ticks a row's DELETE, ``role(row)`` is the role it is given."""
     rows = list(Membership.objects.for_workspace(workspace).order_by("pk"))
     data = {
         "name": workspace.name,
@@ -220,15 +217,51 @@ def test_removing_a_member_from_the_workspace_page_revokes_their_tokens(
             f"memberships-{i}-id": row.pk,
             f"memberships-{i}-workspace": workspace.pk,
             f"memberships-{i}-user": row.user_id,
-            f"memberships-{i}-role": row.role,
+            f"memberships-{i}-role": role(row),
         }
-        if row.user == member:
+        if delete(row):
             data[f"memberships-{i}-DELETE"] = "on"
+    return data
+
+
+def test_removing_a_member_from_the_workspace_page_revokes_their_tokens(
+    staff_client, workspace, owner, member
+):
+    from workspaces.models import Membership, Workspace
+
+    token = _token_of(member, workspace)
+    data = _workspace_page(workspace, delete=lambda row: row.user == member)
     response = staff_client.post(_admin_url(Workspace, "change", workspace.pk), data)
     assert response.status_code == 302
     assert not Membership.objects.filter(user=member).exists()
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+@pytest.mark.parametrize("how", ["deleted", "demoted"])
+def test_the_workspace_page_keeps_an_owner_when_all_owners_leave_in_one_save(
+    staff_client, workspace, owner, outsider, how
+):
+    from workspaces.models import Workspace
+
+    Membership.objects.create(workspace=workspace, user=outsider, role=Membership.Role.OWNER)
+    data = _workspace_page(
+        workspace,
+        delete=lambda row: how == "deleted",
+        role=lambda row: "viewer" if how == "demoted" else row.role,
+    )
+    response = staff_client.post(_admin_url(Workspace, "change", workspace.pk), data)
+
+    assert response.status_code == 200  # the page again, with the error
+    assert "A workspace must keep at least one owner." in response.content.decode()
+    owners = Membership.objects.for_workspace(workspace).filter(role=Membership.Role.OWNER)
+    assert owners.count() == 2
+    # One of the two may still go.
+    data.pop("memberships-1-DELETE", None)
+    data["memberships-1-role"] = Membership.Role.OWNER
+    response = staff_client.post(_admin_url(Workspace, "change", workspace.pk), data)
+    assert response.status_code == 302
+    assert owners.count() == 1
 
 
 def test_the_admin_keeps_a_workspace_s_last_owner(staff_client, workspace, owner):
