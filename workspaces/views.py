@@ -94,7 +94,8 @@ def _first_error(form) -> str:
     """The form's first error, named by its field: these forms post from a page that
     redirects back, so the message is all the user sees."""
     field, errors = next(iter(form.errors.items()))
-    return f"{form.fields[field].label or field.capitalize()}: {errors[0]}"
+    named = form.fields.get(field)  # None for an error of the whole form
+    return f"{named.label or field.capitalize()}: {errors[0]}" if named else errors[0]
 
 
 @require_POST
