@@ -37,10 +37,14 @@ class IntegrationIn(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=Integration.Kind.choices, default=Integration.Kind.LANGFUSE
     )
+    # Optional here: OpenAI's adapter defaults it, the others say it is missing.
     host = serializers.CharField(
         max_length=300,
+        required=False,
+        allow_blank=True,
+        default="",
         help_text="The source's base URL, e.g. https://cloud.langfuse.com or "
-        "https://api.smith.langchain.com",
+        "https://api.smith.langchain.com; OpenAI: default https://api.openai.com/v1",
     )
     public_key = serializers.CharField(
         max_length=200,

@@ -59,8 +59,9 @@ PREFETCH_PAGES = 1
 
 def clean_host(host: str, *, kind: str = Integration.Kind.LANGFUSE) -> str:
     """Return the host as a base URL, or raise when it is not one iofold may connect to."""
+    cls = get_adapter_class(kind)
     try:
-        host = clean_base_url(host, example=get_adapter_class(kind).example_host)
+        host = clean_base_url(host or cls.default_host, example=cls.example_host)
     except AdapterError as exc:
         raise IntegrationError(exc.message, code=exc.code) from None
     return _check_outbound(host)

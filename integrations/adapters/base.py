@@ -228,6 +228,8 @@ class Adapter:
     capabilities: Capabilities = Capabilities()
     # Ends "… is not a URL; use <example_host>." when a host is mistyped.
     example_host: str = "a base URL such as https://example.com"
+    # The host taken when none is entered (OpenAI's public API); empty: a host is required.
+    default_host: str = ""
 
     @classmethod
     def clean_settings(

@@ -55,6 +55,7 @@ class OpenAIAdapter(Adapter):
     label = "OpenAI"
     capabilities = Capabilities(pull=True, push_back=False, conversations=True)
     example_host = f"{OPENAI_API} or an OpenAI-compatible server's /v1 URL"
+    default_host = OPENAI_API
 
     @classmethod
     def clean_settings(
@@ -73,7 +74,7 @@ class OpenAIAdapter(Adapter):
         except ValueError as exc:
             raise invalid_settings(str(exc)) from None
         return SourceSettings(
-            host=clean_base_url(host or OPENAI_API, example=cls.example_host),
+            host=clean_base_url(host or cls.default_host, example=cls.example_host),
             secret_key=secret_key.strip(),
             options=cleaned,
         )

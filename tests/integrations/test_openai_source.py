@@ -372,3 +372,32 @@ def test_a_failing_messages_request_fails_its_page_and_the_next_sync_resumes(
     assert (resumed.resumed, resumed.created_count) == (True, 20)
     trace = synced(integration).get(external_id="chatcmpl-00015").data
     assert trace["input"][-1]["content"] == "Hello"
+
+
+def test_the_api_connects_openai_without_a_host_as_the_readme_shows(api_client, workspace, owner):
+    """README's body has no host: OpenAI's default base URL; Langfuse still needs one."""
+    from django.urls import reverse
+
+    from workspaces.services import issue_token
+
+    _, raw = issue_token(workspace=workspace, name="t", created_by=owner, role="admin")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    options = {"metadata": {"app": "support"}, "model": "gpt-4o-mini"}
+    created = api_client.post(
+        reverse("api-integrations"),
+        {"kind": "openai", "name": "OpenAI", "secret_key": "sk-x", "options": options},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert (created.json()["host"], created.json()["options"]) == (
+        "https://api.openai.com/v1",
+        options,
+    )
+    langfuse = api_client.post(
+        reverse("api-integrations"),
+        {"kind": "langfuse", "name": "LF", "public_key": "pk-lf-1", "secret_key": "sk-lf-1"},
+        format="json",
+    )
+    assert langfuse.status_code == 400
+    assert "https://cloud.langfuse.com" in langfuse.content.decode()
+    assert not Integration.objects.for_workspace(workspace).filter(name="LF").exists()
