@@ -183,3 +183,48 @@ def test_env_example_lists_every_variable_with_a_comment():
     assert len(read) > 20
     assert sorted(read - documented.keys()) == []
     assert sorted(name for name in read if not documented[name]) == []
+
+
+def _variables_read_anywhere() -> set[str]:
+    """Names read from the environment by iofold's code (settings, gunicorn, metrics...)."""
+    import re
+
+    read = set(_variables_read_by_settings())
+    pattern = re.compile(
+        r"""(?:environ(?:\.get)?[\[(]|getenv\(|env_\w*\()\s*["']([A-Z][A-Z0-9_]+)["']"""
+    )
+    for app in ("iofold", "accounts", "workspaces", "integrations", "traces", "evals", "sandbox"):
+        for path in (BASE_DIR / app).rglob("*.py"):
+            read.update(pattern.findall(path.read_text()))
+    return read
+
+
+def _readme_configuration_variables() -> set[str]:
+    import re
+
+    section = (BASE_DIR / "README.md").read_text().split("## Configuration", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return {
+        name
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+    }
+
+
+def test_readme_configuration_table_is_what_iofold_reads():
+    """Every variable settings reads has a row in README's table, and each row is read."""
+    table = _readme_configuration_variables()
+    assert sorted(_variables_read_by_settings() - table) == []
+    assert sorted(table - _variables_read_anywhere()) == []
+
+
+def test_env_example_names_only_variables_something_reads():
+    compose = (BASE_DIR / "compose.yaml").read_text()
+    names = {
+        line.split("=", 1)[0]
+        for line in (BASE_DIR / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    unread = {name for name in names - _variables_read_anywhere() if f"${{{name}" not in compose}
+    assert sorted(unread) == []
