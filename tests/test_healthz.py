@@ -24,6 +24,8 @@ def test_healthz_is_503_when_the_broker_is_unreachable(client, db, monkeypatch):
     monkeypatch.setenv("CELERY_BROKER_URL", unreachable)
     monkeypatch.setitem(app.conf, "broker_url", unreachable)
     monkeypatch.setitem(app.conf, "broker_transport_options", {})
+    # Settings name a transport only for the embedded broker; a Redis URL comes without one.
+    monkeypatch.setitem(app.conf, "broker_transport", None)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
