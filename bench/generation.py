@@ -38,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+# Appended: bench/sandbox.py must not shadow the sandbox package.
+sys.path.append(str(ROOT / "bench"))
 
 from reviewer_notes import with_notes  # noqa: E402
 

@@ -30,7 +30,8 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+# Appended: bench/sandbox.py must not shadow the sandbox package.
+sys.path.append(str(ROOT / "bench"))
 
 from generation import DEFAULT_DATA, SUITES, draw, score  # noqa: E402
 
