@@ -61,12 +61,19 @@ def _wrap(text: str, indent: str = "    ") -> list[str]:
 
 
 _VAR_NAMES = {
-    "refusal": "refusal",
+    "refusal": "refusal_phrase",
     "has_phrase": "phrase",
     "starts_with": "opening",
     "json_key": "key",
     "tool_called": "tool",
 }
+
+
+# What the emitted module defines (helpers, imports). A local of one of these names in
+# eval_fn shadows it there: `refusal = refusal(v, 'start')` raised UnboundLocalError.
+_EMITTED_NAMES = frozenset(
+    name for module in (shapes, runtime, constraints) for name in vars(module)
+)
 
 
 def _var_names(lits: tuple[Literal, ...]) -> list[str]:
@@ -75,7 +82,8 @@ def _var_names(lits: tuple[Literal, ...]) -> list[str]:
     for lit in lits:
         helper, args = lit.feature.helper, lit.feature.args
         name = args[0] if helper in ("flag", "at_least") else _VAR_NAMES.get(helper, "hit")
-        names.append(name if name not in names and name.isidentifier() else f"{name}_2")
+        taken = name in names or name in _EMITTED_NAMES or name in ("v", "trace", "conversation")
+        names.append(name if not taken and name.isidentifier() else f"{name}_2")
     return names
 
 

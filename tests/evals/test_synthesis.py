@@ -13,7 +13,8 @@ from evals.datasets import LabelledExample, read_labelled_jsonl
 from evals.generation.candidates import write_offline
 from evals.metrics.agreement import agreement, grouped_folds, low_confidence_reason
 from evals.synthesis import SynthesisError, codegen, cross_validate, fit, runtime, split_groups
-from evals.synthesis.features import ON_HINT
+from evals.synthesis.features import ON_HINT, Feature
+from evals.synthesis.learner import DecisionList, Literal, Rule
 from sandbox import validate
 from tests.evals.synthesis_checks import assert_code_matches, run_code
 
@@ -301,6 +302,30 @@ def test_emitted_code_with_every_helper_runs_in_the_jail_as_it_does_here():
     assert [(r.passed, r.reason, r.error, r.warning) for r in results] == [
         (*expected(trace), None, None) for trace in JAIL_TRACES
     ]
+
+
+@pytest.mark.parametrize(
+    "helper, args",
+    [
+        ("refusal", ("start",)),
+        ("refusal", ("opening",)),
+        ("has_phrase", ("out", "sorry")),
+        ("starts_with", ("sorry",)),
+        ("json_key", ("answer",)),
+        ("tool_called", ("find_order", 1)),
+    ],
+)
+def test_a_rule_on_any_helper_emits_an_eval_that_runs(helper, args):
+    # Each literal's finding is kept in a local; named after its helper, it shadowed it in
+    # eval_fn (`refusal = refusal(v, 'start')`) and every trace raised UnboundLocalError.
+    feature = Feature(helper, helper, args, cost=1.0)
+    rule = Rule(literals=(Literal(feature, True),), op="")
+    code = codegen.render(DecisionList(rules=(rule,), default=True), criteria="", summary="")
+    assert validate(code) == []
+    eval_fn = run_code(code)
+    for trace in JAIL_TRACES:
+        verdict, reason = eval_fn(trace)
+        assert (verdict, reason) == rule.judge(runtime.view(trace))
 
 
 # Known rules recovered from synthetic traces, one per feature family. Each set has one
