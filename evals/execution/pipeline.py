@@ -136,9 +136,6 @@ def judge_batches[B](
     if first is _END:
         return True
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-writer")
-    if write_apart:
-        # The writer's connection opens while the first batch is read, not in its first write.
-        writer.submit(_connect)
     writes: list[Future[bool]] = []
 
     def outcome() -> bool:
@@ -149,6 +146,11 @@ def judge_batches[B](
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
             batch, ids, texts = timed_read(first)
             running: Future[Any] = pool.submit(timed_judge, texts)
+            if write_apart:
+                # The writer's thread starts and its connection opens while the first batch
+                # is judged, not in its first write, nor before that batch's read (a thread's
+                # start is 2-3 ms on a busy machine).
+                writer.submit(_connect)
             while True:
                 upcoming = next(pending, _END)
                 following = timed_read(upcoming) if upcoming is not _END else None

@@ -277,3 +277,81 @@ def test_a_chunks_first_batch_is_read_while_its_jail_starts(
     assert runner._spare is None
     run.refresh_from_db()
     assert (run.done, run.passed, run.failed) == (3, 3, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunks_claim_commits_with_the_runs_start_in_one_transaction(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    # The first chunk's claim and its run's start wait for the disk once, not twice; the
+    # claims of the chunks a worker carries on with commit on their own, as before.
+    if connection.vendor != "postgresql":
+        pytest.skip("the transaction ids are PostgreSQL's")
+    monkeypatch.setattr(runs_module, "enqueue_chunk", lambda pk: None)  # see the test above
+    run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    transactions = []
+
+    def record(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        claim = sql.startswith('UPDATE "evals_evalrunchunk" SET "status"')
+        if claim or sql.startswith('UPDATE "evals_evalrun" SET "status"'):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT txid_current_if_assigned()")
+                transactions.append(("claim" if claim else "run", cursor.fetchone()[0]))
+        return result
+
+    first = run.chunks.order_by("index").first()
+    with connection.execute_wrapper(record):
+        execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    (_, claimed), (_, started) = transactions[:2]
+    assert [what for what, _ in transactions[:2]] == ["claim", "run"]
+    assert claimed is not None and claimed == started
+    assert [what for what, _ in transactions[2:]].count("claim") == 3
+    run.refresh_from_db()
+    assert run.started_at is not None
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
+    assert [c.judged for c in run.chunks.order_by("index")] == [3, 3, 3, 1]
+
+
+def test_a_chunks_heartbeat_starts_once_its_first_batch_is_in_the_sandbox(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    # The heartbeat's thread starts after the first batch is handed to the sandbox, not
+    # before its read: every chunk claimed still gets one, and the counts stay exact.
+    import sandbox
+
+    settings.IOFOLD_EVAL_CHUNK_TRACES = 4
+    monkeypatch.setattr(chunk_module, "EXECUTE_CHUNK", 2)  # two batches a chunk
+    eval_set, traces = labelled_set(workspace, good=6, bad=4)
+    eval = make_eval(eval_set, version=1)
+    with django_capture_on_commit_callbacks():
+        run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="manual")
+    events = []
+    real_run_json, real_keep_alive = sandbox.run_json, chunk_module.keep_alive
+
+    def run_json(*args, **kwargs):
+        events.append("batch")
+        return real_run_json(*args, **kwargs)
+
+    def keep_alive(claimed):
+        events.append(f"heartbeat {claimed.index}")
+        return real_keep_alive(claimed)
+
+    monkeypatch.setattr(sandbox, "run_json", run_json)
+    monkeypatch.setattr(chunk_module, "keep_alive", keep_alive)
+    first = run.chunks.order_by("index").first()
+
+    execute_chunk(chunk_id=first.pk, carry_on=True)
+
+    # Chunks of 4, 4 and 2 traces: each chunk's heartbeat once its first batch is judging.
+    assert events.index("batch") < events.index("heartbeat 0")
+    assert [e for e in events if e.startswith("heartbeat")] == [
+        "heartbeat 0",
+        "heartbeat 1",
+        "heartbeat 2",
+    ]
+    assert events.count("batch") == 5
+    run.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
+    assert [c.judged for c in run.chunks.order_by("index")] == [4, 4, 2]
