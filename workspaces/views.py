@@ -156,24 +156,35 @@ def leave(request):
 def tokens(request):
     """API tokens: create (the secret is shown once), list, revoke."""
     form = TokenForm(request.POST or None)
-    raw = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            _, raw = services.issue_token(
-                workspace=request.workspace,
-                name=form.cleaned_data["name"],
-                role=form.cleaned_data["role"],
-                created_by=request.user,
-            )
-            form = TokenForm()
-        except WorkspaceError as exc:
-            messages.error(request, exc.message)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                _, raw = services.issue_token(
+                    workspace=request.workspace,
+                    name=form.cleaned_data["name"],
+                    role=form.cleaned_data["role"],
+                    created_by=request.user,
+                )
+            except WorkspaceError as exc:
+                messages.error(request, exc.message)
+            else:
+                # Post/Redirect/Get, so a refresh cannot make a second token: the secret
+                # waits in the session for the one page that shows it.
+                request.session[_new_token_key(request.workspace)] = raw
+                return redirect("workspaces:tokens", slug=request.workspace.slug)
+        status = 400
     ctx = {
         "tokens": ApiToken.objects.for_workspace(request.workspace).select_related("created_by"),
         "form": form,
-        "new_token": raw,
+        "new_token": request.session.pop(_new_token_key(request.workspace), None),
     }
-    return render(request, "workspaces/tokens.html", ctx)
+    return render(request, "workspaces/tokens.html", ctx, status=status)
+
+
+def _new_token_key(workspace: Workspace) -> str:
+    """The session key holding a just-created token's secret until its page is shown."""
+    return f"workspaces:new_token:{workspace.pk}"
 
 
 @require_POST

@@ -354,11 +354,39 @@ def test_a_refused_invitation_or_role_change_says_which_field_is_wrong(client, w
 def test_the_page_showing_a_new_token_is_not_cached(client, workspace, owner):
     client.force_login(owner)
     response = client.post(
-        reverse("workspaces:tokens", args=["acme"]), {"name": "ci", "role": "member"}
+        reverse("workspaces:tokens", args=["acme"]), {"name": "ci", "role": "member"}, follow=True
     )
     assert 'data-testid="new-token"' in response.content.decode()
     # Neither the browser (back button) nor a proxy keeps the page with the secret.
     assert "no-store" in response["Cache-Control"]
+
+
+def test_a_new_token_is_shown_once_and_a_refresh_makes_no_second_one(client, workspace, owner):
+    client.force_login(owner)
+    url = reverse("workspaces:tokens", args=["acme"])
+    response = client.post(url, {"name": "ci", "role": "member"})
+    # Post/Redirect/Get: refreshing what the browser shows next re-sends a GET, not the form.
+    assert response.status_code == 302
+    assert response.url == url
+    shown = client.get(url).content.decode()
+    token = ApiToken.objects.get(workspace=workspace)
+    secret = shown.split('<p class="secret">', 1)[1].split("</p>", 1)[0]
+    assert token.matches(secret)
+    again = client.get(url).content.decode()
+    assert 'data-testid="new-token"' not in again
+    assert secret not in again
+    assert ApiToken.objects.filter(workspace=workspace).count() == 1
+
+
+def test_a_token_form_with_a_problem_keeps_what_was_typed(client, workspace, owner):
+    client.force_login(owner)
+    url = reverse("workspaces:tokens", args=["acme"])
+    response = client.post(url, {"name": "nightly eval job", "role": "owner"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'value="nightly eval job"' in html
+    assert "Select a valid choice." in html
+    assert not ApiToken.objects.filter(workspace=workspace).exists()
 
 
 def test_an_invitation_to_a_workspace_being_deleted_offers_nothing_to_join(
