@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -102,9 +103,27 @@ def _first_error(form) -> str:
 @workspace_view(manage=True)
 def cancel_invitation(request, pk: int):
     invitation = get_object_or_404(Invitation.objects.for_workspace(request.workspace), pk=pk)
+    if not _confirmed(request):
+        return render(
+            request,
+            "components/confirm_page.html",
+            {
+                "question": f"Cancel the invitation for {invitation.email}?",
+                "detail": "Its link stops working; you can invite them again later.",
+                "button": "Cancel invitation",
+                "back_url": reverse("workspaces:members", args=[request.workspace.slug]),
+            },
+        )
     invitation.delete()
     messages.success(request, f"Invitation for {invitation.email} cancelled.")
     return redirect("workspaces:members", slug=request.workspace.slug)
+
+
+def _confirmed(request) -> bool:
+    """Whether the user said yes to a data-confirm question: the page's dialog adds the
+    field (static/js/iofold.js); without JavaScript the action asks on a page of its own
+    first, as the Django admin's delete action does."""
+    return request.POST.get("confirmed") == "yes"
 
 
 @require_POST

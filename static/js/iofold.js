@@ -2,7 +2,7 @@
 // inline scripts or event handlers (the Content-Security-Policy allows neither).
 // Handlers are bound once on the document, so content swapped in by htmx works too.
 //
-//   <form data-confirm="Delete this?">     asks before submitting
+//   <form data-confirm="Delete this?">     asks before submitting, and sends confirmed=yes
 //   <select data-autosubmit>               submits its form when changed
 //   <input type="checkbox" data-select-all="trace">
 //                                          (un)checks every input[name=trace]
@@ -25,10 +25,22 @@
   });
 
   document.addEventListener("submit", function (event) {
-    const message = event.target.dataset && event.target.dataset.confirm;
-    if (message && !window.confirm(message)) {
+    const form = event.target;
+    const message = form.dataset && form.dataset.confirm;
+    if (!message) return;
+    if (!window.confirm(message)) {
       event.preventDefault();
       event.stopImmediatePropagation();
+      return;
+    }
+    // The answer goes with the form: an action that asks again on a page of its own
+    // when JavaScript is off sees it was answered here.
+    if (!form.querySelector("input[name=confirmed]")) {
+      const answer = document.createElement("input");
+      answer.type = "hidden";
+      answer.name = "confirmed";
+      answer.value = "yes";
+      form.appendChild(answer);
     }
   }, true);
 

@@ -425,3 +425,31 @@ def test_a_refused_invitation_keeps_what_was_typed(client, workspace, owner, mem
     assert "member@acme.test is already a member of this workspace." in html
     assert 'value="member@acme.test"' in html
     assert '<option value="viewer" selected>' in html
+
+
+def test_cancelling_an_invitation_asks_first(client, workspace, owner):
+    """Its link stops working at once: a slip of the mouse should not do that."""
+    invitation = invite_member(
+        workspace=workspace,
+        email="grace@example.com",
+        role="member",
+        invited_by=owner,
+        base_url="http://testserver",
+    )
+    client.force_login(owner)
+    members = client.get(reverse("workspaces:members", args=["acme"])).content.decode()
+    assert 'data-confirm="Cancel the invitation for grace@example.com?' in members
+
+    # Without JavaScript no dialog asked: the action asks on a page of its own.
+    url = reverse("workspaces:cancel_invitation", args=["acme", invitation.pk])
+    asked = client.post(url)
+    assert asked.status_code == 200
+    html = asked.content.decode()
+    assert "Cancel the invitation for grace@example.com?" in html
+    assert 'name="confirmed" value="yes"' in html
+    assert reverse("workspaces:members", args=["acme"]) in html  # the way back
+    assert Invitation.objects.filter(pk=invitation.pk).exists()
+
+    response = client.post(url, {"confirmed": "yes"}, follow=True)
+    assert _messages(response) == ["Invitation for grace@example.com cancelled."]
+    assert not Invitation.objects.filter(pk=invitation.pk).exists()
