@@ -64,15 +64,14 @@ class EvalSetForm(forms.Form):
     )
     trace_ids = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not self.is_bound and self.initial.get("saved_filter"):
-            # A pre-filled filter (the trace list's "Save filter as eval set") that does not
-            # read is named on the first render, not only once the form is submitted.
-            _, problems = _read_saved_filter(self.initial["saved_filter"])
-            if problems:
-                self.full_clean()  # unbound: no errors of its own, but the dict to hold them
-                self._errors["saved_filter"] = self.error_class(problems)
+    def saved_filter_problems(self) -> list[str]:
+        """What does not read in the filter: a submitted form's errors, or, on the first
+        render, those of a pre-filled filter (the trace list's "Save filter as eval set"),
+        named before the form is submitted rather than only after."""
+        if self.is_bound:
+            return list(self.errors.get("saved_filter", []))
+        raw = self.initial.get("saved_filter")
+        return _read_saved_filter(raw)[1] if raw else []
 
     def clean_unit(self) -> str | None:
         return self.cleaned_data["unit"] or None

@@ -56,6 +56,7 @@ def test_save_filter_as_eval_set_names_an_unknown_source_on_first_render(login, 
     assert page.status_code == 200
     assert "source: &#x27;bogus&#x27; is not a source of traces (" in html
     assert 'name="saved_filter" value="source=bogus&amp;tag=checkout"' in html
+    assert 'has_error=false" aria-invalid="true"' in html  # the filter box, marked
     assert (
         "is not a source"
         not in login(owner).get(create, {"filter": "source=upload"}).content.decode()
@@ -72,3 +73,15 @@ def test_a_stored_filter_on_an_unknown_source_still_matches_nothing(workspace, o
     EvalSet.objects.filter(pk=eval_set.pk).update(saved_filter={"source": "gone"})
     eval_set.refresh_from_db()
     assert not Trace.objects.in_eval_set(eval_set).exists()
+
+
+def test_editing_a_set_whose_stored_filter_no_longer_reads_names_it(login, workspace, owner):
+    """Saved before sources were checked, the filter matches nothing: the edit page says why."""
+    eval_set = services.create_eval_set(
+        workspace=workspace, name="Old", criteria="good", created_by=owner,
+        source_kind=EvalSet.SourceKind.FILTER, saved_filter={},
+    )  # fmt: skip
+    EvalSet.objects.filter(pk=eval_set.pk).update(saved_filter={"source": "gone"})
+    edit = reverse("traces:evalset_edit", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
+    html = login(owner).get(edit).content.decode()
+    assert "source: &#x27;gone&#x27; is not a source of traces (" in html
