@@ -44,3 +44,16 @@ def test_an_unknown_api_path_answers_in_json_like_every_api_error(client):
         assert response.status_code == 404
         assert response["Content-Type"] == "application/json"
         assert response.json() == {"detail": "Not found."}
+
+
+def test_a_refused_page_says_why_with_the_workspace_around_it(client, viewer, workspace):
+    """A viewer who follows a link to an admin's page learns why it is closed, and the way back."""
+    client.force_login(viewer)
+
+    response = client.get(f"/w/{workspace.slug}/settings/")
+
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert "Only owners and admins can do this. Your role here is Viewer." in page
+    assert f'href="/w/{workspace.slug}/"' in page and f"Back to {workspace.name}" in page
+    assert 'data-testid="workspace-switcher"' in page

@@ -26,6 +26,8 @@ def get_workspace_for_user(request, slug: str, *, write: bool = False, manage: b
     membership = next((m for m in memberships if m.workspace.slug == slug), None)
     if membership is None:
         raise Http404("No such workspace")
+    # Set before the role check, so a refusal's page keeps the member's workspace around it.
+    request.workspace, request.membership = membership.workspace, membership
     check_role(membership.role, write=write, manage=manage)
     return membership.workspace, membership
 
