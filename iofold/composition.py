@@ -23,6 +23,8 @@ class NavItem:
     url_name: str
     # URL names of the app that highlight the entry; empty: any page of the app.
     highlights: tuple[str, ...] = ()
+    # Owners' and admins' pages: shown to others, the entry led only to a refusal.
+    manage: bool = False
 
 
 NAV_ITEMS = [
@@ -56,8 +58,8 @@ NAV_ITEMS = [
     NavItem("Gallery", "evals:gallery", ("gallery", "template")),
     NavItem("Operations", "evals:dashboard", ("dashboard", "drift")),
     NavItem("Members", "workspaces:members", ("members",)),
-    NavItem("Eval settings", "evals:settings", ("settings", "automation")),
-    NavItem("Settings", "workspaces:settings", ("settings", "tokens")),
+    NavItem("Eval settings", "evals:settings", ("settings", "automation"), manage=True),
+    NavItem("Settings", "workspaces:settings", ("settings", "tokens"), manage=True),
 ]
 
 
@@ -69,12 +71,21 @@ def navigation(request: HttpRequest) -> dict:
     workspace = getattr(request, "workspace", None)
     if workspace is None:
         return {"workspace_nav": []}
-    return {"workspace_nav": workspace_nav(workspace, getattr(request, "resolver_match", None))}
+    membership = getattr(request, "membership", None)
+    nav = workspace_nav(
+        workspace,
+        getattr(request, "resolver_match", None),
+        can_manage=membership is not None and membership.can_manage,
+    )
+    return {"workspace_nav": nav}
 
 
-def workspace_nav(workspace, current: ResolverMatch | None = None) -> list[dict]:
+def workspace_nav(
+    workspace, current: ResolverMatch | None = None, *, can_manage: bool = True
+) -> list[dict]:
     """Return the navigation entries of a workspace, with their URLs; ``active`` marks the
-    entry of the page ``current`` resolved to."""
+    entry of the page ``current`` resolved to. Without ``can_manage``, the owners' and
+    admins' pages are left out."""
     urls = _nav_urls(workspace.slug, get_script_prefix(), get_urlconf())
     return [
         {
@@ -84,6 +95,7 @@ def workspace_nav(workspace, current: ResolverMatch | None = None) -> list[dict]
             "active": current is not None and _highlights(item, current),
         }
         for item, url in zip(NAV_ITEMS, urls, strict=True)
+        if can_manage or not item.manage
     ]
 
 

@@ -54,3 +54,20 @@ def test_the_labelling_step_counts_good_and_bad_labels_only(workspace, owner):
     # Neutral labels teach the eval nothing: one of two, not three labelled of two.
     assert step["title"] == "Label 2 traces" and not step["done"]
     assert "Only good and bad ones count: 1 of 2 so far." in step["help"]
+
+
+def test_members_and_viewers_are_not_offered_the_settings_pages(client, workspace, member, owner):
+    """Those pages are the owners' and admins': their entries led others only to a refusal."""
+    settings_links = [
+        f'href="/w/{workspace.slug}/settings/"',
+        f'href="/w/{workspace.slug}/evals/settings/"',
+    ]
+
+    def home_page(user) -> str:
+        client.force_login(user)
+        return client.get(f"/w/{workspace.slug}/").content.decode()
+
+    assert all(link in home_page(owner) for link in settings_links)
+    page = home_page(member)
+    assert not any(link in page for link in settings_links)
+    assert f'href="/w/{workspace.slug}/members/"' in page
