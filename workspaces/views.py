@@ -66,9 +66,12 @@ def _members_page(request, form: InvitationForm, status: int = 200):
     return render(request, "workspaces/members.html", ctx, status=status)
 
 
-@require_POST
 @workspace_view(manage=True)
 def invite(request):
+    if request.method != "POST":
+        # A refused invitation's page stays at this address: reloading it from the address
+        # bar (a GET) leads back to the members page instead of a blank "method not allowed".
+        return redirect("workspaces:members", slug=request.workspace.slug)
     form = InvitationForm(request.POST)
     if form.is_valid():
         try:

@@ -453,3 +453,17 @@ def test_cancelling_an_invitation_asks_first(client, workspace, owner):
     response = client.post(url, {"confirmed": "yes"}, follow=True)
     assert _messages(response) == ["Invitation for grace@example.com cancelled."]
     assert not Invitation.objects.filter(pk=invitation.pk).exists()
+
+
+def test_opening_the_address_of_a_refused_invitation_leads_to_the_members_page(
+    client, workspace, owner
+):
+    """The page answering a refused invitation stays at its own address; going there
+    again (Enter in the address bar, a bookmark) showed a blank page."""
+    client.force_login(owner)
+    invite = reverse("workspaces:invite", args=["acme"])
+    refused = client.post(invite, {"email": "owner@acme.test", "role": "member"})
+    assert refused.status_code == 400
+    response = client.get(invite)
+    assert response.status_code == 302
+    assert response.url == reverse("workspaces:members", args=["acme"])
