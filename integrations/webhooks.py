@@ -24,7 +24,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -34,6 +34,7 @@ from integrations.models import Integration
 from integrations.uploads import to_normalised
 from iofold.exceptions import RateLimited
 from iofold.lib import jsontext
+from iofold.lib.shown_once import keep_to_show, take_to_show
 from iofold.pipeline import admit_traces, ingest_traces
 from workspaces.access import workspace_view
 
@@ -193,15 +194,26 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 @never_cache  # it shows the new secret
-@require_POST
 @workspace_view(manage=True)
 def regenerate_secret(request, pk: int):
-    """Make a new webhook secret and show it once, with how to sign requests."""
+    """Make a new webhook secret (POST), then show it once, with how to sign requests."""
     integration = get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
-    had_secret = bool(integration.webhook_secret)
-    secret = regenerate_webhook_secret(integration=integration)
-    if had_secret:
-        messages.warning(request, "The old webhook secret no longer works.")
+    key = f"webhook_secret:{integration.pk}"
+    if request.method == "POST":
+        had_secret = bool(integration.webhook_secret)
+        # Shown after a redirect: a refresh re-sending the form would replace the secret
+        # just copied with another one.
+        keep_to_show(request, key, regenerate_webhook_secret(integration=integration))
+        if had_secret:
+            messages.warning(request, "The old webhook secret no longer works.")
+        return redirect("integrations:webhook_secret", slug=request.workspace.slug, pk=pk)
+    secret = take_to_show(request, key)
+    if secret is None:
+        messages.info(
+            request,
+            "A webhook secret is shown only once, when it is made. Regenerate it for a new one.",
+        )
+        return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
     url = request.build_absolute_uri(f"/api/v1/integrations/{integration.pk}/webhook")
     ctx = {"integration": integration, "secret": secret, "webhook_url": url}
     return render(request, "integrations/webhook_secret.html", ctx)

@@ -374,6 +374,7 @@ UI_CASES = [
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
     Case("integrations:webhook_secret", "post", _integration_pk),
+    Case("integrations:webhook_secret", "get", _integration_pk),
     # Eval management (issue 7).
     Case("evals:list"),
     Case("evals:versions", kwargs=_mgmt("set:pk")),

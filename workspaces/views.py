@@ -8,6 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import email_address_status
+from iofold.lib.shown_once import keep_to_show, take_to_show
 from workspaces import services
 from workspaces.access import workspace_view
 from workspaces.exceptions import WorkspaceError
@@ -191,22 +192,20 @@ def tokens(request):
             except WorkspaceError as exc:
                 messages.error(request, exc.message)
             else:
-                # Post/Redirect/Get, so a refresh cannot make a second token: the secret
-                # waits in the session for the one page that shows it.
-                request.session[_new_token_key(request.workspace)] = raw
+                # A refresh of the page showing the secret must not make a second token.
+                keep_to_show(request, _new_token_key(request.workspace), raw)
                 return redirect("workspaces:tokens", slug=request.workspace.slug)
         status = 400
     ctx = {
         "tokens": ApiToken.objects.for_workspace(request.workspace).select_related("created_by"),
         "form": form,
-        "new_token": request.session.pop(_new_token_key(request.workspace), None),
+        "new_token": take_to_show(request, _new_token_key(request.workspace)),
     }
     return render(request, "workspaces/tokens.html", ctx, status=status)
 
 
 def _new_token_key(workspace: Workspace) -> str:
-    """The session key holding a just-created token's secret until its page is shown."""
-    return f"workspaces:new_token:{workspace.pk}"
+    return f"api_token:{workspace.pk}"
 
 
 @require_POST

@@ -140,7 +140,9 @@ def test_invalid_traces_are_reported_per_index(client, integration):
 def test_the_secret_is_shown_once_then_only_its_last_four(client, owner, workspace, integration):
     client.force_login(owner)
 
-    shown = client.post(f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/")
+    shown = client.post(
+        f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/", follow=True
+    )
     integration.refresh_from_db()
     detail = client.get(f"/w/{workspace.slug}/integrations/{integration.pk}/")
 
@@ -150,3 +152,24 @@ def test_the_secret_is_shown_once_then_only_its_last_four(client, owner, workspa
     assert "no-store" in shown["Cache-Control"]
     assert integration.webhook_secret not in detail.content.decode()
     assert integration.webhook_secret_hint in detail.content.decode()
+
+
+def test_refreshing_the_new_secrets_page_keeps_the_secret_just_copied(
+    client, owner, workspace, integration
+):
+    """The page is reached by a redirect: a refresh does not make (and show) yet another
+    secret, which would silently break the one already copied."""
+    client.force_login(owner)
+    url = f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/"
+
+    made = client.post(url)
+    assert made.status_code == 302 and made.url == url
+    integration.refresh_from_db()
+    copied = integration.webhook_secret
+    assert copied in client.get(url).content.decode()
+
+    refreshed = client.get(url, follow=True)
+    integration.refresh_from_db()
+    assert integration.webhook_secret == copied
+    assert copied not in refreshed.content.decode()
+    assert "A webhook secret is shown only once" in refreshed.content.decode()

@@ -1,0 +1,21 @@
+"""A new secret shown once, on the page a form's POST redirects to (Post/Redirect/Get).
+
+Rendered in the POST's own response, a refresh re-sends the form and makes another secret
+(a second token, or a webhook secret that silently replaces the one just copied). Instead
+the secret waits in the session for the one GET that shows it, and is gone after. Keep the
+showing page ``never_cache``, and never log what is kept here.
+"""
+
+from django.http import HttpRequest
+
+_PREFIX = "shown_once:"
+
+
+def keep_to_show(request: HttpRequest, key: str, secret: str) -> None:
+    """Hold ``secret`` for the next page that takes ``key``."""
+    request.session[_PREFIX + key] = secret
+
+
+def take_to_show(request: HttpRequest, key: str) -> str | None:
+    """Return the secret held under ``key`` and forget it; None when there is none."""
+    return request.session.pop(_PREFIX + key, None)
