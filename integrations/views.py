@@ -15,6 +15,7 @@ from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
 from iofold.composition import trace_origins
 from iofold.exceptions import RateLimited
+from iofold.lib.confirm import ask_first, confirmed
 from iofold.pipeline import admit_traces
 from workspaces.access import workspace_view
 
@@ -243,6 +244,14 @@ def enable(request, pk: int):
 @workspace_view(manage=True)
 def delete(request, pk: int):
     integration = _integration(request, pk)
+    if not confirmed(request):
+        return ask_first(
+            request,
+            question=f"Delete {integration.name}?",
+            detail="Its traces are kept.",
+            button="Delete",
+            back_url=reverse("integrations:detail", args=[request.workspace.slug, pk]),
+        )
     services.delete_integration(integration=integration)
     messages.success(request, f"“{integration.name}” deleted. Its synced traces were kept.")
     return redirect("integrations:list", slug=request.workspace.slug)

@@ -25,6 +25,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -34,6 +35,7 @@ from integrations.models import Integration
 from integrations.uploads import to_normalised
 from iofold.exceptions import RateLimited
 from iofold.lib import jsontext
+from iofold.lib.confirm import ask_first, confirmed
 from iofold.lib.shown_once import keep_to_show, take_to_show
 from iofold.pipeline import admit_traces, ingest_traces
 from workspaces.access import workspace_view
@@ -201,6 +203,14 @@ def regenerate_secret(request, pk: int):
     key = f"webhook_secret:{integration.pk}"
     if request.method == "POST":
         had_secret = bool(integration.webhook_secret)
+        if had_secret and not confirmed(request):
+            return ask_first(
+                request,
+                question="Make a new webhook secret?",
+                detail="The current one stops working.",
+                button="Make a new secret",
+                back_url=reverse("integrations:detail", args=[request.workspace.slug, pk]),
+            )
         # Shown after a redirect: a refresh re-sending the form would replace the secret
         # just copied with another one.
         keep_to_show(request, key, regenerate_webhook_secret(integration=integration))

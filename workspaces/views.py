@@ -8,6 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import email_address_status
+from iofold.lib.confirm import ask_first, confirmed
 from iofold.lib.shown_once import keep_to_show, take_to_show
 from workspaces import services
 from workspaces.access import workspace_view
@@ -107,27 +108,21 @@ def _first_error(form) -> str:
 @workspace_view(manage=True)
 def cancel_invitation(request, pk: int):
     invitation = get_object_or_404(Invitation.objects.for_workspace(request.workspace), pk=pk)
-    if not _confirmed(request):
-        return render(
+    if not confirmed(request):
+        return ask_first(
             request,
-            "components/confirm_page.html",
-            {
-                "question": f"Cancel the invitation for {invitation.email}?",
-                "detail": "Its link stops working; you can invite them again later.",
-                "button": "Cancel invitation",
-                "back_url": reverse("workspaces:members", args=[request.workspace.slug]),
-            },
+            question=f"Cancel the invitation for {invitation.email}?",
+            detail="Its link stops working; you can invite them again later.",
+            button="Cancel invitation",
+            back_url=_members_url(request),
         )
     invitation.delete()
     messages.success(request, f"Invitation for {invitation.email} cancelled.")
     return redirect("workspaces:members", slug=request.workspace.slug)
 
 
-def _confirmed(request) -> bool:
-    """Whether the user said yes to a data-confirm question: the page's dialog adds the
-    field (static/js/iofold.js); without JavaScript the action asks on a page of its own
-    first, as the Django admin's delete action does."""
-    return request.POST.get("confirmed") == "yes"
+def _members_url(request) -> str:
+    return reverse("workspaces:members", args=[request.workspace.slug])
 
 
 @require_POST
@@ -152,6 +147,15 @@ def change_role(request, pk: int):
 @workspace_view(manage=True)
 def remove_member(request, pk: int):
     membership = get_object_or_404(Membership.objects.for_workspace(request.workspace), pk=pk)
+    if not confirmed(request):
+        return ask_first(
+            request,
+            question=f"Remove {membership.user.email}?",
+            detail="They lose access to this workspace at once, and the API tokens they "
+            "made here stop working.",
+            button="Remove",
+            back_url=_members_url(request),
+        )
     try:
         services.remove_member(membership=membership, by=request.membership)
         messages.success(request, f"{membership.user} was removed.")
@@ -165,6 +169,14 @@ def remove_member(request, pk: int):
 @require_POST
 @workspace_view(own_membership=True)
 def leave(request):
+    if not confirmed(request):
+        return ask_first(
+            request,
+            question=f"Leave {request.workspace.name}?",
+            detail="You will need a new invitation to come back.",
+            button="Leave",
+            back_url=_members_url(request),
+        )
     try:
         services.leave_workspace(membership=request.membership)
     except WorkspaceError as exc:
@@ -212,6 +224,14 @@ def _new_token_key(workspace: Workspace) -> str:
 @workspace_view(manage=True)
 def revoke_token(request, pk: int):
     token = get_object_or_404(ApiToken.objects.for_workspace(request.workspace), pk=pk)
+    if not confirmed(request):
+        return ask_first(
+            request,
+            question=f"Revoke {token.name}?",
+            detail="Whatever uses it stops working; this cannot be undone.",
+            button="Revoke",
+            back_url=reverse("workspaces:tokens", args=[request.workspace.slug]),
+        )
     services.revoke_token(token=token)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("workspaces:tokens", slug=request.workspace.slug)

@@ -141,7 +141,9 @@ def test_the_secret_is_shown_once_then_only_its_last_four(client, owner, workspa
     client.force_login(owner)
 
     shown = client.post(
-        f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/", follow=True
+        f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/",
+        {"confirmed": "yes"},
+        follow=True,
     )
     integration.refresh_from_db()
     detail = client.get(f"/w/{workspace.slug}/integrations/{integration.pk}/")
@@ -162,7 +164,7 @@ def test_refreshing_the_new_secrets_page_keeps_the_secret_just_copied(
     client.force_login(owner)
     url = f"/w/{workspace.slug}/integrations/{integration.pk}/webhook-secret/"
 
-    made = client.post(url)
+    made = client.post(url, {"confirmed": "yes"})
     assert made.status_code == 302 and made.url == url
     integration.refresh_from_db()
     copied = integration.webhook_secret

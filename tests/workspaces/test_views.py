@@ -182,7 +182,7 @@ def test_a_viewer_can_leave_and_lands_in_their_other_workspace(
     client.get(reverse("workspaces:home", kwargs={"slug": workspace.slug}))  # last visited
 
     url = reverse("workspaces:leave", kwargs={"slug": workspace.slug})
-    response = client.post(url, follow=True)
+    response = client.post(url, {"confirmed": "yes"}, follow=True)
 
     assert response.redirect_chain[-1][0] == reverse(
         "workspaces:home", kwargs={"slug": other_workspace.slug}
@@ -201,7 +201,7 @@ def test_the_only_owner_cannot_leave(client, workspace, owner, member):
     assert url not in page.content.decode()
     assert "You are the only owner: make someone else an owner to leave." in page.content.decode()
 
-    response = client.post(url, follow=True)
+    response = client.post(url, {"confirmed": "yes"}, follow=True)
 
     assert "You are the only owner. Make another member an owner first" in (
         response.content.decode()
@@ -317,7 +317,7 @@ def test_an_admin_cannot_demote_or_remove_an_owner(client, workspace, owner, adm
     client.force_login(admin_user)
     target = Membership.objects.get(workspace=workspace, user=owner)
     client.post(reverse("workspaces:change_role", args=["acme", target.pk]), {"role": "viewer"})
-    client.post(reverse("workspaces:remove_member", args=["acme", target.pk]))
+    client.post(reverse("workspaces:remove_member", args=["acme", target.pk]), {"confirmed": "yes"})
     assert Membership.objects.get(pk=target.pk).role == "owner"
 
 
@@ -440,16 +440,7 @@ def test_cancelling_an_invitation_asks_first(client, workspace, owner):
     members = client.get(reverse("workspaces:members", args=["acme"])).content.decode()
     assert 'data-confirm="Cancel the invitation for grace@example.com?' in members
 
-    # Without JavaScript no dialog asked: the action asks on a page of its own.
     url = reverse("workspaces:cancel_invitation", args=["acme", invitation.pk])
-    asked = client.post(url)
-    assert asked.status_code == 200
-    html = asked.content.decode()
-    assert "Cancel the invitation for grace@example.com?" in html
-    assert 'name="confirmed" value="yes"' in html
-    assert reverse("workspaces:members", args=["acme"]) in html  # the way back
-    assert Invitation.objects.filter(pk=invitation.pk).exists()
-
     response = client.post(url, {"confirmed": "yes"}, follow=True)
     assert _messages(response) == ["Invitation for grace@example.com cancelled."]
     assert not Invitation.objects.filter(pk=invitation.pk).exists()

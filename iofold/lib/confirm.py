@@ -1,0 +1,23 @@
+"""Destructive actions ask first.
+
+With JavaScript the page's own dialog asks (``<form data-confirm="...">``, see
+static/js/iofold.js), and a yes goes with the form as ``confirmed=yes``. Without it the
+form arrives unanswered, and the action asks on a page of its own before doing anything,
+as the Django admin's delete action does.
+"""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+def confirmed(request: HttpRequest) -> bool:
+    """Whether the user said yes to the action's question."""
+    return request.POST.get("confirmed") == "yes"
+
+
+def ask_first(
+    request: HttpRequest, *, question: str, detail: str, button: str, back_url: str
+) -> HttpResponse:
+    """The page asking ``question``; its ``button`` posts the same action again, answered."""
+    ctx = {"question": question, "detail": detail, "button": button, "back_url": back_url}
+    return render(request, "components/confirm_page.html", ctx)
