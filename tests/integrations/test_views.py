@@ -444,3 +444,19 @@ def test_a_sync_before_its_first_page_says_what_it_waits_for(
     html = progress.content.decode()
     assert f"Syncing: asking {fake.url} for the first page…" in html
     assert "page 0" not in html
+
+
+def test_a_new_integrations_page_offers_sync_now_only_to_who_has_the_button(
+    login, owner, viewer, workspace, make_integration
+):
+    integration = make_integration(type("F", (), {"url": "http://x.test"}))
+    url = reverse("integrations:detail", args=[workspace.slug, integration.pk])
+
+    assert "“Sync now” reads the traces" in login(owner).get(url).content.decode()
+    # A viewer has no "Sync now" button: the page does not point to one.
+    seen = login(viewer).get(url).content.decode()
+    assert "No sync yet." in seen and "Sync now" not in seen
+
+    services.set_integration_enabled(integration=integration, enabled=False)
+    disabled = login(owner).get(url).content.decode()
+    assert "It is disabled: it syncs once enabled." in disabled and "Sync now" not in disabled
