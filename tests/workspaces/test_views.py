@@ -458,3 +458,15 @@ def test_opening_the_address_of_a_refused_invitation_leads_to_the_members_page(
     response = client.get(invite)
     assert response.status_code == 302
     assert response.url == reverse("workspaces:members", args=["acme"])
+
+
+def test_a_new_tokens_secret_not_picked_up_at_once_is_never_shown(
+    client, workspace, owner, monkeypatch
+):
+    """Had the tab closed before the redirect, the secret would show on a later visit."""
+    client.force_login(owner)
+    url = reverse("workspaces:tokens", args=["acme"])
+    client.post(url, {"name": "ci", "role": "member"})
+    monkeypatch.setattr("iofold.lib.shown_once.MAX_AGE_SECONDS", -1)  # as if long after
+    assert 'data-testid="new-token"' not in client.get(url).content.decode()
+    assert "shown_once:" not in str(dict(client.session))
