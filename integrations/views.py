@@ -216,7 +216,10 @@ def sync_now(request, pk: int):
     if request.htmx:
         ctx = {"integration": integration, "run": run, "trace_count": integration.traces.count()}
         return render(request, "integrations/detail.html#progress", ctx)
-    messages.success(request, "Sync started.")
+    if run.status == SyncRun.Status.RUNNING:  # start_sync returned the run under way
+        messages.info(request, "A sync is already running: its progress is below.")
+    else:
+        messages.success(request, "Sync started.")
     return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
 
 

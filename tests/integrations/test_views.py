@@ -460,3 +460,17 @@ def test_a_new_integrations_page_offers_sync_now_only_to_who_has_the_button(
     services.set_integration_enabled(integration=integration, enabled=False)
     disabled = login(owner).get(url).content.decode()
     assert "It is disabled: it syncs once enabled." in disabled and "Sync now" not in disabled
+
+
+def test_sync_now_during_a_running_sync_says_so(login, owner, workspace, make_integration):
+    integration = make_integration(type("F", (), {"url": "http://x.test"}))
+    run = services.start_sync(integration=integration)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)
+    url = reverse("integrations:sync", args=[workspace.slug, integration.pk])
+
+    response = login(owner).post(url, follow=True)
+
+    page = response.content.decode()
+    assert "A sync is already running: its progress is below." in page
+    assert "Sync started." not in page
+    assert SyncRun.objects.filter(integration=integration).count() == 1
