@@ -3,7 +3,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from integrations import receiver_pages, services
@@ -243,7 +243,7 @@ def enable(request, pk: int):
     return redirect("integrations:detail", slug=request.workspace.slug, pk=pk)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def delete(request, pk: int):
     integration = _integration(request, pk)

@@ -24,6 +24,8 @@ class Action:
     # Build the target in the workspace; return (URL kwargs, whether it is still untouched).
     target: Callable
     user: str = "owner"
+    # A GET asks the question too; the webhook secret's GET shows a secret just made.
+    asks_on_get: bool = True
 
     def __str__(self) -> str:
         return self.name
@@ -77,7 +79,12 @@ ACTIONS = [
     Action("workspaces:leave", "Leave Acme?", _leave, user="member"),
     Action("workspaces:revoke_token", "Revoke CI pipeline?", _token),
     Action("integrations:delete", "Delete lf?", _integration),
-    Action("integrations:webhook_secret", "Make a new webhook secret?", _webhook_secret),
+    Action(
+        "integrations:webhook_secret",
+        "Make a new webhook secret?",
+        _webhook_secret,
+        asks_on_get=False,
+    ),
 ]
 
 
@@ -102,3 +109,21 @@ def test_without_javascript_the_action_asks_on_a_page_first(
     done = client.post(url, {"confirmed": "yes"})
     assert done.status_code == 302
     assert not untouched()
+
+
+@pytest.mark.parametrize("action", [a for a in ACTIONS if a.asks_on_get], ids=str)
+def test_the_question_page_can_be_opened_again_and_changes_nothing(
+    action, client, workspace, owner, member
+):
+    """Its address stays in the address bar: opening it (or reloading) asks again, not a
+    blank "method not allowed", and a yes in the address does nothing."""
+    users = {"owner": owner, "member": member}
+    kwargs, untouched = action.target(workspace, users)
+    url = reverse(action.name, kwargs={"slug": workspace.slug, **kwargs})
+    client.force_login(users[action.user])
+
+    asked = client.get(url, {"confirmed": "yes"})
+
+    assert asked.status_code == 200
+    assert action.question in asked.content.decode()
+    assert untouched()

@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.selectors import email_address_status
 from iofold.lib.confirm import ask_first, confirmed
@@ -104,7 +104,7 @@ def _first_error(form) -> str:
     return f"{named.label or field.capitalize()}: {errors[0]}" if named else errors[0]
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def cancel_invitation(request, pk: int):
     invitation = get_object_or_404(Invitation.objects.for_workspace(request.workspace), pk=pk)
@@ -143,7 +143,7 @@ def change_role(request, pk: int):
     return redirect("workspaces:members", slug=request.workspace.slug)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def remove_member(request, pk: int):
     membership = get_object_or_404(Membership.objects.for_workspace(request.workspace), pk=pk)
@@ -166,7 +166,7 @@ def remove_member(request, pk: int):
     return redirect("workspaces:members", slug=request.workspace.slug)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(own_membership=True)
 def leave(request):
     if not confirmed(request):
@@ -220,7 +220,7 @@ def _new_token_key(workspace: Workspace) -> str:
     return f"api_token:{workspace.pk}"
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def revoke_token(request, pk: int):
     token = get_object_or_404(ApiToken.objects.for_workspace(request.workspace), pk=pk)

@@ -11,8 +11,9 @@ from django.shortcuts import render
 
 
 def confirmed(request: HttpRequest) -> bool:
-    """Whether the user said yes to the action's question."""
-    return request.POST.get("confirmed") == "yes"
+    """Whether the user said yes to the action's question (a GET only asks it: the
+    question's page can be reloaded, or reached from the address bar)."""
+    return request.method == "POST" and request.POST.get("confirmed") == "yes"
 
 
 def ask_first(
