@@ -30,10 +30,11 @@ def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 
 
-def decrypt(token: str) -> str:
-    """Return the plaintext of a stored token, trying every key."""
+def decrypt(token: str, *, ttl: int | None = None) -> str:
+    """Return the plaintext of a stored token, trying every key; with ``ttl``, only of a
+    token made at most that many seconds ago (else ``DecryptionError``)."""
     try:
-        return _fernet().decrypt(token.encode()).decode()
+        return _fernet().decrypt(token.encode(), ttl=ttl).decode()
     except InvalidToken:
         raise DecryptionError(
             "A stored secret cannot be decrypted with the configured keys"

@@ -6,25 +6,32 @@ the secret waits in the session for the one GET that shows it, and is gone after
 showing page ``never_cache``, and never log what is kept here.
 """
 
-import time
-
 from django.http import HttpRequest
+
+from iofold.lib import crypto
 
 _PREFIX = "shown_once:"
 # The redirect follows at once; a secret never picked up (the tab closed) is not shown
-# on some later visit, and does not stay in the session row for long.
+# on some later visit.
 MAX_AGE_SECONDS = 300
 
 
 def keep_to_show(request: HttpRequest, key: str, secret: str) -> None:
-    """Hold ``secret`` for the next page that takes ``key``."""
-    request.session[_PREFIX + key] = {"secret": secret, "at": time.time()}
+    """Hold ``secret`` for the next page that takes ``key``.
+
+    Encrypted like every stored secret: sessions are rows in the database (and the cache),
+    and one never picked up stays there until the session ends.
+    """
+    request.session[_PREFIX + key] = crypto.encrypt(secret)
 
 
 def take_to_show(request: HttpRequest, key: str) -> str | None:
     """Return the secret held under ``key`` and forget it; None when there is none (or it
     waited too long)."""
     kept = request.session.pop(_PREFIX + key, None)
-    if not kept or time.time() - kept["at"] > MAX_AGE_SECONDS:
+    if not kept:
         return None
-    return kept["secret"]
+    try:
+        return crypto.decrypt(kept, ttl=MAX_AGE_SECONDS)
+    except crypto.DecryptionError:
+        return None

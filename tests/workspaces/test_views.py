@@ -470,3 +470,15 @@ def test_a_new_tokens_secret_not_picked_up_at_once_is_never_shown(
     monkeypatch.setattr("iofold.lib.shown_once.MAX_AGE_SECONDS", -1)  # as if long after
     assert 'data-testid="new-token"' not in client.get(url).content.decode()
     assert "shown_once:" not in str(dict(client.session))
+
+
+def test_a_new_tokens_secret_waits_in_the_session_encrypted(client, workspace, owner):
+    """Sessions are database rows: the secret waiting for its page is no plain text there."""
+    client.force_login(owner)
+    url = reverse("workspaces:tokens", args=["acme"])
+    client.post(url, {"name": "ci", "role": "member"})
+    waiting = str(dict(client.session))
+    shown = client.get(url).content.decode()
+    secret = shown.split('<p class="secret">', 1)[1].split("</p>", 1)[0]
+    assert "shown_once:" in waiting
+    assert secret not in waiting
