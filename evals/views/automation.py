@@ -11,6 +11,7 @@ from evals.generation.automatic import contradiction_threshold
 from evals.models import AutoRefinement
 from iofold.lib.fields import last_four
 from iofold.lib.outbound import OutboundURLRefused
+from iofold.lib.shown_once import keep_to_show, take_to_show
 from traces.models import EvalSet
 from workspaces.access import workspace_view
 
@@ -20,12 +21,12 @@ from workspaces.access import workspace_view
 def automation(request):
     """What iofold may do by itself (owners and admins), and what it did lately."""
     row = notifications.automation_settings(request.workspace)
-    shown_secret, status = None, 200
+    secret_key, shown_secret, status = f"automation:{request.workspace.pk}", None, 200
     if request.method == "POST":
         form = AutomationForm(request.POST)
         if form.is_valid():
             try:
-                row, shown_secret = notifications.update_automation(
+                row, new_secret = notifications.update_automation(
                     workspace=request.workspace, **form.cleaned_data
                 )
             except OutboundURLRefused as exc:
@@ -33,11 +34,15 @@ def automation(request):
                 status = 400
             else:
                 messages.success(request, "Automation settings saved.")
-                if shown_secret is None:
-                    return redirect("evals:automation", slug=request.workspace.slug)
+                # Shown after the redirect: a refresh of the POST's own page re-sent the
+                # form and replaced the secret just copied ("new secret" still ticked).
+                if new_secret is not None:
+                    keep_to_show(request, secret_key, new_secret)
+                return redirect("evals:automation", slug=request.workspace.slug)
         else:
             status = 400
     else:
+        shown_secret = take_to_show(request, secret_key)
         form = AutomationForm(
             initial={
                 "auto_refine": row.auto_refine,

@@ -194,8 +194,11 @@ def test_settings_page_shows_a_new_secret_once_and_refuses_bad_urls(client, work
     client.force_login(owner)
     url = reverse("evals:automation", args=[workspace.slug])
     data = {"auto_refine": "on", "monthly_refinements": 3, "webhook_url": "http://127.0.0.1:9/h"}
-    page = client.post(url, data)
-    assert page.status_code == 200 and b'data-testid="webhook-secret"' in page.content
+    saved = client.post(url, data)
+    # Post/Redirect/Get: a refresh of what the browser shows re-sends a GET, not the form.
+    assert saved.status_code == 302 and saved.url == url
+    page = client.get(url)
+    assert b'data-testid="webhook-secret"' in page.content
     row = AutomationSettings.objects.get(workspace=workspace)
     assert row.webhook_secret.encode() in page.content
     assert "no-store" in page["Cache-Control"]  # not kept for the back button or a proxy
@@ -205,6 +208,23 @@ def test_settings_page_shows_a_new_secret_once_and_refuses_bad_urls(client, work
     bad = client.post(url, {**data, "webhook_url": "ftp://example.test/x"})
     assert bad.status_code == 400
     assert AutomationSettings.objects.get(workspace=workspace).webhook_url == data["webhook_url"]
+
+
+def test_refreshing_after_asking_for_a_new_secret_keeps_the_one_just_copied(
+    client, workspace, owner
+):
+    client.force_login(owner)
+    url = reverse("evals:automation", args=[workspace.slug])
+    data = {"monthly_refinements": 3, "webhook_url": "http://127.0.0.1:9/h"}
+    client.post(url, data)
+    client.get(url)
+    client.post(url, {**data, "new_secret": "on"})
+    copied = AutomationSettings.objects.get(workspace=workspace).webhook_secret
+    assert copied in client.get(url).content.decode()
+
+    refreshed = client.get(url)  # what the browser's refresh sends now
+    assert AutomationSettings.objects.get(workspace=workspace).webhook_secret == copied
+    assert copied not in refreshed.content.decode()
 
 
 @pytest.fixture
