@@ -155,8 +155,26 @@ def _fit(
     decision, selection = learner.learn(
         views, labels, groups, notes=[e.note for e in usable], criteria=criteria
     )
+    return fitted_eval(
+        decision, selection, [e.trace for e in usable], views, labels, criteria=criteria
+    )
+
+
+def fitted_eval(
+    decision: DecisionList,
+    selection: Selection,
+    traces: Sequence[dict],
+    views: list[dict],
+    labels: list[bool],
+    *,
+    criteria: str = "",
+) -> FittedEval:
+    """Return the eval of a learned decision: its code, with the training agreement.
+
+    `views` and `labels` (True: good) are the training traces', in their order.
+    """
     # A conversation set's examples are conversation dicts (traces.conversations).
-    if all(runtime._is_conversation(e.trace) for e in usable):
+    if all(runtime._is_conversation(t) for t in traces):
         decision = replace(decision, unit="conversation")
     plural = unit_noun(decision.unit, None)
     n_pos = sum(labels)
@@ -228,4 +246,11 @@ def cross_validate(
     return [(e.label, verdict) for e, verdict in zip(ordered, verdicts, strict=True)]
 
 
-__all__ = ["FittedEval", "SynthesisError", "cross_validate", "fit", "split_groups"]
+__all__ = [
+    "FittedEval",
+    "SynthesisError",
+    "cross_validate",
+    "fit",
+    "fitted_eval",
+    "split_groups",
+]

@@ -671,7 +671,15 @@ def dedupe(found: list[Candidate]) -> list[Candidate]:
 def build_structural(
     views: list[dict], *, pointed: dict[str, int] | None = None
 ) -> list[Candidate]:
-    """Return deduplicated, non-constant structural features with their masks over views.
+    """Return deduplicated, non-constant structural features with their masks over views."""
+    return dedupe(structural_candidates(views, pointed=pointed))
+
+
+def structural_candidates(
+    views: list[dict], *, pointed: dict[str, int] | None = None
+) -> list[Candidate]:
+    """Return every non-constant structural feature with its mask over views, before
+    features of the same mask are deduplicated.
 
     Each feature carries a simplicity cost and a prior, both in examples' worth, that
     the learner trades against agreement. Named facts are cheap; tuned numeric
@@ -754,7 +762,7 @@ def build_structural(
             threshold = nice_threshold(values[position - 1], upper)
             f = Feature(family, "at_least", (measure, threshold), cost=1.5, prior=prior(known))
             add(f, mask_of(lambda v, m=measure, t=threshold: runtime.at_least(v, m, t)), known)
-    return dedupe(found)
+    return found
 
 
 def build_words(views: list[dict], *, exclude: set[int] = frozenset()) -> list[Candidate]:

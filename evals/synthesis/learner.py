@@ -854,9 +854,16 @@ def _beats_constant(search: "_Search", bad: int) -> bool:
 
 def finish(search: "_Search", chosen: str, selection: Selection) -> tuple[DecisionList, Selection]:
     """Return the decision list of the chosen level fitted on every label."""
+    return decide(search, search.fit(chosen, search.full), chosen, selection)
+
+
+def decide(
+    search: "_Search", fitted: "_Fit | None", chosen: str, selection: Selection
+) -> tuple[DecisionList, Selection]:
+    """Return the decision list of a rule fitted on every label: the majority verdict when
+    there is none or it does not beat that."""
     full, pos, neg = search.full, search.pos, search.neg
     n = full.bit_count()
-    fitted = search.fit(chosen, full)
     n_pos = pos.bit_count()
     majority = _majority(n_pos, n - n_pos)
     if fitted is not None and not _beats_constant(search, fitted.cond):
