@@ -64,8 +64,20 @@ def _comment(text: str) -> str:
     return " ".join(text.split())
 
 
+def _docstring(text: str) -> str:
+    """Return text that parses and reads as written inside a triple-quoted docstring.
+
+    The rule's words quote what a traced application named (a JSON key, a tool) and the
+    criteria what a user wrote: a backslash there began an escape (`C:\\Users` was a
+    syntax error), three double quotes ended the docstring, a NUL cannot be in source.
+    """
+    text = text.replace("\\", "\\\\").replace('"""', "'''")
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
 def _wrap(text: str, indent: str = "    ") -> list[str]:
-    return textwrap.wrap(_comment(text), width=88, initial_indent=indent, subsequent_indent=indent)
+    lines = textwrap.wrap(_comment(text), width=88, initial_indent=indent, subsequent_indent=indent)
+    return [_docstring(line) for line in lines]
 
 
 _VAR_NAMES = {
@@ -153,8 +165,8 @@ def render(decision: DecisionList, *, criteria: str, summary: str) -> str:
     imports, helpers_source = _runtime_parts(helpers)
     lines = ['"""Eval written by the iofold offline synthesiser.', ""]
     if criteria.strip():
-        lines.append("Criteria: " + _comment(criteria).replace('"""', "'''"))
-    lines.append(summary)
+        lines.append("Criteria: " + _docstring(_comment(criteria)))
+    lines.append(_docstring(summary))
     lines.append('"""')
     lines.append("")
     if decision.rules:
