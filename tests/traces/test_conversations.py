@@ -616,6 +616,23 @@ def test_conversation_page_reads_like_a_chat(login, workspace, owner, tau2_conve
     assert "find_user_id_by_name_zip" in html  # the tools each turn called
 
 
+def test_only_those_who_can_label_are_offered_to_label_a_conversation(
+    login, workspace, owner, viewer, tau2_conversation
+):
+    from traces.services import add_traces_to_eval_set, create_eval_set
+
+    _, conversation = tau2_conversation
+    eval_set = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[conversation.anchor_id])
+    url = _page("conversation_detail", workspace, pk=conversation.pk)
+
+    assert "Label in Chats" in login(owner).get(url).content.decode()
+    # A viewer's review page has no label buttons: the link would lead to nothing to do.
+    assert "Label in Chats" not in login(viewer).get(url).content.decode()
+
+
 def test_turn_steps_load_only_within_the_conversation(login, workspace, owner, tau2_conversation):
     _, conversation = tau2_conversation
     client = login(owner)
