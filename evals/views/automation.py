@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -75,8 +76,11 @@ def set_threshold(request, pk: int):
     if not form.is_valid():
         messages.error(request, "Give a whole number of labels from 1 to 10,000.")
         return redirect("evals:automation", slug=request.workspace.slug)
-    notifications.set_contradiction_threshold(
-        eval_set=eval_set, threshold=form.cleaned_data["contradiction_threshold"]
+    threshold = form.cleaned_data["contradiction_threshold"]
+    notifications.set_contradiction_threshold(eval_set=eval_set, threshold=threshold)
+    messages.success(
+        request,
+        f"{eval_set.name}: an automatic refinement starts after {threshold} contradicting "
+        f"label{pluralize(threshold)}.",
     )
-    messages.success(request, f"{eval_set.name}: refine after that many contradicting labels.")
     return redirect("evals:automation", slug=request.workspace.slug)

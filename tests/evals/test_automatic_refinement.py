@@ -227,6 +227,18 @@ def test_refreshing_after_asking_for_a_new_secret_keeps_the_one_just_copied(
     assert copied not in refreshed.content.decode()
 
 
+def test_saving_a_sets_threshold_says_the_number_saved(client, workspace, owner):
+    eval_set, _ = labelled_set(workspace, good=1, bad=1, user=owner)
+    client.force_login(owner)
+    url = reverse("evals:set_threshold", args=[workspace.slug, eval_set.pk])
+
+    page = client.post(url, {"contradiction_threshold": 7}, follow=True)
+
+    assert f"{eval_set.name}: an automatic refinement starts after 7 contradicting labels." in (
+        page.content.decode()
+    )
+
+
 @pytest.fixture
 def llm_workspace(workspace, fake_llm):
     from evals.generation.provider_settings import update_provider_settings
