@@ -95,6 +95,26 @@ def test_wide_tables_scroll_in_their_box_not_the_page(phone_page, owner, workspa
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
+def test_a_long_eval_set_name_wraps_instead_of_widening_the_page(phone_page, owner, workspace):
+    """A name without spaces (a pasted id, a slug) in a title, a breadcrumb, a button and a
+    filter's options: each page still fits the phone, nothing scrolled sideways."""
+    trace = TraceFactory(workspace=workspace, data=trace_data(1))
+    name = "support-quality-" + "longname" * 20
+    eval_set = create_eval_set(workspace=workspace, name=name, criteria="A.", trace_ids=[trace.pk])
+    page = phone_page(owner)
+    for path in (
+        f"traces/eval-sets/{eval_set.pk}/",
+        f"evals/sets/{eval_set.pk}/activity/",
+        f"evals/sets/{eval_set.pk}/drift/",
+        f"evals/sets/{eval_set.pk}/judge/",
+        "evals/",
+        "traces/",
+    ):
+        page.goto(f"/w/{workspace.slug}/{path}")
+        expect(page.locator("main")).to_contain_text(name[:40])
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
+
 def test_a_diff_keeps_its_line_numbers_whole(phone_page, owner, workspace):
     eval_set = EvalSetFactory(workspace=workspace)
     padded = REFUSAL_CODE + "".join(
