@@ -12,7 +12,7 @@ import sandbox
 from evals.execution.runs import execute_run, run_eval_now, start_run
 from evals.generation.provider_settings import update_provider_settings
 from evals.judging.session import Budget, JudgeSession
-from evals.models import EvalRun
+from evals.models import EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
 from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval
 
@@ -396,3 +396,27 @@ def test_the_monthly_budget_also_stops_manual_runs_and_generation(
     [row] = generation.comparison
     assert row["error"].startswith("The judge and hybrid could not be measured: Not measured")
     assert "monthly judge budget" in row["error"]
+
+
+def test_a_conversation_evals_cost_and_last_run_count_conversations(workspace, owner, login):
+    from tests.evals.builders import record
+    from tests.traces.factories import EvalSetFactory, TraceFactory
+
+    eval_set = EvalSetFactory(workspace=workspace, unit="conversation")
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    run = EvalRun.objects.create(
+        workspace=workspace, eval=eval, trigger=EvalRun.Trigger.MANUAL, status="succeeded",
+        total=2, done=2, passed=1, failed=1, judge_calls=2, cost_usd=Decimal("0.002"),
+    )  # fmt: skip
+    for passed in (True, False):
+        execution = record(eval, TraceFactory(workspace=workspace), passed)
+        EvalExecution.objects.filter(pk=execution.pk).update(
+            run=run, judge_calls=1, cost_usd=Decimal("0.001")
+        )
+
+    page = login(owner).get(f"/w/{workspace.slug}/evals/{eval.pk}/").content.decode()
+
+    assert "1 pass, 1 fail, 0 errors on 2 conversations." in page
+    assert "($1.0000 per 1,000 conversations)" in page
+    assert "$1.0000 per 1,000 conversations (2 calls over 2 verdicts)" in page
+    assert "per 1,000 traces" not in page
