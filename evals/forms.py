@@ -3,6 +3,7 @@ from django import forms
 from evals.judging.templates import CRITERIA
 from evals.models import Provider
 from iofold.lib import outbound
+from traces.vocabulary import unit_noun
 
 
 class ProviderSettingsForm(forms.Form):
@@ -66,14 +67,22 @@ class JudgeTemplateForm(forms.Form):
             ("conversation", "The user's input and the reply"),
             ("tool_results", "Input, tool results and the reply"),
         ],
-        help_text="What of each trace the judge reads.",
+        help_text="What of each {unit} the judge reads.",
     )
     shots = forms.IntegerField(
         min_value=0,
         max_value=10,
         label="Examples shown",
-        help_text="Labelled examples most like the trace, picked from the set's labels.",
+        help_text="Labelled examples most like the {unit}, picked from the set's labels.",
     )
+
+    def __init__(self, *args, unit: str = "trace", **kwargs):
+        super().__init__(*args, **kwargs)
+        # A conversation set's judge reads conversations: say so where the help names them.
+        noun = unit_noun(unit)
+        for name in ("material", "shots"):
+            field = self.fields[name]
+            field.help_text = field.help_text.format(unit=noun)
 
 
 class AutomationForm(forms.Form):

@@ -93,7 +93,7 @@ def judge_template(request, pk: int):
     eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
     template = compare.judge_template(eval_set)
     if request.method == "POST":
-        form = JudgeTemplateForm(request.POST)
+        form = JudgeTemplateForm(request.POST, unit=eval_set.unit)
         if form.is_valid():
             try:
                 compare.save_judge_template(eval_set=eval_set, **form.cleaned_data)
@@ -104,12 +104,13 @@ def judge_template(request, pk: int):
                 return redirect("evals:judge_template", slug=request.workspace.slug, pk=pk)
     else:
         form = JudgeTemplateForm(
+            unit=eval_set.unit,
             initial={
                 "criterion": template.criterion,
                 "question": template.question,
                 "material": template.material,
                 "shots": template.shots,
-            }
+            },
         )
     ctx = {"eval_set": eval_set, "form": form, "criteria": CRITERIA.values()}
     return render(request, "evals/judge_template.html", ctx)

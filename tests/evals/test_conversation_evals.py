@@ -431,3 +431,25 @@ def test_a_judge_eval_judges_a_conversation_through_its_messages(workspace, owne
     assert "null" not in prompt
     # The labelled conversations are the examples, read the same way.
     assert "User: Refund order 9?" in prompt and "Answer: no" in prompt
+
+
+def test_a_conversation_sets_judge_page_speaks_of_conversations(workspace, owner, login):
+    from django.utils.html import strip_tags
+
+    from tests.traces.factories import EvalSetFactory
+
+    eval_set = EvalSetFactory(workspace=workspace, unit="conversation")
+    url = f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/judge/"
+    client = login(owner)
+
+    pages = [
+        client.get(url),
+        client.post(url, {"criterion": "nonsense", "material": "reply", "shots": 1}),
+    ]
+
+    for response in pages:
+        text = " ".join(strip_tags(response.content.decode()).split())
+        assert "What of each conversation the judge reads." in text
+        assert "Labelled examples most like the conversation" in text
+        assert "most like each conversation" in text
+        assert "each trace" not in text and "like the trace" not in text
