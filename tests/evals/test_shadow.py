@@ -185,6 +185,25 @@ def test_promote_only_when_the_shadow_wins_beyond_noise(client, workspace, owner
 
 
 @pytest.mark.django_db
+def test_a_fresh_shadow_says_what_to_do_instead_of_showing_empty_statistics(
+    client, workspace, owner
+):
+    from django.utils.html import strip_tags
+
+    client.force_login(owner)
+    eval_set, _, _ = _constructed(workspace, owner, shadow_right=0, active_right=0, both=0)
+
+    page = client.get(reverse("evals:shadow_compare", args=[workspace.slug, eval_set.pk]))
+
+    text = " ".join(strip_tags(page.content.decode()).split())
+    assert "Nothing to compare yet: none of the new traces both versions judged has a label." in (
+        text
+    )
+    # No interval of [-100%, 100%] nor a p-value of 1 computed from no pair at all.
+    assert "-100%" not in text and "1.0000" not in text
+
+
+@pytest.mark.django_db
 def test_the_api_compares_and_refuses_a_promotion_within_noise(api_client, workspace, owner):
     from workspaces.services import issue_token
 
