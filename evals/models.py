@@ -649,6 +649,17 @@ class EvalTemplateVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.template} v{self.version}"
 
+    @property
+    def figures(self) -> dict:
+        """Return the figures to show: held-out when measured so, else training; ``{}`` when
+        the version was published before it was measured."""
+        metrics = self.metrics or {}
+        for part in ("heldout", "training"):
+            figures = metrics.get(part)
+            if isinstance(figures, dict) and figures.get("accuracy") is not None:
+                return figures
+        return {}
+
 
 class ConversationJudgement(WorkspaceOwned):
     """One automatic verdict on a complete conversation, kept for its history.

@@ -121,6 +121,26 @@ def test_the_built_in_gallery_lists_measured_templates(client, workspace, owner)
     assert b'data-testid="figures"' in detail.content and b"900 labels" in detail.content
 
 
+def test_a_version_published_before_it_was_measured_shows_as_not_measured(
+    client, workspace, owner, other_workspace, outsider
+):
+    """Its figures are empty; every workspace's gallery still opens (it was a 500 for all)."""
+    eval_set, _ = labelled_set(workspace)
+    unmeasured = make_eval(eval_set, version=1, metrics={})
+    published = services.publish(eval=unmeasured, user=owner, name="Fresh from the editor")
+    client.force_login(outsider)
+
+    gallery = client.get(reverse("evals:gallery", args=[other_workspace.slug]))
+    detail = client.get(
+        reverse("evals:template", args=[other_workspace.slug, published.template_id])
+    )
+
+    assert gallery.status_code == 200 and detail.status_code == 200
+    row = gallery.content.decode().split("Fresh from the editor")[1].split("</tr>")[0]
+    assert "not measured" in row
+    assert "not measured" in detail.content.decode()
+
+
 def test_built_in_code_passes_the_sandbox_checks():
     import sandbox
 
