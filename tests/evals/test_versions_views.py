@@ -376,6 +376,19 @@ def test_compare_says_when_a_refinement_kept_the_same_code(login, owner, workspa
     assert "v4 has the same code as v1." in page and "Refining" not in page
 
 
+def test_compare_opens_while_the_new_version_has_not_judged_yet(login, owner, workspace, versions):
+    """A hand edit is compared with its parent while its test run is still queued."""
+    _, traces, v1, _ = versions
+    wrong = not traces[0].data["output"].startswith("Your")  # v1 gets one trace wrong
+    v1.executions.filter(trace=traces[0]).update(passed=wrong, updated_at=timezone.now())
+    edited = make_eval(v1.eval_set, version=3, parent=v1, code=ALWAYS_PASS_CODE, origin="edited")
+
+    response = login(owner).get(url("compare", workspace, pk=edited.pk))
+
+    assert response.status_code == 200
+    assert "not judged yet" in response.content.decode()
+
+
 def test_an_eval_list_filtered_to_nothing_says_so_not_no_evals_yet(
     login, owner, workspace, versions
 ):
