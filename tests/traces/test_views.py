@@ -448,6 +448,23 @@ def test_viewer_sees_review_without_buttons(login, workspace, viewer, eval_set, 
     assert 'data-testid="review-card"' in html and "rate-positive" not in html
 
 
+def test_an_unlabelled_sets_page_tells_a_viewer_what_they_will_see_not_to_review(
+    login, workspace, owner, viewer, eval_set
+):
+    from django.utils.html import strip_tags
+
+    def no_labels(user):
+        html = login(user).get(url("evalset_detail", workspace, pk=eval_set.pk)).content.decode()
+        paragraph = html.split('data-testid="no-labels">')[1].split("</p>")[0]
+        return " ".join(strip_tags(paragraph).split())
+
+    assert no_labels(owner).startswith("No labels yet. Press Review traces")
+    # A viewer has no Review button to press.
+    assert no_labels(viewer) == (
+        "No labels yet. They appear here as the set's reviewers label its traces."
+    )
+
+
 def test_review_start_opens_newest_set_or_asks_for_one(login, workspace, owner, traces):
     client = login(owner)
     assert client.get(url("review_start", workspace)).url == url("evalset_create", workspace)
