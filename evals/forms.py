@@ -1,6 +1,6 @@
 from django import forms
 
-from evals.judging.templates import CRITERIA
+from evals.judging.templates import CRITERIA, MAX_QUESTION_CHARS
 from evals.models import Provider
 from iofold.lib import outbound
 from traces.vocabulary import unit_noun
@@ -58,6 +58,7 @@ class JudgeTemplateForm(forms.Form):
     )
     question = forms.CharField(
         required=False,
+        max_length=MAX_QUESTION_CHARS,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="The question the judge answers yes or no. Empty: the criterion's own.",
     )

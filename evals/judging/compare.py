@@ -36,6 +36,7 @@ from evals.judging.templates import (
     DEFAULT_CRITERION,
     HYBRID_MARKER,
     MATERIALS,
+    MAX_QUESTION_CHARS,
     hybrid_code,
     judge_code,
     trusted_verdicts,
@@ -305,6 +306,8 @@ def save_judge_template(
         raise EvalError(f"Unknown material “{material}”: choose {', '.join(MATERIALS)}.")
     if not 0 <= shots <= 10:
         raise EvalError("Show between 0 and 10 examples.")
+    if len(question.strip()) > MAX_QUESTION_CHARS:
+        raise EvalError(f"A question is at most {MAX_QUESTION_CHARS:,} characters.")
     default = CRITERIA[criterion]
     template, _ = JudgeTemplate.objects.update_or_create(
         workspace_id=eval_set.workspace_id,

@@ -22,6 +22,9 @@ MATERIAL_CHARS = 4000
 MAX_EXAMPLES = 40
 MAX_NOTES = 20
 DEFAULT_SHOTS = 3
+# A yes/no question, asked on every trace with the criteria, notes and examples: a longer
+# one only adds cost to each call (and far past this the jail refuses the call itself).
+MAX_QUESTION_CHARS = 2000
 HYBRID_MARKER = "# --- the judge, for what the code cannot decide ---"
 
 

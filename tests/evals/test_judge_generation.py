@@ -167,6 +167,29 @@ def test_the_judge_template_is_edited_per_eval_set_and_used_by_the_next_judge(
     assert all("Example 2:" not in p for p in judge_prompts)
 
 
+def test_an_overlong_judge_question_is_refused_on_the_form_with_the_text_kept(
+    workspace, owner, login
+):
+    """Asked on every trace, a pasted essay would cost on each call, then fail in the jail."""
+    from evals.exceptions import EvalError
+    from evals.judging.compare import save_judge_template
+
+    eval_set, _ = labelled_set(workspace, good=1, bad=1)
+    url = f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/judge/"
+    essay = "Is the reply right? " * 150  # 3,000 characters, 2,999 once stripped
+
+    page = login(owner).post(
+        url, {"criterion": "criteria", "question": essay, "material": "reply", "shots": 3}
+    )
+
+    html = page.content.decode()
+    assert "Ensure this value has at most 2000 characters" in html
+    assert essay.strip() in html  # the text stays in the box, to shorten
+    assert not JudgeTemplate.objects.filter(eval_set=eval_set).exists()
+    with pytest.raises(EvalError, match="at most 2,000 characters"):
+        save_judge_template(eval_set=eval_set, criterion="criteria", question=essay)
+
+
 def test_refining_a_judge_changes_its_prompt_and_few_shot_set(
     judged_workspace, fake_llm, owner, login
 ):
