@@ -19,6 +19,7 @@ from traces.models import EvalSet
 
 logger = logging.getLogger(__name__)
 
+MAX_DESCRIPTION_CHARS = 1000
 FIGURES = Path(__file__).with_name("figures.json")
 # What of an Agreement may leave the workspace: counts and ratios, nothing per trace.
 SHAREABLE_FIGURES = (
@@ -110,6 +111,9 @@ def publish(*, eval: Eval, user, name: str, description: str = "") -> EvalTempla
         raise GalleryError("Give the template a name.")
     if len(name) > 200:
         raise GalleryError("Keep the name under 200 characters.")
+    # Shown under the name in every workspace's gallery: a line or two, not a document.
+    if len((description or "").strip()) > MAX_DESCRIPTION_CHARS:
+        raise GalleryError(f"Keep the description under {MAX_DESCRIPTION_CHARS:,} characters.")
     if has_nul(name) or has_nul(description or ""):
         raise GalleryError("The name and description cannot contain a NUL character.")
     slug = slugify(f"{eval.workspace.slug}-{name}")[:80]

@@ -141,6 +141,21 @@ def test_a_version_published_before_it_was_measured_shows_as_not_measured(
     assert "not measured" in detail.content.decode()
 
 
+def test_a_description_longer_than_a_gallery_line_is_refused(client, workspace, owner):
+    eval_set, _ = labelled_set(workspace)
+    v1 = make_eval(eval_set, version=1)
+    client.force_login(owner)
+
+    page = client.post(
+        reverse("evals:publish", args=[workspace.slug, v1.pk]),
+        {"name": "Refusals", "description": "Checks refusals. " * 100},
+        follow=True,
+    )
+
+    assert "Keep the description under 1,000 characters." in page.content.decode()
+    assert not EvalTemplate.objects.filter(name="Refusals").exists()
+
+
 def test_built_in_code_passes_the_sandbox_checks():
     import sandbox
 
