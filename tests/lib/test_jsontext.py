@@ -147,3 +147,70 @@ def test_dumps_sorted_refuses_what_is_not_json(value):
     # Neither database stores NaN or infinities: the trace is refused, not a 500.
     with pytest.raises(ValueError):
         jsontext.dumps_sorted({"cost": value})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"12345678901234567890",
+        b'{"a":-12345678901234567890}',
+        b'{"a": [1,\n\t 18446744073709551616]}',
+        b"[0.12345678901234567890123, 1.5e+1234567890123456789]",
+        # A long run inside a string first, then a long integer: the integer is found.
+        b'["ab1234567890123456789012345", 99999999999999999999]',
+    ],
+)
+def test_loads_as_json_reads_integers_past_64_bits_as_integers(text):
+    assert repr(jsontext.loads_as_json(text)) == repr(json.loads(text))
+    assert jsontext._may_hold_long_number(text)
+
+
+def test_loads_as_json_leaves_long_digit_runs_in_ids_to_orjson(monkeypatch):
+    # Trace ids are hex: nineteen digits in a row inside one are no number.
+    text = b'{"traceId": "a2f1426701588565916449d19126", "id": "1234567890123456789012"}'
+    monkeypatch.setattr(jsontext.json, "loads", None)  # would fail if called
+
+    assert jsontext.loads_as_json(text) == {
+        "traceId": "a2f1426701588565916449d19126",
+        "id": "1234567890123456789012",
+    }
+
+
+def test_loads_as_json_reads_random_documents_as_json_loads_does():
+    rng = random.Random(15)
+    pieces = [
+        lambda: str(rng.getrandbits(rng.choice([8, 63, 64, 65, 70, 128])) * rng.choice([1, -1])),
+        lambda: repr(rng.random() * 10 ** rng.randint(-30, 30)),
+        lambda: json.dumps("".join(rng.choices("0123456789abcdef -:,[.+", k=rng.randint(0, 40)))),
+        lambda: "1" * rng.randint(15, 25) + rng.choice(["", ".5", "e3", "E-2"]),
+    ]
+    for _ in range(2000):
+        items = [rng.choice(pieces)() for _ in range(rng.randint(1, 6))]
+        spaces = [rng.choice(["", " ", "\n", "\t", "\r\n "]) for _ in items]
+        text = ("[" + ",".join(s + i for s, i in zip(spaces, items, strict=True)) + "]").encode()
+        assert repr(jsontext.loads_as_json(text)) == repr(json.loads(text)), text
+
+
+def test_dumps_sorted_writes_random_nested_values_as_json_dumps_does():
+    # Floats orjson writes its own way, NaN and types it does not take, at any depth.
+    rng = random.Random(15)
+    odd = [1e-05, 1e16, float("nan"), _Text("t"), _Number(2), _Kind.A, (1, 2), 2**70]
+    plain = ["x", 1, True, None, 0.5, -0.0, 9999999999999998.0]
+
+    def make(depth):
+        if depth > 4 or rng.random() < 0.4:
+            return rng.choice(odd) if rng.random() < 0.05 else rng.choice(plain)
+        if rng.random() < 0.5:
+            return {f"k{i}": make(depth + 1) for i in range(rng.randint(0, 4))}
+        return [make(depth + 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(3000):
+        value = make(0)
+        try:
+            expected = _stdlib_sorted(value)
+            json.dumps(value, default=str, allow_nan=False)
+        except ValueError:  # NaN: refused
+            with pytest.raises(ValueError):
+                jsontext.dumps_sorted(value)
+            continue
+        assert jsontext.dumps_sorted(value) == expected
