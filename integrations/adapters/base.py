@@ -328,7 +328,9 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 # them is safe; a string that is no date raises each time (errors are not cached).
 @functools.lru_cache(maxsize=16_384)
 def _parse_iso(value: str) -> datetime:
-    return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    # Already UTC (as sources write times): as_utc would return it as is, a call later.
+    return parsed if parsed.tzinfo is UTC else as_utc(parsed)
 
 
 def format_time(value: datetime | None) -> str | None:
@@ -359,15 +361,14 @@ def normal_time(value: str | datetime | None) -> str | None:
         isinstance(value, str)
         and len(value) == 24
         and value[23] == "Z"
-        and value[10] == "T"
-        and value[19] == "."
-        and value[4] == value[7] == "-"
-        and value[13] == value[16] == ":"
+        # The separators at 4, 7, 10, 13, 16 and 19 in one slice: "YYYY-MM-DDTHH:MM:SS.".
+        and value[4:20:3] == "--T::."
     ):
         # Already as traces store it (Langfuse writes every time so): the date is checked,
         # and it keeps its digits, all its other characters are the separators just seen.
-        # The regex below costs twice as much as this test and the check together.
-        datetime.fromisoformat(value)
+        # The regex below costs twice as much as this test and the check together. The
+        # check is ``parse_time``'s own (cached): a sync parses these times there anyway.
+        _parse_iso(value)
         return value
     if isinstance(value, str) and (match := _UTC_TEXT.fullmatch(value)):
         datetime.fromisoformat(value)

@@ -727,6 +727,7 @@ def test_validate_normalised_trace_reports_problems():
         ("2026-03-01T10:20:30.456789Z", "2026-03-01T10:20:30.456Z"),
         ("2026-03-01T10:20:30+00:00", "2026-03-01T10:20:30.000Z"),
         ("2026-03-01T11:20:30.456+01:00", "2026-03-01T10:20:30.456Z"),
+        ("2026-03-01T10:20:30,456Z", "2026-03-01T10:20:30.456Z"),  # a comma for the point
     ],
 )
 def test_a_step_time_is_stored_in_one_shape_whatever_shape_it_came_in(sent, stored):
@@ -734,6 +735,28 @@ def test_a_step_time_is_stored_in_one_shape_whatever_shape_it_came_in(sent, stor
     assert step["steps"][0]["start_time"] == stored == step["steps"][0]["end_time"]
 
 
-def test_a_step_time_that_is_no_date_is_refused():
+@pytest.mark.parametrize("field", ["startTime", "endTime"])
+def test_a_step_time_that_is_no_date_is_refused(field):
+    times = {"startTime": "2026-02-28T00:00:00.000Z", field: "2026-02-30T00:00:00.000Z"}
     with pytest.raises(ValueError):
-        normalise_rows("t", [make_row(id="o", traceId="t", startTime="2026-02-30T00:00:00.000Z")])
+        normalise_rows("t", [make_row(id="o", traceId="t", **times)])
+
+
+def test_a_trace_field_comes_from_the_first_row_that_has_a_value_for_it():
+    # Langfuse (ClickHouse) writes "", [] or {} where a row has no value: the next row's
+    # counts; a number, even 0, is a value.
+    root = make_row(id="r", traceId="t", startTime="2026-03-01T10:00:00.000Z", release=0)
+    child = make_row(
+        id="c",
+        traceId="t",
+        parentObservationId="r",
+        startTime="2026-03-01T10:00:01.000Z",
+        version="v2",
+        tags=["x"],
+        userId="u",
+        release="r1",
+    )
+    trace = normalise_rows("t", [root, child])
+    assert trace["metadata"]["version"] == "v2"
+    assert trace["metadata"]["release"] == 0
+    assert (trace["tags"], trace["user_id"]) == (["x"], "u")

@@ -94,6 +94,11 @@ def _cost(obs: dict[str, Any]) -> float | None:
 
 def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]:
     """Turn one Langfuse observation (v2 row or v1 object, wire key names) into a step."""
+    return _step_and_cost(obs, known_ids)[0]
+
+
+def _step_and_cost(obs: dict[str, Any], known_ids: set[str]) -> tuple[dict[str, Any], Any]:
+    """Return the observation's step and its cost (``_cost``), which its trace adds up."""
     # Each key read once: a sync normalises every row of every trace here.
     get = obs.get
     langfuse_type = str(get("type") or "SPAN").upper()
@@ -115,7 +120,7 @@ def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[s
     model = get("model")
     if not isinstance(model, str) or not model:
         model = _str_or_none(get("providedModelName"))
-    return {
+    step = {
         "id": str(obs["id"]),
         "parent_id": parent if parent in known_ids else None,
         "type": TYPE_MAP.get(langfuse_type, "span"),
@@ -129,6 +134,7 @@ def normalise_observation(obs: dict[str, Any], *, known_ids: set[str]) -> dict[s
         "end_time": normal_time(get("endTime")),
         "metadata": metadata,
     }
+    return step, cost
 
 
 def _root_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -143,20 +149,27 @@ def _root_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
-
-
-def _start_and_id(row: dict[str, Any]) -> tuple[datetime, str]:
-    return parse_time(row.get("startTime")) or _EARLIEST, str(row["id"])
+_EMPTY_TYPES = (str, list, dict)
 
 
 def normalise_rows(
     trace_id: str, rows: list[dict[str, Any]], *, header: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Build a normalised trace from its observations; `header` is a v1 trace object, if any."""
-    # A row read twice (a whole-trace fetch that pages over a tie) is one step.
-    rows = sorted({str(r["id"]): r for r in rows}.values(), key=_start_and_id)
-    known = {str(r["id"]) for r in rows}
-    steps = [normalise_observation(r, known_ids=known) for r in rows]
+    # A row read twice (a whole-trace fetch that pages over a tie) is one step. Rows go
+    # by start time, then id (unique here, so the rows themselves are never compared);
+    # each start is parsed once, for the order, the earliest start and the latency.
+    unique = {str(r["id"]): r for r in rows}
+    known = set(unique)
+    keyed = sorted(
+        (parse_time(r.get("startTime")) or _EARLIEST, key, r) for key, r in unique.items()
+    )
+    rows = [r for _, _, r in keyed]
+    steps, costs = [], []
+    for row in rows:
+        step, cost = _step_and_cost(row, known)
+        steps.append(step)
+        costs.append(cost)
     root = _root_of(rows) or {}
     source = header or root
     candidates = [source, root, *rows]
@@ -164,11 +177,12 @@ def normalise_rows(
     def first(key: str) -> Any:
         for candidate in candidates:
             value = candidate.get(key)
-            if value not in (None, "", [], {}):
+            # Not None, "", [] or {}: without building a list and a dict to compare with.
+            if value is not None and (value or not isinstance(value, _EMPTY_TYPES)):
                 return value
         return None
 
-    starts = [parse_time(r.get("startTime")) for r in rows if r.get("startTime")]
+    starts = [start for start, _, r in keyed if r.get("startTime")]
     timestamp = parse_time(source.get("timestamp") or root.get("startTime")) or (
         min(starts) if starts else None
     )
@@ -190,7 +204,7 @@ def normalise_rows(
         "user_id": _str_or_none(first("userId")),
         "session_id": _str_or_none(first("sessionId")),
         "latency_ms": _latency_ms(rows, starts, header),
-        "cost": _trace_cost(rows, header),
+        "cost": _trace_cost(costs, header),
     }
 
 
@@ -214,12 +228,12 @@ def _latency_ms(
     return None
 
 
-def _trace_cost(rows: list[dict[str, Any]], header: dict[str, Any] | None) -> float | None:
-    """The header's total cost, else the sum of the observations' costs."""
+def _trace_cost(costs: list[float | None], header: dict[str, Any] | None) -> float | None:
+    """The header's total cost, else the sum of the observations' costs (``_cost``)."""
     cost = _header_number(header, "totalCost")
     if cost is not None:
         return cost
-    costs = [c for c in (_cost(r) for r in rows) if c is not None]
+    costs = [c for c in costs if c is not None]
     return round(sum(costs), 10) if costs else None
 
 
