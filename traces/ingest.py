@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.adapters.base import (
+    is_normal_shape,
     parse_time,
     trace_id_problem,
     trace_text_problem,
@@ -410,11 +411,14 @@ def _row_json(columns: dict[str, Any]) -> str:
 
 def _row_head(columns: dict[str, Any], digest: str) -> str:
     """Return a row's upsert record but its conversation and payload: JSON left open."""
+    sent = columns["data"]["timestamp"]
     return _row_json(
         {
             "e": columns["external_id"],
             "n": columns["name"],
-            "t": columns["timestamp"].isoformat(),
+            # The payload's own time when shaped as PostgreSQL reads it as that very instant
+            # (a normaliser writes every time so); otherwise the parsed time, written out.
+            "t": sent if is_normal_shape(sent) else columns["timestamp"].isoformat(),
             "s": columns["search_text"],
             "g": columns["tags"],
             "h": columns["has_error"],

@@ -350,6 +350,20 @@ def _format_utc(value: datetime) -> str:
 _UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?(?:Z|\+00:00)?")
 
 
+def is_normal_shape(value: Any) -> bool:
+    """Tell whether ``value`` is text shaped as traces store times: YYYY-MM-DDTHH:MM:SS.fffZ.
+
+    Only the shape: the digits may still make no date (``normal_time`` checks that).
+    """
+    return (
+        isinstance(value, str)
+        and len(value) == 24
+        and value[23] == "Z"
+        # The separators at 4, 7, 10, 13, 16 and 19 in one slice: "YYYY-MM-DDTHH:MM:SS.".
+        and value[4:20:3] == "--T::."
+    )
+
+
 def normal_time(value: str | datetime | None) -> str | None:
     """Return ``format_time(parse_time(value))``: a source's time as traces store it.
 
@@ -357,13 +371,7 @@ def normal_time(value: str | datetime | None) -> str | None:
     again (a fifth of the time, and a source sends a few of them per run);
     ``fromisoformat`` still refuses a date that does not exist, as ``parse_time`` does.
     """
-    if (
-        isinstance(value, str)
-        and len(value) == 24
-        and value[23] == "Z"
-        # The separators at 4, 7, 10, 13, 16 and 19 in one slice: "YYYY-MM-DDTHH:MM:SS.".
-        and value[4:20:3] == "--T::."
-    ):
+    if is_normal_shape(value):
         # Already as traces store it (Langfuse writes every time so): the date is checked,
         # and it keeps its digits, all its other characters are the separators just seen.
         # The regex below costs twice as much as this test and the check together. The

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from evals.execution.runs import execute_run, start_run
 from evals.models import EvalExecution
+from integrations.adapters.base import parse_time
 from integrations.demo import create_demo_traces, demo_trace
 from tests.evals.builders import labelled_set, make_eval
 from tests.traces.factories import trace_data
@@ -58,6 +59,23 @@ def test_denormalised_columns_are_filled(workspace):
     assert "where is my order" in trace.search_text
     assert trace.data["steps"][0]["parent_id"] is None  # defaults filled in for evals
     assert trace.source_key == "upload"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2026-11-20T10:00:00.123Z",  # as normalisers write it: sent to the database as is
+        "2026-11-20T10:00:00.000Z",
+        "2026-11-20T11:00:00.123456+01:00",
+        "2026-11-20T10:00:00",  # no zone: UTC
+        "2026-W47-5T10:00:00.123Z",  # an ISO week date PostgreSQL would not read
+    ],
+)
+def test_a_trace_time_is_stored_as_the_instant_it_names_whatever_its_shape(workspace, sent):
+    upsert_traces(workspace=workspace, source="api", traces=[{**TRACE, "timestamp": sent}])
+
+    stored = Trace.objects.for_workspace(workspace).get().timestamp
+    assert stored == parse_time(sent)
 
 
 def test_same_id_from_two_sources_is_two_traces(workspace, other_workspace):

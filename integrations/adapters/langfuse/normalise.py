@@ -183,9 +183,12 @@ def normalise_rows(
         return None
 
     starts = [start for start, _, r in keyed if r.get("startTime")]
-    timestamp = parse_time(source.get("timestamp") or root.get("startTime")) or (
-        min(starts) if starts else None
-    )
+    sent_time = source.get("timestamp") or root.get("startTime")
+    if parse_time(sent_time) is not None:
+        # normal_time gives format_time(parse_time(...)) without formatting the usual shape.
+        timestamp = normal_time(sent_time)
+    else:
+        timestamp = format_time(min(starts)) if starts else None
     metadata = source.get("metadata") if isinstance(source.get("metadata"), dict) else {}
     metadata = dict(metadata)
     for key in ("environment", "release", "version"):
@@ -195,7 +198,7 @@ def normalise_rows(
     return {
         "id": str(trace_id).strip(),
         "name": as_text((header or {}).get("name") or first("traceName") or root.get("name")),
-        "timestamp": format_time(timestamp) if timestamp else None,
+        "timestamp": timestamp,
         "input": parse_io(source.get("input")),
         "output": parse_io(source.get("output")),
         "steps": steps,
