@@ -88,7 +88,32 @@ def attach_conversations(
     known = _lock_conversations(workspace, source_key, keys, set(previous.values()))
     missing = keys - known.keys()
     if missing:
-        now = timezone.now()
+        _create_conversations(workspace, integration, source, source_key, sorted(missing))
+        known.update(_lock_conversations(workspace, source_key, missing))
+    for row, key in keyed:
+        row.conversation_id = known[key][0] if key else None
+    return dict(known.values())
+
+
+# Placeholder figures, as the model's defaults; ``refresh_conversations`` fills them in.
+_CREATE_SQL = (
+    f"INSERT INTO {Conversation._meta.db_table} (workspace_id, integration_id, source,"  # noqa: S608
+    " source_key, external_id, started_at, last_activity_at, turn_count, has_error,"
+    " completion_count, created_at, updated_at)"
+    " SELECT %s, %s, %s, %s, k, %s, %s, 0, false, 0, %s, %s FROM unnest(%s::text[]) AS k"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _create_conversations(workspace, integration, source: str, source_key: str, keys) -> None:
+    """Insert conversations for these keys (in this order); one that exists stays as it is.
+
+    Two ingests creating one conversation at once: the second reads the first's. On
+    PostgreSQL in one statement without model instances, which ``bulk_create`` spent 4 ms
+    of CPU on for a sync page's 67 conversations.
+    """
+    now = timezone.now()
+    if connection.vendor != "postgresql":
         Conversation.objects.bulk_create(
             [
                 Conversation(
@@ -100,16 +125,18 @@ def attach_conversations(
                     started_at=now,
                     last_activity_at=now,
                 )
-                for key in sorted(missing)
+                for key in keys
             ],
-            # Two ingests creating one conversation at once: the second reads the first's.
             ignore_conflicts=True,
             batch_size=500,
         )
-        known.update(_lock_conversations(workspace, source_key, missing))
-    for row, key in keyed:
-        row.conversation_id = known[key][0] if key else None
-    return dict(known.values())
+        return
+    integration_id = integration.pk if integration is not None else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CREATE_SQL,
+            [workspace.pk, integration_id, source, source_key, now, now, now, now, list(keys)],
+        )
 
 
 def lock_conversations(workspace, source_key: str, ids: Iterable[int]) -> dict[int, tuple]:

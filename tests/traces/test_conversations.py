@@ -423,6 +423,19 @@ def test_a_conversation_whose_ending_turn_moved_out_is_open_again(login, workspa
     assert (_page_state(client, workspace, a), a.completion_count) == ("complete", 2)
 
 
+def test_a_new_conversation_carries_its_source_and_key_and_is_open(workspace):
+    _ingest(workspace, [_turn(1, "s1")], source="api")
+
+    conversation = _only_conversation(workspace)
+    assert (conversation.source, conversation.source_key, conversation.integration) == (
+        "api",
+        "api",
+        None,
+    )
+    assert (conversation.completion_count, conversation.ended_at) == (0, None)
+    assert not conversation.is_complete
+
+
 def test_same_session_id_in_two_workspaces_or_sources_is_two_conversations(workspace):
     from tests.factories import WorkspaceFactory
 
