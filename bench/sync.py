@@ -22,6 +22,11 @@ CPU, so a loaded machine slows the sync less than it slows the fetch and the rat
 Run: .venv/bin/python bench/sync.py [--source langfuse|langsmith|openai] [--quick] [--traces N]
      [--observations 5]
      BENCH_PROFILE=/tmp/sync.prof … writes a cProfile of the sync alone.
+     BENCH_CALLGRIND=1 valgrind --tool=callgrind --instr-atstart=no --trace-children=yes \
+       --trace-children-skip-by-arg=serve,fetch,migrate,callgrind_control \
+       --callgrind-out-file=/tmp/sync.cg.%p .venv/bin/python bench/sync.py --quick
+     counts the instructions of the sync alone, all its threads (callgrind_annotate reads
+     the sync child's file), whatever the machine's load.
 """
 
 import argparse
@@ -268,6 +273,10 @@ def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
             with cProfile.Profile() as profiler:
                 run = services.run_sync(run_id=run.pk)
             profiler.dump_stats(profile)
+        elif os.environ.get("BENCH_CALLGRIND"):  # count the sync's instructions alone
+            _callgrind("on")
+            run = services.run_sync(run_id=run.pk)
+            _callgrind("off")
         else:
             run = services.run_sync(run_id=run.pk)
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
@@ -279,6 +288,12 @@ def sync(url: str, base: str, traces: int, source: str = "langfuse") -> dict:
             "created": run.created_count, "sql_statements": statements,
             "pages": run.pages, "traces_per_second": traces / seconds,
             "peak_rss_mb": peak_rss_mb()}  # fmt: skip
+
+
+def _callgrind(state: str) -> None:
+    """Switch callgrind's counting on or off in this process (BENCH_CALLGRIND, see above)."""
+    subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True,
+                   capture_output=True, env={**os.environ, "VALGRIND_OPTS": ""})  # fmt: skip
 
 
 def _child(phase: str, env: dict, *args: str) -> dict:
