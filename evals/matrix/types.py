@@ -70,6 +70,21 @@ class MatrixCell:
             return "error"
         return "pass" if self.execution.passed else "fail"
 
+    @property
+    def spoken(self) -> str:
+        """The cell as a screen reader reads it (its aria-label): "—" alone reads as nothing."""
+        if self.execution is None:
+            return "not run"
+        return f"{self.verdict}, {_SPOKEN_STATES.get(self.state, self.state)}"
+
+
+_SPOKEN_STATES = {
+    "agree": "agrees with the label",
+    "contradict": "contradicts the label",
+    "neutral": "neutral label",
+    "error": "no verdict",
+}
+
 
 @dataclass
 class MatrixRow:

@@ -191,7 +191,8 @@ def matrix_row_html(row) -> SafeString:
     when = timezone.localtime(trace.timestamp).strftime(WHEN_STRFTIME)
     cells = "".join(
         f'<td class="v {c.state}"><button type="button" class="cell" hx-get="{escape_text(c.url)}"'
-        f' hx-target="#drill" hx-swap="innerHTML" data-state="{c.state}" title="{c.state}">'
+        f' hx-target="#drill" hx-swap="innerHTML" data-state="{c.state}" title="{c.state}"'
+        f' aria-label="{c.spoken}">'
         f"{c.verdict}</button></td>"
         for c in row.cells
     )

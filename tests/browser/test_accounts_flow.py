@@ -29,7 +29,7 @@ def _switch_to(page, name: str) -> None:
     switcher = page.get_by_test_id("workspace-switcher")
     switcher.locator("summary").click()
     switcher.get_by_role("link", name=name, exact=True).click()
-    expect(page.get_by_role("heading", level=2, name=name)).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
 
 
 @pytest.mark.browser
@@ -43,21 +43,21 @@ def test_team_signs_up_invites_and_switches_workspaces(page, new_page):
 
     _confirm_email(page, "ada@example.com")
     # Confirming logs in and lands in the workspace made at sign-up.
-    expect(page.get_by_role("heading", level=2, name="ada's workspace")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name="ada's workspace")).to_be_visible()
 
     # Log out, then in again through the form.
     page.get_by_test_id("workspace-switcher").locator("summary").click()
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/|/$"))
     log_in(page, "ada@example.com", PASSWORD)
-    expect(page.get_by_role("heading", level=2, name="ada's workspace")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name="ada's workspace")).to_be_visible()
 
     # A second workspace, for the team.
     page.get_by_test_id("workspace-switcher").locator("summary").click()
     page.get_by_role("link", name="All workspaces / new…").click()
     page.get_by_label("Name").fill("Support bot")
     page.get_by_role("button", name="Create workspace").click()
-    expect(page.get_by_role("heading", level=2, name="Support bot")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name="Support bot")).to_be_visible()
 
     # Invite a colleague.
     page.get_by_role("link", name="Members").click()
@@ -77,7 +77,7 @@ def test_team_signs_up_invites_and_switches_workspaces(page, new_page):
     # Confirming the invited address joins the team's workspace, not an empty one of her own.
     _confirm_email(grace, "grace@example.com")
     expect(grace.get_by_text("Welcome to Support bot.")).to_be_visible()
-    expect(grace.get_by_role("heading", level=2, name="Support bot")).to_be_visible()
+    expect(grace.get_by_role("heading", level=1, name="Support bot")).to_be_visible()
 
     # The owner sees the new member; the invitation is no longer pending.
     page.reload()

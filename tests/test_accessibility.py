@@ -1,0 +1,219 @@
+"""Every HTML page passes the checks a screen reader or keyboard user needs, without a browser.
+
+The pages are those the fuzz walks (tests/test_views_fuzz.py: every URL pattern, filled with
+one complete workspace's objects), fetched with GET as the workspace's owner, plus the
+signed-out account pages. On each page:
+
+- every form control a user fills (input but hidden/submit/button/image/reset, select,
+  textarea) has an accessible name: a ``<label for>``, a wrapping ``<label>``,
+  ``aria-label`` or ``aria-labelledby``;
+- every button and link has text or an ``aria-label``: an icon alone says nothing aloud;
+- every ``<img>`` has ``alt`` (empty for decoration);
+- one ``<h1>``, a non-empty ``<title>``, ``<html lang>``;
+- no id twice (``label for`` and ``aria-*`` point at the first one only);
+- no positive ``tabindex`` (it reorders the tab sequence away from the reading order).
+"""
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.test_views_fuzz import FUZZED, _objects, _url, _values
+
+# Inputs a user does not fill in, or whose value is their name.
+UNNAMED_INPUTS = {"hidden", "submit", "button", "image", "reset"}
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+VOID |= {"track", "wbr"}
+
+
+class _Audit(HTMLParser):
+    """Collects one page's problems in ``problems``."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.label_for: set[str] = set()
+        self.controls: list[tuple[str, dict, bool]] = []  # (tag, attrs, inside a <label>)
+        self.h1 = 0
+        self.title: str | None = None
+        self.lang = None
+        self._labels = 0  # open <label> elements
+        self.named = 0  # buttons and links checked
+        self._named: list[dict] = []  # open buttons/links: {"tag", "attrs", "text"}
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v if v is not None else "" for k, v in attrs}
+        if "id" in a:
+            self.ids[a["id"]] = self.ids.get(a["id"], 0) + 1
+        tabindex = a.get("tabindex", "").strip()
+        if tabindex.lstrip("-").isdigit() and int(tabindex) > 0:
+            self.problems.append(f"positive tabindex: <{tag} {_short(a)}>")
+        if tag == "html":
+            self.lang = a.get("lang")
+        elif tag == "title":
+            self._in_title, self.title = True, ""
+        elif tag == "h1":
+            self.h1 += 1
+        elif tag == "label":
+            self._labels += 1
+            if a.get("for"):
+                self.label_for.add(a["for"])
+        elif tag == "img":
+            if "alt" not in a:
+                self.problems.append(f"img without alt: <img {_short(a)}>")
+            for named in self._named:  # an image's alt names the link it is in
+                named["text"] += a.get("alt", "")
+        kind = a.get("type", "text").lower() if tag == "input" else tag
+        if tag in ("input", "select", "textarea") and kind not in UNNAMED_INPUTS:
+            self.controls.append((tag, a, self._labels > 0))
+        if tag == "button" or (tag == "a" and "href" in a):
+            self._named.append({"tag": tag, "attrs": a, "text": ""})
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        elif tag == "label":
+            self._labels = max(0, self._labels - 1)
+        elif tag in ("a", "button") and self._named and self._named[-1]["tag"] == tag:
+            named = self._named.pop()
+            self.named += 1
+            a = named["attrs"]
+            # "×" or "↗" alone is read as "multiplication sign" or nothing at all.
+            if not (re.search(r"\w", named["text"]) or _has_name(a)):
+                self.problems.append(f"{tag} without text or aria-label: <{tag} {_short(a)}>")
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+        for named in self._named:
+            named["text"] += data
+
+    def finish(self) -> list[str]:
+        for tag, a, wrapped in self.controls:
+            if not (wrapped or a.get("id", "") in self.label_for or _has_name(a)):
+                self.problems.append(f"{tag} without a label: <{tag} {_short(a)}>")
+        if self.h1 != 1:
+            self.problems.append(f"{self.h1} <h1> (one expected)")
+        if not (self.title or "").strip():
+            self.problems.append("no <title>")
+        if not self.lang:
+            self.problems.append("no <html lang>")
+        self.problems += [f"id {i!r} {n} times" for i, n in self.ids.items() if n > 1]
+        return self.problems
+
+
+def _has_name(a: dict) -> bool:
+    # Not ``title``: a tooltip, read by some screen readers only, and never on touch screens.
+    return any(a.get(k, "").strip() for k in ("aria-label", "aria-labelledby"))
+
+
+def _short(a: dict) -> str:
+    keep = ("id", "name", "type", "class", "href", "src", "hx-post", "hx-get")
+    return " ".join(f'{k}="{a[k][:60]}"' for k in keep if k in a)
+
+
+def audit(html: str, seen: dict | None = None) -> list[str]:
+    """The page's problems; ``seen`` counts the controls and buttons/links it checked."""
+    parser = _Audit()
+    parser.feed(html)
+    parser.close()
+    if seen is not None:
+        seen["controls"] = seen.get("controls", 0) + len(parser.controls)
+        seen["named"] = seen.get("named", 0) + parser.named
+    return parser.finish()
+
+
+def _html(response) -> bool:
+    return "text/html" in response.get("Content-Type", "")
+
+
+def _is_full_page(html: str) -> bool:
+    # A partial (an htmx fragment, a chart's <svg>) is checked within the page that shows it.
+    return "<html" in html[:500].lower()
+
+
+# --- the checker finds what it should --------------------------------------------------
+
+
+def test_the_audit_reports_each_kind_of_problem():
+    page = """<!doctype html><html><head><title> </title></head><body>
+      <h1>A</h1><h1>B</h1>
+      <input name="q"><select name="s"></select><textarea name="t"></textarea>
+      <button type="button"><svg></svg></button><a href="/x"> </a><button>×</button>
+      <img src="a.png"><div id="d"></div><span id="d"></span><a href="/y" tabindex="2">y</a>
+    </body></html>"""
+
+    problems = audit(page)
+
+    assert len(problems) == 12, problems
+    assert any("2 <h1>" in p for p in problems)
+    assert "no <title>" in problems and "no <html lang>" in problems
+    assert "id 'd' 2 times" in problems
+    assert sum("without a label" in p for p in problems) == 3
+
+
+def test_the_audit_takes_each_way_of_naming():
+    page = """<!doctype html><html lang="en"><head><title>T</title></head><body><h1>H</h1>
+      <label for="q">Search</label><input id="q" name="q">
+      <label>Sort <select name="s"></select></label>
+      <textarea name="t" aria-label="Note"></textarea><input type="hidden" name="h">
+      <span id="n">Name</span><input name="n" aria-labelledby="n"><input type="submit">
+      <button aria-label="Close">×</button><a href="/x"><img src="i.svg" alt="Home"></a>
+      <img src="deco.svg" alt=""><a href="/y" tabindex="0">y</a><a href="/z" tabindex="-1">z</a>
+    </body></html>"""
+
+    assert audit(page) == []
+
+
+# --- every page -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def test_every_page_the_owner_sees_is_accessible(owner_client, workspace, owner):
+    objects = _objects(workspace, owner)
+    checked, problems, seen = 0, {}, {}
+    for pattern in FUZZED:
+        url = _url(pattern, _values(pattern, workspace, objects))
+        response = owner_client.get(url)
+        html = response.content.decode() if _html(response) else ""
+        if not _is_full_page(html):
+            continue
+        checked += 1
+        if found := audit(html, seen):
+            problems[url] = found
+
+    assert checked >= 40, "fewer pages than expected: is the walk broken?"
+    assert seen["controls"] >= 100 and seen["named"] >= 500, f"too few elements checked: {seen}"
+    shown = "\n".join(f"{url}: {p}" for url, found in problems.items() for p in found)
+    assert problems == {}, f"{len(problems)} of {checked} pages:\n{shown}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/accounts/login/",
+        "/accounts/signup/",
+        "/accounts/password/reset/",
+        "/accounts/password/reset/done/",
+        "/invitations/nope/",
+        "/no-such-page/",
+    ],
+)
+def test_signed_out_pages_are_accessible(client, db, url):
+    response = client.get(url)
+
+    assert _is_full_page(response.content.decode())
+    assert audit(response.content.decode()) == []
