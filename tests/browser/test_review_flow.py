@@ -268,3 +268,31 @@ def test_undo_gives_back_the_note_for_the_label_that_replaces_it(logged_in_page,
     assert (label.rating, label.note) == ("negative", "Quoted a price it never looked up")
     # The next trace starts with an empty note box.
     expect(page.get_by_test_id("note")).to_have_value("")
+
+
+def _focused(page) -> dict:
+    return page.evaluate(
+        "() => { const el = document.activeElement, s = getComputedStyle(el);"
+        " return {id: el.id, text: el.innerText.trim(),"
+        " outline: s.outlineStyle + ' ' + s.outlineWidth}; }"
+    )
+
+
+def test_after_a_label_the_keyboard_goes_on_from_the_new_card_with_visible_focus(
+    logged_in_page, owner, review_set
+):
+    """The new card had no tabindex: its focus() did nothing, and the next Tab went on from
+    where the labelled card's button was (the page's footer). And Pico's focus ring, a pale
+    tint, was next to invisible on the coloured rate buttons."""
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+
+    page.keyboard.press("1")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
+    expect(page.get_by_test_id("review-card")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Open full trace ↗")).to_be_focused()
+    page.get_by_test_id("note").focus()
+    page.keyboard.press("Tab")
+
+    assert _focused(page) == {"id": "", "text": "✓ Good 1", "outline": "solid 2px"}
