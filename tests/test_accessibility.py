@@ -1,8 +1,9 @@
 """Every HTML page passes the checks a screen reader or keyboard user needs, without a browser.
 
 The pages are those the fuzz walks (tests/test_views_fuzz.py: every URL pattern, filled with
-one complete workspace's objects), fetched with GET as the workspace's owner, plus the
-signed-out account pages. On each page:
+one complete workspace's objects), fetched with GET as the workspace's owner; the same pages
+of an empty workspace (empty states); and the signed-out account and error pages. Only full
+pages: an htmx fragment is checked within the page that includes it. On each page:
 
 - every form control a user fills (input but hidden/submit/button/image/reset, select,
   textarea) has an accessible name: a ``<label for>``, a wrapping ``<label>``,
@@ -182,23 +183,40 @@ def owner_client(client, owner):
     return client
 
 
-def test_every_page_the_owner_sees_is_accessible(owner_client, workspace, owner):
-    objects = _objects(workspace, owner)
-    checked, problems, seen = 0, {}, {}
-    for pattern in FUZZED:
-        url = _url(pattern, _values(pattern, workspace, objects))
-        response = owner_client.get(url)
+def _audit_pages(client, urls, min_pages: int) -> dict:
+    """Audit every full HTML page among ``urls``; fail listing each page's problems.
+    Return what was checked (pages, controls, buttons and links)."""
+    seen, problems = {"pages": 0}, {}
+    for url in urls:
+        response = client.get(url)
         html = response.content.decode() if _html(response) else ""
         if not _is_full_page(html):
             continue
-        checked += 1
+        seen["pages"] += 1
         if found := audit(html, seen):
             problems[url] = found
 
-    assert checked >= 40, "fewer pages than expected: is the walk broken?"
-    assert seen["controls"] >= 100 and seen["named"] >= 500, f"too few elements checked: {seen}"
+    assert seen["pages"] >= min_pages, f"fewer pages than expected: is the walk broken? {seen}"
     shown = "\n".join(f"{url}: {p}" for url, found in problems.items() for p in found)
-    assert problems == {}, f"{len(problems)} of {checked} pages:\n{shown}"
+    assert problems == {}, f"{len(problems)} of {seen['pages']} pages:\n{shown}"
+    return seen
+
+
+def test_every_page_the_owner_sees_is_accessible(owner_client, workspace, owner):
+    objects = _objects(workspace, owner)
+    urls = [_url(p, _values(p, workspace, objects)) for p in FUZZED]
+
+    seen = _audit_pages(owner_client, urls, min_pages=40)
+
+    assert seen["controls"] >= 100 and seen["named"] >= 500, f"too few elements checked: {seen}"
+
+
+def test_every_page_of_an_empty_workspace_is_accessible(owner_client, workspace):
+    """A new workspace's pages show their empty states and first steps instead."""
+    # A page of an object is left out: an empty workspace has none.
+    urls = [_url(p, _values(p, workspace, {})) for p in FUZZED if not p.converters()]
+
+    _audit_pages(owner_client, urls, min_pages=15)
 
 
 @pytest.mark.parametrize(
