@@ -16,6 +16,7 @@ from integrations.uploads import count_lines, start_upload
 from iofold.composition import trace_origins
 from iofold.exceptions import RateLimited
 from iofold.lib.confirm import ask_first, confirmed
+from iofold.lib.fragments import fragment_or_page
 from iofold.pipeline import admit_traces
 from workspaces.access import workspace_view
 
@@ -189,13 +190,21 @@ def integration_detail(request, pk: int):
 
 @workspace_view
 def run_progress(request, pk: int, run_pk: int):
-    """The progress fragment of one sync run; polling stops when the run is final."""
+    """The progress fragment of one sync run (a page outside htmx); polling stops when the
+    run is final."""
     integration = _integration(request, pk)
     run = get_object_or_404(
         SyncRun.objects.for_workspace(request.workspace).filter(integration=integration), pk=run_pk
     )
     ctx = {"integration": integration, "run": run, "trace_count": integration.traces.count()}
-    response = render(request, "integrations/detail.html#progress", ctx)
+    response = fragment_or_page(
+        request,
+        "integrations/detail.html#progress",
+        ctx,
+        title=f"Sync of {integration.name}",
+        back_url=reverse("integrations:detail", args=[request.workspace.slug, integration.pk]),
+        back_label=f"Back to {integration.name}",
+    )
     if run.is_final and request.htmx:
         return HttpResponseStopPolling(response.content)
     return response

@@ -12,6 +12,7 @@ from django_htmx.http import HttpResponseStopPolling
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.composition import eval_set_links
+from iofold.lib.fragments import fragment_or_page
 from iofold.lib.redirects import safe_next
 from traces import assignments, label_import, selectors, services
 from traces.exceptions import LabelNotYours, TraceError
@@ -773,11 +774,19 @@ def conversation_detail(request, pk: int):
 
 @workspace_view
 def conversation_turn_steps(request, pk: int, trace_pk: int):
-    """The steps of one turn, loaded when the turn is expanded (keeps long chats fast)."""
+    """The steps of one turn, loaded when the turn is expanded (keeps long chats fast); a
+    page when opened on its own."""
     conversation = _conversation(request, pk)
     trace = get_object_or_404(
         Trace.objects.for_workspace(request.workspace).filter(conversation=conversation),
         pk=trace_pk,
     )
     ctx = {"trace": trace, "steps": selectors.step_tree(trace.data), "preview_chars": PREVIEW_CHARS}
-    return render(request, "traces/_turn_steps.html", ctx)
+    return fragment_or_page(
+        request,
+        "traces/_turn_steps.html",
+        ctx,
+        title=f"Steps of {trace}",
+        back_url=reverse("traces:conversation_detail", args=[request.workspace.slug, pk]),
+        back_label="Back to the conversation",
+    )

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from evals import collaboration
 from evals.exceptions import EvalError
 from evals.models import Eval
+from iofold.lib.fragments import fragment_or_page
 from traces.models import EvalSet, Trace
 from workspaces.access import workspace_view
 
@@ -34,7 +35,8 @@ def comment_on_eval(request, pk: int):
 
 @workspace_view
 def trace_comments(request, pk: int):
-    """The comments on a trace (loaded into its page), and posting one."""
+    """The comments on a trace (loaded into its page; a page when opened on its own), and
+    posting one."""
     trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=pk)
     url = reverse("traces:detail", args=[request.workspace.slug, trace.pk])
     if request.method == "POST":
@@ -53,7 +55,14 @@ def trace_comments(request, pk: int):
         "comments": collaboration.comments_on(workspace=request.workspace, trace=trace),
         "action": reverse("evals:trace_comments", args=[request.workspace.slug, trace.pk]),
     }
-    return render(request, "evals/_comments.html", ctx)
+    return fragment_or_page(
+        request,
+        "evals/_comments.html",
+        ctx,
+        title=f"Comments on {trace}",
+        back_url=url,
+        back_label="Back to the trace",
+    )
 
 
 @workspace_view
