@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # A hand-opened GET of a POST-only address: a page saying it acts, not a blank 405.
+    "iofold.lib.action_pages.ActionPageMiddleware",
 ]
 
 ROOT_URLCONF = "iofold.urls"
