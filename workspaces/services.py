@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -42,6 +43,35 @@ def create_workspace(*, name: str, owner, is_demo: bool = False) -> Workspace:
     workspace = Workspace.objects.create(name=name, slug=_unique_slug(name), is_demo=is_demo)
     Membership.objects.create(workspace=workspace, user=owner, role=Membership.Role.OWNER)
     return workspace
+
+
+# Two "Create workspace" submits of one name this close together are one click made twice
+# (a double click, a re-sent form).
+DUPLICATE_CREATE_WINDOW = timedelta(seconds=30)
+
+
+@transaction.atomic
+def create_workspace_once(*, name: str, owner) -> Workspace:
+    """Create a workspace as ``create_workspace`` does, unless ``owner`` created one of the
+    same name within ``DUPLICATE_CREATE_WINDOW``: return that one.
+
+    The repeat is led to the workspace just made rather than refused: the browser shows the
+    second submit's answer, and a refusal there would hide that the first one worked.
+    """
+    # The two submits arrive together: the owner's row, locked, holds the second until the
+    # first has committed its workspace, which the second then finds.
+    get_user_model().objects.select_for_update().get(pk=owner.pk)
+    just_made = (
+        Workspace.objects.for_user(owner)
+        .filter(
+            name=name.strip(),
+            memberships__role=Membership.Role.OWNER,
+            created_at__gte=timezone.now() - DUPLICATE_CREATE_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    return just_made or create_workspace(name=name, owner=owner)
 
 
 def create_personal_workspace(*, user) -> Workspace:

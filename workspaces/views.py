@@ -21,7 +21,9 @@ def workspace_list(request):
     """List the user's workspaces and create a new one."""
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        workspace = services.create_workspace(name=form.cleaned_data["name"], owner=request.user)
+        workspace = services.create_workspace_once(
+            name=form.cleaned_data["name"], owner=request.user
+        )
         messages.success(request, f"Workspace “{workspace.name}” created.")
         return redirect(workspace)
     memberships = Membership.objects.for_user(request.user).select_related("workspace")
