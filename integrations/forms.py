@@ -37,9 +37,14 @@ class SourceConnectionForm(forms.Form):
 
     def add_error(self, field, error):
         super().add_error(field, error)
-        # A typed key is never sent back to the browser, so the page with the error shows
-        # its field empty: say so there, or the next submit fails for want of the key.
-        if field != self.key_field and self.data.get(self.add_prefix(self.key_field)):
+        if field != self.key_field:
+            self.ask_key_again()
+
+    def ask_key_again(self) -> None:
+        """Say that a typed key must be typed again: it is never sent back to the browser,
+        so the form's page (with an error, or a test's result) shows its field empty, and
+        the next submit would fail for want of the key."""
+        if self.data.get(self.add_prefix(self.key_field)):
             # The bound field (made while cleaning) is what renders, with its own help text.
             key = self[self.key_field]
             key.help_text = (

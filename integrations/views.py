@@ -47,11 +47,20 @@ def _kinds() -> list[tuple[str, str]]:
     return [(kind, Integration.Kind(kind).label) for kind in INTEGRATION_FORMS]
 
 
+def _testing(request) -> bool:
+    """Whether the form came by its "Test connection" button: a submit of its own, so the
+    test works without JavaScript (htmx posts it to the test URL instead)."""
+    return request.method == "POST" and request.POST.get("action") == "test"
+
+
 @workspace_view(manage=True)
 def integration_create(request):
     """Connect a source of the kind picked (``?kind=``; Langfuse by default)."""
     kind = request.GET.get("kind") or Integration.Kind.LANGFUSE
     form = _form_class(kind)(request.POST or None)
+    if _testing(request):
+        result = _entered_connection(request, kind=kind)
+        return _form_page(request, form, integration=None, kind=kind, **result)
     if request.method == "POST" and form.is_valid():
         try:
             integration = services.create_integration(
@@ -62,7 +71,17 @@ def integration_create(request):
         else:
             messages.success(request, f"“{integration.name}” connected. Start a sync when ready.")
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
-    ctx = {"form": form, "integration": None, "kind": kind, "kinds": _kinds()}
+    return _form_page(request, form, integration=None, kind=kind)
+
+
+def _form_page(request, form, *, integration: Integration | None, kind: str, **result):
+    """The connect or edit form; ``result`` is a connection test's ``ok`` and ``message``."""
+    if result:
+        # The typed key is never sent back: say so, or the next "Connect" lacks it.
+        form.ask_key_again()
+    ctx = {"form": form, "integration": integration, "kind": kind, **result}
+    if integration is None:
+        ctx["kinds"] = _kinds()
     return render(request, "integrations/form.html", ctx)
 
 
@@ -102,6 +121,11 @@ def integration_edit(request, pk: int):
         initial=form_class.initial_from(integration),
         secret_hint=integration.secret_hint,
     )
+    if _testing(request):
+        result = _entered_connection(
+            request, kind=integration.kind, stored_secret=integration.secret_key
+        )
+        return _form_page(request, form, integration=integration, kind=integration.kind, **result)
     if request.method == "POST" and form.is_valid():
         try:
             services.update_integration(integration=integration, **form.service_kwargs())
@@ -110,12 +134,11 @@ def integration_edit(request, pk: int):
         else:
             messages.success(request, f"“{integration.name}” saved.")
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
-    ctx = {"form": form, "integration": integration, "kind": integration.kind}
-    return render(request, "integrations/form.html", ctx)
+    return _form_page(request, form, integration=integration, kind=integration.kind)
 
 
-def _check_entered_connection(request, *, kind: str, stored_secret: str = ""):
-    """Test the connection typed into the form, unsaved, and render the result fragment.
+def _entered_connection(request, *, kind: str, stored_secret: str = "") -> dict:
+    """Test the connection typed into the form, unsaved: its ``ok`` and ``message``.
 
     An empty secret key falls back to ``stored_secret`` (the edit form never shows it).
     """
@@ -132,7 +155,7 @@ def _check_entered_connection(request, *, kind: str, stored_secret: str = ""):
             ctx.update(ok=True, message=services.connection_message(info))
         except IntegrationError as exc:
             ctx["message"] = exc.message
-    return render(request, "integrations/form.html#connection", ctx)
+    return ctx
 
 
 @require_POST
@@ -140,7 +163,8 @@ def _check_entered_connection(request, *, kind: str, stored_secret: str = ""):
 def check_new_connection(request):
     """Test the keys typed into the connect form, before saving them (htmx fragment)."""
     kind = request.POST.get("kind") or Integration.Kind.LANGFUSE
-    return _check_entered_connection(request, kind=kind)
+    result = _entered_connection(request, kind=kind)
+    return render(request, "integrations/form.html#connection", result)
 
 
 @require_POST
@@ -148,9 +172,10 @@ def check_new_connection(request):
 def check_edited_connection(request, pk: int):
     """Test the connection typed into an edit form, before saving it (htmx fragment)."""
     integration = _integration(request, pk)
-    return _check_entered_connection(
+    result = _entered_connection(
         request, kind=integration.kind, stored_secret=integration.secret_key
     )
+    return render(request, "integrations/form.html#connection", result)
 
 
 @require_POST

@@ -72,6 +72,62 @@ def test_test_connection_explains_the_outcome(
     assert "sk-lf-wrong" not in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"secret_key": "sk-lf-wrong"}, "rejected the API keys"),
+        ({}, "Connected to project “Fake Project” (Langfuse 4.59.0)."),
+    ],
+)
+def test_test_connection_without_javascript_shows_the_result_on_the_form_as_typed(
+    login, owner, workspace, fake_langfuse, change, expected
+):
+    """The button is a submit of its own (action=test): nothing saved, the page comes back
+    with the result and what was typed, except the secret key."""
+    fake = fake_langfuse()
+    typed = form_data(fake, name="Langfuse staging", **change)
+
+    response = login(owner).post(
+        reverse("integrations:create", args=[workspace.slug]), {**typed, "action": "test"}
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert expected in page
+    assert 'value="Langfuse staging"' in page and f'value="{PUBLIC_KEY}"' in page
+    assert typed["secret_key"] not in page
+    assert "Enter the secret key again" in page
+    assert not Integration.objects.exists()
+
+
+def test_test_connection_without_javascript_on_the_edit_form_uses_the_stored_key(
+    login, owner, workspace, fake_langfuse
+):
+    fake = fake_langfuse()
+    integration = services.create_integration(
+        workspace=workspace, name="x", host=fake.url, public_key=PUBLIC_KEY, secret_key=SECRET_KEY
+    )
+    typed = form_data(fake, name="renamed", secret_key="")
+
+    response = login(owner).post(
+        reverse("integrations:edit", args=[workspace.slug, integration.pk]),
+        {**typed, "action": "test"},
+    )
+
+    page = response.content.decode()
+    assert "Connected to project “Fake Project”" in page
+    assert 'value="renamed"' in page and SECRET_KEY not in page
+    integration.refresh_from_db()
+    assert integration.name == "x"  # a test saves nothing
+
+
+def test_the_test_connection_button_is_a_submit_without_javascript(login, owner, workspace):
+    page = login(owner).get(reverse("integrations:create", args=[workspace.slug]))
+
+    button = re.search(r'<button[^>]*data-testid="test-connection"[^>]*>', page.content.decode())
+    assert 'type="submit"' in button[0] and 'name="action" value="test"' in button[0]
+
+
 def test_test_connection_spots_a_server_that_is_not_langfuse(
     login, owner, workspace, fake_langfuse
 ):
