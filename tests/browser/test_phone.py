@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from tests.evals.builders import REFUSAL_CODE, make_eval
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
 from traces.services import create_eval_set, record_feedback
+from workspaces.services import invite_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -195,3 +196,31 @@ def test_a_failed_syncs_retry_and_the_kappa_help_fit_a_phone(phone_page, owner, 
     assert help_box.bounding_box()["height"] <= 2 * line  # one line until opened
     help_box.locator("summary").click()
     expect(help_box).to_contain_text("Cohen's kappa")
+
+
+@pytest.mark.parametrize("screen", ["phone", "desktop"])
+def test_members_buttons_are_a_buttons_width_not_the_cells(
+    phone_page, logged_in_page, owner, member, workspace, screen
+):
+    invite_member(
+        workspace=workspace,
+        email="grace@example.com",
+        role="member",
+        invited_by=owner,
+        base_url="http://testserver",
+    )
+    page = (phone_page if screen == "phone" else logged_in_page)(owner)
+    page.goto(f"/w/{workspace.slug}/members/")
+    for name in ("Remove", "Cancel invitation"):
+        button = page.get_by_role("button", name=name)
+        expect(button).to_be_visible()
+        # Its label, its padding and its border: no wider (Pico stretched it to the cell).
+        natural = button.evaluate(
+            "b => { const r = document.createRange(); r.selectNodeContents(b);"
+            " const s = getComputedStyle(b);"
+            " return r.getBoundingClientRect().width + ['paddingLeft', 'paddingRight',"
+            " 'borderLeftWidth', 'borderRightWidth'].reduce((n, k) => n + parseFloat(s[k]), 0); }"
+        )
+        assert button.bounding_box()["width"] <= natural + 2, name
+    if screen == "phone":  # a wider table scrolls in its box, not the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
