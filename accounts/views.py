@@ -4,6 +4,7 @@ from django.shortcuts import redirect, render
 from accounts import services
 from accounts.exceptions import AccountError
 from accounts.forms import ProfileForm
+from iofold.lib.forms import form_status
 
 
 def profile(request):
@@ -17,5 +18,4 @@ def profile(request):
         else:
             messages.success(request, "Profile saved.")
             return redirect("accounts:profile")
-    status = 400 if form.errors else 200
-    return render(request, "accounts/profile.html", {"form": form}, status=status)
+    return render(request, "accounts/profile.html", {"form": form}, status=form_status(form))

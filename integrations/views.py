@@ -16,6 +16,7 @@ from integrations.uploads import count_lines, start_upload
 from iofold.composition import trace_origins
 from iofold.exceptions import RateLimited
 from iofold.lib.confirm import ask_first, confirmed
+from iofold.lib.forms import form_status
 from iofold.lib.fragments import fragment_or_page
 from iofold.pipeline import admit_traces
 from workspaces.access import workspace_view
@@ -82,7 +83,7 @@ def _form_page(request, form, *, integration: Integration | None, kind: str, **r
     ctx = {"form": form, "integration": integration, "kind": kind, **result}
     if integration is None:
         ctx["kinds"] = _kinds()
-    return render(request, "integrations/form.html", ctx)
+    return render(request, "integrations/form.html", ctx, status=form_status(form))
 
 
 def _openai_agents_page(request, integration: Integration | None):
@@ -317,7 +318,7 @@ def upload(request):
                 return response
             run = start_upload(workspace=request.workspace, uploaded=uploaded)
             return redirect("integrations:upload_run", slug=request.workspace.slug, run_pk=run.pk)
-    return render(request, "integrations/upload.html", {"form": form})
+    return render(request, "integrations/upload.html", {"form": form}, status=form_status(form))
 
 
 @workspace_view

@@ -1,4 +1,5 @@
-"""Every HTML page and form action answers bad input with a 4xx or a form error, never a 5xx.
+"""Every HTML page and form action answers bad input with a 4xx, never a 5xx; a form
+refused is shown again with a 400, not a 200.
 
 The walk takes every URL pattern of the project (``get_resolver()``), less a short skip list,
 and fills its path converters with the objects of one complete workspace (test_api's world,
@@ -24,6 +25,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
+from django.forms import BaseForm as Form
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.exceptions import Resolver404
 
@@ -381,6 +383,16 @@ def _odd_forms(plausible: dict):
     yield "plausible form", plausible
 
 
+def _refused(response) -> bool:
+    """Whether the page shows a form sent and refused (bound, with errors)."""
+    contexts = response.context or []
+    return any(
+        isinstance(value, Form) and value.is_bound and value.errors
+        for context in (contexts if isinstance(contexts, list) else [contexts])
+        for value in context.flatten().values()
+    )
+
+
 @pytest.mark.parametrize("pattern", FUZZED, ids=str)
 def test_no_page_answers_a_5xx(pattern, owner_client, workspace, owner, other_workspace, outsider):
     objects = _objects(workspace, owner)
@@ -393,6 +405,8 @@ def test_no_page_answers_a_5xx(pattern, owner_client, workspace, owner, other_wo
         sent += 1
         if response.status_code >= 500:
             failures.append(f"{what}: {response.status_code} {response.content[:300]!r}")
+        elif what.startswith("POST") and response.status_code == 200 and _refused(response):
+            failures.append(f"{what}: a refused form answered 200, not 400")
         return response.status_code
 
     # A method a view refuses (405) gets none of its variations.

@@ -12,6 +12,7 @@ from django_htmx.http import HttpResponseStopPolling
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.composition import eval_set_links
+from iofold.lib.forms import form_status
 from iofold.lib.fragments import fragment_or_page
 from iofold.lib.redirects import safe_next
 from traces import assignments, label_import, selectors, services
@@ -242,7 +243,8 @@ def evalset_create(request):
         else:
             messages.success(request, f"Eval set “{eval_set.name}” created.")
             return redirect(eval_set)
-    return render(request, "traces/evalset_form.html", {"form": form, "eval_set": None})
+    ctx = {"form": form, "eval_set": None}
+    return render(request, "traces/evalset_form.html", ctx, status=form_status(form))
 
 
 @workspace_view
@@ -268,7 +270,8 @@ def evalset_edit(request, pk: int):
         else:
             messages.success(request, "Eval set saved.")
             return redirect(eval_set)
-    return render(request, "traces/evalset_form.html", {"form": form, "eval_set": eval_set})
+    ctx = {"form": form, "eval_set": eval_set}
+    return render(request, "traces/evalset_form.html", ctx, status=form_status(form))
 
 
 @workspace_view
@@ -331,8 +334,7 @@ def _import_page(request, eval_set, *, form=None, score_form=None, **extra):
         "has_sources": bool(sources),
         **extra,
     }
-    bad = (form is not None and form.errors) or (score_form is not None and score_form.errors)
-    return render(request, "traces/evalset_import.html", ctx, status=400 if bad else 200)
+    return render(request, "traces/evalset_import.html", ctx, status=form_status(form, score_form))
 
 
 @require_POST

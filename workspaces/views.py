@@ -9,6 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.selectors import email_address_status
 from iofold.lib.confirm import ask_first, confirmed
+from iofold.lib.forms import form_status
 from iofold.lib.shown_once import keep_to_show, take_to_show
 from workspaces import services
 from workspaces.access import workspace_view
@@ -27,7 +28,8 @@ def workspace_list(request):
         messages.success(request, f"Workspace “{workspace.name}” created.")
         return redirect(workspace)
     memberships = Membership.objects.for_user(request.user).select_related("workspace")
-    return render(request, "workspaces/list.html", {"memberships": memberships, "form": form})
+    ctx = {"memberships": memberships, "form": form}
+    return render(request, "workspaces/list.html", ctx, status=form_status(form))
 
 
 @workspace_view
@@ -284,7 +286,7 @@ def workspace_settings(request):
         services.rename_workspace(workspace=request.workspace, name=form.cleaned_data["name"])
         messages.success(request, "Workspace renamed.")
         return redirect("workspaces:settings", slug=request.workspace.slug)
-    return render(request, "workspaces/settings.html", {"form": form})
+    return render(request, "workspaces/settings.html", {"form": form}, status=form_status(form))
 
 
 @require_POST

@@ -16,6 +16,7 @@ from evals.metrics.agreement import KAPPA_BAR
 from evals.models import Eval, Generation
 from evals.versions.display import highlight_code
 from iofold.lib.fields import last_four
+from iofold.lib.forms import form_status
 from traces.models import EvalSet
 from workspaces.access import workspace_view
 
@@ -84,7 +85,7 @@ def provider_settings(request):
         "effective": choice,
         "saved": row.pk is not None,
     }
-    return render(request, "evals/settings.html", ctx)
+    return render(request, "evals/settings.html", ctx, status=form_status(form))
 
 
 @workspace_view
@@ -113,7 +114,7 @@ def judge_template(request, pk: int):
             },
         )
     ctx = {"eval_set": eval_set, "form": form, "criteria": CRITERIA.values()}
-    return render(request, "evals/judge_template.html", ctx)
+    return render(request, "evals/judge_template.html", ctx, status=form_status(form))
 
 
 @require_POST

@@ -249,7 +249,8 @@ def edit(request, pk: int):
         "problems": problems,
         "preview": display.highlight_code(code, marked_lines=marked) if problems else None,
     }
-    return render(request, "evals/edit.html", ctx, status=400 if problems else 200)
+    # A POST that reaches here saved nothing: the code is shown again, refused.
+    return render(request, "evals/edit.html", ctx, status=400 if request.method == "POST" else 200)
 
 
 @workspace_view

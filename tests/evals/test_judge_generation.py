@@ -151,7 +151,7 @@ def test_the_judge_template_is_edited_per_eval_set_and_used_by_the_next_judge(
 
     assert CRITERIA["refusal"].title in page and "Does this trace meet the criteria?" in page
     assert response.status_code == 302
-    assert bad.status_code == 200 and "nonsense" in bad.content.decode()
+    assert bad.status_code == 400 and "nonsense" in bad.content.decode()
     template = judge_template(eval_set)
     assert (template.criterion, template.question, template.material, template.shots) == (
         "tone",

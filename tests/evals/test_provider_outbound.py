@@ -36,7 +36,7 @@ def test_the_settings_form_refuses_a_private_base_url_on_the_field(
 
     response = post_settings(client, workspace, fake_llm.openai_base_url)
 
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors["base_url"] == [REFUSED]
     assert not ProviderSettings.objects.exists()
 

@@ -45,7 +45,7 @@ def test_the_form_refuses_a_private_host_on_the_field_and_saves_nothing(
 
     response = client.post(reverse("integrations:create", args=[workspace.slug]), form_data(fake))
 
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors["custom_host"] == [REFUSED]
     assert REFUSED in response.content.decode()
     assert not Integration.objects.exists()

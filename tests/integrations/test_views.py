@@ -311,7 +311,7 @@ def test_connect_refuses_keys_of_the_wrong_shape(
     response = login(owner).post(
         reverse("integrations:create", args=[workspace.slug]), form_data(fake, **change)
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert expected in " ".join(response.context["form"].errors[field])
     assert not Integration.objects.exists()
 
@@ -325,7 +325,7 @@ def test_a_form_sent_back_with_an_error_asks_for_the_secret_again(
         form_data(fake, custom_host="not a url"),
     )
     page = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "is not a URL" in page
     assert SECRET_KEY not in page
     assert "Enter the secret key again: it is not sent back to your browser." in page
@@ -338,7 +338,7 @@ def test_edit_refuses_a_public_key_of_the_wrong_shape(login, owner, workspace, m
         reverse("integrations:edit", args=[workspace.slug, integration.pk]),
         form_data(fake, public_key="abc", secret_key=""),
     )
-    assert response.status_code == 200 and "public_key" in response.context["form"].errors
+    assert response.status_code == 400 and "public_key" in response.context["form"].errors
     integration.refresh_from_db()
     assert integration.public_key == PUBLIC_KEY
 

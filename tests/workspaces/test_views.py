@@ -145,7 +145,7 @@ def test_create_workspace_from_the_list(client, owner):
 def test_blank_workspace_name_is_a_form_error(client, owner):
     client.force_login(owner)
     response = client.post(reverse("workspaces:list"), {"name": "   "})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert Workspace.objects.count() == 1
 
 
