@@ -296,3 +296,23 @@ def test_after_a_label_the_keyboard_goes_on_from_the_new_card_with_visible_focus
     page.keyboard.press("Tab")
 
     assert _focused(page) == {"id": "", "text": "✓ Good 1", "outline": "solid 2px"}
+
+
+def test_a_refused_note_is_shown_on_the_card_with_the_note_kept(logged_in_page, owner, review_set):
+    # The card answers a refused label with 400 and itself: htmx drops a 400 unless told
+    # to swap it (base.html's htmx-config), and the reviewer saw nothing happen.
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    shown = _current_trace(page)
+    too_long = "x" * 5001
+    # The box stops typing at 5,000; a pasted or scripted note is checked by the server.
+    page.get_by_test_id("note").evaluate(
+        "(note, text) => { note.removeAttribute('maxlength'); note.value = text; }", too_long
+    )
+
+    page.get_by_test_id("rate-positive").click()
+
+    expect(page.get_by_test_id("notice")).to_contain_text("The note was not saved")
+    assert _current_trace(page) == shown
+    expect(page.get_by_test_id("note")).to_have_value(too_long)
+    assert not Feedback.objects.exists()
