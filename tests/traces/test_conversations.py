@@ -773,7 +773,7 @@ def test_eval_set_form_takes_the_unit(login, workspace, owner):
             "conversation_idle_minutes": 0,
         },
     )
-    assert bad.status_code == 200 and not EvalSet.objects.filter(name="X").exists()
+    assert bad.status_code == 400 and not EvalSet.objects.filter(name="X").exists()
 
 
 # --- API ----------------------------------------------------------------------------------
