@@ -295,7 +295,7 @@ def delete(request, pk: int):
     return redirect("integrations:list", slug=request.workspace.slug)
 
 
-@workspace_view
+@workspace_view(writers_only=True)
 def upload(request):
     """Upload traces as JSON Lines; a worker ingests the file while the page shows progress."""
     form = UploadForm(request.POST or None, request.FILES or None)

@@ -531,6 +531,38 @@ def test_viewer_cannot_write(case, client, workspace, owner, viewer):
     assert response.status_code == 403
 
 
+# Pages that are a form to change something: a viewer who types the address is refused
+# the page (workspace_view(writers_only=True) or manage=True), saying why, instead of
+# shown a Save whose POST gets a 403 and loses what was typed.
+EDIT_PAGES = [
+    "traces:evalset_create",
+    "traces:evalset_edit",
+    "traces:evalset_import",
+    "evals:edit",
+    "evals:judge_template",
+    "integrations:edit",
+    "integrations:upload",
+]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in UI_CASES if c.method == "get" and c.name in EDIT_PAGES], ids=str
+)
+def test_a_viewer_is_refused_an_edit_page_and_told_why(case, client, workspace, owner, viewer):
+    url = _ui_url(case, workspace)
+    client.force_login(viewer)
+
+    response = client.get(url)
+
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert 'data-testid="forbidden"' in page and "Your role here is Viewer." in page
+
+
+def test_every_edit_page_is_in_the_cases():
+    assert set(EDIT_PAGES) <= {c.name for c in UI_CASES if c.method == "get"}
+
+
 @pytest.mark.parametrize("case", UI_CASES, ids=str)
 def test_anonymous_is_sent_to_login(case, client, workspace, owner):
     response = getattr(client, case.method)(_ui_url(case, workspace), case.data(workspace))

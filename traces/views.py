@@ -197,7 +197,7 @@ def evalset_list(request):
     return render(request, "traces/evalset_list.html", ctx)
 
 
-@workspace_view
+@workspace_view(writers_only=True)
 def evalset_create(request):
     """Create an eval set; the trace list's filter or selection arrives pre-filled.
 
@@ -247,7 +247,7 @@ def evalset_create(request):
     return render(request, "traces/evalset_form.html", ctx, status=form_status(form))
 
 
-@workspace_view
+@workspace_view(writers_only=True)
 def evalset_edit(request, pk: int):
     eval_set = _eval_set(request, pk)
     form = EvalSetForm(request.POST or None, initial=EvalSetForm.initial_for(eval_set))
@@ -381,7 +381,7 @@ def evalset_import_scores_run(request, pk: int, run_pk: int):
     return _import_page(request, eval_set, run=run)
 
 
-@workspace_view
+@workspace_view(writers_only=True)
 def evalset_import(request, pk: int):
     """Upload JSONL traces into the set; each line's `label` and `note` become labels."""
     eval_set = _eval_set(request, pk)

@@ -40,17 +40,23 @@ def check_role(role: str, *, write: bool = False, manage: bool = False) -> None:
         raise PermissionDenied("Viewers cannot change anything in this workspace.")
 
 
-def workspace_view(view=None, *, manage: bool = False, own_membership: bool = False):
+def workspace_view(
+    view=None, *, manage: bool = False, own_membership: bool = False, writers_only: bool = False
+):
     """Resolve ``slug`` to ``request.workspace``; unsafe methods need a writing role.
 
     ``own_membership`` marks actions on the user's own membership (leaving), which any
-    member may take, viewers included.
+    member may take, viewers included. ``writers_only`` marks a page that is a form to
+    change something (an edit page): a viewer who types its address is refused the page
+    itself, with the refusal page saying why, instead of shown a Save whose POST is
+    refused and loses what was typed.
     """
 
     def decorator(func):
         @wraps(func)
         def wrapper(request, slug, *args, **kwargs):
-            write = request.method not in SAFE_METHODS and not own_membership
+            unsafe = request.method not in SAFE_METHODS or writers_only
+            write = unsafe and not own_membership
             workspace, membership = get_workspace_for_user(
                 request, slug, write=write, manage=manage and write
             )

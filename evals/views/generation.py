@@ -88,7 +88,7 @@ def provider_settings(request):
     return render(request, "evals/settings.html", ctx, status=form_status(form))
 
 
-@workspace_view
+@workspace_view(writers_only=True)
 def judge_template(request, pk: int):
     """Show and change how the set's LLM judge asks (members who can write)."""
     eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)

@@ -223,7 +223,7 @@ def run_progress(request, pk: int, run_pk: int):
     return response
 
 
-@workspace_view
+@workspace_view(writers_only=True)
 def edit(request, pk: int):
     """Edit a version's code by hand; saving makes a new validated draft version."""
     eval = _eval(request, pk)
