@@ -453,3 +453,46 @@ def test_a_conversation_sets_judge_page_speaks_of_conversations(workspace, owner
         assert "Labelled examples most like the conversation" in text
         assert "most like each conversation" in text
         assert "each trace" not in text and "like the trace" not in text
+
+
+def test_a_conversation_sets_version_and_shadow_pages_speak_of_conversations(
+    workspace, owner, login
+):
+    from django.template.loader import render_to_string
+    from django.utils.html import strip_tags
+
+    from evals.execution.shadow import shadow_pair
+    from evals.versions import services as version_services
+    from evals.views.generation import result_context
+
+    eval_set = EvalSetFactory(workspace=workspace, unit="conversation")
+    found_none = {"no_reliable_eval": True}
+    Eval.objects.create(
+        workspace=workspace, eval_set=eval_set, version=1, code="x", provider="offline",
+        status=Eval.Status.ACTIVE, activated_at=timezone.now(),
+    )  # fmt: skip
+    draft = Eval.objects.create(
+        workspace=workspace, eval_set=eval_set, version=2, code="x", provider="offline",
+        metrics=found_none,
+    )  # fmt: skip
+    client = login(owner)
+
+    detail = client.get(f"/w/{workspace.slug}/evals/{draft.pk}/")
+    result = render_to_string("evals/_result.html", result_context(draft))
+    version_services.shadow_eval(eval=draft)
+    assert shadow_pair(eval_set)[1] == draft
+    shadow = client.get(f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/shadow/")
+
+    def text(html):
+        return " ".join(strip_tags(html).split())
+
+    for notice in (text(detail.content.decode()), text(result)):
+        # One notice on the eval's page and in a generation's result, in the set's words.
+        assert "gives every conversation the same verdict" in notice
+        assert "label more conversations of the rarer verdict" in notice
+        assert "every trace" not in notice and "more traces" not in notice
+    shadow_text = text(shadow.content.decode())
+    assert "Both versions judge every new conversation;" in shadow_text
+    assert "none of the new conversations both versions judged has a label" in shadow_text
+    assert "New conversations both judged" in shadow_text
+    assert "traces" not in shadow_text.split("Active vs shadow", 1)[1]
