@@ -715,6 +715,21 @@ def test_conversation_list_filtered_to_nothing_says_no_match_not_none_yet(login,
     assert "No conversations yet" not in html
 
 
+def test_an_empty_conversation_list_says_how_conversations_arrive(login, workspace, owner, viewer):
+    upload = f"/w/{workspace.slug}/integrations/upload/"
+
+    html = login(owner).get(_page("conversation_list", workspace)).content.decode()
+    seen_by_viewer = login(viewer).get(_page("conversation_list", workspace)).content.decode()
+
+    assert "No conversations yet" in html
+    # What groups traces into one, per source, and where to go next: as the trace list.
+    assert "share a session, thread or conversation id" in html and "sessionId" in html
+    assert f'href="/w/{workspace.slug}/integrations/">Connect a source' in html
+    assert f'href="{upload}">Upload a file' in html
+    # A viewer cannot upload: the page offers only what they can open.
+    assert "Connect a source" in seen_by_viewer and upload not in seen_by_viewer
+
+
 # --- conversation eval sets ---------------------------------------------------------------
 
 
