@@ -38,6 +38,9 @@ def test_the_settings_form_refuses_a_private_base_url_on_the_field(
 
     assert response.status_code == 400
     assert response.context["form"].errors["base_url"] == [REFUSED]
+    page = response.content.decode()
+    # Shown again with what was typed, but the key is asked for again, never sent back.
+    assert fake_llm.openai_base_url in page and KEY not in page
     assert not ProviderSettings.objects.exists()
 
 
