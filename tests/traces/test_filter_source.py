@@ -44,7 +44,7 @@ def test_an_eval_set_form_refuses_an_unknown_source(login, workspace, owner):
             "unit": "trace",
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "is not a source of traces" in response.content.decode()
     assert not EvalSet.objects.exists()
 
