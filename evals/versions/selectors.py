@@ -101,6 +101,7 @@ def versions_of(eval_set: EvalSet) -> list[Eval]:
     )
     by_pk = {v.pk: v for v in versions}
     for v in versions:
+        v.eval_set = eval_set  # the rows name the set's unit: no query per row
         parent = by_pk.get(v.parent_id)
         v.depth = (parent.depth + 1) if parent is not None else 0
     return versions

@@ -496,3 +496,41 @@ def test_a_conversation_sets_version_and_shadow_pages_speak_of_conversations(
     assert "none of the new conversations both versions judged has a label" in shadow_text
     assert "New conversations both judged" in shadow_text
     assert "traces" not in shadow_text.split("Active vs shadow", 1)[1]
+
+
+def test_activating_a_conversation_version_without_a_rule_asks_in_conversations(
+    workspace, owner, login
+):
+    """The confirmation before activating a version that found no rule names the set's
+    items, on the version's page and on the versions list, with no query per listed row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    eval_set = EvalSetFactory(workspace=workspace, unit="conversation")
+    client = login(owner)
+    asked = (
+        "gives every conversation the same verdict, so it cannot tell good conversations from bad"
+    )
+    versions_url = f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/versions/"
+
+    def versions_page():
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get(versions_url).content.decode()
+        return html, len(queries)
+
+    draft = Eval.objects.create(
+        workspace=workspace, eval_set=eval_set, version=1, code="x", provider="offline",
+        metrics={"no_reliable_eval": True},
+    )  # fmt: skip
+    detail = client.get(draft.get_absolute_url()).content.decode()
+    assert asked in detail and "every trace" not in detail
+    html, one_row = versions_page()
+    assert html.count(asked) == 1
+    for version in (2, 3):
+        Eval.objects.create(
+            workspace=workspace, eval_set=eval_set, version=version, code="x",
+            provider="offline", metrics={"no_reliable_eval": True},
+        )  # fmt: skip
+    html, three_rows = versions_page()
+    assert html.count(asked) == 3
+    assert three_rows == one_row
