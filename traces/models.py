@@ -144,6 +144,11 @@ class Conversation(WorkspaceOwned):
     def is_complete(self) -> bool:
         return self.completed_at is not None
 
+    @property
+    def span_seconds(self) -> float:
+        """From its first turn's start to its latest turn's start."""
+        return (self.last_activity_at - self.started_at).total_seconds()
+
 
 # A trace written again after it was created: its time or source may have changed. The
 # comparison matrix's raw SQL spells it out (evals.matrix.index._rewritten), as the partial

@@ -646,6 +646,47 @@ def test_only_those_who_can_label_are_offered_to_label_a_conversation(
     assert "Label in Chats" not in login(viewer).get(url).content.decode()
 
 
+def test_a_conversation_review_card_describes_the_conversation_not_its_first_turn(
+    login, workspace, owner
+):
+    """The header of a conversation set's card gives the whole conversation's figures (every
+    turn's steps, its span, an error in a later turn) and opens the conversation; a trace
+    set's card still describes and opens the trace."""
+    from django.utils.html import strip_tags
+
+    from traces.services import add_traces_to_eval_set, create_eval_set
+
+    # Only the third turn, 7 minutes in, has an error.
+    _ingest(
+        workspace,
+        [_turn(1, "chat-a"), _turn(2, "chat-a", minutes=3), _erring(3, "chat-a", minutes=7)],
+    )
+    conversation = _only_conversation(workspace)
+    first = conversation.anchor
+    steps = sum(t.step_count for t in conversation.turns.all())
+    assert steps > first.step_count and not first.has_error
+    client = login(owner)
+
+    def card(unit):
+        eval_set = create_eval_set(workspace=workspace, name=unit, criteria="good", unit=unit)
+        add_traces_to_eval_set(eval_set=eval_set, trace_ids=[first.pk])
+        html = client.get(_page("review", workspace, pk=eval_set.pk)).content.decode()
+        header = html[html.index('data-testid="review-card"') :].split("</header>", 1)[0]
+        return header, " ".join(strip_tags(header).split())
+
+    header, text = card(EvalSet.Unit.CONVERSATION)
+    assert "Conversation chat-a" in text
+    assert f"12:00 → 2026-11-30 12:07 · Upload · 3 turns over 7 min · {steps} steps" in text
+    assert 'class="badge bad">error' in header
+    assert _page("conversation_detail", workspace, pk=conversation.pk) in header
+    assert "Open conversation" in text and "Open full trace" not in text
+
+    header, text = card(EvalSet.Unit.TRACE)
+    assert f"{first.step_count} steps" in text and "turns" not in text
+    assert "error" not in header
+    assert _page("detail", workspace, pk=first.pk) in header and "Open full trace" in text
+
+
 def test_turn_steps_load_only_within_the_conversation(login, workspace, owner, tau2_conversation):
     _, conversation = tau2_conversation
     client = login(owner)

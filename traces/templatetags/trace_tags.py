@@ -81,6 +81,12 @@ def ms(value) -> str:
 
 
 @register.filter
+def total_steps(turns) -> int:
+    """The steps of every turn of a conversation (``TurnView`` list), for its figures."""
+    return sum(turn.trace.step_count or 0 for turn in turns)
+
+
+@register.filter
 def elapsed(seconds) -> str:
     """Format a pause between turns as 45 s, 17 min, 2 h 5 min or 3 d 4 h."""
     if seconds is None or seconds == "":
