@@ -687,6 +687,25 @@ def test_a_conversation_review_card_describes_the_conversation_not_its_first_tur
     assert _page("detail", workspace, pk=first.pk) in header and "Open full trace" in text
 
 
+def test_a_conversation_sets_finished_review_points_to_conversations(login, workspace, owner):
+    """A hand-picked conversation set short of its target says to add conversations (from
+    the trace list, where any turn brings its conversation), not traces."""
+    from traces.services import add_traces_to_eval_set, create_eval_set, record_feedback
+
+    _ingest(workspace, [_turn(1, "chat-a"), _turn(2, "chat-a", minutes=3)])
+    first = _only_conversation(workspace).anchor
+    eval_set = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[first.pk])
+    record_feedback(eval_set=eval_set, trace=first, user=owner, rating="positive")
+    html = login(owner).get(_page("review", workspace, pk=eval_set.pk)).content.decode()
+
+    assert "Add conversations to the set" in html
+    assert "(any of its turns brings the whole conversation)" in html
+    assert "Add traces" not in html and "Find traces" not in html
+
+
 def test_turn_steps_load_only_within_the_conversation(login, workspace, owner, tau2_conversation):
     _, conversation = tau2_conversation
     client = login(owner)
