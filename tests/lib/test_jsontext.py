@@ -97,9 +97,13 @@ class _Kind(enum.Enum):
     [
         {"b": [1, -0.0, 0.0, 1e-4, 0.5, 9999999999999998.0, True, None], "a": "x"},
         {"é": "\x1f\u2028\x7f\x00", "E": '"\\/', "\U0001f600": {"\uff01": 1}, "": []},
-        # What orjson writes its own way, or refuses: the text stays json.dumps's.
-        [1e-05, 1.5e-07],
-        [1e16, 1e300],
+        # Floats orjson writes its own way: given to it as json.dumps's text.
+        [1e-05, 1.5e-05, 1.5e-07, 1.2345678901234567e-07, 9.999999999999999e-05, -1e-05],
+        [1e16, 1e300, -1e16, 1.7976931348623157e308, 12345678901234567890.0],
+        [5e-324, -5e-324, 2.225073858507201e-308, 2.2250738585072014e-308, -0.0, 0.0],
+        {"b": {"cost": 1.5e-05, "t": [1, {"x": 1e-05}], "s": "k"}, "a": [{"c": 1e20}], "z": 1},
+        1e-05,
+        # What orjson refuses: the text stays json.dumps's.
         {1: "int key"},
         {_Text("k"): _Text("v"), "n": _Number(3)},
         [2**70, -(2**64)],
@@ -132,6 +136,39 @@ def test_dumps_sorted_writes_random_floats_and_keys_as_json_dumps_does():
     assert jsontext.dumps_sorted(finite) == _stdlib_sorted(finite)
 
 
+def test_dumps_sorted_has_orjson_write_tiny_and_huge_floats_leaving_the_value_alone(
+    monkeypatch,
+):
+    trace = {"observations": [{"id": str(i), "cost": 1.5e-05 * i} for i in range(50)]}
+    trace["tags"] = ["a", "b"]
+    trace["usage"] = {"total": 1e16, "tokens": 3}
+    before = repr(trace)
+    expected = _stdlib_sorted(trace)
+    monkeypatch.setattr(jsontext.json, "dumps", None)  # would fail if called
+
+    assert jsontext.dumps_sorted(trace) == expected
+    assert repr(trace) == before  # copies are written, the value itself is not changed
+
+
+def test_dumps_sorted_writes_random_tiny_and_huge_floats_as_json_dumps_does():
+    rng = random.Random(16)
+    subnormal = [struct.unpack("d", struct.pack("Q", rng.getrandbits(52)))[0] for _ in range(500)]
+    tiny = [rng.random() * 10 ** rng.randint(-320, -4) for _ in range(3000)]
+    huge = [rng.random() * 10 ** rng.randint(16, 308) for _ in range(3000)]
+    floats = [f * rng.choice([1, -1]) for f in subnormal + tiny + huge]
+    assert jsontext.dumps_sorted(floats) == _stdlib_sorted(floats)
+    for f in floats:  # each alone too: the top-level value
+        assert jsontext.dumps_sorted(f) == _stdlib_sorted(f)
+
+
+@pytest.mark.parametrize("depth", [253, 254, 300, 1200])
+def test_dumps_sorted_writes_a_tiny_float_nested_deeper_than_orjson_goes(depth):
+    value: list = [1e-05]
+    for _ in range(depth):
+        value = [value]
+    assert jsontext.dumps_sorted(value) == _stdlib_sorted(value)
+
+
 def test_dumps_sorted_raises_as_json_dumps_does_on_too_deep_nesting():
     deep: list = []
     inner = deep
@@ -143,10 +180,11 @@ def test_dumps_sorted_raises_as_json_dumps_does_on_too_deep_nesting():
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
-def test_dumps_sorted_refuses_what_is_not_json(value):
+@pytest.mark.parametrize("tiny", [[], [1e-05]])
+def test_dumps_sorted_refuses_what_is_not_json(value, tiny):
     # Neither database stores NaN or infinities: the trace is refused, not a 500.
     with pytest.raises(ValueError):
-        jsontext.dumps_sorted({"cost": value})
+        jsontext.dumps_sorted({"a": tiny, "cost": value})
 
 
 @pytest.mark.parametrize(
@@ -194,17 +232,24 @@ def test_loads_as_json_reads_random_documents_as_json_loads_does():
 def test_dumps_sorted_writes_random_nested_values_as_json_dumps_does():
     # Floats orjson writes its own way, NaN and types it does not take, at any depth.
     rng = random.Random(15)
-    odd = [1e-05, 1e16, float("nan"), _Text("t"), _Number(2), _Kind.A, (1, 2), 2**70]
-    plain = ["x", 1, True, None, 0.5, -0.0, 9999999999999998.0]
+    odd = [float("nan"), _Text("t"), _Number(2), _Kind.A, (1, 2), 2**70, {1: 2}]
+    plain = ["x", 1, True, None, 0.5, -0.0, 9999999999999998.0, 1e-05, 1e16, 5e-324]
+
+    def scalar():
+        if rng.random() < 0.02:
+            return rng.choice(odd)
+        if rng.random() < 0.2:  # tiny or huge, as costs and token counts are
+            return rng.random() * 10 ** rng.choice([rng.randint(-320, -4), rng.randint(16, 308)])
+        return rng.choice(plain)
 
     def make(depth):
         if depth > 4 or rng.random() < 0.4:
-            return rng.choice(odd) if rng.random() < 0.05 else rng.choice(plain)
+            return scalar()
         if rng.random() < 0.5:
             return {f"k{i}": make(depth + 1) for i in range(rng.randint(0, 4))}
         return [make(depth + 1) for _ in range(rng.randint(0, 4))]
 
-    for _ in range(3000):
+    for _ in range(6000):
         value = make(0)
         try:
             expected = _stdlib_sorted(value)
