@@ -331,7 +331,10 @@ def _posted_traces(request) -> list:
         body = request.data
     except RequestDataTooBig:
         raise _too_large("The request body is too large") from None
-    if isinstance(body, dict) and isinstance(body.get("traces"), list):
+    if isinstance(body, dict) and "traces" in body:
+        # No trace has a "traces" field: this is the batch form, whatever it holds.
+        if not isinstance(body["traces"], list):
+            raise TraceError('"traces" must be a list of trace objects.')
         items = body["traces"]
     elif isinstance(body, list):
         items = body

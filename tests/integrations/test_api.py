@@ -237,6 +237,13 @@ def test_ingest_of_an_empty_body_is_a_400_detail(token_client):
     }
 
 
+def test_ingest_of_traces_that_are_not_a_list_names_the_field(token_client):
+    """{"traces": "x"} is a batch sent wrong, not one trace missing its id."""
+    response = token_client.post("/api/v1/traces/", {"traces": "x"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": '"traces" must be a list of trace objects.'}
+
+
 def test_ingest_takes_a_gzip_body_and_refuses_a_broken_one(token_client, workspace):
     import gzip
     import json
