@@ -437,11 +437,20 @@ def conversation_review_sets(conversation: Conversation) -> list[EvalSet]:
     if conversation.anchor_id is None:
         return []
     sets = EvalSet.objects.for_workspace(conversation.workspace_id).active()
-    return [
-        s
-        for s in sets.filter(unit=EvalSet.Unit.CONVERSATION)[:10]
-        if Trace.objects.in_eval_set(s).filter(pk=conversation.anchor_id).exists()
-    ]
+    sets = list(sets.filter(unit=EvalSet.Unit.CONVERSATION)[:10])
+    if not sets:
+        return []
+    # One query for every set (not one each): a flag per set says whether it holds the anchor.
+    anchor = conversation.anchor_id
+    flags = (
+        Trace.objects.for_workspace(conversation.workspace_id)
+        .filter(pk=anchor)
+        .values(
+            **{f"in_{s.pk}": Exists(Trace.objects.in_eval_set(s).filter(pk=anchor)) for s in sets}
+        )
+        .first()
+    ) or {}
+    return [s for s in sets if flags.get(f"in_{s.pk}")]
 
 
 # --- eval sets and reviews --------------------------------------------------------------

@@ -687,6 +687,47 @@ def test_a_conversation_review_card_describes_the_conversation_not_its_first_tur
     assert _page("detail", workspace, pk=first.pk) in header and "Open full trace" in text
 
 
+def test_a_conversations_review_sets_cost_the_same_queries_for_1_set_or_5(workspace):
+    """The conversation page names the sets labelling it with a fixed number of queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from traces.selectors import conversation_review_sets
+    from traces.services import create_eval_set
+
+    _ingest(workspace, [_turn(1, "chat-a"), _turn(2, "chat-a", minutes=3)])
+    conversation = _only_conversation(workspace)
+    _ingest(workspace, [_turn(9, "chat-b")])
+    other = Conversation.objects.for_workspace(workspace).get(external_id="chat-b")
+
+    def add_set(name, anchor_id=None, **kwargs):
+        create_eval_set(
+            workspace=workspace,
+            name=name,
+            criteria="good",
+            unit=EvalSet.Unit.CONVERSATION,
+            trace_ids=[anchor_id] if anchor_id else (),
+            **kwargs,
+        )
+
+    def named():
+        with CaptureQueriesContext(connection) as captured:
+            names = sorted(s.name for s in conversation_review_sets(conversation))
+        return names, len(captured)
+
+    add_set("Picked", conversation.anchor_id)
+    one, one_queries = named()
+    assert one == ["Picked"]
+
+    add_set("Picked too", conversation.anchor_id)
+    add_set("Every conversation", source_kind=EvalSet.SourceKind.FILTER, saved_filter={})
+    add_set("Another chat", other.anchor_id)
+    add_set("Empty")
+    five, five_queries = named()
+    assert five == ["Every conversation", "Picked", "Picked too"]
+    assert five_queries == one_queries
+
+
 def test_a_conversation_sets_finished_review_points_to_conversations(login, workspace, owner):
     """A hand-picked conversation set short of its target says to add conversations (from
     the trace list, where any turn brings its conversation), not traces."""
