@@ -20,7 +20,7 @@ from django.db.models import (
 
 from integrations.models import Integration
 from iofold.lib.kappa import cohen_kappa
-from traces.conversations import conversation_turns, turn_messages
+from traces.conversations import conversation_dict, conversation_turns, turn_messages
 from traces.filters import TraceFilters
 from traces.models import (
     Conversation,
@@ -451,6 +451,12 @@ def conversation_review_sets(conversation: Conversation) -> list[EvalSet]:
         .first()
     ) or {}
     return [s for s in sets if flags.get(f"in_{s.pk}")]
+
+
+def conversation_eval_input(conversation: Conversation, turns: list[TurnView]) -> dict:
+    """What a conversation eval reads of this conversation (``conversation_dict``), built
+    from the turns the page already read."""
+    return conversation_dict(conversation, [turn.trace.data for turn in turns])
 
 
 # --- eval sets and reviews --------------------------------------------------------------

@@ -436,6 +436,10 @@ def _review_response(request, eval_set: EvalSet, *, trace=None, notice=None, sta
         )
         turns = selectors.conversation_turn_views(conversation) if conversation else []
     ctx = {
+        # A conversation eval reads the whole conversation, not the anchor turn the card is on.
+        "eval_input": selectors.conversation_eval_input(conversation, turns)
+        if conversation
+        else None,
         "eval_set": eval_set,
         "trace": trace,
         "conversation": conversation,

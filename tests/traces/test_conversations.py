@@ -687,6 +687,42 @@ def test_a_conversation_review_card_describes_the_conversation_not_its_first_tur
     assert _page("detail", workspace, pk=first.pk) in header and "Open full trace" in text
 
 
+def test_a_conversation_cards_compact_view_shows_what_the_conversation_eval_reads(
+    login, workspace, owner
+):
+    """A conversation eval reads the whole conversation, so the card's "what evals read"
+    shows every turn, the last included; a trace set's card still shows the compact trace."""
+    from traces.services import add_traces_to_eval_set, create_eval_set
+    from traces.templatetags.trace_tags import compact_trace
+
+    last_reply = "Parcel three left the depot"
+    _ingest(
+        workspace,
+        [
+            _turn(1, "chat-a"),
+            _turn(2, "chat-a", minutes=3),
+            _turn(3, "chat-a", minutes=7, output=last_reply),
+        ],
+    )
+    first = _only_conversation(workspace).anchor
+    client = login(owner)
+
+    def compact_view(unit):
+        eval_set = create_eval_set(workspace=workspace, name=unit, criteria="good", unit=unit)
+        add_traces_to_eval_set(eval_set=eval_set, trace_ids=[first.pk])
+        html = client.get(_page("review", workspace, pk=eval_set.pk)).content.decode()
+        return html[html.index('data-testid="compact-view"') :].split("<footer", 1)[0]
+
+    shown = compact_view(EvalSet.Unit.CONVERSATION)
+    assert last_reply in shown and "Where is order 3?" in shown
+    assert "the whole conversation, 3 turns" in shown
+
+    shown = compact_view(EvalSet.Unit.TRACE)
+    compact = compact_trace(first.data)
+    assert f"({compact['size']} of {compact['full_size']} characters)" in shown
+    assert last_reply not in shown and "Where is order 3?" not in shown
+
+
 def test_a_conversations_review_sets_cost_the_same_queries_for_1_set_or_5(workspace):
     """The conversation page names the sets labelling it with a fixed number of queries."""
     from django.db import connection
