@@ -9,7 +9,7 @@ calls a page ``--per`` times through the whole WSGI handler (middleware, signals
 auth, template) with ``DEBUG`` off, on the workspace bench/load.py loads; reported: the
 median over rounds of the CPU ms per request.
 
-    python bench/page_caches.py [--rounds 21] [--per 20] [--traces 2000]
+    python bench/page_caches.py [--quick] [--rounds 21] [--per 20] [--traces 2000]
     (PG_URL defaults to postgres://postgres@127.0.0.1:5432)
 
 Last line of output: one JSON object.
@@ -66,7 +66,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--per", type=int, default=20)
     parser.add_argument("--traces", type=int, default=2_000)
+    parser.add_argument(
+        "--quick", action="store_true", help="5 rounds of 5 requests on 500 traces: under a minute"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.per, args.traces = 5, 5, 500
     db_name = f"iofold_bench_page_caches_{os.getpid()}_{int(time.time())}"
     result: dict = {}
 
@@ -118,6 +123,7 @@ def main() -> None:
         result["load_average"] = os.getloadavg()
 
     run_as_production(db_name, body)
+    print("reproduce: .venv/bin/python bench/page_caches.py " + " ".join(sys.argv[1:]))
     print(json.dumps(result))
 
 
