@@ -40,11 +40,12 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _step_error(obs: dict[str, Any]) -> str | None:
+def _step_error(obs: dict[str, Any], level: Any) -> str | None:
+    """The step's error; ``level`` is ``obs["level"]``, which the caller has read."""
     message = _str_or_none(obs.get("statusMessage"))
-    if obs.get("level") == "ERROR":
+    if level == "ERROR":
         return message or "error"
-    if message and obs.get("level") != "WARNING" and ERROR_WORDS.search(message):
+    if message and level != "WARNING" and ERROR_WORDS.search(message):
         return message
     return None
 
@@ -83,12 +84,16 @@ def _tokens(value: Any) -> int:
 
 
 def _cost(obs: dict[str, Any]) -> float | None:
+    # Each key read once (a sync reads every row's here).
     for key in ("totalCost", "calculatedTotalCost"):
-        if isinstance(obs.get(key), (int, float)):
-            return float(obs[key])
+        value = obs.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
     details = obs.get("costDetails")
-    if isinstance(details, dict) and isinstance(details.get("total"), (int, float)):
-        return float(details["total"])
+    if isinstance(details, dict):
+        value = details.get("total")
+        if isinstance(value, (int, float)):
+            return float(value)
     return None
 
 
@@ -127,7 +132,7 @@ def _step_and_cost(obs: dict[str, Any], known_ids: set[str]) -> tuple[dict[str, 
         "name": as_text(get("name")) or langfuse_type.lower(),
         "input": parse_io(get("input")),
         "output": parse_io(get("output")),
-        "error": _step_error(obs),
+        "error": _step_error(obs, level),
         "model": model,
         "usage": _usage(obs),
         "start_time": normal_time(get("startTime")),
@@ -138,13 +143,14 @@ def _step_and_cost(obs: dict[str, Any], known_ids: set[str]) -> tuple[dict[str, 
 
 
 def _root_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for predicate in (
-        lambda r: not r.get("parentObservationId"),
-        lambda r: r.get("isRootObservation"),
-    ):
-        roots = [r for r in rows if predicate(r)]
-        if roots:
-            return roots[0]
+    """The first row without a parent, else the first marked root, else the first row."""
+    # Loops that stop at the first found: no list of every match, no lambda per row.
+    for r in rows:
+        if not r.get("parentObservationId"):
+            return r
+    for r in rows:
+        if r.get("isRootObservation"):
+            return r
     return rows[0] if rows else None
 
 
@@ -225,7 +231,7 @@ def _latency_ms(
     latency = _header_number(header, "latency")
     if latency is not None:
         return latency * 1000
-    ends = [parse_time(r.get("endTime")) for r in rows if r.get("endTime")]
+    ends = [parse_time(end) for r in rows if (end := r.get("endTime"))]
     if starts and ends:
         return max(0.0, (max(ends) - min(starts)).total_seconds() * 1000)
     return None
