@@ -121,6 +121,17 @@ def test_interleaved_traces_come_back_complete_across_many_pages(overlapping):
     assert big == traces
 
 
+def test_the_page_that_ends_the_scan_carries_the_last_rows_traces(overlapping, fake):
+    """One page per observations page read: the scan's last rows do not make a page alone."""
+    pages = sync(make_adapter(overlapping, page_limit=12), overlapping)
+    assert len(pages) == overlapping.request_count("/api/public/v2/observations")
+    assert [p.cursor is None for p in pages] == [False] * (len(pages) - 1) + [True]
+    assert pages[-1].traces and len(all_traces(pages)) == 30
+    # A source whose rows fit one page: a sync of it writes one page, so commits once.
+    (page,) = sync(make_adapter(fake), fake)
+    assert page.cursor is None and len(page.traces) == 30
+
+
 def test_memory_stays_bounded_by_open_traces(overlapping):
     """Traces are yielded as the scan passes them, not all at the end."""
     pages = sync(make_adapter(overlapping, page_limit=12), overlapping)

@@ -173,13 +173,19 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
             upper, max_ts, skip_above = until_at, None, None
         scan = Scan(filters=filters, max_ts=max_ts, skip_above=skip_above)
         windows = [(max(lower, upper - self.window), upper)] if upper > lower else []
+        last_rows_traces: list[dict[str, Any]] = []
         while windows:
             w_lower, w_upper = windows.pop()
             try:
-                for rows in self._pages(w_lower, w_upper, filters):
+                for rows, more in self._pages(w_lower, w_upper, filters):
                     traces = scan.add_rows(rows, window_upper=w_upper)
                     if len(scan.pending) > self.max_pending_traces:
                         traces += self._fetch_whole(scan, scan.take_orphans())
+                    if not more and not windows and w_lower <= lower:
+                        # The scan's last rows: the page that ends the scan (below) takes
+                        # their traces too, one transaction for the sync instead of two.
+                        last_rows_traces = traces
+                        break
                     yield scan.page(traces, lower=lower, until=until_at)
             except WindowTooHeavy:
                 if w_upper - w_lower <= timedelta(minutes=1):
@@ -194,7 +200,7 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
                 continue
             if not windows and w_lower > lower:
                 windows.append((max(lower, w_lower - self.window), w_lower))
-        traces = scan.finish()
+        traces = last_rows_traces + scan.finish()
         traces += self._fetch_whole(scan, scan.take_orphans())
         page = scan.page(traces, lower=lower, until=until_at)
         page.cursor = None
@@ -202,7 +208,7 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
 
     def _pages(
         self, lower: datetime, upper: datetime, filters: TraceFilters
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
         query: dict[str, Any] = {"from_start_time": lower, "to_start_time": upper}
         if filters.names or filters.tags:
             # Trace name and tags have no plain query parameter, and `filter` overrides all
@@ -214,7 +220,8 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
 
     def _paged(
         self, query: dict[str, Any], *, heavy_is_error: bool = True
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """Yield each page of rows with whether more pages follow."""
         api_cursor = None
         while True:
             body = self._call(
@@ -222,9 +229,10 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
                 what="observations read",
                 heavy_is_error=heavy_is_error,
             )
-            yield body["data"]
             api_cursor = body["meta"].get("cursor")
-            if not api_cursor or not body["data"]:
+            more = bool(api_cursor and body["data"])
+            yield body["data"], more
+            if not more:
                 return
 
     def _fetch_whole(self, scan: Scan, trace_ids: list[str]) -> list[dict[str, Any]]:
@@ -233,7 +241,7 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
             ids = trace_ids[start : start + ID_BATCH]
             rows_by_trace: dict[str, list[dict[str, Any]]] = {}
             query = {"filter": json.dumps(trace_ids_filter(ids))}
-            for rows in self._paged(query):
+            for rows, _ in self._paged(query):
                 for row in rows:
                     rows_by_trace.setdefault(row["traceId"], []).append(row)
             traces += scan.complete_whole(rows_by_trace)
