@@ -226,10 +226,6 @@ class Generation(BackgroundRun, WorkspaceOwned):
     def __str__(self) -> str:
         return f"Generation {self.pk} for {self.eval_set_id} ({self.status})"
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
-
 
 class EvalRun(BackgroundRun, WorkspaceOwned):
     """One execution of an eval version over a set of traces in the sandbox."""
@@ -268,10 +264,6 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Run {self.pk} of {self.eval_id} ({self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
     @property
     def cost_per_thousand(self):

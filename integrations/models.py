@@ -166,10 +166,6 @@ class SyncRun(BackgroundRun, WorkspaceOwned):
         return f"Sync #{self.pk} of {self.integration_id} ({self.status})"
 
     @property
-    def is_final(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
-
-    @property
     def processed(self) -> int:
         return self.created_count + self.updated_count + self.unchanged_count + self.failed_count
 
@@ -208,10 +204,6 @@ class UploadRun(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Upload #{self.pk} {self.filename} ({self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
     @property
     def percent(self) -> int:

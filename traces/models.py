@@ -481,7 +481,3 @@ class ScoreImportRun(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Score import #{self.pk} {self.score_name} ({self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -146,6 +146,10 @@ class BackgroundRun(models.Model):
     class Meta:
         abstract = True
 
+    @property
+    def is_final(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
 
 @dataclass(frozen=True)
 class Claim:
