@@ -230,6 +230,10 @@ class Adapter:
     example_host: str = "a base URL such as https://example.com"
     # The host taken when none is entered (OpenAI's public API); empty: a host is required.
     default_host: str = ""
+    # The keys this kind takes (others entered are dropped), and what to ask for when one of
+    # them is empty; no message: they may be empty.
+    keys: tuple[str, ...] = ("public_key", "secret_key")
+    keys_missing: str = ""
 
     @classmethod
     def clean_settings(
@@ -240,13 +244,25 @@ class Adapter:
         secret_key: str = "",
         options: dict[str, Any] | None = None,
     ) -> SourceSettings:
-        """Return the settings tidied up, or raise ``AdapterError`` (code ``invalid_settings``)."""
+        """Return the settings tidied up, or raise ``AdapterError`` (code ``invalid_settings``).
+
+        The keys are checked first, then this kind's options (``clean_options``), then the host.
+        """
+        entered = {"public_key": public_key, "secret_key": secret_key}
+        keys = {name: (entered[name] or "").strip() for name in cls.keys}
+        if cls.keys_missing and not all(keys.values()):
+            raise invalid_settings(cls.keys_missing)
+        options = cls.clean_options(options or {})
         return SourceSettings(
-            host=clean_base_url(host, example=cls.example_host),
-            public_key=(public_key or "").strip(),
-            secret_key=(secret_key or "").strip(),
-            options=dict(options or {}),
+            host=clean_base_url(host or cls.default_host, example=cls.example_host),
+            options=options,
+            **keys,
         )
+
+    @classmethod
+    def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the settings only this kind has tidied up, or raise ``invalid_settings``."""
+        return dict(options)
 
     @classmethod
     def from_settings(cls, settings: SourceSettings, **tuning: Any) -> Adapter:

@@ -32,7 +32,6 @@ from integrations.adapters.base import (
     TraceFilters,
     TracePage,
     as_utc,
-    clean_base_url,
     format_time,
     invalid_settings,
     parse_io,
@@ -57,27 +56,16 @@ class OpenAIAdapter(Adapter):
     example_host = f"{OPENAI_API} or an OpenAI-compatible server's /v1 URL"
     default_host = OPENAI_API
 
+    keys = ("secret_key",)  # the API key
+    keys_missing = "Enter the API key."
+
     @classmethod
-    def clean_settings(
-        cls,
-        *,
-        host: str,
-        public_key: str = "",
-        secret_key: str = "",
-        options: dict[str, Any] | None = None,
-    ) -> SourceSettings:
-        """Return the base URL (OpenAI's when empty), the API key and the filters tidied up."""
-        if not (secret_key or "").strip():
-            raise invalid_settings("Enter the API key.")
+    def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the filters tidied up."""
         try:
-            cleaned = clean_options(options or {})
+            return clean_options(options)
         except ValueError as exc:
             raise invalid_settings(str(exc)) from None
-        return SourceSettings(
-            host=clean_base_url(host or cls.default_host, example=cls.example_host),
-            secret_key=secret_key.strip(),
-            options=cleaned,
-        )
 
     @classmethod
     def from_settings(cls, settings: SourceSettings, **tuning: Any) -> OpenAIAdapter:

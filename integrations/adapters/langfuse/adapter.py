@@ -24,12 +24,9 @@ from integrations.adapters.base import (
     ScoreIn,
     ScoreOut,
     ScorePushResult,
-    SourceSettings,
     TraceFilters,
     TracePage,
     as_utc,
-    clean_base_url,
-    invalid_settings,
 )
 from integrations.adapters.langfuse.filters import filter_json, trace_ids_filter
 from integrations.adapters.langfuse.scan import Scan, cursor_progress, decode_cursor
@@ -51,22 +48,12 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
         "address such as http://langfuse:3000"
     )
 
+    keys_missing = "Enter both the public key and the secret key."
+
     @classmethod
-    def clean_settings(
-        cls,
-        *,
-        host: str,
-        public_key: str = "",
-        secret_key: str = "",
-        options: dict[str, Any] | None = None,
-    ) -> SourceSettings:
-        """Return the host and both project keys tidied up; Langfuse has no other settings."""
-        if not (public_key or "").strip() or not (secret_key or "").strip():
-            raise invalid_settings("Enter both the public key and the secret key.")
-        host = clean_base_url(host, example=cls.example_host)
-        return SourceSettings(
-            host=host, public_key=public_key.strip(), secret_key=secret_key.strip()
-        )
+    def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Return no options: Langfuse has no settings beyond the host and both project keys."""
+        return {}
 
     def __init__(
         self,

@@ -35,7 +35,6 @@ from integrations.adapters.base import (
     TraceFilters,
     TracePage,
     as_utc,
-    clean_base_url,
     format_time,
     invalid_settings,
     parse_time,
@@ -98,19 +97,12 @@ class LangSmithAdapter(Adapter):
         "instance's address such as http://langsmith:1984"
     )
 
+    keys = ("secret_key",)  # the API key
+    keys_missing = "Enter the API key."
+
     @classmethod
-    def clean_settings(
-        cls,
-        *,
-        host: str,
-        public_key: str = "",
-        secret_key: str = "",
-        options: dict[str, Any] | None = None,
-    ) -> SourceSettings:
-        """Return the API URL, API key, project and optional workspace id tidied up."""
-        options = options or {}
-        if not (secret_key or "").strip():
-            raise invalid_settings("Enter the API key.")
+    def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the project and the optional workspace id tidied up."""
         project = str(options.get("project") or "").strip()
         if not project:
             raise invalid_settings("Enter the LangSmith project to read traces from.")
@@ -122,12 +114,7 @@ class LangSmithAdapter(Adapter):
                 raise invalid_settings(
                     "The workspace id is a UUID; copy it from Settings → Workspaces."
                 ) from None
-        cleaned = {"project": project, **({"tenant_id": tenant_id} if tenant_id else {})}
-        return SourceSettings(
-            host=clean_base_url(host, example=cls.example_host),
-            secret_key=secret_key.strip(),
-            options=cleaned,
-        )
+        return {"project": project, **({"tenant_id": tenant_id} if tenant_id else {})}
 
     @classmethod
     def from_settings(cls, settings: SourceSettings, **tuning: Any) -> LangSmithAdapter:
