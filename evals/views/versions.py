@@ -1,5 +1,8 @@
 """Eval pages: lists, a version's detail and actions, history, diffs, the matrix, refinement."""
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -34,6 +37,19 @@ def _eval_set(request, pk: int) -> EvalSet:
 
 def _back(request, eval: Eval):
     return redirect(safe_next(request, eval.get_absolute_url()))
+
+
+def _change_status(
+    request, change: Callable[..., Any], *, eval: Eval, success: Callable[[Any], str]
+) -> None:
+    """Call a version's status change with the reason posted; flash its refusal, or
+    ``success(result)``."""
+    try:
+        done = change(eval=eval, user=request.user, reason=request.POST.get("reason", ""))
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, success(done))
 
 
 # --- lists ---------------------------------------------------------------------------------
@@ -98,15 +114,12 @@ def detail(request, pk: int):
 @workspace_view
 def activate(request, pk: int):
     eval = _eval(request, pk)
-    try:
-        done = version_services.activate_or_roll_back(
-            eval=eval, user=request.user, reason=request.POST.get("reason", "")
-        )
-    except EvalError as exc:
-        messages.error(request, exc.message)
-    else:
+
+    def activated(done) -> str:
         verb = f"Rolled back from v{done.previous.version} to" if done.rollback else "Activated"
-        messages.success(request, f"{verb} v{eval.version}. It now runs on new traces.")
+        return f"{verb} v{eval.version}. It now runs on new traces."
+
+    _change_status(request, version_services.activate_or_roll_back, eval=eval, success=activated)
     return _back(request, eval)
 
 
@@ -115,16 +128,14 @@ def activate(request, pk: int):
 def shadow(request, pk: int):
     """Run the version in shadow beside the active one on new traces."""
     eval = _eval(request, pk)
-    try:
-        version_services.shadow_eval(
-            eval=eval, user=request.user, reason=request.POST.get("reason", "")
-        )
-    except EvalError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(
-            request, f"v{eval.version} now judges new traces in shadow; its verdicts stay here."
-        )
+    _change_status(
+        request,
+        version_services.shadow_eval,
+        eval=eval,
+        success=lambda _: (
+            f"v{eval.version} now judges new traces in shadow; its verdicts stay here."
+        ),
+    )
     return redirect(
         safe_next(
             request,
@@ -147,14 +158,12 @@ def unshadow(request, pk: int):
 def promote(request, pk: int):
     """Make the shadow active, when it beats the active version beyond noise."""
     eval = _eval(request, pk)
-    try:
-        done = version_services.promote_shadow(
-            eval=eval, user=request.user, reason=request.POST.get("reason", "")
-        )
-    except EvalError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Promoted v{done.eval.version}; it now runs on new traces.")
+    _change_status(
+        request,
+        version_services.promote_shadow,
+        eval=eval,
+        success=lambda done: f"Promoted v{done.eval.version}; it now runs on new traces.",
+    )
     return _back(request, eval)
 
 
