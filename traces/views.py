@@ -137,47 +137,53 @@ def trace_detail(request, pk: int):
 @workspace_view
 def add_to_eval_set(request):
     """Add the selected traces to a hand-picked eval set."""
-    form = AddToEvalSetForm(request.POST)
-    back = safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
-    if not form.is_valid():
-        messages.error(request, "Select an eval set and at least one trace.")
-        return redirect(back)
-    eval_set = _eval_set(request, form.cleaned_data["eval_set"])
-    try:
-        added = services.add_traces_to_eval_set(
-            eval_set=eval_set, trace_ids=form.cleaned_data["trace"]
-        )
-    except TraceError as exc:
-        messages.error(request, exc.message)
-        return redirect(back)
-    messages.success(request, f"Added {added} trace(s) to “{eval_set.name}”.")
-    return redirect(back)
+
+    def add(eval_set: EvalSet, data: dict) -> str:
+        added = services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=data["trace"])
+        return f"Added {added} trace(s) to “{eval_set.name}”."
+
+    return _act_on_selection(
+        request, AddToEvalSetForm, act=add, invalid="Select an eval set and at least one trace."
+    )
 
 
 @require_POST
 @workspace_view
 def bulk_assign(request):
     """Add the selected traces to a hand-picked eval set and one reviewer's queue."""
-    form = BulkAssignForm(request.POST)
-    back = safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
-    if not form.is_valid():
-        messages.error(request, "Select an eval set, a reviewer and at least one trace.")
-        return redirect(back)
-    eval_set = _eval_set(request, form.cleaned_data["eval_set"])
-    try:
+
+    def assign(eval_set: EvalSet, data: dict) -> str:
         made = assignments.assign_selected(
             eval_set=eval_set,
-            trace_ids=form.cleaned_data["trace"],
-            reviewer_id=form.cleaned_data["reviewer"],
+            trace_ids=data["trace"],
+            reviewer_id=data["reviewer"],
             assigned_by=request.user,
         )
-    except TraceError as exc:
-        messages.error(request, exc.message)
-        return redirect(back)
-    messages.success(
-        request, f"{made} trace{'s' if made != 1 else ''} assigned in “{eval_set.name}”."
+        return f"{made} trace{'s' if made != 1 else ''} assigned in “{eval_set.name}”."
+
+    return _act_on_selection(
+        request,
+        BulkAssignForm,
+        act=assign,
+        invalid="Select an eval set, a reviewer and at least one trace.",
     )
-    return redirect(back)
+
+
+def _act_on_selection(request, form_class, *, act, invalid: str):
+    """Bind the trace list's selection form and call ``act(eval_set, cleaned_data)``; flash
+    what it reports, its refusal, or ``invalid``, then go back to the list."""
+    form = form_class(request.POST)
+    if not form.is_valid():
+        messages.error(request, invalid)
+    else:
+        eval_set = _eval_set(request, form.cleaned_data["eval_set"])
+        try:
+            messages.success(request, act(eval_set, form.cleaned_data))
+        except TraceError as exc:
+            messages.error(request, exc.message)
+    return redirect(
+        safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
+    )
 
 
 # --- eval sets --------------------------------------------------------------------------
