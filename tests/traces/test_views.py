@@ -667,6 +667,15 @@ def test_source_filter_lists_the_workspace_own_sources(login, workspace, owner):
     assert _source_options(conversations) == ["", "langsmith", "upload", "api"]
 
 
+@pytest.mark.parametrize("page", ["list", "conversation_list"])
+@pytest.mark.parametrize("chosen", ["true", "false"])
+def test_errors_filter_keeps_its_choice(login, workspace, owner, page, chosen):
+    html = login(owner).get(url(page, workspace), {"has_error": chosen}).content.decode()
+    select = html.split('<select name="has_error">')[1].split("</select>")[0]
+    assert f'<option value="{chosen}" selected>' in select
+    assert select.count(" selected") == 1
+
+
 def test_source_filter_lists_webhook_traces_of_an_integration_that_also_syncs(
     login, workspace, owner
 ):
