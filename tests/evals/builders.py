@@ -3,11 +3,15 @@
 import itertools
 
 import sandbox
-from evals.models import Eval, EvalExecution
+from evals.generation.provider_settings import update_provider_settings
+from evals.generation.services import start_generation
+from evals.generation.worker import run_generation
+from evals.models import Eval, EvalExecution, Generation
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
 from traces.models import Feedback
 
+KEY = "sk-test-secret-key-4321"  # the fake LLM's API key, never to be seen elsewhere
 GOOD = "Your refund is on its way."
 BAD = "I cannot help with that."
 
@@ -45,6 +49,29 @@ def labelled_set(workspace, *, good: int = 3, bad: int = 3, neutral: int = 0, us
         )
         traces.append(trace)
     return eval_set, traces
+
+
+def use_fake_openai(workspace, fake_llm, *, api_key: str = KEY, model: str = "gpt-4.1-mini"):
+    """Return the workspace, its LLM calls sent to the loopback fake's OpenAI API."""
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model=model,
+        base_url=fake_llm.openai_base_url,
+        api_key=api_key,
+    )
+    return workspace
+
+
+def fenced(code: str) -> str:
+    """Return code as a model answers it: in a Python fence."""
+    return f"```python\n{code}```"
+
+
+def generate(eval_set) -> Generation:
+    """Start a generation for the set and run it here, as its worker would."""
+    generation = start_generation(eval_set=eval_set, enqueue=False)
+    return run_generation(generation_id=generation.pk)
 
 
 def make_eval(eval_set, *, version: int, code: str = REFUSAL_CODE, **fields) -> Eval:

@@ -15,7 +15,7 @@ from evals.generation.worker import run_generation
 from evals.models import AutomationSettings, AutoRefinement, Eval, EvalExecution, EvalRun
 from evals.notifications import set_contradiction_threshold
 from integrations.webhooks import verify_signature
-from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
+from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record, use_fake_openai
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.traces.factories import TraceFactory
 from traces.models import Feedback
@@ -241,16 +241,7 @@ def test_saving_a_sets_threshold_says_the_number_saved(client, workspace, owner)
 
 @pytest.fixture
 def llm_workspace(workspace, fake_llm):
-    from evals.generation.provider_settings import update_provider_settings
-
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key="sk-test-auto",
-    )
-    return workspace
+    return use_fake_openai(workspace, fake_llm, api_key="sk-test-auto")
 
 
 @pytest.mark.parametrize("opted_in", [False, True])

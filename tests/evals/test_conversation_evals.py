@@ -13,6 +13,7 @@ import iofold.pipeline
 from evals.execution import continuous
 from evals.models import ConversationJudgement, Eval, EvalExecution
 from iofold.pipeline import ingest_traces
+from tests.evals.builders import use_fake_openai
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
 from tests.traces.factories import EvalSetFactory, trace_data
 from traces.conversations import complete_idle_conversations
@@ -365,19 +366,12 @@ def test_export_of_a_conversation_set_holds_the_conversations(workspace, owner):
 def test_a_judge_eval_judges_a_conversation_through_its_messages(workspace, owner, fake_llm):
     """A conversation set's judge eval asks judge() about the whole chat, turn by turn."""
     from evals.execution.runs import run_eval_now
-    from evals.generation.provider_settings import update_provider_settings
     from evals.generation.services import examples_for
     from evals.judging.compare import judge_template
     from evals.judging.templates import judge_code
     from traces.services import record_feedback
 
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key="sk-conv-judge-16b",
-    )
+    use_fake_openai(workspace, fake_llm, api_key="sk-conv-judge-16b")
     # The fake judge: a conversation is bad when the user had to ask twice.
     fake_llm.judge_rule = lambda request: (
         "no" if "again" in request.prompt_text.rsplit("to judge:", 1)[-1] else "yes"

@@ -11,40 +11,18 @@ from evals.generation.services import start_generation
 from evals.generation.worker import run_generation
 from evals.models import Eval, EvalExecution, EvalRun, Generation
 from tests.conftest import dead_owner
-from tests.evals.builders import BAD, GOOD, labelled_set
+from tests.evals.builders import BAD, GOOD, KEY, fenced, generate, labelled_set
 from tests.traces.factories import TraceFactory, trace_data
 from traces.models import Feedback
 
 pytestmark = pytest.mark.django_db
 
-KEY = "sk-test-secret-key-4321"
 GOOD_CODE = """def eval_fn(trace):
     output = str(trace.get("output") or "")
     if "cannot" in output:
         return False, "The assistant refused"
     return True, "The assistant answered"
 """
-
-
-def fenced(code: str) -> str:
-    return f"```python\n{code}```"
-
-
-@pytest.fixture
-def openai_workspace(workspace, fake_llm):
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key=KEY,
-    )
-    return workspace
-
-
-def generate(eval_set) -> Generation:
-    generation = start_generation(eval_set=eval_set, enqueue=False)
-    return run_generation(generation_id=generation.pk)
 
 
 def test_good_code_is_stored_with_prompt_tokens_cost_metrics_and_executions(

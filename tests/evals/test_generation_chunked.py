@@ -7,13 +7,18 @@ from evals.exceptions import TransientEvalError
 from evals.execution.chunks import work_until_done
 from evals.execution.runs import start_run
 from evals.generation.candidates import Candidate
-from evals.generation.provider_settings import update_provider_settings
 from evals.generation.services import MEASURING, start_generation, store_draft
 from evals.generation.worker import run_generation
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, Generation
 from tests.conftest import dead_owner
-from tests.evals.builders import labelled_set, make_eval, sandbox_unavailable_at_call
-from tests.evals.test_generation import GOOD_CODE, KEY, fenced
+from tests.evals.builders import (
+    fenced,
+    generate,
+    labelled_set,
+    make_eval,
+    sandbox_unavailable_at_call,
+)
+from tests.evals.test_generation import GOOD_CODE
 
 pytestmark = pytest.mark.django_db
 
@@ -26,23 +31,6 @@ MIXED_CODE = """def eval_fn(trace):
         return False, "The assistant refused"
     return True, "The assistant answered"
 """
-
-
-@pytest.fixture
-def openai_workspace(workspace, fake_llm):
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key=KEY,
-    )
-    return workspace
-
-
-def generate(eval_set) -> Generation:
-    generation = start_generation(eval_set=eval_set, enqueue=False)
-    return run_generation(generation_id=generation.pk)
 
 
 def snapshot(eval: Eval) -> dict:

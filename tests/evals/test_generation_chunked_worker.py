@@ -2,13 +2,11 @@
 
 import pytest
 
-from evals.generation.provider_settings import update_provider_settings
 from evals.generation.services import start_generation
 from evals.models import EvalExecution, EvalRunChunk, RunStatus
 from tests.conftest import WorkerProcess, wait_for
-from tests.evals.builders import labelled_set
+from tests.evals.builders import fenced, labelled_set, use_fake_openai
 from tests.evals.test_chunked_runs_worker import SLOW_REFUSAL_CODE
-from tests.evals.test_generation import KEY, fenced
 
 pytestmark = pytest.mark.worker
 
@@ -16,13 +14,7 @@ pytestmark = pytest.mark.worker
 def test_two_workers_measure_one_generation_and_judge_every_label_once(
     celery_worker_process, transactional_db, workspace, fake_llm, tmp_path
 ):
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key=KEY,
-    )
+    use_fake_openai(workspace, fake_llm)
     eval_set, traces = labelled_set(workspace, good=24, bad=16)
     fake_llm.push_text(fenced(SLOW_REFUSAL_CODE))
     # Both workers split measuring runs into chunks of 4; the shared worker is set aside.

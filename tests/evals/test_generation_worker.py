@@ -2,12 +2,11 @@
 
 import pytest
 
-from evals.generation.provider_settings import update_provider_settings
 from evals.generation.services import start_generation
 from evals.models import Eval, EvalExecution, EvalKind, RunStatus
 from tests.conftest import wait_for
-from tests.evals.builders import labelled_set
-from tests.evals.test_generation import GOOD_CODE, KEY, fenced
+from tests.evals.builders import fenced, labelled_set, use_fake_openai
+from tests.evals.test_generation import GOOD_CODE
 
 pytestmark = pytest.mark.worker
 
@@ -32,13 +31,7 @@ def test_a_generation_whose_worker_was_killed_finishes_on_the_next_worker(
     celery_worker_process, transactional_db, workspace, fake_llm
 ):
     """The next worker takes the generation over at once, without waiting for a reaper."""
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key=KEY,
-    )
+    use_fake_openai(workspace, fake_llm)
     eval_set, traces = labelled_set(workspace, good=4, bad=4)
     fake_llm.push_text(fenced(GOOD_CODE), delay=30)  # the worker is killed while it waits
     fake_llm.push_text(fenced(GOOD_CODE))

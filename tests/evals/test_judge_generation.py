@@ -6,13 +6,20 @@ from decimal import Decimal
 import pytest
 
 from evals.execution.runs import run_eval_now
-from evals.generation.provider_settings import update_provider_settings
 from evals.generation.services import examples_for, start_generation
 from evals.generation.worker import refine_now, run_generation
 from evals.judging.compare import judge_template
 from evals.judging.templates import CRITERIA, judge_code
 from evals.models import EvalKind, JudgeTemplate
-from tests.evals.builders import ALWAYS_PASS_CODE, REFUSAL_CODE, labelled_set, make_eval
+from tests.evals import builders
+from tests.evals.builders import (
+    ALWAYS_PASS_CODE,
+    REFUSAL_CODE,
+    fenced,
+    labelled_set,
+    make_eval,
+    use_fake_openai,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -28,21 +35,13 @@ def helpful(request):
 
 @pytest.fixture
 def judged_workspace(workspace, fake_llm):
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model=MODEL,
-        base_url=fake_llm.openai_base_url,
-        api_key=KEY,
-    )
     fake_llm.judge_rule = helpful
-    return workspace
+    return use_fake_openai(workspace, fake_llm, api_key=KEY, model=MODEL)
 
 
 def generate(eval_set, fake_llm, code):
-    fake_llm.push_text(f"```python\n{code}```")
-    generation = start_generation(eval_set=eval_set, enqueue=False)
-    return run_generation(generation_id=generation.pk)
+    fake_llm.push_text(fenced(code))
+    return builders.generate(eval_set)
 
 
 def test_a_judge_eval_renders_criteria_notes_and_the_nearest_labelled_examples(

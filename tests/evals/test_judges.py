@@ -14,7 +14,7 @@ from evals.generation.provider_settings import update_provider_settings
 from evals.judging.session import Budget, JudgeSession
 from evals.models import EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
-from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval
+from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval, use_fake_openai
 
 pytestmark = pytest.mark.django_db
 
@@ -61,15 +61,8 @@ def helpful(request):
 
 @pytest.fixture
 def judged_workspace(workspace, fake_llm):
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model=MODEL,
-        base_url=fake_llm.openai_base_url,
-        api_key=KEY,
-    )
     fake_llm.judge_rule = helpful
-    return workspace
+    return use_fake_openai(workspace, fake_llm, api_key=KEY, model=MODEL)
 
 
 def run_all(eval, traces):

@@ -3,7 +3,7 @@ import pytest
 from evals.generation.refinement import start_refinement
 from evals.generation.worker import refine_now
 from evals.models import Eval, EvalExecution, Generation
-from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
+from tests.evals.builders import ALWAYS_PASS_CODE, fenced, labelled_set, make_eval, record
 from tests.traces.factories import TraceFactory, trace_data
 from traces.models import Feedback
 
@@ -71,24 +71,6 @@ def test_offline_refinement_counts_each_label_once(parent):
     # Cross-validation pairs cover the same 8 traces again; they are not more labels.
     assert child.labels_tested == 8
     assert child.metrics["labels"] == {"positive": 4, "negative": 4, "neutral": 0}
-
-
-@pytest.fixture
-def openai_workspace(workspace, fake_llm):
-    from evals.generation.provider_settings import update_provider_settings
-
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=fake_llm.openai_base_url,
-        api_key="sk-test-refine",
-    )
-    return workspace
-
-
-def fenced(code: str) -> str:
-    return f"```python\n{code}```"
 
 
 def test_llm_refinement_sends_the_contradictions_and_tests_on_the_expanded_labels(
