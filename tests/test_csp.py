@@ -69,22 +69,9 @@ def inline_problems(html: str) -> list[str]:
 @pytest.fixture
 def pages_data(workspace, owner):
     """A workspace with content on every page: traces, labels, evals, runs, a chart."""
-    from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
+    from tests.evals.builders import two_judged_versions
 
-    eval_set, traces = labelled_set(workspace, good=2, bad=2)
-    v1 = make_eval(
-        eval_set,
-        version=1,
-        status="active",
-        agreement=1.0,
-        labels_tested=4,
-        metrics={"training": {"tp": 2, "fp": 0, "fn": 1, "tn": 2, "errors": 0}},
-    )
-    v2 = make_eval(eval_set, version=2, parent=v1, code=ALWAYS_PASS_CODE, agreement=0.5)
-    for t in traces:
-        record(v1, t, t.data["output"].startswith("Your"))
-        record(v2, t, True)
-    return eval_set, traces, v1, v2
+    return two_judged_versions(workspace)
 
 
 @pytest.mark.parametrize("case", [c for c in UI_CASES if c.method == "get"], ids=str)

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from integrations.services import create_integration
-from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
+from tests.evals.builders import two_judged_versions
 from tests.traces.factories import TraceFactory, trace_data
 from traces.models import EvalSet
 from traces.services import add_traces_to_eval_set, create_eval_set
@@ -61,19 +61,7 @@ def watch():
 @pytest.fixture
 def content(workspace, owner):
     """Something on every page: traces, a labelled set with two eval versions, a connection."""
-    eval_set, traces = labelled_set(workspace, good=2, bad=2)
-    v1 = make_eval(
-        eval_set,
-        version=1,
-        status="active",
-        agreement=1.0,
-        labels_tested=4,
-        metrics={"training": {"tp": 2, "fp": 0, "fn": 1, "tn": 2, "errors": 0}},
-    )
-    v2 = make_eval(eval_set, version=2, parent=v1, code=ALWAYS_PASS_CODE, agreement=0.5)
-    for t in traces:
-        record(v1, t, t.data["output"].startswith("Your"))
-        record(v2, t, True)
+    eval_set, traces, v1, v2 = two_judged_versions(workspace)
     integration = create_integration(
         workspace=workspace,
         name="Langfuse prod",

@@ -97,6 +97,25 @@ def record(eval, trace, passed: bool | None, *, reason: str = "", error: str = "
     )
 
 
+def two_judged_versions(workspace):
+    """Return ``(eval_set, traces, v1, v2)``: two good and two bad labelled traces, judged
+    by an active v1 that agrees and by its child v2 that passes everything."""
+    eval_set, traces = labelled_set(workspace, good=2, bad=2)
+    v1 = make_eval(
+        eval_set,
+        version=1,
+        status="active",
+        agreement=1.0,
+        labels_tested=4,
+        metrics={"training": {"tp": 2, "fp": 0, "fn": 1, "tn": 2, "errors": 0}},
+    )
+    v2 = make_eval(eval_set, version=2, parent=v1, code=ALWAYS_PASS_CODE, agreement=0.5)
+    for t in traces:
+        record(v1, t, t.data["output"].startswith("Your"))
+        record(v2, t, True)
+    return eval_set, traces, v1, v2
+
+
 def sandbox_unavailable_at_call(monkeypatch, n: int):
     """Make the real sandbox's ``n``-th call fail as unavailable (transient); return the
     real ``sandbox.run_json``, for the test to put back."""
