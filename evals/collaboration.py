@@ -31,12 +31,11 @@ FEED_LIMIT = 100
 MENTION = re.compile(r"(?<![\w.+-])@([\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+)?)")
 
 
-def record_activity(
-    *, eval_set_id: int, workspace_id: int, verb: str, actor=None, eval=None, reason: str = ""
-) -> Activity:
+def record_activity(*, eval: Eval, verb: str, actor=None, reason: str = "") -> Activity:
+    """Record what happened to an eval version, in its set's history."""
     return Activity.objects.create(
-        workspace_id=workspace_id,
-        eval_set_id=eval_set_id,
+        workspace_id=eval.workspace_id,
+        eval_set_id=eval.eval_set_id,
         verb=verb,
         actor=actor if getattr(actor, "is_authenticated", False) else None,
         eval=eval,
@@ -86,8 +85,6 @@ def post_comment(*, workspace, author, body: str, eval: Eval | None = None, trac
         )
         if eval is not None:
             record_activity(
-                eval_set_id=eval.eval_set_id,
-                workspace_id=workspace.pk,
                 verb=Activity.Verb.COMMENTED,
                 actor=author,
                 eval=eval,

@@ -113,8 +113,6 @@ def activate_or_roll_back(*, eval: Eval, user=None, reason: str = "", verb: str 
     previous = active if active is not None and active.pk != current.pk else None
     if previous is not None or active is None:
         record_activity(
-            eval_set_id=current.eval_set_id,
-            workspace_id=current.workspace_id,
             verb=verb or (Activity.Verb.ROLLED_BACK if rollback else Activity.Verb.ACTIVATED),
             actor=user,
             eval=current,
@@ -147,8 +145,6 @@ def shadow_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
     current.shadow_since = timezone.now()
     current.save(update_fields=["status", "shadow_since", "updated_at"])
     record_activity(
-        eval_set_id=current.eval_set_id,
-        workspace_id=current.workspace_id,
         verb=Activity.Verb.SHADOWED,
         actor=user,
         eval=current,
@@ -190,8 +186,6 @@ def stop_shadow(*, eval: Eval, user=None) -> Eval:
         current.status = Eval.Status.DRAFT
         current.save(update_fields=["status", "updated_at"])
         record_activity(
-            eval_set_id=current.eval_set_id,
-            workspace_id=current.workspace_id,
             verb=Activity.Verb.UNSHADOWED,
             actor=user,
             eval=current,
@@ -208,8 +202,6 @@ def archive_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
         current.status = Eval.Status.ARCHIVED
         current.save(update_fields=["status", "updated_at"])
         record_activity(
-            eval_set_id=current.eval_set_id,
-            workspace_id=current.workspace_id,
             verb=Activity.Verb.ARCHIVED,
             actor=user,
             eval=current,
