@@ -13,24 +13,31 @@ from traces.models import EvalSet, Trace
 from workspaces.access import workspace_view
 
 
+def _post_comment(request, url: str, **on):
+    """Post the comment typed on ``on`` (``eval=`` or ``trace=``), whose page is ``url``;
+    flash why it was refused, if it was, and go back to the page's comments."""
+    try:
+        collaboration.post_comment(
+            workspace=request.workspace,
+            author=request.user,
+            body=request.POST.get("body", ""),
+            url=request.build_absolute_uri(url),
+            **on,
+        )
+    except EvalError as exc:
+        messages.error(request, exc.message)
+    return redirect(url + "#comments")
+
+
 @require_POST
 @workspace_view
 def comment_on_eval(request, pk: int):
     eval = get_object_or_404(
         Eval.objects.for_workspace(request.workspace).select_related("eval_set"), pk=pk
     )
-    url = reverse("evals:detail", args=[request.workspace.slug, eval.pk])
-    try:
-        collaboration.post_comment(
-            workspace=request.workspace,
-            author=request.user,
-            body=request.POST.get("body", ""),
-            eval=eval,
-            url=request.build_absolute_uri(url),
-        )
-    except EvalError as exc:
-        messages.error(request, exc.message)
-    return redirect(url + "#comments")
+    return _post_comment(
+        request, reverse("evals:detail", args=[request.workspace.slug, pk]), eval=eval
+    )
 
 
 @workspace_view
@@ -40,17 +47,7 @@ def trace_comments(request, pk: int):
     trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=pk)
     url = reverse("traces:detail", args=[request.workspace.slug, trace.pk])
     if request.method == "POST":
-        try:
-            collaboration.post_comment(
-                workspace=request.workspace,
-                author=request.user,
-                body=request.POST.get("body", ""),
-                trace=trace,
-                url=request.build_absolute_uri(url),
-            )
-        except EvalError as exc:
-            messages.error(request, exc.message)
-        return redirect(url + "#comments")
+        return _post_comment(request, url, trace=trace)
     ctx = {
         "comments": collaboration.comments_on(workspace=request.workspace, trace=trace),
         "action": reverse("evals:trace_comments", args=[request.workspace.slug, trace.pk]),
