@@ -6,6 +6,17 @@ from iofold.lib import outbound
 from traces.vocabulary import unit_noun
 
 
+def _connectable(url: str) -> str:
+    """Return the URL (or nothing), or raise ``ValidationError`` if iofold may not connect
+    to it (``outbound.check_url``)."""
+    if url:
+        try:
+            outbound.check_url(url)
+        except outbound.OutboundURLRefused as exc:
+            raise forms.ValidationError(exc.message) from None
+    return url
+
+
 class ProviderSettingsForm(forms.Form):
     provider = forms.ChoiceField(
         choices=Provider.choices,
@@ -42,13 +53,7 @@ class ProviderSettingsForm(forms.Form):
 
     def clean_base_url(self) -> str:
         # Checked here too (the service is the authority) to show it on the field.
-        base_url = self.cleaned_data["base_url"]
-        if base_url:
-            try:
-                outbound.check_url(base_url)
-            except outbound.OutboundURLRefused as exc:
-                raise forms.ValidationError(exc.message) from None
-        return base_url
+        return _connectable(self.cleaned_data["base_url"])
 
 
 class JudgeTemplateForm(forms.Form):
@@ -111,13 +116,7 @@ class AutomationForm(forms.Form):
     new_secret = forms.BooleanField(required=False, label="Make a new signing secret")
 
     def clean_webhook_url(self) -> str:
-        url = self.cleaned_data["webhook_url"]
-        if url:
-            try:
-                outbound.check_url(url)
-            except outbound.OutboundURLRefused as exc:
-                raise forms.ValidationError(exc.message) from None
-        return url
+        return _connectable(self.cleaned_data["webhook_url"])
 
 
 class ThresholdForm(forms.Form):
