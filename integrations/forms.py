@@ -11,6 +11,17 @@ from integrations.validators import validate_public_key, validate_secret_key
 HOSTS = {"eu": LANGFUSE_CLOUD_EU, "us": LANGFUSE_CLOUD_US}
 
 
+# The region choice that means "at the URL typed in ``custom_host``".
+SELF_HOSTED = "self"
+
+
+def region_field(*clouds: tuple[str, str], initial: str) -> forms.ChoiceField:
+    """Return the choice of a cloud region, as ``(region, label)`` pairs, or self-hosted."""
+    return forms.ChoiceField(
+        choices=[*clouds, (SELF_HOSTED, "Self-hosted")], initial=initial, widget=forms.RadioSelect
+    )
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -53,7 +64,7 @@ class SourceConnectionForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if self.hosts and data.get("region") == "self" and not data.get("custom_host"):
+        if self.hosts and data.get("region") == SELF_HOSTED and not data.get("custom_host"):
             self.add_error("custom_host", self.custom_host_missing)
         if not self.secret_hint and not data.get(self.key_field):
             self.add_error(self.key_field, self.key_missing)
@@ -69,7 +80,7 @@ class SourceConnectionForm(forms.Form):
         for region, url in cls.hosts.items():
             if host == url:
                 return {"region": region}
-        return {"region": "self", "custom_host": host}
+        return {"region": SELF_HOSTED, "custom_host": host}
 
 
 class ChecksHostOnSave:
@@ -78,7 +89,7 @@ class ChecksHostOnSave:
 
     def clean(self):
         data = super().clean()
-        if data.get("region") == "self" and data.get("custom_host"):
+        if data.get("region") == SELF_HOSTED and data.get("custom_host"):
             try:
                 data["custom_host"] = clean_host(data["custom_host"], kind=self.kind)
             except IntegrationError as exc:
@@ -100,14 +111,10 @@ class ConnectionForm(SourceConnectionForm):
     hosts = HOSTS
     custom_host_missing = "Enter your Langfuse URL."
 
-    region = forms.ChoiceField(
-        choices=[
-            ("eu", "Langfuse Cloud EU (cloud.langfuse.com)"),
-            ("us", "Langfuse Cloud US (us.cloud.langfuse.com)"),
-            ("self", "Self-hosted"),
-        ],
+    region = region_field(
+        ("eu", "Langfuse Cloud EU (cloud.langfuse.com)"),
+        ("us", "Langfuse Cloud US (us.cloud.langfuse.com)"),
         initial="eu",
-        widget=forms.RadioSelect,
     )
     custom_host = forms.CharField(
         required=False,
@@ -229,14 +236,10 @@ class LangSmithConnectionForm(SourceConnectionForm):
     hosts = LANGSMITH_HOSTS
     custom_host_missing = "Enter your LangSmith API URL."
 
-    region = forms.ChoiceField(
-        choices=[
-            ("us", "LangSmith Cloud US (api.smith.langchain.com)"),
-            ("eu", "LangSmith Cloud EU (eu.api.smith.langchain.com)"),
-            ("self", "Self-hosted"),
-        ],
+    region = region_field(
+        ("us", "LangSmith Cloud US (api.smith.langchain.com)"),
+        ("eu", "LangSmith Cloud EU (eu.api.smith.langchain.com)"),
         initial="us",
-        widget=forms.RadioSelect,
     )
     custom_host = forms.CharField(
         required=False,
