@@ -23,8 +23,10 @@ def fake():
     server.stop()
 
 
-def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fake):
-    integration = services.create_integration(
+@pytest.fixture
+def integration(workspace, fake):
+    """A LangSmith connection to the fake's default project."""
+    return services.create_integration(
         workspace=workspace,
         kind="langsmith",
         name="ls",
@@ -32,16 +34,23 @@ def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fak
         secret_key=API_KEY,
         options={"project": "default"},
     )
-    eval_set = EvalSetFactory(workspace=workspace, name="Answers the question",
-                              score_to_langfuse=True)  # fmt: skip
-    eval = Eval.objects.create(
-        workspace=workspace,
+
+
+def _active_eval(eval_set, *, version: int, code: str) -> Eval:
+    return Eval.objects.create(
+        workspace=eval_set.workspace,
         eval_set=eval_set,
-        version=2,
-        code="def eval_fn(trace):\n    return True, 'ok'\n",
+        version=version,
+        code=code,
         status=Eval.Status.ACTIVE,
         activated_at=timezone.now(),
     )
+
+
+def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fake, integration):
+    eval_set = EvalSetFactory(workspace=workspace, name="Answers the question",
+                              score_to_langfuse=True)  # fmt: skip
+    eval = _active_eval(eval_set, version=2, code="def eval_fn(trace):\n    return True, 'ok'\n")
     traces = [{**trace_data(i), "id": str(uuid.UUID(int=i + 1))} for i in range(3)]
     result = ingest_traces(
         workspace=workspace, source="langsmith", integration=integration, traces=traces
@@ -68,26 +77,13 @@ def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fak
     assert (integration.scores_pushed_count, integration.score_push_failures) == (6, 0)
 
 
-def test_a_conversation_verdict_goes_to_the_threads_last_trace(workspace, fake):
+def test_a_conversation_verdict_goes_to_the_threads_last_trace(workspace, fake, integration):
     from traces.models import Conversation, EvalSet
 
-    integration = services.create_integration(
-        workspace=workspace,
-        kind="langsmith",
-        name="ls",
-        host=fake.url,
-        secret_key=API_KEY,
-        options={"project": "default"},
-    )
     eval_set = EvalSetFactory(workspace=workspace, name="Whole threads", score_to_langfuse=True,
                               unit=EvalSet.Unit.CONVERSATION)  # fmt: skip
-    eval = Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code="def eval_fn(conversation):\n    return True, 'ok'\n",
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
+    eval = _active_eval(
+        eval_set, version=1, code="def eval_fn(conversation):\n    return True, 'ok'\n"
     )
     traces = [
         {**trace_data(i), "id": str(uuid.UUID(int=i + 1)), "session_id": "thread-1",
