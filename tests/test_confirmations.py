@@ -13,8 +13,9 @@ from django.urls import reverse
 
 from integrations.models import Integration
 from tests.integrations.helpers import webhook_integration
+from tests.workspaces.helpers import invite
 from workspaces.models import ApiToken, Invitation, Membership
-from workspaces.services import invite_member, issue_token
+from workspaces.services import issue_token
 
 
 @dataclass
@@ -37,13 +38,7 @@ def _member(ws, users):
 
 
 def _invitation(ws, users):
-    invitation = invite_member(
-        workspace=ws,
-        email="grace@example.com",
-        role="member",
-        invited_by=users["owner"],
-        base_url="http://testserver",
-    )
+    invitation = invite(ws, users["owner"], "grace@example.com")
     return {"pk": invitation.pk}, lambda: Invitation.objects.filter(pk=invitation.pk).exists()
 
 

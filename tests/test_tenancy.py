@@ -11,8 +11,9 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import MembershipFactory, UserFactory
+from tests.workspaces.helpers import invite
 from workspaces.models import Membership
-from workspaces.services import invite_member, issue_token
+from workspaces.services import issue_token
 
 
 @dataclass
@@ -32,13 +33,7 @@ def _member_pk(ws):
 
 def _invitation_pk(ws):
     inviter = Membership.objects.for_workspace(ws).first().user
-    invitation = invite_member(
-        workspace=ws,
-        email="x@y.test",
-        role="member",
-        invited_by=inviter,
-        base_url="http://testserver",
-    )
+    invitation = invite(ws, inviter, "x@y.test")
     return {"pk": invitation.pk}
 
 

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from tests.workspaces.helpers import invitation_path
 from workspaces.models import Membership, Workspace
 
 User = get_user_model()
@@ -78,20 +79,6 @@ def test_confirming_the_email_logs_in(client, db):
     assert client.get("/w/").status_code == 200
 
 
-def _invite(workspace, owner, capture, email="new@example.com"):
-    from workspaces.services import invite_member
-
-    with capture(execute=True):
-        invite_member(
-            workspace=workspace,
-            email=email,
-            role="member",
-            invited_by=owner,
-            base_url="http://testserver",
-        )
-    return _link_path(mail.outbox[-1], "/invitations/")
-
-
 def _link_path(message, marker):
     link = next(word for word in message.body.split() if marker in word)
     return link.split("testserver", 1)[1]
@@ -100,12 +87,12 @@ def _link_path(message, marker):
 def test_invitee_who_signs_up_from_the_link_lands_in_the_invited_workspace(
     client, workspace, owner, django_capture_on_commit_callbacks
 ):
-    invitation_path = _invite(workspace, owner, django_capture_on_commit_callbacks)
-    signup = client.get(invitation_path).content.decode()
-    assert f"{reverse('account_signup')}?next={invitation_path}" in signup
+    path = invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    signup = client.get(path).content.decode()
+    assert f"{reverse('account_signup')}?next={path}" in signup
 
     client.post(
-        f"{reverse('account_signup')}?next={invitation_path}",
+        f"{reverse('account_signup')}?next={path}",
         {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
     )
     confirm = _link_path(mail.outbox[-1], "/confirm-email/")
@@ -124,7 +111,7 @@ def test_invitee_who_confirms_in_another_browser_finds_the_workspace_at_log_in(
 ):
     from django.test import Client
 
-    _invite(workspace, owner, django_capture_on_commit_callbacks)
+    invitation_path(workspace, owner, django_capture_on_commit_callbacks)
     _sign_up(client, "new@example.com")
     Client().post(_link_path(mail.outbox[-1], "/confirm-email/"))
 

@@ -4,20 +4,14 @@ without JavaScript."""
 import pytest
 from playwright.sync_api import expect
 
+from tests.workspaces.helpers import invite
 from workspaces.models import Invitation
-from workspaces.services import invite_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_cancelling_an_invitation_asks_in_a_dialog(logged_in_page, workspace, owner):
-    invitation = invite_member(
-        workspace=workspace,
-        email="grace@example.com",
-        role="member",
-        invited_by=owner,
-        base_url="http://testserver",
-    )
+    invitation = invite(workspace, owner, "grace@example.com")
     page = logged_in_page(owner)
     page.goto(f"/w/{workspace.slug}/members/")
     asked = []

@@ -7,8 +7,8 @@ from playwright.sync_api import expect
 
 from tests.evals.builders import REFUSAL_CODE, make_eval
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
+from tests.workspaces.helpers import invite
 from traces.services import create_eval_set, record_feedback
-from workspaces.services import invite_member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -202,13 +202,7 @@ def test_a_failed_syncs_retry_and_the_kappa_help_fit_a_phone(phone_page, owner, 
 def test_members_buttons_are_a_buttons_width_not_the_cells(
     phone_page, logged_in_page, owner, member, workspace, screen
 ):
-    invite_member(
-        workspace=workspace,
-        email="grace@example.com",
-        role="member",
-        invited_by=owner,
-        base_url="http://testserver",
-    )
+    invite(workspace, owner, "grace@example.com")
     page = (phone_page if screen == "phone" else logged_in_page)(owner)
     page.goto(f"/w/{workspace.slug}/members/")
     for name in ("Remove", "Cancel invitation"):

@@ -4,8 +4,9 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from tests.workspaces.helpers import invite
 from workspaces.models import ApiToken, Invitation, Membership
-from workspaces.services import invite_member, issue_token
+from workspaces.services import issue_token
 
 
 @pytest.fixture
@@ -38,13 +39,7 @@ def cast(workspace, owner, member, outsider):
     ClockedSchedule.objects.create(clocked_time=timezone.now())
     SolarSchedule.objects.create(event="sunrise", latitude=51.5, longitude=0.1)
     token, raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="member")
-    invitation = invite_member(
-        workspace=workspace,
-        email="new@example.com",
-        role="viewer",
-        invited_by=owner,
-        base_url="http://testserver",
-    )
+    invitation = invite(workspace, owner, role="viewer")
     return {"token": token, "raw_token": raw, "invitation": invitation}
 
 

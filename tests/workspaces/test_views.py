@@ -7,32 +7,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import EmailAddressFactory, UserFactory
+from tests.workspaces.helpers import invitation_path, invite
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
 from workspaces.services import (
     has_open_invitation,
-    invite_member,
     issue_token,
     request_workspace_deletion,
 )
 
 
-def _invitation_path(workspace, owner, capture, email="new@example.com"):
-    with capture(execute=True):
-        invite_member(
-            workspace=workspace,
-            email=email,
-            role="member",
-            invited_by=owner,
-            base_url="http://testserver",
-        )
-    link = next(w for w in mail.outbox[-1].body.split() if "/invitations/" in w)
-    return "/" + link.split("://", 1)[1].split("/", 1)[1]
-
-
 def test_invitation_link_offers_sign_up_to_a_visitor(
     client, workspace, owner, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    path = invitation_path(workspace, owner, django_capture_on_commit_callbacks)
     response = client.get(path)
     assert response.status_code == 200
     html = response.content.decode()
@@ -43,7 +30,7 @@ def test_invitation_link_offers_sign_up_to_a_visitor(
 def test_visitor_cannot_accept_without_logging_in(
     client, workspace, owner, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    path = invitation_path(workspace, owner, django_capture_on_commit_callbacks)
     response = client.post(path)
     assert response.status_code == 302
     assert response.url.startswith(reverse("account_login"))
@@ -53,7 +40,7 @@ def test_visitor_cannot_accept_without_logging_in(
 def test_logged_in_user_joins_through_the_link(
     client, workspace, owner, outsider, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(
+    path = invitation_path(
         workspace, owner, django_capture_on_commit_callbacks, email="outsider@globex.test"
     )
     EmailAddressFactory(user=outsider)
@@ -71,7 +58,7 @@ def test_logged_in_user_joins_through_the_link(
 def test_someone_else_is_told_whom_the_invitation_is_for_and_cannot_join(
     client, workspace, owner, outsider, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    path = invitation_path(workspace, owner, django_capture_on_commit_callbacks)
     EmailAddressFactory(user=outsider)
     client.force_login(outsider)
 
@@ -90,7 +77,7 @@ def test_someone_else_is_told_whom_the_invitation_is_for_and_cannot_join(
 def test_the_invited_address_must_be_confirmed_before_joining(
     client, workspace, owner, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(workspace, owner, django_capture_on_commit_callbacks)
+    path = invitation_path(workspace, owner, django_capture_on_commit_callbacks)
     invitee = UserFactory(email="new@example.com")
     EmailAddressFactory(user=invitee, verified=False)
     client.force_login(invitee)
@@ -392,7 +379,7 @@ def test_a_token_form_with_a_problem_keeps_what_was_typed(client, workspace, own
 def test_an_invitation_to_a_workspace_being_deleted_offers_nothing_to_join(
     client, workspace, owner, outsider, django_capture_on_commit_callbacks
 ):
-    path = _invitation_path(
+    path = invitation_path(
         workspace, owner, django_capture_on_commit_callbacks, email="outsider@globex.test"
     )
     with django_capture_on_commit_callbacks(execute=False):
@@ -429,13 +416,7 @@ def test_a_refused_invitation_keeps_what_was_typed(client, workspace, owner, mem
 
 def test_cancelling_an_invitation_asks_first(client, workspace, owner):
     """Its link stops working at once: a slip of the mouse should not do that."""
-    invitation = invite_member(
-        workspace=workspace,
-        email="grace@example.com",
-        role="member",
-        invited_by=owner,
-        base_url="http://testserver",
-    )
+    invitation = invite(workspace, owner, "grace@example.com")
     client.force_login(owner)
     members = client.get(reverse("workspaces:members", args=["acme"])).content.decode()
     assert 'data-confirm="Cancel the invitation for grace@example.com?' in members
