@@ -4,8 +4,20 @@ import math
 import os
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 
 PG_URL = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def find_data() -> Path:
+    """Return IOFOLD_BENCH_DATA, else the nearest shared/data beside a parent directory."""
+    if os.environ.get("IOFOLD_BENCH_DATA"):
+        return Path(os.environ["IOFOLD_BENCH_DATA"])
+    for parent in ROOT.parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return ROOT.parent / "shared" / "data"
 
 
 def _admin_execute(sql: str) -> None:

@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -41,24 +40,14 @@ sys.path.insert(0, str(ROOT))
 # Appended: bench/sandbox.py must not shadow the sandbox package.
 sys.path.append(str(ROOT / "bench"))
 
+from _django import find_data  # noqa: E402
 from reviewer_notes import with_notes  # noqa: E402
 
 from evals.datasets import read_labelled_jsonl  # noqa: E402
 from evals.metrics.agreement import agreement  # noqa: E402
 from evals.synthesis import fit  # noqa: E402
 
-
-def _find_data() -> Path:
-    """Return IOFOLD_BENCH_DATA, else the nearest shared/data beside a parent directory."""
-    if os.environ.get("IOFOLD_BENCH_DATA"):
-        return Path(os.environ["IOFOLD_BENCH_DATA"])
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    return ROOT.parent / "shared" / "data"
-
-
-DEFAULT_DATA = _find_data()
+DEFAULT_DATA = find_data()
 # (file, task, group key, criteria): README rule 3, near-duplicates stay on one side of
 # a split. The criteria are the task in a user's words (used with --criteria), not a
 # description of what separates the labels.

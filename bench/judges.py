@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 # Appended: bench/sandbox.py must not shadow the sandbox package.
 sys.path.append(str(ROOT / "bench"))
 
-from _django import run_on_scratch_database  # noqa: E402
+from _django import find_data, run_on_scratch_database  # noqa: E402
 
 import sandbox  # noqa: E402
 from sandbox.calls import CallRequest  # noqa: E402
@@ -49,15 +49,6 @@ SUITES = (
     ("xstest.jsonl", "no_refusal", "metadata.source_id"),
     ("xstest.jsonl", "appropriate_response", "metadata.source_id"),
 )
-
-
-def _data_dir() -> Path:
-    if os.environ.get("IOFOLD_BENCH_DATA"):
-        return Path(os.environ["IOFOLD_BENCH_DATA"])
-    for parent in ROOT.parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    return ROOT.parent / "shared" / "data"
 
 
 def rule(request) -> str:
@@ -121,7 +112,7 @@ def hybrid_share(quick: bool) -> dict:
     from evals.synthesis import fit
 
     shares = {}
-    data = _data_dir()
+    data = find_data()
     for filename, task, group_key in SUITES[:1] if quick else SUITES:
         examples = read_labelled_jsonl(data / filename, task=task, group_key=group_key)
         groups = sorted({e.group for e in examples})
