@@ -20,6 +20,16 @@ def token_client(api_client, workspace, owner):
     return api_client
 
 
+def _connect(token_client, fake, *, secret_key: str = SECRET_KEY) -> int:
+    """Connect the fake Langfuse through the API; return the integration's id."""
+    response = token_client.post(
+        reverse("api-integrations"),
+        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": secret_key},
+        format="json",
+    )
+    return response.json()["id"]
+
+
 def test_create_read_update_delete_integration_never_returns_the_secret(
     token_client, fake_langfuse
 ):
@@ -53,12 +63,7 @@ def test_create_read_update_delete_integration_never_returns_the_secret(
 
 
 def test_bad_keys_give_a_specific_error(token_client, fake_langfuse):
-    fake = fake_langfuse()
-    pk = token_client.post(
-        reverse("api-integrations"),
-        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": "sk-lf-nope"},
-        format="json",
-    ).json()["id"]
+    pk = _connect(token_client, fake_langfuse(), secret_key="sk-lf-nope")
 
     response = token_client.post(reverse("api-integration-test", args=[pk]))
 
@@ -69,12 +74,7 @@ def test_bad_keys_give_a_specific_error(token_client, fake_langfuse):
 
 
 def test_sync_endpoint_queues_one_run(token_client, workspace, fake_langfuse):
-    fake = fake_langfuse()
-    pk = token_client.post(
-        reverse("api-integrations"),
-        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": SECRET_KEY},
-        format="json",
-    ).json()["id"]
+    pk = _connect(token_client, fake_langfuse())
 
     first = token_client.post(reverse("api-integration-sync", args=[pk]))
     second = token_client.post(reverse("api-integration-sync", args=[pk]))
@@ -149,12 +149,7 @@ def test_create_refuses_keys_of_the_wrong_shape(token_client, keys, field):
 
 
 def test_update_refuses_a_public_key_of_the_wrong_shape(token_client, fake_langfuse):
-    fake = fake_langfuse()
-    pk = token_client.post(
-        reverse("api-integrations"),
-        {"name": "lf", "host": fake.url, "public_key": PUBLIC_KEY, "secret_key": SECRET_KEY},
-        format="json",
-    ).json()["id"]
+    pk = _connect(token_client, fake_langfuse())
     response = token_client.patch(
         reverse("api-integration", args=[pk]), {"public_key": "abc"}, format="json"
     )
