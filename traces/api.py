@@ -456,6 +456,18 @@ class EvalSetTracesApi(WorkspaceScopedMixin, APIView):
 # --- feedback ---------------------------------------------------------------------------
 
 
+def _label(request, *, eval_set: EvalSet, trace: Trace, values: dict) -> Response:
+    """Record the caller's label of the trace; 201 when it is new, 200 when it replaced one."""
+    feedback, created = services.record_feedback(
+        eval_set=eval_set,
+        trace=trace,
+        user=request.user,
+        rating=values["rating"],
+        note=values["note"],
+    )
+    return Response(FeedbackOut(feedback).data, status=status.HTTP_201_CREATED if created else 200)
+
+
 class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
     model = Feedback
     serializer_class = FeedbackOut
@@ -500,16 +512,7 @@ class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
         )
         traces = Trace.objects.for_workspace(request.workspace)
         trace = get_object_or_404(traces, pk=values["trace"])
-        feedback, created = services.record_feedback(
-            eval_set=eval_set,
-            trace=trace,
-            user=request.user,
-            rating=values["rating"],
-            note=values["note"],
-        )
-        return Response(
-            FeedbackOut(feedback).data, status=status.HTTP_201_CREATED if created else 200
-        )
+        return _label(request, eval_set=eval_set, trace=trace, values=values)
 
 
 class FeedbackDetailApi(WorkspaceScopedMixin, APIView):
@@ -685,16 +688,7 @@ class ConversationLabelsApi(_ConversationMixin, APIView):
         )
         if eval_set.unit != EvalSet.Unit.CONVERSATION or conversation.anchor is None:
             raise TraceError("That eval set judges single traces, not conversations.")
-        feedback, created = services.record_feedback(
-            eval_set=eval_set,
-            trace=conversation.anchor,
-            user=request.user,
-            rating=values["rating"],
-            note=values["note"],
-        )
-        return Response(
-            FeedbackOut(feedback).data, status=status.HTTP_201_CREATED if created else 200
-        )
+        return _label(request, eval_set=eval_set, trace=conversation.anchor, values=values)
 
 
 class ConversationRunsApi(_ConversationMixin, APIView):
