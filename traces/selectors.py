@@ -76,6 +76,27 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
         return None
 
 
+def keyset_page(qs, *, field: str, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """Return up to ``limit`` rows of ``qs``, latest ``field`` first, after ``cursor``, and
+    the cursor of the next page (None on the last).
+
+    Keyset pagination on ``(field, id)``: page 2,000 costs what page 1 costs, because the
+    index range scan starts at the cursor instead of counting past earlier rows.
+    """
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        stamp, pk = position
+        # The leading ``lte`` bounds the index range; the OR breaks ties by id.
+        qs = qs.filter(**{f"{field}__lte": stamp}).filter(
+            Q(**{f"{field}__lt": stamp}) | Q(**{field: stamp, "pk__lt": pk})
+        )
+    rows = list(qs.order_by(f"-{field}", "-id")[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_position(getattr(last, field), last.pk)
+
+
 @dataclass
 class TracePage:
     traces: list[Trace]
@@ -92,21 +113,11 @@ def trace_page(
 ) -> TracePage:
     """Return one page of traces, newest first, with their label counts.
 
-    Keyset pagination on ``(timestamp, id)``: page 2,000 costs what page 1 costs, because
-    the index range scan starts at the cursor instead of counting past earlier rows.
+    Keyset pagination on ``(timestamp, id)`` (``keyset_page``).
     """
     filters = filters or TraceFilters()
     qs = filters.apply(Trace.objects.for_workspace(workspace)).only(*LIST_FIELDS)
-    position = decode_cursor(cursor) if cursor else None
-    if position is not None:
-        stamp, pk = position
-        # The leading ``lte`` bounds the index range; the OR breaks timestamp ties by id.
-        qs = qs.filter(timestamp__lte=stamp).filter(
-            Q(timestamp__lt=stamp) | Q(timestamp=stamp, pk__lt=pk)
-        )
-    rows = list(qs.order_by("-timestamp", "-id")[: limit + 1])
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    rows = rows[:limit]
+    rows, next_cursor = keyset_page(qs, field="timestamp", cursor=cursor, limit=limit)
     attach_label_counts(rows)
     return TracePage(traces=rows, next_cursor=next_cursor, filters=filters)
 
@@ -367,18 +378,8 @@ def conversation_page(
         qs = qs.complete()
     elif state == "open":
         qs = qs.open()
-    position = decode_cursor(cursor) if cursor else None
-    if position is not None:
-        stamp, pk = position
-        qs = qs.filter(last_activity_at__lte=stamp).filter(
-            Q(last_activity_at__lt=stamp) | Q(last_activity_at=stamp, pk__lt=pk)
-        )
-    rows = list(qs.order_by("-last_activity_at", "-id")[: limit + 1])
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_position(last.last_activity_at, last.pk)
-    return ConversationPage(conversations=rows[:limit], next_cursor=next_cursor)
+    rows, next_cursor = keyset_page(qs, field="last_activity_at", cursor=cursor, limit=limit)
+    return ConversationPage(conversations=rows, next_cursor=next_cursor)
 
 
 @dataclass
