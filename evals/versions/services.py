@@ -51,6 +51,19 @@ def _lock_set(eval_set_id: int) -> None:
     EvalSet.objects.select_for_update().filter(pk=eval_set_id).first()
 
 
+def _take_the_one(current: Eval, status: str, *, since: str) -> None:
+    """Make ``current`` its set's one version with ``status`` (active, shadow), from now
+    (stamped in its field ``since``): the version that had it becomes a draft first."""
+    (
+        Eval.objects.filter(eval_set_id=current.eval_set_id, status=status)
+        .exclude(pk=current.pk)
+        .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
+    )
+    current.status = status
+    setattr(current, since, timezone.now())
+    current.save(update_fields=["status", since, "updated_at"])
+
+
 @transaction.atomic
 def activate_eval(*, eval: Eval) -> Eval:
     """Make this version the set's one active version; the previous one becomes a draft.
@@ -62,14 +75,7 @@ def activate_eval(*, eval: Eval) -> Eval:
     current = Eval.objects.select_for_update().get(pk=eval.pk)
     if current.status == Eval.Status.ACTIVE:
         return current
-    (
-        Eval.objects.filter(eval_set_id=current.eval_set_id, status=Eval.Status.ACTIVE)
-        .exclude(pk=current.pk)
-        .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
-    )
-    current.status = Eval.Status.ACTIVE
-    current.activated_at = timezone.now()
-    current.save(update_fields=["status", "activated_at", "updated_at"])
+    _take_the_one(current, Eval.Status.ACTIVE, since="activated_at")
     logger.info("eval activated eval=%s eval_set=%s", current.pk, current.eval_set_id)
     return current
 
@@ -136,14 +142,7 @@ def shadow_eval(*, eval: Eval, user=None, reason: str = "") -> Eval:
         raise EvalActionError(f"v{current.version} is the active version; shadow another one.")
     if current.status == Eval.Status.ARCHIVED:
         raise EvalActionError(f"v{current.version} is archived; restore it first.")
-    (
-        Eval.objects.filter(eval_set_id=current.eval_set_id, status=Eval.Status.SHADOW)
-        .exclude(pk=current.pk)
-        .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
-    )
-    current.status = Eval.Status.SHADOW
-    current.shadow_since = timezone.now()
-    current.save(update_fields=["status", "shadow_since", "updated_at"])
+    _take_the_one(current, Eval.Status.SHADOW, since="shadow_since")
     record_activity(
         verb=Activity.Verb.SHADOWED,
         actor=user,
