@@ -107,7 +107,7 @@ def two_judged_versions(workspace):
         status="active",
         agreement=1.0,
         labels_tested=4,
-        metrics={"training": {"tp": 2, "fp": 0, "fn": 1, "tn": 2, "errors": 0}},
+        metrics={"training": {"tp": 2, "fp": 0, "fn": 0, "tn": 2, "errors": 0, "accuracy": 1.0}},
     )
     v2 = make_eval(eval_set, version=2, parent=v1, code=ALWAYS_PASS_CODE, agreement=0.5)
     for t in traces:

@@ -302,13 +302,7 @@ def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
     eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
     first = run_all(eval, traces[:2])  # this month's spend so far
     budget = round(first.cost_usd * 4, 2)  # room for a few more calls, not four
-    update_provider_settings(
-        workspace=judged_workspace,
-        provider="openai",
-        model=MODEL,
-        base_url=fake_llm.openai_base_url,
-        monthly_budget_usd=budget,
-    )
+    set_monthly_budget(judged_workspace, fake_llm, budget)
     calls = fake_llm.calls
 
     auto = start_run(
@@ -323,13 +317,7 @@ def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
     calls = fake_llm.calls
 
     # Once nothing is left, the next automatic run is not started at all.
-    update_provider_settings(
-        workspace=judged_workspace,
-        provider="openai",
-        model=MODEL,
-        base_url=fake_llm.openai_base_url,
-        monthly_budget_usd=round(first.cost_usd + auto.cost_usd, 2),
-    )
+    set_monthly_budget(judged_workspace, fake_llm, round(first.cost_usd + auto.cost_usd, 2))
     again = start_run(
         eval=eval, trace_ids=[t.pk for t in traces[2:]], trigger="automatic", enqueue=False
     )

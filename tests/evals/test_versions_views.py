@@ -3,27 +3,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evals.models import Eval, EvalRun
-from tests.evals.builders import ALWAYS_PASS_CODE, labelled_set, make_eval, record
+from tests.evals.builders import (
+    ALWAYS_PASS_CODE,
+    labelled_set,
+    make_eval,
+    two_judged_versions,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def versions(workspace):
-    eval_set, traces = labelled_set(workspace, good=2, bad=2)
-    v1 = make_eval(
-        eval_set,
-        version=1,
-        status="active",
-        agreement=1.0,
-        labels_tested=4,
-        metrics={"training": {"tp": 2, "fp": 0, "fn": 0, "tn": 2, "errors": 0, "accuracy": 1.0}},
-    )
-    v2 = make_eval(eval_set, version=2, parent=v1, code=ALWAYS_PASS_CODE, agreement=0.5)
-    for t in traces:
-        record(v1, t, t.data["output"].startswith("Your"))
-        record(v2, t, True)
-    return eval_set, traces, v1, v2
+    return two_judged_versions(workspace)
 
 
 def url(name, ws, **kwargs):
