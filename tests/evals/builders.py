@@ -51,14 +51,18 @@ def labelled_set(workspace, *, good: int = 3, bad: int = 3, neutral: int = 0, us
     return eval_set, traces
 
 
-def use_fake_openai(workspace, fake_llm, *, api_key: str = KEY, model: str = "gpt-4.1-mini"):
-    """Return the workspace, its LLM calls sent to the loopback fake's OpenAI API."""
+def use_fake_openai(
+    workspace, fake_llm, *, api_key: str = KEY, model: str = "gpt-4.1-mini", **settings
+):
+    """Return the workspace, its LLM calls sent to the loopback fake's OpenAI API;
+    ``settings`` are more of ``update_provider_settings``'s (a monthly budget)."""
     update_provider_settings(
         workspace=workspace,
         provider="openai",
         model=model,
         base_url=fake_llm.openai_base_url,
         api_key=api_key,
+        **settings,
     )
     return workspace
 

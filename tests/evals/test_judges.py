@@ -10,7 +10,6 @@ import pytest
 
 import sandbox
 from evals.execution.runs import execute_run, run_eval_now, start_run
-from evals.generation.provider_settings import update_provider_settings
 from evals.judging.session import Budget, JudgeSession
 from evals.models import EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
@@ -329,13 +328,7 @@ def test_the_monthly_budget_stops_automatic_runs_before_it_is_exceeded(
 
 
 def set_monthly_budget(workspace, fake_llm, budget):
-    update_provider_settings(
-        workspace=workspace,
-        provider="openai",
-        model=MODEL,
-        base_url=fake_llm.openai_base_url,
-        monthly_budget_usd=budget,
-    )
+    use_fake_openai(workspace, fake_llm, api_key=KEY, model=MODEL, monthly_budget_usd=budget)
 
 
 def test_the_monthly_budget_also_stops_manual_runs_and_generation(
