@@ -63,7 +63,7 @@ def _populate(workspace, owner):
     eval_set.feedback.update(note="looked at the output")
     label = eval_set.feedback.first()
     services.edit_label(
-        feedback=label, actor=owner, membership=owner.memberships.first(), rating="neutral", note=""
+        feedback=label, actor=owner, role="owner", rating="neutral", note=""
     )
     return eval_set
 

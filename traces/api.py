@@ -23,7 +23,7 @@ from iofold.api import IdField, JSONParser, PayloadTooLarge, choice_param, id_pa
 from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
-from traces.exceptions import TraceError
+from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import LABEL_STATES, TraceFilters, read_conversation_filters
 from traces.models import Conversation, EvalSet, Feedback, Trace
 from workspaces.access import WorkspaceScopedMixin
@@ -518,36 +518,48 @@ class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
 class FeedbackDetailApi(WorkspaceScopedMixin, APIView):
     model = Feedback
 
-    def _object(self, pk: int, *, own: bool = False) -> Feedback:
-        feedback = get_object_or_404(
+    def _object(self, pk: int) -> Feedback:
+        return get_object_or_404(
             self.get_queryset().select_related("user", "eval_set", "trace"), pk=pk
         )
-        if own and feedback.user_id != self.request.user.pk:
-            raise PermissionDenied("Only the reviewer who gave a label can change it.")
-        return feedback
 
     @extend_schema(summary="One label", responses=FeedbackOut)
     def get(self, request, pk: int):
         return Response(FeedbackOut(self._object(pk)).data)
 
-    @extend_schema(summary="Change your label", request=FeedbackUpdateIn, responses=FeedbackOut)
+    @extend_schema(
+        summary="Change a label (your own; anyone's for owners and admins)",
+        request=FeedbackUpdateIn,
+        responses=FeedbackOut,
+    )
     def patch(self, request, pk: int):
-        feedback = self._object(pk, own=True)
+        feedback = self._object(pk)
         data = FeedbackUpdateIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        feedback, _ = services.record_feedback(
-            eval_set=feedback.eval_set,
-            trace=feedback.trace,
-            user=request.user,
-            rating=values.get("rating", feedback.rating),
-            note=values.get("note", feedback.note),
-        )
+        try:
+            feedback = services.edit_label(
+                feedback=feedback,
+                actor=request.user,
+                role=request.workspace_role,
+                rating=values.get("rating", feedback.rating),
+                note=values.get("note", feedback.note),
+            )
+        except LabelNotYours as exc:
+            raise PermissionDenied(exc.message) from None
         return Response(FeedbackOut(feedback).data)
 
-    @extend_schema(summary="Withdraw your label", responses={204: None})
+    @extend_schema(
+        summary="Remove a label (your own; anyone's for owners and admins)",
+        responses={204: None},
+    )
     def delete(self, request, pk: int):
-        self._object(pk, own=True).delete()
+        try:
+            services.remove_label(
+                feedback=self._object(pk), actor=request.user, role=request.workspace_role
+            )
+        except LabelNotYours as exc:
+            raise PermissionDenied(exc.message) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -10,7 +10,7 @@ from iofold.lib.text import has_nul
 from traces.exceptions import LabelNotYours, TraceError, TraceNotFound
 from traces.filters import TraceFilters
 from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
-from workspaces.models import Workspace
+from workspaces.models import Membership, Workspace
 
 RATINGS = tuple(Feedback.Rating.values)
 
@@ -288,17 +288,21 @@ def _replace_label(before: Feedback, *, rating: str, note: str, origin: str, use
     return before, False
 
 
-def _check_may_edit(feedback: Feedback, *, actor, membership) -> None:
-    """Reviewers change their own labels; owners and admins change anyone's."""
-    if feedback.user_id != actor.pk and not membership.can_manage:
+def _check_may_edit(feedback: Feedback, *, actor, role: str) -> None:
+    """Reviewers change their own labels; owners and admins change anyone's.
+
+    ``role`` is the actor's role in the workspace: a membership's, or an API token's (which
+    is capped by its creator's).
+    """
+    if role == Membership.Role.VIEWER:
         raise LabelNotYours()
-    if not membership.can_write:
+    if feedback.user_id != actor.pk and role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
         raise LabelNotYours()
 
 
-def edit_label(*, feedback: Feedback, actor, membership, rating: str, note: str) -> Feedback:
+def edit_label(*, feedback: Feedback, actor, role: str, rating: str, note: str) -> Feedback:
     """Change a label's rating and note; its reviewer stays, the audit names the editor."""
-    _check_may_edit(feedback, actor=actor, membership=membership)
+    _check_may_edit(feedback, actor=actor, role=role)
     if rating not in RATINGS:
         raise TraceError(f"Rating must be one of {', '.join(RATINGS)}.")
     note = (note or "").strip()[:5000]
@@ -312,9 +316,9 @@ def edit_label(*, feedback: Feedback, actor, membership, rating: str, note: str)
     return feedback
 
 
-def remove_label(*, feedback: Feedback, actor, membership) -> None:
+def remove_label(*, feedback: Feedback, actor, role: str) -> None:
     """Delete a label; the audit keeps what it was and who removed it."""
-    _check_may_edit(feedback, actor=actor, membership=membership)
+    _check_may_edit(feedback, actor=actor, role=role)
     with transaction.atomic():
         _audit(feedback, action=LabelChange.Action.REMOVED, changed_by=actor, before=feedback)
         feedback.delete()

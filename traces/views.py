@@ -705,7 +705,7 @@ def label_edit(request, pk: int, label_pk: int):
         services.edit_label(
             feedback=feedback,
             actor=request.user,
-            membership=request.membership,
+            role=request.membership.role,
             rating=form.cleaned_data["rating"],
             note=form.cleaned_data["note"],
         )
@@ -721,7 +721,7 @@ def label_remove(request, pk: int, label_pk: int):
     feedback = _label(request, pk, label_pk)
     back = safe_next(request, feedback.eval_set.get_absolute_url())
     try:
-        services.remove_label(feedback=feedback, actor=request.user, membership=request.membership)
+        services.remove_label(feedback=feedback, actor=request.user, role=request.membership.role)
     except LabelNotYours as exc:
         raise PermissionDenied(exc.message) from None
     messages.success(request, "Label removed.")

@@ -2,7 +2,7 @@ from django.urls import reverse
 
 from tests.traces.factories import TraceFactory
 from traces import services
-from traces.models import EvalSet, Feedback
+from traces.models import EvalSet, Feedback, LabelChange
 
 WS = {"X-Workspace": "acme"}
 
@@ -127,17 +127,59 @@ def test_trace_outside_the_set_is_a_400(api_client, workspace, owner, eval_set):
     assert response.status_code == 400
 
 
-def test_only_the_author_changes_a_label(api_client, workspace, owner, member, eval_set, traces):
+def test_a_member_changes_only_their_own_labels(
+    api_client, workspace, owner, member, eval_set, traces
+):
+    fb, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=owner, rating="positive"
+    )
+    api_client.force_login(member)
+    detail = reverse("api-feedback-detail", kwargs={"pk": fb.pk})
+
+    patched = api_client.patch(detail, {"rating": "negative"}, format="json", headers=WS)
+    deleted = api_client.delete(detail, headers=WS)
+
+    assert patched.status_code == 403 and deleted.status_code == 403
+    assert api_client.get(detail, headers=WS).json()["rating"] == "positive"
+
+
+def test_an_owner_changes_and_removes_anyones_label_on_the_record(
+    api_client, workspace, owner, member, eval_set, traces
+):
+    """As on the eval set's page: the label keeps its reviewer, the audit names the editor."""
     fb, _ = services.record_feedback(
         eval_set=eval_set, trace=traces[0], user=member, rating="positive"
     )
     api_client.force_login(owner)
     detail = reverse("api-feedback-detail", kwargs={"pk": fb.pk})
-    assert (
-        api_client.patch(detail, {"rating": "negative"}, format="json", headers=WS).status_code
-        == 403
+
+    patched = api_client.patch(detail, {"rating": "negative"}, format="json", headers=WS)
+    assert patched.status_code == 200
+    assert patched.json()["rating"] == "negative" and patched.json()["user"] == member.email
+    assert api_client.delete(detail, headers=WS).status_code == 204
+
+    assert not Feedback.objects.filter(pk=fb.pk).exists()
+    audit = LabelChange.objects.filter(eval_set=eval_set).order_by("pk")
+    assert [(c.action, c.changed_by_id) for c in audit] == [
+        ("created", member.pk),
+        ("changed", owner.pk),
+        ("removed", owner.pk),
+    ]
+
+
+def test_a_label_withdrawn_through_the_api_stays_in_the_audit(
+    api_client, workspace, member, eval_set, traces
+):
+    fb, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=member, rating="positive"
     )
-    assert api_client.get(detail, headers=WS).json()["rating"] == "positive"
+    api_client.force_login(member)
+
+    response = api_client.delete(reverse("api-feedback-detail", kwargs={"pk": fb.pk}), headers=WS)
+
+    assert response.status_code == 204
+    removed = LabelChange.objects.get(eval_set=eval_set, action="removed")
+    assert (removed.changed_by, removed.rating_before) == (member, "positive")
 
 
 def test_schema_documents_the_endpoints(api_client):
