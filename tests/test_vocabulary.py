@@ -62,9 +62,7 @@ def _populate(workspace, owner):
     # The builder's notes say "positive because…": a reviewer's own words are not checked.
     eval_set.feedback.update(note="looked at the output")
     label = eval_set.feedback.first()
-    services.edit_label(
-        feedback=label, actor=owner, role="owner", rating="neutral", note=""
-    )
+    services.edit_label(feedback=label, actor=owner, role="owner", rating="neutral", note="")
     return eval_set
 
 
