@@ -1,6 +1,6 @@
 """Where the apps are put side by side: the navigation, the onboarding checklist, the
-evals' figures on the traces app's eval set pages, and the traces that came through no
-integration on the integrations page.
+evals' figures on the traces app's eval set pages, the traces that came through no
+integration on the integrations page, and a departing member's review queue.
 
 Each list names every app explicitly, in display order. The apps never look each other up
 at runtime: an upstream app's page that shows a downstream app's figures calls this
@@ -154,6 +154,15 @@ def onboarding_steps(workspace) -> list[dict]:
     for step in steps:
         step["url"] = reverse(step.pop("url_name"), kwargs={"slug": workspace.slug})
     return steps
+
+
+def release_review_queue(workspace_id: int, user_id: int) -> int:
+    """Give back the traces queued for a reviewer who left the workspace or may no longer
+    label in it (made viewer), so the next assignment hands them to someone else; return
+    how many. Called by ``workspaces.services`` when a membership ends or is demoted."""
+    from traces.assignments import release_assignments
+
+    return release_assignments(workspace_id=workspace_id, user_id=user_id)
 
 
 def trace_origins(workspace) -> list[dict]:

@@ -155,3 +155,18 @@ def assign_selected(
             ignore_conflicts=True,
         )
     return len(set(members) - existing)
+
+
+def release_assignments(*, workspace_id: int, user_id: int) -> int:
+    """Delete the user's assignments in the workspace that they have not labelled; return
+    how many. The labelled ones stay, as their labels do, for the reviewers' figures."""
+    labelled = Feedback.objects.filter(
+        eval_set=OuterRef("eval_set"), trace=OuterRef("trace"), user=user_id
+    )
+    deleted, _ = (
+        LabelAssignment.objects.for_workspace(workspace_id)
+        .filter(assignee=user_id)
+        .exclude(Exists(labelled))
+        .delete()
+    )
+    return deleted

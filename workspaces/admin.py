@@ -5,7 +5,7 @@ from django.http import HttpResponseRedirect
 
 from workspaces.exceptions import WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
-from workspaces.services import ensure_another_owner, revoke_member_tokens
+from workspaces.services import ensure_another_owner, release_member
 
 
 class MembershipAdminForm(forms.ModelForm):
@@ -100,10 +100,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
-        # A member removed here loses their tokens, as when removed in the app.
+        # A member removed here leaves as when removed in the app (tokens, review queue).
         for obj in getattr(formset, "deleted_objects", []):
             if isinstance(obj, Membership):
-                revoke_member_tokens(membership=obj)
+                release_member(membership=obj)
 
     @admin.action(description="Delete selected workspaces (in the background)")
     def request_deletion(self, request, queryset):
@@ -142,13 +142,13 @@ class MembershipAdmin(admin.ModelAdmin):
         return delete_selected(self, request, queryset)
 
     def delete_model(self, request, obj):
-        # A member removed here loses their tokens, as when removed in the app.
-        revoke_member_tokens(membership=obj)
+        # A member removed here leaves as when removed in the app (tokens, review queue).
+        release_member(membership=obj)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for membership in queryset:
-            revoke_member_tokens(membership=membership)
+            release_member(membership=membership)
         super().delete_queryset(request, queryset)
 
 

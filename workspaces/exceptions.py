@@ -7,3 +7,7 @@ class WorkspaceError(ApplicationError):
 
 class InvitationForAnotherAddress(WorkspaceError):
     """The invitation was sent to an address the user has not verified as theirs."""
+
+
+class InvitationWithdrawn(WorkspaceError):
+    """Whoever sent the invitation may no longer invite: removed, left or made member."""

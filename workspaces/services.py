@@ -15,7 +15,11 @@ from django.utils.text import slugify
 
 from accounts.selectors import email_address_status, verified_emails
 from iofold.lib.tasks import enqueue
-from workspaces.exceptions import InvitationForAnotherAddress, WorkspaceError
+from workspaces.exceptions import (
+    InvitationForAnotherAddress,
+    InvitationWithdrawn,
+    WorkspaceError,
+)
 from workspaces.memberships import forget_workspace_members
 from workspaces.models import ApiToken, Invitation, Membership, Workspace, digest_secret
 
@@ -145,7 +149,26 @@ def find_invitation(*, token: str) -> Invitation:
         raise WorkspaceError("This invitation has expired. Ask for a new one.")
     if invitation.workspace.deletion_requested_at is not None:
         raise WorkspaceError("This workspace is being deleted: there is nothing to join.")
+    _inviters_role(invitation)
     return invitation
+
+
+def _inviters_role(invitation: Invitation) -> str:
+    """Return the inviter's current role, which the invitation cannot exceed (as an API
+    token cannot exceed its creator's); fail once they may invite no longer.
+
+    An invitation acts for whoever sent it: an admin removed, or made member, after
+    inviting an address of their own must not walk back in through the link.
+    """
+    role = (
+        Membership.objects.for_workspace(invitation.workspace_id)
+        .filter(user=invitation.invited_by_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+        raise InvitationWithdrawn("This invitation was withdrawn. Ask for a new one.")
+    return role
 
 
 def workspace_joined_through(*, token: str, user) -> Workspace | None:
@@ -184,7 +207,12 @@ def join_invited_workspaces(*, user, email: str) -> list[Membership]:
     if Membership.objects.for_user(user).exists():
         return []
     invitations = Invitation.objects.pending().filter(email__iexact=email)
-    joined = [_join(invitation, user) for invitation in invitations.select_related("workspace")]
+    joined = []
+    for invitation in invitations.select_related("workspace"):
+        try:
+            joined.append(_join(invitation, user))
+        except InvitationWithdrawn:
+            continue
     if not joined:
         create_personal_workspace(user=user)
     return joined
@@ -194,13 +222,14 @@ def join_invited_workspaces(*, user, email: str) -> list[Membership]:
 def _join(invitation: Invitation, user) -> Membership:
     if email_address_status(user, invitation.email) != "verified":
         raise InvitationForAnotherAddress(f"This invitation is for {invitation.email}.")
+    role = Membership.weaker_role(invitation.role, _inviters_role(invitation))
     claimed = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(
         accepted_at=timezone.now(), accepted_by=user
     )
     if not claimed:
         raise WorkspaceError("This invitation has already been used.")
     membership, _ = Membership.objects.get_or_create(
-        workspace=invitation.workspace, user=user, defaults={"role": invitation.role}
+        workspace=invitation.workspace, user=user, defaults={"role": role}
     )
     # A member has nothing left to accept here, whichever of their addresses was invited.
     Invitation.objects.for_workspace(invitation.workspace).filter(
@@ -211,7 +240,10 @@ def _join(invitation: Invitation, user) -> Membership:
 
 @transaction.atomic
 def change_role(*, membership: Membership, role: str, by: Membership | None = None) -> Membership:
-    """Change a member's role, keeping at least one owner; ``by`` is who asks (None: staff)."""
+    """Change a member's role, keeping at least one owner; ``by`` is who asks (None: staff).
+
+    A member made viewer can no longer label: the traces queued for them are given back.
+    """
     if role not in Membership.Role.values:
         raise WorkspaceError(f"Unknown role {role!r}.")
     _ensure_may_touch_owners(by, role, membership.role)
@@ -219,17 +251,33 @@ def change_role(*, membership: Membership, role: str, by: Membership | None = No
         ensure_another_owner(membership)
     membership.role = role
     membership.save(update_fields=["role", "updated_at"])
+    if role == Membership.Role.VIEWER:
+        _release_review_queue(membership)
     return membership
 
 
 @transaction.atomic
 def remove_member(*, membership: Membership, by: Membership | None = None) -> None:
-    """Remove a member and revoke the tokens they created here; ``by`` is who asks."""
+    """Remove a member, with what they leave behind (``release_member``); ``by`` is who asks."""
     _ensure_may_touch_owners(by, membership.role)
     if membership.role == Membership.Role.OWNER:
         ensure_another_owner(membership)
-    revoke_member_tokens(membership=membership)
+    release_member(membership=membership)
     membership.delete()
+
+
+def release_member(*, membership: Membership) -> None:
+    """Undo what a leaving member holds in the workspace: the API tokens they created stop
+    working, and the traces queued for them to label go back to be assigned again."""
+    revoke_member_tokens(membership=membership)
+    _release_review_queue(membership)
+
+
+def _release_review_queue(membership: Membership) -> None:
+    # Deferred: the composition layer sits above the apps and imports them all.
+    from iofold.composition import release_review_queue
+
+    release_review_queue(membership.workspace_id, membership.user_id)
 
 
 def revoke_member_tokens(*, membership: Membership) -> int:
@@ -269,15 +317,23 @@ def _ensure_may_touch_owners(by: Membership | None, *roles: str) -> None:
 
 
 def ensure_another_owner(membership: Membership, *, leaving: Iterable[int] = ()) -> None:
-    """Fail unless the workspace has an owner besides ``membership`` (and ``leaving``'s pks)."""
+    """Fail unless the workspace has an owner besides ``membership`` (and ``leaving``'s pks).
+
+    Within a transaction the workspace's row stays locked until it ends: two owners
+    demoting (or removing) each other at once are served one after the other, so the
+    second sees the first's change and is refused, instead of both passing this check and
+    leaving the workspace with no owner.
+    """
     others = (
         Membership.objects.for_workspace(membership.workspace)
         .filter(role=Membership.Role.OWNER)
         .exclude(pk=membership.pk)
         .exclude(pk__in=list(leaving))
     )
-    if not others.exists():
-        raise WorkspaceError("A workspace must keep at least one owner.")
+    with transaction.atomic():
+        list(Workspace.objects.select_for_update().filter(pk=membership.workspace_id))
+        if not others.exists():
+            raise WorkspaceError("A workspace must keep at least one owner.")
 
 
 def issue_token(*, workspace: Workspace, name: str, created_by, role: str) -> tuple[ApiToken, str]:
