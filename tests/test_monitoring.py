@@ -277,6 +277,59 @@ def test_sentry_starts_only_with_a_dsn(tmp_path, dsn, active):
     assert out.stdout.strip() == active
 
 
+SCRUB = """
+import json, sys, django
+django.setup()
+import sentry_sdk
+fields = sys.argv[1:]
+event = {"request": {"data": {"nested": {f: "SECRET-" + f for f in fields}, **{
+    f: "SECRET-" + f for f in fields}}}}
+print(json.dumps(sentry_sdk.get_client().options["event_scrubber"].scrub_event(event) or event,
+                 default=str))
+"""
+
+
+def _secret_form_fields() -> set[str]:
+    """Names of every form field the project types secrets into (a password input)."""
+    from django import forms
+
+    import evals.forms
+    import integrations.forms
+
+    names = set()
+    for module in (integrations.forms, evals.forms):
+        for form in vars(module).values():
+            if isinstance(form, type) and issubclass(form, forms.BaseForm):
+                names |= {
+                    name
+                    for name, field in form.base_fields.items()
+                    if isinstance(field.widget, forms.PasswordInput)
+                }
+    return names
+
+
+def test_error_reports_carry_no_secret_typed_into_a_form_or_the_api(tmp_path):
+    fields = sorted(_secret_form_fields() | {"secret_key", "webhook_secret"})
+    assert "secret_key" in fields and "api_key" in fields
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "IOFOLD_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "iofold.settings",
+        "SENTRY_DSN": "http://k@127.0.0.1:9/1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", SCRUB, *fields],
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "SECRET-" not in out.stdout
+
+
 # --- the dashboard and the alerts name metrics that exist ----------------------------------------
 
 
