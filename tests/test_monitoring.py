@@ -256,8 +256,8 @@ SENTRY_ACTIVE = (
 )
 
 
-@pytest.mark.parametrize(("dsn", "active"), [("", "False"), ("http://k@127.0.0.1:9/1", "True")])
-def test_sentry_starts_only_with_a_dsn(tmp_path, dsn, active):
+def _django_with_sentry(tmp_path, dsn: str, code: str, *args: str):
+    """Run ``code`` in a fresh process whose settings have ``SENTRY_DSN=dsn``."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -265,14 +265,19 @@ def test_sentry_starts_only_with_a_dsn(tmp_path, dsn, active):
         "DJANGO_SETTINGS_MODULE": "iofold.settings",
         "SENTRY_DSN": dsn,
     }
-    out = subprocess.run(
-        [sys.executable, "-c", SENTRY_ACTIVE],
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
         env=env,
         cwd=BASE_DIR,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize(("dsn", "active"), [("", "False"), ("http://k@127.0.0.1:9/1", "True")])
+def test_sentry_starts_only_with_a_dsn(tmp_path, dsn, active):
+    out = _django_with_sentry(tmp_path, dsn, SENTRY_ACTIVE)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == active
 
@@ -311,21 +316,7 @@ def _secret_form_fields() -> set[str]:
 def test_error_reports_carry_no_secret_typed_into_a_form_or_the_api(tmp_path):
     fields = sorted(_secret_form_fields() | {"secret_key", "webhook_secret"})
     assert "secret_key" in fields and "api_key" in fields
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "IOFOLD_VAR_DIR": str(tmp_path / "var"),
-        "DJANGO_SETTINGS_MODULE": "iofold.settings",
-        "SENTRY_DSN": "http://k@127.0.0.1:9/1",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", SCRUB, *fields],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _django_with_sentry(tmp_path, "http://k@127.0.0.1:9/1", SCRUB, *fields)
     assert out.returncode == 0, out.stderr
     assert "SECRET-" not in out.stdout
 

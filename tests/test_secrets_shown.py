@@ -25,11 +25,13 @@ INTEGRATION_SECRET = "sk-lf-INTEGRATIONSECRETMIDDLE-9f3a"
 PROVIDER_KEY = "sk-ant-PROVIDERKEYMIDDLE-77b1"
 
 
-def _stored_secrets_everywhere(workspace):
-    """Give every integration of the workspace a secret key (the cases make their own)."""
+def _with_secrets(workspace, url: str) -> str:
+    """Give every integration of the workspace a secret key (the cases make their own,
+    when their URL is built); return ``url``."""
     for integration in Integration.objects.for_workspace(workspace):
         integration.secret_key = INTEGRATION_SECRET
         integration.save(update_fields=["secret_key"])
+    return url
 
 
 def _shown_once(client, workspace, django_capture_on_commit_callbacks) -> list[str]:
@@ -90,24 +92,32 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
     return [s for s in secrets if s in text]
 
 
+def _sweep(cases, url, get, workspace, shown) -> dict:
+    """GET every case's URL; return the secrets found in each answer, by case."""
+    leaks = {}
+    for case in cases:
+        if case.method != "get":
+            continue
+        # Each case makes its objects; roll them back after its page.
+        with transaction.atomic():
+            response = get(url(case))
+            found = _leaks(response.content.decode(errors="replace"), _secrets(workspace, shown))
+            if found:
+                leaks[str(case)] = found
+            transaction.set_rollback(True)
+    return leaks
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_no_page_shows_a_secret_to_any_role(role, client, workspace, world, caplog):
     users, shown = world
     client.force_login(users[role])
     caplog.set_level(logging.DEBUG)
-    leaks = {}
-    for case in UI_CASES:
-        if case.method != "get":
-            continue
-        # Each case makes its objects; roll them back after its page.
-        with transaction.atomic():
-            url = _ui_url(case, workspace)
-            _stored_secrets_everywhere(workspace)
-            response = client.get(url, follow=True)
-            found = _leaks(response.content.decode(errors="replace"), _secrets(workspace, shown))
-            if found:
-                leaks[str(case)] = found
-            transaction.set_rollback(True)
+
+    def url(case):
+        return _with_secrets(workspace, _ui_url(case, workspace))
+
+    leaks = _sweep(UI_CASES, url, lambda u: client.get(u, follow=True), workspace, shown)
 
     assert leaks == {}
     assert _leaks(caplog.text, _secrets(workspace, shown)) == []
@@ -118,20 +128,14 @@ def test_no_api_answer_shows_a_secret_to_any_role(role, api_client, workspace, w
     users, shown = world
     api_client.force_login(users[role])
     caplog.set_level(logging.DEBUG)
-    leaks = {}
-    for case in API_CASES:
-        if case.method != "get":
-            continue
-        with transaction.atomic():
-            url = reverse(case.name, kwargs=case.kwargs(workspace))
-            _stored_secrets_everywhere(workspace)
-            response = api_client.get(url, headers={"X-Workspace": workspace.slug})
-            found = _leaks(response.content.decode(errors="replace"), _secrets(workspace, shown))
-            if found:
-                leaks[str(case)] = found
-            transaction.set_rollback(True)
 
-    assert leaks == {}
+    def url(case):
+        return _with_secrets(workspace, reverse(case.name, kwargs=case.kwargs(workspace)))
+
+    def get(url):
+        return api_client.get(url, headers={"X-Workspace": workspace.slug})
+
+    assert _sweep(API_CASES, url, get, workspace, shown) == {}
     assert _leaks(caplog.text, _secrets(workspace, shown)) == []
 
 

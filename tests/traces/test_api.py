@@ -127,14 +127,17 @@ def test_trace_outside_the_set_is_a_400(api_client, workspace, owner, eval_set):
     assert response.status_code == 400
 
 
+def _label_url(eval_set, trace, *, by) -> str:
+    """Label ``trace`` good as ``by``; return the label's API URL."""
+    fb, _ = services.record_feedback(eval_set=eval_set, trace=trace, user=by, rating="positive")
+    return reverse("api-feedback-detail", kwargs={"pk": fb.pk})
+
+
 def test_a_member_changes_only_their_own_labels(
     api_client, workspace, owner, member, eval_set, traces
 ):
-    fb, _ = services.record_feedback(
-        eval_set=eval_set, trace=traces[0], user=owner, rating="positive"
-    )
+    detail = _label_url(eval_set, traces[0], by=owner)
     api_client.force_login(member)
-    detail = reverse("api-feedback-detail", kwargs={"pk": fb.pk})
 
     patched = api_client.patch(detail, {"rating": "negative"}, format="json", headers=WS)
     deleted = api_client.delete(detail, headers=WS)
@@ -147,18 +150,15 @@ def test_an_owner_changes_and_removes_anyones_label_on_the_record(
     api_client, workspace, owner, member, eval_set, traces
 ):
     """As on the eval set's page: the label keeps its reviewer, the audit names the editor."""
-    fb, _ = services.record_feedback(
-        eval_set=eval_set, trace=traces[0], user=member, rating="positive"
-    )
+    detail = _label_url(eval_set, traces[0], by=member)
     api_client.force_login(owner)
-    detail = reverse("api-feedback-detail", kwargs={"pk": fb.pk})
 
     patched = api_client.patch(detail, {"rating": "negative"}, format="json", headers=WS)
     assert patched.status_code == 200
     assert patched.json()["rating"] == "negative" and patched.json()["user"] == member.email
     assert api_client.delete(detail, headers=WS).status_code == 204
 
-    assert not Feedback.objects.filter(pk=fb.pk).exists()
+    assert not Feedback.objects.filter(eval_set=eval_set).exists()
     audit = LabelChange.objects.filter(eval_set=eval_set).order_by("pk")
     assert [(c.action, c.changed_by_id) for c in audit] == [
         ("created", member.pk),
@@ -170,12 +170,10 @@ def test_an_owner_changes_and_removes_anyones_label_on_the_record(
 def test_a_label_withdrawn_through_the_api_stays_in_the_audit(
     api_client, workspace, member, eval_set, traces
 ):
-    fb, _ = services.record_feedback(
-        eval_set=eval_set, trace=traces[0], user=member, rating="positive"
-    )
+    detail = _label_url(eval_set, traces[0], by=member)
     api_client.force_login(member)
 
-    response = api_client.delete(reverse("api-feedback-detail", kwargs={"pk": fb.pk}), headers=WS)
+    response = api_client.delete(detail, headers=WS)
 
     assert response.status_code == 204
     removed = LabelChange.objects.get(eval_set=eval_set, action="removed")
