@@ -251,6 +251,8 @@ def change_role(*, membership: Membership, role: str, by: Membership | None = No
         ensure_another_owner(membership)
     membership.role = role
     membership.save(update_fields=["role", "updated_at"])
+    if not membership.can_manage:
+        _withdraw_invitations(membership)
     if role == Membership.Role.VIEWER:
         _release_review_queue(membership)
     return membership
@@ -268,9 +270,18 @@ def remove_member(*, membership: Membership, by: Membership | None = None) -> No
 
 def release_member(*, membership: Membership) -> None:
     """Undo what a leaving member holds in the workspace: the API tokens they created stop
-    working, and the traces queued for them to label go back to be assigned again."""
+    working, their open invitations are withdrawn, and the traces queued for them to label
+    go back to be assigned again."""
     revoke_member_tokens(membership=membership)
+    _withdraw_invitations(membership)
     _release_review_queue(membership)
+
+
+def _withdraw_invitations(membership: Membership) -> None:
+    # Their links no longer work (see _inviters_role): the members page stops listing them.
+    Invitation.objects.for_workspace(membership.workspace_id).filter(
+        invited_by=membership.user_id, accepted_at__isnull=True
+    ).delete()
 
 
 def _release_review_queue(membership: Membership) -> None:

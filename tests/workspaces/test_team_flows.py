@@ -151,9 +151,44 @@ def test_an_invitation_from_a_removed_admin_no_longer_lets_anyone_in(
     page = client.get(path)
     joined = client.post(path)
 
-    assert page.status_code == 404 and "withdrawn" in page.content.decode()
+    assert page.status_code == 404 and joined.status_code == 404
+    assert not Membership.objects.filter(workspace=workspace, user=alt).exists()
+
+
+def test_an_invitation_from_an_inviter_whose_account_is_gone_is_withdrawn(
+    client, workspace, owner, admin_user, inviting
+):
+    path = inviting("alt@example.com", "admin", by=admin_user)
+    admin_user.delete()
+    alt = _verified("alt@example.com")
+    client.force_login(alt)
+
+    page = client.get(path)
+    joined = client.post(path)
+
+    assert page.status_code == 404
+    assert "This invitation was withdrawn." in page.content.decode()
     assert joined.status_code == 404
     assert not Membership.objects.filter(workspace=workspace, user=alt).exists()
+
+
+@pytest.mark.parametrize("leaves", ["removed", "made member"])
+def test_the_members_page_stops_listing_invitations_of_an_admin_who_may_no_longer_invite(
+    client, workspace, owner, admin_user, inviting, leaves
+):
+    inviting("alt@example.com", by=admin_user)
+    inviting("kept@example.com")
+    client.get(_members_url(workspace))  # shows (and so clears) the "sent" messages
+    membership = Membership.objects.get(user=admin_user)
+    if leaves == "removed":
+        services.remove_member(membership=membership)
+    else:
+        services.change_role(membership=membership, role="member")
+    client.force_login(owner)
+
+    page = client.get(_members_url(workspace)).content.decode()
+
+    assert "kept@example.com" in page and "alt@example.com" not in page
 
 
 def test_an_invitation_grants_no_more_than_its_inviters_current_role(
