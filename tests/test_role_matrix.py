@@ -216,6 +216,16 @@ NOT_WORKSPACE_API = {
     "api-integration-webhook": "signed by the integration's webhook secret, no user",
 }
 
+# URLs outside /w/<slug>/, /api/, /accounts/ and /admin/, each with who may use it.
+OTHER_URLS = {
+    "home": "anyone signed in: leads to their last workspace",
+    "healthz": "anyone: the load balancer's probe",
+    "metrics": "IOFOLD_METRICS_TOKEN or allowed networks (tests/test_monitoring.py)",
+    "workspaces:list": "anyone signed in: their own workspaces",
+    "accept_invitation": "the invited address only (tests/workspaces/test_team_flows.py)",
+    "api-otlp-traces": "a token that may write (test_only_writing_tokens_send_otlp_traces)",
+}
+
 ROLES = ["owner", "admin", "member", "viewer"]
 TOKEN_ROLES = ["admin", "member", "viewer"]  # no token is an owner's (issue_token)
 
@@ -242,7 +252,8 @@ def _api_methods():
     yield from walk(get_resolver().url_patterns, "")
 
 
-def _ui_names():
+def _names(prefix_wanted: str = "", *, outside: tuple[str, ...] = ()) -> set[str]:
+    """Names of the URLs under ``prefix_wanted`` and not under any of ``outside``."""
     names = set()
 
     def walk(patterns, prefix, namespace):
@@ -250,8 +261,8 @@ def _ui_names():
             route = prefix + str(p.pattern)
             if isinstance(p, URLResolver):
                 walk(p.url_patterns, route, p.namespace or namespace)
-            elif route.startswith("w/<slug:slug>/"):
-                names.add(f"{namespace}:{p.name}")
+            elif route.startswith(prefix_wanted) and not (outside and route.startswith(outside)):
+                names.add(f"{namespace}:{p.name}" if namespace else p.name)
 
     walk(get_resolver().url_patterns, "", None)
     return names
@@ -264,7 +275,9 @@ def test_every_workspace_url_and_method_is_classified():
     assert cases - RULES.keys() == set(), "add these to RULES"
     assert RULES.keys() - cases == set(), "these rules are never requested"
     assert api - cases == set(), "add these API methods to API_CASES and RULES"
-    assert _ui_names() - {name for name, _ in RULES} == set()
+    assert _names("w/<slug:slug>/") - {name for name, _ in RULES} == set()
+    others = _names(outside=("w/<slug:slug>/", "api/", "accounts/", "admin/"))
+    assert others == OTHER_URLS.keys(), "say in OTHER_URLS who may use it"
 
 
 def _cast(workspace):
@@ -361,3 +374,19 @@ def test_a_token_acts_with_no_more_than_its_creators_current_role(api_client, wo
 
     assert api_client.post(url, body, format="json", headers=headers).status_code == 403
     assert api_client.get(url, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("role", [*TOKEN_ROLES, None])
+def test_only_writing_tokens_send_otlp_traces(role, client, workspace):
+    users = _cast(workspace)
+    headers = {}
+    if role is not None:
+        _, raw = issue_token(workspace=workspace, name="t", created_by=users["owner"], role=role)
+        headers = {"Authorization": f"Bearer {raw}"}
+
+    response = client.post(
+        reverse("api-otlp-traces"), b"{}", content_type="application/json", headers=headers
+    )
+
+    expected = {None: 401, "viewer": 403}.get(role, 200)
+    assert response.status_code == expected, response.content[:300]
