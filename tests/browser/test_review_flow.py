@@ -316,3 +316,20 @@ def test_a_refused_note_is_shown_on_the_card_with_the_note_kept(logged_in_page, 
     assert _current_trace(page) == shown
     expect(page.get_by_test_id("note")).to_have_value(too_long)
     assert not Feedback.objects.exists()
+
+
+def test_a_reviewer_made_viewer_with_the_card_open_is_told_why_their_label_is_refused(
+    logged_in_page, owner, member, review_set
+):
+    # htmx swaps in no 403 unless told to (base.html's htmx-config): the click did nothing.
+    from workspaces.models import Membership
+    from workspaces.services import change_role
+
+    page = logged_in_page(member)
+    _open_review(page, review_set)
+    change_role(membership=Membership.objects.get(user=member), role="viewer")
+
+    page.get_by_test_id("rate-positive").click()
+
+    expect(page.get_by_test_id("forbidden")).to_contain_text("Your role here is Viewer.")
+    assert not Feedback.objects.exists()

@@ -2,6 +2,9 @@
 last owner, roles changing under an open page, a workspace renamed or deleted under its
 members."""
 
+import html
+import json
+import re
 import threading
 from datetime import timedelta
 
@@ -350,6 +353,44 @@ def test_a_member_made_viewer_with_the_review_open_is_refused_their_next_label(
 
     assert response.status_code == 403
     assert "Your role here is Viewer." in response.content.decode()
+    assert not Feedback.objects.filter(user=member, trace=trace).exists()
+
+
+def _htmx_handling(page: str, status: int) -> dict:
+    """The page's htmx-config rule for an answer of ``status`` (htmx takes the first that
+    matches)."""
+    config = json.loads(
+        html.unescape(re.search(r'name="htmx-config" content=\'([^\']+)\'', page).group(1))
+    )
+    return next(r for r in config["responseHandling"] if re.search(r["code"], str(status)))
+
+
+@pytest.mark.parametrize("change", ["made viewer", "removed"])
+def test_a_label_pressed_after_losing_the_right_shows_why_instead_of_nothing(
+    client, workspace, owner, member, assigned, change
+):
+    """The review card posts with htmx, which swaps in no refusal unless told to."""
+    client.force_login(member)
+    trace = LabelAssignment.objects.filter(assignee=member).last().trace
+    review = client.get(
+        reverse("traces:review", kwargs={"slug": workspace.slug, "pk": assigned.pk})
+    )
+    membership = Membership.objects.get(user=member)
+    if change == "removed":
+        services.remove_member(membership=membership)
+    else:
+        services.change_role(membership=membership, role="viewer")
+    url = reverse(
+        "traces:review_label",
+        kwargs={"slug": workspace.slug, "pk": assigned.pk, "trace_pk": trace.pk},
+    )
+
+    answer = client.post(url, {"rating": "negative"}, headers={"HX-Request": "true"})
+
+    handling = _htmx_handling(review.content.decode(), answer.status_code)
+    assert answer.status_code in (403, 404)
+    assert handling["swap"] and handling["target"] == "body"
+    assert "<body" in answer.content.decode()  # a whole page, for the body's place
     assert not Feedback.objects.filter(user=member, trace=trace).exists()
 
 
