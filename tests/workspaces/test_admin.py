@@ -302,3 +302,22 @@ def test_bulk_deleting_a_workspace_s_owners_in_the_admin_is_refused(
         {"action": "delete_selected", "_selected_action": [second.pk], "post": "yes"},
     )
     assert not Membership.objects.filter(pk=second.pk).exists()
+
+
+def test_removing_a_member_in_the_admin_gives_back_their_review_queue(
+    staff_client, workspace, owner, member
+):
+    from tests.traces.factories import EvalSetFactory, TraceFactory
+    from traces.assignments import assign_trace
+    from traces.models import LabelAssignment
+    from traces.services import add_traces_to_eval_set
+
+    trace = TraceFactory(workspace=workspace)
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner)
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+    assign_trace(eval_set=eval_set, trace=trace, reviewer_id=member.pk, assigned_by=owner)
+    membership = Membership.objects.get(user=member)
+
+    staff_client.post(_admin_url(Membership, "delete", membership.pk), {"post": "yes"})
+
+    assert not LabelAssignment.objects.filter(assignee=member).exists()
