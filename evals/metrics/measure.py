@@ -121,7 +121,8 @@ def score_eval_version(*, eval: Eval) -> Eval:
     if (
         not heldout_ids
         and previous.get("heldout")
-        and previous.get("method", "").endswith("cross-validation")
+        # "5-fold cross-validation, the rule learned again without each fold"
+        and "cross-validation" in previous.get("method", "")
     ):
         # Keep the procedure's cross-validated figure, and judge confidence by it.
         stored = Agreement(**previous["heldout"])

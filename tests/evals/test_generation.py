@@ -288,6 +288,20 @@ def test_offline_generation_end_to_end_with_cross_validated_metrics(workspace):
     assert verdicts == {GOOD: True, BAD: False}
 
 
+def test_rescoring_an_offline_eval_keeps_its_cross_validated_agreement(workspace):
+    """A test run or a refinement re-scores the version: its held-out figure stays."""
+    from evals.metrics.measure import score_eval_version
+
+    eval_set, traces = labelled_set(workspace, good=6, bad=6, neutral=2)
+    eval = generate(eval_set).result
+    heldout, agreement = eval.metrics["heldout"], eval.agreement
+
+    eval = score_eval_version(eval=eval)
+
+    assert eval.metrics["heldout"] == heldout
+    assert eval.agreement == agreement
+
+
 def test_no_decided_labels_cannot_start(workspace):
     eval_set, _ = labelled_set(workspace, good=0, bad=0, neutral=2)
     with pytest.raises(EvalError, match="Label some traces"):
