@@ -3,6 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
+from traces.services import create_eval_set
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # The box's top and left edges against its label's: in the label's first line, at its start.
@@ -74,3 +76,20 @@ def test_eval_set_form_shows_a_hidden_field_that_has_an_error(logged_in_page, ow
     page.get_by_test_id("evalset-form").locator("button[type=submit]").last.click()
     expect(page.get_by_text("is not a date")).to_be_visible()
     expect(page.locator("input[name=saved_filter]")).to_be_visible()
+
+
+def test_buttons_with_a_tooltip_keep_their_whole_border(logged_in_page, owner, workspace):
+    """Archive and Judge template carry a tooltip; their outline is closed at the bottom too."""
+    eval_set = create_eval_set(workspace=workspace, name="Refunds", criteria="Cites the policy.")
+    page = logged_in_page(owner)
+    page.goto(eval_set.get_absolute_url())
+    for button in (
+        page.get_by_role("button", name="Archive"),
+        page.get_by_test_id("judge-template-link"),
+    ):
+        expect(button).to_be_visible()
+        border = button.evaluate(
+            "el => { const s = getComputedStyle(el);"
+            " return [s.borderTopWidth, s.borderTopStyle, s.borderBottomWidth, s.borderBottomStyle]; }"
+        )
+        assert border[2:] == border[:2] == ["1px", "solid"], border
