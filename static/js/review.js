@@ -1,4 +1,5 @@
-// Keyboard-first labelling (review card and trace page): 1/→ good, 2/← bad, 3/↓ neutral, n note, s skip, u undo.
+// Keyboard-first labelling (review card and trace page): 1/→ good, 2/← bad, 3/↓ neutral, n note, s skip, u undo;
+// the arrows on the review card only: on the trace page they scroll.
 // Touch: swipe right for good, left for bad. The card is swapped by htmx, so handlers are
 // bound once on the document and look the current card up at event time.
 // Forms marked data-labelling (rate, skip, undo on the review card) are the flow's own
@@ -24,7 +25,8 @@
   }
 
   function typing(target) {
-    return target && (target.tagName === "TEXTAREA" || target.tagName === "INPUT" || target.isContentEditable);
+    // A select takes its own keys too: arrows change its option, letters and digits jump to one.
+    return target && (["TEXTAREA", "INPUT", "SELECT"].includes(target.tagName) || target.isContentEditable);
   }
 
   document.addEventListener("keydown", function (event) {
@@ -38,6 +40,8 @@
       if (event.key === "Escape") event.target.blur();
       return;
     }
+    // Arrows label on the review card only: on the trace page they scroll it (and its wide JSON).
+    if (event.key.startsWith("Arrow") && !document.getElementById("review-card")) return;
     const actions = {
       "1": () => rate("positive"), ArrowRight: () => rate("positive"),
       "2": () => rate("negative"), ArrowLeft: () => rate("negative"),

@@ -87,6 +87,28 @@ def test_label_from_the_trace_page_with_keys(logged_in_page, owner, labelled_set
     assert (label.rating, label.note) == ("negative", "Polite, but no order lookup")
 
 
+def test_arrow_keys_scroll_the_trace_page_and_work_its_controls_without_labelling(
+    logged_in_page, owner, labelled_set
+):
+    """Arrows label on the review card only; on the trace page they scroll, and a focused
+    select takes its own keys."""
+    eval_set, traces = labelled_set
+    page = logged_in_page(owner)
+    page.goto(f"/w/{eval_set.workspace.slug}/traces/{traces[1].pk}/")
+    expect(page.get_by_test_id("label-here")).to_contain_text("Support answers")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(500)  # a smooth scroll, or the form's post had it labelled
+    assert page.evaluate("() => window.scrollY") > 0
+    for key in ("ArrowRight", "ArrowLeft"):
+        page.keyboard.press(key)
+    page.locator("select[name=reviewer]").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("1")
+    page.wait_for_timeout(500)
+    expect(page.get_by_test_id("label-here")).not_to_contain_text("yours")
+    assert not Feedback.objects.filter(trace=traces[1]).exists()
+
+
 def test_import_labels_from_a_file(logged_in_page, owner, workspace, tmp_path):
     eval_set = create_eval_set(workspace=workspace, name="Imported", criteria="Answers it.")
     lines = [
