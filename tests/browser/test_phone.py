@@ -20,11 +20,11 @@ def phone_page(browser, browser_context_args, _pages, live_server):
 
     contexts = []
 
-    def _open(user):
+    def _open(user, **options):
         client = Client()
         client.force_login(user)
         phone = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-        context = browser.new_context(**{**browser_context_args, **phone})
+        context = browser.new_context(**{**browser_context_args, **phone, **options})
         contexts.append(context)
         context.add_cookies(
             [
@@ -55,6 +55,18 @@ def test_the_top_navigation_collapses_into_a_menu(phone_page, owner, workspace):
     nav.get_by_role("link", name="Traces").click()
     page.wait_for_url("**/traces/")
     expect(page.locator("#app-nav")).to_be_hidden()
+
+
+def test_without_javascript_a_phone_shows_the_links_and_no_dead_menu_button(
+    phone_page, owner, workspace
+):
+    page = phone_page(owner, java_script_enabled=False)
+    page.goto(f"/w/{workspace.slug}/")
+    expect(page.get_by_test_id("nav-toggle")).to_be_hidden()
+    nav = page.locator("#app-nav")
+    expect(nav).to_be_visible()
+    nav.get_by_role("link", name="Traces").click()
+    page.wait_for_url("**/traces/")
 
 
 def test_desktop_shows_the_links_and_no_menu_button(logged_in_page, owner, workspace):
