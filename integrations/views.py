@@ -232,7 +232,10 @@ def run_progress(request, pk: int, run_pk: int):
         back_label=f"Back to {integration.name}",
     )
     if run.is_final and request.htmx:
-        return HttpResponseStopPolling(response.content)
+        # The page around the box (status badge, "Synced up to", history) changed with the
+        # run: reload it rather than leave "not synced yet" beside "Done".
+        response = HttpResponseStopPolling(response.content)
+        response["HX-Refresh"] = "true"
     return response
 
 
