@@ -1,0 +1,36 @@
+"""Text stays readable on the app's own coloured boxes (WCAG AA: 4.5:1 for small text)."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.evals.builders import make_eval
+from tests.traces.factories import EvalSetFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# The contrast ratio of an element's text on its own background (the page's white below it).
+CONTRAST = """el => {
+  const rgba = c => { const p = c.match(/[\\d.]+/g).map(Number); return p.length > 3 ? p : [...p, 1]; };
+  const [br, bg, bb, ba] = rgba(getComputedStyle(el).backgroundColor);
+  const back = [br, bg, bb].map(v => v * ba + 255 * (1 - ba));
+  const text = rgba(getComputedStyle(el).color).slice(0, 3);
+  const lum = c => c.map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const [a, b] = [lum(back), lum(text)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+
+def test_the_confusion_matrix_is_readable_in_its_darkest_cells(logged_in_page, owner, workspace):
+    eval_set = EvalSetFactory(workspace=workspace)
+    # Every cell at a different shade, the busiest two at the darkest.
+    figures = {"tp": 40, "fn": 40, "fp": 20, "tn": 4, "labelled": 104, "accuracy": 0.42}
+    eval = make_eval(eval_set, version=1, metrics={"training": figures, "heldout": None})
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/evals/{eval.pk}/")
+    cells = page.locator(".confusion .cell")
+    expect(cells).to_have_count(4)
+    for index in range(4):
+        cell = cells.nth(index)
+        ratio = cell.evaluate(CONTRAST)
+        assert ratio >= 4.5, (cell.get_attribute("class"), cell.inner_text(), round(ratio, 2))
