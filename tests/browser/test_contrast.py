@@ -1,4 +1,5 @@
-"""Text stays readable on the app's own coloured boxes (WCAG AA: 4.5:1 for small text)."""
+"""Text stays readable on the app's own coloured boxes (WCAG AA: 4.5:1 for small text), and
+the agreement boxes of two versions sit side by side at one size."""
 
 import pytest
 from playwright.sync_api import expect
@@ -34,3 +35,21 @@ def test_the_confusion_matrix_is_readable_in_its_darkest_cells(logged_in_page, o
         cell = cells.nth(index)
         ratio = cell.evaluate(CONTRAST)
         assert ratio >= 4.5, (cell.get_attribute("class"), cell.inner_text(), round(ratio, 2))
+
+
+def test_before_and_after_boxes_are_the_same_width(logged_in_page, owner, workspace):
+    eval_set = EvalSetFactory(workspace=workspace)
+    figures = {"tp": 3, "fn": 1, "fp": 0, "tn": 4, "labelled": 8, "accuracy": 0.875}
+    v1 = make_eval(eval_set, version=1, metrics={"training": figures})
+    v2 = make_eval(eval_set, version=2, parent=v1, metrics={"training": figures})
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/evals/{v2.pk}/compare/")
+    before = page.locator("article", has=page.locator("header", has_text="v1")).filter(
+        has=page.locator(".confusion")
+    )
+    after = page.locator("article", has=page.locator("header", has_text="v2")).filter(
+        has=page.locator(".confusion")
+    )
+    expect(before).to_be_visible()
+    expect(after).to_be_visible()
+    assert abs(before.bounding_box()["width"] - after.bounding_box()["width"]) <= 2
