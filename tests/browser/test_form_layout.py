@@ -93,3 +93,14 @@ def test_buttons_with_a_tooltip_keep_their_whole_border(logged_in_page, owner, w
             " return [s.borderTopWidth, s.borderTopStyle, s.borderBottomWidth, s.borderBottomStyle]; }"
         )
         assert border[2:] == border[:2] == ["1px", "solid"], border
+
+
+@pytest.mark.parametrize("path", ["settings/", "members/"])
+def test_a_grouped_button_keeps_its_label_on_one_line(logged_in_page, owner, workspace, path):
+    """Delete workspace, Send invitation: as tall as the field beside them."""
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/{path}")
+    group = page.locator("fieldset[role=group]")
+    field, button = group.locator("input").first, group.locator("button")
+    expect(button).to_be_visible()
+    assert abs(button.bounding_box()["height"] - field.bounding_box()["height"]) <= 2
