@@ -71,6 +71,28 @@ def test_edit_a_label_from_the_label_table(logged_in_page, owner, labelled_set, 
     )
 
 
+def test_after_editing_a_label_far_down_the_table_the_row_is_still_in_view(
+    logged_in_page, owner, workspace
+):
+    traces = [TraceFactory(workspace=workspace, data=trace_data(n)) for n in range(30)]
+    eval_set = create_eval_set(
+        workspace=workspace,
+        name="Long table",
+        criteria="Answers.",
+        trace_ids=[t.pk for t in traces],
+    )
+    for trace in traces:
+        record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+    page = logged_in_page(owner)
+    page.goto(eval_set.get_absolute_url())
+    trace = page.get_by_test_id("label-row").last.get_attribute("data-trace")
+    row = page.locator(f'[data-testid="label-row"][data-trace="{trace}"]')
+    row.get_by_test_id("edit-label").click()
+    row.get_by_test_id("rate-negative").click()
+    expect(row.get_by_test_id("row-label")).to_contain_text("bad")
+    expect(row).to_be_in_viewport()
+
+
 def test_label_from_the_trace_page_with_keys(logged_in_page, owner, labelled_set):
     eval_set, traces = labelled_set
     page = logged_in_page(owner)
