@@ -11,11 +11,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # The contrast ratio of an element's text on its own background (the page's white below it).
 CONTRAST = """el => {
-  const rgba = c => { const p = c.match(/[\\d.]+/g).map(Number); return p.length > 3 ? p : [...p, 1]; };
+  const rgba = c => {
+    const p = c.match(/[\\d.]+/g).map(Number);
+    return p.length > 3 ? p : [...p, 1];
+  };
   const [br, bg, bb, ba] = rgba(getComputedStyle(el).backgroundColor);
   const back = [br, bg, bb].map(v => v * ba + 255 * (1 - ba));
   const text = rgba(getComputedStyle(el).color).slice(0, 3);
-  const lum = c => c.map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+  const lum = c => c.map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
     .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
   const [a, b] = [lum(back), lum(text)].sort((x, y) => y - x);
   return (a + 0.05) / (b + 0.05);

@@ -89,8 +89,8 @@ def test_buttons_with_a_tooltip_keep_their_whole_border(logged_in_page, owner, w
     ):
         expect(button).to_be_visible()
         border = button.evaluate(
-            "el => { const s = getComputedStyle(el);"
-            " return [s.borderTopWidth, s.borderTopStyle, s.borderBottomWidth, s.borderBottomStyle]; }"
+            "el => { const s = getComputedStyle(el); return [s.borderTopWidth,"
+            " s.borderTopStyle, s.borderBottomWidth, s.borderBottomStyle]; }"
         )
         assert border[2:] == border[:2] == ["1px", "solid"], border
 
