@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.evals.builders import make_eval
-from tests.traces.factories import EvalSetFactory
+from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -57,3 +57,16 @@ def test_before_and_after_boxes_are_the_same_width(logged_in_page, owner, worksp
     expect(before).to_be_visible()
     expect(after).to_be_visible()
     assert abs(before.bounding_box()["width"] - after.bounding_box()["width"]) <= 2
+
+
+def test_step_type_badges_are_readable(logged_in_page, owner, workspace):
+    data = trace_data(1)
+    data["steps"][1]["type"] = "retriever"
+    trace = TraceFactory(workspace=workspace, data=data)
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/{trace.pk}/")
+    for kind in ("agent", "retriever", "llm"):
+        badge = page.locator(f".type.{kind}:visible").first
+        expect(badge).to_be_visible()
+        ratio = badge.evaluate(CONTRAST)
+        assert ratio >= 4.5, (kind, round(ratio, 2))
