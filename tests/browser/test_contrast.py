@@ -70,3 +70,12 @@ def test_step_type_badges_are_readable(logged_in_page, owner, workspace):
         expect(badge).to_be_visible()
         ratio = badge.evaluate(CONTRAST)
         assert ratio >= 4.5, (kind, round(ratio, 2))
+
+
+def test_tag_links_are_readable_on_their_badge(logged_in_page, owner, workspace):
+    TraceFactory(workspace=workspace, data=trace_data(1), tags=["prod"])
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/")
+    tag = page.locator("a.badge", has_text="prod").first
+    expect(tag).to_be_visible()
+    assert tag.evaluate(CONTRAST) >= 4.5
