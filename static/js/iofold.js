@@ -8,6 +8,7 @@
 //                                          (un)checks every input[name=trace]
 //   <button data-nav-toggle>               opens and closes the phone menu (.app-header)
 //   <span id="selected-count">             shows how many input[name=trace] are checked
+//   <p id="request-error">                 says that an htmx request failed (base.html)
 (function () {
   "use strict";
 
@@ -60,4 +61,26 @@
   });
 
   document.addEventListener("htmx:afterSwap", countSelected);
+
+  // A failed htmx request (a server error, a refused action, no connection) is said at the
+  // foot of the screen until the next one succeeds.
+  function requestError(text) {
+    const box = document.getElementById("request-error");
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = !text;
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    const status = event.detail.xhr.status;
+    requestError("That did not work (error " + status + "). Try again, or reload the page.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    requestError("Could not reach iofold. Check your connection, then try again.");
+  });
+  document.addEventListener("htmx:timeout", function () {
+    requestError("iofold took too long to answer. Try again, or reload the page.");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful) requestError("");
+  });
 })();

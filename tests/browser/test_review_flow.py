@@ -333,3 +333,33 @@ def test_a_reviewer_made_viewer_with_the_card_open_is_told_why_their_label_is_re
 
     expect(page.get_by_test_id("forbidden")).to_contain_text("Your role here is Viewer.")
     assert not Feedback.objects.exists()
+
+
+def test_a_label_that_fails_says_so_and_the_next_try_works(logged_in_page, owner, review_set):
+    """A server error or a lost connection: htmx swaps nothing, so the page has to say it."""
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    first = _current_trace(page)
+
+    def fail(route):
+        route.fulfill(status=500, body="Server Error") if route.request.method == "POST" else (
+            route.continue_()
+        )
+
+    page.route("**/review/**", fail)
+    page.keyboard.press("1")
+    alert = page.get_by_test_id("request-error")
+    expect(alert).to_contain_text("error 500")
+    expect(alert).to_have_attribute("role", "alert")
+    assert _current_trace(page) == first
+
+    page.unroute("**/review/**")
+    page.route("**/review/**", lambda route: route.abort())
+    page.keyboard.press("1")
+    expect(alert).to_contain_text("Could not reach iofold")
+
+    page.unroute("**/review/**")
+    page.keyboard.press("1")
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
+    expect(alert).to_be_hidden()
+    assert Feedback.objects.get(eval_set=review_set).trace_id == int(first)
