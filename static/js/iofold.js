@@ -9,6 +9,7 @@
 //   <button data-nav-toggle>               opens and closes the phone menu (.app-header)
 //   <span id="selected-count">             shows how many input[name=trace] are checked
 //   <p id="request-error">                 says that an htmx request failed (base.html)
+//   <article data-reveal>                  scrolled into view when htmx fills it out of sight
 (function () {
   "use strict";
 
@@ -61,6 +62,15 @@
   });
 
   document.addEventListener("htmx:afterSwap", countSelected);
+
+  // A box that a click fills out of sight (the matrix's cell detail, below the whole table
+  // on a phone) comes into view; beside the table, where it already shows, nothing moves.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const target = event.detail.target;
+    if (!target || !target.hasAttribute("data-reveal")) return;
+    const box = target.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 48) target.scrollIntoView({ block: "start" });
+  });
 
   // A failed htmx request (a server error, a refused action, no connection) is said at the
   // foot of the screen until the next one succeeds.

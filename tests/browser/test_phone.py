@@ -5,7 +5,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from playwright.sync_api import expect
 
-from tests.evals.builders import REFUSAL_CODE, make_eval
+from tests.evals.builders import REFUSAL_CODE, make_eval, record
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
 from tests.workspaces.helpers import invite
 from traces.services import create_eval_set, record_feedback
@@ -230,3 +230,21 @@ def test_members_buttons_are_a_buttons_width_not_the_cells(
         assert button.bounding_box()["width"] <= natural + 2, name
     if screen == "phone":  # a wider table scrolls in its box, not the page
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_matrix_cell_opens_its_detail_in_view(phone_page, owner, workspace):
+    """On a phone the detail sits below the whole table: a tap brings it up."""
+    traces = [TraceFactory(workspace=workspace, data=trace_data(n)) for n in range(12)]
+    eval_set = create_eval_set(
+        workspace=workspace, name="Phone", criteria="Answers.", trace_ids=[t.pk for t in traces]
+    )
+    eval = make_eval(eval_set, version=1)
+    for trace in traces:
+        record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="positive")
+        record(eval, trace, passed=True)
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/matrix/")
+    page.locator("button.cell").first.click()
+    detail = page.get_by_test_id("cell-detail")
+    expect(detail).to_contain_text("v1")
+    expect(detail).to_be_in_viewport()
