@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -324,10 +325,18 @@ def clean_base_url(host: str, *, example: str) -> str:
 
 
 def as_utc(value: datetime) -> datetime:
-    """Return an aware UTC datetime; naive values are taken as UTC."""
+    """Return an aware UTC datetime; naive values are taken as UTC.
+
+    Raise ``ValueError``, as for any time that is no date, when the time falls outside
+    the years 1 to 9999 in UTC (``0001-01-01T00:00:00+14:00``): ``astimezone`` raises
+    ``OverflowError`` there, which no caller checking a source's times expects.
+    """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:
@@ -458,6 +467,9 @@ def validate_normalised_trace(trace: Any, *, check_text: bool = True) -> list[st
             parse_time(trace["timestamp"])
         except ValueError:
             problems.append("field 'timestamp' is not an ISO-8601 date-time")
+    for key in ("latency_ms", "cost"):
+        if not _fits_a_float(trace.get(key)):
+            problems.append(f"field {key!r} is not a finite number within ±1.8e308")
     if isinstance(trace.get("tags"), list) and not all(isinstance(t, str) for t in trace["tags"]):
         problems.append("field 'tags' must be a list of strings")
     steps = trace.get("steps")
@@ -473,6 +485,17 @@ def validate_normalised_trace(trace: Any, *, check_text: bool = True) -> list[st
     if check_text and (problem := trace_text_problem(trace)):
         problems.append(problem)
     return problems
+
+
+def _fits_a_float(value: Any) -> bool:
+    """Tell whether a number can go in a float column (an integer of 400 digits cannot:
+    ``float()`` raises ``OverflowError``); anything but a number is left to the type check."""
+    if not isinstance(value, (int, float)):
+        return True
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def trace_text_problem(trace: Any, *, encoded: str | None = None) -> str | None:

@@ -5,7 +5,8 @@ PostgreSQL refuses in text and jsonb, and a lone surrogate (``"\\ud800"``), whic
 Unicode text at all (UTF-8 cannot encode it; I-JSON, RFC 7493, forbids it). Such input is
 refused with where it is, rather than silently rewritten: what is stored, hashed and
 judged by evals stays exactly what the sender sent, and SQLite and PostgreSQL behave
-alike.
+alike. So are NaN and infinities (``NaN``, ``1e400``), which Python's parser accepts but
+no JSON column holds.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def find_problem(
         if isinstance(item, str):
             if problem := _bad_text(item):
                 return f"{_where(path)}: {problem}"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                number = non_finite_text(item)
+                return f"{_where(path)}: {number} is not a JSON number, which cannot be stored"
         elif isinstance(item, dict):
             if depth >= max_depth:
                 return f"{_where(path)}: nested deeper than {max_depth} levels"
@@ -97,7 +102,9 @@ def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> boo
         text = encoded or json.dumps(value, ensure_ascii=False, check_circular=False)
     except (TypeError, ValueError, RecursionError):
         return False
-    if "\\u0000" in text or not _no_surrogate(text):
+    # json.dumps writes NaN and infinities as these bare words (a string holding them is a
+    # false alarm, as above).
+    if "\\u0000" in text or "NaN" in text or "Infinity" in text or not _no_surrogate(text):
         return False
     # Nesting is never deeper than the count of opening brackets (those inside strings
     # only add to it): most traces have fewer than the limit, and skip the walk.
@@ -313,6 +320,13 @@ def _bad_text(text: str) -> str | None:
     if char == "\x00":
         return "contains a NUL character (\\u0000), which cannot be stored"
     return f"contains a lone surrogate (\\u{ord(char):04x}), which is not Unicode text"
+
+
+def non_finite_text(number: float) -> str:
+    """Return how JavaScript and json.dumps spell a float that is not finite."""
+    if math.isnan(number):
+        return "NaN"
+    return "Infinity" if number > 0 else "-Infinity"
 
 
 def _where(path: tuple | None) -> str:

@@ -41,6 +41,12 @@ def _step_output(n: int, output) -> dict:
     return data
 
 
+def _step_start(n: int, start_time: str) -> dict:
+    data = trace_data(n)
+    data["steps"][0]["start_time"] = start_time
+    return data
+
+
 # (case, JSON text of one trace, what the refusal must name)
 BAD_TRACES = [
     ("surrogate in name", json.dumps(_with(1, name="a\ud800b")), "name"),
@@ -54,6 +60,12 @@ BAD_TRACES = [
         "nested deeper than",
     ),
     ("nested 950 deep", json.dumps(_with(1, input=_nested(950))), "nested deeper than"),
+    # 1e400 reads as infinity: refused as "cannot be encoded", without saying where.
+    (
+        "latency of 1e400",
+        json.dumps(_with(1, latency_ms="HOLE")).replace('"HOLE"', "1e400"),
+        "latency_ms: Infinity is not a JSON number",
+    ),
 ]
 IDS = [case for case, _, _ in BAD_TRACES]
 
@@ -121,12 +133,68 @@ def test_upload_refuses_the_line_and_keeps_the_others(
     assert list(Trace.objects.values_list("external_id", flat=True)) == ["t2"]
 
 
+# (case, one trace the schema refuses, what its error must say): each is rejected alone, as
+# the API documents, and the traces beside it are stored.
+REFUSED_TRACES = [
+    # Valid ISO-8601 whose UTC time is past year 9999 or before year 1: an OverflowError, a
+    # 500 (an upload's worker crashed at that line, leaving the lines after it unread).
+    (
+        "timestamp past year 9999 in UTC",
+        _with(1, timestamp="9999-12-31T23:59:59-14:00"),
+        "field 'timestamp' is not an ISO-8601 date-time",
+    ),
+    (
+        "step start before year 1 in UTC",
+        _step_start(1, "0001-01-01T00:00:00+14:00"),
+        "steps[0]: field 'start_time' is not an ISO-8601 date-time",
+    ),
+    # An integer of 401 digits fits no float column: an OverflowError, a 500.
+    ("latency of 401 digits", _with(1, latency_ms=10**400), "field 'latency_ms' is not a finite"),
+    ("cost of -401 digits", _with(1, cost=-(10**400)), "field 'cost' is not a finite number"),
+]
+REFUSED_IDS = [case for case, _, _ in REFUSED_TRACES]
+
+
+@pytest.mark.parametrize(("case", "bad", "error"), REFUSED_TRACES, ids=REFUSED_IDS)
+def test_api_rejects_the_trace_alone(token_client, case, bad, error):
+    body = json.dumps({"traces": [trace_data(2), bad]})
+
+    response = token_client.post(
+        reverse("api-traces-ingest"), data=body, content_type="application/json"
+    )
+
+    assert response.status_code == 201, response.content
+    [rejected] = response.json()["errors"]
+    assert rejected["index"] == 1 and error in rejected["error"]
+    assert list(Trace.objects.values_list("external_id", flat=True)) == ["t2"]
+
+
+@pytest.mark.parametrize(("case", "bad", "error"), REFUSED_TRACES, ids=REFUSED_IDS)
+def test_upload_rejects_the_line_alone_and_reads_on(
+    login, member, workspace, settings, tmp_path, case, bad, error
+):
+    settings.VAR_DIR = tmp_path
+    lines = [trace_data(2), bad, trace_data(3)]
+    upload = io.BytesIO("".join(json.dumps(line) + "\n" for line in lines).encode())
+    upload.name = "traces.jsonl"
+
+    login(member).post(reverse("integrations:upload", args=[workspace.slug]), {"file": upload})
+    run = execute_upload(run_id=UploadRun.objects.get().pk)
+
+    assert run.status == UploadRun.Status.SUCCEEDED
+    [rejected] = run.report["errors"]
+    assert rejected["line"] == 2 and error in rejected["error"]
+    assert sorted(Trace.objects.values_list("external_id", flat=True)) == ["t2", "t3"]
+
+
 @pytest.mark.parametrize(
     ("bad", "named"),
     [
         (_with(1, name="a\ud800b"), "name: contains a lone surrogate (\\ud800)"),
         (_step_output(1, {"x": "\x00"}), "steps[2].output.x: contains a NUL character"),
         (_with(1, input=_nested(MAX_TRACE_DEPTH)), f"nested deeper than {MAX_TRACE_DEPTH}"),
+        (_with(1, cost=float("nan")), "field 'cost' is not a finite number"),
+        (_step_output(1, [float("-inf")]), "steps[2].output[0]: -Infinity is not a JSON number"),
     ],
 )
 def test_synced_traces_are_checked_per_trace(workspace, bad, named):

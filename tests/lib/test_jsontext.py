@@ -24,6 +24,9 @@ from iofold.lib import jsontext
         ('"\\ud800"', "the top-level value: contains a lone surrogate"),
         ("[" * 10_000 + "]" * 10_000, "nested deeper than 100 levels"),
         ("[" * 101 + "]" * 101, "nested deeper than 100 levels"),
+        ('{"a": [1, NaN]}', "a[1]: NaN is not a JSON number, which cannot be stored"),
+        ('{"b": -Infinity}', "b: -Infinity is not a JSON number"),
+        ('{"c": 1e400}', "c: Infinity is not a JSON number"),
     ],
 )
 def test_refused_with_where(text, problem):
@@ -59,6 +62,8 @@ def test_malformed_json_is_still_a_decode_error():
         ({"a": "{", "b": [[[]]]}, "b[0][0]: nested deeper than 3 levels"),
         ({1: "x", "t": ["\x00"]}, "t[0]: contains a NUL character"),
         ([{1, 2}], None),  # not JSON at all: only what the full walk reports counts
+        ({"x": [1.5, float("inf")]}, "x[1]: Infinity is not a JSON number"),
+        (["NaN", "Infinity"], None),  # the words in a string: a false alarm
     ],
 )
 def test_find_problem_fast_check_agrees_with_the_full_walk(value, problem):
