@@ -55,25 +55,32 @@ def decompress(body: bytes, encoding: str | None) -> bytes:
             f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none.",
             status=415,
         )
-    inflater = zlib.decompressobj(wbits=_WBITS[encoding])
     parts, size = [], 0
+    data = body
     try:
-        data = body
-        while data:
-            # max_length bounds each step, so a small bomb cannot allocate gigabytes.
-            chunk = inflater.decompress(data, _CHUNK)
-            size += len(chunk)
-            if size > MAX_DECODED_BYTES:
-                raise OtlpRequestError(
-                    f"The body inflates past {MAX_DECODED_BYTES >> 20} MiB.", status=413
-                )
-            parts.append(chunk)
-            data = inflater.unconsumed_tail
-        if not inflater.eof:
-            raise OtlpRequestError(f"The {encoding} body is truncated.", status=400)
+        # A gzip body may hold several members one after the other (RFC 1952), each
+        # inflated in turn; anything else after the end was dropped without a word.
+        while True:
+            inflater = zlib.decompressobj(wbits=_WBITS[encoding])
+            while data:
+                # max_length bounds each step, so a small bomb cannot allocate gigabytes.
+                chunk = inflater.decompress(data, _CHUNK)
+                size += len(chunk)
+                if size > MAX_DECODED_BYTES:
+                    raise OtlpRequestError(
+                        f"The body inflates past {MAX_DECODED_BYTES >> 20} MiB.", status=413
+                    )
+                parts.append(chunk)
+                data = inflater.unconsumed_tail
+            if not inflater.eof:
+                raise OtlpRequestError(f"The {encoding} body is truncated.", status=400)
+            data = inflater.unused_data
+            if not data:
+                return b"".join(parts)
+            if encoding != "gzip":
+                raise OtlpRequestError(f"The body has data after its {encoding} end.", status=400)
     except zlib.error:
         raise OtlpRequestError(f"The body is not valid {encoding}.", status=400) from None
-    return b"".join(parts)
 
 
 def _hex_to_base64(value: Any, *, where: str) -> Any:
