@@ -403,6 +403,7 @@ QUERY_VALUES = [
     "1,2",
     "\u00e9\u202e\U0001f600",
     ["1", "abc"],  # the parameter twice
+    "9999-12-31",  # the last day a date holds: a filter "to" it added a day (a 500)
 ]
 
 
@@ -574,6 +575,19 @@ def test_a_trace_list_filter_it_cannot_read_is_a_400_naming_it(owner_client, wor
 
     assert response.status_code == 400
     assert list(response.json()) == [param]
+
+
+def test_a_list_to_the_last_day_a_date_holds_keeps_every_trace(owner_client, world):
+    """``date_to=9999-12-31`` (the matrix's ``to``) added a day to find where the filter
+    ends: OverflowError, a 500 on the API and the pages."""
+    traces = owner_client.get("/api/v1/traces/", {"date_to": "9999-12-31"})
+    matrix = owner_client.get(
+        f"/api/v1/eval-sets/{world.eval_set.pk}/matrix/", {"to": "9999-12-31"}
+    )
+
+    assert (traces.status_code, matrix.status_code) == (200, 200)
+    assert len(traces.json()["results"]) == Trace.objects.for_workspace(world.workspace).count()
+    assert matrix.json()["count"] == 2  # the eval set's labelled traces, all of them
 
 
 def test_a_trace_list_filter_that_reads_still_filters(owner_client, world):

@@ -33,6 +33,13 @@ def parse_date(value) -> dt.date | None:
         return None
 
 
+def day_after(day: dt.date) -> dt.date | None:
+    """Return the day after ``day``, where a filter "to ``day``" (inclusive) ends; None
+    after 9999-12-31, the last day a date holds (``day + 1`` raised OverflowError: a 500),
+    so no time is past the filter's end."""
+    return None if day == dt.date.max else day + dt.timedelta(days=1)
+
+
 def not_read(given, takes: str) -> str:
     """Say why a filter's value was not read: what it takes (shown on pages, sent in 400s)."""
     return f"{str(given)[:40]!r} is not {takes}."
@@ -147,9 +154,8 @@ class TraceFilters:
         if self.date_from:
             start = dt.datetime.combine(self.date_from, dt.time.min, tzinfo=tz)
             qs = qs.filter(timestamp__gte=start)
-        if self.date_to:
-            end = dt.datetime.combine(self.date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
-            qs = qs.filter(timestamp__lt=end)
+        if self.date_to and (after := day_after(self.date_to)):
+            qs = qs.filter(timestamp__lt=dt.datetime.combine(after, dt.time.min, tzinfo=tz))
         if label_state and self.label == "labelled":
             qs = qs.labelled()
         elif label_state and self.label == "unlabelled":

@@ -67,6 +67,7 @@ from evals.matrix.cache import (
 )
 from evals.matrix.types import MatrixFilters
 from evals.models import EvalExecution
+from traces.filters import day_after
 from traces.models import EvalSet, Feedback, Trace
 
 logger = logging.getLogger(__name__)
@@ -718,7 +719,8 @@ def _keeps(filters: MatrixFilters) -> Callable[[float, str, str | None], bool] |
     """Whether the filters keep a trace of the base, given its (timestamp, source, label);
     None when they keep every labelled one."""
     start = _day_start(filters.date_from) if filters.date_from else None
-    end = _day_start(filters.date_to + dt.timedelta(days=1)) if filters.date_to else None
+    after = day_after(filters.date_to) if filters.date_to else None
+    end = _day_start(after) if after else None
     source = filters.source
 
     def keeps(timestamp: float, trace_source: str, label: str | None) -> bool:
