@@ -14,6 +14,7 @@ Every GET operation gets each of its documented query parameters, and the common
 wrong path ids: 0, 30 digits, another workspace's object (a 404). No answer is a 5xx.
 """
 
+import base64
 import json
 import time
 from dataclasses import dataclass
@@ -588,6 +589,27 @@ def test_a_list_to_the_last_day_a_date_holds_keeps_every_trace(owner_client, wor
     assert (traces.status_code, matrix.status_code) == (200, 200)
     assert len(traces.json()["results"]) == Trace.objects.for_workspace(world.workspace).count()
     assert matrix.json()["count"] == 2  # the eval set's labelled traces, all of them
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        "0001-01-01T00:00:00+14:00|1",  # before year 1 in UTC: OverflowError in SQLite
+        "9999-12-31T23:59:59-14:00|1",  # past year 9999 in UTC
+        f"2026-03-01T12:00:00+00:00|{2**63}",  # an id no row has
+        "2026-03-01T12:00:00+00:00|0",
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/traces/", "/api/v1/conversations/"])
+def test_a_cursor_no_list_returned_is_a_400(owner_client, world, path, position):
+    cursor = base64.urlsafe_b64encode(position.encode()).decode()
+
+    response = owner_client.get(path, {"cursor": cursor})
+    page = owner_client.get(f"/w/{world.workspace.slug}/traces/", {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["cursor"]
+    assert page.status_code == 200  # the page starts again from the first traces
 
 
 def test_a_trace_list_filter_that_reads_still_filters(owner_client, world):

@@ -18,7 +18,9 @@ from django.db.models import (
     Subquery,
 )
 
+from integrations.adapters.base import as_utc
 from integrations.models import Integration
+from iofold.lib.fields import parse_id
 from iofold.lib.kappa import cohen_kappa
 from traces.conversations import conversation_dict, conversation_turns, turn_messages
 from traces.filters import TraceFilters
@@ -67,13 +69,19 @@ def encode_position(stamp: dt.datetime, pk: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
-    """Return ``(timestamp, id)`` from a cursor, or None when it is not one of ours."""
+    """Return ``(timestamp, id)`` from a cursor, or None when it is not one of ours.
+
+    A cursor comes back from the client: its time is read as UTC (one past year 9999 or
+    before year 1 there, ``0001-01-01T00:00:00+14:00``, failed in SQLite's query with
+    OverflowError), and its id must be one a row can have.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, pk = raw.rsplit("|", 1)
-        return dt.datetime.fromisoformat(stamp), int(pk)
+        position = as_utc(dt.datetime.fromisoformat(stamp)), parse_id(pk)
     except (ValueError, UnicodeDecodeError):
         return None
+    return position if position[1] is not None else None
 
 
 def keyset_page(qs, *, field: str, cursor: str | None, limit: int) -> tuple[list, str | None]:
