@@ -345,6 +345,8 @@ def parse_time(value: str | datetime | None) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return as_utc(value)
+    if not isinstance(value, str):  # a source's number or list in a time's place
+        raise ValueError(f"{type(value).__name__} is not an ISO-8601 date-time")
     return _parse_iso(value)
 
 
@@ -407,6 +409,22 @@ def normal_time(value: str | datetime | None) -> str | None:
         datetime.fromisoformat(value)
         return f"{value[:23]}Z" if match.group(1) else f"{value[:19]}.000Z"
     return format_time(parse_time(value))
+
+
+def finite_float(value: Any) -> float | None:
+    """Return a number or its text as a float; None for anything else, NaN and infinities.
+
+    JSON holds no NaN or infinity ("nan" and 1e400 parse as floats, and ``float()`` of an
+    integer of 400 digits raises OverflowError): a trace holding one could not be stored
+    at all. An unknown cost is no cost.
+    """
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def listed(value: Any) -> list[Any]:

@@ -265,3 +265,35 @@ def test_an_id_longer_than_a_row_holds_is_reported_not_stored_as_another_trace(t
 
     assert response.status_code == 201, response.content
     assert Trace.objects.get().external_id == stem
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"totalCost": 10**400}, None),  # no float holds it: an unknown cost
+        ({"latency": 10**400}, None),
+        (
+            {"observations": [{"id": "o", "type": "GENERATION", "calculatedTotalCost": 10**400}]},
+            None,
+        ),
+        ({"observations": [{"id": "o", "costDetails": {"total": -(10**400)}}]}, None),
+        ({"observations": [{"id": "o", "startTime": 10**30}]}, "int is not an ISO-8601 date-time"),
+    ],
+)
+def test_a_langfuse_export_with_numbers_no_float_holds(workspace, changes, error):
+    """Each raised OverflowError or AttributeError out of the normaliser: the upload's worker
+    died at that line, and the label import page answered 500."""
+    export = {"id": "lf-1", "timestamp": "2026-11-20T11:00:00Z", "observations": [], **changes}
+
+    report = ingest_objects(
+        workspace=workspace, source="upload", items=enumerate([export, trace_data(2)], start=1)
+    )
+
+    stored = dict(Trace.objects.values_list("external_id", "cost"))
+    if error is None:
+        assert report.errors == []
+        assert stored == {"lf-1": None, "t2": trace_data(2)["cost"]}
+    else:
+        [(line, reason)] = report.errors
+        assert line == 1 and error in reason
+        assert list(stored) == ["t2"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from integrations.adapters.base import (
     as_text,
+    finite_float,
     format_time,
     listed,
     normal_time,
@@ -87,13 +88,13 @@ def _cost(obs: dict[str, Any]) -> float | None:
     # Each key read once (a sync reads every row's here).
     for key in ("totalCost", "calculatedTotalCost"):
         value = obs.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
+        if isinstance(value, (int, float)) and (cost := finite_float(value)) is not None:
+            return cost
     details = obs.get("costDetails")
     if isinstance(details, dict):
         value = details.get("total")
         if isinstance(value, (int, float)):
-            return float(value)
+            return finite_float(value)
     return None
 
 
@@ -219,9 +220,9 @@ def normalise_rows(
 
 def _header_number(header: dict[str, Any] | None, key: str) -> float | None:
     """Return a non-negative number the v1 trace header gives for ``key``, if any."""
-    if header is not None and isinstance(header.get(key), (int, float)) and header[key] >= 0:
-        return float(header[key])
-    return None
+    value = header.get(key) if header is not None else None
+    number = finite_float(value) if isinstance(value, (int, float)) else None
+    return number if number is not None and number >= 0 else None
 
 
 def _latency_ms(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from integrations.adapters.base import as_text, listed, normal_time, parse_time
+from integrations.adapters.base import as_text, finite_float, listed, normal_time, parse_time
 
 TYPE_MAP = {
     "llm": "llm",
@@ -43,21 +42,6 @@ def parent_of(run: dict[str, Any]) -> str | None:
 
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    """Return a number or its text as a float; None for anything else, NaN and infinities.
-
-    JSON holds no NaN or infinity ("nan" parses as a float): a trace holding one could
-    not be stored at all. An unknown cost is no cost.
-    """
-    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            return None
-        return number if math.isfinite(number) else None
-    return None
 
 
 def _extra(run: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +89,7 @@ def normalise_run(run: dict[str, Any], *, known_ids: set[str]) -> dict[str, Any]
     extra = _extra(run)
     metadata = _metadata(run, extra)
     metadata["langsmith_run_type"] = run_type
-    cost = _float(get("total_cost"))
+    cost = finite_float(get("total_cost"))
     if cost:
         metadata["cost"] = cost
     if tags := listed(get("tags")):
@@ -142,9 +126,11 @@ def normalise_runs(root: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
     session = _first_text(metadata, ("session_id", "thread_id", "conversation_id"))
     user = metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None
     if root.get("total_cost") is not None:
-        cost = _float(root["total_cost"])
+        cost = finite_float(root["total_cost"])
     else:  # the runs' costs add up only when the root has none (read only then)
-        costs = [c for c in (_float(r.get("total_cost")) for r in by_id.values()) if c is not None]
+        costs = [
+            c for c in (finite_float(r.get("total_cost")) for r in by_id.values()) if c is not None
+        ]
         cost = sum(costs) if costs else None
     return {
         "id": str(root["id"]).strip(),
