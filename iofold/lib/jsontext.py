@@ -58,8 +58,9 @@ def find_problem(
     """Return why decoded JSON cannot be stored, naming where (``steps[0].output``), or None.
 
     Walks with an explicit stack, so any nesting the parser produced can be checked.
-    ``encoded`` is the caller's own ``ensure_ascii=False`` encoding of ``value`` (or of a
-    copy with more keys), which spares encoding it again for the quick check.
+    ``encoded`` is the caller's own ``ensure_ascii=False, allow_nan=False`` encoding of
+    ``value`` (or of a copy with more keys), as ``dumps_sorted`` writes, which spares
+    encoding it again for the quick check.
     """
     if _surely_clean(value, max_depth, encoded):
         return None
@@ -99,12 +100,13 @@ def _surely_clean(value: Any, max_depth: int, encoded: str | None = None) -> boo
     alarm (a literal backslash-u0000 in the text) just falls back to the full walk.
     """
     try:
-        text = encoded or json.dumps(value, ensure_ascii=False, check_circular=False)
+        # allow_nan=False: a NaN or an infinity raises, for the full walk to find.
+        text = encoded or json.dumps(
+            value, ensure_ascii=False, check_circular=False, allow_nan=False
+        )
     except (TypeError, ValueError, RecursionError):
         return False
-    # json.dumps writes NaN and infinities as these bare words (a string holding them is a
-    # false alarm, as above).
-    if "\\u0000" in text or "NaN" in text or "Infinity" in text or not _no_surrogate(text):
+    if "\\u0000" in text or not _no_surrogate(text):
         return False
     # Nesting is never deeper than the count of opening brackets (those inside strings
     # only add to it): most traces have fewer than the limit, and skip the walk.
