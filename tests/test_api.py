@@ -260,6 +260,7 @@ FIELD_VALUES = [
     "a\x00b",
     "😀" * 500,
     "2026-13-45T99:99:99Z",
+    "http://[::1",  # an unclosed bracket: urlsplit raises ValueError (a 500 for hosts)
     [],
     [None],
     ["x"] * 10_001,

@@ -315,8 +315,17 @@ def invalid_settings(message: str) -> AdapterError:
 def clean_base_url(host: str, *, example: str) -> str:
     """Return ``host`` as a base URL without a trailing slash, or raise ``invalid_settings``."""
     host = (host or "").strip().rstrip("/")
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in host:
+    try:
+        parts = urlsplit(host)
+    except ValueError:  # an unclosed IPv6 bracket ("http://[::1")
+        parts = None
+    # urlsplit drops tabs and newlines (as browsers do); the stored host would keep them.
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or any(char.isspace() for char in host)
+    ):
         raise invalid_settings(f"“{host or 'The host'}” is not a URL; use {example}.")
     return host
 

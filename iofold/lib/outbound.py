@@ -52,7 +52,10 @@ def check_url(url: str) -> None:
     host that does not resolve passes: connecting to it fails on its own, and the
     connect-time guard checks whatever it resolves to by then.
     """
-    parts = urlsplit((url or "").strip())
+    try:
+        parts = urlsplit((url or "").strip())
+    except ValueError:  # an unclosed IPv6 bracket ("http://[::1")
+        raise OutboundURLRefused("The URL cannot be read: its [brackets] do not pair up.") from None
     # The URL is not echoed back: it may carry a password.
     if parts.scheme not in ("http", "https"):
         raise OutboundURLRefused("Use an http:// or https:// URL.")

@@ -148,6 +148,26 @@ def test_create_refuses_keys_of_the_wrong_shape(token_client, keys, field):
     assert not Integration.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://[::1",  # urlsplit raised ValueError on the unclosed bracket: a 500
+        "https://[zz]",
+        "http://]",
+        "http://lang\nfuse.example",  # urlsplit drops the newline; the row kept it
+        "http://lang\tfuse.example",
+    ],
+)
+def test_create_refuses_a_host_that_is_no_url(token_client, host):
+    body = {"name": "lf", "host": host, "public_key": PUBLIC_KEY, "secret_key": SECRET_KEY}
+
+    response = token_client.post(reverse("api-integrations"), body, format="json")
+
+    assert response.status_code == 400
+    assert "is not a URL" in response.json()["host"][0]
+    assert not Integration.objects.exists()
+
+
 def test_update_refuses_a_public_key_of_the_wrong_shape(token_client, fake_langfuse):
     pk = _connect(token_client, fake_langfuse())
     response = token_client.patch(
