@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import zlib
 from datetime import timedelta
 
 import pytest
@@ -413,15 +414,25 @@ def test_every_member_of_a_gzip_body_is_read(client, workspace, token):
     assert {_trace(workspace, first).step_count, _trace(workspace, second).step_count} == {half}
 
 
-def test_data_after_the_end_of_a_gzip_body_is_400(client, workspace, token):
+@pytest.mark.parametrize(
+    ("encoding", "compress", "message"),
+    [
+        ("gzip", gzip.compress, "The body is not valid gzip."),
+        ("deflate", zlib.compress, "The body has data after its deflate end."),
+    ],
+)
+def test_data_after_the_end_of_a_compressed_body_is_400(
+    client, workspace, token, encoding, compress, message
+):
+    """It was dropped, and the spans before it stored as if the body were whole."""
     recorder = Recorder()
     semconv_agent_trace(recorder)
-    body = gzip.compress(protobuf_body(recorder.take())) + b"trailing garbage"
+    body = compress(protobuf_body(recorder.take())) + b"trailing garbage"
 
-    response = _post(client, body, token, HTTP_CONTENT_ENCODING="gzip")
+    response = _post(client, body, token, HTTP_CONTENT_ENCODING=encoding)
 
     assert response.status_code == 400
-    assert _status(response).message == "The body is not valid gzip."
+    assert _status(response).message == message
     assert not Trace.objects.exists()
 
 
