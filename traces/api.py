@@ -2,6 +2,7 @@
 
 import io
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.constants import MAX_API_TRACES
-from integrations.otlp.decode import OtlpRequestError, decompress
+from integrations.otlp.decode import OtlpRequestError, check_json_values, decompress
 from integrations.uploads import ingest_objects
 from iofold.api import IdField, JSONParser, PayloadTooLarge, choice_param, id_param, page_limit
 from iofold.pipeline import admit_traces
@@ -248,13 +249,16 @@ INGEST_RESPONSES = {
 class CompressedJSONParser(JSONParser):
     """The API's JSON parser, also taking bodies sent with ``Content-Encoding: gzip`` or
     ``deflate``: a batch of 1,000 traces shrinks several times over a slow link. The
-    inflated size is bounded as the OTLP receiver bounds it."""
+    inflated size is bounded as the OTLP receiver bounds it, and the values in it as an
+    uncompressed body's (``DATA_UPLOAD_MAX_MEMORY_SIZE``) are."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parser_context["request"].headers.get("Content-Encoding", "")
         if encoding.strip().lower() not in ("", "identity"):
             try:
-                stream = io.BytesIO(decompress(stream.read(), encoding))
+                inflated = decompress(stream.read(), encoding)
+                check_json_values(inflated, as_sent_limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+                stream = io.BytesIO(inflated)
             except OtlpRequestError as exc:
                 if exc.status == 415:
                     raise UnsupportedMediaType(encoding, detail=exc.message) from None

@@ -436,6 +436,20 @@ def test_data_after_the_end_of_a_compressed_body_is_400(
     assert not Trace.objects.exists()
 
 
+def test_gzip_json_of_more_values_than_a_plain_body_holds_is_413(client, workspace, token):
+    """Inflated JSON was parsed whatever it held: 32 MiB of ``{},`` is a gigabyte of objects."""
+    from integrations.otlp import decode
+
+    values = decode.MAX_BODY_BYTES // 2
+    body = gzip.compress(b'{"resourceSpans": [' + b"{}," * values + b"{}]}")
+
+    response = _post(client, body, token, content_type="application/json",
+                     HTTP_CONTENT_ENCODING="gzip")  # fmt: skip
+
+    assert response.status_code == 413
+    assert "more JSON values" in response.json()["message"]
+
+
 def test_a_gzip_bomb_is_413(client, workspace, token):
     bomb = gzip.compress(b"\0" * (40 * 1024 * 1024))
     response = _post(client, bomb, token, HTTP_CONTENT_ENCODING="gzip")
