@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import math
 import re
@@ -434,6 +435,24 @@ def finite_float(value: Any) -> float | None:
             return None
         return number if math.isfinite(number) else None
     return None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Return the wait a ``Retry-After`` header asks for (seconds or an HTTP date), at least 0.
+
+    None when there is none or it cannot be read (``soon``, ``nan``, ``inf``, a malformed
+    date): a source's odd header means the caller's own backoff, never a crashed sync.
+    """
+    if not value:
+        return None
+    delay = finite_float(value)
+    if delay is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (ValueError, TypeError, OverflowError):
+            return None
+        delay = (as_utc(when) - datetime.now(UTC)).total_seconds()
+    return max(delay, 0.0)
 
 
 def listed(value: Any) -> list[Any]:

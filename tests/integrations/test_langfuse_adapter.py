@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import gc
 import json
 import socket
@@ -380,6 +381,24 @@ def test_rate_limit_honours_retry_after(fake):
     traces = all_traces(sync(adapter, fake))
     assert len(traces) == 30
     assert adapter.sleep == [7.0, 7.0]
+
+
+@pytest.mark.parametrize("header", ["soon", "nan", "inf", "-inf", "Wed, 99 Foo 2026"])
+def test_a_retry_after_that_cannot_be_read_falls_back_to_backoff(fake, header):
+    """The source's header is outside our control: an odd one must not crash the sync."""
+    fake.fail_next(429, 2, retry_after=header)
+    adapter = make_adapter(fake)
+    assert len(all_traces(sync(adapter, fake))) == 30
+    assert adapter.sleep == [1.0, 1.0]  # the body's retryAfterSeconds
+
+
+def test_a_retry_after_date_waits_until_then(fake):
+    then = datetime.now(UTC) + timedelta(seconds=30)
+    fake.fail_next(429, 1, retry_after=email.utils.format_datetime(then, usegmt=True))
+    adapter = make_adapter(fake)
+    assert len(all_traces(sync(adapter, fake))) == 30
+    (slept,) = adapter.sleep
+    assert 27 < slept <= 30
 
 
 def test_rate_limit_that_persists_is_transient_with_retry_after(fake):

@@ -370,6 +370,16 @@ def test_a_429_waits_for_retry_after(workspace, fake_langsmith):
     assert sleeps == [7.0, 7.0]
 
 
+@pytest.mark.parametrize("header", ["soon", "nan", "inf"])
+def test_a_retry_after_that_cannot_be_read_waits_the_backoff(workspace, fake_langsmith, header):
+    fake = fake_langsmith(traces=3)
+    fake.rate_limit_next, fake.retry_after = 2, header
+    sleeps = Sleeps()
+    run = sync(connect(workspace, fake), sleeps=sleeps)
+    assert run.status == SyncRun.Status.SUCCEEDED and run.created_count == 3
+    assert len(sleeps) == 2 and all(0 < s <= 60 for s in sleeps)
+
+
 def test_rate_limits_that_never_end_fail_the_run_for_now(workspace, fake_langsmith):
     fake = fake_langsmith(traces=3)
     integration = connect(workspace, fake)

@@ -6,13 +6,11 @@ polite waits on 429s and the mapping of HTTP and network failures to ``AdapterEr
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,7 +21,12 @@ from langfuse.api import LangfuseAPI
 from langfuse.api.core import ApiError
 from langfuse.api.core.datetime_utils import serialize_datetime
 
-from integrations.adapters.base import AdapterError, ScorePushResult, as_utc
+from integrations.adapters.base import (
+    AdapterError,
+    ScorePushResult,
+    finite_float,
+    retry_after_seconds,
+)
 from iofold.lib import jsontext, outbound
 
 logger = logging.getLogger(__name__)
@@ -366,21 +369,11 @@ class LangfuseTransport:
 
     def _retry_after(self, exc: ApiError) -> float | None:
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-        value = headers.get("retry-after")
-        delay: float | None = None
-        if value:
-            try:
-                delay = float(value)
-            except ValueError:
-                parsed = email.utils.parsedate_to_datetime(value) if value else None
-                if parsed is not None:
-                    delay = (as_utc(parsed) - datetime.now(UTC)).total_seconds()
+        delay = retry_after_seconds(headers.get("retry-after"))
         if delay is None and isinstance(exc.body, dict):
             details = exc.body.get("details")
-            if isinstance(details, dict) and isinstance(
-                details.get("retryAfterSeconds"), (int, float)
-            ):
-                delay = float(details["retryAfterSeconds"])
+            if isinstance(details, dict):
+                delay = finite_float(details.get("retryAfterSeconds"))
         if delay is None:
             return None
         return min(max(delay, 0.0), self.max_delay)

@@ -38,6 +38,7 @@ from integrations.adapters.base import (
     format_time,
     invalid_settings,
     parse_time,
+    retry_after_seconds,
 )
 from integrations.adapters.langsmith.normalise import PENDING, normalise_runs, run_status
 from iofold.lib import jsontext, outbound
@@ -617,12 +618,7 @@ def _decoded(response: httpx.Response) -> Any:
 
 
 def _retry_after(response: Any) -> float | None:
-    if response is None:
-        return None
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
+    return None if response is None else retry_after_seconds(response.headers.get("retry-after"))
 
 
 def _detail(exc: ls_errors.APIStatusError) -> str:
