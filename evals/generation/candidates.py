@@ -16,7 +16,7 @@ from evals.exceptions import EvalError, sandbox_failure
 from evals.generation import prompts
 from evals.generation.code_extraction import CodeExtractionError, extract_code
 from evals.generation.providers import Provider as LLMProvider
-from evals.metrics.agreement import holdout_split
+from evals.metrics.agreement import cross_validated_method, holdout_split
 from evals.synthesis import SynthesisError, cross_validate, fit, fold_count, split_groups
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def write_offline(
         code=code,
         provider="offline",
         model="synthesiser",
-        method=f"{folds}-fold cross-validation, the rule learned again without each fold",
+        method=cross_validated_method(folds),
         description=description,
         train=list(usable),
         heldout_pairs=pairs,

@@ -196,6 +196,22 @@ def grouped_folds(
     return [sorted(fold) for fold in folds if fold]
 
 
+# How a figure measured by cross-validating the whole procedure is named in a version's
+# metrics ("method"): one place writes it and reads it back, so re-scoring keeps it.
+_CROSS_VALIDATED = "-fold cross-validation"
+
+
+def cross_validated_method(folds: int) -> str:
+    """Return the method of a held-out figure from ``folds``-fold cross-validation."""
+    return f"{folds}{_CROSS_VALIDATED}, the rule learned again without each fold"
+
+
+def is_cross_validated(method: str) -> bool:
+    """Tell whether a stored method names a cross-validated held-out figure (versions made
+    before December 2026 say only "5-fold cross-validation")."""
+    return _CROSS_VALIDATED in (method or "")
+
+
 def holdout_split(
     groups: Sequence[str],
     *,

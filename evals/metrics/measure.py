@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from evals.metrics.agreement import AGREEMENT_BAR, Agreement, agreement, low_confidence_reason
+from evals.metrics.agreement import (
+    AGREEMENT_BAR,
+    Agreement,
+    agreement,
+    is_cross_validated,
+    low_confidence_reason,
+)
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 
 Pairs = Sequence[tuple[str, bool | None]]
@@ -121,8 +127,7 @@ def score_eval_version(*, eval: Eval) -> Eval:
     if (
         not heldout_ids
         and previous.get("heldout")
-        # "5-fold cross-validation, the rule learned again without each fold"
-        and "cross-validation" in previous.get("method", "")
+        and is_cross_validated(previous.get("method", ""))
     ):
         # Keep the procedure's cross-validated figure, and judge confidence by it.
         stored = Agreement(**previous["heldout"])

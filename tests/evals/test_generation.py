@@ -301,6 +301,13 @@ def test_rescoring_an_offline_eval_keeps_its_cross_validated_agreement(workspace
     assert eval.metrics["heldout"] == heldout
     assert eval.agreement == agreement
 
+    # A version stored before the method said how it was measured keeps its figure too.
+    eval.metrics = {**eval.metrics, "method": "5-fold cross-validation"}
+    eval.save(update_fields=["metrics"])
+    eval = score_eval_version(eval=eval)
+    assert eval.metrics["heldout"] == heldout
+    assert eval.agreement == agreement
+
 
 def test_no_decided_labels_cannot_start(workspace):
     eval_set, _ = labelled_set(workspace, good=0, bad=0, neutral=2)
