@@ -142,7 +142,9 @@ def metric_scopes(metrics: dict | None) -> dict[str, str]:
 
 
 def confusion(metrics: dict | None) -> dict | None:
-    """Return the training confusion counts with a shade 0..10 per cell (`shade-N` classes)."""
+    """Return the training confusion counts with a shade 0..10 per cell (`shade-N` classes),
+    the labelled traces left out of them (no verdict) and the neutral labels (in no figure).
+    """
     figures = (metrics or {}).get("training") or {}
     if not figures or "tp" not in figures:
         return None
@@ -150,6 +152,7 @@ def confusion(metrics: dict | None) -> dict | None:
     top = max(cells.values()) or 1
     return {k: {"n": v, "shade": round(10 * v / top)} for k, v in cells.items()} | {
         "errors": int(figures.get("errors") or 0),
+        "neutral": int(((metrics or {}).get("labels") or {}).get("neutral") or 0),
         "scope": metric_scopes(metrics)["training"],
     }
 

@@ -510,3 +510,31 @@ def test_before_after_shows_no_contradictions_for_a_version_not_measured(
     html = client.get(url("compare", workspace, pk=v2.pk)).content.decode()
     assert "Not measured on the labels yet" not in html
     assert 'data-testid="contradictions-v2">2</strong>' in html
+
+
+def test_the_confusion_box_says_errors_and_neutral_labels_are_in_no_figure(login, owner, workspace):
+    """Measured for real: one labelled trace errs, one label is neutral. The four cells
+    and the errors add up to the labelled traces, and agreement is over the verdicts given
+    (5 of 5), so the page must not call the error a disagreement."""
+    from evals.execution.runs import run_unjudged_labels
+    from evals.metrics.measure import score_eval_version
+    from tests.evals.builders import REFUSAL_CODE
+
+    eval_set, traces = labelled_set(workspace, good=3, bad=3, neutral=1)
+    erring = traces[0].data["id"]
+    code = REFUSAL_CODE.replace(
+        "    output =",
+        f'    if trace["id"] == {erring!r}:\n        raise ValueError("boom")\n    output =',
+    )
+    v = make_eval(eval_set, version=1, code=code)
+    run_unjudged_labels(eval=v)
+    v = score_eval_version(eval=v)
+
+    m = v.metrics["training"]
+    assert (m["tp"], m["fn"], m["fp"], m["tn"], m["errors"], m["labelled"]) == (2, 0, 0, 3, 1, 6)
+    assert v.agreement == 1.0 and m["coverage"] == pytest.approx(5 / 6)
+    page = login(owner).get(url("detail", workspace, pk=v.pk)).content.decode()
+    assert "counted as disagreements" not in page
+    assert 'data-testid="confusion-errors">1 of these labelled trace got no verdict' in page
+    assert "left out of the four counts and of agreement" in page
+    assert 'data-testid="confusion-neutral">1 neutral label left out' in page
