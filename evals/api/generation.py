@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from evals.generation.services import start_generation
+from evals.metrics.measure import label_changes_since_measured
 from evals.models import Eval, EvalExecution, Generation
 from iofold.api import choice_param, id_param
 from traces.models import EvalSet
@@ -66,8 +67,20 @@ class EvalOut(serializers.ModelSerializer):
 
 
 class EvalDetailOut(EvalOut):
+    # Label changes since ``metrics`` were measured: above 0, the figures are out of date.
+    labels_changed_since_measured = serializers.SerializerMethodField()
+
     class Meta(EvalOut.Meta):
-        fields = [*EvalOut.Meta.fields, "code", "prompt", "metrics"]
+        fields = [
+            *EvalOut.Meta.fields,
+            "code",
+            "prompt",
+            "metrics",
+            "labels_changed_since_measured",
+        ]
+
+    def get_labels_changed_since_measured(self, eval) -> int:
+        return label_changes_since_measured(eval)
 
 
 class EvalExecutionOut(serializers.ModelSerializer):

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from evals.metrics.agreement import (
     AGREEMENT_BAR,
@@ -153,6 +155,27 @@ def score_eval_version(*, eval: Eval) -> Eval:
             ]
         )
     return eval
+
+
+def label_changes_since_measured(eval: Eval) -> int:
+    """Count the set's label changes since the version's figures were measured.
+
+    Labels given, changed (good, bad or neutral; a note alone changes no figure), removed
+    or moved after ``measured_at`` leave the stored figures and confusion counts on labels
+    that are no longer the set's, while the matrix and contradictions read the current
+    ones: the page says so until the version is measured again.
+    """
+    from traces.models import LabelChange
+
+    measured = parse_datetime(str((eval.metrics or {}).get("measured_at") or ""))
+    if measured is None:
+        return 0
+    return (
+        LabelChange.objects.for_workspace(eval.workspace_id)
+        .filter(eval_set_id=eval.eval_set_id, created_at__gt=measured)
+        .exclude(action=LabelChange.Action.CHANGED, rating_before=F("rating_after"))
+        .count()
+    )
 
 
 def record_test_result(*, run: EvalRun) -> Eval:

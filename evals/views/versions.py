@@ -18,6 +18,7 @@ from evals.judging.spend import version_spend
 from evals.matrix.filters import read_matrix_filters, read_matrix_page
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
+from evals.metrics.measure import label_changes_since_measured
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
@@ -102,6 +103,7 @@ def detail(request, pk: int):
         "spend": version_spend(eval=eval),
         "confusion": display.confusion(eval.metrics),
         "scopes": display.metric_scopes(eval.metrics),
+        "labels_changed": label_changes_since_measured(eval),
         "chart": display.version_chart(selectors.agreement_history(eval.eval_set)),
         "children": list(eval.children.only("id", "version", "status", "workspace_id")),
         "refinements": Generation.objects.filter(parent=eval).order_by("-created_at")[:3],

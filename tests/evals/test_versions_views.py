@@ -538,3 +538,41 @@ def test_the_confusion_box_says_errors_and_neutral_labels_are_in_no_figure(login
     assert 'data-testid="confusion-errors">1 of these labelled trace got no verdict' in page
     assert "left out of the four counts and of agreement" in page
     assert 'data-testid="confusion-neutral">1 neutral label left out' in page
+
+
+def test_labels_changed_after_measuring_mark_the_figures_out_of_date_until_measured_again(
+    login, owner, workspace, api_client
+):
+    from evals.metrics.measure import score_eval_version
+    from tests.evals.builders import generate
+    from traces.models import Feedback
+    from traces.services import edit_label, remove_label
+
+    eval_set, _ = labelled_set(workspace, good=4, bad=4)
+    v = generate(eval_set).result
+    client = login(owner)
+    api_client.force_login(owner)
+    api_url = reverse("api-eval", kwargs={"pk": v.pk})
+    headers = {"X-Workspace": workspace.slug}
+
+    def shown():
+        page = client.get(url("detail", workspace, pk=v.pk)).content.decode()
+        api = api_client.get(api_url, headers=headers).json()["labels_changed_since_measured"]
+        return ('data-testid="labels-changed"' in page), api
+
+    assert shown() == (False, 0)
+    membership = owner.memberships.get(workspace=workspace)
+    first, second = Feedback.objects.filter(eval_set=eval_set).order_by("id")[:2]
+    edit_label(feedback=first, actor=owner, membership=membership, rating="positive", note="n")
+    assert shown() == (False, 0)  # a note alone changes no figure
+    edit_label(feedback=first, actor=owner, membership=membership, rating="negative", note="n")
+    remove_label(feedback=second, actor=owner, membership=membership)
+    assert shown() == (True, 2)
+    page = client.get(url("detail", workspace, pk=v.pk)).content.decode()
+    assert "2 labels were given, changed or removed since these figures were measured" in page
+
+    score_eval_version(eval=v)  # what Test again ends with
+
+    assert shown() == (False, 0)
+    v.refresh_from_db()
+    assert v.metrics["labels"] == {"positive": 2, "negative": 5, "neutral": 0}
