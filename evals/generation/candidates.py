@@ -7,7 +7,7 @@ one writes Eval rows, the other a file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import sandbox
@@ -75,15 +75,29 @@ def require_both_labels(examples: Sequence[LabelledExample]) -> None:
         raise EvalError("There are no good or bad labels to learn from yet.")
 
 
+def hold_out(
+    examples: Sequence[LabelledExample], groups: Collection[str]
+) -> tuple[list[LabelledExample], list[LabelledExample]]:
+    """Return (train, held-out) of the decided examples, in order: held out those of `groups`."""
+    usable = decided(examples)
+    return [e for e in usable if e.group not in groups], [e for e in usable if e.group in groups]
+
+
 def split_for_llm(
-    examples: Sequence[LabelledExample],
+    examples: Sequence[LabelledExample], *, keep_out: Collection[str] = ()
 ) -> tuple[list[LabelledExample], list[LabelledExample]]:
     """Return (train, held-out): a fifth kept back once there are 20 decided labels.
 
     Traces sharing a session, conversation or task id are kept on one side; both verdicts
-    are held out in proportion.
+    are held out in proportion. With `keep_out` (a refined version's held-out groups),
+    those are held out and every other label trains: the refinement is measured on the
+    labels its parent was, none of which its prompt shows, instead of a new split that
+    would move the parent's held-out labels into the prompt and hold out labels the
+    parent's code was written from.
     """
     usable = sorted(decided(examples), key=lambda e: str(e.trace.get("id", "")))
+    if keep_out:
+        return hold_out(usable, {str(g) for g in keep_out})
     if len(usable) < HOLDOUT_MIN_LABELS:
         return usable, []
     # Traces of one session or task stay on one side (see evals.synthesis.split_groups).
@@ -207,17 +221,18 @@ def write_with_llm(
     build_prompt: Callable[[list[LabelledExample], int], prompts.Prompt] | None = None,
     judge: bool = False,
     run_code: RunCode | None = None,
+    keep_out: Collection[str] = (),
 ) -> Candidate:
     """Ask the model for eval code; validate and dry-run it, feeding errors back.
 
     `build_prompt(train, token_budget)` replaces the generation prompt (refinement uses
-    it). `judge` offers judge()/llm() in the generation prompt; `run_code` must then
-    answer them in the dry run. Up to MAX_ATTEMPTS calls. Raises
-    evals.generation.providers.ProviderError from the provider, and EvalError when no
-    attempt produced usable code.
+    it, with `keep_out`, the parent's held-out groups: see split_for_llm). `judge` offers
+    judge()/llm() in the generation prompt; `run_code` must then answer them in the dry
+    run. Up to MAX_ATTEMPTS calls. Raises evals.generation.providers.ProviderError from
+    the provider, and EvalError when no attempt produced usable code.
     """
     stage = on_stage or (lambda text: None)
-    train, heldout = split_for_llm(examples)
+    train, heldout = split_for_llm(examples, keep_out=keep_out)
     if not train:
         raise EvalError("There are no good or bad labels to learn from yet.")
     try:

@@ -139,6 +139,8 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
         on_stage=stage,
         on_attempt=on_attempt,
         build_prompt=refine_prompt_builder(parent=parent, criteria=eval_set.criteria, wrong=wrong),
+        # Measured on the parent's held-out labels, as a refined judge is.
+        keep_out=[str(i) for i in (parent.metrics or {}).get("heldout_trace_ids") or []],
     )
     candidate.description = (
         f"Refined from v{parent.version} on {len(wrong)} disagreement"

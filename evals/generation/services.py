@@ -9,7 +9,7 @@ on every labelled trace in the sandbox (in chunks other workers share, on many l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from decimal import Decimal
 
@@ -290,12 +290,14 @@ def write_candidate(
     on_attempt=None,
     build_prompt=None,
     session: JudgeSession | None = None,
+    keep_out: Collection[str] = (),
 ) -> candidates.Candidate:
     """Write eval code for the set: the offline synthesiser, or the chosen LLM.
 
-    `build_prompt` replaces the generation prompt (refinement's); offline there is no
-    prompt, the synthesiser refits on all the labels. With a judge `session` the prompt
-    offers judge()/llm() and the dry run answers them.
+    `build_prompt` replaces the generation prompt (refinement's, with `keep_out`, the
+    parent's held-out groups); offline there is no prompt, the synthesiser refits on all
+    the labels and cross-validates. With a judge `session` the prompt offers
+    judge()/llm() and the dry run answers them.
     """
     if choice.provider == Provider.OFFLINE:
         return candidates.write_offline(
@@ -313,6 +315,7 @@ def write_candidate(
         build_prompt=build_prompt,
         judge=session is not None,
         run_code=judged_runner(session),
+        keep_out=keep_out,
     )
 
 

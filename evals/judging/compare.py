@@ -24,7 +24,7 @@ import sandbox
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
 from evals.execution.runs import record_completed_run
-from evals.generation.candidates import split_for_llm
+from evals.generation.candidates import hold_out, split_for_llm
 from evals.generation.provider_settings import resolve_provider
 from evals.generation.providers import ProviderError
 from evals.generation.services import examples_for
@@ -124,11 +124,7 @@ def _split(
     """Return (training, held-out) as the code eval was measured, else a fresh split."""
     heldout_ids = {str(i) for i in (code_eval.metrics or {}).get("heldout_trace_ids") or []}
     if heldout_ids:
-        decided = [e for e in examples if e.label in ("positive", "negative")]
-        return (
-            [e for e in decided if e.group not in heldout_ids],
-            [e for e in decided if e.group in heldout_ids],
-        )
+        return hold_out(examples, heldout_ids)
     return split_for_llm(examples)
 
 

@@ -148,3 +148,36 @@ def test_llm_refinement_of_a_version_without_contradictions_is_refused(
 
     assert generation.status == "failed" and "nothing to refine" in generation.error
     assert fake_llm.requests == []
+
+
+def test_llm_refinement_is_measured_on_the_parents_held_out_labels_never_shown_to_it(
+    openai_workspace, fake_llm
+):
+    """Labels added after v1 change a fresh split (a fifth of 28 is 6, of 22 it was 4);
+    v2 must keep v1's held-out labels out of its prompt and be measured on them, not on
+    labels v1's code (in v2's prompt) was written from."""
+    from tests.evals.builders import REFUSAL_CODE, generate
+
+    eval_set, traces = labelled_set(openai_workspace, good=12, bad=10)
+    fake_llm.push_text(fenced(ALWAYS_PASS_CODE))
+    v1 = generate(eval_set).result
+    v1_heldout = set(v1.metrics["heldout_trace_ids"])
+    assert len(v1_heldout) == 4
+    user = Feedback.objects.first().user
+    for n in range(6):
+        late = TraceFactory(workspace=openai_workspace, data=trace_data(60_000 + n, output="No."))
+        Feedback.objects.create(
+            workspace=openai_workspace, trace=late, eval_set=eval_set, user=user, rating="negative"
+        )
+    fake_llm.push_text(fenced(REFUSAL_CODE))
+
+    v2 = refine_now(eval=v1).result
+
+    assert set(v2.metrics["heldout_trace_ids"]) == v1_heldout
+    assert v2.metrics["heldout"]["labelled"] == 4
+    assert v2.metrics["training"]["labelled"] == 24
+    prompt = fake_llm.requests[-1].prompt_text
+    for t in traces:
+        assert (f'"{t.data["id"]}"' in prompt) is (t.pk not in v1_heldout), t.pk
+    v1.refresh_from_db()
+    assert set(v1.metrics["heldout_trace_ids"]) == v1_heldout  # re-measured, same split
