@@ -178,6 +178,12 @@ def label_changes_since_measured(eval: Eval) -> int:
     )
 
 
+def measured_on_current_labels(eval: Eval) -> bool:
+    """Return whether the version's figures are on the set's labels as they are now."""
+    measured = (eval.metrics or {}).get("measured_at")
+    return bool(measured) and not label_changes_since_measured(eval)
+
+
 def record_test_result(*, run: EvalRun) -> Eval:
     """Re-measure the version once its test run has finished (safe to call repeatedly)."""
     eval = run.eval

@@ -18,7 +18,7 @@ from evals.judging.spend import version_spend
 from evals.matrix.filters import read_matrix_filters, read_matrix_page
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
-from evals.metrics.measure import label_changes_since_measured
+from evals.metrics.measure import label_changes_since_measured, measured_on_current_labels
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
@@ -457,5 +457,7 @@ def compare(request, pk: int):
         # Agreement is the headline figure: held-out when measured, which the tiles say.
         "scope_before": display.metric_scopes(before.metrics)["headline"],
         "scope_after": display.metric_scopes(after.metrics)["headline"],
+        # Only then are both measured on one set of labels (the matrix reads them now).
+        "same_labels": measured_on_current_labels(before) and measured_on_current_labels(after),
     }
     return render(request, "evals/compare.html", ctx)

@@ -576,3 +576,29 @@ def test_labels_changed_after_measuring_mark_the_figures_out_of_date_until_measu
     assert shown() == (False, 0)
     v.refresh_from_db()
     assert v.metrics["labels"] == {"positive": 2, "negative": 5, "neutral": 0}
+
+
+def test_compare_says_the_same_labels_only_when_both_versions_are_measured_on_them(
+    login, owner, workspace
+):
+    from evals.metrics.measure import score_eval_version
+    from tests.evals.builders import generate
+    from tests.traces.factories import TraceFactory, trace_data
+    from traces.services import add_traces_to_eval_set, record_feedback
+
+    eval_set, _ = labelled_set(workspace, good=4, bad=4)
+    v1 = generate(eval_set).result
+    late = TraceFactory(workspace=workspace, data=trace_data(81_000, output="I cannot."))
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[late.pk])
+    record_feedback(eval_set=eval_set, trace=late, user=owner, rating="negative")
+    v2 = generate(eval_set).result
+    assert (v1.labels_tested, v2.labels_tested) == (8, 9)
+    client = login(owner)
+
+    def page():
+        return client.get(url("compare", workspace, pk=v2.pk) + "?against=1").content.decode()
+
+    assert "Measured on the same" not in page()  # v1 was measured before the ninth label
+    assert "Not measured on the same labels: v1 on 8, v2 on 9" in page()
+    score_eval_version(eval=v1)
+    assert "Measured on the same 9 labels, the set's labels now." in page()
