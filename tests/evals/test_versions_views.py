@@ -563,10 +563,10 @@ def test_labels_changed_after_measuring_mark_the_figures_out_of_date_until_measu
     assert shown() == (False, 0)
     membership = owner.memberships.get(workspace=workspace)
     first, second = Feedback.objects.filter(eval_set=eval_set).order_by("id")[:2]
-    edit_label(feedback=first, actor=owner, membership=membership, rating="positive", note="n")
+    edit_label(feedback=first, actor=owner, role=membership.role, rating="positive", note="n")
     assert shown() == (False, 0)  # a note alone changes no figure
-    edit_label(feedback=first, actor=owner, membership=membership, rating="negative", note="n")
-    remove_label(feedback=second, actor=owner, membership=membership)
+    edit_label(feedback=first, actor=owner, role=membership.role, rating="negative", note="n")
+    remove_label(feedback=second, actor=owner, role=membership.role)
     assert shown() == (True, 2)
     page = client.get(url("detail", workspace, pk=v.pk)).content.decode()
     assert "2 labels were given, changed or removed since these figures were measured" in page
