@@ -11,6 +11,7 @@ from django.conf import settings
 
 from evals.execution.continuous import active_evals
 from evals.metrics.agreement import agreement
+from evals.metrics.measure import AT_ACTIVATION
 from evals.models import Eval, EvalExecution
 from traces.models import EvalSet, Feedback
 from traces.selectors import resolve_label
@@ -66,7 +67,7 @@ def drift_margin() -> float:
 
 def baseline_agreement(eval: Eval) -> float | None:
     """Return the eval's agreement at activation (recorded then, else its headline figure)."""
-    recorded = (eval.metrics or {}).get("agreement_at_activation")
+    recorded = (eval.metrics or {}).get(AT_ACTIVATION)
     if isinstance(recorded, (int, float)):
         return float(recorded)
     return eval.agreement

@@ -29,7 +29,7 @@ from evals.generation.providers import ProviderError, get_provider
 from evals.judging.runs import add_run_spend, infer_kind, run_sandbox, uses_judge
 from evals.judging.session import JudgeSession, Usage
 from evals.judging.spend import capped_session, nothing_left
-from evals.metrics.measure import apply_measurement, measure
+from evals.metrics.measure import apply_measurement, measure, record_activation_baseline
 from evals.models import (
     Eval,
     EvalExecution,
@@ -431,6 +431,8 @@ def store_eval(
         if no_eval_reason:
             eval.low_confidence = True
             eval.low_confidence_reason = no_eval_reason.split(". ")[0]
+        if activate:
+            record_activation_baseline(eval)
         eval.save()
         if draft is not None:
             return eval

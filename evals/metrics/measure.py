@@ -21,6 +21,9 @@ from evals.metrics.agreement import (
 from evals.models import Eval, EvalExecution, EvalRun, RunStatus
 
 Pairs = Sequence[tuple[str, bool | None]]
+# The headline agreement a version had when it was last activated: drift's baseline
+# (evals.execution.drift), which re-measuring on the labels given since must not move.
+AT_ACTIVATION = "agreement_at_activation"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ def measure(
     )
 
 
+def record_activation_baseline(eval: Eval) -> None:
+    """Note the version's headline agreement as its agreement at activation (unsaved)."""
+    eval.metrics = {**(eval.metrics or {}), AT_ACTIVATION: eval.agreement}
+
+
 def apply_measurement(eval: Eval, measurement: Measurement) -> None:
     """Copy a measurement onto an Eval (unsaved)."""
     eval.metrics = measurement.metrics
@@ -113,7 +121,7 @@ def score_eval_version(*, eval: Eval) -> Eval:
         (e.label, verdicts.get(e.trace.pk)) for e in examples if e.trace.pk not in heldout_ids
     ]
     heldout: list | None = None
-    kept = ("heldout_trace_ids", "no_reliable_eval", "no_eval_reason")
+    kept = ("heldout_trace_ids", "no_reliable_eval", "no_eval_reason", AT_ACTIVATION)
     extra = {k: previous[k] for k in kept if k in previous}
     if heldout_ids:
         heldout = [

@@ -12,6 +12,7 @@ from evals.collaboration import record_activity
 from evals.exceptions import EvalError
 from evals.judging.runs import infer_kind, run_sandbox, uses_judge
 from evals.judging.session import JudgeSession
+from evals.metrics.measure import record_activation_baseline
 from evals.models import Activity, Eval, EvalRun
 from evals.sandboxing import sandbox_limits
 from traces.models import EvalSet
@@ -75,6 +76,8 @@ def activate_eval(*, eval: Eval) -> Eval:
     current = Eval.objects.select_for_update().get(pk=eval.pk)
     if current.status == Eval.Status.ACTIVE:
         return current
+    record_activation_baseline(current)
+    current.save(update_fields=["metrics", "updated_at"])
     _take_the_one(current, Eval.Status.ACTIVE, since="activated_at")
     logger.info("eval activated eval=%s eval_set=%s", current.pk, current.eval_set_id)
     return current

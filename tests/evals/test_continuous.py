@@ -389,3 +389,36 @@ def test_dashboard_and_drift_pages_show_the_figures(workspace, owner, login):
     assert 'data-testid="recent-failures"' in html
     assert drift_page.status_code == 200
     assert "70%" in drift_page.content.decode()  # 14 of 20 later labels agree
+
+
+def test_drift_keeps_the_agreement_at_activation_when_the_active_eval_is_measured_again(
+    openai_workspace, fake_llm
+):
+    """v1 agrees with every label when it is activated; of 10 later labels it gets 5
+    wrong. Testing it again (or refining it, which measures it first) folds those labels
+    into its agreement, which must not become the baseline they are compared with."""
+    from evals.execution.runs import run_unjudged_labels
+    from evals.metrics.measure import score_eval_version
+    from tests.evals.builders import GOOD, REFUSAL_CODE, fenced, generate, labelled_set
+
+    workspace = openai_workspace
+    eval_set, _ = labelled_set(workspace, good=6, bad=6)
+    fake_llm.push_text(fenced(REFUSAL_CODE))
+    v1 = generate(eval_set).result
+    assert v1.status == Eval.Status.ACTIVE and v1.agreement == 1.0
+    user = Feedback.objects.first().user
+    for n in range(10):
+        trace = TraceFactory(workspace=workspace, data=trace_data(82_000 + n, output=GOOD))
+        rating = "positive" if n % 2 else "negative"  # v1 passes them all: half are wrong
+        Feedback.objects.create(
+            workspace=workspace, trace=trace, eval_set=eval_set, user=user, rating=rating
+        )
+    run_unjudged_labels(eval=v1)
+    before = compute_drift(eval=v1, margin=0.1)
+    assert (before.baseline, before.current, before.labels) == (1.0, 0.5, 10)
+
+    v1 = score_eval_version(eval=v1)
+
+    assert v1.agreement == pytest.approx(17 / 22)  # the later labels are in its figures now
+    after = compute_drift(eval=v1, margin=0.1)
+    assert (after.baseline, after.current, after.drifting) == (1.0, 0.5, True)
