@@ -1,6 +1,7 @@
 from datetime import timedelta
+from pathlib import Path
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -177,7 +178,14 @@ class SyncRun(BackgroundRun, WorkspaceOwned):
 
 
 class UploadRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
-    pass
+    def fail(self, error: str, **fields) -> int:
+        """Fail these uploads unless finished, and delete their files: nothing reads them again."""
+        paths = list(self.unfinished().values_list("path", flat=True))
+        count = super().fail(error, **fields)
+        if count:
+            # After the commit: a rolled-back failure leaves the run, and so its file.
+            transaction.on_commit(lambda: [Path(p).unlink(missing_ok=True) for p in paths])
+        return count
 
 
 class UploadRun(BackgroundRun, WorkspaceOwned):

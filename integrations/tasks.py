@@ -5,13 +5,16 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
+from integrations.models import SyncRun, UploadRun
+from iofold.lib.tasks import RunTask
+
 logger = logging.getLogger(__name__)
 
 
 # No automatic retry: the adapter already retries rate limits, 5xx and timeouts per request,
 # and a run that still fails keeps its cursor, so the next run (schedule or "Sync now")
 # resumes where it stopped instead of a retry racing a half-finished run.
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, base=RunTask, run_model=SyncRun)
 def sync_integration_task(run_id: int) -> None:
     """Run one queued sync."""
     from integrations.services import run_sync
@@ -19,7 +22,7 @@ def sync_integration_task(run_id: int) -> None:
     run_sync(run_id=run_id)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, base=RunTask, run_model=UploadRun)
 def ingest_upload_task(run_id: int) -> None:
     """Ingest one uploaded JSONL file."""
     from integrations.uploads import execute_upload

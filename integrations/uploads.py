@@ -251,8 +251,4 @@ def reap_stale_uploads(*, older_than: timedelta = UPLOAD_STALE_AFTER) -> int:
     stale = UploadRun.objects.filter(status=UploadRun.Status.RUNNING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
     )
-    paths = list(stale.values_list("path", flat=True))
-    count = stale.fail("The worker stopped responding; upload the file again.")
-    for path in paths:
-        Path(path).unlink(missing_ok=True)
-    return count
+    return stale.fail("The worker stopped responding; upload the file again.")

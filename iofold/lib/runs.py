@@ -185,9 +185,7 @@ class BackgroundRunQuerySet(models.QuerySet):
         if run is None or not is_orphaned(run, now=now):
             return None
         if run.takeovers >= MAX_TAKEOVERS:
-            self._as_seen(run).update(
-                status=RunStatus.FAILED, error=GIVEN_UP.format(n=run.takeovers + 1), finished_at=now
-            )
+            self._as_seen(run).fail(GIVEN_UP.format(n=run.takeovers + 1))
             return None
         # Only one of several processes taking over at the same moment wins the row.
         taken = self._as_seen(run).update(
@@ -235,11 +233,7 @@ class BackgroundRunQuerySet(models.QuerySet):
             if not is_orphaned(run, now=now):
                 continue
             if run.takeovers >= MAX_TAKEOVERS:
-                self._as_seen(run).update(
-                    status=RunStatus.FAILED,
-                    error=GIVEN_UP.format(n=run.takeovers + 1),
-                    finished_at=now,
-                )
+                self._as_seen(run).fail(GIVEN_UP.format(n=run.takeovers + 1))
                 continue
             if self._as_seen(run).update(
                 status=RunStatus.QUEUED,

@@ -6,9 +6,12 @@ forbids cycles inside an app). The service enqueues by name through ``enqueue`` 
 the name is also what the routes and beat rows refer to, so it never changes.
 """
 
+import logging
 import threading
 
 from celery import Task, current_app
+
+logger = logging.getLogger(__name__)
 
 # Importing the tasks modules takes a while; a second thread of a threaded web worker
 # asking meanwhile would find the registry half filled (Celery marks the import done when
@@ -30,3 +33,31 @@ def registered_task(name: str) -> Task:
 def enqueue(name: str, *args) -> None:
     """Send the task registered under ``name`` with ``args``, as ``task.delay`` would."""
     registered_task(name).delay(*args)
+
+
+# Told when a run's task stops on an error it did not expect: the details stay in the logs.
+INTERNAL_ERROR = (
+    "The worker stopped on an internal error; try again, or ask an operator to check the logs."
+)
+
+
+class RunTask(Task):
+    """Base of a task that carries out one background run (``iofold.lib.runs``), its id first.
+
+    Declared with ``run_model=TheRunModel``. An error the task raises fails the run
+    at once with a message the user can act on. Left running, the run showed a spinner
+    until the reaper took it over as if its worker had died, ran it into the same error,
+    and after a few rounds failed it as a run whose worker kept dying.
+    """
+
+    abstract = True
+    run_model: type | None = None
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        run_id = args[0] if args else next(iter(kwargs.values()), None)
+        if run_id is None:
+            return
+        if self.run_model._default_manager.filter(pk=run_id).fail(INTERNAL_ERROR):
+            logger.warning(
+                "run failed on an error model=%s run=%s", self.run_model.__name__, run_id
+            )
