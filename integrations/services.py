@@ -266,11 +266,8 @@ def set_integration_enabled(*, integration: Integration, enabled: bool) -> Integ
 
 def delete_integration(*, integration: Integration) -> None:
     """Delete an integration with its runs and schedule; synced traces stay, unlinked."""
-    with transaction.atomic():
-        task_id = integration.periodic_task_id
-        integration.delete()
-        if task_id is not None:
-            PeriodicTask.objects.filter(pk=task_id).delete()
+    # Its schedule goes with it (integrations/signals.py), whoever deletes it.
+    integration.delete()
     logger.info("integration deleted id=%s", integration.pk)
 
 

@@ -1,0 +1,55 @@
+"""An integration's beat schedule goes with it, however the integration is deleted."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django_celery_beat.models import PeriodicTask
+
+from integrations import services
+from integrations.models import Integration
+from integrations.tasks import sync_integration_on_schedule_task
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from workspaces.services import delete_workspace, request_workspace_deletion
+
+
+@pytest.fixture
+def scheduled(workspace):
+    integration = services.create_integration(
+        workspace=workspace,
+        name="lf",
+        host="http://127.0.0.1:9",
+        public_key=PUBLIC_KEY,
+        secret_key=SECRET_KEY,
+        sync_interval_minutes=60,
+    )
+    assert PeriodicTask.objects.filter(pk=integration.periodic_task_id).exists()
+    return integration
+
+
+def test_deleting_the_workspace_deletes_its_integrations_schedules(
+    scheduled, workspace, django_capture_on_commit_callbacks
+):
+    """Before: beat kept a "Sync integration" row per deleted integration, firing for ever."""
+    with django_capture_on_commit_callbacks(execute=False):  # the test deletes it itself
+        request_workspace_deletion(workspace=workspace)
+
+    assert delete_workspace(workspace_id=workspace.pk)
+
+    assert not PeriodicTask.objects.filter(task=services.SCHEDULED_TASK).exists()
+
+
+def test_an_integration_deleted_in_the_admin_takes_its_schedule_along(scheduled, client):
+    client.force_login(get_user_model().objects.create_superuser("root@example.com", "pw"))
+
+    response = client.post(
+        reverse("admin:integrations_integration_changelist"),
+        {"action": "delete_selected", "_selected_action": [scheduled.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not Integration.objects.exists()
+    assert not PeriodicTask.objects.filter(task=services.SCHEDULED_TASK).exists()
+
+
+def test_a_schedule_firing_for_a_deleted_integration_does_nothing(db):
+    sync_integration_on_schedule_task.apply(args=[987654]).get()
