@@ -305,11 +305,23 @@ def edit_eval_code(*, eval: Eval, code: str, user=None, description: str = "") -
 
 
 def test_again(*, eval: Eval) -> EvalRun:
-    """Queue a run of the version over the set's current labelled traces."""
+    """Queue a run of the version over the set's current labelled traces.
+
+    A run of it over the same traces that is still queued or running is returned instead:
+    a double click, a second tab or a retried request starts no second run.
+    """
     from evals.execution.runs import start_run
     from traces.selectors import labelled_examples
 
     trace_ids = [ex.trace.pk for ex in labelled_examples(eval.eval_set)]
     if not trace_ids:
         raise EvalActionError("The eval set has no labelled traces to test on.")
-    return start_run(eval=eval, trace_ids=trace_ids, trigger=EvalRun.Trigger.MANUAL)
+    with transaction.atomic():
+        _lock_set(eval.eval_set_id)  # two requests at once: the second sees the first's run
+        runs = EvalRun.objects.for_workspace(eval.workspace_id).filter(
+            eval=eval, trigger=EvalRun.Trigger.MANUAL
+        )
+        for run in runs.unfinished().order_by("-pk"):
+            if set(run.trace_ids) == set(trace_ids):
+                return run
+        return start_run(eval=eval, trace_ids=trace_ids, trigger=EvalRun.Trigger.MANUAL)

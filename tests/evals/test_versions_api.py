@@ -144,6 +144,21 @@ def test_test_again_runs_on_the_current_labels_and_remeasures(api, versions, wor
     assert v2.metrics["training"]["fp"] == 3
 
 
+def test_test_again_twice_is_one_run(api, versions, workspace, owner):
+    """A double click, a second tab or a retried request while the run is queued or
+    running gets that run back, not a second run over the same traces."""
+    *_, v2 = versions
+
+    first = api("post", "api-eval-test", pk=v2.pk).json()
+    second = api("post", "api-eval-test", pk=v2.pk).json()
+
+    assert second["id"] == first["id"]
+    assert EvalRun.objects.filter(eval=v2).count() == 1
+    execute_run(run_id=first["id"])
+    third = api("post", "api-eval-test", pk=v2.pk).json()  # finished: a new one may start
+    assert third["id"] != first["id"]
+
+
 def test_test_again_without_labels_is_a_400(api, workspace, owner):
     eval_set, _ = labelled_set(workspace, good=0, bad=0, user=owner)
     v1 = make_eval(eval_set, version=1)
