@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from django.db import transaction
+
 from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
 from evals.execution.runs import run_unjudged_labels
@@ -29,6 +31,7 @@ PromptBuilder = Callable[[Sequence[LabelledExample], int], prompts.Prompt]
 def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generation:
     """Queue a refinement of ``eval``; an unfinished one of the same version is returned."""
     from evals.generation.services import (
+        lock_eval_set,
         queue_generation,
         reap_stale_generations,
         recover_generations,
@@ -38,10 +41,14 @@ def start_refinement(*, eval: Eval, user=None, enqueue: bool = True) -> Generati
         raise EvalError("This eval set is archived; restore it to refine its evals.")
     recover_generations(eval_set=eval.eval_set)
     reap_stale_generations(eval_set=eval.eval_set)
-    running = Generation.objects.filter(parent=eval).unfinished().first()
-    if running is not None:
-        return running
-    generation = queue_generation(eval_set=eval.eval_set, parent=eval, user=user, enqueue=enqueue)
+    with transaction.atomic():
+        lock_eval_set(eval.eval_set)
+        running = Generation.objects.filter(parent=eval).unfinished().first()
+        if running is not None:
+            return running
+        generation = queue_generation(
+            eval_set=eval.eval_set, parent=eval, user=user, enqueue=enqueue
+        )
     logger.info("refinement queued generation=%s parent=%s", generation.pk, eval.pk)
     return generation
 

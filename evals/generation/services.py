@@ -73,10 +73,12 @@ def start_generation(
     # A generation whose worker died is enqueued again (and returned) rather than left stuck.
     recover_generations(eval_set=eval_set)
     reap_stale_generations(eval_set=eval_set)
-    active = Generation.objects.filter(eval_set=eval_set, parent__isnull=True).unfinished().first()
-    if active is not None:
-        return active
-    generation = queue_generation(eval_set=eval_set, user=user, choice=choice, enqueue=enqueue)
+    with transaction.atomic():
+        lock_eval_set(eval_set)
+        unfinished = Generation.objects.filter(eval_set=eval_set, parent__isnull=True).unfinished()
+        if (active := unfinished.first()) is not None:
+            return active
+        generation = queue_generation(eval_set=eval_set, user=user, choice=choice, enqueue=enqueue)
     logger.info(
         "generation queued generation=%s eval_set=%s provider=%s",
         generation.pk,
@@ -84,6 +86,15 @@ def start_generation(
         generation.provider,
     )
     return generation
+
+
+def lock_eval_set(eval_set: EvalSet) -> None:
+    """Make the other transactions starting a generation of the set wait for this one.
+
+    Two requests at once (a double click, two tabs) each found no unfinished generation
+    before the other had stored its own, and both were queued.
+    """
+    EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
 
 
 def queue_generation(
@@ -459,7 +470,7 @@ def _in_version_order(eval_set: EvalSet, write: Callable[[int], Eval]) -> Eval:
     for _ in range(3):
         try:
             with transaction.atomic():
-                EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
+                lock_eval_set(eval_set)
                 latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
                 return write((latest or 0) + 1)
         except IntegrityError:
