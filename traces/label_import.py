@@ -283,9 +283,20 @@ def start_score_import(
     *, eval_set: EvalSet, integration, user, score_name: str, mapping: str
 ) -> ScoreImportRun:
     """Check the request and queue the import; raise ``TraceError`` (nothing queued) when
-    the input is bad, so a typo in the mapping is told at once, not after a worker ran."""
+    the input is bad, so a typo in the mapping is told at once, not after a worker ran.
+
+    The same import still queued or running is returned instead of queued again (a double
+    click, a retried request).
+    """
     score_name, _ratings, _adapter = _checked(eval_set, integration, score_name, mapping)
     with transaction.atomic():
+        # Two requests at once: the second waits here and finds the first's run.
+        EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
+        same = ScoreImportRun.objects.for_workspace(eval_set.workspace).filter(
+            eval_set=eval_set, integration=integration, score_name=score_name, mapping=mapping
+        )
+        if (active := same.unfinished().first()) is not None:
+            return active
         run = ScoreImportRun.objects.create(
             workspace=eval_set.workspace,
             eval_set=eval_set,

@@ -78,6 +78,23 @@ def test_boolean_and_categorical_scores_become_labels(login, owner, synced):
     assert "Langfuse score: 3" in page
 
 
+def test_the_same_import_sent_twice_is_one_run(login, owner, synced):
+    """A double click or a retried request while the import waits for a worker."""
+    fake, integration, eval_set, traces = synced
+    client = login(owner)
+    url = reverse("traces:evalset_import_scores", args=[eval_set.workspace.slug, eval_set.pk])
+    data = {"integration": integration.pk, "score_name": "correct", "mapping": "true=good"}
+
+    first, second = client.post(url, data), client.post(url, data)
+
+    assert first.status_code == second.status_code == 302
+    assert second["Location"] == first["Location"]
+    assert ScoreImportRun.objects.count() == 1
+    execute_score_import(run_id=ScoreImportRun.objects.get().pk)
+    client.post(url, data)  # finished: importing again is a new run
+    assert ScoreImportRun.objects.count() == 2
+
+
 def test_a_bad_mapping_is_a_400_and_writes_nothing(login, owner, synced):
     fake, integration, eval_set, traces = synced
     fake.add_score(traces[0].external_id, "correct", True)
