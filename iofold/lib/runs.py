@@ -43,6 +43,10 @@ class RunStatus(models.TextChoices):
 
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+# A queued run no worker has claimed for this long is enqueued again: its message may be
+# lost (the broker was down when it was sent, a killed worker had received it). Far longer
+# than a run waits in a normally busy queue; a second message for it is harmless anyway.
+REQUEUE_AFTER = timedelta(minutes=10)
 # A run whose worker died this many times is failed, not taken over again: it is likely
 # what kills the worker (a poison run).
 MAX_TAKEOVERS = 3
@@ -221,11 +225,12 @@ class BackgroundRunQuerySet(models.QuerySet):
         """Enqueue again the runs whose process is gone; return how many were enqueued.
 
         Running runs whose process died or went silent go back to queued (with
-        ``release_fields``). With ``include_queued`` (when a worker starts), queued runs
-        are enqueued again too: the file-system broker deletes a message when a worker
-        receives it, and Redis hides it for hours, so a worker killed with messages it had
-        received (a retry waiting for its countdown) loses them. A second message for the
-        same run is harmless: only one claim succeeds.
+        ``release_fields``). Queued runs no worker claimed for REQUEUE_AFTER are enqueued
+        again, and with ``include_queued`` (when a worker starts) all queued runs: the
+        file-system broker deletes a message when a worker receives it, and Redis hides it
+        for hours, so a worker killed with messages it had received (a retry waiting for
+        its countdown) loses them, and a message sent while the broker was down never
+        arrived. A second message for the same run is harmless: only one claim succeeds.
         """
         now = timezone.now()
         recovered = []
@@ -243,10 +248,11 @@ class BackgroundRunQuerySet(models.QuerySet):
                 **release_fields,
             ):
                 recovered.append(run)
+        queued = self.filter(status=RunStatus.QUEUED).exclude(pk__in=[r.pk for r in recovered])
         if include_queued:
-            recovered += list(
-                self.filter(status=RunStatus.QUEUED).exclude(pk__in=[r.pk for r in recovered])
-            )
+            recovered += list(queued)
+        else:
+            recovered += self._waited_too_long(queued, now=now)
         for run in recovered:
             transaction.on_commit(lambda run=run: enqueue(run))
         if recovered:
@@ -254,6 +260,22 @@ class BackgroundRunQuerySet(models.QuerySet):
                 "runs enqueued again model=%s count=%d", self.model.__name__, len(recovered)
             )
         return len(recovered)
+
+    def _waited_too_long(self, queued, *, now: datetime) -> list[BackgroundRun]:
+        """Return the queued runs unclaimed for REQUEUE_AFTER, stamped as enqueued now."""
+        cutoff = now - REQUEUE_AFTER
+        waited = queued.filter(
+            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+        )
+        # The heartbeat of a queued run says when it was last enqueued: the next sweep
+        # leaves it alone, and only one of two sweeps at once sends it.
+        return [
+            run
+            for run in waited
+            if self.filter(
+                pk=run.pk, status=RunStatus.QUEUED, heartbeat_at=run.heartbeat_at
+            ).update(heartbeat_at=now)
+        ]
 
     def _as_seen(self, run: BackgroundRun):
         """Return the row only if it has not changed since ``run`` was read from it."""

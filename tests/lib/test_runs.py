@@ -166,3 +166,20 @@ def test_a_run_put_back_at_start_up_is_enqueued_once(sync_run, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         assert SyncRun.objects.recover(enqueue=enqueued.append, include_queued=True) == 1
     assert [r.pk for r in enqueued] == [sync_run.pk]
+
+
+def test_a_queued_run_whose_message_was_lost_is_enqueued_again_once_in_a_while(
+    sync_run, django_capture_on_commit_callbacks
+):
+    """The broker was down when it was sent: the sweep sends it again, not every minute."""
+    SyncRun.objects.filter(pk=sync_run.pk).update(
+        created_at=timezone.now() - runs.REQUEUE_AFTER - timedelta(seconds=1)
+    )
+    enqueued = []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert SyncRun.objects.recover(enqueue=enqueued.append) == 1
+        assert SyncRun.objects.recover(enqueue=enqueued.append) == 0  # the next sweep
+    assert [r.pk for r in enqueued] == [sync_run.pk]
+    sync_run.refresh_from_db()
+    assert sync_run.status == "queued"
