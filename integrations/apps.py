@@ -5,5 +5,5 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self) -> None:
-        # The signal deleting an integration's beat schedule with it, however it goes.
+        # The signals deleting schedules and upload files with their rows, however they go.
         from integrations import signals  # noqa: F401

@@ -29,9 +29,7 @@ def test_an_eval_run_whose_message_was_lost_is_run_after_the_sweep(
 
     reap_stale_runs_task()  # what beat runs every minute
 
-    wait_for(
-        lambda: EvalRun.objects.get(pk=run.pk).is_final, timeout=60, message="run never ran"
-    )
+    wait_for(lambda: EvalRun.objects.get(pk=run.pk).is_final, timeout=60, message="run never ran")
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.done == 4

@@ -1,13 +1,17 @@
-"""An integration's beat schedule goes with it, however the integration is deleted."""
+"""What an integration or an upload owns outside the database goes with it, however deleted."""
+
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from integrations import services
 from integrations.models import Integration
 from integrations.tasks import sync_integration_on_schedule_task
+from integrations.uploads import start_upload
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
 from workspaces.services import delete_workspace, request_workspace_deletion
 
@@ -53,3 +57,19 @@ def test_an_integration_deleted_in_the_admin_takes_its_schedule_along(scheduled,
 
 def test_a_schedule_firing_for_a_deleted_integration_does_nothing(db):
     sync_integration_on_schedule_task.apply(args=[987654]).get()
+
+
+def test_deleting_the_workspace_deletes_its_waiting_uploads_files(
+    workspace, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """Before: a file uploaded but not yet ingested stayed on the disk for ever."""
+    settings.VAR_DIR = tmp_path
+    with django_capture_on_commit_callbacks(execute=False):  # no worker gets to it
+        run = start_upload(workspace=workspace, uploaded=SimpleUploadedFile("t.jsonl", b"{}\n"))
+        request_workspace_deletion(workspace=workspace)
+    assert Path(run.path).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_workspace(workspace_id=workspace.pk)
+
+    assert not Path(run.path).exists()
