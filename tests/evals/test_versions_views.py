@@ -355,6 +355,28 @@ def test_the_diff_shows_the_changed_lines_not_the_whole_code(login, owner, works
         assert "line_010" not in page and "line_290" not in page  # not the untouched rest
 
 
+def test_versions_that_rewrite_every_line_show_a_line_diff(login, owner, workspace, versions):
+    """Pairing up 3,000 rewritten lines side by side took minutes: the page hung. The diff
+    and the before / after page show every changed line as a line diff instead, and say so."""
+    eval_set, *_ = versions
+    make_eval(eval_set, version=3, code="".join(f"old_{n:03d} = {n}\n" for n in range(120)))
+    make_eval(eval_set, version=4, code="".join(f"new_{n:03d} = -{n}\n" for n in range(120)))
+    client = login(owner)
+    for page_url in (
+        url("diff", workspace, pk=eval_set.pk) + "?a=3&b=4",
+        url("compare", workspace, pk=Eval.objects.get(eval_set=eval_set, version=4).pk)
+        + "?against=3",
+    ):
+        response = client.get(page_url)
+
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "v4 removes 120 lines of v3 and adds 120: too many to lay side by side" in page
+        assert '<span class="diff_sub">-old_000 = 0</span>' in page
+        assert '<span class="diff_add">+new_119 = -119</span>' in page
+        assert '<table class="diff"' not in page
+
+
 def test_compare_says_when_a_refinement_kept_the_same_code(login, owner, workspace, versions):
     _, _, v1, _ = versions
     same = make_eval(v1.eval_set, version=3, parent=v1, code=v1.code, origin="refined")
