@@ -119,15 +119,17 @@ def trace_detail(request, pk: int):
     for eval_set in label_sets:
         # Their links need the slug: without this, one query per set for its workspace.
         eval_set.workspace = request.workspace
-    steps = selectors.step_tree(trace.data)
+    full = request.GET.get("full") == "1"
+    tree = selectors.shown_steps(trace.data, full=full)
     ctx = {
         "trace": trace,
         "labellers": _labellers(request),
-        "steps": steps,
-        "waterfall": selectors.waterfall(steps),
+        "tree": tree,
+        "steps": tree.roots,
+        "waterfall": selectors.waterfall(tree.roots),
         "feedback": feedback,
         "label_sets": [(eval_set, mine.get(eval_set.pk)) for eval_set in label_sets],
-        "full": request.GET.get("full") == "1",
+        "full": full,
         "preview_chars": PREVIEW_CHARS,
     }
     return render(request, "traces/detail.html", ctx)
@@ -793,7 +795,15 @@ def conversation_turn_steps(request, pk: int, trace_pk: int):
         Trace.objects.for_workspace(request.workspace).filter(conversation=conversation),
         pk=trace_pk,
     )
-    ctx = {"trace": trace, "steps": selectors.step_tree(trace.data), "preview_chars": PREVIEW_CHARS}
+    # A turn's steps are cut as the trace page cuts them; "Show all" opens that page.
+    tree = selectors.shown_steps(trace.data)
+    ctx = {
+        "trace": trace,
+        "tree": tree,
+        "steps": tree.roots,
+        "preview_chars": PREVIEW_CHARS,
+        "full_url": reverse("traces:detail", args=[request.workspace.slug, trace.pk]),
+    }
     return fragment_or_page(
         request,
         "traces/_turn_steps.html",

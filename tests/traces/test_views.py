@@ -187,13 +187,71 @@ def test_a_chain_of_950_steps_renders_flat_below_the_depth_limit(login, workspac
     ]  # fmt: skip
     trace = TraceFactory(workspace=workspace, data={"steps": steps, "input": "", "output": ""})
 
-    response = login(owner).get(url("detail", workspace, pk=trace.pk))
+    response = login(owner).get(url("detail", workspace, pk=trace.pk), {"full": "1"})
 
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count('data-testid="step"') == 950
     assert html.index("step 948") < html.index("step 949")
     assert html.count("step step-error") == MAX_STEP_DEPTH + 1  # the erring step, its ancestors
+
+
+def _many_steps(n: int, *, error_at: int | None = None) -> list[dict]:
+    return [
+        {"id": f"s{i}", "parent_id": f"s{i - i % 10}" if i % 10 else None, "type": "tool",
+         "name": f"call {i:04d}", "input": {"n": i}, "output": {"ok": True},
+         "error": "boom" if i == error_at else None, "metadata": {}}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_a_trace_of_thousands_of_steps_shows_the_first_with_show_all(login, workspace, owner):
+    """5,000 steps made a 3.5 MB page: the first ones show, the rest one click away."""
+    from traces.selectors import MAX_SHOWN_STEPS
+
+    steps = _many_steps(MAX_SHOWN_STEPS + 700, error_at=MAX_SHOWN_STEPS + 650)
+    trace = TraceFactory(workspace=workspace, data={"steps": steps, "input": "", "output": ""})
+    client = login(owner)
+
+    response = client.get(url("detail", workspace, pk=trace.pk))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('data-testid="step"') == MAX_SHOWN_STEPS
+    assert f"call {MAX_SHOWN_STEPS - 1:04d}" in html and f"call {MAX_SHOWN_STEPS:04d}" not in html
+    notice = html.split('data-testid="steps-cut">')[1].split("</p>")[0]
+    assert notice.startswith(
+        f"Showing the first {MAX_SHOWN_STEPS} of {MAX_SHOWN_STEPS + 700} steps; "
+        "1 of the rest recorded an error."
+    )
+    assert '<a href="?full=1">Show all</a>' in notice
+    full = client.get(url("detail", workspace, pk=trace.pk), {"full": "1"}).content.decode()
+    assert full.count('data-testid="step"') == MAX_SHOWN_STEPS + 700
+    assert 'data-testid="steps-cut"' not in full
+
+
+def test_the_compact_view_of_a_huge_trace_is_cut_on_the_review_card(
+    login, workspace, owner, eval_set
+):
+    """Every step's compact form went with each card: a megabyte per keypress."""
+    trace = TraceFactory(
+        workspace=workspace, data={"steps": _many_steps(3000), "input": "q", "output": "a"}
+    )
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+    client = login(owner)
+
+    card = client.get(url("review", workspace, pk=eval_set.pk), {"trace": trace.pk})
+
+    html = card.content.decode()
+    assert card.status_code == 200
+    compact = html.split('data-testid="compact-view">')[1].split("</details>")[0]
+    assert "call 2999" not in compact
+    assert "Showing 4000 of " in compact
+    assert f'<a href="{url("detail", workspace, pk=trace.pk)}?full=1" target="_blank"' in compact
+    page = client.get(url("detail", workspace, pk=trace.pk)).content.decode()
+    assert "call 2999" not in page.split('data-testid="compact-view">')[1]
+    full = client.get(url("detail", workspace, pk=trace.pk), {"full": "1"}).content.decode()
+    assert "call 2999" in full.split('data-testid="compact-view">')[1]
 
 
 def test_steps_in_a_parent_cycle_are_shown_once(login, workspace, owner):

@@ -61,11 +61,20 @@ def chat_messages(value, full: bool = False) -> dict | None:
 
 
 @register.simple_tag
-def compact_trace(data) -> dict:
-    """The trace's compact view (traces.minify) as indented JSON, with both sizes."""
+def compact_trace(data, limit: int = 20_000, full: bool = False) -> dict:
+    """The trace's compact view (traces.minify) as indented JSON, cut at ``limit`` characters
+    unless ``full``, with both sizes.
+
+    Compact values, but every step: a 5,000-step trace made a megabyte of it, sent with
+    every review card."""
     compact = minify_trace(data) if isinstance(data, dict) else data
+    text = json.dumps(compact, ensure_ascii=False, indent=1, default=str)
+    truncated = not full and len(text) > limit
     return {
-        "text": json.dumps(compact, ensure_ascii=False, indent=1, default=str),
+        "text": text[:limit] if truncated else text,
+        "truncated": truncated,
+        "limit": limit,
+        "chars": len(text),
         "size": len(json.dumps(compact, ensure_ascii=False, default=str)),
         "full_size": len(json.dumps(data, ensure_ascii=False, default=str)),
     }
