@@ -777,6 +777,7 @@ def conversation_detail(request, pk: int):
     ctx = {
         "conversation": conversation,
         "turns": selectors.conversation_turn_views(conversation),
+        "full": request.GET.get("full") == "1",
         "feedback": Feedback.objects.for_workspace(request.workspace)
         .filter(trace_id=conversation.anchor_id)
         .select_related("user", "eval_set"),

@@ -1120,3 +1120,34 @@ def test_two_ingests_moving_one_turn_at_once_leave_every_conversation_counted(
     assert conversations["a"].anchor.external_id == "turn-2"
     for conversation in (conversations["a"], conversations["c"]):
         assert _figures(conversation) == _counted(conversation)
+
+
+def test_a_long_conversation_shows_its_first_turns_with_show_all(login, workspace, owner):
+    """2,000 turns made a 1.4 MB page, sent again with each review card of the conversation:
+    the first turns show, each message cut, the rest one click away."""
+    from traces.services import add_traces_to_eval_set, create_eval_set
+    from traces.templatetags.trace_tags import MAX_SHOWN_TURNS, MAX_TURN_CHARS
+
+    long_answer = "word " * MAX_TURN_CHARS
+    turns = [_turn(n, "long", minutes=n) for n in range(MAX_SHOWN_TURNS + 30)]
+    turns[1]["output"] = long_answer
+    _ingest(workspace, turns)
+    conversation = _only_conversation(workspace)
+    eval_set = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[conversation.anchor_id])
+    client = login(owner)
+    page_url = _page("conversation_detail", workspace, pk=conversation.pk)
+
+    for response in (client.get(page_url), client.get(_page("review", workspace, pk=eval_set.pk))):
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert html.count('data-testid="turn"') == MAX_SHOWN_TURNS
+        notice = html.split('data-testid="turns-cut">')[1].split("</p>")[0]
+        assert f"Showing the first {MAX_SHOWN_TURNS} of {MAX_SHOWN_TURNS + 30} turns." in notice
+        assert f'<a href="{page_url}?full=1"' in notice and "Show all" in notice
+        assert long_answer.strip() not in html and long_answer[:3000] in html
+    full = client.get(page_url, {"full": "1"}).content.decode()
+    assert full.count('data-testid="turn"') == MAX_SHOWN_TURNS + 30
+    assert long_answer.strip() in full and 'data-testid="turns-cut"' not in full

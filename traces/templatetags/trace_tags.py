@@ -60,6 +60,23 @@ def chat_messages(value, full: bool = False) -> dict | None:
     return {"shown": shown, "total": len(messages)}
 
 
+# Turns of a conversation shown before "Show all", and characters of each message: 2,000
+# turns made a 1.4 MB conversation page, sent again with every review card of it, and one
+# turn's 5 MB answer would have gone whole with each.
+MAX_SHOWN_TURNS = 100
+MAX_TURN_CHARS = 4000
+
+
+@register.simple_tag
+def shown_turns(turns, full: bool = False) -> dict:
+    """A conversation's turns (``TurnView`` list) as its chat shows them:
+    ``{"shown": the first MAX_SHOWN_TURNS unless full, "total", "chars": MAX_TURN_CHARS
+    unless full}``."""
+    if full:
+        return {"shown": turns, "total": len(turns), "chars": None}
+    return {"shown": turns[:MAX_SHOWN_TURNS], "total": len(turns), "chars": MAX_TURN_CHARS}
+
+
 @register.simple_tag
 def compact_trace(data, limit: int = 20_000, full: bool = False) -> dict:
     """The trace's compact view (traces.minify) as indented JSON, cut at ``limit`` characters
