@@ -377,6 +377,40 @@ def test_versions_that_rewrite_every_line_show_a_line_diff(login, owner, workspa
         assert '<table class="diff"' not in page
 
 
+def test_long_code_is_highlighted_up_to_its_first_lines_with_the_download(
+    login, owner, workspace, versions
+):
+    """3,000 highlighted lines made a 1.3 MB version page, and again each matrix cell."""
+    from evals.templatetags.evals_display import MAX_SHOWN_CODE_LINES
+
+    eval_set, traces, v1, _ = versions
+    total = MAX_SHOWN_CODE_LINES + 100
+    body = "".join(f"    helper_{n:04d} = {n}\n" for n in range(total - 2))
+    long = make_eval(eval_set, version=3, code=f"def eval_fn(trace):\n{body}    return True, ''\n")
+    client = login(owner)
+    export_url = url("export", workspace, pk=long.pk)
+
+    for page_url in (
+        url("detail", workspace, pk=long.pk),
+        url("cell", workspace, pk=long.pk, trace_pk=traces[0].pk),
+    ):
+        response = client.get(page_url)
+
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert f"helper_{MAX_SHOWN_CODE_LINES - 2:04d}" in html
+        assert f"helper_{MAX_SHOWN_CODE_LINES - 1:04d}" not in html
+        notice = html.split('data-testid="code-cut">')[1].split("</p>")[0]
+        assert notice == (
+            f"Showing the first {MAX_SHOWN_CODE_LINES} of {total} lines. "
+            f'<a href="{export_url}">Download all (.py)</a>'
+        )
+    assert f"helper_{total - 3:04d}" in client.get(export_url).content.decode()
+    # Code that fits shows whole, without the notice.
+    short = client.get(url("detail", workspace, pk=v1.pk)).content.decode()
+    assert "The assistant refused" in short and "code-cut" not in short
+
+
 def test_compare_says_when_a_refinement_kept_the_same_code(login, owner, workspace, versions):
     _, _, v1, _ = versions
     same = make_eval(v1.eval_set, version=3, parent=v1, code=v1.code, origin="refined")
