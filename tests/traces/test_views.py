@@ -490,6 +490,31 @@ def test_generate_action_says_how_many_more(login, workspace, owner, eval_set, t
     assert "more label" not in html
 
 
+def test_a_set_of_many_labels_says_the_page_lists_the_latest_with_the_download(
+    login, workspace, owner
+):
+    """10,000 labels listed the latest 200 without a word: they looked like all of them."""
+    eval_set = EvalSetFactory(workspace=workspace, created_by=owner)
+    traces = TraceFactory.create_batch(203, workspace=workspace)
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[t.pk for t in traces])
+    Feedback.objects.bulk_create(
+        Feedback(workspace=workspace, eval_set=eval_set, trace=t, user=owner, rating="positive")
+        for t in traces
+    )
+
+    response = login(owner).get(url("evalset_detail", workspace, pk=eval_set.pk))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('data-testid="label-row"') == 200
+    notice = html.split('data-testid="labels-cut">')[1].split("</p>")[0]
+    export = reverse("evals:export_set", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
+    assert notice == (
+        "Showing the 200 most recently labelled of 203 traces. "
+        f'<a href="{export}">Download every label (JSON)</a>'
+    )
+
+
 def test_the_set_page_links_writers_to_its_judge_template(
     login, workspace, owner, viewer, eval_set
 ):
