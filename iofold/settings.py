@@ -100,6 +100,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     # A hand-opened GET of a POST-only address: a page saying it acts, not a blank 405.
     "iofold.lib.action_pages.ActionPageMiddleware",
+    # A signed-out htmx request: the sign-in page whole, not swapped into a fragment.
+    "iofold.lib.signed_out.SignedOutHtmxMiddleware",
 ]
 
 ROOT_URLCONF = "iofold.urls"
