@@ -334,6 +334,21 @@ def clean_base_url(host: str, *, example: str) -> str:
 # --- normalised-trace helpers -------------------------------------------------------------
 
 
+class TimeOutOfRange(ValueError):
+    """A date-time that falls outside the years 1 to 9999 once in UTC."""
+
+
+def time_problem(value: str) -> str | None:
+    """Return what makes a time text unreadable ("is not an ISO-8601 date-time"), or None."""
+    try:
+        parse_time(value)
+    except TimeOutOfRange:
+        return "is outside the years 1 to 9999 in UTC"
+    except ValueError:
+        return "is not an ISO-8601 date-time"
+    return None
+
+
 def as_utc(value: datetime) -> datetime:
     """Return an aware UTC datetime; naive values are taken as UTC.
 
@@ -346,7 +361,7 @@ def as_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"{value.isoformat()} is outside the years 1 to 9999 in UTC") from None
+        raise TimeOutOfRange(f"{value.isoformat()} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:
@@ -508,11 +523,8 @@ def validate_normalised_trace(trace: Any, *, check_text: bool = True) -> list[st
             problems.append(f"field {key!r} has the wrong type ({type(trace[key]).__name__})")
     if isinstance(trace.get("id"), str) and (problem := trace_id_problem(trace["id"])):
         problems.append(problem)
-    if isinstance(trace.get("timestamp"), str):
-        try:
-            parse_time(trace["timestamp"])
-        except ValueError:
-            problems.append("field 'timestamp' is not an ISO-8601 date-time")
+    if isinstance(trace.get("timestamp"), str) and (problem := time_problem(trace["timestamp"])):
+        problems.append(f"field 'timestamp' {problem}")
     for key in ("latency_ms", "cost"):
         if not _fits_a_float(trace.get(key)):
             problems.append(f"field {key!r} is not a finite number within ±1.8e308")
@@ -578,9 +590,7 @@ def _validate_step(step: Any, known_ids: set[Any]) -> list[str]:
                 problems.append(f"usage.{key} must be an integer")
     for key in ("start_time", "end_time"):
         value = step.get(key)
-        if isinstance(value, str) and value:  # an empty time is no time (parse_time)
-            try:
-                _parse_iso(value)
-            except ValueError:
-                problems.append(f"field {key!r} is not an ISO-8601 date-time")
+        # An empty time is no time (parse_time).
+        if isinstance(value, str) and value and (problem := time_problem(value)):
+            problems.append(f"field {key!r} {problem}")
     return problems

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.adapters.base import format_time, parse_io, parse_time
+from integrations.adapters.base import format_time, parse_io, parse_time, time_problem
 
 SOURCE = "openai-agents"
 MAX_ITEMS = 1000  # the SDK's batches hold 128 by default
@@ -94,10 +94,8 @@ def _problem(item: Any) -> str | None:
         if item.get("parent_id") is not None and not isinstance(item["parent_id"], str):
             return "parent_id must be a string or null"
         for key in ("started_at", "ended_at"):
-            try:
-                parse_time(item.get(key) if isinstance(item.get(key), str) else None)
-            except ValueError:
-                return f"{key} is not an ISO-8601 date-time"
+            if isinstance(item.get(key), str) and (problem := time_problem(item[key])):
+                return f"{key} {problem}"
     elif item.get("metadata") is not None and not isinstance(item["metadata"], dict):
         return "metadata must be an object or null"
     return None

@@ -141,12 +141,12 @@ REFUSED_TRACES = [
     (
         "timestamp past year 9999 in UTC",
         _with(1, timestamp="9999-12-31T23:59:59-14:00"),
-        "field 'timestamp' is not an ISO-8601 date-time",
+        "field 'timestamp' is outside the years 1 to 9999 in UTC",
     ),
     (
         "step start before year 1 in UTC",
         _step_start(1, "0001-01-01T00:00:00+14:00"),
-        "steps[0]: field 'start_time' is not an ISO-8601 date-time",
+        "steps[0]: field 'start_time' is outside the years 1 to 9999 in UTC",
     ),
     # An integer of 401 digits fits no float column: an OverflowError, a 500.
     ("latency of 401 digits", _with(1, latency_ms=10**400), "field 'latency_ms' is not a finite"),

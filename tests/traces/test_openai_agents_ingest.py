@@ -236,10 +236,19 @@ def test_bad_bodies_and_keys_get_4xx(live_server, workspace, token, evaluated):
         {"object": "trace.span", "id": "s", "trace_id": "t", "span_data": "x"},
         {"object": "trace.span", "id": "s", "trace_id": "t", "span_data": {}, "started_at": "no"},
         {"object": "thing", "id": "x"},
+        {
+            "object": "trace.span",
+            "id": "s",
+            "trace_id": "t",
+            "span_data": {},
+            "started_at": "9999-12-31T23:59:59-14:00",
+        },
     ]
     response = export(live_server, token, bad_items)
     assert response.status_code == 400
-    assert [e["index"] for e in response.json()["errors"]] == [0, 1, 2, 3, 4]
+    errors = response.json()["errors"]
+    assert [e["index"] for e in errors] == [0, 1, 2, 3, 4, 5]
+    assert "started_at is outside the years 1 to 9999 in UTC" in errors[5]["error"]
     mixed = export(live_server, token, [*bad_items[:1], trace_item("trace_ok")])
     assert mixed.status_code == 200 and mixed.json()["created"] == 1
     too_many = export(live_server, token, [trace_item(f"trace_{i}") for i in range(1001)])
