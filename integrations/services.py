@@ -41,6 +41,7 @@ from iofold.lib.prefetch import prefetched
 from iofold.lib.runs import Heartbeat, commit_asynchronously, keep_alive
 from iofold.lib.tasks import enqueue
 from iofold.pipeline import ingest_traces, prepare_traces
+from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
 # Registered name of the sync task (integrations.tasks imports this module).
@@ -397,6 +398,11 @@ def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUA
         raise IntegrationError(adapter_class.nothing_to_pull(integration.name))
     if not integration.enabled:
         raise IntegrationError(f"“{integration.name}” is disabled; enable it to sync.")
+    # Read afresh: a schedule can fire between the deletion request and the delete itself.
+    if Workspace.objects.filter(
+        pk=integration.workspace_id, deletion_requested_at__isnull=False
+    ).exists():
+        raise IntegrationError("This workspace is being deleted.", code="workspace_deleted")
     # A run whose worker died is enqueued again (and returned) rather than left stuck.
     recover_sync_runs(integration=integration)
     reap_stale_runs(integration=integration)

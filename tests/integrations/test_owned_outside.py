@@ -73,3 +73,17 @@ def test_deleting_the_workspace_deletes_its_waiting_uploads_files(
         assert delete_workspace(workspace_id=workspace.pk)
 
     assert not Path(run.path).exists()
+
+
+def test_a_schedule_firing_after_the_workspace_deletion_was_requested_syncs_nothing(
+    scheduled, workspace, django_capture_on_commit_callbacks
+):
+    """Before: beat kept queueing syncs (and calling the platform) until the delete ran."""
+    with django_capture_on_commit_callbacks(execute=False):  # the deletion has not run yet
+        request_workspace_deletion(workspace=workspace)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        sync_integration_on_schedule_task.apply(args=[scheduled.pk]).get()
+
+    assert not scheduled.runs.exists()
+    assert not callbacks
