@@ -230,6 +230,16 @@ def evalset_create(request):
         initial["trace_ids"] = ",".join(picked)
     bound = request.method == "POST" and not picking
     form = EvalSetForm(request.POST if bound else None, initial=initial)
+    if picking and not picked:
+        # Pre-filled with nothing, the form would go on to create an empty hand-picked set.
+        ctx = {
+            "form": form,
+            "eval_set": None,
+            "back_url": safe_next(
+                request, reverse("traces:list", kwargs={"slug": request.workspace.slug})
+            ),
+        }
+        return render(request, "traces/evalset_form.html", ctx, status=400)
     if bound and form.is_valid():
         data = form.cleaned_data
         try:

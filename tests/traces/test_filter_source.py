@@ -85,3 +85,18 @@ def test_editing_a_set_whose_stored_filter_no_longer_reads_names_it(login, works
     edit = reverse("traces:evalset_edit", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
     html = login(owner).get(edit).content.decode()
     assert "source: &#x27;gone&#x27; is not a source of traces (" in html
+
+
+def test_new_eval_set_from_an_empty_selection_is_refused(login, workspace, owner):
+    """Before: the form came up pre-filled with no traces and went on to create an empty
+    hand-picked set, as if the selection had been taken."""
+    traces = reverse("traces:list", kwargs={"slug": workspace.slug}) + "?tag=checkout"
+    response = login(owner).post(
+        reverse("traces:evalset_create", kwargs={"slug": workspace.slug}),
+        {"pick": "1", "next": traces},
+    )
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "No traces were selected" in html
+    assert f'href="{traces.replace("&", "&amp;")}"' in html
+    assert not EvalSet.objects.exists()
