@@ -21,6 +21,7 @@ from integrations.constants import MAX_API_TRACES
 from integrations.otlp.decode import OtlpRequestError, check_json_values, decompress
 from integrations.uploads import ingest_objects
 from iofold.api import IdField, JSONParser, PayloadTooLarge, choice_param, id_param, page_limit
+from iofold.lib.bodies import require_content_length
 from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.conversations import conversation_dict, conversation_turns
@@ -331,6 +332,7 @@ class TraceIngestAliasApi(TracesApi):
 
 def _posted_traces(request) -> list:
     """Return the posted traces as a list, refusing empty or oversized bodies."""
+    require_content_length(request)
     try:
         body = request.data
     except RequestDataTooBig:

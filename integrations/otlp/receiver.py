@@ -39,6 +39,7 @@ from integrations.otlp import decode
 from integrations.otlp.normalise import SpanRejected, attributes, build_trace, span_to_step
 from integrations.store import UpsertResult
 from iofold.exceptions import RateLimited
+from iofold.lib.bodies import LengthRequired, require_content_length
 from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import admit_traces, ingest_traces, stored_traces
 from workspaces.access import check_role
@@ -224,11 +225,10 @@ def receive(request: HttpRequest) -> HttpResponse:
         declared = 0
     if declared > decode.MAX_BODY_BYTES:
         return _refuse(_too_large(), status=413, as_json=as_json)
-    if "chunked" in request.headers.get("Transfer-Encoding", "").lower() and not declared:
-        # WSGI hands Django no chunked body: it would look empty and be silently "accepted".
-        return _refuse(
-            "Send a Content-Length; chunked bodies are not read.", status=411, as_json=as_json
-        )
+    try:
+        require_content_length(request)
+    except LengthRequired as exc:
+        return _refuse(str(exc.detail), status=exc.status_code, as_json=as_json)
     # Read past Django's DATA_UPLOAD_MAX_MEMORY_SIZE, which is sized for forms, not batches.
     body = request.read(decode.MAX_BODY_BYTES + 1)
     if len(body) > decode.MAX_BODY_BYTES:
