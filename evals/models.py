@@ -173,6 +173,13 @@ class Eval(WorkspaceOwned):
             bool(metrics.get("no_reliable_eval")),
         )
 
+    @property
+    def measured_at(self) -> str | None:
+        """Return when the figures were measured (ISO 8601), from metrics or a list annotation."""
+        if "metrics" in self.get_deferred_fields():
+            return getattr(self, "list_measured_at", None)
+        return (self.metrics or {}).get("measured_at")
+
     def _headline_metrics(self) -> dict:
         """Return the held-out figures when there are any, else the training ones."""
         heldout, training, _ = self._metric_parts()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -173,16 +173,45 @@ def label_changes_since_measured(eval: Eval) -> int:
     that are no longer the set's, while the matrix and contradictions read the current
     ones: the page says so until the version is measured again.
     """
-    from traces.models import LabelChange
-
-    measured = parse_datetime(str((eval.metrics or {}).get("measured_at") or ""))
+    measured = parse_datetime(str(eval.measured_at or ""))
     if measured is None:
         return 0
     return (
-        LabelChange.objects.for_workspace(eval.workspace_id)
+        _figure_changes(eval.workspace_id)
         .filter(eval_set_id=eval.eval_set_id, created_at__gt=measured)
-        .exclude(action=LabelChange.Action.CHANGED, rating_before=F("rating_after"))
         .count()
+    )
+
+
+def mark_out_of_date(evals: Sequence[Eval]) -> list[Eval]:
+    """Set ``labels_changed_since_measured`` (a bool) on each version, in one query.
+
+    A list only marks the versions whose figures predate a label change of their set;
+    the version page counts the changes (``label_changes_since_measured``).
+    """
+    evals = list(evals)
+    if not evals:
+        return evals
+    last_change = dict(
+        _figure_changes(evals[0].workspace_id)
+        .filter(eval_set_id__in={e.eval_set_id for e in evals})
+        .order_by()
+        .values_list("eval_set_id")
+        .annotate(last=Max("created_at"))
+    )
+    for e in evals:
+        measured = parse_datetime(str(e.measured_at or ""))
+        changed = last_change.get(e.eval_set_id)
+        e.labels_changed_since_measured = bool(measured and changed and changed > measured)
+    return evals
+
+
+def _figure_changes(workspace_id: int):
+    """The set's label changes that move a figure (a note alone changes none)."""
+    from traces.models import LabelChange
+
+    return LabelChange.objects.for_workspace(workspace_id).exclude(
+        action=LabelChange.Action.CHANGED, rating_before=F("rating_after")
     )
 
 

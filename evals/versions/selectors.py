@@ -6,7 +6,7 @@ The comparison matrix has its own package, ``evals.matrix``.
 import logging
 
 from django.db.models import QuerySet
-from django.db.models.fields.json import KeyTransform
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
 from evals.metrics.agreement import cell_state
 from evals.models import Eval, EvalExecution, EvalRun
@@ -56,6 +56,7 @@ def with_headline_metrics(qs: QuerySet[Eval]) -> QuerySet[Eval]:
         list_no_reliable_eval=KeyTransform("no_reliable_eval", "metrics"),
         list_labels=KeyTransform("labels", "metrics"),
         list_heldout_trace_ids=KeyTransform("heldout_trace_ids", "metrics"),
+        list_measured_at=KeyTextTransform("measured_at", "metrics"),
     )
 
 

@@ -18,7 +18,11 @@ from evals.judging.spend import version_spend
 from evals.matrix.filters import read_matrix_filters, read_matrix_page
 from evals.matrix.selectors import comparison_matrix, matrix_cell
 from evals.matrix.types import MatrixFilters
-from evals.metrics.measure import label_changes_since_measured, measured_on_current_labels
+from evals.metrics.measure import (
+    label_changes_since_measured,
+    mark_out_of_date,
+    measured_on_current_labels,
+)
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
@@ -61,7 +65,9 @@ def eval_list(request):
     """Every eval version in the workspace, grouped by eval set; filter by set or status."""
     set_id, status, unread = selectors.read_list_filters(request.GET)
     eval_set = _eval_set(request, set_id) if set_id is not None else None
-    evals = selectors.eval_list(workspace=request.workspace, eval_set=eval_set, status=status)
+    evals = mark_out_of_date(
+        selectors.eval_list(workspace=request.workspace, eval_set=eval_set, status=status)
+    )
     ctx = {
         "evals": evals,
         "eval_set": eval_set,
@@ -78,7 +84,7 @@ def eval_list(request):
 def versions(request, pk: int):
     """An eval set's versions with lineage, agreement across versions and a diff picker."""
     eval_set = _eval_set(request, pk)
-    history = selectors.versions_of(eval_set)
+    history = mark_out_of_date(selectors.versions_of(eval_set))
     active = next((v for v in history if v.status == Eval.Status.ACTIVE), None)
     ctx = {
         "eval_set": eval_set,

@@ -658,3 +658,45 @@ def test_compare_says_the_same_labels_only_when_both_versions_are_measured_on_th
     assert "Not measured on the same labels: v1 on 8, v2 on 9" in page()
     score_eval_version(eval=v1)
     assert "Measured on the same 9 labels, the set's labels now." in page()
+
+
+def test_the_eval_lists_mark_versions_measured_before_a_label_change(login, owner, workspace):
+    """Before: the lists showed κ and agreement with no hint they predate the labels."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from evals.metrics.measure import score_eval_version
+    from tests.evals.builders import make_eval
+    from traces.models import Feedback
+    from traces.services import remove_label
+
+    eval_set, _ = labelled_set(workspace, good=3, bad=3)
+    score_eval_version(eval=make_eval(eval_set, version=1))
+    client = login(owner)
+    pages = [url("list", workspace), url("versions", workspace, pk=eval_set.pk)]
+
+    def marked(page_url):
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get(page_url).content.decode()
+        return html.count('data-testid="out-of-date"'), len(queries)
+
+    [marked(p) for p in pages]  # warm the per-session caches
+    before = [marked(p) for p in pages]
+    assert [shown for shown, _ in before] == [0, 0]
+
+    membership = owner.memberships.get(workspace=workspace)
+    remove_label(
+        feedback=Feedback.objects.filter(eval_set=eval_set).first(),
+        actor=owner,
+        role=membership.role,
+    )
+    for version in (2, 3):  # measured on the labels as they are now
+        score_eval_version(eval=make_eval(eval_set, version=version))
+
+    after = [marked(p) for p in pages]
+    assert [shown for shown, _ in after] == [1, 1]  # v1 only
+    page = client.get(pages[1]).content.decode()
+    row = page[page.index('data-version="1"') :].split("</tr>")[0]
+    assert 'data-testid="out-of-date"' in row
+    # No query per row: three versions cost what one did.
+    assert [n for _, n in after] == [n for _, n in before]
