@@ -79,3 +79,19 @@ def test_tag_links_are_readable_on_their_badge(logged_in_page, owner, workspace)
     tag = page.locator("a.badge", has_text="prod").first
     expect(tag).to_be_visible()
     assert tag.evaluate(CONTRAST) >= 4.5
+
+
+def test_the_matrix_cells_of_a_version_that_never_judged_a_trace_are_readable(
+    logged_in_page, owner, workspace
+):
+    """Before: their "—" was #aaa on white, 2.3:1."""
+    from tests.evals.builders import labelled_set
+
+    eval_set, _ = labelled_set(workspace, good=1, bad=1)
+    make_eval(eval_set, version=1)  # never run: no verdict on either trace
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/matrix/")
+    cells = page.locator('button.cell[data-state="missing"]')
+    expect(cells).to_have_count(2)
+    ratio = cells.first.evaluate(CONTRAST)
+    assert ratio >= 4.5, round(ratio, 2)
