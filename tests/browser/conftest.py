@@ -140,10 +140,11 @@ def new_page(new_context, _pages):
 def logged_in_page(new_context, _pages, live_server):
     """Return a function that opens a page already logged in as ``user``."""
 
-    def _logged_in_page(user):
+    def _logged_in_page(user, **context_options):
+        """``context_options`` go to Playwright's ``new_context`` (``java_script_enabled``)."""
         client = Client()
         client.force_login(user)
-        context = new_context()
+        context = new_context(**context_options)
         context.add_cookies(
             [
                 {

@@ -700,3 +700,19 @@ def test_the_eval_lists_mark_versions_measured_before_a_label_change(login, owne
     assert 'data-testid="out-of-date"' in row
     # No query per row: three versions cost what one did.
     assert [n for _, n in after] == [n for _, n in before]
+
+
+def test_without_javascript_a_running_test_reloads_the_page_until_it_ends(
+    login, owner, workspace, versions
+):
+    """Before: with JavaScript off, "Testing…" stayed until reloaded by hand."""
+    _, _, v1, _ = versions
+    run = EvalRun.objects.create(workspace=workspace, eval=v1, trigger="api", status="running")
+    client = login(owner)
+    reload = '<noscript><meta http-equiv="refresh" content="5"></noscript>'
+    running = client.get(v1.get_absolute_url()).content.decode()
+    assert reload in running.split("</head>")[0]
+
+    EvalRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+
+    assert reload not in client.get(v1.get_absolute_url()).content.decode()
