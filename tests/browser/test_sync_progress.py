@@ -10,16 +10,20 @@ from integrations.models import Integration, SyncRun
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_finished_sync_updates_the_status_and_the_history(logged_in_page, owner, workspace):
-    """The progress box polls the run; when it ends, the badge, "Synced up to" and the
-    history say so too, not "not synced yet" beside "Done"."""
-    integration = services.create_integration(
+def _integration(workspace) -> Integration:
+    return services.create_integration(
         workspace=workspace,
         name="Langfuse prod",
         host="http://127.0.0.1:9",
         public_key="pk-lf-x",
         secret_key="sk-lf-x",
     )
+
+
+def test_a_finished_sync_updates_the_status_and_the_history(logged_in_page, owner, workspace):
+    """The progress box polls the run; when it ends, the badge, "Synced up to" and the
+    history say so too, not "not synced yet" beside "Done"."""
+    integration = _integration(workspace)
     run = SyncRun.objects.create(workspace=workspace, integration=integration)
     page = logged_in_page(owner)
     page.goto(f"/w/{workspace.slug}/integrations/{integration.pk}/")
@@ -43,13 +47,7 @@ def test_without_javascript_the_page_follows_a_running_sync_by_reloading(
     logged_in_page, owner, workspace
 ):
     """Before: with JavaScript off the page said "Queued" until reloaded by hand."""
-    integration = services.create_integration(
-        workspace=workspace,
-        name="Langfuse prod",
-        host="http://127.0.0.1:9",
-        public_key="pk-lf-x",
-        secret_key="sk-lf-x",
-    )
+    integration = _integration(workspace)
     run = SyncRun.objects.create(workspace=workspace, integration=integration)
     page = logged_in_page(owner, java_script_enabled=False)
     page.goto(f"/w/{workspace.slug}/integrations/{integration.pk}/")
