@@ -137,3 +137,60 @@ class InlineStylesBrowsableAPIRenderer(BrowsableAPIRenderer):
         if response is not None:
             set_inline_styles_policy(response)
         return super().render(data, accepted_media_type, renderer_context)
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "A refusal, said for a human.",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+VALIDATION_ERROR_SCHEMA = {
+    "type": "object",
+    "description": (
+        "What was wrong with the request: a list of messages by field name (nested as the"
+        " request is), ``non_field_errors`` for the whole body, or ``detail`` when the body"
+        " or a header could not be read at all."
+    ),
+    "additionalProperties": {},
+}
+# Answers every operation can give, whatever its view: ``exception_handler`` shapes them.
+COMMON_ERRORS = {
+    "400": ("ValidationError", "The request, a query parameter or X-Workspace does not read."),
+    "401": ("Error", "No credentials, or an invalid or revoked API token."),
+    "403": ("Error", "The role may not do this (a viewer writing, say), or CSRF failed."),
+    "404": ("Error", "No such object in the workspace, or no such workspace (X-Workspace)."),
+    "429": ("Error", "Too many requests: wait for the Retry-After header's seconds."),
+}
+
+
+def document_common_errors(result, generator, request, public):
+    """Add the errors every API operation can answer to each operation of the schema.
+
+    Authentication, the workspace and role checks and the throttles apply to every view,
+    and an id in the path or ``X-Workspace`` can name nothing: a client must expect a 400,
+    401, 403, 404 and 429 from each. An operation that documents one of these itself keeps
+    its own, and one that documents its own 400 body may answer a validation error too.
+    (A drf-spectacular postprocessing hook.)
+    """
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    schemas.setdefault("ValidationError", VALIDATION_ERROR_SCHEMA)
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in ("get", "put", "post", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, (component, description) in COMMON_ERRORS.items():
+                ref = {"$ref": f"#/components/schemas/{component}"}
+                own = responses.get(code, {}).get("content", {}).get("application/json")
+                if own is None:
+                    responses[code] = {
+                        "content": {"application/json": {"schema": ref}},
+                        "description": description,
+                    }
+                elif code == "400" and own.get("schema") != ref:
+                    # The view's own 400 (a report of what it refused) is one answer; a body
+                    # that does not parse, or a field that does not validate, is the other.
+                    own["schema"] = {"anyOf": [own["schema"], ref]}
+    return result

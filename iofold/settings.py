@@ -289,6 +289,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # drf-spectacular's enum hook, then the errors every operation can answer.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "iofold.api.document_common_errors",
+    ],
     # Several models have a "status" field with different choices; name each set.
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "evals.models.RunStatus",

@@ -642,7 +642,10 @@ class ConversationsApi(WorkspaceScopedMixin, APIView):
         ],
         responses=inline_serializer(
             "ConversationPageOut",
-            {"results": ConversationOut(many=True), "next_cursor": serializers.CharField()},
+            {
+                "results": ConversationOut(many=True),
+                "next_cursor": serializers.CharField(allow_null=True),
+            },
         ),
     )
     def get(self, request):

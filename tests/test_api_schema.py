@@ -1,0 +1,190 @@
+"""The published OpenAPI schema tells the truth about the API.
+
+Every documented operation gets one valid request, with an API token the workspace's owner
+issued, through the real WSGI application; schemathesis checks the answer against the
+schema: a documented status, a body of the documented shape, the documented content type.
+Then a bounded property-based pass (fixed seed, a few examples an operation) sends
+generated requests: no answer is a 5xx and every answer conforms. An API URL that the
+schema leaves out fails here, so a new endpoint needs its schema.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from evals.models import EvalRun, Generation
+from tests.test_api import (
+    SCHEMA,
+    WEBHOOK,
+    World,
+    _api_urls,
+    _base_body,
+    _path_ids,
+    make_world,
+)
+from tests.traces.factories import EvalSetFactory
+from traces.models import EvalSet
+from workspaces.models import Membership
+from workspaces.services import issue_token
+
+API = schemathesis.openapi.from_dict(copy.deepcopy(SCHEMA))
+OPERATIONS = sorted(
+    (method, path)
+    for path, operations in SCHEMA["paths"].items()
+    for method in operations
+    if method in ("get", "post", "put", "patch", "delete")
+)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+# Not in the schema on purpose: the signed webhook authenticates by an HMAC of its body,
+# not by a token or a session, so Swagger UI could not call it; docs/ describes it.
+UNDOCUMENTED = {WEBHOOK}
+
+
+@pytest.fixture
+def app():
+    """The WSGI application, in this test's database transaction.
+
+    Django closes the connection when a request starts and ends; inside the test's
+    transaction that would drop it, so (as Django's test client does) not here.
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield WSGIHandler()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def bearer(workspace, owner) -> dict:
+    _, raw = issue_token(
+        workspace=workspace, name="schema", created_by=owner, role=Membership.Role.ADMIN
+    )
+    return {"Authorization": f"Bearer {raw}"}
+
+
+@dataclass
+class Seeded:
+    """The workspace's world (tests/test_api.py), with what its fuzz leaves out: an eval
+    run, a generation and a conversation eval set, so every path id names a real object."""
+
+    world: World
+    run: EvalRun
+    generation: Generation
+    conversation_set: EvalSet
+
+
+@pytest.fixture
+def seeded(workspace, owner) -> Seeded:
+    world = make_world(workspace, owner)
+    return Seeded(
+        world=world,
+        run=EvalRun.objects.create(workspace=workspace, eval=world.eval, trigger="manual"),
+        generation=Generation.objects.create(
+            workspace=workspace, eval_set=world.eval_set, provider="offline"
+        ),
+        conversation_set=EvalSetFactory(
+            workspace=workspace, created_by=owner, unit=EvalSet.Unit.CONVERSATION
+        ),
+    )
+
+
+def _path_parameters(path: str, seeded: Seeded) -> dict:
+    url = _path_ids(path, seeded.world)
+    ids = {
+        name.strip("{}"): int(value)
+        for name, value in zip(path.split("/"), url.split("/"), strict=True)
+        if name.startswith("{")
+    }
+    if path.startswith("/api/v1/eval-runs/"):
+        ids["id"] = seeded.run.pk
+    if path.startswith("/api/v1/generations/"):
+        ids["id"] = seeded.generation.pk
+    return ids
+
+
+def _valid_body(method: str, path: str, seeded: Seeded):
+    if path == "/api/v1/conversations/{id}/labels/":
+        return {"eval_set": seeded.conversation_set.pk, "rating": "positive", "note": "ok"}
+    return _base_body(method, path, seeded.world)
+
+
+def _valid_case(method: str, path: str, seeded: Seeded):
+    operation = API[path][method.upper()]
+    kwargs = {"path_parameters": _path_parameters(path, seeded)}
+    if "requestBody" in SCHEMA["paths"][path][method]:
+        kwargs["body"] = _valid_body(method, path, seeded)
+        kwargs["media_type"] = "application/json"
+    return operation.Case(**kwargs)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_a_valid_request_gets_the_documented_answer(app, bearer, seeded, method, path):
+    case = _valid_case(method, path, seeded)
+
+    response = case.call(app=app, headers=bearer)
+
+    case.validate_response(response, checks=CHECKS, headers=bearer)
+    assert response.status_code < 500
+
+
+def test_every_api_url_is_in_the_schema():
+    """A view under /api/v1/ without a schema fails here: it would be missing from the docs
+    and from the checks above."""
+    documented = {(method, path) for method, path in OPERATIONS}
+    served = set()
+    for path, view in _api_urls():
+        cls = getattr(view, "cls", None)
+        actions = getattr(view, "actions", None) or {}
+        methods = (
+            set(actions)
+            if actions
+            else {
+                m
+                for m in getattr(cls, "http_method_names", ("get", "post"))
+                if m in ("get", "post", "put", "patch", "delete") and hasattr(cls or view, m)
+            }
+        )
+        served |= {(method, path) for method in methods}
+    assert served - UNDOCUMENTED == documented
+
+
+# Few examples an operation, the same ones every run: a bounded pass, not a search.
+BOUNDED = settings(
+    max_examples=6,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_generated_requests_get_no_5xx_and_conforming_answers(app, bearer, seeded, method, path):
+    """Generated bodies and query parameters, valid and not, on the seeded objects' ids."""
+    ids = _path_parameters(path, seeded)
+
+    @BOUNDED
+    @given(case=API[path][method.upper()].as_strategy())
+    def send(case):
+        case.path_parameters = {**(case.path_parameters or {}), **ids}
+        case.call_and_validate(app=app, headers=bearer, checks=CHECKS)
+
+    send()
