@@ -185,6 +185,14 @@ ConnectionOut = inline_serializer(
         "message": serializers.CharField(),
     },
 )
+ConnectionFailedOut = inline_serializer(
+    "ConnectionFailedOut",
+    {
+        "ok": serializers.BooleanField(),
+        "detail": serializers.CharField(),
+        "code": serializers.CharField(help_text="What failed, for a program: unreachable, ..."),
+    },
+)
 
 
 # --- views ---------------------------------------------------------------------------------
@@ -240,7 +248,7 @@ class IntegrationDetailApi(IntegrationMixin, APIView):
 
 @extend_schema(tags=["integrations"])
 class IntegrationTestApi(IntegrationMixin, APIView):
-    @extend_schema(request=None, responses={200: ConnectionOut})
+    @extend_schema(request=None, responses={200: ConnectionOut, 400: ConnectionFailedOut})
     def post(self, request, pk: int):
         """Check the stored credentials against the platform."""
         integration = self.get_integration()

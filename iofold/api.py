@@ -170,7 +170,7 @@ def document_common_errors(result, generator, request, public):
     Authentication, the workspace and role checks and the throttles apply to every view,
     and an id in the path or ``X-Workspace`` can name nothing: a client must expect a 400,
     401, 403, 404 and 429 from each. An operation that documents one of these itself keeps
-    its own, and one that documents its own 400 body may answer a validation error too.
+    its own; its 400 is its own refusal (or ``{"detail": ...}``) or a validation error.
     (A drf-spectacular postprocessing hook.)
     """
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -184,13 +184,14 @@ def document_common_errors(result, generator, request, public):
             for code, (component, description) in COMMON_ERRORS.items():
                 ref = {"$ref": f"#/components/schemas/{component}"}
                 own = responses.get(code, {}).get("content", {}).get("application/json")
-                if own is None:
+                if code == "400":
+                    # A refusal of the logic ({"detail": ...}, or the view's own report when it
+                    # documents one), or a body or a field that does not read.
+                    refusal = own["schema"] if own else {"$ref": "#/components/schemas/Error"}
+                    ref = {"anyOf": [refusal, ref]}
+                if own is None or code == "400":
                     responses[code] = {
                         "content": {"application/json": {"schema": ref}},
-                        "description": description,
+                        "description": responses.get(code, {}).get("description") or description,
                     }
-                elif code == "400" and own.get("schema") != ref:
-                    # The view's own 400 (a report of what it refused) is one answer; a body
-                    # that does not parse, or a field that does not validate, is the other.
-                    own["schema"] = {"anyOf": [own["schema"], ref]}
     return result

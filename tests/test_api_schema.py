@@ -11,6 +11,7 @@ schema leaves out fails here, so a new endpoint needs its schema.
 import copy
 from dataclasses import dataclass
 
+import jsonschema
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
@@ -36,6 +37,7 @@ from tests.test_api import (
 )
 from tests.traces.factories import EvalSetFactory
 from traces.models import EvalSet
+from traces.services import add_traces_to_eval_set
 from workspaces.models import Membership
 from workspaces.services import issue_token
 
@@ -93,15 +95,17 @@ class Seeded:
 @pytest.fixture
 def seeded(workspace, owner) -> Seeded:
     world = make_world(workspace, owner)
+    conversation_set = EvalSetFactory(
+        workspace=workspace, created_by=owner, unit=EvalSet.Unit.CONVERSATION
+    )
+    add_traces_to_eval_set(eval_set=conversation_set, trace_ids=[world.conversation.anchor_id])
     return Seeded(
         world=world,
         run=EvalRun.objects.create(workspace=workspace, eval=world.eval, trigger="manual"),
         generation=Generation.objects.create(
             workspace=workspace, eval_set=world.eval_set, provider="offline"
         ),
-        conversation_set=EvalSetFactory(
-            workspace=workspace, created_by=owner, unit=EvalSet.Unit.CONVERSATION
-        ),
+        conversation_set=conversation_set,
     )
 
 
@@ -134,6 +138,58 @@ def _valid_case(method: str, path: str, seeded: Seeded):
     return operation.Case(**kwargs)
 
 
+def _component(schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = SCHEMA["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _undocumented(value, schema: dict, where: str = "") -> list[str]:
+    """Name the fields of ``value`` that ``schema`` does not describe.
+
+    JSON Schema lets an object carry properties it does not name, so the checks above miss
+    a field a view answers and the schema forgot (or one it answers by mistake).
+    """
+    schema = _component(schema)
+    for combined in ("anyOf", "oneOf"):
+        if combined in schema:
+            found = [_undocumented(value, option, where) for option in schema[combined]]
+            return min(found, key=len)
+    if "allOf" in schema:
+        merged = {"type": "object", "properties": {}}
+        for part in map(_component, schema["allOf"]):
+            merged["properties"].update(part.get("properties", {}))
+        schema = merged
+    if isinstance(value, list) and "items" in schema:
+        return [
+            found
+            for i, item in enumerate(value)
+            for found in _undocumented(item, schema["items"], f"{where}[{i}]")
+        ]
+    if (
+        not isinstance(value, dict)
+        or "properties" not in schema
+        or "additionalProperties" in schema
+    ):
+        return []
+    known = schema.get("properties", {})
+    return [
+        found
+        for key, item in value.items()
+        for found in (
+            _undocumented(item, known[key], f"{where}.{key}")
+            if key in known
+            else [where + "." + key]
+        )
+    ]
+
+
+def _response_schema(method: str, path: str, status: int) -> dict:
+    responses = SCHEMA["paths"][path][method]["responses"]
+    documented = responses.get(str(status), {}).get("content", {})
+    return documented.get("application/json", {}).get("schema", {})
+
+
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_a_valid_request_gets_the_documented_answer(app, bearer, seeded, method, path):
     case = _valid_case(method, path, seeded)
@@ -142,6 +198,15 @@ def test_a_valid_request_gets_the_documented_answer(app, bearer, seeded, method,
 
     case.validate_response(response, checks=CHECKS, headers=bearer)
     assert response.status_code < 500
+    if response.headers.get("content-type", [""])[0].startswith("application/json"):
+        schema = _response_schema(method, path, response.status_code)
+        assert _undocumented(response.json(), schema) == []
+    if response.status_code == 400:
+        # A well-formed request that the logic refuses: its answer is the operation's own,
+        # documented, not only the catch-all of a body that did not validate.
+        refusal = _response_schema(method, path, 400)["anyOf"][0]
+        assert _undocumented(response.json(), refusal) == []
+        jsonschema.validate(response.json(), {**refusal, "components": SCHEMA["components"]})
 
 
 def test_every_api_url_is_in_the_schema():
