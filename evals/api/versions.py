@@ -22,6 +22,7 @@ from evals.generation import refinement
 from evals.models import Eval, EvalRun
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
+from iofold.lib.fields import whole_number
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
 
@@ -246,12 +247,13 @@ class EvalSetDiffApi(WorkspaceScopedMixin, APIView):
         )
         by_number = {v.version: v for v in versions}
         a_raw, b_raw = request.query_params.get("a", ""), request.query_params.get("b", "")
-        if (a_raw and not a_raw.isdigit()) or (b_raw and not b_raw.isdigit()):
+        a_number, b_number = whole_number(a_raw), whole_number(b_raw)
+        if (a_raw and a_number is None) or (b_raw and b_number is None):
             raise EvalError("a and b are version numbers.")
         if len(versions) < 2 and not (a_raw and b_raw):
             raise NotFound("The set has fewer than two versions.")
-        a = by_number.get(int(a_raw) if a_raw else versions[-2].version)
-        b = by_number.get(int(b_raw) if b_raw else versions[-1].version)
+        a = by_number.get(a_number if a_raw else versions[-2].version)
+        b = by_number.get(b_number if b_raw else versions[-1].version)
         if a is None or b is None:
             raise NotFound("No such version in this eval set.")
         out = {

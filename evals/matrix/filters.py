@@ -1,6 +1,7 @@
 """Read the matrix page's filters from its query string, naming the values it could not read."""
 
 from evals.matrix.types import MatrixFilters
+from iofold.lib.fields import whole_number
 from traces.filters import TraceFilters, not_read
 
 # The matrix's names for the trace filters it shares, and their labels on the page.
@@ -19,14 +20,14 @@ def read_matrix_filters(data) -> tuple[MatrixFilters, list[tuple[str, str]]]:
     labels = dict(_SHARED.values())
     unread = [(labels[key], why) for key, why in read.unread(given).items()]
     versions = data.getlist("v") if hasattr(data, "getlist") else []
-    if bad := [v for v in versions if not v.isdigit()]:
+    if bad := [v for v in versions if whole_number(v) is None]:
         unread.append(("Versions", not_read(bad[0], "a version id")))
     filters = MatrixFilters(
         only_disagreements=data.get("disagreements") in ("1", "on", "true"),
         date_from=read.date_from,
         date_to=read.date_to,
         source=read.source,
-        version_ids=tuple(int(v) for v in versions if v.isdigit()),
+        version_ids=tuple(n for v in versions if (n := whole_number(v)) is not None),
     )
     return filters, unread
 
@@ -37,6 +38,6 @@ def read_matrix_page(data) -> tuple[int, list[tuple[str, str]]]:
     ASCII digits only: "²" is a digit to ``str.isdigit`` but not to ``int``.
     """
     given = data.get("page") or "1"
-    if given.isascii() and given.isdigit():
-        return int(given), []
+    if (page := whole_number(given)) is not None:
+        return page, []
     return 1, [("Page", not_read(given, "a page number"))]

@@ -8,6 +8,7 @@ from evals.exceptions import EvalError
 from evals.gallery import services
 from evals.models import Eval, EvalTemplate, EvalTemplateVersion
 from evals.versions.display import highlight_code
+from iofold.lib.fields import whole_number
 from traces.models import EvalSet
 from workspaces.access import workspace_view
 
@@ -24,8 +25,8 @@ def template_detail(request, pk: int):
     template = get_object_or_404(EvalTemplate, pk=pk)
     history = list(template.versions.order_by("-version"))
     chosen = history[0] if history else None
-    if request.GET.get("version", "").isdigit():
-        chosen = next((v for v in history if v.version == int(request.GET["version"])), chosen)
+    if (number := whole_number(request.GET.get("version"))) is not None:
+        chosen = next((v for v in history if v.version == number), chosen)
     ctx = {
         "template": template,
         "history": history,
@@ -42,9 +43,9 @@ def use_template(request, pk: int):
     """Start a draft from a template version: in a new eval set, or in one of this workspace's."""
     version = get_object_or_404(EvalTemplateVersion.objects.select_related("template"), pk=pk)
     eval_set = None
-    if request.POST.get("eval_set", "").isdigit():
+    if (eval_set_id := whole_number(request.POST.get("eval_set"))) is not None:
         eval_set = get_object_or_404(
-            EvalSet.objects.for_workspace(request.workspace), pk=int(request.POST["eval_set"])
+            EvalSet.objects.for_workspace(request.workspace), pk=eval_set_id
         )
     try:
         eval = services.start_from_template(

@@ -26,6 +26,7 @@ from evals.metrics.measure import (
 from evals.models import Eval, EvalRun, Generation
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
+from iofold.lib.fields import whole_number
 from iofold.lib.redirects import safe_next
 from traces.models import EvalSet, Trace
 from workspaces.access import workspace_view
@@ -435,10 +436,8 @@ def compare(request, pk: int):
     """Before / after: a version against its parent (or ?against=<version>), verdict by verdict."""
     after = _eval(request, pk)
     before = after.parent
-    if request.GET.get("against", "").isdigit():
-        before = get_object_or_404(
-            Eval.objects.filter(eval_set=after.eval_set), version=int(request.GET["against"])
-        )
+    if (against := whole_number(request.GET.get("against"))) is not None:
+        before = get_object_or_404(Eval.objects.filter(eval_set=after.eval_set), version=against)
     if before is None:
         return _nothing_to_compare(request, eval_set=after.eval_set, eval=after)
     result = comparison_matrix(

@@ -54,3 +54,14 @@ def parse_id(value) -> int | None:
     except (TypeError, ValueError):
         return None
     return pk if 0 < pk <= MAX_ID else None
+
+
+def whole_number(value: str | None) -> int | None:
+    """Return the whole number that ``value`` spells in ASCII digits, else None.
+
+    ``str.isdigit`` also holds for "²" and other digits that ``int`` refuses (a
+    ValueError: a 500 where a query parameter was only checked with it).
+    """
+    if value and value.isascii() and value.isdigit():
+        return int(value)
+    return None

@@ -121,6 +121,19 @@ def test_the_built_in_gallery_lists_measured_templates(client, workspace, owner)
     assert b'data-testid="figures"' in detail.content and b"900 labels" in detail.content
 
 
+def test_a_template_version_that_is_no_number_shows_the_newest(client, workspace, owner):
+    """ "²" is a digit to ``str.isdigit`` but not to ``int``: the page answered a 500."""
+    client.force_login(owner)
+    client.get(reverse("evals:gallery", args=[workspace.slug]))  # the built-ins
+    template = EvalTemplateVersion.objects.get(template__slug="no-refusal").template
+
+    page = client.get(
+        reverse("evals:template", args=[workspace.slug, template.pk]), {"version": "\u00b2"}
+    )
+
+    assert page.status_code == 200
+
+
 def test_a_version_published_before_it_was_measured_shows_as_not_measured(
     client, workspace, owner, other_workspace, outsider
 ):

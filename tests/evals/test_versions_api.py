@@ -186,6 +186,19 @@ def test_diff_of_a_missing_version_is_a_404(api, api_client, versions, workspace
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize("version", ["\u00b2", "1\u00b2", "x"])
+def test_diff_of_a_version_that_is_no_number_is_a_400(api, versions, version):
+    """ "²" is a digit to ``str.isdigit`` but not to ``int``: it was a 500."""
+    eval_set, *_ = versions
+
+    response = api("get", "api-eval-set-diff", {"a": version, "b": 2}, pk=eval_set.pk)
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"detail": "a and b are version numbers."},
+    )
+
+
 def test_export_script_and_eval_set(api, versions, tmp_path):
     eval_set, traces, v1, _ = versions
 

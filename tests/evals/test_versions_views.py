@@ -716,3 +716,21 @@ def test_without_javascript_a_running_test_reloads_the_page_until_it_ends(
     EvalRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
 
     assert reload not in client.get(v1.get_absolute_url()).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("page", "query"),
+    [("matrix", {"v": "\u00b2"}), ("compare", {"against": "\u00b2"})],
+)
+def test_a_version_that_is_no_number_is_not_read_rather_than_a_500(
+    login, owner, workspace, versions, page, query
+):
+    """ "²" is a digit to ``str.isdigit`` but not to ``int``: both pages answered a 500."""
+    eval_set, _, _, v2 = versions
+    pk = eval_set.pk if page == "matrix" else v2.pk
+
+    response = login(owner).get(url(page, workspace, pk=pk), query)
+
+    assert response.status_code == 200
+    if page == "matrix":
+        assert "Versions" in response.content.decode()  # named as not read
