@@ -17,7 +17,8 @@ import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, settings, strategies
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -232,7 +233,7 @@ def test_every_api_url_is_in_the_schema():
 
 # Few examples an operation, the same ones every run: a bounded pass, not a search.
 BOUNDED = settings(
-    max_examples=6,
+    max_examples=8,
     derandomize=True,
     database=None,
     deadline=None,
@@ -243,13 +244,18 @@ BOUNDED = settings(
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_generated_requests_get_no_5xx_and_conforming_answers(app, bearer, seeded, method, path):
-    """Generated bodies and query parameters, valid and not, on the seeded objects' ids."""
+    """Generated bodies and query parameters, valid and not (schemathesis' positive and
+    negative modes), on the seeded objects' ids."""
     ids = _path_parameters(path, seeded)
 
+    operation = API[path][method.upper()]
+    cases = strategies.one_of(
+        *(operation.as_strategy(mode, path_parameters=ids) for mode in GenerationMode)
+    )
+
     @BOUNDED
-    @given(case=API[path][method.upper()].as_strategy())
+    @given(case=cases)
     def send(case):
-        case.path_parameters = {**(case.path_parameters or {}), **ids}
         case.call_and_validate(app=app, headers=bearer, checks=CHECKS)
 
     send()
