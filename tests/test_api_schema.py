@@ -26,6 +26,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+import sandbox
 from evals.models import EvalRun, Generation
 from tests.test_api import (
     SCHEMA,
@@ -259,3 +260,27 @@ def test_generated_requests_get_no_5xx_and_conforming_answers(app, bearer, seede
         case.call_and_validate(app=app, headers=bearer, checks=CHECKS)
 
     send()
+
+
+def test_a_run_with_wait_when_the_sandbox_cannot_start_is_a_documented_503(
+    app, bearer, seeded, monkeypatch
+):
+    """Judged within the request, a transient sandbox failure is a 503 to retry."""
+
+    def unavailable(*args, **kwargs):
+        raise sandbox.SandboxUnavailable("nsjail did not start", permanent=False)
+
+    monkeypatch.setattr(sandbox, "run", unavailable)
+    path = "/api/v1/evals/{id}/run"
+    case = API[path]["POST"].Case(
+        path_parameters={"id": seeded.world.eval.pk},
+        body={"trace_ids": [seeded.world.trace.pk], "wait": True},
+        media_type="application/json",
+    )
+
+    response = case.call(app=app, headers=bearer)
+
+    assert response.status_code == 503
+    assert "sandbox could not run the eval" in response.json()["detail"]
+    documented = [check for check in CHECKS if check is not not_a_server_error]
+    case.validate_response(response, checks=documented, headers=bearer)

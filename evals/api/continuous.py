@@ -9,7 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals.api.versions import EvalRunOut
+from evals.api.versions import DetailOut, EvalRunOut
 from evals.execution.batch import (
     MAX_BATCH_TRACE_IDS,
     MAX_BATCH_TRACES,
@@ -86,7 +86,8 @@ class EvalBatchRunApi(WorkspaceScopedMixin, APIView):
 
     @extend_schema(
         request=BatchRunIn,
-        responses={202: EvalRunOut, 200: BatchRunOut},
+        # 503: with "wait", the sandbox could not start this time; retrying can help.
+        responses={202: EvalRunOut, 200: BatchRunOut, 503: DetailOut},
         summary="Run an eval version on traces: a run to poll, or verdicts with wait",
     )
     def post(self, request, pk: int):
