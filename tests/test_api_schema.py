@@ -41,7 +41,7 @@ from tests.traces.factories import EvalSetFactory
 from traces.models import EvalSet
 from traces.services import add_traces_to_eval_set
 from workspaces.models import Membership
-from workspaces.services import issue_token
+from workspaces.services import issue_token, revoke_token
 
 API = schemathesis.openapi.from_dict(copy.deepcopy(SCHEMA))
 OPERATIONS = sorted(
@@ -284,3 +284,30 @@ def test_a_run_with_wait_when_the_sandbox_cannot_start_is_a_documented_503(
     assert "sandbox could not run the eval" in response.json()["detail"]
     documented = [check for check in CHECKS if check is not not_a_server_error]
     case.validate_response(response, checks=documented, headers=bearer)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_refusals_before_the_view_are_documented(
+    app, seeded, workspace, owner, viewer, method, path
+):
+    """No credentials, a revoked token, a viewer writing: each is a documented answer."""
+    _, raw = issue_token(
+        workspace=workspace, name="viewer", created_by=viewer, role=Membership.Role.VIEWER
+    )
+    revoked, revoked_raw = issue_token(
+        workspace=workspace, name="gone", created_by=owner, role=Membership.Role.ADMIN
+    )
+    revoke_token(token=revoked)
+    expected = {
+        "none": ({}, 401),
+        "revoked": ({"Authorization": f"Bearer {revoked_raw}"}, 401),
+        "viewer": ({"Authorization": f"Bearer {raw}"}, 200 if method == "get" else 403),
+    }
+    for who, (headers, status) in expected.items():
+        case = _valid_case(method, path, seeded)
+
+        response = case.call(app=app, headers=headers)
+
+        if status != 200:
+            assert response.status_code == status, who
+        case.validate_response(response, checks=CHECKS, headers=headers)
