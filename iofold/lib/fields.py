@@ -59,9 +59,13 @@ def parse_id(value) -> int | None:
 def whole_number(value: str | None) -> int | None:
     """Return the whole number that ``value`` spells in ASCII digits, else None.
 
-    ``str.isdigit`` also holds for "²" and other digits that ``int`` refuses (a
-    ValueError: a 500 where a query parameter was only checked with it).
+    ``str.isdigit`` also holds for "²" and other digits that ``int`` refuses, as it
+    refuses more than 4,300 digits (a ValueError: a 500 where a query parameter was only
+    checked with ``isdigit``).
     """
-    if value and value.isascii() and value.isdigit():
+    if not (value and value.isascii() and value.isdigit()):
+        return None
+    try:
         return int(value)
-    return None
+    except ValueError:  # past sys.get_int_max_str_digits()
+        return None

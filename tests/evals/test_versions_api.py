@@ -186,7 +186,7 @@ def test_diff_of_a_missing_version_is_a_404(api, api_client, versions, workspace
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("version", ["\u00b2", "1\u00b2", "x"])
+@pytest.mark.parametrize("version", ["\u00b2", "1\u00b2", "x", "9" * 5000])
 def test_diff_of_a_version_that_is_no_number_is_a_400(api, versions, version):
     """ "²" is a digit to ``str.isdigit`` but not to ``int``: it was a 500."""
     eval_set, *_ = versions
