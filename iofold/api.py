@@ -1,6 +1,9 @@
 """Project-wide API wiring: the page size cap, the id field and the id and choice
 parameters, the JSON parser and the exception handler."""
 
+import logging
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import pagination, parsers, serializers, status
 from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
@@ -112,7 +115,8 @@ def exception_handler(exc, context):
     ``ValidationError`` (a model's ``full_clean()`` inside a service) is a 400 with its
     messages by field, as a serializer's would be, rather than a 500. Too many requests,
     from DRF's throttles or a ``RateLimited`` budget (traces per minute), is a 429 with
-    ``Retry-After`` in seconds.
+    ``Retry-After`` in seconds. A form that Django refuses to read is a 400 (413 when
+    too large) in JSON like any other, not Django's HTML error page.
     """
     if isinstance(exc, RateLimited):
         exc = Throttled(wait=exc.retry_after, detail=exc.message)
@@ -122,6 +126,14 @@ def exception_handler(exc, context):
         return Response({"detail": exc.message}, status=code)
     if isinstance(exc, DjangoValidationError):
         exc = ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, SuspiciousOperation):
+        # A form Django refuses to read (too many fields, too large): DRF would let it
+        # through to Django's HTML error page. Logged where Django logs it.
+        logging.getLogger(f"django.security.{type(exc).__name__}").warning("%s", exc)
+        if isinstance(exc, RequestDataTooBig):
+            exc = PayloadTooLarge("The request body is too large.")
+        else:
+            exc = ParseError(str(exc))
     # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when it loads, and
     # that names this module, so a module-level import is circular when this one loads first.
     from rest_framework.views import exception_handler as drf_exception_handler
@@ -162,6 +174,11 @@ COMMON_ERRORS = {
     "404": ("Error", "No such object in the workspace, or no such workspace (X-Workspace)."),
     "429": ("Error", "Too many requests: wait for the Retry-After header's seconds."),
 }
+# And those of every operation that reads a body.
+BODY_ERRORS = {
+    "413": ("Error", "The request body is larger than the operation reads."),
+    "415": ("Error", "The Content-Type is not one the operation reads."),
+}
 
 
 def document_common_errors(result, generator, request, public):
@@ -169,9 +186,9 @@ def document_common_errors(result, generator, request, public):
 
     Authentication, the workspace and role checks and the throttles apply to every view,
     and an id in the path or ``X-Workspace`` can name nothing: a client must expect a 400,
-    401, 403, 404 and 429 from each. An operation that documents one of these itself keeps
-    its own; its 400 is its own refusal (or ``{"detail": ...}``) or a validation error.
-    (A drf-spectacular postprocessing hook.)
+    401, 403, 404 and 429 from each, and a 413 and 415 from each that reads a body. An
+    operation that documents one of these itself keeps its own; its 400 is its own refusal
+    (or ``{"detail": ...}``) or a validation error. (A drf-spectacular postprocessing hook.)
     """
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("Error", ERROR_SCHEMA)
@@ -181,7 +198,8 @@ def document_common_errors(result, generator, request, public):
             if method not in ("get", "put", "post", "patch", "delete"):
                 continue
             responses = operation.setdefault("responses", {})
-            for code, (component, description) in COMMON_ERRORS.items():
+            errors = {**COMMON_ERRORS, **(BODY_ERRORS if "requestBody" in operation else {})}
+            for code, (component, description) in errors.items():
                 ref = {"$ref": f"#/components/schemas/{component}"}
                 own = responses.get(code, {}).get("content", {}).get("application/json")
                 if code == "400":

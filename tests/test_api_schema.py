@@ -311,3 +311,30 @@ def test_refusals_before_the_view_are_documented(
         if status != 200:
             assert response.status_code == status, who
         case.validate_response(response, checks=CHECKS, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("&".join(f"f{n}=1" for n in range(1_001)), 400),  # DATA_UPLOAD_MAX_NUMBER_FIELDS
+        ("name=" + "x" * 3_000_000, 413),  # DATA_UPLOAD_MAX_MEMORY_SIZE
+    ],
+    ids=["too many fields", "too large"],
+)
+def test_a_form_django_refuses_to_read_gets_a_documented_json_answer(
+    app, bearer, seeded, body, status
+):
+    """Django refuses such a form before DRF sees it: the answer was its HTML error page."""
+    case = API["/api/v1/eval-sets/"]["POST"].Case(
+        body=body, media_type="application/x-www-form-urlencoded"
+    )
+
+    response = case.call(
+        app=app,
+        headers={**bearer, "Content-Type": "application/x-www-form-urlencoded"},
+        data=body,
+    )
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == ["application/json"]
+    case.validate_response(response, checks=CHECKS, headers=bearer)
