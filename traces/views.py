@@ -12,6 +12,7 @@ from django_htmx.http import HttpResponseStopPolling
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.composition import eval_set_links
+from iofold.lib.fields import whole_number
 from iofold.lib.forms import form_status
 from iofold.lib.fragments import fragment_or_page
 from iofold.lib.redirects import safe_next
@@ -493,7 +494,8 @@ def review(request, pk: int):
     trace, asked = None, request.GET.get("trace", "")
     notice = request.session.pop(_notice_key(eval_set), None)
     if asked:
-        trace = _card_trace(eval_set, int(asked)) if asked.isdigit() else None
+        number = whole_number(asked)
+        trace = _card_trace(eval_set, number) if number is not None else None
         if trace is None and notice is None:
             # A stale or mistyped link: say why another trace shows.
             text = "That trace is not in this eval set; here is the next one to review."
@@ -673,14 +675,14 @@ def trace_assign(request, pk: int, trace_pk: int):
     """Put one trace in one reviewer's queue, by hand (from the trace page)."""
     eval_set = _eval_set(request, pk)
     trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=trace_pk)
-    reviewer = request.POST.get("reviewer", "")
+    reviewer = whole_number(request.POST.get("reviewer"))
     back = safe_next(request, eval_set.get_absolute_url())
-    if not reviewer.isdigit():
+    if reviewer is None:
         messages.error(request, "Pick a reviewer.")
         return redirect(back)
     try:
         assignments.assign_trace(
-            eval_set=eval_set, trace=trace, reviewer_id=int(reviewer), assigned_by=request.user
+            eval_set=eval_set, trace=trace, reviewer_id=reviewer, assigned_by=request.user
         )
     except TraceError as exc:
         messages.error(request, exc.message)

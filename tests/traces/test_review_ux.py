@@ -114,7 +114,7 @@ def test_a_review_link_to_a_trace_outside_the_set_says_so(
 ):
     outside = TraceFactory(workspace=workspace)
     client = login(owner)
-    for asked in (outside.pk, "abc", 10**20):
+    for asked in (outside.pk, "abc", 10**20, "\u00b2"):  # "²": isdigit, yet no int (a 500)
         page = client.get(url("review", workspace, pk=eval_set.pk), {"trace": asked})
         assert page.context["trace"] == traces[0]
         assert "That trace is not in this eval set; here is the next one" in page.content.decode()
@@ -134,3 +134,16 @@ def test_the_trace_page_of_a_trace_in_a_set_does_not_ask_to_add_it_to_one(
     outside = TraceFactory(workspace=workspace)
     html = login(owner).get(url("detail", workspace, pk=outside.pk)).content.decode()
     assert "Not labelled yet. Add it to an eval set from the trace list" in html
+
+
+def test_assigning_a_trace_to_a_reviewer_that_is_no_number_asks_for_one(
+    login, workspace, owner, eval_set, traces
+):
+    """ "²" is a digit to ``str.isdigit`` but not to ``int``: it was a 500."""
+    services.add_traces_to_eval_set(eval_set=eval_set, trace_ids=[traces[0].pk])
+    assign = url("trace_assign", workspace, pk=eval_set.pk, trace_pk=traces[0].pk)
+
+    response = login(owner).post(assign, {"reviewer": "\u00b2"}, follow=True)
+
+    assert response.status_code == 200
+    assert "Pick a reviewer." in response.content.decode()
