@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from integrations.adapters.base import parse_io
+from iofold.lib.fields import whole_number
 
 # Naive (times are UTC throughout): isoformat() adds no offset, and "Z" is appended as is.
 _EPOCH = datetime(1970, 1, 1)
@@ -142,8 +143,8 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        return whole_number(value.strip())
     return None
 
 
@@ -233,8 +234,8 @@ def _as_chat(fields: dict[str, Any], *, tool_prefix: str, call_keys: tuple[str, 
         if key.startswith(tool_prefix):
             rest = key[len(tool_prefix) :]
             index, _, field = rest.partition(".")
-            if index.isdigit():
-                calls.setdefault(int(index), {})[field] = value
+            if (number := whole_number(index)) is not None:
+                calls.setdefault(number, {})[field] = value
     name_key, arguments_key, id_key = call_keys
     if calls:
         message["tool_calls"] = [

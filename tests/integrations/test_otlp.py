@@ -686,3 +686,25 @@ def test_a_span_attribute_that_is_not_json_rejects_its_trace_only(client, worksp
         in response.json()["partialSuccess"]["errorMessage"]
     )
     assert not Trace.objects.filter(workspace=workspace).exists()
+
+
+@pytest.mark.parametrize("where", ["token count", "tool call index"])
+def test_a_number_attribute_that_is_no_number_is_left_out(client, workspace, token, where):
+    """A superscript two is a digit to ``str.isdigit`` but not to ``int``: a 500."""
+    odd = "\u00b2"
+    recorder = Recorder()
+    with recorder.tracer.start_as_current_span("openai.chat") as chat:
+        chat.set_attribute("llm.request.type", "chat")
+        chat.set_attribute("gen_ai.completion.0.role", "assistant")
+        if where == "tool call index":
+            chat.set_attribute(f"gen_ai.completion.0.tool_calls.{odd}.name", "lookup")
+        chat.set_attribute("gen_ai.usage.prompt_tokens", odd if where == "token count" else "2")
+        chat.set_attribute("gen_ai.usage.completion_tokens", "4")
+    trace_id = chat.get_span_context().trace_id
+
+    response = _post(client, protobuf_body(recorder.take()), token)
+
+    assert response.status_code == 200
+    assert not _response(response).HasField("partial_success")
+    (step,) = _trace(workspace, trace_id).data["steps"]
+    assert step["type"] == "llm"
