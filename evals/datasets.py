@@ -1,8 +1,9 @@
 """Read labelled traces from JSON Lines (the format of the shared benchmark data).
 
-One trace per line: the normalised trace keys plus `label` (positive, negative or
-neutral), and optionally `note`, `task`, `label_source` and `label_detail`. Only `id`
-and `label` are required; every other trace key is optional.
+One trace per line: the normalised trace keys plus `label` (good, bad or neutral, as
+pages word them, or the stored positive, negative), and optionally `note`, `task`,
+`label_source` and `label_detail`. Only `id` and `label` are required; every other trace
+key is optional.
 """
 
 import io
@@ -12,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO
 
-LABELS = ("positive", "negative", "neutral")
+from traces.vocabulary import rating_for
+
 # Keys that carry the answer; a generator must never see them.
 LABEL_KEYS = ("label", "label_source", "label_detail", "task", "note")
 # Metadata keys in the shared data that leak the label (see shared/data/README.md).
@@ -78,10 +80,11 @@ def _parse(number: int, text: str, *, group_key: str | None) -> LabelledExample:
         raise DatasetError("missing field 'id' (a non-empty string)", line=number)
     if "label" not in row:
         raise DatasetError(f"trace {trace_id!r}: missing field 'label'", line=number)
-    label = row["label"]
-    if label not in LABELS:
+    label = rating_for(row["label"])
+    if label is None:
         raise DatasetError(
-            f"trace {trace_id!r}: label {label!r} is not one of positive, negative, neutral",
+            f"trace {trace_id!r}: label {row['label']!r} is not one of good, bad, neutral "
+            "(or positive, negative)",
             line=number,
         )
     for key, kind in (("steps", list), ("metadata", dict), ("tags", list)):

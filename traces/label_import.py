@@ -18,28 +18,9 @@ from iofold.lib.tasks import enqueue
 from traces import services
 from traces.exceptions import TraceError
 from traces.models import EvalSet, Feedback, ScoreImportRun, Trace
+from traces.vocabulary import rating_for
 
 logger = logging.getLogger(__name__)
-
-# What a `label` field may say; anything else rejects the line.
-LABEL_WORDS = {
-    "good": "positive",
-    "positive": "positive",
-    "bad": "negative",
-    "negative": "negative",
-    "neutral": "neutral",
-    True: "positive",
-    False: "negative",
-}
-
-
-def rating_for(value: Any) -> str | None:
-    """The rating a label value names, or None when it names none."""
-    if isinstance(value, bool):
-        return LABEL_WORDS[value]
-    if isinstance(value, str):
-        return LABEL_WORDS.get(value.strip().lower())
-    return None
 
 
 @dataclass

@@ -6,6 +6,8 @@ they are (``positive``/``negative``/``neutral``, ``passed`` true/false): these a
 words shown for them. Dates and times read ``2026-11-20 14:05`` (UTC) everywhere.
 """
 
+from typing import Any
+
 LABEL_WORDS = {"positive": "good", "negative": "bad", "neutral": "neutral"}
 LABEL_SYMBOLS = {"positive": "✓", "negative": "✗", "neutral": "–"}
 VERDICT_WORDS = {True: "pass", False: "fail", None: "error"}
@@ -27,6 +29,27 @@ OTHER_VERDICT_WORDS = (
 UNIT_NOUNS = {"trace": ("trace", "traces"), "conversation": ("conversation", "conversations")}
 WHEN_FORMAT = "Y-m-d H:i"  # Django date format
 WHEN_STRFTIME = "%Y-%m-%d %H:%M"
+
+
+# What a label in a file may say (the word shown, the stored value, or a boolean).
+RATINGS_BY_LABEL = {
+    "good": "positive",
+    "positive": "positive",
+    "bad": "negative",
+    "negative": "negative",
+    "neutral": "neutral",
+    True: "positive",
+    False: "negative",
+}
+
+
+def rating_for(value: Any) -> str | None:
+    """The rating a label value names, or None when it names none."""
+    if isinstance(value, bool):
+        return RATINGS_BY_LABEL[value]
+    if isinstance(value, str):
+        return RATINGS_BY_LABEL.get(value.strip().lower())
+    return None
 
 
 def label_word(rating: str | None) -> str:

@@ -67,6 +67,16 @@ def test_minimal_row_needs_only_id_and_label():
     assert example.is_good is None
 
 
+def test_labels_read_as_the_pages_word_them():
+    # A file labelled the way the product words labels (the eval set's import takes it)
+    # fits too: good and bad are the stored positive and negative.
+    examples = read_labelled_jsonl(
+        _stream({"id": "a", "label": "good"}, {"id": "b", "label": "bad"}, _row(id="c"))
+    )
+    assert [e.label for e in examples] == ["positive", "negative", "positive"]
+    assert [e.is_good for e in examples] == [True, False, True]
+
+
 def test_task_filter_keeps_one_task():
     examples = read_labelled_jsonl(
         _stream(_row(), _row(task="appropriate_response")), task="appropriate_response"
@@ -81,7 +91,10 @@ def test_task_filter_keeps_one_task():
         ("[1, 2]", "expected a JSON object"),
         (json.dumps({"label": "positive"}), "missing field 'id'"),
         (json.dumps({"id": "x"}), "missing field 'label'"),
-        (json.dumps({"id": "x", "label": "thumbs_up"}), "'thumbs_up' is not one of"),
+        (
+            json.dumps({"id": "x", "label": "thumbs_up"}),
+            "'thumbs_up' is not one of good, bad, neutral",
+        ),
         (json.dumps({"id": "x", "label": "positive", "steps": {}}), "'steps' must be a list"),
         (json.dumps({"id": "x", "label": "positive", "steps": [1]}), "step 0 is not an object"),
         (json.dumps({"id": "x", "label": "positive", "note": 3}), "'note' must be a string"),
