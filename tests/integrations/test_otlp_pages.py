@@ -89,6 +89,8 @@ def test_detail_page_shows_last_received_counts_and_last_error(
     assert "http://testserver/v1/traces" in page
     listing = client.get(reverse("integrations:list", args=[workspace.slug])).content.decode()
     assert "receives at /v1/traces" in listing and "received " in listing
+    # Its schedule is the exporter's: there is no sync to ask for.
+    assert "Receives as sent" in listing and "Syncs when asked" not in listing
 
 
 def test_a_receive_only_source_cannot_be_synced_or_tested(client, workspace):
