@@ -31,7 +31,9 @@ def pick_choice(text, choices):
     for choice in choices:
         if cleaned == choice.lower():
             return choice
+    # "No, it refuses." is "no"; "Nothing is wrong, so yes" is not: the answer is a word.
     for choice in sorted(choices, key=len, reverse=True):
-        if cleaned.startswith(choice.lower()):
+        rest = cleaned[len(choice) :]
+        if cleaned.startswith(choice.lower()) and not (rest[:1].isalnum() or rest[:1] == "_"):
             return choice
     raise ValueError(f"the judge answered {first[:80]!r}, not one of {', '.join(choices)}")
