@@ -87,7 +87,8 @@ MATERIALS = ("reply", "conversation", "tool_results")
 
 # The function both the jail and the service use to turn a trace into judge material.
 # A conversation eval set's item is a conversation dict (docs/conversations.md): its
-# material is its messages in order; a long one keeps its opening and its latest turns.
+# material is its messages in order. Material longer than the limit keeps its opening
+# and its end, so the judge always reads the reply (or the latest turns).
 MATERIAL_SOURCE = """
 def material(trace, kind, limit):
     def text(value):
@@ -105,8 +106,7 @@ def material(trace, kind, limit):
             if isinstance(step, dict) and step.get("type") in ("tool", "retrieval"):
                 parts.append("Tool " + str(step.get("name")) + ": " + text(step.get("output")))
     parts.append("Assistant: " + text(trace.get("output")))
-    joined = "\\n".join(parts)
-    return joined[:limit]
+    return clip("\\n".join(parts), limit)
 
 
 def conversation_material(messages, kind, limit, text):
@@ -123,7 +123,10 @@ def conversation_material(messages, kind, limit, text):
                 if isinstance(call, dict):
                     result = call.get("error") or call.get("output")
                     parts.append("Tool " + str(call.get("name")) + ": " + text(result))
-    joined = "\\n".join(parts)
+    return clip("\\n".join(parts), limit)
+
+
+def clip(joined, limit):
     if len(joined) <= limit:
         return joined
     half = limit // 2
@@ -135,12 +138,12 @@ def judged_noun(trace):
 """
 
 JUDGE_BODY = """
-def pick_examples(current, shots):
+def pick_examples(probe, shots):
     scored = []
     for example in EXAMPLES:
-        if example["text"] == current[:EXAMPLE_CHARS]:
+        if example["text"] == probe:
             continue  # the trace itself, when it is one of the labelled examples
-        ratio = difflib.SequenceMatcher(None, example["text"], current[:EXAMPLE_CHARS]).ratio()
+        ratio = difflib.SequenceMatcher(None, example["text"], probe).ratio()
         scored.append((-ratio, example["text"], example))
     scored.sort(key=lambda item: (item[0], item[1]))
     good = [s[2] for s in scored if s[2]["label"] == "good"]
@@ -159,7 +162,9 @@ def judge_eval_fn(trace):
     parts = ["Criteria:\\n" + CRITERIA]
     if NOTES:
         parts.append("Reviewers' notes:\\n" + "\\n".join("- " + n for n in NOTES))
-    for number, example in enumerate(pick_examples(current, SHOTS), start=1):
+    # The trace as an example would show it: how the trace itself is found among them.
+    probe = material(trace, MATERIAL, EXAMPLE_CHARS)
+    for number, example in enumerate(pick_examples(probe, SHOTS), start=1):
         answer = "yes" if example["label"] == "good" else "no"
         note = " (" + example["note"] + ")" if example["note"] else ""
         parts.append(f"Example {number}:\\n{example['text']}\\nAnswer: {answer}{note}")

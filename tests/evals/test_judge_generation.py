@@ -258,3 +258,29 @@ def test_offline_the_generation_prompt_does_not_offer_the_judge(workspace):
     assert judge_session_for(eval_set) is None
     assert "iofold_eval" not in build_system_prompt()
     assert "iofold_eval" in build_system_prompt(judge=True)
+
+
+@pytest.mark.parametrize("material", ["conversation", "tool_results"])
+def test_a_trace_with_a_huge_input_still_shows_the_judge_its_reply(
+    judged_workspace, fake_llm, material
+):
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    huge = traces[-1]  # a refusal, after a pasted document of 200,000 characters
+    huge.data = {**huge.data, "input": {"question": "summarise " + "lorem ipsum " * 20_000}}
+    huge.save(update_fields=["data"])
+    code = judge_code(
+        criteria=eval_set.criteria,
+        question=CRITERIA["refusal"].question,
+        material=material,
+        examples=examples_for(eval_set)[0],
+    )
+    eval = make_eval(eval_set, version=1, code=code, kind="judge")
+
+    [execution] = run_eval_now(eval=eval, traces=[huge])
+
+    judged = fake_llm.requests[-1].prompt_text.rsplit("The trace to judge:", 1)[-1]
+    assert "Assistant: I cannot help with that." in judged  # the reply, not cut off
+    assert "User: " in judged and len(judged) < 4_200  # the documented 4,000 characters
+    # Its own label is not shown to the judge as an example.
+    assert fake_llm.requests[-1].prompt_text.count("summarise") == 1
+    assert execution.passed is False and execution.error == ""
