@@ -189,6 +189,10 @@ class JudgeSession:
             self.choice.model, completion.input_tokens, completion.output_tokens, self._prices
         ) or Decimal(0)
         self._settle(reserved, (completion.input_tokens, completion.output_tokens, cost), index)
+        if not completion.text.strip():
+            # A filtered, refused or cut-off answer: paid for, but not kept, so a re-run asks again.
+            why = completion.stop_reason or "no text"
+            raise CallRefused(f"the judge gave an empty answer ({why})")
         self._on_owner(lambda: self._store(key, completion))
         return self._answer(request, completion.text)
 

@@ -432,3 +432,20 @@ def test_an_answer_with_punctuation_after_the_choice_is_read(
     [execution] = run_eval_now(eval=eval, traces=traces)
 
     assert (execution.passed, execution.error) == (passed, "")
+
+
+def test_an_empty_answer_is_an_error_that_a_rerun_asks_again_not_a_cached_verdict(
+    judged_workspace, fake_llm
+):
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    fake_llm.push_text("", stop_reason="content_filter")
+
+    [first] = run_eval_now(eval=eval, traces=traces)
+    [second] = run_eval_now(eval=eval, traces=traces)
+
+    assert first.passed is None
+    assert "the judge gave an empty answer (content_filter)" in first.error
+    # The empty answer was not kept: the rerun asked the provider, which answered.
+    assert fake_llm.calls == 2
+    assert (second.passed, second.error) == (True, "")
