@@ -11,7 +11,7 @@ import pytest
 from evals.generation.code_extraction import CodeExtractionError, extract_code
 from evals.generation.pricing import DEFAULT_PRICES, Price, cost_usd, parse_price_table
 from evals.generation.providers import Provider, ProviderError, get_provider
-from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.llm_server import FakeLLMServer, Reply
 
 API_KEY = "sk-test-9f8e7d6c5b4a39281706"
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
@@ -125,6 +125,16 @@ def test_client_errors_are_permanent_and_not_retried(server, name, status):
     assert info.value.permanent is True
     assert info.value.status_code == status
     assert len(server.requests) == 1
+
+
+@both
+@pytest.mark.parametrize("body", [b"{not json", b"<html>Bad gateway</html>"])
+def test_an_answer_that_is_not_json_is_a_provider_error_not_a_crash(server, name, body):
+    server.push(Reply(raw=body))
+    with pytest.raises(ProviderError) as caught:
+        make(name, server, max_retries=0).complete(system="s", messages=USER)
+    assert caught.value.message == f"{name}: the answer was not JSON"
+    assert not caught.value.permanent  # a proxy's hiccup: a later attempt may be answered
 
 
 @both

@@ -51,6 +51,8 @@ class Reply:
     stop_reason: str | None = None
     delay: float = 0.0
     include_usage: bool = True
+    # Sent as the 200 answer's body instead of the API's JSON (a broken proxy's answer).
+    raw: bytes | None = None
 
 
 @dataclass
@@ -272,6 +274,8 @@ class _Handler(BaseHTTPRequestHandler):
         api_key = _sent_key(request)
         if reply.status != 200:
             self._send_error(request, reply, api_key)
+        elif reply.raw is not None:
+            self._send(200, reply.raw, reply.headers)
         elif request.api == "anthropic":
             self._send(200, _anthropic_body(request, reply), reply.headers)
         else:
@@ -295,9 +299,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply.status, body, reply.headers)
 
     def _send(
-        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
     ) -> None:
-        payload = json.dumps(body).encode()
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             self.send_response(status)
             self.send_header("content-type", "application/json")

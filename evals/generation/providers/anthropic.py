@@ -7,7 +7,12 @@ from typing import Any
 import anthropic
 import httpx2
 
-from evals.generation.providers.base import DEFAULT_MAX_TOKENS, Completion, Provider
+from evals.generation.providers.base import (
+    DEFAULT_MAX_TOKENS,
+    UNREADABLE_ANSWER,
+    Completion,
+    Provider,
+)
 from iofold.lib import outbound
 
 
@@ -42,7 +47,7 @@ class AnthropicProvider(Provider):
                 max_tokens=self.max_tokens or DEFAULT_MAX_TOKENS,
                 **kwargs,
             )
-        except anthropic.AnthropicError as exc:
+        except (anthropic.AnthropicError, *UNREADABLE_ANSWER) as exc:
             raise self.map_sdk_error(exc) from None
         # Thinking and tool blocks carry no answer text.
         text = "".join(block.text for block in response.content if block.type == "text")

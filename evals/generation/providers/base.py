@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,9 @@ DEFAULT_MAX_RETRIES = 2
 # Eval functions are short; this caps a runaway answer, not a normal one.
 DEFAULT_MAX_TOKENS = 8192
 REDACTED = "[redacted]"
+# What the SDKs raise, outside their own error classes, on a 200 whose body is not JSON
+# (a proxy's HTML page, a cut-off body): `complete` catches these with the SDK's errors.
+UNREADABLE_ANSWER = (json.JSONDecodeError,)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class Provider:
         Both SDKs share the class names (they are generated from one template), so
         the mapping is by status code and a duck-typed check for the connection errors.
         """
+        if isinstance(exc, UNREADABLE_ANSWER):
+            return self.error("the answer was not JSON", permanent=False)
         refused = outbound.refusal_behind(exc)
         if refused is not None:
             # Connecting again cannot help: the address is not one iofold may reach.

@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 import openai
 
-from evals.generation.providers.base import Completion, Provider, estimate_tokens
+from evals.generation.providers.base import UNREADABLE_ANSWER, Completion, Provider, estimate_tokens
 from iofold.lib import outbound
 
 # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) accept any key, but the
@@ -48,7 +48,7 @@ class OpenAIProvider(Provider):
                 messages=[{"role": "system", "content": system}, *messages],
                 **kwargs,
             )
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, *UNREADABLE_ANSWER) as exc:
             raise self.map_sdk_error(exc) from None
         if not response.choices:
             raise self.error("the answer had no choices", permanent=False)
