@@ -34,6 +34,16 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CORE_OF = {"httpx": "httpcore", "httpx2": "httpcore2"}
 # IPv6 addresses that stand for an IPv4 one reached through a translator (RFC 6052).
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Not public, though the ipaddress module calls them global: 192.0.0.0/24 before Python
+# 3.12.4 (Oracle Cloud's legacy metadata service is 192.0.0.192), IPv6 site-local
+# (deprecated, still routed inside some networks) and documentation (RFC 9637) in every
+# version; and Azure's platform endpoint (WireServer), a public address only its VMs reach.
+_NOT_PUBLIC = (
+    (ipaddress.IPv4Network("192.0.0.0/24"), "a non-public address"),
+    (ipaddress.IPv6Network("fec0::/10"), "a site-local address"),
+    (ipaddress.IPv6Network("3fff::/20"), "a non-public address"),
+    (ipaddress.IPv4Network("168.63.129.16/32"), "a cloud platform address"),
+)
 
 
 class OutboundURLRefused(Exception):
@@ -249,6 +259,9 @@ def _non_public_kind(ip: IPAddress) -> str | None:
             return "a reserved address"
         if judged.is_private:
             return "a private address"
+        for network, kind in _NOT_PUBLIC:
+            if judged in network:
+                return kind
         if not judged.is_global:
             return "a non-public address"
     return None

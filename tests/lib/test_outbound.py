@@ -48,6 +48,12 @@ def refusal(url: str) -> str | None:
         ("http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1 is a loopback address"),
         ("http://[::ffff:169.254.169.254]/", "::ffff:169.254.169.254 is a link-local address"),
         ("http://[64:ff9b::a00:5]/", "64:ff9b::a00:5 is a private address"),  # NAT64 of 10.0.0.5
+        # Missed by the ipaddress module (some versions or all): metadata and site-local.
+        ("http://192.0.0.192/opc/v1/", f"192.0.0.192 is a non-public address; {TAIL}"),
+        ("http://168.63.129.16/machine", "168.63.129.16 is a cloud platform address"),
+        ("http://[fec0::1]/", "fec0::1 is a site-local address"),
+        ("http://[3fff::1]/", "3fff::1 is a non-public address"),
+        ("http://[::ffff:192.0.0.192]/", "::ffff:192.0.0.192 is a non-public address"),
         ("http://localhost:6379", f"localhost resolves to 127.0.0.1, a loopback address; {TAIL}"),
         ("http://0x7f000001/", "0x7f000001 resolves to 127.0.0.1, a loopback address"),
         # Public addresses pass.
