@@ -46,6 +46,9 @@ _NOT_PUBLIC = (
 )
 
 
+_INVALID_HOST = "The URL's host name is not valid; check it for typing mistakes."
+
+
 class OutboundURLRefused(Exception):
     """iofold will not connect to this URL; ``message`` is safe to show to the user."""
 
@@ -57,8 +60,9 @@ class OutboundURLRefused(Exception):
 def check_url(url: str) -> None:
     """Raise ``OutboundURLRefused`` unless iofold may connect to ``url``.
 
-    Refused: schemes other than http and https, a user name or password in the URL, and a
-    host that resolves to any address that is not public, unless the settings allow it. A
+    Refused: schemes other than http and https, a user name or password in the URL, a host
+    name or address that cannot be valid, and a host that resolves to any address that is
+    not public, unless the settings allow it. A
     host that does not resolve passes: connecting to it fails on its own, and the
     connect-time guard checks whatever it resolves to by then.
     """
@@ -80,6 +84,10 @@ def check_url(url: str) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise OutboundURLRefused("The URL's port is not a number from 0 to 65535.") from None
+    try:
+        httpx.URL(url.strip())  # what the clients will make of it
+    except httpx.InvalidURL:  # an address like 999.1.1.1 or [v1.x], a control character
+        raise OutboundURLRefused(_INVALID_HOST) from None
     if _trusted(parts.hostname):
         return
     try:
@@ -94,7 +102,10 @@ def checked_addresses(host: str, port: int) -> list[str]:
     Raises ``OutboundURLRefused`` when one is neither, and ``OSError``
     (``socket.gaierror``) when the name does not resolve.
     """
-    addresses = _resolve(host, port)
+    try:
+        addresses = _resolve(host, port)
+    except UnicodeError:  # an empty label ("a..b") or one over 63 characters
+        raise OutboundURLRefused(_INVALID_HOST) from None
     _, networks = _allowlist()
     for text in addresses:
         ip = ipaddress.ip_address(text)

@@ -243,3 +243,23 @@ def test_with_an_egress_proxy_the_sync_goes_through_it(saved_before, settings):
     assert finished.created_count == 3
     assert proxy.forwarded and all(url.startswith(fake.url) for _, url in proxy.forwarded)
     assert len(fake.requests) == len(proxy.forwarded)
+
+
+@pytest.mark.parametrize(
+    "host", ["http://langfuse..example.com", "http://999.999.999.999", "http://[v1.x]"]
+)
+def test_a_host_name_that_cannot_be_valid_is_refused_on_the_field_not_a_500(
+    login, owner, workspace, production, host
+):
+    client = login(owner)
+
+    response = client.post(
+        reverse("integrations:create", args=[workspace.slug]),
+        form_data(SimpleNamespace(url=host)),
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["custom_host"] == [
+        "The URL's host name is not valid; check it for typing mistakes."
+    ]
+    assert not Integration.objects.exists()

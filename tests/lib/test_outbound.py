@@ -19,6 +19,7 @@ from iofold.lib.outbound import OutboundURLRefused, check_url
 from tests.test_settings import SETUP, _production_env, _run
 
 TAIL = "iofold only connects to public addresses."
+INVALID_HOST = "The URL's host name is not valid; check it for typing mistakes."
 
 
 def refusal(url: str) -> str | None:
@@ -82,6 +83,8 @@ def test_addresses_that_are_not_public_are_refused(production, url, expected):
         ("http://admin@8.8.8.8/", "Remove the user name and password"),
         ("http:///nohost", "The URL has no host name."),
         ("http://8.8.8.8:99999/", "The URL's port is not a number"),
+        ("http://999.999.999.999/", "The URL's host name is not valid"),
+        ("http://[v1.x]/", "The URL's host name is not valid"),
     ],
 )
 def test_malformed_urls_are_refused_even_where_private_hosts_are_allowed(settings, url, expected):
@@ -166,6 +169,16 @@ def test_guarded_transport_checks_the_address_it_connects_to(http, server, produ
     with client, pytest.raises(http.ConnectError, match="rebind.example resolves to 127.0.0.1"):
         client.get(url)
     assert server.connections == 0
+
+
+@both_flavours
+def test_a_host_name_that_cannot_be_valid_is_a_refusal_not_a_crash(http, production):
+    """An empty label or one over 63 characters: an IDNA error from the resolver, before."""
+    assert refusal("http://langfuse..example.com/") == INVALID_HOST
+    client = http.Client(transport=outbound.guarded_transport(http))
+    with client, pytest.raises(http.ConnectError) as info:
+        client.get(f"http://{'a' * 64}.example.com/")
+    assert outbound.refusal_behind(info.value).message == INVALID_HOST
 
 
 @both_flavours
