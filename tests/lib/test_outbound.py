@@ -4,6 +4,7 @@ No external DNS here (there is no network): literal addresses, ``localhost``, an
 resolver where a test needs a name to resolve somewhere else.
 """
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -282,14 +283,23 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(httpd):
+    """Serve ``httpd`` on a thread for the duration of the block."""
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture
 def server():
     httpd = _Server()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(httpd):
+        yield httpd
 
 
 @pytest.fixture
@@ -303,11 +313,8 @@ def tls_server(tmp_path):
     server_context.sni_callback = lambda sock, name, ctx: httpd.server_names.append(name)
     httpd.socket = server_context.wrap_socket(httpd.socket, server_side=True)
     httpd.client_context = ssl.create_default_context(cafile=str(cert))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(httpd):
+        yield httpd
 
 
 def _self_signed(name: str, folder) -> tuple:

@@ -23,6 +23,7 @@ from evals.notifications import post_webhook
 from integrations.adapters import get_adapter_class
 from integrations.adapters.langfuse import transport as langfuse_transport
 from iofold.lib import outbound
+from tests.lib.test_outbound import serving
 
 TAIL = "iofold only connects to public addresses"
 
@@ -89,12 +90,8 @@ def listener():
 
 @pytest.fixture
 def redirector():
-    httpd = _Redirector()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Redirector()) as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
