@@ -28,6 +28,21 @@ from tests.lib.test_outbound import serving
 TAIL = "iofold only connects to public addresses"
 
 
+@pytest.fixture(autouse=True)
+def _stay_on_this_machine(monkeypatch):
+    """Refuse, in this module, any socket connection off loopback: should the guard ever
+    let a request through, the test fails here instead of sending it off the machine."""
+    connect = socket.socket.connect
+
+    def local_only(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("::1", "localhost")):
+            raise AssertionError(f"a test tried to connect to {host}, off this machine")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+
+
 class _Listener:
     """Accepts TCP connections on 127.0.0.1 (and ::1 where there is IPv6) and counts them."""
 
