@@ -8,6 +8,7 @@ import json
 import marshal
 import math
 import os
+import re
 import resource
 import selectors
 import signal
@@ -69,6 +70,11 @@ CALL_LINE_MAX = 6 * (model_calls.MAX_PROMPT_CHARS + model_calls.MAX_CHOICES * 10
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+# What no database text column stores: NUL, and lone surrogates (not UTF-8). The harness
+# writes ASCII, so they arrive only as these escapes (a character past U+FFFF, sent as an
+# escaped pair, matches too: the JSON decoder joins the pair, and the check keeps it).
+_UNSTORABLE_ESCAPES = (b"\\u0000", b"\\ud", b"\\uD")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 SIGNAL_MESSAGES = {
     signal.SIGSEGV: "the interpreter crashed (segmentation fault, often from unbounded recursion)",
@@ -868,6 +874,9 @@ def _parse(
         return None
     if index + len(rows) > expected:
         return None
+    # An eval's text with NUL or a lone surrogate would fail when the verdicts are stored
+    # (and take the batch's other verdicts with it): such characters become U+FFFD.
+    clean = _storable if any(escape in line for escape in _UNSTORABLE_ESCAPES) else None
     results = []
     for position, row in enumerate(rows, start=index):
         if type(row) is not list or len(row) != 6 or row[5] != nonces[position]:
@@ -884,8 +893,16 @@ def _parse(
         if passed is None and not error:
             # Never a silent pass or a silent nothing.
             error = "the eval returned no verdict"
+        if clean is not None:
+            reason, output = clean(reason), clean(output)
+            error = error if error is None else clean(error)
         results.append((passed, reason, error, float(duration_ms), output))
     return results
+
+
+def _storable(text: str) -> str:
+    """Return `text` with NUL and lone surrogates replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _exit_reason(returncode: int, name: str, limits: Limits, elapsed: float) -> str:

@@ -407,3 +407,21 @@ def test_a_run_records_verdicts_of_its_own_eval_only(workspace):
         _judged(second, run, traces)
 
     assert not EvalExecution.objects.exists()
+
+
+def test_a_verdict_with_nul_or_a_lone_surrogate_is_stored_not_a_failed_run(workspace):
+    # PostgreSQL stores neither: the whole batch's verdicts failed to store (a 500 on
+    # "run now", a run task failing on every retry). The sandbox hands back U+FFFD.
+    eval_set, traces = labelled_set(workspace, good=2, bad=0)
+    code = (
+        "def eval_fn(trace):\n"
+        "    print('out\\x00' + chr(0xD800))\n"
+        "    return True, 'reason\\x00' + chr(0xDFFF)\n"
+    )
+    eval = make_eval(eval_set, version=1, code=code)
+
+    executions = run_eval_now(eval=eval, traces=traces)
+
+    assert [(e.passed, e.reason, e.output) for e in executions] == [
+        (True, "reason\ufffd\ufffd", "out\ufffd\ufffd\n")
+    ] * 2
