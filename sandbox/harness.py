@@ -305,15 +305,18 @@ def namedtuple_source(source):
 
 
 def audit_hook(state):
-    """Return an audit hook that refuses compiling strings while eval code runs.
+    """Return an audit hook that refuses compiling strings once eval code may run.
 
     typing.ForwardRef, get_type_hints and whatever else an allowed module may use to
     turn a string into code all go through compile(); only modules loaded from files
-    and namedtuple's own template get through.
+    and namedtuple's own template get through. It holds from the first trace to the end
+    of the jail, not only while eval_fn runs: eval code also runs after its trace's
+    window closes (an exception's __str__ read for the error message, a __repr__ given to
+    SystemExit, a __del__ when the cyclic collector frees the eval's namespace).
     """
 
     def audit(event, args):
-        if event != "compile" or state["started"] is None:
+        if event != "compile" or not state["armed"]:
             return
         source, filename = args
         if type(filename) is str and filename.startswith("/"):
@@ -783,7 +786,8 @@ def main():
     index = batch.start
     writer = ResultWriter(out_fd, batch.flush_bytes, batch.flush_each)
     # "started" is set only while eval code runs: a tick elsewhere does nothing.
-    state = {"started": None, "fired": None, "index": index, "nonce": ""}
+    # "armed": eval code may have run; from then on the audit hook refuses compiling strings.
+    state = {"started": None, "fired": None, "index": index, "nonce": "", "armed": False}
     if batch.restricted:
         # Cannot be removed once added, by the eval either.
         sys.addaudithook(audit_hook(state))
@@ -795,6 +799,8 @@ def main():
     inbox = Inbox(infile.read)
     sys.modules[JUDGE_MODULE] = make_judge_module(out_fd, inbox, state, writer)
 
+    # The harness compiles nothing after this: only eval code (and the stdlib it imports).
+    state["armed"] = True
     for kind, nonce, payload in inbox.traces():
         state["nonce"] = nonce
         state["index"] = index
