@@ -12,6 +12,7 @@ choice (`CallHandler`), so the channel cannot be pointed anywhere else.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ REPLY_FRAME = b"R"
 MAX_PROMPT_CHARS = 100_000
 MAX_CHOICE_CHARS = 100
 MAX_CHOICES = 10
+# What no UTF-8 text (a provider's request, a database text column) can hold: NUL and
+# lone surrogates. Eval code can make them; traces (stored as jsonb) cannot carry them.
+NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 NO_CHANNEL = (
     "judge() and llm() are not available in this run: it has no LLM provider channel "
     "(run the eval through iofold, with a provider configured)"
@@ -55,6 +59,8 @@ def _text(value: object, name: str, limit: int) -> str:
         raise CallRefused(f"{name} must be a string")
     if len(value) > limit:
         raise CallRefused(f"{name} is longer than {limit} characters")
+    if NOT_TEXT.search(value):
+        raise CallRefused(f"{name} contains a NUL character or a lone surrogate")
     return value
 
 

@@ -8,7 +8,6 @@ import json
 import marshal
 import math
 import os
-import re
 import resource
 import selectors
 import signal
@@ -74,7 +73,6 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 # writes ASCII, so they arrive only as these escapes (a character past U+FFFF, sent as an
 # escaped pair, matches too: the JSON decoder joins the pair, and the check keeps it).
 _UNSTORABLE_ESCAPES = (b"\\u0000", b"\\ud", b"\\uD")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 SIGNAL_MESSAGES = {
     signal.SIGSEGV: "the interpreter crashed (segmentation fault, often from unbounded recursion)",
@@ -902,7 +900,7 @@ def _parse(
 
 def _storable(text: str) -> str:
     """Return `text` with NUL and lone surrogates replaced by U+FFFD."""
-    return _UNSTORABLE.sub("\ufffd", text)
+    return model_calls.NOT_TEXT.sub("\ufffd", text)
 
 
 def _exit_reason(returncode: int, name: str, limits: Limits, elapsed: float) -> str:

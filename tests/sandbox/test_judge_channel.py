@@ -96,6 +96,12 @@ def test_eval_code_cannot_name_a_model_or_host_through_judge(fast_limits):
             '(("kind", "judge"), ("question", "q"), ("context", ""), ("choices", ["yes"]))',
             "choices must be 2 to 10 strings",
         ),
+        # The handler's provider and cache would fail to encode them ("internal error").
+        ('(("kind", "llm"), ("prompt", "hi" + chr(0xD800)))', "prompt contains a NUL"),
+        (
+            '(("kind", "judge"), ("question", "q"), ("context", "\\x00"), ("choices", ["y", "n"]))',
+            "context contains a NUL character or a lone surrogate",
+        ),
     ],
 )
 def test_the_runner_refuses_any_other_request_before_the_handler(fast_limits, fields, refusal):
