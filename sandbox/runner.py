@@ -69,6 +69,9 @@ CALL_LINE_MAX = 6 * (model_calls.MAX_PROMPT_CHARS + model_calls.MAX_CHOICES * 10
 # One encoder for every trace: json.dumps would build a new one per call. Non-JSON values
 # (datetimes, UUIDs) become their str(); ASCII output keeps every trace on one line.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+# The longest duration a result row may carry (a year): what the harness measures is far
+# less; a row past the in-process layers may carry any JSON number.
+MAX_DURATION_MS = 365 * 24 * 3600 * 1000.0
 # What no database text column stores: NUL, and lone surrogates (not UTF-8). The harness
 # writes ASCII, so they arrive only as these escapes (a character past U+FFFF, sent as an
 # escaped pair, matches too: the JSON decoder joins the pair, and the check keeps it).
@@ -886,7 +889,8 @@ def _parse(
             return None
         if error is not None and type(error) is not str:
             return None
-        if type(duration_ms) not in (int, float):
+        # A time: not NaN, not infinite, not an integer too large for a float.
+        if type(duration_ms) not in (int, float) or not 0 <= duration_ms < MAX_DURATION_MS:
             return None
         if passed is None and not error:
             # Never a silent pass or a silent nothing.

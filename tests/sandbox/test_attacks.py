@@ -4,15 +4,15 @@ test_escape.py holds the first round; these are the ones it did not try: unix an
 sockets, threads, raising a hard rlimit, stopping itself, pickle, the result and input
 fds closed, replaced or drained, the timer silenced by every signal call at once, text a
 database cannot store, verdicts of gigabytes, eval code that runs after its trace's
-window closes (an exception's __str__, a SystemExit's __repr__), and names built from
-strings. Host attacks run with the jail alone (run_jail_only) and with validation, which
-rejects them first.
+window closes (an exception's __str__, a SystemExit's __repr__), names built from
+strings, and a result row forged with a duration that is not a time. Host attacks run
+with the jail alone (run_jail_only) and with validation, which rejects them first.
 """
 
 import pickle
 
 from sandbox import Limits, run
-from sandbox.runner import run_jail_only
+from sandbox.runner import WROTE_INTO_RESULTS, run_jail_only
 
 FAST = Limits(trace_timeout_s=0.3, batch_timeout_s=20, cpu_time_s=10)
 DONE = {"how": "honest"}
@@ -263,3 +263,27 @@ def eval_fn(trace):
     for how, result in zip(hows[1:], results[1:], strict=True):
         assert result.passed is False and result.reason.startswith("ImportError"), (how, result)
     assert all("rejected before running" in r.error for r in run(code, traces))
+
+
+def test_a_forged_row_with_a_duration_that_is_not_a_time_stops_the_jail():
+    # Past the in-process layers (the jail alone), eval code can walk to the harness's
+    # frame and take its trace's nonce: the row it then forges may carry any JSON number.
+    # A NaN or infinite duration reached the verdicts; an integer too large for a float
+    # raised OverflowError out of run() (a failed task, a 500 on "run now").
+    code = r"""
+import os
+import sys
+
+
+def eval_fn(trace):
+    frame = sys._getframe()
+    while frame.f_code.co_name != "main":
+        frame = frame.f_back
+    row = '[true,"forged",null,%s,"","%s"]' % (trace["ms"], frame.f_locals["nonce"])
+    os.write(3, ('{"i":0,"r":[' + row + "]}\n").encode())
+    return False, "honest"
+"""
+    durations = ["NaN", "Infinity", "-1e999", "1" + "0" * 400, "-5"]
+    limits = Limits(trace_timeout_s=1.0, batch_timeout_s=20, cpu_time_s=10, max_restarts=10)
+    results = run_jail_only(code, [{"ms": ms} for ms in durations], limits)
+    assert [(r.passed, r.error) for r in results] == [(None, WROTE_INTO_RESULTS)] * 5, results
