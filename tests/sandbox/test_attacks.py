@@ -49,7 +49,7 @@ def eval_fn(trace):
         elif how == "stop":
             os.kill(os.getpid(), signal.SIGSTOP)
         elif how == "pickle":
-            pickle.loads(trace["payload"].encode("latin-1"))
+            return True, "got: %s" % pickle.loads(trace["payload"].encode("latin-1"))
         else:
             return True, "honest"
         return True, "got through"
@@ -59,12 +59,16 @@ def eval_fn(trace):
 
 
 class _Touch:
+    def __init__(self, path):
+        self.path = path
+
     def __reduce__(self):
-        return (__import__("os").system, ("touch /tmp/iofold_pickled",))
+        return (__import__("os").system, (f"touch {self.path}",))
 
 
 def test_host_attacks_the_previous_round_did_not_try(tmp_path):
-    payload = pickle.dumps(_Touch(), protocol=0).decode("latin-1")
+    marker = tmp_path / "pickled"
+    payload = pickle.dumps(_Touch(marker), protocol=0).decode("latin-1")
     traces = [
         {"how": "unix socket"},
         {"how": "udp"},
@@ -94,8 +98,9 @@ def test_host_attacks_the_previous_round_did_not_try(tmp_path):
     assert got[7] == (False, "blocked: ValueError"), got
     # The eval is pid 1 of its namespace: SIGSTOP to itself is ignored, the trace goes on.
     assert got[8] == (True, "got through"), got
-    # The pickle runs os.system inside the jail, where it cannot fork: nothing is touched.
-    assert got[9][0] is True and not (tmp_path.parent / "iofold_pickled").exists()
+    # The pickle runs os.system inside the jail: no shell starts (no fork, no /bin/sh;
+    # glibc answers 127 << 8), and the jail has no view of the host path anyway.
+    assert got[9] in ((True, "got: -1"), (True, "got: 32512")) and not marker.exists(), got
     assert got[10] == (True, "honest")
     # Validation refuses every one of them before a jail starts.
     assert all("rejected before running" in r.error for r in run(HOST_ATTACKS, traces, FAST))
