@@ -1,13 +1,15 @@
 """Supply chain: every requirement is pinned, and no pin has a known vulnerability.
 
-The audit (bin/audit, pip-audit) needs a vulnerability database: OSV, or PyPI's advisory
-data. Where neither answers (a machine that reaches only a package index), the audit is
-skipped and says why; everything else here runs everywhere.
+The audit (bin/audit, pip-audit) asks a vulnerability database over the internet: OSV, or
+PyPI's advisory data. The suite sends nothing off the machine unless asked, so it runs the
+audit only with IOFOLD_ONLINE_AUDIT=1 (and skips, saying why, where neither database
+answers); everything else here runs everywhere.
 """
 
 import datetime
 import importlib.machinery
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -58,6 +60,8 @@ def test_allowlist_entries_need_a_reason_and_expire(tmp_path):
 
 
 def test_pinned_requirements_have_no_known_vulnerabilities():
+    if os.environ.get("IOFOLD_ONLINE_AUDIT") != "1":
+        pytest.skip("the audit asks OSV over the internet: set IOFOLD_ONLINE_AUDIT=1 to run it")
     result = subprocess.run(
         [sys.executable, str(ROOT / "bin" / "audit")],
         cwd=ROOT,
