@@ -23,16 +23,22 @@ class Sleeps(list):
         self.append(seconds)
 
 
-def webhook_integration(workspace):
-    """A Langfuse integration (its host unreachable) that can receive signed webhook pushes;
-    ``.secret`` holds its webhook secret."""
-    integration = services.create_integration(
+def unreachable_langfuse(workspace, **settings):
+    """A Langfuse integration whose host nothing answers (port 9): for what needs one saved."""
+    return services.create_integration(
         workspace=workspace,
         name="lf",
         host="http://127.0.0.1:9",
         public_key=PUBLIC_KEY,
         secret_key=SECRET_KEY,
+        **settings,
     )
+
+
+def webhook_integration(workspace):
+    """A Langfuse integration (its host unreachable) that can receive signed webhook pushes;
+    ``.secret`` holds its webhook secret."""
+    integration = unreachable_langfuse(workspace)
     integration.secret = webhooks.regenerate_webhook_secret(integration=integration)
     return integration
 

@@ -6,7 +6,7 @@ from django.urls import reverse
 from integrations import services
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
-from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY, unreachable_langfuse
 from traces.models import Trace
 from workspaces.services import issue_token
 
@@ -179,14 +179,7 @@ def test_update_refuses_a_public_key_of_the_wrong_shape(token_client, fake_langf
 
 @pytest.mark.parametrize("minutes", [10**30, 1e30, 2**31, 7 * 24 * 60 + 1, -1, 4])
 def test_sync_interval_out_of_bounds_is_a_400(token_client, workspace, minutes):
-    integration = services.create_integration(
-        workspace=workspace,
-        name="lf",
-        host="http://127.0.0.1:9",
-        public_key=PUBLIC_KEY,
-        secret_key=SECRET_KEY,
-        sync_interval_minutes=60,
-    )
+    integration = unreachable_langfuse(workspace, sync_interval_minutes=60)
     url = reverse("api-integration", args=[integration.pk])
 
     response = token_client.patch(url, {"sync_interval_minutes": minutes}, format="json")

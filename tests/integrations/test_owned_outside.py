@@ -12,20 +12,13 @@ from integrations import services
 from integrations.models import Integration
 from integrations.tasks import sync_integration_on_schedule_task
 from integrations.uploads import start_upload
-from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
+from tests.integrations.helpers import unreachable_langfuse
 from workspaces.services import delete_workspace, request_workspace_deletion
 
 
 @pytest.fixture
 def scheduled(workspace):
-    integration = services.create_integration(
-        workspace=workspace,
-        name="lf",
-        host="http://127.0.0.1:9",
-        public_key=PUBLIC_KEY,
-        secret_key=SECRET_KEY,
-        sync_interval_minutes=60,
-    )
+    integration = unreachable_langfuse(workspace, sync_interval_minutes=60)
     assert PeriodicTask.objects.filter(pk=integration.periodic_task_id).exists()
     return integration
 
