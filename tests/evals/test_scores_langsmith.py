@@ -69,7 +69,7 @@ def test_verdicts_become_feedback_and_a_resend_writes_nothing_new(workspace, fak
                                                           (1, "reason 2")]  # fmt: skip
     again = scores.push_scores(executions=scores.pushable(EvalExecution.objects.all()))
     assert (again.pushed, again.failed) == (3, 0)
-    assert len(fake.feedback) == 3  # the same ids: 409, already written
+    assert len(fake.feedback) == 3  # the same ids: 409, then updated in place
     assert sorted(fake.feedback) == sorted(
         feedback_id(scores._build(eval, v)) for v in scores._verdicts(EvalExecution.objects.all())
     )
@@ -101,3 +101,28 @@ def test_a_conversation_verdict_goes_to_the_threads_last_trace(workspace, fake, 
     assert report.pushed == 1
     [sent] = fake.feedback.values()
     assert sent["run_id"] == str(uuid.UUID(int=3)) and sent["key"] == "Whole threads"
+
+
+def test_a_changed_verdict_replaces_the_feedback_it_sent_before(workspace, fake, integration):
+    # A run synced while in progress is judged failing; it completes, is synced and judged
+    # again: LangSmith must show the new verdict, not keep the first one.
+    eval_set = EvalSetFactory(workspace=workspace, name="Answers", score_to_langfuse=True)
+    eval = _active_eval(eval_set, version=1, code="def eval_fn(trace):\n    return True, 'ok'\n")
+    result = ingest_traces(
+        workspace=workspace,
+        source="langsmith",
+        integration=integration,
+        traces=[{**trace_data(0), "id": str(uuid.UUID(int=1))}],
+    )
+    execution = EvalExecution.objects.create(
+        workspace=workspace, eval=eval, trace_id=result.trace_ids[0], passed=False,
+        reason="no answer yet",
+    )  # fmt: skip
+    scores.push_scores(executions=scores.pushable(EvalExecution.objects.all()))
+
+    EvalExecution.objects.filter(pk=execution.pk).update(passed=True, reason="answered")
+    report = scores.push_scores(executions=scores.pushable(EvalExecution.objects.all()))
+
+    assert (report.pushed, report.failed) == (1, 0)
+    [sent] = fake.feedback.values()
+    assert (sent["score"], sent["comment"]) == (1, "answered")

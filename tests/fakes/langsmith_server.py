@@ -4,8 +4,9 @@ It answers what the adapter asks, in the shapes the real server uses: the projec
 (``GET /api/v1/sessions?name=``), the v2 runs query (``POST /api/v2/runs/query``: only
 ``id`` unless ``selects`` names fields, ``min_start_time`` one day back when omitted,
 ``items`` and ``next_cursor``, upper-case enums), the legacy ``POST /api/v1/runs/query``
-(``runs`` and ``cursors.next``, lower-case) and ``POST /api/v1/feedback`` (409 for an id
-it already has). Keys go in ``X-API-Key``; a workspace in ``X-Tenant-Id``.
+(``runs`` and ``cursors.next``, lower-case), ``POST /api/v1/feedback`` (409 for an id
+it already has) and ``PATCH /api/v1/feedback/<id>`` (its score and comment). Keys go in
+``X-API-Key``; a workspace in ``X-Tenant-Id``.
 """
 
 from __future__ import annotations
@@ -354,6 +355,14 @@ def _make_handler(fake: FakeLangSmith) -> type[BaseHTTPRequestHandler]:
                     else:
                         fake.feedback[body["id"]] = body
                         self._reply(200, body)
+                elif method == "PATCH" and parts.path.startswith("/api/v1/feedback/"):
+                    found = fake.feedback.get(parts.path.rsplit("/", 1)[1])
+                    if found is None:
+                        self._reply(404, {"detail": "Feedback not found"})
+                    else:
+                        changed = {"score", "value", "comment", "correction"}
+                        found.update({k: v for k, v in body.items() if k in changed})
+                        self._reply(200, found)
                 else:
                     self._reply(404, {"detail": "Not Found"})
 
@@ -368,5 +377,8 @@ def _make_handler(fake: FakeLangSmith) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._handle("POST")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
 
     return Handler

@@ -249,6 +249,12 @@ class LangSmithAdapter(Adapter):
         )
         return _decoded(reply)
 
+    def _patch(self, path: str, body: dict[str, Any], *, what: str) -> Any:
+        reply = self._call(
+            lambda: self.client.patch(path, cast_to=httpx.Response, body=body), what=what
+        )
+        return _decoded(reply)
+
     # --- connection check -------------------------------------------------------------------
 
     def test_connection(self) -> ConnectionInfo:
@@ -563,7 +569,11 @@ class LangSmithAdapter(Adapter):
     # --- feedback ----------------------------------------------------------------------------
 
     def push_scores(self, scores: list[ScoreIn]) -> ScorePushResult:
-        """Write verdicts as feedback with deterministic ids; a 409 means already written."""
+        """Write verdicts as feedback with deterministic ids; a 409 (written before) updates it.
+
+        A trace judged again after it changed keeps its feedback id: without the update,
+        LangSmith would keep showing the first verdict.
+        """
         result = ScorePushResult()
         # Run-level feedback names its project: LangSmith deprecates feedback without it.
         project_id = self._project_id or self._project()["id"]
@@ -579,9 +589,11 @@ class LangSmithAdapter(Adapter):
                 "feedback_source": {"type": "api", "metadata": score.metadata or {}},
             }
             try:
-                self._post("/api/v1/feedback", body, what="feedback write")
-            except ls_errors.ConflictError:
-                pass  # written by an earlier push
+                try:
+                    self._post("/api/v1/feedback", body, what="feedback write")
+                except ls_errors.ConflictError:
+                    changed = {"score": body["score"], "comment": body["comment"]}
+                    self._patch(f"/api/v1/feedback/{body['id']}", changed, what="feedback update")
             except ls_errors.APIStatusError as exc:
                 result.rejected += 1
                 result.errors.append(f"{exc.status_code}: {_detail(exc)}")
