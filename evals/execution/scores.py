@@ -300,7 +300,16 @@ def push_scores(*, executions: Iterable[EvalExecution]) -> PushReport:
     for integration_id, items in by_integration.items():
         integration = integrations[integration_id]
         for start in range(0, len(items), PUSH_CHUNK):
-            _push_chunk(integration, evals, items[start : start + PUSH_CHUNK], report)
+            outage = _push_chunk(integration, evals, items[start : start + PUSH_CHUNK], report)
+            if outage:
+                # The source refused a whole chunk after the adapter's retries (down, rate
+                # limited, keys refused): the next chunks would only wait through the same
+                # retries, holding the worker. They are recorded failed with that reason
+                # and the periodic resend (push_pending_scores) delivers them.
+                rest = items[start + PUSH_CHUNK :]
+                if rest:
+                    _record(integration, [], dict.fromkeys((v.pk for v in rest), outage), report)
+                break
     return report
 
 
@@ -309,12 +318,26 @@ def _push_chunk(
     evals: dict[int, Eval],
     items: list[_Verdict],
     report: PushReport,
-) -> None:
+) -> str:
+    """Push one chunk and record its outcome; return the reason when none of it arrived
+    for a reason that is not about the scores themselves (an outage), else ''."""
     delivery = deliver_scores(
         integration=integration, scores=[_build(evals[v.eval_id], v) for v in items]
     )
     delivered = [items[index].pk for index in delivery.delivered]
     failed = {items[index].pk: message for index, message in delivery.failed.items()}
+    _record(integration, delivered, failed, report)
+    reasons = set(failed.values())
+    if delivered or len(reasons) != 1:
+        return ""
+    [reason] = reasons
+    return "" if reason.startswith(SCORE_REJECTED_PREFIX) else reason
+
+
+def _record(
+    integration: Integration, delivered: list[int], failed: dict[int, str], report: PushReport
+) -> None:
+    """Record which verdicts arrived and why the others did not, on them and the integration."""
     now = timezone.now()
     by_message: dict[str, list[int]] = defaultdict(list)
     for pk, message in failed.items():

@@ -206,3 +206,30 @@ def test_a_list_of_executions_is_pushed_too(workspace, fake_langfuse, make_integ
 
     assert (report.pushed, report.failed) == (2, 0)
     assert set(fake.scores) == {scores.score_id(eval_id=eval.pk, trace=e.trace) for e in executions}
+
+
+def test_a_source_that_keeps_refusing_is_asked_once_per_push_not_once_per_chunk(
+    workspace, fake_langfuse, make_integration, monkeypatch
+):
+    # 10,000 verdicts are 20 chunks: each one waiting through the retries of a source that
+    # is down held the execute worker for 20 times as long, judging nothing meanwhile.
+    monkeypatch.setattr(scores, "PUSH_CHUNK", 2)
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval, _ = _setup(workspace, integration, n=6)
+    fake.fail_next(429, count=100, retry_after="0.01")  # rate-limited for a long while
+
+    report = scores.push_scores(executions=EvalExecution.objects.filter(eval=eval))
+
+    assert fake.request_count("/api/public/scores") == 4  # one chunk's attempts
+    assert (report.pushed, report.failed) == (0, 6)
+    integration.refresh_from_db()
+    assert integration.score_push_failures == 6
+    assert "rate limit" in integration.score_push_error
+    errors = set(EvalExecution.objects.values_list("score_error", flat=True))
+    assert errors == {integration.score_push_error}
+
+    # Nothing is lost: once the source answers, the periodic resend delivers them all.
+    fake._failures.clear()
+    assert scores.push_pending_scores().pushed == 6
+    assert len(fake.scores) == 6
