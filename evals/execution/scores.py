@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
@@ -249,15 +249,22 @@ def pushable(executions):
     return executions.filter(pairs, passed__isnull=False, eval__eval_set__score_to_langfuse=True)
 
 
+# A verdict the source does not have as it is: never delivered, or judged again (its
+# trace changed) since it was. A verdict's upsert keeps its last delivery's time.
+UNDELIVERED = Q(score_pushed_at__isnull=True) | Q(score_pushed_at__lt=F("updated_at"))
+
+
 def push_run_scores(*, run: EvalRun) -> PushReport:
     """Send the verdicts of a finished run, when its eval set sends scores to Langfuse.
 
     Only the active version speaks for the set: a shadow's (or a draft's) verdicts stay
     here. Once a shadow is promoted, ``push_pending_scores`` sends its recent ones.
+    Verdicts already delivered as they are are not sent again: the run's task carried out
+    twice (a duplicate message, a worker restarted before acknowledging it) sends nothing.
     """
     executions = pushable(
         EvalExecution.objects.filter(run=run, eval_id=run.eval_id, eval__status=Eval.Status.ACTIVE)
-    )
+    ).filter(UNDELIVERED)
     return push_scores(executions=executions)
 
 
@@ -266,11 +273,7 @@ def push_pending_scores(*, limit: int = 5000) -> PushReport:
     since = timezone.now() - RETRY_WINDOW
     executions = (
         pushable(EvalExecution.objects.all())
-        .filter(
-            eval__status=Eval.Status.ACTIVE,
-            score_pushed_at__isnull=True,
-            created_at__gte=since,
-        )
+        .filter(UNDELIVERED, eval__status=Eval.Status.ACTIVE, updated_at__gte=since)
         .exclude(score_error__startswith=SCORE_REJECTED_PREFIX)
         .order_by("created_at", "id")
     )

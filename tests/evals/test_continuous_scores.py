@@ -1,0 +1,115 @@
+"""Continuous evaluation as an operator meets it: one verdict and one score per new trace,
+whatever is repeated (a task delivered twice, a worker restarted, a trace synced again)."""
+
+# The fake-Langfuse fixtures are imported from the integration tests, so pytest sees them
+# as parameters of the same name.
+# ruff: noqa: F811
+
+import pytest
+from django.utils import timezone
+
+from evals.execution import continuous
+from evals.models import Eval, EvalExecution, EvalRun
+from iofold.pipeline import ingest_traces
+from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
+from tests.traces.factories import EvalSetFactory, trace_data
+
+pytestmark = pytest.mark.django_db
+
+REFUND = """def eval_fn(trace):
+    if "refund" in str(trace.get("output") or ""):
+        return True, "mentions the refund"
+    return False, "no refund in the answer"
+"""
+
+
+def _active(workspace, *, version=1, code=REFUND, eval_set=None):
+    eval_set = eval_set or EvalSetFactory(
+        workspace=workspace, name="Refunds", score_to_langfuse=True, source_kind="filter",
+        saved_filter={},
+    )  # fmt: skip
+    return Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=version,
+        code=code,
+        provider="offline",
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+
+
+def _sync(workspace, integration, outputs):
+    traces = [trace_data(i, output=output) for i, output in enumerate(outputs)]
+    return ingest_traces(
+        workspace=workspace, source="langfuse", integration=integration, traces=traces
+    ).trace_ids
+
+
+def _evaluate(workspace, trace_ids):
+    runs = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=trace_ids, enqueue=False
+    )
+    for run in runs:
+        continuous.execute_automatic_run(run_id=run.pk)
+    return runs
+
+
+def test_a_task_delivered_twice_pushes_each_score_once(workspace, fake_langfuse, make_integration):
+    # acks_late: a worker restarted after the push but before the acknowledgement, or a
+    # duplicate message, carries out the finished run's task again.
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    _active(workspace)
+    [run] = _evaluate(workspace, _sync(workspace, integration, ["A refund.", "No."]))
+
+    continuous.execute_automatic_run(run_id=run.pk)
+
+    assert len(fake.scores) == 2 and fake.score_posts == 1
+    integration.refresh_from_db()
+    assert integration.scores_pushed_count == 2  # what the integration's page says
+    assert EvalRun.objects.count() == 1 and EvalExecution.objects.count() == 2
+
+
+def test_a_trace_synced_again_is_judged_again_only_when_it_changed(
+    workspace, fake_langfuse, make_integration
+):
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval = _active(workspace)
+    _evaluate(workspace, _sync(workspace, integration, ["No."]))
+    [score] = fake.scores.values()
+    assert score["value"] == 0
+
+    # The same trace as before: nothing runs, nothing is sent.
+    assert _evaluate(workspace, _sync(workspace, integration, ["No."])) == []
+    assert fake.score_posts == 1
+
+    # It changed (the agent's answer arrived later): judged again, its one score replaced.
+    _evaluate(workspace, _sync(workspace, integration, ["A refund is on its way."]))
+    [score] = fake.scores.values()
+    assert (score["value"], score["comment"]) == (1, "mentions the refund")
+    assert fake.score_posts == 2
+    assert EvalExecution.objects.get(eval=eval).passed is True
+
+
+def test_a_new_verdict_whose_push_was_lost_is_sent_by_the_periodic_resend(
+    workspace, fake_langfuse, make_integration
+):
+    # A split run pushes from its last chunk's task; a worker killed during that push
+    # leaves a finished run whose task is not carried out again: only the resend is left.
+    from evals.execution.runs import execute_run
+    from evals.execution.scores import push_pending_scores
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    _active(workspace)
+    _evaluate(workspace, _sync(workspace, integration, ["No."]))
+    ids = _sync(workspace, integration, ["A refund is on its way."])
+    [run] = continuous.start_automatic_runs(workspace_id=workspace.pk, trace_ids=ids, enqueue=False)
+    execute_run(run_id=run.pk)  # judged again, then the worker died: no push
+
+    assert push_pending_scores().pushed == 1
+    [score] = fake.scores.values()
+    assert score["value"] == 1
+    assert push_pending_scores().pushed == 0  # delivered as it is now
