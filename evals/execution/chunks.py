@@ -38,9 +38,9 @@ from django.db.models import F
 from django.utils import timezone
 
 import sandbox
+from evals.execution.continuous import after_automatic_run
 from evals.execution.pipeline import Stages, judge_batches, writes_apart
 from evals.execution.runs import EXECUTE_CHUNK, _refresh_counts, _upsert, trace_json
-from evals.execution.scores import push_run_scores
 from evals.metrics.measure import record_test_result
 from evals.models import EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk
@@ -340,7 +340,7 @@ def finish_if_complete(*, run_id: int) -> EvalRun | None:
     if run.trigger == EvalRun.Trigger.MANUAL:
         record_test_result(run=run)
     elif run.trigger == EvalRun.Trigger.AUTOMATIC:
-        push_run_scores(run=run)
+        after_automatic_run(run=run)
     return run
 
 

@@ -194,9 +194,26 @@ def execute_automatic_run(*, run_id: int) -> PushReport | None:
     run = execute_run(run_id=run_id)
     if run is None or run.status != RunStatus.SUCCEEDED:
         return None
-    if run.eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
+    return after_automatic_run(run=run)
+
+
+def after_automatic_run(*, run: EvalRun) -> PushReport:
+    """Keep a finished automatic run's conversation verdicts, push its scores, and hand its
+    traces to the set's new active version when its own was replaced meanwhile.
+
+    Whoever finished the run calls it: its task, or a split run's last chunk.
+    """
+    eval = Eval.objects.select_related("eval_set").get(pk=run.eval_id)
+    if eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
         record_conversation_judgements(run=run)
-    return push_run_scores(run=run)
+    report = push_run_scores(run=run)
+    if eval.status not in RUNS_ON_NEW_TRACES:
+        # Activated (or archived) while this run judged a backlog: its verdicts no longer
+        # go back, so without this the backlog would never be scored. The active version
+        # judges what it has not judged yet (traces_to_judge), and pushes it.
+        trace_ids = EvalRun.objects.filter(pk=run.pk).values_list("trace_ids", flat=True).get()
+        queue_automatic_runs(workspace_id=run.workspace_id, trace_ids=trace_ids)
+    return report
 
 
 def judgement_history(conversation: Conversation) -> list[ConversationJudgement]:

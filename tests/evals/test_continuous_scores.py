@@ -113,3 +113,34 @@ def test_a_new_verdict_whose_push_was_lost_is_sent_by_the_periodic_resend(
     [score] = fake.scores.values()
     assert score["value"] == 1
     assert push_pending_scores().pushed == 0  # delivered as it is now
+
+
+def test_a_version_activated_while_the_backlog_is_judged_scores_that_backlog(
+    workspace, fake_langfuse, make_integration, monkeypatch
+):
+    # v1's run over a backlog is queued (or half done) when v2 is activated: v1's verdicts
+    # no longer speak for the set, so the traces go to v2, each scored once, by v2.
+    from evals import tasks
+    from evals.versions.services import activate_eval
+
+    handed = []
+    monkeypatch.setattr(
+        tasks.run_automatic_evals_task, "apply_async", lambda args, **_: handed.append(args)
+    )
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    v1 = _active(workspace, code="def eval_fn(trace):\n    return False, 'v1 says no'\n")
+    ids = _sync(workspace, integration, ["A refund.", "No.", "Your refund is sent."])
+    [run] = continuous.start_automatic_runs(workspace_id=workspace.pk, trace_ids=ids, enqueue=False)
+    v2 = Eval.objects.create(
+        workspace=workspace, eval_set=v1.eval_set, version=2, code=REFUND, provider="offline"
+    )
+    activate_eval(eval=v2)
+
+    continuous.execute_automatic_run(run_id=run.pk)
+
+    assert fake.scores == {}  # v1 no longer speaks for the set
+    assert [(ws, sorted(t)) for ws, t in handed] == [(workspace.pk, sorted(ids))]
+    _evaluate(workspace, handed[0][1])
+    assert sorted(s["metadata"]["eval_version"] for s in fake.scores.values()) == [2, 2, 2]
+    assert sorted(s["value"] for s in fake.scores.values()) == [0, 1, 1]
