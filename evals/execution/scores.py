@@ -1,10 +1,12 @@
 """Send eval verdicts back to their source (Langfuse scores, LangSmith feedback).
 
-Each score id is derived from (eval version, trace) and its timestamp is the trace's own,
-so a resend after a failure or a re-run overwrites the earlier score instead of adding
-another one. The integrations app delivers them (``deliver_scores``); outcomes are recorded
-here on each execution (``score_pushed_at``/``score_error``), and the integration sums
-them up on its own rows (``record_score_delivery``), whose page shows them.
+Each score id is derived from (eval set, trace) and its timestamp is the trace's own,
+so a resend after a failure, a re-run, or another version of the set (activated, promoted,
+rolled back to) overwrites the earlier score instead of adding another one: a trace has
+one score per eval set, the active version's. The integrations app delivers them
+(``deliver_scores``); outcomes are recorded here on each execution
+(``score_pushed_at``/``score_error``), and the integration sums them up on its own rows
+(``record_score_delivery``), whose page shows them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
@@ -30,6 +32,8 @@ from traces.models import Conversation, EvalSet, Trace
 logger = logging.getLogger(__name__)
 
 # Fixed namespace of iofold's score ids; changing it would duplicate every score once.
+# (Until December 2026 an id named the eval version, not its set: a trace scored then and
+# scored again by another version has both scores, once.)
 SCORE_NAMESPACE = uuid.UUID("5f0c3c1e-8d4e-4b7a-9a55-2f6b1d0e9c41")
 # Scores per push_scores call; the adapter splits further by body size.
 PUSH_CHUNK = 500
@@ -64,13 +68,13 @@ class PushReport:
     errors: list[str] = field(default_factory=list)
 
 
-def score_id(*, eval_id: int, trace: Trace) -> str:
-    """Return the deterministic Langfuse score id of an eval version's verdict on a trace."""
-    return _score_id(eval_id, trace.external_id)
+def score_id(*, eval_set_id: int, trace: Trace) -> str:
+    """Return the deterministic score id of an eval set's verdict on a trace."""
+    return _score_id(eval_set_id, trace.external_id)
 
 
-def _score_id(eval_id: int, external_id: str) -> str:
-    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval:{eval_id}:trace:{external_id}"))
+def _score_id(eval_set_id: int, external_id: str) -> str:
+    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval_set:{eval_set_id}:trace:{external_id}"))
 
 
 def score_name(eval: Eval) -> str:
@@ -210,9 +214,9 @@ def _read_verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:
     ]
 
 
-def session_score_id(*, eval_id: int, session_id: str) -> str:
-    """Return the deterministic score id of an eval version's verdict on a conversation."""
-    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval:{eval_id}:session:{session_id}"))
+def session_score_id(*, eval_set_id: int, session_id: str) -> str:
+    """Return the deterministic score id of an eval set's verdict on a conversation."""
+    return str(uuid.uuid5(SCORE_NAMESPACE, f"eval_set:{eval_set_id}:session:{session_id}"))
 
 
 def _build(eval: Eval, verdict: _Verdict) -> ScoreIn:
@@ -220,12 +224,12 @@ def _build(eval: Eval, verdict: _Verdict) -> ScoreIn:
         # The latest verdict on the conversation replaces the earlier one (same id).
         return replace(
             _build(eval, replace(verdict, session_id=None)),
-            id=session_score_id(eval_id=eval.pk, session_id=verdict.session_id),
+            id=session_score_id(eval_set_id=eval.eval_set_id, session_id=verdict.session_id),
             trace_id=verdict.last_trace_id or verdict.external_id,
             session_id=verdict.session_id,
         )
     return ScoreIn(
-        id=_score_id(eval.pk, verdict.external_id),
+        id=_score_id(eval.eval_set_id, verdict.external_id),
         trace_id=verdict.external_id,
         name=score_name(eval),
         value=bool(verdict.passed),
@@ -266,6 +270,27 @@ def push_run_scores(*, run: EvalRun) -> PushReport:
         EvalExecution.objects.filter(run=run, eval_id=run.eval_id, eval__status=Eval.Status.ACTIVE)
     ).filter(UNDELIVERED)
     return push_scores(executions=executions)
+
+
+def resend_replaced_scores(*, eval: Eval) -> int:
+    """Mark for resending the version's delivered verdicts that another version of its set
+    overwrote since (same score id); return how many. Called when the version becomes the
+    active one again (a rollback): the source shows the other version's verdicts until
+    the periodic resend puts this one's back."""
+    overwritten = (
+        EvalExecution.objects.filter(
+            eval__eval_set_id=eval.eval_set_id,
+            trace=OuterRef("trace"),
+            score_pushed_at__gt=OuterRef("score_pushed_at"),
+        )
+        .exclude(eval=eval)
+        .order_by()
+    )
+    return (
+        EvalExecution.objects.filter(eval=eval, score_pushed_at__isnull=False)
+        .filter(Exists(overwritten))
+        .update(score_pushed_at=None)
+    )
 
 
 def push_pending_scores(*, limit: int = 5000) -> PushReport:

@@ -144,3 +144,91 @@ def test_a_version_activated_while_the_backlog_is_judged_scores_that_backlog(
     _evaluate(workspace, handed[0][1])
     assert sorted(s["metadata"]["eval_version"] for s in fake.scores.values()) == [2, 2, 2]
     assert sorted(s["value"] for s in fake.scores.values()) == [0, 1, 1]
+
+
+def test_a_trace_the_eval_times_out_on_is_shown_and_the_others_are_scored(
+    workspace, fake_langfuse, make_integration, settings
+):
+    settings.SANDBOX_TIMEOUT_PER_TRACE = 1
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval = _active(
+        workspace,
+        code=(
+            "def eval_fn(trace):\n"
+            "    while 'hang' in str(trace.get('output')):\n"
+            "        pass\n"
+            "    return 'refund' in str(trace.get('output')), 'judged'\n"
+        ),
+    )
+    ids = _sync(workspace, integration, ["A refund.", "hang", "No.", "Your refund."])
+
+    [run] = _evaluate(workspace, ids)
+
+    run.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 4, 2, 1, 1)
+    stuck = EvalExecution.objects.get(eval=eval, trace__external_id="t1")
+    assert stuck.passed is None and "time" in stuck.error.lower()
+    assert sorted(s["traceId"] for s in fake.scores.values()) == ["t0", "t2", "t3"]
+
+
+def _versions(workspace, fake, integration):
+    """v1 active and v2 in shadow have judged two new traces; v1's verdicts were sent."""
+    from evals.versions.services import shadow_eval
+
+    v1 = _active(workspace, code="def eval_fn(trace):\n    return False, 'v1 says no'\n")
+    v2 = Eval.objects.create(
+        workspace=workspace, eval_set=v1.eval_set, version=2, code=REFUND, provider="offline"
+    )
+    shadow_eval(eval=v2)
+    _evaluate(workspace, _sync(workspace, integration, ["A refund.", "Your refund."]))
+    assert sorted((s["traceId"], s["value"]) for s in fake.scores.values()) == [
+        ("t0", 0),
+        ("t1", 0),
+    ]
+    return v1, v2
+
+
+def _per_trace(fake):
+    found = {}
+    for score in fake.scores.values():
+        found.setdefault(score["traceId"], []).append(
+            (score["name"], score["value"], score["metadata"]["eval_version"])
+        )
+    return found
+
+
+def test_a_promoted_version_replaces_the_scores_instead_of_adding_its_own(
+    workspace, fake_langfuse, make_integration
+):
+    # Two values of one score name on one trace (v1: no, v2: yes) are counted twice by
+    # every chart of the score in Langfuse.
+    from evals.execution.scores import push_pending_scores
+    from evals.versions.services import activate_eval
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    v1, v2 = _versions(workspace, fake, integration)
+
+    activate_eval(eval=v2)
+    assert push_pending_scores().pushed == 2
+
+    assert _per_trace(fake) == {"t0": [("Refunds", 1, 2)], "t1": [("Refunds", 1, 2)]}
+
+
+def test_a_rollback_puts_back_the_scores_the_newer_version_replaced(
+    workspace, fake_langfuse, make_integration
+):
+    from evals.execution.scores import push_pending_scores
+    from evals.versions.services import activate_eval, rollback_to
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    v1, v2 = _versions(workspace, fake, integration)
+    activate_eval(eval=v2)
+    push_pending_scores()
+
+    rollback_to(eval=v1)
+    assert push_pending_scores().pushed == 2
+
+    assert _per_trace(fake) == {"t0": [("Refunds", 0, 1)], "t1": [("Refunds", 0, 1)]}

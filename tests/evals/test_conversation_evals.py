@@ -196,7 +196,7 @@ def test_session_scores_reach_langfuse_with_a_stable_id(workspace, fake_langfuse
     conversation = Conversation.objects.for_workspace(workspace).get()
     _judge(workspace, [conversation.anchor_id])
 
-    expected = scores.session_score_id(eval_id=active.pk, session_id="lf-chat")
+    expected = scores.session_score_id(eval_set_id=active.eval_set_id, session_id="lf-chat")
     assert list(fake.scores) == [expected]
     sent = fake.scores[expected]
     assert sent["sessionId"] == "lf-chat" and "traceId" not in sent

@@ -71,7 +71,7 @@ def test_push_sends_boolean_scores_with_deterministic_ids(
     assert (report.pushed, report.failed) == (3, 0)
     assert len(fake.scores) == 3
     first = executions[0]
-    sent = fake.scores[scores.score_id(eval_id=eval.pk, trace=first.trace)]
+    sent = fake.scores[scores.score_id(eval_set_id=eval.eval_set_id, trace=first.trace)]
     assert sent["traceId"] == first.trace.external_id
     assert sent["name"] == "Answers the question"
     assert sent["value"] == 1 and sent["dataType"] == "BOOLEAN"
@@ -93,7 +93,7 @@ def test_resending_overwrites_instead_of_duplicating(workspace, fake_langfuse, m
 
     assert fake.score_posts == 2
     assert set(fake.scores) == set(first_sent)  # same three ids
-    changed = fake.scores[scores.score_id(eval_id=eval.pk, trace=executions[0].trace)]
+    changed = fake.scores[scores.score_id(eval_set_id=eval.eval_set_id, trace=executions[0].trace)]
     assert (changed["value"], changed["comment"]) == (0, "changed")
     assert changed["timestamp"] == first_sent[changed["id"]]["timestamp"]
 
@@ -128,7 +128,9 @@ def test_rejected_scores_are_pinned_to_their_executions(workspace, fake_langfuse
     integration = make_integration(fake)
     eval, executions = _setup(workspace, integration)
     bad = executions[1]
-    fake.reject_score_ids[scores.score_id(eval_id=eval.pk, trace=bad.trace)] = "Invalid score: no"
+    fake.reject_score_ids[scores.score_id(eval_set_id=eval.eval_set_id, trace=bad.trace)] = (
+        "Invalid score: no"
+    )
 
     report = scores.push_scores(executions=EvalExecution.objects.filter(eval=eval))
 
@@ -205,7 +207,9 @@ def test_a_list_of_executions_is_pushed_too(workspace, fake_langfuse, make_integ
     report = scores.push_scores(executions=list(EvalExecution.objects.filter(eval=eval)))
 
     assert (report.pushed, report.failed) == (2, 0)
-    assert set(fake.scores) == {scores.score_id(eval_id=eval.pk, trace=e.trace) for e in executions}
+    assert set(fake.scores) == {
+        scores.score_id(eval_set_id=eval.eval_set_id, trace=e.trace) for e in executions
+    }
 
 
 def test_a_source_that_keeps_refusing_is_asked_once_per_push_not_once_per_chunk(

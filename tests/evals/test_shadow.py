@@ -103,10 +103,11 @@ def test_both_versions_judge_new_traces_and_only_the_active_one_reaches_langfuse
     # The periodic resend leaves the shadow's verdicts alone too.
     assert scores.push_pending_scores().pushed == 0
 
-    # Promoted, its recent verdicts go out with the next resend.
+    # Promoted, its recent verdicts go out with the next resend, in place of the active's.
     version_services.activate_eval(eval=challenger)
     assert scores.push_pending_scores().pushed == 2
-    assert {s["metadata"]["eval_id"] for s in fake.scores.values()} == {active.pk, challenger.pk}
+    assert {s["metadata"]["eval_id"] for s in fake.scores.values()} == {challenger.pk}
+    assert len(fake.scores) == 2
 
 
 @pytest.mark.django_db
