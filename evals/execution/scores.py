@@ -250,7 +250,13 @@ def pushable(executions):
     pairs = Q()
     for source, kind in SCORED_PAIRS:
         pairs |= Q(trace__source=source, trace__integration__kind=kind)
-    return executions.filter(pairs, passed__isnull=False, eval__eval_set__score_to_langfuse=True)
+    # An archived set judges no new trace; what it judged before goes nowhere either.
+    return executions.filter(
+        pairs,
+        passed__isnull=False,
+        eval__eval_set__score_to_langfuse=True,
+        eval__eval_set__archived_at__isnull=True,
+    )
 
 
 # A verdict the source does not have as it is: never delivered, or judged again (its

@@ -232,3 +232,26 @@ def test_a_rollback_puts_back_the_scores_the_newer_version_replaced(
     assert push_pending_scores().pushed == 2
 
     assert _per_trace(fake) == {"t0": [("Refunds", 0, 1)], "t1": [("Refunds", 0, 1)]}
+
+
+def test_archiving_the_eval_set_stops_its_scores_in_flight_and_pending(
+    workspace, fake_langfuse, make_integration
+):
+    # Archived, a set judges no new trace (evaluating_evals); a run in flight then, or a
+    # verdict waiting for the resend, must not reach the source afterwards either.
+    from evals.execution.scores import push_pending_scores
+    from traces.services import archive_eval_set
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval = _active(workspace)
+    fake.fail_next(401)  # the first push fails: its verdicts wait for the resend
+    _evaluate(workspace, _sync(workspace, integration, ["A refund."]))
+    ids = _sync(workspace, integration, ["No.", "Your refund."])
+    [run] = continuous.start_automatic_runs(workspace_id=workspace.pk, trace_ids=ids, enqueue=False)
+
+    archive_eval_set(eval_set=eval.eval_set)
+    continuous.execute_automatic_run(run_id=run.pk)
+    push_pending_scores()
+
+    assert fake.scores == {}
