@@ -1,11 +1,13 @@
 """Sync, then automatic execution and score push, through the broker and a real worker."""
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from evals.models import Eval, EvalExecution, EvalRun
 from integrations import services
-from integrations.models import SyncRun
+from integrations.models import Integration, SyncRun
+from iofold.lib.tasks import registered_task
 from tests.conftest import wait_for
 from tests.integrations.conftest import fake_langfuse  # noqa: F401
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
@@ -72,3 +74,55 @@ def test_synced_traces_are_judged_and_scored_on_the_worker(
     wait_for(lambda: SyncRun.objects.get(pk=second.pk).is_final, timeout=60)
     runs = EvalRun.objects.count()
     assert len(fake.scores) == 12 and runs == EvalRun.objects.count()
+
+
+def test_a_source_refusing_scores_is_shown_and_the_resend_delivers_each_once(
+    celery_worker_process,
+    transactional_db,
+    workspace,
+    owner,
+    login,
+    fake_langfuse,  # noqa: F811
+):
+    fake = fake_langfuse(traces=6)
+    integration = services.create_integration(
+        workspace=workspace, name="lf", host=fake.url, public_key=PUBLIC_KEY, secret_key=SECRET_KEY
+    )
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        name="No failed steps",
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={"source": "langfuse"},
+        score_to_langfuse=True,
+    )
+    Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=NO_ERROR_CODE,
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    # Langfuse is down for the score pushes: every attempt the adapter makes gets a 503
+    # (the sync's pages make two runs, each pushing once, 4 attempts each).
+    fake.fail_next(503, count=8, path="/api/public/scores")
+
+    services.start_sync(integration=integration)
+
+    def refused():
+        return Integration.objects.get(pk=integration.pk).score_push_failures == 6
+
+    wait_for(refused, timeout=90, message="the refused push was not recorded")
+    assert fake.scores == {} and not fake._failures
+    assert EvalExecution.objects.filter(score_pushed_at__isnull=True).count() == 6
+    page = login(owner).get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
+    assert b'data-testid="score-push-failures">6 failed' in page.content
+    assert b"503" in page.content
+
+    # Langfuse is back: the beat's resend (sent here through the broker) delivers them.
+    registered_task("evals.tasks.push_pending_scores_task").delay()
+    wait_for(lambda: len(fake.scores) == 6, timeout=60, message="the resend did not deliver")
+    wait_for(lambda: Integration.objects.get(pk=integration.pk).score_push_failures == 0)
+    page = login(owner).get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
+    assert b"6 delivered" in page.content and b"failed</span>" not in page.content
+    assert fake.score_posts == 1 and not EvalExecution.objects.filter(score_pushed_at=None)

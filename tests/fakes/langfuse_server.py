@@ -332,7 +332,7 @@ class FakeLangfuse:
         self.health_status = 200
         self.page_delay = 0.0
         self.reject_score_ids: dict[str, str] = {}
-        self._failures: list[tuple[int, str | None]] = []
+        self._failures: list[tuple[int, str | None, str | None]] = []
         # Records.
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.scores: dict[str, dict[str, Any]] = {}
@@ -371,10 +371,18 @@ class FakeLangfuse:
 
     # --- switches ----------------------------------------------------------------------------
 
-    def fail_next(self, status: int, count: int = 1, *, retry_after: str | None = None) -> None:
-        """Answer the next `count` authenticated requests with `status` (429 sends Retry-After)."""
+    def fail_next(
+        self,
+        status: int,
+        count: int = 1,
+        *,
+        retry_after: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `count` authenticated requests (to `path` only, when given) with
+        `status` (429 sends Retry-After)."""
         with self._lock:
-            self._failures += [(status, retry_after)] * count
+            self._failures += [(status, retry_after, path)] * count
 
     def request_count(self, path: str | None = None) -> int:
         return sum(1 for _, p, _ in self.requests if path is None or p == path)
@@ -848,9 +856,11 @@ def _make_handler(fake: FakeLangfuse) -> type[BaseHTTPRequestHandler]:
                     },
                 )
             with fake._lock:
-                failure = fake._failures.pop(0) if fake._failures else None
+                failure = next((f for f in fake._failures if f[2] in (None, path)), None)
+                if failure:
+                    fake._failures.remove(failure)
             if failure:
-                return self._fail(*failure)
+                return self._fail(*failure[:2])
             if path == "/api/public/projects" and method == "GET":
                 return self._send(200, {"data": [fake.project]})
             if path == "/api/public/v2/observations" and method == "GET":
