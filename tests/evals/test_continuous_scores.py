@@ -255,3 +255,28 @@ def test_archiving_the_eval_set_stops_its_scores_in_flight_and_pending(
     push_pending_scores()
 
     assert fake.scores == {}
+
+
+def test_judging_and_scoring_new_traces_costs_the_same_queries_for_3_or_30(
+    workspace, fake_langfuse, make_integration
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    _active(workspace)
+
+    def queries(outputs, start):
+        traces = [trace_data(start + i, output=o) for i, o in enumerate(outputs)]
+        ids = ingest_traces(
+            workspace=workspace, source="langfuse", integration=integration, traces=traces
+        ).trace_ids
+        with CaptureQueriesContext(connection) as captured:
+            _evaluate(workspace, ids)
+        return len(captured)
+
+    few = queries(["A refund.", "No.", "Refund."], 0)
+    many = queries(["A refund.", "No.", "Refund."] * 10, 100)
+    assert few == many
+    assert len(fake.scores) == 33
