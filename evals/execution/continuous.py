@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
@@ -142,11 +143,25 @@ def record_conversation_judgements(*, run: EvalRun) -> int:
 
 
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
-    """Queue the automatic runs of active evals on new or changed traces."""
+    """Queue the automatic runs of active evals on new or changed traces.
+
+    With the broker unreachable, the runs are created here instead, queued: the message
+    of the task that would have created them was the only record of these traces, and
+    a queued run's lost message is sent again by the sweep (``recover_eval_runs``).
+    """
     # Most ingestions happen before any eval is active: skip the broker round trip.
     running = Eval.objects.for_workspace(workspace_id).filter(status__in=RUNS_ON_NEW_TRACES)
-    if trace_ids and running.exists():
+    if not (trace_ids and running.exists()):
+        return
+    try:
         enqueue_automatic_runs(workspace_id, list(trace_ids))
+    except (KombuOperationalError, OSError):
+        logger.warning(
+            "broker unreachable: automatic runs created for the sweep workspace=%s traces=%d",
+            workspace_id,
+            len(trace_ids),
+        )
+        start_automatic_runs(workspace_id=workspace_id, trace_ids=trace_ids, enqueue=False)
 
 
 def start_automatic_runs(

@@ -280,3 +280,35 @@ def test_judging_and_scoring_new_traces_costs_the_same_queries_for_3_or_30(
     many = queries(["A refund.", "No.", "Refund."] * 10, 100)
     assert few == many
     assert len(fake.scores) == 33
+
+
+def test_new_traces_arriving_while_the_broker_is_down_are_still_judged(
+    workspace, fake_langfuse, make_integration, monkeypatch, django_capture_on_commit_callbacks
+):
+    # The start task's message was the only record of traces to judge: with the broker
+    # down as a sync page committed, they were never judged nor scored.
+    from evals.execution.runs import recover_eval_runs
+    from iofold.celery import app
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    _active(workspace)
+    unreachable = "redis://127.0.0.1:1/0"  # nothing listens: refused at once
+    monkeypatch.setenv("CELERY_BROKER_URL", unreachable)
+    monkeypatch.setitem(app.conf, "broker_url", unreachable)
+    monkeypatch.setitem(app.conf, "broker_transport_options", {})
+    monkeypatch.setitem(app.conf, "broker_transport", None)
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = _sync(workspace, integration, ["A refund.", "No."])
+
+    [run] = EvalRun.objects.all()
+    assert (run.status, run.trigger, sorted(run.trace_ids)) == ("queued", "automatic", sorted(ids))
+    # Its message is sent again by the sweep once the broker is back (iofold/lib/runs.py),
+    # and the task carries it out.
+    monkeypatch.undo()
+    assert recover_eval_runs(include_queued=True) == 1
+    continuous.execute_automatic_run(run_id=run.pk)
+    assert len(fake.scores) == 2
