@@ -292,8 +292,13 @@ def resend_replaced_scores(*, eval: Eval) -> int:
         .exclude(eval=eval)
         .order_by()
     )
+    # Only what the resend would send (its window): the version's older verdicts are not
+    # read at all (exec_eval_updated_idx), however many it has.
+    since = timezone.now() - RETRY_WINDOW
     return (
-        EvalExecution.objects.filter(eval=eval, score_pushed_at__isnull=False)
+        EvalExecution.objects.filter(
+            eval=eval, updated_at__gte=since, score_pushed_at__isnull=False
+        )
         .filter(Exists(overwritten))
         .update(score_pushed_at=None)
     )
