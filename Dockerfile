@@ -40,7 +40,7 @@ COPY . /app
 # production settings to load, never the real keys.
 RUN SECRET_KEY=collectstatic-only-not-a-secret \
     IOFOLD_ENCRYPTION_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
-    DEBUG=false \
+    DEBUG=false ALLOWED_HOSTS=localhost \
     python manage.py collectstatic --noinput -v0
 USER iofold
 EXPOSE 8000

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
-from django.core.exceptions import ImproperlyConfigured
+from kombu.transport import TRANSPORT_ALIASES
 
 from iofold.lib.csp import POLICY as CSP_POLICY
 from iofold.lib.env import (
+    BadSetting,
     env_bool,
     env_float,
     env_int,
@@ -23,7 +24,10 @@ from iofold.lib.env import (
     env_secret,
     env_str,
     local_secret,
+    report_bad_settings_in_one_line,
 )
+
+report_bad_settings_in_one_line()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state for development: SQLite file, broker folder, generated secrets, emails.
@@ -38,7 +42,7 @@ def _dev_secret(name: str, filename: str, make) -> str:
     if value:
         return value
     if not DEBUG:
-        raise ImproperlyConfigured(f"{name} must be set when DEBUG is false")
+        raise BadSetting(f"{name} must be set when DEBUG is false")
     return local_secret(VAR_DIR / filename, make)
 
 
@@ -51,8 +55,20 @@ IOFOLD_ENCRYPTION_KEYS = [
     ).split(",")
     if key.strip()
 ]
+for _number, _key in enumerate(IOFOLD_ENCRYPTION_KEYS, 1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        # The key itself is a secret: name its place in the list, never its value.
+        raise BadSetting(
+            f"IOFOLD_ENCRYPTION_KEYS: key {_number} of {len(IOFOLD_ENCRYPTION_KEYS)} is not "
+            "a Fernet key (32 url-safe base64-encoded bytes)"
+        ) from None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not ALLOWED_HOSTS:
+    # Django would answer every request 400 and say why only in the log.
+    raise BadSetting("ALLOWED_HOSTS must name this server's host names when DEBUG is false")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Absolute base of links in emails. Unset, links take the scheme and host of the request
 # that sends them, so they work on whatever address and port the app is reached at.
@@ -126,13 +142,19 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
+        )
+    }
+except ValueError:
+    # Not the URL itself in the message: it holds the database password.
+    raise BadSetting(
+        "DATABASE_URL must look like postgres://user:password@host:5432/name"
+    ) from None
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets the web server, worker and beat share one SQLite file without locking out
     # readers; the timeout rides out short write bursts.
@@ -271,7 +293,7 @@ for _scope, _rate in IOFOLD_API_THROTTLE_RATES.items():
     if _rate.lower() not in ("off", "none", "0") and not (
         _num.isdigit() and _period[:1] in ("s", "m", "h", "d")
     ):
-        raise ImproperlyConfigured(
+        raise BadSetting(
             f"IOFOLD_API_RATE_PER_{_scope.upper()} must look like 600/minute or be off"
         )
 IOFOLD_INGEST_TRACES_PER_MINUTE = env_int("IOFOLD_INGEST_TRACES_PER_MINUTE", 120_000)
@@ -306,6 +328,9 @@ SPECTACULAR_SETTINGS = {
 # Celery. Unset broker: the file-system transport under var/broker, so a real worker
 # consumes tasks with nothing else installed.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# kombu would fail only when the first task is sent, inside a request.
+if CELERY_BROKER_URL.partition("://")[0].partition("+")[0] not in TRANSPORT_ALIASES:
+    raise BadSetting("CELERY_BROKER_URL must look like redis://host:6379/0")
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
     # kombu's file-system transport, with messages renamed into place once written.
@@ -355,7 +380,7 @@ CELERY_IMPORTS = ["iofold.reaper", "iofold.pipeline"]
 IOFOLD_RUN_HEARTBEAT_SECONDS = env_float("IOFOLD_RUN_HEARTBEAT_SECONDS", 5.0)
 IOFOLD_RUN_STALE_SECONDS = env_int("IOFOLD_RUN_STALE_SECONDS", 30)
 if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
-    raise ImproperlyConfigured(
+    raise BadSetting(
         "IOFOLD_RUN_STALE_SECONDS must cover at least three IOFOLD_RUN_HEARTBEAT_SECONDS"
     )
 # A queued eval run over more traces than this is split into chunks of this many, each its
@@ -382,7 +407,7 @@ for _entry in IOFOLD_PRIVATE_HOSTS_ALLOWLIST:
         try:
             ipaddress.ip_network(_entry, strict=False)
         except ValueError:
-            raise ImproperlyConfigured(
+            raise BadSetting(
                 f"IOFOLD_PRIVATE_HOSTS_ALLOWLIST: {_entry!r} is not a CIDR range"
             ) from None
 # An egress proxy for those connections (HTTP(S)_PROXY are not used for them: they would
@@ -394,7 +419,7 @@ IOFOLD_OUTBOUND_PROXY = env_str("IOFOLD_OUTBOUND_PROXY")
 # built-in offline synthesiser. A workspace's settings page overrides all of these.
 IOFOLD_LLM_PROVIDER = env_str("IOFOLD_LLM_PROVIDER")
 if IOFOLD_LLM_PROVIDER not in ("", "offline", "openai", "anthropic"):
-    raise ImproperlyConfigured("IOFOLD_LLM_PROVIDER must be offline, openai or anthropic")
+    raise BadSetting("IOFOLD_LLM_PROVIDER must be offline, openai or anthropic")
 IOFOLD_LLM_MODEL = env_str("IOFOLD_LLM_MODEL")
 OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
@@ -404,9 +429,9 @@ ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL")
 try:
     IOFOLD_LLM_PRICES = json.loads(env_str("IOFOLD_LLM_PRICES") or "{}")
 except ValueError as exc:
-    raise ImproperlyConfigured(f"IOFOLD_LLM_PRICES is not valid JSON: {exc}") from None
+    raise BadSetting(f"IOFOLD_LLM_PRICES is not valid JSON: {exc}") from None
 if not isinstance(IOFOLD_LLM_PRICES, dict):
-    raise ImproperlyConfigured("IOFOLD_LLM_PRICES must be a JSON object of model prices")
+    raise BadSetting("IOFOLD_LLM_PRICES must be a JSON object of model prices")
 # Approximate tokens the generation prompt may use (examples are trimmed to fit).
 IOFOLD_LLM_TOKEN_BUDGET = env_int("IOFOLD_LLM_TOKEN_BUDGET", 60000)
 # judge()/llm() calls from eval code (docs/judges.md): a budget per run, a timeout per
@@ -425,7 +450,7 @@ IOFOLD_DRIFT_MARGIN = env_float("IOFOLD_DRIFT_MARGIN", 0.10)
 # id), plain text in development; LOG_FORMAT overrides.
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
 if LOG_FORMAT not in ("plain", "json"):
-    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
+    raise BadSetting("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -458,7 +483,7 @@ try:
         for entry in env_list("IOFOLD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
     ]
 except ValueError as exc:
-    raise ImproperlyConfigured(f"IOFOLD_METRICS_ALLOWED_NETWORKS: {exc}") from None
+    raise BadSetting(f"IOFOLD_METRICS_ALLOWED_NETWORKS: {exc}") from None
 # A Celery worker serves its own /metrics on this port (0: none); its pool processes
 # share PROMETHEUS_MULTIPROC_DIR, which must then be set.
 IOFOLD_WORKER_METRICS_PORT = env_int("IOFOLD_WORKER_METRICS_PORT", 0)

@@ -102,9 +102,7 @@ def test_production_without_a_secret_fails_loudly(tmp_path, missing):
     production = _production_env()
     del production[missing]
     result = _run(SETUP, production, tmp_path)
-    assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr
-    assert missing in result.stderr
+    _one_line_naming(result, missing)
     # No development secret was quietly generated instead.
     assert not (tmp_path / "var" / "secret_key").exists()
 
@@ -232,3 +230,43 @@ def test_env_example_names_only_variables_something_reads():
     }
     unread = {name for name in names - _variables_read_anywhere() if f"${{{name}" not in compose}
     assert sorted(unread) == []
+
+
+def _one_line_naming(result, variable):
+    """The process stopped with one line on stderr naming the variable: no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    return lines[0]
+
+
+BAD_PRODUCTION_SETTINGS = [
+    ("SECRET_KEY", None),
+    ("IOFOLD_ENCRYPTION_KEYS", None),
+    ("IOFOLD_ENCRYPTION_KEYS", "not-a-fernet-key"),
+    ("ALLOWED_HOSTS", None),
+    ("DATABASE_URL", "postgress://u@db.internal/iofold"),
+    ("DATABASE_URL", "db.internal:5432"),
+    ("CELERY_BROKER_URL", "reddis://cache.internal:6379/0"),
+    ("EMAIL_PORT", "five-eight-seven"),
+    ("DATABASE_CONN_MAX_AGE", "1.5"),
+    ("SECURE_SSL_REDIRECT", "sometimes"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_PRODUCTION_SETTINGS)
+def test_a_bad_production_setting_stops_every_process_with_one_line(tmp_path, variable, value):
+    production = {**_production_env(), "EMAIL_HOST": "smtp.internal"}
+    if value is None:
+        production.pop(variable, None)
+    else:
+        production[variable] = value
+    # manage.py (migrate, check...), the web server's WSGI module and the Celery app.
+    for command in (
+        ["manage.py", "check"],
+        ["-c", "import iofold.wsgi"],
+        ["-m", "celery", "-A", "iofold", "report"],
+    ):
+        _one_line_naming(_run(command, production, tmp_path), variable)

@@ -1,9 +1,35 @@
 """Strict parsers for settings read from the environment."""
 
 import os
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+
+class BadSetting(ImproperlyConfigured):
+    """A variable of the environment is missing or malformed: iofold cannot start."""
+
+
+def report_bad_settings_in_one_line() -> None:
+    """Make a BadSetting that stops the process print one line naming it, not a traceback.
+
+    Installed by the settings module, so manage.py, gunicorn (which imports the app in its
+    master) and Celery all stop the same way; any other error keeps its traceback.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "reports_bad_settings", False):
+        return
+
+    def hook(kind, exc, tb):
+        if issubclass(kind, BadSetting):
+            sys.stderr.write(f"iofold cannot start: {exc}\n")
+        else:
+            previous(kind, exc, tb)
+
+    hook.reports_bad_settings = True
+    sys.excepthook = hook
+
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -24,7 +50,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+    raise BadSetting(f"{name} must be true or false, not {raw!r}")
 
 
 def env_int(name: str, default: int) -> int:
@@ -35,7 +61,7 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+        raise BadSetting(f"{name} must be an integer, not {raw!r}") from None
 
 
 def env_float(name: str, default: float) -> float:
@@ -46,7 +72,7 @@ def env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+        raise BadSetting(f"{name} must be a number, not {raw!r}") from None
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
@@ -64,7 +90,7 @@ def env_secret(name: str, default: str = "") -> str:
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE points at an unreadable file") from exc
+            raise BadSetting(f"{name}_FILE points at an unreadable file") from exc
     return env_str(name, default)
 
 
