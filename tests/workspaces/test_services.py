@@ -71,6 +71,16 @@ def test_invitation_emails_a_link_and_stores_only_a_digest(invite, workspace):
     assert invitation.is_pending
 
 
+def test_the_invitation_email_shows_the_workspace_name_as_typed(invite, workspace, owner):
+    # A plain-text email: "O'Brien & Co" must not arrive as "O&#x27;Brien &amp; Co".
+    workspace.name = "O'Brien & Co <support>"
+    workspace.save(update_fields=["name"])
+    invite("new@example.com")
+    body = mail.outbox[-1].body
+    assert '"O\'Brien & Co <support>"' in body
+    assert "&" + "amp;" not in body and "&#x27;" not in body
+
+
 def test_accepting_an_invitation_joins_with_its_role(invite, workspace):
     invitation, raw = invite(role="viewer")
     user = _verified_user()
