@@ -1,4 +1,4 @@
-from iofold.exceptions import ApplicationError
+from iofold.exceptions import ApplicationError, RateLimited
 
 
 class WorkspaceError(ApplicationError):
@@ -11,3 +11,7 @@ class InvitationForAnotherAddress(WorkspaceError):
 
 class InvitationWithdrawn(WorkspaceError):
     """Whoever sent the invitation may no longer invite: removed, left or made member."""
+
+
+class InvitationsRateLimited(RateLimited, WorkspaceError):
+    """Too many invitation emails to one address, or from one user: wait and send again."""

@@ -14,9 +14,11 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.selectors import email_address_status, verified_emails
+from iofold.lib import ratelimit
 from iofold.lib.tasks import enqueue
 from workspaces.exceptions import (
     InvitationForAnotherAddress,
+    InvitationsRateLimited,
     InvitationWithdrawn,
     WorkspaceError,
 )
@@ -26,6 +28,11 @@ from workspaces.models import ApiToken, Invitation, Membership, Workspace, diges
 logger = logging.getLogger(__name__)
 
 INVITATION_LIFETIME = timedelta(days=7)
+# Whoever signs up owns a workspace, so invitations are email anyone can make iofold send:
+# a few to one address from one workspace per hour (a resend, a corrected role), and a
+# team's worth from one user per hour. allauth limits its own emails likewise.
+INVITATIONS_PER_ADDRESS_PER_HOUR = 3
+INVITATIONS_PER_USER_PER_HOUR = 50
 # Registered name of the task (workspaces.tasks imports this module).
 DELETE_WORKSPACE_TASK = "workspaces.tasks.delete_workspace_task"
 
@@ -109,6 +116,7 @@ def invite_member(
     base = (settings.SITE_URL or base_url).rstrip("/")
     if not base:
         raise ImproperlyConfigured("Invitation links need SITE_URL or the sending page's URL.")
+    _take_invitation_budget(workspace=workspace, email=email, invited_by=invited_by)
     raw = secrets.token_urlsafe(32)
     invitation, _ = Invitation.objects.update_or_create(
         workspace=workspace,
@@ -132,6 +140,36 @@ def invite_member(
         )
     )
     return invitation
+
+
+def _take_invitation_budget(*, workspace: Workspace, email: str, invited_by) -> None:
+    """Count one invitation email, or refuse it (nothing is written) when over a budget."""
+    wait = ratelimit.take(
+        f"invite-user:{invited_by.pk}", 1, limit=INVITATIONS_PER_USER_PER_HOUR, window=3600
+    )
+    if wait is not None:
+        raise InvitationsRateLimited(
+            f"You have sent {INVITATIONS_PER_USER_PER_HOUR} invitations in the last hour: "
+            f"try again in {_minutes(wait)}.",
+            retry_after=wait,
+        )
+    wait = ratelimit.take(
+        f"invite-address:{workspace.pk}:{digest_secret(email)}",
+        1,
+        limit=INVITATIONS_PER_ADDRESS_PER_HOUR,
+        window=3600,
+    )
+    if wait is not None:
+        raise InvitationsRateLimited(
+            f"{email} was sent an invitation {INVITATIONS_PER_ADDRESS_PER_HOUR} times in the "
+            f"last hour: send it again in {_minutes(wait)}.",
+            retry_after=wait,
+        )
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, -(-seconds // 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def find_invitation(*, token: str) -> Invitation:

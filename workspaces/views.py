@@ -13,7 +13,7 @@ from iofold.lib.forms import form_status
 from iofold.lib.shown_once import keep_to_show, take_to_show
 from workspaces import services
 from workspaces.access import workspace_view
-from workspaces.exceptions import WorkspaceError
+from workspaces.exceptions import InvitationsRateLimited, WorkspaceError
 from workspaces.forms import InvitationForm, RoleForm, TokenForm, WorkspaceForm
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
 
@@ -89,6 +89,11 @@ def invite(request):
                 base_url=request.build_absolute_uri("/"),
                 by=request.membership,
             )
+        except InvitationsRateLimited as exc:
+            messages.error(request, exc.message)
+            response = _members_page(request, form, status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
         except WorkspaceError as exc:
             messages.error(request, exc.message)
         else:

@@ -463,3 +463,41 @@ def test_a_new_tokens_secret_waits_in_the_session_encrypted(client, workspace, o
     secret = shown.split('<p class="secret">', 1)[1].split("</p>", 1)[0]
     assert "shown_once:" in waiting
     assert secret not in waiting
+
+
+def test_invitation_emails_to_one_address_are_rate_limited(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    """Anyone who signs up owns a workspace: re-inviting must not make iofold's mail server
+    flood an address (allauth limits its own emails the same way)."""
+    client.force_login(owner)
+    url = reverse("workspaces:invite", kwargs={"slug": "acme"})
+    statuses = []
+    for _ in range(6):
+        with django_capture_on_commit_callbacks(execute=True):
+            statuses.append(
+                client.post(url, {"email": "target@example.com", "role": "viewer"}).status_code
+            )
+    assert statuses == [302, 302, 302, 429, 429, 429]
+    assert len(mail.outbox) == 3
+    refused = client.post(url, {"email": "target@example.com", "role": "viewer"})
+    assert "target@example.com was sent an invitation" in refused.content.decode()
+    # Another address is not held up by it.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(url, {"email": "other@example.com", "role": "viewer"}).status_code == 302
+    assert len(mail.outbox) == 4
+
+
+def test_one_user_cannot_mail_invitations_without_end(
+    client, workspace, owner, django_capture_on_commit_callbacks
+):
+    client.force_login(owner)
+    url = reverse("workspaces:invite", kwargs={"slug": "acme"})
+    with django_capture_on_commit_callbacks(execute=True):
+        statuses = [
+            client.post(url, {"email": f"n{i}@example.com", "role": "viewer"}).status_code
+            for i in range(52)
+        ]
+    assert statuses.count(302) == 50 and statuses[-2:] == [429, 429]
+    assert len(mail.outbox) == 50
+    assert Invitation.objects.filter(email="n51@example.com").count() == 0  # nothing half-done
