@@ -12,7 +12,7 @@ from django.db import transaction
 from evals.exceptions import EvalError
 from evals.models import Provider, ProviderSettings
 from iofold.lib import outbound
-from iofold.lib.fields import last_four
+from iofold.lib.fields import UnreadableSecret, last_four
 from workspaces.models import Workspace
 
 # Leaves a setting as it is stored.
@@ -93,7 +93,8 @@ def resolve_provider(*, workspace: Workspace) -> ProviderChoice:
     own_base_url = row.base_url if row and row.base_url else ""
     if row and row.api_key:
         key, source = row.api_key, "workspace"
-    elif own_base_url:
+    elif own_base_url or (row and isinstance(row.api_key, UnreadableSecret)):
+        # A key of its own that no configured key decrypts: not the operator's instead.
         key, source = "", ""
     else:
         key, source = _env_key(provider), "environment"

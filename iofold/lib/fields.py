@@ -1,8 +1,22 @@
+import logging
 from collections.abc import Iterable
 
 from django.db import models
 
 from iofold.lib import crypto
+
+logger = logging.getLogger(__name__)
+
+
+class UnreadableSecret(str):
+    """A stored secret that no configured key decrypts (a database restored without its
+    keys, an old key dropped too early): empty to the code, so pages open and the secret
+    can be entered again, and written back unchanged by a save that does not replace it."""
+
+    def __new__(cls, token: str):
+        secret = super().__new__(cls, "")
+        secret.token = token
+        return secret
 
 
 class EncryptedTextField(models.TextField):
@@ -14,9 +28,20 @@ class EncryptedTextField(models.TextField):
     def from_db_value(self, value, expression, connection):
         if value is None or value == "":
             return value
-        return crypto.decrypt(value)
+        try:
+            return crypto.decrypt(value)
+        except crypto.DecryptionError:
+            logger.warning(
+                "a stored secret of %s.%s cannot be decrypted with IOFOLD_ENCRYPTION_KEYS: "
+                "treated as not set until it is entered again or its key is configured",
+                self.model._meta.label,
+                self.name,
+            )
+            return UnreadableSecret(value)
 
     def get_prep_value(self, value):
+        if isinstance(value, UnreadableSecret):
+            return value.token
         value = super().get_prep_value(value)
         if value is None or value == "":
             return value

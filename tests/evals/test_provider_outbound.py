@@ -145,3 +145,18 @@ def test_with_an_egress_proxy_llm_calls_go_through_it(name, fake_llm, settings):
     assert [url.split("?")[0] for _, url in proxy.forwarded] == [
         fake_llm.url + fake_llm.requests[0].path
     ]
+
+
+def test_a_workspace_key_no_configured_key_decrypts_does_not_become_the_servers(
+    workspace, settings
+):
+    """Keys restored without their encryption key read as unset: the workspace then
+    generates offline until it enters its key again, not on the operator's account."""
+    from cryptography.fernet import Fernet
+
+    settings.OPENAI_API_KEY = "sk-operator-secret-0001"
+    settings.OPENAI_BASE_URL = ""
+    update_provider_settings(workspace=workspace, provider="openai", api_key="sk-ws-own-0002")
+    settings.IOFOLD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    choice = resolve_provider(workspace=workspace)
+    assert (choice.provider, choice.api_key) == ("offline", "")

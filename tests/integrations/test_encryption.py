@@ -72,3 +72,36 @@ def test_secret_is_not_in_repr_or_logs(integration, caplog):
     assert "sk-lf" not in repr(integration)
     assert "another-secret" not in caplog.text
     assert integration.secret_hint == "••••9999"
+
+
+def test_a_secret_no_configured_key_opens_leaves_the_pages_working(
+    integration, settings, client, owner, caplog
+):
+    """A database restored without its keys (docs/operations.md): each workspace enters
+    its keys again, so its integration pages must open, not fail with a 500."""
+    from django.urls import reverse
+
+    old_keys = settings.IOFOLD_ENCRYPTION_KEYS
+    stored = raw_secret_column(integration)
+    settings.IOFOLD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    client.force_login(owner)
+    slug = integration.workspace.slug
+    for name in ("list", "detail", "edit"):
+        args = [slug] if name == "list" else [slug, integration.pk]
+        assert client.get(reverse(f"integrations:{name}", args=args)).status_code == 200
+    assert client.get("/api/v1/integrations/").status_code == 200
+    # The operator is told which secret is unreadable, never its value.
+    assert "integrations.Integration.secret_key cannot be decrypted" in caplog.text
+    assert stored not in caplog.text
+    # Saving the integration without a new key keeps what is stored: once the right key is
+    # back, the secret is there again.
+    services.update_integration(integration=Integration.objects.get(pk=integration.pk), name="x")
+    assert raw_secret_column(integration) == stored
+    settings.IOFOLD_ENCRYPTION_KEYS = old_keys
+    assert Integration.objects.get(pk=integration.pk).secret_key == SECRET
+    # A key entered again is stored under the key now configured.
+    settings.IOFOLD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    services.update_integration(
+        integration=Integration.objects.get(pk=integration.pk), secret_key="sk-lf-new-one-4321"
+    )
+    assert Integration.objects.get(pk=integration.pk).secret_key == "sk-lf-new-one-4321"
