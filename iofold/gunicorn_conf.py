@@ -47,6 +47,17 @@ max_requests_jitter = 500
 # Load the app once in the master: workers fork with it imported (faster start, shared pages).
 preload_app = True
 accesslog = "-"
+# Gunicorn's own lines and the access log go to the root logger, which the settings'
+# LOGGING formats (JSON in production, with the request id, one-time link secrets taken
+# out); the app is preloaded, so that is configured before gunicorn writes its first line.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+logconfig_dict = {
+    "root": {"level": "INFO", "handlers": []},
+    "loggers": {
+        name: {"level": "INFO", "handlers": [], "propagate": True}
+        for name in ("gunicorn.error", "gunicorn.access")
+    },
+}
 # The proxy in front sets X-Forwarded-*; the container is only reachable through it.
 forwarded_allow_ips = "*"
 # The control socket would go in the home directory, which the app user cannot write.

@@ -54,6 +54,8 @@ class RequestMetricsMiddleware:
             logcontext.accept_request_id(request.headers.get("X-Request-ID")) or uuid.uuid4().hex
         )
         token = logcontext.request_id.set(request_id)
+        # For what Django logs after the middleware has returned (a 4xx's warning).
+        request.request_id = request_id
         start = time.perf_counter()
         try:
             response = self.get_response(request)

@@ -347,3 +347,99 @@ def test_dashboard_and_alert_rules_use_only_metrics_iofold_exports(client):
     ):
         assert f"alert: {name}" in alerts
     assert (DOCS / "prometheus-alerts.yml").read_text() in (DOCS / "operations.md").read_text()
+
+
+# --- the web server's own log lines ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_web_servers_log_is_json_lines_without_one_time_links(tmp_path):
+    """gunicorn as the image runs it (DEBUG=false): its own lines and the access log are JSON
+    like the app's, the access line carries the request id, and the secret part of an
+    invitation, password-reset or email-confirmation link is not written down."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    from cryptography.fernet import Fernet
+
+    port = _free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "IOFOLD_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "iofold.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": "s" * 60,
+        "IOFOLD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    for command in (["migrate"], ["collectstatic", "--noinput"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command, "-v0"], env=env, cwd=BASE_DIR, check=True
+        )
+    log = tmp_path / "web.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "iofold.wsgi:application",
+                "--config",
+                "python:iofold.gunicorn_conf",
+            ],  # fmt: skip
+            env=env,
+            cwd=BASE_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    secrets_sent = ["INVITE0secret0token0abcdefghijkl", "CONFIRM0key0abc:1xZo3E:def", "1-RESET0key"]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        ids = []
+        for path in (
+            f"/invitations/{secrets_sent[0]}/",
+            f"/accounts/confirm-email/{secrets_sent[1]}/",
+            f"/accounts/password/reset/key/{secrets_sent[2]}/",
+        ):
+            try:
+                response = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)
+            except urllib.error.HTTPError as exc:
+                response = exc
+            ids.append(response.headers["X-Request-ID"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    for secret in secrets_sent:
+        assert secret.split(":")[0] not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # each one JSON
+    assert {"time", "level", "logger", "message", "request_id"} <= lines[0].keys()
+    access = [line for line in lines if line["logger"] == "gunicorn.access"]
+    assert len(access) == 4
+    assert [line["request_id"] for line in access[1:]] == ids
+    assert "/invitations/" in access[1]["message"]
+    # Django's warning about the 404, written after the middleware, has its request's id too.
+    (not_found,) = [line for line in lines if line["logger"] == "django.request"]
+    assert not_found["request_id"] == ids[0]

@@ -22,10 +22,31 @@ def accept_request_id(value: str | None) -> str | None:
     return value if value and _SAFE_ID.match(value) else None
 
 
+# The secret part of a one-time link (an invitation, an email confirmation, a password
+# reset) in a logged path or Referer: whoever reads the log must not be able to follow it.
+_ONE_TIME_LINK = re.compile(r"(/invitations/|/confirm-email/|/password/reset/key/)[^/\s'\"?]+")
+
+
+def redact(text: str) -> str:
+    return _ONE_TIME_LINK.sub(r"\1[redacted]", text)
+
+
 class ContextFilter(logging.Filter):
-    """Add ``request_id`` and ``task_id`` (empty when outside one) to every record."""
+    """Add ``request_id`` and ``task_id`` (empty when outside one) to every record, and
+    take the secrets of one-time links out of it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         record.task_id = task_id.get()
+        if record.name == "gunicorn.access" and isinstance(record.args, dict):
+            # Written after the response, outside the request: its id is in the response.
+            record.request_id = str(record.args.get("{x-request-id}o", "-")).strip("-")
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        request = getattr(record, "request", None)  # django.request's, printed by its repr
+        record.request_id = record.request_id or getattr(request, "request_id", "")
+        if request is not None and redact(repr(request)) != repr(request):
+            record.request = redact(repr(request))
         return True
