@@ -443,3 +443,10 @@ def test_the_web_servers_log_is_json_lines_without_one_time_links(tmp_path):
     # Django's warning about the 404, written after the middleware, has its request's id too.
     (not_found,) = [line for line in lines if line["logger"] == "django.request"]
     assert not_found["request_id"] == ids[0]
+
+
+def test_a_malformed_log_call_still_does_not_raise_into_the_caller(caplog):
+    from iofold.lib.logcontext import ContextFilter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d items", ("many",), None)
+    assert ContextFilter().filter(record) is True

@@ -41,7 +41,10 @@ class ContextFilter(logging.Filter):
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             # Written after the response, outside the request: its id is in the response.
             record.request_id = str(record.args.get("{x-request-id}o", "-")).strip("-")
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call: the handler reports it, not us
+            message = ""
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, ()
