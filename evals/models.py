@@ -403,6 +403,34 @@ class JudgeResponse(WorkspaceOwned):
         return f"{self.model} {self.key[:12]}"
 
 
+class JudgeSpendMonthQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class JudgeSpendMonth(WorkspaceOwned):
+    """The workspace's judge spend this month, kept as calls are made: the row every run's
+    calls reserve against (locked), so concurrent runs never spend past the monthly budget
+    between them (evals.judging.ledger)."""
+
+    month = models.DateField()
+    # What the provider reported for calls made this month.
+    spent_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    # The most the calls in flight can cost; ignored after `held_until`, when every call
+    # reserved before it has timed out (its process died before settling).
+    held_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    objects = JudgeSpendMonthQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"], name="evals_judgespendmonth_one")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace} {self.month:%Y-%m}: ${self.spent_usd}"
+
+
 class JudgeTemplateQuerySet(WorkspaceQuerySet):
     pass
 

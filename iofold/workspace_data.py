@@ -42,6 +42,7 @@ from evals.models import (
     EvalSetAutomation,
     Generation,
     JudgeResponse,
+    JudgeSpendMonth,
     JudgeTemplate,
     ProviderSettings,
 )
@@ -100,6 +101,7 @@ NOT_EXPORTED: set[type[models.Model]] = {
     EvalRunChunk,  # a slice of a run; the run itself is exported
     UploadRun,  # points at a file on this server's disk, deleted once ingested
     ScoreImportRun,  # its labels are exported; the run reads a source of this installation
+    JudgeSpendMonth,  # this installation's running total; rebuilt from the runs' costs
 }
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # Never exported: links to this installation's scheduler, and which process ran a run.

@@ -26,6 +26,7 @@ from evals.generation.pricing import cost_usd, price_table
 from evals.generation.provider_settings import ProviderChoice, resolve_provider
 from evals.generation.providers import Provider as LLMProvider
 from evals.generation.providers import ProviderError, get_provider
+from evals.judging import ledger
 from evals.judging.prompting import pick_choice, render_call
 from evals.models import JudgeResponse, Provider
 from sandbox.calls import CallRefused, CallRequest
@@ -225,11 +226,26 @@ class JudgeSession:
             return self._provider
 
     def _reserve(self, upper_in: int) -> tuple[int, Decimal]:
-        """Hold the most this call can cost, or refuse it: the budget is never exceeded.
+        """Hold the most this call can cost, in this run and in the workspace's month, or
+        refuse it: neither budget is ever exceeded, however many runs spend at once.
 
         A prompt has at most as many tokens as bytes, and the answer is capped, so the
         reservation is an upper bound on what the provider will report.
         """
+        reserved = self._reserve_run(upper_in)
+        usd = reserved[1]
+        if usd:
+            budget = self._on_owner(
+                lambda: ledger.reserve(workspace=self.workspace, usd=usd, timeout=self.timeout)
+            )
+            if budget is not None:
+                self._release(reserved)
+                with self._lock:
+                    self.exhausted = ledger.budget_message(budget)
+                raise CallRefused(self.exhausted)
+        return reserved
+
+    def _reserve_run(self, upper_in: int) -> tuple[int, Decimal]:
         tokens = upper_in + self.max_tokens
         usd = cost_usd(self.choice.model, upper_in, self.max_tokens, self._prices) or Decimal(0)
         with self._lock:
@@ -263,19 +279,31 @@ class JudgeSession:
         actual: tuple[int, int, Decimal] | None,
         index: int | None = None,
     ) -> None:
-        tokens, usd = reserved
+        usd = reserved[1]
+        if usd:
+            cost = actual[2] if actual is not None else Decimal(0)
+            self._on_owner(lambda: ledger.settle(workspace=self.workspace, held=usd, cost=cost))
+        if actual is None:
+            self._release(reserved)
+            return
         with self._lock:
-            self._reserved.calls -= 1
-            self._reserved.input_tokens -= tokens
-            self._reserved.cost_usd -= usd
-            if actual is None:
-                return
+            # Released and counted at once, so the run's budget never misses the call.
+            self._release(reserved, locked=True)
             input_tokens, output_tokens, cost = actual
             self.total.add(input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
             if index is not None:
                 self.per_trace.setdefault(index, Usage()).add(
                     input_tokens=input_tokens, output_tokens=output_tokens, cost=cost
                 )
+
+    def _release(self, reserved: tuple[int, Decimal], *, locked: bool = False) -> None:
+        if not locked:
+            with self._lock:
+                return self._release(reserved, locked=True)
+        tokens, usd = reserved
+        self._reserved.calls -= 1
+        self._reserved.input_tokens -= tokens
+        self._reserved.cost_usd -= usd
 
     # The database's side (the run's own thread) ---------------------------------------
 

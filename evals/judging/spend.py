@@ -6,26 +6,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
-from django.utils import timezone
 
+from evals.judging.ledger import budget_message, month_start, month_to_date
 from evals.judging.session import Budget, JudgeSession
-from evals.models import Eval, EvalExecution, EvalKind, EvalRun, ProviderSettings
+from evals.models import Eval, EvalExecution, EvalKind, ProviderSettings
 from workspaces.models import Workspace
-
-
-def month_start():
-    now = timezone.now()
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def month_to_date(*, workspace: Workspace) -> Decimal:
-    """Return the dollars the workspace's runs have spent on judge calls this month."""
-    total = (
-        EvalRun.objects.for_workspace(workspace)
-        .filter(created_at__gte=month_start())
-        .aggregate(total=Sum("cost_usd"))["total"]
-    )
-    return total or Decimal(0)
 
 
 def monthly_budget(*, workspace: Workspace) -> Decimal | None:
@@ -48,13 +33,8 @@ def capped_budget(*, workspace: Workspace) -> Budget:
     budget = monthly_budget(workspace=workspace)
     if budget is None:
         return Budget.from_settings()
-    message = (
-        f"the workspace's monthly judge budget (${budget}) would be exceeded; runs of "
-        "evals that call a judge stop until next month or until the budget is raised in "
-        "the provider settings"
-    )
     return Budget.from_settings(
-        usd_cap=monthly_headroom(workspace=workspace), usd_cap_message=message
+        usd_cap=monthly_headroom(workspace=workspace), usd_cap_message=budget_message(budget)
     )
 
 
