@@ -62,11 +62,13 @@ def choice_param(request, name: str, choices) -> str | None:
     return value
 
 
-def page_limit(params, unread: dict, *, default: int = 50, most: int = 200) -> int:
+def page_limit(
+    params, unread: dict, *, default: int = 50, most: int = 200, name: str = "limit"
+) -> int:
     """Read ``?limit=`` of a cursor-paged list: a whole number from 1, read as ``most`` above
     it (the cap of ``LimitOffsetPagination`` too). Anything else is named in ``unread``, for
     the view's 400 with its other unread filters: quietly reading 0 or -5 as 1 hid the typo."""
-    given = params.get("limit", "")
+    given = params.get(name, "")
     if given == "":
         return default
     try:
@@ -74,9 +76,35 @@ def page_limit(params, unread: dict, *, default: int = 50, most: int = 200) -> i
     except ValueError:
         limit = 0
     if limit < 1:
-        unread["limit"] = f"{given[:40]!r} is not a whole number from 1 (at most {most} a page)."
+        unread[name] = f"{given[:40]!r} is not a whole number from 1 (at most {most} a page)."
         return default
     return min(limit, most)
+
+
+def window_params(params, name: str, *, default: int, most: int) -> tuple[int, int]:
+    """Read ``?<name>_offset=`` and ``?<name>_limit=``, the window of a detail's long list
+    (a trace's steps, a conversation's turns); a 400 names either that does not read."""
+    unread: dict[str, str] = {}
+    given = params.get(f"{name}_offset", "")
+    offset = int(given) if given.isascii() and given.isdigit() else -1
+    if given == "":
+        offset = 0
+    elif offset < 0:
+        unread[f"{name}_offset"] = f"{given[:40]!r} is not a whole number from 0."
+    limit = page_limit(params, unread, default=default, most=most, name=f"{name}_limit")
+    if unread:
+        raise ValidationError(unread)
+    return offset, limit
+
+
+class WindowOut(serializers.Serializer):
+    """Which part of a detail's long list the answer holds; ask for the rest from
+    ``next_offset`` (null once the last is held)."""
+
+    offset = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    total = serializers.IntegerField()
+    next_offset = serializers.IntegerField(allow_null=True)
 
 
 class JSONParser(parsers.JSONParser):

@@ -20,11 +20,20 @@ from rest_framework.views import APIView
 from integrations.constants import MAX_API_TRACES
 from integrations.otlp.decode import OtlpRequestError, check_json_values, decompress
 from integrations.uploads import ingest_objects
-from iofold.api import IdField, JSONParser, PayloadTooLarge, choice_param, id_param, page_limit
+from iofold.api import (
+    IdField,
+    JSONParser,
+    PayloadTooLarge,
+    WindowOut,
+    choice_param,
+    id_param,
+    page_limit,
+    window_params,
+)
 from iofold.lib.bodies import require_content_length
 from iofold.pipeline import admit_traces
 from traces import selectors, services
-from traces.conversations import conversation_dict, conversation_turns
+from traces.conversations import conversation_dict
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import LABEL_STATES, TraceFilters, read_conversation_filters
 from traces.models import Conversation, EvalSet, Feedback, Trace
@@ -93,8 +102,21 @@ class TraceOut(serializers.ModelSerializer):
 
 
 class TraceDetailOut(TraceOut):
+    """A trace with its data, whose ``steps`` hold one window (``steps_page``)."""
+
+    data = serializers.SerializerMethodField()
+    steps_page = serializers.SerializerMethodField()
+
     class Meta(TraceOut.Meta):
-        fields = [*TraceOut.Meta.fields, "data"]
+        fields = [*TraceOut.Meta.fields, "data", "steps_page"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_data(self, trace) -> dict:
+        return self.context["data"]
+
+    @extend_schema_field(WindowOut)
+    def get_steps_page(self, trace) -> dict:
+        return WindowOut(self.context["window"]).data
 
 
 class TracePageOut(serializers.Serializer):
@@ -360,15 +382,33 @@ def _too_large(what: str) -> PayloadTooLarge:
     )
 
 
-@extend_schema(summary="One trace with its normalised payload")
+# A trace's steps and a conversation's turns come a window at a time: a trace of 5,000
+# steps was a 5 MB answer. Steps as many as the trace page shows before "Show all".
+STEPS_WINDOW = selectors.MAX_SHOWN_STEPS
+TURNS_WINDOW, MOST_TURNS = 50, 200
+
+
+@extend_schema(
+    summary="One trace with its normalised payload",
+    description=(
+        f"`data.steps` holds at most `steps_limit` steps (default and most {STEPS_WINDOW}) "
+        "from `steps_offset`, in stored order (each names its `parent_id`); `steps_page` "
+        "says which, and its `next_offset` is the `steps_offset` of the rest."
+    ),
+    parameters=[OpenApiParameter("steps_offset", int), OpenApiParameter("steps_limit", int)],
+)
 class TraceDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
     model = Trace
     serializer_class = TraceDetailOut
 
-    def get_object(self):
+    def retrieve(self, request, *args, **kwargs):
+        offset, limit = window_params(
+            request.query_params, "steps", default=STEPS_WINDOW, most=STEPS_WINDOW
+        )
         trace = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
         selectors.attach_label_counts([trace])
-        return trace
+        data, window = selectors.steps_window(trace.data, offset=offset, limit=limit)
+        return Response(TraceDetailOut(trace, context={"data": data, "window": window}).data)
 
 
 # --- eval sets --------------------------------------------------------------------------
@@ -597,9 +637,14 @@ class ConversationOut(serializers.ModelSerializer):
 class ConversationDetailOut(ConversationOut):
     turn_ids = serializers.SerializerMethodField()
     conversation = serializers.SerializerMethodField()
+    turns_page = serializers.SerializerMethodField()
 
     class Meta(ConversationOut.Meta):
-        fields = [*ConversationOut.Meta.fields, "turn_ids", "conversation"]
+        fields = [*ConversationOut.Meta.fields, "turn_ids", "conversation", "turns_page"]
+
+    @extend_schema_field(WindowOut)
+    def get_turns_page(self, obj) -> dict:
+        return WindowOut(self.context["window"]).data
 
     def get_turn_ids(self, obj) -> list[int]:
         return [t.pk for t in self.context["turns"]]
@@ -674,12 +719,23 @@ class _ConversationMixin(WorkspaceScopedMixin):
 class ConversationDetailApi(_ConversationMixin, APIView):
     @extend_schema(
         summary="One conversation with the dict a conversation eval receives",
+        description=(
+            f"`turn_ids` and `conversation` hold at most `turns_limit` turns (default "
+            f"{TURNS_WINDOW}, at most {MOST_TURNS}) from `turns_offset`, in turn order: the "
+            "dict a conversation eval would receive of those turns. `turns_page` says which "
+            "(`total` is the conversation's), its `next_offset` the `turns_offset` of the rest."
+        ),
+        parameters=[OpenApiParameter("turns_offset", int), OpenApiParameter("turns_limit", int)],
         responses=ConversationDetailOut,
     )
     def get(self, request, pk: int):
+        offset, limit = window_params(
+            request.query_params, "turns", default=TURNS_WINDOW, most=MOST_TURNS
+        )
         conversation = self._object(pk)
-        turns = list(conversation_turns(conversation))
-        return Response(ConversationDetailOut(conversation, context={"turns": turns}).data)
+        turns, window = selectors.turns_window(conversation, offset=offset, limit=limit)
+        context = {"turns": turns, "window": window}
+        return Response(ConversationDetailOut(conversation, context=context).data)
 
 
 class ConversationLabelsApi(_ConversationMixin, APIView):

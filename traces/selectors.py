@@ -295,6 +295,36 @@ def shown_steps(data: dict, *, full: bool = False) -> StepTree:
     )
 
 
+@dataclass(frozen=True)
+class Window:
+    """Part of a long list: ``limit`` items from ``offset`` of ``total``."""
+
+    offset: int
+    limit: int
+    total: int
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.offset + self.limit
+        return end if end < self.total else None
+
+
+def steps_window(data: dict, *, offset: int, limit: int) -> tuple[dict, Window]:
+    """Return the trace's data with only ``limit`` of its steps from ``offset`` (stored
+    order: each step names its ``parent_id``), and which part that is: the API's answer
+    for a trace of thousands of steps stays as small as its page (``MAX_SHOWN_STEPS``)."""
+    steps = data.get("steps")
+    steps = steps if isinstance(steps, list) else []
+    return {**data, "steps": steps[offset : offset + limit]}, Window(offset, limit, len(steps))
+
+
+def turns_window(conversation: Conversation, *, offset: int, limit: int) -> tuple[list, Window]:
+    """Return ``limit`` of the conversation's turns (traces) from ``offset``, in turn order."""
+    turns = conversation_turns(conversation)
+    window = Window(offset, limit, turns.count())
+    return list(turns[offset : offset + limit]), window
+
+
 def step_tree(data: dict) -> list[StepNode]:
     """Arrange a normalised trace's steps by ``parent_id``; orphans become roots.
 

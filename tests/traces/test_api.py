@@ -229,3 +229,71 @@ def test_trace_and_conversation_lists_refuse_a_limit_below_one(api_client, works
             response = api_client.get(reverse(name), {"limit": limit}, headers=WS)
             assert response.status_code == 400 and list(response.json()) == ["limit"], name
         assert api_client.get(reverse(name), {"limit": "500"}, headers=WS).status_code == 200
+
+
+def test_a_big_traces_detail_comes_a_window_of_steps_at_a_time(api_client, workspace, owner):
+    from tests.traces.factories import trace_data
+
+    data = trace_data(1)
+    data["steps"] = [
+        {"id": f"s{n}", "parent_id": "s0" if n else None, "name": f"step {n}", "type": "tool",
+         "output": "x" * 1000}
+        for n in range(1_201)
+    ]  # fmt: skip
+    trace = TraceFactory(workspace=workspace, data=data)
+    api_client.force_login(owner)
+    url = reverse("api-trace", kwargs={"pk": trace.pk})
+
+    first = api_client.get(url, headers=WS)
+    body = first.json()
+    assert len(first.content) < 600_000  # 500 steps of about 1 KB, not 1.2 MB
+    assert body["steps_page"] == {"offset": 0, "limit": 500, "total": 1201, "next_offset": 500}
+    assert body["data"]["input"] == data["input"]  # the rest of the data is whole
+    names = [s["name"] for s in body["data"]["steps"]]
+    while body["steps_page"]["next_offset"] is not None:
+        offset = body["steps_page"]["next_offset"]
+        body = api_client.get(url, {"steps_offset": offset}, headers=WS).json()
+        names += [s["name"] for s in body["data"]["steps"]]
+    assert names == [f"step {n}" for n in range(1_201)]
+    assert body["steps_page"] == {"offset": 1000, "limit": 500, "total": 1201, "next_offset": None}
+
+    small = api_client.get(url, {"steps_offset": 3, "steps_limit": 2}, headers=WS).json()
+    assert [s["id"] for s in small["data"]["steps"]] == ["s3", "s4"]
+    refused = api_client.get(url, {"steps_offset": "-1", "steps_limit": "0"}, headers=WS)
+    assert refused.status_code == 400 and set(refused.json()) == {"steps_offset", "steps_limit"}
+
+
+def test_a_long_conversations_detail_comes_a_window_of_turns_at_a_time(
+    api_client, workspace, owner
+):
+    import datetime as dt
+
+    from iofold.pipeline import ingest_traces
+    from tests.traces.factories import trace_data
+    from traces.models import Conversation
+
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    turns = []
+    for n in range(60):
+        turn = trace_data(n)
+        turn.update(
+            id=f"turn-{n}", session_id="long",
+            timestamp=(start + dt.timedelta(minutes=n)).isoformat(),
+        )  # fmt: skip
+        turns.append(turn)
+    ingest_traces(workspace=workspace, source="upload", traces=turns)
+    conversation = Conversation.objects.for_workspace(workspace).get(external_id="long")
+    api_client.force_login(owner)
+    url = reverse("api-conversation", kwargs={"pk": conversation.pk})
+
+    body = api_client.get(url, headers=WS).json()
+    assert body["turn_count"] == 60 and len(body["turn_ids"]) == 50
+    assert body["turns_page"] == {"offset": 0, "limit": 50, "total": 60, "next_offset": 50}
+    assert len(body["conversation"]["turns"]) == 50
+    rest = api_client.get(url, {"turns_offset": 50}, headers=WS).json()
+    assert rest["turns_page"]["next_offset"] is None and len(rest["turn_ids"]) == 10
+    ids = body["turn_ids"] + rest["turn_ids"]
+    assert [t["id"] for t in rest["conversation"]["turns"]] == [f"turn-{n}" for n in range(50, 60)]
+    assert len(set(ids)) == 60
+    refused = api_client.get(url, {"turns_limit": "lots"}, headers=WS)
+    assert refused.status_code == 400 and "turns_limit" in refused.json()
