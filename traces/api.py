@@ -33,6 +33,7 @@ from iofold.api import (
 from iofold.lib.bodies import require_content_length
 from iofold.pipeline import admit_traces
 from traces import selectors, services
+from traces.constants import MAX_CRITERIA_CHARS
 from traces.conversations import conversation_dict
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import LABEL_STATES, TraceFilters, read_conversation_filters
@@ -184,7 +185,7 @@ class SavedFilterIn(serializers.Serializer):
 
 class EvalSetIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    criteria = serializers.CharField()
+    criteria = serializers.CharField(max_length=MAX_CRITERIA_CHARS)
     target_labels = serializers.IntegerField(min_value=1, max_value=10_000, default=10)
     source_kind = serializers.ChoiceField(
         choices=EvalSet.SourceKind.choices, default=EvalSet.SourceKind.MANUAL
@@ -202,7 +203,7 @@ class EvalSetIn(serializers.Serializer):
 
 class EvalSetUpdateIn(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
-    criteria = serializers.CharField(required=False)
+    criteria = serializers.CharField(required=False, max_length=MAX_CRITERIA_CHARS)
     target_labels = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
     source_kind = serializers.ChoiceField(choices=EvalSet.SourceKind.choices, required=False)
     saved_filter = SavedFilterIn(required=False)

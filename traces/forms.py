@@ -2,6 +2,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from django import forms
 
+from traces.constants import MAX_CRITERIA_CHARS
 from traces.filters import TraceFilters
 from traces.models import EvalSet, Feedback
 
@@ -16,9 +17,10 @@ def _read_saved_filter(raw: str) -> tuple[TraceFilters, list[str]]:
 class EvalSetForm(forms.Form):
     name = forms.CharField(max_length=200)
     criteria = forms.CharField(
+        max_length=MAX_CRITERIA_CHARS,
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text="In plain words, what makes a trace good? The eval is written from this "
-        "and from your labels.",
+        f"and from your labels (at most {MAX_CRITERIA_CHARS:,} characters).",
     )
     target_labels = forms.IntegerField(
         min_value=1,

@@ -1,11 +1,12 @@
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 
 from integrations.models import Integration
 from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
-from traces.constants import TraceSource
+from traces.constants import MAX_CRITERIA_CHARS, TraceSource
 from traces.fields import PayloadField
 from workspaces.models import WorkspaceOwned
 from workspaces.querysets import WorkspaceQuerySet
@@ -248,7 +249,10 @@ class EvalSet(WorkspaceOwned):
         CONVERSATION = "conversation", "Conversation"
 
     name = models.CharField(max_length=200)
-    criteria = models.TextField(help_text="In plain words: what makes a trace good.")
+    criteria = models.TextField(
+        help_text="In plain words: what makes a trace good.",
+        validators=[MaxLengthValidator(MAX_CRITERIA_CHARS)],
+    )
     target_labels = models.PositiveIntegerField(default=10)
     # Traces every assigned reviewer labels, so their agreement (κ) can be measured.
     agreement_target = models.PositiveIntegerField(default=0)

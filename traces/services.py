@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from iofold.lib.fields import possible_ids
 from iofold.lib.text import has_nul
+from traces.constants import MAX_CRITERIA_CHARS
 from traces.exceptions import LabelNotYours, TraceError, TraceNotFound
 from traces.filters import TraceFilters
 from traces.models import EvalSet, EvalSetTrace, Feedback, LabelChange, Trace
@@ -37,6 +38,11 @@ def _check_fields(*, criteria: str, target_labels: int, source_kind: str) -> Non
         raise TraceError("Describe in plain words what makes a trace good.")
     if has_nul(criteria):
         raise TraceError("The criteria cannot contain a NUL character.")
+    if len(criteria) > MAX_CRITERIA_CHARS:
+        raise TraceError(
+            f"The criteria are {len(criteria):,} characters long: at most "
+            f"{MAX_CRITERIA_CHARS:,} are allowed."
+        )
     if not isinstance(target_labels, int) or not 1 <= target_labels <= 10_000:
         raise TraceError("The target number of labels must be between 1 and 10000.")
     if source_kind not in EvalSet.SourceKind.values:

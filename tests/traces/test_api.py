@@ -1,7 +1,9 @@
+import pytest
 from django.urls import reverse
 
 from tests.traces.factories import TraceFactory
 from traces import services
+from traces.exceptions import TraceError
 from traces.models import EvalSet, Feedback, LabelChange
 
 WS = {"X-Workspace": "acme"}
@@ -297,3 +299,48 @@ def test_a_long_conversations_detail_comes_a_window_of_turns_at_a_time(
     assert len(set(ids)) == 60
     refused = api_client.get(url, {"turns_limit": "lots"}, headers=WS)
     assert refused.status_code == 400 and "turns_limit" in refused.json()
+
+
+def test_criteria_longer_than_the_limit_are_refused_everywhere_naming_it(
+    api_client, client, workspace, owner
+):
+    from django.core.exceptions import ValidationError
+
+    from traces.services import create_eval_set, update_eval_set
+
+    too_long = ("Cites the refund policy. " * 161).strip()  # 4,024 characters
+    api_client.force_login(owner)
+
+    created = api_client.post(
+        reverse("api-eval-sets"), {"name": "Refunds", "criteria": too_long}, format="json",
+        headers=WS,
+    )  # fmt: skip
+    assert created.status_code == 400
+    assert "4000" in created.json()["criteria"][0]
+    assert not EvalSet.objects.for_workspace(workspace).exists()
+
+    eval_set = create_eval_set(workspace=workspace, name="Refunds", criteria="Cites policy")
+    patched = api_client.patch(
+        reverse("api-eval-set", kwargs={"pk": eval_set.pk}), {"criteria": too_long},
+        format="json", headers=WS,
+    )  # fmt: skip
+    assert patched.status_code == 400 and "4000" in patched.json()["criteria"][0]
+
+    client.force_login(owner)
+    page = client.post(
+        reverse("traces:evalset_create", kwargs={"slug": workspace.slug}),
+        {"name": "Other", "criteria": too_long, "target_labels": 10, "source_kind": "manual"},
+    )
+    assert page.status_code == 400
+    assert "at most 4000 characters" in page.content.decode()
+    assert EvalSet.objects.for_workspace(workspace).count() == 1
+
+    # The service and the model refuse it too, whatever calls them.
+    with pytest.raises(TraceError, match="4,024 characters long: at most 4,000"):
+        update_eval_set(eval_set=eval_set, criteria=too_long)
+    eval_set.refresh_from_db()
+    assert eval_set.criteria == "Cites policy"
+    eval_set.criteria = too_long
+    with pytest.raises(ValidationError) as refused:
+        eval_set.full_clean()
+    assert "criteria" in refused.value.message_dict
