@@ -72,3 +72,27 @@ def test_pinned_requirements_have_no_known_vulnerabilities():
     if result.returncode == 3:
         pytest.skip(f"vulnerability database unreachable: {result.stderr.strip()[:500]}")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_audit_help_prints_the_usage_and_audits_nothing(flag, tmp_path):
+    # Were it to audit, pip-audit's requests would meet a closed port on this machine.
+    closed = "http://127.0.0.1:9"
+    env = {**os.environ, "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "NO_PROXY": ""}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "audit"), flag],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("usage: bin/audit [-h] [files ...]")
+    assert "allow-list" in result.stdout and "pins audited against" not in result.stdout
+    assert result.stderr == ""
+
+
+def test_audit_refuses_an_unknown_option_before_auditing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "audit"), "--fix"],
+        cwd=tmp_path, env={**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "unrecognized arguments: --fix" in result.stderr
