@@ -81,16 +81,20 @@ def page_limit(
     return min(limit, most)
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 def window_params(params, name: str, *, default: int, most: int) -> tuple[int, int]:
     """Read ``?<name>_offset=`` and ``?<name>_limit=``, the window of a detail's long list
     (a trace's steps, a conversation's turns); a 400 names either that does not read."""
     unread: dict[str, str] = {}
     given = params.get(f"{name}_offset", "")
-    offset = int(given) if given.isascii() and given.isdigit() else -1
+    # Digits only, and few: int() of 20,000 digits raises, and no list is that long.
+    offset = int(given) if given.isascii() and given.isdigit() and len(given) <= 10 else -1
     if given == "":
         offset = 0
-    elif offset < 0:
-        unread[f"{name}_offset"] = f"{given[:40]!r} is not a whole number from 0."
+    elif not 0 <= offset <= MAX_OFFSET:
+        unread[f"{name}_offset"] = f"{given[:40]!r} is not a whole number from 0 to {MAX_OFFSET}."
     limit = page_limit(params, unread, default=default, most=most, name=f"{name}_limit")
     if unread:
         raise ValidationError(unread)

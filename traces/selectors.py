@@ -322,7 +322,9 @@ def turns_window(conversation: Conversation, *, offset: int, limit: int) -> tupl
     """Return ``limit`` of the conversation's turns (traces) from ``offset``, in turn order."""
     turns = conversation_turns(conversation)
     window = Window(offset, limit, turns.count())
-    return list(turns[offset : offset + limit]), window
+    # An offset past the end asks nothing (one past PostgreSQL's bigint would be a 500).
+    shown = list(turns[offset : offset + limit]) if offset < window.total else []
+    return shown, window
 
 
 def step_tree(data: dict) -> list[StepNode]:
