@@ -211,6 +211,10 @@ BODY_ERRORS = {
     "413": ("Error", "The request body is larger than the operation reads."),
     "415": ("Error", "The Content-Type is not one the operation reads."),
 }
+# And of every POST, PUT and PATCH (iofold.lib.bodies.LengthRequiredMiddleware).
+LENGTH_ERRORS = {
+    "411": ("Error", "The body was sent chunked without a Content-Length: send its length."),
+}
 
 
 def document_common_errors(result, generator, request, public):
@@ -218,7 +222,8 @@ def document_common_errors(result, generator, request, public):
 
     Authentication, the workspace and role checks and the throttles apply to every view,
     and an id in the path or ``X-Workspace`` can name nothing: a client must expect a 400,
-    401, 403, 404 and 429 from each, and a 413 and 415 from each that reads a body. An
+    401, 403, 404 and 429 from each, a 413 and 415 from each that reads a body, and a 411
+    from each POST, PUT and PATCH (a body sent chunked, without its length). An
     operation that documents one of these itself keeps its own; its 400 is its own refusal
     (or ``{"detail": ...}``) or a validation error. (A drf-spectacular postprocessing hook.)
     """
@@ -230,7 +235,11 @@ def document_common_errors(result, generator, request, public):
             if method not in ("get", "put", "post", "patch", "delete"):
                 continue
             responses = operation.setdefault("responses", {})
-            errors = {**COMMON_ERRORS, **(BODY_ERRORS if "requestBody" in operation else {})}
+            errors = {
+                **COMMON_ERRORS,
+                **(BODY_ERRORS if "requestBody" in operation else {}),
+                **(LENGTH_ERRORS if method in ("put", "post", "patch") else {}),
+            }
             for code, (component, description) in errors.items():
                 ref = {"$ref": f"#/components/schemas/{component}"}
                 own = responses.get(code, {}).get("content", {}).get("application/json")

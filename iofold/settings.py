@@ -100,6 +100,8 @@ MIDDLEWARE = [
     # First, so it times everything below and every log line of the request has its id.
     "iofold.monitoring.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # An API body sent chunked, which Django would read as empty: 411 before anything else.
+    "iofold.lib.bodies.LengthRequiredMiddleware",
     # Content-Security-Policy on every response: SECURE_CSP below.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -51,3 +51,38 @@ def test_a_chunked_body_with_a_length_is_read(client, workspace):
         **CHUNKED,
     )
     assert response.status_code == 400  # judged on what was sent: an empty object
+
+
+def test_every_operation_that_takes_a_body_documents_its_411():
+    from tests.test_api import SCHEMA
+
+    bodied = [
+        (method, path, operation)
+        for path, operations in SCHEMA["paths"].items()
+        for method, operation in operations.items()
+        if method in ("post", "put", "patch")
+    ]
+    assert len(bodied) > 10
+    for method, path, operation in bodied:
+        answer = operation["responses"].get("411")
+        assert answer, f"{method.upper()} {path} does not document its 411"
+        assert answer["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+        assert "Content-Length" in answer["description"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url"), [("post", "/api/v1/eval-sets/"), ("patch", "/api/v1/eval-sets/1/")]
+)
+def test_any_chunked_api_body_is_411_as_documented(client, workspace, method, url):
+    """Before: 400 "This field is required.", judging a body that was never read."""
+    response = getattr(client, method)(
+        url,
+        data=b"",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {api_token(workspace, 'member')}",
+        **CHUNKED,
+    )
+    assert response.status_code == 411, response.content
+    assert response.json() == {"detail": LENGTH_REQUIRED}

@@ -18,7 +18,6 @@ from integrations import receivers
 from integrations.adapters.openai_agents import PayloadError, merge_trace, read_payload
 from integrations.models import Integration
 from iofold.api import PayloadTooLarge
-from iofold.lib.bodies import require_content_length
 from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import admit_traces, ingest_traces, stored_traces
 from traces.models import Trace
@@ -58,7 +57,6 @@ class OpenAIAgentsIngestApi(WorkspaceScopedMixin, APIView):
         summary="Receive OpenAI Agents SDK traces and spans (the exporter's payload)",
     )
     def post(self, request):
-        require_content_length(request)
         try:
             body = request.data
         except RequestDataTooBig:

@@ -30,7 +30,6 @@ from iofold.api import (
     page_limit,
     window_params,
 )
-from iofold.lib.bodies import require_content_length
 from iofold.pipeline import admit_traces
 from traces import selectors, services
 from traces.constants import MAX_CRITERIA_CHARS
@@ -354,8 +353,8 @@ class TraceIngestAliasApi(TracesApi):
 
 
 def _posted_traces(request) -> list:
-    """Return the posted traces as a list, refusing empty or oversized bodies."""
-    require_content_length(request)
+    """Return the posted traces as a list, refusing empty or oversized bodies (a chunked
+    one got 411 from iofold.lib.bodies.LengthRequiredMiddleware)."""
     try:
         body = request.data
     except RequestDataTooBig:
