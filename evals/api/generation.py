@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from evals.generation.services import start_generation
-from evals.metrics.measure import label_changes_since_measured
+from evals.metrics.measure import label_changes_since_measured, mark_out_of_date
 from evals.models import Eval, EvalExecution, Generation
 from iofold.api import choice_param, id_param
 from traces.models import EvalSet
@@ -37,6 +37,11 @@ class GenerationOut(serializers.ModelSerializer):
 
 
 class EvalOut(serializers.ModelSerializer):
+    out_of_date = serializers.SerializerMethodField(
+        help_text="True when a label of the set was given, changed or removed after the "
+        "version's figures (agreement, kappa...) were measured: they are on old labels."
+    )
+
     class Meta:
         model = Eval
         fields = [
@@ -63,7 +68,14 @@ class EvalOut(serializers.ModelSerializer):
             "description",
             "created_at",
             "activated_at",
+            "out_of_date",
         ]
+
+    def get_out_of_date(self, eval) -> bool:
+        # A list marks its versions with one grouped query (mark_out_of_date) first.
+        if not hasattr(eval, "labels_changed_since_measured"):
+            mark_out_of_date([eval])
+        return bool(eval.labels_changed_since_measured)
 
 
 class EvalDetailOut(EvalOut):
@@ -136,6 +148,10 @@ class EvalListApi(WorkspaceScopedMixin, generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else mark_out_of_date(page)
 
     def get_queryset(self):
         qs = super().get_queryset().order_by("-created_at", "-id")

@@ -19,6 +19,7 @@ from evals.api.generation import EvalDetailOut, EvalOut, GenerationOut
 from evals.exceptions import EvalError
 from evals.execution.batch import batch_outcome
 from evals.generation import refinement
+from evals.metrics.measure import mark_out_of_date
 from evals.models import Eval, EvalRun
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
@@ -215,7 +216,7 @@ class EvalSetVersionsApi(WorkspaceScopedMixin, APIView):
     def get(self, request, pk: int):
         """Versions of the set, newest first, with their parent and depth in the lineage."""
         eval_set = get_object_or_404(self.get_queryset(), pk=pk)
-        history = selectors.versions_of(eval_set)
+        history = mark_out_of_date(selectors.versions_of(eval_set))
         for v in history:
             v.parent_version = v.parent.version if v.parent_id else None
         active = next((v.pk for v in history if v.status == Eval.Status.ACTIVE), None)

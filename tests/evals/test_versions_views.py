@@ -734,3 +734,43 @@ def test_a_version_that_is_no_number_is_not_read_rather_than_a_500(
     assert response.status_code == 200
     if page == "matrix":
         assert "Versions" in response.content.decode()  # named as not read
+
+
+def test_the_eval_list_apis_say_which_versions_are_out_of_date_in_one_grouped_query(
+    owner, workspace, api_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.evals.builders import generate
+    from traces.models import Feedback
+    from traces.services import edit_label
+
+    eval_set, _ = labelled_set(workspace, good=4, bad=4)
+    old = generate(eval_set).result
+    membership = owner.memberships.get(workspace=workspace)
+    label = Feedback.objects.filter(eval_set=eval_set, rating="positive").first()
+    edit_label(feedback=label, actor=owner, role=membership.role, rating="negative", note="")
+    new = generate(eval_set).result  # measured on the labels as they are now
+    api_client.force_login(owner)
+    headers = {"X-Workspace": workspace.slug}
+    listed = reverse("api-evals")
+
+    def out_of_date():
+        with CaptureQueriesContext(connection) as queries:
+            rows = api_client.get(listed, {"eval_set": eval_set.pk}, headers=headers).json()
+        return {r["id"]: r["out_of_date"] for r in rows["results"]}, len(queries)
+
+    marks, two_versions = out_of_date()
+    assert marks == {old.pk: True, new.pk: False}
+    versions = api_client.get(
+        reverse("api-eval-set-versions", kwargs={"pk": eval_set.pk}), headers=headers
+    ).json()["versions"]
+    assert {v["id"]: v["out_of_date"] for v in versions} == marks
+    detail = api_client.get(reverse("api-eval", kwargs={"pk": old.pk}), headers=headers).json()
+    assert (detail["out_of_date"], detail["labels_changed_since_measured"]) == (True, 1)
+
+    generate(eval_set)
+    generate(eval_set)
+    marks, four_versions = out_of_date()
+    assert len(marks) == 4 and four_versions == two_versions  # not a query per version
