@@ -17,7 +17,8 @@ class EvalQuerySet(WorkspaceQuerySet):
         return self.filter(status=EvalStatus.ACTIVE)
 
     def for_eval_set(self, eval_set):
-        return self.filter(eval_set=eval_set)
+        """The set's rows, scoped to its workspace like every tenant query."""
+        return self.for_workspace(eval_set.workspace_id).filter(eval_set=eval_set)
 
 
 class GenerationQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):

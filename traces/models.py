@@ -72,7 +72,8 @@ class EvalSetQuerySet(WorkspaceQuerySet):
 
 class FeedbackQuerySet(WorkspaceQuerySet):
     def for_eval_set(self, eval_set):
-        return self.filter(eval_set=eval_set)
+        """The set's rows, scoped to its workspace like every tenant query."""
+        return self.for_workspace(eval_set.workspace_id).filter(eval_set=eval_set)
 
 
 class ConversationQuerySet(WorkspaceQuerySet):

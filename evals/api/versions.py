@@ -244,7 +244,7 @@ class EvalSetDiffApi(WorkspaceScopedMixin, APIView):
         """A unified diff between two versions of the set, by version number."""
         eval_set = get_object_or_404(self.get_queryset(), pk=pk)
         versions = list(
-            Eval.objects.filter(eval_set=eval_set).only("id", "version", "code").order_by("version")
+            Eval.objects.for_eval_set(eval_set).only("id", "version", "code").order_by("version")
         )
         by_number = {v.version: v for v in versions}
         a_raw, b_raw = request.query_params.get("a", ""), request.query_params.get("b", "")

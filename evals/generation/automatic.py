@@ -324,7 +324,12 @@ def _tell(auto: AutoRefinement, event: str) -> AutoRefinement:
 
 def _review_shadow(auto: AutoRefinement) -> AutoRefinement | None:
     """Promote an automatic candidate that now wins in shadow, if the workspace opted in."""
-    active = Eval.objects.filter(eval_set_id=auto.eval_set_id).active().first()
+    active = (
+        Eval.objects.for_workspace(auto.workspace_id)
+        .filter(eval_set_id=auto.eval_set_id)
+        .active()
+        .first()
+    )
     candidate = auto.candidate
     if active is None or candidate is None or candidate.status != Eval.Status.SHADOW:
         return None

@@ -418,7 +418,7 @@ def store_eval(
     no_eval_reason = candidate.no_eval_reason or candidates.constant_verdict_reason(counts)
 
     def write(version: int) -> Eval:
-        has_active = Eval.objects.filter(eval_set=eval_set).active().exists()
+        has_active = Eval.objects.for_eval_set(eval_set).active().exists()
         activate = not has_active and not measurement.low_confidence
         activate = activate and not no_eval_reason
         eval = draft or _new_version(
@@ -471,7 +471,7 @@ def _in_version_order(eval_set: EvalSet, write: Callable[[int], Eval]) -> Eval:
         try:
             with transaction.atomic():
                 lock_eval_set(eval_set)
-                latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
+                latest = Eval.objects.for_eval_set(eval_set).aggregate(v=Max("version"))["v"]
                 return write((latest or 0) + 1)
         except IntegrityError:
             continue

@@ -151,7 +151,7 @@ def _store(
 ) -> Eval:
     with transaction.atomic():
         EvalSet.objects.select_for_update().filter(pk=eval_set.pk).first()
-        latest = Eval.objects.filter(eval_set=eval_set).aggregate(v=Max("version"))["v"]
+        latest = Eval.objects.for_eval_set(eval_set).aggregate(v=Max("version"))["v"]
         eval = Eval(
             workspace_id=eval_set.workspace_id,
             eval_set=eval_set,

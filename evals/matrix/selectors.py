@@ -66,7 +66,7 @@ def comparison_matrix(
 def _shown_versions(*, eval_set: EvalSet, filters: MatrixFilters) -> tuple[list[Eval], list[Eval]]:
     """Return every version of the set, newest first, and the chosen ones, oldest first."""
     all_versions = list(
-        Eval.objects.filter(eval_set=eval_set).only(*LIST_FIELDS[:15]).order_by("-version")
+        Eval.objects.for_eval_set(eval_set).only(*LIST_FIELDS[:15]).order_by("-version")
     )
     chosen = set(filters.version_ids)
     versions = [v for v in all_versions if not chosen or v.pk in chosen][:MAX_MATRIX_VERSIONS]

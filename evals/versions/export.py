@@ -186,7 +186,7 @@ def export_eval_set(eval_set: EvalSet) -> dict:
             "activated_at": v.activated_at.isoformat() if v.activated_at else None,
             "code": v.code,
         }
-        for v in Eval.objects.filter(eval_set=eval_set).select_related("parent").order_by("version")
+        for v in Eval.objects.for_eval_set(eval_set).select_related("parent").order_by("version")
     ]
     return {
         "format": EXPORT_FORMAT,

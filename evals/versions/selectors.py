@@ -95,7 +95,7 @@ def versions_of(eval_set: EvalSet) -> list[Eval]:
     """Return every version of a set, oldest first, with ``depth`` set from the lineage."""
     versions = list(
         with_headline_metrics(
-            Eval.objects.filter(eval_set=eval_set)
+            Eval.objects.for_eval_set(eval_set)
             .select_related("parent")
             .only(*LIST_FIELDS, "description")
         ).order_by("version")
@@ -111,7 +111,7 @@ def versions_of(eval_set: EvalSet) -> list[Eval]:
 def agreement_history(eval_set: EvalSet) -> list[dict]:
     """Return ``{version, agreement, status}`` per version for the chart."""
     return list(
-        Eval.objects.filter(eval_set=eval_set)
+        Eval.objects.for_eval_set(eval_set)
         .order_by("version")
         .values("version", "agreement", "status")
     )

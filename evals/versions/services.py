@@ -57,7 +57,8 @@ def _take_the_one(current: Eval, status: str, *, since: str) -> None:
     """Make ``current`` its set's one version with ``status`` (active, shadow), from now
     (stamped in its field ``since``): the version that had it becomes a draft first."""
     (
-        Eval.objects.filter(eval_set_id=current.eval_set_id, status=status)
+        Eval.objects.for_workspace(current.workspace_id)
+        .filter(eval_set_id=current.eval_set_id, status=status)
         .exclude(pk=current.pk)
         .update(status=Eval.Status.DRAFT, updated_at=timezone.now())
     )
@@ -88,7 +89,11 @@ def activate_eval(*, eval: Eval) -> Eval:
 
 def rollback_to(*, eval: Eval) -> Eval:
     """Activate an older version again (a rollback is an activation of the older code)."""
-    active = Eval.objects.filter(eval_set_id=eval.eval_set_id, status=Eval.Status.ACTIVE).first()
+    active = (
+        Eval.objects.for_workspace(eval.workspace_id)
+        .filter(eval_set_id=eval.eval_set_id, status=Eval.Status.ACTIVE)
+        .first()
+    )
     if active is not None and active.version < eval.version:
         raise EvalActionError(
             f"v{eval.version} is newer than the active v{active.version}; activate it instead."
@@ -119,7 +124,12 @@ def activate_or_roll_back(*, eval: Eval, user=None, reason: str = "", verb: str 
             f"v{eval.version} comes from the gallery: measure it on this workspace's labels "
             "first (label some traces, then “Test again”)."
         )
-    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+    active = (
+        Eval.objects.for_workspace(eval.workspace_id)
+        .filter(eval_set_id=eval.eval_set_id)
+        .active()
+        .first()
+    )
     rollback = active is not None and active.version > eval.version
     current = rollback_to(eval=eval) if rollback else activate_eval(eval=eval)
     previous = active if active is not None and active.pk != current.pk else None
@@ -165,7 +175,12 @@ def promote_shadow(*, eval: Eval, user=None, reason: str = "") -> Activation:
 
     if eval.status != Eval.Status.SHADOW:
         raise EvalActionError(f"v{eval.version} is not in shadow.")
-    active = Eval.objects.filter(eval_set_id=eval.eval_set_id).active().first()
+    active = (
+        Eval.objects.for_workspace(eval.workspace_id)
+        .filter(eval_set_id=eval.eval_set_id)
+        .active()
+        .first()
+    )
     if active is not None:
         comparison = compare_shadow(active=active, shadow=eval)
         if not comparison.challenger_wins:
@@ -265,7 +280,7 @@ def _error_line(error: str) -> int | None:
 
 def next_version(eval_set: EvalSet) -> int:
     """Return the next free version number of the set (call inside the set's lock)."""
-    top = Eval.objects.filter(eval_set=eval_set).aggregate(top=Max("version"))["top"]
+    top = Eval.objects.for_eval_set(eval_set).aggregate(top=Max("version"))["top"]
     return (top or 0) + 1
 
 

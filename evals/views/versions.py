@@ -299,7 +299,7 @@ def _nothing_to_compare(request, *, eval_set, eval):
 def diff(request, pk: int):
     """Side-by-side diff of two versions of a set (?a=<version>&b=<version>)."""
     eval_set = _eval_set(request, pk)
-    all_versions = list(Eval.objects.filter(eval_set=eval_set).order_by("version"))
+    all_versions = list(Eval.objects.for_eval_set(eval_set).order_by("version"))
     by_number = {v.version: v for v in all_versions}
     if len(all_versions) < 2:
         # A set's first version is not an error: say so, with the way back (not a 404).
@@ -437,7 +437,7 @@ def compare(request, pk: int):
     after = _eval(request, pk)
     before = after.parent
     if (against := whole_number(request.GET.get("against"))) is not None:
-        before = get_object_or_404(Eval.objects.filter(eval_set=after.eval_set), version=against)
+        before = get_object_or_404(Eval.objects.for_eval_set(after.eval_set), version=against)
     if before is None:
         return _nothing_to_compare(request, eval_set=after.eval_set, eval=after)
     result = comparison_matrix(

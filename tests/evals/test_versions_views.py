@@ -774,3 +774,42 @@ def test_the_eval_list_apis_say_which_versions_are_out_of_date_in_one_grouped_qu
     generate(eval_set)
     marks, four_versions = out_of_date()
     assert len(marks) == 4 and four_versions == two_versions  # not a query per version
+
+
+def test_a_version_held_by_another_workspace_never_shows_in_this_workspaces_set(
+    owner, workspace, other_workspace, api_client, login
+):
+    """Every version query is scoped to the workspace (for_workspace / for_eval_set), not
+    only through the set: a row of another workspace pointing at this set, as a broken
+    import would leave, is not this workspace's."""
+    eval_set, _ = labelled_set(workspace, good=1, bad=1)
+    mine = make_eval(eval_set, version=1, code=ALWAYS_PASS_CODE)
+    Eval.objects.create(
+        workspace=other_workspace, eval_set=eval_set, version=9, code="x = 1",
+        description="FOREIGN-VERSION",
+    )  # fmt: skip
+    api_client.force_login(owner)
+
+    versions = api_client.get(
+        reverse("api-eval-set-versions", kwargs={"pk": eval_set.pk}),
+        headers={"X-Workspace": workspace.slug},
+    ).json()["versions"]
+    page = login(owner).get(url("detail", workspace, pk=mine.pk)).content.decode()
+
+    assert [v["id"] for v in versions] == [mine.pk]
+    assert "FOREIGN-VERSION" not in page and "v9" not in page
+
+
+def test_eval_version_queries_go_through_the_workspace_scoping_helper():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    bare = [
+        f"{path.relative_to(root)}:{n}"
+        for app in ("evals", "traces", "integrations")
+        for path in (root / app).rglob("*.py")
+        if "migrations" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if "Eval.objects.filter(eval_set=" in line or "Eval.objects.filter(eval_set_id=" in line
+    ]
+    assert bare == [], "scope them with Eval.objects.for_eval_set / for_workspace"
