@@ -24,7 +24,13 @@ def accept_request_id(value: str | None) -> str | None:
 
 # The secret part of a one-time link (an invitation, an email confirmation, a password
 # reset) in a logged path or Referer: whoever reads the log must not be able to follow it.
-_ONE_TIME_LINK = re.compile(r"(/invitations/|/confirm-email/|/password/reset/key/)[^/\s'\"?]+")
+# Its slashes may be percent-encoded: a sign-in page's ?next= carries the link it returns to.
+_SLASH = r"(?:/|%2F)"
+_ONE_TIME_LINK = re.compile(
+    rf"({_SLASH}(?:invitations|confirm-email|password{_SLASH}reset{_SLASH}key){_SLASH})"
+    r"[^/%\s'\"?&#<>]+",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
