@@ -363,3 +363,22 @@ def test_a_label_that_fails_says_so_and_the_next_try_works(logged_in_page, owner
     expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     expect(alert).to_be_hidden()
     assert Feedback.objects.get(eval_set=review_set).trace_id == int(first)
+
+
+def test_the_first_tab_offers_to_skip_to_the_card(logged_in_page, owner, review_set):
+    """Before: the brand, ten workspace links and the account menu came first, thirteen Tabs
+    on every page before the content."""
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).not_to_be_in_viewport()  # out of sight until the keyboard reaches it
+
+    page.keyboard.press("Tab")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+
+    breadcrumb = page.get_by_role("navigation", name="breadcrumb")
+    expect(breadcrumb.get_by_role("link", name="Eval sets")).to_be_focused()
+
