@@ -37,7 +37,12 @@
       return;
     }
     if (typing(event.target)) {
-      if (event.key === "Escape") event.target.blur();
+      // Out of the note, back to the card the keys label (not to nowhere: the page's top).
+      if (event.key === "Escape") {
+        const card = document.getElementById("review-card");
+        if (card && card.contains(event.target)) card.focus({ preventScroll: true });
+        else event.target.blur();
+      }
       return;
     }
     // Arrows label on the review card only: on the trace page they scroll it (and its wide JSON).
@@ -66,7 +71,16 @@
     // load (after the swap), an error, an abort and a timeout alike: never stuck.
     xhr.addEventListener("loadend", function () { if (pending === xhr) pending = null; });
   });
-  document.addEventListener("htmx:afterSwap", function () {
+  document.addEventListener("htmx:afterSwap", function (event) {
+    // Say what the request did (Labelled good.) in the page's live region: the card's own
+    // notice arrived with the swap, too late to be a live region a screen reader listens to.
+    const said = document.getElementById("review-status");
+    if (said && event.detail.target && event.detail.target.id === "review") {
+      const notice = document.querySelector('#review [data-testid="notice"]');
+      said.textContent = "";
+      // Emptied first and filled a moment later: the same words twice in a row are heard twice.
+      if (notice) setTimeout(function () { said.textContent = notice.textContent; }, 100);
+    }
     const card = document.getElementById("review-card");
     // A reviewer who opened the note (n) as the card arrived keeps typing in it.
     if (card && !typing(document.activeElement)) card.focus({ preventScroll: true });

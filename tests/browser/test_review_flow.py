@@ -382,3 +382,39 @@ def test_the_first_tab_offers_to_skip_to_the_card(logged_in_page, owner, review_
     breadcrumb = page.get_by_role("navigation", name="breadcrumb")
     expect(breadcrumb.get_by_role("link", name="Eval sets")).to_be_focused()
 
+
+def test_a_screen_reader_hears_what_a_key_did_and_the_next_traces_name(
+    logged_in_page, owner, review_set
+):
+    """Before: the card's notice came with the swap, a live region too new to be heard, and
+    the focused card was a nameless article."""
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    said = page.get_by_role("status").filter(has_text="Labelled good.")
+
+    page.keyboard.press("1")
+    expect(said).to_have_count(1)
+    expect(said).to_have_id("review-status")  # on the page since it loaded
+    name = page.get_by_test_id("trace-name").inner_text()
+    expect(page.get_by_role("article", name=name)).to_be_focused()
+
+    page.keyboard.press("s")
+    expect(page.get_by_test_id("review-status")).to_have_text("Skipped.")
+
+
+def test_escape_leaves_the_note_for_the_card(logged_in_page, owner, review_set):
+    """Before: Escape dropped the focus on the page itself, no ring anywhere, and the next
+    Tab started from wherever Chromium guessed."""
+    page = logged_in_page(owner)
+    _open_review(page, review_set)
+    shown = _current_trace(page)
+
+    page.keyboard.press("n")
+    page.keyboard.type("Cited the wrong order")
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("review-card")).to_be_focused()
+    page.keyboard.press("2")
+
+    expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
+    label = Feedback.objects.get(trace_id=shown, user=owner)
+    assert (label.rating, label.note) == ("negative", "Cited the wrong order")
