@@ -29,8 +29,12 @@ def highlight_code(
 
 
 def code_css() -> str:
-    """Return the rules for highlighted code, as served from static/css/pygments.css."""
-    return HtmlFormatter(style="friendly").get_style_defs([".code", ".code-highlight"])
+    """Return the rules for highlighted code, as served from static/css/pygments.css.
+
+    Xcode's colours: every one reads at least 4.5:1 on its white (friendly's numbers were
+    2.8:1 on its grey, its namespaces 3.7:1).
+    """
+    return HtmlFormatter(style="xcode").get_style_defs([".code", ".code-highlight"])
 
 
 # HtmlDiff pairs every removed line of a changed block with every added line to find the

@@ -95,3 +95,48 @@ def test_the_matrix_cells_of_a_version_that_never_judged_a_trace_are_readable(
     expect(cells).to_have_count(2)
     ratio = cells.first.evaluate(CONTRAST)
     assert ratio >= 4.5, round(ratio, 2)
+
+
+# The same ratio, on the first background behind the element that is not transparent.
+CONTRAST_ON_BACKDROP = CONTRAST.replace(
+    "getComputedStyle(el).backgroundColor",
+    "(() => { let box = el; while (box && /rgba\\(0, 0, 0, 0\\)|transparent/"
+    ".test(getComputedStyle(box).backgroundColor)) box = box.parentElement;"
+    " return box ? getComputedStyle(box).backgroundColor : 'rgb(255, 255, 255)'; })()",
+)
+
+CODE = """import re
+
+
+def eval_fn(trace):
+    status = int(trace.get("status") or 400)
+    if re.search(r"cannot", str(trace.get("output"))) or status >= 500:
+        return False, f"refused {status!r}"
+    return True, "answered"
+"""
+
+
+def test_neutral_counts_legends_and_highlighted_code_are_readable(logged_in_page, owner, workspace):
+    """Before: the neutral count 4.4:1 on the card's grey, the matrix legend's words 4.0:1 on
+    green and 4.1:1 on yellow, numbers in highlighted code 2.8:1 and namespaces 3.7:1."""
+    from tests.evals.builders import labelled_set
+
+    eval_set, _ = labelled_set(workspace, good=1, bad=1, neutral=1)
+    eval = make_eval(eval_set, version=1, code=CODE)
+    page = logged_in_page(owner)
+    low = {}
+    for path, selector in [
+        ("/traces/eval-sets/", ".split .neu"),
+        (f"/evals/sets/{eval_set.pk}/matrix/", ".legend span"),
+        (f"/evals/{eval.pk}/", "[data-testid=code] span[class]:not(.w)"),
+    ]:
+        page.goto(f"/w/{workspace.slug}{path}")
+        texts = page.locator(selector)
+        expect(texts.first).to_be_visible()
+        for index in range(texts.count()):
+            text = texts.nth(index)
+            ratio = text.evaluate(CONTRAST_ON_BACKDROP)
+            if ratio < 4.5:
+                low[f"{path} {text.get_attribute('class')} {text.inner_text()!r}"] = round(ratio, 2)
+
+    assert low == {}

@@ -128,7 +128,7 @@ def test_main_pages_load_without_a_csp_violation(logged_in_page, watch, workspac
     page.goto(f"{ws}/evals/{v1.pk}/")
     keyword = page.locator(".code .k").first
     expect(keyword).to_be_visible()
-    assert keyword.evaluate("e => getComputedStyle(e).fontWeight") == "700"
+    assert keyword.evaluate("e => getComputedStyle(e).color") == "rgb(169, 13, 145)"  # #A90D91
     cell = page.get_by_test_id("confusion").locator(".cell").first
     assert cell.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
     watch.check(page)
