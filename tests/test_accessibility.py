@@ -12,7 +12,10 @@ pages: an htmx fragment is checked within the page that includes it. On each pag
 - every ``<img>`` has ``alt`` (empty for decoration);
 - one ``<h1>``, a non-empty ``<title>``, ``<html lang>``;
 - no id twice (``label for`` and ``aria-*`` point at the first one only);
-- no positive ``tabindex`` (it reorders the tab sequence away from the reading order).
+- no positive ``tabindex`` (it reorders the tab sequence away from the reading order);
+- headings go down one level at a time (an <h5> under the <h1> leaves a screen reader's
+  list of headings with three levels missing, as if part of the page were lost);
+- no empty table header (a column read aloud as nothing: name it, visually hidden if need be).
 """
 
 import re
@@ -44,9 +47,13 @@ class _Audit(HTMLParser):
         self.named = 0  # buttons and links checked
         self._named: list[dict] = []  # open buttons/links: {"tag", "attrs", "text"}
         self._in_title = False
+        self.heading = 0  # the last heading's level
+        self._th: list[str] | None = None  # the open <th>'s text
 
     def handle_starttag(self, tag, attrs):
         a = {k: v if v is not None else "" for k, v in attrs}
+        if self._th is not None and a.get("aria-label"):  # a header's named control names it
+            self._th.append(a["aria-label"])
         if "id" in a:
             self.ids[a["id"]] = self.ids.get(a["id"], 0) + 1
         tabindex = a.get("tabindex", "").strip()
@@ -56,8 +63,14 @@ class _Audit(HTMLParser):
             self.lang = a.get("lang")
         elif tag == "title":
             self._in_title, self.title = True, ""
-        elif tag == "h1":
-            self.h1 += 1
+        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            level = int(tag[1])
+            self.h1 += level == 1
+            if level > self.heading + 1:
+                self.problems.append(f"<{tag}> after <h{self.heading}>: <{tag} {_short(a)}>")
+            self.heading = level
+        elif tag == "th":
+            self._th = []
         elif tag == "label":
             self._labels += 1
             if a.get("for"):
@@ -81,6 +94,10 @@ class _Audit(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "title":
             self._in_title = False
+        elif tag == "th" and self._th is not None:
+            if not "".join(self._th).strip():
+                self.problems.append("empty <th>")
+            self._th = None
         elif tag == "label":
             self._labels = max(0, self._labels - 1)
         elif tag in ("a", "button") and self._named and self._named[-1]["tag"] == tag:
@@ -94,6 +111,8 @@ class _Audit(HTMLParser):
     def handle_data(self, data):
         if self._in_title:
             self.title += data
+        if self._th is not None:
+            self._th.append(data)
         for named in self._named:
             named["text"] += data
 
@@ -150,11 +169,13 @@ def test_the_audit_reports_each_kind_of_problem():
       <input name="q"><select name="s"></select><textarea name="t"></textarea>
       <button type="button"><svg></svg></button><a href="/x"> </a><button>×</button>
       <img src="a.png"><div id="d"></div><span id="d"></span><a href="/y" tabindex="2">y</a>
+      <h4>Comments</h4><table><tr><th> </th><th>Name</th></tr></table>
     </body></html>"""
 
     problems = audit(page)
 
-    assert len(problems) == 12, problems
+    assert len(problems) == 14, problems
+    assert "<h4> after <h1>: <h4 >" in problems and "empty <th>" in problems
     assert any("2 <h1>" in p for p in problems)
     assert "no <title>" in problems and "no <html lang>" in problems
     assert "id 'd' 2 times" in problems
@@ -169,6 +190,9 @@ def test_the_audit_takes_each_way_of_naming():
       <span id="n">Name</span><input name="n" aria-labelledby="n"><input type="submit">
       <button aria-label="Close">×</button><a href="/x"><img src="i.svg" alt="Home"></a>
       <img src="deco.svg" alt=""><a href="/y" tabindex="0">y</a><a href="/z" tabindex="-1">z</a>
+      <h2>Part</h2><h3>Detail</h3><h2>Next</h2><table><tr>
+      <th><input type="checkbox" aria-label="Select all"></th>
+      <th><span class="visually-hidden">Actions</span></th></tr></table>
     </body></html>"""
 
     assert audit(page) == []

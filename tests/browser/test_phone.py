@@ -92,7 +92,9 @@ def test_keyboard_hints_hide_on_touch_screens(phone_page, logged_in_page, owner,
     expect(desktop.get_by_test_id("shortcuts")).to_be_visible()
 
 
-@pytest.mark.parametrize("path", ["evals/gallery/", "evals/automation/", "activity"])
+@pytest.mark.parametrize(
+    "path", ["evals/gallery/", "evals/automation/", "activity", "traces/eval-sets/"]
+)
 def test_wide_tables_scroll_in_their_box_not_the_page(phone_page, owner, workspace, path):
     trace = TraceFactory(workspace=workspace, data=trace_data(1))
     eval_set = create_eval_set(
