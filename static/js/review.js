@@ -81,7 +81,8 @@
       // Emptied first and filled a moment later: the same words twice in a row are heard twice.
       if (notice) setTimeout(function () { said.textContent = notice.textContent; }, 100);
     }
-    const card = document.getElementById("review-card");
+    // After the last label, the box that says so takes the focus the card had.
+    const card = document.getElementById("review-card") || document.getElementById("review-done");
     // A reviewer who opened the note (n) as the card arrived keeps typing in it.
     if (card && !typing(document.activeElement)) card.focus({ preventScroll: true });
   });

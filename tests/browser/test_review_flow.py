@@ -418,3 +418,22 @@ def test_escape_leaves_the_note_for_the_card(logged_in_page, owner, review_set):
     expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     label = Feedback.objects.get(trace_id=shown, user=owner)
     assert (label.rating, label.note) == ("negative", "Cited the wrong order")
+
+
+def test_after_the_last_label_the_focus_is_on_all_caught_up(logged_in_page, owner, workspace):
+    """Before: the card went and the focus with it, to nowhere; the next Tab began anywhere."""
+    eval_set = create_eval_set(
+        workspace=workspace,
+        name="One",
+        criteria="c",
+        created_by=owner,
+        target_labels=1,
+        trace_ids=[TraceFactory(workspace=workspace).pk],
+    )
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/eval-sets/{eval_set.pk}/review/")
+    expect(page.get_by_test_id("review-card")).to_be_visible()
+
+    page.keyboard.press("1")
+
+    expect(page.get_by_role("article", name="All caught up")).to_be_focused()
