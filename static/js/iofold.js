@@ -10,6 +10,7 @@
 //   <span id="selected-count">             shows how many input[name=trace] are checked
 //   <p id="request-error">                 says that an htmx request failed (base.html)
 //   <article data-reveal>                  scrolled into view when htmx fills it out of sight
+//   <details class="dropdown">             (Pico's menu) closes on Escape and when Tab leaves it
 (function () {
   "use strict";
 
@@ -24,6 +25,22 @@
     const header = toggle.closest(".app-header");
     const open = header.classList.toggle("nav-open");
     toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+
+  // Pico's menus are plain <details>: open, one covered the page while Tab went on under it,
+  // and Escape did nothing. Escape closes it, back on its summary; Tab out of it closes it.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const menu = event.target.closest && event.target.closest("details.dropdown[open]");
+    if (!menu) return;
+    menu.open = false;
+    menu.querySelector("summary").focus();
+  });
+  document.addEventListener("focusout", function (event) {
+    const menu = event.target.closest && event.target.closest("details.dropdown[open]");
+    // Only when the focus went somewhere: a click that focuses nothing (Safari's buttons)
+    // must still land on the menu's item.
+    if (menu && event.relatedTarget && !menu.contains(event.relatedTarget)) menu.open = false;
   });
 
   document.addEventListener("submit", function (event) {
