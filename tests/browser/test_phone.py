@@ -250,3 +250,17 @@ def test_a_matrix_cell_opens_its_detail_in_view(phone_page, owner, workspace):
     detail = page.get_by_test_id("cell-detail")
     expect(detail).to_contain_text("v1")
     expect(detail).to_be_in_viewport()
+
+
+def test_a_traces_name_and_its_tags_are_each_a_fingertip_high(phone_page, owner, workspace):
+    """Before: the name 16 px and the tag under it 18 px high, touching: a tap on one opened
+    the other as often as not (WCAG 2.2's 24 px target size)."""
+    TraceFactory(workspace=workspace, data=trace_data(1), tags=["prod"])
+    page = phone_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/")
+    row = page.locator("table.traces tbody tr").first
+    name = row.locator("a.trace-name").bounding_box()
+    tag = row.get_by_role("link", name="prod").bounding_box()
+
+    assert name["height"] >= 24 and tag["height"] >= 24, (name, tag)
+    assert tag["y"] >= name["y"] + name["height"]  # one under the other, not overlapping
