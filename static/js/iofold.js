@@ -11,6 +11,8 @@
 //   <p id="request-error">                 says that an htmx request failed (base.html)
 //   <article data-reveal>                  scrolled into view when htmx fills it out of sight
 //   <details class="dropdown">             (Pico's menu) closes on Escape and when Tab leaves it
+//   <input aria-invalid="true">            a page that comes back with a form's errors opens
+//                                          on the first field to fix
 (function () {
   "use strict";
 
@@ -25,6 +27,13 @@
     const header = toggle.closest(".app-header");
     const open = header.classList.toggle("nav-open");
     toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+
+  // A refused form comes back as a new page, read from its top: the focus goes to the first
+  // field to fix, whose error a screen reader then reads with it (aria-describedby).
+  document.addEventListener("DOMContentLoaded", function () {
+    const field = document.querySelector("main form [aria-invalid=true]");
+    if (field && document.activeElement === document.body) field.focus();
   });
 
   // Pico's menus are plain <details>: open, one covered the page while Tab went on under it,
