@@ -5,6 +5,7 @@ from collections.abc import Iterable, Mapping
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from iofold.lib import jsontext
 from iofold.lib.fields import possible_ids
 from iofold.lib.text import has_nul
 from traces.constants import MAX_CRITERIA_CHARS
@@ -250,6 +251,10 @@ def record_feedback(
     if not Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
         raise TraceError("This trace is not in the eval set.")
     note = (note or "").strip()[:5000]
+    # A note from elsewhere (a source's score comment, a file) may hold what no text
+    # column stores: refused here, one label, rather than failing the whole import.
+    if problem := jsontext.text_problem(note):
+        raise TraceError(f"The note {problem}.")
     with transaction.atomic():
         before = (
             Feedback.objects.select_for_update()

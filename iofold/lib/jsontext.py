@@ -69,7 +69,7 @@ def find_problem(
     while stack:
         item, path, depth = stack.pop()
         if isinstance(item, str):
-            if problem := _bad_text(item):
+            if problem := text_problem(item):
                 return f"{_where(path)}: {problem}"
         elif isinstance(item, float):
             if not math.isfinite(item):
@@ -80,7 +80,7 @@ def find_problem(
                 return f"{_where(path)}: nested deeper than {max_depth} levels"
             children = []
             for key, child in item.items():
-                if isinstance(key, str) and (problem := _bad_text(key)):
+                if isinstance(key, str) and (problem := text_problem(key)):
                     return f"a key of {_where(path)}: {problem}"
                 children.append((child, (path, key), depth + 1))
             stack.extend(reversed(children))
@@ -314,7 +314,8 @@ def _no_surrogate(text: str) -> bool:
     return True
 
 
-def _bad_text(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
+    """Return why ``text`` cannot be stored (a NUL or a lone surrogate), or None."""
     match = _UNSTORABLE.search(text)
     if match is None:
         return None

@@ -185,3 +185,25 @@ def test_a_queued_import_polls_and_a_dead_workers_import_is_enqueued_again(
     ScoreImportRun.objects.filter(pk=run.pk).update(status="running", owner=dead_owner())
     assert recover_score_imports() == 1
     assert ScoreImportRun.objects.get(pk=run.pk).status == "queued"
+
+
+def test_a_comment_no_text_column_stores_skips_its_label_not_the_import(login, owner, synced):
+    """A Langfuse comment holding a NUL or a lone surrogate (which PostgreSQL refuses) is
+    that one label's skip, told on the page; the other scores, in any script, still land."""
+    fake, integration, eval_set, traces = synced
+    fake.add_score(traces[0].external_id, "correct", True, comment="ok\x00bad")
+    fake.add_score(traces[1].external_id, "correct", False, comment="x\ud800y")
+    fake.add_score(traces[2].external_id, "correct", True, comment="مرحبا 👍 日本語 e\u0301")
+    client = login(owner)
+
+    response = _import(
+        client, eval_set, integration, score_name="correct", mapping="true=good, false=bad"
+    )
+    assert response.context["run"].status == "succeeded"
+    report = _report(response)
+    assert report["labelled"] == 1
+    notes = dict(Feedback.objects.filter(eval_set=eval_set).values_list("trace_id", "note"))
+    assert notes == {traces[2].pk: "مرحبا 👍 日本語 e\u0301"}
+    page = response.content.decode()
+    assert f"{traces[0].external_id} (The note contains a NUL character" in page
+    assert f"{traces[1].external_id} (The note contains a lone surrogate" in page
