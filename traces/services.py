@@ -230,6 +230,18 @@ def _audit(feedback: Feedback, *, action: str, changed_by, before: Feedback | No
     )
 
 
+def _clean_note(note: str | None) -> str:
+    """Return a label's note as stored; raise ``TraceError`` for one no text column holds.
+
+    A note from elsewhere (a source's score comment) may hold a NUL or a lone surrogate:
+    refused here, one label, rather than failing a whole import in the database.
+    """
+    note = (note or "").strip()[:5000]
+    if problem := jsontext.text_problem(note):
+        raise TraceError(f"The note {problem}.")
+    return note
+
+
 def record_feedback(
     *,
     eval_set: EvalSet,
@@ -250,11 +262,7 @@ def record_feedback(
         raise TraceError("This eval set is archived; restore it to label.")
     if not Trace.objects.in_eval_set(eval_set).filter(pk=trace.pk).exists():
         raise TraceError("This trace is not in the eval set.")
-    note = (note or "").strip()[:5000]
-    # A note from elsewhere (a source's score comment, a file) may hold what no text
-    # column stores: refused here, one label, rather than failing the whole import.
-    if problem := jsontext.text_problem(note):
-        raise TraceError(f"The note {problem}.")
+    note = _clean_note(note)
     with transaction.atomic():
         before = (
             Feedback.objects.select_for_update()
@@ -316,7 +324,7 @@ def edit_label(*, feedback: Feedback, actor, role: str, rating: str, note: str) 
     _check_may_edit(feedback, actor=actor, role=role)
     if rating not in RATINGS:
         raise TraceError(f"Rating must be one of {', '.join(RATINGS)}.")
-    note = (note or "").strip()[:5000]
+    note = _clean_note(note)
     if (feedback.rating, feedback.note) == (rating, note):
         return feedback
     with transaction.atomic():
