@@ -1,0 +1,37 @@
+"""Times on pages: one format (``2026-11-20 14:05``, UTC), whatever the page."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+
+from evals.models import Eval
+from integrations import services as integration_services
+from tests.evals.builders import two_judged_versions
+
+pytestmark = pytest.mark.django_db
+
+ACTIVE_FROM = dt.datetime(2026, 3, 29, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+
+
+def test_an_integration_says_up_to_when_it_synced_in_the_one_format(login, owner, workspace):
+    integration = integration_services.create_integration(
+        workspace=workspace,
+        name="Langfuse prod",
+        host="http://127.0.0.1:9",
+        public_key="pk-lf-1",
+        secret_key="sk-lf-1",
+    )
+    integration.watermark = ACTIVE_FROM
+    integration.save(update_fields=["watermark"])
+    url = reverse("integrations:detail", args=[workspace.slug, integration.pk])
+    page = login(owner).get(url).content.decode()
+    assert "<dt>Synced up to</dt><dd>2026-03-28 22:30</dd>" in page
+
+
+def test_a_formerly_active_version_says_since_when_in_the_one_format(login, owner, workspace):
+    eval_set, _, v1, v2 = two_judged_versions(workspace)
+    Eval.objects.filter(pk=v1.pk).update(status="draft", activated_at=ACTIVE_FROM)
+    url = reverse("evals:versions", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
+    page = login(owner).get(url).content.decode()
+    assert 'title="Was active from 2026-03-28 22:30"' in page
