@@ -13,11 +13,27 @@ that made it true, or '' when it does not hold.
 
 import json
 import re
+import unicodedata
 
 from evals.synthesis.constraints import comparison_facts, instruction_facts
 from evals.synthesis.shapes import asked_text, conversation_steps, is_user, reply_text, said_text
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+# Other scripts: scripts written without spaces between words (Thai, Lao, Myanmar,
+# Khmer, Japanese kana, Chinese) read a character as a word, so a phrase is a run of
+# characters; elsewhere a word is letters and digits with the combining marks that are
+# part of it (accents, Hebrew and Arabic points, Indic vowel signs, joiners).
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\U00020000-\U0003134f"
+)
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670"
+    "\u06d6-\u06ed\u0900-\u0963\u0966-\u0dff\u1ab0-\u1aff\u1dc0-\u1dff\u200c\u200d"
+    "\u20d0-\u20ff\ufe20-\ufe2f"
+)
+_LETTER = f"(?:(?![{_UNSPACED}])[^\\W_]|[{_MARKS}])"
+_WORD_ANY = re.compile(f"[{_UNSPACED}]|{_LETTER}+(?:'{_LETTER}+)*")
 _OPENING_WORDS = 20
 _START_WORDS = 5
 # Text shapes, searched in the raw text so that punctuation counts.
@@ -343,7 +359,10 @@ def _text(value):
 def _words(text):
     """Return the lower-case words of a text (apostrophes normalised)."""
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    return _WORD.findall(text)
+    if text.isascii():
+        return _WORD.findall(text)
+    # One spelling of each accented letter (e + U+0301 is é), as a reader sees them.
+    return _WORD_ANY.findall(unicodedata.normalize("NFC", text))
 
 
 def _json(output):
