@@ -18,7 +18,7 @@ from django.db.models import (
     Subquery,
 )
 
-from integrations.adapters.base import as_utc
+from integrations.adapters.base import as_utc, parse_time
 from integrations.models import Integration
 from iofold.lib.fields import parse_id
 from iofold.lib.kappa import cohen_kappa
@@ -250,12 +250,10 @@ class StepNode:
 
     @property
     def latency_ms(self) -> float | None:
-        start, end = self.step.get("start_time"), self.step.get("end_time")
-        try:
-            delta = dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)
-        except (TypeError, ValueError):
+        start, end = _when(self.step.get("start_time")), _when(self.step.get("end_time"))
+        if start is None or end is None:
             return None
-        return delta.total_seconds() * 1000
+        return (end - start).total_seconds() * 1000
 
 
 # Steps a page shows until "Show all": a 5,000-step agent run made a 3.5 MB page that took
@@ -391,9 +389,11 @@ WATERFALL_ROWS = 300
 
 
 def _when(value) -> dt.datetime | None:
+    """Return a step's time as an aware UTC datetime (naive is UTC, as a trace's own time
+    is), so steps timed in different offsets, or some naive, share one timeline."""
     try:
-        return dt.datetime.fromisoformat(value) if value else None
-    except (TypeError, ValueError):
+        return parse_time(value) if isinstance(value, str) else None
+    except ValueError:
         return None
 
 
@@ -412,7 +412,7 @@ def waterfall(roots: list[StepNode]) -> list[WaterfallRow]:
         ends = [b for _, b in times if b]
         first, last = min(starts), max(ends + starts)
         span = (last - first).total_seconds()
-    except (ValueError, TypeError):  # no times, or naive and aware times mixed
+    except ValueError:  # no times
         return [WaterfallRow(node=n, offset=None, width=None) for n in flat]
     rows = []
     for node, (start, end) in zip(flat, times, strict=True):
