@@ -621,6 +621,15 @@ def test_a_trace_list_filter_that_reads_still_filters(owner_client, world):
     assert 0 < len(response.json()["results"]) == labelled
 
 
+def test_a_date_with_spaces_around_it_filters_as_that_date(owner_client, world):
+    """``?date_from=+9999-12-31`` (a plus is a space in a query string) answered 400
+    "'9999-12-31' is not a date (YYYY-MM-DD)": the message read the date, the filter not."""
+    response = owner_client.get("/api/v1/traces/?date_from=+9999-12-31&date_to=2026-03-01%0A")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == []
+
+
 @pytest.mark.parametrize("status", ["\x00", "activ"])
 def test_an_eval_list_filtered_by_no_status_is_a_400_naming_it(owner_client, world, status):
     """A NUL in ``?status=`` reached the query and failed in PostgreSQL: a 500."""

@@ -27,8 +27,10 @@ def _parse_bool(value) -> bool | None:
 def parse_date(value) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
+    # Spaces around it (a "+" in a query string) are no part of it, as for the text filters.
+    value = str(value or "").strip()
     try:
-        return dt.date.fromisoformat(str(value)) if value else None
+        return dt.date.fromisoformat(value) if value else None
     except ValueError:
         return None
 
