@@ -264,3 +264,44 @@ def test_a_traces_name_and_its_tags_are_each_a_fingertip_high(phone_page, owner,
 
     assert name["height"] >= 24 and tag["height"] >= 24, (name, tag)
     assert tag["y"] >= name["y"] + name["height"]  # one under the other, not overlapping
+
+
+def test_unbroken_text_in_every_field_wraps_on_every_page(phone_page, owner, workspace):
+    """A trace, label and verdicts whose text has no spaces (a traceback, an id, Chinese,
+    a line of emoji): each page that shows them still fits the phone. The comparison
+    matrix's cell page let an eval's error widen it to 17,000 pixels."""
+    data = trace_data(1)
+    data.update(name="agent-" + "n" * 300, tags=["t" * 200], metadata={"k" * 200: "v" * 2000})
+    data.update(input={"q": "x" * 3000, "ar": "مرحبا" * 600}, output="长" * 3000 + "🙂" * 500)
+    for step in data["steps"]:
+        step.update(name="tool_" + "z" * 300, output="o" * 3000, model="m" * 200)
+        step["error"] = "e" * 2000 if step["type"] == "tool" else None
+    trace = TraceFactory(workspace=workspace, data=data, name=data["name"])
+    eval_set = create_eval_set(
+        workspace=workspace, name="S", criteria="c" * 3000, trace_ids=[trace.pk]
+    )
+    record_feedback(eval_set=eval_set, trace=trace, user=owner, rating="negative", note="w" * 3000)
+    v1 = make_eval(eval_set, version=1, status="active", agreement=0.5, labels_tested=1)
+    record(v1, trace, True, reason="r" * 3000)
+    v2 = make_eval(eval_set, version=2, parent=v1, agreement=0.5)
+    record(v2, trace, None, reason="因为" * 1500, error="Traceback:" + "E" * 2000)
+    page = phone_page(owner)
+    wide = {}
+    for path in (
+        f"traces/{trace.pk}/",
+        "traces/",
+        f"traces/eval-sets/{eval_set.pk}/",
+        f"traces/eval-sets/{eval_set.pk}/review/",
+        f"traces/eval-sets/{eval_set.pk}/labels/",
+        f"evals/sets/{eval_set.pk}/activity/",
+        f"evals/sets/{eval_set.pk}/versions/",
+        f"evals/sets/{eval_set.pk}/matrix/",
+        f"evals/{v2.pk}/",
+        f"evals/{v2.pk}/traces/{trace.pk}/",
+        f"evals/{v2.pk}/compare/",
+    ):
+        page.goto(f"/w/{workspace.slug}/{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 390:
+            wide[path] = width
+    assert wide == {}
