@@ -213,6 +213,15 @@ def export_eval_set_json(eval_set: EvalSet) -> str:
 MATRIX_CSV_ROWS = 100_000
 
 
+# What a spreadsheet takes for the start of a formula (OWASP's list for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_text(text: str) -> str:
+    """Return text a source or a reviewer wrote, quoted when a spreadsheet would run it."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
 def matrix_csv(matrix) -> str:
     """The comparison matrix as CSV for a person to read in a spreadsheet.
 
@@ -223,6 +232,10 @@ def matrix_csv(matrix) -> str:
     from traces.vocabulary import label_word, verdict_word
 
     out = io.StringIO()
+    # A byte-order mark: without one, Excel reads the file in the system's code page and
+    # notes in Arabic or Chinese turn to mojibake. Text cells that start like a formula
+    # (a trace name a source sent) are shown, not run.
+    out.write("\ufeff")
     writer = csv.writer(out)
     header = ["trace_id", "external_id", "name", "label", "label_word", "notes"]
     for column in matrix.columns:
@@ -231,11 +244,11 @@ def matrix_csv(matrix) -> str:
     for row in matrix.rows:
         line = [
             row.trace.pk,
-            row.trace.external_id,
-            row.trace.name,
+            _spreadsheet_text(row.trace.external_id),
+            _spreadsheet_text(row.trace.name),
             row.label,
             label_word(row.label),
-            " | ".join(row.notes),
+            _spreadsheet_text(" | ".join(row.notes)),
         ]
         for cell in row.cells:
             if cell.execution is None:

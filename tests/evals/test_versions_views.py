@@ -813,3 +813,30 @@ def test_eval_version_queries_go_through_the_workspace_scoping_helper():
         if "Eval.objects.filter(eval_set=" in line or "Eval.objects.filter(eval_set_id=" in line
     ]
     assert bare == [], "scope them with Eval.objects.for_eval_set / for_workspace"
+
+
+def test_the_matrix_csv_opens_in_a_spreadsheet_in_any_script_and_runs_no_formula(
+    login, owner, workspace, versions
+):
+    """Excel reads a CSV without a byte-order mark in the system's code page (a reviewer's
+    Arabic note came out as mojibake), and runs a cell that starts like a formula: a
+    trace name a source sent, ``=HYPERLINK(...)``, became a live link."""
+    import csv
+    import io
+
+    from traces.models import Feedback, Trace
+
+    eval_set, traces, _, _ = versions
+    Trace.objects.filter(pk=traces[0].pk).update(name='=HYPERLINK("http://127.0.0.1:9/","x")')
+    Feedback.objects.filter(trace=traces[0]).update(note="الإجابة صحيحة 👍")
+    Feedback.objects.filter(trace=traces[1]).update(note="-1 for tone")
+    response = login(owner).get(url("matrix_csv", workspace, pk=eval_set.pk))
+
+    assert response.content.startswith("\ufeff".encode())
+    rows = {
+        r["trace_id"]: r for r in csv.DictReader(io.StringIO(response.content.decode("utf-8-sig")))
+    }
+    first, second = rows[str(traces[0].pk)], rows[str(traces[1].pk)]
+    assert first["name"] == '\'=HYPERLINK("http://127.0.0.1:9/","x")'
+    assert first["notes"] == "الإجابة صحيحة 👍"
+    assert second["notes"] == "'-1 for tone"
