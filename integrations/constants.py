@@ -17,10 +17,17 @@ MAX_REPORTED_ERRORS = 100
 MIN_SYNC_INTERVAL_MINUTES = 5
 MAX_SYNC_INTERVAL_MINUTES = 7 * 24 * 60
 
-SYNC_INTERVAL_CHOICES = [
-    (None, "Manual only"),
-    (15, "Every 15 minutes"),
-    (60, "Every hour"),
-    (360, "Every 6 hours"),
-    (1440, "Every day"),
+
+def interval_text(minutes: int) -> str:
+    """Say how often a schedule runs, in the largest whole unit: "every 15 minutes",
+    "every hour", "every 2 days" (the API takes any count of minutes, not only the form's)."""
+    unit, size = next(
+        (u, s) for u, s in (("day", 1440), ("hour", 60), ("minute", 1)) if minutes % s == 0
+    )
+    count = minutes // size
+    return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+
+
+SYNC_INTERVAL_CHOICES = [(None, "Manual only")] + [
+    (minutes, interval_text(minutes).capitalize()) for minutes in (15, 60, 360, 1440)
 ]

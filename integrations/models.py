@@ -102,6 +102,14 @@ class Integration(WorkspaceOwned):
         return last_four(self.secret_key)
 
     @property
+    def schedule_text(self) -> str:
+        """How often a scheduled sync runs ("every day"); empty when it syncs when asked."""
+        from integrations.constants import interval_text
+
+        minutes = self.sync_interval_minutes
+        return interval_text(minutes) if minutes else ""
+
+    @property
     def receives(self) -> bool:
         """Whether exporters post this source's traces to iofold (nothing to sync or test)."""
         from integrations.adapters import receives

@@ -35,3 +35,31 @@ def test_a_formerly_active_version_says_since_when_in_the_one_format(login, owne
     url = reverse("evals:versions", kwargs={"slug": workspace.slug, "pk": eval_set.pk})
     page = login(owner).get(url).content.decode()
     assert 'title="Was active from 2026-03-28 22:30"' in page
+
+
+@pytest.mark.parametrize(
+    ("minutes", "said"),
+    [
+        (15, "every 15 minutes"),
+        (90, "every 90 minutes"),
+        (120, "every 2 hours"),
+        (1440, "every day"),
+    ],
+)
+def test_a_schedule_says_how_often_it_runs_in_words(login, owner, workspace, minutes, said):
+    """The pages said "every 1440 minutes" and "Syncs every 1440 min" for what the form
+    offers as "Every day"."""
+    integration = integration_services.create_integration(
+        workspace=workspace,
+        name="Langfuse prod",
+        host="http://127.0.0.1:9",
+        public_key="pk-lf-1",
+        secret_key="sk-lf-1",
+        sync_interval_minutes=minutes,
+    )
+    client = login(owner)
+    detail = client.get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
+    listing = client.get(reverse("integrations:list", args=[workspace.slug]))
+
+    assert f"<dt>Schedule</dt><dd>{said}</dd>" in detail.content.decode()
+    assert f"Syncs {said}</td>" in listing.content.decode()
