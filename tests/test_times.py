@@ -26,7 +26,7 @@ def test_an_integration_says_up_to_when_it_synced_in_the_one_format(login, owner
     integration.save(update_fields=["watermark"])
     url = reverse("integrations:detail", args=[workspace.slug, integration.pk])
     page = login(owner).get(url).content.decode()
-    assert "<dt>Synced up to</dt><dd>2026-03-28 22:30</dd>" in page
+    assert "<dt>Synced up to</dt><dd>2026-03-28 22:30 UTC</dd>" in page
 
 
 def test_a_formerly_active_version_says_since_when_in_the_one_format(login, owner, workspace):
@@ -63,3 +63,17 @@ def test_a_schedule_says_how_often_it_runs_in_words(login, owner, workspace, min
 
     assert f"<dt>Schedule</dt><dd>{said}</dd>" in detail.content.decode()
     assert f"Syncs {said}</td>" in listing.content.decode()
+
+
+def test_a_traces_time_says_its_zone(login, owner, workspace):
+    """Times are UTC throughout (there is no per-user zone): the pages said "14:05" and left
+    a reader in Tokyo or San Francisco to guess whose 14:05."""
+    from tests.traces.factories import TraceFactory, trace_data
+
+    trace = TraceFactory(workspace=workspace, data=trace_data(1), timestamp=ACTIVE_FROM)
+    client = login(owner)
+    listing = client.get(reverse("traces:list", args=[workspace.slug])).content.decode()
+    detail = client.get(reverse("traces:detail", args=[workspace.slug, trace.pk])).content.decode()
+
+    assert '<th>Time <small class="muted">(UTC)</small></th>' in listing
+    assert "<p>2026-03-28 22:30 UTC · " in detail

@@ -232,7 +232,7 @@ def test_conversation_pages_write_times_sources_and_pauses_as_trace_pages_do(
     listing = client.get(_page("conversation_list", workspace)).content.decode()
 
     page = detail.content.decode()
-    assert "2026-11-30 12:00 → 2026-11-30 14:22 · Upload · 3 turns" in page
+    assert "2026-11-30 12:00 → 2026-11-30 14:22 UTC · Upload · 3 turns" in page
     assert "+17 min" in page and "+2 h 5 min" in page  # pauses since the turn before
     assert "<td>2026-11-30 14:22</td>" in listing and "<td>Upload</td>" in listing
 
@@ -676,7 +676,7 @@ def test_a_conversation_review_card_describes_the_conversation_not_its_first_tur
 
     header, text = card(EvalSet.Unit.CONVERSATION)
     assert "Conversation chat-a" in text
-    assert f"12:00 → 2026-11-30 12:07 · Upload · 3 turns over 7 min · {steps} steps" in text
+    assert f"12:00 → 2026-11-30 12:07 UTC · Upload · 3 turns over 7 min · {steps} steps" in text
     assert 'class="badge bad">error' in header
     assert _page("conversation_detail", workspace, pk=conversation.pk) in header
     assert "Open conversation" in text and "Open full trace" not in text
