@@ -47,7 +47,8 @@ class ProviderSettingsForm(forms.Form):
         decimal_places=2,
         label="Monthly judge budget (USD)",
         help_text="Runs of evals that call an LLM judge (automatic or manual) and "
-        "generation's judge measurements stop before this month's spend would pass it. "
+        "generation's judge measurements stop before this month's spend (the calendar month "
+        "in UTC) would pass it. "
         "Empty: no limit.",
     )
 

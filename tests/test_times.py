@@ -77,3 +77,25 @@ def test_a_traces_time_says_its_zone(login, owner, workspace):
 
     assert '<th>Time <small class="muted">(UTC)</small></th>' in listing
     assert "<p>2026-03-28 22:30 UTC · " in detail
+
+
+def test_the_monthly_judge_budget_counts_the_calendar_month_in_utc(workspace):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from evals.judging.spend import month_start, month_to_date
+    from evals.models import EvalRun
+    from tests.evals.builders import labelled_set, make_eval
+
+    eval_set, _ = labelled_set(workspace)
+    eval = make_eval(eval_set, version=1)
+    start = month_start()
+    assert (start.day, start.hour, start.minute, start.utcoffset()) == (1, 0, 0, dt.timedelta(0))
+    for created, cost in ((start - dt.timedelta(seconds=1), 5), (start, 2), (timezone.now(), 1)):
+        run = EvalRun.objects.create(
+            workspace=workspace, eval=eval, trigger="manual", cost_usd=cost
+        )
+        EvalRun.objects.filter(pk=run.pk).update(created_at=created)
+
+    assert month_to_date(workspace=workspace) == Decimal(3)
