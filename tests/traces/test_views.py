@@ -125,7 +125,7 @@ def test_trace_page_lists_each_label_with_its_reviewer_set_and_note(
     assert "✗ <strong>member@acme.test</strong> in <a" in labels
     assert "✓ <strong>owner@acme.test</strong> in <a" in labels
     assert labels.count(f">{eval_set.name}</a>") == 2
-    assert "“Wrong order id”" in labels
+    assert "“<bdi>Wrong order id</bdi>”" in labels
     # The owner's own label, on the set's rating form.
     assert "yours: ✓ good" in html
 
