@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from evals.models import Eval
 from integrations import services as integration_services
+from integrations.adapters.base import as_utc
 from tests.evals.builders import two_judged_versions
 
 pytestmark = pytest.mark.django_db
@@ -99,3 +100,30 @@ def test_the_monthly_judge_budget_counts_the_calendar_month_in_utc(workspace):
         EvalRun.objects.filter(pk=run.pk).update(created_at=created)
 
     assert month_to_date(workspace=workspace) == Decimal(3)
+
+
+@pytest.mark.parametrize(
+    ("since", "said"),
+    [
+        ("2026-11-20", "since 2026-11-20"),
+        ("2026-11-20T00:00:00+05:30", "since 2026-11-19 18:30 UTC"),
+        ("2026-11-20T09:15:00Z", "since 2026-11-20 09:15 UTC"),
+    ],
+)
+def test_an_integration_says_from_when_it_syncs_to_the_minute_it_was_given(
+    login, owner, workspace, since, said
+):
+    """A start time with a time of day (the API takes any) read as its date alone: traces
+    from 00:00 to 09:15 that day were left out, and the page said "since 2026-11-20"."""
+    integration = integration_services.create_integration(
+        workspace=workspace,
+        name="Langfuse prod",
+        host="http://127.0.0.1:9",
+        public_key="pk-lf-1",
+        secret_key="sk-lf-1",
+        # A date alone is midnight UTC, as the form's date field gives.
+        since_date=as_utc(dt.datetime.fromisoformat(since)),
+    )
+    url = reverse("integrations:detail", args=[workspace.slug, integration.pk])
+    page = login(owner).get(url).content.decode()
+    assert f"{said}\n" in page
