@@ -42,6 +42,8 @@ OPENAI_API = "https://api.openai.com/v1"
 PAGE_LIMIT = 100  # the API's maximum
 # Messages requests in flight at once (one per completion of a page).
 MESSAGE_READERS = 4
+# How far ahead of this machine's clock a completion's creation time may be (clock skew).
+CREATED_SLACK = timedelta(minutes=10)
 # Metadata keys a team may use for the conversation a completion belongs to.
 SESSION_KEYS = ("session_id", "conversation_id", "thread_id", "group_id")
 USER_KEYS = ("user_id", "user")
@@ -156,7 +158,7 @@ class OpenAIAdapter(Adapter):
             reached_floor = False
             data = page["data"]
             for completion in data:
-                created = int(completion["created"])
+                created = self._created(completion)
                 if state["floor"] is not None and created < state["floor"]:
                     reached_floor = True
                     break
@@ -231,6 +233,25 @@ class OpenAIAdapter(Adapter):
                 code="invalid_response",
             )
         return page
+
+    def _created(self, completion: dict[str, Any]) -> int:
+        """Return when a completion was created, in Unix seconds; ``AdapterError`` when its
+        ``created`` is no past time in seconds.
+
+        A time in milliseconds (an OpenAI-compatible store's) raised out of the sync; one
+        that still fits a date (the year 5000, a clock days ahead) would become the
+        watermark, and every later sync would skip what is new.
+        """
+        value = completion["created"]
+        latest = datetime.now(UTC) + CREATED_SLACK
+        if not isinstance(value, int | float) or not 0 <= value <= latest.timestamp():
+            raise AdapterError(
+                f"{self.host} answered that {str(completion['id'])[:80]} was created at "
+                f"{str(value)[:40]}, not a past time in Unix seconds.",
+                permanent=True,
+                code="invalid_response",
+            )
+        return int(value)
 
     def _filters(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

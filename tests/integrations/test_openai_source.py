@@ -401,3 +401,23 @@ def test_the_api_connects_openai_without_a_host_as_the_readme_shows(api_client, 
     assert langfuse.status_code == 400
     assert "https://cloud.langfuse.com" in langfuse.content.decode()
     assert not Integration.objects.for_workspace(workspace).filter(name="LF").exists()
+
+
+@pytest.mark.parametrize("created", [(T0 + 5) * 1000, 10**20, T0 + 3 * 86_400])
+def test_a_completion_created_at_no_time_in_seconds_fails_the_sync_with_its_reason(
+    openai_store, workspace, created
+):
+    """A ``created`` in milliseconds (as an OpenAI-compatible store may send) raised
+    ValueError out of the sync; one that still fits a date (the year 5000, or days ahead)
+    would have become the watermark, and every later sync would have skipped what is new."""
+    fill(openai_store, 3)
+    openai_store.add("chatcmpl-odd", created=created)
+    integration = make(workspace, openai_store)
+
+    run = sync(integration)
+
+    assert run.status == SyncRun.Status.FAILED
+    assert f"chatcmpl-odd was created at {created}" in run.error
+    assert "not a past time in Unix seconds" in run.error
+    integration.refresh_from_db()
+    assert integration.watermark is None
