@@ -42,8 +42,9 @@ OPENAI_API = "https://api.openai.com/v1"
 PAGE_LIMIT = 100  # the API's maximum
 # Messages requests in flight at once (one per completion of a page).
 MESSAGE_READERS = 4
-# How far ahead of this machine's clock a completion's creation time may be (clock skew).
-CREATED_SLACK = timedelta(minutes=10)
+# How far ahead of this machine's clock a completion's creation time may be and still be
+# a time in seconds from a clock that runs ahead (further is milliseconds, or no time).
+CREATED_SLACK = timedelta(days=1)
 # Metadata keys a team may use for the conversation a completion belongs to.
 SESSION_KEYS = ("session_id", "conversation_id", "thread_id", "group_id")
 USER_KEYS = ("user_id", "user")
@@ -162,8 +163,12 @@ class OpenAIAdapter(Adapter):
                 if state["floor"] is not None and created < state["floor"]:
                     reached_floor = True
                     break
-                if state["newest"] is None or created > state["newest"]:
-                    state["newest"] = created
+                # The watermark never passes this machine's clock: a completion from a
+                # store whose clock runs ahead is read, and what is created meanwhile (at
+                # an earlier time than it) is not left below the next sync's floor.
+                seen = min(created, int(datetime.now(UTC).timestamp()))
+                if state["newest"] is None or seen > state["newest"]:
+                    state["newest"] = seen
                 state["after"], state["current"] = completion["id"], created
                 if until is not None and created > as_utc(until).timestamp():
                     continue
@@ -239,8 +244,7 @@ class OpenAIAdapter(Adapter):
         ``created`` is no past time in seconds.
 
         A time in milliseconds (an OpenAI-compatible store's) raised out of the sync; one
-        that still fits a date (the year 5000, a clock days ahead) would become the
-        watermark, and every later sync would skip what is new.
+        that still fits a date (the year 5000, days ahead) is no clock's skew either.
         """
         value = completion["created"]
         latest = datetime.now(UTC) + CREATED_SLACK

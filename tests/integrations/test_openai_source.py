@@ -403,13 +403,13 @@ def test_the_api_connects_openai_without_a_host_as_the_readme_shows(api_client, 
     assert not Integration.objects.for_workspace(workspace).filter(name="LF").exists()
 
 
-@pytest.mark.parametrize("created", [(T0 + 5) * 1000, 10**20, T0 + 3 * 86_400])
+@pytest.mark.parametrize("created", [(T0 + 5) * 1000, 10**20, T0 + 5 * 86_400])
 def test_a_completion_created_at_no_time_in_seconds_fails_the_sync_with_its_reason(
     openai_store, workspace, created
 ):
     """A ``created`` in milliseconds (as an OpenAI-compatible store may send) raised
     ValueError out of the sync; one that still fits a date (the year 5000, or days ahead)
-    would have become the watermark, and every later sync would have skipped what is new."""
+    became the watermark, and every later sync skipped what was new."""
     fill(openai_store, 3)
     openai_store.add("chatcmpl-odd", created=created)
     integration = make(workspace, openai_store)
@@ -421,3 +421,21 @@ def test_a_completion_created_at_no_time_in_seconds_fails_the_sync_with_its_reas
     assert "not a past time in Unix seconds" in run.error
     integration.refresh_from_db()
     assert integration.watermark is None
+
+
+def test_a_store_whose_clock_runs_ahead_loses_no_completion(openai_store, workspace):
+    """A completion stamped an hour ahead made the watermark an hour ahead: the next sync
+    began there, and what was created in between, stamped earlier, was never read."""
+    now = int(timezone.now().timestamp())
+    fill(openai_store, 2)
+    openai_store.add("chatcmpl-ahead", created=now + 3600)
+    integration = make(workspace, openai_store)
+    assert sync(integration).status == SyncRun.Status.SUCCEEDED
+    integration.refresh_from_db()
+    assert integration.watermark <= timezone.now()
+
+    openai_store.add("chatcmpl-meanwhile", created=now + 60)
+    assert sync(integration).status == SyncRun.Status.SUCCEEDED
+
+    ids = set(synced(integration).values_list("external_id", flat=True))
+    assert {"chatcmpl-ahead", "chatcmpl-meanwhile"} <= ids and len(ids) == 4
