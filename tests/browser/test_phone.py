@@ -276,7 +276,9 @@ def test_unbroken_text_in_every_field_wraps_on_every_page(phone_page, owner, wor
     for step in data["steps"]:
         step.update(name="tool_" + "z" * 300, output="o" * 3000, model="m" * 200)
         step["error"] = "e" * 2000 if step["type"] == "tool" else None
-    trace = TraceFactory(workspace=workspace, data=data, name=data["name"])
+    trace = TraceFactory(
+        workspace=workspace, data=data, name=data["name"][:255]
+    )  # the column holds 255
     eval_set = create_eval_set(
         workspace=workspace, name="S", criteria="c" * 3000, trace_ids=[trace.pk]
     )
