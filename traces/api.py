@@ -741,13 +741,7 @@ class ConversationDetailApi(_ConversationMixin, APIView):
 class ConversationLabelsApi(_ConversationMixin, APIView):
     @extend_schema(summary="The conversation's labels", responses=FeedbackOut(many=True))
     def get(self, request, pk: int):
-        conversation = self._object(pk)
-        labels = (
-            Feedback.objects.for_workspace(request.workspace)
-            .filter(trace_id=conversation.anchor_id)
-            .select_related("user")
-            .order_by("-updated_at", "-id")
-        )
+        labels = selectors.conversation_labels(self._object(pk))
         return Response(FeedbackOut(labels, many=True).data)
 
     @extend_schema(

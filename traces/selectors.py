@@ -510,6 +510,19 @@ def conversation_judgements(conversation: Conversation) -> list:
     return conversation_judgements(conversation)
 
 
+def conversation_labels(conversation: Conversation):
+    """The labels given to the conversation: those of conversation eval sets on its anchor.
+
+    A trace set's label on the anchor turn judged that one turn, not the conversation.
+    """
+    return (
+        Feedback.objects.for_workspace(conversation.workspace_id)
+        .filter(trace_id=conversation.anchor_id, eval_set__unit=EvalSet.Unit.CONVERSATION)
+        .select_related("user", "eval_set")
+        .order_by("-updated_at", "-id")
+    )
+
+
 def conversation_review_sets(conversation: Conversation) -> list[EvalSet]:
     """The active conversation eval sets this conversation is in, to label it there."""
     if conversation.anchor_id is None:

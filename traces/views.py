@@ -790,9 +790,7 @@ def conversation_detail(request, pk: int):
         "conversation": conversation,
         "turns": selectors.conversation_turn_views(conversation),
         "full": request.GET.get("full") == "1",
-        "feedback": Feedback.objects.for_workspace(request.workspace)
-        .filter(trace_id=conversation.anchor_id)
-        .select_related("user", "eval_set"),
+        "feedback": selectors.conversation_labels(conversation),
         "judgements": selectors.conversation_judgements(conversation),
         "review_sets": selectors.conversation_review_sets(conversation),
     }

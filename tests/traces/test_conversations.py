@@ -349,7 +349,7 @@ def test_a_conversations_labels_stay_with_it_when_its_first_turn_moves(login, wo
     a, b = (Conversation.objects.get(external_id=key) for key in ("a", "b"))
     assert (a.anchor, b.anchor) == (turns["turn-2"], first)
     assert _page_labels(client, workspace, a) == [("Chats", "negative")]
-    assert _page_labels(client, workspace, b) == [("Turns", "positive")]
+    assert _page_labels(client, workspace, b) == []  # the turn's label in Turns is its own
     # a is still the set's one conversation, labelled, judged and in the reviewer's queue.
     assert list(Trace.objects.in_eval_set(chats)) == [a.anchor]
     assert matrix() == [(a.anchor_id, "negative", ["agree"])]
@@ -1151,3 +1151,44 @@ def test_a_long_conversation_shows_its_first_turns_with_show_all(login, workspac
     full = client.get(page_url, {"full": "1"}).content.decode()
     assert full.count('data-testid="turn"') == MAX_SHOWN_TURNS + 30
     assert long_answer.strip() in full and 'data-testid="turns-cut"' not in full
+
+
+def test_a_conversations_labels_are_those_given_to_it_not_to_its_first_turn_alone(
+    login, api_client, workspace, owner
+):
+    """A trace set's label on the turn that anchors a conversation judged that one turn:
+    the conversation's page and API list only the labels given to the conversation."""
+    from django.urls import reverse
+
+    from traces.services import add_traces_to_eval_set, create_eval_set, record_feedback
+
+    _ingest(workspace, [_turn(1, "a"), _turn(2, "a", minutes=1), _turn(3, "a", minutes=2)])
+    conversation = _only_conversation(workspace)
+    first, second = conversation_turns_of(conversation)[:2]
+    chats = create_eval_set(
+        workspace=workspace, name="Chats", criteria="good", unit=EvalSet.Unit.CONVERSATION
+    )
+    singles = create_eval_set(workspace=workspace, name="Turns", criteria="good")
+    add_traces_to_eval_set(eval_set=chats, trace_ids=[first.pk])
+    add_traces_to_eval_set(eval_set=singles, trace_ids=[first.pk, second.pk])
+    record_feedback(eval_set=singles, trace=first, user=owner, rating="negative", note="rude")
+    record_feedback(eval_set=singles, trace=second, user=owner, rating="negative")
+
+    assert _page_labels(login(owner), workspace, conversation) == []
+    html = login(owner).get(_page("conversation_detail", workspace, pk=conversation.pk))
+    assert "Not labelled yet." in html.content.decode()
+
+    record_feedback(eval_set=chats, trace=first, user=owner, rating="positive", note="solved")
+    assert _page_labels(login(owner), workspace, conversation) == [("Chats", "positive")]
+    api_client.force_login(owner)
+    listed = api_client.get(
+        reverse("api-conversation-labels", kwargs={"pk": conversation.pk}),
+        headers={"X-Workspace": workspace.slug},
+    ).json()
+    assert [(lb["eval_set"], lb["rating"], lb["note"]) for lb in listed] == [
+        (chats.pk, "positive", "solved")
+    ]
+
+
+def conversation_turns_of(conversation: Conversation) -> list[Trace]:
+    return list(conversation.turns.order_by("timestamp", "id"))
