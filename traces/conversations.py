@@ -592,11 +592,45 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
+# LangChain names a message's role by its type: "human", or "HumanMessage" serialised.
+_LANGCHAIN_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+# Content parts that call a tool: the turn's tool calls show them, not its text.
+_CALL_PARTS = ("tool_use", "tool_call", "function_call")
+
+
+def _message_body(message: Any) -> tuple[str | None, dict]:
+    """Return a chat message's role and the dict holding its content: OpenAI's and
+    Anthropic's ``role``, LangChain's ``type`` (as LangSmith stores a LangGraph state) or
+    its serialised form (``{"lc": 1, "id": [..., "AIMessage"], "kwargs": {...}}``)."""
+    if not isinstance(message, dict):
+        return None, {}
+    if isinstance(message.get("role"), str):
+        return message["role"], message
+    body, kind = message, message.get("type")
+    if message.get("lc") is not None and isinstance(message.get("kwargs"), dict):
+        ids = message.get("id")
+        body, kind = message["kwargs"], ids[-1] if isinstance(ids, list) and ids else None
+    if not isinstance(kind, str) or "content" not in body:
+        return None, {}
+    kind = kind.lower().removesuffix("chunk").removesuffix("message") or kind.lower()
+    return _LANGCHAIN_ROLES.get(kind), body
+
+
 def _last_message(messages: list, role: str) -> dict | None:
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == role:
-            return message
+        found, body = _message_body(message)
+        if found == role:
+            return body
     return None
+
+
+def _parts_text(parts: list) -> str:
+    """A content list's text: its text parts joined, other parts named, tool calls left out."""
+    return "\n".join(
+        _part_text(part)
+        for part in parts
+        if not (isinstance(part, dict) and part.get("type") in _CALL_PARTS)
+    )
 
 
 def _content(value: Any, keys: tuple[str, ...], role: str) -> str:
@@ -605,9 +639,14 @@ def _content(value: Any, keys: tuple[str, ...], role: str) -> str:
         return value or ""
     if isinstance(value, dict) and isinstance(value.get("messages"), list):
         value = value["messages"]
+    if _message_body(value)[0] == role:
+        value = [value]  # one message: a model's reply
     if isinstance(value, list):
         message = _last_message(value, role)
-        return _content(message.get("content"), keys, role) if message else _compact(value)
+        if message is None:
+            return _compact(value)
+        content = message.get("content")
+        return _parts_text(content) if isinstance(content, list) else _content(content, keys, role)
     if isinstance(value, dict):
         for key in keys:
             if isinstance(value.get(key), str):

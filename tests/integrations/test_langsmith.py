@@ -127,6 +127,76 @@ def test_later_pages_add_their_turns_to_the_conversations_earlier_pages_opened(
         assert turns.filter(pk=conversation.anchor_id).exists()
 
 
+def _lc_dump(kind, content, **extra):
+    """A LangChain message as LangSmith stores a LangGraph run's state: its model dump."""
+    return {"content": content, "additional_kwargs": {}, "type": kind, "id": None, **extra}
+
+
+def test_a_langgraph_threads_turns_read_as_what_the_user_and_the_agent_said(
+    login, workspace, owner, fake_langsmith
+):
+    """A LangGraph agent's root runs hold LangChain messages (``type`` human / ai / tool,
+    content as text or parts, or serialised): the conversation page and the conversation
+    an eval receives show what was said, not the messages' JSON."""
+    from django.urls import reverse
+
+    from traces.conversations import conversation_dict, conversation_turns
+
+    fake = fake_langsmith(traces=4)  # traces 0 and 3 are the turns of thread s-0
+    first, second = fake.runs[str(uuid.UUID(int=4))], fake.runs[str(uuid.UUID(int=1))]
+    call = {"name": "lookup_order", "args": {"order": 7}, "id": "call_1", "type": "tool_call"}
+    first["inputs"] = {"messages": [{"role": "user", "content": "Where is order 7?"}]}
+    first["outputs"] = {
+        "messages": [
+            _lc_dump("human", "Where is order 7?"),
+            _lc_dump("ai", "", tool_calls=[call]),
+            _lc_dump("tool", '{"status": "shipped"}', tool_call_id="call_1"),
+            _lc_dump("ai", [{"type": "text", "text": "It shipped on Monday."}]),
+        ]
+    }
+    serialised_human = {
+        "lc": 1,
+        "type": "constructor",
+        "id": ["langchain", "schema", "messages", "HumanMessage"],
+        "kwargs": {"content": [{"type": "text", "text": "And order 8?"}], "type": "human"},
+    }
+    second["inputs"] = {"messages": [serialised_human]}
+    second["outputs"] = {
+        "messages": [
+            *first["outputs"]["messages"],
+            _lc_dump("human", "And order 8?"),
+            _lc_dump("AIMessageChunk", "Order 8 is on its way."),
+        ]
+    }
+    integration = connect(workspace, fake)
+    assert sync(integration).status == SyncRun.Status.SUCCEEDED
+
+    conversation = Conversation.objects.for_workspace(workspace).get(external_id="s-0")
+    said = [
+        (m["role"], m["content"])
+        for m in conversation_dict(
+            conversation, [t.data for t in conversation_turns(conversation)]
+        )["messages"]
+    ]
+    assert said == [
+        ("user", "Where is order 7?"),
+        ("assistant", "It shipped on Monday."),
+        ("user", "And order 8?"),
+        ("assistant", "Order 8 is on its way."),
+    ]
+    page = login(owner).get(
+        reverse(
+            "traces:conversation_detail", kwargs={"slug": workspace.slug, "pk": conversation.pk}
+        )
+    )
+    turns = [(t.user, t.assistant) for t in page.context["turns"]]
+    assert turns == [
+        ("Where is order 7?", "It shipped on Monday."),
+        ("And order 8?", "Order 8 is on its way."),
+    ]
+    assert "additional_kwargs" not in page.content.decode()
+
+
 def test_a_malformed_trace_fails_alone_and_the_rest_of_its_page_is_stored(
     workspace, fake_langsmith
 ):

@@ -1192,3 +1192,41 @@ def test_a_conversations_labels_are_those_given_to_it_not_to_its_first_turn_alon
 
 def conversation_turns_of(conversation: Conversation) -> list[Trace]:
     return list(conversation.turns.order_by("timestamp", "id"))
+
+
+def test_turns_whose_messages_hold_content_parts_read_as_their_text(api_client, workspace, owner):
+    """OpenAI's content parts (text beside an image) and Anthropic's reply blocks (text
+    beside a tool_use): the conversation an eval receives holds the text, not the JSON."""
+    from django.urls import reverse
+
+    asked = {
+        "messages": [
+            {"role": "system", "content": "You are a support agent."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Is this parcel mine?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ],
+            },
+        ]
+    }
+    replied = {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Let me look it up."},
+            {"type": "tool_use", "id": "toolu_1", "name": "lookup_order", "input": {"order": 7}},
+        ],
+    }
+    _ingest(workspace, [_turn(1, "a", input=asked, output=replied)])
+    conversation = _only_conversation(workspace)
+
+    api_client.force_login(owner)
+    body = api_client.get(
+        reverse("api-conversation", kwargs={"pk": conversation.pk}),
+        headers={"X-Workspace": workspace.slug},
+    ).json()
+    assert [(m["role"], m["content"]) for m in body["conversation"]["messages"]] == [
+        ("user", "Is this parcel mine?\n[image_url]"),
+        ("assistant", "Let me look it up."),
+    ]
