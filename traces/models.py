@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from django.conf import settings
 from django.core.validators import MaxLengthValidator
 from django.db import models
@@ -47,12 +49,19 @@ class TraceQuerySet(WorkspaceQuerySet):
         from traces.filters import TraceFilters
 
         qs = self.for_workspace(eval_set.workspace_id)
+        saved = None
+        if eval_set.source_kind == EvalSet.SourceKind.FILTER:
+            saved = TraceFilters.from_data(eval_set.saved_filter, keep_unknown_source=True)
         if eval_set.unit == EvalSet.Unit.CONVERSATION:
             # One item per conversation: its anchor (first) turn stands for it.
-            qs = qs.filter(Exists(Conversation.objects.filter(anchor=OuterRef("pk"))))
-        if eval_set.source_kind == EvalSet.SourceKind.FILTER:
+            conversations = Conversation.objects.filter(anchor=OuterRef("pk"))
+            if saved:
+                conversations = _matching_conversations(conversations, saved)
+            qs = qs.filter(Exists(conversations))
+            if saved is not None:
+                return qs
+        if saved is not None:
             # The label filter describes the list, not the set: labelling must not empty the set.
-            saved = TraceFilters.from_data(eval_set.saved_filter, keep_unknown_source=True)
             return saved.apply(qs, label_state=False)
         picked = EvalSetTrace.objects.filter(eval_set=eval_set, trace=OuterRef("pk"))
         return qs.filter(Exists(picked))
@@ -60,6 +69,22 @@ class TraceQuerySet(WorkspaceQuerySet):
     def pending_review(self, eval_set, user):
         """The eval set's traces this user has not labelled yet."""
         return self.in_eval_set(eval_set).exclude(self._feedback_exists(eval_set, user))
+
+
+def _matching_conversations(conversations, saved):
+    """Narrow ``conversations`` to those a conversation set's saved filter describes.
+
+    Errors read the whole conversation (with errors: some turn failed; without: none did);
+    any other filter (words, tag, name, dates, source) matches when one of its turns does.
+    The label filter describes the list, not the set: labelling must not empty the set.
+    """
+    if saved.has_error is not None:
+        conversations = conversations.filter(has_error=saved.has_error)
+    per_turn = replace(saved, has_error=None, label="")
+    if per_turn:
+        turns = Trace.objects.filter(conversation=OuterRef("pk"))
+        conversations = conversations.filter(Exists(per_turn.apply(turns, label_state=False)))
+    return conversations
 
 
 class EvalSetQuerySet(WorkspaceQuerySet):

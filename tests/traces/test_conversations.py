@@ -1230,3 +1230,45 @@ def test_turns_whose_messages_hold_content_parts_read_as_their_text(api_client, 
         ("user", "Is this parcel mine?\n[image_url]"),
         ("assistant", "Let me look it up."),
     ]
+
+
+def test_a_conversation_sets_filter_reads_the_whole_conversation(login, workspace, owner):
+    """A conversation set saved with a filter holds the conversations the filter describes,
+    whichever turn matches it: "with errors" holds a chat whose third turn failed, "without
+    errors" only chats where no turn failed; a tag or words on any turn count."""
+    from traces.services import create_eval_set
+
+    _ingest(
+        workspace,
+        [
+            _turn(1, "late-error"),
+            _turn(2, "late-error", minutes=1),
+            _erring(3, "late-error", minutes=2),
+            _erring(4, "first-error", minutes=3),
+            _turn(5, "first-error", minutes=4),
+            _turn(6, "clean", minutes=5),
+            _turn(7, "clean", minutes=6, tags=["vip"]),
+        ],
+    )
+
+    def held(**saved_filter) -> set[str]:
+        eval_set = create_eval_set(
+            workspace=workspace,
+            name=f"Chats {saved_filter}",
+            criteria="good",
+            unit=EvalSet.Unit.CONVERSATION,
+            source_kind=EvalSet.SourceKind.FILTER,
+            saved_filter=saved_filter,
+        )
+        return set(
+            Conversation.objects.filter(anchor__in=Trace.objects.in_eval_set(eval_set)).values_list(
+                "external_id", flat=True
+            )
+        )
+
+    assert held() == {"late-error", "first-error", "clean"}
+    assert held(has_error="true") == {"late-error", "first-error"}
+    assert held(has_error="false") == {"clean"}
+    assert held(tag="vip") == {"clean"}
+    assert held(tag="vip", has_error="true") == set()
+    assert held(source="upload", has_error="true") == {"late-error", "first-error"}
