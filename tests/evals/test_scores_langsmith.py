@@ -126,3 +126,49 @@ def test_a_changed_verdict_replaces_the_feedback_it_sent_before(workspace, fake,
     assert (report.pushed, report.failed) == (1, 0)
     [sent] = fake.feedback.values()
     assert (sent["score"], sent["comment"]) == (1, "answered")
+
+
+def test_a_conversation_judged_again_on_the_same_last_trace_updates_its_feedback(
+    workspace, fake, integration
+):
+    """A turn that arrives late (it began before the thread's last turn) reopens the thread;
+    judged again, its verdict changes while its last trace does not: the feedback LangSmith
+    shows on that trace is the new verdict, not the first."""
+    from evals.execution import continuous
+    from traces.models import Conversation, EvalSet
+
+    eval_set = EvalSetFactory(workspace=workspace, name="Short threads", score_to_langfuse=True,
+                              unit=EvalSet.Unit.CONVERSATION, source_kind="filter",
+                              saved_filter={})  # fmt: skip
+    _active_eval(
+        eval_set,
+        version=1,
+        code="def eval_fn(c):\n    n = len(c['turns'])\n    return n < 3, f'{n} turns'\n",
+    )
+
+    def turn(i, minute, **extra):
+        return {**trace_data(i), "id": str(uuid.UUID(int=i + 1)), "session_id": "thread-1",
+                "timestamp": f"2026-03-01T12:{minute:02d}:00+00:00", **extra}  # fmt: skip
+
+    def ingest_and_judge(traces):
+        ingest_traces(
+            workspace=workspace, source="langsmith", integration=integration, traces=traces
+        )
+        conversation = Conversation.objects.for_workspace(workspace).get()
+        runs = continuous.start_automatic_runs(
+            workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
+        )
+        for run in runs:
+            continuous.execute_automatic_run(run_id=run.pk)
+        return conversation
+
+    last = turn(1, 10, metadata={"conversation_end": True})
+    conversation = ingest_and_judge([turn(0, 0), last])
+    [sent] = fake.feedback.values()
+    assert (sent["run_id"], sent["score"], sent["comment"]) == (last["id"], 1, "2 turns")
+
+    conversation = ingest_and_judge([turn(2, 5)])  # sent late: it began before the last
+
+    assert conversation.completion_count == 2
+    [sent] = fake.feedback.values()
+    assert (sent["run_id"], sent["score"], sent["comment"]) == (last["id"], 0, "3 turns")
