@@ -683,9 +683,15 @@ def _tool_calls(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _requested_call(call: dict) -> dict[str, Any]:
-    """A tool call an LLM asked for, OpenAI's ``{"function": {...}}`` or flat: name, arguments."""
+    """A tool call an LLM asked for, OpenAI's ``{"function": {...}}`` or flat: name, and
+    arguments parsed when they are JSON text (OpenAI sends them so)."""
     function = call.get("function") if isinstance(call.get("function"), dict) else call
-    return {"name": function.get("name"), "arguments": function.get("arguments")}
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        # Not JSON (or nested past the parser's depth): kept as the text it is.
+        with contextlib.suppress(ValueError, RecursionError):
+            arguments = json.loads(arguments)
+    return {"name": function.get("name"), "arguments": arguments}
 
 
 def _part_text(part: Any) -> str:
@@ -736,11 +742,6 @@ def chat_messages(value: Any) -> list[dict[str, Any]] | None:
             for call in message.get("tool_calls") or []
             if isinstance(call, dict)
         ]
-        for call in calls:
-            if isinstance(call["arguments"], str):
-                # Not JSON (or nested past the parser's depth): shown as the text it is.
-                with contextlib.suppress(ValueError, RecursionError):
-                    call["arguments"] = json.loads(call["arguments"])
         messages.append(
             {
                 "role": message["role"],

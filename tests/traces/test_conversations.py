@@ -1272,3 +1272,34 @@ def test_a_conversation_sets_filter_reads_the_whole_conversation(login, workspac
     assert held(tag="vip") == {"clean"}
     assert held(tag="vip", has_error="true") == set()
     assert held(source="upload", has_error="true") == {"late-error", "first-error"}
+
+
+def test_a_tool_call_the_model_asked_for_reaches_the_eval_with_its_arguments_parsed(workspace):
+    """Uninstrumented tools show only as the calls a model asked for, their arguments JSON
+    text (OpenAI's wire format): the conversation an eval receives holds them as values, as
+    it holds the arguments of a tool step."""
+    from traces.conversations import conversation_dict, conversation_turns
+
+    asked = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "refund", "arguments": '{"order": 7, "amount": 120}'},
+            },
+            {"id": "call_2", "type": "function", "function": {"name": "note", "arguments": "hi"}},
+        ],
+    }
+    steps = [{**trace_data(1)["steps"][0], "type": "llm", "output": asked}]
+    _ingest(workspace, [_turn(1, "a", steps=steps)])
+    conversation = _only_conversation(workspace)
+
+    messages = conversation_dict(conversation, [t.data for t in conversation_turns(conversation)])[
+        "messages"
+    ]
+    assert [(c["name"], c["arguments"]) for c in messages[1]["tool_calls"]] == [
+        ("refund", {"order": 7, "amount": 120}),
+        ("note", "hi"),  # not JSON: the text it is
+    ]
