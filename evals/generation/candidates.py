@@ -18,6 +18,7 @@ from evals.generation.code_extraction import CodeExtractionError, extract_code
 from evals.generation.providers import Provider as LLMProvider
 from evals.metrics.agreement import cross_validated_method, holdout_split
 from evals.synthesis import SynthesisError, cross_validate, fit, fold_count, split_groups
+from traces.vocabulary import unit_noun
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,9 @@ def write_offline(
     )
 
 
-def constant_verdict_reason(counts: Sequence[dict | None]) -> str:
-    """Return why the code is no reliable eval when it judges every labelled trace alike.
+def constant_verdict_reason(counts: Sequence[dict | None], unit: str = "trace") -> str:
+    """Return why the code is no reliable eval when it judges every labelled item (a
+    trace, or a conversation: the set's ``unit``) alike.
 
     `counts` are confusion counts (tp, fp, fn, tn) of the labelled traces it ran on.
     Only when the labels themselves are mixed: then one verdict for everything is a
@@ -169,10 +171,11 @@ def constant_verdict_reason(counts: Sequence[dict | None]) -> str:
     if not human_good or not human_bad or (said_good and said_bad):
         return ""
     verdict = "good" if said_good else "bad"
+    one, many = unit_noun(unit), unit_noun(unit, None)
     return (
-        f"No reliable eval yet: this code judges every labelled trace {verdict}, so it "
+        f"No reliable eval yet: this code judges every labelled {one} {verdict}, so it "
         "agrees with your labels no better than chance. What would help: more labels of "
-        "the minority verdict, a note on what made the bad traces bad, or an LLM judge."
+        f"the minority verdict, a note on what made the bad {many} bad, or an LLM judge."
     )
 
 

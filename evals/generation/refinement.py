@@ -22,6 +22,7 @@ from evals.metrics.agreement import cell_state
 from evals.metrics.measure import score_eval_version
 from evals.models import Eval, EvalExecution, EvalKind, Generation, Provider
 from evals.sandboxing import sandbox_limits
+from traces.vocabulary import unit_noun
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ def refine_eval(*, generation: Generation, on_stage=None, on_attempt=None) -> Ev
         f"Refined from v{parent.version} on {len(wrong)} disagreement"
         f"{'' if len(wrong) == 1 else 's'}.\n{candidate.description}"
     ).strip()
-    stage(f"Running the refined eval on {len(examples)} labelled traces in the sandbox")
+    items = unit_noun(eval_set.unit, len(examples))
+    stage(f"Running the refined eval on {len(examples)} labelled {items} in the sandbox")
     return measure_and_store(
         eval_set=eval_set,
         candidate=candidate,

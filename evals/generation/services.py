@@ -45,6 +45,7 @@ from iofold.lib import metrics
 from traces.conversations import eval_payloads
 from traces.models import EvalSet, Trace
 from traces.selectors import labelled_examples
+from traces.vocabulary import unit_noun
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,8 @@ def generate_eval(
         on_attempt=on_attempt,
         session=session,
     )
-    stage(f"Running the eval on {len(examples)} labelled traces in the sandbox")
+    items = unit_noun(eval_set.unit, len(examples))
+    stage(f"Running the eval on {len(examples)} labelled {items} in the sandbox")
     return measure_and_store(
         eval_set=eval_set,
         candidate=candidate,
@@ -415,7 +417,9 @@ def store_eval(
     counts = [measurement.metrics.get("training")]
     if measurement.metrics.get("heldout_trace_ids"):
         counts.append(measurement.metrics.get("heldout"))
-    no_eval_reason = candidate.no_eval_reason or candidates.constant_verdict_reason(counts)
+    no_eval_reason = candidate.no_eval_reason or candidates.constant_verdict_reason(
+        counts, eval_set.unit
+    )
 
     def write(version: int) -> Eval:
         has_active = Eval.objects.for_eval_set(eval_set).active().exists()

@@ -528,3 +528,43 @@ def test_activating_a_conversation_version_without_a_rule_asks_in_conversations(
     html, three_rows = versions_page()
     assert html.count(asked) == 3
     assert three_rows == one_row
+
+
+def test_generating_for_conversations_speaks_of_conversations(
+    openai_workspace, owner, fake_llm, monkeypatch
+):
+    """What a generation says while it runs, and why a constant version is no reliable eval,
+    name the set's conversations, not traces."""
+    from evals.generation import services
+    from tests.evals.builders import fenced, generate
+    from traces.services import record_feedback
+
+    workspace = openai_workspace
+    for n in range(4):
+        _ingest(workspace, [_turn(10 * n, f"chat-{n}", 0), _turn(10 * n + 1, f"chat-{n}", 1)])
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+    )
+    for n, conversation in enumerate(Conversation.objects.for_workspace(workspace)):
+        rating = "negative" if n % 2 else "positive"
+        record_feedback(eval_set=eval_set, trace=conversation.anchor, user=owner, rating=rating)
+    stages = []
+    set_stage = services.set_stage
+    monkeypatch.setattr(
+        services,
+        "set_stage",
+        lambda generation, text: (stages.append(text), set_stage(generation, text)),
+    )
+    fake_llm.push_text(fenced('def eval_fn(conversation):\n    return True, "Looks fine"\n'))
+
+    generation = generate(eval_set)
+
+    assert generation.status == "succeeded", generation.error
+    assert "Running the eval on 4 labelled conversations in the sandbox" in stages
+    assert not [stage for stage in stages if "trace" in stage]
+    reason = generation.result.metrics["no_eval_reason"]
+    assert "every labelled conversation good" in reason and "bad conversations" in reason
+    assert "trace" not in reason
