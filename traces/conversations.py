@@ -64,9 +64,15 @@ def conversation_key(data: dict[str, Any]) -> str | None:
 
 
 def ends_conversation(data: dict[str, Any]) -> bool:
-    """Tell whether this trace is the explicit last turn of its conversation."""
+    """Tell whether this trace is the explicit last turn of its conversation.
+
+    The marker may be the text "true": OpenAI's metadata holds only strings.
+    """
     metadata = data.get("metadata") or {}
-    return metadata.get("conversation_end") is True or END_TAG in (data.get("tags") or [])
+    marker = metadata.get("conversation_end") if isinstance(metadata, dict) else None
+    if isinstance(marker, str):
+        marker = marker.strip().lower() == "true"
+    return marker is True or END_TAG in (data.get("tags") or [])
 
 
 def attach_conversations(

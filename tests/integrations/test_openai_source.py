@@ -439,3 +439,31 @@ def test_a_store_whose_clock_runs_ahead_loses_no_completion(openai_store, worksp
 
     ids = set(synced(integration).values_list("external_id", flat=True))
     assert {"chatcmpl-ahead", "chatcmpl-meanwhile"} <= ids and len(ids) == 4
+
+
+def test_a_stored_completion_marked_as_the_conversations_end_completes_it(openai_store, workspace):
+    """OpenAI's metadata holds only strings: "conversation_end": "true" on the last turn
+    completes the conversation at once, as the end marker does on the other sources."""
+    from traces.models import Conversation
+
+    openai_store.add(
+        "chatcmpl-1", created=T0, metadata={"conversation_id": "chat-9"}, user="Refund?"
+    )
+    openai_store.add(
+        "chatcmpl-2",
+        created=T0 + 60,
+        metadata={"conversation_id": "chat-9", "conversation_end": "true"},
+        user="Thanks, bye.",
+    )
+    openai_store.add(
+        "chatcmpl-3",
+        created=T0 + 120,
+        metadata={"conversation_id": "chat-10", "conversation_end": "false"},
+    )
+    sync(make(workspace, openai_store))
+
+    conversations = Conversation.objects.for_workspace(workspace)
+    ended, other = (conversations.get(external_id=key) for key in ("chat-9", "chat-10"))
+    assert (ended.external_id, ended.turn_count, ended.is_complete) == ("chat-9", 2, True)
+    assert ended.ended_at is not None and ended.completion_count == 1
+    assert (other.external_id, other.is_complete) == ("chat-10", False)
