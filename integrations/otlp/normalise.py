@@ -522,6 +522,9 @@ def build_trace(trace_id: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
         metadata["provider"] = root["metadata"]["provider"]
     if root["metadata"].get("user_metadata"):
         metadata["user_metadata"] = root["metadata"]["user_metadata"]
+        # The end of a conversation is marked in the trace's metadata (docs/conversations.md).
+        if "conversation_end" in metadata["user_metadata"]:
+            metadata["conversation_end"] = metadata["user_metadata"]["conversation_end"]
     return {
         "id": trace_id,
         "name": root["name"],

@@ -533,6 +533,34 @@ def test_otlp_conversation_id(workspace):
     assert conversation.integration == integration
 
 
+def test_otlp_end_marker_in_the_root_spans_metadata_or_tags(workspace):
+    """OpenTelemetry carries the end marker as OpenInference does metadata and tags: the
+    root span's ``metadata`` JSON or its ``tag.tags``."""
+    integration = Integration.objects.create(
+        workspace=workspace, kind=Integration.Kind.OTLP, name="OTel", host=""
+    )
+    recorder = Recorder()
+    for session, marker in [
+        ("by-metadata", None),
+        ("by-metadata", ("metadata", '{"conversation_end": true, "plan": "pro"}')),
+        ("by-tag", ("tag.tags", ["conversation:end"])),
+        ("not-ended", ("metadata", '{"conversation_end": false}')),
+    ]:
+        with recorder.tracer.start_as_current_span("turn") as span:
+            span.set_attribute("session.id", session)
+            if marker:
+                span.set_attribute(*marker)
+    request = ExportTraceServiceRequest.FromString(protobuf_body(recorder.take()))
+    receive_spans(integration=integration, request=request)
+
+    conversations = Conversation.objects.for_workspace(workspace)
+    assert {c.external_id: (c.turn_count, c.is_complete) for c in conversations} == {
+        "by-metadata": (2, True),
+        "by-tag": (1, True),
+        "not-ended": (1, False),
+    }
+
+
 def test_idle_completion_and_resume(workspace):
     _ingest(workspace, [_turn(1, "s"), _turn(2, "s", minutes=1)])
     conversation = _only_conversation(workspace)
