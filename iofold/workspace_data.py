@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+from django.core.exceptions import ValidationError
+from django.core.serializers.base import DeserializationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.serializers.python import Deserializer
 from django.core.serializers.python import Serializer as PythonSerializer
-from django.db import models, transaction
+from django.core.validators import validate_email
+from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -50,6 +53,7 @@ from evals.models import Eval as EvalVersion
 from integrations.adapters import get_adapter_class
 from integrations.models import Integration, SyncRun, UploadRun
 from iofold.exceptions import ApplicationError
+from iofold.lib import jsontext
 from iofold.lib.fields import EncryptedTextField
 from iofold.lib.runs import ACTIVE, BackgroundRun, RunStatus
 from traces.conversations import conversation_key
@@ -113,6 +117,8 @@ LEFT_OUT = {
     "*": {"owner"},
 }
 CHUNK = 1000
+# Deeper than ingest allows (64): traces stored before that limit may be deeper.
+MAX_DEPTH = 400
 
 
 class _Encoder(DjangoJSONEncoder):
@@ -205,18 +211,36 @@ def _users(workspace) -> list[User]:
 
 
 def import_workspace(*, source: IO[bytes], slug: str | None = None) -> Summary:
-    """Create a new workspace from an archive, in one transaction; return what it made."""
+    """Create a new workspace from an archive, in one transaction; return what it made.
+
+    Every row is checked as the model's form would check it (types, lengths, choices) before
+    anything is written; a row the database still refuses rolls the whole import back.
+    """
     try:
         with gzip.GzipFile(fileobj=source, mode="rb") as archive:
             lines = iter(archive)
             manifest = _manifest(next(lines, b""))
-            slug = slug or manifest["workspace"]["slug"]
+            slug = _check_slug(slug or manifest["workspace"]["slug"])
             if Workspace.objects.filter(slug=slug).exists():
                 raise ArchiveError(f"A workspace with the slug “{slug}” exists; choose another.")
             with transaction.atomic(), _keep_timestamps():
                 return _import(lines, slug)
+    except (IntegrityError, DataError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArchiveError(
+            f"The archive's rows break a rule of this database ({first_line}); nothing was "
+            "imported."
+        ) from None
     except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise ArchiveError(f"The archive cannot be read: {exc}") from None
+
+
+def _check_slug(slug: Any) -> str:
+    """Return ``slug`` if a workspace may have it (its URLs are /w/<slug>/), or refuse it."""
+    try:
+        return Workspace._meta.get_field("slug").clean(slug, None)
+    except ValidationError as exc:
+        raise ArchiveError(f"“{slug}” cannot be a workspace's slug: {' '.join(exc.messages)}")
 
 
 def _manifest(line: bytes) -> dict:
@@ -239,6 +263,7 @@ def _import(lines, slug: str) -> Summary:
     summary = Summary()
     pending: list[dict] = []
     label_of_pending = None
+    workspaces = 0
 
     def flush() -> None:
         if pending:
@@ -246,13 +271,15 @@ def _import(lines, slug: str) -> Summary:
             pending.clear()
 
     for raw in lines:
-        obj = json.loads(raw)
+        obj = _row(raw)
         label = obj["model"]
-        if label not in BY_LABEL:
-            raise ArchiveError(f"The archive holds rows of {label!r}, unknown here.")
         if label == "accounts.user":
-            ids[label][obj["pk"]] = _user(obj["fields"]["email"]).pk
+            ids[label][obj["pk"]] = _user(obj["fields"].get("email")).pk
             continue
+        if label == "workspaces.workspace":
+            workspaces += 1
+            if workspaces > 1:
+                raise ArchiveError("The archive holds more than one workspace.")
         if label != label_of_pending or len(pending) >= CHUNK:
             flush()
             label_of_pending = label
@@ -262,6 +289,21 @@ def _import(lines, slug: str) -> Summary:
         raise ArchiveError("The archive holds no workspace.")
     _link_conversations(summary.workspace)
     return summary
+
+
+def _row(raw: bytes) -> dict:
+    """One archive line as ``{"model", "pk", "fields"}``, or refuse it."""
+    obj = jsontext.loads(raw, max_depth=MAX_DEPTH)
+    if not (
+        isinstance(obj, dict)
+        and isinstance(obj.get("model"), str)
+        and isinstance(obj.get("fields"), dict)
+        and isinstance(obj.get("pk"), int | str)
+    ):
+        raise ArchiveError(f"The archive holds a line that is not a row: {raw[:80]!r}.")
+    if obj["model"] not in BY_LABEL:
+        raise ArchiveError(f"The archive holds rows of {obj['model'][:80]!r}, unknown here.")
+    return obj
 
 
 def _link_conversations(workspace: Workspace) -> None:
@@ -283,7 +325,13 @@ def _link_conversations(workspace: Workspace) -> None:
     Trace.objects.bulk_update(linked, ["conversation"], batch_size=500)
 
 
-def _user(email: str) -> User:
+def _user(email: Any) -> User:
+    try:
+        if not isinstance(email, str) or len(email) > 254:
+            raise ValidationError("not an email address")
+        validate_email(email)
+    except ValidationError:
+        raise ArchiveError(f"The archive names a user by {str(email)[:80]!r}, not an email.")
     user = User.objects.filter(email__iexact=email).first()
     if user is None:
         # No password: the person sets one with "forgot password" when they sign in.
@@ -298,8 +346,12 @@ def _create(model, objs: list[dict], ids: dict, slug: str, summary: Summary) -> 
     relations = {f.name: f for f in model._meta.concrete_fields if f.is_relation}
     deferred: list[tuple[models.Model, dict[str, Any]]] = []
     made = []
+    allowed = {f.name for f in model._meta.concrete_fields if not f.primary_key}
     for obj in objs:
         fields = dict(obj["fields"])
+        if unknown := sorted(set(fields) - allowed):
+            # An id among them would choose the new row's id, past the database's sequence.
+            raise ArchiveError(f"{label} {obj['pk']} has fields unknown here: {unknown[:5]}.")
         later = {}
         for name, fk in relations.items():
             old = fields.get(name)
@@ -317,7 +369,7 @@ def _create(model, objs: list[dict], ids: dict, slug: str, summary: Summary) -> 
             fields["slug"] = slug
             fields["deletion_requested_at"] = None
             fields["deletion_scheduled_for"] = None
-        instance = next(Deserializer([{"model": label, "pk": None, "fields": fields}])).object
+        instance = _check(model, obj["pk"], fields, relations)
         _arrive(instance)
         made.append((obj["pk"], instance))
         if later:
@@ -336,6 +388,30 @@ def _create(model, objs: list[dict], ids: dict, slug: str, summary: Summary) -> 
     summary.counts[label] = summary.counts.get(label, 0) + len(made)
     if model is Workspace:
         summary.workspace = made[0][1]
+
+
+def _check(model, pk, fields: dict, relations: dict) -> models.Model:
+    """Build a row from its archived fields, each checked as the model's form checks it.
+
+    Types, lengths, choices and ranges; not blankness, which forms ask of people but rows
+    may have (a receiving source has no host). Links were mapped to this import's rows
+    already; fields the archive leaves out keep their defaults. Uniqueness and constraints
+    are the database's to check, in bulk.
+    """
+    label = model._meta.label_lower
+    try:
+        instance = next(Deserializer([{"model": label, "pk": None, "fields": fields}])).object
+        for name in fields.keys() - relations.keys():
+            f = model._meta.get_field(name)
+            value = getattr(instance, f.attname)
+            if value not in f.empty_values:
+                f.validate(value, instance)
+                f.run_validators(value)
+    except DeserializationError as exc:
+        raise ArchiveError(f"{label} {pk}: {str(exc.__cause__ or exc)[:300]}") from None
+    except ValidationError as exc:
+        raise ArchiveError(f"{label} {pk}: {name}: {' '.join(exc.messages)[:300]}") from None
+    return instance
 
 
 def _arrive(instance) -> None:

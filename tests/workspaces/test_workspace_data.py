@@ -333,3 +333,113 @@ def test_conversations_come_back_with_their_turns(workspace, tmp_path):
     assert conversation.external_id == "chat-7" and conversation.turn_count == 2
     assert sorted(conversation.turns.values_list("external_id", flat=True)) == ["turn-1", "turn-2"]
     assert conversation.anchor.workspace_id == copy.pk
+
+
+def _rewrite(archive: bytes, change) -> bytes:
+    """The archive with ``change(lines)`` applied to its decoded lines (manifest first)."""
+    lines = [json.loads(line) for line in gzip.decompress(archive).decode().splitlines()]
+    return gzip.compress("".join(json.dumps(x) + "\n" for x in change(lines)).encode())
+
+
+def _first(model, change):
+    """A ``_rewrite`` change that applies ``change(row)`` to the first row of ``model``."""
+
+    def apply(lines):
+        row = next(x for x in lines[1:] if x["model"] == model)
+        change(row)
+        return lines
+
+    return apply
+
+
+HOSTILE = {
+    "a date that is a list": (
+        _first("traces.trace", lambda r: r["fields"].update(timestamp=[1, 2])),
+        "traces.trace .*timestamp|fromisoformat",
+    ),
+    "a number that is text": (
+        _first("evals.eval", lambda r: r["fields"].update(version="abc")),
+        "evals.eval .*must be an integer",
+    ),
+    "a field unknown here": (
+        _first("evals.eval", lambda r: r["fields"].update(bogus=1)),
+        r"evals.eval .* unknown here: \['bogus'\]",
+    ),
+    "an id chosen by the archive": (
+        _first("evals.eval", lambda r: r["fields"].update(id=99999)),
+        r"unknown here: \['id'\]",
+    ),
+    "a name of 100,000 characters": (
+        _first("traces.evalset", lambda r: r["fields"].update(name="x" * 100_000)),
+        "traces.evalset .*name: Ensure this value has at most 200 characters",
+    ),
+    "a user that is not an email": (
+        _first("accounts.user", lambda r: r["fields"].update(email={"a": 1})),
+        "names a user by .*not an email",
+    ),
+    "an email of 1,000 characters": (
+        _first("accounts.user", lambda r: r["fields"].update(email="a" * 1000 + "@x.io")),
+        "not an email",
+    ),
+    "a rating that is no choice": (
+        _first("traces.feedback", lambda r: r["fields"].update(rating="awesome")),
+        "traces.feedback .*rating: Value 'awesome' is not a valid choice",
+    ),
+    "a negative count": (
+        _first("evals.evalrun", lambda r: r["fields"].update(total=-5)),
+        "evals.evalrun .*total: Ensure this value is greater than or equal to 0",
+    ),
+    "a NUL character": (
+        _first("traces.evalset", lambda r: r["fields"].update(name="a\x00b")),
+        "NUL character",
+    ),
+    "a missing workspace": (
+        _first("traces.evalset", lambda r: r["fields"].update(workspace=None)),
+        "break a rule of this database .*workspace",
+    ),
+    "another workspace's id": (
+        _first("traces.evalset", lambda r: r["fields"].update(workspace=123456)),
+        "refers to a missing workspace 123456",
+    ),
+    "a second workspace": (
+        lambda lines: lines + [x for x in lines if x.get("model") == "workspaces.workspace"],
+        "more than one workspace",
+    ),
+    "a reverse relation as a field": (
+        _first("evals.evalrun", lambda r: r["fields"].update(chunks=1)),
+        r"unknown here: \['chunks'\]",
+    ),
+    "a line that is not a row": (lambda lines: lines + [[1, 2]], "not a row"),
+    "a slug that is a path": (
+        lambda lines: [{**lines[0], "workspace": {"name": "x", "slug": "../../etc"}}, *lines[1:]],
+        "cannot be a workspace's slug",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_a_hostile_archive_is_refused_with_a_clear_message_and_nothing_written(
+    full_workspace, workspace, tmp_path, case
+):
+    from accounts.models import User
+
+    change, message = HOSTILE[case]
+    archive = tmp_path / "a.gz"
+    archive.write_bytes(_rewrite(_export(workspace), change))
+    workspace.slug = "old-acme"  # the archive's own slug is free: only the file is wrong
+    workspace.save(update_fields=["slug"])
+    counts = (Workspace.objects.count(), User.objects.count(), Trace.objects.count())
+    args = ["--slug", "copy"] if case != "a slug that is a path" else []
+
+    with pytest.raises(CommandError, match=message):
+        call_command("import_workspace", str(archive), *args)
+
+    assert (Workspace.objects.count(), User.objects.count(), Trace.objects.count()) == counts
+
+
+def test_a_slug_that_is_a_path_is_refused(full_workspace, workspace, tmp_path):
+    archive = tmp_path / "a.gz"
+    archive.write_bytes(_export(workspace))
+    with pytest.raises(CommandError, match="“Bad Slug/..” cannot be a workspace's slug"):
+        call_command("import_workspace", str(archive), "--slug", "Bad Slug/..")
+    assert not Workspace.objects.exclude(pk=workspace.pk).exists()
