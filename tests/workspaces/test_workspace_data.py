@@ -443,3 +443,35 @@ def test_a_slug_that_is_a_path_is_refused(full_workspace, workspace, tmp_path):
     with pytest.raises(CommandError, match="“Bad Slug/..” cannot be a workspace's slug"):
         call_command("import_workspace", str(archive), "--slug", "Bad Slug/..")
     assert not Workspace.objects.exclude(pk=workspace.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_to_a_pipe_that_closes_early_prints_no_traceback(workspace):
+    """``export_workspace acme - | head -c 100`` stops quietly when head has read enough."""
+    import os
+    import random
+    import string
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from tests.conftest import _database_url_for_worker
+
+    noise = random.Random(7)
+    for _ in range(40):  # random text: the archive outgrows the pipe's buffer
+        text = "".join(noise.choices(string.ascii_letters, k=8_000))
+        TraceFactory(workspace=workspace, data={"input": "", "output": text})
+    env = {**os.environ, "DATABASE_URL": _database_url_for_worker()}
+    export = subprocess.Popen(
+        [sys.executable, "manage.py", "export_workspace", "acme", "-"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    export.stdout.read(100)  # what head -c 100 does: read a little, then close
+    export.stdout.close()
+    stderr = export.stderr.read()
+    export.wait(timeout=300)
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()[-2000:]

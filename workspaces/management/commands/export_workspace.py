@@ -1,5 +1,8 @@
 """``manage.py export_workspace <slug> <file>``: all of a workspace's data, secrets excluded."""
 
+import os
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 
 from iofold.workspace_data import export_workspace
@@ -21,7 +24,15 @@ class Command(BaseCommand):
         if workspace is None:
             raise CommandError(f"No workspace with the slug “{slug}”.")
         if file == "-":
-            summary = export_workspace(workspace=workspace, out=self.stdout._out.buffer)
+            out = self.stdout._out.buffer
+            try:
+                summary = export_workspace(workspace=workspace, out=out)
+                out.flush()
+            except BrokenPipeError:
+                # The reader stopped early (``| head``): stop quietly, as cat does. Python
+                # would flush stdout again at exit and complain; point it at /dev/null.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+                sys.exit(1)
         else:
             with open(file, "wb") as out:
                 summary = export_workspace(workspace=workspace, out=out)
