@@ -140,6 +140,8 @@ class Summary:
 
     workspace: Workspace | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # After an import: the secrets the archive left out, for someone to enter again.
+    to_enter_again: list[str] = field(default_factory=list)
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -288,7 +290,25 @@ def _import(lines, slug: str) -> Summary:
     if summary.workspace is None:
         raise ArchiveError("The archive holds no workspace.")
     _link_conversations(summary.workspace)
+    summary.to_enter_again = _secrets_to_enter_again(summary.workspace)
     return summary
+
+
+def _secrets_to_enter_again(workspace: Workspace) -> list[str]:
+    """Name each imported row's secrets (left out of every archive), with what to do."""
+    lines = []
+    for model in MODELS[1:]:
+        secrets = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+        if not secrets:
+            continue
+        names = ", ".join(str(f.verbose_name) for f in secrets)
+        for obj in model.objects.for_workspace(workspace).order_by("pk"):
+            line = f"{model._meta.verbose_name} “{obj}”: {names}"
+            if isinstance(obj, Integration) and not obj.enabled:
+                line += " (disabled until then)"
+            lines.append(line)
+    lines.append("API tokens and invitations are not exported: issue and send them again")
+    return lines
 
 
 def _row(raw: bytes) -> dict:

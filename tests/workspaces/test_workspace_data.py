@@ -173,6 +173,11 @@ def test_export_delete_import_gives_back_the_same_workspace(
     ]
     assert after == {**before, "runs": sorted(expected_runs)}
     assert "traces.trace 4" in out.getvalue()
+    # It says which secrets to enter again, and where.
+    told = out.getvalue().split("to enter again:", 1)[1]
+    assert "integration “lf”: secret key, webhook secret (disabled until then)" in told
+    assert "provider settings “OpenAI-compatible for Acme”: api key" in told
+    assert "API tokens and invitations are not exported" in told
     # The keys did not travel: the integration waits, disabled, for them to be entered again.
     integration = Integration.objects.for_workspace(restored).get()
     assert (integration.secret_key, integration.webhook_secret, integration.enabled) == (

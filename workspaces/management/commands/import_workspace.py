@@ -25,3 +25,6 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         counts = ", ".join(f"{label} {n}" for label, n in summary.counts.items() if n)
         self.stdout.write(f"Imported “{summary.workspace.slug}”: {counts}.")
+        self.stdout.write("Not in the archive, to enter again:")
+        for line in summary.to_enter_again:
+            self.stdout.write(f"  - {line}")
