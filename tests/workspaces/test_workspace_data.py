@@ -480,3 +480,36 @@ def test_export_to_a_pipe_that_closes_early_prints_no_traceback(workspace):
     stderr = export.stderr.read()
     export.wait(timeout=300)
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()[-2000:]
+
+
+def test_a_workspace_with_every_kind_of_row_comes_back_whole_under_another_slug(tmp_path):
+    """Sources of each kind, conversations and their judgements, comments, activity,
+    automatic refinements, automation settings: each model's rows come back as they were."""
+    from tests.admin_world import build_workspace
+    from tests.factories import WorkspaceFactory
+
+    build_workspace(WorkspaceFactory(slug="acme", name="Acme"), traces=4)
+    archive = tmp_path / "a.gz"
+    call_command("export_workspace", "acme", str(archive), stderr=io.StringIO())
+    call_command("import_workspace", str(archive), "--slug", "acme-copy", stdout=io.StringIO())
+    again = io.BytesIO()
+    workspace_data.export_workspace(workspace=Workspace.objects.get(slug="acme-copy"), out=again)
+
+    original, restored = _content(archive.read_bytes()), _content(again.getvalue())
+    exported = set(original) - {"accounts.user"}
+    unused = {m._meta.label_lower for m in workspace_data.MODELS} - exported
+    assert unused <= {
+        "traces.labelassignment",
+        "evals.judgetemplate",
+        "evals.evalsetautomation",
+        "evals.judgeresponse",
+    }
+    # Syncing sources wait, disabled, for their keys.
+    original["integrations.integration"] = sorted(
+        row.replace('"enabled": true', '"enabled": false')
+        if '"kind": "l' in row or '"kind": "openai"' in row
+        else row
+        for row in original["integrations.integration"]
+    )
+    assert restored.pop("workspaces.workspace") != original.pop("workspaces.workspace")
+    assert restored == original
