@@ -17,11 +17,12 @@ from evals.models import (
     Generation,
     ProviderSettings,
 )
+from iofold.lib.admin import CountedDeletionMixin, changelist_link
 from iofold.lib.fields import last_four
 
 
 @admin.register(ProviderSettings)
-class ProviderSettingsAdmin(admin.ModelAdmin):
+class ProviderSettingsAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["workspace", "provider", "model", "base_url", "key_hint", "updated_at"]
     list_filter = ["provider"]
     search_fields = ["workspace__slug", "workspace__name", "model"]
@@ -36,20 +37,6 @@ class ProviderSettingsAdmin(admin.ModelAdmin):
         return last_four(obj.api_key) or "—"
 
 
-class EvalExecutionInline(admin.TabularInline):
-    model = EvalExecution
-    fields = ["trace", "passed", "reason", "error", "duration_ms", "score_pushed_at"]
-    readonly_fields = fields
-    raw_id_fields = ["trace"]
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("trace")
-
-
 class EvalRunChunkInline(admin.TabularInline):
     """A split run's chunks: who holds each, how far, how often it was taken over."""
 
@@ -62,7 +49,7 @@ class EvalRunChunkInline(admin.TabularInline):
 
 
 @admin.register(Eval)
-class EvalAdmin(admin.ModelAdmin):
+class EvalAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -101,7 +88,7 @@ class EvalAdmin(admin.ModelAdmin):
 
 
 @admin.register(Generation)
-class GenerationAdmin(admin.ModelAdmin):
+class GenerationAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "eval_set",
@@ -142,7 +129,7 @@ class GenerationAdmin(admin.ModelAdmin):
 
 
 @admin.register(EvalRun)
-class EvalRunAdmin(admin.ModelAdmin):
+class EvalRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "eval",
@@ -175,13 +162,21 @@ class EvalRunAdmin(admin.ModelAdmin):
         "takeovers",
         "inputs",
         "results",
+        "executions",
         "created_at",
     ]
-    inlines = [EvalRunChunkInline, EvalExecutionInline]
+    # Executions are one a trace, so a run can have 100,000: linked, not listed inline.
+    inlines = [EvalRunChunkInline]
+
+    @admin.display(description="Executions")
+    def executions(self, obj) -> str:
+        return changelist_link(
+            EvalExecution, "run", obj, EvalExecution.objects.filter(run=obj).count()
+        )
 
 
 @admin.register(EvalExecution)
-class EvalExecutionAdmin(admin.ModelAdmin):
+class EvalExecutionAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "eval",
@@ -216,7 +211,7 @@ class EvalExecutionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConversationJudgement)
-class ConversationJudgementAdmin(admin.ModelAdmin):
+class ConversationJudgementAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -228,7 +223,7 @@ class ConversationJudgementAdmin(admin.ModelAdmin):
     ]
     list_filter = ["passed", "created_at"]
     search_fields = ["conversation__external_id", "workspace__slug"]
-    list_select_related = ["workspace", "eval", "conversation"]
+    list_select_related = ["workspace", "eval__eval_set", "conversation"]
     raw_id_fields = ["workspace", "conversation", "eval"]
     # The history is what the evals said: never edited by hand.
     readonly_fields = [
@@ -244,7 +239,7 @@ class ConversationJudgementAdmin(admin.ModelAdmin):
 
 
 @admin.register(AutomationSettings)
-class AutomationSettingsAdmin(admin.ModelAdmin):
+class AutomationSettingsAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "workspace",
         "auto_refine",
@@ -265,28 +260,28 @@ class AutomationSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(AutoRefinement)
-class AutoRefinementAdmin(admin.ModelAdmin):
+class AutoRefinementAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["eval_set", "parent", "trigger", "status", "candidate", "created_at"]
     list_filter = ["status", "trigger"]
     search_fields = ["workspace__slug", "eval_set__name", "reason"]
-    list_select_related = ["eval_set", "parent", "candidate"]
+    list_select_related = ["eval_set", "parent__eval_set", "candidate__eval_set"]
     raw_id_fields = ["workspace", "eval_set", "parent", "generation", "candidate"]
 
 
 @admin.register(Comment)
-class CommentAdmin(admin.ModelAdmin):
+class CommentAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["workspace", "author", "eval", "trace", "created_at"]
     search_fields = ["workspace__slug", "body"]
-    list_select_related = ["workspace", "author", "eval", "trace"]
+    list_select_related = ["workspace", "author", "eval__eval_set", "trace"]
     raw_id_fields = ["workspace", "author", "eval", "trace"]
 
 
 @admin.register(Activity)
-class ActivityAdmin(admin.ModelAdmin):
+class ActivityAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["eval_set", "actor", "verb", "eval", "created_at"]
     list_filter = ["verb"]
     search_fields = ["workspace__slug", "eval_set__name", "reason"]
-    list_select_related = ["eval_set", "actor", "eval"]
+    list_select_related = ["eval_set", "actor", "eval__eval_set"]
     raw_id_fields = ["workspace", "eval_set", "actor", "eval"]
 
 
@@ -300,7 +295,7 @@ class EvalTemplateVersionInline(admin.TabularInline):
 
 
 @admin.register(EvalTemplate)
-class EvalTemplateAdmin(admin.ModelAdmin):
+class EvalTemplateAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "builtin", "publisher", "updated_at"]
     list_filter = ["builtin"]
     search_fields = ["name", "slug", "publisher__slug"]

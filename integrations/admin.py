@@ -5,6 +5,7 @@ from integrations import services
 from integrations.adapters import receives
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun, UploadRun
+from iofold.lib.admin import CountedDeletionMixin
 
 
 class IntegrationAdminForm(forms.ModelForm):
@@ -41,7 +42,7 @@ class IntegrationAdminForm(forms.ModelForm):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(CountedDeletionMixin, admin.ModelAdmin):
     form = IntegrationAdminForm
     list_display = [
         "name",
@@ -102,7 +103,7 @@ class IntegrationAdmin(admin.ModelAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "integration",
@@ -128,7 +129,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(UploadRun)
-class UploadRunAdmin(admin.ModelAdmin):
+class UploadRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["id", "workspace", "filename", "status", "size", "bytes_done", "created_at"]
     list_filter = ["status"]
     search_fields = ["workspace__slug", "filename", "error"]

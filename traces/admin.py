@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from iofold.lib.admin import CountedDeletionMixin, changelist_link
 from traces.models import Conversation, EvalSet, EvalSetTrace, Feedback, Trace
 
 
 @admin.register(Trace)
-class TraceAdmin(admin.ModelAdmin):
+class TraceAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -26,7 +27,7 @@ class TraceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -62,31 +63,23 @@ class ConversationAdmin(admin.ModelAdmin):
         self.message_user(request, f"Reopened {updated} conversation(s).")
 
 
-class FeedbackInline(admin.TabularInline):
-    model = Feedback
-    extra = 0
-    can_delete = False
-    fields = ["trace", "user", "rating", "note", "updated_at"]
-    readonly_fields = fields
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(EvalSet)
-class EvalSetAdmin(admin.ModelAdmin):
+class EvalSetAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["name", "workspace", "source_kind", "target_labels", "archived_at"]
     list_filter = ["source_kind", "archived_at", "score_to_langfuse"]
     search_fields = ["name", "criteria", "workspace__slug"]
     list_select_related = ["workspace"]
     raw_id_fields = ["workspace", "created_by"]
-    readonly_fields = ["created_at", "updated_at"]
-    inlines = [FeedbackInline]
+    # Labels can number 10,000: linked, not listed inline.
+    readonly_fields = ["labels", "created_at", "updated_at"]
+
+    @admin.display(description="Labels")
+    def labels(self, obj) -> str:
+        return changelist_link(Feedback, "eval_set", obj, obj.feedback.count())
 
 
 @admin.register(EvalSetTrace)
-class EvalSetTraceAdmin(admin.ModelAdmin):
+class EvalSetTraceAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["eval_set", "trace", "workspace", "created_at"]
     search_fields = ["eval_set__name", "trace__external_id", "workspace__slug"]
     list_select_related = ["eval_set", "trace", "workspace"]
@@ -94,7 +87,7 @@ class EvalSetTraceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = ["trace", "eval_set", "user", "rating", "updated_at"]
     list_filter = ["rating", "updated_at"]
     search_fields = ["note", "user__email", "eval_set__name", "workspace__slug"]

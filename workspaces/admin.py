@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.http import HttpResponseRedirect
 
+from iofold.lib.admin import CountedDeletionMixin
 from workspaces.exceptions import WorkspaceError
 from workspaces.models import ApiToken, Invitation, Membership, Workspace
 from workspaces.services import ensure_another_owner, release_member
@@ -74,7 +75,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
+class WorkspaceAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "slug",
@@ -98,6 +99,11 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def member_count(self, obj) -> int:
         return obj._members
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A workspace owns every row of a tenant: deleting it in a request would time out
+        # and name each row. The action below hides it at once and a worker deletes it.
+        return False
+
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         # A member removed here leaves as when removed in the app (tokens, review queue).
@@ -116,7 +122,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(CountedDeletionMixin, admin.ModelAdmin):
     form = MembershipAdminForm
     list_display = ["user", "workspace", "role", "created_at"]
     list_filter = ["role", "created_at"]
@@ -153,7 +159,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "email",
         "workspace",
@@ -179,7 +185,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(CountedDeletionMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "token_prefix",
