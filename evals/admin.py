@@ -19,10 +19,11 @@ from evals.models import (
 )
 from iofold.lib.admin import CountedDeletionMixin, changelist_link
 from iofold.lib.fields import last_four
+from workspaces.admin import WorkspaceOwnedAdmin
 
 
 @admin.register(ProviderSettings)
-class ProviderSettingsAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class ProviderSettingsAdmin(WorkspaceOwnedAdmin):
     list_display = ["workspace", "provider", "model", "base_url", "key_hint", "updated_at"]
     list_filter = ["provider"]
     search_fields = ["workspace__slug", "workspace__name", "model"]
@@ -49,7 +50,7 @@ class EvalRunChunkInline(admin.TabularInline):
 
 
 @admin.register(Eval)
-class EvalAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class EvalAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -88,7 +89,7 @@ class EvalAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Generation)
-class GenerationAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class GenerationAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "id",
         "eval_set",
@@ -129,7 +130,7 @@ class GenerationAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(EvalRun)
-class EvalRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class EvalRunAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "id",
         "eval",
@@ -176,7 +177,7 @@ class EvalRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(EvalExecution)
-class EvalExecutionAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class EvalExecutionAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "id",
         "eval",
@@ -211,7 +212,7 @@ class EvalExecutionAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(ConversationJudgement)
-class ConversationJudgementAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class ConversationJudgementAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -239,7 +240,7 @@ class ConversationJudgementAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(AutomationSettings)
-class AutomationSettingsAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class AutomationSettingsAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "workspace",
         "auto_refine",
@@ -260,7 +261,7 @@ class AutomationSettingsAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(AutoRefinement)
-class AutoRefinementAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class AutoRefinementAdmin(WorkspaceOwnedAdmin):
     list_display = ["eval_set", "parent", "trigger", "status", "candidate", "created_at"]
     list_filter = ["status", "trigger"]
     search_fields = ["workspace__slug", "eval_set__name", "reason"]
@@ -269,7 +270,7 @@ class AutoRefinementAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Comment)
-class CommentAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class CommentAdmin(WorkspaceOwnedAdmin):
     list_display = ["workspace", "author", "eval", "trace", "created_at"]
     search_fields = ["workspace__slug", "body"]
     list_select_related = ["workspace", "author", "eval__eval_set", "trace"]
@@ -277,7 +278,7 @@ class CommentAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class ActivityAdmin(WorkspaceOwnedAdmin):
     list_display = ["eval_set", "actor", "verb", "eval", "created_at"]
     list_filter = ["verb"]
     search_fields = ["workspace__slug", "eval_set__name", "reason"]

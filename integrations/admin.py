@@ -5,10 +5,10 @@ from integrations import services
 from integrations.adapters import receives
 from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun, UploadRun
-from iofold.lib.admin import CountedDeletionMixin
+from workspaces.admin import SameWorkspaceForm, WorkspaceOwnedAdmin
 
 
-class IntegrationAdminForm(forms.ModelForm):
+class IntegrationAdminForm(SameWorkspaceForm):
     """The admin checks the host as the app does: a URL iofold may connect to.
 
     No Meta: the admin builds the form's fields from the model admin below.
@@ -42,7 +42,7 @@ class IntegrationAdminForm(forms.ModelForm):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class IntegrationAdmin(WorkspaceOwnedAdmin):
     form = IntegrationAdminForm
     list_display = [
         "name",
@@ -103,7 +103,7 @@ class IntegrationAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class SyncRunAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "id",
         "integration",
@@ -129,7 +129,7 @@ class SyncRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(UploadRun)
-class UploadRunAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class UploadRunAdmin(WorkspaceOwnedAdmin):
     list_display = ["id", "workspace", "filename", "status", "size", "bytes_done", "created_at"]
     list_filter = ["status"]
     search_fields = ["workspace__slug", "filename", "error"]

@@ -149,3 +149,73 @@ def test_a_workspace_is_deleted_in_the_background_never_in_the_request(client, i
     assert client.get(_url(type(workspace), "delete", workspace.pk)).status_code == 403
     actions = client.get(_url(type(workspace), "changelist")).context["action_form"]
     assert [name for name, _ in actions.fields["action"].choices if name] == ["request_deletion"]
+
+
+def _form_data(form) -> dict:
+    """What the admin's change form would post unchanged."""
+    from django.forms import MultiWidget
+
+    data = {}
+    for bound in form:
+        value, widget = bound.value(), bound.field.widget
+        if isinstance(widget, MultiWidget):
+            for i, part in enumerate(widget.decompress(value)):
+                data[f"{bound.html_name}_{i}"] = "" if part is None else part
+        elif value is True:
+            data[bound.html_name] = "on"
+        elif value is not None and value is not False:
+            data[bound.html_name] = value
+    return data
+
+
+def _crossing_cases():
+    """(model, field) for every admin form link from a workspace's row to another row
+    that belongs to a workspace, the workspace itself included."""
+    from django.test import RequestFactory
+
+    from workspaces.models import Workspace
+
+    request = RequestFactory().get("/")
+    request.user = User(is_superuser=True, is_staff=True)
+    cases = []
+    for model, model_admin in admin.site._registry.items():
+        if not issubclass(model, WorkspaceOwned) or not model_admin.has_change_permission(request):
+            continue
+        fields = model_admin.get_form(request).base_fields
+        for name in fields:
+            f = model._meta.get_field(name)
+            if f.many_to_one and issubclass(f.related_model, WorkspaceOwned | Workspace):
+                cases.append((model, name))
+    return cases
+
+
+@pytest.mark.parametrize("model,field", _crossing_cases(), ids=lambda x: getattr(x, "__name__", x))
+def test_the_admin_refuses_a_link_to_another_workspaces_row(client, installation, model, field):
+    """Every page scopes by a row's own workspace: a label of workspace A pointing at B's
+    trace would show B's trace in A. The admin's forms refuse such a link, and keep a saved
+    row in its workspace."""
+    from django.test import RequestFactory
+
+    _, (small, _) = installation
+    other = WorkspaceFactory(slug="globex", name="Globex")
+    build_workspace(other, traces=1, people=1)
+    obj = model._default_manager.filter(workspace=small).order_by("pk").first()
+    related = model._meta.get_field(field).related_model
+    foreign = (
+        other
+        if related._meta.label == "workspaces.Workspace"
+        else related._default_manager.filter(workspace=other).order_by("pk").first()
+    )
+    request = RequestFactory().get("/")
+    request.user = User.objects.create_superuser("root@example.com", "pw")
+    model_admin = admin.site._registry[model]
+    form_class = model_admin.get_form(request, obj, change=True)
+    if field == "workspace":  # a saved row stays where it is: its links would stay behind
+        assert "workspace" not in form_class.base_fields
+        return
+    data = _form_data(form_class(instance=obj)) | {field: foreign.pk}
+
+    form = form_class(data, instance=obj)
+
+    assert not form.is_valid()
+    assert "another workspace" in str(form.errors)

@@ -1,11 +1,12 @@
 from django.contrib import admin
 
-from iofold.lib.admin import CountedDeletionMixin, changelist_link
+from iofold.lib.admin import changelist_link
 from traces.models import Conversation, EvalSet, EvalSetTrace, Feedback, Trace
+from workspaces.admin import WorkspaceOwnedAdmin
 
 
 @admin.register(Trace)
-class TraceAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class TraceAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -27,7 +28,7 @@ class TraceAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class ConversationAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "__str__",
         "workspace",
@@ -64,7 +65,7 @@ class ConversationAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(EvalSet)
-class EvalSetAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class EvalSetAdmin(WorkspaceOwnedAdmin):
     list_display = ["name", "workspace", "source_kind", "target_labels", "archived_at"]
     list_filter = ["source_kind", "archived_at", "score_to_langfuse"]
     search_fields = ["name", "criteria", "workspace__slug"]
@@ -79,7 +80,7 @@ class EvalSetAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(EvalSetTrace)
-class EvalSetTraceAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class EvalSetTraceAdmin(WorkspaceOwnedAdmin):
     list_display = ["eval_set", "trace", "workspace", "created_at"]
     search_fields = ["eval_set__name", "trace__external_id", "workspace__slug"]
     list_select_related = ["eval_set", "trace", "workspace"]
@@ -87,7 +88,7 @@ class EvalSetTraceAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class FeedbackAdmin(WorkspaceOwnedAdmin):
     list_display = ["trace", "eval_set", "user", "rating", "updated_at"]
     list_filter = ["rating", "updated_at"]
     search_fields = ["note", "user__email", "eval_set__name", "workspace__slug"]

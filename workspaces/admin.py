@@ -2,14 +2,53 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.http import HttpResponseRedirect
+from django.utils.text import capfirst
 
 from iofold.lib.admin import CountedDeletionMixin
 from workspaces.exceptions import WorkspaceError
-from workspaces.models import ApiToken, Invitation, Membership, Workspace
+from workspaces.models import ApiToken, Invitation, Membership, Workspace, WorkspaceOwned
 from workspaces.services import ensure_another_owner, release_member
 
 
-class MembershipAdminForm(forms.ModelForm):
+class SameWorkspaceForm(forms.ModelForm):
+    """A row's links stay inside its workspace.
+
+    Pages and tasks scope by a row's own workspace and trust its links: a label of one
+    workspace pointing at another's trace would show that trace to the wrong tenant.
+    """
+
+    def clean(self):
+        data = super().clean()
+        workspace = data.get("workspace") or getattr(self.instance, "workspace", None)
+        if workspace is None:
+            return data
+        for f in self._meta.model._meta.concrete_fields:
+            value = data.get(f.name)
+            if f.name == "workspace" or not isinstance(value, WorkspaceOwned):
+                continue
+            if value.workspace_id != workspace.pk:
+                self.add_error(
+                    f.name,
+                    f"{capfirst(f.verbose_name)} {value.pk} belongs to another workspace "
+                    f"(“{value.workspace}”), not “{workspace}”.",
+                )
+        return data
+
+
+class WorkspaceOwnedAdmin(CountedDeletionMixin, admin.ModelAdmin):
+    """The admin of a workspace's rows: links stay inside the workspace, and a saved row
+    stays in its workspace (moving it would leave its own links and children behind)."""
+
+    form = SameWorkspaceForm
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and "workspace" not in readonly:
+            readonly.append("workspace")
+        return readonly
+
+
+class MembershipAdminForm(SameWorkspaceForm):
     """The admin keeps a workspace's last owner, as the members page does."""
 
     def clean_role(self):
@@ -122,7 +161,7 @@ class WorkspaceAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class MembershipAdmin(WorkspaceOwnedAdmin):
     form = MembershipAdminForm
     list_display = ["user", "workspace", "role", "created_at"]
     list_filter = ["role", "created_at"]
@@ -159,7 +198,7 @@ class MembershipAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class InvitationAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "email",
         "workspace",
@@ -185,7 +224,7 @@ class InvitationAdmin(CountedDeletionMixin, admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(CountedDeletionMixin, admin.ModelAdmin):
+class ApiTokenAdmin(WorkspaceOwnedAdmin):
     list_display = [
         "name",
         "token_prefix",
