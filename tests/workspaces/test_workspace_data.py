@@ -513,3 +513,9 @@ def test_a_workspace_with_every_kind_of_row_comes_back_whole_under_another_slug(
     )
     assert restored.pop("workspaces.workspace") != original.pop("workspaces.workspace")
     assert restored == original
+
+
+def test_export_to_a_path_that_cannot_be_written_says_so(workspace, tmp_path):
+    for path in (tmp_path, tmp_path / "missing" / "a.gz"):  # a folder; a missing folder
+        with pytest.raises(CommandError, match="Cannot write"):
+            call_command("export_workspace", "acme", str(path), stderr=io.StringIO())

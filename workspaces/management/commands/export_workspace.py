@@ -34,7 +34,11 @@ class Command(BaseCommand):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
                 sys.exit(1)
         else:
-            with open(file, "wb") as out:
+            try:
+                out = open(file, "wb")  # noqa: SIM115 - closed below, after the export
+            except OSError as exc:
+                raise CommandError(f"Cannot write {file}: {exc.strerror}.") from None
+            with out:
                 summary = export_workspace(workspace=workspace, out=out)
         counts = ", ".join(f"{label} {n}" for label, n in summary.counts.items() if n)
         self.stderr.write(f"Exported “{workspace.slug}”: {counts}.")
