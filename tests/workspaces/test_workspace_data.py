@@ -519,3 +519,10 @@ def test_export_to_a_path_that_cannot_be_written_says_so(workspace, tmp_path):
     for path in (tmp_path, tmp_path / "missing" / "a.gz"):  # a folder; a missing folder
         with pytest.raises(CommandError, match="Cannot write"):
             call_command("export_workspace", "acme", str(path), stderr=io.StringIO())
+
+
+def test_import_from_a_path_that_cannot_be_read_says_so(db, tmp_path):
+    with pytest.raises(CommandError, match="Cannot read .*: Is a directory"):
+        call_command("import_workspace", str(tmp_path))
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("import_workspace", str(tmp_path / "missing.gz"))

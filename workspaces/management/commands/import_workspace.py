@@ -21,6 +21,8 @@ class Command(BaseCommand):
                 summary = import_workspace(source=source, slug=slug)
         except FileNotFoundError:
             raise CommandError(f"No such file: {file}") from None
+        except OSError as exc:
+            raise CommandError(f"Cannot read {file}: {exc.strerror}.") from None
         except ArchiveError as exc:
             raise CommandError(exc.message) from None
         counts = ", ".join(f"{label} {n}" for label, n in summary.counts.items() if n)
