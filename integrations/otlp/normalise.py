@@ -314,6 +314,26 @@ def step_type(attrs: dict[str, Any]) -> str:
     return "span"
 
 
+# Where each dialect names the tool a tool span ran (traceloop names every entity so).
+_TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")
+_TOOL_OPERATION = "execute_tool "
+
+
+def tool_step_name(span_name: str, attrs: dict[str, Any]) -> str:
+    """Return a tool step's name: the tool's own, not the span's ("execute_tool get_order").
+
+    Readers classify and count tools by name (the synthesiser's read/write verbs, the chat
+    view, judges' material), so the operation prefix must not stand in for the tool.
+    """
+    for key in _TOOL_NAME_KEYS:
+        value = attrs.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    if span_name.startswith(_TOOL_OPERATION) and span_name[len(_TOOL_OPERATION) :].strip():
+        return span_name[len(_TOOL_OPERATION) :].strip()
+    return span_name or "tool"
+
+
 def _usage(attrs: dict[str, Any]) -> dict[str, int] | None:
     for input_key, output_key in _USAGE_KEYS:
         if input_key not in attrs and output_key not in attrs:
@@ -426,9 +446,7 @@ def span_to_step(span, *, resource: dict[str, Any], scope: str) -> dict[str, Any
     attrs = attributes(span.attributes)
     kind = step_type(attrs)
     inputs, outputs = _io(attrs, kind)
-    name = span.name or kind
-    if kind == "tool" and isinstance(attrs.get("gen_ai.tool.name"), str) and not span.name:
-        name = attrs["gen_ai.tool.name"]
+    name = tool_step_name(span.name, attrs) if kind == "tool" else span.name or kind
     model = (
         attrs.get("gen_ai.response.model")
         or attrs.get("gen_ai.request.model")
@@ -451,6 +469,8 @@ def span_to_step(span, *, resource: dict[str, Any], scope: str) -> dict[str, Any
         },
         "attributes": _kept(attrs),
     }
+    if span.name and name != span.name:
+        metadata["otel"]["span_name"] = span.name  # the span's own name, still at hand
     if provider:
         metadata["provider"] = str(provider)
     if hints := _hints(attrs):

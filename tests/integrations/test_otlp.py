@@ -103,7 +103,7 @@ def test_sdk_exporter_delivers_a_trace_to_the_live_server(live_server, workspace
         "arguments": '{"order": 7}',
     }
     assert (tool["name"], tool["input"], tool["output"]) == (
-        "execute_tool lookup_order",
+        "lookup_order",
         {"order": 7},
         {"status": "refunded"},
     )
