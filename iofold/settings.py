@@ -158,6 +158,16 @@ except ValueError:
         "DATABASE_URL must look like postgres://user:password@host:5432/name"
     ) from None
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # SQLite creates the file but not its folder: without this, a first `migrate` with
+    # DEBUG off (no development secret created var/ before it) says "unable to open
+    # database file".
+    try:
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _where = "DATABASE_URL" if env_str("DATABASE_URL") else "IOFOLD_VAR_DIR"
+        raise BadSetting(
+            f"{_where}: cannot create the database's folder ({exc.strerror})"
+        ) from None
     # WAL lets the web server, worker and beat share one SQLite file without locking out
     # readers; the timeout rides out short write bursts.
     DATABASES["default"]["OPTIONS"] = {

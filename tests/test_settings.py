@@ -119,13 +119,31 @@ def test_a_misspelt_api_rate_stops_startup(tmp_path):
     assert "IOFOLD_API_RATE_PER_TOKEN must look like 600/minute" in result.stderr
 
 
+DEPLOY_CHECK = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+
+
 def test_production_settings_pass_check_deploy(tmp_path):
-    result = _run(
-        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], _production_env(), tmp_path
-    )
+    result = _run(DEPLOY_CHECK, _production_env(), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNINGS" not in result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_migrates_sqlite_into_a_var_dir_not_made_yet(tmp_path):
+    var_dir = tmp_path / "not" / "made" / "yet"
+    result = _run(
+        ["manage.py", "migrate", "-v0"],
+        {**_production_env(), "IOFOLD_VAR_DIR": str(var_dir)},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (var_dir / "db.sqlite3").exists()
+
+
+def test_a_var_dir_that_cannot_be_made_stops_with_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    production = {**_production_env(), "IOFOLD_VAR_DIR": str(tmp_path / "a-file" / "var")}
+    _one_line_naming(_run(["manage.py", "migrate", "-v0"], production, tmp_path), "IOFOLD_VAR_DIR")
 
 
 def test_the_embedded_default_migrates_without_warnings(tmp_path):
