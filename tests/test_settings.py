@@ -123,10 +123,22 @@ DEPLOY_CHECK = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
 
 
 def test_production_settings_pass_check_deploy(tmp_path):
-    result = _run(DEPLOY_CHECK, _production_env(), tmp_path)
+    result = _run(DEPLOY_CHECK, {**_production_env(), "EMAIL_HOST": "smtp.internal"}, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNINGS" not in result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_refuses_mandatory_verification_without_smtp(tmp_path):
+    # Emails would be files on the server: a new user could never confirm their address.
+    result = _run(DEPLOY_CHECK, _production_env(), tmp_path)
+    assert result.returncode != 0
+    assert "accounts.E001" in result.stderr
+    assert "EMAIL_HOST" in result.stderr
+    for verification in ("optional", "none"):
+        relaxed = {**_production_env(), "ACCOUNT_EMAIL_VERIFICATION": verification}
+        result = _run(DEPLOY_CHECK, relaxed, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_production_migrates_sqlite_into_a_var_dir_not_made_yet(tmp_path):
