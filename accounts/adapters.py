@@ -1,5 +1,11 @@
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
 from allauth.account.adapter import DefaultAccountAdapter
+from django.conf import settings
 from django.contrib import messages
+
+from iofold.lib.links import email_link
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -28,3 +34,16 @@ class AccountAdapter(DefaultAccountAdapter):
                 # The home page then opens the workspace the invitation was for.
                 request.session["workspace_slug"] = joined[0].workspace.slug
         return confirmed
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # allauth builds its links (confirmation, password reset, sign-up) from the request's
+        # host, which behind a proxy may be internal: SITE_URL's, like every email's.
+        context = {
+            key: email_link(value) if key.endswith("_url") and isinstance(value, str) else value
+            for key, value in context.items()
+        }
+        if settings.SITE_URL:
+            # The host its templates sign with ("Thank you for using <host>").
+            host = urlsplit(settings.SITE_URL).netloc
+            context["current_site"] = SimpleNamespace(name=host, domain=host)
+        super().send_mail(template_prefix, email, context)

@@ -2,6 +2,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,6 +16,7 @@ from django.utils.text import slugify
 
 from accounts.selectors import email_address_status, verified_emails
 from iofold.lib import ratelimit
+from iofold.lib.links import email_link
 from iofold.lib.tasks import enqueue
 from workspaces.exceptions import (
     InvitationForAnotherAddress,
@@ -113,8 +115,7 @@ def invite_member(
     _ensure_may_touch_owners(by, role)
     if Membership.objects.for_workspace(workspace).filter(user__email__iexact=email).exists():
         raise WorkspaceError(f"{email} is already a member of this workspace.")
-    base = (settings.SITE_URL or base_url).rstrip("/")
-    if not base:
+    if not urlsplit(email_link("/", base_url)).netloc:
         raise ImproperlyConfigured("Invitation links need SITE_URL or the sending page's URL.")
     _take_invitation_budget(workspace=workspace, email=email, invited_by=invited_by)
     raw = secrets.token_urlsafe(32)
@@ -129,7 +130,7 @@ def invite_member(
             "expires_at": timezone.now() + INVITATION_LIFETIME,
         },
     )
-    link = base + reverse("accept_invitation", kwargs={"token": raw})
+    link = email_link(reverse("accept_invitation", kwargs={"token": raw}), base_url)
     context = {"invitation": invitation, "link": link, "invited_by": invited_by}
     transaction.on_commit(
         lambda: send_mail(

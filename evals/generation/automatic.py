@@ -45,6 +45,7 @@ from evals.models import (
 )
 from evals.notifications import automation_settings, notify
 from evals.versions import services as version_services
+from iofold.lib.links import email_link
 from traces.models import EvalSet, Feedback
 from traces.selectors import resolve_label
 
@@ -276,7 +277,7 @@ def _tell(auto: AutoRefinement, event: str) -> AutoRefinement:
     before = (auto.comparison or {}).get("before") or {}
     after = (auto.comparison or {}).get("after") or {}
     paired = (auto.comparison or {}).get("paired")
-    link = reverse("evals:shadow_compare", args=[workspace.slug, eval_set.pk])
+    link = email_link(reverse("evals:shadow_compare", args=[workspace.slug, eval_set.pk]))
 
     def pct(value):
         return "—" if value is None else f"{value:.0%}"

@@ -9,6 +9,7 @@ from evals import collaboration
 from evals.exceptions import EvalError
 from evals.models import Eval
 from iofold.lib.fragments import fragment_or_page
+from iofold.lib.links import email_link
 from traces.models import EvalSet, Trace
 from workspaces.access import workspace_view
 
@@ -21,7 +22,7 @@ def _post_comment(request, url: str, **on):
             workspace=request.workspace,
             author=request.user,
             body=request.POST.get("body", ""),
-            url=request.build_absolute_uri(url),
+            url=email_link(url, request.build_absolute_uri("/")),
             **on,
         )
     except EvalError as exc:
