@@ -26,8 +26,11 @@ from iofold.lib.env import (
     local_secret,
     report_bad_settings_in_one_line,
 )
+from iofold.lib.logcontext import log_uncaught_exceptions
 
 report_bad_settings_in_one_line()
+# A crash of beat or a worker: one log record, not one per piece Celery's stderr proxy sees.
+log_uncaught_exceptions()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state for development: SQLite file, broker folder, generated secrets, emails.

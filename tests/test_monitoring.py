@@ -450,3 +450,34 @@ def test_a_malformed_log_call_still_does_not_raise_into_the_caller(caplog):
 
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d items", ("many",), None)
     assert ContextFilter().filter(record) is True
+
+
+def test_a_beat_crash_is_one_json_record_with_its_traceback(tmp_path):
+    """Celery beat as compose runs it (quiet, JSON logs) on a database not migrated yet:
+    every line it writes is one JSON object, and the crash's traceback is whole in one
+    record, not one record per piece Celery's stderr proxy received."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "IOFOLD_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "iofold.settings",
+        "LOG_FORMAT": "json",
+    }
+    beat = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "iofold", "--quiet", "beat", "--loglevel=INFO"],
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert beat.returncode != 0
+    lines = [line for line in (beat.stdout + beat.stderr).splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # each line parses whole
+    assert all(isinstance(record, dict) for record in records)
+    assert len(records) < 10, lines
+    crash = [r for r in records if r["logger"] == "iofold"]
+    assert len(crash) == 1, lines
+    traceback = crash[0]["exc_info"]
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert traceback.rstrip().endswith("no such table: django_celery_beat_crontabschedule")

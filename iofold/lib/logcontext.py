@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from contextvars import ContextVar
 
 request_id: ContextVar[str] = ContextVar("request_id", default="")
@@ -59,3 +60,33 @@ class ContextFilter(logging.Filter):
         if request is not None and redact(repr(request)) != repr(request):
             record.request = redact(repr(request))
         return True
+
+
+def log_uncaught_exceptions() -> None:
+    """Make an exception that stops the process one log record, traceback included.
+
+    Python prints it to stderr piece by piece, and Celery (beat, a worker) has replaced
+    stderr with a proxy that logs every piece as a record of its own, so a crash came out
+    as hundreds of one-word log lines (JSON objects with LOG_FORMAT=json). Installed over
+    the BadSetting hook (iofold.lib.env), which keeps its one line; before logging is
+    configured, Python prints the traceback as usual.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "logs_uncaught_exceptions", False):
+        return
+
+    def hook(kind, exc, tb):
+        from iofold.lib.env import BadSetting
+
+        logged = logging.getLogger().handlers and not issubclass(
+            kind, (BadSetting, KeyboardInterrupt)
+        )
+        if logged:
+            logging.getLogger("iofold").critical(
+                "uncaught %s, the process stops", kind.__name__, exc_info=(kind, exc, tb)
+            )
+        else:
+            previous(kind, exc, tb)
+
+    hook.logs_uncaught_exceptions = True
+    sys.excepthook = hook
