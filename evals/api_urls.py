@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.api import continuous, generation, matrix, shadow, versions
+from evals.api import continuous, drift, generation, matrix, shadow, versions
 
 urlpatterns = [
     path(
@@ -16,6 +16,7 @@ urlpatterns = [
         generation.EvalExecutionListApi.as_view(),
         name="api-eval-executions",
     ),
+    path("eval-sets/<int:pk>/drift/", drift.EvalSetDriftApi.as_view(), name="api-eval-set-drift"),
     path("evals/<int:pk>/run", continuous.EvalBatchRunApi.as_view(), name="api-eval-run"),
     # Management (issue 7): lineage, state changes, edits, tests, diffs, exports, matrix.
     path(

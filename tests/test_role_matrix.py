@@ -204,6 +204,7 @@ RULES = {
     ("api-eval-cell", "get"): READ,
     ("api-eval-run-detail", "get"): READ,
     ("api-eval-set-shadow", "get"): READ,
+    ("api-eval-set-drift", "get"): READ,
     ("api-eval-shadow", "post"): WRITE,
     ("api-eval-promote", "post"): WRITE,
 }

@@ -505,6 +505,7 @@ API_CASES = [
     Case("api-eval-cell", kwargs=_mgmt("eval:pk", "trace:trace_pk")),
     Case("api-eval-run-detail", kwargs=_mgmt("run:pk")),
     Case("api-eval-set-shadow", kwargs=_mgmt("set:pk")),
+    Case("api-eval-set-drift", kwargs=_mgmt("set:pk")),
     Case("api-eval-shadow", "post", _mgmt("eval:pk")),
     Case("api-eval-promote", "post", _mgmt("eval:pk")),
 ]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
 
 from evals.execution.continuous import active_evals
 from evals.metrics.agreement import agreement
 from evals.metrics.measure import AT_ACTIVATION
 from evals.models import Eval, EvalExecution
-from traces.models import EvalSet, Feedback
+from traces.models import EvalSet, Feedback, LabelChange
 from traces.selectors import resolve_label
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ class Drift:
     unjudged: int  # later labels of traces the eval has no verdict on
     margin: float
     points: list[DriftPoint] = field(default_factory=list)
+    # Later labels of traces the eval errored on (sandbox error or timeout): not counted.
+    errored_trace_ids: list[int] = field(default_factory=list)
+
+    @property
+    def errored(self) -> int:
+        return len(self.errored_trace_ids)
 
     @property
     def drifting(self) -> bool:
@@ -74,10 +81,15 @@ def baseline_agreement(eval: Eval) -> float | None:
 
 
 def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
-    """Return the agreement of `eval` with labels that arrived after its activation.
+    """Return the agreement of `eval` with labels of traces first labelled after activation.
 
-    A trace counts once, at the time of its first label after activation, with its current
-    majority label (ties and neutral majorities are left out, as in the metrics).
+    Only traces nobody had labelled before the activation count: the version's agreement
+    at activation was measured on the labels given before it (training and held-out), so
+    such a trace is no new evidence even when its label is changed, removed and given
+    again, or another reviewer labels it later. A trace counts once, at the time of its
+    first label, with its current majority label (ties and neutral majorities are left
+    out, as in the metrics). Traces the eval errored on are counted apart (``errored``).
+    One grouped query, whatever the number of traces.
     """
     margin = drift_margin() if margin is None else margin
     drift = Drift(
@@ -90,46 +102,62 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
     )
     if eval.activated_at is None:
         return drift
-    ratings: dict[int, list[str]] = defaultdict(list)
-    first_later: dict[int, datetime] = {}
-    rows = (
-        Feedback.objects.filter(eval_set_id=eval.eval_set_id)
-        .values_list("trace_id", "rating", "created_at")
-        .order_by("created_at", "id")
-    )
-    for trace_id, rating, created_at in rows:
-        ratings[trace_id].append(rating)
-        if created_at >= eval.activated_at and trace_id not in first_later:
-            first_later[trace_id] = created_at
-    verdicts = dict(
-        EvalExecution.objects.filter(eval=eval, trace_id__in=list(first_later)).values_list(
-            "trace_id", "passed"
-        )
-    )
     pairs: list[tuple[datetime, str, bool | None]] = []
-    for trace_id, when in first_later.items():
-        label = resolve_label(Counter(ratings[trace_id]))
+    for row in _later_labelled(eval):
+        label = resolve_label({r: row[r] for r in ("positive", "negative", "neutral")})
         if label not in ("positive", "negative"):
             continue
-        if trace_id not in verdicts:
+        if not row["judged"]:
             drift.unjudged += 1
-            continue
-        pairs.append((when, label, verdicts[trace_id]))
-    pairs.sort(key=lambda p: p[0])
-    scored = [p for p in pairs if p[2] is not None]
-    drift.labels = len(scored)
-    if not scored:
+        elif row["passed"] is None:
+            drift.errored_trace_ids.append(row["trace_id"])
+        else:
+            pairs.append((row["first"], label, row["passed"]))
+    drift.labels = len(pairs)
+    if not pairs:
         return drift
-    drift.current = agreement((label, v) for _, label, v in scored[-DRIFT_WINDOW:]).accuracy
-    drift.points = _points(scored)
+    drift.current = agreement((label, v) for _, label, v in pairs[-DRIFT_WINDOW:]).accuracy
+    drift.points = _points(pairs)
     return drift
 
 
-def _points(pairs: list[tuple[datetime, str, bool | None]]) -> list[DriftPoint]:
+def _later_labelled(eval: Eval):
+    """Per trace of the set first labelled after the activation: its rating counts, the
+    time of its first label and the eval's verdict (``judged`` False: none; ``passed``
+    None when judged: the eval errored), oldest first."""
+    activated = eval.activated_at
+    labels = Feedback.objects.for_workspace(eval.workspace_id).filter(eval_set_id=eval.eval_set_id)
+    # The audit keeps labels since changed, removed or moved: one given before the
+    # activation makes the trace one the version was measured on.
+    labelled_before = LabelChange.objects.for_workspace(eval.workspace_id).filter(
+        eval_set_id=eval.eval_set_id, created_at__lt=activated
+    )
+    kept_back = [int(i) for i in (eval.metrics or {}).get("heldout_trace_ids") or []]
+    verdict = EvalExecution.objects.for_workspace(eval.workspace_id).filter(
+        eval_id=eval.pk, trace_id=OuterRef("trace_id")
+    )
+    return (
+        labels.exclude(trace_id__in=labelled_before.values("trace_id"))
+        .exclude(trace_id__in=kept_back)
+        .values("trace_id")
+        .annotate(
+            first=Min("created_at"),
+            positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
+            negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
+            neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
+            judged=Exists(verdict),
+            passed=Subquery(verdict.values("passed")[:1]),
+        )
+        .filter(first__gte=activated)
+        .order_by("first", "trace_id")
+    )
+
+
+def _points(pairs: list[tuple[datetime, str, bool]]) -> list[DriftPoint]:
     span = pairs[-1][0] - pairs[0][0]
     # Daily points for up to two months of labels, weekly after that, to keep charts legible.
     step = timedelta(days=1) if span <= timedelta(days=60) else timedelta(days=7)
-    buckets: dict[date, list[tuple[str, bool | None]]] = defaultdict(list)
+    buckets: dict[date, list[tuple[str, bool]]] = defaultdict(list)
     origin = pairs[0][0].date()
     for when, label, verdict in pairs:
         offset = (when.date() - origin).days // step.days
