@@ -52,3 +52,41 @@ def test_a_failed_sync_is_one_red_notice_on_the_integration_page(workspace, owne
     background = failed.evaluate("e => getComputedStyle(e).backgroundColor")
     assert background == "rgb(255, 235, 238)"
     expect(page.get_by_test_id("integration-error")).to_have_count(0)  # not said twice
+
+
+def test_the_drift_page_names_the_traces_the_eval_errored_on(workspace, owner, logged_in_page):
+    from django.utils import timezone
+
+    from traces.models import Feedback
+
+    eval_set = EvalSetFactory(workspace=workspace)
+    active = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code="",
+        status=Eval.Status.ACTIVE,
+        agreement=0.9,
+        activated_at=timezone.now(),
+    )
+    for passed in (True, True, False, None):
+        trace = TraceFactory(workspace=workspace)
+        Feedback.objects.create(
+            workspace=workspace, trace=trace, eval_set=eval_set, user=owner, rating="positive"
+        )
+        EvalExecution.objects.create(
+            workspace=workspace,
+            eval=active,
+            trace=trace,
+            passed=passed,
+            error="" if passed is not None else "Timed out after 5 s",
+        )
+    page = logged_in_page(owner)
+
+    page.goto(f"/w/{workspace.slug}/evals/sets/{eval_set.pk}/drift/")
+
+    expect(page.get_by_test_id("drift-current")).to_have_text("67%")  # 2 of 3 with a verdict
+    errored = page.get_by_test_id("drift-errored")
+    expect(errored).to_have_text("1 trace errored and is not counted")
+    page.get_by_role("link", name=f"#{trace.pk}").click()
+    expect(page.locator("body")).to_contain_text("Timed out after 5 s")
