@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
+from django.db.models import Count, FilteredRelation, Min, Q
 
 from evals.execution.continuous import active_evals
 from evals.metrics.agreement import agreement
 from evals.metrics.measure import AT_ACTIVATION
-from evals.models import Eval, EvalExecution
+from evals.models import Eval
 from traces.models import EvalSet, Feedback, LabelChange
 from traces.selectors import resolve_label
 
@@ -102,17 +102,17 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
     )
     if eval.activated_at is None:
         return drift
-    pairs: list[tuple[datetime, str, bool | None]] = []
+    pairs: list[tuple[datetime, str, bool]] = []
     for row in _later_labelled(eval):
         label = resolve_label({r: row[r] for r in ("positive", "negative", "neutral")})
         if label not in ("positive", "negative"):
             continue
         if not row["judged"]:
             drift.unjudged += 1
-        elif row["passed"] is None:
+        elif not (row["passes"] or row["fails"]):
             drift.errored_trace_ids.append(row["trace_id"])
         else:
-            pairs.append((row["first"], label, row["passed"]))
+            pairs.append((row["first"], label, bool(row["passes"])))
     drift.labels = len(pairs)
     if not pairs:
         return drift
@@ -123,8 +123,8 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
 
 def _later_labelled(eval: Eval):
     """Per trace of the set first labelled after the activation: its rating counts, the
-    time of its first label and the eval's verdict (``judged`` False: none; ``passed``
-    None when judged: the eval errored), oldest first."""
+    time of its first label and the eval's verdict (``judged`` 0: none; judged with no
+    pass nor fail: the eval errored), oldest first."""
     activated = eval.activated_at
     labels = Feedback.objects.for_workspace(eval.workspace_id).filter(eval_set_id=eval.eval_set_id)
     # The audit keeps labels since changed, removed or moved: one given before the
@@ -133,20 +133,22 @@ def _later_labelled(eval: Eval):
         eval_set_id=eval.eval_set_id, created_at__lt=activated
     )
     kept_back = [int(i) for i in (eval.metrics or {}).get("heldout_trace_ids") or []]
-    verdict = EvalExecution.objects.for_workspace(eval.workspace_id).filter(
-        eval_id=eval.pk, trace_id=OuterRef("trace_id")
-    )
+    # At most one verdict per eval and trace: the join keeps one row per label, and the
+    # grouped counts say whether it passed, failed or errored (neither).
+    verdict = FilteredRelation("trace__executions", condition=Q(trace__executions__eval=eval))
     return (
         labels.exclude(trace_id__in=labelled_before.values("trace_id"))
         .exclude(trace_id__in=kept_back)
+        .annotate(verdict=verdict)
         .values("trace_id")
         .annotate(
             first=Min("created_at"),
             positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
             negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
             neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
-            judged=Exists(verdict),
-            passed=Subquery(verdict.values("passed")[:1]),
+            passes=Count("verdict__id", filter=Q(verdict__passed=True)),
+            fails=Count("verdict__id", filter=Q(verdict__passed=False)),
+            judged=Count("verdict__id"),
         )
         .filter(first__gte=activated)
         .order_by("first", "trace_id")
