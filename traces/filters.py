@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from iofold.lib.fields import parse_id
-from iofold.lib.text import has_nul
+from iofold.lib.text import has_nul, search_form
 from traces.constants import TraceSource
 
 LABEL_STATES = ("labelled", "unlabelled")
@@ -137,7 +137,8 @@ class TraceFilters:
     def apply(self, qs, *, label_state: bool = True):
         """Filter a trace queryset; ``label_state=False`` ignores the labelled filter."""
         if self.q:
-            qs = qs.filter(search_text__icontains=self.q)
+            # Kept as typed (the page shows it back); compared in the stored text's form.
+            qs = qs.filter(search_text__icontains=search_form(self.q))
         if self.name:
             qs = qs.filter(name=self.name)
         if self.tag:

@@ -30,6 +30,7 @@ from integrations.adapters.base import (
 )
 from integrations.store import UpsertResult
 from iofold.lib import jsontext
+from iofold.lib.text import search_form
 from traces.conversations import (
     attach_conversations,
     lock_conversations,
@@ -729,4 +730,7 @@ def _search_text(data: dict[str, Any]) -> str:
         _text(data.get("output")),
         *(f"{s.get('name', '')} {s.get('error') or ''}" for s in data["steps"]),
     ]
-    return " ".join(p for p in parts if p)[:SEARCH_TEXT_LIMIT]
+    # In the form the filter puts its query in; cut before (a big payload's rest is never
+    # searched, so never normalised) and after (NFKC may lengthen it).
+    text = " ".join(p for p in parts if p)[:SEARCH_TEXT_LIMIT]
+    return search_form(text)[:SEARCH_TEXT_LIMIT]

@@ -1,6 +1,7 @@
 """Text helpers for the pages that build their rows in Python."""
 
 import html
+import unicodedata
 
 from django.utils.text import Truncator
 
@@ -28,3 +29,16 @@ def has_nul(text: str) -> bool:
     """Whether ``text`` holds a NUL character, which PostgreSQL can neither store in a text
     column nor take in a query: a service refuses such a text, a filter drops it."""
     return "\x00" in text
+
+
+def search_form(text: str) -> str:
+    """Return ``text`` in the one Unicode form free-text search compares: NFKC.
+
+    The stored search text and the query both pass here, so "café" typed as one code point
+    finds "cafe" + a combining accent (as macOS and some SDKs send it) and the reverse.
+    NFKC rather than NFC: it also folds compatibility forms a user cannot tell apart on
+    screen (full-width "ｃａｆé", the "ﬁ" ligature, "①") into the letters they type; the
+    search text is only ever searched, never shown, so what it loses costs nothing.
+    ASCII is in every normal form already: skipped, as most traces are ASCII.
+    """
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
