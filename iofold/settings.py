@@ -142,7 +142,8 @@ TEMPLATES = [
                 "iofold.composition.navigation",
             ],
             # {% url %} remembering the URLs it reversed (a page has 10 to 20 of them).
-            "builtins": ["iofold.lib.cached_url"],
+            # {% scroll_region %}: the attributes of a keyboard-reachable scroll box.
+            "builtins": ["iofold.lib.cached_url", "iofold.lib.scroll_region"],
         },
     },
 ]

@@ -15,7 +15,16 @@ pages: an htmx fragment is checked within the page that includes it. On each pag
 - no positive ``tabindex`` (it reorders the tab sequence away from the reading order);
 - headings go down one level at a time (an <h5> under the <h1> leaves a screen reader's
   list of headings with three levels missing, as if part of the page were lost);
-- no empty table header (a column read aloud as nothing: name it, visually hidden if need be).
+- no empty table header (a column read aloud as nothing: name it, visually hidden if need be);
+- no help text (``<small>``, ``.help``, ``.muted``, ``.helptext``) inside a ``<label>``: it
+  becomes part of the field's name ("Name Your team or product…"); help in a form is
+  referenced by an ``aria-describedby``, so it is read after the name instead;
+- every ``<progress>`` is named (its text sits beside it, which a screen reader does not tie
+  to the bar);
+- every link that opens a new tab says so ("(opens in a new tab)", visually hidden) and has
+  ``rel="noopener"``;
+- every scroll box (``<pre>``, ``.table-wrap``, ``.code-wrap``, ``.code-block``,
+  ``.scroll-x``) is a named, focusable region: the keyboard can scroll it in every browser.
 """
 
 import re
@@ -29,6 +38,11 @@ from tests.test_views_fuzz import FUZZED, _objects, _url, _values
 UNNAMED_INPUTS = {"hidden", "submit", "button", "image", "reset"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
 VOID |= {"track", "wbr"}
+HELP_CLASSES = {"help", "muted", "helptext"}
+SCROLL_CLASSES = {"table-wrap", "code-wrap", "code-block", "scroll-x"}
+NEW_TAB = "(opens in a new tab)"
+# Where Pico puts a field's help (a <small> right after it): after these elements.
+FIELDS = {"input", "select", "textarea", "label", "fieldset"}
 
 
 class _Audit(HTMLParser):
@@ -49,6 +63,12 @@ class _Audit(HTMLParser):
         self._in_title = False
         self.heading = 0  # the last heading's level
         self._th: list[str] | None = None  # the open <th>'s text
+        self.described: set[str] = set()  # ids some aria-describedby points at
+        self.form_help: list[tuple[str, dict]] = []  # help text in forms: (tag, attrs)
+        self.labelledby: list[tuple[str, dict]] = []  # (id, attrs of the named element)
+        self._forms = 0  # open <form> elements
+        self._previous: str | None = None  # the element just before, at the same level
+        self._regions: list[list] = []  # open scroll regions: [tag, how many such tags open]
 
     def handle_starttag(self, tag, attrs):
         a = {k: v if v is not None else "" for k, v in attrs}
@@ -56,6 +76,28 @@ class _Audit(HTMLParser):
             self._th.append(a["aria-label"])
         if "id" in a:
             self.ids[a["id"]] = self.ids.get(a["id"], 0) + 1
+        classes = set(a.get("class", "").split())
+        if self._labels and (tag == "small" or classes & HELP_CLASSES):
+            self.problems.append(f"help text inside a <label>: <{tag} {_short(a)}>")
+        if self._forms and self._previous in FIELDS and (tag == "small" or "helptext" in classes):
+            self.form_help.append((tag, a))
+        self._previous = tag if tag in VOID else None
+        self.described.update(a.get("aria-describedby", "").split())
+        self.labelledby += [(i, a) for i in a.get("aria-labelledby", "").split()]
+        if tag == "form":
+            self._forms += 1
+        elif tag == "progress" and not _has_name(a):
+            self.problems.append(f"progress without a name: <progress {_short(a)}>")
+        elif tag == "a" and a.get("target") == "_blank" and "noopener" not in a.get("rel", ""):
+            self.problems.append(f"new tab without rel=noopener: <a {_short(a)}>")
+        for region in self._regions:
+            region[1] += region[0] == tag
+        if (tag == "pre" or classes & SCROLL_CLASSES) and not self._regions:
+            if not (a.get("tabindex") == "0" and a.get("role") == "region" and _has_name(a)):
+                self.problems.append(
+                    f"scroll box not a named focusable region: <{tag} {_short(a)}>"
+                )
+            self._regions.append([tag, 1])
         tabindex = a.get("tabindex", "").strip()
         if tabindex.lstrip("-").isdigit() and int(tabindex) > 0:
             self.problems.append(f"positive tabindex: <{tag} {_short(a)}>")
@@ -92,6 +134,7 @@ class _Audit(HTMLParser):
             self.handle_endtag(tag)
 
     def handle_endtag(self, tag):
+        self._previous = tag
         if tag == "title":
             self._in_title = False
         elif tag == "th" and self._th is not None:
@@ -100,15 +143,25 @@ class _Audit(HTMLParser):
             self._th = None
         elif tag == "label":
             self._labels = max(0, self._labels - 1)
-        elif tag in ("a", "button") and self._named and self._named[-1]["tag"] == tag:
+        elif tag == "form":
+            self._forms = max(0, self._forms - 1)
+        if self._regions and self._regions[-1][0] == tag:
+            self._regions[-1][1] -= 1
+            if not self._regions[-1][1]:
+                self._regions.pop()
+        if tag in ("a", "button") and self._named and self._named[-1]["tag"] == tag:
             named = self._named.pop()
             self.named += 1
             a = named["attrs"]
             # "×" or "↗" alone is read as "multiplication sign" or nothing at all.
             if not (re.search(r"\w", named["text"]) or _has_name(a)):
                 self.problems.append(f"{tag} without text or aria-label: <{tag} {_short(a)}>")
+            if a.get("target") == "_blank" and NEW_TAB not in named["text"]:
+                self.problems.append(f"new tab not announced: <a {_short(a)}>")
 
     def handle_data(self, data):
+        if data.strip():
+            self._previous = None
         if self._in_title:
             self.title += data
         if self._th is not None:
@@ -127,6 +180,14 @@ class _Audit(HTMLParser):
         if not self.lang:
             self.problems.append("no <html lang>")
         self.problems += [f"id {i!r} {n} times" for i, n in self.ids.items() if n > 1]
+        for tag, a in self.form_help:
+            if a.get("id", "") not in self.described:
+                self.problems.append(
+                    f"help text no aria-describedby points at: <{tag} {_short(a)}>"
+                )
+        for i, a in self.labelledby:
+            if i not in self.ids:
+                self.problems.append(f"aria-labelledby points at no element: {i!r} ({_short(a)})")
         return self.problems
 
 
@@ -194,6 +255,59 @@ def test_the_audit_takes_each_way_of_naming():
       <th><input type="checkbox" aria-label="Select all"></th>
       <th><span class="visually-hidden">Actions</span></th></tr></table>
     </body></html>"""
+
+    assert audit(page) == []
+
+
+PAGE = """<!doctype html><html lang="en"><head><title>T</title></head><body><h1>H</h1>
+  %s</body></html>"""
+
+
+def test_the_audit_reports_help_progress_new_tabs_and_scroll_boxes():
+    page = (
+        PAGE
+        % """<form>
+      <label for="n">Name <small>Your team or product</small></label><input id="n" name="n">
+      <label>Idle <input name="i"> <span class="muted">minutes</span></label>
+      <input name="q" aria-label="Query"><small>What to look for</small>
+      </form>
+      <progress value="1" max="2"></progress><span id="p">Half</span>
+      <progress aria-labelledby="gone"></progress>
+      <a href="/t" target="_blank" rel="noopener">Open full trace ↗</a>
+      <a href="/u" target="_blank">Open <span class="visually-hidden">(opens in a new tab)</span>
+      </a>
+      <pre>code</pre><div class="table-wrap" tabindex="0" role="region"><table></table></div>"""
+    )
+
+    problems = audit(page)
+
+    assert sum("help text inside a <label>" in p for p in problems) == 2, problems
+    assert problems.count("help text no aria-describedby points at: <small >") == 1
+    assert problems.count("progress without a name: <progress >") == 1
+    assert "aria-labelledby points at no element: 'gone' ()" in problems
+    assert 'new tab not announced: <a href="/t">' in problems
+    assert 'new tab without rel=noopener: <a href="/u">' in problems
+    assert sum("scroll box not a named focusable region" in p for p in problems) == 2
+    assert len(problems) == 9, problems
+
+
+def test_the_audit_takes_help_progress_new_tabs_and_scroll_boxes_done_right():
+    page = (
+        PAGE
+        % """<form>
+      <label for="n">Name</label><input id="n" name="n" aria-describedby="n-help">
+      <small id="n-help">Your team or product</small>
+      <label><input type="checkbox" name="c" aria-describedby="c-help"> Send</label>
+      <small id="c-help">As scores</small>
+      <table><tr><th>When <small class="muted">(UTC)</small></th></tr></table></form>
+      <progress value="1" max="2" aria-labelledby="p"></progress><span id="p">Half</span>
+      <progress aria-label="Syncing"></progress>
+      <a href="/t" target="_blank" rel="noopener">Open
+        <span class="visually-hidden">(opens in a new tab)</span></a>
+      <pre tabindex="0" role="region" aria-label="Example">code</pre>
+      <div class="code-wrap" tabindex="0" role="region" aria-label="Code">
+        <div><pre>1</pre></div></div>"""
+    )
 
     assert audit(page) == []
 

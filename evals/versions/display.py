@@ -9,6 +9,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from iofold.lib.scroll_region import scroll_region_attrs
 from iofold.lib.text import clip, escape_text
 from traces.templatetags.trace_tags import brief
 from traces.vocabulary import WHEN_STRFTIME
@@ -79,7 +80,8 @@ def _unified_html(a_lines: list[str], b_lines: list[str], *, a_label: str, b_lab
         f"{removed:,} lines of {escape_text(a_label)} and adds {added:,}: too many to lay "
         "side by side, so here is the line diff.</p>"
     )
-    html = f'{notice}<pre class="diff unified" data-testid="unified-diff">{rows}</pre>'
+    region = scroll_region_attrs("Line diff")  # it scrolls itself: reachable by keyboard
+    html = f'{notice}<pre class="diff unified" data-testid="unified-diff" {region}>{rows}</pre>'
     return mark_safe(html)  # noqa: S308 - every text escaped
 
 

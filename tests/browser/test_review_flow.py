@@ -291,7 +291,9 @@ def test_after_a_label_the_keyboard_goes_on_from_the_new_card_with_visible_focus
     expect(page.get_by_test_id("progress")).to_have_text(_progress(1))
     expect(page.get_by_test_id("review-card")).to_be_focused()
     page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Open full trace ↗")).to_be_focused()
+    expect(
+        page.get_by_role("link", name="Open full trace (opens in a new tab)", exact=True)
+    ).to_be_focused()
     page.get_by_test_id("note").focus()
     page.keyboard.press("Tab")
 

@@ -315,7 +315,10 @@ def test_an_eval_set_filter_with_a_part_it_cannot_read_is_refused_naming_it(
     # Saved without the date, the set would queue every support trace ever received.
     assert response.status_code == 400
     error = "date_from: &#x27;last-week&#x27; is not a date (YYYY-MM-DD)."
-    assert f"<small>{error}</small>" in response.content.decode()
+    page = response.content.decode()
+    assert f'<small id="evalset-filter-errors">{error}</small>' in page
+    # Read out with the field (after its name), where a screen reader user is.
+    assert 'aria-describedby="evalset-filter-errors evalset-filter-help"' in page
     assert not EvalSet.objects.exists()
 
 
