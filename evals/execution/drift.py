@@ -8,14 +8,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, FilteredRelation, Min, Q
+from django.db.models import Q
 
 from evals.execution.continuous import active_evals
+from evals.execution.later_labels import (
+    kept_back_ids,
+    later_labelled_traces,
+    row_label,
+    row_verdict,
+)
 from evals.metrics.agreement import agreement
 from evals.metrics.measure import AT_ACTIVATION
 from evals.models import Eval
-from traces.models import EvalSet, Feedback, LabelChange
-from traces.selectors import resolve_label
+from traces.models import EvalSet
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +94,7 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
     again, or another reviewer labels it later. A trace counts once, at the time of its
     first label, with its current majority label (ties and neutral majorities are left
     out, as in the metrics). Traces the eval errored on are counted apart (``errored``).
-    One grouped query, whatever the number of traces.
+    One grouped query (``later_labels``, shared with the shadow comparison).
     """
     margin = drift_margin() if margin is None else margin
     drift = Drift(
@@ -104,15 +109,16 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
         return drift
     pairs: list[tuple[datetime, str, bool]] = []
     for row in _later_labelled(eval):
-        label = resolve_label({r: row[r] for r in ("positive", "negative", "neutral")})
-        if label not in ("positive", "negative"):
+        label = row_label(row)
+        if label is None:
             continue
-        if not row["judged"]:
+        verdict = row_verdict(row, "verdict")
+        if not row["verdict_judged"]:
             drift.unjudged += 1
-        elif not (row["passes"] or row["fails"]):
+        elif verdict is None:
             drift.errored_trace_ids.append(row["trace_id"])
         else:
-            pairs.append((row["first"], label, bool(row["passes"])))
+            pairs.append((row["first"], label, verdict))
     drift.labels = len(pairs)
     if not pairs:
         return drift
@@ -122,36 +128,13 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
 
 
 def _later_labelled(eval: Eval):
-    """Per trace of the set first labelled after the activation: its rating counts, the
-    time of its first label and the eval's verdict (``judged`` 0: none; judged with no
-    pass nor fail: the eval errored), oldest first."""
-    activated = eval.activated_at
-    labels = Feedback.objects.for_workspace(eval.workspace_id).filter(eval_set_id=eval.eval_set_id)
-    # The audit keeps labels since changed, removed or moved: one given before the
-    # activation makes the trace one the version was measured on.
-    labelled_before = LabelChange.objects.for_workspace(eval.workspace_id).filter(
-        eval_set_id=eval.eval_set_id, created_at__lt=activated
-    )
-    kept_back = [int(i) for i in (eval.metrics or {}).get("heldout_trace_ids") or []]
-    # At most one verdict per eval and trace: the join keeps one row per label, and the
-    # grouped counts say whether it passed, failed or errored (neither).
-    verdict = FilteredRelation("trace__executions", condition=Q(trace__executions__eval=eval))
-    return (
-        labels.exclude(trace_id__in=labelled_before.values("trace_id"))
-        .exclude(trace_id__in=kept_back)
-        .annotate(verdict=verdict)
-        .values("trace_id")
-        .annotate(
-            first=Min("created_at"),
-            positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
-            negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
-            neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
-            passes=Count("verdict__id", filter=Q(verdict__passed=True)),
-            fails=Count("verdict__id", filter=Q(verdict__passed=False)),
-            judged=Count("verdict__id"),
-        )
-        .filter(first__gte=activated)
-        .order_by("first", "trace_id")
+    """Per trace of the set first labelled after the activation, with the eval's verdict."""
+    return later_labelled_traces(
+        workspace_id=eval.workspace_id,
+        eval_set_id=eval.eval_set_id,
+        since=eval.activated_at,
+        kept_back=kept_back_ids(eval),
+        verdicts={"verdict": Q(trace__executions__eval=eval)},
     )
 
 
