@@ -25,13 +25,8 @@ NO_ERROR_CODE = """def eval_fn(trace):
 """
 
 
-def test_synced_traces_are_judged_and_scored_on_the_worker(
-    celery_worker_process,
-    transactional_db,
-    workspace,
-    fake_langfuse,  # noqa: F811
-):
-    fake = fake_langfuse(traces=12)
+def _scoring_langfuse(workspace, fake):
+    """A Langfuse integration and an active eval scoring every trace it syncs."""
     integration = services.create_integration(
         workspace=workspace, name="lf", host=fake.url, public_key=PUBLIC_KEY, secret_key=SECRET_KEY
     )
@@ -50,6 +45,17 @@ def test_synced_traces_are_judged_and_scored_on_the_worker(
         status=Eval.Status.ACTIVE,
         activated_at=timezone.now(),
     )
+    return integration, eval
+
+
+def test_synced_traces_are_judged_and_scored_on_the_worker(
+    celery_worker_process,
+    transactional_db,
+    workspace,
+    fake_langfuse,  # noqa: F811
+):
+    fake = fake_langfuse(traces=12)
+    integration, eval = _scoring_langfuse(workspace, fake)
 
     run = services.start_sync(integration=integration)
 
@@ -85,24 +91,7 @@ def test_a_source_refusing_scores_is_shown_and_the_resend_delivers_each_once(
     fake_langfuse,  # noqa: F811
 ):
     fake = fake_langfuse(traces=6)
-    integration = services.create_integration(
-        workspace=workspace, name="lf", host=fake.url, public_key=PUBLIC_KEY, secret_key=SECRET_KEY
-    )
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        name="No failed steps",
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={"source": "langfuse"},
-        score_to_langfuse=True,
-    )
-    Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=NO_ERROR_CODE,
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
+    integration, _ = _scoring_langfuse(workspace, fake)
     # Langfuse is down for the score pushes: every attempt the adapter makes gets a 503
     # (the sync's pages make two runs, each pushing once, 4 attempts each).
     fake.fail_next(503, count=8, path="/api/public/scores")
