@@ -436,3 +436,21 @@ class UploadForm(forms.Form):
     file = forms.FileField(
         help_text="JSON Lines: one trace per line, normalised or a Langfuse trace export."
     )
+
+
+class ResponseKeyForm(forms.Form):
+    """The OpenAI key an Agents SDK source reads its response spans' content with."""
+
+    base_url = forms.CharField(
+        max_length=300,
+        initial=OPENAI_API,
+        label="API base URL",
+        help_text="https://api.openai.com/v1, or an OpenAI-compatible server's /v1 URL.",
+    )
+    api_key = forms.CharField(
+        label="OpenAI API key",
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Of the project the agents run in; needs read access to Responses. Stored "
+        "encrypted; never shown again.",
+    )

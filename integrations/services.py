@@ -735,3 +735,19 @@ def record_score_delivery(
             score_push_failures=0,
             score_push_error="",
         )
+
+
+def set_response_key(*, integration: Integration, host: str, secret_key: str) -> Integration:
+    """Store the OpenAI key (and API base URL) an Agents SDK source reads its response
+    spans' content with; an empty key removes it. The key is stored encrypted."""
+    if integration.kind != Integration.Kind.OPENAI_AGENTS:
+        raise IntegrationError("Only the OpenAI Agents SDK source reads response content.")
+    integration.host = clean_host(host, kind=Integration.Kind.OPENAI) if secret_key else ""
+    integration.secret_key = secret_key
+    fields = ["host", "secret_key", "updated_at"]
+    if integration.status == Integration.Status.AUTH_FAILED:
+        # A new key is the fix of a rejected one: the next read shows whether it works.
+        integration.status = Integration.Status.OK
+        fields.append("status")
+    integration.save(update_fields=fields)
+    return integration

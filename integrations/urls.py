@@ -22,5 +22,6 @@ urlpatterns = [
     path("<int:pk>/enable/", views.enable, name="enable"),
     path("<int:pk>/delete/", views.delete, name="delete"),
     path("<int:pk>/runs/<int:run_pk>/", views.run_progress, name="run_progress"),
+    path("<int:pk>/openai-key/", views.openai_agents_key, name="openai_agents_key"),
     path("<int:pk>/webhook-secret/", webhooks.regenerate_secret, name="webhook_secret"),
 ]

@@ -7,9 +7,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from integrations import receiver_pages, services
+from integrations.adapters.openai import OPENAI_API
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.exceptions import IntegrationError
-from integrations.forms import INTEGRATION_FORMS, UploadForm, integration_form_for
+from integrations.forms import INTEGRATION_FORMS, ResponseKeyForm, UploadForm, integration_form_for
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
@@ -86,15 +87,46 @@ def _form_page(request, form, *, integration: Integration | None, kind: str, **r
     return render(request, "integrations/form.html", ctx, status=form_status(form))
 
 
-def _openai_agents_page(request, integration: Integration | None):
+def _openai_agents_page(request, integration: Integration | None, key_form=None):
     """The Agents SDK source: where its exporter posts, how to point it there, what came."""
     endpoint = request.build_absolute_uri(reverse("api-openai-agents-ingest"))
     ctx = {
         **receiver_pages.received_context(integration),
         "endpoint": endpoint,
         "example": receiver_pages.agents_setup_example(endpoint),
+        "key_form": key_form
+        or ResponseKeyForm(initial={"base_url": (integration and integration.host) or OPENAI_API}),
     }
-    return render(request, "integrations/openai_agents.html", ctx)
+    return render(request, "integrations/openai_agents.html", ctx, status=400 if key_form else 200)
+
+
+@require_POST
+@workspace_view(manage=True)
+def openai_agents_key(request, pk: int):
+    """Set (or remove) the OpenAI key the Agents SDK source reads response content with."""
+    integration = _integration(request, pk)
+    if integration.kind != Integration.Kind.OPENAI_AGENTS:
+        raise Http404
+    if request.POST.get("remove"):
+        services.set_response_key(integration=integration, host="", secret_key="")
+        messages.success(request, "The OpenAI key was removed.")
+        return redirect("integrations:detail", request.workspace.slug, integration.pk)
+    form = ResponseKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_response_key(
+                integration=integration,
+                host=form.cleaned_data["base_url"],
+                secret_key=form.cleaned_data["api_key"],
+            )
+        except IntegrationError as exc:
+            form.add_error("base_url", exc.message)
+        else:
+            messages.success(
+                request, "Saved. Response content of traces received from now on is read with it."
+            )
+            return redirect("integrations:detail", request.workspace.slug, integration.pk)
+    return _openai_agents_page(request, integration, key_form=form)
 
 
 @workspace_view

@@ -70,6 +70,7 @@ RULES = {
     ("integrations:enable", "post"): MANAGE,
     ("integrations:delete", "get"): MANAGE,
     ("integrations:delete", "post"): MANAGE,
+    ("integrations:openai_agents_key", "post"): MANAGE,
     ("integrations:webhook_secret", "get"): MANAGE,
     ("integrations:webhook_secret", "post"): MANAGE,
     ("integrations:sync", "post"): WRITE,

@@ -297,6 +297,7 @@ UI_CASES = [
     Case("integrations:openai_agents"),
     Case("integrations:openai_agents", "post"),
     Case("integrations:detail", kwargs=_agents_pk),
+    Case("integrations:openai_agents_key", "post", _agents_pk, lambda ws: {"remove": "1"}),
     Case("integrations:upload"),
     Case("integrations:upload", "post"),
     Case("integrations:otlp_setup"),

@@ -20,6 +20,7 @@ from integrations.models import Integration
 from iofold.api import PayloadTooLarge
 from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import admit_traces, ingest_traces, stored_traces
+from traces.agents_responses import queue_response_fill
 from traces.models import Trace
 from workspaces.access import WorkspaceScopedMixin
 
@@ -141,4 +142,6 @@ def _merge_and_store(workspace, integration: Integration, batch):
     result = ingest_traces(
         workspace=workspace, source=SOURCE, integration=integration, traces=traces, stored=stored
     )
+    # Response spans carry only an id: their content is read afterwards, off this request.
+    queue_response_fill(integration, traces)
     return traces, result

@@ -17,6 +17,7 @@ from iofold.lib.forms import form_status
 from iofold.lib.fragments import fragment_or_page
 from iofold.lib.redirects import safe_next
 from traces import assignments, label_import, selectors, services
+from traces.agents_responses import response_notes
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters, read_conversation_filters
 from traces.forms import (
@@ -132,6 +133,7 @@ def trace_detail(request, pk: int):
         "label_sets": [(eval_set, mine.get(eval_set.pk)) for eval_set in label_sets],
         "full": full,
         "preview_chars": PREVIEW_CHARS,
+        "responses": response_notes(trace),
     }
     return render(request, "traces/detail.html", ctx)
 

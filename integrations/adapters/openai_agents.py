@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.adapters.base import format_time, parse_io, parse_time, time_problem
+import httpx2
+import openai
+
+from integrations.adapters.base import (
+    format_time,
+    parse_io,
+    parse_time,
+    time_problem,
+)
+from iofold.lib import outbound
 
 SOURCE = "openai-agents"
 MAX_ITEMS = 1000  # the SDK's batches hold 128 by default
@@ -207,7 +216,7 @@ def merge_trace(
     ends = [parse_time(s["end_time"]) for s in ordered if s["end_time"]]
     times = starts + ([parse_time(base["timestamp"])] if base.get("timestamp") else [])
     timestamp = min(times) if times else (now or datetime.now(UTC))
-    generations = [s for s in ordered if s["metadata"].get("span_type") == "generation"]
+    generations = model_steps(ordered)
     user_id = metadata.get("user_id")
     return {
         "id": trace_id,
@@ -225,6 +234,17 @@ def merge_trace(
         ),
         "cost": None,
     }
+
+
+def model_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the steps the trace's input and output come from: generations, and the
+    response steps whose content was read."""
+    return [
+        s
+        for s in steps
+        if s["metadata"].get("span_type") == "generation"
+        or (s["metadata"].get("span_type") == "response" and s["output"] is not None)
+    ]
 
 
 def _time(value: Any) -> str | None:
@@ -250,3 +270,98 @@ def _usage(usage: Any) -> dict[str, int] | None:
     if not isinstance(tokens_out, int) or isinstance(tokens_out, bool):
         tokens_out = 0
     return {"input": tokens_in, "output": tokens_out}
+
+
+# --- response content --------------------------------------------------------------------
+# A ``response`` span carries only its response id: the content is read afterwards from
+# the Responses API with the receiving source's key (``GET /responses/{id}`` and its
+# ``input_items``), as OpenAI's own trace viewer does.
+
+MAX_RESPONSES = 50  # responses read per trace; a longer run keeps the rest empty
+RESPONSE_TIMEOUT = 10.0
+# Step metadata ``response_content``: "filled", or "not_stored" (the API answered 404).
+NOT_STORED = "not_stored"
+
+
+def unread_responses(trace: dict[str, Any]) -> list[str]:
+    """Return the response ids of the trace's response steps not read yet (at most
+    ``MAX_RESPONSES``)."""
+    ids = [
+        str(step["metadata"]["response_id"])
+        for step in trace.get("steps") or []
+        if step["metadata"].get("span_type") == "response"
+        and step["metadata"].get("response_id")
+        and not step["metadata"].get("response_content")
+    ]
+    return ids[:MAX_RESPONSES]
+
+
+def fill_responses(trace: dict[str, Any], read: dict[str, dict[str, Any] | None]) -> dict:
+    """Return the trace with the response steps of ``read`` (id → content, or None when
+    the API does not store it) filled in, and its input and output taken from them."""
+    steps = []
+    for step in trace.get("steps") or []:
+        rid = step["metadata"].get("response_id")
+        if step["metadata"].get("span_type") == "response" and rid in read:
+            content = read[rid]
+            step = {**step, "metadata": {**step["metadata"]}}
+            if content is None:
+                step["metadata"]["response_content"] = NOT_STORED
+            else:
+                step["metadata"]["response_content"] = "filled"
+                step.update(
+                    input=content["input"],
+                    output=content["output"],
+                    model=content["model"],
+                    usage=_usage(content["usage"]) or step["usage"],
+                )
+        steps.append(step)
+    llm = model_steps(steps)
+    return {
+        **trace,
+        "steps": steps,
+        "input": llm[0]["input"] if llm else trace.get("input"),
+        "output": llm[-1]["output"] if llm else trace.get("output"),
+    }
+
+
+class ResponseReader:
+    """Read stored responses through the official SDK, behind the outbound guard."""
+
+    def __init__(self, *, host: str, secret_key: str, timeout: float = RESPONSE_TIMEOUT):
+        self.host = (host or "https://api.openai.com/v1").rstrip("/")
+        self._client = openai.OpenAI(
+            api_key=secret_key,
+            base_url=self.host,
+            timeout=timeout,
+            max_retries=1,
+            # The base URL is the workspace's choice: connect only where it may point.
+            http_client=openai.DefaultHttpxClient(transport=outbound.guarded_transport(httpx2)),
+        )
+
+    def read(self, response_id: str) -> dict[str, Any] | None:
+        """Return a response's input items, output items, model and usage; None when the
+        API does not store it (404). ``AdapterError`` otherwise."""
+        from integrations.adapters.openai import OpenAIAdapter
+
+        try:
+            response = self._client.responses.retrieve(response_id)
+            items = list(self._client.responses.input_items.list(response_id, order="asc"))
+        except openai.NotFoundError:
+            return None
+        except openai.OpenAIError as exc:
+            # The OpenAI source's wording of every other failure (401, timeouts, refusals);
+            # it always raises AdapterError.
+            OpenAIAdapter._call(self, _raise, exc)
+            raise
+        usage = response.usage.model_dump() if response.usage else None
+        return {
+            "input": [i.model_dump(exclude_none=True) for i in items],
+            "output": [o.model_dump(exclude_none=True) for o in response.output],
+            "model": response.model,
+            "usage": usage,
+        }
+
+
+def _raise(exc: Exception) -> None:
+    raise exc

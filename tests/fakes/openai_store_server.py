@@ -2,6 +2,8 @@
 
     GET /v1/chat/completions                    ?limit&after&order&model&metadata[k]=v
     GET /v1/chat/completions/{id}/messages      ?limit&after&order
+    GET /v1/responses/{id}                      a stored Responses API response
+    GET /v1/responses/{id}/input_items          ?limit&after&order, its input items
 
 Cursor pagination as OpenAI does it (``data``, ``first_id``, ``last_id``, ``has_more``;
 ``after`` is the id of the last item of the previous page), a bearer key checked on every
@@ -43,6 +45,8 @@ class FakeOpenAIStore:
     truncated: int = 0
     # Completion ids whose messages requests are answered with this status.
     broken_messages: dict[str, int] = field(default_factory=dict)
+    # Responses API responses by id, with their input items (``add_response``).
+    responses: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -120,6 +124,49 @@ class FakeOpenAIStore:
         with self._lock:
             self.completions.append(StoredCompletion(completion, stored))
             self._by_id[cid] = self.completions[-1]
+
+    def add_response(
+        self, rid: str, *, user: str = "Hello", answer: str = "Hi there", model: str = "gpt-4.1"
+    ) -> None:
+        """Store a response the way OpenAI keeps one created with ``store=True`` (the
+        Agents SDK's default model), with its input items."""
+        response = {
+            "id": rid,
+            "object": "response",
+            "created_at": 1760000000,
+            "status": "completed",
+            "model": model,
+            "output": [
+                {
+                    "id": f"msg_{rid}",
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": answer, "annotations": []}],
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": 21,
+                "output_tokens": 7,
+                "total_tokens": 28,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+        items = [
+            {
+                "id": f"in_{rid}",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "content": [{"type": "input_text", "text": user}],
+            }
+        ]
+        with self._lock:
+            self.responses[rid] = (response, items)
 
     # --- answers ---------------------------------------------------------------------------
 
@@ -223,8 +270,20 @@ def _handler(store: FakeOpenAIStore) -> type[BaseHTTPRequestHandler]:
                     self._error(404, f"No chat completion found with id '{parts[3]}'.")
                 else:
                     self._send(200, page)
+            elif len(parts) in (3, 4) and parts[:2] == ["v1", "responses"]:
+                stored = self.responses_answer(parts, query)
+                if stored is None:
+                    self._error(404, f"Response with id '{parts[2]}' not found.")
+                else:
+                    self._send(200, stored)
             else:
                 self._error(404, f"Invalid URL (GET {url.path})")
+
+        def responses_answer(self, parts: list[str], query: dict[str, list[str]]) -> Any:
+            found = store.responses.get(parts[2])
+            if found is None or (len(parts) == 4 and parts[3] != "input_items"):
+                return None
+            return found[0] if len(parts) == 3 else _page(found[1], query)
 
     return Handler
 

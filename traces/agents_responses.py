@@ -1,0 +1,108 @@
+"""Fill received Agents SDK traces' ``response`` spans from the Responses API, afterwards.
+
+The exporter's response spans hold only a response id; with an API key on the receiving
+source, a background task reads each response (outside any transaction: network calls do
+not hold row locks), then merges the content into the stored trace under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.adapters.base import AdapterError
+from integrations.adapters.openai_agents import (
+    NOT_STORED,
+    ResponseReader,
+    fill_responses,
+    unread_responses,
+)
+from integrations.models import Integration
+from iofold.lib.tasks import enqueue
+from iofold.lib.transactions import run_in_transaction
+from iofold.pipeline import ingest_traces, stored_traces
+from traces.models import Trace
+
+logger = logging.getLogger(__name__)
+SOURCE = Trace.Source.OPENAI
+FILL_TASK = "traces.tasks.fill_agent_responses_task"
+
+
+def queue_response_fill(integration: Integration, traces: list[dict]) -> None:
+    """Queue reading the responses of these traces, once the receive has committed."""
+    ids = [t["id"] for t in traces if unread_responses(t)]
+    if ids and integration.secret_key:
+        transaction.on_commit(lambda: enqueue(FILL_TASK, integration.pk, ids))
+
+
+def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
+    """Read and store the response content of these traces; return how many were read."""
+    integration = (
+        Integration.objects.select_related("workspace")
+        .filter(pk=integration_id, kind=Integration.Kind.OPENAI_AGENTS)
+        .first()
+    )
+    if integration is None or not integration.secret_key:
+        return 0
+    workspace = integration.workspace
+    with transaction.atomic():
+        stored = stored_traces(
+            workspace=workspace, source=SOURCE, integration=integration, external_ids=external_ids
+        )
+    reader = ResponseReader(host=integration.host, secret_key=integration.secret_key)
+    read: dict[str, dict | None] = {}
+    try:
+        for trace in stored.values():
+            for rid in unread_responses(trace):
+                read[rid] = reader.read(rid)
+    except AdapterError as exc:
+        # Shown on the source's page, as a sync's failure is.
+        Integration.objects.filter(pk=integration.pk).update(
+            status=Integration.Status.AUTH_FAILED
+            if exc.code == "auth"
+            else Integration.Status.ERROR,
+            last_error=f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC: reading response content: {exc}",
+            updated_at=timezone.now(),
+        )
+        logger.info("agents responses failed integration=%s code=%s", integration.pk, exc.code)
+        if not read:
+            return 0
+
+    def store() -> None:
+        locked = stored_traces(
+            workspace=workspace, source=SOURCE, integration=integration, external_ids=external_ids
+        )
+        traces = [fill_responses(t, read) for t in locked.values()]
+        ingest_traces(
+            workspace=workspace,
+            source=SOURCE,
+            integration=integration,
+            traces=traces,
+            stored=locked,
+        )
+
+    run_in_transaction(store, what=f"agents responses integration={integration.pk}")
+    return len(read)
+
+
+def response_notes(trace: Trace) -> dict:
+    """What the trace page says of its empty response steps: how many OpenAI does not
+    store, and whether reading the others needs a key on the source."""
+    steps = [
+        s for s in trace.data.get("steps") or [] if s["metadata"].get("span_type") == "response"
+    ]
+    if trace.source != SOURCE or not steps:
+        return {}
+    not_stored = sum(s["metadata"].get("response_content") == NOT_STORED for s in steps)
+    unread = bool(unread_responses(trace.data))
+    integration = trace.integration
+    return {
+        "not_stored": not_stored,
+        "needs_key": unread
+        and integration is not None
+        and integration.kind == Integration.Kind.OPENAI_AGENTS
+        and not integration.secret_key,
+        "source": integration,
+    }
