@@ -17,6 +17,18 @@ from kombu.utils.encoding import str_to_bytes
 
 
 class Channel(filesystem.Channel):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # kombu lists the queue folder before it writes and fails when it is missing: a
+        # fresh var/, or one cleared while processes run. Every channel makes sure of them.
+        for folder in (
+            self.data_folder_in,
+            self.data_folder_out,
+            self.processed_folder,
+            self.control_folder,
+        ):
+            os.makedirs(folder, exist_ok=True)
+
     def _put(self, queue, payload, **kwargs):
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
