@@ -177,6 +177,9 @@ class _Audit(HTMLParser):
             self.problems.append(f"{self.h1} <h1> (one expected)")
         if not (self.title or "").strip():
             self.problems.append("no <title>")
+        elif "\n" in self.title.strip() or len(self.title) > 200:
+            # A tab, a bookmark and a screen reader's first words: one short line.
+            self.problems.append(f"a <title> of more than a title: {self.title.strip()[:60]!r}")
         if not self.lang:
             self.problems.append("no <html lang>")
         self.problems += [f"id {i!r} {n} times" for i, n in self.ids.items() if n > 1]
@@ -241,6 +244,14 @@ def test_the_audit_reports_each_kind_of_problem():
     assert "no <title>" in problems and "no <html lang>" in problems
     assert "id 'd' 2 times" in problems
     assert sum("without a label" in p for p in problems) == 3
+
+
+def test_the_audit_reports_a_title_that_holds_more_than_a_title():
+    page = """<!doctype html><html lang="en"><head><title>Agents · Team
+      <article><header>Response content</header><p>With the Agents SDK...</p></article>
+    </title></head><body><h1>H</h1></body></html>"""
+
+    assert any(p.startswith("a <title> of more than a title") for p in audit(page))
 
 
 def test_the_audit_takes_each_way_of_naming():
