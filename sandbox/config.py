@@ -45,6 +45,11 @@ class Limits:
     # Jails one run of an eval that calls judge()/llm() keeps going at once, whatever the
     # cores: such a jail mostly waits on the provider, so this is the calls in flight.
     call_concurrency: int = 8
+    # judge()/llm() calls one trace may make. The trace's clock stops while a call waits,
+    # so without this an eval looping on calls (refused ones too, or cached answers) ran
+    # until its jail's wall-time limit, each call a look-up in the judge cache; past it
+    # the jail is stopped and the trace gets an error.
+    calls_per_trace: int = 100
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -95,6 +95,14 @@ TOO_MUCH_OUTPUT = "the eval produced more output than the sandbox accepts and wa
 WROTE_INTO_RESULTS = "the eval wrote into the sandbox's result stream and was stopped"
 
 
+def too_many_calls(limit: int) -> str:
+    """Why a jail is stopped when one trace makes more judge()/llm() calls than allowed."""
+    return (
+        f"the eval made more than {limit} judge()/llm() calls on this trace "
+        "(the limit per trace) and was stopped"
+    )
+
+
 @dataclass(frozen=True)
 class Result:
     """The verdict of one eval on one trace.
@@ -702,6 +710,9 @@ class _Answers:
         # judge()/llm() calls read but not answered yet: (request, position in the batch).
         self.calls: list[tuple[object, int]] = []
         self.positions = {nonce: i for i, nonce in enumerate(nonces)}
+        self.calls_per_trace = limits.calls_per_trace
+        # Calls made by the trace being judged (only it may call): (its position, count).
+        self.calls_made = (-1, 0)
 
     def add_stderr(self, data: bytes) -> None:
         if len(self.stderr) < self.STDERR_KEPT:
@@ -721,27 +732,32 @@ class _Answers:
             stop_reason = TOO_MUCH_OUTPUT
         return end >= 0, stop_reason
 
-    def _take_call(self, line: bytes) -> bool:
-        """Queue the call on `line`; False when it is no call line of this batch's traces."""
+    def _take_call(self, line: bytes) -> str | None:
+        """Queue the call on `line`; return why to stop the jail if it may not be made."""
         try:
             message, end = self.scan(line.decode(), 0)
         except (ValueError, StopIteration, RecursionError):
-            return False
+            return WROTE_INTO_RESULTS
         if end != len(line) or type(message) is not dict or set(message) != {"c", "n"}:
-            return False
+            return WROTE_INTO_RESULTS
         # Bound to a trace of this batch, like a result row: the nonce is never the eval's.
         position = self.positions.get(message["n"]) if type(message["n"]) is str else None
         if position != len(self.results):
             # Only the trace being judged may call: the harness sends its results first.
-            return False
+            return WROTE_INTO_RESULTS
+        made = self.calls_made[1] + 1 if self.calls_made[0] == position else 1
+        if made > self.calls_per_trace:
+            return too_many_calls(self.calls_per_trace)
+        self.calls_made = (position, made)
         self.calls.append((message["c"], position))
-        return True
+        return None
 
     def _take_lines(self, block: bytes) -> str | None:
         for line in block.split(b"\n"):
             if self.ready and line.startswith(b'{"c":') and len(line) <= CALL_LINE_MAX:
-                if not self._take_call(line):
-                    return WROTE_INTO_RESULTS
+                stop_reason = self._take_call(line)
+                if stop_reason is not None:
+                    return stop_reason
                 continue
             too_long = len(line) > self.max_line or self.fatal
             rows = (

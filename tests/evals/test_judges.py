@@ -14,6 +14,7 @@ from evals.judging.session import Budget, JudgeSession
 from evals.models import EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
 from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval, use_fake_openai
+from workspaces.services import issue_token
 
 pytestmark = pytest.mark.django_db
 
@@ -449,3 +450,40 @@ def test_an_empty_answer_is_an_error_that_a_rerun_asks_again_not_a_cached_verdic
     # The empty answer was not kept: the rerun asked the provider, which answered.
     assert fake_llm.calls == 2
     assert (second.passed, second.error) == (True, "")
+
+
+# Asks again whatever the answer, a spent budget's refusal included (each question new,
+# so none is answered from the cache).
+KEEPS_ASKING_CODE = """from iofold_eval import judge, JudgeError
+
+def eval_fn(trace):
+    n = 0
+    while True:
+        n += 1
+        try:
+            judge("Did the assistant help the user? " + str(n), context=str(trace.get("output")))
+        except JudgeError:
+            pass
+"""
+
+
+def test_an_eval_that_keeps_calling_past_its_budget_is_stopped_on_that_trace(
+    judged_workspace, owner, fake_llm, settings, api_client
+):
+    settings.IOFOLD_JUDGE_MAX_CALLS = 1
+    settings.IOFOLD_JUDGE_TIMEOUT_S = 1.0  # the jail's wall time: 120 s
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=KEEPS_ASKING_CODE, kind="judge")
+
+    run = run_all(eval, traces)
+
+    assert fake_llm.calls == 1
+    assert run.status == "failed" and "judge budget for this run is spent" in run.error
+    token = issue_token(workspace=judged_workspace, name="ci", created_by=owner, role="viewer")[1]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    [verdict] = api_client.get(f"/api/v1/evals/{eval.pk}/executions/").json()["results"]
+    assert verdict["passed"] is None
+    assert verdict["error"] == (
+        "the eval made more than 100 judge()/llm() calls on this trace (the limit per trace) "
+        "and was stopped"
+    )

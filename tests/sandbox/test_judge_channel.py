@@ -5,11 +5,13 @@ Attacks run with the jail alone (no validation, no restricted builtins), where e
 can reach the harness's own sending function, so only the runner's checks stand.
 """
 
+from dataclasses import replace
+
 import pytest
 
 from sandbox import run
 from sandbox.calls import NO_CHANNEL, CallRefused
-from sandbox.runner import WROTE_INTO_RESULTS, run_jail_only
+from sandbox.runner import WROTE_INTO_RESULTS, run_jail_only, too_many_calls
 
 JUDGE = """from iofold_eval import judge, JudgeError
 
@@ -126,3 +128,41 @@ def eval_fn(trace):
 
     assert results[0].error == WROTE_INTO_RESULTS
     assert handler.requests == []
+
+
+# Keeps calling whatever the answer: the trace's clock stops while a call waits, so only
+# a count of its calls ends it before the jail's wall-time limit.
+FLOOD = """from iofold_eval import judge, JudgeError
+
+def eval_fn(trace):
+    while trace["flood"]:
+        try:
+            judge("Is it polite?", context=trace["text"])
+        except JudgeError:
+            pass
+    return judge("Is it polite?", context=trace["text"]) == "yes", "asked once"
+"""
+
+
+def test_a_trace_that_keeps_calling_is_stopped_at_the_limit_per_trace(fast_limits):
+    limits = replace(fast_limits, calls_per_trace=5, batch_timeout_s=10)
+    asked = []
+
+    def budget_spent_for_the_flood(request, index):
+        asked.append(index)
+        if index == 1:
+            raise CallRefused("the judge budget for this run is spent")
+        return "yes"
+
+    traces = [
+        {"flood": False, "text": "a"},
+        {"flood": True, "text": "b"},
+        {"flood": False, "text": "c"},
+    ]
+    results = run(FLOOD, traces, limits, calls=budget_spent_for_the_flood)
+
+    assert results[1].error == too_many_calls(5)
+    assert "more than 5 judge()/llm() calls on this trace" in results[1].error
+    # The handler (a cache look-up, a budget) saw five of its calls; the others were judged.
+    assert asked.count(1) == 5
+    assert [(r.passed, r.error) for r in (results[0], results[2])] == [(True, None), (True, None)]
