@@ -68,6 +68,8 @@ setitimer = _signal.setitimer
 ITIMER_REAL = _signal.ITIMER_REAL
 os_write = os.write
 str_copy = str.__str__
+# A class's own name, read past any metaclass property the eval defines.
+type_name = type.__dict__["__name__"].__get__
 ModuleType = type(sys)
 # PyCF_ONLY_AST: compile() returns the syntax tree without importing the ast module.
 ONLY_AST = 0x400
@@ -418,8 +420,13 @@ def describe_exception(exc, source_lines):
 
 
 def check_verdict(value):
-    """Return (passed, reason, error) for what eval_fn returned."""
-    if not isinstance(value, tuple) or len(value) != 2:
+    """Return (passed, reason, error) for what eval_fn returned.
+
+    Types are checked by what the objects are, not by what they say they are: isinstance()
+    believes a __class__ property, so an object claiming to be a bool was taken for one
+    and its __bool__ ran after the trace's window, where nothing times it.
+    """
+    if not issubclass(type(value), tuple) or len(value) != 2:
         shown = repr(value)
         if len(shown) > 200:
             shown = shown[:200] + "..."
@@ -429,13 +436,13 @@ def check_verdict(value):
             f"eval_fn must return a tuple (bool, str); it returned {type(value).__name__} {shown}",
         )
     passed, reason = value
-    if not isinstance(passed, bool):
+    if type(passed) is not bool:
         return (
             None,
             "",
             f"eval_fn must return (bool, str); the first item is {type(passed).__name__}, not bool",
         )
-    if not isinstance(reason, str):
+    if not issubclass(type(reason), str):
         return (
             None,
             "",
@@ -719,37 +726,45 @@ def judge(code, trace, eval_builtins, state, batch, output, source_lines, starte
         try:
             state["fired"] = None
             state["started"] = started = perf_counter()
-            # A fresh namespace per trace: nothing one trace leaves in the eval's
-            # globals can change the verdict on the next.
-            namespace = {"__name__": "eval_module", "__builtins__": eval_builtins}
-            exec(code, namespace)  # noqa: S102 - this is the sandbox
-            fn = namespace.get("eval_fn")
-            if not callable(fn):
-                error = "the eval code does not define eval_fn(trace)"
-            else:
-                passed, reason, error = check_verdict(fn(trace))
+            try:
+                # A fresh namespace per trace: nothing one trace leaves in the eval's
+                # globals can change the verdict on the next.
+                namespace = {"__name__": "eval_module", "__builtins__": eval_builtins}
+                exec(code, namespace)  # noqa: S102 - this is the sandbox
+                fn = namespace.get("eval_fn")
+                if not callable(fn):
+                    error = "the eval code does not define eval_fn(trace)"
+                else:
+                    passed, reason, error = check_verdict(fn(trace))
+            except BaseException as exc:
+                # Still inside the trace's window: reading the error runs eval code too
+                # (an exception's __str__, a SystemExit's __repr__); the timer holds it.
+                passed, reason = None, ""
+                try:
+                    error = describe_failure(exc, batch, source_lines)
+                except BaseException:
+                    error = f"the eval raised {type_name(type(exc))}"
         finally:
             state["started"] = None
     except TraceTimeout:
+        # The timer fired in the harness's own lines around the eval's.
         passed, reason, error = None, "", f"timed out after {batch.timeout:g} s"
-    except SystemExit as exc:
-        passed, reason, error = (
-            None,
-            "",
-            f"the eval called exit ({exc.code!r}); return (bool, str) instead",
-        )
-    except BaseException as exc:
-        try:
-            error = describe_exception(exc, source_lines)
-        except BaseException:
-            error = f"the eval raised {type(exc).__name__}"
-        passed, reason = None, ""
     finally:
         sys.stdout, sys.stderr = real_stdout, real_stderr
-    if state["fired"] is not None and error is None:
-        # It caught the timeout and still answered: too late to count.
+    if state["fired"] is not None:
+        # It caught the timeout and still answered, or its error could not be read in
+        # time: too late to count either way.
         passed, reason, error = None, "", f"timed out after {batch.timeout:g} s"
     return passed, reason, error, started
+
+
+def describe_failure(exc, batch, source_lines):
+    """Return the error for a trace whose eval raised `exc` (eval code may run here)."""
+    if issubclass(type(exc), TraceTimeout):
+        return f"timed out after {batch.timeout:g} s"
+    if issubclass(type(exc), SystemExit):
+        return f"the eval called exit ({exc.code!r}); return (bool, str) instead"
+    return describe_exception(exc, source_lines)
 
 
 def encode_result(nonce, passed, reason, error, duration_ms, captured, message_chars):

@@ -292,3 +292,68 @@ def eval_fn(trace):
     limits = Limits(trace_timeout_s=1.0, batch_timeout_s=20, cpu_time_s=10, max_restarts=10)
     results = run_jail_only(code, [{"ms": ms} for ms in durations], limits)
     assert [(r.passed, r.error) for r in results] == [(None, WROTE_INTO_RESULTS)] * 5, results
+
+
+# What eval_fn returns is checked by what it is, not by what it claims to be (isinstance()
+# believes a __class__ property), and an error message that never ends is timed like the
+# eval: before, each of these ran on past its trace's window until the runner's watchdog
+# killed the jail (the tuple's claim was even taken as a verdict).
+NOT_WHAT_IT_SAYS = """
+class Bool:
+    @property
+    def __class__(self):
+        return bool
+
+    def __bool__(self):
+        while True:
+            pass
+
+
+class Pair:
+    @property
+    def __class__(self):
+        return tuple
+
+    def __len__(self):
+        return 2
+
+    def __iter__(self):
+        return iter([True, "claims to be a tuple"])
+
+
+class Endless(Exception):
+    def __str__(self):
+        while True:
+            pass
+
+
+class Forever:
+    def __repr__(self):
+        while True:
+            pass
+
+
+def eval_fn(trace):
+    how = trace["how"]
+    if how == "bool":
+        return Bool(), "a verdict"
+    if how == "tuple":
+        return Pair()
+    if how == "message":
+        raise Endless()
+    if how == "exit":
+        raise SystemExit(Forever())
+    return True, "honest"
+"""
+
+
+def test_verdicts_that_lie_about_their_type_or_never_describe_themselves_get_their_own_error():
+    hows = ["bool", "tuple", "message", "exit", "honest"]
+    results = run(NOT_WHAT_IT_SAYS, [{"how": h} for h in hows], FAST)
+
+    errors = dict(zip(hows, (r.error for r in results), strict=True))
+    assert errors["bool"] == "eval_fn must return (bool, str); the first item is Bool, not bool"
+    assert errors["tuple"].startswith("eval_fn must return a tuple (bool, str); it returned Pair")
+    assert errors["message"] == errors["exit"] == "timed out after 0.3 s"
+    assert all(r.passed is None for r in results[:-1])
+    assert (results[-1].passed, results[-1].reason) == (True, "honest")
