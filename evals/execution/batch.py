@@ -71,6 +71,8 @@ def run_batch(
 
     Invalid sent traces get an error result instead of failing the whole batch. Raises
     EvalError when the sandbox cannot run, or when ids name no trace of the workspace.
+    `limits` given (``wait_limits``, a request waiting) bound every jail as they are,
+    judge calls or not.
     """
     batch = BatchRun()
     if trace_ids:
@@ -84,6 +86,7 @@ def run_batch(
                 traces=[stored[pk] for pk in wanted],
                 trigger=EvalRun.Trigger.API,
                 limits=limits,
+                bounded=limits is not None,
             )
         }
         for index, pk in enumerate(wanted):
@@ -111,6 +114,7 @@ def run_batch(
                 eval.code,
                 [t for _, t in valid],
                 limits or sandbox_limits(),
+                bounded=limits is not None,
             ).results
         except sandbox.SandboxError as exc:
             raise sandbox_failure(exc) from exc

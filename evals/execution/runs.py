@@ -300,11 +300,13 @@ def run_eval_now(
     traces: Sequence[Trace],
     trigger: str = EvalRun.Trigger.MANUAL,
     limits: sandbox.Limits | None = None,
+    bounded: bool = False,
 ) -> list[EvalExecution]:
     """Run `eval` on `traces` right now (one sandbox call) and return the stored executions.
 
     For small batches (a request, a generation); records an EvalRun so the history
-    shows it. Raises EvalError when the sandbox cannot run at all.
+    shows it. Raises EvalError when the sandbox cannot run at all. `bounded`: `limits`
+    stand as given even for judge calls (``run_sandbox``).
     """
     traces = list(traces)
     if len(traces) > MAX_NOW_TRACES:
@@ -323,6 +325,7 @@ def run_eval_now(
             eval.code,
             eval_payloads(eval.eval_set, traces),
             limits or sandbox_limits(),
+            bounded=bounded,
         )
     except sandbox.SandboxError as exc:
         raise sandbox_failure(exc) from exc

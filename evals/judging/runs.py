@@ -57,14 +57,20 @@ def run_sandbox(
     code: str,
     traces: Sequence,
     limits: sandbox.Limits,
+    *,
+    bounded: bool = False,
 ) -> JudgedResults:
     """Return `call(code, traces, limits)` (sandbox.run or run_json), counted in the
-    metrics and answering its judge
-    calls if any. A jail of judge calls gets the wall time its chunk's calls may take."""
+    metrics and answering its judge calls if any.
+
+    A jail of judge calls gets the wall time its chunk's calls may take, unless the caller
+    is `bounded` (a request waiting for the verdicts): its limits then stand as given.
+    """
     if session is None:
         return JudgedResults(metered(call, code, traces, limits))
-    allowance = int(CALL_TRACES_PER_JAIL * session.timeout) + 60
-    limits = dataclasses.replace(limits, batch_timeout_s=max(limits.batch_timeout_s, allowance))
+    if not bounded:
+        allowance = int(CALL_TRACES_PER_JAIL * session.timeout) + 60
+        limits = dataclasses.replace(limits, batch_timeout_s=max(limits.batch_timeout_s, allowance))
     results = session.run(lambda: metered(call, code, traces, limits, calls=session.handle))
     return JudgedResults(results, [session.per_trace.get(i) for i in range(len(results))])
 

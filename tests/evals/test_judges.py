@@ -9,11 +9,13 @@ from decimal import Decimal
 import pytest
 
 import sandbox
+from evals.execution import batch
 from evals.execution.runs import execute_run, run_eval_now, start_run
 from evals.judging.session import Budget, JudgeSession
 from evals.models import EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
 from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval, use_fake_openai
+from tests.traces.factories import trace_data
 from workspaces.services import issue_token
 
 pytestmark = pytest.mark.django_db
@@ -487,3 +489,36 @@ def test_an_eval_that_keeps_calling_past_its_budget_is_stopped_on_that_trace(
         "the eval made more than 100 judge()/llm() calls on this trace (the limit per trace) "
         "and was stopped"
     )
+
+
+SLOW_CALLS_CODE = """from iofold_eval import judge
+
+def eval_fn(trace):
+    for n in range(30):
+        judge("Is this reply fine? " + str(n), context=str(trace.get("output")))
+    return True, "asked 30 times"
+"""
+
+
+def test_a_batch_judged_within_the_request_keeps_its_wall_time_with_judge_calls(
+    judged_workspace, owner, fake_llm, settings, api_client, monkeypatch
+):
+    # A request waits for these verdicts: its jail is killed after WAIT_SECONDS, judge
+    # calls or not (before, a judge eval's jail got 50 calls' timeouts + 60 s).
+    monkeypatch.setattr(batch, "WAIT_SECONDS", 2)
+    fake_llm.rule_delay = 0.5  # 30 calls: 15 s
+    settings.IOFOLD_JUDGE_TIMEOUT_S = 2.0
+    eval_set, _ = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=SLOW_CALLS_CODE, kind="judge", status="active")
+    token = issue_token(workspace=judged_workspace, name="ci", created_by=owner, role="member")[1]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    response = api_client.post(
+        f"/api/v1/evals/{eval.pk}/run", {"traces": [trace_data(1)], "wait": True}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    [verdict] = response.json()["results"]
+    assert verdict["passed"] is None
+    assert verdict["error"] == "the batch ran out of time (limit 2 s per jail)"
+    assert fake_llm.calls < 30
