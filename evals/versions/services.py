@@ -244,8 +244,12 @@ def check_code(*, code: str, traces: list[dict], workspace=None) -> list[CodePro
     """Return what is wrong with eval code: static problems, else errors on a dry run.
 
     Code that calls judge()/llm() dry-runs with the workspace's judge channel (cached
-    answers cost nothing), so a missing provider shows up as a problem here.
+    answers cost nothing), so a missing provider shows up as a problem here. A request
+    waits for the dry run: its jails keep the batch API's ``wait`` limits, judge calls
+    or not, so a slow provider is a problem listed, not a request past the server's timeout.
     """
+    from evals.execution.batch import wait_limits
+
     if not code.strip():
         return [CodeProblem(None, "The code is empty.")]
     problems = [CodeProblem(p.line, p.message) for p in sandbox.validate(code)]
@@ -254,8 +258,10 @@ def check_code(*, code: str, traces: list[dict], workspace=None) -> list[CodePro
     session = (
         JudgeSession(workspace=workspace) if workspace is not None and uses_judge(code) else None
     )
+    # Code without judge calls keeps the usual limits: its traces' own timeouts bound it.
+    limits = sandbox_limits() if session is None else wait_limits()
     try:
-        results = run_sandbox(session, sandbox.run, code, traces, sandbox_limits()).results
+        results = run_sandbox(session, sandbox.run, code, traces, limits, bounded=True).results
     except sandbox.SandboxError as exc:
         raise EvalActionError(
             f"The sandbox could not try the code: {exc.message}", permanent=exc.permanent

@@ -12,8 +12,9 @@ import sandbox
 from evals.execution import batch
 from evals.execution.runs import execute_run, run_eval_now, start_run
 from evals.judging.session import Budget, JudgeSession
-from evals.models import EvalExecution, EvalRun
+from evals.models import Eval, EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
+from evals.versions.services import InvalidEvalCode, edit_eval_code
 from tests.evals.builders import BAD, GOOD, REFUSAL_CODE, labelled_set, make_eval, use_fake_openai
 from tests.traces.factories import trace_data
 from workspaces.services import issue_token
@@ -522,3 +523,21 @@ def test_a_batch_judged_within_the_request_keeps_its_wall_time_with_judge_calls(
     assert verdict["passed"] is None
     assert verdict["error"] == "the batch ran out of time (limit 2 s per jail)"
     assert fake_llm.calls < 30
+
+
+def test_editing_a_judge_eval_lists_a_dry_run_past_its_wall_time_as_a_problem(
+    judged_workspace, fake_llm, settings, monkeypatch
+):
+    # The edit's request waits for the dry run: it keeps the wait limits (20 s a jail),
+    # where before a judge eval's jail got 50 calls' timeouts + 60 s.
+    monkeypatch.setattr(batch, "WAIT_SECONDS", 2)
+    fake_llm.rule_delay = 0.5  # 30 calls: 15 s
+    settings.IOFOLD_JUDGE_TIMEOUT_S = 2.0
+    eval_set, _ = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    with pytest.raises(InvalidEvalCode) as refused:
+        edit_eval_code(eval=eval, code=SLOW_CALLS_CODE)
+
+    assert "the batch ran out of time (limit 2 s per jail)" in str(refused.value)
+    assert not Eval.objects.filter(version=2).exists()
