@@ -97,7 +97,9 @@ def versions_of(eval_set: EvalSet) -> list[Eval]:
         with_headline_metrics(
             Eval.objects.for_eval_set(eval_set)
             .select_related("parent")
-            .only(*LIST_FIELDS, "description")
+            # The API's version rows show how each was made too: read with the row, not
+            # three look-ups per version when the serializer touches deferred fields.
+            .only(*LIST_FIELDS, "description", "prompt_version", "input_tokens", "output_tokens")
         ).order_by("version")
     )
     by_pk = {v.pk: v for v in versions}

@@ -339,3 +339,25 @@ def test_the_eval_list_and_matrix_apis_refuse_unreadable_filters(api, versions):
     assert "eval_set" in api("get", "api-evals", {"eval_set": "abc"}).json()
     response = api("get", "api-eval-set-matrix", {"source": "bogus", "from": "xx"}, pk=eval_set.pk)
     assert response.status_code == 400 and {"source", "from"} <= set(response.json())
+
+
+def _statements(call) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert call().status_code == 200
+    return len(captured)
+
+
+def test_versions_list_statements_stay_flat_as_versions_grow(api, versions):
+    """A set refined many times lists its versions in as many statements as with two."""
+    eval_set, _, _, v2 = versions
+    few = _statements(lambda: api("get", "api-eval-set-versions", pk=eval_set.pk))
+    parent = v2
+    for n in range(3, 13):
+        parent = make_eval(eval_set, version=n, parent=parent)
+
+    many = _statements(lambda: api("get", "api-eval-set-versions", pk=eval_set.pk))
+
+    assert many == few
