@@ -200,6 +200,8 @@ def evalset_list(request):
     archived = request.GET.get("archived") == "1"
     sets = EvalSet.objects.for_workspace(request.workspace)
     sets = list(sets.archived() if archived else sets.active())
+    for eval_set in sets:
+        eval_set.workspace = request.workspace  # its link names the slug: no query per set
     summaries = selectors.eval_set_summaries(sets)
     ctx = {
         "summaries": [summaries[s.pk] for s in sets],

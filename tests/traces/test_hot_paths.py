@@ -196,3 +196,24 @@ def test_otlp_receive(client, workspace):
     # adds the advisory lock and refreshes in one statement, SQLite in two); whether any
     # eval is active. "Last received" was noted by the first request, not rewritten.
     assert one == 1 + 1 + 7 + 1
+
+
+def test_eval_set_list_page_and_api(login, token_client, workspace, owner):
+    """The eval set list, page and API, takes as many queries with one set as with four:
+    each row's link names the workspace, not read once per set."""
+    client = login(owner)
+    page_url = reverse("traces:evalset_list", kwargs={"slug": workspace.slug})
+
+    def counts():
+        page = page_queries(client, page_url)
+        token_client.get("/api/v1/eval-sets/")
+        api, response = count_queries(lambda: token_client.get("/api/v1/eval-sets/"))
+        assert response.status_code == 200
+        return page, api
+
+    labelled_set(workspace, good=2, bad=1, user=owner)
+    one = counts()
+    for _ in range(3):
+        labelled_set(workspace, good=2, bad=1, user=owner)
+
+    assert counts() == one
