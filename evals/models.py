@@ -370,6 +370,14 @@ class EvalExecution(WorkspaceOwned):
                 include=["trace", "workspace"],
                 name="exec_eval_verdict_word_idx",
             ),
+            # The operations dashboard's newest failures of the workspace: read from the
+            # index's head, not by sorting every verdict. Failures only, so the passing
+            # verdicts a run writes by the thousand do not pay for it.
+            models.Index(
+                fields=["workspace", "-created_at", "-id"],
+                condition=models.Q(passed=False),
+                name="exec_ws_failures_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -240,6 +240,10 @@ class Trace(WorkspaceOwned):
                 name="trace_ws_time_source_idx",
             ),
             models.Index(fields=["workspace", "name"], name="trace_ws_name_idx"),
+            # Traces ingested since a time (the operations dashboard's recent traces),
+            # counted from the index alone rather than from every trace row of the
+            # workspace, payloads and all.
+            models.Index(fields=["workspace", "created_at"], name="trace_ws_created_idx"),
             # Traces written again after they were created (a re-import, a sync's update),
             # newest change last: the comparison matrix's cache stamp and its patches read
             # them. New traces, written once (created_at = updated_at), never enter it, so
