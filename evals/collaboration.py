@@ -128,7 +128,8 @@ def activity_feed(*, eval_set: EvalSet, limit: int = FEED_LIMIT) -> list[FeedIte
     for a in (
         Activity.objects.for_workspace(eval_set.workspace_id)
         .filter(eval_set=eval_set)
-        .select_related("actor", "eval")[:limit]
+        .select_related("actor", "eval")
+        .only("created_at", "verb", "reason", "eval_id", "actor__email", "eval__version")[:limit]
     ):
         target = f"v{a.eval.version}" if a.eval is not None else ""
         url = reverse("evals:detail", args=[slug, a.eval_id]) if a.eval_id else ""
@@ -145,6 +146,8 @@ def activity_feed(*, eval_set: EvalSet, limit: int = FEED_LIMIT) -> list[FeedIte
         Feedback.objects.for_workspace(eval_set.workspace_id)
         .filter(eval_set=eval_set)
         .select_related("user", "trace")
+        # The trace's name, never its payload: a feed of 100 labels read 100 payloads.
+        .only("created_at", "rating", "note", "trace__name", "trace__external_id", "user__email")
         .order_by("-created_at")[:limit]
     ):
         items.append(
@@ -160,6 +163,15 @@ def activity_feed(*, eval_set: EvalSet, limit: int = FEED_LIMIT) -> list[FeedIte
         Generation.objects.for_workspace(eval_set.workspace_id)
         .filter(eval_set=eval_set)
         .select_related("created_by", "parent", "result")
+        # The versions' numbers, not their code and prompts.
+        .only(
+            "created_at",
+            "status",
+            "error",
+            "created_by__email",
+            "parent__version",
+            "result__version",
+        )
         .order_by("-created_at")[:limit]
     ):
         verb = f"refined v{g.parent.version}" if g.parent else "generated an eval"

@@ -405,6 +405,8 @@ class Feedback(WorkspaceOwned):
             models.Index(
                 fields=["eval_set", "updated_at"], include=["id"], name="feedback_set_updated_idx"
             ),
+            # The set's activity feed: its newest labels, without sorting all of them.
+            models.Index(fields=["eval_set", "-created_at"], name="feedback_set_created_idx"),
             # Undo finds the reviewer's latest label in the set.
             models.Index(fields=["eval_set", "user", "-updated_at"], name="feedback_set_user_idx"),
             # The review queue skips the reviewer's labelled traces in trace order.

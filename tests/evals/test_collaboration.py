@@ -88,3 +88,34 @@ def test_the_feed_shows_labels_generations_activations_and_rollbacks_with_who_an
     assert sum(i.what.startswith("labelled ") for i in feed) == 2
     page = client.get(reverse("evals:activity", args=[workspace.slug, eval_set.pk]))
     assert b"v2 fails refunds" in page.content and b"rolled back to v1" in page.content
+
+
+def test_the_feed_reads_the_newest_labels_by_index_and_no_payload_or_code(workspace, owner):
+    """A set's feed lists its newest labels and generations: it reads neither the labelled
+    traces' payloads nor the versions' code and prompts, and finds the newest labels from
+    an index rather than by sorting every label of the set (PostgreSQL told not to scan,
+    as with a large set; SQLite as is)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    eval_set, _ = labelled_set(workspace, good=2, bad=2, user=owner)
+    v1 = make_eval(eval_set, version=1)
+    Generation.objects.create(
+        workspace=workspace, eval_set=eval_set, provider="offline", status="succeeded", result=v1
+    )
+    with CaptureQueriesContext(connection) as captured:
+        feed = activity_feed(eval_set=eval_set)
+    assert sum(i.what.startswith("labelled ") for i in feed) == 4
+
+    statements = [q["sql"] for q in captured]
+    assert not [s for s in statements if '"traces_trace"."data"' in s]
+    assert not [s for s in statements if '"evals_eval"."code"' in s]
+    (labels,) = [s for s in statements if s.startswith('SELECT "traces_feedback"')]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {labels}")
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN {labels}")
+        plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+    assert "feedback_set_created_idx" in plan, plan
