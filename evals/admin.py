@@ -197,6 +197,7 @@ class EvalExecutionAdmin(WorkspaceOwnedAdmin):
         "error",
     ]
     list_select_related = ["workspace", "eval", "eval__eval_set", "trace"]
+    list_defer = ("trace__data", "trace__search_text", "eval__code", "eval__prompt", "output")
     raw_id_fields = ["workspace", "eval", "run", "trace"]
     readonly_fields = [
         "passed",
@@ -274,6 +275,7 @@ class CommentAdmin(WorkspaceOwnedAdmin):
     list_display = ["workspace", "author", "eval", "trace", "created_at"]
     search_fields = ["workspace__slug", "body"]
     list_select_related = ["workspace", "author", "eval__eval_set", "trace"]
+    list_defer = ("trace__data", "trace__search_text", "eval__code", "eval__prompt")
     raw_id_fields = ["workspace", "author", "eval", "trace"]
 
 

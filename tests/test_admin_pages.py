@@ -219,3 +219,29 @@ def test_the_admin_refuses_a_link_to_another_workspaces_row(client, installation
 
     assert not form.is_valid()
     assert "another workspace" in str(form.errors)
+
+
+def test_lists_of_rows_with_a_trace_never_read_trace_payloads(client, installation):
+    """A list of 100 labels or verdicts shows each trace's name: it reads no payload (up to
+    megabytes each), nor the versions' code and prompts; the trace list neither."""
+    secrets, _ = installation
+    client.force_login(User.objects.create_superuser("root@example.com", "pw"))
+    with_traces = {
+        "traces.Trace",
+        "traces.Feedback",
+        "traces.EvalSetTrace",
+        "evals.EvalExecution",
+        "evals.Comment",
+    }
+    pages = [
+        (model._meta.label, _url(model, "changelist"), {})
+        for model in MODELS
+        if model._meta.label in with_traces
+    ]
+    assert len(pages) == 5
+    for name, url, query in pages:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url, query).status_code == 200
+        read = [q["sql"] for q in queries if '"traces_trace"."data"' in q["sql"]]
+        read += [q["sql"] for q in queries if '"evals_eval"."code"' in q["sql"]]
+        assert read == [], name

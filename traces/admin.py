@@ -20,6 +20,7 @@ class TraceAdmin(WorkspaceOwnedAdmin):
     list_filter = ["source", "has_error", "timestamp"]
     search_fields = ["external_id", "name", "workspace__slug"]
     list_select_related = ["workspace", "integration"]
+    list_defer = ("data", "search_text")
     raw_id_fields = ["workspace", "integration", "conversation"]
     readonly_fields = ["source_key", "content_hash", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
@@ -84,6 +85,7 @@ class EvalSetTraceAdmin(WorkspaceOwnedAdmin):
     list_display = ["eval_set", "trace", "workspace", "created_at"]
     search_fields = ["eval_set__name", "trace__external_id", "workspace__slug"]
     list_select_related = ["eval_set", "trace", "workspace"]
+    list_defer = ("trace__data", "trace__search_text")
     raw_id_fields = ["workspace", "eval_set", "trace"]
 
 
@@ -93,5 +95,6 @@ class FeedbackAdmin(WorkspaceOwnedAdmin):
     list_filter = ["rating", "updated_at"]
     search_fields = ["note", "user__email", "eval_set__name", "workspace__slug"]
     list_select_related = ["trace", "eval_set", "user"]
+    list_defer = ("trace__data", "trace__search_text")
     raw_id_fields = ["workspace", "trace", "eval_set", "user"]
     readonly_fields = ["created_at", "updated_at"]

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.views.main import ChangeList
 from django.http import HttpResponseRedirect
 from django.utils.text import capfirst
 
@@ -35,11 +36,23 @@ class SameWorkspaceForm(forms.ModelForm):
         return data
 
 
+class _ChangeList(ChangeList):
+    def apply_select_related(self, qs):
+        qs = super().apply_select_related(qs)
+        return qs.defer(*self.model_admin.list_defer) if self.model_admin.list_defer else qs
+
+
 class WorkspaceOwnedAdmin(CountedDeletionMixin, admin.ModelAdmin):
     """The admin of a workspace's rows: links stay inside the workspace, and a saved row
     stays in its workspace (moving it would leave its own links and children behind)."""
 
     form = SameWorkspaceForm
+    # Columns the list never shows, left unread (``trace__data``: every listed row's trace
+    # payload, up to megabytes each, read only to print the trace's name).
+    list_defer: tuple[str, ...] = ()
+
+    def get_changelist(self, request, **kwargs):
+        return _ChangeList
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
