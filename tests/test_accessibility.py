@@ -19,6 +19,8 @@ pages: an htmx fragment is checked within the page that includes it. On each pag
 - no help text (``<small>``, ``.help``, ``.muted``, ``.helptext``) inside a ``<label>``: it
   becomes part of the field's name ("Name Your team or product…"); help in a form is
   referenced by an ``aria-describedby``, so it is read after the name instead;
+- no keyboard shortcut (``<kbd>``) inside a ``<label>``: the note box was named "Note n";
+  the hint sits beside the label, tied to the field by ``aria-describedby``;
 - every ``<progress>`` is named (its text sits beside it, which a screen reader does not tie
   to the bar);
 - every link that opens a new tab says so ("(opens in a new tab)", visually hidden) and has
@@ -79,6 +81,8 @@ class _Audit(HTMLParser):
         classes = set(a.get("class", "").split())
         if self._labels and (tag == "small" or classes & HELP_CLASSES):
             self.problems.append(f"help text inside a <label>: <{tag} {_short(a)}>")
+        if self._labels and tag == "kbd":
+            self.problems.append(f"keyboard shortcut inside a <label>: <kbd {_short(a)}>")
         if self._forms and self._previous in FIELDS and (tag == "small" or "helptext" in classes):
             self.form_help.append((tag, a))
         self._previous = tag if tag in VOID else None
@@ -281,6 +285,7 @@ def test_the_audit_reports_help_progress_new_tabs_and_scroll_boxes():
       <label for="n">Name <small>Your team or product</small></label><input id="n" name="n">
       <label>Idle <input name="i"> <span class="muted">minutes</span></label>
       <input name="q" aria-label="Query"><small>What to look for</small>
+      <label for="t">Note <kbd>n</kbd></label><textarea id="t" name="t"></textarea>
       </form>
       <progress value="1" max="2"></progress><span id="p">Half</span>
       <progress aria-labelledby="gone"></progress>
@@ -293,13 +298,14 @@ def test_the_audit_reports_help_progress_new_tabs_and_scroll_boxes():
     problems = audit(page)
 
     assert sum("help text inside a <label>" in p for p in problems) == 2, problems
+    assert problems.count("keyboard shortcut inside a <label>: <kbd >") == 1
     assert problems.count("help text no aria-describedby points at: <small >") == 1
     assert problems.count("progress without a name: <progress >") == 1
     assert "aria-labelledby points at no element: 'gone' ()" in problems
     assert 'new tab not announced: <a href="/t">' in problems
     assert 'new tab without rel=noopener: <a href="/u">' in problems
     assert sum("scroll box not a named focusable region" in p for p in problems) == 2
-    assert len(problems) == 9, problems
+    assert len(problems) == 10, problems
 
 
 def test_the_audit_takes_help_progress_new_tabs_and_scroll_boxes_done_right():
@@ -310,6 +316,8 @@ def test_the_audit_takes_help_progress_new_tabs_and_scroll_boxes_done_right():
       <small id="n-help">Your team or product</small>
       <label><input type="checkbox" name="c" aria-describedby="c-help"> Send</label>
       <small id="c-help">As scores</small>
+      <label for="t">Note</label> <kbd id="t-key">n</kbd>
+      <textarea id="t" name="t" aria-describedby="t-key"></textarea>
       <table><tr><th>When <small class="muted">(UTC)</small></th></tr></table></form>
       <progress value="1" max="2" aria-labelledby="p"></progress><span id="p">Half</span>
       <progress aria-label="Syncing"></progress>

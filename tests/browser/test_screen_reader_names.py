@@ -46,3 +46,24 @@ def test_a_wide_table_on_a_phone_scrolls_from_the_keyboard(logged_in_page, owner
     expect(region).to_be_focused()
     page.keyboard.press("ArrowRight")
     page.wait_for_function("e => e.scrollLeft > 0", arg=region.element_handle())
+
+
+def test_the_note_box_is_named_note_and_its_shortcut_is_read_after(
+    logged_in_page, owner, workspace
+):
+    """The shortcut key sat inside the note box's <label>: its name was read "Note n"."""
+    from tests.traces.factories import TraceFactory, trace_data
+    from traces.services import add_traces_to_eval_set, create_eval_set
+
+    trace = TraceFactory(workspace=workspace, data=trace_data(1))
+    eval_set = create_eval_set(
+        workspace=workspace, name="Answers", criteria="Answers the question.", created_by=owner
+    )
+    add_traces_to_eval_set(eval_set=eval_set, trace_ids=[trace.pk])
+    page = logged_in_page(owner)
+    page.goto(f"/w/{workspace.slug}/traces/eval-sets/{eval_set.pk}/review/")
+
+    note = page.get_by_role("textbox", name="Note", exact=True)
+    expect(note).to_have_accessible_description("Why? The eval learns from notes too. Shortcut: n")
+    page.keyboard.press("n")
+    expect(note).to_be_focused()
