@@ -159,10 +159,10 @@ def _attach_conversations(verdicts: list[_Verdict]) -> None:
     if not verdicts:
         return
     conversations = {
-        anchor_id: (pk, external_id, started_at)
-        for pk, anchor_id, external_id, started_at in Conversation.objects.filter(
+        anchor_id: (pk, external_id)
+        for pk, anchor_id, external_id in Conversation.objects.filter(
             anchor_id__in=[v.trace_pk for v in verdicts]
-        ).values_list("id", "anchor_id", "external_id", "started_at")
+        ).values_list("id", "anchor_id", "external_id")
     }
     last_turns = dict(
         Trace.objects.filter(conversation_id__in=[c[0] for c in conversations.values()])
@@ -173,10 +173,12 @@ def _attach_conversations(verdicts: list[_Verdict]) -> None:
         found = conversations.get(verdict.trace_pk)
         if found is None:
             continue
-        pk, external_id, started_at = found
+        pk, external_id = found
         verdict.session_id = external_id
         verdict.last_trace_id = last_turns.get(pk, verdict.external_id)
-        verdict.timestamp = started_at
+        # The timestamp stays the anchor turn's own: Langfuse updates a score only when id
+        # and timestamp match, and the conversation's start moves when an earlier turn
+        # arrives late (the anchor does not), which made a resend a second score.
 
 
 def _read_verdicts(executions: Iterable[EvalExecution]) -> list[_Verdict]:

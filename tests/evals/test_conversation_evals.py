@@ -219,6 +219,49 @@ def test_session_scores_reach_langfuse_with_a_stable_id(workspace, fake_langfuse
     assert list(fake.scores) == [expected]
 
 
+def test_a_resent_session_score_keeps_its_timestamp_when_an_earlier_turn_arrives(
+    workspace, fake_langfuse, make_integration
+):
+    """Langfuse updates a score only when its id and timestamp match (CONTRACT.md 2.6): the
+    session score's timestamp was the conversation's start, which an earlier turn arriving
+    late moved, so the resend of the same verdict made a second score."""
+    from evals.execution import scores
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+        score_to_langfuse=True,
+    )
+    active = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=SHORT_AND_CLEAN,
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    ingest = lambda *turns: ingest_traces(  # noqa: E731
+        workspace=workspace, source="langfuse", integration=integration, traces=list(turns)
+    )
+    ingest(_turn(2, "lf-late", 5), _turn(3, "lf-late", 6, metadata={"conversation_end": True}))
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    _judge(workspace, [conversation.anchor_id])
+    expected = scores.session_score_id(eval_set_id=active.eval_set_id, session_id="lf-late")
+    first = dict(fake.scores[expected])
+
+    ingest(_turn(1, "lf-late", 0))  # the exporter's first turn, delivered last
+    conversation.refresh_from_db()
+    assert conversation.started_at == T0  # the conversation starts earlier now
+    scores.push_scores(executions=EvalExecution.objects.filter(eval=active))
+
+    assert fake.scores[expected]["timestamp"] == first["timestamp"]
+    assert fake.scores[expected] == first
+
+
 def test_fake_langfuse_refuses_a_score_with_no_or_two_subjects(fake_langfuse):
     fake = fake_langfuse()
     base = {"name": "x", "value": 1, "dataType": "BOOLEAN"}
