@@ -2,11 +2,9 @@
 
 import logging
 import os
-from pathlib import Path
 
 from celery import Celery
 from celery.signals import (
-    before_task_publish,
     task_postrun,
     task_prerun,
     worker_init,
@@ -29,20 +27,8 @@ app.autodiscover_tasks()
 connect_task_signals()
 
 
-def ensure_broker_folders() -> None:
-    """Create the file-system broker's folders, which the transport expects to exist."""
-    options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
-        if options.get(key):
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
-
-
-_broker_folders_ready = False
-
-
 @worker_init.connect
 def _prepare_worker(**kwargs) -> None:
-    ensure_broker_folders()
     _serve_worker_metrics()
     _warm_up()
     # After the warm-up, so what it built is frozen too. A solo or threads pool runs
@@ -93,15 +79,6 @@ def _serve_worker_metrics() -> None:
             "worker's main process is counted, not the pool processes that run the tasks"
         )
     start_http_server(port, registry=metrics.scrape_registry())
-
-
-@before_task_publish.connect
-def _prepare_publisher(**kwargs) -> None:
-    # The first task sent from a fresh var/ (e.g. by seed_demo) needs the folders too.
-    global _broker_folders_ready
-    if not _broker_folders_ready:
-        ensure_broker_folders()
-        _broker_folders_ready = True
 
 
 @task_prerun.connect

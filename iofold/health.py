@@ -3,7 +3,7 @@
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
-from iofold.celery import app, ensure_broker_folders
+from iofold.celery import app
 
 
 def check_database(db=None) -> tuple[bool, str]:
@@ -32,7 +32,6 @@ def check_database(db=None) -> tuple[bool, str]:
 def check_broker() -> tuple[bool, str]:
     """Return whether the Celery broker accepts a connection, and why not."""
     try:
-        ensure_broker_folders()
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:

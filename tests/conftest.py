@@ -234,9 +234,6 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     Tests using it need ``transactional_db`` so the worker sees their rows. A test may
     ``kill()`` it and ``start()`` it again; later tests get the running one.
     """
-    from iofold.celery import ensure_broker_folders
-
-    ensure_broker_folders()
     # Drop messages left by an earlier, interrupted run so they can't hit this database.
     _purge_queues()
     env = {
