@@ -542,8 +542,10 @@ def _sync(
         integration.refresh_from_db()
         start_sync(integration=integration, trigger=run.trigger)
         return run
-    except Exception:
-        logger.exception("sync crashed run=%s integration=%s", run.pk, integration.pk)
+    except Exception as exc:
+        # Celery logs the crash, with the task's id: a record here would log it twice. Its
+        # traceback carries the ids instead.
+        exc.add_note(f"sync crashed run={run.pk} integration={integration.pk}")
         _finish_run(
             run,
             error="The sync stopped on an internal error; the next one resumes from the last page.",

@@ -472,9 +472,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "iofold.lib.logcontext.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "iofold.lib.logcontext.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "iofold.lib.logcontext.JsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },

@@ -145,6 +145,61 @@ def test_tasks_are_timed_by_queue_and_failures_counted(monkeypatch, json_logs):
     assert record["task_id"] == "task-99"
 
 
+LINK_SECRET = "inv-Crash_Token-77aa"  # a one-time link's secret, in an exception's message
+
+
+def _crashes(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("exc_info")]
+
+
+def test_a_request_crash_is_one_json_record_with_its_request_id_and_no_link_secret(
+    client, json_logs, monkeypatch
+):
+    from iofold import views
+
+    def crash():
+        raise RuntimeError(f"while reading /invitations/{LINK_SECRET}/")
+
+    monkeypatch.setattr(views, "check_database", crash)
+    client.raise_request_exception = False
+
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="req-crash").status_code == 500
+
+    [crash] = _crashes(json_logs())
+    assert (crash["logger"], crash["request_id"]) == ("django.request", "req-crash")
+    assert "RuntimeError: while reading /invitations/[redacted]/" in crash["exc_info"]
+    assert LINK_SECRET not in json.dumps(json_logs())
+
+
+def test_a_task_crash_is_one_json_record_with_its_task_id_and_no_link_secret(
+    workspace, json_logs, monkeypatch
+):
+    """The sync logged its crash with the traceback, then Celery logged the same crash
+    again, whose record also held the traceback twice (``exc_info`` and its ``data``)."""
+    from integrations import services
+    from integrations.tasks import sync_integration_task
+
+    class Crashing:
+        def fetch_traces(self, **kwargs):
+            raise RuntimeError(f"while reading /invitations/{LINK_SECRET}/")
+            yield
+
+    integration = Integration.objects.create(workspace=workspace, name="Langfuse", kind="langfuse")
+    monkeypatch.setattr(services, "get_adapter", lambda integration: Crashing())
+    run = services.start_sync(integration=integration)
+
+    assert sync_integration_task.apply(args=(run.pk,), task_id="task-crash").failed()
+
+    [crash] = _crashes(json_logs())
+    assert (crash["logger"], crash["task_id"]) == ("celery.app.trace", "task-crash")
+    # The sync's ids are in the traceback, as a note on the exception.
+    assert f"sync crashed run={run.pk} integration={integration.pk}" in crash["exc_info"]
+    assert crash["exc_info"].count("Traceback (most recent call last)") == 1
+    assert "traceback" not in crash["data"]
+    assert "/invitations/[redacted]/" in crash["data"]["exc"]
+    assert LINK_SECRET not in json.dumps(json_logs())
+
+
 # --- sandbox, generation, cost ----------------------------------------------------------------
 
 

@@ -148,8 +148,10 @@ def complete_generation(
         raise
     except EvalError as exc:
         return fail_generation(generation_id=generation.pk, error=exc.message)
-    except Exception:
-        logger.exception("%s crashed generation=%s", what, generation.pk)
+    except Exception as exc:
+        # Celery logs the crash, with the task's id: a record here would log it twice. Its
+        # traceback carries the ids instead.
+        exc.add_note(f"{what} crashed generation={generation.pk}")
         fail_generation(
             generation_id=generation.pk,
             error=f"The {what} stopped on an internal error; try again.",

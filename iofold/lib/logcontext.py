@@ -12,6 +12,8 @@ import re
 import sys
 from contextvars import ContextVar
 
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 task_id: ContextVar[str] = ContextVar("task_id", default="")
 
@@ -59,7 +61,38 @@ class ContextFilter(logging.Filter):
         record.request_id = record.request_id or getattr(request, "request_id", "")
         if request is not None and redact(repr(request)) != repr(request):
             record.request = redact(repr(request))
+        if record.exc_text:  # formatted by another handler first, unredacted
+            record.exc_text = redact(record.exc_text)
+        data = getattr(record, "data", None)
+        if isinstance(data, dict) and (record.exc_info or "exc" in data):
+            # Celery's record of a failed task: its ``data`` repeated the traceback the
+            # record's exc_info prints (a crash's traceback twice in one JSON line), and
+            # its ``exc`` is the exception's message, unredacted.
+            record.data = {
+                key: redact(value) if isinstance(value, str) else value
+                for key, value in data.items()
+                if not (key == "traceback" and record.exc_info)
+            }
         return True
+
+
+class _RedactedTraceback:
+    """A traceback (or stack) as a formatter writes it, one-time link secrets taken out:
+    an exception's message may hold a path (a view's, a URL a task fetched)."""
+
+    def formatException(self, ei) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
+class PlainFormatter(_RedactedTraceback, logging.Formatter):
+    """The development log format (``LOG_FORMAT=plain``)."""
+
+
+class JsonFormatter(_RedactedTraceback, _JsonFormatter):
+    """One JSON object per record (``LOG_FORMAT=json``)."""
 
 
 def log_uncaught_exceptions() -> None:
