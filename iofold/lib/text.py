@@ -32,13 +32,18 @@ def has_nul(text: str) -> bool:
 
 
 def search_form(text: str) -> str:
-    """Return ``text`` in the one Unicode form free-text search compares: NFKC.
+    """Return ``text`` in the one form free-text search compares: NFKC, case folded.
 
     The stored search text and the query both pass here, so "café" typed as one code point
     finds "cafe" + a combining accent (as macOS and some SDKs send it) and the reverse.
     NFKC rather than NFC: it also folds compatibility forms a user cannot tell apart on
     screen (full-width "ｃａｆé", the "ﬁ" ligature, "①") into the letters they type; the
     search text is only ever searched, never shown, so what it loses costs nothing.
-    ASCII is in every normal form already: skipped, as most traces are ASCII.
+    Case folded (then NFKC again, as folding may leave a form NFKC would change) because
+    the search's ``icontains`` is SQLite's LIKE there, which folds ASCII letters only:
+    "ÉCOLE" did not find "école", nor "STRASSE" "Straße". ASCII is in every normal form
+    already and its case is LIKE's to fold: skipped, as most traces are ASCII.
     """
-    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())

@@ -1,8 +1,10 @@
-"""Free-text search finds a word whatever Unicode form its trace or its query was written in.
+"""Free-text search finds a word whatever Unicode form or case its trace or its query was
+written in, on PostgreSQL and SQLite alike.
 
 "café" typed on a keyboard is NFC (one code point for "é"); macOS and some SDKs send NFD
 ("e" + a combining accent); full-width letters are compatibility forms. Each looks the same
-on screen, so a search for one must find the others.
+on screen, so a search for one must find the others. Case is folded for every script
+("ÉCOLE" finds "école", "МОСКВА" finds "москва"): SQLite's LIKE folds ASCII letters only.
 """
 
 import importlib
@@ -54,8 +56,6 @@ def api_listed(api_client, q: str) -> set[str]:
 def test_the_list_and_the_api_find_a_word_in_another_normal_form(
     login, api_client, workspace, owner, stored, typed
 ):
-    if typed.isupper() and connection.vendor == "sqlite":
-        pytest.skip("SQLite's LIKE folds the case of ASCII letters only")
     ingest(workspace, "accented", stored)
     ingest(workspace, "plain", "tea room")
 
@@ -65,6 +65,25 @@ def test_the_list_and_the_api_find_a_word_in_another_normal_form(
     # The page shows the query as the user typed it.
     page = login(owner).get(reverse("traces:list", kwargs={"slug": workspace.slug}), {"q": typed})
     assert f'name="q" value="{typed}"' in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("stored", "typed"),
+    [("\u00e9cole", "\u00c9COLE"), ("\u00c9COLE", "\u00e9cole"), ("\u00c9cole", "\u00c9COLE"),
+     ("\u041c\u041e\u0421\u041a\u0412\u0410", "\u043c\u043e\u0441\u043a\u0432\u0430"),
+     ("\u03c3\u03bf\u03c6\u03af\u03b1", "\u03a3\u039f\u03a6\u038a\u0391"),
+     ("Stra\u00dfe", "STRASSE"), ("STRASSE", "stra\u00dfe")],
+    ids=["lower-stored-upper-query", "upper-stored-lower-query", "title-stored-upper-query",
+         "cyrillic", "greek", "sharp-s-stored", "sharp-s-query"],
+)  # fmt: skip
+def test_search_folds_the_case_of_every_script(login, workspace, owner, stored, typed):
+    """Before: on SQLite, "ÉCOLE" did not find "école" (LIKE folds ASCII letters only)."""
+    ingest(workspace, "word", stored)
+    ingest(workspace, "plain", "tea room")
+
+    assert listed(login(owner), workspace, typed) == {"word"}
+    saved = TraceFilters.from_data({"q": typed})
+    assert [t.external_id for t in saved.apply(Trace.objects.for_workspace(workspace))] == ["word"]
 
 
 def test_an_eval_set_filter_saved_before_finds_the_other_form(workspace):
@@ -131,4 +150,49 @@ def test_the_migration_rewrites_rows_stored_before_in_batches(monkeypatch):
     # Backwards is a no-op that leaves the rows as they are.
     executor = MigrationExecutor(connection)
     executor.migrate(before)
+    assert dict(Trace.objects.values_list("external_id", "search_text")) == stored
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_case_folding_migration_rewrites_rows_stored_before(monkeypatch):
+    from django.db.migrations.executor import MigrationExecutor
+
+    unicode_form = importlib.import_module("traces.migrations.0020_search_text_unicode_form")
+    monkeypatch.setattr(unicode_form, "BATCH", 2)  # three rows to rewrite: two batches
+    before = [("traces", "0020_search_text_unicode_form")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    workspace = apps.get_model("workspaces", "Workspace").objects.create(name="W", slug="w")
+    OldTrace = apps.get_model("traces", "Trace")
+    texts = {"fr": "L'\u00c9COLE", "ru": "\u041c\u041e\u0421\u041a\u0412\u0410",
+             "de": "Stra\u00dfe", "ascii": "Tea Room", "done": "\u00e9cole"}  # fmt: skip
+    for external_id, text in texts.items():
+        OldTrace.objects.create(
+            workspace=workspace, source="api", source_key="api", external_id=external_id,
+            timestamp="2026-01-01T00:00:00Z", data={"id": external_id}, search_text=text,
+        )  # fmt: skip
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    stored = dict(Trace.objects.values_list("external_id", "search_text"))
+    assert stored == {
+        "fr": "l'\u00e9cole",
+        "ru": "\u043c\u043e\u0441\u043a\u0432\u0430",
+        "de": "strasse",
+        "ascii": "Tea Room",  # LIKE folds ASCII itself
+        "done": "\u00e9cole",
+    }
+    found = TraceFilters.from_data({"q": "\u00c9COLE"}).apply(Trace.objects.all())
+    assert {t.external_id for t in found} == {"fr", "done"}
+
+    # Backwards is a no-op; forwards again rewrites nothing.
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    assert dict(Trace.objects.values_list("external_id", "search_text")) == stored
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
     assert dict(Trace.objects.values_list("external_id", "search_text")) == stored
