@@ -46,10 +46,11 @@ max_requests = 5000
 max_requests_jitter = 500
 # Load the app once in the master: workers fork with it imported (faster start, shared pages).
 preload_app = True
-accesslog = "-"
+accesslog = "-"  # on; not stdout: see below
 # Gunicorn's own lines and the access log go to the root logger, which the settings'
 # LOGGING formats (JSON in production, with the request id, one-time link secrets taken
-# out); the app is preloaded, so that is configured before gunicorn writes its first line.
+# out) and writes to stderr, as every process does; the app is preloaded, so that is
+# configured before gunicorn writes its first line.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
 logconfig_dict = {
     "root": {"level": "INFO", "handlers": []},

@@ -484,7 +484,10 @@ LOGGING = {
     },
     "handlers": {
         "console": {
+            # stderr, in every process: stdout is a command's output (export_workspace -
+            # writes its archive there). docs/operations.md, "Logs".
             "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
             "formatter": LOG_FORMAT,
             "filters": ["context"],
         }

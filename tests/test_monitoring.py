@@ -200,6 +200,30 @@ def test_a_task_crash_is_one_json_record_with_its_task_id_and_no_link_secret(
     assert LINK_SECRET not in json.dumps(json_logs())
 
 
+def test_log_records_go_to_stderr_and_stdout_keeps_a_commands_output(tmp_path):
+    """Every process logs on stderr (docs/operations.md, "Logs"): ``export_workspace acme -``
+    writes its archive to stdout, which a log line (a key-rotation warning, say) written
+    there would corrupt."""
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('iofold').warning('a warning mid-export'); print('archive bytes')"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "IOFOLD_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "iofold.settings",
+        "LOG_FORMAT": "json",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=BASE_DIR, capture_output=True, text=True
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "archive bytes\n"
+    assert json.loads(out.stderr)["message"] == "a warning mid-export"
+
+
 # --- sandbox, generation, cost ----------------------------------------------------------------
 
 
