@@ -76,6 +76,9 @@ class Integration(WorkspaceOwned):
     score_push_failures = models.PositiveIntegerField(default=0)
     score_push_error = models.TextField(blank=True)
     score_push_failed_at = models.DateTimeField(null=True, blank=True)
+    # An Agents SDK source's response reads that OpenAI refused (401/403) in a row; at
+    # traces.agents_responses.MAX_KEY_REJECTIONS reading stops until the key changes.
+    response_key_rejections = models.PositiveIntegerField(default=0)
 
     objects = IntegrationQuerySet.as_manager()
 

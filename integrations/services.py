@@ -746,7 +746,9 @@ def set_response_key(*, integration: Integration, host: str, secret_key: str) ->
         raise IntegrationError("Only the OpenAI Agents SDK source reads response content.")
     integration.host = clean_host(host, kind=Integration.Kind.OPENAI) if secret_key else ""
     integration.secret_key = secret_key
-    fields = ["host", "secret_key", "updated_at"]
+    # Another key: reading, stopped after the old one's rejections, starts again.
+    integration.response_key_rejections = 0
+    fields = ["host", "secret_key", "response_key_rejections", "updated_at"]
     if integration.status == Integration.Status.AUTH_FAILED:
         # A new key is the fix of a rejected one: the next read shows whether it works.
         integration.status = Integration.Status.OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from integrations.adapters.base import AdapterError
@@ -23,28 +24,40 @@ from integrations.models import Integration
 from iofold.lib.tasks import enqueue
 from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import ingest_traces, stored_traces
+from traces.exceptions import ResponsesUnavailable
 from traces.models import Trace
 
 logger = logging.getLogger(__name__)
 SOURCE = Trace.Source.OPENAI
 FILL_TASK = "traces.tasks.fill_agent_responses_task"
+# Reads OpenAI refuses (401/403) in a row before reading stops: the key is wrong, and every
+# post would otherwise ask again with it. A new key (set_response_key) starts reading again.
+MAX_KEY_REJECTIONS = 3
+
+
+def reading_stopped(integration: Integration) -> bool:
+    return integration.response_key_rejections >= MAX_KEY_REJECTIONS
 
 
 def queue_response_fill(integration: Integration, traces: list[dict]) -> None:
     """Queue reading the responses of these traces, once the receive has committed."""
     ids = [t["id"] for t in traces if unread_responses(t)]
-    if ids and integration.secret_key:
+    if ids and integration.secret_key and not reading_stopped(integration):
         transaction.on_commit(lambda: enqueue(FILL_TASK, integration.pk, ids))
 
 
 def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
-    """Read and store the response content of these traces; return how many were read."""
+    """Read and store the response content of these traces; return how many were read.
+
+    Raise ``ResponsesUnavailable`` when OpenAI refused or failed a read that may work later
+    (the task tries again, waiting longer each time), after storing what was read.
+    """
     integration = (
         Integration.objects.select_related("workspace")
         .filter(pk=integration_id, kind=Integration.Kind.OPENAI_AGENTS)
         .first()
     )
-    if integration is None or not integration.secret_key:
+    if integration is None or not integration.secret_key or reading_stopped(integration):
         return 0
     workspace = integration.workspace
     with transaction.atomic():
@@ -53,22 +66,20 @@ def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
         )
     reader = ResponseReader(host=integration.host, secret_key=integration.secret_key)
     read: dict[str, dict | None] = {}
+    failure: ResponsesUnavailable | None = None
     try:
         for trace in stored.values():
             for rid in unread_responses(trace):
                 read[rid] = reader.read(rid)
     except AdapterError as exc:
-        # Shown on the source's page, as a sync's failure is.
-        Integration.objects.filter(pk=integration.pk).update(
-            status=Integration.Status.AUTH_FAILED
-            if exc.code == "auth"
-            else Integration.Status.ERROR,
-            last_error=f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC: reading response content: {exc}",
-            updated_at=timezone.now(),
-        )
-        logger.info("agents responses failed integration=%s code=%s", integration.pk, exc.code)
+        failure = _record_failure(integration, exc)
         if not read:
+            if failure is not None:
+                raise failure from exc
             return 0
+    else:
+        if integration.response_key_rejections:
+            Integration.objects.filter(pk=integration.pk).update(response_key_rejections=0)
 
     def store() -> None:
         locked = stored_traces(
@@ -84,7 +95,33 @@ def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
         )
 
     run_in_transaction(store, what=f"agents responses integration={integration.pk}")
+    if failure is not None:
+        raise failure  # the rest, later
     return len(read)
+
+
+def _record_failure(integration: Integration, exc: AdapterError) -> ResponsesUnavailable | None:
+    """Show a failed read on the source's page, as a sync's failure is; return the error to
+    retry with, or None when retrying cannot help (a key rejected too often, a refused URL)."""
+    now = timezone.now()
+    error = f"{now:%Y-%m-%d %H:%M:%S} UTC: reading response content: {exc}"
+    if exc.code == "auth":
+        rows = Integration.objects.filter(pk=integration.pk)
+        rows.update(response_key_rejections=F("response_key_rejections") + 1)
+        rejections = rows.values_list("response_key_rejections", flat=True).first() or 0
+        stopped = rejections >= MAX_KEY_REJECTIONS
+        if stopped:
+            error += f" Reading stopped after {rejections} rejections: save a new key to resume."
+        rows.update(status=Integration.Status.AUTH_FAILED, last_error=error, updated_at=now)
+        logger.info(
+            "agents responses rejected integration=%s rejections=%d", integration.pk, rejections
+        )
+        return None if stopped else ResponsesUnavailable(exc.message)
+    Integration.objects.filter(pk=integration.pk).update(
+        status=Integration.Status.ERROR, last_error=error, updated_at=now
+    )
+    logger.info("agents responses failed integration=%s code=%s", integration.pk, exc.code)
+    return None if exc.permanent else ResponsesUnavailable(exc.message)
 
 
 def response_notes(trace: Trace) -> dict:

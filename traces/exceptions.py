@@ -18,3 +18,10 @@ class LabelNotYours(TraceError):
 
     def __init__(self):
         super().__init__("Only its reviewer or a workspace admin can change this label.")
+
+
+class ResponsesUnavailable(Exception):
+    """OpenAI refused or could not answer a response read: try again later (with back-off).
+
+    Not an ``ApplicationError``: no user sees it; the source's page shows the reason.
+    """

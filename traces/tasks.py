@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from iofold.lib.tasks import RunTask
+from traces.exceptions import ResponsesUnavailable
 from traces.models import ScoreImportRun
 
 
@@ -14,7 +15,16 @@ def import_scores_task(run_id: int) -> None:
     execute_score_import(run_id=run_id)
 
 
-@shared_task(acks_late=True)
+# A read OpenAI refused or could not answer is tried again later, each wait twice the last
+# (60 s, 120 s, ... at most an hour); a rejected key stops it sooner (agents_responses).
+@shared_task(
+    acks_late=True,
+    autoretry_for=(ResponsesUnavailable,),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=5,
+)
 def fill_agent_responses_task(integration_id: int, external_ids: list[str]) -> None:
     """Read the Responses API content of received Agents SDK traces (agents_responses)."""
     from traces.agents_responses import read_responses

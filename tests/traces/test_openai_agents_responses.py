@@ -143,6 +143,64 @@ def test_a_rejected_key_shows_on_the_source(
     assert "sk-wrong" not in source.last_error
 
 
+def test_a_rejected_key_is_retried_with_back_off_then_reading_stops_until_the_key_changes(
+    live_server, client, workspace, owner, store, monkeypatch
+):
+    """Before: every post queued a read that OpenAI answered 401 again, without end, and a
+    read that failed was not tried again later at all."""
+    from integrations.services import set_response_key
+    from traces import agents_responses
+    from traces.tasks import fill_agent_responses_task
+
+    queued = []
+    monkeypatch.setattr(agents_responses, "enqueue", lambda *args: queued.append(args))
+    retries = []
+    retry = fill_agent_responses_task.retry
+
+    def record_retry(*args, **kwargs):
+        retries.append(kwargs["countdown"])
+        return retry(*args, **kwargs)
+
+    monkeypatch.setattr(fill_agent_responses_task, "retry", record_retry)
+    # Full jitter waits a random time up to the back-off: here, the whole of it.
+    monkeypatch.setattr("celery.utils.time.random.randrange", lambda stop: stop - 1)
+    store.add_response("resp_1", answer="Shipped.")
+    source = _source(workspace, host=store.base_url, secret_key="sk-wrong")
+    trace_id, items = record_responses_run("resp_1")
+    _export(live_server, workspace, owner, items)
+    [(_, source_id, ids)] = queued
+
+    # A worker runs the read; each 401 tries again later, each wait twice the last.
+    fill_agent_responses_task.apply(args=(source_id, ids))
+
+    reads = [p for p, _ in store.requests if p == "/v1/responses/resp_1"]
+    assert len(reads) == agents_responses.MAX_KEY_REJECTIONS
+    assert retries == [60, 120]
+    source.refresh_from_db()
+    assert source.status == Integration.Status.AUTH_FAILED
+    assert "OpenAI rejected the API key (HTTP 401)" in source.last_error
+    assert "Reading stopped after 3 rejections: save a new key to resume." in source.last_error
+    client.force_login(owner)
+    page = client.get(reverse("integrations:detail", args=[workspace.slug, source.pk]))
+    assert "Reading stopped after 3 rejections" in page.content.decode()
+
+    # Stopped: new posts queue no read, and a read queued before asks OpenAI nothing.
+    _, more = record_responses_run("resp_1")
+    _export(live_server, workspace, owner, more)
+    assert len(queued) == 1
+    requests = len(store.requests)
+    fill_agent_responses_task.apply(args=(source_id, ids))
+    assert len(store.requests) == requests
+
+    # A new key resumes reading.
+    set_response_key(integration=source, host=store.base_url, secret_key=store.api_key)
+    _export(live_server, workspace, owner, items)
+    assert len(queued) == 2
+    fill_agent_responses_task.apply(args=queued[-1][1:])
+    row = Trace.objects.get(workspace=workspace, external_id=trace_id)
+    assert _steps(row)[0]["output"][0]["content"][0]["text"] == "Shipped."
+
+
 def test_without_a_key_the_trace_page_says_what_response_content_needs(
     live_server, client, workspace, owner
 ):
