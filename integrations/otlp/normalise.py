@@ -334,6 +334,35 @@ def tool_step_name(span_name: str, attrs: dict[str, Any]) -> str:
     return span_name or "tool"
 
 
+def renamed_tool_steps(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a stored trace with its tool steps named as ``span_to_step`` names them now;
+    None when none changes (stored since, or no tool step named after its span).
+
+    For traces stored before tool steps were named after their tool: such a step's name
+    is its span's, and its kept attributes still name the tool. Run twice, it changes
+    nothing the second time (a renamed step keeps its span's name in ``otel.span_name``).
+    """
+    steps, renamed = [], {}
+    for step in data["steps"]:
+        metadata = step.get("metadata") or {}
+        otel = metadata.get("otel")
+        if step.get("type") == "tool" and isinstance(otel, dict) and "span_name" not in otel:
+            name = tool_step_name(step["name"], metadata.get("attributes") or {})
+            if step["name"] and name != step["name"]:
+                renamed[step["id"]] = name
+                otel = {**otel, "span_name": step["name"]}
+                step = {**step, "name": name, "metadata": {**metadata, "otel": otel}}
+        steps.append(step)
+    if not renamed:
+        return None
+    # The trace is named after its root step (build_trace): the first without a parent.
+    roots = [s for s in steps if _parent_span(s) is None] or [
+        s for s in steps if s.get("parent_id") is None
+    ]
+    name = renamed.get(roots[0]["id"], data["name"]) if roots else data["name"]
+    return {**data, "name": name, "steps": steps}
+
+
 def _usage(attrs: dict[str, Any]) -> dict[str, int] | None:
     for input_key, output_key in _USAGE_KEYS:
         if input_key not in attrs and output_key not in attrs:

@@ -138,3 +138,47 @@ def test_a_conversation_received_over_otlp_shows_its_tools_in_the_chat(
     assert '<span class="type tool">cancel_order</span>' in html
     assert '<span class="type tool">get_order</span>' in html
     assert "execute_tool" not in html and "cancel_order.tool" not in html
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_a_trace_stored_before_reads_as_if_received_today_after_the_migration(
+    client, workspace, token, dialect, monkeypatch
+):
+    """traces 0022: a trace stored before tool steps were named after their tool (each
+    named after its span) is rewritten as the receiver writes it now, columns included."""
+    import copy
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    from traces.ingest import trace_columns
+
+    recorder = Recorder()
+    trace_id = _support_turn(recorder, dialect)
+    _send(client, token, recorder)
+    rows = Trace.objects.for_workspace(workspace).filter(external_id=f"{trace_id:032x}")
+    today = rows.values_list("data", "name", "search_text", "content_hash").get()
+    before = copy.deepcopy(today[0])
+    for step in before["steps"]:  # as stored before: each tool step named after its span
+        if span_name := step["metadata"]["otel"].pop("span_name", None):
+            step["name"] = span_name
+    assert [s["name"] for s in before["steps"] if s["type"] == "tool"] != [
+        "get_order",
+        "cancel_order",
+    ]
+    columns = trace_columns(before)
+    rows.update(data=before, search_text=columns["search_text"], content_hash="before")
+
+    migration = importlib.import_module("traces.migrations.0022_otlp_tool_step_names")
+    monkeypatch.setattr(migration, "BATCH", 1)
+    migration.forwards(apps, SimpleNamespace(connection=connection))
+
+    # The search text is made from the stored payload, whose keys are sorted: the same
+    # words as ingest's, maybe in another key order.
+    today = (*today[:2], trace_columns(today[0])["search_text"], today[3])
+    assert rows.values_list("data", "name", "search_text", "content_hash").get() == today
+    assert "execute_tool" not in today[2] and "get_order" in today[2]
+    migration.forwards(apps, SimpleNamespace(connection=connection))  # a rerun: nothing more
+    assert rows.values_list("data", "name", "search_text", "content_hash").get() == today
