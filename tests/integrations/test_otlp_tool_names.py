@@ -144,7 +144,7 @@ def test_a_conversation_received_over_otlp_shows_its_tools_in_the_chat(
 def test_a_trace_stored_before_reads_as_if_received_today_after_the_migration(
     client, workspace, token, dialect, monkeypatch
 ):
-    """traces 0022: a trace stored before tool steps were named after their tool (each
+    """traces 0024: a trace stored before tool steps were named after their tool (each
     named after its span) is rewritten as the receiver writes it now, columns included."""
     import copy
     import importlib
@@ -171,7 +171,7 @@ def test_a_trace_stored_before_reads_as_if_received_today_after_the_migration(
     columns = trace_columns(before)
     rows.update(data=before, search_text=columns["search_text"], content_hash="before")
 
-    migration = importlib.import_module("traces.migrations.0022_otlp_tool_step_names")
+    migration = importlib.import_module("traces.migrations.0024_otlp_tool_step_names")
     monkeypatch.setattr(migration, "BATCH", 1)
     migration.forwards(apps, SimpleNamespace(connection=connection))
 

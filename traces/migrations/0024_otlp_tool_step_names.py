@@ -47,6 +47,6 @@ def forwards(apps, schema_editor):
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("traces", "0021_search_text_casefold")]
+    dependencies = [("traces", "0023_search_text_casefold")]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
