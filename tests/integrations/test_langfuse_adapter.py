@@ -6,6 +6,7 @@ import email.utils
 import gc
 import json
 import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -23,6 +24,7 @@ from integrations.adapters.base import (
 )
 from integrations.adapters.langfuse import LangfuseAdapter, get_client, normalise_langfuse_export
 from integrations.adapters.langfuse.normalise import normalise_rows
+from integrations.adapters.langfuse.scan import Scan
 from tests.fakes.langfuse_server import FakeLangfuse, make_row, running
 from traces.ingest import canonical_trace
 
@@ -131,6 +133,28 @@ def test_the_page_that_ends_the_scan_carries_the_last_rows_traces(overlapping, f
     # A source whose rows fit one page: a sync of it writes one page, so commits once.
     (page,) = sync(make_adapter(fake), fake)
     assert page.cursor is None and len(page.traces) == 30
+
+
+def test_the_next_page_is_asked_for_while_a_page_is_grouped_into_traces(overlapping, monkeypatch):
+    """The server builds the next page while this one's rows are normalised, not after."""
+    path = "/api/public/v2/observations"
+    asked_while_grouping = []
+    add_rows = Scan.add_rows
+
+    def grouping(scan, rows, **kwargs):
+        if not asked_while_grouping:
+            deadline = time.monotonic() + 10
+            while overlapping.request_count(path) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            asked_while_grouping.append(overlapping.request_count(path))
+        return add_rows(scan, rows, **kwargs)
+
+    monkeypatch.setattr(Scan, "add_rows", grouping)
+    pages = sync(make_adapter(overlapping, page_limit=12), overlapping)
+    assert asked_while_grouping[0] >= 2
+    # Read ahead or not, the same traces, each once, and one request a page.
+    assert len(all_traces(pages)) == 30 == sum(len(p.traces) for p in pages)
+    assert len(pages) == overlapping.request_count(path)
 
 
 def test_memory_stays_bounded_by_open_traces(overlapping):

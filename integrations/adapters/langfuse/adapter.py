@@ -32,6 +32,7 @@ from integrations.adapters.langfuse.filters import filter_json, trace_ids_filter
 from integrations.adapters.langfuse.scan import Scan, cursor_progress, decode_cursor
 from integrations.adapters.langfuse.scores import score_batches
 from integrations.adapters.langfuse.transport import PAGE_LIMIT, LangfuseTransport, WindowTooHeavy
+from iofold.lib.prefetch import prefetched
 
 logger = logging.getLogger(__name__)
 
@@ -163,17 +164,21 @@ class LangfuseAdapter(LangfuseTransport, Adapter):
         last_rows_traces: list[dict[str, Any]] = []
         while windows:
             w_lower, w_upper = windows.pop()
+            # The window's next page is read on a thread while this one's rows are grouped
+            # and normalised: the server builds it meanwhile, instead of after.
+            pages = prefetched(self._pages(w_lower, w_upper, filters), name="langfuse-pages")
             try:
-                for rows, more in self._pages(w_lower, w_upper, filters):
-                    traces = scan.add_rows(rows, window_upper=w_upper)
-                    if len(scan.pending) > self.max_pending_traces:
-                        traces += self._fetch_whole(scan, scan.take_orphans())
-                    if not more and not windows and w_lower <= lower:
-                        # The scan's last rows: the page that ends the scan (below) takes
-                        # their traces too, one transaction for the sync instead of two.
-                        last_rows_traces = traces
-                        break
-                    yield scan.page(traces, lower=lower, until=until_at)
+                with pages:
+                    for rows, more in pages:
+                        traces = scan.add_rows(rows, window_upper=w_upper)
+                        if len(scan.pending) > self.max_pending_traces:
+                            traces += self._fetch_whole(scan, scan.take_orphans())
+                        if not more and not windows and w_lower <= lower:
+                            # The scan's last rows: the page that ends the scan (below) takes
+                            # their traces too, one transaction for the sync instead of two.
+                            last_rows_traces = traces
+                            break
+                        yield scan.page(traces, lower=lower, until=until_at)
             except WindowTooHeavy:
                 if w_upper - w_lower <= timedelta(minutes=1):
                     raise AdapterError(
