@@ -10,17 +10,23 @@ The fake OpenAI store's baseline makes the same list and messages requests over 
 
 The sync runs with DEBUG off, as a worker does, and fetches, normalises and prepares
 (validates, encodes, hashes) one page ahead on a thread while it writes the current one
-(integrations.services.PREFETCH_PAGES). Its process imports the adapter's SDK before the
-timer, as a worker has after its first sync, and freezes its start-up heap out of the
-garbage collector's reach first, as a worker does when it starts (iofold.lib.heap). The
-CPU seconds it reports count all its threads and vary less than wall time on a shared
-machine, as do those of the database's PostgreSQL backends during the sync (reported
-too), with the SQL statements the sync sent (commits aside). The ratio is only meaningful
-on a quiet machine: the fetch-only loop is mostly waiting on the fake, the sync mostly
-CPU, so a loaded machine slows the sync less than it slows the fetch and the ratio rises.
+(integrations.services.PREFETCH_PAGES); Langfuse's observation pages are read ahead on
+a thread of their own while the rows before are grouped into traces. Its process imports
+the adapter's SDK before the timer, as a worker has after its first sync, and freezes its
+start-up heap out of the garbage collector's reach first, as a worker does when it starts
+(iofold.lib.heap). The CPU seconds it reports count all its threads and vary less than
+wall time on a shared machine, as do those of the database's PostgreSQL backends during
+the sync (reported too), with the SQL statements the sync sent (commits aside). The ratio
+is only meaningful on a quiet machine: the fetch-only loop is mostly waiting on the fake,
+the sync mostly CPU, so a loaded machine slows the sync less than it slows the fetch and
+the ratio rises.
+A 1,000-trace run lasts well under a second, so one run of each side says little: each
+side runs ``--repeat`` times (3), fetch-only and sync in turns, each sync on a fresh copy
+of a database migrated once (BENCH_DB_PREFIX names them); the figures are the medians,
+the ratio the median of each pair's, with the lowest and highest beside them.
 
 Run: .venv/bin/python bench/sync.py [--source langfuse|langsmith|openai] [--quick] [--traces N]
-     [--observations 5]
+     [--observations 5] [--repeat 3]
      BENCH_PROFILE=/tmp/sync.prof … writes a cProfile of the sync alone.
      BENCH_CALLGRIND=1 valgrind --tool=callgrind --instr-atstart=no --trace-children=yes \
        --trace-children-skip-by-arg=serve,fetch,migrate,callgrind_control \
@@ -38,6 +44,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -312,6 +319,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 traces instead of 10,000")
     parser.add_argument("--traces", type=int)
     parser.add_argument("--observations", type=int, default=5)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each side; medians are reported"
+    )
     parser.add_argument("--phase", choices=["serve", "fetch", "sync"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -339,22 +349,34 @@ def main() -> None:
         args.observations = 4  # the fake LangSmith's runs per trace: root, llm, tool, retriever
     if openai:
         args.observations = 1  # one stored completion a trace (plus its messages request)
-    db_name = f"{DB_NAME}_{args.source}_{os.getpid()}"
+    repeats = max(1, args.repeat)
+    prefix = os.environ.get("BENCH_DB_PREFIX", DB_NAME)
+    template = f"{prefix}_{args.source}_{os.getpid()}"
+    # Each sync writes into a database of its own, a copy of one migrated once: every run
+    # starts from the same empty tables.
+    db_names = [f"{template}_{run}" for run in range(repeats)]
 
     import psycopg
 
     admin = psycopg.connect(ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True)
-    admin.execute(f"DROP DATABASE IF EXISTS {db_name}")
-    admin.execute(f"CREATE DATABASE {db_name}")
-    db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
-    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "iofold.settings",
-           "LOG_LEVEL": "WARNING"}  # fmt: skip
+    for name in [template, *db_names]:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.execute(f"CREATE DATABASE {template}")
+
+    def env_for(name: str) -> dict:
+        return {**os.environ, "DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
+                "DJANGO_SETTINGS_MODULE": "iofold.settings", "LOG_LEVEL": "WARNING"}  # fmt: skip
+
+    env = env_for(template)
     port_file = ROOT / "var" / f"bench-sync-{os.getpid()}.url"
     server = None
+    fetches, syncs = [], []
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True
         )
+        for name in db_names:
+            admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         server = subprocess.Popen(
             [sys.executable, __file__, "--phase", "serve", f"--traces={traces}",
              f"--source={args.source}",
@@ -368,34 +390,49 @@ def main() -> None:
         child_args = (f"--url={url}", f"--base={base}", f"--traces={traces}",
                       f"--source={args.source}")  # fmt: skip
         _child("fetch", env, *child_args)
-        fetched = _child("fetch", env, *child_args)
-        synced = _child("sync", env, *child_args)
+        # Fetch-only and sync in turns, each sync on its own fresh database: a change in the
+        # machine's load touches both sides of a pair alike.
+        for name in db_names:
+            fetches.append(_child("fetch", env, *child_args))
+            syncs.append(_child("sync", env_for(name), *child_args))
     finally:
         if server is not None:
             server.terminate()
             server.wait()
         port_file.unlink(missing_ok=True)
-        admin.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        for name in [*db_names, template]:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
 
-    ratio = synced["traces_per_second"] / fetched["traces_per_second"]
+    # Medians of the runs; the ratio is the median of each pair's (fetch, then sync).
+    pairs = zip(fetches, syncs, strict=True)
+    ratios = [s["traces_per_second"] / f["traces_per_second"] for f, s in pairs]
+    fetched = {key: median([f[key] for f in fetches]) for key in fetches[0]}
+    synced = {key: median([s[key] for s in syncs]) for key in syncs[0]}
+    ratio = median(ratios)
     print(
-        f"traces: {traces} x {args.observations} observations ({fetched['rows']} rows, "
-        f"{fetched['pages']} API pages)"
+        f"traces: {traces} x {args.observations} observations ({fetched['rows']:.0f} rows, "
+        f"{fetched['pages']:.0f} API pages); medians of {repeats} runs of each side "
+        f"[lowest-highest]"
     )
     print(
-        f"raw-HTTP fetch only: {fetched['seconds']:.2f} s, "
+        f"raw-HTTP fetch only: {fetched['seconds']:.2f} s {spread(fetches, 'seconds')}, "
         f"{fetched['traces_per_second']:.0f} traces/s, peak RSS {fetched['peak_rss_mb']:.0f} MB"
     )
     print(
-        f"sync to PostgreSQL: {synced['seconds']:.2f} s, {synced['traces_per_second']:.0f} "
-        f"traces/s, peak RSS {synced['peak_rss_mb']:.0f} MB, {synced['pages']} sync pages, "
-        f"{synced['cpu_seconds']:.2f} s of CPU (PostgreSQL's backends: "
-        f"{synced['postgres_cpu_seconds']:.2f} s), {synced['sql_statements']} SQL statements"
+        f"sync to PostgreSQL: {synced['seconds']:.2f} s {spread(syncs, 'seconds')}, "
+        f"{synced['traces_per_second']:.0f} traces/s, peak RSS {synced['peak_rss_mb']:.0f} MB, "
+        f"{synced['pages']:.0f} sync pages, {synced['cpu_seconds']:.2f} s of CPU "
+        f"{spread(syncs, 'cpu_seconds')} (PostgreSQL's backends: "
+        f"{synced['postgres_cpu_seconds']:.2f} s), {synced['sql_statements']:.0f} SQL statements"
     )
-    print(f"sync / fetch-only throughput: {ratio:.2f} (goal >= 0.5); peak RSS goal < 300 MB")
-    flags = f"--source {args.source} " + ("--quick" if args.quick else "")
-    print(f"reproduce: .venv/bin/python bench/sync.py {flags}".rstrip())
+    print(
+        f"sync / fetch-only throughput: {ratio:.2f} [{min(ratios):.2f}-{max(ratios):.2f}] "
+        f"(goal >= 0.5); peak RSS goal < 300 MB"
+    )
+    flags = f"--source {args.source} " + ("--quick " if args.quick else "")
+    flags += f"--repeat {repeats}"
+    print(f"reproduce: .venv/bin/python bench/sync.py {flags}")
     print(json.dumps({
         "source": args.source,
         "traces": traces,
@@ -409,7 +446,23 @@ def main() -> None:
         "sync_cpu_seconds": round(synced["cpu_seconds"], 2),
         "postgres_cpu_seconds": round(synced["postgres_cpu_seconds"], 2),
         "sync_sql_statements": synced["sql_statements"],
+        "repeats": repeats,
+        "throughput_ratio_min": round(min(ratios), 3),
+        "throughput_ratio_max": round(max(ratios), 3),
+        "sync_seconds_min": round(min(s["seconds"] for s in syncs), 2),
+        "sync_seconds_max": round(max(s["seconds"] for s in syncs), 2),
+        "fetch_seconds": round(fetched["seconds"], 2),
+        "fetch_seconds_min": round(min(f["seconds"] for f in fetches), 2),
+        "fetch_seconds_max": round(max(f["seconds"] for f in fetches), 2),
+        "sync_cpu_seconds_min": round(min(s["cpu_seconds"] for s in syncs), 2),
+        "sync_cpu_seconds_max": round(max(s["cpu_seconds"] for s in syncs), 2),
     }))  # fmt: skip
+
+
+def spread(runs: list[dict], key: str) -> str:
+    """The lowest and highest of ``key`` over the runs, as ``[low-high]``."""
+    values = [run[key] for run in runs]
+    return f"[{min(values):.2f}-{max(values):.2f}]"
 
 
 if __name__ == "__main__":
