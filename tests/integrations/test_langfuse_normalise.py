@@ -9,6 +9,7 @@ from integrations.adapters.langfuse.normalise import (
     _cost,
     _root_of,
     _step_error,
+    _usage,
     normalise_rows,
 )
 
@@ -40,6 +41,32 @@ def test_cost_is_the_first_number_of_total_cost_calculated_cost_and_cost_details
         numbers = [v for v in (total, calculated, detail) if type(v) in (int, float)]
         expected = float(numbers[0]) if numbers else None
         assert _cost(obs) == expected and type(_cost(obs)) is type(expected)
+
+
+def test_usage_is_read_from_usage_details_else_usage_else_prompt_tokens():
+    details = (None, {}, "lots", [1], {"input": 5}, {"prompt_tokens": 4, "completion_tokens": 2},
+               {"output": "many"}, {"total": 9})  # fmt: skip
+    for usage_details, usage, prompt in itertools.product(details, details, (None, 3)):
+        obs = {"usageDetails": usage_details, "usage": usage}
+        if prompt is not None:
+            obs |= {"promptTokens": prompt, "completionTokens": 1}
+        # The plain rule: the first non-empty of the two, when it is an object.
+        found = usage_details or usage
+        found = found if isinstance(found, dict) else {}
+        first_in = next(
+            (found[k] for k in ("input", "prompt_tokens", "input_tokens") if k in found), None
+        )
+        first_out = next(
+            (found[k] for k in ("output", "completion_tokens", "output_tokens") if k in found), None
+        )
+        if first_in is None and prompt is not None:
+            first_in, first_out = prompt, 1
+        if first_in is None and first_out is None:
+            expected = None
+        else:
+            count = lambda v: v if isinstance(v, int) else 0  # noqa: E731
+            expected = {"input": count(first_in), "output": count(first_out)}
+        assert _usage(obs) == expected, obs
 
 
 def test_step_error_follows_the_level_and_the_status_message():

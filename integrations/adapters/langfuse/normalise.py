@@ -52,11 +52,12 @@ def _step_error(obs: dict[str, Any], level: Any) -> str | None:
 
 
 def _usage(obs: dict[str, Any]) -> dict[str, int] | None:
-    details = obs.get("usageDetails") or obs.get("usage") or {}
-    if not isinstance(details, dict):
-        details = {}
-    found_in = _first_present(details, _INPUT_KEYS)
-    found_out = _first_present(details, _OUTPUT_KEYS)
+    details = obs.get("usageDetails") or obs.get("usage")
+    if details and isinstance(details, dict):
+        found_in = _first_present(details, _INPUT_KEYS)
+        found_out = _first_present(details, _OUTPUT_KEYS)
+    else:  # most rows (spans, tools, events) have none: no key looked for
+        found_in = found_out = None
     if found_in is None and obs.get("promptTokens") is not None:
         found_in, found_out = obs.get("promptTokens"), obs.get("completionTokens")
     if found_in is None and found_out is None:

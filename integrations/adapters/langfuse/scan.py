@@ -38,19 +38,28 @@ class Scan:
     def add_rows(
         self, rows: list[dict[str, Any]], *, window_upper: datetime
     ) -> list[dict[str, Any]]:
+        # Every row of a sync passes here: the scan's state is held in locals meanwhile,
+        # and a trace's entry is made only for its first row.
+        pending, done, position = self.pending, self.done, self.position
         for row in rows:
             trace_id = row.get("traceId")
             start = parse_time(row.get("startTime"))
             if not trace_id or start is None:
                 continue
-            self.position = start if self.position is None else min(self.position, start)
-            if trace_id in self.done:
+            if position is None or start < position:
+                position = start
+            if trace_id in done:
                 continue  # re-read after a window split, or a child that started before its root
-            entry = self.pending.setdefault(trace_id, {"rows": {}, "anchor": None, "newest": start})
+            entry = pending.get(trace_id)
+            if entry is None:
+                entry = pending[trace_id] = {"rows": {}, "anchor": None, "newest": start}
             entry["rows"][row["id"]] = row
-            entry["newest"] = max(entry["newest"], start)
+            if start > entry["newest"]:
+                entry["newest"] = start
             if row.get("parentObservationId") is None or row.get("isRootObservation"):
-                entry["anchor"] = start if entry["anchor"] is None else min(entry["anchor"], start)
+                anchor = entry["anchor"]
+                entry["anchor"] = start if anchor is None or start < anchor else anchor
+        self.position = position
         closed = [
             trace_id
             for trace_id, entry in self.pending.items()
