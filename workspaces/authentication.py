@@ -17,7 +17,8 @@ class WorkspaceTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode("latin-1").split()
-        if not header or header[0] != self.keyword:
+        # The scheme is case-insensitive (RFC 9110, 11.1): "bearer" is "Bearer".
+        if not header or header[0].lower() != self.keyword.lower():
             return None
         if len(header) != 2 or not header[1].startswith(ApiToken.PREFIX):
             raise exceptions.AuthenticationFailed("Malformed API token.")

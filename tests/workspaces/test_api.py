@@ -56,6 +56,15 @@ def test_malformed_or_unknown_token_is_refused(api_client, token, header):
     assert response.status_code == 401
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER"])
+def test_the_bearer_scheme_is_read_whatever_its_case(api_client, token, scheme):
+    """An HTTP authentication scheme is case-insensitive (RFC 9110, 11.1): a client that
+    sent ``bearer iof_...`` was told it had sent no credentials at all."""
+    _, raw = token
+    response = _members(api_client, Authorization=f"{scheme} {raw}")
+    assert response.status_code == 200
+
+
 def test_tampered_secret_with_a_real_lookup_is_refused(api_client, token):
     _, raw = token
     response = _members(api_client, Authorization=f"Bearer {raw[:-2]}xx")
