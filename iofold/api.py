@@ -18,12 +18,47 @@ from iofold.lib.fields import MAX_ID
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
-    """DRF's limit/offset pages, at most ``max_limit`` rows a page.
+    """DRF's limit/offset pages, at most ``max_limit`` rows a page; a ``?limit=`` or
+    ``?offset=`` that does not read is a 400 naming it, as on the cursor-paged lists.
 
     Without a cap, ``?limit=`` of 30 digits reaches the SQL LIMIT and overflows it (a 500).
+    DRF reads ``?limit=ten`` or ``?offset=-1`` as its default, quietly: the typo went
+    unnoticed. An offset past the end is an empty page.
     """
 
     max_limit = 200
+
+    def get_limit(self, request) -> int:
+        unread: dict[str, str] = {}
+        limit = page_limit(
+            request.query_params,
+            unread,
+            default=self.default_limit,
+            most=self.max_limit,
+            name=self.limit_query_param,
+        )
+        if unread:
+            raise ValidationError(unread)
+        return limit
+
+    def get_offset(self, request) -> int:
+        given = request.query_params.get(self.offset_query_param, "")
+        if given == "":
+            return 0
+        # Digits only; past MAX_OFFSET every list has ended (and int() of 20,000 digits raises).
+        if not (given.isascii() and given.isdigit()):
+            raise ValidationError(
+                {self.offset_query_param: f"{given[:40]!r} is not a whole number from 0."}
+            )
+        return int(given) if len(given) <= 10 else MAX_OFFSET + 1
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        """Document the bounds that ``get_limit`` and ``get_offset`` hold to."""
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: 1, self.offset_query_param: 0}
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = bounds[parameter["name"]]
+        return parameters
 
 
 class IdField(serializers.IntegerField):
@@ -148,7 +183,8 @@ def exception_handler(exc, context):
     messages by field, as a serializer's would be, rather than a 500. Too many requests,
     from DRF's throttles or a ``RateLimited`` budget (traces per minute), is a 429 with
     ``Retry-After`` in seconds. A form that Django refuses to read is a 400 (413 when
-    too large) in JSON like any other, not Django's HTML error page.
+    too large) in JSON like any other, not Django's HTML error page. A field's message is
+    always a list of messages.
     """
     if isinstance(exc, RateLimited):
         exc = Throttled(wait=exc.retry_after, detail=exc.message)
@@ -166,11 +202,25 @@ def exception_handler(exc, context):
             exc = PayloadTooLarge("The request body is too large.")
         else:
             exc = ParseError(str(exc))
+    if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
+        exc.detail = _messages_by_field(exc.detail)
     # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when it loads, and
     # that names this module, so a module-level import is circular when this one loads first.
     from rest_framework.views import exception_handler as drf_exception_handler
 
     return drf_exception_handler(exc, context)
+
+
+def _messages_by_field(detail: dict) -> dict:
+    """Make each field's message a list of messages, as DRF's serializers give them.
+
+    A view that refuses query parameters by hand (``{"limit": "..."}``) gave a string where
+    a client reads a list. ``detail``, the one message about the whole request, stays one.
+    """
+    return {
+        field: [messages] if isinstance(messages, str) and field != "detail" else messages
+        for field, messages in detail.items()
+    }
 
 
 class InlineStylesBrowsableAPIRenderer(BrowsableAPIRenderer):
@@ -196,7 +246,9 @@ VALIDATION_ERROR_SCHEMA = {
         " request is), ``non_field_errors`` for the whole body, or ``detail`` when the body"
         " or a header could not be read at all."
     ),
-    "additionalProperties": {},
+    "properties": {"detail": {"type": "string"}},
+    # A field's messages are a list; a nested field's, an object of the same shape.
+    "additionalProperties": {"anyOf": [{"type": "array"}, {"type": "object"}]},
 }
 # Answers every operation can give, whatever its view: ``exception_handler`` shapes them.
 COMMON_ERRORS = {

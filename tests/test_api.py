@@ -646,3 +646,57 @@ def test_a_workspace_named_by_no_slug_is_a_400_naming_it(owner_client, world, sl
 
     assert response.status_code == 400
     assert response.json() == {"workspace": ["Not a workspace slug."]}
+
+
+# --- one error shape, one page vocabulary -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/traces/", {"limit": "ten"}),
+        ("/api/v1/traces/", {"cursor": "not-a-cursor", "date_from": "2026-13-01"}),
+        ("/api/v1/conversations/", {"state": "closed"}),
+        ("/api/v1/traces/{id}/", {"steps_offset": "-1"}),
+        ("/api/v1/feedback/", {"rating": "good"}),
+        ("/api/v1/evals/", {"limit": "ten"}),
+    ],
+)
+def test_every_field_error_is_a_list_of_messages(owner_client, world, path, query):
+    """The documented shape is ``{"<field>": ["..."]}``; the cursor-paged lists and the
+    detail windows answered ``{"limit": "..."}``, a string where a client reads a list (and
+    iterated it character by character)."""
+    response = owner_client.get(_path_ids(path, world), query)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == set(query)
+    assert all(
+        isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+        for messages in body.values()
+    ), body
+
+
+def _documents(path: str, param: str) -> bool:
+    return any(p["name"] == param for p in SCHEMA["paths"][path]["get"]["parameters"])
+
+
+@pytest.mark.parametrize(
+    ("path", "param", "value"),
+    [
+        (path, param, value)
+        for path in LIST_OPERATIONS
+        for param, value in [("limit", "-5"), ("limit", "0"), ("limit", "ten"), ("offset", "-1")]
+        if _documents(path, param)
+    ],
+)
+def test_a_page_parameter_that_does_not_read_is_a_400_naming_it(
+    owner_client, world, path, param, value
+):
+    """``?limit=ten`` or ``?offset=-1`` on the limit/offset lists read as the first 50 rows
+    (a 200), where the cursor-paged lists refuse the same ``?limit=``: a script's typo went
+    unnoticed on one list and not the next."""
+    response = owner_client.get(_path_ids(path, world), {param: value})
+
+    assert response.status_code == 400, response.content[:200]
+    assert list(response.json()) == [param]
