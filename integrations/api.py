@@ -16,6 +16,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.receiver_pages import agents_setup_example
 from integrations.validators import validate_public_key, validate_secret_key
+from iofold.api import LOCATION
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
@@ -212,14 +213,18 @@ class IntegrationMixin(WorkspaceScopedMixin):
 class IntegrationListApi(IntegrationMixin, generics.ListAPIView):
     serializer_class = IntegrationOut
 
-    @extend_schema(request=IntegrationIn, responses={201: IntegrationOut})
+    @extend_schema(request=IntegrationIn, responses={201: IntegrationOut}, parameters=[LOCATION])
     def post(self, request):
         data = IntegrationIn(data=request.data)
         data.is_valid(raise_exception=True)
         integration = services.create_integration(
             workspace=request.workspace, **data.validated_data
         )
-        return Response(IntegrationOut(integration).data, status=status.HTTP_201_CREATED)
+        return Response(
+            IntegrationOut(integration).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("api-integration", args=[integration.pk])},
+        )
 
 
 @extend_schema(tags=["integrations"])
@@ -321,7 +326,7 @@ def receiver_schema(out) -> Callable:
     """The schema of a ``ReceiverSourceApi`` subclass whose answers are ``out``."""
     return extend_schema_view(
         get=extend_schema(responses=out),
-        post=extend_schema(request=None, responses={201: out, 200: out}),
+        post=extend_schema(request=None, responses={201: out, 200: out}, parameters=[LOCATION]),
     )
 
 
@@ -379,8 +384,14 @@ class ReceiverSourceApi(WorkspaceScopedMixin, APIView):
         integration = existing or receivers.get_or_create_receiver(
             workspace=request.workspace, kind=self.kind
         )
-        code = status.HTTP_200_OK if existing else status.HTTP_201_CREATED
-        return Response(self._out(request, integration), status=code)
+        if existing:
+            return Response(self._out(request, integration))
+        # The source is read back here, at this address (GET), as the answer shows it.
+        return Response(
+            self._out(request, integration),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": request.path},
+        )
 
 
 @extend_schema(tags=["integrations"])

@@ -5,6 +5,7 @@ import logging
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import pagination, parsers, serializers, status
 from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
@@ -232,6 +233,15 @@ class InlineStylesBrowsableAPIRenderer(BrowsableAPIRenderer):
             set_inline_styles_policy(response)
         return super().render(data, accepted_media_type, renderer_context)
 
+
+# The header of each 201: ``parameters=[LOCATION]`` in the operation's ``extend_schema``.
+LOCATION = OpenApiParameter(
+    "Location",
+    str,
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="The new object's address: GET it to read the object back.",
+)
 
 ERROR_SCHEMA = {
     "type": "object",

@@ -700,3 +700,45 @@ def test_a_page_parameter_that_does_not_read_is_a_400_naming_it(
 
     assert response.status_code == 400, response.content[:200]
     assert list(response.json()) == [param]
+
+
+def _creates(world: World) -> dict[str, tuple[str, dict]]:
+    """(url, body) of each API request that creates something, by what it creates."""
+    code = "def eval_fn(trace):\n    return False, 'edited'\n"
+    return {
+        "eval set": ("/api/v1/eval-sets/", {"name": "New set", "criteria": "c"}),
+        "integration": (
+            "/api/v1/integrations/",
+            {"name": "Other", "host": "http://127.0.0.1:9"}
+            | {"public_key": PUBLIC_KEY, "secret_key": SECRET_KEY},
+        ),
+        "label": (
+            "/api/v1/feedback/",
+            {"eval_set": world.eval_set.pk, "trace": world.trace.pk, "rating": "negative"},
+        ),
+        "eval version": (f"/api/v1/evals/{world.eval.pk}/edit/", {"code": code}),
+        "OTLP source": ("/api/v1/integrations/otlp/", {}),
+        "Agents SDK source": ("/api/v1/integrations/openai-agents/", {}),
+    }
+
+
+@pytest.mark.parametrize(
+    "what", ["eval set", "integration", "label", "eval version", "OTLP source", "Agents SDK source"]
+)
+def test_a_201_says_where_the_new_object_is(owner_client, world, admin_user, what):
+    """A 201 carried no ``Location``: a client had to know each resource's URL pattern to
+    read back what it had just created. (The label is the admin's own, so new.)"""
+    owner_client.force_login(admin_user)
+    url, body = _creates(world)[what]
+
+    created = owner_client.post(url, body, format="json")
+
+    assert created.status_code == 201, created.content[:300]
+    location = created["Location"]
+    read = owner_client.get(location)
+    assert read.status_code == 200
+    made = created.json()
+    made = made.get("eval", made)  # an edit answers the new version and its test run
+    assert read.json().get("id", read.json().get("integration")) == made.get(
+        "id", made.get("integration")
+    )

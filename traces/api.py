@@ -5,6 +5,7 @@ import io
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -21,6 +22,7 @@ from integrations.constants import MAX_API_TRACES
 from integrations.otlp.decode import OtlpRequestError, check_json_values, decompress
 from integrations.uploads import ingest_objects
 from iofold.api import (
+    LOCATION,
     IdField,
     JSONParser,
     PayloadTooLarge,
@@ -434,7 +436,12 @@ class EvalSetListApi(WorkspaceScopedMixin, APIView):
         summaries = selectors.eval_set_summaries(sets)
         return Response(EvalSetOut(sets, many=True, context={"summaries": summaries}).data)
 
-    @extend_schema(summary="Create an eval set", request=EvalSetIn, responses={201: EvalSetOut})
+    @extend_schema(
+        summary="Create an eval set",
+        request=EvalSetIn,
+        responses={201: EvalSetOut},
+        parameters=[LOCATION],
+    )
     def post(self, request):
         data = EvalSetIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -452,7 +459,11 @@ class EvalSetListApi(WorkspaceScopedMixin, APIView):
             conversation_idle_minutes=values["conversation_idle_minutes"],
             created_by=request.user,
         )
-        return Response(EvalSetOut(eval_set).data, status=status.HTTP_201_CREATED)
+        return Response(
+            EvalSetOut(eval_set).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("api-eval-set", args=[eval_set.pk])},
+        )
 
 
 class EvalSetDetailApi(WorkspaceScopedMixin, APIView):
@@ -511,7 +522,13 @@ def _label(request, *, eval_set: EvalSet, trace: Trace, values: dict) -> Respons
         rating=values["rating"],
         note=values["note"],
     )
-    return Response(FeedbackOut(feedback).data, status=status.HTTP_201_CREATED if created else 200)
+    if not created:
+        return Response(FeedbackOut(feedback).data)
+    return Response(
+        FeedbackOut(feedback).data,
+        status=status.HTTP_201_CREATED,
+        headers={"Location": reverse("api-feedback-detail", args=[feedback.pk])},
+    )
 
 
 class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
@@ -547,6 +564,7 @@ class FeedbackListApi(WorkspaceScopedMixin, generics.ListAPIView):
         summary="Label a trace (replaces the caller's earlier label of it in the set)",
         request=FeedbackIn,
         responses={201: FeedbackOut, 200: FeedbackOut},
+        parameters=[LOCATION],
     )
     def post(self, request):
         data = FeedbackIn(data=request.data)
@@ -748,6 +766,7 @@ class ConversationLabelsApi(_ConversationMixin, APIView):
         summary="Label the conversation in a conversation eval set (replaces the caller's)",
         request=ConversationLabelIn,
         responses={201: FeedbackOut, 200: FeedbackOut},
+        parameters=[LOCATION],
     )
     def post(self, request, pk: int):
         conversation = self._object(pk)

@@ -3,6 +3,7 @@ exports and refinement. The comparison matrix has its own module (evals.api.matr
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -23,6 +24,7 @@ from evals.metrics.measure import mark_out_of_date
 from evals.models import Eval, EvalRun
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
+from iofold.api import LOCATION
 from iofold.lib.fields import whole_number
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
@@ -339,6 +341,7 @@ class EvalEditApi(_EvalAction):
             503: DetailOut,
         },
         summary="Save edited code as a new version",
+        parameters=[LOCATION],
     )
     def post(self, request, pk: int):
         """Validate and dry-run the code, save it as a new draft refined from this version,
@@ -359,7 +362,11 @@ class EvalEditApi(_EvalAction):
             return Response(CodeProblemsOut(out).data, status=status.HTTP_400_BAD_REQUEST)
         run = version_services.test_again(eval=edited)
         out = {"eval": edited, "run": run}
-        return Response(EditOut(out).data, status=status.HTTP_201_CREATED)
+        return Response(
+            EditOut(out).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("api-eval", args=[edited.pk])},
+        )
 
 
 @extend_schema(tags=["evals"])
