@@ -742,3 +742,27 @@ def test_a_201_says_where_the_new_object_is(owner_client, world, admin_user, wha
     assert read.json().get("id", read.json().get("integration")) == made.get(
         "id", made.get("integration")
     )
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("method", ["post", "patch", "delete", "get"])
+def test_an_api_address_without_its_slash_sends_the_request_on_as_it_was(
+    owner_client, world, settings, method, debug
+):
+    """``POST /api/v1/eval-sets`` got Django's 301, which clients follow as a GET: the
+    script read the list (200) and nothing was created; with DEBUG it was a 500. A 308
+    keeps the method and the body, and says in JSON where the address is."""
+    settings.DEBUG = debug
+    path = {
+        "post": "/api/v1/eval-sets",
+        "patch": f"/api/v1/eval-sets/{world.eval_set.pk}",
+        "delete": f"/api/v1/feedback/{world.feedback.pk}",
+        "get": "/api/v1/evals",
+    }[method]
+
+    response = owner_client.generic(method.upper(), f"{path}?x=1", "{}", JSON)
+
+    assert response.status_code == 308, response.content[:200]
+    assert response["Location"] == f"{path}/?x=1"
+    assert f"{path}/" in response.json()["detail"]
+    assert Feedback.objects.filter(pk=world.feedback.pk).exists()
