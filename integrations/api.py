@@ -16,7 +16,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.receiver_pages import agents_setup_example
 from integrations.validators import validate_public_key, validate_secret_key
-from iofold.api import LOCATION
+from iofold.api import LOCATION, BodyIn
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
@@ -31,7 +31,7 @@ KEY_VALIDATORS = {
 }
 
 
-class IntegrationIn(serializers.Serializer):
+class IntegrationIn(BodyIn):
     """A source to connect; ``kind`` picks the adapter that checks the rest."""
 
     name = serializers.CharField(max_length=100)

@@ -766,3 +766,34 @@ def test_an_api_address_without_its_slash_sends_the_request_on_as_it_was(
     assert response["Location"] == f"{path}/?x=1"
     assert f"{path}/" in response.json()["detail"]
     assert Feedback.objects.filter(pk=world.feedback.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "what", "body"),
+    [
+        ("patch", "eval set", {"criterion": "Typed for criteria."}),
+        ("post", "eval sets", {"name": "n", "criteria": "c", "target_label": 20}),
+        ("patch", "label", {"ratting": "negative"}),
+        ("post", "run", {"trace_ids": [1], "wiat": True}),
+    ],
+)
+def test_a_field_the_request_does_not_take_is_a_400_naming_it(
+    owner_client, world, method, what, body
+):
+    """DRF drops fields it does not know: a PATCH with ``criterion`` for ``criteria``
+    answered 200 and changed nothing, and a create with ``target_label`` quietly took the
+    default of 10."""
+    url = {
+        "eval set": f"/api/v1/eval-sets/{world.eval_set.pk}/",
+        "eval sets": "/api/v1/eval-sets/",
+        "label": f"/api/v1/feedback/{world.feedback.pk}/",
+        "run": f"/api/v1/evals/{world.eval.pk}/run",
+    }[what]
+    before = EvalSet.objects.count(), Feedback.objects.get(pk=world.feedback.pk).rating
+
+    response = owner_client.generic(method.upper(), url, json.dumps(body), JSON)
+
+    assert response.status_code == 400, response.content[:300]
+    unknown = next(name for name in body if name not in ("name", "criteria", "trace_ids"))
+    assert list(response.json()) == [unknown]
+    assert (EvalSet.objects.count(), Feedback.objects.get(pk=world.feedback.pk).rating) == before

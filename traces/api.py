@@ -23,6 +23,7 @@ from integrations.otlp.decode import OtlpRequestError, check_json_values, decomp
 from integrations.uploads import ingest_objects
 from iofold.api import (
     LOCATION,
+    BodyIn,
     IdField,
     JSONParser,
     PayloadTooLarge,
@@ -184,7 +185,7 @@ class SavedFilterIn(serializers.Serializer):
     date_to = serializers.DateField(required=False, allow_null=True)
 
 
-class EvalSetIn(serializers.Serializer):
+class EvalSetIn(BodyIn):
     name = serializers.CharField(max_length=200)
     criteria = serializers.CharField(max_length=MAX_CRITERIA_CHARS)
     target_labels = serializers.IntegerField(min_value=1, max_value=10_000, default=10)
@@ -202,7 +203,7 @@ class EvalSetIn(serializers.Serializer):
     )
 
 
-class EvalSetUpdateIn(serializers.Serializer):
+class EvalSetUpdateIn(BodyIn):
     name = serializers.CharField(max_length=200, required=False)
     criteria = serializers.CharField(required=False, max_length=MAX_CRITERIA_CHARS)
     target_labels = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
@@ -215,7 +216,7 @@ class EvalSetUpdateIn(serializers.Serializer):
     )
 
 
-class EvalSetTracesIn(serializers.Serializer):
+class EvalSetTracesIn(BodyIn):
     trace_ids = serializers.ListField(child=IdField(), min_length=1, max_length=10_000)
 
 
@@ -223,14 +224,14 @@ class EvalSetTracesIn(serializers.Serializer):
 RATING_HELP = "The label: positive is good, negative is bad, or neutral."
 
 
-class FeedbackIn(serializers.Serializer):
+class FeedbackIn(BodyIn):
     eval_set = IdField()
     trace = IdField()
     rating = serializers.ChoiceField(choices=Feedback.Rating.choices, help_text=RATING_HELP)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
 
 
-class FeedbackUpdateIn(serializers.Serializer):
+class FeedbackUpdateIn(BodyIn):
     rating = serializers.ChoiceField(
         choices=Feedback.Rating.choices, required=False, help_text=RATING_HELP
     )
@@ -673,7 +674,7 @@ class ConversationDetailOut(ConversationOut):
         return conversation_dict(obj, [t.data for t in self.context["turns"]])
 
 
-class ConversationLabelIn(serializers.Serializer):
+class ConversationLabelIn(BodyIn):
     eval_set = IdField()
     rating = serializers.ChoiceField(choices=Feedback.Rating.choices)
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)

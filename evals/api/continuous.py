@@ -19,11 +19,11 @@ from evals.execution.batch import (
     wait_limits,
 )
 from evals.models import Eval
-from iofold.api import IdField
+from iofold.api import BodyIn, IdField
 from workspaces.access import WorkspaceScopedMixin
 
 
-class BatchRunIn(serializers.Serializer):
+class BatchRunIn(BodyIn):
     traces = serializers.ListField(
         child=serializers.JSONField(),
         required=False,

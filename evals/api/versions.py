@@ -24,7 +24,7 @@ from evals.metrics.measure import mark_out_of_date
 from evals.models import Eval, EvalRun
 from evals.versions import display, export, selectors
 from evals.versions import services as version_services
-from iofold.api import LOCATION
+from iofold.api import LOCATION, BodyIn
 from iofold.lib.fields import whole_number
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
@@ -63,7 +63,7 @@ class ActivateOut(serializers.Serializer):
     rollback = serializers.BooleanField(help_text="True when an older version was re-activated.")
 
 
-class EditIn(serializers.Serializer):
+class EditIn(BodyIn):
     code = serializers.CharField(trim_whitespace=False, max_length=200_000)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
