@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,6 +43,18 @@ OFFLINE_MESSAGE = (
 )
 # Chat templates wrap each message in a few tokens the prompt's bytes do not count.
 TEMPLATE_TOKENS = 32
+# Answers no later call of the run gets past: a wrong key, a model it may not use or one
+# that does not exist. The first stops the run instead of being asked again per trace.
+STOPPING_STATUSES = (401, 403, 404)
+# Answers that were not processed (nothing billed): asked again after the wait the server
+# asks for (else RETRY_BACKOFF_S, doubled), at most RETRIES times, every call of the run
+# waiting meanwhile. A longer wait than RETRY_MAX_WAIT_S is not waited for.
+RETRY_STATUSES = (429, 500, 502, 503, 504, 529)
+RETRIES = 2
+RETRY_BACKOFF_S = 1.0
+RETRY_MAX_WAIT_S = 30.0
+# Calls failing one after another: the provider is down, and the run stops.
+FAILURES_IN_A_ROW = 5
 
 
 @dataclass(frozen=True)
@@ -140,7 +153,11 @@ class JudgeSession:
         self.total = Usage()
         # Usage per trace index of the current sandbox call (reset by `run`).
         self.per_trace: dict[int, Usage] = {}
-        self.exhausted = ""  # why the budget refused a call, once it has
+        # Why calls stopped, once they have: the budget refused one, or the provider
+        # refuses them all (a wrong key, an unknown model, down). The run stops with it.
+        self.exhausted = ""
+        self._failures = 0  # calls failed in a row
+        self._resume_at = 0.0  # monotonic time before which no call is sent
         self._reserved = Usage()
         self._lock = threading.Lock()
         self._provider: LLMProvider | None = None
@@ -177,15 +194,18 @@ class JudgeSession:
                 self.total.cache_hits += 1
                 self.total.cached_cost_usd += saved or Decimal(0)
             return self._answer(request, text)
+        with self._lock:
+            if self.exhausted:
+                raise CallRefused(self.exhausted)
         upper_in = prompt.max_bytes + TEMPLATE_TOKENS
         reserved = self._reserve(upper_in)
         try:
-            completion = self._client().complete(
-                system=prompt.system, messages=[{"role": "user", "content": prompt.user}]
-            )
+            completion = self._complete(prompt)
         except ProviderError as exc:
             self._settle(reserved, None)
-            raise CallRefused(f"the judge call failed: {exc.message}") from None
+            raise CallRefused(self._failed(exc)) from None
+        with self._lock:
+            self._failures = 0
         cost = cost_usd(
             self.choice.model, completion.input_tokens, completion.output_tokens, self._prices
         ) or Decimal(0)
@@ -196,6 +216,50 @@ class JudgeSession:
             raise CallRefused(f"the judge gave an empty answer ({why})")
         self._on_owner(lambda: self._store(key, completion))
         return self._answer(request, completion.text)
+
+    def _complete(self, prompt: Prompt) -> Any:
+        """Return the provider's completion, asking again after a rate limit or an
+        overloaded or failing server, once the wait it asked for (shared by the run's
+        calls, so they do not hammer it meanwhile) has passed."""
+        for attempt in range(RETRIES + 1):
+            with self._lock:
+                wait = self._resume_at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                return self._client().complete(
+                    system=prompt.system, messages=[{"role": "user", "content": prompt.user}]
+                )
+            except ProviderError as exc:
+                delay = exc.retry_after
+                if delay is None:
+                    delay = RETRY_BACKOFF_S * 2**attempt
+                if exc.status_code not in RETRY_STATUSES or delay > RETRY_MAX_WAIT_S:
+                    raise
+                with self._lock:
+                    self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                if attempt == RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _failed(self, exc: ProviderError) -> str:
+        """Return a failed call's message; stop the run's calls when more cannot help."""
+        message = f"the judge call failed: {exc.message}"
+        with self._lock:
+            self._failures += 1
+            if self.exhausted:
+                return message
+            if exc.status_code in STOPPING_STATUSES:
+                self.exhausted = (
+                    f"{message}; no more calls are made (check the key and model in the "
+                    "workspace's provider settings)"
+                )
+            elif self._failures >= FAILURES_IN_A_ROW:
+                self.exhausted = (
+                    f"the judge provider failed {self._failures} calls in a row (the last: "
+                    f"{exc.message}); no more calls are made, run it again later"
+                )
+        return message
 
     def _answer(self, request: CallRequest, text: str) -> str:
         if request.kind != "judge":
@@ -208,21 +272,20 @@ class JudgeSession:
     def _client(self) -> LLMProvider:
         with self._lock:
             if self._provider is None:
-                try:
-                    self._provider = get_provider(
-                        self.choice.provider,
-                        api_key=self.choice.api_key,
-                        model=self.choice.model,
-                        base_url=self.choice.base_url or None,
-                        timeout=self.timeout,
-                        # A retry would spend budget the reservation did not count.
-                        max_retries=0,
-                        max_tokens=self.max_tokens,
-                        # Anthropic's current API takes no temperature (its SDK refuses one).
-                        temperature=0.0 if self.choice.provider == Provider.OPENAI else None,
-                    )
-                except ProviderError as exc:
-                    raise CallRefused(f"the judge call failed: {exc.message}") from None
+                # A ProviderError (no key, no model) fails this call like the provider's own.
+                self._provider = get_provider(
+                    self.choice.provider,
+                    api_key=self.choice.api_key,
+                    model=self.choice.model,
+                    base_url=self.choice.base_url or None,
+                    timeout=self.timeout,
+                    # The SDK's retries would not wait for the run's other calls:
+                    # `_complete` retries what was not processed, once they all wait.
+                    max_retries=0,
+                    max_tokens=self.max_tokens,
+                    # Anthropic's current API takes no temperature (its SDK refuses one).
+                    temperature=0.0 if self.choice.provider == Provider.OPENAI else None,
+                )
             return self._provider
 
     def _reserve(self, upper_in: int) -> tuple[int, Decimal]:

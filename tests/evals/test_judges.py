@@ -541,3 +541,72 @@ def test_editing_a_judge_eval_lists_a_dry_run_past_its_wall_time_as_a_problem(
 
     assert "the batch ran out of time (limit 2 s per jail)" in str(refused.value)
     assert not Eval.objects.filter(version=2).exists()
+
+
+@pytest.mark.parametrize(
+    ("status", "says"), [(401, "HTTP 401: Invalid API key."), (404, "HTTP 404: Model not found.")]
+)
+def test_a_wrong_key_or_unknown_model_stops_the_run_after_one_call(
+    judged_workspace, fake_llm, status, says
+):
+    eval_set, traces = labelled_set(judged_workspace, good=10, bad=10)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    fake_llm.push_error(status, times=20)
+
+    run = run_all(eval, traces)
+
+    # One answer tells: only the calls already in flight with it were sent, not one a trace.
+    assert fake_llm.calls <= sandbox.Limits().call_concurrency < len(traces)
+    assert run.status == "failed"
+    assert says in run.error and "provider settings" in run.error
+    assert run.passed == run.failed == 0
+    assert all(says in e.error for e in run.executions.all())
+
+
+@pytest.mark.parametrize("status", [429, 529, 503])
+def test_a_rate_limited_or_overloaded_call_is_asked_again_after_the_wait_asked_for(
+    judged_workspace, fake_llm, status
+):
+    eval_set, traces = labelled_set(judged_workspace, good=2, bad=2)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    fake_llm.push_error(status, times=2, retry_after_ms=5)
+
+    run = run_all(eval, traces)
+
+    assert (run.status, run.passed, run.failed, run.errors) == ("succeeded", 2, 2, 0)
+    # The two refusals are asked again; no verdict is lost to them.
+    assert fake_llm.calls == 4 + 2
+    assert run.judge_calls == 4
+
+
+def test_a_provider_that_keeps_failing_stops_the_run_instead_of_asking_per_trace(
+    judged_workspace, fake_llm
+):
+    eval_set, traces = labelled_set(judged_workspace, good=10, bad=10)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    fake_llm.push_error(500, times=100)
+
+    run = run_all(eval, traces)
+
+    # Each call is asked three times; after five failed ones (and those in flight with
+    # them) the remaining traces are not sent at all.
+    asked = {request.prompt_text for request in fake_llm.requests}
+    assert len(asked) <= 5 + sandbox.Limits().call_concurrency < len(traces)
+    assert fake_llm.calls == 3 * len(asked)
+    assert run.status == "failed"
+    assert "failed 5 calls in a row" in run.error and "HTTP 500" in run.error
+    assert run.passed == run.failed == 0 and run.errors == 20
+
+
+def test_a_rate_limit_asking_for_a_long_wait_is_an_error_at_once_not_a_stalled_run(
+    judged_workspace, fake_llm
+):
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=0)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    fake_llm.push_error(429, headers={"retry-after": "3600"}, retry_after_ms=None)
+
+    [execution] = run_eval_now(eval=eval, traces=traces)
+
+    assert fake_llm.calls == 1
+    assert execution.passed is None
+    assert "the judge call failed: openai: rate limited" in execution.error

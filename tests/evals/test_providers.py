@@ -117,6 +117,27 @@ def test_a_retry_that_succeeds_returns_the_answer(server, name):
 
 
 @both
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [({"retry-after": "7"}, 7.0), ({"retry-after-ms": "250"}, 0.25), ({}, None)],
+)
+def test_the_wait_a_rate_limit_asks_for_is_read(server, name, headers, wait):
+    server.push_error(429, headers=headers, retry_after_ms=None)
+    with pytest.raises(ProviderError) as info:
+        make(name, server, max_retries=0).complete(system="s", messages=USER)
+    assert info.value.retry_after == wait
+    assert info.value.message.startswith(f"{name}: rate limited")
+
+
+def test_an_overloaded_anthropic_says_so(server):
+    server.push_error(529, message="Overloaded", times=1)
+    with pytest.raises(ProviderError) as info:
+        make("anthropic", server, max_retries=0).complete(system="s", messages=USER)
+    assert info.value.message == "anthropic: overloaded (HTTP 529): Overloaded"
+    assert info.value.permanent is False
+
+
+@both
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
 def test_client_errors_are_permanent_and_not_retried(server, name, status):
     server.push_error(status, times=3)

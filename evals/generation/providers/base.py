@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from integrations.adapters.base import retry_after_seconds
 from iofold.lib import outbound
 
 DEFAULT_TIMEOUT = 120.0
@@ -15,6 +16,8 @@ DEFAULT_MAX_RETRIES = 2
 # Eval functions are short; this caps a runaway answer, not a normal one.
 DEFAULT_MAX_TOKENS = 8192
 REDACTED = "[redacted]"
+# What a status means to whoever reads the error (Anthropic's 529: "overloaded").
+STATUS_LABELS = {429: "rate limited", 529: "overloaded (HTTP 529)"}
 # What the SDKs raise, outside their own error classes, on a 200 whose body is not JSON
 # (a proxy's HTML page, a cut-off body): `complete` catches these with the SDK's errors.
 UNREADABLE_ANSWER = (json.JSONDecodeError,)
@@ -36,11 +39,20 @@ class Completion:
 class ProviderError(Exception):
     """A provider call failed; `permanent` says whether retrying can help."""
 
-    def __init__(self, message: str, *, permanent: bool, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status_code = status_code
+        # Seconds the server asked the caller to wait (Retry-After), when it said.
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return f"ProviderError({self.message!r}, permanent={self.permanent})"
@@ -87,11 +99,18 @@ class Provider:
         return text
 
     def error(
-        self, message: str, *, permanent: bool, status_code: int | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> ProviderError:
         """Build a ProviderError whose message is prefixed and scrubbed of the key."""
         text = self.redact(f"{self.name}: {message}")
-        return ProviderError(text, permanent=permanent, status_code=status_code)
+        return ProviderError(
+            text, permanent=permanent, status_code=status_code, retry_after=retry_after
+        )
 
     def map_sdk_error(self, exc: Exception) -> ProviderError:
         """Translate an SDK exception into a ProviderError with the right permanence.
@@ -110,8 +129,13 @@ class Provider:
             detail = _error_detail(exc)
             # 408 request timeout and 409 lock timeout are retried by the SDKs too.
             transient = status in (408, 409, 429) or status >= 500
-            label = "rate limited" if status == 429 else f"HTTP {status}"
-            return self.error(f"{label}: {detail}", permanent=not transient, status_code=status)
+            label = STATUS_LABELS.get(status, f"HTTP {status}")
+            return self.error(
+                f"{label}: {detail}",
+                permanent=not transient,
+                status_code=status,
+                retry_after=_retry_after(exc),
+            )
         kind = type(exc).__name__
         if kind == "APITimeoutError":
             return self.error(f"request timed out after {self.timeout:g}s", permanent=False)
@@ -120,6 +144,17 @@ class Provider:
         # Anything else (an unparseable response, a client-side validation error)
         # will fail the same way next time.
         return self.error(f"{kind}: {_truncate(str(exc))}", permanent=True)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Return the wait an error response asks for (retry-after-ms, then Retry-After)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    millis = retry_after_seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _error_detail(exc: Exception) -> str:
