@@ -25,6 +25,7 @@ from evals.datasets import LabelledExample
 from evals.exceptions import EvalError
 from evals.execution.runs import record_completed_run
 from evals.generation.candidates import hold_out, split_for_llm
+from evals.generation.pricing import find_price, price_table
 from evals.generation.provider_settings import resolve_provider
 from evals.generation.providers import ProviderError
 from evals.generation.services import examples_for
@@ -91,31 +92,46 @@ class Row:
     eval: Eval
     kappa: float | None
     noise: float | None
-    cost_per_1k: Decimal
+    # None: the model has no price, so what its calls cost is unknown (not nothing).
+    cost_per_1k: Decimal | None
     latency_ms: float
+    errors: int = 0  # measured traces the eval gave no verdict on (counted as wrong)
 
     def as_dict(self, recommended: bool) -> dict:
+        cost = self.cost_per_1k
         return {
             "eval_id": self.eval.pk,
             "version": self.eval.version,
             "kind": self.eval.kind,
             "kappa": self.kappa,
             "noise": self.noise,
-            "cost_per_1k": str(self.cost_per_1k.quantize(Decimal("0.000001"))),
+            "cost_per_1k": None if cost is None else str(cost.quantize(Decimal("0.000001"))),
             "latency_ms": round(self.latency_ms, 2),
+            "errors": self.errors,
             "recommended": recommended,
         }
 
 
 def recommend(rows: Sequence[Row]) -> Row | None:
-    """Return the cheapest row whose κ is within noise of the best (then the fastest)."""
+    """Return the cheapest row whose κ is within noise of the best (then the fastest).
+
+    An unknown cost is never the cheapest: it ranks after every known one."""
     measured = [r for r in rows if r.kappa is not None]
     if not measured:
         return None
     best = max(measured, key=lambda r: r.kappa)
     margin = best.noise or 0.0
     close = [r for r in measured if r.kappa >= best.kappa - margin]
-    return min(close, key=lambda r: (r.cost_per_1k, r.latency_ms, -r.kappa))
+    return min(
+        close,
+        key=lambda r: (r.cost_per_1k is None, r.cost_per_1k or 0, r.latency_ms, -r.kappa),
+    )
+
+
+def errors_as_wrong(pairs: Sequence[tuple[str, bool | None]]) -> list[tuple[str, bool]]:
+    """Return (label, verdict) pairs with each error as the verdict the label does not back:
+    an eval is compared on every trace, not only on those it could answer."""
+    return [(label, label != "positive") if v is None else (label, v) for label, v in pairs]
 
 
 def _split(
@@ -135,14 +151,21 @@ def _pairs(examples, results) -> dict[str, tuple[str, bool | None]]:
     }
 
 
-def _row(eval: Eval, results, usage: Usage, count: int, heldout_pairs, all_pairs) -> Row:
-    pairs = heldout_pairs or all_pairs
+def kind_row(
+    eval: Eval, results, usage: Usage, count: int, heldout_pairs, all_pairs, *, priced: bool = True
+) -> Row:
+    """Return one kind's row: κ on the held-out labels (else all), errors counted as wrong."""
+    pairs = errors_as_wrong(heldout_pairs or all_pairs)
+    unknown = not priced and (usage.calls or usage.cache_hits)
     return Row(
         eval=eval,
         kappa=agreement(pairs).kappa,
         noise=kappa_noise(pairs),
-        cost_per_1k=usage.list_cost_usd * 1000 / count if count else Decimal(0),
+        cost_per_1k=None
+        if unknown
+        else (usage.list_cost_usd * 1000 / count if count else Decimal(0)),
         latency_ms=sum(r.duration_ms for r in results) / len(results) if results else 0.0,
+        errors=sum(v is None for _, v in heldout_pairs or all_pairs),
     )
 
 
@@ -226,14 +249,16 @@ def compare_kinds(
         (EvalKind.JUDGE, judge),
         (EvalKind.HYBRID, hybrid_code(code=code_eval.code, judge=judge, trusted=trusted)),
     ]
+    priced = find_price(choice.model, price_table()) is not None
     rows = [
-        _row(
+        kind_row(
             code_eval,
             code_results,
             Usage(),
             len(examples),
             [code_pairs[g] for g in heldout_groups],
             list(code_pairs.values()),
+            priced=priced,
         )
     ]
     for kind, code in candidates:
@@ -265,13 +290,14 @@ def compare_kinds(
         )
         add_run_spend(run=run, session=session, since=Usage())
         rows.append(
-            _row(
+            kind_row(
                 eval,
                 judged.results,
                 session.total,
                 len(examples),
                 [pairs[g] for g in heldout_groups],
                 list(pairs.values()),
+                priced=priced,
             )
         )
     best = recommend(rows)

@@ -2,13 +2,15 @@
 the same labels, measured on the same held-out labels, and the cheapest good one chosen."""
 
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
 from evals.execution.runs import run_eval_now
 from evals.generation.services import examples_for, start_generation
 from evals.generation.worker import refine_now, run_generation
-from evals.judging.compare import judge_template
+from evals.judging.compare import judge_template, kind_row, recommend
+from evals.judging.session import Usage
 from evals.judging.templates import CRITERIA, judge_code
 from evals.models import EvalKind, JudgeTemplate
 from tests.evals import builders
@@ -284,3 +286,42 @@ def test_a_trace_with_a_huge_input_still_shows_the_judge_its_reply(
     # Its own label is not shown to the judge as an example.
     assert fake_llm.requests[-1].prompt_text.count("summarise") == 1
     assert execution.passed is False and execution.error == ""
+
+
+def test_a_judge_that_errors_on_most_traces_is_not_recommended_on_the_few_it_answered(
+    judged_workspace,
+):
+    eval_set, _ = labelled_set(judged_workspace, good=1, bad=1)
+    code_eval = make_eval(eval_set, version=1, code=ALWAYS_PASS_CODE, kind="code")
+    judge_eval = make_eval(eval_set, version=2, code=ALWAYS_PASS_CODE, kind="judge")
+    labels = ["positive"] * 5 + ["negative"] * 5
+    # The code is right on 8 of 10; the judge on the 3 it answered, an error on 7.
+    code = list(zip(labels, [True] * 4 + [False] + [False] * 4 + [True], strict=True))
+    judge = list(zip(labels, [True, True] + [None] * 3 + [False] + [None] * 4, strict=True))
+    results = [SimpleNamespace(duration_ms=1.0)] * 10
+
+    rows = [
+        kind_row(code_eval, results, Usage(), 10, code, code),
+        kind_row(judge_eval, results, Usage(calls=3, cost_usd=Decimal("0.01")), 10, judge, judge),
+    ]
+
+    assert recommend(rows).eval == code_eval
+    assert rows[1].errors == 7 and rows[1].kappa < rows[0].kappa
+
+
+def test_a_judge_on_a_model_without_a_price_shows_its_cost_as_unknown_not_free(
+    workspace, fake_llm, owner, login
+):
+    fake_llm.judge_rule = helpful
+    use_fake_openai(workspace, fake_llm, api_key=KEY, model="local-llama-3")
+    eval_set, _ = labelled_set(workspace, good=12, bad=12)
+
+    generation = generate(eval_set, fake_llm, REFUSAL_CODE)
+
+    rows = {row["kind"]: row for row in generation.comparison}
+    assert rows["judge"]["cost_per_1k"] is None
+    assert rows["code"]["cost_per_1k"] == "0.000000"
+    [recommended] = [row for row in generation.comparison if row["recommended"]]
+    assert recommended["kind"] != "judge"
+    page = login(owner).get(f"/w/{workspace.slug}/evals/generations/{generation.pk}/")
+    assert "unknown (no price for this model)" in page.content.decode()
