@@ -231,6 +231,8 @@ class JudgeSession:
                     system=prompt.system, messages=[{"role": "user", "content": prompt.user}]
                 )
             except ProviderError as exc:
+                if exc.status_code == 401 and self._rotated():
+                    continue  # the key was changed since the run started: ask with the new one
                 delay = exc.retry_after
                 if delay is None:
                     delay = RETRY_BACKOFF_S * 2**attempt
@@ -241,6 +243,23 @@ class JudgeSession:
                 if attempt == RETRIES:
                     raise
         raise AssertionError("unreachable")
+
+    def _rotated(self) -> bool:
+        """Return whether the workspace's key changed since this run read it, and use the
+        new key from the next call on (the same provider, model and base URL only: the
+        cache and the prices are theirs)."""
+        fresh = self._on_owner(lambda: resolve_provider(workspace=self.workspace))
+        with self._lock:
+            current = self.choice
+            same_target = (fresh.provider, fresh.model, fresh.base_url) == (
+                current.provider,
+                current.model,
+                current.base_url,
+            )
+            if not same_target or not fresh.api_key or fresh.api_key == current.api_key:
+                return False
+            self.choice, self._provider = fresh, None
+            return True
 
     def _failed(self, exc: ProviderError) -> str:
         """Return a failed call's message; stop the run's calls when more cannot help."""

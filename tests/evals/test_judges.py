@@ -610,3 +610,25 @@ def test_a_rate_limit_asking_for_a_long_wait_is_an_error_at_once_not_a_stalled_r
     assert fake_llm.calls == 1
     assert execution.passed is None
     assert "the judge call failed: openai: rate limited" in execution.error
+
+
+def test_a_key_changed_during_a_run_is_used_by_the_next_call(judged_workspace, fake_llm, caplog):
+    caplog.set_level("DEBUG")
+    eval_set, traces = labelled_set(judged_workspace, good=1, bad=1)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    session = JudgeSession(workspace=judged_workspace)  # the run reads the old key
+    new_key = "sk-rotated-7d1e44c0"
+    use_fake_openai(judged_workspace, fake_llm, api_key=new_key, model=MODEL)
+    fake_llm.push_error(401, message="Incorrect API key provided: {api_key}")
+
+    results = session.run(
+        lambda: sandbox.run(eval.code, [t.data for t in traces], calls=session.handle)
+    )
+
+    assert [r.error for r in results] == [None, None]
+    assert [r.passed for r in results] == [True, False]
+    sent = [r.headers["authorization"] for r in fake_llm.requests]
+    # The refused call is asked again with the new key; neither key is logged.
+    assert sent[0] == f"Bearer {KEY}" and sent[-1] == f"Bearer {new_key}"
+    assert not session.exhausted
+    assert KEY not in caplog.text and new_key not in caplog.text
