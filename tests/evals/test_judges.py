@@ -3,6 +3,7 @@ budget, a cache, a timeout and the cost recorded on each verdict and run."""
 
 import json
 import shutil
+import socket
 import subprocess
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ import pytest
 import sandbox
 from evals.execution import batch
 from evals.execution.runs import execute_run, run_eval_now, start_run
+from evals.generation.provider_settings import update_provider_settings
 from evals.judging.session import Budget, JudgeSession
 from evals.models import Eval, EvalExecution, EvalRun
 from evals.versions.export import export_eval_script
@@ -632,3 +634,25 @@ def test_a_key_changed_during_a_run_is_used_by_the_next_call(judged_workspace, f
     assert sent[0] == f"Bearer {KEY}" and sent[-1] == f"Bearer {new_key}"
     assert not session.exhausted
     assert KEY not in caplog.text and new_key not in caplog.text
+
+
+def test_a_provider_refusing_connections_stops_the_run_with_what_happened(workspace):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens where the workspace points.
+    update_provider_settings(
+        workspace=workspace,
+        provider="openai",
+        model=MODEL,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key=KEY,
+    )
+    eval_set, traces = labelled_set(workspace, good=10, bad=10)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+
+    run = run_all(eval, traces)
+
+    assert run.status == "failed"
+    assert "failed 5 calls in a row" in run.error and "could not connect" in run.error
+    assert run.passed == run.failed == 0 and run.errors == 20
