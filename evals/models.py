@@ -701,17 +701,36 @@ class ConversationJudgement(WorkspaceOwned):
     """One automatic verdict on a complete conversation, kept for its history.
 
     The conversation's ``EvalExecution`` (on its anchor turn) holds the latest verdict, as
-    for traces; each time the conversation completes (again, after resuming) the verdict
-    of that completion is added here.
+    for traces; each time the conversation completes (again, after resuming or after its
+    turns changed) with content this eval has not judged, the verdict of that completion is
+    added here. The row is written when the run is started (it claims the completion:
+    two workers never judge one twice) and gets its verdict when the run has judged it.
     """
+
+    class Cause(models.TextChoices):
+        FIRST = "first", "first judgement"
+        RESUMED = "resumed", "the user came back: a later turn"
+        LATE_TURNS = "late_turns", "earlier turns arrived after it was judged"
+        CHANGED = "changed", "its turns changed after it was judged"
+        TURNS_LEFT = "turns_left", "turns moved to another conversation"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="judgements"
     )
     eval = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="+")
+    # The run judging it; its verdict below is empty until that run has judged it.
+    run = models.ForeignKey(
+        "EvalRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     # Which completion of the conversation this judges (Conversation.completion_count).
     completion = models.PositiveIntegerField()
     turn_count = models.PositiveIntegerField()
+    # When its latest turn began, and a digest of what the eval receives
+    # (traces.conversations.content_fingerprint): a completion with the content of the
+    # eval's previous judgement is not judged again.
+    last_turn_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    cause = models.CharField(max_length=20, choices=Cause.choices, default=Cause.FIRST)
     passed = models.BooleanField(null=True)
     reason = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -729,3 +748,16 @@ class ConversationJudgement(WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"{self.eval_id} on conversation {self.conversation_id} #{self.completion}"
+
+    @property
+    def is_pending(self) -> bool:
+        """Claimed by a run that has not judged it yet."""
+        return self.passed is None and not self.error and not self.reason
+
+    @property
+    def status(self) -> str:
+        if self.is_pending:
+            return "pending"
+        if self.passed is None:
+            return "error"
+        return "passed" if self.passed else "failed"

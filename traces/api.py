@@ -633,6 +633,8 @@ class FeedbackDetailApi(WorkspaceScopedMixin, APIView):
 
 class ConversationOut(serializers.ModelSerializer):
     is_complete = serializers.BooleanField(read_only=True)
+    # Complete, but turns arrived or changed since: judged again once they settle.
+    is_settling = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Conversation
@@ -649,7 +651,9 @@ class ConversationOut(serializers.ModelSerializer):
             "ended_at",
             "completed_at",
             "completion_count",
+            "changed_at",
             "is_complete",
+            "is_settling",
         ]
 
 
@@ -685,6 +689,15 @@ class JudgementOut(serializers.Serializer):
     eval_label = serializers.CharField()
     completion = serializers.IntegerField()
     turn_count = serializers.IntegerField()
+    # Why it was judged (again): first, resumed, late_turns, changed, turns_left.
+    cause = serializers.CharField()
+    cause_label = serializers.CharField(source="get_cause_display")
+    # A digest of what the eval received: equal digests, equal content.
+    fingerprint = serializers.CharField()
+    # pending (its run has not judged it yet), passed, failed or error.
+    status = serializers.CharField()
+    # The eval's newest verdict on it: the one held as its latest and sent back.
+    latest = serializers.BooleanField()
     passed = serializers.BooleanField(allow_null=True)
     reason = serializers.CharField()
     error = serializers.CharField()

@@ -8,16 +8,19 @@ reads that one field. ``traces.ingest.upsert_traces`` calls ``attach_conversatio
 before its bulk upsert (the trace rows are written with their conversation in the same
 statement) and ``refresh_conversations`` after it: a few queries per batch, not per trace.
 
-A conversation is complete once no turn began for the idle time, or as soon as a turn
-carries an end marker (``metadata.conversation_end`` true, or the tag
+A conversation is complete once no turn began, and none arrived, for the idle time, or as
+soon as a turn carries an end marker (``metadata.conversation_end`` true, or the tag
 ``conversation:end``). A later turn reopens it; it then completes again, and
-``completion_count`` says how many times.
+``completion_count`` says how many times. Turns arriving late (earlier turns, changed
+turns) leave it complete: once none has arrived for the idle time it completes again, to
+be judged again if what its evals receive changed (``content_fingerprint``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -208,8 +211,10 @@ def refresh_conversations(
     the same transaction: the conversations' state before the batch, their rows already
     locked, and the conversation each re-sent row was stored in.
 
-    A conversation that gains a turn, or whose last turn moves later, is open again; one
-    whose newest turn carries an end marker completes at once. The figures are written
+    A conversation with a turn that began after its latest (the user came back) is open
+    again; one whose newest turn, in this batch, carries an end marker completes at once.
+    Every one here had its turns changed: ``changed_at`` is set, so it completes (again)
+    only once they settle (``complete_idle_conversations``). The figures are written
     by one set-based UPDATE; only conversations whose state changes get their own rows.
     A conversation whose turns moved to another (their session id changed) is recounted
     and, left with none, keeps zero figures and no anchor: lists no longer show it. Left
@@ -255,7 +260,10 @@ def refresh_conversations(
             # all (a concurrent ingest had moved the turn read there): it is not recounted.
             continue
         fresh = turn_count == 0
-        grew = counts[pk] > turn_count or (after[pk] > last and not fresh)
+        # Only a later turn reopens it: an earlier one arriving late (a newest-first sync's
+        # next page, a span batch held back) or a turn changing in place leaves it
+        # complete, to complete again once its turns settle.
+        resumed = after[pk] > last and not fresh
         ended = marked_end.get(pk)
         # Complete by an end marker whose turn moved out: open again, until idle.
         lost_end = ended_at is not None and pk in unmarked
@@ -264,7 +272,7 @@ def refresh_conversations(
         elif ended_at is not None and (ended_at < after[pk] or lost_end):
             ended_at = None  # a turn came after the end (resumed), or the ending turn left
             cleared.append(pk)
-        if (grew or lost_end) and completed_at is not None:
+        if (resumed or lost_end) and completed_at is not None:
             completed_at = None
             reopened.append(pk)
         if ended_at is not None and completed_at is None:
@@ -436,6 +444,7 @@ SET turn_count = f.n + CASE WHEN f.added THEN c.turn_count ELSE 0 END,
     -- No cost known is NULL, as SUM over all the turns gives.
     cost = CASE WHEN f.added AND c.turn_count > 0 AND c.cost IS NOT NULL
         THEN c.cost + COALESCE(f.cost, 0) ELSE f.cost END,
+    changed_at = %(now)s,
     anchor_id = COALESCE(CASE WHEN c.id <> ALL(%(left)s) THEN c.anchor_id END, (
         SELECT t.id FROM {trace} AS t WHERE t.id = c.anchor_id AND t.conversation_id = c.id
     ), (
@@ -530,6 +539,7 @@ def _update_figures(
         has_error=Exists(turns.filter(has_error=True)),
         cost=Subquery(turns.values("conversation").annotate(total=Sum("cost")).values("total")[:1]),
         anchor=anchor,
+        changed_at=now,
         updated_at=now,
     )
     # Unordered: in the model's order (latest activity) SQLite walks all the workspace's.
@@ -552,24 +562,33 @@ def idle_minutes_by_workspace() -> dict[int, int]:
 
 
 def complete_idle_conversations(now: dt.datetime | None = None) -> dict[int, list[int]]:
-    """Mark open conversations idle long enough complete; return their ids by workspace."""
+    """Mark conversations complete whose turns have settled; return their ids by workspace.
+
+    Open ones complete once no turn began and none arrived for the idle time. Complete
+    ones whose turns changed since (late earlier turns, turns changed in place or moved)
+    complete again once none has arrived for the idle time: a burst of late pages is one
+    more completion, not one per page.
+    """
     now = now or timezone.now()
     default = dt.timedelta(minutes=settings.IOFOLD_CONVERSATION_IDLE_MINUTES)
     overrides = idle_minutes_by_workspace()
     # The sweep spans workspaces (like the reaper); each workspace's slice is explicit.
-    sweeps = [
-        Conversation.objects.open()
-        .with_turns()
-        .exclude(workspace_id__in=list(overrides))
-        .filter(last_activity_at__lt=now - default)
-    ]
-    sweeps += [
-        Conversation.objects.for_workspace(workspace_id)
-        .open()
-        .with_turns()
-        .filter(last_activity_at__lt=now - dt.timedelta(minutes=minutes))
+    scopes = [(Conversation.objects.exclude(workspace_id__in=list(overrides)), now - default)]
+    scopes += [
+        (Conversation.objects.for_workspace(workspace_id), now - dt.timedelta(minutes=minutes))
         for workspace_id, minutes in overrides.items()
     ]
+    sweeps = []
+    for conversations, cutoff in scopes:
+        settled = Q(changed_at__isnull=True) | Q(changed_at__lt=cutoff)
+        sweeps.append(
+            conversations.open().with_turns().filter(settled, last_activity_at__lt=cutoff)
+        )
+        sweeps.append(
+            conversations.complete()
+            .with_turns()
+            .filter(changed_at__gt=F("completed_at"), changed_at__lt=cutoff)
+        )
     completed: dict[int, list[int]] = {}
     for sweep in sweeps:
         with transaction.atomic():
@@ -817,11 +836,29 @@ def conversation_payloads(
 
     Two queries whatever the number: the conversations, then all their turns in order.
     """
+    return {
+        conversation.anchor_id: payload
+        for conversation, payload in anchored_conversations(workspace_id, anchor_ids)
+    }
+
+
+def content_fingerprint(payload: dict[str, Any]) -> str:
+    """Return a digest of what a conversation eval receives: equal when nothing it sees
+    changed (its turns, their order, its figures), whatever order the keys came in."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def anchored_conversations(
+    workspace_id: int, anchor_ids: Iterable[int]
+) -> list[tuple[Conversation, dict[str, Any]]]:
+    """Return each conversation anchored on one of these traces with its conversation dict,
+    in id order. Two queries whatever the number."""
     conversations = {
         c.pk: c
-        for c in Conversation.objects.for_workspace(workspace_id).filter(
-            anchor_id__in=list(anchor_ids)
-        )
+        for c in Conversation.objects.for_workspace(workspace_id)
+        .filter(anchor_id__in=list(anchor_ids))
+        .order_by("id")
     }
     turns: dict[int, list[dict[str, Any]]] = {pk: [] for pk in conversations}
     rows = (
@@ -832,7 +869,7 @@ def conversation_payloads(
     )
     for conversation_id, data in rows:
         turns[conversation_id].append(data)
-    return {c.anchor_id: conversation_dict(c, turns[pk]) for pk, c in conversations.items()}
+    return [(c, conversation_dict(c, turns[pk])) for pk, c in conversations.items()]
 
 
 def eval_payloads(eval_set: EvalSet, traces: list[Trace]) -> list[dict[str, Any]]:

@@ -135,8 +135,12 @@ class Conversation(WorkspaceOwned):
     # The timestamp of the turn that carried an end marker; cleared when a later turn comes.
     ended_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    # How many times it became complete: a resumed conversation completes again.
+    # How many times it became complete: a resumed conversation completes again, and so does
+    # one whose turns changed after it completed, once they settle.
     completion_count = models.PositiveIntegerField(default=0)
+    # When an ingest last changed its turns (added, changed, moved in or out): it completes
+    # only once none has arrived for the idle time either (late pages, spans in pieces).
+    changed_at = models.DateTimeField(null=True, blank=True)
     # The first turn stored, set once: in a conversation eval set the conversation's labels
     # and verdicts are kept on this trace, so the review, majority, metrics and matrix of
     # trace sets apply unchanged (one item per conversation).
@@ -162,6 +166,12 @@ class Conversation(WorkspaceOwned):
             models.Index(
                 fields=["completed_at", "last_activity_at"], name="conv_open_activity_idx"
             ),
+            # ... and complete ones whose turns changed since, by when they changed.
+            models.Index(
+                fields=["changed_at"],
+                condition=Q(changed_at__gt=F("completed_at")),
+                name="conv_changed_since_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -170,6 +180,16 @@ class Conversation(WorkspaceOwned):
     @property
     def is_complete(self) -> bool:
         return self.completed_at is not None
+
+    @property
+    def is_settling(self) -> bool:
+        """Complete, with turns changed since (late, changed, moved): it completes again,
+        to be judged again if its content changed, once none has arrived for the idle time."""
+        return (
+            self.completed_at is not None
+            and self.changed_at is not None
+            and self.changed_at > self.completed_at
+        )
 
     @property
     def span_seconds(self) -> float:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db.models import Exists, OuterRef
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -21,7 +22,7 @@ from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import ConversationJudgement, Eval, EvalExecution, EvalRun, RunStatus
 from evals.queue import enqueue_automatic_runs
-from traces.conversations import follow_anchors
+from traces.conversations import anchored_conversations, content_fingerprint, follow_anchors
 from traces.models import Conversation, EvalSet, Trace
 
 logger = logging.getLogger(__name__)
@@ -79,14 +80,19 @@ def traces_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
     return list(matching.values_list("id", flat=True))
 
 
+# A judgement that stands: its run has not failed (one that failed judged nothing).
+STANDING = Q(run__isnull=True) | ~Q(run__status=RunStatus.FAILED)
+
+
 def conversations_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]:
     """Return the anchors among `trace_ids` of complete conversations not judged as such.
 
     A conversation is judged once per completion: when it resumes and completes again,
-    its ``completion_count`` moves on and it is judged again.
+    or completes again after its turns changed, its ``completion_count`` moves on and it
+    may be judged again (``claim_conversations`` decides whether its content changed).
     """
     judged = ConversationJudgement.objects.filter(
-        eval=eval, conversation=OuterRef("pk"), completion=OuterRef("completion_count")
+        STANDING, eval=eval, conversation=OuterRef("pk"), completion=OuterRef("completion_count")
     )
     waiting = Conversation.objects.filter(
         anchor=OuterRef("pk"), completed_at__isnull=False
@@ -98,6 +104,75 @@ def conversations_to_judge(*, eval: Eval, trace_ids: Sequence[int]) -> list[int]
         .order_by("timestamp", "id")
     )
     return list(matching.values_list("id", flat=True))
+
+
+def _cause(conversation: Conversation, previous: ConversationJudgement | None) -> str:
+    """Why a conversation is judged (again), from what its previous judgement saw."""
+    Cause = ConversationJudgement.Cause
+    if previous is None:
+        return Cause.FIRST
+    if previous.last_turn_at is not None and conversation.last_activity_at > previous.last_turn_at:
+        return Cause.RESUMED
+    if conversation.turn_count > previous.turn_count:
+        return Cause.LATE_TURNS
+    if conversation.turn_count < previous.turn_count:
+        return Cause.TURNS_LEFT
+    return Cause.CHANGED
+
+
+def claim_conversations(*, eval: Eval, anchor_ids: Sequence[int]) -> list[ConversationJudgement]:
+    """Claim the judgement of these anchors' conversations at their current completion;
+    return the claims, one per conversation whose content this eval has not judged last.
+
+    A conversation whose eval receives what it received at the eval's previous judgement
+    (``content_fingerprint``) is not judged again: no run, no verdict, no score. Each claim
+    is a ``ConversationJudgement`` row, unique per (conversation, eval, completion): of two
+    workers claiming one completion at once, the second waits for the first's commit and
+    gets nothing. A claim whose run failed is taken over. Call in a transaction, with the
+    run created in the same one.
+    """
+    contents = anchored_conversations(eval.workspace_id, anchor_ids)
+    if not contents:
+        return []
+    ids = [conversation.pk for conversation, _ in contents]
+    previous: dict[int, ConversationJudgement] = {}
+    for judgement in (
+        ConversationJudgement.objects.for_workspace(eval.workspace_id)
+        .filter(STANDING, eval=eval, conversation_id__in=ids)
+        .order_by("conversation_id", "-completion", "-id")
+    ):
+        previous.setdefault(judgement.conversation_id, judgement)
+    claims = []
+    for conversation, payload in contents:
+        if not conversation.is_complete:
+            continue  # reopened since it was found
+        fingerprint = content_fingerprint(payload)
+        last = previous.get(conversation.pk)
+        if last is not None and last.fingerprint == fingerprint:
+            continue  # completed again with nothing changed that the eval sees
+        claim = ConversationJudgement(
+            workspace_id=eval.workspace_id,
+            conversation=conversation,
+            eval=eval,
+            completion=conversation.completion_count,
+            turn_count=conversation.turn_count,
+            last_turn_at=conversation.last_activity_at,
+            fingerprint=fingerprint,
+            cause=_cause(conversation, last),
+        )
+        ConversationJudgement.objects.filter(
+            run__status=RunStatus.FAILED,
+            eval=eval,
+            conversation=conversation,
+            completion=conversation.completion_count,
+        ).delete()
+        try:
+            with transaction.atomic():
+                claim.save()
+        except IntegrityError:
+            continue  # another worker claimed this completion first
+        claims.append(claim)
+    return claims
 
 
 def move_conversation_verdicts(*, workspace_id: int, moves: dict[int, int]) -> int:
@@ -116,30 +191,23 @@ def move_conversation_verdicts(*, workspace_id: int, moves: dict[int, int]) -> i
 
 
 def record_conversation_judgements(*, run: EvalRun) -> int:
-    """Keep the run's verdicts on complete conversations as their judgement history."""
+    """Give the run's claimed conversation judgements their verdicts; return how many."""
     executions = EvalExecution.objects.filter(run=run).values_list(
         "trace_id", "passed", "reason", "error"
     )
     verdicts = {trace_id: (passed, reason, error) for trace_id, passed, reason, error in executions}
-    conversations = Conversation.objects.for_workspace(run.workspace_id).filter(
-        anchor_id__in=list(verdicts), completed_at__isnull=False
-    )
-    rows = [
-        ConversationJudgement(
-            workspace_id=run.workspace_id,
-            conversation=conversation,
-            eval_id=run.eval_id,
-            completion=conversation.completion_count,
-            turn_count=conversation.turn_count,
-            passed=verdicts[conversation.anchor_id][0],
-            reason=verdicts[conversation.anchor_id][1],
-            error=verdicts[conversation.anchor_id][2],
-        )
-        for conversation in conversations
-    ]
-    # A run executed again (worker restarted) adds nothing twice.
-    ConversationJudgement.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+    claims = ConversationJudgement.objects.filter(run=run).select_related("conversation")
+    recorded = 0
+    for claim in claims:
+        # Judged on its anchor as the run started; a turn moving since takes the anchor's
+        # verdict with it (move_conversation_verdicts), so read it where it went too.
+        verdict = verdicts.get(claim.conversation.anchor_id)
+        if verdict is None:
+            continue
+        claim.passed, claim.reason, claim.error = verdict
+        claim.save(update_fields=["passed", "reason", "error", "updated_at"])
+        recorded += 1
+    return recorded
 
 
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
@@ -179,6 +247,11 @@ def start_automatic_runs(
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
             continue
+        if eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
+            run = _start_conversation_run(eval=eval, anchor_ids=todo, enqueue=enqueue)
+            if run is not None:
+                runs.append(run)
+            continue
         # The start of every automatic run, before any chunk can begin: one scan of the new
         # traces, not two.
         run = start_run(
@@ -197,6 +270,26 @@ def start_automatic_runs(
             len(ids),
         )
     return runs
+
+
+def _start_conversation_run(
+    *, eval: Eval, anchor_ids: Sequence[int], enqueue: bool
+) -> EvalRun | None:
+    """Claim the conversations' judgements and start one run over those claimed, if any."""
+    with transaction.atomic():
+        claims = claim_conversations(eval=eval, anchor_ids=anchor_ids)
+        if not claims:
+            return None
+        todo = [claim.conversation.anchor_id for claim in claims]
+        run = start_run(
+            eval=eval,
+            trace_ids=todo,
+            trigger=EvalRun.Trigger.AUTOMATIC,
+            enqueue=enqueue,
+            stored=set(todo),
+        )
+        ConversationJudgement.objects.filter(pk__in=[c.pk for c in claims]).update(run=run)
+    return run
 
 
 def execute_automatic_run(*, run_id: int) -> PushReport | None:
@@ -232,13 +325,17 @@ def after_automatic_run(*, run: EvalRun) -> PushReport:
 
 
 def judgement_history(conversation: Conversation) -> list[ConversationJudgement]:
-    """Every verdict kept on the conversation, newest first, labelled with its eval."""
+    """Every verdict kept on the conversation, newest first, labelled with its eval; each
+    eval's newest (``latest``) is the one its anchor holds and the source was sent."""
     judgements = list(
         ConversationJudgement.objects.for_workspace(conversation.workspace_id)
-        .filter(conversation=conversation)
+        .filter(STANDING, conversation=conversation)
         .select_related("eval__eval_set")
         .order_by("-completion", "-created_at", "-id")
     )
+    seen = set()
     for judgement in judgements:
         judgement.eval_label = f"{judgement.eval.eval_set.name} v{judgement.eval.version}"
+        judgement.latest = judgement.eval_id not in seen
+        seen.add(judgement.eval_id)
     return judgements

@@ -15,7 +15,7 @@ from evals.models import ConversationJudgement, Eval, EvalExecution
 from iofold.pipeline import ingest_traces
 from tests.evals.builders import use_fake_openai
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
-from tests.traces.factories import EvalSetFactory, trace_data
+from tests.traces.factories import EvalSetFactory, arriving_live, trace_data
 from traces.conversations import complete_idle_conversations
 from traces.models import Conversation, EvalSet
 
@@ -48,7 +48,8 @@ def _turn(n, session, minutes, **extra):
 
 
 def _ingest(workspace, traces):
-    return ingest_traces(workspace=workspace, source="upload", traces=traces)
+    with arriving_live(workspace, traces):
+        return ingest_traces(workspace=workspace, source="upload", traces=traces)
 
 
 @pytest.fixture
@@ -158,6 +159,232 @@ def test_completion_queues_the_anchor_turns(
     completed = iofold.pipeline.complete_idle_conversations_task.run()
     b = Conversation.objects.get(external_id="b")
     assert completed == 1 and queued == [(workspace.pk, [b.anchor_id])]
+
+
+# --- judged once per distinct content ---------------------------------------------------------
+
+END = {"metadata": {"conversation_end": True}}
+
+
+def _history(conversation):
+    return list(
+        ConversationJudgement.objects.filter(conversation=conversation)
+        .order_by("completion")
+        .values_list("completion", "turn_count", "cause", "passed")
+    )
+
+
+def _arrive(workspace, *turns):
+    """Turns arriving now, whenever they began (a late page, a held-back batch)."""
+    return ingest_traces(workspace=workspace, source="upload", traces=list(turns))
+
+
+def _later(minutes):
+    return timezone.now() + dt.timedelta(minutes=minutes)
+
+
+def test_a_conversation_notified_twice_is_judged_once(workspace, conversation_eval):
+    result = _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1, **END)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+
+    # The ingest notifies its new turns and the completed conversation: two tasks, both
+    # starting runs before either run has judged anything.
+    first = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=result.trace_ids, enqueue=False
+    )
+    second = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
+    )
+    assert len(first) == 1 and second == []
+    continuous.execute_automatic_run(run_id=first[0].pk)
+    assert _history(conversation) == [(1, 2, "first", True)]
+
+
+def test_two_workers_at_once_start_one_run(workspace, conversation_eval, transactional_db):
+    """Two workers find the same completed conversation unjudged at the same moment: the
+    completion's claim is unique, so one of them starts a run and the other nothing."""
+    import threading
+
+    from django.db import connection
+
+    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1, **END)])
+    anchor = Conversation.objects.for_workspace(workspace).get().anchor_id
+    found = threading.Barrier(2, timeout=20)
+    original = continuous.traces_to_judge
+    started, errors = [], []
+
+    def traces_to_judge(**kwargs):
+        todo = original(**kwargs)
+        found.wait()  # both have found it unjudged
+        return todo
+
+    def worker():
+        try:
+            started.extend(
+                continuous.start_automatic_runs(
+                    workspace_id=workspace.pk, trace_ids=[anchor], enqueue=False
+                )
+            )
+        except Exception as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    continuous.traces_to_judge = traces_to_judge
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        continuous.traces_to_judge = original
+    assert errors == [] and len(started) == 1
+    assert ConversationJudgement.objects.filter(run=started[0]).count() == 1
+
+
+def test_late_earlier_turns_are_judged_again_once_they_settle(workspace, conversation_eval):
+    _ingest(workspace, [_turn(3, "chat", 10), _turn(4, "chat", 11, **END)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    _judge(workspace, [conversation.anchor_id])  # on the two turns it has
+
+    # The next pages of a newest-first sync bring the earlier turns, one after the other.
+    _arrive(workspace, _turn(2, "chat", 5))
+    _arrive(workspace, _turn(1, "chat", 0))
+    conversation.refresh_from_db()
+    # Still complete (nobody came back), its turns changed: not judged page by page.
+    assert conversation.is_complete and conversation.is_settling
+    assert conversation.completion_count == 1
+    assert _judge(workspace, [conversation.anchor_id]) == []
+    assert complete_idle_conversations(_later(5)) == {}  # still arriving within the idle time
+
+    # Once none has arrived for the idle time: complete again, judged again, once.
+    assert complete_idle_conversations(_later(31)) == {workspace.pk: [conversation.pk]}
+    _judge(workspace, [conversation.anchor_id])
+    _judge(workspace, [conversation.anchor_id])
+    assert complete_idle_conversations(_later(90)) == {}
+    assert _history(conversation) == [(1, 2, "first", True), (2, 4, "late_turns", False)]
+    latest = EvalExecution.objects.get(eval=conversation_eval)
+    assert (latest.trace_id, latest.passed) == (conversation.anchor_id, False)
+
+
+def test_a_backfill_is_judged_once_its_pages_have_all_arrived(workspace, conversation_eval):
+    """Turns begun long ago, arriving page by page: the conversation waits for the last page
+    (none arriving for the idle time) rather than being judged on the first."""
+    _arrive(workspace, _turn(3, "chat", 10), _turn(4, "chat", 11))
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    assert complete_idle_conversations(_later(5)) == {}
+    _arrive(workspace, _turn(1, "chat", 0), _turn(2, "chat", 5))
+    assert complete_idle_conversations(_later(20)) == {}
+    assert complete_idle_conversations(_later(31)) == {workspace.pk: [conversation.pk]}
+    _judge(workspace, [conversation.anchor_id])
+    assert _history(conversation) == [(1, 4, "first", False)]
+
+
+def test_completed_again_with_nothing_changed_is_not_judged_again(workspace, conversation_eval):
+    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    complete_idle_conversations(T0 + dt.timedelta(minutes=40))
+    _judge(workspace, [conversation.anchor_id])
+
+    # A turn leaves for another session and comes back (a source re-sending an older
+    # version of it), another changes in place and back: the conversation is resumed and
+    # completes again, with what its eval already judged.
+    _arrive(workspace, {**_turn(2, "chat", 1), "session_id": "other"})
+    _arrive(workspace, _turn(2, "chat", 1))
+    _arrive(workspace, _turn(1, "chat", 0, output="edited"))
+    _arrive(workspace, _turn(1, "chat", 0))
+    assert conversation.pk in complete_idle_conversations(_later(31))[workspace.pk]
+    assert _judge(workspace, [conversation.anchor_id]) == []
+    conversation.refresh_from_db()
+    assert conversation.completion_count == 2
+    assert _history(conversation) == [(1, 2, "first", True)]
+
+
+def test_a_failed_run_leaves_the_conversation_to_the_next_one(workspace, conversation_eval):
+    from evals.execution.runs import fail_run
+
+    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1, **END)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    [run] = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
+    )
+    fail_run(run_id=run.pk, error="The sandbox could not run the eval: no nsjail")
+
+    assert len(_judge(workspace, [conversation.anchor_id])) == 1
+    assert _history(conversation) == [(1, 2, "first", True)]
+
+
+def test_an_eval_failing_on_one_conversation_judges_the_others(workspace):
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+    )
+    Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code='def eval_fn(c):\n    return c["turns"][1]["id"] == "b-2", c["id"]\n',
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+    _ingest(
+        workspace,
+        [_turn(1, "a", 0, **END), _turn(1, "b", 0), _turn(2, "b", 1, **END)],
+    )
+    anchors = list(
+        Conversation.objects.for_workspace(workspace)
+        .order_by("external_id")
+        .values_list("anchor_id", flat=True)
+    )
+    _judge(workspace, anchors)
+
+    judged = {
+        j.conversation.external_id: (j.status, j.error.split(" (")[0])
+        for j in ConversationJudgement.objects.select_related("conversation")
+    }
+    assert judged == {"a": ("error", "IndexError: list index out of range"), "b": ("passed", "")}
+
+
+def test_the_page_and_the_api_say_why_each_verdict_was_given(
+    workspace, conversation_eval, owner, login
+):
+    from django.urls import reverse
+    from django.utils.html import strip_tags
+
+    _ingest(workspace, [_turn(3, "chat", 10), _turn(4, "chat", 11, **END)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    _judge(workspace, [conversation.anchor_id])
+    _arrive(workspace, _turn(1, "chat", 0))
+    client = login(owner)
+    url = reverse("traces:conversation_detail", args=[workspace.slug, conversation.pk])
+
+    def page():
+        return " ".join(strip_tags(client.get(url).content.decode()).split())
+
+    assert "judged again once none has arrived for the idle time" in page()
+    complete_idle_conversations(_later(31))
+    [run] = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
+    )
+    assert "judging" in page() and "Its run has not judged it yet" in page()
+    continuous.execute_automatic_run(run_id=run.pk)
+
+    text = page()
+    assert "Why: earlier turns arrived after it was judged" in text
+    assert "Why: first judgement" in text
+    assert text.index("3 turns") < text.index("2 turns")  # newest first
+    assert text.count("latest") == 1 and "judged again once none" not in text
+    runs = client.get(f"/api/v1/conversations/{conversation.pk}/runs/").json()
+    assert [(r["completion"], r["cause"], r["status"], r["latest"]) for r in runs] == [
+        (2, "late_turns", "failed", True),
+        (1, "first", "passed", False),
+    ]
+    assert runs[0]["fingerprint"] != runs[1]["fingerprint"]
+    detail = client.get(f"/api/v1/conversations/{conversation.pk}/").json()
+    assert detail["is_settling"] is False and detail["completion_count"] == 2
 
 
 # --- verdicts back to the source ------------------------------------------------------------

@@ -337,6 +337,9 @@ class FakeLangfuse:
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.scores: dict[str, dict[str, Any]] = {}
         self.score_posts = 0
+        # The id of every score item posted, in order, repeats included: what was sent how
+        # often (``scores`` keeps the last of each id).
+        self.score_items: list[str] = []
         self.responses: list[
             tuple[str, int, Any]
         ] = []  # (path, status, body) when record_responses
@@ -648,6 +651,7 @@ class FakeLangfuse:
             score_id = item.get("id") or _hex("score", time.time_ns(), length=16)
             with self._lock:
                 self.scores[score_id] = {**item, "id": score_id}
+                self.score_items.append(score_id)
             accepted += 1
         if isinstance(body, dict):
             return (

@@ -1,4 +1,5 @@
 import datetime as dt
+from contextlib import contextmanager
 
 import factory
 from django.utils import timezone
@@ -7,6 +8,21 @@ from tests.factories import WorkspaceFactory
 from traces.models import EvalSet, Trace
 
 BASE_TIME = timezone.make_aware(dt.datetime(2026, 3, 1, 12, 0))
+
+
+@contextmanager
+def arriving_live(workspace, traces):
+    """Store ``traces`` as if they arrived as their latest began (live traffic, not a
+    backfill): a conversation completes once none arrived for the idle time either, and
+    the tests' clock is their turns' times."""
+    from traces.models import Conversation
+
+    since = timezone.now()
+    yield
+    when = max(dt.datetime.fromisoformat(t["timestamp"]) for t in traces)
+    Conversation.objects.for_workspace(workspace).filter(changed_at__gte=since).update(
+        changed_at=when
+    )
 
 
 def trace_data(n: int, *, output: str = "Your refund is on its way.", error: str | None = None):

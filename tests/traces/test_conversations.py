@@ -15,7 +15,7 @@ from integrations.otlp.receiver import receive_spans
 from iofold.pipeline import ingest_traces
 from tests.integrations.otlp_helpers import Recorder, protobuf_body, semconv_agent_trace
 from tests.traces import tau2
-from tests.traces.factories import EvalSetFactory, trace_data
+from tests.traces.factories import EvalSetFactory, arriving_live, trace_data
 from traces.conversations import complete_idle_conversations
 from traces.models import Conversation, EvalSet, Trace
 
@@ -36,7 +36,10 @@ def _turn(n: int, session: str | None, *, minutes: int = 0, **extra):
 
 
 def _ingest(workspace, traces, source="upload", integration=None):
-    return ingest_traces(workspace=workspace, source=source, traces=traces, integration=integration)
+    with arriving_live(workspace, traces):
+        return ingest_traces(
+            workspace=workspace, source=source, traces=traces, integration=integration
+        )
 
 
 def _only_conversation(workspace) -> Conversation:
