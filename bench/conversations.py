@@ -84,6 +84,7 @@ def body(args) -> None:
     from django.db import connection
     from django.test import Client
     from django.urls import reverse
+    from django.utils import timezone
 
     from iofold.pipeline import ingest_traces
     from tests.traces import tau2
@@ -115,8 +116,10 @@ def body(args) -> None:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     started = time.perf_counter()
-    # A day after the last turn (one a second from T0): every conversation is idle by then.
-    completed = complete_idle_conversations(T0 + dt.timedelta(seconds=args.traces, days=1))
+    # A day after the last turn (one a second from T0) and after the turns arrived (now):
+    # every conversation is idle and settled by then.
+    last = T0 + dt.timedelta(seconds=args.traces)
+    completed = complete_idle_conversations(max(last, timezone.now()) + dt.timedelta(days=1))
     sweep_s = time.perf_counter() - started
     assert sum(len(ids) for ids in completed.values()) == conversations
 

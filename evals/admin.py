@@ -220,19 +220,24 @@ class ConversationJudgementAdmin(WorkspaceOwnedAdmin):
         "eval",
         "completion",
         "turn_count",
+        "cause",
         "passed",
         "created_at",
     ]
-    list_filter = ["passed", "created_at"]
-    search_fields = ["conversation__external_id", "workspace__slug"]
+    list_filter = ["passed", "cause", "created_at"]
+    search_fields = ["conversation__external_id", "workspace__slug", "fingerprint"]
     list_select_related = ["workspace", "eval__eval_set", "conversation"]
-    raw_id_fields = ["workspace", "conversation", "eval"]
+    raw_id_fields = ["workspace", "conversation", "eval", "run"]
     # The history is what the evals said: never edited by hand.
     readonly_fields = [
         "conversation",
         "eval",
+        "run",
         "completion",
         "turn_count",
+        "last_turn_at",
+        "cause",
+        "fingerprint",
         "passed",
         "reason",
         "error",

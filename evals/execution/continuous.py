@@ -197,16 +197,20 @@ def record_conversation_judgements(*, run: EvalRun) -> int:
     )
     verdicts = {trace_id: (passed, reason, error) for trace_id, passed, reason, error in executions}
     claims = ConversationJudgement.objects.filter(run=run).select_related("conversation")
-    recorded = 0
+    recorded, unjudged = 0, []
     for claim in claims:
         # Judged on its anchor as the run started; a turn moving since takes the anchor's
         # verdict with it (move_conversation_verdicts), so read it where it went too.
         verdict = verdicts.get(claim.conversation.anchor_id)
         if verdict is None:
+            unjudged.append(claim.pk)  # its anchor went before the run reached it
             continue
         claim.passed, claim.reason, claim.error = verdict
         claim.save(update_fields=["passed", "reason", "error", "updated_at"])
         recorded += 1
+    if unjudged:
+        # Not left pending for ever: the next notification of the completion claims it.
+        ConversationJudgement.objects.filter(pk__in=unjudged).delete()
     return recorded
 
 

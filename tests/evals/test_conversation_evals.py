@@ -315,6 +315,25 @@ def test_a_failed_run_leaves_the_conversation_to_the_next_one(workspace, convers
     assert _history(conversation) == [(1, 2, "first", True)]
 
 
+def test_a_claim_whose_anchor_moved_before_its_run_is_not_left_judging(
+    workspace, conversation_eval
+):
+    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1), _turn(3, "chat", 2, **END)])
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    [run] = continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
+    )
+    # Before the run reaches it, its first turn moves to another session.
+    _arrive(workspace, {**_turn(1, "chat", 0), "session_id": "elsewhere"})
+    continuous.execute_automatic_run(run_id=run.pk)
+    conversation.refresh_from_db()
+    assert _history(conversation) == []  # not shown as being judged for ever
+
+    # The conversation, notified again, is judged on the turns it has.
+    _judge(workspace, [conversation.anchor_id])
+    assert _history(conversation) == [(1, 2, "first", True)]
+
+
 def test_an_eval_failing_on_one_conversation_judges_the_others(workspace):
     eval_set = EvalSetFactory(
         workspace=workspace,
@@ -487,6 +506,52 @@ def test_a_resent_session_score_keeps_its_timestamp_when_an_earlier_turn_arrives
 
     assert fake.scores[expected]["timestamp"] == first["timestamp"]
     assert fake.scores[expected] == first
+
+
+def test_a_conversation_from_a_webhook_and_a_sync_is_judged_and_scored_once(
+    workspace, fake_langfuse, make_integration
+):
+    """Langfuse's webhook and its sync share the integration's namespace: their turns of
+    one session are one conversation, judged on all of them, one session score sent."""
+    from evals.execution import scores
+
+    fake = fake_langfuse()
+    integration = make_integration(fake)
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+        score_to_langfuse=True,
+    )
+    Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=SHORT_AND_CLEAN,
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+
+    def arrive(source, *turns):
+        result = ingest_traces(
+            workspace=workspace, source=source, integration=integration, traces=list(turns)
+        )
+        _judge(workspace, [*result.trace_ids, *result.completed_conversation_ids])
+
+    # The webhook brings the last turn as it ends; the sync brings the first two later.
+    arrive("webhook", _turn(3, "both", 2, **END))
+    arrive("langfuse", _turn(1, "both", 0), _turn(2, "both", 1))
+    arrive("langfuse", _turn(3, "both", 2, **END))  # the sync reads the last one too
+    conversation = Conversation.objects.for_workspace(workspace).get()
+    assert conversation.turn_count == 3
+    assert complete_idle_conversations(_later(31)) == {workspace.pk: [conversation.pk]}
+    _judge(workspace, [conversation.anchor_id])
+
+    assert _history(conversation) == [(1, 1, "first", True), (2, 3, "late_turns", False)]
+    score_id = scores.session_score_id(eval_set_id=eval_set.pk, session_id="both")
+    assert fake.score_items == [score_id, score_id]
+    assert fake.scores[score_id]["value"] == 0
 
 
 def test_fake_langfuse_refuses_a_score_with_no_or_two_subjects(fake_langfuse):

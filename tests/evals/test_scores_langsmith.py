@@ -131,10 +131,16 @@ def test_a_changed_verdict_replaces_the_feedback_it_sent_before(workspace, fake,
 def test_a_conversation_judged_again_on_the_same_last_trace_updates_its_feedback(
     workspace, fake, integration
 ):
-    """A turn that arrives late (it began before the thread's last turn) reopens the thread;
-    judged again, its verdict changes while its last trace does not: the feedback LangSmith
-    shows on that trace is the new verdict, not the first."""
+    """A turn that arrives late (it began before the thread's last turn) changes the thread;
+    judged again once no turn has arrived for the idle time, its verdict changes while its
+    last trace does not: the feedback LangSmith shows on that trace is the new verdict, not
+    the first."""
+    import datetime as dt
+
+    from django.utils import timezone
+
     from evals.execution import continuous
+    from traces.conversations import complete_idle_conversations
     from traces.models import Conversation, EvalSet
 
     eval_set = EvalSetFactory(workspace=workspace, name="Short threads", score_to_langfuse=True,
@@ -150,10 +156,12 @@ def test_a_conversation_judged_again_on_the_same_last_trace_updates_its_feedback
         return {**trace_data(i), "id": str(uuid.UUID(int=i + 1)), "session_id": "thread-1",
                 "timestamp": f"2026-03-01T12:{minute:02d}:00+00:00", **extra}  # fmt: skip
 
-    def ingest_and_judge(traces):
+    def ingest_and_judge(traces, *, settle=False):
         ingest_traces(
             workspace=workspace, source="langsmith", integration=integration, traces=traces
         )
+        if settle:
+            complete_idle_conversations(timezone.now() + dt.timedelta(minutes=31))
         conversation = Conversation.objects.for_workspace(workspace).get()
         runs = continuous.start_automatic_runs(
             workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
@@ -167,7 +175,7 @@ def test_a_conversation_judged_again_on_the_same_last_trace_updates_its_feedback
     [sent] = fake.feedback.values()
     assert (sent["run_id"], sent["score"], sent["comment"]) == (last["id"], 1, "2 turns")
 
-    conversation = ingest_and_judge([turn(2, 5)])  # sent late: it began before the last
+    conversation = ingest_and_judge([turn(2, 5)], settle=True)  # it began before the last
 
     assert conversation.completion_count == 2
     [sent] = fake.feedback.values()
