@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -150,29 +150,71 @@ def claim_conversations(*, eval: Eval, anchor_ids: Sequence[int]) -> list[Conver
         last = previous.get(conversation.pk)
         if last is not None and last.fingerprint == fingerprint:
             continue  # completed again with nothing changed that the eval sees
-        claim = ConversationJudgement(
-            workspace_id=eval.workspace_id,
-            conversation=conversation,
-            eval=eval,
-            completion=conversation.completion_count,
-            turn_count=conversation.turn_count,
-            last_turn_at=conversation.last_activity_at,
-            fingerprint=fingerprint,
-            cause=_cause(conversation, last),
+        claims.append(
+            ConversationJudgement(
+                workspace_id=eval.workspace_id,
+                conversation=conversation,
+                eval=eval,
+                completion=conversation.completion_count,
+                turn_count=conversation.turn_count,
+                last_turn_at=conversation.last_activity_at,
+                fingerprint=fingerprint,
+                cause=_cause(conversation, last),
+            )
         )
-        ConversationJudgement.objects.filter(
-            run__status=RunStatus.FAILED,
-            eval=eval,
-            conversation=conversation,
-            completion=conversation.completion_count,
-        ).delete()
-        try:
-            with transaction.atomic():
-                claim.save()
-        except IntegrityError:
-            continue  # another worker claimed this completion first
-        claims.append(claim)
-    return claims
+    if not claims:
+        return []
+    # Claims of failed runs judged nothing: they make way.
+    ConversationJudgement.objects.filter(
+        run__status=RunStatus.FAILED,
+        eval=eval,
+        conversation_id__in=[claim.conversation_id for claim in claims],
+    ).delete()
+    taken: dict[int, int] = {}
+    # In chunks: a statement's parameters are limited (65,535 on PostgreSQL).
+    for start in range(0, len(claims), CLAIM_CHUNK):
+        taken.update(_insert_claims(claims[start : start + CLAIM_CHUNK]))
+    return [claim for claim in claims if claim.conversation_id in taken]
+
+
+CLAIM_CHUNK = 1000
+
+
+_CLAIM_COLUMNS = (
+    "workspace_id", "conversation_id", "eval_id", "completion", "turn_count", "last_turn_at",
+    "fingerprint", "cause", "reason", "error", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def _insert_claims(claims: list[ConversationJudgement]) -> dict[int, int]:
+    """Insert the claims that no other run holds, in one statement; return ``conversation
+    id -> claim id`` of those inserted (and set their ids).
+
+    ON CONFLICT DO NOTHING: a completion another transaction claimed, committed or not
+    yet, is skipped (PostgreSQL waits for that transaction to end first).
+    """
+    now = timezone.now()
+    table = connection.ops.quote_name(ConversationJudgement._meta.db_table)
+    row = "(" + ", ".join(["%s"] * len(_CLAIM_COLUMNS)) + ")"
+    params = []
+    for claim in claims:
+        params += [
+            claim.workspace_id, claim.conversation_id, claim.eval_id, claim.completion,
+            claim.turn_count, claim.last_turn_at, claim.fingerprint, claim.cause, "", "",
+            now, now,
+        ]  # fmt: skip
+    sql = (
+        f"INSERT INTO {table} ({', '.join(_CLAIM_COLUMNS)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * len(claims))} "
+        "ON CONFLICT (conversation_id, eval_id, completion) DO NOTHING "
+        "RETURNING conversation_id, id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        taken = dict(cursor.fetchall())
+    for claim in claims:
+        claim.pk = taken.get(claim.conversation_id)
+    return taken
 
 
 def move_conversation_verdicts(*, workspace_id: int, moves: dict[int, int]) -> int:
