@@ -239,7 +239,8 @@ def record_conversation_judgements(*, run: EvalRun) -> int:
     )
     verdicts = {trace_id: (passed, reason, error) for trace_id, passed, reason, error in executions}
     claims = ConversationJudgement.objects.filter(run=run).select_related("conversation")
-    recorded, unjudged = 0, []
+    now = timezone.now()
+    judged, unjudged = [], []
     for claim in claims:
         # Judged on its anchor as the run started; a turn moving since takes the anchor's
         # verdict with it (move_conversation_verdicts), so read it where it went too.
@@ -248,12 +249,15 @@ def record_conversation_judgements(*, run: EvalRun) -> int:
             unjudged.append(claim.pk)  # its anchor went before the run reached it
             continue
         claim.passed, claim.reason, claim.error = verdict
-        claim.save(update_fields=["passed", "reason", "error", "updated_at"])
-        recorded += 1
+        claim.updated_at = now
+        judged.append(claim)
+    ConversationJudgement.objects.bulk_update(
+        judged, ["passed", "reason", "error", "updated_at"], batch_size=CLAIM_CHUNK
+    )
     if unjudged:
         # Not left pending for ever: the next notification of the completion claims it.
         ConversationJudgement.objects.filter(pk__in=unjudged).delete()
-    return recorded
+    return len(judged)
 
 
 def queue_automatic_runs(*, workspace_id: int, trace_ids: Sequence[int]) -> None:
@@ -382,6 +386,8 @@ def judgement_history(conversation: Conversation) -> list[ConversationJudgement]
     seen = set()
     for judgement in judgements:
         judgement.eval_label = f"{judgement.eval.eval_set.name} v{judgement.eval.version}"
-        judgement.latest = judgement.eval_id not in seen
-        seen.add(judgement.eval_id)
+        # One being judged is not the latest verdict yet: the anchor holds the one before.
+        judgement.latest = not judgement.is_pending and judgement.eval_id not in seen
+        if not judgement.is_pending:
+            seen.add(judgement.eval_id)
     return judgements

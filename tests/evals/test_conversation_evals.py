@@ -388,7 +388,9 @@ def test_the_page_and_the_api_say_why_each_verdict_was_given(
     [run] = continuous.start_automatic_runs(
         workspace_id=workspace.pk, trace_ids=[conversation.anchor_id], enqueue=False
     )
-    assert "judging" in page() and "Its run has not judged it yet" in page()
+    text = page()
+    assert "judging" in text and "Its run has not judged it yet" in text
+    assert text.count("latest") == 1  # the verdict given, until the new one is
     continuous.execute_automatic_run(run_id=run.pk)
 
     text = page()
