@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('integrations', '0007_upload_runs'),
-        ('traces', '0022_feedback_set_created_index'),
+        ('traces', '0024_otlp_tool_step_names'),
         ('workspaces', '0003_workspace_deletion_scheduled_for'),
     ]
 
