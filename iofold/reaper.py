@@ -1,4 +1,5 @@
-"""The one reaper of background runs: sync runs, uploads, score imports, generations and eval runs.
+"""The one reaper of background runs: sync runs, uploads, score imports, deletions, generations
+and eval runs.
 
 Each app that carries out work as background runs (``iofold.lib.runs``) offers two
 functions for its run model: *recover* enqueues again the runs whose worker died, and
@@ -22,6 +23,7 @@ from evals.generation.services import reap_stale_generations, recover_generation
 from integrations.services import reap_stale_runs as reap_stale_sync_runs
 from integrations.services import recover_sync_runs
 from integrations.uploads import reap_stale_uploads, recover_uploads
+from traces.deletions import reap_stale_deletions, recover_deletions
 from traces.label_import import reap_stale_score_imports, recover_score_imports
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ RECOVER = (
     recover_sync_runs,
     recover_uploads,
     recover_score_imports,
+    recover_deletions,
     recover_generations,
     recover_eval_runs,
     recover_chunks,
@@ -38,6 +41,7 @@ REAP = (
     reap_stale_sync_runs,
     reap_stale_uploads,
     reap_stale_score_imports,
+    reap_stale_deletions,
     reap_stale_generations,
     reap_stale_eval_runs,
     reap_split_runs,

@@ -64,6 +64,7 @@ from traces.models import (
     Feedback,
     LabelAssignment,
     LabelChange,
+    DeletionRun,
     ScoreImportRun,
     Trace,
 )
@@ -106,6 +107,7 @@ NOT_EXPORTED: set[type[models.Model]] = {
     UploadRun,  # points at a file on this server's disk, deleted once ingested
     ScoreImportRun,  # its labels are exported; the run reads a source of this installation
     JudgeSpendMonth,  # this installation's running total; rebuilt from the runs' costs
+    DeletionRun,  # work in flight; the rows it marks come in unmarked
 }
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # Never exported: links to this installation's scheduler, and which process ran a run.
@@ -113,7 +115,8 @@ BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # trace, so one of the two links has to wait until both exist).
 LEFT_OUT = {
     "integrations.integration": {"periodic_task"},
-    "traces.trace": {"conversation"},
+    "traces.trace": {"conversation", "deletion"},
+    "traces.evalset": {"deletion"},
     "*": {"owner"},
 }
 CHUNK = 1000

@@ -72,6 +72,7 @@ class World:
     feedback: Feedback
     eval: Eval
     conversation: object = None
+    deletion: object = None
 
 
 @pytest.fixture
@@ -105,7 +106,14 @@ def make_world(workspace, owner) -> World:
     turns = [{**trace_data(n), "id": f"turn-{n}", "session_id": "chat-1"} for n in (7, 8)]
     ingest_traces(workspace=workspace, source="api", traces=turns)
     conversation = Conversation.objects.for_workspace(workspace).get()
-    return World(workspace, integration, run, traces[0], eval_set, feedback, eval, conversation)
+    from traces.models import DeletionRun
+
+    deletion = DeletionRun.objects.create(
+        workspace=workspace, kind=DeletionRun.Kind.TRACES, name="1 trace", status="succeeded"
+    )
+    return World(
+        workspace, integration, run, traces[0], eval_set, feedback, eval, conversation, deletion
+    )
 
 
 @pytest.fixture
@@ -131,6 +139,7 @@ def _path_ids(path: str, world: World) -> str:
         "/api/v1/generations/": world.eval.pk,
         "/api/v1/eval-runs/": world.run.pk,
         "/api/v1/conversations/": world.conversation.pk,
+        "/api/v1/deletions/": world.deletion.pk,
     }
     if "{" not in path:
         return path
@@ -214,7 +223,7 @@ def _request_schema(method: str, path: str) -> dict:
 def _base_body(method: str, path: str, world: World):
     if path in ("/api/v1/traces", "/api/v1/traces/") or (method, path) == WEBHOOK:
         return trace_data(99)
-    if path.endswith("/run"):
+    if path.endswith("/run") or path == "/api/v1/deletions/":
         return {"trace_ids": [world.trace.pk]}
     if path == "/api/v1/openai/traces/ingest":  # the Agents SDK exporter's payload
         return {

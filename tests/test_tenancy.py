@@ -150,6 +150,19 @@ def _sync_run_kwargs(ws):
     return {"pk": pk, "run_pk": run.pk}
 
 
+def _deletion_pk(ws):
+    from traces.deletions import request_traces_deletion
+
+    owner = Membership.objects.for_workspace(ws).first().user
+    return {
+        "run_pk": request_traces_deletion(workspace=ws, trace_ids=[_trace(ws).pk], user=owner).pk
+    }
+
+
+def _api_deletion_pk(ws):
+    return {"pk": _deletion_pk(ws)["run_pk"]}
+
+
 def _score_import_run_kwargs(ws):
     from integrations.models import Integration
     from traces.models import ScoreImportRun
@@ -357,6 +370,11 @@ UI_CASES = [
     ),
     Case("traces:evalset_archive", "post", _eval_set_pk),
     Case("traces:evalset_restore", "post", _eval_set_pk),
+    Case("traces:evalset_delete", kwargs=_eval_set_pk),
+    Case("traces:evalset_delete", "post", _eval_set_pk, lambda ws: {"confirmed": "yes"}),
+    Case("traces:delete_selected", "post", data=lambda ws: {"trace": [_trace(ws).pk]}),
+    Case("traces:deletion", kwargs=_deletion_pk),
+    Case("traces:deletion_resume", "post", _deletion_pk),
     Case("traces:evalset_remove_trace", "post", _eval_set_trace_pks),
     Case("traces:review", kwargs=_eval_set_pk),
     Case("traces:review_label", "post", _eval_set_trace_pks, lambda ws: {"rating": "positive"}),
@@ -457,6 +475,10 @@ API_CASES = [
     Case("api-eval-set", "patch", _eval_set_pk, lambda ws: {"target_labels": 5}),
     Case("api-eval-set", "delete", _eval_set_pk),
     Case("api-eval-set-traces", "post", _eval_set_pk, lambda ws: {"trace_ids": [_trace(ws).pk]}),
+    Case("api-deletions"),
+    Case("api-deletions", "post", data=lambda ws: {"eval_set": _eval_set_pk(ws)["pk"]}),
+    Case("api-deletions", "post", data=lambda ws: {"trace_ids": [_trace(ws).pk]}),
+    Case("api-deletion", kwargs=_api_deletion_pk),
     Case("api-feedback"),
     Case(
         "api-feedback",

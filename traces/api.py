@@ -34,12 +34,12 @@ from iofold.api import (
     window_params,
 )
 from iofold.pipeline import admit_traces
-from traces import selectors, services
+from traces import deletions, selectors, services
 from traces.constants import MAX_CRITERIA_CHARS
 from traces.conversations import conversation_dict
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import LABEL_STATES, TraceFilters, read_conversation_filters
-from traces.models import Conversation, EvalSet, Feedback, Trace
+from traces.models import Conversation, DeletionRun, EvalSet, Feedback, Trace
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
@@ -408,7 +408,7 @@ class TraceDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
         offset, limit = window_params(
             request.query_params, "steps", default=STEPS_WINDOW, most=STEPS_WINDOW
         )
-        trace = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        trace = get_object_or_404(self.get_queryset().present(), pk=self.kwargs["pk"])
         selectors.attach_label_counts([trace])
         data, window = selectors.steps_window(trace.data, offset=offset, limit=limit)
         return Response(TraceDetailOut(trace, context={"data": data, "window": window}).data)
@@ -803,3 +803,85 @@ class ConversationRunsApi(_ConversationMixin, APIView):
     def get(self, request, pk: int):
         judgements = selectors.conversation_judgements(self._object(pk))
         return Response(JudgementOut(judgements, many=True).data)
+
+
+# --- deletions ----------------------------------------------------------------------------
+
+
+class DeletionOut(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeletionRun
+        fields = [
+            "id",
+            "kind",
+            "name",
+            "status",
+            "done",
+            "total",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "url",
+        ]
+
+    def get_url(self, run: DeletionRun) -> str:
+        return reverse("api-deletion", kwargs={"pk": run.pk})
+
+
+class DeletionIn(serializers.Serializer):
+    eval_set = IdField(required=False, help_text="The eval set to delete, with its labels.")
+    trace_ids = serializers.ListField(
+        child=IdField(),
+        required=False,
+        allow_empty=False,
+        max_length=deletions.MAX_TRACE_IDS,
+        help_text=f"Traces to delete (at most {deletions.MAX_TRACE_IDS:,} per request).",
+    )
+
+    def validate(self, data):
+        if ("eval_set" in data) == ("trace_ids" in data):
+            raise ValidationError("Name either an eval set or trace_ids.")
+        return data
+
+
+class DeletionsApi(WorkspaceScopedMixin, generics.ListAPIView):
+    model = DeletionRun
+    serializer_class = DeletionOut
+    manage_only = True  # deleting for good is for owners and admins
+
+    @extend_schema(
+        summary="Delete an eval set or traces in the background",
+        description="What is named is hidden at once and deleted by a worker in batches; "
+        "poll the returned deletion's url until its status is succeeded or failed. Asking "
+        "again for the same rows returns the same deletion (queued again if it failed).",
+        request=DeletionIn,
+        responses={202: DeletionOut},
+    )
+    def post(self, request):
+        data = DeletionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            if "eval_set" in values:
+                # Found while being deleted too: asking again returns the same deletion.
+                eval_set = get_object_or_404(
+                    EvalSet.objects.for_workspace(request.workspace, deleting=True),
+                    pk=values["eval_set"],
+                )
+                run = deletions.request_eval_set_deletion(eval_set=eval_set, user=request.user)
+            else:
+                run = deletions.request_traces_deletion(
+                    workspace=request.workspace, trace_ids=values["trace_ids"], user=request.user
+                )
+        except TraceError as exc:
+            raise ValidationError({"detail": exc.message}) from None
+        out = DeletionOut(run).data
+        return Response(out, status=status.HTTP_202_ACCEPTED, headers={"Location": out["url"]})
+
+
+class DeletionDetailApi(WorkspaceScopedMixin, generics.RetrieveAPIView):
+    model = DeletionRun
+    serializer_class = DeletionOut

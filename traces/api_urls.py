@@ -28,6 +28,8 @@ urlpatterns = [
         agents_api.OpenAIAgentsIngestApi.as_view(),
         name="api-openai-agents-ingest",
     ),
+    path("deletions/", api.DeletionsApi.as_view(), name="api-deletions"),
+    path("deletions/<int:pk>/", api.DeletionDetailApi.as_view(), name="api-deletion"),
     path("feedback/", api.FeedbackListApi.as_view(), name="api-feedback"),
     path("feedback/<int:pk>/", api.FeedbackDetailApi.as_view(), name="api-feedback-detail"),
 ]

@@ -546,6 +546,16 @@ def _update_figures(
     return list(mine.order_by().values_list("id", "turn_count", "last_activity_at", "anchor_id"))
 
 
+def recount_conversations(workspace, conversation_ids: Iterable[int]) -> None:
+    """Write again the figures of conversations some of whose turns were deleted.
+
+    One left with no turn keeps zero figures and no anchor: lists no longer show it.
+    """
+    ids = sorted(conversation_ids)
+    mine = Conversation.objects.for_workspace(workspace).filter(pk__in=ids)
+    _update_figures(workspace, mine, [], ids, ids, timezone.now())
+
+
 def idle_minutes_by_workspace() -> dict[int, int]:
     """Return the idle time of workspaces whose conversation eval sets set one.
 

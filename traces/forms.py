@@ -135,6 +135,15 @@ class AddToEvalSetForm(forms.Form):
         self.fields["trace"].valid_value = lambda value: str(value).isdigit()
 
 
+class SelectedTracesForm(forms.Form):
+    trace = forms.TypedMultipleChoiceField(coerce=int, choices=[], required=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Ids are scoped to the workspace by the service, not checked against a choice list.
+        self.fields["trace"].valid_value = lambda value: str(value).isdigit()
+
+
 class BulkAssignForm(AddToEvalSetForm):
     reviewer = forms.IntegerField()
 

@@ -29,6 +29,10 @@ class TraceQuerySet(WorkspaceQuerySet):
     def with_errors(self):
         return self.filter(has_error=True)
 
+    def present(self):
+        """Traces not being deleted (traces.deletions hides them at once)."""
+        return self.filter(deletion__isnull=True)
+
     def _feedback_exists(self, eval_set=None, user=None):
         feedback = Feedback.objects.filter(trace=OuterRef("pk"))
         if eval_set is not None:
@@ -48,7 +52,7 @@ class TraceQuerySet(WorkspaceQuerySet):
         """The eval set's traces: its saved filter, or its hand-picked traces in picking order."""
         from traces.filters import TraceFilters
 
-        qs = self.for_workspace(eval_set.workspace_id)
+        qs = self.for_workspace(eval_set.workspace_id).present()
         saved = None
         if eval_set.source_kind == EvalSet.SourceKind.FILTER:
             saved = TraceFilters.from_data(eval_set.saved_filter, keep_unknown_source=True)
@@ -88,6 +92,12 @@ def _matching_conversations(conversations, saved):
 
 
 class EvalSetQuerySet(WorkspaceQuerySet):
+    def for_workspace(self, workspace, *, deleting: bool = False):
+        """The workspace's eval sets, but for those being deleted (nobody acts on them);
+        with ``deleting``, those too (a second request to delete one finds its run)."""
+        sets = super().for_workspace(workspace)
+        return sets if deleting else sets.filter(deletion__isnull=True)
+
     def active(self):
         return self.filter(archived_at__isnull=True)
 
@@ -239,6 +249,16 @@ class Trace(WorkspaceOwned):
         related_name="turns",
         db_index=False,
     )
+    # Set when someone deletes it: hidden at once, removed by that run's worker in batches.
+    # Indexed only where set (trace_deletion_idx), so ingest never writes that index.
+    deletion = models.ForeignKey(
+        "DeletionRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
 
     objects = TraceQuerySet.as_manager()
 
@@ -280,6 +300,11 @@ class Trace(WorkspaceOwned):
             models.Index(
                 fields=["conversation", "timestamp", "id", "has_error", "cost"],
                 name="trace_conversation_turns_idx",
+            ),
+            models.Index(
+                fields=["deletion"],
+                condition=Q(deletion__isnull=False),
+                name="trace_deletion_idx",
             ),
         ]
 
@@ -327,6 +352,10 @@ class EvalSet(WorkspaceOwned):
         related_name="+",
     )
     traces = models.ManyToManyField(Trace, through="EvalSetTrace", related_name="eval_sets")
+    # Set when someone deletes it: hidden at once (``for_workspace``), removed by a worker.
+    deletion = models.ForeignKey(
+        "DeletionRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     objects = EvalSetQuerySet.as_manager()
 
@@ -537,3 +566,41 @@ class ScoreImportRun(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Score import #{self.pk} {self.score_name} ({self.status})"
+
+
+class DeletionRunQuerySet(BackgroundRunQuerySet, WorkspaceQuerySet):
+    pass
+
+
+class DeletionRun(BackgroundRun, WorkspaceOwned):
+    """An eval set or traces deleted by a worker, in batches (traces.deletions).
+
+    With 100,000 traces, deleting in the web request outlived the server's timeout and held
+    its locks throughout; what is being deleted is hidden at once instead.
+    """
+
+    Status = RunStatus
+
+    class Kind(models.TextChoices):
+        EVAL_SET = "eval_set", "Eval set"
+        TRACES = "traces", "Traces"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # What it deletes, in words, for its page once the rows are gone.
+    name = models.CharField(max_length=300)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    # Rows deleted so far of ``total``: the progress bar.
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    objects = DeletionRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Deletion #{self.pk} of {self.name} ({self.status})"

@@ -124,7 +124,7 @@ def trace_page(
     Keyset pagination on ``(timestamp, id)`` (``keyset_page``).
     """
     filters = filters or TraceFilters()
-    qs = filters.apply(Trace.objects.for_workspace(workspace)).only(*LIST_FIELDS)
+    qs = filters.apply(Trace.objects.for_workspace(workspace).present()).only(*LIST_FIELDS)
     rows, next_cursor = keyset_page(qs, field="timestamp", cursor=cursor, limit=limit)
     attach_label_counts(rows)
     return TracePage(traces=rows, next_cursor=next_cursor, filters=filters)

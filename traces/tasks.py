@@ -4,7 +4,7 @@ from celery import shared_task
 
 from iofold.lib.tasks import RunTask
 from traces.exceptions import ResponsesUnavailable
-from traces.models import ScoreImportRun
+from traces.models import DeletionRun, ScoreImportRun
 
 
 @shared_task(acks_late=True, base=RunTask, run_model=ScoreImportRun)
@@ -13,6 +13,14 @@ def import_scores_task(run_id: int) -> None:
     from traces.label_import import execute_score_import
 
     execute_score_import(run_id=run_id)
+
+
+@shared_task(acks_late=True, base=RunTask, run_model=DeletionRun)
+def delete_task(run_id: int) -> None:
+    """Delete an eval set or traces in batches (traces.deletions)."""
+    from traces.deletions import execute_deletion
+
+    execute_deletion(run_id=run_id)
 
 
 # A read OpenAI refused or could not answer is tried again later, each wait twice the last

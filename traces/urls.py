@@ -16,6 +16,9 @@ urlpatterns = [
     ),
     path("add-to-eval-set/", views.add_to_eval_set, name="add_to_eval_set"),
     path("assign/", views.bulk_assign, name="bulk_assign"),
+    path("delete/", views.delete_selected, name="delete_selected"),
+    path("deletions/<int:run_pk>/", views.deletion, name="deletion"),
+    path("deletions/<int:run_pk>/resume/", views.deletion_resume, name="deletion_resume"),
     path("review/", views.review_start, name="review_start"),
     path("eval-sets/", views.evalset_list, name="evalset_list"),
     path("eval-sets/new/", views.evalset_create, name="evalset_create"),
@@ -23,6 +26,7 @@ urlpatterns = [
     path("eval-sets/<int:pk>/edit/", views.evalset_edit, name="evalset_edit"),
     path("eval-sets/<int:pk>/archive/", views.evalset_archive, name="evalset_archive"),
     path("eval-sets/<int:pk>/restore/", views.evalset_restore, name="evalset_restore"),
+    path("eval-sets/<int:pk>/delete/", views.evalset_delete, name="evalset_delete"),
     path(
         "eval-sets/<int:pk>/traces/<int:trace_pk>/remove/",
         views.evalset_remove_trace,

@@ -5,18 +5,20 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
 from iofold.composition import eval_set_links
+from iofold.lib.confirm import ask_first, confirmed
 from iofold.lib.fields import whole_number
 from iofold.lib.forms import form_status
 from iofold.lib.fragments import fragment_or_page
 from iofold.lib.redirects import safe_next
-from traces import assignments, label_import, selectors, services
+from traces import assignments, deletions, label_import, selectors, services
 from traces.agents_responses import response_notes
 from traces.exceptions import LabelNotYours, TraceError
 from traces.filters import TraceFilters, read_conversation_filters
@@ -27,8 +29,9 @@ from traces.forms import (
     EvalSetForm,
     FeedbackForm,
     ScoreImportForm,
+    SelectedTracesForm,
 )
-from traces.models import Conversation, EvalSet, Feedback, ScoreImportRun, Trace
+from traces.models import Conversation, DeletionRun, EvalSet, Feedback, ScoreImportRun, Trace
 from workspaces.access import workspace_view
 from workspaces.models import Membership
 
@@ -107,7 +110,7 @@ def trace_list(request):
 @workspace_view
 def trace_detail(request, pk: int):
     """One trace: input, the tree of steps, output and metadata."""
-    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace), pk=pk)
+    trace = get_object_or_404(Trace.objects.for_workspace(request.workspace).present(), pk=pk)
     feedback = list(
         Feedback.objects.for_workspace(request.workspace)
         .filter(trace=trace)
@@ -206,6 +209,7 @@ def evalset_list(request):
     ctx = {
         "summaries": [summaries[s.pk] for s in sets],
         "archived": archived,
+        "deletions": list(deletions.unfinished_deletions(request.workspace)[:10]),
     }
     return render(request, "traces/evalset_list.html", ctx)
 
@@ -324,6 +328,77 @@ def evalset_archive(request, pk: int):
     services.archive_eval_set(eval_set=eval_set)
     messages.success(request, f"“{eval_set.name}” archived. Its labels are kept.")
     return redirect("traces:evalset_list", slug=request.workspace.slug)
+
+
+@require_http_methods(["GET", "POST"])  # GET: the question only
+@workspace_view(manage=True)
+def evalset_delete(request, pk: int):
+    """Delete the set with its labels and evals: hidden at once, deleted by a worker."""
+    # Found while being deleted too: a second click leads to the same deletion's page.
+    eval_set = get_object_or_404(
+        EvalSet.objects.for_workspace(request.workspace, deleting=True), pk=pk
+    )
+    eval_set.workspace = request.workspace
+    if not confirmed(request):
+        return ask_first(
+            request,
+            question=f"Delete {eval_set.name} for good?",
+            detail="Its labels, label history, assignments and evals are deleted with it; "
+            "this cannot be undone. Archive it instead to keep them.",
+            button="Delete for good",
+            back_url=eval_set.get_absolute_url(),
+        )
+    run = deletions.request_eval_set_deletion(eval_set=eval_set, user=request.user)
+    return redirect("traces:deletion", slug=request.workspace.slug, run_pk=run.pk)
+
+
+@require_POST
+@workspace_view(manage=True)
+def delete_selected(request):
+    """Delete the traces selected in the list: hidden at once, deleted by a worker."""
+    form = SelectedTracesForm(request.POST)
+    back = safe_next(request, reverse("traces:list", kwargs={"slug": request.workspace.slug}))
+    if not form.is_valid():
+        messages.error(request, "Select at least one trace to delete.")
+        return redirect(back)
+    ids = form.cleaned_data["trace"]
+    if not confirmed(request):
+        return ask_first(
+            request,
+            question=f"Delete {len(ids)} trace{pluralize(len(ids))} for good?",
+            detail="Their labels and verdicts are deleted with them; this cannot be undone. "
+            "A source that syncs them again brings them back.",
+            button="Delete for good",
+            back_url=back,
+            keep={"trace": ids, "next": request.POST.get("next", "")},
+        )
+    try:
+        run = deletions.request_traces_deletion(
+            workspace=request.workspace, trace_ids=ids, user=request.user
+        )
+    except TraceError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    return redirect("traces:deletion", slug=request.workspace.slug, run_pk=run.pk)
+
+
+@workspace_view
+def deletion(request, run_pk: int):
+    """A deletion's progress, then its outcome (htmx polls the fragment until final)."""
+    run = get_object_or_404(DeletionRun.objects.for_workspace(request.workspace), pk=run_pk)
+    if request.htmx:
+        response = render(request, "traces/deletion.html#progress", {"run": run})
+        return HttpResponseStopPolling(response.content) if run.is_final else response
+    return render(request, "traces/deletion.html", {"run": run})
+
+
+@require_POST
+@workspace_view(manage=True)
+def deletion_resume(request, run_pk: int):
+    """Queue a failed deletion again; it carries on from what is left."""
+    run = get_object_or_404(DeletionRun.objects.for_workspace(request.workspace), pk=run_pk)
+    deletions.resume_deletion(run)
+    return redirect("traces:deletion", slug=request.workspace.slug, run_pk=run.pk)
 
 
 @require_POST

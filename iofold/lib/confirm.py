@@ -17,8 +17,26 @@ def confirmed(request: HttpRequest) -> bool:
 
 
 def ask_first(
-    request: HttpRequest, *, question: str, detail: str, button: str, back_url: str
+    request: HttpRequest,
+    *,
+    question: str,
+    detail: str,
+    button: str,
+    back_url: str,
+    keep: dict | None = None,
 ) -> HttpResponse:
-    """The page asking ``question``; its ``button`` posts the same action again, answered."""
-    ctx = {"question": question, "detail": detail, "button": button, "back_url": back_url}
+    """The page asking ``question``; its ``button`` posts the same action again, answered,
+    with the fields of ``keep`` (name to a value or a list of values: a selection)."""
+    kept = [
+        (name, value)
+        for name, values in (keep or {}).items()
+        for value in (values if isinstance(values, list | tuple) else [values])
+    ]
+    ctx = {
+        "question": question,
+        "detail": detail,
+        "button": button,
+        "back_url": back_url,
+        "kept": kept,
+    }
     return render(request, "components/confirm_page.html", ctx)
