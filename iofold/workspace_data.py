@@ -59,12 +59,12 @@ from iofold.lib.runs import ACTIVE, BackgroundRun, RunStatus
 from traces.conversations import conversation_key
 from traces.models import (
     Conversation,
+    DeletionRun,
     EvalSet,
     EvalSetTrace,
     Feedback,
     LabelAssignment,
     LabelChange,
-    DeletionRun,
     ScoreImportRun,
     Trace,
 )
@@ -110,6 +110,14 @@ NOT_EXPORTED: set[type[models.Model]] = {
     DeletionRun,  # work in flight; the rows it marks come in unmarked
 }
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
+# Models some archived row refers to: an import remembers the new id of their rows only
+# (the rest, labels and verdicts, are most of an archive and nothing points at them).
+REFERRED_TO = {
+    f.related_model._meta.label_lower
+    for model in MODELS
+    for f in model._meta.concrete_fields
+    if f.is_relation and f.related_model._meta.label_lower in BY_LABEL
+}
 # Never exported: links to this installation's scheduler, and which process ran a run.
 # A trace's conversation is linked again on import (a conversation points at its first
 # trace, so one of the two links has to wait until both exist).
@@ -120,6 +128,12 @@ LEFT_OUT = {
     "*": {"owner"},
 }
 CHUNK = 1000
+# An import writes a batch once it holds CHUNK rows or this many bytes of them, whichever
+# comes first: a batch of large traces stays small in memory.
+CHUNK_BYTES = 16 * 1024 * 1024
+# The longest line an import reads: a row's whole text, payload and all. Far above any
+# trace ingest accepts (2 MiB a line); a longer line is refused before it fills memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
 # Deeper than ingest allows (64): traces stored before that limit may be deeper.
 MAX_DEPTH = 400
 
@@ -223,7 +237,7 @@ def import_workspace(*, source: IO[bytes], slug: str | None = None) -> Summary:
     """
     try:
         with gzip.GzipFile(fileobj=source, mode="rb") as archive:
-            lines = iter(archive)
+            lines = _lines(archive)
             manifest = _manifest(next(lines, b""))
             slug = _check_slug(slug or manifest["workspace"]["slug"])
             if Workspace.objects.filter(slug=slug).exists():
@@ -238,6 +252,19 @@ def import_workspace(*, source: IO[bytes], slug: str | None = None) -> Summary:
         ) from None
     except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise ArchiveError(f"The archive cannot be read: {exc}") from None
+
+
+def _lines(archive: IO[bytes]) -> Iterator[bytes]:
+    """Yield the archive's lines one at a time, refusing one longer than MAX_LINE_BYTES."""
+    number = 0
+    while line := archive.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise ArchiveError(
+                f"Line {number} of the archive is longer than {MAX_LINE_BYTES >> 20} MiB; "
+                "nothing was imported."
+            )
+        yield line
 
 
 def _check_slug(slug: Any) -> str:
@@ -267,13 +294,16 @@ def _import(lines, slug: str) -> Summary:
     ids: dict[str, dict[Any, int]] = {label: {} for label in BY_LABEL}
     summary = Summary()
     pending: list[dict] = []
+    pending_bytes = 0
     label_of_pending = None
     workspaces = 0
 
     def flush() -> None:
+        nonlocal pending_bytes
         if pending:
             _create(BY_LABEL[label_of_pending], pending, ids, slug, summary)
             pending.clear()
+            pending_bytes = 0
 
     for raw in lines:
         obj = _row(raw)
@@ -285,10 +315,11 @@ def _import(lines, slug: str) -> Summary:
             workspaces += 1
             if workspaces > 1:
                 raise ArchiveError("The archive holds more than one workspace.")
-        if label != label_of_pending or len(pending) >= CHUNK:
+        if label != label_of_pending or len(pending) >= CHUNK or pending_bytes >= CHUNK_BYTES:
             flush()
             label_of_pending = label
         pending.append(obj)
+        pending_bytes += len(raw)
     flush()
     if summary.workspace is None:
         raise ArchiveError("The archive holds no workspace.")
@@ -339,13 +370,18 @@ def _link_conversations(workspace: Workspace) -> None:
     }
     if not conversations:
         return
-    linked = []
-    for trace in Trace.objects.for_workspace(workspace).only("pk", "source_key", "data"):
-        key = conversation_key(trace.data)
-        if key and (trace.source_key, key) in conversations:
-            trace.conversation_id = conversations[(trace.source_key, key)]
-            linked.append(trace)
-    Trace.objects.bulk_update(linked, ["conversation"], batch_size=500)
+    traces = Trace.objects.for_workspace(workspace).order_by("pk").only("pk", "source_key", "data")
+    last = 0
+    # A page of payloads at a time: all of them at once held every trace in memory.
+    while page := list(traces.filter(pk__gt=last)[:CHUNK]):
+        last = page[-1].pk
+        linked = []
+        for trace in page:
+            key = conversation_key(trace.data)
+            if key and (trace.source_key, key) in conversations:
+                trace.conversation_id = conversations[(trace.source_key, key)]
+                linked.append(trace)
+        Trace.objects.bulk_update(linked, ["conversation"], batch_size=500)
 
 
 def _user(email: Any) -> User:
@@ -404,7 +440,8 @@ def _create(model, objs: list[dict], ids: dict, slug: str, summary: Summary) -> 
     for old, instance in made:
         if instance.pk is None:  # pragma: no cover - every supported database returns ids
             raise ArchiveError("The database did not return the new rows' ids.")
-        ids[label][old] = instance.pk
+        if label in REFERRED_TO:
+            ids[label][old] = instance.pk
     for instance, later in deferred:
         updates = {f"{name}_id": ids[label][old] for name, old in later.items()}
         model._default_manager.filter(pk=instance.pk).update(**updates)

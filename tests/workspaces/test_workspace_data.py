@@ -526,3 +526,70 @@ def test_import_from_a_path_that_cannot_be_read_says_so(db, tmp_path):
         call_command("import_workspace", str(tmp_path))
     with pytest.raises(CommandError, match="No such file"):
         call_command("import_workspace", str(tmp_path / "missing.gz"))
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_it_is_read_whole(
+    workspace, tmp_path, monkeypatch
+):
+    """A line is read up to the limit, not whole: a gzip of one endless line cannot fill
+    the memory. Nothing is written."""
+    from tests.traces.factories import trace_data
+
+    TraceFactory(workspace=workspace, data={**trace_data(1), "output": "x" * 1_500_000})
+    archive = tmp_path / "a.gz"
+    archive.write_bytes(_export(workspace))
+    monkeypatch.setattr(workspace_data, "MAX_LINE_BYTES", 1024 * 1024)
+    reads = []
+    real_lines = workspace_data._lines
+
+    def counted(archive):
+        for line in real_lines(archive):
+            reads.append(len(line))
+            yield line
+
+    monkeypatch.setattr(workspace_data, "_lines", counted)
+    counts = (Workspace.objects.count(), Trace.objects.count())
+
+    with pytest.raises(CommandError, match=r"Line \d+ of the archive is longer than 1 MiB"):
+        call_command("import_workspace", str(archive), "--slug", "copy")
+
+    assert max(reads) < 1024 * 1024
+    assert (Workspace.objects.count(), Trace.objects.count()) == counts
+
+
+def test_conversation_links_are_read_back_a_page_of_traces_at_a_time(
+    workspace, tmp_path, monkeypatch
+):
+    """The import links turns to conversations reading a page of payloads at a time: all at
+    once held every trace of the workspace in memory."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from iofold.pipeline import ingest_traces
+    from tests.traces.factories import trace_data
+    from traces.models import Conversation
+
+    turns = []
+    for n in range(1, 6):
+        data = trace_data(n)
+        data.update(id=f"turn-{n}", session_id=f"chat-{n % 2}")
+        turns.append(data)
+    ingest_traces(workspace=workspace, source="upload", traces=turns, integration=None)
+    archive = tmp_path / "a.gz"
+    archive.write_bytes(_export(workspace))
+    monkeypatch.setattr(workspace_data, "CHUNK", 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        call_command("import_workspace", str(archive), "--slug", "acme-copy", stdout=io.StringIO())
+
+    copy = Workspace.objects.get(slug="acme-copy")
+    turns_of = {
+        c.external_id: sorted(c.turns.values_list("external_id", flat=True))
+        for c in Conversation.objects.for_workspace(copy)
+    }
+    assert turns_of == {"chat-0": ["turn-2", "turn-4"], "chat-1": ["turn-1", "turn-3", "turn-5"]}
+    payload_reads = [
+        q["sql"] for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and '"traces_trace"."data"' in q["sql"]
+    ]  # fmt: skip
+    assert payload_reads and all("LIMIT 2" in sql for sql in payload_reads)
