@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from iofold.lib.admin import changelist_link
-from traces.models import Conversation, EvalSet, EvalSetTrace, Feedback, Trace
+from traces.models import Conversation, DeletionRun, EvalSet, EvalSetTrace, Feedback, Trace
 from workspaces.admin import WorkspaceOwnedAdmin
 
 
@@ -22,7 +22,7 @@ class TraceAdmin(WorkspaceOwnedAdmin):
     list_select_related = ["workspace", "integration"]
     list_defer = ("data", "search_text")
     raw_id_fields = ["workspace", "integration", "conversation"]
-    readonly_fields = ["source_key", "content_hash", "created_at", "updated_at"]
+    readonly_fields = ["source_key", "content_hash", "deletion", "created_at", "updated_at"]
     date_hierarchy = "timestamp"
     # The trace list can be very long: don't count it on every page.
     show_full_result_count = False
@@ -73,7 +73,7 @@ class EvalSetAdmin(WorkspaceOwnedAdmin):
     list_select_related = ["workspace"]
     raw_id_fields = ["workspace", "created_by"]
     # Labels can number 10,000: linked, not listed inline.
-    readonly_fields = ["labels", "created_at", "updated_at"]
+    readonly_fields = ["labels", "deletion", "created_at", "updated_at"]
 
     @admin.display(description="Labels")
     def labels(self, obj) -> str:
@@ -98,3 +98,27 @@ class FeedbackAdmin(WorkspaceOwnedAdmin):
     list_defer = ("trace__data", "trace__search_text")
     raw_id_fields = ["workspace", "trace", "eval_set", "user"]
     readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(DeletionRun)
+class DeletionRunAdmin(WorkspaceOwnedAdmin):
+    list_display = ["__str__", "workspace", "kind", "status", "done", "total", "created_at"]
+    list_filter = ["kind", "status", "created_at"]
+    search_fields = ["name", "error", "workspace__slug", "user__email"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["workspace", "user"]
+    readonly_fields = [
+        "kind",
+        "name",
+        "status",
+        "done",
+        "total",
+        "error",
+        "owner",
+        "takeovers",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "created_at",
+        "updated_at",
+    ]
