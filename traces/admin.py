@@ -107,18 +107,9 @@ class DeletionRunAdmin(WorkspaceOwnedAdmin):
     search_fields = ["name", "error", "workspace__slug", "user__email"]
     list_select_related = ["workspace"]
     raw_id_fields = ["workspace", "user"]
-    readonly_fields = [
-        "kind",
-        "name",
-        "status",
-        "done",
-        "total",
-        "error",
-        "owner",
-        "takeovers",
-        "started_at",
-        "heartbeat_at",
-        "finished_at",
-        "created_at",
-        "updated_at",
-    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
