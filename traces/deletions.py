@@ -188,9 +188,7 @@ def _delete_eval_set(run: DeletionRun, mine, batches) -> None:
     for rows in owned:
         batches(lambda rows=rows: _delete_ids(rows))
     # The set's row last, with what the evals app keeps of it (versions, runs, verdicts).
-    with transaction.atomic():
-        EvalSet.objects.filter(pk=eval_set.pk, deletion=run).delete()
-        mine.update(done=F("done") + 1)
+    batches(lambda: int(bool(EvalSet.objects.filter(pk=eval_set.pk, deletion=run).delete()[0])))
 
 
 def _delete_traces_batch(run: DeletionRun) -> int:
