@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('integrations', '0007_upload_runs'),
-        ('traces', '0024_otlp_tool_step_names'),
+        ('traces', '0025_conversation_changed_at'),
         ('workspaces', '0003_workspace_deletion_scheduled_for'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
