@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals.api import continuous, drift, generation, matrix, shadow, versions
+from evals.api import continuous, drift, generation, matrix, pause, shadow, versions
 
 urlpatterns = [
     path(
@@ -17,6 +17,16 @@ urlpatterns = [
         name="api-eval-executions",
     ),
     path("eval-sets/<int:pk>/drift/", drift.EvalSetDriftApi.as_view(), name="api-eval-set-drift"),
+    path(
+        "eval-sets/<int:pk>/continuous/",
+        pause.EvalSetContinuousApi.as_view(),
+        name="api-eval-set-continuous",
+    ),
+    path(
+        "eval-sets/<int:pk>/continuous/resume/",
+        pause.EvalSetResumeApi.as_view(),
+        name="api-eval-set-resume",
+    ),
     path("evals/<int:pk>/run", continuous.EvalBatchRunApi.as_view(), name="api-eval-run"),
     # Management (issue 7): lineage, state changes, edits, tests, diffs, exports, matrix.
     path(

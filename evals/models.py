@@ -555,6 +555,39 @@ class AutoRefinement(WorkspaceOwned):
         return f"Automatic refinement of {self.parent_id} ({self.status})"
 
 
+# --- the continuous evaluation's circuit breaker ------------------------------------------
+
+
+class ContinuousPauseQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class ContinuousPause(WorkspaceOwned):
+    """An eval set whose continuous evaluation is paused: its active version timed out or
+    errored on most of its recent new traces (``evals.execution.breaker``).
+
+    While it exists no automatic run of the set goes to the sandbox: they wait, queued,
+    and run when a member resumes or a new version is activated (which delete it).
+    """
+
+    eval_set = models.OneToOneField(
+        EvalSet, on_delete=models.CASCADE, related_name="continuous_pause"
+    )
+    # The version whose verdicts tripped it.
+    eval = models.ForeignKey(Eval, on_delete=models.CASCADE, related_name="+")
+    failures = models.PositiveIntegerField()
+    timeouts = models.PositiveIntegerField()
+    window = models.PositiveIntegerField()
+    reason = models.TextField()
+    # A few of the traces it failed on, for the page's links.
+    example_trace_ids = models.JSONField(default=list, blank=True)
+
+    objects = ContinuousPauseQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Continuous evaluation of {self.eval_set_id} paused"
+
+
 # --- collaboration (issue 20) ----------------------------------------------------------------
 
 
@@ -612,6 +645,8 @@ class Activity(WorkspaceOwned):
         PROMOTED = "promoted", "promoted"
         ARCHIVED = "archived", "archived"
         COMMENTED = "commented", "commented on"
+        PAUSED = "paused", "paused continuous evaluation of"
+        RESUMED = "resumed", "resumed continuous evaluation of"
 
     eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="+")
     actor = models.ForeignKey(

@@ -4,6 +4,8 @@ import logging
 from contextlib import contextmanager
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError
 
@@ -25,6 +27,12 @@ AUTO_REFINE_LOCK = "evals:auto-refine"
 def _failure_message(exc: BaseException) -> str:
     if isinstance(exc, EvalError):
         return exc.message
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+        return (
+            f"Stopped: the task ran past the worker's time limit ({limit:g} s). What was "
+            "judged is kept; an eval that is slow on every trace holds a worker that long."
+        )
     # Internal errors stay in the logs; the user gets a message they can act on.
     return "The worker stopped on an internal error; try again, or ask an operator to check logs."
 

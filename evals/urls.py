@@ -11,6 +11,7 @@ urlpatterns = [
     path("generations/<int:pk>/", generation.generation_detail, name="generation"),
     path("dashboard/", operations.dashboard, name="dashboard"),
     path("sets/<int:pk>/drift/", operations.drift, name="drift"),
+    path("sets/<int:pk>/resume/", operations.resume_continuous, name="resume_continuous"),
     # Management (issue 7): lists, one version, history, the matrix, refinement.
     path("", versions.eval_list, name="list"),
     path("sets/<int:pk>/versions/", versions.versions, name="versions"),

@@ -205,6 +205,13 @@ def eval_set_links(eval_set) -> list[dict]:
     ]
 
 
+def continuous_pause(eval_set) -> dict | None:
+    """Return the evals app's notice when the set's continuous evaluation is paused."""
+    from evals.execution.breaker import pause_display
+
+    return pause_display(eval_set)
+
+
 def conversation_judgements(conversation) -> list:
     """Return the evals app's verdicts on a conversation, newest first (its history)."""
     from evals.execution.continuous import judgement_history

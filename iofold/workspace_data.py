@@ -38,6 +38,7 @@ from evals.models import (
     AutomationSettings,
     AutoRefinement,
     Comment,
+    ContinuousPause,
     ConversationJudgement,
     EvalExecution,
     EvalRun,
@@ -108,6 +109,9 @@ NOT_EXPORTED: set[type[models.Model]] = {
     ScoreImportRun,  # its labels are exported; the run reads a source of this installation
     JudgeSpendMonth,  # this installation's running total; rebuilt from the runs' costs
     DeletionRun,  # work in flight; the rows it marks come in unmarked
+    # This installation's workers' protection; the automatic runs it holds are not
+    # exported either, so an imported set starts with continuous evaluation running.
+    ContinuousPause,
 }
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # Models some archived row refers to: an import remembers the new id of their rows only

@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from integrations.constants import MAX_UPLOAD_BYTES
 from integrations.forms import UploadForm
-from iofold.composition import eval_set_links
+from iofold.composition import continuous_pause, eval_set_links
 from iofold.lib.confirm import ask_first, confirmed
 from iofold.lib.fields import whole_number
 from iofold.lib.forms import form_status
@@ -317,6 +317,7 @@ def evalset_detail(request, pk: int):
         "pending_count": Trace.objects.pending_review(eval_set, request.user).count(),
         "generate_url": generate_url(eval_set),
         "eval_links": eval_set_links(eval_set),
+        "pause": continuous_pause(eval_set),
     }
     return render(request, "traces/evalset_detail.html", ctx)
 

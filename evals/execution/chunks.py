@@ -38,11 +38,12 @@ from django.db.models import F
 from django.utils import timezone
 
 import sandbox
+from evals.execution import breaker
 from evals.execution.continuous import after_automatic_run
 from evals.execution.pipeline import Stages, judge_batches, writes_apart
 from evals.execution.runs import EXECUTE_CHUNK, _refresh_counts, _upsert, trace_json
 from evals.metrics.measure import record_test_result
-from evals.models import EvalExecution, EvalRun, EvalRunChunk, RunStatus
+from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk
 from evals.sandboxing import metered, sandbox_limits
 from iofold.lib.runs import ACTIVE, Heartbeat, commit_asynchronously, keep_alive
@@ -61,11 +62,17 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
     run (a transient failure puts the chunks held here back in the queue, for the task's
     retry and their own messages; a permanent one fails them).
     """
+    if breaker.chunk_is_held(chunk_id=chunk_id):
+        # Its eval set is paused: the chunk stays queued; resuming sends it again.
+        logger.info("eval run chunk held: its eval set is paused chunk=%s", chunk_id)
+        return None
     chunk = _claim(chunk_id, start_run=True)
     if chunk is None:
         logger.info("eval run chunk not claimed chunk=%s", chunk_id)
         return None
     run = chunk.run
+    # An active version's continuous runs watch its recent verdicts (breaker).
+    watched = run.trigger == EvalRun.Trigger.AUTOMATIC and run.eval.status == Eval.Status.ACTIVE
     stages = Stages()
     eval_set, code, limits = run.eval.eval_set, run.eval.code, sandbox_limits()
     # The chunks claimed here whose last batch is not written yet (the writer removes them).
@@ -81,6 +88,11 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
         entry.remaining -= 1
         last = entry.remaining == 0
         if not _record_batch(entry.chunk, run, ids, results, last=last):
+            return False
+        if watched and breaker.trip_if_failing(eval=run.eval) is not None:
+            # Paused: what this worker holds goes back to the queue, held there.
+            if last:
+                held.pop(entry.chunk.pk, None)
             return False
         if last:
             held.pop(entry.chunk.pk, None)
@@ -121,6 +133,7 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
                 carry_on
                 and not lost
                 and time.monotonic() < carry_on_until
+                and not (watched and breaker.run_is_held(run_id=run.pk))
                 and (following := _claim_queued(run)) is not None
             ):
                 yield from batches_of(following)

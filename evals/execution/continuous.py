@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from evals.execution import breaker
 from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import ConversationJudgement, Eval, EvalExecution, EvalRun, RunStatus
@@ -293,6 +294,7 @@ def start_automatic_runs(
     """
     ids = list(dict.fromkeys(int(pk) for pk in trace_ids))
     runs: list[EvalRun] = []
+    paused = breaker.paused_set_ids(workspace_id=workspace_id)
     for eval in evaluating_evals(workspace_id=workspace_id):
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
@@ -303,12 +305,12 @@ def start_automatic_runs(
                 runs.append(run)
             continue
         # The start of every automatic run, before any chunk can begin: one scan of the new
-        # traces, not two.
+        # traces, not two. A paused set's run is held, queued, until it is resumed.
         run = start_run(
             eval=eval,
             trace_ids=todo,
             trigger=EvalRun.Trigger.AUTOMATIC,
-            enqueue=enqueue,
+            enqueue=enqueue and eval.eval_set_id not in paused,
             stored=set(todo),
         )
         runs.append(run)
@@ -348,7 +350,11 @@ def execute_automatic_run(*, run_id: int) -> PushReport | None:
     A shadow version's verdicts are kept, not sent (``push_run_scores`` checks the status).
 
     Safe to call again: execution skips judged traces and score ids are deterministic.
+    A run of a paused eval set is left queued (``breaker``): resuming sends it again.
     """
+    if breaker.run_is_held(run_id=run_id):
+        logger.info("automatic eval run held: its eval set is paused run=%s", run_id)
+        return None
     run = execute_run(run_id=run_id)
     if run is None or run.status != RunStatus.SUCCEEDED:
         return None

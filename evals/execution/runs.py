@@ -17,6 +17,7 @@ from django.utils import timezone
 
 import sandbox
 from evals.exceptions import EvalError, sandbox_failure
+from evals.execution import breaker
 from evals.execution.pipeline import Stages, judge_batches
 from evals.judging.runs import (
     JudgedResults,
@@ -177,6 +178,8 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         return EvalRun.objects.get(pk=run.pk)
     spent = Usage()
     stopped = ""
+    # An active version's continuous runs watch its recent verdicts (evals/execution/breaker).
+    watched = run.trigger == EvalRun.Trigger.AUTOMATIC and eval.status == Eval.Status.ACTIVE
 
     def read(batch: Sequence[int]) -> tuple[list[int], list[str]]:
         return trace_json(workspace_id=run.workspace_id, trace_ids=batch, eval_set=eval.eval_set)
@@ -190,7 +193,7 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         return run_sandbox(session, call, eval.code, texts, limits)
 
     def write(_batch: Sequence[int], ids: list[int], judged: JudgedResults) -> bool:
-        nonlocal spent, stopped
+        nonlocal spent, stopped, written
         with transaction.atomic():
             _upsert(eval=eval, run=run, trace_ids=ids, results=judged.results, usage=judged.usage)
             _refresh_counts(run)
@@ -205,10 +208,15 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
             # failed: leave the rest to the new owner.
             stopped = "lost"
             return False
+        written += 1
+        if watched and breaker.trip_if_failing(eval=eval) is not None and written < len(batches):
+            stopped = "paused"
+            return False
         return True
 
     batches = [todo[i : i + EXECUTE_CHUNK] for i in range(0, len(todo), EXECUTE_CHUNK)]
     left = len(batches)  # not judged yet
+    written = 0
     stages = Stages()
     try:
         if session is None:
@@ -233,6 +241,11 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
         sandbox.drop_spare()  # a run stopped early leaves its next batch's jail
     if stopped == "lost":
         logger.warning("eval run given up run=%s", run.pk)
+        return EvalRun.objects.get(pk=run.pk)
+    if stopped == "paused":
+        # The rest waits, queued, for the set to be resumed (it skips what was judged).
+        EvalRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(status=RunStatus.QUEUED)
+        logger.warning("eval run held: its eval set was paused run=%s", run.pk)
         return EvalRun.objects.get(pk=run.pk)
     if stopped:
         fail_run(run_id=run.pk, error=stopped)

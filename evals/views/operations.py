@@ -1,8 +1,11 @@
 """Operations: how active evals do on new traces, and whether they drift from the labels."""
 
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from evals.charts import line_chart
+from evals.execution import breaker
 from evals.execution import dashboard as dashboards
 from evals.execution import drift as drifts
 from traces.models import EvalSet
@@ -44,3 +47,17 @@ def drift(request, pk: int):
         "window": drifts.DRIFT_WINDOW,
     }
     return render(request, "evals/dashboard_drift.html", ctx)
+
+
+@require_POST
+@workspace_view
+def resume_continuous(request, pk: int):
+    """Resume a paused eval set's continuous evaluation; its held traces are judged."""
+    eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
+    held = breaker.resume(eval_set=eval_set, user=request.user)
+    if held is None:
+        messages.info(request, "Continuous evaluation of this set was not paused.")
+    else:
+        sent = f" {held} waiting run{'s' if held != 1 else ''} sent to the workers." if held else ""
+        messages.success(request, f"Continuous evaluation resumed.{sent}")
+    return redirect(eval_set)

@@ -115,3 +115,92 @@ def test_a_source_refusing_scores_is_shown_and_the_resend_delivers_each_once(
     page = login(owner).get(reverse("integrations:detail", args=[workspace.slug, integration.pk]))
     assert b"6 delivered" in page.content and b"failed</span>" not in page.content
     assert fake.score_posts == 1 and not EvalExecution.objects.filter(score_pushed_at=None)
+
+
+# --- the circuit breaker ---------------------------------------------------------------------
+
+HANGS_ON_SLOW = """def eval_fn(trace):
+    output = str(trace.get("output") or "")
+    if "slow" in output:
+        while True:
+            pass
+    return "refund" in output, "looked for a refund"
+"""
+
+
+@pytest.fixture
+def quick_timeouts_worker(celery_worker_process):
+    """The real worker, with a 0.5 s timeout per trace (a hanging trace costs 0.5 s, not 5)."""
+    worker = celery_worker_process
+    worker.wait_until_idle()
+    worker.kill()
+    worker.env = {**worker.env, "SANDBOX_TIMEOUT_PER_TRACE": "0.5"}
+    worker.start()
+    yield worker
+    worker.wait_until_idle()
+    worker.kill()
+    worker.env = {k: v for k, v in worker.env.items() if k != "SANDBOX_TIMEOUT_PER_TRACE"}
+    worker.start()
+
+
+def _hanging_or_not(workspace, code):
+    eval_set = EvalSetFactory(
+        workspace=workspace, source_kind=EvalSet.SourceKind.FILTER, saved_filter={"name": "s"}
+    )
+    return Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=code,
+        status=Eval.Status.ACTIVE,
+        activated_at=timezone.now(),
+    )
+
+
+def _arrive(workspace, outputs, *, prefix):
+    from iofold.pipeline import ingest_traces
+    from tests.traces.factories import trace_data
+
+    traces = []
+    for i, output in enumerate(outputs):
+        data = trace_data(i, output=output)
+        data.update(id=f"{prefix}{i}", name="s")
+        traces.append(data)
+    return ingest_traces(workspace=workspace, source="api", traces=traces).trace_ids
+
+
+def test_a_hanging_eval_is_paused_on_the_worker_and_resumed_with_its_backlog(
+    quick_timeouts_worker, transactional_db, workspace, other_workspace
+):
+    from evals.execution import breaker
+
+    hanging = _hanging_or_not(workspace, HANGS_ON_SLOW)
+    other = _hanging_or_not(other_workspace, HANGS_ON_SLOW.replace("slow", "never"))
+
+    _arrive(workspace, ["slow"] * 22, prefix="a")
+    wait_for(
+        lambda: breaker.pause_of(hanging.eval_set),
+        timeout=120,
+        message="the hanging eval did not trip the breaker",
+    )
+    assert EvalExecution.objects.filter(eval=hanging).count() == 22
+
+    # The next traces wait; another workspace's eval goes on judging its own.
+    waiting = _arrive(workspace, ["refund", "slow"], prefix="b")
+    _arrive(other_workspace, ["refund", "slow"], prefix="b")
+    wait_for(lambda: EvalExecution.objects.filter(eval=other).count() == 2, timeout=60)
+    assert quick_timeouts_worker.wait_until_idle()
+    assert EvalExecution.objects.filter(eval=hanging).count() == 22
+    held = EvalRun.objects.get(eval=hanging, status="queued")
+    assert held.trace_ids == waiting
+
+    breaker.resume(eval_set=hanging.eval_set)
+    wait_for(
+        lambda: EvalRun.objects.get(pk=held.pk).status == "succeeded",
+        timeout=60,
+        message="the traces that waited were not judged after the resume",
+    )
+    verdicts = EvalExecution.objects.filter(eval=hanging, trace_id__in=waiting)
+    outcomes = {e.trace.external_id: (e.passed, "timed out" in e.error) for e in verdicts}
+    assert outcomes == {"b0": (True, False), "b1": (None, True)}
+    assert breaker.pause_of(hanging.eval_set) is None

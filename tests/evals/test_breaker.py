@@ -1,0 +1,247 @@
+"""The continuous evaluation's circuit breaker: an active eval that times out on most new
+traces pauses its eval set; resuming or activating another version runs what waited.
+
+Real nsjail, with a short per-trace timeout so a hanging trace costs 0.3 s, not 5 s.
+"""
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.urls import reverse
+from django.utils import timezone
+
+from evals.execution import breaker, continuous
+from evals.models import Activity, ContinuousPause, Eval, EvalExecution, EvalRun
+from evals.versions.services import activate_or_roll_back
+from iofold.lib.runs import RunStatus
+from iofold.pipeline import ingest_traces
+from tests.traces.factories import EvalSetFactory, trace_data
+from traces.models import EvalSet
+
+pytestmark = pytest.mark.django_db
+
+# Behaves on the labelled traces; hangs on the new ones that say "slow".
+HANGS_ON_SLOW = """def eval_fn(trace):
+    output = str(trace.get("output") or "")
+    if "slow" in output:
+        while True:
+            pass
+    return "refund" in output, "looked for a refund"
+"""
+FIXED = """def eval_fn(trace):
+    return "refund" in str(trace.get("output") or ""), "looked for a refund"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _short_timeouts(settings):
+    settings.SANDBOX_TIMEOUT_PER_TRACE = 0.3
+
+
+def _active(workspace, *, code=HANGS_ON_SLOW, name="support"):
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={"name": name},
+    )
+    eval = Eval.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        version=1,
+        code=code,
+        provider="offline",
+        status=Eval.Status.ACTIVE,
+        agreement=0.9,
+        activated_at=timezone.now(),
+    )
+    return eval_set, eval
+
+
+def _ingest(workspace, outputs: list[str], *, prefix: str, name="support") -> list[int]:
+    traces = []
+    for i, output in enumerate(outputs):
+        data = trace_data(i, output=output)
+        data.update(id=f"{prefix}{i}", name=name)
+        traces.append(data)
+    return ingest_traces(workspace=workspace, source="api", traces=traces).trace_ids
+
+
+def _sync(workspace, outputs, *, prefix, name="support") -> list[EvalRun]:
+    """New traces arrive and the automatic runs execute, as the worker would."""
+    ids = _ingest(workspace, outputs, prefix=prefix, name=name)
+    runs = continuous.start_automatic_runs(workspace_id=workspace.pk, trace_ids=ids, enqueue=False)
+    for run in runs:
+        continuous.execute_automatic_run(run_id=run.pk)
+    return [EvalRun.objects.get(pk=r.pk) for r in runs]
+
+
+def _judged(eval) -> int:
+    return EvalExecution.objects.filter(eval=eval).count()
+
+
+def _trip(workspace, eval):
+    # 19 timeouts of 19: under the 20 the rule asks for, the set keeps running.
+    _sync(workspace, ["slow"] * 19, prefix="a")
+    assert breaker.pause_of(eval.eval_set) is None
+    # 21 of the last 23 (2 answered): paused.
+    _sync(workspace, ["slow", "slow", "refund", "refund"], prefix="b")
+    pause = breaker.pause_of(eval.eval_set)
+    assert pause is not None
+    return pause
+
+
+def test_a_hanging_eval_trips_the_breaker_and_further_traces_wait(workspace, mailoutbox, owner):
+    eval_set, eval = _active(workspace)
+
+    pause = _trip(workspace, eval)
+
+    assert pause.reason == "the eval timed out on 21 of the last 23 traces"
+    assert (pause.failures, pause.timeouts, pause.window) == (21, 21, 23)
+    assert len(pause.example_trace_ids) == breaker.EXAMPLES
+    activity = Activity.objects.for_workspace(workspace).get(verb=Activity.Verb.PAUSED)
+    assert activity.eval_set_id == eval_set.pk and activity.reason == pause.reason
+    assert [m.to for m in mailoutbox] == [[owner.email]]
+    assert "timed out on 21 of the last 23" in mailoutbox[0].body
+
+    # The next sync's traces are not sent to the sandbox: their run waits, queued.
+    held = _sync(workspace, ["slow"] * 3, prefix="c")
+    assert [r.status for r in held] == [RunStatus.QUEUED]
+    assert _judged(eval) == 23
+
+
+def test_resuming_judges_the_traces_that_waited(
+    workspace, member, login, django_capture_on_commit_callbacks, monkeypatch
+):
+    eval_set, eval = _active(workspace)
+    _trip(workspace, eval)
+    [held] = _sync(workspace, ["refund", "nothing"], prefix="c")
+    sent = []
+    monkeypatch.setattr(breaker, "enqueue_run", lambda pk, automatic: sent.append(pk))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        page = login(member).post(
+            reverse("evals:resume_continuous", args=[workspace.slug, eval_set.pk])
+        )
+
+    assert page.status_code == 302
+    assert breaker.pause_of(eval_set) is None
+    assert sent == [held.pk]
+    continuous.execute_automatic_run(run_id=held.pk)  # what the worker does with it
+    held.refresh_from_db()
+    assert (held.status, held.passed, held.failed) == (RunStatus.SUCCEEDED, 1, 1)
+    resumed = Activity.objects.for_workspace(workspace).get(verb=Activity.Verb.RESUMED)
+    assert resumed.actor == member
+    # The failures before the resume do not trip it again on the next traces.
+    _sync(workspace, ["slow"], prefix="d")
+    assert breaker.pause_of(eval_set) is None
+
+
+def test_activating_a_new_version_clears_the_pause_and_judges_the_waiting_traces(
+    workspace, django_capture_on_commit_callbacks, monkeypatch
+):
+    eval_set, eval = _active(workspace)
+    _trip(workspace, eval)
+    [held] = _sync(workspace, ["refund", "nothing"], prefix="c")
+    fixed = Eval.objects.create(
+        workspace=workspace, eval_set=eval_set, version=2, code=FIXED, provider="offline"
+    )
+    # The broker's task starts the new version's runs; here they run in the test.
+    queued = []
+    monkeypatch.setattr(
+        continuous, "enqueue_automatic_runs", lambda ws, ids: queued.append((ws, ids))
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        activate_or_roll_back(eval=fixed)
+
+    assert breaker.pause_of(eval_set) is None
+    held.refresh_from_db()
+    assert held.status == RunStatus.FAILED and "v1 was replaced" in held.error
+    assert queued == [(workspace.pk, held.trace_ids)]
+    for run in continuous.start_automatic_runs(
+        workspace_id=workspace.pk, trace_ids=queued[0][1], enqueue=False
+    ):
+        continuous.execute_automatic_run(run_id=run.pk)
+    assert {e.trace.external_id: e.passed for e in fixed.executions.all()} == {
+        "c0": True,
+        "c1": False,
+    }
+
+
+def test_another_workspaces_eval_keeps_running(workspace, other_workspace):
+    _, eval = _active(workspace)
+    _, others = _active(other_workspace, code=FIXED)
+    _trip(workspace, eval)
+
+    [run] = _sync(other_workspace, ["refund", "slow"], prefix="o")
+
+    assert run.status == RunStatus.SUCCEEDED and _judged(others) == 2
+    assert not ContinuousPause.objects.for_workspace(other_workspace).exists()
+
+
+def test_an_eval_that_fails_on_a_minority_of_traces_keeps_running(workspace):
+    _, eval = _active(workspace)
+    # 20 timeouts, but of 41 verdicts: under half.
+    _sync(workspace, ["refund"] * 21 + ["slow"] * 20, prefix="m")
+    assert breaker.pause_of(eval.eval_set) is None
+
+
+def test_the_set_page_and_the_api_show_the_pause(workspace, owner, viewer, login, api_client):
+    eval_set, eval = _active(workspace)
+    pause = _trip(workspace, eval)
+    url = reverse("traces:evalset_detail", args=[workspace.slug, eval_set.pk])
+
+    page = login(owner).get(url).content.decode()
+
+    assert "Paused: the eval timed out on 21 of the last 23 traces" in page
+    assert page.count('data-testid="pause-example"') == breaker.EXAMPLES
+    cell = reverse("evals:cell", args=[workspace.slug, eval.pk, pause.example_trace_ids[0]])
+    assert cell in page and 'data-testid="resume-continuous"' in page
+
+    # A viewer sees why, but has no Resume, and cannot post it.
+    page = login(viewer).get(url).content.decode()
+    assert "Paused: the eval timed out" in page and "resume-continuous" not in page
+    refused = login(viewer).post(
+        reverse("evals:resume_continuous", args=[workspace.slug, eval_set.pk])
+    )
+    assert refused.status_code == 403 and breaker.pause_of(eval_set) is not None
+
+    api_client.force_authenticate(owner)
+    body = api_client.get(
+        f"/api/v1/eval-sets/{eval_set.pk}/continuous/", HTTP_X_WORKSPACE=workspace.slug
+    ).json()
+    assert body["paused"] is True
+    assert body["pause"]["message"] == "Paused: the eval timed out on 21 of the last 23 traces"
+    assert body["pause"]["example_trace_ids"] == pause.example_trace_ids
+    body = api_client.post(
+        f"/api/v1/eval-sets/{eval_set.pk}/continuous/resume/", HTTP_X_WORKSPACE=workspace.slug
+    ).json()
+    assert body["paused"] is False and body["pause"] is None
+
+
+def test_another_workspace_cannot_see_or_resume_the_pause(workspace, outsider, login, api_client):
+    eval_set, eval = _active(workspace)
+    _trip(workspace, eval)
+    resume = reverse("evals:resume_continuous", args=[workspace.slug, eval_set.pk])
+    assert login(outsider).post(resume).status_code == 404
+    api_client.force_authenticate(outsider)
+    response = api_client.post(f"/api/v1/eval-sets/{eval_set.pk}/continuous/resume/")
+    assert response.status_code == 404 and breaker.pause_of(eval_set) is not None
+
+
+def test_a_run_stopped_by_the_soft_time_limit_says_so(workspace, monkeypatch):
+    from evals.tasks import run_automatic_eval_task
+
+    _, eval = _active(workspace, code=FIXED)
+    run = EvalRun.objects.create(
+        workspace=workspace, eval=eval, trigger=EvalRun.Trigger.AUTOMATIC, trace_ids=[], total=0
+    )
+
+    def stopped(**kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(continuous, "execute_automatic_run", stopped)
+    run_automatic_eval_task.apply(args=[run.pk])
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "time limit" in run.error and "internal error" not in run.error
