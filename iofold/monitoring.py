@@ -142,14 +142,30 @@ class DatabaseCollector:
             "Age of the oldest run still waiting for a worker, by kind (0 when none waits).",
             labels=["kind"],
         )
+        from evals.execution.breaker import held_runs
+        from evals.models import ContinuousPause
+
         for kind, model in (("sync", SyncRun), ("generation", Generation), ("eval", EvalRun)):
-            row = model.objects.filter(status=RunStatus.QUEUED).aggregate(
-                n=Count("pk"), first=Min("created_at")
-            )
+            waiting = model.objects.filter(status=RunStatus.QUEUED)
+            if model is EvalRun:
+                # A paused eval set's runs wait for its resume, not for a worker.
+                waiting = waiting.exclude(held_runs())
+            row = waiting.aggregate(n=Count("pk"), first=Min("created_at"))
             queued.add_metric([kind], row["n"])
             age = (now - row["first"]).total_seconds() if row["first"] else 0.0
             oldest.add_metric([kind], age)
-        yield from (queued, oldest)
+        paused = GaugeMetricFamily(
+            "iofold_eval_sets_paused",
+            "Eval sets whose continuous evaluation the circuit breaker paused, by workspace.",
+            labels=["workspace"],
+        )
+        for slug, count in (
+            ContinuousPause.objects.values_list("workspace__slug")
+            .annotate(n=Count("pk"))
+            .order_by("workspace__slug")
+        ):
+            paused.add_metric([slug], count)
+        yield from (queued, oldest, paused)
 
     def _drift(self, now):
         drifting = GaugeMetricFamily(

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 
 from evals.collaboration import record_activity
@@ -99,6 +100,16 @@ def pause_display(eval_set) -> dict | None:
 def paused_set_ids(*, workspace_id: int) -> set[int]:
     return set(
         ContinuousPause.objects.for_workspace(workspace_id).values_list("eval_set_id", flat=True)
+    )
+
+
+def held_runs() -> Q:
+    """Queued automatic runs of paused eval sets (across workspaces: the sweep's and the
+    metrics' filter): they wait on purpose, not for a worker."""
+    return Q(
+        status=RunStatus.QUEUED,
+        trigger=EvalRun.Trigger.AUTOMATIC,
+        eval__eval_set__continuous_pause__isnull=False,
     )
 
 

@@ -359,7 +359,13 @@ def finish_if_complete(*, run_id: int) -> EvalRun | None:
 
 def recover_chunks(*, include_queued: bool = False) -> int:
     """Enqueue again the chunks whose worker died; they skip the traces already judged."""
-    return EvalRunChunk.objects.recover(
+    # A paused set's queued chunks wait for its resume, which sends them.
+    held = EvalRunChunk.objects.filter(
+        status=RunStatus.QUEUED,
+        run__trigger=EvalRun.Trigger.AUTOMATIC,
+        run__eval__eval_set__continuous_pause__isnull=False,
+    )
+    return EvalRunChunk.objects.exclude(pk__in=held).recover(
         enqueue=lambda chunk: enqueue_chunk(chunk.pk), include_queued=include_queued
     )
 

@@ -583,8 +583,9 @@ def recover_eval_runs(*, include_queued: bool = False) -> int:
         else:
             enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
 
-    # A split run has no process of its own: its chunks are recovered instead.
-    unsplit = EvalRun.objects.filter(chunks__isnull=True)
+    # A split run has no process of its own: its chunks are recovered instead. A paused
+    # set's held runs wait for its resume, which sends them.
+    unsplit = EvalRun.objects.filter(chunks__isnull=True).exclude(breaker.held_runs())
     return unsplit.recover(enqueue=enqueue, include_queued=include_queued)
 
 

@@ -245,3 +245,37 @@ def test_a_run_stopped_by_the_soft_time_limit_says_so(workspace, monkeypatch):
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "time limit" in run.error and "internal error" not in run.error
+
+
+def test_held_runs_are_left_out_of_the_sweep_and_the_backlog_alert(
+    workspace, client, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Held runs wait for the resume: the sweep does not send them every 10 minutes, and
+    the "runs wait for a worker" gauge does not page an operator about them."""
+    from evals.execution import runs as runs_module
+
+    eval_set, eval = _active(workspace, code=FIXED)
+    held = EvalRun.objects.create(
+        workspace=workspace, eval=eval, trigger=EvalRun.Trigger.AUTOMATIC, trace_ids=[], total=0
+    )
+    ContinuousPause.objects.create(
+        workspace=workspace,
+        eval_set=eval_set,
+        eval=eval,
+        failures=20,
+        timeouts=20,
+        window=20,
+        reason="the eval timed out on 20 of the last 20 traces",
+    )
+    sent = []
+    monkeypatch.setattr(runs_module, "enqueue_run", lambda pk, automatic: sent.append(pk))
+
+    assert runs_module.recover_eval_runs(include_queued=True) == 0
+    text = client.get("/metrics").content.decode()
+    assert 'iofold_runs_queued{kind="eval"} 0.0' in text
+    assert 'iofold_eval_sets_paused{workspace="acme"} 1.0' in text
+
+    breaker.resume(eval_set=eval_set)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runs_module.recover_eval_runs(include_queued=True) == 1
+    assert sent == [held.pk]
