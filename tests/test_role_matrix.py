@@ -154,6 +154,7 @@ RULES = {
     # Evals. Provider keys, the automation budget and the shared gallery are managers'.
     ("evals:dashboard", "get"): READ,
     ("evals:drift", "get"): READ,
+    ("evals:resume_continuous", "post"): WRITE,
     ("evals:list", "get"): READ,
     ("evals:versions", "get"): READ,
     ("evals:diff", "get"): READ,
@@ -215,6 +216,8 @@ RULES = {
     ("api-eval-run-detail", "get"): READ,
     ("api-eval-set-shadow", "get"): READ,
     ("api-eval-set-drift", "get"): READ,
+    ("api-eval-set-continuous", "get"): READ,
+    ("api-eval-set-resume", "post"): WRITE,
     ("api-eval-shadow", "post"): WRITE,
     ("api-eval-promote", "post"): WRITE,
 }

@@ -392,6 +392,7 @@ UI_CASES = [
     # Continuous evaluation.
     Case("evals:dashboard"),
     Case("evals:drift", kwargs=_continuous_eval_set_pk),
+    Case("evals:resume_continuous", "post", _continuous_eval_set_pk),
     Case("integrations:webhook_secret", "post", _integration_pk),
     Case("integrations:webhook_secret", "get", _integration_pk),
     # Eval management (issue 7).
@@ -529,6 +530,8 @@ API_CASES = [
     Case("api-eval-run-detail", kwargs=_mgmt("run:pk")),
     Case("api-eval-set-shadow", kwargs=_mgmt("set:pk")),
     Case("api-eval-set-drift", kwargs=_mgmt("set:pk")),
+    Case("api-eval-set-continuous", kwargs=_mgmt("set:pk")),
+    Case("api-eval-set-resume", "post", _mgmt("set:pk")),
     Case("api-eval-shadow", "post", _mgmt("eval:pk")),
     Case("api-eval-promote", "post", _mgmt("eval:pk")),
 ]

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from evals.execution import breaker
+from evals.execution import breaker, continuous
 from traces.models import EvalSet
 from workspaces.access import WorkspaceScopedMixin
 
@@ -68,5 +68,5 @@ class EvalSetResumeApi(WorkspaceScopedMixin, APIView):
     def post(self, request, pk: int):
         """Resume a paused set: the traces that waited are judged, then new ones again."""
         eval_set = get_object_or_404(self.get_queryset(), pk=pk)
-        breaker.resume(eval_set=eval_set, user=request.user)
+        continuous.resume(eval_set=eval_set, user=request.user)
         return Response(_out(eval_set))

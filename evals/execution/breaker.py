@@ -11,7 +11,8 @@ minority of odd traces (those errors are worth reading, not a reason to stop the
 
 While paused, automatic runs of the set are created but held, queued: nothing is lost,
 and nothing of the set goes to the sandbox. Resuming, or activating a new version,
-deletes the pause and sends the held runs (a replaced version's to the new one).
+deletes the pause and sends the held runs (a replaced version's to the new one):
+``continuous.resume`` and ``continuous.resume_on_activation``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from evals.models import (
     EvalRunChunk,
     RunStatus,
 )
-from evals.queue import enqueue_chunk, enqueue_run
-from iofold.lib.runs import ACTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -218,10 +217,10 @@ def _notify_paused(pause: ContinuousPause) -> None:
     )
 
 
-def resume(*, eval_set, user=None) -> int | None:
-    """Resume the set's continuous evaluation and send its held runs; return how many.
+def lift(*, eval_set, user=None) -> bool:
+    """Delete the set's pause and record who resumed it; False when it was not paused.
 
-    Nothing happens (None) when it was not paused.
+    ``continuous.resume`` calls it, then sends the held runs.
     """
     with transaction.atomic():
         pause = (
@@ -232,60 +231,17 @@ def resume(*, eval_set, user=None) -> int | None:
             .first()
         )
         if pause is None:
-            return None
+            return False
         pause.delete()
         record_activity(eval=pause.eval, verb=Activity.Verb.RESUMED, actor=user)
-    return release_held_runs(eval_set=eval_set)
+    return True
 
 
-def clear_on_activation(*, eval: Eval) -> int:
-    """A new version was activated: it starts unpaused, with the held traces to judge."""
+def lift_on_activation(*, eval: Eval) -> bool:
+    """Delete the set's pause: a new version was activated. False when it was not paused."""
     deleted, _ = (
         ContinuousPause.objects.for_workspace(eval.workspace_id)
         .filter(eval_set_id=eval.eval_set_id)
         .delete()
     )
-    if not deleted:
-        return 0
-    logger.info("continuous evaluation resumed by activation eval=%s", eval.pk)
-    return release_held_runs(eval_set=eval.eval_set)
-
-
-def release_held_runs(*, eval_set) -> int:
-    """Send the set's queued automatic runs to the workers, after commit.
-
-    A run of a version that no longer judges new traces is not run on its old code: it
-    is closed and its traces go to the set's current versions instead.
-    """
-    from evals.execution.continuous import RUNS_ON_NEW_TRACES, queue_automatic_runs
-
-    held = list(
-        EvalRun.objects.for_workspace(eval_set.workspace_id)
-        .filter(
-            eval__eval_set_id=eval_set.pk,
-            trigger=EvalRun.Trigger.AUTOMATIC,
-            status__in=ACTIVE,
-        )
-        .select_related("eval")
-        .order_by("pk")
-    )
-    for run in held:
-        if run.eval.status not in RUNS_ON_NEW_TRACES and run.status == RunStatus.QUEUED:
-            replaced = f"Not run: v{run.eval.version} was replaced while paused; the new one runs."
-            EvalRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).fail(replaced)
-            transaction.on_commit(
-                lambda ids=run.trace_ids: queue_automatic_runs(
-                    workspace_id=eval_set.workspace_id, trace_ids=ids
-                )
-            )
-            continue
-        chunks = list(
-            EvalRunChunk.objects.filter(run=run, status=RunStatus.QUEUED).values_list(
-                "pk", flat=True
-            )
-        )
-        if chunks:
-            transaction.on_commit(lambda pks=chunks: [enqueue_chunk(pk) for pk in pks])
-        elif run.status == RunStatus.QUEUED:
-            transaction.on_commit(lambda pk=run.pk: enqueue_run(pk, automatic=True))
-    return len(held)
+    return bool(deleted)

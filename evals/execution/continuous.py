@@ -21,8 +21,16 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from evals.execution import breaker
 from evals.execution.runs import execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
-from evals.models import ConversationJudgement, Eval, EvalExecution, EvalRun, RunStatus
-from evals.queue import enqueue_automatic_runs
+from evals.models import (
+    ConversationJudgement,
+    Eval,
+    EvalExecution,
+    EvalRun,
+    EvalRunChunk,
+    RunStatus,
+)
+from evals.queue import enqueue_automatic_runs, enqueue_chunk, enqueue_run
+from iofold.lib.runs import ACTIVE
 from traces.conversations import anchored_conversations, content_fingerprint, follow_anchors
 from traces.models import Conversation, EvalSet, Trace
 
@@ -378,6 +386,63 @@ def after_automatic_run(*, run: EvalRun) -> PushReport:
         trace_ids = EvalRun.objects.filter(pk=run.pk).values_list("trace_ids", flat=True).get()
         queue_automatic_runs(workspace_id=run.workspace_id, trace_ids=trace_ids)
     return report
+
+
+# --- the circuit breaker's pause (evals/execution/breaker.py) ------------------------------
+
+
+def resume(*, eval_set, user=None) -> int | None:
+    """Resume a paused set's continuous evaluation; return how many held runs were sent
+    (None: it was not paused)."""
+    if not breaker.lift(eval_set=eval_set, user=user):
+        return None
+    return release_held_runs(eval_set=eval_set)
+
+
+def resume_on_activation(*, eval: Eval) -> int:
+    """A new version was activated: it starts unpaused, with the held traces to judge."""
+    if not breaker.lift_on_activation(eval=eval):
+        return 0
+    logger.info("continuous evaluation resumed by activation eval=%s", eval.pk)
+    return release_held_runs(eval_set=eval.eval_set)
+
+
+def release_held_runs(*, eval_set) -> int:
+    """Send the set's queued automatic runs to the workers, after commit.
+
+    A run of a version that no longer judges new traces is not run on its old code: it
+    is closed and its traces go to the set's current versions instead.
+    """
+    held = list(
+        EvalRun.objects.for_workspace(eval_set.workspace_id)
+        .filter(
+            eval__eval_set_id=eval_set.pk,
+            trigger=EvalRun.Trigger.AUTOMATIC,
+            status__in=ACTIVE,
+        )
+        .select_related("eval")
+        .order_by("pk")
+    )
+    for run in held:
+        if run.eval.status not in RUNS_ON_NEW_TRACES and run.status == RunStatus.QUEUED:
+            replaced = f"Not run: v{run.eval.version} was replaced while paused; the new one runs."
+            EvalRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).fail(replaced)
+            transaction.on_commit(
+                lambda ids=run.trace_ids: queue_automatic_runs(
+                    workspace_id=eval_set.workspace_id, trace_ids=ids
+                )
+            )
+            continue
+        chunks = list(
+            EvalRunChunk.objects.filter(run=run, status=RunStatus.QUEUED).values_list(
+                "pk", flat=True
+            )
+        )
+        if chunks:
+            transaction.on_commit(lambda pks=chunks: [enqueue_chunk(pk) for pk in pks])
+        elif run.status == RunStatus.QUEUED:
+            transaction.on_commit(lambda pk=run.pk: enqueue_run(pk, automatic=True))
+    return len(held)
 
 
 def judgement_history(conversation: Conversation) -> list[ConversationJudgement]:

@@ -10,7 +10,7 @@ from django.utils import timezone
 import sandbox
 from evals.collaboration import record_activity
 from evals.exceptions import EvalError
-from evals.execution import breaker
+from evals.execution import continuous
 from evals.execution.scores import resend_replaced_scores
 from evals.judging.runs import infer_kind, run_sandbox, uses_judge
 from evals.judging.session import JudgeSession
@@ -85,7 +85,7 @@ def activate_eval(*, eval: Eval) -> Eval:
     # Its verdicts another version's overwrote at the source go out again.
     resend_replaced_scores(eval=current)
     # A set paused for the previous version's timeouts runs again, held traces included.
-    breaker.clear_on_activation(eval=current)
+    continuous.resume_on_activation(eval=current)
     logger.info("eval activated eval=%s eval_set=%s", current.pk, current.eval_set_id)
     return current
 

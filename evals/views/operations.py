@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evals.charts import line_chart
-from evals.execution import breaker
+from evals.execution import continuous
 from evals.execution import dashboard as dashboards
 from evals.execution import drift as drifts
 from traces.models import EvalSet
@@ -54,7 +54,7 @@ def drift(request, pk: int):
 def resume_continuous(request, pk: int):
     """Resume a paused eval set's continuous evaluation; its held traces are judged."""
     eval_set = get_object_or_404(EvalSet.objects.for_workspace(request.workspace), pk=pk)
-    held = breaker.resume(eval_set=eval_set, user=request.user)
+    held = continuous.resume(eval_set=eval_set, user=request.user)
     if held is None:
         messages.info(request, "Continuous evaluation of this set was not paused.")
     else:

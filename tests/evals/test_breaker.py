@@ -115,7 +115,7 @@ def test_resuming_judges_the_traces_that_waited(
     _trip(workspace, eval)
     [held] = _sync(workspace, ["refund", "nothing"], prefix="c")
     sent = []
-    monkeypatch.setattr(breaker, "enqueue_run", lambda pk, automatic: sent.append(pk))
+    monkeypatch.setattr(continuous, "enqueue_run", lambda pk, automatic: sent.append(pk))
 
     with django_capture_on_commit_callbacks(execute=True):
         page = login(member).post(
@@ -275,7 +275,7 @@ def test_held_runs_are_left_out_of_the_sweep_and_the_backlog_alert(
     assert 'iofold_runs_queued{kind="eval"} 0.0' in text
     assert 'iofold_eval_sets_paused{workspace="acme"} 1.0' in text
 
-    breaker.resume(eval_set=eval_set)
+    continuous.resume(eval_set=eval_set)
     with django_capture_on_commit_callbacks(execute=True):
         assert runs_module.recover_eval_runs(include_queued=True) == 1
     assert sent == [held.pk]

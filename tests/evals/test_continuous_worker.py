@@ -172,7 +172,7 @@ def _arrive(workspace, outputs, *, prefix):
 def test_a_hanging_eval_is_paused_on_the_worker_and_resumed_with_its_backlog(
     quick_timeouts_worker, transactional_db, workspace, other_workspace
 ):
-    from evals.execution import breaker
+    from evals.execution import breaker, continuous
 
     hanging = _hanging_or_not(workspace, HANGS_ON_SLOW)
     other = _hanging_or_not(other_workspace, HANGS_ON_SLOW.replace("slow", "never"))
@@ -194,7 +194,7 @@ def test_a_hanging_eval_is_paused_on_the_worker_and_resumed_with_its_backlog(
     held = EvalRun.objects.get(eval=hanging, status="queued")
     assert held.trace_ids == waiting
 
-    breaker.resume(eval_set=hanging.eval_set)
+    continuous.resume(eval_set=hanging.eval_set)
     wait_for(
         lambda: EvalRun.objects.get(pk=held.pk).status == "succeeded",
         timeout=60,
