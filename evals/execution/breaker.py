@@ -34,6 +34,7 @@ from evals.models import (
     EvalRunChunk,
     RunStatus,
 )
+from iofold.lib.links import email_link
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def _notify_paused(pause: ContinuousPause) -> None:
     from evals.notifications import notify
 
     eval_set = pause.eval_set
-    url = reverse("traces:evalset_detail", args=[eval_set.workspace.slug, eval_set.pk])
+    url = email_link(reverse("traces:evalset_detail", args=[eval_set.workspace.slug, eval_set.pk]))
     subject = f"Continuous evaluation of “{eval_set.name}” paused"
     body = (
         f"Paused: {pause.reason} (v{pause.eval.version}). New traces wait, queued, and are "

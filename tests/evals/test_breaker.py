@@ -101,6 +101,9 @@ def test_a_hanging_eval_trips_the_breaker_and_further_traces_wait(workspace, mai
     assert activity.eval_set_id == eval_set.pk and activity.reason == pause.reason
     assert [m.to for m in mailoutbox] == [[owner.email]]
     assert "timed out on 21 of the last 23" in mailoutbox[0].body
+    assert (
+        reverse("traces:evalset_detail", args=[workspace.slug, eval_set.pk]) in mailoutbox[0].body
+    )
 
     # The next sync's traces are not sent to the sandbox: their run waits, queued.
     held = _sync(workspace, ["slow"] * 3, prefix="c")
