@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0017_judge_spend_month'),
+        ('evals', '0019_judgement_claim_fingerprint_cause'),
         ('traces', '0020_search_text_unicode_form'),
         ('workspaces', '0003_workspace_deletion_scheduled_for'),
     ]
