@@ -307,18 +307,20 @@ def start_automatic_runs(
         todo = traces_to_judge(eval=eval, trace_ids=ids)
         if not todo:
             continue
+        # A paused set's run is held, queued, until it is resumed (breaker).
+        send = enqueue and eval.eval_set_id not in paused
         if eval.eval_set.unit == EvalSet.Unit.CONVERSATION:
-            run = _start_conversation_run(eval=eval, anchor_ids=todo, enqueue=enqueue)
+            run = _start_conversation_run(eval=eval, anchor_ids=todo, enqueue=send)
             if run is not None:
                 runs.append(run)
             continue
         # The start of every automatic run, before any chunk can begin: one scan of the new
-        # traces, not two. A paused set's run is held, queued, until it is resumed.
+        # traces, not two.
         run = start_run(
             eval=eval,
             trace_ids=todo,
             trigger=EvalRun.Trigger.AUTOMATIC,
-            enqueue=enqueue and eval.eval_set_id not in paused,
+            enqueue=send,
             stored=set(todo),
         )
         runs.append(run)
