@@ -123,6 +123,7 @@ RULES = {
     ("traces:review_skip", "post"): WRITE,
     ("traces:label_edit", "post"): OTHERS_LABEL,
     ("traces:label_remove", "post"): OTHERS_LABEL,
+    ("traces:label_edit_form", "get"): OTHERS_LABEL,
     ("traces:evalset_import", "get"): WRITE,
     ("traces:evalset_import_scores", "post"): WRITE,
     ("traces:evalset_import_scores_run", "get"): READ,

@@ -384,6 +384,7 @@ UI_CASES = [
     # Editing labels (issue 19).
     Case("traces:label_edit", "post", _eval_set_label_pks, lambda ws: {"rating": "negative"}),
     Case("traces:label_remove", "post", _eval_set_label_pks),
+    Case("traces:label_edit_form", kwargs=_eval_set_label_pks),
     Case("traces:evalset_import", kwargs=_eval_set_pk),
     Case("traces:evalset_import_scores", "post", _eval_set_pk),
     Case("traces:evalset_import_scores_run", kwargs=_score_import_run_kwargs),

@@ -307,7 +307,7 @@ def _replace_label(before: Feedback, *, rating: str, note: str, origin: str, use
     return before, False
 
 
-def _check_may_edit(feedback: Feedback, *, actor, role: str) -> None:
+def check_may_edit_label(feedback: Feedback, *, actor, role: str) -> None:
     """Reviewers change their own labels; owners and admins change anyone's.
 
     ``role`` is the actor's role in the workspace: a membership's, or an API token's (which
@@ -321,7 +321,7 @@ def _check_may_edit(feedback: Feedback, *, actor, role: str) -> None:
 
 def edit_label(*, feedback: Feedback, actor, role: str, rating: str, note: str) -> Feedback:
     """Change a label's rating and note; its reviewer stays, the audit names the editor."""
-    _check_may_edit(feedback, actor=actor, role=role)
+    check_may_edit_label(feedback, actor=actor, role=role)
     if rating not in RATINGS:
         raise TraceError(f"Rating must be one of {', '.join(RATINGS)}.")
     note = _clean_note(note)
@@ -337,7 +337,7 @@ def edit_label(*, feedback: Feedback, actor, role: str, rating: str, note: str) 
 
 def remove_label(*, feedback: Feedback, actor, role: str) -> None:
     """Delete a label; the audit keeps what it was and who removed it."""
-    _check_may_edit(feedback, actor=actor, role=role)
+    check_may_edit_label(feedback, actor=actor, role=role)
     with transaction.atomic():
         _audit(feedback, action=LabelChange.Action.REMOVED, changed_by=actor, before=feedback)
         feedback.delete()

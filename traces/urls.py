@@ -34,6 +34,11 @@ urlpatterns = [
     ),
     path("eval-sets/<int:pk>/labels/<int:label_pk>/", views.label_edit, name="label_edit"),
     path(
+        "eval-sets/<int:pk>/labels/<int:label_pk>/edit/",
+        views.label_edit_form,
+        name="label_edit_form",
+    ),
+    path(
         "eval-sets/<int:pk>/labels/<int:label_pk>/remove/",
         views.label_remove,
         name="label_remove",

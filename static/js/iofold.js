@@ -13,6 +13,10 @@
 //   <details class="dropdown">             (Pico's menu) closes on Escape and when Tab leaves it
 //   <input aria-invalid="true">            a page that comes back with a form's errors opens
 //                                          on the first field to fix
+//   <div id="x" data-fragment-slot>        a form fetched into it (hx-get, hx-target="#x") by
+//                                          its opener (aria-controls="x") takes the focus (its
+//                                          [autofocus]); Escape, a [data-slot-close] link or the
+//                                          opener again empties it and focuses the opener
 (function () {
   "use strict";
 
@@ -88,6 +92,47 @@
   });
 
   document.addEventListener("htmx:afterSwap", countSelected);
+
+  // A form opened in place (a label's edit form in its table row): the opener says it is
+  // open, htmx focuses the form's [autofocus]; closing it gives the focus back.
+  function slotOpener(slot) {
+    return slot.id ? document.querySelector('[aria-controls="' + slot.id + '"]') : null;
+  }
+  function closeSlot(slot) {
+    slot.replaceChildren();
+    const opener = slotOpener(slot);
+    if (!opener) return;
+    opener.setAttribute("aria-expanded", "false");
+    opener.focus();
+  }
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const slot = event.detail.target;
+    if (!slot || !slot.hasAttribute("data-fragment-slot")) return;
+    const opener = slotOpener(slot);
+    if (opener) opener.setAttribute("aria-expanded", "true");
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const opener = event.detail.elt;
+    if (!opener || opener.getAttribute("aria-expanded") !== "true") return;
+    const slot = document.getElementById(opener.getAttribute("aria-controls"));
+    if (!slot || !slot.hasAttribute("data-fragment-slot")) return;
+    event.preventDefault();
+    closeSlot(slot);
+  });
+  document.addEventListener("click", function (event) {
+    const close = event.target.closest && event.target.closest("[data-slot-close]");
+    const slot = close && close.closest("[data-fragment-slot]");
+    if (!slot) return;
+    event.preventDefault();
+    closeSlot(slot);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const slot = event.target.closest && event.target.closest("[data-fragment-slot]");
+    if (!slot || !slot.hasChildNodes()) return;
+    event.preventDefault();
+    closeSlot(slot);
+  });
 
   // A box that a click fills out of sight (the matrix's cell detail, below the whole table
   // on a phone) comes into view; beside the table, where it already shows, nothing moves.

@@ -93,6 +93,52 @@ def test_after_editing_a_label_far_down_the_table_the_row_is_still_in_view(
     expect(row).to_be_in_viewport()
 
 
+def test_edit_form_opens_in_the_row_and_escape_or_cancel_gives_the_focus_back(
+    logged_in_page, owner, labelled_set
+):
+    """The row's form is fetched when Edit is pressed: the note box takes the focus, so a
+    keyboard or screen-reader user lands in it; Escape or Cancel closes it back on Edit."""
+    eval_set, traces = labelled_set
+    page = logged_in_page(owner)
+    page.goto(eval_set.get_absolute_url())
+    row = page.locator(f'[data-testid="label-row"][data-trace="{traces[0].pk}"]')
+    edit = row.get_by_test_id("edit-label")
+    expect(row.get_by_test_id("rate-form")).to_have_count(0)
+    edit.focus()
+    page.keyboard.press("Enter")
+    expect(row.get_by_test_id("note")).to_be_focused()
+    expect(edit).to_have_attribute("aria-expanded", "true")
+    page.keyboard.type("half a thought")
+    page.keyboard.press("Escape")
+    expect(row.get_by_test_id("rate-form")).to_have_count(0)
+    expect(edit).to_be_focused()
+    expect(edit).to_have_attribute("aria-expanded", "false")
+
+    page.keyboard.press("Enter")
+    expect(row.get_by_test_id("note")).to_be_focused()
+    row.get_by_test_id("cancel-edit").click()
+    expect(row.get_by_test_id("rate-form")).to_have_count(0)
+    expect(edit).to_be_focused()
+    assert Feedback.objects.get(trace=traces[0]).note == ""
+
+
+def test_edit_a_label_without_javascript(logged_in_page, owner, labelled_set):
+    """Edit is a link: without JavaScript it opens the form as a page, which saves and
+    comes back to the row."""
+    eval_set, traces = labelled_set
+    page = logged_in_page(owner, java_script_enabled=False)
+    page.goto(eval_set.get_absolute_url())
+    row = page.locator(f'[data-testid="label-row"][data-trace="{traces[0].pk}"]')
+    row.get_by_test_id("edit-label").click()
+    expect(page.get_by_test_id("fragment-page")).to_contain_text("Edit owner@")
+    page.get_by_test_id("note").fill("No lookup of the order")
+    page.get_by_test_id("rate-neutral").click()
+    expect(page.locator(".messages")).to_contain_text("Label changed to neutral")
+    assert page.url.endswith(f"#row-{traces[0].pk}")
+    expect(row.get_by_test_id("row-label")).to_contain_text("neutral")
+    expect(row).to_contain_text("No lookup of the order")
+
+
 def test_label_from_the_trace_page_with_keys(logged_in_page, owner, labelled_set):
     eval_set, traces = labelled_set
     page = logged_in_page(owner)

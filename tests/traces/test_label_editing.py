@@ -1,5 +1,7 @@
 """Labels are changed or removed from the label table and the trace page, with an audit."""
 
+from urllib.parse import quote
+
 from django.urls import reverse
 
 from traces import services
@@ -58,17 +60,98 @@ def test_member_cannot_change_someone_elses_label_but_admin_can(
     )
 
 
-def test_edit_with_a_bad_rating_changes_nothing(login, workspace, owner, eval_set, traces):
+def test_edit_with_a_bad_rating_changes_nothing_and_says_why_in_the_form(
+    login, workspace, owner, eval_set, traces
+):
     label, _ = services.record_feedback(
         eval_set=eval_set, trace=traces[0], user=owner, rating="positive"
     )
+    back = eval_set.get_absolute_url() + f"#row-{traces[0].pk}"
     response = login(owner).post(
-        url("label_edit", workspace, pk=eval_set.pk, label_pk=label.pk), {"rating": "great"}
+        url("label_edit", workspace, pk=eval_set.pk, label_pk=label.pk),
+        {"rating": "great", "note": "typed before the slip", "next": back},
     )
-    assert response.status_code == 302
+    # The form again, with why and what was typed, not a redirect that drops the note.
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'data-testid="label-edit-error"' in page
+    assert "Pick a rating." in page
+    assert "typed before the slip" in page
+    assert f'name="next" value="{back}"' in page
     label.refresh_from_db()
     assert label.rating == "positive"
     assert LabelChange.objects.filter(action="changed").count() == 0
+
+
+def _edit_form(workspace, eval_set, label, back=None):
+    address = url("label_edit_form", workspace, pk=eval_set.pk, label_pk=label.pk)
+    return address + (f"?next={quote(back, safe='/')}" if back else "")
+
+
+def test_edit_form_is_a_fragment_for_htmx_and_a_page_without_javascript(
+    login, workspace, owner, eval_set, traces
+):
+    label, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=owner, rating="positive", note="fine"
+    )
+    client = login(owner)
+    table = client.get(eval_set.get_absolute_url()).content.decode()
+    assert 'data-testid="rate-form"' not in table
+    back = eval_set.get_absolute_url() + f"#row-{traces[0].pk}"
+    edit = _edit_form(workspace, eval_set, label, back)
+    # The row's Edit is a link to the form (hx-get loads it into the row).
+    assert f'href="{edit}"' in table
+
+    fragment = client.get(edit, HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200
+    html = fragment.content.decode()
+    assert "<html" not in html
+    assert 'data-testid="rate-form"' in html and "autofocus" in html
+    assert "fine</textarea>" in html
+    assert f'name="next" value="{back}"' in html
+    assert 'data-testid="remove-label"' in html
+
+    page = client.get(edit)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "<html" in html and 'data-testid="rate-form"' in html
+    assert f'data-testid="back-link">← Back to {eval_set.name}' in html
+    assert f'href="{back}"' in html  # Cancel and the back link return to the row
+
+
+def test_edit_form_is_for_the_labels_reviewer_and_admins(
+    login, workspace, owner, admin_user, member, viewer, eval_set, traces
+):
+    others, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=owner, rating="positive"
+    )
+    mine, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[1], user=member, rating="negative"
+    )
+    assert login(member).get(_edit_form(workspace, eval_set, mine)).status_code == 200
+    assert login(member).get(_edit_form(workspace, eval_set, others)).status_code == 403
+    assert login(admin_user).get(_edit_form(workspace, eval_set, mine)).status_code == 200
+    assert login(viewer).get(_edit_form(workspace, eval_set, others)).status_code == 403
+
+
+def test_edit_form_of_another_workspaces_label_is_not_found(
+    login, workspace, other_workspace, owner, outsider, eval_set, traces
+):
+    from tests.traces.factories import EvalSetFactory, TraceFactory
+
+    theirs_set = EvalSetFactory(workspace=other_workspace, created_by=outsider)
+    trace = TraceFactory(workspace=other_workspace)
+    services.add_traces_to_eval_set(eval_set=theirs_set, trace_ids=[trace.pk])
+    theirs, _ = services.record_feedback(
+        eval_set=theirs_set, trace=trace, user=outsider, rating="positive"
+    )
+    # Under this workspace's set, and under the other's set in this workspace's address.
+    assert login(owner).get(_edit_form(workspace, eval_set, theirs)).status_code == 404
+    assert login(owner).get(_edit_form(workspace, theirs_set, theirs)).status_code == 404
+    mine, _ = services.record_feedback(
+        eval_set=eval_set, trace=traces[0], user=owner, rating="positive"
+    )
+    assert login(outsider).get(_edit_form(workspace, eval_set, mine)).status_code == 404
 
 
 def test_label_of_another_workspace_is_not_found(
