@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import F
 from django.urls import reverse
 
+from evals.generation.pricing import unpriced_note
 from iofold.lib.fields import EncryptedTextField
 from iofold.lib.runs import BackgroundRun, BackgroundRunQuerySet, RunStatus
 from traces.models import Conversation, EvalSet, Trace
@@ -264,6 +265,10 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    # Provider calls to a model with no known price (counted in judge_calls, not in
+    # cost_usd: what they cost is unknown, not nothing) and the model they went to.
+    unpriced_calls = models.PositiveIntegerField(default=0)
+    judge_model = models.CharField(max_length=100, blank=True)
 
     objects = EvalRunQuerySet.as_manager()
 
@@ -275,8 +280,16 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
 
     @property
     def cost_per_thousand(self):
-        """Return what this run's judge calls cost per 1,000 traces judged (None: none yet)."""
+        """Return what this run's judge calls cost per 1,000 traces judged (None: none yet,
+        or some calls went to a model with no price, so the figure would understate it)."""
+        if self.unpriced_calls:
+            return None
         return self.cost_usd * 1000 / self.done if self.done else None
+
+    @property
+    def unpriced_note(self) -> str:
+        """Return "unknown for N calls (no price for <model>)", or "" when all are priced."""
+        return unpriced_note(self.unpriced_calls, [self.judge_model])
 
 
 class EvalRunChunk(BackgroundRun, WorkspaceOwned):
@@ -344,6 +357,8 @@ class EvalExecution(WorkspaceOwned):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    # Of judge_calls, those to a model with no known price (their cost is unknown).
+    unpriced_calls = models.PositiveIntegerField(default=0)
     # Scores back to Langfuse (continuous evaluation).
     score_pushed_at = models.DateTimeField(null=True, blank=True)
     score_error = models.TextField(blank=True)

@@ -103,6 +103,8 @@ class EvalRunOut(serializers.ModelSerializer):
             "input_tokens",
             "output_tokens",
             "cost_usd",
+            "unpriced_calls",
+            "judge_model",
             "agreement",
             "summary",
             "results",
@@ -110,6 +112,18 @@ class EvalRunOut(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+        extra_kwargs = {
+            "cost_usd": {
+                "help_text": "Dollars the run's judge calls cost, not counting unpriced_calls."
+            },
+            "unpriced_calls": {
+                "help_text": (
+                    "Of judge_calls, those to a model with no price (IOFOLD_LLM_PRICES has "
+                    "none for judge_model): their cost is unknown, not $0, and not in cost_usd."
+                )
+            },
+            "judge_model": {"help_text": "The model the run's judge calls went to."},
+        }
 
     @extend_schema_field({"type": "object", "nullable": True})
     def get_summary(self, run) -> dict | None:

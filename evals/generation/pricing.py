@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -83,6 +83,20 @@ def cost_usd(
         return None
     dollars = input_tokens * price.input_per_million + output_tokens * price.output_per_million
     return dollars / MILLION
+
+
+def unpriced_note(calls: int | None, models: Iterable[str] = ()) -> str:
+    """Return how a cost with no known price reads: "unknown (no price for this model)",
+    or with `calls` "unknown for 3 calls (no price for local-llama)"; "" for no calls.
+
+    What such calls cost is unknown, not $0: a price in IOFOLD_LLM_PRICES makes it known.
+    """
+    names = ", ".join(sorted({m for m in models if m})) or "this model"
+    if calls is None:
+        return f"unknown (no price for {names})"
+    if not calls:
+        return ""
+    return f"unknown for {calls} call{'' if calls == 1 else 's'} (no price for {names})"
 
 
 def parse_price_table(

@@ -84,6 +84,8 @@ def add_run_spend(*, run: EvalRun, session: JudgeSession, since: Usage) -> Usage
         input_tokens=F("input_tokens") + (total.input_tokens - since.input_tokens),
         output_tokens=F("output_tokens") + (total.output_tokens - since.output_tokens),
         cost_usd=F("cost_usd") + (total.cost_usd - since.cost_usd),
+        unpriced_calls=F("unpriced_calls") + (total.unpriced_calls - since.unpriced_calls),
+        judge_model=session.choice.model[:100],
     )
     return Usage(
         calls=total.calls,
@@ -91,17 +93,21 @@ def add_run_spend(*, run: EvalRun, session: JudgeSession, since: Usage) -> Usage
         input_tokens=total.input_tokens,
         output_tokens=total.output_tokens,
         cost_usd=Decimal(total.cost_usd),
+        unpriced_calls=total.unpriced_calls,
     )
 
 
-def usage_columns(usage: Sequence[Usage | None], count: int) -> list[tuple[int, int, int, Decimal]]:
-    """Return (calls, input tokens, output tokens, dollars) per trace, zeros when unknown."""
+def usage_columns(
+    usage: Sequence[Usage | None], count: int
+) -> list[tuple[int, int, int, Decimal, int]]:
+    """Return (calls, input tokens, output tokens, dollars, unpriced calls) per trace, zeros
+    when unknown."""
     rows = []
     for i in range(count):
         u = usage[i] if i < len(usage) else None
         rows.append(
-            (0, 0, 0, Decimal(0))
+            (0, 0, 0, Decimal(0), 0)
             if u is None
-            else (u.calls, u.input_tokens, u.output_tokens, u.cost_usd)
+            else (u.calls, u.input_tokens, u.output_tokens, u.cost_usd, u.unpriced_calls)
         )
     return rows

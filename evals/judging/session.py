@@ -93,16 +93,22 @@ class Usage:
     cost_usd: Decimal = field(default_factory=Decimal)
     # What the cached answers would have cost: what the calls cost on traces not seen yet.
     cached_cost_usd: Decimal = field(default_factory=Decimal)
+    # Of `calls`, those to a model with no known price: their cost is unknown, not $0.
+    unpriced_calls: int = 0
 
     @property
     def list_cost_usd(self) -> Decimal:
         return self.cost_usd + self.cached_cost_usd
 
-    def add(self, *, input_tokens: int, output_tokens: int, cost: Decimal) -> None:
+    def add(self, *, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
+        """Count one call; a `cost` of None is a call to a model with no known price."""
         self.calls += 1
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
-        self.cost_usd += cost
+        if cost is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += cost
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ class JudgeSession:
             self._failures = 0
         cost = cost_usd(
             self.choice.model, completion.input_tokens, completion.output_tokens, self._prices
-        ) or Decimal(0)
+        )
         self._settle(reserved, (completion.input_tokens, completion.output_tokens, cost), index)
         if not completion.text.strip():
             # A filtered, refused or cut-off answer: paid for, but not kept, so a re-run asks again.
@@ -358,12 +364,12 @@ class JudgeSession:
     def _settle(
         self,
         reserved: tuple[int, Decimal],
-        actual: tuple[int, int, Decimal] | None,
+        actual: tuple[int, int, Decimal | None] | None,
         index: int | None = None,
     ) -> None:
         usd = reserved[1]
         if usd:
-            cost = actual[2] if actual is not None else Decimal(0)
+            cost = (actual[2] if actual is not None else None) or Decimal(0)
             self._on_owner(lambda: ledger.settle(workspace=self.workspace, held=usd, cost=cost))
         if actual is None:
             self._release(reserved)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
 
+from evals.generation.pricing import unpriced_note
 from evals.judging.ledger import budget_message, month_start, month_to_date
 from evals.judging.session import Budget, JudgeSession
 from evals.models import Eval, EvalExecution, EvalKind, ProviderSettings
@@ -59,20 +60,45 @@ def per_thousand(cost: Decimal | None, traces: int) -> Decimal | None:
 
 @dataclass(frozen=True)
 class Spend:
-    """Judge spend over some verdicts: how many, calls, dollars, and dollars per 1,000."""
+    """Judge spend over some verdicts: how many, calls, dollars, and dollars per 1,000;
+    calls to a model with no known price are counted apart, with the models named."""
 
     traces: int
     calls: int
     cost_usd: Decimal
+    unpriced_calls: int = 0
+    unpriced_models: tuple[str, ...] = field(default=())
 
     @property
     def per_thousand(self) -> Decimal | None:
+        # Unpriced calls would make the figure look cheaper than it is: none is given.
+        if self.unpriced_calls:
+            return None
         return per_thousand(self.cost_usd, self.traces)
+
+    @property
+    def unpriced_note(self) -> str:
+        return unpriced_note(self.unpriced_calls, self.unpriced_models)
 
 
 def _spend(executions) -> Spend:
-    row = executions.aggregate(n=Count("id"), calls=Sum("judge_calls"), cost=Sum("cost_usd"))
-    return Spend(row["n"] or 0, row["calls"] or 0, row["cost"] or Decimal(0))
+    row = executions.aggregate(
+        n=Count("id"),
+        calls=Sum("judge_calls"),
+        cost=Sum("cost_usd"),
+        unpriced=Sum("unpriced_calls"),
+    )
+    unpriced = row["unpriced"] or 0
+    models: tuple[str, ...] = ()
+    if unpriced:
+        # Only verdicts with unpriced calls: the models their runs asked.
+        models = tuple(
+            executions.filter(unpriced_calls__gt=0)
+            .values_list("run__judge_model", flat=True)
+            .distinct()
+            .order_by()
+        )
+    return Spend(row["n"] or 0, row["calls"] or 0, row["cost"] or Decimal(0), unpriced, models)
 
 
 def version_spend(*, eval: Eval) -> Spend:

@@ -656,3 +656,34 @@ def test_a_provider_refusing_connections_stops_the_run_with_what_happened(worksp
     assert run.status == "failed"
     assert "failed 5 calls in a row" in run.error and "could not connect" in run.error
     assert run.passed == run.failed == 0 and run.errors == 20
+
+
+def test_calls_to_a_model_without_a_price_show_as_unknown_not_free(
+    workspace, fake_llm, owner, login, api_client
+):
+    # A local model with no entry in the price table: its calls cost an unknown amount.
+    fake_llm.judge_rule = helpful
+    use_fake_openai(workspace, fake_llm, api_key=KEY, model="local-llama-70b")
+    eval_set, traces = labelled_set(workspace, good=2, bad=1)
+    eval = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    run = run_all(eval, traces)
+    assert (run.judge_calls, run.unpriced_calls, run.cost_usd) == (3, 3, Decimal(0))
+    client = login(owner)
+    unknown = "unknown for 3 calls (no price for local-llama-70b)"
+
+    detail = client.get(f"/w/{workspace.slug}/evals/{eval.pk}/").content.decode()
+    dashboard = client.get(f"/w/{workspace.slug}/evals/dashboard/").content.decode()
+
+    assert f"Judge: 3 calls, 0 from the cache, {unknown}." in detail
+    assert f'Judge cost</dt><dd data-testid="version-spend">{unknown}' in detail
+    assert "$0.0000" not in detail
+    assert unknown in dashboard
+    assert "$0.0000 per 1,000 judged traces" not in dashboard
+    token = issue_token(workspace=workspace, name="ci", created_by=owner, role="viewer")[1]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    body = api_client.get(f"/api/v1/eval-runs/{run.pk}/").json()
+    assert (body["judge_calls"], body["unpriced_calls"]) == (3, 3)
+    assert body["judge_model"] == "local-llama-70b"
+    schema = api_client.get("/api/schema/?format=json").json()
+    documented = schema["components"]["schemas"]["EvalRunOut"]["properties"]["unpriced_calls"]
+    assert "no price" in documented["description"]
