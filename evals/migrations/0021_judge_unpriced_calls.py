@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("evals", "0019_judgement_claim_fingerprint_cause"),
+        ("evals", "0020_pause_continuous_evaluation"),
     ]
 
     operations = [
