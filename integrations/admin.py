@@ -71,6 +71,8 @@ class IntegrationAdmin(WorkspaceOwnedAdmin):
         "last_error",
         "project_name",
         "last_synced_at",
+        # Counted by the response reader; saving a new key (in the app) resets it.
+        "response_key_rejections",
         "created_at",
         "updated_at",
     ]
