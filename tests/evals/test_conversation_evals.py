@@ -205,9 +205,15 @@ def test_two_workers_at_once_start_one_run(workspace, conversation_eval, transac
     completion's claim is unique, so one of them starts a run and the other nothing."""
     import threading
 
-    from django.db import connection
+    from django.db import connection, transaction
 
-    _ingest(workspace, [_turn(1, "chat", 0), _turn(2, "chat", 1, **END)])
+    from traces.ingest import upsert_traces
+
+    # Stored without queueing their evaluation: this test commits, and the suite's real
+    # worker, once started, would judge the conversation before the two threads do.
+    turns = [_turn(1, "chat", 0), _turn(2, "chat", 1, **END)]
+    with arriving_live(workspace, turns), transaction.atomic():
+        upsert_traces(workspace=workspace, source="upload", traces=turns)
     anchor = Conversation.objects.for_workspace(workspace).get().anchor_id
     found = threading.Barrier(2, timeout=20)
     original = continuous.traces_to_judge
