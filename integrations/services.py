@@ -40,7 +40,7 @@ from iofold.lib.heap import collect_if_grown, collector_paused
 from iofold.lib.prefetch import prefetched
 from iofold.lib.runs import Heartbeat, commit_asynchronously, keep_alive
 from iofold.lib.tasks import enqueue
-from iofold.pipeline import ingest_traces, prepare_traces
+from iofold.pipeline import ingest_traces, prepare_traces, reread_agent_responses
 from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -754,4 +754,7 @@ def set_response_key(*, integration: Integration, host: str, secret_key: str) ->
         integration.status = Integration.Status.OK
         fields.append("status")
     integration.save(update_fields=fields)
+    if secret_key:
+        # What came while reading was stopped is read again with it, in the background.
+        reread_agent_responses(integration)
     return integration

@@ -14,7 +14,7 @@ from integrations.forms import INTEGRATION_FORMS, ResponseKeyForm, UploadForm, i
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
-from iofold.composition import trace_origins
+from iofold.composition import responses_waiting, trace_origins
 from iofold.exceptions import RateLimited
 from iofold.lib.confirm import ask_first, confirmed
 from iofold.lib.forms import form_status
@@ -92,6 +92,7 @@ def _openai_agents_page(request, integration: Integration | None, key_form=None)
     endpoint = request.build_absolute_uri(reverse("api-openai-agents-ingest"))
     ctx = {
         **receiver_pages.received_context(integration),
+        "responses_waiting": responses_waiting(integration) if integration else 0,
         "endpoint": endpoint,
         "example": receiver_pages.agents_setup_example(endpoint),
         "key_form": key_form
@@ -122,8 +123,16 @@ def openai_agents_key(request, pk: int):
         except IntegrationError as exc:
             form.add_error("base_url", exc.message)
         else:
+            waiting = responses_waiting(integration)
             messages.success(
-                request, "Saved. Response content of traces received from now on is read with it."
+                request,
+                "Saved. Response content of traces received from now on is read with it"
+                + (
+                    f", and that of the {waiting} received while reading was stopped, "
+                    "in the background."
+                    if waiting
+                    else "."
+                ),
             )
             return redirect("integrations:detail", request.workspace.slug, integration.pk)
     return _openai_agents_page(request, integration, key_form=form)

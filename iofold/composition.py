@@ -165,6 +165,14 @@ def release_review_queue(workspace_id: int, user_id: int) -> int:
     return release_assignments(workspace_id=workspace_id, user_id=user_id)
 
 
+def responses_waiting(integration) -> int:
+    """Return how many of an Agents SDK source's traces wait for their response content to
+    be read again (received while reading was stopped); its page says so."""
+    from traces.agents_responses import waiting_count
+
+    return waiting_count(integration)
+
+
 def trace_origins(workspace) -> list[dict]:
     """Return the sources of the workspace's traces that came through no integration (the
     API, an upload, the demo), each {"label", "url"} linking to its traces in the list."""

@@ -127,6 +127,14 @@ def stored_traces(
     )
 
 
+def reread_agent_responses(integration) -> None:
+    """An Agents SDK source got a new key: read again, in the background, the responses of
+    the traces received while its old key's rejections stopped reading."""
+    from traces.agents_responses import queue_reread
+
+    queue_reread(integration)
+
+
 def move_conversation_verdicts(workspace_id: int, moves: dict[int, int]) -> None:
     """A conversation's latest verdicts sit on its anchor turn: when that turn moved to
     another conversation, they go to the new anchor with the conversation's labels."""

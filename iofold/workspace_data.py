@@ -66,6 +66,7 @@ from traces.models import (
     Feedback,
     LabelAssignment,
     LabelChange,
+    ResponseWait,
     ScoreImportRun,
     Trace,
 )
@@ -112,6 +113,8 @@ NOT_EXPORTED: set[type[models.Model]] = {
     # This installation's workers' protection; the automatic runs it holds are not
     # exported either, so an imported set starts with continuous evaluation running.
     ContinuousPause,
+    # Reads of this installation's OpenAI key in flight; the traces themselves are exported.
+    ResponseWait,
 }
 BY_LABEL = {model._meta.label_lower: model for model in [User, *MODELS]}
 # Models some archived row refers to: an import remembers the new id of their rows only

@@ -3,6 +3,10 @@
 The exporter's response spans hold only a response id; with an API key on the receiving
 source, a background task reads each response (outside any transaction: network calls do
 not hold row locks), then merges the content into the stored trace under its lock.
+
+While reading is stopped (the key was rejected ``MAX_KEY_REJECTIONS`` times), the traces
+that could not be read are noted (``ResponseWait``); saving a new key reads them again in
+the background, ``REREAD_BATCH`` traces per task, one task after the other.
 """
 
 from __future__ import annotations
@@ -25,11 +29,18 @@ from iofold.lib.tasks import enqueue
 from iofold.lib.transactions import run_in_transaction
 from iofold.pipeline import ingest_traces, stored_traces
 from traces.exceptions import ResponsesUnavailable
-from traces.models import Trace
+from traces.models import ResponseWait, Trace
 
 logger = logging.getLogger(__name__)
 SOURCE = Trace.Source.OPENAI
 FILL_TASK = "traces.tasks.fill_agent_responses_task"
+REREAD_TASK = "traces.tasks.reread_agent_responses_task"
+# Traces read again per task after a new key: one task's reads stay short, and the tasks
+# follow one another rather than asking OpenAI for a long backlog all at once.
+REREAD_BATCH = 50
+# Traces noted at most per source while reading is stopped: a key left broken for months
+# does not grow the table without end (the newer traces then keep their empty responses).
+MAX_WAITING = 10_000
 # Reads OpenAI refuses (401/403) in a row before reading stops: the key is wrong, and every
 # post would otherwise ask again with it. A new key (set_response_key) starts reading again.
 MAX_KEY_REJECTIONS = 3
@@ -42,8 +53,75 @@ def reading_stopped(integration: Integration) -> bool:
 def queue_response_fill(integration: Integration, traces: list[dict]) -> None:
     """Queue reading the responses of these traces, once the receive has committed."""
     ids = [t["id"] for t in traces if unread_responses(t)]
-    if ids and integration.secret_key and not reading_stopped(integration):
+    if not ids or not integration.secret_key:
+        return
+    if reading_stopped(integration):
+        wait_for_key(integration, ids)
+    else:
         transaction.on_commit(lambda: enqueue(FILL_TASK, integration.pk, ids))
+
+
+def wait_for_key(integration: Integration, external_ids: list[str]) -> None:
+    """Note traces whose responses reading could not read (it is stopped): a new key reads
+    them again. Noting one twice changes nothing."""
+    waiting = ResponseWait.objects.for_workspace(integration.workspace_id).filter(
+        integration=integration
+    )
+    if waiting[MAX_WAITING - 1 : MAX_WAITING].exists():
+        return
+    ResponseWait.objects.bulk_create(
+        [
+            ResponseWait(
+                workspace_id=integration.workspace_id, integration=integration, external_id=eid
+            )
+            for eid in external_ids
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def waiting_count(integration: Integration) -> int:
+    """How many of the source's traces wait for their response content to be read again."""
+    return (
+        ResponseWait.objects.for_workspace(integration.workspace_id)
+        .filter(integration=integration)
+        .count()
+    )
+
+
+def queue_reread(integration: Integration) -> None:
+    """A new key was saved: read the waiting traces again, in the background, after commit."""
+    if integration.secret_key and waiting_count(integration):
+        transaction.on_commit(lambda: enqueue(REREAD_TASK, integration.pk))
+
+
+def reread_waiting(*, integration_id: int) -> int:
+    """Read the responses of the oldest ``REREAD_BATCH`` waiting traces, then queue the next
+    batch; return how many responses were read.
+
+    A read that fails for now raises ``ResponsesUnavailable`` (the task tries again, the
+    traces still waiting); a key rejected again stops reading and leaves them waiting.
+    """
+    integration = Integration.objects.filter(
+        pk=integration_id, kind=Integration.Kind.OPENAI_AGENTS
+    ).first()
+    if integration is None or not integration.secret_key or reading_stopped(integration):
+        return 0
+    waiting = ResponseWait.objects.for_workspace(integration.workspace_id).filter(
+        integration=integration
+    )
+    batch = dict(waiting.order_by("pk").values_list("pk", "external_id")[:REREAD_BATCH])
+    if not batch:
+        return 0
+    read = read_responses(integration_id=integration.pk, external_ids=list(batch.values()))
+    integration.refresh_from_db(fields=["response_key_rejections"])
+    if reading_stopped(integration):
+        return read  # rejected again: they wait for the next key
+    waiting.filter(pk__in=batch).delete()
+    if waiting.exists():
+        enqueue(REREAD_TASK, integration.pk)
+    logger.info("agents responses re-read integration=%s read=%d", integration.pk, read)
+    return read
 
 
 def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
@@ -57,7 +135,11 @@ def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
         .filter(pk=integration_id, kind=Integration.Kind.OPENAI_AGENTS)
         .first()
     )
-    if integration is None or not integration.secret_key or reading_stopped(integration):
+    if integration is None or not integration.secret_key:
+        return 0
+    if reading_stopped(integration):
+        # Queued before reading stopped: these wait for a new key too.
+        wait_for_key(integration, external_ids)
         return 0
     workspace = integration.workspace
     with transaction.atomic():
@@ -73,6 +155,14 @@ def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
                 read[rid] = reader.read(rid)
     except AdapterError as exc:
         failure = _record_failure(integration, exc)
+        if exc.code == "auth" and failure is None:
+            # This rejection stopped reading: the traces not read yet wait for a new key.
+            unread = [
+                eid
+                for eid, trace in stored.items()
+                if any(rid not in read for rid in unread_responses(trace))
+            ]
+            wait_for_key(integration, unread)
         if not read:
             if failure is not None:
                 raise failure from exc

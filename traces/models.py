@@ -604,3 +604,26 @@ class DeletionRun(BackgroundRun, WorkspaceOwned):
 
     def __str__(self) -> str:
         return f"Deletion #{self.pk} of {self.name} ({self.status})"
+
+
+class ResponseWait(WorkspaceOwned):
+    """A trace of an Agents SDK source whose response content waits for a working key.
+
+    Recorded while reading is stopped (the key was rejected, ``traces.agents_responses``);
+    saving a new key reads these again in the background and deletes them as they are read.
+    """
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    external_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "external_id"], name="traces_response_wait_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Response content of {self.external_id} waiting ({self.integration_id})"

@@ -25,16 +25,27 @@ def delete_task(run_id: int) -> None:
 
 # A read OpenAI refused or could not answer is tried again later, each wait twice the last
 # (60 s, 120 s, ... at most an hour); a rejected key stops it sooner (agents_responses).
-@shared_task(
-    acks_late=True,
-    autoretry_for=(ResponsesUnavailable,),
-    retry_backoff=60,
-    retry_backoff_max=3600,
-    retry_jitter=True,
-    max_retries=5,
-)
+RESPONSES_RETRY = {
+    "autoretry_for": (ResponsesUnavailable,),
+    "retry_backoff": 60,
+    "retry_backoff_max": 3600,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@shared_task(acks_late=True, **RESPONSES_RETRY)
 def fill_agent_responses_task(integration_id: int, external_ids: list[str]) -> None:
     """Read the Responses API content of received Agents SDK traces (agents_responses)."""
     from traces.agents_responses import read_responses
 
     read_responses(integration_id=integration_id, external_ids=external_ids)
+
+
+# Retried as the first read is, the traces still waiting; each task queues the next batch.
+@shared_task(acks_late=True, **RESPONSES_RETRY)
+def reread_agent_responses_task(integration_id: int) -> None:
+    """Read again the responses of traces received while reading was stopped (agents_responses)."""
+    from traces.agents_responses import reread_waiting
+
+    reread_waiting(integration_id=integration_id)

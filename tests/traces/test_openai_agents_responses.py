@@ -150,7 +150,7 @@ def test_a_rejected_key_is_retried_with_back_off_then_reading_stops_until_the_ke
     read that failed was not tried again later at all."""
     from integrations.services import set_response_key
     from traces import agents_responses
-    from traces.tasks import fill_agent_responses_task
+    from traces.tasks import fill_agent_responses_task, reread_agent_responses_task
 
     queued = []
     monkeypatch.setattr(agents_responses, "enqueue", lambda *args: queued.append(args))
@@ -192,13 +192,80 @@ def test_a_rejected_key_is_retried_with_back_off_then_reading_stops_until_the_ke
     fill_agent_responses_task.apply(args=(source_id, ids))
     assert len(store.requests) == requests
 
-    # A new key resumes reading.
+    # The trace whose read stopped and the one received since wait for a new key.
+    assert agents_responses.waiting_count(source) == 2
+
+    # A new key resumes reading, and reads them again in the background.
     set_response_key(integration=source, host=store.base_url, secret_key=store.api_key)
-    _export(live_server, workspace, owner, items)
-    assert len(queued) == 2
-    fill_agent_responses_task.apply(args=queued[-1][1:])
+    assert queued[-1] == (agents_responses.REREAD_TASK, source_id)
+    reread_agent_responses_task.apply(args=queued[-1][1:])
     row = Trace.objects.get(workspace=workspace, external_id=trace_id)
     assert _steps(row)[0]["output"][0]["content"][0]["text"] == "Shipped."
+    assert agents_responses.waiting_count(source) == 0
+    _export(live_server, workspace, owner, items)
+    assert queued[-1][0] == agents_responses.FILL_TASK
+
+
+def test_saving_a_new_key_reads_again_the_traces_received_while_reading_was_stopped(
+    live_server, client, workspace, owner, store, celery_worker_process
+):
+    """Before: traces that arrived while reading was stopped (three 401s) kept their empty
+    responses for good; a new key read only the traces received after it."""
+    from traces.agents_responses import MAX_KEY_REJECTIONS
+
+    store.add_response("resp_1", user="Where is order 7?", answer="It ships tomorrow.")
+    store.add_response("resp_2", answer="Refunded.")
+    source = _source(
+        workspace,
+        host=store.base_url,
+        secret_key="sk-wrong",
+        status=Integration.Status.AUTH_FAILED,
+        response_key_rejections=MAX_KEY_REJECTIONS,
+    )
+    first, items = record_responses_run("resp_1")
+    second, more = record_responses_run("resp_2")
+    _export(live_server, workspace, owner, items)
+    _export(live_server, workspace, owner, more)
+    client.force_login(owner)
+    page_url = reverse("integrations:detail", args=[workspace.slug, source.pk])
+    assert store.requests == []  # stopped: OpenAI is not asked with the rejected key
+
+    page = client.get(page_url).content.decode()
+    assert "2 traces received while reading was stopped wait to be read again" in page
+
+    saved = client.post(
+        reverse("integrations:openai_agents_key", args=[workspace.slug, source.pk]),
+        {"base_url": store.base_url, "api_key": store.api_key},
+        follow=True,
+    )
+    assert "and that of the 2 received while reading was stopped" in saved.content.decode()
+
+    def answered(trace_id):
+        row = Trace.objects.get(workspace=workspace, external_id=trace_id)
+        output = _steps(row)[0]["output"]
+        return output[0]["content"][0]["text"] if output else None
+
+    wait_for(
+        lambda: answered(first) and answered(second),
+        message="the traces received while reading was stopped were never read again",
+    )
+    assert (answered(first), answered(second)) == ("It ships tomorrow.", "Refunded.")
+    wait_for(lambda: "responses-waiting" not in client.get(page_url).content.decode())
+    reads = sorted(p for p, _ in store.requests)
+    assert reads == [
+        "/v1/responses/resp_1",
+        "/v1/responses/resp_1/input_items",
+        "/v1/responses/resp_2",
+        "/v1/responses/resp_2/input_items",
+    ]
+
+    # Saving the key again reads nothing twice: nothing waits any more.
+    client.post(
+        reverse("integrations:openai_agents_key", args=[workspace.slug, source.pk]),
+        {"base_url": store.base_url, "api_key": store.api_key},
+    )
+    assert celery_worker_process.wait_until_idle()
+    assert len(store.requests) == 4
 
 
 def test_without_a_key_the_trace_page_says_what_response_content_needs(
