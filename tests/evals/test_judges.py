@@ -687,3 +687,70 @@ def test_calls_to_a_model_without_a_price_show_as_unknown_not_free(
     schema = api_client.get("/api/schema/?format=json").json()
     documented = schema["components"]["schemas"]["EvalRunOut"]["properties"]["unpriced_calls"]
     assert "no price" in documented["description"]
+
+
+def _written_before_unpriced_calls(run: EvalRun) -> None:
+    """Make a run's rows what they were before evals 0021: no unpriced count, no model."""
+    EvalRun.objects.filter(pk=run.pk).update(unpriced_calls=0, judge_model="")
+    EvalExecution.objects.filter(run=run).update(unpriced_calls=0)
+
+
+def _mark_older_unpriced_calls():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("evals.migrations.0022_mark_older_unpriced_calls")
+    migration.mark_older_unpriced_calls(apps, None)
+
+
+def test_older_calls_to_a_model_without_a_price_are_marked_unknown_by_the_migration(
+    workspace, fake_llm, owner, login
+):
+    """Before: verdicts judged before unpriced calls were counted read as $0 for good."""
+    fake_llm.judge_rule = helpful
+    use_fake_openai(workspace, fake_llm, api_key=KEY, model="local-llama-70b")
+    eval_set, traces = labelled_set(workspace, good=2, bad=1)
+    unpriced = make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge")
+    old = run_all(unpriced, traces)
+    _written_before_unpriced_calls(old)
+    use_fake_openai(workspace, fake_llm, api_key=KEY, model=MODEL)
+    priced = make_eval(eval_set, version=2, code=JUDGE_CODE, kind="judge")
+    paid = run_all(priced, traces)
+    _written_before_unpriced_calls(paid)
+    stamps = dict(EvalExecution.objects.values_list("pk", "updated_at"))
+    client = login(owner)
+    page = f"/w/{workspace.slug}/evals/{unpriced.pk}/"
+    assert "Judge: 3 calls, 0 from the cache, $0.0000 (" in client.get(page).content.decode()
+
+    _mark_older_unpriced_calls()
+
+    detail = client.get(page).content.decode()
+    unknown = "unknown for 3 calls (no price for this model)"
+    assert f"Judge: 3 calls, 0 from the cache, {unknown}." in detail
+    assert f'data-testid="version-spend">{unknown}' in detail and "$0.0000" not in detail
+    old.refresh_from_db()
+    paid.refresh_from_db()
+    assert (old.unpriced_calls, paid.unpriced_calls) == (3, 0) and paid.cost_usd > 0
+    assert set(EvalExecution.objects.filter(run=old).values_list("unpriced_calls", flat=True)) == {
+        1
+    }
+    # The verdicts stay in the month they were given (the dashboard's monthly spend).
+    assert dict(EvalExecution.objects.values_list("pk", "updated_at")) == stamps
+
+
+def test_the_migration_leaves_older_calls_alone_where_a_model_is_priced_at_nothing(
+    workspace, fake_llm, settings
+):
+    """A $0 call may have been free there: it cannot be told from an unpriced one."""
+    settings.IOFOLD_LLM_PRICES = {"local-llama-70b": {"input": 0, "output": 0}}
+    fake_llm.judge_rule = helpful
+    use_fake_openai(workspace, fake_llm, api_key=KEY, model="local-llama-70b")
+    eval_set, traces = labelled_set(workspace, good=2, bad=1)
+    run = run_all(make_eval(eval_set, version=1, code=JUDGE_CODE, kind="judge"), traces)
+    assert (run.judge_calls, run.unpriced_calls, run.cost_usd) == (3, 0, Decimal(0))
+
+    _mark_older_unpriced_calls()
+
+    run.refresh_from_db()
+    assert run.unpriced_calls == 0
