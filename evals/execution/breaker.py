@@ -131,6 +131,17 @@ def chunk_is_held(*, chunk_id: int) -> bool:
     ).exists()
 
 
+def may_trip(results) -> bool:
+    """Whether writing a batch's verdicts may pause its set. Without an error it cannot (it
+    adds no failure, only verdicts the failures must be half of); a batch of ``WINDOW``
+    verdicts or more with fewer than ``MIN_FAILURES`` errors cannot either (the window is
+    its own verdicts). A batch that may is written before the next one enters the sandbox,
+    so a pause keeps that one out (``pipeline.judge_batches``' ``write_first``); the others
+    keep their write overlapping the next batch's judging."""
+    errors = sum(1 for result in results if result.error is not None)
+    return errors > 0 and (errors >= MIN_FAILURES or len(results) < WINDOW)
+
+
 def recent_record(*, eval: Eval) -> Record:
     """The version's last ``WINDOW`` continuous verdicts since the set was last resumed."""
     verdicts = EvalExecution.objects.for_workspace(eval.workspace_id).filter(

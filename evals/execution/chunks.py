@@ -151,6 +151,7 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
                 write=write,
                 stages=stages,
                 write_apart=writes_apart(),
+                write_first=breaker.may_trip if watched else None,
             )
         except sandbox.SandboxError as exc:
             if exc.permanent:

@@ -80,6 +80,7 @@ def judge_batches[B](
     write: Callable[[B, list[int], list], bool],
     stages: Stages | None = None,
     write_apart: bool = False,
+    write_first: Callable[[list], bool] | None = None,
 ) -> bool:
     """Read, judge and write every batch in order; False once ``write`` says to stop.
 
@@ -92,7 +93,10 @@ def judge_batches[B](
     written; a batch read but not judged yet is dropped. With ``write_apart``, ``write``
     runs in a writer thread of its own, one batch after the other, on that thread's own
     database connection (closed at the end); a batch judged after a write said stop is
-    dropped.
+    dropped. ``write_first(results)``, when it says yes, has that batch written (after
+    those before it) before the next one enters the sandbox, which a write that says stop
+    then keeps out: a batch that may stop the run (its errors may pause its eval set,
+    evals.execution.breaker) stops it before more work is judged, not after.
     """
     stages = stages if stages is not None else Stages()
 
@@ -132,8 +136,8 @@ def judge_batches[B](
         return going_on
 
     pending = iter(batches)
-    first = next(pending, _END)
-    if first is _END:
+    head = next(pending, _END)
+    if head is _END:
         return True
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-writer")
     writes: list[Future[bool]] = []
@@ -142,9 +146,17 @@ def judge_batches[B](
         # In order: the first write that failed raises here, the first that said stop ends it.
         return all(future.result() for future in writes)
 
+    def record(batch: B, ids: list[int], results: list, *, wait: bool) -> bool:
+        if not write_apart:
+            return timed_write(batch, ids, results)
+        # Queued behind the writes before it and, unless ``wait``, not waited for: the
+        # sandbox never waits on the writer, which catches up on a faster batch.
+        writes.append(writer.submit(timed_write, batch, ids, results))
+        return outcome() if wait else True
+
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-batch") as pool:
-            batch, ids, texts = timed_read(first)
+            batch, ids, texts = timed_read(head)
             running: Future[Any] = pool.submit(timed_judge, texts)
             if write_apart:
                 # The writer's thread starts and its connection opens while the first batch
@@ -167,14 +179,14 @@ def judge_batches[B](
                     raise
                 finally:
                     stages.waited += time.perf_counter() - started
+                # A batch that may stop the run is written before the next one is judged.
+                first = following is not None and write_first is not None and write_first(results)
+                if first and not record(batch, ids, results, wait=True):
+                    return False  # the next batch was read, never judged
                 if following is not None:
                     # The next batch starts before this one is written: the write overlaps it.
                     running = pool.submit(timed_judge, following[2])
-                if write_apart:
-                    # Queued behind the writes before it, not waited for: the sandbox never
-                    # waits on the writer, which catches up on a faster batch.
-                    writes.append(writer.submit(timed_write, batch, ids, results))
-                elif not timed_write(batch, ids, results):
+                if not first and not record(batch, ids, results, wait=False):
                     return False  # the pool waits for a batch already in the sandbox
                 if following is None:
                     return outcome()

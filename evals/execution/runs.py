@@ -222,7 +222,14 @@ def _execute_claimed(run: EvalRun, *, heartbeat: Heartbeat | None) -> EvalRun:
     try:
         if session is None:
             # The database work of one batch overlaps the sandbox's on the next.
-            judge_batches(batches, read=read, judge=judge, write=write, stages=stages)
+            judge_batches(
+                batches,
+                read=read,
+                judge=judge,
+                write=write,
+                stages=stages,
+                write_first=(lambda judged: breaker.may_trip(judged.results)) if watched else None,
+            )
         else:
             # Judge calls record their spend in the database as they go: one batch at a
             # time, all in this thread.

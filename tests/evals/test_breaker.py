@@ -170,6 +170,63 @@ def test_activating_a_new_version_clears_the_pause_and_judges_the_waiting_traces
     }
 
 
+def _sandbox_errors() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("iofold_sandbox_traces_total", {"outcome": "error"}) or 0.0
+
+
+def test_the_batch_after_the_one_that_trips_the_breaker_never_enters_the_sandbox(
+    workspace, monkeypatch
+):
+    """Before: the next batch went to the sandbox while the tripping one was written, and
+    hung there to its end once the set was paused; its verdicts were dropped and judged
+    again after the resume."""
+    from evals.execution import runs
+
+    monkeypatch.setattr(runs, "EXECUTE_CHUNK", 10)
+    eval_set, eval = _active(workspace)
+    before = _sandbox_errors()
+
+    [run] = _sync(workspace, ["slow"] * 40, prefix="a")
+
+    # The second batch trips it (20 timeouts of 20); the third is not judged at all.
+    assert breaker.pause_of(eval_set) is not None
+    assert _sandbox_errors() - before == 20
+    assert (run.status, _judged(eval)) == (RunStatus.QUEUED, 20)
+
+    # Nothing is lost: after the resume the run judges the 20 traces left, each once.
+    continuous.resume(eval_set=eval_set)
+    continuous.execute_automatic_run(run_id=run.pk)  # what the worker does with it
+    run.refresh_from_db()
+    assert (run.status, run.done, _judged(eval)) == (RunStatus.SUCCEEDED, 40, 40)
+    assert _sandbox_errors() - before == 40
+
+
+def test_a_split_runs_next_chunk_waits_for_the_resume_once_the_breaker_trips(
+    workspace, monkeypatch, settings
+):
+    """The same with a run split into chunks: the worker carrying on into the next chunk
+    no longer sends its first batch to the sandbox after the pause; the chunk waits."""
+    from evals.execution import chunks
+    from evals.models import EvalRunChunk
+
+    monkeypatch.setattr(chunks, "EXECUTE_CHUNK", 10)
+    settings.IOFOLD_EVAL_CHUNK_TRACES = 20
+    eval_set, eval = _active(workspace)
+    ids = _ingest(workspace, ["slow"] * 40, prefix="a")
+    [run] = continuous.start_automatic_runs(workspace_id=workspace.pk, trace_ids=ids)
+    first, second = EvalRunChunk.objects.filter(run=run).order_by("index")
+    before = _sandbox_errors()
+
+    chunks.execute_chunk(chunk_id=first.pk, carry_on=True)  # as its task does
+
+    assert breaker.pause_of(eval_set) is not None
+    assert _sandbox_errors() - before == 20 and _judged(eval) == 20
+    second.refresh_from_db()
+    assert (second.status, second.judged) == (RunStatus.QUEUED, 0)
+
+
 def test_another_workspaces_eval_keeps_running(workspace, other_workspace):
     _, eval = _active(workspace)
     _, others = _active(other_workspace, code=FIXED)
