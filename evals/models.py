@@ -217,8 +217,8 @@ class Generation(BackgroundRun, WorkspaceOwned):
     stage = models.CharField(max_length=200, blank=True)  # what it is doing now, for the UI
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
-    # Generation's side-by-side of code, judge and hybrid: [{"eval_id", "kind", "kappa",
-    # "cost_per_1k", "latency_ms", "recommended"}, ...] (empty when only code was made).
+    # Generation's side-by-side of code, judge and hybrid: [{"eval_id", "kind", "model",
+    # "kappa", "cost_per_1k", "latency_ms", "recommended"}, ...] (empty when only code was made).
     comparison = models.JSONField(default=list, blank=True)
     result = models.ForeignKey(
         Eval, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -103,6 +103,8 @@ class Row:
             "eval_id": self.eval.pk,
             "version": self.eval.version,
             "kind": self.eval.kind,
+            # The model its judge calls went to, named when their cost is unknown.
+            "model": self.eval.model,
             "kappa": self.kappa,
             "noise": self.noise,
             "cost_per_1k": None if cost is None else str(cost.quantize(Decimal("0.000001"))),

@@ -1,5 +1,6 @@
 from django import template
 
+from evals.generation.pricing import unpriced_note
 from evals.versions.display import highlight_code, metric_scopes
 from traces.templatetags.trace_tags import percent
 
@@ -46,3 +47,10 @@ def headline_scope(eval) -> str:
 
 # The traces' percent format under the name eval pages use.
 register.filter("pct", percent)
+
+
+@register.filter
+def unpriced(model) -> str:
+    """Word a cost with no known price for ``model`` as everywhere else (pricing.unpriced_note):
+    "unknown (no price for local-llama-3)"."""
+    return unpriced_note(None, [model or ""])

@@ -5,6 +5,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.utils.html import strip_tags
 
 from evals.execution.runs import run_eval_now
 from evals.generation.services import examples_for, start_generation
@@ -324,4 +325,8 @@ def test_a_judge_on_a_model_without_a_price_shows_its_cost_as_unknown_not_free(
     [recommended] = [row for row in generation.comparison if row["recommended"]]
     assert recommended["kind"] != "judge"
     page = login(owner).get(f"/w/{workspace.slug}/evals/generations/{generation.pk}/")
-    assert "unknown (no price for this model)" in page.content.decode()
+    html = " ".join(strip_tags(page.content.decode()).split())
+    # The version's cost line and the judge's row name the model that has no price.
+    assert "cost unknown (no price for local-llama-3)" in html
+    assert "unknown (no price for local-llama-3) " in html.split("Cost per 1,000")[1]
+    assert "this model" not in html
