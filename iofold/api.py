@@ -2,13 +2,22 @@
 parameters, the JSON parser and the exception handler."""
 
 import logging
+import re
 
+from django.apps import apps
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import QueryDict
+from django.http import Http404, QueryDict
+from django.utils.text import capfirst
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import pagination, parsers, serializers, status
-from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    ParseError,
+    Throttled,
+    ValidationError,
+)
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -203,7 +212,8 @@ def exception_handler(exc, context):
     from DRF's throttles or a ``RateLimited`` budget (traces per minute), is a 429 with
     ``Retry-After`` in seconds. A form that Django refuses to read is a 400 (413 when
     too large) in JSON like any other, not Django's HTML error page. A field's message is
-    always a list of messages.
+    always a list of messages. A 404 names what is missing in words ("Eval set not
+    found."), never a model's class.
     """
     if isinstance(exc, RateLimited):
         exc = Throttled(wait=exc.retry_after, detail=exc.message)
@@ -211,7 +221,9 @@ def exception_handler(exc, context):
         transient = not getattr(exc, "permanent", True)
         code = status.HTTP_503_SERVICE_UNAVAILABLE if transient else status.HTTP_400_BAD_REQUEST
         return Response({"detail": exc.message}, status=code)
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, Http404):
+        exc = _not_found(exc)
+    elif isinstance(exc, DjangoValidationError):
         exc = ValidationError(as_serializer_error(exc))
     elif isinstance(exc, SuspiciousOperation):
         # A form Django refuses to read (too many fields, too large): DRF would let it
@@ -228,6 +240,22 @@ def exception_handler(exc, context):
     from rest_framework.views import exception_handler as drf_exception_handler
 
     return drf_exception_handler(exc, context)
+
+
+# What Django's get_object_or_404 (and DRF's get_object(), which calls it) says: the model's
+# class name, which means nothing to a client. Django words it in English, untranslated.
+MODEL_NOT_FOUND = re.compile(r"No (\w+) matches the given query\.")
+
+
+def _not_found(exc: Http404) -> NotFound:
+    """Return the 404 a client reads: "Deletion run not found." for Django's "No DeletionRun
+    matches the given query.", a message a view wrote for people as it is, else "Not found."."""
+    message = str(exc.args[0]) if exc.args else ""
+    match = MODEL_NOT_FOUND.fullmatch(message)
+    if match is None:
+        return NotFound(message or None)
+    model = next((m for m in apps.get_models() if m._meta.object_name == match[1]), None)
+    return NotFound(f"{capfirst(model._meta.verbose_name)} not found." if model else None)
 
 
 def _messages_by_field(detail: dict) -> dict:

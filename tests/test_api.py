@@ -163,6 +163,36 @@ def test_every_list_endpoint_has_a_max_limit(owner_client, world):
     assert answers == dict.fromkeys(LIST_OPERATIONS, (200, 200))
 
 
+MISSING = 987_654_321
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("get", "/api/v1/deletions/{missing}/", "Deletion run not found."),
+        ("get", "/api/v1/eval-sets/{missing}/", "Eval set not found."),
+        ("get", "/api/v1/eval-sets/{missing}/versions/", "Eval set not found."),
+        ("get", "/api/v1/traces/{missing}/", "Trace not found."),
+        ("get", "/api/v1/evals/{missing}/", "Eval not found."),
+        ("get", "/api/v1/eval-runs/{missing}/", "Eval run not found."),
+        ("get", "/api/v1/integrations/{missing}/", "Integration not found."),
+        ("get", "/api/v1/evals/{eval}/traces/{missing}/", "Trace not found."),
+        ("post", "/api/v1/evals/{missing}/activate/", "Eval not found."),
+        ("get", "/api/v1/no-such-thing/", "Not found."),
+    ],
+)
+def test_a_missing_object_is_a_404_saying_what_is_missing_in_plain_words(
+    owner_client, world, method, path, message
+):
+    url = path.format(missing=MISSING, eval=world.eval.pk)
+
+    answer = getattr(owner_client, method)(url, {}, format="json")
+
+    # Not Django's "No DeletionRun matches the given query.": a class name means nothing
+    # to a client.
+    assert (answer.status_code, answer.json()) == (404, {"detail": message})
+
+
 def test_a_django_validation_error_from_a_service_is_a_400():
     by_field = exception_handler(DjangoValidationError({"name": ["Too long."]}), {})
     plain = exception_handler(DjangoValidationError("Not allowed."), {})
@@ -460,6 +490,8 @@ def test_no_read_endpoint_answers_a_5xx(owner_client, world, other_workspace, ou
     )
     if other is not None:  # another workspace's object is not found, not shown
         assert answers["another workspace's object"].status_code == 404
+    leaks = [what for what, r in answers.items() if b"matches the given query" in r.content]
+    assert not leaks, f"GET {path}: a 404 names a model class: {leaks}"
 
 
 def _api_urls(patterns=None, prefix=""):
