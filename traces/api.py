@@ -422,20 +422,26 @@ def _saved_filter(data) -> dict | None:
     return None if value is None else TraceFilters.from_data(value).to_data()
 
 
-class EvalSetListApi(WorkspaceScopedMixin, APIView):
+class EvalSetListApi(WorkspaceScopedMixin, generics.ListAPIView):
     model = EvalSet
+    serializer_class = EvalSetOut
+
+    def get_queryset(self):
+        qs = super().get_queryset()
+        archived = self.request.query_params.get("archived") in ("1", "true")
+        return qs.archived() if archived else qs.active()
 
     @extend_schema(
-        summary="List eval sets with their label summary",
+        summary="List eval sets with their label summary, newest first",
         parameters=[OpenApiParameter("archived", bool, description="Archived sets instead.")],
-        responses=EvalSetOut(many=True),
     )
-    def get(self, request):
-        qs = self.get_queryset()
-        archived = request.query_params.get("archived") in ("1", "true")
-        sets = list(qs.archived() if archived else qs.active())
+    def get(self, request, *args, **kwargs):
+        # Paged by ?limit= and ?offset= as the other lists; the summaries of a page's sets
+        # in one go.
+        sets = self.paginate_queryset(self.get_queryset())
         summaries = selectors.eval_set_summaries(sets)
-        return Response(EvalSetOut(sets, many=True, context={"summaries": summaries}).data)
+        out = EvalSetOut(sets, many=True, context={"summaries": summaries})
+        return self.get_paginated_response(out.data)
 
     @extend_schema(
         summary="Create an eval set",

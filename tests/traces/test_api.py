@@ -48,7 +48,26 @@ def test_eval_set_crud(api_client, workspace, owner, traces):
     assert patched.json()["saved_filter"] == {"tag": "support"}
     assert api_client.delete(detail, headers=WS).status_code == 204
     assert EvalSet.objects.get(pk=pk).is_archived
-    assert api_client.get(reverse("api-eval-sets"), headers=WS).json() == []
+    assert api_client.get(reverse("api-eval-sets"), headers=WS).json()["results"] == []
+
+
+def test_eval_set_list_pages_by_limit_and_offset_as_the_other_lists(api_client, workspace, owner):
+    api_client.force_login(owner)
+    for name in ("First", "Second", "Third"):
+        services.create_eval_set(workspace=workspace, name=name, criteria="c", created_by=owner)
+    url = reverse("api-eval-sets")
+
+    first = api_client.get(url, {"limit": 2}, headers=WS).json()
+    rest = api_client.get(url, {"limit": 2, "offset": 2}, headers=WS).json()
+
+    # Newest first, two a page, with the total and the next page's address.
+    assert [s["name"] for s in first["results"]] == ["Third", "Second"]
+    assert (first["count"], first["next"].endswith("?limit=2&offset=2")) == (3, True)
+    assert ([s["name"] for s in rest["results"]], rest["next"]) == (["First"], None)
+    assert rest["results"][0]["summary"]["labelled_traces"] == 0
+    for bad in ({"limit": "ten"}, {"offset": "-1"}):
+        refused = api_client.get(url, bad, headers=WS)
+        assert (refused.status_code, list(refused.json())) == (400, list(bad))
 
 
 def test_eval_set_validation_errors(api_client, workspace, owner):
