@@ -71,29 +71,17 @@ def body(args) -> None:
     from django.utils import timezone
 
     from evals.execution.continuous import start_automatic_runs
-    from evals.models import ConversationJudgement, Eval
+    from evals.models import ConversationJudgement
     from iofold.pipeline import ingest_traces
+    from tests.evals.builders import active_conversation_eval
     from traces.conversations import complete_idle_conversations
-    from traces.models import Conversation, EvalSet
+    from traces.models import Conversation
     from workspaces.models import Workspace
 
     call_command("migrate", verbosity=0)
     workspace = Workspace.objects.create(name="bench", slug="bench")
-    eval_set = EvalSet.objects.create(
-        workspace=workspace,
-        name="chats",
-        criteria="ok",
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-    )
-    Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code="def eval_fn(c):\n    return True, 'ok'\n",
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
+    active_conversation_eval(
+        workspace, code="def eval_fn(c):\n    return True, 'ok'\n", name="chats", criteria="ok"
     )
     traces = [_turn(c, n) for c in range(args.conversations) for n in range(args.turns)]
     for start in range(0, len(traces), BATCH):

@@ -2,6 +2,8 @@
 
 import itertools
 
+from django.utils import timezone
+
 import sandbox
 from evals.generation.provider_settings import update_provider_settings
 from evals.generation.services import start_generation
@@ -9,7 +11,7 @@ from evals.generation.worker import run_generation
 from evals.models import Eval, EvalExecution, Generation
 from tests.factories import MembershipFactory, UserFactory
 from tests.traces.factories import EvalSetFactory, TraceFactory, trace_data
-from traces.models import Feedback
+from traces.models import EvalSet, Feedback
 
 KEY = "sk-test-secret-key-4321"  # the fake LLM's API key, never to be seen elsewhere
 GOOD = "Your refund is on its way."
@@ -27,6 +29,19 @@ REFUSAL_CODE = """def eval_fn(trace):
 # Judges every trace good: contradicts every negative label.
 ALWAYS_PASS_CODE = """def eval_fn(trace):
     return True, "Looks fine"
+"""
+
+# A multi-turn rule: a conversation is good when it has few turns and no tool failed.
+SHORT_AND_CLEAN = """def eval_fn(conversation):
+    turns = conversation["turns"]
+    errors = [c for m in conversation["messages"] for c in m["tool_calls"] if c["error"]]
+    if errors:
+        return False, "a tool failed in the conversation"
+    if len(turns) > 2:
+        return False, f"{len(turns)} turns: the user had to come back"
+    state = "complete" if conversation["is_complete"] else "open"
+    first = conversation["messages"][0]["content"]
+    return True, f"{len(turns)} turns, {state}, user said: " + first
 """
 
 
@@ -86,6 +101,23 @@ def make_eval(eval_set, *, version: int, code: str = REFUSAL_CODE, **fields) -> 
         code=code,
         provider=fields.pop("provider", "offline"),
         **fields,
+    )
+
+
+def active_conversation_eval(workspace, *, code: str = SHORT_AND_CLEAN, **set_fields) -> Eval:
+    """Return the active version 1 of a new conversation eval set over every conversation
+    of ``workspace`` (an empty saved filter), judged as conversations complete.
+    ``set_fields`` go to the set: ``score_to_langfuse=True`` sends its verdicts back to
+    Langfuse as session scores."""
+    eval_set = EvalSetFactory(
+        workspace=workspace,
+        unit=EvalSet.Unit.CONVERSATION,
+        source_kind=EvalSet.SourceKind.FILTER,
+        saved_filter={},
+        **set_fields,
+    )
+    return make_eval(
+        eval_set, version=1, code=code, status=Eval.Status.ACTIVE, activated_at=timezone.now()
     )
 
 

@@ -13,7 +13,7 @@ import iofold.pipeline
 from evals.execution import continuous
 from evals.models import ConversationJudgement, Eval, EvalExecution
 from iofold.pipeline import ingest_traces
-from tests.evals.builders import use_fake_openai
+from tests.evals.builders import active_conversation_eval, use_fake_openai
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
 from tests.traces.factories import EvalSetFactory, arriving_live, trace_data
 from traces.conversations import complete_idle_conversations
@@ -22,18 +22,6 @@ from traces.models import Conversation, EvalSet
 pytestmark = pytest.mark.django_db
 
 T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-# A multi-turn rule: a conversation is good when it has few turns and no tool failed.
-SHORT_AND_CLEAN = """def eval_fn(conversation):
-    turns = conversation["turns"]
-    errors = [c for m in conversation["messages"] for c in m["tool_calls"] if c["error"]]
-    if errors:
-        return False, "a tool failed in the conversation"
-    if len(turns) > 2:
-        return False, f"{len(turns)} turns: the user had to come back"
-    state = "complete" if conversation["is_complete"] else "open"
-    first = conversation["messages"][0]["content"]
-    return True, f"{len(turns)} turns, {state}, user said: " + first
-"""
 
 
 def _turn(n, session, minutes, **extra):
@@ -54,21 +42,7 @@ def _ingest(workspace, traces):
 
 @pytest.fixture
 def conversation_eval(workspace):
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-    )
-    return Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=SHORT_AND_CLEAN,
-        provider="offline",
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
+    return active_conversation_eval(workspace)
 
 
 def _judge(workspace, trace_ids):
@@ -341,19 +315,8 @@ def test_a_claim_whose_anchor_moved_before_its_run_is_not_left_judging(
 
 
 def test_an_eval_failing_on_one_conversation_judges_the_others(workspace):
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-    )
-    Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code='def eval_fn(c):\n    return c["turns"][1]["id"] == "b-2", c["id"]\n',
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
+    active_conversation_eval(
+        workspace, code='def eval_fn(c):\n    return c["turns"][1]["id"] == "b-2", c["id"]\n'
     )
     _ingest(
         workspace,
@@ -422,22 +385,7 @@ def test_session_scores_reach_langfuse_with_a_stable_id(workspace, fake_langfuse
 
     fake = fake_langfuse()
     integration = make_integration(fake)
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-        score_to_langfuse=True,
-        name="Whole chats",
-    )
-    active = Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=SHORT_AND_CLEAN,
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
+    active = active_conversation_eval(workspace, score_to_langfuse=True, name="Whole chats")
     ingest_traces(
         workspace=workspace,
         source="langfuse",
@@ -483,21 +431,7 @@ def test_a_resent_session_score_keeps_its_timestamp_when_an_earlier_turn_arrives
 
     fake = fake_langfuse()
     integration = make_integration(fake)
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-        score_to_langfuse=True,
-    )
-    active = Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=SHORT_AND_CLEAN,
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
+    active = active_conversation_eval(workspace, score_to_langfuse=True)
     ingest = lambda *turns: ingest_traces(  # noqa: E731
         workspace=workspace, source="langfuse", integration=integration, traces=list(turns)
     )
@@ -525,21 +459,7 @@ def test_a_conversation_from_a_webhook_and_a_sync_is_judged_and_scored_once(
 
     fake = fake_langfuse()
     integration = make_integration(fake)
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-        score_to_langfuse=True,
-    )
-    Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=SHORT_AND_CLEAN,
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
+    eval_set = active_conversation_eval(workspace, score_to_langfuse=True).eval_set
 
     def arrive(source, *turns):
         result = ingest_traces(

@@ -7,13 +7,13 @@ import pytest
 from django.utils import timezone
 
 from evals.execution import scores
-from evals.models import ConversationJudgement, Eval, EvalRun
+from evals.models import ConversationJudgement, EvalRun
 from iofold.pipeline import evaluate_completed_conversations, ingest_traces
-from tests.evals.test_conversation_evals import SHORT_AND_CLEAN
+from tests.evals.builders import active_conversation_eval
 from tests.integrations.conftest import fake_langfuse, make_integration  # noqa: F401
-from tests.traces.factories import EvalSetFactory, trace_data
+from tests.traces.factories import trace_data
 from traces.conversations import complete_idle_conversations
-from traces.models import Conversation, EvalSet
+from traces.models import Conversation
 
 pytestmark = pytest.mark.worker
 
@@ -48,22 +48,8 @@ def test_out_of_order_and_repeated_turns_are_judged_once_per_content(
 ):
     fake = fake_langfuse()
     integration = make_integration(fake)
-    eval_set = EvalSetFactory(
-        workspace=workspace,
-        unit=EvalSet.Unit.CONVERSATION,
-        source_kind=EvalSet.SourceKind.FILTER,
-        saved_filter={},
-        score_to_langfuse=True,
-    )
-    eval = Eval.objects.create(
-        workspace=workspace,
-        eval_set=eval_set,
-        version=1,
-        code=SHORT_AND_CLEAN,
-        status=Eval.Status.ACTIVE,
-        activated_at=timezone.now(),
-    )
-    score_id = scores.session_score_id(eval_set_id=eval_set.pk, session_id="chat")
+    eval = active_conversation_eval(workspace, score_to_langfuse=True)
+    score_id = scores.session_score_id(eval_set_id=eval.eval_set_id, session_id="chat")
 
     def ingest(*turns):
         ingest_traces(
