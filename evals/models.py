@@ -399,6 +399,39 @@ class EvalExecution(WorkspaceOwned):
         return f"{self.eval_id} on {self.trace_id}: {self.passed}"
 
 
+class VerdictDayQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class VerdictDay(WorkspaceOwned):
+    """How many verdicts of one eval version were first written on one day (UTC), by
+    outcome: what the operations dashboard's pass rate reads instead of every verdict.
+
+    Kept by the database itself: triggers on the verdicts' table (migration
+    0022_verdict_days) add each statement's inserted, changed and deleted verdicts, so a
+    re-run (which keeps a verdict's day and changes its outcome), a deleted trace or eval
+    and a workspace import all count, whichever code wrote them. PostgreSQL adds a whole
+    statement's rows with one upsert; SQLite, for development, row by row.
+    """
+
+    # No index of its own: the unique (eval, day) leads with it.
+    eval = models.ForeignKey(
+        Eval, on_delete=models.CASCADE, related_name="verdict_days", db_index=False
+    )
+    day = models.DateField()
+    passed = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    errored = models.IntegerField(default=0)  # the eval errored (passed is None)
+
+    objects = VerdictDayQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["eval", "day"], name="evals_verdictday_one")]
+
+    def __str__(self) -> str:
+        return f"{self.eval_id} on {self.day}: {self.passed}/{self.failed}/{self.errored}"
+
+
 class JudgeResponseQuerySet(WorkspaceQuerySet):
     pass
 

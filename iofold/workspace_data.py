@@ -49,6 +49,7 @@ from evals.models import (
     JudgeSpendMonth,
     JudgeTemplate,
     ProviderSettings,
+    VerdictDay,
 )
 from evals.models import Eval as EvalVersion
 from integrations.adapters import get_adapter_class
@@ -109,6 +110,7 @@ NOT_EXPORTED: set[type[models.Model]] = {
     UploadRun,  # points at a file on this server's disk, deleted once ingested
     ScoreImportRun,  # its labels are exported; the run reads a source of this installation
     JudgeSpendMonth,  # this installation's running total; rebuilt from the runs' costs
+    VerdictDay,  # counts of the verdicts, kept by the database as the import writes them
     DeletionRun,  # work in flight; the rows it marks come in unmarked
     # This installation's workers' protection; the automatic runs it holds are not
     # exported either, so an imported set starts with continuous evaluation running.

@@ -67,3 +67,49 @@ def test_large_values_are_compressed_with_lz4_on_postgresql(db, table, column):
             [table, column],
         )
         assert cursor.fetchone()[0] == "l"
+
+
+def test_verdicts_written_before_the_day_counts_are_counted_by_the_migration(transactional_db):
+    """The dashboard reads per-day counts of the verdicts: those already stored when
+    they were introduced are counted once, and the triggers count the later ones."""
+    import datetime as dt
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    before = [("evals", "0021_judge_unpriced_calls")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    Workspace = apps.get_model("workspaces", "Workspace")
+    EvalSet = apps.get_model("traces", "EvalSet")
+    Trace = apps.get_model("traces", "Trace")
+    Eval = apps.get_model("evals", "Eval")
+    EvalExecution = apps.get_model("evals", "EvalExecution")
+    workspace = Workspace.objects.create(name="W", slug="w")
+    eval_set = EvalSet.objects.create(workspace=workspace, name="S", criteria="c")
+    eval = Eval.objects.create(workspace=workspace, eval_set=eval_set, version=1, code="x")
+    for n, passed in enumerate([True, True, False, None]):
+        trace = Trace.objects.create(
+            workspace=workspace, source="api", external_id=f"t{n}",
+            timestamp="2026-01-01T00:00:00Z", data={"id": f"t{n}"},
+        )  # fmt: skip
+        EvalExecution.objects.create(workspace=workspace, eval=eval, trace=trace, passed=passed)
+    old = timezone.now() - dt.timedelta(days=2)
+    EvalExecution.objects.filter(passed=False).update(created_at=old)
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    from evals.models import EvalExecution as CurrentExecution
+    from evals.models import VerdictDay
+
+    def counts():
+        return sorted(VerdictDay.objects.values_list("day", "passed", "failed", "errored"))
+
+    today = timezone.localdate()
+    assert counts() == [(old.date(), 0, 1, 0), (today, 2, 0, 1)]
+    CurrentExecution.objects.filter(passed__isnull=True).update(passed=False)
+    assert counts() == [(old.date(), 0, 1, 0), (today, 2, 1, 0)]

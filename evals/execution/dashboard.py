@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncDate
+from django.db.models import Sum
 from django.utils import timezone
 
 from evals.execution.continuous import active_evals
 from evals.execution.drift import Drift, workspace_drift
 from evals.judging.spend import MonthSpend, month_spend
-from evals.models import Eval, EvalExecution
+from evals.models import Eval, EvalExecution, VerdictDay
 from integrations.adapters import push_back_kinds
 from integrations.models import Integration
 from traces.models import Feedback, Trace
@@ -28,7 +27,7 @@ class Dashboard:
     labelled: int
     evals_active: int
     executions_recent: int
-    pass_rate: float | None  # over RECENT_DAYS days
+    pass_rate: float | None  # over RECENT_DAYS days (today and the days before it)
     pass_rate_by_day: list[tuple[date, float | None, int]]
     recent_failures: list[EvalExecution]
     drift: list[Drift]
@@ -41,21 +40,14 @@ RECENT_DAYS = 30
 
 def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dashboard:
     """Return the workspace's continuous-evaluation figures for the operations page."""
-    since = timezone.now() - timedelta(days=days)
+    # Whole days, today the last: the pass rate is counted per day (VerdictDay).
+    first_day = timezone.localdate() - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first_day, time.min))
     traces = Trace.objects.for_workspace(workspace)
-    executions = EvalExecution.objects.for_workspace(workspace).filter(
-        created_at__gte=since, eval__status=Eval.Status.ACTIVE
-    )
-    by_day = (
-        executions.exclude(passed__isnull=True)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(total=Count("id"), passed=Count("id", filter=Q(passed=True)))
-        .order_by("day")
-    )
-    series = [(row["day"], row["passed"] / row["total"], row["total"]) for row in by_day]
-    judged = sum(n for _, _, n in series)
-    passed = sum(rate * n for _, rate, n in series)
+    by_day, executions_recent = pass_counts_by_day(workspace=workspace, since=first_day)
+    series = [(day, passed / judged, judged) for day, passed, judged in by_day]
+    judged = sum(n for _, _, n in by_day)
+    passed = sum(p for _, p, _ in by_day)
     recent_failures = list(
         EvalExecution.objects.for_workspace(workspace)
         .filter(passed=False)
@@ -80,7 +72,7 @@ def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dash
         traces_recent=traces.filter(created_at__gte=since).count(),
         labelled=Feedback.objects.for_workspace(workspace).values("trace_id").distinct().count(),
         evals_active=len(active_evals(workspace_id=workspace.pk)),
-        executions_recent=executions.count(),
+        executions_recent=executions_recent,
         pass_rate=passed / judged if judged else None,
         pass_rate_by_day=series,
         recent_failures=recent_failures,
@@ -101,3 +93,27 @@ def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dash
             )
         ),
     )
+
+
+def pass_counts_by_day(*, workspace, since: date) -> tuple[list[tuple[date, int, int]], int]:
+    """Return ``(day, passed, judged)`` of the active evals' verdicts per day from `since`
+    (days with none judged left out), and how many verdicts they wrote, errors included.
+
+    Read from the per-day counts the database keeps (``VerdictDay``), not the verdicts: a
+    row per active eval and day, whatever the number of verdicts. An eval's verdicts
+    count from the day each was first written, with its current outcome.
+    """
+    rows = (
+        VerdictDay.objects.for_workspace(workspace)
+        .filter(day__gte=since, eval__status=Eval.Status.ACTIVE)
+        .values("day")
+        .annotate(passed=Sum("passed"), failed=Sum("failed"), errored=Sum("errored"))
+        .order_by("day")
+    )
+    by_day, total = [], 0
+    for row in rows:
+        judged = row["passed"] + row["failed"]
+        total += judged + row["errored"]
+        if judged:
+            by_day.append((row["day"], row["passed"], judged))
+    return by_day, total

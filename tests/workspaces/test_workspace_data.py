@@ -199,6 +199,23 @@ def test_the_archive_holds_no_secret(full_workspace, workspace):
     assert "password" not in text
 
 
+def test_an_imported_workspace_counts_its_verdicts_per_day(full_workspace, workspace, tmp_path):
+    """The dashboard's per-day counts are not in the archive: the import's verdicts make
+    them, on the days they were first written."""
+    from evals.models import VerdictDay
+
+    EvalExecution.objects.for_workspace(workspace).update(
+        created_at=timezone.now() - timedelta(days=3)
+    )
+    archive = tmp_path / "a.gz"
+    archive.write_bytes(_export(workspace))
+    call_command("import_workspace", str(archive), "--slug", "acme-copy", stdout=io.StringIO())
+
+    copy = VerdictDay.objects.for_workspace(Workspace.objects.get(slug="acme-copy"))
+    day = timezone.localdate() - timedelta(days=3)
+    assert [(d.eval.version, d.day, d.passed, d.failed) for d in copy] == [(2, day, 1, 1)]
+
+
 def test_another_workspace_is_not_exported(full_workspace, workspace, other_workspace):
     TraceFactory(workspace=other_workspace, external_id="globex-only")
     assert b"globex-only" not in gzip.decompress(_export(workspace))
