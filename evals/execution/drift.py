@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
 
 from evals.execution.continuous import active_evals
 from evals.execution.later_labels import (
     kept_back_ids,
     later_labelled_traces,
+    row_judged,
     row_label,
     row_verdict,
 )
@@ -113,7 +113,7 @@ def compute_drift(*, eval: Eval, margin: float | None = None) -> Drift:
         if label is None:
             continue
         verdict = row_verdict(row, "verdict")
-        if not row["verdict_judged"]:
+        if not row_judged(row, "verdict"):
             drift.unjudged += 1
         elif verdict is None:
             drift.errored_trace_ids.append(row["trace_id"])
@@ -134,7 +134,7 @@ def _later_labelled(eval: Eval):
         eval_set_id=eval.eval_set_id,
         since=eval.activated_at,
         kept_back=kept_back_ids(eval),
-        verdicts={"verdict": Q(trace__executions__eval=eval)},
+        verdicts={"verdict": eval.pk},
     )
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import Count, FilteredRelation, Min, Q
+from django.db.models import Case, Count, Min, OuterRef, Q, Subquery, Value, When
 
+from evals.models import EvalExecution
 from traces.models import Feedback, LabelChange
 from traces.selectors import resolve_label
 
@@ -25,39 +26,45 @@ def later_labelled_traces(
     eval_set_id: int,
     since: datetime,
     kept_back: Iterable[int] = (),
-    verdicts: dict[str, Q],
+    verdicts: dict[str, int],
 ):
     """Per trace of the set first labelled at or after `since`, by nobody before it and
     not in `kept_back`: its rating counts, the time of its first label (``first``) and, per
-    name of `verdicts` (a condition on ``trace__executions``), ``<name>_passes``,
-    ``<name>_fails`` and ``<name>_judged`` (0: no verdict; judged with neither: errored).
-    Oldest first; one grouped query, whatever the number of traces."""
+    name of `verdicts` (an eval's id), ``<name>_outcome``: that eval's verdict on the trace
+    (``row_judged``, ``row_verdict``). Oldest first; one grouped query, whatever the
+    number of traces.
+
+    The verdicts are looked up after the grouping, one index probe per trace that is
+    returned: none for the traces labelled before `since`, which are most of a set's
+    labels, and no read of the traces' table.
+    """
     labels = Feedback.objects.for_workspace(workspace_id).filter(eval_set_id=eval_set_id)
     labelled_before = LabelChange.objects.for_workspace(workspace_id).filter(
         eval_set_id=eval_set_id, created_at__lt=since
     )
-    # At most one verdict per eval and trace: each join keeps one row per label, and the
-    # grouped counts say whether it passed, failed or errored (neither).
-    joins = {
-        name: FilteredRelation("trace__executions", condition=condition)
-        for name, condition in verdicts.items()
+    # At most one verdict per eval and trace (unique): 1 passed, 0 failed, -1 errored.
+    outcome = Case(
+        When(passed=True, then=Value(1)), When(passed=False, then=Value(0)), default=Value(-1)
+    )
+    outcomes = {
+        f"{name}_outcome": Subquery(
+            EvalExecution.objects.for_workspace(workspace_id)
+            .filter(eval_id=eval_id, trace_id=OuterRef("trace_id"))
+            .annotate(outcome=outcome)
+            .values("outcome")[:1]
+        )
+        for name, eval_id in verdicts.items()
     }
-    counts = {}
-    for name in verdicts:
-        counts[f"{name}_passes"] = Count(f"{name}__id", filter=Q(**{f"{name}__passed": True}))
-        counts[f"{name}_fails"] = Count(f"{name}__id", filter=Q(**{f"{name}__passed": False}))
-        counts[f"{name}_judged"] = Count(f"{name}__id")
     return (
         labels.exclude(trace_id__in=labelled_before.values("trace_id"))
         .exclude(trace_id__in=[int(i) for i in kept_back])
-        .annotate(**joins)
         .values("trace_id")
         .annotate(
             first=Min("created_at"),
             positive=Count("id", filter=Q(rating=Feedback.Rating.POSITIVE)),
             negative=Count("id", filter=Q(rating=Feedback.Rating.NEGATIVE)),
             neutral=Count("id", filter=Q(rating=Feedback.Rating.NEUTRAL)),
-            **counts,
+            **outcomes,
         )
         .filter(first__gte=since)
         .order_by("first", "trace_id")
@@ -71,14 +78,15 @@ def row_label(row: dict) -> str | None:
     return label if label in ("positive", "negative") else None
 
 
+def row_judged(row: dict, name: str) -> bool:
+    """Whether the eval named `name` has a verdict on the row's trace (errors included)."""
+    return row[f"{name}_outcome"] is not None
+
+
 def row_verdict(row: dict, name: str) -> bool | None:
     """The verdict named `name` on the row's trace: True, False, or None (errored).
-    Only for rows where it judged (``<name>_judged``)."""
-    if row[f"{name}_passes"]:
-        return True
-    if row[f"{name}_fails"]:
-        return False
-    return None
+    Only for rows where it judged (``row_judged``)."""
+    return {1: True, 0: False}.get(row[f"{name}_outcome"])
 
 
 def kept_back_ids(eval) -> list[int]:

@@ -14,8 +14,6 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Q
-
 from evals.execution.later_labels import (
     kept_back_ids,
     later_labelled_traces,
@@ -144,11 +142,8 @@ def compare_shadow(*, active: Eval, shadow: Eval) -> ShadowComparison:
         eval_set_id=active.eval_set_id,
         since=since,
         kept_back={*kept_back_ids(active), *kept_back_ids(shadow)},
-        verdicts={
-            "active": Q(trace__executions__eval=active),
-            "shadow": Q(trace__executions__eval=shadow),
-        },
-    ).filter(trace_id__in=new_traffic.values("trace_id"), active_judged__gt=0)
+        verdicts={"active": active.pk, "shadow": shadow.pk},
+    ).filter(trace_id__in=new_traffic.values("trace_id"), active_outcome__isnull=False)
     pairs, errored = [], {"active": [], "shadow": []}
     for row in later:
         label = row_label(row)

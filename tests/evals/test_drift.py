@@ -6,6 +6,8 @@ eval errored on in the sandbox get no verdict, so they are left out, and the pag
 API say how many.
 """
 
+import json
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -210,3 +212,32 @@ def test_queries_do_not_grow_with_the_traces(workspace, owner, login):
         counts.append((len(drift_queries), len(page_queries)))
     assert counts[0] == counts[1]
     assert counts[0][0] == 1  # one grouped query
+
+
+def test_drift_reads_one_verdict_per_later_label_and_no_trace(world):
+    """The eval set pages and the dashboard compute drift on every view. It reads the
+    verdicts of the later-labelled traces only (one index probe each): not those of the
+    traces labelled before the activation, most of a set's labels, nor the traces'
+    table, which at 100,000 traces was read whole for each set (bench/scale.py)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan's loops are PostgreSQL's EXPLAIN ANALYZE")
+    with CaptureQueriesContext(connection) as captured:
+        drift = compute_drift(eval=world["eval"], margin=0.1)
+    (sql,) = [q["sql"] for q in captured if 'FROM "traces_feedback"' in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    scans = [n for n in nodes(plan[0]["Plan"]) if "Relation Name" in n]
+    verdict_probes = sum(
+        n["Actual Loops"] for n in scans if n["Relation Name"] == "evals_evalexecution"
+    )
+    later = drift.labels + drift.unjudged + drift.errored
+    assert "traces_trace" not in {n["Relation Name"] for n in scans}
+    assert verdict_probes == later == 7  # not the 4 traces labelled before
