@@ -34,9 +34,9 @@ def later_labelled_traces(
     (``row_judged``, ``row_verdict``). Oldest first; one grouped query, whatever the
     number of traces.
 
-    The verdicts are looked up after the grouping, one index probe per trace that is
-    returned: none for the traces labelled before `since`, which are most of a set's
-    labels, and no read of the traces' table.
+    The verdicts are looked up by index, one probe per label kept by the conditions on
+    the labels themselves: none for the traces the audit says were labelled before
+    `since`, most of a set's labels, and no read of the traces' table.
     """
     labels = Feedback.objects.for_workspace(workspace_id).filter(eval_set_id=eval_set_id)
     labelled_before = LabelChange.objects.for_workspace(workspace_id).filter(
@@ -51,6 +51,7 @@ def later_labelled_traces(
             EvalExecution.objects.for_workspace(workspace_id)
             .filter(eval_id=eval_id, trace_id=OuterRef("trace_id"))
             .annotate(outcome=outcome)
+            .order_by()
             .values("outcome")[:1]
         )
         for name, eval_id in verdicts.items()

@@ -218,7 +218,7 @@ def test_drift_reads_one_verdict_per_later_label_and_no_trace(world):
     """The eval set pages and the dashboard compute drift on every view. It reads the
     verdicts of the later-labelled traces only (one index probe each): not those of the
     traces labelled before the activation, most of a set's labels, nor the traces'
-    table, which at 100,000 traces was read whole for each set (bench/scale.py)."""
+    table, whose ids were read whole for each set (at 100,000 traces, bench/scale.py)."""
     if connection.vendor != "postgresql":
         pytest.skip("the plan's loops are PostgreSQL's EXPLAIN ANALYZE")
     with CaptureQueriesContext(connection) as captured:
