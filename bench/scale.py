@@ -16,6 +16,10 @@ and each periodic task once.
 Statement counts are the figures to compare between commits; wall and SQL ms are noise on
 a shared machine (compare orders of magnitude).
 
+Figures measured with it (before / after a change) are in README.md, after "Every page and
+API answer at 100,000 traces"; the dashboard's pass rate and drift: 17 / 16 statements and
+1,071 / 598 ms of SQL for the dashboard at 100,000 traces (--keep, --only eval).
+
     python bench/scale.py [--quick] [--traces N] [--runs N] [--only TEXT] [--keep]
     (PG_URL defaults to postgres://postgres@127.0.0.1:5432; BENCH_DB_PREFIX names the
     database, iofold_bench by default; --keep leaves it, and a later --keep run with the same
