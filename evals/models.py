@@ -408,7 +408,7 @@ class VerdictDay(WorkspaceOwned):
     outcome: what the operations dashboard's pass rate reads instead of every verdict.
 
     Kept by the database itself: triggers on the verdicts' table (migration
-    0022_verdict_days) add each statement's inserted, changed and deleted verdicts, so a
+    0023_verdict_days) add each statement's inserted, changed and deleted verdicts, so a
     re-run (which keeps a verdict's day and changes its outcome), a deleted trace or eval
     and a workspace import all count, whichever code wrote them. PostgreSQL adds a whole
     statement's rows with one upsert; SQLite, for development, row by row.

@@ -156,7 +156,7 @@ def drop_triggers(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evals', '0021_judge_unpriced_calls'),
+        ('evals', '0022_mark_older_unpriced_calls'),
         ('workspaces', '0003_workspace_deletion_scheduled_for'),
     ]
 
