@@ -291,13 +291,20 @@ class EvalRun(BackgroundRun, WorkspaceOwned):
         """Return "unknown for N calls (no price for <model>)", or "" when all are priced."""
         return unpriced_note(self.unpriced_calls, [self.judge_model])
 
+    @property
+    def is_background(self) -> bool:
+        """Tell whether no one waits on a page for this run (evals.queue.BACKGROUND)."""
+        return self.trigger in (self.Trigger.AUTOMATIC, self.Trigger.API)
+
 
 class EvalRunChunk(BackgroundRun, WorkspaceOwned):
     """A slice of a large eval run, carried out by its own task on any worker.
 
     A run over more traces than ``IOFOLD_EVAL_CHUNK_TRACES`` is split into chunks when it
     starts; workers claim chunks like any background run (a dead worker's chunk is taken
-    over) and the last chunk to finish finishes the run.
+    over) and the last chunk to finish finishes the run. A queued chunk's ``heartbeat_at``
+    says when it was last sent to the queue; one never sent waits for its turn
+    (``evals.execution.runs.dispatch_chunks``).
     """
 
     run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="chunks")

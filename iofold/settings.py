@@ -403,6 +403,12 @@ if IOFOLD_RUN_STALE_SECONDS < 3 * IOFOLD_RUN_HEARTBEAT_SECONDS:
 # A queued eval run over more traces than this is split into chunks of this many, each its
 # own task, so any number of workers share it (evals/execution/chunks.py).
 IOFOLD_EVAL_CHUNK_TRACES = env_int("IOFOLD_EVAL_CHUNK_TRACES", 5000)
+# At most this many chunks of one run are sent to the queue and unfinished at a time; the
+# next is sent, at the queue's tail, as one ends: a backfill of many chunks takes turns with
+# what other workspaces queued meanwhile instead of holding every worker until it is done.
+IOFOLD_EVAL_CHUNKS_IN_FLIGHT = env_int("IOFOLD_EVAL_CHUNKS_IN_FLIGHT", 4)
+if IOFOLD_EVAL_CHUNKS_IN_FLIGHT < 1:
+    raise BadSetting("IOFOLD_EVAL_CHUNKS_IN_FLIGHT must be at least 1")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -1,7 +1,9 @@
 """Split eval runs: chunks of one large run, carried out in parallel by any number of workers.
 
 ``start_run`` splits a run over more than ``IOFOLD_EVAL_CHUNK_TRACES`` traces into
-``EvalRunChunk`` rows and enqueues one task per chunk. A chunk is a background run of its
+``EvalRunChunk`` rows, one task per chunk, a few of them queued at a time
+(``runs.dispatch_chunks``: the next ones join the queue's tail as those end, so runs of
+other workspaces take turns with a large one). A chunk is a background run of its
 own (``iofold.lib.runs``): claimed by one worker, kept alive by its heartbeat, taken over
 when its worker dies. Counts stay exact whatever dies:
 
@@ -14,11 +16,11 @@ when its worker dies. Counts stay exact whatever dies:
 - the run's counts are recounted from its executions, and the last chunk to finish (or
   the reaper, if that chunk was given up on) finishes the run.
 
-A worker whose chunk's last batch enters the sandbox claims the run's next queued chunk
-and reads its first batch meanwhile (``carry_on``, the task's way): one worker judging a
-whole run pays no gap, first read or last write between its chunks. The chunks it holds
-and has not finished go back to the queue when it stops early (a sandbox outage, a chunk
-lost to another worker), or are taken over like any chunk if it dies.
+A worker whose chunk's last batch enters the sandbox claims the run's next chunk already
+queued and reads its first batch meanwhile (``carry_on``, the task's way): one worker pays
+no gap, first read or last write between the chunks its run has in the queue. The chunks
+it holds and has not finished go back to the queue when it stops early (a sandbox outage,
+a chunk lost to another worker), or are taken over like any chunk if it dies.
 
 A generation measuring its new version on many labelled traces splits that run the same
 way and waits for it in ``work_until_done``, carrying out chunks itself meanwhile.
@@ -41,7 +43,13 @@ import sandbox
 from evals.execution import breaker
 from evals.execution.continuous import after_automatic_run
 from evals.execution.pipeline import Stages, judge_batches, writes_apart
-from evals.execution.runs import EXECUTE_CHUNK, _refresh_counts, _upsert, trace_json
+from evals.execution.runs import (
+    EXECUTE_CHUNK,
+    _refresh_counts,
+    _upsert,
+    dispatch_chunks,
+    trace_json,
+)
 from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk
@@ -171,6 +179,7 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
         # another's already).
         _release(held.values(), requeue=lambda pk: True)
         logger.warning("eval run chunk lost chunk=%s", ",".join(map(str, taken)))
+        dispatch_chunks(run_id=run.pk)  # for the chunks finished here before
         return None
     logger.info(
         "eval run chunk done chunk=%s run=%s %s",
@@ -178,6 +187,7 @@ def execute_chunk(*, chunk_id: int, carry_on: bool = False) -> EvalRunChunk | No
         run.pk,
         stages.log_fields(),
     )
+    dispatch_chunks(run_id=run.pk)
     finish_if_complete(run_id=run.pk)
     return chunk
 
@@ -232,10 +242,14 @@ def _todo(chunk: EvalRunChunk, run: EvalRun) -> list[int]:
 
 
 def _claim_queued(run: EvalRun) -> EvalRunChunk | None:
-    """Claim the run's first chunk still queued; None when no worker left one."""
+    """Claim the run's first chunk sent and still queued; None when no worker left one.
+
+    Only one already sent: a chunk not sent yet waits its turn at the queue's tail
+    (``dispatch_chunks``), behind the other runs queued meanwhile.
+    """
     queued = (
         EvalRunChunk.objects.for_workspace(run.workspace_id)
-        .filter(run=run, status=RunStatus.QUEUED)
+        .filter(run=run, status=RunStatus.QUEUED, heartbeat_at__isnull=False)
         .order_by("index")
         .values_list("pk", flat=True)
     )
@@ -258,7 +272,7 @@ def _release(entries, *, requeue) -> None:
         ).update(status=RunStatus.QUEUED, owner="")
         if released and requeue(chunk.pk):
             # Its own message may have been taken already (and found it claimed).
-            enqueue_chunk(chunk.pk)
+            enqueue_chunk(chunk.pk, background=chunk.run.is_background)
 
 
 def work_until_done(*, run_id: int) -> EvalRun:
@@ -318,11 +332,12 @@ def _record_batch(
 
 
 def fail_chunk(*, chunk_id: int, error: str) -> None:
-    """Mark a chunk failed; its run finishes (failed) once no other chunk is at work."""
+    """Mark a chunk failed; its run finishes (failed) once its other chunks are done."""
     chunks = EvalRunChunk.objects.filter(pk=chunk_id)
     chunks.fail(error)
     run_id = chunks.values_list("run_id", flat=True).first()
     if run_id is not None:
+        dispatch_chunks(run_id=run_id)
         finish_if_complete(run_id=run_id)
 
 
@@ -359,16 +374,32 @@ def finish_if_complete(*, run_id: int) -> EvalRun | None:
 
 
 def recover_chunks(*, include_queued: bool = False) -> int:
-    """Enqueue again the chunks whose worker died; they skip the traces already judged."""
+    """Enqueue again the chunks whose worker died; they skip the traces already judged.
+
+    Then send each split run's next chunks where fewer than its share are in flight: a
+    worker that died as its chunk ended sent none (``dispatch_chunks``).
+    """
     # A paused set's queued chunks wait for its resume, which sends them.
     held = EvalRunChunk.objects.filter(
         status=RunStatus.QUEUED,
         run__trigger=EvalRun.Trigger.AUTOMATIC,
         run__eval__eval_set__continuous_pause__isnull=False,
     )
-    return EvalRunChunk.objects.exclude(pk__in=held).recover(
-        enqueue=lambda chunk: enqueue_chunk(chunk.pk), include_queued=include_queued
+    # A chunk never sent waits for its turn, not for a lost message.
+    waiting = EvalRunChunk.objects.filter(status=RunStatus.QUEUED, heartbeat_at__isnull=True)
+    recovered = (
+        EvalRunChunk.objects.exclude(pk__in=held)
+        .exclude(pk__in=waiting)
+        .select_related("run")
+        .defer("run__trace_ids", "run__inputs", "run__results")
+        .recover(
+            enqueue=lambda chunk: enqueue_chunk(chunk.pk, background=chunk.run.is_background),
+            include_queued=include_queued,
+        )
     )
+    for run_id in waiting.exclude(pk__in=held).values_list("run_id", flat=True).distinct():
+        dispatch_chunks(run_id=run_id)
+    return recovered
 
 
 def reap_split_runs() -> int:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from evals.execution import breaker
-from evals.execution.runs import execute_run, pk_in, start_run
+from evals.execution.runs import dispatch_chunks, execute_run, pk_in, start_run
 from evals.execution.scores import PushReport, push_run_scores
 from evals.models import (
     ConversationJudgement,
@@ -29,7 +29,7 @@ from evals.models import (
     EvalRunChunk,
     RunStatus,
 )
-from evals.queue import enqueue_automatic_runs, enqueue_chunk, enqueue_run
+from evals.queue import enqueue_automatic_runs, enqueue_run
 from iofold.lib.runs import ACTIVE
 from traces.conversations import anchored_conversations, content_fingerprint, follow_anchors
 from traces.models import Conversation, EvalSet, Trace
@@ -435,13 +435,10 @@ def release_held_runs(*, eval_set) -> int:
                 )
             )
             continue
-        chunks = list(
-            EvalRunChunk.objects.filter(run=run, status=RunStatus.QUEUED).values_list(
-                "pk", flat=True
-            )
-        )
-        if chunks:
-            transaction.on_commit(lambda pks=chunks: [enqueue_chunk(pk) for pk in pks])
+        if EvalRunChunk.objects.filter(run=run).exists():
+            # Its chunks sent before the pause again (their messages were dropped), and
+            # the next ones up to its share.
+            dispatch_chunks(run_id=run.pk, resend=True)
         elif run.status == RunStatus.QUEUED:
             transaction.on_commit(lambda pk=run.pk: enqueue_run(pk, automatic=True))
     return len(held)

@@ -33,7 +33,7 @@ from evals.metrics.measure import record_test_result
 from evals.models import Eval, EvalExecution, EvalRun, EvalRunChunk, RunStatus
 from evals.queue import enqueue_chunk, enqueue_run, enqueue_sent_batch
 from evals.sandboxing import sandbox_limits
-from iofold.lib.runs import Heartbeat, keep_alive
+from iofold.lib.runs import ACTIVE, Heartbeat, keep_alive
 from traces.conversations import eval_payloads
 from traces.models import EvalSet, Trace
 
@@ -99,7 +99,7 @@ def start_run(
         # Judge calls spend one run budget, which parallel chunks could not share exactly;
         # such a run stays whole (its judge calls are already made 8 at a time).
         if enqueue and len(kept) > size and not uses_judge(eval.code):
-            chunks = EvalRunChunk.objects.bulk_create(
+            EvalRunChunk.objects.bulk_create(
                 EvalRunChunk(
                     workspace_id=eval.workspace_id,
                     run=run,
@@ -108,10 +108,11 @@ def start_run(
                 )
                 for n, start in enumerate(range(0, len(kept), size))
             )
-            pks = [c.pk for c in chunks] if chunks[0].pk else _chunk_pks(run)
-            transaction.on_commit(lambda: [enqueue_chunk(pk) for pk in pks])
+            dispatch_chunks(run_id=run.pk)
         elif enqueue:
-            transaction.on_commit(lambda: enqueue_run(run.pk, automatic=automatic))
+            transaction.on_commit(
+                lambda: enqueue_run(run.pk, automatic=automatic, background=run.is_background)
+            )
     logger.info("eval run queued run=%s eval=%s traces=%d", run.pk, eval.pk, len(kept))
     return run
 
@@ -125,9 +126,38 @@ def stored_trace_ids(workspace_id: int, trace_ids: Sequence[int]) -> set[int]:
     )
 
 
-def _chunk_pks(run: EvalRun) -> list[int]:
-    # Databases that do not return ids from a bulk insert.
-    return list(EvalRunChunk.objects.filter(run=run).values_list("pk", flat=True))
+def dispatch_chunks(*, run_id: int, resend: bool = False) -> int:
+    """Send the split run's next chunks to the queue, on commit; return how many.
+
+    At most ``IOFOLD_EVAL_CHUNKS_IN_FLIGHT`` of a run's chunks are sent and unfinished at a
+    time, and the next ones go to the queue's tail as those end, behind whatever other runs
+    were queued meanwhile: runs of every workspace take turns at the workers, a chunk at a
+    time, however many chunks one of them has. A queued chunk's heartbeat says when it was
+    last sent; one never sent has none. Called as a run is split, whenever a chunk task
+    ends, and by the sweep (a worker that died between its chunk's end and this sends
+    nothing: the sweep does). ``resend``: the chunks sent but not claimed are sent again
+    too (a paused set's resume: their messages were dropped while it was held).
+    """
+    with transaction.atomic():
+        # Locked, so two chunks ending at once do not both fill the same free place.
+        runs = EvalRun.objects.select_for_update().only("trigger")
+        run = runs.filter(pk=run_id, status__in=ACTIVE).first()
+        if run is None:
+            return 0
+        chunks = EvalRunChunk.objects.filter(run_id=run_id, status__in=ACTIVE)
+        sent = chunks.filter(heartbeat_at__isnull=False)
+        free = settings.IOFOLD_EVAL_CHUNKS_IN_FLIGHT - sent.count()
+        # One being claimed meanwhile (a generation works on its run's chunks itself) is
+        # skipped, not waited for: that claim holds it and then waits for the run's row.
+        waiting = chunks.filter(status=RunStatus.QUEUED, heartbeat_at__isnull=True)
+        waiting = waiting.order_by("index").select_for_update(skip_locked=True)
+        pks = list(waiting.values_list("pk", flat=True)[: max(free, 0)])
+        EvalRunChunk.objects.filter(pk__in=pks).update(heartbeat_at=timezone.now())
+        if resend:
+            pks = list(sent.filter(status=RunStatus.QUEUED).values_list("pk", flat=True)) + pks
+        background = run.is_background
+        transaction.on_commit(lambda: [enqueue_chunk(pk, background=background) for pk in pks])
+    return len(pks)
 
 
 def claim_run(*, run_id: int) -> EvalRun | None:
@@ -591,7 +621,11 @@ def recover_eval_runs(*, include_queued: bool = False) -> int:
         if run.inputs is not None:
             enqueue_sent_batch(run.pk)
         else:
-            enqueue_run(run.pk, automatic=run.trigger == EvalRun.Trigger.AUTOMATIC)
+            enqueue_run(
+                run.pk,
+                automatic=run.trigger == EvalRun.Trigger.AUTOMATIC,
+                background=run.is_background,
+            )
 
     # A split run has no process of its own: its chunks are recovered instead. A paused
     # set's held runs wait for its resume, which sends them.

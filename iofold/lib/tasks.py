@@ -30,9 +30,16 @@ def registered_task(name: str) -> Task:
     return tasks[name]
 
 
-def enqueue(name: str, *args) -> None:
-    """Send the task registered under ``name`` with ``args``, as ``task.delay`` would."""
-    registered_task(name).delay(*args)
+def enqueue(name: str, *args, priority: int | None = None) -> None:
+    """Send the task registered under ``name`` with ``args``, as ``task.delay`` would.
+
+    ``priority``: on Redis, 0 (the default) is served first and 9 last (kombu's steps).
+    """
+    task = registered_task(name)
+    if priority is None:
+        task.delay(*args)
+    else:
+        task.apply_async(args, priority=priority)
 
 
 # Told when a run's task stops on an error it did not expect: the details stay in the logs.

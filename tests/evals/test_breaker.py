@@ -118,7 +118,7 @@ def test_resuming_judges_the_traces_that_waited(
     _trip(workspace, eval)
     [held] = _sync(workspace, ["refund", "nothing"], prefix="c")
     sent = []
-    monkeypatch.setattr(continuous, "enqueue_run", lambda pk, automatic: sent.append(pk))
+    monkeypatch.setattr(continuous, "enqueue_run", lambda pk, automatic, **_: sent.append(pk))
 
     with django_capture_on_commit_callbacks(execute=True):
         page = login(member).post(
@@ -328,7 +328,7 @@ def test_held_runs_are_left_out_of_the_sweep_and_the_backlog_alert(
         reason="the eval timed out on 20 of the last 20 traces",
     )
     sent = []
-    monkeypatch.setattr(runs_module, "enqueue_run", lambda pk, automatic: sent.append(pk))
+    monkeypatch.setattr(runs_module, "enqueue_run", lambda pk, automatic, **_: sent.append(pk))
 
     assert runs_module.recover_eval_runs(include_queued=True) == 0
     text = client.get("/metrics").content.decode()

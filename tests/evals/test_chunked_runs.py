@@ -197,7 +197,7 @@ def test_a_sandbox_outage_in_a_chunk_carried_on_puts_it_back_in_the_queue_with_i
     run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
     first, second, third, _ = run.chunks.order_by("index")
     enqueued = []
-    monkeypatch.setattr(chunk_module, "enqueue_chunk", enqueued.append)
+    monkeypatch.setattr(chunk_module, "enqueue_chunk", lambda pk, **_: enqueued.append(pk))
     real_run_json = sandbox_unavailable_at_call(monkeypatch, 2)
     with pytest.raises(sandbox.SandboxUnavailable):
         execute_chunk(chunk_id=first.pk, carry_on=True)
@@ -229,7 +229,7 @@ def test_a_chunk_commits_its_verdicts_without_waiting_for_the_disk_and_counts_st
         pytest.skip("synchronous_commit is PostgreSQL's")
     # Committed for real (the writing thread reads on its own connection): the chunks' tasks
     # are kept from the broker, where a worker of another test would take them first.
-    monkeypatch.setattr(runs_module, "enqueue_chunk", lambda pk: None)
+    monkeypatch.setattr(runs_module, "enqueue_chunk", lambda pk, **_: None)
     run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
     real_upsert, seen = chunk_module._upsert, []
 
@@ -287,7 +287,7 @@ def test_a_chunks_claim_commits_with_the_runs_start_in_one_transaction(
     # claims of the chunks a worker carries on with commit on their own, as before.
     if connection.vendor != "postgresql":
         pytest.skip("the transaction ids are PostgreSQL's")
-    monkeypatch.setattr(runs_module, "enqueue_chunk", lambda pk: None)  # see the test above
+    monkeypatch.setattr(runs_module, "enqueue_chunk", lambda pk, **_: None)  # see the test above
     run, _ = _split_run(workspace, settings, django_capture_on_commit_callbacks)
     transactions = []
 
@@ -355,3 +355,65 @@ def test_a_chunks_heartbeat_starts_once_its_first_batch_is_in_the_sandbox(
     run.refresh_from_db()
     assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
     assert [c.judged for c in run.chunks.order_by("index")] == [4, 4, 2]
+
+
+def test_a_run_keeps_its_share_of_chunks_in_the_queue_and_sends_the_next_as_they_end(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.IOFOLD_EVAL_CHUNKS_IN_FLIGHT = 2
+    sent = []
+    monkeypatch.setattr(runs_module, "enqueue_chunk", lambda pk, **kw: sent.append((pk, kw)))
+    run, callbacks = _split_run(workspace, settings, django_capture_on_commit_callbacks)
+    first, second, third, fourth = run.chunks.order_by("index")
+    for callback in callbacks:
+        callback()
+    # Two sent; a manual run is sent ahead of background work (evals.queue.BACKGROUND).
+    assert sent == [(first.pk, {"background": False}), (second.pk, {"background": False})]
+
+    # The first chunk's task carries on with the second, already sent, not the third: that
+    # one goes to the queue's tail, behind what other workspaces queued meanwhile.
+    with django_capture_on_commit_callbacks(execute=True):
+        execute_chunk(chunk_id=first.pk, carry_on=True)
+    statuses = dict(EvalRunChunk.objects.filter(run=run).values_list("pk", "status"))
+    assert [statuses[c.pk] for c in (first, second, third, fourth)] == [
+        "succeeded",
+        "succeeded",
+        "queued",
+        "queued",
+    ]
+    assert [pk for pk, _ in sent[2:]] == [third.pk, fourth.pk]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert execute_chunk(chunk_id=second.pk, carry_on=True) is None  # its stale message
+        execute_chunk(chunk_id=third.pk, carry_on=True)
+    run.refresh_from_db()
+    assert (run.status, run.done, run.passed, run.failed, run.errors) == ("succeeded", 10, 6, 4, 0)
+    assert len(sent) == 4  # one message per chunk, none lost, none twice
+    assert sum(c.judged for c in EvalRunChunk.objects.filter(run=run)) == 10
+
+
+def test_the_sweep_sends_the_next_chunk_of_a_run_whose_worker_died_before_sending_it(
+    workspace, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.IOFOLD_EVAL_CHUNKS_IN_FLIGHT = 1
+    sent = []
+    for module in (runs_module, chunk_module):
+        monkeypatch.setattr(module, "enqueue_chunk", lambda pk, **kw: sent.append((pk, kw)))
+    settings.IOFOLD_EVAL_CHUNK_TRACES = 3
+    eval_set, traces = labelled_set(workspace, good=6, bad=4)
+    eval = make_eval(eval_set, version=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(eval=eval, trace_ids=[t.pk for t in traces], trigger="api")
+    first, second, *_ = run.chunks.order_by("index")
+    assert sent == [(first.pk, {"background": True})]
+    # Its worker recorded the first chunk and died before sending the next one.
+    EvalRunChunk.objects.filter(pk=first.pk).update(status="succeeded")
+
+    # A worker's start-up: the chunks waiting for their turn are not all sent at once,
+    # the run's next one is.
+    with django_capture_on_commit_callbacks(execute=True):
+        recover_chunks(include_queued=True)
+    assert sent[1:] == [(second.pk, {"background": True})]
+    with django_capture_on_commit_callbacks(execute=True):
+        recover_chunks()  # the minute's sweep: the second is in the queue, nothing to send
+    assert len(sent) == 2

@@ -121,14 +121,16 @@ def test_the_sweep_hands_runs_of_a_dead_worker_to_their_own_task(
     )
     sent = []
     monkeypatch.setattr("evals.tasks.run_eval_task.delay", lambda pk: sent.append(("run", pk)))
+    # Sent behind what people wait for (evals.queue.BACKGROUND): no one watches it.
     monkeypatch.setattr(
-        "evals.tasks.run_automatic_eval_task.delay", lambda pk: sent.append(("automatic", pk))
+        "evals.tasks.run_automatic_eval_task.apply_async",
+        lambda args, priority: sent.append(("automatic", *args, priority)),
     )
 
     with django_capture_on_commit_callbacks(execute=True):
         assert reap_stale_runs_task() == 2
 
-    assert sorted(sent) == [("automatic", automatic.pk), ("run", manual.pk)]
+    assert sorted(sent) == [("automatic", automatic.pk, 9), ("run", manual.pk)]
     assert set(EvalRun.objects.values_list("status", "takeovers")) == {("queued", 1)}
 
 
