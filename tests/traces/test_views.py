@@ -322,6 +322,31 @@ def test_an_eval_set_filter_with_a_part_it_cannot_read_is_refused_naming_it(
     assert not EvalSet.objects.exists()
 
 
+def test_a_target_the_server_refuses_is_named_beside_its_field(login, workspace, owner, traces):
+    """A number box takes "1e3" (a thousand, to the browser), which the form refuses: the
+    page came back with the value kept and no word of what was wrong with it."""
+    client = login(owner)
+    response = client.post(
+        url("evalset_create", workspace),
+        {
+            "name": "Refund answers",
+            "criteria": "Cites the refund policy.",
+            "target_labels": "1e3",
+            "source_kind": "manual",
+            "trace_ids": "",
+        },
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert '<small id="evalset-target-errors">Enter a whole number.</small>' in page
+    # Marked invalid (the page opens on it) and read out with its error, then its help.
+    described = 'aria-describedby="evalset-target-errors evalset-target-help"'
+    assert f'{described} aria-invalid="true"' in page
+    assert 'value="1e3"' in page
+    assert not EvalSet.objects.exists()
+
+
 def test_eval_set_list_shows_split_and_dashes_for_evals(login, workspace, owner, eval_set, traces):
     services.record_feedback(eval_set=eval_set, trace=traces[0], user=owner, rating="positive")
     html = login(owner).get(url("evalset_list", workspace)).content.decode()
