@@ -217,12 +217,14 @@ def _record_failure(integration: Integration, exc: AdapterError) -> ResponsesUna
 def response_notes(trace: Trace) -> dict:
     """What the trace page says of its empty response steps: how many OpenAI does not
     store, and whether reading the others needs a key on the source."""
-    steps = [
-        s for s in trace.data.get("steps") or [] if s["metadata"].get("span_type") == "response"
-    ]
-    if trace.source != SOURCE or not steps:
+    if trace.source != SOURCE:
         return {}
-    not_stored = sum(s["metadata"].get("response_content") == NOT_STORED for s in steps)
+    # Rows stored before ingest filled every step's metadata may have none.
+    metadata = [s.get("metadata") or {} for s in trace.data.get("steps") or []]
+    steps = [m for m in metadata if m.get("span_type") == "response"]
+    if not steps:
+        return {}
+    not_stored = sum(m.get("response_content") == NOT_STORED for m in steps)
     unread = bool(unread_responses(trace.data))
     integration = trace.integration
     return {

@@ -110,6 +110,17 @@ def test_trace_detail_shows_step_tree_with_errors(login, workspace, owner):
     assert "gpt-4o-mini" in html and "150 tokens" in html
 
 
+@pytest.mark.parametrize("source", ["langfuse", "openai"])
+def test_a_trace_whose_steps_carry_no_metadata_still_opens(login, workspace, owner, source):
+    # Rows stored before ingest filled every step's metadata have steps without one.
+    step = {"id": "s1", "type": "llm", "name": "answer", "output": "Your order has shipped."}
+    data = {"input": "where is my order?", "output": "shipped", "steps": [step]}
+    trace = TraceFactory(workspace=workspace, source=source, data=data)
+    response = login(owner).get(url("detail", workspace, pk=trace.pk))
+    assert response.status_code == 200
+    assert "Your order has shipped." in response.content.decode()
+
+
 def test_trace_page_lists_each_label_with_its_reviewer_set_and_note(
     login, workspace, owner, member, eval_set, traces
 ):
