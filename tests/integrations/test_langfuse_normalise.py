@@ -7,7 +7,7 @@ import itertools
 from integrations.adapters.langfuse.normalise import (
     ERROR_WORDS,
     _cost,
-    _root_of,
+    _root_index,
     _step_error,
     _usage,
     normalise_rows,
@@ -29,7 +29,8 @@ def test_root_is_the_first_parentless_row_else_the_first_marked_root_else_the_fi
             parentless = [r for r in rows if not r.get("parentObservationId")]
             marked = [r for r in rows if r.get("isRootObservation")]
             expected = (parentless or marked or rows or [None])[0]
-            assert _root_of(rows) is expected
+            at = _root_index(rows)
+            assert (None if at is None else rows[at]) is expected
 
 
 def test_cost_is_the_first_number_of_total_cost_calculated_cost_and_cost_details():
