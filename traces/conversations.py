@@ -44,6 +44,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from iofold.lib.sql import server_bound_cursor
 from traces.models import (
     Conversation,
     EvalSet,
@@ -166,6 +167,17 @@ def _lock_conversations(
     found: dict[str, tuple] = {}
     locking = connection.features.has_select_for_update
     keys, ids = sorted(keys), sorted(ids) if locking else []
+    if connection.vendor == "postgresql":
+        # The keys as one array, bound apart from the statement: the queryset below quoted
+        # each key in Python and compiled itself anew, twice a sync page.
+        if keys or ids:
+            with server_bound_cursor() as cursor:
+                cursor.execute(
+                    _LOCK_SQL, [getattr(workspace, "pk", workspace), source_key, keys, ids]
+                )
+                for external_id, pk, *state in cursor.fetchall():
+                    found[external_id] = (pk, tuple(state))
+        return found
     # Locked in id order, so two ingests never wait on each other crosswise. SQLite locks
     # no rows (one writer at a time); asked for an order, or for keys or ids, it would walk
     # the workspace's conversations rather than look each key up in the unique index.
@@ -192,6 +204,15 @@ def _lock_conversations(
         for external_id, pk, *state in rows:
             found[external_id] = (pk, tuple(state))
     return found
+
+
+# _lock_conversations on PostgreSQL: the queryset's own statement, keys and ids as arrays.
+_LOCK_SQL = (
+    "SELECT external_id, id, turn_count, last_activity_at, completed_at, ended_at"  # noqa: S608
+    f" FROM {Conversation._meta.db_table} WHERE workspace_id = %s"
+    " AND ((source_key = %s AND external_id = ANY(%s::text[])) OR id = ANY(%s::bigint[]))"
+    " ORDER BY id FOR UPDATE"
+)
 
 
 class Refreshed(NamedTuple):

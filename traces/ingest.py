@@ -30,6 +30,7 @@ from integrations.adapters.base import (
 )
 from integrations.store import UpsertResult
 from iofold.lib import jsontext
+from iofold.lib.sql import server_bound_cursor
 from iofold.lib.text import search_form
 from traces.conversations import (
     attach_conversations,
@@ -391,7 +392,7 @@ def _stored_keys(workspace, source_key: str, external_ids: list[str]):
     if connection.vendor != "postgresql":
         rows = Trace.objects.for_workspace(workspace).with_keys(source_key, external_ids)
         return rows.values_list("external_id", "id", "content_hash", "conversation_id")
-    with _server_bound_cursor() as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(
             _STORED_KEYS_SQL, [external_ids, getattr(workspace, "pk", workspace), source_key]
         )
@@ -479,7 +480,7 @@ def _write_rows(
             payloads.append(encodings[key])
             if key in previous:
                 expected[row.external_id] = previous[key]
-        with _server_bound_cursor() as cursor:
+        with server_bound_cursor() as cursor:
             cursor.execute(
                 _UPSERT_SQL,
                 [
@@ -497,20 +498,6 @@ def _write_rows(
             ids = {external_id: (pk, new) for pk, external_id, new in cursor.fetchall()}
         for row in chunk:
             row.pk, row.inserted = ids.get(row.external_id, (None, False))
-
-
-def _server_bound_cursor():
-    """Return a cursor that sends its parameters apart from the statement (PostgreSQL).
-
-    Django's psycopg cursors splice every value into the statement's text: for a batch's
-    document of several hundred kilobytes, escaping it here and lexing it back on the
-    server cost about as much as parsing it as JSON. Wrapped like Django's own cursors,
-    so query logging and execute wrappers still see it.
-    """
-    import psycopg  # the PostgreSQL driver: only this backend calls here
-
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
 
 
 def stored_trace_data(
