@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -579,25 +579,55 @@ def _record_page(
     cursor: str | None,
     max_ts: datetime | None,
 ) -> None:
-    now = timezone.now()
-    SyncRun.objects.filter(pk=run.pk).update(
-        created_count=F("created_count") + result.created,
-        updated_count=F("updated_count") + result.updated,
-        unchanged_count=F("unchanged_count") + result.unchanged + result.duplicates,
-        failed_count=F("failed_count") + result.failed,
-        pages=F("pages") + 1,
-        heartbeat_at=now,
-        progress=1.0 if cursor is None else _progress(integration.kind, cursor),
-    )
+    progress = 1.0 if cursor is None else _progress(integration.kind, cursor)
     if cursor is None:
         # The scan is complete: the next sync starts from the newest trace seen.
         integration.watermark = max_ts or integration.watermark
         integration.sync_cursor = ""
     else:
         integration.sync_cursor = cursor
-    Integration.objects.filter(pk=integration.pk).update(
-        sync_cursor=integration.sync_cursor, watermark=integration.watermark
+    # Two plain statements, the querysets' update() as SQL: compiling their sums anew for
+    # every page cost the writing thread a millisecond each.
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as statement:
+        statement.execute(
+            _RECORD_PAGE_SQL,
+            [
+                result.created,
+                result.updated,
+                result.unchanged + result.duplicates,
+                result.failed,
+                adapt(timezone.now()),
+                progress,
+                run.pk,
+            ],
+        )
+        statement.execute(
+            _SAVE_CURSOR_SQL,
+            [integration.sync_cursor, adapt(integration.watermark), integration.pk],
+        )
+
+
+def _column(model, name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+# Column names come from the models, never from input.
+_RECORD_PAGE_SQL = (
+    f"UPDATE {connection.ops.quote_name(SyncRun._meta.db_table)} SET "  # noqa: S608
+    + ", ".join(
+        f"{_column(SyncRun, name)} = {_column(SyncRun, name)} + %s"
+        for name in ("created_count", "updated_count", "unchanged_count", "failed_count")
     )
+    + f", {_column(SyncRun, 'pages')} = {_column(SyncRun, 'pages')} + 1"
+    + f", {_column(SyncRun, 'heartbeat_at')} = %s, {_column(SyncRun, 'progress')} = %s"
+    + f" WHERE {_column(SyncRun, 'id')} = %s"
+)
+_SAVE_CURSOR_SQL = (
+    f"UPDATE {connection.ops.quote_name(Integration._meta.db_table)} SET "  # noqa: S608
+    f"{_column(Integration, 'sync_cursor')} = %s, {_column(Integration, 'watermark')} = %s"
+    f" WHERE {_column(Integration, 'id')} = %s"
+)
 
 
 def _progress(kind: str, cursor: str) -> float:
