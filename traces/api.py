@@ -422,18 +422,23 @@ def _saved_filter(data) -> dict | None:
     return None if value is None else TraceFilters.from_data(value).to_data()
 
 
+class EvalSetListQueryIn(serializers.Serializer):
+    archived = serializers.BooleanField(default=False, help_text="Archived sets instead.")
+
+
 class EvalSetListApi(WorkspaceScopedMixin, generics.ListAPIView):
     model = EvalSet
     serializer_class = EvalSetOut
 
     def get_queryset(self):
+        query = EvalSetListQueryIn(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
         qs = super().get_queryset()
-        archived = self.request.query_params.get("archived") in ("1", "true")
-        return qs.archived() if archived else qs.active()
+        return qs.archived() if query.validated_data["archived"] else qs.active()
 
     @extend_schema(
         summary="List eval sets with their label summary, newest first",
-        parameters=[OpenApiParameter("archived", bool, description="Archived sets instead.")],
+        parameters=[EvalSetListQueryIn],
     )
     def get(self, request, *args, **kwargs):
         # Paged by ?limit= and ?offset= as the other lists; the summaries of a page's sets

@@ -70,6 +70,22 @@ def test_eval_set_list_pages_by_limit_and_offset_as_the_other_lists(api_client, 
         assert (refused.status_code, list(refused.json())) == (400, list(bad))
 
 
+def test_eval_set_list_reads_archived_or_says_it_cannot(api_client, workspace, owner):
+    api_client.force_login(owner)
+    kept = services.create_eval_set(workspace=workspace, name="Kept", criteria="c")
+    old = services.create_eval_set(workspace=workspace, name="Old", criteria="c")
+    api_client.delete(reverse("api-eval-set", kwargs={"pk": old.pk}), headers=WS)
+    url = reverse("api-eval-sets")
+
+    def names(params):
+        return [s["name"] for s in api_client.get(url, params, headers=WS).json()["results"]]
+
+    assert names({"archived": "true"}) == names({"archived": "yes"}) == ["Old"]
+    assert names({"archived": "false"}) == names({}) == [kept.name]
+    refused = api_client.get(url, {"archived": "bogus"}, headers=WS)
+    assert (refused.status_code, list(refused.json())) == (400, ["archived"])
+
+
 def test_eval_set_validation_errors(api_client, workspace, owner):
     api_client.force_login(owner)
     response = api_client.post(
