@@ -414,6 +414,20 @@ def test_a_refused_invitation_keeps_what_was_typed(client, workspace, owner, mem
     assert '<option value="viewer" selected>' in html
 
 
+def test_a_refused_invitation_marks_the_field_that_was_wrong(client, workspace, owner):
+    client.force_login(owner)
+    url = reverse("workspaces:invite", args=["acme"])
+    html = client.post(url, {"email": "nope", "role": "member"}).content.decode()
+    email = html[html.index('name="email"') :].split(">", 1)[0]
+    assert 'aria-invalid="true"' in email and 'aria-describedby="invite-email-errors"' in email
+    assert '<small id="invite-email-errors">Enter a valid email address.</small>' in html
+    html = client.post(url, {"email": "new@example.com", "role": "boss"}).content.decode()
+    form = html[html.index(f'action="{url}"') :]
+    role = form[form.index('name="role"') :].split(">", 1)[0]
+    assert 'aria-invalid="true"' in role and "invite-role-errors" in role
+    assert 'name="email"' in html and "invite-email-errors" not in html
+
+
 def test_cancelling_an_invitation_asks_first(client, workspace, owner):
     """Its link stops working at once: a slip of the mouse should not do that."""
     invitation = invite(workspace, owner, "grace@example.com")
