@@ -5,7 +5,12 @@ from collections.abc import Callable
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +22,7 @@ from integrations.models import Integration, SyncRun
 from integrations.receiver_pages import agents_setup_example
 from integrations.validators import validate_public_key, validate_secret_key
 from iofold.api import LOCATION, BodyIn
+from iofold.composition import deletion_data, request_integration_deletion
 from workspaces.access import WorkspaceScopedMixin
 
 # --- serializers ------------------------------------------------------------------------
@@ -204,8 +210,14 @@ class IntegrationMixin(WorkspaceScopedMixin):
     # Connecting and changing credentials is for owners and admins.
     manage_only = True
 
-    def get_integration(self) -> Integration:
+    def get_queryset(self):
+        # One being deleted is gone for every endpoint but its deletion.
+        return super().get_queryset().present()
+
+    def get_integration(self, *, deleting: bool = False) -> Integration:
         integrations = Integration.objects.for_workspace(self.request.workspace)
+        if not deleting:
+            integrations = integrations.present()
         return get_object_or_404(integrations, pk=self.kwargs["pk"])
 
 
@@ -245,10 +257,22 @@ class IntegrationDetailApi(IntegrationMixin, APIView):
             services.set_integration_enabled(integration=integration, enabled=enabled)
         return Response(IntegrationOut(integration).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete the integration with its traces, in the background",
+        description="The integration is hidden at once (no more syncs, scores or "
+        "evaluation of its traces) and a worker deletes its traces in batches, then it. "
+        "Answers 202 with the deletion (as GET /api/v1/deletions/<id>/ shows it) and its "
+        "Location to poll until its status is succeeded or failed. Asking again returns "
+        "the same deletion (queued again if it failed).",
+        responses={202: OpenApiResponse(description="The deletion, queued or running.")},
+        parameters=[LOCATION],
+    )
     def delete(self, request, pk: int):
-        services.delete_integration(integration=self.get_integration())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        # Found while being deleted too: asking again returns the same deletion.
+        integration = self.get_integration(deleting=True)
+        run = request_integration_deletion(integration, request.user)
+        out = deletion_data(run)
+        return Response(out, status=status.HTTP_202_ACCEPTED, headers={"Location": out["url"]})
 
 
 @extend_schema(tags=["integrations"])

@@ -20,6 +20,10 @@ class IntegrationQuerySet(WorkspaceQuerySet):
     def enabled(self):
         return self.filter(enabled=True)
 
+    def present(self):
+        """Integrations not being deleted (a worker deletes them with their traces)."""
+        return self.filter(deletion_requested_at__isnull=True)
+
 
 class Integration(WorkspaceOwned):
     """A source of traces: a platform iofold pulls from, or an endpoint that receives them."""
@@ -79,6 +83,9 @@ class Integration(WorkspaceOwned):
     # An Agents SDK source's response reads that OpenAI refused (401/403) in a row; at
     # traces.agents_responses.MAX_KEY_REJECTIONS reading stops until the key changes.
     response_key_rejections = models.PositiveIntegerField(default=0)
+    # Set when its deletion is asked for: hidden, never synced nor scored again, while a
+    # worker deletes its traces and then the row (traces.deletions).
+    deletion_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = IntegrationQuerySet.as_manager()
 

@@ -33,6 +33,7 @@ def find_receiver(*, workspace, kind: str) -> Integration | None:
     """Return the workspace's (first) source of a receiving ``kind``, or None."""
     return (
         Integration.objects.for_workspace(workspace)
+        .present()
         .filter(kind=kind)
         .select_related("workspace")
         .order_by("created_at", "id")

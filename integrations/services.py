@@ -265,11 +265,38 @@ def set_integration_enabled(*, integration: Integration, enabled: bool) -> Integ
     return integration
 
 
+def mark_integration_deleted(*, integration: Integration) -> bool:
+    """Hide the integration and stop its syncs and schedule; return whether this call did.
+
+    The worker deleting its traces (traces.deletions) deletes the row last, with
+    ``delete_integration``. The caller holds the row locked, so two requests mark it once.
+    """
+    marked = Integration.objects.filter(pk=integration.pk, deletion_requested_at__isnull=True)
+    if not marked.update(deletion_requested_at=timezone.now()):
+        return False
+    # Gone from the beat at once, not when the row is (integrations/signals.py).
+    if integration.periodic_task_id is not None:
+        PeriodicTask.objects.filter(pk=integration.periodic_task_id).delete()
+    logger.info("integration deletion requested id=%s", integration.pk)
+    return True
+
+
 def delete_integration(*, integration: Integration) -> None:
-    """Delete an integration with its runs and schedule; synced traces stay, unlinked."""
+    """Delete an integration marked for deletion, with its runs and schedule.
+
+    Only the worker calls it, once the integration's traces are gone: at 100,000 traces
+    their deletion outlives a request.
+    """
     # Its schedule goes with it (integrations/signals.py), whoever deletes it.
     integration.delete()
     logger.info("integration deleted id=%s", integration.pk)
+
+
+def being_deleted(integration: Integration) -> bool:
+    """Whether the integration's deletion was asked for, read afresh from the database."""
+    return Integration.objects.filter(
+        pk=integration.pk, deletion_requested_at__isnull=False
+    ).exists()
 
 
 def schedule_sync(*, integration: Integration) -> PeriodicTask | None:
@@ -398,7 +425,11 @@ def start_sync(*, integration: Integration, trigger: str = SyncRun.Trigger.MANUA
         raise IntegrationError(adapter_class.nothing_to_pull(integration.name))
     if not integration.enabled:
         raise IntegrationError(f"“{integration.name}” is disabled; enable it to sync.")
-    # Read afresh: a schedule can fire between the deletion request and the delete itself.
+    # Read afresh: a schedule can fire between a deletion request and the delete itself.
+    if being_deleted(integration):
+        raise IntegrationError(
+            f"“{integration.name}” is being deleted.", code="integration_deleted"
+        )
     if Workspace.objects.filter(
         pk=integration.workspace_id, deletion_requested_at__isnull=False
     ).exists():
@@ -507,6 +538,11 @@ def _sync(
             with transaction.atomic():
                 # A page commits with its cursor: one a crash loses is read again.
                 commit_asynchronously()
+                # Locked: the worker deleting the integration takes the same lock before it
+                # deletes the row, so no page lands in between to fail on a missing row.
+                if _locked_for_deletion(integration):
+                    logger.info("sync stopped run=%s reason=integration_deleted", run.pk)
+                    return _finish_run(run, error=f"“{integration.name}” is being deleted.")
                 result = ingest_traces(
                     workspace=integration.workspace,
                     source=integration.kind,
@@ -557,6 +593,13 @@ def _sync(
         status=Integration.Status.OK, last_error="", last_synced_at=timezone.now()
     )
     return _finish_run(run)
+
+
+def _locked_for_deletion(integration: Integration) -> bool:
+    """Lock the integration's row; return whether it is gone or being deleted."""
+    row = Integration.objects.select_for_update().filter(pk=integration.pk).order_by()
+    state = list(row.values_list("deletion_requested_at", flat=True))
+    return not state or state[0] is not None
 
 
 def _prepared_pages(pages: Iterator[TracePage]) -> Iterator[tuple[TracePage, Any]]:
@@ -712,6 +755,9 @@ def deliver_scores(*, integration: Integration, scores: list[ScoreIn]) -> ScoreD
     and a batch the platform partly refused is resent one score at a time (same ids, so
     the accepted ones are overwritten, not duplicated) to pin the refusals down.
     """
+    if being_deleted(integration):
+        message = f"“{integration.name}” is being deleted."
+        return ScoreDelivery(failed=dict.fromkeys(range(len(scores)), message))
     adapter = get_adapter(integration)
     if not adapter.capabilities.push_back:
         message = f"{adapter.label or integration.kind} does not accept verdicts back."

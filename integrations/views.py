@@ -14,8 +14,8 @@ from integrations.forms import INTEGRATION_FORMS, ResponseKeyForm, UploadForm, i
 from integrations.models import Integration, SyncRun, UploadRun
 from integrations.otlp import views as otlp_views
 from integrations.uploads import count_lines, start_upload
-from iofold.composition import responses_waiting, trace_origins
-from iofold.exceptions import RateLimited
+from iofold.composition import request_integration_deletion, responses_waiting, trace_origins
+from iofold.exceptions import ApplicationError, RateLimited
 from iofold.lib.confirm import ask_first, confirmed
 from iofold.lib.forms import form_status
 from iofold.lib.fragments import fragment_or_page
@@ -24,15 +24,20 @@ from workspaces.access import workspace_view
 
 
 def _integration(request, pk: int) -> Integration:
-    return get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
+    # One being deleted is gone for every page but its deletion's.
+    return get_object_or_404(Integration.objects.for_workspace(request.workspace).present(), pk=pk)
 
 
 @workspace_view
 def integration_list(request):
     """The workspace's integrations with their latest run, and where its other traces came
     from (the API, uploads, the demo need no integration)."""
-    integrations = Integration.objects.for_workspace(request.workspace).prefetch_related(
-        Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
+    integrations = (
+        Integration.objects.for_workspace(request.workspace)
+        .present()
+        .prefetch_related(
+            Prefetch("runs", queryset=SyncRun.objects.order_by("-created_at")[:1], to_attr="latest")
+        )
     )
     ctx = {"integrations": integrations, "origins": trace_origins(request.workspace)}
     return render(request, "integrations/list.html", ctx)
@@ -325,18 +330,27 @@ def enable(request, pk: int):
 @require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def delete(request, pk: int):
-    integration = _integration(request, pk)
+    """Delete the integration with its traces: hidden at once, deleted by a worker."""
+    # Found while being deleted too: a second click leads to the same deletion's page.
+    integration = get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
     if not confirmed(request):
         return ask_first(
             request,
             question=f"Delete {integration.name}?",
-            detail="Its traces are kept.",
+            detail="Its traces are deleted with it, with their labels and verdicts; this "
+            "cannot be undone. Disable it instead to keep them and stop syncing.",
             button="Delete",
             back_url=reverse("integrations:detail", args=[request.workspace.slug, pk]),
         )
-    services.delete_integration(integration=integration)
-    messages.success(request, f"“{integration.name}” deleted. Its synced traces were kept.")
-    return redirect("integrations:list", slug=request.workspace.slug)
+    try:
+        run = request_integration_deletion(integration, request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("integrations:list", slug=request.workspace.slug)
+    messages.success(
+        request, f"“{integration.name}” is hidden; its traces are being deleted, then it is."
+    )
+    return redirect("traces:deletion", slug=request.workspace.slug, run_pk=run.pk)
 
 
 @workspace_view(writers_only=True)

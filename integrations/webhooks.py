@@ -151,7 +151,10 @@ def _reject(message: str, status: int = 401) -> JsonResponse:
 def receive(request: HttpRequest, pk: int) -> JsonResponse:
     """Accept traces pushed to an integration, signed with its webhook secret."""
     integration = (
-        Integration.objects.filter(pk=pk, enabled=True).select_related("workspace").first()
+        Integration.objects.present()
+        .filter(pk=pk, enabled=True)
+        .select_related("workspace")
+        .first()
     )
     # A body sent chunked got 411 from iofold.lib.bodies.LengthRequiredMiddleware.
     try:
@@ -200,7 +203,9 @@ def receive(request: HttpRequest, pk: int) -> JsonResponse:
 @workspace_view(manage=True)
 def regenerate_secret(request, pk: int):
     """Make a new webhook secret (POST), then show it once, with how to sign requests."""
-    integration = get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
+    integration = get_object_or_404(
+        Integration.objects.for_workspace(request.workspace).present(), pk=pk
+    )
     key = f"webhook_secret:{integration.pk}"
     if request.method == "POST":
         had_secret = bool(integration.webhook_secret)

@@ -1,6 +1,7 @@
 """Where the apps are put side by side: the navigation, the onboarding checklist, the
 evals' figures on the traces app's eval set pages, the traces that came through no
-integration on the integrations page, and a departing member's review queue.
+integration on the integrations page, an integration's deletion with its traces, and a
+departing member's review queue.
 
 Each list names every app explicitly, in display order. The apps never look each other up
 at runtime: an upstream app's page that shows a downstream app's figures calls this
@@ -183,6 +184,22 @@ def trace_origins(workspace) -> list[dict]:
         {"label": label, "url": f"{url}?{urlencode({'source': value})}"}
         for value, label in sources_without_integration(workspace)
     ]
+
+
+def request_integration_deletion(integration, user):
+    """Hide an integration and queue its deletion with its traces; return the traces app's
+    ``DeletionRun``. The integrations app's page and API call it: they may not import
+    traces, whose worker deletes the traces before the integration."""
+    from traces.deletions import request_integration_deletion as request
+
+    return request(integration=integration, user=user)
+
+
+def deletion_data(run) -> dict:
+    """Return a ``DeletionRun`` as ``GET /api/v1/deletions/<id>/`` shows it."""
+    from traces.api import DeletionOut
+
+    return DeletionOut(run).data
 
 
 def my_queue(workspace, user) -> list:

@@ -127,11 +127,12 @@ REFERRED_TO = {
     for f in model._meta.concrete_fields
     if f.is_relation and f.related_model._meta.label_lower in BY_LABEL
 }
-# Never exported: links to this installation's scheduler, and which process ran a run.
+# Never exported: links to this installation's scheduler, which process ran a run, and
+# the deletion marks (their DeletionRun is not exported: the rows come in unmarked).
 # A trace's conversation is linked again on import (a conversation points at its first
 # trace, so one of the two links has to wait until both exist).
 LEFT_OUT = {
-    "integrations.integration": {"periodic_task"},
+    "integrations.integration": {"periodic_task", "deletion_requested_at"},
     "traces.trace": {"conversation", "deletion"},
     "traces.evalset": {"deletion"},
     "*": {"owner"},

@@ -56,7 +56,10 @@ def _token(ws, users):
 
 def _integration(ws, users):
     integration = webhook_integration(ws)
-    return {"pk": integration.pk}, lambda: Integration.objects.filter(pk=integration.pk).exists()
+    # Done: hidden at once, deleted by a worker.
+    return {
+        "pk": integration.pk
+    }, lambda: Integration.objects.present().filter(pk=integration.pk).exists()
 
 
 def _webhook_secret(ws, users):

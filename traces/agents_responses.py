@@ -132,6 +132,7 @@ def read_responses(*, integration_id: int, external_ids: list[str]) -> int:
     """
     integration = (
         Integration.objects.select_related("workspace")
+        .present()
         .filter(pk=integration_id, kind=Integration.Kind.OPENAI_AGENTS)
         .first()
     )

@@ -1,12 +1,14 @@
-"""Delete an eval set, or many traces, on a worker, in batches (a ``DeletionRun``).
+"""Delete an eval set, many traces, or an integration with its traces, on a worker, in
+batches (a ``DeletionRun``).
 
 At 100,000 traces a deletion in the web request outlived the server's timeout, held its
 locks throughout and, cut off, left its work half done. The request instead marks what is
-deleted (the set's or the traces' ``deletion``), which hides it at once, and queues a
-run; the worker deletes in batches of ``BATCH`` rows, one short transaction each, and
-records its progress. A second request for the same rows returns the same run (queued
-again if it had failed), and a run taken over from a worker that died carries on from
-what is left: the marks say what that is.
+deleted (the set's or the traces' ``deletion``, the integration's
+``deletion_requested_at``), which hides it at once, and queues a run; the worker deletes
+in batches of ``BATCH`` rows, one short transaction each, and records its progress. A
+second request for the same rows returns the same run (queued again if it had failed),
+and a run taken over from a worker that died carries on from what is left: the marks say
+what that is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from integrations.models import Integration
+from integrations.services import delete_integration, mark_integration_deleted
 from iofold.lib.runs import keep_alive
 from iofold.lib.tasks import enqueue
 from traces.conversations import recount_conversations
@@ -115,6 +119,37 @@ def request_traces_deletion(*, workspace, trace_ids: Iterable[int], user) -> Del
     return run
 
 
+def request_integration_deletion(*, integration: Integration, user) -> DeletionRun:
+    """Hide the integration and its traces at once and queue their deletion.
+
+    Only the integration's row is marked (its traces are hidden through it, see
+    ``TraceQuerySet.present``): marking 100,000 traces would take the request as long as
+    deleting them. Asked again, the same run is returned, queued again if it had failed.
+    """
+    with transaction.atomic():
+        locked = Integration.objects.select_for_update().filter(pk=integration.pk).first()
+        if locked is None:
+            raise TraceError("This integration was already deleted.")
+        earlier = (
+            DeletionRun.objects.filter(kind=DeletionRun.Kind.INTEGRATION, integration=locked)
+            .order_by("-pk")
+            .first()
+        )
+        if locked.deletion_requested_at is not None and earlier is not None:
+            return resume_deletion(earlier)
+        run = DeletionRun.objects.create(
+            workspace_id=locked.workspace_id,
+            kind=DeletionRun.Kind.INTEGRATION,
+            integration=locked,
+            name=f"integration “{locked.name}”"[:300],
+            user=user,
+        )
+        mark_integration_deleted(integration=locked)
+        transaction.on_commit(lambda: enqueue(DELETION_TASK, run.pk))
+    logger.info("integration deletion queued run=%s integration=%s", run.pk, locked.pk)
+    return run
+
+
 def resume_deletion(run: DeletionRun) -> DeletionRun:
     """Return ``run``; a failed one is queued again to carry on from what is left."""
     if not transaction.get_connection().in_atomic_block:
@@ -162,8 +197,11 @@ def execute_deletion(
 
         if run.kind == DeletionRun.Kind.EVAL_SET:
             _delete_eval_set(run, mine, batches)
+        elif run.kind == DeletionRun.Kind.INTEGRATION:
+            _delete_integration(run, mine, batches)
         else:
-            batches(lambda: _delete_traces_batch(run))
+            marked = Trace.objects.filter(workspace_id=run.workspace_id, deletion=run)
+            batches(lambda: _delete_traces_batch(run.workspace_id, marked))
         if heartbeat is not None and heartbeat.lost:
             return DeletionRun.objects.filter(pk=run_id).first()  # another worker has it
     mine.filter(status=DeletionRun.Status.RUNNING).update(
@@ -191,15 +229,41 @@ def _delete_eval_set(run: DeletionRun, mine, batches) -> None:
     batches(lambda: int(bool(EvalSet.objects.filter(pk=eval_set.pk, deletion=run).delete()[0])))
 
 
-def _delete_traces_batch(run: DeletionRun) -> int:
-    rows = Trace.objects.filter(workspace_id=run.workspace_id, deletion=run)
+def _delete_integration(run: DeletionRun, mine, batches) -> None:
+    if run.integration_id is None:
+        return  # deleted by an earlier attempt
+    traces = Trace.objects.filter(workspace_id=run.workspace_id, integration_id=run.integration_id)
+    # What is left, plus what was done: a taken-over run's bar carries on where it was.
+    mine.update(total=F("done") + traces.count() + 1)
+    batches(lambda: _delete_traces_batch(run.workspace_id, traces))
+    batches(lambda: _delete_integration_row(run, traces))
+
+
+def _delete_integration_row(run: DeletionRun, traces) -> int:
+    # Locked first: a sync's page takes the same lock and, finding it being deleted, stops
+    # (integrations.services._sync); a page committed before is among the traces left.
+    integration = (
+        Integration.objects.select_for_update()
+        .filter(pk=run.integration_id, deletion_requested_at__isnull=False)
+        .first()
+    )
+    if integration is None:
+        return 0
+    deleted = 0
+    while batch := _delete_traces_batch(run.workspace_id, traces):
+        deleted += batch
+    delete_integration(integration=integration)
+    return deleted + 1
+
+
+def _delete_traces_batch(workspace_id: int, rows) -> int:
     batch = list(rows.order_by().values_list("pk", "conversation_id")[:BATCH])
     if not batch:
         return 0
     Trace.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
     conversations = {conversation for _, conversation in batch if conversation}
     if conversations:
-        recount_conversations(run.workspace_id, conversations)
+        recount_conversations(workspace_id, conversations)
     return len(batch)
 
 

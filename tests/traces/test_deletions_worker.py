@@ -68,3 +68,36 @@ def test_traces_are_deleted_by_the_worker_while_the_api_polls(
     )
     assert done["status"] == "succeeded" and done["done"] == done["total"] == 3
     assert list(Trace.objects.filter(workspace=workspace)) == [traces[3]]
+
+
+def test_an_integration_and_its_traces_are_deleted_by_the_worker(
+    celery_worker_process, transactional_db, login, owner, workspace
+):
+    from integrations.models import Integration
+
+    integration = Integration.objects.create(
+        workspace=workspace, name="lf", host="http://127.0.0.1:9", secret_key="sk-lf-secret"
+    )
+    for _ in range(5):
+        TraceFactory(workspace=workspace, integration=integration)
+    uploaded = TraceFactory(workspace=workspace)
+    client = login(owner)
+
+    response = client.post(
+        reverse("integrations:delete", args=[workspace.slug, integration.pk]),
+        {"confirmed": "yes"},
+    )
+
+    assert response.status_code == 302
+    run = DeletionRun.objects.get()
+    wait_for(
+        lambda: DeletionRun.objects.get(pk=run.pk).is_final,
+        timeout=90,
+        message="integration deletion not done on the worker",
+    )
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.done == run.total == 6, run.error
+    assert not Integration.objects.filter(pk=integration.pk).exists()
+    assert list(Trace.objects.filter(workspace=workspace)) == [uploaded]
+    poll = client.get(response["Location"], headers={"HX-Request": "true"})
+    assert "Deleted integration “lf”." in poll.content.decode()
