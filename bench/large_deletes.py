@@ -12,10 +12,13 @@ an eval version with one execution per trace. Then times:
 - the same deletions done in the background (traces.deletions): how long the request takes
   (it marks and queues), how long the worker's run takes and its longest batch (how long
   it holds its locks at a time);
+- with ``--only integration``: the integration deleted in one request (its traces kept,
+  unlinked: what the request did before December 2026), then in the background (the
+  request marks it; the worker deletes its traces in batches, then it);
 - a workspace import of the export archive (manage.py import_workspace, in a process of
   its own): wall time and the process's peak RSS, next to a process that imports nothing.
 
-    python bench/large_deletes.py [--quick] [--traces N] [--only deletes|import]
+    python bench/large_deletes.py [--quick] [--traces N] [--only deletes|import|integration]
         [--compare-import DIR]
     (PG_URL defaults to postgres://postgres@127.0.0.1:5432; BENCH_DB_PREFIX names the
     database, iofold_bench_deletes by default)
@@ -225,8 +228,9 @@ def measure_import(ctx: dict, db_name: str, code: Path) -> dict:
     }
 
 
-def measure_background(ctx: dict) -> dict:
-    """Delete the eval set, then every trace, as the background runs do; time each part."""
+def measure_background(ctx: dict, kinds: list[str]) -> dict:
+    """Delete the eval set, every trace or the integration (``kinds``, in order) as the
+    background runs do; time each part."""
     try:
         from traces import deletions
     except ImportError:
@@ -237,25 +241,24 @@ def measure_background(ctx: dict) -> dict:
     # A process's first enqueue imports every tasks module: a cost of the first request a
     # web process serves, not of a deletion.
     registered_task(deletions.DELETION_TASK)
+    starts = {
+        "eval_set": lambda: deletions.request_eval_set_deletion(
+            eval_set=ctx["eval_set"], user=ctx["owner"]
+        ),
+        "traces": lambda: deletions.request_traces_deletion(
+            workspace=ctx["workspace"],
+            trace_ids=list(
+                Trace.objects.for_workspace(ctx["workspace"]).values_list("pk", flat=True)
+            ),
+            user=ctx["owner"],
+        ),
+        "integration": lambda: deletions.request_integration_deletion(
+            integration=ctx["integration"], user=ctx["owner"]
+        ),
+    }
     out = {}
-    for name, start in (
-        (
-            "eval_set",
-            lambda: deletions.request_eval_set_deletion(
-                eval_set=ctx["eval_set"], user=ctx["owner"]
-            ),
-        ),
-        (
-            "traces",
-            lambda: deletions.request_traces_deletion(
-                workspace=ctx["workspace"],
-                trace_ids=list(
-                    Trace.objects.for_workspace(ctx["workspace"]).values_list("pk", flat=True)
-                ),
-                user=ctx["owner"],
-            ),
-        ),
-    ):
+    for name in kinds:
+        start = starts[name]
         started = time.perf_counter()
         run = start()
         request_s = time.perf_counter() - started
@@ -279,7 +282,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 traces")
     parser.add_argument("--traces", type=int, default=None)
     parser.add_argument(
-        "--only", choices=["deletes", "import"], help="measure the deletions or the import only"
+        "--only",
+        choices=["deletes", "import", "integration"],
+        help="measure the deletions, the import, or the integration's deletion only",
     )
     parser.add_argument(
         "--compare-import",
@@ -303,6 +308,18 @@ def main() -> None:
         from traces.models import Trace
 
         workspace = ctx["workspace"]
+        if args.only == "integration":
+            result["in_request_s"] = {
+                "delete integration": in_request(
+                    lambda: delete_integration(
+                        integration=type(ctx["integration"]).objects.get(pk=ctx["integration"].pk)
+                    )
+                )
+            }
+            print(f"  in one request: delete integration {result['in_request_s']} s")
+            result.update(measure_background(ctx, ["integration"]))
+            print(f"  background_integration: {result.get('background_integration')}")
+            return
         if args.only != "deletes":
             result.update(measure_import(ctx, db_name, ROOT))
             print(
@@ -332,7 +349,7 @@ def main() -> None:
         }
         for name, seconds in result["in_request_s"].items():
             print(f"  in one request: {name:<22} {seconds:>8.2f} s")
-        for name, figures in measure_background(ctx).items():
+        for name, figures in measure_background(ctx, ["eval_set", "traces"]).items():
             result[name] = figures
             print(f"  {name}: {figures}")
 
