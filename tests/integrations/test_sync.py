@@ -279,3 +279,22 @@ def test_a_sync_taken_over_by_another_worker_stops_after_its_page(
 
     assert pages == [1]
     assert result.status == "running" and result.owner == "another-worker"
+
+
+def test_a_sync_under_way_stops_at_its_next_page_once_its_integration_is_being_deleted(
+    fake_langfuse, make_integration
+):
+    fake = fake_langfuse(traces=120, observations=2)
+    integration = make_integration(fake)
+
+    def delete_after_the_first_page(run, pages):
+        if pages == 1:
+            services.mark_integration_deleted(integration=integration)
+
+    run = sync(integration, page_limit=50, on_page=delete_after_the_first_page)
+
+    assert run.status == SyncRun.Status.FAILED and "being deleted" in run.error
+    assert run.pages == 1
+    assert 0 < synced(integration).count() == run.created_count < 120  # the first page only
+    with pytest.raises(services.IntegrationError, match="being deleted"):
+        services.start_sync(integration=integration)
