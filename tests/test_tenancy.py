@@ -159,6 +159,17 @@ def _deletion_pk(ws):
     }
 
 
+def _deleting_integration_pk(ws):
+    """An integration whose deletion (with its traces) is queued: asking again answers."""
+    from integrations.models import Integration
+    from iofold.composition import request_integration_deletion
+
+    owner = Membership.objects.for_workspace(ws).first().user
+    pk = _integration_pk(ws)["pk"]
+    request_integration_deletion(Integration.objects.get(pk=pk), owner)
+    return {"pk": pk}
+
+
 def _api_deletion_pk(ws):
     return {"pk": _deletion_pk(ws)["run_pk"]}
 
@@ -326,6 +337,7 @@ UI_CASES = [
     Case("integrations:enable", "post", _integration_pk),
     Case("integrations:delete", "post", _integration_pk),
     Case("integrations:delete", "get", _integration_pk),
+    Case("integrations:delete", "post", _deleting_integration_pk),
     Case("integrations:run_progress", kwargs=_sync_run_kwargs),
     Case("integrations:upload_run", kwargs=_upload_run_kwargs),
     Case("traces:list"),
@@ -458,6 +470,7 @@ API_CASES = [
     Case("api-openai-agents-source", "post"),
     Case("api-integration", "patch", _integration_pk, lambda ws: {"name": "z"}),
     Case("api-integration", "delete", _integration_pk),
+    Case("api-integration", "delete", _deleting_integration_pk),
     Case("api-integration-test", "post", _integration_pk),
     Case("api-integration-sync", "post", _integration_pk),
     Case("api-integration-runs", kwargs=_integration_pk),
