@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('integrations', '0009_integration_deletion_requested_at'),
-        ('traces', '0026_deletion_runs'),
+        ('traces', '0027_response_waits'),
     ]
 
     operations = [
