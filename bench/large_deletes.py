@@ -14,7 +14,7 @@ an eval version with one execution per trace. Then times:
   it holds its locks at a time);
 - with ``--only integration``: the integration deleted in one request (its traces kept,
   unlinked: what the request did before December 2026), then in the background (the
-  request marks it; the worker deletes its traces in batches, then it);
+  request marks it; the worker unlinks its traces in batches, then deletes it);
 - a workspace import of the export archive (manage.py import_workspace, in a process of
   its own): wall time and the process's peak RSS, next to a process that imports nothing.
 

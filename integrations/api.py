@@ -258,9 +258,10 @@ class IntegrationDetailApi(IntegrationMixin, APIView):
         return Response(IntegrationOut(integration).data)
 
     @extend_schema(
-        summary="Delete the integration with its traces, in the background",
-        description="The integration is hidden at once (no more syncs, scores or "
-        "evaluation of its traces) and a worker deletes its traces in batches, then it. "
+        summary="Delete the integration in the background; its traces are kept",
+        description="The integration is hidden at once (no more syncs, nor scores sent to "
+        "it) and a worker unlinks its traces in batches (they are kept, with their labels), "
+        "then deletes it. "
         "Answers 202 with the deletion (as GET /api/v1/deletions/<id>/ shows it) and its "
         "Location to poll until its status is succeeded or failed. Asking again returns "
         "the same deletion (queued again if it failed).",

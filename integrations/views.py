@@ -330,15 +330,14 @@ def enable(request, pk: int):
 @require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def delete(request, pk: int):
-    """Delete the integration with its traces: hidden at once, deleted by a worker."""
+    """Delete the integration: hidden at once, deleted by a worker; its traces are kept."""
     # Found while being deleted too: a second click leads to the same deletion's page.
     integration = get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
     if not confirmed(request):
         return ask_first(
             request,
             question=f"Delete {integration.name}?",
-            detail="Its traces are deleted with it, with their labels and verdicts; this "
-            "cannot be undone. Disable it instead to keep them and stop syncing.",
+            detail="Its traces are kept, with their labels, no longer linked to it.",
             button="Delete",
             back_url=reverse("integrations:detail", args=[request.workspace.slug, pk]),
         )
@@ -348,7 +347,7 @@ def delete(request, pk: int):
         messages.error(request, exc.message)
         return redirect("integrations:list", slug=request.workspace.slug)
     messages.success(
-        request, f"“{integration.name}” is hidden; its traces are being deleted, then it is."
+        request, f"“{integration.name}” is hidden and being deleted; its traces are kept."
     )
     return redirect("traces:deletion", slug=request.workspace.slug, run_pk=run.pk)
 

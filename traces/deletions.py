@@ -1,5 +1,5 @@
-"""Delete an eval set, many traces, or an integration with its traces, on a worker, in
-batches (a ``DeletionRun``).
+"""Delete an eval set, many traces, or an integration (its traces kept, unlinked), on a
+worker, in batches (a ``DeletionRun``).
 
 At 100,000 traces a deletion in the web request outlived the server's timeout, held its
 locks throughout and, cut off, left its work half done. The request instead marks what is
@@ -120,11 +120,11 @@ def request_traces_deletion(*, workspace, trace_ids: Iterable[int], user) -> Del
 
 
 def request_integration_deletion(*, integration: Integration, user) -> DeletionRun:
-    """Hide the integration and its traces at once and queue their deletion.
+    """Hide the integration at once and queue its deletion; its traces are kept.
 
-    Only the integration's row is marked (its traces are hidden through it, see
-    ``TraceQuerySet.present``): marking 100,000 traces would take the request as long as
-    deleting them. Asked again, the same run is returned, queued again if it had failed.
+    The worker unlinks its traces in batches (100,000 in one ``UPDATE`` outlive a request),
+    then deletes it. The traces stay visible throughout, with their labels. Asked again,
+    the same run is returned, queued again if it had failed.
     """
     with transaction.atomic():
         locked = Integration.objects.select_for_update().filter(pk=integration.pk).first()
@@ -235,8 +235,14 @@ def _delete_integration(run: DeletionRun, mine, batches) -> None:
     traces = Trace.objects.filter(workspace_id=run.workspace_id, integration_id=run.integration_id)
     # What is left, plus what was done: a taken-over run's bar carries on where it was.
     mine.update(total=F("done") + traces.count() + 1)
-    batches(lambda: _delete_traces_batch(run.workspace_id, traces))
+    batches(lambda: _unlink_traces_batch(traces))
     batches(lambda: _delete_integration_row(run, traces))
+
+
+def _unlink_traces_batch(rows) -> int:
+    """Unlink up to ``BATCH`` of an integration's traces: kept, with their labels."""
+    batch = list(rows.order_by().values_list("pk", flat=True)[:BATCH])
+    return Trace.objects.filter(pk__in=batch).update(integration=None) if batch else 0
 
 
 def _delete_integration_row(run: DeletionRun, traces) -> int:
@@ -249,11 +255,11 @@ def _delete_integration_row(run: DeletionRun, traces) -> int:
     )
     if integration is None:
         return 0
-    deleted = 0
-    while batch := _delete_traces_batch(run.workspace_id, traces):
-        deleted += batch
+    unlinked = 0
+    while batch := _unlink_traces_batch(traces):
+        unlinked += batch
     delete_integration(integration=integration)
-    return deleted + 1
+    return unlinked + 1
 
 
 def _delete_traces_batch(workspace_id: int, rows) -> int:

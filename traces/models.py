@@ -30,10 +30,8 @@ class TraceQuerySet(WorkspaceQuerySet):
         return self.filter(has_error=True)
 
     def present(self):
-        """Traces not being deleted (traces.deletions hides them at once), alone or with
-        their integration: that one is marked, not its traces, so the request stays short."""
-        deleting = Integration.objects.filter(deletion_requested_at__isnull=False)
-        return self.filter(deletion__isnull=True).exclude(integration__in=deleting.values("pk"))
+        """Traces not being deleted (traces.deletions hides them at once)."""
+        return self.filter(deletion__isnull=True)
 
     def _feedback_exists(self, eval_set=None, user=None):
         feedback = Feedback.objects.filter(trace=OuterRef("pk"))
@@ -589,7 +587,7 @@ class DeletionRun(BackgroundRun, WorkspaceOwned):
         INTEGRATION = "integration", "Integration"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    # The integration an INTEGRATION run deletes with its traces; unset once it is gone.
+    # The integration an INTEGRATION run deletes (its traces kept); unset once it is gone.
     integration = models.ForeignKey(
         Integration, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

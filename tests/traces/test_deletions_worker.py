@@ -70,7 +70,7 @@ def test_traces_are_deleted_by_the_worker_while_the_api_polls(
     assert list(Trace.objects.filter(workspace=workspace)) == [traces[3]]
 
 
-def test_an_integration_and_its_traces_are_deleted_by_the_worker(
+def test_an_integration_is_deleted_by_the_worker_and_its_traces_kept_unlinked(
     celery_worker_process, transactional_db, login, owner, workspace
 ):
     from integrations.models import Integration
@@ -78,8 +78,7 @@ def test_an_integration_and_its_traces_are_deleted_by_the_worker(
     integration = Integration.objects.create(
         workspace=workspace, name="lf", host="http://127.0.0.1:9", secret_key="sk-lf-secret"
     )
-    for _ in range(5):
-        TraceFactory(workspace=workspace, integration=integration)
+    synced = [TraceFactory(workspace=workspace, integration=integration) for _ in range(5)]
     uploaded = TraceFactory(workspace=workspace)
     client = login(owner)
 
@@ -98,6 +97,7 @@ def test_an_integration_and_its_traces_are_deleted_by_the_worker(
     run.refresh_from_db()
     assert run.status == "succeeded" and run.done == run.total == 6, run.error
     assert not Integration.objects.filter(pk=integration.pk).exists()
-    assert list(Trace.objects.filter(workspace=workspace)) == [uploaded]
+    kept = Trace.objects.filter(workspace=workspace, integration__isnull=True)
+    assert set(kept) == {*synced, uploaded}
     poll = client.get(response["Location"], headers={"HX-Request": "true"})
     assert "Deleted integration “lf”." in poll.content.decode()

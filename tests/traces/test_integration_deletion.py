@@ -1,4 +1,5 @@
-"""Deleting an integration: hidden at once, its traces then it deleted by a DeletionRun."""
+"""Deleting an integration: hidden at once, then a DeletionRun unlinks its traces (kept,
+with their labels) and deletes it."""
 
 import logging
 
@@ -53,7 +54,7 @@ def synced(workspace, owner):
     return integration, traces, eval_set
 
 
-def test_an_integration_is_hidden_at_once_and_deleted_with_its_traces_by_the_run(
+def test_an_integration_is_hidden_at_once_and_its_traces_are_kept_with_their_labels(
     synced, workspace, owner
 ):
     integration, traces, eval_set = synced
@@ -63,22 +64,25 @@ def test_an_integration_is_hidden_at_once_and_deleted_with_its_traces_by_the_run
 
     assert run.status == DeletionRun.Status.QUEUED and run.kind == "integration"
     assert not Integration.objects.for_workspace(workspace).present().exists()
-    assert list(Trace.objects.for_workspace(workspace).present()) == [uploaded]
-    assert not Trace.objects.in_eval_set(eval_set).exists()  # no longer evaluated
+    # Its traces stay in the list and the eval set while the run is under way.
+    assert Trace.objects.for_workspace(workspace).present().count() == 6
+    assert list(Trace.objects.in_eval_set(eval_set)) == [traces[0]]
     assert not PeriodicTask.objects.filter(args=f"[{integration.pk}]").exists()
     with pytest.raises(IntegrationError, match="being deleted"):
         services.start_sync(integration=integration)
-    assert Trace.objects.filter(integration=integration).count() == 5  # nothing deleted yet
 
     batches = []
     run = deletions.execute_deletion(run_id=run.pk, on_batch=batches.append)
 
     assert run.status == DeletionRun.Status.SUCCEEDED
-    assert run.done == run.total == 6  # five traces and the integration
+    assert run.done == run.total == 6  # five traces unlinked and the integration
     assert len(batches) > 3  # in batches, not one transaction
     assert not Integration.objects.filter(pk=integration.pk).exists()
-    assert list(Trace.objects.filter(workspace=workspace)) == [uploaded]
-    assert not Feedback.objects.filter(workspace=workspace).exists()
+    kept = Trace.objects.for_workspace(workspace).present()
+    assert set(kept) == {*traces, uploaded}
+    assert not kept.filter(integration__isnull=False).exists()  # unlinked
+    assert Feedback.objects.get(workspace=workspace).trace == traces[0]  # the label kept
+    assert list(Trace.objects.in_eval_set(eval_set)) == [traces[0]]
     assert not SyncRun.objects.filter(workspace=workspace).exists()
 
 
@@ -95,8 +99,8 @@ def test_a_second_request_returns_the_same_integration_deletion(synced, owner):
 def test_an_integration_deletion_whose_worker_died_carries_on(synced, workspace, owner):
     integration, traces, _ = synced
     run = deletions.request_integration_deletion(integration=integration, user=owner)
-    # The dead worker had deleted two traces and counted them.
-    Trace.objects.filter(pk__in=[t.pk for t in traces[:2]]).delete()
+    # The dead worker had unlinked two traces and counted them.
+    Trace.objects.filter(pk__in=[t.pk for t in traces[:2]]).update(integration=None)
     DeletionRun.objects.filter(pk=run.pk).update(status="running", owner=dead_owner(), done=2)
 
     done = deletions.execute_deletion(run_id=run.pk)
@@ -104,7 +108,7 @@ def test_an_integration_deletion_whose_worker_died_carries_on(synced, workspace,
     assert done.status == DeletionRun.Status.SUCCEEDED and done.takeovers == 1
     assert done.done == done.total == 6
     assert not Integration.objects.filter(pk=integration.pk).exists()
-    assert not Trace.objects.filter(workspace=workspace).exists()
+    assert Trace.objects.filter(workspace=workspace, integration__isnull=True).count() == 5
 
 
 def test_scores_for_an_integration_being_deleted_are_not_sent(synced, owner):
@@ -128,7 +132,7 @@ def test_the_page_returns_before_the_traces_are_gone_and_shows_the_progress(
     caplog.set_level(logging.DEBUG)
 
     asked = client.get(url)
-    assert "Its traces are deleted with it" in asked.content.decode()
+    assert "Its traces are kept" in asked.content.decode()
     response = client.post(url, {"confirmed": "yes"})
 
     run = DeletionRun.objects.get()
@@ -136,7 +140,7 @@ def test_the_page_returns_before_the_traces_are_gone_and_shows_the_progress(
     assert response["Location"] == reverse("traces:deletion", args=[workspace.slug, run.pk])
     assert Trace.objects.filter(integration=integration).count() == 5  # the worker's job
     page = client.get(response["Location"]).content.decode()
-    assert "its traces are being deleted" in page
+    assert "its traces are kept" in page
     assert "Deleting integration “Langfuse prod”" in page
     listed = client.get(reverse("integrations:list", args=[workspace.slug])).content.decode()
     assert "Langfuse prod" not in listed
