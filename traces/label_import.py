@@ -191,7 +191,8 @@ def score_sources(workspace) -> list:
     from integrations.models import Integration
 
     kinds = [k for k in ADAPTERS if get_adapter_class(k).capabilities.read_scores]
-    return list(Integration.objects.for_workspace(workspace).filter(kind__in=kinds))
+    # Not one being deleted: its traces stay, but nothing is read through it any more.
+    return list(Integration.objects.for_workspace(workspace).present().filter(kind__in=kinds))
 
 
 def _checked(eval_set: EvalSet, integration, score_name: str, mapping: str):

@@ -14,6 +14,7 @@ from tests.conftest import dead_owner
 from tests.integrations.helpers import PUBLIC_KEY, SECRET_KEY
 from tests.traces.factories import EvalSetFactory, TraceFactory
 from traces import deletions
+from traces.label_import import score_sources
 from traces.models import DeletionRun, EvalSetTrace, Feedback, Trace
 from workspaces.services import issue_token
 
@@ -201,3 +202,14 @@ def test_another_workspace_can_neither_see_nor_start_the_deletion(
     assert api_client.delete(reverse("api-integration", args=[integration.pk])).status_code == 404
     assert api_client.get(f"/api/v1/deletions/{run.pk}/").status_code == 404
     assert DeletionRun.objects.count() == 1
+
+
+def test_an_integration_being_deleted_is_no_longer_offered_to_import_labels_from(
+    synced, workspace, owner
+):
+    integration, _, _ = synced
+    assert score_sources(workspace) == [integration]
+
+    deletions.request_integration_deletion(integration=integration, user=owner)
+
+    assert score_sources(workspace) == []
