@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import (
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
@@ -21,7 +22,7 @@ from integrations.exceptions import IntegrationError
 from integrations.models import Integration, SyncRun
 from integrations.receiver_pages import agents_setup_example
 from integrations.validators import validate_public_key, validate_secret_key
-from iofold.api import LOCATION, BodyIn
+from iofold.api import LOCATION, BodyIn, choice_param
 from iofold.composition import deletion_data, request_integration_deletion
 from workspaces.access import WorkspaceScopedMixin
 
@@ -261,17 +262,24 @@ class IntegrationDetailApi(IntegrationMixin, APIView):
         summary="Delete the integration in the background; its traces are kept",
         description="The integration is hidden at once (no more syncs, nor scores sent to "
         "it) and a worker unlinks its traces in batches (they are kept, with their labels), "
-        "then deletes it. "
+        "then deletes it; with ?traces=delete its traces are hidden at once and deleted "
+        "instead, with their labels and verdicts. "
         "Answers 202 with the deletion (as GET /api/v1/deletions/<id>/ shows it) and its "
         "Location to poll until its status is succeeded or failed. Asking again returns "
         "the same deletion (queued again if it failed).",
         responses={202: OpenApiResponse(description="The deletion, queued or running.")},
-        parameters=[LOCATION],
+        parameters=[
+            LOCATION,
+            OpenApiParameter(
+                "traces", str, enum=["keep", "delete"], description="keep (the default)"
+            ),
+        ],
     )
     def delete(self, request, pk: int):
+        delete_traces = choice_param(request, "traces", ("keep", "delete")) == "delete"
         # Found while being deleted too: asking again returns the same deletion.
         integration = self.get_integration(deleting=True)
-        run = request_integration_deletion(integration, request.user)
+        run = request_integration_deletion(integration, request.user, delete_traces=delete_traces)
         out = deletion_data(run)
         return Response(out, status=status.HTTP_202_ACCEPTED, headers={"Location": out["url"]})
 

@@ -330,24 +330,31 @@ def enable(request, pk: int):
 @require_http_methods(["GET", "POST"])  # GET: the question only
 @workspace_view(manage=True)
 def delete(request, pk: int):
-    """Delete the integration: hidden at once, deleted by a worker; its traces are kept."""
+    """Delete the integration: hidden at once, deleted by a worker; its traces are kept
+    unless ``traces=delete`` (its own button) asks to delete them too."""
     # Found while being deleted too: a second click leads to the same deletion's page.
     integration = get_object_or_404(Integration.objects.for_workspace(request.workspace), pk=pk)
+    delete_traces = (request.POST or request.GET).get("traces") == "delete"
     if not confirmed(request):
         return ask_first(
             request,
             question=f"Delete {integration.name}?",
-            detail="Its traces are kept, with their labels, no longer linked to it.",
+            detail="Its traces are deleted with it, with their labels and verdicts; this "
+            "cannot be undone."
+            if delete_traces
+            else "Its traces are kept, with their labels, no longer linked to it.",
             button="Delete",
             back_url=reverse("integrations:detail", args=[request.workspace.slug, pk]),
+            keep={"traces": "delete"} if delete_traces else None,
         )
     try:
-        run = request_integration_deletion(integration, request.user)
+        run = request_integration_deletion(integration, request.user, delete_traces=delete_traces)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("integrations:list", slug=request.workspace.slug)
+    traces = "being deleted" if run.delete_traces else "kept"
     messages.success(
-        request, f"“{integration.name}” is hidden and being deleted; its traces are kept."
+        request, f"“{integration.name}” is hidden and being deleted; its traces are {traces}."
     )
     return redirect("traces:deletion", slug=request.workspace.slug, run_pk=run.pk)
 

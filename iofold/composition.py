@@ -186,13 +186,14 @@ def trace_origins(workspace) -> list[dict]:
     ]
 
 
-def request_integration_deletion(integration, user):
-    """Hide an integration and queue its deletion with its traces; return the traces app's
-    ``DeletionRun``. The integrations app's page and API call it: they may not import
-    traces, whose worker deletes the traces before the integration."""
+def request_integration_deletion(integration, user, *, delete_traces: bool = False):
+    """Hide an integration and queue its deletion, its traces kept (unlinked) or, with
+    ``delete_traces``, deleted; return the traces app's ``DeletionRun``. The integrations
+    app's page and API call it: they may not import traces, whose worker unlinks or deletes
+    the traces before the integration."""
     from traces.deletions import request_integration_deletion as request
 
-    return request(integration=integration, user=user)
+    return request(integration=integration, user=user, delete_traces=delete_traces)
 
 
 def deletion_data(run) -> dict:

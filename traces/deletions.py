@@ -119,12 +119,16 @@ def request_traces_deletion(*, workspace, trace_ids: Iterable[int], user) -> Del
     return run
 
 
-def request_integration_deletion(*, integration: Integration, user) -> DeletionRun:
+def request_integration_deletion(
+    *, integration: Integration, user, delete_traces: bool = False
+) -> DeletionRun:
     """Hide the integration at once and queue its deletion; its traces are kept.
 
     The worker unlinks its traces in batches (100,000 in one ``UPDATE`` outlive a request),
-    then deletes it. The traces stay visible throughout, with their labels. Asked again,
-    the same run is returned, queued again if it had failed.
+    then deletes it. The traces stay visible throughout, with their labels. With
+    ``delete_traces`` (asked for explicitly) they are hidden at once through the run (see
+    ``TraceQuerySet.present``) and deleted instead. Asked again, the same run is returned
+    (with its first choice), queued again if it had failed.
     """
     with transaction.atomic():
         locked = Integration.objects.select_for_update().filter(pk=integration.pk).first()
@@ -141,6 +145,7 @@ def request_integration_deletion(*, integration: Integration, user) -> DeletionR
             workspace_id=locked.workspace_id,
             kind=DeletionRun.Kind.INTEGRATION,
             integration=locked,
+            delete_traces=delete_traces,
             name=f"integration “{locked.name}”"[:300],
             user=user,
         )
@@ -235,8 +240,14 @@ def _delete_integration(run: DeletionRun, mine, batches) -> None:
     traces = Trace.objects.filter(workspace_id=run.workspace_id, integration_id=run.integration_id)
     # What is left, plus what was done: a taken-over run's bar carries on where it was.
     mine.update(total=F("done") + traces.count() + 1)
-    batches(lambda: _unlink_traces_batch(traces))
-    batches(lambda: _delete_integration_row(run, traces))
+
+    def step() -> int:
+        if run.delete_traces:
+            return _delete_traces_batch(run.workspace_id, traces)
+        return _unlink_traces_batch(traces)
+
+    batches(step)
+    batches(lambda: _delete_integration_row(run, step))
 
 
 def _unlink_traces_batch(rows) -> int:
@@ -245,7 +256,7 @@ def _unlink_traces_batch(rows) -> int:
     return Trace.objects.filter(pk__in=batch).update(integration=None) if batch else 0
 
 
-def _delete_integration_row(run: DeletionRun, traces) -> int:
+def _delete_integration_row(run: DeletionRun, step: Callable[[], int]) -> int:
     # Locked first: a sync's page takes the same lock and, finding it being deleted, stops
     # (integrations.services._sync); a page committed before is among the traces left.
     integration = (
@@ -255,11 +266,11 @@ def _delete_integration_row(run: DeletionRun, traces) -> int:
     )
     if integration is None:
         return 0
-    unlinked = 0
-    while batch := _unlink_traces_batch(traces):
-        unlinked += batch
+    done = 0
+    while batch := step():
+        done += batch
     delete_integration(integration=integration)
-    return unlinked + 1
+    return done + 1
 
 
 def _delete_traces_batch(workspace_id: int, rows) -> int:

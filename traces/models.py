@@ -30,8 +30,13 @@ class TraceQuerySet(WorkspaceQuerySet):
         return self.filter(has_error=True)
 
     def present(self):
-        """Traces not being deleted (traces.deletions hides them at once)."""
-        return self.filter(deletion__isnull=True)
+        """Traces not being deleted (traces.deletions hides them at once), alone or with an
+        integration whose deletion was asked to take them: that run is marked, not its
+        traces, so the request stays short. An integration deleted alone keeps them here."""
+        taking = DeletionRun.objects.filter(delete_traces=True, integration__isnull=False)
+        return self.filter(deletion__isnull=True).exclude(
+            integration__in=taking.values("integration")
+        )
 
     def _feedback_exists(self, eval_set=None, user=None):
         feedback = Feedback.objects.filter(trace=OuterRef("pk"))
@@ -591,6 +596,8 @@ class DeletionRun(BackgroundRun, WorkspaceOwned):
     integration = models.ForeignKey(
         Integration, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Asked for explicitly: the run deletes the integration's traces instead of unlinking.
+    delete_traces = models.BooleanField(default=False)
     # What it deletes, in words, for its page once the rows are gone.
     name = models.CharField(max_length=300)
     user = models.ForeignKey(

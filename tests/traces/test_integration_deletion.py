@@ -213,3 +213,56 @@ def test_an_integration_being_deleted_is_no_longer_offered_to_import_labels_from
     deletions.request_integration_deletion(integration=integration, user=owner)
 
     assert score_sources(workspace) == []
+
+
+# --- deleting its traces too, when asked ---------------------------------------------------
+
+
+def test_asked_to_delete_its_traces_too_they_are_hidden_at_once_then_deleted(
+    synced, workspace, owner
+):
+    integration, _, eval_set = synced
+    uploaded = TraceFactory(workspace=workspace)
+
+    run = deletions.request_integration_deletion(
+        integration=integration, user=owner, delete_traces=True
+    )
+
+    assert list(Trace.objects.for_workspace(workspace).present()) == [uploaded]
+    assert not Trace.objects.in_eval_set(eval_set).exists()
+    run = deletions.execute_deletion(run_id=run.pk)
+    assert run.status == DeletionRun.Status.SUCCEEDED and run.done == run.total == 6
+    assert not Integration.objects.filter(pk=integration.pk).exists()
+    assert list(Trace.objects.filter(workspace=workspace)) == [uploaded]
+    assert not Feedback.objects.filter(workspace=workspace).exists()
+
+
+def test_the_api_deletes_its_traces_only_when_asked(api_client, synced, workspace, owner):
+    integration, _, _ = synced
+    raw = issue_token(workspace=workspace, name="ci", created_by=owner, role="admin")[1]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    url = reverse("api-integration", args=[integration.pk])
+
+    bad = api_client.delete(f"{url}?traces=drop")
+    assert bad.status_code == 400 and "traces" in bad.json()
+    assert Integration.objects.present().filter(pk=integration.pk).exists()
+    response = api_client.delete(f"{url}?traces=delete")
+
+    assert response.status_code == 202
+    deletions.execute_deletion(run_id=response.json()["id"])
+    assert not Trace.objects.filter(workspace=workspace).exists()
+
+
+def test_the_page_asks_before_deleting_its_traces_too(login, synced, workspace, owner):
+    integration, _, _ = synced
+    client = login(owner)
+    url = reverse("integrations:delete", args=[workspace.slug, integration.pk])
+    detail = reverse("integrations:detail", args=[workspace.slug, integration.pk])
+    assert 'name="traces" value="delete"' in client.get(detail).content.decode()
+
+    asked = client.post(url, {"traces": "delete"}).content.decode()
+    assert "Its traces are deleted with it" in asked and 'value="delete"' in asked
+    client.post(url, {"traces": "delete", "confirmed": "yes"})
+
+    deletions.execute_deletion(run_id=DeletionRun.objects.get().pk)
+    assert not Trace.objects.filter(workspace=workspace).exists()
