@@ -439,6 +439,41 @@ class VerdictDay(WorkspaceOwned):
         return f"{self.eval_id} on {self.day}: {self.passed}/{self.failed}/{self.errored}"
 
 
+class VerdictSpendDayQuerySet(WorkspaceQuerySet):
+    pass
+
+
+class VerdictSpendDay(WorkspaceOwned):
+    """What one eval version's verdicts last written on one day (UTC) cost: how many,
+    their judge calls, dollars and unpriced calls. The operations dashboard's month of
+    spend is the sum of the month's days, not a read of every verdict written this month.
+
+    Keyed by the day of the verdict's ``updated_at``, as the spend always counted: a
+    re-run moves its verdict's (new) cost to the re-run's day. Kept by triggers on the
+    verdicts' table (migration 0024_verdict_spend_days), like ``VerdictDay``.
+    """
+
+    eval = models.ForeignKey(
+        Eval, on_delete=models.CASCADE, related_name="spend_days", db_index=False
+    )
+    day = models.DateField()
+    verdicts = models.BigIntegerField(default=0)
+    judge_calls = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=28, decimal_places=10, default=0)
+    unpriced_calls = models.BigIntegerField(default=0)
+
+    objects = VerdictSpendDayQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["eval", "day"], name="evals_verdictspendday_one")
+        ]
+        indexes = [models.Index(fields=["workspace", "day"], name="verdictspendday_ws_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.eval_id} on {self.day}: {self.verdicts} verdicts, ${self.cost_usd}"
+
+
 class JudgeResponseQuerySet(WorkspaceQuerySet):
     pass
 

@@ -50,6 +50,7 @@ from evals.models import (
     JudgeTemplate,
     ProviderSettings,
     VerdictDay,
+    VerdictSpendDay,
 )
 from evals.models import Eval as EvalVersion
 from integrations.adapters import get_adapter_class
@@ -111,6 +112,7 @@ NOT_EXPORTED: set[type[models.Model]] = {
     ScoreImportRun,  # its labels are exported; the run reads a source of this installation
     JudgeSpendMonth,  # this installation's running total; rebuilt from the runs' costs
     VerdictDay,  # counts of the verdicts, kept by the database as the import writes them
+    VerdictSpendDay,  # the verdicts' spend per day, kept the same way
     DeletionRun,  # work in flight; the rows it marks come in unmarked
     # This installation's workers' protection; the automatic runs it holds are not
     # exported either, so an imported set starts with continuous evaluation running.

@@ -10,7 +10,7 @@ from django.db.models import Count, Q, Sum
 from evals.generation.pricing import unpriced_note
 from evals.judging.ledger import budget_message, month_start, month_to_date
 from evals.judging.session import Budget, JudgeSession
-from evals.models import Eval, EvalExecution, EvalKind, ProviderSettings
+from evals.models import Eval, EvalExecution, EvalKind, ProviderSettings, VerdictSpendDay
 from workspaces.models import Workspace
 
 
@@ -81,13 +81,16 @@ class Spend:
         return unpriced_note(self.unpriced_calls, self.unpriced_models)
 
 
-def _spend(executions) -> Spend:
-    row = executions.aggregate(
-        n=Count("id"),
-        calls=Sum("judge_calls"),
-        cost=Sum("cost_usd"),
-        unpriced=Sum("unpriced_calls"),
-    )
+def _spend(executions, row: dict | None = None) -> Spend:
+    """Return the spend of `executions`; `row`, when given, holds their sums already
+    (n, calls, cost, unpriced), so the verdicts are read only for unpriced models."""
+    if row is None:
+        row = executions.aggregate(
+            n=Count("id"),
+            calls=Sum("judge_calls"),
+            cost=Sum("cost_usd"),
+            unpriced=Sum("unpriced_calls"),
+        )
     unpriced = row["unpriced"] or 0
     models: tuple[str, ...] = ()
     if unpriced:
@@ -122,14 +125,26 @@ class MonthSpend:
 
 
 def month_spend(*, workspace: Workspace) -> MonthSpend:
-    """Return the workspace's spend this month, its budget and what a judged trace costs."""
-    this_month = EvalExecution.objects.for_workspace(workspace).filter(
-        updated_at__gte=month_start()
-    )
+    """Return the workspace's spend this month, its budget and what a judged trace costs.
+
+    The verdicts updated this month are summed from the per-day sums the database keeps
+    (``VerdictSpendDay``, by the day of ``updated_at``): not a read of every verdict a
+    month of runs wrote. Only unpriced calls send it to the verdicts, for their models.
+    """
+    start = month_start()
     judging = Q(eval__kind__in=(EvalKind.JUDGE, EvalKind.HYBRID))
+    days = VerdictSpendDay.objects.for_workspace(workspace).filter(day__gte=start.date())
+    sums = days.aggregate(
+        n=Sum("verdicts", filter=judging),
+        calls=Sum("judge_calls", filter=judging),
+        cost=Sum("cost_usd", filter=judging),
+        unpriced=Sum("unpriced_calls", filter=judging),
+        code=Sum("verdicts", filter=~judging),
+    )
+    this_month = EvalExecution.objects.for_workspace(workspace).filter(updated_at__gte=start)
     return MonthSpend(
         spent=month_to_date(workspace=workspace),
         budget=monthly_budget(workspace=workspace),
-        judged=_spend(this_month.filter(judging)),
-        code_verdicts=this_month.exclude(judging).count(),
+        judged=_spend(this_month.filter(judging), sums),
+        code_verdicts=sums["code"] or 0,
     )
