@@ -126,7 +126,7 @@ def onboarding_steps(workspace) -> list[dict]:
             "title": "Connect a source or upload traces",
             "help": "Sync traces from Langfuse, LangSmith or OpenAI, receive them from an "
             "OpenTelemetry or Agents SDK exporter, or upload a JSONL file of agent runs.",
-            "done": Integration.objects.for_workspace(workspace).exists()
+            "done": Integration.objects.for_workspace(workspace).present().exists()
             or Trace.objects.for_workspace(workspace).exists(),
             "url_name": "integrations:list",
         },

@@ -105,14 +105,19 @@ class DatabaseCollector:
             "Verdicts whose delivery to the source failed since its last clean delivery.",
             labels=labels,
         )
-        rows = Integration.objects.filter(enabled=True).values_list(
-            "pk",
-            "kind",
-            "workspace__slug",
-            "status",
-            "last_synced_at",
-            "created_at",
-            "score_push_failures",
+        # One being deleted stopped syncing on request: its lag would only grow.
+        rows = (
+            Integration.objects.present()
+            .filter(enabled=True)
+            .values_list(
+                "pk",
+                "kind",
+                "workspace__slug",
+                "status",
+                "last_synced_at",
+                "created_at",
+                "score_push_failures",
+            )
         )
         for pk, kind, slug, status, synced, created, failures in rows:
             try:

@@ -71,3 +71,17 @@ def test_members_and_viewers_are_not_offered_the_settings_pages(client, workspac
     page = home_page(member)
     assert not any(link in page for link in settings_links)
     assert f'href="/w/{workspace.slug}/members/"' in page
+
+
+def test_an_integration_being_deleted_does_not_tick_the_connect_step(workspace):
+    from django.utils import timezone
+
+    from integrations.models import Integration
+
+    Integration.objects.create(
+        workspace=workspace, name="leaving", host="http://127.0.0.1:9",
+        deletion_requested_at=timezone.now(),
+    )  # fmt: skip
+
+    # The integrations page no longer lists it: the step it ticked would point at nothing.
+    assert not onboarding_steps(workspace)[0]["done"]

@@ -299,6 +299,24 @@ def test_sync_lag_failing_sources_and_the_backlog_are_scraped(client, workspace)
     assert "iofold_evals_drifting" in text
 
 
+def test_an_integration_being_deleted_has_no_gauges(client, workspace):
+    integration = Integration.objects.create(
+        workspace=workspace,
+        name="leaving",
+        host="http://127.0.0.1:9",
+        public_key="pk",
+        secret_key="s",
+        status=Integration.Status.ERROR,
+        deletion_requested_at=timezone.now(),
+    )
+
+    text = _scrape(client)
+
+    # Its syncs stopped with the request: a growing lag or a failing flag would page
+    # someone about a source the user already removed.
+    assert f'integration="{integration.pk}"' not in text
+
+
 # --- several processes, one scrape -------------------------------------------------------------
 
 

@@ -80,6 +80,7 @@ def dashboard(*, workspace, days: int = RECENT_DAYS, failures: int = 20) -> Dash
         spend=month_spend(workspace=workspace),
         integrations=list(
             Integration.objects.for_workspace(workspace)
+            .present()
             .filter(kind__in=push_back_kinds())
             .only(
                 "id",
