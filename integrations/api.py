@@ -113,6 +113,38 @@ class IntegrationUpdateIn(IntegrationIn):
     """
 
     enabled = serializers.BooleanField(required=False)
+    # The Agents SDK source's only credential: the OpenAI key its response spans are read
+    # with (the UI's "OpenAI key" form). Stored encrypted, never returned.
+    response_key = serializers.CharField(
+        write_only=True,
+        allow_blank=True,
+        max_length=500,
+        help_text="OpenAI Agents SDK only: the OpenAI API key response content is read "
+        "with; empty removes it. Saving one reads again the traces that wait for it.",
+    )
+    response_base_url = serializers.CharField(
+        max_length=300,
+        allow_blank=True,
+        help_text="OpenAI Agents SDK only, with response_key: the API base URL "
+        "(default https://api.openai.com/v1).",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if "response_key" not in attrs and "response_base_url" not in attrs:
+            return attrs
+        if self.context.get("kind") != Integration.Kind.OPENAI_AGENTS:
+            # A refusal of the logic ({"detail": ...}), as set_response_key's own.
+            raise IntegrationError("Only the OpenAI Agents SDK source reads response content.")
+        if attrs.get("response_key"):
+            # Checked before anything is saved, so a bad URL changes nothing.
+            try:
+                attrs["response_base_url"] = services.clean_host(
+                    attrs.get("response_base_url", ""), kind=Integration.Kind.OPENAI
+                )
+            except IntegrationError as exc:
+                raise serializers.ValidationError({"response_base_url": [exc.message]}) from None
+        return attrs
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("partial", True)
@@ -253,7 +285,13 @@ class IntegrationDetailApi(IntegrationMixin, APIView):
         data.is_valid(raise_exception=True)
         changes = dict(data.validated_data)
         enabled = changes.pop("enabled", None)
+        response_base_url = changes.pop("response_base_url", "")
+        response_key = changes.pop("response_key", None)
         integration = services.update_integration(integration=integration, **changes)
+        if response_key is not None:
+            integration = services.set_response_key(
+                integration=integration, host=response_base_url, secret_key=response_key
+            )
         if enabled is not None and enabled != integration.enabled:
             services.set_integration_enabled(integration=integration, enabled=enabled)
         return Response(IntegrationOut(integration).data)

@@ -314,3 +314,95 @@ def test_ingest_takes_a_gzip_body_and_refuses_a_broken_one(token_client, workspa
     assert broken.status_code == 400 and "truncated" in broken.json()["detail"]
     assert post(body, "br").status_code == 415
     assert Trace.objects.for_workspace(workspace).filter(name="zipped").count() == 3
+
+
+# --- the Agents SDK source's response-reading key --------------------------------------------
+
+
+def _agents_source(workspace, **fields) -> Integration:
+    return Integration.objects.create(
+        workspace=workspace, kind=Integration.Kind.OPENAI_AGENTS, name="agents", **fields
+    )
+
+
+def test_patch_sets_the_agents_sources_response_key_and_reads_waiting_traces_again(
+    token_client, workspace, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Before: only the UI could set it; the API refused any key on a receiving source."""
+    from traces import agents_responses
+    from traces.models import ResponseWait
+
+    queued = []
+    monkeypatch.setattr(agents_responses, "enqueue", lambda *args: queued.append(args))
+    source = _agents_source(
+        workspace,
+        host="",
+        secret_key="sk-old-rejected",
+        status=Integration.Status.AUTH_FAILED,
+        response_key_rejections=agents_responses.MAX_KEY_REJECTIONS,
+    )
+    ResponseWait.objects.create(workspace=workspace, integration=source, external_id="t1")
+    url = reverse("api-integration", args=[source.pk])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        patched = token_client.patch(
+            url,
+            {"response_key": "sk-new-key-4321", "response_base_url": "http://127.0.0.1:9/v1"},
+            format="json",
+        )
+
+    assert patched.status_code == 200, patched.content
+    assert "sk-new-key-4321" not in patched.content.decode()
+    assert patched.json()["status"] == Integration.Status.OK
+    source.refresh_from_db()
+    assert source.secret_key == "sk-new-key-4321"  # stored encrypted (test_encryption)
+    assert source.host == "http://127.0.0.1:9/v1"
+    assert source.response_key_rejections == 0
+    # The same re-read the UI's save starts: the traces received while reading was stopped.
+    assert queued == [(agents_responses.REREAD_TASK, source.pk)]
+
+    removed = token_client.patch(url, {"response_key": ""}, format="json")
+    assert removed.status_code == 200
+    source.refresh_from_db()
+    assert (source.secret_key, source.host) == ("", "")
+
+
+def test_patch_refuses_a_response_key_on_other_kinds_and_a_bad_base_url(
+    token_client, workspace, production
+):
+    pk = Integration.objects.create(workspace=workspace, name="lf", host="http://127.0.0.1:9").pk
+    refused = token_client.patch(
+        reverse("api-integration", args=[pk]), {"response_key": "sk-x1234"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "Only the OpenAI Agents SDK source" in refused.content.decode()
+
+    source = _agents_source(workspace, host="")
+    bad = token_client.patch(
+        reverse("api-integration", args=[source.pk]),
+        {"response_key": "sk-x1234", "response_base_url": "http://169.254.169.254/v1"},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert "link-local" in bad.content.decode()
+    source.refresh_from_db()
+    assert source.secret_key == ""  # nothing half-written
+
+
+def test_the_response_key_is_the_workspaces_managers_only(
+    api_client, workspace, other_workspace, owner, outsider
+):
+    from workspaces.models import Membership
+
+    source = _agents_source(workspace, host="")
+    url = reverse("api-integration", args=[source.pk])
+    for ws, by, role, expected in (
+        (other_workspace, outsider, Membership.Role.ADMIN, 404),
+        (workspace, owner, Membership.Role.VIEWER, 403),
+    ):
+        _, raw = issue_token(workspace=ws, name=f"t-{role}", created_by=by, role=role)
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        answer = api_client.patch(url, {"response_key": "sk-x1234"}, format="json")
+        assert answer.status_code == expected, (role, answer.content)
+    source.refresh_from_db()
+    assert source.secret_key == ""
