@@ -353,20 +353,27 @@ def check_connection(
     public_key: str = "",
     kind: str = Integration.Kind.LANGFUSE,
     options: dict[str, Any] | None = None,
+    timeout: float = 10.0,
+    max_attempts: int = 2,
 ) -> ConnectionInfo:
     """Check unsaved settings: return the project they reach or raise ``IntegrationError``."""
     settings = clean_settings(
         kind=kind, host=host, public_key=public_key, secret_key=secret_key, options=options
     )
-    adapter = get_adapter_class(kind).from_settings(settings, timeout=10.0, max_attempts=2)
+    adapter = get_adapter_class(kind).from_settings(
+        settings, timeout=timeout, max_attempts=max_attempts
+    )
     try:
         return adapter.test_connection()
     except AdapterError as exc:
         raise IntegrationError(exc.message, permanent=exc.permanent, code=exc.code) from None
 
 
-def test_connection(*, integration: Integration) -> ConnectionInfo:
-    """Check a saved integration's credentials and record the outcome on it."""
+def test_connection(*, integration: Integration, **tuning: Any) -> ConnectionInfo:
+    """Check a saved integration's credentials and record the outcome on it.
+
+    ``tuning`` (``timeout``, ``max_attempts``) bounds the check; see ``check_connection``.
+    """
     if integration.receives:
         # Exporters post its traces: there is nothing to connect to or pull.
         adapter_class = get_adapter_class(integration.kind)
@@ -378,6 +385,7 @@ def test_connection(*, integration: Integration) -> ConnectionInfo:
             secret_key=integration.secret_key,
             kind=integration.kind,
             options=integration.options,
+            **tuning,
         )
     except IntegrationError as exc:
         if exc.code == "auth":
@@ -395,6 +403,35 @@ def test_connection(*, integration: Integration) -> ConnectionInfo:
 
 
 test_connection.__test__ = False  # not a pytest test, despite the name
+
+
+# The check run right after a save answers within the request: one try, a short wait
+# (two calls at most: Langfuse's health check, then its projects), so a hung host costs
+# seconds, not the 10 s x 2 tries of the "Test connection" button.
+SAVED_CHECK_TUNING = {"timeout": 3.0, "max_attempts": 1}
+
+
+def connection_outcome(*, integration: Integration, **tuning: Any) -> tuple[bool, str]:
+    """Test a saved integration's connection (recorded on it); return ``(ok, message)``."""
+    try:
+        info = test_connection(integration=integration, **tuning)
+    except IntegrationError as exc:
+        return False, exc.message
+    return True, connection_message(info)
+
+
+def saved_message(*, integration: Integration) -> tuple[bool, str]:
+    """Check the connection just saved and say how it went: a wrong key shows at once,
+    not at the first sync. The integration is saved either way."""
+    ok, message = connection_outcome(integration=integration, **SAVED_CHECK_TUNING)
+    if ok:
+        return True, f"“{integration.name}” saved. {message}"
+    return False, f"“{integration.name}” saved, but the connection failed: {message}"
+
+
+def connection_settings(integration: Integration) -> tuple:
+    """What a connection check depends on: a save that changes it checks it again."""
+    return (integration.host, integration.public_key, integration.secret_key, integration.options)
 
 
 def connection_message(info: ConnectionInfo) -> str:

@@ -76,7 +76,8 @@ def integration_create(request):
         except IntegrationError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"“{integration.name}” connected. Start a sync when ready.")
+            ok, message = services.saved_message(integration=integration)
+            (messages.success if ok else messages.warning)(request, message)
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
     return _form_page(request, form, integration=None, kind=kind)
 
@@ -174,12 +175,17 @@ def integration_edit(request, pk: int):
         )
         return _form_page(request, form, integration=integration, kind=integration.kind, **result)
     if request.method == "POST" and form.is_valid():
+        before = services.connection_settings(integration)
         try:
             services.update_integration(integration=integration, **form.service_kwargs())
         except IntegrationError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"“{integration.name}” saved.")
+            if services.connection_settings(integration) != before:
+                ok, message = services.saved_message(integration=integration)
+                (messages.success if ok else messages.warning)(request, message)
+            else:
+                messages.success(request, f"“{integration.name}” saved.")
             return redirect("integrations:detail", slug=request.workspace.slug, pk=integration.pk)
     return _form_page(request, form, integration=integration, kind=integration.kind)
 
@@ -230,11 +236,7 @@ def check_edited_connection(request, pk: int):
 def check_connection(request, pk: int):
     """Test a saved integration's connection."""
     integration = _integration(request, pk)
-    try:
-        info = services.test_connection(integration=integration)
-        ok, message = True, services.connection_message(info)
-    except IntegrationError as exc:
-        ok, message = False, exc.message
+    ok, message = services.connection_outcome(integration=integration)
     if request.htmx:
         return render(request, "integrations/form.html#connection", {"ok": ok, "message": message})
     (messages.success if ok else messages.error)(request, message)

@@ -163,3 +163,17 @@ def test_the_admin_checks_options_with_the_kinds_adapter(
     url = reverse("admin:integrations_integration_change", args=[integration.pk])
     page = client.get(url)
     assert page.status_code == 200 and API_KEY not in page.content.decode()
+
+
+def test_a_wrong_langsmith_key_is_reported_when_saved_and_kept(login, owner, workspace, fake):
+    """Before: saved without a word, found only at the first sync."""
+    client = login(owner)
+
+    page = client.post(create_url(workspace), form_data(fake, api_key="lsv2_wrong"), follow=True)
+
+    text = page.content.decode()
+    assert "“LangSmith prod” saved, but the connection failed:" in text
+    assert "lsv2_wrong" not in text
+    integration = Integration.objects.for_workspace(workspace).get()
+    assert integration.secret_key == "lsv2_wrong"
+    assert integration.status == Integration.Status.AUTH_FAILED

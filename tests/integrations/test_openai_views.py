@@ -137,3 +137,18 @@ def test_the_api_reports_the_agents_sdk_source(api_client, workspace):
     assert after["last_received_at"] is not None
     source = Integration.objects.get(pk=after["integration"])
     assert source.kind == Integration.Kind.OPENAI_AGENTS
+
+
+def test_a_wrong_openai_key_is_reported_when_saved_and_kept(login, owner, workspace, openai_store):
+    """Before: saved without a word, found only at the first sync."""
+    client = login(owner)
+    form = {"name": "OpenAI prod", "base_url": openai_store.base_url, "api_key": "sk-wrong-key"}
+
+    page = client.post(
+        reverse("integrations:create", args=[workspace.slug]) + "?kind=openai", form, follow=True
+    )
+
+    text = page.content.decode()
+    assert "“OpenAI prod” saved, but the connection failed: OpenAI rejected the API key" in text
+    assert "sk-wrong-key" not in text
+    assert Integration.objects.for_workspace(workspace).get().secret_key == "sk-wrong-key"

@@ -22,7 +22,7 @@ def form_data(fake, **overrides):
     return {
         "name": "Langfuse prod",
         "region": "self",
-        "custom_host": fake.url,
+        "custom_host": fake.url if fake else "",
         "public_key": PUBLIC_KEY,
         "secret_key": SECRET_KEY,
         "sync_interval_minutes": "60",
@@ -530,3 +530,89 @@ def test_sync_now_during_a_running_sync_says_so(login, owner, workspace, make_in
     assert "A sync is already running: its progress is below." in page
     assert "Sync started." not in page
     assert SyncRun.objects.filter(integration=integration).count() == 1
+
+
+# --- the connection is checked when it is saved ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expected", "status"),
+    [
+        (
+            {"secret_key": "sk-lf-wrong"},
+            "“Langfuse prod” saved, but the connection failed: Langfuse rejected the API keys",
+            Integration.Status.AUTH_FAILED,
+        ),
+        (
+            {},
+            "“Langfuse prod” saved. Connected to project “Fake Project” (Langfuse 4.59.0).",
+            Integration.Status.NEW,
+        ),
+    ],
+)
+def test_connecting_checks_the_keys_at_once_and_saves_them_either_way(
+    login, owner, workspace, fake_langfuse, change, expected, status
+):
+    """Before: a wrong secret key was saved without a word, found only at the first sync."""
+    fake = fake_langfuse()
+    client = login(owner)
+
+    page = client.post(
+        reverse("integrations:create", args=[workspace.slug]),
+        form_data(fake, **change),
+        follow=True,
+    )
+
+    integration = Integration.objects.for_workspace(workspace).get()  # saved, nothing lost
+    assert integration.status == status
+    text = page.content.decode()
+    assert expected in text
+    assert "sk-lf-wrong" not in text
+
+
+def test_editing_the_key_checks_it_and_a_rename_does_not(login, owner, workspace, fake_langfuse):
+    fake = fake_langfuse()
+    client = login(owner)
+    client.post(reverse("integrations:create", args=[workspace.slug]), form_data(fake))
+    integration = Integration.objects.for_workspace(workspace).get()
+    url = reverse("integrations:edit", args=[workspace.slug, integration.pk])
+
+    checks = fake.request_count("/api/public/projects")
+    renamed = client.post(url, form_data(fake, name="Renamed", secret_key=""), follow=True)
+    assert "“Renamed” saved." in renamed.content.decode()
+    assert fake.request_count("/api/public/projects") == checks  # nothing to check again
+
+    rekeyed = client.post(
+        url, form_data(fake, name="Renamed", secret_key="sk-lf-wrong"), follow=True
+    )
+    text = rekeyed.content.decode()
+    assert "“Renamed” saved, but the connection failed: Langfuse rejected the API keys" in text
+    assert "sk-lf-wrong" not in text
+    integration.refresh_from_db()
+    assert integration.secret_key == "sk-lf-wrong"  # saved anyway: the user fixes it later
+
+
+def test_a_host_that_never_answers_does_not_hold_the_save(login, owner, workspace, caplog):
+    """A server that accepts the connection and never answers (a hung proxy)."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections queue in the kernel; nothing ever answers
+        host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        client = login(owner)
+        started = time.monotonic()
+        page = client.post(
+            reverse("integrations:create", args=[workspace.slug]),
+            form_data(None, custom_host=host, secret_key="sk-lf-hung-secret"),
+            follow=True,
+        )
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 8, elapsed
+    text = page.content.decode()
+    assert "“Langfuse prod” saved, but the connection failed:" in text
+    assert "did not answer" in text
+    assert Integration.objects.for_workspace(workspace).filter(host=host).exists()
+    assert "sk-lf-hung-secret" not in text + caplog.text
