@@ -145,8 +145,8 @@ def test_main_pages_load_without_a_csp_violation(logged_in_page, watch, workspac
     # data-confirm: dismissing the dialog keeps the integration.
     page.goto(f"{ws}/integrations/{content['integration'].pk}/")
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.get_by_role("button", name="Delete").click()
-    expect(page.get_by_role("button", name="Delete")).to_be_visible()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("button", name="Delete", exact=True)).to_be_visible()
     watch.check(page)
 
 
