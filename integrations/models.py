@@ -45,7 +45,9 @@ class Integration(WorkspaceOwned):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LANGFUSE)
     enabled = models.BooleanField(default=True)
     # Not a URLField: self-hosted Langfuse often lives at a bare host name (http://langfuse:3000).
-    host = models.CharField(max_length=300, default=LANGFUSE_CLOUD_EU)
+    # Blank for a receiving source without a read-back key; each kind's adapter checks its
+    # own host (clean_settings).
+    host = models.CharField(max_length=300, default=LANGFUSE_CLOUD_EU, blank=True)
     # The public key identifies the project (Langfuse prints it in its UI); only the
     # secret key is a credential.
     public_key = models.CharField(max_length=200, blank=True)

@@ -406,3 +406,15 @@ def test_the_response_key_is_the_workspaces_managers_only(
         assert answer.status_code == expected, (role, answer.content)
     source.refresh_from_db()
     assert source.secret_key == ""
+
+
+def test_renaming_an_agents_source_without_a_key_is_a_rename(token_client, workspace):
+    """Before: 400 "host: This field cannot be blank", although such a source has no host."""
+    source = _agents_source(workspace, host="")
+    url = reverse("api-integration", args=[source.pk])
+
+    renamed = token_client.patch(url, {"name": "agents (prod)"}, format="json")
+
+    assert renamed.status_code == 200, renamed.json()
+    source.refresh_from_db()
+    assert (source.name, source.host) == ("agents (prod)", "")
