@@ -31,6 +31,9 @@ def test_two_workers_share_a_split_run_and_judge_every_trace_once(
     celery_worker_process, transactional_db, workspace, settings, tmp_path
 ):
     settings.IOFOLD_EVAL_CHUNK_TRACES = 4
+    # Every chunk sent at once: with only a few in flight, the file broker's 1 s poll let
+    # the first worker carry on through each chunk sent before the second read its message.
+    settings.IOFOLD_EVAL_CHUNKS_IN_FLIGHT = 10
     second = WorkerProcess(celery_worker_process.env, tmp_path / "second.log").start()
     try:
         eval_set, traces = labelled_set(workspace, good=24, bad=16)
