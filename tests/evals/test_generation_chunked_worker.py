@@ -17,8 +17,14 @@ def test_two_workers_measure_one_generation_and_judge_every_label_once(
     use_fake_openai(workspace, fake_llm)
     eval_set, traces = labelled_set(workspace, good=24, bad=16)
     fake_llm.push_text(fenced(SLOW_REFUSAL_CODE))
-    # Both workers split measuring runs into chunks of 4; the shared worker is set aside.
-    env = {**celery_worker_process.env, "IOFOLD_EVAL_CHUNK_TRACES": "4"}
+    # Both workers split measuring runs into chunks of 4, all sent at once (with a few in
+    # flight the file broker's 1 s poll let the generating worker carry on through each
+    # before the other read its message); the shared worker is set aside.
+    env = {
+        **celery_worker_process.env,
+        "IOFOLD_EVAL_CHUNK_TRACES": "4",
+        "IOFOLD_EVAL_CHUNKS_IN_FLIGHT": "10",
+    }
     celery_worker_process.terminate()
     first = WorkerProcess(env, tmp_path / "first.log").start()
     second = WorkerProcess(env, tmp_path / "second.log").start()
